@@ -1,0 +1,186 @@
+"""The scenario schema: pools, deployments, traffic, routing, simulation settings, cost assumptions.
+
+The schema is the documentation: every field has a type, bounds and a description, and unknown
+fields are rejected (extra="forbid").
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
+
+from simfactory.config.distributions import Distribution
+from simfactory.config.profile import AsOf, DType
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OnPremCost(_Strict):
+    """On-prem cost assumptions; unset fields take the shipped defaults (hardware_profiles/cost_defaults.yaml)."""
+
+    amortization_years: PositiveFloat | None = None
+    usd_per_kwh: NonNegativeFloat | None = None
+    pue: Annotated[float, Field(ge=1.0, le=3.0)] | None = None
+    hosting_usd_per_kw_month: NonNegativeFloat | None = None
+
+
+class Pool(_Strict):
+    name: Name
+    sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
+    count: PositiveInt = Field(description="number of accelerators in the pool")
+    location: Literal["cloud", "on_prem"]
+    cloud_usd_per_accel_hour: NonNegativeFloat | None = Field(
+        default=None, description="override the profile's cloud price"
+    )
+    server_usd_per_accel: NonNegativeFloat | None = Field(
+        default=None, description="override the profile's on-prem capex per accelerator"
+    )
+    on_prem: OnPremCost = Field(default_factory=OnPremCost)
+
+
+class Deployment(_Strict):
+    """A model served by N replicas, each on `tp` accelerators of one pool (vLLM's knobs and names)."""
+
+    name: Name
+    model: str = Field(description="model id from hardware_profiles/models.yaml")
+    pool: str
+    replicas: PositiveInt
+    tp: PositiveInt = 1
+    dtype: DType = "bf16"
+    kv_dtype: DType | None = Field(default=None, description="KV-cache dtype; defaults to dtype (int4 -> bf16)")
+    engine: str = "vllm"
+    max_num_seqs: PositiveInt = 256
+    max_num_batched_tokens: PositiveInt = 8192
+    enable_chunked_prefill: bool = True
+    block_size: PositiveInt = 16
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    kv_cache_tokens: PositiveInt | None = Field(
+        default=None, description="override the KV capacity derived from device memory"
+    )
+    max_model_len: PositiveInt | None = Field(
+        default=None, description="longest prompt+output accepted; defaults to the model's context"
+    )
+
+    @model_validator(mode="after")
+    def _budget_covers_batch(self) -> "Deployment":
+        if self.max_num_batched_tokens < self.max_num_seqs:
+            raise ValueError(
+                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
+                f"({self.max_num_seqs}) so every running sequence can decode each step"
+            )
+        return self
+
+
+class PoissonArrivals(_Strict):
+    process: Literal["poisson"] = "poisson"
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+
+
+class ConstantArrivals(_Strict):
+    """Evenly spaced arrivals (D in Kendall notation)."""
+
+    process: Literal["constant"] = "constant"
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+
+
+class GammaArrivals(_Strict):
+    """Renewal process with gamma inter-arrivals: cv > 1 is burstier than Poisson, cv < 1 smoother."""
+
+    process: Literal["gamma"] = "gamma"
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+    cv: PositiveFloat = Field(allow_inf_nan=False)
+
+
+Arrivals = Annotated[
+    Union[PoissonArrivals, ConstantArrivals, GammaArrivals], Field(discriminator="process")
+]
+
+
+class RequestClass(_Strict):
+    """A kind of request: its share of traffic, its lengths (inline or from a workload file) and its target."""
+
+    name: Name
+    weight: PositiveFloat = 1.0
+    target: str = Field(description="deployment name that serves this class")
+    workload: str | None = Field(default=None, description="name of a workload file in workloads/")
+    input_tokens: Distribution | None = None
+    output_tokens: Distribution | None = None
+
+    @model_validator(mode="after")
+    def _lengths_given_once(self) -> "RequestClass":
+        inline = self.input_tokens is not None or self.output_tokens is not None
+        if self.workload is not None and inline:
+            raise ValueError("give either workload or input_tokens/output_tokens, not both")
+        if self.workload is None and (self.input_tokens is None or self.output_tokens is None):
+            raise ValueError("needs a workload name, or both input_tokens and output_tokens")
+        return self
+
+
+class Traffic(_Strict):
+    arrival: Arrivals
+    classes: list[RequestClass] = Field(min_length=1)
+
+
+class Routing(_Strict):
+    load_balancer: Literal["round_robin", "random", "least_outstanding", "pull"] = Field(
+        default="least_outstanding",
+        description=(
+            "how a deployment's replicas share requests: round_robin, random, least_outstanding "
+            "(fewest running+waiting), or pull (one shared queue; a replica takes work when it has a free slot)"
+        ),
+    )
+
+
+class SimSettings(_Strict):
+    horizon_s: PositiveFloat = Field(allow_inf_nan=False, description="arrivals stop at this time")
+    warmup_s: NonNegativeFloat = Field(default=0.0, description="requests arriving earlier are not measured")
+    drain: bool = Field(default=True, description="after the horizon, let in-flight requests finish")
+    max_drain_s: PositiveFloat = Field(
+        default=3600.0, description="stop draining after this long; unfinished requests are recorded as such"
+    )
+    timeline_resolution_s: PositiveFloat = Field(default=1.0, description="sampling step of timelines")
+
+    @model_validator(mode="after")
+    def _warmup_inside(self) -> "SimSettings":
+        if self.warmup_s >= self.horizon_s:
+            raise ValueError(f"warmup_s ({self.warmup_s}) must be < horizon_s ({self.horizon_s})")
+        return self
+
+
+class Scenario(_Strict):
+    name: Name
+    description: str = ""
+    seed: int = Field(default=0, ge=0)
+    pools: list[Pool] = Field(min_length=1)
+    deployments: list[Deployment] = Field(min_length=1)
+    traffic: Traffic
+    routing: Routing = Field(default_factory=Routing)
+    sim: SimSettings
+
+
+class RequestWorkload(_Strict):
+    """A workload file describing single LLM requests (agent graphs come later as another kind)."""
+
+    kind: Literal["requests"] = "requests"
+    name: Name
+    description: str = ""
+    input_tokens: Distribution
+    output_tokens: Distribution
+    source: str = Field(min_length=1)
+    as_of: AsOf
+
+
+Workload = Annotated[Union[RequestWorkload], Field(discriminator="kind")]

@@ -1,0 +1,1 @@
+"""Cost models: pure functions over pools, prices and measured utilization. Knows nothing of SimPy."""

@@ -1,0 +1,1 @@
+"""Step-time models and memory accounting: pure math over profiles and model shapes."""

@@ -1,0 +1,98 @@
+"""Time of one continuous-batching iteration, as a function of what the batch holds.
+
+Two models share one interface, `step_s(load)`:
+- Roofline: overhead + max(compute time, memory time) + tensor-parallel all-reduce time.
+  A lower bound scaled by efficiency factors that are fitted to published measurements.
+- Linear: overhead + coefficients x load, fitted to measurements by calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simfactory.config.profile import (
+    BYTES_PER_PARAM,
+    LinearStepTime,
+    ModelArch,
+    RooflineStepTime,
+    Spec,
+)
+
+ALLREDUCES_PER_LAYER = 2  # Megatron-style TP: one after attention, one after the MLP (Shoeybi et al. 2019)
+
+
+@dataclass(frozen=True, slots=True)
+class StepLoad:
+    """What one engine iteration computes.
+
+    prefill_tokens: prompt tokens computed in this step (all prefill chunks together)
+    decode_seqs: sequences generating one token each
+    kv_tokens_read: context tokens whose K/V attention reads, summed over decode sequences
+    prefill_attn_pairs: query-key pairs of the prefill chunks: sum of chunk * (context_before + (chunk + 1) / 2)
+    """
+
+    prefill_tokens: int = 0
+    decode_seqs: int = 0
+    kv_tokens_read: float = 0.0
+    prefill_attn_pairs: float = 0.0
+
+
+class StepTimeModel:
+    """Interface: seconds for one iteration with the given load."""
+
+    def step_s(self, load: StepLoad) -> float:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class LinearModel(StepTimeModel):
+    spec: LinearStepTime
+
+    def step_s(self, load: StepLoad) -> float:
+        s = self.spec
+        return (
+            s.overhead_s
+            + s.s_per_prefill_token * load.prefill_tokens
+            + s.s_per_decode_seq * load.decode_seqs
+            + s.s_per_kv_token * load.kv_tokens_read
+            + s.s_per_attn_pair * load.prefill_attn_pairs
+        )
+
+
+@dataclass(frozen=True)
+class RooflineModel(StepTimeModel):
+    """Roofline of one TP group. FLOPs: 2 x active params per token plus attention (4 x layers x q-width
+    per query-key pair); bytes: weights once per step plus the K/V read. Per-device work is divided by TP;
+    each layer pays two ring all-reduces of the step's activations over the interconnect."""
+
+    arch: ModelArch
+    spec: Spec
+    factors: RooflineStepTime
+    dtype: str
+    kv_dtype: str
+    tp: int
+
+    def step_s(self, load: StepLoad) -> float:
+        a = self.arch
+        tokens = load.prefill_tokens + load.decode_seqs
+        q_width = a.heads * a.head_dim
+        attn_pairs = load.kv_tokens_read + load.prefill_attn_pairs
+        flops = 2.0 * a.active_params_b * 1e9 * tokens + 4.0 * a.layers * q_width * attn_pairs
+        kv_bytes = a.kv_bytes_per_token(self.kv_dtype) * (load.kv_tokens_read + load.prefill_tokens)
+        weight_bytes = a.weight_bytes(self.dtype)
+        peak_flops = self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency
+        bandwidth = self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency
+        compute_s = flops / self.tp / peak_flops
+        memory_s = (weight_bytes + kv_bytes) / self.tp / bandwidth
+        return self.factors.step_overhead_s + max(compute_s, memory_s) + self.allreduce_s(tokens)
+
+    def allreduce_s(self, tokens: int) -> float:
+        """Ring all-reduce of tokens x hidden activations: 2 (tp-1)/tp of the bytes over the link, per call."""
+        if self.tp == 1 or tokens == 0:
+            return 0.0
+        link = self.spec.interconnect_gb_s
+        if link is None:
+            raise ValueError(f"tp={self.tp} needs spec.interconnect_gb_s")
+        msg_bytes = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
+        per_call = 2 * (self.tp - 1) / self.tp * msg_bytes / (link * 1e9) + self.spec.interconnect_latency_s
+        return ALLREDUCES_PER_LAYER * self.arch.layers * per_call

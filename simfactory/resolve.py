@@ -1,0 +1,312 @@
+"""Turn a validated Scenario into everything the simulator needs: profiles, model shapes, step-time
+models, KV capacity and length distributions, checking every cross-reference with its field path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simfactory.config.distributions import Distribution
+from simfactory.config.loader import load_model_file, read_yaml, validate
+from simfactory.config.profile import (
+    HardwareProfile,
+    LinearStepTime,
+    ModelArch,
+    ModelCatalog,
+    RooflineStepTime,
+    StepTimeEntry,
+)
+from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario
+from simfactory.cost.defaults import CostDefaults, load_cost_defaults
+from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.memory import MemoryPlan, plan_memory
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
+from simfactory.paths import PROFILES_DIR, WORKLOADS_DIR
+
+SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
+
+
+@dataclass(frozen=True)
+class ResolvedDeployment:
+    index: int
+    config: Deployment
+    pool: Pool
+    profile: HardwareProfile
+    arch: ModelArch
+    step_time: StepTimeModel
+    step_time_source: str
+    memory: MemoryPlan
+    kv_capacity_tokens: int
+    kv_blocks: int
+    max_model_len: int
+
+
+@dataclass(frozen=True)
+class ResolvedClass:
+    index: int
+    config: RequestClass
+    input_tokens: Distribution
+    output_tokens: Distribution
+    deployment_index: int
+
+
+@dataclass(frozen=True)
+class ResolvedScenario:
+    scenario: Scenario
+    file: str
+    deployments: list[ResolvedDeployment]
+    classes: list[ResolvedClass]
+    cost_defaults: CostDefaults
+
+
+def search_dirs(scenario_file: Path | None, name: str, builtin: Path) -> list[Path]:
+    """A user's own folder beside (or above) the scenario wins over the shipped one."""
+    dirs: list[Path] = []
+    if scenario_file is not None:
+        here = scenario_file.resolve().parent
+        dirs += [here / name, here.parent / name]
+    dirs.append(builtin)
+    unique: list[Path] = []
+    for d in dirs:
+        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+            unique.append(d)
+    return unique
+
+
+def find_file(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for ext in (".yaml", ".yml"):
+            p = d / f"{stem}{ext}"
+            if p.is_file():
+                return p
+    return None
+
+
+def available(dirs: list[Path], exclude: tuple[str, ...] = ()) -> list[str]:
+    names = {p.stem for d in dirs for p in d.glob("*.y*ml") if p.stem not in exclude}
+    return sorted(names)
+
+
+def load_profile(dirs: list[Path], sku: str, file: str, field: str) -> HardwareProfile:
+    path = find_file(dirs, sku)
+    if path is None:
+        choices = ", ".join(available(dirs, exclude=NON_PROFILE_FILES))
+        raise InputError(file, field, f"no hardware profile {sku!r} (available: {choices})")
+    profile = load_model_file(HardwareProfile, path)
+    if profile.sku != sku:
+        raise InputError(str(path), "sku", f"is {profile.sku!r} but the file is named {path.stem!r}")
+    return profile
+
+
+NON_PROFILE_FILES = ("models", "cost_defaults")
+
+
+def load_models(dirs: list[Path]) -> dict[str, ModelArch]:
+    models: dict[str, ModelArch] = {}
+    for d in reversed(dirs):  # user's catalogue overrides shipped entries with the same id
+        path = d / "models.yaml"
+        if path.is_file():
+            for m in load_model_file(ModelCatalog, path).models:
+                models[m.id] = m
+    return models
+
+
+def calibrated_entries(dirs: list[Path], sku: str) -> list[tuple[StepTimeEntry, str]]:
+    """Per-combination profiles written by calibration: hardware_profiles/<sku>/*.yaml."""
+    out = []
+    for d in dirs:
+        sub = d / sku
+        if sub.is_dir():
+            for p in sorted(sub.glob("*.yaml")):
+                out.append((load_model_file(StepTimeEntry, p), str(p)))
+    return out
+
+
+def choose_step_time(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str
+) -> tuple[StepTimeModel, str]:
+    entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
+    entries += calibrated_entries(dirs, profile.sku)
+    matching = [
+        (e, where)
+        for e, where in entries
+        if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)
+    ]
+    if matching:
+        entry, where = min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source])
+        spec = entry.step_time
+        label = f"{entry.source} ({where})"
+        if isinstance(spec, LinearStepTime):
+            return LinearModel(spec), label
+        return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp), label
+    r = profile.roofline
+    factors = RooflineStepTime(
+        compute_efficiency=r.compute_efficiency,
+        memory_efficiency=r.memory_efficiency,
+        step_overhead_s=r.step_overhead_s,
+    )
+    return (
+        RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp),
+        f"roofline (SKU default factors of {profile.sku})",
+    )
+
+
+def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
+    """Check references and build the runtime description; raises InputErrors naming file and field."""
+    path = Path(file) if file is not None else None
+    fname = str(file) if file is not None else f"<scenario {scenario.name}>"
+    errors: list[InputError] = []
+    profile_dirs = search_dirs(path, "hardware_profiles", PROFILES_DIR)
+    workload_dirs = search_dirs(path, "workloads", WORKLOADS_DIR)
+    models = load_models(profile_dirs)
+
+    _check_unique(scenario, fname, errors)
+    pools = {p.name: p for p in scenario.pools}
+    profiles: dict[str, HardwareProfile] = {}
+    for i, p in enumerate(scenario.pools):
+        try:
+            profiles[p.name] = load_profile(profile_dirs, p.sku, fname, f"pools[{i}].sku")
+        except InputError as e:
+            errors.append(e)
+
+    used: dict[str, int] = {}
+    deployments: list[ResolvedDeployment] = []
+    for i, d in enumerate(scenario.deployments):
+        at = f"deployments[{i}]"
+        if d.pool not in pools:
+            errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
+            continue
+        used[d.pool] = used.get(d.pool, 0) + d.replicas * d.tp
+        if d.model not in models:
+            errors.append(
+                InputError(fname, f"{at}.model", f"unknown model {d.model!r} (known: {', '.join(sorted(models))})")
+            )
+            continue
+        profile = profiles.get(d.pool)
+        if profile is None:
+            continue
+        if profile.supported_models is not None and d.model not in profile.supported_models:
+            errors.append(
+                InputError(
+                    fname,
+                    f"{at}.model",
+                    f"{profile.sku} cannot run {d.model!r} (supported: {', '.join(profile.supported_models)})",
+                )
+            )
+            continue
+        arch = models[d.model]
+        kv_dtype = d.kv_dtype or ("bf16" if d.dtype == "int4" else d.dtype)
+        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp, d.gpu_memory_utilization)
+        if not mem.fits:
+            errors.append(
+                InputError(
+                    fname,
+                    f"{at}",
+                    f"{d.model} in {d.dtype} does not fit {d.tp} x {profile.sku}: needs "
+                    f"{(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 1e9:.1f} GB per device "
+                    f"for weights and activations, {mem.usable_bytes_per_device / 1e9:.1f} GB usable "
+                    f"({d.gpu_memory_utilization:.0%} of {profile.spec.hbm_gb:g} GB)",
+                )
+            )
+            continue
+        kv_tokens = d.kv_cache_tokens if d.kv_cache_tokens is not None else mem.kv_capacity_tokens
+        kv_blocks = kv_tokens // d.block_size
+        if kv_blocks < 1:
+            errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
+            continue
+        try:
+            step_time, label = choose_step_time(d, profile, arch, profile_dirs, kv_dtype)
+        except InputErrors as e:
+            errors.extend(e.errors)
+            continue
+        if d.tp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
+            errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp > 1"))
+            continue
+        max_len = d.max_model_len or arch.max_context_tokens
+        deployments.append(
+            ResolvedDeployment(
+                index=len(deployments),
+                config=d,
+                pool=pools[d.pool],
+                profile=profile,
+                arch=arch,
+                step_time=step_time,
+                step_time_source=label,
+                memory=mem,
+                kv_capacity_tokens=kv_tokens,
+                kv_blocks=kv_blocks,
+                max_model_len=max_len,
+            )
+        )
+    for name, n in used.items():
+        i = [p.name for p in scenario.pools].index(name)
+        if n > pools[name].count:
+            errors.append(
+                InputError(
+                    fname,
+                    f"pools[{i}].count",
+                    f"pool {name!r} has {pools[name].count} accelerators but its deployments need {n} (replicas x tp)",
+                )
+            )
+
+    by_name = {d.config.name: d.index for d in deployments}
+    declared = {d.name for d in scenario.deployments}
+    classes: list[ResolvedClass] = []
+    for i, c in enumerate(scenario.traffic.classes):
+        at = f"traffic.classes[{i}]"
+        if c.target not in declared:
+            errors.append(
+                InputError(fname, f"{at}.target", f"unknown deployment {c.target!r} (deployments: {sorted(declared)})")
+            )
+            continue
+        try:
+            inp, out = _lengths(c, workload_dirs, fname, at)
+        except (InputError, InputErrors) as e:
+            errors.extend(e.errors if isinstance(e, InputErrors) else [e])
+            continue
+        if c.target in by_name:
+            classes.append(ResolvedClass(len(classes), c, inp, out, by_name[c.target]))
+
+    if errors:
+        raise InputErrors(errors)
+    try:
+        cost_defaults = load_cost_defaults(profile_dirs)
+    except InputError as e:
+        raise InputErrors([e]) from None
+    return ResolvedScenario(scenario, fname, deployments, classes, cost_defaults)
+
+
+def _check_unique(scenario: Scenario, fname: str, errors: list[InputError]) -> None:
+    for section, names in (
+        ("pools", [p.name for p in scenario.pools]),
+        ("deployments", [d.name for d in scenario.deployments]),
+        ("traffic.classes", [c.name for c in scenario.traffic.classes]),
+    ):
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                errors.append(InputError(fname, f"{section}[{i}].name", f"duplicate name {n!r}"))
+            seen.add(n)
+
+
+def _lengths(
+    c: RequestClass, dirs: list[Path], fname: str, at: str
+) -> tuple[Distribution, Distribution]:
+    if c.workload is None:
+        assert c.input_tokens is not None and c.output_tokens is not None  # guaranteed by the schema
+        return c.input_tokens, c.output_tokens
+    path = find_file(dirs, c.workload)
+    if path is None:
+        raise InputError(fname, f"{at}.workload", f"no workload {c.workload!r} (available: {', '.join(available(dirs))})")
+    w = validate(RequestWorkload, read_yaml(path), str(path))
+    return w.input_tokens, w.output_tokens
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario file (references are checked by `resolve`)."""
+    p = Path(path)
+    return validate(Scenario, read_yaml(p), str(p))
+
+
+def load_and_resolve(path: str | Path) -> ResolvedScenario:
+    return resolve(load_scenario(path), path)

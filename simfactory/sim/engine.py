@@ -1,0 +1,280 @@
+"""One model replica's engine: iteration-level continuous batching with a paged KV cache.
+
+Each loop iteration forms a batch the way vLLM's v1 scheduler does, then waits one step time:
+1. every running decode sequence gets one token; when the KV blocks for them run out, the newest
+   running request is preempted (its blocks freed; it is recomputed later: preemption by recompute);
+2. running partial prefills continue, oldest first, within the max_num_batched_tokens budget;
+3. waiting requests are admitted (preempted ones first) while max_num_seqs, the token budget and
+   free KV blocks allow; with chunked prefill a long prompt is split over several steps.
+A prefill's last chunk produces the request's first token; each decode step one more.
+
+Decode sequences all advance one token per step, so their state is kept relative to the engine's
+step counter: a sequence's KV length before step s is `base + s`. A new KV block is needed by the
+sequences whose `(base + s) % block_size == 0`, counted per residue class; the sum of KV lengths is
+`sum_base + n * s`. That makes a decode step O(1) in the batch size; completions come off a heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Callable
+from typing import Generator
+
+import simpy
+
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.queue import WaitingQueue
+from simfactory.sim.requests import RequestTable
+
+
+def blocks_for(tokens: int, block_size: int) -> int:
+    return -(-tokens // block_size)
+
+
+class ReplicaEngine:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        replica_id: int,
+        queue: WaitingQueue,
+        table: RequestTable,
+        step_time: StepTimeModel,
+        *,
+        max_num_seqs: int,
+        max_num_batched_tokens: int,
+        block_size: int,
+        kv_blocks: int,
+        enable_chunked_prefill: bool,
+        on_complete: Callable[[int], None],
+    ) -> None:
+        self.env = env
+        self.replica_id = replica_id
+        self.queue = queue
+        self.table = table
+        self.step_time = step_time
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.block_size = block_size
+        self.kv_blocks = kv_blocks
+        self.chunked = enable_chunked_prefill
+        self.on_complete = on_complete
+
+        self.free_blocks = kv_blocks
+        self.step = 0  # steps executed so far
+        self.running: dict[int, None] = {}  # admission order; the last one is the newest
+        self.requeued: deque[int] = deque()  # preempted requests, re-admitted before new ones
+        # prefill phase: rid -> tokens to compute (prompt + tokens generated before a preemption)
+        self.prefill_target: dict[int, int] = {}
+        self.computed: dict[int, int] = {}
+        # decode phase, relative to the step counter
+        self.dec_base: dict[int, int] = {}  # KV length before step s is base + s
+        self.dec_finish: dict[int, int] = {}  # step whose end produces the last token
+        self.bucket = [0] * block_size  # decode sequences per (base mod block_size)
+        self.sum_base = 0
+        self.finish_heap: list[tuple[int, int]] = []
+
+        self.busy_s = 0.0  # accumulated step time
+        self.step_started_s = 0.0
+        self.step_len_s = 0.0  # length of the step in progress (0 when idle)
+        self.steps_run = 0
+        self.preemptions = 0
+        self.process = env.process(self.run())
+
+    # ---- observations (read by the router and the timeline monitor) ----
+    @property
+    def n_decode(self) -> int:
+        return len(self.dec_base)
+
+    def outstanding(self) -> int:
+        """Requests this replica holds: running, preempted-waiting and (for its own queue) waiting."""
+        return len(self.running) + len(self.requeued) + len(self.queue)
+
+    def busy_until_now_s(self) -> float:
+        """Busy time up to now, counting the part of the step in progress that has elapsed."""
+        if self.step_len_s > 0:
+            return self.busy_s - self.step_len_s + (self.env.now - self.step_started_s)
+        return self.busy_s
+
+    def kv_used_blocks(self) -> int:
+        return self.kv_blocks - self.free_blocks
+
+    # ---- the engine loop ----
+    def run(self) -> Generator[simpy.Event, None, None]:
+        while True:
+            if not self.running and not self.requeued and not len(self.queue):
+                yield self.queue.wait()
+                continue
+            chunks, n_dec, kv_read, pairs = self._schedule()
+            if not chunks and n_dec == 0:
+                # Nothing could be scheduled although work exists: only possible when the shared queue
+                # was emptied by another replica between the wake-up and now.
+                if not self.running and not self.requeued:
+                    continue
+                raise RuntimeError(f"replica {self.replica_id}: scheduler stalled with running requests")
+            prefill_tokens = sum(c for _, c, _ in chunks)
+            dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs))
+            self.step_started_s = self.env.now
+            self.step_len_s = dt
+            self.busy_s += dt
+            yield self.env.timeout(dt)
+            self.step_len_s = 0.0
+            self.steps_run += 1
+            self._finish_step(chunks)
+
+    def _schedule(self) -> tuple[list[tuple[int, int, int]], int, float, float]:
+        """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
+        s = self.step
+        bs = self.block_size
+        # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
+        need = self.bucket[(-s) % bs] if self.dec_base else 0
+        while need > self.free_blocks:
+            self._preempt(next(reversed(self.running)))
+            need = self.bucket[(-s) % bs]
+        self.free_blocks -= need
+        n_dec = len(self.dec_base)
+        kv_read = float(self.sum_base + n_dec * (s + 1))
+        budget = self.max_num_batched_tokens - n_dec
+
+        # 2) running partial prefills, oldest first
+        chunks: list[tuple[int, int, int]] = []
+        scheduled: set[int] = set()
+        for rid in list(self.prefill_target):
+            if budget <= 0:
+                break
+            if rid not in self.prefill_target:
+                continue  # preempted while making room for an older one
+            done = self.computed[rid]
+            chunk = min(self.prefill_target[rid] - done, budget)
+            chunk = self._fit_chunk(rid, done, chunk, scheduled)
+            if chunk == 0:
+                break
+            chunks.append((rid, chunk, done))
+            scheduled.add(rid)
+            budget -= chunk
+
+        # 3) admit waiting requests: preempted ones first, then the queue
+        while budget > 0 and len(self.running) < self.max_num_seqs:
+            from_requeued = bool(self.requeued)
+            if not from_requeued and not len(self.queue):
+                break
+            rid = self.requeued[0] if from_requeued else self.queue.peek()
+            target = int(self.table.input_tokens[rid] + self.table.generated[rid])
+            chunk = min(target, budget)
+            if not self.chunked and chunk < target:
+                break
+            need_blocks = blocks_for(chunk, bs)
+            if need_blocks > self.free_blocks:
+                break
+            if from_requeued:
+                self.requeued.popleft()
+            else:
+                self.queue.pop()
+                if self.table.replica[rid] < 0:
+                    self.table.replica[rid] = self.replica_id
+                    self.table.first_scheduled_s[rid] = self.env.now
+            self.free_blocks -= need_blocks
+            self.running[rid] = None
+            self.prefill_target[rid] = target
+            self.computed[rid] = 0
+            chunks.append((rid, chunk, 0))
+            scheduled.add(rid)
+            budget -= chunk
+
+        pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
+        return chunks, n_dec, kv_read, pairs
+
+    def _fit_chunk(self, rid: int, done: int, chunk: int, scheduled: set[int]) -> int:
+        """Allocate blocks for a prefill chunk, preempting newer unscheduled prefills if needed;
+        shrink the chunk to the free blocks when that is not enough. Returns the chunk granted."""
+        bs = self.block_size
+        held = blocks_for(done, bs)
+        need = blocks_for(done + chunk, bs) - held
+        while need > self.free_blocks:
+            victim = next(
+                (r for r in reversed(self.running) if r != rid and r in self.prefill_target and r not in scheduled),
+                None,
+            )
+            if victim is None:
+                break
+            self._preempt(victim)
+        if need > self.free_blocks:
+            if not self.chunked:
+                return 0
+            chunk = max(0, (held + self.free_blocks) * bs - done)
+            need = blocks_for(done + chunk, bs) - held
+        self.free_blocks -= need
+        return chunk
+
+    def _preempt(self, rid: int) -> None:
+        """Preemption by recompute: free the request's KV blocks and queue it to be prefilled again."""
+        s = self.step
+        bs = self.block_size
+        t = self.table
+        if rid in self.dec_base:
+            base = self.dec_base.pop(rid)
+            del self.dec_finish[rid]
+            self.bucket[base % bs] -= 1
+            self.sum_base -= base
+            kv = base + s
+            t.generated[rid] = kv - t.input_tokens[rid] + 1
+            self.free_blocks += blocks_for(kv, bs)
+        else:
+            self.free_blocks += blocks_for(self.computed.pop(rid), bs)
+            del self.prefill_target[rid]
+        del self.running[rid]
+        t.preemptions[rid] += 1
+        self.preemptions += 1
+        self.requeued.appendleft(rid)
+
+    def _finish_step(self, chunks: list[tuple[int, int, int]]) -> None:
+        s = self.step
+        now = self.env.now
+        t = self.table
+        bs = self.block_size
+        # decode completions at the end of step s
+        heap = self.finish_heap
+        while heap and heap[0][0] <= s:
+            finish, rid = heapq.heappop(heap)
+            if self.dec_finish.get(rid) != finish:
+                continue  # stale entry of a preempted request
+            base = self.dec_base.pop(rid)
+            del self.dec_finish[rid]
+            self.bucket[base % bs] -= 1
+            self.sum_base -= base
+            self.free_blocks += blocks_for(base + s + 1, bs)
+            t.generated[rid] = t.output_tokens[rid]
+            self._complete(rid, now)
+        # prefill chunks; a finished prefill produces the first (or next) token
+        for rid, chunk, done in chunks:
+            computed = done + chunk
+            target = self.prefill_target[rid]
+            if computed < target:
+                self.computed[rid] = computed
+                continue
+            del self.prefill_target[rid]
+            del self.computed[rid]
+            g = int(t.generated[rid]) + 1
+            t.generated[rid] = g
+            if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request
+                t.first_token_s[rid] = now
+            out = int(t.output_tokens[rid])
+            if g >= out:
+                self.free_blocks += blocks_for(target, bs)
+                self._complete(rid, now)
+                continue
+            # decode from step s+1 on; KV length before step s+1 is target
+            s0 = s + 1
+            base = target - s0
+            self.dec_base[rid] = base
+            finish = s0 + out - g - 1
+            self.dec_finish[rid] = finish
+            self.bucket[base % bs] += 1
+            self.sum_base += base
+            heapq.heappush(heap, (finish, rid))
+        self.step = s + 1
+
+    def _complete(self, rid: int, now: float) -> None:
+        del self.running[rid]
+        self.table.completion_s[rid] = now
+        self.on_complete(rid)

@@ -1,0 +1,16 @@
+"""How each request ended. Every request ends with exactly one of these."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Outcome(IntEnum):
+    PENDING = 0  # only while the simulation runs
+    COMPLETED = 1
+    REJECTED_TOO_LONG = 2  # prompt + output exceed what the deployment can hold (max_model_len / KV capacity)
+    UNFINISHED = 3  # still queued or running when the simulation stopped (drain off or drain cap hit)
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
