@@ -56,6 +56,7 @@ class ResolvedScenario:
     file: str
     deployments: list[ResolvedDeployment]
     classes: list[ResolvedClass]
+    pool_profiles: dict[str, HardwareProfile]
     cost_defaults: CostDefaults
 
 
@@ -168,6 +169,14 @@ def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScena
             profiles[p.name] = load_profile(profile_dirs, p.sku, fname, f"pools[{i}].sku")
         except InputError as e:
             errors.append(e)
+            continue
+        price = profiles[p.name].price
+        if p.location == "cloud" and p.cloud_usd_per_accel_hour is None and price.cloud_usd_per_accel_hour is None:
+            errors.append(InputError(fname, f"pools[{i}].cloud_usd_per_accel_hour",
+                                     f"profile {p.sku!r} has no cloud price; set one for this pool"))
+        if p.location == "on_prem" and p.server_usd_per_accel is None and price.server_usd_per_accel is None:
+            errors.append(InputError(fname, f"pools[{i}].server_usd_per_accel",
+                                     f"profile {p.sku!r} has no server price; set one for this pool"))
 
     used: dict[str, int] = {}
     deployments: list[ResolvedDeployment] = []
@@ -273,7 +282,7 @@ def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScena
         cost_defaults = load_cost_defaults(profile_dirs)
     except InputError as e:
         raise InputErrors([e]) from None
-    return ResolvedScenario(scenario, fname, deployments, classes, cost_defaults)
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults)
 
 
 def _check_unique(scenario: Scenario, fname: str, errors: list[InputError]) -> None:

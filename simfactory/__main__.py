@@ -1,0 +1,3 @@
+from simfactory.cli import app
+
+app()

@@ -1,0 +1,179 @@
+"""The `simfactory` command: a thin Typer layer over simfactory.api. Bad input -> one line per error, exit 2."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from simfactory import __version__
+from simfactory.errors import InputError, InputErrors
+
+app = typer.Typer(
+    name="simfactory",
+    help="Simulate and plan AI factories: LLM serving fleets, their latency, utilization and cost.",
+    no_args_is_help=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_INPUT_ERROR = 2
+
+
+@contextmanager
+def input_errors() -> Iterator[None]:
+    """Turn InputError(s) into `error: file: field: reason` lines on stderr and exit code 2."""
+    try:
+        yield
+    except InputErrors as e:
+        for one in e.errors:
+            err.print(f"[red]error:[/red] {one}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    except InputError as e:
+        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"simfactory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    """simfactory: what-if simulation and TCO for LLM and agent serving fleets."""
+
+
+ScenarioArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Scenario YAML file; omit it to use the shipped default (scenarios/default.yaml)."),
+]
+
+
+@app.command()
+def validate(scenario: ScenarioArg = None) -> None:
+    """Check a scenario file (schema, references, profiles, workloads, memory fit) without running it.
+
+    Example: simfactory validate scenarios/default.yaml
+    """
+    from simfactory.api import prepare
+
+    with input_errors():
+        rs = prepare(scenario)
+    out.print(f"[green]ok[/green] {rs.file}: scenario {rs.scenario.name!r} is valid")
+    for d in rs.deployments:
+        out.print(
+            f"  {d.config.name}: {d.config.replicas} x {d.config.model} on {d.config.tp} x {d.profile.sku}, "
+            f"KV {d.kv_capacity_tokens:,} tokens/replica, step time: {d.step_time_source}",
+            highlight=False,
+        )
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output directory (default: runs/<scenario name>).")
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", min=0, help="Override the scenario's seed.")
+    ] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+) -> None:
+    """Simulate a scenario and write summary.md, summary.json, requests.csv and plots.
+
+    Example: simfactory run scenarios/default.yaml --out runs/default --seed 1
+    """
+    from simfactory.api import prepare
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.report.writer import write_run
+    from simfactory.sim.run import simulate
+
+    with input_errors():
+        rs = prepare(scenario)
+    target = out_dir or Path("runs") / rs.scenario.name
+    started = time.perf_counter()
+    with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
+        result = simulate(rs, seed=seed, progress=progress)
+    wall_s = time.perf_counter() - started
+    with input_errors():
+        metrics = compute_metrics(result)
+    write_run(metrics, target, plots=plots)
+    if not quiet:
+        _print_summary(metrics.summary, wall_s)
+    out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{', plots' if plots else ''})", highlight=False)
+
+
+@contextmanager
+def _progress(quiet: bool, label: str) -> Iterator[Callable[[float, float], None] | None]:
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def update(done_s: float, total_s: float) -> None:
+            bar.update(task, completed=done_s, total=total_s)
+
+        yield update
+
+
+def _ms(x: Any) -> str:
+    return "n/a" if x is None else f"{x * 1000:,.1f}"
+
+
+def _print_summary(s: dict[str, Any], wall_s: float) -> None:
+    w = s["window"]
+    t = Table(title=f"{s['scenario']}: latency of {w['measured_requests']:,} measured requests (ms)")
+    for col in ("metric", "mean", "p50", "p90", "p95", "p99"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+    for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"), ("queue", "queueing")):
+        st = s["latency_s"][name]
+        t.add_row(label, *(_ms(st[k]) for k in ("mean", "p50", "p90", "p95", "p99")))
+    out.print(t)
+    tp = s["throughput"]
+    c = s["cost"]
+    oc = ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items())
+    out.print(
+        f"throughput {tp['requests_per_s']:.2f} req/s, {tp['output_tokens_per_s']:,.0f} output tok/s | outcomes: {oc}",
+        highlight=False,
+    )
+    busy = [r["busy_frac"] for r in s["replicas"] if r["busy_frac"] is not None]
+    if busy:
+        out.print(f"replica busy fraction: mean {sum(busy) / len(busy):.2f}, max {max(busy):.2f}", highlight=False)
+    per_m = c["usd_per_1m_output_tokens"]
+    out.print(
+        f"cost: ${c['usd_per_hour']:,.2f}/hour, "
+        + (f"${per_m:,.4f} per 1M output tokens, " if per_m is not None else "")
+        + (f"${c['usd_per_request']:.6f} per request" if c["usd_per_request"] is not None else "no completed requests"),
+        highlight=False,
+    )
+    out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,82 @@
+"""Raw simulation results -> pandas DataFrames (requests and timelines).
+
+Metric definitions (aligned with vllm bench / genai-perf):
+  TTFT  = first token time - arrival (includes queueing)
+  TPOT  = (completion - first token) / (output tokens - 1), for requests with more than one output token
+  E2E   = completion - arrival
+  queue = first scheduled - arrival (time before the request's first prefill step started)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import SimResult
+
+
+def requests_frame(result: SimResult) -> pd.DataFrame:
+    t = result.table
+    rs = result.resolved
+    sim = rs.scenario.sim
+    class_names = np.array([c.config.name for c in rs.classes], dtype=object)
+    dep_names = np.array([d.config.name for d in rs.deployments], dtype=object)
+    labels = np.array([o.label for o in Outcome], dtype=object)
+    out_tokens = t.output_tokens.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out_tokens > 1, (t.completion_s - t.first_token_s) / (out_tokens - 1), np.nan)
+    completed = t.outcome == Outcome.COMPLETED
+    df = pd.DataFrame(
+        {
+            "request_id": np.arange(len(t)),
+            "class": class_names[t.class_id] if len(t) else [],
+            "deployment": dep_names[t.deployment_id] if len(t) else [],
+            "replica": t.replica,
+            "arrival_s": t.arrival_s,
+            "first_scheduled_s": t.first_scheduled_s,
+            "first_token_s": t.first_token_s,
+            "completion_s": np.where(completed, t.completion_s, np.nan),
+            "departure_s": t.completion_s,  # completion, or rejection time; NaN if unfinished
+            "input_tokens": t.input_tokens,
+            "output_tokens": t.output_tokens,
+            "generated_tokens": t.generated,
+            "preemptions": t.preemptions,
+            "outcome": labels[t.outcome] if len(t) else [],
+            "ttft_s": t.first_token_s - t.arrival_s,
+            "tpot_s": np.where(completed, tpot, np.nan),
+            "e2e_s": np.where(completed, t.completion_s - t.arrival_s, np.nan),
+            "queue_s": t.first_scheduled_s - t.arrival_s,
+            "measured": (t.arrival_s >= sim.warmup_s) & (t.arrival_s < sim.horizon_s),
+        }
+    )
+    return df
+
+
+def replica_timelines_frame(result: SimResult) -> pd.DataFrame:
+    """Long format: one row per (sample time, replica)."""
+    tl = result.timelines
+    n_t = len(tl.time_s)
+    n_r = len(result.replicas)
+    time = np.repeat(np.asarray(tl.time_s), n_r)
+    return pd.DataFrame(
+        {
+            "time_s": time,
+            "replica": np.tile(np.arange(n_r), n_t),
+            "deployment": np.tile([r.deployment for r in result.replicas], n_t),
+            "waiting": np.asarray(tl.waiting, dtype=np.int64).reshape(-1) if n_t else [],
+            "running": np.asarray(tl.running, dtype=np.int64).reshape(-1) if n_t else [],
+            "kv_used_frac": np.asarray(tl.kv_used_frac, dtype=float).reshape(-1) if n_t else [],
+            "busy_frac": np.asarray(tl.busy_frac, dtype=float).reshape(-1) if n_t else [],
+        }
+    )
+
+
+def system_timeline_frame(result: SimResult) -> pd.DataFrame:
+    """One row per sample: requests in the system and each deployment's total queue depth."""
+    tl = result.timelines
+    df = pd.DataFrame({"time_s": tl.time_s, "in_system": tl.in_system})
+    queues = np.asarray(tl.deployment_queue, dtype=np.int64).reshape(len(tl.time_s), -1)
+    for k, d in enumerate(result.resolved.deployments):
+        df[f"queue_depth.{d.config.name}"] = queues[:, k]
+    return df

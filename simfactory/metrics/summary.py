@@ -1,0 +1,210 @@
+"""Summary statistics of a run over its measurement window, with costs: the numbers reports print.
+
+The measurement window is [warmup_s, horizon_s): latency statistics cover requests that *arrived*
+in it; throughput counts requests *completed* in it; utilization is the busy fraction within it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory import __version__
+from simfactory.cost.fleet import PoolCost, fleet_costs
+from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import SimResult
+
+SCHEMA_VERSION = 1
+PERCENTILES = (50, 90, 95, 99)
+LATENCY_COLUMNS = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "queue": "queue_s"}
+
+
+@dataclass
+class RunMetrics:
+    """Everything a report needs, without SimPy: DataFrames plus the summary dict."""
+
+    requests: pd.DataFrame
+    replica_timelines: pd.DataFrame
+    system_timeline: pd.DataFrame
+    pool_costs: list[PoolCost]
+    summary: dict[str, Any]
+
+
+def stats(values: pd.Series | np.ndarray) -> dict[str, float | int | None]:
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return {"count": 0, "mean": None, **{f"p{p}": None for p in PERCENTILES}, "max": None}
+    pct = np.percentile(v, PERCENTILES)
+    return {
+        "count": int(len(v)),
+        "mean": float(v.mean()),
+        **{f"p{p}": float(x) for p, x in zip(PERCENTILES, pct)},
+        "max": float(v.max()),
+    }
+
+
+def latency_block(df: pd.DataFrame) -> dict[str, Any]:
+    done = df[df["outcome"] == Outcome.COMPLETED.label]
+    return {name: stats(done[col]) for name, col in LATENCY_COLUMNS.items()}
+
+
+def window_mean(tl: pd.DataFrame, column: str, start_s: float, end_s: float) -> pd.Series:
+    """Mean of a sampled column over samples in (start, end], per replica."""
+    w = tl[(tl["time_s"] > start_s) & (tl["time_s"] <= end_s)]
+    return w.groupby("replica")[column].mean()
+
+
+def compute_metrics(result: SimResult) -> RunMetrics:
+    rs = result.resolved
+    sc = rs.scenario
+    sim = sc.sim
+    req = requests_frame(result)
+    rtl = replica_timelines_frame(result)
+    stl = system_timeline_frame(result)
+    start, end = sim.warmup_s, sim.horizon_s
+    window_s = end - start
+
+    measured = req[req["measured"]]
+    outcome_counts = {o.label: int((req["outcome"] == o.label).sum()) for o in Outcome if o != Outcome.PENDING}
+    completed_in_window = req[(req["completion_s"] >= start) & (req["completion_s"] < end)]
+    out_tok = int(completed_in_window["output_tokens"].sum())
+    in_tok = int(completed_in_window["input_tokens"].sum())
+    throughput = {
+        "requests_per_s": len(completed_in_window) / window_s,
+        "output_tokens_per_s": out_tok / window_s,
+        "input_tokens_per_s": in_tok / window_s,
+        "offered_requests_per_s": len(measured) / window_s,
+    }
+
+    busy = window_mean(rtl, "busy_frac", start, end)
+    kv_mean = window_mean(rtl, "kv_used_frac", start, end)
+    kv_max = rtl[(rtl["time_s"] > start) & (rtl["time_s"] <= end)].groupby("replica")["kv_used_frac"].max()
+    preempt = req.groupby("replica")["preemptions"].sum()
+    replicas = []
+    for r in result.replicas:
+        replicas.append(
+            {
+                "replica": r.replica_id,
+                "deployment": r.deployment,
+                "pool": r.pool,
+                "busy_frac": _f(busy.get(r.replica_id)),
+                "kv_used_frac_mean": _f(kv_mean.get(r.replica_id)),
+                "kv_used_frac_max": _f(kv_max.get(r.replica_id)),
+                "preemptions": int(preempt.get(r.replica_id, 0)),
+                "steps": int(result.replica_steps[r.replica_id]),
+            }
+        )
+
+    # Pool utilization: busy accelerator-time over provisioned accelerator-time (idle accelerators count).
+    pool_busy: dict[str, float] = {p.name: 0.0 for p in sc.pools}
+    for r, row in zip(result.replicas, replicas):
+        pool_busy[r.pool] += (row["busy_frac"] or 0.0) * r.accelerators
+    utilization = {p.name: pool_busy[p.name] / p.count for p in sc.pools}
+    costs = fleet_costs(rs, utilization)
+    usd_per_hour = sum(c.per_hour.total_usd for c in costs)
+    window_h = window_s / 3600.0
+    window_usd = usd_per_hour * window_h
+    completed_n = len(completed_in_window)
+
+    w_stl = stl[(stl["time_s"] > start) & (stl["time_s"] <= end)]
+    deployments = []
+    for d in rs.deployments:
+        q = w_stl[f"queue_depth.{d.config.name}"]
+        dep_req = measured[measured["deployment"] == d.config.name]
+        deployments.append(
+            {
+                "name": d.config.name,
+                "model": d.config.model,
+                "pool": d.config.pool,
+                "sku": d.profile.sku,
+                "replicas": d.config.replicas,
+                "tp": d.config.tp,
+                "dtype": d.config.dtype,
+                "step_time_source": d.step_time_source,
+                "kv_capacity_tokens": d.kv_capacity_tokens,
+                "queue_depth_mean": _f(q.mean()) if len(q) else None,
+                "queue_depth_max": int(q.max()) if len(q) else None,
+                "latency_s": latency_block(dep_req),
+            }
+        )
+
+    summary: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "simfactory_version": __version__,
+        "scenario": sc.name,
+        "description": sc.description,
+        "scenario_file": rs.file,
+        "seed": result.seed,
+        "window": {
+            "warmup_s": start,
+            "horizon_s": end,
+            "end_s": result.end_s,
+            "measured_requests": int(len(measured)),
+            "total_requests": int(len(req)),
+        },
+        "outcomes": outcome_counts,
+        "latency_s": latency_block(measured),
+        "throughput": throughput,
+        "classes": {
+            c.config.name: {
+                "requests": int((measured["class"] == c.config.name).sum()),
+                "latency_s": latency_block(measured[measured["class"] == c.config.name]),
+            }
+            for c in rs.classes
+        },
+        "deployments": deployments,
+        "replicas": replicas,
+        "little_law": {
+            "mean_in_system": _f(w_stl["in_system"].mean()) if len(w_stl) else None,
+            "arrival_rate_per_s": len(measured) / window_s,
+            "mean_time_in_system_s": _f(
+                (measured["departure_s"].fillna(result.end_s) - measured["arrival_s"]).mean()
+            )
+            if len(measured)
+            else None,
+        },
+        "cost": {
+            "usd_per_hour": usd_per_hour,
+            "window_usd": window_usd,
+            "usd_per_1m_output_tokens": _per(window_usd * 1e6, out_tok),
+            "usd_per_1m_tokens": _per(window_usd * 1e6, out_tok + in_tok),
+            "usd_per_request": _per(window_usd, completed_n),
+            "pools": [
+                {
+                    "pool": c.pool,
+                    "sku": c.sku,
+                    "location": c.location,
+                    "accelerators": c.accelerators,
+                    "utilization": c.utilization,
+                    "usd_per_hour": c.per_hour.total_usd,
+                    "breakdown_usd_per_hour": {
+                        "cloud": c.per_hour.cloud_usd,
+                        "capex": c.per_hour.capex_usd,
+                        "energy": c.per_hour.energy_usd,
+                        "hosting": c.per_hour.hosting_usd,
+                    },
+                    "assumptions": c.assumptions,
+                }
+                for c in costs
+            ],
+        },
+        "sim": {"events": result.events, "end_s": result.end_s},
+    }
+    return RunMetrics(req, rtl, stl, costs, summary)
+
+
+def _f(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+def _per(amount: float, units: int) -> float | None:
+    return amount / units if units else None

@@ -1,0 +1,94 @@
+"""PNG plots of a run: latency CDFs, utilization and KV use over time, queue depth over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from simfactory.metrics.summary import RunMetrics  # noqa: E402
+
+
+def _shade_window(ax: plt.Axes, m: RunMetrics) -> None:
+    w = m.summary["window"]
+    if w["warmup_s"] > 0:
+        ax.axvspan(0, w["warmup_s"], color="0.9", label="warm-up (not measured)")
+    if w["end_s"] > w["horizon_s"]:
+        ax.axvspan(w["horizon_s"], w["end_s"], color="0.95", label="drain (not measured)")
+
+
+def latency_cdf(m: RunMetrics, path: Path) -> None:
+    req = m.requests
+    done = req[req["measured"] & (req["outcome"] == "completed")]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (col, title) in zip(axes, [("ttft_s", "Time to first token"), ("tpot_s", "Time per output token"), ("e2e_s", "End-to-end latency")]):
+        for dep, g in done.groupby("deployment"):
+            v = np.sort(g[col].dropna().to_numpy())
+            if len(v):
+                ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=str(dep))
+        ax.set_xscale("log")
+        ax.set_xlabel(f"{title} (s, log scale)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{m.summary['scenario']}: latency CDF ({len(done)} measured requests)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def utilization(m: RunMetrics, path: Path) -> None:
+    tl = m.replica_timelines
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    for rep, g in tl.groupby("replica"):
+        label = f"{g['deployment'].iloc[0]}#{rep}"
+        ax1.plot(g["time_s"], g["busy_frac"], lw=0.8, label=label)
+        ax2.plot(g["time_s"], g["kv_used_frac"], lw=0.8, label=label)
+    for ax in (ax1, ax2):
+        _shade_window(ax, m)
+        ax.set_ylim(0, 1.05)
+        ax.grid(True, alpha=0.3)
+    ax1.set_ylabel("busy fraction")
+    ax1.set_title("Replica busy fraction (time spent executing steps)")
+    ax2.set_ylabel("KV cache used (fraction of blocks)")
+    ax2.set_title("KV-cache occupancy")
+    ax2.set_xlabel("simulated time (s)")
+    if tl["replica"].nunique() <= 12:
+        ax1.legend(fontsize=7, ncol=4)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def queue_depth(m: RunMetrics, path: Path) -> None:
+    stl = m.system_timeline
+    fig, ax = plt.subplots(figsize=(12, 4))
+    for col in [c for c in stl.columns if c.startswith("queue_depth.")]:
+        ax.step(stl["time_s"], stl[col], where="post", lw=0.8, label=f"waiting: {col.split('.', 1)[1]}")
+    ax.plot(stl["time_s"], stl["in_system"], lw=0.8, color="0.3", label="in system (waiting + running)")
+    _shade_window(ax, m)
+    ax.set_xlabel("simulated time (s)")
+    ax.set_ylabel("requests")
+    ax.set_title("Queue depth and requests in system")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+PLOTS = {"latency_cdf.png": latency_cdf, "utilization.png": utilization, "queue_depth.png": queue_depth}
+
+
+def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
+    paths = []
+    for name, fn in PLOTS.items():
+        p = out_dir / name
+        fn(m, p)
+        paths.append(p)
+    return paths

@@ -1,0 +1,44 @@
+"""Write a run's outputs to a directory atomically: build in a temp dir beside it, then rename."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from simfactory.metrics.summary import RunMetrics
+from simfactory.report.markdown import render
+from simfactory.report.plots import write_plots
+
+REQUEST_COLUMNS = [
+    "request_id", "class", "deployment", "replica", "outcome", "arrival_s", "first_scheduled_s", "first_token_s",
+    "completion_s", "input_tokens", "output_tokens", "generated_tokens", "preemptions", "queue_s", "ttft_s",
+    "tpot_s", "e2e_s", "measured",
+]
+
+
+def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
+    """Write summary.json, summary.md, requests.csv, timelines CSVs and PNG plots; returns the files."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (tmp / "summary.json").write_text(json.dumps(m.summary, indent=2, sort_keys=False) + "\n")
+        m.requests[REQUEST_COLUMNS].to_csv(tmp / "requests.csv", index=False)
+        m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
+        m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
+        plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
+        (tmp / "summary.md").write_text(render(m, plot_files))
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            os.replace(out_dir, old / out_dir.name)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sorted(out_dir.iterdir())
