@@ -107,11 +107,12 @@ class ReplicaEngine:
                 continue
             chunks, n_dec, kv_read, pairs = self._schedule()
             if not chunks and n_dec == 0:
-                # Nothing could be scheduled although work exists: only possible when the shared queue
-                # was emptied by another replica between the wake-up and now.
-                if not self.running and not self.requeued:
-                    continue
-                raise RuntimeError(f"replica {self.replica_id}: scheduler stalled with running requests")
+                # Admission control guarantees the oldest request always fits an otherwise empty replica,
+                # so an empty batch means the accounting is broken: fail loudly rather than spin.
+                raise RuntimeError(
+                    f"replica {self.replica_id}: empty batch with {len(self.running)} running, "
+                    f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
+                )
             prefill_tokens = sum(c for _, c, _ in chunks)
             dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs))
             self.step_started_s = self.env.now

@@ -1,0 +1,86 @@
+"""Shared helpers: build scenarios with a test accelerator whose step time is a known linear model."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simfactory.resolve import ResolvedScenario, load_and_resolve
+
+TEST_SKU = "test-gpu"
+
+
+def profile_doc(step_time: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "sku": TEST_SKU,
+        "name": "Test accelerator with a fixed step-time model",
+        "vendor": "test",
+        "kind": "gpu",
+        "spec": {"hbm_gb": 80, "hbm_tb_s": 3.0, "bf16_tflops": 1000, "tdp_w": 500, "source": "test", "as_of": "2026-11"},
+        "price": {"cloud_usd_per_accel_hour": 2.0, "server_usd_per_accel": 40000, "source": "test", "as_of": "2026-11"},
+        "roofline": {"compute_efficiency": 0.5, "memory_efficiency": 0.5, "step_overhead_s": 0.001, "source": "test",
+                     "as_of": "2026-11"},
+        "step_time_models": [
+            {"model": "llama-3.1-8b", "engine": "vllm", "dtype": "bf16", "tp": 1, "source": "measured",
+             "step_time": {"kind": "linear", **step_time}}
+        ],
+    }
+
+
+def scenario_doc(
+    *,
+    replicas: int = 1,
+    rate: float = 1.0,
+    process: str = "poisson",
+    input_tokens: dict[str, Any] | None = None,
+    output_tokens: dict[str, Any] | None = None,
+    horizon_s: float = 100.0,
+    warmup_s: float = 0.0,
+    balancer: str = "least_outstanding",
+    seed: int = 1,
+    **deployment: Any,
+) -> dict[str, Any]:
+    dep = {"name": "dep", "model": "llama-3.1-8b", "pool": "pool", "replicas": replicas, "max_num_seqs": 1,
+           "max_num_batched_tokens": 4096, "kv_cache_tokens": 1_000_000}
+    dep.update(deployment)
+    return {
+        "name": "case",
+        "seed": seed,
+        "pools": [{"name": "pool", "sku": TEST_SKU, "count": replicas * dep.get("tp", 1), "location": "cloud"}],
+        "deployments": [dep],
+        "traffic": {
+            "arrival": {"process": process, "rate_per_s": rate},
+            "classes": [{"name": "c", "target": "dep",
+                         "input_tokens": input_tokens or {"kind": "fixed", "value": 1},
+                         "output_tokens": output_tokens or {"kind": "fixed", "value": 10}}],
+        },
+        "routing": {"load_balancer": balancer},
+        "sim": {"horizon_s": horizon_s, "warmup_s": warmup_s, "timeline_resolution_s": 1.0},
+    }
+
+
+def write_case(root: Path, scenario: dict[str, Any], step_time: dict[str, Any] | None = None) -> Path:
+    """Write hardware_profiles/test-gpu.yaml and scenarios/case.yaml under root; return the scenario path."""
+    (root / "hardware_profiles").mkdir(parents=True, exist_ok=True)
+    (root / "scenarios").mkdir(parents=True, exist_ok=True)
+    st = step_time or {"overhead_s": 0.01}
+    (root / "hardware_profiles" / f"{TEST_SKU}.yaml").write_text(yaml.safe_dump(profile_doc(st)))
+    path = root / "scenarios" / "case.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    return path
+
+
+@pytest.fixture
+def case(tmp_path: Path):
+    """case(scenario_dict, step_time) -> ResolvedScenario (each call gets its own folder)."""
+    counter = {"n": 0}
+
+    def make(scenario: dict[str, Any], step_time: dict[str, Any] | None = None) -> ResolvedScenario:
+        counter["n"] += 1
+        return load_and_resolve(write_case(tmp_path / f"c{counter['n']}", copy.deepcopy(scenario), step_time))
+
+    return make

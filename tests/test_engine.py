@@ -1,0 +1,147 @@
+"""Continuous-batching engine: exact step timings, chunked prefill, KV blocks, preemption, conservation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import scenario_doc
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from simfactory.api import run
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import FleetModel
+
+C0, A, B, C = 0.004, 1e-5, 3e-4, 2e-7  # overhead, per prefill token, per decode seq, per KV token read
+LINEAR = {"overhead_s": C0, "s_per_prefill_token": A, "s_per_decode_seq": B, "s_per_kv_token": C}
+
+
+def one_request(case, prompt: int, out: int, **dep):
+    """A single request at t=0 on an idle replica (constant arrivals at a rate slower than the horizon)."""
+    doc = scenario_doc(rate=0.01, process="constant", input_tokens={"kind": "fixed", "value": prompt},
+                       output_tokens={"kind": "fixed", "value": out}, horizon_s=50, **dep)
+    return run(case(doc, LINEAR)).requests.iloc[0]
+
+
+def test_single_request_timing_is_the_exact_sum_of_step_times(case):
+    prompt, out = 1000, 40
+    r = one_request(case, prompt, out, max_num_batched_tokens=256)
+    chunks = -(-prompt // 256)  # chunked prefill: 4 steps of <= 256 tokens
+    ttft = chunks * C0 + A * prompt
+    # decode step j (j = 1..out-1) reads the prompt and the j tokens generated so far
+    decode = sum(C0 + B + C * (prompt + j) for j in range(1, out))
+    assert r["ttft_s"] == pytest.approx(ttft, rel=1e-12)
+    assert r["e2e_s"] == pytest.approx(ttft + decode, rel=1e-12)
+    assert r["tpot_s"] == pytest.approx(decode / (out - 1), rel=1e-12)
+    assert r["outcome"] == "completed" and r["generated_tokens"] == out
+
+
+def test_without_chunked_prefill_the_prompt_goes_in_one_step(case):
+    r = one_request(case, 1000, 5, max_num_batched_tokens=2048, enable_chunked_prefill=False)
+    assert r["ttft_s"] == pytest.approx(C0 + A * 1000, rel=1e-12)
+
+
+def test_too_long_requests_are_rejected_and_recorded(case):
+    doc = scenario_doc(rate=0.01, process="constant", input_tokens={"kind": "fixed", "value": 3000},
+                       output_tokens={"kind": "fixed", "value": 10}, horizon_s=50,
+                       max_num_batched_tokens=2048, enable_chunked_prefill=False)
+    m = run(case(doc, LINEAR))
+    assert (m.requests["outcome"] == "rejected_too_long").all()
+    assert m.summary["outcomes"]["rejected_too_long"] == len(m.requests) > 0
+    doc = scenario_doc(rate=0.01, process="constant", input_tokens={"kind": "fixed", "value": 900},
+                       output_tokens={"kind": "fixed", "value": 200}, horizon_s=50, max_model_len=1024)
+    assert (run(case(doc, LINEAR)).requests["outcome"] == "rejected_too_long").all()
+
+
+def test_batching_shares_steps(case):
+    """Two requests arriving together decode in the same steps: both finish together, faster than in series."""
+    doc = scenario_doc(rate=1000, process="constant", input_tokens={"kind": "fixed", "value": 10},
+                       output_tokens={"kind": "fixed", "value": 50}, horizon_s=0.0015, max_num_seqs=8)
+    req = run(case(doc, LINEAR)).requests
+    assert len(req) == 2
+    # the second arrives 1 ms later, during the first's prefill step; it joins at the next step
+    assert req["completion_s"].iloc[1] - req["completion_s"].iloc[0] == pytest.approx(C0 + A * 10 + B + C * 59, rel=0.2)
+    serial = 2 * 50 * C0
+    assert req["completion_s"].max() < serial
+
+
+def fleet(case, doc, step=LINEAR):
+    model = FleetModel(case(doc, step), seed=doc["seed"])
+    return model, model.run()
+
+
+def test_kv_cache_full_preempts_and_still_finishes_every_request(case):
+    doc = scenario_doc(rate=40, input_tokens={"kind": "uniform", "low": 100, "high": 400},
+                       output_tokens={"kind": "uniform", "low": 50, "high": 300}, horizon_s=20,
+                       max_num_seqs=64, max_num_batched_tokens=1024, kv_cache_tokens=4096, block_size=16)
+    model, res = fleet(case, doc)
+    t = res.table
+    assert (t.outcome == Outcome.COMPLETED).all()
+    assert t.preemptions.sum() > 0
+    assert (t.generated == t.output_tokens).all()
+    eng = model.engines[0]
+    assert eng.free_blocks == eng.kv_blocks  # every block returned
+    assert max(max(row) for row in res.timelines.kv_used_frac) <= 1.0
+    # a preempted request keeps its first-token time and still produces exactly its tokens
+    pre = t.preemptions > 0
+    assert np.all(t.first_token_s[pre] <= t.completion_s[pre])
+
+
+def test_no_preemption_with_ample_kv(case):
+    doc = scenario_doc(rate=40, input_tokens={"kind": "uniform", "low": 100, "high": 400},
+                       output_tokens={"kind": "uniform", "low": 50, "high": 300}, horizon_s=20,
+                       max_num_seqs=64, max_num_batched_tokens=1024, kv_cache_tokens=10_000_000)
+    _, res = fleet(case, doc)
+    assert res.table.preemptions.sum() == 0
+
+
+def test_max_num_seqs_bounds_the_running_batch(case):
+    doc = scenario_doc(rate=200, output_tokens={"kind": "fixed", "value": 100}, horizon_s=5, max_num_seqs=7)
+    doc["sim"]["timeline_resolution_s"] = 0.01
+    _, res = fleet(case, doc)
+    assert max(max(r) for r in res.timelines.running) == 7
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 10_000),
+    replicas=st.integers(1, 3),
+    rate=st.floats(1.0, 60.0),
+    max_num_seqs=st.integers(1, 48),
+    budget_extra=st.integers(0, 2000),
+    kv_tokens=st.integers(2048, 40_000),
+    block_size=st.sampled_from([1, 8, 16, 32]),
+    chunked=st.booleans(),
+    balancer=st.sampled_from(["round_robin", "random", "least_outstanding", "pull"]),
+    drain=st.booleans(),
+)
+def test_every_request_is_accounted_for(case, seed, replicas, rate, max_num_seqs, budget_extra, kv_tokens,
+                                        block_size, chunked, balancer, drain):
+    """Random small fleets: every request ends with one outcome; completed ones produced exactly their tokens;
+    KV blocks are conserved; no timing goes backwards."""
+    doc = scenario_doc(
+        seed=seed, replicas=replicas, rate=rate, balancer=balancer, max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_seqs + budget_extra + 64, kv_cache_tokens=kv_tokens,
+        block_size=block_size, enable_chunked_prefill=chunked,
+        input_tokens={"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 6000},
+        output_tokens={"kind": "geometric", "mean": 80}, horizon_s=8,
+    )
+    doc["sim"]["drain"] = drain
+    model, res = fleet(case, doc)
+    t = res.table
+    assert not (t.outcome == Outcome.PENDING).any()
+    done = t.outcome == Outcome.COMPLETED
+    assert (t.generated[done] == t.output_tokens[done]).all()
+    assert (t.generated <= t.output_tokens).all()
+    assert np.all(t.arrival_s[done] <= t.first_scheduled_s[done])
+    assert np.all(t.first_scheduled_s[done] < t.first_token_s[done])
+    assert np.all(t.first_token_s[done] <= t.completion_s[done])
+    if drain:
+        assert (t.outcome != Outcome.UNFINISHED).all()
+        for eng in model.engines:
+            assert eng.free_blocks == eng.kv_blocks
+    for eng in model.engines:
+        held = eng.kv_blocks - eng.free_blocks
+        assert 0 <= held <= eng.kv_blocks
+    counts = np.bincount(t.outcome, minlength=4)
+    assert counts.sum() == len(t)
