@@ -38,48 +38,63 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def format_loc(loc: tuple[Any, ...]) -> str:
-    """('pools', 0, 'count') -> 'pools[0].count'; drops pydantic's union-tag segments."""
+def format_loc(loc: tuple[Any, ...], data: Any = None) -> str:
+    """('pools', 0, 'count') -> 'pools[0].count'.
+
+    Tagged unions add the tag value ('poisson', 'lognormal', ...) to pydantic's path; walking the input
+    data finds those segments (they are not keys of the YAML) and drops them, so the path reads like the file.
+    """
     out = ""
-    for part in loc:
+    node = data
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and not last:
+            continue  # a union tag, not a key the user wrote
         if isinstance(part, int):
             out += f"[{part}]"
         else:
             out += ("." if out else "") + str(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
     return out
 
 
-def _errors_from(exc: ValidationError, file: str, prefix: str = "") -> InputErrors:
+def _errors_from(exc: ValidationError, data: Any, file: str) -> InputErrors:
     errors = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        # Discriminated unions add the tag value ('poisson', 'lognormal'...) to the path; drop it
-        # when it is the union member name so paths read like the YAML the user wrote.
-        ctx_tag = err.get("ctx", {}).get("discriminator") if err.get("ctx") else None
-        field = format_loc(loc)
-        if prefix:
-            field = f"{prefix}.{field}" if field else prefix
-        msg = err["msg"]
-        if err["type"] == "extra_forbidden":
+        field = format_loc(tuple(err["loc"]), data)
+        kind = err["type"]
+        ctx = err.get("ctx") or {}
+        if kind == "extra_forbidden":
             msg = "unknown field"
-        elif err["type"] == "missing":
+        elif kind == "missing":
             msg = "required field is missing"
-        elif ctx_tag is not None:
-            msg = f"{msg}"
-        if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not isinstance(
-            err["input"], (dict, list)
-        ):
-            msg = f"{msg} (got {err['input']!r})"
+        elif kind == "union_tag_invalid":
+            tag_field = str(ctx.get("discriminator", "")).strip("'")
+            field = f"{field}.{tag_field}" if field else tag_field
+            msg = f"unknown value {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
+        elif kind == "union_tag_not_found":
+            tag_field = str(ctx.get("discriminator", "")).strip("'")
+            field = f"{field}.{tag_field}" if field else tag_field
+            msg = "required field is missing (it selects the kind of entry)"
+        else:
+            msg = err["msg"]
+            if not isinstance(err.get("input"), (dict, list)) and "input" in err:
+                msg = f"{msg} (got {err['input']!r})"
         errors.append(InputError(file, field, msg))
     return InputErrors(errors)
 
 
-def validate(model: type[M], data: dict[str, Any], file: str, prefix: str = "") -> M:
+def validate(model: type[M], data: dict[str, Any], file: str) -> M:
     """Validate a mapping into `model`; raise InputErrors listing every problem with its field path."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise _errors_from(exc, file, prefix) from None
+        raise _errors_from(exc, data, file) from None
 
 
 def load_model_file(model: type[M], path: Path) -> M:

@@ -1,0 +1,79 @@
+"""`simfactory run` end to end: the default scenario, the files it writes, determinism by seed."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+
+runner = CliRunner()
+FILES = {"summary.md", "summary.json", "requests.csv", "latency_cdf.png", "utilization.png", "queue_depth.png",
+         "timeline_replicas.csv", "timeline_system.csv"}
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "default"
+    res = runner.invoke(app, ["run", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    return out, res.output
+
+
+def test_default_run_writes_the_report(default_run):
+    out, text = default_run
+    assert FILES <= {p.name for p in out.iterdir()}
+    s = json.loads((out / "summary.json").read_text())
+    assert s["scenario"] == "default" and s["schema_version"] == 1
+    req = pd.read_csv(out / "requests.csv")
+    assert len(req) == s["window"]["total_requests"] == sum(s["outcomes"].values())
+    assert s["outcomes"]["completed"] == len(req)
+    for name in ("ttft", "tpot", "e2e"):
+        block = s["latency_s"][name]
+        assert 0 < block["p50"] <= block["p90"] <= block["p95"] <= block["p99"] <= block["max"]
+    assert s["cost"]["usd_per_1m_output_tokens"] > 0
+    md = (out / "summary.md").read_text()
+    assert "## Latency" in md and "![latency_cdf.png](latency_cdf.png)" in md
+    assert "TTFT" in text and "cost:" in text
+    for png in ("latency_cdf.png", "utilization.png", "queue_depth.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_validate_default():
+    res = runner.invoke(app, ["validate"])
+    assert res.exit_code == 0 and "is valid" in res.output
+
+
+def _run(tmp_path, name, *args):
+    out = tmp_path / name
+    res = runner.invoke(app, ["run", "--quiet", "--no-plots", "--out", str(out), *args])
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "summary.json").read_text()), (out / "requests.csv").read_text()
+
+
+def test_same_seed_same_outputs_different_seed_different(tmp_path):
+    a_sum, a_req = _run(tmp_path, "a", "--seed", "5")
+    b_sum, b_req = _run(tmp_path, "b", "--seed", "5")
+    c_sum, c_req = _run(tmp_path, "c", "--seed", "6")
+    for s in (a_sum, b_sum, c_sum):
+        s.pop("scenario_file")
+    assert a_sum == b_sum and a_req == b_req
+    assert a_sum["seed"] == 5 and c_sum["seed"] == 6
+    assert a_req != c_req
+    assert a_sum["latency_s"]["e2e"]["mean"] != c_sum["latency_s"]["e2e"]["mean"]
+
+
+def test_rerun_replaces_the_output_directory(tmp_path):
+    _run(tmp_path, "x", "--seed", "1")
+    (tmp_path / "x" / "stale.txt").write_text("old")
+    _run(tmp_path, "x", "--seed", "2")
+    assert not (tmp_path / "x" / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temp dirs left behind
+
+
+def test_help_lists_commands():
+    res = runner.invoke(app, ["--help"])
+    assert res.exit_code == 0 and "run" in res.output and "validate" in res.output

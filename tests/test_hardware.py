@@ -1,0 +1,80 @@
+"""Roofline step time and memory accounting against their formulas."""
+
+from __future__ import annotations
+
+import pytest
+
+from simfactory.config.profile import ModelArch, RooflineStepTime, Spec
+from simfactory.hardware.memory import ACTIVATION_RESERVE_BYTES_PER_DEVICE, plan_memory
+from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, RooflineModel, StepLoad
+from simfactory.resolve import load_models, search_dirs
+from simfactory.paths import PROFILES_DIR
+
+MODELS = load_models(search_dirs(None, "hardware_profiles", PROFILES_DIR))
+H100 = Spec(hbm_gb=80, hbm_tb_s=3.35, bf16_tflops=989.4, fp8_tflops=1978.9, tdp_w=700, interconnect_gb_s=450,
+            source="test", as_of="2026")
+IDEAL = RooflineStepTime(compute_efficiency=1.0, memory_efficiency=1.0, step_overhead_s=0.0)
+
+
+def model(name: str, tp: int = 1, dtype: str = "bf16") -> RooflineModel:
+    return RooflineModel(MODELS[name], H100, IDEAL, dtype, dtype, tp)
+
+
+def test_decode_batch_one_is_weight_bytes_over_bandwidth():
+    m = model("llama-3.1-8b")
+    arch = MODELS["llama-3.1-8b"]
+    expected = arch.params_b * 1e9 * 2 / (3.35e12)
+    assert m.step_s(StepLoad(decode_seqs=1)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_large_prefill_is_compute_bound():
+    m = model("llama-3.1-8b")
+    arch = MODELS["llama-3.1-8b"]
+    tokens = 16384
+    t = m.step_s(StepLoad(prefill_tokens=tokens))
+    linear_flops = 2 * arch.active_params_b * 1e9 * tokens / 989.4e12
+    assert t == pytest.approx(linear_flops, rel=1e-12)
+    assert t > arch.params_b * 2e9 / 3.35e12  # above the memory time
+
+
+def test_step_time_is_monotone_in_batch_and_tokens():
+    m = model("llama-3.1-70b", tp=4)
+    prev = 0.0
+    for b in (1, 2, 8, 32, 128, 512):
+        t = m.step_s(StepLoad(decode_seqs=b, kv_tokens_read=b * 1000))
+        assert t >= prev
+        prev = t
+    assert m.step_s(StepLoad(prefill_tokens=2000)) > m.step_s(StepLoad(prefill_tokens=1000))
+
+
+def test_tp2_halves_weight_time_and_adds_allreduce():
+    arch = MODELS["llama-3.1-8b"]
+    one, two = model("llama-3.1-8b", 1), model("llama-3.1-8b", 2)
+    tokens = 1
+    ar = ALLREDUCES_PER_LAYER * arch.layers * (2 * (2 - 1) / 2 * tokens * arch.hidden * 2 / 450e9 + H100.interconnect_latency_s)
+    assert two.allreduce_s(tokens) == pytest.approx(ar, rel=1e-12)
+    assert two.step_s(StepLoad(decode_seqs=1)) == pytest.approx(one.step_s(StepLoad(decode_seqs=1)) / 2 + ar, rel=1e-12)
+
+
+def test_fp8_uses_fp8_peak_and_halves_weight_bytes():
+    bf, f8 = model("llama-3.1-8b"), model("llama-3.1-8b", dtype="fp8")
+    assert f8.step_s(StepLoad(decode_seqs=1)) == pytest.approx(bf.step_s(StepLoad(decode_seqs=1)) / 2, rel=1e-9)
+    assert f8.step_s(StepLoad(prefill_tokens=16384)) < 0.51 * bf.step_s(StepLoad(prefill_tokens=16384))
+
+
+def test_70b_bf16_does_not_fit_one_80gb_device_but_int4_does():
+    arch = MODELS["llama-3.1-70b"]
+    assert not plan_memory(arch, H100, "bf16", "bf16", 1, 0.9).fits
+    int4 = plan_memory(arch, H100, "int4", "bf16", 1, 0.9)
+    assert int4.fits and int4.kv_capacity_tokens > 0
+    assert not plan_memory(arch, H100, "bf16", "bf16", 2, 0.9).fits  # 70.6 GB of weights per device
+    assert plan_memory(arch, H100, "bf16", "bf16", 4, 0.9).fits
+
+
+def test_kv_capacity_formula():
+    arch = MODELS["llama-3.1-8b"]
+    p = plan_memory(arch, H100, "bf16", "bf16", 1, 0.9)
+    assert arch.kv_bytes_per_token("bf16") == 131072  # matches the reference figure for Llama-3.1-8B
+    free = 80e9 * 0.9 - arch.params_b * 1e9 * 2 - ACTIVATION_RESERVE_BYTES_PER_DEVICE
+    assert p.kv_capacity_tokens == int(free // 131072)
+    assert p.weight_bytes_per_device + p.kv_bytes_per_device + p.reserve_bytes_per_device <= 80e9
