@@ -3,11 +3,14 @@ models, KV capacity and length distributions, checking every cross-reference wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from simfactory.config.distributions import Distribution
-from simfactory.config.loader import load_model_file, read_yaml, validate
+from pydantic import TypeAdapter
+
+from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep
+from simfactory.config.loader import load_model_file, read_yaml, validate, validate_union
 from simfactory.config.profile import (
     HardwareProfile,
     LinearStepTime,
@@ -16,7 +19,7 @@ from simfactory.config.profile import (
     RooflineStepTime,
     StepTimeEntry,
 )
-from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario
+from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload
 from simfactory.cost.defaults import CostDefaults, load_cost_defaults
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
@@ -43,11 +46,15 @@ class ResolvedDeployment:
 
 @dataclass(frozen=True)
 class ResolvedClass:
+    """A traffic class: plain requests (lengths, one deployment) or agent tasks (workload, role map)."""
+
     index: int
     config: RequestClass
-    input_tokens: Distribution
-    output_tokens: Distribution
-    deployment_index: int
+    deployment_index: int  # plain requests; agent tasks use roles
+    input_tokens: Distribution | None = None
+    output_tokens: Distribution | None = None
+    agent: AgentWorkload | None = None
+    roles: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -263,18 +270,33 @@ def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScena
     classes: list[ResolvedClass] = []
     for i, c in enumerate(scenario.traffic.classes):
         at = f"traffic.classes[{i}]"
-        if c.target not in declared:
-            errors.append(
-                InputError(fname, f"{at}.target", f"unknown deployment {c.target!r} (deployments: {sorted(declared)})")
-            )
-            continue
+        wanted = [("target", c.target)] if c.target is not None else []
+        wanted += [(f"targets.{role}", dep) for role, dep in (c.targets or {}).items()]
+        bad = [(f, d) for f, d in wanted if d not in declared]
+        for f, d in bad:
+            errors.append(InputError(fname, f"{at}.{f}", f"unknown deployment {d!r} (deployments: {sorted(declared)})"))
         try:
-            inp, out = _lengths(c, workload_dirs, fname, at)
+            workload = _workload(c, workload_dirs, fname, at)
         except (InputError, InputErrors) as e:
             errors.extend(e.errors if isinstance(e, InputErrors) else [e])
             continue
-        if c.target in by_name:
-            classes.append(ResolvedClass(len(classes), c, inp, out, by_name[c.target]))
+        if bad or any(d not in by_name for _, d in wanted):
+            continue
+        if isinstance(workload, AgentWorkload):
+            roles: dict[str, int] = {}
+            for role in sorted(agent_roles(workload.steps)):
+                dep = (c.targets or {}).get(role, c.target)
+                if dep is None:
+                    errors.append(InputError(fname, f"{at}.targets", f"no deployment for model role {role!r} of workload {workload.name!r}"))
+                    continue
+                roles[role] = by_name[dep]
+            classes.append(ResolvedClass(len(classes), c, -1, agent=workload, roles=roles))
+            continue
+        if c.target is None:
+            errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment"))
+            continue
+        inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
+        classes.append(ResolvedClass(len(classes), c, by_name[c.target], input_tokens=inp, output_tokens=out))
 
     if errors:
         raise InputErrors(errors)
@@ -298,17 +320,68 @@ def _check_unique(scenario: Scenario, fname: str, errors: list[InputError]) -> N
             seen.add(n)
 
 
-def _lengths(
+WORKLOAD_ADAPTER: TypeAdapter[RequestWorkload | AgentWorkload] = TypeAdapter(Workload)
+
+
+def _workload(
     c: RequestClass, dirs: list[Path], fname: str, at: str
-) -> tuple[Distribution, Distribution]:
+) -> tuple[Distribution, Distribution] | RequestWorkload | AgentWorkload:
     if c.workload is None:
         assert c.input_tokens is not None and c.output_tokens is not None  # guaranteed by the schema
         return c.input_tokens, c.output_tokens
     path = find_file(dirs, c.workload)
     if path is None:
         raise InputError(fname, f"{at}.workload", f"no workload {c.workload!r} (available: {', '.join(available(dirs))})")
-    w = validate(RequestWorkload, read_yaml(path), str(path))
-    return w.input_tokens, w.output_tokens
+    return load_workload(path)
+
+
+def load_workload(path: Path) -> RequestWorkload | AgentWorkload:
+    """Read and validate a workload file, including its internal references (tools, reviewer pools)."""
+    w = validate_union(WORKLOAD_ADAPTER, read_yaml(path), str(path))
+    if isinstance(w, AgentWorkload):
+        check_agent_references(w, str(path))
+    return w
+
+
+def walk_steps(steps: list, path: str):  # type: ignore[no-untyped-def]
+    """Yield (field path, step) for every step of a step tree, depth first."""
+    for i, st in enumerate(steps):
+        here = f"{path}[{i}]"
+        yield here, st
+        for attr in ("steps", "fallback"):
+            sub = getattr(st, attr, None)
+            if sub:
+                yield from walk_steps(sub, f"{here}.{attr}")
+        for j, branch in enumerate(getattr(st, "branches", None) or []):
+            yield from walk_steps(branch, f"{here}.branches[{j}]")
+        for j, opt in enumerate(getattr(st, "options", None) or []):
+            yield from walk_steps(opt.steps, f"{here}.options[{j}].steps")
+
+
+def agent_steps(w: AgentWorkload):  # type: ignore[no-untyped-def]
+    yield from walk_steps(w.steps, "steps")
+    if w.budget is not None and w.budget.fallback:
+        yield from walk_steps(w.budget.fallback, "budget.fallback")
+
+
+def agent_roles(steps: list) -> set[str]:  # type: ignore[type-arg]
+    return {st.model for _, st in walk_steps(steps, "steps") if isinstance(st, LlmStep)}
+
+
+def check_agent_references(w: AgentWorkload, file: str) -> None:
+    tools = {t.name for t in w.tools}
+    humans = {h.name for h in w.humans}
+    errors = []
+    for where, st in agent_steps(w):
+        if isinstance(st, ToolStep) and st.service not in tools:
+            errors.append(InputError(file, f"{where}.service", f"unknown tool service {st.service!r} (tools: {sorted(tools)})"))
+        if isinstance(st, HumanStep) and st.pool not in humans:
+            errors.append(InputError(file, f"{where}.pool", f"unknown reviewer pool {st.pool!r} (humans: {sorted(humans)})"))
+    for label, names in (("tools", [t.name for t in w.tools]), ("humans", [h.name for h in w.humans])):
+        if len(set(names)) != len(names):
+            errors.append(InputError(file, label, "duplicate names"))
+    if errors:
+        raise InputErrors(errors)
 
 
 def load_scenario(path: str | Path) -> Scenario:

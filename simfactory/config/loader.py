@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from simfactory.errors import InputError, InputErrors
 
@@ -93,6 +93,14 @@ def validate(model: type[M], data: dict[str, Any], file: str) -> M:
     """Validate a mapping into `model`; raise InputErrors listing every problem with its field path."""
     try:
         return model.model_validate(data)
+    except ValidationError as exc:
+        raise _errors_from(exc, data, file) from None
+
+
+def validate_union(adapter: TypeAdapter[Any], data: dict[str, Any], file: str) -> Any:
+    """Like validate, for a tagged union of models (e.g. the workload kinds)."""
+    try:
+        return adapter.validate_python(data)
     except ValidationError as exc:
         raise _errors_from(exc, data, file) from None
 

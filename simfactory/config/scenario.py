@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from simfactory.config.agent import AgentWorkload
 from simfactory.config.distributions import Distribution
 from simfactory.config.profile import AsOf, DType
 
@@ -110,11 +111,15 @@ Arrivals = Annotated[
 
 
 class RequestClass(_Strict):
-    """A kind of request: its share of traffic, its lengths (inline or from a workload file) and its target."""
+    """A kind of traffic: its share of arrivals, what each arrival is (a request with these lengths, or an
+    agent task from a workload file) and which deployment serves it."""
 
     name: Name
     weight: PositiveFloat = 1.0
-    target: str = Field(description="deployment name that serves this class")
+    target: str | None = Field(default=None, description="deployment that serves this class (every model role)")
+    targets: dict[str, str] | None = Field(
+        default=None, description="agent workloads: model role -> deployment (overrides target for that role)"
+    )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
@@ -126,6 +131,8 @@ class RequestClass(_Strict):
             raise ValueError("give either workload or input_tokens/output_tokens, not both")
         if self.workload is None and (self.input_tokens is None or self.output_tokens is None):
             raise ValueError("needs a workload name, or both input_tokens and output_tokens")
+        if self.target is None and not self.targets:
+            raise ValueError("needs target (a deployment), or targets (model role -> deployment)")
         return self
 
 
@@ -183,4 +190,4 @@ class RequestWorkload(_Strict):
     as_of: AsOf
 
 
-Workload = Annotated[Union[RequestWorkload], Field(discriminator="kind")]
+Workload = Annotated[Union[RequestWorkload, AgentWorkload], Field(discriminator="kind")]

@@ -47,6 +47,7 @@ class ReplicaEngine:
         kv_blocks: int,
         enable_chunked_prefill: bool,
         on_complete: Callable[[int], None],
+        on_abort: Callable[[int], None],
     ) -> None:
         self.env = env
         self.replica_id = replica_id
@@ -59,6 +60,7 @@ class ReplicaEngine:
         self.kv_blocks = kv_blocks
         self.chunked = enable_chunked_prefill
         self.on_complete = on_complete
+        self.on_abort = on_abort
 
         self.free_blocks = kv_blocks
         self.step = 0  # steps executed so far
@@ -73,6 +75,11 @@ class ReplicaEngine:
         self.bucket = [0] * block_size  # decode sequences per (base mod block_size)
         self.sum_base = 0
         self.finish_heap: list[tuple[int, int]] = []
+        # replica-time attribution: each step's time is split over the tokens it computed; decode
+        # sequences accumulate it through a running sum (their share = cum now - cum at decode start)
+        self.cum_s_per_token = 0.0
+        self.dec_cum0: dict[int, float] = {}
+        self.pending_aborts: set[int] = set()
 
         self.busy_s = 0.0  # accumulated step time
         self.step_started_s = 0.0
@@ -121,7 +128,7 @@ class ReplicaEngine:
             yield self.env.timeout(dt)
             self.step_len_s = 0.0
             self.steps_run += 1
-            self._finish_step(chunks)
+            self._finish_step(chunks, dt / (prefill_tokens + n_dec))
 
     def _schedule(self) -> tuple[list[tuple[int, int, int]], int, float, float]:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
@@ -212,6 +219,16 @@ class ReplicaEngine:
         s = self.step
         bs = self.block_size
         t = self.table
+        self._release(rid)
+        t.preemptions[rid] += 1
+        self.preemptions += 1
+        self.requeued.appendleft(rid)
+
+    def _release(self, rid: int) -> None:
+        """Take a running request out of the batch between steps, freeing its KV blocks."""
+        s = self.step
+        bs = self.block_size
+        t = self.table
         if rid in self.dec_base:
             base = self.dec_base.pop(rid)
             del self.dec_finish[rid]
@@ -219,20 +236,38 @@ class ReplicaEngine:
             self.sum_base -= base
             kv = base + s
             t.generated[rid] = kv - t.input_tokens[rid] + 1
+            t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
             self.free_blocks += blocks_for(kv, bs)
         else:
             self.free_blocks += blocks_for(self.computed.pop(rid), bs)
             del self.prefill_target[rid]
         del self.running[rid]
-        t.preemptions[rid] += 1
-        self.preemptions += 1
-        self.requeued.appendleft(rid)
 
-    def _finish_step(self, chunks: list[tuple[int, int, int]]) -> None:
+    def abort(self, rid: int) -> bool:
+        """The caller gave up on a request this replica holds. Waiting requests leave at once; a running
+        one leaves at the end of the step in progress (its result is discarded). Returns True if found."""
+        if rid in self.running:
+            if self.step_len_s > 0:
+                self.pending_aborts.add(rid)
+            else:
+                self._release(rid)
+                self.on_abort(rid)
+            return True
+        if rid in self.requeued:
+            self.requeued.remove(rid)
+            self.on_abort(rid)
+            return True
+        if self.queue.remove(rid):
+            self.on_abort(rid)
+            return True
+        return False
+
+    def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float) -> None:
         s = self.step
         now = self.env.now
         t = self.table
         bs = self.block_size
+        self.cum_s_per_token += s_per_token
         # decode completions at the end of step s
         heap = self.finish_heap
         while heap and heap[0][0] <= s:
@@ -245,9 +280,11 @@ class ReplicaEngine:
             self.sum_base -= base
             self.free_blocks += blocks_for(base + s + 1, bs)
             t.generated[rid] = t.output_tokens[rid]
+            t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
             self._complete(rid, now)
         # prefill chunks; a finished prefill produces the first (or next) token
         for rid, chunk, done in chunks:
+            t.replica_s[rid] += chunk * s_per_token
             computed = done + chunk
             target = self.prefill_target[rid]
             if computed < target:
@@ -270,10 +307,17 @@ class ReplicaEngine:
             self.dec_base[rid] = base
             finish = s0 + out - g - 1
             self.dec_finish[rid] = finish
+            self.dec_cum0[rid] = self.cum_s_per_token
             self.bucket[base % bs] += 1
             self.sum_base += base
             heapq.heappush(heap, (finish, rid))
         self.step = s + 1
+        if self.pending_aborts:
+            for rid in sorted(self.pending_aborts):
+                if rid in self.running:
+                    self._release(rid)
+                    self.on_abort(rid)
+            self.pending_aborts.clear()
 
     def _complete(self, rid: int, now: float) -> None:
         del self.running[rid]

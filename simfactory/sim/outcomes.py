@@ -10,6 +10,7 @@ class Outcome(IntEnum):
     COMPLETED = 1
     REJECTED_TOO_LONG = 2  # prompt + output exceed what the deployment can hold (max_model_len / KV capacity)
     UNFINISHED = 3  # still queued or running when the simulation stopped (drain off or drain cap hit)
+    ABORTED = 4  # the caller gave up (an agent step's timeout or the task's deadline) before it finished
 
     @property
     def label(self) -> str:

@@ -32,6 +32,14 @@ class WaitingQueue:
     def pop(self) -> int:
         return self._items.popleft()
 
+    def remove(self, rid: int) -> bool:
+        """Take a request out of the queue (its caller gave up); False if it is not here."""
+        try:
+            self._items.remove(rid)
+        except ValueError:
+            return False
+        return True
+
     def wait(self) -> simpy.Event:
         """An event that fires at the next put (engines wait on it while idle)."""
         ev = self.env.event()

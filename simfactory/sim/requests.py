@@ -1,38 +1,115 @@
-"""Per-request state and results as columnar arrays indexed by request id (no per-request objects)."""
+"""Per-request state and results as columnar arrays indexed by request id (no per-request objects).
+
+Plain traffic is added in one vectorised call before the run; agent tasks add their LLM calls one by
+one while the simulation runs, so the arrays grow by doubling. `trim()` cuts them to length at the end.
+"""
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from simfactory.sim.outcomes import Outcome
 
+# column -> (dtype, initial value)
+COLUMNS: dict[str, tuple[type, float | int]] = {
+    "arrival_s": (np.float64, np.nan),
+    "class_id": (np.int32, -1),
+    "deployment_id": (np.int32, -1),
+    "input_tokens": (np.int64, 0),
+    "output_tokens": (np.int64, 0),
+    "task_id": (np.int64, -1),  # -1: a plain request, not part of an agent task
+    "step_id": (np.int32, -1),  # index into the model's step-name list
+    "replica": (np.int32, -1),
+    "first_scheduled_s": (np.float64, np.nan),
+    "first_token_s": (np.float64, np.nan),
+    "completion_s": (np.float64, np.nan),  # completion (or rejection / abort) time
+    "preemptions": (np.int32, 0),
+    "generated": (np.int64, 0),
+    "replica_s": (np.float64, 0.0),  # share of replica step time: step time split over its batch by tokens
+    "outcome": (np.int8, int(Outcome.PENDING)),
+}
 
-@dataclass
+
 class RequestTable:
     arrival_s: np.ndarray
     class_id: np.ndarray
     deployment_id: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
-    replica: np.ndarray = field(init=False)
-    first_scheduled_s: np.ndarray = field(init=False)
-    first_token_s: np.ndarray = field(init=False)
-    completion_s: np.ndarray = field(init=False)
-    preemptions: np.ndarray = field(init=False)
-    generated: np.ndarray = field(init=False)
-    outcome: np.ndarray = field(init=False)
+    task_id: np.ndarray
+    step_id: np.ndarray
+    replica: np.ndarray
+    first_scheduled_s: np.ndarray
+    first_token_s: np.ndarray
+    completion_s: np.ndarray
+    preemptions: np.ndarray
+    generated: np.ndarray
+    replica_s: np.ndarray
+    outcome: np.ndarray
 
-    def __post_init__(self) -> None:
-        n = len(self.arrival_s)
-        self.replica = np.full(n, -1, dtype=np.int32)
-        self.first_scheduled_s = np.full(n, np.nan)
-        self.first_token_s = np.full(n, np.nan)
-        self.completion_s = np.full(n, np.nan)
-        self.preemptions = np.zeros(n, dtype=np.int32)
-        self.generated = np.zeros(n, dtype=np.int64)
-        self.outcome = np.full(n, int(Outcome.PENDING), dtype=np.int8)
+    def __init__(self, capacity: int = 1024) -> None:
+        self.n = 0
+        self._capacity = max(capacity, 1)
+        for name, (dtype, fill) in COLUMNS.items():
+            setattr(self, name, np.full(self._capacity, fill, dtype=dtype))
 
     def __len__(self) -> int:
-        return len(self.arrival_s)
+        return self.n
+
+    def _reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= self._capacity:
+            return
+        cap = max(need, 2 * self._capacity)
+        for name, (dtype, fill) in COLUMNS.items():
+            old = getattr(self, name)
+            new = np.full(cap, fill, dtype=dtype)
+            new[: self.n] = old[: self.n]
+            setattr(self, name, new)
+        self._capacity = cap
+
+    def add_many(
+        self,
+        arrival_s: np.ndarray,
+        class_id: np.ndarray,
+        deployment_id: np.ndarray,
+        input_tokens: np.ndarray,
+        output_tokens: np.ndarray,
+    ) -> None:
+        k = len(arrival_s)
+        self._reserve(k)
+        sl = slice(self.n, self.n + k)
+        self.arrival_s[sl] = arrival_s
+        self.class_id[sl] = class_id
+        self.deployment_id[sl] = deployment_id
+        self.input_tokens[sl] = input_tokens
+        self.output_tokens[sl] = output_tokens
+        self.n += k
+
+    def add(
+        self,
+        arrival_s: float,
+        class_id: int,
+        deployment_id: int,
+        input_tokens: int,
+        output_tokens: int,
+        task_id: int = -1,
+        step_id: int = -1,
+    ) -> int:
+        self._reserve(1)
+        rid = self.n
+        self.arrival_s[rid] = arrival_s
+        self.class_id[rid] = class_id
+        self.deployment_id[rid] = deployment_id
+        self.input_tokens[rid] = input_tokens
+        self.output_tokens[rid] = output_tokens
+        self.task_id[rid] = task_id
+        self.step_id[rid] = step_id
+        self.n += 1
+        return rid
+
+    def trim(self) -> None:
+        """Cut every column to the number of requests (call once the run is over)."""
+        for name in COLUMNS:
+            setattr(self, name, getattr(self, name)[: self.n].copy())
+        self._capacity = max(self.n, 1)

@@ -1,8 +1,9 @@
 """Build the SimPy model of a resolved scenario, run it, and return the raw results.
 
-Arrivals -> (admission check) -> replica balancer -> replica engines -> completion. A monitor process
-samples timelines (queue depth, running sequences, KV use, busy fraction, requests in system) at the
-scenario's resolution. Every request ends with an outcome; none is dropped.
+Arrivals -> (admission check) -> replica balancer -> replica engines -> completion. An arrival is a
+plain request (generated up front) or an agent task (a process that submits LLM requests as it walks
+its steps). A monitor samples timelines (queue depth, running sequences, KV use, busy fraction,
+requests in system) at the scenario's resolution. Every request and task ends with an outcome.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from typing import Generator
 import numpy as np
 import simpy
 
+from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedScenario
+from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import ReplicaBalancer
 from simfactory.sim.streams import RandomStreams
-from simfactory.sim.traffic import generate_traffic
+from simfactory.sim.traffic import add_plain_requests, arrival_schedule
 
 ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds expected)
+DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Timelines:
 
     time_s: list[float] = field(default_factory=list)
     in_system: list[int] = field(default_factory=list)
+    tasks_in_system: list[int] = field(default_factory=list)
     deployment_queue: list[list[int]] = field(default_factory=list)
     waiting: list[list[int]] = field(default_factory=list)
     running: list[list[int]] = field(default_factory=list)
@@ -55,6 +60,8 @@ class SimResult:
     resolved: ResolvedScenario
     seed: int
     table: RequestTable
+    tasks: list[TaskRecord]
+    step_names: list[str]
     replicas: list[ReplicaInfo]
     replica_busy_s: np.ndarray
     replica_steps: np.ndarray
@@ -66,28 +73,38 @@ class SimResult:
 class FleetModel:
     """The whole fleet as SimPy processes; `run()` advances it to the end of the scenario."""
 
-    def __init__(self, rs: ResolvedScenario, seed: int) -> None:
+    def __init__(self, rs: ResolvedScenario, seed: int, keep_logs: int = DEFAULT_KEEP_LOGS) -> None:
         self.rs = rs
         self.seed = seed
+        self.keep_logs = keep_logs
         self.env = simpy.Environment()
         self.streams = RandomStreams(seed)
-        self.table = generate_traffic(rs, self.streams)
+        self.table = RequestTable()
+        self.arrival_s, self.arrival_class = arrival_schedule(rs, self.streams)
+        self.arrival_rid = add_plain_requests(rs, self.streams, self.arrival_s, self.arrival_class, self.table)
         self.n_finished = 0
         self.n_arrived = 0
+        self.arrivals_done = False
         self.all_finished = self.env.event()
+        self.waiters: dict[int, simpy.Event] = {}
+        self.tasks: list[TaskRecord] = []
+        self.tasks_open = 0
+        self.step_names: list[str] = []
+        self._step_index: dict[str, int] = {}
         self.engines: list[ReplicaEngine] = []
         self.replicas: list[ReplicaInfo] = []
         self.balancers: list[ReplicaBalancer] = []
         self.dep_engines: list[list[ReplicaEngine]] = []
         self.max_tokens: list[int] = []
+        self.usd_per_replica_s: list[float] = []
         for d in rs.deployments:
             self._build_deployment(d)
+        self._build_agent_services()
         self.env.process(self._arrivals())
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
-        if len(self.table) == 0:
-            self.all_finished.succeed()
 
+    # ---- construction ----
     def _build_deployment(self, d: ResolvedDeployment) -> None:
         cfg = d.config
         policy = self.rs.scenario.routing.load_balancer
@@ -107,12 +124,11 @@ class FleetModel:
                 kv_blocks=d.kv_blocks,
                 enable_chunked_prefill=cfg.enable_chunked_prefill,
                 on_complete=self._on_complete,
+                on_abort=self._on_abort,
             )
             self.engines.append(eng)
             engines.append(eng)
-            self.replicas.append(
-                ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size)
-            )
+            self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size))
         self.dep_engines.append(engines)
         self.balancers.append(ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}")))
         # The longest request a replica can ever hold: it must fit the context window and the KV cache
@@ -121,51 +137,151 @@ class FleetModel:
         if not cfg.enable_chunked_prefill:
             limit = min(limit, cfg.max_num_batched_tokens)
         self.max_tokens.append(limit)
+        # Running estimate of what a replica-second costs (pool cost at full utilization), for $ budgets.
+        pool = d.pool
+        per_hour = pool_cost(self.rs, pool, 1.0).per_hour.total_usd
+        self.usd_per_replica_s.append(per_hour / pool.count * cfg.tp / 3600.0)
+
+    def _build_agent_services(self) -> None:
+        self.services: dict[str, dict[str, ToolServiceModel]] = {}
+        self.humans: dict[str, dict[str, tuple[simpy.Resource, float]]] = {}
+        for c in self.rs.classes:
+            w = c.agent
+            if w is None or w.name in self.services:
+                continue
+            self.services[w.name] = {
+                t.name: ToolServiceModel(self.env, t.concurrency, t.rate_limit_per_s, t.usd_per_call) for t in w.tools
+            }
+            self.humans[w.name] = {h.name: (simpy.Resource(self.env, capacity=h.count), h.usd_per_hour) for h in w.humans}
+
+    # ---- requests ----
+    def step_id(self, name: str) -> int:
+        if name not in self._step_index:
+            self._step_index[name] = len(self.step_names)
+            self.step_names.append(name)
+        return self._step_index[name]
+
+    def submit(
+        self, deployment: int, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str
+    ) -> tuple[int, simpy.Event]:
+        """An LLM call from an agent task: returns its request id and an event that fires when it ends."""
+        rid = self.table.add(self.env.now, class_id, deployment, input_tokens, output_tokens, task_id, self.step_id(step))
+        done = self.env.event()
+        self.waiters[rid] = done
+        self.n_arrived += 1
+        self._dispatch(rid, deployment)
+        return rid, done
+
+    def _dispatch(self, rid: int, deployment: int) -> None:
+        t = self.table
+        if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
+            self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
+            return
+        self.balancers[deployment].dispatch(rid)
+
+    def abort(self, rid: int) -> None:
+        """The caller gave up on a request: take it out of its queue or batch."""
+        if self.table.outcome[rid] != Outcome.PENDING:
+            return
+        d = int(self.table.deployment_id[rid])
+        replica = int(self.table.replica[rid])
+        if replica >= 0:
+            self.engines[replica].abort(rid)
+            return
+        balancer = self.balancers[d]
+        if balancer.shared_queue is not None and balancer.shared_queue.remove(rid):
+            self._on_abort(rid)
+            return
+        for eng in self.dep_engines[d]:
+            if eng.abort(rid):
+                return
 
     def _on_complete(self, rid: int) -> None:
-        self.table.outcome[rid] = Outcome.COMPLETED
-        self._finished()
+        self._finish_request(rid, Outcome.COMPLETED)
 
-    def _finished(self) -> None:
+    def _on_abort(self, rid: int) -> None:
+        self._finish_request(rid, Outcome.ABORTED)
+
+    def _finish_request(self, rid: int, outcome: Outcome) -> None:
+        t = self.table
+        t.outcome[rid] = outcome
+        if outcome != Outcome.COMPLETED:
+            t.completion_s[rid] = self.env.now
         self.n_finished += 1
-        if self.n_finished == len(self.table):
+        done = self.waiters.pop(rid, None)
+        if done is not None:
+            done.succeed(outcome)
+        self._check_all_finished()
+
+    def request_usd_estimate(self, rid: int) -> float:
+        return float(self.table.replica_s[rid]) * self.usd_per_replica_s[int(self.table.deployment_id[rid])]
+
+    # ---- tasks ----
+    def _start_task(self, class_id: int) -> None:
+        c = self.rs.classes[class_id]
+        assert c.agent is not None
+        task = AgentTask(
+            self, len(self.tasks), class_id, c.agent, c.roles, self.streams.get(f"agent/{c.config.name}"),
+            self.services[c.agent.name], self.humans[c.agent.name],
+        )
+        self.tasks.append(task.rec)
+        self.tasks_open += 1
+        self.env.process(task.run())
+
+    def finish_task(self, task: AgentTask) -> None:
+        rec = task.rec
+        rec.end_s = self.env.now
+        rec.breakdown = breakdown(rec.log, rec.end_s, self.table)
+        rec.breakdown["total"] = rec.end_s - rec.start_s
+        if rec.task_id >= self.keep_logs:
+            rec.log = []
+        self.tasks_open -= 1
+        self._check_all_finished()
+
+    def _check_all_finished(self) -> None:
+        if (
+            self.arrivals_done
+            and self.tasks_open == 0
+            and self.n_finished == len(self.table)
+            and not self.all_finished.triggered
+        ):
             self.all_finished.succeed()
 
+    # ---- processes ----
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
-        t = self.table
         env = self.env
-        arrival = t.arrival_s
-        dep = t.deployment_id
-        total = t.input_tokens + t.output_tokens
-        for rid in range(len(t)):
-            wait = arrival[rid] - env.now
+        for i in range(len(self.arrival_s)):
+            wait = self.arrival_s[i] - env.now
             if wait > 0:
                 yield env.timeout(wait)
-            self.n_arrived += 1
-            d = int(dep[rid])
-            if total[rid] > self.max_tokens[d]:
-                t.outcome[rid] = Outcome.REJECTED_TOO_LONG
-                t.completion_s[rid] = env.now
-                self._finished()
-                continue
-            self.balancers[d].dispatch(rid)
+            rid = int(self.arrival_rid[i])
+            if rid >= 0:
+                self.n_arrived += 1
+                self._dispatch(rid, int(self.table.deployment_id[rid]))
+            else:
+                self._start_task(int(self.arrival_class[i]))
+        self.arrivals_done = True
+        self._check_all_finished()
 
     def _monitor(self, resolution_s: float) -> Generator[simpy.Event, None, None]:
         env = self.env
         tl = self.timelines
         prev_busy = [0.0] * len(self.engines)
+        pairs = list(zip(self.balancers, self.dep_engines))
         while True:
             busy = [e.busy_until_now_s() for e in self.engines]
             tl.time_s.append(env.now)
             tl.in_system.append(self.n_arrived - self.n_finished)
-            waiting = [len(e.requeued) + (0 if b.shared_queue else len(e.queue)) for b, es in
-                       zip(self.balancers, self.dep_engines) for e in es]
-            tl.waiting.append(waiting)
+            tl.tasks_in_system.append(self.tasks_open)
+            tl.waiting.append(
+                [len(e.requeued) + (0 if b.shared_queue is not None else len(e.queue)) for b, es in pairs for e in es]
+            )
             tl.deployment_queue.append(
                 [
-                    sum(len(e.requeued) + len(e.queue) for e in es) if b.shared_queue is None
+                    sum(len(e.requeued) + len(e.queue) for e in es)
+                    if b.shared_queue is None
                     else len(b.shared_queue) + sum(len(e.requeued) for e in es)
-                    for b, es in zip(self.balancers, self.dep_engines)
+                    for b, es in pairs
                 ]
             )
             tl.running.append([len(e.running) for e in self.engines])
@@ -191,12 +307,19 @@ class FleetModel:
             env.run(until=simpy.AnyOf(env, [self.all_finished, limit]))
         end = env.now
         t = self.table
-        pending = t.outcome == Outcome.PENDING
-        t.outcome[pending] = Outcome.UNFINISHED
+        t.trim()
+        t.outcome[t.outcome == Outcome.PENDING] = Outcome.UNFINISHED
+        for rec in self.tasks:
+            if rec.outcome == "unfinished" and not rec.breakdown:
+                rec.end_s = float("nan")
+                rec.breakdown = breakdown(rec.log, end, t)
+                rec.breakdown["total"] = end - rec.start_s
         return SimResult(
             resolved=self.rs,
             seed=self.seed,
             table=t,
+            tasks=self.tasks,
+            step_names=self.step_names,
             replicas=self.replicas,
             replica_busy_s=np.array([e.busy_until_now_s() for e in self.engines]),
             replica_steps=np.array([e.steps_run for e in self.engines]),
@@ -206,7 +329,9 @@ class FleetModel:
         )
 
 
-def simulate(rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None) -> SimResult:
+def simulate(
+    rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None, keep_logs: int = DEFAULT_KEEP_LOGS
+) -> SimResult:
     """Run a resolved scenario once; the seed defaults to the scenario's."""
-    model = FleetModel(rs, rs.scenario.seed if seed is None else seed)
+    model = FleetModel(rs, rs.scenario.seed if seed is None else seed, keep_logs)
     return model.run(progress)

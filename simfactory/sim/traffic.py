@@ -36,22 +36,43 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
     return np.concatenate(times)
 
 
-def generate_traffic(rs: ResolvedScenario, streams: RandomStreams) -> RequestTable:
+def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray]:
+    """Arrival times in [0, horizon) and the class of each arrival (a request or an agent task)."""
     sc = rs.scenario
-    arrivals = arrival_times(sc.traffic.arrival, sc.sim.horizon_s, streams.get("arrivals"))
-    n = len(arrivals)
+    times = arrival_times(sc.traffic.arrival, sc.sim.horizon_s, streams.get("arrivals"))
+    n = len(times)
     weights = np.array([c.config.weight for c in rs.classes], dtype=float)
     if len(rs.classes) == 1:
         class_id = np.zeros(n, dtype=np.int32)
     else:
         class_id = streams.get("class_mix").choice(len(rs.classes), size=n, p=weights / weights.sum()).astype(np.int32)
+    return times, class_id
+
+
+def add_plain_requests(
+    rs: ResolvedScenario, streams: RandomStreams, times: np.ndarray, class_id: np.ndarray, table: RequestTable
+) -> np.ndarray:
+    """Add the arrivals of plain-request classes to the table (lengths drawn per class, vectorised).
+    Returns, per arrival, its request id (-1 for agent-task arrivals)."""
+    plain = np.array([c.agent is None for c in rs.classes], dtype=bool)
+    is_plain = plain[class_id] if len(class_id) else np.zeros(0, dtype=bool)
+    idx = np.flatnonzero(is_plain)
+    n = len(idx)
     input_tokens = np.zeros(n, dtype=np.int64)
     output_tokens = np.zeros(n, dtype=np.int64)
     deployment_id = np.zeros(n, dtype=np.int32)
+    sub_class = class_id[idx]
     for c in rs.classes:
-        idx = np.flatnonzero(class_id == c.index)
+        if c.agent is not None:
+            continue
+        assert c.input_tokens is not None and c.output_tokens is not None
+        k = np.flatnonzero(sub_class == c.index)
         name = c.config.name
-        input_tokens[idx] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(idx))
-        output_tokens[idx] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(idx))
-        deployment_id[idx] = c.deployment_index
-    return RequestTable(arrivals, class_id, deployment_id, input_tokens, output_tokens)
+        input_tokens[k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
+        output_tokens[k] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(k))
+        deployment_id[k] = c.deployment_index
+    first = len(table)
+    table.add_many(times[idx], sub_class, deployment_id, input_tokens, output_tokens)
+    rid = np.full(len(times), -1, dtype=np.int64)
+    rid[idx] = np.arange(first, first + n)
+    return rid

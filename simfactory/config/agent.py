@@ -1,0 +1,214 @@
+"""Agent workloads: a multi-step task as a tree of typed steps (the schema is the documentation).
+
+Leaf steps: `llm` (a request to a model role), `tool`, `retrieval`, `human`, `wait`.
+Control flow: `sequence`, `parallel` (fan-out with join all / first k), `branch` (probabilistic),
+`loop` (continue probability with a mandatory iteration cap, ReAct style) and `retry` (re-run its
+steps on failure, with exponential backoff and a cap). A cycle is only expressible as a capped loop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from simfactory.config.distributions import Distribution, Fixed
+from simfactory.config.profile import AsOf
+
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LlmStep(_Strict):
+    """One LLM call: prompt = carried task context (if include_context) + new input tokens."""
+
+    type: Literal["llm"] = "llm"
+    name: Name
+    model: str = Field(description="model role; the scenario maps roles to deployments (traffic.classes[].targets)")
+    input_tokens: Distribution = Field(description="new prompt tokens of this step (instructions, user text)")
+    output_tokens: Distribution
+    include_context: bool = Field(default=True, description="prompt includes the task context so far")
+    carry_output: bool = Field(default=True, description="this step's output joins the task context")
+    fail_p: Probability = Field(default=0.0, description="probability a validator rejects the answer (step fails)")
+    timeout_s: PositiveFloat | None = Field(default=None, description="give up (abort the request) after this long")
+
+
+class ToolStep(_Strict):
+    """A call to a tool service: queues for the service's concurrency, then takes its latency."""
+
+    type: Literal["tool"] = "tool"
+    name: Name
+    service: str = Field(description="a name under the workload's tools:")
+    latency_s: Distribution
+    fail_p: Probability = 0.0
+    result_tokens: Distribution = Field(default=Fixed(value=0), description="tokens of the result fed to later LLM steps")
+    timeout_s: PositiveFloat | None = None
+
+
+class RetrievalStep(_Strict):
+    """Vector / keyword search; a cache hit costs cache_latency_s instead of latency_s."""
+
+    type: Literal["retrieval"] = "retrieval"
+    name: Name
+    latency_s: Distribution
+    hit_tokens: Distribution = Field(description="tokens of the retrieved passages added to the context")
+    cache_hit_ratio: Probability = 0.0
+    cache_latency_s: Distribution = Field(default=Fixed(value=0.0))
+    usd_per_query: NonNegativeFloat = 0.0
+
+
+class HumanStep(_Strict):
+    """Escalation to a human reviewer with probability p (the task is then marked escalated)."""
+
+    type: Literal["human"] = "human"
+    name: Name
+    p: Probability
+    pool: str = Field(description="a name under the workload's humans:")
+    handling_time_s: Distribution
+
+
+class WaitStep(_Strict):
+    """A fixed or random pause (think time, an external system)."""
+
+    type: Literal["wait"] = "wait"
+    name: Name
+    duration_s: Distribution
+
+
+class SequenceStep(_Strict):
+    type: Literal["sequence"] = "sequence"
+    name: Name = "sequence"
+    steps: list["Step"] = Field(min_length=1)
+
+
+class ParallelStep(_Strict):
+    """Fan-out: the listed branches, or `fan_out` copies of `steps`; join when all (or the first k) finish.
+    The context of finished branches is merged back; unfinished branches are cancelled at a first-k join."""
+
+    type: Literal["parallel"] = "parallel"
+    name: Name = "parallel"
+    branches: list[list["Step"]] | None = None
+    steps: list["Step"] | None = Field(default=None, description="the body copied fan_out times")
+    fan_out: Distribution | None = Field(default=None, description="number of copies of steps (integer, >= 1)")
+    join: Literal["all", "first_k"] = "all"
+    k: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ParallelStep":
+        if (self.branches is None) == (self.steps is None):
+            raise ValueError("give either branches, or steps with fan_out")
+        if self.steps is not None and self.fan_out is None:
+            raise ValueError("steps needs fan_out (how many copies run in parallel)")
+        if self.branches is not None and (len(self.branches) == 0 or any(len(b) == 0 for b in self.branches)):
+            raise ValueError("branches must be non-empty lists of steps")
+        if self.join == "first_k" and self.k is None:
+            raise ValueError("join: first_k needs k")
+        if self.join == "all" and self.k is not None:
+            raise ValueError("k is only used with join: first_k")
+        if self.branches is not None and self.k is not None and self.k > len(self.branches):
+            raise ValueError(f"k ({self.k}) exceeds the number of branches ({len(self.branches)})")
+        return self
+
+
+class BranchOption(_Strict):
+    p: Probability
+    steps: list["Step"] = Field(default_factory=list)
+
+
+class BranchStep(_Strict):
+    """Take one option with its probability (probabilities must sum to 1)."""
+
+    type: Literal["branch"] = "branch"
+    name: Name = "branch"
+    options: list[BranchOption] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "BranchStep":
+        total = sum(o.p for o in self.options)
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"option probabilities sum to {total:g}, not 1")
+        return self
+
+
+class LoopStep(_Strict):
+    """Run steps, then go round again with probability continue_p, at most max_iterations times."""
+
+    type: Literal["loop"] = "loop"
+    name: Name = "loop"
+    continue_p: Probability
+    max_iterations: PositiveInt = Field(description="cap on iterations; required: an uncapped cycle is rejected")
+    steps: list["Step"] = Field(min_length=1)
+
+
+class RetryStep(_Strict):
+    """Re-run steps when one of them fails (tool failure, validation failure, timeout), after a backoff
+    of backoff_s x factor^(attempt-1), up to max_attempts; the task fails when the last attempt fails."""
+
+    type: Literal["retry"] = "retry"
+    name: Name = "retry"
+    max_attempts: PositiveInt
+    backoff_s: NonNegativeFloat = 0.0
+    backoff_factor: Annotated[float, Field(ge=1.0)] = 2.0
+    steps: list["Step"] = Field(min_length=1)
+
+
+Step = Annotated[
+    Union[
+        LlmStep, ToolStep, RetrievalStep, HumanStep, WaitStep, SequenceStep, ParallelStep, BranchStep, LoopStep,
+        RetryStep,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class ToolService(_Strict):
+    name: Name
+    concurrency: PositiveInt | None = Field(default=None, description="calls in flight at once; more wait")
+    rate_limit_per_s: PositiveFloat | None = Field(default=None, description="calls started per second at most")
+    usd_per_call: NonNegativeFloat = 0.0
+
+
+class HumanPool(_Strict):
+    name: Name
+    count: PositiveInt
+    usd_per_hour: NonNegativeFloat = 0.0
+
+
+class Budget(_Strict):
+    """Stop (or switch to the fallback steps) before an LLM step once the task has used this much."""
+
+    max_tokens: PositiveInt | None = None
+    max_usd: PositiveFloat | None = None
+    on_exceed: Literal["stop", "fallback"] = "stop"
+    fallback: list["Step"] | None = Field(default=None, description="cheaper path run when the budget is hit")
+
+    @model_validator(mode="after")
+    def _fallback_given(self) -> "Budget":
+        if self.on_exceed == "fallback" and not self.fallback:
+            raise ValueError("on_exceed: fallback needs fallback steps")
+        return self
+
+
+class AgentWorkload(_Strict):
+    kind: Literal["agent"] = "agent"
+    name: Name
+    description: str = ""
+    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    carry_over: Probability = Field(
+        default=1.0, description="fraction of each carried output / tool result / retrieval hit kept in the context"
+    )
+    deadline_s: PositiveFloat | None = None
+    budget: Budget | None = None
+    tools: list[ToolService] = Field(default_factory=list)
+    humans: list[HumanPool] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    source: str = Field(min_length=1)
+    as_of: AsOf
+
+
+for _m in (SequenceStep, ParallelStep, BranchOption, LoopStep, RetryStep, Budget, AgentWorkload):
+    _m.model_rebuild()

@@ -1,0 +1,492 @@
+"""Agent tasks as SimPy processes walking their step tree; every LLM step is a request to the fleet.
+
+Each task keeps a *log* of what it spent time on: leaf intervals (category, start, end) and parallel
+nodes holding one sub-log per branch plus the branch that decided the join. The critical-path
+breakdown is read from the log when the task ends, clipped at its end time, so the components of a
+task always add up to its end-to-end latency, whether it completed, failed or hit its deadline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+
+from simfactory.config.agent import (
+    AgentWorkload,
+    BranchStep,
+    HumanStep,
+    LlmStep,
+    LoopStep,
+    ParallelStep,
+    RetrievalStep,
+    RetryStep,
+    SequenceStep,
+    Step,
+    ToolStep,
+    WaitStep,
+)
+from simfactory.sim.outcomes import Outcome
+
+if TYPE_CHECKING:
+    from simfactory.sim.run import FleetModel
+
+CATEGORIES = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+
+TASK_OUTCOMES = ("completed", "degraded", "failed", "timed_out", "budget_stopped", "unfinished")
+SUCCESS = ("completed", "degraded")
+
+
+class StepFailed(Exception):
+    """A step failed (tool error, validator rejection, timeout): caught by an enclosing retry."""
+
+
+class BudgetHit(Exception):
+    """The task's token or dollar budget was reached before an LLM step."""
+
+
+class Cancelled(Exception):
+    """The branch was cancelled (first-k join already decided, or the task deadline passed)."""
+
+
+# ---- the time log --------------------------------------------------------------------------------
+@dataclass
+class Leaf:
+    category: str
+    start_s: float
+    end_s: float | None = None
+    rid: int = -1  # LLM steps: phases come from the request table
+
+
+@dataclass
+class Fork:
+    branches: list[list[Any]]
+    chosen: int | None = None
+
+
+def breakdown(log: list[Any], end_s: float, table: Any) -> dict[str, float]:
+    """Critical-path time per category, with open intervals clipped at end_s."""
+    out = dict.fromkeys(CATEGORIES, 0.0)
+    _accumulate(log, end_s, table, out)
+    return out
+
+
+def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float]) -> None:
+    for entry in log:
+        if isinstance(entry, Fork):
+            if entry.chosen is not None:
+                branch = entry.branches[entry.chosen]
+            else:  # still running at end_s: the branch that reaches furthest
+                branch = max(entry.branches, key=lambda b: _reach(b, end_s))
+            _accumulate(branch, end_s, table, out)
+            continue
+        start = entry.start_s
+        stop = min(entry.end_s if entry.end_s is not None else end_s, end_s)
+        if stop <= start:
+            continue
+        if entry.rid >= 0:
+            sched = table.first_scheduled_s[entry.rid]
+            first = table.first_token_s[entry.rid]
+            t1 = stop if np.isnan(sched) else min(max(sched, start), stop)
+            t2 = stop if np.isnan(first) else min(max(first, t1), stop)
+            out["queue"] += t1 - start
+            out["prefill"] += t2 - t1
+            out["decode"] += stop - t2
+        else:
+            out[entry.category] += stop - start
+
+
+def _reach(log: list[Any], end_s: float) -> float:
+    last = 0.0
+    for entry in log:
+        if isinstance(entry, Fork):
+            last = max(last, max((_reach(b, end_s) for b in entry.branches), default=0.0))
+        else:
+            last = max(last, entry.end_s if entry.end_s is not None else end_s)
+    return last
+
+
+# ---- cancellation scopes ----------------------------------------------------------------------------
+class Scope:
+    """A branch of a task: its in-flight LLM requests and child branches, cancelled together."""
+
+    def __init__(self, parent: "Scope | None") -> None:
+        self.parent = parent
+        self.children: list[Scope] = []
+        self.rids: set[int] = set()
+        self.cancelled = False
+        if parent is not None:
+            parent.children.append(self)
+
+    def is_cancelled(self) -> bool:
+        s: Scope | None = self
+        while s is not None:
+            if s.cancelled:
+                return True
+            s = s.parent
+        return False
+
+    def cancel(self, abort: Callable[[int], None]) -> None:
+        self.cancelled = True
+        for rid in list(self.rids):
+            abort(rid)
+        for c in self.children:
+            c.cancel(abort)
+
+
+# ---- shared services ----------------------------------------------------------------------------------
+class ToolServiceModel:
+    """A tool as a queue: a concurrency limit (SimPy Resource) and a start-rate limit (spacing calls)."""
+
+    def __init__(self, env: simpy.Environment, concurrency: int | None, rate_per_s: float | None, usd: float) -> None:
+        self.env = env
+        self.slots = simpy.Resource(env, capacity=concurrency) if concurrency else None
+        self.interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
+        self.next_start_s = 0.0
+        self.usd_per_call = usd
+
+    def start_delay(self) -> float:
+        """Leaky-bucket rate limit: calls start at least interval_s apart."""
+        if not self.interval_s:
+            return 0.0
+        start = max(self.env.now, self.next_start_s)
+        self.next_start_s = start + self.interval_s
+        return start - self.env.now
+
+
+@dataclass
+class TaskRecord:
+    task_id: int
+    class_id: int
+    start_s: float
+    end_s: float = float("nan")
+    outcome: str = "unfinished"
+    escalated: bool = False
+    steps: int = 0
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tool_calls: int = 0
+    tool_failures: int = 0
+    retrieval_calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    loop_iterations: int = 0
+    usd_tools: float = 0.0
+    usd_retrieval: float = 0.0
+    usd_human: float = 0.0
+    usd_llm_estimate: float = 0.0
+    rids: list[int] = field(default_factory=list)
+    log: list[Any] = field(default_factory=list)
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+
+class AgentTask:
+    """One task walking its workload's steps. `run()` is its SimPy process."""
+
+    def __init__(
+        self,
+        fleet: "FleetModel",
+        task_id: int,
+        class_id: int,
+        workload: AgentWorkload,
+        roles: dict[str, int],
+        rng: np.random.Generator,
+        services: dict[str, ToolServiceModel],
+        humans: dict[str, tuple[simpy.Resource, float]],
+    ) -> None:
+        self.fleet = fleet
+        self.env = fleet.env
+        self.w = workload
+        self.roles = roles
+        self.rng = rng
+        self.services = services
+        self.humans = humans
+        self.rec = TaskRecord(task_id, class_id, self.env.now)
+        self.root = Scope(None)
+        self.budget_checks = workload.budget is not None
+
+    # -- helpers --
+    def draw(self, dist: Any) -> float:
+        return float(dist.sample(self.rng, 1)[0])
+
+    def draw_tokens(self, dist: Any) -> int:
+        return max(int(round(self.draw(dist))), 1)
+
+    def _check_cancel(self, scope: Scope) -> None:
+        if scope.is_cancelled():
+            raise Cancelled()
+
+    # -- process --
+    def run(self) -> Generator[simpy.Event, Any, None]:
+        rec = self.rec
+        body = self.env.process(self._body())
+        events = [body]
+        if self.w.deadline_s is not None:
+            events.append(self.env.timeout(self.w.deadline_s))
+        yield simpy.AnyOf(self.env, events)
+        if body.triggered:
+            rec.outcome = body.value
+        else:
+            rec.outcome = "timed_out"
+            self.root.cancel(self.fleet.abort)
+        self.fleet.finish_task(self)
+
+    def _body(self) -> Generator[simpy.Event, Any, str]:
+        context = float(self.w.system_prompt_tokens)
+        try:
+            yield from self._steps(self.w.steps, self.root, self.rec.log, [context])
+            return "completed"
+        except StepFailed:
+            return "failed"
+        except Cancelled:
+            return "failed"
+        except BudgetHit:
+            b = self.w.budget
+            assert b is not None
+            if b.on_exceed == "stop" or not b.fallback:
+                return "budget_stopped"
+            self.budget_checks = False
+            try:
+                yield from self._steps(b.fallback, self.root, self.rec.log, [context])
+            except (StepFailed, Cancelled):
+                return "failed"
+            return "degraded"
+
+    # The context is a one-element list so branches can grow their own copy and report what they added.
+    def _steps(self, steps: list[Step], scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        for step in steps:
+            self._check_cancel(scope)
+            yield from self._step(step, scope, log, ctx)
+
+    def _step(self, step: Step, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        if isinstance(step, LlmStep):
+            yield from self._llm(step, scope, log, ctx)
+        elif isinstance(step, ToolStep):
+            yield from self._tool(step, scope, log, ctx)
+        elif isinstance(step, RetrievalStep):
+            yield from self._retrieval(step, scope, log, ctx)
+        elif isinstance(step, HumanStep):
+            yield from self._human(step, scope, log)
+        elif isinstance(step, WaitStep):
+            yield from self._timed(log, "wait", self.draw(step.duration_s), scope)
+            self.rec.steps += 1
+        elif isinstance(step, SequenceStep):
+            yield from self._steps(step.steps, scope, log, ctx)
+        elif isinstance(step, ParallelStep):
+            yield from self._parallel(step, scope, log, ctx)
+        elif isinstance(step, BranchStep):
+            u = self.rng.random()
+            acc = 0.0
+            for opt in step.options:
+                acc += opt.p
+                if u < acc:
+                    yield from self._steps(opt.steps, scope, log, ctx)
+                    break
+        elif isinstance(step, LoopStep):
+            for i in range(step.max_iterations):
+                self.rec.loop_iterations += 1
+                yield from self._steps(step.steps, scope, log, ctx)
+                if i + 1 == step.max_iterations or self.rng.random() >= step.continue_p:
+                    break
+        elif isinstance(step, RetryStep):
+            yield from self._retry(step, scope, log, ctx)
+        else:  # pragma: no cover - the schema admits only the types above
+            raise TypeError(step)
+
+    def _timed(self, log: list[Any], category: str, duration_s: float, scope: Scope) -> Generator[simpy.Event, Any, None]:
+        leaf = Leaf(category, self.env.now)
+        log.append(leaf)
+        yield self.env.timeout(duration_s)
+        leaf.end_s = self.env.now
+        self._check_cancel(scope)
+
+    # -- leaves --
+    def _llm(self, step: LlmStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        rec = self.rec
+        b = self.w.budget
+        if self.budget_checks and b is not None:
+            if (b.max_tokens is not None and rec.tokens_in + rec.tokens_out >= b.max_tokens) or (
+                b.max_usd is not None and self._usd_so_far() >= b.max_usd
+            ):
+                raise BudgetHit()
+        new = self.draw_tokens(step.input_tokens)
+        prompt = new + (int(round(ctx[0])) if step.include_context else 0)
+        out = self.draw_tokens(step.output_tokens)
+        dep = self.roles[step.model]
+        rid, done = self.fleet.submit(dep, prompt, out, rec.class_id, rec.task_id, step.name)
+        rec.llm_calls += 1
+        rec.steps += 1
+        rec.rids.append(rid)
+        rec.tokens_in += prompt
+        rec.tokens_out += out
+        leaf = Leaf("llm", self.env.now, rid=rid)
+        log.append(leaf)
+        scope.rids.add(rid)
+        waits = [done]
+        if step.timeout_s is not None:
+            waits.append(self.env.timeout(step.timeout_s))
+        yield simpy.AnyOf(self.env, waits)
+        scope.rids.discard(rid)
+        leaf.end_s = self.env.now
+        outcome = self.fleet.table.outcome[rid]
+        if outcome == Outcome.PENDING:  # timed out: give up on the request
+            self.fleet.abort(rid)
+            raise StepFailed()
+        self._check_cancel(scope)
+        if outcome != Outcome.COMPLETED:
+            raise StepFailed()
+        rec.usd_llm_estimate += self.fleet.request_usd_estimate(rid)
+        if step.carry_output:
+            ctx[0] += out * self.w.carry_over
+        if step.fail_p and self.rng.random() < step.fail_p:
+            raise StepFailed()
+
+    def _tool(self, step: ToolStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        svc = self.services[step.service]
+        rec = self.rec
+        rec.steps += 1
+        rec.tool_calls += 1
+        rec.usd_tools += svc.usd_per_call
+        leaf = Leaf("tool", self.env.now)
+        log.append(leaf)
+        latency = self.draw(step.latency_s)
+        failed = step.fail_p > 0 and self.rng.random() < step.fail_p
+        deadline = self.env.now + step.timeout_s if step.timeout_s is not None else None
+        req = svc.slots.request() if svc.slots is not None else None
+        try:
+            if req is not None:
+                if deadline is None:
+                    yield req
+                else:
+                    yield simpy.AnyOf(self.env, [req, self.env.timeout(max(deadline - self.env.now, 0))])
+                    if not req.triggered:
+                        leaf.end_s = self.env.now
+                        rec.tool_failures += 1
+                        raise StepFailed()
+            delay = svc.start_delay() + latency
+            if deadline is not None and self.env.now + delay > deadline:
+                yield self.env.timeout(max(deadline - self.env.now, 0))
+                leaf.end_s = self.env.now
+                rec.tool_failures += 1
+                raise StepFailed()
+            yield self.env.timeout(delay)
+        finally:
+            if req is not None:
+                if req.triggered:
+                    svc.slots.release(req)
+                else:
+                    req.cancel()
+        leaf.end_s = self.env.now
+        self._check_cancel(scope)
+        if failed:
+            rec.tool_failures += 1
+            raise StepFailed()
+        ctx[0] += self.draw(step.result_tokens) * self.w.carry_over
+
+    def _retrieval(self, step: RetrievalStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        rec = self.rec
+        rec.steps += 1
+        rec.retrieval_calls += 1
+        hit = step.cache_hit_ratio > 0 and self.rng.random() < step.cache_hit_ratio
+        if hit:
+            rec.cache_hits += 1
+        else:
+            rec.usd_retrieval += step.usd_per_query
+        latency = self.draw(step.cache_latency_s if hit else step.latency_s)
+        yield from self._timed(log, "retrieval", latency, scope)
+        ctx[0] += self.draw(step.hit_tokens) * self.w.carry_over
+
+    def _human(self, step: HumanStep, scope: Scope, log: list[Any]) -> Generator[simpy.Event, Any, None]:
+        if not (step.p > 0 and self.rng.random() < step.p):
+            return
+        rec = self.rec
+        rec.steps += 1
+        rec.escalated = True
+        pool, usd_per_hour = self.humans[step.pool]
+        leaf = Leaf("human", self.env.now)
+        log.append(leaf)
+        handling = self.draw(step.handling_time_s)
+        with pool.request() as req:
+            yield req
+            yield self.env.timeout(handling)
+        rec.usd_human += usd_per_hour * handling / 3600.0
+        leaf.end_s = self.env.now
+        self._check_cancel(scope)
+
+    # -- control flow --
+    def _retry(self, step: RetryStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        for attempt in range(1, step.max_attempts + 1):
+            trial = [ctx[0]]
+            try:
+                yield from self._steps(step.steps, scope, log, trial)
+                ctx[0] = trial[0]
+                return
+            except StepFailed:
+                if attempt == step.max_attempts:
+                    raise
+                self.rec.retries += 1
+                backoff = step.backoff_s * step.backoff_factor ** (attempt - 1)
+                if backoff > 0:
+                    yield from self._timed(log, "backoff", backoff, scope)
+
+    def _parallel(self, step: ParallelStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        if step.branches is not None:
+            bodies = step.branches
+        else:
+            assert step.steps is not None and step.fan_out is not None
+            bodies = [step.steps] * self.draw_tokens(step.fan_out)
+        n = len(bodies)
+        need = n if step.join == "all" else min(step.k or n, n)
+        fork = Fork([[] for _ in range(n)])
+        log.append(fork)
+        scopes = [Scope(scope) for _ in range(n)]
+        added = [0.0] * n
+        procs = [
+            self.env.process(self._branch(body, scopes[i], fork.branches[i], ctx[0], added, i))
+            for i, body in enumerate(bodies)
+        ]
+        pending = set(range(n))
+        ok: list[int] = []
+        failed: list[int] = []
+        budget_hit = False
+        while len(ok) < need and len(failed) <= n - need and not budget_hit:
+            yield simpy.AnyOf(self.env, [procs[i] for i in pending])
+            for i in sorted(pending):
+                if procs[i].triggered:
+                    pending.discard(i)
+                    result = procs[i].value
+                    budget_hit |= result == "budget"
+                    (ok if result == "ok" else failed).append(i)
+        for i in pending:  # first-k decided, or the join failed: cancel the rest
+            scopes[i].cancel(self.fleet.abort)
+        if budget_hit:
+            fork.chosen = failed[-1]
+            raise BudgetHit()
+        if len(ok) >= need:
+            fork.chosen = ok[need - 1]
+            ctx[0] += sum(added[i] for i in ok)
+            self._check_cancel(scope)
+            return
+        fork.chosen = failed[-1]
+        raise StepFailed()
+
+    def _branch(
+        self, body: list[Step], scope: Scope, log: list[Any], ctx0: float, added: list[float], i: int
+    ) -> Generator[simpy.Event, Any, str]:
+        ctx = [ctx0]
+        try:
+            yield from self._steps(body, scope, log, ctx)
+        except (StepFailed, Cancelled):
+            return "failed"
+        except BudgetHit:
+            return "budget"
+        added[i] = ctx[0] - ctx0
+        return "ok"
+
+    def _usd_so_far(self) -> float:
+        r = self.rec
+        return r.usd_llm_estimate + r.usd_tools + r.usd_retrieval + r.usd_human
