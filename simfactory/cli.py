@@ -95,14 +95,18 @@ def run(
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    trace: Annotated[
+        Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace of sampled tasks to this JSON file.")
+    ] = None,
+    trace_tasks: Annotated[int, typer.Option("--trace-tasks", min=1, max=10000, help="Tasks sampled into the trace.")] = 50,
 ) -> None:
-    """Simulate a scenario and write summary.md, summary.json, requests.csv and plots.
+    """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
-    Example: simfactory run scenarios/default.yaml --out runs/default --seed 1
+    Example: simfactory run scenarios/support-agent.yaml --out runs/support --trace runs/support/trace.json
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
-    from simfactory.report.writer import write_run
+    from simfactory.report.writer import write_run, write_trace
     from simfactory.sim.run import simulate
 
     with input_errors():
@@ -110,14 +114,19 @@ def run(
     target = out_dir or Path("runs") / rs.scenario.name
     started = time.perf_counter()
     with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
-        result = simulate(rs, seed=seed, progress=progress)
+        result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
     wall_s = time.perf_counter() - started
     with input_errors():
-        metrics = compute_metrics(result)
+        metrics = compute_metrics(result, trace_tasks=trace_tasks)
     write_run(metrics, target, plots=plots)
+    if trace is not None:
+        write_trace(metrics, trace)
     if not quiet:
         _print_summary(metrics.summary, wall_s)
-    out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{', plots' if plots else ''})", highlight=False)
+    extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "")
+    out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{extra})", highlight=False)
+    if trace is not None:
+        out.print(f"wrote {trace} (open it in ui.perfetto.dev)", highlight=False)
 
 
 @contextmanager
@@ -155,6 +164,8 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         st = s["latency_s"][name]
         t.add_row(label, *(_ms(st[k]) for k in ("mean", "p50", "p90", "p95", "p99")))
     out.print(t)
+    if s["tasks"]:
+        _print_tasks(s["tasks"])
     tp = s["throughput"]
     c = s["cost"]
     oc = ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items())
@@ -173,6 +184,31 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         highlight=False,
     )
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _s(x: Any) -> str:
+    return "n/a" if x is None else f"{x:,.2f}"
+
+
+def _print_tasks(tasks: dict[str, Any]) -> None:
+    lat = Table(title="agent tasks: compound latency of completed tasks (s)")
+    for col in ("class", "tasks", "completed", "failed", "timed out", "p50", "p90", "p99", "$/successful task"):
+        lat.add_column(col, justify="left" if col == "class" else "right")
+    bd = Table(title="critical-path breakdown (mean s per completed task)")
+    cats = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+    for col in ("class", *cats):
+        bd.add_column(col, justify="left" if col == "class" else "right")
+    for name, b in tasks.items():
+        per = b["cost_usd"]["per_successful_task_attributed"]
+        rates = b["outcome_rates"]
+        lat.add_row(
+            name, f"{b['tasks']:,}", f"{rates['completed']:.1%}", f"{rates['failed']:.1%}", f"{rates['timed_out']:.1%}",
+            *(_s(b["latency_s"][k]) for k in ("p50", "p90", "p99")),
+            "n/a" if per is None else f"{per:.5f}",
+        )
+        bd.add_row(name, *(_s(b["breakdown_mean_s"][k]) for k in cats))
+    out.print(lat)
+    out.print(bd)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
     class_names = np.array([c.config.name for c in rs.classes], dtype=object)
     dep_names = np.array([d.config.name for d in rs.deployments], dtype=object)
     labels = np.array([o.label for o in Outcome], dtype=object)
+    step_names = np.array([*result.step_names, ""], dtype=object)  # step_id -1 (plain request) -> ""
     out_tokens = t.output_tokens.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out_tokens > 1, (t.completion_s - t.first_token_s) / (out_tokens - 1), np.nan)
@@ -48,6 +49,9 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "e2e_s": np.where(completed, t.completion_s - t.arrival_s, np.nan),
             "queue_s": t.first_scheduled_s - t.arrival_s,
             "measured": (t.arrival_s >= sim.warmup_s) & (t.arrival_s < sim.horizon_s),
+            "task_id": t.task_id,
+            "step": step_names[t.step_id] if len(t) else [],
+            "replica_s": t.replica_s,
         }
     )
     return df

@@ -16,23 +16,28 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
+from simfactory.metrics.tasks import task_summary, tasks_frame
+from simfactory.metrics.trace import trace_events
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import SimResult
 
 SCHEMA_VERSION = 1
+DEFAULT_TRACE_TASKS = 50
 PERCENTILES = (50, 90, 95, 99)
 LATENCY_COLUMNS = {"ttft": "ttft_s", "tpot": "tpot_s", "e2e": "e2e_s", "queue": "queue_s"}
 
 
 @dataclass
 class RunMetrics:
-    """Everything a report needs, without SimPy: DataFrames plus the summary dict."""
+    """Everything a report needs, without SimPy: DataFrames, the summary dict and trace events."""
 
     requests: pd.DataFrame
+    tasks: pd.DataFrame
     replica_timelines: pd.DataFrame
     system_timeline: pd.DataFrame
     pool_costs: list[PoolCost]
     summary: dict[str, Any]
+    trace_events: list[dict[str, Any]]
 
 
 def stats(values: pd.Series | np.ndarray) -> dict[str, float | int | None]:
@@ -60,7 +65,7 @@ def window_mean(tl: pd.DataFrame, column: str, start_s: float, end_s: float) -> 
     return w.groupby("replica")[column].mean()
 
 
-def compute_metrics(result: SimResult) -> RunMetrics:
+def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -> RunMetrics:
     rs = result.resolved
     sc = rs.scenario
     sim = sc.sim
@@ -111,6 +116,17 @@ def compute_metrics(result: SimResult) -> RunMetrics:
     window_h = window_s / 3600.0
     window_usd = usd_per_hour * window_h
     completed_n = len(completed_in_window)
+
+    pool_usd_per_hour = {c.pool: c.per_hour.total_usd for c in costs}
+    pools = {p.name: p for p in sc.pools}
+    usd_per_replica_s = [
+        pool_usd_per_hour[d.config.pool] / pools[d.config.pool].count * d.config.tp / 3600.0 for d in rs.deployments
+    ]
+    req["usd"] = req["replica_s"] * np.asarray(usd_per_replica_s)[result.table.deployment_id] if len(req) else 0.0
+    tasks = tasks_frame(result, usd_per_replica_s)
+    share = measured.groupby("class")["replica_s"].sum()
+    total_share = float(share.sum())
+    window_usd_by_class = {str(k): window_usd * float(v) / total_share for k, v in share.items()} if total_share else {}
 
     w_stl = stl[(stl["time_s"] > start) & (stl["time_s"] <= end)]
     deployments = []
@@ -194,9 +210,10 @@ def compute_metrics(result: SimResult) -> RunMetrics:
                 for c in costs
             ],
         },
+        "tasks": task_summary(tasks, window_usd_by_class, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
-    return RunMetrics(req, rtl, stl, costs, summary)
+    return RunMetrics(req, tasks, rtl, stl, costs, summary, trace_events(result, trace_tasks))
 
 
 def _f(x: Any) -> float | None:

@@ -31,6 +31,67 @@ def latency_rows(lat: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+BREAKDOWN = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+
+
+def render_tasks(tasks: dict[str, Any]) -> list[str]:
+    out = ["## Agent tasks (tasks started in the window)", ""]
+    out += [
+        table(
+            ["class", "tasks", "completed", "degraded", "failed", "timed out", "budget stopped", "unfinished", "escalated"],
+            [
+                [name, f"{t['tasks']:,}"]
+                + [f"{t['outcome_rates'][o]:.1%}" for o in ("completed", "degraded", "failed", "timed_out", "budget_stopped", "unfinished")]
+                + [f"{t['escalation_rate']:.1%}"]
+                for name, t in tasks.items()
+            ],
+        ),
+        "",
+        "Compound latency of completed tasks:",
+        "",
+        table(
+            ["class", "n", "mean", "p50", "p90", "p95", "p99"],
+            [[name, str(t["latency_s"]["count"])] + [fmt(t["latency_s"][k], " s", 2) for k in ("mean", "p50", "p90", "p95", "p99")]
+             for name, t in tasks.items()],
+        ),
+        "",
+        "Critical-path breakdown (mean seconds per completed task; the components add up to the mean latency):",
+        "",
+        table(
+            ["class", *BREAKDOWN],
+            [[name] + [fmt(t["breakdown_mean_s"][c], "", 3) for c in BREAKDOWN] for name, t in tasks.items()],
+        ),
+        "",
+        table(
+            ["class", "steps/task", "LLM calls/task", "tokens in/task", "tokens out/task", "retries/task",
+             "tool success", "cache hit ratio"],
+            [
+                [name] + [fmt(t["per_task_mean"][k], "", 2) for k in ("steps", "llm_calls", "tokens_in", "tokens_out", "retries")]
+                + [fmt(t["tool_success_rate"], "", 3), fmt(t["cache_hit_ratio"], "", 3)]
+                for name, t in tasks.items()
+            ],
+        ),
+        "",
+        table(
+            ["class", "USD per task (attributed)", "USD per successful task (attributed)",
+             "USD per successful task (fully loaded)", "LLM", "tools", "retrieval", "human"],
+            [
+                [name] + [fmt(t["cost_usd"][k], "", 5) for k in ("per_task_attributed", "per_successful_task_attributed",
+                                                               "per_successful_task_fully_loaded")]
+                + [fmt(t["cost_usd"][k], "", 4) for k in ("llm", "tools", "retrieval", "human")]
+                for name, t in tasks.items()
+            ],
+        ),
+        "",
+        "Attributed cost: each LLM request's share of replica time (a step's time split over the tokens of its "
+        "batch) x what a replica-second of its pool costs, plus tool, retrieval and reviewer costs. Fully loaded: "
+        "the window's whole fleet cost spread over classes by replica time, plus their tool, retrieval and reviewer "
+        "costs, per successful (completed or degraded) task.",
+        "",
+    ]
+    return out
+
+
 def render(m: RunMetrics, plots: list[str]) -> str:
     s = m.summary
     w = s["window"]
@@ -90,6 +151,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
         ),
         "",
     ]
+    if s["tasks"]:
+        out += render_tasks(s["tasks"])
     c = s["cost"]
     out += [
         "## Cost",

@@ -82,12 +82,56 @@ def queue_depth(m: RunMetrics, path: Path) -> None:
     plt.close(fig)
 
 
+BREAKDOWN_COLORS = {"queue": "#9e9e9e", "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e",
+                    "retrieval": "#2ca02c", "human": "#d62728", "backoff": "#9467bd", "wait": "#8c564b"}
+
+
+def task_latency_cdf(m: RunMetrics, path: Path) -> None:
+    tasks = m.tasks[m.tasks["measured"] & (m.tasks["outcome"] == "completed")]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for cls, g in tasks.groupby("class"):
+        v = np.sort(g["e2e_s"].to_numpy())
+        ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=f"{cls} ({len(v)} tasks)")
+    ax.set_xscale("log")
+    ax.set_xlabel("task end-to-end latency (s, log scale)")
+    ax.set_ylabel("fraction of completed tasks")
+    ax.set_title("Compound (task) latency CDF")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def task_breakdown(m: RunMetrics, path: Path) -> None:
+    blocks = m.summary["tasks"]
+    classes = list(blocks)
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.8 * len(classes)))
+    left = np.zeros(len(classes))
+    for cat, color in BREAKDOWN_COLORS.items():
+        vals = np.array([blocks[c]["breakdown_mean_s"][cat] or 0.0 for c in classes])
+        if vals.any():
+            ax.barh(classes, vals, left=left, color=color, label=cat)
+            left += vals
+    ax.set_xlabel("mean time on the critical path of completed tasks (s)")
+    ax.set_title("Where task latency goes")
+    ax.legend(fontsize=8, ncol=4, loc="lower right")
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 PLOTS = {"latency_cdf.png": latency_cdf, "utilization.png": utilization, "queue_depth.png": queue_depth}
+TASK_PLOTS = {"task_latency_cdf.png": task_latency_cdf, "task_breakdown.png": task_breakdown}
 
 
 def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
+    plots = dict(PLOTS)
+    if m.summary["tasks"]:
+        plots.update(TASK_PLOTS)
     paths = []
-    for name, fn in PLOTS.items():
+    for name, fn in plots.items():
         p = out_dir / name
         fn(m, p)
         paths.append(p)

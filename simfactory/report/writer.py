@@ -15,18 +15,28 @@ from simfactory.report.plots import write_plots
 REQUEST_COLUMNS = [
     "request_id", "class", "deployment", "replica", "outcome", "arrival_s", "first_scheduled_s", "first_token_s",
     "completion_s", "input_tokens", "output_tokens", "generated_tokens", "preemptions", "queue_s", "ttft_s",
-    "tpot_s", "e2e_s", "measured",
+    "tpot_s", "e2e_s", "measured", "task_id", "step", "replica_s", "usd",
 ]
 
 
+def write_trace(m: RunMetrics, path: Path) -> None:
+    """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"traceEvents": m.trace_events, "displayTimeUnit": "ms"}))
+    os.replace(tmp, path)
+
+
 def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
-    """Write summary.json, summary.md, requests.csv, timelines CSVs and PNG plots; returns the files."""
+    """Write summary.json, summary.md, requests.csv (+ tasks.csv), timelines CSVs and PNG plots."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         (tmp / "summary.json").write_text(json.dumps(m.summary, indent=2, sort_keys=False) + "\n")
         m.requests[REQUEST_COLUMNS].to_csv(tmp / "requests.csv", index=False)
+        if len(m.tasks):
+            m.tasks.to_csv(tmp / "tasks.csv", index=False)
         m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
         m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
         plot_files = [p.name for p in write_plots(m, tmp)] if plots else []

@@ -1,0 +1,93 @@
+"""Agent tasks -> a DataFrame (one row per task) and per-class task summaries.
+
+Cost per task is *attributed*: each LLM request's share of replica time (step time split over the
+tokens of its batch) x what a replica-second of its pool costs, plus tool, retrieval and reviewer
+costs. Idle fleet time is not attributed to tasks; the fully loaded figure spreads the whole fleet
+cost of the window over tasks by their share of replica time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.sim.agents import CATEGORIES, SUCCESS, TASK_OUTCOMES
+from simfactory.sim.run import SimResult
+
+COUNT_COLUMNS = ("steps", "llm_calls", "tokens_in", "tokens_out", "tool_calls", "tool_failures", "retrieval_calls",
+                 "cache_hits", "retries", "loop_iterations")
+
+
+def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFrame:
+    rs = result.resolved
+    sim = rs.scenario.sim
+    t = result.table
+    names = [c.config.name for c in rs.classes]
+    rows: dict[str, list[Any]] = {k: [] for k in (
+        "task_id", "class", "outcome", "escalated", "start_s", "end_s", "e2e_s", *CATEGORIES, *COUNT_COLUMNS,
+        "usd_llm", "usd_tools", "usd_retrieval", "usd_human", "replica_s")}
+    for rec in result.tasks:
+        rows["task_id"].append(rec.task_id)
+        rows["class"].append(names[rec.class_id])
+        rows["outcome"].append(rec.outcome)
+        rows["escalated"].append(rec.escalated)
+        rows["start_s"].append(float(rec.start_s))
+        rows["end_s"].append(float(rec.end_s))
+        rows["e2e_s"].append(float(rec.end_s - rec.start_s))
+        for cat in CATEGORIES:
+            rows[cat].append(float(rec.breakdown.get(cat, 0.0)))
+        for col in COUNT_COLUMNS:
+            rows[col].append(getattr(rec, col))
+        rid = np.asarray(rec.rids, dtype=np.int64)
+        rep_s = t.replica_s[rid]
+        rates = np.asarray(usd_per_replica_s)[t.deployment_id[rid]] if len(rid) else np.zeros(0)
+        rows["usd_llm"].append(float((rep_s * rates).sum()))
+        rows["replica_s"].append(float(rep_s.sum()))
+        rows["usd_tools"].append(rec.usd_tools)
+        rows["usd_retrieval"].append(rec.usd_retrieval)
+        rows["usd_human"].append(rec.usd_human)
+    df = pd.DataFrame(rows)
+    df["usd_total"] = df["usd_llm"] + df["usd_tools"] + df["usd_retrieval"] + df["usd_human"]
+    df["measured"] = (df["start_s"] >= sim.warmup_s) & (df["start_s"] < sim.horizon_s)
+    return df
+
+
+def task_summary(tasks: pd.DataFrame, window_usd_by_class: dict[str, float], stats_fn: Any) -> dict[str, Any]:
+    """Per agent class: outcome rates, compound latency, critical-path breakdown, counts, cost."""
+    out: dict[str, Any] = {}
+    for cls, g in tasks[tasks["measured"]].groupby("class", sort=True):
+        n = len(g)
+        ok = g[g["outcome"].isin(SUCCESS)]
+        done = g[g["outcome"] == "completed"]
+        successes = len(ok)
+        calls = int(g["tool_calls"].sum())
+        retrievals = int(g["retrieval_calls"].sum())
+        attributed = float(g["usd_total"].sum())
+        out[str(cls)] = {
+            "tasks": n,
+            "outcomes": {o: int((g["outcome"] == o).sum()) for o in TASK_OUTCOMES},
+            "outcome_rates": {o: float((g["outcome"] == o).mean()) for o in TASK_OUTCOMES},
+            "escalation_rate": float(g["escalated"].mean()),
+            "latency_s": stats_fn(done["e2e_s"]),
+            "breakdown_mean_s": {c: float(done[c].mean()) if len(done) else None for c in CATEGORIES},
+            "per_task_mean": {c: float(g[c].mean()) for c in COUNT_COLUMNS},
+            "tool_success_rate": (1 - g["tool_failures"].sum() / calls) if calls else None,
+            "cache_hit_ratio": (g["cache_hits"].sum() / retrievals) if retrievals else None,
+            "cost_usd": {
+                "per_task_attributed": attributed / n if n else None,
+                "per_successful_task_attributed": attributed / successes if successes else None,
+                "per_successful_task_fully_loaded": (
+                    (window_usd_by_class.get(str(cls), 0.0) + float(g[["usd_tools", "usd_retrieval", "usd_human"]].sum().sum()))
+                    / successes
+                    if successes
+                    else None
+                ),
+                "llm": float(g["usd_llm"].sum()),
+                "tools": float(g["usd_tools"].sum()),
+                "retrieval": float(g["usd_retrieval"].sum()),
+                "human": float(g["usd_human"].sum()),
+            },
+        }
+    return out

@@ -1,0 +1,77 @@
+"""Chrome / Perfetto trace events for a sample of tasks (open the file in ui.perfetto.dev).
+
+One track per sampled task (its steps, with LLM calls split into queue / prefill / decode) and one per
+replica (the sampled tasks' requests while they were scheduled there). Async events are used so that
+parallel branches and batched requests may overlap on a track.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from simfactory.sim.agents import Fork, Leaf
+from simfactory.sim.run import SimResult
+
+TASKS_PID = 1
+REPLICAS_PID = 2
+
+
+def _us(t: float) -> float:
+    return round(t * 1e6, 3)
+
+
+def trace_events(result: SimResult, max_tasks: int) -> list[dict[str, Any]]:
+    t = result.table
+    names = result.step_names
+    events: list[dict[str, Any]] = [
+        {"ph": "M", "pid": TASKS_PID, "name": "process_name", "args": {"name": "agent tasks"}},
+        {"ph": "M", "pid": REPLICAS_PID, "name": "process_name", "args": {"name": "replicas"}},
+    ]
+    for r in result.replicas:
+        events.append({"ph": "M", "pid": REPLICAS_PID, "tid": r.replica_id, "name": "thread_name",
+                       "args": {"name": f"{r.deployment}#{r.index_in_deployment}"}})
+    seq = 0
+
+    def span(pid: int, tid: int, name: str, cat: str, start: float, end: float, args: dict[str, Any] | None = None) -> None:
+        nonlocal seq
+        if not (end >= start) or math.isnan(start):
+            return
+        seq += 1
+        base = {"pid": pid, "tid": tid, "cat": cat, "id": seq, "name": name}
+        events.append({**base, "ph": "b", "ts": _us(start), "args": args or {}})
+        events.append({**base, "ph": "e", "ts": _us(end)})
+
+    sampled = [rec for rec in result.tasks if rec.log][:max_tasks]
+    for rec in sampled:
+        tid = rec.task_id
+        end_s = rec.end_s if not math.isnan(rec.end_s) else result.end_s
+        events.append({"ph": "M", "pid": TASKS_PID, "tid": tid, "name": "thread_name", "args": {"name": f"task {tid}"}})
+        span(TASKS_PID, tid, f"task {tid} ({rec.outcome})", "task", rec.start_s, end_s,
+             {k: round(v, 6) for k, v in rec.breakdown.items()})
+        stack: list[list[Any]] = [rec.log]
+        while stack:
+            for entry in stack.pop():
+                if isinstance(entry, Fork):
+                    stack.extend(entry.branches)
+                    continue
+                assert isinstance(entry, Leaf)
+                stop = entry.end_s if entry.end_s is not None else end_s
+                if entry.rid < 0:
+                    span(TASKS_PID, tid, entry.category, entry.category, entry.start_s, stop)
+                    continue
+                rid = entry.rid
+                step = names[t.step_id[rid]] if t.step_id[rid] >= 0 else "llm"
+                args = {"request": rid, "input_tokens": int(t.input_tokens[rid]), "output_tokens": int(t.output_tokens[rid]),
+                        "preemptions": int(t.preemptions[rid])}
+                span(TASKS_PID, tid, f"llm: {step}", "llm", entry.start_s, stop, args)
+                sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
+                if not math.isnan(sched):
+                    span(TASKS_PID, tid, "queue", "queue", entry.start_s, min(sched, stop))
+                    if not math.isnan(first):
+                        span(TASKS_PID, tid, "prefill", "prefill", sched, min(first, stop))
+                        span(TASKS_PID, tid, "decode", "decode", first, stop)
+                    replica = int(t.replica[rid])
+                    if replica >= 0:
+                        span(REPLICAS_PID, replica, f"task {tid}: {step}", "request", sched, stop, args)
+    return events
