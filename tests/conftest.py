@@ -63,9 +63,15 @@ def scenario_doc(
     }
 
 
-def write_case(root: Path, scenario: dict[str, Any], step_time: dict[str, Any] | None = None) -> Path:
-    """Write hardware_profiles/test-gpu.yaml and scenarios/case.yaml under root; return the scenario path."""
+def write_case(
+    root: Path, scenario: dict[str, Any], step_time: dict[str, Any] | None = None,
+    workloads: dict[str, dict[str, Any]] | None = None,
+) -> Path:
+    """Write hardware_profiles/test-gpu.yaml, workloads/*.yaml and scenarios/case.yaml under root."""
     (root / "hardware_profiles").mkdir(parents=True, exist_ok=True)
+    (root / "workloads").mkdir(parents=True, exist_ok=True)
+    for name, doc in (workloads or {}).items():
+        (root / "workloads" / f"{name}.yaml").write_text(yaml.safe_dump(doc))
     (root / "scenarios").mkdir(parents=True, exist_ok=True)
     st = step_time or {"overhead_s": 0.01}
     (root / "hardware_profiles" / f"{TEST_SKU}.yaml").write_text(yaml.safe_dump(profile_doc(st)))
@@ -79,8 +85,24 @@ def case(tmp_path: Path):
     """case(scenario_dict, step_time) -> ResolvedScenario (each call gets its own folder)."""
     counter = {"n": 0}
 
-    def make(scenario: dict[str, Any], step_time: dict[str, Any] | None = None) -> ResolvedScenario:
+    def make(
+        scenario: dict[str, Any], step_time: dict[str, Any] | None = None,
+        workloads: dict[str, dict[str, Any]] | None = None,
+    ) -> ResolvedScenario:
         counter["n"] += 1
-        return load_and_resolve(write_case(tmp_path / f"c{counter['n']}", copy.deepcopy(scenario), step_time))
+        return load_and_resolve(
+            write_case(tmp_path / f"c{counter['n']}", copy.deepcopy(scenario), step_time, workloads)
+        )
 
     return make
+
+
+def agent_doc(steps: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """An agent workload named 'agent' with the given steps."""
+    return {"kind": "agent", "name": "agent", "source": "test", "as_of": "2026-11", "steps": steps, **extra}
+
+
+def agent_scenario(rate: float = 1.0, horizon_s: float = 100.0, replicas: int = 1, **deployment: Any) -> dict[str, Any]:
+    doc = scenario_doc(rate=rate, horizon_s=horizon_s, replicas=replicas, **deployment)
+    doc["traffic"]["classes"] = [{"name": "task", "workload": "agent", "target": "dep"}]
+    return doc

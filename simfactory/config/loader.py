@@ -46,10 +46,9 @@ def format_loc(loc: tuple[Any, ...], data: Any = None) -> str:
     """
     out = ""
     node = data
-    for i, part in enumerate(loc):
-        last = i == len(loc) - 1
-        if isinstance(node, dict) and isinstance(part, str) and part not in node and not last:
-            continue  # a union tag, not a key the user wrote
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part not in node and part in node.values():
+            continue  # a union tag (the value of the node's `type` / `kind` field), not a key the user wrote
         if isinstance(part, int):
             out += f"[{part}]"
         else:

@@ -307,15 +307,16 @@ class AgentTask:
     # -- leaves --
     def _llm(self, step: LlmStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
-        b = self.w.budget
-        if self.budget_checks and b is not None:
-            if (b.max_tokens is not None and rec.tokens_in + rec.tokens_out >= b.max_tokens) or (
-                b.max_usd is not None and self._usd_so_far() >= b.max_usd
-            ):
-                raise BudgetHit()
         new = self.draw_tokens(step.input_tokens)
         prompt = new + (int(round(ctx[0])) if step.include_context else 0)
         out = self.draw_tokens(step.output_tokens)
+        b = self.w.budget
+        if self.budget_checks and b is not None:
+            # tokens: the call is not made if it would pass the cap; dollars: checked on what was spent so far
+            if (b.max_tokens is not None and rec.tokens_in + rec.tokens_out + prompt + out > b.max_tokens) or (
+                b.max_usd is not None and self._usd_so_far() >= b.max_usd
+            ):
+                raise BudgetHit()
         dep = self.roles[step.model]
         rid, done = self.fleet.submit(dep, prompt, out, rec.class_id, rec.task_id, step.name)
         rec.llm_calls += 1

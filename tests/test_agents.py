@@ -1,0 +1,223 @@
+"""Agent tasks against closed forms: exact sums, harmonic fan-out, order statistics, loops, retries,
+tool queues (M/M/1), budgets and deadlines; the breakdown always adds up; no task is lost."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import agent_doc, agent_scenario
+
+from simfactory.api import run
+from simfactory.errors import InputError, InputErrors
+from simfactory.sim.run import FleetModel
+
+C0, A, B, C = 0.004, 1e-5, 3e-4, 2e-7
+LINEAR = {"overhead_s": C0, "s_per_prefill_token": A, "s_per_decode_seq": B, "s_per_kv_token": C}
+CATS = ["queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait"]
+
+
+def fixed(v: float) -> dict:
+    return {"kind": "fixed", "value": v}
+
+
+def expo(mean: float) -> dict:
+    return {"kind": "exponential", "mean": mean}
+
+
+def tasks_of(case, steps, rate=1.0, horizon_s=100.0, step_time=LINEAR, scenario_extra=None, **wl):
+    doc = agent_scenario(rate=rate, horizon_s=horizon_s, max_num_seqs=64, **(scenario_extra or {}))
+    return run(case(doc, step_time, {"agent": agent_doc(steps, **wl)})).tasks
+
+
+def check_breakdown_adds_up(tasks):
+    total = tasks[CATS].sum(axis=1)
+    ended = tasks["outcome"] != "unfinished"
+    assert np.allclose(total[ended], tasks["e2e_s"][ended], rtol=1e-9, atol=1e-9)
+
+
+def mean_ci(x) -> tuple[float, float]:
+    x = np.asarray(x, dtype=float)
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x)))
+
+
+def test_chain_of_fixed_steps_takes_the_exact_sum(case):
+    prompt, out, system = 200, 20, 100
+    steps = [
+        {"type": "wait", "name": "think", "duration_s": fixed(1.0)},
+        {"type": "retrieval", "name": "kb", "latency_s": fixed(0.2), "hit_tokens": fixed(300)},
+        {"type": "tool", "name": "api", "service": "svc", "latency_s": fixed(0.5)},
+        {"type": "llm", "name": "answer", "model": "m", "input_tokens": fixed(prompt), "output_tokens": fixed(out)},
+    ]
+    # one task every 100 s: the fleet is idle when each arrives
+    tasks = tasks_of(case, steps, rate=0.01, horizon_s=300, scenario_extra={"process": "constant"},
+                     system_prompt_tokens=system, tools=[{"name": "svc"}])
+    p = prompt + system + 300  # the prompt carries the system prompt and the retrieved passages
+    llm = C0 + A * p + sum(C0 + B + C * (p + j) for j in range(1, out))
+    assert len(tasks) == 3
+    assert np.allclose(tasks["e2e_s"], 1.0 + 0.2 + 0.5 + llm, rtol=1e-12)
+    assert np.allclose(tasks["wait"], 1.0) and np.allclose(tasks["tool"], 0.5) and np.allclose(tasks["retrieval"], 0.2)
+    assert np.allclose(tasks["prefill"], C0 + A * p) and np.allclose(tasks["queue"], 0.0)
+    assert (tasks["tokens_in"] == p).all() and (tasks["outcome"] == "completed").all()
+    check_breakdown_adds_up(tasks)
+
+
+@pytest.mark.parametrize("k", [2, 5])
+def test_fan_out_join_all_mean_is_harmonic(case, k):
+    rate = 2.0
+    steps = [{"type": "parallel", "fan_out": fixed(k),
+              "steps": [{"type": "wait", "name": "w", "duration_s": expo(1 / rate)}]}]
+    tasks = tasks_of(case, steps, rate=20, horizon_s=200)
+    mean, se = mean_ci(tasks["e2e_s"])
+    harmonic = sum(1 / i for i in range(1, k + 1)) / rate
+    assert abs(mean - harmonic) < 4 * se, (mean, se, harmonic)
+    check_breakdown_adds_up(tasks)
+
+
+def test_first_k_join_is_the_kth_order_statistic(case):
+    n, k, rate = 5, 2, 1.0
+    branch = [{"type": "wait", "name": "w", "duration_s": expo(1 / rate)}]
+    steps = [{"type": "parallel", "branches": [branch] * n, "join": "first_k", "k": k}]
+    tasks = tasks_of(case, steps, rate=20, horizon_s=200)
+    mean, se = mean_ci(tasks["e2e_s"])
+    expected = sum(1 / ((n - i) * rate) for i in range(k))
+    assert abs(mean - expected) < 4 * se, (mean, se, expected)
+
+
+@pytest.mark.parametrize("q, cap", [(0.6, 50), (0.8, 4)])
+def test_loop_iterations_follow_the_geometric_law(case, q, cap):
+    steps = [{"type": "loop", "continue_p": q, "max_iterations": cap,
+              "steps": [{"type": "wait", "name": "w", "duration_s": fixed(0.01)}]}]
+    tasks = tasks_of(case, steps, rate=20, horizon_s=200)
+    mean, se = mean_ci(tasks["loop_iterations"])
+    expected = (1 - q**cap) / (1 - q)  # 1/(1-q) capped at max_iterations
+    assert abs(mean - expected) < 4 * se, (mean, se, expected)
+    assert tasks["loop_iterations"].max() <= cap
+
+
+def test_retry_until_success_takes_one_over_one_minus_p_attempts(case):
+    p = 0.4
+    steps = [{"type": "retry", "max_attempts": 100,
+              "steps": [{"type": "tool", "name": "flaky", "service": "svc", "latency_s": fixed(0.01), "fail_p": p}]}]
+    tasks = tasks_of(case, steps, rate=20, horizon_s=200, tools=[{"name": "svc"}])
+    mean, se = mean_ci(tasks["retries"] + 1)
+    assert abs(mean - 1 / (1 - p)) < 4 * se
+    assert (tasks["outcome"] == "completed").all()
+    rate = 1 - tasks["tool_failures"].sum() / tasks["tool_calls"].sum()
+    assert rate == pytest.approx(1 - p, abs=0.03)
+
+
+def test_retry_backoff_is_exponential_and_counted(case):
+    steps = [{"type": "retry", "max_attempts": 3, "backoff_s": 1.0, "backoff_factor": 2.0,
+              "steps": [{"type": "tool", "name": "down", "service": "svc", "latency_s": fixed(0.1), "fail_p": 1.0}]}]
+    tasks = tasks_of(case, steps, rate=1, horizon_s=20, tools=[{"name": "svc"}], scenario_extra={"process": "constant"})
+    assert (tasks["outcome"] == "failed").all()
+    assert np.allclose(tasks["backoff"], 1.0 + 2.0)
+    assert np.allclose(tasks["e2e_s"], 3 * 0.1 + 3.0)
+    check_breakdown_adds_up(tasks)
+
+
+def test_saturated_tool_is_an_mm1_queue(case):
+    """Poisson tasks calling a tool with concurrency 1 and exponential latency: task time = M/M/1 sojourn."""
+    lam, mu = 0.7, 1.0
+    steps = [{"type": "tool", "name": "t", "service": "one", "latency_s": expo(1 / mu)}]
+    tasks = tasks_of(case, steps, rate=lam, horizon_s=20000, tools=[{"name": "one", "concurrency": 1}])
+    x = tasks[tasks["start_s"] > 1000].sort_values("start_s")["e2e_s"].to_numpy()
+    batches = x[: len(x) - len(x) % 30].reshape(30, -1).mean(axis=1)
+    mean, se = batches.mean(), batches.std(ddof=1) / math.sqrt(30)
+    assert abs(mean - 1 / (mu - lam)) < 4 * se, (mean, se)
+
+
+def test_deadline_caps_every_task_and_aborts_its_requests(case):
+    steps = [{"type": "llm", "name": "slow", "model": "m", "input_tokens": fixed(100), "output_tokens": fixed(400)},
+             {"type": "wait", "name": "w", "duration_s": fixed(5.0)}]
+    doc = agent_scenario(rate=2, horizon_s=30, max_num_seqs=64)
+    model = FleetModel(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=1.0)}), seed=1)
+    res = model.run()
+    outcomes = {r.outcome for r in res.tasks}
+    assert outcomes == {"timed_out"}
+    assert all(r.end_s - r.start_s <= 1.0 + 1e-9 for r in res.tasks)
+    assert all(abs(sum(r.breakdown[c] for c in CATS) - r.breakdown["total"]) < 1e-9 for r in res.tasks)
+    t = res.table
+    assert (t.outcome == 4).all()  # every LLM request was aborted by its task
+    assert all(e.free_blocks == e.kv_blocks for e in model.engines)
+
+
+def test_llm_step_timeout_fails_the_step(case):
+    steps = [{"type": "retry", "max_attempts": 2, "steps": [
+        {"type": "llm", "name": "s", "model": "m", "input_tokens": fixed(10), "output_tokens": fixed(1000),
+         "timeout_s": 0.5}]}]
+    tasks = tasks_of(case, steps, rate=0.2, horizon_s=10, scenario_extra={"process": "constant"})
+    assert (tasks["outcome"] == "failed").all()
+    assert np.allclose(tasks["e2e_s"], 1.0) and (tasks["retries"] == 1).all()
+
+
+def test_token_budget_is_never_exceeded(case):
+    body = [{"type": "llm", "name": "step", "model": "m", "input_tokens": fixed(100), "output_tokens": fixed(50)}]
+    steps = [{"type": "loop", "continue_p": 1.0, "max_iterations": 20, "steps": body}]
+    tasks = tasks_of(case, steps, rate=2, horizon_s=20, budget={"max_tokens": 2000})
+    assert ((tasks["tokens_in"] + tasks["tokens_out"]) <= 2000).all()
+    assert (tasks["outcome"] == "budget_stopped").all()
+    fb = tasks_of(case, steps, rate=2, horizon_s=20, budget={"max_tokens": 2000, "on_exceed": "fallback", "fallback": [
+        {"type": "wait", "name": "canned-answer", "duration_s": fixed(0.1)}]})
+    assert (fb["outcome"] == "degraded").all()
+
+
+def test_human_escalation_rate_and_reviewer_queue(case):
+    steps = [{"type": "human", "name": "review", "p": 0.3, "pool": "rev", "handling_time_s": fixed(0.5)}]
+    tasks = tasks_of(case, steps, rate=10, horizon_s=300, humans=[{"name": "rev", "count": 3, "usd_per_hour": 36}])
+    assert tasks["escalated"].mean() == pytest.approx(0.3, abs=0.03)
+    esc = tasks[tasks["escalated"]]
+    assert (esc["human"] >= 0.5 - 1e-12).all()
+    assert np.allclose(esc["usd_human"], 36 * 0.5 / 3600)
+
+
+def test_no_task_is_lost_and_context_grows(case):
+    steps = [
+        {"type": "llm", "name": "plan", "model": "m", "input_tokens": fixed(50), "output_tokens": fixed(30)},
+        {"type": "parallel", "fan_out": {"kind": "uniform", "low": 1, "high": 4}, "steps": [
+            {"type": "tool", "name": "search", "service": "web", "latency_s": expo(0.3), "result_tokens": fixed(200),
+             "fail_p": 0.1}]},
+        {"type": "branch", "options": [
+            {"p": 0.5, "steps": [{"type": "llm", "name": "short", "model": "m", "input_tokens": fixed(10),
+                                  "output_tokens": fixed(20)}]},
+            {"p": 0.5, "steps": []}]},
+        {"type": "llm", "name": "synth", "model": "m", "input_tokens": fixed(10), "output_tokens": fixed(40)},
+    ]
+    tasks = tasks_of(case, steps, rate=20, horizon_s=30, tools=[{"name": "web", "concurrency": 8}])
+    assert set(tasks["outcome"]) <= {"completed", "failed"}
+    assert len(tasks) > 400
+    check_breakdown_adds_up(tasks)
+    done = tasks[tasks["outcome"] == "completed"]
+    # the synthesis prompt carries the plan output and every search result
+    assert (done["tokens_in"] >= 50 + 10 + 30 + 200).all()
+
+
+@pytest.mark.parametrize(
+    "step, field, reason",
+    [
+        ({"type": "loop", "continue_p": 0.5, "steps": [{"type": "wait", "name": "w", "duration_s": fixed(1)}]},
+         "steps[0].max_iterations", "required field is missing"),
+        ({"type": "teleport", "name": "x"}, "steps[0].type", "unknown value 'teleport'"),
+        ({"type": "wait", "name": "w", "duration_s": {"kind": "fixed", "value": -1}}, "steps[0].duration_s.value",
+         "greater than or equal to 0"),
+        ({"type": "tool", "name": "t", "service": "nowhere", "latency_s": fixed(1)}, "steps[0].service",
+         "unknown tool service 'nowhere'"),
+        ({"type": "branch", "options": [{"p": 0.5, "steps": []}, {"p": 0.2, "steps": []}]}, "steps[0]", "sum to 0.7"),
+    ],
+)
+def test_bad_workloads_are_rejected_with_the_field(case, step, field, reason):
+    with pytest.raises((InputError, InputErrors)) as info:
+        case(agent_scenario(), LINEAR, {"agent": agent_doc([step])})
+    errs = info.value.errors if isinstance(info.value, InputErrors) else [info.value]
+    assert any(f"agent.yaml: {field}:" in str(e) and reason in str(e) for e in errs), [str(e) for e in errs]
+
+
+def test_unmapped_model_role_is_rejected(case):
+    doc = agent_scenario()
+    doc["traffic"]["classes"][0] = {"name": "task", "workload": "agent", "targets": {"other": "dep"}}
+    steps = [{"type": "llm", "name": "s", "model": "m", "input_tokens": fixed(1), "output_tokens": fixed(1)}]
+    with pytest.raises(InputErrors) as info:
+        case(doc, LINEAR, {"agent": agent_doc(steps)})
+    assert "no deployment for model role 'm'" in str(info.value)
