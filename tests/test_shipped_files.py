@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from simfactory.api import run
-from simfactory.config.loader import load_model_file, read_yaml, validate
+from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelCatalog
-from simfactory.config.scenario import RequestWorkload
 from simfactory.paths import PROFILES_DIR, SCENARIOS_DIR, WORKLOADS_DIR
-from simfactory.resolve import load_scenario, resolve
+from simfactory.resolve import load_scenario, load_workload, resolve
 
 SCENARIOS = sorted(SCENARIOS_DIR.glob("*.yaml"))
 REQUIRED_SKUS = {"h100-sxm", "h200", "a100-80gb", "l40s", "b200", "mi300x"}
@@ -40,6 +39,22 @@ def test_shipped_profiles_cover_the_required_skus_and_carry_sources():
 def test_models_and_workloads_load():
     cat = load_model_file(ModelCatalog, PROFILES_DIR / "models.yaml")
     assert {"llama-3.1-8b", "llama-3.1-70b"} <= {m.id for m in cat.models}
+    kinds = set()
     for p in WORKLOADS_DIR.glob("*.yaml"):
-        w = validate(RequestWorkload, read_yaml(p), str(p))
-        assert w.name == p.stem
+        w = load_workload(p)
+        assert w.name == p.stem and w.source
+        kinds.add(w.kind)
+    assert kinds == {"requests", "agent"}
+
+
+AGENT_SCENARIOS = ["support-agent", "deep-research", "coding-agent"]
+
+
+@pytest.mark.parametrize("name", AGENT_SCENARIOS)
+def test_shipped_agent_scenarios_report_tasks(name):
+    m = run(SCENARIOS_DIR / f"{name}.yaml")
+    (cls, block), = m.summary["tasks"].items()
+    assert block["tasks"] > 0 and block["outcome_rates"]["completed"] > 0.5
+    assert block["cost_usd"]["per_successful_task_attributed"] > 0
+    lat = block["latency_s"]
+    assert sum(v for v in block["breakdown_mean_s"].values()) == pytest.approx(lat["mean"], rel=1e-9)
