@@ -221,3 +221,27 @@ def test_unmapped_model_role_is_rejected(case):
     with pytest.raises(InputErrors) as info:
         case(doc, LINEAR, {"agent": agent_doc(steps)})
     assert "no deployment for model role 'm'" in str(info.value)
+
+
+def test_trace_file_is_bounded_and_well_formed(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+    from simfactory.paths import SCENARIOS_DIR
+
+    trace = tmp_path / "trace.json"
+    res = CliRunner().invoke(app, ["run", str(SCENARIOS_DIR / "support-agent.yaml"), "--quiet", "--no-plots",
+                                   "--out", str(tmp_path / "out"), "--trace", str(trace), "--trace-tasks", "7"])
+    assert res.exit_code == 0, res.output
+    events = json.loads(trace.read_text())["traceEvents"]
+    spans = [e for e in events if e["ph"] in ("b", "e")]
+    task_tracks = {e["tid"] for e in spans if e["pid"] == 1}
+    assert len(task_tracks) == 7
+    begins = {(e["cat"], e["id"]): e["ts"] for e in spans if e["ph"] == "b"}
+    ends = {(e["cat"], e["id"]): e["ts"] for e in spans if e["ph"] == "e"}
+    assert begins.keys() == ends.keys() and all(ends[k] >= begins[k] for k in begins)
+    assert any(e["pid"] == 2 for e in spans)  # requests appear on replica tracks too
+    tasks = (tmp_path / "out" / "tasks.csv").read_text().splitlines()
+    assert len(tasks) > 100  # every task is in tasks.csv; only 7 are traced

@@ -106,7 +106,7 @@ def task_latency_cdf(m: RunMetrics, path: Path) -> None:
 def task_breakdown(m: RunMetrics, path: Path) -> None:
     blocks = m.summary["tasks"]
     classes = list(blocks)
-    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.8 * len(classes)))
+    fig, ax = plt.subplots(figsize=(9, 2.0 + 0.6 * len(classes)))
     left = np.zeros(len(classes))
     for cat, color in BREAKDOWN_COLORS.items():
         vals = np.array([blocks[c]["breakdown_mean_s"][cat] or 0.0 for c in classes])
@@ -115,10 +115,10 @@ def task_breakdown(m: RunMetrics, path: Path) -> None:
             left += vals
     ax.set_xlabel("mean time on the critical path of completed tasks (s)")
     ax.set_title("Where task latency goes")
-    ax.legend(fontsize=8, ncol=4, loc="lower right")
+    ax.legend(fontsize=8, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
