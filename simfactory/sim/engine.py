@@ -17,7 +17,6 @@ sequences whose `(base + s) % block_size == 0`, counted per residue class; the s
 from __future__ import annotations
 
 import heapq
-from collections import deque
 from collections.abc import Callable
 from typing import Generator
 
@@ -65,7 +64,7 @@ class ReplicaEngine:
         self.free_blocks = kv_blocks
         self.step = 0  # steps executed so far
         self.running: dict[int, None] = {}  # admission order; the last one is the newest
-        self.requeued: deque[int] = deque()  # preempted requests, re-admitted before new ones
+        self.requeued = WaitingQueue(env)  # preempted requests, re-admitted before new ones of their priority
         # prefill phase: rid -> tokens to compute (prompt + tokens generated before a preemption)
         self.prefill_target: dict[int, int] = {}
         self.computed: dict[int, int] = {}
@@ -109,7 +108,7 @@ class ReplicaEngine:
     # ---- the engine loop ----
     def run(self) -> Generator[simpy.Event, None, None]:
         while True:
-            if not self.running and not self.requeued and not len(self.queue):
+            if not self.running and not len(self.requeued) and not len(self.queue):
                 yield self.queue.wait()
                 continue
             chunks, n_dec, kv_read, pairs = self._schedule()
@@ -161,12 +160,13 @@ class ReplicaEngine:
             scheduled.add(rid)
             budget -= chunk
 
-        # 3) admit waiting requests: preempted ones first, then the queue
+        # 3) admit waiting requests in priority order (preempted ones first within a priority)
         while budget > 0 and len(self.running) < self.max_num_seqs:
-            from_requeued = bool(self.requeued)
-            if not from_requeued and not len(self.queue):
+            rq, wq = self.requeued.head_key(), self.queue.head_key()
+            if rq is None and wq is None:
                 break
-            rid = self.requeued[0] if from_requeued else self.queue.peek()
+            from_requeued = wq is None or (rq is not None and rq < wq)
+            rid = rq[2] if from_requeued else wq[2]  # type: ignore[index]
             target = int(self.table.input_tokens[rid] + self.table.generated[rid])
             chunk = min(target, budget)
             if not self.chunked and chunk < target:
@@ -175,7 +175,7 @@ class ReplicaEngine:
             if need_blocks > self.free_blocks:
                 break
             if from_requeued:
-                self.requeued.popleft()
+                self.requeued.pop()
             else:
                 self.queue.pop()
                 if self.table.replica[rid] < 0:
@@ -216,13 +216,11 @@ class ReplicaEngine:
 
     def _preempt(self, rid: int) -> None:
         """Preemption by recompute: free the request's KV blocks and queue it to be prefilled again."""
-        s = self.step
-        bs = self.block_size
         t = self.table
         self._release(rid)
         t.preemptions[rid] += 1
         self.preemptions += 1
-        self.requeued.appendleft(rid)
+        self.requeued.put_front(rid, int(t.priority[rid]))
 
     def _release(self, rid: int) -> None:
         """Take a running request out of the batch between steps, freeing its KV blocks."""
@@ -253,8 +251,7 @@ class ReplicaEngine:
                 self._release(rid)
                 self.on_abort(rid)
             return True
-        if rid in self.requeued:
-            self.requeued.remove(rid)
+        if self.requeued.remove(rid):
             self.on_abort(rid)
             return True
         if self.queue.remove(rid):

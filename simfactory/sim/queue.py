@@ -1,11 +1,14 @@
-"""A FIFO of request ids that wakes idle engines when work arrives.
+"""A priority queue of request ids (FIFO within a priority) that wakes idle engines when work arrives.
 
-One queue per replica (push routing) or one shared by all replicas of a deployment (pull routing).
+One queue per replica (push routing) or one shared by all replicas of a deployment (pull routing);
+each engine also keeps one for its preempted requests, which go back in front of their priority.
+Lower priority numbers are served first. Removal (a caller gave up) is lazy.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import heapq
+from itertools import count
 
 import simpy
 
@@ -13,31 +16,59 @@ import simpy
 class WaitingQueue:
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self._items: deque[int] = deque()
+        self._heap: list[tuple[int, int, int]] = []  # (priority, sequence, rid)
+        self._removed: set[int] = set()
+        self._members: set[int] = set()
+        self._seq = count()
+        self._front = count(-1, -1)
         self._waiters: list[simpy.Event] = []
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._members)
 
-    def put(self, rid: int) -> None:
-        self._items.append(rid)
+    def __contains__(self, rid: int) -> bool:
+        return rid in self._members
+
+    def put(self, rid: int, priority: int = 0) -> None:
+        heapq.heappush(self._heap, (priority, next(self._seq), rid))
+        self._members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for ev in waiters:
                 ev.succeed()
 
+    def put_front(self, rid: int, priority: int = 0) -> None:
+        """Ahead of everything of the same priority (a preempted request resumes first)."""
+        heapq.heappush(self._heap, (priority, next(self._front), rid))
+        self._members.add(rid)
+
+    def _clean(self) -> None:
+        heap = self._heap
+        while heap and heap[0][2] in self._removed:
+            self._removed.discard(heapq.heappop(heap)[2])
+
+    def head_key(self) -> tuple[int, int, int] | None:
+        """(priority, sequence, rid) of the next request, or None when empty."""
+        self._clean()
+        return self._heap[0] if self._heap else None
+
     def peek(self) -> int:
-        return self._items[0]
+        key = self.head_key()
+        assert key is not None
+        return key[2]
 
     def pop(self) -> int:
-        return self._items.popleft()
+        self._clean()
+        rid = heapq.heappop(self._heap)[2]
+        self._members.discard(rid)
+        return rid
 
     def remove(self, rid: int) -> bool:
         """Take a request out of the queue (its caller gave up); False if it is not here."""
-        try:
-            self._items.remove(rid)
-        except ValueError:
+        if rid not in self._members:
             return False
+        self._members.discard(rid)
+        self._removed.add(rid)
         return True
 
     def wait(self) -> simpy.Event:

@@ -19,6 +19,7 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "output_tokens": (np.int64, 0),
     "task_id": (np.int64, -1),  # -1: a plain request, not part of an agent task
     "step_id": (np.int32, -1),  # index into the model's step-name list
+    "priority": (np.int8, 0),  # service-class priority: lower is served first
     "replica": (np.int32, -1),
     "first_scheduled_s": (np.float64, np.nan),
     "first_token_s": (np.float64, np.nan),
@@ -38,6 +39,7 @@ class RequestTable:
     output_tokens: np.ndarray
     task_id: np.ndarray
     step_id: np.ndarray
+    priority: np.ndarray
     replica: np.ndarray
     first_scheduled_s: np.ndarray
     first_token_s: np.ndarray

@@ -21,11 +21,11 @@ class ReplicaBalancer:
         self._next = 0
         self.shared_queue: WaitingQueue | None = engines[0].queue if policy == "pull" else None
 
-    def dispatch(self, rid: int) -> None:
+    def dispatch(self, rid: int, priority: int = 0) -> None:
         if self.shared_queue is not None:
-            self.shared_queue.put(rid)
+            self.shared_queue.put(rid, priority)
             return
-        self.engines[self.choose()].queue.put(rid)
+        self.engines[self.choose()].queue.put(rid, priority)
 
     def choose(self) -> int:
         n = len(self.engines)
