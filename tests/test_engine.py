@@ -145,3 +145,38 @@ def test_every_request_is_accounted_for(case, seed, replicas, rate, max_num_seqs
         assert 0 <= held <= eng.kv_blocks
     counts = np.bincount(t.outcome, minlength=4)
     assert counts.sum() == len(t)
+
+
+def test_window_busy_fraction_is_exact_off_the_sampling_grid(case):
+    """Busy fraction uses snapshots at the window edges, not the sampling grid (horizon 1.5 s, 1 s grid)."""
+    doc = scenario_doc(rate=1.0, process="constant", horizon_s=1.5, output_tokens={"kind": "fixed", "value": 30})
+    m = run(case(doc, {"overhead_s": 0.01}))
+    # requests at t=0 and t=1 each keep the replica busy 0.3 s: 0.6 s busy in a 1.5 s window
+    assert m.summary["replicas"][0]["busy_frac"] == pytest.approx(0.4)
+    assert m.summary["cost"]["pools"][0]["utilization"] == pytest.approx(0.4)
+
+
+def test_unfinished_requests_report_the_tokens_they_got(case):
+    doc = scenario_doc(rate=0.5, process="constant", horizon_s=1.0, output_tokens={"kind": "fixed", "value": 1000})
+    doc["sim"]["drain"] = False
+    model, res = fleet(case, doc, {"overhead_s": 0.01})
+    t = res.table
+    assert t.outcome[0] == Outcome.UNFINISHED
+    assert t.generated[0] == 100  # 100 steps of 10 ms by t = 1 s: the prefill step's token + 99 decodes
+    assert t.replica_s[0] == pytest.approx(1.0)
+
+
+def test_abort_during_a_zero_length_step_is_safe(case):
+    doc = scenario_doc(rate=1.0, process="constant", horizon_s=1.0, input_tokens={"kind": "fixed", "value": 40},
+                       output_tokens={"kind": "fixed", "value": 5}, max_num_batched_tokens=16, kv_cache_tokens=1600)
+    model = FleetModel(case(doc, {"overhead_s": 0.0, "s_per_decode_seq": 0.01}), seed=1)
+
+    def aborter():
+        for _ in range(3):
+            yield model.env.timeout(0)
+        model.abort(0)
+
+    model.env.process(aborter())
+    res = model.run()
+    assert res.table.outcome[0] == Outcome.ABORTED
+    assert model.engines[0].free_blocks == model.engines[0].kv_blocks

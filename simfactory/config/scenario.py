@@ -21,6 +21,7 @@ from pydantic import (
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.distributions import Distribution
 from simfactory.config.profile import AsOf, DType
+from simfactory.config.routing import Routing, ServiceClass, Tenant
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 
@@ -52,6 +53,13 @@ class Pool(_Strict):
     on_prem: OnPremCost = Field(default_factory=OnPremCost)
 
 
+class Reservation(_Strict):
+    """A capacity slice: these replicas serve only the named service class (the rest serve everyone)."""
+
+    service_class: str
+    replicas: PositiveInt
+
+
 class Deployment(_Strict):
     """A model served by N replicas, each on `tp` accelerators of one pool (vLLM's knobs and names)."""
 
@@ -74,6 +82,14 @@ class Deployment(_Strict):
     max_model_len: PositiveInt | None = Field(
         default=None, description="longest prompt+output accepted; defaults to the model's context"
     )
+    max_waiting: PositiveInt | None = Field(
+        default=None, description="queue cap: a request arriving when this many wait is rejected (HTTP 429)"
+    )
+    preemptive_priority: bool = Field(
+        default=False,
+        description="a waiting request of a more urgent service class preempts the least urgent running one",
+    )
+    reserved: list["Reservation"] = Field(default_factory=list, description="replicas kept for service classes")
 
     @model_validator(mode="after")
     def _budget_covers_batch(self) -> "Deployment":
@@ -116,9 +132,19 @@ class RequestClass(_Strict):
 
     name: Name
     weight: PositiveFloat = 1.0
-    target: str | None = Field(default=None, description="deployment that serves this class (every model role)")
+    target: str | None = Field(
+        default=None, description="deployment or route (routing.routes) that serves this class (every model role)"
+    )
     targets: dict[str, str] | None = Field(
-        default=None, description="agent workloads: model role -> deployment (overrides target for that role)"
+        default=None, description="agent workloads: model role -> deployment or route (overrides target for that role)"
+    )
+    service_class: str | None = Field(default=None, description="a name from service_classes (priority, SLO)")
+    tenant: str | None = Field(default=None, description="a name from tenants (rate limit); reported per tenant")
+    difficulty: Distribution | None = Field(
+        default=None, description="request difficulty in [0, 1] for tiered routes (default 0: every tier capable)"
+    )
+    sessions: PositiveInt | None = Field(
+        default=None, description="requests belong to this many sessions (sticky routing, session affinity)"
     )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
     input_tokens: Distribution | None = None
@@ -139,16 +165,6 @@ class RequestClass(_Strict):
 class Traffic(_Strict):
     arrival: Arrivals
     classes: list[RequestClass] = Field(min_length=1)
-
-
-class Routing(_Strict):
-    load_balancer: Literal["round_robin", "random", "least_outstanding", "pull"] = Field(
-        default="least_outstanding",
-        description=(
-            "how a deployment's replicas share requests: round_robin, random, least_outstanding "
-            "(fewest running+waiting), or pull (one shared queue; a replica takes work when it has a free slot)"
-        ),
-    )
 
 
 class SimSettings(_Strict):
@@ -175,6 +191,8 @@ class Scenario(_Strict):
     deployments: list[Deployment] = Field(min_length=1)
     traffic: Traffic
     routing: Routing = Field(default_factory=Routing)
+    service_classes: list[ServiceClass] = Field(default_factory=list)
+    tenants: list[Tenant] = Field(default_factory=list)
     sim: SimSettings
 
 

@@ -87,7 +87,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
         "offered_requests_per_s": len(measured) / window_s,
     }
 
-    busy = window_mean(rtl, "busy_frac", start, end)
+    busy = pd.Series((result.busy_at_horizon_s - result.busy_at_warmup_s) / window_s)
     kv_mean = window_mean(rtl, "kv_used_frac", start, end)
     kv_max = rtl[(rtl["time_s"] > start) & (rtl["time_s"] <= end)].groupby("replica")["kv_used_frac"].max()
     preempt = req.groupby("replica")["preemptions"].sum()

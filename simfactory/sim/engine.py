@@ -83,6 +83,7 @@ class ReplicaEngine:
         self.busy_s = 0.0  # accumulated step time
         self.step_started_s = 0.0
         self.step_len_s = 0.0  # length of the step in progress (0 when idle)
+        self.in_step = False  # a step is executing (its batch must not change until it ends)
         self.steps_run = 0
         self.preemptions = 0
         self.process = env.process(self.run())
@@ -124,7 +125,9 @@ class ReplicaEngine:
             self.step_started_s = self.env.now
             self.step_len_s = dt
             self.busy_s += dt
+            self.in_step = True
             yield self.env.timeout(dt)
+            self.in_step = False
             self.step_len_s = 0.0
             self.steps_run += 1
             self._finish_step(chunks, dt / (prefill_tokens + n_dec))
@@ -243,9 +246,10 @@ class ReplicaEngine:
 
     def abort(self, rid: int) -> bool:
         """The caller gave up on a request this replica holds. Waiting requests leave at once; a running
-        one leaves at the end of the step in progress (its result is discarded). Returns True if found."""
+        one leaves at the end of the step in progress, unless that step completes it (the caller then sees
+        it completed). Returns True if the request is here."""
         if rid in self.running:
-            if self.step_len_s > 0:
+            if self.in_step:
                 self.pending_aborts.add(rid)
             else:
                 self._release(rid)
@@ -315,6 +319,14 @@ class ReplicaEngine:
                     self._release(rid)
                     self.on_abort(rid)
             self.pending_aborts.clear()
+
+    def flush(self) -> None:
+        """Bring the per-request counters of running decodes up to date (the run is stopping)."""
+        t = self.table
+        for rid, base in self.dec_base.items():
+            t.generated[rid] = base + self.step - t.input_tokens[rid] + 1
+            t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0[rid]
+            self.dec_cum0[rid] = self.cum_s_per_token
 
     def _complete(self, rid: int, now: float) -> None:
         del self.running[rid]

@@ -64,6 +64,8 @@ class SimResult:
     step_names: list[str]
     replicas: list[ReplicaInfo]
     replica_busy_s: np.ndarray
+    busy_at_warmup_s: np.ndarray  # each replica's busy time when the measurement window opens...
+    busy_at_horizon_s: np.ndarray  # ...and when it closes: window busy fraction = difference / window
     replica_steps: np.ndarray
     timelines: Timelines
     end_s: float
@@ -103,6 +105,9 @@ class FleetModel:
         self.env.process(self._arrivals())
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
+        self.busy_at_warmup = np.zeros(len(self.engines))
+        if rs.scenario.sim.warmup_s > 0:
+            self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
 
     # ---- construction ----
     def _build_deployment(self, d: ResolvedDeployment) -> None:
@@ -263,11 +268,20 @@ class FleetModel:
         self.arrivals_done = True
         self._check_all_finished()
 
+    def busy_now(self) -> np.ndarray:
+        return np.array([e.busy_until_now_s() for e in self.engines])
+
+    def _snapshot_warmup(self, warmup_s: float) -> Generator[simpy.Event, None, None]:
+        yield self.env.timeout(warmup_s)
+        self.busy_at_warmup = self.busy_now()
+
     def _monitor(self, resolution_s: float) -> Generator[simpy.Event, None, None]:
+        """Sample at k x resolution exactly (absolute times, so the grid does not drift)."""
         env = self.env
         tl = self.timelines
         prev_busy = [0.0] * len(self.engines)
         pairs = list(zip(self.balancers, self.dep_engines))
+        k = 0
         while True:
             busy = [e.busy_until_now_s() for e in self.engines]
             tl.time_s.append(env.now)
@@ -291,7 +305,8 @@ class FleetModel:
             else:
                 tl.busy_frac.append([0.0] * len(self.engines))
             prev_busy = busy
-            yield env.timeout(resolution_s)
+            k += 1
+            yield env.timeout(max(k * resolution_s - env.now, 0.0))
 
     def run(self, progress: ProgressFn | None = None) -> SimResult:
         sim = self.rs.scenario.sim
@@ -302,10 +317,13 @@ class FleetModel:
             env.run(until=horizon * k / steps)
             if progress:
                 progress(env.now, horizon)
+        busy_at_horizon = self.busy_now()
         if sim.drain and not self.all_finished.triggered:
             limit = env.timeout(sim.max_drain_s)
             env.run(until=simpy.AnyOf(env, [self.all_finished, limit]))
         end = env.now
+        for e in self.engines:
+            e.flush()
         t = self.table
         t.trim()
         t.outcome[t.outcome == Outcome.PENDING] = Outcome.UNFINISHED
@@ -321,7 +339,9 @@ class FleetModel:
             tasks=self.tasks,
             step_names=self.step_names,
             replicas=self.replicas,
-            replica_busy_s=np.array([e.busy_until_now_s() for e in self.engines]),
+            replica_busy_s=self.busy_now(),
+            busy_at_warmup_s=self.busy_at_warmup,
+            busy_at_horizon_s=busy_at_horizon,
             replica_steps=np.array([e.steps_run for e in self.engines]),
             timelines=self.timelines,
             end_s=end,
