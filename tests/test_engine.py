@@ -157,12 +157,12 @@ def test_window_busy_fraction_is_exact_off_the_sampling_grid(case):
 
 
 def test_unfinished_requests_report_the_tokens_they_got(case):
-    doc = scenario_doc(rate=0.5, process="constant", horizon_s=1.0, output_tokens={"kind": "fixed", "value": 1000})
+    doc = scenario_doc(rate=0.5, process="constant", horizon_s=1.005, output_tokens={"kind": "fixed", "value": 1000})
     doc["sim"]["drain"] = False
     model, res = fleet(case, doc, {"overhead_s": 0.01})
     t = res.table
     assert t.outcome[0] == Outcome.UNFINISHED
-    assert t.generated[0] == 100  # 100 steps of 10 ms by t = 1 s: the prefill step's token + 99 decodes
+    assert t.generated[0] == 100  # 100 steps of 10 ms by t = 1.005 s: the prefill step's token + 99 decodes
     assert t.replica_s[0] == pytest.approx(1.0)
 
 
