@@ -19,6 +19,7 @@ from simfactory.config.profile import (
     RooflineStepTime,
     StepTimeEntry,
 )
+from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload
 from simfactory.cost.defaults import CostDefaults, load_cost_defaults
 from simfactory.errors import InputError, InputErrors
@@ -45,16 +46,42 @@ class ResolvedDeployment:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a request goes: straight to a deployment, or through a route (tiers, weights, fallback)."""
+
+    kind: str  # "deployment" | "route"
+    index: int
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    index: int
+    config: Route
+    tiers: list[tuple[int, Tier]]  # (deployment index, tier)
+    weights: list[tuple[int, float]]  # (deployment index, weight)
+    fallback: Target | None
+    fallback_max_waiting: int
+
+
+@dataclass(frozen=True)
 class ResolvedClass:
-    """A traffic class: plain requests (lengths, one deployment) or agent tasks (workload, role map)."""
+    """A traffic class: plain requests (lengths, one target) or agent tasks (workload, role -> target)."""
 
     index: int
     config: RequestClass
-    deployment_index: int  # plain requests; agent tasks use roles
+    target: Target | None  # plain requests; agent tasks use roles
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
     agent: AgentWorkload | None = None
-    roles: dict[str, int] = field(default_factory=dict)
+    roles: dict[str, Target] = field(default_factory=dict)
+    priority: int = 0
+    service_class: int = -1  # index into scenario.service_classes, -1 none
+    tenant: int = -1  # index into scenario.tenants, -1 none
+
+    @property
+    def deployment_index(self) -> int:
+        """The deployment of a plain class aimed straight at one (not through a route); -1 otherwise."""
+        return self.target.index if self.target is not None and self.target.kind == "deployment" else -1
 
 
 @dataclass(frozen=True)
@@ -65,6 +92,7 @@ class ResolvedScenario:
     classes: list[ResolvedClass]
     pool_profiles: dict[str, HardwareProfile]
     cost_defaults: CostDefaults
+    routes: list[ResolvedRoute] = field(default_factory=list)
 
 
 def search_dirs(scenario_file: Path | None, name: str, builtin: Path) -> list[Path]:
@@ -267,36 +295,66 @@ def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScena
 
     by_name = {d.config.name: d.index for d in deployments}
     declared = {d.name for d in scenario.deployments}
+    routes = _resolve_routes(scenario, by_name, declared, fname, errors)
+    route_index = {r.name: i for i, r in enumerate(scenario.routing.routes)}
+    known = sorted(declared | set(route_index))
+    sc_index = {sc.name: i for i, sc in enumerate(scenario.service_classes)}
+    tenant_index = {t.name: i for i, t in enumerate(scenario.tenants)}
+    _check_deployment_extras(scenario, sc_index, fname, errors)
+
+    def target_of(name: str) -> Target | None:
+        if name in route_index:
+            return Target("route", route_index[name])
+        if name in by_name:
+            return Target("deployment", by_name[name])
+        return None
+
     classes: list[ResolvedClass] = []
     for i, c in enumerate(scenario.traffic.classes):
         at = f"traffic.classes[{i}]"
         wanted = [("target", c.target)] if c.target is not None else []
         wanted += [(f"targets.{role}", dep) for role, dep in (c.targets or {}).items()]
-        bad = [(f, d) for f, d in wanted if d not in declared]
+        bad = [(f, d) for f, d in wanted if d not in declared and d not in route_index]
         for f, d in bad:
-            errors.append(InputError(fname, f"{at}.{f}", f"unknown deployment {d!r} (deployments: {sorted(declared)})"))
+            errors.append(InputError(fname, f"{at}.{f}", f"unknown deployment or route {d!r} (known: {known})"))
+        extras: dict[str, int] = {}
+        if c.service_class is not None:
+            if c.service_class not in sc_index:
+                errors.append(InputError(fname, f"{at}.service_class",
+                                         f"unknown service class {c.service_class!r} (service_classes: {sorted(sc_index)})"))
+            else:
+                extras["service_class"] = sc_index[c.service_class]
+                extras["priority"] = scenario.service_classes[sc_index[c.service_class]].priority
+        if c.tenant is not None:
+            if c.tenant not in tenant_index:
+                errors.append(InputError(fname, f"{at}.tenant", f"unknown tenant {c.tenant!r} (tenants: {sorted(tenant_index)})"))
+            else:
+                extras["tenant"] = tenant_index[c.tenant]
         try:
             workload = _workload(c, workload_dirs, fname, at)
         except (InputError, InputErrors) as e:
             errors.extend(e.errors if isinstance(e, InputErrors) else [e])
             continue
-        if bad or any(d not in by_name for _, d in wanted):
+        targets = {f: target_of(d) for f, d in wanted}
+        if bad or any(t is None for t in targets.values()):
             continue
         if isinstance(workload, AgentWorkload):
-            roles: dict[str, int] = {}
+            roles: dict[str, Target] = {}
             for role in sorted(agent_roles(workload.steps)):
                 dep = (c.targets or {}).get(role, c.target)
                 if dep is None:
                     errors.append(InputError(fname, f"{at}.targets", f"no deployment for model role {role!r} of workload {workload.name!r}"))
                     continue
-                roles[role] = by_name[dep]
-            classes.append(ResolvedClass(len(classes), c, -1, agent=workload, roles=roles))
+                t = target_of(dep)
+                assert t is not None
+                roles[role] = t
+            classes.append(ResolvedClass(len(classes), c, None, agent=workload, roles=roles, **extras))
             continue
         if c.target is None:
-            errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment"))
+            errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment or route"))
             continue
         inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
-        classes.append(ResolvedClass(len(classes), c, by_name[c.target], input_tokens=inp, output_tokens=out))
+        classes.append(ResolvedClass(len(classes), c, target_of(c.target), input_tokens=inp, output_tokens=out, **extras))
 
     if errors:
         raise InputErrors(errors)
@@ -304,7 +362,75 @@ def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScena
         cost_defaults = load_cost_defaults(profile_dirs)
     except InputError as e:
         raise InputErrors([e]) from None
-    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults)
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults, routes)
+
+
+def _resolve_routes(
+    scenario: Scenario, by_name: dict[str, int], declared: set[str], fname: str, errors: list[InputError]
+) -> list[ResolvedRoute]:
+    route_names = [r.name for r in scenario.routing.routes]
+    routes: list[ResolvedRoute] = []
+    for i, r in enumerate(scenario.routing.routes):
+        at = f"routing.routes[{i}]"
+        if r.name in declared:
+            errors.append(InputError(fname, f"{at}.name", f"{r.name!r} is also a deployment name; use distinct names"))
+        if r.name in route_names[:i]:
+            errors.append(InputError(fname, f"{at}.name", f"duplicate route name {r.name!r}"))
+        ok = True
+        for j, tier in enumerate(r.tiers):
+            if tier.deployment not in declared:
+                errors.append(InputError(fname, f"{at}.tiers[{j}].deployment",
+                                         f"unknown tier deployment {tier.deployment!r} (deployments: {sorted(declared)})"))
+                ok = False
+        for dep in r.weights:
+            if dep not in declared:
+                errors.append(InputError(fname, f"{at}.weights.{dep}", f"unknown deployment {dep!r} (deployments: {sorted(declared)})"))
+                ok = False
+        fallback: Target | None = None
+        if r.fallback is not None:
+            name = r.fallback.deployment
+            if name in route_names:
+                fallback = Target("route", route_names.index(name))
+            elif name in declared:
+                fallback = Target("deployment", by_name[name]) if name in by_name else None
+            else:
+                errors.append(InputError(fname, f"{at}.fallback.deployment",
+                                         f"unknown deployment or route {name!r} (known: {sorted(declared | set(route_names))})"))
+                ok = False
+        if not ok or any(t.deployment not in by_name for t in r.tiers) or any(d not in by_name for d in r.weights):
+            continue
+        routes.append(ResolvedRoute(
+            i, r, [(by_name[t.deployment], t) for t in r.tiers], [(by_name[d], w) for d, w in r.weights.items()],
+            fallback, r.fallback.max_waiting if r.fallback is not None else 0,
+        ))
+    # fallbacks that lead back to where they started would bounce a request forever
+    for i, r in enumerate(scenario.routing.routes):
+        seen = [r.name]
+        nxt = r.fallback.deployment if r.fallback is not None else None
+        while nxt in route_names:
+            if nxt in seen:
+                errors.append(InputError(fname, f"routing.routes[{i}].fallback",
+                                         "fallback cycle: " + " -> ".join([*seen, nxt])))
+                break
+            seen.append(nxt)
+            f = scenario.routing.routes[route_names.index(nxt)].fallback
+            nxt = f.deployment if f is not None else None
+    return routes
+
+
+def _check_deployment_extras(scenario: Scenario, sc_index: dict[str, int], fname: str, errors: list[InputError]) -> None:
+    for i, d in enumerate(scenario.deployments):
+        for j, res in enumerate(d.reserved):
+            if res.service_class not in sc_index:
+                errors.append(InputError(fname, f"deployments[{i}].reserved[{j}].service_class",
+                                         f"unknown service class {res.service_class!r} (service_classes: {sorted(sc_index)})"))
+        if d.reserved and scenario.routing.load_balancer == "pull":
+            errors.append(InputError(fname, f"deployments[{i}].reserved",
+                                     "reserved replicas need a push load balancer (pull shares one queue)"))
+        if sum(r.replicas for r in d.reserved) >= d.replicas and d.reserved:
+            errors.append(InputError(fname, f"deployments[{i}].reserved",
+                                     f"reserves {sum(r.replicas for r in d.reserved)} of {d.replicas} replicas; "
+                                     "leave at least one for everyone else"))
 
 
 def _check_unique(scenario: Scenario, fname: str, errors: list[InputError]) -> None:

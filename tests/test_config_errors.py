@@ -61,7 +61,7 @@ def mutate(doc: dict, dotted: str, value) -> dict:
         ("deployments.0.pool", "nowhere", "deployments[0].pool", "unknown pool 'nowhere'"),
         ("deployments.0.model", "gpt-9", "deployments[0].model", "unknown model 'gpt-9'"),
         ("deployments.0.replicas", 9, "pools[0].count", "need 9"),
-        ("traffic.classes.0.target", "nope", "traffic.classes[0].target", "unknown deployment 'nope'"),
+        ("traffic.classes.0.target", "nope", "traffic.classes[0].target", "unknown deployment or route 'nope'"),
         ("traffic.classes.0.workload", "chat-x", "traffic.classes[0].workload", "no workload 'chat-x'"),
         ("deployments.0.max_num_batched_tokens", 16, "deployments[0]", "must be >= max_num_seqs"),
     ],

@@ -40,7 +40,7 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
             rows[cat].append(float(rec.breakdown.get(cat, 0.0)))
         for col in COUNT_COLUMNS:
             rows[col].append(getattr(rec, col))
-        rid = np.asarray(rec.rids, dtype=np.int64)
+        rid = np.asarray([r for attempts in rec.rids for r in attempts], dtype=np.int64)
         rep_s = t.replica_s[rid]
         rates = np.asarray(usd_per_replica_s)[t.deployment_id[rid]] if len(rid) else np.zeros(0)
         rows["usd_llm"].append(float((rep_s * rates).sum()))

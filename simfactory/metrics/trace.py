@@ -57,21 +57,28 @@ def trace_events(result: SimResult, max_tasks: int) -> list[dict[str, Any]]:
                     continue
                 assert isinstance(entry, Leaf)
                 stop = entry.end_s if entry.end_s is not None else end_s
-                if entry.rid < 0:
+                if not entry.rids:
                     span(TASKS_PID, tid, entry.category, entry.category, entry.start_s, stop)
                     continue
-                rid = entry.rid
-                step = names[t.step_id[rid]] if t.step_id[rid] >= 0 else "llm"
-                args = {"request": rid, "input_tokens": int(t.input_tokens[rid]), "output_tokens": int(t.output_tokens[rid]),
-                        "preemptions": int(t.preemptions[rid])}
-                span(TASKS_PID, tid, f"llm: {step}", "llm", entry.start_s, stop, args)
-                sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
-                if not math.isnan(sched):
-                    span(TASKS_PID, tid, "queue", "queue", entry.start_s, min(sched, stop))
-                    if not math.isnan(first):
-                        span(TASKS_PID, tid, "prefill", "prefill", sched, min(first, stop))
-                        span(TASKS_PID, tid, "decode", "decode", first, stop)
+                for rid in entry.rids:
+                    a_end = t.completion_s[rid] if not math.isnan(t.completion_s[rid]) else stop
+                    a_end = min(a_end, stop)
+                    a_start = max(float(t.arrival_s[rid]), entry.start_s)
+                    step = names[t.step_id[rid]] if t.step_id[rid] >= 0 else "llm"
+                    args = {"request": rid, "attempt": int(t.attempt[rid]), "input_tokens": int(t.input_tokens[rid]),
+                            "output_tokens": int(t.output_tokens[rid]), "preemptions": int(t.preemptions[rid])}
+                    span(TASKS_PID, tid, f"llm: {step}", "llm", a_start, a_end, args)
+                    sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
+                    if math.isnan(sched) or sched > a_end:
+                        span(TASKS_PID, tid, "queue", "queue", a_start, a_end)
+                        continue
+                    span(TASKS_PID, tid, "queue", "queue", a_start, sched)
+                    if not math.isnan(first) and first <= a_end:
+                        span(TASKS_PID, tid, "prefill", "prefill", sched, first)
+                        span(TASKS_PID, tid, "decode", "decode", first, a_end)
+                    else:
+                        span(TASKS_PID, tid, "prefill", "prefill", sched, a_end)
                     replica = int(t.replica[rid])
                     if replica >= 0:
-                        span(REPLICAS_PID, replica, f"task {tid}: {step}", "request", sched, stop, args)
+                        span(REPLICAS_PID, replica, f"task {tid}: {step}", "request", sched, a_end, args)
     return events

@@ -58,7 +58,7 @@ class Leaf:
     category: str
     start_s: float
     end_s: float | None = None
-    rid: int = -1  # LLM steps: phases come from the request table
+    rids: list[int] | None = None  # LLM steps: the call's attempts; phases come from the request table
 
 
 @dataclass
@@ -87,14 +87,21 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
         stop = min(entry.end_s if entry.end_s is not None else end_s, end_s)
         if stop <= start:
             continue
-        if entry.rid >= 0:
-            sched = table.first_scheduled_s[entry.rid]
-            first = table.first_token_s[entry.rid]
-            t1 = stop if np.isnan(sched) else min(max(sched, start), stop)
-            t2 = stop if np.isnan(first) else min(max(first, t1), stop)
-            out["queue"] += t1 - start
-            out["prefill"] += t2 - t1
-            out["decode"] += stop - t2
+        if entry.rids:
+            # attempts follow each other (an escalation is sent when the previous answer is rejected)
+            for j, rid in enumerate(entry.rids):
+                a0 = max(start, float(table.arrival_s[rid]))
+                last = j == len(entry.rids) - 1
+                a1 = stop if last or np.isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
+                if a1 <= a0:
+                    continue
+                sched = table.first_scheduled_s[rid]
+                first = table.first_token_s[rid]
+                t1 = a1 if np.isnan(sched) else min(max(sched, a0), a1)
+                t2 = a1 if np.isnan(first) else min(max(first, t1), a1)
+                out["queue"] += t1 - a0
+                out["prefill"] += t2 - t1
+                out["decode"] += a1 - t2
         else:
             out[entry.category] += stop - start
 
@@ -116,7 +123,7 @@ class Scope:
     def __init__(self, parent: "Scope | None") -> None:
         self.parent = parent
         self.children: list[Scope] = []
-        self.rids: set[int] = set()
+        self.calls: list[Any] = []  # LLM calls in flight (their current attempt is the last request id)
         self.cancelled = False
         if parent is not None:
             parent.children.append(self)
@@ -131,8 +138,8 @@ class Scope:
 
     def cancel(self, abort: Callable[[int], None]) -> None:
         self.cancelled = True
-        for rid in list(self.rids):
-            abort(rid)
+        for call in list(self.calls):
+            abort(call.rids[-1])
         for c in self.children:
             c.cancel(abort)
 
@@ -179,7 +186,7 @@ class TaskRecord:
     usd_retrieval: float = 0.0
     usd_human: float = 0.0
     usd_llm_estimate: float = 0.0
-    rids: list[int] = field(default_factory=list)
+    rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
     log: list[Any] = field(default_factory=list)
     breakdown: dict[str, float] = field(default_factory=dict)
 
@@ -193,7 +200,7 @@ class AgentTask:
         task_id: int,
         class_id: int,
         workload: AgentWorkload,
-        roles: dict[str, int],
+        roles: dict[str, Any],
         rng: np.random.Generator,
         services: dict[str, ToolServiceModel],
         humans: dict[str, tuple[simpy.Resource, float]],
@@ -206,10 +213,15 @@ class AgentTask:
         self.services = services
         self.humans = humans
         self.rec = TaskRecord(task_id, class_id, self.env.now)
+        self.difficulty_dist = fleet.rs.classes[class_id].config.difficulty
         self.root = Scope(None)
         self.budget_checks = workload.budget is not None
 
     # -- helpers --
+    def difficulty(self) -> float:
+        d = self.difficulty_dist
+        return 0.0 if d is None else min(max(self.draw(d), 0.0), 1.0)
+
     def draw(self, dist: Any) -> float:
         return float(dist.sample(self.rng, 1)[0])
 
@@ -317,30 +329,30 @@ class AgentTask:
                 b.max_usd is not None and self._usd_so_far() >= b.max_usd
             ):
                 raise BudgetHit()
-        dep = self.roles[step.model]
-        rid, done = self.fleet.submit(dep, prompt, out, rec.class_id, rec.task_id, step.name)
+        call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
+                               self.difficulty())
         rec.llm_calls += 1
         rec.steps += 1
-        rec.rids.append(rid)
         rec.tokens_in += prompt
         rec.tokens_out += out
-        leaf = Leaf("llm", self.env.now, rid=rid)
+        rec.rids.append(call.rids)  # the call's attempts (escalations append to the same list)
+        leaf = Leaf("llm", self.env.now, rids=call.rids)
         log.append(leaf)
-        scope.rids.add(rid)
-        waits = [done]
+        scope.calls.append(call)
+        waits = [call.done]
         if step.timeout_s is not None:
             waits.append(self.env.timeout(step.timeout_s))
         yield simpy.AnyOf(self.env, waits)
-        scope.rids.discard(rid)
+        scope.calls.remove(call)
         leaf.end_s = self.env.now
-        outcome = self.fleet.table.outcome[rid]
-        if outcome == Outcome.PENDING:  # timed out: give up on the request
-            self.fleet.abort(rid)
+        if not call.done.triggered:  # timed out: give up on the request
+            self.fleet.abort(call.rids[-1])
             raise StepFailed()
+        outcome = self.fleet.table.outcome[call.rids[-1]]
         self._check_cancel(scope)
         if outcome != Outcome.COMPLETED:
             raise StepFailed()
-        rec.usd_llm_estimate += self.fleet.request_usd_estimate(rid)
+        rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
         if step.carry_output:
             ctx[0] += out * self.w.carry_over
         if step.fail_p and self.rng.random() < step.fail_p:

@@ -11,6 +11,9 @@ class Outcome(IntEnum):
     REJECTED_TOO_LONG = 2  # prompt + output exceed what the deployment can hold (max_model_len / KV capacity)
     UNFINISHED = 3  # still queued or running when the simulation stopped (drain off or drain cap hit)
     ABORTED = 4  # the caller gave up (an agent step's timeout or the task's deadline) before it finished
+    REJECTED_RATE_LIMIT = 5  # the tenant's token bucket was empty (HTTP 429)
+    REJECTED_QUEUE_FULL = 6  # the deployment's waiting queue was at its cap (HTTP 429)
+    SHED = 7  # waited longer than its service class's max_queue_s without being scheduled
 
     @property
     def label(self) -> str:

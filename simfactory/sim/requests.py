@@ -20,6 +20,12 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "task_id": (np.int64, -1),  # -1: a plain request, not part of an agent task
     "step_id": (np.int32, -1),  # index into the model's step-name list
     "priority": (np.int8, 0),  # service-class priority: lower is served first
+    "service_class": (np.int16, -1),
+    "tenant": (np.int16, -1),
+    "session": (np.int64, -1),  # plain requests of a class with sessions; -1 none
+    "difficulty": (np.float32, 0.0),  # for tiered routes, in [0, 1]
+    "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
+    "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
     "first_scheduled_s": (np.float64, np.nan),
     "first_token_s": (np.float64, np.nan),
@@ -40,6 +46,12 @@ class RequestTable:
     task_id: np.ndarray
     step_id: np.ndarray
     priority: np.ndarray
+    service_class: np.ndarray
+    tenant: np.ndarray
+    session: np.ndarray
+    difficulty: np.ndarray
+    origin: np.ndarray
+    attempt: np.ndarray
     replica: np.ndarray
     first_scheduled_s: np.ndarray
     first_token_s: np.ndarray
@@ -77,6 +89,7 @@ class RequestTable:
         deployment_id: np.ndarray,
         input_tokens: np.ndarray,
         output_tokens: np.ndarray,
+        **columns: np.ndarray,
     ) -> None:
         k = len(arrival_s)
         self._reserve(k)
@@ -86,6 +99,8 @@ class RequestTable:
         self.deployment_id[sl] = deployment_id
         self.input_tokens[sl] = input_tokens
         self.output_tokens[sl] = output_tokens
+        for name, values in columns.items():
+            getattr(self, name)[sl] = values
         self.n += k
 
     def add(
@@ -97,7 +112,9 @@ class RequestTable:
         output_tokens: int,
         task_id: int = -1,
         step_id: int = -1,
+        like: int = -1,
     ) -> int:
+        """Append one request; `like` copies service class, tenant, priority, session and difficulty."""
         self._reserve(1)
         rid = self.n
         self.arrival_s[rid] = arrival_s
@@ -107,6 +124,9 @@ class RequestTable:
         self.output_tokens[rid] = output_tokens
         self.task_id[rid] = task_id
         self.step_id[rid] = step_id
+        if like >= 0:
+            for name in ("priority", "service_class", "tenant", "session", "difficulty"):
+                getattr(self, name)[rid] = getattr(self, name)[like]
         self.n += 1
         return rid
 

@@ -1,45 +1,145 @@
-"""Load balancing across a deployment's replicas.
+"""Routing: which deployment serves a request (routes: tiers, weights, fallback) and which replica
+(load balancing), plus the admission controls in front of them (token buckets).
 
-Push policies pick a replica at arrival (round_robin, random, least_outstanding); `pull` keeps one
-shared queue from which any replica with a free slot takes the oldest request (M/M/c-like dispatch).
-Later routing tiers sit in front of this: they choose the deployment, this chooses the replica.
+Route policies:
+- cheapest_capable: the smallest tier whose capability covers the request's difficulty
+- cascade: the smallest tier, always (confidence-threshold routing)
+- weighted: split by weight; sticky sessions hash their session id onto the weights
+After an answer, a tiered route's validator rejects it with p(tier, difficulty) and the request is
+escalated to the next tier (see FleetModel).
 """
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
+from simfactory.resolve import ResolvedRoute
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.queue import WaitingQueue
 
 
+class TokenBucket:
+    """`burst` tokens, refilled continuously at `rate_per_s`; each admitted request takes one."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.last_s = 0.0
+
+    def try_take(self, now_s: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now_s - self.last_s) * self.rate_per_s)
+        self.last_s = now_s
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def first_tier(route: ResolvedRoute, difficulty: float) -> int:
+    """Index of the tier a route starts a request at."""
+    if route.config.policy == "cheapest_capable":
+        for i, (_, tier) in enumerate(route.tiers):
+            if difficulty <= tier.capability:
+                return i
+        return len(route.tiers) - 1
+    return 0
+
+
+def rejection_p(route: ResolvedRoute, tier_index: int, difficulty: float) -> float:
+    """Probability the validator rejects an answer of this tier to a request of this difficulty."""
+    tier = route.tiers[tier_index][1]
+    return tier.fail_p if difficulty <= tier.capability else tier.fail_p_incapable
+
+
+def weighted_choice(route: ResolvedRoute, u: float) -> int:
+    """Deployment index for a uniform draw u in [0, 1) over the route's weights."""
+    total = sum(w for _, w in route.weights)
+    acc = 0.0
+    for dep, w in route.weights:
+        acc += w / total
+        if u < acc:
+            return dep
+    return route.weights[-1][0]
+
+
+def session_uniform(session: int) -> float:
+    """A stable number in [0, 1) for a session id (sticky weighted routing)."""
+    return (zlib.crc32(session.to_bytes(8, "little", signed=True)) % 1_000_003) / 1_000_003
+
+
 class ReplicaBalancer:
-    def __init__(self, policy: str, engines: list[ReplicaEngine], rng: np.random.Generator) -> None:
+    """Picks a replica of one deployment for each request (or, for `pull`, holds one shared queue)."""
+
+    def __init__(
+        self,
+        policy: str,
+        engines: list[ReplicaEngine],
+        rng: np.random.Generator,
+        reserved_for: list[int] | None = None,
+    ) -> None:
         self.policy = policy
         self.engines = engines
         self.rng = rng
         self._next = 0
         self.shared_queue: WaitingQueue | None = engines[0].queue if policy == "pull" else None
+        # service class each replica is reserved for (-1: serves everyone)
+        self.reserved_for = reserved_for or [-1] * len(engines)
+        self._eligible: dict[int, list[int]] = {}
+        self.affinity: dict[int, int] = {}
 
-    def dispatch(self, rid: int, priority: int = 0) -> None:
+    def eligible(self, service_class: int) -> list[int]:
+        if service_class not in self._eligible:
+            self._eligible[service_class] = [
+                i for i, r in enumerate(self.reserved_for) if r == -1 or r == service_class
+            ]
+        return self._eligible[service_class]
+
+    def waiting(self) -> int:
+        if self.shared_queue is not None:
+            return len(self.shared_queue)
+        return sum(len(e.queue) for e in self.engines)
+
+    def dispatch(self, rid: int, priority: int = 0, service_class: int = -1, key: int = -1) -> int:
+        """Queue the request; returns the replica index (-1 for the shared queue)."""
         if self.shared_queue is not None:
             self.shared_queue.put(rid, priority)
-            return
-        self.engines[self.choose()].queue.put(rid, priority)
+            return -1
+        i = self.choose(self.eligible(service_class), key)
+        self.engines[i].queue.put(rid, priority)
+        return i
 
-    def choose(self) -> int:
-        n = len(self.engines)
+    def choose(self, eligible: list[int], key: int = -1) -> int:
+        n = len(eligible)
         if self.policy == "round_robin":
-            i = self._next
-            self._next = (i + 1) % n
+            i = eligible[self._next % n]
+            self._next += 1
             return i
         if self.policy == "random":
-            return int(self.rng.integers(n))
-        if self.policy == "least_outstanding":
-            # ties go to the replica after the last choice, so an idle fleet is used evenly
-            start = self._next
-            best = min(range(n), key=lambda k: (self.engines[(start + k) % n].outstanding(), k))
-            i = (start + best) % n
-            self._next = (i + 1) % n
-            return i
-        raise ValueError(f"unknown load balancer {self.policy!r}")
+            return eligible[int(self.rng.integers(n))]
+        if self.policy == "power_of_two":
+            if n == 1:
+                return eligible[0]
+            a, b = self.rng.choice(n, size=2, replace=False)
+            ea, eb = eligible[int(a)], eligible[int(b)]
+            return ea if self.engines[ea].outstanding() <= self.engines[eb].outstanding() else eb
+        if self.policy == "least_kv":
+            return self._least(eligible, lambda e: (e.kv_used_blocks() / e.kv_blocks, e.outstanding()))
+        if self.policy == "session_affinity" and key >= 0:
+            chosen = self.affinity.get(key)
+            if chosen is None or chosen not in eligible:
+                chosen = self._least(eligible, lambda e: (e.outstanding(),))
+                self.affinity[key] = chosen
+            return chosen
+        # least_outstanding (and session_affinity for requests without a session)
+        return self._least(eligible, lambda e: (e.outstanding(),))
+
+    def _least(self, eligible: list[int], key) -> int:  # type: ignore[no-untyped-def]
+        """The eligible replica with the smallest key; ties go round-robin so an idle fleet is used evenly."""
+        n = len(eligible)
+        start = self._next % n
+        best = min(range(n), key=lambda k: (*key(self.engines[eligible[(start + k) % n]]), k))
+        self._next = start + best + 1
+        return eligible[(start + best) % n]

@@ -16,18 +16,40 @@ import numpy as np
 import simpy
 
 from simfactory.cost.fleet import pool_cost
-from simfactory.resolve import ResolvedDeployment, ResolvedScenario
+from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
-from simfactory.sim.router import ReplicaBalancer
+from simfactory.sim.router import (
+    ReplicaBalancer,
+    TokenBucket,
+    first_tier,
+    rejection_p,
+    session_uniform,
+    weighted_choice,
+)
 from simfactory.sim.streams import RandomStreams
 from simfactory.sim.traffic import add_plain_requests, arrival_schedule
 
 ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds expected)
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
+
+
+TASK_KEY_OFFSET = 1 << 62  # affinity keys of agent tasks, apart from session ids
+
+
+@dataclass
+class Call:
+    """One logical LLM call: its attempts (escalations add one each) and, for agent tasks, a done event."""
+
+    origin: int
+    rids: list[int]
+    target: Target
+    done: simpy.Event | None
+    route: ResolvedRoute | None = None
+    tier: int = -1
 
 
 @dataclass(frozen=True)
@@ -88,7 +110,15 @@ class FleetModel:
         self.n_arrived = 0
         self.arrivals_done = False
         self.all_finished = self.env.event()
-        self.waiters: dict[int, simpy.Event] = {}
+        self.calls: dict[int, Call] = {}  # request id of a call's current attempt -> the call
+        self.abort_outcome: dict[int, Outcome] = {}
+        self.validator_rng = self.streams.get("routing/validator")
+        self.route_rng = self.streams.get("routing/weights")
+        self.buckets = [
+            TokenBucket(t.rate_limit.rate_per_s, t.rate_limit.burst) if t.rate_limit is not None else None
+            for t in rs.scenario.tenants
+        ]
+        self.max_queue_s = [sc.max_queue_s for sc in rs.scenario.service_classes]
         self.tasks: list[TaskRecord] = []
         self.tasks_open = 0
         self.step_names: list[str] = []
@@ -135,7 +165,14 @@ class FleetModel:
             engines.append(eng)
             self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size))
         self.dep_engines.append(engines)
-        self.balancers.append(ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}")))
+        sc_index = {sc.name: i for i, sc in enumerate(self.rs.scenario.service_classes)}
+        reserved_for: list[int] = []
+        for res in cfg.reserved:
+            reserved_for += [sc_index[res.service_class]] * res.replicas
+        reserved_for += [-1] * (cfg.replicas - len(reserved_for))
+        self.balancers.append(
+            ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for)
+        )
         # The longest request a replica can ever hold: it must fit the context window and the KV cache
         # (and, without chunked prefill, one step's token budget, as vLLM requires).
         limit = min(d.max_model_len, d.kv_blocks * cfg.block_size + 1)
@@ -166,28 +203,93 @@ class FleetModel:
             self.step_names.append(name)
         return self._step_index[name]
 
-    def submit(
-        self, deployment: int, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str
-    ) -> tuple[int, simpy.Event]:
-        """An LLM call from an agent task: returns its request id and an event that fires when it ends."""
-        rid = self.table.add(self.env.now, class_id, deployment, input_tokens, output_tokens, task_id, self.step_id(step))
-        done = self.env.event()
-        self.waiters[rid] = done
-        self.n_arrived += 1
-        self._dispatch(rid, deployment)
-        return rid, done
-
-    def _dispatch(self, rid: int, deployment: int) -> None:
+    def call(
+        self, target: Target, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str,
+        difficulty: float = 0.0,
+    ) -> "Call":
+        """An LLM call from an agent task. Its `done` event fires when the call ends (after any escalations)."""
+        c = self.rs.classes[class_id]
+        rid = self.table.add(self.env.now, class_id, -1, input_tokens, output_tokens, task_id, self.step_id(step))
         t = self.table
+        t.priority[rid] = c.priority
+        t.service_class[rid] = c.service_class
+        t.tenant[rid] = c.tenant
+        t.difficulty[rid] = difficulty
+        call = Call(rid, [rid], target, self.env.event())
+        self.n_arrived += 1
+        self._admit(rid, call)
+        return call
+
+    def _admit(self, rid: int, call: "Call | None") -> None:
+        """A new request at the front door: rate limit, route, then the deployment's own checks."""
+        t = self.table
+        tenant = int(t.tenant[rid])
+        if tenant >= 0 and self.buckets[tenant] is not None and not self.buckets[tenant].try_take(self.env.now):
+            self._track(rid, call)
+            self._finish_request(rid, Outcome.REJECTED_RATE_LIMIT)
+            return
+        target = call.target if call is not None else self.rs.classes[int(t.class_id[rid])].target
+        assert target is not None
+        self._track(rid, call)
+        self._send(rid, target, call)
+
+    def _track(self, rid: int, call: "Call | None") -> None:
+        if call is not None:
+            self.calls[rid] = call
+
+    def _send(self, rid: int, target: Target, call: "Call | None") -> None:
+        """Resolve a target (route -> deployment, with overload fallback) and hand the request over."""
+        t = self.table
+        while target.kind == "route":
+            route = self.rs.routes[target.index]
+            if route.tiers:
+                tier = first_tier(route, float(t.difficulty[rid]))
+                dep = route.tiers[tier][0]
+            else:
+                tier = -1
+                session = int(t.session[rid])
+                u = session_uniform(session) if route.config.sticky and session >= 0 else self.route_rng.random()
+                dep = weighted_choice(route, u)
+            if route.fallback is not None and self.balancers[dep].waiting() >= route.fallback_max_waiting:
+                target = route.fallback
+                continue
+            if call is None and route.tiers:
+                call = Call(rid, [rid], target, None)
+                self.calls[rid] = call
+            if call is not None:
+                call.route = route
+                call.tier = tier
+            target = Target("deployment", dep)
+        self._to_deployment(rid, target.index)
+
+    def _to_deployment(self, rid: int, deployment: int) -> None:
+        t = self.table
+        t.deployment_id[rid] = deployment
+        cfg = self.rs.deployments[deployment].config
+        balancer = self.balancers[deployment]
+        if cfg.max_waiting is not None and balancer.waiting() >= cfg.max_waiting:
+            self._finish_request(rid, Outcome.REJECTED_QUEUE_FULL)
+            return
         if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
             self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
             return
-        self.balancers[deployment].dispatch(rid)
+        session, task = int(t.session[rid]), int(t.task_id[rid])
+        key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
+        sc = int(t.service_class[rid])
+        balancer.dispatch(rid, int(t.priority[rid]), sc, key)
+        if sc >= 0 and self.max_queue_s[sc] is not None:
+            self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
 
-    def abort(self, rid: int) -> None:
-        """The caller gave up on a request: take it out of its queue or batch."""
+    def _shed_if_waiting(self, rid: int) -> None:
+        t = self.table
+        if t.outcome[rid] == Outcome.PENDING and np.isnan(t.first_scheduled_s[rid]):
+            self.abort(rid, Outcome.SHED)
+
+    def abort(self, rid: int, outcome: Outcome = Outcome.ABORTED) -> None:
+        """The caller gave up on a request (or it waited too long): take it out of its queue or batch."""
         if self.table.outcome[rid] != Outcome.PENDING:
             return
+        self.abort_outcome[rid] = outcome
         d = int(self.table.deployment_id[rid])
         replica = int(self.table.replica[rid])
         if replica >= 0:
@@ -205,7 +307,7 @@ class FleetModel:
         self._finish_request(rid, Outcome.COMPLETED)
 
     def _on_abort(self, rid: int) -> None:
-        self._finish_request(rid, Outcome.ABORTED)
+        self._finish_request(rid, self.abort_outcome.pop(rid, Outcome.ABORTED))
 
     def _finish_request(self, rid: int, outcome: Outcome) -> None:
         t = self.table
@@ -213,13 +315,37 @@ class FleetModel:
         if outcome != Outcome.COMPLETED:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
-        done = self.waiters.pop(rid, None)
-        if done is not None:
-            done.succeed(outcome)
+        call = self.calls.pop(rid, None)
+        if call is not None and not self._escalate(rid, call, outcome):
+            if call.done is not None:
+                call.done.succeed(outcome)
         self._check_all_finished()
 
-    def request_usd_estimate(self, rid: int) -> float:
-        return float(self.table.replica_s[rid]) * self.usd_per_replica_s[int(self.table.deployment_id[rid])]
+    def _escalate(self, rid: int, call: "Call", outcome: Outcome) -> bool:
+        """A tiered route's validator checks a completed answer; on rejection the request is sent again to
+        the next tier (a new attempt, paid again). Returns True if it escalated."""
+        route = call.route
+        if outcome != Outcome.COMPLETED or route is None or not route.tiers or call.tier + 1 >= len(route.tiers):
+            return False
+        t = self.table
+        if self.validator_rng.random() >= rejection_p(route, call.tier, float(t.difficulty[rid])):
+            return False
+        call.tier += 1
+        dep = route.tiers[call.tier][0]
+        nxt = t.add(self.env.now, int(t.class_id[rid]), dep, int(t.input_tokens[rid]), int(t.output_tokens[rid]),
+                    int(t.task_id[rid]), int(t.step_id[rid]), like=rid)
+        t.origin[nxt] = call.origin
+        t.attempt[nxt] = t.attempt[rid] + 1
+        call.rids.append(nxt)
+        self.calls[nxt] = call
+        self.n_arrived += 1
+        self._to_deployment(nxt, dep)
+        return True
+
+    def call_usd_estimate(self, call: "Call") -> float:
+        t = self.table
+        return sum(float(t.replica_s[r]) * self.usd_per_replica_s[int(t.deployment_id[r])] for r in call.rids
+                   if t.deployment_id[r] >= 0)
 
     # ---- tasks ----
     def _start_task(self, class_id: int) -> None:
@@ -262,7 +388,7 @@ class FleetModel:
             rid = int(self.arrival_rid[i])
             if rid >= 0:
                 self.n_arrived += 1
-                self._dispatch(rid, int(self.table.deployment_id[rid]))
+                self._admit(rid, None)
             else:
                 self._start_task(int(self.arrival_class[i]))
         self.arrivals_done = True

@@ -52,27 +52,46 @@ def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.n
 def add_plain_requests(
     rs: ResolvedScenario, streams: RandomStreams, times: np.ndarray, class_id: np.ndarray, table: RequestTable
 ) -> np.ndarray:
-    """Add the arrivals of plain-request classes to the table (lengths drawn per class, vectorised).
-    Returns, per arrival, its request id (-1 for agent-task arrivals)."""
+    """Add the arrivals of plain-request classes to the table (lengths, sessions and difficulty drawn per
+    class, vectorised). Returns, per arrival, its request id (-1 for agent-task arrivals)."""
     plain = np.array([c.agent is None for c in rs.classes], dtype=bool)
     is_plain = plain[class_id] if len(class_id) else np.zeros(0, dtype=bool)
     idx = np.flatnonzero(is_plain)
     n = len(idx)
-    input_tokens = np.zeros(n, dtype=np.int64)
-    output_tokens = np.zeros(n, dtype=np.int64)
-    deployment_id = np.zeros(n, dtype=np.int32)
+    cols = {
+        "input_tokens": np.zeros(n, dtype=np.int64),
+        "output_tokens": np.zeros(n, dtype=np.int64),
+        "deployment_id": np.full(n, -1, dtype=np.int32),
+        "priority": np.zeros(n, dtype=np.int8),
+        "service_class": np.full(n, -1, dtype=np.int16),
+        "tenant": np.full(n, -1, dtype=np.int16),
+        "session": np.full(n, -1, dtype=np.int64),
+        "difficulty": np.zeros(n, dtype=np.float32),
+    }
     sub_class = class_id[idx]
     for c in rs.classes:
         if c.agent is not None:
             continue
         assert c.input_tokens is not None and c.output_tokens is not None
         k = np.flatnonzero(sub_class == c.index)
-        name = c.config.name
-        input_tokens[k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
-        output_tokens[k] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(k))
-        deployment_id[k] = c.deployment_index
+        cfg = c.config
+        name = cfg.name
+        cols["input_tokens"][k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
+        cols["output_tokens"][k] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(k))
+        cols["deployment_id"][k] = c.deployment_index
+        cols["priority"][k] = c.priority
+        cols["service_class"][k] = c.service_class
+        cols["tenant"][k] = c.tenant
+        if cfg.sessions is not None:
+            # session ids are unique across classes: class index in the high bits
+            local = streams.get(f"class/{name}/sessions").integers(cfg.sessions, size=len(k))
+            cols["session"][k] = (c.index << 40) + local
+        if cfg.difficulty is not None:
+            d = cfg.difficulty.sample(streams.get(f"class/{name}/difficulty"), len(k))
+            cols["difficulty"][k] = np.clip(d, 0.0, 1.0)
     first = len(table)
-    table.add_many(times[idx], sub_class, deployment_id, input_tokens, output_tokens)
+    dep = cols.pop("deployment_id")
+    table.add_many(times[idx], sub_class, dep, cols.pop("input_tokens"), cols.pop("output_tokens"), **cols)
     rid = np.full(len(times), -1, dtype=np.int64)
     rid[idx] = np.arange(first, first + n)
     return rid
