@@ -21,7 +21,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
     rs = result.resolved
     sim = rs.scenario.sim
     class_names = np.array([c.config.name for c in rs.classes], dtype=object)
-    dep_names = np.array([d.config.name for d in rs.deployments], dtype=object)
+    dep_names = np.array([*(d.config.name for d in rs.deployments), ""], dtype=object)  # -1: never routed
     labels = np.array([o.label for o in Outcome], dtype=object)
     step_names = np.array([*result.step_names, ""], dtype=object)  # step_id -1 (plain request) -> ""
     out_tokens = t.output_tokens.astype(float)
@@ -50,6 +50,12 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "queue_s": t.first_scheduled_s - t.arrival_s,
             "measured": (t.arrival_s >= sim.warmup_s) & (t.arrival_s < sim.horizon_s),
             "task_id": t.task_id,
+            "service_class_id": t.service_class,
+            "tenant_id": t.tenant,
+            "session": t.session,
+            "difficulty": t.difficulty,
+            "origin": t.origin,
+            "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],
             "replica_s": t.replica_s,
         }

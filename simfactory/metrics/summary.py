@@ -16,6 +16,7 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
+from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
 from simfactory.metrics.trace import trace_events
 from simfactory.sim.outcomes import Outcome
@@ -38,6 +39,7 @@ class RunMetrics:
     pool_costs: list[PoolCost]
     summary: dict[str, Any]
     trace_events: list[dict[str, Any]]
+    logical: pd.DataFrame  # requests as callers see them (escalations folded in), with slo_met
 
 
 def stats(values: pd.Series | np.ndarray) -> dict[str, float | int | None]:
@@ -122,7 +124,10 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     usd_per_replica_s = [
         pool_usd_per_hour[d.config.pool] / pools[d.config.pool].count * d.config.tp / 3600.0 for d in rs.deployments
     ]
-    req["usd"] = req["replica_s"] * np.asarray(usd_per_replica_s)[result.table.deployment_id] if len(req) else 0.0
+    rates = np.asarray([*usd_per_replica_s, 0.0])  # deployment -1 (never routed): no replica time
+    req["usd"] = req["replica_s"] * rates[result.table.deployment_id] if len(req) else 0.0
+    lreq = logical_requests(req)
+    lreq["slo_met"] = meets_slo(lreq, rs)
     tasks = tasks_frame(result, usd_per_replica_s)
     share = measured.groupby("class")["replica_s"].sum()
     total_share = float(share.sum())
@@ -211,9 +216,10 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
             ],
         },
         "tasks": task_summary(tasks, window_usd_by_class, stats),
+        "service": service_summary(lreq, rs, window_s, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
-    return RunMetrics(req, tasks, rtl, stl, costs, summary, trace_events(result, trace_tasks))
+    return RunMetrics(req, tasks, rtl, stl, costs, summary, trace_events(result, trace_tasks), lreq)
 
 
 def _f(x: Any) -> float | None:

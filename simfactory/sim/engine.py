@@ -45,6 +45,7 @@ class ReplicaEngine:
         block_size: int,
         kv_blocks: int,
         enable_chunked_prefill: bool,
+        preemptive_priority: bool = False,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
     ) -> None:
@@ -58,6 +59,7 @@ class ReplicaEngine:
         self.block_size = block_size
         self.kv_blocks = kv_blocks
         self.chunked = enable_chunked_prefill
+        self.preemptive_priority = preemptive_priority
         self.on_complete = on_complete
         self.on_abort = on_abort
 
@@ -134,6 +136,8 @@ class ReplicaEngine:
 
     def _schedule(self) -> tuple[list[tuple[int, int, int]], int, float, float]:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
+        if self.preemptive_priority:
+            self._priority_preemption()
         s = self.step
         bs = self.block_size
         # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
@@ -194,6 +198,23 @@ class ReplicaEngine:
 
         pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
         return chunks, n_dec, kv_read, pairs
+
+    def _priority_preemption(self) -> None:
+        """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
+        or KV blocks, preempt the least urgent (and, among those, newest) running request below it."""
+        t = self.table
+        while self.running:
+            keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
+            if not keys:
+                return
+            prio, _, rid = min(keys)
+            first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_num_batched_tokens)
+            if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
+                return
+            worst = max(int(t.priority[r]) for r in self.running)
+            if worst <= prio:
+                return
+            self._preempt(next(r for r in reversed(self.running) if t.priority[r] == worst))
 
     def _fit_chunk(self, rid: int, done: int, chunk: int, scheduled: set[int]) -> int:
         """Allocate blocks for a prefill chunk, preempting newer unscheduled prefills if needed;

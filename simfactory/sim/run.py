@@ -158,6 +158,7 @@ class FleetModel:
                 block_size=cfg.block_size,
                 kv_blocks=d.kv_blocks,
                 enable_chunked_prefill=cfg.enable_chunked_prefill,
+                preemptive_priority=cfg.preemptive_priority,
                 on_complete=self._on_complete,
                 on_abort=self._on_abort,
             )

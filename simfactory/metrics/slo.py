@@ -1,0 +1,111 @@
+"""Logical requests (a request and its escalations, as the caller sees them), SLO attainment, goodput,
+and per service class / tenant / route accounting.
+
+A logical request starts when its first attempt arrives and ends when its last attempt ends; TTFT and
+TPOT are those of the last attempt (the answer the caller keeps), measured from the first arrival.
+It meets its SLO when it completed within every target its service class sets. Goodput = logical
+requests meeting their SLO per second of the measurement window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.resolve import ResolvedScenario
+
+REJECTED = ("rejected_too_long", "rejected_rate_limit", "rejected_queue_full")
+
+
+def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
+    lid = np.where(req["origin"] >= 0, req["origin"], req["request_id"])
+    df = req.assign(logical_id=lid)
+    if (req["origin"] < 0).all():
+        out = df.copy()
+        out["escalations"] = 0
+        out["usd_total"] = out["usd"]
+        out["first_deployment"] = out["deployment"]
+        return out
+    df = df.sort_values(["logical_id", "attempt"], kind="stable")
+    g = df.groupby("logical_id", sort=True)
+    first = g.first()
+    last = g.last()
+    out = last.copy()
+    out["arrival_s"] = first["arrival_s"]
+    out["measured"] = first["measured"]
+    out["escalations"] = g.size() - 1
+    out["usd_total"] = g["usd"].sum()
+    out["first_deployment"] = first["deployment"]
+    out["ttft_s"] = last["first_token_s"] - first["arrival_s"]
+    out["e2e_s"] = last["completion_s"] - first["arrival_s"]
+    out["queue_s"] = last["first_scheduled_s"] - first["arrival_s"]
+    return out.reset_index()
+
+
+def meets_slo(lr: pd.DataFrame, rs: ResolvedScenario) -> np.ndarray:
+    ok = (lr["outcome"] == "completed").to_numpy().copy()
+    sc = lr["service_class_id"].to_numpy()
+    for i, s in enumerate(rs.scenario.service_classes):
+        mine = sc == i
+        for col, target in (("ttft_s", s.slo.ttft_s), ("tpot_s", s.slo.tpot_s), ("e2e_s", s.slo.e2e_s)):
+            if target is not None:
+                v = lr[col].to_numpy()
+                # TPOT is undefined for one-token answers: no constraint then
+                within = (v <= target) | (np.isnan(v) & (col == "tpot_s"))
+                ok &= ~mine | within
+    return ok
+
+
+def _group_block(g: pd.DataFrame, window_s: float, stats_fn: Any) -> dict[str, Any]:
+    n = len(g)
+    counts = g["outcome"].value_counts()
+    done = g[g["outcome"] == "completed"]
+    return {
+        "requests": n,
+        "completed": int(counts.get("completed", 0)),
+        "rejected": int(sum(counts.get(o, 0) for o in REJECTED)),
+        "rejected_rate_limit": int(counts.get("rejected_rate_limit", 0)),
+        "rejected_queue_full": int(counts.get("rejected_queue_full", 0)),
+        "shed": int(counts.get("shed", 0)),
+        "aborted": int(counts.get("aborted", 0)),
+        "unfinished": int(counts.get("unfinished", 0)),
+        "slo_attainment": float(g["slo_met"].mean()) if n else None,
+        "goodput_per_s": float(g["slo_met"].sum()) / window_s,
+        "escalation_rate": float((g["escalations"] > 0).mean()) if n else None,
+        "usd_per_request": float(g["usd_total"].mean()) if n else None,
+        "ttft_s": stats_fn(done["ttft_s"]),
+        "tpot_s": stats_fn(done["tpot_s"]),
+        "e2e_s": stats_fn(done["e2e_s"]),
+    }
+
+
+def service_summary(lr: pd.DataFrame, rs: ResolvedScenario, window_s: float, stats_fn: Any) -> dict[str, Any]:
+    m = lr[lr["measured"]]
+    sc = rs.scenario
+    out: dict[str, Any] = {
+        "logical_requests": int(len(m)),
+        "slo_attainment": float(m["slo_met"].mean()) if len(m) else None,
+        "goodput_per_s": float(m["slo_met"].sum()) / window_s,
+    }
+    if sc.service_classes:
+        out["service_classes"] = {}
+        for i, s in enumerate(sc.service_classes):
+            block = _group_block(m[m["service_class_id"] == i], window_s, stats_fn)
+            block["slo"] = s.slo.model_dump(exclude_none=True)
+            block["priority"] = s.priority
+            out["service_classes"][s.name] = block
+    if sc.tenants:
+        out["tenants"] = {t.name: _group_block(m[m["tenant_id"] == i], window_s, stats_fn) for i, t in enumerate(sc.tenants)}
+    if rs.routes:
+        out["routes"] = {}
+        for r in rs.routes:
+            classes = [c.config.name for c in rs.classes if c.target is not None and c.target.kind == "route"
+                       and c.target.index == r.index]
+            g = m[m["class"].isin(classes)]
+            block = _group_block(g, window_s, stats_fn)
+            block["first_deployment_share"] = {str(k): float(v) for k, v in g["first_deployment"].value_counts(normalize=True).items()}
+            block["final_deployment_share"] = {str(k): float(v) for k, v in g["deployment"].value_counts(normalize=True).items()}
+            out["routes"][r.config.name] = block
+    return out
