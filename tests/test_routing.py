@@ -1,0 +1,224 @@
+"""Routing, service classes and admission control against closed forms and invariants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import scenario_doc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simfactory.api import run
+from simfactory.errors import InputErrors
+from simfactory.sim.router import TokenBucket
+
+DT, M = 0.05, 20  # constant step time and mean output tokens: E[S] = 1 s
+GEO = {"kind": "geometric", "mean": M}
+ES2 = DT**2 * (2 - 1 / M) * M**2  # second moment of the geometric service time
+
+
+def two_priority_doc(lam_hi: float, lam_lo: float, preemptive: bool, horizon_s: float) -> dict:
+    doc = scenario_doc(rate=lam_hi + lam_lo, output_tokens=GEO, horizon_s=horizon_s, warmup_s=500,
+                       preemptive_priority=preemptive)
+    c = doc["traffic"]["classes"][0]
+    doc["traffic"]["classes"] = [
+        {**c, "name": "hi", "weight": lam_hi, "service_class": "urgent"},
+        {**c, "name": "lo", "weight": lam_lo, "service_class": "bulk"},
+    ]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    return doc
+
+
+def batch_mean(x: np.ndarray, batches: int = 25) -> tuple[float, float]:
+    x = x[: len(x) - len(x) % batches].reshape(batches, -1).mean(axis=1)
+    return float(x.mean()), float(x.std(ddof=1) / math.sqrt(batches))
+
+
+def by_class(m, col: str) -> dict[str, np.ndarray]:
+    r = m.requests[m.requests["measured"]].sort_values("arrival_s")
+    return {c: g[col].to_numpy() for c, g in r.groupby("class")}
+
+
+def test_non_preemptive_priority_waits_match_cobham(case):
+    lam1, lam2 = 0.3, 0.4
+    m = run(case(two_priority_doc(lam1, lam2, False, 15000), {"overhead_s": DT}))
+    w = by_class(m, "queue_s")
+    w0 = (lam1 + lam2) * ES2 / 2
+    s1, s2 = lam1 * 1.0, (lam1 + lam2) * 1.0
+    expected = {"hi": w0 / (1 - s1), "lo": w0 / ((1 - s1) * (1 - s2))}
+    for cls, target in expected.items():
+        mean, se = batch_mean(w[cls])
+        assert abs(mean - target) < 3.5 * se, (cls, mean, se, target)
+
+
+def test_preemptive_resume_priority_matches_its_formula(case):
+    lam1, lam2 = 0.3, 0.4
+    m = run(case(two_priority_doc(lam1, lam2, True, 15000), {"overhead_s": DT}))
+    t = by_class(m, "e2e_s")
+    r1, r2 = lam1, lam1 + lam2
+    expected = {
+        "hi": 1.0 + lam1 * ES2 / (2 * (1 - r1)),
+        "lo": 1.0 / (1 - r1) + (lam1 + lam2) * ES2 / (2 * (1 - r1) * (1 - r2)),
+    }
+    for cls, target in expected.items():
+        mean, se = batch_mean(t[cls])
+        # preemption happens at the next step boundary (<= 50 ms late): allow that small bias
+        assert abs(mean - target) < 3.5 * se + 0.02 * target, (cls, mean, se, target)
+    assert m.requests["preemptions"].sum() > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    gaps=st.lists(st.floats(0.0, 2.0, allow_nan=False), min_size=1, max_size=60),
+    rate=st.floats(0.1, 20.0),
+    burst=st.integers(1, 10),
+)
+def test_token_bucket_never_admits_more_than_rate_times_t_plus_burst(gaps, rate, burst):
+    bucket = TokenBucket(rate, burst)
+    times = np.cumsum(gaps)
+    admitted = [t for t in times if bucket.try_take(float(t))]
+    for i in range(len(admitted)):
+        for j in range(i, len(admitted)):
+            assert j - i + 1 <= rate * (admitted[j] - admitted[i]) + burst + 1e-9
+
+
+def test_every_arrival_has_exactly_one_outcome_and_classes_add_up(case):
+    doc = scenario_doc(rate=60, output_tokens={"kind": "geometric", "mean": 40},
+                       input_tokens={"kind": "uniform", "low": 1, "high": 3000}, horizon_s=30, warmup_s=0,
+                       max_num_seqs=4, max_waiting=20, max_model_len=2500)
+    c = doc["traffic"]["classes"][0]
+    doc["traffic"]["classes"] = [{**c, "name": "a", "tenant": "t1", "service_class": "fast"},
+                                 {**c, "name": "b", "tenant": "t2", "service_class": "slow"}]
+    doc["tenants"] = [{"name": "t1", "rate_limit": {"rate_per_s": 10, "burst": 5}}, {"name": "t2"}]
+    doc["service_classes"] = [{"name": "fast", "priority": 0, "slo": {"e2e_s": 2}},
+                              {"name": "slow", "priority": 1, "max_queue_s": 0.5, "slo": {"ttft_s": 5}}]
+    m = run(case(doc, {"overhead_s": 0.01}))
+    req = m.requests
+    counts = req["outcome"].value_counts()
+    for o in ("completed", "rejected_rate_limit", "rejected_queue_full", "shed", "rejected_too_long"):
+        assert counts.get(o, 0) > 0, (o, counts)
+    assert counts.sum() == len(req) and "pending" not in counts
+    svc = m.summary["service"]
+    blocks = list(svc["service_classes"].values())
+    assert sum(b["requests"] for b in blocks) == svc["logical_requests"] == len(req)
+    for b in blocks:
+        assert b["requests"] == b["completed"] + b["rejected"] + b["shed"] + b["aborted"] + b["unfinished"]
+    assert sum(b["requests"] for b in svc["tenants"].values()) == len(req)
+    shed = req[req["outcome"] == "shed"]
+    assert np.allclose(shed["departure_s"] - shed["arrival_s"], 0.5) and shed["first_scheduled_s"].isna().all()
+    assert (req[req["class"] == "b"]["outcome"] != "rejected_rate_limit").all()
+    met = m.logical["slo_met"]
+    assert svc["goodput_per_s"] == pytest.approx(met[m.logical["measured"]].sum() / 30)
+
+
+def two_pool_doc(route: dict, **kw) -> dict:
+    doc = scenario_doc(rate=kw.pop("rate", 0.5), process="poisson", output_tokens={"kind": "fixed", "value": 10},
+                       horizon_s=kw.pop("horizon_s", 4000), **kw)
+    dep = doc["deployments"][0]
+    doc["pools"] = [{"name": "cheap", "sku": "test-gpu", "count": 1, "location": "cloud"},
+                    {"name": "dear", "sku": "test-gpu", "count": 1, "location": "cloud", "cloud_usd_per_accel_hour": 8.0}]
+    doc["deployments"] = [{**dep, "name": "small", "pool": "cheap"}, {**dep, "name": "large", "pool": "dear"}]
+    doc["routing"]["routes"] = [route]
+    doc["traffic"]["classes"][0]["target"] = route["name"]
+    return doc
+
+
+def test_cascade_escalation_cost_matches_the_hand_computation(case):
+    p = 0.3
+    route = {"name": "tiered", "policy": "cascade",
+             "tiers": [{"deployment": "small", "fail_p": p}, {"deployment": "large"}]}
+    m = run(case(two_pool_doc(route), {"overhead_s": 0.01}))
+    lr = m.logical[m.logical["measured"]]
+    service_s = 10 * 0.01  # 10 tokens x 10 ms on an idle replica (arrivals 2 s apart on average)
+    c_small, c_large = service_s * 2.0 / 3600, service_s * 8.0 / 3600
+    mean, se = lr["usd_total"].mean(), lr["usd_total"].std(ddof=1) / math.sqrt(len(lr))
+    expected = c_small + p * c_large
+    assert abs(mean - expected) < 4 * se + 0.02 * expected, (mean, se, expected)
+    rate = m.summary["service"]["routes"]["tiered"]["escalation_rate"]
+    assert rate == pytest.approx(p, abs=4 * math.sqrt(p * (1 - p) / len(lr)))
+    esc = lr[lr["escalations"] > 0]
+    # an escalated request pays both attempts in latency too
+    assert (esc["e2e_s"] >= 2 * service_s - 1e-9).all()
+
+
+def test_cheapest_capable_routes_by_difficulty(case):
+    route = {"name": "tiered", "policy": "cheapest_capable",
+             "tiers": [{"deployment": "small", "capability": 0.5, "fail_p": 0.1}, {"deployment": "large"}]}
+    doc = two_pool_doc(route, horizon_s=2000)
+    doc["traffic"]["classes"][0]["difficulty"] = {"kind": "uniform", "low": 0, "high": 1}
+    m = run(case(doc, {"overhead_s": 0.01}))
+    lr = m.logical[m.logical["measured"]]
+    assert (lr[lr["difficulty"] > 0.5]["first_deployment"] == "large").all()
+    assert (lr[lr["difficulty"] <= 0.5]["first_deployment"] == "small").all()
+    share = m.summary["service"]["routes"]["tiered"]["escalation_rate"]
+    assert share == pytest.approx(0.5 * 0.1, abs=0.02)
+
+
+def test_overload_fallback_caps_the_primary_queue(case):
+    route = {"name": "w", "policy": "weighted", "weights": {"small": 1.0},
+             "fallback": {"deployment": "large", "max_waiting": 3}}
+    doc = two_pool_doc(route, rate=30, horizon_s=20)
+    doc["sim"]["timeline_resolution_s"] = 0.05
+    m = run(case(doc, {"overhead_s": 0.01}))
+    req = m.requests
+    assert (req["deployment"] == "large").sum() > 0 and (req["deployment"] == "small").sum() > 0
+    q = m.system_timeline["queue_depth.small"]
+    assert q.max() <= 3
+
+
+def test_reserved_replicas_serve_only_their_class(case):
+    doc = scenario_doc(replicas=2, rate=20, horizon_s=20, output_tokens={"kind": "fixed", "value": 20},
+                       max_num_seqs=8, reserved=[{"service_class": "vip", "replicas": 1}])
+    c = doc["traffic"]["classes"][0]
+    doc["traffic"]["classes"] = [{**c, "name": "vip", "service_class": "vip", "weight": 1},
+                                 {**c, "name": "rest", "weight": 3}]
+    doc["service_classes"] = [{"name": "vip"}]
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    assert set(req[req["class"] == "rest"]["replica"]) == {1}
+    assert 0 in set(req[req["class"] == "vip"]["replica"])
+
+
+def test_session_affinity_and_sticky_routing_keep_sessions_together(case):
+    doc = scenario_doc(replicas=3, rate=20, horizon_s=20, balancer="session_affinity", max_num_seqs=8)
+    doc["traffic"]["classes"][0]["sessions"] = 25
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    assert (req.groupby("session")["replica"].nunique() == 1).all()
+    assert req["replica"].nunique() == 3
+
+
+def test_power_of_two_choices_queues_less_than_random(case):
+    kw = dict(replicas=4, rate=3.4, output_tokens=GEO, horizon_s=3000, warmup_s=200)
+    rand = run(case(scenario_doc(balancer="random", **kw), {"overhead_s": DT})).requests["queue_s"].mean()
+    p2c = run(case(scenario_doc(balancer="power_of_two", **kw), {"overhead_s": DT})).requests["queue_s"].mean()
+    assert p2c < 0.5 * rand
+
+
+@pytest.mark.parametrize(
+    "mutate, field, reason",
+    [
+        (lambda r: r["tiers"][1].update(deployment="ghost"), "routing.routes[0].tiers[1].deployment",
+         "unknown tier deployment 'ghost'"),
+        (lambda r: (r.pop("tiers"), r.update(policy="weighted", weights={"small": 0, "large": 0})),
+         "routing.routes[0]", "weights must sum to a positive value"),
+        (lambda r: r.update(tiers=list(reversed(r["tiers"]))), "routing.routes[0]", "least to most capable"),
+    ],
+)
+def test_bad_routes_are_rejected(case, mutate, field, reason):
+    route = {"name": "tiered", "policy": "cascade",
+             "tiers": [{"deployment": "small", "capability": 0.5}, {"deployment": "large", "capability": 1.0}]}
+    mutate(route)
+    with pytest.raises(InputErrors) as info:
+        case(two_pool_doc(route), {"overhead_s": 0.01})
+    assert any(f"{field}:" in str(e) and reason in str(e) for e in info.value.errors), [str(e) for e in info.value.errors]
+
+
+def test_fallback_cycle_is_rejected(case):
+    route = {"name": "a", "policy": "weighted", "weights": {"small": 1}, "fallback": {"deployment": "b", "max_waiting": 1}}
+    doc = two_pool_doc(route)
+    doc["routing"]["routes"].append({"name": "b", "policy": "weighted", "weights": {"large": 1},
+                                     "fallback": {"deployment": "a", "max_waiting": 1}})
+    with pytest.raises(InputErrors) as info:
+        case(doc, {"overhead_s": 0.01})
+    assert "fallback cycle: a -> b -> a" in str(info.value)
