@@ -245,3 +245,24 @@ def test_trace_file_is_bounded_and_well_formed(tmp_path):
     assert any(e["pid"] == 2 for e in spans)  # requests appear on replica tracks too
     tasks = (tmp_path / "out" / "tasks.csv").read_text().splitlines()
     assert len(tasks) > 100  # every task is in tasks.csv; only 7 are traced
+
+
+def test_agent_context_is_reused_through_the_prefix_cache(case):
+    body = [{"type": "llm", "name": "act", "model": "m", "input_tokens": fixed(50), "output_tokens": fixed(100)},
+            {"type": "tool", "name": "run", "service": "svc", "latency_s": fixed(0.5), "result_tokens": fixed(400)}]
+    steps = [{"type": "loop", "continue_p": 1.0, "max_iterations": 5, "steps": body}]
+    wl = dict(system_prompt_tokens=2000, tools=[{"name": "svc"}])
+
+    def run_with(capacity: int):
+        doc = agent_scenario(rate=1, horizon_s=30, replicas=2, max_num_seqs=64, prefix_cache_tokens=capacity)
+        doc["routing"]["load_balancer"] = "session_affinity"
+        return run(case(doc, LINEAR, {"agent": agent_doc(steps, **wl)}))
+
+    cached, plain = run_with(10_000_000), run_with(0)
+    req = cached.requests.sort_values(["task_id", "arrival_s"])
+    for _, g in req.groupby("task_id"):
+        # every call after the first finds the context of the one before it: 2000 + 500 per iteration
+        expected = [0 if i == 0 else 2000 + 500 * (i - 1) for i in range(len(g))]
+        expected[0] = g["cached_tokens"].iloc[0]  # the first call may hit the shared system prompt
+        assert list(g["cached_tokens"]) == expected
+    assert cached.requests["ttft_s"].mean() < plain.requests["ttft_s"].mean()

@@ -222,3 +222,39 @@ def test_fallback_cycle_is_rejected(case):
     with pytest.raises(InputErrors) as info:
         case(doc, {"overhead_s": 0.01})
     assert "fallback cycle: a -> b -> a" in str(info.value)
+
+
+def prefix_doc(capacity: int, rate: float = 0.5, **kw) -> dict:
+    doc = scenario_doc(rate=rate, process="constant", horizon_s=40, input_tokens={"kind": "fixed", "value": 100},
+                       output_tokens={"kind": "fixed", "value": 5}, prefix_cache_tokens=capacity, **kw)
+    doc["traffic"]["classes"][0]["shared_prefix_tokens"] = 1000
+    return doc
+
+
+LIN = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5}
+
+
+def test_shared_system_prompt_is_prefilled_once_with_a_prefix_cache(case):
+    m = run(case(prefix_doc(capacity=100_000), LIN))
+    req = m.requests.sort_values("arrival_s")
+    assert req["cached_tokens"].iloc[0] == 0
+    assert (req["cached_tokens"].iloc[1:] == 1000).all()
+    # the hit skips exactly the prefix's prefill: TTFT = one step over the 100 new tokens
+    assert np.allclose(req["ttft_s"].iloc[1:], 0.004 + 1e-5 * 100)
+    assert req["ttft_s"].iloc[0] == pytest.approx(0.004 + 1e-5 * 1100)
+    pc = m.summary["deployments"][0]["prefix_cache"]
+    assert pc["prefill_tokens_saved"] == 1000 * (len(req) - 1)
+
+
+def test_no_prefix_cache_no_hits(case):
+    for capacity in (0, 500):  # disabled, or too small to hold the 1000-token prefix
+        req = run(case(prefix_doc(capacity=capacity), LIN)).requests
+        assert (req["cached_tokens"] == 0).all()
+
+
+def test_lru_eviction_with_more_prefixes_than_fit(case):
+    doc = prefix_doc(capacity=2500, rate=2.0)
+    doc["traffic"]["classes"][0]["prefix_variants"] = 3  # three 1000-token system prompts, room for two
+    req = run(case(doc, LIN)).requests
+    hit = (req["cached_tokens"] > 0).mean()
+    assert 0.2 < hit < 0.95

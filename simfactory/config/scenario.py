@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     model_validator,
@@ -82,6 +83,9 @@ class Deployment(_Strict):
     max_model_len: PositiveInt | None = Field(
         default=None, description="longest prompt+output accepted; defaults to the model's context"
     )
+    prefix_cache_tokens: NonNegativeInt = Field(
+        default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
+    )
     max_waiting: PositiveInt | None = Field(
         default=None, description="queue cap: a request arriving when this many wait is rejected (HTTP 429)"
     )
@@ -143,6 +147,10 @@ class RequestClass(_Strict):
     difficulty: Distribution | None = Field(
         default=None, description="request difficulty in [0, 1] for tiered routes (default 0: every tier capable)"
     )
+    shared_prefix_tokens: NonNegativeInt = Field(
+        default=0, description="a system prompt of this many tokens starts every prompt (added to input_tokens)"
+    )
+    prefix_variants: PositiveInt = Field(default=1, description="number of distinct shared prefixes (system prompts)")
     sessions: PositiveInt | None = Field(
         default=None, description="requests belong to this many sessions (sticky routing, session affinity)"
     )

@@ -54,6 +54,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "tenant_id": t.tenant,
             "session": t.session,
             "difficulty": t.difficulty,
+            "cached_tokens": t.cached_tokens,
             "origin": t.origin,
             "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],

@@ -138,6 +138,17 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     for d in rs.deployments:
         q = w_stl[f"queue_depth.{d.config.name}"]
         dep_req = measured[measured["deployment"] == d.config.name]
+        admitted = req[(req["deployment"] == d.config.name) & req["first_scheduled_s"].notna()]
+        prefix_cache = None
+        if d.config.prefix_cache_tokens:
+            prefix_cache = {
+                "capacity_tokens": d.config.prefix_cache_tokens,
+                "hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
+                "prefill_tokens_saved": int(admitted["cached_tokens"].sum()),
+                "saved_fraction_of_prompt_tokens": (
+                    float(admitted["cached_tokens"].sum() / admitted["input_tokens"].sum()) if len(admitted) else None
+                ),
+            }
         deployments.append(
             {
                 "name": d.config.name,
@@ -152,6 +163,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
                 "queue_depth_mean": _f(q.mean()) if len(q) else None,
                 "queue_depth_max": int(q.max()) if len(q) else None,
                 "latency_s": latency_block(dep_req),
+                "prefix_cache": prefix_cache,
             }
         )
 

@@ -329,8 +329,9 @@ class AgentTask:
                 b.max_usd is not None and self._usd_so_far() >= b.max_usd
             ):
                 raise BudgetHit()
+        context = int(round(ctx[0])) if step.include_context else 0
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
-                               self.difficulty())
+                               self.difficulty(), min(self.w.system_prompt_tokens, context), context)
         rec.llm_calls += 1
         rec.steps += 1
         rec.tokens_in += prompt

@@ -23,6 +23,7 @@ from typing import Generator
 import simpy
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.prefix_cache import PrefixCache
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
@@ -46,6 +47,7 @@ class ReplicaEngine:
         kv_blocks: int,
         enable_chunked_prefill: bool,
         preemptive_priority: bool = False,
+        prefix_cache_tokens: int = 0,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
     ) -> None:
@@ -60,6 +62,7 @@ class ReplicaEngine:
         self.kv_blocks = kv_blocks
         self.chunked = enable_chunked_prefill
         self.preemptive_priority = preemptive_priority
+        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
         self.on_complete = on_complete
         self.on_abort = on_abort
 
@@ -175,10 +178,11 @@ class ReplicaEngine:
             from_requeued = wq is None or (rq is not None and rq < wq)
             rid = rq[2] if from_requeued else wq[2]  # type: ignore[index]
             target = int(self.table.input_tokens[rid] + self.table.generated[rid])
-            chunk = min(target, budget)
-            if not self.chunked and chunk < target:
+            hit = self._cached_prefix(rid, target)
+            chunk = min(target - hit, budget)
+            if not self.chunked and chunk < target - hit:
                 break
-            need_blocks = blocks_for(chunk, bs)
+            need_blocks = blocks_for(hit + chunk, bs)
             if need_blocks > self.free_blocks:
                 break
             if from_requeued:
@@ -191,13 +195,28 @@ class ReplicaEngine:
             self.free_blocks -= need_blocks
             self.running[rid] = None
             self.prefill_target[rid] = target
-            self.computed[rid] = 0
-            chunks.append((rid, chunk, 0))
+            self.computed[rid] = hit
+            if hit:
+                self.table.cached_tokens[rid] += hit
+            chunks.append((rid, chunk, hit))
             scheduled.add(rid)
             budget -= chunk
 
         pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
         return chunks, n_dec, kv_read, pairs
+
+    def _cached_prefix(self, rid: int, target: int) -> int:
+        """Prompt tokens this replica's prefix cache already holds (at least one token is always computed)."""
+        cache = self.prefix_cache
+        if cache is None:
+            return 0
+        t = self.table
+        keys = tuple(
+            (int(k), int(n))
+            for k, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid]))
+            if k >= 0 and n > 0
+        )
+        return min(cache.lookup(keys), target - 1) if keys else 0
 
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
@@ -314,6 +333,10 @@ class ReplicaEngine:
                 continue
             del self.prefill_target[rid]
             del self.computed[rid]
+            if self.prefix_cache is not None:
+                for key, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid])):
+                    if key >= 0:
+                        self.prefix_cache.insert(int(key), int(n))
             g = int(t.generated[rid]) + 1
             t.generated[rid] = g
             if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request

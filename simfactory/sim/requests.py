@@ -24,6 +24,11 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "tenant": (np.int16, -1),
     "session": (np.int64, -1),  # plain requests of a class with sessions; -1 none
     "difficulty": (np.float32, 0.0),  # for tiered routes, in [0, 1]
+    "prefix_key": (np.int64, -1),  # shared prompt prefix (system prompt); -1 none
+    "prefix_tokens": (np.int64, 0),
+    "context_key": (np.int64, -1),  # private prefix (an agent task's context so far); -1 none
+    "context_tokens": (np.int64, 0),
+    "cached_tokens": (np.int64, 0),  # prompt tokens served from the prefix cache (not prefilled)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
@@ -50,6 +55,11 @@ class RequestTable:
     tenant: np.ndarray
     session: np.ndarray
     difficulty: np.ndarray
+    prefix_key: np.ndarray
+    prefix_tokens: np.ndarray
+    context_key: np.ndarray
+    context_tokens: np.ndarray
+    cached_tokens: np.ndarray
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray
@@ -125,7 +135,8 @@ class RequestTable:
         self.task_id[rid] = task_id
         self.step_id[rid] = step_id
         if like >= 0:
-            for name in ("priority", "service_class", "tenant", "session", "difficulty"):
+            for name in ("priority", "service_class", "tenant", "session", "difficulty", "prefix_key", "prefix_tokens",
+                         "context_key", "context_tokens"):
                 getattr(self, name)[rid] = getattr(self, name)[like]
         self.n += 1
         return rid

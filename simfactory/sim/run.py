@@ -37,7 +37,8 @@ ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds 
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 
-TASK_KEY_OFFSET = 1 << 62  # affinity keys of agent tasks, apart from session ids
+TASK_KEY_OFFSET = 1 << 62  # affinity / prefix keys of agent tasks, apart from session ids
+WORKLOAD_KEY_OFFSET = 1 << 61  # prefix keys of agent workloads' system prompts
 
 
 @dataclass
@@ -159,6 +160,7 @@ class FleetModel:
                 kv_blocks=d.kv_blocks,
                 enable_chunked_prefill=cfg.enable_chunked_prefill,
                 preemptive_priority=cfg.preemptive_priority,
+                prefix_cache_tokens=cfg.prefix_cache_tokens,
                 on_complete=self._on_complete,
                 on_abort=self._on_abort,
             )
@@ -206,9 +208,10 @@ class FleetModel:
 
     def call(
         self, target: Target, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str,
-        difficulty: float = 0.0,
+        difficulty: float = 0.0, system_tokens: int = 0, context_tokens: int = 0,
     ) -> "Call":
-        """An LLM call from an agent task. Its `done` event fires when the call ends (after any escalations)."""
+        """An LLM call from an agent task. Its `done` event fires when the call ends (after any escalations).
+        The prompt starts with the workload's system prompt and the task's context (prefix-cacheable)."""
         c = self.rs.classes[class_id]
         rid = self.table.add(self.env.now, class_id, -1, input_tokens, output_tokens, task_id, self.step_id(step))
         t = self.table
@@ -216,6 +219,12 @@ class FleetModel:
         t.service_class[rid] = c.service_class
         t.tenant[rid] = c.tenant
         t.difficulty[rid] = difficulty
+        if system_tokens:
+            t.prefix_key[rid] = WORKLOAD_KEY_OFFSET + class_id
+            t.prefix_tokens[rid] = system_tokens
+        if context_tokens:
+            t.context_key[rid] = TASK_KEY_OFFSET + task_id
+            t.context_tokens[rid] = context_tokens
         call = Call(rid, [rid], target, self.env.event())
         self.n_arrived += 1
         self._admit(rid, call)

@@ -67,6 +67,8 @@ def add_plain_requests(
         "tenant": np.full(n, -1, dtype=np.int16),
         "session": np.full(n, -1, dtype=np.int64),
         "difficulty": np.zeros(n, dtype=np.float32),
+        "prefix_key": np.full(n, -1, dtype=np.int64),
+        "prefix_tokens": np.zeros(n, dtype=np.int64),
     }
     sub_class = class_id[idx]
     for c in rs.classes:
@@ -86,6 +88,11 @@ def add_plain_requests(
             # session ids are unique across classes: class index in the high bits
             local = streams.get(f"class/{name}/sessions").integers(cfg.sessions, size=len(k))
             cols["session"][k] = (c.index << 40) + local
+        if cfg.shared_prefix_tokens:
+            variant = streams.get(f"class/{name}/prefix_variant").integers(cfg.prefix_variants, size=len(k))
+            cols["prefix_key"][k] = (c.index << 20) + variant
+            cols["prefix_tokens"][k] = cfg.shared_prefix_tokens
+            cols["input_tokens"][k] += cfg.shared_prefix_tokens
         if cfg.difficulty is not None:
             d = cfg.difficulty.sample(streams.get(f"class/{name}/difficulty"), len(k))
             cols["difficulty"][k] = np.clip(d, 0.0, 1.0)
