@@ -129,6 +129,50 @@ def run(
         out.print(f"wrote {trace} (open it in ui.perfetto.dev)", highlight=False)
 
 
+@app.command()
+def compare(
+    scenarios: Annotated[list[Path], typer.Argument(help="Two or more scenario YAML files.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/compare"),
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Override every scenario's seed.")] = None,
+) -> None:
+    """Run several scenarios and show their headline metrics side by side (compare.md, compare.csv).
+
+    Example: simfactory compare scenarios/single-large.yaml scenarios/tiered-routing.yaml
+    """
+    from simfactory.api import prepare
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.report.compare import comparison_frame, to_markdown
+    from simfactory.report.writer import write_run
+    from simfactory.sim.run import simulate
+
+    if len(scenarios) < 2:
+        err.print("[red]error:[/red] compare needs at least two scenario files", markup=True)
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    with input_errors():
+        resolved = [prepare(p) for p in scenarios]
+    summaries = []
+    for i, rs in enumerate(resolved):
+        with _progress(False, f"simulating {rs.scenario.name}") as progress:
+            result = simulate(rs, seed=seed, progress=progress)
+        with input_errors():
+            m = compute_metrics(result)
+        write_run(m, out_dir / f"{i + 1}-{rs.scenario.name}", plots=False)
+        summaries.append(m.summary)
+    df = comparison_frame(summaries)
+    table = Table(title="side by side")
+    table.add_column("metric")
+    for col in df.columns:
+        table.add_column(str(col), justify="right")
+    for label, row in df.iterrows():
+        table.add_row(str(label), *("n/a" if v is None or v != v else f"{v:,.4g}" if isinstance(v, float) else str(v)
+                                    for v in row))
+    out.print(table)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "compare.md").write_text("# simfactory compare\n\n" + to_markdown(df))
+    df.to_csv(out_dir / "compare.csv")
+    out.print(f"wrote {out_dir}/ (compare.md, compare.csv, one run directory per scenario)", highlight=False)
+
+
 @contextmanager
 def _progress(quiet: bool, label: str) -> Iterator[Callable[[float, float], None] | None]:
     if quiet or not err.is_terminal:

@@ -77,3 +77,18 @@ def test_rerun_replaces_the_output_directory(tmp_path):
 def test_help_lists_commands():
     res = runner.invoke(app, ["--help"])
     assert res.exit_code == 0 and "run" in res.output and "validate" in res.output
+
+
+def test_compare_runs_scenarios_side_by_side(tmp_path):
+    from simfactory.paths import SCENARIOS_DIR
+
+    res = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-off.yaml"), str(SCENARIOS_DIR / "cache-on.yaml"),
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "compare.csv", index_col=0)
+    assert list(df.columns) == ["cache-off", "cache-on"]
+    ttft = df.loc["TTFT p50 (s)"].astype(float)
+    assert ttft["cache-on"] < ttft["cache-off"]  # the shared system prompt is not prefilled again
+    assert "| prefix cache hit ratio |" in (tmp_path / "compare.md").read_text()
+    bad = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-on.yaml")])
+    assert bad.exit_code == 2
