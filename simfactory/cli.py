@@ -239,7 +239,7 @@ def _print_tasks(tasks: dict[str, Any]) -> None:
     for col in ("class", "tasks", "completed", "failed", "timed out", "p50", "p90", "p99", "$/successful task"):
         lat.add_column(col, justify="left" if col == "class" else "right")
     bd = Table(title="critical-path breakdown (mean s per completed task)")
-    cats = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+    cats = tuple(next(iter(tasks.values()))["breakdown_mean_s"])
     for col in ("class", *cats):
         bd.add_column(col, justify="left" if col == "class" else "right")
     for name, b in tasks.items():

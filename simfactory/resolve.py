@@ -61,6 +61,7 @@ class ResolvedRoute:
     weights: list[tuple[int, float]]  # (deployment index, weight)
     fallback: Target | None
     fallback_max_waiting: int
+    candidates: list[int] = field(default_factory=list)  # deployment indexes (policy nearest)
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,10 @@ def _resolve_routes(
             if dep not in declared:
                 errors.append(InputError(fname, f"{at}.weights.{dep}", f"unknown deployment {dep!r} (deployments: {sorted(declared)})"))
                 ok = False
+        for j, dep in enumerate(r.candidates):
+            if dep not in declared:
+                errors.append(InputError(fname, f"{at}.candidates[{j}]", f"unknown deployment {dep!r} (deployments: {sorted(declared)})"))
+                ok = False
         fallback: Target | None = None
         if r.fallback is not None:
             name = r.fallback.deployment
@@ -397,11 +402,13 @@ def _resolve_routes(
                 errors.append(InputError(fname, f"{at}.fallback.deployment",
                                          f"unknown deployment or route {name!r} (known: {sorted(declared | set(route_names))})"))
                 ok = False
-        if not ok or any(t.deployment not in by_name for t in r.tiers) or any(d not in by_name for d in r.weights):
+        names = [t.deployment for t in r.tiers] + list(r.weights) + list(r.candidates)
+        if not ok or any(d not in by_name for d in names):
             continue
         routes.append(ResolvedRoute(
             i, r, [(by_name[t.deployment], t) for t in r.tiers], [(by_name[d], w) for d, w in r.weights.items()],
             fallback, r.fallback.max_waiting if r.fallback is not None else 0,
+            [by_name[d] for d in r.candidates],
         ))
     # fallbacks that lead back to where they started would bounce a request forever
     for i, r in enumerate(scenario.routing.routes):

@@ -11,11 +11,12 @@ from conftest import agent_doc, agent_scenario
 
 from simfactory.api import run
 from simfactory.errors import InputError, InputErrors
+from simfactory.sim.agents import CATEGORIES
 from simfactory.sim.run import FleetModel
 
 C0, A, B, C = 0.004, 1e-5, 3e-4, 2e-7
 LINEAR = {"overhead_s": C0, "s_per_prefill_token": A, "s_per_decode_seq": B, "s_per_kv_token": C}
-CATS = ["queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait"]
+CATS = list(CATEGORIES)
 
 
 def fixed(v: float) -> dict:

@@ -258,3 +258,62 @@ def test_lru_eviction_with_more_prefixes_than_fit(case):
     req = run(case(doc, LIN)).requests
     hit = (req["cached_tokens"] > 0).mean()
     assert 0.2 < hit < 0.95
+
+
+def test_semantic_cache_answers_a_share_without_a_model(case):
+    doc = scenario_doc(rate=20, horizon_s=50, output_tokens={"kind": "fixed", "value": 20}, max_num_seqs=16)
+    doc["traffic"]["classes"][0]["semantic_cache"] = {"hit_ratio": 0.3, "latency_s": {"kind": "fixed", "value": 0.02}}
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    hits = req[req["outcome"] == "cache_hit"]
+    assert len(hits) / len(req) == pytest.approx(0.3, abs=0.04)
+    assert np.allclose(hits["e2e_s"], 0.02) and np.allclose(hits["ttft_s"], 0.02)
+    assert hits["replica"].eq(-1).all() and (hits["replica_s"] == 0).all()
+    assert set(req["outcome"]) == {"completed", "cache_hit"}
+
+
+def region_doc(route: dict | None = None, **kw) -> dict:
+    doc = scenario_doc(rate=kw.pop("rate", 0.2), process="constant", horizon_s=kw.pop("horizon_s", 50),
+                       output_tokens={"kind": "fixed", "value": 10}, input_tokens={"kind": "fixed", "value": 1000})
+    dep = doc["deployments"][0]
+    doc["pools"] = [{"name": "us", "sku": "test-gpu", "count": 1, "location": "cloud", "region": "us-east"},
+                    {"name": "eu", "sku": "test-gpu", "count": 1, "location": "cloud", "region": "eu-west"}]
+    doc["deployments"] = [{**dep, "name": "dep-us", "pool": "us"}, {**dep, "name": "dep-eu", "pool": "eu"}]
+    doc["network"] = {"links": [{"a": "us-east", "b": "eu-west", "latency_s": 0.04, "usd_per_gb": 0.02}]}
+    c = doc["traffic"]["classes"][0]
+    c["region"] = "eu-west"
+    c["target"] = "dep-us"
+    if route is not None:
+        doc["routing"]["routes"] = [route]
+        c["target"] = route["name"]
+    return doc
+
+
+def test_cross_region_requests_pay_latency_and_egress(case):
+    req = run(case(region_doc(), {"overhead_s": 0.01})).requests
+    service = 10 * 0.01  # idle replica: 10 steps
+    assert np.allclose(req["e2e_s"], service + 2 * 0.04)
+    assert np.allclose(req["ttft_s"], 0.01 + 2 * 0.04)
+    assert np.allclose(req["queue_s"], 0.0)
+    assert np.allclose(req["egress_usd"], (1000 + 10) * 4 / 1e9 * 0.02)
+
+
+def test_nearest_routing_keeps_traffic_local(case):
+    near = {"name": "r", "policy": "nearest", "candidates": ["dep-us", "dep-eu"]}
+    naive = {"name": "r", "policy": "weighted", "weights": {"dep-us": 1, "dep-eu": 1}}
+    a = run(case(region_doc(near), {"overhead_s": 0.01}))
+    b = run(case(region_doc(naive), {"overhead_s": 0.01}))
+    assert (a.requests["deployment"] == "dep-eu").all() and (a.requests["network_s"] == 0).all()
+    assert b.summary["network"]["share_of_e2e"] > 0.2 and a.summary["network"]["share_of_e2e"] == 0
+    assert b.summary["network"]["egress_usd"] > 0 == a.summary["network"]["egress_usd"]
+
+
+def test_agent_tool_in_another_region_adds_round_trips(case):
+    from conftest import agent_doc, agent_scenario
+
+    steps = [{"type": "tool", "name": "t", "service": "far", "latency_s": {"kind": "fixed", "value": 0.1},
+              "result_tokens": {"kind": "fixed", "value": 500}}]
+    doc = agent_scenario(rate=1, horizon_s=20)
+    doc["network"] = {"links": [{"a": "default", "b": "remote", "latency_s": 0.03, "usd_per_gb": 0.09}]}
+    tasks = run(case(doc, {"overhead_s": 0.01}, {"agent": agent_doc(steps, tools=[{"name": "far", "region": "remote"}])})).tasks
+    assert np.allclose(tasks["e2e_s"], 0.1 + 0.06) and np.allclose(tasks["network"], 0.06)
+    assert np.allclose(tasks["usd_network"], 500 * 4 / 1e9 * 0.09)

@@ -59,6 +59,7 @@ class RetrievalStep(_Strict):
     cache_hit_ratio: Probability = 0.0
     cache_latency_s: Distribution = Field(default=Fixed(value=0.0))
     usd_per_query: NonNegativeFloat = 0.0
+    region: str | None = Field(default=None, description="where the index runs; default: the caller's region")
 
 
 class HumanStep(_Strict):
@@ -170,6 +171,7 @@ class ToolService(_Strict):
     concurrency: PositiveInt | None = Field(default=None, description="calls in flight at once; more wait")
     rate_limit_per_s: PositiveFloat | None = Field(default=None, description="calls started per second at most")
     usd_per_call: NonNegativeFloat = 0.0
+    region: str | None = Field(default=None, description="where the service runs; default: the caller's region")
 
 
 class HumanPool(_Strict):

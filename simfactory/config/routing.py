@@ -69,12 +69,16 @@ class Route(_Strict):
       next tier when the validator rejects the answer (the escalated call is paid again, in time and cost)
     - cascade: always start at the smallest tier (confidence-threshold routing); escalate on rejection
     - weighted: split by weights (A/B); `sticky` keeps a session on one deployment
+    - nearest: the candidate deployment closest (network latency) to the caller's region; when its queue
+      reaches `max_waiting`, the next closest (locality-aware routing)
     """
 
     name: Name
-    policy: Literal["cheapest_capable", "cascade", "weighted"]
+    policy: Literal["cheapest_capable", "cascade", "weighted", "nearest"]
     tiers: list[Tier] = Field(default_factory=list)
     weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    candidates: list[str] = Field(default_factory=list, description="deployments for policy nearest")
+    max_waiting: PositiveInt | None = Field(default=None, description="nearest: spill to the next candidate at this queue")
     sticky: bool = False
     fallback: Fallback | None = None
 
@@ -88,6 +92,11 @@ class Route(_Strict):
             caps = [t.capability for t in self.tiers]
             if caps != sorted(caps):
                 raise ValueError("tiers must be listed from least to most capable")
+        elif self.policy == "nearest":
+            if not self.candidates:
+                raise ValueError("policy nearest needs candidates")
+            if self.tiers or self.weights:
+                raise ValueError("policy nearest uses candidates, not tiers or weights")
         else:
             if not self.weights:
                 raise ValueError("policy weighted needs weights")

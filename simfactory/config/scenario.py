@@ -45,6 +45,7 @@ class Pool(_Strict):
     sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
     count: PositiveInt = Field(description="number of accelerators in the pool")
     location: Literal["cloud", "on_prem"]
+    region: Name = Field(default="default", description="where the pool is (network latency and egress)")
     cloud_usd_per_accel_hour: NonNegativeFloat | None = Field(
         default=None, description="override the profile's cloud price"
     )
@@ -130,6 +131,32 @@ Arrivals = Annotated[
 ]
 
 
+class SemanticCache(_Strict):
+    """Answers a share of requests from a response cache (embedding lookup) before routing."""
+
+    hit_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
+    latency_s: Distribution
+
+
+class NetworkLink(_Strict):
+    """Between two regions (both directions): one-way latency, its jitter, and egress price."""
+
+    a: Name
+    b: Name
+    latency_s: NonNegativeFloat
+    jitter_s: NonNegativeFloat = 0.0
+    usd_per_gb: NonNegativeFloat = 0.0
+
+
+class Network(_Strict):
+    """Latency and egress between regions; pairs not listed use the defaults (same region: 0, free)."""
+
+    links: list[NetworkLink] = Field(default_factory=list)
+    default_latency_s: NonNegativeFloat = Field(default=0.05, description="one way, between regions not listed")
+    default_usd_per_gb: NonNegativeFloat = Field(default=0.02, description="egress between regions not listed")
+    bytes_per_token: PositiveFloat = Field(default=4.0, description="text bytes per token sent over the network")
+
+
 class RequestClass(_Strict):
     """A kind of traffic: its share of arrivals, what each arrival is (a request with these lengths, or an
     agent task from a workload file) and which deployment serves it."""
@@ -151,6 +178,10 @@ class RequestClass(_Strict):
         default=0, description="a system prompt of this many tokens starts every prompt (added to input_tokens)"
     )
     prefix_variants: PositiveInt = Field(default=1, description="number of distinct shared prefixes (system prompts)")
+    region: Name = Field(default="default", description="where the callers (users, agent runtime) are")
+    semantic_cache: "SemanticCache | None" = Field(
+        default=None, description="a response cache in front of the router: hits never reach a model"
+    )
     sessions: PositiveInt | None = Field(
         default=None, description="requests belong to this many sessions (sticky routing, session affinity)"
     )
@@ -200,6 +231,7 @@ class Scenario(_Strict):
     traffic: Traffic
     routing: Routing = Field(default_factory=Routing)
     service_classes: list[ServiceClass] = Field(default_factory=list)
+    network: Network = Field(default_factory=Network)
     tenants: list[Tenant] = Field(default_factory=list)
     sim: SimSettings
 

@@ -1,10 +1,10 @@
 """Raw simulation results -> pandas DataFrames (requests and timelines).
 
 Metric definitions (aligned with vllm bench / genai-perf):
-  TTFT  = first token time - arrival (includes queueing)
-  TPOT  = (completion - first token) / (output tokens - 1), for requests with more than one output token
-  E2E   = completion - arrival
-  queue = first scheduled - arrival (time before the request's first prefill step started)
+  TTFT  = first token time - arrival (includes queueing and, across regions, the network both ways)
+  TPOT  = (completion - first token) / (output tokens - 1), for served requests with more than one output token
+  E2E   = completion - arrival (plus the network back to the caller)
+  queue = first scheduled - arrival at the deployment (time before the first prefill step started)
 """
 
 from __future__ import annotations
@@ -25,9 +25,13 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
     labels = np.array([o.label for o in Outcome], dtype=object)
     step_names = np.array([*result.step_names, ""], dtype=object)  # step_id -1 (plain request) -> ""
     out_tokens = t.output_tokens.astype(float)
+    served = t.outcome == Outcome.COMPLETED
+    answered = served | (t.outcome == Outcome.CACHE_HIT)
+    # what the caller sees: the answer travels back over the network (net_out) after the engine is done
+    first_seen = t.first_token_s + t.net_out_s
+    done_seen = t.completion_s + t.net_out_s
     with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out_tokens > 1, (t.completion_s - t.first_token_s) / (out_tokens - 1), np.nan)
-    completed = t.outcome == Outcome.COMPLETED
+        tpot = np.where(served & (out_tokens > 1), (t.completion_s - t.first_token_s) / (out_tokens - 1), np.nan)
     df = pd.DataFrame(
         {
             "request_id": np.arange(len(t)),
@@ -37,17 +41,19 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "arrival_s": t.arrival_s,
             "first_scheduled_s": t.first_scheduled_s,
             "first_token_s": t.first_token_s,
-            "completion_s": np.where(completed, t.completion_s, np.nan),
-            "departure_s": t.completion_s,  # completion, or rejection time; NaN if unfinished
+            "completion_s": np.where(answered, t.completion_s, np.nan),
+            "departure_s": np.where(answered, done_seen, t.completion_s),  # answer seen, or rejection; NaN unfinished
             "input_tokens": t.input_tokens,
             "output_tokens": t.output_tokens,
             "generated_tokens": t.generated,
             "preemptions": t.preemptions,
             "outcome": labels[t.outcome] if len(t) else [],
-            "ttft_s": t.first_token_s - t.arrival_s,
-            "tpot_s": np.where(completed, tpot, np.nan),
-            "e2e_s": np.where(completed, t.completion_s - t.arrival_s, np.nan),
-            "queue_s": t.first_scheduled_s - t.arrival_s,
+            "ttft_s": first_seen - t.arrival_s,
+            "tpot_s": tpot,
+            "e2e_s": np.where(answered, done_seen - t.arrival_s, np.nan),
+            "queue_s": t.first_scheduled_s - t.arrival_s - t.net_in_s,
+            "network_s": np.where(answered, t.net_in_s + t.net_out_s, t.net_in_s),
+            "egress_usd": t.egress_usd,
             "measured": (t.arrival_s >= sim.warmup_s) & (t.arrival_s < sim.horizon_s),
             "task_id": t.task_id,
             "service_class_id": t.service_class,

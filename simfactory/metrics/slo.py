@@ -17,6 +17,7 @@ import pandas as pd
 from simfactory.resolve import ResolvedScenario
 
 REJECTED = ("rejected_too_long", "rejected_rate_limit", "rejected_queue_full")
+ANSWERED = ("completed", "cache_hit")
 
 
 def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
     if (req["origin"] < 0).all():
         out = df.copy()
         out["escalations"] = 0
-        out["usd_total"] = out["usd"]
+        out["usd_total"] = out["usd"] + out["egress_usd"]
         out["first_deployment"] = out["deployment"]
         return out
     df = df.sort_values(["logical_id", "attempt"], kind="stable")
@@ -36,16 +37,18 @@ def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
     out["arrival_s"] = first["arrival_s"]
     out["measured"] = first["measured"]
     out["escalations"] = g.size() - 1
-    out["usd_total"] = g["usd"].sum()
+    out["usd_total"] = g["usd"].sum() + g["egress_usd"].sum()
     out["first_deployment"] = first["deployment"]
-    out["ttft_s"] = last["first_token_s"] - first["arrival_s"]
-    out["e2e_s"] = last["completion_s"] - first["arrival_s"]
-    out["queue_s"] = last["first_scheduled_s"] - first["arrival_s"]
+    offset = last["arrival_s"] - first["arrival_s"]  # the last attempt started this much later
+    out["ttft_s"] = last["ttft_s"] + offset
+    out["e2e_s"] = last["e2e_s"] + offset
+    out["queue_s"] = last["queue_s"] + offset
+    out["egress_usd"] = g["egress_usd"].sum()
     return out.reset_index()
 
 
 def meets_slo(lr: pd.DataFrame, rs: ResolvedScenario) -> np.ndarray:
-    ok = (lr["outcome"] == "completed").to_numpy().copy()
+    ok = lr["outcome"].isin(ANSWERED).to_numpy().copy()
     sc = lr["service_class_id"].to_numpy()
     for i, s in enumerate(rs.scenario.service_classes):
         mine = sc == i
@@ -61,10 +64,11 @@ def meets_slo(lr: pd.DataFrame, rs: ResolvedScenario) -> np.ndarray:
 def _group_block(g: pd.DataFrame, window_s: float, stats_fn: Any) -> dict[str, Any]:
     n = len(g)
     counts = g["outcome"].value_counts()
-    done = g[g["outcome"] == "completed"]
+    done = g[g["outcome"].isin(ANSWERED)]
     return {
         "requests": n,
         "completed": int(counts.get("completed", 0)),
+        "cache_hits": int(counts.get("cache_hit", 0)),
         "rejected": int(sum(counts.get(o, 0) for o in REJECTED)),
         "rejected_rate_limit": int(counts.get("rejected_rate_limit", 0)),
         "rejected_queue_full": int(counts.get("rejected_queue_full", 0)),

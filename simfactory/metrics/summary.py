@@ -57,7 +57,7 @@ def stats(values: pd.Series | np.ndarray) -> dict[str, float | int | None]:
 
 
 def latency_block(df: pd.DataFrame) -> dict[str, Any]:
-    done = df[df["outcome"] == Outcome.COMPLETED.label]
+    done = df[df["outcome"].isin((Outcome.COMPLETED.label, Outcome.CACHE_HIT.label))]
     return {name: stats(done[col]) for name, col in LATENCY_COLUMNS.items()}
 
 
@@ -227,11 +227,24 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
                 for c in costs
             ],
         },
+        "network": network_block(measured, req, start, end),
         "tasks": task_summary(tasks, window_usd_by_class, stats),
         "service": service_summary(lreq, rs, window_s, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
     return RunMetrics(req, tasks, rtl, stl, costs, summary, trace_events(result, trace_tasks), lreq)
+
+
+def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: float) -> dict[str, Any]:
+    """Time on the wire between callers and deployments, and what crossing regions cost."""
+    answered = measured[measured["e2e_s"].notna()]
+    in_window = req[(req["arrival_s"] >= start) & (req["arrival_s"] < end)]
+    e2e = float(answered["e2e_s"].sum())
+    return {
+        "mean_network_s": float(answered["network_s"].mean()) if len(answered) else None,
+        "share_of_e2e": float(answered["network_s"].sum()) / e2e if e2e > 0 else None,
+        "egress_usd": float(in_window["egress_usd"].sum()),
+    }
 
 
 def _f(x: Any) -> float | None:

@@ -27,7 +27,7 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
     names = [c.config.name for c in rs.classes]
     rows: dict[str, list[Any]] = {k: [] for k in (
         "task_id", "class", "outcome", "escalated", "start_s", "end_s", "e2e_s", *CATEGORIES, *COUNT_COLUMNS,
-        "usd_llm", "usd_tools", "usd_retrieval", "usd_human", "replica_s")}
+        "usd_llm", "usd_tools", "usd_retrieval", "usd_human", "usd_network", "replica_s")}
     for rec in result.tasks:
         rows["task_id"].append(rec.task_id)
         rows["class"].append(names[rec.class_id])
@@ -42,14 +42,15 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
             rows[col].append(getattr(rec, col))
         rid = np.asarray([r for attempts in rec.rids for r in attempts], dtype=np.int64)
         rep_s = t.replica_s[rid]
-        rates = np.asarray(usd_per_replica_s)[t.deployment_id[rid]] if len(rid) else np.zeros(0)
+        rates = np.asarray([*usd_per_replica_s, 0.0])[t.deployment_id[rid]] if len(rid) else np.zeros(0)
         rows["usd_llm"].append(float((rep_s * rates).sum()))
+        rows["usd_network"].append(rec.usd_network + float(t.egress_usd[rid].sum()))
         rows["replica_s"].append(float(rep_s.sum()))
         rows["usd_tools"].append(rec.usd_tools)
         rows["usd_retrieval"].append(rec.usd_retrieval)
         rows["usd_human"].append(rec.usd_human)
     df = pd.DataFrame(rows)
-    df["usd_total"] = df["usd_llm"] + df["usd_tools"] + df["usd_retrieval"] + df["usd_human"]
+    df["usd_total"] = df["usd_llm"] + df["usd_tools"] + df["usd_retrieval"] + df["usd_human"] + df["usd_network"]
     df["measured"] = (df["start_s"] >= sim.warmup_s) & (df["start_s"] < sim.horizon_s)
     return df
 
@@ -79,7 +80,8 @@ def task_summary(tasks: pd.DataFrame, window_usd_by_class: dict[str, float], sta
                 "per_task_attributed": attributed / n if n else None,
                 "per_successful_task_attributed": attributed / successes if successes else None,
                 "per_successful_task_fully_loaded": (
-                    (window_usd_by_class.get(str(cls), 0.0) + float(g[["usd_tools", "usd_retrieval", "usd_human"]].sum().sum()))
+                    (window_usd_by_class.get(str(cls), 0.0)
+                     + float(g[["usd_tools", "usd_retrieval", "usd_human", "usd_network"]].sum().sum()))
                     / successes
                     if successes
                     else None
@@ -88,6 +90,7 @@ def task_summary(tasks: pd.DataFrame, window_usd_by_class: dict[str, float], sta
                 "tools": float(g["usd_tools"].sum()),
                 "retrieval": float(g["usd_retrieval"].sum()),
                 "human": float(g["usd_human"].sum()),
+                "network": float(g["usd_network"].sum()),
             },
         }
     return out

@@ -36,6 +36,8 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("escalation rate", [_first(_get(s, "service", "routes"), "escalation_rate") for s in S])
     add("prefix cache hit ratio", [_first_dep(s, "hit_ratio") for s in S])
     add("prefill tokens saved", [_first_dep(s, "prefill_tokens_saved") for s in S])
+    add("network share of E2E", [_get(s, "network", "share_of_e2e") for s in S])
+    add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
     add("USD per hour", [_get(s, "cost", "usd_per_hour") for s in S])
     add("USD per 1M output tokens", [_get(s, "cost", "usd_per_1m_output_tokens") for s in S])

@@ -31,10 +31,8 @@ def latency_rows(lat: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-BREAKDOWN = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
-
-
 def render_tasks(tasks: dict[str, Any]) -> list[str]:
+    cats = list(next(iter(tasks.values()))["breakdown_mean_s"])
     out = ["## Agent tasks (tasks started in the window)", ""]
     out += [
         table(
@@ -58,8 +56,8 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
         "Critical-path breakdown (mean seconds per completed task; the components add up to the mean latency):",
         "",
         table(
-            ["class", *BREAKDOWN],
-            [[name] + [fmt(t["breakdown_mean_s"][c], "", 3) for c in BREAKDOWN] for name, t in tasks.items()],
+            ["class", *cats],
+            [[name] + [fmt(t["breakdown_mean_s"][c], "", 3) for c in cats] for name, t in tasks.items()],
         ),
         "",
         table(

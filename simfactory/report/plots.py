@@ -82,7 +82,7 @@ def queue_depth(m: RunMetrics, path: Path) -> None:
     plt.close(fig)
 
 
-BREAKDOWN_COLORS = {"queue": "#9e9e9e", "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e",
+BREAKDOWN_COLORS = {"network": "#17becf", "cache": "#bcbd22", "queue": "#9e9e9e", "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e",
                     "retrieval": "#2ca02c", "human": "#d62728", "backoff": "#9467bd", "wait": "#8c564b"}
 
 

@@ -34,7 +34,7 @@ from simfactory.sim.outcomes import Outcome
 if TYPE_CHECKING:
     from simfactory.sim.run import FleetModel
 
-CATEGORIES = ("queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+CATEGORIES = ("network", "cache", "queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
 
 TASK_OUTCOMES = ("completed", "degraded", "failed", "timed_out", "budget_stopped", "unfinished")
 SUCCESS = ("completed", "degraded")
@@ -88,20 +88,29 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
         if stop <= start:
             continue
         if entry.rids:
-            # attempts follow each other (an escalation is sent when the previous answer is rejected)
+            # attempts follow each other (an escalation is sent when the previous answer is rejected);
+            # each crosses the network to its deployment, and the last answer crosses back
             for j, rid in enumerate(entry.rids):
                 a0 = max(start, float(table.arrival_s[rid]))
                 last = j == len(entry.rids) - 1
                 a1 = stop if last or np.isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
                 if a1 <= a0:
                     continue
+                if table.outcome[rid] == Outcome.CACHE_HIT:
+                    out["cache"] += a1 - a0
+                    continue
+                arrive = min(a0 + float(table.net_in_s[rid]), a1)
+                back = a1
+                if last and not np.isnan(table.completion_s[rid]):
+                    back = min(max(float(table.completion_s[rid]), arrive), a1)
                 sched = table.first_scheduled_s[rid]
                 first = table.first_token_s[rid]
-                t1 = a1 if np.isnan(sched) else min(max(sched, a0), a1)
-                t2 = a1 if np.isnan(first) else min(max(first, t1), a1)
-                out["queue"] += t1 - a0
+                t1 = back if np.isnan(sched) else min(max(sched, arrive), back)
+                t2 = back if np.isnan(first) else min(max(first, t1), back)
+                out["network"] += (arrive - a0) + (a1 - back)
+                out["queue"] += t1 - arrive
                 out["prefill"] += t2 - t1
-                out["decode"] += a1 - t2
+                out["decode"] += back - t2
         else:
             out[entry.category] += stop - start
 
@@ -148,8 +157,12 @@ class Scope:
 class ToolServiceModel:
     """A tool as a queue: a concurrency limit (SimPy Resource) and a start-rate limit (spacing calls)."""
 
-    def __init__(self, env: simpy.Environment, concurrency: int | None, rate_per_s: float | None, usd: float) -> None:
+    def __init__(
+        self, env: simpy.Environment, concurrency: int | None, rate_per_s: float | None, usd: float,
+        region: str | None = None,
+    ) -> None:
         self.env = env
+        self.region = region
         self.slots = simpy.Resource(env, capacity=concurrency) if concurrency else None
         self.interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
         self.next_start_s = 0.0
@@ -185,6 +198,7 @@ class TaskRecord:
     usd_tools: float = 0.0
     usd_retrieval: float = 0.0
     usd_human: float = 0.0
+    usd_network: float = 0.0  # egress of tool and retrieval results (LLM egress is on the requests)
     usd_llm_estimate: float = 0.0
     rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
     log: list[Any] = field(default_factory=list)
@@ -214,6 +228,7 @@ class AgentTask:
         self.humans = humans
         self.rec = TaskRecord(task_id, class_id, self.env.now)
         self.difficulty_dist = fleet.rs.classes[class_id].config.difficulty
+        self.region = fleet.rs.classes[class_id].config.region
         self.root = Scope(None)
         self.budget_checks = workload.budget is not None
 
@@ -351,7 +366,7 @@ class AgentTask:
             raise StepFailed()
         outcome = self.fleet.table.outcome[call.rids[-1]]
         self._check_cancel(scope)
-        if outcome != Outcome.COMPLETED:
+        if outcome not in (Outcome.COMPLETED, Outcome.CACHE_HIT):
             raise StepFailed()
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
         if step.carry_output:
@@ -359,9 +374,21 @@ class AgentTask:
         if step.fail_p and self.rng.random() < step.fail_p:
             raise StepFailed()
 
+    def _network(self, region: str | None, result_tokens: float, scope: Scope, log: list[Any]) -> Generator[simpy.Event, Any, None]:
+        """A call to a service in another region: the round trip, and the result's egress."""
+        if region is None or region == self.region:
+            return
+        net = self.fleet.network
+        rtt = net.one_way_s(self.region, region) + net.one_way_s(region, self.region)
+        self.rec.usd_network += net.egress_usd(region, self.region, result_tokens)
+        if rtt > 0:
+            yield from self._timed(log, "network", rtt, scope)
+
     def _tool(self, step: ToolStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         svc = self.services[step.service]
         rec = self.rec
+        result = self.draw(step.result_tokens)
+        yield from self._network(svc.region, result, scope, log)
         rec.steps += 1
         rec.tool_calls += 1
         rec.usd_tools += svc.usd_per_call
@@ -399,7 +426,7 @@ class AgentTask:
         if failed:
             rec.tool_failures += 1
             raise StepFailed()
-        ctx[0] += self.draw(step.result_tokens) * self.w.carry_over
+        ctx[0] += result * self.w.carry_over
 
     def _retrieval(self, step: RetrievalStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
@@ -411,8 +438,11 @@ class AgentTask:
         else:
             rec.usd_retrieval += step.usd_per_query
         latency = self.draw(step.cache_latency_s if hit else step.latency_s)
+        tokens = self.draw(step.hit_tokens)
+        if not hit:  # a cache next to the agent answers locally
+            yield from self._network(step.region, tokens, scope, log)
         yield from self._timed(log, "retrieval", latency, scope)
-        ctx[0] += self.draw(step.hit_tokens) * self.w.carry_over
+        ctx[0] += tokens * self.w.carry_over
 
     def _human(self, step: HumanStep, scope: Scope, log: list[Any]) -> Generator[simpy.Event, Any, None]:
         if not (step.p > 0 and self.rng.random() < step.p):
@@ -503,4 +533,4 @@ class AgentTask:
 
     def _usd_so_far(self) -> float:
         r = self.rec
-        return r.usd_llm_estimate + r.usd_tools + r.usd_retrieval + r.usd_human
+        return r.usd_llm_estimate + r.usd_tools + r.usd_retrieval + r.usd_human + r.usd_network

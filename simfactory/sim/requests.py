@@ -29,6 +29,10 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "context_key": (np.int64, -1),  # private prefix (an agent task's context so far); -1 none
     "context_tokens": (np.int64, 0),
     "cached_tokens": (np.int64, 0),  # prompt tokens served from the prefix cache (not prefilled)
+    "net_in_s": (np.float64, 0.0),  # network delay caller -> deployment (one way)
+    "net_out_s": (np.float64, 0.0),  # network delay deployment -> caller (one way)
+    "egress_usd": (np.float64, 0.0),  # cross-region transfer of prompt and answer
+    "dispatched": (np.int8, 0),  # handed to a deployment's balancer (so an abort can find it there)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
@@ -60,6 +64,10 @@ class RequestTable:
     context_key: np.ndarray
     context_tokens: np.ndarray
     cached_tokens: np.ndarray
+    net_in_s: np.ndarray
+    net_out_s: np.ndarray
+    egress_usd: np.ndarray
+    dispatched: np.ndarray
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray

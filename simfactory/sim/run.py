@@ -19,6 +19,7 @@ from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
@@ -120,6 +121,10 @@ class FleetModel:
             for t in rs.scenario.tenants
         ]
         self.max_queue_s = [sc.max_queue_s for sc in rs.scenario.service_classes]
+        self.cache_rng = self.streams.get("routing/semantic_cache")
+        self.network = NetworkModel(rs.scenario.network, self.streams.get("network/jitter"))
+        self.class_region = [c.config.region for c in rs.classes]
+        self.dep_region = [d.pool.region for d in rs.deployments]
         self.tasks: list[TaskRecord] = []
         self.tasks_open = 0
         self.step_names: list[str] = []
@@ -195,7 +200,8 @@ class FleetModel:
             if w is None or w.name in self.services:
                 continue
             self.services[w.name] = {
-                t.name: ToolServiceModel(self.env, t.concurrency, t.rate_limit_per_s, t.usd_per_call) for t in w.tools
+                t.name: ToolServiceModel(self.env, t.concurrency, t.rate_limit_per_s, t.usd_per_call, t.region)
+                for t in w.tools
             }
             self.humans[w.name] = {h.name: (simpy.Resource(self.env, capacity=h.count), h.usd_per_hour) for h in w.humans}
 
@@ -238,10 +244,25 @@ class FleetModel:
             self._track(rid, call)
             self._finish_request(rid, Outcome.REJECTED_RATE_LIMIT)
             return
-        target = call.target if call is not None else self.rs.classes[int(t.class_id[rid])].target
+        c = self.rs.classes[int(t.class_id[rid])]
+        target = call.target if call is not None else c.target
         assert target is not None
         self._track(rid, call)
+        cache = c.config.semantic_cache
+        if cache is not None and self.cache_rng.random() < cache.hit_ratio:
+            delay = float(cache.latency_s.sample(self.cache_rng, 1)[0])
+            self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid: self._cache_hit(rid))
+            return
         self._send(rid, target, call)
+
+    def _cache_hit(self, rid: int) -> None:
+        t = self.table
+        if t.outcome[rid] != Outcome.PENDING:
+            return  # the caller gave up first
+        t.first_token_s[rid] = self.env.now
+        t.completion_s[rid] = self.env.now
+        t.generated[rid] = t.output_tokens[rid]
+        self._finish_request(rid, Outcome.CACHE_HIT)
 
     def _track(self, rid: int, call: "Call | None") -> None:
         if call is not None:
@@ -255,6 +276,9 @@ class FleetModel:
             if route.tiers:
                 tier = first_tier(route, float(t.difficulty[rid]))
                 dep = route.tiers[tier][0]
+            elif route.candidates:
+                tier = -1
+                dep = self._nearest(route, self.class_region[int(t.class_id[rid])])
             else:
                 tier = -1
                 session = int(t.session[rid])
@@ -272,9 +296,38 @@ class FleetModel:
             target = Target("deployment", dep)
         self._to_deployment(rid, target.index)
 
+    def _nearest(self, route: ResolvedRoute, region: str) -> int:
+        """Closest candidate with room; if all are at max_waiting, the closest."""
+        order = sorted(route.candidates, key=lambda d: (self.network.base_latency_s(region, self.dep_region[d]), d))
+        cap = route.config.max_waiting
+        for d in order:
+            if cap is None or self.balancers[d].waiting() < cap:
+                return d
+        return order[0]
+
     def _to_deployment(self, rid: int, deployment: int) -> None:
+        """Send over the network from the caller's region; the deployment sees the request on arrival."""
         t = self.table
         t.deployment_id[rid] = deployment
+        caller = self.class_region[int(t.class_id[rid])]
+        there = self.dep_region[deployment]
+        if caller != there:
+            t.net_in_s[rid] = self.network.one_way_s(caller, there)
+            t.net_out_s[rid] = self.network.one_way_s(there, caller)
+            t.egress_usd[rid] = self.network.egress_usd(caller, there, float(t.input_tokens[rid])) + (
+                self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
+            )
+            if t.net_in_s[rid] > 0:
+                self.env.timeout(float(t.net_in_s[rid])).callbacks.append(
+                    lambda _ev, rid=rid, d=deployment: self._arrive(rid, d)
+                )
+                return
+        self._arrive(rid, deployment)
+
+    def _arrive(self, rid: int, deployment: int) -> None:
+        t = self.table
+        if t.outcome[rid] != Outcome.PENDING:
+            return  # the caller gave up while the request was on the wire
         cfg = self.rs.deployments[deployment].config
         balancer = self.balancers[deployment]
         if cfg.max_waiting is not None and balancer.waiting() >= cfg.max_waiting:
@@ -287,6 +340,7 @@ class FleetModel:
         key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
         sc = int(t.service_class[rid])
         balancer.dispatch(rid, int(t.priority[rid]), sc, key)
+        t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
             self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
 
@@ -302,6 +356,10 @@ class FleetModel:
         self.abort_outcome[rid] = outcome
         d = int(self.table.deployment_id[rid])
         replica = int(self.table.replica[rid])
+        if d < 0 or not self.table.dispatched[rid]:
+            # still at the front door or on the wire (or a cache lookup): it never reaches a replica
+            self._on_abort(rid)
+            return
         if replica >= 0:
             self.engines[replica].abort(rid)
             return
@@ -328,7 +386,11 @@ class FleetModel:
         call = self.calls.pop(rid, None)
         if call is not None and not self._escalate(rid, call, outcome):
             if call.done is not None:
-                call.done.succeed(outcome)
+                back = float(t.net_out_s[rid]) if outcome == Outcome.COMPLETED else 0.0
+                if back > 0:
+                    self.env.timeout(back).callbacks.append(lambda _ev, d=call.done, o=outcome: d.succeed(o))
+                else:
+                    call.done.succeed(outcome)
         self._check_all_finished()
 
     def _escalate(self, rid: int, call: "Call", outcome: Outcome) -> bool:
