@@ -407,7 +407,7 @@ def _resolve_routes(
             continue
         routes.append(ResolvedRoute(
             i, r, [(by_name[t.deployment], t) for t in r.tiers], [(by_name[d], w) for d, w in r.weights.items()],
-            fallback, r.fallback.max_waiting if r.fallback is not None else 0,
+            fallback, r.fallback.max_waiting if r.fallback is not None and r.fallback.max_waiting else 0,
             [by_name[d] for d in r.candidates],
         ))
     # fallbacks that lead back to where they started would bounce a request forever

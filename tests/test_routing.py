@@ -317,3 +317,16 @@ def test_agent_tool_in_another_region_adds_round_trips(case):
     tasks = run(case(doc, {"overhead_s": 0.01}, {"agent": agent_doc(steps, tools=[{"name": "far", "region": "remote"}])})).tasks
     assert np.allclose(tasks["e2e_s"], 0.1 + 0.06) and np.allclose(tasks["network"], 0.06)
     assert np.allclose(tasks["usd_network"], 500 * 4 / 1e9 * 0.09)
+
+
+def test_timeout_fallback_moves_waiting_requests(case):
+    route = {"name": "w", "policy": "weighted", "weights": {"small": 1.0},
+             "fallback": {"deployment": "large", "timeout_s": 0.5}}
+    doc = two_pool_doc(route, rate=30, horizon_s=20)
+    m = run(case(doc, {"overhead_s": 0.01}))
+    req = m.requests
+    moved = req[req["fallbacks"] > 0]
+    assert len(moved) > 0 and (moved["deployment"] == "large").all()
+    assert (moved["first_scheduled_s"] - moved["arrival_s"] >= 0.5 - 1e-9).all()
+    stayed = req[(req["fallbacks"] == 0) & (req["deployment"] == "small")]
+    assert (stayed["first_scheduled_s"] - stayed["arrival_s"] <= 0.5 + 1e-9).all()

@@ -56,10 +56,22 @@ class Tier(_Strict):
 
 
 class Fallback(_Strict):
-    """Send to another deployment (e.g. a cloud burst pool) when the chosen one has too many waiting."""
+    """Send to another deployment or route (e.g. a cloud burst pool) when the chosen one is overloaded:
+    it already has `max_waiting` requests waiting, or it has not started a request within `timeout_s`."""
 
     deployment: str
-    max_waiting: PositiveInt = Field(description="waiting requests at the chosen deployment that trigger the fallback")
+    max_waiting: PositiveInt | None = Field(
+        default=None, description="waiting requests at the chosen deployment that trigger the fallback"
+    )
+    timeout_s: PositiveFloat | None = Field(
+        default=None, description="a request not yet scheduled after this long moves to the fallback"
+    )
+
+    @model_validator(mode="after")
+    def _trigger(self) -> "Fallback":
+        if self.max_waiting is None and self.timeout_s is None:
+            raise ValueError("give max_waiting and/or timeout_s (when to fall back)")
+        return self
 
 
 class Route(_Strict):

@@ -61,6 +61,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "session": t.session,
             "difficulty": t.difficulty,
             "cached_tokens": t.cached_tokens,
+            "fallbacks": t.fallbacks,
             "origin": t.origin,
             "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],

@@ -32,7 +32,8 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "net_in_s": (np.float64, 0.0),  # network delay caller -> deployment (one way)
     "net_out_s": (np.float64, 0.0),  # network delay deployment -> caller (one way)
     "egress_usd": (np.float64, 0.0),  # cross-region transfer of prompt and answer
-    "dispatched": (np.int8, 0),  # handed to a deployment's balancer (so an abort can find it there)
+    "dispatched": (np.int8, 0),
+    "fallbacks": (np.int8, 0),  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
@@ -68,6 +69,7 @@ class RequestTable:
     net_out_s: np.ndarray
     egress_usd: np.ndarray
     dispatched: np.ndarray
+    fallbacks: np.ndarray
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray

@@ -284,9 +284,18 @@ class FleetModel:
                 session = int(t.session[rid])
                 u = session_uniform(session) if route.config.sticky and session >= 0 else self.route_rng.random()
                 dep = weighted_choice(route, u)
-            if route.fallback is not None and self.balancers[dep].waiting() >= route.fallback_max_waiting:
+            if (
+                route.fallback is not None
+                and route.fallback_max_waiting
+                and self.balancers[dep].waiting() >= route.fallback_max_waiting
+            ):
                 target = route.fallback
                 continue
+            fb = route.config.fallback
+            if route.fallback is not None and fb is not None and fb.timeout_s is not None:
+                self.env.timeout(fb.timeout_s).callbacks.append(
+                    lambda _ev, rid=rid, to=route.fallback, c=call: self._fallback_if_waiting(rid, to, c)
+                )
             if call is None and route.tiers:
                 call = Call(rid, [rid], target, None)
                 self.calls[rid] = call
@@ -343,6 +352,22 @@ class FleetModel:
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
             self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
+
+    def _fallback_if_waiting(self, rid: int, target: Target, call: "Call | None") -> None:
+        """Timeout fallback: a request still waiting for its first step moves to the fallback target."""
+        t = self.table
+        if t.outcome[rid] != Outcome.PENDING or not np.isnan(t.first_scheduled_s[rid]) or not t.dispatched[rid]:
+            return
+        d = int(t.deployment_id[rid])
+        balancer = self.balancers[d]
+        removed = balancer.shared_queue.remove(rid) if balancer.shared_queue is not None else any(
+            e.queue.remove(rid) for e in self.dep_engines[d]
+        )
+        if not removed:
+            return
+        t.dispatched[rid] = 0
+        t.fallbacks[rid] += 1
+        self._send(rid, target, call)
 
     def _shed_if_waiting(self, rid: int) -> None:
         t = self.table
