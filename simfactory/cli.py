@@ -173,6 +173,90 @@ def compare(
     out.print(f"wrote {out_dir}/ (compare.md, compare.csv, one run directory per scenario)", highlight=False)
 
 
+EXIT_REGRESSION = 1
+baseline_app = typer.Typer(help="Manage regression baselines.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+SourcesArg = Annotated[list[Path], typer.Argument(help="Scenario YAML files, or run directories holding summary.json.")]
+BaselineDirOpt = Annotated[Path, typer.Option("--baseline-dir", help="Directory of baseline JSON files.")]
+ReplicationsOpt = Annotated[
+    int, typer.Option("--replications", "-r", min=1, max=1000, help="Runs per scenario (seeds seed..seed+R-1).")
+]
+
+
+@app.command()
+def regress(
+    sources: SourcesArg,
+    baseline_dir: BaselineDirOpt,
+    tolerances: Annotated[Optional[Path], typer.Option("--tolerances", help="Tolerance rules (YAML).")] = None,
+    replications: ReplicationsOpt = 1,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")] = None,
+    report_dir: Annotated[
+        Optional[Path], typer.Option("--report-dir", help="Write regress.md, regress.junit.xml, regress.json here.")
+    ] = None,
+) -> None:
+    """Compare scenario outputs with stored baselines. Exit 0: no regression; 1: regression; 2: error.
+
+    Example: simfactory regress scenarios/*.yaml --baseline-dir reports/baselines --tolerances reports/tolerances.yaml
+    """
+    from simfactory.regress.baseline import baseline_path, read_baseline
+    from simfactory.regress.diff import has_regression, diff_metrics
+    from simfactory.regress.outputs import markdown, write_reports
+    from simfactory.regress.runner import collect
+    from simfactory.regress.tolerances import load_tolerances
+
+    with input_errors():
+        tol = load_tolerances(tolerances)
+        diffs = []
+        for src in sources:
+            name, metrics, _ = collect(src, replications, seed)
+            base = read_baseline(baseline_path(baseline_dir, name))
+            current = {k: [m[k] for m in metrics if k in m] for k in set().union(*metrics)}
+            diffs += diff_metrics(name, base["metrics"], current, tol)
+    if report_dir is not None:
+        write_reports(diffs, report_dir)
+    out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)
+    if has_regression(diffs):
+        raise typer.Exit(EXIT_REGRESSION)
+
+
+@baseline_app.command("update")
+def baseline_update(
+    sources: SourcesArg,
+    baseline_dir: BaselineDirOpt,
+    replications: ReplicationsOpt = 1,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")] = None,
+) -> None:
+    """Write baselines deliberately (one JSON per scenario) and print what changed against the old ones.
+
+    Example: simfactory baseline update scenarios/*.yaml --baseline-dir reports/baselines
+    """
+    from simfactory.regress.baseline import baseline_path, make_baseline, read_baseline, write_baseline
+    from simfactory.regress.diff import diff_metrics
+    from simfactory.regress.runner import collect
+    from simfactory.regress.tolerances import load_tolerances
+
+    with input_errors():
+        for src in sources:
+            name, metrics, prov = collect(src, replications, seed)
+            path = baseline_path(baseline_dir, name)
+            new = make_baseline(name, metrics, prov)
+            if path.is_file():
+                try:
+                    old = read_baseline(path)
+                    moved = [d for d in diff_metrics(name, old["metrics"], new["metrics"], load_tolerances(None))
+                             if d.status != "ok"]
+                    what = f"{len(moved)} metrics changed" + (
+                        ": " + ", ".join(d.metric for d in moved[:5]) + (" ..." if len(moved) > 5 else "") if moved else ""
+                    )
+                except InputError:
+                    what = "replaced an unreadable baseline"
+            else:
+                what = "new baseline"
+            write_baseline(path, new)
+            out.print(f"{path}: {what}", highlight=False, soft_wrap=True)
+
+
 @contextmanager
 def _progress(quiet: bool, label: str) -> Iterator[Callable[[float, float], None] | None]:
     if quiet or not err.is_terminal:

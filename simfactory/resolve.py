@@ -3,6 +3,8 @@ models, KV capacity and length distributions, checking every cross-reference wit
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +12,7 @@ from simfactory.config.distributions import Distribution
 from pydantic import TypeAdapter
 
 from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep
-from simfactory.config.loader import load_model_file, read_yaml, validate, validate_union
+from simfactory.config.loader import load_model_file, read_yaml, recording_reads, validate, validate_union
 from simfactory.config.profile import (
     HardwareProfile,
     LinearStepTime,
@@ -94,6 +96,12 @@ class ResolvedScenario:
     pool_profiles: dict[str, HardwareProfile]
     cost_defaults: CostDefaults
     routes: list[ResolvedRoute] = field(default_factory=list)
+    input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
+
+    @property
+    def scenario_hash(self) -> str:
+        """sha256 of the validated scenario's canonical JSON (independent of formatting and comments)."""
+        return hashlib.sha256(self.scenario.model_dump_json().encode("utf-8")).hexdigest()
 
 
 def search_dirs(scenario_file: Path | None, name: str, builtin: Path) -> list[Path]:
@@ -189,7 +197,14 @@ def choose_step_time(
 
 
 def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
-    """Check references and build the runtime description; raises InputErrors naming file and field."""
+    """Check references and build the runtime description; raises InputErrors naming file and field.
+    Records the sha256 of every file it reads (profiles, models, workloads, cost defaults)."""
+    with recording_reads() as reads:
+        rs = _resolve(scenario, file)
+    return dataclasses.replace(rs, input_hashes=dict(sorted(reads.items())))
+
+
+def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
     path = Path(file) if file is not None else None
     fname = str(file) if file is not None else f"<scenario {scenario.name}>"
     errors: list[InputError] = []

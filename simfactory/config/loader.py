@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Iterator, TypeVar
 
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -11,6 +14,19 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from simfactory.errors import InputError, InputErrors
 
 M = TypeVar("M", bound=BaseModel)
+
+_reads: ContextVar[dict[str, str] | None] = ContextVar("simfactory_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[dict[str, str]]:
+    """Collect {path: sha256} of every YAML file read inside the block (provenance of a run)."""
+    reads: dict[str, str] = {}
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -24,6 +40,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise InputError(name, "", "is a directory, expected a YAML file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(name, "", f"cannot read file ({exc.__class__.__name__}: {exc})") from None
+    reads = _reads.get()
+    if reads is not None:
+        reads[str(path)] = hashlib.sha256(text.encode("utf-8")).hexdigest()
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory import __version__
+from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
@@ -170,6 +171,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     summary: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "simfactory_version": __version__,
+        "provenance": provenance(rs, result.seed),
         "scenario": sc.name,
         "description": sc.description,
         "scenario_file": rs.file,

@@ -1,0 +1,42 @@
+"""Where a run's numbers came from: version, git commit, input hashes, seed."""
+
+from __future__ import annotations
+
+import subprocess
+from functools import lru_cache
+from typing import Any
+
+from simfactory import __version__
+from simfactory.paths import PROJECT_ROOT
+from simfactory.resolve import ResolvedScenario
+
+
+@lru_cache(maxsize=1)
+def git_sha() -> str | None:
+    """The simfactory checkout's commit, when it is a git checkout and git is available."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def provenance(rs: ResolvedScenario, seed: int) -> dict[str, Any]:
+    return {
+        "simfactory_version": __version__,
+        "git_sha": git_sha(),
+        "scenario_sha256": rs.scenario_hash,
+        "seed": seed,
+        "inputs_sha256": {_short(p): h for p, h in rs.input_hashes.items()},
+    }
+
+
+def _short(path: str) -> str:
+    """Paths inside the project are shown relative to it, so hashes compare across checkouts."""
+    root = str(PROJECT_ROOT.resolve())
+    from pathlib import Path
+
+    p = str(Path(path).resolve())
+    return p[len(root) + 1:] if p.startswith(root + "/") else path

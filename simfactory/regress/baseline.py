@@ -1,0 +1,55 @@
+"""Baseline files: small, reviewable JSON with each metric's values (one per replication)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from simfactory.errors import InputError
+
+BASELINE_SCHEMA_VERSION = 1
+
+
+def baseline_path(baseline_dir: Path, scenario: str) -> Path:
+    return baseline_dir / f"{scenario}.json"
+
+
+def make_baseline(scenario: str, metrics: list[dict[str, float]], provenance: dict[str, Any]) -> dict[str, Any]:
+    keys = sorted(set().union(*metrics)) if metrics else []
+    return {
+        "baseline_schema_version": BASELINE_SCHEMA_VERSION,
+        "scenario": scenario,
+        "replications": len(metrics),
+        "provenance": provenance,
+        "metrics": {k: [m[k] for m in metrics if k in m] for k in keys},
+    }
+
+
+def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(baseline, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def read_baseline(path: Path) -> dict[str, Any]:
+    name = str(path)
+    if not path.is_file():
+        raise InputError(name, "", "baseline not found (create it with `simfactory baseline update`)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(name, "", f"corrupt baseline: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(name, "", "corrupt baseline: expected a JSON object")
+    if data.get("baseline_schema_version") != BASELINE_SCHEMA_VERSION:
+        raise InputError(name, "baseline_schema_version",
+                         f"expected {BASELINE_SCHEMA_VERSION}, got {data.get('baseline_schema_version')!r}")
+    metrics = data.get("metrics")
+    if not isinstance(metrics, dict) or not all(
+        isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v) for v in metrics.values()
+    ):
+        raise InputError(name, "metrics", "corrupt baseline: expected {metric: [numbers]}")
+    return data

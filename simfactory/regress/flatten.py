@@ -1,0 +1,30 @@
+"""A summary.json -> {dotted.metric.path: number}: the metrics regression compares."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# Not outputs of the model: identity, inputs and bookkeeping.
+EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "scenario", "description", "seed",
+                     "window.warmup_s", "window.horizon_s", "sim.", "cost.pools.")
+
+
+def flatten(summary: dict[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    _walk(summary, "", out)
+    return {k: v for k, v in out.items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
+
+
+def _walk(node: Any, prefix: str, out: dict[str, float]) -> None:
+    if isinstance(node, dict):
+        for k, v in node.items():
+            _walk(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            _walk(v, f"{prefix}.{i}", out)
+    elif isinstance(node, bool):
+        out[prefix] = float(node)
+    elif isinstance(node, (int, float)):
+        if not (isinstance(node, float) and math.isnan(node)):
+            out[prefix] = float(node)

@@ -1,0 +1,103 @@
+"""Tolerance rules: glob patterns over metric paths, relative and/or absolute, direction-aware.
+
+File format (YAML):
+
+    default: 1e-9%          # used when no pattern matches (here: a relative 1e-11)
+    rules:
+      "latency_s.*.p99": 5%                 # relative
+      "cost.usd_per_hour": 0.01             # absolute
+      "throughput.*": {rel: 2%, direction: decrease}
+      "cost.*": {rel: 1%, direction: both}  # also flag cost *decreases*
+
+The first matching pattern wins (file order). Direction: `increase` flags only rises, `decrease` only
+falls, `both` either; by default it is inferred from the metric's name (latency, cost, rejections: higher
+is worse; throughput, goodput, attainment, completions: lower is worse; anything else: both).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from simfactory.config.loader import read_yaml, validate
+
+Direction = Literal["increase", "decrease", "both"]
+
+HIGHER_IS_WORSE = ("latency", "ttft", "tpot", "e2e", "queue", "cost", "usd", "rejected", "shed", "aborted",
+                   "unfinished", "preemptions", "failed", "timed_out", "budget_stopped", "escalation", "network_s")
+LOWER_IS_WORSE = ("throughput", "goodput", "attainment", "completed", "hit_ratio", "saved", "success")
+
+
+def _percent_or_number(v: Any) -> Any:
+    if isinstance(v, str):
+        text = v.strip()
+        if text.endswith("%"):
+            try:
+                return {"rel": float(text[:-1]) / 100.0}
+            except ValueError:
+                raise ValueError(f"not a percentage: {v!r}") from None
+        try:
+            return {"abs": float(text)}
+        except ValueError:
+            raise ValueError(f"expected a percentage like '5%' or a number, got {v!r}") from None
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return {"abs": float(v)}
+    if isinstance(v, dict):
+        out = dict(v)
+        if isinstance(out.get("rel"), str):
+            text = out["rel"].strip()
+            if not text.endswith("%"):
+                raise ValueError(f"rel must be a percentage like '5%', got {text!r}")
+            out["rel"] = float(text[:-1]) / 100.0
+        return out
+    return v
+
+
+class Tolerance(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rel: float | None = Field(default=None, ge=0)
+    abs: float | None = Field(default=None, ge=0)
+    direction: Direction | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> "Tolerance":
+        if self.rel is None and self.abs is None:
+            raise ValueError("give rel (e.g. '5%') and/or abs")
+        return self
+
+    def allowed(self, baseline: float) -> float:
+        """The largest change that is not a regression: the larger of the absolute and relative bounds."""
+        return max(self.abs or 0.0, (self.rel or 0.0) * abs(baseline))
+
+
+ToleranceSpec = Annotated[Tolerance, BeforeValidator(_percent_or_number)]
+
+
+class ToleranceFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    default: ToleranceSpec = Field(default_factory=lambda: Tolerance(rel=1e-9, abs=1e-12))
+    rules: dict[str, ToleranceSpec] = Field(default_factory=dict)
+
+    def rule_for(self, metric: str) -> tuple[str, Tolerance]:
+        for pattern, tol in self.rules.items():
+            if fnmatch.fnmatchcase(metric, pattern):
+                return pattern, tol
+        return "default", self.default
+
+
+def default_direction(metric: str) -> Direction:
+    name = metric.lower()
+    if any(w in name for w in LOWER_IS_WORSE):
+        return "decrease"
+    if any(w in name for w in HIGHER_IS_WORSE):
+        return "increase"
+    return "both"
+
+
+def load_tolerances(path: Path | None) -> ToleranceFile:
+    if path is None:
+        return ToleranceFile()
+    return validate(ToleranceFile, read_yaml(path), str(path))

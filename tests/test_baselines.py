@@ -1,0 +1,22 @@
+"""The project's own regression gate: every shipped scenario against reports/baselines/.
+
+A change that shifts results must update the baselines in the same commit:
+    simfactory baseline update scenarios/*.yaml --baseline-dir reports/baselines
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from simfactory.paths import PROJECT_ROOT, SCENARIOS_DIR
+
+
+def test_shipped_scenarios_match_their_baselines(tmp_path):
+    scenarios = sorted(str(p) for p in SCENARIOS_DIR.glob("*.yaml"))
+    cmd = [sys.executable, "-m", "simfactory", "regress", *scenarios,
+           "--baseline-dir", str(PROJECT_ROOT / "reports" / "baselines"),
+           "--tolerances", str(PROJECT_ROOT / "reports" / "tolerances.yaml"), "--report-dir", str(tmp_path)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert (tmp_path / "regress.junit.xml").is_file()

@@ -1,0 +1,131 @@
+"""`simfactory regress` and `baseline update`: exit codes, tolerances, CI outputs, statistical mode."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+from conftest import scenario_doc, write_case
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+from simfactory.errors import InputErrors
+from simfactory.regress.diff import diff_metrics
+from simfactory.regress.tolerances import Tolerance, default_direction, load_tolerances
+
+runner = CliRunner()
+LINEAR = {"overhead_s": 0.01, "s_per_prefill_token": 1e-5}
+
+
+def make_case(tmp_path, overhead_s=0.01, seed=1):
+    doc = scenario_doc(rate=5, horizon_s=60, seed=seed, input_tokens={"kind": "fixed", "value": 200},
+                       output_tokens={"kind": "geometric", "mean": 30}, max_num_seqs=16)
+    return write_case(tmp_path / "case", doc, {**LINEAR, "overhead_s": overhead_s})
+
+
+def invoke(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in res.output
+    return res
+
+
+def test_identical_run_passes_and_a_slower_profile_fails(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    assert invoke("baseline", "update", scenario, "--baseline-dir", base).exit_code == 0
+    assert invoke("regress", scenario, "--baseline-dir", base).exit_code == 0
+    make_case(tmp_path, overhead_s=0.011)  # every step 10% slower: TTFT and latency rise
+    res = invoke("regress", scenario, "--baseline-dir", base, "--report-dir", tmp_path / "rep")
+    assert res.exit_code == 1
+    assert "latency_s.ttft.mean" in res.output and "**regression**" in res.output
+    report = json.loads((tmp_path / "rep" / "regress.json").read_text())
+    moved = {d["metric"]: d for d in report["diffs"]}
+    assert moved["latency_s.ttft.mean"]["status"] == "regression"
+    assert moved["latency_s.ttft.mean"]["rel_delta"] > 0.05
+
+
+def test_tolerance_absorbs_a_small_change(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    invoke("baseline", "update", scenario, "--baseline-dir", base)
+    make_case(tmp_path, overhead_s=0.0101)
+    tol = tmp_path / "tol.yaml"
+    # 5% relative, with an absolute floor for small, discrete metrics (queue depth 0.017 -> 0.033 is noise)
+    tol.write_text(yaml.safe_dump({"default": {"rel": "5%", "abs": 0.05}}))
+    assert invoke("regress", scenario, "--baseline-dir", base, "--tolerances", tol).exit_code == 0
+    tol.write_text(yaml.safe_dump({"default": "5%"}))
+    assert invoke("regress", scenario, "--baseline-dir", base, "--tolerances", tol).exit_code == 1
+
+
+def test_missing_or_corrupt_baseline_and_bad_tolerances_exit_2(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    res = invoke("regress", scenario, "--baseline-dir", base)
+    assert res.exit_code == 2 and "baseline not found" in res.output and "case.json" in res.output
+    base.mkdir()
+    (base / "case.json").write_text("{not json")
+    res = invoke("regress", scenario, "--baseline-dir", base)
+    assert res.exit_code == 2 and "corrupt baseline" in res.output
+    invoke("baseline", "update", scenario, "--baseline-dir", base)
+    tol = tmp_path / "tol.yaml"
+    tol.write_text("rules:\n  'latency.*': fast\n")
+    res = invoke("regress", scenario, "--baseline-dir", base, "--tolerances", tol)
+    assert res.exit_code == 2 and "tol.yaml: rules.latency.*" in res.output and "'fast'" in res.output
+
+
+def test_tolerance_parsing_patterns_percent_absolute_direction(tmp_path):
+    p = tmp_path / "t.yaml"
+    p.write_text(yaml.safe_dump({"default": "1%", "rules": {
+        "latency_s.*.p99": "5%", "cost.usd_per_hour": 0.5, "throughput.*": {"rel": "2%", "direction": "both"}}}))
+    t = load_tolerances(p)
+    assert t.rule_for("latency_s.ttft.p99") == ("latency_s.*.p99", Tolerance(rel=0.05))
+    assert t.rule_for("cost.usd_per_hour")[1] == Tolerance(abs=0.5)
+    assert t.rule_for("throughput.requests_per_s")[1].direction == "both"
+    assert t.rule_for("outcomes.completed") == ("default", Tolerance(rel=0.01))
+    assert default_direction("cost.usd_per_request") == "increase"
+    assert default_direction("service.goodput_per_s") == "decrease"
+    # direction-aware: a cost decrease passes, an increase fails, unless 'both' is asked
+    base = {"cost.usd_per_hour": [10.0]}
+    assert diff_metrics("s", base, {"cost.usd_per_hour": [8.0]}, t)[0].status == "improved"
+    assert diff_metrics("s", base, {"cost.usd_per_hour": [10.4]}, t)[0].status == "ok"
+    assert diff_metrics("s", base, {"cost.usd_per_hour": [10.6]}, t)[0].status == "regression"
+    both = load_tolerances(None).model_copy(update={"rules": {"cost.*": Tolerance(rel=0.01, direction="both")}})
+    assert diff_metrics("s", base, {"cost.usd_per_hour": [8.0]}, both)[0].status == "regression"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"rules": {"x": {"rel": "5%", "direction": "sideways"}}}))
+    with pytest.raises(InputErrors) as info:
+        load_tolerances(bad)
+    assert "rules.x.direction" in str(info.value)
+
+
+def test_junit_xml_shape_and_counts(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    invoke("baseline", "update", scenario, "--baseline-dir", base)
+    make_case(tmp_path, overhead_s=0.012)
+    invoke("regress", scenario, "--baseline-dir", base, "--report-dir", tmp_path / "rep")
+    root = ET.parse(tmp_path / "rep" / "regress.junit.xml").getroot()
+    assert root.tag == "testsuites"
+    (suite,) = root.findall("testsuite")
+    cases = suite.findall("testcase")
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert int(suite.get("tests")) == len(cases) == int(root.get("tests")) > 50
+    assert int(suite.get("failures")) == len(failures) == int(root.get("failures")) > 0
+    assert all(c.get("classname") == "case" and c.get("name") for c in cases)
+    md = (tmp_path / "rep" / "regress.md").read_text()
+    assert f"| case | {len(cases)} | {len(failures)} |" in md
+
+
+def test_statistical_mode_ignores_seed_noise_but_flags_a_real_shift(tmp_path):
+    scenario = make_case(tmp_path, seed=1)
+    base = tmp_path / "baselines"
+    tol = tmp_path / "tol.yaml"
+    tol.write_text(yaml.safe_dump({"default": "2%", "rules": {"outcomes.*": "10%", "window.*": "10%"}}))
+    invoke("baseline", "update", scenario, "--baseline-dir", base, "--replications", 5)
+    noise = invoke("regress", scenario, "--baseline-dir", base, "--replications", 5, "--seed", 100, "--tolerances", tol)
+    assert noise.exit_code == 0, noise.output
+    make_case(tmp_path, overhead_s=0.011, seed=1)
+    shifted = invoke("regress", scenario, "--baseline-dir", base, "--replications", 5, "--seed", 100, "--tolerances", tol)
+    assert shifted.exit_code == 1 and "latency_s.tpot.mean" in shifted.output
