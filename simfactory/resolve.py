@@ -26,6 +26,7 @@ from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWo
 from simfactory.cost.defaults import CostDefaults, load_cost_defaults
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
+from simfactory.hardware.speculative import SpeculativeModel
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR, WORKLOADS_DIR
 
@@ -256,7 +257,16 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             continue
         arch = models[d.model]
         kv_dtype = d.kv_dtype or ("bf16" if d.dtype == "int4" else d.dtype)
-        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp, d.gpu_memory_utilization)
+        spec_cfg = d.speculative
+        draft_arch = None
+        if spec_cfg is not None and spec_cfg.draft_model is not None:
+            if spec_cfg.draft_model not in models:
+                errors.append(InputError(fname, f"{at}.speculative.draft_model",
+                                         f"unknown model {spec_cfg.draft_model!r} (known: {', '.join(sorted(models))})"))
+                continue
+            draft_arch = models[spec_cfg.draft_model]
+        extra = draft_arch.weight_bytes(d.dtype) if draft_arch is not None else 0.0
+        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp, d.gpu_memory_utilization, extra)
         if not mem.fits:
             errors.append(
                 InputError(
@@ -282,6 +292,16 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         if d.tp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
             errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp > 1"))
             continue
+        if spec_cfg is not None:
+            draft = None
+            if draft_arch is not None:
+                r = profile.roofline
+                # the draft runs inside the same engine iteration: its passes add kernel time, not step overhead
+                factors = RooflineStepTime(compute_efficiency=r.compute_efficiency,
+                                           memory_efficiency=r.memory_efficiency, step_overhead_s=0.0)
+                draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
+            step_time = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance, draft, spec_cfg.draft_step_fraction)
+            label += f", speculative k={spec_cfg.k} a={spec_cfg.acceptance:g} (E={step_time.tokens_per_step:.2f} tokens/step)"
         max_len = d.max_model_len or arch.max_context_tokens
         deployments.append(
             ResolvedDeployment(

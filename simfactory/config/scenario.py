@@ -55,6 +55,24 @@ class Pool(_Strict):
     on_prem: OnPremCost = Field(default_factory=OnPremCost)
 
 
+class SpeculativeDecoding(_Strict):
+    """k speculative tokens per step, verified by the target model; `acceptance` is the per-token
+    probability a draft token is accepted. The draft is another model (`draft_model`, served beside the
+    target on the same devices) or a cheap proposer costing `draft_step_fraction` of a target decode step
+    (n-gram: ~0, EAGLE-style heads: a few percent)."""
+
+    k: Annotated[int, Field(ge=1, le=16)]
+    acceptance: Annotated[float, Field(ge=0.0, le=1.0)]
+    draft_model: str | None = None
+    draft_step_fraction: NonNegativeFloat = 0.0
+
+    @model_validator(mode="after")
+    def _one_draft(self) -> "SpeculativeDecoding":
+        if self.draft_model is not None and self.draft_step_fraction:
+            raise ValueError("give draft_model or draft_step_fraction, not both")
+        return self
+
+
 class Reservation(_Strict):
     """A capacity slice: these replicas serve only the named service class (the rest serve everyone)."""
 
@@ -84,6 +102,7 @@ class Deployment(_Strict):
     max_model_len: PositiveInt | None = Field(
         default=None, description="longest prompt+output accepted; defaults to the model's context"
     )
+    speculative: SpeculativeDecoding | None = None
     prefix_cache_tokens: NonNegativeInt = Field(
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )

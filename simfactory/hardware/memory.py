@@ -28,13 +28,14 @@ class MemoryPlan:
 
 
 def plan_memory(
-    arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str, tp: int, gpu_memory_utilization: float
+    arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str, tp: int, gpu_memory_utilization: float,
+    extra_weight_bytes: float = 0.0,
 ) -> MemoryPlan:
-    """Weights are split over TP devices; what is left of utilization x HBM after weights and the
-    activation reserve holds K/V, also split over TP (each device keeps its heads' share)."""
+    """Weights (plus any extra, e.g. a speculative draft model) are split over TP devices; what is left of
+    utilization x HBM after weights and the activation reserve holds K/V, also split over TP."""
     device = spec.hbm_gb * GB
     usable = device * gpu_memory_utilization
-    weights = arch.weight_bytes(dtype) / tp
+    weights = (arch.weight_bytes(dtype) + extra_weight_bytes) / tp
     kv_per_device = usable - weights - ACTIVATION_RESERVE_BYTES_PER_DEVICE
     kv_per_token = arch.kv_bytes_per_token(kv_dtype)
     capacity = int(max(kv_per_device, 0.0) * tp // kv_per_token)

@@ -1,0 +1,68 @@
+"""Speculative decoding as a step-time model: k draft tokens, one verify pass, E tokens accepted.
+
+With per-token acceptance probability a and k speculative tokens, the expected tokens produced per
+verify step is E = (1 - a^(k+1)) / (1 - a) (Leviathan et al. 2023, "Fast Inference from Transformers via
+Speculative Decoding", eq. 1). A verify pass computes k+1 query tokens per sequence (the dense FLOPs grow
+k+1 times; weights and the KV cache are still read once), and drafting costs k sequential draft steps.
+At small batch the step is memory-bound, so verifying k+1 tokens costs about as much as 1 and the
+speed-up approaches E / (1 + draft cost); at large batch it is compute-bound and the k+1 x FLOPs eat
+the gain: the model shows that crossover.
+
+The engine still advances each decode sequence one token per step; this model returns the time per
+*produced* token: prefill work at face value, the decode share of the step divided by E.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+
+
+def expected_tokens_per_step(acceptance: float, k: int) -> float:
+    """E = (1 - a^(k+1)) / (1 - a); k + 1 when every draft token is accepted."""
+    if acceptance >= 1.0:
+        return float(k + 1)
+    return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
+
+
+@dataclass(frozen=True)
+class SpeculativeModel(StepTimeModel):
+    target: StepTimeModel
+    k: int
+    acceptance: float
+    draft: StepTimeModel | None = None  # a draft model's step time (one draft token per sequence)
+    draft_fraction: float = 0.0  # or: each draft step costs this fraction of a plain target decode step
+
+    @property
+    def tokens_per_step(self) -> float:
+        return expected_tokens_per_step(self.acceptance, self.k)
+
+    def draft_s(self, load: StepLoad) -> float:
+        if load.decode_seqs == 0:
+            return 0.0
+        one = StepLoad(decode_seqs=load.decode_seqs, kv_tokens_read=load.kv_tokens_read)
+        per_step = self.draft.step_s(one) if self.draft is not None else self.draft_fraction * self.target.step_s(one)
+        return self.k * per_step
+
+    def verify_s(self, load: StepLoad) -> float:
+        k = self.k
+        return self.target.step_s(
+            StepLoad(
+                prefill_tokens=load.prefill_tokens + k * load.decode_seqs,
+                decode_seqs=load.decode_seqs,
+                kv_tokens_read=load.kv_tokens_read,
+                prefill_attn_pairs=load.prefill_attn_pairs + k * load.kv_tokens_read,
+            )
+        )
+
+    def step_s(self, load: StepLoad) -> float:
+        if load.decode_seqs == 0:
+            return self.target.step_s(load)
+        total = self.verify_s(load) + self.draft_s(load)
+        prefill_only = (
+            self.target.step_s(StepLoad(prefill_tokens=load.prefill_tokens, prefill_attn_pairs=load.prefill_attn_pairs))
+            if load.prefill_tokens
+            else 0.0
+        )
+        return prefill_only + (total - prefill_only) / self.tokens_per_step
