@@ -37,6 +37,7 @@ def offline_scenario(sku: str, isl: int, osl: int, n: int, max_num_seqs: int) ->
             "name": f"offline-{sku}-{isl}-{osl}",
             "pools": [{"name": "p", "sku": sku, "count": 1, "location": "cloud"}],
             "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": 1, "dtype": "fp8",
+                             "engine": "tensorrt-llm",
                              "max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192}],
             "traffic": {"arrival": {"process": "constant", "rate_per_s": 1e5},
                         "classes": [{"name": "c", "target": "d", "input_tokens": {"kind": "fixed", "value": isl},

@@ -14,6 +14,8 @@ from pydantic import TypeAdapter
 from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep
 from simfactory.config.loader import load_model_file, read_yaml, recording_reads, validate, validate_union
 from simfactory.config.profile import (
+    EngineCatalog,
+    EnginePreset,
     HardwareProfile,
     LinearStepTime,
     ModelArch,
@@ -144,7 +146,17 @@ def load_profile(dirs: list[Path], sku: str, file: str, field: str) -> HardwareP
     return profile
 
 
-NON_PROFILE_FILES = ("models", "cost_defaults")
+NON_PROFILE_FILES = ("models", "cost_defaults", "engines")
+
+
+def load_engines(dirs: list[Path]) -> dict[str, EnginePreset]:
+    engines: dict[str, EnginePreset] = {}
+    for d in reversed(dirs):  # a user's presets override shipped ones with the same name
+        path = d / "engines.yaml"
+        if path.is_file():
+            for e in load_model_file(EngineCatalog, path).engines:
+                engines[e.name] = e
+    return engines
 
 
 def load_models(dirs: list[Path]) -> dict[str, ModelArch]:
@@ -169,7 +181,8 @@ def calibrated_entries(dirs: list[Path], sku: str) -> list[tuple[StepTimeEntry, 
 
 
 def choose_step_time(
-    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None = None,
 ) -> tuple[StepTimeModel, str]:
     entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
     entries += calibrated_entries(dirs, profile.sku)
@@ -186,14 +199,15 @@ def choose_step_time(
             return LinearModel(spec), label
         return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp), label
     r = profile.roofline
+    multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     factors = RooflineStepTime(
         compute_efficiency=r.compute_efficiency,
         memory_efficiency=r.memory_efficiency,
-        step_overhead_s=r.step_overhead_s,
+        step_overhead_s=r.step_overhead_s * multiplier,
     )
     return (
         RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp),
-        f"roofline (SKU default factors of {profile.sku})",
+        f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
 
 
@@ -212,6 +226,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     profile_dirs = search_dirs(path, "hardware_profiles", PROFILES_DIR)
     workload_dirs = search_dirs(path, "workloads", WORKLOADS_DIR)
     models = load_models(profile_dirs)
+    engines = load_engines(profile_dirs)
 
     _check_unique(scenario, fname, errors)
     pools = {p.name: p for p in scenario.pools}
@@ -234,6 +249,16 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     deployments: list[ResolvedDeployment] = []
     for i, d in enumerate(scenario.deployments):
         at = f"deployments[{i}]"
+        if d.engine not in engines:
+            errors.append(InputError(fname, f"{at}.engine", f"unknown engine {d.engine!r} (engines: {', '.join(sorted(engines))})"))
+            continue
+        preset = engines[d.engine]
+        unset = {k: v for k, v in preset.defaults.model_dump(exclude_none=True).items() if k not in d.model_fields_set}
+        d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
+        if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built:
+            errors.append(InputError(fname, f"{at}.max_num_seqs",
+                                     f"{d.engine} engines are built for at most {preset.max_num_seqs_built} sequences"))
+            continue
         if d.pool not in pools:
             errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
             continue
@@ -285,7 +310,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
             continue
         try:
-            step_time, label = choose_step_time(d, profile, arch, profile_dirs, kv_dtype)
+            step_time, label = choose_step_time(d, profile, arch, profile_dirs, kv_dtype, preset)
         except InputErrors as e:
             errors.extend(e.errors)
             continue

@@ -112,17 +112,18 @@ def test_max_num_seqs_bounds_the_running_batch(case):
     kv_tokens=st.integers(2048, 40_000),
     block_size=st.sampled_from([1, 8, 16, 32]),
     chunked=st.booleans(),
-    balancer=st.sampled_from(["round_robin", "random", "least_outstanding", "pull"]),
+    balancer=st.sampled_from(["round_robin", "random", "least_outstanding", "pull", "power_of_two", "least_kv"]),
     drain=st.booleans(),
+    schedule=st.sampled_from(["decode_first", "prefill_first"]),
 )
 def test_every_request_is_accounted_for(case, seed, replicas, rate, max_num_seqs, budget_extra, kv_tokens,
-                                        block_size, chunked, balancer, drain):
+                                        block_size, chunked, balancer, drain, schedule):
     """Random small fleets: every request ends with one outcome; completed ones produced exactly their tokens;
     KV blocks are conserved; no timing goes backwards."""
     doc = scenario_doc(
         seed=seed, replicas=replicas, rate=rate, balancer=balancer, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_seqs + budget_extra + 64, kv_cache_tokens=kv_tokens,
-        block_size=block_size, enable_chunked_prefill=chunked,
+        block_size=block_size, enable_chunked_prefill=chunked, schedule=schedule,
         input_tokens={"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 6000},
         output_tokens={"kind": "geometric", "mean": 80}, horizon_s=8,
     )
@@ -180,3 +181,15 @@ def test_abort_during_a_zero_length_step_is_safe(case):
     res = model.run()
     assert res.table.outcome[0] == Outcome.ABORTED
     assert model.engines[0].free_blocks == model.engines[0].kv_blocks
+
+
+def test_prefill_first_pauses_decodes_decode_first_does_not(case):
+    """Two requests 5 ms apart: with prefill_first the second's prefill runs alone (the first's decode waits
+    a step); with decode_first it rides along with the first's decode."""
+    def first_e2e(schedule):
+        doc = scenario_doc(rate=200, process="constant", horizon_s=0.006, input_tokens={"kind": "fixed", "value": 10},
+                           output_tokens={"kind": "fixed", "value": 30}, max_num_seqs=8, schedule=schedule)
+        return run(case(doc, {"overhead_s": 0.01})).requests.sort_values("arrival_s")["e2e_s"].iloc[0]
+
+    assert first_e2e("decode_first") == pytest.approx(30 * 0.01)
+    assert first_e2e("prefill_first") == pytest.approx(31 * 0.01)

@@ -10,7 +10,7 @@ from simfactory.api import run
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelCatalog
 from simfactory.paths import PROFILES_DIR, SCENARIOS_DIR, WORKLOADS_DIR
-from simfactory.resolve import load_scenario, load_workload, resolve
+from simfactory.resolve import NON_PROFILE_FILES, load_scenario, load_workload, resolve
 
 SCENARIOS = sorted(SCENARIOS_DIR.glob("*.yaml"))
 REQUIRED_SKUS = {"h100-sxm", "h200", "a100-80gb", "l40s", "b200", "mi300x"}
@@ -28,7 +28,7 @@ def test_shipped_scenario_runs(path: Path):
 
 def test_shipped_profiles_cover_the_required_skus_and_carry_sources():
     profiles = {p.stem: load_model_file(HardwareProfile, p) for p in PROFILES_DIR.glob("*.yaml")
-                if p.stem not in ("models", "cost_defaults")}
+                if p.stem not in NON_PROFILE_FILES}
     assert REQUIRED_SKUS <= set(profiles)
     assert any(p.kind == "asic" for p in profiles.values())
     for sku, p in profiles.items():

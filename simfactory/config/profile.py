@@ -142,3 +142,26 @@ class ModelArch(Sourced):
 
 class ModelCatalog(_Strict):
     models: list[ModelArch]
+
+
+class EngineDefaults(_Strict):
+    max_num_seqs: PositiveInt | None = None
+    max_num_batched_tokens: PositiveInt | None = None
+    enable_chunked_prefill: bool | None = None
+    schedule: Literal["decode_first", "prefill_first"] | None = None
+
+
+class EnginePreset(Sourced):
+    """A serving engine's scheduler defaults and per-step overhead (data, not code branches)."""
+
+    name: str
+    description: str = ""
+    step_overhead_multiplier: PositiveFloat = 1.0
+    max_num_seqs_built: PositiveInt | None = Field(
+        default=None, description="AOT engines: the batch size the engine was built for (an upper bound)"
+    )
+    defaults: EngineDefaults = Field(default_factory=EngineDefaults)
+
+
+class EngineCatalog(_Strict):
+    engines: list[EnginePreset]

@@ -90,10 +90,15 @@ class Deployment(_Strict):
     tp: PositiveInt = 1
     dtype: DType = "bf16"
     kv_dtype: DType | None = Field(default=None, description="KV-cache dtype; defaults to dtype (int4 -> bf16)")
-    engine: str = "vllm"
+    engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
     enable_chunked_prefill: bool = True
+    schedule: Literal["decode_first", "prefill_first"] = Field(
+        default="decode_first",
+        description="decode_first: running decodes get their token each step, then prefills (vLLM v1); "
+        "prefill_first: a step that can admit waiting prompts runs only prefills, pausing decodes (vLLM v0)",
+    )
     block_size: PositiveInt = 16
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
     kv_cache_tokens: PositiveInt | None = Field(

@@ -46,6 +46,7 @@ class ReplicaEngine:
         block_size: int,
         kv_blocks: int,
         enable_chunked_prefill: bool,
+        schedule: str = "decode_first",
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         on_complete: Callable[[int], None],
@@ -62,12 +63,13 @@ class ReplicaEngine:
         self.kv_blocks = kv_blocks
         self.chunked = enable_chunked_prefill
         self.preemptive_priority = preemptive_priority
+        self.prefill_first = schedule == "prefill_first"
         self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
         self.on_complete = on_complete
         self.on_abort = on_abort
 
         self.free_blocks = kv_blocks
-        self.step = 0  # steps executed so far
+        self.step = 0  # decode steps executed so far: the clock decode sequences advance by
         self.running: dict[int, None] = {}  # admission order; the last one is the newest
         self.requeued = WaitingQueue(env)  # preempted requests, re-admitted before new ones of their priority
         # prefill phase: rid -> tokens to compute (prompt + tokens generated before a preemption)
@@ -135,7 +137,7 @@ class ReplicaEngine:
             self.in_step = False
             self.step_len_s = 0.0
             self.steps_run += 1
-            self._finish_step(chunks, dt / (prefill_tokens + n_dec))
+            self._finish_step(chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
 
     def _schedule(self) -> tuple[list[tuple[int, int, int]], int, float, float]:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
@@ -143,14 +145,17 @@ class ReplicaEngine:
             self._priority_preemption()
         s = self.step
         bs = self.block_size
-        # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
-        need = self.bucket[(-s) % bs] if self.dec_base else 0
-        while need > self.free_blocks:
-            self._preempt(next(reversed(self.running)))
-            need = self.bucket[(-s) % bs]
-        self.free_blocks -= need
-        n_dec = len(self.dec_base)
-        kv_read = float(self.sum_base + n_dec * (s + 1))
+        n_dec = 0
+        kv_read = 0.0
+        if not (self.prefill_first and self._can_admit()):
+            # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
+            need = self.bucket[(-s) % bs] if self.dec_base else 0
+            while need > self.free_blocks:
+                self._preempt(next(reversed(self.running)))
+                need = self.bucket[(-s) % bs]
+            self.free_blocks -= need
+            n_dec = len(self.dec_base)
+            kv_read = float(self.sum_base + n_dec * (s + 1))
         budget = self.max_num_batched_tokens - n_dec
 
         # 2) running partial prefills, oldest first
@@ -204,6 +209,20 @@ class ReplicaEngine:
 
         pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
         return chunks, n_dec, kv_read, pairs
+
+    def _can_admit(self) -> bool:
+        """Prefill-first: a waiting request could start now (a slot, its first chunk's budget and blocks)."""
+        if len(self.running) >= self.max_num_seqs:
+            return False
+        keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
+        if not keys:
+            return False
+        rid = min(keys)[2]
+        target = int(self.table.input_tokens[rid] + self.table.generated[rid])
+        chunk = min(target, self.max_num_batched_tokens)
+        if not self.chunked and chunk < target:
+            return False
+        return blocks_for(chunk, self.block_size) <= self.free_blocks
 
     def _cached_prefix(self, rid: int, target: int) -> int:
         """Prompt tokens this replica's prefix cache already holds (at least one token is always computed)."""
@@ -303,15 +322,16 @@ class ReplicaEngine:
             return True
         return False
 
-    def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float) -> None:
+    def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float, decoded: bool) -> None:
         s = self.step
         now = self.env.now
         t = self.table
         bs = self.block_size
-        self.cum_s_per_token += s_per_token
-        # decode completions at the end of step s
         heap = self.finish_heap
-        while heap and heap[0][0] <= s:
+        if decoded:
+            self.cum_s_per_token += s_per_token
+        # decode completions at the end of decode step s (none when this step ran only prefills)
+        while decoded and heap and heap[0][0] <= s:
             finish, rid = heapq.heappop(heap)
             if self.dec_finish.get(rid) != finish:
                 continue  # stale entry of a preempted request
@@ -346,8 +366,8 @@ class ReplicaEngine:
                 self.free_blocks += blocks_for(target, bs)
                 self._complete(rid, now)
                 continue
-            # decode from step s+1 on; KV length before step s+1 is target
-            s0 = s + 1
+            # decode from the next decode step on; KV length before it is target
+            s0 = s + 1 if decoded else s
             base = target - s0
             self.dec_base[rid] = base
             finish = s0 + out - g - 1
@@ -356,7 +376,8 @@ class ReplicaEngine:
             self.bucket[base % bs] += 1
             self.sum_base += base
             heapq.heappush(heap, (finish, rid))
-        self.step = s + 1
+        if decoded:
+            self.step = s + 1
         if self.pending_aborts:
             for rid in sorted(self.pending_aborts):
                 if rid in self.running:

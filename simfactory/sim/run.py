@@ -164,6 +164,7 @@ class FleetModel:
                 block_size=cfg.block_size,
                 kv_blocks=d.kv_blocks,
                 enable_chunked_prefill=cfg.enable_chunked_prefill,
+                schedule=cfg.schedule,
                 preemptive_priority=cfg.preemptive_priority,
                 prefix_cache_tokens=cfg.prefix_cache_tokens,
                 on_complete=self._on_complete,
