@@ -197,7 +197,7 @@ def choose_step_time(
         label = f"{entry.source} ({where})"
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
-        return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp), label
+        return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
     r = profile.roofline
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     factors = RooflineStepTime(
@@ -206,7 +206,7 @@ def choose_step_time(
         step_overhead_s=r.step_overhead_s * multiplier,
     )
     return (
-        RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp),
+        RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp),
         f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
 
@@ -262,7 +262,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         if d.pool not in pools:
             errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
             continue
-        used[d.pool] = used.get(d.pool, 0) + d.replicas * d.tp
+        used[d.pool] = used.get(d.pool, 0) + d.replicas * d.tp * d.pp
         if d.model not in models:
             errors.append(
                 InputError(fname, f"{at}.model", f"unknown model {d.model!r} (known: {', '.join(sorted(models))})")
@@ -291,13 +291,13 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 continue
             draft_arch = models[spec_cfg.draft_model]
         extra = draft_arch.weight_bytes(d.dtype) if draft_arch is not None else 0.0
-        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp, d.gpu_memory_utilization, extra)
+        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp * d.pp, d.gpu_memory_utilization, extra)
         if not mem.fits:
             errors.append(
                 InputError(
                     fname,
                     f"{at}",
-                    f"{d.model} in {d.dtype} does not fit {d.tp} x {profile.sku}: needs "
+                    f"{d.model} in {d.dtype} does not fit {d.tp * d.pp} x {profile.sku}: needs "
                     f"{(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 1e9:.1f} GB per device "
                     f"for weights and activations, {mem.usable_bytes_per_device / 1e9:.1f} GB usable "
                     f"({d.gpu_memory_utilization:.0%} of {profile.spec.hbm_gb:g} GB)",
@@ -305,7 +305,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             )
             continue
         kv_tokens = d.kv_cache_tokens if d.kv_cache_tokens is not None else mem.kv_capacity_tokens
-        kv_blocks = kv_tokens // d.block_size
+        kv_blocks = kv_tokens // d.pp // d.block_size  # per micro-batch engine: pp share the replica's KV
         if kv_blocks < 1:
             errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
             continue
@@ -314,8 +314,11 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         except InputErrors as e:
             errors.extend(e.errors)
             continue
-        if d.tp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
-            errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp > 1"))
+        if d.tp * d.pp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
+            errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp x pp > 1"))
+            continue
+        if d.expert_parallel and not arch.is_moe:
+            errors.append(InputError(fname, f"{at}.expert_parallel", f"{d.model} is not a mixture-of-experts model"))
             continue
         if spec_cfg is not None:
             draft = None
@@ -350,7 +353,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 InputError(
                     fname,
                     f"pools[{i}].count",
-                    f"pool {name!r} has {pools[name].count} accelerators but its deployments need {n} (replicas x tp)",
+                    f"pool {name!r} has {pools[name].count} accelerators but its deployments need {n} (replicas x tp x pp)",
                 )
             )
 

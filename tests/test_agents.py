@@ -267,3 +267,47 @@ def test_agent_context_is_reused_through_the_prefix_cache(case):
         expected[0] = g["cached_tokens"].iloc[0]  # the first call may hit the shared system prompt
         assert list(g["cached_tokens"]) == expected
     assert cached.requests["ttft_s"].mean() < plain.requests["ttft_s"].mean()
+
+
+def W(name: str, d: float) -> dict:
+    return {"type": "wait", "name": name, "duration_s": fixed(d)}
+
+
+def test_cancelled_branches_free_their_tools_and_reviewers(case):
+    tool = lambda n, d: {"type": "tool", "name": n, "service": "svc", "latency_s": fixed(d)}  # noqa: E731
+    steps = [{"type": "parallel", "join": "first_k", "k": 1, "branches": [[W("fast", 1)], [tool("slow", 50)]]},
+             tool("quick", 1)]
+    doc = agent_scenario(rate=1, horizon_s=1, process="constant")
+    tasks = run(case(doc, LINEAR, {"agent": agent_doc(steps, tools=[{"name": "svc", "concurrency": 1}])})).tasks
+    assert tasks["e2e_s"].iloc[0] == pytest.approx(2.0)  # the losing branch gave the tool slot back at 1 s
+    steps = [{"type": "human", "name": "rev", "p": 1.0, "pool": "ops", "handling_time_s": fixed(50)}]
+    doc = agent_scenario(rate=0.1, horizon_s=40, process="constant")
+    tasks = run(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=5.0, humans=[
+        {"name": "ops", "count": 1, "usd_per_hour": 3600}])})).tasks
+    # each task gets the reviewer at once (the previous one gave up at its deadline) and pays 5 s of review
+    assert (tasks["outcome"] == "timed_out").all() and np.allclose(tasks["human"], 5.0)
+    assert np.allclose(tasks["usd_human"], 5.0)
+
+
+def test_breakdown_adds_up_for_a_timed_out_task_with_nested_forks(case):
+    inner = {"type": "parallel", "join": "first_k", "k": 1, "branches": [[W("fast", 1)], [W("slow", 20)]]}
+    steps = [{"type": "parallel", "branches": [[inner, W("after", 2)], [W("long", 100)]]}]
+    doc = agent_scenario(rate=1, horizon_s=1, process="constant")
+    tasks = run(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=10.0)})).tasks
+    assert (tasks["outcome"] == "timed_out").all()
+    check_breakdown_adds_up(tasks)
+
+
+def test_a_call_given_up_during_its_last_step_is_not_escalated(case):
+    doc = agent_scenario(rate=1, horizon_s=1, process="constant")
+    dep = doc["deployments"][0]
+    doc["pools"][0]["count"] = 2
+    doc["deployments"] = [{**dep, "name": "small"}, {**dep, "name": "large"}]
+    doc["routing"]["routes"] = [{"name": "tiers", "policy": "cascade",
+                                 "tiers": [{"deployment": "small", "fail_p": 1.0}, {"deployment": "large"}]}]
+    doc["traffic"]["classes"][0]["target"] = "tiers"
+    steps = [{"type": "llm", "name": "s", "model": "m", "input_tokens": fixed(1), "output_tokens": fixed(10),
+              "timeout_s": 0.095}]
+    res = run(case(doc, {"overhead_s": 0.01}, {"agent": agent_doc(steps)}))
+    assert len(res.requests) == 1 and res.tasks["outcome"].iloc[0] == "failed"
+    assert res.summary["service"]["routes"]["tiers"]["requests"] == 1  # agent calls count in route blocks

@@ -330,3 +330,13 @@ def test_timeout_fallback_moves_waiting_requests(case):
     assert (moved["first_scheduled_s"] - moved["arrival_s"] >= 0.5 - 1e-9).all()
     stayed = req[(req["fallbacks"] == 0) & (req["deployment"] == "small")]
     assert (stayed["first_scheduled_s"] - stayed["arrival_s"] <= 0.5 + 1e-9).all()
+
+
+def test_fallback_to_a_local_deployment_drops_the_network_legs(case):
+    route = {"name": "r", "policy": "weighted", "weights": {"dep-us": 1},
+             "fallback": {"deployment": "dep-eu", "timeout_s": 0.3}}
+    doc = region_doc(route, rate=30, horizon_s=10)
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    moved = req[(req["fallbacks"] > 0) & (req["outcome"] == "completed")]
+    assert len(moved) > 0 and (moved["deployment"] == "dep-eu").all()
+    assert (moved["network_s"] == 0).all() and (moved["egress_usd"] == 0).all()

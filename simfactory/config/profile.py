@@ -131,6 +131,30 @@ class ModelArch(Sourced):
     kv_heads: PositiveInt
     head_dim: PositiveInt
     max_context_tokens: PositiveInt = 131072
+    num_experts: PositiveInt | None = Field(default=None, description="MoE: routed experts per MoE layer")
+    experts_per_token: PositiveInt | None = Field(default=None, description="MoE: experts each token uses")
+
+    @property
+    def is_moe(self) -> bool:
+        return bool(self.num_experts and self.experts_per_token and self.num_experts > self.experts_per_token)
+
+    def expert_params_b(self) -> float:
+        """Parameters in routed experts: total - active = (E - k) x one expert's share, so all E experts hold
+        (total - active) x E / (E - k)."""
+        if not self.is_moe:
+            return 0.0
+        e, k = self.num_experts or 0, self.experts_per_token or 0
+        return (self.params_b - self.active_params_b) * e / (e - k)
+
+    def weight_fraction_read(self, tokens: int) -> float:
+        """Share of the weights a step touches: dense weights always; each expert when at least one of the
+        step's tokens routes to it (uniform routing: 1 - (1 - k/E)^tokens of the experts)."""
+        if not self.is_moe or tokens <= 0:
+            return 1.0
+        e, k = self.num_experts or 0, self.experts_per_token or 0
+        experts = self.expert_params_b()
+        coverage = 1.0 - (1.0 - k / e) ** tokens
+        return (self.params_b - experts + experts * coverage) / self.params_b
 
     def kv_bytes_per_token(self, kv_dtype: str) -> float:
         """K and V, every layer, every KV head: 2 * layers * kv_heads * head_dim * bytes."""

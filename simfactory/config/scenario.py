@@ -87,7 +87,11 @@ class Deployment(_Strict):
     model: str = Field(description="model id from hardware_profiles/models.yaml")
     pool: str
     replicas: PositiveInt
-    tp: PositiveInt = 1
+    tp: PositiveInt = Field(default=1, description="tensor parallel degree")
+    pp: PositiveInt = Field(
+        default=1, description="pipeline stages: a replica uses tp x pp devices and keeps pp micro-batches in flight"
+    )
+    expert_parallel: bool = Field(default=False, description="MoE: experts spread over the TP group (all-to-all)")
     dtype: DType = "bf16"
     kv_dtype: DType | None = Field(default=None, description="KV-cache dtype; defaults to dtype (int4 -> bf16)")
     engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")

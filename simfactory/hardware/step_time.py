@@ -71,6 +71,8 @@ class RooflineModel(StepTimeModel):
     dtype: str
     kv_dtype: str
     tp: int
+    expert_parallel: bool = False
+    pp: int = 1
 
     def step_s(self, load: StepLoad) -> float:
         a = self.arch
@@ -79,20 +81,46 @@ class RooflineModel(StepTimeModel):
         attn_pairs = load.kv_tokens_read + load.prefill_attn_pairs
         flops = 2.0 * a.active_params_b * 1e9 * tokens + 4.0 * a.layers * q_width * attn_pairs
         kv_bytes = a.kv_bytes_per_token(self.kv_dtype) * (load.kv_tokens_read + load.prefill_tokens)
-        weight_bytes = a.weight_bytes(self.dtype)
+        weight_bytes = a.weight_bytes(self.dtype) * a.weight_fraction_read(tokens)
         peak_flops = self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency
         bandwidth = self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency
         compute_s = flops / self.tp / peak_flops
         memory_s = (weight_bytes + kv_bytes) / self.tp / bandwidth
-        return self.factors.step_overhead_s + max(compute_s, memory_s) + self.allreduce_s(tokens)
+        return (
+            self.factors.step_overhead_s
+            + max(compute_s, memory_s)
+            + self.allreduce_s(tokens)
+            + self.all_to_all_s(tokens)
+            + self.pipeline_p2p_s(tokens)
+        )
+
+    def link_bytes_per_s(self) -> float:
+        link = self.spec.interconnect_gb_s
+        if link is None:
+            raise ValueError("parallelism across devices needs spec.interconnect_gb_s")
+        return link * 1e9
+
+    def all_to_all_s(self, tokens: int) -> float:
+        """Expert parallelism over the TP group: each MoE layer sends every token's activations to its experts
+        and back (dispatch + combine), (ep-1)/ep of them leaving the device."""
+        ep = self.tp
+        if not self.expert_parallel or ep == 1 or tokens == 0 or not self.arch.is_moe:
+            return 0.0
+        msg = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"] * (self.arch.experts_per_token or 1)
+        per_layer = 2 * (ep - 1) / ep * msg / self.link_bytes_per_s() + 2 * self.spec.interconnect_latency_s
+        return self.arch.layers * per_layer
+
+    def pipeline_p2p_s(self, tokens: int) -> float:
+        """Pipeline parallelism: activations cross pp-1 stage boundaries per pass."""
+        if self.pp == 1 or tokens == 0:
+            return 0.0
+        msg = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
+        return (self.pp - 1) * (msg / self.link_bytes_per_s() + self.spec.interconnect_latency_s)
 
     def allreduce_s(self, tokens: int) -> float:
         """Ring all-reduce of tokens x hidden activations: 2 (tp-1)/tp of the bytes over the link, per call."""
         if self.tp == 1 or tokens == 0:
             return 0.0
-        link = self.spec.interconnect_gb_s
-        if link is None:
-            raise ValueError(f"tp={self.tp} needs spec.interconnect_gb_s")
         msg_bytes = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
-        per_call = 2 * (self.tp - 1) / self.tp * msg_bytes / (link * 1e9) + self.spec.interconnect_latency_s
+        per_call = 2 * (self.tp - 1) / self.tp * msg_bytes / self.link_bytes_per_s() + self.spec.interconnect_latency_s
         return ALLREDUCES_PER_LAYER * self.arch.layers * per_call

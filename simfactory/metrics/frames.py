@@ -62,6 +62,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "difficulty": t.difficulty,
             "cached_tokens": t.cached_tokens,
             "fallbacks": t.fallbacks,
+            "route_id": t.route_id,
             "origin": t.origin,
             "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],

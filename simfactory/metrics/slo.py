@@ -105,9 +105,7 @@ def service_summary(lr: pd.DataFrame, rs: ResolvedScenario, window_s: float, sta
     if rs.routes:
         out["routes"] = {}
         for r in rs.routes:
-            classes = [c.config.name for c in rs.classes if c.target is not None and c.target.kind == "route"
-                       and c.target.index == r.index]
-            g = m[m["class"].isin(classes)]
+            g = m[m["route_id"] == r.index]  # plain requests and agent calls alike
             block = _group_block(g, window_s, stats_fn)
             block["first_deployment_share"] = {str(k): float(v) for k, v in g["first_deployment"].value_counts(normalize=True).items()}
             block["final_deployment_share"] = {str(k): float(v) for k, v in g["deployment"].value_counts(normalize=True).items()}

@@ -119,7 +119,8 @@ def _reach(log: list[Any], end_s: float) -> float:
     last = 0.0
     for entry in log:
         if isinstance(entry, Fork):
-            last = max(last, max((_reach(b, end_s) for b in entry.branches), default=0.0))
+            branches = [entry.branches[entry.chosen]] if entry.chosen is not None else entry.branches
+            last = max(last, max((_reach(b, end_s) for b in branches), default=0.0))
         else:
             last = max(last, entry.end_s if entry.end_s is not None else end_s)
     return last
@@ -133,6 +134,7 @@ class Scope:
         self.parent = parent
         self.children: list[Scope] = []
         self.calls: list[Any] = []  # LLM calls in flight (their current attempt is the last request id)
+        self.process: simpy.Process | None = None  # the process walking this branch
         self.cancelled = False
         if parent is not None:
             parent.children.append(self)
@@ -146,11 +148,17 @@ class Scope:
         return False
 
     def cancel(self, abort: Callable[[int], None]) -> None:
+        """Abort the branch's LLM calls and interrupt its process, so tool slots and reviewers are freed
+        and its open intervals close now."""
+        if self.cancelled:
+            return
         self.cancelled = True
         for call in list(self.calls):
             abort(call.rids[-1])
         for c in self.children:
             c.cancel(abort)
+        if self.process is not None and self.process.is_alive:
+            self.process.interrupt("cancelled")
 
 
 # ---- shared services ----------------------------------------------------------------------------------
@@ -251,6 +259,7 @@ class AgentTask:
     def run(self) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
         body = self.env.process(self._body())
+        self.root.process = body
         events = [body]
         if self.w.deadline_s is not None:
             events.append(self.env.timeout(self.w.deadline_s))
@@ -267,9 +276,7 @@ class AgentTask:
         try:
             yield from self._steps(self.w.steps, self.root, self.rec.log, [context])
             return "completed"
-        except StepFailed:
-            return "failed"
-        except Cancelled:
+        except (StepFailed, Cancelled, simpy.Interrupt):
             return "failed"
         except BudgetHit:
             b = self.w.budget
@@ -279,7 +286,7 @@ class AgentTask:
             self.budget_checks = False
             try:
                 yield from self._steps(b.fallback, self.root, self.rec.log, [context])
-            except (StepFailed, Cancelled):
+            except (StepFailed, Cancelled, simpy.Interrupt):
                 return "failed"
             return "degraded"
 
@@ -327,8 +334,10 @@ class AgentTask:
     def _timed(self, log: list[Any], category: str, duration_s: float, scope: Scope) -> Generator[simpy.Event, Any, None]:
         leaf = Leaf(category, self.env.now)
         log.append(leaf)
-        yield self.env.timeout(duration_s)
-        leaf.end_s = self.env.now
+        try:
+            yield self.env.timeout(duration_s)
+        finally:
+            leaf.end_s = self.env.now
         self._check_cancel(scope)
 
     # -- leaves --
@@ -358,9 +367,11 @@ class AgentTask:
         waits = [call.done]
         if step.timeout_s is not None:
             waits.append(self.env.timeout(step.timeout_s))
-        yield simpy.AnyOf(self.env, waits)
-        scope.calls.remove(call)
-        leaf.end_s = self.env.now
+        try:
+            yield simpy.AnyOf(self.env, waits)
+        finally:  # also when the branch is cancelled (its scope already aborted the call)
+            scope.calls.remove(call)
+            leaf.end_s = self.env.now
         if not call.done.triggered:  # timed out: give up on the request
             self.fleet.abort(call.rids[-1])
             raise StepFailed()
@@ -415,13 +426,13 @@ class AgentTask:
                 rec.tool_failures += 1
                 raise StepFailed()
             yield self.env.timeout(delay)
-        finally:
+        finally:  # also when the branch is cancelled: the slot goes back, the interval closes
+            leaf.end_s = self.env.now
             if req is not None:
                 if req.triggered:
                     svc.slots.release(req)
                 else:
                     req.cancel()
-        leaf.end_s = self.env.now
         self._check_cancel(scope)
         if failed:
             rec.tool_failures += 1
@@ -454,11 +465,15 @@ class AgentTask:
         leaf = Leaf("human", self.env.now)
         log.append(leaf)
         handling = self.draw(step.handling_time_s)
-        with pool.request() as req:
-            yield req
-            yield self.env.timeout(handling)
-        rec.usd_human += usd_per_hour * handling / 3600.0
-        leaf.end_s = self.env.now
+        try:
+            with pool.request() as req:  # released (or withdrawn from the queue) on interrupt too
+                yield req
+                started = self.env.now
+                yield self.env.timeout(handling)
+        finally:
+            leaf.end_s = self.env.now
+            if "started" in locals():
+                rec.usd_human += usd_per_hour * (self.env.now - started) / 3600.0
         self._check_cancel(scope)
 
     # -- control flow --
@@ -489,10 +504,11 @@ class AgentTask:
         log.append(fork)
         scopes = [Scope(scope) for _ in range(n)]
         added = [0.0] * n
-        procs = [
-            self.env.process(self._branch(body, scopes[i], fork.branches[i], ctx[0], added, i))
-            for i, body in enumerate(bodies)
-        ]
+        procs = []
+        for i, body in enumerate(bodies):
+            proc = self.env.process(self._branch(body, scopes[i], fork.branches[i], ctx[0], added, i))
+            scopes[i].process = proc
+            procs.append(proc)
         pending = set(range(n))
         ok: list[int] = []
         failed: list[int] = []
@@ -524,7 +540,7 @@ class AgentTask:
         ctx = [ctx0]
         try:
             yield from self._steps(body, scope, log, ctx)
-        except (StepFailed, Cancelled):
+        except (StepFailed, Cancelled, simpy.Interrupt):
             return "failed"
         except BudgetHit:
             return "budget"

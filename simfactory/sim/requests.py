@@ -33,7 +33,8 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "net_out_s": (np.float64, 0.0),  # network delay deployment -> caller (one way)
     "egress_usd": (np.float64, 0.0),  # cross-region transfer of prompt and answer
     "dispatched": (np.int8, 0),
-    "fallbacks": (np.int8, 0),  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
+    "fallbacks": (np.int8, 0),
+    "route_id": (np.int16, -1),  # the route (routing.routes index) that chose the deployment; -1 none  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
@@ -70,6 +71,7 @@ class RequestTable:
     egress_usd: np.ndarray
     dispatched: np.ndarray
     fallbacks: np.ndarray
+    route_id: np.ndarray
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray

@@ -60,9 +60,10 @@ class ReplicaInfo:
     deployment: str
     pool: str
     index_in_deployment: int
-    accelerators: int
+    accelerators: int  # device-time share: tp (a pp replica's tp x pp devices over its pp engines)
     kv_blocks: int
     block_size: int
+    micro_batch: int = 0  # pipeline parallelism: which of the replica's pp in-flight micro-batches
 
 
 @dataclass
@@ -151,34 +152,38 @@ class FleetModel:
         policy = self.rs.scenario.routing.load_balancer
         shared = WaitingQueue(self.env) if policy == "pull" else None
         engines = []
+        # A pipeline-parallel replica keeps pp micro-batches in flight: pp engines, each a full pass per step
+        # (stage times add up) with 1/pp of the replica's KV cache and of its devices' time.
         for k in range(cfg.replicas):
-            rid = len(self.engines)
-            eng = ReplicaEngine(
-                self.env,
-                rid,
-                shared if shared is not None else WaitingQueue(self.env),
-                self.table,
-                d.step_time,
-                max_num_seqs=cfg.max_num_seqs,
-                max_num_batched_tokens=cfg.max_num_batched_tokens,
-                block_size=cfg.block_size,
-                kv_blocks=d.kv_blocks,
-                enable_chunked_prefill=cfg.enable_chunked_prefill,
-                schedule=cfg.schedule,
-                preemptive_priority=cfg.preemptive_priority,
-                prefix_cache_tokens=cfg.prefix_cache_tokens,
-                on_complete=self._on_complete,
-                on_abort=self._on_abort,
-            )
-            self.engines.append(eng)
-            engines.append(eng)
-            self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size))
+            for v in range(cfg.pp):
+                rid = len(self.engines)
+                eng = ReplicaEngine(
+                    self.env,
+                    rid,
+                    shared if shared is not None else WaitingQueue(self.env),
+                    self.table,
+                    d.step_time,
+                    max_num_seqs=cfg.max_num_seqs,
+                    max_num_batched_tokens=cfg.max_num_batched_tokens,
+                    block_size=cfg.block_size,
+                    kv_blocks=d.kv_blocks,
+                    enable_chunked_prefill=cfg.enable_chunked_prefill,
+                    schedule=cfg.schedule,
+                    preemptive_priority=cfg.preemptive_priority,
+                    prefix_cache_tokens=cfg.prefix_cache_tokens,
+                    on_complete=self._on_complete,
+                    on_abort=self._on_abort,
+                )
+                self.engines.append(eng)
+                engines.append(eng)
+                self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v))
         self.dep_engines.append(engines)
         sc_index = {sc.name: i for i, sc in enumerate(self.rs.scenario.service_classes)}
         reserved_for: list[int] = []
         for res in cfg.reserved:
             reserved_for += [sc_index[res.service_class]] * res.replicas
-        reserved_for += [-1] * (cfg.replicas - len(reserved_for))
+        reserved_for = [r for r in reserved_for for _ in range(cfg.pp)]
+        reserved_for += [-1] * (cfg.replicas * cfg.pp - len(reserved_for))
         self.balancers.append(
             ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for)
         )
@@ -303,6 +308,7 @@ class FleetModel:
             if call is not None:
                 call.route = route
                 call.tier = tier
+            t.route_id[rid] = route.index
             target = Target("deployment", dep)
         self._to_deployment(rid, target.index)
 
@@ -321,6 +327,7 @@ class FleetModel:
         t.deployment_id[rid] = deployment
         caller = self.class_region[int(t.class_id[rid])]
         there = self.dep_region[deployment]
+        t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = 0.0  # a fallback may have moved it
         if caller != there:
             t.net_in_s[rid] = self.network.one_way_s(caller, there)
             t.net_out_s[rid] = self.network.one_way_s(there, caller)
@@ -410,7 +417,9 @@ class FleetModel:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
         call = self.calls.pop(rid, None)
-        if call is not None and not self._escalate(rid, call, outcome):
+        # a caller that gave up (its abort came during the request's last step) gets no escalation
+        given_up = self.abort_outcome.pop(rid, None) is not None
+        if call is not None and (given_up or not self._escalate(rid, call, outcome)):
             if call.done is not None:
                 back = float(t.net_out_s[rid]) if outcome == Outcome.COMPLETED else 0.0
                 if back > 0:
@@ -433,6 +442,7 @@ class FleetModel:
         nxt = t.add(self.env.now, int(t.class_id[rid]), dep, int(t.input_tokens[rid]), int(t.output_tokens[rid]),
                     int(t.task_id[rid]), int(t.step_id[rid]), like=rid)
         t.origin[nxt] = call.origin
+        t.route_id[nxt] = t.route_id[rid]
         t.attempt[nxt] = t.attempt[rid] + 1
         call.rids.append(nxt)
         self.calls[nxt] = call
