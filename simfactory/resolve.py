@@ -262,7 +262,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         if d.pool not in pools:
             errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
             continue
-        used[d.pool] = used.get(d.pool, 0) + d.replicas * d.tp * d.pp
+        prefill_extra = d.disaggregated.prefill_replicas if d.disaggregated is not None else 0
+        used[d.pool] = used.get(d.pool, 0) + (d.replicas + prefill_extra) * d.tp * d.pp
         if d.model not in models:
             errors.append(
                 InputError(fname, f"{at}.model", f"unknown model {d.model!r} (known: {', '.join(sorted(models))})")
@@ -316,6 +317,10 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             continue
         if d.tp * d.pp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
             errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp x pp > 1"))
+            continue
+        if d.disaggregated is not None and (d.pp > 1 or d.reserved or scenario.routing.load_balancer == "pull"):
+            errors.append(InputError(fname, f"{at}.disaggregated",
+                                     "disaggregation is modelled without pipeline parallelism, reservations or pull balancing"))
             continue
         if d.expert_parallel and not arch.is_moe:
             errors.append(InputError(fname, f"{at}.expert_parallel", f"{d.model} is not a mixture-of-experts model"))

@@ -193,3 +193,24 @@ def test_prefill_first_pauses_decodes_decode_first_does_not(case):
 
     assert first_e2e("decode_first") == pytest.approx(30 * 0.01)
     assert first_e2e("prefill_first") == pytest.approx(31 * 0.01)
+
+
+def test_disaggregation_conserves_requests_and_moves_each_kv_cache_once(case):
+    doc = scenario_doc(replicas=2, rate=30, horizon_s=20, max_num_seqs=32,
+                       input_tokens={"kind": "uniform", "low": 50, "high": 2000},
+                       output_tokens={"kind": "uniform", "low": 1, "high": 200},
+                       disaggregated={"prefill_replicas": 1, "kv_link_gb_s": 10, "kv_link_latency_s": 0.001})
+    doc["pools"][0]["count"] = 3
+    model, res = fleet(case, doc, {"overhead_s": 0.005, "s_per_prefill_token": 2e-5, "s_per_decode_seq": 1e-4})
+    t = res.table
+    assert (t.outcome == Outcome.COMPLETED).all() and (t.generated == t.output_tokens).all()
+    roles = {r.replica_id: r.role for r in res.replicas}
+    assert sorted(roles.values()) == ["decode", "decode", "prefill"]
+    moved = t.output_tokens > 1
+    kv_per_token = 131072  # llama-3.1-8b, bf16
+    expected = t.input_tokens * kv_per_token / 10e9 + 0.001
+    assert np.allclose(t.kv_transfer_s[moved], expected[moved])  # exactly one transfer each
+    assert (t.kv_transfer_s[~moved] == 0).all()
+    assert all(roles[p] == "prefill" for p in t.prefill_replica[moved])
+    assert all(roles[r] == "decode" for r in t.replica[moved])
+    assert all(e.free_blocks == e.kv_blocks for e in model.engines)

@@ -73,6 +73,16 @@ class SpeculativeDecoding(_Strict):
         return self
 
 
+class Disaggregation(_Strict):
+    """Split prefill and decode (Splitwise / DistServe): `prefill_replicas` extra replicas of the same shape
+    only prefill; the deployment's `replicas` only decode. Each request's KV cache moves once, prefill ->
+    decode, over a link of `kv_link_gb_s` (per direction) plus `kv_link_latency_s`."""
+
+    prefill_replicas: PositiveInt
+    kv_link_gb_s: PositiveFloat = Field(description="KV transfer bandwidth between a prefill and a decode replica")
+    kv_link_latency_s: NonNegativeFloat = 0.0
+
+
 class Reservation(_Strict):
     """A capacity slice: these replicas serve only the named service class (the rest serve everyone)."""
 
@@ -112,6 +122,7 @@ class Deployment(_Strict):
         default=None, description="longest prompt+output accepted; defaults to the model's context"
     )
     speculative: SpeculativeDecoding | None = None
+    disaggregated: Disaggregation | None = None
     prefix_cache_tokens: NonNegativeInt = Field(
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )

@@ -63,6 +63,8 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "cached_tokens": t.cached_tokens,
             "fallbacks": t.fallbacks,
             "route_id": t.route_id,
+            "prefill_replica": t.prefill_replica,
+            "kv_transfer_s": t.kv_transfer_s,
             "origin": t.origin,
             "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],

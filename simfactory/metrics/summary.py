@@ -101,6 +101,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
                 "replica": r.replica_id,
                 "deployment": r.deployment,
                 "pool": r.pool,
+                "role": r.role,
                 "busy_frac": _f(busy.get(r.replica_id)),
                 "kv_used_frac_mean": _f(kv_mean.get(r.replica_id)),
                 "kv_used_frac_max": _f(kv_max.get(r.replica_id)),

@@ -49,6 +49,8 @@ class ReplicaEngine:
         schedule: str = "decode_first",
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
+        role: str = "mixed",
+        on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
     ) -> None:
@@ -64,6 +66,8 @@ class ReplicaEngine:
         self.chunked = enable_chunked_prefill
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
+        self.role = role  # mixed | prefill (hands requests off after their first token) | decode
+        self.on_prefilled = on_prefilled
         self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
         self.on_complete = on_complete
         self.on_abort = on_abort
@@ -143,6 +147,8 @@ class ReplicaEngine:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
         if self.preemptive_priority:
             self._priority_preemption()
+        if self.role == "decode":
+            self._admit_transferred()
         s = self.step
         bs = self.block_size
         n_dec = 0
@@ -209,6 +215,38 @@ class ReplicaEngine:
 
         pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
         return chunks, n_dec, kv_read, pairs
+
+    def _admit_transferred(self) -> None:
+        """Disaggregated decode replica: requests whose KV cache arrived join the decode batch directly,
+        in this step, while slots and blocks allow (no prefill)."""
+        t = self.table
+        bs = self.block_size
+        s = self.step
+        while len(self.running) < self.max_num_seqs:
+            keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
+            if not keys:
+                return
+            key = min(keys)
+            rid = key[2]
+            if not t.kv_ready[rid]:
+                return  # a preempted request without its KV: it is prefilled again below
+            kv = int(t.input_tokens[rid] + t.generated[rid]) - 1  # KV length before its next decode step
+            if blocks_for(kv, bs) > self.free_blocks:
+                return
+            (self.requeued if key == self.requeued.head_key() else self.queue).pop()
+            self.free_blocks -= blocks_for(kv, bs)
+            t.prefill_replica[rid] = t.replica[rid]
+            t.replica[rid] = self.replica_id
+            self.running[rid] = None
+            g = int(t.generated[rid])
+            base = kv - s
+            self.dec_base[rid] = base
+            finish = s + int(t.output_tokens[rid]) - g - 1
+            self.dec_finish[rid] = finish
+            self.dec_cum0[rid] = self.cum_s_per_token
+            self.bucket[base % bs] += 1
+            self.sum_base += base
+            heapq.heappush(self.finish_heap, (finish, rid))
 
     def _can_admit(self) -> bool:
         """Prefill-first: a waiting request could start now (a slot, its first chunk's budget and blocks)."""
@@ -280,6 +318,7 @@ class ReplicaEngine:
         """Preemption by recompute: free the request's KV blocks and queue it to be prefilled again."""
         t = self.table
         self._release(rid)
+        t.kv_ready[rid] = 0  # its KV is gone: it will be prefilled again
         t.preemptions[rid] += 1
         self.preemptions += 1
         self.requeued.put_front(rid, int(t.priority[rid]))
@@ -365,6 +404,12 @@ class ReplicaEngine:
             if g >= out:
                 self.free_blocks += blocks_for(target, bs)
                 self._complete(rid, now)
+                continue
+            if self.role == "prefill":  # disaggregated: the KV cache leaves for a decode replica
+                self.free_blocks += blocks_for(target, bs)
+                del self.running[rid]
+                assert self.on_prefilled is not None
+                self.on_prefilled(rid)
                 continue
             # decode from the next decode step on; KV length before it is target
             s0 = s + 1 if decoded else s

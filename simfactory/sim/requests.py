@@ -34,7 +34,10 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "egress_usd": (np.float64, 0.0),  # cross-region transfer of prompt and answer
     "dispatched": (np.int8, 0),
     "fallbacks": (np.int8, 0),
-    "route_id": (np.int16, -1),  # the route (routing.routes index) that chose the deployment; -1 none  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
+    "route_id": (np.int16, -1),
+    "kv_ready": (np.int8, 0),  # disaggregation: the KV cache arrived from a prefill replica; decode directly
+    "prefill_replica": (np.int32, -1),  # disaggregation: the replica that prefilled it
+    "kv_transfer_s": (np.float64, 0.0),  # disaggregation: time moving the KV cache prefill -> decode  # the route (routing.routes index) that chose the deployment; -1 none  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
@@ -72,6 +75,9 @@ class RequestTable:
     dispatched: np.ndarray
     fallbacks: np.ndarray
     route_id: np.ndarray
+    kv_ready: np.ndarray
+    prefill_replica: np.ndarray
+    kv_transfer_s: np.ndarray
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray

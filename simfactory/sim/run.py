@@ -64,6 +64,7 @@ class ReplicaInfo:
     kv_blocks: int
     block_size: int
     micro_batch: int = 0  # pipeline parallelism: which of the replica's pp in-flight micro-batches
+    role: str = "mixed"  # disaggregation: prefill or decode replicas
 
 
 @dataclass
@@ -133,6 +134,8 @@ class FleetModel:
         self.engines: list[ReplicaEngine] = []
         self.replicas: list[ReplicaInfo] = []
         self.balancers: list[ReplicaBalancer] = []
+        self.prefill_balancers: list[ReplicaBalancer | None] = []
+        self.kv_transfer_s_per_token: list[float] = []
         self.dep_engines: list[list[ReplicaEngine]] = []
         self.max_tokens: list[int] = []
         self.usd_per_replica_s: list[float] = []
@@ -147,36 +150,78 @@ class FleetModel:
             self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
 
     # ---- construction ----
+    def _engine(self, d: ResolvedDeployment, shared: WaitingQueue | None, k: int, v: int, role: str) -> ReplicaEngine:
+        cfg = d.config
+        rid = len(self.engines)
+        eng = ReplicaEngine(
+            self.env,
+            rid,
+            shared if shared is not None else WaitingQueue(self.env),
+            self.table,
+            d.step_time,
+            max_num_seqs=cfg.max_num_seqs,
+            max_num_batched_tokens=cfg.max_num_batched_tokens,
+            block_size=cfg.block_size,
+            kv_blocks=d.kv_blocks,
+            enable_chunked_prefill=cfg.enable_chunked_prefill,
+            schedule=cfg.schedule,
+            preemptive_priority=cfg.preemptive_priority,
+            prefix_cache_tokens=cfg.prefix_cache_tokens,
+            role=role,
+            on_prefilled=self._on_prefilled,
+            on_complete=self._on_complete,
+            on_abort=self._on_abort,
+        )
+        self.engines.append(eng)
+        self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v, role))
+        return eng
+
+    def _on_prefilled(self, rid: int) -> None:
+        """Disaggregation: the prefill replica is done; the KV cache travels to a decode replica."""
+        t = self.table
+        d = int(t.deployment_id[rid])
+        t.dispatched[rid] = 0
+        disagg = self.rs.deployments[d].config.disaggregated
+        assert disagg is not None
+        transfer = float(t.input_tokens[rid]) * self.kv_transfer_s_per_token[d] + disagg.kv_link_latency_s
+        t.kv_transfer_s[rid] += transfer
+        self.env.timeout(transfer).callbacks.append(lambda _ev, rid=rid, d=d: self._to_decode(rid, d))
+
+    def _to_decode(self, rid: int, deployment: int) -> None:
+        t = self.table
+        if t.outcome[rid] != Outcome.PENDING:
+            return  # the caller gave up during the transfer
+        t.kv_ready[rid] = 1
+        session, task = int(t.session[rid]), int(t.task_id[rid])
+        key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
+        self.balancers[deployment].dispatch(rid, int(t.priority[rid]), int(t.service_class[rid]), key)
+        t.dispatched[rid] = 1
+
     def _build_deployment(self, d: ResolvedDeployment) -> None:
         cfg = d.config
         policy = self.rs.scenario.routing.load_balancer
         shared = WaitingQueue(self.env) if policy == "pull" else None
-        engines = []
+        disagg = cfg.disaggregated
         # A pipeline-parallel replica keeps pp micro-batches in flight: pp engines, each a full pass per step
         # (stage times add up) with 1/pp of the replica's KV cache and of its devices' time.
-        for k in range(cfg.replicas):
-            for v in range(cfg.pp):
-                rid = len(self.engines)
-                eng = ReplicaEngine(
-                    self.env,
-                    rid,
-                    shared if shared is not None else WaitingQueue(self.env),
-                    self.table,
-                    d.step_time,
-                    max_num_seqs=cfg.max_num_seqs,
-                    max_num_batched_tokens=cfg.max_num_batched_tokens,
-                    block_size=cfg.block_size,
-                    kv_blocks=d.kv_blocks,
-                    enable_chunked_prefill=cfg.enable_chunked_prefill,
-                    schedule=cfg.schedule,
-                    preemptive_priority=cfg.preemptive_priority,
-                    prefix_cache_tokens=cfg.prefix_cache_tokens,
-                    on_complete=self._on_complete,
-                    on_abort=self._on_abort,
-                )
-                self.engines.append(eng)
-                engines.append(eng)
-                self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v))
+        engines: list[ReplicaEngine] = [
+            self._engine(d, shared, k, v, "decode" if disagg is not None else "mixed")
+            for k in range(cfg.replicas)
+            for v in range(cfg.pp)
+        ]
+        prefill_engines = (
+            [self._engine(d, None, cfg.replicas + k, 0, "prefill") for k in range(disagg.prefill_replicas)]
+            if disagg is not None
+            else []
+        )
+        self.prefill_balancers.append(
+            ReplicaBalancer(policy, prefill_engines, self.streams.get(f"balancer/{cfg.name}/prefill"))
+            if prefill_engines
+            else None
+        )
+        self.kv_transfer_s_per_token.append(
+            d.memory.kv_bytes_per_token / (disagg.kv_link_gb_s * 1e9) if disagg is not None else 0.0
+        )
         self.dep_engines.append(engines)
         sc_index = {sc.name: i for i, sc in enumerate(self.rs.scenario.service_classes)}
         reserved_for: list[int] = []
@@ -356,7 +401,8 @@ class FleetModel:
         session, task = int(t.session[rid]), int(t.task_id[rid])
         key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
         sc = int(t.service_class[rid])
-        balancer.dispatch(rid, int(t.priority[rid]), sc, key)
+        first = self.prefill_balancers[deployment] or balancer
+        first.dispatch(rid, int(t.priority[rid]), sc, key)
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
             self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
@@ -393,14 +439,14 @@ class FleetModel:
             # still at the front door or on the wire (or a cache lookup): it never reaches a replica
             self._on_abort(rid)
             return
-        if replica >= 0:
-            self.engines[replica].abort(rid)
+        if replica >= 0 and self.engines[replica].abort(rid):
             return
         balancer = self.balancers[d]
         if balancer.shared_queue is not None and balancer.shared_queue.remove(rid):
             self._on_abort(rid)
             return
-        for eng in self.dep_engines[d]:
+        prefill = self.prefill_balancers[d]
+        for eng in self.dep_engines[d] + (prefill.engines if prefill is not None else []):
             if eng.abort(rid):
                 return
 
@@ -514,16 +560,19 @@ class FleetModel:
         env = self.env
         tl = self.timelines
         prev_busy = [0.0] * len(self.engines)
-        pairs = list(zip(self.balancers, self.dep_engines))
+        # a deployment's waiting requests: its (decode) replicas' queues and, when disaggregated, its prefill queue
+        pairs = [
+            (b, es + (pb.engines if pb is not None else []))
+            for b, es, pb in zip(self.balancers, self.dep_engines, self.prefill_balancers)
+        ]
+        shared = {id(b.shared_queue) for b in self.balancers if b.shared_queue is not None}
         k = 0
         while True:
             busy = [e.busy_until_now_s() for e in self.engines]
             tl.time_s.append(env.now)
             tl.in_system.append(self.n_arrived - self.n_finished)
             tl.tasks_in_system.append(self.tasks_open)
-            tl.waiting.append(
-                [len(e.requeued) + (0 if b.shared_queue is not None else len(e.queue)) for b, es in pairs for e in es]
-            )
+            tl.waiting.append([len(e.requeued) + (0 if id(e.queue) in shared else len(e.queue)) for e in self.engines])
             tl.deployment_queue.append(
                 [
                     sum(len(e.requeued) + len(e.queue) for e in es)
