@@ -115,15 +115,16 @@ def test_max_num_seqs_bounds_the_running_batch(case):
     balancer=st.sampled_from(["round_robin", "random", "least_outstanding", "pull", "power_of_two", "least_kv"]),
     drain=st.booleans(),
     schedule=st.sampled_from(["decode_first", "prefill_first"]),
+    preemption=st.sampled_from(["recompute", "swap"]),
 )
 def test_every_request_is_accounted_for(case, seed, replicas, rate, max_num_seqs, budget_extra, kv_tokens,
-                                        block_size, chunked, balancer, drain, schedule):
+                                        block_size, chunked, balancer, drain, schedule, preemption):
     """Random small fleets: every request ends with one outcome; completed ones produced exactly their tokens;
     KV blocks are conserved; no timing goes backwards."""
     doc = scenario_doc(
         seed=seed, replicas=replicas, rate=rate, balancer=balancer, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_seqs + budget_extra + 64, kv_cache_tokens=kv_tokens,
-        block_size=block_size, enable_chunked_prefill=chunked, schedule=schedule,
+        block_size=block_size, enable_chunked_prefill=chunked, schedule=schedule, preemption_mode=preemption,
         input_tokens={"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 6000},
         output_tokens={"kind": "geometric", "mean": 80}, horizon_s=8,
     )
@@ -214,3 +215,36 @@ def test_disaggregation_conserves_requests_and_moves_each_kv_cache_once(case):
     assert all(roles[p] == "prefill" for p in t.prefill_replica[moved])
     assert all(roles[r] == "decode" for r in t.replica[moved])
     assert all(e.free_blocks == e.kv_blocks for e in model.engines)
+
+
+def test_swap_preemption_trades_recompute_for_host_transfers(case):
+    def busy(mode: str, link_gb_s: float) -> tuple[float, int]:
+        doc = scenario_doc(rate=20, input_tokens={"kind": "uniform", "low": 400, "high": 800},
+                           output_tokens={"kind": "uniform", "low": 100, "high": 300}, horizon_s=20,
+                           max_num_seqs=64, max_num_batched_tokens=1024, kv_cache_tokens=6000,
+                           preemption_mode=mode, host_link_gb_s=link_gb_s)
+        model, res = fleet(case, doc, {"overhead_s": 0.004, "s_per_prefill_token": 2e-5, "s_per_decode_seq": 1e-4})
+        t = res.table
+        assert (t.outcome == Outcome.COMPLETED).all() and (t.generated == t.output_tokens).all()
+        assert model.engines[0].free_blocks == model.engines[0].kv_blocks
+        return float(res.replica_busy_s.sum()), int(t.preemptions.sum())
+
+    recompute, n1 = busy("recompute", 50)
+    fast_swap, n2 = busy("swap", 1000)
+    slow_swap, _ = busy("swap", 0.5)
+    assert n1 > 0 and n2 > 0
+    assert fast_swap < recompute < slow_swap
+
+
+def test_host_tier_of_the_prefix_cache_serves_evicted_prefixes(case):
+    doc = scenario_doc(rate=2.0, process="constant", horizon_s=40, input_tokens={"kind": "fixed", "value": 100},
+                       output_tokens={"kind": "fixed", "value": 5}, prefix_cache_tokens=1500,
+                       prefix_cache_host_tokens=100_000, host_link_gb_s=1.0)
+    doc["traffic"]["classes"][0].update(shared_prefix_tokens=1000, prefix_variants=3)
+    req = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5})).requests
+    hits = req[req["cached_tokens"] == 1000]
+    assert len(hits) > 0.8 * len(req)  # the device tier holds one prefix; the host tier the others
+    load = 1000 * 131072 / 1e9  # KV bytes of the prefix over a 1 GB/s host link
+    host_hits = hits[hits["ttft_s"] > 0.1]
+    assert len(host_hits) > 0
+    assert np.allclose(host_hits["ttft_s"], 0.004 + 1e-5 * 100 + load)

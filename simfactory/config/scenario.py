@@ -123,6 +123,19 @@ class Deployment(_Strict):
     )
     speculative: SpeculativeDecoding | None = None
     disaggregated: Disaggregation | None = None
+    preemption_mode: Literal["recompute", "swap"] = Field(
+        default="recompute",
+        description="recompute: free a preempted request's KV and prefill it again; swap: copy its KV to host "
+        "memory and back over the host link (no recompute)",
+    )
+    host_link_gb_s: PositiveFloat = Field(
+        default=50.0,
+        description="device <-> host bandwidth per direction for swapping and the host KV tier; PCIe 5.0 x16 is "
+        "~63 GB/s per direction (PCI-SIG), 50 effective is an assumption",
+    )
+    prefix_cache_host_tokens: NonNegativeInt = Field(
+        default=0, description="a second, host-memory tier of the prefix cache (tokens); hits load over the host link"
+    )
     prefix_cache_tokens: NonNegativeInt = Field(
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )

@@ -50,6 +50,9 @@ class ReplicaEngine:
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         role: str = "mixed",
+        swap: bool = False,
+        host_link_s_per_token: float = 0.0,
+        prefix_cache_host_tokens: int = 0,
         on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
@@ -67,8 +70,13 @@ class ReplicaEngine:
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
+        self.swap = swap
+        self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
+        self.extra_step_s = 0.0  # KV copies to/from host memory added to the next step
         self.on_prefilled = on_prefilled
-        self.prefix_cache = PrefixCache(prefix_cache_tokens) if prefix_cache_tokens > 0 else None
+        self.prefix_cache = (
+            PrefixCache(prefix_cache_tokens, prefix_cache_host_tokens) if prefix_cache_tokens > 0 else None
+        )
         self.on_complete = on_complete
         self.on_abort = on_abort
 
@@ -132,7 +140,8 @@ class ReplicaEngine:
                     f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
                 )
             prefill_tokens = sum(c for _, c, _ in chunks)
-            dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs))
+            dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
+            self.extra_step_s = 0.0
             self.step_started_s = self.env.now
             self.step_len_s = dt
             self.busy_s += dt
@@ -147,8 +156,7 @@ class ReplicaEngine:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
         if self.preemptive_priority:
             self._priority_preemption()
-        if self.role == "decode":
-            self._admit_transferred()
+        self._admit_transferred()
         s = self.step
         bs = self.block_size
         n_dec = 0
@@ -217,8 +225,9 @@ class ReplicaEngine:
         return chunks, n_dec, kv_read, pairs
 
     def _admit_transferred(self) -> None:
-        """Disaggregated decode replica: requests whose KV cache arrived join the decode batch directly,
-        in this step, while slots and blocks allow (no prefill)."""
+        """Requests whose KV cache is ready (transferred from a prefill replica, or swapped out to host
+        memory) join the decode batch directly, in this step, while slots and blocks allow (no prefill);
+        swapped ones pay the copy back over the host link."""
         t = self.table
         bs = self.block_size
         s = self.step
@@ -235,8 +244,12 @@ class ReplicaEngine:
                 return
             (self.requeued if key == self.requeued.head_key() else self.queue).pop()
             self.free_blocks -= blocks_for(kv, bs)
-            t.prefill_replica[rid] = t.replica[rid]
-            t.replica[rid] = self.replica_id
+            if t.swapped[rid]:
+                self.extra_step_s += kv * self.host_link_s_per_token  # swap in
+                t.swapped[rid] = 0
+            else:
+                t.prefill_replica[rid] = t.replica[rid]
+                t.replica[rid] = self.replica_id
             self.running[rid] = None
             g = int(t.generated[rid])
             base = kv - s
@@ -273,7 +286,12 @@ class ReplicaEngine:
             for k, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid]))
             if k >= 0 and n > 0
         )
-        return min(cache.lookup(keys), target - 1) if keys else 0
+        if not keys:
+            return 0
+        hit, from_host = cache.lookup(keys)
+        hit = min(hit, target - 1)
+        self.extra_step_s += min(from_host, hit) * self.host_link_s_per_token  # load from the host tier
+        return hit
 
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
@@ -317,8 +335,15 @@ class ReplicaEngine:
     def _preempt(self, rid: int) -> None:
         """Preemption by recompute: free the request's KV blocks and queue it to be prefilled again."""
         t = self.table
+        decoding = rid in self.dec_base
+        kv = self.dec_base[rid] + self.step if decoding else 0
         self._release(rid)
-        t.kv_ready[rid] = 0  # its KV is gone: it will be prefilled again
+        if self.swap and decoding:
+            self.extra_step_s += kv * self.host_link_s_per_token  # swap out; back in when re-admitted
+            t.kv_ready[rid] = 1
+            t.swapped[rid] = 1
+        else:
+            t.kv_ready[rid] = 0  # its KV is gone: it will be prefilled again
         t.preemptions[rid] += 1
         self.preemptions += 1
         self.requeued.put_front(rid, int(t.priority[rid]))

@@ -13,37 +13,60 @@ from __future__ import annotations
 from collections import OrderedDict
 
 
-class PrefixCache:
+class _Lru:
     def __init__(self, capacity_tokens: int) -> None:
         self.capacity_tokens = capacity_tokens
         self.used_tokens = 0
-        self._entries: OrderedDict[int, int] = OrderedDict()  # prefix key -> cached length (tokens)
+        self.entries: OrderedDict[int, int] = OrderedDict()  # prefix key -> cached length (tokens)
+
+    def insert(self, key: int, length: int) -> list[tuple[int, int]]:
+        """Insert; returns what was evicted to make room."""
+        if length <= 0 or length > self.capacity_tokens:
+            return []
+        old = self.entries.pop(key, 0)
+        self.used_tokens -= old
+        length = max(length, old)
+        evicted = []
+        while self.used_tokens + length > self.capacity_tokens and self.entries:
+            k, n = self.entries.popitem(last=False)
+            self.used_tokens -= n
+            evicted.append((k, n))
+        self.entries[key] = length
+        self.used_tokens += length
+        return evicted
+
+
+class PrefixCache:
+    """Device tier (LRU) and an optional host tier that takes what the device tier evicts."""
+
+    def __init__(self, capacity_tokens: int, host_capacity_tokens: int = 0) -> None:
+        self.device = _Lru(capacity_tokens)
+        self.host = _Lru(host_capacity_tokens) if host_capacity_tokens > 0 else None
         self.lookups = 0
         self.hits = 0
         self.hit_tokens = 0
 
-    def lookup(self, keys: tuple[tuple[int, int], ...]) -> int:
-        """Cached tokens for a request with (key, prefix length) pairs: the longest usable prefix."""
+    def lookup(self, keys: tuple[tuple[int, int], ...]) -> tuple[int, int]:
+        """(cached tokens, of which loaded from the host tier) for a request with (key, prefix length) pairs."""
         self.lookups += 1
-        best = 0
+        best, from_host = 0, 0
         for key, length in keys:
-            cached = self._entries.get(key)
+            cached = self.device.entries.get(key)
             if cached is not None:
-                self._entries.move_to_end(key)
-                best = max(best, min(cached, length))
+                self.device.entries.move_to_end(key)
+                if min(cached, length) > best:
+                    best, from_host = min(cached, length), 0
+            elif self.host is not None and key in self.host.entries:
+                cached = self.host.entries[key]
+                self.host.entries.move_to_end(key)
+                if min(cached, length) > best:
+                    best = from_host = min(cached, length)
         if best:
             self.hits += 1
             self.hit_tokens += best
-        return best
+        return best, from_host
 
     def insert(self, key: int, length: int) -> None:
-        if length <= 0 or length > self.capacity_tokens:
-            return
-        old = self._entries.pop(key, 0)
-        self.used_tokens -= old
-        length = max(length, old)
-        while self.used_tokens + length > self.capacity_tokens and self._entries:
-            _, evicted = self._entries.popitem(last=False)
-            self.used_tokens -= evicted
-        self._entries[key] = length
-        self.used_tokens += length
+        for k, n in self.device.insert(key, length):
+            if self.host is not None:
+                self.host.insert(k, n)

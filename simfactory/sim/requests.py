@@ -35,7 +35,8 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "dispatched": (np.int8, 0),
     "fallbacks": (np.int8, 0),
     "route_id": (np.int16, -1),
-    "kv_ready": (np.int8, 0),  # disaggregation: the KV cache arrived from a prefill replica; decode directly
+    "kv_ready": (np.int8, 0),  # its KV cache is available (transferred, or swapped out to host): no prefill
+    "swapped": (np.int8, 0),  # its KV cache waits in host memory (preemption by swap)  # disaggregation: the KV cache arrived from a prefill replica; decode directly
     "prefill_replica": (np.int32, -1),  # disaggregation: the replica that prefilled it
     "kv_transfer_s": (np.float64, 0.0),  # disaggregation: time moving the KV cache prefill -> decode  # the route (routing.routes index) that chose the deployment; -1 none  # times moved to a route's fallback after its timeout  # handed to a deployment's balancer (so an abort can find it there)
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
@@ -76,6 +77,7 @@ class RequestTable:
     fallbacks: np.ndarray
     route_id: np.ndarray
     kv_ready: np.ndarray
+    swapped: np.ndarray
     prefill_replica: np.ndarray
     kv_transfer_s: np.ndarray
     origin: np.ndarray
