@@ -196,6 +196,8 @@ class ReplicaEngine:
                 break
             from_requeued = wq is None or (rq is not None and rq < wq)
             rid = rq[2] if from_requeued else wq[2]  # type: ignore[index]
+            if self.table.kv_ready[rid]:
+                break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(self.table.input_tokens[rid] + self.table.generated[rid])
             hit = self._cached_prefix(rid, target)
             chunk = min(target - hit, budget)
@@ -240,7 +242,10 @@ class ReplicaEngine:
             if not t.kv_ready[rid]:
                 return  # a preempted request without its KV: it is prefilled again below
             kv = int(t.input_tokens[rid] + t.generated[rid]) - 1  # KV length before its next decode step
-            if blocks_for(kv, bs) > self.free_blocks:
+            # keep a watermark of free blocks (vLLM's default 1%) plus one per running decode, so admitting it
+            # does not force the next step to preempt someone else
+            reserve = self.kv_blocks // 100 + len(self.dec_base) if t.swapped[rid] and self.running else 0
+            if blocks_for(kv, bs) + reserve > self.free_blocks:
                 return
             (self.requeued if key == self.requeued.head_key() else self.queue).pop()
             self.free_blocks -= blocks_for(kv, bs)
@@ -269,6 +274,8 @@ class ReplicaEngine:
         if not keys:
             return False
         rid = min(keys)[2]
+        if self.table.kv_ready[rid]:
+            return False  # it resumes decoding with its KV cache: not a prefill
         target = int(self.table.input_tokens[rid] + self.table.generated[rid])
         chunk = min(target, self.max_num_batched_tokens)
         if not self.chunked and chunk < target:
