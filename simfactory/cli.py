@@ -99,6 +99,11 @@ def run(
         Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace of sampled tasks to this JSON file.")
     ] = None,
     trace_tasks: Annotated[int, typer.Option("--trace-tasks", min=1, max=10000, help="Tasks sampled into the trace.")] = 50,
+    trace_file: Annotated[
+        Optional[Path], typer.Option("--trace-file", help="Replay this trace as the first class's traffic.")
+    ] = None,
+    trace_format: Annotated[str, typer.Option("--trace-format", help="Format of --trace-file.")] = "azure",
+    trace_speedup: Annotated[float, typer.Option("--trace-speedup", min=1e-6, help="Replay k times faster.")] = 1.0,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -110,7 +115,8 @@ def run(
     from simfactory.sim.run import simulate
 
     with input_errors():
-        rs = prepare(scenario)
+        rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
+    _print_warnings(rs.warnings)
     target = out_dir or Path("runs") / rs.scenario.name
     started = time.perf_counter()
     with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
@@ -171,6 +177,81 @@ def compare(
     (out_dir / "compare.md").write_text("# simfactory compare\n\n" + to_markdown(df))
     df.to_csv(out_dir / "compare.csv")
     out.print(f"wrote {out_dir}/ (compare.md, compare.csv, one run directory per scenario)", highlight=False)
+
+
+trace_app = typer.Typer(help="Inspect public LLM traces and fit workloads to them.", no_args_is_help=True)
+app.add_typer(trace_app, name="trace")
+TraceFormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="azure | burstgpt | mooncake | sharegpt | vllm-bench")
+]
+
+
+def _trace_format(fmt: str) -> str:
+    formats = ("azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench")
+    if fmt not in formats:
+        err.print(f"[red]error:[/red] --format: unknown trace format {fmt!r} (formats: {', '.join(formats)})")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    return fmt
+
+
+@trace_app.command("stats")
+def trace_stats_cmd(
+    file: Annotated[Path, typer.Argument(help="Trace file.")],
+    fmt: TraceFormatOpt,
+    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+) -> None:
+    """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse of a trace.
+
+    Example: simfactory trace stats AzureLLMInferenceTrace_conv.csv --format azure
+    """
+    import json
+
+    from simfactory.traces.parse import parse_trace
+    from simfactory.traces.stats import trace_stats
+
+    with input_errors():
+        trace = parse_trace(file, _trace_format(fmt))  # type: ignore[arg-type]
+    st = trace_stats(trace)
+    table = Table(title=f"{file} ({fmt}): {st['requests']:,} requests, {st['bad_rows']} bad rows")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    for key in ("duration_s", "mean_rate_per_s", "interarrival_cv", "prefix_reuse_ratio"):
+        if st.get(key) is not None:
+            table.add_row(key, f"{st[key]:,.4g}")
+    for name in ("input_tokens", "output_tokens"):
+        for k, v in st[name].items():
+            table.add_row(f"{name} {k}", f"{v:,.1f}")
+    out.print(table)
+    for line in trace.bad_rows[:20]:
+        err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
+    if out_json is not None:
+        out_json.write_text(json.dumps(st, indent=1) + "\n")
+
+
+@trace_app.command("fit")
+def trace_fit_cmd(
+    file: Annotated[Path, typer.Argument(help="Trace file.")],
+    fmt: TraceFormatOpt,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Workload YAML to write (workloads/NAME.yaml).")],
+) -> None:
+    """Fit a synthetic workload (lognormal lengths; gamma arrivals with the trace's rate and burstiness).
+
+    Example: simfactory trace fit BurstGPT_1.csv --format burstgpt -o workloads/burstgpt-fit.yaml
+    """
+    import yaml
+
+    from simfactory.traces.parse import parse_trace
+    from simfactory.traces.stats import fit_workload
+
+    with input_errors():
+        trace = parse_trace(file, _trace_format(fmt))  # type: ignore[arg-type]
+    workload, arrival = fit_workload(trace, output.stem)
+    text = yaml.safe_dump(workload, sort_keys=False)
+    if arrival is not None:
+        text = f"# arrivals fitted to the same trace (use in a scenario's traffic.arrival): {arrival}\n" + text
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    out.print(f"wrote {output}" + (f"; arrival process {arrival}" if arrival else ""), highlight=False)
 
 
 EXIT_REGRESSION = 1
@@ -255,6 +336,31 @@ def baseline_update(
                 what = "new baseline"
             write_baseline(path, new)
             out.print(f"{path}: {what}", highlight=False, soft_wrap=True)
+
+
+def _print_warnings(warnings: list[str], shown: int = 20) -> None:
+    for w in warnings[:shown]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    if len(warnings) > shown:
+        err.print(f"warning: ... and {len(warnings) - shown} more (all listed in summary.json input_warnings)")
+
+
+def _with_trace(scenario: Optional[Path], trace_file: Path, fmt: str, speedup: float):  # type: ignore[no-untyped-def]
+    """The scenario with its first class replaying the trace (other classes dropped)."""
+    from simfactory.config.loader import read_yaml, validate
+    from simfactory.config.scenario import Scenario
+    from simfactory.paths import DEFAULT_SCENARIO
+    from simfactory.resolve import resolve
+
+    src = scenario or DEFAULT_SCENARIO
+    doc = read_yaml(src)
+    classes = doc.get("traffic", {}).get("classes") if isinstance(doc.get("traffic"), dict) else None
+    if not classes or not isinstance(classes[0], dict):
+        raise InputError(str(src), "traffic.classes", "needs a class to carry the trace")
+    first = {k: v for k, v in classes[0].items() if k not in ("workload", "input_tokens", "output_tokens", "weight")}
+    first["trace"] = {"file": str(trace_file.resolve()), "format": _trace_format(fmt), "speedup": speedup}
+    doc["traffic"]["classes"] = [first]
+    return resolve(validate(Scenario, doc, str(src)), src)
 
 
 @contextmanager

@@ -29,6 +29,8 @@ from simfactory.cost.defaults import CostDefaults, load_cost_defaults
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
 from simfactory.hardware.speculative import SpeculativeModel
+from simfactory.traces.parse import parse_trace
+from simfactory.traces.replay import ReplayRows, replay_rows
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR, WORKLOADS_DIR
 
@@ -83,6 +85,7 @@ class ResolvedClass:
     priority: int = 0
     service_class: int = -1  # index into scenario.service_classes, -1 none
     tenant: int = -1  # index into scenario.tenants, -1 none
+    trace: ReplayRows | None = None  # replayed trace rows (arrival times when the format has them)
 
     @property
     def deployment_index(self) -> int:
@@ -100,6 +103,7 @@ class ResolvedScenario:
     cost_defaults: CostDefaults
     routes: list[ResolvedRoute] = field(default_factory=list)
     input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
+    warnings: list[str] = field(default_factory=list)  # e.g. trace rows skipped, with their line numbers
 
     @property
     def scenario_hash(self) -> str:
@@ -379,6 +383,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         return None
 
     classes: list[ResolvedClass] = []
+    warnings: list[str] = []
     for i, c in enumerate(scenario.traffic.classes):
         at = f"traffic.classes[{i}]"
         wanted = [("target", c.target)] if c.target is not None else []
@@ -399,6 +404,28 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 errors.append(InputError(fname, f"{at}.tenant", f"unknown tenant {c.tenant!r} (tenants: {sorted(tenant_index)})"))
             else:
                 extras["tenant"] = tenant_index[c.tenant]
+        if c.trace is not None:
+            trace_path = Path(c.trace.file)
+            if not trace_path.is_absolute() and path is not None:
+                trace_path = path.resolve().parent / trace_path
+            try:
+                parsed = parse_trace(trace_path, c.trace.format)
+                rows = replay_rows(parsed, c.trace)
+                warnings += [f"{trace_path}: {b} (row skipped)" for b in parsed.bad_rows]
+            except (InputError, InputErrors) as e:
+                errors.extend(e.errors if isinstance(e, InputErrors) else [e])
+                continue
+            if rows.arrival_s is not None and len(rows.arrival_s) == 0:
+                errors.append(InputError(fname, f"{at}.trace", f"no request of {trace_path} falls in the window"))
+                continue
+            if c.target is None:
+                errors.append(InputError(fname, f"{at}.target", "a trace class needs a target deployment or route"))
+                continue
+            t = target_of(c.target)
+            if t is None:
+                continue
+            classes.append(ResolvedClass(len(classes), c, t, trace=rows, **extras))
+            continue
         try:
             workload = _workload(c, workload_dirs, fname, at)
         except (InputError, InputErrors) as e:
@@ -425,13 +452,16 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
         classes.append(ResolvedClass(len(classes), c, target_of(c.target), input_tokens=inp, output_tokens=out, **extras))
 
+    needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
+    if needs_process and scenario.traffic.arrival is None:
+        errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))
     if errors:
         raise InputErrors(errors)
     try:
         cost_defaults = load_cost_defaults(profile_dirs)
     except InputError as e:
         raise InputErrors([e]) from None
-    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults, routes)
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults, routes, warnings=warnings)
 
 
 def _resolve_routes(

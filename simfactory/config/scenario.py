@@ -183,6 +183,25 @@ Arrivals = Annotated[
 ]
 
 
+class TraceSpec(_Strict):
+    """Replay a public trace: arrival times (if the format has them) and token lengths per request."""
+
+    file: str = Field(description="path, relative to the scenario file")
+    format: Literal["azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench"]
+    start_s: NonNegativeFloat = Field(default=0.0, description="window start, seconds after the first request")
+    end_s: PositiveFloat | None = Field(default=None, description="window end (default: the whole trace)")
+    speedup: PositiveFloat = Field(default=1.0, description="replay k times faster (arrival times / k)")
+    sample: Annotated[float, Field(gt=0.0, le=1.0)] = Field(default=1.0, description="keep this share of rows")
+    max_input_tokens: PositiveInt | None = Field(default=None, description="clip longer prompts")
+    max_output_tokens: PositiveInt | None = Field(default=None, description="clip longer answers")
+
+    @model_validator(mode="after")
+    def _window(self) -> "TraceSpec":
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError(f"end_s ({self.end_s}) must be > start_s ({self.start_s})")
+        return self
+
+
 class SemanticCache(_Strict):
     """Answers a share of requests from a response cache (embedding lookup) before routing."""
 
@@ -238,23 +257,27 @@ class RequestClass(_Strict):
         default=None, description="requests belong to this many sessions (sticky routing, session affinity)"
     )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
+    trace: TraceSpec | None = Field(default=None, description="replay a trace (its arrivals and lengths)")
     input_tokens: Distribution | None = None
     output_tokens: Distribution | None = None
 
     @model_validator(mode="after")
     def _lengths_given_once(self) -> "RequestClass":
         inline = self.input_tokens is not None or self.output_tokens is not None
-        if self.workload is not None and inline:
-            raise ValueError("give either workload or input_tokens/output_tokens, not both")
-        if self.workload is None and (self.input_tokens is None or self.output_tokens is None):
-            raise ValueError("needs a workload name, or both input_tokens and output_tokens")
+        sources = sum([self.workload is not None, inline, self.trace is not None])
+        if sources > 1:
+            raise ValueError("give one of workload, trace, or input_tokens/output_tokens")
+        if self.trace is None and self.workload is None and (self.input_tokens is None or self.output_tokens is None):
+            raise ValueError("needs a workload name, a trace, or both input_tokens and output_tokens")
         if self.target is None and not self.targets:
             raise ValueError("needs target (a deployment), or targets (model role -> deployment)")
         return self
 
 
 class Traffic(_Strict):
-    arrival: Arrivals
+    arrival: Arrivals | None = Field(
+        default=None, description="arrival process of the classes that do not replay a timestamped trace"
+    )
     classes: list[RequestClass] = Field(min_length=1)
 
 

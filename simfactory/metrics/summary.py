@@ -173,6 +173,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
         "schema_version": SCHEMA_VERSION,
         "simfactory_version": __version__,
         "provenance": provenance(rs, result.seed),
+        "input_warnings": rs.warnings,
         "scenario": sc.name,
         "description": sc.description,
         "scenario_file": rs.file,

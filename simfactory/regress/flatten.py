@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 # Not outputs of the model: identity, inputs and bookkeeping.
-EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "scenario", "description", "seed",
+EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "input_warnings", "scenario", "description", "seed",
                      "window.warmup_s", "window.horizon_s", "sim.", "cost.pools.")
 
 

@@ -108,8 +108,10 @@ class FleetModel:
         self.env = simpy.Environment()
         self.streams = RandomStreams(seed)
         self.table = RequestTable()
-        self.arrival_s, self.arrival_class = arrival_schedule(rs, self.streams)
-        self.arrival_rid = add_plain_requests(rs, self.streams, self.arrival_s, self.arrival_class, self.table)
+        self.arrival_s, self.arrival_class, trace_row = arrival_schedule(rs, self.streams)
+        self.arrival_rid = add_plain_requests(
+            rs, self.streams, self.arrival_s, self.arrival_class, self.table, trace_row
+        )
         self.n_finished = 0
         self.n_arrived = 0
         self.arrivals_done = False

@@ -36,21 +36,54 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
     return np.concatenate(times)
 
 
-def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray]:
-    """Arrival times in [0, horizon) and the class of each arrival (a request or an agent task)."""
+def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Arrival times in [0, horizon), the class of each, and for trace classes the trace row each replays
+    (-1 otherwise). Classes replaying a timestamped trace arrive at its (windowed, sped-up, sampled) times;
+    the others share the arrival process by weight, and trace classes among them cycle through their rows."""
     sc = rs.scenario
-    times = arrival_times(sc.traffic.arrival, sc.sim.horizon_s, streams.get("arrivals"))
-    n = len(times)
-    weights = np.array([c.config.weight for c in rs.classes], dtype=float)
-    if len(rs.classes) == 1:
-        class_id = np.zeros(n, dtype=np.int32)
-    else:
-        class_id = streams.get("class_mix").choice(len(rs.classes), size=n, p=weights / weights.sum()).astype(np.int32)
-    return times, class_id
+    horizon = sc.sim.horizon_s
+    parts_t: list[np.ndarray] = []
+    parts_c: list[np.ndarray] = []
+    parts_r: list[np.ndarray] = []
+    timed = [c for c in rs.classes if c.trace is not None and c.trace.arrival_s is not None]
+    others = [c for c in rs.classes if c not in timed]
+    for c in timed:
+        assert c.trace is not None and c.trace.arrival_s is not None
+        t = c.trace.arrival_s
+        keep = t < horizon
+        if c.trace.sample < 1.0:
+            keep &= streams.get(f"class/{c.config.name}/trace_sample").random(len(t)) < c.trace.sample
+        rows = np.flatnonzero(keep)
+        parts_t.append(t[rows])
+        parts_c.append(np.full(len(rows), c.index, dtype=np.int32))
+        parts_r.append(rows)
+    if others:
+        assert sc.traffic.arrival is not None  # checked by resolve
+        times = arrival_times(sc.traffic.arrival, horizon, streams.get("arrivals"))
+        if len(others) == 1:
+            cls = np.full(len(times), others[0].index, dtype=np.int32)
+        else:
+            w = np.array([c.config.weight for c in others], dtype=float)
+            pick = streams.get("class_mix").choice(len(others), size=len(times), p=w / w.sum())
+            cls = np.array([c.index for c in others], dtype=np.int32)[pick]
+        rows = np.full(len(times), -1, dtype=np.int64)
+        for c in others:
+            if c.trace is not None:
+                mine = np.flatnonzero(cls == c.index)
+                rows[mine] = np.arange(len(mine)) % len(c.trace.input_tokens)
+        parts_t.append(times)
+        parts_c.append(cls)
+        parts_r.append(rows)
+    times = np.concatenate(parts_t) if parts_t else np.zeros(0)
+    class_id = np.concatenate(parts_c) if parts_c else np.zeros(0, dtype=np.int32)
+    row = np.concatenate(parts_r) if parts_r else np.zeros(0, dtype=np.int64)
+    order = np.argsort(times, kind="stable")
+    return times[order], class_id[order], row[order]
 
 
 def add_plain_requests(
-    rs: ResolvedScenario, streams: RandomStreams, times: np.ndarray, class_id: np.ndarray, table: RequestTable
+    rs: ResolvedScenario, streams: RandomStreams, times: np.ndarray, class_id: np.ndarray, table: RequestTable,
+    trace_row: np.ndarray | None = None,
 ) -> np.ndarray:
     """Add the arrivals of plain-request classes to the table (lengths, sessions and difficulty drawn per
     class, vectorised). Returns, per arrival, its request id (-1 for agent-task arrivals)."""
@@ -74,12 +107,18 @@ def add_plain_requests(
     for c in rs.classes:
         if c.agent is not None:
             continue
-        assert c.input_tokens is not None and c.output_tokens is not None
         k = np.flatnonzero(sub_class == c.index)
         cfg = c.config
         name = cfg.name
-        cols["input_tokens"][k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
-        cols["output_tokens"][k] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(k))
+        if c.trace is not None:
+            assert trace_row is not None
+            rows = trace_row[idx][k]
+            cols["input_tokens"][k] = c.trace.input_tokens[rows]
+            cols["output_tokens"][k] = c.trace.output_tokens[rows]
+        else:
+            assert c.input_tokens is not None and c.output_tokens is not None
+            cols["input_tokens"][k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
+            cols["output_tokens"][k] = sample_tokens(c.output_tokens, streams.get(f"class/{name}/output_tokens"), len(k))
         cols["deployment_id"][k] = c.deployment_index
         cols["priority"][k] = c.priority
         cols["service_class"][k] = c.service_class

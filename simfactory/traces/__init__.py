@@ -1,0 +1,1 @@
+"""Public LLM traces: parse them into (arrival time, input tokens, output tokens) rows, replay, summarize, fit."""

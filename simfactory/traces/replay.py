@@ -1,0 +1,35 @@
+"""Turn a parsed trace into the rows a class replays: window, speed-up and length clipping."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simfactory.config.scenario import TraceSpec
+from simfactory.traces.parse import Trace
+
+
+@dataclass(frozen=True)
+class ReplayRows:
+    arrival_s: np.ndarray | None  # seconds from the window start, already divided by the speed-up
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    sample: float
+
+
+def replay_rows(trace: Trace, spec: TraceSpec) -> ReplayRows:
+    inp = trace.input_tokens.copy()
+    out = trace.output_tokens.copy()
+    times = trace.arrival_s
+    if times is not None:
+        keep = times >= spec.start_s
+        if spec.end_s is not None:
+            keep &= times < spec.end_s
+        times = (times[keep] - spec.start_s) / spec.speedup
+        inp, out = inp[keep], out[keep]
+    if spec.max_input_tokens is not None:
+        inp = np.minimum(inp, spec.max_input_tokens)
+    if spec.max_output_tokens is not None:
+        out = np.minimum(out, spec.max_output_tokens)
+    return ReplayRows(times, np.maximum(inp, 1), np.maximum(out, 1), spec.sample)

@@ -1,0 +1,69 @@
+"""Trace statistics and a fitted synthetic workload that reproduces a trace's lengths and burstiness."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from simfactory.traces.parse import Trace
+
+
+def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
+    """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse."""
+    out: dict[str, Any] = {"file": trace.file, "format": trace.format, "requests": len(trace),
+                           "bad_rows": len(trace.bad_rows)}
+    for name, v in (("input_tokens", trace.input_tokens), ("output_tokens", trace.output_tokens)):
+        p = np.percentile(v, [50, 90, 99])
+        out[name] = {"mean": float(v.mean()), "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]),
+                     "max": int(v.max())}
+    if trace.arrival_s is not None and len(trace) > 1:
+        t = trace.arrival_s
+        gaps = np.diff(t)
+        duration = float(t[-1] - t[0])
+        out["duration_s"] = duration
+        out["mean_rate_per_s"] = (len(t) - 1) / duration if duration > 0 else None
+        out["interarrival_cv"] = float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else None
+        counts = np.bincount((t // bucket_s).astype(int))
+        out["rate_per_s_by_bucket"] = {"bucket_s": bucket_s, "rates": (counts / bucket_s).round(4).tolist()}
+    if trace.hash_ids:
+        seen: set[int] = set()
+        reused = total = 0
+        for ids in trace.hash_ids:
+            for h in ids:
+                total += 1
+                if h in seen:
+                    reused += 1
+                seen.add(h)
+        out["prefix_reuse_ratio"] = reused / total if total else None
+    return out
+
+
+def fit_workload(trace: Trace, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Lognormal lengths (median and sigma from the log of the lengths, clipped to the trace's range) and,
+    for timestamped traces, a gamma renewal process with the trace's mean rate and inter-arrival CV."""
+    def lognormal(v: np.ndarray) -> dict[str, Any]:
+        logs = np.log(np.maximum(v, 1))
+        return {"kind": "lognormal", "median": float(math.exp(logs.mean())), "sigma": float(logs.std()),
+                "min": float(v.min()), "max": float(v.max())}
+
+    workload = {
+        "kind": "requests",
+        "name": name,
+        "description": f"Fitted to {trace.file} ({trace.format}, {len(trace)} requests) by simfactory trace fit.",
+        "input_tokens": lognormal(trace.input_tokens),
+        "output_tokens": lognormal(trace.output_tokens),
+        "source": f"fitted to {trace.file}",
+        "as_of": "fitted",
+    }
+    arrival = None
+    st = trace_stats(trace)
+    if st.get("mean_rate_per_s") and st.get("interarrival_cv"):
+        arrival = {"process": "gamma", "rate_per_s": st["mean_rate_per_s"], "cv": st["interarrival_cv"]}
+    return workload, arrival
+
+
+def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(sps.ks_2samp(a, b).statistic)

@@ -1,0 +1,162 @@
+"""Trace formats, replay, statistics and fitted workloads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+from conftest import scenario_doc, write_case
+from typer.testing import CliRunner
+
+from simfactory.api import run
+from simfactory.cli import app
+from simfactory.errors import InputError, InputErrors
+from simfactory.resolve import load_and_resolve
+from simfactory.traces.parse import parse_trace
+from simfactory.traces.stats import fit_workload, trace_stats
+
+runner = CliRunner()
+AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
+2023-11-16 18:15:46.6805900,374,44
+2023-11-16 18:15:50.9951690,396,109
+2023-11-16 18:15:51.2000000,bad,10
+2023-11-16 18:15:55.0000000,879,5
+"""
+BURSTGPT = """Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type
+5,ChatGPT,472,18,490,Conversation log
+45,ChatGPT,1087,230,1317,Conversation log
+47,GPT-4,417,-3,414,Conversation log
+118,GPT-4,1360,461,1821,API log
+"""
+MOONCAKE = "\n".join([
+    json.dumps({"timestamp": 0, "input_length": 6955, "output_length": 52, "hash_ids": [46, 47, 48]}),
+    json.dumps({"timestamp": 27482, "input_length": 6472, "output_length": 26, "hash_ids": [46, 47, 49]}),
+    "{not json",
+    json.dumps({"timestamp": 30000, "input_length": 100, "output_length": 5, "hash_ids": [50]}),
+])
+SHAREGPT = json.dumps([
+    {"id": "a", "conversations": [{"from": "human", "value": "x" * 400}, {"from": "gpt", "value": "y" * 800}]},
+    {"id": "b", "conversations": [{"from": "human", "value": "hello"}]},
+])
+VLLM_BENCH = json.dumps({"backend": "vllm", "request_rate": 4.0, "input_lens": [100, 200, "x"], "output_lens": [10, 20, 30]})
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize(
+    "fmt, name, text, n, bad_line, times",
+    [
+        ("azure", "a.csv", AZURE, 3, "line 4", [0.0, 4.314579, 8.319420]),
+        ("burstgpt", "b.csv", BURSTGPT, 3, "line 4", [0.0, 40.0, 113.0]),
+        ("mooncake", "m.jsonl", MOONCAKE, 3, "line 3", [0.0, 27.482, 30.0]),
+        ("sharegpt", "s.json", SHAREGPT, 1, "conversation 1", None),
+        ("vllm-bench", "v.json", VLLM_BENCH, 2, "request 2", None),
+    ],
+)
+def test_each_format_parses_and_reports_bad_rows(tmp_path, fmt, name, text, n, bad_line, times):
+    tr = parse_trace(write(tmp_path, name, text), fmt)
+    assert len(tr) == n
+    assert any(b.startswith(bad_line) for b in tr.bad_rows), tr.bad_rows
+    if times is None:
+        assert tr.arrival_s is None
+    else:
+        assert np.allclose(tr.arrival_s, times, atol=1e-5)
+    if fmt == "sharegpt":
+        assert (tr.input_tokens[0], tr.output_tokens[0]) == (100, 200)  # characters / 4
+
+
+def test_a_trace_with_no_usable_rows_is_an_error(tmp_path):
+    p = write(tmp_path, "a.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\nnope,1,2\n")
+    with pytest.raises(InputError) as info:
+        parse_trace(p, "azure")
+    assert "no usable rows" in str(info.value) and "line 2" in str(info.value)
+    with pytest.raises(InputError) as info:
+        parse_trace(write(tmp_path, "b.csv", "time,in,out\n1,2,3\n"), "burstgpt")
+    assert "missing column(s)" in str(info.value)
+
+
+def trace_scenario(tmp_path, trace_file, fmt, **trace):
+    doc = scenario_doc(rate=1.0, horizon_s=1000, max_num_seqs=64)
+    c = doc["traffic"]["classes"][0]
+    for k in ("input_tokens", "output_tokens"):
+        c.pop(k)
+    c["trace"] = {"file": str(trace_file), "format": fmt, **trace}
+    del doc["traffic"]["arrival"]
+    return load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.01}))
+
+
+def test_replay_preserves_arrivals_and_lengths(tmp_path):
+    p = write(tmp_path, "m.jsonl", MOONCAKE)
+    m = run(trace_scenario(tmp_path, p, "mooncake"))
+    req = m.requests
+    assert np.allclose(req["arrival_s"], [0.0, 27.482, 30.0])
+    assert list(req["input_tokens"]) == [6955, 6472, 100] and list(req["output_tokens"]) == [52, 26, 5]
+    assert any("line 3" in w for w in m.summary["input_warnings"])
+
+
+def test_rate_scaling_divides_arrival_times_exactly(tmp_path):
+    p = write(tmp_path, "b.csv", BURSTGPT)
+    base = run(trace_scenario(tmp_path / "1", p, "burstgpt")).requests["arrival_s"].to_numpy()
+    fast = run(trace_scenario(tmp_path / "2", p, "burstgpt", speedup=4.0)).requests["arrival_s"].to_numpy()
+    assert np.array_equal(fast, base / 4.0)
+    window = run(trace_scenario(tmp_path / "3", p, "burstgpt", start_s=30, end_s=200)).requests
+    assert np.allclose(window["arrival_s"], [10.0, 83.0])
+
+
+def test_fitted_workload_reproduces_lengths_and_burstiness(tmp_path):
+    rng = np.random.default_rng(7)
+    n = 20000
+    gaps = rng.gamma(0.25, 1 / (5 * 0.25), n)  # cv 2: bursty
+    inp = np.maximum(1, np.round(rng.lognormal(np.log(800), 0.9, n))).astype(int)
+    out = np.maximum(1, np.round(rng.lognormal(np.log(150), 0.7, n))).astype(int)
+    t = np.cumsum(gaps)
+    lines = ["Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"]
+    lines += [f"{a:.6f},m,{i},{o},{i + o},API log" for a, i, o in zip(t, inp, out)]
+    p = write(tmp_path, "big.csv", "\n".join(lines))
+    trace = parse_trace(p, "burstgpt")
+    workload, arrival = fit_workload(trace, "fit")
+    assert arrival is not None and arrival["cv"] == pytest.approx(trace_stats(trace)["interarrival_cv"])
+    # generate from the fitted workload and compare with the trace
+    wpath = tmp_path / "case" / "workloads"
+    wpath.mkdir(parents=True)
+    (wpath / "fit.yaml").write_text(yaml.safe_dump(workload))
+    doc = scenario_doc(rate=arrival["rate_per_s"], process="gamma", horizon_s=n / arrival["rate_per_s"], max_num_seqs=256)
+    doc["traffic"]["arrival"]["cv"] = arrival["cv"]
+    c = doc["traffic"]["classes"][0]
+    c.pop("input_tokens"), c.pop("output_tokens")
+    c["workload"] = "fit"
+    doc["deployments"][0]["kv_cache_tokens"] = 10_000_000
+    rs = load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.001}))
+    from simfactory.sim.streams import RandomStreams
+    from simfactory.sim.traffic import add_plain_requests, arrival_schedule
+    from simfactory.sim.requests import RequestTable
+
+    times, cls, rows = arrival_schedule(rs, RandomStreams(1))
+    table = RequestTable()
+    add_plain_requests(rs, RandomStreams(1), times, cls, table, rows)
+    for sim_v, real in ((table.input_tokens[: len(table)], inp), (table.output_tokens[: len(table)], out)):
+        assert sim_v.mean() == pytest.approx(real.mean(), rel=0.05)
+        assert np.percentile(sim_v, 90) == pytest.approx(np.percentile(real, 90), rel=0.05)
+    g = np.diff(times)
+    assert g.std() / g.mean() == pytest.approx(arrival["cv"], rel=0.10)
+
+
+def test_trace_cli_stats_fit_and_run(tmp_path):
+    p = write(tmp_path, "a.csv", AZURE)
+    res = runner.invoke(app, ["trace", "stats", str(p), "--format", "azure", "--json", str(tmp_path / "s.json")])
+    assert res.exit_code == 0 and json.loads((tmp_path / "s.json").read_text())["requests"] == 3
+    res = runner.invoke(app, ["trace", "fit", str(p), "-f", "azure", "-o", str(tmp_path / "w" / "fit.yaml")])
+    assert res.exit_code == 0 and (tmp_path / "w" / "fit.yaml").is_file()
+    res = runner.invoke(app, ["run", "--trace-file", str(p), "--trace-format", "azure", "--quiet", "--no-plots",
+                              "--out", str(tmp_path / "out")])
+    assert res.exit_code == 0, res.output
+    assert "line 4" in res.output  # the bad row is reported
+    assert len((tmp_path / "out" / "requests.csv").read_text().splitlines()) == 4
+    bad = runner.invoke(app, ["trace", "stats", str(p), "--format", "csv"])
+    assert bad.exit_code == 2 and "unknown trace format" in bad.output
