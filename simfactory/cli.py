@@ -254,6 +254,41 @@ def trace_fit_cmd(
     out.print(f"wrote {output}" + (f"; arrival process {arrival}" if arrival else ""), highlight=False)
 
 
+@app.command()
+def fidelity(
+    suites: Annotated[
+        Optional[list[Path]], typer.Argument(help="Suite YAML files (default: calibrate/fidelity/*.yaml).")
+    ] = None,
+    requests: Annotated[int, typer.Option("--requests", min=10, help="Requests per offline point.")] = 800,
+    out_json: Annotated[Optional[Path], typer.Option("--json", help="Write every point and the summary as JSON.")] = None,
+) -> None:
+    """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
+
+    Example: simfactory fidelity calibrate/fidelity/trtllm-perf-overview.yaml
+    """
+    import dataclasses
+    import json
+
+    from simfactory.fidelity import load_suite, run_suite, shipped_suites, summarize
+
+    with input_errors():
+        loaded = [load_suite(p) for p in (suites or shipped_suites())]
+        results = [r for s in loaded for r in run_suite(s, requests)]
+    table = Table(title="predicted vs measured")
+    for col in ("point", "metric", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("point", "metric") else "right")
+    for r in results:
+        table.add_row(r.id, r.metric, f"{r.measured:,.0f}", f"{r.predicted:,.0f}", f"{r.error:+.1%}")
+    out.print(table)
+    summary = summarize(results)
+    for key, s in summary.items():
+        out.print(f"{key}: MAPE {s['mape']:.1%} over {s['points']} points; worst {s['worst']} ({s['worst_error']:.1%})",
+                  highlight=False, markup=False, soft_wrap=True)
+    if out_json is not None:
+        out_json.write_text(json.dumps({"summary": summary, "points": [
+            {**dataclasses.asdict(r), "error": r.error} for r in results]}, indent=1) + "\n")
+
+
 EXIT_REGRESSION = 1
 baseline_app = typer.Typer(help="Manage regression baselines.", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")

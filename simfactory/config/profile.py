@@ -173,6 +173,7 @@ class EngineDefaults(_Strict):
     max_num_batched_tokens: PositiveInt | None = None
     enable_chunked_prefill: bool | None = None
     schedule: Literal["decode_first", "prefill_first"] | None = None
+    kv_admission: Literal["first_chunk", "full_sequence"] | None = None
 
 
 class EnginePreset(Sourced):

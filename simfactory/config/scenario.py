@@ -108,6 +108,15 @@ class Deployment(_Strict):
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
     enable_chunked_prefill: bool = True
+    kv_admission: Literal["first_chunk", "full_sequence"] = Field(
+        default="first_chunk",
+        description="first_chunk: admit when the first chunk's KV blocks are free, preempt later if memory runs "
+        "out (vLLM); full_sequence: admit only when the whole prompt + output fits beside what running requests "
+        "will need, so nothing is ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)",
+    )
+    max_num_partial_prefills: PositiveInt = Field(
+        default=1, description="prompts being prefilled in chunks at once (vLLM's max_num_partial_prefills)"
+    )
     schedule: Literal["decode_first", "prefill_first"] = Field(
         default="decode_first",
         description="decode_first: running decodes get their token each step, then prefills (vLLM v1); "

@@ -46,6 +46,8 @@ class ReplicaEngine:
         block_size: int,
         kv_blocks: int,
         enable_chunked_prefill: bool,
+        max_num_partial_prefills: int = 1,
+        full_sequence_admission: bool = False,
         schedule: str = "decode_first",
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
@@ -67,6 +69,10 @@ class ReplicaEngine:
         self.block_size = block_size
         self.kv_blocks = kv_blocks
         self.chunked = enable_chunked_prefill
+        self.max_num_partial_prefills = max_num_partial_prefills
+        self.full_sequence = full_sequence_admission
+        self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
+        self.committed: dict[int, int] = {}
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
@@ -189,6 +195,12 @@ class ReplicaEngine:
             scheduled.add(rid)
             budget -= chunk
 
+        # prompts that will still be partly unprefilled after this step (vLLM caps how many run at once)
+        partial = sum(
+            1 for rid in self.prefill_target if rid not in scheduled or self.computed[rid] + next(
+                c for r, c, _ in chunks if r == rid) < self.prefill_target[rid]
+        ) if self.prefill_target else 0
+
         # 3) admit waiting requests in priority order (preempted ones first within a priority)
         while budget > 0 and len(self.running) < self.max_num_seqs:
             rq, wq = self.requeued.head_key(), self.queue.head_key()
@@ -206,6 +218,14 @@ class ReplicaEngine:
             need_blocks = blocks_for(hit + chunk, bs)
             if need_blocks > self.free_blocks:
                 break
+            unfinished = chunk < target - hit
+            if unfinished and partial >= self.max_num_partial_prefills:
+                break
+            final_blocks = 0
+            if self.full_sequence:
+                final_blocks = blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), bs)
+                if self.committed_blocks + final_blocks > self.kv_blocks:
+                    break
             if from_requeued:
                 self.requeued.pop()
             else:
@@ -215,6 +235,9 @@ class ReplicaEngine:
                     self.table.first_scheduled_s[rid] = self.env.now
             self.free_blocks -= need_blocks
             self.running[rid] = None
+            if final_blocks:
+                self.committed[rid] = final_blocks
+                self.committed_blocks += final_blocks
             self.prefill_target[rid] = target
             self.computed[rid] = hit
             if hit:
@@ -222,6 +245,7 @@ class ReplicaEngine:
             chunks.append((rid, chunk, hit))
             scheduled.add(rid)
             budget -= chunk
+            partial += unfinished
 
         pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
         return chunks, n_dec, kv_read, pairs
@@ -372,6 +396,7 @@ class ReplicaEngine:
         else:
             self.free_blocks += blocks_for(self.computed.pop(rid), bs)
             del self.prefill_target[rid]
+        self._uncommit(rid)
         del self.running[rid]
 
     def abort(self, rid: int) -> bool:
@@ -439,6 +464,7 @@ class ReplicaEngine:
                 continue
             if self.role == "prefill":  # disaggregated: the KV cache leaves for a decode replica
                 self.free_blocks += blocks_for(target, bs)
+                self._uncommit(rid)
                 del self.running[rid]
                 assert self.on_prefilled is not None
                 self.on_prefilled(rid)
@@ -470,7 +496,11 @@ class ReplicaEngine:
             t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0[rid]
             self.dec_cum0[rid] = self.cum_s_per_token
 
+    def _uncommit(self, rid: int) -> None:
+        self.committed_blocks -= self.committed.pop(rid, 0)
+
     def _complete(self, rid: int, now: float) -> None:
+        self._uncommit(rid)
         del self.running[rid]
         self.table.completion_s[rid] = now
         self.on_complete(rid)

@@ -166,6 +166,8 @@ class FleetModel:
             block_size=cfg.block_size,
             kv_blocks=d.kv_blocks,
             enable_chunked_prefill=cfg.enable_chunked_prefill,
+            max_num_partial_prefills=cfg.max_num_partial_prefills,
+            full_sequence_admission=cfg.kv_admission == "full_sequence",
             schedule=cfg.schedule,
             preemptive_priority=cfg.preemptive_priority,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
