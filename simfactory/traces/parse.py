@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -143,13 +143,18 @@ def _mooncake(name: str, text: str) -> Trace:
     return _finish(name, "mooncake", times, inp, out, bad, hashes)
 
 
-def _sharegpt(name: str, text: str) -> Trace:
+def _load_json(name: str, text: str, kind: type, what: str) -> Any:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputError(name, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
-    if not isinstance(data, list):
-        raise InputError(name, "", "expected a JSON list of conversations")
+    if not isinstance(data, kind):
+        raise InputError(name, "", f"expected {what}")
+    return data
+
+
+def _sharegpt(name: str, text: str) -> Trace:
+    data = _load_json(name, text, list, "a JSON list of conversations")
     inp, out, bad = [], [], []
     for k, conv in enumerate(data):
         turns = conv.get("conversations") if isinstance(conv, dict) else None
@@ -167,12 +172,7 @@ def _sharegpt(name: str, text: str) -> Trace:
 
 
 def _vllm_bench(name: str, text: str) -> Trace:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(name, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise InputError(name, "", "expected a JSON object (vllm bench serve --save-result)")
+    data = _load_json(name, text, dict, "a JSON object (vllm bench serve --save-result)")
     errors = [InputError(name, f, "missing or not a list") for f in ("input_lens", "output_lens")
               if not isinstance(data.get(f), list)]
     if errors:
