@@ -1,0 +1,111 @@
+"""Speed and memory benchmarks (not tests): wall time, simulated requests per wall second, SimPy events,
+peak RSS, per case; JSON output that a later run can be compared with.
+
+    python benchmarks/run.py                       # quick sizes (a few minutes on one core)
+    python benchmarks/run.py --full                # issue-sized cases: 1M chat requests, 100k agent tasks
+    python benchmarks/run.py --json out.json --compare previous.json
+
+Each case runs in a fresh subprocess so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CHAT = {
+    "name": "bench-chat",
+    "seed": 1,
+    "pools": [{"name": "p", "sku": "h100-sxm", "count": 64, "location": "cloud"}],
+    "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": 64}],
+    "traffic": {"arrival": {"process": "poisson", "rate_per_s": 640.0},
+                "classes": [{"name": "chat", "workload": "chat-sharegpt", "target": "d"}]},
+    "sim": {"horizon_s": 0.0, "warmup_s": 0.0, "timeline_resolution_s": 10.0},
+}
+AGENTS = {
+    "name": "bench-agents",
+    "seed": 1,
+    "pools": [{"name": "p", "sku": "h100-sxm", "count": 32, "location": "cloud"}],
+    "deployments": [{"name": "small", "model": "llama-3.1-8b", "pool": "p", "replicas": 16},
+                    {"name": "large", "model": "llama-3.1-70b", "pool": "p", "replicas": 4, "tp": 4, "dtype": "fp8"}],
+    "traffic": {"arrival": {"process": "poisson", "rate_per_s": 20.0},
+                "classes": [{"name": "support", "workload": "support-agent", "targets": {"small": "small", "large": "large"}}]},
+    "sim": {"horizon_s": 0.0, "warmup_s": 0.0, "timeline_resolution_s": 10.0},
+}
+
+
+def case_child(kind: str, n: int) -> dict:
+    """Run one case in this process and report its figures."""
+    sys.path.insert(0, str(ROOT))
+    import simfactory
+    from simfactory.config.scenario import Scenario
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.resolve import resolve
+    from simfactory.sim.run import simulate
+
+    doc = json.loads(json.dumps(CHAT if kind == "chat" else AGENTS))
+    rate = doc["traffic"]["arrival"]["rate_per_s"]
+    doc["sim"]["horizon_s"] = n / rate
+    rs = resolve(Scenario.model_validate(doc), ROOT / "scenarios" / "bench.yaml")
+    t0 = time.perf_counter()
+    result = simulate(rs, keep_logs=0)
+    sim_s = time.perf_counter() - t0
+    compute_metrics(result, trace_tasks=0)
+    wall = time.perf_counter() - t0
+    units = len(result.tasks) if kind == "agents" else len(result.table)
+    return {"case": f"{kind}-{n}", "units": units, "requests": len(result.table), "wall_s": wall, "sim_wall_s": sim_s,
+            "units_per_wall_s": units / wall, "events": result.events,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "simfactory_version": simfactory.__version__}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", action="store_true", help="issue-sized cases (slow)")
+    ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--compare", type=Path, help="a previous --json output to compare with")
+    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(case_child(args.child[0], int(args.child[1]))))
+        return
+    sizes = [("chat", 1_000_000), ("agents", 100_000), ("chat", 10_000), ("chat", 100_000)] if args.full else [
+        ("chat", 10_000), ("chat", 30_000), ("chat", 100_000), ("agents", 5_000)]
+    rows = []
+    for kind, n in sizes:
+        out = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr[-2000:], file=sys.stderr)
+            sys.exit(1)
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{row['case']:>14}: {row['wall_s']:8.2f} s wall ({row['sim_wall_s']:.2f} s simulating), "
+              f"{row['units_per_wall_s']:9,.0f} units/s, {row['events']:>11,} events, {row['peak_rss_mb']:7,.0f} MB peak",
+              flush=True)
+    chat = sorted((r["units"], r["wall_s"]) for r in rows if r["case"].startswith("chat"))
+    if len(chat) >= 2:
+        (n0, w0), (n1, w1) = chat[0], chat[-1]
+        slope = (w1 - w0) / (n1 - n0)
+        print(f"chat scaling: {slope * 1e6:.2f} s per million requests (from {n0:,} to {n1:,}); "
+              f"wall/requests {w0 / n0 * 1e6:.2f} vs {w1 / n1 * 1e6:.2f} us: linear if these are close")
+    report = {"machine": platform.platform(), "python": platform.python_version(), "cases": rows}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1) + "\n")
+    if args.compare:
+        prev = {r["case"]: r for r in json.loads(args.compare.read_text())["cases"]}
+        for r in rows:
+            p = prev.get(r["case"])
+            if p:
+                print(f"{r['case']:>14}: wall {r['wall_s'] / p['wall_s'] - 1:+.1%}, peak RSS {r['peak_rss_mb'] / p['peak_rss_mb'] - 1:+.1%}")
+
+
+if __name__ == "__main__":
+    main()
