@@ -248,3 +248,18 @@ def test_host_tier_of_the_prefix_cache_serves_evicted_prefixes(case):
     host_hits = hits[hits["ttft_s"] > 0.1]
     assert len(host_hits) > 0
     assert np.allclose(host_hits["ttft_s"], 0.004 + 1e-5 * 100 + load)
+
+
+def test_ssd_tier_below_the_host_tier(case):
+    doc = scenario_doc(rate=2.0, process="constant", horizon_s=40, input_tokens={"kind": "fixed", "value": 100},
+                       output_tokens={"kind": "fixed", "value": 5}, prefix_cache_tokens=1500,
+                       prefix_cache_host_tokens=1500, prefix_cache_ssd_tokens=100_000, host_link_gb_s=10.0,
+                       ssd_gb_s=1.0)
+    doc["traffic"]["classes"][0].update(shared_prefix_tokens=1000, prefix_variants=4)
+    req = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5})).requests
+    base = 0.004 + 1e-5 * 100
+    kv = 1000 * 131072
+    ttft = req[req["cached_tokens"] == 1000]["ttft_s"].round(9)
+    seen = set(ttft)
+    # device hits (no load), host hits (10 GB/s) and SSD hits (1 GB/s) all occur
+    assert {round(base, 9), round(base + kv / 10e9, 9), round(base + kv / 1e9, 9)} <= seen

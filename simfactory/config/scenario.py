@@ -145,6 +145,14 @@ class Deployment(_Strict):
     prefix_cache_host_tokens: NonNegativeInt = Field(
         default=0, description="a second, host-memory tier of the prefix cache (tokens); hits load over the host link"
     )
+    prefix_cache_ssd_tokens: NonNegativeInt = Field(
+        default=0, description="a third, SSD tier of the prefix cache (tokens), below the host tier"
+    )
+    ssd_gb_s: PositiveFloat = Field(
+        default=6.0,
+        description="SSD read bandwidth for the SSD tier; a PCIe 4.0 x4 NVMe drive reads ~7 GB/s sequentially "
+        "(~7.9 GB/s link), 6 effective is an assumption",
+    )
     prefix_cache_tokens: NonNegativeInt = Field(
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )

@@ -55,6 +55,8 @@ class ReplicaEngine:
         swap: bool = False,
         host_link_s_per_token: float = 0.0,
         prefix_cache_host_tokens: int = 0,
+        prefix_cache_ssd_tokens: int = 0,
+        ssd_s_per_token: float = 0.0,
         on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
@@ -78,10 +80,13 @@ class ReplicaEngine:
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.swap = swap
         self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
+        self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
         self.extra_step_s = 0.0  # KV copies to/from host memory added to the next step
         self.on_prefilled = on_prefilled
         self.prefix_cache = (
-            PrefixCache(prefix_cache_tokens, prefix_cache_host_tokens) if prefix_cache_tokens > 0 else None
+            PrefixCache(prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
+            if prefix_cache_tokens > 0
+            else None
         )
         self.on_complete = on_complete
         self.on_abort = on_abort
@@ -319,9 +324,9 @@ class ReplicaEngine:
         )
         if not keys:
             return 0
-        hit, from_host = cache.lookup(keys)
+        hit, tier = cache.lookup(keys)
         hit = min(hit, target - 1)
-        self.extra_step_s += min(from_host, hit) * self.host_link_s_per_token  # load from the host tier
+        self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
         return hit
 
     def _priority_preemption(self) -> None:

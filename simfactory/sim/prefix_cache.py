@@ -37,36 +37,40 @@ class _Lru:
 
 
 class PrefixCache:
-    """Device tier (LRU) and an optional host tier that takes what the device tier evicts."""
+    """Tiers of LRU caches: device memory first, then optional host-memory and SSD tiers, each taking what
+    the tier above evicts. A hit in a lower tier must be loaded back (the engine charges the transfer)."""
 
-    def __init__(self, capacity_tokens: int, host_capacity_tokens: int = 0) -> None:
-        self.device = _Lru(capacity_tokens)
-        self.host = _Lru(host_capacity_tokens) if host_capacity_tokens > 0 else None
+    def __init__(self, capacity_tokens: int, host_capacity_tokens: int = 0, ssd_capacity_tokens: int = 0) -> None:
+        self.tiers = [_Lru(capacity_tokens)] + [_Lru(c) for c in (host_capacity_tokens, ssd_capacity_tokens) if c > 0]
+        self.tier_names = ["device"] + [n for n, c in (("host", host_capacity_tokens), ("ssd", ssd_capacity_tokens)) if c > 0]
         self.lookups = 0
         self.hits = 0
         self.hit_tokens = 0
 
-    def lookup(self, keys: tuple[tuple[int, int], ...]) -> tuple[int, int]:
-        """(cached tokens, of which loaded from the host tier) for a request with (key, prefix length) pairs."""
+    def lookup(self, keys: tuple[tuple[int, int], ...]) -> tuple[int, str]:
+        """(cached tokens, tier they come from) for a request with (key, prefix length) pairs: the longest
+        usable prefix, preferring the fastest tier on ties."""
         self.lookups += 1
-        best, from_host = 0, 0
+        best, tier = 0, "device"
         for key, length in keys:
-            cached = self.device.entries.get(key)
-            if cached is not None:
-                self.device.entries.move_to_end(key)
-                if min(cached, length) > best:
-                    best, from_host = min(cached, length), 0
-            elif self.host is not None and key in self.host.entries:
-                cached = self.host.entries[key]
-                self.host.entries.move_to_end(key)
-                if min(cached, length) > best:
-                    best = from_host = min(cached, length)
+            for lru, name in zip(self.tiers, self.tier_names):
+                cached = lru.entries.get(key)
+                if cached is not None:
+                    lru.entries.move_to_end(key)
+                    if min(cached, length) > best:
+                        best, tier = min(cached, length), name
+                    break
         if best:
             self.hits += 1
             self.hit_tokens += best
-        return best, from_host
+        return best, tier
 
     def insert(self, key: int, length: int) -> None:
-        for k, n in self.device.insert(key, length):
-            if self.host is not None:
-                self.host.insert(k, n)
+        spill = [(key, length)]
+        for lru in self.tiers:
+            evicted: list[tuple[int, int]] = []
+            for k, n in spill:
+                evicted += lru.insert(k, n)
+            spill = evicted
+            if not spill:
+                break

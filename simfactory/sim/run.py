@@ -175,6 +175,8 @@ class FleetModel:
             swap=cfg.preemption_mode == "swap",
             host_link_s_per_token=d.memory.kv_bytes_per_token / (cfg.host_link_gb_s * 1e9),
             prefix_cache_host_tokens=cfg.prefix_cache_host_tokens,
+            prefix_cache_ssd_tokens=cfg.prefix_cache_ssd_tokens,
+            ssd_s_per_token=d.memory.kv_bytes_per_token / (cfg.ssd_gb_s * 1e9),
             on_prefilled=self._on_prefilled,
             on_complete=self._on_complete,
             on_abort=self._on_abort,
