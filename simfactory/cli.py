@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,8 +25,8 @@ app = typer.Typer(
     add_completion=True,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
 
 EXIT_INPUT_ERROR = 2
 
@@ -37,10 +38,10 @@ def input_errors() -> Iterator[None]:
         yield
     except InputErrors as e:
         for one in e.errors:
-            err.print(f"[red]error:[/red] {one}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/red] {escape(str(one))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT_ERROR) from None
     except InputError as e:
-        err.print(f"[red]error:[/red] {e}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INPUT_ERROR) from None
 
 
