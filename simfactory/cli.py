@@ -290,6 +290,41 @@ def fidelity(
             {**dataclasses.asdict(r), "error": r.error} for r in results]}, indent=1) + "\n")
 
 
+@app.command("schema")
+def schema_cmd(
+    kind: Annotated[str, typer.Argument(help="scenario | workload | profile | models | engines | price-book")],
+) -> None:
+    """Print the JSON Schema of an input file kind (generated from the pydantic models).
+
+    Example: simfactory schema scenario > scenario.schema.json
+    """
+    import json
+
+    from simfactory.schemas import KINDS, schema
+
+    if kind not in KINDS:
+        err.print(f"[red]error:[/red] KIND: unknown kind {escape(kind)!r} (kinds: {', '.join(KINDS)})")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    print(json.dumps(schema(kind), indent=1))
+
+
+@app.command()
+def examples() -> None:
+    """List the shipped scenarios with their one-line descriptions.
+
+    Example: simfactory examples
+    """
+    from simfactory.config.loader import read_yaml
+    from simfactory.paths import SCENARIOS_DIR
+
+    table = Table(title=f"shipped scenarios ({SCENARIOS_DIR})")
+    table.add_column("scenario")
+    table.add_column("description")
+    for p in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        table.add_row(p.name, str(read_yaml(p).get("description", "")))
+    out.print(table)
+
+
 EXIT_REGRESSION = 1
 baseline_app = typer.Typer(help="Manage regression baselines.", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")

@@ -10,12 +10,25 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    WithJsonSchema,
+)
 
 DType = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 
 # A date or period as written in YAML (2026-11, 2024-H2, 2024): kept as text.
-AsOf = Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, (int, date)) else v)]
+AsOf = Annotated[
+    str,
+    BeforeValidator(lambda v: str(v) if isinstance(v, (int, date)) else v),
+    WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}], "description": "date or period, e.g. 2026-11"}),
+]
 
 BYTES_PER_PARAM: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 

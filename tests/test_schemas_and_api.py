@@ -1,0 +1,68 @@
+"""JSON Schemas for editors (generated, shipped, validating every shipped file) and the Python API."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import simfactory
+from simfactory.cli import app
+from simfactory.paths import PROFILES_DIR, PROJECT_ROOT, SCENARIOS_DIR, WORKLOADS_DIR
+from simfactory.schemas import KINDS, SCHEMA_DIR, schema
+
+KIND_OF = {"models": "models", "engines": "engines", "cost_defaults": "price-book"}
+
+
+def shipped_files():
+    for p in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        yield p, "scenario"
+    for p in sorted(WORKLOADS_DIR.glob("*.yaml")):
+        yield p, "workload"
+    for p in sorted(PROFILES_DIR.glob("*.yaml")):
+        yield p, KIND_OF.get(p.stem, "profile")
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_shipped_schema_files_are_current(kind):
+    assert json.loads((SCHEMA_DIR / f"{kind}.json").read_text()) == schema(kind), (
+        "regenerate: python -c 'from simfactory.schemas import write_all; write_all()'"
+    )
+
+
+def test_every_shipped_yaml_validates_and_points_editors_at_its_schema():
+    for path, kind in shipped_files():
+        text = path.read_text()
+        assert text.startswith(f"# yaml-language-server: $schema=../schemas/{kind}.json"), path
+        jsonschema.validate(yaml.safe_load(text), schema(kind))
+
+
+def test_schema_rejects_an_unknown_field():
+    doc = yaml.safe_load((SCENARIOS_DIR / "default.yaml").read_text())
+    doc["deployments"][0]["max_batch"] = 8
+    with pytest.raises(jsonschema.ValidationError, match="max_batch"):
+        jsonschema.validate(doc, schema("scenario"))
+
+
+def test_schema_command():
+    res = CliRunner().invoke(app, ["schema", "workload"])
+    assert res.exit_code == 0 and json.loads(res.output)["title"]
+    assert CliRunner().invoke(app, ["schema", "nope"]).exit_code == 2
+
+
+def test_python_api_equals_the_cli_run(tmp_path):
+    m = simfactory.run(SCENARIOS_DIR / "default.yaml", seed=9)
+    res = CliRunner().invoke(app, ["run", str(SCENARIOS_DIR / "default.yaml"), "--seed", "9", "--quiet", "--no-plots",
+                                   "--out", str(tmp_path)])
+    assert res.exit_code == 0
+    cli = json.loads((tmp_path / "summary.json").read_text())
+    assert json.loads(json.dumps(m.summary)) == cli
+    assert len(m.requests) == cli["window"]["total_requests"]
+    edited = simfactory.load_scenario(SCENARIOS_DIR / "default.yaml")
+    faster = edited.model_copy(update={"traffic": edited.traffic.model_copy(update={
+        "arrival": edited.traffic.arrival.model_copy(update={"rate_per_s": 10.0})})})
+    assert simfactory.run(faster, seed=9).summary["throughput"]["offered_requests_per_s"] < 15
+    assert PROJECT_ROOT.is_dir()
