@@ -66,3 +66,19 @@ def test_python_api_equals_the_cli_run(tmp_path):
         "arrival": edited.traffic.arrival.model_copy(update={"rate_per_s": 10.0})})})
     assert simfactory.run(faster, seed=9).summary["throughput"]["offered_requests_per_s"] < 15
     assert PROJECT_ROOT.is_dir()
+
+
+def test_init_writes_a_valid_scenario_that_runs(tmp_path):
+    out = tmp_path / "mine.yaml"
+    runner = CliRunner()
+    res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-3.1-8b", "--sku", "h200", "--rate", "5",
+                              "--replicas", "1", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    m = simfactory.run(out)
+    assert m.summary["outcomes"]["completed"] > 0 and m.summary["service"]["service_classes"]["interactive"]
+    again = runner.invoke(app, ["init", "--non-interactive", "-o", str(out)])
+    assert again.exit_code == 2 and "exists" in again.output
+    bad = tmp_path / "bad.yaml"
+    res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-3.1-70b", "--sku", "l40s", "-o", str(bad)])
+    assert res.exit_code == 2 and "does not fit" in res.output
+    assert not bad.exists() and list(tmp_path.iterdir()) == [out]
