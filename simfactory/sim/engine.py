@@ -186,6 +186,7 @@ class ReplicaEngine:
         # 2) running partial prefills, oldest first
         chunks: list[tuple[int, int, int]] = []
         scheduled: set[int] = set()
+        completing = 0  # running prefills whose last chunk is in this step
         for rid in list(self.prefill_target):
             if budget <= 0:
                 break
@@ -199,12 +200,10 @@ class ReplicaEngine:
             chunks.append((rid, chunk, done))
             scheduled.add(rid)
             budget -= chunk
+            completing += done + chunk == self.prefill_target[rid]
 
         # prompts that will still be partly unprefilled after this step (vLLM caps how many run at once)
-        partial = sum(
-            1 for rid in self.prefill_target if rid not in scheduled or self.computed[rid] + next(
-                c for r, c, _ in chunks if r == rid) < self.prefill_target[rid]
-        ) if self.prefill_target else 0
+        partial = len(self.prefill_target) - completing
 
         # 3) admit waiting requests in priority order (preempted ones first within a priority)
         while budget > 0 and len(self.running) < self.max_num_seqs:
