@@ -105,6 +105,9 @@ def run(
     ] = None,
     trace_format: Annotated[str, typer.Option("--trace-format", help="Format of --trace-file.")] = "azure",
     trace_speedup: Annotated[float, typer.Option("--trace-speedup", min=1e-6, help="Replay k times faster.")] = 1.0,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text (tables) or json (summary.json on stdout, nothing else)")
+    ] = "text",
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -117,6 +120,11 @@ def run(
 
     with input_errors():
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
+    if output_format not in ("text", "json"):
+        err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    as_json = output_format == "json"
+    quiet = quiet or as_json
     _print_warnings(rs.warnings)
     target = out_dir or Path("runs") / rs.scenario.name
     started = time.perf_counter()
@@ -128,6 +136,11 @@ def run(
     write_run(metrics, target, plots=plots)
     if trace is not None:
         write_trace(metrics, trace)
+    if as_json:
+        import json
+
+        print(json.dumps(metrics.summary, indent=1))
+        return
     if not quiet:
         _print_summary(metrics.summary, wall_s)
     extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "")

@@ -92,3 +92,10 @@ def test_compare_runs_scenarios_side_by_side(tmp_path):
     assert "| prefix cache hit ratio |" in (tmp_path / "compare.md").read_text()
     bad = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-on.yaml")])
     assert bad.exit_code == 2
+
+
+def test_format_json_prints_only_the_summary(tmp_path):
+    res = runner.invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0
+    assert json.loads(res.output) == json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert runner.invoke(app, ["run", "--format", "yaml", "--out", str(tmp_path / "p")]).exit_code == 2

@@ -72,17 +72,18 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
         "",
         table(
             ["class", "USD per task (attributed)", "USD per successful task (attributed)",
-             "USD per successful task (fully loaded)", "LLM", "tools", "retrieval", "human"],
+             "USD per successful task (fully loaded)", "LLM", "tools", "retrieval", "human", "network"],
             [
                 [name] + [fmt(t["cost_usd"][k], "", 5) for k in ("per_task_attributed", "per_successful_task_attributed",
                                                                "per_successful_task_fully_loaded")]
-                + [fmt(t["cost_usd"][k], "", 4) for k in ("llm", "tools", "retrieval", "human")]
+                + [fmt(t["cost_usd"][k], "", 4) for k in ("llm", "tools", "retrieval", "human", "network")]
                 for name, t in tasks.items()
             ],
         ),
         "",
         "Attributed cost: each LLM request's share of replica time (a step's time split over the tokens of its "
-        "batch) x what a replica-second of its pool costs, plus tool, retrieval and reviewer costs. Fully loaded: "
+        "batch) x what a replica-second of its pool costs, plus tool, retrieval, reviewer and cross-region egress "
+        "costs (LLM, tools, ... columns are totals over the window's tasks). Fully loaded: "
         "the window's whole fleet cost spread over classes by replica time, plus their tool, retrieval and reviewer "
         "costs, per successful (completed or degraded) task.",
         "",
