@@ -161,7 +161,7 @@ def compare(
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
-    from simfactory.report.compare import comparison_frame, to_markdown
+    from simfactory.report.compare import comparison_frame, recommendation, to_markdown
     from simfactory.report.writer import write_run
     from simfactory.sim.run import simulate
 
@@ -187,8 +187,10 @@ def compare(
         table.add_row(str(label), *("n/a" if v is None or v != v else f"{v:,.4g}" if isinstance(v, float) else str(v)
                                     for v in row))
     out.print(table)
+    line = recommendation(summaries, [str(c) for c in df.columns])
+    out.print(line, highlight=False, markup=False)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.md").write_text("# simfactory compare\n\n" + to_markdown(df))
+    (out_dir / "compare.md").write_text("# simfactory compare\n\n" + line + "\n\n" + to_markdown(df))
     df.to_csv(out_dir / "compare.csv")
     out.print(f"wrote {out_dir}/ (compare.md, compare.csv, one run directory per scenario)", highlight=False)
 

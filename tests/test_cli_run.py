@@ -99,3 +99,19 @@ def test_format_json_prints_only_the_summary(tmp_path):
     assert res.exit_code == 0
     assert json.loads(res.output) == json.loads((tmp_path / "o" / "summary.json").read_text())
     assert runner.invoke(app, ["run", "--format", "yaml", "--out", str(tmp_path / "p")]).exit_code == 2
+
+
+def test_compare_recommendation_picks_the_cheapest_run_meeting_its_slos():
+    from simfactory.report.compare import recommendation
+
+    def s(attain, usd, per_task=None):
+        d = {"service": {"slo_attainment": attain}, "cost": {"usd_per_request": usd}}
+        if per_task is not None:
+            d["tasks"] = {"t": {"cost_usd": {"per_successful_task_attributed": per_task}}}
+        return d
+
+    line = recommendation([s(0.995, 1.0), s(0.999, 0.63), s(0.5, 0.1)], ["A", "B", "C"])
+    assert line.startswith("B meets the SLOs at 37% lower cost per request than A")
+    assert "C" not in line  # misses its SLOs, however cheap
+    assert recommendation([s(0.5, 1.0)], ["A"]).startswith("No run meets its SLOs")
+    assert "per successful task" in recommendation([s(1.0, 9, 2.0), s(1.0, 9, 1.0)], ["A", "B"])

@@ -83,3 +83,31 @@ def to_markdown(df: pd.DataFrame) -> str:
     for label, row in df.iterrows():
         lines.append(f"| {label} | " + " | ".join(fmt(v) for v in row) + " |")
     return "\n".join(lines) + "\n"
+
+
+SLO_TARGET = 0.99  # a run "meets its SLOs" when at least this share of its logical requests met them
+
+
+def recommendation(summaries: list[dict[str, Any]], names: list[str]) -> str:
+    """One line: the cheapest run (per successful task, else per request) among those meeting their SLOs."""
+    def unit_cost(s: dict[str, Any]) -> tuple[float | None, str]:
+        per_task = _first(s.get("tasks"), "cost_usd", "per_successful_task_attributed")
+        if per_task is not None:
+            return per_task, "successful task"
+        return _get(s, "cost", "usd_per_request"), "request"
+
+    ok = [(n, s) for n, s in zip(names, summaries) if (_get(s, "service", "slo_attainment") or 0.0) >= SLO_TARGET]
+    if not ok:
+        return f"No run meets its SLOs (at least {SLO_TARGET:.0%} of requests within target)."
+    costs = [(unit_cost(s), n) for n, s in ok]
+    priced = [(c, unit, n) for (c, unit), n in costs if c is not None]
+    if not priced:
+        return "Runs meeting their SLOs: " + ", ".join(n for n, _ in ok) + " (no cost to compare)."
+    best_cost, unit, best = min(priced)
+    others = [(c, n) for c, u, n in priced if n != best and u == unit]
+    if not others:
+        return f"{best} meets its SLOs at USD {best_cost:.6g} per {unit}; no other run meets them."
+    next_cost, next_name = min(others)
+    saving = 1 - best_cost / next_cost if next_cost else 0.0
+    return (f"{best} meets the SLOs at {saving:.0%} lower cost per {unit} than {next_name} "
+            f"(USD {best_cost:.6g} vs {next_cost:.6g}).")
