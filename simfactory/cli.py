@@ -29,6 +29,7 @@ out = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
 
 EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
 
 
 @contextmanager
@@ -128,14 +129,18 @@ def run(
     _print_warnings(rs.warnings)
     target = out_dir or Path("runs") / rs.scenario.name
     started = time.perf_counter()
-    with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
-        result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
-    wall_s = time.perf_counter() - started
-    with input_errors():
-        metrics = compute_metrics(result, trace_tasks=trace_tasks)
-    write_run(metrics, target, plots=plots)
-    if trace is not None:
-        write_trace(metrics, trace)
+    try:
+        with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
+            result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+        wall_s = time.perf_counter() - started
+        with input_errors():
+            metrics = compute_metrics(result, trace_tasks=trace_tasks)
+        write_run(metrics, target, plots=plots)  # atomic: a temp directory renamed into place
+        if trace is not None:
+            write_trace(metrics, trace)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         import json
 

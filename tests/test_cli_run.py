@@ -115,3 +115,15 @@ def test_compare_recommendation_picks_the_cheapest_run_meeting_its_slos():
     assert "C" not in line  # misses its SLOs, however cheap
     assert recommendation([s(0.5, 1.0)], ["A"]).startswith("No run meets its SLOs")
     assert "per successful task" in recommendation([s(1.0, 9, 2.0), s(1.0, 9, 1.0)], ["A", "B"])
+
+
+def test_interrupted_run_writes_nothing(tmp_path, monkeypatch):
+    import simfactory.report.writer as writer
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "write_plots", boom)  # interrupt halfway through writing the report
+    res = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 130 and "interrupted" in res.output
+    assert list(tmp_path.iterdir()) == []  # no report directory, no temp directory left
