@@ -458,8 +458,8 @@ def regress(
 
     Example: simfactory regress scenarios/*.yaml --baseline-dir reports/baselines --tolerances reports/tolerances.yaml
     """
-    from simfactory.regress.baseline import baseline_path, read_baseline
-    from simfactory.regress.diff import has_regression, diff_metrics
+    from simfactory.regress.baseline import baseline_path, by_metric, read_baseline
+    from simfactory.regress.diff import diff_metrics, has_regression
     from simfactory.regress.outputs import markdown, write_reports
     from simfactory.regress.runner import collect
     from simfactory.regress.tolerances import load_tolerances
@@ -470,8 +470,7 @@ def regress(
         for src in sources:
             name, metrics, _ = collect(src, replications, seed)
             base = read_baseline(baseline_path(baseline_dir, name))
-            current = {k: [m[k] for m in metrics if k in m] for k in set().union(*metrics)}
-            diffs += diff_metrics(name, base["metrics"], current, tol)
+            diffs += diff_metrics(name, base["metrics"], by_metric(metrics), tol)
     if report_dir is not None:
         write_reports(diffs, report_dir)
     out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)

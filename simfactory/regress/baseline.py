@@ -16,14 +16,19 @@ def baseline_path(baseline_dir: Path, scenario: str) -> Path:
     return baseline_dir / f"{scenario}.json"
 
 
-def make_baseline(scenario: str, metrics: list[dict[str, float]], provenance: dict[str, Any]) -> dict[str, Any]:
+def by_metric(metrics: list[dict[str, float]]) -> dict[str, list[float]]:
+    """Per-replication metric dicts -> {metric: [value per replication]}, metrics sorted."""
     keys = sorted(set().union(*metrics)) if metrics else []
+    return {k: [m[k] for m in metrics if k in m] for k in keys}
+
+
+def make_baseline(scenario: str, metrics: list[dict[str, float]], provenance: dict[str, Any]) -> dict[str, Any]:
     return {
         "baseline_schema_version": BASELINE_SCHEMA_VERSION,
         "scenario": scenario,
         "replications": len(metrics),
         "provenance": provenance,
-        "metrics": {k: [m[k] for m in metrics if k in m] for k in keys},
+        "metrics": by_metric(metrics),
     }
 
 

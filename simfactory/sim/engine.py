@@ -167,7 +167,8 @@ class ReplicaEngine:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
         if self.preemptive_priority:
             self._priority_preemption()
-        self._admit_transferred()
+        if self.role == "decode" or self.swap:  # only there can a waiting request's KV cache be ready
+            self._admit_transferred()
         s = self.step
         bs = self.block_size
         n_dec = 0
@@ -207,11 +208,10 @@ class ReplicaEngine:
 
         # 3) admit waiting requests in priority order (preempted ones first within a priority)
         while budget > 0 and len(self.running) < self.max_num_seqs:
-            rq, wq = self.requeued.head_key(), self.queue.head_key()
-            if rq is None and wq is None:
+            head = self._waiting_head()
+            if head is None:
                 break
-            from_requeued = wq is None or (rq is not None and rq < wq)
-            rid = rq[2] if from_requeued else wq[2]  # type: ignore[index]
+            (_, _, rid), source = head
             if self.table.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(self.table.input_tokens[rid] + self.table.generated[rid])
@@ -230,10 +230,8 @@ class ReplicaEngine:
                 final_blocks = blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), bs)
                 if self.committed_blocks + final_blocks > self.kv_blocks:
                     break
-            if from_requeued:
-                self.requeued.pop()
-            else:
-                self.queue.pop()
+            source.pop()
+            if source is self.queue:
                 if self.table.replica[rid] < 0:
                     self.table.replica[rid] = self.replica_id
                     self.table.first_scheduled_s[rid] = self.env.now
@@ -260,13 +258,11 @@ class ReplicaEngine:
         swapped ones pay the copy back over the host link."""
         t = self.table
         bs = self.block_size
-        s = self.step
         while len(self.running) < self.max_num_seqs:
-            keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
-            if not keys:
+            head = self._waiting_head()
+            if head is None:
                 return
-            key = min(keys)
-            rid = key[2]
+            (_, _, rid), source = head
             if not t.kv_ready[rid]:
                 return  # a preempted request without its KV: it is prefilled again below
             kv = int(t.input_tokens[rid] + t.generated[rid]) - 1  # KV length before its next decode step
@@ -275,7 +271,7 @@ class ReplicaEngine:
             reserve = self.kv_blocks // 100 + len(self.dec_base) if t.swapped[rid] and self.running else 0
             if blocks_for(kv, bs) + reserve > self.free_blocks:
                 return
-            (self.requeued if key == self.requeued.head_key() else self.queue).pop()
+            source.pop()
             self.free_blocks -= blocks_for(kv, bs)
             if t.swapped[rid]:
                 self.extra_step_s += kv * self.host_link_s_per_token  # swap in
@@ -284,24 +280,38 @@ class ReplicaEngine:
                 t.prefill_replica[rid] = t.replica[rid]
                 t.replica[rid] = self.replica_id
             self.running[rid] = None
-            g = int(t.generated[rid])
-            base = kv - s
-            self.dec_base[rid] = base
-            finish = s + int(t.output_tokens[rid]) - g - 1
-            self.dec_finish[rid] = finish
-            self.dec_cum0[rid] = self.cum_s_per_token
-            self.bucket[base % bs] += 1
-            self.sum_base += base
-            heapq.heappush(self.finish_heap, (finish, rid))
+            self._enter_decode(rid, kv, self.step)
+
+    def _waiting_head(self) -> tuple[tuple[int, int, int], WaitingQueue] | None:
+        """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
+        (requeued) go before new ones of the same priority."""
+        rq, wq = self.requeued.head_key(), self.queue.head_key()
+        if rq is None and wq is None:
+            return None
+        if wq is None or (rq is not None and rq < wq):
+            return rq, self.requeued  # type: ignore[return-value]
+        return wq, self.queue
+
+    def _enter_decode(self, rid: int, kv: int, s0: int) -> None:
+        """Put a request in the decode batch from decode step s0 on, its KV length before that step being kv."""
+        t = self.table
+        base = kv - s0
+        self.dec_base[rid] = base
+        finish = s0 + int(t.output_tokens[rid]) - int(t.generated[rid]) - 1
+        self.dec_finish[rid] = finish
+        self.dec_cum0[rid] = self.cum_s_per_token
+        self.bucket[base % self.block_size] += 1
+        self.sum_base += base
+        heapq.heappush(self.finish_heap, (finish, rid))
 
     def _can_admit(self) -> bool:
         """Prefill-first: a waiting request could start now (a slot, its first chunk's budget and blocks)."""
         if len(self.running) >= self.max_num_seqs:
             return False
-        keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
-        if not keys:
+        head = self._waiting_head()
+        if head is None:
             return False
-        rid = min(keys)[2]
+        rid = head[0][2]
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
         target = int(self.table.input_tokens[rid] + self.table.generated[rid])
@@ -333,10 +343,10 @@ class ReplicaEngine:
         or KV blocks, preempt the least urgent (and, among those, newest) running request below it."""
         t = self.table
         while self.running:
-            keys = [k for k in (self.requeued.head_key(), self.queue.head_key()) if k is not None]
-            if not keys:
+            head = self._waiting_head()
+            if head is None:
                 return
-            prio, _, rid = min(keys)
+            prio, _, rid = head[0]
             first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_num_batched_tokens)
             if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
                 return
@@ -474,15 +484,7 @@ class ReplicaEngine:
                 self.on_prefilled(rid)
                 continue
             # decode from the next decode step on; KV length before it is target
-            s0 = s + 1 if decoded else s
-            base = target - s0
-            self.dec_base[rid] = base
-            finish = s0 + out - g - 1
-            self.dec_finish[rid] = finish
-            self.dec_cum0[rid] = self.cum_s_per_token
-            self.bucket[base % bs] += 1
-            self.sum_base += base
-            heapq.heappush(heap, (finish, rid))
+            self._enter_decode(rid, target, s + 1 if decoded else s)
         if decoded:
             self.step = s + 1
         if self.pending_aborts:

@@ -185,6 +185,12 @@ class FleetModel:
         self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v, role))
         return eng
 
+    def _affinity_key(self, rid: int) -> int:
+        """What session affinity keeps together: the request's session, else its agent task (-1: none)."""
+        t = self.table
+        session, task = int(t.session[rid]), int(t.task_id[rid])
+        return session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
+
     def _on_prefilled(self, rid: int) -> None:
         """Disaggregation: the prefill replica is done; the KV cache travels to a decode replica."""
         t = self.table
@@ -201,8 +207,7 @@ class FleetModel:
         if t.outcome[rid] != Outcome.PENDING:
             return  # the caller gave up during the transfer
         t.kv_ready[rid] = 1
-        session, task = int(t.session[rid]), int(t.task_id[rid])
-        key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
+        key = self._affinity_key(rid)
         self.balancers[deployment].dispatch(rid, int(t.priority[rid]), int(t.service_class[rid]), key)
         t.dispatched[rid] = 1
 
@@ -407,8 +412,7 @@ class FleetModel:
         if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
             self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
             return
-        session, task = int(t.session[rid]), int(t.task_id[rid])
-        key = session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
+        key = self._affinity_key(rid)
         sc = int(t.service_class[rid])
         first = self.prefill_balancers[deployment] or balancer
         first.dispatch(rid, int(t.priority[rid]), sc, key)
