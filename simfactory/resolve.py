@@ -25,7 +25,7 @@ from simfactory.config.profile import (
 )
 from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload
-from simfactory.cost.defaults import CostDefaults, load_cost_defaults
+from simfactory.config.prices import PriceBook
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
 from simfactory.hardware.speculative import SpeculativeModel
@@ -100,7 +100,7 @@ class ResolvedScenario:
     deployments: list[ResolvedDeployment]
     classes: list[ResolvedClass]
     pool_profiles: dict[str, HardwareProfile]
-    cost_defaults: CostDefaults
+    price_book: PriceBook
     routes: list[ResolvedRoute] = field(default_factory=list)
     input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
     warnings: list[str] = field(default_factory=list)  # e.g. trace rows skipped, with their line numbers
@@ -150,7 +150,69 @@ def load_profile(dirs: list[Path], sku: str, file: str, field: str) -> HardwareP
     return profile
 
 
-NON_PROFILE_FILES = ("models", "cost_defaults", "engines")
+NON_PROFILE_FILES = ("models", "prices", "engines")
+
+
+def load_price_book(dirs: list[Path], scenario_file: Path | None, override: str | None, fname: str) -> PriceBook:
+    """The scenario's own price book (finance.price_book), else prices.yaml beside it, else the shipped one."""
+    if override is not None:
+        base = scenario_file.resolve().parent if scenario_file is not None else Path.cwd()
+        path = (base / override).resolve()
+        if not path.is_file():
+            raise InputError(fname, "finance.price_book", f"file not found: {path}")
+        return load_model_file(PriceBook, path)
+    path = find_file(dirs, "prices")
+    if path is None:
+        raise InputError(fname, "finance.price_book", "no prices.yaml in " + ", ".join(map(str, dirs)))
+    return load_model_file(PriceBook, path)
+
+
+def _check_pool_prices(scenario: Scenario, profiles: dict[str, HardwareProfile], book: PriceBook, fname: str,
+                       errors: list[InputError]) -> None:
+    """Every pool can be priced: a known provider with a price for its SKU and contract, or a profile price."""
+    for i, p in enumerate(scenario.pools):
+        if p.name not in profiles:
+            continue
+        price = profiles[p.name].price
+        if p.location == "cloud":
+            if p.cloud_usd_per_accel_hour is not None:
+                continue
+            if p.provider is not None:
+                if p.provider not in book.providers:
+                    errors.append(InputError(fname, f"pools[{i}].provider",
+                                             f"unknown provider {p.provider!r} (price book: {', '.join(book.providers)})"))
+                elif book.cloud_price(p.provider, p.sku, p.pricing, p.region) is None:
+                    offered = sorted({f"{c.sku}/{c.pricing}" for c in book.cloud if c.provider == p.provider})
+                    errors.append(InputError(fname, f"pools[{i}].pricing",
+                                             f"price book has no {p.pricing} price for {p.sku!r} at {p.provider} "
+                                             f"(it has: {', '.join(offered) or 'none'}); set cloud_usd_per_accel_hour"))
+            elif price.cloud_usd_per_accel_hour is None:
+                errors.append(InputError(fname, f"pools[{i}].cloud_usd_per_accel_hour",
+                                         f"profile {p.sku!r} has no cloud price; set one for this pool or a provider"))
+        elif p.server_usd_per_accel is None and price.server_usd_per_accel is None and book.server_price(p.sku) is None:
+            errors.append(InputError(fname, f"pools[{i}].server_usd_per_accel",
+                                     f"neither the price book nor profile {p.sku!r} has a server price; set one for this pool"))
+
+
+def _check_training(scenario: Scenario, used: dict[str, int], fname: str, errors: list[InputError]) -> None:
+    pools = {p.name: p for p in scenario.pools}
+    for i, job in enumerate(scenario.training):
+        at = f"training[{i}]"
+        pool = pools.get(job.pool)
+        if pool is None:
+            errors.append(InputError(fname, f"{at}.pool", f"unknown pool {job.pool!r} (pools: {sorted(pools)})"))
+            continue
+        inference = used.get(job.pool, 0)
+        if job.priority == "dedicated":
+            used[job.pool] = inference + job.accelerators
+            if used[job.pool] > pool.count:
+                errors.append(InputError(fname, f"{at}.accelerators",
+                                         f"pool {job.pool!r} has {pool.count} accelerators; deployments and dedicated "
+                                         f"training need {used[job.pool]}"))
+        elif job.accelerators > inference:
+            errors.append(InputError(fname, f"{at}.accelerators",
+                                     f"priority idle runs on the inference replicas' idle time, but pool {job.pool!r} "
+                                     f"serves on only {inference} accelerators"))
 
 
 def load_engines(dirs: list[Path]) -> dict[str, EnginePreset]:
@@ -241,13 +303,12 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         except InputError as e:
             errors.append(e)
             continue
-        price = profiles[p.name].price
-        if p.location == "cloud" and p.cloud_usd_per_accel_hour is None and price.cloud_usd_per_accel_hour is None:
-            errors.append(InputError(fname, f"pools[{i}].cloud_usd_per_accel_hour",
-                                     f"profile {p.sku!r} has no cloud price; set one for this pool"))
-        if p.location == "on_prem" and p.server_usd_per_accel is None and price.server_usd_per_accel is None:
-            errors.append(InputError(fname, f"pools[{i}].server_usd_per_accel",
-                                     f"profile {p.sku!r} has no server price; set one for this pool"))
+    price_book: PriceBook | None = None
+    try:
+        price_book = load_price_book(profile_dirs, path, scenario.finance.price_book, fname)
+        _check_pool_prices(scenario, profiles, price_book, fname, errors)
+    except InputError as e:
+        errors.append(e)
 
     used: dict[str, int] = {}
     deployments: list[ResolvedDeployment] = []
@@ -366,6 +427,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 )
             )
 
+    _check_training(scenario, used, fname, errors)
+
     by_name = {d.config.name: d.index for d in deployments}
     declared = {d.name for d in scenario.deployments}
     routes = _resolve_routes(scenario, by_name, declared, fname, errors)
@@ -457,11 +520,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))
     if errors:
         raise InputErrors(errors)
-    try:
-        cost_defaults = load_cost_defaults(profile_dirs)
-    except InputError as e:
-        raise InputErrors([e]) from None
-    return ResolvedScenario(scenario, fname, deployments, classes, profiles, cost_defaults, routes, warnings=warnings)
+    assert price_book is not None
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings)
 
 
 def _resolve_routes(

@@ -10,7 +10,7 @@ from pydantic import TypeAdapter
 
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog
 from simfactory.config.scenario import Scenario, Workload
-from simfactory.cost.defaults import CostDefaults
+from simfactory.config.prices import PriceBook
 from simfactory.paths import PROJECT_ROOT
 
 KINDS: dict[str, Any] = {
@@ -19,7 +19,7 @@ KINDS: dict[str, Any] = {
     "profile": HardwareProfile,
     "models": ModelCatalog,
     "engines": EngineCatalog,
-    "price-book": CostDefaults,
+    "price-book": PriceBook,
 }
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
 

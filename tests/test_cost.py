@@ -1,58 +1,197 @@
-"""Cost models computed by hand, to the cent."""
+"""Cost models computed by hand to the cent; break-even, hybrid sizing, sensitivity; unit costs add up."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
+import numpy as np
 import pytest
-from hypothesis import given
+import yaml
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simfactory.cost.pool_cost import OnPremInputs, cloud_cost_per_hour, on_prem_cost_per_hour
+from conftest import scenario_doc
+
+from simfactory.config.loader import validate
+from simfactory.config.prices import PriceBook
+from simfactory.cost.finance import break_even, hybrid_sizing, owned_cost_curve
+from simfactory.cost.fleet import PoolCost
+from simfactory.cost.pool_cost import (
+    CloudInputs,
+    OnPremInputs,
+    cloud_cost_per_hour,
+    months_to_break_even,
+    on_prem_cost_per_hour,
+    on_prem_tco_usd,
+)
+from simfactory.errors import InputError, InputErrors
+from simfactory.paths import PROFILES_DIR
+
+ONPREM = dict(
+    accelerators=8, accelerator_usd=30000, node_usd=120000, accelerators_per_node=8, depreciation_years=5,
+    residual_value_fraction=0.1, tdp_w=700, idle_w=100, host_power_w_per_node=2000, utilization=0.5, pue=1.5,
+    usd_per_kwh=0.10, colocation_usd_per_kw_month=150, staff_usd_per_year=200000, nodes_per_staff=50,
+    software_usd_per_accel_year=4500,
+)
 
 
-def test_cloud_pays_every_provisioned_hour():
-    assert cloud_cost_per_hour(8, 2.69).total_usd == pytest.approx(21.52)
+def test_cloud_by_hand_including_spot_rework():
+    assert cloud_cost_per_hour(CloudInputs(8, 2.69)).total_usd == pytest.approx(21.52)
+    # spot: 8 x $1.20 = $9.60/h; 0.1 reclamations/h x 600 s lost = 1/60 of an hour redone: + $0.16/h
+    c = cloud_cost_per_hour(CloudInputs(8, 1.20, "spot", interruptions_per_hour=0.1, lost_s_per_interruption=600))
+    assert round(c.cloud_usd, 2) == 9.60
+    assert round(c.spot_rework_usd, 2) == 0.16
+    assert round(c.total_usd, 2) == 9.76
 
 
 def test_on_prem_by_hand():
-    # 8 accelerators at $45,000 over 5 years: 360,000 / 43,800 h = $8.2192/h
-    # power: 8 x (100 + (700 - 100) x 0.5) W = 3.2 kW x PUE 1.5 x $0.10 = $0.48/h
-    # hosting: 8 x 0.7 kW = 5.6 kW x $150 / 730 h = $1.1507/h
-    x = OnPremInputs(accelerators=8, server_usd_per_accel=45000, amortization_years=5, tdp_w=700, idle_w=100,
-                     utilization=0.5, pue=1.5, usd_per_kwh=0.10, hosting_usd_per_kw_month=150)
-    c = on_prem_cost_per_hour(x)
-    assert round(c.capex_usd, 2) == 8.22
-    assert round(c.energy_usd, 2) == 0.48
-    assert round(c.hosting_usd, 2) == 1.15
-    assert round(c.total_usd, 2) == round(360000 / 43800 + 0.48 + 5.6 * 150 / 730, 2) == 9.85
-    assert c.cloud_usd == 0
+    # capex: 8 x 30,000 + 1 node x 120,000 = 360,000; x (1 - 0.1) / (5 x 8760 h) = $7.3973/h
+    # energy: (8 x (100 + 600 x 0.5) W + 2,000 W host) = 5.2 kW x PUE 1.5 x $0.10 = $0.78/h
+    # colocation: (8 x 0.7 + 2.0) kW = 7.6 kW x $150 / 730 h = $1.5616/h
+    # staff: $200,000 / 50 nodes per engineer / 8760 h = $0.4566/h; licences: 8 x 4,500 / 8760 = $4.1096/h
+    c = on_prem_cost_per_hour(OnPremInputs(**ONPREM))
+    assert round(c.capex_usd, 2) == round(360000 * 0.9 / 43800, 2) == 7.40
+    assert round(c.energy_usd, 2) == 0.78
+    assert round(c.hosting_usd, 2) == round(7.6 * 150 / 730, 2) == 1.56
+    assert round(c.staff_usd, 2) == 0.46
+    assert round(c.software_usd, 2) == 4.11
+    assert round(c.total_usd, 2) == round(360000 * 0.9 / 43800 + 0.78 + 7.6 * 150 / 730 + 200000 / 50 / 8760
+                                          + 36000 / 8760, 2) == 14.31
+    # 3-year TCO: purchase 360,000 minus book value after 3 of 5 years (360,000 x (1 - 0.9 x 0.6) = 165,600),
+    # plus running cost (everything but depreciation) for 26,280 hours
+    running = c.total_usd - c.capex_usd
+    assert on_prem_tco_usd(OnPremInputs(**ONPREM), 3) == pytest.approx(360000 - 165600 + running * 26280)
 
 
+def _owned(**kw) -> PoolCost:
+    x = OnPremInputs(**{**ONPREM, **kw})
+    return PoolCost("p", "sku", "on_prem", x.accelerators, x.utilization, on_prem_cost_per_hour(x), None, x, 700, 100)
+
+
+def _rented(price: float, n: int = 8) -> PoolCost:
+    c = CloudInputs(n, price)
+    return PoolCost("p", "sku", "cloud", n, 0.5, cloud_cost_per_hour(c), c, None, 700, 100)
+
+
+@pytest.mark.parametrize("price", [2.5, 3.59, 6.0])
+def test_break_even_utilization_is_where_the_cost_curves_cross(price):
+    owned, rented = _owned(), _rented(price)
+    u_star = break_even(owned, rented)["break_even_utilization"]
+    grid = np.linspace(0, 1, 100001)
+    owned_curve = np.array([on_prem_cost_per_hour(dataclasses.replace(owned.on_prem, utilization=u)).total_usd
+                            for u in grid[::1000]]) / 8
+    elastic = price * grid[::1000]
+    diff = np.interp(grid, grid[::1000], owned_curve - elastic)
+    crossings = grid[np.nonzero(np.diff(np.sign(diff)))[0]]
+    if u_star is None:
+        assert len(crossings) == 0 or crossings[0] > 1
+    else:
+        assert len(crossings) == 1
+        assert crossings[0] == pytest.approx(u_star, abs=2e-5)
+
+
+def test_months_to_break_even_by_hand():
+    # buy for $360,000, then run for $7,000/month, or rent for $19,000/month: pays back in 30 months
+    assert months_to_break_even(360000, 7000, 19000) == pytest.approx(30.0)
+    assert months_to_break_even(360000, 7000, 6000) is None
+
+
+def test_hybrid_sizing_finds_the_cheapest_baseline():
+    # demand: 2 accelerators half the time, 6 the other half. Renting is dear ($10/h): owning the peak wins;
+    # renting is cheap ($0.5/h): own nothing.
+    demand = np.array([2.0, 6.0] * 50)
+    owned = _owned(accelerators=6)
+    c0, slope = owned_cost_curve(owned)
+    dear = hybrid_sizing(demand, owned, 10.0)
+    assert dear["best_baseline_accels"] == 6
+    cheap = hybrid_sizing(demand, owned, 0.5)
+    assert cheap["best_baseline_accels"] == 0
+    # the B = 2 row by hand: 2 owned at utilization 1 + 4 accelerators rented half the time
+    row = dear["rows"][2]
+    assert row["total_usd_per_hour"] == pytest.approx(2 * (c0 + slope) + 10.0 * 2.0)
+
+
+@settings(max_examples=40, deadline=None)
 @given(
     util=st.floats(0, 1),
     price=st.floats(1000, 100000),
     kwh=st.floats(0, 1),
+    cloud=st.floats(0.1, 20),
     bump=st.floats(0.01, 10),
 )
-def test_on_prem_cost_is_monotone_in_prices_and_utilization(util, price, kwh, bump):
-    base = dict(accelerators=4, server_usd_per_accel=price, amortization_years=4, tdp_w=700, idle_w=0,
-                utilization=util, pue=1.3, usd_per_kwh=kwh, hosting_usd_per_kw_month=100)
+def test_cost_is_monotone_in_price_inputs(util, price, kwh, cloud, bump):
+    base = {**ONPREM, "accelerator_usd": price, "usd_per_kwh": kwh, "utilization": util}
     c0 = on_prem_cost_per_hour(OnPremInputs(**base)).total_usd
-    for key in ("server_usd_per_accel", "usd_per_kwh", "hosting_usd_per_kw_month"):
-        assert on_prem_cost_per_hour(OnPremInputs(**{**base, key: base[key] + bump})).total_usd > c0 - 1e-12
-    more_util = min(1.0, util + 0.1)
-    assert on_prem_cost_per_hour(OnPremInputs(**{**base, "utilization": more_util})).total_usd >= c0
+    for key in ("accelerator_usd", "node_usd", "usd_per_kwh", "colocation_usd_per_kw_month", "staff_usd_per_year",
+                "software_usd_per_accel_year", "pue"):
+        assert on_prem_cost_per_hour(OnPremInputs(**{**base, key: base[key] + bump})).total_usd >= c0 - 1e-9
+    assert on_prem_cost_per_hour(OnPremInputs(**{**base, "utilization": min(1.0, util + 0.1)})).total_usd >= c0
+    assert on_prem_cost_per_hour(OnPremInputs(**{**base, "depreciation_years": 5 + bump})).total_usd <= c0 + 1e-9
+    k0 = cloud_cost_per_hour(CloudInputs(4, cloud, "spot", 0.1, 300)).total_usd
+    assert cloud_cost_per_hour(CloudInputs(4, cloud + bump, "spot", 0.1, 300)).total_usd > k0
+    assert cloud_cost_per_hour(CloudInputs(4, cloud, "spot", 0.1 + bump, 300)).total_usd > k0
 
 
-def test_run_unit_costs_add_up(tmp_path):
-    """The fleet cost over the window divided by completed work is what the summary reports."""
+def _book() -> dict:
+    return yaml.safe_load((PROFILES_DIR / "prices.yaml").read_text())
+
+
+def test_shipped_price_book_is_sourced_and_valid():
+    book = validate(PriceBook, _book(), "prices.yaml")
+    assert book.cloud and book.servers
+    assert all(c.source and c.as_of for c in book.cloud)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda b: b["cloud"][0].pop("source"), "prices.yaml: cloud[0].source: required field is missing"),
+        (lambda b: b["cloud"][0].__setitem__("usd_per_accel_hour", -1.0),
+         "prices.yaml: cloud[0].usd_per_accel_hour: Input should be greater than or equal to 0 (got -1.0)"),
+        (lambda b: b["cloud"][0].__setitem__("provider", "acme-cloud"),
+         "prices.yaml: cloud[0].provider: unknown provider 'acme-cloud' (known: "),
+        (lambda b: b["on_prem"]["pue"].__setitem__("value", float("nan")),
+         "prices.yaml: on_prem.pue.value: Input should be a finite number"),
+        (lambda b: b["on_prem"]["pue"].__setitem__("value", 0.5), "prices.yaml: on_prem.pue.value: must be >= 1"),
+        (lambda b: b["on_prem"]["staff_usd_per_year"].pop("as_of"),
+         "prices.yaml: on_prem.staff_usd_per_year.as_of: required field is missing"),
+        (lambda b: b["cloud"][0].__setitem__("pricing", "spot"),
+         "prices.yaml: cloud[0]: a spot price needs interruptions_per_hour"),
+    ],
+)
+def test_bad_price_book_entries_are_rejected_clearly(edit, message):
+    doc = copy.deepcopy(_book())
+    edit(doc)
+    with pytest.raises((InputError, InputErrors)) as e:
+        validate(PriceBook, doc, "prices.yaml")
+    assert str(e.value).startswith(message), str(e.value)
+
+
+def test_scenario_with_unknown_provider_is_rejected(case):
+    doc = scenario_doc()
+    doc["pools"][0].update(provider="acme-cloud", pricing="reserved_1y")
+    with pytest.raises((InputError, InputErrors)) as e:
+        case(doc)
+    assert "pools[0].provider: unknown provider 'acme-cloud' (price book: aws" in str(e.value)
+
+
+def test_run_unit_costs_add_up():
+    """Per-unit costs times units give the window's cost; pools add up to the fleet."""
     from simfactory.api import run
 
     s = run(seed=3).summary
-    c = s["cost"]
+    c, ue = s["cost"], s["finance"]["unit_economics"]
     window_h = (s["window"]["horizon_s"] - s["window"]["warmup_s"]) / 3600
     out_tokens = s["throughput"]["output_tokens_per_s"] * (window_h * 3600)
+    in_tokens = s["throughput"]["input_tokens_per_s"] * (window_h * 3600)
+    completed = s["throughput"]["requests_per_s"] * (window_h * 3600)
     assert c["usd_per_hour"] == pytest.approx(sum(p["usd_per_hour"] for p in c["pools"]))
-    assert c["usd_per_1m_output_tokens"] * out_tokens / 1e6 == pytest.approx(c["usd_per_hour"] * window_h)
-    # default: 4 cloud H100 at the profile's price
+    assert c["usd_per_hour"] == pytest.approx(sum(sum(p["breakdown_usd_per_hour"].values()) for p in c["pools"]))
+    assert ue["usd_per_1m_tokens"] * (in_tokens + out_tokens) / 1e6 == pytest.approx(ue["window_usd"])
+    assert ue["usd_per_request"] * completed == pytest.approx(ue["window_usd"])
+    assert ue["window_usd"] == pytest.approx(c["usd_per_hour"] * window_h)
+    # default: 4 cloud H100 at the profile's on-demand price
     assert c["pools"][0]["location"] == "cloud"
-    assert c["usd_per_hour"] == pytest.approx(4 * c["pools"][0]["assumptions"]["cloud_usd_per_accel_hour"])
+    price = next(a["value"] for a in s["finance"]["assumptions"] if "cloud price" in a["name"])
+    assert c["usd_per_hour"] == pytest.approx(4 * price)

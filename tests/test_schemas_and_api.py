@@ -14,7 +14,7 @@ from simfactory.cli import app
 from simfactory.paths import PROFILES_DIR, PROJECT_ROOT, SCENARIOS_DIR, WORKLOADS_DIR
 from simfactory.schemas import KINDS, SCHEMA_DIR, schema
 
-KIND_OF = {"models": "models", "engines": "engines", "cost_defaults": "price-book"}
+KIND_OF = {"models": "models", "engines": "engines", "prices": "price-book"}
 
 
 def shipped_files():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -99,6 +101,12 @@ def _errors_from(exc: ValidationError, data: Any, file: str) -> InputErrors:
             tag_field = str(ctx.get("discriminator", "")).strip("'")
             field = f"{field}.{tag_field}" if field else tag_field
             msg = "required field is missing (it selects the kind of entry)"
+        elif kind == "value_error":
+            # model validators raise "sub.path: reason": fold the sub-path into the field path
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            head, sep, rest = msg.partition(": ")
+            if sep and re.fullmatch(r"[A-Za-z_][\w.\[\]]*", head):
+                field, msg = (f"{field}.{head}" if field else head), rest
         else:
             msg = err["msg"]
             if not isinstance(err.get("input"), (dict, list)) and "input" in err:

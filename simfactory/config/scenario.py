@@ -21,7 +21,9 @@ from pydantic import (
 
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.distributions import Distribution
+from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
+from simfactory.config.training import TrainingJob
 from simfactory.config.routing import Routing, ServiceClass, Tenant
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
@@ -31,28 +33,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class OnPremCost(_Strict):
-    """On-prem cost assumptions; unset fields take the shipped defaults (hardware_profiles/cost_defaults.yaml)."""
-
-    amortization_years: PositiveFloat | None = None
-    usd_per_kwh: NonNegativeFloat | None = None
-    pue: Annotated[float, Field(ge=1.0, le=3.0)] | None = None
-    hosting_usd_per_kw_month: NonNegativeFloat | None = None
-
-
 class Pool(_Strict):
     name: Name
     sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
     count: PositiveInt = Field(description="number of accelerators in the pool")
     location: Literal["cloud", "on_prem"]
-    region: Name = Field(default="default", description="where the pool is (network latency and egress)")
+    region: Name = Field(default="default", description="where the pool is (network latency and egress; price lookup)")
+    provider: str | None = Field(
+        default=None,
+        description="cloud provider in the price book (hardware_profiles/prices.yaml); unset: the profile's on-demand price",
+    )
+    pricing: Pricing = Field(default="on_demand", description="cloud contract: on_demand, reserved_1y, reserved_3y or spot")
     cloud_usd_per_accel_hour: NonNegativeFloat | None = Field(
-        default=None, description="override the profile's cloud price"
+        default=None, description="override the price book's / profile's cloud price"
+    )
+    spot_interruptions_per_hour: NonNegativeFloat | None = Field(
+        default=None, description="override the price book's spot reclamation rate (per replica-hour)"
+    )
+    spot_restart_s: NonNegativeFloat = Field(
+        default=180.0,
+        description="replica time lost per spot reclamation besides in-flight work: new instance, weights load, warm-up",
     )
     server_usd_per_accel: NonNegativeFloat | None = Field(
-        default=None, description="override the profile's on-prem capex per accelerator"
+        default=None,
+        description="override on-prem capex per accelerator, all-in (accelerator + its share of host, network, storage)",
     )
-    on_prem: OnPremCost = Field(default_factory=OnPremCost)
+    on_prem: OnPremOverrides = Field(default_factory=OnPremOverrides)
+
+    @model_validator(mode="after")
+    def _pricing_needs_provider(self) -> "Pool":
+        if self.location == "cloud" and self.pricing != "on_demand" and self.provider is None and self.cloud_usd_per_accel_hour is None:
+            raise ValueError(f"pricing {self.pricing!r} needs a provider from the price book (or cloud_usd_per_accel_hour)")
+        if self.location == "on_prem" and (self.provider is not None or self.pricing != "on_demand"):
+            raise ValueError("provider and pricing apply to cloud pools only")
+        return self
 
 
 class SpeculativeDecoding(_Strict):
@@ -314,6 +328,34 @@ class SimSettings(_Strict):
         return self
 
 
+Criterion = Literal["performance", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom"]
+
+
+class Finance(_Strict):
+    """How the run is priced and judged: TCO horizon, the price book, sensitivity range, scorecard weights."""
+
+    horizon_years: Annotated[float, Field(gt=0, le=20)] = Field(default=3.0, description="TCO horizon")
+    price_book: str | None = Field(
+        default=None, description="a price-book YAML replacing hardware_profiles/prices.yaml (path relative to the scenario)"
+    )
+    sensitivity_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.2, description="tornado chart: each input moved down and up by this fraction"
+    )
+    scorecard_weights: dict[Criterion, NonNegativeFloat] = Field(
+        default_factory=lambda: {
+            "performance": 0.3,
+            "utilization": 0.2,
+            "data_movement": 0.15,
+            "operational_simplicity": 0.2,
+            "lock_in_freedom": 0.15,
+        },
+        description="weights of the compare scorecard (normalized to sum 1)",
+    )
+    scorecard_ratings: dict[Literal["operational_simplicity", "lock_in_freedom"], Annotated[float, Field(ge=0, le=10)]] = Field(
+        default_factory=dict, description="your own 0-10 ratings, replacing the price book's defaults"
+    )
+
+
 class Scenario(_Strict):
     name: Name
     description: str = ""
@@ -325,6 +367,8 @@ class Scenario(_Strict):
     service_classes: list[ServiceClass] = Field(default_factory=list)
     network: Network = Field(default_factory=Network)
     tenants: list[Tenant] = Field(default_factory=list)
+    finance: Finance = Field(default_factory=Finance)
+    training: list[TrainingJob] = Field(default_factory=list, description="training / fine-tune jobs on the pools")
     sim: SimSettings
 
 

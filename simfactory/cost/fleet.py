@@ -1,11 +1,15 @@
-"""Cost of every pool in a scenario per hour, from its location, prices and measured utilization."""
+"""Cost of every pool in a scenario: the pool's prices looked up (scenario override, then price book, then
+the profile), turned into per-hour costs at the measured utilization, with every assumption recorded."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
+from simfactory.config.prices import PriceBook, SourcedNumber
+from simfactory.config.profile import HardwareProfile
 from simfactory.config.scenario import Pool
 from simfactory.cost.pool_cost import (
+    CloudInputs,
     OnPremInputs,
     PoolCostPerHour,
     cloud_cost_per_hour,
@@ -16,6 +20,17 @@ from simfactory.resolve import ResolvedScenario
 
 
 @dataclass(frozen=True)
+class Assumption:
+    """One number the cost rests on, with where it came from (a finance reader audits these)."""
+
+    name: str
+    value: float | str
+    unit: str
+    source: str
+    as_of: str = ""
+
+
+@dataclass(frozen=True)
 class PoolCost:
     pool: str
     sku: str
@@ -23,63 +38,157 @@ class PoolCost:
     accelerators: int
     utilization: float
     per_hour: PoolCostPerHour
-    assumptions: dict[str, float | str]
+    cloud: CloudInputs | None
+    on_prem: OnPremInputs | None
+    tdp_w: float
+    idle_w: float
+    assumptions: list[Assumption] = field(default_factory=list)
+
+    @property
+    def usd_per_accel_hour(self) -> float:
+        return self.per_hour.total_usd / self.accelerators
+
+    def at_utilization(self, utilization: float) -> "PoolCost":
+        """The same pool priced at another utilization (only on-prem energy depends on it)."""
+        if self.on_prem is None:
+            return replace(self, utilization=utilization)
+        x = replace(self.on_prem, utilization=utilization)
+        return replace(self, utilization=utilization, on_prem=x, per_hour=on_prem_cost_per_hour(x))
 
 
-def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float) -> PoolCost:
+def _num(name: str, n: SourcedNumber, override: float | None) -> tuple[float, Assumption]:
+    if override is not None:
+        return override, Assumption(name, override, n.unit, "scenario override")
+    return n.value, Assumption(name, n.value, n.unit, n.source, str(n.as_of))
+
+
+def cloud_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, lost_work_s: float, where: str) -> tuple[CloudInputs, list[Assumption]]:
+    """Price per accelerator-hour: the pool's override, else the price book's entry for its provider,
+    region and contract, else the profile's on-demand price."""
+    entry = book.cloud_price(pool.provider, pool.sku, pool.pricing, pool.region) if pool.provider else None
+    if pool.cloud_usd_per_accel_hour is not None:
+        price, src, as_of = pool.cloud_usd_per_accel_hour, "scenario override", ""
+    elif entry is not None:
+        price, src, as_of = entry.usd_per_accel_hour, entry.source, str(entry.as_of)
+    elif profile.price.cloud_usd_per_accel_hour is not None:
+        price, src, as_of = profile.price.cloud_usd_per_accel_hour, profile.price.source, str(profile.price.as_of)
+    else:
+        raise InputError(where, "cloud_usd_per_accel_hour", f"profile {profile.sku!r} has no cloud price; set one")
+    label = f"{pool.provider or 'profile'} {pool.pricing}"
+    out = [Assumption(f"{pool.name}: cloud price ({label})", price, "USD/accelerator-hour", src, as_of)]
+    interruptions = 0.0
+    lost_s = 0.0
+    if pool.pricing == "spot":
+        if pool.spot_interruptions_per_hour is not None:
+            interruptions = pool.spot_interruptions_per_hour
+            out.append(Assumption(f"{pool.name}: spot reclamations", interruptions, "per replica-hour", "scenario override"))
+        elif entry is not None and entry.interruptions_per_hour is not None:
+            interruptions = entry.interruptions_per_hour
+            out.append(Assumption(f"{pool.name}: spot reclamations", interruptions, "per replica-hour", entry.source, str(entry.as_of)))
+        lost_s = pool.spot_restart_s + lost_work_s
+        out.append(Assumption(f"{pool.name}: time lost per reclamation", lost_s, "s",
+                              f"spot_restart_s {pool.spot_restart_s:g} s + in-flight work redone {lost_work_s:.1f} s "
+                              "(mean request time in service, simulated)"))
+    return CloudInputs(pool.count, price, pool.pricing, interruptions, lost_s), out
+
+
+def idle_power(pool: Pool, profile: HardwareProfile, book: PriceBook) -> tuple[float, list[Assumption]]:
+    """Idle power for the power curve: the profile's, else the price book's, else 0 (power = TDP x utilization)."""
+    idle = book.idle_w(pool.sku)
+    tdp = Assumption(f"{pool.name}: TDP", profile.spec.tdp_w, "W", profile.spec.source, str(profile.spec.as_of))
+    if profile.spec.idle_w is not None:
+        return profile.spec.idle_w, [tdp, Assumption(f"{pool.name}: idle power", profile.spec.idle_w, "W",
+                                                     profile.spec.source, str(profile.spec.as_of))]
+    if idle is not None:
+        return idle.idle_w, [tdp, Assumption(f"{pool.name}: idle power", idle.idle_w, "W", idle.source, str(idle.as_of))]
+    return 0.0, [tdp, Assumption(f"{pool.name}: idle power", 0.0, "W", "unknown: power taken as TDP x utilization")]
+
+
+def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utilization: float, where: str) -> tuple[OnPremInputs, list[Assumption]]:
+    o = pool.on_prem
+    b = book.on_prem
+    out: list[Assumption] = []
+
+    def take(name: str, unit_name: str) -> float:
+        value, a = _num(f"{pool.name}: {unit_name}", getattr(b, name), getattr(o, name))
+        out.append(a)
+        return value
+
+    per_node = take("accelerators_per_node", "accelerators per node")
+    server = book.server_price(pool.sku)
+    if pool.server_usd_per_accel is not None:
+        accel_usd, node_usd = pool.server_usd_per_accel, 0.0
+        out.append(Assumption(f"{pool.name}: server capex per accelerator (all-in)", accel_usd, "USD", "scenario override"))
+    elif server is not None:
+        accel_usd = server.accelerator_usd
+        out.append(Assumption(f"{pool.name}: accelerator price", accel_usd, "USD", server.source, str(server.as_of)))
+        node_usd = take("host_usd_per_node", "host per node") + take("network_usd_per_node", "network per node")
+        node_usd += take("storage_usd_per_node", "storage per node")
+    elif profile.price.server_usd_per_accel is not None:
+        accel_usd, node_usd = profile.price.server_usd_per_accel, 0.0
+        out.append(Assumption(f"{pool.name}: server capex per accelerator (all-in)", accel_usd, "USD",
+                              profile.price.source, str(profile.price.as_of)))
+    else:
+        raise InputError(where, "server_usd_per_accel", f"no server price for {profile.sku!r}; set one")
+    idle_w, a = idle_power(pool, profile, book)
+    out += a
+    x = OnPremInputs(
+        accelerators=pool.count,
+        accelerator_usd=accel_usd,
+        node_usd=node_usd,
+        accelerators_per_node=per_node,
+        depreciation_years=take("depreciation_years", "depreciation"),
+        residual_value_fraction=take("residual_value_fraction", "residual value"),
+        tdp_w=profile.spec.tdp_w,
+        idle_w=idle_w,
+        host_power_w_per_node=take("host_power_w_per_node", "host power per node"),
+        utilization=utilization,
+        pue=take("pue", "PUE"),
+        usd_per_kwh=take("usd_per_kwh", "electricity"),
+        colocation_usd_per_kw_month=take("colocation_usd_per_kw_month", "colocation"),
+        staff_usd_per_year=take("staff_usd_per_year", "staff cost"),
+        nodes_per_staff=take("nodes_per_staff", "nodes per engineer"),
+        software_usd_per_accel_year=take("software_usd_per_accel_year", "software licences"),
+    )
+    return x, out
+
+
+def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float, lost_work_s: float = 0.0) -> PoolCost:
     profile = rs.pool_profiles[pool.name]
     i = [p.name for p in rs.scenario.pools].index(pool.name)
+    where = f"{rs.file}: pools[{i}]"
     if pool.location == "cloud":
+        c, assumptions = cloud_inputs(pool, profile, rs.price_book, lost_work_s, where)
+        idle_w, power = idle_power(pool, profile, rs.price_book)
+        return PoolCost(pool.name, pool.sku, pool.location, pool.count, utilization, cloud_cost_per_hour(c), c, None,
+                        profile.spec.tdp_w, idle_w, assumptions + power)
+    x, assumptions = on_prem_inputs(pool, profile, rs.price_book, utilization, where)
+    return PoolCost(pool.name, pool.sku, pool.location, pool.count, utilization, on_prem_cost_per_hour(x), None, x,
+                    x.tdp_w, x.idle_w, assumptions)
+
+
+def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float], lost_work_s: float = 0.0) -> list[PoolCost]:
+    return [pool_cost(rs, p, utilization_by_pool.get(p.name, 0.0), lost_work_s) for p in rs.scenario.pools]
+
+
+def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost:
+    """The same accelerators priced the other way (cloud on-demand <-> owned), for break-even analysis."""
+    pool = next(p for p in rs.scenario.pools if p.name == pc.pool)
+    other = pool.model_copy(update={"location": "on_prem" if pool.location == "cloud" else "cloud",
+                                    "provider": None, "pricing": "on_demand"})
+    profile = rs.pool_profiles[pool.name]
+    where = f"{rs.file}: pools[{pool.name}]"
+    if other.location == "cloud":
         price = pool.cloud_usd_per_accel_hour
+        source = ("scenario override", "") if price is not None else (profile.price.source, str(profile.price.as_of))
         if price is None:
             price = profile.price.cloud_usd_per_accel_hour
         if price is None:
-            raise InputError(
-                rs.file,
-                f"pools[{i}].cloud_usd_per_accel_hour",
-                f"profile {profile.sku!r} has no cloud price; set one for this pool",
-            )
-        per_hour = cloud_cost_per_hour(pool.count, price)
-        assumptions: dict[str, float | str] = {
-            "cloud_usd_per_accel_hour": price,
-            "price_source": "scenario" if pool.cloud_usd_per_accel_hour is not None else profile.price.source,
-        }
-    else:
-        server = pool.server_usd_per_accel
-        if server is None:
-            server = profile.price.server_usd_per_accel
-        if server is None:
-            raise InputError(
-                rs.file, f"pools[{i}].server_usd_per_accel", f"profile {profile.sku!r} has no server price; set one"
-            )
-        d = rs.cost_defaults
-        o = pool.on_prem
-        x = OnPremInputs(
-            accelerators=pool.count,
-            server_usd_per_accel=server,
-            amortization_years=o.amortization_years or d.amortization_years.value,
-            tdp_w=profile.spec.tdp_w,
-            idle_w=profile.spec.idle_w or 0.0,
-            utilization=utilization,
-            pue=o.pue or d.pue.value,
-            usd_per_kwh=o.usd_per_kwh if o.usd_per_kwh is not None else d.usd_per_kwh.value,
-            hosting_usd_per_kw_month=(
-                o.hosting_usd_per_kw_month if o.hosting_usd_per_kw_month is not None else d.hosting_usd_per_kw_month.value
-            ),
-        )
-        per_hour = on_prem_cost_per_hour(x)
-        assumptions = {
-            "server_usd_per_accel": x.server_usd_per_accel,
-            "amortization_years": x.amortization_years,
-            "tdp_w": x.tdp_w,
-            "idle_w": x.idle_w,
-            "pue": x.pue,
-            "usd_per_kwh": x.usd_per_kwh,
-            "hosting_usd_per_kw_month": x.hosting_usd_per_kw_month,
-            "price_source": "scenario" if pool.server_usd_per_accel is not None else profile.price.source,
-        }
-    return PoolCost(pool.name, pool.sku, pool.location, pool.count, utilization, per_hour, assumptions)
-
-
-def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float]) -> list[PoolCost]:
-    return [pool_cost(rs, p, utilization_by_pool.get(p.name, 0.0)) for p in rs.scenario.pools]
+            raise InputError(where, "cloud_usd_per_accel_hour", f"profile {profile.sku!r} has no cloud price to compare with")
+        c = CloudInputs(pool.count, price)
+        a = [Assumption(f"{pool.name}: cloud price if rented (on-demand)", price, "USD/accelerator-hour", *source)]
+        return PoolCost(pool.name, pool.sku, "cloud", pool.count, pc.utilization, cloud_cost_per_hour(c), c, None,
+                        pc.tdp_w, pc.idle_w, a)
+    x, a = on_prem_inputs(other, profile, rs.price_book, pc.utilization, where)
+    return PoolCost(pool.name, pool.sku, "on_prem", pool.count, pc.utilization, on_prem_cost_per_hour(x), None, x,
+                    x.tdp_w, x.idle_w, a)

@@ -1,5 +1,10 @@
-"""Cost of a pool per hour: cloud pays per provisioned accelerator-hour; on-prem amortizes capex
-and pays power (TDP x utilization x PUE) and hosting (colocation $/kW-month at TDP)."""
+"""Cost of a pool per hour, and over a horizon: pure functions of prices and utilization.
+
+Cloud pays every provisioned accelerator-hour, busy or idle (spot adds the work that reclamations make
+it redo). On-prem amortizes the purchase (accelerators plus their share of host, network and storage)
+down to its residual value, and pays energy (idle-to-TDP power curve x PUE), colocation on provisioned
+kW, staff per node and software licences per accelerator.
+"""
 
 from __future__ import annotations
 
@@ -12,43 +17,146 @@ HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 @dataclass(frozen=True)
 class OnPremInputs:
     accelerators: int
-    server_usd_per_accel: float
-    amortization_years: float
+    accelerator_usd: float
+    node_usd: float  # host + network + storage of one node, without its accelerators
+    accelerators_per_node: float
+    depreciation_years: float
+    residual_value_fraction: float
     tdp_w: float
     idle_w: float
+    host_power_w_per_node: float
     utilization: float
     pue: float
     usd_per_kwh: float
-    hosting_usd_per_kw_month: float
+    colocation_usd_per_kw_month: float
+    staff_usd_per_year: float
+    nodes_per_staff: float
+    software_usd_per_accel_year: float
+
+    @property
+    def nodes(self) -> float:
+        """Nodes the pool occupies; node costs are shared pro rata, so 4 GPUs of an 8-GPU node pay half."""
+        return self.accelerators / self.accelerators_per_node
+
+    @property
+    def capex_usd(self) -> float:
+        return self.accelerators * self.accelerator_usd + self.nodes * self.node_usd
+
+
+@dataclass(frozen=True)
+class CloudInputs:
+    accelerators: int
+    usd_per_accel_hour: float
+    pricing: str = "on_demand"
+    interruptions_per_hour: float = 0.0  # spot reclamations per replica-hour
+    lost_s_per_interruption: float = 0.0  # restart (weights load, cold start) + in-flight work redone
 
 
 @dataclass(frozen=True)
 class PoolCostPerHour:
-    capex_usd: float
-    energy_usd: float
-    hosting_usd: float
-    cloud_usd: float
+    capex_usd: float = 0.0
+    energy_usd: float = 0.0
+    hosting_usd: float = 0.0
+    staff_usd: float = 0.0
+    software_usd: float = 0.0
+    cloud_usd: float = 0.0
+    spot_rework_usd: float = 0.0
 
     @property
     def total_usd(self) -> float:
-        return self.capex_usd + self.energy_usd + self.hosting_usd + self.cloud_usd
+        return (
+            self.capex_usd
+            + self.energy_usd
+            + self.hosting_usd
+            + self.staff_usd
+            + self.software_usd
+            + self.cloud_usd
+            + self.spot_rework_usd
+        )
+
+    @property
+    def fixed_usd(self) -> float:
+        """What is paid whether or not the accelerators work (everything but energy)."""
+        return self.total_usd - self.energy_usd
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "cloud": self.cloud_usd,
+            "spot_rework": self.spot_rework_usd,
+            "capex": self.capex_usd,
+            "energy": self.energy_usd,
+            "hosting": self.hosting_usd,
+            "staff": self.staff_usd,
+            "software": self.software_usd,
+        }
 
 
-def cloud_cost_per_hour(accelerators: int, usd_per_accel_hour: float) -> PoolCostPerHour:
-    """Cloud bills every provisioned accelerator-hour, busy or idle."""
-    return PoolCostPerHour(0.0, 0.0, 0.0, accelerators * usd_per_accel_hour)
+def cloud_cost_per_hour(x: CloudInputs) -> PoolCostPerHour:
+    """Provisioned hours at the contract rate; a spot reclamation loses `lost_s_per_interruption` of the
+    replica's time, which is paid again: rework = rate x interruptions/h x lost_s / 3600."""
+    base = x.accelerators * x.usd_per_accel_hour
+    rework = base * x.interruptions_per_hour * x.lost_s_per_interruption / 3600.0
+    return PoolCostPerHour(cloud_usd=base, spot_rework_usd=rework)
 
 
 def average_power_w(tdp_w: float, idle_w: float, utilization: float) -> float:
-    """Linear power curve between idle and TDP (idle 0 gives the plain TDP x utilization)."""
+    """Linear power curve between idle and TDP (a common first-order model of accelerator power)."""
     return idle_w + (tdp_w - idle_w) * utilization
 
 
 def on_prem_cost_per_hour(x: OnPremInputs) -> PoolCostPerHour:
-    """Straight-line depreciation + facility energy (IT power x PUE) + hosting priced on provisioned kW."""
-    capex = x.accelerators * x.server_usd_per_accel / (x.amortization_years * HOURS_PER_YEAR)
-    it_kw = x.accelerators * average_power_w(x.tdp_w, x.idle_w, x.utilization) / 1000.0
+    """Straight-line depreciation to residual value + facility energy + colocation + staff + licences."""
+    capex = x.capex_usd * (1.0 - x.residual_value_fraction) / (x.depreciation_years * HOURS_PER_YEAR)
+    it_kw = (x.accelerators * average_power_w(x.tdp_w, x.idle_w, x.utilization) + x.nodes * x.host_power_w_per_node) / 1e3
     energy = it_kw * x.pue * x.usd_per_kwh
-    provisioned_kw = x.accelerators * x.tdp_w / 1000.0
-    hosting = provisioned_kw * x.hosting_usd_per_kw_month / HOURS_PER_MONTH
-    return PoolCostPerHour(capex, energy, hosting, 0.0)
+    provisioned_kw = (x.accelerators * x.tdp_w + x.nodes * x.host_power_w_per_node) / 1e3
+    hosting = provisioned_kw * x.colocation_usd_per_kw_month / HOURS_PER_MONTH
+    staff = x.staff_usd_per_year * x.nodes / x.nodes_per_staff / HOURS_PER_YEAR
+    software = x.software_usd_per_accel_year * x.accelerators / HOURS_PER_YEAR
+    return PoolCostPerHour(capex_usd=capex, energy_usd=energy, hosting_usd=hosting, staff_usd=staff, software_usd=software)
+
+
+def on_prem_opex_per_hour(x: OnPremInputs) -> float:
+    """Running cost without depreciation: what owning costs each hour after the purchase."""
+    c = on_prem_cost_per_hour(x)
+    return c.total_usd - c.capex_usd
+
+
+def residual_value_usd(x: OnPremInputs, years: float) -> float:
+    """Book value after `years` of straight-line depreciation down to the residual fraction."""
+    used = min(years / x.depreciation_years, 1.0)
+    return x.capex_usd * (1.0 - (1.0 - x.residual_value_fraction) * used)
+
+
+def on_prem_tco_usd(x: OnPremInputs, years: float) -> float:
+    """Purchase minus what the hardware is still worth at the horizon, plus running cost over it."""
+    return x.capex_usd - residual_value_usd(x, years) + on_prem_opex_per_hour(x) * HOURS_PER_YEAR * years
+
+
+def cloud_tco_usd(x: CloudInputs, years: float) -> float:
+    return cloud_cost_per_hour(x).total_usd * HOURS_PER_YEAR * years
+
+
+def break_even_utilization(
+    fixed_usd_per_accel_hour: float, idle_energy_usd_per_accel_hour: float, busy_energy_delta_usd: float,
+    cloud_usd_per_accel_hour: float,
+) -> float | None:
+    """Utilization u* at which owning costs as much as renting only busy hours.
+
+    Owning one accelerator costs F + e_idle + (e_max - e_idle) u per hour; renting elastically costs p u.
+    They cross at u* = (F + e_idle) / (p - (e_max - e_idle)). None when the cloud is never dearer (u* > 1
+    or p below the marginal energy cost)."""
+    denom = cloud_usd_per_accel_hour - busy_energy_delta_usd
+    if denom <= 0:
+        return None
+    u = (fixed_usd_per_accel_hour + idle_energy_usd_per_accel_hour) / denom
+    return u if u <= 1.0 else None
+
+
+def months_to_break_even(capex_usd: float, onprem_opex_usd_per_month: float, cloud_usd_per_month: float) -> float | None:
+    """Months until the purchase is paid back by not renting: capex / (cloud - on-prem running cost) per month.
+    None when renting is cheaper than running owned hardware (never pays back)."""
+    saving = cloud_usd_per_month - onprem_opex_usd_per_month
+    if saving <= 0:
+        return None
+    return capex_usd / saving

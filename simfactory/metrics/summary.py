@@ -16,6 +16,7 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
+from simfactory.metrics.finance import demand_by_pool, finance_summary, units_of
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
@@ -115,7 +116,9 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     for r, row in zip(result.replicas, replicas):
         pool_busy[r.pool] += (row["busy_frac"] or 0.0) * r.accelerators
     utilization = {p.name: pool_busy[p.name] / p.count for p in sc.pools}
-    costs = fleet_costs(rs, utilization)
+    done = completed_in_window[completed_in_window["outcome"] == Outcome.COMPLETED.label]
+    in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
+    costs = fleet_costs(rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0)
     usd_per_hour = sum(c.per_hour.total_usd for c in costs)
     window_h = window_s / 3600.0
     window_usd = usd_per_hour * window_h
@@ -220,17 +223,17 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
                     "accelerators": c.accelerators,
                     "utilization": c.utilization,
                     "usd_per_hour": c.per_hour.total_usd,
-                    "breakdown_usd_per_hour": {
-                        "cloud": c.per_hour.cloud_usd,
-                        "capex": c.per_hour.capex_usd,
-                        "energy": c.per_hour.energy_usd,
-                        "hosting": c.per_hour.hosting_usd,
-                    },
-                    "assumptions": c.assumptions,
+                    "pricing": c.cloud.pricing if c.cloud else "owned",
+                    "breakdown_usd_per_hour": c.per_hour.as_dict(),
                 }
                 for c in costs
             ],
         },
+        "finance": finance_summary(
+            rs, costs, units_of(rs, req, tasks, window_s, completed_in_window),
+            demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas], start, end),
+            result.seed,
+        ),
         "network": network_block(measured, req, start, end),
         "tasks": task_summary(tasks, window_usd_by_class, stats),
         "service": service_summary(lreq, rs, window_s, stats),

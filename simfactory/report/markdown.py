@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
+from simfactory.report.finance import finance_tables, markdown_section
 
 
 def fmt(x: Any, unit: str = "", digits: int = 3) -> str:
@@ -152,37 +153,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     ]
     if s["tasks"]:
         out += render_tasks(s["tasks"])
-    c = s["cost"]
+    out += ["## Cost and finance", ""] + markdown_section(finance_tables(s))
     out += [
-        "## Cost",
-        "",
-        table(
-            ["pool", "SKU", "location", "accelerators", "utilization", "USD/hour", "cloud", "capex", "energy", "hosting"],
-            [
-                [p["pool"], p["sku"], p["location"], str(p["accelerators"]), fmt(p["utilization"]), fmt(p["usd_per_hour"], digits=2)]
-                + [fmt(p["breakdown_usd_per_hour"][k], digits=2) for k in ("cloud", "capex", "energy", "hosting")]
-                for p in c["pools"]
-            ],
-        ),
-        "",
-        table(
-            ["USD/hour (fleet)", "USD per 1M output tokens", "USD per 1M tokens (in+out)", "USD per request"],
-            [[fmt(c["usd_per_hour"], digits=2), fmt(c["usd_per_1m_output_tokens"], digits=4),
-              fmt(c["usd_per_1m_tokens"], digits=4), fmt(c["usd_per_request"], digits=6)]],
-        ),
-        "",
-        "Assumptions (per pool):",
-        "",
-    ]
-    for p in c["pools"]:
-        items = ", ".join(f"{k}={v}" for k, v in p["assumptions"].items() if k != "price_source")
-        out += [f"- `{p['pool']}`: {items}. Price source: {p['assumptions'].get('price_source')}"]
-    out += [
-        "",
-        "Cloud pools pay for every provisioned accelerator-hour. On-prem pools pay capex / amortization years, "
-        "energy = accelerators x (idle + (TDP - idle) x utilization) x PUE x USD/kWh, and hosting = provisioned kW "
-        "(TDP) x USD/kW-month. Unit costs divide the window's cost by the window's completed work.",
-        "",
         "## Definitions",
         "",
         "- TTFT = first token time - arrival (includes queueing); TPOT = (completion - first token) / (output tokens - 1); "

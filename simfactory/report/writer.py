@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 from simfactory.metrics.summary import RunMetrics
+from simfactory.report.finance import write_finance
 from simfactory.report.markdown import render
 from simfactory.report.plots import write_plots
 
@@ -40,6 +41,7 @@ def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
         m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
         m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
         plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
+        plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
         (tmp / "summary.md").write_text(render(m, plot_files))
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

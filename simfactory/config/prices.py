@@ -1,0 +1,168 @@
+"""The price book (hardware_profiles/prices.yaml): every price and cost assumption the TCO model uses,
+each with its source and date, so a finance reader can audit the figures and a scenario can replace them.
+
+Cloud prices are one entry per (provider, region, SKU, pricing model); on-prem assumptions are sourced
+numbers; accelerator purchase prices are per SKU. Unknown providers, negative or non-finite numbers and
+figures without a source are rejected when the file is read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
+
+from simfactory.config.profile import AsOf
+
+Pricing = Literal["on_demand", "reserved_1y", "reserved_3y", "spot"]
+PRICINGS: tuple[str, ...] = ("on_demand", "reserved_1y", "reserved_3y", "spot")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourcedNumber(_Strict):
+    value: float = Field(ge=0, allow_inf_nan=False)
+    unit: str
+    source: str = Field(min_length=1)
+    as_of: AsOf
+    confidence: Literal["high", "medium", "low"] = "medium"
+
+
+class CloudPrice(_Strict):
+    """One cloud price: a provider's rate for one accelerator-hour of a SKU under one pricing model."""
+
+    provider: str
+    region: str = Field(default="any", description="provider region, or `any` when the rate is not regional")
+    sku: str
+    pricing: Pricing
+    usd_per_accel_hour: float = Field(ge=0, allow_inf_nan=False)
+    interruptions_per_hour: NonNegativeFloat | None = Field(
+        default=None, description="spot only: reclamations per instance-hour"
+    )
+    source: str = Field(min_length=1)
+    as_of: AsOf
+    confidence: Literal["high", "medium", "low"] = "medium"
+
+    @model_validator(mode="after")
+    def _spot_rate(self) -> "CloudPrice":
+        if self.pricing == "spot" and self.interruptions_per_hour is None:
+            raise ValueError("a spot price needs interruptions_per_hour")
+        if self.pricing != "spot" and self.interruptions_per_hour is not None:
+            raise ValueError("interruptions_per_hour applies to spot prices only")
+        return self
+
+
+class ServerPrice(_Strict):
+    """Purchase price of one accelerator of a SKU (the rest of the server is in on_prem.*_usd_per_node)."""
+
+    sku: str
+    accelerator_usd: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+    as_of: AsOf
+    confidence: Literal["high", "medium", "low"] = "medium"
+
+
+class IdlePower(_Strict):
+    sku: str
+    idle_w: float = Field(ge=0, allow_inf_nan=False)
+    source: str = Field(min_length=1)
+    as_of: AsOf
+    confidence: Literal["high", "medium", "low"] = "medium"
+
+
+class OnPremPrices(_Strict):
+    depreciation_years: SourcedNumber
+    residual_value_fraction: SourcedNumber
+    usd_per_kwh: SourcedNumber
+    pue: SourcedNumber
+    colocation_usd_per_kw_month: SourcedNumber
+    staff_usd_per_year: SourcedNumber
+    nodes_per_staff: SourcedNumber
+    accelerators_per_node: SourcedNumber
+    software_usd_per_accel_year: SourcedNumber
+    host_usd_per_node: SourcedNumber
+    network_usd_per_node: SourcedNumber
+    storage_usd_per_node: SourcedNumber
+    host_power_w_per_node: SourcedNumber
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "OnPremPrices":
+        if self.pue.value < 1.0:
+            raise ValueError("pue.value: must be >= 1 (facility power over IT power)")
+        if self.residual_value_fraction.value > 1.0:
+            raise ValueError("residual_value_fraction.value: must be <= 1")
+        for name in ("depreciation_years", "nodes_per_staff", "accelerators_per_node"):
+            if getattr(self, name).value <= 0:
+                raise ValueError(f"{name}.value: must be > 0")
+        return self
+
+
+class NetworkPrices(_Strict):
+    egress_usd_per_gb: SourcedNumber
+    storage_usd_per_gb_month: SourcedNumber
+
+
+class ScorecardDefaults(_Strict):
+    """Qualitative 0-10 ratings (10 = best) used by the compare scorecard when a scenario gives none."""
+
+    operational_simplicity: dict[Literal["cloud", "on_prem", "hybrid"], Annotated[float, Field(ge=0, le=10)]]
+    lock_in_freedom: dict[Literal["gpu", "asic"], Annotated[float, Field(ge=0, le=10)]]
+    source: str = Field(min_length=1)
+    as_of: AsOf
+
+
+class PriceBook(_Strict):
+    currency: Literal["USD"] = "USD"
+    providers: list[str] = Field(min_length=1, description="cloud providers this book prices; others are rejected")
+    cloud: list[CloudPrice] = Field(default_factory=list)
+    servers: list[ServerPrice] = Field(default_factory=list)
+    idle_power: list[IdlePower] = Field(default_factory=list)
+    on_prem: OnPremPrices
+    network: NetworkPrices
+    scorecard: ScorecardDefaults
+
+    @model_validator(mode="after")
+    def _known_providers(self) -> "PriceBook":
+        known = set(self.providers)
+        for i, c in enumerate(self.cloud):
+            if c.provider not in known:
+                raise ValueError(
+                    f"cloud[{i}].provider: unknown provider {c.provider!r} (known: {', '.join(self.providers)})"
+                )
+        return self
+
+    def cloud_price(self, provider: str, sku: str, pricing: str, region: str | None) -> CloudPrice | None:
+        """The entry for this provider/SKU/pricing, preferring the pool's region, else one not tied to a region,
+        else the first listed."""
+        hits = [c for c in self.cloud if c.provider == provider and c.sku == sku and c.pricing == pricing]
+        for pick in (lambda c: c.region == region, lambda c: c.region == "any", lambda c: True):
+            for c in hits:
+                if pick(c):
+                    return c
+        return None
+
+    def server_price(self, sku: str) -> ServerPrice | None:
+        return next((s for s in self.servers if s.sku == sku), None)
+
+    def idle_w(self, sku: str) -> IdlePower | None:
+        return next((p for p in self.idle_power if p.sku == sku), None)
+
+
+class OnPremOverrides(_Strict):
+    """A scenario's own on-prem assumptions; each replaces the price book's figure (recorded as source: scenario)."""
+
+    depreciation_years: PositiveFloat | None = None
+    residual_value_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
+    usd_per_kwh: NonNegativeFloat | None = None
+    pue: Annotated[float, Field(ge=1.0, le=3.0)] | None = None
+    colocation_usd_per_kw_month: NonNegativeFloat | None = None
+    staff_usd_per_year: NonNegativeFloat | None = None
+    nodes_per_staff: PositiveFloat | None = None
+    accelerators_per_node: PositiveFloat | None = None
+    software_usd_per_accel_year: NonNegativeFloat | None = None
+    host_usd_per_node: NonNegativeFloat | None = None
+    network_usd_per_node: NonNegativeFloat | None = None
+    storage_usd_per_node: NonNegativeFloat | None = None
+    host_power_w_per_node: NonNegativeFloat | None = None

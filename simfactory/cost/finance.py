@@ -1,0 +1,231 @@
+"""Unit economics, TCO over a horizon, cloud vs on-prem break-even, hybrid sizing and sensitivity.
+
+Pure functions over priced pools and counted units (requests, tokens, tasks): the numbers a finance
+reader asks for. Knows nothing of SimPy; formulas cite their reasoning in the docstrings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from simfactory.cost.fleet import PoolCost
+from simfactory.cost.pool_cost import (
+    HOURS_PER_MONTH,
+    average_power_w,
+    break_even_utilization,
+    cloud_cost_per_hour,
+    cloud_tco_usd,
+    months_to_break_even,
+    on_prem_cost_per_hour,
+    on_prem_opex_per_hour,
+    on_prem_tco_usd,
+)
+
+
+@dataclass(frozen=True)
+class Units:
+    """What the fleet produced in the measurement window, and what it cost beyond the accelerators."""
+
+    window_h: float
+    requests: int
+    input_tokens: int
+    output_tokens: int
+    tasks: int = 0
+    successful_tasks: int = 0
+    agent_share: float = 0.0  # fraction of accelerator cost attributable to agent classes
+    external_usd: float = 0.0  # tools, retrieval, humans, network egress
+
+
+def _per(total: float, n: float, scale: float = 1.0) -> float | None:
+    return total * scale / n if n else None
+
+
+def pool_tco(pc: PoolCost, years: float) -> dict[str, float]:
+    """Cash view of one pool over `years`: purchase up front (on-prem) and running cost."""
+    if pc.on_prem is not None:
+        x = pc.on_prem
+        return {
+            "upfront_capex_usd": x.capex_usd,
+            "running_usd_per_month": on_prem_opex_per_hour(x) * HOURS_PER_MONTH,
+            "tco_usd": on_prem_tco_usd(x, years),
+        }
+    assert pc.cloud is not None
+    return {
+        "upfront_capex_usd": 0.0,
+        "running_usd_per_month": cloud_cost_per_hour(pc.cloud).total_usd * HOURS_PER_MONTH,
+        "tco_usd": cloud_tco_usd(pc.cloud, years),
+    }
+
+
+def owned_cost_curve(pc: PoolCost) -> tuple[float, float]:
+    """(c0, slope): owning one accelerator costs c0 + slope x utilization per hour (affine: only energy
+    depends on utilization)."""
+    assert pc.on_prem is not None
+    n = pc.accelerators
+    c0 = on_prem_cost_per_hour(replace(pc.on_prem, utilization=0.0)).total_usd / n
+    c1 = on_prem_cost_per_hour(replace(pc.on_prem, utilization=1.0)).total_usd / n
+    return c0, c1 - c0
+
+
+def break_even(owned: PoolCost, rented: PoolCost) -> dict[str, float | None]:
+    """Owned vs rented for the same accelerators: the utilization above which owning is cheaper than
+    renting only busy hours, and the months until the purchase pays back against renting them all."""
+    assert owned.on_prem is not None and rented.cloud is not None
+    c0, slope = owned_cost_curve(owned)
+    p = rented.cloud.usd_per_accel_hour
+    u_star = break_even_utilization(c0, 0.0, slope, p)
+    x = owned.on_prem
+    return {
+        "owned_usd_per_accel_hour_at_0": c0,
+        "owned_usd_per_accel_hour_per_utilization": slope,
+        "cloud_usd_per_accel_hour": p,
+        "break_even_utilization": u_star,
+        "months_to_break_even": months_to_break_even(
+            x.capex_usd, on_prem_opex_per_hour(x) * HOURS_PER_MONTH, cloud_cost_per_hour(rented.cloud).total_usd * HOURS_PER_MONTH
+        ),
+    }
+
+
+def hybrid_sizing(demand_accels: np.ndarray, owned: PoolCost, cloud_usd_per_accel_hour: float) -> dict[str, Any]:
+    """Own a baseline of B accelerators and rent the rest elastically when demand exceeds it.
+
+    demand_accels: busy accelerators sampled at equal steps over the run. Cost per hour for baseline B:
+    B x owned(u_B) + p x mean(max(0, demand - B)), where u_B = mean(min(demand, B)) / B. Scans B from 0 to
+    the peak and returns the cheapest, with all-owned and all-rented for reference."""
+    assert owned.on_prem is not None
+    d = np.asarray(demand_accels, dtype=float)
+    if len(d) == 0:
+        return {"rows": [], "best_baseline_accels": None}
+    c0, slope = owned_cost_curve(owned)
+    peak = int(math.ceil(d.max() - 1e-9))
+    rows = []
+    for b in range(0, peak + 1):
+        served = np.minimum(d, b).mean()
+        u = served / b if b else 0.0
+        owned_usd = b * (c0 + slope * u)
+        burst_usd = cloud_usd_per_accel_hour * float(np.maximum(d - b, 0.0).mean())
+        rows.append({"baseline_accels": b, "owned_utilization": u, "owned_usd_per_hour": owned_usd,
+                     "burst_usd_per_hour": burst_usd, "total_usd_per_hour": owned_usd + burst_usd})
+    best = min(rows, key=lambda r: r["total_usd_per_hour"])
+    return {
+        "demand_mean_accels": float(d.mean()),
+        "demand_peak_accels": float(d.max()),
+        "rows": rows,
+        "best_baseline_accels": best["baseline_accels"],
+        "best_usd_per_hour": best["total_usd_per_hour"],
+        "all_rented_elastic_usd_per_hour": rows[0]["total_usd_per_hour"],
+        "all_owned_at_peak_usd_per_hour": rows[-1]["total_usd_per_hour"],
+    }
+
+
+def unit_economics(costs: list[PoolCost], units: Units) -> dict[str, float | None]:
+    """Cost per unit over the measurement window. All-in per-token figures divide the whole fleet cost by
+    that token type alone (they do not add up); `usd_per_1m_tokens` counts both."""
+    usd_h = sum(c.per_hour.total_usd for c in costs)
+    fleet_usd = usd_h * units.window_h
+    accels = sum(c.accelerators for c in costs)
+    busy_accel_h = sum(c.accelerators * c.utilization for c in costs) * units.window_h
+    energy_kwh = sum(c.accelerators * average_power_w(c.tdp_w, c.idle_w, c.utilization) / 1e3 for c in costs) * units.window_h
+    tokens = units.input_tokens + units.output_tokens
+    agent_usd = fleet_usd * units.agent_share + units.external_usd
+    return {
+        "fleet_usd_per_hour": usd_h,
+        "window_usd": fleet_usd,
+        "usd_per_1m_tokens": _per(fleet_usd, tokens, 1e6),
+        "usd_per_1m_input_tokens_all_in": _per(fleet_usd, units.input_tokens, 1e6),
+        "usd_per_1m_output_tokens_all_in": _per(fleet_usd, units.output_tokens, 1e6),
+        "usd_per_request": _per(fleet_usd, units.requests),
+        "usd_per_1000_inferences": _per(fleet_usd, units.requests, 1e3),
+        "usd_per_task": _per(agent_usd, units.tasks),
+        "usd_per_successful_task": _per(agent_usd, units.successful_tasks),
+        "tokens_per_usd": _per(tokens, fleet_usd),
+        "accelerator_energy_kwh": energy_kwh,
+        "tokens_per_joule": _per(tokens, energy_kwh * 3.6e6),
+        "fleet_utilization": busy_accel_h / (accels * units.window_h) if accels and units.window_h else None,
+        "usd_per_busy_accel_hour": _per(fleet_usd, busy_accel_h),
+        "usd_per_provisioned_accel_hour": _per(usd_h, accels),
+    }
+
+
+SENSITIVITY_INPUTS = ("price", "utilization", "power price", "PUE", "depreciation years")
+
+
+def _tweak(c: PoolCost, name: str, factor: float) -> PoolCost:
+    """The pool with one input scaled by `factor` (utilization capped at 1, PUE floored at 1)."""
+    if name == "utilization":
+        return c.at_utilization(min(c.utilization * factor, 1.0))
+    if c.on_prem is not None:
+        x = c.on_prem
+        if name == "price":
+            x = replace(x, accelerator_usd=x.accelerator_usd * factor, node_usd=x.node_usd * factor)
+        elif name == "power price":
+            x = replace(x, usd_per_kwh=x.usd_per_kwh * factor)
+        elif name == "PUE":
+            x = replace(x, pue=max(1.0, x.pue * factor))
+        elif name == "depreciation years":
+            x = replace(x, depreciation_years=x.depreciation_years * factor)
+        return replace(c, on_prem=x, per_hour=on_prem_cost_per_hour(x))
+    assert c.cloud is not None
+    if name == "price":
+        y = replace(c.cloud, usd_per_accel_hour=c.cloud.usd_per_accel_hour * factor)
+        return replace(c, cloud=y, per_hour=cloud_cost_per_hour(y))
+    return c  # power, PUE and depreciation are in the cloud provider's price
+
+
+def unit_cost_fn(costs: list[PoolCost], units: Units) -> tuple[str, Callable[[list[PoolCost]], float]]:
+    """The headline unit cost as a function of the priced pools. Output scales with utilization (more load
+    on the same fleet), so the unit count is rescaled by the busy accelerator-hours."""
+    base_busy = sum(c.accelerators * c.utilization for c in costs) or 1.0
+    if units.successful_tasks:
+        name = "usd_per_successful_task"
+        per_unit_external = units.external_usd / units.successful_tasks
+        n0, share = units.successful_tasks, units.agent_share
+    else:
+        name = "usd_per_1m_tokens"
+        per_unit_external = 0.0
+        n0, share = (units.input_tokens + units.output_tokens) / 1e6, 1.0
+
+    def f(cs: list[PoolCost]) -> float:
+        busy = sum(c.accelerators * c.utilization for c in cs)
+        n = n0 * busy / base_busy
+        usd = sum(c.per_hour.total_usd for c in cs) * units.window_h * share
+        return usd / n + per_unit_external if n else math.inf
+
+    return name, f
+
+
+def sensitivity(costs: list[PoolCost], units: Units, fraction: float) -> dict[str, Any]:
+    """Tornado: each input moved down and up by `fraction`, the others held; sorted by swing."""
+    name, f = unit_cost_fn(costs, units)
+    base = f(costs)
+    rows = []
+    for inp in SENSITIVITY_INPUTS:
+        lo = f([_tweak(c, inp, 1 - fraction) for c in costs])
+        hi = f([_tweak(c, inp, 1 + fraction) for c in costs])
+        rows.append({"input": inp, "low_factor": 1 - fraction, "high_factor": 1 + fraction,
+                     "metric_at_low": lo, "metric_at_high": hi, "swing": abs(hi - lo)})
+    rows.sort(key=lambda r: -r["swing"])
+    return {"metric": name, "base": base, "fraction": fraction, "rows": rows}
+
+
+def tco_block(costs: list[PoolCost], alternatives: list[PoolCost], years: float) -> dict[str, Any]:
+    pools = []
+    for c, alt in zip(costs, alternatives):
+        row: dict[str, Any] = {"pool": c.pool, "location": c.location, "accelerators": c.accelerators,
+                               "utilization": c.utilization, **pool_tco(c, years),
+                               "alternative_location": alt.location, "alternative_tco_usd": pool_tco(alt, years)["tco_usd"]}
+        owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
+        row.update(break_even(owned, rented))
+        pools.append(row)
+    return {
+        "horizon_years": years,
+        "tco_usd": sum(p["tco_usd"] for p in pools),
+        "alternative_tco_usd": sum(p["alternative_tco_usd"] for p in pools),
+        "upfront_capex_usd": sum(p["upfront_capex_usd"] for p in pools),
+        "pools": pools,
+    }
+

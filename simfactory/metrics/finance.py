@@ -1,0 +1,108 @@
+"""The finance block of summary.json: unit economics, TCO over the horizon, cloud vs on-prem break-even,
+hybrid sizing on the simulated demand curve, sensitivity, training jobs, and every assumption used."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.cost.finance import Units, hybrid_sizing, sensitivity, tco_block, unit_economics
+from simfactory.cost.fleet import PoolCost, alternative_cost
+from simfactory.cost.training import training_cost
+from simfactory.resolve import ResolvedScenario
+from simfactory.sim.agents import SUCCESS
+from simfactory.sim.training import chosen_interval_h, daly_interval_h, job_mtbf_h, simulate_job, young_interval_h
+
+EXTERNAL_COLUMNS = ["usd_tools", "usd_retrieval", "usd_human", "usd_network"]
+
+
+def units_of(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, window_s: float,
+             completed_in_window: pd.DataFrame) -> Units:
+    measured = req[req["measured"]]
+    agent_classes = {c.config.name for c in rs.classes if c.agent is not None}
+    share = measured.groupby("class")["replica_s"].sum()
+    total = float(share.sum())
+    agent_share = float(share[[c for c in share.index if c in agent_classes]].sum()) / total if total else 0.0
+    t = tasks[tasks["measured"]] if len(tasks) else tasks
+    return Units(
+        window_h=window_s / 3600.0,
+        requests=len(completed_in_window),
+        input_tokens=int(completed_in_window["input_tokens"].sum()),
+        output_tokens=int(completed_in_window["output_tokens"].sum()),
+        tasks=len(t),
+        successful_tasks=int(t["outcome"].isin(SUCCESS).sum()) if len(t) else 0,
+        agent_share=agent_share,
+        external_usd=float(t[EXTERNAL_COLUMNS].sum().sum()) if len(t) else 0.0,
+    )
+
+
+def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[str], replica_accels: list[int],
+                   start_s: float, end_s: float) -> dict[str, np.ndarray]:
+    """Busy accelerators per pool at each timeline sample in the window (busy fraction x accelerators)."""
+    w = rtl[(rtl["time_s"] > start_s) & (rtl["time_s"] <= end_s)]
+    if not len(w):
+        return {}
+    pools = np.asarray(replica_pools)[w["replica"].to_numpy()]
+    busy = w["busy_frac"].to_numpy() * np.asarray(replica_accels)[w["replica"].to_numpy()]
+    frame = pd.DataFrame({"time_s": w["time_s"].to_numpy(), "pool": pools, "busy": busy})
+    return {str(p): g.groupby("time_s")["busy"].sum().to_numpy() for p, g in frame.groupby("pool")}
+
+
+def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int) -> list[dict[str, Any]]:
+    by_pool = {c.pool: c for c in costs}
+    out = []
+    for job in rs.scenario.training:
+        pc = by_pool[job.pool]
+        idle = 1.0 - pc.utilization
+        speed = 1.0 if job.priority == "dedicated" else idle
+        runs = simulate_job(job, seed, idle_fraction=idle)
+        mtbf = job_mtbf_h(job)
+        ckpt_h = job.checkpoint_cost_s / 3600.0
+        young = young_interval_h(ckpt_h, mtbf)
+        chosen = chosen_interval_h(job)
+        scan = []
+        for mult in (0.25, 0.5, 1.0, 2.0, 4.0):
+            tau = young * mult if young > 0 else chosen * mult
+            r = simulate_job(job, seed, idle_fraction=idle, interval_h=tau)
+            scan.append({"interval_h": tau, "time_to_train_h": float(np.mean([x.wall_h for x in r])) if r else None})
+        out.append({
+            "job": job.name,
+            "pool": job.pool,
+            "priority": job.priority,
+            "accelerators": job.accelerators,
+            "compute_h": job.compute_hours,
+            "job_mtbf_h": mtbf,
+            "checkpoint_interval_h": chosen,
+            "young_interval_h": young,
+            "daly_interval_h": daly_interval_h(ckpt_h, mtbf),
+            "progress_fraction": speed,
+            **training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate),
+            "interval_scan": scan,
+        })
+    return out
+
+
+def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, demand: dict[str, np.ndarray],
+                    seed: int) -> dict[str, Any]:
+    fin = rs.scenario.finance
+    alternatives = [alternative_cost(rs, c) for c in costs]
+    hybrid = {}
+    for c, alt in zip(costs, alternatives):
+        owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
+        assert rented.cloud is not None
+        hybrid[c.pool] = hybrid_sizing(demand.get(c.pool, np.zeros(0)), owned, rented.cloud.usd_per_accel_hour)
+    assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
+    assumptions += [dataclasses.asdict(a) for c in alternatives for a in c.assumptions
+                    if a.name not in {x["name"] for x in assumptions}]
+    return {
+        "currency": rs.price_book.currency,
+        "unit_economics": unit_economics(costs, units),
+        "tco": tco_block(costs, alternatives, fin.horizon_years),
+        "hybrid": hybrid,
+        "sensitivity": sensitivity(costs, units, fin.sensitivity_fraction),
+        "training": training_block(rs, costs, seed),
+        "assumptions": assumptions,
+    }

@@ -1,0 +1,205 @@
+"""Finance tables from summary.json (cost per pool, unit economics, TCO and break-even, hybrid sizing,
+sensitivity, training, assumptions), written as CSV, one xlsx workbook, Markdown and two charts.
+
+Reads only the summary dict, so `simfactory report RUN_DIR` can rebuild them from a finished run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+@dataclass(frozen=True)
+class FinanceTable:
+    key: str  # file / sheet name
+    title: str
+    frame: pd.DataFrame
+    note: str = ""
+
+
+UNIT_ROWS = [
+    ("fleet_usd_per_hour", "fleet cost", "USD/hour"),
+    ("window_usd", "cost of the measurement window", "USD"),
+    ("usd_per_1m_tokens", "cost per 1M tokens (input + output)", "USD"),
+    ("usd_per_1m_input_tokens_all_in", "cost per 1M input tokens (all fleet cost on input)", "USD"),
+    ("usd_per_1m_output_tokens_all_in", "cost per 1M output tokens (all fleet cost on output)", "USD"),
+    ("usd_per_request", "cost per completed request", "USD"),
+    ("usd_per_1000_inferences", "cost per 1,000 inferences", "USD"),
+    ("usd_per_task", "cost per agent task (fully loaded)", "USD"),
+    ("usd_per_successful_task", "cost per successful agent task (fully loaded)", "USD"),
+    ("tokens_per_usd", "tokens per dollar", "tokens/USD"),
+    ("tokens_per_joule", "tokens per joule (accelerator energy)", "tokens/J"),
+    ("accelerator_energy_kwh", "accelerator energy in the window", "kWh"),
+    ("fleet_utilization", "fleet utilization (busy / provisioned accelerator-hours)", "fraction"),
+    ("usd_per_busy_accel_hour", "utilization-adjusted cost (per busy accelerator-hour)", "USD"),
+    ("usd_per_provisioned_accel_hour", "cost per provisioned accelerator-hour", "USD"),
+]
+
+
+def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
+    f = summary["finance"]
+    cur = f["currency"]
+    years = f["tco"]["horizon_years"]
+    pools = pd.DataFrame(
+        [
+            {"pool": p["pool"], "SKU": p["sku"], "location": p["location"], "pricing": p["pricing"],
+             "accelerators": p["accelerators"], "utilization": p["utilization"], f"{cur}/hour": p["usd_per_hour"],
+             **{f"{k} {cur}/hour": v for k, v in p["breakdown_usd_per_hour"].items()}}
+            for p in summary["cost"]["pools"]
+        ]
+    )
+    ue = f["unit_economics"]
+    units = pd.DataFrame([{"metric": label, "value": ue[k], "unit": u.replace("USD", cur)} for k, label, u in UNIT_ROWS])
+    tco = pd.DataFrame(
+        [
+            {"pool": p["pool"], "location": p["location"], "accelerators": p["accelerators"],
+             "utilization": p["utilization"], f"upfront capex {cur}": p["upfront_capex_usd"],
+             f"running {cur}/month": p["running_usd_per_month"], f"TCO {years:g} years {cur}": p["tco_usd"],
+             "alternative": p["alternative_location"], f"alternative TCO {years:g} years {cur}": p["alternative_tco_usd"],
+             "break-even utilization (owned vs elastic cloud)": p["break_even_utilization"],
+             "months to break even (owned vs rented)": p["months_to_break_even"]}
+            for p in f["tco"]["pools"]
+        ]
+    )
+    hybrid = pd.DataFrame(
+        [
+            {"pool": name, "demand mean (accelerators)": h.get("demand_mean_accels"),
+             "demand peak (accelerators)": h.get("demand_peak_accels"),
+             "best owned baseline (accelerators)": h.get("best_baseline_accels"),
+             f"hybrid {cur}/hour": h.get("best_usd_per_hour"),
+             f"all rented (elastic) {cur}/hour": h.get("all_rented_elastic_usd_per_hour"),
+             f"all owned at peak {cur}/hour": h.get("all_owned_at_peak_usd_per_hour")}
+            for name, h in f["hybrid"].items()
+        ]
+    )
+    sens = f["sensitivity"]
+    tornado = pd.DataFrame(
+        [
+            {"input": r["input"], "low factor": r["low_factor"], "high factor": r["high_factor"],
+             f"{sens['metric']} at low": r["metric_at_low"], f"{sens['metric']} at high": r["metric_at_high"],
+             "swing": r["swing"]}
+            for r in sens["rows"]
+        ]
+    )
+    training = pd.DataFrame(
+        [{k: v for k, v in t.items() if k != "interval_scan"} for t in f["training"]]
+    )
+    assumptions = pd.DataFrame(f["assumptions"], columns=["name", "value", "unit", "source", "as_of"])
+    tables = [
+        FinanceTable("cost_per_pool", "Cost per pool", pools,
+                     "Cloud pays every provisioned accelerator-hour; on-prem amortizes purchase to residual value and pays "
+                     "energy, colocation, staff and licences."),
+        FinanceTable("unit_economics", "Unit economics (measurement window)", units,
+                     "Per-token all-in figures put the whole fleet cost on one token type; they do not add up."),
+        FinanceTable("tco", f"TCO over {years:g} years, and break-even", tco,
+                     "Alternative: the same accelerators priced the other way (owned <-> on-demand cloud). Break-even "
+                     "utilization: above it, owning is cheaper than renting only the busy hours."),
+        FinanceTable("hybrid", "Hybrid sizing: owned baseline + elastic cloud burst on the simulated demand", hybrid,
+                     "Demand = busy accelerators per timeline sample; burst is rented per busy hour (an elastic bound)."),
+        FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {sens['base']:.6g})", tornado,
+                     f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),
+    ]
+    if len(training):
+        tables.append(FinanceTable("training", "Training jobs: time to train and cost per validated checkpoint", training,
+                                   "Checkpoint intervals: Young sqrt(2 x checkpoint cost x MTBF), Daly sqrt(2 delta M) - delta."))
+    tables.append(FinanceTable("assumptions", "Assumptions (prices with source and date)", assumptions))
+    return tables
+
+
+def _md_cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+    return str(v).replace("|", "/")
+
+
+def markdown_section(tables: list[FinanceTable]) -> list[str]:
+    out: list[str] = []
+    for t in tables:
+        out += [f"### {t.title}", ""]
+        if len(t.frame):
+            cols = list(t.frame.columns)
+            out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            out += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in t.frame.itertuples(index=False)]
+        else:
+            out += ["(none)"]
+        out += ["", t.note, ""] if t.note else [""]
+    return out
+
+
+def write_tables(tables: list[FinanceTable], out_dir: Path) -> list[Path]:
+    """finance_<key>.csv per table and finance.xlsx with one sheet per table."""
+    paths = []
+    for t in tables:
+        p = out_dir / f"finance_{t.key}.csv"
+        t.frame.to_csv(p, index=False)
+        paths.append(p)
+    xlsx = out_dir / "finance.xlsx"
+    with pd.ExcelWriter(xlsx, engine="openpyxl") as w:
+        for t in tables:
+            t.frame.to_excel(w, sheet_name=t.key[:31], index=False)
+            ws = w.sheets[t.key[:31]]
+            for col in ws.columns:
+                ws.column_dimensions[col[0].column_letter].width = min(60, max(12, len(str(col[0].value)) + 2))
+    paths.append(xlsx)
+    return paths
+
+
+def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
+    s = summary["finance"]["sensitivity"]
+    rows = list(reversed(s["rows"]))
+    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
+    base = s["base"]
+    for i, r in enumerate(rows):
+        lo, hi = r["metric_at_low"], r["metric_at_high"]
+        ax.barh(i, lo - base, left=base, color="tab:blue", label=f"input x{r['low_factor']:.2f}" if i == 0 else None)
+        ax.barh(i, hi - base, left=base, color="tab:orange", label=f"input x{r['high_factor']:.2f}" if i == 0 else None)
+    ax.axvline(base, color="black", lw=1)
+    ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
+    ax.set_xlabel(f"{s['metric']} ({summary['finance']['currency']})")
+    ax.set_title(f"{summary['scenario']}: sensitivity of {s['metric']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
+    """Per pool: owned cost per accelerator-hour vs elastic cloud, over utilization, with the crossing."""
+    pools = summary["finance"]["tco"]["pools"]
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    u = np.linspace(0, 1, 101)
+    for p in pools:
+        owned = p["owned_usd_per_accel_hour_at_0"] + p["owned_usd_per_accel_hour_per_utilization"] * u
+        (line,) = ax.plot(u, owned, label=f"{p['pool']}: owned")
+        ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, busy hours only")
+        if p["break_even_utilization"] is not None:
+            ax.axvline(p["break_even_utilization"], color=line.get_color(), lw=0.8, ls=":")
+        ax.axvline(p["utilization"], color=line.get_color(), lw=2, alpha=0.3)
+    ax.set_xlabel("utilization (busy fraction of provisioned accelerator-hours)")
+    ax.set_ylabel(f"{summary['finance']['currency']} per accelerator-hour")
+    ax.set_title(f"{summary['scenario']}: owned vs rented (dotted: break-even; thick: simulated utilization)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_finance(summary: dict[str, Any], out_dir: Path, plots: bool = True) -> list[Path]:
+    tables = finance_tables(summary)
+    paths = write_tables(tables, out_dir)
+    if plots:
+        paths += [tornado_plot(summary, out_dir / "cost_sensitivity.png"), break_even_plot(summary, out_dir / "break_even.png")]
+    return paths
