@@ -166,7 +166,7 @@ def compare(
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
-    from simfactory.report.compare import comparison_frame, recommendation, to_markdown
+    from simfactory.report.compare import write_comparison
     from simfactory.report.writer import write_run
     from simfactory.sim.run import simulate
 
@@ -183,7 +183,7 @@ def compare(
             m = compute_metrics(result)
         write_run(m, out_dir / f"{i + 1}-{rs.scenario.name}", plots=False)
         summaries.append(m.summary)
-    df = comparison_frame(summaries)
+    df, card, line = write_comparison(summaries, out_dir)
     table = Table(title="side by side")
     table.add_column("metric")
     for col in df.columns:
@@ -192,12 +192,9 @@ def compare(
         table.add_row(str(label), *("n/a" if v is None or v != v else f"{v:,.4g}" if isinstance(v, float) else str(v)
                                     for v in row))
     out.print(table)
-    line = recommendation(summaries, [str(c) for c in df.columns])
     out.print(line, highlight=False, markup=False)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "compare.md").write_text("# simfactory compare\n\n" + line + "\n\n" + to_markdown(df))
-    df.to_csv(out_dir / "compare.csv")
-    out.print(f"wrote {out_dir}/ (compare.md, compare.csv, one run directory per scenario)", highlight=False)
+    out.print(f"wrote {out_dir}/ (compare.md, compare.csv, scorecard.csv, compare.xlsx, compare.png, one run directory "
+              "per scenario)", highlight=False)
 
 
 trace_app = typer.Typer(help="Inspect public LLM traces and fit workloads to them.", no_args_is_help=True)

@@ -107,7 +107,7 @@ def test_compare_recommendation_picks_the_cheapest_run_meeting_its_slos():
     def s(attain, usd, per_task=None):
         d = {"service": {"slo_attainment": attain}, "cost": {"usd_per_request": usd}}
         if per_task is not None:
-            d["tasks"] = {"t": {"cost_usd": {"per_successful_task_attributed": per_task}}}
+            d["finance"] = {"unit_economics": {"usd_per_successful_task": per_task}}
         return d
 
     line = recommendation([s(0.995, 1.0), s(0.999, 0.63), s(0.5, 0.1)], ["A", "B", "C"])
@@ -127,3 +127,31 @@ def test_interrupted_run_writes_nothing(tmp_path, monkeypatch):
     res = runner.invoke(app, ["run", "--quiet", "--out", str(tmp_path / "o")])
     assert res.exit_code == 130 and "interrupted" in res.output
     assert list(tmp_path.iterdir()) == []  # no report directory, no temp directory left
+
+
+def test_compare_tco_trio_with_scorecard(tmp_path):
+    """Cloud vs on-prem vs hybrid for the same workload: TCO, scorecard and a recommendation that follows the
+    cost per request, and an xlsx finance can open."""
+    from openpyxl import load_workbook
+
+    from simfactory.paths import SCENARIOS_DIR
+
+    names = ["tco-cloud", "tco-onprem", "tco-hybrid"]
+    res = runner.invoke(app, ["compare", *(str(SCENARIOS_DIR / f"{n}.yaml") for n in names), "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    df = pd.read_csv(tmp_path / "compare.csv", index_col=0)
+    tco = df.loc["TCO over horizon USD"].astype(float)
+    per_req = df.loc["USD per request"].astype(float)
+    # the same accelerators do the same work: owning is cheaper than renting on demand at this utilization
+    assert tco["tco-onprem"] < tco["tco-cloud"]
+    cheapest = per_req.idxmin()
+    assert (tmp_path / "compare.md").read_text().splitlines()[2].startswith(f"{cheapest} meets the SLOs at ")
+    card = pd.read_csv(tmp_path / "scorecard.csv", index_col=0)
+    weights = card["weight"]
+    for n in names:
+        total = sum(weights[c] * card.loc[c, n] for c in card.index if c != "weighted total")
+        assert card.loc["weighted total", n] == pytest.approx(total)
+    assert card.loc["operational_simplicity", "tco-cloud"] > card.loc["operational_simplicity", "tco-onprem"]
+    wb = load_workbook(tmp_path / "compare.xlsx")
+    assert wb.sheetnames == ["comparison", "scorecard"]
+    assert (tmp_path / "compare.png").stat().st_size > 0

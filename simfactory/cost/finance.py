@@ -212,19 +212,28 @@ def sensitivity(costs: list[PoolCost], units: Units, fraction: float) -> dict[st
     return {"metric": name, "base": base, "fraction": fraction, "rows": rows}
 
 
-def tco_block(costs: list[PoolCost], alternatives: list[PoolCost], years: float) -> dict[str, Any]:
+NO_BREAK_EVEN = dict.fromkeys(("owned_usd_per_accel_hour_at_0", "owned_usd_per_accel_hour_per_utilization",
+                               "cloud_usd_per_accel_hour", "break_even_utilization", "months_to_break_even"))
+
+
+def tco_block(costs: list[PoolCost], alternatives: list[PoolCost | None], years: float) -> dict[str, Any]:
     pools = []
     for c, alt in zip(costs, alternatives):
         row: dict[str, Any] = {"pool": c.pool, "location": c.location, "accelerators": c.accelerators,
                                "utilization": c.utilization, **pool_tco(c, years),
-                               "alternative_location": alt.location, "alternative_tco_usd": pool_tco(alt, years)["tco_usd"]}
-        owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
-        row.update(break_even(owned, rented))
+                               "alternative_location": alt.location if alt else None,
+                               "alternative_tco_usd": pool_tco(alt, years)["tco_usd"] if alt else None}
+        if alt is None:
+            row.update(NO_BREAK_EVEN)
+        else:
+            owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
+            row.update(break_even(owned, rented))
         pools.append(row)
+    alt_total = [p["alternative_tco_usd"] for p in pools]
     return {
         "horizon_years": years,
         "tco_usd": sum(p["tco_usd"] for p in pools),
-        "alternative_tco_usd": sum(p["alternative_tco_usd"] for p in pools),
+        "alternative_tco_usd": sum(alt_total) if None not in alt_total else None,
         "upfront_capex_usd": sum(p["upfront_capex_usd"] for p in pools),
         "pools": pools,
     }

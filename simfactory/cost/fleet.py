@@ -171,8 +171,9 @@ def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float], los
     return [pool_cost(rs, p, utilization_by_pool.get(p.name, 0.0), lost_work_s) for p in rs.scenario.pools]
 
 
-def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost:
-    """The same accelerators priced the other way (cloud on-demand <-> owned), for break-even analysis."""
+def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost | None:
+    """The same accelerators priced the other way (cloud on-demand <-> owned), for break-even analysis;
+    None when there is no price for the other way (e.g. an ASIC with no public cloud price)."""
     pool = next(p for p in rs.scenario.pools if p.name == pc.pool)
     other = pool.model_copy(update={"location": "on_prem" if pool.location == "cloud" else "cloud",
                                     "provider": None, "pricing": "on_demand"})
@@ -184,11 +185,14 @@ def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost:
         if price is None:
             price = profile.price.cloud_usd_per_accel_hour
         if price is None:
-            raise InputError(where, "cloud_usd_per_accel_hour", f"profile {profile.sku!r} has no cloud price to compare with")
+            return None
         c = CloudInputs(pool.count, price)
         a = [Assumption(f"{pool.name}: cloud price if rented (on-demand)", price, "USD/accelerator-hour", *source)]
         return PoolCost(pool.name, pool.sku, "cloud", pool.count, pc.utilization, cloud_cost_per_hour(c), c, None,
                         pc.tdp_w, pc.idle_w, a)
-    x, a = on_prem_inputs(other, profile, rs.price_book, pc.utilization, where)
+    try:
+        x, a = on_prem_inputs(other, profile, rs.price_book, pc.utilization, where)
+    except InputError:
+        return None
     return PoolCost(pool.name, pool.sku, "on_prem", pool.count, pc.utilization, on_prem_cost_per_hour(x), None, x,
                     x.tdp_w, x.idle_w, a)

@@ -28,7 +28,12 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
 
 def training_cost(runs: list[RunOutcome], accelerators: int, speed: float, usd_per_accel_hour: float,
                   validation_pass_rate: float) -> dict[str, Any]:
-    """Cost = accelerator-hours held (accelerators x wall x the share of time the job has them) x rate."""
+    """Cost = accelerator-hours held (accelerators x wall x the share of time the job has them) x rate.
+    No runs (an idle-priority job on a pool with no idle time never finishes): every figure is None."""
+    if not runs:
+        keys = ("time_to_train_h", "time_to_train_h_ci95", "failures_mean", "lost_compute_h_mean", "checkpoints_mean",
+                "validated_checkpoints_mean", "cost_usd", "cost_usd_ci95", "usd_per_validated_checkpoint")
+        return {**dict.fromkeys(keys), "usd_per_accel_hour": usd_per_accel_hour, "never_finishes": True}
     wall = [r.wall_h for r in runs]
     usd = [accelerators * w * speed * usd_per_accel_hour for w in wall]
     ckpts = [r.checkpoints * validation_pass_rate for r in runs]
@@ -46,4 +51,5 @@ def training_cost(runs: list[RunOutcome], accelerators: int, speed: float, usd_p
         "cost_usd_ci95": usd_ci,
         "usd_per_validated_checkpoint": usd_mean / valid if valid else None,
         "usd_per_accel_hour": usd_per_accel_hour,
+        "never_finishes": False,
     }

@@ -51,12 +51,33 @@ def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[
     return {str(p): g.groupby("time_s")["busy"].sum().to_numpy() for p, g in frame.groupby("pool")}
 
 
-def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int) -> list[dict[str, Any]]:
+def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str, float]:
+    """Per pool, the idle share of the accelerators that serve inference (what idle-priority training gets)."""
+    serving: dict[str, float] = {}
+    for r in result.replicas:
+        serving[r.pool] = serving.get(r.pool, 0.0) + r.accelerators
+    return {p: 1.0 - pool_busy.get(p, 0.0) / n for p, n in serving.items() if n}
+
+
+def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[str, float]) -> dict[str, float]:
+    """Busy accelerator-time over provisioned accelerator-time, counting training: dedicated jobs keep their
+    accelerators busy; idle-priority jobs fill the serving accelerators' idle time."""
+    busy = dict(pool_busy)
+    for job in sc.training:
+        if job.priority == "dedicated":
+            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators
+        else:
+            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * serving_idle.get(job.pool, 0.0)
+    return {p.name: min(1.0, busy.get(p.name, 0.0) / p.count) for p in sc.pools}
+
+
+def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
+                   serving_idle: dict[str, float]) -> list[dict[str, Any]]:
     by_pool = {c.pool: c for c in costs}
     out = []
     for job in rs.scenario.training:
         pc = by_pool[job.pool]
-        idle = 1.0 - pc.utilization
+        idle = serving_idle.get(job.pool, 0.0)
         speed = 1.0 if job.priority == "dedicated" else idle
         runs = simulate_job(job, seed, idle_fraction=idle)
         mtbf = job_mtbf_h(job)
@@ -85,24 +106,49 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int) -> li
     return out
 
 
+def scorecard_inputs(rs: ResolvedScenario) -> dict[str, Any]:
+    """The qualitative ratings of this fleet (scenario's own, else the price book's defaults) and the weights."""
+    fin = rs.scenario.finance
+    book = rs.price_book.scorecard
+    locations = {p.location for p in rs.scenario.pools}
+    mix = "hybrid" if len(locations) > 1 else next(iter(locations))
+    kind = "asic" if any(p.kind == "asic" for p in rs.pool_profiles.values()) else "gpu"
+    ratings = {
+        "operational_simplicity": book.operational_simplicity[mix],
+        "lock_in_freedom": book.lock_in_freedom[kind],
+        **fin.scorecard_ratings,
+    }
+    total = sum(fin.scorecard_weights.values()) or 1.0
+    return {
+        "fleet": mix,
+        "accelerator_kind": kind,
+        "ratings": ratings,
+        "ratings_source": "scenario" if fin.scorecard_ratings else book.source,
+        "weights": {k: v / total for k, v in fin.scorecard_weights.items()},
+    }
+
+
 def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, demand: dict[str, np.ndarray],
-                    seed: int) -> dict[str, Any]:
+                    seed: int, serving_idle: dict[str, float]) -> dict[str, Any]:
     fin = rs.scenario.finance
     alternatives = [alternative_cost(rs, c) for c in costs]
     hybrid = {}
     for c, alt in zip(costs, alternatives):
+        if alt is None:
+            continue
         owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
         assert rented.cloud is not None
         hybrid[c.pool] = hybrid_sizing(demand.get(c.pool, np.zeros(0)), owned, rented.cloud.usd_per_accel_hour)
     assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
-    assumptions += [dataclasses.asdict(a) for c in alternatives for a in c.assumptions
-                    if a.name not in {x["name"] for x in assumptions}]
+    seen = {x["name"] for x in assumptions}
+    assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
     return {
         "currency": rs.price_book.currency,
         "unit_economics": unit_economics(costs, units),
         "tco": tco_block(costs, alternatives, fin.horizon_years),
         "hybrid": hybrid,
         "sensitivity": sensitivity(costs, units, fin.sensitivity_fraction),
-        "training": training_block(rs, costs, seed),
+        "training": training_block(rs, costs, seed, serving_idle),
+        "scorecard": scorecard_inputs(rs),
         "assumptions": assumptions,
     }

@@ -16,7 +16,13 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
-from simfactory.metrics.finance import demand_by_pool, finance_summary, units_of
+from simfactory.metrics.finance import (
+    demand_by_pool,
+    finance_summary,
+    pool_utilization,
+    serving_idle_fraction,
+    units_of,
+)
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
@@ -115,7 +121,8 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     pool_busy: dict[str, float] = {p.name: 0.0 for p in sc.pools}
     for r, row in zip(result.replicas, replicas):
         pool_busy[r.pool] += (row["busy_frac"] or 0.0) * r.accelerators
-    utilization = {p.name: pool_busy[p.name] / p.count for p in sc.pools}
+    serving_idle = serving_idle_fraction(result, pool_busy)
+    utilization = pool_utilization(sc, pool_busy, serving_idle)
     done = completed_in_window[completed_in_window["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
     costs = fleet_costs(rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0)
@@ -232,7 +239,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
         "finance": finance_summary(
             rs, costs, units_of(rs, req, tasks, window_s, completed_in_window),
             demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas], start, end),
-            result.seed,
+            result.seed, serving_idle,
         ),
         "network": network_block(measured, req, start, end),
         "tasks": task_summary(tasks, window_usd_by_class, stats),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -39,13 +40,20 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("network share of E2E", [_get(s, "network", "share_of_e2e") for s in S])
     add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
+    add("fleet utilization", [_get(s, "finance", "unit_economics", "fleet_utilization") for s in S])
     add("USD per hour", [_get(s, "cost", "usd_per_hour") for s in S])
+    add("USD per 1M tokens (in+out)", [_get(s, "finance", "unit_economics", "usd_per_1m_tokens") for s in S])
     add("USD per 1M output tokens", [_get(s, "cost", "usd_per_1m_output_tokens") for s in S])
     add("USD per request", [_get(s, "cost", "usd_per_request") for s in S])
+    add("USD per successful task (fully loaded)",
+        [_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in S])
+    add("tokens per joule", [_get(s, "finance", "unit_economics", "tokens_per_joule") for s in S])
+    add("upfront capex USD", [_get(s, "finance", "tco", "upfront_capex_usd") for s in S])
+    add("TCO over horizon USD", [_get(s, "finance", "tco", "tco_usd") for s in S])
+    add("TCO horizon (years)", [_get(s, "finance", "tco", "horizon_years") for s in S])
     add("tasks completed", [_first(s.get("tasks"), "outcome_rates", "completed") for s in S])
     add("task latency p50 (s)", [_first(s.get("tasks"), "latency_s", "p50") for s in S])
     add("task latency p99 (s)", [_first(s.get("tasks"), "latency_s", "p99") for s in S])
-    add("USD per successful task", [_first(s.get("tasks"), "cost_usd", "per_successful_task_attributed") for s in S])
     names = [s["scenario"] for s in S]
     if len(set(names)) != len(names):
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
@@ -91,7 +99,7 @@ SLO_TARGET = 0.99  # a run "meets its SLOs" when at least this share of its logi
 def recommendation(summaries: list[dict[str, Any]], names: list[str]) -> str:
     """One line: the cheapest run (per successful task, else per request) among those meeting their SLOs."""
     def unit_cost(s: dict[str, Any]) -> tuple[float | None, str]:
-        per_task = _first(s.get("tasks"), "cost_usd", "per_successful_task_attributed")
+        per_task = _get(s, "finance", "unit_economics", "usd_per_successful_task")
         if per_task is not None:
             return per_task, "successful task"
         return _get(s, "cost", "usd_per_request"), "request"
@@ -111,3 +119,85 @@ def recommendation(summaries: list[dict[str, Any]], names: list[str]) -> str:
     saving = 1 - best_cost / next_cost if next_cost else 0.0
     return (f"{best} meets the SLOs at {saving:.0%} lower cost per {unit} than {next_name} "
             f"(USD {best_cost:.6g} vs {next_cost:.6g}).")
+
+
+CRITERIA = ("performance", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom")
+
+
+def scorecard(summaries: list[dict[str, Any]], names: list[str], weights: dict[str, float] | None = None) -> pd.DataFrame:
+    """0-10 per criterion per run, and the weighted total (weights: the first run's finance.scorecard_weights).
+
+    performance = 10 x SLO attainment (10 x best p99 E2E / own without SLOs); utilization = 10 x fleet
+    utilization; data movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in
+    freedom are the ratings in the run's summary (price-book defaults or the scenario's own)."""
+    w = weights or _get(summaries[0], "finance", "scorecard", "weights") or {c: 1 / len(CRITERIA) for c in CRITERIA}
+    p99 = [_get(s, "latency_s", "e2e", "p99") for s in summaries]
+    best_p99 = min((x for x in p99 if x), default=None)
+    egress = [_get(s, "network", "egress_usd") or 0.0 for s in summaries]
+    max_egress = max(egress) or 0.0
+    rows = {}
+    for name, s, lat, eg in zip(names, summaries, p99, egress):
+        att = _get(s, "service", "slo_attainment")
+        perf = 10 * att if att is not None else (10 * best_p99 / lat if lat and best_p99 else 0.0)
+        util = 10 * (_get(s, "finance", "unit_economics", "fleet_utilization") or 0.0)
+        data = 10 * (1 - eg / max_egress) if max_egress else 10.0
+        ratings = _get(s, "finance", "scorecard", "ratings") or {}
+        scores = {"performance": perf, "utilization": util, "data_movement": data,
+                  "operational_simplicity": ratings.get("operational_simplicity", 5.0),
+                  "lock_in_freedom": ratings.get("lock_in_freedom", 5.0)}
+        scores["weighted total"] = sum(w.get(c, 0.0) * scores[c] for c in CRITERIA)
+        rows[name] = scores
+    df = pd.DataFrame(rows)
+    df.insert(0, "weight", [w.get(c, 0.0) for c in CRITERIA] + [sum(w.values())])
+    return df
+
+
+def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -> Any:
+    """Bars: cost per unit, TCO over the horizon, and tail latency, one bar per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [
+        ("USD per successful task" if any(_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in summaries)
+         else "USD per 1M tokens",
+         [(_get(s, "finance", "unit_economics", "usd_per_successful_task")
+           or _get(s, "finance", "unit_economics", "usd_per_1m_tokens") or 0.0) for s in summaries]),
+        ("TCO over horizon (USD)", [_get(s, "finance", "tco", "tco_usd") or 0.0 for s in summaries]),
+        ("E2E p99 (s)", [_get(s, "latency_s", "e2e", "p99") or 0.0 for s in summaries]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (title, values) in zip(axes, panels):
+        ax.bar(range(len(values)), values, color=[f"C{i}" for i in range(len(values))])
+        ax.set_xticks(range(len(values)), names, rotation=20, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """compare.md, compare.csv, scorecard.csv, compare.xlsx (one sheet per table) and compare.png."""
+    df = comparison_frame(summaries)
+    names = [str(c) for c in df.columns]
+    card = scorecard(summaries, names)
+    line = recommendation(summaries, names)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    compare_plot(summaries, names, out_dir / "compare.png")
+    (out_dir / "compare.md").write_text(
+        "# simfactory compare\n\n" + line + "\n\n" + to_markdown(df)
+        + "\n## Scorecard (0-10, higher is better)\n\n" + to_markdown(card)
+        + "\nPerformance = 10 x SLO attainment; utilization = 10 x fleet utilization; data movement = 10 x (1 - "
+        "egress / largest egress); operational simplicity and lock-in freedom are ratings (price book defaults or "
+        "the scenario's finance.scorecard_ratings). Weights: finance.scorecard_weights of the first scenario.\n\n"
+        "![compare](compare.png)\n"
+    )
+    df.to_csv(out_dir / "compare.csv")
+    card.to_csv(out_dir / "scorecard.csv")
+    with pd.ExcelWriter(out_dir / "compare.xlsx", engine="openpyxl") as w:
+        df.to_excel(w, sheet_name="comparison")
+        card.to_excel(w, sheet_name="scorecard")
+    return df, card, line

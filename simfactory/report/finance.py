@@ -180,6 +180,8 @@ def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     u = np.linspace(0, 1, 101)
     for p in pools:
+        if p["owned_usd_per_accel_hour_at_0"] is None:
+            continue
         owned = p["owned_usd_per_accel_hour_at_0"] + p["owned_usd_per_accel_hour_per_utilization"] * u
         (line,) = ax.plot(u, owned, label=f"{p['pool']}: owned")
         ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, busy hours only")
