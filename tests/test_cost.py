@@ -103,13 +103,17 @@ def test_hybrid_sizing_finds_the_cheapest_baseline():
     demand = np.array([2.0, 6.0] * 50)
     owned = _owned(accelerators=6)
     c0, slope = owned_cost_curve(owned)
-    dear = hybrid_sizing(demand, owned, 10.0)
+    dear = hybrid_sizing(demand, c0, slope, 10.0)
     assert dear["best_baseline_accels"] == 6
-    cheap = hybrid_sizing(demand, owned, 0.5)
+    cheap = hybrid_sizing(demand, c0, slope, 0.5)
     assert cheap["best_baseline_accels"] == 0
     # the B = 2 row by hand: 2 owned at utilization 1 + 4 accelerators rented half the time
     row = dear["rows"][2]
     assert row["total_usd_per_hour"] == pytest.approx(2 * (c0 + slope) + 10.0 * 2.0)
+    # a reserved baseline at $3/h (no utilization term): 4 reserved + 2 rented half the time = 12 + 10
+    reserved = hybrid_sizing(demand, 3.0, 0.0, 10.0)
+    assert reserved["rows"][4]["total_usd_per_hour"] == pytest.approx(4 * 3.0 + 10.0 * 1.0)
+    assert reserved["best_baseline_accels"] == 6  # renting at 10 half the time costs more than reserving at 3
 
 
 @settings(max_examples=40, deadline=None)

@@ -90,17 +90,16 @@ def break_even(owned: PoolCost, rented: PoolCost) -> dict[str, float | None]:
     }
 
 
-def hybrid_sizing(demand_accels: np.ndarray, owned: PoolCost, cloud_usd_per_accel_hour: float) -> dict[str, Any]:
-    """Own a baseline of B accelerators and rent the rest elastically when demand exceeds it.
+def hybrid_sizing(demand_accels: np.ndarray, c0: float, slope: float, cloud_usd_per_accel_hour: float) -> dict[str, Any]:
+    """Hold a baseline of B accelerators (owned: c0 + slope x u per hour; reserved: c0, slope 0) and rent the
+    rest elastically when demand exceeds it.
 
     demand_accels: busy accelerators sampled at equal steps over the run. Cost per hour for baseline B:
-    B x owned(u_B) + p x mean(max(0, demand - B)), where u_B = mean(min(demand, B)) / B. Scans B from 0 to
-    the peak and returns the cheapest, with all-owned and all-rented for reference."""
-    assert owned.on_prem is not None
+    B x (c0 + slope u_B) + p x mean(max(0, demand - B)), where u_B = mean(min(demand, B)) / B. Scans B from 0
+    to the peak and returns the cheapest, with all-baseline and all-rented for reference."""
     d = np.asarray(demand_accels, dtype=float)
     if len(d) == 0:
         return {"rows": [], "best_baseline_accels": None}
-    c0, slope = owned_cost_curve(owned)
     peak = int(math.ceil(d.max() - 1e-9))
     rows = []
     for b in range(0, peak + 1):
@@ -118,7 +117,7 @@ def hybrid_sizing(demand_accels: np.ndarray, owned: PoolCost, cloud_usd_per_acce
         "best_baseline_accels": best["baseline_accels"],
         "best_usd_per_hour": best["total_usd_per_hour"],
         "all_rented_elastic_usd_per_hour": rows[0]["total_usd_per_hour"],
-        "all_owned_at_peak_usd_per_hour": rows[-1]["total_usd_per_hour"],
+        "all_baseline_at_peak_usd_per_hour": rows[-1]["total_usd_per_hour"],
     }
 
 

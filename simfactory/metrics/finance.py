@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simfactory.cost.finance import Units, hybrid_sizing, sensitivity, tco_block, unit_economics
+from simfactory.cost.finance import Units, hybrid_sizing, owned_cost_curve, sensitivity, tco_block, unit_economics
 from simfactory.cost.fleet import PoolCost, alternative_cost
 from simfactory.cost.training import training_cost
 from simfactory.resolve import ResolvedScenario
@@ -128,6 +128,12 @@ def scorecard_inputs(rs: ResolvedScenario) -> dict[str, Any]:
     }
 
 
+def cheapest_reserved(rs: ResolvedScenario, sku: str) -> Any:
+    """The lowest reserved (1- or 3-year) cloud price in the price book for this SKU, if any."""
+    hits = [c for c in rs.price_book.cloud if c.sku == sku and c.pricing in ("reserved_1y", "reserved_3y")]
+    return min(hits, key=lambda c: c.usd_per_accel_hour) if hits else None
+
+
 def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, demand: dict[str, np.ndarray],
                     seed: int, serving_idle: dict[str, float]) -> dict[str, Any]:
     fin = rs.scenario.finance
@@ -138,7 +144,14 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
             continue
         owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
         assert rented.cloud is not None
-        hybrid[c.pool] = hybrid_sizing(demand.get(c.pool, np.zeros(0)), owned, rented.cloud.usd_per_accel_hour)
+        d = demand.get(c.pool, np.zeros(0))
+        p = rented.cloud.usd_per_accel_hour
+        hybrid[c.pool] = {"owned": hybrid_sizing(d, *owned_cost_curve(owned), p)}
+        reserved = cheapest_reserved(rs, c.sku)
+        if reserved is not None:
+            hybrid[c.pool]["reserved"] = {**hybrid_sizing(d, reserved.usd_per_accel_hour, 0.0, p),
+                                          "reserved_price": f"{reserved.provider} {reserved.pricing} "
+                                                            f"{reserved.usd_per_accel_hour} USD/accel-h"}
     assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
     seen = {x["name"] for x in assumptions}
     assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]

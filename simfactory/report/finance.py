@@ -71,13 +71,14 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
     )
     hybrid = pd.DataFrame(
         [
-            {"pool": name, "demand mean (accelerators)": h.get("demand_mean_accels"),
+            {"pool": name, "baseline": kind + (f" ({h['reserved_price']})" if "reserved_price" in h else ""),
+             "demand mean (accelerators)": h.get("demand_mean_accels"),
              "demand peak (accelerators)": h.get("demand_peak_accels"),
-             "best owned baseline (accelerators)": h.get("best_baseline_accels"),
+             "best baseline (accelerators)": h.get("best_baseline_accels"),
              f"hybrid {cur}/hour": h.get("best_usd_per_hour"),
              f"all rented (elastic) {cur}/hour": h.get("all_rented_elastic_usd_per_hour"),
-             f"all owned at peak {cur}/hour": h.get("all_owned_at_peak_usd_per_hour")}
-            for name, h in f["hybrid"].items()
+             f"all baseline at peak {cur}/hour": h.get("all_baseline_at_peak_usd_per_hour")}
+            for name, kinds in f["hybrid"].items() for kind, h in kinds.items()
         ]
     )
     sens = f["sensitivity"]
@@ -102,8 +103,9 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
         FinanceTable("tco", f"TCO over {years:g} years, and break-even", tco,
                      "Alternative: the same accelerators priced the other way (owned <-> on-demand cloud). Break-even "
                      "utilization: above it, owning is cheaper than renting only the busy hours."),
-        FinanceTable("hybrid", "Hybrid sizing: owned baseline + elastic cloud burst on the simulated demand", hybrid,
-                     "Demand = busy accelerators per timeline sample; burst is rented per busy hour (an elastic bound)."),
+        FinanceTable("hybrid", "Hybrid sizing: owned or reserved baseline + elastic cloud burst on the simulated demand",
+                     hybrid, "Demand = busy accelerators per timeline sample; burst is rented on demand per busy hour "
+                     "(an elastic bound); a reserved baseline is paid every hour at the cheapest reserved price."),
         FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {sens['base']:.6g})", tornado,
                      f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),
     ]
