@@ -42,6 +42,29 @@ def test_default_run_writes_the_report(default_run):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_finance_outputs_match_the_summary(default_run):
+    """finance.xlsx has one sheet per finance table; its numbers are the summary's; assumptions carry sources."""
+    from openpyxl import load_workbook
+
+    from simfactory.report.finance import UNIT_ROWS, finance_tables
+
+    out, _ = default_run
+    s = json.loads((out / "summary.json").read_text())
+    tables = finance_tables(s)
+    wb = load_workbook(out / "finance.xlsx")
+    assert wb.sheetnames == [t.key for t in tables]
+    sheet = pd.read_excel(out / "finance.xlsx", sheet_name="unit_economics")
+    ue = s["finance"]["unit_economics"]
+    for (key, label, _), (_, row) in zip(UNIT_ROWS, sheet.iterrows()):
+        assert row["metric"] == label
+        assert (pd.isna(row["value"]) and ue[key] is None) or row["value"] == pytest.approx(ue[key])
+    csv = pd.read_csv(out / "finance_assumptions.csv")
+    assert len(csv) == len(s["finance"]["assumptions"]) and csv["source"].notna().all()
+    assert "## Cost and finance" in (out / "summary.md").read_text()
+    for png in ("cost_sensitivity.png", "break_even.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_validate_default():
     res = runner.invoke(app, ["validate"])
     assert res.exit_code == 0 and "is valid" in res.output
