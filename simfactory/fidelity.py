@@ -6,7 +6,8 @@ MLPerf Offline style) and measure output tokens per second from the first arriva
 Concurrency points (AIPerf / genai-perf sweeps) model C clients that each send their next request when the
 previous one ends: every request is queued at once and the engine runs at most C (max_num_seqs = C), so a
 request is "sent" when the engine admits it; TTFT counts from there, ITL is the mean time per output token
-after the first, and throughput is output tokens per second over the run.
+after the first, and throughput is output tokens per second over the run. Batch-latency points
+(`vllm bench latency`) run one batch of max_num_seqs requests and measure first arrival to last completion.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ class FidelityPoint(BaseModel):
         default=None, description="closed loop of this many clients (concurrency suites); none: offline"
     )
     max_num_seqs: PositiveInt | None = Field(default=None, description="the engine's batch limit (default: the suite's)")
-    metric: Literal["output_tokens_per_s", "ttft_s", "itl_s"]
+    metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
 
     @model_validator(mode="after")
-    def _offline_is_throughput(self) -> "FidelityPoint":
-        if self.concurrency is None and self.metric != "output_tokens_per_s":
+    def _metric_fits_mode(self) -> "FidelityPoint":
+        if self.metric == "batch_latency_s":
+            if self.concurrency is not None or self.max_num_seqs is None:
+                raise ValueError("batch_latency_s is one offline batch: give max_num_seqs (the batch), no concurrency")
+        elif self.concurrency is None and self.metric != "output_tokens_per_s":
             raise ValueError(f"{self.metric} needs a concurrency (offline points measure output_tokens_per_s)")
         return self
 
@@ -104,7 +108,7 @@ def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
     t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     if not done.any():
-        return {"output_tokens_per_s": float("nan"), "ttft_s": float("nan"), "itl_s": float("nan")}
+        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan"))
     out = t.output_tokens[done]
     first = t.first_token_s[done]
     multi = out > 1
@@ -113,6 +117,7 @@ def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
         "output_tokens_per_s": float(out.sum() / (t.completion_s[done].max() - t.arrival_s.min())),
         "ttft_s": float((first - t.first_scheduled_s[done]).mean()),
         "itl_s": float(itl.mean()) if len(itl) else float("nan"),
+        "batch_latency_s": float(t.completion_s[done].max() - t.arrival_s.min()),
     }
 
 
@@ -130,12 +135,14 @@ def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
     out = []
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
-        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs)
+        one_batch = p.metric == "batch_latency_s"
+        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch)
         if key not in runs:
             seqs = p.concurrency or p.max_num_seqs or suite.max_num_seqs
             n = min(requests, CLOSED_LOOP_REQUESTS_PER_CLIENT * p.concurrency) if p.concurrency else requests
-            rs = resolve(offline_scenario(p, suite.engine, seqs, n))
-            metrics = offline_metrics(rs) if p.concurrency else {"output_tokens_per_s": offline_output_tokens_per_s(rs)}
+            rs = resolve(offline_scenario(p, suite.engine, seqs, seqs if one_batch else n))
+            metrics = offline_metrics(rs) if p.concurrency or one_batch else {
+                "output_tokens_per_s": offline_output_tokens_per_s(rs)}
             runs[key] = (metrics, rs.deployments[0].step_time_source.split(" (")[0])
         metrics, source = runs[key]
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source))

@@ -55,6 +55,8 @@ def test_concurrency_one_runs_requests_back_to_back():
     m = offline_metrics(resolve(offline_scenario(p, "vllm", 1, 6)))
     assert m["output_tokens_per_s"] == pytest.approx(50 / (m["ttft_s"] + 49 * m["itl_s"]), rel=1e-4)
     assert 0 < m["itl_s"] < m["ttft_s"]  # a 500-token prefill step is longer than a one-token decode step
+    one = offline_metrics(resolve(offline_scenario(p, "vllm", 1, 1)))  # a batch of one: latency = TTFT + 49 ITL
+    assert one["batch_latency_s"] == pytest.approx(one["ttft_s"] + 49 * one["itl_s"], rel=1e-9)
 
 
 def test_offline_points_measure_throughput_only_and_sources_are_summarized():
@@ -62,6 +64,9 @@ def test_offline_points_measure_throughput_only_and_sources_are_summarized():
 
     from simfactory.fidelity import FidelityPoint, summarize_by_source
 
+    with pytest.raises(ValidationError, match="give max_num_seqs"):
+        FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
+                      metric="batch_latency_s", measured=1.0)
     with pytest.raises(ValidationError, match="needs a concurrency"):
         FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
                       metric="ttft_s", measured=1.0)
