@@ -287,7 +287,7 @@ def fidelity(
     import dataclasses
     import json
 
-    from simfactory.fidelity import load_suite, run_suite, shipped_suites, summarize
+    from simfactory.fidelity import load_suite, run_suite, shipped_suites, summarize, summarize_by_source
 
     with input_errors():
         loaded = [load_suite(p) for p in (suites or shipped_suites())]
@@ -296,14 +296,18 @@ def fidelity(
     for col in ("point", "metric", "measured", "predicted", "error"):
         table.add_column(col, justify="left" if col in ("point", "metric") else "right")
     for r in results:
-        table.add_row(r.id, r.metric, f"{r.measured:,.0f}", f"{r.predicted:,.0f}", f"{r.error:+.1%}")
+        fmt = "{:,.0f}" if r.metric == "output_tokens_per_s" else "{:.4f}"
+        table.add_row(r.id, r.metric, fmt.format(r.measured), fmt.format(r.predicted), f"{r.error:+.1%}")
     out.print(table)
     summary = summarize(results)
     for key, s in summary.items():
         out.print(f"{key}: MAPE {s['mape']:.1%} over {s['points']} points; worst {s['worst']} ({s['worst_error']:.1%})",
                   highlight=False, markup=False, soft_wrap=True)
+    by_source = summarize_by_source(results)
+    for src, s in by_source.items():
+        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%} over {s['points']} points", highlight=False, markup=False)
     if out_json is not None:
-        out_json.write_text(json.dumps({"summary": summary, "points": [
+        out_json.write_text(json.dumps({"summary": summary, "by_profile_source": by_source, "points": [
             {**dataclasses.asdict(r), "error": r.error} for r in results]}, indent=1) + "\n")
 
 

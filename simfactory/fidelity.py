@@ -1,8 +1,13 @@
 """Fidelity: simulate published measurements and report predicted vs measured, per point and per suite.
 
 A suite (calibrate/fidelity/*.yaml) lists points: hardware, model, precision, TP, workload and the
-measured metric. Offline points submit every request at once (trtllm-bench / vllm bench throughput style)
-and measure output tokens per second from the first arrival to the last completion.
+measured metric. Offline points submit every request at once (trtllm-bench / vllm bench throughput /
+MLPerf Offline style) and measure output tokens per second from the first arrival to the last completion.
+Concurrency points (AIPerf / genai-perf sweeps) model C clients that each send their next request when the
+previous one ends: every request is queued at once and the engine runs at most C (max_num_seqs = C), so a
+request is "sent" when the engine admits it; TTFT counts from there, ITL is the mean time per output token
+after the first, and throughput is output tokens per second over the run. Batch-latency points
+(`vllm bench latency`) run one batch of max_num_seqs requests and measure first arrival to last completion.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
@@ -33,8 +38,21 @@ class FidelityPoint(BaseModel):
     tp: PositiveInt = 1
     input_tokens: PositiveInt
     output_tokens: PositiveInt
-    metric: Literal["output_tokens_per_s"]
+    concurrency: PositiveInt | None = Field(
+        default=None, description="closed loop of this many clients (concurrency suites); none: offline"
+    )
+    max_num_seqs: PositiveInt | None = Field(default=None, description="the engine's batch limit (default: the suite's)")
+    metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
+
+    @model_validator(mode="after")
+    def _metric_fits_mode(self) -> "FidelityPoint":
+        if self.metric == "batch_latency_s":
+            if self.concurrency is not None or self.max_num_seqs is None:
+                raise ValueError("batch_latency_s is one offline batch: give max_num_seqs (the batch), no concurrency")
+        elif self.concurrency is None and self.metric != "output_tokens_per_s":
+            raise ValueError(f"{self.metric} needs a concurrency (offline points measure output_tokens_per_s)")
+        return self
 
 
 class FidelitySuite(BaseModel):
@@ -44,7 +62,7 @@ class FidelitySuite(BaseModel):
     source: str = Field(min_length=1)
     as_of: AsOf
     engine: str = "vllm"
-    mode: Literal["offline"] = "offline"
+    mode: Literal["offline", "concurrency"] = "offline"
     max_num_seqs: PositiveInt = 256
     points: list[FidelityPoint] = Field(min_length=1)
 
@@ -79,13 +97,28 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
 
 def offline_output_tokens_per_s(rs: ResolvedScenario) -> float:
     """Output tokens of completed requests per second, first arrival to last completion (nan if none)."""
+    return offline_metrics(rs)["output_tokens_per_s"]
+
+
+def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
+    """Throughput (first arrival to last completion), mean TTFT from admission and mean ITL of the completed
+    requests (nan if none)."""
     from simfactory.sim.outcomes import Outcome
 
     t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     if not done.any():
-        return float("nan")
-    return float(t.output_tokens[done].sum() / (t.completion_s[done].max() - t.arrival_s.min()))
+        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan"))
+    out = t.output_tokens[done]
+    first = t.first_token_s[done]
+    multi = out > 1
+    itl = (t.completion_s[done][multi] - first[multi]) / (out[multi] - 1)
+    return {
+        "output_tokens_per_s": float(out.sum() / (t.completion_s[done].max() - t.arrival_s.min())),
+        "ttft_s": float((first - t.first_scheduled_s[done]).mean()),
+        "itl_s": float(itl.mean()) if len(itl) else float("nan"),
+        "batch_latency_s": float(t.completion_s[done].max() - t.arrival_s.min()),
+    }
 
 
 def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
@@ -94,12 +127,25 @@ def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> Re
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=dataclasses.replace(d.step_time, factors=factors))])
 
 
+CLOSED_LOOP_REQUESTS_PER_CLIENT = 8  # requests per client in a concurrency point (a steady state past the ramp)
+
+
 def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
+    """Simulate each distinct setup once (points that differ only in the metric share a run)."""
     out = []
+    runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
-        rs = resolve(offline_scenario(p, suite.engine, suite.max_num_seqs, requests))
-        out.append(PointResult(suite.name, p.id, p.metric, p.measured, offline_output_tokens_per_s(rs),
-                               rs.deployments[0].step_time_source.split(" (")[0]))
+        one_batch = p.metric == "batch_latency_s"
+        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch)
+        if key not in runs:
+            seqs = p.concurrency or p.max_num_seqs or suite.max_num_seqs
+            n = min(requests, CLOSED_LOOP_REQUESTS_PER_CLIENT * p.concurrency) if p.concurrency else requests
+            rs = resolve(offline_scenario(p, suite.engine, seqs, seqs if one_batch else n))
+            metrics = offline_metrics(rs) if p.concurrency or one_batch else {
+                "output_tokens_per_s": offline_output_tokens_per_s(rs)}
+            runs[key] = (metrics, rs.deployments[0].step_time_source.split(" (")[0])
+        metrics, source = runs[key]
+        out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source))
     return out
 
 
@@ -113,6 +159,14 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
               "worst": max(rs, key=lambda r: abs(r.error)).id, "worst_error": max(abs(r.error) for r in rs)}
         for key, rs in sorted(groups.items())
     }
+
+
+def summarize_by_source(results: list[PointResult]) -> dict[str, dict[str, Any]]:
+    """MAPE per profile source (roofline, published-fit, measured) over every suite."""
+    groups: dict[str, list[PointResult]] = {}
+    for r in results:
+        groups.setdefault(r.step_time_source, []).append(r)
+    return {src: {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs)} for src, rs in sorted(groups.items())}
 
 
 def load_suite(path: Path) -> FidelitySuite:

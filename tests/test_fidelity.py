@@ -43,3 +43,34 @@ def test_shipped_suites_do_not_lose_fidelity():
     assert set(summary) == set(recorded)
     for key, s in summary.items():
         assert s["mape"] <= recorded[key]["mape"] + MARGIN, (key, s)
+
+
+def test_concurrency_one_runs_requests_back_to_back():
+    # one client: each request is sent when the previous one ends, so throughput = out / (TTFT + (out - 1) x ITL)
+    from simfactory.fidelity import FidelityPoint, offline_metrics, offline_scenario
+    from simfactory.resolve import resolve
+
+    p = FidelityPoint(id="c1", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=500, output_tokens=50,
+                      concurrency=1, metric="itl_s", measured=1.0)
+    m = offline_metrics(resolve(offline_scenario(p, "vllm", 1, 6)))
+    assert m["output_tokens_per_s"] == pytest.approx(50 / (m["ttft_s"] + 49 * m["itl_s"]), rel=1e-4)
+    assert 0 < m["itl_s"] < m["ttft_s"]  # a 500-token prefill step is longer than a one-token decode step
+    one = offline_metrics(resolve(offline_scenario(p, "vllm", 1, 1)))  # a batch of one: latency = TTFT + 49 ITL
+    assert one["batch_latency_s"] == pytest.approx(one["ttft_s"] + 49 * one["itl_s"], rel=1e-9)
+
+
+def test_offline_points_measure_throughput_only_and_sources_are_summarized():
+    from pydantic import ValidationError
+
+    from simfactory.fidelity import FidelityPoint, summarize_by_source
+
+    with pytest.raises(ValidationError, match="give max_num_seqs"):
+        FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
+                      metric="batch_latency_s", measured=1.0)
+    with pytest.raises(ValidationError, match="needs a concurrency"):
+        FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
+                      metric="ttft_s", measured=1.0)
+    rs = [PointResult("a", "x", "m", 100, 110, "roofline"), PointResult("b", "y", "m", 100, 70, "roofline"),
+          PointResult("b", "z", "m", 100, 95, "measured")]
+    s = summarize_by_source(rs)
+    assert s["roofline"] == {"points": 2, "mape": pytest.approx(0.20)} and s["measured"]["mape"] == pytest.approx(0.05)

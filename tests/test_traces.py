@@ -160,3 +160,34 @@ def test_trace_cli_stats_fit_and_run(tmp_path):
     assert len((tmp_path / "out" / "requests.csv").read_text().splitlines()) == 4
     bad = runner.invoke(app, ["trace", "stats", str(p), "--format", "csv"])
     assert bad.exit_code == 2 and "unknown trace format" in bad.output
+
+
+# Row 2 shares its first 3 blocks (512 tokens each) with row 1; row 3 repeats row 1's prompt exactly.
+MOONCAKE_SHARED = "\n".join([
+    json.dumps({"timestamp": 0, "input_length": 2000, "output_length": 4, "hash_ids": [1, 2, 3, 4]}),
+    json.dumps({"timestamp": 10000, "input_length": 2500, "output_length": 4, "hash_ids": [1, 2, 3, 9, 10]}),
+    json.dumps({"timestamp": 20000, "input_length": 2000, "output_length": 4, "hash_ids": [1, 2, 3, 4]}),
+])
+
+
+def cached_tokens_with_cache(tmp_path, capacity_tokens):
+    tmp_path.mkdir()
+    p = write(tmp_path, "m.jsonl", MOONCAKE_SHARED)
+    doc = scenario_doc(rate=1.0, horizon_s=100, max_num_seqs=8, prefix_cache_tokens=capacity_tokens)
+    c = doc["traffic"]["classes"][0]
+    for k in ("input_tokens", "output_tokens"):
+        c.pop(k)
+    c["trace"] = {"file": str(p), "format": "mooncake"}
+    del doc["traffic"]["arrival"]
+    req = run(load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.01}))).requests
+    return list(req.sort_values("arrival_s")["cached_tokens"])
+
+
+def test_mooncake_hash_ids_drive_the_prefix_cache(tmp_path):
+    # 3 shared blocks -> 3 * 512 cached; an identical prompt is cached whole but one token (the engine always
+    # computes the last prompt token to produce the first output token)
+    assert cached_tokens_with_cache(tmp_path / "big", 100_000) == [0, 3 * 512, 2000 - 1]
+    assert cached_tokens_with_cache(tmp_path / "off", 0) == [0, 0, 0]
+    # room for two blocks: row 1's tail blocks are evicted first, its two head blocks stay and row 2 hits them;
+    # row 2 then caches its own blocks tail first, leaving blocks 1 and 2 the most recent again
+    assert cached_tokens_with_cache(tmp_path / "small", 1024) == [0, 2 * 512, 2 * 512]

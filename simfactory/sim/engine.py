@@ -23,7 +23,7 @@ from typing import Generator
 import simpy
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
-from simfactory.sim.prefix_cache import PrefixCache
+from simfactory.sim.prefix_cache import PrefixCache, hash_blocks
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
@@ -331,12 +331,20 @@ class ReplicaEngine:
             for k, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid]))
             if k >= 0 and n > 0
         )
-        if not keys:
+        blocks = self._hash_blocks(rid)
+        if not keys and not blocks:
             return 0
-        hit, tier = cache.lookup(keys)
+        hit, tier = cache.lookup(keys, blocks)
         hit = min(hit, target - 1)
         self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
         return hit
+
+    def _hash_blocks(self, rid: int) -> tuple[tuple[int, int], ...]:
+        """A replayed trace request's prompt as (cache key, tokens) hash blocks; empty for the others."""
+        named = self.table.block_hashes.get(rid)
+        if named is None:
+            return ()
+        return hash_blocks(named[0], named[1], int(self.table.input_tokens[rid]))
 
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
@@ -467,6 +475,7 @@ class ReplicaEngine:
                 for key, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid])):
                     if key >= 0:
                         self.prefix_cache.insert(int(key), int(n))
+                self.prefix_cache.insert_blocks(self._hash_blocks(rid))
             g = int(t.generated[rid]) + 1
             t.generated[rid] = g
             if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request

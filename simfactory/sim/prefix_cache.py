@@ -6,11 +6,29 @@ is not prefilled again. After its prefill the prefixes it computed are cached, e
 recently used ones to stay within capacity. The cache is modelled as its own memory (like vLLM's
 evictable cached blocks): a hit saves prefill compute; the request still holds KV blocks for its
 whole context while it runs.
+
+A replayed trace can instead name its prompt as a chain of block hashes (Mooncake/FAST'25 `hash_ids`,
+one per 512-token block): the hit is the longest run of leading blocks found in the cache, and after
+prefill every block is cached, the last block of the prompt first so that LRU evicts prompt tails before
+the heads other prompts share (as vLLM frees a request's blocks tail first).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
+
+BLOCK_KEY_OFFSET = 1 << 60  # hash-block keys, apart from class (small), workload (2^61) and task (2^62) keys
+
+
+def hash_blocks(block_tokens: int, hash_ids: Sequence[int], input_tokens: int) -> tuple[tuple[int, int], ...]:
+    """(cache key, tokens) per block of a prompt of input_tokens named by hash_ids (blocks past the prompt
+    are dropped, e.g. after length clipping; the last block may be partial)."""
+    return tuple(
+        (BLOCK_KEY_OFFSET + int(h), min(block_tokens, input_tokens - i * block_tokens))
+        for i, h in enumerate(hash_ids)
+        if i * block_tokens < input_tokens
+    )
 
 
 class _Lru:
@@ -47,11 +65,13 @@ class PrefixCache:
         self.hits = 0
         self.hit_tokens = 0
 
-    def lookup(self, keys: tuple[tuple[int, int], ...]) -> tuple[int, str]:
-        """(cached tokens, tier they come from) for a request with (key, prefix length) pairs: the longest
-        usable prefix, preferring the fastest tier on ties."""
+    def lookup(
+        self, keys: tuple[tuple[int, int], ...], blocks: tuple[tuple[int, int], ...] = ()
+    ) -> tuple[int, str]:
+        """(cached tokens, tier they come from) for a request with (key, prefix length) pairs and/or a chain
+        of hash blocks: the longest usable prefix, preferring the fastest tier on ties."""
         self.lookups += 1
-        best, tier = 0, "device"
+        best, tier = self._chain(blocks)
         for key, length in keys:
             for lru, name in zip(self.tiers, self.tier_names):
                 cached = lru.entries.get(key)
@@ -64,6 +84,31 @@ class PrefixCache:
             self.hits += 1
             self.hit_tokens += best
         return best, tier
+
+    def _chain(self, blocks: tuple[tuple[int, int], ...]) -> tuple[int, str]:
+        """Tokens of the longest run of leading blocks held in some tier, and the slowest tier it touches
+        (the whole run is charged at that tier's load rate). Touched blocks become most recent, head last."""
+        tokens, slowest = 0, 0
+        touched: list[tuple[_Lru, int]] = []
+        for key, n in blocks:
+            found = next(((i, lru) for i, lru in enumerate(self.tiers) if key in lru.entries), None)
+            if found is None:
+                break
+            i, lru = found
+            cached = min(lru.entries[key], n)
+            tokens += cached
+            slowest = max(slowest, i)
+            touched.append((lru, key))
+            if cached < n:
+                break  # a partial block ends the run
+        for lru, key in reversed(touched):
+            lru.entries.move_to_end(key)
+        return tokens, self.tier_names[slowest]
+
+    def insert_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """Cache a prompt's hash blocks, tail first, so its head is the most recently used."""
+        for key, n in reversed(blocks):
+            self.insert(key, n)
 
     def insert(self, key: int, length: int) -> None:
         spill = [(key, length)]

@@ -94,6 +94,8 @@ class RequestTable:
     def __init__(self, capacity: int = 1024) -> None:
         self.n = 0
         self._capacity = max(capacity, 1)
+        # replayed trace requests whose prompt is named as hash blocks: rid -> (tokens per block, hash ids)
+        self.block_hashes: dict[int, tuple[int, tuple[int, ...]]] = {}
         for name, (dtype, fill) in COLUMNS.items():
             setattr(self, name, np.full(self._capacity, fill, dtype=dtype))
 
@@ -158,6 +160,8 @@ class RequestTable:
             for name in ("priority", "service_class", "tenant", "session", "difficulty", "prefix_key", "prefix_tokens",
                          "context_key", "context_tokens"):
                 getattr(self, name)[rid] = getattr(self, name)[like]
+            if like in self.block_hashes:
+                self.block_hashes[rid] = self.block_hashes[like]
         self.n += 1
         return rid
 

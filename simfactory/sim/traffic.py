@@ -6,7 +6,7 @@ import numpy as np
 
 from simfactory.config.distributions import sample_tokens
 from simfactory.config.scenario import Arrivals, ConstantArrivals, GammaArrivals, PoissonArrivals
-from simfactory.resolve import ResolvedScenario
+from simfactory.resolve import ResolvedClass, ResolvedScenario
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.streams import RandomStreams
 
@@ -104,6 +104,7 @@ def add_plain_requests(
         "prefix_tokens": np.zeros(n, dtype=np.int64),
     }
     sub_class = class_id[idx]
+    hashed: list[tuple[np.ndarray, np.ndarray, ResolvedClass]] = []  # (positions, trace rows, class)
     for c in rs.classes:
         if c.agent is not None:
             continue
@@ -115,6 +116,8 @@ def add_plain_requests(
             rows = trace_row[idx][k]
             cols["input_tokens"][k] = c.trace.input_tokens[rows]
             cols["output_tokens"][k] = c.trace.output_tokens[rows]
+            if c.trace.hash_ids is not None:
+                hashed.append((k, rows, c))
         else:
             assert c.input_tokens is not None and c.output_tokens is not None
             cols["input_tokens"][k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))
@@ -140,4 +143,8 @@ def add_plain_requests(
     table.add_many(times[idx], sub_class, dep, cols.pop("input_tokens"), cols.pop("output_tokens"), **cols)
     rid = np.full(len(times), -1, dtype=np.int64)
     rid[idx] = np.arange(first, first + n)
+    for k, rows, c in hashed:  # the prompt's block hashes drive the replica prefix cache
+        assert c.trace is not None and c.trace.hash_ids is not None
+        for pos, row in zip(k.tolist(), rows.tolist()):
+            table.block_hashes[first + pos] = (c.trace.hash_block_tokens, c.trace.hash_ids[row])
     return rid

@@ -26,6 +26,9 @@ from simfactory.errors import InputError, InputErrors
 TraceFormat = Literal["azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench"]
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with BPE tokenizers (OpenAI tokenizer guidance)
 MAX_REPORTED_BAD_ROWS = 20
+# Mooncake's hash_ids name 512-token blocks: the FAST'25 conversation trace's first row has 6758 input
+# tokens and 14 hash ids = ceil(6758 / 512) (github.com/kvcache-ai/Mooncake, FAST25-release/traces, 2025-02)
+MOONCAKE_BLOCK_TOKENS = 512
 
 
 @dataclass
@@ -36,6 +39,7 @@ class Trace:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     hash_ids: list[list[int]] | None = None
+    hash_block_tokens: int = 0  # tokens per hash block (Mooncake: 512)
     bad_rows: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -88,7 +92,8 @@ def _finish(name: str, fmt: str, times: list[float] | None, inp: list[int], out:
         out = list(np.asarray(out)[order])
         if hashes is not None:
             hashes = [hashes[i] for i in order]
-    return Trace(name, fmt, arr, np.asarray(inp, dtype=np.int64), np.asarray(out, dtype=np.int64), hashes, bad)
+    return Trace(name, fmt, arr, np.asarray(inp, dtype=np.int64), np.asarray(out, dtype=np.int64), hashes,
+                 MOONCAKE_BLOCK_TOKENS if hashes is not None else 0, bad)
 
 
 def _azure(name: str, text: str) -> Trace:
@@ -135,7 +140,7 @@ def _mooncake(name: str, text: str) -> Trace:
             row = json.loads(raw)
             t = float(row["timestamp"]) / 1000.0
             i, o = _int(str(row["input_length"]), "input_length"), _int(str(row["output_length"]), "output_length")
-            h = [int(x) for x in row.get("hash_ids", [])]
+            h = [_int(str(x), "hash_ids entry") for x in row.get("hash_ids", [])]
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
             bad.append(f"line {line}: {exc.__class__.__name__}: {exc}")
             continue
