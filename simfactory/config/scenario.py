@@ -209,8 +209,55 @@ class GammaArrivals(_Strict):
     cv: PositiveFloat = Field(allow_inf_nan=False)
 
 
+class FlashEvent(_Strict):
+    """A burst: the rate is multiplied by `multiplier` during [start_s, start_s + duration_s)."""
+
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    duration_s: PositiveFloat = Field(allow_inf_nan=False)
+    multiplier: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+
+
+class DiurnalArrivals(_Strict):
+    """Non-homogeneous Poisson arrivals whose rate follows the day: rate(t) = mean_rate_per_s x m(t).
+
+    m(t) is an hourly table (24 multipliers, piecewise constant) or a sinusoid (1 + a cos(2 pi (h - peak_hour)
+    / 24), a = (r - 1) / (r + 1) for a peak-to-trough ratio r), times an optional weekday multiplier, times
+    any flash events. `period_s` is the length of a simulated day: 86400 for real time, less to compress a
+    day into a short run (what-ifs over a day in a minute of simulated time)."""
+
+    process: Literal["diurnal"] = "diurnal"
+    mean_rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="rate when every multiplier is 1")
+    period_s: PositiveFloat = Field(default=86400.0, allow_inf_nan=False, description="length of one simulated day")
+    hourly_multipliers: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=24, max_length=24)] | None = None
+    peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = None
+    peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
+    weekday_multipliers: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=7, max_length=7)] | None = None
+    start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(default=0.0, description="hour of day at t = 0")
+    events: list[FlashEvent] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_shape(self) -> "DiurnalArrivals":
+        if (self.hourly_multipliers is None) == (self.peak_to_trough is None):
+            raise ValueError("give hourly_multipliers or peak_to_trough (one shape of the day)")
+        return self
+
+
+class MmppState(_Strict):
+    rate_per_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    mean_sojourn_s: PositiveFloat = Field(allow_inf_nan=False)
+
+
+class MmppArrivals(_Strict):
+    """Markov-modulated Poisson: Poisson at the current state's rate; each state lasts an exponential time
+    with its mean, then the process jumps to one of the other states uniformly. Long-run rate:
+    sum(rate_i x sojourn_i) / sum(sojourn_i)."""
+
+    process: Literal["mmpp"] = "mmpp"
+    states: list[MmppState] = Field(min_length=2)
+
+
 Arrivals = Annotated[
-    Union[PoissonArrivals, ConstantArrivals, GammaArrivals], Field(discriminator="process")
+    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, DiurnalArrivals, MmppArrivals], Field(discriminator="process")
 ]
 
 
@@ -265,6 +312,10 @@ class RequestClass(_Strict):
 
     name: Name
     weight: PositiveFloat = 1.0
+    weight_by_hour: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=24, max_length=24)] | None = Field(
+        default=None,
+        description="with diurnal arrivals: this class's weight in each hour of the simulated day (mixes that shift)",
+    )
     target: str | None = Field(
         default=None, description="deployment or route (routing.routes) that serves this class (every model role)"
     )
@@ -340,6 +391,10 @@ class Finance(_Strict):
     )
     sensitivity_fraction: Annotated[float, Field(gt=0, lt=1)] = Field(
         default=0.2, description="tornado chart: each input moved down and up by this fraction"
+    )
+    target_concurrency_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.5,
+        description="hybrid sizing: a replica is 'needed' per this fraction of max_num_seqs requests in flight",
     )
     scorecard_weights: dict[Criterion, NonNegativeFloat] = Field(
         default_factory=lambda: {

@@ -41,14 +41,20 @@ def units_of(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, windo
 
 def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[str], replica_accels: list[int],
                    start_s: float, end_s: float) -> dict[str, np.ndarray]:
-    """Busy accelerators per pool at each timeline sample in the window (busy fraction x accelerators)."""
+    """Accelerators the load needs per pool at each timeline sample in the window: each replica's requests
+    (running + waiting) over a target concurrency (finance.target_concurrency_fraction x max_num_seqs), times
+    its accelerators. Busy time would not do: continuous batching keeps a replica stepping at any load."""
     w = rtl[(rtl["time_s"] > start_s) & (rtl["time_s"] <= end_s)]
     if not len(w):
         return {}
-    pools = np.asarray(replica_pools)[w["replica"].to_numpy()]
-    busy = w["busy_frac"].to_numpy() * np.asarray(replica_accels)[w["replica"].to_numpy()]
-    frame = pd.DataFrame({"time_s": w["time_s"].to_numpy(), "pool": pools, "busy": busy})
-    return {str(p): g.groupby("time_s")["busy"].sum().to_numpy() for p, g in frame.groupby("pool")}
+    frac = rs.scenario.finance.target_concurrency_fraction
+    target = {d.config.name: max(1.0, frac * d.config.max_num_seqs) for d in rs.deployments}
+    replica = w["replica"].to_numpy()
+    pools = np.asarray(replica_pools)[replica]
+    load = (w["running"].to_numpy() + w["waiting"].to_numpy()) / w["deployment"].map(target).to_numpy()
+    need = load * np.asarray(replica_accels)[replica]
+    frame = pd.DataFrame({"time_s": w["time_s"].to_numpy(), "pool": pools, "need": need})
+    return {str(p): g.groupby("time_s")["need"].sum().to_numpy() for p, g in frame.groupby("pool")}
 
 
 def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str, float]:

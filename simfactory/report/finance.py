@@ -104,7 +104,8 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
                      "Alternative: the same accelerators priced the other way (owned <-> on-demand cloud). Break-even "
                      "utilization: above it, owning is cheaper than renting only the busy hours."),
         FinanceTable("hybrid", "Hybrid sizing: owned or reserved baseline + elastic cloud burst on the simulated demand",
-                     hybrid, "Demand = busy accelerators per timeline sample; burst is rented on demand per busy hour "
+                     hybrid, "Demand = accelerators needed per timeline sample (requests in flight / (target_concurrency_fraction x "
+                     "max_num_seqs) per replica); burst is rented on demand per needed hour "
                      "(an elastic bound); a reserved baseline is paid every hour at the cheapest reserved price."),
         FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {sens['base']:.6g})", tornado,
                      f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),

@@ -5,14 +5,92 @@ from __future__ import annotations
 import numpy as np
 
 from simfactory.config.distributions import sample_tokens
-from simfactory.config.scenario import Arrivals, ConstantArrivals, GammaArrivals, PoissonArrivals
+from simfactory.config.scenario import (
+    Arrivals,
+    ConstantArrivals,
+    DiurnalArrivals,
+    GammaArrivals,
+    MmppArrivals,
+    PoissonArrivals,
+)
 from simfactory.resolve import ResolvedClass, ResolvedScenario
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.streams import RandomStreams
 
 
+def hour_of_day(process: DiurnalArrivals, t: np.ndarray) -> np.ndarray:
+    """Hour of the simulated day (0-24) at each time."""
+    return (process.start_hour + 24.0 * np.asarray(t, dtype=float) / process.period_s) % 24.0
+
+
+def diurnal_multiplier(process: DiurnalArrivals, t: np.ndarray) -> np.ndarray:
+    """m(t): the day's shape x weekday x flash events (rate(t) = mean_rate_per_s x m(t))."""
+    t = np.asarray(t, dtype=float)
+    h = hour_of_day(process, t)
+    if process.hourly_multipliers is not None:
+        m = np.asarray(process.hourly_multipliers)[np.minimum(h.astype(int), 23)]
+    else:
+        assert process.peak_to_trough is not None
+        a = (process.peak_to_trough - 1.0) / (process.peak_to_trough + 1.0)
+        m = 1.0 + a * np.cos(2.0 * np.pi * (h - process.peak_hour) / 24.0)
+    if process.weekday_multipliers is not None:
+        day = ((process.start_hour / 24.0 + t / process.period_s) // 1).astype(int) % 7
+        m = m * np.asarray(process.weekday_multipliers)[day]
+    for e in process.events:
+        m = np.where((t >= e.start_s) & (t < e.start_s + e.duration_s), m * e.multiplier, m)
+    return m
+
+
+def _max_multiplier(process: DiurnalArrivals) -> float:
+    shape = max(process.hourly_multipliers) if process.hourly_multipliers is not None else (
+        1.0 + (process.peak_to_trough - 1.0) / (process.peak_to_trough + 1.0))  # type: ignore[operator]
+    week = max(process.weekday_multipliers) if process.weekday_multipliers is not None else 1.0
+    events = 1.0
+    for e in process.events:
+        events *= max(1.0, e.multiplier)  # overlapping events multiply: a safe bound
+    return shape * week * events
+
+
+def _thinned(process: DiurnalArrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Lewis-Shedler thinning: Poisson at the peak rate, each arrival kept with probability rate(t) / peak."""
+    peak = process.mean_rate_per_s * _max_multiplier(process)
+    if peak <= 0:
+        return np.zeros(0)
+    candidates = arrival_times(PoissonArrivals(rate_per_s=peak), horizon_s, rng)
+    keep = rng.random(len(candidates)) * peak < process.mean_rate_per_s * diurnal_multiplier(process, candidates)
+    return candidates[keep]
+
+
+def _mmpp(process: MmppArrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Alternate exponential sojourns between states (next state uniform among the others); Poisson within."""
+    n = len(process.states)
+    state = int(rng.integers(n))
+    t = 0.0
+    parts: list[np.ndarray] = []
+    while t < horizon_s:
+        st = process.states[state]
+        end = min(horizon_s, t + rng.exponential(st.mean_sojourn_s))
+        if st.rate_per_s > 0:
+            k = rng.poisson(st.rate_per_s * (end - t))
+            parts.append(np.sort(rng.uniform(t, end, k)))
+        t = end
+        state = (state + 1 + int(rng.integers(n - 1))) % n
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def mmpp_mean_rate(process: MmppArrivals) -> float:
+    """Long-run rate: with uniform jumps the embedded chain is uniform, so time shares are sojourn shares."""
+    total = sum(s.mean_sojourn_s for s in process.states)
+    return sum(s.rate_per_s * s.mean_sojourn_s for s in process.states) / total
+
+
 def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
-    """Arrival instants in [0, horizon_s) of a renewal process with the given rate."""
+    """Arrival instants in [0, horizon_s): renewal processes with a constant rate, a diurnal non-homogeneous
+    Poisson process, or a Markov-modulated Poisson process."""
+    if isinstance(process, DiurnalArrivals):
+        return _thinned(process, horizon_s, rng)
+    if isinstance(process, MmppArrivals):
+        return _mmpp(process, horizon_s, rng)
     rate = process.rate_per_s
     if isinstance(process, ConstantArrivals):
         return np.arange(0.0, horizon_s, 1.0 / rate)
@@ -62,6 +140,8 @@ def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.n
         times = arrival_times(sc.traffic.arrival, horizon, streams.get("arrivals"))
         if len(others) == 1:
             cls = np.full(len(times), others[0].index, dtype=np.int32)
+        elif isinstance(sc.traffic.arrival, DiurnalArrivals) and any(c.config.weight_by_hour for c in others):
+            cls = _hourly_mix(sc.traffic.arrival, others, times, streams.get("class_mix"))
         else:
             w = np.array([c.config.weight for c in others], dtype=float)
             pick = streams.get("class_mix").choice(len(others), size=len(times), p=w / w.sum())
@@ -79,6 +159,19 @@ def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.n
     row = np.concatenate(parts_r) if parts_r else np.zeros(0, dtype=np.int64)
     order = np.argsort(times, kind="stable")
     return times[order], class_id[order], row[order]
+
+
+def _hourly_mix(process: DiurnalArrivals, others: list[ResolvedClass], times: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+    """Each arrival's class drawn with the weights of its hour (classes without weight_by_hour keep `weight`)."""
+    w = np.array([c.config.weight_by_hour or [c.config.weight] * 24 for c in others], dtype=float)  # classes x 24
+    hours = np.minimum(hour_of_day(process, times).astype(int), 23)
+    p = w[:, hours].T  # arrivals x classes
+    totals = p.sum(axis=1, keepdims=True)
+    p = np.where(totals > 0, p / np.where(totals > 0, totals, 1.0), 1.0 / len(others))
+    u = rng.random(len(times))[:, None]
+    pick = np.minimum((u > np.cumsum(p, axis=1)).sum(axis=1), len(others) - 1)
+    return np.array([c.index for c in others], dtype=np.int32)[pick]
 
 
 def add_plain_requests(
