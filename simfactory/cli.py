@@ -623,5 +623,9 @@ def _print_tasks(tasks: dict[str, Any]) -> None:
     out.print(bd)
 
 
+from simfactory.cli_plan import register as _register_plan  # noqa: E402
+
+_register_plan(app)
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

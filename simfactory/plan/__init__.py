@@ -1,0 +1,1 @@
+"""Many runs: sweeps over scenario fields (local processes or Ray) and capacity-plan searches."""

@@ -1,0 +1,74 @@
+"""The sweep specification (grid.yaml): which fields vary, over what values, and how points are drawn."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Annotated, Any, Literal, Union
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from scipy.stats import qmc
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Strict):
+    """A continuous range for Latin-hypercube sampling; `integer: true` rounds the draws."""
+
+    low: float = Field(allow_inf_nan=False)
+    high: float = Field(allow_inf_nan=False)
+    integer: bool = False
+    log: bool = Field(default=False, description="sample uniformly in log space")
+
+    @model_validator(mode="after")
+    def _order(self) -> "Range":
+        if self.high < self.low:
+            raise ValueError("high must be >= low")
+        if self.log and self.low <= 0:
+            raise ValueError("log ranges need low > 0")
+        return self
+
+
+Values = Annotated[list[Any], Field(min_length=1)]
+
+
+class SweepSpec(_Strict):
+    """`mode: grid` takes the Cartesian product of value lists; `mode: lhs` draws `samples` points of a Latin
+    hypercube over ranges (value lists are sampled as categories)."""
+
+    mode: Literal["grid", "lhs"] = "grid"
+    samples: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    replications: Annotated[int, Field(ge=1, le=1000)] = 1
+    seed: int | None = Field(default=None, ge=0, description="base seed (default: the scenario's)")
+    parameters: dict[str, Union[Values, Range]] = Field(min_length=1, description="dotted scenario path -> values or range")
+
+    @model_validator(mode="after")
+    def _ranges_need_lhs(self) -> "SweepSpec":
+        if self.mode == "grid":
+            bad = [k for k, v in self.parameters.items() if isinstance(v, Range)]
+            if bad:
+                raise ValueError(f"parameters.{bad[0]}: a range needs mode lhs (grid takes value lists)")
+        return self
+
+
+def points(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:
+    """The sweep's points in a fixed order (so point indices, and seeds, are stable across runs)."""
+    names = list(spec.parameters)
+    if spec.mode == "grid":
+        lists = [spec.parameters[n] for n in names]
+        return [dict(zip(names, combo)) for combo in itertools.product(*lists)]  # type: ignore[arg-type]
+    u = qmc.LatinHypercube(d=len(names), seed=np.random.default_rng(seed)).random(spec.samples)
+    out = []
+    for row in u:
+        p: dict[str, Any] = {}
+        for n, x in zip(names, row):
+            v = spec.parameters[n]
+            if isinstance(v, Range):
+                val = np.exp(np.log(v.low) + x * (np.log(v.high) - np.log(v.low))) if v.log else v.low + x * (v.high - v.low)
+                p[n] = int(round(val)) if v.integer else float(val)
+            else:
+                p[n] = v[min(int(x * len(v)), len(v) - 1)]
+        out.append(p)
+    return out

@@ -1,0 +1,160 @@
+"""Run a sweep: every point x replication of a SweepSpec, on this process, local worker processes or a Ray
+cluster; rows are streamed to sweep.jsonl as they finish (so `resume` skips what is done) and gathered into
+results.parquet and results.csv, one row per point and replication.
+
+Each run's seed derives from (base seed, point, replication) alone, so the table is the same whichever
+executor runs it and in whatever order runs finish."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from simfactory.config.loader import validate
+from simfactory.config.scenario import Scenario
+from simfactory.errors import InputError, InputErrors
+from simfactory.plan.grid import SweepSpec, points
+from simfactory.plan.overrides import apply_overrides, check_paths
+from simfactory.regress.flatten import flatten
+
+HEADLINE_PREFIXES = (
+    "latency_s.", "throughput.", "outcomes.", "service.slo_attainment", "service.goodput_per_s", "cost.usd_per_hour",
+    "cost.usd_per_request", "cost.usd_per_1m_output_tokens", "finance.unit_economics.", "finance.tco.tco_usd",
+    "finance.tco.upfront_capex_usd",
+)
+ROWS_FILE = "sweep.jsonl"
+SPEC_FILE = "sweep_spec.json"
+
+
+@dataclass(frozen=True)
+class PointJob:
+    scenario_doc: dict[str, Any]
+    scenario_file: str
+    point: int
+    replication: int
+    seed: int
+    params: dict[str, Any]
+
+
+def run_seed(base: int, point: int, replication: int) -> int:
+    """A run's seed from (base, point, replication) only: independent of executor and order."""
+    return int(np.random.SeedSequence(base, spawn_key=(point, replication)).generate_state(1)[0])
+
+
+def headline(summary: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in flatten(summary).items() if k.startswith(HEADLINE_PREFIXES)}
+
+
+def run_point(job: PointJob) -> dict[str, Any]:
+    """Simulate one point once (in whatever process runs it) and return its table row."""
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.resolve import resolve
+    from simfactory.sim.run import simulate
+
+    row: dict[str, Any] = {"point": job.point, "replication": job.replication, "seed": job.seed,
+                           **{f"param.{k}": v for k, v in job.params.items()}}
+    try:
+        doc = apply_overrides(job.scenario_doc, job.params, job.scenario_file)
+        rs = resolve(validate(Scenario, doc, job.scenario_file), job.scenario_file)
+    except (InputError, InputErrors) as e:  # a point the scenario cannot take: recorded, not dropped
+        return {**row, "error": str(e).splitlines()[0]}
+    summary = compute_metrics(simulate(rs, seed=job.seed, keep_logs=0), trace_tasks=0).summary
+    return {**row, "error": "", **headline(summary)}
+
+
+def plan_jobs(scenario: Scenario, scenario_file: str, spec: SweepSpec, spec_file: str) -> list[PointJob]:
+    """Every (point, replication), after checking each point's overrides make a valid scenario."""
+    doc = scenario.model_dump(mode="json")
+    check_paths(doc, list(spec.parameters), spec_file)
+    base = scenario.seed if spec.seed is None else spec.seed
+    jobs = []
+    for i, p in enumerate(points(spec, base)):
+        try:
+            validate(Scenario, apply_overrides(doc, p, spec_file), scenario_file)
+        except (InputError, InputErrors) as e:
+            raise InputError(spec_file, f"parameters (point {i}: {p})", str(e).splitlines()[0]) from None
+        jobs += [PointJob(doc, scenario_file, i, r, run_seed(base, i, r), p) for r in range(spec.replications)]
+    return jobs
+
+
+def _spec_key(scenario: Scenario, spec: SweepSpec) -> str:
+    blob = scenario.model_dump_json() + spec.model_dump_json()
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _done_rows(out_dir: Path, key: str, resume: bool) -> list[dict[str, Any]]:
+    rows_path, spec_path = out_dir / ROWS_FILE, out_dir / SPEC_FILE
+    if not resume or not rows_path.exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        rows_path.write_text("")
+        spec_path.write_text(json.dumps({"key": key}))
+        return []
+    if json.loads(spec_path.read_text()).get("key") != key:
+        raise InputError(str(out_dir), "--resume", "this directory holds a different sweep (scenario or grid changed)")
+    rows = []
+    for line in rows_path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a row cut off by the interruption: run it again
+    return rows
+
+
+def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str | None) -> Iterable[dict[str, Any]]:
+    if executor == "ray":
+        try:
+            import ray
+        except ImportError:
+            raise InputError("--executor", "ray", "ray is not installed: pip install 'simfactory[ray]'") from None
+        if not ray.is_initialized():
+            ray.init(address=ray_address, ignore_reinit_error=True, log_to_driver=False)
+        remote = ray.remote(run_point)
+        pending = [remote.remote(j) for j in jobs]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            yield ray.get(done[0])
+    elif workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_point, j) for j in jobs]
+            for f in as_completed(futures):
+                yield f.result()
+    else:
+        for j in jobs:
+            yield run_point(j)
+
+
+def run_sweep(
+    scenario: Scenario, scenario_file: str, spec: SweepSpec, spec_file: str, out_dir: Path, *, jobs: int = 1,
+    executor: str = "local", ray_address: str | None = None, resume: bool = False,
+    on_row: Callable[[int, int], None] | None = None,
+) -> pd.DataFrame:
+    """Run what is not done yet and return the whole table (also written as results.parquet / results.csv)."""
+    todo = plan_jobs(scenario, scenario_file, spec, spec_file)
+    rows = _done_rows(out_dir, _spec_key(scenario, spec), resume)
+    done = {(r["point"], r["replication"]) for r in rows}
+    todo_left = [j for j in todo if (j.point, j.replication) not in done]
+    if on_row:
+        on_row(len(rows), len(todo))
+    with open(out_dir / ROWS_FILE, "a") as f:
+        for row in _execute(todo_left, executor, jobs, ray_address):
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            rows.append(row)
+            if on_row:
+                on_row(len(rows), len(todo))
+    table = pd.DataFrame(rows).sort_values(["point", "replication"], kind="stable").reset_index(drop=True)
+    for name, write in (("results.parquet", lambda p: table.to_parquet(p, index=False)),
+                        ("results.csv", lambda p: table.to_csv(p, index=False))):
+        tmp = out_dir / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out_dir / name)
+    return table
