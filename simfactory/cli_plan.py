@@ -50,5 +50,49 @@ def sweep(
               f"wrote {out_dir}/results.parquet, results.csv", highlight=False)
 
 
+
+
+def plan_cmd(
+    scenario: Annotated[Path, typer.Argument(help="Scenario YAML to size.")],
+    target_rate: Annotated[float, typer.Option("--target-rate", "-r", min=0.0, help="Requests (or tasks) per second to serve.")],
+    slo: Annotated[str, typer.Option("--slo", help='Targets, e.g. "ttft_p99<2s,e2e_p95<30s,slo_attainment>0.99".')],
+    space: Annotated[Optional[Path], typer.Option("--space", help="Search space YAML (candidates / grid of overrides).")] = None,
+    replications: Annotated[int, typer.Option("--replications", "-R", min=1, help="Runs per point (CI needs >= 2).")] = 3,
+    objective: Annotated[str, typer.Option("--objective", help="cost (cheapest fleet meeting the SLOs)")] = "cost",
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/plan"),
+    no_max_rate: Annotated[bool, typer.Option("--no-max-rate", help="Skip the max sustainable load search.")] = False,
+) -> None:
+    """Find the cheapest fleet meeting every SLO at a load, with confidence intervals and a Pareto plot.
+
+    Example: simfactory plan scenarios/default.yaml --target-rate 80 --slo "ttft_p99<0.5s,e2e_p99<20s" --space space.yaml
+    (space.yaml: {candidates: [{name: h100, overrides: {pools.0.sku: h100-sxm}}, {name: h200, overrides: {pools.0.sku: h200}}]})
+    """
+    from simfactory.cli import EXIT_INPUT_ERROR, err, input_errors, out
+    from simfactory.config.loader import load_model_file
+    from simfactory.plan.search import PlanSpace, plan
+    from simfactory.plan.slo import parse_slo
+    from simfactory.report.plan import summary_line, write_plan
+    from simfactory.resolve import load_scenario
+
+    if objective != "cost":
+        err.print(f"[red]error:[/red] --objective: unknown objective {objective!r} (cost)")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    with input_errors():
+        targets = parse_slo(slo)
+        sc = load_scenario(scenario)
+        sp = load_model_file(PlanSpace, space) if space else None
+
+        def show(e) -> None:  # type: ignore[no-untyped-def]
+            err.print(f"  {e.candidate}: {e.replicas} replicas at {e.rate_per_s:g}/s -> "
+                      f"{'meets' if e.met else 'misses'} the SLOs (USD {e.usd_per_hour:,.2f}/h)", highlight=False)
+
+        result = plan(sc, str(scenario), target_rate, targets, sp, replications, str(space or "space"),
+                      max_rate=not no_max_rate, on_eval=show)
+    write_plan(result, out_dir)
+    out.print(summary_line(result), highlight=False)
+    out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json, pareto.png)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(sweep)
+    app.command("plan")(plan_cmd)

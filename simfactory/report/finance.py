@@ -125,16 +125,20 @@ def _md_cell(v: Any) -> str:
     return str(v).replace("|", "/")
 
 
+def frame_markdown(df: pd.DataFrame) -> list[str]:
+    """A DataFrame as Markdown table lines (no index)."""
+    if not len(df):
+        return ["(none)"]
+    cols = [str(c) for c in df.columns]
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return out + ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+
+
 def markdown_section(tables: list[FinanceTable]) -> list[str]:
     out: list[str] = []
     for t in tables:
         out += [f"### {t.title}", ""]
-        if len(t.frame):
-            cols = list(t.frame.columns)
-            out += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-            out += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in t.frame.itertuples(index=False)]
-        else:
-            out += ["(none)"]
+        out += frame_markdown(t.frame)
         out += ["", t.note, ""] if t.note else [""]
     return out
 

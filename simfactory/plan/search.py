@@ -1,0 +1,270 @@
+"""`plan`: the cheapest fleet meeting every SLO at a target load.
+
+For each candidate (overrides from a search space: SKU, TP, dtype, ...) the minimum replica count is found
+by bisection between analytic bounds and a doubling search, judging each count on R replications with
+confidence intervals. Candidates are ranked by cost; every evaluated (candidate, replicas) point feeds a
+cost vs tail-latency Pareto front; for the winner the largest sustainable rate (bisection) gives headroom."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from simfactory.config.loader import validate
+from simfactory.config.scenario import Scenario
+from simfactory.errors import InputError, InputErrors
+from simfactory.plan.bounds import erlang_c_min_servers, replica_max_rate_per_s, single_sequence_service_s
+from simfactory.plan.overrides import apply_overrides, check_paths
+from simfactory.plan.slo import SloTarget, judge
+from simfactory.plan.sweep import run_seed
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Candidate(_Strict):
+    name: str
+    overrides: dict[str, Any] = Field(default_factory=dict, description="dotted scenario path -> value")
+
+
+class PlanSpace(_Strict):
+    """What may change: explicit candidates and/or a grid of overrides (Cartesian), for one deployment."""
+
+    deployment: str | None = Field(default=None, description="the deployment to size (default: the first)")
+    candidates: list[Candidate] = Field(default_factory=list)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    max_replicas: int = Field(default=256, ge=1, le=100_000)
+
+
+@dataclass
+class Evaluation:
+    candidate: str
+    replicas: int
+    rate_per_s: float
+    met: bool
+    slo: dict[str, Any]
+    usd_per_hour: float
+    usd_per_1m_tokens: float | None
+    usd_per_successful_task: float | None
+
+
+@dataclass
+class CandidatePlan:
+    candidate: str
+    overrides: dict[str, Any]
+    lower_bound: int
+    min_replicas: int | None  # None: no count up to max_replicas meets the SLOs
+    best: Evaluation | None
+    evaluations: list[Evaluation] = field(default_factory=list)
+
+
+@dataclass
+class PlanResult:
+    target_rate_per_s: float
+    targets: list[SloTarget]
+    candidates: list[CandidatePlan]
+    chosen: CandidatePlan | None
+    max_rate_per_s: float | None = None
+    headroom: float | None = None
+
+    @property
+    def evaluations(self) -> list[Evaluation]:
+        return [e for c in self.candidates for e in c.evaluations]
+
+
+def set_rate(doc: dict[str, Any], rate: float) -> None:
+    """Scale the scenario's arrival process to a mean of `rate` requests (or tasks) per second."""
+    a = doc["traffic"].get("arrival")
+    if a is None:
+        raise InputError("--target-rate", "traffic.arrival", "the scenario replays a timestamped trace: no rate to set")
+    if a["process"] == "diurnal":
+        a["mean_rate_per_s"] = rate
+    elif a["process"] == "mmpp":
+        total = sum(s["mean_sojourn_s"] for s in a["states"])
+        mean = sum(s["rate_per_s"] * s["mean_sojourn_s"] for s in a["states"]) / total
+        for s in a["states"]:
+            s["rate_per_s"] = s["rate_per_s"] * rate / mean if mean else rate
+    else:
+        a["rate_per_s"] = rate
+
+
+def _deployment_index(doc: dict[str, Any], name: str | None) -> int:
+    names = [d["name"] for d in doc["deployments"]]
+    if name is None:
+        return 0
+    if name not in names:
+        raise InputError("space", "deployment", f"unknown deployment {name!r} (deployments: {', '.join(names)})")
+    return names.index(name)
+
+
+def with_replicas(doc: dict[str, Any], dep: int, replicas: int) -> dict[str, Any]:
+    """The document with `replicas` for the deployment and its pool grown or shrunk to hold them."""
+    out = apply_overrides(doc, {}, "")
+    d = out["deployments"][dep]
+    per = d["tp"] * d.get("pp", 1)
+    pool = next(p for p in out["pools"] if p["name"] == d["pool"])
+    pool["count"] = max(1, pool["count"] + (replicas - d["replicas"]) * per)
+    d["replicas"] = replicas
+    return out
+
+
+def _resolve(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
+    from simfactory.resolve import resolve
+
+    return resolve(validate(Scenario, doc, file), file)
+
+
+def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list[SloTarget]) -> tuple[int, int]:
+    """(lower bound, first guess) for the replica count: full-batch throughput, and Erlang C when the
+    engine serves one sequence at a time and the target is the mean queueing delay."""
+    rs = _resolve(with_replicas(doc, dep, 1), file)
+    d = rs.deployments[dep]
+    plain = [c for c in rs.classes if c.agent is None and c.input_tokens is not None and c.output_tokens is not None]
+    if not plain or len(rs.deployments) > 1:
+        return 1, 1
+    w = np.array([c.config.weight for c in plain], dtype=float)
+    w /= w.sum()
+    shared = sum(wi * c.config.shared_prefix_tokens for wi, c in zip(w, plain))
+    n_in = float(sum(wi * c.input_tokens.mean() for wi, c in zip(w, plain))) + shared  # type: ignore[union-attr]
+    n_out = float(sum(wi * c.output_tokens.mean() for wi, c in zip(w, plain)))  # type: ignore[union-attr]
+    mu_max = replica_max_rate_per_s(d.step_time, d.config.max_num_seqs, d.kv_capacity_tokens, n_in, n_out)
+    lower = max(1, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else 1
+    guess = lower
+    if d.config.max_num_seqs == 1:
+        mu = 1.0 / single_sequence_service_s(d.step_time, n_in, n_out)
+        lower = max(lower, math.floor(rate / mu) + 1)  # stability of M/G/c
+        guess = lower
+        for t in targets:
+            if t.metric == "queue" and t.stat == "mean" and t.op == "<":
+                guess = max(guess, erlang_c_min_servers(rate, mu, t.value))
+    return lower, guess
+
+
+def evaluate(doc: dict[str, Any], dep: int, file: str, candidate: str, replicas: int, rate: float,
+             targets: list[SloTarget], replications: int, base_seed: int) -> Evaluation:
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.sim.run import simulate
+
+    d = with_replicas(doc, dep, replicas)
+    set_rate(d, rate)
+    rs = _resolve(d, file)
+    summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, replicas, r), keep_logs=0), trace_tasks=0).summary
+                 for r in range(replications)]
+    met, detail = judge(targets, summaries)
+    ue = [s["finance"]["unit_economics"] for s in summaries]
+
+    def mean(key: str) -> float | None:
+        v = [u[key] for u in ue if u[key] is not None]
+        return float(np.mean(v)) if v else None
+
+    return Evaluation(candidate, replicas, rate, met, detail, float(np.mean([s["cost"]["usd_per_hour"] for s in summaries])),
+                      mean("usd_per_1m_tokens"), mean("usd_per_successful_task"))
+
+
+def min_replicas(check: Callable[[int], bool], lower: int, guess: int, limit: int) -> int | None:
+    """Smallest c in [lower, limit] with check(c), assuming more replicas never hurt: from the guess, double
+    until one passes, then bisect down to the last failure (lower - 1 fails by the bound)."""
+    lo = lower - 1
+    hi = min(max(lower, guess), limit)
+    while not check(hi):
+        if hi >= limit:
+            return None
+        lo, hi = hi, min(limit, hi * 2)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if check(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def candidates_of(space: PlanSpace) -> list[Candidate]:
+    out = list(space.candidates)
+    if space.grid:
+        names = list(space.grid)
+        for combo in itertools.product(*(space.grid[n] for n in names)):
+            ov = dict(zip(names, combo))
+            out.append(Candidate(name=",".join(f"{k.split('.')[-1]}={v}" for k, v in ov.items()), overrides=ov))
+    return out or [Candidate(name="as-is")]
+
+
+def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], space: PlanSpace | None = None,
+         replications: int = 3, space_file: str = "space", max_rate: bool = True,
+         on_eval: Callable[[Evaluation], None] | None = None) -> PlanResult:
+    space = space or PlanSpace()
+    base = scenario.model_dump(mode="json")
+    dep = _deployment_index(base, space.deployment)
+    cands = candidates_of(space)
+    plans: list[CandidatePlan] = []
+    for cand in cands:
+        check_paths(base, list(cand.overrides), space_file)
+        doc = apply_overrides(base, cand.overrides, space_file)
+        set_rate(doc, rate)
+        try:
+            lower, guess = _bounds(doc, dep, file, rate, targets)
+        except (InputError, InputErrors) as e:
+            raise InputError(space_file, f"candidates[{cand.name}]", str(e).splitlines()[0]) from None
+        cp = CandidatePlan(cand.name, cand.overrides, lower, None, None)
+        cache: dict[int, Evaluation] = {}
+
+        def check(c: int, cand: Candidate = cand, doc: dict[str, Any] = doc, cp: CandidatePlan = cp,
+                  cache: dict[int, Evaluation] = cache) -> bool:
+            if c not in cache:
+                ev = evaluate(doc, dep, file, cand.name, c, rate, targets, replications, scenario.seed)
+                cache[c] = ev
+                cp.evaluations.append(ev)
+                if on_eval:
+                    on_eval(ev)
+            return cache[c].met
+
+        if lower <= space.max_replicas:
+            cp.min_replicas = min_replicas(check, lower, guess, space.max_replicas)
+        cp.best = cache.get(cp.min_replicas) if cp.min_replicas is not None else None
+        plans.append(cp)
+    feasible = [p for p in plans if p.best is not None]
+    chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
+    result = PlanResult(rate, targets, plans, chosen)
+    if chosen is not None and max_rate:
+        doc = apply_overrides(base, chosen.overrides, space_file)
+        result.max_rate_per_s = max_sustainable_rate(doc, dep, file, chosen.candidate, chosen.min_replicas or 1, rate,
+                                                     targets, replications, scenario.seed)
+        result.headroom = result.max_rate_per_s / rate - 1.0
+    return result
+
+
+def max_sustainable_rate(doc: dict[str, Any], dep: int, file: str, name: str, replicas: int, rate: float,
+                         targets: list[SloTarget], replications: int, seed: int, rel_tol: float = 0.05) -> float:
+    """Largest rate (within rel_tol) at which `replicas` still meet every SLO: double, then bisect."""
+    lo, hi = rate, rate * 2
+    for _ in range(6):
+        if not evaluate(doc, dep, file, name, replicas, hi, targets, replications, seed).met:
+            break
+        lo, hi = hi, hi * 2
+    else:
+        return lo
+    while (hi - lo) / lo > rel_tol:
+        mid = (lo + hi) / 2
+        if evaluate(doc, dep, file, name, replicas, mid, targets, replications, seed).met:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def pareto_front(evals: list[Evaluation], latency_key: str) -> list[Evaluation]:
+    """Evaluations no other beats on both cost and the latency target's mean."""
+    pts = [e for e in evals if e.slo.get(latency_key, {}).get("mean") is not None]
+    front = []
+    for e in pts:
+        lat = e.slo[latency_key]["mean"]
+        if not any(o.usd_per_hour <= e.usd_per_hour and o.slo[latency_key]["mean"] <= lat
+                   and (o.usd_per_hour < e.usd_per_hour or o.slo[latency_key]["mean"] < lat) for o in pts):
+            front.append(e)
+    return sorted(front, key=lambda e: e.usd_per_hour)

@@ -1,0 +1,86 @@
+"""SLO targets for planning ("ttft_p99<2s,e2e_p95<30s,slo_attainment>0.99"), judged on replications with
+confidence intervals: a target counts as met only when the whole 95% interval is on the right side."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from simfactory.errors import InputError
+
+LATENCY = ("ttft", "tpot", "e2e", "queue", "task")
+STATS = ("p50", "p90", "p95", "p99", "mean", "max")
+_TARGET = re.compile(r"^\s*([a-z0-9_]+?)(?:_(p50|p90|p95|p99|mean|max))?\s*(<=|>=|<|>)\s*([0-9.eE+-]+)\s*(ms|s)?\s*$")
+
+
+@dataclass(frozen=True)
+class SloTarget:
+    metric: str  # e.g. ttft, task, slo_attainment
+    stat: str | None
+    op: str  # "<" or ">"
+    value: float  # seconds for latencies
+
+    @property
+    def label(self) -> str:
+        return f"{self.metric}_{self.stat}" if self.stat else self.metric
+
+    def read(self, summary: dict[str, Any]) -> float | None:
+        if self.metric == "slo_attainment":
+            return summary.get("service", {}).get("slo_attainment")
+        if self.metric == "task":
+            tasks = summary.get("tasks") or {}
+            if not tasks:
+                return None
+            return next(iter(tasks.values()))["latency_s"].get(self.stat or "p99")
+        return summary["latency_s"][self.metric].get(self.stat or "p99")
+
+
+def parse_slo(text: str) -> list[SloTarget]:
+    out = []
+    for part in text.split(","):
+        m = _TARGET.match(part)
+        if not m:
+            raise InputError("--slo", part.strip(), "expected METRIC_STAT<VALUE[s|ms], e.g. ttft_p99<2s or slo_attainment>0.99")
+        metric, stat, op, value, unit = m.groups()
+        if metric not in (*LATENCY, "slo_attainment"):
+            raise InputError("--slo", part.strip(), f"unknown metric {metric!r} (ttft, tpot, e2e, queue, task, slo_attainment)")
+        if metric in LATENCY and stat is None:
+            raise InputError("--slo", part.strip(), f"give a statistic: {metric}_p99, {metric}_mean, ...")
+        try:
+            v = float(value)
+        except ValueError:
+            raise InputError("--slo", part.strip(), f"not a number: {value!r}") from None
+        if not math.isfinite(v) or v < 0:
+            raise InputError("--slo", part.strip(), "the target must be a finite number >= 0")
+        out.append(SloTarget(metric, stat, "<" if op.startswith("<") else ">", v / 1000 if unit == "ms" else v))
+    return out
+
+
+def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Mean and half-width of the t confidence interval (0 with one replication)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return float(v.mean()), 0.0
+    return float(v.mean()), float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+
+
+def judge(targets: list[SloTarget], summaries: list[dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+    """Whether every target is met at 95% confidence, with each target's mean and half-width."""
+    ok = True
+    detail: dict[str, Any] = {}
+    for t in targets:
+        values = [t.read(s) for s in summaries]
+        if any(v is None for v in values):
+            ok = False
+            detail[t.label] = {"mean": None, "ci95": None, "met": False}
+            continue
+        mean, half = interval([float(v) for v in values if v is not None])
+        met = mean + half <= t.value if t.op == "<" else mean - half >= t.value
+        ok &= met
+        detail[t.label] = {"mean": mean, "ci95": half, "met": met}
+    return ok, detail
