@@ -180,6 +180,7 @@ class FleetModel:
             on_prefilled=self._on_prefilled,
             on_complete=self._on_complete,
             on_abort=self._on_abort,
+            exact=self.rs.scenario.sim.exact,
         )
         self.engines.append(eng)
         self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v, role))
