@@ -258,8 +258,8 @@ class ReplicaEngine:
         events: list[simpy.Event] = [env.timeout(self._delay_to(st.ends[-1]))]
         self.wake = env.event()
         events.append(self.wake)
-        if len(self.running) < self.max_num_seqs:
-            events.append(self.queue.wait())  # an arrival could be admitted
+        if len(self.running) < self.max_num_seqs or self.preemptive_priority:
+            events.append(self.queue.wait())  # an arrival could be admitted, or preempt someone
         yield env.any_of(events)
         self.wake = None
         now = env.now
