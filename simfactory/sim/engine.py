@@ -220,7 +220,7 @@ class ReplicaEngine:
         bucket = self.bucket
         n_dec = len(self.dec_base)
         sum_base = self.sum_base
-        step_s = self.step_time.step_s
+        step_s = self.step_time.decode_step_fn(n_dec)
         free = self.free_blocks
         used = 0
         t = self.env.now
@@ -232,7 +232,7 @@ class ReplicaEngine:
             if used + need > free:
                 break  # this step would preempt: stop before it
             used += need
-            dt = step_s(StepLoad(0, n_dec, float(sum_base + n_dec * (k + 1)), 0))
+            dt = step_s(float(sum_base + n_dec * (k + 1)))
             t += dt
             ends.append(t)
             dts.append(dt)
