@@ -45,7 +45,7 @@ def blocks_for(tokens: int, block_size: int) -> int:
 class Stretch:
     """Planned decode-only steps: step i ends at ends[i], lasts dts[i] and allocates needs[i] blocks at its start."""
 
-    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before")
+    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before", "interrupted")
 
     def __init__(self, start_s: float, ends: list[float], dts: list[float], cum_needs: list[int], free_before: int):
         self.start_s = start_s
@@ -53,10 +53,24 @@ class Stretch:
         self.dts = dts
         self.cum_needs = cum_needs
         self.free_before = free_before
+        self.interrupted = False
 
     def started(self, now_s: float) -> int:
         """Steps started by now (a step starts when the one before it ends)."""
         return min(bisect_right(self.ends, now_s) + 1, len(self.ends))
+
+
+class StretchWaker:
+    """Sits in a waiting queue's waiter list: an arrival interrupts the stretch (one event, only when it happens)."""
+
+    __slots__ = ("engine", "stretch")
+
+    def __init__(self, engine: "ReplicaEngine", stretch: Stretch) -> None:
+        self.engine = engine
+        self.stretch = stretch
+
+    def succeed(self, value: object = None) -> None:
+        self.engine._interrupt_stretch(self.stretch)
 
 
 class ReplicaEngine:
@@ -120,7 +134,6 @@ class ReplicaEngine:
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
-        self.wake: simpy.Event | None = None  # interrupts a stretch (an abort)
 
         self.free_blocks = kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
@@ -255,15 +268,14 @@ class ReplicaEngine:
         self.in_step = True
         self.stretch = st
         self.free_blocks = st.free_before - st.cum_needs[0]
-        events: list[simpy.Event] = [env.timeout(self._delay_to(st.ends[-1]))]
-        self.wake = env.event()
-        events.append(self.wake)
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
-            events.append(self.queue.wait())  # an arrival could be admitted, or preempt someone
-        yield env.any_of(events)
-        self.wake = None
+            self.queue.add_waiter(StretchWaker(self, st))  # an arrival could be admitted, or preempt someone
+        try:
+            yield env.timeout(self._delay_to(st.ends[-1]))
+            last = n - 1
+        except simpy.Interrupt:
+            last = min(bisect_right(st.ends, env.now), n - 1)  # the step in progress
         now = env.now
-        last = n - 1 if events[0].processed else min(bisect_right(st.ends, now), n - 1)  # the step in progress
         self.stretch = None
         self._apply_steps(st, last)
         busy = busy0
@@ -279,6 +291,12 @@ class ReplicaEngine:
         self.step_len_s = 0.0
         self.steps_run += 1
         self._finish_step([], st.dts[last] / len(self.dec_base), True)
+
+    def _interrupt_stretch(self, st: Stretch) -> None:
+        """Stop the stretch at the end of its step in progress (no-op once it is over)."""
+        if self.stretch is st and not st.interrupted:
+            st.interrupted = True
+            self.process.interrupt()
 
     def _delay_to(self, at_s: float) -> float:
         """The delay that lands exactly on at_s (SimPy adds it to now), so times match stepping bit for bit."""
@@ -557,8 +575,8 @@ class ReplicaEngine:
         if rid in self.running:
             if self.in_step:
                 self.pending_aborts.add(rid)
-                if self.wake is not None and not self.wake.triggered:
-                    self.wake.succeed()  # a stretch stops at the end of its step in progress
+                if self.stretch is not None:
+                    self._interrupt_stretch(self.stretch)  # it stops at the end of its step in progress
             else:
                 self._release(rid)
                 self.on_abort(rid)
