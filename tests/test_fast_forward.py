@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import scenario_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,3 +91,20 @@ def test_fast_forward_needs_far_fewer_events(case):
     exact, fast = both_modes(lambda d: case(d, LINEAR), doc)
     assert_same(exact, fast)
     assert fast.events * 3 < exact.events
+
+
+def test_run_exact_flag_gives_the_same_summary(tmp_path):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    def summary(*flags: str) -> dict:
+        res = CliRunner().invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(tmp_path / str(flags)), *flags])
+        assert res.exit_code == 0, res.output
+        return json.loads(res.output)
+
+    exact, fast = summary("--exact"), summary()
+    assert exact["outcomes"] == fast["outcomes"]
+    for name in ("ttft", "tpot", "e2e"):
+        for q, v in exact["latency_s"][name].items():
+            assert fast["latency_s"][name][q] == pytest.approx(v, rel=1e-9), (name, q)
