@@ -99,7 +99,8 @@ def test_run_exact_flag_gives_the_same_summary(tmp_path):
     from simfactory.cli import app
 
     def summary(*flags: str) -> dict:
-        res = CliRunner().invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(tmp_path / str(flags)), *flags])
+        out = tmp_path / str(len(flags))
+        res = CliRunner().invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(out), *flags])
         assert res.exit_code == 0, res.output
         return json.loads(res.output)
 

@@ -142,7 +142,9 @@ class ReplicaBalancer:
         start = self._next % n
         engines = self.engines
         order = eligible[start:] + eligible[:start]
-        counts = [len(e.running) + len(e.requeued._members) + len(e.queue._members) for e in map(engines.__getitem__, order)]
+        counts = [
+            len(e.running) + len(e.requeued._members) + len(e.queue._members) for e in map(engines.__getitem__, order)
+        ]
         best = counts.index(min(counts))
         self._next = start + best + 1
         return order[best]
