@@ -109,6 +109,9 @@ def run(
     output_format: Annotated[
         str, typer.Option("--format", help="text (tables) or json (summary.json on stdout, nothing else)")
     ] = "text",
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Step every engine iteration (no fast-forward; same answers, slower).")
+    ] = False,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -121,6 +124,11 @@ def run(
 
     with input_errors():
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
+    if exact:
+        import dataclasses
+
+        sim = rs.scenario.sim.model_copy(update={"exact": True})
+        rs = dataclasses.replace(rs, scenario=rs.scenario.model_copy(update={"sim": sim}))
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)

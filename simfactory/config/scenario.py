@@ -371,6 +371,9 @@ class SimSettings(_Strict):
         default=3600.0, description="stop draining after this long; unfinished requests are recorded as such"
     )
     timeline_resolution_s: PositiveFloat = Field(default=1.0, description="sampling step of timelines")
+    exact: bool = Field(
+        default=False, description="step every engine iteration instead of fast-forwarding decode-only stretches"
+    )
 
     @model_validator(mode="after")
     def _warmup_inside(self) -> "SimSettings":

@@ -20,7 +20,7 @@ class RunOutcome(Protocol):
 def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and the half-width of its t confidence interval (0 for a single value)."""
     v = np.asarray(values, dtype=float)
-    if len(v) < 2:
+    if len(v) < 2 or np.ptp(v) <= 1e-9 * max(1.0, abs(float(v.mean()))):  # identical runs: no spread, not float noise
         return float(v.mean()) if len(v) else math.nan, 0.0
     half = float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return float(v.mean()), half

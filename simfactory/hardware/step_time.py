@@ -8,6 +8,7 @@ Two models share one interface, `step_s(load)`:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simfactory.config.profile import (
@@ -43,6 +44,11 @@ class StepTimeModel:
     def step_s(self, load: StepLoad) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
+        """kv_tokens_read -> step_s of a decode-only step of this many sequences (the engine's fast-forward
+        calls it once per step, so models hoist the constant terms, keeping step_s's arithmetic exactly)."""
+        return lambda kv: self.step_s(StepLoad(0, decode_seqs, kv, 0))
+
 
 @dataclass(frozen=True)
 class LinearModel(StepTimeModel):
@@ -57,6 +63,12 @@ class LinearModel(StepTimeModel):
             + s.s_per_kv_token * load.kv_tokens_read
             + s.s_per_attn_pair * load.prefill_attn_pairs
         )
+
+    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
+        s = self.spec
+        head = s.overhead_s + s.s_per_prefill_token * 0 + s.s_per_decode_seq * decode_seqs
+        per_kv, tail = s.s_per_kv_token, s.s_per_attn_pair * 0
+        return lambda kv: head + per_kv * kv + tail
 
 
 @dataclass(frozen=True)
@@ -93,6 +105,28 @@ class RooflineModel(StepTimeModel):
             + self.all_to_all_s(tokens)
             + self.pipeline_p2p_s(tokens)
         )
+
+    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
+        # step_s with prefill_tokens = prefill_attn_pairs = 0, the same operations in the same order
+        a = self.arch
+        tokens = decode_seqs
+        dense = 2.0 * a.active_params_b * 1e9 * tokens
+        per_pair = 4.0 * a.layers * (a.heads * a.head_dim)
+        kv_bytes_per_token = a.kv_bytes_per_token(self.kv_dtype)
+        weight_bytes = a.weight_bytes(self.dtype) * a.weight_fraction_read(tokens)
+        peak_flops = self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency
+        bandwidth = self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency
+        tp, overhead = self.tp, self.factors.step_overhead_s
+        comm = (self.allreduce_s(tokens), self.all_to_all_s(tokens), self.pipeline_p2p_s(tokens))
+        ar, a2a, p2p = comm
+
+        def step_s(kv: float) -> float:
+            pairs = kv + 0
+            compute_s = (dense + per_pair * pairs) / tp / peak_flops
+            memory_s = (weight_bytes + kv_bytes_per_token * (kv + 0)) / tp / bandwidth
+            return overhead + max(compute_s, memory_s) + ar + a2a + p2p
+
+        return step_s
 
     def link_bytes_per_s(self) -> float:
         link = self.spec.interconnect_gb_s

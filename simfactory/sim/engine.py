@@ -12,11 +12,18 @@ Decode sequences all advance one token per step, so their state is kept relative
 step counter: a sequence's KV length before step s is `base + s`. A new KV block is needed by the
 sequences whose `(base + s) % block_size == 0`, counted per residue class; the sum of KV lengths is
 `sum_base + n * s`. That makes a decode step O(1) in the batch size; completions come off a heap.
+
+Fast-forward (unless `exact`): while the batch cannot change (decodes only, nothing admissible), the
+engine plans the steps up to the next completion or KV-block shortage with the same arithmetic as
+stepping, yields one timeout for the stretch (or less, when an arrival or abort interrupts it), then
+applies the whole steps that finished. Step times and event times are the ones stepping would give.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Generator
 
@@ -28,8 +35,42 @@ from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
 
+MAX_STRETCH_STEPS = 512  # steps planned at once: bounds the planning an interrupting arrival wastes
+
+
 def blocks_for(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
+
+
+class Stretch:
+    """Planned decode-only steps: step i ends at ends[i], lasts dts[i] and allocates needs[i] blocks at its start."""
+
+    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before", "interrupted")
+
+    def __init__(self, start_s: float, ends: list[float], dts: list[float], cum_needs: list[int], free_before: int):
+        self.start_s = start_s
+        self.ends = ends
+        self.dts = dts
+        self.cum_needs = cum_needs
+        self.free_before = free_before
+        self.interrupted = False
+
+    def started(self, now_s: float) -> int:
+        """Steps started by now (a step starts when the one before it ends)."""
+        return min(bisect_right(self.ends, now_s) + 1, len(self.ends))
+
+
+class StretchWaker:
+    """Sits in a waiting queue's waiter list: an arrival interrupts the stretch (one event, only when it happens)."""
+
+    __slots__ = ("engine", "stretch")
+
+    def __init__(self, engine: "ReplicaEngine", stretch: Stretch) -> None:
+        self.engine = engine
+        self.stretch = stretch
+
+    def succeed(self, value: object = None) -> None:
+        self.engine._interrupt_stretch(self.stretch)
 
 
 class ReplicaEngine:
@@ -60,6 +101,7 @@ class ReplicaEngine:
         on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
+        exact: bool = False,
     ) -> None:
         self.env = env
         self.replica_id = replica_id
@@ -90,6 +132,8 @@ class ReplicaEngine:
         )
         self.on_complete = on_complete
         self.on_abort = on_abort
+        self.exact = exact  # step every iteration (no fast-forward)
+        self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
 
         self.free_blocks = kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
@@ -134,6 +178,9 @@ class ReplicaEngine:
         return self.busy_s
 
     def kv_used_blocks(self) -> int:
+        st = self.stretch
+        if st is not None:
+            return self.kv_blocks - st.free_before + st.cum_needs[st.started(self.env.now) - 1]
         return self.kv_blocks - self.free_blocks
 
     # ---- the engine loop ----
@@ -141,6 +188,10 @@ class ReplicaEngine:
         while True:
             if not self.running and not len(self.requeued) and not len(self.queue):
                 yield self.queue.wait()
+                continue
+            stretch = None if self.exact else self._plan_stretch()
+            if stretch is not None:
+                yield from self._run_stretch(stretch)
                 continue
             chunks, n_dec, kv_read, pairs = self._schedule()
             if not chunks and n_dec == 0:
@@ -162,6 +213,110 @@ class ReplicaEngine:
             self.step_len_s = 0.0
             self.steps_run += 1
             self._finish_step(chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
+
+    def _plan_stretch(self) -> Stretch | None:
+        """Plan the decode-only steps the batch cannot change during (None when under two): no prefill in
+        flight, nothing admissible, up to the first completion and before the KV blocks run out."""
+        if not self.dec_base or self.prefill_target or self.extra_step_s or self.pending_aborts:
+            return None
+        full = len(self.running) >= self.max_num_seqs
+        if (len(self.queue) or len(self.requeued)) and (not full or self.preemptive_priority):
+            return None
+        heap = self.finish_heap
+        while self.dec_finish.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # stale entries of preempted requests
+        s0 = self.step
+        n_max = min(heap[0][0] - s0 + 1, MAX_STRETCH_STEPS)
+        if n_max < 2:
+            return None
+        bs = self.block_size
+        bucket = self.bucket
+        n_dec = len(self.dec_base)
+        sum_base = self.sum_base
+        step_s = self.step_time.decode_step_fn(n_dec)
+        free = self.free_blocks
+        used = 0
+        t = self.env.now
+        ends: list[float] = []
+        dts: list[float] = []
+        cum_needs: list[int] = []
+        for k in range(s0, s0 + n_max):
+            need = bucket[(-k) % bs]
+            if used + need > free:
+                break  # this step would preempt: stop before it
+            used += need
+            dt = step_s(float(sum_base + n_dec * (k + 1)))
+            t += dt
+            ends.append(t)
+            dts.append(dt)
+            cum_needs.append(used)
+        if len(ends) < 2:
+            return None
+        return Stretch(self.env.now, ends, dts, cum_needs, free)
+
+    def _run_stretch(self, st: Stretch) -> Generator[simpy.Event, None, None]:
+        """Run planned steps with one timeout; on an interruption finish the step in progress, then stop."""
+        env = self.env
+        n = len(st.ends)
+        busy0 = self.busy_s
+        busy = busy0
+        for dt in st.dts:
+            busy += dt
+        self.busy_s = busy
+        self.step_started_s = st.start_s
+        self.step_len_s = busy - busy0
+        self.in_step = True
+        self.stretch = st
+        self.free_blocks = st.free_before - st.cum_needs[0]
+        if len(self.running) < self.max_num_seqs or self.preemptive_priority:
+            self.queue.add_waiter(StretchWaker(self, st))  # an arrival could be admitted, or preempt someone
+        try:
+            yield env.timeout(self._delay_to(st.ends[-1]))
+            last = n - 1
+        except simpy.Interrupt:
+            last = min(bisect_right(st.ends, env.now), n - 1)  # the step in progress
+        now = env.now
+        self.stretch = None
+        self._apply_steps(st, last)
+        busy = busy0
+        for dt in st.dts[: last + 1]:
+            busy += dt
+        self.busy_s = busy
+        self.step_started_s = st.ends[last - 1] if last else st.start_s
+        self.step_len_s = st.dts[last]
+        self.free_blocks = st.free_before - st.cum_needs[last]
+        if st.ends[last] > now:
+            yield env.timeout(self._delay_to(st.ends[last]))
+        self.in_step = False
+        self.step_len_s = 0.0
+        self.steps_run += 1
+        self._finish_step([], st.dts[last] / len(self.dec_base), True)
+
+    def _interrupt_stretch(self, st: Stretch) -> None:
+        """Stop the stretch at the end of its step in progress (no-op once it is over)."""
+        if self.stretch is st and not st.interrupted:
+            st.interrupted = True
+            self.process.interrupt()
+
+    def _delay_to(self, at_s: float) -> float:
+        """The delay that lands exactly on at_s (SimPy adds it to now), so times match stepping bit for bit."""
+        now = self.env.now
+        delay = at_s - now
+        while now + delay < at_s:
+            delay = math.nextafter(delay, math.inf)
+        while now + delay > at_s:
+            delay = math.nextafter(delay, -math.inf)
+        return delay
+
+    def _apply_steps(self, st: Stretch, count: int) -> None:
+        """Advance the decode clock over the first `count` planned steps (none of them completes anyone)."""
+        n_dec = len(self.dec_base)
+        cum = self.cum_s_per_token
+        for dt in st.dts[:count]:
+            cum += dt / n_dec
+        self.cum_s_per_token = cum
+        self.step += count
+        self.steps_run += count
 
     def _schedule(self) -> tuple[list[tuple[int, int, int]], int, float, float]:
         """Form the next batch; returns (prefill chunks as (rid, chunk, done), decode count, KV read, pairs)."""
@@ -428,6 +583,8 @@ class ReplicaEngine:
         if rid in self.running:
             if self.in_step:
                 self.pending_aborts.add(rid)
+                if self.stretch is not None:
+                    self._interrupt_stretch(self.stretch)  # it stops at the end of its step in progress
             else:
                 self._release(rid)
                 self.on_abort(rid)
@@ -506,6 +663,10 @@ class ReplicaEngine:
     def flush(self) -> None:
         """Bring the per-request counters of running decodes up to date (the run is stopping)."""
         t = self.table
+        st = self.stretch
+        if st is not None:  # count the stretch's whole steps finished by now
+            self._apply_steps(st, bisect_right(st.ends, self.env.now))
+            self.stretch = None
         for rid, base in self.dec_base.items():
             t.generated[rid] = base + self.step - t.input_tokens[rid] + 1
             t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0[rid]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 from itertools import count
+from typing import Any
 
 import simpy
 
@@ -70,6 +71,10 @@ class WaitingQueue:
         self._members.discard(rid)
         self._removed.add(rid)
         return True
+
+    def add_waiter(self, waiter: simpy.Event | Any) -> None:
+        """Anything with succeed() (an engine's stretch waker) called at the next put, like wait()'s events."""
+        self._waiters.append(waiter)
 
     def wait(self) -> simpy.Event:
         """An event that fires at the next put (engines wait on it while idle)."""

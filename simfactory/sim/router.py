@@ -134,7 +134,20 @@ class ReplicaBalancer:
                 self.affinity[key] = chosen
             return chosen
         # least_outstanding (and session_affinity for requests without a session)
-        return self._least(eligible, lambda e: (e.outstanding(),))
+        return self._least_outstanding(eligible)
+
+    def _least_outstanding(self, eligible: list[int]) -> int:
+        """_least on outstanding() alone, inlined: it runs on every arrival over every replica."""
+        n = len(eligible)
+        start = self._next % n
+        engines = self.engines
+        order = eligible[start:] + eligible[:start]
+        counts = [
+            len(e.running) + len(e.requeued._members) + len(e.queue._members) for e in map(engines.__getitem__, order)
+        ]
+        best = counts.index(min(counts))
+        self._next = start + best + 1
+        return order[best]
 
     def _least(self, eligible: list[int], key) -> int:  # type: ignore[no-untyped-def]
         """The eligible replica with the smallest key; ties go round-robin so an idle fleet is used evenly."""
