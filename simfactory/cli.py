@@ -201,8 +201,8 @@ def compare(
                                     for v in row))
     out.print(table)
     out.print(line, highlight=False, markup=False)
-    out.print(f"wrote {out_dir}/ (compare.md, compare.csv, scorecard.csv, compare.xlsx, compare.png, one run directory "
-              "per scenario)", highlight=False)
+    out.print(f"wrote {out_dir}/ (compare.html, compare.md, compare.csv, scorecard.csv, compare.xlsx, compare.png, one "
+              "run directory per scenario)", highlight=False)
 
 
 trace_app = typer.Typer(help="Inspect public LLM traces and fit workloads to them.", no_args_is_help=True)

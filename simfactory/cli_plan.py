@@ -1,4 +1,5 @@
-"""CLI commands for many runs: `sweep` (and, later, `plan`). Thin: parse flags, call simfactory.plan, print."""
+"""CLI commands over many runs (`sweep`, `plan`) and over finished runs (`report`). Thin: parse flags, call the
+library, print."""
 
 from __future__ import annotations
 
@@ -96,3 +97,21 @@ def plan_cmd(
 def register(app: typer.Typer) -> None:
     app.command()(sweep)
     app.command("plan")(plan_cmd)
+    app.command("report")(report_cmd)
+
+
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by `simfactory run`.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default RUN_DIR/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report (plots embedded, sortable tables), the same as Markdown, finance CSVs and
+    an .xlsx workbook, from a finished run.
+
+    Example: simfactory run scenarios/tco-onprem.yaml --out runs/onprem && simfactory report runs/onprem
+    """
+    from simfactory.cli import input_errors, out as console
+    from simfactory.report.run_report import build_report
+
+    with input_errors():
+        paths = build_report(run_dir, out)
+    console.print(f"wrote {paths[0]} (and report.md, finance_*.csv, finance.xlsx in {run_dir})", highlight=False)

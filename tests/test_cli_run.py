@@ -176,5 +176,10 @@ def test_compare_tco_trio_with_scorecard(tmp_path):
         assert card.loc["weighted total", n] == pytest.approx(total)
     assert card.loc["operational_simplicity", "tco-cloud"] > card.loc["operational_simplicity", "tco-onprem"]
     wb = load_workbook(tmp_path / "compare.xlsx")
-    assert wb.sheetnames == ["comparison", "scorecard"]
+    assert wb.sheetnames[:2] == ["comparison", "scorecard"]
+    assert {"1-tco", "2-tco", "3-tco", "1-unit_economics", "3-assumptions"} <= set(wb.sheetnames)
+    html = (tmp_path / "compare.html").read_text()
+    for n in names:
+        assert f"{n}: finance" in html
+    assert (tmp_path / "compare.md").read_text().splitlines()[2] in html
     assert (tmp_path / "compare.png").stat().st_size > 0

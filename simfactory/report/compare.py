@@ -7,6 +7,9 @@ from typing import Any
 
 import pandas as pd
 
+from simfactory.report.finance import finance_tables
+from simfactory.report.html import HtmlReport
+
 
 def _get(d: Any, *path: str) -> Any:
     for p in path:
@@ -180,7 +183,8 @@ def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -
 
 
 def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """compare.md, compare.csv, scorecard.csv, compare.xlsx (one sheet per table) and compare.png."""
+    """compare.md, compare.html (self-contained: comparison, scorecard, chart, every run's finance tables),
+    compare.csv, scorecard.csv, compare.xlsx (the same tables, a sheet each) and compare.png."""
     df = comparison_frame(summaries)
     names = [str(c) for c in df.columns]
     card = scorecard(summaries, names)
@@ -197,7 +201,24 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd
     )
     df.to_csv(out_dir / "compare.csv")
     card.to_csv(out_dir / "scorecard.csv")
+    per_run = [(i + 1, name, finance_tables(s)) for i, (name, s) in enumerate(zip(names, summaries)) if "finance" in s]
     with pd.ExcelWriter(out_dir / "compare.xlsx", engine="openpyxl") as w:
         df.to_excel(w, sheet_name="comparison")
         card.to_excel(w, sheet_name="scorecard")
+        for i, _, tables in per_run:
+            for t in tables:
+                t.frame.to_excel(w, sheet_name=f"{i}-{t.key}"[:31], index=False)
+    page = HtmlReport("simfactory compare: " + " vs ".join(names))
+    page.paragraph(line, "lead")
+    page.heading("Side by side")
+    page.table(df, index=True)
+    page.heading("Scorecard (0-10, higher is better)")
+    page.table(card, index=True, note="Performance = 10 x SLO attainment; utilization = 10 x fleet utilization; data "
+               "movement = 10 x (1 - egress / largest egress); simplicity and lock-in are ratings (price book or scenario).")
+    page.image(out_dir / "compare.png", "cost per unit, TCO and tail latency per run")
+    for i, name, tables in per_run:
+        page.heading(f"{i}. {name}: finance")
+        for t in tables:
+            page.table(t.frame, t.title, t.note)
+    page.write(out_dir / "compare.html")
     return df, card, line

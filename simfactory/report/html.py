@@ -1,0 +1,93 @@
+"""One self-contained HTML file: tables (sortable by clicking a header) and images embedded as data URIs,
+so it opens offline in any browser and can be mailed as a single attachment."""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
+h1{font-size:1.6rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #ddd}h3{font-size:1.05rem}
+table{border-collapse:collapse;margin:.5rem 0 1rem;font-size:.85rem}
+th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:right;vertical-align:top}
+th{background:#f4f4f4;cursor:pointer;user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+td.text{text-align:left}p.note{color:#555;font-size:.85rem;margin-top:-.5rem}img{max-width:100%;border:1px solid #eee}
+.lead{font-size:1.05rem;background:#f7f9fc;border-left:4px solid #4a78c2;padding:.5rem 1rem}
+"""
+
+_SORT_JS = """
+document.querySelectorAll('table.sortable th').forEach(function(th){th.addEventListener('click',function(){
+var table=th.closest('table'),idx=Array.prototype.indexOf.call(th.parentNode.children,th),body=table.tBodies[0];
+var asc=!th.classList.contains('sorted-asc');table.querySelectorAll('th').forEach(function(h){h.classList.remove('sorted-asc','sorted-desc')});
+th.classList.add(asc?'sorted-asc':'sorted-desc');var rows=Array.prototype.slice.call(body.rows);
+rows.sort(function(a,b){var x=a.cells[idx].dataset.v,y=b.cells[idx].dataset.v;var nx=parseFloat(x),ny=parseFloat(y);
+var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:String(x).localeCompare(String(y));return asc?c:-c});rows.forEach(function(r){body.appendChild(r)})})});
+"""
+
+
+def _cell(v: Any) -> tuple[str, str, bool]:
+    """(shown text, sort key, is text)."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "-", "", True
+    if isinstance(v, bool):
+        return str(v), str(int(v)), True
+    if isinstance(v, (int, float)):
+        text = f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
+        return text, repr(float(v)), False
+    return str(v), str(v), True
+
+
+class HtmlReport:
+    """Collect sections, then write one file. Other modules add their own sections the same way."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.parts: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def paragraph(self, text: str, cls: str = "") -> None:
+        attr = f' class="{cls}"' if cls else ""
+        self.parts.append(f"<p{attr}>{html.escape(text)}</p>")
+
+    def table(self, df: pd.DataFrame, title: str = "", note: str = "", index: bool = False) -> None:
+        if title:
+            self.heading(title, 3)
+        frame = df.reset_index() if index else df
+        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+        rows = []
+        for row in frame.itertuples(index=False):
+            cells = []
+            for v in row:
+                text, key, is_text = _cell(v)
+                cls = ' class="text"' if is_text else ""
+                cells.append(f'<td{cls} data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
+            rows.append("<tr>" + "".join(cells) + "</tr>")
+        self.parts.append(f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
+        if note:
+            self.paragraph(note, "note")
+
+    def image(self, path: Path, alt: str) -> None:
+        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        self.parts.append(f'<p><img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}"></p>')
+
+    def render(self) -> str:
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
+            f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}<script>{_SORT_JS}</script></body></html>\n"
+        )
+
+    def write(self, path: Path) -> Path:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.render(), encoding="utf-8")
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,107 @@
+"""`simfactory report RUN_DIR`: a finished run's numbers for readers who do not run simfactory — one
+self-contained report.html, the same as report.md, and the finance CSV tables and finance.xlsx workbook,
+all rebuilt from summary.json (and the PNG plots the run wrote)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from simfactory.errors import InputError
+from simfactory.report.finance import finance_tables, frame_markdown, write_finance
+from simfactory.report.html import HtmlReport
+
+PLOTS = [
+    ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
+    ("queue_depth.png", "Queue depth over time"), ("task_latency_cdf.png", "Task latency CDF"),
+    ("task_breakdown.png", "Where task time goes"), ("cost_sensitivity.png", "Sensitivity (tornado)"),
+    ("break_even.png", "Owned vs rented: break-even utilization"),
+]
+
+
+def read_summary(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / "summary.json"
+    if not Path(run_dir).is_dir():
+        raise InputError(str(run_dir), "", "not a directory (give a directory written by `simfactory run`)")
+    try:
+        summary = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(str(path), "", "not found: a run directory holds summary.json") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(str(path), "", f"unreadable: {exc}") from None
+    for key in ("scenario", "finance", "cost", "latency_s"):
+        if key not in summary:
+            raise InputError(str(path), key, "missing (written by an older simfactory? run the scenario again)")
+    return summary
+
+
+def headline(s: dict[str, Any]) -> pd.DataFrame:
+    f = s["finance"]
+    ue, tco = f["unit_economics"], f["tco"]
+    cur = f["currency"]
+    rows = [
+        ("cost per successful agent task (fully loaded)", ue.get("usd_per_successful_task"), cur),
+        ("cost per 1M tokens (input + output)", ue.get("usd_per_1m_tokens"), cur),
+        ("cost per request", ue.get("usd_per_request"), cur),
+        ("fleet cost per hour", ue.get("fleet_usd_per_hour"), f"{cur}/hour"),
+        (f"TCO over {tco['horizon_years']:g} years", tco.get("tco_usd"), cur),
+        (f"same accelerators priced the other way, {tco['horizon_years']:g} years", tco.get("alternative_tco_usd"), cur),
+        ("upfront capex", tco.get("upfront_capex_usd"), cur),
+        ("fleet utilization", ue.get("fleet_utilization"), "fraction"),
+        ("SLO attainment", s.get("service", {}).get("slo_attainment"), "fraction"),
+        ("TTFT p99", s["latency_s"]["ttft"].get("p99"), "s"),
+        ("E2E p99", s["latency_s"]["e2e"].get("p99"), "s"),
+    ]
+    return pd.DataFrame([r for r in rows if r[1] is not None], columns=["metric", "value", "unit"])
+
+
+def lead_line(s: dict[str, Any]) -> str:
+    ue, tco, cur = s["finance"]["unit_economics"], s["finance"]["tco"], s["finance"]["currency"]
+    unit = (f"{cur} {ue['usd_per_successful_task']:.4g} per successful task" if ue.get("usd_per_successful_task")
+            else f"{cur} {ue['usd_per_1m_tokens']:.4g} per 1M tokens" if ue.get("usd_per_1m_tokens") else "no completed work")
+    return (f"{s['scenario']}: {unit}; fleet {cur} {ue['fleet_usd_per_hour']:,.2f}/hour; TCO {cur} {tco['tco_usd']:,.0f} "
+            f"over {tco['horizon_years']:g} years.")
+
+
+def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
+    """Write report.html, report.md, finance_*.csv and finance.xlsx into the run directory."""
+    run_dir = Path(run_dir)
+    s = read_summary(run_dir)
+    written = write_finance(s, run_dir, plots=True)
+    tables = finance_tables(s)
+    head = headline(s)
+
+    page = HtmlReport(f"simfactory report: {s['scenario']}")
+    page.paragraph(lead_line(s), "lead")
+    if s.get("description"):
+        page.paragraph(s["description"])
+    page.heading("Headline")
+    page.table(head)
+    page.heading("Cost and finance")
+    for t in tables:
+        page.table(t.frame, t.title, t.note)
+    page.heading("Plots")
+    for name, title in PLOTS:
+        if (run_dir / name).exists():
+            page.heading(title, 3)
+            page.image(run_dir / name, title)
+    page.heading("Latency percentiles (s)")
+    lat = pd.DataFrame({k: v for k, v in s["latency_s"].items()}).T
+    page.table(lat, index=True)
+    prov = s.get("provenance", {})
+    page.heading("Provenance")
+    page.table(pd.DataFrame([(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in prov.items()],
+                            columns=["field", "value"]))
+    html_path = page.write(out or run_dir / "report.html")
+
+    md = [f"# simfactory report: {s['scenario']}", "", lead_line(s), "", "## Headline", "", *frame_markdown(head), "",
+          "## Cost and finance", ""]
+    for t in tables:
+        md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
+    md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS if (run_dir / name).exists()] + [""]
+    md_path = run_dir / "report.md"
+    md_path.write_text("\n".join(md))
+    return [html_path, md_path, *written]

@@ -1,0 +1,82 @@
+"""`simfactory report RUN_DIR`: one self-contained HTML (no external resources), Markdown, CSV and xlsx."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+
+from openpyxl import load_workbook
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+from simfactory.paths import SCENARIOS_DIR
+from simfactory.report.finance import finance_tables
+
+runner = CliRunner()
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.external: list[str] = []
+        self.images: list[str] = []
+        self.tables = 0
+        self.headings: list[str] = []
+        self.scripts = 0
+        self._in_h = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        for key in ("src", "href"):
+            if a.get(key, "").startswith(("http://", "https://", "//")):
+                self.external.append(a[key])
+        if tag == "img":
+            self.images.append(a.get("src", ""))
+        if tag == "table":
+            self.tables += 1
+            assert "sortable" in a.get("class", "")
+        if tag == "script":
+            self.scripts += 1
+        self._in_h = tag in ("h1", "h2", "h3")
+
+    def handle_endtag(self, tag):
+        if tag in ("h1", "h2", "h3"):
+            self._in_h = False
+
+    def handle_data(self, data):
+        if self._in_h:
+            self.headings.append(data.strip())
+
+
+def test_report_is_self_contained_and_complete(tmp_path):
+    run_dir = tmp_path / "run"
+    res = runner.invoke(app, ["run", str(SCENARIOS_DIR / "tco-training-mixed.yaml"), "--out", str(run_dir), "--quiet"])
+    assert res.exit_code == 0, res.output
+    for f in run_dir.glob("finance*"):
+        f.unlink()  # the report rebuilds them from summary.json
+    res = runner.invoke(app, ["report", str(run_dir)])
+    assert res.exit_code == 0, res.output
+    s = json.loads((run_dir / "summary.json").read_text())
+    page = Page()
+    page.feed((run_dir / "report.html").read_text())
+    assert page.external == []  # opens offline
+    assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
+    tables = finance_tables(s)
+    for t in tables:
+        assert t.title in page.headings
+    assert page.tables == 1 + len(tables) + 2  # headline, finance tables, latency, provenance
+    assert page.scripts == 1  # the sort script, inline
+    md = (run_dir / "report.md").read_text()
+    assert "Cost per validated checkpoint" in md or "validated checkpoint" in md
+    assert load_workbook(run_dir / "finance.xlsx").sheetnames == [t.key for t in tables]
+    assert (run_dir / "finance_training.csv").exists()
+
+
+def test_report_on_a_bad_directory_is_one_line_exit_2(tmp_path):
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2
+    assert res.output.strip().startswith("error: ") and "summary.json: not found" in res.output
+    assert "Traceback" not in res.output
+    (tmp_path / "summary.json").write_text("{not json")
+    res = runner.invoke(app, ["report", str(tmp_path)])
+    assert res.exit_code == 2 and "summary.json: unreadable" in res.output
