@@ -91,7 +91,7 @@ def plan_cmd(
                       max_rate=not no_max_rate, on_eval=show)
     write_plan(result, out_dir)
     out.print(summary_line(result), highlight=False)
-    out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json, pareto.png)", highlight=False)
+    out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json, pareto.png, slo_vs_load.png)", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -88,7 +88,7 @@ def test_plan_cli_writes_ranked_table_and_pareto(tmp_path):
                               "-R", "2", "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     assert "Cheapest fleet meeting e2e_p99<3s" in res.output
-    for f in ("plan.md", "plan.csv", "plan_points.csv", "plan.json", "pareto.png"):
+    for f in ("plan.md", "plan.csv", "plan_points.csv", "plan.json", "pareto.png", "slo_vs_load.png"):
         assert (tmp_path / "p" / f).exists()
     bad = runner.invoke(app, ["plan", str(path), "--target-rate", "2", "--slo", "e2e<3s", "--out", str(tmp_path / "q")])
     assert bad.exit_code == 2 and "error: --slo" in bad.output

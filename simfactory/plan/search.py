@@ -72,6 +72,7 @@ class PlanResult:
     chosen: CandidatePlan | None
     max_rate_per_s: float | None = None
     headroom: float | None = None
+    load_curve: list[Evaluation] = field(default_factory=list)  # the winner's fleet at the rates tried
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -234,24 +235,34 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
     if chosen is not None and max_rate:
         doc = apply_overrides(base, chosen.overrides, space_file)
         result.max_rate_per_s = max_sustainable_rate(doc, dep, file, chosen.candidate, chosen.min_replicas or 1, rate,
-                                                     targets, replications, scenario.seed)
+                                                     targets, replications, scenario.seed, result.load_curve.append)
+        if chosen.best is not None:
+            result.load_curve.append(chosen.best)
+        result.load_curve.sort(key=lambda e: e.rate_per_s)
         result.headroom = result.max_rate_per_s / rate - 1.0
     return result
 
 
 def max_sustainable_rate(doc: dict[str, Any], dep: int, file: str, name: str, replicas: int, rate: float,
-                         targets: list[SloTarget], replications: int, seed: int, rel_tol: float = 0.05) -> float:
+                         targets: list[SloTarget], replications: int, seed: int,
+                         seen: Callable[[Evaluation], None] = lambda e: None, rel_tol: float = 0.05) -> float:
     """Largest rate (within rel_tol) at which `replicas` still meet every SLO: double, then bisect."""
+
+    def ok(r: float) -> bool:
+        e = evaluate(doc, dep, file, name, replicas, r, targets, replications, seed)
+        seen(e)
+        return e.met
+
     lo, hi = rate, rate * 2
     for _ in range(6):
-        if not evaluate(doc, dep, file, name, replicas, hi, targets, replications, seed).met:
+        if not ok(hi):
             break
         lo, hi = hi, hi * 2
     else:
         return lo
     while (hi - lo) / lo > rel_tol:
         mid = (lo + hi) / 2
-        if evaluate(doc, dep, file, name, replicas, mid, targets, replications, seed).met:
+        if ok(mid):
             lo = mid
         else:
             hi = mid

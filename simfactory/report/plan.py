@@ -93,9 +93,32 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / "pareto.png", dpi=100)
         plt.close(fig)
         paths.append(out_dir / "pareto.png")
+    if result.load_curve:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        rates = [e.rate_per_s for e in result.load_curve]
+        for t in result.targets:
+            means = [e.slo[t.label]["mean"] for e in result.load_curve]
+            cis = [e.slo[t.label]["ci95"] for e in result.load_curve]
+            line = ax.errorbar(rates, means, yerr=cis, marker="o", capsize=3, label=f"{t.label} (mean, 95% CI)")
+            ax.axhline(t.value, color=line[0].get_color(), ls="--", lw=1, label=f"target {t.label} {t.op} {t.value:g}")
+        ax.axvline(result.target_rate_per_s, color="grey", lw=1, label="target load")
+        if result.max_rate_per_s:
+            ax.axvline(result.max_rate_per_s, color="black", lw=1, ls=":", label="max sustainable load")
+        ax.set_xlabel("offered load (per s)")
+        ax.set_ylabel("SLO metric")
+        ax.set_yscale("log")
+        ax.set_title(f"{result.chosen.candidate if result.chosen else ''}: SLO metrics vs load")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out_dir / "slo_vs_load.png", dpi=100)
+        plt.close(fig)
+        paths.append(out_dir / "slo_vs_load.png")
     md = ["# simfactory plan", "", summary_line(result), "", "## Candidates (cheapest first)", "",
           *frame_markdown(ranked), "", "## Every simulated point", "", *frame_markdown(evals), ""]
     if key:
         md += ["![Pareto](pareto.png)", ""]
+    if result.load_curve:
+        md += ["![SLO vs load](slo_vs_load.png)", ""]
     (out_dir / "plan.md").write_text("\n".join(md))
     return paths + [out_dir / "plan.md"]
