@@ -328,7 +328,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
             continue
         prefill_extra = d.disaggregated.prefill_replicas if d.disaggregated is not None else 0
-        used[d.pool] = used.get(d.pool, 0) + (d.replicas + prefill_extra) * d.tp * d.pp
+        peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
+        used[d.pool] = used.get(d.pool, 0) + (peak + prefill_extra) * d.tp * d.pp
         if d.model not in models:
             errors.append(
                 InputError(fname, f"{at}.model", f"unknown model {d.model!r} (known: {', '.join(sorted(models))})")
@@ -592,6 +593,16 @@ def _check_deployment_extras(scenario: Scenario, sc_index: dict[str, int], fname
         if d.reserved and scenario.routing.load_balancer == "pull":
             errors.append(InputError(fname, f"deployments[{i}].reserved",
                                      "reserved replicas need a push load balancer (pull shares one queue)"))
+        a = d.autoscaling
+        if a is not None:
+            at = f"deployments[{i}].autoscaling"
+            if not a.min_replicas <= d.replicas <= a.max_replicas:
+                errors.append(InputError(fname, f"deployments[{i}].replicas",
+                                         f"the starting count {d.replicas} must lie in [min_replicas {a.min_replicas}, "
+                                         f"max_replicas {a.max_replicas}]"))
+            if scenario.routing.load_balancer == "pull" or d.reserved or d.disaggregated is not None or d.pp > 1:
+                errors.append(InputError(fname, at, "autoscaling needs a push load balancer, no reserved replicas, "
+                                                    "no disaggregation and pp 1"))
         if sum(r.replicas for r in d.reserved) >= d.replicas and d.reserved:
             errors.append(InputError(fname, f"deployments[{i}].reserved",
                                      f"reserves {sum(r.replicas for r in d.reserved)} of {d.replicas} replicas; "

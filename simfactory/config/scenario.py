@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from simfactory.config.agent import AgentWorkload
+from simfactory.config.autoscale import Autoscaling
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
@@ -178,6 +179,9 @@ class Deployment(_Strict):
         description="a waiting request of a more urgent service class preempts the least urgent running one",
     )
     reserved: list["Reservation"] = Field(default_factory=list, description="replicas kept for service classes")
+    autoscaling: Autoscaling | None = Field(
+        default=None, description="scale replicas with load; `replicas` is then the count at t = 0"
+    )
 
     @model_validator(mode="after")
     def _budget_covers_batch(self) -> "Deployment":

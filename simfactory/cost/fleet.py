@@ -156,7 +156,7 @@ def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utiliz
 def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float, lost_work_s: float = 0.0) -> PoolCost:
     profile = rs.pool_profiles[pool.name]
     i = [p.name for p in rs.scenario.pools].index(pool.name)
-    where = f"{rs.file}: pools[{i}]"
+    where = f"{rs.file}: pools[{i}]"  # (count may be a billed average: autoscaled cloud pools)
     if pool.location == "cloud":
         c, assumptions = cloud_inputs(pool, profile, rs.price_book, lost_work_s, where)
         idle_w, power = idle_power(pool, profile, rs.price_book)
@@ -167,8 +167,16 @@ def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float, lost_work_s:
                     x.tdp_w, x.idle_w, assumptions)
 
 
-def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float], lost_work_s: float = 0.0) -> list[PoolCost]:
-    return [pool_cost(rs, p, utilization_by_pool.get(p.name, 0.0), lost_work_s) for p in rs.scenario.pools]
+def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float], lost_work_s: float = 0.0,
+                billed_accelerators: dict[str, float] | None = None) -> list[PoolCost]:
+    """Every pool priced; `billed_accelerators` replaces a cloud pool's count with what autoscaling provisioned
+    on average (cloud bills provisioned accelerator-hours)."""
+    billed = billed_accelerators or {}
+    return [
+        pool_cost(rs, p.model_copy(update={"count": billed[p.name]}) if p.name in billed else p,
+                  utilization_by_pool.get(p.name, 0.0), lost_work_s)
+        for p in rs.scenario.pools
+    ]
 
 
 def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost | None:

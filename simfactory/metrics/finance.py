@@ -65,16 +65,20 @@ def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str,
     return {p: 1.0 - pool_busy.get(p, 0.0) / n for p, n in serving.items() if n}
 
 
-def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[str, float]) -> dict[str, float]:
+def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[str, float],
+                     billed: dict[str, float] | None = None) -> dict[str, float]:
     """Busy accelerator-time over provisioned accelerator-time, counting training: dedicated jobs keep their
-    accelerators busy; idle-priority jobs fill the serving accelerators' idle time."""
+    accelerators busy; idle-priority jobs fill the serving accelerators' idle time. Autoscaled cloud pools:
+    over the accelerators actually provisioned (`billed`)."""
+    billed = billed or {}
     busy = dict(pool_busy)
     for job in sc.training:
         if job.priority == "dedicated":
             busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators
         else:
             busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * serving_idle.get(job.pool, 0.0)
-    return {p.name: min(1.0, busy.get(p.name, 0.0) / p.count) for p in sc.pools}
+    return {p.name: min(1.0, busy.get(p.name, 0.0) / billed.get(p.name, p.count)) if billed.get(p.name, p.count) else 0.0
+            for p in sc.pools}
 
 
 def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,

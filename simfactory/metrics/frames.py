@@ -100,4 +100,6 @@ def system_timeline_frame(result: SimResult) -> pd.DataFrame:
     queues = np.asarray(tl.deployment_queue, dtype=np.int64).reshape(len(tl.time_s), -1)
     for k, d in enumerate(result.resolved.deployments):
         df[f"queue_depth.{d.config.name}"] = queues[:, k]
+    for name, log in result.autoscale.items():  # provisioned replicas of autoscaled deployments
+        df[f"replicas.{name}"] = [log.provisioned_at(float(t)) for t in tl.time_s]
     return df

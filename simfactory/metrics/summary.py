@@ -16,6 +16,7 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
+from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.finance import (
     demand_by_pool,
     finance_summary,
@@ -122,10 +123,12 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     for r, row in zip(result.replicas, replicas):
         pool_busy[r.pool] += (row["busy_frac"] or 0.0) * r.accelerators
     serving_idle = serving_idle_fraction(result, pool_busy)
-    utilization = pool_utilization(sc, pool_busy, serving_idle)
+    billed = billed_accelerators(result, start, end)
+    utilization = pool_utilization(sc, pool_busy, serving_idle, billed)
     done = completed_in_window[completed_in_window["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
-    costs = fleet_costs(rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0)
+    costs = fleet_costs(rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0,
+                        billed_accelerators=billed)
     usd_per_hour = sum(c.per_hour.total_usd for c in costs)
     window_h = window_s / 3600.0
     window_usd = usd_per_hour * window_h
@@ -134,7 +137,8 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
     pool_usd_per_hour = {c.pool: c.per_hour.total_usd for c in costs}
     pools = {p.name: p for p in sc.pools}
     usd_per_replica_s = [
-        pool_usd_per_hour[d.config.pool] / pools[d.config.pool].count * d.config.tp / 3600.0 for d in rs.deployments
+        pool_usd_per_hour[d.config.pool] / billed.get(d.config.pool, pools[d.config.pool].count) * d.config.tp / 3600.0
+        for d in rs.deployments
     ]
     rates = np.asarray([*usd_per_replica_s, 0.0])  # deployment -1 (never routed): no replica time
     req["usd"] = req["replica_s"] * rates[result.table.deployment_id] if len(req) else 0.0
@@ -241,6 +245,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
             demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas], start, end),
             result.seed, serving_idle,
         ),
+        "autoscaling": autoscaling_summary(result, req, start, end),
         "network": network_block(measured, req, start, end),
         "tasks": task_summary(tasks, window_usd_by_class, stats),
         "service": service_summary(lreq, rs, window_s, stats),

@@ -44,6 +44,8 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
     add("fleet utilization", [_get(s, "finance", "unit_economics", "fleet_utilization") for s in S])
+    add("autoscaled replica-hours", [sum(a["provisioned_replica_hours"] for a in (s.get("autoscaling") or {}).values())
+                                     if s.get("autoscaling") else None for s in S])
     add("USD per hour", [_get(s, "cost", "usd_per_hour") for s in S])
     add("USD per 1M tokens (in+out)", [_get(s, "finance", "unit_economics", "usd_per_1m_tokens") for s in S])
     add("USD per 1M output tokens", [_get(s, "cost", "usd_per_1m_output_tokens") for s in S])

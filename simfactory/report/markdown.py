@@ -153,6 +153,16 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     ]
     if s["tasks"]:
         out += render_tasks(s["tasks"])
+    if s.get("autoscaling"):
+        out += ["## Autoscaling", "", table(
+            ["deployment", "replica-hours", "mean", "min", "max", "limit", "delay (s)", "scale-ups", "scale-downs",
+             "TTFT p99 (s)", "TTFT p99 during ramps (s)"],
+            [[name, fmt(a["provisioned_replica_hours"]), fmt(a["replicas_mean"]), str(a["replicas_min"]),
+              str(a["replicas_max"]), str(a["max_replicas"]), fmt(a["scale_up_delay_s"]), str(a["scale_ups"]),
+              str(a["scale_downs"]), fmt(a["ttft_p99_s"]), fmt(a["ttft_p99_during_ramps_s"])]
+             for name, a in s["autoscaling"].items()]), "",
+            "Cloud pools with autoscaled deployments bill the provisioned accelerator-hours (from each boot decision "
+            "to the release of the drained replica). Ramps: requests arriving while a replica was booting.", ""]
     out += ["## Cost and finance", ""] + markdown_section(finance_tables(s))
     out += [
         "## Definitions",

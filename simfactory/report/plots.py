@@ -126,10 +126,40 @@ PLOTS = {"latency_cdf.png": latency_cdf, "utilization.png": utilization, "queue_
 TASK_PLOTS = {"task_latency_cdf.png": task_latency_cdf, "task_breakdown.png": task_breakdown}
 
 
+def autoscaling(m: RunMetrics, path: Path) -> None:
+    """Provisioned replicas over time (step) above the TTFT p99 of requests arriving in each bin."""
+    stl, req = m.system_timeline, m.requests
+    cols = [c for c in stl.columns if c.startswith("replicas.")]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    for c in cols:
+        top.step(stl["time_s"], stl[c], where="post", label=c.removeprefix("replicas.") + " (provisioned)")
+    top.set_ylabel("replicas")
+    top.set_title(f"{m.summary['scenario']}: autoscaling")
+    top.legend(fontsize=8)
+    top.grid(alpha=0.3)
+    done = req[req["outcome"] == "completed"]
+    if len(done):
+        bins = np.linspace(0, float(done["arrival_s"].max()) + 1e-9, 60)
+        idx = np.digitize(done["arrival_s"], bins)
+        p99 = done.groupby(idx)["ttft_s"].quantile(0.99)
+        centers = [(bins[i - 1] + bins[i]) / 2 for i in p99.index if 0 < i < len(bins)]
+        bottom.plot(centers, [p99[i] for i in p99.index if 0 < i < len(bins)], marker=".")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("TTFT p99 (s, by arrival time)")
+    bottom.set_xlabel("time (s)")
+    bottom.grid(alpha=0.3)
+    _shade_window(bottom, m)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
     plots = dict(PLOTS)
     if m.summary["tasks"]:
         plots.update(TASK_PLOTS)
+    if m.summary.get("autoscaling"):
+        plots["autoscaling.png"] = autoscaling
     paths = []
     for name, fn in plots.items():
         p = out_dir / name

@@ -89,25 +89,44 @@ class ReplicaBalancer:
         self.reserved_for = reserved_for or [-1] * len(engines)
         self._eligible: dict[int, list[int]] = {}
         self.affinity: dict[int, int] = {}
+        self.active: list[bool] | None = None  # autoscaling: replicas taking new requests (None: all)
+        self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
+
+    def set_active(self, active: list[bool]) -> None:
+        """Autoscaling changed which replicas take requests; requests held at zero replicas go out now."""
+        self.active = list(active)
+        self._eligible.clear()
+        if any(active) and self.pending:
+            held, self.pending = self.pending, []
+            for rid, priority, sc, key in held:
+                self.dispatch(rid, priority, sc, key)
+
+    def pending_count(self) -> int:
+        return len(self.pending)
 
     def eligible(self, service_class: int) -> list[int]:
         if service_class not in self._eligible:
             self._eligible[service_class] = [
-                i for i, r in enumerate(self.reserved_for) if r == -1 or r == service_class
+                i for i, r in enumerate(self.reserved_for)
+                if (r == -1 or r == service_class) and (self.active is None or self.active[i])
             ]
         return self._eligible[service_class]
 
     def waiting(self) -> int:
         if self.shared_queue is not None:
             return len(self.shared_queue)
-        return sum(len(e.queue) for e in self.engines)
+        return sum(len(e.queue) for e in self.engines) + len(self.pending)
 
     def dispatch(self, rid: int, priority: int = 0, service_class: int = -1, key: int = -1) -> int:
         """Queue the request; returns the replica index (-1 for the shared queue)."""
         if self.shared_queue is not None:
             self.shared_queue.put(rid, priority)
             return -1
-        i = self.choose(self.eligible(service_class), key)
+        eligible = self.eligible(service_class)
+        if not eligible:  # scaled to zero: wait for a replica to start
+            self.pending.append((rid, priority, service_class, key))
+            return -1
+        i = self.choose(eligible, key)
         self.engines[i].queue.put(rid, priority)
         return i
 

@@ -19,6 +19,7 @@ import simpy
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
+from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import Outcome
@@ -98,6 +99,7 @@ class SimResult:
     timelines: Timelines
     end_s: float
     events: int
+    autoscale: dict[str, AutoscaleLog] = field(default_factory=dict)  # deployment -> provisioned intervals
 
 
 class FleetModel:
@@ -108,6 +110,7 @@ class FleetModel:
         self.seed = seed
         self.keep_logs = keep_logs
         self.env = simpy.Environment()
+        self.autoscalers: dict[str, Autoscaler] = {}
         self.streams = RandomStreams(seed)
         self.table = RequestTable()
         self.arrival_s, self.arrival_class, trace_row = arrival_schedule(rs, self.streams)
@@ -221,9 +224,10 @@ class FleetModel:
         disagg = cfg.disaggregated
         # A pipeline-parallel replica keeps pp micro-batches in flight: pp engines, each a full pass per step
         # (stage times add up) with 1/pp of the replica's KV cache and of its devices' time.
+        n_replicas = cfg.autoscaling.max_replicas if cfg.autoscaling is not None else cfg.replicas
         engines: list[ReplicaEngine] = [
             self._engine(d, shared, k, v, "decode" if disagg is not None else "mixed")
-            for k in range(cfg.replicas)
+            for k in range(n_replicas)
             for v in range(cfg.pp)
         ]
         prefill_engines = (
@@ -245,10 +249,15 @@ class FleetModel:
         for res in cfg.reserved:
             reserved_for += [sc_index[res.service_class]] * res.replicas
         reserved_for = [r for r in reserved_for for _ in range(cfg.pp)]
-        reserved_for += [-1] * (cfg.replicas * cfg.pp - len(reserved_for))
+        reserved_for += [-1] * (n_replicas * cfg.pp - len(reserved_for))
         self.balancers.append(
             ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for)
         )
+        if cfg.autoscaling is not None:
+            scaler = Autoscaler(self.env, cfg.autoscaling, cfg.name, cfg.tp, d.memory.weight_bytes_per_device * cfg.tp,
+                                engines, self.balancers[-1], cfg.replicas)
+            self.autoscalers[cfg.name] = scaler
+            self.env.process(scaler.run())
         # The longest request a replica can ever hold: it must fit the context window and the KV cache
         # (and, without chunked prefill, one step's token budget, as vLLM requires).
         limit = min(d.max_model_len, d.kv_blocks * cfg.block_size + 1)
@@ -461,6 +470,11 @@ class FleetModel:
         if balancer.shared_queue is not None and balancer.shared_queue.remove(rid):
             self._on_abort(rid)
             return
+        held = [p for p in balancer.pending if p[0] == rid]
+        if held:  # held at zero replicas
+            balancer.pending.remove(held[0])
+            self._on_abort(rid)
+            return
         prefill = self.prefill_balancers[d]
         for eng in self.dep_engines[d] + (prefill.engines if prefill is not None else []):
             if eng.abort(rid):
@@ -645,6 +659,7 @@ class FleetModel:
             timelines=self.timelines,
             end_s=end,
             events=next(env._eid),  # SimPy numbers every scheduled event; the next id is the count
+            autoscale={name: a.log for name, a in self.autoscalers.items()},
         )
 
 

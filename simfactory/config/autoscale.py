@@ -1,0 +1,39 @@
+"""Autoscaling of a deployment's replicas (the knobs of Kubernetes HPA / KServe / Ray Serve autoscalers)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+
+class Autoscaling(BaseModel):
+    """Every `interval_s` the signal is read per active replica and the desired count set to
+    ceil(active x signal / target) (the HPA rule), within [min_replicas, max_replicas]. A new replica serves
+    after `cold_start_s` + weights bytes / `weights_load_gb_s` (billed from the decision: the instance is
+    paid while it boots); a replica is retired at most every `scale_down_cooldown_s`, stops taking requests,
+    and is released (billing stops) once empty. With min_replicas 0 the deployment scales to zero;
+    requests then wait until a replica has started."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_replicas: NonNegativeInt = 1
+    max_replicas: PositiveInt
+    signal: Literal["queue", "in_flight", "kv", "composite"] = Field(
+        default="in_flight",
+        description="queue: waiting requests per replica; in_flight: running + waiting per replica; kv: KV use "
+        "fraction; composite: the largest of the three, each over its own target",
+    )
+    target: PositiveFloat = Field(description="the signal's target per replica (kv: a fraction, e.g. 0.7)")
+    queue_target: PositiveFloat = Field(default=4.0, description="composite: waiting requests per replica")
+    kv_target: Annotated[float, Field(gt=0, le=1)] = Field(default=0.8, description="composite: KV use fraction")
+    interval_s: PositiveFloat = 10.0
+    cold_start_s: NonNegativeFloat = Field(default=30.0, description="instance boot + engine start, before weights load")
+    weights_load_gb_s: PositiveFloat = Field(default=2.0, description="storage bandwidth loading the weights")
+    scale_down_cooldown_s: NonNegativeFloat = 60.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must be <= max_replicas")
+        return self
