@@ -49,6 +49,15 @@ class HtmlReport:
     def __init__(self, title: str) -> None:
         self.title = title
         self.parts: list[str] = []
+        self._plotly_js = False
+
+    def figure(self, fig: Any, title: str = "") -> None:
+        """An interactive plotly figure (zoom, pan, hover); plotly.js is inlined once, so the file works offline."""
+        if title:
+            self.heading(title, 3)
+        self.parts.append(fig.to_html(full_html=False, include_plotlyjs="inline" if not self._plotly_js else False,
+                                      config={"displaylogo": False}))
+        self._plotly_js = True
 
     def heading(self, text: str, level: int = 2) -> None:
         self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>")

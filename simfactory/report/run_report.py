@@ -1,5 +1,5 @@
 """`simfactory report RUN_DIR`: a finished run's numbers for readers who do not run simfactory — one
-self-contained report.html, the same as report.md, and the finance CSV tables and finance.xlsx workbook,
+self-contained report.html (interactive, zoomable charts; sortable tables; plotly.js inlined), the same as report.md, and the finance CSV tables and finance.xlsx workbook,
 all rebuilt from summary.json (and the PNG plots the run wrote)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pandas as pd
 from simfactory.errors import InputError
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
+from simfactory.report.interactive import figures
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -83,6 +84,9 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     page.heading("Cost and finance")
     for t in tables:
         page.table(t.frame, t.title, t.note)
+    page.heading("Interactive charts")
+    for title, fig in figures(run_dir, s):
+        page.figure(fig, title)
     page.heading("Plots")
     for name, title in PLOTS:
         if (run_dir / name).exists():

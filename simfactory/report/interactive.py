@@ -1,0 +1,80 @@
+"""Interactive (plotly) figures of a run for the HTML report: latency CDFs, utilization / KV / queue timelines,
+the task latency breakdown, replicas over time. Built from the run directory's CSV files only."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+MAX_POINTS = 2000  # per CDF curve: evenly spaced quantiles keep the file small and the shape exact enough
+
+
+def _cdf(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    v = np.sort(values.dropna().to_numpy(dtype=float))
+    if len(v) > MAX_POINTS:
+        q = np.linspace(0, 1, MAX_POINTS)
+        return np.quantile(v, q), q
+    return v, np.arange(1, len(v) + 1) / len(v)
+
+
+def latency_cdfs(req: pd.DataFrame) -> go.Figure:
+    done = req[(req["outcome"] == "completed") & req["measured"]]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("TTFT", "TPOT", "E2E"))
+    for col, (name, _) in enumerate([("ttft_s", ""), ("tpot_s", ""), ("e2e_s", "")], start=1):
+        for dep, g in done.groupby("deployment"):
+            x, y = _cdf(g[name])
+            fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=f"{dep} {name}", legendgroup=str(dep)), row=1, col=col)
+        fig.update_xaxes(type="log", title_text="seconds (log)", row=1, col=col)
+    fig.update_yaxes(title_text="fraction of requests", row=1, col=1)
+    fig.update_layout(height=420, title="Latency CDFs (measured, completed requests)")
+    return fig
+
+
+def timelines(rtl: pd.DataFrame, stl: pd.DataFrame) -> go.Figure:
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True,
+                        subplot_titles=("busy fraction (mean over replicas)", "KV use (mean over replicas)", "queue depth"))
+    for dep, g in rtl.groupby("deployment"):
+        m = g.groupby("time_s")[["busy_frac", "kv_used_frac"]].mean()
+        fig.add_trace(go.Scatter(x=m.index, y=m["busy_frac"], name=f"{dep} busy"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=m.index, y=m["kv_used_frac"], name=f"{dep} KV"), row=2, col=1)
+    for c in [c for c in stl.columns if c.startswith("queue_depth.")]:
+        fig.add_trace(go.Scatter(x=stl["time_s"], y=stl[c], name=c), row=3, col=1)
+    for c in [c for c in stl.columns if c.startswith("replicas.")]:
+        fig.add_trace(go.Scatter(x=stl["time_s"], y=stl[c], name=c, line_shape="hv"), row=3, col=1)
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    fig.update_layout(height=700, title="Over time")
+    return fig
+
+
+def task_breakdown(tasks: pd.DataFrame, categories: list[str]) -> go.Figure:
+    done = tasks[(tasks["outcome"] == "completed") & tasks["measured"]]
+    means = done.groupby("class")[categories].mean()
+    fig = go.Figure([go.Bar(name=c, x=[str(i) for i in means.index], y=means[c]) for c in categories])
+    fig.update_layout(barmode="stack", height=420, title="Where task time goes (mean s on the critical path)",
+                      yaxis_title="seconds")
+    return fig
+
+
+def figures(run_dir: Path, summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(title, figure) for what the run directory holds."""
+    run_dir = Path(run_dir)
+    out: list[tuple[str, Any]] = []
+    req_path = run_dir / "requests.csv"
+    if req_path.exists():
+        out.append(("Latency CDFs (zoom: drag; reset: double-click)", latency_cdfs(pd.read_csv(req_path))))
+    rtl, stl = run_dir / "timeline_replicas.csv", run_dir / "timeline_system.csv"
+    if rtl.exists() and stl.exists():
+        out.append(("Utilization, KV use and queues over time", timelines(pd.read_csv(rtl), pd.read_csv(stl))))
+    tasks_path = run_dir / "tasks.csv"
+    if tasks_path.exists():
+        tasks = pd.read_csv(tasks_path)
+        first = next(iter((summary.get("tasks") or {}).values()), {})
+        cats = [c for c in first.get("breakdown_mean_s", {}) if c in tasks.columns]
+        if cats:
+            out.append(("Task latency breakdown", task_breakdown(tasks, cats)))
+    return out
