@@ -112,6 +112,9 @@ def run(
     exact: Annotated[
         bool, typer.Option("--exact", help="Step every engine iteration (no fast-forward; same answers, slower).")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print how the scenario resolved, every warning, and timings.")
+    ] = False,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -134,7 +137,9 @@ def run(
         raise typer.Exit(EXIT_INPUT_ERROR)
     as_json = output_format == "json"
     quiet = quiet or as_json
-    _print_warnings(rs.warnings)
+    if verbose and not as_json:
+        _print_resolved(rs)
+    _print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
     started = time.perf_counter()
     try:
@@ -143,7 +148,11 @@ def run(
         wall_s = time.perf_counter() - started
         with input_errors():
             metrics = compute_metrics(result, trace_tasks=trace_tasks)
+        metrics_s = time.perf_counter() - started - wall_s
         write_run(metrics, target, plots=plots)  # atomic: a temp directory renamed into place
+        if verbose and not as_json:
+            err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} s, "
+                      f"write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
         if trace is not None:
             write_trace(metrics, trace)
     except KeyboardInterrupt:
@@ -205,7 +214,10 @@ def compare(
               "run directory per scenario)", highlight=False)
 
 
-trace_app = typer.Typer(help="Inspect public LLM traces and fit workloads to them.", no_args_is_help=True)
+trace_app = typer.Typer(
+    help="Inspect public LLM traces and fit workloads to them.\n\nExample: simfactory trace stats azure.csv --format azure",
+    no_args_is_help=True,
+)
 app.add_typer(trace_app, name="trace")
 TraceFormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="azure | burstgpt | mooncake | sharegpt | vllm-bench")
@@ -442,7 +454,10 @@ def examples() -> None:
 
 
 EXIT_REGRESSION = 1
-baseline_app = typer.Typer(help="Manage regression baselines.", no_args_is_help=True)
+baseline_app = typer.Typer(
+    help="Manage regression baselines.\n\nExample: simfactory baseline update scenarios/*.yaml --baseline-dir reports/baselines",
+    no_args_is_help=True,
+)
 app.add_typer(baseline_app, name="baseline")
 
 SourcesArg = Annotated[list[Path], typer.Argument(help="Scenario YAML files, or run directories holding summary.json.")]
@@ -522,6 +537,21 @@ def baseline_update(
                 what = "new baseline"
             write_baseline(path, new)
             out.print(f"{path}: {what}", highlight=False, soft_wrap=True)
+
+
+def _print_resolved(rs) -> None:  # type: ignore[no-untyped-def]
+    """--verbose: what the scenario resolved to (profiles, step-time sources, memory, KV capacity)."""
+    for d in rs.deployments:
+        c = d.config
+        err.print(
+            f"deployment {c.name}: {c.model} on {d.profile.sku} x{c.tp * c.pp} per replica (tp {c.tp}, pp {c.pp}), "
+            f"{c.replicas} replicas, {c.dtype}/{c.kv_dtype or c.dtype} KV, engine {c.engine}; step time: "
+            f"{d.step_time_source}; weights {d.memory.weight_bytes_per_device / 1e9:.1f} GB/device; KV capacity "
+            f"{d.kv_capacity_tokens:,} tokens ({d.kv_blocks:,} blocks of {c.block_size}); max_num_seqs "
+            f"{c.max_num_seqs}, max_num_batched_tokens {c.max_num_batched_tokens}", highlight=False)
+    for c in rs.classes:
+        kind = f"agent workload {c.agent.name}" if c.agent is not None else "requests"
+        err.print(f"class {c.config.name}: {kind}, weight {c.config.weight:g}", highlight=False)
 
 
 def _print_warnings(warnings: list[str], shown: int = 20) -> None:

@@ -1,0 +1,32 @@
+"""Every command's --help carries an example; --verbose explains the run; completion is installable."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+
+runner = CliRunner()
+COMMANDS = [["run"], ["validate"], ["compare"], ["trace"], ["trace", "stats"], ["trace", "fit"], ["fidelity"],
+            ["schema"], ["init"], ["examples"], ["regress"], ["baseline"], ["baseline", "update"], ["sweep"], ["plan"],
+            ["report"]]
+
+
+@pytest.mark.parametrize("cmd", COMMANDS, ids=" ".join)
+def test_help_has_an_example(cmd):
+    res = runner.invoke(app, [*cmd, "--help"])
+    assert res.exit_code == 0, res.output
+    assert "Example" in res.output
+
+
+def test_completion_is_offered():
+    res = runner.invoke(app, ["--help"])
+    assert "--install-completion" in res.output and "--show-completion" in res.output
+
+
+def test_verbose_run_explains_the_resolution(tmp_path):
+    res = runner.invoke(app, ["run", "--verbose", "--no-plots", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    assert "deployment llama8b: llama-3.1-8b on h100-sxm" in res.output and "KV capacity" in res.output
+    assert "timings: simulate" in res.output
