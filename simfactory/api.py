@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from simfactory.config.scenario import Scenario
@@ -10,7 +11,37 @@ from simfactory.paths import DEFAULT_SCENARIO
 from simfactory.resolve import ResolvedScenario, load_scenario, resolve
 from simfactory.sim.run import ProgressFn, simulate
 
-__all__ = ["load_scenario", "prepare", "run", "DEFAULT_SCENARIO"]
+__all__ = ["load_scenario", "prepare", "run", "Result", "DEFAULT_SCENARIO"]
+
+
+class Result(RunMetrics):
+    """A run's DataFrames (requests, tasks, replica_timelines, system_timeline, logical) and summary dict,
+    with notebook plots: each plot_* returns a matplotlib Figure."""
+
+    def plot_latency_cdf(self):  # type: ignore[no-untyped-def]
+        from simfactory.report.plots import latency_cdf
+
+        return latency_cdf(self)
+
+    def plot_utilization(self):  # type: ignore[no-untyped-def]
+        from simfactory.report.plots import utilization
+
+        return utilization(self)
+
+    def plot_queue_depth(self):  # type: ignore[no-untyped-def]
+        from simfactory.report.plots import queue_depth
+
+        return queue_depth(self)
+
+    def plot_task_breakdown(self):  # type: ignore[no-untyped-def]
+        from simfactory.report.plots import task_breakdown
+
+        return task_breakdown(self)
+
+    def plot_autoscaling(self):  # type: ignore[no-untyped-def]
+        from simfactory.report.plots import autoscaling
+
+        return autoscaling(self)
 
 
 def prepare(scenario: Scenario | str | Path | None = None) -> ResolvedScenario:
@@ -26,7 +57,8 @@ def run(
     scenario: Scenario | str | Path | ResolvedScenario | None = None,
     seed: int | None = None,
     progress: ProgressFn | None = None,
-) -> RunMetrics:
+) -> "Result":
     """Simulate a scenario once and return its DataFrames and summary."""
     rs = scenario if isinstance(scenario, ResolvedScenario) else prepare(scenario)
-    return compute_metrics(simulate(rs, seed=seed, progress=progress))
+    m = compute_metrics(simulate(rs, seed=seed, progress=progress))
+    return Result(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,6 +14,15 @@ import numpy as np  # noqa: E402
 from simfactory.metrics.summary import RunMetrics  # noqa: E402
 
 
+def _finish(fig: Any, path: Path | None, **savefig: Any) -> Any:
+    """Save and close (reports), or hand the figure back (notebooks: `result.plot_*()`)."""
+    if path is None:
+        return fig
+    fig.savefig(path, **savefig)
+    plt.close(fig)
+    return None
+
+
 def _shade_window(ax: plt.Axes, m: RunMetrics) -> None:
     w = m.summary["window"]
     if w["warmup_s"] > 0:
@@ -21,7 +31,7 @@ def _shade_window(ax: plt.Axes, m: RunMetrics) -> None:
         ax.axvspan(w["horizon_s"], w["end_s"], color="0.95", label="drain (not measured)")
 
 
-def latency_cdf(m: RunMetrics, path: Path) -> None:
+def latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:
     req = m.requests
     done = req[req["measured"] & (req["outcome"] == "completed")]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
@@ -38,11 +48,10 @@ def latency_cdf(m: RunMetrics, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.suptitle(f"{m.summary['scenario']}: latency CDF ({len(done)} measured requests)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path, dpi=110)
 
 
-def utilization(m: RunMetrics, path: Path) -> None:
+def utilization(m: RunMetrics, path: Path | None = None) -> Any:
     tl = m.replica_timelines
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
     for rep, g in tl.groupby("replica"):
@@ -61,11 +70,10 @@ def utilization(m: RunMetrics, path: Path) -> None:
     if tl["replica"].nunique() <= 12:
         ax1.legend(fontsize=7, ncol=4)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path, dpi=110)
 
 
-def queue_depth(m: RunMetrics, path: Path) -> None:
+def queue_depth(m: RunMetrics, path: Path | None = None) -> Any:
     stl = m.system_timeline
     fig, ax = plt.subplots(figsize=(12, 4))
     for col in [c for c in stl.columns if c.startswith("queue_depth.")]:
@@ -78,15 +86,14 @@ def queue_depth(m: RunMetrics, path: Path) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path, dpi=110)
 
 
 BREAKDOWN_COLORS = {"network": "#17becf", "cache": "#bcbd22", "queue": "#9e9e9e", "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e",
                     "retrieval": "#2ca02c", "human": "#d62728", "backoff": "#9467bd", "wait": "#8c564b"}
 
 
-def task_latency_cdf(m: RunMetrics, path: Path) -> None:
+def task_latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:
     tasks = m.tasks[m.tasks["measured"] & (m.tasks["outcome"] == "completed")]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for cls, g in tasks.groupby("class"):
@@ -99,11 +106,10 @@ def task_latency_cdf(m: RunMetrics, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path, dpi=110)
 
 
-def task_breakdown(m: RunMetrics, path: Path) -> None:
+def task_breakdown(m: RunMetrics, path: Path | None = None) -> Any:
     blocks = m.summary["tasks"]
     classes = list(blocks)
     fig, ax = plt.subplots(figsize=(9, 2.0 + 0.6 * len(classes)))
@@ -118,15 +124,14 @@ def task_breakdown(m: RunMetrics, path: Path) -> None:
     ax.legend(fontsize=8, ncol=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     ax.grid(True, axis="x", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    return _finish(fig, path, dpi=110, bbox_inches="tight")
 
 
 PLOTS = {"latency_cdf.png": latency_cdf, "utilization.png": utilization, "queue_depth.png": queue_depth}
 TASK_PLOTS = {"task_latency_cdf.png": task_latency_cdf, "task_breakdown.png": task_breakdown}
 
 
-def autoscaling(m: RunMetrics, path: Path) -> None:
+def autoscaling(m: RunMetrics, path: Path | None = None) -> Any:
     """Provisioned replicas over time (step) above the TTFT p99 of requests arriving in each bin."""
     stl, req = m.system_timeline, m.requests
     cols = [c for c in stl.columns if c.startswith("replicas.")]
@@ -150,8 +155,7 @@ def autoscaling(m: RunMetrics, path: Path) -> None:
     bottom.grid(alpha=0.3)
     _shade_window(bottom, m)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return _finish(fig, path, dpi=100)
 
 
 def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
