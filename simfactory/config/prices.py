@@ -54,22 +54,22 @@ class CloudPrice(_Strict):
         return self
 
 
-class ServerPrice(_Strict):
+class _SourcedEntry(_Strict):
+    source: str = Field(min_length=1)
+    as_of: AsOf
+    confidence: Literal["high", "medium", "low"] = "medium"
+
+
+class ServerPrice(_SourcedEntry):
     """Purchase price of one accelerator of a SKU (the rest of the server is in on_prem.*_usd_per_node)."""
 
     sku: str
     accelerator_usd: float = Field(ge=0, allow_inf_nan=False)
-    source: str = Field(min_length=1)
-    as_of: AsOf
-    confidence: Literal["high", "medium", "low"] = "medium"
 
 
-class IdlePower(_Strict):
+class IdlePower(_SourcedEntry):
     sku: str
     idle_w: float = Field(ge=0, allow_inf_nan=False)
-    source: str = Field(min_length=1)
-    as_of: AsOf
-    confidence: Literal["high", "medium", "low"] = "medium"
 
 
 class OnPremPrices(_Strict):

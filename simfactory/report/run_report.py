@@ -23,7 +23,8 @@ PLOTS = [
 ]
 
 
-def read_summary(run_dir: Path) -> dict[str, Any]:
+def read_summary(run_dir: Path, required: tuple[str, ...] = ("scenario", "finance", "cost", "latency_s")) -> dict[str, Any]:
+    """A run directory's summary.json, or one clear InputError (missing, unreadable, or lacking a section)."""
     path = Path(run_dir) / "summary.json"
     if not Path(run_dir).is_dir():
         raise InputError(str(run_dir), "", "not a directory (give a directory written by `simfactory run`)")
@@ -33,7 +34,7 @@ def read_summary(run_dir: Path) -> dict[str, Any]:
         raise InputError(str(path), "", "not found: a run directory holds summary.json") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise InputError(str(path), "", f"unreadable: {exc}") from None
-    for key in ("scenario", "finance", "cost", "latency_s"):
+    for key in required:
         if key not in summary:
             raise InputError(str(path), key, "missing (written by an older simfactory? run the scenario again)")
     return summary
