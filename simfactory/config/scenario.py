@@ -21,6 +21,7 @@ from pydantic import (
 
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.autoscale import Autoscaling
+from simfactory.config.faults import Faults
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
@@ -431,6 +432,7 @@ class Scenario(_Strict):
     tenants: list[Tenant] = Field(default_factory=list)
     finance: Finance = Field(default_factory=Finance)
     training: list[TrainingJob] = Field(default_factory=list, description="training / fine-tune jobs on the pools")
+    faults: Faults = Field(default_factory=Faults, description="replica failures and client retries")
     sim: SimSettings
 
 

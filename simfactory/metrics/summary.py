@@ -17,6 +17,7 @@ from simfactory import __version__
 from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
+from simfactory.metrics.resilience import resilience_summary
 from simfactory.metrics.finance import (
     demand_by_pool,
     finance_summary,
@@ -246,6 +247,7 @@ def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -
             result.seed, serving_idle,
         ),
         "autoscaling": autoscaling_summary(result, req, start, end),
+        "resilience": resilience_summary(result, req, lreq),
         "network": network_block(measured, req, start, end),
         "tasks": task_summary(tasks, window_usd_by_class, stats),
         "service": service_summary(lreq, rs, window_s, stats),

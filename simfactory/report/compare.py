@@ -44,6 +44,8 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
     add("fleet utilization", [_get(s, "finance", "unit_economics", "fleet_utilization") for s in S])
+    add("availability (replicas with failures)", [_get(s, "resilience", "availability_mean") for s in S])
+    add("requests lost to failures", [_get(s, "resilience", "requests_lost") for s in S])
     add("autoscaled replica-hours", [sum(a["provisioned_replica_hours"] for a in (s.get("autoscaling") or {}).values())
                                      if s.get("autoscaling") else None for s in S])
     add("USD per hour", [_get(s, "cost", "usd_per_hour") for s in S])

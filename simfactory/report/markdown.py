@@ -153,6 +153,17 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     ]
     if s["tasks"]:
         out += render_tasks(s["tasks"])
+    if s.get("resilience"):
+        r = s["resilience"]
+        out += ["## Resilience", "", table(
+            ["failures", "availability (mean)", "requests lost", "retried", "failed (final)", "offered load factor",
+             "tokens recomputed", "USD of lost work", "mean repair (s)", "SLO in fault windows", "SLO outside"],
+            [[str(r["failures"]), fmt(r["availability_mean"]), str(r["requests_lost"]), str(r["retries"]),
+              str(r["failed"]), fmt(r["offered_load_factor"]), str(r["tokens_recomputed"]), fmt(r["usd_lost_work"], digits=4),
+              fmt(r["mean_time_to_repair_s"]), fmt(r["slo_attainment_in_fault_windows"]), fmt(r["slo_attainment_outside"])]]),
+            "", "Each attempt lost to a failure ends `failed` in the outcome counts; a retry is a new attempt. "
+            "`failed (final)`: lost requests not retried (retries off, exhausted or over budget). Offered load factor: "
+            "(first attempts + retries) / first attempts.", ""]
     if s.get("autoscaling"):
         out += ["## Autoscaling", "", table(
             ["deployment", "replica-hours", "mean", "min", "max", "limit", "delay (s)", "scale-ups", "scale-downs",

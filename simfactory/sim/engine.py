@@ -125,11 +125,8 @@ class ReplicaEngine:
         self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
         self.extra_step_s = 0.0  # KV copies to/from host memory added to the next step
         self.on_prefilled = on_prefilled
-        self.prefix_cache = (
-            PrefixCache(prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
-            if prefix_cache_tokens > 0
-            else None
-        )
+        self._prefix_cache_args = (prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
+        self.prefix_cache = PrefixCache(*self._prefix_cache_args) if prefix_cache_tokens > 0 else None
         self.on_complete = on_complete
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
@@ -160,6 +157,9 @@ class ReplicaEngine:
         self.in_step = False  # a step is executing (its batch must not change until it ends)
         self.steps_run = 0
         self.preemptions = 0
+        self.down = False  # failed: holds no work and runs no step until repaired
+        self.owns_queue = True  # False when the queue is a deployment's shared (pull) queue
+        self.repaired: simpy.Event | None = None
         self.process = env.process(self.run())
 
     # ---- observations (read by the router and the timeline monitor) ----
@@ -186,6 +186,10 @@ class ReplicaEngine:
     # ---- the engine loop ----
     def run(self) -> Generator[simpy.Event, None, None]:
         while True:
+            if self.down:
+                assert self.repaired is not None
+                yield self.repaired
+                continue
             if not self.running and not len(self.requeued) and not len(self.queue):
                 yield self.queue.wait()
                 continue
@@ -596,6 +600,30 @@ class ReplicaEngine:
             self.on_abort(rid)
             return True
         return False
+
+    def fail(self) -> list[int]:
+        """The replica fails: every request it holds is lost (a running one at the end of the step in progress),
+        its KV and prefix cache with them; it runs nothing until `repair()`. Returns the requests lost."""
+        lost = list(self.running) + list(self.requeued._members) + (list(self.queue._members) if self.owns_queue else [])
+        self.down = True
+        self.repaired = self.env.event()
+        for rid in lost:
+            self.abort(rid)
+        if self.prefix_cache is not None:
+            self.prefix_cache = PrefixCache(*self._prefix_cache_args)
+        return lost
+
+    def drop_waiting(self) -> list[int]:
+        """Requests routed here while it was down (before the health check noticed): lost."""
+        lost = list(self.requeued._members) + (list(self.queue._members) if self.owns_queue else [])
+        for rid in lost:
+            self.abort(rid)
+        return lost
+
+    def repair(self) -> None:
+        self.down = False
+        if self.repaired is not None and not self.repaired.triggered:
+            self.repaired.succeed()
 
     def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float, decoded: bool) -> None:
         s = self.step

@@ -15,6 +15,7 @@ class Outcome(IntEnum):
     REJECTED_QUEUE_FULL = 6  # the deployment's waiting queue was at its cap (HTTP 429)
     SHED = 7  # waited longer than its service class's max_queue_s without being scheduled
     CACHE_HIT = 8  # answered by the semantic (response) cache in front of the router; no model ran
+    FAILED = 9  # lost to a replica failure and not retried (retries off, exhausted, or over budget)
 
     @property
     def label(self) -> str:

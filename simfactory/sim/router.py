@@ -90,6 +90,7 @@ class ReplicaBalancer:
         self._eligible: dict[int, list[int]] = {}
         self.affinity: dict[int, int] = {}
         self.active: list[bool] | None = None  # autoscaling: replicas taking new requests (None: all)
+        self.healthy = [True] * len(engines)  # faults: replicas the health check sees up
         self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
 
     def set_active(self, active: list[bool]) -> None:
@@ -101,6 +102,14 @@ class ReplicaBalancer:
             for rid, priority, sc, key in held:
                 self.dispatch(rid, priority, sc, key)
 
+    def set_healthy(self, i: int, up: bool) -> None:
+        self.healthy[i] = up
+        self._eligible.clear()
+        if up and self.pending:
+            held, self.pending = self.pending, []
+            for rid, priority, sc, key in held:
+                self.dispatch(rid, priority, sc, key)
+
     def pending_count(self) -> int:
         return len(self.pending)
 
@@ -108,7 +117,7 @@ class ReplicaBalancer:
         if service_class not in self._eligible:
             self._eligible[service_class] = [
                 i for i, r in enumerate(self.reserved_for)
-                if (r == -1 or r == service_class) and (self.active is None or self.active[i])
+                if (r == -1 or r == service_class) and (self.active is None or self.active[i]) and self.healthy[i]
             ]
         return self._eligible[service_class]
 

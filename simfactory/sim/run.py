@@ -21,6 +21,7 @@ from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenar
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.faults import FaultLog, replica_failures
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
@@ -100,6 +101,7 @@ class SimResult:
     end_s: float
     events: int
     autoscale: dict[str, AutoscaleLog] = field(default_factory=dict)  # deployment -> provisioned intervals
+    faults: FaultLog | None = None
 
 
 class FleetModel:
@@ -111,6 +113,7 @@ class FleetModel:
         self.keep_logs = keep_logs
         self.env = simpy.Environment()
         self.autoscalers: dict[str, Autoscaler] = {}
+        self.pending_retries = 0
         self.streams = RandomStreams(seed)
         self.table = RequestTable()
         self.arrival_s, self.arrival_class, trace_row = arrival_schedule(rs, self.streams)
@@ -149,6 +152,15 @@ class FleetModel:
         for d in rs.deployments:
             self._build_deployment(d)
         self._build_agent_services()
+        self.fault_log = FaultLog()
+        self.retries_by_origin: dict[int, int] = {}
+        self.first_attempts = 0
+        self.replica_balancer = {id(e): b for b in self.balancers for e in b.engines}
+        for spec in rs.scenario.faults.replica_failures:
+            for info, eng in zip(self.replicas, self.engines):
+                if info.pool == spec.pool:
+                    self.env.process(replica_failures(self, spec, info.replica_id, self.streams.get(
+                        f"faults/replica/{info.replica_id}"), self.fault_log))
         self.env.process(self._arrivals())
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
@@ -230,6 +242,8 @@ class FleetModel:
             for k in range(n_replicas)
             for v in range(cfg.pp)
         ]
+        for e in engines:
+            e.owns_queue = shared is None
         prefill_engines = (
             [self._engine(d, None, cfg.replicas + k, 0, "prefill") for k in range(disagg.prefill_replicas)]
             if disagg is not None
@@ -486,12 +500,76 @@ class FleetModel:
     def _on_abort(self, rid: int) -> None:
         self._finish_request(rid, self.abort_outcome.pop(rid, Outcome.ABORTED))
 
+    # ---- faults ----
+    def fail_replica(self, replica: int) -> None:
+        """A replica failed: everything it holds is lost (and may be retried)."""
+        eng = self.engines[replica]
+        held = list(eng.running) + list(eng.requeued._members) + (list(eng.queue._members) if eng.owns_queue else [])
+        self._mark_lost(replica, held)
+        eng.fail()
+
+    def drop_waiting(self, replica: int) -> None:
+        eng = self.engines[replica]
+        held = list(eng.requeued._members) + (list(eng.queue._members) if eng.owns_queue else [])
+        self._mark_lost(replica, held)
+        eng.drop_waiting()
+
+    def _mark_lost(self, replica: int, rids: list[int]) -> None:
+        for rid in rids:
+            if self.table.outcome[rid] == Outcome.PENDING and rid not in self.abort_outcome:
+                self.abort_outcome[rid] = Outcome.FAILED  # logged as lost when it leaves (see _finish_request)
+
+    def set_replica_up(self, replica: int, up: bool) -> None:
+        eng = self.engines[replica]
+        b = self.replica_balancer[id(eng)]
+        b.set_healthy(b.engines.index(eng), up)
+
+    def _retry(self, rid: int, call: "Call | None") -> bool:
+        """Send a lost request again after backoff, within the retry policy and budget."""
+        policy = self.rs.scenario.faults.retry
+        t = self.table
+        origin = int(t.origin[rid]) if t.origin[rid] >= 0 else rid
+        done = self.retries_by_origin.get(origin, 0)
+        if done >= policy.max_retries:
+            return False
+        if policy.budget_ratio is not None and self.fault_log.retries + 1 > policy.budget_ratio * max(self.n_arrived, 1):
+            return False
+        self.retries_by_origin[origin] = done + 1
+        self.fault_log.retries += 1
+        delay = policy.backoff_s * policy.backoff_multiplier ** done
+        dep = int(t.deployment_id[rid])
+
+        def resend(_ev: simpy.Event) -> None:
+            nxt = t.add(self.env.now, int(t.class_id[rid]), dep, int(t.input_tokens[rid]), int(t.output_tokens[rid]),
+                        int(t.task_id[rid]), int(t.step_id[rid]), like=rid)
+            t.origin[nxt] = origin
+            t.route_id[nxt] = t.route_id[rid]
+            t.attempt[nxt] = t.attempt[rid] + 1
+            if call is not None:
+                call.rids.append(nxt)
+                self.calls[nxt] = call
+            self.n_arrived += 1
+            self._to_deployment(nxt, dep)
+
+        self.pending_retries += 1
+        ev = self.env.timeout(delay)
+        ev.callbacks.append(resend)
+        ev.callbacks.append(lambda _ev: setattr(self, "pending_retries", self.pending_retries - 1))
+        return True
+
     def _finish_request(self, rid: int, outcome: Outcome) -> None:
         t = self.table
         t.outcome[rid] = outcome
         if outcome != Outcome.COMPLETED:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
+        if outcome == Outcome.FAILED:  # lost to a replica failure (a step in progress may still complete it)
+            self.fault_log.lost.append((self.env.now, int(t.replica[rid]), rid))
+            call = self.calls.get(rid)
+            if self._retry(rid, call):
+                self.calls.pop(rid, None)
+                return
+            self.fault_log.failed += 1
         call = self.calls.pop(rid, None)
         # a caller that gave up (its abort came during the request's last step) gets no escalation
         given_up = self.abort_outcome.pop(rid, None) is not None
@@ -558,6 +636,7 @@ class FleetModel:
             self.arrivals_done
             and self.tasks_open == 0
             and self.n_finished == len(self.table)
+            and self.pending_retries == 0
             and not self.all_finished.triggered
         ):
             self.all_finished.succeed()
@@ -660,6 +739,7 @@ class FleetModel:
             end_s=end,
             events=next(env._eid),  # SimPy numbers every scheduled event; the next id is the count
             autoscale={name: a.log for name, a in self.autoscalers.items()},
+            faults=self.fault_log,
         )
 
 

@@ -1,0 +1,39 @@
+"""Failure what-ifs: replicas that fail and are repaired, and how clients retry what a failure lost."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReplicaFailures(_Strict):
+    """Each replica of the pool's deployments fails after an exponential up time (mean `mtbf_s`) and is back
+    after an exponential repair (mean `mttr_s`). A failure loses the replica's requests (running and queued)
+    and its KV and prefix cache; the router keeps sending to it for `health_check_delay_s` (those requests are
+    lost too), then avoids it until it is repaired."""
+
+    pool: str
+    mtbf_s: PositiveFloat = Field(allow_inf_nan=False, description="mean up time of one replica")
+    mttr_s: PositiveFloat = Field(allow_inf_nan=False, description="mean time to repair")
+    health_check_delay_s: NonNegativeFloat = 5.0
+
+
+class RetryPolicy(_Strict):
+    """What a client does with a request a failure lost: retry after backoff_s x multiplier^(attempt - 1), up to
+    `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
+    Envoy/gRPC); otherwise the request ends `failed`."""
+
+    max_retries: NonNegativeInt = 0
+    backoff_s: NonNegativeFloat = 1.0
+    backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    budget_ratio: NonNegativeFloat | None = Field(default=None, description="None: no budget")
+
+
+class Faults(_Strict):
+    replica_failures: list[ReplicaFailures] = Field(default_factory=list)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -1,0 +1,48 @@
+"""What failures cost: availability, requests lost / retried / failed, work recomputed and paid twice, the load
+retries add, and SLO attainment inside fault windows against outside them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.sim.run import SimResult
+
+
+def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame) -> dict[str, Any]:
+    log = result.faults
+    if log is None or not result.resolved.scenario.faults.replica_failures:
+        return {}
+    end = result.end_s
+    failing = sorted({r for r, _, _ in log.failures} | {
+        info.replica_id for info in result.replicas
+        if info.pool in {f.pool for f in result.resolved.scenario.faults.replica_failures}})
+    avail = {int(r): 1.0 - log.down_s(r, 0.0, end) / end for r in failing} if end > 0 else {}
+    lost = np.array([rid for _, _, rid in log.lost], dtype=np.int64)
+    lost_rows = req.set_index("request_id").loc[lost] if len(lost) else req.iloc[0:0]
+    windows = [(a, (end if b != b else b)) for _, a, b in log.failures]
+    arrivals = lreq["arrival_s"].to_numpy() if len(lreq) else np.zeros(0)
+    in_window = np.zeros(len(arrivals), dtype=bool)
+    for a, b in windows:
+        in_window |= (arrivals >= a) & (arrivals < b)
+    met = lreq["slo_met"].to_numpy(dtype=bool) if len(lreq) else np.zeros(0, dtype=bool)
+    first_attempts = int((req["attempt"] == 0).sum()) if "attempt" in req else len(req)
+    repairs = [b - a for _, a, b in log.failures if b == b]
+    return {
+        "failures": len(log.failures),
+        "availability_mean": float(np.mean(list(avail.values()))) if avail else None,
+        "availability_by_replica": avail,
+        "requests_lost": int(len(lost)),
+        "retries": int(log.retries),
+        "failed": int(log.failed),
+        "offered_load_factor": (first_attempts + log.retries) / first_attempts if first_attempts else None,
+        "tokens_recomputed": int(lost_rows["generated_tokens"].sum() + lost_rows.loc[
+            lost_rows["first_scheduled_s"].notna(), "input_tokens"].sum()) if len(lost_rows) else 0,
+        "usd_lost_work": float(lost_rows["usd"].sum()) if len(lost_rows) else 0.0,
+        "mean_time_to_repair_s": float(np.mean(repairs)) if repairs else None,
+        "slo_attainment_in_fault_windows": float(met[in_window].mean()) if in_window.any() else None,
+        "slo_attainment_outside": float(met[~in_window].mean()) if (~in_window).any() else None,
+        "requests_in_fault_windows": int(in_window.sum()),
+    }

@@ -1,0 +1,54 @@
+"""Failure processes: replicas that fail and are repaired (one SimPy process per replica under a
+`faults.replica_failures` entry), with the log the resilience metrics read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generator
+
+import numpy as np
+import simpy
+
+from simfactory.config.faults import ReplicaFailures
+
+if TYPE_CHECKING:
+    from simfactory.sim.run import FleetModel
+
+
+@dataclass
+class FaultLog:
+    failures: list[tuple[int, float, float]] = field(default_factory=list)  # (replica, failed at, repaired at; nan open)
+    lost: list[tuple[float, int, int]] = field(default_factory=list)  # (time, replica, request)
+    retries: int = 0
+    failed: int = 0  # lost and not retried
+
+    def down_s(self, replica: int, start_s: float, end_s: float) -> float:
+        total = 0.0
+        for r, a, b in self.failures:
+            if r == replica:
+                b = end_s if b != b else b
+                total += max(0.0, min(b, end_s) - max(a, start_s))
+        return total
+
+
+def replica_failures(fleet: "FleetModel", spec: ReplicaFailures, replica: int, rng: np.random.Generator,
+                     log: FaultLog) -> Generator[simpy.Event, None, None]:
+    """Up (exponential, mean MTBF) -> fail -> health check notices -> repaired (exponential, mean MTTR) -> up."""
+    env = fleet.env
+    engine = fleet.engines[replica]  # repaired here; failed through the fleet (it records what is lost)
+    while True:
+        yield env.timeout(rng.exponential(spec.mtbf_s))
+        failed_at = env.now
+        repair_s = rng.exponential(spec.mttr_s)
+        log.failures.append((replica, failed_at, float("nan")))
+        k = len(log.failures) - 1
+        fleet.fail_replica(replica)
+        check = min(spec.health_check_delay_s, repair_s)
+        if check > 0:
+            yield env.timeout(check)
+        fleet.set_replica_up(replica, False)
+        fleet.drop_waiting(replica)  # what the router sent before the health check noticed
+        yield env.timeout(repair_s - check)
+        engine.repair()
+        fleet.set_replica_up(replica, True)
+        log.failures[k] = (replica, failed_at, env.now)

@@ -1,0 +1,89 @@
+"""Replica failures: availability = MTBF / (MTBF + MTTR); lost work equals failures x what a replica holds;
+nothing vanishes without retries; retries add the load they should."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import scenario_doc
+
+from simfactory.metrics.summary import compute_metrics
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import simulate
+
+MTBF, MTTR = 60.0, 15.0
+
+
+def _doc(retry=None, horizon=6000.0, rate=0.5, health=0.0):
+    doc = scenario_doc(replicas=1, rate=rate, output_tokens={"kind": "geometric", "mean": 20}, horizon_s=horizon)
+    doc["faults"] = {"replica_failures": [{"pool": "pool", "mtbf_s": MTBF, "mttr_s": MTTR,
+                                           "health_check_delay_s": health}]}
+    if retry is not None:
+        doc["faults"]["retry"] = retry
+    return doc
+
+
+def test_availability_matches_mtbf_over_mtbf_plus_mttr(case):
+    result = simulate(case(_doc(horizon=30000.0, rate=0.05)), seed=3)
+    log = result.faults
+    n = len(log.failures)
+    assert n > 300
+    up = 1.0 - log.down_s(0, 0.0, result.end_s) / result.end_s
+    expected = MTBF / (MTBF + MTTR)
+    # alternating renewal process: the up fraction over n cycles has sd ~ sqrt(var(up)+var(down)) ... per cycle
+    cycle = MTBF + MTTR
+    sd = math.sqrt((MTBF**2 * MTTR**2 + MTTR**2 * MTBF**2) / cycle**2 / n) / cycle
+    assert abs(up - expected) < 4 * sd + 0.005, (up, expected, sd)
+
+
+def test_without_retries_every_lost_request_is_reported_failed(case):
+    result = simulate(case(_doc(horizon=3000.0)), seed=1)
+    t = result.table
+    lost = {rid for _, _, rid in result.faults.lost}
+    failed = set(np.flatnonzero(t.outcome == Outcome.FAILED))
+    assert lost and failed == lost
+    assert (t.outcome != Outcome.PENDING).all()
+    s = compute_metrics(result).summary
+    assert sum(s["outcomes"].values()) == len(t.outcome)  # nothing vanished
+    r = s["resilience"]
+    assert r["requests_lost"] == r["failed"] == len(lost) and r["retries"] == 0
+    assert r["slo_attainment_in_fault_windows"] is not None
+
+
+def test_lost_requests_are_failures_times_what_a_replica_holds(case):
+    """Failures are Poisson in up time, so a failure sees the time-average load (PASTA): the mean number lost per
+    failure equals the time-average number a replica holds (running + queued) while up, within a CI."""
+    result = simulate(case(_doc(horizon=40000.0, rate=0.5)), seed=5)
+    log = result.faults
+    starts = np.array([a for _, a, _ in log.failures])
+    per_failure = np.zeros(len(starts))
+    for t, _, _ in log.lost:
+        per_failure[np.searchsorted(starts, t, side="right") - 1] += 1
+    rtl = compute_metrics(result).replica_timelines
+    held = (rtl["running"] + rtl["waiting"]).to_numpy(dtype=float)
+    times = rtl["time_s"].to_numpy()
+    up = np.ones(len(rtl), dtype=bool)
+    for _, a, b in log.failures:
+        up &= ~((times >= a) & (times < (result.end_s if b != b else b)))
+    se = per_failure.std(ddof=1) / math.sqrt(len(per_failure))
+    assert abs(per_failure.mean() - held[up].mean()) < 4 * se, (per_failure.mean(), held[up].mean(), se)
+    assert per_failure.sum() == len(log.lost)
+
+
+def test_retries_add_load_and_recover_requests(case):
+    result = simulate(case(_doc(retry={"max_retries": 3, "backoff_s": 1.0}, horizon=3000.0)), seed=1)
+    s = compute_metrics(result).summary
+    r = s["resilience"]
+    t = result.table
+    first = int((t.attempt == 0).sum())
+    assert r["retries"] > 0
+    assert r["offered_load_factor"] == pytest.approx((first + r["retries"]) / first)
+    assert len(t.outcome) == first + r["retries"]  # every retry is a new attempt row
+    assert r["requests_lost"] == r["retries"] + r["failed"]  # each lost request is retried or failed
+    assert sum(s["outcomes"].values()) == len(t.outcome)
+    # the retry budget caps retries at a share of arrivals
+    capped = simulate(case(_doc(retry={"max_retries": 3, "backoff_s": 1.0, "budget_ratio": 0.001},
+                                horizon=3000.0)), seed=1)
+    assert capped.faults.retries <= 0.001 * len(capped.table.outcome) + 1
