@@ -87,3 +87,40 @@ def test_retries_add_load_and_recover_requests(case):
     capped = simulate(case(_doc(retry={"max_retries": 3, "backoff_s": 1.0, "budget_ratio": 0.001},
                                 horizon=3000.0)), seed=1)
     assert capped.faults.retries <= 0.001 * len(capped.table.outcome) + 1
+
+
+def test_outage_loses_what_the_pool_held_and_requests_wait_it_out(case):
+    doc = _doc(horizon=400.0, rate=2.0)
+    doc["faults"] = {"outages": [{"pool": "pool", "start_s": 100.0, "duration_s": 50.0}]}
+    result = simulate(case(doc), seed=2)
+    t = result.table
+    during = (t.arrival_s >= 100.0) & (t.arrival_s < 150.0)
+    assert during.sum() > 50
+    # nothing starts during the outage; requests that arrived in it start once it is over
+    assert np.all(t.first_scheduled_s[during] >= 150.0 - 1e-9)
+    assert (t.outcome != Outcome.PENDING).all()
+    s = compute_metrics(result).summary
+    assert s["resilience"]["failures"] == 1 and s["resilience"]["mean_time_to_repair_s"] == pytest.approx(50.0)
+
+
+def test_unknown_fault_pool_is_rejected(case):
+    from simfactory.errors import InputErrors
+
+    doc = _doc()
+    doc["faults"]["replica_failures"][0]["pool"] = "nope"
+    with pytest.raises(InputErrors) as e:
+        case(doc)
+    assert "faults.replica_failures[0].pool: unknown pool 'nope'" in str(e.value)
+
+
+def test_spot_reclamation_with_notice_loses_less_than_without(case):
+    def run(notice):
+        doc = _doc(horizon=6000.0, rate=1.0)
+        doc["faults"] = {"spot_reclamations": [{"pool": "pool", "per_replica_hour": 60.0, "notice_s": notice,
+                                                "replacement_s": 10.0}]}
+        return simulate(case(doc), seed=4)
+
+    abrupt, noticed = run(0.0), run(30.0)
+    assert len(abrupt.faults.failures) > 50
+    # with notice the router stops sending first and the replica drains what it holds
+    assert len(noticed.faults.lost) < len(abrupt.faults.lost)

@@ -23,6 +23,26 @@ class ReplicaFailures(_Strict):
     health_check_delay_s: NonNegativeFloat = 5.0
 
 
+class Outage(_Strict):
+    """Every replica of a pool (a region, a cluster) is down from `start_s` for `duration_s`: requests it held are
+    lost; routes with a fallback or `nearest` candidates fail over (with their network cost)."""
+
+    pool: str
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    duration_s: PositiveFloat = Field(allow_inf_nan=False)
+
+
+class SpotReclamation(_Strict):
+    """Each replica of a spot pool is reclaimed at Poisson times (`per_replica_hour`). At the notice the router
+    stops sending to it; at the end of the notice what it still holds is lost; a replacement serves after
+    `replacement_s` (new instance, weights load, warm-up)."""
+
+    pool: str
+    per_replica_hour: PositiveFloat = Field(allow_inf_nan=False)
+    notice_s: NonNegativeFloat = Field(default=120.0, description="AWS gives 2 minutes; GCP about 30 s")
+    replacement_s: NonNegativeFloat = 180.0
+
+
 class RetryPolicy(_Strict):
     """What a client does with a request a failure lost: retry after backoff_s x multiplier^(attempt - 1), up to
     `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
@@ -36,4 +56,6 @@ class RetryPolicy(_Strict):
 
 class Faults(_Strict):
     replica_failures: list[ReplicaFailures] = Field(default_factory=list)
+    outages: list[Outage] = Field(default_factory=list)
+    spot_reclamations: list[SpotReclamation] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

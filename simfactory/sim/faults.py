@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Generator
 import numpy as np
 import simpy
 
-from simfactory.config.faults import ReplicaFailures
+from simfactory.config.faults import Outage, ReplicaFailures, SpotReclamation
 
 if TYPE_CHECKING:
     from simfactory.sim.run import FleetModel
@@ -52,3 +52,37 @@ def replica_failures(fleet: "FleetModel", spec: ReplicaFailures, replica: int, r
         engine.repair()
         fleet.set_replica_up(replica, True)
         log.failures[k] = (replica, failed_at, env.now)
+
+
+def outage(fleet: "FleetModel", spec: Outage, replicas: list[int], log: FaultLog) -> Generator[simpy.Event, None, None]:
+    """A whole pool down for a window."""
+    env = fleet.env
+    yield env.timeout(spec.start_s)
+    ks = []
+    for r in replicas:
+        log.failures.append((r, env.now, float("nan")))
+        ks.append(len(log.failures) - 1)
+        fleet.fail_replica(r)
+        fleet.set_replica_up(r, False)
+    yield env.timeout(spec.duration_s)
+    for r, k in zip(replicas, ks):
+        fleet.engines[r].repair()
+        fleet.set_replica_up(r, True)
+        log.failures[k] = (r, log.failures[k][1], env.now)
+
+
+def spot_reclamation(fleet: "FleetModel", spec: SpotReclamation, replica: int, rng: np.random.Generator,
+                     log: FaultLog) -> Generator[simpy.Event, None, None]:
+    """Poisson reclamations with notice; the replacement starts serving after `replacement_s`."""
+    env = fleet.env
+    while True:
+        yield env.timeout(rng.exponential(3600.0 / spec.per_replica_hour))
+        fleet.set_replica_up(replica, False)  # notice: no new requests
+        log.failures.append((replica, env.now, float("nan")))
+        k = len(log.failures) - 1
+        yield env.timeout(spec.notice_s)
+        fleet.fail_replica(replica)  # reclaimed: what it still holds is lost
+        yield env.timeout(spec.replacement_s)
+        fleet.engines[replica].repair()
+        fleet.set_replica_up(replica, True)
+        log.failures[k] = (replica, log.failures[k][1], env.now)

@@ -21,7 +21,7 @@ from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenar
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
-from simfactory.sim.faults import FaultLog, replica_failures
+from simfactory.sim.faults import FaultLog, outage, replica_failures, spot_reclamation
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
@@ -156,11 +156,19 @@ class FleetModel:
         self.retries_by_origin: dict[int, int] = {}
         self.first_attempts = 0
         self.replica_balancer = {id(e): b for b in self.balancers for e in b.engines}
-        for spec in rs.scenario.faults.replica_failures:
-            for info, eng in zip(self.replicas, self.engines):
+        faults = rs.scenario.faults
+        for spec in faults.replica_failures:
+            for info in self.replicas:
                 if info.pool == spec.pool:
                     self.env.process(replica_failures(self, spec, info.replica_id, self.streams.get(
                         f"faults/replica/{info.replica_id}"), self.fault_log))
+        for o in faults.outages:
+            self.env.process(outage(self, o, [i.replica_id for i in self.replicas if i.pool == o.pool], self.fault_log))
+        for sp in faults.spot_reclamations:
+            for info in self.replicas:
+                if info.pool == sp.pool:
+                    self.env.process(spot_reclamation(self, sp, info.replica_id, self.streams.get(
+                        f"faults/spot/{info.replica_id}"), self.fault_log))
         self.env.process(self._arrivals())
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
