@@ -520,6 +520,11 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
         classes.append(ResolvedClass(len(classes), c, target_of(c.target), input_tokens=inp, output_tokens=out, **extras))
 
+    tools = {t.name for c in classes if c.agent is not None for t in c.agent.tools}
+    for i, b in enumerate(scenario.faults.tool_brownouts):
+        if b.service not in tools:
+            errors.append(InputError(fname, f"faults.tool_brownouts[{i}].service",
+                                     f"no agent tool {b.service!r} (tools: {', '.join(sorted(tools)) or 'none'})"))
     needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
     if needs_process and scenario.traffic.arrival is None:
         errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))

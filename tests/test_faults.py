@@ -124,3 +124,27 @@ def test_spot_reclamation_with_notice_loses_less_than_without(case):
     assert len(abrupt.faults.failures) > 50
     # with notice the router stops sending first and the replica drains what it holds
     assert len(noticed.faults.lost) < len(abrupt.faults.lost)
+
+
+def test_tool_brownout_fails_and_slows_calls_only_inside_its_window(case):
+    from conftest import agent_doc, agent_scenario
+
+    from simfactory.api import run
+
+    steps = [{"type": "tool", "name": "api", "service": "svc", "latency_s": {"kind": "fixed", "value": 1.0}}]
+    doc = agent_scenario(rate=2.0, horizon_s=300.0, process="constant")
+    doc["faults"] = {"tool_brownouts": [{"service": "svc", "start_s": 100.0, "duration_s": 100.0, "error_rate": 0.5,
+                                         "latency_multiplier": 5.0}]}
+    tasks = run(case(doc, None, {"agent": agent_doc(steps, tools=[{"name": "svc"}])})).tasks
+    inside = (tasks["start_s"] >= 100.0) & (tasks["start_s"] < 200.0)
+    outside = ~inside & (tasks["start_s"] < 295.0)
+    assert (tasks.loc[outside, "outcome"] == "completed").all()
+    assert np.allclose(tasks.loc[outside, "e2e_s"], 1.0)
+    failed = (tasks.loc[inside, "outcome"] == "failed").mean()
+    n = int(inside.sum())
+    assert abs(failed - 0.5) < 4 * math.sqrt(0.25 / n)
+    assert np.allclose(tasks.loc[inside, "e2e_s"], 5.0)  # a failed call still takes its (slowed) time
+    with pytest.raises(Exception) as e:
+        doc["faults"]["tool_brownouts"][0]["service"] = "nope"
+        case(doc, None, {"agent": agent_doc(steps, tools=[{"name": "svc"}])})
+    assert "faults.tool_brownouts[0].service: no agent tool 'nope' (tools: svc)" in str(e.value)

@@ -43,6 +43,17 @@ class SpotReclamation(_Strict):
     replacement_s: NonNegativeFloat = 180.0
 
 
+class ToolBrownout(_Strict):
+    """An agent tool service (a workload's `tools[].name`) degrades for a window: each call fails with
+    `error_rate` more and takes `latency_multiplier` x longer (the agent's retries and timeouts then apply)."""
+
+    service: str
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    duration_s: PositiveFloat = Field(allow_inf_nan=False)
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
+
+
 class RetryPolicy(_Strict):
     """What a client does with a request a failure lost: retry after backoff_s x multiplier^(attempt - 1), up to
     `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
@@ -58,4 +69,5 @@ class Faults(_Strict):
     replica_failures: list[ReplicaFailures] = Field(default_factory=list)
     outages: list[Outage] = Field(default_factory=list)
     spot_reclamations: list[SpotReclamation] = Field(default_factory=list)
+    tool_brownouts: list[ToolBrownout] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

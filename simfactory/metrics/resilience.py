@@ -14,7 +14,8 @@ from simfactory.sim.run import SimResult
 def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame) -> dict[str, Any]:
     log = result.faults
     faults = result.resolved.scenario.faults
-    if log is None or not (faults.replica_failures or faults.outages or faults.spot_reclamations):
+    if log is None or not (faults.replica_failures or faults.outages or faults.spot_reclamations
+                           or faults.tool_brownouts):
         return {}
     end = result.end_s
     failing = sorted({r for r, _, _ in log.failures} | {
@@ -24,6 +25,7 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     lost = np.array([rid for _, _, rid in log.lost], dtype=np.int64)
     lost_rows = req.set_index("request_id").loc[lost] if len(lost) else req.iloc[0:0]
     windows = [(a, (end if b != b else b)) for _, a, b in log.failures]
+    windows += [(b.start_s, b.start_s + b.duration_s) for b in faults.tool_brownouts]
     arrivals = lreq["arrival_s"].to_numpy() if len(lreq) else np.zeros(0)
     in_window = np.zeros(len(arrivals), dtype=bool)
     for a, b in windows:
@@ -46,4 +48,6 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
         "slo_attainment_in_fault_windows": float(met[in_window].mean()) if in_window.any() else None,
         "slo_attainment_outside": float(met[~in_window].mean()) if (~in_window).any() else None,
         "requests_in_fault_windows": int(in_window.sum()),
+        "windows": [[int(r), float(a), float(end if b != b else b)] for r, a, b in log.failures[:500]]
+        + [[-1, b.start_s, b.start_s + b.duration_s] for b in faults.tool_brownouts],  # -1: a tool brownout
     }

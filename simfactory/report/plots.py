@@ -158,12 +158,40 @@ def autoscaling(m: RunMetrics, path: Path | None = None) -> Any:
     return _finish(fig, path, dpi=100)
 
 
+def faults(m: RunMetrics, path: Path | None = None) -> Any:
+    """Requests in the system and TTFT p99 over time, with every fault window shaded."""
+    stl, req = m.system_timeline, m.requests
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6), sharex=True)
+    top.plot(stl["time_s"], stl["in_system"], lw=1)
+    top.set_ylabel("requests in the system")
+    top.set_title(f"{m.summary['scenario']}: faults (shaded: a replica or pool down)")
+    done = req[req["outcome"] == "completed"]
+    if len(done):
+        bins = np.linspace(0, float(done["arrival_s"].max()) + 1e-9, 80)
+        idx = np.digitize(done["arrival_s"], bins)
+        p99 = done.groupby(idx)["ttft_s"].quantile(0.99)
+        keep = [i for i in p99.index if 0 < i < len(bins)]
+        bottom.plot([(bins[i - 1] + bins[i]) / 2 for i in keep], [p99[i] for i in keep], marker=".")
+    bottom.set_yscale("log")
+    bottom.set_ylabel("TTFT p99 (s, by arrival time)")
+    bottom.set_xlabel("time (s)")
+    for _, a, b in m.summary["resilience"]["windows"]:
+        for ax in (top, bottom):
+            ax.axvspan(a, b, color="tab:red", alpha=0.08)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _finish(fig, path, dpi=100)
+
+
 def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
     plots = dict(PLOTS)
     if m.summary["tasks"]:
         plots.update(TASK_PLOTS)
     if m.summary.get("autoscaling"):
         plots["autoscaling.png"] = autoscaling
+    if m.summary.get("resilience"):
+        plots["faults.png"] = faults
     paths = []
     for name, fn in plots.items():
         p = out_dir / name

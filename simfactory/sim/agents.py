@@ -175,6 +175,15 @@ class ToolServiceModel:
         self.interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
         self.next_start_s = 0.0
         self.usd_per_call = usd
+        self.brownouts: list[tuple[float, float, float, float]] = []  # (start, end, error rate, latency x)
+        self.brownout_rng: np.random.Generator | None = None  # its own stream: other draws do not shift
+
+    def brownout(self, now_s: float) -> tuple[float, float] | None:
+        """(extra error rate, latency multiplier) if a brownout covers now."""
+        for a, b, err, mult in self.brownouts:
+            if a <= now_s < b:
+                return err, mult
+        return None
 
     def start_delay(self) -> float:
         """Leaky-bucket rate limit: calls start at least interval_s apart."""
@@ -407,6 +416,12 @@ class AgentTask:
         log.append(leaf)
         latency = self.draw(step.latency_s)
         failed = step.fail_p > 0 and self.rng.random() < step.fail_p
+        degraded = svc.brownout(self.env.now) if svc.brownouts else None
+        if degraded is not None:
+            err, mult = degraded
+            latency *= mult
+            assert svc.brownout_rng is not None
+            failed = failed or (err > 0 and svc.brownout_rng.random() < err)
         deadline = self.env.now + step.timeout_s if step.timeout_s is not None else None
         req = svc.slots.request() if svc.slots is not None else None
         try:

@@ -303,6 +303,12 @@ class FleetModel:
                 for t in w.tools
             }
             self.humans[w.name] = {h.name: (simpy.Resource(self.env, capacity=h.count), h.usd_per_hour) for h in w.humans}
+        for b in self.rs.scenario.faults.tool_brownouts:
+            for services in self.services.values():
+                if b.service in services:
+                    services[b.service].brownouts.append(
+                        (b.start_s, b.start_s + b.duration_s, b.error_rate, b.latency_multiplier))
+                    services[b.service].brownout_rng = self.streams.get(f"faults/brownout/{b.service}")
 
     # ---- requests ----
     def step_id(self, name: str) -> int:
