@@ -429,7 +429,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             )
 
     _check_training(scenario, used, fname, errors)
-    for kind in ("replica_failures", "outages", "spot_reclamations"):
+    for kind in ("replica_failures", "outages", "spot_reclamations", "rolling_restarts"):
         for i, f in enumerate(getattr(scenario.faults, kind)):
             if f.pool not in pools:
                 errors.append(InputError(fname, f"faults.{kind}[{i}].pool", f"unknown pool {f.pool!r} (pools: {sorted(pools)})"))

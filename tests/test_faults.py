@@ -148,3 +148,30 @@ def test_tool_brownout_fails_and_slows_calls_only_inside_its_window(case):
         doc["faults"]["tool_brownouts"][0]["service"] = "nope"
         case(doc, None, {"agent": agent_doc(steps, tools=[{"name": "svc"}])})
     assert "faults.tool_brownouts[0].service: no agent tool 'nope' (tools: svc)" in str(e.value)
+
+
+def test_rolling_restart_takes_one_replica_at_a_time_and_loses_nothing_with_enough_drain(case):
+    doc = scenario_doc(replicas=3, rate=3.0, output_tokens={"kind": "fixed", "value": 20}, horizon_s=300.0)
+    doc["faults"] = {"rolling_restarts": [{"pool": "pool", "start_s": 50.0, "drain_s": 30.0, "load_s": 20.0}]}
+    result = simulate(case(doc), seed=1)
+    windows = sorted((a, b) for _, a, b in result.faults.failures)
+    assert len(windows) == 3
+    for (a1, b1), (a2, _) in zip(windows, windows[1:]):
+        assert a2 >= b1  # never two replicas down at once
+    assert all(b - a >= 20.0 for a, b in windows)
+    assert result.faults.lost == []  # 0.2 s requests drain well within 30 s
+    assert (result.table.outcome == Outcome.COMPLETED).all()
+
+
+def test_retry_amplification_follows_the_geometric_series(case):
+    """Each attempt is lost with probability p (independently): with r retries a request makes
+    (1 - p^(r+1)) / (1 - p) attempts on average, the load amplification a retry storm shows."""
+    r = 3
+    result = simulate(case(_doc(retry={"max_retries": r, "backoff_s": 0.5}, horizon=20000.0, rate=2.0)), seed=9)
+    t = result.table
+    attempts = len(t.outcome)
+    first = int((t.attempt == 0).sum())
+    p = len(result.faults.lost) / attempts
+    expected = (1 - p ** (r + 1)) / (1 - p)
+    assert p > 0.01
+    assert attempts / first == pytest.approx(expected, rel=0.02)

@@ -54,6 +54,17 @@ class ToolBrownout(_Strict):
     latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
 
 
+class RollingRestart(_Strict):
+    """A planned restart or model swap of a pool's replicas, one at a time from `start_s`: each stops taking
+    requests, drains for up to `drain_s` (what it still holds then is lost), loads weights for `load_s`, and
+    serves again before the next one starts."""
+
+    pool: str
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    drain_s: NonNegativeFloat = 60.0
+    load_s: NonNegativeFloat = 120.0
+
+
 class RetryPolicy(_Strict):
     """What a client does with a request a failure lost: retry after backoff_s x multiplier^(attempt - 1), up to
     `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
@@ -70,4 +81,5 @@ class Faults(_Strict):
     outages: list[Outage] = Field(default_factory=list)
     spot_reclamations: list[SpotReclamation] = Field(default_factory=list)
     tool_brownouts: list[ToolBrownout] = Field(default_factory=list)
+    rolling_restarts: list[RollingRestart] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

@@ -15,12 +15,13 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     log = result.faults
     faults = result.resolved.scenario.faults
     if log is None or not (faults.replica_failures or faults.outages or faults.spot_reclamations
-                           or faults.tool_brownouts):
+                           or faults.tool_brownouts or faults.rolling_restarts):
         return {}
     end = result.end_s
     failing = sorted({r for r, _, _ in log.failures} | {
         info.replica_id for info in result.replicas
-        if info.pool in {f.pool for f in [*faults.replica_failures, *faults.outages, *faults.spot_reclamations]}})
+        if info.pool in {f.pool for f in [*faults.replica_failures, *faults.outages, *faults.spot_reclamations,
+                                          *faults.rolling_restarts]}})
     avail = {int(r): 1.0 - log.down_s(r, 0.0, end) / end for r in failing} if end > 0 else {}
     lost = np.array([rid for _, _, rid in log.lost], dtype=np.int64)
     lost_rows = req.set_index("request_id").loc[lost] if len(lost) else req.iloc[0:0]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Generator
 import numpy as np
 import simpy
 
-from simfactory.config.faults import Outage, ReplicaFailures, SpotReclamation
+from simfactory.config.faults import Outage, ReplicaFailures, RollingRestart, SpotReclamation
 
 if TYPE_CHECKING:
     from simfactory.sim.run import FleetModel
@@ -86,3 +86,24 @@ def spot_reclamation(fleet: "FleetModel", spec: SpotReclamation, replica: int, r
         fleet.engines[replica].repair()
         fleet.set_replica_up(replica, True)
         log.failures[k] = (replica, log.failures[k][1], env.now)
+
+
+def rolling_restart(fleet: "FleetModel", spec: RollingRestart, replicas: list[int],
+                    log: FaultLog) -> Generator[simpy.Event, None, None]:
+    """One replica at a time: stop routing, drain (bounded), lose what is left, load weights, serve again."""
+    env = fleet.env
+    yield env.timeout(spec.start_s)
+    for r in replicas:
+        fleet.set_replica_up(r, False)
+        log.failures.append((r, env.now, float("nan")))
+        k = len(log.failures) - 1
+        waited = 0.0
+        while fleet.engines[r].outstanding() > 0 and waited < spec.drain_s:
+            step = min(1.0, spec.drain_s - waited)
+            yield env.timeout(step)
+            waited += step
+        fleet.fail_replica(r)
+        yield env.timeout(spec.load_s)
+        fleet.engines[r].repair()
+        fleet.set_replica_up(r, True)
+        log.failures[k] = (r, log.failures[k][1], env.now)

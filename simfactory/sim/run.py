@@ -21,7 +21,7 @@ from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenar
 from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
-from simfactory.sim.faults import FaultLog, outage, replica_failures, spot_reclamation
+from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.queue import WaitingQueue
@@ -162,6 +162,9 @@ class FleetModel:
                 if info.pool == spec.pool:
                     self.env.process(replica_failures(self, spec, info.replica_id, self.streams.get(
                         f"faults/replica/{info.replica_id}"), self.fault_log))
+        for rr in faults.rolling_restarts:
+            self.env.process(rolling_restart(self, rr, [i.replica_id for i in self.replicas if i.pool == rr.pool],
+                                             self.fault_log))
         for o in faults.outages:
             self.env.process(outage(self, o, [i.replica_id for i in self.replicas if i.pool == o.pool], self.fault_log))
         for sp in faults.spot_reclamations:
