@@ -35,6 +35,7 @@ from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeMo
 from simfactory.paths import PROFILES_DIR, WORKLOADS_DIR
 
 SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
+MAX_ARRIVALS = 2e8  # one run's request table must fit in memory (about 0.5 KB per request)
 
 
 @dataclass(frozen=True)
@@ -526,6 +527,14 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             errors.append(InputError(fname, f"faults.tool_brownouts[{i}].service",
                                      f"no agent tool {b.service!r} (tools: {', '.join(sorted(tools)) or 'none'})"))
     needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
+    a = scenario.traffic.arrival
+    if needs_process and a is not None:
+        rate = getattr(a, "rate_per_s", None) or getattr(a, "mean_rate_per_s", None) or max(
+            (st.rate_per_s for st in getattr(a, "states", [])), default=0.0)
+        expected = rate * scenario.sim.horizon_s
+        if expected > MAX_ARRIVALS:
+            errors.append(InputError(fname, "sim.horizon_s", f"rate x horizon means ~{expected:.3g} arrivals, more than "
+                                     f"the {MAX_ARRIVALS:.0e} one run simulates; shorten the horizon or lower the rate"))
     if needs_process and scenario.traffic.arrival is None:
         errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))
     if errors:

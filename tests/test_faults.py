@@ -175,3 +175,15 @@ def test_retry_amplification_follows_the_geometric_series(case):
     expected = (1 - p ** (r + 1)) / (1 - p)
     assert p > 0.01
     assert attempts / first == pytest.approx(expected, rel=0.02)
+
+
+def test_per_device_mtbf_scales_with_the_tp_group(case):
+    """A replica on tp devices fails when any of them does: its failure rate is tp / device MTBF."""
+    doc = scenario_doc(replicas=1, rate=0.05, output_tokens={"kind": "fixed", "value": 5}, horizon_s=20000.0, tp=4,
+                       kv_cache_tokens=100000)
+    doc["pools"][0]["sku"] = "h100-sxm"  # a real profile: NVLink between the TP group
+    doc["faults"] = {"replica_failures": [{"pool": "pool", "mtbf_s": 400.0, "mttr_s": 1.0, "per": "device"}]}
+    result = simulate(case(doc), seed=3)
+    n = len(result.faults.failures)
+    expected = result.end_s / (400.0 / 4 + 1.0)
+    assert abs(n - expected) < 4 * math.sqrt(expected)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
 
@@ -18,8 +18,11 @@ class ReplicaFailures(_Strict):
     lost too), then avoids it until it is repaired."""
 
     pool: str
-    mtbf_s: PositiveFloat = Field(allow_inf_nan=False, description="mean up time of one replica")
+    mtbf_s: PositiveFloat = Field(allow_inf_nan=False, description="mean up time of one replica (or one device)")
     mttr_s: PositiveFloat = Field(allow_inf_nan=False, description="mean time to repair")
+    per: Literal["replica", "device"] = Field(
+        default="replica", description="device: mtbf_s is per accelerator; a replica of tp x pp devices fails when any does"
+    )
     health_check_delay_s: NonNegativeFloat = 5.0
 
 

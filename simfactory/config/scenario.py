@@ -369,7 +369,7 @@ class Traffic(_Strict):
 
 
 class SimSettings(_Strict):
-    horizon_s: PositiveFloat = Field(allow_inf_nan=False, description="arrivals stop at this time")
+    horizon_s: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = Field(description="arrivals stop at this time")
     warmup_s: NonNegativeFloat = Field(default=0.0, description="requests arriving earlier are not measured")
     drain: bool = Field(default=True, description="after the horizon, let in-flight requests finish")
     max_drain_s: PositiveFloat = Field(

@@ -10,6 +10,8 @@ import pandas as pd
 
 from simfactory.sim.run import SimResult
 
+RECOVERY_S = 60.0  # "after a fault": requests arriving in the minute after a window closes
+
 
 def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame) -> dict[str, Any]:
     log = result.faults
@@ -31,6 +33,10 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     in_window = np.zeros(len(arrivals), dtype=bool)
     for a, b in windows:
         in_window |= (arrivals >= a) & (arrivals < b)
+    after = np.zeros(len(arrivals), dtype=bool)  # the minute after each window: recovery
+    for a, b in windows:
+        after |= (arrivals >= b) & (arrivals < b + RECOVERY_S)
+    after &= ~in_window
     met = lreq["slo_met"].to_numpy(dtype=bool) if len(lreq) else np.zeros(0, dtype=bool)
     first_attempts = int((req["attempt"] == 0).sum()) if "attempt" in req else len(req)
     repairs = [b - a for _, a, b in log.failures if b == b]
@@ -47,7 +53,8 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
         "usd_lost_work": float(lost_rows["usd"].sum()) if len(lost_rows) else 0.0,
         "mean_time_to_repair_s": float(np.mean(repairs)) if repairs else None,
         "slo_attainment_in_fault_windows": float(met[in_window].mean()) if in_window.any() else None,
-        "slo_attainment_outside": float(met[~in_window].mean()) if (~in_window).any() else None,
+        "slo_attainment_after_windows": float(met[after].mean()) if after.any() else None,
+        "slo_attainment_outside": float(met[~in_window & ~after].mean()) if (~in_window & ~after).any() else None,
         "requests_in_fault_windows": int(in_window.sum()),
         "windows": [[int(r), float(a), float(end if b != b else b)] for r, a, b in log.failures[:500]]
         + [[-1, b.start_s, b.start_s + b.duration_s] for b in faults.tool_brownouts],  # -1: a tool brownout

@@ -36,8 +36,11 @@ def replica_failures(fleet: "FleetModel", spec: ReplicaFailures, replica: int, r
     """Up (exponential, mean MTBF) -> fail -> health check notices -> repaired (exponential, mean MTTR) -> up."""
     env = fleet.env
     engine = fleet.engines[replica]  # repaired here; failed through the fleet (it records what is lost)
+    info = fleet.replicas[replica]
+    devices = info.accelerators if spec.per == "device" else 1
+    mtbf_s = spec.mtbf_s / devices  # the first of `devices` exponential failures
     while True:
-        yield env.timeout(rng.exponential(spec.mtbf_s))
+        yield env.timeout(rng.exponential(mtbf_s))
         failed_at = env.now
         repair_s = rng.exponential(spec.mttr_s)
         log.failures.append((replica, failed_at, float("nan")))
