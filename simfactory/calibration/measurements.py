@@ -1,0 +1,105 @@
+"""The two measurement tables calibration produces and consumes, as pandas frames with fixed columns.
+
+- Step table: one row per timed engine iteration (microbenchmark): what the step computed and how long it
+  took. Fitting reads it; the profile writer stores it as CSV next to the profile.
+- Request table: one row per request sent to (or imported from) a live endpoint: lengths, send time and the
+  latencies seen by the client. Serving validation compares it with the simulator on the same load.
+
+Keeping these two shapes fixed is the seam between measuring (GPU, HTTP, importers) and using the data
+(fit, validation): every producer returns one of them, checked by `check_*`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simfactory.errors import InputError
+
+STEP_COLUMNS: dict[str, str] = {
+    "kind": "prefill | decode | mixed",
+    "prefill_tokens": "prompt tokens computed in the step",
+    "decode_seqs": "sequences generating one token in the step",
+    "kv_tokens_read": "context tokens whose K/V the decode sequences read, summed",
+    "prefill_attn_pairs": "query-key pairs of the prefill chunks",
+    "step_s": "median wall time of the step over the repetitions",
+}
+STEP_OPTIONAL: dict[str, str] = {
+    "step_s_p90": "90th percentile over the repetitions",
+    "repetitions": "timed repetitions kept after outlier removal",
+    "power_w": "mean board power during the repetitions",
+    "sm_util": "mean SM utilization (0-1) during the repetitions",
+}
+
+REQUEST_COLUMNS: dict[str, str] = {
+    "request_id": "unique per table",
+    "send_s": "seconds from the start of the run when the request was sent",
+    "input_tokens": "prompt tokens",
+    "output_tokens": "generated tokens (as reported by the server, else counted from the stream)",
+    "ttft_s": "time to first token",
+    "tpot_s": "mean time per output token after the first: (e2e - ttft) / (output_tokens - 1)",
+    "e2e_s": "send to last token",
+    "ok": "False when the request failed (error recorded)",
+}
+REQUEST_OPTIONAL: dict[str, str] = {
+    "error": "the failure, empty when ok",
+    "rate_rps": "the offered load this request belonged to",
+}
+
+
+def _check(frame: pd.DataFrame, required: dict[str, str], file: str, what: str) -> pd.DataFrame:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise InputError(file, missing[0], f"{what} needs column '{missing[0]}' ({required[missing[0]]})")
+    if frame.empty:
+        raise InputError(file, "", f"{what} has no rows")
+    return frame
+
+
+def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:
+    """Validate a step table: required columns, finite non-negative numbers, positive step times."""
+    _check(frame, STEP_COLUMNS, file, "a step table")
+    for col in ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs", "step_s"):
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if bad.size:
+            raise InputError(file, f"row {int(bad[0]) + 1}.{col}", f"must be a finite number >= 0, got {frame[col].iloc[bad[0]]!r}")
+    if (frame["step_s"] <= 0).any():
+        row = int(np.flatnonzero(frame["step_s"].to_numpy() <= 0)[0]) + 1
+        raise InputError(file, f"row {row}.step_s", "a step takes a positive time")
+    return frame
+
+
+def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFrame:
+    """Validate a request table: required columns; latencies of successful requests finite and ordered."""
+    _check(frame, REQUEST_COLUMNS, file, "a request table")
+    ok = frame[frame["ok"].astype(bool)]
+    for col in ("input_tokens", "output_tokens", "ttft_s", "e2e_s", "send_s"):
+        values = pd.to_numeric(ok[col], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        if bad.size:
+            raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}", "must be a finite number >= 0")
+    late = np.flatnonzero(ok["e2e_s"].to_numpy(dtype=float) < ok["ttft_s"].to_numpy(dtype=float) - 1e-9)
+    if late.size:
+        raise InputError(file, f"request {ok['request_id'].iloc[late[0]]}.e2e_s", "end to end is shorter than TTFT")
+    return frame
+
+
+def tpot_s(ttft_s: float, e2e_s: float, output_tokens: int) -> float:
+    """Mean inter-token time after the first token (vLLM's and genai-perf's TPOT definition); NaN for 1 token."""
+    if output_tokens <= 1:
+        return float("nan")
+    return (e2e_s - ttft_s) / (output_tokens - 1)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """CSV or Parquet by extension; a missing or unreadable file is an input error naming it."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(str(p), "", "no such file")
+    try:
+        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+    except Exception as exc:  # pandas raises many parser types; the user needs the file and the reason
+        raise InputError(str(p), "", f"cannot read table: {exc}") from exc
