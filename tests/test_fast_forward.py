@@ -109,3 +109,27 @@ def test_run_exact_flag_gives_the_same_summary(tmp_path):
     for name in ("ttft", "tpot", "e2e"):
         for q, v in exact["latency_s"][name].items():
             assert fast["latency_s"][name][q] == pytest.approx(v, rel=1e-9), (name, q)
+
+
+@pytest.mark.parametrize(
+    "name", ["gpu-failure-peak", "stack-disaggregated", "service-classes", "stack-small-kv", "support-agent"]
+)
+def test_balancer_held_counts_equal_what_each_replica_holds(name, monkeypatch):
+    """least_outstanding reads counters kept on dispatch and departure; before every dispatch they must equal
+    running + preempted + queued on every replica (faults, hand-offs, preemption, aborts included)."""
+    from simfactory.api import prepare
+    from simfactory.sim.router import ReplicaBalancer
+
+    checked = [0]
+    dispatch = ReplicaBalancer.dispatch
+
+    def checking(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.shared_queue is None:
+            assert self.held == [e.outstanding() for e in self.engines]
+            checked[0] += 1
+        return dispatch(self, *args, **kwargs)
+
+    monkeypatch.setattr(ReplicaBalancer, "dispatch", checking)
+    rs = prepare(ROOT / "scenarios" / f"{name}.yaml")
+    FleetModel(rs, seed=rs.scenario.seed).run()
+    assert checked[0] > 100

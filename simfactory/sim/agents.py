@@ -29,7 +29,7 @@ from simfactory.config.agent import (
     ToolStep,
     WaitStep,
 )
-from simfactory.sim.outcomes import Outcome
+from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE
 
 if TYPE_CHECKING:
     from simfactory.sim.run import FleetModel
@@ -96,7 +96,7 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
                 a1 = stop if last or np.isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
                 if a1 <= a0:
                     continue
-                if table.outcome[rid] == Outcome.CACHE_HIT:
+                if table.outcome[rid] == CACHE_HIT_CODE:
                     out["cache"] += a1 - a0
                     continue
                 arrive = min(a0 + float(table.net_in_s[rid]), a1)
@@ -269,10 +269,10 @@ class AgentTask:
         rec = self.rec
         body = self.env.process(self._body())
         self.root.process = body
-        events = [body]
-        if self.w.deadline_s is not None:
-            events.append(self.env.timeout(self.w.deadline_s))
-        yield simpy.AnyOf(self.env, events)
+        if self.w.deadline_s is None:
+            yield body
+        else:
+            yield simpy.AnyOf(self.env, [body, self.env.timeout(self.w.deadline_s)])
         if body.triggered:
             rec.outcome = body.value
         else:
@@ -373,11 +373,11 @@ class AgentTask:
         leaf = Leaf("llm", self.env.now, rids=call.rids)
         log.append(leaf)
         scope.calls.append(call)
-        waits = [call.done]
-        if step.timeout_s is not None:
-            waits.append(self.env.timeout(step.timeout_s))
         try:
-            yield simpy.AnyOf(self.env, waits)
+            if step.timeout_s is None:
+                yield call.done  # no AnyOf condition (and its extra event) when nothing races the call
+            else:
+                yield simpy.AnyOf(self.env, [call.done, self.env.timeout(step.timeout_s)])
         finally:  # also when the branch is cancelled (its scope already aborted the call)
             scope.calls.remove(call)
             leaf.end_s = self.env.now
@@ -386,7 +386,7 @@ class AgentTask:
             raise StepFailed()
         outcome = self.fleet.table.outcome[call.rids[-1]]
         self._check_cancel(scope)
-        if outcome not in (Outcome.COMPLETED, Outcome.CACHE_HIT):
+        if outcome not in (COMPLETED_CODE, CACHE_HIT_CODE):
             raise StepFailed()
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
         if step.carry_output:

@@ -35,7 +35,7 @@ from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
 
-MAX_STRETCH_STEPS = 512  # steps planned at once: bounds the planning an interrupting arrival wastes
+MAX_STRETCH_STEPS = 32  # steps planned at once: bounds the planning an interrupting arrival wastes
 
 
 def blocks_for(tokens: int, block_size: int) -> int:
@@ -45,7 +45,7 @@ def blocks_for(tokens: int, block_size: int) -> int:
 class Stretch:
     """Planned decode-only steps: step i ends at ends[i], lasts dts[i] and allocates needs[i] blocks at its start."""
 
-    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before", "interrupted")
+    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before", "interrupted", "stop_at")
 
     def __init__(self, start_s: float, ends: list[float], dts: list[float], cum_needs: list[int], free_before: int):
         self.start_s = start_s
@@ -54,6 +54,7 @@ class Stretch:
         self.cum_needs = cum_needs
         self.free_before = free_before
         self.interrupted = False
+        self.stop_at = len(ends) - 1  # index of the step it ends with (earlier when interrupted)
 
     def started(self, now_s: float) -> int:
         """Steps started by now (a step starts when the one before it ends)."""
@@ -71,6 +72,21 @@ class StretchWaker:
 
     def succeed(self, value: object = None) -> None:
         self.engine._interrupt_stretch(self.stretch)
+
+
+class StepEndInterruption(simpy.events.Interruption):
+    """An Interrupt delivered at the end of the stretch's step in progress instead of now, so the engine needs
+    no second timeout to finish that step (one event per interruption rather than two). Initialization
+    mirrors simpy's Interruption, with a delay."""
+
+    def __init__(self, process: simpy.events.Process, delay_s: float) -> None:
+        self.env = process.env
+        self.callbacks = [self._interrupt]
+        self._value = simpy.Interrupt(None)
+        self._ok = False
+        self._defused = True
+        self.process = process
+        self.env.schedule(self, simpy.events.NORMAL, delay_s)
 
 
 class ReplicaEngine:
@@ -159,6 +175,10 @@ class ReplicaEngine:
         self.preemptions = 0
         self.down = False  # failed: holds no work and runs no step until repaired
         self.owns_queue = True  # False when the queue is a deployment's shared (pull) queue
+        # outstanding() as a counter in the balancer's list (the balancer counts a dispatch, the engine a
+        # departure: completion, abort, hand-off); a private list for engines behind a shared queue
+        self.held_counts: list[int] = [0]
+        self.held_slot = 0
         self.repaired: simpy.Event | None = None
         self.process = env.process(self.run())
 
@@ -278,7 +298,7 @@ class ReplicaEngine:
             yield env.timeout(self._delay_to(st.ends[-1]))
             last = n - 1
         except simpy.Interrupt:
-            last = min(bisect_right(st.ends, env.now), n - 1)  # the step in progress
+            last = st.stop_at  # the step that was in progress when interrupted, which ends now
         now = env.now
         self.stretch = None
         self._apply_steps(st, last)
@@ -300,7 +320,10 @@ class ReplicaEngine:
         """Stop the stretch at the end of its step in progress (no-op once it is over)."""
         if self.stretch is st and not st.interrupted:
             st.interrupted = True
-            self.process.interrupt()
+            j = min(bisect_right(st.ends, self.env.now), len(st.ends) - 1)  # the step in progress
+            if j < len(st.ends) - 1:  # else the stretch's own timeout ends with that step
+                st.stop_at = j
+                StepEndInterruption(self.process, self._delay_to(st.ends[j]))
 
     def _delay_to(self, at_s: float) -> float:
         """The delay that lands exactly on at_s (SimPy adds it to now), so times match stepping bit for bit."""
@@ -591,12 +614,15 @@ class ReplicaEngine:
                     self._interrupt_stretch(self.stretch)  # it stops at the end of its step in progress
             else:
                 self._release(rid)
+                self.held_counts[self.held_slot] -= 1
                 self.on_abort(rid)
             return True
         if self.requeued.remove(rid):
+            self.held_counts[self.held_slot] -= 1
             self.on_abort(rid)
             return True
         if self.queue.remove(rid):
+            self.held_counts[self.held_slot] -= 1
             self.on_abort(rid)
             return True
         return False
@@ -675,6 +701,7 @@ class ReplicaEngine:
                 self._uncommit(rid)
                 del self.running[rid]
                 assert self.on_prefilled is not None
+                self.held_counts[self.held_slot] -= 1
                 self.on_prefilled(rid)
                 continue
             # decode from the next decode step on; KV length before it is target
@@ -685,6 +712,7 @@ class ReplicaEngine:
             for rid in sorted(self.pending_aborts):
                 if rid in self.running:
                     self._release(rid)
+                    self.held_counts[self.held_slot] -= 1
                     self.on_abort(rid)
             self.pending_aborts.clear()
 
@@ -707,4 +735,5 @@ class ReplicaEngine:
         self._uncommit(rid)
         del self.running[rid]
         self.table.completion_s[rid] = now
+        self.held_counts[self.held_slot] -= 1
         self.on_complete(rid)

@@ -92,6 +92,12 @@ class ReplicaBalancer:
         self.active: list[bool] | None = None  # autoscaling: replicas taking new requests (None: all)
         self.healthy = [True] * len(engines)  # faults: replicas the health check sees up
         self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
+        # requests each replica holds (running, preempted, own queue), kept by the engines as they change, so
+        # least_outstanding is a C-level min over a list instead of a Python pass over the replicas
+        self.held = [0] * len(engines)
+        if self.shared_queue is None:
+            for slot, e in enumerate(engines):
+                e.held_counts, e.held_slot = self.held, slot
 
     def set_active(self, active: list[bool]) -> None:
         """Autoscaling changed which replicas take requests; requests held at zero replicas go out now."""
@@ -136,6 +142,7 @@ class ReplicaBalancer:
             self.pending.append((rid, priority, service_class, key))
             return -1
         i = self.choose(eligible, key)
+        self.held[i] += 1
         self.engines[i].queue.put(rid, priority)
         return i
 
@@ -165,14 +172,20 @@ class ReplicaBalancer:
         return self._least_outstanding(eligible)
 
     def _least_outstanding(self, eligible: list[int]) -> int:
-        """_least on outstanding() alone, inlined: it runs on every arrival over every replica."""
+        """_least on outstanding() alone (held counts), ties round-robin: it runs on every arrival."""
         n = len(eligible)
         start = self._next % n
-        engines = self.engines
+        held = self.held
+        if n == len(held):  # every replica eligible: eligible[k] == k
+            low = min(held)
+            try:
+                best = held.index(low, start)
+            except ValueError:
+                best = held.index(low)
+            self._next = start + (best - start) % n + 1  # as the rotated pass below counts it
+            return best
         order = eligible[start:] + eligible[:start]
-        counts = [
-            len(e.running) + len(e.requeued._members) + len(e.queue._members) for e in map(engines.__getitem__, order)
-        ]
+        counts = [held[i] for i in order]
         best = counts.index(min(counts))
         self._next = start + best + 1
         return order[best]

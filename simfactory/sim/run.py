@@ -23,7 +23,7 @@ from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.network import NetworkModel
-from simfactory.sim.outcomes import Outcome
+from simfactory.sim.outcomes import PENDING_CODE, Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -233,7 +233,7 @@ class FleetModel:
 
     def _to_decode(self, rid: int, deployment: int) -> None:
         t = self.table
-        if t.outcome[rid] != Outcome.PENDING:
+        if t.outcome[rid] != PENDING_CODE:
             return  # the caller gave up during the transfer
         t.kv_ready[rid] = 1
         key = self._affinity_key(rid)
@@ -365,7 +365,7 @@ class FleetModel:
 
     def _cache_hit(self, rid: int) -> None:
         t = self.table
-        if t.outcome[rid] != Outcome.PENDING:
+        if t.outcome[rid] != PENDING_CODE:
             return  # the caller gave up first
         t.first_token_s[rid] = self.env.now
         t.completion_s[rid] = self.env.now
@@ -445,7 +445,7 @@ class FleetModel:
 
     def _arrive(self, rid: int, deployment: int) -> None:
         t = self.table
-        if t.outcome[rid] != Outcome.PENDING:
+        if t.outcome[rid] != PENDING_CODE:
             return  # the caller gave up while the request was on the wire
         cfg = self.rs.deployments[deployment].config
         balancer = self.balancers[deployment]
@@ -466,7 +466,7 @@ class FleetModel:
     def _fallback_if_waiting(self, rid: int, target: Target, call: "Call | None") -> None:
         """Timeout fallback: a request still waiting for its first step moves to the fallback target."""
         t = self.table
-        if t.outcome[rid] != Outcome.PENDING or not np.isnan(t.first_scheduled_s[rid]) or not t.dispatched[rid]:
+        if t.outcome[rid] != PENDING_CODE or not np.isnan(t.first_scheduled_s[rid]) or not t.dispatched[rid]:
             return
         d = int(t.deployment_id[rid])
         balancer = self.balancers[d]
@@ -481,12 +481,12 @@ class FleetModel:
 
     def _shed_if_waiting(self, rid: int) -> None:
         t = self.table
-        if t.outcome[rid] == Outcome.PENDING and np.isnan(t.first_scheduled_s[rid]):
+        if t.outcome[rid] == PENDING_CODE and np.isnan(t.first_scheduled_s[rid]):
             self.abort(rid, Outcome.SHED)
 
     def abort(self, rid: int, outcome: Outcome = Outcome.ABORTED) -> None:
         """The caller gave up on a request (or it waited too long): take it out of its queue or batch."""
-        if self.table.outcome[rid] != Outcome.PENDING:
+        if self.table.outcome[rid] != PENDING_CODE:
             return
         self.abort_outcome[rid] = outcome
         d = int(self.table.deployment_id[rid])
@@ -533,7 +533,7 @@ class FleetModel:
 
     def _mark_lost(self, replica: int, rids: list[int]) -> None:
         for rid in rids:
-            if self.table.outcome[rid] == Outcome.PENDING and rid not in self.abort_outcome:
+            if self.table.outcome[rid] == PENDING_CODE and rid not in self.abort_outcome:
                 self.abort_outcome[rid] = Outcome.FAILED  # logged as lost when it leaves (see _finish_request)
 
     def set_replica_up(self, replica: int, up: bool) -> None:
