@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +45,48 @@ AGENTS = {
 }
 
 
+SWEEP_BASE = {
+    "name": "bench-sweep-point",
+    "seed": 1,
+    "pools": [{"name": "p", "sku": "h100-sxm", "count": 4, "location": "cloud"}],
+    "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": 2}],
+    "traffic": {"arrival": {"process": "poisson", "rate_per_s": 10.0},
+                "classes": [{"name": "chat", "workload": "chat-sharegpt", "target": "d"}]},
+    "sim": {"horizon_s": 20.0, "warmup_s": 0.0},
+}
+
+
+def sweep_child(n: int) -> dict:
+    """A sweep of n points (rate x replicas x max_num_seqs x seed) of a small scenario over every core."""
+    import os
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    import simfactory
+    from simfactory.config.scenario import Scenario
+    from simfactory.plan.grid import SweepSpec
+    from simfactory.plan.sweep import run_sweep
+
+    jobs = os.cpu_count() or 1
+    rates = [round(4.0 + 0.5 * i, 1) for i in range(max(n // 20, 1))]
+    spec = SweepSpec(mode="grid", parameters={
+        "traffic.arrival.rate_per_s": rates, "deployments.0.replicas": [1, 2],
+        "deployments.0.max_num_seqs": [32, 64, 128, 256, 512], "seed": [1, 2]})
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        table = run_sweep(Scenario.model_validate(SWEEP_BASE), str(ROOT / "scenarios" / "bench.yaml"), spec,
+                          "<bench>", Path(tmp), jobs=jobs)
+    wall = time.perf_counter() - t0
+    return {"case": f"sweep-{len(table)}", "units": len(table), "requests": int(table.filter(like="outcomes.").sum().sum()),
+            "errors": int((table["error"].fillna("") != "").sum()), "wall_s": wall, "sim_wall_s": wall, "units_per_wall_s": len(table) / wall,
+            "events": 0, "jobs": jobs, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "simfactory_version": simfactory.__version__}
+
+
 def case_child(kind: str, n: int) -> dict:
     """Run one case in this process and report its figures."""
+    if kind == "sweep":
+        return sweep_child(n)
     sys.path.insert(0, str(ROOT))
     import simfactory
     from simfactory.config.scenario import Scenario
@@ -77,8 +120,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(case_child(args.child[0], int(args.child[1]))))
         return
-    sizes = [("chat", 1_000_000), ("agents", 100_000), ("chat", 10_000), ("chat", 100_000)] if args.full else [
-        ("chat", 10_000), ("chat", 30_000), ("chat", 100_000), ("agents", 5_000)]
+    sizes = [("chat", 1_000_000), ("agents", 100_000), ("chat", 10_000), ("chat", 100_000), ("sweep", 1000)] if (
+        args.full) else [("chat", 10_000), ("chat", 30_000), ("chat", 100_000), ("agents", 5_000), ("sweep", 100)]
     rows = []
     for kind, n in sizes:
         out = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True)
@@ -91,12 +134,19 @@ def main() -> None:
               f"{row['units_per_wall_s']:9,.0f} units/s, {row['events']:>11,} events, {row['peak_rss_mb']:7,.0f} MB peak",
               flush=True)
     chat = sorted((r["units"], r["wall_s"]) for r in rows if r["case"].startswith("chat"))
+    scaling = None
     if len(chat) >= 2:
-        (n0, w0), (n1, w1) = chat[0], chat[-1]
-        slope = (w1 - w0) / (n1 - n0)
-        print(f"chat scaling: {slope * 1e6:.2f} s per million requests (from {n0:,} to {n1:,}); "
-              f"wall/requests {w0 / n0 * 1e6:.2f} vs {w1 / n1 * 1e6:.2f} us: linear if these are close")
-    report = {"machine": platform.platform(), "python": platform.python_version(), "cases": rows}
+        n = np.array([c[0] for c in chat], dtype=float)
+        w = np.array([c[1] for c in chat])
+        slope, intercept = np.polyfit(n, w, 1)  # least squares: wall = intercept + slope x requests
+        # superlinear work shows as an exponent above 1 in wall ~ n^k (log-log fit)
+        exponent = float(np.polyfit(np.log(n), np.log(w), 1)[0])
+        scaling = {"s_per_million": slope * 1e6, "intercept_s": intercept, "loglog_exponent": exponent}
+        print(f"chat scaling: {slope * 1e6:.2f} s per million requests (least squares over {len(chat)} sizes, "
+              f"{int(n[0]):,} to {int(n[-1]):,}); log-log exponent {exponent:.3f} (1 = linear); wall per request "
+              + ", ".join(f"{wi / ni * 1e6:.1f} us" for ni, wi in zip(n, w)))
+    report = {"machine": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count(),
+              "cases": rows, "chat_scaling": scaling}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.compare:
