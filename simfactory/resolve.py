@@ -247,10 +247,8 @@ def calibrated_entries(dirs: list[Path], sku: str) -> list[tuple[StepTimeEntry, 
     return out
 
 
-def choose_step_time(
-    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None = None,
-) -> tuple[StepTimeModel, str]:
+def step_time_entry(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> tuple[StepTimeEntry, str] | None:
+    """The explicit entry for this (model, engine, dtype, TP), measured first; None: the SKU's roofline."""
     entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
     entries += calibrated_entries(dirs, profile.sku)
     matching = [
@@ -258,8 +256,30 @@ def choose_step_time(
         for e, where in entries
         if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)
     ]
-    if matching:
-        entry, where = min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source])
+    return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
+
+
+def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> HardwareProfile:
+    """A measured profile's power curve (calibration's NVML fit) replaces the spec sheet's idle and max power,
+    so the TCO energy model uses what was measured; its source says so."""
+    chosen = step_time_entry(d, profile, dirs)
+    if chosen is None or chosen[0].idle_w is None or chosen[0].max_w is None:
+        return profile
+    entry, where = chosen
+    spec = profile.spec.model_copy(update={
+        "idle_w": entry.idle_w, "tdp_w": entry.max_w,
+        "source": f"power measured by calibration ({where}); spec sheet: {profile.spec.source}",
+    })
+    return profile.model_copy(update={"spec": spec})
+
+
+def choose_step_time(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None = None,
+) -> tuple[StepTimeModel, str]:
+    chosen = step_time_entry(d, profile, dirs)
+    if chosen is not None:
+        entry, where = chosen
         spec = entry.step_time
         label = f"{entry.source} ({where})"
         if isinstance(spec, LinearStepTime):
@@ -382,6 +402,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         except InputErrors as e:
             errors.extend(e.errors)
             continue
+        profiles[d.pool] = with_measured_power(d, profiles[d.pool], profile_dirs)
         if d.tp * d.pp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
             errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp x pp > 1"))
             continue

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog
+from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog, StepTimeEntry
 from simfactory.config.scenario import Scenario, Workload
 from simfactory.config.prices import PriceBook
 from simfactory.paths import PROJECT_ROOT
@@ -20,6 +20,7 @@ KINDS: dict[str, Any] = {
     "models": ModelCatalog,
     "engines": EngineCatalog,
     "price-book": PriceBook,
+    "measured-profile": StepTimeEntry,
 }
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
 

@@ -105,9 +105,11 @@ class StepTimeEntry(_Strict):
     tp: PositiveInt = 1
     source: Literal["roofline", "measured", "published-fit"]
     step_time: StepTimeSpec
-    fit_mape: NonNegativeFloat | None = None
+    fit_mape: NonNegativeFloat | None = Field(default=None, description="held-out mean absolute percentage error")
     provenance: dict[str, str] = Field(default_factory=dict)
     notes: str | None = None
+    idle_w: NonNegativeFloat | None = Field(default=None, description="measured power per device at 0% utilization")
+    max_w: PositiveFloat | None = Field(default=None, description="measured power per device at 100% utilization")
 
 
 class RooflineDefault(Sourced):

@@ -1,0 +1,136 @@
+"""`simfactory calibrate run`: time a design of engine steps on this GPU, fit the step-time model, publish a
+measured profile. Order matters: the GPU is checked before anything heavy is imported, the fit is checked
+before anything is written, and the profile files appear together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.calibration.backends import Backend
+from simfactory.calibration.design import DesignPoint, DesignSpace, design
+from simfactory.calibration.fit import FitRefused, FitResult, PowerFit, check_threshold, fit_power, fit_step_time
+from simfactory.calibration.measurements import check_steps
+from simfactory.calibration.nvml import NvmlSampler, window_means
+from simfactory.calibration.profile_writer import build_entry, write_profile
+from simfactory.config.profile import BYTES_PER_PARAM, ModelArch
+from simfactory.paths import PROJECT_ROOT
+
+MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
+OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
+
+
+def robust_stats(times_s: list[float]) -> tuple[float, float, int]:
+    """Median, 90th percentile and count of repetitions after dropping outliers (a GC pause, a clock change)."""
+    t = np.asarray(times_s, dtype=float)
+    med = float(np.median(t))
+    mad = float(np.median(np.abs(t - med))) or med * 1e-3
+    kept = t[np.abs(t - med) <= OUTLIER_MADS * 1.4826 * mad]
+    return float(np.median(kept)), float(np.percentile(kept, 90)), int(len(kept))
+
+
+def measure(backend: Backend, points: list[DesignPoint], repetitions: int = 10, warmup: int = 3,
+            sampler: NvmlSampler | None = None, on_point: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """The step table (see measurements.py) for the points this backend can time."""
+    rows: list[dict[str, Any]] = []
+    usable = [p for p in points if p.kind in backend.kinds]
+    for i, point in enumerate(usable):
+        start = sampler.now_s() if sampler is not None else 0.0
+        times = backend.time_point(point, repetitions, warmup)
+        end = sampler.now_s() if sampler is not None else 0.0
+        med, p90, kept = robust_stats(times)
+        load = point.load()
+        row: dict[str, Any] = {
+            "kind": point.kind, "prefill_seqs": point.prefill_seqs, "prompt_tokens": point.prefill_tokens,
+            "context_tokens": point.context_tokens, "prefill_tokens": load.prefill_tokens,
+            "decode_seqs": load.decode_seqs, "kv_tokens_read": load.kv_tokens_read,
+            "prefill_attn_pairs": load.prefill_attn_pairs, "step_s": med, "step_s_p90": p90, "repetitions": kept,
+            "window_start_s": start, "window_end_s": end,
+        }
+        rows.append(row)
+        if on_point:
+            on_point(i + 1, len(usable))
+    return check_steps(pd.DataFrame(rows), "<measured steps>")
+
+
+def add_power(steps: pd.DataFrame, samples: pd.DataFrame) -> pd.DataFrame:
+    """Mean power and SM utilization over each point's timing window."""
+    means = [window_means(samples, a, b) for a, b in zip(steps["window_start_s"], steps["window_end_s"])]
+    out = steps.copy()
+    out["power_w"] = [m[0] for m in means]
+    out["sm_util"] = [m[1] for m in means]
+    return out
+
+
+def design_for(arch: ModelArch, dtype: str, tp: int, memory_gb: float, quick: bool) -> list[DesignPoint]:
+    """The default design, trimmed to the KV cache that fits: 90% of memory minus the weights."""
+    kv_bytes = arch.kv_bytes_per_token("bf16")
+    free_bytes = 0.9 * memory_gb * 1e9 * tp - arch.weight_bytes(dtype)
+    if free_bytes <= 0:
+        raise FitRefused(f"{arch.id} in {dtype} does not fit {tp} x {memory_gb:.0f} GB")
+    kv_tokens = int(free_bytes * 0.8 / kv_bytes)
+    base = DesignSpace(prompt_tokens=(128, 1024), batch_sizes=(1, 16, 64), context_tokens=(512, 4096)) if quick else DesignSpace()
+    space = DesignSpace(base.prompt_tokens, base.batch_sizes, base.context_tokens, base.max_batched_tokens,
+                        max_context_tokens=max(kv_tokens * 4 // max(base.batch_sizes), 1024))
+    points = [p for p in design(space, mixed_points=4 if quick else 12)
+              if p.decode_seqs * (p.context_tokens + 1) + p.prefill_seqs * p.prefill_tokens <= kv_tokens]
+    return points
+
+
+@dataclass(frozen=True)
+class CalibrationRun:
+    profile_path: Path
+    fit: FitResult
+    power: PowerFit | None
+    steps: pd.DataFrame
+
+
+def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: str, tp: int, profiles_dir: Path,
+            provenance: dict[str, Any], arch: ModelArch | None = None, spec: Any = None, kind: str = "best",
+            max_heldout_mape: float = 0.10, force: bool = False, samples: pd.DataFrame | None = None,
+            seed: int = 0) -> CalibrationRun:
+    """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit)."""
+    kv_dtype = "fp8" if dtype == "fp8" else "bf16"
+    roof = (arch, spec, dtype, kv_dtype, tp) if arch is not None and spec is not None else None
+    fit = fit_step_time(steps, kind, roof, seed=seed)
+    check_threshold(fit, max_heldout_mape, force)
+    power = None
+    if "power_w" in steps and "sm_util" in steps and steps["power_w"].notna().sum() >= 3:
+        try:
+            power = fit_power(steps["sm_util"].to_numpy(), steps["power_w"].to_numpy())
+        except FitRefused:
+            power = None  # utilization did not vary enough: keep the price book's idle power
+    entry = build_entry(fit, model=model, engine=engine, dtype=dtype, tp=tp, provenance=provenance, power=power)
+    path = write_profile(entry, fit, profiles_dir, sku, samples)
+    return CalibrationRun(path, fit, power, steps)
+
+
+def base_provenance(command: list[str]) -> dict[str, Any]:
+    return {"command": " ".join(command), "python": platform.python_version(), "host_os": platform.platform()}
+
+
+def bytes_per_param(dtype: str) -> float:
+    return BYTES_PER_PARAM[dtype]
+
+
+def argv() -> list[str]:
+    return ["simfactory", *sys.argv[1:]]
+
+
+def config_dir_for(model: str, override: Path | None) -> Path:
+    """calibrate/model_configs/<model>/ (or --config-dir), which must hold a config.json."""
+    folder = override if override is not None else MODEL_CONFIGS / model
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder / 'config.json'}: no model config; put the model's Hugging Face config.json "
+                                "there or pass --config-dir")
+    json.loads((folder / "config.json").read_text())
+    return folder

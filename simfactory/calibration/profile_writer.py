@@ -1,0 +1,72 @@
+"""Publish a fit as a measured hardware profile: hardware_profiles/<sku>/<model>-<engine>-<dtype>-tp<N>.yaml
+(a `StepTimeEntry` with `source: measured`, its held-out error and provenance), with the raw measurements
+next to it as CSV. Files are written to temporaries and renamed, so an interrupted run leaves nothing
+half-written; the YAML is validated by loading it back before it replaces anything.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from simfactory.calibration.fit import FitResult, PowerFit
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import StepTimeEntry
+from simfactory.provenance import git_sha
+
+SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/measured-profile.json\n"
+
+
+def profile_name(model: str, engine: str, dtype: str, tp: int) -> str:
+    return f"{model}-{engine}-{dtype}-tp{tp}"
+
+
+def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int, provenance: dict[str, Any],
+                power: PowerFit | None = None, notes: str | None = None) -> StepTimeEntry:
+    prov = {k: str(v) for k, v in provenance.items()}
+    prov.setdefault("date", datetime.now(timezone.utc).strftime("%Y-%m-%d"))
+    prov.setdefault("git_sha", git_sha())
+    prov["fit"] = (f"{fit.kind}; held-out MAPE {fit.heldout_mape:.2%}, worst {fit.heldout_max_error:.2%} "
+                   f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} steps); train MAPE {fit.train_mape:.2%}")
+    if power is not None:
+        prov["power_fit"] = (f"idle {power.idle_w:.0f} W, max {power.max_w:.0f} W, MAPE {power.mape:.1%} "
+                             f"over {power.samples} NVML samples")
+    return StepTimeEntry(
+        model=model, engine=engine, dtype=dtype, tp=tp, source="measured", step_time=fit.step_time,  # type: ignore[arg-type]
+        fit_mape=round(fit.heldout_mape, 6), provenance=prov, notes=notes,
+        idle_w=None if power is None else round(power.idle_w / tp, 1),  # per device: the sampler sums the TP group
+        max_w=None if power is None else round(power.max_w / tp, 1),
+    )
+
+
+def _atomic_write(path: Path, write: Any) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    return tmp
+
+
+def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku: str,
+                  samples: pd.DataFrame | None = None) -> Path:
+    """Write <profiles_dir>/<sku>/<name>.yaml, <name>.steps.csv (and <name>.power.csv); returns the YAML path."""
+    folder = profiles_dir / sku
+    folder.mkdir(parents=True, exist_ok=True)
+    name = profile_name(entry.model, entry.engine, entry.dtype, entry.tp)
+    target = folder / f"{name}.yaml"
+    doc = entry.model_dump(mode="json", exclude_none=True)
+    header = (f"{SCHEMA_LINE}# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
+              f"({entry.provenance.get('date', '')}); raw steps: {name}.steps.csv\n")
+    tmps = [_atomic_write(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
+    load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it
+    tmps.append(_atomic_write(folder / f"{name}.steps.csv", lambda p: fit.predictions.to_csv(p, index=False)))
+    finals = [target, folder / f"{name}.steps.csv"]
+    if samples is not None and len(samples):
+        tmps.append(_atomic_write(folder / f"{name}.power.csv", lambda p: samples.to_csv(p, index=False)))
+        finals.append(folder / f"{name}.power.csv")
+    for tmp, final in zip(tmps, finals):
+        os.replace(tmp, final)
+    return target

@@ -1,0 +1,153 @@
+"""`simfactory calibrate run` (microbenchmark on this GPU) and `calibrate fit` (fit step measurements you
+already have): thin commands over simfactory.calibration, registered on the `calibrate` sub-app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from simfactory.errors import InputError
+
+EXIT_NO_GPU = 3  # distinct from bad input (2): the command was right, the machine cannot run it
+
+
+def _context(sku: str, model: str) -> tuple[Any, Any]:
+    """The model's shape and the SKU's spec (for the roofline candidate and the KV-memory design)."""
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_models, load_profile, search_dirs
+
+    dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+    models = load_models(dirs)
+    if model not in models:
+        raise InputError("hardware_profiles/models.yaml", "models", f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+    profile = load_profile(dirs, sku, f"--sku {sku}", "sku")
+    return models[model], profile
+
+
+def _report(run: Any, out: Any) -> None:
+    from rich.table import Table
+
+    f = run.fit
+    table = Table(title=f"fit: {f.kind} step-time model")
+    for col in ("split", "steps", "MAPE", "worst"):
+        table.add_column(col, justify="right")
+    train = f.predictions[f.predictions["split"] == "train"]["error"].abs()
+    table.add_row("train", str(f.n_train), f"{f.train_mape:.2%}", f"{train.max():.2%}")
+    table.add_row("held-out", str(f.n_heldout), f"{f.heldout_mape:.2%}", f"{f.heldout_max_error:.2%}")
+    out.print(table)
+    out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
+    if run.power is not None:
+        out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
+    out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
+              "model, engine, dtype and TP on this SKU")
+
+
+def register(app: typer.Typer) -> None:
+    from simfactory.cli import err, input_errors, out
+
+    @app.command("run")
+    def run_cmd(
+        model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml); its config.json comes "
+                                                "from calibrate/model_configs/<model>/.")] = "llama-3.1-8b",
+        backend: Annotated[str, typer.Option(help="vllm (the real engine) or torch (transformers, eager).")] = "vllm",
+        sku: Annotated[Optional[str], typer.Option(help="SKU id to write the profile for (default: from the GPU's name).")] = None,
+        dtype: Annotated[str, typer.Option(help="Weights: bf16 or fp8 (vllm).")] = "bf16",
+        tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs (vllm).")] = 1,
+        repetitions: Annotated[int, typer.Option(min=3, help="Timed repetitions per step shape.")] = 10,
+        warmup: Annotated[int, typer.Option(min=0, help="Untimed repetitions first.")] = 3,
+        quick: Annotated[bool, typer.Option(help="A small design (minutes): for a smoke test, not for publishing.")] = False,
+        fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline or best (lower held-out error).")] = "best",
+        max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
+        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
+        config_dir: Annotated[Optional[Path], typer.Option(help="Folder with the model's config.json.")] = None,
+        profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+    ) -> None:
+        """Time engine steps on this GPU, fit the step-time model and write a measured profile.
+
+        Writes <profiles-dir>/<sku>/<model>-<engine>-<dtype>-tp<N>.yaml (source: measured, held-out fit error,
+        provenance) with the raw steps and NVML power samples as CSV beside it.
+
+        Example: simfactory calibrate run --backend vllm --model llama-3.1-8b --tp 1
+        """
+        from simfactory.calibration.fit import FitRefused
+        from simfactory.calibration.nvml import NoGpu, NvmlSampler, require_gpu, sku_for
+
+        try:
+            gpu = require_gpu(0)
+        except NoGpu as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_NO_GPU) from None
+        with input_errors():
+            chosen_sku = sku or sku_for(gpu.name)
+            if chosen_sku is None:
+                raise InputError("--sku", "sku", f"cannot tell the SKU from the GPU name {gpu.name!r}; pass --sku")
+            arch, profile = _context(chosen_sku, model)
+        from simfactory.calibration.backends import make_backend
+        from simfactory.calibration.microbench import base_provenance, config_dir_for, design_for, measure, publish
+
+        try:
+            folder = config_dir_for(model, config_dir)
+            points = design_for(arch, dtype, tp, gpu.memory_gb, quick)
+            engine = make_backend(backend, folder, dtype, tp)
+        except (FileNotFoundError, RuntimeError, ValueError, FitRefused) as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        with NvmlSampler(tuple(range(tp))) as sampler:
+            steps = measure(engine, points, repetitions, warmup, sampler,
+                            on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False))
+        samples = sampler.frame()
+        from simfactory.calibration.microbench import add_power
+
+        steps = add_power(steps, samples)
+        prov = base_provenance(["simfactory", "calibrate", "run", "--backend", backend, "--model", model, "--dtype",
+                                dtype, "--tp", str(tp)] + (["--quick"] if quick else []))
+        prov.update({"gpu": gpu.name, "gpus": str(tp), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver,
+                     "engine_version": engine.version(), "backend": backend,
+                     "design": f"{len(steps)} step shapes x {repetitions} repetitions (median, outliers dropped)"})
+        try:
+            run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
+                          profiles_dir=profiles_dir, provenance=prov, arch=arch, spec=profile.spec, kind=fit_model,
+                          max_heldout_mape=max_heldout_mape, force=force, samples=samples)
+        except FitRefused as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        _report(run, out)
+
+    @app.command("fit")
+    def fit_cmd(
+        steps_file: Annotated[Path, typer.Argument(help="Step table (CSV or Parquet) with the columns of "
+                                                        "`calibrate run`'s .steps.csv.")],
+        sku: Annotated[str, typer.Option(help="SKU id the measurements were taken on.")],
+        model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")],
+        engine: Annotated[str, typer.Option(help="Engine label of the profile (vllm, sglang, torch-eager, ...).")] = "vllm",
+        dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
+        tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
+        fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline or best.")] = "best",
+        max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
+        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
+        gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
+        profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+    ) -> None:
+        """Fit step measurements you already have (no GPU needed) and write a measured profile.
+
+        Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
+        """
+        from simfactory.calibration.fit import FitRefused
+        from simfactory.calibration.measurements import check_steps, read_table
+        from simfactory.calibration.microbench import base_provenance, publish
+
+        with input_errors():
+            steps = check_steps(read_table(steps_file), str(steps_file))
+            arch, profile = _context(sku, model)
+        prov = base_provenance(["simfactory", "calibrate", "fit", str(steps_file)])
+        prov.update({"measurements": str(steps_file), "gpu": gpu_name or sku})
+        try:
+            run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, profiles_dir=profiles_dir,
+                          provenance=prov, arch=arch, spec=profile.spec, kind=fit_model,
+                          max_heldout_mape=max_heldout_mape, force=force)
+        except FitRefused as e:
+            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        _report(run, out)

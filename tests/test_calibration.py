@@ -1,0 +1,268 @@
+"""Calibration without a GPU: fitting recovers known models, refuses poor fits, publishes a profile the
+simulator then uses; the NVML sampler (on a fake NVML) integrates energy; no GPU gives one clear message."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from simfactory.calibration.design import QUICK, DesignPoint, design
+from simfactory.calibration.fit import FitRefused, check_threshold, fit_power, fit_step_time
+from simfactory.calibration.measurements import check_steps
+from simfactory.calibration.microbench import MODEL_CONFIGS, measure, publish, robust_stats
+from simfactory.calibration.nvml import NvmlSampler, energy_j, samples_frame, sku_for
+from simfactory.config.profile import LinearStepTime, RooflineStepTime
+from simfactory.errors import InputError
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad
+from simfactory.paths import PROFILES_DIR
+from simfactory.resolve import load_models, load_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUE = LinearStepTime(overhead_s=0.004, s_per_prefill_token=6e-5, s_per_decode_seq=1e-4, s_per_kv_token=3e-8,
+                      s_per_attn_pair=2e-10)
+
+
+def table(step_s, noise: float = 0.02, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in design():
+        ld = p.load()
+        rows.append({"kind": p.kind, "prefill_tokens": ld.prefill_tokens, "decode_seqs": ld.decode_seqs,
+                     "kv_tokens_read": ld.kv_tokens_read, "prefill_attn_pairs": ld.prefill_attn_pairs,
+                     "step_s": step_s(ld) * (1 + rng.normal(0, noise))})
+    return pd.DataFrame(rows)
+
+
+def h100_8b():
+    models = load_models([PROFILES_DIR])
+    return models["llama-3.1-8b"], load_profile([PROFILES_DIR], "h100-sxm", "x", "sku")
+
+
+def test_linear_fit_recovers_known_coefficients_from_noisy_steps():
+    fit = fit_step_time(table(LinearModel(TRUE).step_s), "linear")
+    s = fit.step_time
+    assert s.overhead_s == pytest.approx(TRUE.overhead_s, rel=0.1)
+    assert s.s_per_prefill_token == pytest.approx(TRUE.s_per_prefill_token, rel=0.05)
+    assert s.s_per_decode_seq == pytest.approx(TRUE.s_per_decode_seq, rel=0.15)
+    assert s.s_per_kv_token == pytest.approx(TRUE.s_per_kv_token, rel=0.15)
+    assert fit.heldout_mape < 0.03  # 2% noise: the held-out error is the noise, not model error
+    assert fit.n_heldout >= 10 and set(fit.predictions["split"]) == {"train", "heldout"}
+
+
+def test_roofline_fit_recovers_efficiencies_and_best_picks_it():
+    arch, profile = h100_8b()
+    truth = RooflineStepTime(compute_efficiency=0.55, memory_efficiency=0.8, step_overhead_s=0.003)
+    model = RooflineModel(arch, profile.spec, truth, "bf16", "bf16", 1)
+    steps = table(model.step_s, noise=0.01)
+    fit = fit_step_time(steps, "best", (arch, profile.spec, "bf16", "bf16", 1))
+    assert fit.kind == "roofline"
+    assert fit.step_time.compute_efficiency == pytest.approx(0.55, rel=0.05)
+    assert fit.step_time.memory_efficiency == pytest.approx(0.8, rel=0.05)
+    assert fit.heldout_mape < 0.02
+
+
+def test_data_from_a_different_model_gives_a_large_error_and_is_refused():
+    # attention cost quadratic in the whole batch's tokens: no linear model in the load features fits it
+    def quadratic(ld: StepLoad) -> float:
+        tokens = ld.prefill_tokens + ld.decode_seqs
+        return 0.002 + 4e-9 * tokens**2 + 5e-6 * (ld.kv_tokens_read / max(ld.decode_seqs, 1)) ** 1.5
+    fit = fit_step_time(table(quadratic, noise=0.0), "linear")
+    assert fit.heldout_mape > 0.10
+    with pytest.raises(FitRefused, match="held-out MAPE"):
+        check_threshold(fit, 0.10)
+    check_threshold(fit, 0.10, force=True)  # --force publishes anyway
+
+
+def test_too_few_steps_cannot_be_fitted():
+    with pytest.raises(FitRefused, match="at least"):
+        fit_step_time(table(LinearModel(TRUE).step_s).head(5), "linear")
+
+
+def test_outlier_repetitions_are_dropped():
+    med, p90, kept = robust_stats([0.010, 0.0101, 0.0099, 0.0100, 0.0102, 0.25])
+    assert kept == 5 and med == pytest.approx(0.0100, rel=0.01) and p90 < 0.011
+
+
+def test_power_fit_recovers_idle_and_max():
+    u = np.linspace(0.05, 1.0, 40)
+    p = 120 + (690 - 120) * u + np.random.default_rng(0).normal(0, 5, u.size)
+    fit = fit_power(u, p)
+    assert fit.idle_w == pytest.approx(120, abs=8) and fit.max_w == pytest.approx(690, abs=8)
+    with pytest.raises(FitRefused):
+        fit_power(np.full(10, 0.9), np.full(10, 600.0))  # no spread in utilization: no curve
+
+
+def test_energy_is_the_integral_of_power():
+    frame = samples_frame([(t, 300.0 + 100.0 * t, 0.5, 1.0, 1980, 2619, 60) for t in np.linspace(0, 2, 41)])
+    assert energy_j(frame) == pytest.approx(300 * 2 + 100 * 2**2 / 2)  # linear power: trapezoids are exact
+    assert energy_j(frame, 1.0, 2.0) == pytest.approx(300 + 100 * (4 - 1) / 2)
+
+
+class FakeNvml(types.ModuleType):
+    """Enough of pynvml for the sampler: two GPUs drawing 350 W and 250 W at 60% / 40% utilization."""
+
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
+
+    def __init__(self) -> None:
+        super().__init__("pynvml")
+        self.calls = 0
+
+    def nvmlInit(self): pass  # noqa: E704
+    def nvmlDeviceGetHandleByIndex(self, i): return i  # noqa: E704
+    def nvmlDeviceGetPowerUsage(self, h): self.calls += 1; return 350_000 if h == 0 else 250_000  # noqa: E702,E704
+    def nvmlDeviceGetUtilizationRates(self, h): return types.SimpleNamespace(gpu=60 if h == 0 else 40)  # noqa: E704
+    def nvmlDeviceGetMemoryInfo(self, h): return types.SimpleNamespace(used=40e9, total=80e9)  # noqa: E704
+    def nvmlDeviceGetClockInfo(self, h, kind): return 1980 if kind == 1 else 2619  # noqa: E704
+    def nvmlDeviceGetTemperature(self, h, kind): return 61 + h  # noqa: E704
+
+
+def test_sampler_runs_at_least_10_hz_and_integrates_energy(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+    with NvmlSampler((0, 1), interval_s=0.02) as s:
+        time.sleep(0.5)
+    frame = s.frame()
+    duration = frame["t_s"].iloc[-1] - frame["t_s"].iloc[0]
+    assert len(frame) / max(duration, 1e-9) >= 10
+    assert (frame["power_w"] == 600.0).all() and frame["sm_util"].iloc[0] == pytest.approx(0.5)
+    assert energy_j(frame) == pytest.approx(600.0 * duration)
+    with pytest.raises(ValueError, match="10 Hz"):
+        NvmlSampler(interval_s=0.5)
+
+
+class FakeBackend:
+    """Times from a known linear model with noise and an occasional disturbed repetition."""
+
+    engine = "fake"
+    kinds = ("prefill", "decode", "mixed")
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(3)
+
+    def version(self) -> str:
+        return "fake 1.0"
+
+    def time_point(self, point: DesignPoint, repetitions: int, warmup: int) -> list[float]:
+        t = LinearModel(TRUE).step_s(point.load())
+        out = list(t * (1 + self.rng.normal(0, 0.01, repetitions)))
+        out[0] *= 20  # one disturbed repetition per point: dropped as an outlier
+        return out
+
+
+def test_measured_profile_is_published_and_preferred_by_the_simulator(tmp_path):
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=8, warmup=1)
+    assert steps["repetitions"].between(5, 7).all()  # the 20x repetition never survives
+    truth = [LinearModel(TRUE).step_s(StepLoad(*r)) for r in steps[["prefill_tokens", "decode_seqs", "kv_tokens_read",
+                                                                      "prefill_attn_pairs"]].itertuples(index=False)]
+    np.testing.assert_allclose(steps["step_s"], truth, rtol=0.03)
+    steps["power_w"] = 100 + 500 * np.linspace(0.1, 1, len(steps))
+    steps["sm_util"] = np.linspace(0.1, 1, len(steps))
+    arch, profile = h100_8b()
+    run = publish(steps, sku="h100-sxm", model="llama-3.1-8b", engine="vllm", dtype="bf16", tp=1,
+                  profiles_dir=tmp_path / "hardware_profiles", provenance={"gpu": "NVIDIA H100 80GB HBM3"},
+                  arch=arch, spec=profile.spec, kind="linear")
+    path = tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml"
+    assert run.profile_path == path
+    assert (path.parent / "llama-3.1-8b-vllm-bf16-tp1.steps.csv").is_file()
+    doc = yaml.safe_load(path.read_text())
+    assert doc["source"] == "measured" and doc["fit_mape"] == pytest.approx(run.fit.heldout_mape, abs=1e-6)
+    assert doc["provenance"]["gpu"] == "NVIDIA H100 80GB HBM3" and "held-out MAPE" in doc["provenance"]["fit"]
+    assert doc["idle_w"] == pytest.approx(100, abs=5) and doc["max_w"] == pytest.approx(600, abs=5)
+    assert path.read_text().startswith("# yaml-language-server: $schema=../../schemas/measured-profile.json")
+
+    # a scenario beside that folder runs on the measured model, and its energy uses the measured power
+    scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    from simfactory.api import prepare
+
+    rs = prepare(tmp_path / "s.yaml")
+    dep = next(d for d in rs.deployments if d.profile.sku == "h100-sxm" and d.config.model == "llama-3.1-8b"
+               and d.config.tp == 1 and d.config.dtype == "bf16" and d.config.engine == "vllm")
+    assert dep.step_time_source.startswith("measured")
+    assert isinstance(dep.step_time, LinearModel)
+    assert dep.step_time.spec.s_per_prefill_token == pytest.approx(TRUE.s_per_prefill_token, rel=0.05)
+    assert rs.pool_profiles[dep.pool.name].spec.idle_w == pytest.approx(doc["idle_w"])
+    assert "measured" in rs.pool_profiles[dep.pool.name].spec.source
+
+
+def calibrate_cli() -> typer.Typer:
+    from simfactory.cli_calibrate_run import register
+
+    app = typer.Typer()
+    register(app)
+    return app
+
+
+def test_no_gpu_gives_one_clear_message_and_writes_nothing(tmp_path, monkeypatch):
+    fake = types.ModuleType("pynvml")
+
+    def no_driver() -> None:
+        raise RuntimeError("NVML Shared Library Not Found")
+
+    fake.nvmlInit = no_driver  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    out = tmp_path / "profiles"
+    res = CliRunner().invoke(calibrate_cli(), ["run", "--backend", "torch", "--profiles-dir", str(out)])
+    assert res.exit_code == 3, res.output
+    assert "no NVIDIA GPU found" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_fit_command_publishes_from_a_csv_and_rejects_a_malformed_one(tmp_path):
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    app = calibrate_cli()
+    args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+            "--profiles-dir", str(tmp_path / "hp")]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "hp" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml").is_file()
+
+    steps.drop(columns=["kv_tokens_read"]).to_csv(tmp_path / "bad.csv", index=False)
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "bad.csv"), *args[2:]])
+    assert res.exit_code == 2 and "bad.csv: kv_tokens_read" in res.output
+
+    # a poor fit is refused (exit 1) unless --force, and nothing is written when refused
+    steps["step_s"] = 0.002 + 4e-12 * (steps["prefill_tokens"] + steps["decode_seqs"]) ** 3
+    steps.to_csv(tmp_path / "odd.csv", index=False)
+    shutil.rmtree(tmp_path / "hp")
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "odd.csv"), *args[2:], "--fit", "linear"])
+    assert res.exit_code == 1 and "held-out MAPE" in res.output and not (tmp_path / "hp").exists()
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "odd.csv"), *args[2:], "--fit", "linear", "--force"])
+    assert res.exit_code == 0, res.output
+
+
+def test_step_table_rejects_bad_values_naming_row_and_field():
+    good = pd.DataFrame([{"kind": "decode", "prefill_tokens": 0, "decode_seqs": 4, "kv_tokens_read": 100.0,
+                          "prefill_attn_pairs": 0.0, "step_s": 0.01}])
+    check_steps(good)
+    with pytest.raises(InputError, match="row 1.step_s"):
+        check_steps(good.assign(step_s=-1.0), "t.csv")
+
+
+def test_shipped_model_configs_match_the_model_catalogue():
+    models = load_models([PROFILES_DIR])
+    folders = sorted(p for p in MODEL_CONFIGS.iterdir() if p.is_dir())
+    assert len(folders) >= 5
+    for folder in folders:
+        cfg = json.loads((folder / "config.json").read_text())
+        m = models[folder.name]
+        assert (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]) == (
+            m.layers, m.hidden, m.heads, m.kv_heads), folder.name
+
+
+def test_gpu_names_map_to_shipped_skus():
+    assert sku_for("NVIDIA H100 80GB HBM3") == "h100-sxm"
+    assert sku_for("NVIDIA H200") == "h200"
+    assert sku_for("NVIDIA H100 PCIe") is None  # not the SXM part: the user must say which profile
+    assert sku_for("Tesla T4") is None
