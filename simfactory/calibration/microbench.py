@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from simfactory.calibration.fit import FitRefused, FitResult, PowerFit, check_th
 from simfactory.calibration.measurements import check_steps
 from simfactory.calibration.nvml import NvmlSampler, window_means
 from simfactory.calibration.profile_writer import build_entry, write_profile
-from simfactory.config.profile import BYTES_PER_PARAM, ModelArch
+from simfactory.config.profile import ModelArch
 from simfactory.paths import PROJECT_ROOT
 
 MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
@@ -116,14 +115,6 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
 
 def base_provenance(command: list[str]) -> dict[str, Any]:
     return {"command": " ".join(command), "python": platform.python_version(), "host_os": platform.platform()}
-
-
-def bytes_per_param(dtype: str) -> float:
-    return BYTES_PER_PARAM[dtype]
-
-
-def argv() -> list[str]:
-    return ["simfactory", *sys.argv[1:]]
 
 
 def config_dir_for(model: str, override: Path | None) -> Path:

@@ -19,6 +19,10 @@ class _Dist(BaseModel):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def draw(self, rng: np.random.Generator) -> float:
+        """One value: the same draw as sample(rng, 1)[0] (agents draw one at a time, per step)."""
+        return float(self.sample(rng, 1)[0])
+
     def mean(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -93,6 +97,14 @@ class LogNormal(_Dist):
         x = rng.lognormal(math.log(self.median), self.sigma, n)
         if self.min is not None or self.max is not None:
             x = np.clip(x, self.min, self.max)
+        return x
+
+    def draw(self, rng: np.random.Generator) -> float:
+        x = float(rng.lognormal(math.log(self.median), self.sigma))  # the scalar draw: same stream, no arrays
+        if self.min is not None:
+            x = max(x, self.min)
+        if self.max is not None:
+            x = min(x, self.max)
         return x
 
     def mean(self) -> float:

@@ -12,6 +12,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from math import isnan
+
 import numpy as np
 import simpy
 
@@ -93,7 +95,7 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
             for j, rid in enumerate(entry.rids):
                 a0 = max(start, float(table.arrival_s[rid]))
                 last = j == len(entry.rids) - 1
-                a1 = stop if last or np.isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
+                a1 = stop if last or isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
                 if a1 <= a0:
                     continue
                 if table.outcome[rid] == CACHE_HIT_CODE:
@@ -101,12 +103,12 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
                     continue
                 arrive = min(a0 + float(table.net_in_s[rid]), a1)
                 back = a1
-                if last and not np.isnan(table.completion_s[rid]):
+                if last and not isnan(table.completion_s[rid]):
                     back = min(max(float(table.completion_s[rid]), arrive), a1)
                 sched = table.first_scheduled_s[rid]
                 first = table.first_token_s[rid]
-                t1 = back if np.isnan(sched) else min(max(sched, arrive), back)
-                t2 = back if np.isnan(first) else min(max(first, t1), back)
+                t1 = back if isnan(sched) else min(max(sched, arrive), back)
+                t2 = back if isnan(first) else min(max(first, t1), back)
                 out["network"] += (arrive - a0) + (a1 - back)
                 out["queue"] += t1 - arrive
                 out["prefill"] += t2 - t1
@@ -248,6 +250,7 @@ class AgentTask:
         self.region = fleet.rs.classes[class_id].config.region
         self.root = Scope(None)
         self.budget_checks = workload.budget is not None
+        self.timed_out = False  # the deadline fired before the task finished
 
     # -- helpers --
     def difficulty(self) -> float:
@@ -255,7 +258,7 @@ class AgentTask:
         return 0.0 if d is None else min(max(self.draw(d), 0.0), 1.0)
 
     def draw(self, dist: Any) -> float:
-        return float(dist.sample(self.rng, 1)[0])
+        return float(dist.draw(self.rng))
 
     def draw_tokens(self, dist: Any) -> int:
         return max(int(round(self.draw(dist))), 1)
@@ -267,18 +270,17 @@ class AgentTask:
     # -- process --
     def run(self) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
-        body = self.env.process(self._body())
-        self.root.process = body
-        if self.w.deadline_s is None:
-            yield body
-        else:
-            yield simpy.AnyOf(self.env, [body, self.env.timeout(self.w.deadline_s)])
-        if body.triggered:
-            rec.outcome = body.value
-        else:
-            rec.outcome = "timed_out"
-            self.root.cancel(self.fleet.abort)
+        self.root.process = self.env.active_process  # the task walks its steps in its own process
+        if self.w.deadline_s is not None:  # a timer, not a second process: it cancels the task if still running
+            self.env.timeout(self.w.deadline_s).callbacks.append(self._deadline)
+        outcome = yield from self._body()
+        rec.outcome = "timed_out" if self.timed_out else outcome
         self.fleet.finish_task(self)
+
+    def _deadline(self, _event: simpy.Event) -> None:
+        if isnan(self.rec.end_s) and not self.timed_out:  # end_s is set when the task finishes
+            self.timed_out = True
+            self.root.cancel(self.fleet.abort)
 
     def _body(self) -> Generator[simpy.Event, Any, str]:
         context = float(self.w.system_prompt_tokens)
