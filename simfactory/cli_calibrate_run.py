@@ -38,6 +38,9 @@ def _report(run: Any, out: Any) -> None:
     table.add_row("held-out", str(f.n_heldout), f"{f.heldout_mape:.2%}", f"{f.heldout_max_error:.2%}")
     out.print(table)
     out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
+    if run.shipped_mape is not None:
+        out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these steps; the measured "
+                  f"profile by {f.heldout_mape:.1%} on held-out steps")
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
     out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
@@ -108,7 +111,7 @@ def register(app: typer.Typer) -> None:
                      "design": f"{len(steps)} step shapes x {repetitions} repetitions (median, outliers dropped)"})
         try:
             run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
-                          profiles_dir=profiles_dir, provenance=prov, arch=arch, spec=profile.spec, kind=fit_model,
+                          profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
                           max_heldout_mape=max_heldout_mape, force=force, samples=samples)
         except FitRefused as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
@@ -145,7 +148,7 @@ def register(app: typer.Typer) -> None:
         prov.update({"measurements": str(steps_file), "gpu": gpu_name or sku})
         try:
             run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, profiles_dir=profiles_dir,
-                          provenance=prov, arch=arch, spec=profile.spec, kind=fit_model,
+                          provenance=prov, arch=arch, profile=profile, kind=fit_model,
                           max_heldout_mape=max_heldout_mape, force=force)
         except FitRefused as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)

@@ -170,13 +170,15 @@ def test_measured_profile_is_published_and_preferred_by_the_simulator(tmp_path):
     arch, profile = h100_8b()
     run = publish(steps, sku="h100-sxm", model="llama-3.1-8b", engine="vllm", dtype="bf16", tp=1,
                   profiles_dir=tmp_path / "hardware_profiles", provenance={"gpu": "NVIDIA H100 80GB HBM3"},
-                  arch=arch, spec=profile.spec, kind="linear")
+                  arch=arch, profile=profile, kind="linear")
     path = tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml"
     assert run.profile_path == path
     assert (path.parent / "llama-3.1-8b-vllm-bf16-tp1.steps.csv").is_file()
     doc = yaml.safe_load(path.read_text())
     assert doc["source"] == "measured" and doc["fit_mape"] == pytest.approx(run.fit.heldout_mape, abs=1e-6)
     assert doc["provenance"]["gpu"] == "NVIDIA H100 80GB HBM3" and "held-out MAPE" in doc["provenance"]["fit"]
+    assert run.shipped_mape is not None and run.shipped_mape > run.fit.heldout_mape  # fake data != H100 roofline
+    assert "shipped_roofline_mape" in doc["provenance"]
     assert doc["idle_w"] == pytest.approx(100, abs=5) and doc["max_w"] == pytest.approx(600, abs=5)
     assert path.read_text().startswith("# yaml-language-server: $schema=../../schemas/measured-profile.json")
 

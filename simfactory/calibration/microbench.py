@@ -91,17 +91,37 @@ class CalibrationRun:
     fit: FitResult
     power: PowerFit | None
     steps: pd.DataFrame
+    shipped_mape: float | None = None  # the uncalibrated (roofline) profile's error on the same steps
+
+
+def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, dtype: str, tp: int) -> float:
+    """How far the SKU's shipped roofline (what `simfactory run` used before) is from these measurements."""
+    from simfactory.config.profile import RooflineStepTime
+    from simfactory.hardware.step_time import RooflineModel, StepLoad
+
+    r = profile.roofline
+    factors = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
+                               step_overhead_s=r.step_overhead_s)
+    model = RooflineModel(arch, profile.spec, factors, dtype, "fp8" if dtype == "fp8" else "bf16", tp)
+    cols = ["prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs"]
+    predicted = np.array([model.step_s(StepLoad(int(a), int(b), float(c), float(d)))
+                          for a, b, c, d in steps[cols].itertuples(index=False)])
+    return float(np.mean(np.abs(predicted / steps["step_s"].to_numpy(dtype=float) - 1.0)))
 
 
 def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: str, tp: int, profiles_dir: Path,
-            provenance: dict[str, Any], arch: ModelArch | None = None, spec: Any = None, kind: str = "best",
+            provenance: dict[str, Any], arch: ModelArch | None = None, profile: Any = None, kind: str = "best",
             max_heldout_mape: float = 0.10, force: bool = False, samples: pd.DataFrame | None = None,
             seed: int = 0) -> CalibrationRun:
     """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit)."""
     kv_dtype = "fp8" if dtype == "fp8" else "bf16"
-    roof = (arch, spec, dtype, kv_dtype, tp) if arch is not None and spec is not None else None
+    roof = (arch, profile.spec, dtype, kv_dtype, tp) if arch is not None and profile is not None else None
     fit = fit_step_time(steps, kind, roof, seed=seed)
     check_threshold(fit, max_heldout_mape, force)
+    shipped = None
+    if arch is not None and profile is not None:
+        shipped = shipped_roofline_mape(steps, arch, profile, dtype, tp)
+        provenance = {**provenance, "shipped_roofline_mape": f"{shipped:.2%} (the SKU's roofline on these steps)"}
     power = None
     if "power_w" in steps and "sm_util" in steps and steps["power_w"].notna().sum() >= 3:
         try:
@@ -110,7 +130,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
             power = None  # utilization did not vary enough: keep the price book's idle power
     entry = build_entry(fit, model=model, engine=engine, dtype=dtype, tp=tp, provenance=provenance, power=power)
     path = write_profile(entry, fit, profiles_dir, sku, samples)
-    return CalibrationRun(path, fit, power, steps)
+    return CalibrationRun(path, fit, power, steps, shipped)
 
 
 def base_provenance(command: list[str]) -> dict[str, Any]:
