@@ -268,3 +268,33 @@ def test_gpu_names_map_to_shipped_skus():
     assert sku_for("NVIDIA H200") == "h200"
     assert sku_for("NVIDIA H100 PCIe") is None  # not the SXM part: the user must say which profile
     assert sku_for("Tesla T4") is None
+
+
+def test_calibrate_run_end_to_end_on_a_fake_gpu(tmp_path, monkeypatch):
+    """The whole `calibrate run` path (GPU check, design sized to memory, NVML sampling, outliers, fit, write)
+    with NVML and the engine replaced by fakes: what a GPU machine runs, minus the GPU."""
+    nv = FakeNvml()
+    extra = {
+        "nvmlDeviceGetCount": lambda: 1,
+        "nvmlDeviceGetName": lambda h: b"NVIDIA H100 80GB HBM3",
+        "nvmlSystemGetDriverVersion": lambda: "550.54.15",
+        "nvmlSystemGetCudaDriverVersion": lambda: 12040,
+        "nvmlDeviceGetEnforcedPowerLimit": lambda h: 700_000,
+    }
+    for name, fn in extra.items():
+        setattr(nv, name, fn)
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    import simfactory.calibration.backends as backends
+
+    monkeypatch.setattr(backends, "make_backend", lambda *a, **k: FakeBackend())
+    out = tmp_path / "hp"
+    res = CliRunner().invoke(calibrate_cli(), ["run", "--backend", "torch", "--quick", "--repetitions", "5",
+                                               "--profiles-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    path = out / "h100-sxm" / "llama-3.1-8b-fake-bf16-tp1.yaml"  # SKU from the GPU's name, engine from the backend
+    doc = yaml.safe_load(path.read_text())
+    assert doc["provenance"]["gpu"] == "NVIDIA H100 80GB HBM3" and doc["provenance"]["driver"] == "550.54.15"
+    assert doc["provenance"]["engine_version"] == "fake 1.0" and doc["fit_mape"] < 0.05
+    steps = pd.read_csv(path.with_name("llama-3.1-8b-fake-bf16-tp1.steps.csv"))
+    assert set(steps["kind"]) == {"prefill", "decode", "mixed"} and steps["power_w"].eq(350.0).all()
+    assert (path.with_name("llama-3.1-8b-fake-bf16-tp1.power.csv")).is_file()

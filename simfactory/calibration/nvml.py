@@ -147,10 +147,16 @@ def energy_j(samples: pd.DataFrame, start_s: float | None = None, end_s: float |
 
 
 def window_means(samples: pd.DataFrame, start_s: float, end_s: float) -> tuple[float, float]:
-    """Mean power (W) and SM utilization over a window; NaN when no sample fell in it."""
+    """Mean power (W) and SM utilization over a window; a window shorter than the sampling interval (no sample
+    inside) gets the values interpolated at its midpoint; NaN without samples at all."""
+    if samples.empty:
+        return float("nan"), float("nan")
     s = samples[(samples["t_s"] >= start_s) & (samples["t_s"] <= end_s)]
     if s.empty:
-        return float("nan"), float("nan")
+        mid = (start_s + end_s) / 2
+        t = samples["t_s"].to_numpy(dtype=float)
+        return (float(np.interp(mid, t, samples["power_w"].to_numpy(dtype=float))),
+                float(np.interp(mid, t, samples["sm_util"].to_numpy(dtype=float))))
     return float(s["power_w"].mean()), float(s["sm_util"].mean())
 
 
