@@ -87,19 +87,22 @@ class VllmBackend:
                     waiting.discard(out.request_id)
 
     def time_point(self, point: DesignPoint, repetitions: int, warmup: int) -> list[float]:
+        """The decode batch is prefilled once; then each repetition times one iteration (decode: the batch's
+        next token; prefill/mixed: fresh prompts beside it, aborted afterwards). The context grows by one token
+        per repetition, negligible next to the design's context lengths."""
+        decoders = [self._add(point.context_tokens) for _ in range(point.decode_seqs)]
+        self._until_first_token(decoders)
         times: list[float] = []
         for rep in range(warmup + repetitions):
-            decoders = [self._add(point.context_tokens) for _ in range(point.decode_seqs)]
-            self._until_first_token(decoders)  # the decode batch now holds its context
             if point.kind == "decode":
-                dt = self._step_s()  # one token for each decoder
+                dt = self._step_s()
             else:
                 prompts = [self._add(point.prefill_tokens) for _ in range(point.prefill_seqs)]
                 dt = self._step_s()  # one iteration: the prompts' prefill (and one token for each decoder)
-                decoders += prompts
+                self.engine_core.abort_request(prompts)
             if rep >= warmup:
                 times.append(dt)
-            self._drain(decoders)
+        self._drain(decoders)
         return times
 
 
