@@ -8,6 +8,7 @@ cost of the window over tasks by their share of replica time.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -40,15 +41,21 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
             rows[cat].append(float(rec.breakdown.get(cat, 0.0)))
         for col in COUNT_COLUMNS:
             rows[col].append(getattr(rec, col))
-        rid = np.asarray([r for attempts in rec.rids for r in attempts], dtype=np.int64)
-        rep_s = t.replica_s[rid]
-        rates = np.asarray([*usd_per_replica_s, 0.0])[t.deployment_id[rid]] if len(rid) else np.zeros(0)
-        rows["usd_llm"].append(float((rep_s * rates).sum()))
-        rows["usd_network"].append(rec.usd_network + float(t.egress_usd[rid].sum()))
-        rows["replica_s"].append(float(rep_s.sum()))
+        rows["usd_network"].append(rec.usd_network)
         rows["usd_tools"].append(rec.usd_tools)
         rows["usd_retrieval"].append(rec.usd_retrieval)
         rows["usd_human"].append(rec.usd_human)
+    # each task's requests (all attempts) summed at once: task index per request id, then bincount
+    n = len(result.tasks)
+    per_task = [[r for attempts in rec.rids for r in attempts] for rec in result.tasks]
+    task_of = np.repeat(np.arange(n, dtype=np.int64), [len(x) for x in per_task])
+    rid = np.fromiter(itertools.chain.from_iterable(per_task), dtype=np.int64, count=len(task_of))
+    rep_s = t.replica_s[rid]
+    rates = np.asarray([*usd_per_replica_s, 0.0])[t.deployment_id[rid]]
+    rows["usd_llm"] = np.bincount(task_of, weights=rep_s * rates, minlength=n).tolist()
+    rows["replica_s"] = np.bincount(task_of, weights=rep_s, minlength=n).tolist()
+    rows["usd_network"] = (np.asarray(rows["usd_network"], dtype=float)
+                           + np.bincount(task_of, weights=t.egress_usd[rid], minlength=n)).tolist()
     df = pd.DataFrame(rows)
     df["usd_total"] = df["usd_llm"] + df["usd_tools"] + df["usd_retrieval"] + df["usd_human"] + df["usd_network"]
     df["measured"] = (df["start_s"] >= sim.warmup_s) & (df["start_s"] < sim.horizon_s)
