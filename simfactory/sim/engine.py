@@ -147,6 +147,7 @@ class ReplicaEngine:
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
+        self._decode_fns: dict[int, Callable[[float], float]] = {}
 
         self.free_blocks = kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
@@ -257,7 +258,9 @@ class ReplicaEngine:
         bucket = self.bucket
         n_dec = len(self.dec_base)
         sum_base = self.sum_base
-        step_s = self.step_time.decode_step_fn(n_dec)
+        step_s = self._decode_fns.get(n_dec)
+        if step_s is None:  # the step-time function of an n-sequence decode step, built once per batch size
+            step_s = self._decode_fns[n_dec] = self.step_time.decode_step_fn(n_dec)
         free = self.free_blocks
         used = 0
         t = self.env.now
