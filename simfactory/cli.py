@@ -662,8 +662,10 @@ def _print_tasks(tasks: dict[str, Any]) -> None:
 
 
 from simfactory.cli_plan import register as _register_plan  # noqa: E402
+from simfactory.cli_calibrate import calibrate_app  # noqa: E402
 
 _register_plan(app)
+app.add_typer(calibrate_app, name="calibrate")
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -1,0 +1,248 @@
+"""Serving results users already have -> the request table (measurements.py), for validation and fitting.
+
+Formats (checked against the tools' source, 2026-11):
+- vllm-bench: `vllm bench serve --save-result --save-detailed` JSON (vllm/benchmarks/serve.py): per-request
+  arrays `input_lens`, `output_lens`, `ttfts` (s), `itls` (list of inter-token gaps per request, s), optional
+  `start_times` (send times, s) and `errors`; top-level `request_rate`. Without --save-detailed the arrays are
+  missing and the file cannot be imported (the message says so).
+- aiperf: AIPerf's `profile_export.jsonl` (one record per request: `metadata.request_start_ns`,
+  `metadata.benchmark_phase`, `metrics.{input_sequence_length, output_sequence_length, time_to_first_token,
+  request_latency}` as {value, unit}, `error`); warm-up records are skipped.
+- genai-perf: genai-perf's `profile_export.json` (`experiments[].requests[]` with `timestamp` and
+  `response_timestamps` in ns); output tokens are the streamed responses (one token per chunk, the vLLM and
+  TRT-LLM streaming default) and input tokens are estimated from the prompt's characters (/ 4) unless the
+  payload names them, since genai-perf keeps token counts out of this file.
+- guidellm: a GuideLLM report JSON (`benchmarks[].requests.{successful, errored, incomplete}[]` with
+  `prompt_tokens`, `output_tokens`, `start_time`, `time_to_first_token_ms`, `request_latency` (s)).
+A malformed file is an InputError naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from simfactory.calibration.measurements import check_requests, tpot_s
+from simfactory.errors import InputError
+
+ImportFormat = Literal["vllm-bench", "aiperf", "genai-perf", "guidellm"]
+FORMATS: tuple[str, ...] = ("vllm-bench", "aiperf", "genai-perf", "guidellm")
+CHARS_PER_TOKEN = 4.0  # same rule of thumb as the trace parsers
+
+
+def _row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2e: float, ok: bool, error: str = "",
+         rate: float = float("nan")) -> dict[str, Any]:
+    out_i = int(out) if ok else int(out or 0)
+    return {"request_id": str(rid), "send_s": float(send_s), "input_tokens": int(inp), "output_tokens": out_i,
+            "ttft_s": float(ttft) if ok else float("nan"), "tpot_s": tpot_s(ttft, e2e, out_i) if ok else float("nan"),
+            "e2e_s": float(e2e) if ok else float("nan"), "ok": bool(ok), "error": error, "rate_rps": rate}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(str(path), "", "file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), "", f"not valid JSON ({exc})") from None
+
+
+def _need(doc: dict[str, Any], key: str, file: str, where: str = "", hint: str = "") -> Any:
+    if not isinstance(doc, dict) or key not in doc:
+        raise InputError(file, f"{where}{key}", f"missing{hint}")
+    return doc[key]
+
+
+def _number(value: Any, file: str, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(file, field, f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def vllm_bench(path: Path) -> pd.DataFrame:
+    doc = _load_json(path)
+    f = str(path)
+    if not isinstance(doc, dict):
+        raise InputError(f, "", "expected a JSON object (vllm bench serve --save-result output)")
+    hint = " (save the per-request arrays with `vllm bench serve --save-result --save-detailed`)"
+    inp = _need(doc, "input_lens", f, hint=hint)
+    out = _need(doc, "output_lens", f, hint=hint)
+    ttfts = _need(doc, "ttfts", f, hint=hint)
+    itls = _need(doc, "itls", f, hint=hint)
+    n = len(inp)
+    for key, arr in (("output_lens", out), ("ttfts", ttfts), ("itls", itls)):
+        if not isinstance(arr, list) or len(arr) != n:
+            raise InputError(f, key, f"expected a list of {n} entries (one per request, like input_lens)")
+    errors = doc.get("errors") or [""] * n
+    starts = doc.get("start_times")
+    if starts is not None and len(starts) != n:
+        raise InputError(f, "start_times", f"expected {n} entries")
+    t0 = min(starts) if starts else 0.0
+    rate = doc.get("request_rate")
+    rate_f = float(rate) if isinstance(rate, (int, float)) and math.isfinite(rate) else float("nan")
+    rows = []
+    for i in range(n):
+        ok = not errors[i] and out[i] and out[i] > 0
+        ttft = _number(ttfts[i], f, f"ttfts[{i}]") if ok else 0.0
+        gaps = itls[i] if isinstance(itls[i], list) else []
+        e2e = ttft + sum(_number(g, f, f"itls[{i}]") for g in gaps)
+        send = (starts[i] - t0) if starts else float("nan")
+        rows.append(_row(i, send, _number(inp[i], f, f"input_lens[{i}]"), out[i] or 0, ttft, e2e, bool(ok),
+                         str(errors[i] or ""), rate_f))
+    frame = pd.DataFrame(rows)
+    if not starts:  # send times unknown: replay as evenly spread at the recorded rate (or back to back)
+        gap = 1.0 / rate_f if rate_f > 0 else 0.0
+        frame["send_s"] = np.arange(n) * gap
+    return frame
+
+
+def _metric(record: dict[str, Any], name: str, file: str, line: int) -> float | None:
+    m = record.get("metrics", {}).get(name)
+    if m is None:
+        return None
+    value = _number(m.get("value") if isinstance(m, dict) else m, file, f"line {line}: metrics.{name}.value")
+    unit = m.get("unit", "") if isinstance(m, dict) else ""
+    return value / 1000.0 if unit == "ms" else value / 1e9 if unit == "ns" else value
+
+
+def aiperf(path: Path) -> pd.DataFrame:
+    f = str(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f, "", "file not found") from None
+    rows: list[dict[str, Any]] = []
+    starts: list[float] = []
+    for line, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputError(f, f"line {line}", f"not valid JSON ({exc.msg})") from None
+        meta = _need(rec, "metadata", f, f"line {line}: ")
+        if meta.get("benchmark_phase", "profiling") != "profiling":
+            continue  # warm-up requests are not measurements
+        start_ns = _number(_need(meta, "request_start_ns", f, f"line {line}: metadata."), f,
+                           f"line {line}: metadata.request_start_ns")
+        error = rec.get("error")
+        ok = not error and not meta.get("was_cancelled", False)
+        inp = _metric(rec, "input_sequence_length", f, line)
+        out = _metric(rec, "output_sequence_length", f, line)
+        ttft = _metric(rec, "time_to_first_token", f, line)
+        e2e = _metric(rec, "request_latency", f, line)
+        if ok:
+            for name, v in (("input_sequence_length", inp), ("output_sequence_length", out),
+                            ("time_to_first_token", ttft), ("request_latency", e2e)):
+                if v is None:
+                    raise InputError(f, f"line {line}: metrics.{name}", "missing")
+        starts.append(start_ns / 1e9)
+        rows.append(_row(meta.get("x_request_id", line), start_ns / 1e9, inp or 0, out or 0, ttft or 0.0, e2e or 0.0,
+                         bool(ok), json.dumps(error) if error else ("cancelled" if not ok else "")))
+    if not rows:
+        raise InputError(f, "", "no profiling records")
+    frame = pd.DataFrame(rows)
+    frame["send_s"] -= min(starts)
+    return frame
+
+
+def genai_perf(path: Path) -> pd.DataFrame:
+    doc = _load_json(path)
+    f = str(path)
+    experiments = _need(doc, "experiments", f)
+    rows: list[dict[str, Any]] = []
+    t0 = None
+    for e, exp in enumerate(experiments):
+        requests = _need(exp, "requests", f, f"experiments[{e}].")
+        setting = exp.get("experiment", {})
+        rate = float(setting.get("value", float("nan"))) if setting.get("mode") == "request_rate" else float("nan")
+        for r, req in enumerate(requests):
+            where = f"experiments[{e}].requests[{r}]."
+            ts = _number(_need(req, "timestamp", f, where), f, where + "timestamp")
+            stamps = _need(req, "response_timestamps", f, where)
+            t0 = ts if t0 is None else min(t0, ts)
+            payload = req.get("request_inputs", {}).get("payload", "")
+            inp = _prompt_tokens(payload)
+            ok = isinstance(stamps, list) and len(stamps) > 0
+            outputs = [o for o in req.get("response_outputs", []) if "[DONE]" not in str(o.get("response", ""))]
+            out = len(outputs) if outputs else (len(stamps) if ok else 0)
+            ttft = (stamps[0] - ts) / 1e9 if ok else 0.0
+            e2e = (stamps[-1] - ts) / 1e9 if ok else 0.0
+            rows.append(_row(f"{e}-{r}", ts / 1e9, inp, out, ttft, e2e, ok, "" if ok else "no response", rate))
+    if not rows:
+        raise InputError(f, "experiments", "no requests")
+    frame = pd.DataFrame(rows)
+    frame["send_s"] -= (t0 or 0.0) / 1e9
+    return frame
+
+
+def _prompt_tokens(payload: Any) -> int:
+    """Tokens of a genai-perf request payload: its stated count if any, else characters / 4."""
+    try:
+        body = json.loads(payload) if isinstance(payload, str) else payload
+    except json.JSONDecodeError:
+        body = {"prompt": payload}
+    if not isinstance(body, dict):
+        return max(int(len(str(body)) / CHARS_PER_TOKEN), 1)
+    for key in ("prompt_tokens", "input_tokens"):
+        if isinstance(body.get(key), int):
+            return int(body[key])
+    text = body.get("prompt") or " ".join(str(m.get("content", "")) for m in body.get("messages", []) if isinstance(m, dict))
+    return max(int(len(str(text)) / CHARS_PER_TOKEN), 1)
+
+
+def guidellm(path: Path) -> pd.DataFrame:
+    doc = _load_json(path)
+    f = str(path)
+    benchmarks = _need(doc, "benchmarks", f)
+    rows: list[dict[str, Any]] = []
+    for b, bench in enumerate(benchmarks):
+        requests = _need(bench, "requests", f, f"benchmarks[{b}].")
+        rate = _guidellm_rate(bench)
+        for status in ("successful", "errored", "incomplete"):
+            for r, req in enumerate(requests.get(status, []) or []):
+                where = f"benchmarks[{b}].requests.{status}[{r}]."
+                ok = status == "successful"
+                start = _number(_need(req, "start_time", f, where), f, where + "start_time")
+                inp = req.get("prompt_tokens") or 0
+                out = req.get("output_tokens") or 0
+                ttft = e2e = 0.0
+                if ok:
+                    inp = _number(_need(req, "prompt_tokens", f, where), f, where + "prompt_tokens")
+                    out = _number(_need(req, "output_tokens", f, where), f, where + "output_tokens")
+                    ttft = _number(_need(req, "time_to_first_token_ms", f, where), f,
+                                   where + "time_to_first_token_ms") / 1000.0
+                    e2e = _number(_need(req, "request_latency", f, where), f, where + "request_latency")
+                rows.append(_row(req.get("request_id", f"{b}-{status}-{r}"), start, inp, out, ttft, e2e, ok,
+                                 "" if ok else str(req.get("error") or status), rate))
+    if not rows:
+        raise InputError(f, "benchmarks", "no requests")
+    frame = pd.DataFrame(rows)
+    frame["send_s"] -= frame["send_s"].min()
+    return frame
+
+
+def _guidellm_rate(bench: dict[str, Any]) -> float:
+    for holder in (bench.get("args", {}).get("strategy", {}), bench.get("config", {}).get("strategy", {}),
+                   bench.get("scheduler", {}).get("strategy", {})):
+        rate = holder.get("rate") if isinstance(holder, dict) else None
+        if isinstance(rate, (int, float)):
+            return float(rate)
+    return float("nan")
+
+
+PARSERS = {"vllm-bench": vllm_bench, "aiperf": aiperf, "genai-perf": genai_perf, "guidellm": guidellm}
+
+
+def import_results(path: str | Path, fmt: str) -> pd.DataFrame:
+    """Parse a results file into a checked request table, sorted by send time."""
+    p = Path(path)
+    if fmt not in PARSERS:
+        raise InputError("--format", "format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+    frame = PARSERS[fmt](p).sort_values("send_s", kind="stable").reset_index(drop=True)
+    return check_requests(frame, str(p))

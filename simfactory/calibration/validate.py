@@ -1,0 +1,128 @@
+"""Predicted vs. measured: simulate exactly the load a request table records (send times and lengths, per
+rate block) on a described deployment, and compare latency percentiles and throughput block by block.
+
+The error table is the serving-level check of a profile: a calibrated step-time model should bring the
+simulated TTFT/TPOT/E2E within a few percent of what the live endpoint showed at the same load.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simfactory.calibration.measurements import check_requests
+from simfactory.config.scenario import Scenario
+from simfactory.resolve import resolve
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import simulate
+
+METRICS = ("ttft_s", "tpot_s", "e2e_s")
+QUANTILES = (0.5, 0.9)
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What served the measured load (the simulator's side of the comparison)."""
+
+    sku: str
+    model: str
+    engine: str = "vllm"
+    dtype: str = "bf16"
+    tp: int = 1
+    replicas: int = 1
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+
+
+def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed: int) -> Scenario:
+    """One rate block as a scenario replaying its sends (BurstGPT-format trace: seconds and token counts)."""
+    last = float(block["send_s"].max())
+    d: dict[str, Any] = {"name": "d", "model": dep.model, "pool": "p", "replicas": dep.replicas, "tp": dep.tp,
+                         "dtype": dep.dtype, "engine": dep.engine}
+    if dep.max_num_seqs is not None:
+        d["max_num_seqs"] = dep.max_num_seqs
+    if dep.max_num_batched_tokens is not None:
+        d["max_num_batched_tokens"] = dep.max_num_batched_tokens
+    return Scenario.model_validate({
+        "name": "calibration-validate",
+        "seed": seed,
+        "pools": [{"name": "p", "sku": dep.sku, "count": dep.replicas * dep.tp, "location": "cloud"}],
+        "deployments": [d],
+        "traffic": {"arrival": {"process": "poisson", "rate_per_s": 1.0},
+                    "classes": [{"name": "measured", "target": "d",
+                                 "trace": {"file": str(trace_file), "format": "burstgpt"}}]},
+        "sim": {"horizon_s": last + 1e-6, "drain": True, "max_drain_s": 86400.0,
+                "timeline_resolution_s": max(last / 100, 1.0)},
+    })
+
+
+def _write_trace(block: pd.DataFrame, path: Path) -> None:
+    frame = pd.DataFrame({"Timestamp": block["send_s"].to_numpy(dtype=float),
+                          "Request tokens": block["input_tokens"].astype(int),
+                          "Response tokens": block["output_tokens"].astype(int)})
+    frame.to_csv(path, index=False, float_format="%.9f")
+
+
+def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> pd.DataFrame:
+    """The simulator's request table for the block's successful requests (same lengths, same send times).
+    Profiles are looked up as for a scenario in `base_dir` (default: the working directory), so calibrated
+    profiles in ./hardware_profiles/<sku>/ are used."""
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "load.csv"
+        _write_trace(block, trace)
+        nominal = (base_dir or Path.cwd()) / "calibrate-validate.yaml"  # never written: only locates profiles
+        rs = resolve(block_scenario(block, dep, trace, seed), nominal)
+        t = simulate(rs, keep_logs=0).table
+    done = t.outcome == Outcome.COMPLETED
+    out = t.output_tokens.astype(float)
+    ttft = t.first_token_s - t.arrival_s
+    e2e = t.completion_s - t.arrival_s
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (e2e - ttft) / (out - 1), np.nan)
+    return pd.DataFrame({"send_s": t.arrival_s, "output_tokens": out, "ttft_s": np.where(done, ttft, np.nan),
+                         "tpot_s": np.where(done, tpot, np.nan), "e2e_s": np.where(done, e2e, np.nan), "ok": done})
+
+
+def _throughput(frame: pd.DataFrame) -> float:
+    ok = frame[frame["ok"].astype(bool)]
+    if ok.empty:
+        return float("nan")
+    span = float((ok["send_s"] + ok["e2e_s"]).max() - frame["send_s"].min())
+    return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
+
+
+def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> pd.DataFrame:
+    """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1)."""
+    measured = check_requests(measured)
+    rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
+    keys = rates.fillna(-1.0)
+    rows: list[dict[str, Any]] = []
+    for key, block in measured.groupby(keys, sort=True):
+        ok = block[block["ok"].astype(bool)]
+        if ok.empty:
+            continue
+        sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
+        sim = simulate_block(sent, dep, seed, base_dir)
+        label = "trace" if key < 0 else f"{key:g}"
+        for metric in METRICS:
+            for q in QUANTILES:
+                m = float(np.nanquantile(ok[metric].to_numpy(dtype=float), q))
+                p = float(np.nanquantile(sim[metric].to_numpy(dtype=float), q))
+                rows.append({"rate_rps": label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
+                             "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(ok)})
+        m_tp, p_tp = _throughput(sent), _throughput(sim)
+        rows.append({"rate_rps": label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
+                     "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(ok)})
+    if not rows:
+        raise ValueError("no successful requests to compare")
+    return pd.DataFrame(rows)
+
+
+def mape(table: pd.DataFrame) -> float:
+    """Mean absolute error over every comparison row (the headline figure)."""
+    return float(np.nanmean(np.abs(table["error"].to_numpy(dtype=float))))

@@ -1,0 +1,177 @@
+"""`simfactory calibrate ...`: measure (run), fit, import, and check against a live endpoint (serve, validate).
+Thin commands over simfactory.calibration; `run` and `fit` live in cli_calibrate_run.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from simfactory.errors import InputError
+
+calibrate_app = typer.Typer(
+    help="Calibrate hardware profiles: time engine steps on a GPU and fit them (run, fit), import serving "
+         "benchmarks (import), and compare the simulator with a live endpoint (serve, validate).\n\n"
+         "Example: simfactory calibrate run --backend vllm --model llama-3.1-8b",
+    no_args_is_help=True,
+)
+
+SkuOpt = Annotated[str, typer.Option(help="SKU id of the GPUs behind the endpoint (hardware_profiles/).")]
+ModelOpt = Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")]
+
+
+def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
+                max_num_seqs: Optional[int]) -> Any:
+    from simfactory.calibration.validate import Deployment
+
+    return Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
+                      max_num_seqs=max_num_seqs)
+
+
+def _print_comparison(table: Any, out: Any) -> None:
+    from rich.table import Table
+
+    from simfactory.calibration.validate import mape
+
+    t = Table(title="predicted vs measured (error = predicted / measured - 1)")
+    for col in ("rate (req/s)", "metric", "measured", "predicted", "error", "requests"):
+        t.add_column(col, justify="right")
+    for r in table.itertuples(index=False):
+        t.add_row(str(r.rate_rps), r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
+                  "n/a" if r.error != r.error else f"{r.error:+.1%}", str(r.requests))
+    out.print(t)
+    out.print(f"mean absolute error over {len(table)} comparisons: {mape(table):.1%}", highlight=False)
+
+
+def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: Any, err: Any) -> None:
+    from simfactory.calibration.validate import compare
+
+    try:
+        table = compare(measured, dep, seed)
+    except ValueError as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out_dir / "validation.csv", index=False)
+    _print_comparison(table, out)
+    out.print(f"wrote {out_dir / 'validation.csv'}", highlight=False)
+
+
+@calibrate_app.command("serve")
+def serve_cmd(
+    url: Annotated[str, typer.Option(help="Base URL of an OpenAI-compatible server, e.g. http://localhost:8000.")],
+    served_model: Annotated[str, typer.Option(help="The model name the server expects in requests.")],
+    sku: SkuOpt,
+    model: ModelOpt,
+    rates: Annotated[str, typer.Option(help="Comma-separated Poisson rates (req/s), run one after another.")] = "1,2,4",
+    requests: Annotated[int, typer.Option(min=1, help="Requests per rate.")] = 100,
+    input_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 512,
+    output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (ignore_eos).")] = 128,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="Cap on requests in flight (default: none).")] = None,
+    chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions.")] = False,
+    trace: Annotated[Optional[Path], typer.Option(help="Replay this trace's send times and lengths instead.")] = None,
+    trace_format: Annotated[str, typer.Option(help="Format of --trace (see `simfactory trace stats`).")] = "mooncake",
+    engine: Annotated[str, typer.Option(help="Engine behind the endpoint (profile lookup).")] = "vllm",
+    dtype: Annotated[str, typer.Option(help="Weights dtype of the served model.")] = "bf16",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 1,
+    replicas: Annotated[int, typer.Option(help="Replicas behind the URL.")] = 1,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the Poisson schedules and the simulation.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where requests.csv and validation.csv go.")] = Path("runs/calibrate-serve"),
+) -> None:
+    """Drive a live endpoint at several rates, then simulate the same load and print predicted vs measured.
+
+    Writes OUT/requests.csv (one row per request: TTFT, TPOT, E2E, ok/error) and OUT/validation.csv.
+
+    Example: simfactory calibrate serve --url http://localhost:8000 --served-model meta-llama/Llama-3.1-8B-Instruct --sku h100-sxm --model llama-3.1-8b
+    """
+    from simfactory.calibration.client import Endpoint, PlannedRequest, measure_endpoint
+    from simfactory.cli import err, input_errors, out
+
+    with input_errors():
+        try:
+            rate_list = [float(r) for r in rates.split(",") if r.strip()]
+        except ValueError:
+            raise InputError("--rates", "rates", f"expected comma-separated numbers, got {rates!r}") from None
+        if not rate_list or any(r <= 0 for r in rate_list):
+            raise InputError("--rates", "rates", "rates must be positive")
+        schedule = None
+        if trace is not None:
+            from simfactory.traces.parse import parse_trace
+
+            t = parse_trace(trace, trace_format)  # type: ignore[arg-type]
+            if t.arrival_s is None:
+                raise InputError(str(trace), "", f"the {trace_format} format has no send times to replay")
+            schedule = [PlannedRequest(float(a), int(i), int(o)) for a, i, o in zip(t.arrival_s, t.input_tokens, t.output_tokens)]
+        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
+    ep = Endpoint(url=url, model=served_model, chat=chat)
+    out.print(f"sending {len(schedule) if schedule else requests * len(rate_list)} requests to {url} ...", highlight=False)
+    measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measured.to_csv(out_dir / "requests.csv", index=False)
+    failed = measured[~measured["ok"].astype(bool)]
+    if len(failed) == len(measured):
+        reason = str(failed["error"].iloc[0])
+        err.print(f"[red]error:[/red] {url}: every request failed (first: {reason}); is the server up and is "
+                  f"--served-model right?", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if len(failed):
+        out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow] (see requests.csv, column error)")
+    _validate_and_write(measured, dep, out_dir, seed, out, err)
+
+
+@calibrate_app.command("import")
+def import_cmd(
+    file: Annotated[Path, typer.Argument(help="A results file from vllm bench serve, aiperf/genai-perf or guidellm.")],
+    format: Annotated[str, typer.Option("--format", help="vllm-bench, aiperf, genai-perf or guidellm.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Request table to write (CSV or .parquet).")] = Path("requests.csv"),
+) -> None:
+    """Turn serving-benchmark results you already have into simfactory's request table.
+
+    Example: simfactory calibrate import results.json --format vllm-bench --out requests.csv
+    """
+    from simfactory.calibration.importers import import_results
+    from simfactory.cli import input_errors, out
+
+    with input_errors():
+        table = import_results(file, format)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    if out_file.suffix == ".parquet":
+        table.to_parquet(out_file, index=False)
+    else:
+        table.to_csv(out_file, index=False)
+    ok = int(table["ok"].sum())
+    out.print(f"[green]imported[/green] {len(table)} requests ({ok} ok, {len(table) - ok} failed) from {file} -> "
+              f"{out_file}", highlight=False)
+
+
+@calibrate_app.command("validate")
+def validate_cmd(
+    requests_file: Annotated[Path, typer.Argument(help="Request table (from `calibrate serve` or `calibrate import`).")],
+    sku: SkuOpt,
+    model: ModelOpt,
+    engine: Annotated[str, typer.Option(help="Engine that served the requests.")] = "vllm",
+    dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 1,
+    replicas: Annotated[int, typer.Option(help="Replicas that served the load.")] = 1,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")] = None,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
+) -> None:
+    """Simulate the load a request table records and print predicted vs measured latency and throughput.
+
+    Example: simfactory calibrate validate requests.csv --sku h100-sxm --model llama-3.1-8b
+    """
+    from simfactory.calibration.measurements import check_requests, read_table
+    from simfactory.cli import err, input_errors, out
+
+    with input_errors():
+        measured = check_requests(read_table(requests_file), str(requests_file))
+        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
+        _validate_and_write(measured, dep, out_dir, seed, out, err)
+
+
+from simfactory.cli_calibrate_run import register as _register_run  # noqa: E402
+
+_register_run(calibrate_app)

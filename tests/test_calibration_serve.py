@@ -1,0 +1,198 @@
+"""Serving-level calibration without a GPU: the streaming client against a scripted in-test server, the
+importers on fixtures in each tool's format, and predicted-vs-measured on a load the simulator produced."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from simfactory.calibration.client import Endpoint, measure_endpoint, poisson_schedule
+from simfactory.calibration.importers import import_results
+from simfactory.calibration.validate import Deployment, compare, mape, simulate_block
+from simfactory.cli import app
+from simfactory.errors import InputError
+
+FIXTURES = Path(__file__).parent / "fixtures" / "calibration"
+FIRST_DELAY_S = 0.06
+TOKEN_DELAY_S = 0.015
+
+
+class ScriptedServer(BaseHTTPRequestHandler):
+    """OpenAI-style SSE: waits FIRST_DELAY_S, then one text chunk per token every TOKEN_DELAY_S, a usage chunk
+    and [DONE]; the model 'broken' answers HTTP 500."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["model"] == "broken":
+            self.send_response(500)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"error": "boom"}')
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chat = self.path.endswith("/chat/completions")
+        n = int(body["max_tokens"])
+        time.sleep(FIRST_DELAY_S)
+        for k in range(n):
+            if k:
+                time.sleep(TOKEN_DELAY_S)
+            choice = {"delta": {"content": f"t{k} "}} if chat else {"text": f"t{k} "}
+            self.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
+            self.wfile.flush()
+        prompt = body.get("prompt") or body["messages"][0]["content"]
+        usage = {"prompt_tokens": len(prompt.split()), "completion_tokens": n}
+        self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
+        self.wfile.flush()
+
+
+@pytest.fixture(scope="module")
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), ScriptedServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_client_recovers_the_servers_scripted_delays(server, chat):
+    ep = Endpoint(url=server, model="m", chat=chat)
+    table = measure_endpoint(ep, [20.0], 8, input_tokens=64, output_tokens=6, seed=1)
+    assert len(table) == 8 and table["ok"].all()
+    assert (table["output_tokens"] == 6).all()  # from the usage chunk
+    assert table["ttft_s"].median() == pytest.approx(FIRST_DELAY_S, abs=0.02)
+    assert table["tpot_s"].median() == pytest.approx(TOKEN_DELAY_S, abs=0.006)
+    assert np.allclose(table["e2e_s"], table["ttft_s"] + 5 * table["tpot_s"])
+    assert table["send_s"].is_monotonic_increasing or table["send_s"].sort_values().is_monotonic_increasing
+
+
+def test_failed_requests_are_rows_not_gaps(server):
+    table = measure_endpoint(Endpoint(url=server, model="broken"), [50.0], 3, 16, 4, seed=0)
+    assert len(table) == 3 and not table["ok"].any()
+    assert table["error"].str.startswith("HTTP 500").all()
+
+
+def test_poisson_schedule_is_seeded_with_the_right_rate():
+    a = poisson_schedule(5.0, 4000, 10, 10, seed=3)
+    assert a == poisson_schedule(5.0, 4000, 10, 10, seed=3)
+    gaps = np.diff([r.send_s for r in a])
+    assert gaps.mean() == pytest.approx(0.2, rel=0.05)
+
+
+def test_import_vllm_bench_detailed_result():
+    t = import_results(FIXTURES / "vllm_bench.json", "vllm-bench")
+    assert list(t["ok"]) == [True, True, False]
+    assert t["ttft_s"].iloc[0] == pytest.approx(0.040)
+    assert t["e2e_s"].iloc[0] == pytest.approx(0.040 + 0.033)
+    assert t["tpot_s"].iloc[1] == pytest.approx(0.020)
+    assert list(t["send_s"]) == pytest.approx([0.0, 0.25, 0.60])
+    assert t["error"].iloc[2] == "Server disconnected" and (t["rate_rps"] == 4.0).all()
+
+
+def test_import_aiperf_skips_warmup_and_keeps_errors():
+    t = import_results(FIXTURES / "aiperf_profile_export.jsonl", "aiperf")
+    assert list(t["request_id"]) == ["r1", "r2", "r3"]
+    assert t["ttft_s"].iloc[0] == pytest.approx(0.050) and t["e2e_s"].iloc[1] == pytest.approx(0.460)
+    assert t["tpot_s"].iloc[0] == pytest.approx((0.250 - 0.050) / 10)
+    assert list(t["send_s"]) == pytest.approx([0.0, 0.5, 1.0]) and not t["ok"].iloc[2]
+
+
+def test_import_genai_perf_counts_streamed_tokens():
+    t = import_results(FIXTURES / "genai_perf_profile_export.json", "genai-perf")
+    assert list(t["output_tokens"]) == [3, 2]  # [DONE] is not a token
+    assert list(t["input_tokens"]) == [10, 2]  # 40 and 8 characters / 4
+    assert t["ttft_s"].iloc[0] == pytest.approx(0.080) and t["e2e_s"].iloc[1] == pytest.approx(0.100)
+    assert list(t["send_s"]) == pytest.approx([0.0, 0.5]) and (t["rate_rps"] == 2.0).all()
+
+
+def test_import_guidellm_report():
+    t = import_results(FIXTURES / "guidellm_report.json", "guidellm")
+    assert list(t["request_id"]) == ["g1", "g2", "g3"]
+    assert t["ttft_s"].iloc[0] == pytest.approx(0.120) and t["e2e_s"].iloc[1] == pytest.approx(0.6)
+    assert t["tpot_s"].iloc[0] == pytest.approx((0.8 - 0.12) / 32)
+    assert list(t["send_s"]) == pytest.approx([0.0, 0.4, 0.7]) and t["error"].iloc[2] == "timeout"
+    assert (t["rate_rps"] == 3.0).all()
+
+
+def test_malformed_imports_name_the_field(tmp_path):
+    doc = json.loads((FIXTURES / "vllm_bench.json").read_text())
+    del doc["ttfts"]
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"r.json: ttfts: missing \(save the per-request arrays"):
+        import_results(tmp_path / "r.json", "vllm-bench")
+    doc = json.loads((FIXTURES / "guidellm_report.json").read_text())
+    doc["benchmarks"][0]["requests"]["successful"][1]["time_to_first_token_ms"] = "fast"
+    (tmp_path / "g.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match=r"benchmarks\[0\].requests.successful\[1\].time_to_first_token_ms"):
+        import_results(tmp_path / "g.json", "guidellm")
+    res = CliRunner().invoke(app, ["calibrate", "import", str(tmp_path / "g.json"), "--format", "guidellm",
+                                   "--out", str(tmp_path / "o.csv")])
+    assert res.exit_code == 2 and "time_to_first_token_ms" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["calibrate", "import", str(FIXTURES / "aiperf_profile_export.jsonl"), "--format",
+                                   "aiperf", "--out", str(tmp_path / "a.csv")])
+    assert res.exit_code == 0 and len(pd.read_csv(tmp_path / "a.csv")) == 3
+
+
+H100_8B = Deployment(sku="h100-sxm", model="llama-3.1-8b", replicas=1)
+
+
+def test_validation_of_a_load_the_simulator_itself_served_has_no_error():
+    """Round trip: simulate a Poisson load, call that the measurement, validate it: predicted == measured."""
+    rng = np.random.default_rng(4)
+    plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(0.25, 60)), "input_tokens": rng.integers(100, 2000, 60),
+                         "output_tokens": rng.integers(20, 300, 60)})
+    plan["send_s"] -= plan["send_s"].iloc[0]
+    sim = simulate_block(plan, H100_8B, seed=0)
+    measured = pd.DataFrame({"request_id": [str(i) for i in range(60)], "send_s": sim["send_s"],
+                             "input_tokens": plan["input_tokens"], "output_tokens": sim["output_tokens"].astype(int),
+                             "ttft_s": sim["ttft_s"], "tpot_s": sim["tpot_s"], "e2e_s": sim["e2e_s"], "ok": sim["ok"],
+                             "rate_rps": 4.0})
+    table = compare(measured, H100_8B, seed=0)
+    assert set(table["metric"]) >= {"ttft_p50_s", "tpot_p90_s", "e2e_p90_s", "output_tokens_per_s"}
+    assert mape(table) < 1e-6
+
+
+def test_validation_sees_a_slower_server():
+    """The same load measured 30% slower than simulated shows as about -23% error on E2E (1/1.3 - 1)."""
+    plan = pd.DataFrame({"send_s": np.arange(20) * 0.5, "input_tokens": 500, "output_tokens": 100})
+    sim = simulate_block(plan, H100_8B)
+    slow = pd.DataFrame({"request_id": [str(i) for i in range(20)], "send_s": plan["send_s"], "input_tokens": 500,
+                         "output_tokens": 100, "ttft_s": sim["ttft_s"] * 1.3, "tpot_s": sim["tpot_s"] * 1.3,
+                         "e2e_s": sim["e2e_s"] * 1.3, "ok": True, "rate_rps": 2.0})
+    row = compare(slow, H100_8B).set_index("metric").loc["e2e_p50_s"]
+    assert row["error"] == pytest.approx(1 / 1.3 - 1, abs=0.01)
+
+
+def test_serve_command_end_to_end_and_a_dead_endpoint(server, tmp_path):
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", server, "--served-model", "m", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--rates", "10,20", "--requests", "5",
+                                   "--input-tokens", "32", "--output-tokens", "4", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    measured = pd.read_csv(tmp_path / "s" / "requests.csv")
+    assert len(measured) == 10 and set(measured["rate_rps"]) == {10.0, 20.0}
+    validation = pd.read_csv(tmp_path / "s" / "validation.csv")
+    assert set(validation["rate_rps"].astype(str)) == {"10", "20"} and validation["predicted"].notna().all()
+    assert "predicted vs measured" in res.output
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", f"http://127.0.0.1:{dead}", "--served-model", "m",
+                                   "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--rates", "5", "--requests", "2",
+                                   "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "every request failed" in res.output and "Traceback" not in res.output
