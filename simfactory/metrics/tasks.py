@@ -9,6 +9,7 @@ cost of the window over tasks by their share of replica time.
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import Any
 
 import numpy as np
@@ -25,38 +26,41 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
     rs = result.resolved
     sim = rs.scenario.sim
     t = result.table
+    tasks = result.tasks
     names = [c.config.name for c in rs.classes]
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "task_id", "class", "outcome", "escalated", "start_s", "end_s", "e2e_s", *CATEGORIES, *COUNT_COLUMNS,
-        "usd_llm", "usd_tools", "usd_retrieval", "usd_human", "usd_network", "replica_s")}
-    for rec in result.tasks:
-        rows["task_id"].append(rec.task_id)
-        rows["class"].append(names[rec.class_id])
-        rows["outcome"].append(rec.outcome)
-        rows["escalated"].append(rec.escalated)
-        rows["start_s"].append(float(rec.start_s))
-        rows["end_s"].append(float(rec.end_s))
-        rows["e2e_s"].append(float(rec.end_s - rec.start_s))
-        for cat in CATEGORIES:
-            rows[cat].append(float(rec.breakdown.get(cat, 0.0)))
-        for col in COUNT_COLUMNS:
-            rows[col].append(getattr(rec, col))
-        rows["usd_network"].append(rec.usd_network)
-        rows["usd_tools"].append(rec.usd_tools)
-        rows["usd_retrieval"].append(rec.usd_retrieval)
-        rows["usd_human"].append(rec.usd_human)
+    n = len(tasks)
+    start = np.fromiter((r.start_s for r in tasks), dtype=float, count=n)
+    end = np.fromiter((r.end_s for r in tasks), dtype=float, count=n)
+    cols: dict[str, Any] = {
+        "task_id": [r.task_id for r in tasks],
+        "class": [names[r.class_id] for r in tasks],
+        "outcome": [r.outcome for r in tasks],
+        "escalated": [r.escalated for r in tasks],
+        "start_s": start,
+        "end_s": end,
+        "e2e_s": end - start,
+    }
+    breakdown = pd.DataFrame.from_records([r.breakdown for r in tasks], columns=list(CATEGORIES), nrows=n)
+    for cat in CATEGORIES:
+        cols[cat] = breakdown[cat].fillna(0.0).to_numpy(dtype=float) if n else np.zeros(0)
+    for col in COUNT_COLUMNS:
+        get = operator.attrgetter(col)
+        cols[col] = [get(r) for r in tasks]
     # each task's requests (all attempts) summed at once: task index per request id, then bincount
-    n = len(result.tasks)
-    per_task = [[r for attempts in rec.rids for r in attempts] for rec in result.tasks]
-    task_of = np.repeat(np.arange(n, dtype=np.int64), [len(x) for x in per_task])
-    rid = np.fromiter(itertools.chain.from_iterable(per_task), dtype=np.int64, count=len(task_of))
+    counts = [sum(map(len, r.rids)) for r in tasks]
+    task_of = np.repeat(np.arange(n, dtype=np.int64), counts)
+    rid = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(r.rids) for r in tasks),
+                      dtype=np.int64, count=len(task_of))
     rep_s = t.replica_s[rid]
     rates = np.asarray([*usd_per_replica_s, 0.0])[t.deployment_id[rid]]
-    rows["usd_llm"] = np.bincount(task_of, weights=rep_s * rates, minlength=n).tolist()
-    rows["replica_s"] = np.bincount(task_of, weights=rep_s, minlength=n).tolist()
-    rows["usd_network"] = (np.asarray(rows["usd_network"], dtype=float)
-                           + np.bincount(task_of, weights=t.egress_usd[rid], minlength=n)).tolist()
-    df = pd.DataFrame(rows)
+    cols["usd_llm"] = np.bincount(task_of, weights=rep_s * rates, minlength=n)
+    cols["usd_tools"] = np.fromiter((r.usd_tools for r in tasks), dtype=float, count=n)
+    cols["usd_retrieval"] = np.fromiter((r.usd_retrieval for r in tasks), dtype=float, count=n)
+    cols["usd_human"] = np.fromiter((r.usd_human for r in tasks), dtype=float, count=n)
+    cols["usd_network"] = (np.fromiter((r.usd_network for r in tasks), dtype=float, count=n)
+                           + np.bincount(task_of, weights=t.egress_usd[rid], minlength=n))
+    cols["replica_s"] = np.bincount(task_of, weights=rep_s, minlength=n)
+    df = pd.DataFrame(cols)
     df["usd_total"] = df["usd_llm"] + df["usd_tools"] + df["usd_retrieval"] + df["usd_human"] + df["usd_network"]
     df["measured"] = (df["start_s"] >= sim.warmup_s) & (df["start_s"] < sim.horizon_s)
     return df

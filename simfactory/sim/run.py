@@ -38,7 +38,6 @@ from simfactory.sim.streams import RandomStreams
 from simfactory.sim.traffic import add_plain_requests, arrival_schedule
 
 ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds expected)
-GC_GEN0_THRESHOLD = 50_000  # allocations between young-generation collections while simulating (default 700)
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 
@@ -764,12 +763,15 @@ def simulate(
     rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None, keep_logs: int = DEFAULT_KEEP_LOGS
 ) -> SimResult:
     """Run a resolved scenario once; the seed defaults to the scenario's."""
-    # A run holds millions of small live objects that are never cyclic garbage until it ends; the default
-    # thresholds rescan them over and over (about 10% of wall time on 20k agent tasks).
-    thresholds = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, *thresholds[1:])
+    # A run holds millions of small live objects and makes little cyclic garbage (measured: ~35k objects per
+    # 100k chat requests, ~7k per 20k agent tasks), so the cycle collector only rescans live objects over and
+    # over (about 10% of wall time on agent runs): it is paused for the run, reference counting still frees
+    # everything acyclic, and whatever cycles remain are collected when it resumes.
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
         model = FleetModel(rs, rs.scenario.seed if seed is None else seed, keep_logs)
         return model.run(progress)
     finally:
-        gc.set_threshold(*thresholds)
+        if was_enabled:
+            gc.enable()
