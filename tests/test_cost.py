@@ -199,3 +199,14 @@ def test_run_unit_costs_add_up():
     assert c["pools"][0]["location"] == "cloud"
     price = next(a["value"] for a in s["finance"]["assumptions"] if "cloud price" in a["name"])
     assert c["usd_per_hour"] == pytest.approx(4 * price)
+
+
+def test_hybrid_sizing_matches_the_definition_at_every_baseline():
+    """The prefix-sum evaluation equals mean(min(d, B)) and mean(max(d - B, 0)) computed directly."""
+    d = np.random.default_rng(7).gamma(2.0, 3.0, 500)
+    out = hybrid_sizing(d, 2.0, 1.5, 4.0)
+    for row in out["rows"]:
+        b = row["baseline_accels"]
+        u = np.minimum(d, b).mean() / b if b else 0.0
+        assert row["owned_utilization"] == pytest.approx(u, rel=1e-12, abs=1e-12)
+        assert row["burst_usd_per_hour"] == pytest.approx(4.0 * np.maximum(d - b, 0).mean(), rel=1e-9, abs=1e-12)

@@ -101,12 +101,19 @@ def hybrid_sizing(demand_accels: np.ndarray, c0: float, slope: float, cloud_usd_
     if len(d) == 0:
         return {"rows": [], "best_baseline_accels": None}
     peak = int(math.ceil(d.max() - 1e-9))
+    # mean(min(d, B)) for every B at once: sorted demand and its prefix sums (samples below B count as
+    # themselves, the rest as B); the burst is the remainder, mean(d) - mean(min(d, B))
+    ds = np.sort(d)
+    prefix = np.concatenate([[0.0], np.cumsum(ds)])
+    bs = np.arange(peak + 1, dtype=float)
+    below = np.searchsorted(ds, bs, side="left")
+    served = (prefix[below] + bs * (len(ds) - below)) / len(ds)
+    burst = np.maximum(prefix[-1] / len(ds) - served, 0.0)
     rows = []
     for b in range(0, peak + 1):
-        served = np.minimum(d, b).mean()
-        u = served / b if b else 0.0
+        u = float(served[b]) / b if b else 0.0
         owned_usd = b * (c0 + slope * u)
-        burst_usd = cloud_usd_per_accel_hour * float(np.maximum(d - b, 0.0).mean())
+        burst_usd = cloud_usd_per_accel_hour * float(burst[b])
         rows.append({"baseline_accels": b, "owned_utilization": u, "owned_usd_per_hour": owned_usd,
                      "burst_usd_per_hour": burst_usd, "total_usd_per_hour": owned_usd + burst_usd})
     best = min(rows, key=lambda r: r["total_usd_per_hour"])
