@@ -34,6 +34,9 @@ class Fixed(_Dist):
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value, dtype=float)
 
+    def draw(self, rng: np.random.Generator) -> float:
+        return float(self.value)  # no draw from the stream, like sample()
+
     def mean(self) -> float:
         return self.value
 
