@@ -118,7 +118,8 @@ def serve_cmd(
         raise typer.Exit(2)
     if len(failed):
         out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow] (see requests.csv, column error)")
-    _validate_and_write(measured, dep, out_dir, seed, out, err)
+    with input_errors():
+        _validate_and_write(measured, dep, out_dir, seed, out, err)
 
 
 @calibrate_app.command("import")

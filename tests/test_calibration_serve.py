@@ -196,3 +196,15 @@ def test_serve_command_end_to_end_and_a_dead_endpoint(server, tmp_path):
                                    "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--rates", "5", "--requests", "2",
                                    "--out", str(tmp_path / "d")])
     assert res.exit_code == 2 and "every request failed" in res.output and "Traceback" not in res.output
+
+
+def test_bad_deployment_flags_are_one_line_input_errors(tmp_path):
+    t = import_results(FIXTURES / "guidellm_report.json", "guidellm")
+    t.to_csv(tmp_path / "r.csv", index=False)
+    for flag, value, field in (("--dtype", "bf17", "error: --dtype: Input should be"),
+                               ("--sku", "h9000", "error: --sku: no hardware profile 'h9000'"),
+                               ("--model", "gpt-9", "error: --model: unknown model 'gpt-9'")):
+        res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm",
+                                       "--model", "llama-3.1-8b", flag, value, "--out", str(tmp_path / "v")])
+        assert res.exit_code == 2, res.output
+        assert field in res.output and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1

@@ -16,12 +16,29 @@ import numpy as np
 import pandas as pd
 
 from simfactory.calibration.measurements import check_requests
+from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
+from simfactory.errors import InputError, InputErrors
 from simfactory.resolve import resolve
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import simulate
 
 METRICS = ("ttft_s", "tpot_s", "e2e_s")
+FLAG_OF = {  # the generated scenario's fields -> the command-line flags that set them
+    "pools[0].sku": "--sku", "pools[0]": "--sku", "deployments[0].model": "--model", "deployments[0].dtype": "--dtype",
+    "deployments[0].tp": "--tp", "deployments[0].engine": "--engine", "deployments[0].replicas": "--replicas",
+    "deployments[0].max_num_seqs": "--max-num-seqs", "deployments[0]": "--model",
+}
+
+
+def _as_flags(exc: InputError | InputErrors) -> InputErrors:
+    """Errors in the scenario built from flags, reported against the flags (the user never saw that file)."""
+    errors = exc.errors if isinstance(exc, InputErrors) else [exc]
+    out = []
+    for e in errors:
+        flag = next((f for k, f in FLAG_OF.items() if e.field.startswith(k)), None)
+        out.append(InputError(flag, "", e.reason) if flag else e)
+    return InputErrors(out)
 QUANTILES = (0.5, 0.9)
 
 
@@ -48,7 +65,7 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
         d["max_num_seqs"] = dep.max_num_seqs
     if dep.max_num_batched_tokens is not None:
         d["max_num_batched_tokens"] = dep.max_num_batched_tokens
-    return Scenario.model_validate({
+    return validate(Scenario, {
         "name": "calibration-validate",
         "seed": seed,
         "pools": [{"name": "p", "sku": dep.sku, "count": dep.replicas * dep.tp, "location": "cloud"}],
@@ -58,7 +75,7 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
                                  "trace": {"file": str(trace_file), "format": "burstgpt"}}]},
         "sim": {"horizon_s": last + 1e-6, "drain": True, "max_drain_s": 86400.0,
                 "timeline_resolution_s": max(last / 100, 1.0)},
-    })
+    }, "<calibrate deployment flags>")
 
 
 def _write_trace(block: pd.DataFrame, path: Path) -> None:
@@ -76,7 +93,10 @@ def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
         trace = Path(tmp) / "load.csv"
         _write_trace(block, trace)
         nominal = (base_dir or Path.cwd()) / "calibrate-validate.yaml"  # never written: only locates profiles
-        rs = resolve(block_scenario(block, dep, trace, seed), nominal)
+        try:
+            rs = resolve(block_scenario(block, dep, trace, seed), nominal)
+        except (InputError, InputErrors) as e:
+            raise _as_flags(e) from None
         t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     out = t.output_tokens.astype(float)
