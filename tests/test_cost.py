@@ -210,3 +210,17 @@ def test_hybrid_sizing_matches_the_definition_at_every_baseline():
         u = np.minimum(d, b).mean() / b if b else 0.0
         assert row["owned_utilization"] == pytest.approx(u, rel=1e-12, abs=1e-12)
         assert row["burst_usd_per_hour"] == pytest.approx(4.0 * np.maximum(d - b, 0).mean(), rel=1e-9, abs=1e-12)
+
+
+def test_hybrid_sizing_table_of_a_large_fleet_is_sampled_but_the_best_is_exact():
+    d = np.random.default_rng(8).gamma(3.0, 400.0, 300)  # thousands of accelerators at the peak
+    out = hybrid_sizing(d, 2.0, 1.5, 4.0)
+    assert len(out["rows"]) <= 201 and out["rows"][-1]["baseline_accels"] == int(np.ceil(d.max()))
+
+    def total(b: int) -> float:
+        u = np.minimum(d, b).mean() / b if b else 0.0
+        return b * (2.0 + 1.5 * u) + 4.0 * np.maximum(d - b, 0).mean()
+
+    best = min(range(int(np.ceil(d.max())) + 1), key=total)
+    assert out["best_baseline_accels"] == best
+    assert out["best_usd_per_hour"] == pytest.approx(total(best), rel=1e-9)

@@ -90,6 +90,9 @@ def break_even(owned: PoolCost, rented: PoolCost) -> dict[str, float | None]:
     }
 
 
+MAX_HYBRID_ROWS = 201  # rows of the hybrid sizing table (a fleet of thousands of accelerators is sampled)
+
+
 def hybrid_sizing(demand_accels: np.ndarray, c0: float, slope: float, cloud_usd_per_accel_hour: float) -> dict[str, Any]:
     """Hold a baseline of B accelerators (owned: c0 + slope x u per hour; reserved: c0, slope 0) and rent the
     rest elastically when demand exceeds it.
@@ -109,14 +112,18 @@ def hybrid_sizing(demand_accels: np.ndarray, c0: float, slope: float, cloud_usd_
     below = np.searchsorted(ds, bs, side="left")
     served = (prefix[below] + bs * (len(ds) - below)) / len(ds)
     burst = np.maximum(prefix[-1] / len(ds) - served, 0.0)
-    rows = []
-    for b in range(0, peak + 1):
-        u = float(served[b]) / b if b else 0.0
-        owned_usd = b * (c0 + slope * u)
-        burst_usd = cloud_usd_per_accel_hour * float(burst[b])
-        rows.append({"baseline_accels": b, "owned_utilization": u, "owned_usd_per_hour": owned_usd,
-                     "burst_usd_per_hour": burst_usd, "total_usd_per_hour": owned_usd + burst_usd})
-    best = min(rows, key=lambda r: r["total_usd_per_hour"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        util = np.where(bs > 0, served / np.where(bs > 0, bs, 1.0), 0.0)
+    owned = bs * (c0 + slope * util)
+    total = owned + cloud_usd_per_accel_hour * burst
+    best_b = int(np.argmin(total))
+    # every baseline is evaluated; the table keeps at most MAX_HYBRID_ROWS of them (evenly spaced, plus the best)
+    keep = np.arange(peak + 1) if peak < MAX_HYBRID_ROWS else np.unique(np.concatenate(
+        [np.linspace(0, peak, MAX_HYBRID_ROWS - 1).round().astype(int), [best_b]]))
+    rows = [{"baseline_accels": int(b), "owned_utilization": float(util[b]), "owned_usd_per_hour": float(owned[b]),
+             "burst_usd_per_hour": float(cloud_usd_per_accel_hour * burst[b]), "total_usd_per_hour": float(total[b])}
+            for b in keep]
+    best = rows[int(np.searchsorted(keep, best_b))]
     return {
         "demand_mean_accels": float(d.mean()),
         "demand_peak_accels": float(d.max()),
