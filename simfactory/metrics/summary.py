@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory import __version__
+from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
@@ -78,6 +79,12 @@ def window_mean(tl: pd.DataFrame, column: str, start_s: float, end_s: float) -> 
 
 
 def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -> RunMetrics:
+    """Frames, summary and finance of a run (the cycle collector paused: see simfactory/gc_pause.py)."""
+    with gc_paused():
+        return _compute_metrics(result, trace_tasks)
+
+
+def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     rs = result.resolved
     sc = rs.scenario
     sim = sc.sim
