@@ -55,7 +55,7 @@ class Cancelled(Exception):
 
 
 # ---- the time log --------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Leaf:
     category: str
     start_s: float
@@ -196,7 +196,7 @@ class ToolServiceModel:
         return start - self.env.now
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRecord:
     task_id: int
     class_id: int

@@ -45,7 +45,7 @@ TASK_KEY_OFFSET = 1 << 62  # affinity / prefix keys of agent tasks, apart from s
 WORKLOAD_KEY_OFFSET = 1 << 61  # prefix keys of agent workloads' system prompts
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One logical LLM call: its attempts (escalations add one each) and, for agent tasks, a done event."""
 
