@@ -31,7 +31,7 @@ def _report(run: Any, out: Any) -> None:
 
     f = run.fit
     table = Table(title=f"fit: {f.kind} step-time model")
-    for col in ("split", "steps", "MAPE", "worst"):
+    for col in ("split", "rows", "MAPE", "worst"):
         table.add_column(col, justify="right")
     train = f.predictions[f.predictions["split"] == "train"]["error"].abs()
     table.add_row("train", str(f.n_train), f"{f.train_mape:.2%}", f"{train.max():.2%}")
@@ -39,8 +39,8 @@ def _report(run: Any, out: Any) -> None:
     out.print(table)
     out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
     if run.shipped_mape is not None:
-        out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these steps; the measured "
-                  f"profile by {f.heldout_mape:.1%} on held-out steps")
+        out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these measurements; the "
+                  f"measured profile by {f.heldout_mape:.1%} on held-out ones")
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
     out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
@@ -120,37 +120,75 @@ def register(app: typer.Typer) -> None:
 
     @app.command("fit")
     def fit_cmd(
-        steps_file: Annotated[Path, typer.Argument(help="Step table (CSV or Parquet) with the columns of "
-                                                        "`calibrate run`'s .steps.csv.")],
+        measurements: Annotated[Path, typer.Argument(help="A step table (the columns of `calibrate run`'s "
+                                                          ".steps.csv) or a request table (from `calibrate serve` or "
+                                                          "`calibrate import`); CSV or Parquet.")],
         sku: Annotated[str, typer.Option(help="SKU id the measurements were taken on.")],
         model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")],
         engine: Annotated[str, typer.Option(help="Engine label of the profile (vllm, sglang, torch-eager, ...).")] = "vllm",
         dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
         tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
-        fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline or best.")] = "best",
+        replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
+        max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
+        fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline or best.")] = "best",
         max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
         force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
         gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
         profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
     ) -> None:
-        """Fit step measurements you already have (no GPU needed) and write a measured profile.
+        """Fit measurements you already have (no GPU needed) and write a measured profile.
+
+        A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
+        fitted through the simulator: the roofline factors that make the simulated replay of that load match
+        its latency percentiles and throughput (the middle rate held out when there are three or more).
 
         Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
         """
         from simfactory.calibration.fit import FitRefused
-        from simfactory.calibration.measurements import check_steps, read_table
+        from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
         from simfactory.calibration.microbench import base_provenance, publish
 
         with input_errors():
-            steps = check_steps(read_table(steps_file), str(steps_file))
+            table = read_table(measurements)
             arch, profile = _context(sku, model)
-        prov = base_provenance(["simfactory", "calibrate", "fit", str(steps_file)])
-        prov.update({"measurements": str(steps_file), "gpu": gpu_name or sku})
+        prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
+        prov.update({"measurements": str(measurements), "gpu": gpu_name or sku})
         try:
-            run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, profiles_dir=profiles_dir,
-                          provenance=prov, arch=arch, profile=profile, kind=fit_model,
-                          max_heldout_mape=max_heldout_mape, force=force)
+            if all(c in table.columns for c in REQUEST_COLUMNS):
+                with input_errors():
+                    requests = check_requests(table, str(measurements))
+                    run = _fit_requests(requests, sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir,
+                                        prov, max_heldout_mape, force, out)
+            else:
+                with input_errors():
+                    steps = check_steps(table, str(measurements))
+                run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
+                              profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
+                              max_heldout_mape=max_heldout_mape, force=force)
         except FitRefused as e:
             err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         _report(run, out)
+
+
+def _fit_requests(requests: Any, sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
+                  max_num_seqs: int | None, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
+                  force: bool, out: Any) -> Any:
+    """Serving-level fit -> the same checks and profile files as a step fit."""
+    from simfactory.calibration.fit import check_threshold
+    from simfactory.calibration.microbench import CalibrationRun
+    from simfactory.calibration.profile_writer import build_entry, write_profile
+    from simfactory.calibration.serving_fit import fit_serving
+    from simfactory.calibration.validate import Deployment
+
+    dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas, max_num_seqs=max_num_seqs)
+    out.print(f"fitting to {int(requests['ok'].sum())} measured requests (each evaluation replays the load) ...",
+              highlight=False)
+    sf = fit_serving(requests, dep)
+    result = sf.as_fit_result()
+    check_threshold(result, max_heldout_mape, force)
+    prov = {**prov, "method": f"serving-level fit: {sf.evaluations} simulated replays",
+            "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the training load)"}
+    entry = build_entry(result, model=model, engine=engine, dtype=dtype, tp=tp, provenance=prov)
+    path = write_profile(entry, result, profiles_dir, sku)
+    return CalibrationRun(path, result, None, requests, sf.start_mape)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from simfactory.calibration.client import Endpoint, measure_endpoint, poisson_schedule
@@ -208,3 +209,51 @@ def test_bad_deployment_flags_are_one_line_input_errors(tmp_path):
                                        "--model", "llama-3.1-8b", flag, value, "--out", str(tmp_path / "v")])
         assert res.exit_code == 2, res.output
         assert field in res.output and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def slower_stack_measurements() -> pd.DataFrame:
+    """'Measurements' from a stack far less efficient than the shipped H100 roofline, at three rates."""
+    from simfactory.config.profile import RooflineStepTime
+
+    truth = RooflineStepTime(compute_efficiency=0.35, memory_efficiency=0.45, step_overhead_s=0.006)
+    rng = np.random.default_rng(11)
+    blocks = []
+    for rate in (2.0, 5.0, 10.0):
+        n = 30
+        plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(200, 1500, n),
+                             "output_tokens": rng.integers(30, 200, n)})
+        plan["send_s"] -= plan["send_s"].iloc[0]
+        sim = simulate_block(plan, H100_8B, factors=truth)
+        blocks.append(pd.DataFrame({"request_id": [f"{rate}-{i}" for i in range(n)], "send_s": plan["send_s"],
+                                    "input_tokens": plan["input_tokens"], "output_tokens": sim["output_tokens"].astype(int),
+                                    "ttft_s": sim["ttft_s"], "tpot_s": sim["tpot_s"], "e2e_s": sim["e2e_s"],
+                                    "ok": sim["ok"], "rate_rps": rate}))
+    return pd.concat(blocks, ignore_index=True)
+
+
+def test_fit_to_serving_measurements_holds_out_the_middle_rate(slower_stack_measurements):
+    """Fitting the roofline to those measurements brings the held-out (middle-rate) error from large to small."""
+    from simfactory.calibration.serving_fit import fit_serving
+
+    fit = fit_serving(slower_stack_measurements, H100_8B, max_evaluations=40)
+    assert fit.heldout is not None and set(fit.heldout["rate_rps"]) == {"5"}
+    assert fit.start_mape > 0.15  # the shipped factors are far off this stack
+    assert fit.train_mape < 0.05 and fit.heldout_mape < 0.06
+    result = fit.as_fit_result()
+    assert result.heldout_mape == fit.heldout_mape and set(result.predictions["split"]) == {"train", "heldout"}
+
+
+def test_fit_command_on_a_request_table_writes_a_profile_the_simulator_uses(slower_stack_measurements, tmp_path):
+    slower_stack_measurements.to_csv(tmp_path / "requests.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", str(tmp_path / "requests.csv"), "--sku", "h100-sxm", "--model",
+                                   "llama-3.1-8b", "--profiles-dir", str(tmp_path / "hardware_profiles")])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load((tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml").read_text())
+    assert doc["source"] == "measured" and doc["step_time"]["kind"] == "roofline"
+    assert doc["provenance"]["method"].startswith("serving-level fit") and doc["fit_mape"] < 0.06
+    from simfactory.calibration.validate import Deployment as Dep, compare as cmp
+
+    # validating the same measurements from that folder now uses the measured profile: small error
+    table = cmp(slower_stack_measurements, Dep(sku="h100-sxm", model="llama-3.1-8b"), base_dir=tmp_path)
+    assert mape(table) < 0.06

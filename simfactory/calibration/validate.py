@@ -7,6 +7,7 @@ simulated TTFT/TPOT/E2E within a few percent of what the live endpoint showed at
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,9 @@ from simfactory.calibration.measurements import check_requests
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
-from simfactory.resolve import resolve
+from simfactory.config.profile import RooflineStepTime
+from simfactory.hardware.step_time import RooflineModel
+from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import simulate
 
@@ -85,7 +88,17 @@ def _write_trace(block: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, float_format="%.9f")
 
 
-def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> pd.DataFrame:
+def with_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
+    """The same scenario with its deployment on a roofline of these factors (what fitting varies)."""
+    d = rs.deployments[0]
+    c = d.config
+    kv_dtype = c.kv_dtype or ("bf16" if c.dtype == "int4" else c.dtype)
+    model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype, c.tp, c.expert_parallel, c.pp)
+    return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
+
+
+def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
+                   factors: RooflineStepTime | None = None) -> pd.DataFrame:
     """The simulator's request table for the block's successful requests (same lengths, same send times).
     Profiles are looked up as for a scenario in `base_dir` (default: the working directory), so calibrated
     profiles in ./hardware_profiles/<sku>/ are used."""
@@ -97,6 +110,8 @@ def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
             rs = resolve(block_scenario(block, dep, trace, seed), nominal)
         except (InputError, InputErrors) as e:
             raise _as_flags(e) from None
+        if factors is not None:
+            rs = with_factors(rs, factors)
         t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     out = t.output_tokens.astype(float)
@@ -116,7 +131,8 @@ def _throughput(frame: pd.DataFrame) -> float:
     return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
 
 
-def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> pd.DataFrame:
+def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
+            factors: RooflineStepTime | None = None) -> pd.DataFrame:
     """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1)."""
     measured = check_requests(measured)
     rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
@@ -127,7 +143,7 @@ def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Pa
         if ok.empty:
             continue
         sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
-        sim = simulate_block(sent, dep, seed, base_dir)
+        sim = simulate_block(sent, dep, seed, base_dir, factors)
         label = "trace" if key < 0 else f"{key:g}"
         for metric in METRICS:
             for q in QUANTILES:
