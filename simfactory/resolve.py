@@ -547,6 +547,11 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         if b.service not in tools:
             errors.append(InputError(fname, f"faults.tool_brownouts[{i}].service",
                                      f"no agent tool {b.service!r} (tools: {', '.join(sorted(tools)) or 'none'})"))
+    workloads = sorted({c.agent.name for c in classes if c.agent is not None})
+    for i, rb in enumerate(scenario.faults.retrieval_brownouts):
+        if rb.workload is not None and rb.workload not in workloads:
+            errors.append(InputError(fname, f"faults.retrieval_brownouts[{i}].workload",
+                                     f"no agent workload {rb.workload!r} (workloads: {', '.join(workloads) or 'none'})"))
     needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
     a = scenario.traffic.arrival
     if needs_process and a is not None:

@@ -150,6 +150,38 @@ def test_tool_brownout_fails_and_slows_calls_only_inside_its_window(case):
     assert "faults.tool_brownouts[0].service: no agent tool 'nope' (tools: svc)" in str(e.value)
 
 
+def test_retrieval_brownout_fails_and_slows_lookups_only_inside_its_window_and_spares_cache_hits(case):
+    from conftest import agent_doc, agent_scenario
+
+    from simfactory.api import run
+
+    steps = [{"type": "retrieval", "name": "kb", "latency_s": {"kind": "fixed", "value": 1.0},
+              "hit_tokens": {"kind": "fixed", "value": 10}}]
+    doc = agent_scenario(rate=2.0, horizon_s=300.0, process="constant")
+    doc["faults"] = {"retrieval_brownouts": [{"start_s": 100.0, "duration_s": 100.0, "error_rate": 0.5,
+                                              "latency_multiplier": 4.0}]}
+    m = run(case(doc, None, {"agent": agent_doc(steps)}))
+    tasks = m.tasks
+    inside = (tasks["start_s"] >= 100.0) & (tasks["start_s"] < 200.0)
+    outside = ~inside & (tasks["start_s"] < 295.0)
+    assert (tasks.loc[outside, "outcome"] == "completed").all() and np.allclose(tasks.loc[outside, "e2e_s"], 1.0)
+    failed = (tasks.loc[inside, "outcome"] == "failed").mean()
+    n = int(inside.sum())
+    assert abs(failed - 0.5) < 4 * math.sqrt(0.25 / n)
+    assert np.allclose(tasks.loc[inside, "e2e_s"], 4.0)
+    assert m.summary["resilience"]["windows"] == [[-1, 100.0, 200.0]]
+
+    # lookups answered by the agent-side cache never reach the browned-out store
+    cached = [{**steps[0], "cache_hit_ratio": 1.0, "cache_latency_s": {"kind": "fixed", "value": 0.01}}]
+    tasks = run(case(doc, None, {"agent": agent_doc(cached)})).tasks
+    assert (tasks["outcome"] == "completed").all() and np.allclose(tasks["e2e_s"], 0.01)
+
+    doc["faults"]["retrieval_brownouts"][0]["workload"] = "nope"
+    with pytest.raises(Exception) as e:
+        case(doc, None, {"agent": agent_doc(steps)})
+    assert "faults.retrieval_brownouts[0].workload: no agent workload 'nope' (workloads: agent)" in str(e.value)
+
+
 def test_rolling_restart_takes_one_replica_at_a_time_and_loses_nothing_with_enough_drain(case):
     doc = scenario_doc(replicas=3, rate=3.0, output_tokens={"kind": "fixed", "value": 20}, horizon_s=300.0)
     doc["faults"] = {"rolling_restarts": [{"pool": "pool", "start_s": 50.0, "drain_s": 30.0, "load_s": 20.0}]}

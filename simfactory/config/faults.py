@@ -57,6 +57,18 @@ class ToolBrownout(_Strict):
     latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
 
 
+class RetrievalBrownout(_Strict):
+    """Retrieval (a vector store, a search API) degrades for a window: every lookup that misses the agent-side
+    cache fails with `error_rate` and takes `latency_multiplier` x longer; a failed lookup fails its step (the
+    workload's retries and timeouts then apply). `workload` limits it to one agent workload (default: all)."""
+
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
+    duration_s: PositiveFloat = Field(allow_inf_nan=False)
+    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
+    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
+    workload: str | None = None
+
+
 class RollingRestart(_Strict):
     """A planned restart or model swap of a pool's replicas, one at a time from `start_s`: each stops taking
     requests, drains for up to `drain_s` (what it still holds then is lost), loads weights for `load_s`, and
@@ -84,5 +96,6 @@ class Faults(_Strict):
     outages: list[Outage] = Field(default_factory=list)
     spot_reclamations: list[SpotReclamation] = Field(default_factory=list)
     tool_brownouts: list[ToolBrownout] = Field(default_factory=list)
+    retrieval_brownouts: list[RetrievalBrownout] = Field(default_factory=list)
     rolling_restarts: list[RollingRestart] = Field(default_factory=list)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)

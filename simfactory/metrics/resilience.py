@@ -17,7 +17,7 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     log = result.faults
     faults = result.resolved.scenario.faults
     if log is None or not (faults.replica_failures or faults.outages or faults.spot_reclamations
-                           or faults.tool_brownouts or faults.rolling_restarts):
+                           or faults.tool_brownouts or faults.retrieval_brownouts or faults.rolling_restarts):
         return {}
     end = result.end_s
     failing = sorted({r for r, _, _ in log.failures} | {
@@ -28,7 +28,8 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     lost = np.array([rid for _, _, rid in log.lost], dtype=np.int64)
     lost_rows = req.set_index("request_id").loc[lost] if len(lost) else req.iloc[0:0]
     windows = [(a, (end if b != b else b)) for _, a, b in log.failures]
-    windows += [(b.start_s, b.start_s + b.duration_s) for b in faults.tool_brownouts]
+    brownouts = [*faults.tool_brownouts, *faults.retrieval_brownouts]
+    windows += [(b.start_s, b.start_s + b.duration_s) for b in brownouts]
     arrivals = lreq["arrival_s"].to_numpy() if len(lreq) else np.zeros(0)
     in_window = np.zeros(len(arrivals), dtype=bool)
     for a, b in windows:
@@ -57,5 +58,5 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
         "slo_attainment_outside": float(met[~in_window & ~after].mean()) if (~in_window & ~after).any() else None,
         "requests_in_fault_windows": int(in_window.sum()),
         "windows": [[int(r), float(a), float(end if b != b else b)] for r, a, b in log.failures[:500]]
-        + [[-1, b.start_s, b.start_s + b.duration_s] for b in faults.tool_brownouts],  # -1: a tool brownout
+        + [[-1, b.start_s, b.start_s + b.duration_s] for b in brownouts],  # -1: a tool or retrieval brownout
     }

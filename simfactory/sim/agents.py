@@ -163,7 +163,30 @@ class Scope:
             self.process.interrupt("cancelled")
 
 
-# ---- shared services ----------------------------------------------------------------------------------
+# ---- shared services ------------------------------------------------------------------------------------
+class Brownouts:
+    """Degradation windows of one service (a tool, or a workload's retrieval), with their own random stream so
+    the draws they add do not shift any other stream."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[float, float, float, float]] = []  # (start, end, error rate, latency x)
+        self.rng: np.random.Generator | None = None
+
+    def add(self, start_s: float, duration_s: float, error_rate: float, latency_multiplier: float,
+            rng: np.random.Generator) -> None:
+        self.windows.append((start_s, start_s + duration_s, error_rate, latency_multiplier))
+        self.rng = rng
+
+    def apply(self, now_s: float, latency_s: float, failed: bool = False) -> tuple[float, bool]:
+        """(latency, failed) for a call starting now: slowed and possibly failed inside a window (no draw when the
+        call has already failed for another reason)."""
+        for a, b, err, mult in self.windows:
+            if a <= now_s < b:
+                assert self.rng is not None
+                return latency_s * mult, failed or (err > 0 and self.rng.random() < err)
+        return latency_s, failed
+
+
 class ToolServiceModel:
     """A tool as a queue: a concurrency limit (SimPy Resource) and a start-rate limit (spacing calls)."""
 
@@ -177,15 +200,7 @@ class ToolServiceModel:
         self.interval_s = 1.0 / rate_per_s if rate_per_s else 0.0
         self.next_start_s = 0.0
         self.usd_per_call = usd
-        self.brownouts: list[tuple[float, float, float, float]] = []  # (start, end, error rate, latency x)
-        self.brownout_rng: np.random.Generator | None = None  # its own stream: other draws do not shift
-
-    def brownout(self, now_s: float) -> tuple[float, float] | None:
-        """(extra error rate, latency multiplier) if a brownout covers now."""
-        for a, b, err, mult in self.brownouts:
-            if a <= now_s < b:
-                return err, mult
-        return None
+        self.brownouts = Brownouts()
 
     def start_delay(self) -> float:
         """Leaky-bucket rate limit: calls start at least interval_s apart."""
@@ -237,6 +252,7 @@ class AgentTask:
         rng: np.random.Generator,
         services: dict[str, ToolServiceModel],
         humans: dict[str, tuple[simpy.Resource, float]],
+        retrieval_brownouts: Brownouts | None = None,
     ) -> None:
         self.fleet = fleet
         self.env = fleet.env
@@ -245,6 +261,7 @@ class AgentTask:
         self.rng = rng
         self.services = services
         self.humans = humans
+        self.retrieval_brownouts = retrieval_brownouts
         self.rec = TaskRecord(task_id, class_id, self.env.now)
         self.difficulty_dist = fleet.rs.classes[class_id].config.difficulty
         self.region = fleet.rs.classes[class_id].config.region
@@ -418,12 +435,8 @@ class AgentTask:
         log.append(leaf)
         latency = self.draw(step.latency_s)
         failed = step.fail_p > 0 and self.rng.random() < step.fail_p
-        degraded = svc.brownout(self.env.now) if svc.brownouts else None
-        if degraded is not None:
-            err, mult = degraded
-            latency *= mult
-            assert svc.brownout_rng is not None
-            failed = failed or (err > 0 and svc.brownout_rng.random() < err)
+        if svc.brownouts.windows:
+            latency, failed = svc.brownouts.apply(self.env.now, latency, failed)
         deadline = self.env.now + step.timeout_s if step.timeout_s is not None else None
         req = svc.slots.request() if svc.slots is not None else None
         try:
@@ -467,9 +480,15 @@ class AgentTask:
             rec.usd_retrieval += step.usd_per_query
         latency = self.draw(step.cache_latency_s if hit else step.latency_s)
         tokens = self.draw(step.hit_tokens)
-        if not hit:  # a cache next to the agent answers locally
+        failed = False
+        if not hit:  # a cache next to the agent answers locally; the store itself may be browned out
+            b = self.retrieval_brownouts
+            if b is not None and b.windows:
+                latency, failed = b.apply(self.env.now, latency)
             yield from self._network(step.region, tokens, scope, log)
         yield from self._timed(log, "retrieval", latency, scope)
+        if failed:
+            raise StepFailed()
         ctx[0] += tokens * self.w.carry_over
 
     def _human(self, step: HumanStep, scope: Scope, log: list[Any]) -> Generator[simpy.Event, Any, None]:

@@ -17,7 +17,7 @@ import simpy
 
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
-from simfactory.sim.agents import AgentTask, TaskRecord, ToolServiceModel, breakdown
+from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
 from simfactory.gc_pause import gc_paused
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
@@ -305,12 +305,18 @@ class FleetModel:
                 for t in w.tools
             }
             self.humans[w.name] = {h.name: (simpy.Resource(self.env, capacity=h.count), h.usd_per_hour) for h in w.humans}
-        for b in self.rs.scenario.faults.tool_brownouts:
+        faults = self.rs.scenario.faults
+        for b in faults.tool_brownouts:
             for services in self.services.values():
                 if b.service in services:
-                    services[b.service].brownouts.append(
-                        (b.start_s, b.start_s + b.duration_s, b.error_rate, b.latency_multiplier))
-                    services[b.service].brownout_rng = self.streams.get(f"faults/brownout/{b.service}")
+                    services[b.service].brownouts.add(b.start_s, b.duration_s, b.error_rate, b.latency_multiplier,
+                                                      self.streams.get(f"faults/brownout/{b.service}"))
+        self.retrieval_brownouts: dict[str, Brownouts] = {name: Brownouts() for name in self.services}
+        for b in faults.retrieval_brownouts:
+            for name, windows in self.retrieval_brownouts.items():
+                if b.workload is None or b.workload == name:
+                    windows.add(b.start_s, b.duration_s, b.error_rate, b.latency_multiplier,
+                                self.streams.get(f"faults/retrieval-brownout/{name}"))
 
     # ---- requests ----
     def step_id(self, name: str) -> int:
@@ -631,7 +637,7 @@ class FleetModel:
         assert c.agent is not None
         task = AgentTask(
             self, len(self.tasks), class_id, c.agent, c.roles, self.streams.get(f"agent/{c.config.name}"),
-            self.services[c.agent.name], self.humans[c.agent.name],
+            self.services[c.agent.name], self.humans[c.agent.name], self.retrieval_brownouts[c.agent.name],
         )
         self.tasks.append(task.rec)
         self.tasks_open += 1
