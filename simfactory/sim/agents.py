@@ -92,10 +92,12 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
         if entry.rids:
             # attempts follow each other (an escalation is sent when the previous answer is rejected);
             # each crosses the network to its deployment, and the last answer crosses back
+            n_attempts = len(entry.rids)
             for j, rid in enumerate(entry.rids):
                 a0 = max(start, float(table.arrival_s[rid]))
-                last = j == len(entry.rids) - 1
-                a1 = stop if last or isnan(table.completion_s[rid]) else min(float(table.completion_s[rid]), stop)
+                last = j == n_attempts - 1
+                done = float(table.completion_s[rid])  # Python floats from here on (numpy scalars are slow)
+                a1 = stop if last or isnan(done) else min(done, stop)
                 if a1 <= a0:
                     continue
                 if table.outcome[rid] == CACHE_HIT_CODE:
@@ -103,10 +105,10 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
                     continue
                 arrive = min(a0 + float(table.net_in_s[rid]), a1)
                 back = a1
-                if last and not isnan(table.completion_s[rid]):
-                    back = min(max(float(table.completion_s[rid]), arrive), a1)
-                sched = table.first_scheduled_s[rid]
-                first = table.first_token_s[rid]
+                if last and not isnan(done):
+                    back = min(max(done, arrive), a1)
+                sched = float(table.first_scheduled_s[rid])
+                first = float(table.first_token_s[rid])
                 t1 = back if isnan(sched) else min(max(sched, arrive), back)
                 t2 = back if isnan(first) else min(max(first, t1), back)
                 out["network"] += (arrive - a0) + (a1 - back)
