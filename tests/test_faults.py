@@ -99,8 +99,22 @@ def test_outage_loses_what_the_pool_held_and_requests_wait_it_out(case):
     # nothing starts during the outage; requests that arrived in it start once it is over
     assert np.all(t.first_scheduled_s[during] >= 150.0 - 1e-9)
     assert (t.outcome != Outcome.PENDING).all()
-    s = compute_metrics(result).summary
+    m = compute_metrics(result)
+    s = m.summary
     assert s["resilience"]["failures"] == 1 and s["resilience"]["mean_time_to_repair_s"] == pytest.approx(50.0)
+    # the window on its own: its arrivals, their attainment and goodput (SLO-met requests per second of it)
+    w = s["resilience"]["by_window"]
+    assert [(row["start_s"], row["end_s"]) for row in w] == [(100.0, 150.0)]
+    from simfactory.metrics.slo import logical_requests, meets_slo
+
+    lreq = logical_requests(m.requests)
+    lreq["slo_met"] = meets_slo(lreq, result.resolved)
+    inside = (lreq["arrival_s"] >= 100.0) & (lreq["arrival_s"] < 150.0)
+    assert w[0]["requests"] == int(inside.sum())
+    assert w[0]["slo_attainment"] == pytest.approx(lreq.loc[inside, "slo_met"].mean())
+    assert w[0]["goodput_rps"] == pytest.approx(lreq.loc[inside, "slo_met"].sum() / 50.0)
+    outside_s = result.end_s - 50.0
+    assert s["resilience"]["goodput_rps_outside"] == pytest.approx(lreq.loc[~inside, "slo_met"].sum() / outside_s)
 
 
 def test_unknown_fault_pool_is_rejected(case):

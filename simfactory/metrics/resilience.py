@@ -11,6 +11,34 @@ import pandas as pd
 from simfactory.sim.run import SimResult
 
 RECOVERY_S = 60.0  # "after a fault": requests arriving in the minute after a window closes
+MAX_WINDOW_ROWS = 100  # per-window detail kept in the summary (the first ones by start time)
+
+
+def _union_s(intervals: list[tuple[float, float]]) -> float:
+    """Total length of a union of intervals (overlapping fault windows counted once)."""
+    total, cur_a, cur_b = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_b is None or a > cur_b:
+            total += (cur_b - cur_a) if cur_b is not None and cur_a is not None else 0.0
+            cur_a, cur_b = a, b
+        else:
+            cur_b = max(cur_b, b)
+    if cur_a is not None and cur_b is not None:
+        total += cur_b - cur_a
+    return total
+
+
+def by_window(labels: list[tuple[int, float, float]], arrivals: np.ndarray, met: np.ndarray) -> list[dict[str, Any]]:
+    """Each fault window on its own: requests arriving in it, their SLO attainment, and goodput (requests that
+    met their SLO per second of the window), next to the same for the rest of the run."""
+    rows = []
+    for replica, a, b in sorted(labels, key=lambda w: (w[1], w[0]))[:MAX_WINDOW_ROWS]:
+        inside = (arrivals >= a) & (arrivals < b)
+        n = int(inside.sum())
+        rows.append({"replica": replica, "start_s": a, "end_s": b, "requests": n,
+                     "slo_attainment": float(met[inside].mean()) if n else None,
+                     "goodput_rps": float(met[inside].sum() / (b - a)) if b > a else None})
+    return rows
 
 
 def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame) -> dict[str, Any]:
@@ -40,6 +68,10 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
     after &= ~in_window
     met = lreq["slo_met"].to_numpy(dtype=bool) if len(lreq) else np.zeros(0, dtype=bool)
     first_attempts = int((req["attempt"] == 0).sum()) if "attempt" in req else len(req)
+    labels = [(int(r), float(a), float(end if b != b else b)) for r, a, b in log.failures]
+    labels += [(-1, float(b.start_s), float(b.start_s + b.duration_s)) for b in brownouts]
+    covered = _union_s([(a, min(b, end)) for _, a, b in labels if a < end])
+    outside_s = end - covered
     repairs = [b - a for _, a, b in log.failures if b == b]
     return {
         "failures": len(log.failures),
@@ -59,4 +91,6 @@ def resilience_summary(result: SimResult, req: pd.DataFrame, lreq: pd.DataFrame)
         "requests_in_fault_windows": int(in_window.sum()),
         "windows": [[int(r), float(a), float(end if b != b else b)] for r, a, b in log.failures[:500]]
         + [[-1, b.start_s, b.start_s + b.duration_s] for b in brownouts],  # -1: a tool or retrieval brownout
+        "by_window": by_window(labels, arrivals, met),
+        "goodput_rps_outside": (float(met[~in_window].sum() / outside_s) if outside_s > 0 else None),
     }
