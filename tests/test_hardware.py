@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from simfactory.config.profile import ModelArch, RooflineStepTime, Spec
+from simfactory.config.profile import RooflineStepTime, Spec
 from simfactory.hardware.memory import ACTIVATION_RESERVE_BYTES_PER_DEVICE, plan_memory
 from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, RooflineModel, StepLoad
 from simfactory.resolve import load_models, search_dirs

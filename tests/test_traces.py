@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from simfactory.api import run
 from simfactory.cli import app
-from simfactory.errors import InputError, InputErrors
+from simfactory.errors import InputError
 from simfactory.resolve import load_and_resolve
 from simfactory.traces.parse import parse_trace
 from simfactory.traces.stats import fit_workload, trace_stats
