@@ -120,6 +120,8 @@ def main() -> None:
     if args.child:
         print(json.dumps(case_child(args.child[0], int(args.child[1]))))
         return
+    # read the previous figures first: --json may overwrite the same file
+    previous = json.loads(args.compare.read_text())["cases"] if args.compare else None
     sizes = [("chat", 1_000_000), ("agents", 100_000), ("chat", 10_000), ("chat", 100_000), ("sweep", 1000)] if (
         args.full) else [("chat", 10_000), ("chat", 30_000), ("chat", 100_000), ("agents", 5_000), ("sweep", 100)]
     rows = []
@@ -149,8 +151,8 @@ def main() -> None:
               "cases": rows, "chat_scaling": scaling}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
-    if args.compare:
-        prev = {r["case"]: r for r in json.loads(args.compare.read_text())["cases"]}
+    if previous is not None:
+        prev = {r["case"]: r for r in previous}
         for r in rows:
             p = prev.get(r["case"])
             if p:
