@@ -37,14 +37,20 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
     tasks = result.tasks
     n = len(tasks)
     # one pass over the task records (each pass over 100k scattered objects costs more than the work done)
-    df = pd.DataFrame.from_records(list(map(operator.attrgetter(*SCALAR_FIELDS), tasks)), columns=list(SCALAR_FIELDS),
-                                   nrows=n)
+    columns = list(zip(*map(operator.attrgetter(*SCALAR_FIELDS), tasks))) or [()] * len(SCALAR_FIELDS)
+    df = pd.DataFrame({name: np.asarray(col, dtype=object if name == "outcome" else None)
+                       for name, col in zip(SCALAR_FIELDS, columns)})
+    if not n:
+        df = df.astype({"start_s": float, "end_s": float})
     names = np.asarray([c.config.name for c in rs.classes], dtype=object)
     df["class"] = names[df.pop("class_id").to_numpy(dtype=np.int64)] if n else []
     df["e2e_s"] = df["end_s"] - df["start_s"]
-    breakdown = pd.DataFrame.from_records([r.breakdown for r in tasks], columns=list(CATEGORIES), nrows=n)
-    for cat in CATEGORIES:
-        df[cat] = breakdown[cat].fillna(0.0).astype(float) if n else []
+    get = operator.itemgetter(*CATEGORIES)
+    zeros = (0.0,) * len(CATEGORIES)
+    parts = list(zip(*((get(b) if len(b) >= len(CATEGORIES) else tuple(b.get(c, 0.0) for c in CATEGORIES)) if b
+                       else zeros for b in (r.breakdown for r in tasks)))) or [()] * len(CATEGORIES)
+    for cat, col in zip(CATEGORIES, parts):
+        df[cat] = np.asarray(col, dtype=float)
     # each task's requests (all attempts) summed at once: task index per request id, then bincount
     counts = [sum(map(len, r.rids)) for r in tasks]
     task_of = np.repeat(np.arange(n, dtype=np.int64), counts)
