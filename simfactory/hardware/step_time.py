@@ -86,25 +86,35 @@ class RooflineModel(StepTimeModel):
     expert_parallel: bool = False
     pp: int = 1
 
-    def step_s(self, load: StepLoad) -> float:
+    def __post_init__(self) -> None:
+        # constants of step_s, computed once with the same operations in the same order (identical results)
         a = self.arch
-        tokens = load.prefill_tokens + load.decode_seqs
         q_width = a.heads * a.head_dim
+        consts = (
+            2.0 * a.active_params_b * 1e9,  # dense FLOPs per token
+            4.0 * a.layers * q_width,  # attention FLOPs per query-key pair
+            a.kv_bytes_per_token(self.kv_dtype),
+            a.weight_bytes(self.dtype),
+            self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency,
+            self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency,
+            a.is_moe,
+            self.tp > 1 or self.pp > 1 or (self.expert_parallel and a.is_moe),  # any communication term
+        )
+        object.__setattr__(self, "_consts", consts)
+
+    def step_s(self, load: StepLoad) -> float:
+        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
+        tokens = load.prefill_tokens + load.decode_seqs
         attn_pairs = load.kv_tokens_read + load.prefill_attn_pairs
-        flops = 2.0 * a.active_params_b * 1e9 * tokens + 4.0 * a.layers * q_width * attn_pairs
-        kv_bytes = a.kv_bytes_per_token(self.kv_dtype) * (load.kv_tokens_read + load.prefill_tokens)
-        weight_bytes = a.weight_bytes(self.dtype) * a.weight_fraction_read(tokens)
-        peak_flops = self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency
-        bandwidth = self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency
+        flops = dense * tokens + per_pair * attn_pairs
+        kv_bytes = kv_per_token * (load.kv_tokens_read + load.prefill_tokens)
+        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
         compute_s = flops / self.tp / peak_flops
         memory_s = (weight_bytes + kv_bytes) / self.tp / bandwidth
-        return (
-            self.factors.step_overhead_s
-            + max(compute_s, memory_s)
-            + self.allreduce_s(tokens)
-            + self.all_to_all_s(tokens)
-            + self.pipeline_p2p_s(tokens)
-        )
+        step = self.factors.step_overhead_s + max(compute_s, memory_s)
+        if comm:
+            step = step + self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
+        return step
 
     def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
         # step_s with prefill_tokens = prefill_attn_pairs = 0, the same operations in the same order
