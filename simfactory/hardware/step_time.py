@@ -8,7 +8,7 @@ Two models share one interface, `step_s(load)`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from simfactory.config.profile import (
@@ -49,6 +49,12 @@ class StepTimeModel:
         calls it once per step, so models hoist the constant terms, keeping step_s's arithmetic exactly)."""
         return lambda kv: self.step_s(StepLoad(0, decode_seqs, kv, 0))
 
+    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
+        """KV tokens read of consecutive decode steps -> their step times (a fast-forward stretch at once);
+        models inline their arithmetic in one comprehension, identical to decode_step_fn's."""
+        fn = self.decode_step_fn(decode_seqs)
+        return lambda kvs: [fn(kv) for kv in kvs]
+
 
 @dataclass(frozen=True)
 class LinearModel(StepTimeModel):
@@ -69,6 +75,12 @@ class LinearModel(StepTimeModel):
         head = s.overhead_s + s.s_per_prefill_token * 0 + s.s_per_decode_seq * decode_seqs
         per_kv, tail = s.s_per_kv_token, s.s_per_attn_pair * 0
         return lambda kv: head + per_kv * kv + tail
+
+    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
+        s = self.spec
+        head = s.overhead_s + s.s_per_prefill_token * 0 + s.s_per_decode_seq * decode_seqs
+        per_kv, tail = s.s_per_kv_token, s.s_per_attn_pair * 0
+        return lambda kvs: [head + per_kv * kv + tail for kv in kvs]
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,17 @@ class RooflineModel(StepTimeModel):
             memory_s = (weight_bytes + kv_bytes_per_token * (kv + 0)) / tp / bandwidth
             return overhead + max(compute_s, memory_s) + ar + a2a + p2p
 
+        def steps_s(kvs: Iterable[float]) -> list[float]:
+            # step_s per element, inlined: max(c, m) is m if m > c else c (max keeps the first of equals)
+            return [overhead + (m if (m := (weight_bytes + kv_bytes_per_token * kv) / tp / bandwidth)
+                                > (c := (dense + per_pair * kv) / tp / peak_flops) else c) + ar + a2a + p2p
+                    for kv in kvs]
+
+        step_s.many = steps_s  # type: ignore[attr-defined]
         return step_s
+
+    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
+        return self.decode_step_fn(decode_seqs).many  # type: ignore[attr-defined, no-any-return]
 
     def link_bytes_per_s(self) -> float:
         link = self.spec.interconnect_gb_s

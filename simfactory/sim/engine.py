@@ -24,7 +24,8 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_right
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import accumulate
 from typing import Generator
 
 import simpy
@@ -147,7 +148,7 @@ class ReplicaEngine:
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
-        self._decode_fns: dict[int, Callable[[float], float]] = {}
+        self._decode_fns: dict[int, Callable[[Iterable[float]], list[float]]] = {}
 
         self.free_blocks = kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
@@ -258,27 +259,21 @@ class ReplicaEngine:
         bucket = self.bucket
         n_dec = len(self.dec_base)
         sum_base = self.sum_base
-        step_s = self._decode_fns.get(n_dec)
-        if step_s is None:  # the step-time function of an n-sequence decode step, built once per batch size
-            step_s = self._decode_fns[n_dec] = self.step_time.decode_step_fn(n_dec)
         free = self.free_blocks
-        used = 0
-        t = self.env.now
-        ends: list[float] = []
-        dts: list[float] = []
-        cum_needs: list[int] = []
-        for k in range(s0, s0 + n_max):
-            need = bucket[(-k) % bs]
-            if used + need > free:
-                break  # this step would preempt: stop before it
-            used += need
-            dt = step_s(float(sum_base + n_dec * (k + 1)))
-            t += dt
-            ends.append(t)
-            dts.append(dt)
-            cum_needs.append(used)
-        if len(ends) < 2:
+        # blocks each step allocates (sequences crossing a block boundary), cumulated; the stretch stops before
+        # the first step that would run out (and preempt): cumulative needs never decrease, so bisect finds it
+        cum_needs = list(accumulate([bucket[(-k) % bs] for k in range(s0, s0 + n_max)]))
+        n = bisect_right(cum_needs, free)
+        del cum_needs[n:]
+        if n < 2:
             return None
+        steps_s = self._decode_fns.get(n_dec)
+        if steps_s is None:  # step times of n-sequence decode steps, built once per batch size
+            steps_s = self._decode_fns[n_dec] = self.step_time.decode_steps_fn(n_dec)
+        kv0 = sum_base + n_dec * (s0 + 1)  # KV tokens read by the first step; each later step reads n_dec more
+        dts = steps_s(map(float, range(kv0, kv0 + n_dec * n, n_dec)))
+        ends = list(accumulate(dts, initial=self.env.now))  # the same running sum as stepping
+        del ends[0]
         return Stretch(self.env.now, ends, dts, cum_needs, free)
 
     def _run_stretch(self, st: Stretch) -> Generator[simpy.Event, None, None]:
