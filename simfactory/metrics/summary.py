@@ -95,7 +95,8 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     window_s = end - start
 
     measured = req[req["measured"]]
-    outcome_counts = {o.label: int((req["outcome"] == o.label).sum()) for o in Outcome if o != Outcome.PENDING}
+    counted = req["outcome"].value_counts()
+    outcome_counts = {o.label: int(counted.get(o.label, 0)) for o in Outcome if o != Outcome.PENDING}
     completed_in_window = req[(req["completion_s"] >= start) & (req["completion_s"] < end)]
     out_tok = int(completed_in_window["output_tokens"].sum())
     in_tok = int(completed_in_window["input_tokens"].sum())
