@@ -47,6 +47,34 @@ def _report(run: Any, out: Any) -> None:
               "model, engine, dtype and TP on this SKU")
 
 
+def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, repetitions: int, warmup: int,
+             quick: bool, out: Any) -> None:
+    """The design `calibrate run` would time on this SKU and how long the GPU should be busy."""
+    from collections import Counter
+
+    from simfactory.calibration.microbench import design_for, estimate_gpu_s
+    from simfactory.cli import input_errors
+    from simfactory.config.profile import RooflineStepTime
+    from simfactory.hardware.step_time import RooflineModel
+
+    with input_errors():
+        if sku is None:
+            raise InputError("--sku", "", "--dry-run needs --sku (there is no GPU to ask)")
+        arch, profile = _context(sku, model)
+    r = profile.roofline
+    roof = RooflineModel(arch, profile.spec, RooflineStepTime(compute_efficiency=r.compute_efficiency,
+                         memory_efficiency=r.memory_efficiency, step_overhead_s=r.step_overhead_s),
+                         dtype, "fp8" if dtype == "fp8" else "bf16", tp)
+    points = design_for(arch, dtype, tp, profile.spec.hbm_gb, quick)
+    kinds = ("prefill", "decode", "mixed") if backend == "vllm" else ("prefill", "decode")
+    seconds, shapes = estimate_gpu_s(points, roof, kinds, repetitions, warmup, prefill_contexts=backend == "vllm")
+    counts = Counter(p.kind for p in points if p.kind in kinds)
+    out.print(f"{shapes} step shapes ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}) x "
+              f"{warmup} warm-up + {repetitions} timed repetitions on {tp} x {sku} ({backend})", highlight=False)
+    out.print(f"estimated GPU busy time {seconds / 60:.1f} min by the shipped roofline, plus engine start-up "
+              "(vLLM: 1-3 min; torch: model init) and Python overhead per step", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     from simfactory.cli import err, input_errors, out
 
@@ -66,6 +94,8 @@ def register(app: typer.Typer) -> None:
         force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
         config_dir: Annotated[Optional[Path], typer.Option(help="Folder with the model's config.json.")] = None,
         profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+        dry_run: Annotated[bool, typer.Option(help="No GPU needed: print the design and its estimated GPU time "
+                                                   "(the SKU's roofline) for --sku, and exit.")] = False,
     ) -> None:
         """Time engine steps on this GPU, fit the step-time model and write a measured profile.
 
@@ -77,6 +107,9 @@ def register(app: typer.Typer) -> None:
         from simfactory.calibration.fit import FitRefused
         from simfactory.calibration.nvml import NoGpu, NvmlSampler, require_gpu, sku_for
 
+        if dry_run:
+            _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
+            return
         try:
             gpu = require_gpu(0)
         except NoGpu as e:

@@ -298,3 +298,23 @@ def test_calibrate_run_end_to_end_on_a_fake_gpu(tmp_path, monkeypatch):
     steps = pd.read_csv(path.with_name("llama-3.1-8b-fake-bf16-tp1.steps.csv"))
     assert set(steps["kind"]) == {"prefill", "decode", "mixed"} and steps["power_w"].eq(350.0).all()
     assert (path.with_name("llama-3.1-8b-fake-bf16-tp1.power.csv")).is_file()
+
+
+def test_design_gpu_time_estimate_and_dry_run():
+    from simfactory.calibration.microbench import estimate_gpu_s
+
+    model = LinearModel(TRUE)
+    pts = [DesignPoint("decode", decode_seqs=4, context_tokens=1000), DesignPoint("prefill", prefill_seqs=2, prefill_tokens=500)]
+    seconds, shapes = estimate_gpu_s(pts, model, ("prefill", "decode"), repetitions=10, warmup=2, prefill_contexts=False)
+    assert shapes == 2
+    assert seconds == pytest.approx(12 * (model.step_s(pts[0].load()) + model.step_s(pts[1].load())))
+    with_context, _ = estimate_gpu_s(pts, model, ("prefill", "decode"), 10, 2, prefill_contexts=True,
+                                     max_batched_tokens=1000)
+    # vLLM also prefills the decode batch's 4,000 context tokens: 4 chunks of 1,000
+    chunk = model.step_s(StepLoad(1000, 0, 0.0, 1000 * 1001 / 2))
+    assert with_context == pytest.approx(seconds + 4 * chunk)
+
+    res = CliRunner().invoke(calibrate_cli(), ["run", "--dry-run", "--sku", "h100-sxm", "--model", "llama-3.1-8b"])
+    assert res.exit_code == 0 and "step shapes" in res.output and "estimated GPU busy time" in res.output
+    res = CliRunner().invoke(calibrate_cli(), ["run", "--dry-run", "--model", "llama-3.1-8b"])
+    assert res.exit_code == 2 and "--dry-run needs --sku" in res.output

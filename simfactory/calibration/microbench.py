@@ -85,6 +85,26 @@ def design_for(arch: ModelArch, dtype: str, tp: int, memory_gb: float, quick: bo
     return points
 
 
+def estimate_gpu_s(points: list[DesignPoint], step_time: Any, kinds: tuple[str, ...], repetitions: int, warmup: int,
+                   prefill_contexts: bool, max_batched_tokens: int = 8192) -> tuple[float, int]:
+    """Rough GPU time of a design under a step-time model (the shipped roofline before calibrating): the timed
+    and warm-up steps, plus (vLLM, which builds real KV caches) prefilling each decode batch's context in chunks
+    of the token budget. Excludes engine start-up. Returns (seconds, shapes timed)."""
+    from simfactory.hardware.step_time import StepLoad
+
+    total = 0.0
+    usable = [p for p in points if p.kind in kinds]
+    for p in usable:
+        total += (repetitions + warmup) * step_time.step_s(p.load())
+        context = p.decode_seqs * p.context_tokens if prefill_contexts else 0
+        if context:
+            chunks = -(-context // max_batched_tokens)
+            per_chunk = min(context, max_batched_tokens)
+            pairs = per_chunk * (p.context_tokens + 1) / 2
+            total += chunks * step_time.step_s(StepLoad(per_chunk, 0, 0.0, float(pairs)))
+    return total, len(usable)
+
+
 @dataclass(frozen=True)
 class CalibrationRun:
     profile_path: Path
