@@ -44,16 +44,11 @@ class StepTimeModel:
     def step_s(self, load: StepLoad) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
-        """kv_tokens_read -> step_s of a decode-only step of this many sequences (the engine's fast-forward
-        calls it once per step, so models hoist the constant terms, keeping step_s's arithmetic exactly)."""
-        return lambda kv: self.step_s(StepLoad(0, decode_seqs, kv, 0))
-
     def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
-        """KV tokens read of consecutive decode steps -> their step times (a fast-forward stretch at once);
-        models inline their arithmetic in one comprehension, identical to decode_step_fn's."""
-        fn = self.decode_step_fn(decode_seqs)
-        return lambda kvs: [fn(kv) for kv in kvs]
+        """KV tokens read of consecutive decode-only steps of this many sequences -> their step times (the
+        engine's fast-forward plans a stretch at once); models hoist the constant terms and inline the rest in one
+        comprehension, keeping step_s's arithmetic exactly."""
+        return lambda kvs: [self.step_s(StepLoad(0, decode_seqs, kv, 0)) for kv in kvs]
 
 
 @dataclass(frozen=True)
@@ -69,12 +64,6 @@ class LinearModel(StepTimeModel):
             + s.s_per_kv_token * load.kv_tokens_read
             + s.s_per_attn_pair * load.prefill_attn_pairs
         )
-
-    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
-        s = self.spec
-        head = s.overhead_s + s.s_per_prefill_token * 0 + s.s_per_decode_seq * decode_seqs
-        per_kv, tail = s.s_per_kv_token, s.s_per_attn_pair * 0
-        return lambda kv: head + per_kv * kv + tail
 
     def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
         s = self.spec
@@ -128,37 +117,22 @@ class RooflineModel(StepTimeModel):
             step = step + self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
         return step
 
-    def decode_step_fn(self, decode_seqs: int) -> Callable[[float], float]:
-        # step_s with prefill_tokens = prefill_attn_pairs = 0, the same operations in the same order
-        a = self.arch
+    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
+        # step_s with prefill_tokens = prefill_attn_pairs = 0, the same operations in the same order;
+        # max(c, m) is written m if m > c else c (max keeps the first of equals)
+        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, _ = self._consts  # type: ignore[attr-defined]
         tokens = decode_seqs
-        dense = 2.0 * a.active_params_b * 1e9 * tokens
-        per_pair = 4.0 * a.layers * (a.heads * a.head_dim)
-        kv_bytes_per_token = a.kv_bytes_per_token(self.kv_dtype)
-        weight_bytes = a.weight_bytes(self.dtype) * a.weight_fraction_read(tokens)
-        peak_flops = self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency
-        bandwidth = self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency
+        dense_s = dense * tokens
+        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
         tp, overhead = self.tp, self.factors.step_overhead_s
-        comm = (self.allreduce_s(tokens), self.all_to_all_s(tokens), self.pipeline_p2p_s(tokens))
-        ar, a2a, p2p = comm
-
-        def step_s(kv: float) -> float:
-            pairs = kv + 0
-            compute_s = (dense + per_pair * pairs) / tp / peak_flops
-            memory_s = (weight_bytes + kv_bytes_per_token * (kv + 0)) / tp / bandwidth
-            return overhead + max(compute_s, memory_s) + ar + a2a + p2p
+        ar, a2a, p2p = self.allreduce_s(tokens), self.all_to_all_s(tokens), self.pipeline_p2p_s(tokens)
 
         def steps_s(kvs: Iterable[float]) -> list[float]:
-            # step_s per element, inlined: max(c, m) is m if m > c else c (max keeps the first of equals)
-            return [overhead + (m if (m := (weight_bytes + kv_bytes_per_token * kv) / tp / bandwidth)
-                                > (c := (dense + per_pair * kv) / tp / peak_flops) else c) + ar + a2a + p2p
+            return [overhead + (m if (m := (weight_bytes + kv_per_token * kv) / tp / bandwidth)
+                                > (c := (dense_s + per_pair * kv) / tp / peak_flops) else c) + ar + a2a + p2p
                     for kv in kvs]
 
-        step_s.many = steps_s  # type: ignore[attr-defined]
-        return step_s
-
-    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
-        return self.decode_step_fn(decode_seqs).many  # type: ignore[attr-defined, no-any-return]
+        return steps_s
 
     def link_bytes_per_s(self) -> float:
         link = self.spec.interconnect_gb_s
