@@ -55,6 +55,7 @@ def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, rep
     from simfactory.calibration.microbench import design_for, estimate_gpu_s
     from simfactory.cli import input_errors
     from simfactory.config.profile import RooflineStepTime
+    from simfactory.config.scenario import kv_dtype_for
     from simfactory.hardware.step_time import RooflineModel
 
     with input_errors():
@@ -64,7 +65,7 @@ def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, rep
     r = profile.roofline
     roof = RooflineModel(arch, profile.spec, RooflineStepTime(compute_efficiency=r.compute_efficiency,
                          memory_efficiency=r.memory_efficiency, step_overhead_s=r.step_overhead_s),
-                         dtype, "fp8" if dtype == "fp8" else "bf16", tp)
+                         dtype, kv_dtype_for(dtype), tp)
     points = design_for(arch, dtype, tp, profile.spec.hbm_gb, quick)
     kinds = ("prefill", "decode", "mixed") if backend == "vllm" else ("prefill", "decode")
     seconds, shapes = estimate_gpu_s(points, roof, kinds, repetitions, warmup, prefill_contexts=backend == "vllm")

@@ -24,7 +24,9 @@ from simfactory.config.profile import (
     StepTimeEntry,
 )
 from simfactory.config.routing import Route, Tier
-from simfactory.config.scenario import Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload
+from simfactory.config.scenario import (
+    Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload, kv_dtype_for,
+)
 from simfactory.config.prices import PriceBook
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
@@ -369,7 +371,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             )
             continue
         arch = models[d.model]
-        kv_dtype = d.kv_dtype or ("bf16" if d.dtype == "int4" else d.dtype)
+        kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype)
         spec_cfg = d.speculative
         draft_arch = None
         if spec_cfg is not None and spec_cfg.draft_model is not None:

@@ -22,6 +22,7 @@ from simfactory.calibration.measurements import check_steps
 from simfactory.calibration.nvml import NvmlSampler, window_means
 from simfactory.calibration.profile_writer import build_entry, write_profile
 from simfactory.config.profile import ModelArch
+from simfactory.config.scenario import kv_dtype_for
 from simfactory.paths import PROJECT_ROOT
 
 MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
@@ -122,7 +123,7 @@ def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, dt
     r = profile.roofline
     factors = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
                                step_overhead_s=r.step_overhead_s)
-    model = RooflineModel(arch, profile.spec, factors, dtype, "fp8" if dtype == "fp8" else "bf16", tp)
+    model = RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp)
     cols = ["prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs"]
     predicted = np.array([model.step_s(StepLoad(int(a), int(b), float(c), float(d)))
                           for a, b, c, d in steps[cols].itertuples(index=False)])
@@ -134,8 +135,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
             max_heldout_mape: float = 0.10, force: bool = False, samples: pd.DataFrame | None = None,
             seed: int = 0) -> CalibrationRun:
     """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit)."""
-    kv_dtype = "fp8" if dtype == "fp8" else "bf16"
-    roof = (arch, profile.spec, dtype, kv_dtype, tp) if arch is not None and profile is not None else None
+    roof = (arch, profile.spec, dtype, kv_dtype_for(dtype), tp) if arch is not None and profile is not None else None
     fit = fit_step_time(steps, kind, roof, seed=seed)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

@@ -18,7 +18,7 @@ import pandas as pd
 
 from simfactory.calibration.measurements import check_requests
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.config.profile import RooflineStepTime
 from simfactory.hardware.step_time import RooflineModel
@@ -92,8 +92,8 @@ def with_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedSce
     """The same scenario with its deployment on a roofline of these factors (what fitting varies)."""
     d = rs.deployments[0]
     c = d.config
-    kv_dtype = c.kv_dtype or ("bf16" if c.dtype == "int4" else c.dtype)
-    model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype, c.tp, c.expert_parallel, c.pp)
+    model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype_for(c.dtype, c.kv_dtype), c.tp,
+                          c.expert_parallel, c.pp)
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
 
 

@@ -106,6 +106,11 @@ class Reservation(_Strict):
     replicas: PositiveInt
 
 
+def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
+    """The KV-cache dtype of a deployment: as set, else the weights' dtype (int4 weights keep a bf16 cache)."""
+    return kv_dtype or ("bf16" if dtype == "int4" else dtype)
+
+
 class Deployment(_Strict):
     """A model served by N replicas, each on `tp` accelerators of one pool (vLLM's knobs and names)."""
 
