@@ -52,20 +52,14 @@ def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, rep
     """The design `calibrate run` would time on this SKU and how long the GPU should be busy."""
     from collections import Counter
 
-    from simfactory.calibration.microbench import design_for, estimate_gpu_s
+    from simfactory.calibration.microbench import design_for, estimate_gpu_s, shipped_roofline
     from simfactory.cli import input_errors
-    from simfactory.config.profile import RooflineStepTime
-    from simfactory.config.scenario import kv_dtype_for
-    from simfactory.hardware.step_time import RooflineModel
 
     with input_errors():
         if sku is None:
             raise InputError("--sku", "", "--dry-run needs --sku (there is no GPU to ask)")
         arch, profile = _context(sku, model)
-    r = profile.roofline
-    roof = RooflineModel(arch, profile.spec, RooflineStepTime(compute_efficiency=r.compute_efficiency,
-                         memory_efficiency=r.memory_efficiency, step_overhead_s=r.step_overhead_s),
-                         dtype, kv_dtype_for(dtype), tp)
+    roof = shipped_roofline(arch, profile, "vllm" if backend == "vllm" else "torch-eager", dtype, tp)
     points = design_for(arch, dtype, tp, profile.spec.hbm_gb, quick)
     kinds = ("prefill", "decode", "mixed") if backend == "vllm" else ("prefill", "decode")
     seconds, shapes = estimate_gpu_s(points, roof, kinds, repetitions, warmup, prefill_contexts=backend == "vllm")

@@ -275,6 +275,15 @@ def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path
     return profile.model_copy(update={"spec": spec})
 
 
+def default_factors(profile: HardwareProfile, preset: EnginePreset | None) -> RooflineStepTime:
+    """The SKU's roofline factors with the engine's per-step overhead multiplier: the step-time model of a
+    deployment without an explicit entry (and the baseline calibration reports its error against)."""
+    r = profile.roofline
+    multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
+    return RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
+                            step_overhead_s=r.step_overhead_s * multiplier)
+
+
 def choose_step_time(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None = None,
@@ -287,15 +296,10 @@ def choose_step_time(
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
         return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
-    r = profile.roofline
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
-    factors = RooflineStepTime(
-        compute_efficiency=r.compute_efficiency,
-        memory_efficiency=r.memory_efficiency,
-        step_overhead_s=r.step_overhead_s * multiplier,
-    )
     return (
-        RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp),
+        RooflineModel(arch, profile.spec, default_factors(profile, preset), d.dtype, kv_dtype, d.tp, d.expert_parallel,
+                      d.pp),
         f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
 

@@ -23,7 +23,7 @@ from simfactory.calibration.nvml import NvmlSampler, window_means
 from simfactory.calibration.profile_writer import build_entry, write_profile
 from simfactory.config.profile import ModelArch
 from simfactory.config.scenario import kv_dtype_for
-from simfactory.paths import PROJECT_ROOT
+from simfactory.paths import PROFILES_DIR, PROJECT_ROOT
 
 MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
@@ -115,15 +115,21 @@ class CalibrationRun:
     shipped_mape: float | None = None  # the uncalibrated (roofline) profile's error on the same steps
 
 
-def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, dtype: str, tp: int) -> float:
-    """How far the SKU's shipped roofline (what `simfactory run` used before) is from these measurements."""
-    from simfactory.config.profile import RooflineStepTime
-    from simfactory.hardware.step_time import RooflineModel, StepLoad
+def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> Any:
+    """The step-time model `simfactory run` uses for this combination before it is calibrated: the SKU's roofline
+    with the engine preset's overhead multiplier (resolve.default_factors)."""
+    from simfactory.hardware.step_time import RooflineModel
+    from simfactory.resolve import default_factors, load_engines, search_dirs
 
-    r = profile.roofline
-    factors = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
-                               step_overhead_s=r.step_overhead_s)
-    model = RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp)
+    preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+    return RooflineModel(arch, profile.spec, default_factors(profile, preset), dtype, kv_dtype_for(dtype), tp)
+
+
+def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> float:
+    """How far the shipped roofline (what `simfactory run` used before) is from these measurements."""
+    from simfactory.hardware.step_time import StepLoad
+
+    model = shipped_roofline(arch, profile, engine, dtype, tp)
     cols = ["prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs"]
     predicted = np.array([model.step_s(StepLoad(int(a), int(b), float(c), float(d)))
                           for a, b, c, d in steps[cols].itertuples(index=False)])
@@ -140,7 +146,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     check_threshold(fit, max_heldout_mape, force)
     shipped = None
     if arch is not None and profile is not None:
-        shipped = shipped_roofline_mape(steps, arch, profile, dtype, tp)
+        shipped = shipped_roofline_mape(steps, arch, profile, engine, dtype, tp)
         provenance = {**provenance, "shipped_roofline_mape": f"{shipped:.2%} (the SKU's roofline on these steps)"}
     power = None
     if "power_w" in steps and "sm_util" in steps and steps["power_w"].notna().sum() >= 3:

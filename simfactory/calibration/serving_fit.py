@@ -20,7 +20,7 @@ from simfactory.calibration.measurements import check_requests
 from simfactory.calibration.validate import Deployment, compare, mape
 from simfactory.config.profile import RooflineStepTime
 from simfactory.paths import PROFILES_DIR
-from simfactory.resolve import load_profile, search_dirs
+from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
 
 BOUNDS = ((0.02, 1.0), (0.02, 1.0), (0.0, 0.05))  # compute eff, memory eff, step overhead s
 
@@ -75,11 +75,8 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     measured = check_requests(measured)
     if int(measured["ok"].sum()) < 10:
         raise FitRefused("fitting to serving measurements needs at least 10 successful requests")
-    profile = load_profile(search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles",
-                                       PROFILES_DIR), dep.sku, "--sku", "sku")
-    r = profile.roofline
-    start = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
-                             step_overhead_s=r.step_overhead_s)
+    dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
+    start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), load_engines(dirs).get(dep.engine))
     train, heldout = split_blocks(measured)
     cache: dict[tuple[float, ...], float] = {}
 
