@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.measurements import check_requests, tpot_s
+from simfactory.calibration.measurements import check_requests, request_row
 
 WORDS_PER_TOKEN = 0.75  # English text: about 3/4 of a word per token (OpenAI tokenizer guidance)
 
@@ -118,9 +118,7 @@ async def send_one(client: httpx.AsyncClient, ep: Endpoint, req: PlannedRequest,
     inp = int(usage.get("prompt_tokens") or req.input_tokens)
     ttft = (first - start) if ok else float("nan")
     e2e = (last - start) if ok else float("nan")
-    return {"request_id": rid, "send_s": start - t0, "input_tokens": inp, "output_tokens": out if ok else 0,
-            "ttft_s": ttft, "tpot_s": tpot_s(ttft, e2e, out) if ok else float("nan"), "e2e_s": e2e, "ok": ok,
-            "error": error, "rate_rps": rate}
+    return request_row(rid, start - t0, inp, out if ok else 0, ttft, e2e, ok, error, rate)
 
 
 async def run_schedule(ep: Endpoint, plan: list[PlannedRequest], rate: float, concurrency: int | None,

@@ -27,20 +27,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.measurements import check_requests, tpot_s
+from simfactory.calibration.measurements import check_requests, request_row
 from simfactory.errors import InputError
 
 ImportFormat = Literal["vllm-bench", "aiperf", "genai-perf", "guidellm"]
 FORMATS: tuple[str, ...] = ("vllm-bench", "aiperf", "genai-perf", "guidellm")
 CHARS_PER_TOKEN = 4.0  # same rule of thumb as the trace parsers
-
-
-def _row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2e: float, ok: bool, error: str = "",
-         rate: float = float("nan")) -> dict[str, Any]:
-    out_i = int(out) if ok else int(out or 0)
-    return {"request_id": str(rid), "send_s": float(send_s), "input_tokens": int(inp), "output_tokens": out_i,
-            "ttft_s": float(ttft) if ok else float("nan"), "tpot_s": tpot_s(ttft, e2e, out_i) if ok else float("nan"),
-            "e2e_s": float(e2e) if ok else float("nan"), "ok": bool(ok), "error": error, "rate_rps": rate}
 
 
 def _load_json(path: Path) -> Any:
@@ -92,7 +84,7 @@ def vllm_bench(path: Path) -> pd.DataFrame:
         gaps = itls[i] if isinstance(itls[i], list) else []
         e2e = ttft + sum(_number(g, f, f"itls[{i}]") for g in gaps)
         send = (starts[i] - t0) if starts else float("nan")
-        rows.append(_row(i, send, _number(inp[i], f, f"input_lens[{i}]"), out[i] or 0, ttft, e2e, bool(ok),
+        rows.append(request_row(i, send, _number(inp[i], f, f"input_lens[{i}]"), out[i] or 0, ttft, e2e, bool(ok),
                          str(errors[i] or ""), rate_f))
     frame = pd.DataFrame(rows)
     if not starts:  # send times unknown: replay as evenly spread at the recorded rate (or back to back)
@@ -142,7 +134,7 @@ def aiperf(path: Path) -> pd.DataFrame:
                 if v is None:
                     raise InputError(f, f"line {line}: metrics.{name}", "missing")
         starts.append(start_ns / 1e9)
-        rows.append(_row(meta.get("x_request_id", line), start_ns / 1e9, inp or 0, out or 0, ttft or 0.0, e2e or 0.0,
+        rows.append(request_row(meta.get("x_request_id", line), start_ns / 1e9, inp or 0, out or 0, ttft or 0.0, e2e or 0.0,
                          bool(ok), json.dumps(error) if error else ("cancelled" if not ok else "")))
     if not rows:
         raise InputError(f, "", "no profiling records")
@@ -173,7 +165,7 @@ def genai_perf(path: Path) -> pd.DataFrame:
             out = len(outputs) if outputs else (len(stamps) if ok else 0)
             ttft = (stamps[0] - ts) / 1e9 if ok else 0.0
             e2e = (stamps[-1] - ts) / 1e9 if ok else 0.0
-            rows.append(_row(f"{e}-{r}", ts / 1e9, inp, out, ttft, e2e, ok, "" if ok else "no response", rate))
+            rows.append(request_row(f"{e}-{r}", ts / 1e9, inp, out, ttft, e2e, ok, "" if ok else "no response", rate))
     if not rows:
         raise InputError(f, "experiments", "no requests")
     frame = pd.DataFrame(rows)
@@ -218,7 +210,7 @@ def guidellm(path: Path) -> pd.DataFrame:
                     ttft = _number(_need(req, "time_to_first_token_ms", f, where), f,
                                    where + "time_to_first_token_ms") / 1000.0
                     e2e = _number(_need(req, "request_latency", f, where), f, where + "request_latency")
-                rows.append(_row(req.get("request_id", f"{b}-{status}-{r}"), start, inp, out, ttft, e2e, ok,
+                rows.append(request_row(req.get("request_id", f"{b}-{status}-{r}"), start, inp, out, ttft, e2e, ok,
                                  "" if ok else str(req.get("error") or status), rate))
     if not rows:
         raise InputError(f, "benchmarks", "no requests")

@@ -12,6 +12,7 @@ Keeping these two shapes fixed is the seam between measuring (GPU, HTTP, importe
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,6 +93,15 @@ def tpot_s(ttft_s: float, e2e_s: float, output_tokens: int) -> float:
     if output_tokens <= 1:
         return float("nan")
     return (e2e_s - ttft_s) / (output_tokens - 1)
+
+
+def request_row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2e: float, ok: bool, error: str = "",
+                rate: float = float("nan")) -> dict[str, Any]:
+    """One request-table row (the client and every importer build rows here); latencies are NaN unless ok."""
+    out_i = int(out or 0)
+    return {"request_id": str(rid), "send_s": float(send_s), "input_tokens": int(inp), "output_tokens": out_i,
+            "ttft_s": float(ttft) if ok else float("nan"), "tpot_s": tpot_s(ttft, e2e, out_i) if ok else float("nan"),
+            "e2e_s": float(e2e) if ok else float("nan"), "ok": bool(ok), "error": error, "rate_rps": rate}
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
