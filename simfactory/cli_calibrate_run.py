@@ -202,21 +202,11 @@ def register(app: typer.Typer) -> None:
 def _fit_requests(requests: Any, sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
                   max_num_seqs: int | None, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
                   force: bool, out: Any) -> Any:
-    """Serving-level fit -> the same checks and profile files as a step fit."""
-    from simfactory.calibration.fit import check_threshold
-    from simfactory.calibration.microbench import CalibrationRun
-    from simfactory.calibration.profile_writer import build_entry, write_profile
-    from simfactory.calibration.serving_fit import fit_serving
+    from simfactory.calibration.microbench import publish_serving
     from simfactory.calibration.validate import Deployment
 
     dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas, max_num_seqs=max_num_seqs)
     out.print(f"fitting to {int(requests['ok'].sum())} measured requests (each evaluation replays the load) ...",
               highlight=False)
-    sf = fit_serving(requests, dep)
-    result = sf.as_fit_result()
-    check_threshold(result, max_heldout_mape, force)
-    prov = {**prov, "method": f"serving-level fit: {sf.evaluations} simulated replays",
-            "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the training load)"}
-    entry = build_entry(result, model=model, engine=engine, dtype=dtype, tp=tp, provenance=prov)
-    path = write_profile(entry, result, profiles_dir, sku)
-    return CalibrationRun(path, result, None, requests, sf.start_mape)
+    return publish_serving(requests, dep, profiles_dir=profiles_dir, provenance=prov,
+                           max_heldout_mape=max_heldout_mape, force=force)
