@@ -33,20 +33,29 @@ def recording_reads() -> Iterator[dict[str, str]]:
         _reads.reset(token)
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """Parse a YAML file that must hold a mapping; unreadable or malformed files raise InputError."""
+def _read_bytes(path: Path) -> bytes:
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_bytes()
     except FileNotFoundError:
         raise InputError(name, "", "file not found") from None
     except IsADirectoryError:
         raise InputError(name, "", "is a directory, expected a YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InputError(name, "", f"cannot read file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _record(path: Path, sha: str) -> None:
     reads = _reads.get()
     if reads is not None:
-        reads[str(path)] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        reads[str(path)] = sha
+
+
+def _parse(raw: bytes, name: str) -> dict[str, Any]:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(name, "", f"cannot read file ({exc.__class__.__name__}: {exc})") from None
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
@@ -59,6 +68,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise InputError(name, "", f"expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Parse a YAML file that must hold a mapping; unreadable or malformed files raise InputError."""
+    raw = _read_bytes(path)
+    _record(path, hashlib.sha256(raw).hexdigest())
+    return _parse(raw, str(path))
 
 
 def format_loc(loc: tuple[Any, ...], data: Any = None) -> str:
@@ -140,34 +156,12 @@ MODEL_CACHE_SIZE = 256
 def load_model_file(model: type[M], path: Path) -> M:
     """Read and validate. The validated (frozen) model is cached by file content, so a sweep resolving
     thousands of points parses the shared profiles and price book once per process."""
-    try:
-        raw = path.read_bytes()
-    except OSError:
-        raw = None  # read_yaml reports the problem
-    if raw is not None:
-        sha = hashlib.sha256(raw).hexdigest()
-        key = (model, str(path), sha)
-        if key in _model_cache:
-            reads = _reads.get()
-            if reads is not None:
-                reads[str(path)] = sha
-            return _model_cache[key]  # type: ignore[no-any-return]
-    value = validate(model, read_yaml(path), str(path))
-    if raw is not None:
-        reads = _reads.get()
-        if reads is not None:
-            reads[str(path)] = sha  # the file's bytes, as on a cache hit
+    raw = _read_bytes(path)
+    sha = hashlib.sha256(raw).hexdigest()
+    _record(path, sha)
+    key = (model, str(path), sha)
+    if key not in _model_cache:
         if len(_model_cache) >= MODEL_CACHE_SIZE:
             _model_cache.pop(next(iter(_model_cache)))
-        _model_cache[key] = value
-    return value  # type: ignore[no-any-return]
-    with recording_reads() as mine:
-        value = validate(model, read_yaml(path), str(path))
-    outer = _reads.get()
-    if outer is not None:
-        outer.update(mine)
-    if key is not None:
-        if len(_model_cache) >= MODEL_CACHE_SIZE:
-            _model_cache.pop(next(iter(_model_cache)))
-        _model_cache[key] = (value, mine.get(str(path), ""))
-    return value
+        _model_cache[key] = validate(model, _parse(raw, str(path)), str(path))
+    return _model_cache[key]  # type: ignore[no-any-return]
