@@ -17,7 +17,7 @@ from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitRefused, FitResult
 from simfactory.calibration.measurements import check_requests
-from simfactory.calibration.validate import Deployment, compare, mape
+from simfactory.calibration.validate import Deployment, blocks_of, compare, compare_blocks, mape
 from simfactory.config.profile import RooflineStepTime
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
@@ -78,13 +78,14 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
     start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), load_engines(dirs).get(dep.engine))
     train, heldout = split_blocks(measured)
+    train_blocks = blocks_of(train, dep, seed, base_dir)  # resolved once; each evaluation only re-simulates
     cache: dict[tuple[float, ...], float] = {}
 
     def objective(x: np.ndarray) -> float:
         f = _clip(x)
         key = (round(f.compute_efficiency, 6), round(f.memory_efficiency, 6), round(f.step_overhead_s, 8))
         if key not in cache:
-            cache[key] = mape(compare(train, dep, seed, base_dir, f))
+            cache[key] = mape(compare_blocks(train_blocks, f))
         return cache[key]
 
     x0 = np.array([start.compute_efficiency, start.memory_efficiency, start.step_overhead_s])
@@ -94,7 +95,7 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
                    options={"initial_simplex": simplex, "maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
     factors = _clip(res.x)
     return ServingFit(
-        factors=factors, start=start, train=compare(train, dep, seed, base_dir, factors),
+        factors=factors, start=start, train=compare_blocks(train_blocks, factors),
         heldout=None if heldout is None else compare(heldout, dep, seed, base_dir, factors),
         start_mape=start_mape, evaluations=len(cache),
     )

@@ -97,22 +97,23 @@ def with_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedSce
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
 
 
-def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-                   factors: RooflineStepTime | None = None) -> pd.DataFrame:
-    """The simulator's request table for the block's successful requests (same lengths, same send times).
-    Profiles are looked up as for a scenario in `base_dir` (default: the working directory), so calibrated
-    profiles in ./hardware_profiles/<sku>/ are used."""
+def resolve_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> ResolvedScenario:
+    """The scenario replaying a block's sends and lengths. Profiles are looked up as for a scenario in `base_dir`
+    (default: the working directory), so calibrated profiles in ./hardware_profiles/<sku>/ are used. The trace
+    file only lives while resolving (resolve reads it into the scenario)."""
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "load.csv"
         _write_trace(block, trace)
         nominal = (base_dir or Path.cwd()) / "calibrate-validate.yaml"  # never written: only locates profiles
         try:
-            rs = resolve(block_scenario(block, dep, trace, seed), nominal)
+            return resolve(block_scenario(block, dep, trace, seed), nominal)
         except (InputError, InputErrors) as e:
             raise _as_flags(e) from None
-        if factors is not None:
-            rs = with_factors(rs, factors)
-        t = simulate(rs, keep_logs=0).table
+
+
+def simulate_resolved(rs: ResolvedScenario, factors: RooflineStepTime | None = None) -> pd.DataFrame:
+    """The simulator's request table of a resolved block (on a roofline of `factors` when given)."""
+    t = simulate(rs if factors is None else with_factors(rs, factors), keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     out = t.output_tokens.astype(float)
     ttft = t.first_token_s - t.arrival_s
@@ -123,6 +124,35 @@ def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
                          "tpot_s": np.where(done, tpot, np.nan), "e2e_s": np.where(done, e2e, np.nan), "ok": done})
 
 
+def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
+                   factors: RooflineStepTime | None = None) -> pd.DataFrame:
+    """The simulator's request table for the block's successful requests (same lengths, same send times)."""
+    return simulate_resolved(resolve_block(block, dep, seed, base_dir), factors)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One rate block of a request table, ready to replay: its successful requests (sends from 0) and scenario."""
+
+    label: str
+    sent: pd.DataFrame
+    scenario: ResolvedScenario
+
+
+def blocks_of(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> list[Block]:
+    """Group by rate (rows without one form one 'trace' block) and resolve each block once."""
+    measured = check_requests(measured)
+    rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
+    out = []
+    for key, block in measured.groupby(rates.fillna(-1.0), sort=True):
+        ok = block[block["ok"].astype(bool)]
+        if ok.empty:
+            continue
+        sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
+        out.append(Block("trace" if key < 0 else f"{key:g}", sent, resolve_block(sent, dep, seed, base_dir)))
+    return out
+
+
 def _throughput(frame: pd.DataFrame) -> float:
     ok = frame[frame["ok"].astype(bool)]
     if ok.empty:
@@ -131,32 +161,29 @@ def _throughput(frame: pd.DataFrame) -> float:
     return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
 
 
-def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-            factors: RooflineStepTime | None = None) -> pd.DataFrame:
+def compare_blocks(blocks: list[Block], factors: RooflineStepTime | None = None) -> pd.DataFrame:
     """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1)."""
-    measured = check_requests(measured)
-    rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
-    keys = rates.fillna(-1.0)
     rows: list[dict[str, Any]] = []
-    for key, block in measured.groupby(keys, sort=True):
-        ok = block[block["ok"].astype(bool)]
-        if ok.empty:
-            continue
-        sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
-        sim = simulate_block(sent, dep, seed, base_dir, factors)
-        label = "trace" if key < 0 else f"{key:g}"
+    for b in blocks:
+        sim = simulate_resolved(b.scenario, factors)
         for metric in METRICS:
             for q in QUANTILES:
-                m = float(np.nanquantile(ok[metric].to_numpy(dtype=float), q))
+                m = float(np.nanquantile(b.sent[metric].to_numpy(dtype=float), q))
                 p = float(np.nanquantile(sim[metric].to_numpy(dtype=float), q))
-                rows.append({"rate_rps": label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
-                             "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(ok)})
-        m_tp, p_tp = _throughput(sent), _throughput(sim)
-        rows.append({"rate_rps": label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
-                     "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(ok)})
+                rows.append({"rate_rps": b.label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
+                             "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(b.sent)})
+        m_tp, p_tp = _throughput(b.sent), _throughput(sim)
+        rows.append({"rate_rps": b.label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
+                     "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(b.sent)})
     if not rows:
         raise ValueError("no successful requests to compare")
     return pd.DataFrame(rows)
+
+
+def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
+            factors: RooflineStepTime | None = None) -> pd.DataFrame:
+    """Predicted vs measured for a request table (see compare_blocks)."""
+    return compare_blocks(blocks_of(measured, dep, seed, base_dir), factors)
 
 
 def mape(table: pd.DataFrame) -> float:
