@@ -19,6 +19,12 @@ calibrate_app = typer.Typer(
 
 SkuOpt = Annotated[str, typer.Option(help="SKU id of the GPUs behind the endpoint (hardware_profiles/).")]
 ModelOpt = Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")]
+# the deployment that served the measured load (serve and validate describe it the same way)
+EngineOpt = Annotated[str, typer.Option(help="Engine that served the requests (profile lookup).")]
+DtypeOpt = Annotated[str, typer.Option(help="Weights dtype of the served model.")]
+TpOpt = Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")]
+ReplicasOpt = Annotated[int, typer.Option(help="Replicas that served the load.")]
+MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")]
 
 
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
@@ -72,11 +78,11 @@ def serve_cmd(
     chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions.")] = False,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this trace's send times and lengths instead.")] = None,
     trace_format: Annotated[str, typer.Option(help="Format of --trace (see `simfactory trace stats`).")] = "mooncake",
-    engine: Annotated[str, typer.Option(help="Engine behind the endpoint (profile lookup).")] = "vllm",
-    dtype: Annotated[str, typer.Option(help="Weights dtype of the served model.")] = "bf16",
-    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 1,
-    replicas: Annotated[int, typer.Option(help="Replicas behind the URL.")] = 1,
-    max_num_seqs: Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")] = None,
+    engine: EngineOpt = "vllm",
+    dtype: DtypeOpt = "bf16",
+    tp: TpOpt = 1,
+    replicas: ReplicasOpt = 1,
+    max_num_seqs: MaxSeqsOpt = None,
     seed: Annotated[int, typer.Option(help="Seed of the Poisson schedules and the simulation.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where requests.csv and validation.csv go.")] = Path("runs/calibrate-serve"),
 ) -> None:
@@ -152,11 +158,11 @@ def validate_cmd(
     requests_file: Annotated[Path, typer.Argument(help="Request table (from `calibrate serve` or `calibrate import`).")],
     sku: SkuOpt,
     model: ModelOpt,
-    engine: Annotated[str, typer.Option(help="Engine that served the requests.")] = "vllm",
-    dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
-    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")] = 1,
-    replicas: Annotated[int, typer.Option(help="Replicas that served the load.")] = 1,
-    max_num_seqs: Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")] = None,
+    engine: EngineOpt = "vllm",
+    dtype: DtypeOpt = "bf16",
+    tp: TpOpt = 1,
+    replicas: ReplicasOpt = 1,
+    max_num_seqs: MaxSeqsOpt = None,
     seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
 ) -> None:
