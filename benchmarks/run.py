@@ -24,15 +24,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-CHAT = {
-    "name": "bench-chat",
-    "seed": 1,
-    "pools": [{"name": "p", "sku": "h100-sxm", "count": 64, "location": "cloud"}],
-    "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": 64}],
-    "traffic": {"arrival": {"process": "poisson", "rate_per_s": 640.0},
-                "classes": [{"name": "chat", "workload": "chat-sharegpt", "target": "d"}]},
-    "sim": {"horizon_s": 0.0, "warmup_s": 0.0, "timeline_resolution_s": 10.0},
-}
+def chat_scenario(name: str, accelerators: int, replicas: int, rate_per_s: float, **sim: float) -> dict:
+    """Llama-3.1-8B on H100 replicas serving ShareGPT-like chat at a Poisson rate (the chat and sweep cases)."""
+    return {
+        "name": name,
+        "seed": 1,
+        "pools": [{"name": "p", "sku": "h100-sxm", "count": accelerators, "location": "cloud"}],
+        "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": replicas}],
+        "traffic": {"arrival": {"process": "poisson", "rate_per_s": rate_per_s},
+                    "classes": [{"name": "chat", "workload": "chat-sharegpt", "target": "d"}]},
+        "sim": {"warmup_s": 0.0, **sim},
+    }
+
+
+CHAT = chat_scenario("bench-chat", 64, 64, 640.0, horizon_s=0.0, timeline_resolution_s=10.0)
 AGENTS = {
     "name": "bench-agents",
     "seed": 1,
@@ -45,15 +50,7 @@ AGENTS = {
 }
 
 
-SWEEP_BASE = {
-    "name": "bench-sweep-point",
-    "seed": 1,
-    "pools": [{"name": "p", "sku": "h100-sxm", "count": 4, "location": "cloud"}],
-    "deployments": [{"name": "d", "model": "llama-3.1-8b", "pool": "p", "replicas": 2}],
-    "traffic": {"arrival": {"process": "poisson", "rate_per_s": 10.0},
-                "classes": [{"name": "chat", "workload": "chat-sharegpt", "target": "d"}]},
-    "sim": {"horizon_s": 20.0, "warmup_s": 0.0},
-}
+SWEEP_BASE = chat_scenario("bench-sweep-point", 4, 2, 10.0, horizon_s=20.0)
 
 
 def sweep_child(n: int) -> dict:
