@@ -44,7 +44,8 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
     )
 
 
-def _atomic_write(path: Path, write: Any) -> Path:
+def _write_temporary(path: Path, write: Any) -> Path:
+    """Write beside `path` under a hidden temporary name (renamed into place once every file is written)."""
     tmp = path.with_name(f".{path.name}.tmp")
     write(tmp)
     return tmp
@@ -60,12 +61,12 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     doc = entry.model_dump(mode="json", exclude_none=True)
     header = (f"{SCHEMA_LINE}# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
               f"({entry.provenance.get('date', '')}); raw steps: {name}.steps.csv\n")
-    tmps = [_atomic_write(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
+    tmps = [_write_temporary(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
     load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it
-    tmps.append(_atomic_write(folder / f"{name}.steps.csv", lambda p: fit.predictions.to_csv(p, index=False)))
+    tmps.append(_write_temporary(folder / f"{name}.steps.csv", lambda p: fit.predictions.to_csv(p, index=False)))
     finals = [target, folder / f"{name}.steps.csv"]
     if samples is not None and len(samples):
-        tmps.append(_atomic_write(folder / f"{name}.power.csv", lambda p: samples.to_csv(p, index=False)))
+        tmps.append(_write_temporary(folder / f"{name}.power.csv", lambda p: samples.to_csv(p, index=False)))
         finals.append(folder / f"{name}.power.csv")
     for tmp, final in zip(tmps, finals):
         os.replace(tmp, final)
