@@ -8,7 +8,7 @@ Two models share one interface, `step_s(load)`:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
 from dataclasses import dataclass
 
 from simfactory.config.profile import (
@@ -44,11 +44,44 @@ class StepTimeModel:
     def step_s(self, load: StepLoad) -> float:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
-        """KV tokens read of consecutive decode-only steps of this many sequences -> their step times (the
-        engine's fast-forward plans a stretch at once); models hoist the constant terms and inline the rest in one
-        comprehension, keeping step_s's arithmetic exactly."""
-        return lambda kvs: [self.step_s(StepLoad(0, decode_seqs, kv, 0)) for kv in kvs]
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
+        """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
+        kv_step more: (a_s, b_s, n) such that step i (0-based) takes a_s + b_s * i for i < n <= n_max. The engine's
+        fast-forward plans a whole stretch from it in O(1).
+
+        This fallback evaluates step_s and relies on step times being convex and piecewise affine in the KV
+        tokens read (a max of affine terms, or a sum of such): then the steps are affine up to n - 1 exactly when
+        step n - 1 lies on the line through steps 0 and 1, so a bisection on that finds n."""
+
+        def f(i: int) -> float:
+            return self.step_s(StepLoad(0, decode_seqs, kv0 + kv_step * i, 0))
+
+        a_s = f(0)
+        if n_max < 2:
+            return a_s, 0.0, 1
+        b_s = f(1) - a_s
+
+        def on_line(i: int) -> bool:
+            y = f(i)
+            return abs(y - (a_s + b_s * i)) <= 1e-10 * abs(y)
+
+        lo, hi = 2, n_max  # affine over lo steps; find the most steps (on_line is monotone for convex steps)
+        if not on_line(hi - 1):
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if on_line(mid - 1):
+                    lo = mid
+                else:
+                    hi = mid
+            hi = lo
+        return a_s, b_s, positive_steps(a_s, b_s, hi)
+
+
+def positive_steps(a_s: float, b_s: float, n: int) -> int:
+    """Cap n so every step time a_s + b_s * i stays positive (a fitted linear model may have b_s < 0)."""
+    if b_s >= 0.0:
+        return n
+    return max(1, min(n, math.ceil(-a_s / b_s)))
 
 
 @dataclass(frozen=True)
@@ -65,11 +98,11 @@ class LinearModel(StepTimeModel):
             + s.s_per_attn_pair * load.prefill_attn_pairs
         )
 
-    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         s = self.spec
-        head = s.overhead_s + s.s_per_prefill_token * 0 + s.s_per_decode_seq * decode_seqs
-        per_kv, tail = s.s_per_kv_token, s.s_per_attn_pair * 0
-        return lambda kvs: [head + per_kv * kv + tail for kv in kvs]
+        a_s = s.overhead_s + s.s_per_decode_seq * decode_seqs + s.s_per_kv_token * kv0
+        b_s = s.s_per_kv_token * kv_step
+        return a_s, b_s, positive_steps(a_s, b_s, n_max)
 
 
 @dataclass(frozen=True)
@@ -117,22 +150,30 @@ class RooflineModel(StepTimeModel):
             step = step + self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
         return step
 
-    def decode_steps_fn(self, decode_seqs: int) -> Callable[[Iterable[float]], list[float]]:
-        # step_s with prefill_tokens = prefill_attn_pairs = 0, the same operations in the same order;
-        # max(c, m) is written m if m > c else c (max keeps the first of equals)
-        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, _ = self._consts  # type: ignore[attr-defined]
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
+        # step_s with prefill_tokens = prefill_attn_pairs = 0: memory time m and compute time c are both affine in
+        # the step index, so the steps are affine up to where max(c, m) switches from one to the other
+        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
         tokens = decode_seqs
-        dense_s = dense * tokens
         weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
-        tp, overhead = self.tp, self.factors.step_overhead_s
-        ar, a2a, p2p = self.allreduce_s(tokens), self.all_to_all_s(tokens), self.pipeline_p2p_s(tokens)
-
-        def steps_s(kvs: Iterable[float]) -> list[float]:
-            return [overhead + (m if (m := (weight_bytes + kv_per_token * kv) / tp / bandwidth)
-                                > (c := (dense_s + per_pair * kv) / tp / peak_flops) else c) + ar + a2a + p2p
-                    for kv in kvs]
-
-        return steps_s
+        m0 = (weight_bytes + kv_per_token * kv0) / self.tp / bandwidth
+        m_step = kv_per_token * kv_step / self.tp / bandwidth
+        c0 = (dense * tokens + per_pair * kv0) / self.tp / peak_flops
+        c_step = per_pair * kv_step / self.tp / peak_flops
+        gap0, gap_step = m0 - c0, m_step - c_step  # step i is memory-bound while gap0 + gap_step * i > 0
+        n = n_max
+        if gap0 > 0.0:
+            a_s, b_s = m0, m_step
+            if gap_step < 0.0:
+                n = min(n, max(1, math.ceil(gap0 / -gap_step)))
+        else:
+            a_s, b_s = c0, c_step
+            if gap_step > 0.0:
+                n = min(n, math.floor(-gap0 / gap_step) + 1)
+        a_s += self.factors.step_overhead_s
+        if comm:
+            a_s += self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
+        return a_s, b_s, n
 
     def link_bytes_per_s(self) -> float:
         link = self.spec.interconnect_gb_s

@@ -24,9 +24,8 @@ from __future__ import annotations
 import heapq
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from itertools import accumulate
-from typing import Generator
 
 import simpy
 
@@ -36,30 +35,64 @@ from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
 
-MAX_STRETCH_STEPS = 32  # steps planned at once: bounds the planning an interrupting arrival wastes
-
-
 def blocks_for(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
 
 
 class Stretch:
-    """Planned decode-only steps: step i ends at ends[i], lasts dts[i] and allocates needs[i] blocks at its start."""
+    """Planned decode-only steps, in closed form: step i (0-based) lasts a_s + b_s * i (the KV read grows by the
+    same amount every step), so the first k steps end at start_s + k * a_s + b_s * k (k - 1) / 2. Decode
+    sequences cross a block boundary once every block_size steps, so the blocks the first k steps allocate are
+    (k // block_size) * n_dec + needs_prefix[k % block_size]."""
 
-    __slots__ = ("start_s", "ends", "dts", "cum_needs", "free_before", "interrupted", "stop_at")
+    __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "needs_prefix", "free_before", "interrupted", "stop_at",
+                 "timeout", "busy0_s")
 
-    def __init__(self, start_s: float, ends: list[float], dts: list[float], cum_needs: list[int], free_before: int):
+    def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, needs_prefix: list[int],
+                 free_before: int) -> None:
         self.start_s = start_s
-        self.ends = ends
-        self.dts = dts
-        self.cum_needs = cum_needs
+        self.n = n
+        self.a_s = a_s
+        self.b_s = b_s
+        self.n_dec = n_dec
+        self.needs_prefix = needs_prefix
         self.free_before = free_before
         self.interrupted = False
-        self.stop_at = len(ends) - 1  # index of the step it ends with (earlier when interrupted)
+        self.stop_at = n - 1  # index of the step it ends with (earlier when interrupted)
+        self.timeout: simpy.Event | None = None  # the event its end waits on
+        self.busy0_s = 0.0  # the engine's busy time before it
+
+    def step_s(self, i: int) -> float:
+        return self.a_s + self.b_s * i
+
+    def elapsed_s(self, k: int) -> float:
+        """Length of the first k steps."""
+        return k * self.a_s + self.b_s * (k * (k - 1) // 2)
+
+    def end_s(self, k: int) -> float:
+        """When the first k steps have ended (the start for k = 0)."""
+        return self.start_s + self.elapsed_s(k)
+
+    def cum_needs(self, k: int) -> int:
+        """KV blocks the first k steps allocate (each at its start)."""
+        q, r = divmod(k, len(self.needs_prefix))
+        return q * self.n_dec + self.needs_prefix[r]
+
+    def ended(self, now_s: float) -> int:
+        """Steps ended by now: the largest k with end_s(k) <= now (end_s grows with k)."""
+        t = now_s - self.start_s
+        a = self.a_s - 0.5 * self.b_s
+        k = int(2.0 * t / (a + math.sqrt(max(a * a + 2.0 * self.b_s * t, 0.0)))) if t > 0.0 else 0
+        k = min(max(k, 0), self.n)
+        while k < self.n and self.end_s(k + 1) <= now_s:
+            k += 1
+        while k > 0 and self.end_s(k) > now_s:
+            k -= 1
+        return k
 
     def started(self, now_s: float) -> int:
         """Steps started by now (a step starts when the one before it ends)."""
-        return min(bisect_right(self.ends, now_s) + 1, len(self.ends))
+        return min(self.ended(now_s) + 1, self.n)
 
 
 class StretchWaker:
@@ -73,21 +106,6 @@ class StretchWaker:
 
     def succeed(self, value: object = None) -> None:
         self.engine._interrupt_stretch(self.stretch)
-
-
-class StepEndInterruption(simpy.events.Interruption):
-    """An Interrupt delivered at the end of the stretch's step in progress instead of now, so the engine needs
-    no second timeout to finish that step (one event per interruption rather than two). Initialization
-    mirrors simpy's Interruption, with a delay."""
-
-    def __init__(self, process: simpy.events.Process, delay_s: float) -> None:
-        self.env = process.env
-        self.callbacks = [self._interrupt]
-        self._value = simpy.Interrupt(None)
-        self._ok = False
-        self._defused = True
-        self.process = process
-        self.env.schedule(self, simpy.events.NORMAL, delay_s)
 
 
 class ReplicaEngine:
@@ -148,7 +166,6 @@ class ReplicaEngine:
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
-        self._decode_fns: dict[int, Callable[[Iterable[float]], list[float]]] = {}
 
         self.free_blocks = kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
@@ -182,7 +199,8 @@ class ReplicaEngine:
         self.held_counts: list[int] = [0]
         self.held_slot = 0
         self.repaired: simpy.Event | None = None
-        self.process = env.process(self.run())
+        self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
+        self._start()
 
     # ---- observations (read by the router and the timeline monitor) ----
     @property
@@ -202,47 +220,63 @@ class ReplicaEngine:
     def kv_used_blocks(self) -> int:
         st = self.stretch
         if st is not None:
-            return self.kv_blocks - st.free_before + st.cum_needs[st.started(self.env.now) - 1]
+            return self.kv_blocks - st.free_before + st.cum_needs(st.started(self.env.now))
         return self.kv_blocks - self.free_blocks
 
     # ---- the engine loop ----
-    def run(self) -> Generator[simpy.Event, None, None]:
-        while True:
-            if self.down:
-                assert self.repaired is not None
-                yield self.repaired
-                continue
-            if not self.running and not len(self.requeued) and not len(self.queue):
-                yield self.queue.wait()
-                continue
-            stretch = None if self.exact else self._plan_stretch()
+    # The engine is driven by callbacks on SimPy events rather than a generator process: cutting a stretch short
+    # then costs one scheduled event and no thrown Interrupt, and a step's end runs straight into the next plan.
+    def _start(self) -> None:
+        """Start the loop at time zero the way a SimPy process starts (an urgent event), so runs keep their order."""
+        ev = simpy.Event(self.env)
+        ev._ok = True
+        ev._value = None
+        ev.callbacks.append(self._next)  # type: ignore[union-attr]
+        self.env.schedule(ev, simpy.events.URGENT)
+
+    def _next(self, _event: object = None) -> None:
+        """Between steps: start the next step (or decode stretch), or wait for work or a repair."""
+        if self.down:
+            assert self.repaired is not None
+            self.repaired.callbacks.append(self._next)  # type: ignore[union-attr]
+            return
+        if not self.running and not len(self.requeued) and not len(self.queue):
+            self.queue.wait().callbacks.append(self._next)  # type: ignore[union-attr]
+            return
+        if not self.exact:
+            stretch = self._plan_stretch()
             if stretch is not None:
-                yield from self._run_stretch(stretch)
-                continue
-            chunks, n_dec, kv_read, pairs = self._schedule()
-            if not chunks and n_dec == 0:
-                # Admission control guarantees the oldest request always fits an otherwise empty replica,
-                # so an empty batch means the accounting is broken: fail loudly rather than spin.
-                raise RuntimeError(
-                    f"replica {self.replica_id}: empty batch with {len(self.running)} running, "
-                    f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
-                )
-            prefill_tokens = sum(c for _, c, _ in chunks)
-            dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
-            self.extra_step_s = 0.0
-            self.step_started_s = self.env.now
-            self.step_len_s = dt
-            self.busy_s += dt
-            self.in_step = True
-            yield self.env.timeout(dt)
-            self.in_step = False
-            self.step_len_s = 0.0
-            self.steps_run += 1
-            self._finish_step(chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
+                self._start_stretch(stretch)
+                return
+        chunks, n_dec, kv_read, pairs = self._schedule()
+        if not chunks and n_dec == 0:
+            # Admission control guarantees the oldest request always fits an otherwise empty replica,
+            # so an empty batch means the accounting is broken: fail loudly rather than spin.
+            raise RuntimeError(
+                f"replica {self.replica_id}: empty batch with {len(self.running)} running, "
+                f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
+            )
+        prefill_tokens = sum(c for _, c, _ in chunks)
+        dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
+        self.extra_step_s = 0.0
+        self.step_started_s = self.env.now
+        self.step_len_s = dt
+        self.busy_s += dt
+        self.in_step = True
+        self._batch = (chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
+        self.env.timeout(dt).callbacks.append(self._end_step)  # type: ignore[union-attr]
+
+    def _end_step(self, _event: object) -> None:
+        self.in_step = False
+        self.step_len_s = 0.0
+        self.steps_run += 1
+        self._finish_step(*self._batch)
+        self._next()
 
     def _plan_stretch(self) -> Stretch | None:
         """Plan the decode-only steps the batch cannot change during (None when under two): no prefill in
-        flight, nothing admissible, up to the first completion and before the KV blocks run out."""
+        flight, nothing admissible, up to the first completion, before the KV blocks run out, and while the
+        step times stay affine in the step index."""
         if not self.dec_base or self.prefill_target or self.extra_step_s or self.pending_aborts:
             return None
         full = len(self.running) >= self.max_num_seqs
@@ -252,76 +286,65 @@ class ReplicaEngine:
         while self.dec_finish.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)  # stale entries of preempted requests
         s0 = self.step
-        n_max = min(heap[0][0] - s0 + 1, MAX_STRETCH_STEPS)
-        if n_max < 2:
+        n = heap[0][0] - s0 + 1
+        if n < 2:
             return None
         bs = self.block_size
         bucket = self.bucket
         n_dec = len(self.dec_base)
-        sum_base = self.sum_base
         free = self.free_blocks
-        # blocks each step allocates (sequences crossing a block boundary), cumulated; the stretch stops before
-        # the first step that would run out (and preempt): cumulative needs never decrease, so bisect finds it
-        cum_needs = list(accumulate([bucket[(-k) % bs] for k in range(s0, s0 + n_max)]))
-        n = bisect_right(cum_needs, free)
-        del cum_needs[n:]
+        # blocks step s0 + i allocates at its start: the sequences crossing a block boundary then; over a whole
+        # period of block_size steps every sequence crosses once. Stop before the first step that would run out
+        # (and preempt): cumulative needs never decrease, so bisect finds it.
+        prefix = list(accumulate([bucket[(-k) % bs] for k in range(s0, s0 + bs - 1)], initial=0))
+        periods = free // n_dec
+        n = min(n, periods * bs + bisect_right(prefix, free - periods * n_dec) - 1)
         if n < 2:
             return None
-        steps_s = self._decode_fns.get(n_dec)
-        if steps_s is None:  # step times of n-sequence decode steps, built once per batch size
-            steps_s = self._decode_fns[n_dec] = self.step_time.decode_steps_fn(n_dec)
-        kv0 = sum_base + n_dec * (s0 + 1)  # KV tokens read by the first step; each later step reads n_dec more
-        dts = steps_s(map(float, range(kv0, kv0 + n_dec * n, n_dec)))
-        ends = list(accumulate(dts, initial=self.env.now))  # the same running sum as stepping
-        del ends[0]
-        return Stretch(self.env.now, ends, dts, cum_needs, free)
+        kv0 = self.sum_base + n_dec * (s0 + 1)  # KV tokens read by the first step; each later step reads n_dec more
+        a_s, b_s, n = self.step_time.decode_affine(n_dec, float(kv0), float(n_dec), n)
+        if n < 2:
+            return None
+        return Stretch(self.env.now, n, a_s, b_s, n_dec, prefix, free)
 
-    def _run_stretch(self, st: Stretch) -> Generator[simpy.Event, None, None]:
-        """Run planned steps with one timeout; on an interruption finish the step in progress, then stop."""
-        env = self.env
-        n = len(st.ends)
-        busy0 = self.busy_s
-        busy = busy0
-        for dt in st.dts:
-            busy += dt
-        self.busy_s = busy
+    def _start_stretch(self, st: Stretch) -> None:
+        """Run the planned steps with one timeout (cut short at a step end by an arrival or an abort)."""
+        st.busy0_s = self.busy_s
+        self.step_len_s = st.elapsed_s(st.n)
+        self.busy_s += self.step_len_s
         self.step_started_s = st.start_s
-        self.step_len_s = busy - busy0
         self.in_step = True
         self.stretch = st
-        self.free_blocks = st.free_before - st.cum_needs[0]
+        self.free_blocks = st.free_before - st.cum_needs(1)
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
             self.queue.add_waiter(StretchWaker(self, st))  # an arrival could be admitted, or preempt someone
-        try:
-            yield env.timeout(self._delay_to(st.ends[-1]))
-            last = n - 1
-        except simpy.Interrupt:
-            last = st.stop_at  # the step that was in progress when interrupted, which ends now
-        now = env.now
+        st.timeout = self.env.timeout(self._delay_to(st.end_s(st.n)))
+        st.timeout.callbacks.append(self._end_stretch)  # type: ignore[union-attr]
+
+    def _end_stretch(self, _event: object) -> None:
+        """The stretch's last planned step (st.stop_at) has ended: apply the steps before it, finish it."""
+        st = self.stretch
+        assert st is not None
+        last = st.stop_at
         self.stretch = None
         self._apply_steps(st, last)
-        busy = busy0
-        for dt in st.dts[: last + 1]:
-            busy += dt
-        self.busy_s = busy
-        self.step_started_s = st.ends[last - 1] if last else st.start_s
-        self.step_len_s = st.dts[last]
-        self.free_blocks = st.free_before - st.cum_needs[last]
-        if st.ends[last] > now:
-            yield env.timeout(self._delay_to(st.ends[last]))
+        self.busy_s = st.busy0_s + st.elapsed_s(last + 1)
+        self.free_blocks = st.free_before - st.cum_needs(last + 1)
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += 1
-        self._finish_step([], st.dts[last] / len(self.dec_base), True)
+        self._finish_step([], st.step_s(last) / st.n_dec, True)
+        self._next()
 
     def _interrupt_stretch(self, st: Stretch) -> None:
         """Stop the stretch at the end of its step in progress (no-op once it is over)."""
         if self.stretch is st and not st.interrupted:
             st.interrupted = True
-            j = min(bisect_right(st.ends, self.env.now), len(st.ends) - 1)  # the step in progress
-            if j < len(st.ends) - 1:  # else the stretch's own timeout ends with that step
+            j = min(st.ended(self.env.now), st.n - 1)  # the step in progress
+            if j < st.n - 1:  # else the stretch's own timeout ends with that step
                 st.stop_at = j
-                StepEndInterruption(self.process, self._delay_to(st.ends[j]))
+                st.timeout.callbacks.remove(self._end_stretch)  # type: ignore[union-attr]
+                self.env.timeout(self._delay_to(st.end_s(j + 1))).callbacks.append(self._end_stretch)  # type: ignore[union-attr]
 
     def _delay_to(self, at_s: float) -> float:
         """The delay that lands exactly on at_s (SimPy adds it to now), so times match stepping bit for bit."""
@@ -335,11 +358,7 @@ class ReplicaEngine:
 
     def _apply_steps(self, st: Stretch, count: int) -> None:
         """Advance the decode clock over the first `count` planned steps (none of them completes anyone)."""
-        n_dec = len(self.dec_base)
-        cum = self.cum_s_per_token
-        for dt in st.dts[:count]:
-            cum += dt / n_dec
-        self.cum_s_per_token = cum
+        self.cum_s_per_token += st.elapsed_s(count) / st.n_dec
         self.step += count
         self.steps_run += count
 
@@ -719,7 +738,7 @@ class ReplicaEngine:
         t = self.table
         st = self.stretch
         if st is not None:  # count the stretch's whole steps finished by now
-            self._apply_steps(st, bisect_right(st.ends, self.env.now))
+            self._apply_steps(st, st.ended(self.env.now))
             self.stretch = None
         for rid, base in self.dec_base.items():
             t.generated[rid] = base + self.step - t.input_tokens[rid] + 1
