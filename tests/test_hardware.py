@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simfactory.config.profile import RooflineStepTime, Spec
 from simfactory.hardware.memory import ACTIVATION_RESERVE_BYTES_PER_DEVICE, plan_memory
@@ -133,3 +135,43 @@ def test_pipeline_replica_keeps_pp_micro_batches_in_flight(tmp_path):
     assert len(reps) == 2 and all(r["steps"] > 0 for r in reps)  # two micro-batch engines share the work
     assert m.summary["outcomes"]["completed"] > 0
     assert m.summary["cost"]["pools"][0]["accelerators"] == 4
+
+
+def _affine_matches_step_s(m, seqs: int, kv0: float, n_max: int) -> int:
+    """decode_affine's steps equal step_s's to float tolerance for every planned step; returns n."""
+    a_s, b_s, n = m.decode_affine(seqs, kv0, float(seqs), n_max)
+    assert 1 <= n <= n_max
+    for i in list(range(min(n, 50))) + list(range(max(n - 50, 0), n)):
+        want = m.step_s(StepLoad(0, seqs, kv0 + seqs * i, 0))
+        assert a_s + b_s * i == pytest.approx(want, rel=1e-9), (i, n)
+    return n
+
+
+@given(seqs=st.integers(1, 512), kv0=st.floats(0, 4e6), n_max=st.integers(1, 20_000),
+       name=st.sampled_from(["llama-3.1-8b", "llama-3.1-70b", "mixtral-8x7b"]), tp=st.sampled_from([1, 2, 4]))
+@settings(max_examples=200, deadline=None)
+def test_decode_steps_in_closed_form_match_step_s_until_the_regime_changes(seqs, kv0, n_max, name, tp):
+    """The fast-forward plans a stretch as a_s + b_s * i: exact while max(compute, memory) keeps its side; the
+    stretch stops where it switches (the next step is off the line)."""
+    factors = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.8, step_overhead_s=0.002)
+    m = RooflineModel(MODELS[name], H100, factors, "bf16", "bf16", tp)
+    n = _affine_matches_step_s(m, seqs, kv0, n_max)
+    if n < n_max:  # cut at the crossover: the line no longer predicts step n
+        a_s, b_s, _ = m.decode_affine(seqs, kv0, float(seqs), n_max)
+        nxt = m.step_s(StepLoad(0, seqs, kv0 + seqs * (n + 1), 0))
+        assert a_s + b_s * (n + 1) != pytest.approx(nxt, rel=1e-9)
+
+
+def test_decode_affine_fallback_finds_the_crossover_of_a_convex_model():
+    """Models without their own closed form (speculative decoding) fall back to bisection on step_s."""
+    from simfactory.hardware.speculative import SpeculativeModel
+
+    target = model("llama-3.1-8b")
+    spec = SpeculativeModel(target, 4, 0.7, draft_fraction=0.1)
+    seqs = 64
+    crossings = []
+    for kv0 in (0.0, 1e5, 1e6, 3e6):
+        n = _affine_matches_step_s(spec, seqs, kv0, 5000)
+        crossings.append(n)
+    assert any(n < 5000 for n in crossings) and any(n == 5000 for n in crossings)
+

@@ -74,14 +74,8 @@ class StepTimeModel:
                 else:
                     hi = mid
             hi = lo
-        return a_s, b_s, positive_steps(a_s, b_s, hi)
+        return a_s, b_s, hi
 
-
-def positive_steps(a_s: float, b_s: float, n: int) -> int:
-    """Cap n so every step time a_s + b_s * i stays positive (a fitted linear model may have b_s < 0)."""
-    if b_s >= 0.0:
-        return n
-    return max(1, min(n, math.ceil(-a_s / b_s)))
 
 
 @dataclass(frozen=True)
@@ -102,7 +96,7 @@ class LinearModel(StepTimeModel):
         s = self.spec
         a_s = s.overhead_s + s.s_per_decode_seq * decode_seqs + s.s_per_kv_token * kv0
         b_s = s.s_per_kv_token * kv_step
-        return a_s, b_s, positive_steps(a_s, b_s, n_max)
+        return a_s, b_s, n_max
 
 
 @dataclass(frozen=True)
