@@ -17,6 +17,7 @@ import simpy
 
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
+from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
 from simfactory.gc_pause import gc_paused
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
@@ -110,7 +111,7 @@ class FleetModel:
         self.rs = rs
         self.seed = seed
         self.keep_logs = keep_logs
-        self.env = simpy.Environment()
+        self.env = FloatEnvironment()
         self.autoscalers: dict[str, Autoscaler] = {}
         self.pending_retries = 0
         self.streams = RandomStreams(seed)
@@ -666,16 +667,15 @@ class FleetModel:
     # ---- processes ----
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
         env = self.env
-        for i in range(len(self.arrival_s)):
-            wait = self.arrival_s[i] - env.now
+        for at_s, rid, class_id in zip(self.arrival_s.tolist(), self.arrival_rid.tolist(), self.arrival_class.tolist()):
+            wait = at_s - env.now
             if wait > 0:
                 yield env.timeout(wait)
-            rid = int(self.arrival_rid[i])
             if rid >= 0:
                 self.n_arrived += 1
                 self._admit(rid, None)
             else:
-                self._start_task(int(self.arrival_class[i]))
+                self._start_task(class_id)
         self.arrivals_done = True
         self._check_all_finished()
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from simfactory.sim.clock import FloatEnvironment
 from simfactory.config.training import TrainingJob
 from simfactory.sim.streams import RandomStreams
 
@@ -85,7 +86,7 @@ def simulate_job(job: TrainingJob, seed: int, idle_fraction: float = 1.0, interv
     rng = RandomStreams(seed).get(f"training.{job.name}.{tau:.9g}")
     out: list[TrainingRun] = []
     for _ in range(replications or job.replications):
-        env = simpy.Environment()
+        env = FloatEnvironment()
         env.process(_job(env, rng, job.compute_hours, tau, ckpt_h, job.restart_s / 3600.0, mtbf, speed, out))
         env.run()
     return out

@@ -1,0 +1,21 @@
+"""The simulation clock: a SimPy environment whose event times are always Python floats.
+
+Delays drawn with numpy (arrival gaps, tool latencies) are numpy scalars; SimPy adds them to `now`, so one
+such delay would make the clock a numpy float64 and, since every later event time is computed from it, keep it
+one for the rest of the run: every time calculation in the engines then goes through numpy scalar arithmetic,
+several times slower than float arithmetic with identical results. Converting at the one place event times are
+made keeps the clock a float (the same IEEE values, so the same answers).
+"""
+
+from __future__ import annotations
+
+from heapq import heappush
+
+import simpy
+from simpy.core import SimTime
+from simpy.events import NORMAL, EventPriority
+
+
+class FloatEnvironment(simpy.Environment):
+    def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
+        heappush(self._queue, (float(self._now + delay), priority, next(self._eid), event))  # type: ignore[attr-defined]
