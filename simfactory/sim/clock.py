@@ -9,6 +9,7 @@ made keeps the clock a float (the same IEEE values, so the same answers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from heapq import heappush
 
 import simpy
@@ -19,3 +20,15 @@ from simpy.events import NORMAL, EventPriority
 class FloatEnvironment(simpy.Environment):
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
         heappush(self._queue, (float(self._now + delay), priority, next(self._eid), event))  # type: ignore[attr-defined]
+
+    def call_at(self, at_s: float, callback: Callable[[simpy.Event], None]) -> simpy.Event:
+        """An event at exactly at_s (a time computed in closed form, not now + delay) whose one callback is given;
+        the caller may later take the callback off to cancel it."""
+        if at_s < self._now:  # type: ignore[attr-defined]
+            raise ValueError(f"event at {at_s} is before now ({self._now})")  # type: ignore[attr-defined]
+        ev = simpy.Event(self)
+        ev._ok = True
+        ev._value = None
+        ev.callbacks.append(callback)  # type: ignore[union-attr]
+        heappush(self._queue, (at_s, NORMAL, next(self._eid), ev))  # type: ignore[attr-defined]
+        return ev

@@ -80,13 +80,15 @@ class Stretch:
 
     def ended(self, now_s: float) -> int:
         """Steps ended by now: the largest k with end_s(k) <= now (end_s grows with k)."""
-        t = now_s - self.start_s
-        a = self.a_s - 0.5 * self.b_s
-        k = int(2.0 * t / (a + math.sqrt(max(a * a + 2.0 * self.b_s * t, 0.0)))) if t > 0.0 else 0
-        k = min(max(k, 0), self.n)
-        while k < self.n and self.end_s(k + 1) <= now_s:
+        start, a_s, b_s, n = self.start_s, self.a_s, self.b_s, self.n
+        t = now_s - start
+        if t <= 0.0:
+            return 0
+        a = a_s - 0.5 * b_s  # solve k a_s + b_s k (k - 1) / 2 = t, then step to the exact k
+        k = min(int(2.0 * t / (a + math.sqrt(max(a * a + 2.0 * b_s * t, 0.0)))), n)
+        while k < n and start + ((k + 1) * a_s + b_s * ((k + 1) * k // 2)) <= now_s:
             k += 1
-        while k > 0 and self.end_s(k) > now_s:
+        while k > 0 and start + (k * a_s + b_s * (k * (k - 1) // 2)) > now_s:
             k -= 1
         return k
 
@@ -240,7 +242,7 @@ class ReplicaEngine:
             assert self.repaired is not None
             self.repaired.callbacks.append(self._next)  # type: ignore[union-attr]
             return
-        if not self.running and not len(self.requeued) and not len(self.queue):
+        if not self.running and not self.requeued.members and not self.queue.members:
             self.queue.wait().callbacks.append(self._next)  # type: ignore[union-attr]
             return
         if not self.exact:
@@ -256,10 +258,12 @@ class ReplicaEngine:
                 f"replica {self.replica_id}: empty batch with {len(self.running)} running, "
                 f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
             )
-        prefill_tokens = sum(c for _, c, _ in chunks)
+        prefill_tokens = 0
+        for _, c, _ in chunks:
+            prefill_tokens += c
         dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
         self.extra_step_s = 0.0
-        self.step_started_s = self.env.now
+        self.step_started_s = self.env._now
         self.step_len_s = dt
         self.busy_s += dt
         self.in_step = True
@@ -277,26 +281,32 @@ class ReplicaEngine:
         """Plan the decode-only steps the batch cannot change during (None when under two): no prefill in
         flight, nothing admissible, up to the first completion, before the KV blocks run out, and while the
         step times stay affine in the step index."""
-        if not self.dec_base or self.prefill_target or self.extra_step_s or self.pending_aborts:
+        dec_base = self.dec_base
+        if not dec_base or self.prefill_target or self.extra_step_s or self.pending_aborts:
             return None
-        full = len(self.running) >= self.max_num_seqs
-        if (len(self.queue) or len(self.requeued)) and (not full or self.preemptive_priority):
+        if (self.queue.members or self.requeued.members) and (
+            len(self.running) < self.max_num_seqs or self.preemptive_priority
+        ):
             return None
         heap = self.finish_heap
-        while self.dec_finish.get(heap[0][1]) != heap[0][0]:
+        dec_finish = self.dec_finish
+        while dec_finish.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)  # stale entries of preempted requests
         s0 = self.step
         n = heap[0][0] - s0 + 1
         if n < 2:
             return None
         bs = self.block_size
-        bucket = self.bucket
-        n_dec = len(self.dec_base)
+        n_dec = len(dec_base)
         free = self.free_blocks
-        # blocks step s0 + i allocates at its start: the sequences crossing a block boundary then; over a whole
-        # period of block_size steps every sequence crosses once. Stop before the first step that would run out
-        # (and preempt): cumulative needs never decrease, so bisect finds it.
-        prefix = list(accumulate([bucket[(-k) % bs] for k in range(s0, s0 + bs - 1)], initial=0))
+        # blocks step s0 + i allocates at its start: the sequences crossing a block boundary then, those in
+        # bucket[(-s0 - i) % bs] (the bucket read backwards from (-s0) % bs). Over a whole period of bs steps every
+        # sequence crosses once. Stop before the first step that would run out (and preempt): cumulative needs
+        # never decrease, so bisect finds it.
+        j0 = -s0 % bs
+        bucket = self.bucket
+        backwards = bucket[j0::-1] + bucket[:j0:-1]
+        prefix = list(accumulate(backwards[: bs - 1], initial=0))
         periods = free // n_dec
         n = min(n, periods * bs + bisect_right(prefix, free - periods * n_dec) - 1)
         if n < 2:
@@ -305,21 +315,22 @@ class ReplicaEngine:
         a_s, b_s, n = self.step_time.decode_affine(n_dec, float(kv0), float(n_dec), n)
         if n < 2:
             return None
-        return Stretch(self.env.now, n, a_s, b_s, n_dec, prefix, free)
+        return Stretch(self.env._now, n, a_s, b_s, n_dec, prefix, free)
 
     def _start_stretch(self, st: Stretch) -> None:
-        """Run the planned steps with one timeout (cut short at a step end by an arrival or an abort)."""
-        st.busy0_s = self.busy_s
-        self.step_len_s = st.elapsed_s(st.n)
-        self.busy_s += self.step_len_s
+        """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
+        n = st.n
+        st.busy0_s = busy = self.busy_s
+        length = n * st.a_s + st.b_s * (n * (n - 1) // 2)
+        self.step_len_s = length
+        self.busy_s = busy + length
         self.step_started_s = st.start_s
         self.in_step = True
         self.stretch = st
         self.free_blocks = st.free_before - st.cum_needs(1)
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
             self.queue.add_waiter(StretchWaker(self, st))  # an arrival could be admitted, or preempt someone
-        st.timeout = self.env.timeout(self._delay_to(st.end_s(st.n)))
-        st.timeout.callbacks.append(self._end_stretch)  # type: ignore[union-attr]
+        st.timeout = self.env.call_at(st.start_s + length, self._end_stretch)
 
     def _end_stretch(self, _event: object) -> None:
         """The stretch's last planned step (st.stop_at) has ended: apply the steps before it, finish it."""
@@ -327,34 +338,28 @@ class ReplicaEngine:
         assert st is not None
         last = st.stop_at
         self.stretch = None
-        self._apply_steps(st, last)
+        n_dec = st.n_dec
+        self.cum_s_per_token += st.elapsed_s(last) / n_dec  # the steps before it (none completes anyone)
+        self.step += last
         self.busy_s = st.busy0_s + st.elapsed_s(last + 1)
         self.free_blocks = st.free_before - st.cum_needs(last + 1)
         self.in_step = False
         self.step_len_s = 0.0
-        self.steps_run += 1
-        self._finish_step([], st.step_s(last) / st.n_dec, True)
+        self.steps_run += last + 1
+        self._complete_decodes((st.a_s + st.b_s * last) / n_dec)
+        if self.pending_aborts:
+            self._drop_pending_aborts()
         self._next()
 
     def _interrupt_stretch(self, st: Stretch) -> None:
         """Stop the stretch at the end of its step in progress (no-op once it is over)."""
         if self.stretch is st and not st.interrupted:
             st.interrupted = True
-            j = min(st.ended(self.env.now), st.n - 1)  # the step in progress
-            if j < st.n - 1:  # else the stretch's own timeout ends with that step
+            j = st.ended(self.env._now)  # the step in progress
+            if j < st.n - 1:  # else the stretch's own event ends with that step
                 st.stop_at = j
                 st.timeout.callbacks.remove(self._end_stretch)  # type: ignore[union-attr]
-                self.env.timeout(self._delay_to(st.end_s(j + 1))).callbacks.append(self._end_stretch)  # type: ignore[union-attr]
-
-    def _delay_to(self, at_s: float) -> float:
-        """The delay that lands exactly on at_s (SimPy adds it to now), so times match stepping bit for bit."""
-        now = self.env.now
-        delay = at_s - now
-        while now + delay < at_s:
-            delay = math.nextafter(delay, math.inf)
-        while now + delay > at_s:
-            delay = math.nextafter(delay, -math.inf)
-        return delay
+                self.env.call_at(st.end_s(j + 1), self._end_stretch)
 
     def _apply_steps(self, st: Stretch, count: int) -> None:
         """Advance the decode clock over the first `count` planned steps (none of them completes anyone)."""
@@ -374,81 +379,87 @@ class ReplicaEngine:
         kv_read = 0.0
         if not (self.prefill_first and self._can_admit()):
             # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
-            need = self.bucket[(-s) % bs] if self.dec_base else 0
-            while need > self.free_blocks:
-                self._preempt(next(reversed(self.running)))
+            if self.dec_base:
                 need = self.bucket[(-s) % bs]
-            self.free_blocks -= need
-            n_dec = len(self.dec_base)
-            kv_read = float(self.sum_base + n_dec * (s + 1))
+                while need > self.free_blocks:
+                    self._preempt(next(reversed(self.running)))
+                    need = self.bucket[(-s) % bs]
+                self.free_blocks -= need
+                n_dec = len(self.dec_base)
+                kv_read = float(self.sum_base + n_dec * (s + 1))
         budget = self.max_num_batched_tokens - n_dec
+        prefill_target, computed = self.prefill_target, self.computed
 
         # 2) running partial prefills, oldest first
         chunks: list[tuple[int, int, int]] = []
         scheduled: set[int] = set()
         completing = 0  # running prefills whose last chunk is in this step
-        for rid in list(self.prefill_target):
+        for rid in list(prefill_target):
             if budget <= 0:
                 break
-            if rid not in self.prefill_target:
+            if rid not in prefill_target:
                 continue  # preempted while making room for an older one
-            done = self.computed[rid]
-            chunk = min(self.prefill_target[rid] - done, budget)
+            done = computed[rid]
+            chunk = min(prefill_target[rid] - done, budget)
             chunk = self._fit_chunk(rid, done, chunk, scheduled)
             if chunk == 0:
                 break
             chunks.append((rid, chunk, done))
             scheduled.add(rid)
             budget -= chunk
-            completing += done + chunk == self.prefill_target[rid]
+            completing += done + chunk == prefill_target[rid]
 
         # prompts that will still be partly unprefilled after this step (vLLM caps how many run at once)
-        partial = len(self.prefill_target) - completing
+        partial = len(prefill_target) - completing
 
         # 3) admit waiting requests in priority order (preempted ones first within a priority)
-        while budget > 0 and len(self.running) < self.max_num_seqs:
+        t = self.table
+        running = self.running
+        max_num_seqs = self.max_num_seqs
+        while budget > 0 and len(running) < max_num_seqs:
             head = self._waiting_head()
             if head is None:
                 break
             (_, _, rid), source = head
-            if self.table.kv_ready[rid]:
+            if t.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
-            target = int(self.table.input_tokens[rid] + self.table.generated[rid])
-            hit = self._cached_prefix(rid, target)
+            target = int(t.input_tokens[rid] + t.generated[rid])
+            hit = self._cached_prefix(rid, target) if self.prefix_cache is not None else 0
             chunk = min(target - hit, budget)
-            if not self.chunked and chunk < target - hit:
+            unfinished = chunk < target - hit
+            if unfinished and not self.chunked:
                 break
-            need_blocks = blocks_for(hit + chunk, bs)
+            need_blocks = -(-(hit + chunk) // bs)
             if need_blocks > self.free_blocks:
                 break
-            unfinished = chunk < target - hit
             if unfinished and partial >= self.max_num_partial_prefills:
                 break
             final_blocks = 0
             if self.full_sequence:
-                final_blocks = blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), bs)
+                final_blocks = blocks_for(int(t.input_tokens[rid] + t.output_tokens[rid]), bs)
                 if self.committed_blocks + final_blocks > self.kv_blocks:
                     break
             source.pop()
-            if source is self.queue:
-                if self.table.replica[rid] < 0:
-                    self.table.replica[rid] = self.replica_id
-                    self.table.first_scheduled_s[rid] = self.env.now
+            if source is self.queue and t.replica[rid] < 0:
+                t.replica[rid] = self.replica_id
+                t.first_scheduled_s[rid] = self.env._now
             self.free_blocks -= need_blocks
-            self.running[rid] = None
+            running[rid] = None
             if final_blocks:
                 self.committed[rid] = final_blocks
                 self.committed_blocks += final_blocks
-            self.prefill_target[rid] = target
-            self.computed[rid] = hit
+            prefill_target[rid] = target
+            computed[rid] = hit
             if hit:
-                self.table.cached_tokens[rid] += hit
+                t.cached_tokens[rid] += hit
             chunks.append((rid, chunk, hit))
             scheduled.add(rid)
             budget -= chunk
             partial += unfinished
 
-        pairs = sum(c * (d + (c + 1) / 2) for _, c, d in chunks)
+        pairs = 0.0
+        for _, c, d in chunks:
+            pairs += c * (d + (c + 1) / 2)
         return chunks, n_dec, kv_read, pairs
 
     def _admit_transferred(self) -> None:
@@ -484,12 +495,14 @@ class ReplicaEngine:
     def _waiting_head(self) -> tuple[tuple[int, int, int], WaitingQueue] | None:
         """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
         (requeued) go before new ones of the same priority."""
-        rq, wq = self.requeued.head_key(), self.queue.head_key()
-        if rq is None and wq is None:
-            return None
+        queue, requeued = self.queue, self.requeued
+        wq = queue.head_key() if queue.members else None
+        if not requeued.members:
+            return None if wq is None else (wq, queue)
+        rq = requeued.head_key()
         if wq is None or (rq is not None and rq < wq):
-            return rq, self.requeued  # type: ignore[return-value]
-        return wq, self.queue
+            return rq, requeued  # type: ignore[return-value]
+        return wq, queue
 
     def _enter_decode(self, rid: int, kv: int, s0: int) -> None:
         """Put a request in the decode batch from decode step s0 on, its KV length before that step being kv."""
@@ -647,7 +660,7 @@ class ReplicaEngine:
     def fail(self) -> list[int]:
         """The replica fails: every request it holds is lost (a running one at the end of the step in progress),
         its KV and prefix cache with them; it runs nothing until `repair()`. Returns the requests lost."""
-        lost = list(self.running) + list(self.requeued._members) + (list(self.queue._members) if self.owns_queue else [])
+        lost = list(self.running) + list(self.requeued.members) + (list(self.queue.members) if self.owns_queue else [])
         self.down = True
         self.repaired = self.env.event()
         for rid in lost:
@@ -658,7 +671,7 @@ class ReplicaEngine:
 
     def drop_waiting(self) -> list[int]:
         """Requests routed here while it was down (before the health check noticed): lost."""
-        lost = list(self.requeued._members) + (list(self.queue._members) if self.owns_queue else [])
+        lost = list(self.requeued.members) + (list(self.queue.members) if self.owns_queue else [])
         for rid in lost:
             self.abort(rid)
         return lost
@@ -668,27 +681,37 @@ class ReplicaEngine:
         if self.repaired is not None and not self.repaired.triggered:
             self.repaired.succeed()
 
-    def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float, decoded: bool) -> None:
+    def _complete_decodes(self, s_per_token: float) -> None:
+        """End of decode step `self.step`: the sequences whose last token it produced complete; the clock advances."""
         s = self.step
-        now = self.env.now
+        self.cum_s_per_token += s_per_token
+        heap = self.finish_heap
+        if heap and heap[0][0] <= s:
+            now = self.env._now
+            t = self.table
+            bs = self.block_size
+            dec_finish, dec_base, bucket = self.dec_finish, self.dec_base, self.bucket
+            while heap and heap[0][0] <= s:
+                finish, rid = heapq.heappop(heap)
+                if dec_finish.get(rid) != finish:
+                    continue  # stale entry of a preempted request
+                base = dec_base.pop(rid)
+                del dec_finish[rid]
+                bucket[base % bs] -= 1
+                self.sum_base -= base
+                self.free_blocks += -(-(base + s + 1) // bs)
+                t.generated[rid] = t.output_tokens[rid]
+                t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
+                self._complete(rid, now)
+        self.step = s + 1
+
+    def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float, decoded: bool) -> None:
+        if decoded:
+            self._complete_decodes(s_per_token)
+        s = self.step  # the next decode step
+        now = self.env._now
         t = self.table
         bs = self.block_size
-        heap = self.finish_heap
-        if decoded:
-            self.cum_s_per_token += s_per_token
-        # decode completions at the end of decode step s (none when this step ran only prefills)
-        while decoded and heap and heap[0][0] <= s:
-            finish, rid = heapq.heappop(heap)
-            if self.dec_finish.get(rid) != finish:
-                continue  # stale entry of a preempted request
-            base = self.dec_base.pop(rid)
-            del self.dec_finish[rid]
-            self.bucket[base % bs] -= 1
-            self.sum_base -= base
-            self.free_blocks += blocks_for(base + s + 1, bs)
-            t.generated[rid] = t.output_tokens[rid]
-            t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
-            self._complete(rid, now)
         # prefill chunks; a finished prefill produces the first (or next) token
         for rid, chunk, done in chunks:
             t.replica_s[rid] += chunk * s_per_token
@@ -722,16 +745,18 @@ class ReplicaEngine:
                 self.on_prefilled(rid)
                 continue
             # decode from the next decode step on; KV length before it is target
-            self._enter_decode(rid, target, s + 1 if decoded else s)
-        if decoded:
-            self.step = s + 1
+            self._enter_decode(rid, target, s)
         if self.pending_aborts:
-            for rid in sorted(self.pending_aborts):
-                if rid in self.running:
-                    self._release(rid)
-                    self.held_counts[self.held_slot] -= 1
-                    self.on_abort(rid)
-            self.pending_aborts.clear()
+            self._drop_pending_aborts()
+
+    def _drop_pending_aborts(self) -> None:
+        """Requests aborted during the step that just ended leave now."""
+        for rid in sorted(self.pending_aborts):
+            if rid in self.running:
+                self._release(rid)
+                self.held_counts[self.held_slot] -= 1
+                self.on_abort(rid)
+        self.pending_aborts.clear()
 
     def flush(self) -> None:
         """Bring the per-request counters of running decodes up to date (the run is stopping)."""

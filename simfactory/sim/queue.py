@@ -19,20 +19,20 @@ class WaitingQueue:
         self.env = env
         self._heap: list[tuple[int, int, int]] = []  # (priority, sequence, rid)
         self._removed: set[int] = set()
-        self._members: set[int] = set()
+        self.members: set[int] = set()  # what it holds (engines test it directly: cheaper than len())
         self._seq = count()
         self._front = count(-1, -1)
         self._waiters: list[simpy.Event] = []
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self.members)
 
     def __contains__(self, rid: int) -> bool:
-        return rid in self._members
+        return rid in self.members
 
     def put(self, rid: int, priority: int = 0) -> None:
         heapq.heappush(self._heap, (priority, next(self._seq), rid))
-        self._members.add(rid)
+        self.members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
             for ev in waiters:
@@ -41,7 +41,7 @@ class WaitingQueue:
     def put_front(self, rid: int, priority: int = 0) -> None:
         """Ahead of everything of the same priority (a preempted request resumes first)."""
         heapq.heappush(self._heap, (priority, next(self._front), rid))
-        self._members.add(rid)
+        self.members.add(rid)
 
     def _clean(self) -> None:
         heap = self._heap
@@ -50,8 +50,10 @@ class WaitingQueue:
 
     def head_key(self) -> tuple[int, int, int] | None:
         """(priority, sequence, rid) of the next request, or None when empty."""
-        self._clean()
-        return self._heap[0] if self._heap else None
+        heap = self._heap
+        if self._removed and heap and heap[0][2] in self._removed:
+            self._clean()
+        return heap[0] if heap else None
 
     def peek(self) -> int:
         key = self.head_key()
@@ -59,16 +61,17 @@ class WaitingQueue:
         return key[2]
 
     def pop(self) -> int:
-        self._clean()
+        if self._removed:
+            self._clean()
         rid = heapq.heappop(self._heap)[2]
-        self._members.discard(rid)
+        self.members.discard(rid)
         return rid
 
     def remove(self, rid: int) -> bool:
         """Take a request out of the queue (its caller gave up); False if it is not here."""
-        if rid not in self._members:
+        if rid not in self.members:
             return False
-        self._members.discard(rid)
+        self.members.discard(rid)
         self._removed.add(rid)
         return True
 

@@ -24,7 +24,7 @@ from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.network import NetworkModel
-from simfactory.sim.outcomes import PENDING_CODE, Outcome
+from simfactory.sim.outcomes import COMPLETED_CODE, PENDING_CODE, Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -433,9 +433,8 @@ class FleetModel:
         """Send over the network from the caller's region; the deployment sees the request on arrival."""
         t = self.table
         t.deployment_id[rid] = deployment
-        caller = self.class_region[int(t.class_id[rid])]
+        caller = self.class_region[t.class_id[rid]]
         there = self.dep_region[deployment]
-        t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = 0.0  # a fallback may have moved it
         if caller != there:
             t.net_in_s[rid] = self.network.one_way_s(caller, there)
             t.net_out_s[rid] = self.network.one_way_s(there, caller)
@@ -461,9 +460,9 @@ class FleetModel:
         if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
             self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
             return
-        key = self._affinity_key(rid)
         sc = int(t.service_class[rid])
         first = self.prefill_balancers[deployment] or balancer
+        key = self._affinity_key(rid) if first.policy == "session_affinity" else -1  # only that policy reads it
         first.dispatch(rid, int(t.priority[rid]), sc, key)
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
@@ -483,6 +482,7 @@ class FleetModel:
             return
         t.dispatched[rid] = 0
         t.fallbacks[rid] += 1
+        t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = 0.0  # the network legs of the deployment it left
         self._send(rid, target, call)
 
     def _shed_if_waiting(self, rid: int) -> None:
@@ -527,13 +527,13 @@ class FleetModel:
     def fail_replica(self, replica: int) -> None:
         """A replica failed: everything it holds is lost (and may be retried)."""
         eng = self.engines[replica]
-        held = list(eng.running) + list(eng.requeued._members) + (list(eng.queue._members) if eng.owns_queue else [])
+        held = list(eng.running) + list(eng.requeued.members) + (list(eng.queue.members) if eng.owns_queue else [])
         self._mark_lost(replica, held)
         eng.fail()
 
     def drop_waiting(self, replica: int) -> None:
         eng = self.engines[replica]
-        held = list(eng.requeued._members) + (list(eng.queue._members) if eng.owns_queue else [])
+        held = list(eng.requeued.members) + (list(eng.queue.members) if eng.owns_queue else [])
         self._mark_lost(replica, held)
         eng.drop_waiting()
 
@@ -582,8 +582,8 @@ class FleetModel:
 
     def _finish_request(self, rid: int, outcome: Outcome) -> None:
         t = self.table
-        t.outcome[rid] = outcome
-        if outcome != Outcome.COMPLETED:
+        t.outcome[rid] = int(outcome)
+        if outcome != COMPLETED_CODE:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
         if outcome == Outcome.FAILED:  # lost to a replica failure (a step in progress may still complete it)
