@@ -46,7 +46,7 @@ class Stretch:
     (k // block_size) * n_dec + needs_prefix[k % block_size]."""
 
     __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "needs_prefix", "free_before", "interrupted", "stop_at",
-                 "timeout", "busy0_s")
+                 "timeout", "busy0_s", "cuttable")
 
     def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, needs_prefix: list[int],
                  free_before: int) -> None:
@@ -61,6 +61,7 @@ class Stretch:
         self.stop_at = n - 1  # index of the step it ends with (earlier when interrupted)
         self.timeout: simpy.Event | None = None  # the event its end waits on
         self.busy0_s = 0.0  # the engine's busy time before it
+        self.cuttable = False  # an arrival cuts it short (it could be admitted, or preempt someone)
 
     def step_s(self, i: int) -> float:
         return self.a_s + self.b_s * i
@@ -98,16 +99,25 @@ class Stretch:
 
 
 class StretchWaker:
-    """Sits in a waiting queue's waiter list: an arrival interrupts the stretch (one event, only when it happens)."""
+    """Sits in the engine's waiting queue's waiter list (once, however many stretches come and go): the next
+    arrival cuts the stretch in progress short if that stretch can admit it (one event, only when it happens)."""
 
-    __slots__ = ("engine", "stretch")
+    __slots__ = ("engine", "armed")
 
-    def __init__(self, engine: "ReplicaEngine", stretch: Stretch) -> None:
+    def __init__(self, engine: "ReplicaEngine") -> None:
         self.engine = engine
-        self.stretch = stretch
+        self.armed = False  # in the waiter list now
+
+    def arm(self) -> None:
+        if not self.armed:
+            self.armed = True
+            self.engine.queue.add_waiter(self)
 
     def succeed(self, value: object = None) -> None:
-        self.engine._interrupt_stretch(self.stretch)
+        self.armed = False
+        st = self.engine.stretch
+        if st is not None and st.cuttable:
+            self.engine._interrupt_stretch(st)
 
 
 class ReplicaEngine:
@@ -202,6 +212,7 @@ class ReplicaEngine:
         self.held_slot = 0
         self.repaired: simpy.Event | None = None
         self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
+        self.waker = StretchWaker(self)
         self._start()
 
     # ---- observations (read by the router and the timeline monitor) ----
@@ -329,7 +340,8 @@ class ReplicaEngine:
         self.stretch = st
         self.free_blocks = st.free_before - st.cum_needs(1)
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
-            self.queue.add_waiter(StretchWaker(self, st))  # an arrival could be admitted, or preempt someone
+            st.cuttable = True  # an arrival could be admitted, or preempt someone
+            self.waker.arm()
         st.timeout = self.env.call_at(st.start_s + length, self._end_stretch)
 
     def _end_stretch(self, _event: object) -> None:

@@ -172,7 +172,7 @@ class FleetModel:
                 if info.pool == sp.pool:
                     self.env.process(spot_reclamation(self, sp, info.replica_id, self.streams.get(
                         f"faults/spot/{info.replica_id}"), self.fault_log))
-        self.env.process(self._arrivals())
+        self._start_arrivals()
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
         self.busy_at_warmup = np.zeros(len(self.engines))
@@ -665,17 +665,36 @@ class FleetModel:
             self.all_finished.succeed()
 
     # ---- processes ----
-    def _arrivals(self) -> Generator[simpy.Event, None, None]:
-        env = self.env
-        for at_s, rid, class_id in zip(self.arrival_s.tolist(), self.arrival_rid.tolist(), self.arrival_class.tolist()):
-            wait = at_s - env.now
-            if wait > 0:
-                yield env.timeout(wait)
-            if rid >= 0:
-                self.n_arrived += 1
-                self._admit(rid, None)
-            else:
-                self._start_task(class_id)
+    def _start_arrivals(self) -> None:
+        """Arrivals as a chain of events at their exact times (a callback each, no process to resume); the
+        chain starts at time zero the way a process would (an urgent event)."""
+        self._arrival_iter = zip(self.arrival_s.tolist(), self.arrival_rid.tolist(), self.arrival_class.tolist())
+        self._due: tuple[float, int, int] | None = None
+        ev = simpy.Event(self.env)
+        ev._ok = True
+        ev._value = None
+        ev.callbacks.append(self._arrivals_due)  # type: ignore[union-attr]
+        self.env.schedule(ev, simpy.events.URGENT)
+
+    def _arrivals_due(self, _event: object) -> None:
+        """Admit every arrival due by now, then wait for the next one."""
+        now = self.env.now
+        item = self._due
+        while True:
+            if item is not None:
+                at_s, rid, class_id = item
+                if at_s > now:
+                    self._due = item
+                    self.env.call_at(at_s, self._arrivals_due)
+                    return
+                if rid >= 0:
+                    self.n_arrived += 1
+                    self._admit(rid, None)
+                else:
+                    self._start_task(class_id)
+            item = next(self._arrival_iter, None)
+            if item is None:
+                break
         self.arrivals_done = True
         self._check_all_finished()
 
