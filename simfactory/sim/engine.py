@@ -39,23 +39,33 @@ def blocks_for(tokens: int, block_size: int) -> int:
     return -(-tokens // block_size)
 
 
+def needs_backwards(bucket: list[int], j0: int) -> list[int]:
+    """The bucket read backwards from j0, cyclically: the blocks consecutive decode steps allocate, from the
+    step whose residue is j0 on."""
+    return bucket[j0::-1] + bucket[:j0:-1]
+
+
 class Stretch:
     """Planned decode-only steps, in closed form: step i (0-based) lasts a_s + b_s * i (the KV read grows by the
-    same amount every step), so the first k steps end at start_s + k * a_s + b_s * k (k - 1) / 2. Decode
-    sequences cross a block boundary once every block_size steps, so the blocks the first k steps allocate are
-    (k // block_size) * n_dec + needs_prefix[k % block_size]."""
+    same amount every step), so the first k steps end at start_s + k * a_s + b_s * k (k - 1) / 2. Step i allocates
+    a block for each sequence crossing a block boundary then: those counted in bucket[(j0 - i) % block_size];
+    over a whole period of block_size steps every sequence crosses once, so the first k steps allocate
+    (k // block_size) * n_dec + the first k % block_size of the bucket read backwards from j0. (The engine's
+    bucket does not change while a stretch runs.)"""
 
-    __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "needs_prefix", "free_before", "interrupted", "stop_at",
-                 "timeout", "busy0_s", "cuttable")
+    __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "bucket", "j0", "needs_prefix", "free_before",
+                 "interrupted", "stop_at", "timeout", "busy0_s", "cuttable")
 
-    def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, needs_prefix: list[int],
-                 free_before: int) -> None:
+    def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, bucket: list[int], j0: int,
+                 free_before: int, needs_prefix: list[int] | None = None) -> None:
         self.start_s = start_s
         self.n = n
         self.a_s = a_s
         self.b_s = b_s
         self.n_dec = n_dec
-        self.needs_prefix = needs_prefix
+        self.bucket = bucket
+        self.j0 = j0
+        self.needs_prefix = needs_prefix  # cumulative needs over a period, when planning needed them
         self.free_before = free_before
         self.interrupted = False
         self.stop_at = n - 1  # index of the step it ends with (earlier when interrupted)
@@ -76,8 +86,12 @@ class Stretch:
 
     def cum_needs(self, k: int) -> int:
         """KV blocks the first k steps allocate (each at its start)."""
-        q, r = divmod(k, len(self.needs_prefix))
-        return q * self.n_dec + self.needs_prefix[r]
+        q, r = divmod(k, len(self.bucket))
+        if r == 0:
+            return q * self.n_dec
+        if self.needs_prefix is not None:
+            return q * self.n_dec + self.needs_prefix[r]
+        return q * self.n_dec + sum(needs_backwards(self.bucket, self.j0)[:r])
 
     def ended(self, now_s: float) -> int:
         """Steps ended by now: the largest k with end_s(k) <= now (end_s grows with k)."""
@@ -316,17 +330,18 @@ class ReplicaEngine:
         # never decrease, so bisect finds it.
         j0 = -s0 % bs
         bucket = self.bucket
-        backwards = bucket[j0::-1] + bucket[:j0:-1]
-        prefix = list(accumulate(backwards[: bs - 1], initial=0))
-        periods = free // n_dec
-        n = min(n, periods * bs + bisect_right(prefix, free - periods * n_dec) - 1)
-        if n < 2:
-            return None
+        prefix = None
+        if free < n_dec * -(-n // bs):  # the blocks could run out within n steps: find where
+            prefix = list(accumulate(needs_backwards(bucket, j0)[: bs - 1], initial=0))
+            periods = free // n_dec
+            n = min(n, periods * bs + bisect_right(prefix, free - periods * n_dec) - 1)
+            if n < 2:
+                return None
         kv0 = self.sum_base + n_dec * (s0 + 1)  # KV tokens read by the first step; each later step reads n_dec more
         a_s, b_s, n = self.step_time.decode_affine(n_dec, float(kv0), float(n_dec), n)
         if n < 2:
             return None
-        return Stretch(self.env._now, n, a_s, b_s, n_dec, prefix, free)
+        return Stretch(self.env._now, n, a_s, b_s, n_dec, bucket, j0, free, prefix)
 
     def _start_stretch(self, st: Stretch) -> None:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
@@ -338,7 +353,7 @@ class ReplicaEngine:
         self.step_started_s = st.start_s
         self.in_step = True
         self.stretch = st
-        self.free_blocks = st.free_before - st.cum_needs(1)
+        self.free_blocks = st.free_before - st.bucket[st.j0]  # what the first step allocates
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
             st.cuttable = True  # an arrival could be admitted, or preempt someone
             self.waker.arm()
@@ -351,14 +366,16 @@ class ReplicaEngine:
         last = st.stop_at
         self.stretch = None
         n_dec = st.n_dec
-        self.cum_s_per_token += st.elapsed_s(last) / n_dec  # the steps before it (none completes anyone)
+        a_s, b_s = st.a_s, st.b_s
+        before = last * a_s + b_s * (last * (last - 1) // 2)  # the steps before the last (none completes anyone)
+        self.cum_s_per_token += before / n_dec
         self.step += last
-        self.busy_s = st.busy0_s + st.elapsed_s(last + 1)
+        self.busy_s = st.busy0_s + ((last + 1) * a_s + b_s * ((last + 1) * last // 2))
         self.free_blocks = st.free_before - st.cum_needs(last + 1)
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += last + 1
-        self._complete_decodes((st.a_s + st.b_s * last) / n_dec)
+        self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
             self._drop_pending_aborts()
         self._next()
