@@ -1,7 +1,11 @@
-"""Per-request state and results as columnar arrays indexed by request id (no per-request objects).
+"""Per-request state and results as columns indexed by request id (no per-request objects).
 
 Plain traffic is added in one vectorised call before the run; agent tasks add their LLM calls one by
-one while the simulation runs, so the arrays grow by doubling. `trim()` cuts them to length at the end.
+one while the simulation runs, so the columns grow by doubling. `trim()` cuts them to length at the end.
+
+The columns the simulation reads and writes one request at a time (LIVE_COLUMNS) are Python lists while it
+runs: a numpy scalar read, write or `+=` costs 4-5x the list's, and there are dozens per request. `trim()`
+turns them into numpy arrays of their dtype, so everything after the run sees arrays only.
 """
 
 from __future__ import annotations
@@ -51,6 +55,17 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "outcome": (np.int8, int(Outcome.PENDING)),
 }
 
+# read and written per request during the run: lists until trim() (small values, so little extra memory)
+LIVE_COLUMNS = frozenset({
+    "class_id", "deployment_id", "input_tokens", "output_tokens", "priority", "service_class", "tenant",
+    "dispatched", "kv_ready", "replica", "first_scheduled_s", "first_token_s", "completion_s", "generated",
+    "replica_s", "outcome", "net_out_s",
+})
+
+
+def _column(dtype: type, fill: float | int, size: int, live: bool) -> np.ndarray | list:
+    return [fill] * size if live else np.full(size, fill, dtype=dtype)
+
 
 class RequestTable:
     arrival_s: np.ndarray
@@ -96,8 +111,9 @@ class RequestTable:
         self._capacity = max(capacity, 1)
         # replayed trace requests whose prompt is named as hash blocks: rid -> (tokens per block, hash ids)
         self.block_hashes: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self.live = True  # LIVE_COLUMNS are lists (until trim)
         for name, (dtype, fill) in COLUMNS.items():
-            setattr(self, name, np.full(self._capacity, fill, dtype=dtype))
+            setattr(self, name, _column(dtype, fill, self._capacity, name in LIVE_COLUMNS))
 
     def __len__(self) -> int:
         return self.n
@@ -109,6 +125,9 @@ class RequestTable:
         cap = max(need, 2 * self._capacity)
         for name, (dtype, fill) in COLUMNS.items():
             old = getattr(self, name)
+            if isinstance(old, list):
+                old.extend([fill] * (cap - len(old)))
+                continue
             new = np.full(cap, fill, dtype=dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)
@@ -126,13 +145,13 @@ class RequestTable:
         k = len(arrival_s)
         self._reserve(k)
         sl = slice(self.n, self.n + k)
-        self.arrival_s[sl] = arrival_s
-        self.class_id[sl] = class_id
-        self.deployment_id[sl] = deployment_id
-        self.input_tokens[sl] = input_tokens
-        self.output_tokens[sl] = output_tokens
+        columns.update(arrival_s=arrival_s, class_id=class_id, deployment_id=deployment_id, input_tokens=input_tokens,
+                       output_tokens=output_tokens)
         for name, values in columns.items():
-            getattr(self, name)[sl] = values
+            column = getattr(self, name)
+            if isinstance(column, list):  # the values as the column's dtype would hold them, as Python scalars
+                values = np.asarray(values).astype(COLUMNS[name][0], copy=False).tolist()
+            column[sl] = values
         self.n += k
 
     def add(
@@ -166,7 +185,9 @@ class RequestTable:
         return rid
 
     def trim(self) -> None:
-        """Cut every column to the number of requests (call once the run is over)."""
-        for name in COLUMNS:
-            setattr(self, name, getattr(self, name)[: self.n].copy())
+        """Cut every column to the number of requests, as numpy arrays (call once the run is over)."""
+        for name, (dtype, _) in COLUMNS.items():
+            column = getattr(self, name)
+            setattr(self, name, np.array(column[: self.n], dtype=dtype))
+        self.live = False
         self._capacity = max(self.n, 1)
