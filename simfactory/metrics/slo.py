@@ -22,13 +22,10 @@ ANSWERED = ("completed", "cache_hit")
 
 def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
     lid = np.where(req["origin"] >= 0, req["origin"], req["request_id"])
+    if (req["origin"] < 0).all():  # no escalations: one copy of the frame with the logical columns added
+        return req.assign(logical_id=lid, escalations=0, usd_total=req["usd"] + req["egress_usd"],
+                          first_deployment=req["deployment"])
     df = req.assign(logical_id=lid)
-    if (req["origin"] < 0).all():
-        out = df.copy()
-        out["escalations"] = 0
-        out["usd_total"] = out["usd"] + out["egress_usd"]
-        out["first_deployment"] = out["deployment"]
-        return out
     df = df.sort_values(["logical_id", "attempt"], kind="stable")
     g = df.groupby("logical_id", sort=True)
     first = g.first()
