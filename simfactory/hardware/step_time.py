@@ -9,6 +9,7 @@ Two models share one interface, `step_s(load)`:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 from dataclasses import dataclass
 
 from simfactory.config.profile import (
@@ -22,9 +23,9 @@ from simfactory.config.profile import (
 ALLREDUCES_PER_LAYER = 2  # Megatron-style TP: one after attention, one after the MLP (Shoeybi et al. 2019)
 
 
-@dataclass(frozen=True, slots=True)
-class StepLoad:
-    """What one engine iteration computes.
+class StepLoad(NamedTuple):
+    """What one engine iteration computes (a named tuple: the engine builds one per step, and a frozen dataclass
+    costs several times as much to construct).
 
     prefill_tokens: prompt tokens computed in this step (all prefill chunks together)
     decode_seqs: sequences generating one token each

@@ -445,11 +445,17 @@ class ReplicaEngine:
         t = self.table
         running = self.running
         max_num_seqs = self.max_num_seqs
+        queue, requeued = self.queue, self.requeued
         while budget > 0 and len(running) < max_num_seqs:
-            head = self._waiting_head()
-            if head is None:
+            if requeued.members:
+                head = self._waiting_head()
+                if head is None:
+                    break
+                (_, _, rid), source = head
+            elif queue.members:  # the usual case: only new requests wait
+                rid, source = queue.head_key()[2], queue  # type: ignore[index]
+            else:
                 break
-            (_, _, rid), source = head
             if t.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(t.input_tokens[rid] + t.generated[rid])
