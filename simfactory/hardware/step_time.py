@@ -130,6 +130,7 @@ class RooflineModel(StepTimeModel):
             self.tp > 1 or self.pp > 1 or (self.expert_parallel and a.is_moe),  # any communication term
         )
         object.__setattr__(self, "_consts", consts)
+        object.__setattr__(self, "_decode_coeffs", {})
 
     def step_s(self, load: StepLoad) -> float:
         dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
@@ -147,14 +148,15 @@ class RooflineModel(StepTimeModel):
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         # step_s with prefill_tokens = prefill_attn_pairs = 0: memory time m and compute time c are both affine in
-        # the step index, so the steps are affine up to where max(c, m) switches from one to the other
-        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
-        tokens = decode_seqs
-        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
-        m0 = (weight_bytes + kv_per_token * kv0) / self.tp / bandwidth
-        m_step = kv_per_token * kv_step / self.tp / bandwidth
-        c0 = (dense * tokens + per_pair * kv0) / self.tp / peak_flops
-        c_step = per_pair * kv_step / self.tp / peak_flops
+        # the KV tokens read, so the steps are affine up to where max(c, m) switches from one to the other
+        coeffs = self._decode_coeffs.get(decode_seqs)  # type: ignore[attr-defined]
+        if coeffs is None:
+            coeffs = self._decode_coeffs[decode_seqs] = self._decode_coefficients(decode_seqs)  # type: ignore[attr-defined]
+        m_fixed, m_per_kv, c_fixed, c_per_kv, fixed = coeffs
+        m0 = m_fixed + m_per_kv * kv0
+        m_step = m_per_kv * kv_step
+        c0 = c_fixed + c_per_kv * kv0
+        c_step = c_per_kv * kv_step
         gap0, gap_step = m0 - c0, m_step - c_step  # step i is memory-bound while gap0 + gap_step * i > 0
         n = n_max
         if gap0 > 0.0:
@@ -165,10 +167,19 @@ class RooflineModel(StepTimeModel):
             a_s, b_s = c0, c_step
             if gap_step > 0.0:
                 n = min(n, math.floor(-gap0 / gap_step) + 1)
-        a_s += self.factors.step_overhead_s
+        return a_s + fixed, b_s, n
+
+    def _decode_coefficients(self, decode_seqs: int) -> tuple[float, float, float, float, float]:
+        """Memory time = m_fixed + m_per_kv x KV tokens read, compute time likewise, and the fixed per-step
+        terms (overhead, communication) of a decode-only step of this many sequences (cached per batch size)."""
+        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
+        tokens = decode_seqs
+        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
+        fixed = self.factors.step_overhead_s
         if comm:
-            a_s += self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
-        return a_s, b_s, n
+            fixed += self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
+        return (weight_bytes / self.tp / bandwidth, kv_per_token / self.tp / bandwidth,
+                dense * tokens / self.tp / peak_flops, per_pair / self.tp / peak_flops, fixed)
 
     def link_bytes_per_s(self) -> float:
         link = self.spec.interconnect_gb_s

@@ -26,9 +26,16 @@ class FloatEnvironment(simpy.Environment):
         the caller may later take the callback off to cancel it."""
         if at_s < self._now:  # type: ignore[attr-defined]
             raise ValueError(f"event at {at_s} is before now ({self._now})")  # type: ignore[attr-defined]
-        ev = simpy.Event(self)
-        ev._ok = True
-        ev._value = None
-        ev.callbacks.append(callback)  # type: ignore[union-attr]
+        ev = At(self, callback)
         heappush(self._queue, (at_s, NORMAL, next(self._eid), ev))  # type: ignore[attr-defined]
         return ev
+
+
+class At(simpy.Event):
+    """A triggered event with one callback (Event's initialization inlined, as simpy's Timeout does)."""
+
+    def __init__(self, env: simpy.Environment, callback: Callable[[simpy.Event], None]) -> None:
+        self.env = env
+        self.callbacks = [callback]
+        self._value = None
+        self._ok = True

@@ -91,7 +91,10 @@ class Stretch:
             return q * self.n_dec
         if self.needs_prefix is not None:
             return q * self.n_dec + self.needs_prefix[r]
-        return q * self.n_dec + sum(needs_backwards(self.bucket, self.j0)[:r])
+        bucket, j0 = self.bucket, self.j0  # the r entries read backwards from j0, wrapping past 0
+        if r <= j0 + 1:
+            return q * self.n_dec + sum(bucket[j0 - r + 1 : j0 + 1])
+        return q * self.n_dec + sum(bucket[: j0 + 1]) + sum(bucket[len(bucket) - (r - j0 - 1) :])
 
     def ended(self, now_s: float) -> int:
         """Steps ended by now: the largest k with end_s(k) <= now (end_s grows with k)."""
@@ -356,7 +359,8 @@ class ReplicaEngine:
         self.free_blocks = st.free_before - st.bucket[st.j0]  # what the first step allocates
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
             st.cuttable = True  # an arrival could be admitted, or preempt someone
-            self.waker.arm()
+            if not self.waker.armed:
+                self.waker.arm()
         st.timeout = self.env.call_at(st.start_s + length, self._end_stretch)
 
     def _end_stretch(self, _event: object) -> None:
