@@ -813,7 +813,8 @@ class ReplicaEngine:
         self.committed_blocks -= self.committed.pop(rid, 0)
 
     def _complete(self, rid: int, now: float) -> None:
-        self._uncommit(rid)
+        if self.committed:
+            self._uncommit(rid)
         del self.running[rid]
         self.table.completion_s[rid] = now
         self.held_counts[self.held_slot] -= 1

@@ -24,7 +24,7 @@ from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.network import NetworkModel
-from simfactory.sim.outcomes import COMPLETED_CODE, PENDING_CODE, Outcome
+from simfactory.sim.outcomes import COMPLETED_CODE, FAILED_CODE, PENDING_CODE, Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -586,16 +586,16 @@ class FleetModel:
         if outcome != COMPLETED_CODE:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
-        if outcome == Outcome.FAILED:  # lost to a replica failure (a step in progress may still complete it)
+        if outcome == FAILED_CODE:  # lost to a replica failure (a step in progress may still complete it)
             self.fault_log.lost.append((self.env.now, int(t.replica[rid]), rid))
             call = self.calls.get(rid)
             if self._retry(rid, call):
                 self.calls.pop(rid, None)
                 return
             self.fault_log.failed += 1
-        call = self.calls.pop(rid, None)
+        call = self.calls.pop(rid, None) if self.calls else None
         # a caller that gave up (its abort came during the request's last step) gets no escalation
-        given_up = self.abort_outcome.pop(rid, None) is not None
+        given_up = self.abort_outcome.pop(rid, None) is not None if self.abort_outcome else False
         if call is not None and (given_up or not self._escalate(rid, call, outcome)):
             if call.done is not None:
                 back = float(t.net_out_s[rid]) if outcome == Outcome.COMPLETED else 0.0
@@ -603,7 +603,8 @@ class FleetModel:
                     self.env.timeout(back).callbacks.append(lambda _ev, d=call.done, o=outcome: d.succeed(o))
                 else:
                     call.done.succeed(outcome)
-        self._check_all_finished()
+        if self.arrivals_done:
+            self._check_all_finished()
 
     def _escalate(self, rid: int, call: "Call", outcome: Outcome) -> bool:
         """A tiered route's validator checks a completed answer; on rejection the request is sent again to
