@@ -270,10 +270,13 @@ class ReplicaEngine:
             assert self.repaired is not None
             self.repaired.callbacks.append(self._next)  # type: ignore[union-attr]
             return
-        if not self.running and not self.requeued.members and not self.queue.members:
+        running = self.running
+        waiting = self.queue.members or self.requeued.members
+        if not running and not waiting:
             self.queue.wait().callbacks.append(self._next)  # type: ignore[union-attr]
             return
-        if not self.exact:
+        # a stretch needs decodes and nothing to admit (the usual reason there is none: an arrival is waiting)
+        if not self.exact and not (waiting and (len(running) < self.max_num_seqs or self.preemptive_priority)):
             stretch = self._plan_stretch()
             if stretch is not None:
                 self._start_stretch(stretch)

@@ -141,7 +141,7 @@ class ReplicaBalancer:
         if not eligible:  # scaled to zero: wait for a replica to start
             self.pending.append((rid, priority, service_class, key))
             return -1
-        i = self.choose(eligible, key)
+        i = self._least_outstanding(eligible) if self.policy == "least_outstanding" else self.choose(eligible, key)
         self.held[i] += 1
         self.engines[i].queue.put(rid, priority)
         return i
