@@ -428,22 +428,23 @@ class ReplicaEngine:
 
         # 2) running partial prefills, oldest first
         chunks: list[tuple[int, int, int]] = []
-        scheduled: set[int] = set()
         completing = 0  # running prefills whose last chunk is in this step
-        for rid in list(prefill_target):
-            if budget <= 0:
-                break
-            if rid not in prefill_target:
-                continue  # preempted while making room for an older one
-            done = computed[rid]
-            chunk = min(prefill_target[rid] - done, budget)
-            chunk = self._fit_chunk(rid, done, chunk, scheduled)
-            if chunk == 0:
-                break
-            chunks.append((rid, chunk, done))
-            scheduled.add(rid)
-            budget -= chunk
-            completing += done + chunk == prefill_target[rid]
+        if prefill_target:
+            scheduled: set[int] = set()  # their chunks so far (a newer unscheduled one may be preempted for room)
+            for rid in list(prefill_target):
+                if budget <= 0:
+                    break
+                if rid not in prefill_target:
+                    continue  # preempted while making room for an older one
+                done = computed[rid]
+                chunk = min(prefill_target[rid] - done, budget)
+                chunk = self._fit_chunk(rid, done, chunk, scheduled)
+                if chunk == 0:
+                    break
+                chunks.append((rid, chunk, done))
+                scheduled.add(rid)
+                budget -= chunk
+                completing += done + chunk == prefill_target[rid]
 
         # prompts that will still be partly unprefilled after this step (vLLM caps how many run at once)
         partial = len(prefill_target) - completing
@@ -495,7 +496,6 @@ class ReplicaEngine:
             if hit:
                 t.cached_tokens[rid] += hit
             chunks.append((rid, chunk, hit))
-            scheduled.add(rid)
             budget -= chunk
             partial += unfinished
 

@@ -353,15 +353,15 @@ class FleetModel:
     def _admit(self, rid: int, call: "Call | None") -> None:
         """A new request at the front door: rate limit, route, then the deployment's own checks."""
         t = self.table
-        tenant = int(t.tenant[rid])
+        if call is not None:
+            self.calls[rid] = call
+        tenant = t.tenant[rid]
         if tenant >= 0 and self.buckets[tenant] is not None and not self.buckets[tenant].try_take(self.env.now):
-            self._track(rid, call)
             self._finish_request(rid, Outcome.REJECTED_RATE_LIMIT)
             return
-        c = self.rs.classes[int(t.class_id[rid])]
+        c = self.rs.classes[t.class_id[rid]]
         target = call.target if call is not None else c.target
         assert target is not None
-        self._track(rid, call)
         cache = c.config.semantic_cache
         if cache is not None and self.cache_rng.random() < cache.hit_ratio:
             delay = float(cache.latency_s.sample(self.cache_rng, 1)[0])
@@ -377,10 +377,6 @@ class FleetModel:
         t.completion_s[rid] = self.env.now
         t.generated[rid] = t.output_tokens[rid]
         self._finish_request(rid, Outcome.CACHE_HIT)
-
-    def _track(self, rid: int, call: "Call | None") -> None:
-        if call is not None:
-            self.calls[rid] = call
 
     def _send(self, rid: int, target: Target, call: "Call | None") -> None:
         """Resolve a target (route -> deployment, with overload fallback) and hand the request over."""
@@ -460,10 +456,10 @@ class FleetModel:
         if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
             self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
             return
-        sc = int(t.service_class[rid])
+        sc = t.service_class[rid]
         first = self.prefill_balancers[deployment] or balancer
         key = self._affinity_key(rid) if first.policy == "session_affinity" else -1  # only that policy reads it
-        first.dispatch(rid, int(t.priority[rid]), sc, key)
+        first.dispatch(rid, t.priority[rid], sc, key)
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
             self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
