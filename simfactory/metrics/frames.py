@@ -69,7 +69,8 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "attempt": t.attempt,
             "step": step_names[t.step_id] if len(t) else [],
             "replica_s": t.replica_s,
-        }
+        },
+        copy=False,  # columns view the table's arrays (no 1M-row copy and consolidation): read-only, never .loc-assign
     )
     return df
 

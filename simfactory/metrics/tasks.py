@@ -39,7 +39,7 @@ def tasks_frame(result: SimResult, usd_per_replica_s: list[float]) -> pd.DataFra
     # one pass over the task records (each pass over 100k scattered objects costs more than the work done)
     columns = list(zip(*map(operator.attrgetter(*SCALAR_FIELDS), tasks))) or [()] * len(SCALAR_FIELDS)
     df = pd.DataFrame({name: np.asarray(col, dtype=object if name == "outcome" else None)
-                       for name, col in zip(SCALAR_FIELDS, columns)})
+                       for name, col in zip(SCALAR_FIELDS, columns)}, copy=False)  # fresh arrays: no second copy
     if not n:
         df = df.astype({"start_s": float, "end_s": float})
     names = np.asarray([c.config.name for c in rs.classes], dtype=object)
