@@ -111,7 +111,6 @@ class RequestTable:
         self._capacity = max(capacity, 1)
         # replayed trace requests whose prompt is named as hash blocks: rid -> (tokens per block, hash ids)
         self.block_hashes: dict[int, tuple[int, tuple[int, ...]]] = {}
-        self.live = True  # LIVE_COLUMNS are lists (until trim)
         for name, (dtype, fill) in COLUMNS.items():
             setattr(self, name, _column(dtype, fill, self._capacity, name in LIVE_COLUMNS))
 
@@ -189,5 +188,4 @@ class RequestTable:
         for name, (dtype, _) in COLUMNS.items():
             column = getattr(self, name)
             setattr(self, name, np.array(column[: self.n], dtype=dtype))
-        self.live = False
         self._capacity = max(self.n, 1)
