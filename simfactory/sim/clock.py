@@ -14,7 +14,7 @@ from heapq import heappush
 
 import simpy
 from simpy.core import SimTime
-from simpy.events import NORMAL, EventPriority
+from simpy.events import NORMAL, URGENT, EventPriority
 
 
 class FloatEnvironment(simpy.Environment):
@@ -28,6 +28,14 @@ class FloatEnvironment(simpy.Environment):
             raise ValueError(f"event at {at_s} is before now ({self._now})")  # type: ignore[attr-defined]
         ev = At(self, callback)
         heappush(self._queue, (at_s, NORMAL, next(self._eid), ev))  # type: ignore[attr-defined]
+        return ev
+
+
+    def start(self, callback: Callable[[simpy.Event], None]) -> simpy.Event:
+        """Call back now, before the normal events due now, the way a SimPy process starts (an urgent event), so a
+        component driven by callbacks keeps the order a process would have had."""
+        ev = At(self, callback)
+        heappush(self._queue, (self._now, URGENT, next(self._eid), ev))  # type: ignore[attr-defined]
         return ev
 
 

@@ -14,9 +14,13 @@ sequences whose `(base + s) % block_size == 0`, counted per residue class; the s
 `sum_base + n * s`. That makes a decode step O(1) in the batch size; completions come off a heap.
 
 Fast-forward (unless `exact`): while the batch cannot change (decodes only, nothing admissible), the
-engine plans the steps up to the next completion or KV-block shortage with the same arithmetic as
-stepping, yields one timeout for the stretch (or less, when an arrival or abort interrupts it), then
-applies the whole steps that finished. Step times and event times are the ones stepping would give.
+engine plans the steps up to the next completion or KV-block shortage in closed form (see Stretch) and
+waits one event for the stretch, or less when an arrival or an abort cuts it at the end of the step in
+progress; then it applies the whole steps that finished. Step and event times are stepping's up to float
+rounding (tests/test_fast_forward.py).
+
+The engine is driven by callbacks on SimPy events rather than a generator process: a step's end runs straight
+into planning the next, and cutting a stretch short moves one callback instead of throwing an Interrupt.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from itertools import accumulate
 import simpy
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.prefix_cache import PrefixCache, hash_blocks
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
@@ -140,7 +145,7 @@ class StretchWaker:
 class ReplicaEngine:
     def __init__(
         self,
-        env: simpy.Environment,
+        env: FloatEnvironment,
         replica_id: int,
         queue: WaitingQueue,
         table: RequestTable,
@@ -230,7 +235,7 @@ class ReplicaEngine:
         self.repaired: simpy.Event | None = None
         self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
         self.waker = StretchWaker(self)
-        self._start()
+        env.start(self._next)
 
     # ---- observations (read by the router and the timeline monitor) ----
     @property
@@ -253,17 +258,7 @@ class ReplicaEngine:
             return self.kv_blocks - st.free_before + st.cum_needs(st.started(self.env.now))
         return self.kv_blocks - self.free_blocks
 
-    # ---- the engine loop ----
-    # The engine is driven by callbacks on SimPy events rather than a generator process: cutting a stretch short
-    # then costs one scheduled event and no thrown Interrupt, and a step's end runs straight into the next plan.
-    def _start(self) -> None:
-        """Start the loop at time zero the way a SimPy process starts (an urgent event), so runs keep their order."""
-        ev = simpy.Event(self.env)
-        ev._ok = True
-        ev._value = None
-        ev.callbacks.append(self._next)  # type: ignore[union-attr]
-        self.env.schedule(ev, simpy.events.URGENT)
-
+    # ---- the engine loop (callbacks on SimPy events; see the module docstring) ----
     def _next(self, _event: object = None) -> None:
         """Between steps: start the next step (or decode stretch), or wait for work or a repair."""
         if self.down:

@@ -667,11 +667,7 @@ class FleetModel:
         chain starts at time zero the way a process would (an urgent event)."""
         self._arrival_iter = zip(self.arrival_s.tolist(), self.arrival_rid.tolist(), self.arrival_class.tolist())
         self._due: tuple[float, int, int] | None = None
-        ev = simpy.Event(self.env)
-        ev._ok = True
-        ev._value = None
-        ev.callbacks.append(self._arrivals_due)  # type: ignore[union-attr]
-        self.env.schedule(ev, simpy.events.URGENT)
+        self.env.start(self._arrivals_due)
 
     def _arrivals_due(self, _event: object) -> None:
         """Admit every arrival due by now, then wait for the next one."""
