@@ -1,0 +1,55 @@
+"""The simulation clock and the request table's run-time columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.requests import COLUMNS, LIVE_COLUMNS, RequestTable
+
+
+def test_clock_stays_a_python_float_after_numpy_delays():
+    env = FloatEnvironment()
+    seen = []
+    for delay in np.array([0.5, 0.25]):  # numpy float64 delays, as distribution draws give
+        env.timeout(delay).callbacks.append(lambda ev: seen.append(type(env.now)))
+    env.run()
+    assert seen == [float, float] and env.now == 0.5
+
+
+def test_call_at_lands_exactly_and_refuses_the_past():
+    env = FloatEnvironment()
+    at = 0.1 + 0.2  # not representable as 0.3: the event must land on this very float
+    fired = []
+    env.call_at(at, lambda ev: fired.append(env.now))
+    env.run()
+    assert fired == [at]
+    with pytest.raises(ValueError, match="before now"):
+        env.call_at(at / 2, lambda ev: None)
+
+
+def test_start_runs_before_normal_events_due_now():
+    env = FloatEnvironment()
+    order = []
+    env.timeout(0).callbacks.append(lambda ev: order.append("timeout"))
+    env.start(lambda ev: order.append("start"))
+    env.run()
+    assert order == ["start", "timeout"]
+
+
+def test_live_columns_are_lists_during_the_run_and_arrays_of_their_dtype_after_trim():
+    t = RequestTable(capacity=2)
+    t.add_many(np.array([0.0, 1.0]), np.array([0, 0], dtype=np.int32), np.array([0, 0], dtype=np.int32),
+               np.array([10, 20]), np.array([5, 6]))
+    rid = t.add(2.0, 0, 0, 30, 7)  # grows past the capacity
+    t.generated[rid] += 3
+    t.replica_s[rid] += 0.5
+    assert isinstance(t.generated, list) and isinstance(t.arrival_s, np.ndarray)
+    assert all(type(v) is int for v in t.input_tokens[:3])  # values as Python scalars, not numpy ones
+    t.trim()
+    for name, (dtype, _) in COLUMNS.items():
+        column = getattr(t, name)
+        assert isinstance(column, np.ndarray) and column.dtype == dtype and len(column) == 3, name
+    assert t.generated.tolist() == [0, 0, 3] and t.replica_s[2] == 0.5 and t.input_tokens.tolist() == [10, 20, 30]
+    assert np.isnan(t.first_token_s).all() and "generated" in LIVE_COLUMNS
