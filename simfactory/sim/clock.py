@@ -5,6 +5,9 @@ such delay would make the clock a numpy float64 and, since every later event tim
 one for the rest of the run: every time calculation in the engines then goes through numpy scalar arithmetic,
 several times slower than float arithmetic with identical results. Converting at the one place event times are
 made keeps the clock a float (the same IEEE values, so the same answers).
+
+Components driven by callbacks (the replica engines, the arrivals) schedule events at exact times with `call_at`
+and start with `start`; the engines' hot paths read `_now` directly (SimPy's `now` is a property over it).
 """
 
 from __future__ import annotations
