@@ -59,7 +59,7 @@ class Stretch:
     bucket does not change while a stretch runs.)"""
 
     __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "bucket", "j0", "needs_prefix", "free_before",
-                 "interrupted", "stop_at", "timeout", "busy0_s", "cuttable")
+                 "stop_at", "timeout", "busy0_s", "cuttable")
 
     def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, bucket: list[int], j0: int,
                  free_before: int, needs_prefix: list[int] | None = None) -> None:
@@ -72,8 +72,7 @@ class Stretch:
         self.j0 = j0
         self.needs_prefix = needs_prefix  # cumulative needs over a period, when planning needed them
         self.free_before = free_before
-        self.interrupted = False
-        self.stop_at = n - 1  # index of the step it ends with (earlier when interrupted)
+        self.stop_at = n - 1  # index of the step it ends with (earlier once cut short)
         self.timeout: simpy.Event | None = None  # the event its end waits on
         self.busy0_s = 0.0  # the engine's busy time before it
         self.cuttable = False  # an arrival cuts it short (it could be admitted, or preempt someone)
@@ -96,7 +95,7 @@ class Stretch:
             return q * self.n_dec
         if self.needs_prefix is not None:
             return q * self.n_dec + self.needs_prefix[r]
-        bucket, j0 = self.bucket, self.j0  # the r entries read backwards from j0, wrapping past 0
+        bucket, j0 = self.bucket, self.j0  # the first r of needs_backwards(bucket, j0), without building it
         if r <= j0 + 1:
             return q * self.n_dec + sum(bucket[j0 - r + 1 : j0 + 1])
         return q * self.n_dec + sum(bucket[: j0 + 1]) + sum(bucket[len(bucket) - (r - j0 - 1) :])
@@ -109,9 +108,9 @@ class Stretch:
             return 0
         a = a_s - 0.5 * b_s  # solve k a_s + b_s k (k - 1) / 2 = t, then step to the exact k
         k = min(int(2.0 * t / (a + math.sqrt(max(a * a + 2.0 * b_s * t, 0.0)))), n)
-        while k < n and start + ((k + 1) * a_s + b_s * ((k + 1) * k // 2)) <= now_s:
+        while k < n and start + ((k + 1) * a_s + b_s * ((k + 1) * k // 2)) <= now_s:  # end_s(k + 1), inline
             k += 1
-        while k > 0 and start + (k * a_s + b_s * (k * (k - 1) // 2)) > now_s:
+        while k > 0 and start + (k * a_s + b_s * (k * (k - 1) // 2)) > now_s:  # end_s(k), inline
             k -= 1
         return k
 
@@ -344,21 +343,22 @@ class ReplicaEngine:
             return None
         return Stretch(self.env._now, n, a_s, b_s, n_dec, bucket, j0, free, prefix)
 
+    # _start_stretch, _end_stretch and Stretch.ended run once or more per request: they spell out
+    # Stretch.elapsed_s / end_s / step_s inline (method calls there cost ~6% of a chat run's instructions).
     def _start_stretch(self, st: Stretch) -> None:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
         n = st.n
         st.busy0_s = busy = self.busy_s
-        length = n * st.a_s + st.b_s * (n * (n - 1) // 2)
+        length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
         self.busy_s = busy + length
         self.step_started_s = st.start_s
         self.in_step = True
         self.stretch = st
-        self.free_blocks = st.free_before - st.bucket[st.j0]  # what the first step allocates
+        self.free_blocks = st.free_before - st.bucket[st.j0]  # st.cum_needs(1): what the first step allocates
         if len(self.running) < self.max_num_seqs or self.preemptive_priority:
             st.cuttable = True  # an arrival could be admitted, or preempt someone
-            if not self.waker.armed:
-                self.waker.arm()
+            self.waker.arm()
         st.timeout = self.env.call_at(st.start_s + length, self._end_stretch)
 
     def _end_stretch(self, _event: object) -> None:
@@ -369,8 +369,8 @@ class ReplicaEngine:
         self.stretch = None
         n_dec = st.n_dec
         a_s, b_s = st.a_s, st.b_s
-        before = last * a_s + b_s * (last * (last - 1) // 2)  # the steps before the last (none completes anyone)
-        self.cum_s_per_token += before / n_dec
+        # _apply_steps(st, last), inline: the steps before the last (none completes anyone)
+        self.cum_s_per_token += (last * a_s + b_s * (last * (last - 1) // 2)) / n_dec
         self.step += last
         self.busy_s = st.busy0_s + ((last + 1) * a_s + b_s * ((last + 1) * last // 2))
         self.free_blocks = st.free_before - st.cum_needs(last + 1)
@@ -383,9 +383,8 @@ class ReplicaEngine:
         self._next()
 
     def _interrupt_stretch(self, st: Stretch) -> None:
-        """Stop the stretch at the end of its step in progress (no-op once it is over)."""
-        if self.stretch is st and not st.interrupted:
-            st.interrupted = True
+        """Stop the stretch at the end of its step in progress (no-op once it is over, or already cut)."""
+        if self.stretch is st and st.stop_at == st.n - 1:
             j = st.ended(self.env._now)  # the step in progress
             if j < st.n - 1:  # else the stretch's own event ends with that step
                 st.stop_at = j
