@@ -33,7 +33,6 @@ class FloatEnvironment(simpy.Environment):
         heappush(self._queue, (at_s, NORMAL, next(self._eid), ev))  # type: ignore[attr-defined]
         return ev
 
-
     def start(self, callback: Callable[[simpy.Event], None]) -> simpy.Event:
         """Call back now, before the normal events due now, the way a SimPy process starts (an urgent event), so a
         component driven by callbacks keeps the order a process would have had."""

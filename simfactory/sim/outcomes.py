@@ -27,4 +27,3 @@ class Outcome(IntEnum):
 PENDING_CODE = int(Outcome.PENDING)
 COMPLETED_CODE = int(Outcome.COMPLETED)
 CACHE_HIT_CODE = int(Outcome.CACHE_HIT)
-FAILED_CODE = int(Outcome.FAILED)

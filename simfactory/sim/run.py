@@ -17,14 +17,14 @@ import simpy
 
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
-from simfactory.sim.clock import FloatEnvironment
-from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
 from simfactory.gc_pause import gc_paused
+from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
+from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.network import NetworkModel
-from simfactory.sim.outcomes import COMPLETED_CODE, FAILED_CODE, PENDING_CODE, Outcome
+from simfactory.sim.outcomes import PENDING_CODE, Outcome
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -579,10 +579,10 @@ class FleetModel:
     def _finish_request(self, rid: int, outcome: Outcome) -> None:
         t = self.table
         t.outcome[rid] = int(outcome)
-        if outcome != COMPLETED_CODE:
+        if outcome != Outcome.COMPLETED:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
-        if outcome == FAILED_CODE:  # lost to a replica failure (a step in progress may still complete it)
+        if outcome == Outcome.FAILED:  # lost to a replica failure (a step in progress may still complete it)
             self.fault_log.lost.append((self.env.now, int(t.replica[rid]), rid))
             call = self.calls.get(rid)
             if self._retry(rid, call):

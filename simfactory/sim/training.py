@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from simfactory.sim.clock import FloatEnvironment
 from simfactory.config.training import TrainingJob
+from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.streams import RandomStreams
 
 
