@@ -13,6 +13,7 @@ Both are imported lazily: the core package never needs torch or vllm.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import itertools
 import os
 import time
@@ -123,30 +124,50 @@ class TorchBackend:
         self.device = device
         self.config = transformers.AutoConfig.from_pretrained(str(config_dir))
         self.dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
+        # transformers 4.56 renamed `torch_dtype` to `dtype` (5.x warns on the old name)
+        dtype_kw = "dtype" if _version_tuple(transformers.__version__) >= (4, 56) else "torch_dtype"
         with torch.device(device):
-            self.model = transformers.AutoModelForCausalLM.from_config(self.config, torch_dtype=self.dtype)
+            self.model = transformers.AutoModelForCausalLM.from_config(self.config, **{dtype_kw: self.dtype})
         self.model.eval()
+        forward = inspect.signature(self.model.forward).parameters
+        # 4.x places new keys at `cache_position`; 5.x appends at the cache's own length and reads positions only
+        self._cache_position = "cache_position" in forward
+        # serving engines compute logits for each sequence's last token only; so should the prefill timing
+        self._last_logits = {"logits_to_keep": 1} if "logits_to_keep" in forward else {}
 
     def version(self) -> str:
-        return f"torch {self.torch.__version__}, transformers {self.transformers.__version__}"
+        attn = getattr(self.model.config, "_attn_implementation", None) or "default"
+        return f"torch {self.torch.__version__}, transformers {self.transformers.__version__}, attention {attn}"
 
     def _cache(self, batch: int, length: int) -> Any:
         from transformers import StaticCache
 
-        try:
+        if "max_batch_size" in inspect.signature(StaticCache.__init__).parameters:  # 4.x: sized up front
             return StaticCache(config=self.config, max_batch_size=batch, max_cache_len=length, device=self.device,
                                dtype=self.dtype)
-        except TypeError:  # newer transformers size the batch lazily
-            return StaticCache(config=self.config, max_cache_len=length)
+        return StaticCache(config=self.config, max_cache_len=length)  # 5.x: sized at the first update
 
-    def _timed(self, fn: Any) -> float:
-        self.torch.cuda.synchronize()
+    def _forward(self, ids: Any, cache: Any, first_position: int, **extra: Any) -> None:
+        positions = self.torch.arange(first_position, first_position + ids.shape[1], device=self.device)
+        where = {"cache_position": positions} if self._cache_position else {"position_ids": positions.unsqueeze(0)}
+        self.model(input_ids=ids, past_key_values=cache, use_cache=True, **where, **extra)
+
+    def _sync(self) -> None:
+        if self.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
+    def _timed(self, fn: Any, prepare: Any) -> float:
+        prepare()  # untimed: emptying a static cache writes all of it
+        self._sync()
         t0 = time.perf_counter()
         fn()
-        self.torch.cuda.synchronize()
+        self._sync()
         return time.perf_counter() - t0
 
     def time_point(self, point: DesignPoint, repetitions: int, warmup: int) -> list[float]:
+        """Prefill: fresh prompts into an emptied static cache. Decode: one token per sequence against a static
+        cache of context + 1 positions; the attention reads the whole static length, as a paged kernel reads a
+        context of that length (the cache's contents are zeros: timing, not text, is measured)."""
         torch = self.torch
         vocab = int(self.config.vocab_size)
         times: list[float] = []
@@ -157,25 +178,33 @@ class TorchBackend:
                 cache = self._cache(b, p)
 
                 def run() -> None:
-                    cache.reset()
-                    self.model(input_ids=ids, past_key_values=cache, use_cache=True,
-                               cache_position=torch.arange(p, device=self.device))
+                    self._forward(ids, cache, 0, **self._last_logits)
             elif point.kind == "decode":
                 b, c = point.decode_seqs, point.context_tokens
                 ids = torch.randint(5, vocab - 5, (b, 1), device=self.device)
-                cache = self._cache(b, c + 1)  # a static cache attends over its whole length: c + 1 positions
-                position = torch.tensor([c], device=self.device)
+                cache = self._cache(b, c + 1)
 
                 def run() -> None:
-                    self.model(input_ids=ids, past_key_values=cache, use_cache=True, cache_position=position)
+                    self._forward(ids, cache, c)
             else:
                 raise ValueError(f"the torch backend cannot time {point.kind} steps")
             for rep in range(warmup + repetitions):
-                dt = self._timed(run)
+                dt = self._timed(run, cache.reset)  # 5.x appends at the cache's length: same state each time
                 if rep >= warmup:
                     times.append(dt)
-        torch.cuda.empty_cache()
+        del cache
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
         return times
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    """(major, minor) of a version string such as '4.57.1' or '5.0.0rc1'."""
+    parts = []
+    for piece in version.split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, piece))
+        parts.append(int(digits or 0))
+    return tuple(parts)
 
 
 def make_backend(name: str, config_dir: Path, dtype: str, tp: int, **engine_args: Any) -> Backend:

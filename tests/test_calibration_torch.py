@@ -1,0 +1,63 @@
+"""The torch backend for real, on the CPU, with a tiny Llama-shaped config: what `calibrate run --backend torch`
+executes on a GPU, minus the GPU. Skipped where torch and transformers are not installed (CI installs neither);
+run it after touching backends.py: pip install torch transformers && pytest tests/test_calibration_torch.py"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from simfactory.calibration.backends import TorchBackend  # noqa: E402
+from simfactory.calibration.design import DesignPoint  # noqa: E402
+from simfactory.calibration.microbench import measure, publish  # noqa: E402
+
+TINY = Path(__file__).parent / "fixtures" / "calibration" / "tiny-llama"
+
+
+@pytest.fixture(scope="module")
+def backend() -> TorchBackend:
+    return TorchBackend(TINY, "bf16", 1, device="cpu")
+
+
+def median_s(backend: TorchBackend, point: DesignPoint) -> float:
+    return statistics.median(backend.time_point(point, repetitions=5, warmup=2))
+
+
+def test_step_times_grow_with_the_work_in_the_step(backend):
+    assert median_s(backend, DesignPoint("prefill", prefill_seqs=4, prefill_tokens=512)) > 3 * median_s(
+        backend, DesignPoint("prefill", prefill_seqs=1, prefill_tokens=64))
+    # the decode attends over the whole static cache: a longer context is a slower step
+    assert median_s(backend, DesignPoint("decode", decode_seqs=32, context_tokens=2048)) > 3 * median_s(
+        backend, DesignPoint("decode", decode_seqs=32, context_tokens=64))
+
+
+def test_repetitions_start_from_the_same_cache(backend):
+    """More repetitions than the static cache has free positions: each starts from an emptied cache (5.x
+    appends at the cache's length and would run off its end otherwise)."""
+    times = backend.time_point(DesignPoint("decode", decode_seqs=2, context_tokens=4), repetitions=8, warmup=2)
+    assert len(times) == 8 and all(t > 0 for t in times)
+
+
+def test_mixed_steps_are_not_offered(backend):
+    with pytest.raises(ValueError, match="cannot time mixed"):
+        backend.time_point(DesignPoint("mixed", prefill_seqs=1, prefill_tokens=16, decode_seqs=2, context_tokens=16), 3, 0)
+
+
+def test_measured_steps_fit_and_publish_a_profile(backend, tmp_path):
+    points = [DesignPoint("prefill", prefill_seqs=b, prefill_tokens=p) for p in (32, 128, 256) for b in (1, 2, 4)]
+    points += [DesignPoint("decode", decode_seqs=b, context_tokens=c) for b in (1, 8, 32) for c in (64, 512, 1024)]
+    steps = measure(backend, points, repetitions=5, warmup=1)
+    assert len(steps) == len(points) and set(steps["kind"]) == {"prefill", "decode"}
+    assert (steps["step_s"] > 0).all() and (steps["repetitions"] >= 3).all()
+    run = publish(steps, sku="h100-sxm", model="llama-3.1-8b", engine=backend.engine, dtype="bf16", tp=1,
+                  profiles_dir=tmp_path, provenance={"gpu": "cpu (test)", "engine_version": backend.version()},
+                  kind="linear", force=True)
+    doc = yaml.safe_load(run.profile_path.read_text())
+    assert doc["engine"] == "torch-eager" and doc["source"] == "measured"
+    assert "transformers" in doc["provenance"]["engine_version"]
