@@ -170,29 +170,24 @@ class TorchBackend:
         context of that length (the cache's contents are zeros: timing, not text, is measured)."""
         torch = self.torch
         vocab = int(self.config.vocab_size)
+        if point.kind == "prefill":
+            batch, new_tokens, cache_len, first = point.prefill_seqs, point.prefill_tokens, point.prefill_tokens, 0
+            extra = self._last_logits
+        elif point.kind == "decode":
+            batch, new_tokens, cache_len, first = point.decode_seqs, 1, point.context_tokens + 1, point.context_tokens
+            extra = {}
+        else:
+            raise ValueError(f"the torch backend cannot time {point.kind} steps")
         times: list[float] = []
         with torch.inference_mode():
-            if point.kind == "prefill":
-                b, p = point.prefill_seqs, point.prefill_tokens
-                ids = torch.randint(5, vocab - 5, (b, p), device=self.device)
-                cache = self._cache(b, p)
-
-                def run() -> None:
-                    self._forward(ids, cache, 0, **self._last_logits)
-            elif point.kind == "decode":
-                b, c = point.decode_seqs, point.context_tokens
-                ids = torch.randint(5, vocab - 5, (b, 1), device=self.device)
-                cache = self._cache(b, c + 1)
-
-                def run() -> None:
-                    self._forward(ids, cache, c)
-            else:
-                raise ValueError(f"the torch backend cannot time {point.kind} steps")
+            ids = torch.randint(5, vocab - 5, (batch, new_tokens), device=self.device)
+            cache = self._cache(batch, cache_len)
             for rep in range(warmup + repetitions):
-                dt = self._timed(run, cache.reset)  # 5.x appends at the cache's length: same state each time
+                # emptied before each repetition (untimed): 5.x appends at the cache's length
+                dt = self._timed(lambda: self._forward(ids, cache, first, **extra), cache.reset)
                 if rep >= warmup:
                     times.append(dt)
-        del cache
+        cache = None  # free the static cache before returning its memory to the driver
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
         return times
