@@ -129,6 +129,9 @@ def register(app: typer.Typer) -> None:
             steps = measure(engine, points, repetitions, warmup, sampler,
                             on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False))
         samples = sampler.frame()
+        if sampler.unsupported:
+            out.print(f"[yellow]note:[/yellow] NVML did not report {', '.join(sorted(sampler.unsupported))} on this "
+                      "GPU; those columns are empty and no power curve is fitted from them", highlight=False)
         from simfactory.calibration.microbench import add_power
 
         steps = add_power(steps, samples)
@@ -137,6 +140,8 @@ def register(app: typer.Typer) -> None:
         prov.update({"gpu": gpu.name, "gpus": str(tp), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver,
                      "engine_version": engine.version(), "backend": backend,
                      "design": f"{len(steps)} step shapes x {repetitions} repetitions (median, outliers dropped)"})
+        if sampler.unsupported:
+            prov["nvml_not_reported"] = ", ".join(sorted(sampler.unsupported))
         try:
             run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
                           profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,

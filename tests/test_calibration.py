@@ -140,6 +140,22 @@ def test_sampler_runs_at_least_10_hz_and_integrates_energy(monkeypatch):
         NvmlSampler(interval_s=0.5)
 
 
+def test_a_counter_nvml_does_not_report_costs_its_column_only(monkeypatch):
+    """Some VMs and GPUs refuse power readings (NVMLError_NotSupported): the sampler keeps the other fields."""
+    nv = FakeNvml()
+
+    def not_supported(h):
+        raise RuntimeError("Not Supported")
+
+    nv.nvmlDeviceGetPowerUsage = not_supported  # type: ignore[method-assign]
+    monkeypatch.setitem(sys.modules, "pynvml", nv)
+    with NvmlSampler((0,), interval_s=0.02) as s:
+        time.sleep(0.1)
+    frame = s.frame()
+    assert len(frame) >= 2 and frame["power_w"].isna().all() and (frame["sm_util"] == 0.6).all()
+    assert s.unsupported == {"power_w"}
+
+
 class FakeBackend:
     """Times from a known linear model with noise and an occasional disturbed repetition."""
 

@@ -79,6 +79,7 @@ class NvmlSampler:
     indexes: tuple[int, ...] = (0,)
     interval_s: float = 0.05  # 20 Hz
     rows: list[tuple[float, ...]] = field(default_factory=list)
+    unsupported: set[str] = field(default_factory=set)  # fields NVML did not report here
 
     def __post_init__(self) -> None:
         if self.interval_s > 0.1:
@@ -104,17 +105,28 @@ class NvmlSampler:
         """The sampler's clock (perf_counter since start): mark measurement windows with it."""
         return time.perf_counter() - self._t0
 
+    def _read(self, field_name: str, query: Any, *args: Any) -> float:
+        """One NVML reading; NaN where this GPU or VM does not report it (NVMLError_NotSupported and the like),
+        so a missing counter costs its column, not the calibration. `unsupported` names such fields."""
+        try:
+            return float(query(*args))
+        except Exception:
+            self.unsupported.add(field_name)
+            return float("nan")
+
     def _sample(self) -> tuple[float, ...]:
-        nv = self._nv
-        power = util = mem = sm_clock = mem_clock = temp = 0.0
+        nv, read = self._nv, self._read
+        power = util = mem = sm_clock = mem_clock = 0.0
+        temps: list[float] = []
         for h in self._handles:
-            power += nv.nvmlDeviceGetPowerUsage(h) / 1000.0
-            util += nv.nvmlDeviceGetUtilizationRates(h).gpu / 100.0
-            mem += nv.nvmlDeviceGetMemoryInfo(h).used / 1e9
-            sm_clock += nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)
-            mem_clock += nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)
-            temp = max(temp, float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)))
+            power += read("power_w", nv.nvmlDeviceGetPowerUsage, h) / 1000.0
+            util += read("sm_util", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu) / 100.0
+            mem += read("mem_used_gb", lambda: nv.nvmlDeviceGetMemoryInfo(h).used) / 1e9
+            sm_clock += read("sm_clock_mhz", nv.nvmlDeviceGetClockInfo, h, nv.NVML_CLOCK_SM)
+            mem_clock += read("mem_clock_mhz", nv.nvmlDeviceGetClockInfo, h, nv.NVML_CLOCK_MEM)
+            temps.append(read("temp_c", nv.nvmlDeviceGetTemperature, h, nv.NVML_TEMPERATURE_GPU))
         n = len(self._handles)
+        temp = max((t for t in temps if t == t), default=float("nan"))  # the hottest GPU; NaN if none reports
         return (self.now_s(), power, util / n, mem, sm_clock / n, mem_clock / n, temp)
 
     def _loop(self) -> None:
