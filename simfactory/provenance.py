@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from functools import lru_cache
 from typing import Any
@@ -13,14 +14,16 @@ from simfactory.resolve import ResolvedScenario
 
 @lru_cache(maxsize=1)
 def git_sha() -> str | None:
-    """The simfactory checkout's commit, when it is a git checkout and git is available."""
+    """The simfactory checkout's commit, when it is a git checkout and git is available; else
+    $SIMFACTORY_GIT_SHA, for a copy of the tree without .git (a container, a lent GPU machine)."""
+    fallback = os.environ.get("SIMFACTORY_GIT_SHA") or None
     try:
         out = subprocess.run(
             ["git", "-C", str(PROJECT_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
         )
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
+        return fallback
+    return (out.stdout.strip() or fallback) if out.returncode == 0 else fallback
 
 
 def provenance(rs: ResolvedScenario, seed: int) -> dict[str, Any]:
