@@ -3,6 +3,8 @@ already have): thin commands over simfactory.calibration, registered on the `cal
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -24,6 +26,18 @@ def _context(sku: str, model: str) -> tuple[Any, Any]:
         raise InputError("hardware_profiles/models.yaml", "models", f"unknown model {model!r}; known: {', '.join(sorted(models))}")
     profile = load_profile(dirs, sku, f"--sku {sku}", "sku")
     return models[model], profile
+
+
+@contextmanager
+def _fails_with(code: int, *errors: type[Exception]) -> Iterator[None]:
+    """These errors end the command with one red line and `code`, not a traceback."""
+    from simfactory.cli import err
+
+    try:
+        yield
+    except errors as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
 
 
 def _report(run: Any, out: Any) -> None:
@@ -71,7 +85,7 @@ def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, rep
 
 
 def register(app: typer.Typer) -> None:
-    from simfactory.cli import err, input_errors, out
+    from simfactory.cli import input_errors, out
 
     @app.command("run")
     def run_cmd(
@@ -105,29 +119,30 @@ def register(app: typer.Typer) -> None:
         if dry_run:
             _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
             return
-        try:
+        with _fails_with(EXIT_NO_GPU, NoGpu):
             gpu = require_gpu(0)
-        except NoGpu as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_NO_GPU) from None
         with input_errors():
             chosen_sku = sku or sku_for(gpu.name)
             if chosen_sku is None:
                 raise InputError("--sku", "sku", f"cannot tell the SKU from the GPU name {gpu.name!r}; pass --sku")
             arch, profile = _context(chosen_sku, model)
-        from simfactory.calibration.backends import make_backend
+        from simfactory.calibration.backends import StepShapeNotTimed, fitting_points, make_backend
         from simfactory.calibration.microbench import base_provenance, config_dir_for, design_for, measure, publish
 
-        try:
+        with _fails_with(2, FileNotFoundError, RuntimeError, ValueError, FitRefused):
             folder = config_dir_for(model, config_dir)
             points = design_for(arch, dtype, tp, gpu.memory_gb, quick)
-            engine = make_backend(backend, folder, dtype, tp)
-        except (FileNotFoundError, RuntimeError, ValueError, FitRefused) as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        with NvmlSampler(tuple(range(tp))) as sampler:
+            # vLLM admits a prompt only below max_num_seqs: room for the largest batch plus its prompts
+            seqs = {"max_num_seqs": max(p.decode_seqs + p.prefill_seqs for p in points)} if backend == "vllm" else {}
+            engine = make_backend(backend, folder, dtype, tp, **seqs)
+        points, unfit = fitting_points(engine, points)
+        if unfit:
+            out.print(f"[yellow]note:[/yellow] {len(unfit)} step shapes exceed what {engine.engine} can run in one "
+                      "iteration here (KV blocks, sequences or token budget) and are not timed", highlight=False)
+        with NvmlSampler(tuple(range(tp))) as sampler, _fails_with(1, StepShapeNotTimed):
             steps = measure(engine, points, repetitions, warmup, sampler,
-                            on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False))
+                            on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False),
+                            on_skip=lambda p, why: out.print(f"  [yellow]skipped[/yellow] {p}: {why}", highlight=False))
         samples = sampler.frame()
         if sampler.unsupported:
             out.print(f"[yellow]note:[/yellow] NVML did not report {', '.join(sorted(sampler.unsupported))} on this "
@@ -142,13 +157,10 @@ def register(app: typer.Typer) -> None:
                      "design": f"{len(steps)} step shapes x {repetitions} repetitions (median, outliers dropped)"})
         if sampler.unsupported:
             prov["nvml_not_reported"] = ", ".join(sorted(sampler.unsupported))
-        try:
+        with _fails_with(1, FitRefused):
             run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
                           profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
                           max_heldout_mape=max_heldout_mape, force=force, samples=samples)
-        except FitRefused as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
         _report(run, out)
 
     @app.command("fit")
@@ -186,7 +198,7 @@ def register(app: typer.Typer) -> None:
             arch, profile = _context(sku, model)
         prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
         prov.update({"measurements": str(measurements), "gpu": gpu_name or sku})
-        try:
+        with _fails_with(1, FitRefused):
             if all(c in table.columns for c in REQUEST_COLUMNS):
                 with input_errors():
                     requests = check_requests(table, str(measurements))
@@ -198,9 +210,6 @@ def register(app: typer.Typer) -> None:
                 run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
                               profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
                               max_heldout_mape=max_heldout_mape, force=force)
-        except FitRefused as e:
-            err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
         _report(run, out)
 
 

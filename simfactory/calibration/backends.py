@@ -2,8 +2,9 @@
 one engine iteration with exactly the point's batch.
 
 - vllm: the real engine (offline `LLMEngine`, random weights via `load_format="dummy"`, no tokenizer), stepped
-  by hand so each `step()` is one scheduler iteration; in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so the
-  timing has no inter-process hop.
+  by hand so each `step()` is one scheduler iteration: in-process (VLLM_ENABLE_V1_MULTIPROCESSING=0) and
+  synchronous (async_scheduling=False), each timed step checked to have given every sequence of the point a
+  token; points whose batch exceeds the engine's sequences, token budget or KV blocks are not timed.
 - torch-eager: `transformers` `AutoModelForCausalLM.from_config` with random bf16 weights and a static KV cache,
   for GPUs where vLLM is not available; it times prefill and decode forwards (eager, no batching of the two).
 
@@ -15,12 +16,17 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import itertools
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from simfactory.calibration.design import DesignPoint
+
+
+class StepShapeNotTimed(RuntimeError):
+    """The engine could not run a point's batch as one iteration; the point is skipped, the run goes on."""
 
 
 class Backend(Protocol):
@@ -32,6 +38,15 @@ class Backend(Protocol):
     def time_point(self, point: DesignPoint, repetitions: int, warmup: int) -> list[float]: ...
 
 
+def fitting_points(backend: Any, points: list[DesignPoint]) -> tuple[list[DesignPoint], list[DesignPoint]]:
+    """(points the backend can time in one iteration, points it cannot); a backend without `fits` takes all."""
+    fits = getattr(backend, "fits", None)
+    usable = [p for p in points if p.kind in backend.kinds]
+    if fits is None:
+        return usable, []
+    return [p for p in usable if fits(p)], [p for p in usable if not fits(p)]
+
+
 def _random_ids(n: int, vocab: int, salt: int) -> list[int]:
     """Deterministic token ids (no tokenizer needed); different salts keep prompts distinct (no prefix reuse)."""
     return [(salt * 7919 + k * 104729) % (vocab - 10) + 5 for k in range(n)]
@@ -41,38 +56,93 @@ class VllmBackend:
     engine = "vllm"
     kinds = ("prefill", "decode", "mixed")
 
-    def __init__(self, config_dir: Path, dtype: str, tp: int, max_num_seqs: int = 256,
-                 max_num_batched_tokens: int = 8192, max_model_len: int = 16384, vocab: int = 32000) -> None:
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    def __init__(self, config_dir: Path, dtype: str, tp: int, max_num_seqs: int = 512,
+                 max_num_batched_tokens: int = 8192, max_model_len: int = 16384) -> None:
+        # in-process engine core: with the default (1) a separate process steps on its own and step() only
+        # collects results, which would time nothing; forced, not defaulted, for the same reason
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         import vllm
 
         self._vllm = vllm
-        self.vocab = vocab
+        self.vocab = int(json.loads((config_dir / "config.json").read_text())["vocab_size"])
         self.llm = vllm.LLM(
             model=str(config_dir), load_format="dummy", skip_tokenizer_init=True, tensor_parallel_size=tp,
             dtype="bfloat16", quantization="fp8" if dtype == "fp8" else None, max_model_len=max_model_len,
             max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens, enable_prefix_caching=False,
             gpu_memory_utilization=0.9, seed=0,
+            # synchronous steps: async scheduling (vLLM's default from about 0.12) keeps two batches in flight,
+            # so step() would return while its batch runs and time the previous one
+            async_scheduling=False,
         )
         self.engine_core = self.llm.llm_engine
+        self._check_synchronous()
         self.max_model_len = max_model_len
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        cache = getattr(getattr(self.engine_core, "vllm_config", None), "cache_config", None)
+        blocks, block = getattr(cache, "num_gpu_blocks", None), getattr(cache, "block_size", None)
+        self.block_tokens = int(block) if block else 16
+        self.kv_capacity_tokens = int(blocks) * self.block_tokens if blocks else None
         self._ids = itertools.count()
+        try:  # only each step's new token in its output (less output processing inside the timed step)
+            from vllm.sampling_params import RequestOutputKind
+
+            self._delta: dict[str, Any] = {"output_kind": RequestOutputKind.DELTA}
+        except ImportError:
+            self._delta = {}
+
+    def _check_synchronous(self) -> None:
+        """Refuse an engine whose step() would not be one whole iteration, before timing anything."""
+        client = getattr(self.engine_core, "engine_core", None)
+        if client is not None and "Inproc" not in type(client).__name__:
+            raise RuntimeError(f"vLLM's engine core runs as {type(client).__name__}, not in-process: step() would "
+                               "not time one iteration (VLLM_ENABLE_V1_MULTIPROCESSING must be 0)")
+        sched = getattr(getattr(self.engine_core, "vllm_config", None), "scheduler_config", None)
+        if getattr(sched, "async_scheduling", False):
+            raise RuntimeError("vLLM kept async scheduling on: step() would time the previous batch")
 
     def version(self) -> str:
         return str(self._vllm.__version__)
+
+    def fits(self, point: DesignPoint, extra_tokens: int = 64) -> bool:
+        """Whether the point's batch fits one iteration of this engine: its sequences, its prompt tokens, and its
+        KV blocks (the context plus `extra_tokens` for the repetitions), so nothing is preempted while timed."""
+        if point.decode_seqs + point.prefill_seqs > self.max_num_seqs:
+            return False
+        if point.prefill_seqs * point.prefill_tokens + point.decode_seqs > self.max_num_batched_tokens:
+            return False
+        if self.kv_capacity_tokens is None:
+            return True
+        per_block = self.block_tokens
+
+        def blocks(tokens: int) -> int:
+            return -(-tokens // per_block)
+
+        need = (point.decode_seqs * blocks(point.context_tokens + extra_tokens)
+                + point.prefill_seqs * blocks(point.prefill_tokens + 1))
+        return need * per_block <= self.kv_capacity_tokens
 
     def _add(self, prompt_tokens: int) -> str:
         """A request that keeps decoding (no EOS) until it is aborted or reaches max_model_len."""
         rid = f"cal-{next(self._ids)}"
         max_tokens = max(self.max_model_len - prompt_tokens - 1, 1)
-        params = self._vllm.SamplingParams(max_tokens=max_tokens, ignore_eos=True, temperature=0.0, detokenize=False)
+        params = self._vllm.SamplingParams(max_tokens=max_tokens, ignore_eos=True, temperature=0.0, detokenize=False,
+                                           **self._delta)
         self.engine_core.add_request(rid, {"prompt_token_ids": _random_ids(prompt_tokens, self.vocab, int(rid[4:]))}, params)
         return rid
 
-    def _step_s(self) -> float:
+    def _timed_step(self, expected: list[str]) -> float:
+        """One iteration, timed; every expected request must have got a token in it (else the batch did not
+        fit one iteration: chunked, capped or preempted, and the time would belong to another shape)."""
         t0 = time.perf_counter()
-        self.engine_core.step()
-        return time.perf_counter() - t0
+        outputs = self.engine_core.step()
+        dt = time.perf_counter() - t0
+        got = {out.request_id for out in outputs if out.outputs and out.outputs[0].token_ids}
+        missing = [rid for rid in expected if rid not in got]
+        if missing:
+            raise StepShapeNotTimed(f"vLLM did not give {len(missing)} of the step's {len(expected)} sequences a token in "
+                               "one iteration (the batch exceeds max_num_seqs, the token budget or the KV cache)")
+        return dt
 
     def _drain(self, rids: list[str]) -> None:
         self.engine_core.abort_request(rids)
@@ -92,18 +162,20 @@ class VllmBackend:
         next token; prefill/mixed: fresh prompts beside it, aborted afterwards). The context grows by one token
         per repetition, negligible next to the design's context lengths."""
         decoders = [self._add(point.context_tokens) for _ in range(point.decode_seqs)]
-        self._until_first_token(decoders)
-        times: list[float] = []
-        for rep in range(warmup + repetitions):
-            if point.kind == "decode":
-                dt = self._step_s()
-            else:
+        try:
+            self._until_first_token(decoders)
+            times: list[float] = []
+            for rep in range(warmup + repetitions):
                 prompts = [self._add(point.prefill_tokens) for _ in range(point.prefill_seqs)]
-                dt = self._step_s()  # one iteration: the prompts' prefill (and one token for each decoder)
-                self.engine_core.abort_request(prompts)
-            if rep >= warmup:
-                times.append(dt)
-        self._drain(decoders)
+                try:
+                    dt = self._timed_step(decoders + prompts)  # decode: the batch's next token; else + the prompts
+                finally:
+                    if prompts:
+                        self.engine_core.abort_request(prompts)
+                if rep >= warmup:
+                    times.append(dt)
+        finally:
+            self._drain(decoders)
         return times
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.backends import Backend
+from simfactory.calibration.backends import Backend, StepShapeNotTimed
 from simfactory.calibration.design import DesignPoint, DesignSpace, design
 from simfactory.calibration.fit import FitRefused, FitResult, PowerFit, check_threshold, fit_power, fit_step_time
 from simfactory.calibration.measurements import check_steps
@@ -39,13 +39,20 @@ def robust_stats(times_s: list[float]) -> tuple[float, float, int]:
 
 
 def measure(backend: Backend, points: list[DesignPoint], repetitions: int = 10, warmup: int = 3,
-            sampler: NvmlSampler | None = None, on_point: Callable[[int, int], None] | None = None) -> pd.DataFrame:
-    """The step table (see measurements.py) for the points this backend can time."""
+            sampler: NvmlSampler | None = None, on_point: Callable[[int, int], None] | None = None,
+            on_skip: Callable[[DesignPoint, str], None] | None = None) -> pd.DataFrame:
+    """The step table (see measurements.py) for the points this backend can time; a point the engine could not
+    run as one iteration (StepShapeNotTimed) is reported to `on_skip` and left out."""
     rows: list[dict[str, Any]] = []
     usable = [p for p in points if p.kind in backend.kinds]
     for i, point in enumerate(usable):
         start = sampler.now_s() if sampler is not None else 0.0
-        times = backend.time_point(point, repetitions, warmup)
+        try:
+            times = backend.time_point(point, repetitions, warmup)
+        except StepShapeNotTimed as e:
+            if on_skip:
+                on_skip(point, str(e))
+            continue
         end = sampler.now_s() if sampler is not None else 0.0
         med, p90, kept = robust_stats(times)
         load = point.load()
@@ -59,6 +66,8 @@ def measure(backend: Backend, points: list[DesignPoint], repetitions: int = 10, 
         rows.append(row)
         if on_point:
             on_point(i + 1, len(usable))
+    if not rows:
+        raise StepShapeNotTimed("no step shape of the design could be timed on this engine")
     return check_steps(pd.DataFrame(rows), "<measured steps>")
 
 
