@@ -627,8 +627,11 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     if busy:
         out.print(f"replica busy fraction: mean {sum(busy) / len(busy):.2f}, max {max(busy):.2f}", highlight=False)
     per_m = c["usd_per_1m_output_tokens"]
+    serving = c.get("serving_usd_per_hour", c["usd_per_hour"])
     out.print(
         f"cost: ${c['usd_per_hour']:,.2f}/hour, "
+        + (f"${serving:,.2f}/hour of it serving (the rest dedicated training), "
+           if serving < c["usd_per_hour"] - 1e-9 else "")
         + (f"${per_m:,.4f} per 1M output tokens, " if per_m is not None else "")
         + (f"${c['usd_per_request']:.6f} per request" if c["usd_per_request"] is not None else "no completed requests"),
         highlight=False,

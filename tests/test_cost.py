@@ -224,3 +224,79 @@ def test_hybrid_sizing_table_of_a_large_fleet_is_sampled_but_the_best_is_exact()
     best = min(range(int(np.ceil(d.max())) + 1), key=total)
     assert out["best_baseline_accels"] == best
     assert out["best_usd_per_hour"] == pytest.approx(total(best), rel=1e-9)
+
+
+def _shipped_summary(name: str, seed: int = 1) -> dict:
+    from simfactory.api import run
+    from simfactory.paths import SCENARIOS_DIR
+
+    return run(str(SCENARIOS_DIR / f"{name}.yaml"), seed=seed).summary
+
+
+def test_inference_unit_costs_exclude_accelerators_held_by_dedicated_training():
+    """tco-training-mixed: 136 owned GPUs, 128 held by a dedicated pre-training job (costed in the training
+    table). Inference's unit costs divide only the 8 serving GPUs' share of the pool cost."""
+    s = _shipped_summary("tco-training-mixed")
+    ue, c = s["finance"]["unit_economics"], s["cost"]
+    assert ue["serving_usd_per_hour"] == pytest.approx(ue["fleet_usd_per_hour"] * 8 / 136)
+    window_h = (s["window"]["horizon_s"] - s["window"]["warmup_s"]) / 3600
+    assert ue["window_usd"] == pytest.approx(ue["serving_usd_per_hour"] * window_h)
+    assert c["usd_per_hour"] == pytest.approx(ue["fleet_usd_per_hour"])  # the whole fleet is still reported
+    assert c["serving_usd_per_hour"] == pytest.approx(ue["serving_usd_per_hour"])
+    assert ue["usd_per_1m_output_tokens_all_in"] == pytest.approx(c["usd_per_1m_output_tokens"])
+
+
+def test_per_request_cost_counts_requests_as_callers_see_them():
+    """routing-tiered: an escalated request is one request to its caller, however many attempts it took."""
+    s = _shipped_summary("routing-tiered")
+    ue = s["finance"]["unit_economics"]
+    attempts = s["throughput"]["requests_per_s"] * (s["window"]["horizon_s"] - s["window"]["warmup_s"])
+    answered = ue["window_usd"] / ue["usd_per_request"]
+    assert answered == pytest.approx(round(answered))  # a whole number of requests
+    assert answered < attempts - 10  # escalations were folded in
+    assert s["cost"]["usd_per_request"] == pytest.approx(ue["usd_per_request"])
+
+
+def test_owning_an_autoscaled_cloud_service_is_priced_at_its_peak_not_its_maximum():
+    s = _shipped_summary("autoscale-diurnal")
+    pool = s["finance"]["tco"]["pools"][0]
+    owned = next(a for a in s["finance"]["assumptions"] if a["name"].endswith("accelerators if owned"))
+    billed = pool["accelerators"]
+    assert pool["location"] == "cloud" and billed < owned["value"] < 8  # 8: the configured maximum
+    assert owned["value"] == int(owned["value"])
+
+
+def test_resale_curve_is_credited_at_the_horizon_and_book_value_without_one():
+    curve = dict(resale_months=(0, 12, 24, 36, 60), resale_fraction=(1.0, 0.65, 0.45, 0.30, 0.10))
+    x = OnPremInputs(**ONPREM, **curve)
+    running = on_prem_cost_per_hour(x).total_usd - on_prem_cost_per_hour(x).capex_usd
+    assert on_prem_tco_usd(x, 3) == pytest.approx(360000 * (1 - 0.30) + running * 3 * 8760)
+    assert on_prem_tco_usd(x, 2.5) == pytest.approx(360000 * (1 - 0.375) + running * 2.5 * 8760)  # interpolated
+    assert on_prem_tco_usd(x, 7) == pytest.approx(360000 * (1 - 0.10) + running * 7 * 8760)  # flat past the end
+    # the per-hour capex stays straight-line depreciation either way
+    assert on_prem_cost_per_hour(x).capex_usd == pytest.approx(on_prem_cost_per_hour(OnPremInputs(**ONPREM)).capex_usd)
+
+
+def test_the_books_software_licence_is_charged_only_on_the_vendors_it_names():
+    from simfactory.config.scenario import Scenario
+    from simfactory.cost.fleet import fleet_costs
+    from simfactory.resolve import resolve
+
+    for sku, vendor_pays in (("gaudi3", False), ("mi300x", False), ("h100-sxm", True)):
+        doc = scenario_doc()
+        doc["pools"][0].update({"sku": sku, "location": "on_prem"})
+        for k in ("provider", "pricing"):
+            doc["pools"][0].pop(k, None)
+        rs = resolve(validate(Scenario, doc, "s.yaml"), "s.yaml")
+        x = fleet_costs(rs, {})[0].on_prem
+        assert (x.software_usd_per_accel_year > 0) == vendor_pays, sku
+        doc["pools"][0]["on_prem"] = {"software_usd_per_accel_year": 1000}  # a scenario's own figure always applies
+        rs = resolve(validate(Scenario, doc, "s.yaml"), "s.yaml")
+        assert fleet_costs(rs, {})[0].on_prem.software_usd_per_accel_year == 1000
+
+
+def test_simulated_spot_reclamations_carry_no_second_rework_surcharge():
+    s = _shipped_summary("spot-reclamation-only")
+    pool = s["cost"]["pools"][0]
+    assert pool["pricing"] == "spot" and pool["breakdown_usd_per_hour"]["spot_rework"] == 0.0
+    assert any(a["value"] == "simulated" for a in s["finance"]["assumptions"] if "spot reclamations" in a["name"])

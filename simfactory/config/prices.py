@@ -72,9 +72,28 @@ class IdlePower(_SourcedEntry):
     idle_w: float = Field(ge=0, allow_inf_nan=False)
 
 
+class ResaleCurve(_SourcedEntry):
+    """What owned accelerators fetch on the second-hand market, as a fraction of their purchase price, by age.
+    The TCO over a horizon credits this market value at its end; depreciation (the per-hour capex) stays
+    straight-line to `residual_value_fraction`, an accounting convention."""
+
+    months: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
+    fraction: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ResaleCurve":
+        if len(self.months) != len(self.fraction):
+            raise ValueError("months and fraction need one value each per point")
+        if any(b <= a for a, b in zip(self.months, self.months[1:])):
+            raise ValueError("months: must increase")
+        return self
+
+
 class OnPremPrices(_Strict):
     depreciation_years: SourcedNumber
     residual_value_fraction: SourcedNumber
+    resale_value: ResaleCurve | None = Field(
+        default=None, description="market value by age for the TCO horizon; without it the book value is credited")
     usd_per_kwh: SourcedNumber
     pue: SourcedNumber
     colocation_usd_per_kw_month: SourcedNumber
@@ -82,6 +101,9 @@ class OnPremPrices(_Strict):
     nodes_per_staff: SourcedNumber
     accelerators_per_node: SourcedNumber
     software_usd_per_accel_year: SourcedNumber
+    software_vendors: list[str] | None = Field(
+        default=None, description="accelerator vendors (as profiles name them) the software licence applies to; "
+                                  "None: all")
     host_usd_per_node: SourcedNumber
     network_usd_per_node: SourcedNumber
     storage_usd_per_node: SourcedNumber

@@ -136,17 +136,21 @@ def hybrid_sizing(demand_accels: np.ndarray, c0: float, slope: float, cloud_usd_
 
 
 def unit_economics(costs: list[PoolCost], units: Units) -> dict[str, float | None]:
-    """Cost per unit over the measurement window. All-in per-token figures divide the whole fleet cost by
-    that token type alone (they do not add up); `usd_per_1m_tokens` counts both."""
-    usd_h = sum(c.per_hour.total_usd for c in costs)
+    """Cost per unit over the measurement window, on the serving share of the fleet (accelerators held by
+    dedicated training jobs are costed in the training table, not here). All-in per-token figures divide the
+    serving cost by that token type alone (they do not add up); `usd_per_1m_tokens` counts both."""
+    fleet_usd_h = sum(c.per_hour.total_usd for c in costs)
+    usd_h = sum(c.serving_usd_per_hour for c in costs)
     fleet_usd = usd_h * units.window_h
-    accels = sum(c.accelerators for c in costs)
-    busy_accel_h = sum(c.accelerators * c.utilization for c in costs) * units.window_h
-    energy_kwh = sum(c.accelerators * average_power_w(c.tdp_w, c.idle_w, c.utilization) / 1e3 for c in costs) * units.window_h
+    accels = sum(c.accelerators * c.serving_fraction for c in costs)
+    busy_accel_h = sum(c.accelerators * c.serving_fraction * c.utilization for c in costs) * units.window_h
+    energy_kwh = sum(c.accelerators * c.serving_fraction * average_power_w(c.tdp_w, c.idle_w, c.utilization) / 1e3
+                     for c in costs) * units.window_h
     tokens = units.input_tokens + units.output_tokens
     agent_usd = fleet_usd * units.agent_share + units.external_usd
     return {
-        "fleet_usd_per_hour": usd_h,
+        "fleet_usd_per_hour": fleet_usd_h,
+        "serving_usd_per_hour": usd_h,
         "window_usd": fleet_usd,
         "usd_per_1m_tokens": _per(fleet_usd, tokens, 1e6),
         "usd_per_1m_input_tokens_all_in": _per(fleet_usd, units.input_tokens, 1e6),
@@ -205,7 +209,7 @@ def unit_cost_fn(costs: list[PoolCost], units: Units) -> tuple[str, Callable[[li
     def f(cs: list[PoolCost]) -> float:
         busy = sum(c.accelerators * c.utilization for c in cs)
         n = n0 * busy / base_busy
-        usd = sum(c.per_hour.total_usd for c in cs) * units.window_h * share
+        usd = sum(c.serving_usd_per_hour for c in cs) * units.window_h * share
         return usd / n + per_unit_external if n else math.inf
 
     return name, f

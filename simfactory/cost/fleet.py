@@ -3,7 +3,9 @@ the profile), turned into per-hour costs at the measured utilization, with every
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from simfactory.config.prices import PriceBook, SourcedNumber
 from simfactory.config.profile import HardwareProfile
@@ -43,10 +45,16 @@ class PoolCost:
     tdp_w: float
     idle_w: float
     assumptions: list[Assumption] = field(default_factory=list)
+    serving_fraction: float = 1.0  # share of the pool's accelerators that serve inference (not dedicated training)
 
     @property
     def usd_per_accel_hour(self) -> float:
         return self.per_hour.total_usd / self.accelerators
+
+    @property
+    def serving_usd_per_hour(self) -> float:
+        """The part of the pool's cost that inference's unit costs carry."""
+        return self.per_hour.total_usd * self.serving_fraction
 
     def at_utilization(self, utilization: float) -> "PoolCost":
         """The same pool priced at another utilization (only on-prem energy depends on it)."""
@@ -62,9 +70,12 @@ def _num(name: str, n: SourcedNumber, override: float | None) -> tuple[float, As
     return n.value, Assumption(name, n.value, n.unit, n.source, str(n.as_of))
 
 
-def cloud_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, lost_work_s: float, where: str) -> tuple[CloudInputs, list[Assumption]]:
+def cloud_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, lost_work_s: float, where: str,
+                 reclamations_simulated: bool = False) -> tuple[CloudInputs, list[Assumption]]:
     """Price per accelerator-hour: the pool's override, else the price book's entry for its provider,
-    region and contract, else the profile's on-demand price."""
+    region and contract, else the profile's on-demand price. Spot rework is a surcharge at the book's
+    reclamation rate, unless the scenario simulates this pool's reclamations (faults.spot_reclamations): then
+    the lost work is already in the simulated output, and charging it again would count it twice."""
     entry = book.cloud_price(pool.provider, pool.sku, pool.pricing, pool.region) if pool.provider else None
     if pool.cloud_usd_per_accel_hour is not None:
         price, src, as_of = pool.cloud_usd_per_accel_hour, "scenario override", ""
@@ -78,7 +89,10 @@ def cloud_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, lost_wor
     out = [Assumption(f"{pool.name}: cloud price ({label})", price, "USD/accelerator-hour", src, as_of)]
     interruptions = 0.0
     lost_s = 0.0
-    if pool.pricing == "spot":
+    if pool.pricing == "spot" and reclamations_simulated:
+        out.append(Assumption(f"{pool.name}: spot reclamations", "simulated", "faults.spot_reclamations",
+                              "the scenario: lost work is in the measured output, no rework surcharge"))
+    elif pool.pricing == "spot":
         if pool.spot_interruptions_per_hour is not None:
             interruptions = pool.spot_interruptions_per_hour
             out.append(Assumption(f"{pool.name}: spot reclamations", interruptions, "per replica-hour", "scenario override"))
@@ -148,9 +162,32 @@ def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utiliz
         colocation_usd_per_kw_month=take("colocation_usd_per_kw_month", "colocation"),
         staff_usd_per_year=take("staff_usd_per_year", "staff cost"),
         nodes_per_staff=take("nodes_per_staff", "nodes per engineer"),
-        software_usd_per_accel_year=take("software_usd_per_accel_year", "software licences"),
+        software_usd_per_accel_year=software_licence(pool, profile, book, take, out),
+        **resale_curve(b, out, pool.name),
     )
     return x, out
+
+
+def software_licence(pool: Pool, profile: HardwareProfile, book: PriceBook, take: Any, out: list[Assumption]) -> float:
+    """The per-accelerator licence, where it applies: a scenario override always; the price book's figure only
+    for the vendors it names (its NVIDIA AI Enterprise price is not charged on AMD or Intel accelerators)."""
+    vendors = book.on_prem.software_vendors
+    if pool.on_prem.software_usd_per_accel_year is None and vendors is not None and profile.vendor not in vendors:
+        out.append(Assumption(f"{pool.name}: software licences", 0.0, "USD/accelerator-year",
+                              f"the price book's licence applies to {', '.join(vendors)} accelerators; "
+                              f"{profile.sku} is {profile.vendor}"))
+        return 0.0
+    return take("software_usd_per_accel_year", "software licences")
+
+
+def resale_curve(book: Any, out: list[Assumption], pool_name: str) -> dict[str, tuple[float, ...]]:
+    curve = book.resale_value
+    if curve is None:
+        return {}
+    points = ", ".join(f"{f:.0%} at {m:g} months" for m, f in zip(curve.months, curve.fraction))
+    out.append(Assumption(f"{pool_name}: resale value (TCO horizon)", points, "fraction of purchase price",
+                          curve.source, str(curve.as_of)))
+    return {"resale_months": tuple(curve.months), "resale_fraction": tuple(curve.fraction)}
 
 
 def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float, lost_work_s: float = 0.0) -> PoolCost:
@@ -158,7 +195,8 @@ def pool_cost(rs: ResolvedScenario, pool: Pool, utilization: float, lost_work_s:
     i = [p.name for p in rs.scenario.pools].index(pool.name)
     where = f"{rs.file}: pools[{i}]"  # (count may be a billed average: autoscaled cloud pools)
     if pool.location == "cloud":
-        c, assumptions = cloud_inputs(pool, profile, rs.price_book, lost_work_s, where)
+        simulated = any(f.pool == pool.name for f in rs.scenario.faults.spot_reclamations)
+        c, assumptions = cloud_inputs(pool, profile, rs.price_book, lost_work_s, where, simulated)
         idle_w, power = idle_power(pool, profile, rs.price_book)
         return PoolCost(pool.name, pool.sku, pool.location, pool.count, utilization, cloud_cost_per_hour(c), c, None,
                         profile.spec.tdp_w, idle_w, assumptions + power)
@@ -179,12 +217,16 @@ def fleet_costs(rs: ResolvedScenario, utilization_by_pool: dict[str, float], los
     ]
 
 
-def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost | None:
-    """The same accelerators priced the other way (cloud on-demand <-> owned), for break-even analysis;
-    None when there is no price for the other way (e.g. an ASIC with no public cloud price)."""
+def alternative_cost(rs: ResolvedScenario, pc: PoolCost, owned_accelerators: float | None = None) -> PoolCost | None:
+    """The same service priced the other way (cloud on-demand <-> owned), for break-even analysis; None when
+    there is no price for the other way (e.g. an ASIC with no public cloud price). Owning an autoscaled cloud
+    pool's service takes its peak (`owned_accelerators`, whole accelerators), not its configured maximum."""
     pool = next(p for p in rs.scenario.pools if p.name == pc.pool)
-    other = pool.model_copy(update={"location": "on_prem" if pool.location == "cloud" else "cloud",
-                                    "provider": None, "pricing": "on_demand"})
+    update: dict[str, object] = {"location": "on_prem" if pool.location == "cloud" else "cloud", "provider": None,
+                                 "pricing": "on_demand"}
+    if pool.location == "cloud" and owned_accelerators is not None:
+        update["count"] = max(1, math.ceil(owned_accelerators - 1e-9))
+    other = pool.model_copy(update=update)
     profile = rs.pool_profiles[pool.name]
     where = f"{rs.file}: pools[{pool.name}]"
     if other.location == "cloud":
@@ -197,10 +239,14 @@ def alternative_cost(rs: ResolvedScenario, pc: PoolCost) -> PoolCost | None:
         c = CloudInputs(pool.count, price)
         a = [Assumption(f"{pool.name}: cloud price if rented (on-demand)", price, "USD/accelerator-hour", *source)]
         return PoolCost(pool.name, pool.sku, "cloud", pool.count, pc.utilization, cloud_cost_per_hour(c), c, None,
-                        pc.tdp_w, pc.idle_w, a)
+                        pc.tdp_w, pc.idle_w, a, pc.serving_fraction)
+    utilization = min(1.0, pc.utilization * pc.accelerators / other.count)  # the same busy time on more hardware
     try:
-        x, a = on_prem_inputs(other, profile, rs.price_book, pc.utilization, where)
+        x, a = on_prem_inputs(other, profile, rs.price_book, utilization, where)
     except InputError:
         return None
-    return PoolCost(pool.name, pool.sku, "on_prem", pool.count, pc.utilization, on_prem_cost_per_hour(x), None, x,
-                    x.tdp_w, x.idle_w, a)
+    if other.count != pool.count:
+        a.append(Assumption(f"{pool.name}: accelerators if owned", other.count, "accelerators",
+                            "the autoscaled pool's peak provisioned in the window (owned hardware does not scale in)"))
+    return PoolCost(pool.name, pool.sku, "on_prem", other.count, utilization, on_prem_cost_per_hour(x), None, x,
+                    x.tdp_w, x.idle_w, a, pc.serving_fraction)

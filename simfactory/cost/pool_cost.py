@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 HOURS_PER_YEAR = 8760.0
 HOURS_PER_MONTH = HOURS_PER_YEAR / 12
 
@@ -32,6 +34,8 @@ class OnPremInputs:
     staff_usd_per_year: float
     nodes_per_staff: float
     software_usd_per_accel_year: float
+    resale_months: tuple[float, ...] = ()  # market value by age (fraction of purchase) for the TCO horizon;
+    resale_fraction: tuple[float, ...] = ()  # empty: the book value is credited instead
 
     @property
     def nodes(self) -> float:
@@ -123,13 +127,16 @@ def on_prem_opex_per_hour(x: OnPremInputs) -> float:
 
 
 def residual_value_usd(x: OnPremInputs, years: float) -> float:
-    """Book value after `years` of straight-line depreciation down to the residual fraction."""
+    """What the hardware is worth after `years`: its market resale value where the price book gives a curve
+    (linear between points, flat beyond the last), else its book value (straight-line down to the residual)."""
+    if x.resale_months:
+        return x.capex_usd * float(np.interp(years * 12.0, x.resale_months, x.resale_fraction))
     used = min(years / x.depreciation_years, 1.0)
     return x.capex_usd * (1.0 - (1.0 - x.residual_value_fraction) * used)
 
 
 def on_prem_tco_usd(x: OnPremInputs, years: float) -> float:
-    """Purchase minus what the hardware is still worth at the horizon, plus running cost over it."""
+    """Purchase minus what the hardware is worth at the horizon (resale), plus running cost over it."""
     return x.capex_usd - residual_value_usd(x, years) + on_prem_opex_per_hour(x) * HOURS_PER_YEAR * years
 
 

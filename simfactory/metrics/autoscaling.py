@@ -11,9 +11,10 @@ import pandas as pd
 from simfactory.sim.run import SimResult
 
 
-def billed_accelerators(result: SimResult, start_s: float, end_s: float) -> dict[str, float]:
+def billed_accelerators(result: SimResult, start_s: float, end_s: float, peak: bool = False) -> dict[str, float]:
     """Per cloud pool with autoscaled deployments: mean accelerators provisioned over the window (the pool's
-    other accelerators are provisioned all the time)."""
+    other accelerators are provisioned all the time); with `peak`, the most provisioned at once (what owning
+    the same service would take: owned hardware does not scale in)."""
     rs = result.resolved
     window = end_s - start_s
     out: dict[str, float] = {}
@@ -23,8 +24,8 @@ def billed_accelerators(result: SimResult, start_s: float, end_s: float) -> dict
         if a is None or log is None or d.pool.location != "cloud" or window <= 0:
             continue
         base = out.get(d.pool.name, float(d.pool.count))
-        mean_replicas = log.provisioned_replica_s(start_s, end_s) / window
-        out[d.pool.name] = base - a.max_replicas * d.config.tp + mean_replicas * d.config.tp
+        replicas = log.peak_provisioned(start_s, end_s) if peak else log.provisioned_replica_s(start_s, end_s) / window
+        out[d.pool.name] = base - a.max_replicas * d.config.tp + replicas * d.config.tp
     return out
 
 

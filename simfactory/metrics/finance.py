@@ -21,6 +21,8 @@ EXTERNAL_COLUMNS = ["usd_tools", "usd_retrieval", "usd_human", "usd_network"]
 
 def units_of(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, window_s: float,
              completed_in_window: pd.DataFrame) -> Units:
+    """`completed_in_window`: requests as callers see them (an escalated request counts once, with the tokens
+    of the answer it got), completed in the window."""
     measured = req[req["measured"]]
     agent_classes = {c.config.name for c in rs.classes if c.agent is not None}
     share = measured.groupby("class")["replica_s"].sum()
@@ -79,6 +81,17 @@ def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[st
             busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * serving_idle.get(job.pool, 0.0)
     return {p.name: min(1.0, busy.get(p.name, 0.0) / billed.get(p.name, p.count)) if billed.get(p.name, p.count) else 0.0
             for p in sc.pools}
+
+
+def with_serving_fractions(sc: Any, costs: list[PoolCost]) -> list[PoolCost]:
+    """Each pool's share serving inference: accelerators held by dedicated training jobs are not (their cost is
+    the training table's); idle-priority jobs only fill serving accelerators' idle time, so take no share."""
+    held: dict[str, float] = {}
+    for job in sc.training:
+        if job.priority == "dedicated":
+            held[job.pool] = held.get(job.pool, 0.0) + job.accelerators
+    return [dataclasses.replace(c, serving_fraction=min(1.0, max(0.0, 1.0 - held.get(c.pool, 0.0) / c.accelerators)))
+            if c.accelerators else c for c in costs]
 
 
 def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
@@ -145,9 +158,12 @@ def cheapest_reserved(rs: ResolvedScenario, sku: str) -> Any:
 
 
 def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, demand: dict[str, np.ndarray],
-                    seed: int, serving_idle: dict[str, float]) -> dict[str, Any]:
+                    seed: int, serving_idle: dict[str, float],
+                    peak_accelerators: dict[str, float] | None = None) -> dict[str, Any]:
+    """`peak_accelerators`: autoscaled cloud pools' peak provisioned accelerators (what owning them would take)."""
     fin = rs.scenario.finance
-    alternatives = [alternative_cost(rs, c) for c in costs]
+    peaks = peak_accelerators or {}
+    alternatives = [alternative_cost(rs, c, peaks.get(c.pool)) for c in costs]
     hybrid = {}
     for c, alt in zip(costs, alternatives):
         if alt is None:

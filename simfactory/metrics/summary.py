@@ -27,6 +27,7 @@ from simfactory.metrics.finance import (
     pool_utilization,
     serving_idle_fraction,
     units_of,
+    with_serving_fractions,
 )
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
@@ -151,12 +152,14 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     utilization = pool_utilization(sc, pool_busy, serving_idle, billed)
     done = completed_in_window[completed_in_window["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
-    costs = fleet_costs(rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0,
-                        billed_accelerators=billed)
+    costs = with_serving_fractions(sc, fleet_costs(
+        rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0,
+        billed_accelerators=billed))
     usd_per_hour = sum(c.per_hour.total_usd for c in costs)
+    serving_usd_per_hour = sum(c.serving_usd_per_hour for c in costs)
     window_h = window_s / 3600.0
     window_usd = usd_per_hour * window_h
-    completed_n = len(completed_in_window)
+    serving_window_usd = serving_usd_per_hour * window_h
 
     pool_usd_per_hour = {c.pool: c.per_hour.total_usd for c in costs}
     pools = {p.name: p for p in sc.pools}
@@ -168,6 +171,10 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     req["usd"] = req["replica_s"] * rates[result.table.deployment_id] if len(req) else 0.0
     lreq = logical_requests(req)
     lreq["slo_met"] = meets_slo(lreq, rs)
+    # unit costs count what callers got: an escalated request once, with its final answer's tokens
+    answered_in_window = lreq[(lreq["completion_s"] >= start) & (lreq["completion_s"] < end)]
+    answered_out_tok = int(answered_in_window["output_tokens"].sum())
+    answered_in_tok = int(answered_in_window["input_tokens"].sum())
     tasks = tasks_frame(result, usd_per_replica_s)
     share = measured.groupby("class")["replica_s"].sum()
     total_share = float(share.sum())
@@ -247,9 +254,10 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "cost": {
             "usd_per_hour": usd_per_hour,
             "window_usd": window_usd,
-            "usd_per_1m_output_tokens": _per(window_usd * 1e6, out_tok),
-            "usd_per_1m_tokens": _per(window_usd * 1e6, out_tok + in_tok),
-            "usd_per_request": _per(window_usd, completed_n),
+            "serving_usd_per_hour": serving_usd_per_hour,
+            "usd_per_1m_output_tokens": _per(serving_window_usd * 1e6, answered_out_tok),
+            "usd_per_1m_tokens": _per(serving_window_usd * 1e6, answered_out_tok + answered_in_tok),
+            "usd_per_request": _per(serving_window_usd, len(answered_in_window)),
             "pools": [
                 {
                     "pool": c.pool,
@@ -265,9 +273,9 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
             ],
         },
         "finance": finance_summary(
-            rs, costs, units_of(rs, req, tasks, window_s, completed_in_window),
+            rs, costs, units_of(rs, req, tasks, window_s, answered_in_window),
             demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas], start, end),
-            result.seed, serving_idle,
+            result.seed, serving_idle, billed_accelerators(result, start, end, peak=True),
         ),
         "autoscaling": autoscaling_summary(result, req, start, end),
         "resilience": resilience_summary(result, req, lreq),

@@ -26,12 +26,13 @@ class FinanceTable:
 
 
 UNIT_ROWS = [
-    ("fleet_usd_per_hour", "fleet cost", "USD/hour"),
-    ("window_usd", "cost of the measurement window", "USD"),
+    ("fleet_usd_per_hour", "fleet cost (serving and dedicated training)", "USD/hour"),
+    ("serving_usd_per_hour", "serving cost (the unit costs below divide this)", "USD/hour"),
+    ("window_usd", "serving cost of the measurement window", "USD"),
     ("usd_per_1m_tokens", "cost per 1M tokens (input + output)", "USD"),
-    ("usd_per_1m_input_tokens_all_in", "cost per 1M input tokens (all fleet cost on input)", "USD"),
-    ("usd_per_1m_output_tokens_all_in", "cost per 1M output tokens (all fleet cost on output)", "USD"),
-    ("usd_per_request", "cost per completed request", "USD"),
+    ("usd_per_1m_input_tokens_all_in", "cost per 1M input tokens (all serving cost on input)", "USD"),
+    ("usd_per_1m_output_tokens_all_in", "cost per 1M output tokens (all serving cost on output)", "USD"),
+    ("usd_per_request", "cost per completed request (as callers see them: an escalation counts once)", "USD"),
     ("usd_per_1000_inferences", "cost per 1,000 inferences", "USD"),
     ("usd_per_task", "cost per agent task (fully loaded)", "USD"),
     ("usd_per_successful_task", "cost per successful agent task (fully loaded)", "USD"),

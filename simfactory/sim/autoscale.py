@@ -37,6 +37,11 @@ class AutoscaleLog:
     def provisioned_at(self, t: float) -> int:
         return sum(1 for a, b in self.intervals if a <= t and (b != b or t < b))
 
+    def peak_provisioned(self, start_s: float, end_s: float) -> int:
+        """The most replicas provisioned at once within [start_s, end_s): the count only rises when one starts."""
+        times = [start_s] + [a for a, _ in self.intervals if start_s < a < end_s]
+        return max(self.provisioned_at(t) for t in times)
+
 
 class Autoscaler:
     def __init__(self, env: simpy.Environment, cfg: Autoscaling, name: str, tp: int, weights_bytes: float,
