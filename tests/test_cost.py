@@ -300,3 +300,14 @@ def test_simulated_spot_reclamations_carry_no_second_rework_surcharge():
     pool = s["cost"]["pools"][0]
     assert pool["pricing"] == "spot" and pool["breakdown_usd_per_hour"]["spot_rework"] == 0.0
     assert any(a["value"] == "simulated" for a in s["finance"]["assumptions"] if "spot reclamations" in a["name"])
+
+
+def test_break_even_is_set_against_the_load_not_the_busy_fraction():
+    """tco-onprem: continuous batching keeps the replicas stepping nearly all the time at a third of their
+    capacity; the TCO table's load (what the demand needs) is the hybrid table's mean demand over the pool."""
+    s = _shipped_summary("tco-onprem")
+    pool = s["finance"]["tco"]["pools"][0]
+    demand = s["finance"]["hybrid"][pool["pool"]]["owned"]["demand_mean_accels"]
+    assert pool["load_fraction"] == pytest.approx(demand / pool["accelerators"])
+    assert pool["utilization"] > 0.95 and pool["load_fraction"] < 0.5
+    assert s["finance"]["unit_economics"]["fleet_load_fraction"] == pytest.approx(pool["load_fraction"])

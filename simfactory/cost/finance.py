@@ -233,11 +233,15 @@ NO_BREAK_EVEN = dict.fromkeys(("owned_usd_per_accel_hour_at_0", "owned_usd_per_a
                                "cloud_usd_per_accel_hour", "break_even_utilization", "months_to_break_even"))
 
 
-def tco_block(costs: list[PoolCost], alternatives: list[PoolCost | None], years: float) -> dict[str, Any]:
+def tco_block(costs: list[PoolCost], alternatives: list[PoolCost | None], years: float,
+              loads: dict[str, float] | None = None) -> dict[str, Any]:
+    """Per pool: TCO beside the alternative, and break-even. `loads`: demand over provisioned accelerators, the
+    utilization to set against the break-even (renting only the hours the load needs)."""
+    loads = loads or {}
     pools = []
     for c, alt in zip(costs, alternatives):
         row: dict[str, Any] = {"pool": c.pool, "location": c.location, "accelerators": c.accelerators,
-                               "utilization": c.utilization, **pool_tco(c, years),
+                               "utilization": c.utilization, "load_fraction": loads.get(c.pool), **pool_tco(c, years),
                                "alternative_location": alt.location if alt else None,
                                "alternative_tco_usd": pool_tco(alt, years)["tco_usd"] if alt else None}
         if alt is None:

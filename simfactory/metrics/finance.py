@@ -181,10 +181,18 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
     seen = {x["name"] for x in assumptions}
     assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
+    # load: the accelerators the demand needs over those provisioned. Busy time would not do for break-even:
+    # continuous batching keeps a replica stepping at any load, so busy fractions sit near 1
+    loads = {c.pool: float(demand[c.pool].mean()) / c.accelerators
+             for c in costs if c.accelerators and len(demand.get(c.pool, ()))}
+    ue = unit_economics(costs, units)
+    serving_accels = sum(c.accelerators * c.serving_fraction for c in costs if c.pool in loads)
+    ue["fleet_load_fraction"] = (sum(loads[c.pool] * c.accelerators for c in costs if c.pool in loads) / serving_accels
+                                 if serving_accels else None)
     return {
         "currency": rs.price_book.currency,
-        "unit_economics": unit_economics(costs, units),
-        "tco": tco_block(costs, alternatives, fin.horizon_years),
+        "unit_economics": ue,
+        "tco": tco_block(costs, alternatives, fin.horizon_years, loads),
         "hybrid": hybrid,
         "sensitivity": sensitivity(costs, units, fin.sensitivity_fraction),
         "training": training_block(rs, costs, seed, serving_idle),

@@ -134,8 +134,8 @@ CRITERIA = ("performance", "utilization", "data_movement", "operational_simplici
 def scorecard(summaries: list[dict[str, Any]], names: list[str], weights: dict[str, float] | None = None) -> pd.DataFrame:
     """0-10 per criterion per run, and the weighted total (weights: the first run's finance.scorecard_weights).
 
-    performance = 10 x SLO attainment (10 x best p99 E2E / own without SLOs); utilization = 10 x fleet
-    utilization; data movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in
+    performance = 10 x SLO attainment (10 x best p99 E2E / own without SLOs); utilization = 10 x fleet load
+    (accelerators the demand needs / provisioned, capped at 1); data movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in
     freedom are the ratings in the run's summary (price-book defaults or the scenario's own)."""
     w = weights or _get(summaries[0], "finance", "scorecard", "weights") or {c: 1 / len(CRITERIA) for c in CRITERIA}
     p99 = [_get(s, "latency_s", "e2e", "p99") for s in summaries]
@@ -146,7 +146,9 @@ def scorecard(summaries: list[dict[str, Any]], names: list[str], weights: dict[s
     for name, s, lat, eg in zip(names, summaries, p99, egress):
         att = _get(s, "service", "slo_attainment")
         perf = 10 * att if att is not None else (10 * best_p99 / lat if lat and best_p99 else 0.0)
-        util = 10 * (_get(s, "finance", "unit_economics", "fleet_utilization") or 0.0)
+        ue = _get(s, "finance", "unit_economics") or {}
+        load = ue.get("fleet_load_fraction")  # busy fractions sit near 1 under continuous batching at any load
+        util = 10 * min(1.0, load if load is not None else ue.get("fleet_utilization") or 0.0)
         data = 10 * (1 - eg / max_egress) if max_egress else 10.0
         ratings = _get(s, "finance", "scorecard", "ratings") or {}
         scores = {"performance": perf, "utilization": util, "data_movement": data,

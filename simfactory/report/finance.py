@@ -39,7 +39,8 @@ UNIT_ROWS = [
     ("tokens_per_usd", "tokens per dollar", "tokens/USD"),
     ("tokens_per_joule", "tokens per joule (accelerator energy)", "tokens/J"),
     ("accelerator_energy_kwh", "accelerator energy in the window", "kWh"),
-    ("fleet_utilization", "fleet utilization (busy / provisioned accelerator-hours)", "fraction"),
+    ("fleet_utilization", "fleet busy fraction (stepping / provisioned accelerator-hours; energy model)", "fraction"),
+    ("fleet_load_fraction", "fleet load (accelerators the demand needs / provisioned)", "fraction"),
     ("usd_per_busy_accel_hour", "utilization-adjusted cost (per busy accelerator-hour)", "USD"),
     ("usd_per_provisioned_accel_hour", "cost per provisioned accelerator-hour", "USD"),
 ]
@@ -58,11 +59,12 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
         ]
     )
     ue = f["unit_economics"]
-    units = pd.DataFrame([{"metric": label, "value": ue[k], "unit": u.replace("USD", cur)} for k, label, u in UNIT_ROWS])
+    units = pd.DataFrame([{"metric": label, "value": ue.get(k), "unit": u.replace("USD", cur)} for k, label, u in UNIT_ROWS])
     tco = pd.DataFrame(
         [
             {"pool": p["pool"], "location": p["location"], "accelerators": p["accelerators"],
-             "utilization": p["utilization"], f"upfront capex {cur}": p["upfront_capex_usd"],
+             "busy fraction": p["utilization"], "load (demand / provisioned)": p.get("load_fraction"),
+             f"upfront capex {cur}": p["upfront_capex_usd"],
              f"running {cur}/month": p["running_usd_per_month"], f"TCO {years:g} years {cur}": p["tco_usd"],
              "alternative": p["alternative_location"], f"alternative TCO {years:g} years {cur}": p["alternative_tco_usd"],
              "break-even utilization (owned vs elastic cloud)": p["break_even_utilization"],
@@ -102,8 +104,10 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
         FinanceTable("unit_economics", "Unit economics (measurement window)", units,
                      "Per-token all-in figures put the whole fleet cost on one token type; they do not add up."),
         FinanceTable("tco", f"TCO over {years:g} years, and break-even", tco,
-                     "Alternative: the same accelerators priced the other way (owned <-> on-demand cloud). Break-even "
-                     "utilization: above it, owning is cheaper than renting only the busy hours."),
+                     "Alternative: the same service priced the other way (owned <-> on-demand cloud). Break-even "
+                     "utilization: at a load above it, owning is cheaper than renting only the accelerator-hours the "
+                     "load needs. Compare it with the load (demand / provisioned), not the busy fraction: continuous "
+                     "batching keeps replicas stepping at any load."),
         FinanceTable("hybrid", "Hybrid sizing: owned or reserved baseline + elastic cloud burst on the simulated demand",
                      hybrid, "Demand = accelerators needed per timeline sample (requests in flight / (target_concurrency_fraction x "
                      "max_num_seqs) per replica); burst is rented on demand per needed hour "
@@ -195,10 +199,11 @@ def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
         ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, busy hours only")
         if p["break_even_utilization"] is not None:
             ax.axvline(p["break_even_utilization"], color=line.get_color(), lw=0.8, ls=":")
-        ax.axvline(p["utilization"], color=line.get_color(), lw=2, alpha=0.3)
-    ax.set_xlabel("utilization (busy fraction of provisioned accelerator-hours)")
+        load = p.get("load_fraction")
+        ax.axvline(min(load, 1.0) if load is not None else p["utilization"], color=line.get_color(), lw=2, alpha=0.3)
+    ax.set_xlabel("utilization (share of provisioned accelerator-hours the load needs)")
     ax.set_ylabel(f"{summary['finance']['currency']} per accelerator-hour")
-    ax.set_title(f"{summary['scenario']}: owned vs rented (dotted: break-even; thick: simulated utilization)")
+    ax.set_title(f"{summary['scenario']}: owned vs rented (dotted: break-even; thick: simulated load)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
