@@ -117,7 +117,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     out_tok = int(completed_in_window["output_tokens"].sum())
     in_tok = int(completed_in_window["input_tokens"].sum())
     throughput = {
-        "requests_per_s": len(completed_in_window) / window_s,
+        "requests_per_s": len(completed_in_window) / window_s,  # attempts: an escalated request counts per tier
         "output_tokens_per_s": out_tok / window_s,
         "input_tokens_per_s": in_tok / window_s,
         "offered_requests_per_s": len(measured) / window_s,
@@ -175,6 +175,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     answered_in_window = lreq[(lreq["completion_s"] >= start) & (lreq["completion_s"] < end)]
     answered_out_tok = int(answered_in_window["output_tokens"].sum())
     answered_in_tok = int(answered_in_window["input_tokens"].sum())
+    throughput["answered_requests_per_s"] = len(answered_in_window) / window_s
     tasks = tasks_frame(result, usd_per_replica_s)
     share = measured.groupby("class")["replica_s"].sum()
     total_share = float(share.sum())
