@@ -122,7 +122,7 @@ def run(
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
-    from simfactory.report.writer import write_run, write_trace
+    from simfactory.report.writer import check_output_dir, check_output_file, write_run, write_trace
     from simfactory.sim.run import simulate
 
     with input_errors():
@@ -141,6 +141,10 @@ def run(
         _print_resolved(rs)
     _print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
+    with input_errors():  # before simulating: a refused output path should not cost a run
+        check_output_dir(target)
+        if trace is not None:
+            check_output_file(trace, "--trace")
     started = time.perf_counter()
     try:
         with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
@@ -184,7 +188,7 @@ def compare(
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
     from simfactory.report.compare import write_comparison
-    from simfactory.report.writer import write_run
+    from simfactory.report.writer import check_output_dir, write_run
     from simfactory.sim.run import simulate
 
     if len(scenarios) < 2:
@@ -192,6 +196,7 @@ def compare(
         raise typer.Exit(EXIT_INPUT_ERROR)
     with input_errors():
         resolved = [prepare(p) for p in scenarios]
+        check_output_dir(out_dir, marker="compare.md")
     summaries = []
     for i, rs in enumerate(resolved):
         with _progress(False, f"simulating {rs.scenario.name}") as progress:
@@ -485,14 +490,12 @@ def regress(
     from simfactory.regress.baseline import baseline_path, by_metric, read_baseline
     from simfactory.regress.diff import diff_metrics, has_regression
     from simfactory.regress.outputs import markdown, write_reports
-    from simfactory.regress.runner import collect
     from simfactory.regress.tolerances import load_tolerances
 
     with input_errors():
         tol = load_tolerances(tolerances)
         diffs = []
-        for src in sources:
-            name, metrics, _ = collect(src, replications, seed)
+        for name, metrics, _ in _collect_all(sources, replications, seed):
             base = read_baseline(baseline_path(baseline_dir, name))
             diffs += diff_metrics(name, base["metrics"], by_metric(metrics), tol)
     if report_dir is not None:
@@ -515,12 +518,11 @@ def baseline_update(
     """
     from simfactory.regress.baseline import baseline_path, make_baseline, read_baseline, write_baseline
     from simfactory.regress.diff import diff_metrics
-    from simfactory.regress.runner import collect
     from simfactory.regress.tolerances import load_tolerances
 
     with input_errors():
-        for src in sources:
-            name, metrics, prov = collect(src, replications, seed)
+        collected = _collect_all(sources, replications, seed)  # every source checked before any baseline is written
+        for name, metrics, prov in collected:
             path = baseline_path(baseline_dir, name)
             new = make_baseline(name, metrics, prov)
             if path.is_file():
@@ -537,6 +539,23 @@ def baseline_update(
                 what = "new baseline"
             write_baseline(path, new)
             out.print(f"{path}: {what}", highlight=False, soft_wrap=True)
+
+
+def _collect_all(sources: list[Path], replications: int, seed: int | None) -> list[tuple[str, Any, Any]]:
+    """(name, metrics, provenance) per source; baselines are stored by scenario name, so two sources with one
+    name are refused rather than one silently replacing the other."""
+    from simfactory.regress.runner import collect
+
+    seen: dict[str, Path] = {}
+    collected = []
+    for src in sources:
+        name, metrics, prov = collect(src, replications, seed)
+        if name in seen:
+            raise InputError(str(src), "name", f"{name!r} is also the name of {seen[name]}: baselines are stored by "
+                                               "scenario name, so each source needs its own")
+        seen[name] = src
+        collected.append((name, metrics, prov))
+    return collected
 
 
 def _print_resolved(rs) -> None:  # type: ignore[no-untyped-def]

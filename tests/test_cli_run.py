@@ -183,3 +183,39 @@ def test_compare_tco_trio_with_scorecard(tmp_path):
         assert f"{n}: finance" in html
     assert (tmp_path / "compare.md").read_text().splitlines()[2] in html
     assert (tmp_path / "compare.png").stat().st_size > 0
+
+
+def test_an_output_path_holding_other_files_is_refused_and_left_alone(tmp_path, monkeypatch):
+    """--out replaces an earlier run directory whole; a folder of the user's own files, a file, or the working
+    directory is refused (exit 2, before simulating), never deleted."""
+    mine = tmp_path / "project"
+    (mine / "sub").mkdir(parents=True)
+    (mine / "notes.txt").write_text("keep me")
+    for target in (mine, mine / "notes.txt"):
+        res = runner.invoke(app, ["run", "--out", str(target), "--no-plots", "--quiet"])
+        assert res.exit_code == 2 and "--out" in res.output, res.output
+    monkeypatch.chdir(mine)
+    res = runner.invoke(app, ["run", "--out", ".", "--no-plots", "--quiet"])
+    assert res.exit_code == 2 and "working directory" in res.output
+    res = runner.invoke(app, ["run", "--out", "r", "--trace", "sub", "--no-plots", "--quiet"])
+    assert res.exit_code == 2 and "sub: --trace: is a directory" in res.output and not (mine / "r").exists()
+    assert (mine / "notes.txt").read_text() == "keep me" and (mine / "sub").is_dir()
+
+
+def test_report_never_overwrites_the_runs_own_files(default_run):
+    out, _ = default_run
+    before = (out / "summary.json").read_text()
+    res = runner.invoke(app, ["report", str(out), "--out", str(out / "summary.json")])
+    assert res.exit_code == 2 and "*.html" in res.output
+    assert (out / "summary.json").read_text() == before
+
+
+def test_baselines_of_two_sources_with_one_name_are_refused_before_anything_is_written(tmp_path):
+    from simfactory.paths import SCENARIOS_DIR
+
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    for p in (a, b):
+        p.write_text((SCENARIOS_DIR / "default.yaml").read_text())
+    res = runner.invoke(app, ["baseline", "update", str(a), str(b), "--baseline-dir", str(tmp_path / "bl")])
+    assert res.exit_code == 2 and "also the name of" in res.output
+    assert not (tmp_path / "bl").exists()

@@ -14,6 +14,7 @@ from simfactory.errors import InputError
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
+from simfactory.report.writer import check_output_file
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -72,6 +73,11 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     """Write report.html, report.md, finance_*.csv and finance.xlsx into the run directory."""
     run_dir = Path(run_dir)
     s = read_summary(run_dir)
+    if out is not None:  # checked before anything is written
+        check_output_file(out, "--out")
+        if Path(out).suffix.lower() not in (".html", ".htm"):
+            raise InputError(str(out), "--out", "the report is one HTML file: name it *.html (the run's own files "
+                                                "are never overwritten)")
     written = write_finance(s, run_dir, plots=True)
     tables = finance_tables(s)
     head = headline(s)

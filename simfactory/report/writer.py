@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from simfactory.errors import InputError
 from simfactory.metrics.summary import RunMetrics
 from simfactory.report.finance import write_finance
 from simfactory.report.markdown import render
@@ -20,6 +21,31 @@ REQUEST_COLUMNS = [
 ]
 
 
+RUN_MARKER = "summary.json"  # a directory holding it is a run directory, safe to replace with a new run
+
+
+def check_output_dir(path: Path, flag: str = "--out", marker: str = RUN_MARKER) -> Path:
+    """An output directory that may be replaced whole: absent, empty, or an earlier output (it holds `marker`).
+    Anything else (a file, the working directory, a folder of the user's own files) is refused, never deleted."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved.exists() and not resolved.is_dir():
+        raise InputError(str(path), flag, "is a file, not a directory; name a directory for the outputs")
+    if resolved == Path.cwd().resolve() or resolved == Path(resolved.anchor):
+        raise InputError(str(path), flag, "would replace the working directory; name a new or earlier output directory")
+    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / marker).is_file():
+        raise InputError(str(path), flag, f"is a directory of other files (no {marker}): it would be replaced; name a "
+                                          "new directory or an earlier output directory")
+    return path
+
+
+def check_output_file(path: Path, flag: str) -> Path:
+    """An output file path: not an existing directory."""
+    if Path(path).is_dir():
+        raise InputError(str(path), flag, "is a directory; name a file")
+    return Path(path)
+
+
 def write_trace(m: RunMetrics, path: Path) -> None:
     """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,7 +56,7 @@ def write_trace(m: RunMetrics, path: Path) -> None:
 
 def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
     """Write summary.json, summary.md, requests.csv (+ tasks.csv), timelines CSVs and PNG plots."""
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(Path(out_dir)).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
