@@ -142,6 +142,8 @@ def import_cmd(
     from simfactory.cli import input_errors, out
 
     with input_errors():
+        if out_file.is_dir() or out_file.suffix.lower() not in (".csv", ".parquet"):
+            raise InputError(str(out_file), "--out", "the request table is one .csv or .parquet file")
         table = import_results(file, format)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     if out_file.suffix == ".parquet":

@@ -116,6 +116,10 @@ def register(app: typer.Typer) -> None:
         from simfactory.calibration.fit import FitRefused
         from simfactory.calibration.nvml import NoGpu, NvmlSampler, require_gpu, sku_for
 
+        from simfactory.calibration.validate import check_deployment_flags
+
+        with input_errors():
+            check_deployment_flags(dtype, tp)
         if dry_run:
             _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
             return
@@ -191,9 +195,11 @@ def register(app: typer.Typer) -> None:
         """
         from simfactory.calibration.fit import FitRefused
         from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
+        from simfactory.calibration.validate import check_deployment_flags
         from simfactory.calibration.microbench import base_provenance, publish
 
         with input_errors():
+            check_deployment_flags(dtype, tp, replicas)
             table = read_table(measurements)
             arch, profile = _context(sku, model)
         prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])

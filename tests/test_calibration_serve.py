@@ -4,6 +4,7 @@ importers on fixtures in each tool's format, and predicted-vs-measured on a load
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -202,7 +203,8 @@ def test_serve_command_end_to_end_and_a_dead_endpoint(server, tmp_path):
 def test_bad_deployment_flags_are_one_line_input_errors(tmp_path):
     t = import_results(FIXTURES / "guidellm_report.json", "guidellm")
     t.to_csv(tmp_path / "r.csv", index=False)
-    for flag, value, field in (("--dtype", "bf17", "error: --dtype: Input should be"),
+    for flag, value, field in (("--dtype", "bf17", "error: --dtype: unknown dtype 'bf17'"),
+                               ("--tp", "0", "error: --tp: must be >= 1"),
                                ("--sku", "h9000", "error: --sku: no hardware profile 'h9000'"),
                                ("--model", "gpt-9", "error: --model: unknown model 'gpt-9'")):
         res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm",
@@ -257,3 +259,37 @@ def test_fit_command_on_a_request_table_writes_a_profile_the_simulator_uses(slow
     # validating the same measurements from that folder now uses the measured profile: small error
     table = cmp(slower_stack_measurements, Dep(sku="h100-sxm", model="llama-3.1-8b"), base_dir=tmp_path)
     assert mape(table) < 0.06
+
+
+def test_request_tables_are_checked_for_ok_words_and_duplicate_ids(tmp_path):
+    from simfactory.calibration.measurements import check_requests
+
+    t = import_results(FIXTURES / "guidellm_report.json", "guidellm")
+    words = t.assign(ok=["yes" if v else "no" for v in t["ok"]])
+    assert (check_requests(words)["ok"] == t["ok"]).all()  # "no" is False, not a truthy string
+    with pytest.raises(InputError, match=r"row 1.ok: expected true/false, got 'maybe'"):
+        check_requests(t.assign(ok=["maybe"] * len(t)), "r.csv")
+    with pytest.raises(InputError, match="appears more than once"):
+        check_requests(t.assign(request_id="same"), "r.csv")
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{"input_lens": 5, "output_lens": [1], "ttfts": [1], "itls": [[]]}', "input_lens: expected a list"),
+    ('{"input_lens": [1, 2], "output_lens": [1, 2], "ttfts": [1, 1], "itls": [[], []], "errors": [""]}',
+     "errors: expected a list of 2"),
+    ('{"input_lens": [1], "output_lens": ["abc"], "ttfts": [1], "itls": [[]]}', "output_lens[0]: expected a finite"),
+    ('{"input_lens": [1], "output_lens": [-10], "ttfts": [1], "itls": [[]]}', "output_lens[0]: must be >= 0"),
+    ('{"input_lens": [1], "output_lens": [3], "ttfts": [1], "itls": [[]], "start_times": ["x"]}', "start_times[0]"),
+])
+def test_malformed_vllm_bench_results_name_the_field(tmp_path, body, field):
+    (tmp_path / "r.json").write_text(body)
+    with pytest.raises(InputError, match=re.escape(field)):
+        import_results(tmp_path / "r.json", "vllm-bench")
+
+
+def test_an_unforeseen_shape_or_a_directory_is_still_one_input_error(tmp_path):
+    (tmp_path / "g.json").write_text('{"benchmarks": 5}')
+    with pytest.raises(InputError, match="not a guidellm results file"):
+        import_results(tmp_path / "g.json", "guidellm")
+    with pytest.raises(InputError, match="is a directory"):
+        import_results(tmp_path, "aiperf")

@@ -192,3 +192,17 @@ def test_mooncake_hash_ids_drive_the_prefix_cache(tmp_path):
     # room for two blocks: row 1's tail blocks are evicted first, its two head blocks stay and row 2 hits them;
     # row 2 then caches its own blocks tail first, leaving blocks 1 and 2 the most recent again
     assert cached_tokens_with_cache(tmp_path / "small", 1024) == [0, 2 * 512, 2 * 512]
+
+
+def test_non_finite_or_absurd_timestamps_are_bad_rows_and_unpaired_lengths_are_refused(tmp_path):
+    from simfactory.traces.parse import parse_trace
+
+    (tmp_path / "m.jsonl").write_text(
+        '{"timestamp": NaN, "input_length": 10, "output_length": 5}\n'
+        '{"timestamp": 5, "input_length": 10, "output_length": 5}\n'
+        '{"timestamp": 1e308, "input_length": 10, "output_length": 5}\n')
+    t = parse_trace(tmp_path / "m.jsonl", "mooncake")
+    assert len(t) == 1 and len(t.bad_rows) == 2 and "line 3" in t.bad_rows[1]
+    (tmp_path / "v.json").write_text('{"input_lens": [10, 20, 30], "output_lens": [5]}')
+    with pytest.raises(InputError, match="output_lens: has 1 entries, input_lens 3"):
+        parse_trace(tmp_path / "v.json", "vllm-bench")

@@ -35,12 +35,22 @@ FORMATS: tuple[str, ...] = ("vllm-bench", "aiperf", "genai-perf", "guidellm")
 CHARS_PER_TOKEN = 4.0  # same rule of thumb as the trace parsers
 
 
-def _load_json(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(str(path), "", "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise InputError(str(path), "", "is a directory; give the results file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(str(path), "", f"cannot read ({exc.__class__.__name__})") from None
+
+
+def _load_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
         raise InputError(str(path), "", f"not valid JSON ({exc})") from None
 
 
@@ -66,14 +76,24 @@ def vllm_bench(path: Path) -> pd.DataFrame:
     out = _need(doc, "output_lens", f, hint=hint)
     ttfts = _need(doc, "ttfts", f, hint=hint)
     itls = _need(doc, "itls", f, hint=hint)
+    if not isinstance(inp, list):
+        raise InputError(f, "input_lens", "expected a list (one entry per request)")
     n = len(inp)
     for key, arr in (("output_lens", out), ("ttfts", ttfts), ("itls", itls)):
         if not isinstance(arr, list) or len(arr) != n:
             raise InputError(f, key, f"expected a list of {n} entries (one per request, like input_lens)")
     errors = doc.get("errors") or [""] * n
+    if not isinstance(errors, list) or len(errors) != n:
+        raise InputError(f, "errors", f"expected a list of {n} entries (one per request, like input_lens)")
     starts = doc.get("start_times")
-    if starts is not None and len(starts) != n:
-        raise InputError(f, "start_times", f"expected {n} entries")
+    if starts is not None:
+        if not isinstance(starts, list) or len(starts) != n:
+            raise InputError(f, "start_times", f"expected a list of {n} entries")
+        starts = [_number(x, f, f"start_times[{i}]") for i, x in enumerate(starts)]
+    out = [None if x is None else _number(x, f, f"output_lens[{i}]") for i, x in enumerate(out)]
+    if any(x is not None and x < 0 for x in out):
+        raise InputError(f, f"output_lens[{next(i for i, x in enumerate(out) if x is not None and x < 0)}]",
+                         "must be >= 0")
     t0 = min(starts) if starts else 0.0
     rate = doc.get("request_rate")
     rate_f = float(rate) if isinstance(rate, (int, float)) and math.isfinite(rate) else float("nan")
@@ -104,10 +124,7 @@ def _metric(record: dict[str, Any], name: str, file: str, line: int) -> float | 
 
 def aiperf(path: Path) -> pd.DataFrame:
     f = str(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise InputError(f, "", "file not found") from None
+    lines = _read_text(path).splitlines()
     rows: list[dict[str, Any]] = []
     starts: list[float] = []
     for line, raw in enumerate(lines, start=1):
@@ -236,5 +253,12 @@ def import_results(path: str | Path, fmt: str) -> pd.DataFrame:
     p = Path(path)
     if fmt not in PARSERS:
         raise InputError("--format", "format", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-    frame = PARSERS[fmt](p).sort_values("send_s", kind="stable").reset_index(drop=True)
-    return check_requests(frame, str(p))
+    try:
+        frame = PARSERS[fmt](p)
+    except InputError:
+        raise
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+        # a shape the checks above did not foresee: still one line naming the file, never a traceback
+        raise InputError(str(p), "", f"not a {fmt} results file this importer understands "
+                                     f"({exc.__class__.__name__}: {exc})") from None
+    return check_requests(frame.sort_values("send_s", kind="stable").reset_index(drop=True), str(p))

@@ -73,10 +73,31 @@ def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:
     return frame
 
 
+TRUE_WORDS = {"true", "1", "yes", "y", "t", "1.0"}
+FALSE_WORDS = {"false", "0", "no", "n", "f", "0.0", ""}
+
+
+def _booleans(column: pd.Series, file: str) -> pd.Series:
+    """The `ok` column as booleans: bools, 0/1, or true/false/yes/no words (CSV round trips); anything else is
+    rejected naming the row (a string such as "no" is not silently True)."""
+    if column.dtype == bool:
+        return column
+    words = column.astype(str).str.strip().str.lower()
+    known = words.isin(TRUE_WORDS | FALSE_WORDS)
+    if not known.all():
+        row = int(np.flatnonzero(~known.to_numpy())[0])
+        raise InputError(file, f"row {row + 1}.ok", f"expected true/false, got {column.iloc[row]!r}")
+    return words.isin(TRUE_WORDS)
+
+
 def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFrame:
     """Validate a request table: required columns; latencies of successful requests finite and ordered."""
     _check(frame, REQUEST_COLUMNS, file, "a request table")
-    ok = frame[frame["ok"].astype(bool)]
+    frame = frame.assign(ok=_booleans(frame["ok"], file))
+    ids = frame["request_id"].astype(str)
+    if ids.duplicated().any():
+        raise InputError(file, f"request {ids[ids.duplicated()].iloc[0]}", "request_id appears more than once")
+    ok = frame[frame["ok"]]
     for col in ("input_tokens", "output_tokens", "ttft_s", "e2e_s", "send_s"):
         values = pd.to_numeric(ok[col], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))

@@ -11,7 +11,7 @@ import dataclasses
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,7 @@ from simfactory.calibration.measurements import check_requests
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
-from simfactory.config.profile import RooflineStepTime
+from simfactory.config.profile import DType, RooflineStepTime
 from simfactory.hardware.step_time import RooflineModel
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.outcomes import Outcome
@@ -57,6 +57,22 @@ class Deployment:
     replicas: int = 1
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        check_deployment_flags(self.dtype, self.tp, self.replicas)
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
+            raise InputError("--max-num-seqs", "", f"must be >= 1, got {self.max_num_seqs}")
+
+
+def check_deployment_flags(dtype: str, tp: int, replicas: int = 1) -> None:
+    """The flags that describe a deployment, checked as one line each (a typo is not a KeyError later)."""
+    dtypes = get_args(DType)
+    if dtype not in dtypes:
+        raise InputError("--dtype", "", f"unknown dtype {dtype!r} (choose from {', '.join(dtypes)})")
+    if tp < 1:
+        raise InputError("--tp", "", f"must be >= 1, got {tp}")
+    if replicas < 1:
+        raise InputError("--replicas", "", f"must be >= 1, got {replicas}")
 
 
 def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed: int) -> Scenario:

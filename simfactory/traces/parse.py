@@ -53,6 +53,17 @@ def _int(value: str, what: str) -> int:
     return int(x)
 
 
+MAX_ABS_TIMESTAMP_S = 1e11  # ~3,000 years of epoch seconds: beyond it a timestamp is a unit slip or garbage
+
+
+def _seconds(value: Any, what: str, scale: float = 1.0) -> float:
+    """A timestamp in seconds: finite and of a plausible size (NaN, Infinity or 1e308 make a row bad)."""
+    t = float(value) * scale
+    if not math.isfinite(t) or abs(t) > MAX_ABS_TIMESTAMP_S:
+        raise ValueError(f"{what} must be a finite time of plausible size, got {value!r}")
+    return t
+
+
 def parse_trace(path: str | Path, fmt: TraceFormat) -> Trace:
     p = Path(path)
     name = str(p)
@@ -120,9 +131,7 @@ def _burstgpt(name: str, text: str) -> Trace:
     times, inp, out, bad = [], [], [], []
     for line, row in enumerate(reader, start=2):
         try:
-            t = float(row["Timestamp"])
-            if not math.isfinite(t):
-                raise ValueError(f"Timestamp is not finite: {row['Timestamp']!r}")
+            t = _seconds(row["Timestamp"], "Timestamp")
             i, o = _int(row["Request tokens"], "Request tokens"), _int(row["Response tokens"], "Response tokens")
         except (ValueError, TypeError) as exc:
             bad.append(f"line {line}: {exc}")
@@ -138,7 +147,7 @@ def _mooncake(name: str, text: str) -> Trace:
             continue
         try:
             row = json.loads(raw)
-            t = float(row["timestamp"]) / 1000.0
+            t = _seconds(row["timestamp"], "timestamp", 1e-3)
             i, o = _int(str(row["input_length"]), "input_length"), _int(str(row["output_length"]), "output_length")
             h = [_int(str(x), "hash_ids entry") for x in row.get("hash_ids", [])]
         except (ValueError, TypeError, KeyError, json.JSONDecodeError) as exc:
@@ -182,6 +191,9 @@ def _vllm_bench(name: str, text: str) -> Trace:
               if not isinstance(data.get(f), list)]
     if errors:
         raise InputErrors(errors)
+    if len(data["input_lens"]) != len(data["output_lens"]):
+        raise InputError(name, "output_lens", f"has {len(data['output_lens'])} entries, input_lens "
+                                              f"{len(data['input_lens'])}: one pair per request")
     inp, out, bad = [], [], []
     for k, (i, o) in enumerate(zip(data["input_lens"], data["output_lens"])):
         try:
