@@ -161,3 +161,23 @@ def test_format_loc_drops_union_tags():
     data = {"traffic": {"arrival": {"process": "poisson", "rate_per_s": -1}}}
     assert format_loc(("traffic", "arrival", "poisson", "rate_per_s"), data) == "traffic.arrival.rate_per_s"
     assert format_loc(("pools", 0, "count"), {"pools": [{}]}) == "pools[0].count"
+
+
+def test_a_key_named_twice_is_refused_naming_its_line(tmp_path):
+    from simfactory.config.loader import read_yaml
+
+    (tmp_path / "s.yaml").write_text("name: x\nsim:\n  horizon_s: 10\n  horizon_s: 20\n")
+    with pytest.raises(InputError, match=r"s.yaml: line 4, column 3: invalid YAML: duplicate key 'horizon_s'"):
+        read_yaml(tmp_path / "s.yaml")
+    (tmp_path / "ok.yaml").write_text("base: &b {a: 1}\nuse:\n  <<: *b\n  c: 2\nlist: [{a: 1}, {a: 2}]\n")
+    assert read_yaml(tmp_path / "ok.yaml")["use"] == {"a": 1, "c": 2}  # merge keys and repeated keys in list items
+
+
+def test_a_clipped_lognormal_with_max_below_min_is_refused():
+    from pydantic import ValidationError
+
+    from simfactory.config.distributions import LogNormal
+
+    with pytest.raises(ValidationError, match=r"max \(10\) must be >= min \(500\)"):
+        LogNormal(median=100, sigma=1, min=500, max=10)
+    assert LogNormal(median=100, sigma=1, min=10, max=500).max == 500

@@ -96,6 +96,12 @@ class LogNormal(_Dist):
     min: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _ordered(self) -> "LogNormal":
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max:g}) must be >= min ({self.min:g})")
+        return self
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         x = rng.lognormal(math.log(self.median), self.sigma, n)
         if self.min is not None or self.max is not None:

@@ -19,7 +19,30 @@ M = TypeVar("M", bound=BaseModel)
 
 _reads: ContextVar[dict[str, str] | None] = ContextVar("simfactory_reads", default=None)
 # libyaml's safe loader when PyYAML was built with it (about 10x faster; the same documents and errors)
-SAFE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
+    """The safe loader, refusing a mapping that names a key twice: YAML itself keeps the last one silently, so
+    a second `horizon_s:` (or an injected `seed:`) would quietly win over the first."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: the base constructor reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+SAFE_LOADER: Any = UniqueKeyLoader
 
 
 @contextmanager
