@@ -286,7 +286,10 @@ def trace_fit_cmd(
     from simfactory.traces.parse import parse_trace
     from simfactory.traces.stats import fit_workload
 
+    from simfactory.report.writer import check_output_file
+
     with input_errors():
+        check_output_file(output, "--output")
         trace = parse_trace(file, _trace_format(fmt))  # type: ignore[arg-type]
     workload, arrival = fit_workload(trace, output.stem)
     text = yaml.safe_dump(workload, sort_keys=False)
@@ -295,6 +298,9 @@ def trace_fit_cmd(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
     out.print(f"wrote {output}" + (f"; arrival process {arrival}" if arrival else ""), highlight=False)
+    if arrival is None and trace.arrival_s is not None:
+        err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload only",
+                  highlight=False)
 
 
 @app.command()
@@ -411,6 +417,10 @@ def init(
             return value
         return typer.prompt(prompt, default=default) if ask else default
 
+    from simfactory.report.writer import check_output_file
+
+    with input_errors():
+        check_output_file(output, "--output")
     if output.exists() and not force:
         err.print(f"[red]error:[/red] {escape(str(output))}: exists (use --force to overwrite)")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -433,7 +443,13 @@ def init(
     draft.write_text(INIT_TEMPLATE.format(**values))
     try:
         with input_errors():
-            prepare(draft)
+            try:
+                prepare(draft)
+            except InputError as e:  # the draft is an implementation detail: name the file the user asked for
+                raise InputError(str(output) if e.file == str(draft) else e.file, e.field, e.reason) from None
+            except InputErrors as es:
+                raise InputErrors([InputError(str(output) if e.file == str(draft) else e.file, e.field, e.reason)
+                                   for e in es.errors]) from None
     except typer.Exit:
         draft.unlink(missing_ok=True)  # nothing half-written
         raise
@@ -521,6 +537,8 @@ def baseline_update(
     from simfactory.regress.tolerances import load_tolerances
 
     with input_errors():
+        if baseline_dir.exists() and not baseline_dir.is_dir():
+            raise InputError(str(baseline_dir), "--baseline-dir", "is a file; name a directory for the baselines")
         collected = _collect_all(sources, replications, seed)  # every source checked before any baseline is written
         for name, metrics, prov in collected:
             path = baseline_path(baseline_dir, name)

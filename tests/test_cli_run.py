@@ -219,3 +219,12 @@ def test_baselines_of_two_sources_with_one_name_are_refused_before_anything_is_w
     res = runner.invoke(app, ["baseline", "update", str(a), str(b), "--baseline-dir", str(tmp_path / "bl")])
     assert res.exit_code == 2 and "also the name of" in res.output
     assert not (tmp_path / "bl").exists()
+
+
+def test_init_names_the_file_asked_for_and_file_outputs_refuse_directories(tmp_path):
+    res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-99b", "-o", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and f"{tmp_path / 's.yaml'}: deployments[0].model: unknown model" in res.output
+    assert "draft" not in res.output and not list(tmp_path.iterdir())
+    (tmp_path / "d").mkdir()
+    res = runner.invoke(app, ["init", "--non-interactive", "--force", "-o", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "--output: is a directory" in res.output

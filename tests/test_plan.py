@@ -65,6 +65,10 @@ def test_min_replicas_bisection_counts():
     ("ttft<2s", "give a statistic"),
     ("latency_p99<2s", "unknown metric 'latency'"),
     ("ttft_p99=2s", "expected METRIC_STAT<VALUE"),
+    ("ttft_p99>2s", "a latency target is an upper bound"),
+    ("e2e_p95<0s", "a latency target is an upper bound above 0"),
+    ("slo_attainment>1.5", "attainment is a lower bound in [0, 1]"),
+    ("slo_attainment<0.9", "attainment is a lower bound"),
 ])
 def test_bad_slo_is_rejected(text, message):
     with pytest.raises(InputError) as e:

@@ -57,6 +57,12 @@ def parse_slo(text: str) -> list[SloTarget]:
             raise InputError("--slo", part.strip(), f"not a number: {value!r}") from None
         if not math.isfinite(v) or v < 0:
             raise InputError("--slo", part.strip(), "the target must be a finite number >= 0")
+        upper = op.startswith("<")
+        if metric in LATENCY and (not upper or v == 0):
+            raise InputError("--slo", part.strip(), "a latency target is an upper bound above 0 (e.g. ttft_p99<2s): "
+                                                   "more capacity can only lower latency")
+        if metric == "slo_attainment" and (upper or v > 1):
+            raise InputError("--slo", part.strip(), "attainment is a lower bound in [0, 1] (e.g. slo_attainment>0.99)")
         out.append(SloTarget(metric, stat, "<" if op.startswith("<") else ">", v / 1000 if unit == "ms" else v))
     return out
 

@@ -47,7 +47,7 @@ def fit_workload(trace: Trace, name: str) -> tuple[dict[str, Any], dict[str, Any
     def lognormal(v: np.ndarray) -> dict[str, Any]:
         logs = np.log(np.maximum(v, 1))
         return {"kind": "lognormal", "median": float(math.exp(logs.mean())), "sigma": float(logs.std()),
-                "min": float(v.min()), "max": float(v.max())}
+                "min": float(max(v.min(), 1)), "max": float(max(v.max(), 1))}  # a request has >= 1 token
 
     workload = {
         "kind": "requests",
