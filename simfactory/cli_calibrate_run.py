@@ -28,6 +28,27 @@ def _context(sku: str, model: str) -> tuple[Any, Any]:
     return models[model], profile
 
 
+FIT_KINDS = ("linear", "roofline", "best")
+
+
+def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None = None) -> None:
+    """--fit, --max-heldout-mape and --engine, each refused in one line when it could not mean anything."""
+    import math
+
+    if fit_model not in FIT_KINDS:
+        raise InputError("--fit", "", f"unknown fit {fit_model!r} (choose from {', '.join(FIT_KINDS)})")
+    if not (math.isfinite(max_heldout_mape) and max_heldout_mape > 0):
+        raise InputError("--max-heldout-mape", "", f"must be a finite fraction > 0 (0.10 = 10%), got {max_heldout_mape}")
+    if engine is not None:
+        from simfactory.paths import PROFILES_DIR
+        from simfactory.resolve import load_engines, search_dirs
+
+        engines = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR))
+        if engine not in engines:
+            raise InputError("--engine", "", f"unknown engine {engine!r}: a scenario could not use the profile "
+                                             f"(engines: {', '.join(sorted(engines))})")
+
+
 @contextmanager
 def _fails_with(code: int, *errors: type[Exception]) -> Iterator[None]:
     """These errors end the command with one red line and `code`, not a traceback."""
@@ -120,6 +141,7 @@ def register(app: typer.Typer) -> None:
 
         with input_errors():
             check_deployment_flags(dtype, tp)
+            _check_fit_flags(fit_model, max_heldout_mape)
         if dry_run:
             _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
             return
@@ -200,6 +222,7 @@ def register(app: typer.Typer) -> None:
 
         with input_errors():
             check_deployment_flags(dtype, tp, replicas)
+            _check_fit_flags(fit_model, max_heldout_mape, engine)
             table = read_table(measurements)
             arch, profile = _context(sku, model)
         prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])

@@ -334,3 +334,35 @@ def test_design_gpu_time_estimate_and_dry_run():
     assert res.exit_code == 0 and "step shapes" in res.output and "estimated GPU busy time" in res.output
     res = CliRunner().invoke(calibrate_cli(), ["run", "--dry-run", "--model", "llama-3.1-8b"])
     assert res.exit_code == 2 and "--dry-run needs --sku" in res.output
+
+
+def test_a_torch_eager_profile_is_usable_by_a_scenario_on_that_engine(tmp_path):
+    """The torch backend writes `engine: torch-eager`; a deployment naming that engine (a shipped preset) runs on
+    the measured step time."""
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=0), repetitions=6, warmup=0)
+    publish(steps, sku="h100-sxm", model="llama-3.1-8b", engine="torch-eager", dtype="bf16", tp=1,
+            profiles_dir=tmp_path / "hardware_profiles", provenance={"gpu": "test"}, kind="linear")
+    scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    for d in scenario["deployments"]:
+        d["engine"] = "torch-eager"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
+    from simfactory.api import prepare
+
+    rs = prepare(tmp_path / "s.yaml")
+    assert all(d.step_time_source.startswith("measured") for d in rs.deployments)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--fit", "magic"], "error: --fit: unknown fit 'magic'"),
+    (["--max-heldout-mape", "-1"], "error: --max-heldout-mape: must be a finite fraction > 0"),
+    (["--max-heldout-mape", "nan"], "error: --max-heldout-mape: must be a finite fraction > 0"),
+    (["--engine", "xyz"], "error: --engine: unknown engine 'xyz'"),
+    (["--tp", "0"], "error: --tp: must be >= 1"),
+    (["--dtype", "bf17"], "error: --dtype: unknown dtype 'bf17'"),
+])
+def test_fit_flags_that_cannot_mean_anything_are_one_line_errors(tmp_path, flags, message):
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    res = CliRunner().invoke(calibrate_cli(), ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model",
+                                               "llama-3.1-8b", "--profiles-dir", str(tmp_path / "hp"), *flags])
+    assert res.exit_code == 2 and message in res.output and not (tmp_path / "hp").exists()
