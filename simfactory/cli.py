@@ -514,6 +514,13 @@ def regress(
         for name, metrics, _ in _collect_all(sources, replications, seed):
             base = read_baseline(baseline_path(baseline_dir, name))
             diffs += diff_metrics(name, base["metrics"], by_metric(metrics), tol)
+    import fnmatch
+
+    names = {d.metric for d in diffs}
+    for pattern in tol.rules:  # a rule that matches nothing is most likely a typo that silently disables it
+        if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+            err.print(f"warning: {tolerances}: rules.{pattern}: matches no metric of these sources", highlight=False,
+                      soft_wrap=True)
     if report_dir is not None:
         write_reports(diffs, report_dir)
     out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)
@@ -644,7 +651,8 @@ def _ms(x: Any) -> str:
 
 def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     w = s["window"]
-    t = Table(title=f"{s['scenario']}: latency of {w['measured_requests']:,} measured requests (ms)")
+    done = s["latency_s"]["e2e"].get("count") or 0
+    t = Table(title=f"{s['scenario']}: latency of {done:,} completed of {w['measured_requests']:,} measured requests (ms)")
     for col in ("metric", "mean", "p50", "p90", "p95", "p99"):
         t.add_column(col, justify="right" if col != "metric" else "left")
     for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"), ("queue", "queueing")):
@@ -660,6 +668,11 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         f"throughput {tp['requests_per_s']:.2f} req/s, {tp['output_tokens_per_s']:,.0f} output tok/s | outcomes: {oc}",
         highlight=False,
     )
+    offered = tp.get("offered_requests_per_s") or 0.0
+    if offered and tp["requests_per_s"] < 0.9 * offered:
+        err.print(f"warning: the fleet completed {tp['requests_per_s'] / offered:.0%} of the offered load in the window "
+                  f"({tp['requests_per_s']:.2f} of {offered:.2f} req/s): overloaded or shedding; queues grow, so latency "
+                  "depends on the horizon", highlight=False)
     busy = [r["busy_frac"] for r in s["replicas"] if r["busy_frac"] is not None]
     if busy:
         out.print(f"replica busy fraction: mean {sum(busy) / len(busy):.2f}, max {max(busy):.2f}", highlight=False)

@@ -129,3 +129,14 @@ def test_statistical_mode_ignores_seed_noise_but_flags_a_real_shift(tmp_path):
     make_case(tmp_path, overhead_s=0.011, seed=1)
     shifted = invoke("regress", scenario, "--baseline-dir", base, "--replications", 5, "--seed", 100, "--tolerances", tol)
     assert shifted.exit_code == 1 and "latency_s.tpot.mean" in shifted.output
+
+
+def test_a_tolerance_rule_matching_no_metric_is_reported(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    invoke("baseline", "update", scenario, "--baseline-dir", base)
+    tol = tmp_path / "tol.yaml"
+    tol.write_text(yaml.safe_dump({"rules": {"latency_s.ttft.*": "5%", "latncy_s.e2e.*": "5%"}}))
+    res = invoke("regress", scenario, "--baseline-dir", base, "--tolerances", tol)
+    assert res.exit_code == 0
+    assert "rules.latncy_s.e2e.*: matches no metric" in res.output and "rules.latency_s.ttft" not in res.output

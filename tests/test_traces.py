@@ -206,3 +206,13 @@ def test_non_finite_or_absurd_timestamps_are_bad_rows_and_unpaired_lengths_are_r
     (tmp_path / "v.json").write_text('{"input_lens": [10, 20, 30], "output_lens": [5]}')
     with pytest.raises(InputError, match="output_lens: has 1 entries, input_lens 3"):
         parse_trace(tmp_path / "v.json", "vllm-bench")
+
+
+def test_a_csv_saved_with_a_byte_order_mark_reads_like_one_without(tmp_path):
+    from simfactory.traces.parse import parse_trace
+
+    body = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n"
+    (tmp_path / "plain.csv").write_text(body, encoding="utf-8")
+    (tmp_path / "excel.csv").write_text(body, encoding="utf-8-sig")  # what Excel writes
+    a, b = parse_trace(tmp_path / "plain.csv", "azure"), parse_trace(tmp_path / "excel.csv", "azure")
+    assert len(a) == len(b) == 2 and (a.input_tokens == b.input_tokens).all()

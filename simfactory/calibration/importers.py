@@ -37,7 +37,7 @@ CHARS_PER_TOKEN = 4.0  # same rule of thumb as the trace parsers
 
 def _read_text(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(str(path), "", "file not found") from None
     except IsADirectoryError:

@@ -131,6 +131,6 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not p.is_file():
         raise InputError(str(p), "", "no such file")
     try:
-        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p)
+        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, encoding="utf-8-sig")
     except Exception as exc:  # pandas raises many parser types; the user needs the file and the reason
         raise InputError(str(p), "", f"cannot read table: {exc}") from exc

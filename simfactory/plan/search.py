@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +38,8 @@ class PlanSpace(_Strict):
 
     deployment: str | None = Field(default=None, description="the deployment to size (default: the first)")
     candidates: list[Candidate] = Field(default_factory=list)
-    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict, description="dotted scenario path -> values to try (at least one each)")
     max_replicas: int = Field(default=256, ge=1, le=100_000)
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 from simfactory.errors import InputError
@@ -66,8 +67,10 @@ def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
             m.tasks.to_csv(tmp / "tasks.csv", index=False)
         m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
         m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
-        plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
-        plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
+        with warnings.catch_warnings():  # an empty run plots empty axes: matplotlib's notes about that are noise
+            warnings.simplefilter("ignore")
+            plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
+            plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
         (tmp / "summary.md").write_text(render(m, plot_files))
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))

@@ -68,7 +68,7 @@ def parse_trace(path: str | Path, fmt: TraceFormat) -> Trace:
     p = Path(path)
     name = str(p)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise InputError(name, "", "trace file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
