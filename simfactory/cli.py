@@ -84,6 +84,7 @@ def validate(scenario: ScenarioArg = None) -> None:
             f"KV {d.kv_capacity_tokens:,} tokens/replica, step time: {d.step_time_source}",
             highlight=False,
         )
+    _print_warnings(rs.warnings)
 
 
 @app.command()

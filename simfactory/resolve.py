@@ -546,7 +546,15 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment or route"))
             continue
         inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
-        classes.append(ResolvedClass(len(classes), c, target_of(c.target), input_tokens=inp, output_tokens=out, **extras))
+        target = target_of(c.target)
+        classes.append(ResolvedClass(len(classes), c, target, input_tokens=inp, output_tokens=out, **extras))
+        if target is not None and target.kind == "deployment":
+            dep = deployments[target.index]
+            mean_tokens = inp.mean() + out.mean()
+            if mean_tokens > dep.kv_capacity_tokens:
+                warnings.append(f"{fname}: {at}: its requests average {mean_tokens:,.0f} tokens but deployment "
+                                f"{dep.config.name!r} holds {dep.kv_capacity_tokens:,} KV tokens per replica: most will "
+                                "end rejected_too_long")
 
     tools = {t.name for c in classes if c.agent is not None for t in c.agent.tools}
     for i, b in enumerate(scenario.faults.tool_brownouts):

@@ -181,3 +181,11 @@ def test_a_clipped_lognormal_with_max_below_min_is_refused():
     with pytest.raises(ValidationError, match=r"max \(10\) must be >= min \(500\)"):
         LogNormal(median=100, sigma=1, min=500, max=10)
     assert LogNormal(median=100, sigma=1, min=10, max=500).max == 500
+
+
+def test_validate_warns_when_requests_cannot_fit_the_kv_cache(tmp_path):
+    doc = yaml.safe_load(DEFAULT_SCENARIO.read_text())
+    doc["deployments"][0]["kv_cache_tokens"] = 16
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    res = CliRunner().invoke(app, ["validate", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 0 and "holds 16 KV tokens per replica: most will end rejected_too_long" in res.output
