@@ -89,6 +89,8 @@ def service_summary(lr: pd.DataFrame, rs: ResolvedScenario, window_s: float, sta
         "logical_requests": int(len(m)),
         "slo_attainment": float(m["slo_met"].mean()) if len(m) else None,
         "goodput_per_s": float(m["slo_met"].sum()) / window_s,
+        # without latency targets (service_classes[].slo) "meeting the SLO" means only "answered"
+        "slo_targets_defined": any(bool(c.slo.model_dump(exclude_none=True)) for c in sc.service_classes),
     }
     if sc.service_classes:
         out["service_classes"] = {}

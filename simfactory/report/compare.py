@@ -114,6 +114,13 @@ def recommendation(summaries: list[dict[str, Any]], names: list[str]) -> str:
         return _get(s, "cost", "usd_per_request"), "request"
 
     ok = [(n, s) for n, s in zip(names, summaries) if (_get(s, "service", "slo_attainment") or 0.0) >= SLO_TARGET]
+    if ok and not any(_get(s, "service", "slo_targets_defined") for _, s in ok):
+        return _recommend(ok, unit_cost) + (" None of these runs sets latency targets (service_classes[].slo): "
+                                             "meeting the SLO means only being answered.")
+    return _recommend(ok, unit_cost)
+
+
+def _recommend(ok: list[tuple[str, dict[str, Any]]], unit_cost: Any) -> str:
     if not ok:
         return f"No run meets its SLOs (at least {SLO_TARGET:.0%} of requests within target)."
     costs = [(unit_cost(s), n) for n, s in ok]
