@@ -35,10 +35,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_REPLICAS = 100_000  # one simulated engine each: beyond this a run would not finish (a typo, not a fleet)
+MAX_ACCELERATORS = 10_000_000
+
+
 class Pool(_Strict):
     name: Name
     sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
-    count: PositiveInt = Field(description="number of accelerators in the pool")
+    count: PositiveInt = Field(le=MAX_ACCELERATORS, description="number of accelerators in the pool")
     location: Literal["cloud", "on_prem"]
     region: Name = Field(default="default", description="where the pool is (network latency and egress; price lookup)")
     provider: str | None = Field(
@@ -117,7 +121,7 @@ class Deployment(_Strict):
     name: Name
     model: str = Field(description="model id from hardware_profiles/models.yaml")
     pool: str
-    replicas: PositiveInt
+    replicas: PositiveInt = Field(le=MAX_REPLICAS, description="model replicas (each its own engine in the simulation)")
     tp: PositiveInt = Field(default=1, description="tensor parallel degree")
     pp: PositiveInt = Field(
         default=1, description="pipeline stages: a replica uses tp x pp devices and keeps pp micro-batches in flight"
