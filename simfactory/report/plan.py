@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from simfactory.plan.search import PlanResult, pareto_front  # noqa: E402
-from simfactory.report.finance import frame_markdown  # noqa: E402
+from simfactory.report.finance import frame_markdown, save_chart  # noqa: E402
 
 
 def evaluations_frame(result: PlanResult) -> pd.DataFrame:
@@ -55,15 +55,6 @@ def summary_line(result: PlanResult) -> str:
     return line + "."
 
 
-def _save(fig: Any, ax: Any, path: Path) -> Path:
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ranked, evals = ranked_frame(result), evaluations_frame(result)
@@ -96,7 +87,7 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
         ax.set_ylabel(f"{key} (s, mean over replications)")
         ax.set_yscale("log")
         ax.set_title(f"Cost vs {key} at {result.target_rate_per_s:g}/s")
-        paths.append(_save(fig, ax, out_dir / "pareto.png"))
+        paths.append(save_chart(fig, ax, out_dir / "pareto.png"))
     if result.load_curve:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         rates = [e.rate_per_s for e in result.load_curve]
@@ -112,7 +103,7 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
         ax.set_ylabel("SLO metric")
         ax.set_yscale("log")
         ax.set_title(f"{result.chosen.candidate if result.chosen else ''}: SLO metrics vs load")
-        paths.append(_save(fig, ax, out_dir / "slo_vs_load.png"))
+        paths.append(save_chart(fig, ax, out_dir / "slo_vs_load.png"))
     md = ["# simfactory plan", "", summary_line(result), "", "## Candidates (cheapest first)", "",
           *frame_markdown(ranked), "", "## Every simulated point", "", *frame_markdown(evals), ""]
     if key:
