@@ -47,7 +47,12 @@ def _print_comparison(table: Any, out: Any) -> None:
         t.add_row(str(r.rate_rps), r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
                   "n/a" if r.error != r.error else f"{r.error:+.1%}", str(r.requests))
     out.print(t)
-    out.print(f"mean absolute error over {len(table)} comparisons: {mape(table):.1%}", highlight=False)
+    error = mape(table)
+    if error == error:
+        out.print(f"mean absolute error over {len(table)} comparisons: {error:.1%}", highlight=False)
+    else:
+        out.print("no comparison has a simulated value: the simulated requests did not complete (are they longer "
+                  "than the deployment's KV cache holds?)", highlight=False)
 
 
 def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: Any, err: Any) -> None:
@@ -177,6 +182,8 @@ def validate_cmd(
 
     with input_errors():
         measured = check_requests(read_table(requests_file), str(requests_file))
+        if not measured["ok"].any():
+            raise InputError(str(requests_file), "ok", "no successful request to compare (every row has ok false)")
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
         _validate_and_write(measured, dep, out_dir, seed, out, err)
 

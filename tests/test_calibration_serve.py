@@ -293,3 +293,11 @@ def test_an_unforeseen_shape_or_a_directory_is_still_one_input_error(tmp_path):
         import_results(tmp_path / "g.json", "guidellm")
     with pytest.raises(InputError, match="is a directory"):
         import_results(tmp_path, "aiperf")
+
+
+def test_validate_on_a_table_without_successes_names_the_file(tmp_path):
+    t = import_results(FIXTURES / "guidellm_report.json", "guidellm")
+    t.assign(ok=False).to_csv(tmp_path / "r.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm", "--model",
+                                   "llama-3.1-8b", "--out", str(tmp_path / "v")])
+    assert res.exit_code == 2 and f"{tmp_path / 'r.csv'}: ok: no successful request" in res.output

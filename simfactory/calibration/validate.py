@@ -204,4 +204,6 @@ def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Pa
 
 def mape(table: pd.DataFrame) -> float:
     """Mean absolute error over every comparison row (the headline figure)."""
-    return float(np.nanmean(np.abs(table["error"].to_numpy(dtype=float))))
+    errors = np.abs(table["error"].to_numpy(dtype=float))
+    errors = errors[np.isfinite(errors)]
+    return float(errors.mean()) if len(errors) else float("nan")  # NaN: nothing was comparable
