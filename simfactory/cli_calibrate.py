@@ -98,6 +98,7 @@ def serve_cmd(
     Example: simfactory calibrate serve --url http://localhost:8000 --served-model meta-llama/Llama-3.1-8B-Instruct --sku h100-sxm --model llama-3.1-8b
     """
     from simfactory.calibration.client import Endpoint, PlannedRequest, measure_endpoint
+    from simfactory.calibration.measurements import check_requests
     from simfactory.cli import err, input_errors, out
 
     with input_errors():
@@ -107,6 +108,8 @@ def serve_cmd(
             raise InputError("--rates", "rates", f"expected comma-separated numbers, got {rates!r}") from None
         if not rate_list or any(r <= 0 for r in rate_list):
             raise InputError("--rates", "rates", "rates must be positive")
+        if len(set(rate_list)) != len(rate_list):
+            raise InputError("--rates", "rates", f"each rate once: {rates!r} repeats one (blocks are told apart by rate)")
         schedule = None
         if trace is not None:
             from simfactory.traces.parse import parse_trace
@@ -121,7 +124,9 @@ def serve_cmd(
     measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule)
     out_dir.mkdir(parents=True, exist_ok=True)
     measured.to_csv(out_dir / "requests.csv", index=False)
-    failed = measured[~measured["ok"].astype(bool)]
+    with input_errors():
+        measured = check_requests(measured, str(out_dir / "requests.csv"))
+    failed = measured[~measured["ok"]]
     if len(failed) == len(measured):
         reason = str(failed["error"].iloc[0])
         err.print(f"[red]error:[/red] {url}: every request failed (first: {reason}); is the server up and is "

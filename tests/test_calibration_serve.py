@@ -83,6 +83,16 @@ def test_client_recovers_the_servers_scripted_delays(server, chat):
     assert table["send_s"].is_monotonic_increasing or table["send_s"].sort_values().is_monotonic_increasing
 
 
+def test_blocks_get_distinct_request_ids_and_repeated_rates_are_refused(server, tmp_path):
+    from simfactory.calibration.measurements import check_requests
+
+    table = measure_endpoint(Endpoint(url=server, model="m"), [40.0, 50.0], 3, 16, 4, seed=0)
+    assert check_requests(table)["request_id"].is_unique and len(table) == 6
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", server, "--served-model", "m", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--rates", "2,2", "--out", str(tmp_path / "d")])
+    assert res.exit_code == 2 and "each rate once" in res.output
+
+
 def test_failed_requests_are_rows_not_gaps(server):
     table = measure_endpoint(Endpoint(url=server, model="broken"), [50.0], 3, 16, 4, seed=0)
     assert len(table) == 3 and not table["ok"].any()

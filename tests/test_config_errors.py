@@ -171,6 +171,8 @@ def test_a_key_named_twice_is_refused_naming_its_line(tmp_path):
         read_yaml(tmp_path / "s.yaml")
     (tmp_path / "ok.yaml").write_text("base: &b {a: 1}\nuse:\n  <<: *b\n  c: 2\nlist: [{a: 1}, {a: 2}]\n")
     assert read_yaml(tmp_path / "ok.yaml")["use"] == {"a": 1, "c": 2}  # merge keys and repeated keys in list items
+    (tmp_path / "nested.yaml").write_text("defaults: &a {x: 1}\nd:\n  - opts: &b {<<: *a, x: 2}\ntop: {<<: *b, y: 1}\n")
+    assert read_yaml(tmp_path / "nested.yaml") == yaml.safe_load((tmp_path / "nested.yaml").read_text())
 
 
 def test_a_clipped_lognormal_with_max_below_min_is_refused():

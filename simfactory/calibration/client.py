@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.measurements import check_requests, request_row
+from simfactory.calibration.measurements import request_row
 
 WORDS_PER_TOKEN = 0.75  # English text: about 3/4 of a word per token (OpenAI tokenizer guidance)
 
@@ -122,8 +122,9 @@ async def send_one(client: httpx.AsyncClient, ep: Endpoint, req: PlannedRequest,
 
 
 async def run_schedule(ep: Endpoint, plan: list[PlannedRequest], rate: float, concurrency: int | None,
-                       first_salt: int = 0) -> list[dict[str, Any]]:
-    """Send each planned request at its time (open loop), at most `concurrency` in flight; wait for all."""
+                       first_salt: int = 0, block: int = 0) -> list[dict[str, Any]]:
+    """Send each planned request at its time (open loop), at most `concurrency` in flight; wait for all. Request
+    ids are block-rate-index, unique across the blocks of one measurement."""
     limits = httpx.Limits(max_connections=concurrency or 1000, max_keepalive_connections=concurrency or 1000)
     gate = asyncio.Semaphore(concurrency) if concurrency else None
     async with httpx.AsyncClient(limits=limits, timeout=ep.timeout_s) as client:
@@ -134,9 +135,9 @@ async def run_schedule(ep: Endpoint, plan: list[PlannedRequest], rate: float, co
             if delay > 0:
                 await asyncio.sleep(delay)
             if gate is None:
-                return await send_one(client, ep, req, first_salt + i, t0, f"{rate:g}-{i}", rate)
+                return await send_one(client, ep, req, first_salt + i, t0, f"{block}-{rate:g}-{i}", rate)
             async with gate:
-                return await send_one(client, ep, req, first_salt + i, t0, f"{rate:g}-{i}", rate)
+                return await send_one(client, ep, req, first_salt + i, t0, f"{block}-{rate:g}-{i}", rate)
 
         return list(await asyncio.gather(*(fire(i, r) for i, r in enumerate(plan))))
 
@@ -153,5 +154,5 @@ def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, i
                   for k, r in enumerate(rates)]
     rows: list[dict[str, Any]] = []
     for k, (rate, plan) in enumerate(blocks):
-        rows += asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000))
-    return check_requests(pd.DataFrame(rows), ep.url)
+        rows += asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k))
+    return pd.DataFrame(rows)  # raw: the caller saves it before checking (a measurement is never lost)

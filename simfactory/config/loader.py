@@ -24,22 +24,26 @@ _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class UniqueKeyLoader(_BASE_LOADER):  # type: ignore[misc, valid-type]
     """The safe loader, refusing a mapping that names a key twice: YAML itself keeps the last one silently, so
-    a second `horizon_s:` (or an injected `seed:`) would quietly win over the first."""
+    a second `horizon_s:` (or an injected `seed:`) would quietly win over the first. Each mapping's own keys are
+    checked once, before merge keys (`<<: *anchor`) are flattened into it (flattening rewrites the node)."""
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=deep)
-            try:
-                duplicate = key in seen
-            except TypeError:  # an unhashable key: the base constructor reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+    def flatten_mapping(self, node: Any) -> None:
+        checked = self.__dict__.setdefault("_own_keys_checked", set())
+        if id(node) not in checked:
+            checked.add(id(node))
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the base constructor reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+                seen.add(key)
+        super().flatten_mapping(node)
 
 
 SAFE_LOADER: Any = UniqueKeyLoader
