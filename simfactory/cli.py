@@ -197,7 +197,9 @@ def compare(
         raise typer.Exit(EXIT_INPUT_ERROR)
     with input_errors():
         resolved = [prepare(p) for p in scenarios]
-        check_output_dir(out_dir, marker="compare.md")
+        check_output_dir(out_dir, kind="compare")
+        for i, rs in enumerate(resolved):  # each run folder too, before anything is simulated
+            check_output_dir(out_dir / f"{i + 1}-{rs.scenario.name}")
     summaries = []
     for i, rs in enumerate(resolved):
         with _progress(False, f"simulating {rs.scenario.name}") as progress:

@@ -91,10 +91,13 @@ def test_same_seed_same_outputs_different_seed_different(tmp_path):
 
 def test_rerun_replaces_the_output_directory(tmp_path):
     _run(tmp_path, "x", "--seed", "1")
-    (tmp_path / "x" / "stale.txt").write_text("old")
+    (tmp_path / "x" / "tasks.csv").write_text("old")  # an output this run does not write: stale, removed
     _run(tmp_path, "x", "--seed", "2")
-    assert not (tmp_path / "x" / "stale.txt").exists()
+    assert not (tmp_path / "x" / "tasks.csv").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temp dirs left behind
+    (tmp_path / "x" / "notes.txt").write_text("mine")  # not an output: the rerun is refused, the file kept
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "x"), "--no-plots", "--quiet"])
+    assert res.exit_code == 2 and "notes.txt" in res.output and (tmp_path / "x" / "notes.txt").exists()
 
 
 def test_help_lists_commands():
@@ -115,6 +118,17 @@ def test_compare_runs_scenarios_side_by_side(tmp_path):
     assert "| prefix cache hit ratio |" in (tmp_path / "compare.md").read_text()
     bad = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-on.yaml")])
     assert bad.exit_code == 2
+    # the folder of an interrupted compare (run folders, no compare.md yet) takes a rerun; a foreign file does not
+    for f in tmp_path.glob("compare.*"):
+        f.unlink()
+    (tmp_path / "1-cache-off" / "mine.txt").write_text("x")
+    res = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-off.yaml"), str(SCENARIOS_DIR / "cache-on.yaml"),
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 2 and "mine.txt" in res.output
+    (tmp_path / "1-cache-off" / "mine.txt").unlink()
+    res = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-off.yaml"), str(SCENARIOS_DIR / "cache-on.yaml"),
+                              "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
 
 
 def test_format_json_prints_only_the_summary(tmp_path):
@@ -196,6 +210,8 @@ def test_an_output_path_holding_other_files_is_refused_and_left_alone(tmp_path, 
         assert res.exit_code == 2 and "--out" in res.output, res.output
     monkeypatch.chdir(mine)
     res = runner.invoke(app, ["run", "--out", ".", "--no-plots", "--quiet"])
+    assert res.exit_code == 2 and "working directory" in res.output
+    res = runner.invoke(app, ["run", "--out", "..", "--no-plots", "--quiet"])
     assert res.exit_code == 2 and "working directory" in res.output
     res = runner.invoke(app, ["run", "--out", "r", "--trace", "sub", "--no-plots", "--quiet"])
     assert res.exit_code == 2 and "sub: --trace: is a directory" in res.output and not (mine / "r").exists()

@@ -192,9 +192,9 @@ def test_run_unit_costs_add_up():
     completed = s["throughput"]["requests_per_s"] * (window_h * 3600)
     assert c["usd_per_hour"] == pytest.approx(sum(p["usd_per_hour"] for p in c["pools"]))
     assert c["usd_per_hour"] == pytest.approx(sum(sum(p["breakdown_usd_per_hour"].values()) for p in c["pools"]))
-    assert ue["usd_per_1m_tokens"] * (in_tokens + out_tokens) / 1e6 == pytest.approx(ue["window_usd"])
-    assert ue["usd_per_request"] * completed == pytest.approx(ue["window_usd"])
-    assert ue["window_usd"] == pytest.approx(c["usd_per_hour"] * window_h)
+    assert ue["usd_per_1m_tokens"] * (in_tokens + out_tokens) / 1e6 == pytest.approx(ue["serving_window_usd"])
+    assert ue["usd_per_request"] * completed == pytest.approx(ue["serving_window_usd"])
+    assert ue["serving_window_usd"] == pytest.approx(c["usd_per_hour"] * window_h)
     # default: 4 cloud H100 at the profile's on-demand price
     assert c["pools"][0]["location"] == "cloud"
     price = next(a["value"] for a in s["finance"]["assumptions"] if "cloud price" in a["name"])
@@ -240,7 +240,7 @@ def test_inference_unit_costs_exclude_accelerators_held_by_dedicated_training():
     ue, c = s["finance"]["unit_economics"], s["cost"]
     assert ue["serving_usd_per_hour"] == pytest.approx(ue["fleet_usd_per_hour"] * 8 / 136)
     window_h = (s["window"]["horizon_s"] - s["window"]["warmup_s"]) / 3600
-    assert ue["window_usd"] == pytest.approx(ue["serving_usd_per_hour"] * window_h)
+    assert ue["serving_window_usd"] == pytest.approx(ue["serving_usd_per_hour"] * window_h)
     assert c["usd_per_hour"] == pytest.approx(ue["fleet_usd_per_hour"])  # the whole fleet is still reported
     assert c["serving_usd_per_hour"] == pytest.approx(ue["serving_usd_per_hour"])
     assert ue["usd_per_1m_output_tokens_all_in"] == pytest.approx(c["usd_per_1m_output_tokens"])
@@ -251,7 +251,7 @@ def test_per_request_cost_counts_requests_as_callers_see_them():
     s = _shipped_summary("routing-tiered")
     ue = s["finance"]["unit_economics"]
     attempts = s["throughput"]["requests_per_s"] * (s["window"]["horizon_s"] - s["window"]["warmup_s"])
-    answered = ue["window_usd"] / ue["usd_per_request"]
+    answered = ue["serving_window_usd"] / ue["usd_per_request"]
     assert answered == pytest.approx(round(answered))  # a whole number of requests
     assert answered < attempts - 10  # escalations were folded in
     assert s["cost"]["usd_per_request"] == pytest.approx(ue["usd_per_request"])
@@ -311,3 +311,42 @@ def test_break_even_is_set_against_the_load_not_the_busy_fraction():
     assert pool["load_fraction"] == pytest.approx(demand / pool["accelerators"])
     assert pool["utilization"] > 0.95 and pool["load_fraction"] < 0.5
     assert s["finance"]["unit_economics"]["fleet_load_fraction"] == pytest.approx(pool["load_fraction"])
+
+
+def test_dedicated_training_is_load_and_is_not_charged_to_agent_tasks(tmp_path):
+    """coding-agent on 8 of 16 cloud H100s, the other 8 held by a dedicated fine-tune: the pool's load counts the
+    training accelerators; the per-task cost (tasks block) and the unit economics both leave their cost out."""
+    from simfactory.api import run
+    from simfactory.paths import SCENARIOS_DIR
+
+    doc = yaml.safe_load((SCENARIOS_DIR / "coding-agent.yaml").read_text())
+    doc["pools"][0]["count"] = 16
+    doc["training"] = [{"name": "ft", "pool": "h100-cloud", "accelerators": 8, "priority": "dedicated",
+                        "work_hours": 12, "node_mtbf_h": 6300, "checkpoint_interval_h": 1, "checkpoint_cost_s": 10,
+                        "restart_s": 300}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    s = run(str(tmp_path / "s.yaml"), seed=1).summary
+    pool = s["finance"]["tco"]["pools"][0]
+    demand = s["finance"]["hybrid"]["h100-cloud"]["owned"]["demand_mean_accels"]
+    assert pool["load_fraction"] == pytest.approx((demand + 8) / 16)
+    ue = s["finance"]["unit_economics"]
+    per_task = s["tasks"]["coding"]["cost_usd"]["per_successful_task_fully_loaded"]
+    assert per_task == pytest.approx(ue["usd_per_successful_task"], rel=1e-6)
+    assert ue["serving_usd_per_hour"] == pytest.approx(ue["fleet_usd_per_hour"] / 2)
+
+
+def test_a_scenarios_own_residual_value_means_book_value_in_the_tco():
+    from simfactory.config.scenario import Scenario
+    from simfactory.cost.fleet import fleet_costs
+    from simfactory.resolve import resolve
+
+    doc = scenario_doc()
+    doc["pools"][0].update({"location": "on_prem", "sku": "h100-sxm"})
+    for k in ("provider", "pricing"):
+        doc["pools"][0].pop(k, None)
+    x = fleet_costs(resolve(validate(Scenario, doc, "s.yaml"), "s.yaml"), {})[0].on_prem
+    assert x.resale_months  # the price book's market curve
+    doc["pools"][0]["on_prem"] = {"residual_value_fraction": 0.6}
+    x = fleet_costs(resolve(validate(Scenario, doc, "s.yaml"), "s.yaml"), {})[0].on_prem
+    assert not x.resale_months and on_prem_tco_usd(x, 5) == pytest.approx(
+        x.capex_usd * 0.4 + (on_prem_cost_per_hour(x).total_usd - on_prem_cost_per_hour(x).capex_usd) * 5 * 8760)

@@ -64,7 +64,11 @@ class VllmBackend:
         import vllm
 
         self._vllm = vllm
-        self.vocab = int(json.loads((config_dir / "config.json").read_text())["vocab_size"])
+        config = json.loads((config_dir / "config.json").read_text())
+        vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+        if not vocab:
+            raise RuntimeError(f"{config_dir / 'config.json'}: no vocab_size (nor text_config.vocab_size)")
+        self.vocab = int(vocab)
         self.llm = vllm.LLM(
             model=str(config_dir), load_format="dummy", skip_tokenizer_init=True, tensor_parallel_size=tp,
             dtype="bfloat16", quantization="fp8" if dtype == "fp8" else None, max_model_len=max_model_len,

@@ -92,6 +92,9 @@ def design_for(arch: ModelArch, dtype: str, tp: int, memory_gb: float, quick: bo
                         max_context_tokens=max(kv_tokens * 4 // max(base.batch_sizes), 1024))
     points = [p for p in design(space, mixed_points=4 if quick else 12)
               if p.decode_seqs * (p.context_tokens + 1) + p.prefill_seqs * p.prefill_tokens <= kv_tokens]
+    if not points:
+        raise FitRefused(f"no step shape of the design fits the {kv_tokens:,} KV tokens left on {tp} x "
+                         f"{memory_gb:.0f} GB beside {arch.id} in {dtype}")
     return points
 
 

@@ -86,6 +86,8 @@ class ResaleCurve(_SourcedEntry):
             raise ValueError("months and fraction need one value each per point")
         if any(b <= a for a, b in zip(self.months, self.months[1:])):
             raise ValueError("months: must increase")
+        if self.months[0] != 0:
+            raise ValueError("months: the curve starts at 0 (new hardware, usually fraction 1.0)")
         return self
 
 

@@ -143,15 +143,15 @@ def unit_economics(costs: list[PoolCost], units: Units) -> dict[str, float | Non
     usd_h = sum(c.serving_usd_per_hour for c in costs)
     fleet_usd = usd_h * units.window_h
     accels = sum(c.accelerators * c.serving_fraction for c in costs)
-    busy_accel_h = sum(c.accelerators * c.serving_fraction * c.utilization for c in costs) * units.window_h
-    energy_kwh = sum(c.accelerators * c.serving_fraction * average_power_w(c.tdp_w, c.idle_w, c.utilization) / 1e3
+    busy_accel_h = sum(c.accelerators * c.serving_fraction * c.serving_busy for c in costs) * units.window_h
+    energy_kwh = sum(c.accelerators * c.serving_fraction * average_power_w(c.tdp_w, c.idle_w, c.serving_busy) / 1e3
                      for c in costs) * units.window_h
     tokens = units.input_tokens + units.output_tokens
     agent_usd = fleet_usd * units.agent_share + units.external_usd
     return {
         "fleet_usd_per_hour": fleet_usd_h,
         "serving_usd_per_hour": usd_h,
-        "window_usd": fleet_usd,
+        "serving_window_usd": fleet_usd,
         "usd_per_1m_tokens": _per(fleet_usd, tokens, 1e6),
         "usd_per_1m_input_tokens_all_in": _per(fleet_usd, units.input_tokens, 1e6),
         "usd_per_1m_output_tokens_all_in": _per(fleet_usd, units.output_tokens, 1e6),

@@ -46,10 +46,16 @@ class PoolCost:
     idle_w: float
     assumptions: list[Assumption] = field(default_factory=list)
     serving_fraction: float = 1.0  # share of the pool's accelerators that serve inference (not dedicated training)
+    serving_utilization: float | None = None  # busy fraction of those serving accelerators (None: `utilization`)
 
     @property
     def usd_per_accel_hour(self) -> float:
         return self.per_hour.total_usd / self.accelerators
+
+    @property
+    def serving_busy(self) -> float:
+        """Busy fraction of the serving accelerators (the whole pool's when no training holds any of it)."""
+        return self.utilization if self.serving_utilization is None else self.serving_utilization
 
     @property
     def serving_usd_per_hour(self) -> float:
@@ -163,7 +169,7 @@ def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utiliz
         staff_usd_per_year=take("staff_usd_per_year", "staff cost"),
         nodes_per_staff=take("nodes_per_staff", "nodes per engineer"),
         software_usd_per_accel_year=software_licence(pool, profile, book, take, out),
-        **resale_curve(b, out, pool.name),
+        **resale_curve(b, out, pool),
     )
     return x, out
 
@@ -180,12 +186,15 @@ def software_licence(pool: Pool, profile: HardwareProfile, book: PriceBook, take
     return take("software_usd_per_accel_year", "software licences")
 
 
-def resale_curve(book: Any, out: list[Assumption], pool_name: str) -> dict[str, tuple[float, ...]]:
+def resale_curve(book: Any, out: list[Assumption], pool: Pool) -> dict[str, tuple[float, ...]]:
+    """The price book's market-value curve for the TCO horizon, unless the scenario sets its own residual value
+    or depreciation period for the pool: then its book value (its own assumption) is what the TCO credits."""
     curve = book.resale_value
-    if curve is None:
+    o = pool.on_prem
+    if curve is None or o.residual_value_fraction is not None or o.depreciation_years is not None:
         return {}
     points = ", ".join(f"{f:.0%} at {m:g} months" for m, f in zip(curve.months, curve.fraction))
-    out.append(Assumption(f"{pool_name}: resale value (TCO horizon)", points, "fraction of purchase price",
+    out.append(Assumption(f"{pool.name}: resale value (TCO horizon)", points, "fraction of purchase price",
                           curve.source, str(curve.as_of)))
     return {"resale_months": tuple(curve.months), "resale_fraction": tuple(curve.fraction)}
 

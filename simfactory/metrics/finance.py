@@ -90,8 +90,17 @@ def with_serving_fractions(sc: Any, costs: list[PoolCost]) -> list[PoolCost]:
     for job in sc.training:
         if job.priority == "dedicated":
             held[job.pool] = held.get(job.pool, 0.0) + job.accelerators
-    return [dataclasses.replace(c, serving_fraction=min(1.0, max(0.0, 1.0 - held.get(c.pool, 0.0) / c.accelerators)))
-            if c.accelerators else c for c in costs]
+    out = []
+    for c in costs:
+        if not c.accelerators or not held.get(c.pool):
+            out.append(c)
+            continue
+        fraction = min(1.0, max(0.0, 1.0 - held[c.pool] / c.accelerators))
+        serving = c.accelerators * fraction
+        # the pool's busy fraction counts the training accelerators as always busy: take them out again
+        busy = (c.utilization * c.accelerators - (c.accelerators - serving)) / serving if serving else 0.0
+        out.append(dataclasses.replace(c, serving_fraction=fraction, serving_utilization=min(1.0, max(0.0, busy))))
+    return out
 
 
 def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
@@ -183,12 +192,13 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
     # load: the accelerators the demand needs over those provisioned. Busy time would not do for break-even:
     # continuous batching keeps a replica stepping at any load, so busy fractions sit near 1
-    loads = {c.pool: float(demand[c.pool].mean()) / c.accelerators
+    # (dedicated training holds its accelerators all the time: it is load too)
+    loads = {c.pool: (float(demand[c.pool].mean()) + c.accelerators * (1.0 - c.serving_fraction)) / c.accelerators
              for c in costs if c.accelerators and len(demand.get(c.pool, ()))}
     ue = unit_economics(costs, units)
-    serving_accels = sum(c.accelerators * c.serving_fraction for c in costs if c.pool in loads)
-    ue["fleet_load_fraction"] = (sum(loads[c.pool] * c.accelerators for c in costs if c.pool in loads) / serving_accels
-                                 if serving_accels else None)
+    counted = sum(c.accelerators for c in costs if c.pool in loads)
+    ue["fleet_load_fraction"] = (sum(loads[c.pool] * c.accelerators for c in costs if c.pool in loads) / counted
+                                 if counted else None)
     return {
         "currency": rs.price_book.currency,
         "unit_economics": ue,

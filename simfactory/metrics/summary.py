@@ -179,7 +179,8 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     tasks = tasks_frame(result, usd_per_replica_s)
     share = measured.groupby("class")["replica_s"].sum()
     total_share = float(share.sum())
-    window_usd_by_class = {str(k): window_usd * float(v) / total_share for k, v in share.items()} if total_share else {}
+    window_usd_by_class = ({str(k): serving_window_usd * float(v) / total_share for k, v in share.items()}
+                           if total_share else {})
 
     w_stl = stl[(stl["time_s"] > start) & (stl["time_s"] <= end)]
     deployments = []

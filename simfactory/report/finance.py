@@ -28,7 +28,7 @@ class FinanceTable:
 UNIT_ROWS = [
     ("fleet_usd_per_hour", "fleet cost (serving and dedicated training)", "USD/hour"),
     ("serving_usd_per_hour", "serving cost (the unit costs below divide this)", "USD/hour"),
-    ("window_usd", "serving cost of the measurement window", "USD"),
+    ("serving_window_usd", "serving cost of the measurement window", "USD"),
     ("usd_per_1m_tokens", "cost per 1M tokens (input + output)", "USD"),
     ("usd_per_1m_input_tokens_all_in", "cost per 1M input tokens (all serving cost on input)", "USD"),
     ("usd_per_1m_output_tokens_all_in", "cost per 1M output tokens (all serving cost on output)", "USD"),

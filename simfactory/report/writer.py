@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -22,21 +23,41 @@ REQUEST_COLUMNS = [
 ]
 
 
-RUN_MARKER = "summary.json"  # a directory holding it is a run directory, safe to replace with a new run
+# what a run directory may hold (its own outputs, a report built from it, a trace written beside them): a
+# directory holding only these is an earlier output and may be replaced whole; anything else is the user's
+RUN_FILES = ("summary.json", "summary.md", "requests.csv", "tasks.csv", "timeline_*.csv", "*.png", "finance_*.csv",
+             "finance.xlsx", "report.html", "report.md", "*.json")
 
 
-def check_output_dir(path: Path, flag: str = "--out", marker: str = RUN_MARKER) -> Path:
-    """An output directory that may be replaced whole: absent, empty, or an earlier output (it holds `marker`).
-    Anything else (a file, the working directory, a folder of the user's own files) is refused, never deleted."""
+def _foreign(folder: Path, kind: str) -> list[str]:
+    """Entries of `folder` that are not outputs of this kind."""
+    out = []
+    for entry in folder.iterdir():
+        if entry.name.startswith("."):
+            continue  # our own temporaries from an interrupted write
+        if entry.is_file() and any(fnmatch.fnmatchcase(entry.name, n) for n in RUN_FILES):
+            continue
+        out.append(entry.name)
+    return out
+
+
+def check_output_dir(path: Path, flag: str = "--out", kind: str = "run") -> Path:
+    """An output directory that may be replaced (kind "run": absent, empty, or holding only earlier outputs) or
+    written into (kind "compare": its run folders are checked one by one). A file, the working directory or a
+    folder above it, or a run folder with other files in it is refused, never deleted."""
     path = Path(path)
     resolved = path.resolve()
     if resolved.exists() and not resolved.is_dir():
         raise InputError(str(path), flag, "is a file, not a directory; name a directory for the outputs")
-    if resolved == Path.cwd().resolve() or resolved == Path(resolved.anchor):
-        raise InputError(str(path), flag, "would replace the working directory; name a new or earlier output directory")
-    if resolved.is_dir() and any(resolved.iterdir()) and not (resolved / marker).is_file():
-        raise InputError(str(path), flag, f"is a directory of other files (no {marker}): it would be replaced; name a "
-                                          "new directory or an earlier output directory")
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise InputError(str(path), flag, "holds the working directory; name a new or earlier output directory")
+    if resolved.is_dir() and kind == "run":  # compare writes its files and run folders into it, replacing nothing else
+        foreign = _foreign(resolved, kind)
+        if foreign:
+            raise InputError(str(path), flag, f"holds files that are not {kind} outputs ({', '.join(sorted(foreign)[:3])}"
+                                              f"{', ...' if len(foreign) > 3 else ''}): they would be lost; name a new "
+                                              "directory or an earlier output directory")
     return path
 
 
