@@ -70,6 +70,7 @@ def plan_cmd(
     """
     from simfactory.cli import EXIT_INPUT_ERROR, err, input_errors, out
     from simfactory.config.loader import load_model_file
+    from simfactory.errors import InputError
     from simfactory.plan.search import PlanSpace, plan
     from simfactory.plan.slo import parse_slo
     from simfactory.report.plan import summary_line, write_plan
@@ -79,6 +80,8 @@ def plan_cmd(
         err.print(f"[red]error:[/red] --objective: unknown objective {objective!r} (cost)")
         raise typer.Exit(EXIT_INPUT_ERROR)
     with input_errors():
+        if not target_rate > 0:
+            raise InputError("--target-rate", "", f"must be a rate > 0 per second, got {target_rate:g}")
         targets = parse_slo(slo)
         sc = load_scenario(scenario)
         sp = load_model_file(PlanSpace, space) if space else None

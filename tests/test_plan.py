@@ -96,3 +96,14 @@ def test_plan_cli_writes_ranked_table_and_pareto(tmp_path):
         assert (tmp_path / "p" / f).exists()
     bad = runner.invoke(app, ["plan", str(path), "--target-rate", "2", "--slo", "e2e<3s", "--out", str(tmp_path / "q")])
     assert bad.exit_code == 2 and "error: --slo" in bad.output
+
+
+def test_a_target_rate_of_zero_is_a_flag_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+    from simfactory.paths import SCENARIOS_DIR
+
+    res = CliRunner().invoke(app, ["plan", str(SCENARIOS_DIR / "default.yaml"), "--target-rate", "0", "--slo",
+                                   "ttft_p99<2s", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2 and res.output.strip() == "error: --target-rate: must be a rate > 0 per second, got 0"

@@ -128,6 +128,8 @@ def request_row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2
 def read_table(path: str | Path) -> pd.DataFrame:
     """CSV or Parquet by extension; a missing or unreadable file is an input error naming it."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(str(p), "", "is a directory; give a .csv or .parquet table")
     if not p.is_file():
         raise InputError(str(p), "", "no such file")
     try:
