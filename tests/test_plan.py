@@ -107,3 +107,15 @@ def test_a_target_rate_of_zero_is_a_flag_error(tmp_path):
     res = CliRunner().invoke(app, ["plan", str(SCENARIOS_DIR / "default.yaml"), "--target-rate", "0", "--slo",
                                    "ttft_p99<2s", "--out", str(tmp_path / "p")])
     assert res.exit_code == 2 and res.output.strip() == "error: --target-rate: must be a rate > 0 per second, got 0"
+
+
+def test_a_latency_percentile_counts_unanswered_requests_as_missing_it():
+    import math
+
+    from simfactory.plan.slo import SloTarget
+
+    s = {"window": {"measured_requests": 1000}, "latency_s": {"e2e": {"count": 980, "p99": 2.0, "p90": 1.5}}}
+    assert SloTarget("e2e", "p99", "<", 5.0).read(s) == math.inf  # 2% unanswered: the p99 is beyond any target
+    assert SloTarget("e2e", "p90", "<", 5.0).read(s) == 1.5  # 2% is within the 10% a p90 leaves out
+    s["latency_s"]["e2e"]["count"] = 995
+    assert SloTarget("e2e", "p99", "<", 5.0).read(s) == 2.0

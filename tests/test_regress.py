@@ -86,6 +86,11 @@ def test_tolerance_parsing_patterns_percent_absolute_direction(tmp_path):
     assert t.rule_for("outcomes.completed") == ("default", Tolerance(rel=0.01))
     assert default_direction("cost.usd_per_request") == "increase"
     assert default_direction("service.goodput_per_s") == "decrease"
+    # a rate is judged by its quantity: cost per successful task is a cost, tokens per dollar a yield
+    assert default_direction("finance.unit_economics.usd_per_successful_task") == "increase"
+    assert default_direction("tasks.coding.cost_usd.per_successful_task_fully_loaded") == "increase"
+    assert default_direction("finance.unit_economics.tokens_per_usd") == "decrease"
+    assert default_direction("latency_s.ttft.count") == "decrease"  # fewer requests measured is the worse way
     # direction-aware: a cost decrease passes, an increase fails, unless 'both' is asked
     base = {"cost.usd_per_hour": [10.0]}
     assert diff_metrics("s", base, {"cost.usd_per_hour": [8.0]}, t)[0].status == "improved"
@@ -140,3 +145,18 @@ def test_a_tolerance_rule_matching_no_metric_is_reported(tmp_path):
     res = invoke("regress", scenario, "--baseline-dir", base, "--tolerances", tol)
     assert res.exit_code == 0
     assert "rules.latncy_s.e2e.*: matches no metric" in res.output and "rules.latency_s.ttft" not in res.output
+
+
+def test_many_null_metrics_raise_no_false_alarm_and_a_real_shift_is_found():
+    """Benjamini-Hochberg over Welch p-values: 300 metrics that only changed seed (R=5 each) flag nothing; a
+    metric shifted by 20 standard deviations is flagged among them."""
+    import numpy as np
+
+    from simfactory.regress.diff import significant_metrics
+
+    rng = np.random.default_rng(7)
+    base = {f"m{i}": list(rng.normal(100, 1, 5)) for i in range(300)}
+    cur = {f"m{i}": list(rng.normal(100, 1, 5)) for i in range(300)}
+    assert significant_metrics(base, cur) == set()
+    cur["m0"] = list(rng.normal(120, 1, 5))
+    assert significant_metrics(base, cur) == {"m0"}

@@ -103,3 +103,11 @@ def test_ray_executor_gives_the_same_table(setup):
     finally:
         ray.shutdown()
     pd.testing.assert_frame_equal(local, remote)
+
+
+def test_lhs_integer_ranges_sample_every_value_equally_ends_included():
+    from collections import Counter
+
+    spec = SweepSpec(mode="lhs", samples=3000, parameters={"r": {"low": 2, "high": 4, "integer": True}})
+    counts = Counter(p["r"] for p in points(spec, seed=1))
+    assert set(counts) == {2, 3, 4} and all(abs(n - 1000) <= 1 for n in counts.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
@@ -66,6 +67,9 @@ def points(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:
         for n, x in zip(names, row):
             v = spec.parameters[n]
             if isinstance(v, Range):
+                if v.integer and not v.log:  # equal strata per integer, ends included: floor over [low, high + 1)
+                    p[n] = int(min(math.floor(v.low + x * (v.high - v.low + 1)), v.high))
+                    continue
                 val = np.exp(np.log(v.low) + x * (np.log(v.high) - np.log(v.low))) if v.log else v.low + x * (v.high - v.low)
                 p[n] = int(round(val)) if v.integer else float(val)
             else:

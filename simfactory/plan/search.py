@@ -105,14 +105,30 @@ def _deployment_index(doc: dict[str, Any], name: str | None) -> int:
     return names.index(name)
 
 
+def pool_need(doc: dict[str, Any], pool: str) -> int:
+    """Accelerators a pool's deployments and dedicated training jobs hold (the resolver's rule: peak replicas,
+    plus disaggregated prefill replicas, times tp x pp)."""
+    need = 0
+    for d in doc.get("deployments", []):
+        if d.get("pool") != pool:
+            continue
+        peak = (d.get("autoscaling") or {}).get("max_replicas", d["replicas"])
+        prefill = (d.get("disaggregated") or {}).get("prefill_replicas", 0)
+        need += (peak + prefill) * d.get("tp", 1) * d.get("pp", 1)
+    need += sum(j.get("accelerators", 0) for j in doc.get("training", [])
+                if j.get("pool") == pool and j.get("priority", "dedicated") == "dedicated")
+    return need
+
+
 def with_replicas(doc: dict[str, Any], dep: int, replicas: int) -> dict[str, Any]:
-    """The document with `replicas` for the deployment and its pool grown or shrunk to hold them."""
+    """The document with `replicas` for the deployment and its pool sized to exactly what it then holds: a
+    candidate pays for the fleet it needs, not for spare accelerators left in the pool it started from (and a
+    tp or pp change resizes the pool with it)."""
     out = apply_overrides(doc, {}, "")
     d = out["deployments"][dep]
-    per = d["tp"] * d.get("pp", 1)
-    pool = next(p for p in out["pools"] if p["name"] == d["pool"])
-    pool["count"] = max(1, pool["count"] + (replicas - d["replicas"]) * per)
     d["replicas"] = replicas
+    pool = next(p for p in out["pools"] if p["name"] == d["pool"])
+    pool["count"] = max(1, pool_need(out, pool["name"]))
     return out
 
 
@@ -156,7 +172,9 @@ def evaluate(doc: dict[str, Any], dep: int, file: str, candidate: str, replicas:
     d = with_replicas(doc, dep, replicas)
     set_rate(d, rate)
     rs = _resolve(d, file)
-    summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, replicas, r), keep_logs=0), trace_tasks=0).summary
+    # common random numbers: replication r sees the same arrivals at every replica count and candidate, so a
+    # comparison between counts is a comparison of capacity, not of seeds
+    summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, 0, r), keep_logs=0), trace_tasks=0).summary
                  for r in range(replications)]
     met, detail = judge(targets, summaries)
     ue = [s["finance"]["unit_economics"] for s in summaries]

@@ -37,7 +37,20 @@ class SloTarget:
             if not tasks:
                 return None
             return next(iter(tasks.values()))["latency_s"].get(self.stat or "p99")
-        return summary["latency_s"][self.metric].get(self.stat or "p99")
+        value = summary["latency_s"][self.metric].get(self.stat or "p99")
+        return math.inf if self._unanswered_beyond_quantile(summary) else value
+
+    def _unanswered_beyond_quantile(self, summary: dict[str, Any]) -> bool:
+        """Latency percentiles cover completed requests only; a request rejected or shed has no latency but did
+        not meet the target either. When more than 1 - q of the measured requests went unanswered, the q-th
+        percentile over all of them is unbounded (a p99 target fails once over 1% are unanswered)."""
+        if self.stat is None or not self.stat.startswith("p"):
+            return False
+        measured = (summary.get("window") or {}).get("measured_requests") or 0
+        answered = (summary.get("latency_s", {}).get("e2e") or {}).get("count") or 0
+        if not measured:
+            return False
+        return (measured - answered) / measured > 1.0 - int(self.stat[1:]) / 100.0
 
 
 def parse_slo(text: str) -> list[SloTarget]:

@@ -151,7 +151,9 @@ def run_sweep(
             rows.append(row)
             if on_row:
                 on_row(len(rows), len(todo))
-    table = pd.DataFrame(rows).sort_values(["point", "replication"], kind="stable").reset_index(drop=True)
+    # rows sorted before the frame is built: its columns then come in the same order whichever executor, job count
+    # or resume produced the rows
+    table = pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
     for name, write in (("results.parquet", lambda p: table.to_parquet(p, index=False)),
                         ("results.csv", lambda p: table.to_csv(p, index=False))):
         tmp = out_dir / f".{name}.tmp"

@@ -1,9 +1,10 @@
 """Compare current metrics with a baseline under tolerances.
 
 Deterministic mode (one run each): a metric regresses when it moved in its bad direction by more than
-its tolerance. Statistical mode (R replications each): it must also lie outside the combined confidence
-interval of the two means, |mean_new - mean_base| > z sqrt(se_new^2 + se_base^2), so a change of seed
-alone is not flagged.
+its tolerance. Statistical mode (R replications each): it must also differ significantly: a Welch t test per
+metric (unequal variances, Welch-Satterthwaite degrees of freedom), with the Benjamini-Hochberg procedure
+holding the false discovery rate of the scenario's metrics at FDR_Q. Hundreds of metrics are compared at
+once; without the correction a change of seed alone would flag some of them on most runs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from simfactory.regress.tolerances import ToleranceFile, default_direction
 
-Z_CRITICAL = 3.0  # about 0.3% two-sided per metric: many metrics are compared at once
+FDR_Q = 0.01  # expected share of false alarms among the metrics flagged in one scenario
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,35 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / n)
 
 
+def welch_p(a: list[float], b: list[float]) -> float:
+    """Two-sided p-value of a difference of means (Welch's t). Two constant samples: 0 if they differ, else 1."""
+    (ma, sa), (mb, sb) = _mean_se(a), _mean_se(b)
+    se = math.sqrt(sa**2 + sb**2)
+    if se == 0:
+        return 0.0 if ma != mb else 1.0
+    t = abs(ma - mb) / se
+    parts = [x**4 / (len(v) - 1) for x, v in ((sa, a), (sb, b)) if len(v) > 1 and x > 0]
+    df = se**4 / sum(parts) if parts else 1.0
+    from scipy.stats import t as student_t
+
+    return float(2 * student_t.sf(t, df))
+
+
+def significant_metrics(baseline: dict[str, list[float]], current: dict[str, list[float]],
+                        q: float = FDR_Q) -> set[str]:
+    """Metrics whose change is significant, Benjamini-Hochberg over every metric with replications."""
+    tested = sorted((welch_p(baseline[m], current[m]), m) for m in set(baseline) & set(current)
+                    if len(baseline[m]) > 1 or len(current[m]) > 1)
+    n = len(tested)
+    cut = max((k for k, (p, _) in enumerate(tested, start=1) if p <= q * k / n), default=0)
+    return {m for _, m in tested[:cut]}
+
+
 def diff_metrics(
     scenario: str, baseline: dict[str, list[float]], current: dict[str, list[float]], tolerances: ToleranceFile
 ) -> list[MetricDiff]:
     out: list[MetricDiff] = []
+    significant_set = significant_metrics(baseline, current)
     for metric in sorted(set(baseline) | set(current)):
         rule, tol = tolerances.rule_for(metric)
         direction = tol.direction or default_direction(metric)
@@ -64,7 +90,7 @@ def diff_metrics(
         allowed = tol.allowed(b_mean)
         significant = True
         if len(baseline[metric]) > 1 or len(current[metric]) > 1:
-            significant = abs(delta) > Z_CRITICAL * math.sqrt(b_se**2 + c_se**2)
+            significant = metric in significant_set
         beyond = abs(delta) > allowed and significant
         worse = (direction == "increase" and delta > 0) or (direction == "decrease" and delta < 0) or direction == "both"
         if not beyond:

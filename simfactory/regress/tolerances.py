@@ -88,8 +88,27 @@ class ToleranceFile(BaseModel):
         return "default", self.default
 
 
+MORE_IS_BETTER_QUANTITIES = ("tokens", "requests", "tasks")  # X in "X_per_usd", "X_per_joule", ...
+
+
 def default_direction(metric: str) -> Direction:
+    """Which way is worse, from the name. A rate `X_per_Y` is judged by its quantity X (usd_per_successful_task:
+    a cost, higher is worse; tokens_per_usd: higher is better); a latency block's `count` (requests measured)
+    falling is worse; then any of the words above anywhere in the path."""
     name = metric.lower()
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "count":
+        return "decrease"
+    quantity = None
+    if "_per_" in leaf:
+        quantity = leaf.split("_per_", 1)[0]
+    elif leaf.startswith("per_") and "." in name:  # cost_usd.per_successful_task: the parent names the quantity
+        quantity = name.rsplit(".", 2)[-2]
+    if quantity is not None:
+        if any(w in quantity for w in HIGHER_IS_WORSE):
+            return "increase"
+        if any(w in quantity for w in LOWER_IS_WORSE + MORE_IS_BETTER_QUANTITIES):
+            return "decrease"
     if any(w in name for w in LOWER_IS_WORSE):
         return "decrease"
     if any(w in name for w in HIGHER_IS_WORSE):
