@@ -172,7 +172,8 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     lreq = logical_requests(req)
     lreq["slo_met"] = meets_slo(lreq, rs)
     # unit costs count what callers got: an escalated request once, with its final answer's tokens
-    answered_in_window = lreq[(lreq["completion_s"] >= start) & (lreq["completion_s"] < end)]
+    done_in_window = ((lreq["completion_s"] >= start) & (lreq["completion_s"] < end)).to_numpy()
+    answered_in_window = lreq.loc[done_in_window, ["input_tokens", "output_tokens"]]  # two columns, not a frame copy
     answered_out_tok = int(answered_in_window["output_tokens"].sum())
     answered_in_tok = int(answered_in_window["input_tokens"].sum())
     throughput["answered_requests_per_s"] = len(answered_in_window) / window_s
