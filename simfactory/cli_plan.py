@@ -72,7 +72,7 @@ def plan_cmd(
     from simfactory.config.loader import load_model_file
     from simfactory.errors import InputError
     from simfactory.plan.search import PlanSpace, plan
-    from simfactory.plan.slo import parse_slo
+    from simfactory.plan.slo import parse_slo, thin_samples
     from simfactory.report.plan import summary_line, write_plan
     from simfactory.resolve import load_scenario
 
@@ -94,6 +94,15 @@ def plan_cmd(
                       max_rate=not no_max_rate, on_eval=show)
     write_plan(result, out_dir)
     out.print(summary_line(result), highlight=False)
+    if replications < 2:
+        err.print("warning: -R 1: one replication gives no confidence interval; targets were judged on a point "
+                  "estimate (use -R 3 or more)", highlight=False)
+    best = result.chosen.best if result.chosen is not None else None
+    for t in targets:
+        n = (best.slo.get(t.label) or {}).get("samples") if best is not None else None
+        if thin_samples(t, n):
+            err.print(f"warning: {t.label} was judged on {n} values per replication, too few for that percentile "
+                      f"(want {int(10 / (1 - int(t.stat[1:]) / 100)):,}+): lengthen sim.horizon_s", highlight=False)
     out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json, pareto.png, slo_vs_load.png)", highlight=False)
 
 

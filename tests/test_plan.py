@@ -119,3 +119,12 @@ def test_a_latency_percentile_counts_unanswered_requests_as_missing_it():
     assert SloTarget("e2e", "p90", "<", 5.0).read(s) == 1.5  # 2% is within the 10% a p90 leaves out
     s["latency_s"]["e2e"]["count"] = 995
     assert SloTarget("e2e", "p99", "<", 5.0).read(s) == 2.0
+
+
+def test_thin_percentiles_are_recognised():
+    from simfactory.plan.slo import SloTarget, thin_samples
+
+    t = SloTarget("task", "p99", "<", 600.0)
+    summaries = [{"tasks": {"x": {"latency_s": {"count": 23}}}}, {"tasks": {"x": {"latency_s": {"count": 30}}}}]
+    assert t.samples(summaries) == 23 and thin_samples(t, 23)
+    assert not thin_samples(t, 1000) and not thin_samples(SloTarget("ttft", "mean", "<", 1.0), 5)

@@ -58,6 +58,12 @@ def test_interrupted_sweep_resumes_to_the_same_table(setup):
     resumed = _run(path, grid, out, resume=True, on_row=lambda n, total: calls.append(n))
     assert calls[0] == 3  # three rows kept, the cut one run again
     pd.testing.assert_frame_equal(full, resumed)
+    # the rows file was repaired: every line is a row, so a second resume has nothing left to run
+    assert len((out / ROWS_FILE).read_text().splitlines()) == len(full)
+    calls.clear()
+    again = _run(path, grid, out, resume=True, on_row=lambda n, total: calls.append(n))
+    assert calls == [len(full)]
+    pd.testing.assert_frame_equal(full, again)
 
 
 def test_unknown_field_path_names_the_nearest(setup):

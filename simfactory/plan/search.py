@@ -74,6 +74,7 @@ class PlanResult:
     max_rate_per_s: float | None = None
     headroom: float | None = None
     load_curve: list[Evaluation] = field(default_factory=list)  # the winner's fleet at the rates tried
+    max_rate_is_lower_bound: bool = False  # the search stopped doubling before the SLOs failed
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -259,7 +260,11 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
             result.load_curve.append(chosen.best)
         result.load_curve.sort(key=lambda e: e.rate_per_s)
         result.headroom = result.max_rate_per_s / rate - 1.0
+        result.max_rate_is_lower_bound = result.max_rate_per_s >= rate * 2**MAX_RATE_DOUBLINGS * (1 - 1e-9)
     return result
+
+
+MAX_RATE_DOUBLINGS = 6  # the max-rate search stops at 64 x the target rate (then it is a lower bound)
 
 
 def max_sustainable_rate(doc: dict[str, Any], dep: int, file: str, name: str, replicas: int, rate: float,
@@ -273,7 +278,7 @@ def max_sustainable_rate(doc: dict[str, Any], dep: int, file: str, name: str, re
         return e.met
 
     lo, hi = rate, rate * 2
-    for _ in range(6):
+    for _ in range(MAX_RATE_DOUBLINGS):
         if not ok(hi):
             break
         lo, hi = hi, hi * 2

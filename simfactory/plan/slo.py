@@ -40,6 +40,20 @@ class SloTarget:
         value = summary["latency_s"][self.metric].get(self.stat or "p99")
         return math.inf if self._unanswered_beyond_quantile(summary) else value
 
+    def samples(self, summaries: list[dict[str, Any]]) -> int | None:
+        """The fewest values a replication's statistic rested on (latency count; tasks of the first task class)."""
+        counts = []
+        for s in summaries:
+            if self.metric == "task":
+                block = next(iter((s.get("tasks") or {}).values()), {}).get("latency_s", {})
+            elif self.metric in LATENCY:
+                block = s.get("latency_s", {}).get(self.metric, {})
+            else:
+                block = {}
+            if block.get("count") is not None:
+                counts.append(int(block["count"]))
+        return min(counts) if counts else None
+
     def _unanswered_beyond_quantile(self, summary: dict[str, Any]) -> bool:
         """Latency percentiles cover completed requests only; a request rejected or shed has no latency but did
         not meet the target either. When more than 1 - q of the measured requests went unanswered, the q-th
@@ -101,5 +115,12 @@ def judge(targets: list[SloTarget], summaries: list[dict[str, Any]]) -> tuple[bo
         mean, half = interval([float(v) for v in values if v is not None])
         met = mean + half <= t.value if t.op == "<" else mean - half >= t.value
         ok &= met
-        detail[t.label] = {"mean": mean, "ci95": half, "met": met}
+        detail[t.label] = {"mean": mean, "ci95": half, "met": met, "samples": t.samples(summaries)}
     return ok, detail
+
+
+def thin_samples(t: SloTarget, samples: int | None) -> bool:
+    """Whether a percentile target rests on too few values: fewer than 10 beyond the percentile (p99: 1,000)."""
+    if samples is None or t.stat is None or not t.stat.startswith("p"):
+        return False
+    return samples < 10 / (1 - int(t.stat[1:]) / 100)

@@ -100,11 +100,18 @@ def _done_rows(out_dir: Path, key: str, resume: bool) -> list[dict[str, Any]]:
     if json.loads(spec_path.read_text()).get("key") != key:
         raise InputError(str(out_dir), "--resume", "this directory holds a different sweep (scenario or grid changed)")
     rows = []
-    for line in rows_path.read_text().splitlines():
+    kept_bytes = 0
+    for line in rows_path.read_bytes().splitlines(keepends=True):
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
             break  # a row cut off by the interruption: run it again
+        if not line.endswith(b"\n"):
+            rows.pop()  # complete JSON but no newline: written up to the interruption; run it again too
+            break
+        kept_bytes += len(line)
+    with open(rows_path, "r+b") as f:  # drop the cut-off tail, so the rows appended next start on their own line
+        f.truncate(kept_bytes)
     return rows
 
 

@@ -51,7 +51,8 @@ def summary_line(result: PlanResult) -> str:
     line = (f"Cheapest fleet meeting {slo} (95% CI) at {result.target_rate_per_s:g}/s: {c.candidate} with "
             f"{c.min_replicas} replicas, USD {c.best.usd_per_hour:,.2f}/hour")
     if result.max_rate_per_s is not None:
-        line += f"; it sustains up to {result.max_rate_per_s:.3g}/s (headroom {result.headroom:.0%})"
+        bound = "at least" if result.max_rate_is_lower_bound else "up to"
+        line += f"; it sustains {bound} {result.max_rate_per_s:.3g}/s (headroom {result.headroom:.0%})"
     return line + "."
 
 
@@ -68,6 +69,7 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
         "chosen": result.chosen.candidate if result.chosen else None,
         "chosen_replicas": result.chosen.min_replicas if result.chosen else None,
         "max_rate_per_s": result.max_rate_per_s,
+        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
         "headroom": result.headroom,
         "pareto": [dataclasses.asdict(e) for e in front],
         "candidates": [{"candidate": c.candidate, "overrides": c.overrides, "lower_bound": c.lower_bound,
