@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from simfactory.cli import app
 from simfactory.config.loader import validate
-from simfactory.errors import InputErrors
+from simfactory.errors import InputError, InputErrors
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.sweep import ROWS_FILE, run_sweep
 from simfactory.resolve import load_scenario
@@ -117,3 +117,13 @@ def test_lhs_integer_ranges_sample_every_value_equally_ends_included():
     spec = SweepSpec(mode="lhs", samples=3000, parameters={"r": {"low": 2, "high": 4, "integer": True}})
     counts = Counter(p["r"] for p in points(spec, seed=1))
     assert set(counts) == {2, 3, 4} and all(abs(n - 1000) <= 1 for n in counts.values())
+
+
+def test_resume_refuses_rows_made_from_other_input_files(setup):
+    """The resume key covers the files the scenario reads: a changed profile is a different sweep."""
+    path, grid, tmp = setup
+    _run(path, grid, tmp / "o")
+    profile = next(path.parent.parent.glob("hardware_profiles/*.yaml"))
+    profile.write_text(profile.read_text() + "\n# edited\n")
+    with pytest.raises(InputError, match="a file they read"):
+        _run(path, grid, tmp / "o", resume=True)

@@ -85,8 +85,18 @@ def plan_jobs(scenario: Scenario, scenario_file: str, spec: SweepSpec, spec_file
     return jobs
 
 
-def _spec_key(scenario: Scenario, spec: SweepSpec) -> str:
-    blob = scenario.model_dump_json() + spec.model_dump_json()
+def _spec_key(scenario: Scenario, spec: SweepSpec, scenario_file: str = "") -> str:
+    """What a resumed sweep must share with the rows on disk: the scenario, the grid, every file the scenario
+    reads (workloads, profiles, price book: their hashes) and the simulator's version."""
+    from simfactory import __version__
+    from simfactory.provenance import git_sha
+    from simfactory.resolve import resolve
+
+    try:
+        inputs = json.dumps(sorted(resolve(scenario, scenario_file or None).input_hashes.items()))
+    except (InputError, InputErrors):
+        inputs = ""  # plan_jobs reports a scenario that does not resolve
+    blob = scenario.model_dump_json() + spec.model_dump_json() + inputs + __version__ + (git_sha() or "")
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -98,7 +108,8 @@ def _done_rows(out_dir: Path, key: str, resume: bool) -> list[dict[str, Any]]:
         spec_path.write_text(json.dumps({"key": key}))
         return []
     if json.loads(spec_path.read_text()).get("key") != key:
-        raise InputError(str(out_dir), "--resume", "this directory holds a different sweep (scenario or grid changed)")
+        raise InputError(str(out_dir), "--resume", "this directory holds a different sweep (the scenario, the grid, a "
+                                                   "file they read or the simfactory version changed)")
     rows = []
     kept_bytes = 0
     for line in rows_path.read_bytes().splitlines(keepends=True):
@@ -145,7 +156,7 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run what is not done yet and return the whole table (also written as results.parquet / results.csv)."""
     todo = plan_jobs(scenario, scenario_file, spec, spec_file)
-    rows = _done_rows(out_dir, _spec_key(scenario, spec), resume)
+    rows = _done_rows(out_dir, _spec_key(scenario, spec, scenario_file), resume)
     done = {(r["point"], r["replication"]) for r in rows}
     todo_left = [j for j in todo if (j.point, j.replication) not in done]
     if on_row:
