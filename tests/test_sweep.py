@@ -127,3 +127,10 @@ def test_resume_refuses_rows_made_from_other_input_files(setup):
     profile.write_text(profile.read_text() + "\n# edited\n")
     with pytest.raises(InputError, match="a file they read"):
         _run(path, grid, tmp / "o", resume=True)
+
+
+def test_a_parameter_that_is_neither_a_list_nor_a_range_gets_one_plain_message(tmp_path):
+    with pytest.raises(InputErrors) as e:
+        validate(SweepSpec, {"mode": "grid", "parameters": {"deployments.0.replicas": 5}}, "g.yaml")
+    assert str(e.value) == ("g.yaml: parameters.deployments.0.replicas: expected a list of values (grid) or a "
+                            "{low, high} range (lhs) (got 5)")

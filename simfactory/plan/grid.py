@@ -7,7 +7,7 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from scipy.stats import qmc
 
 
@@ -35,6 +35,22 @@ class Range(_Strict):
 Values = Annotated[list[Any], Field(min_length=1)]
 
 
+def _value_kind(v: Any) -> str | None:
+    """A parameter is a list of values (grid, or categories in lhs) or a {low, high} range (lhs)."""
+    if isinstance(v, (list, tuple)):
+        return "values"
+    if isinstance(v, (dict, Range)):
+        return "range"
+    return None
+
+
+Parameter = Annotated[
+    Union[Annotated[Values, Tag("values")], Annotated[Range, Tag("range")]],
+    Discriminator(_value_kind, custom_error_type="parameter_kind",
+                  custom_error_message="expected a list of values (grid) or a {low, high} range (lhs)"),
+]
+
+
 class SweepSpec(_Strict):
     """`mode: grid` takes the Cartesian product of value lists; `mode: lhs` draws `samples` points of a Latin
     hypercube over ranges (value lists are sampled as categories)."""
@@ -43,7 +59,7 @@ class SweepSpec(_Strict):
     samples: Annotated[int, Field(ge=1, le=1_000_000)] = 10
     replications: Annotated[int, Field(ge=1, le=1000)] = 1
     seed: int | None = Field(default=None, ge=0, description="base seed (default: the scenario's)")
-    parameters: dict[str, Union[Values, Range]] = Field(min_length=1, description="dotted scenario path -> values or range")
+    parameters: dict[str, Parameter] = Field(min_length=1, description="dotted scenario path -> values or range")
 
     @model_validator(mode="after")
     def _ranges_need_lhs(self) -> "SweepSpec":
