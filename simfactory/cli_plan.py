@@ -72,7 +72,7 @@ def plan_cmd(
     from simfactory.config.loader import load_model_file
     from simfactory.errors import InputError
     from simfactory.plan.search import PlanSpace, plan
-    from simfactory.plan.slo import parse_slo, thin_samples
+    from simfactory.plan.slo import parse_slo, samples_wanted, thin_samples
     from simfactory.report.plan import summary_line, write_plan
     from simfactory.resolve import load_scenario
 
@@ -102,7 +102,7 @@ def plan_cmd(
         n = (best.slo.get(t.label) or {}).get("samples") if best is not None else None
         if thin_samples(t, n):
             err.print(f"warning: {t.label} was judged on {n} values per replication, too few for that percentile "
-                      f"(want {int(10 / (1 - int(t.stat[1:]) / 100)):,}+): lengthen sim.horizon_s", highlight=False)
+                      f"(want {samples_wanted(t):,}+): lengthen sim.horizon_s", highlight=False)
     out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json, pareto.png, slo_vs_load.png)", highlight=False)
 
 

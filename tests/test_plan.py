@@ -109,15 +109,15 @@ def test_a_target_rate_of_zero_is_a_flag_error(tmp_path):
     assert res.exit_code == 2 and res.output.strip() == "error: --target-rate: must be a rate > 0 per second, got 0"
 
 
-def test_a_latency_percentile_counts_unanswered_requests_as_missing_it():
+def test_a_latency_percentile_counts_requests_capacity_lost_as_missing_it():
     import math
 
     from simfactory.plan.slo import SloTarget
 
-    s = {"window": {"measured_requests": 1000}, "latency_s": {"e2e": {"count": 980, "p99": 2.0, "p90": 1.5}}}
-    assert SloTarget("e2e", "p99", "<", 5.0).read(s) == math.inf  # 2% unanswered: the p99 is beyond any target
+    s = {"outcomes": {"completed": 980, "shed": 20}, "latency_s": {"e2e": {"p99": 2.0, "p90": 1.5}}}
+    assert SloTarget("e2e", "p99", "<", 5.0).read(s) == math.inf  # 2% shed: the p99 is beyond any target
     assert SloTarget("e2e", "p90", "<", 5.0).read(s) == 1.5  # 2% is within the 10% a p90 leaves out
-    s["latency_s"]["e2e"]["count"] = 995
+    s["outcomes"] = {"completed": 980, "rejected_rate_limit": 20}  # policy, not capacity: left out
     assert SloTarget("e2e", "p99", "<", 5.0).read(s) == 2.0
 
 
@@ -128,3 +128,4 @@ def test_thin_percentiles_are_recognised():
     summaries = [{"tasks": {"x": {"latency_s": {"count": 23}}}}, {"tasks": {"x": {"latency_s": {"count": 30}}}}]
     assert t.samples(summaries) == 23 and thin_samples(t, 23)
     assert not thin_samples(t, 1000) and not thin_samples(SloTarget("ttft", "mean", "<", 1.0), 5)
+    assert not thin_samples(SloTarget("ttft", "p90", "<", 1.0), 100)  # exactly the 100 a p90 wants

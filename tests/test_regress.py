@@ -160,3 +160,18 @@ def test_many_null_metrics_raise_no_false_alarm_and_a_real_shift_is_found():
     assert significant_metrics(base, cur) == set()
     cur["m0"] = list(rng.normal(120, 1, 5))
     assert significant_metrics(base, cur) == {"m0"}
+
+
+def test_a_single_run_is_not_taken_as_exact_and_infinite_values_are_handled():
+    import numpy as np
+
+    from simfactory.regress.diff import significant_metrics, welch_p
+
+    rng = np.random.default_rng(3)
+    # one baseline run against ten current runs of the same distribution: false alarms near the 5% level, not 100%
+    hits = sum(welch_p([float(rng.normal())], list(rng.normal(0, 1, 10))) < 0.05 for _ in range(400))
+    assert hits < 40
+    assert welch_p([1.0, float("inf")], [1.0, 2.0]) == 0.0 and welch_p([float("inf")] * 2, [float("inf")] * 2) == 1.0
+    base = {f"m{i}": list(rng.normal(0, 1, 3)) for i in range(50)} | {"x": [1.0, float("inf")]}
+    cur = {f"m{i}": list(rng.normal(0, 1, 3)) for i in range(50)} | {"x": [1.0, 2.0]}
+    assert significant_metrics(base, cur) == {"x"}  # a move from infinity is flagged; the nulls are not

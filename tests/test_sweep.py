@@ -134,3 +134,13 @@ def test_a_parameter_that_is_neither_a_list_nor_a_range_gets_one_plain_message(t
         validate(SweepSpec, {"mode": "grid", "parameters": {"deployments.0.replicas": 5}}, "g.yaml")
     assert str(e.value) == ("g.yaml: parameters.deployments.0.replicas: expected a list of values (grid) or a "
                             "{low, high} range (lhs) (got 5)")
+
+
+def test_lhs_integer_ranges_with_fractional_bounds_stay_inside_them():
+    from collections import Counter
+
+    spec = SweepSpec(mode="lhs", samples=3000, parameters={"r": {"low": 1.5, "high": 4.2, "integer": True}})
+    counts = Counter(p["r"] for p in points(spec, seed=1))
+    assert set(counts) == {2, 3, 4} and all(abs(n - 1000) <= 1 for n in counts.values())
+    with pytest.raises(InputErrors, match="no integer lies in"):
+        validate(SweepSpec, {"mode": "lhs", "parameters": {"r": {"low": 1.2, "high": 1.8, "integer": True}}}, "g.yaml")

@@ -29,6 +29,8 @@ class Range(_Strict):
             raise ValueError("high must be >= low")
         if self.log and self.low <= 0:
             raise ValueError("log ranges need low > 0")
+        if self.integer and math.ceil(self.low) > math.floor(self.high):
+            raise ValueError(f"no integer lies in [{self.low:g}, {self.high:g}]")
         return self
 
 
@@ -83,8 +85,9 @@ def points(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:
         for n, x in zip(names, row):
             v = spec.parameters[n]
             if isinstance(v, Range):
-                if v.integer and not v.log:  # equal strata per integer, ends included: floor over [low, high + 1)
-                    p[n] = int(min(math.floor(v.low + x * (v.high - v.low + 1)), v.high))
+                if v.integer and not v.log:  # equal strata per integer in range, ends included
+                    lo, hi = math.ceil(v.low), math.floor(v.high)
+                    p[n] = int(min(math.floor(lo + x * (hi - lo + 1)), hi))
                     continue
                 val = np.exp(np.log(v.low) + x * (np.log(v.high) - np.log(v.low))) if v.log else v.low + x * (v.high - v.low)
                 p[n] = int(round(val)) if v.integer else float(val)

@@ -99,11 +99,14 @@ def set_rate(doc: dict[str, Any], rate: float) -> None:
 
 def _deployment_index(doc: dict[str, Any], name: str | None) -> int:
     names = [d["name"] for d in doc["deployments"]]
-    if name is None:
-        return 0
-    if name not in names:
+    if name is not None and name not in names:
         raise InputError("space", "deployment", f"unknown deployment {name!r} (deployments: {', '.join(names)})")
-    return names.index(name)
+    i = 0 if name is None else names.index(name)
+    if doc["deployments"][i].get("autoscaling"):
+        raise InputError("space", "deployment", f"{names[i]!r} is autoscaled: its replica count is only where it "
+                                                "starts; plan a static deployment (or compare autoscaling policies "
+                                                "with `simfactory compare`)")
+    return i
 
 
 def pool_need(doc: dict[str, Any], pool: str) -> int:

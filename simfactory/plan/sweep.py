@@ -89,14 +89,13 @@ def _spec_key(scenario: Scenario, spec: SweepSpec, scenario_file: str = "") -> s
     """What a resumed sweep must share with the rows on disk: the scenario, the grid, every file the scenario
     reads (workloads, profiles, price book: their hashes) and the simulator's version."""
     from simfactory import __version__
-    from simfactory.provenance import git_sha
     from simfactory.resolve import resolve
 
     try:
         inputs = json.dumps(sorted(resolve(scenario, scenario_file or None).input_hashes.items()))
     except (InputError, InputErrors):
         inputs = ""  # plan_jobs reports a scenario that does not resolve
-    blob = scenario.model_dump_json() + spec.model_dump_json() + inputs + __version__ + (git_sha() or "")
+    blob = scenario.model_dump_json() + spec.model_dump_json() + inputs + __version__
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

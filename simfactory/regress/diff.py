@@ -45,17 +45,28 @@ def _mean_se(values: list[float]) -> tuple[float, float]:
 
 
 def welch_p(a: list[float], b: list[float]) -> float:
-    """Two-sided p-value of a difference of means (Welch's t). Two constant samples: 0 if they differ, else 1."""
+    """Two-sided p-value of a difference of means (Welch's t; when one side is a single run, its seed noise is
+    taken to be the other side's, so a single run is not treated as exact). Non-finite values: 0 when only one
+    side has them (a move to or from infinity), else 1. Two constant samples: 0 if they differ, else 1."""
+    fa, fb = all(math.isfinite(x) for x in a), all(math.isfinite(x) for x in b)
+    if not (fa and fb):
+        return 0.0 if fa != fb else 1.0
+    if len(a) < len(b):
+        a, b = b, a  # a has the replications (at least 2: statistical mode)
     (ma, sa), (mb, sb) = _mean_se(a), _mean_se(b)
-    se = math.sqrt(sa**2 + sb**2)
+    if len(b) == 1:
+        sd = sa * math.sqrt(len(a))  # the sample standard deviation of a
+        se, df = sd * math.sqrt(1 / len(a) + 1.0), float(len(a) - 1)
+    else:
+        se = math.sqrt(sa**2 + sb**2)
+        scale = max(sa, sb) or 1.0  # rescaled so x**4 cannot underflow
+        parts = [(x / scale) ** 4 / (len(v) - 1) for x, v in ((sa, a), (sb, b)) if x > 0]
+        df = (se / scale) ** 4 / sum(parts) if parts else 1.0
     if se == 0:
         return 0.0 if ma != mb else 1.0
-    t = abs(ma - mb) / se
-    parts = [x**4 / (len(v) - 1) for x, v in ((sa, a), (sb, b)) if len(v) > 1 and x > 0]
-    df = se**4 / sum(parts) if parts else 1.0
     from scipy.stats import t as student_t
 
-    return float(2 * student_t.sf(t, df))
+    return float(2 * student_t.sf(abs(ma - mb) / se, df))
 
 
 def significant_metrics(baseline: dict[str, list[float]], current: dict[str, list[float]],

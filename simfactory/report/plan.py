@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,18 @@ def summary_line(result: PlanResult) -> str:
     return line + "."
 
 
+def _finite(x: Any) -> Any:
+    """JSON has no inf or NaN: a statistic that has none (a percentile with requests lost, one replication's
+    interval) is written as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
 def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ranked, evals = ranked_frame(result), evaluations_frame(result)
@@ -75,7 +88,7 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
         "candidates": [{"candidate": c.candidate, "overrides": c.overrides, "lower_bound": c.lower_bound,
                         "min_replicas": c.min_replicas} for c in result.candidates],
     }
-    (out_dir / "plan.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out_dir / "plan.json").write_text(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
     paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
     if key and len(evals):
         fig, ax = plt.subplots(figsize=(8, 5))
