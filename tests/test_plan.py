@@ -129,3 +129,15 @@ def test_thin_percentiles_are_recognised():
     assert t.samples(summaries) == 23 and thin_samples(t, 23)
     assert not thin_samples(t, 1000) and not thin_samples(SloTarget("ttft", "mean", "<", 1.0), 5)
     assert not thin_samples(SloTarget("ttft", "p90", "<", 1.0), 100)  # exactly the 100 a p90 wants
+
+
+def test_a_deployment_with_reserved_replicas_is_planned_from_one_more_than_it_reserves(tmp_path):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+    from simfactory.paths import SCENARIOS_DIR
+
+    res = CliRunner().invoke(app, ["plan", str(SCENARIOS_DIR / "service-classes.yaml"), "--target-rate", "10", "--slo",
+                                   "ttft_p99<2s", "-R", "2", "--no-max-rate", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "Cheapest fleet" in res.output and "as-is with 1 replicas" not in res.output

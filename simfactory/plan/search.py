@@ -145,18 +145,19 @@ def _resolve(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
 def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list[SloTarget]) -> tuple[int, int]:
     """(lower bound, first guess) for the replica count: full-batch throughput, and Erlang C when the
     engine serves one sequence at a time and the target is the mean queueing delay."""
-    rs = _resolve(with_replicas(doc, dep, 1), file)
+    floor = 1 + sum(r.get("replicas", 0) for r in doc["deployments"][dep].get("reserved") or [])  # one unreserved
+    rs = _resolve(with_replicas(doc, dep, floor), file)
     d = rs.deployments[dep]
     plain = [c for c in rs.classes if c.agent is None and c.input_tokens is not None and c.output_tokens is not None]
     if not plain or len(rs.deployments) > 1:
-        return 1, 1
+        return floor, floor
     w = np.array([c.config.weight for c in plain], dtype=float)
     w /= w.sum()
     shared = sum(wi * c.config.shared_prefix_tokens for wi, c in zip(w, plain))
     n_in = float(sum(wi * c.input_tokens.mean() for wi, c in zip(w, plain))) + shared  # type: ignore[union-attr]
     n_out = float(sum(wi * c.output_tokens.mean() for wi, c in zip(w, plain)))  # type: ignore[union-attr]
     mu_max = replica_max_rate_per_s(d.step_time, d.config.max_num_seqs, d.kv_capacity_tokens, n_in, n_out)
-    lower = max(1, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else 1
+    lower = max(floor, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else floor
     guess = lower
     if d.config.max_num_seqs == 1:
         mu = 1.0 / single_sequence_service_s(d.step_time, n_in, n_out)
