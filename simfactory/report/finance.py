@@ -5,6 +5,7 @@ Reads only the summary dict, so `simfactory report RUN_DIR` can rebuild them fro
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,5 +222,7 @@ def write_finance(summary: dict[str, Any], out_dir: Path, plots: bool = True) ->
     tables = finance_tables(summary)
     paths = write_tables(tables, out_dir)
     if plots:
-        paths += [tornado_plot(summary, out_dir / "cost_sensitivity.png"), break_even_plot(summary, out_dir / "break_even.png")]
+        with warnings.catch_warnings(action="ignore"):  # an empty run plots empty axes: matplotlib's notes are noise
+            paths += [tornado_plot(summary, out_dir / "cost_sensitivity.png"),
+                      break_even_plot(summary, out_dir / "break_even.png")]
     return paths

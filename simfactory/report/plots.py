@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,9 @@ def write_plots(m: RunMetrics, out_dir: Path) -> list[Path]:
     if m.summary.get("resilience"):
         plots["faults.png"] = faults
     paths = []
-    for name, fn in plots.items():
-        p = out_dir / name
-        fn(m, p)
-        paths.append(p)
+    with warnings.catch_warnings(action="ignore"):  # an empty run plots empty axes: matplotlib's notes are noise
+        for name, fn in plots.items():
+            p = out_dir / name
+            fn(m, p)
+            paths.append(p)
     return paths

@@ -5,7 +5,6 @@ all rebuilt from summary.json (and the PNG plots the run wrote)."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +78,7 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
         if Path(out).suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "--out", "the report is one HTML file: name it *.html (the run's own files "
                                                 "are never overwritten)")
-    with warnings.catch_warnings():  # empty runs plot empty axes; matplotlib's notes about that are noise
-        warnings.simplefilter("ignore")
-        written = write_finance(s, run_dir, plots=True)
+    written = write_finance(s, run_dir, plots=True)
     tables = finance_tables(s)
     head = headline(s)
 

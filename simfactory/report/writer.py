@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import tempfile
-import warnings
 from pathlib import Path
 
 from simfactory.errors import InputError
@@ -29,8 +28,8 @@ RUN_FILES = ("summary.json", "summary.md", "requests.csv", "tasks.csv", "timelin
              "finance.xlsx", "report.html", "report.md", "*.json")
 
 
-def _foreign(folder: Path, kind: str) -> list[str]:
-    """Entries of `folder` that are not outputs of this kind."""
+def _foreign(folder: Path) -> list[str]:
+    """Entries of `folder` that are not run outputs."""
     out = []
     for entry in folder.iterdir():
         if entry.name.startswith("."):
@@ -53,9 +52,9 @@ def check_output_dir(path: Path, flag: str = "--out", kind: str = "run") -> Path
     if resolved == cwd or resolved in cwd.parents:
         raise InputError(str(path), flag, "holds the working directory; name a new or earlier output directory")
     if resolved.is_dir() and kind == "run":  # compare writes its files and run folders into it, replacing nothing else
-        foreign = _foreign(resolved, kind)
+        foreign = _foreign(resolved)
         if foreign:
-            raise InputError(str(path), flag, f"holds files that are not {kind} outputs ({', '.join(sorted(foreign)[:3])}"
+            raise InputError(str(path), flag, f"holds files that are not run outputs ({', '.join(sorted(foreign)[:3])}"
                                               f"{', ...' if len(foreign) > 3 else ''}): they would be lost; name a new "
                                               "directory or an earlier output directory")
     return path
@@ -88,10 +87,8 @@ def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
             m.tasks.to_csv(tmp / "tasks.csv", index=False)
         m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
         m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
-        with warnings.catch_warnings():  # an empty run plots empty axes: matplotlib's notes about that are noise
-            warnings.simplefilter("ignore")
-            plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
-            plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
+        plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
+        plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
         (tmp / "summary.md").write_text(render(m, plot_files))
         if out_dir.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
