@@ -286,10 +286,9 @@ def trace_fit_cmd(
     """
     import yaml
 
+    from simfactory.report.writer import check_output_file
     from simfactory.traces.parse import parse_trace
     from simfactory.traces.stats import fit_workload
-
-    from simfactory.report.writer import check_output_file
 
     with input_errors():
         check_output_file(output, "--output")
@@ -446,13 +445,15 @@ def init(
     draft.write_text(INIT_TEMPLATE.format(**values))
     try:
         with input_errors():
+            def named(e: InputError) -> InputError:  # the draft is an implementation detail: name the file asked for
+                return InputError(str(output), e.field, e.reason) if e.file == str(draft) else e
+
             try:
                 prepare(draft)
-            except InputError as e:  # the draft is an implementation detail: name the file the user asked for
-                raise InputError(str(output) if e.file == str(draft) else e.file, e.field, e.reason) from None
+            except InputError as e:
+                raise named(e) from None
             except InputErrors as es:
-                raise InputErrors([InputError(str(output) if e.file == str(draft) else e.file, e.field, e.reason)
-                                   for e in es.errors]) from None
+                raise InputErrors([named(e) for e in es.errors]) from None
     except typer.Exit:
         draft.unlink(missing_ok=True)  # nothing half-written
         raise

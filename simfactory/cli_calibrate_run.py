@@ -3,6 +3,7 @@ already have): thin commands over simfactory.calibration, registered on the `cal
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,8 +34,6 @@ FIT_KINDS = ("linear", "roofline", "best")
 
 def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None = None) -> None:
     """--fit, --max-heldout-mape and --engine, each refused in one line when it could not mean anything."""
-    import math
-
     if fit_model not in FIT_KINDS:
         raise InputError("--fit", "", f"unknown fit {fit_model!r} (choose from {', '.join(FIT_KINDS)})")
     if not (math.isfinite(max_heldout_mape) and max_heldout_mape > 0):
@@ -136,7 +135,6 @@ def register(app: typer.Typer) -> None:
         """
         from simfactory.calibration.fit import FitRefused
         from simfactory.calibration.nvml import NoGpu, NvmlSampler, require_gpu, sku_for
-
         from simfactory.calibration.validate import check_deployment_flags
 
         with input_errors():
@@ -217,8 +215,8 @@ def register(app: typer.Typer) -> None:
         """
         from simfactory.calibration.fit import FitRefused
         from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
-        from simfactory.calibration.validate import check_deployment_flags
         from simfactory.calibration.microbench import base_provenance, publish
+        from simfactory.calibration.validate import check_deployment_flags
 
         with input_errors():
             check_deployment_flags(dtype, tp, replicas)

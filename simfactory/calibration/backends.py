@@ -201,7 +201,9 @@ class TorchBackend:
         self.config = transformers.AutoConfig.from_pretrained(str(config_dir))
         self.dtype = torch.bfloat16 if dtype == "bf16" else torch.float16
         # transformers 4.56 renamed `torch_dtype` to `dtype` (5.x warns on the old name)
-        dtype_kw = "dtype" if _version_tuple(transformers.__version__) >= (4, 56) else "torch_dtype"
+        from packaging.version import Version  # a dependency of transformers
+
+        dtype_kw = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
         with torch.device(device):
             self.model = transformers.AutoModelForCausalLM.from_config(self.config, **{dtype_kw: self.dtype})
         self.model.eval()
@@ -267,15 +269,6 @@ class TorchBackend:
         if self.device.startswith("cuda"):
             torch.cuda.empty_cache()
         return times
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    """(major, minor) of a version string such as '4.57.1' or '5.0.0rc1'."""
-    parts = []
-    for piece in version.split(".")[:2]:
-        digits = "".join(itertools.takewhile(str.isdigit, piece))
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def make_backend(name: str, config_dir: Path, dtype: str, tp: int, **engine_args: Any) -> Backend:
