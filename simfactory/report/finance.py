@@ -197,7 +197,7 @@ def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
             continue
         owned = p["owned_usd_per_accel_hour_at_0"] + p["owned_usd_per_accel_hour_per_utilization"] * u
         (line,) = ax.plot(u, owned, label=f"{p['pool']}: owned")
-        ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, busy hours only")
+        ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, only the hours the load needs")
         if p["break_even_utilization"] is not None:
             ax.axvline(p["break_even_utilization"], color=line.get_color(), lw=0.8, ls=":")
         load = p.get("load_fraction")
