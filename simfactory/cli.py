@@ -29,6 +29,7 @@ out = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
 
 EXIT_INPUT_ERROR = 2
+MAX_COMPARE_SCENARIOS = 50  # each is simulated in turn and kept in one table: more is a sweep
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
 
 
@@ -116,6 +117,9 @@ def run(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Also print how the scenario resolved, every warning, and timings.")
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --trace file that simfactory did not write.")
+    ] = False,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -123,7 +127,8 @@ def run(
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
-    from simfactory.report.writer import check_output_dir, check_output_file, write_run, write_trace
+    from simfactory.outputs import check_output_file, output_folder
+    from simfactory.report.writer import build_run, write_trace
     from simfactory.sim.run import simulate
 
     with input_errors():
@@ -142,27 +147,33 @@ def run(
         _print_resolved(rs)
     _print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
-    with input_errors():  # before simulating: a refused output path should not cost a run
-        check_output_dir(target)
-        if trace is not None:
-            check_output_file(trace, "--trace")
     started = time.perf_counter()
-    try:
-        with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
-            result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
-        wall_s = time.perf_counter() - started
-        with input_errors():
+    # checked and locked before simulating (a refused output path should not cost a run), held until written
+    with input_errors(), output_folder(target, "run") as folder:
+        if trace is not None and trace.resolve().parent != target.resolve():
+            check_output_file(trace, "--trace", force)
+        try:
+            with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
+                result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+            wall_s = time.perf_counter() - started
             metrics = compute_metrics(result, trace_tasks=trace_tasks)
-        metrics_s = time.perf_counter() - started - wall_s
-        write_run(metrics, target, plots=plots)  # atomic: a temp directory renamed into place
-        if verbose and not as_json:
-            err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} s, "
-                      f"write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
-        if trace is not None:
-            write_trace(metrics, trace)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+            metrics_s = time.perf_counter() - started - wall_s
+            inside = trace is not None and trace.resolve().parent == target.resolve()  # part of the run folder
+
+            def build(tmp: Path) -> None:
+                build_run(metrics, tmp, plots)
+                if inside:
+                    write_trace(metrics, tmp / trace.name, force=True)
+
+            folder.replace(build)  # atomic: a temporary folder renamed into place
+            if verbose and not as_json:
+                err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} "
+                          f"s, write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
+            if trace is not None and not inside:
+                write_trace(metrics, trace, force)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
     if as_json:
         import json
 
@@ -188,27 +199,35 @@ def compare(
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
+    from simfactory.outputs import build_subfolder, output_folder
     from simfactory.report.compare import write_comparison
-    from simfactory.report.writer import check_output_dir, write_run
+    from simfactory.report.writer import build_run
     from simfactory.sim.run import simulate
 
     if len(scenarios) < 2:
         err.print("[red]error:[/red] compare needs at least two scenario files", markup=True)
         raise typer.Exit(EXIT_INPUT_ERROR)
+    if len(scenarios) > MAX_COMPARE_SCENARIOS:
+        err.print(f"[red]error:[/red] SCENARIOS: {len(scenarios)} files; compare takes at most {MAX_COMPARE_SCENARIOS} "
+                  "(use `simfactory sweep` for more)", markup=True)
+        raise typer.Exit(EXIT_INPUT_ERROR)
     with input_errors():
         resolved = [prepare(p) for p in scenarios]
-        check_output_dir(out_dir, kind="compare")
-        for i, rs in enumerate(resolved):  # each run folder too, before anything is simulated
-            check_output_dir(out_dir / f"{i + 1}-{rs.scenario.name}")
-    summaries = []
-    for i, rs in enumerate(resolved):
-        with _progress(False, f"simulating {rs.scenario.name}") as progress:
-            result = simulate(rs, seed=seed, progress=progress)
-        with input_errors():
-            m = compute_metrics(result)
-        write_run(m, out_dir / f"{i + 1}-{rs.scenario.name}", plots=False)
-        summaries.append(m.summary)
-    df, card, line = write_comparison(summaries, out_dir)
+    with input_errors(), output_folder(out_dir, "compare") as folder:  # checked before anything is simulated
+        summaries = []
+
+        def build(tmp: Path) -> None:
+            for i, rs in enumerate(resolved):
+                with _progress(False, f"simulating {rs.scenario.name}") as progress:
+                    result = simulate(rs, seed=seed, progress=progress)
+                m = compute_metrics(result)
+                build_subfolder(tmp, f"{i + 1}-{rs.scenario.name}", lambda sub: build_run(m, sub, plots=False), "run")
+                summaries.append(m.summary)
+            tables.append(write_comparison(summaries, tmp))
+
+        tables: list = []
+        folder.replace(build)
+    df, card, line = tables[0]
     table = Table(title="side by side")
     table.add_column("metric")
     for col in df.columns:
@@ -245,6 +264,7 @@ def trace_stats_cmd(
     file: Annotated[Path, typer.Argument(help="Trace file.")],
     fmt: TraceFormatOpt,
     out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:
     """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse of a trace.
 
@@ -252,12 +272,15 @@ def trace_stats_cmd(
     """
     import json
 
+    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
     from simfactory.traces.parse import parse_trace
     from simfactory.traces.stats import trace_stats
 
     with input_errors():
+        if out_json is not None:
+            check_output_file(out_json, "--json", force)
         trace = parse_trace(file, _trace_format(fmt))  # type: ignore[arg-type]
-    st = trace_stats(trace)
+        st = trace_stats(trace)
     table = Table(title=f"{file} ({fmt}): {st['requests']:,} requests, {st['bad_rows']} bad rows")
     table.add_column("statistic")
     table.add_column("value", justify="right")
@@ -271,7 +294,8 @@ def trace_stats_cmd(
     for line in trace.bad_rows[:20]:
         err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
     if out_json is not None:
-        out_json.write_text(json.dumps(st, indent=1) + "\n")
+        with input_errors():
+            write_text_output(out_json, json.dumps(json_with_generator(st), indent=1) + "\n", "--json", force)
 
 
 @trace_app.command("fit")
@@ -279,6 +303,7 @@ def trace_fit_cmd(
     file: Annotated[Path, typer.Argument(help="Trace file.")],
     fmt: TraceFormatOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Workload YAML to write (workloads/NAME.yaml).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an --output file simfactory did not write.")] = False,
 ) -> None:
     """Fit a synthetic workload (lognormal lengths; gamma arrivals with the trace's rate and burstiness).
 
@@ -286,19 +311,19 @@ def trace_fit_cmd(
     """
     import yaml
 
-    from simfactory.report.writer import check_output_file
+    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
     from simfactory.traces.parse import parse_trace
     from simfactory.traces.stats import fit_workload
 
     with input_errors():
-        check_output_file(output, "--output")
+        check_output_file(output, "--output", force)
         trace = parse_trace(file, _trace_format(fmt))  # type: ignore[arg-type]
-    workload, arrival = fit_workload(trace, output.stem)
-    text = yaml.safe_dump(workload, sort_keys=False)
+        workload, arrival = fit_workload(trace, output.stem)
+    text = f"# generator: {GENERATOR} (trace fit {file.name})\n" + yaml.safe_dump(workload, sort_keys=False)
     if arrival is not None:
         text = f"# arrivals fitted to the same trace (use in a scenario's traffic.arrival): {arrival}\n" + text
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text)
+    with input_errors():
+        write_text_output(output, text, "--output", force)
     out.print(f"wrote {output}" + (f"; arrival process {arrival}" if arrival else ""), highlight=False)
     if arrival is None and trace.arrival_s is not None:
         err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload only",
@@ -310,8 +335,9 @@ def fidelity(
     suites: Annotated[
         Optional[list[Path]], typer.Argument(help="Suite YAML files (default: calibrate/fidelity/*.yaml).")
     ] = None,
-    requests: Annotated[int, typer.Option("--requests", min=10, help="Requests per offline point.")] = 800,
+    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point.")] = 800,
     out_json: Annotated[Optional[Path], typer.Option("--json", help="Write every point and the summary as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -321,8 +347,11 @@ def fidelity(
     import json
 
     from simfactory.fidelity import load_suite, run_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
 
     with input_errors():
+        if out_json is not None:
+            check_output_file(out_json, "--json", force)
         loaded = [load_suite(p) for p in (suites or shipped_suites())]
         results = [r for s in loaded for r in run_suite(s, requests)]
     table = Table(title="predicted vs measured")
@@ -340,8 +369,10 @@ def fidelity(
     for src, s in by_source.items():
         out.print(f"all suites [{src}]: MAPE {s['mape']:.1%} over {s['points']} points", highlight=False, markup=False)
     if out_json is not None:
-        out_json.write_text(json.dumps({"summary": summary, "by_profile_source": by_source, "points": [
-            {**dataclasses.asdict(r), "error": r.error} for r in results]}, indent=1) + "\n")
+        doc = json_with_generator({"summary": summary, "by_profile_source": by_source, "points": [
+            {**dataclasses.asdict(r), "error": r.error} for r in results]})
+        with input_errors():
+            write_text_output(out_json, json.dumps(doc, indent=1) + "\n", "--json", force)
 
 
 @app.command("schema")
@@ -363,7 +394,7 @@ def schema_cmd(
 
 
 INIT_TEMPLATE = """# yaml-language-server: $schema={schema}
-# Written by `simfactory init`. Every field is documented in schemas/scenario.json and the README.
+# Written by `simfactory init` ({generator}). Every field is documented in schemas/scenario.json and the README.
 name: {name}
 description: {model} on {replicas} x {sku} ({location}), {rate:g} requests/s of chat traffic.
 seed: 1
@@ -419,10 +450,10 @@ def init(
             return value
         return typer.prompt(prompt, default=default) if ask else default
 
-    from simfactory.report.writer import check_output_file
+    from simfactory.outputs import GENERATOR, check_output_file
 
     with input_errors():
-        check_output_file(output, "--output")
+        check_output_file(output, "--output", force=True)  # a folder, link or special file: never
     if output.exists() and not force:
         err.print(f"[red]error:[/red] {escape(str(output))}: exists (use --force to overwrite)")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -439,6 +470,7 @@ def init(
     }
     values["count"] = values["replicas"] * values["tp"]
     values["e2e"] = max(30.0, values["ttft"] * 30)
+    values["generator"] = f"generator: {GENERATOR}"
     values["schema"] = (Path(__file__).resolve().parents[1] / "schemas" / "scenario.json").as_uri()
     output.parent.mkdir(parents=True, exist_ok=True)
     draft = output.with_name(f".{output.name}.draft.yaml")
@@ -510,9 +542,12 @@ def regress(
     from simfactory.regress.baseline import baseline_path, by_metric, read_baseline
     from simfactory.regress.diff import diff_metrics, has_regression
     from simfactory.regress.outputs import markdown, write_reports
+    from simfactory.outputs import check_output_dir, output_folder
     from simfactory.regress.tolerances import load_tolerances
 
     with input_errors():
+        if report_dir is not None:  # before the runs: a refused folder should not cost them
+            check_output_dir(report_dir, "--report-dir")
         tol = load_tolerances(tolerances)
         diffs = []
         for name, metrics, _ in _collect_all(sources, replications, seed):
@@ -526,7 +561,8 @@ def regress(
             err.print(f"warning: {tolerances}: rules.{pattern}: matches no metric of these sources", highlight=False,
                       soft_wrap=True)
     if report_dir is not None:
-        write_reports(diffs, report_dir)
+        with input_errors(), output_folder(report_dir, "regress", "--report-dir") as folder:
+            folder.replace(lambda tmp: write_reports(diffs, tmp))
     out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)
     if has_regression(diffs):
         raise typer.Exit(EXIT_REGRESSION)
@@ -538,11 +574,15 @@ def baseline_update(
     baseline_dir: BaselineDirOpt,
     replications: ReplicationsOpt = 1,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace files in --baseline-dir that cannot be read as baselines.")
+    ] = False,
 ) -> None:
     """Write baselines deliberately (one JSON per scenario) and print what changed against the old ones.
 
     Example: simfactory baseline update scenarios/*.yaml --baseline-dir reports/baselines
     """
+    from simfactory.outputs import check_output_file
     from simfactory.regress.baseline import baseline_path, make_baseline, read_baseline, write_baseline
     from simfactory.regress.diff import diff_metrics
     from simfactory.regress.tolerances import load_tolerances
@@ -551,21 +591,28 @@ def baseline_update(
         if baseline_dir.exists() and not baseline_dir.is_dir():
             raise InputError(str(baseline_dir), "--baseline-dir", "is a file; name a directory for the baselines")
         collected = _collect_all(sources, replications, seed)  # every source checked before any baseline is written
+        plans = []
         for name, metrics, prov in collected:
             path = baseline_path(baseline_dir, name)
             new = make_baseline(name, metrics, prov)
-            if path.is_file():
+            check_output_file(path, "--baseline-dir", force=True)  # never a folder, a link or a special file
+            what = "new baseline"
+            if path.exists():
                 try:
                     old = read_baseline(path)
+                except InputError as e:
+                    if not force:
+                        raise InputError(str(path), "--baseline-dir", f"exists and cannot be read as a baseline "
+                                                                      f"({e.reason}); pass --force to replace it") from None
+                    what = "replaced a file that was not a readable baseline (--force)"
+                else:
                     moved = [d for d in diff_metrics(name, old["metrics"], new["metrics"], load_tolerances(None))
                              if d.status != "ok"]
                     what = f"{len(moved)} metrics changed" + (
                         ": " + ", ".join(d.metric for d in moved[:5]) + (" ..." if len(moved) > 5 else "") if moved else ""
                     )
-                except InputError:
-                    what = "replaced an unreadable baseline"
-            else:
-                what = "new baseline"
+            plans.append((path, new, what))
+        for path, new, what in plans:  # every file checked before any is written
             write_baseline(path, new)
             out.print(f"{path}: {what}", highlight=False, soft_wrap=True)
 

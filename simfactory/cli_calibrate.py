@@ -55,16 +55,23 @@ def _print_comparison(table: Any, out: Any) -> None:
                   "than the deployment's KV cache holds?)", highlight=False)
 
 
-def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: Any, err: Any) -> None:
+def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: Any, err: Any,
+                        command: str, existing: bool) -> None:
+    """Simulate the measured load, write validation.csv (into the folder `calibrate serve` just wrote when
+    `existing`, else as a new output folder) and print the comparison."""
     from simfactory.calibration.validate import compare
+    from simfactory.outputs import output_folder
 
     try:
         table = compare(measured, dep, seed)
     except ValueError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
-    out_dir.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out_dir / "validation.csv", index=False)
+    with output_folder(out_dir, command, existing=existing) as folder:
+        if existing:
+            folder.add(lambda tmp: table.to_csv(tmp / "validation.csv", index=False))
+        else:
+            folder.replace(lambda tmp: table.to_csv(tmp / "validation.csv", index=False))
     _print_comparison(table, out)
     out.print(f"wrote {out_dir / 'validation.csv'}", highlight=False)
 
@@ -76,7 +83,7 @@ def serve_cmd(
     sku: SkuOpt,
     model: ModelOpt,
     rates: Annotated[str, typer.Option(help="Comma-separated Poisson rates (req/s), run one after another.")] = "1,2,4",
-    requests: Annotated[int, typer.Option(min=1, help="Requests per rate.")] = 100,
+    requests: Annotated[int, typer.Option(min=1, max=1_000_000, help="Requests per rate.")] = 100,
     input_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 512,
     output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (ignore_eos).")] = 128,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Cap on requests in flight (default: none).")] = None,
@@ -100,8 +107,10 @@ def serve_cmd(
     from simfactory.calibration.client import Endpoint, PlannedRequest, measure_endpoint
     from simfactory.calibration.measurements import check_requests
     from simfactory.cli import err, input_errors, out
+    from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
+        check_output_dir(out_dir)  # before measuring: a refused folder should not cost the measurement
         try:
             rate_list = [float(r) for r in rates.split(",") if r.strip()]
         except ValueError:
@@ -122,8 +131,8 @@ def serve_cmd(
     ep = Endpoint(url=url, model=served_model, chat=chat)
     out.print(f"sending {len(schedule) if schedule else requests * len(rate_list)} requests to {url} ...", highlight=False)
     measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    measured.to_csv(out_dir / "requests.csv", index=False)
+    with input_errors(), output_folder(out_dir, "calibrate serve") as folder:  # saved before it is checked
+        folder.replace(lambda tmp: measured.to_csv(tmp / "requests.csv", index=False))
     with input_errors():
         measured = check_requests(measured, str(out_dir / "requests.csv"))
     failed = measured[~measured["ok"]]
@@ -135,7 +144,7 @@ def serve_cmd(
     if len(failed):
         out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow] (see requests.csv, column error)")
     with input_errors():
-        _validate_and_write(measured, dep, out_dir, seed, out, err)
+        _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate serve", existing=True)
 
 
 @calibrate_app.command("import")
@@ -143,6 +152,7 @@ def import_cmd(
     file: Annotated[Path, typer.Argument(help="A results file from vllm bench serve, aiperf/genai-perf or guidellm.")],
     format: Annotated[str, typer.Option("--format", help="vllm-bench, aiperf, genai-perf or guidellm.")],
     out_file: Annotated[Path, typer.Option("--out", help="Request table to write (CSV or .parquet).")] = Path("requests.csv"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
 ) -> None:
     """Turn serving-benchmark results you already have into simfactory's request table.
 
@@ -150,16 +160,17 @@ def import_cmd(
     """
     from simfactory.calibration.importers import import_results
     from simfactory.cli import input_errors, out
+    from simfactory.outputs import check_output_file, write_output_file
 
     with input_errors():
         if out_file.is_dir() or out_file.suffix.lower() not in (".csv", ".parquet"):
             raise InputError(str(out_file), "--out", "the request table is one .csv or .parquet file")
+        check_output_file(out_file, "--out", force)  # a table carries no mark of who wrote it: --force replaces
         table = import_results(file, format)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    if out_file.suffix == ".parquet":
-        table.to_parquet(out_file, index=False)
-    else:
-        table.to_csv(out_file, index=False)
+        if out_file.suffix.lower() == ".parquet":
+            write_output_file(out_file, lambda p: table.to_parquet(p, index=False), "--out", force)
+        else:
+            write_output_file(out_file, lambda p: table.to_csv(p, index=False), "--out", force)
     ok = int(table["ok"].sum())
     out.print(f"[green]imported[/green] {len(table)} requests ({ok} ok, {len(table) - ok} failed) from {file} -> "
               f"{out_file}", highlight=False)
@@ -190,7 +201,7 @@ def validate_cmd(
         if not measured["ok"].any():
             raise InputError(str(requests_file), "ok", "no successful request to compare (every row has ok false)")
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
-        _validate_and_write(measured, dep, out_dir, seed, out, err)
+        _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate validate", existing=False)
 
 
 from simfactory.cli_calibrate_run import register as _register_run  # noqa: E402

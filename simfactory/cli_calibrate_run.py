@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option(help="A small design (minutes): for a smoke test, not for publishing.")] = False,
         fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline or best (lower held-out error).")] = "best",
         max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
-        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
+        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
         config_dir: Annotated[Optional[Path], typer.Option(help="Folder with the model's config.json.")] = None,
         profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
         dry_run: Annotated[bool, typer.Option(help="No GPU needed: print the design and its estimated GPU time "
@@ -201,7 +201,7 @@ def register(app: typer.Typer) -> None:
         max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
         fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline or best.")] = "best",
         max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
-        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold.")] = False,
+        force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
         gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
         profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
     ) -> None:

@@ -14,7 +14,7 @@ def sweep(
     scenario: Annotated[Path, typer.Argument(help="Scenario YAML the sweep starts from.")],
     grid: Annotated[Path, typer.Option("--grid", "-g", help="Sweep spec YAML: mode, parameters, replications.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/sweep"),
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Local worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=1024, help="Local worker processes.")] = 1,
     executor: Annotated[str, typer.Option("--executor", help="local | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Join this Ray cluster (default: start a local one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip points already in OUT (after an interruption).")] = False,
@@ -58,7 +58,7 @@ def plan_cmd(
     target_rate: Annotated[float, typer.Option("--target-rate", "-r", min=0.0, help="Requests (or tasks) per second to serve.")],
     slo: Annotated[str, typer.Option("--slo", help='Targets, e.g. "ttft_p99<2s,e2e_p95<30s,slo_attainment>0.99".')],
     space: Annotated[Optional[Path], typer.Option("--space", help="Search space YAML (candidates / grid of overrides).")] = None,
-    replications: Annotated[int, typer.Option("--replications", "-R", min=1, help="Runs per point (CI needs >= 2).")] = 3,
+    replications: Annotated[int, typer.Option("--replications", "-R", min=1, max=100, help="Runs per point (CI needs >= 2).")] = 3,
     objective: Annotated[str, typer.Option("--objective", help="cost (cheapest fleet meeting the SLOs)")] = "cost",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/plan"),
     no_max_rate: Annotated[bool, typer.Option("--no-max-rate", help="Skip the max sustainable load search.")] = False,
@@ -71,6 +71,7 @@ def plan_cmd(
     from simfactory.cli import EXIT_INPUT_ERROR, err, input_errors, out
     from simfactory.config.loader import load_model_file
     from simfactory.errors import InputError
+    from simfactory.outputs import check_output_dir, output_folder
     from simfactory.plan.search import PlanSpace, plan
     from simfactory.plan.slo import parse_slo, samples_wanted, thin_samples
     from simfactory.report.plan import summary_line, write_plan
@@ -85,14 +86,16 @@ def plan_cmd(
         targets = parse_slo(slo)
         sc = load_scenario(scenario)
         sp = load_model_file(PlanSpace, space) if space else None
+        check_output_dir(out_dir)
 
         def show(e) -> None:  # type: ignore[no-untyped-def]
             err.print(f"  {e.candidate}: {e.replicas} replicas at {e.rate_per_s:g}/s -> "
                       f"{'meets' if e.met else 'misses'} the SLOs (USD {e.usd_per_hour:,.2f}/h)", highlight=False)
 
+    with input_errors(), output_folder(out_dir, "plan") as folder:  # locked while planning, replaced at the end
         result = plan(sc, str(scenario), target_rate, targets, sp, replications, str(space or "space"),
                       max_rate=not no_max_rate, on_eval=show)
-    write_plan(result, out_dir)
+        folder.replace(lambda tmp: write_plan(result, tmp))
     out.print(summary_line(result), highlight=False)
     if replications < 2:
         err.print("warning: -R 1: one replication gives no confidence interval; targets were judged on a point "
@@ -115,6 +118,7 @@ def register(app: typer.Typer) -> None:
 def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by `simfactory run`.")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default RUN_DIR/report.html).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an --out file simfactory did not write.")] = False,
 ) -> None:
     """Write a self-contained HTML report (plots embedded, sortable tables), the same as Markdown, finance CSVs and
     an .xlsx workbook, from a finished run.
@@ -125,5 +129,9 @@ def report_cmd(
     from simfactory.report.run_report import build_report
 
     with input_errors():
-        paths = build_report(run_dir, out)
-    console.print(f"wrote {paths[0]} (and report.md, finance_*.csv, finance.xlsx in {run_dir})", highlight=False)
+        paths = build_report(run_dir, out, force)
+    if len(paths) > 1:
+        console.print(f"wrote {paths[0]} (and report.md, finance_*.csv, finance.xlsx in {run_dir})", highlight=False)
+    else:
+        console.print(f"wrote {paths[0]} ({run_dir} was not written by simfactory, so nothing was added to it)",
+                      highlight=False)

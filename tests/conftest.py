@@ -14,6 +14,14 @@ from simfactory.resolve import ResolvedScenario, load_and_resolve
 TEST_SKU = "test-gpu"
 
 
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test runs with HOME in a temporary folder: nothing a test does can reach the real home."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
 def profile_doc(step_time: dict[str, Any]) -> dict[str, Any]:
     return {
         "sku": TEST_SKU,

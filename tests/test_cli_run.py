@@ -91,10 +91,12 @@ def test_same_seed_same_outputs_different_seed_different(tmp_path):
 
 def test_rerun_replaces_the_output_directory(tmp_path):
     _run(tmp_path, "x", "--seed", "1")
-    (tmp_path / "x" / "tasks.csv").write_text("old")  # an output this run does not write: stale, removed
-    _run(tmp_path, "x", "--seed", "2")
-    assert not (tmp_path / "x" / "tasks.csv").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temp dirs left behind
+    _run(tmp_path, "x", "--seed", "2")  # an output simfactory wrote (its marker lists every file): replaced
+    assert [p.name for p in tmp_path.iterdir()] == ["x"]  # no temp dirs or locks left behind
+    (tmp_path / "x" / "tasks.csv").write_text("mine")  # named like an output, but not written by simfactory
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "x"), "--no-plots", "--quiet"])
+    assert res.exit_code == 2 and "tasks.csv" in res.output and (tmp_path / "x" / "tasks.csv").read_text() == "mine"
+    (tmp_path / "x" / "tasks.csv").unlink()
     (tmp_path / "x" / "notes.txt").write_text("mine")  # not an output: the rerun is refused, the file kept
     res = runner.invoke(app, ["run", "--out", str(tmp_path / "x"), "--no-plots", "--quiet"])
     assert res.exit_code == 2 and "notes.txt" in res.output and (tmp_path / "x" / "notes.txt").exists()

@@ -167,7 +167,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         except FitRefused:
             power = None  # utilization did not vary enough: keep the price book's idle power
     entry = build_entry(fit, model=model, engine=engine, dtype=dtype, tp=tp, provenance=provenance, power=power)
-    return CalibrationRun(write_profile(entry, fit, profiles_dir, sku, samples), fit, power, steps, shipped)
+    return CalibrationRun(write_profile(entry, fit, profiles_dir, sku, samples, force), fit, power, steps, shipped)
 
 
 def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, provenance: dict[str, Any],
@@ -181,7 +181,7 @@ def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, pro
     provenance = {**provenance, "method": f"serving-level fit: {sf.evaluations} simulated replays",
                   "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the training load)"}
     entry = build_entry(fit, model=dep.model, engine=dep.engine, dtype=dep.dtype, tp=dep.tp, provenance=provenance)
-    return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku), fit, None, requests, sf.start_mape)
+    return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku, force=force), fit, None, requests, sf.start_mape)
 
 
 def base_provenance(command: list[str]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ half-written; the YAML is validated by loading it back before it replaces anythi
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ import yaml
 from simfactory.calibration.fit import FitResult, PowerFit
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import StepTimeEntry
+from simfactory.errors import InputError
+from simfactory.outputs import GENERATOR, check_output_file
 from simfactory.provenance import git_sha
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/measured-profile.json\n"
@@ -46,20 +49,35 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
 
 def _write_temporary(path: Path, write: Any) -> Path:
     """Write beside `path` under a hidden temporary name (renamed into place once every file is written)."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.simfactory-file-{os.getpid()}-0-{secrets.token_hex(4)}")
     write(tmp)
     return tmp
 
 
+def check_profile_target(target: Path, companions: list[Path], force: bool) -> None:
+    """A profile simfactory did not write (no generator tag), or a raw-steps CSV beside no profile of ours, is
+    replaced only with --force."""
+    check_output_file(target, "--profiles-dir", force)
+    ours = target.exists()
+    for p in companions:
+        check_output_file(p, "--profiles-dir", force=True)  # never a folder, a link or a special file
+        if p.exists() and not ours and not force:
+            raise InputError(str(p), "--profiles-dir", "exists beside no profile simfactory wrote; name another "
+                                                       "--profiles-dir, or pass --force to replace it")
+
+
 def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku: str,
-                  samples: pd.DataFrame | None = None) -> Path:
-    """Write <profiles_dir>/<sku>/<name>.yaml, <name>.steps.csv (and <name>.power.csv); returns the YAML path."""
+                  samples: pd.DataFrame | None = None, force: bool = False) -> Path:
+    """Write <profiles_dir>/<sku>/<name>.yaml, <name>.steps.csv (and <name>.power.csv); returns the YAML path.
+    Replaces earlier files only when simfactory wrote them (or with `force`)."""
     folder = profiles_dir / sku
-    folder.mkdir(parents=True, exist_ok=True)
     name = profile_name(entry.model, entry.engine, entry.dtype, entry.tp)
     target = folder / f"{name}.yaml"
+    check_profile_target(target, [folder / f"{name}.steps.csv", folder / f"{name}.power.csv"], force)
+    folder.mkdir(parents=True, exist_ok=True)
     doc = entry.model_dump(mode="json", exclude_none=True)
-    header = (f"{SCHEMA_LINE}# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
+    header = (f"{SCHEMA_LINE}# generator: {GENERATOR}\n"
+              f"# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
               f"({entry.provenance.get('date', '')}); raw steps: {name}.steps.csv\n")
     tmps = [_write_temporary(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
     load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it

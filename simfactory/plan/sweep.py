@@ -21,6 +21,7 @@ import pandas as pd
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
+from simfactory.outputs import OutputFolder, json_with_generator, output_folder
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.overrides import apply_overrides, check_paths
 from simfactory.regress.flatten import flatten
@@ -99,16 +100,24 @@ def _spec_key(scenario: Scenario, spec: SweepSpec, scenario_file: str = "") -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _done_rows(out_dir: Path, key: str, resume: bool) -> list[dict[str, Any]]:
-    rows_path, spec_path = out_dir / ROWS_FILE, out_dir / SPEC_FILE
-    if not resume or not rows_path.exists():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        rows_path.write_text("")
-        spec_path.write_text(json.dumps({"key": key}))
+def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]:
+    """The rows already done (resume), or none after (re)creating the sweep folder with its spec and an empty
+    row file. A resumed folder must be a sweep simfactory wrote for the same inputs."""
+    rows_path, spec_path = folder.path / ROWS_FILE, folder.path / SPEC_FILE
+    if not resume or not rows_path.is_file():
+        def fresh(tmp: Path) -> None:
+            (tmp / ROWS_FILE).write_text("")
+            (tmp / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
+
+        folder.replace(fresh)
         return []
-    if json.loads(spec_path.read_text()).get("key") != key:
-        raise InputError(str(out_dir), "--resume", "this directory holds a different sweep (the scenario, the grid, a "
-                                                   "file they read or the simfactory version changed)")
+    try:
+        same = json.loads(spec_path.read_text()).get("key") == key
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise InputError(str(folder.path), "--resume", "this directory holds a different sweep (the scenario, the "
+                                                       "grid, a file they read or the simfactory version changed)")
     rows = []
     kept_bytes = 0
     for line in rows_path.read_bytes().splitlines(keepends=True):
@@ -155,25 +164,25 @@ def run_sweep(
 ) -> pd.DataFrame:
     """Run what is not done yet and return the whole table (also written as results.parquet / results.csv)."""
     todo = plan_jobs(scenario, scenario_file, spec, spec_file)
-    rows = _done_rows(out_dir, _spec_key(scenario, spec, scenario_file), resume)
-    done = {(r["point"], r["replication"]) for r in rows}
-    todo_left = [j for j in todo if (j.point, j.replication) not in done]
-    if on_row:
-        on_row(len(rows), len(todo))
-    with open(out_dir / ROWS_FILE, "a") as f:
-        for row in _execute(todo_left, executor, jobs, ray_address):
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            rows.append(row)
-            if on_row:
-                on_row(len(rows), len(todo))
-    # rows sorted before the frame is built: its columns then come in the same order whichever executor, job count
-    # or resume produced the rows
-    table = pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
-    for name, write in (("results.parquet", lambda p: table.to_parquet(p, index=False)),
-                        ("results.csv", lambda p: table.to_csv(p, index=False))):
-        tmp = out_dir / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, out_dir / name)
+    existing = resume and (Path(out_dir) / ROWS_FILE).is_file()
+    with output_folder(Path(out_dir), "sweep", existing=existing) as folder:
+        rows = _start(folder, _spec_key(scenario, spec, scenario_file), resume)
+        done = {(r["point"], r["replication"]) for r in rows}
+        todo_left = [j for j in todo if (j.point, j.replication) not in done]
+        if on_row:
+            on_row(len(rows), len(todo))
+        with open(folder.path / ROWS_FILE, "a") as f:
+            for row in _execute(todo_left, executor, jobs, ray_address):
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+                rows.append(row)
+                if on_row:
+                    on_row(len(rows), len(todo))
+        # rows sorted before the frame is built: its columns then come in the same order whichever executor, job
+        # count or resume produced the rows
+        table = pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
+
+        folder.add(lambda tmp: (table.to_parquet(tmp / "results.parquet", index=False),
+                                table.to_csv(tmp / "results.csv", index=False)))
     return table

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from simfactory.errors import InputError
+from simfactory.outputs import write_text_output
 
 BASELINE_SCHEMA_VERSION = 1
 
@@ -33,10 +33,8 @@ def make_baseline(scenario: str, metrics: list[dict[str, float]], provenance: di
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(baseline, indent=1, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    """Atomically (a temporary renamed over it); the caller has checked that an existing file is a baseline."""
+    write_text_output(path, json.dumps(baseline, indent=1, sort_keys=False) + "\n", "--baseline-dir", force=True)
 
 
 def read_baseline(path: Path) -> dict[str, Any]:

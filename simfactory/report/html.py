@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from simfactory.outputs import GENERATOR
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
@@ -90,13 +91,13 @@ class HtmlReport:
     def render(self) -> str:
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<meta name=\"generator\" content=\"{GENERATOR}\">"
             f"<title>{html.escape(self.title)}</title><style>{_STYLE}</style></head><body>"
             f"<h1>{html.escape(self.title)}</h1>{''.join(self.parts)}<script>{_SORT_JS}</script></body></html>\n"
         )
 
     def write(self, path: Path) -> Path:
+        """Into a folder being built (simfactory.outputs swaps it into place); a lone file: write_text_output."""
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(self.render(), encoding="utf-8")
-        os.replace(tmp, path)
+        path.write_text(self.render(), encoding="utf-8")
         return path

@@ -14,7 +14,8 @@ from simfactory.errors import InputError
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
-from simfactory.report.writer import check_output_file
+from simfactory.outputs import (GENERATOR_TAG, check_output_file, check_owned_dir, foreign_entry, output_folder,
+                                read_marker, write_text_output)
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -69,27 +70,55 @@ def lead_line(s: dict[str, Any]) -> str:
             f"over {tco['horizon_years']:g} years.")
 
 
-def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
-    """Write report.html, report.md, finance_*.csv and finance.xlsx into the run directory."""
+def build_report(run_dir: Path, out: Path | None = None, force: bool = False) -> list[Path]:
+    """Write report.html, report.md, finance_*.csv and finance.xlsx into the run folder (which simfactory must
+    have written: only its own files are added or replaced). With `out`, the HTML goes there instead; the other
+    files are added to the run folder only when simfactory wrote it."""
     run_dir = Path(run_dir)
     s = read_summary(run_dir)
+    owned = read_marker(run_dir) is not None and foreign_entry(run_dir) is None and not run_dir.is_symlink()
     if out is not None:  # checked before anything is written
-        check_output_file(out, "--out")
         if Path(out).suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "--out", "the report is one HTML file: name it *.html (the run's own files "
                                                 "are never overwritten)")
-    written = write_finance(s, run_dir, plots=True)
-    tables = finance_tables(s)
-    head = headline(s)
+        check_output_file(out, "--out", force)
+    elif not owned:
+        check_owned_dir(run_dir, "RUN_DIR")  # raises, naming why; --out writes the HTML elsewhere
+    written: list[Path] = []
+    if owned:
+        with output_folder(run_dir, "report", "RUN_DIR", existing=True) as folder:
+            written = folder.add(lambda tmp: _companions(s, tmp, run_dir))
+    page = _page(s, run_dir)
+    if out is not None:
+        html_path = write_text_output(Path(out), page.render(), "--out", force)
+    else:
+        with output_folder(run_dir, "report", "RUN_DIR", existing=True) as folder:
+            html_path = folder.add(lambda tmp: page.write(tmp / "report.html"))[0]
+    return [html_path, *written]
 
+
+def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:
+    """report.md and the finance tables, workbook and charts."""
+    write_finance(s, folder, plots=True)
+    head = headline(s)
+    md = [f"<!-- {GENERATOR_TAG} -->", f"# simfactory report: {s['scenario']}", "", lead_line(s), "", "## Headline", "",
+          *frame_markdown(head), "", "## Cost and finance", ""]
+    for t in finance_tables(s):
+        md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
+    md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS
+                              if (run_dir / name).exists() or (folder / name).exists()] + [""]
+    (folder / "report.md").write_text("\n".join(md))
+
+
+def _page(s: dict[str, Any], run_dir: Path) -> HtmlReport:
     page = HtmlReport(f"simfactory report: {s['scenario']}")
     page.paragraph(lead_line(s), "lead")
     if s.get("description"):
         page.paragraph(s["description"])
     page.heading("Headline")
-    page.table(head)
+    page.table(headline(s))
     page.heading("Cost and finance")
-    for t in tables:
+    for t in finance_tables(s):
         page.table(t.frame, t.title, t.note)
     page.heading("Interactive charts")
     for title, fig in figures(run_dir, s):
@@ -106,13 +135,4 @@ def build_report(run_dir: Path, out: Path | None = None) -> list[Path]:
     page.heading("Provenance")
     page.table(pd.DataFrame([(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in prov.items()],
                             columns=["field", "value"]))
-    html_path = page.write(out or run_dir / "report.html")
-
-    md = [f"# simfactory report: {s['scenario']}", "", lead_line(s), "", "## Headline", "", *frame_markdown(head), "",
-          "## Cost and finance", ""]
-    for t in tables:
-        md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
-    md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS if (run_dir / name).exists()] + [""]
-    md_path = run_dir / "report.md"
-    md_path.write_text("\n".join(md))
-    return [html_path, md_path, *written]
+    return page

@@ -1,16 +1,13 @@
-"""Write a run's outputs to a directory atomically: build in a temp dir beside it, then rename."""
+"""Write a run's outputs: the files of a run folder (built in a temporary folder and swapped in by
+simfactory.outputs, which replaces only what simfactory wrote) and the optional trace file."""
 
 from __future__ import annotations
 
-import fnmatch
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from simfactory.errors import InputError
 from simfactory.metrics.summary import RunMetrics
+from simfactory.outputs import GENERATOR, output_folder, write_text_output
 from simfactory.report.finance import write_finance
 from simfactory.report.markdown import render
 from simfactory.report.plots import write_plots
@@ -22,82 +19,26 @@ REQUEST_COLUMNS = [
 ]
 
 
-# what a run directory may hold (its own outputs, a report built from it, a trace written beside them): a
-# directory holding only these is an earlier output and may be replaced whole; anything else is the user's
-RUN_FILES = ("summary.json", "summary.md", "requests.csv", "tasks.csv", "timeline_*.csv", "*.png", "finance_*.csv",
-             "finance.xlsx", "report.html", "report.md", "*.json")
+def write_trace(m: RunMetrics, path: Path, force: bool = False) -> Path:
+    """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev); `otherData.generator` marks it ours."""
+    doc = {"otherData": {"generator": GENERATOR}, "traceEvents": m.trace_events, "displayTimeUnit": "ms"}
+    return write_text_output(path, json.dumps(doc), "--trace", force)
 
 
-def _foreign(folder: Path) -> list[str]:
-    """Entries of `folder` that are not run outputs."""
-    out = []
-    for entry in folder.iterdir():
-        if entry.name.startswith("."):
-            continue  # our own temporaries from an interrupted write
-        if entry.is_file() and any(fnmatch.fnmatchcase(entry.name, n) for n in RUN_FILES):
-            continue
-        out.append(entry.name)
-    return out
+def build_run(m: RunMetrics, folder: Path, plots: bool = True) -> None:
+    """Write summary.json, summary.md, requests.csv (+ tasks.csv), timeline CSVs and PNG plots into `folder`."""
+    (folder / "summary.json").write_text(json.dumps(m.summary, indent=2, sort_keys=False) + "\n")
+    m.requests[REQUEST_COLUMNS].to_csv(folder / "requests.csv", index=False)
+    if len(m.tasks):
+        m.tasks.to_csv(folder / "tasks.csv", index=False)
+    m.replica_timelines.to_csv(folder / "timeline_replicas.csv", index=False)
+    m.system_timeline.to_csv(folder / "timeline_system.csv", index=False)
+    plot_files = [p.name for p in write_plots(m, folder)] if plots else []
+    plot_files += [p.name for p in write_finance(m.summary, folder, plots) if p.suffix == ".png"]
+    (folder / "summary.md").write_text(render(m, plot_files))
 
 
-def check_output_dir(path: Path, flag: str = "--out", kind: str = "run") -> Path:
-    """An output directory that may be replaced (kind "run": absent, empty, or holding only earlier outputs) or
-    written into (kind "compare": its run folders are checked one by one). A file, the working directory or a
-    folder above it, or a run folder with other files in it is refused, never deleted."""
-    path = Path(path)
-    resolved = path.resolve()
-    if resolved.exists() and not resolved.is_dir():
-        raise InputError(str(path), flag, "is a file, not a directory; name a directory for the outputs")
-    cwd = Path.cwd().resolve()
-    if resolved == cwd or resolved in cwd.parents:
-        raise InputError(str(path), flag, "holds the working directory; name a new or earlier output directory")
-    if resolved.is_dir() and kind == "run":  # compare writes its files and run folders into it, replacing nothing else
-        foreign = _foreign(resolved)
-        if foreign:
-            raise InputError(str(path), flag, f"holds files that are not run outputs ({', '.join(sorted(foreign)[:3])}"
-                                              f"{', ...' if len(foreign) > 3 else ''}): they would be lost; name a new "
-                                              "directory or an earlier output directory")
-    return path
-
-
-def check_output_file(path: Path, flag: str) -> Path:
-    """An output file path: not an existing directory."""
-    if Path(path).is_dir():
-        raise InputError(str(path), flag, "is a directory; name a file")
-    return Path(path)
-
-
-def write_trace(m: RunMetrics, path: Path) -> None:
-    """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"traceEvents": m.trace_events, "displayTimeUnit": "ms"}))
-    os.replace(tmp, path)
-
-
-def write_run(m: RunMetrics, out_dir: Path, plots: bool = True) -> list[Path]:
-    """Write summary.json, summary.md, requests.csv (+ tasks.csv), timelines CSVs and PNG plots."""
-    out_dir = check_output_dir(Path(out_dir)).resolve()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        (tmp / "summary.json").write_text(json.dumps(m.summary, indent=2, sort_keys=False) + "\n")
-        m.requests[REQUEST_COLUMNS].to_csv(tmp / "requests.csv", index=False)
-        if len(m.tasks):
-            m.tasks.to_csv(tmp / "tasks.csv", index=False)
-        m.replica_timelines.to_csv(tmp / "timeline_replicas.csv", index=False)
-        m.system_timeline.to_csv(tmp / "timeline_system.csv", index=False)
-        plot_files = [p.name for p in write_plots(m, tmp)] if plots else []
-        plot_files += [p.name for p in write_finance(m.summary, tmp, plots) if p.suffix == ".png"]
-        (tmp / "summary.md").write_text(render(m, plot_files))
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return sorted(out_dir.iterdir())
+def write_run(m: RunMetrics, out_dir: Path, plots: bool = True, command: str = "run") -> list[Path]:
+    """`build_run` into `out_dir`, replacing it atomically only if simfactory wrote it (see simfactory.outputs)."""
+    with output_folder(Path(out_dir), command) as folder:
+        return folder.replace(lambda tmp: build_run(m, tmp, plots))

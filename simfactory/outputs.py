@@ -1,0 +1,485 @@
+"""Where simfactory writes, and the one rule it follows there: replace or delete only what it can prove it wrote.
+
+An output *folder* (run, compare, plan, sweep, regress report, calibration) carries a marker file,
+`.simfactory-output.json`, written by simfactory with the command, the version and the list of every file and
+subfolder it put there. A folder may be replaced only when it carries that marker and holds nothing else than
+what the marker lists (subfolders checked the same way); anything else — hidden files, unknown files, a symlink,
+a folder without a marker (including those written by simfactory versions before the marker existed), the home
+folder, the working directory or a folder above it, a filesystem root — is refused with one line naming the
+first foreign entry, and left exactly as it was.
+
+A folder is built in a hidden temporary sibling and renamed into place, so a reader never sees half an output
+and an interrupted run leaves the earlier output untouched. A lock per target makes two processes writing the
+same --out at once fail cleanly (the second is refused) instead of mixing. Temporaries left behind by a process
+killed with `kill -9` are removed by the next write into the same parent, once their marker shows that the
+process that made them is gone.
+
+An output *file* named by a flag (`--json`, `-o`, `--trace`, ...) replaces an existing file only when that file
+carries simfactory's generator tag (see `GENERATOR_TAG`), or when the user passes `--force`.
+
+Everything is created with ordinary permissions: folders and files follow the umask (0755 / 0644 under 022).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simfactory import __version__
+from simfactory.errors import InputError
+
+MARKER = ".simfactory-output.json"
+GENERATOR = f"simfactory {__version__}"
+GENERATOR_TAG = "generator: simfactory"  # in text outputs (YAML/Markdown comments, HTML meta); JSON: "generator"
+_TEMP_INFIX = ".simfactory-"  # hidden siblings: .NAME.simfactory-tmp-PID-START-RAND / -old- / .NAME.simfactory-lock
+_NAME_KEEP = 80  # of NAME in a sibling's name: keeps it under the 255-byte limit of common filesystems
+_SNIFF_BYTES = 4096  # a written file's generator tag sits at its top
+# how each text format carries it: YAML/Markdown/XML comments, JSON's first key, HTML's meta element
+_GENERATOR_MARKS = (GENERATOR_TAG, '"generator": "simfactory', '"generator":"simfactory',
+                    '<meta name="generator" content="simfactory', "# Measured by `simfactory calibrate`")
+
+
+# ---------------------------------------------------------------------------------------------------- processes
+
+
+def _start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc), to tell a live owner from a reused pid."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return int(text.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid: int, start_ticks: int | None) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    if start_ticks is None:
+        return True
+    now = _start_ticks(pid)
+    return now is None or now == start_ticks
+
+
+def _me() -> tuple[int, int | None]:
+    pid = os.getpid()
+    return pid, _start_ticks(pid)
+
+
+# ---------------------------------------------------------------------------------------------------- markers
+
+
+def _marker_doc(command: str, files: list[str], folders: list[str], state: str) -> dict[str, Any]:
+    pid, ticks = _me()
+    return {"generator": GENERATOR, "command": command, "state": state, "pid": pid, "pid_start_ticks": ticks,
+            "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": sorted(files),
+            "folders": sorted(folders)}
+
+
+def _write_marker(folder: Path, doc: dict[str, Any]) -> None:
+    tmp = folder / f"{MARKER}.{secrets.token_hex(4)}.tmp"
+    tmp.write_text(json.dumps(doc, indent=1) + "\n")
+    os.replace(tmp, folder / MARKER)
+
+
+def read_marker(folder: Path) -> dict[str, Any] | None:
+    """The folder's marker, or None when it has none simfactory could have written."""
+    path = folder / MARKER
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
+            return None
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory"):
+        return None
+    if not all(isinstance(doc.get(k), list) and all(isinstance(x, str) for x in doc[k]) for k in ("files", "folders")):
+        return None
+    return doc
+
+
+def foreign_entry(folder: Path) -> str | None:
+    """The first entry of `folder` (sorted, its subfolders included) that simfactory cannot prove it wrote, or
+    None when every entry is listed in the folder's marker as what it is (a plain file, or a subfolder that is
+    itself an output). An empty folder holds nothing foreign."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError as exc:
+        return f"{folder.name} (unreadable: {exc.strerror})"
+    if not names:
+        return None
+    doc = read_marker(folder)
+    if doc is None:
+        return names[0] if MARKER not in names else MARKER
+    files, folders = set(doc["files"]), set(doc["folders"])
+    for name in names:
+        if name == MARKER:
+            continue
+        p = folder / name
+        try:
+            mode = p.lstat().st_mode
+        except OSError:
+            return name
+        if name in files and stat.S_ISREG(mode):
+            continue
+        if name in folders and stat.S_ISDIR(mode):
+            inner = foreign_entry(p)
+            if inner is None and read_marker(p) is not None:
+                continue
+            return f"{name}/{inner or MARKER}"
+        return name
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- checks
+
+
+def _protected(resolved: Path) -> str | None:
+    """Why a folder may never be replaced whatever it holds, or None."""
+    if resolved.parent == resolved:
+        return "is a filesystem root"
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        return "holds the working directory"
+    home = Path.home().resolve()
+    if resolved == home or resolved in home.parents:
+        return "is the home folder or holds it"
+    return None
+
+
+def check_output_dir(path: Path, flag: str = "--out") -> Path:
+    """Refuse (InputError) an output folder simfactory may not replace; returns the path unchanged. Absent, empty,
+    or an earlier simfactory output holding only what its marker lists: accepted."""
+    path = Path(path)
+    name = str(path)
+    try:
+        lst = path.lstat()
+    except FileNotFoundError:
+        lst = None
+    except OSError as exc:
+        raise InputError(name, flag, f"cannot be used as an output folder ({exc.strerror})") from None
+    if lst is not None and stat.S_ISLNK(lst.st_mode):
+        raise InputError(name, flag, f"is a symbolic link (to {os.readlink(path)}); simfactory writes only into real "
+                                     "folders it made: name a new folder")
+    resolved = path.resolve()
+    why = _protected(resolved)
+    if why:
+        raise InputError(name, flag, f"{why}; simfactory replaces only folders it wrote: name a new folder")
+    if lst is None:
+        return path
+    if not stat.S_ISDIR(lst.st_mode):
+        raise InputError(name, flag, "is a file, not a folder; name a new folder for the outputs")
+    foreign = foreign_entry(path)
+    if foreign is not None:
+        if read_marker(path) is None:
+            raise InputError(name, flag, f"holds {foreign!r} and no {MARKER} marker, so simfactory did not write it "
+                                         "(outputs of simfactory before 0.2 carry none either): it is left as it is; "
+                                         "name a new folder, or delete this one yourself")
+        raise InputError(name, flag, f"holds {foreign!r}, which simfactory did not write: the folder is left as it is; "
+                                     "name a new folder, or move that entry out")
+    return path
+
+
+def written_by_simfactory(path: Path) -> bool:
+    """Whether an existing file carries simfactory's generator tag near its top (text outputs), or is a folder
+    output's marker-listed file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(_SNIFF_BYTES)
+    except OSError:
+        return False
+    text = head.decode("utf-8", "replace")
+    return any(tag in text for tag in _GENERATOR_MARKS)
+
+
+def check_output_file(path: Path, flag: str, force: bool = False) -> Path:
+    """Refuse (InputError) an output file path simfactory may not write: a folder, a special file or a symlink
+    always; an existing file it did not write unless `force`."""
+    path = Path(path)
+    name = str(path)
+    try:
+        lst = path.lstat()
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise InputError(name, flag, f"cannot be used as an output file ({exc.strerror})") from None
+    if stat.S_ISDIR(lst.st_mode):
+        raise InputError(name, flag, "is a directory; name a file")
+    if stat.S_ISLNK(lst.st_mode):
+        raise InputError(name, flag, f"is a symbolic link (to {os.readlink(path)}); name the file itself or a new one")
+    if not stat.S_ISREG(lst.st_mode):
+        raise InputError(name, flag, "is not a regular file (a device, pipe or socket); name a new file")
+    if not force and not written_by_simfactory(path):
+        raise InputError(name, flag, "exists and was not written by simfactory; name a new file, or pass --force to "
+                                     "replace it")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- writing
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    pid, ticks = _me()
+    return target.parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}{kind}-{pid}-{ticks or 0}-{secrets.token_hex(4)}"
+
+
+def _owner(entry_name: str) -> tuple[int, int | None] | None:
+    """(pid, start ticks) encoded in a temporary sibling's name, or None if it is not one of ours."""
+    if _TEMP_INFIX not in entry_name:
+        return None
+    tail = entry_name.rsplit(_TEMP_INFIX, 1)[1].split("-")
+    if len(tail) != 4 or tail[0] not in ("tmp", "old", "file"):
+        return None
+    try:
+        return int(tail[1]), int(tail[2]) or None
+    except ValueError:
+        return None
+
+
+def clean_stale_temporaries(parent: Path) -> list[Path]:
+    """Remove temporaries that a killed simfactory process left in `parent`: hidden folders named by us that
+    carry our marker, whose making process is gone. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for e in entries:
+        owner = _owner(e.name)
+        if owner is None or not e.name.startswith(".") or _alive(*owner):
+            continue
+        if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("file-"):
+            if e.is_file(follow_symlinks=False):  # a half-written output file
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+        elif e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None:
+            shutil.rmtree(e.path, ignore_errors=True)
+            removed.append(Path(e.path))
+    return removed
+
+
+def _remove_owned(folder: Path) -> None:
+    """Delete what the marker lists (recursively), then the marker and the folder if nothing else is left."""
+    doc = read_marker(folder)
+    if doc is None:
+        return
+    for name in doc["files"]:
+        p = folder / name
+        if p.is_file() and not p.is_symlink():
+            p.unlink(missing_ok=True)
+    for name in doc["folders"]:
+        p = folder / name
+        if p.is_dir() and not p.is_symlink():
+            _remove_owned(p)
+    (folder / MARKER).unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # something was put there meanwhile: it stays
+
+
+@contextmanager
+def _target_lock(target: Path, flag: str) -> Iterator[None]:
+    """Exclusive per-target lock (flock on a hidden lock file beside the target, removed afterwards)."""
+    parent = target.parent
+    lock = parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}lock"
+    while True:
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise InputError(str(target), flag, f"cannot lock the output ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(str(target), flag, "another simfactory process is writing this output now; wait for it "
+                                                "to finish or name another folder") from None
+        try:  # the file we locked must still be the one at the path (a finishing writer may have just removed it)
+            same = os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(lock)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class OutputFolder:
+    """A folder simfactory is about to write, checked and locked (see `output_folder`)."""
+
+    path: Path
+    flag: str
+    command: str
+
+    def replace(self, build: Callable[[Path], Any]) -> list[Path]:
+        """Build the new contents in a hidden temporary sibling (`build(tmp)` writes files and output subfolders
+        into it), then swap it into place atomically; the earlier output, if any, is removed file by file."""
+        tmp = _sibling(self.path, "tmp")
+        os.mkdir(tmp)  # mode 0o777 & ~umask
+        try:
+            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
+            build(tmp)
+            self._finish_marker(tmp, self.command)
+            check_output_dir(self.path, self.flag)  # again: the user may have added a file while we simulated
+            if self.path.exists() and any(os.scandir(self.path)):
+                old = _sibling(self.path, "old")
+                os.rename(self.path, old)
+                try:
+                    os.rename(tmp, self.path)
+                except BaseException:
+                    os.rename(old, self.path)
+                    raise
+                _remove_owned(old)
+            else:
+                os.rename(tmp, self.path)  # over an empty folder too (POSIX rename replaces one)
+        except BaseException as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise InputError(str(self.path), self.flag, f"could not be written ({exc.strerror or exc})") from None
+            raise
+        return sorted(self.path.iterdir())
+
+    def add(self, build: Callable[[Path], Any]) -> list[Path]:
+        """Write more files into this simfactory-written folder: `build(tmp)` writes them into a hidden temporary
+        folder inside it, then each is renamed into place and listed in the marker. For outputs that grow, such
+        as a sweep's results or a report beside a run. Only files simfactory wrote there are replaced."""
+        clean_stale_temporaries(self.path)  # what a killed earlier add left
+        check_owned_dir(self.path, self.flag)
+        tmp = _sibling(self.path / "add", "tmp")
+        os.mkdir(tmp)
+        written = []
+        try:
+            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
+            build(tmp)
+            for e in sorted(os.scandir(tmp), key=lambda e: e.name):
+                if e.name == MARKER or not e.is_file(follow_symlinks=False):
+                    continue
+                final = self.path / e.name
+                if final.is_symlink() or (final.exists() and not final.is_file()):
+                    raise InputError(str(final), self.flag, "is not a file simfactory wrote; move it out first")
+                os.replace(e.path, final)
+                written.append(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
+            files = set(doc["files"]) | {p.name for p in written}
+            _write_marker(self.path, _marker_doc(self.command, sorted(files), doc["folders"], "complete"))
+        return written
+
+    @staticmethod
+    def _finish_marker(folder: Path, command: str) -> None:
+        files, folders = [], []
+        for e in os.scandir(folder):
+            if e.name == MARKER or e.name.startswith(f"{MARKER}."):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                folders.append(e.name)
+            elif e.is_file(follow_symlinks=False):
+                files.append(e.name)
+        doc = _marker_doc(command, files, folders, "complete")
+        _write_marker(folder, doc)
+
+
+def build_subfolder(parent: Path, name: str, build: Callable[[Path], Any], command: str) -> Path:
+    """Inside a folder being built (see `OutputFolder.replace`), make an output subfolder `name` with its own
+    marker; the parent's marker then lists it as a folder."""
+    sub = parent / name
+    os.mkdir(sub)
+    _write_marker(sub, _marker_doc(command, [], [], "partial"))
+    build(sub)
+    OutputFolder._finish_marker(sub, command)
+    return sub
+
+
+def check_owned_dir(path: Path, flag: str) -> Path:
+    """Refuse (InputError) a folder to add files to unless simfactory wrote it: a real folder carrying the
+    marker and nothing the marker does not list."""
+    path = Path(path)
+    if path.is_symlink():
+        raise InputError(str(path), flag, f"is a symbolic link (to {os.readlink(path)}); name the folder itself")
+    if not path.is_dir():
+        raise InputError(str(path), flag, "is not a folder simfactory wrote (not found, or a file)")
+    if read_marker(path) is None:
+        raise InputError(str(path), flag, f"has no {MARKER} marker, so simfactory did not write it (or an earlier "
+                                          "version did): nothing is written there; run the command that makes it "
+                                          "again into a new folder")
+    foreign = foreign_entry(path)
+    if foreign is not None:
+        raise InputError(str(path), flag, f"holds {foreign!r}, which simfactory did not write: nothing is written "
+                                          "there; move that entry out or use a new folder")
+    return path
+
+
+@contextmanager
+def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bool = False) -> Iterator[OutputFolder]:
+    """Check that `path` may be written, clean stale temporaries beside it, and hold the target's lock until the
+    block ends: do the work inside, then `.replace(build)` or `.add(write)`. `existing`: the folder must already
+    be a simfactory output (files are added to it; see `check_owned_dir`); otherwise it is replaced whole and
+    must pass `check_output_dir`."""
+    path = Path(path)
+    (check_owned_dir if existing else check_output_dir)(path, flag)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(str(path), flag, f"its parent folder cannot be created ({exc.strerror})") from None
+    clean_stale_temporaries(path.parent)
+    with _target_lock(path, flag):
+        yield OutputFolder(path, flag, command)
+
+
+def write_output_file(path: Path, write: Callable[[Path], Any], flag: str, force: bool = False) -> Path:
+    """Write one output file atomically (a hidden temporary beside it, renamed over it) after `check_output_file`.
+    `write(tmp_path)` writes the content; permissions follow the umask."""
+    path = Path(path)
+    check_output_file(path, flag, force)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(str(path), flag, f"its folder cannot be created ({exc.strerror})") from None
+    tmp = _sibling(path, "file")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise InputError(str(path), flag, f"could not be written ({exc.strerror or exc})") from None
+        raise
+    return path
+
+
+def write_text_output(path: Path, text: str, flag: str, force: bool = False) -> Path:
+    return write_output_file(path, lambda p: p.write_text(text), flag, force)
+
+
+def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
+    """A JSON output document with `generator` first, so a later run can prove it wrote the file."""
+    return {"generator": GENERATOR, **{k: v for k, v in doc.items() if k != "generator"}}
+
+
+__all__ = [
+    "MARKER", "GENERATOR", "GENERATOR_TAG", "OutputFolder", "output_folder", "check_output_dir", "check_output_file",
+    "write_output_file", "write_text_output", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
+    "read_marker", "written_by_simfactory",
+]

@@ -1,0 +1,417 @@
+"""simfactory replaces or deletes only what it can prove it wrote (simfactory.outputs). Each case builds a folder
+a user might name as --out, runs the command, and checks that every original entry is still there byte for byte.
+HOME always points at a temporary folder (conftest), never at the real one."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+from simfactory.outputs import MARKER, clean_stale_temporaries, output_folder, read_marker
+from tests.conftest import scenario_doc, write_case
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+
+
+def snapshot(root: Path) -> dict[str, object]:
+    """Every entry under root (hidden ones too), without following links: file bytes, link targets, folders."""
+    out: dict[str, object] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                out[rel] = ("link", os.readlink(p))
+            elif p.is_dir():
+                out[rel] = ("dir", stat.S_IMODE(p.stat().st_mode))
+            else:
+                out[rel] = ("file", p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+    return out
+
+
+@pytest.fixture
+def scenario(tmp_path: Path) -> Path:
+    return write_case(tmp_path / "case", scenario_doc(rate=2.0, horizon_s=5.0))
+
+
+def run_out(scenario: Path, out: Path | str, *extra: str):
+    return runner.invoke(app, ["run", str(scenario), "--out", str(out), "--no-plots", "--quiet", *extra])
+
+
+def assert_refused(res, *words: str) -> None:
+    assert res.exit_code == 2, res.output
+    assert "Traceback" not in res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    for w in words:
+        assert w in res.output, (w, res.output)
+
+
+def _hidden_only(d: Path) -> None:
+    (d / ".bashrc").write_text("alias ll='ls -l'\n")
+    (d / ".ssh").mkdir()
+    (d / ".ssh" / "id_ed25519").write_text("PRIVATE KEY\n")
+
+
+def _git_checkout(d: Path) -> None:
+    (d / ".git").mkdir()
+    (d / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (d / ".env").write_text("TOKEN=secret\n")
+
+
+def _json_only(d: Path) -> None:
+    (d / "credentials.json").write_text('{"key": "secret"}')
+    (d / "package.json").write_text('{"name": "app"}')
+
+
+def _png_only(d: Path) -> None:
+    (d / "holiday.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+
+
+def _earlier_run_files(d: Path) -> None:  # what simfactory before the marker wrote: refused all the same
+    (d / "summary.json").write_text("{}")
+    (d / "requests.csv").write_text("request_id\n")
+
+
+@pytest.mark.parametrize("fill, first", [(_hidden_only, ".bashrc"), (_git_checkout, ".env"),
+                                         (_json_only, "credentials.json"), (_png_only, "holiday.png"),
+                                         (_earlier_run_files, "requests.csv")])
+def test_a_folder_simfactory_did_not_write_is_refused_and_left_alone(tmp_path, scenario, fill, first):
+    target = tmp_path / "target"
+    target.mkdir()
+    fill(target)
+    before = snapshot(target)
+    res = run_out(scenario, target)
+    assert_refused(res, str(target), repr(first), "did not write")
+    assert snapshot(target) == before
+
+
+def test_the_home_folder_is_refused_even_holding_only_hidden_files(tmp_path, scenario, _isolated_home):
+    _hidden_only(_isolated_home)
+    before = snapshot(_isolated_home)
+    res = run_out(scenario, _isolated_home)
+    assert_refused(res, "home folder")
+    assert snapshot(_isolated_home) == before
+    # and a folder above home (it holds the home folder)
+    res = run_out(scenario, _isolated_home.parent)
+    assert_refused(res, "home folder")
+    assert snapshot(_isolated_home) == before
+
+
+def test_filesystem_root_working_directory_and_its_parents_are_refused(tmp_path, scenario, monkeypatch):
+    work = tmp_path / "work" / "project"
+    work.mkdir(parents=True)
+    (work / "notes.txt").write_text("mine")
+    monkeypatch.chdir(work)
+    before = snapshot(tmp_path / "work")
+    assert_refused(run_out(scenario, "/"), "filesystem root")
+    assert_refused(run_out(scenario, "."), "working directory")
+    assert_refused(run_out(scenario, ".."), "working directory")
+    assert snapshot(tmp_path / "work") == before
+
+
+def test_a_symlink_to_a_folder_with_files_is_refused(tmp_path, scenario):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "data.csv").write_text("a,b\n1,2\n")
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    before = snapshot(tmp_path)
+    assert_refused(run_out(scenario, link), "symbolic link")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_symlink_inside_an_earlier_output_is_foreign(tmp_path, scenario):
+    out = tmp_path / "out"
+    assert run_out(scenario, out).exit_code == 0
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "keep.txt").write_text("keep")
+    (out / "extra").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    before = snapshot(tmp_path)
+    assert_refused(run_out(scenario, out), "'extra'")
+    assert snapshot(tmp_path) == before
+
+
+def test_a_file_as_out_is_refused(tmp_path, scenario):
+    f = tmp_path / "notes.txt"
+    f.write_text("mine")
+    assert_refused(run_out(scenario, f), "is a file")
+    assert f.read_text() == "mine"
+
+
+def test_an_earlier_output_is_replaced_and_a_user_file_added_to_it_blocks_that(tmp_path, scenario):
+    out = tmp_path / "out"
+    assert run_out(scenario, out).exit_code == 0
+    marker = read_marker(out)
+    assert marker is not None and marker["command"] == "run"
+    assert set(marker["files"]) == {p.name for p in out.iterdir() if p.name != MARKER}
+    assert run_out(scenario, out).exit_code == 0  # an output simfactory wrote: replaced
+    (out / "my-notes.md").write_text("analysis I wrote here")
+    before = snapshot(out)
+    assert_refused(run_out(scenario, out), "'my-notes.md'")
+    assert snapshot(out) == before
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]  # no temporaries left beside it
+
+
+def test_an_empty_folder_becomes_the_output(tmp_path, scenario):
+    out = tmp_path / "empty"
+    out.mkdir()
+    assert run_out(scenario, out).exit_code == 0
+    assert (out / "summary.json").is_file() and read_marker(out) is not None
+
+
+def test_outputs_follow_the_umask(tmp_path, scenario):
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        assert run_out(scenario, out).exit_code == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    for p in out.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from simfactory.outputs import output_folder
+    with output_folder(Path(sys.argv[1]), "run") as f:
+        def build(tmp):
+            (tmp / "summary.json").write_text("{}")
+            print("building", flush=True)
+            time.sleep(60)
+        f.replace(build)
+""")
+
+
+def _start_holder(target: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(target)], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "building"
+    return proc
+
+
+def test_a_run_killed_mid_write_leaves_a_temporary_the_next_run_cleans(tmp_path, scenario):
+    target = tmp_path / "runs" / "out"
+    proc = _start_holder(target)
+    proc.kill()  # kill -9
+    proc.wait()
+    left = [p for p in target.parent.iterdir() if ".simfactory-tmp-" in p.name]
+    assert len(left) == 1 and read_marker(left[0]) is not None
+    # a hidden folder that merely looks like one of ours, but has no marker, is not touched
+    lookalike = target.parent / f".out.simfactory-tmp-{proc.pid}-0-abcd1234"
+    lookalike.mkdir()
+    (lookalike / "keep.txt").write_text("keep")
+    assert run_out(scenario, target).exit_code == 0
+    assert not left[0].exists()
+    assert (lookalike / "keep.txt").read_text() == "keep"
+    assert not target.with_name(".out.simfactory-lock").exists()
+
+
+def test_a_live_writers_temporary_is_not_cleaned(tmp_path):
+    target = tmp_path / "out"
+    proc = _start_holder(target)
+    try:
+        assert clean_stale_temporaries(tmp_path) == []
+        assert [p for p in tmp_path.iterdir() if ".simfactory-tmp-" in p.name]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_two_writers_of_one_output_one_is_refused_cleanly(tmp_path, scenario):
+    target = tmp_path / "out"
+    proc = _start_holder(target)
+    try:
+        res = run_out(scenario, target)
+        assert_refused(res, "another simfactory process is writing")
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not target.exists()  # the killed writer never swapped in; nothing half-written
+    assert run_out(scenario, target).exit_code == 0
+
+
+def test_output_folder_holds_the_lock_for_the_whole_block(tmp_path):
+    from simfactory.errors import InputError
+
+    with output_folder(tmp_path / "x", "run"):
+        with pytest.raises(InputError, match="another simfactory process"):
+            with output_folder(tmp_path / "x", "run"):
+                pass
+
+
+# ------------------------------------------------------------------------------------------ files named by a flag
+
+
+def test_output_files_a_user_wrote_need_force(tmp_path, scenario):
+    trace = tmp_path / "trace.json"
+    trace.write_text('{"mine": true}')
+    res = run_out(scenario, tmp_path / "out", "--trace", str(trace))
+    assert_refused(res, "not written by simfactory", "--force")
+    assert trace.read_text() == '{"mine": true}' and not (tmp_path / "out").exists()
+    assert run_out(scenario, tmp_path / "out", "--trace", str(trace), "--force").exit_code == 0
+    assert json.loads(trace.read_text())["otherData"]["generator"].startswith("simfactory")
+    assert run_out(scenario, tmp_path / "out", "--trace", str(trace)).exit_code == 0  # ours now: replaced
+
+
+def test_trace_outputs_refuse_user_files(tmp_path):
+    src = tmp_path / "t.csv"
+    src.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+                   "2023-11-16 18:15:50.9951690,396,109\n2023-11-16 18:15:51.0,100,10\n")
+    mine = tmp_path / "stats.json"
+    mine.write_text('{"keep": 1}')
+    res = runner.invoke(app, ["trace", "stats", str(src), "--format", "azure", "--json", str(mine)])
+    assert_refused(res, "not written by simfactory")
+    assert mine.read_text() == '{"keep": 1}'
+    ours = tmp_path / "ours.json"
+    assert runner.invoke(app, ["trace", "stats", str(src), "--format", "azure", "--json", str(ours)]).exit_code == 0
+    assert runner.invoke(app, ["trace", "stats", str(src), "--format", "azure", "--json", str(ours)]).exit_code == 0
+    wl = tmp_path / "workload.yaml"
+    wl.write_text("name: mine\n")
+    res = runner.invoke(app, ["trace", "fit", str(src), "--format", "azure", "-o", str(wl)])
+    assert_refused(res, "not written by simfactory")
+    assert wl.read_text() == "name: mine\n"
+
+
+def test_output_file_that_is_a_link_or_special_file_is_refused(tmp_path, scenario):
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    assert_refused(run_out(scenario, tmp_path / "out", "--trace", str(link), "--force"), "symbolic link")
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    assert_refused(run_out(scenario, tmp_path / "out", "--trace", str(fifo), "--force"), "not a regular file")
+    assert real.read_text() == "{}"
+
+
+def test_calibrate_import_does_not_replace_a_table_without_force(tmp_path):
+    bench = REPO / "tests" / "fixtures" / "calibration" / "vllm_bench.json"
+    mine = tmp_path / "requests.csv"
+    mine.write_text("my,own\n1,2\n")
+    res = runner.invoke(app, ["calibrate", "import", str(bench), "--format", "vllm-bench", "--out", str(mine)])
+    assert_refused(res, "--force")
+    assert mine.read_text() == "my,own\n1,2\n"
+    res = runner.invoke(app, ["calibrate", "import", str(bench), "--format", "vllm-bench", "--out", str(mine), "--force"])
+    assert res.exit_code == 0, res.output
+
+
+def test_baseline_update_refuses_to_replace_a_file_that_is_not_a_baseline(tmp_path, scenario):
+    base = tmp_path / "baselines"
+    base.mkdir()
+    name = yaml.safe_load(scenario.read_text())["name"]
+    (base / f"{name}.json").write_text('{"my": "data"}')
+    before = snapshot(base)
+    res = runner.invoke(app, ["baseline", "update", str(scenario), "--baseline-dir", str(base)])
+    assert_refused(res, "cannot be read as a baseline", "--force")
+    assert snapshot(base) == before
+    res = runner.invoke(app, ["baseline", "update", str(scenario), "--baseline-dir", str(base), "--force"])
+    assert res.exit_code == 0, res.output
+
+
+# ------------------------------------------------------------------------------------------ other commands
+
+
+def test_report_adds_only_its_own_files_to_a_run_folder_simfactory_wrote(tmp_path, scenario):
+    out = tmp_path / "out"
+    assert run_out(scenario, out).exit_code == 0
+    res = runner.invoke(app, ["report", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "report.html").is_file() and "report.html" in read_marker(out)["files"]
+    assert run_out(scenario, out).exit_code == 0  # the report's files are listed: the folder is still replaceable
+    # a folder without the marker (a copy, or an older simfactory's) gets nothing added
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "summary.json").write_bytes((out / "summary.json").read_bytes())
+    before = snapshot(copy)
+    assert_refused(runner.invoke(app, ["report", str(copy)]), "marker")
+    assert snapshot(copy) == before
+    res = runner.invoke(app, ["report", str(copy), "--out", str(tmp_path / "r.html")])
+    assert res.exit_code == 0, res.output
+    assert snapshot(copy) == before and (tmp_path / "r.html").is_file()
+
+
+def test_compare_refuses_a_folder_with_user_files_before_simulating(tmp_path, scenario):
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "thesis.tex").write_text("\\documentclass{article}")
+    before = snapshot(out)
+    res = runner.invoke(app, ["compare", str(scenario), str(scenario), "--out", str(out)])
+    assert_refused(res, "'thesis.tex'")
+    assert snapshot(out) == before
+
+
+def test_compare_output_is_replaced_whole_on_a_rerun(tmp_path, scenario):
+    out = tmp_path / "cmp"
+    for _ in range(2):
+        res = runner.invoke(app, ["compare", str(scenario), str(scenario), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    marker = read_marker(out)
+    assert marker is not None and len(marker["folders"]) == 2
+    for sub in marker["folders"]:
+        assert read_marker(out / sub) is not None
+    (out / marker["folders"][0] / "mine.txt").write_text("x")  # foreign, one level down
+    assert_refused(runner.invoke(app, ["compare", str(scenario), str(scenario), "--out", str(out)]), "mine.txt")
+
+
+def test_sweep_refuses_a_foreign_folder_and_resumes_only_its_own(tmp_path, scenario):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
+                                    "parameters": {"traffic.arrival.rate_per_s": [1.0, 2.0]}}))
+    out = tmp_path / "sweep"
+    out.mkdir()
+    (out / "results.csv").write_text("my,results\n")
+    before = snapshot(out)
+    res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "--quiet"])
+    assert_refused(res, "'results.csv'")
+    assert snapshot(out) == before
+    res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "--quiet", "--resume"])
+    assert_refused(res, "marker")
+    assert snapshot(out) == before
+    fresh = tmp_path / "fresh"
+    for args in ([], ["--resume"]):
+        res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(fresh), "--quiet", *args])
+        assert res.exit_code == 0, res.output
+    assert {"results.csv", "results.parquet", "sweep.jsonl"} <= set(read_marker(fresh)["files"])
+
+
+def test_regress_report_dir_refuses_a_foreign_folder(tmp_path, scenario):
+    base = tmp_path / "baselines"
+    assert runner.invoke(app, ["baseline", "update", str(scenario), "--baseline-dir", str(base)]).exit_code == 0
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    (rep / "keep.xml").write_text("<mine/>")
+    before = snapshot(rep)
+    res = runner.invoke(app, ["regress", str(scenario), "--baseline-dir", str(base), "--report-dir", str(rep)])
+    assert_refused(res, "'keep.xml'")
+    assert snapshot(rep) == before
+    ok = runner.invoke(app, ["regress", str(scenario), "--baseline-dir", str(base), "--report-dir", str(tmp_path / "r")])
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "r" / "regress.junit.xml").is_file()
+
+
+def test_temporaries_older_than_their_process_only(tmp_path):
+    """The owner test behind cleaning: a pid that is alive with the same start time owns its temporary."""
+    from simfactory.outputs import _alive, _start_ticks
+
+    me = os.getpid()
+    assert _alive(me, _start_ticks(me))
+    assert not _alive(me, (_start_ticks(me) or 0) + 12345)  # same pid, another process start: reused pid
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    time.sleep(0.05)
+    assert not _alive(proc.pid, None)
