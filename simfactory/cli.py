@@ -346,7 +346,7 @@ def fidelity(
     import dataclasses
     import json
 
-    from simfactory.fidelity import load_suite, run_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.fidelity import breakdowns, load_suite, run_suite, shipped_suites, summarize, summarize_by_source
     from simfactory.outputs import check_output_file, json_with_generator, write_text_output
 
     with input_errors():
@@ -363,16 +363,29 @@ def fidelity(
     out.print(table)
     summary = summarize(results)
     for key, s in summary.items():
-        out.print(f"{key}: MAPE {s['mape']:.1%} over {s['points']} points; worst {s['worst']} ({s['worst_error']:.1%})",
-                  highlight=False, markup=False, soft_wrap=True)
+        out.print(f"{key}: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over {s['points']} "
+                  f"points; worst {s['worst']} ({s['worst_error']:.1%})", highlight=False, markup=False, soft_wrap=True)
+    parts = breakdowns(results)
+    bd = Table(title="where the error lives (bias: mean error signed so that + is optimistic, i.e. latency too low or "
+                     "throughput too high)")
+    for col in ("group", "points", "MAPE", "bias", "leans"):
+        bd.add_column(col, justify="left" if col in ("group", "leans") else "right")
+    for key, s in parts.items():
+        bd.add_row(key, str(s["points"]), f"{s['mape']:.1%}", f"{s['optimism']:+.1%}", _lean(s["optimism"]))
+    out.print(bd)
     by_source = summarize_by_source(results)
     for src, s in by_source.items():
-        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%} over {s['points']} points", highlight=False, markup=False)
+        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
+                  f"{s['points']} points", highlight=False, markup=False)
     if out_json is not None:
-        doc = json_with_generator({"summary": summary, "by_profile_source": by_source, "points": [
-            {**dataclasses.asdict(r), "error": r.error} for r in results]})
+        doc = json_with_generator({"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
+            {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]})
         with input_errors():
             write_text_output(out_json, json.dumps(doc, indent=1) + "\n", "--json", force)
+
+
+def _lean(optimism: float) -> str:
+    return "optimistic" if optimism > 0.005 else "pessimistic" if optimism < -0.005 else "unbiased"
 
 
 @app.command("schema")

@@ -62,6 +62,7 @@ class FidelitySuite(BaseModel):
     source: str = Field(min_length=1)
     as_of: AsOf
     engine: str = "vllm"
+    engine_version: str | None = Field(default=None, description="the engine release measured, e.g. 0.5.3 or 1.0")
     mode: Literal["offline", "concurrency"] = "offline"
     max_num_seqs: PositiveInt = 256
     points: list[FidelityPoint] = Field(min_length=1)
@@ -75,11 +76,30 @@ class PointResult:
     measured: float
     predicted: float
     step_time_source: str
+    tp: int = 1
+    batch: int = 1  # requests in flight the point measures: its concurrency, batch, or offline batch limit
+    engine: str = ""
 
     @property
     def error(self) -> float:
-        """Signed relative error of the prediction."""
+        """Signed relative error of the prediction: negative is optimistic for a latency, positive for a
+        throughput."""
         return self.predicted / self.measured - 1.0
+
+    @property
+    def optimism(self) -> float:
+        """The error signed so that > 0 always means too optimistic (latency too low, throughput too high):
+        an optimistic planner buys too little, the costly mistake."""
+        return self.error if self.metric == "output_tokens_per_s" else -self.error
+
+    @property
+    def regime(self) -> str:
+        return regime(self.batch)
+
+
+def regime(batch: int) -> str:
+    """Batch regimes the fidelity breakdowns use: one request, small batches, large ones."""
+    return "batch 1" if batch <= 1 else "batch 2-32" if batch <= 32 else "batch 33+"
 
 
 def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int) -> Scenario:
@@ -145,28 +165,47 @@ def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
                 "output_tokens_per_s": offline_output_tokens_per_s(rs)}
             runs[key] = (metrics, rs.deployments[0].step_time_source.split(" (")[0])
         metrics, source = runs[key]
-        out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source))
+        batch = p.concurrency or p.max_num_seqs or suite.max_num_seqs
+        engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
+        out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
     return out
 
 
-def summarize(results: list[PointResult]) -> dict[str, Any]:
-    """MAPE and worst error per suite and per profile source (roofline vs measured)."""
+def _stats(rs: list[PointResult]) -> dict[str, Any]:
+    """MAPE, signed bias (mean error) and optimism (mean error signed so > 0 is optimistic) of some points."""
+    n = len(rs)
+    return {"points": n, "mape": sum(abs(r.error) for r in rs) / n, "bias": sum(r.error for r in rs) / n,
+            "optimism": sum(r.optimism for r in rs) / n,
+            "worst": max(rs, key=lambda r: abs(r.error)).id, "worst_error": max(abs(r.error) for r in rs)}
+
+
+def _grouped(results: list[PointResult], key: Any) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[PointResult]] = {}
     for r in results:
-        groups.setdefault(f"{r.suite} [{r.step_time_source}]", []).append(r)
+        groups.setdefault(key(r), []).append(r)
+    return {k: _stats(rs) for k, rs in sorted(groups.items())}
+
+
+def summarize(results: list[PointResult]) -> dict[str, Any]:
+    """MAPE, bias and worst error per suite and profile source (roofline vs measured)."""
+    return _grouped(results, lambda r: f"{r.suite} [{r.step_time_source}]")
+
+
+def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
+    """The same statistics per suite and metric, per TP, per batch regime and per engine (with its version):
+    where the error lives, and which way it leans."""
     return {
-        key: {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs),
-              "worst": max(rs, key=lambda r: abs(r.error)).id, "worst_error": max(abs(r.error) for r in rs)}
-        for key, rs in sorted(groups.items())
+        **_grouped(results, lambda r: f"{r.suite} | {r.metric}"),
+        **_grouped(results, lambda r: f"all suites | tp {r.tp}"),
+        **_grouped(results, lambda r: f"all suites | {r.regime}"),
+        **_grouped(results, lambda r: f"all suites | {r.engine or 'engine not stated'}"),
     }
 
 
 def summarize_by_source(results: list[PointResult]) -> dict[str, dict[str, Any]]:
-    """MAPE per profile source (roofline, published-fit, measured) over every suite."""
-    groups: dict[str, list[PointResult]] = {}
-    for r in results:
-        groups.setdefault(r.step_time_source, []).append(r)
-    return {src: {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs)} for src, rs in sorted(groups.items())}
+    """MAPE and bias per profile source (roofline, published-fit, measured) over every suite."""
+    return {k: {"points": v["points"], "mape": v["mape"], "bias": v["bias"], "optimism": v["optimism"]}
+            for k, v in _grouped(results, lambda r: r.step_time_source).items()}
 
 
 def load_suite(path: Path) -> FidelitySuite:

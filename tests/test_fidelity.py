@@ -7,7 +7,8 @@ import json
 import pytest
 import yaml
 
-from simfactory.fidelity import FIDELITY_DIR, PointResult, load_suite, run_suite, shipped_suites, summarize
+from simfactory.fidelity import (FIDELITY_DIR, PointResult, breakdowns, load_suite, run_suite, shipped_suites,
+                                 summarize)
 
 MARGIN = 0.02
 
@@ -37,12 +38,28 @@ def test_summary_groups_by_profile_source():
 
 
 def test_shipped_suites_do_not_lose_fidelity():
-    recorded = json.loads((FIDELITY_DIR / "recorded.json").read_text())["suites"]
+    """Every suite and every breakdown (per metric, TP, batch regime, engine) against its record: neither the
+    MAPE nor the optimism (the costly direction) may grow."""
+    recorded = json.loads((FIDELITY_DIR / "recorded.json").read_text())
     results = [r for p in shipped_suites() for r in run_suite(load_suite(p), requests=800)]
-    summary = summarize(results)
-    assert set(summary) == set(recorded)
-    for key, s in summary.items():
-        assert s["mape"] <= recorded[key]["mape"] + MARGIN, (key, s)
+    for now, record in ((summarize(results), recorded["suites"]), (breakdowns(results), recorded["breakdowns"])):
+        assert set(now) == set(record)
+        for key, s in now.items():
+            assert s["mape"] <= record[key]["mape"] + MARGIN, (key, s)
+            assert s["optimism"] <= max(record[key]["optimism"], 0.0) + MARGIN, (key, s)
+
+
+def test_bias_sign_and_breakdowns():
+    """Optimism is + when a latency is predicted low or a throughput high; breakdowns split by TP and regime."""
+    rs = [PointResult("s", "a", "output_tokens_per_s", 100, 120, "roofline", tp=8, batch=256),
+          PointResult("s", "b", "itl_s", 0.02, 0.015, "roofline", tp=8, batch=1),
+          PointResult("s", "c", "ttft_s", 0.5, 0.6, "roofline", tp=2, batch=16)]
+    assert [round(r.optimism, 3) for r in rs] == [0.2, 0.25, -0.2]
+    (_, s), = summarize(rs).items()
+    assert s["optimism"] == pytest.approx((0.2 + 0.25 - 0.2) / 3) and s["bias"] == pytest.approx((0.2 - 0.25 + 0.2) / 3)
+    b = breakdowns(rs)
+    assert b["all suites | tp 8"]["points"] == 2 and b["all suites | tp 8"]["optimism"] == pytest.approx(0.225)
+    assert {k for k in b if "batch" in k} == {"all suites | batch 1", "all suites | batch 2-32", "all suites | batch 33+"}
 
 
 def test_concurrency_one_runs_requests_back_to_back():
@@ -73,4 +90,5 @@ def test_offline_points_measure_throughput_only_and_sources_are_summarized():
     rs = [PointResult("a", "x", "m", 100, 110, "roofline"), PointResult("b", "y", "m", 100, 70, "roofline"),
           PointResult("b", "z", "m", 100, 95, "measured")]
     s = summarize_by_source(rs)
-    assert s["roofline"] == {"points": 2, "mape": pytest.approx(0.20)} and s["measured"]["mape"] == pytest.approx(0.05)
+    assert s["roofline"]["points"] == 2 and s["roofline"]["mape"] == pytest.approx(0.20)
+    assert s["measured"]["mape"] == pytest.approx(0.05)
