@@ -2,7 +2,8 @@
 
 Run: python calibrate/published_check.py [--fit] [--requests N]
 Without --fit it prints the TensorRT-LLM Llama-3.1-8B FP8 points (H100, H200) predicted vs measured with
-the shipped factors (the same as `simfactory fidelity`, restricted to those points). --fit grid-searches
+the shipped roofline factors (the fallback for SKUs and models without measured kernels; `simfactory fidelity`
+uses the kernel tables where they cover a point). --fit grid-searches
 compute efficiency, memory efficiency and per-step overhead for the lowest mean absolute error.
 """
 
@@ -27,7 +28,7 @@ SUITE = FIDELITY_DIR / "trtllm-perf-overview.yaml"
 def points_8b(requests: int):  # type: ignore[no-untyped-def]
     suite = load_suite(SUITE)
     pts = [p for p in suite.points if p.model == "llama-3.1-8b"]
-    return [(p, resolve(offline_scenario(p, suite.engine, suite.max_num_seqs, requests))) for p in pts]
+    return [(p, resolve(offline_scenario(p, suite.engine, suite.max_num_seqs, requests, "roofline"))) for p in pts]
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from simfactory import __version__
+from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError, InputErrors
 
 app = typer.Typer(
@@ -95,7 +97,7 @@ def run(
         Optional[Path], typer.Option("--out", "-o", help="Output directory (default: runs/<scenario name>).")
     ] = None,
     seed: Annotated[
-        Optional[int], typer.Option("--seed", min=0, help="Override the scenario's seed.")
+        Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Override the scenario's seed.")
     ] = None,
     plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
@@ -150,7 +152,7 @@ def run(
     started = time.perf_counter()
     # checked and locked before simulating (a refused output path should not cost a run), held until written
     with input_errors(), output_folder(target, "run") as folder:
-        if trace is not None and trace.resolve().parent != target.resolve():
+        if trace is not None and _abspath(trace).parent != _abspath(target):
             check_output_file(trace, "--trace", force)
         try:
             with _progress(quiet, f"simulating {rs.scenario.name}") as progress:
@@ -158,7 +160,7 @@ def run(
             wall_s = time.perf_counter() - started
             metrics = compute_metrics(result, trace_tasks=trace_tasks)
             metrics_s = time.perf_counter() - started - wall_s
-            inside = trace is not None and trace.resolve().parent == target.resolve()  # part of the run folder
+            inside = trace is not None and _abspath(trace).parent == _abspath(target)  # part of the run folder
 
             def build(tmp: Path) -> None:
                 build_run(metrics, tmp, plots)
@@ -191,7 +193,7 @@ def run(
 def compare(
     scenarios: Annotated[list[Path], typer.Argument(help="Two or more scenario YAML files.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/compare"),
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Override every scenario's seed.")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Override every scenario's seed.")] = None,
 ) -> None:
     """Run several scenarios and show their headline metrics side by side (compare.md, compare.csv).
 
@@ -384,6 +386,11 @@ def fidelity(
             write_text_output(out_json, json.dumps(doc, indent=1) + "\n", "--json", force)
 
 
+def _abspath(p: Path) -> Path:
+    """An absolute path without resolving links (resolve() raises on a loop of links; the readers refuse it)."""
+    return Path(os.path.abspath(p))
+
+
 def _lean(optimism: float) -> str:
     return "optimistic" if optimism > 0.005 else "pessimistic" if optimism < -0.005 else "unbiased"
 
@@ -543,7 +550,7 @@ def regress(
     baseline_dir: BaselineDirOpt,
     tolerances: Annotated[Optional[Path], typer.Option("--tolerances", help="Tolerance rules (YAML).")] = None,
     replications: ReplicationsOpt = 1,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Base seed (default: the scenario's).")] = None,
     report_dir: Annotated[
         Optional[Path], typer.Option("--report-dir", help="Write regress.md, regress.junit.xml, regress.json here.")
     ] = None,
@@ -586,7 +593,7 @@ def baseline_update(
     sources: SourcesArg,
     baseline_dir: BaselineDirOpt,
     replications: ReplicationsOpt = 1,
-    seed: Annotated[Optional[int], typer.Option("--seed", min=0, help="Base seed (default: the scenario's).")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Base seed (default: the scenario's).")] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace files in --baseline-dir that cannot be read as baselines.")
     ] = False,
@@ -601,7 +608,11 @@ def baseline_update(
     from simfactory.regress.tolerances import load_tolerances
 
     with input_errors():
-        if baseline_dir.exists() and not baseline_dir.is_dir():
+        try:
+            is_file = os.path.lexists(baseline_dir) and not os.path.isdir(baseline_dir)
+        except (OSError, ValueError) as exc:
+            raise InputError(str(baseline_dir)[:160], "--baseline-dir", str(exc)) from None
+        if is_file:
             raise InputError(str(baseline_dir), "--baseline-dir", "is a file; name a directory for the baselines")
         collected = _collect_all(sources, replications, seed)  # every source checked before any baseline is written
         plans = []
@@ -682,7 +693,7 @@ def _with_trace(scenario: Optional[Path], trace_file: Path, fmt: str, speedup: f
     if not classes or not isinstance(classes[0], dict):
         raise InputError(str(src), "traffic.classes", "needs a class to carry the trace")
     first = {k: v for k, v in classes[0].items() if k not in ("workload", "input_tokens", "output_tokens", "weight")}
-    first["trace"] = {"file": str(trace_file.resolve()), "format": _trace_format(fmt), "speedup": speedup}
+    first["trace"] = {"file": str(_abspath(trace_file)), "format": _trace_format(fmt), "speedup": speedup}
     doc["traffic"]["classes"] = [first]
     return resolve(validate(Scenario, doc, str(src)), src)
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError
 
 calibrate_app = typer.Typer(
@@ -95,7 +96,7 @@ def serve_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
-    seed: Annotated[int, typer.Option(help="Seed of the Poisson schedules and the simulation.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the Poisson schedules and the simulation.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where requests.csv and validation.csv go.")] = Path("runs/calibrate-serve"),
 ) -> None:
     """Drive a live endpoint at several rates, then simulate the same load and print predicted vs measured.
@@ -186,7 +187,7 @@ def validate_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
-    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
 ) -> None:
     """Simulate the load a request table records and print predicted vs measured latency and throughput.

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import Scenario
+from simfactory.hardware.step_time import RooflineModel
 from simfactory.paths import PROJECT_ROOT
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.run import simulate
@@ -102,12 +103,14 @@ def regime(batch: int) -> str:
     return "batch 1" if batch <= 1 else "batch 2-32" if batch <= 32 else "batch 33+"
 
 
-def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int) -> Scenario:
+def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int,
+                     step_time_source: str = "auto") -> Scenario:
     return Scenario.model_validate({
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
-                         "engine": engine, "max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192}],
+                         "engine": engine, "max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192,
+                         "step_time_source": step_time_source}],
         "traffic": {"arrival": {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S},
                     "classes": [{"name": "c", "target": "d", "input_tokens": {"kind": "fixed", "value": p.input_tokens},
                                  "output_tokens": {"kind": "fixed", "value": p.output_tokens}}]},
@@ -142,8 +145,11 @@ def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
 
 
 def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
-    """The same scenario with other roofline factors (used to fit them)."""
+    """The same scenario with other roofline factors (used to fit them): resolve it with step_time_source
+    roofline (offline_scenario's argument), or there is no roofline to refit."""
     d = rs.deployments[0]
+    if not isinstance(d.step_time, RooflineModel):
+        raise TypeError(f"{rs.name}: step time is {d.step_time_source}, not a roofline")
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=dataclasses.replace(d.step_time, factors=factors))])
 
 

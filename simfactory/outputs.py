@@ -103,7 +103,7 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
         if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
             return None
         doc = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError):
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory"):
         return None
@@ -175,7 +175,10 @@ def check_output_dir(path: Path, flag: str = "--out") -> Path:
     if lst is not None and stat.S_ISLNK(lst.st_mode):
         raise InputError(name, flag, f"is a symbolic link (to {os.readlink(path)}); simfactory writes only into real "
                                      "folders it made: name a new folder")
-    resolved = path.resolve()
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError) as exc:  # a loop of links above it
+        raise InputError(name, flag, f"cannot be used as an output folder ({exc})") from None
     why = _protected(resolved)
     if why:
         raise InputError(name, flag, f"{why}; simfactory replaces only folders it wrote: name a new folder")

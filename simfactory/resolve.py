@@ -11,8 +11,12 @@ from pathlib import Path
 from simfactory.config.distributions import Distribution
 from pydantic import TypeAdapter
 
-from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep
-from simfactory.config.loader import load_model_file, read_yaml, recording_reads, validate, validate_union
+from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep, task_steps
+from simfactory.config.limits import (
+    MAX_AGENT_STEPS, MAX_ARRIVALS, MAX_AUTOSCALER_TICKS, MAX_FAULT_EVENTS, MAX_HOURLY_MIX_CELLS, MAX_KV_OVERCOMMIT,
+    MAX_STATE_SWITCHES, MAX_TIMELINE_CELLS, MAX_TRAINING_EVENTS, MIN_CLOSED_LOOP_CYCLE_S,
+)
+from simfactory.config.loader import load_model_file, read_yaml, record_read, recording_reads, validate, validate_union
 from simfactory.config.profile import (
     EngineCatalog,
     EnginePreset,
@@ -25,11 +29,13 @@ from simfactory.config.profile import (
 )
 from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import (
-    Deployment, Pool, RequestClass, RequestWorkload, Scenario, Workload, kv_dtype_for,
+    ClosedArrivals, Deployment, MmppArrivals, Pool, RequestClass, RequestWorkload, Scenario, Workload, kv_dtype_for, peak_rate_per_s,
 )
 from simfactory.config.prices import PriceBook
 from simfactory.errors import InputError, InputErrors
+from simfactory.inputs import MAX_YAML_BYTES, check_input_file, is_input_file, is_lookup_dir
 from simfactory.hardware.memory import MemoryPlan, plan_memory
+from simfactory.hardware.kernels import KernelStepTime, kernel_step_time, load_kernel_tables
 from simfactory.hardware.speculative import SpeculativeModel
 from simfactory.traces.parse import parse_trace
 from simfactory.traces.replay import ReplayRows, replay_rows
@@ -37,7 +43,7 @@ from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeMo
 from simfactory.paths import PROFILES_DIR, WORKLOADS_DIR
 
 SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
-MAX_ARRIVALS = 2e8  # one run's request table must fit in memory (about 0.5 KB per request)
+# MAX_ARRIVALS and the other bounds on one run's work: simfactory.config.limits
 
 
 @dataclass(frozen=True)
@@ -123,16 +129,20 @@ def search_dirs(scenario_file: Path | None, name: str, builtin: Path) -> list[Pa
     dirs.append(builtin)
     unique: list[Path] = []
     for d in dirs:
-        if d.is_dir() and d.resolve() not in [u.resolve() for u in unique]:
+        # something there that is not a folder (a file, a FIFO, a symlink loop) is refused, never skipped
+        if is_lookup_dir(d, name) and d.resolve() not in [u.resolve() for u in unique]:
             unique.append(d)
     return unique
 
 
 def find_file(dirs: list[Path], stem: str) -> Path | None:
+    """The first `stem`.yaml / .yml in `dirs`. Anything found under that name (a folder, a FIFO, a symlink loop)
+    is returned, for the loader to refuse in one line: a user's broken file never silently loses to a shipped
+    one. None when nothing is there."""
     for d in dirs:
         for ext in (".yaml", ".yml"):
             p = d / f"{stem}{ext}"
-            if p.is_file():
+            if is_input_file(p):
                 return p
     return None
 
@@ -160,9 +170,15 @@ def load_price_book(dirs: list[Path], scenario_file: Path | None, override: str 
     """The scenario's own price book (finance.price_book), else prices.yaml beside it, else the shipped one."""
     if override is not None:
         base = scenario_file.resolve().parent if scenario_file is not None else Path.cwd()
-        path = (base / override).resolve()
-        if not path.is_file():
-            raise InputError(fname, "finance.price_book", f"file not found: {path}")
+        path = base / override
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte: check_input_file says which
+            pass
+        try:
+            check_input_file(path, "", MAX_YAML_BYTES, "price book")
+        except InputError as e:
+            raise InputError(fname, "finance.price_book", f"{e.reason}: {e.file}") from None
         return load_model_file(PriceBook, path)
     path = find_file(dirs, "prices")
     if path is None:
@@ -177,6 +193,11 @@ def _check_pool_prices(scenario: Scenario, profiles: dict[str, HardwareProfile],
         if p.name not in profiles:
             continue
         price = profiles[p.name].price
+        spec = profiles[p.name].spec
+        idle = book.idle_w(p.sku)
+        if spec.idle_w is None and idle is not None and idle.idle_w > spec.tdp_w:
+            errors.append(InputError(fname, f"pools[{i}].sku", f"the price book's idle power for {p.sku!r} "
+                                     f"({idle.idle_w:g} W) exceeds the profile's tdp_w ({spec.tdp_w:g} W)"))
         if p.location == "cloud":
             if p.cloud_usd_per_accel_hour is not None:
                 continue
@@ -222,7 +243,7 @@ def load_engines(dirs: list[Path]) -> dict[str, EnginePreset]:
     engines: dict[str, EnginePreset] = {}
     for d in reversed(dirs):  # a user's presets override shipped ones with the same name
         path = d / "engines.yaml"
-        if path.is_file():
+        if is_input_file(path):  # a broken one is refused by the loader, not skipped
             for e in load_model_file(EngineCatalog, path).engines:
                 engines[e.name] = e
     return engines
@@ -232,7 +253,7 @@ def load_models(dirs: list[Path]) -> dict[str, ModelArch]:
     models: dict[str, ModelArch] = {}
     for d in reversed(dirs):  # user's catalogue overrides shipped entries with the same id
         path = d / "models.yaml"
-        if path.is_file():
+        if is_input_file(path):  # a broken one is refused by the loader, not skipped
             for m in load_model_file(ModelCatalog, path).models:
                 models[m.id] = m
     return models
@@ -286,9 +307,12 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None) -> Ro
 
 def choose_step_time(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None = None,
+    preset: EnginePreset | None = None, at: str = "deployment", fname: str = "",
 ) -> tuple[StepTimeModel, str]:
-    chosen = step_time_entry(d, profile, dirs)
+    """The deployment's step-time model and a label saying where it comes from: a calibrated entry for this
+    (model, engine, dtype, TP) first (the user's own measurement), else the measured kernel tables plus the
+    engine's overhead prior where they cover it, else the SKU's roofline (step_time_source narrows the choice)."""
+    chosen = step_time_entry(d, profile, dirs) if d.step_time_source == "auto" else None
     if chosen is not None:
         entry, where = chosen
         spec = entry.step_time
@@ -296,12 +320,46 @@ def choose_step_time(
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
         return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
+    if d.step_time_source != "roofline":
+        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
+        if kernels is not None:
+            return kernels, kernels.label
+        if d.step_time_source == "kernels":
+            raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     return (
         RooflineModel(arch, profile.spec, default_factors(profile, preset), d.dtype, kv_dtype, d.tp, d.expert_parallel,
                       d.pp),
         f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
+
+
+def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
+    tables = load_kernel_tables(sku, dirs)
+    return tables.combinations() if tables is not None else []
+
+
+def kernel_model(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None,
+) -> tuple[KernelStepTime | None, str]:
+    """The measured-kernel step time of a deployment, or None and why the tables do not cover it."""
+    if preset is None or preset.kernels is None:
+        return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
+    if d.pp > 1 or d.expert_parallel or arch.is_moe:
+        return None, "the tables hold dense models with tensor parallelism only (no pipeline or expert parallelism)"
+    k = preset.kernels
+    model = kernel_step_time(arch, d.model, profile.sku, k.framework, k.version, d.dtype, kv_dtype, d.tp,
+                             k.overhead.step_s(arch.layers, d.tp), profile_dirs=dirs,
+                             overhead_per_seq_s=k.overhead.per_seq_s)
+    if model is None:
+        covered = sorted({f"{m} {f} tp{tp} {dt}/{kv}" for m, f, tp, dt, kv in kernel_coverage(profile.sku, dirs)
+                          if m == d.model and f == k.framework})
+        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {k.framework} TP{d.tp} "
+                      f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
+    record_read(Path(model.source_file), model.source_sha256)
+    model.label = f"measured kernels: {model.label} ({d.engine} {k.version} prior)"
+    return model, ""
 
 
 def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
@@ -339,6 +397,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
 
     used: dict[str, int] = {}
     deployments: list[ResolvedDeployment] = []
+    warnings: list[str] = []
     for i, d in enumerate(scenario.deployments):
         at = f"deployments[{i}]"
         if d.engine not in engines:
@@ -399,12 +458,26 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
             )
             continue
         kv_tokens = d.kv_cache_tokens if d.kv_cache_tokens is not None else mem.kv_capacity_tokens
+        if d.kv_cache_tokens is not None:
+            devices = d.tp * d.pp
+            kv_bytes = d.kv_cache_tokens * mem.kv_bytes_per_token
+            if kv_bytes > MAX_KV_OVERCOMMIT * mem.device_bytes * devices:
+                errors.append(InputError(fname, f"{at}.kv_cache_tokens",
+                                         f"{d.kv_cache_tokens:,} tokens of {d.model} KV take {kv_bytes / 1e9:.3g} GB, more "
+                                         f"than {MAX_KV_OVERCOMMIT:g}x the {mem.device_bytes * devices / 1e9:g} GB of its "
+                                         f"{devices} x {profile.sku}; the devices hold ~{mem.kv_capacity_tokens:,} tokens"))
+                continue
+            if kv_bytes > mem.kv_bytes_per_device * devices:
+                warnings.append(f"{fname}: {at}.kv_cache_tokens: {d.kv_cache_tokens:,} tokens of KV take "
+                                f"{kv_bytes / 1e9:.3g} GB but {devices} x {profile.sku} leave "
+                                f"{max(mem.kv_bytes_per_device, 0) * devices / 1e9:.3g} GB for it (~{mem.kv_capacity_tokens:,} "
+                                "tokens): the run assumes memory the devices do not have")
         kv_blocks = kv_tokens // d.pp // d.block_size  # per micro-batch engine: pp share the replica's KV
         if kv_blocks < 1:
             errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
             continue
         try:
-            step_time, label = choose_step_time(d, profile, arch, profile_dirs, kv_dtype, preset)
+            step_time, label = choose_step_time(d, profile, arch, profile_dirs, kv_dtype, preset, at, fname)
         except InputErrors as e:
             errors.extend(e.errors)
             continue
@@ -479,7 +552,6 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         return None
 
     classes: list[ResolvedClass] = []
-    warnings: list[str] = []
     for i, c in enumerate(scenario.traffic.classes):
         at = f"traffic.classes[{i}]"
         wanted = [("target", c.target)] if c.target is not None else []
@@ -555,6 +627,10 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 warnings.append(f"{fname}: {at}: its requests average {mean_tokens:,.0f} tokens but deployment "
                                 f"{dep.config.name!r} holds {dep.kv_capacity_tokens:,} KV tokens per replica: most will "
                                 "end rejected_too_long")
+            elif mean_tokens > dep.max_model_len:
+                warnings.append(f"{fname}: {at}: its requests average {mean_tokens:,.0f} tokens but deployment "
+                                f"{dep.config.name!r} accepts at most {dep.max_model_len:,} (max_model_len or the "
+                                "model's context): most will end rejected_too_long")
 
     tools = {t.name for c in classes if c.agent is not None for t in c.agent.tools}
     for i, b in enumerate(scenario.faults.tool_brownouts):
@@ -569,18 +645,136 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
     a = scenario.traffic.arrival
     if needs_process and a is not None:
-        rate = getattr(a, "rate_per_s", None) or getattr(a, "mean_rate_per_s", None) or max(
-            (st.rate_per_s for st in getattr(a, "states", [])), default=0.0)
-        expected = rate * scenario.sim.horizon_s
-        if expected > MAX_ARRIVALS:
-            errors.append(InputError(fname, "sim.horizon_s", f"rate x horizon means ~{expected:.3g} arrivals, more than "
-                                     f"the {MAX_ARRIVALS:.0e} one run simulates; shorten the horizon or lower the rate"))
+        _check_arrivals(scenario, classes, fname, errors)
     if needs_process and scenario.traffic.arrival is None:
         errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))
+    _check_periodic_work(scenario, fname, errors)
     if errors:
         raise InputErrors(errors)
     assert price_book is not None
     return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings)
+
+
+def _check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str, errors: list[InputError]) -> None:
+    """The arrival process's total work: arrivals drawn (at its peak rate: diurnal thinning draws candidates
+    there; a closed loop's clients at most one per MIN_CLOSED_LOOP_CYCLE_S or mean think time), MMPP state
+    switches, and agent steps (expected tasks x expected steps per task)."""
+    a = scenario.traffic.arrival
+    assert a is not None
+    horizon = scenario.sim.horizon_s
+    if isinstance(a, ClosedArrivals):
+        # Each client sends at t = 0, then at most once per cycle; a cycle lasts at least the floor and, on
+        # average, at least the mean think time (E[max(floor, think + response)] >= max(floor, E[think])).
+        cycle = max(MIN_CLOSED_LOOP_CYCLE_S, a.think_time.mean())
+        expected = a.concurrency * (1.0 + horizon / cycle)
+        if not expected <= MAX_ARRIVALS:
+            errors.append(InputError(fname, "traffic.arrival.concurrency",
+                                     f"{a.concurrency:,} clients x horizon {horizon:g} s / a cycle of at least "
+                                     f"{cycle:.3g} s (the larger of the mean think time and the "
+                                     f"{MIN_CLOSED_LOOP_CYCLE_S:g} s floor between sends, which requests that end at "
+                                     f"once reach) means up to ~{expected:.3g} requests, more than the "
+                                     f"{MAX_ARRIVALS:.0e} one run simulates; fewer clients, a longer think time or a "
+                                     "shorter sim.horizon_s"))
+            return
+    else:
+        peak = peak_rate_per_s(a)
+        expected = peak * horizon
+        if not expected <= MAX_ARRIVALS:
+            field = "traffic.arrival.rate_per_s" if hasattr(a, "rate_per_s") else (
+                "traffic.arrival.mean_rate_per_s" if hasattr(a, "mean_rate_per_s") else "traffic.arrival.states")
+            what = {"diurnal": "peak rate (mean x the largest multipliers and flash events)",
+                    "mmpp": "busiest state's rate"}.get(a.process, "rate")
+            errors.append(InputError(fname, field, f"{what} {peak:.3g}/s x horizon {horizon:g} s means ~{expected:.3g} "
+                                     f"arrivals, more than the {MAX_ARRIVALS:.0e} one run simulates; shorten "
+                                     "sim.horizon_s or lower the rate"))
+            return
+    if isinstance(a, MmppArrivals):
+        switches = a.switches_per_s() * horizon
+        if switches > MAX_STATE_SWITCHES:
+            j = min(range(len(a.states)), key=lambda k: a.states[k].mean_sojourn_s)
+            errors.append(InputError(fname, f"traffic.arrival.states[{j}].mean_sojourn_s",
+                                     f"sojourns this short mean ~{switches:.3g} state switches over the horizon, more "
+                                     f"than the {MAX_STATE_SWITCHES:,} one run draws; lengthen the sojourns"))
+    weights = {c.index: c.config.weight for c in classes if c.trace is None or c.trace.arrival_s is None}
+    total_weight = sum(weights.values()) or 1.0
+    hourly = [c for c in classes if c.index in weights and c.config.weight_by_hour is not None]
+    at = {c.index: scenario.traffic.classes.index(c.config) for c in classes}  # resolved -> file position
+    if a.process == "diurnal" and hourly and len(weights) > 1 and expected * len(weights) > MAX_HOURLY_MIX_CELLS:
+        errors.append(InputError(fname, f"traffic.classes[{at[hourly[0].index]}].weight_by_hour",
+                                 f"~{expected:.3g} arrivals x {len(weights)} classes drawn by hour means "
+                                 f"~{expected * len(weights):.3g} weights, more than the {MAX_HOURLY_MIX_CELLS:.0e} one "
+                                 "run holds; fewer classes or a shorter horizon"))
+    for c in classes:
+        if c.agent is None or c.index not in weights:
+            continue
+        per_task = task_steps(c.agent).expected
+        steps = expected * weights[c.index] / total_weight * per_task
+        if steps > MAX_AGENT_STEPS:
+            errors.append(InputError(fname, f"traffic.classes[{at[c.index]}].workload",
+                                     f"~{expected * weights[c.index] / total_weight:.3g} tasks of {c.agent.name!r} x "
+                                     f"~{per_task:.3g} steps each means ~{steps:.3g} steps, more than the "
+                                     f"{MAX_AGENT_STEPS:.0e} one run simulates; shorten the horizon, lower the rate or "
+                                     "the workload's loop and retry caps"))
+
+
+def _most_replicas(d: Deployment) -> int:
+    """The most replicas a deployment runs at once: autoscaled to its maximum, with its prefill replicas."""
+    peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
+    return peak + (d.disaggregated.prefill_replicas if d.disaggregated is not None else 0)
+
+
+def _replicas_by_pool(scenario: Scenario) -> dict[str, list[tuple[int, int]]]:
+    """Pool -> (most replicas, devices per replica) of each deployment on it."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for d in scenario.deployments:
+        out.setdefault(d.pool, []).append((_most_replicas(d), d.tp * d.pp))
+    return out
+
+
+def _check_periodic_work(scenario: Scenario, fname: str, errors: list[InputError]) -> None:
+    """Work that repeats over the run's span (horizon plus the longest drain): timeline rows, autoscaler
+    decisions, fault events and training events. Each is refused past its bound in simfactory.config.limits."""
+    sim = scenario.sim
+    span = sim.span_s
+    by_pool = _replicas_by_pool(scenario)
+    engines = sum(_most_replicas(d) * d.pp for d in scenario.deployments)  # pp micro-batch engines per replica
+    cells = span / sim.timeline_resolution_s * engines
+    if cells > MAX_TIMELINE_CELLS:
+        errors.append(InputError(fname, "sim.timeline_resolution_s",
+                                 f"{span / sim.timeline_resolution_s:.3g} samples x {engines:,} replica engines means "
+                                 f"~{cells:.3g} timeline rows, more than the {MAX_TIMELINE_CELLS:.0e} one run keeps; "
+                                 "use a coarser resolution"))
+    for i, d in enumerate(scenario.deployments):
+        if d.autoscaling is not None and span / d.autoscaling.interval_s > MAX_AUTOSCALER_TICKS:
+            errors.append(InputError(fname, f"deployments[{i}].autoscaling.interval_s",
+                                     f"{d.autoscaling.interval_s:g} s means ~{span / d.autoscaling.interval_s:.3g} "
+                                     f"decisions over {span:g} s, more than the {MAX_AUTOSCALER_TICKS:,} one run takes"))
+    faults = scenario.faults
+    for i, f in enumerate(faults.replica_failures):
+        events = sum(n * span / (f.mtbf_s / (devices if f.per == "device" else 1) + f.mttr_s)
+                     for n, devices in by_pool.get(f.pool, []))
+        _check_fault_events(events, f"faults.replica_failures[{i}].mtbf_s", fname, errors)
+    for i, sp in enumerate(faults.spot_reclamations):
+        events = sum(n for n, _ in by_pool.get(sp.pool, [])) * span / (
+            3600.0 / sp.per_replica_hour + sp.notice_s + sp.replacement_s)
+        _check_fault_events(events, f"faults.spot_reclamations[{i}].per_replica_hour", fname, errors)
+    for i, rr in enumerate(faults.rolling_restarts):
+        events = sum(n for n, _ in by_pool.get(rr.pool, [])) * (min(rr.drain_s, span) + 2)  # drain polls every 1 s
+        _check_fault_events(events, f"faults.rolling_restarts[{i}].drain_s", fname, errors)
+    for i, job in enumerate(scenario.training):
+        events = job.expected_events()
+        if not events <= MAX_TRAINING_EVENTS:
+            errors.append(InputError(fname, f"training[{i}]",
+                                     f"~{events:.3g} checkpoint segments and failures to simulate ({job.replications} "
+                                     f"replications, the checkpoint interval scan included), more than the "
+                                     f"{MAX_TRAINING_EVENTS:.0e} one run takes: the job barely progresses between "
+                                     "failures (node_mtbf_h, checkpoint_interval_h, work); check them"))
+
+
+def _check_fault_events(events: float, field: str, fname: str, errors: list[InputError]) -> None:
+    if events > MAX_FAULT_EVENTS:
+        errors.append(InputError(fname, field, f"means ~{events:.3g} fault events over the run, more than the "
+                                 f"{MAX_FAULT_EVENTS:,} one run simulates"))
 
 
 def _resolve_routes(

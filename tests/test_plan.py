@@ -141,3 +141,41 @@ def test_a_deployment_with_reserved_replicas_is_planned_from_one_more_than_it_re
                                    "ttft_p99<2s", "-R", "2", "--no-max-rate", "--out", str(tmp_path / "p")])
     assert res.exit_code == 0, res.output
     assert "Cheapest fleet" in res.output and "as-is with 1 replicas" not in res.output
+
+
+@pytest.mark.parametrize("override, says", [
+    ("deployments.dep.replicas", "replica count of the deployment it sizes"),
+    ("deployments.0.replicas", "replica count of the deployment it sizes"),
+    ("traffic.arrival.rate_per_s", "arrival rate"),
+])
+def test_plan_refuses_overrides_of_what_it_sets_itself(tmp_path, override, says):
+    doc = scenario_doc(replicas=1, rate=2.0, output_tokens={"kind": "fixed", "value": 20}, horizon_s=100)
+    path = write_case(tmp_path, doc, step_time={"overhead_s": 0.05})
+    space = tmp_path / "space.yaml"
+    space.write_text(f"candidates:\n  - {{name: a, overrides: {{{override}: 3}}}}\n")
+    res = runner.invoke(app, ["plan", str(path), "--target-rate", "2", "--slo", "e2e_p99<3s", "--space", str(space),
+                              "-R", "1", "--no-max-rate", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {space}: candidates[a].{override}: plan sets ") and says in res.output
+    assert not (tmp_path / "p").exists()
+
+
+def test_plan_checks_every_candidate_before_the_first_simulation(tmp_path):
+    """A bad value in the last candidate is refused before any candidate is evaluated (no progress lines)."""
+    doc = scenario_doc(replicas=1, rate=2.0, output_tokens={"kind": "fixed", "value": 20}, horizon_s=100)
+    path = write_case(tmp_path, doc, step_time={"overhead_s": 0.05})
+    space = tmp_path / "space.yaml"
+    space.write_text("candidates:\n  - {name: good, overrides: {deployments.dep.max_num_seqs: 4}}\n"
+                     "  - {name: bad, overrides: {deployments.dep.max_num_seqs: -1}}\n")
+    res = runner.invoke(app, ["plan", str(path), "--target-rate", "2", "--slo", "e2e_p99<3s", "--space", str(space),
+                              "-R", "1", "--no-max-rate", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 2, res.output
+    assert res.output.startswith(f"error: {space}: candidates[bad]"), res.output
+    assert "replicas at" not in res.output
+
+
+def test_a_plan_grid_beyond_the_run_limit_is_refused():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="narrow the grid"):
+        PlanSpace(grid={"a": list(range(1000)), "b": list(range(1000))})

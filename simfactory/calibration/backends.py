@@ -16,13 +16,13 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import itertools
-import json
 import os
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 from simfactory.calibration.design import DesignPoint
+from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 
 
 class StepShapeNotTimed(RuntimeError):
@@ -64,7 +64,8 @@ class VllmBackend:
         import vllm
 
         self._vllm = vllm
-        config = json.loads((config_dir / "config.json").read_text())
+        config = parse_json(read_input_text(config_dir / "config.json", "--config-dir", MAX_SUMMARY_BYTES, "model config"),
+                            str(config_dir / "config.json"), "--config-dir")
         vocab = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
         if not vocab:
             raise RuntimeError(f"{config_dir / 'config.json'}: no vocab_size (nor text_config.vocab_size)")

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory.calibration.measurements import request_row
+from simfactory.inputs import parse_json
 
 WORDS_PER_TOKEN = 0.75  # English text: about 3/4 of a word per token (OpenAI tokenizer guidance)
 
@@ -101,7 +102,7 @@ async def send_one(client: httpx.AsyncClient, ep: Endpoint, req: PlannedRequest,
                     data = line[5:].strip()
                     if data == "[DONE]":
                         break
-                    chunk = json.loads(data)
+                    chunk = parse_json(data, ep.url, "stream")
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                     if _text_of(chunk):

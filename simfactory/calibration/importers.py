@@ -29,6 +29,8 @@ import pandas as pd
 
 from simfactory.calibration.measurements import check_requests, request_row
 from simfactory.errors import InputError
+from simfactory.inputs import MAX_RESULTS_BYTES, parse_json, read_input_text
+from simfactory.traces.parse import MAX_TRACE_TOKENS
 
 ImportFormat = Literal["vllm-bench", "aiperf", "genai-perf", "guidellm"]
 FORMATS: tuple[str, ...] = ("vllm-bench", "aiperf", "genai-perf", "guidellm")
@@ -36,22 +38,34 @@ CHARS_PER_TOKEN = 4.0  # same rule of thumb as the trace parsers
 
 
 def _read_text(path: Path) -> str:
+    """A regular results file under MAX_RESULTS_BYTES, read without blocking (simfactory.inputs)."""
+    return read_input_text(path, "", MAX_RESULTS_BYTES, "results file")
+
+
+def _json(text: str, file: str, field: str) -> Any:
+    """One JSON document: invalid, nested too deeply, or an integer of more than 4,300 digits (Python's guard)
+    is one InputError naming `field`."""
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(str(path), "", "file not found") from None
-    except IsADirectoryError:
-        raise InputError(str(path), "", "is a directory; give the results file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(str(path), "", f"cannot read ({exc.__class__.__name__})") from None
+        return parse_json(text, file, field)
+    except json.JSONDecodeError as exc:
+        raise InputError(file, field, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:
+        raise InputError(file, field, f"not valid JSON ({str(exc)[:120]})") from None
 
 
 def _load_json(path: Path) -> Any:
-    text = _read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), "", f"not valid JSON ({exc})") from None
+    return _json(_read_text(path), str(path), "")
+
+
+def _tokens(value: Any, file: str, field: str) -> float:
+    """A token count: a whole number from 0 (a failed request) to MAX_TRACE_TOKENS, as the trace readers allow;
+    10**30 is a corrupt file, not a request (and would overflow the simulator's int64 arrays)."""
+    x = _number(value, file, field)
+    if x < 0:
+        raise InputError(file, field, "must be >= 0")
+    if not (x <= MAX_TRACE_TOKENS and x == int(x)):
+        raise InputError(file, field, f"expected a whole number of tokens up to {MAX_TRACE_TOKENS:,}, got {value!r}"[:300])
+    return x
 
 
 def _need(doc: dict[str, Any], key: str, file: str, where: str = "", hint: str = "") -> Any:
@@ -61,9 +75,14 @@ def _need(doc: dict[str, Any], key: str, file: str, where: str = "", hint: str =
 
 
 def _number(value: Any, file: str, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InputError(file, field, f"expected a finite number, got {value!r}")
-    return float(value)
+    try:
+        x = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer too large for a float
+        x = math.inf
+    if not math.isfinite(x):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "..."
+        raise InputError(file, field, f"expected a finite number, got {shown}")
+    return x
 
 
 def vllm_bench(path: Path) -> pd.DataFrame:
@@ -90,7 +109,7 @@ def vllm_bench(path: Path) -> pd.DataFrame:
         if not isinstance(starts, list) or len(starts) != n:
             raise InputError(f, "start_times", f"expected a list of {n} entries")
         starts = [_number(x, f, f"start_times[{i}]") for i, x in enumerate(starts)]
-    out = [None if x is None else _number(x, f, f"output_lens[{i}]") for i, x in enumerate(out)]
+    out = [None if x is None else _tokens(x, f, f"output_lens[{i}]") for i, x in enumerate(out)]
     if any(x is not None and x < 0 for x in out):
         raise InputError(f, f"output_lens[{next(i for i, x in enumerate(out) if x is not None and x < 0)}]",
                          "must be >= 0")
@@ -104,7 +123,7 @@ def vllm_bench(path: Path) -> pd.DataFrame:
         gaps = itls[i] if isinstance(itls[i], list) else []
         e2e = ttft + sum(_number(g, f, f"itls[{i}]") for g in gaps)
         send = (starts[i] - t0) if starts else float("nan")
-        rows.append(request_row(i, send, _number(inp[i], f, f"input_lens[{i}]"), out[i] or 0, ttft, e2e, bool(ok),
+        rows.append(request_row(i, send, _tokens(inp[i], f, f"input_lens[{i}]"), out[i] or 0, ttft, e2e, bool(ok),
                          str(errors[i] or ""), rate_f))
     frame = pd.DataFrame(rows)
     if not starts:  # send times unknown: replay as evenly spread at the recorded rate (or back to back)
@@ -130,10 +149,7 @@ def aiperf(path: Path) -> pd.DataFrame:
     for line, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
-        try:
-            rec = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputError(f, f"line {line}", f"not valid JSON ({exc.msg})") from None
+        rec = _json(raw, f, f"line {line}")
         meta = _need(rec, "metadata", f, f"line {line}: ")
         if meta.get("benchmark_phase", "profiling") != "profiling":
             continue  # warm-up requests are not measurements
@@ -143,6 +159,9 @@ def aiperf(path: Path) -> pd.DataFrame:
         ok = not error and not meta.get("was_cancelled", False)
         inp = _metric(rec, "input_sequence_length", f, line)
         out = _metric(rec, "output_sequence_length", f, line)
+        for name, v in (("input_sequence_length", inp), ("output_sequence_length", out)):
+            if v is not None:
+                _tokens(v, f, f"line {line}: metrics.{name}.value")
         ttft = _metric(rec, "time_to_first_token", f, line)
         e2e = _metric(rec, "request_latency", f, line)
         if ok:
@@ -176,7 +195,8 @@ def genai_perf(path: Path) -> pd.DataFrame:
             stamps = _need(req, "response_timestamps", f, where)
             t0 = ts if t0 is None else min(t0, ts)
             payload = req.get("request_inputs", {}).get("payload", "")
-            inp = _prompt_tokens(payload)
+            inp = _tokens(_prompt_tokens(payload, f, where + "request_inputs.payload"), f,
+                          where + "request_inputs.payload")
             ok = isinstance(stamps, list) and len(stamps) > 0
             outputs = [o for o in req.get("response_outputs", []) if "[DONE]" not in str(o.get("response", ""))]
             out = len(outputs) if outputs else (len(stamps) if ok else 0)
@@ -190,11 +210,11 @@ def genai_perf(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _prompt_tokens(payload: Any) -> int:
+def _prompt_tokens(payload: Any, file: str = "<payload>", field: str = "payload") -> int:
     """Tokens of a genai-perf request payload: its stated count if any, else characters / 4."""
     try:
-        body = json.loads(payload) if isinstance(payload, str) else payload
-    except json.JSONDecodeError:
+        body = parse_json(payload, file, field) if isinstance(payload, str) else payload
+    except ValueError:  # not JSON (JSONDecodeError), or an over-long integer: the text is the prompt
         body = {"prompt": payload}
     if not isinstance(body, dict):
         return max(int(len(str(body)) / CHARS_PER_TOKEN), 1)
@@ -218,12 +238,12 @@ def guidellm(path: Path) -> pd.DataFrame:
                 where = f"benchmarks[{b}].requests.{status}[{r}]."
                 ok = status == "successful"
                 start = _number(_need(req, "start_time", f, where), f, where + "start_time")
-                inp = req.get("prompt_tokens") or 0
-                out = req.get("output_tokens") or 0
+                inp = _tokens(req.get("prompt_tokens") or 0, f, where + "prompt_tokens")
+                out = _tokens(req.get("output_tokens") or 0, f, where + "output_tokens")
                 ttft = e2e = 0.0
                 if ok:
-                    inp = _number(_need(req, "prompt_tokens", f, where), f, where + "prompt_tokens")
-                    out = _number(_need(req, "output_tokens", f, where), f, where + "output_tokens")
+                    inp = _tokens(_need(req, "prompt_tokens", f, where), f, where + "prompt_tokens")
+                    out = _tokens(_need(req, "output_tokens", f, where), f, where + "output_tokens")
                     ttft = _number(_need(req, "time_to_first_token_ms", f, where), f,
                                    where + "time_to_first_token_ms") / 1000.0
                     e2e = _number(_need(req, "request_latency", f, where), f, where + "request_latency")

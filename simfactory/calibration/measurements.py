@@ -11,6 +11,7 @@ Keeping these two shapes fixed is the seam between measuring (GPU, HTTP, importe
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory.errors import InputError
+from simfactory.inputs import MAX_TABLE_BYTES, read_input_bytes
 
 STEP_COLUMNS: dict[str, str] = {
     "kind": "prefill | decode | mixed",
@@ -128,11 +130,12 @@ def request_row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2
 def read_table(path: str | Path) -> pd.DataFrame:
     """CSV or Parquet by extension; a missing or unreadable file is an input error naming it."""
     p = Path(path)
-    if p.is_dir():
-        raise InputError(str(p), "", "is a directory; give a .csv or .parquet table")
-    if not p.is_file():
-        raise InputError(str(p), "", "no such file")
+    # a regular file under MAX_TABLE_BYTES, read without blocking: a FIFO, device, folder, symlink loop or bad
+    # name is one InputError (simfactory.inputs); pandas then parses the bytes, never the path
+    raw = read_input_bytes(p, "", MAX_TABLE_BYTES, "measurement table")
     try:
-        return pd.read_parquet(p) if p.suffix == ".parquet" else pd.read_csv(p, encoding="utf-8-sig")
+        buf = io.BytesIO(raw)
+        return pd.read_parquet(buf) if p.suffix == ".parquet" else pd.read_csv(buf, encoding="utf-8-sig")
     except Exception as exc:  # pandas raises many parser types; the user needs the file and the reason
-        raise InputError(str(p), "", f"cannot read table: {exc}") from exc
+        reason = " ".join(str(exc).split())
+        raise InputError(str(p), "", f"cannot read table: {reason[:300]}") from None

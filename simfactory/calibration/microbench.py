@@ -5,7 +5,6 @@ before anything is written, and the profile files appear together or not at all.
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,12 +16,20 @@ import pandas as pd
 
 from simfactory.calibration.backends import Backend, StepShapeNotTimed
 from simfactory.calibration.design import DesignPoint, DesignSpace, design
-from simfactory.calibration.fit import FitRefused, FitResult, PowerFit, check_threshold, fit_power, fit_step_time
+from simfactory.calibration.fit import (
+    FitRefused,
+    FitResult,
+    PowerFit,
+    check_threshold,
+    fit_power,
+    fit_step_time,
+)
 from simfactory.calibration.measurements import check_steps
 from simfactory.calibration.nvml import NvmlSampler, window_means
 from simfactory.calibration.profile_writer import build_entry, write_profile
 from simfactory.config.profile import ModelArch
 from simfactory.config.scenario import kv_dtype_for
+from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import PROFILES_DIR, PROJECT_ROOT
 
 MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
@@ -194,5 +201,6 @@ def config_dir_for(model: str, override: Path | None) -> Path:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder / 'config.json'}: no model config; put the model's Hugging Face config.json "
                                 "there or pass --config-dir")
-    json.loads((folder / "config.json").read_text())
+    parse_json(read_input_text(folder / "config.json", "--config-dir", MAX_SUMMARY_BYTES, "model config"),
+               str(folder / "config.json"), "--config-dir")
     return folder

@@ -8,19 +8,24 @@ steps on failure, with exponential backoff and a cap). A cycle is only expressib
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
-from simfactory.config.distributions import Distribution, Fixed
+from simfactory.config.base import StrictModel
+from simfactory.config.distributions import Distribution, FanOut, Fixed, OptionalTokenCounts, TokenCounts
+from simfactory.config.limits import (
+    MAX_BACKOFF_FACTOR, MAX_FAN_OUT, MAX_LOOP_ITERATIONS, MAX_RETRY_ATTEMPTS, MAX_STEPS_PER_TASK, MAX_TOKENS,
+)
 from simfactory.config.profile import AsOf
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class LlmStep(_Strict):
@@ -29,8 +34,8 @@ class LlmStep(_Strict):
     type: Literal["llm"] = "llm"
     name: Name
     model: str = Field(description="model role; the scenario maps roles to deployments (traffic.classes[].targets)")
-    input_tokens: Distribution = Field(description="new prompt tokens of this step (instructions, user text)")
-    output_tokens: Distribution
+    input_tokens: TokenCounts = Field(description="new prompt tokens of this step (instructions, user text)")
+    output_tokens: TokenCounts
     include_context: bool = Field(default=True, description="prompt includes the task context so far")
     carry_output: bool = Field(default=True, description="this step's output joins the task context")
     fail_p: Probability = Field(default=0.0, description="probability a validator rejects the answer (step fails)")
@@ -45,7 +50,7 @@ class ToolStep(_Strict):
     service: str = Field(description="a name under the workload's tools:")
     latency_s: Distribution
     fail_p: Probability = 0.0
-    result_tokens: Distribution = Field(default=Fixed(value=0), description="tokens of the result fed to later LLM steps")
+    result_tokens: OptionalTokenCounts = Field(default=Fixed(value=0), description="tokens of the result fed to later LLM steps")
     timeout_s: PositiveFloat | None = None
 
 
@@ -55,7 +60,7 @@ class RetrievalStep(_Strict):
     type: Literal["retrieval"] = "retrieval"
     name: Name
     latency_s: Distribution
-    hit_tokens: Distribution = Field(description="tokens of the retrieved passages added to the context")
+    hit_tokens: OptionalTokenCounts = Field(description="tokens of the retrieved passages added to the context")
     cache_hit_ratio: Probability = 0.0
     cache_latency_s: Distribution = Field(default=Fixed(value=0.0))
     usd_per_query: NonNegativeFloat = 0.0
@@ -94,9 +99,10 @@ class ParallelStep(_Strict):
     name: Name = "parallel"
     branches: list[list["Step"]] | None = None
     steps: list["Step"] | None = Field(default=None, description="the body copied fan_out times")
-    fan_out: Distribution | None = Field(default=None, description="number of copies of steps (integer, >= 1)")
+    fan_out: FanOut | None = Field(
+        default=None, description=f"number of copies of steps: whole, >= 1, from a bounded distribution, at most {MAX_FAN_OUT:,}")
     join: Literal["all", "first_k"] = "all"
-    k: PositiveInt | None = None
+    k: PositiveInt | None = Field(default=None, le=MAX_FAN_OUT)
 
     @model_validator(mode="after")
     def _shape(self) -> "ParallelStep":
@@ -112,6 +118,9 @@ class ParallelStep(_Strict):
             raise ValueError("k is only used with join: first_k")
         if self.branches is not None and self.k is not None and self.k > len(self.branches):
             raise ValueError(f"k ({self.k}) exceeds the number of branches ({len(self.branches)})")
+        if self.fan_out is not None and self.k is not None and self.k > self.fan_out.smallest():
+            raise ValueError(f"k: {self.k} exceeds the smallest fan-out ({self.fan_out.smallest():g}): such a join "
+                             "could never be decided")
         return self
 
 
@@ -141,7 +150,8 @@ class LoopStep(_Strict):
     type: Literal["loop"] = "loop"
     name: Name = "loop"
     continue_p: Probability
-    max_iterations: PositiveInt = Field(description="cap on iterations; required: an uncapped cycle is rejected")
+    max_iterations: PositiveInt = Field(
+        le=MAX_LOOP_ITERATIONS, description="cap on iterations; required: an uncapped cycle is rejected")
     steps: list["Step"] = Field(min_length=1)
 
 
@@ -151,9 +161,9 @@ class RetryStep(_Strict):
 
     type: Literal["retry"] = "retry"
     name: Name = "retry"
-    max_attempts: PositiveInt
+    max_attempts: PositiveInt = Field(le=MAX_RETRY_ATTEMPTS)
     backoff_s: NonNegativeFloat = 0.0
-    backoff_factor: Annotated[float, Field(ge=1.0)] = 2.0
+    backoff_factor: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = 2.0
     steps: list["Step"] = Field(min_length=1)
 
 
@@ -183,7 +193,7 @@ class HumanPool(_Strict):
 class Budget(_Strict):
     """Stop (or switch to the fallback steps) before an LLM step once the task has used this much."""
 
-    max_tokens: PositiveInt | None = None
+    max_tokens: PositiveInt | None = Field(default=None, description="tokens (prompts + answers) one task may use")
     max_usd: PositiveFloat | None = None
     on_exceed: Literal["stop", "fallback"] = "stop"
     fallback: list["Step"] | None = Field(default=None, description="cheaper path run when the budget is hit")
@@ -199,7 +209,7 @@ class AgentWorkload(_Strict):
     kind: Literal["agent"] = "agent"
     name: Name
     description: str = ""
-    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    system_prompt_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
     carry_over: Probability = Field(
         default=1.0, description="fraction of each carried output / tool result / retrieval hit kept in the context"
     )
@@ -210,6 +220,83 @@ class AgentWorkload(_Strict):
     steps: list[Step] = Field(min_length=1)
     source: str = Field(min_length=1)
     as_of: AsOf
+
+    @model_validator(mode="after")
+    def _bounded_task(self) -> "AgentWorkload":
+        worst = task_steps(self).worst
+        if worst > MAX_STEPS_PER_TASK:
+            raise ValueError(
+                f"steps: one task may run up to {worst:.3g} steps (every loop at max_iterations, every retry at "
+                f"max_attempts, every fan-out at its largest), more than the {MAX_STEPS_PER_TASK:,} a task may run; "
+                "lower those caps")
+        return self
+
+
+@dataclass(frozen=True)
+class StepCount:
+    """Leaf steps a (sub)tree runs: `expected` (loops by continue_p, retries by their body's failure odds,
+    fan-outs at their mean), `worst` (every cap reached), and `fail_p`, the odds the subtree fails (from the
+    fail_p of its steps; an estimate: timeouts and rejected requests are not known before the run)."""
+
+    expected: float
+    worst: float
+    fail_p: float
+
+
+def _fail_all(parts: list[StepCount]) -> float:
+    ok = 1.0
+    for p in parts:
+        ok *= 1.0 - p.fail_p
+    return 1.0 - ok
+
+
+def _sequence(steps: list["Step"]) -> StepCount:
+    parts = [step_count(st) for st in steps]
+    return StepCount(sum(p.expected for p in parts), sum(p.worst for p in parts), _fail_all(parts))
+
+
+def step_count(step: "Step") -> StepCount:
+    """How many leaf steps one run of `step` executes (see StepCount)."""
+    if isinstance(step, (LlmStep, ToolStep)):
+        return StepCount(1.0, 1.0, step.fail_p)
+    if isinstance(step, HumanStep):
+        return StepCount(step.p, 1.0, 0.0)
+    if isinstance(step, (RetrievalStep, WaitStep)):
+        return StepCount(1.0, 1.0, 0.0)
+    if isinstance(step, SequenceStep):
+        return _sequence(step.steps)
+    if isinstance(step, ParallelStep):
+        if step.branches is not None:
+            parts = [_sequence(b) for b in step.branches]
+            return StepCount(sum(p.expected for p in parts), sum(p.worst for p in parts), _fail_all(parts))
+        assert step.steps is not None and step.fan_out is not None
+        body = _sequence(step.steps)
+        n_mean, n_max = step.fan_out.mean(), step.fan_out.largest()
+        return StepCount(n_mean * body.expected, n_max * body.worst, 1.0 - (1.0 - body.fail_p) ** n_mean)
+    if isinstance(step, BranchStep):
+        parts = [_sequence(o.steps) if o.steps else StepCount(0.0, 0.0, 0.0) for o in step.options]
+        return StepCount(sum(o.p * p.expected for o, p in zip(step.options, parts)),
+                         max(p.worst for p in parts), sum(o.p * p.fail_p for o, p in zip(step.options, parts)))
+    if isinstance(step, LoopStep):
+        body = _sequence(step.steps)
+        q, m = step.continue_p, step.max_iterations
+        iterations = m if q >= 1.0 else (1.0 - q**m) / (1.0 - q)  # 1/(1-q) capped at m
+        return StepCount(iterations * body.expected, m * body.worst, 1.0 - (1.0 - body.fail_p) ** iterations)
+    if isinstance(step, RetryStep):
+        body = _sequence(step.steps)
+        f, m = body.fail_p, step.max_attempts
+        attempts = m if f >= 1.0 else (1.0 - f**m) / (1.0 - f)
+        return StepCount(attempts * body.expected, m * body.worst, f**m)
+    raise TypeError(step)  # pragma: no cover - the schema admits only the types above
+
+
+def task_steps(w: "AgentWorkload") -> StepCount:
+    """Leaf steps one task runs, its budget's fallback included (once, at worst)."""
+    main = _sequence(w.steps)
+    if w.budget is not None and w.budget.fallback:
+        fb = _sequence(w.budget.fallback)
+        return StepCount(main.expected + fb.expected, main.worst + fb.worst, main.fail_p)
+    return main
 
 
 for _m in (SequenceStep, ParallelStep, BranchOption, LoopStep, RetryStep, Budget, AgentWorkload):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_AUTOSCALER_TICKS, MAX_REPLICAS, MIN_BANDWIDTH
 
 
-class Autoscaling(BaseModel):
+class Autoscaling(StrictModel):
     """Every `interval_s` the signal is read per active replica and the desired count set to
     ceil(active x signal / target) (the HPA rule), within [min_replicas, max_replicas]. A new replica serves
     after `cold_start_s` + weights bytes / `weights_load_gb_s` (billed from the decision: the instance is
@@ -15,10 +18,8 @@ class Autoscaling(BaseModel):
     and is released (billing stops) once empty. With min_replicas 0 the deployment scales to zero;
     requests then wait until a replica has started."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     min_replicas: NonNegativeInt = 1
-    max_replicas: PositiveInt
+    max_replicas: PositiveInt = Field(le=MAX_REPLICAS, description="each replica is its own simulated engine")
     signal: Literal["queue", "in_flight", "kv", "composite"] = Field(
         default="in_flight",
         description="queue: waiting requests per replica; in_flight: running + waiting per replica; kv: KV use "
@@ -27,9 +28,10 @@ class Autoscaling(BaseModel):
     target: PositiveFloat = Field(description="the signal's target per replica (kv: a fraction, e.g. 0.7)")
     queue_target: PositiveFloat = Field(default=4.0, description="composite: waiting requests per replica")
     kv_target: Annotated[float, Field(gt=0, le=1)] = Field(default=0.8, description="composite: KV use fraction")
-    interval_s: PositiveFloat = 10.0
+    interval_s: PositiveFloat = Field(
+        default=10.0, description=f"seconds between decisions; a run may take at most {MAX_AUTOSCALER_TICKS:,} of them")
     cold_start_s: NonNegativeFloat = Field(default=30.0, description="instance boot + engine start, before weights load")
-    weights_load_gb_s: PositiveFloat = Field(default=2.0, description="storage bandwidth loading the weights")
+    weights_load_gb_s: float = Field(default=2.0, ge=MIN_BANDWIDTH, description="storage bandwidth loading the weights")
     scale_down_cooldown_s: NonNegativeFloat = 60.0
 
     @model_validator(mode="after")

@@ -1,7 +1,9 @@
 """Typed distribution specs for token counts and times, and their vectorised samplers.
 
 Every distribution is a pydantic model tagged by `kind`; `sample(rng, n)` returns floats.
-Token counts are rounded with `sample_tokens`, which keeps every value >= 1.
+Token counts are rounded with `sample_tokens`, which keeps every value in [1, MAX_TOKENS]. A field holding token
+counts is typed `TokenCounts` (or `OptionalTokenCounts`, where 0 tokens is meaningful), and a fan-out `FanOut`:
+their values must be whole, positive and bounded (see `check_counts`).
 """
 
 from __future__ import annotations
@@ -10,11 +12,20 @@ import math
 from typing import Annotated, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PositiveFloat, model_validator
+
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_FAN_OUT, MAX_LOGNORMAL_SIGMA, MAX_TOKENS
 
 
-class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Dist(StrictModel):
+    def smallest(self) -> float:  # pragma: no cover - abstract
+        """The smallest value a draw can take."""
+        raise NotImplementedError
+
+    def largest(self) -> float:  # pragma: no cover - abstract
+        """The largest value a draw can take (inf when unbounded)."""
+        raise NotImplementedError
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -40,6 +51,12 @@ class Fixed(_Dist):
     def mean(self) -> float:
         return self.value
 
+    def smallest(self) -> float:
+        return self.value
+
+    def largest(self) -> float:
+        return self.value
+
 
 class Uniform(_Dist):
     kind: Literal["uniform"] = "uniform"
@@ -58,6 +75,12 @@ class Uniform(_Dist):
     def mean(self) -> float:
         return (self.low + self.high) / 2
 
+    def smallest(self) -> float:
+        return self.low
+
+    def largest(self) -> float:
+        return self.high
+
 
 class Exponential(_Dist):
     kind: Literal["exponential"] = "exponential"
@@ -70,6 +93,12 @@ class Exponential(_Dist):
 
     def mean(self) -> float:
         return self.mean_value
+
+    def smallest(self) -> float:
+        return 0.0
+
+    def largest(self) -> float:
+        return math.inf
 
 
 class Geometric(_Dist):
@@ -86,13 +115,20 @@ class Geometric(_Dist):
     def mean(self) -> float:
         return self.mean_value
 
+    def smallest(self) -> float:
+        return 1.0
+
+    def largest(self) -> float:
+        return math.inf
+
 
 class LogNormal(_Dist):
     """Lognormal given its median and shape sigma (of the underlying normal); optional clipping."""
 
     kind: Literal["lognormal"] = "lognormal"
     median: PositiveFloat = Field(allow_inf_nan=False)
-    sigma: float = Field(ge=0, allow_inf_nan=False)
+    sigma: float = Field(ge=0, le=MAX_LOGNORMAL_SIGMA, allow_inf_nan=False,
+                         description="shape; fits of token counts and latencies have 0.3-2")
     min: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     max: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
@@ -117,7 +153,14 @@ class LogNormal(_Dist):
         return x
 
     def mean(self) -> float:
+        """Of the unclipped distribution (clipping moves it little for the tails it is used on)."""
         return self.median * math.exp(self.sigma**2 / 2)
+
+    def smallest(self) -> float:
+        return self.min if self.min is not None else 0.0
+
+    def largest(self) -> float:
+        return self.max if self.max is not None else math.inf
 
 
 class Empirical(_Dist):
@@ -134,8 +177,11 @@ class Empirical(_Dist):
                 raise ValueError(
                     f"weights has {len(self.weights)} entries but values has {len(self.values)}"
                 )
-            if sum(self.weights) <= 0:
+            total = sum(self.weights)
+            if not total > 0:
                 raise ValueError("weights must sum to a positive value")
+            if not math.isfinite(total):
+                raise ValueError(f"weights sum to {total:g}; scale them down (only their ratios matter)")
         return self
 
     def _p(self) -> np.ndarray | None:
@@ -152,6 +198,12 @@ class Empirical(_Dist):
         v = np.asarray(self.values, dtype=float)
         return float(v.mean() if p is None else (v * p).sum())
 
+    def smallest(self) -> float:
+        return min(v for v, p in zip(self.values, self.weights or [1.0] * len(self.values)) if p > 0)
+
+    def largest(self) -> float:
+        return max(v for v, p in zip(self.values, self.weights or [1.0] * len(self.values)) if p > 0)
+
 
 Distribution = Annotated[
     Union[Fixed, Uniform, Exponential, Geometric, LogNormal, Empirical],
@@ -159,6 +211,64 @@ Distribution = Annotated[
 ]
 
 
+# the field that states a distribution's smallest / largest value, where one does
+_LOW_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "low", "LogNormal": "min"}
+_HIGH_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "high", "LogNormal": "max"}
+_MEAN_FIELD = {"Exponential": "mean", "Geometric": "mean", "LogNormal": "median"}
+
+
+def check_counts(dist: _Dist, what: str, minimum: int, maximum: int, bounded: bool = False) -> None:
+    """Refuse (ValueError "field: reason") a distribution of counts whose values cannot be counts in
+    [minimum, maximum]: listed values (fixed, empirical) must be whole; a stated end (a value, a range's ends, a
+    lognormal's min / max) must lie inside; an unbounded distribution's mean must not pass `maximum` (its rare
+    larger draws are clipped by sample_tokens). `bounded`: the largest draw must be finite (no exponential,
+    geometric or lognormal without max)."""
+    kind = type(dist).__name__
+    listed = [dist.value] if isinstance(dist, Fixed) else list(dist.values) if isinstance(dist, Empirical) else []
+    bad = next((v for v in listed if not float(v).is_integer()), None)
+    if bad is not None:
+        raise ValueError(f"{_LOW_FIELD[kind]}: {what} must be whole numbers (got {bad:g})")
+    stated_low = kind in _LOW_FIELD and not (isinstance(dist, LogNormal) and dist.min is None)
+    if stated_low and dist.smallest() < minimum:
+        raise ValueError(f"{_LOW_FIELD[kind]}: {what} must be at least {minimum} (got {dist.smallest():g}); "
+                         f"a draw below {minimum} would be read as {max(minimum, 1)} silently")
+    highest = dist.largest()
+    if math.isfinite(highest):
+        if highest > maximum:
+            raise ValueError(f"{_HIGH_FIELD[kind]}: {what} must be at most {maximum:,} (got {highest:g})")
+        return
+    if bounded:
+        raise ValueError(f"kind: {what} need a bounded distribution (fixed, uniform, empirical, or lognormal with "
+                         f"max), at most {maximum:,}")
+    if not dist.mean() <= maximum:
+        raise ValueError(f"{_MEAN_FIELD[kind]}: {what} average {dist.mean():.3g}, more than {maximum:,}")
+
+
+def _tokens(dist: _Dist) -> _Dist:
+    check_counts(dist, "token counts", 1, MAX_TOKENS)
+    return dist
+
+
+def _tokens_or_none(dist: _Dist) -> _Dist:
+    check_counts(dist, "token counts", 0, MAX_TOKENS)
+    return dist
+
+
+def _fan_out(dist: _Dist) -> _Dist:
+    check_counts(dist, "fan-out counts", 1, MAX_FAN_OUT, bounded=True)
+    return dist
+
+
+# Token counts of a prompt or an answer: whole, >= 1, at most MAX_TOKENS (mean and largest value).
+TokenCounts = Annotated[Distribution, AfterValidator(_tokens)]
+# Tokens a step adds to the context (tool results, retrieved passages): 0 is meaningful.
+OptionalTokenCounts = Annotated[Distribution, AfterValidator(_tokens_or_none)]
+# Parallel copies of a step: whole, >= 1, at most MAX_FAN_OUT, from a bounded distribution.
+FanOut = Annotated[Distribution, AfterValidator(_fan_out)]
+
+
 def sample_tokens(dist: _Dist, rng: np.random.Generator, n: int) -> np.ndarray:
-    """Sample integer token counts (>= 1) from a distribution."""
-    return np.maximum(np.rint(dist.sample(rng, n)), 1).astype(np.int64)
+    """Sample integer token counts in [1, MAX_TOKENS] from a distribution. The upper clip only touches the far
+    tail of an unbounded distribution (its mean is at most MAX_TOKENS), past any model's context: such a request
+    is rejected as too long either way, and the clip keeps the int64 cast exact."""
+    return np.clip(np.rint(dist.sample(rng, n)), 1, MAX_TOKENS).astype(np.int64)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
+from pydantic import Field, NonNegativeFloat, NonNegativeInt, PositiveFloat
+
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_BACKOFF_FACTOR, MAX_RETRY_ATTEMPTS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class ReplicaFailures(_Strict):
@@ -85,9 +88,9 @@ class RetryPolicy(_Strict):
     `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
     Envoy/gRPC); otherwise the request ends `failed`."""
 
-    max_retries: NonNegativeInt = 0
+    max_retries: NonNegativeInt = Field(default=0, le=MAX_RETRY_ATTEMPTS)
     backoff_s: NonNegativeFloat = 1.0
-    backoff_multiplier: Annotated[float, Field(ge=1.0, le=10.0)] = 2.0
+    backoff_multiplier: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = 2.0
     budget_ratio: NonNegativeFloat | None = Field(default=None, description="None: no budget")
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from simfactory.errors import InputError, InputErrors
+from simfactory.inputs import MAX_YAML_BYTES, read_input_bytes
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -61,15 +62,14 @@ def recording_reads() -> Iterator[dict[str, str]]:
 
 
 def _read_bytes(path: Path) -> bytes:
-    name = str(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(name, "", "file not found") from None
-    except IsADirectoryError:
-        raise InputError(name, "", "is a directory, expected a YAML file") from None
-    except OSError as exc:
-        raise InputError(name, "", f"cannot read file ({exc.__class__.__name__}: {exc})") from None
+    """A regular YAML file of bounded size: a FIFO, device, folder, symlink loop or bad name is one InputError
+    (simfactory.inputs), never a blocked read or a traceback."""
+    return read_input_bytes(path, "", MAX_YAML_BYTES, "YAML file")
+
+
+def record_read(path: Path, sha: str) -> None:
+    """Add a file read outside this module (kernel tables) to the run's provenance."""
+    _record(path, sha)
 
 
 def _record(path: Path, sha: str) -> None:
@@ -78,11 +78,59 @@ def _record(path: Path, sha: str) -> None:
         reads[str(path)] = sha
 
 
+# libyaml's composer recurses in C once per nesting level: ~100,000 nested brackets overflow the C stack (a
+# segfault, no exception to catch). A scenario nests ~6 levels, an agent workload's step tree ~3 per sub-step.
+MAX_YAML_DEPTH = 100
+# Aliases are shared, not copied, when loaded, but validation walks every use: 9 levels of 10 aliases each
+# ("billion laughs") expand to 10^9 values and never finish. The largest shipped file has ~1,000 values.
+MAX_YAML_VALUES = 1_000_000
+
+
+def _check_shape(text: str, name: str) -> None:
+    """Refuse a document nested deeper than MAX_YAML_DEPTH or whose aliases expand to more than MAX_YAML_VALUES
+    values, from libyaml's event stream (flat, no recursion) before anything is composed. Syntax errors are left
+    to the loader, which reports them with their position."""
+    stack: list[list[Any]] = [[None, 0]]  # per open collection: [its anchor, values inside it so far]
+    sizes: dict[str, int] = {}  # values an anchored node expands to
+    total = 0
+    try:
+        for event in yaml.parse(text, Loader=_BASE_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                grow = sizes.get(event.anchor, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                grow = 1
+                if event.anchor:
+                    sizes[event.anchor] = 1
+            elif isinstance(event, yaml.CollectionStartEvent):
+                if len(stack) > MAX_YAML_DEPTH:
+                    raise InputError(name, f"line {event.start_mark.line + 1}",
+                                     f"nested more than {MAX_YAML_DEPTH} levels deep")
+                stack.append([event.anchor, 1])  # the collection itself; its values are added as they come
+                total += 1
+                continue
+            elif isinstance(event, yaml.CollectionEndEvent) and len(stack) > 1:
+                anchor, inside = stack.pop()
+                if anchor:
+                    sizes[anchor] = inside
+                stack[-1][1] += inside
+                continue
+            else:
+                continue
+            stack[-1][1] += grow
+            total += grow
+            if total > MAX_YAML_VALUES:
+                raise InputError(name, f"line {event.start_mark.line + 1}",
+                                 f"aliases expand the document to more than {MAX_YAML_VALUES:,} values")
+    except yaml.YAMLError:
+        return
+
+
 def _parse(raw: bytes, name: str) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(name, "", f"cannot read file ({exc.__class__.__name__}: {exc})") from None
+    _check_shape(text, name)
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)
     except yaml.YAMLError as exc:
@@ -90,6 +138,8 @@ def _parse(raw: bytes, name: str) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(name, where, f"invalid YAML: {problem}") from None
+    except (ValueError, OverflowError, RecursionError) as exc:  # an integer past Python's 4,300-digit guard
+        raise InputError(name, "", f"invalid YAML: {' '.join(str(exc).split())[:160]}") from None
     if data is None:
         raise InputError(name, "", "file is empty")
     if not isinstance(data, dict):

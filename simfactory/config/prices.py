@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, model_validator
 
+from simfactory.config.base import StrictModel
 from simfactory.config.profile import AsOf
 
 Pricing = Literal["on_demand", "reserved_1y", "reserved_3y", "spot"]
 PRICINGS: tuple[str, ...] = ("on_demand", "reserved_1y", "reserved_3y", "spot")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class SourcedNumber(_Strict):

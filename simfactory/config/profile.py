@@ -7,34 +7,70 @@ and a SKU-wide roofline default used for any other combination.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from typing import Annotated, Literal, Union
 
 from pydantic import (
-    BaseModel,
+    AfterValidator,
     BeforeValidator,
-    ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     WithJsonSchema,
+    model_validator,
 )
+
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
 
 DType = Literal["bf16", "fp16", "fp8", "int8", "int4"]
 
-# A date or period as written in YAML (2026-11, 2024-H2, 2024): kept as text.
+_DATE_LIKE = re.compile(r"(?<![\w-])(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?(?![\w-])")
+_NUMBER = re.compile(r"\s*[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
+_HALF_OR_QUARTER = re.compile(r"(?<![\w-])(\d{4})-([HQ])(\d)(?![\w-])")
+
+
+def check_as_of(text: str) -> str:
+    """A date or period as text (2026-11, 2026-11-05, 2024-H2, 2025-Q3, 2025-2026, "2024-07 or later", "fitted"):
+    every date written in it must exist (9999-99 or 2026-13 is refused), with years in [MIN_YEAR, MAX_YEAR]."""
+    if not text.strip():
+        raise ValueError("must not be empty: the date or period the figure was collected, e.g. 2026-11")
+    if _NUMBER.fullmatch(text) and not re.fullmatch(r"\s*\d{4}\s*", text):  # a bare number must be a year
+        raise ValueError(f"{text.strip()!r} is not a year, date or period (e.g. 2026, 2026-11, 2024-H2)")
+    for m in _HALF_OR_QUARTER.finditer(text):
+        year, kind, n = int(m.group(1)), m.group(2), int(m.group(3))
+        if not (MIN_YEAR <= year <= MAX_YEAR and 1 <= n <= (2 if kind == "H" else 4)):
+            raise ValueError(f"{m.group(0)!r} is not a half-year (H1, H2) or quarter (Q1-Q4) of a year "
+                             f"{MIN_YEAR}-{MAX_YEAR}")
+    for m in _DATE_LIKE.finditer(text):
+        year = int(m.group(1))
+        month = int(m.group(2)) if m.group(2) else 1
+        day = int(m.group(3)) if m.group(3) else 1
+        if not MIN_YEAR <= year <= MAX_YEAR:
+            raise ValueError(f"{m.group(0)!r}: the year must lie in {MIN_YEAR}-{MAX_YEAR}")
+        try:
+            date(year, month, day)
+        except ValueError:
+            raise ValueError(f"{m.group(0)!r} is not a date (YYYY, YYYY-MM or YYYY-MM-DD)") from None
+    return text
+
+
+# A date or period as written in YAML (2026-11, 2024-H2, 2024): kept as text, each date in it checked.
 AsOf = Annotated[
     str,
-    BeforeValidator(lambda v: str(v) if isinstance(v, (int, date)) else v),
+    BeforeValidator(lambda v: str(v) if isinstance(v, (int, date)) and not isinstance(v, bool) else v),
+    AfterValidator(check_as_of),
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}], "description": "date or period, e.g. 2026-11"}),
 ]
 
 BYTES_PER_PARAM: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class Sourced(_Strict):
@@ -44,18 +80,49 @@ class Sourced(_Strict):
     as_of: AsOf = Field(description="date or period the figure was collected, e.g. 2026-11")
 
 
+class DeviceMemory(Sourced):
+    """Device memory as the device itself reports it (nvidia-smi / rocminfo / hl-smi total), in bytes: an "80 GB"
+    H100 reports 81,559 MiB. Memory accounting (hardware/memory.py) uses this, not the marketing hbm_gb."""
+
+    total_bytes: PositiveInt = Field(description="total device memory as nvidia-smi / rocminfo / hl-smi reports it")
+    context_reserve_bytes: NonNegativeInt = Field(
+        description="what the driver and runtime context keep out of reach: an engine sees total - this as the device's "
+                    "total (torch.cuda.mem_get_info)")
+
+    @model_validator(mode="after")
+    def _reserve(self) -> "DeviceMemory":
+        if self.context_reserve_bytes >= self.total_bytes:
+            raise ValueError(f"context_reserve_bytes: {self.context_reserve_bytes} is not below total_bytes "
+                             f"({self.total_bytes})")
+        return self
+
+    @property
+    def engine_total_bytes(self) -> int:
+        """The total an engine sees (vLLM's requested memory is gpu_memory_utilization x this)."""
+        return self.total_bytes - self.context_reserve_bytes
+
+
 class Spec(Sourced):
-    hbm_gb: PositiveFloat
-    hbm_tb_s: PositiveFloat
-    bf16_tflops: PositiveFloat
-    fp8_tflops: PositiveFloat | None = None
-    int8_tops: PositiveFloat | None = None
+    hbm_gb: PositiveFloat = Field(description="marketing capacity (spec sheet); memory accounting uses memory.total_bytes")
+    memory: DeviceMemory | None = Field(
+        default=None, description="device memory in bytes as the device reports it; absent: hbm_gb x 1e9 (a lower "
+                                  "bound for every shipped part) and no context reserve")
+    hbm_tb_s: float = Field(ge=MIN_BANDWIDTH)
+    bf16_tflops: float = Field(ge=MIN_BANDWIDTH)
+    fp8_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
+    int8_tops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
     tdp_w: PositiveFloat
     idle_w: NonNegativeFloat | None = None
-    interconnect_gb_s: PositiveFloat | None = Field(
+    interconnect_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
         default=None, description="scale-up bandwidth per direction per device (NVLink etc.)"
     )
     interconnect_latency_s: NonNegativeFloat = 5e-6
+
+    @model_validator(mode="after")
+    def _power(self) -> "Spec":
+        if self.idle_w is not None and self.idle_w > self.tdp_w:
+            raise ValueError(f"idle_w: {self.idle_w:g} W exceeds tdp_w ({self.tdp_w:g} W)")
+        return self
 
     def tflops(self, dtype: str) -> float:
         """Dense peak TFLOPS used for a given compute dtype (fp8 falls back to bf16 if the chip lacks it)."""
@@ -111,6 +178,12 @@ class StepTimeEntry(_Strict):
     idle_w: NonNegativeFloat | None = Field(default=None, description="measured power per device at 0% utilization")
     max_w: PositiveFloat | None = Field(default=None, description="measured power per device at 100% utilization")
 
+    @model_validator(mode="after")
+    def _power(self) -> "StepTimeEntry":
+        if self.idle_w is not None and self.max_w is not None and self.idle_w > self.max_w:
+            raise ValueError(f"max_w: {self.max_w:g} W is below idle_w ({self.idle_w:g} W)")
+        return self
+
 
 class RooflineDefault(Sourced):
     """SKU-wide roofline factors used for any combination without an explicit entry."""
@@ -145,9 +218,31 @@ class ModelArch(Sourced):
     heads: PositiveInt
     kv_heads: PositiveInt
     head_dim: PositiveInt
-    max_context_tokens: PositiveInt = 131072
+    max_context_tokens: PositiveInt = Field(default=131072, le=MAX_TOKENS)
     num_experts: PositiveInt | None = Field(default=None, description="MoE: routed experts per MoE layer")
     experts_per_token: PositiveInt | None = Field(default=None, description="MoE: experts each token uses")
+    intermediate: PositiveInt | None = Field(
+        default=None, description="MLP intermediate size (per expert for MoE); sizes the activation peak")
+    vocab: PositiveInt | None = Field(default=None, description="vocabulary size; sizes the sampler's logits")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ModelArch":
+        if self.kv_heads > self.heads:
+            raise ValueError(f"kv_heads: {self.kv_heads} exceeds heads ({self.heads}): grouped-query attention "
+                             "shares each KV head among query heads")
+        if self.heads % self.kv_heads:
+            raise ValueError(f"kv_heads: heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
+        if self.active_params_b > self.params_b:
+            raise ValueError(f"active_params_b: {self.active_params_b:g} exceeds params_b ({self.params_b:g})")
+        if (self.num_experts is None) != (self.experts_per_token is None):
+            raise ValueError("num_experts: give num_experts and experts_per_token together (or neither)")
+        if self.num_experts is not None and self.experts_per_token is not None:
+            if self.experts_per_token > self.num_experts:
+                raise ValueError(f"experts_per_token: {self.experts_per_token} exceeds num_experts ({self.num_experts})")
+            if self.experts_per_token < self.num_experts and self.active_params_b >= self.params_b:
+                raise ValueError(f"active_params_b: a mixture of experts using {self.experts_per_token} of "
+                                 f"{self.num_experts} experts activates fewer than its params_b ({self.params_b:g})")
+        return self
 
     @property
     def is_moe(self) -> bool:
@@ -191,6 +286,65 @@ class EngineDefaults(_Strict):
     kv_admission: Literal["first_chunk", "full_sequence"] | None = None
 
 
+class EngineOverhead(Sourced):
+    """Time an engine spends per step outside the GPU kernels (scheduling, input preparation, sampling, launch
+    gaps, the host side of collectives): what measured kernel tables do not contain. A prior per engine version
+    until `simfactory calibrate fit` replaces it with the user's own measurement."""
+
+    base_s: NonNegativeFloat = Field(description="per step")
+    per_layer_s: NonNegativeFloat = Field(default=0.0, description="per step and model layer (launch gaps)")
+    per_extra_gpu_s: NonNegativeFloat = Field(
+        default=0.0, description="per step and tensor-parallel device beyond the first (host sync, collectives' "
+                                 "launch and skew)")
+    per_seq_s: NonNegativeFloat = Field(default=0.0, description="per step and sequence in the batch (input "
+                                                                 "preparation, sampling)")
+
+    def step_s(self, layers: int, tp: int) -> float:
+        """The fixed part of one step (per-sequence cost aside)."""
+        return self.base_s + self.per_layer_s * layers + self.per_extra_gpu_s * (tp - 1)
+
+
+class EngineKernels(_Strict):
+    """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
+    adds per step around them."""
+
+    framework: Literal["vllm", "sglang", "trtllm"]
+    version: str = Field(min_length=1, description="the engine version the overhead describes")
+    overhead: EngineOverhead
+
+
+class EngineMemory(Sourced):
+    """How a serving engine sizes its KV cache at start-up (applied by hardware/memory.py).
+
+    fraction_of_total (vLLM, SGLang): KV = f x total - weights - activation - non_torch - cuda_graph.
+    fraction_of_free (TensorRT-LLM): KV = f x (total - weights - activation - non_torch - cuda_graph).
+    total is what the engine sees (Spec.memory.engine_total_bytes). A deployment's gpu_memory_utilization, when
+    the scenario sets it, replaces f."""
+
+    rule: Literal["fraction_of_total", "fraction_of_free"] = "fraction_of_total"
+    fraction: Annotated[float, Field(gt=0, le=1)] = Field(description="the engine's default fraction")
+    fraction_by_tp: dict[PositiveInt, Annotated[float, Field(gt=0, le=1)]] = Field(
+        default_factory=dict, description="default fraction by TP size: the largest key <= tp wins (SGLang)")
+    profile_activation: bool = Field(
+        default=True, description="subtract the activation peak of a dummy forward at max_num_batched_tokens plus the "
+                                  "sampler's logits at max_num_seqs (vLLM's profile run)")
+    sampler_bytes_per_logit: NonNegativeFloat = Field(
+        default=0.0, description="sampler workspace per (sequence x vocabulary entry) in the profile run (fitted)")
+    reserve_gib: NonNegativeFloat = Field(default=0.0, description="a flat activation reserve per device, GiB")
+    non_torch_gib_by_tp: dict[PositiveInt, NonNegativeFloat] = Field(
+        default_factory=dict, description="memory outside PyTorch's allocator (NCCL buffers, CUDA context extras) per "
+                                          "device, GiB, by TP size: the largest key <= tp wins")
+    cuda_graph_gib: NonNegativeFloat = Field(default=0.0, description="CUDA graph pool kept out of the KV cache, GiB")
+
+    def fraction_for(self, tp: int) -> float:
+        keys = [k for k in self.fraction_by_tp if k <= tp]
+        return self.fraction_by_tp[max(keys)] if keys else self.fraction
+
+    def non_torch_gib(self, tp: int) -> float:
+        keys = [k for k in self.non_torch_gib_by_tp if k <= tp]
+        return self.non_torch_gib_by_tp[max(keys)] if keys else 0.0
+
+
 class EnginePreset(Sourced):
     """A serving engine's scheduler defaults and per-step overhead (data, not code branches)."""
 
@@ -201,6 +355,10 @@ class EnginePreset(Sourced):
         default=None, description="AOT engines: the batch size the engine was built for (an upper bound)"
     )
     defaults: EngineDefaults = Field(default_factory=EngineDefaults)
+    kernels: EngineKernels | None = Field(
+        default=None, description="measured-kernel step time for the SKUs and models the tables cover (else roofline)")
+    memory: EngineMemory | None = Field(
+        default=None, description="how the engine sizes its KV cache at start-up; absent: vLLM's rule")
 
 
 class EngineCatalog(_Strict):

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Annotated, Literal, Union
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -21,8 +19,14 @@ from pydantic import (
 
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.autoscale import Autoscaling
+from simfactory.config.base import StrictModel
 from simfactory.config.faults import Faults
-from simfactory.config.distributions import Distribution
+from simfactory.config.distributions import Distribution, Fixed, TokenCounts
+from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are also imported from here
+    MAX_ACCELERATORS, MAX_ARRIVAL_CV, MAX_BLOCK_SIZE, MAX_CLOSED_LOOP_CLIENTS, MAX_KV_OVERCOMMIT, MAX_PREFIX_VARIANTS, MAX_RATE_MULTIPLIER,
+    MAX_REPLICAS, MAX_SESSIONS, MAX_SIMULATED_S, MAX_TIMELINE_SAMPLES, MAX_TOKENS, MIN_ARRIVAL_CV, MIN_BANDWIDTH,
+    MIN_PERIOD_S,
+)
 from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
 from simfactory.config.training import TrainingJob
@@ -31,12 +35,8 @@ from simfactory.config.routing import Routing, ServiceClass, Tenant
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-MAX_REPLICAS = 100_000  # one simulated engine each: beyond this a run would not finish (a typo, not a fleet)
-MAX_ACCELERATORS = 10_000_000
+class _Strict(StrictModel):
+    pass
 
 
 class Pool(_Strict):
@@ -98,8 +98,8 @@ class Disaggregation(_Strict):
     only prefill; the deployment's `replicas` only decode. Each request's KV cache moves once, prefill ->
     decode, over a link of `kv_link_gb_s` (per direction) plus `kv_link_latency_s`."""
 
-    prefill_replicas: PositiveInt
-    kv_link_gb_s: PositiveFloat = Field(description="KV transfer bandwidth between a prefill and a decode replica")
+    prefill_replicas: PositiveInt = Field(le=MAX_REPLICAS)
+    kv_link_gb_s: float = Field(ge=MIN_BANDWIDTH, description="KV transfer bandwidth between a prefill and a decode replica")
     kv_link_latency_s: NonNegativeFloat = 0.0
 
 
@@ -107,7 +107,7 @@ class Reservation(_Strict):
     """A capacity slice: these replicas serve only the named service class (the rest serve everyone)."""
 
     service_class: str
-    replicas: PositiveInt
+    replicas: PositiveInt = Field(le=MAX_REPLICAS)
 
 
 def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
@@ -122,16 +122,23 @@ class Deployment(_Strict):
     model: str = Field(description="model id from hardware_profiles/models.yaml")
     pool: str
     replicas: PositiveInt = Field(le=MAX_REPLICAS, description="model replicas (each its own engine in the simulation)")
-    tp: PositiveInt = Field(default=1, description="tensor parallel degree")
+    tp: PositiveInt = Field(default=1, le=MAX_ACCELERATORS, description="tensor parallel degree")
     pp: PositiveInt = Field(
-        default=1, description="pipeline stages: a replica uses tp x pp devices and keeps pp micro-batches in flight"
+        default=1, le=MAX_ACCELERATORS, description="pipeline stages: a replica uses tp x pp devices and keeps pp micro-batches in flight"
     )
     expert_parallel: bool = Field(default=False, description="MoE: experts spread over the TP group (all-to-all)")
     dtype: DType = "bf16"
     kv_dtype: DType | None = Field(default=None, description="KV-cache dtype; defaults to dtype (int4 -> bf16)")
     engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")
-    max_num_seqs: PositiveInt = 256
-    max_num_batched_tokens: PositiveInt = 8192
+    step_time_source: Literal["auto", "kernels", "roofline"] = Field(
+        default="auto",
+        description="auto: a calibrated step-time entry for this (model, engine, dtype, TP) if the profile has one, "
+        "else measured kernel tables (hardware_profiles/kernels) plus the engine's overhead where they cover the "
+        "SKU, model, dtype and TP, else the roofline; kernels: the tables or an error saying what they lack; "
+        "roofline: the SKU's roofline even where tables exist (a what-if)",
+    )
+    max_num_seqs: PositiveInt = Field(default=256, le=MAX_TOKENS)
+    max_num_batched_tokens: PositiveInt = Field(default=8192, le=MAX_TOKENS)
     enable_chunked_prefill: bool = True
     kv_admission: Literal["first_chunk", "full_sequence"] = Field(
         default="first_chunk",
@@ -147,13 +154,14 @@ class Deployment(_Strict):
         description="decode_first: running decodes get their token each step, then prefills (vLLM v1); "
         "prefill_first: a step that can admit waiting prompts runs only prefills, pausing decodes (vLLM v0)",
     )
-    block_size: PositiveInt = 16
+    block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
     kv_cache_tokens: PositiveInt | None = Field(
-        default=None, description="override the KV capacity derived from device memory"
+        default=None, description="override the KV capacity derived from device memory (per replica; a warning "
+        f"when it exceeds what the devices hold, an error past {MAX_KV_OVERCOMMIT:g}x their memory)"
     )
     max_model_len: PositiveInt | None = Field(
-        default=None, description="longest prompt+output accepted; defaults to the model's context"
+        default=None, le=MAX_TOKENS, description="longest prompt+output accepted; defaults to the model's context"
     )
     speculative: SpeculativeDecoding | None = None
     disaggregated: Disaggregation | None = None
@@ -162,8 +170,8 @@ class Deployment(_Strict):
         description="recompute: free a preempted request's KV and prefill it again; swap: copy its KV to host "
         "memory and back over the host link (no recompute)",
     )
-    host_link_gb_s: PositiveFloat = Field(
-        default=50.0,
+    host_link_gb_s: float = Field(
+        default=50.0, ge=MIN_BANDWIDTH,
         description="device <-> host bandwidth per direction for swapping and the host KV tier; PCIe 5.0 x16 is "
         "~63 GB/s per direction (PCI-SIG), 50 effective is an assumption",
     )
@@ -173,8 +181,8 @@ class Deployment(_Strict):
     prefix_cache_ssd_tokens: NonNegativeInt = Field(
         default=0, description="a third, SSD tier of the prefix cache (tokens), below the host tier"
     )
-    ssd_gb_s: PositiveFloat = Field(
-        default=6.0,
+    ssd_gb_s: float = Field(
+        default=6.0, ge=MIN_BANDWIDTH,
         description="SSD read bandwidth for the SSD tier; a PCIe 4.0 x4 NVMe drive reads ~7 GB/s sequentially "
         "(~7.9 GB/s link), 6 effective is an assumption",
     )
@@ -220,7 +228,10 @@ class GammaArrivals(_Strict):
 
     process: Literal["gamma"] = "gamma"
     rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
-    cv: PositiveFloat = Field(allow_inf_nan=False)
+    cv: float = Field(
+        ge=MIN_ARRIVAL_CV, le=MAX_ARRIVAL_CV,
+        description="coefficient of variation of the gaps (1: Poisson); a cv of c bunches ~c^2 arrivals together",
+    )
 
 
 class FlashEvent(_Strict):
@@ -228,7 +239,7 @@ class FlashEvent(_Strict):
 
     start_s: NonNegativeFloat = Field(allow_inf_nan=False)
     duration_s: PositiveFloat = Field(allow_inf_nan=False)
-    multiplier: Annotated[float, Field(gt=0, le=1000, allow_inf_nan=False)]
+    multiplier: Annotated[float, Field(gt=0, le=MAX_RATE_MULTIPLIER)]
 
 
 class DiurnalArrivals(_Strict):
@@ -241,11 +252,11 @@ class DiurnalArrivals(_Strict):
 
     process: Literal["diurnal"] = "diurnal"
     mean_rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="rate when every multiplier is 1")
-    period_s: PositiveFloat = Field(default=86400.0, allow_inf_nan=False, description="length of one simulated day")
-    hourly_multipliers: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=24, max_length=24)] | None = None
+    period_s: float = Field(default=86400.0, ge=MIN_PERIOD_S, description="length of one simulated day")
+    hourly_multipliers: Annotated[list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=24, max_length=24)] | None = None
     peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = None
     peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
-    weekday_multipliers: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=7, max_length=7)] | None = None
+    weekday_multipliers: Annotated[list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=7, max_length=7)] | None = None
     start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(default=0.0, description="hour of day at t = 0")
     events: list[FlashEvent] = Field(default_factory=list)
 
@@ -253,7 +264,21 @@ class DiurnalArrivals(_Strict):
     def _one_shape(self) -> "DiurnalArrivals":
         if (self.hourly_multipliers is None) == (self.peak_to_trough is None):
             raise ValueError("give hourly_multipliers or peak_to_trough (one shape of the day)")
+        for name in ("hourly_multipliers", "weekday_multipliers"):
+            m = getattr(self, name)
+            if m is not None and not any(m):
+                raise ValueError(f"{name}: all zero, so nothing would ever arrive; give at least one positive multiplier")
         return self
+
+    def peak_multiplier(self) -> float:
+        """The largest m(t) can be: the day's peak x the busiest weekday x every flash event (overlaps multiply)."""
+        shape = max(self.hourly_multipliers) if self.hourly_multipliers is not None else (
+            1.0 + (self.peak_to_trough - 1.0) / (self.peak_to_trough + 1.0))  # type: ignore[operator]
+        week = max(self.weekday_multipliers) if self.weekday_multipliers is not None else 1.0
+        events = 1.0
+        for e in self.events:
+            events *= max(1.0, e.multiplier)
+        return shape * week * events
 
 
 class MmppState(_Strict):
@@ -269,10 +294,69 @@ class MmppArrivals(_Strict):
     process: Literal["mmpp"] = "mmpp"
     states: list[MmppState] = Field(min_length=2)
 
+    @model_validator(mode="after")
+    def _some_traffic(self) -> "MmppArrivals":
+        if not any(st.rate_per_s > 0 for st in self.states):
+            raise ValueError("states: every rate_per_s is 0, so nothing would ever arrive")
+        return self
+
+    def switches_per_s(self) -> float:
+        """Expected state switches per second: the embedded chain is uniform, so a switch every mean sojourn."""
+        return len(self.states) / sum(st.mean_sojourn_s for st in self.states)
+
+
+class ClosedArrivals(_Strict):
+    """Closed loop: `concurrency` clients, as benchmark clients (vllm bench serve --max-concurrency, genai-perf
+    concurrency mode) and interactive users behave. Each client sends a request at time 0, waits until it ends
+    (any outcome: completed, rejected, shed, timed out...; an agent task: until the whole task ends), thinks for
+    a drawn time, then sends the next; no client sends at or after sim.horizon_s (what is in flight then drains).
+    Each request's class is drawn by weight among the classes that do not replay a timestamped trace (those
+    arrive at their trace's times, open loop, beside the clients). A client's sends are at least
+    MIN_CLOSED_LOOP_CYCLE_S (10 ms) apart, so requests that end at once cannot loop in zero time."""
+
+    process: Literal["closed"] = "closed"
+    concurrency: int = Field(
+        ge=1, le=MAX_CLOSED_LOOP_CLIENTS,
+        description="number of clients, each with at most one request (or agent task) in flight",
+    )
+    think_time: Distribution = Field(
+        default_factory=lambda: Fixed(value=0.0),
+        description="seconds a client waits after its request ends before sending the next (default: fixed 0)",
+    )
+
 
 Arrivals = Annotated[
-    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, DiurnalArrivals, MmppArrivals], Field(discriminator="process")
+    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, DiurnalArrivals, MmppArrivals, ClosedArrivals],
+    Field(discriminator="process"),
 ]
+
+
+def describe_arrivals(arrival: "PoissonArrivals | ConstantArrivals | GammaArrivals | DiurnalArrivals | MmppArrivals | "
+                      "ClosedArrivals | None") -> str:
+    """One line naming the arrival process and its parameters (for summaries and reports)."""
+    if arrival is None:
+        return "timestamped trace replay"
+    if isinstance(arrival, ClosedArrivals):
+        t = arrival.think_time
+        think = "no think time" if isinstance(t, Fixed) and t.value == 0 else f"{t.kind} think time, mean {t.mean():g} s"
+        return f"closed loop: {arrival.concurrency} clients, {think}"
+    if isinstance(arrival, DiurnalArrivals):
+        return f"diurnal, mean {arrival.mean_rate_per_s:g}/s over a {arrival.period_s:g} s day"
+    if isinstance(arrival, MmppArrivals):
+        return f"mmpp, {len(arrival.states)} states, peak {peak_rate_per_s(arrival):g}/s"
+    if isinstance(arrival, GammaArrivals):
+        return f"gamma, {arrival.rate_per_s:g}/s, cv {arrival.cv:g}"
+    return f"{arrival.process}, {arrival.rate_per_s:g}/s"
+
+
+def peak_rate_per_s(arrival: PoissonArrivals | ConstantArrivals | GammaArrivals | DiurnalArrivals | MmppArrivals) -> float:
+    """The rate the arrival generator draws at: the rate; a diurnal process's peak (its thinning draws candidates
+    at it); an MMPP's busiest state."""
+    if isinstance(arrival, DiurnalArrivals):
+        return arrival.mean_rate_per_s * arrival.peak_multiplier()
+    if isinstance(arrival, MmppArrivals):
+        return max(st.rate_per_s for st in arrival.states)
+    return arrival.rate_per_s
 
 
 class TraceSpec(_Strict):
@@ -342,20 +426,21 @@ class RequestClass(_Strict):
         default=None, description="request difficulty in [0, 1] for tiered routes (default 0: every tier capable)"
     )
     shared_prefix_tokens: NonNegativeInt = Field(
-        default=0, description="a system prompt of this many tokens starts every prompt (added to input_tokens)"
+        default=0, le=MAX_TOKENS, description="a system prompt of this many tokens starts every prompt (added to input_tokens)"
     )
-    prefix_variants: PositiveInt = Field(default=1, description="number of distinct shared prefixes (system prompts)")
+    prefix_variants: PositiveInt = Field(
+        default=1, le=MAX_PREFIX_VARIANTS, description="number of distinct shared prefixes (system prompts)")
     region: Name = Field(default="default", description="where the callers (users, agent runtime) are")
     semantic_cache: "SemanticCache | None" = Field(
         default=None, description="a response cache in front of the router: hits never reach a model"
     )
     sessions: PositiveInt | None = Field(
-        default=None, description="requests belong to this many sessions (sticky routing, session affinity)"
+        default=None, le=MAX_SESSIONS, description="requests belong to this many sessions (sticky routing, session affinity)"
     )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
     trace: TraceSpec | None = Field(default=None, description="replay a trace (its arrivals and lengths)")
-    input_tokens: Distribution | None = None
-    output_tokens: Distribution | None = None
+    input_tokens: TokenCounts | None = None
+    output_tokens: TokenCounts | None = None
 
     @model_validator(mode="after")
     def _lengths_given_once(self) -> "RequestClass":
@@ -372,28 +457,53 @@ class RequestClass(_Strict):
 
 class Traffic(_Strict):
     arrival: Arrivals | None = Field(
-        default=None, description="arrival process of the classes that do not replay a timestamped trace"
+        default=None, description="arrival process of the classes that do not replay a timestamped trace: open "
+        "(poisson, constant, gamma, diurnal, mmpp: a rate) or closed (a number of clients, each sending its next "
+        "request when the last ends and it has thought; see ClosedArrivals)"
     )
     classes: list[RequestClass] = Field(min_length=1)
 
+    @model_validator(mode="after")
+    def _some_class_each_hour(self) -> "Traffic":
+        hourly = [c.weight_by_hour for c in self.classes]
+        if all(h is not None for h in hourly):
+            dead = [h for h in range(24) if not any(w[h] for w in hourly)]  # type: ignore[index]
+            if dead:
+                raise ValueError(f"classes: every class's weight_by_hour is 0 at hour {dead[0]}; give some class a "
+                                 "positive weight in every hour")
+        return self
+
 
 class SimSettings(_Strict):
-    horizon_s: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] = Field(description="arrivals stop at this time")
+    horizon_s: Annotated[float, Field(gt=0, le=MAX_SIMULATED_S)] = Field(description="arrivals stop at this time")
     warmup_s: NonNegativeFloat = Field(default=0.0, description="requests arriving earlier are not measured")
     drain: bool = Field(default=True, description="after the horizon, let in-flight requests finish")
-    max_drain_s: PositiveFloat = Field(
+    max_drain_s: Annotated[float, Field(gt=0, le=MAX_SIMULATED_S)] = Field(
         default=3600.0, description="stop draining after this long; unfinished requests are recorded as such"
     )
-    timeline_resolution_s: PositiveFloat = Field(default=1.0, description="sampling step of timelines")
+    timeline_resolution_s: PositiveFloat = Field(
+        default=1.0, description=f"sampling step of timelines: at most {MAX_TIMELINE_SAMPLES:,} samples over the "
+        "horizon and the longest drain")
     exact: bool = Field(
         default=False, description="step every engine iteration instead of fast-forwarding decode-only stretches"
     )
 
     @model_validator(mode="after")
-    def _warmup_inside(self) -> "SimSettings":
+    def _window_and_samples(self) -> "SimSettings":
         if self.warmup_s >= self.horizon_s:
             raise ValueError(f"warmup_s ({self.warmup_s}) must be < horizon_s ({self.horizon_s})")
+        samples = self.span_s / self.timeline_resolution_s
+        if samples > MAX_TIMELINE_SAMPLES:
+            raise ValueError(
+                f"timeline_resolution_s: {self.timeline_resolution_s:g} s means ~{samples:.3g} timeline samples over "
+                f"{self.span_s:g} s (horizon_s{' + max_drain_s' if self.drain else ''}), more than the "
+                f"{MAX_TIMELINE_SAMPLES:,} one run keeps; use a coarser resolution")
         return self
+
+    @property
+    def span_s(self) -> float:
+        """The longest a run can last in simulated time: the horizon, and the drain when there is one."""
+        return self.horizon_s + (self.max_drain_s if self.drain else 0.0)
 
 
 Criterion = Literal["performance", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom"]
@@ -427,11 +537,17 @@ class Finance(_Strict):
         default_factory=dict, description="your own 0-10 ratings, replacing the price book's defaults"
     )
 
+    @model_validator(mode="after")
+    def _some_weight(self) -> "Finance":
+        if not sum(self.scorecard_weights.values()) > 0:
+            raise ValueError("scorecard_weights: all zero; give at least one criterion a positive weight")
+        return self
+
 
 class Scenario(_Strict):
     name: Name
     description: str = ""
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, description="base of every random stream (a whole number, not text)")
     pools: list[Pool] = Field(min_length=1)
     deployments: list[Deployment] = Field(min_length=1)
     traffic: Traffic
@@ -451,8 +567,8 @@ class RequestWorkload(_Strict):
     kind: Literal["requests"] = "requests"
     name: Name
     description: str = ""
-    input_tokens: Distribution
-    output_tokens: Distribution
+    input_tokens: TokenCounts
+    output_tokens: TokenCounts
     source: str = Field(min_length=1)
     as_of: AsOf
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_ACCELERATORS
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class TrainingJob(_Strict):
@@ -22,8 +26,8 @@ class TrainingJob(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
     pool: str
-    accelerators: PositiveInt
-    accelerators_per_node: PositiveInt = 8
+    accelerators: PositiveInt = Field(le=MAX_ACCELERATORS)
+    accelerators_per_node: PositiveInt = Field(default=8, le=MAX_ACCELERATORS)
     work_hours: PositiveFloat | None = Field(default=None, description="failure-free compute time")
     total_tokens: PositiveFloat | None = None
     tokens_per_s: PositiveFloat | None = Field(default=None, description="job throughput on all its accelerators")
@@ -56,3 +60,28 @@ class TrainingJob(_Strict):
     @property
     def nodes(self) -> float:
         return self.accelerators / self.accelerators_per_node
+
+    def expected_events(self, speed: float = 1.0) -> float:
+        """Segment attempts the training simulation runs for this job (simfactory.sim.training): over its
+        replications, at the chosen interval and the five of the interval scan (0.25-4x Young's). A segment of
+        tau hours plus its checkpoint succeeds when no failure comes first, so it takes e^((tau + delta) / (speed x
+        M)) attempts on average (M = node MTBF / nodes); there are work / tau segments. Computed in logs: inf when
+        the job could never finish."""
+        work_h = self.compute_hours
+        mtbf_h = self.node_mtbf_h / math.ceil(self.nodes)
+        ckpt_h = self.checkpoint_cost_s / 3600.0
+        young = math.sqrt(2.0 * ckpt_h * mtbf_h)
+        if self.checkpoint_interval_h != "optimal":
+            chosen = float(self.checkpoint_interval_h)
+        else:
+            chosen = young if self.checkpoint_cost_s > 0 else min(work_h, mtbf_h / 100.0)  # as sim.training does
+        base = young if young > 0 else chosen
+        total = 0.0
+        for tau in [chosen] + [base * m for m in (0.25, 0.5, 1.0, 2.0, 4.0)]:
+            if not (tau > 0 and math.isfinite(work_h)):
+                return math.inf
+            exponent = (min(tau, work_h) + ckpt_h) / (speed * mtbf_h)
+            if exponent > 700:  # e^700 ~ 1e304: beyond any bound
+                return math.inf
+            total += (work_h / tau + 1.0) * math.exp(exponent)
+        return total * self.replications

@@ -223,10 +223,16 @@ def sensitivity(costs: list[PoolCost], units: Units, fraction: float) -> dict[st
     for inp in SENSITIVITY_INPUTS:
         lo = f([_tweak(c, inp, 1 - fraction) for c in costs])
         hi = f([_tweak(c, inp, 1 + fraction) for c in costs])
+        swing = abs(hi - lo) if math.isfinite(hi) and math.isfinite(lo) else None
         rows.append({"input": inp, "low_factor": 1 - fraction, "high_factor": 1 + fraction,
-                     "metric_at_low": lo, "metric_at_high": hi, "swing": abs(hi - lo)})
-    rows.sort(key=lambda r: -r["swing"])
-    return {"metric": name, "base": base, "fraction": fraction, "rows": rows}
+                     "metric_at_low": _finite(lo), "metric_at_high": _finite(hi), "swing": swing})
+    rows.sort(key=lambda r: -(r["swing"] or 0.0))
+    return {"metric": name, "base": _finite(base), "fraction": fraction, "rows": rows}
+
+
+def _finite(x: float) -> float | None:
+    """None where nothing was served to divide by: JSON has no infinity, and a report shows "n/a"."""
+    return x if math.isfinite(x) else None
 
 
 NO_BREAK_EVEN = dict.fromkeys(("owned_usd_per_accel_hour_at_0", "owned_usd_per_accel_hour_per_utilization",

@@ -7,12 +7,15 @@ import math
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 from scipy.stats import qmc
 
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_SWEEP_RUNS
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class _Strict(StrictModel):
+    pass
 
 
 class Range(_Strict):
@@ -58,7 +61,7 @@ class SweepSpec(_Strict):
     hypercube over ranges (value lists are sampled as categories)."""
 
     mode: Literal["grid", "lhs"] = "grid"
-    samples: Annotated[int, Field(ge=1, le=1_000_000)] = 10
+    samples: Annotated[int, Field(ge=1, le=MAX_SWEEP_RUNS)] = 10
     replications: Annotated[int, Field(ge=1, le=1000)] = 1
     seed: int | None = Field(default=None, ge=0, description="base seed (default: the scenario's)")
     parameters: dict[str, Parameter] = Field(min_length=1, description="dotted scenario path -> values or range")
@@ -69,7 +72,19 @@ class SweepSpec(_Strict):
             bad = [k for k, v in self.parameters.items() if isinstance(v, Range)]
             if bad:
                 raise ValueError(f"parameters.{bad[0]}: a range needs mode lhs (grid takes value lists)")
+        runs = self.points_count() * self.replications
+        if runs > MAX_SWEEP_RUNS:
+            what = ("the grid's " + " x ".join(str(len(v)) for v in self.parameters.values()) + " points"  # type: ignore[arg-type]
+                    if self.mode == "grid" else f"{self.samples:,} samples")
+            raise ValueError(f"parameters: {what} x {self.replications} replications = {runs:,} runs, more than "
+                             f"the {MAX_SWEEP_RUNS:,} one sweep may ask for (each is a full simulation)")
         return self
+
+    def points_count(self) -> int:
+        """How many points `points` yields: the Cartesian product's size (grid) or `samples` (lhs)."""
+        if self.mode == "lhs":
+            return self.samples
+        return math.prod(len(v) for v in self.parameters.values())  # type: ignore[arg-type]
 
 
 def points(spec: SweepSpec, seed: int) -> list[dict[str, Any]]:

@@ -9,11 +9,15 @@ from typing import Any
 
 from simfactory.errors import InputError
 
+MAX_INDEX_DIGITS = 18  # a list index that fits int64; longer digit strings name no entry
+
 
 def _step(node: Any, key: str, where: str, file: str, path: str) -> tuple[Any, Any]:
     """The child container and the key/index to address `key` in `node`."""
     if isinstance(node, list):
-        if key.isdigit() and int(key) < len(node):
+        # ASCII digits only: str.isdigit() also accepts "²" (int() refuses it), and 5,000 digits overflow
+        # int()'s text guard; both would be a traceback instead of "no entry"
+        if key.isascii() and key.isdigit() and len(key) <= MAX_INDEX_DIGITS and int(key) < len(node):
             return node, int(key)
         names = [x.get("name") for x in node if isinstance(x, dict)]
         if key in names:

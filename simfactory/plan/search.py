@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field, model_validator
 
+from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_SWEEP_RUNS
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
@@ -24,8 +26,8 @@ from simfactory.plan.slo import SloTarget, judge
 from simfactory.plan.sweep import run_seed
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(StrictModel):
+    pass
 
 
 class Candidate(_Strict):
@@ -41,6 +43,14 @@ class PlanSpace(_Strict):
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict, description="dotted scenario path -> values to try (at least one each)")
     max_replicas: int = Field(default=256, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "PlanSpace":
+        n = math.prod(len(v) for v in self.grid.values()) if self.grid else 0
+        if n + len(self.candidates) > MAX_SWEEP_RUNS:
+            raise ValueError(f"{len(self.candidates)} candidates and a grid of {n:,} combinations are more than "
+                             f"{MAX_SWEEP_RUNS:,} candidates to plan; narrow the grid")
+        return self
 
 
 @dataclass
@@ -220,22 +230,58 @@ def candidates_of(space: PlanSpace) -> list[Candidate]:
     return out or [Candidate(name="as-is")]
 
 
+# what `plan` sets itself for every evaluation: an override of them would be silently replaced
+PLANNER_SET_FIELDS = ("rate_per_s", "mean_rate_per_s", "states")
+
+
+def _planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
+    """The planner-set field a dotted override path names, if any: the sized deployment's replicas, its pool's
+    count, the arrival rate."""
+    parts = path.split(".")
+
+    def names(section: str, i: int) -> set[str]:
+        return {str(i), str(doc[section][i].get("name"))}
+
+    if len(parts) == 3 and parts[0] == "deployments" and parts[2] == "replicas" and parts[1] in names("deployments", dep):
+        return "the replica count of the deployment it sizes"
+    if len(parts) == 3 and parts[0] == "pools" and parts[2] == "count":
+        pool = next((i for i, p in enumerate(doc["pools"]) if p["name"] == doc["deployments"][dep]["pool"]), None)
+        if pool is not None and parts[1] in names("pools", pool):
+            return "the size of the sized deployment's pool (to the replicas it needs)"
+    if len(parts) >= 3 and parts[:2] == ["traffic", "arrival"] and parts[2] in PLANNER_SET_FIELDS:
+        return "the arrival rate (from --target-rate)"
+    return None
+
+
+def _prepare(base: dict[str, Any], dep: int, cand: Candidate, file: str, space_file: str, rate: float,
+             targets: list[SloTarget]) -> tuple[Candidate, dict[str, Any], int, int]:
+    """The candidate's scenario at the target rate and its analytic replica bounds, or an InputError naming it."""
+    for path in cand.overrides:
+        what = _planner_set(path, base, dep)
+        if what is not None:
+            raise InputError(space_file, f"candidates[{cand.name}].{path}",
+                             f"plan sets {what} itself; an override of it would be ignored")
+    check_paths(base, list(cand.overrides), space_file)
+    doc = apply_overrides(base, cand.overrides, space_file)
+    set_rate(doc, rate)
+    try:
+        lower, guess = _bounds(doc, dep, file, rate, targets)
+    except (InputError, InputErrors) as e:
+        raise InputError(space_file, f"candidates[{cand.name}]", str(e).splitlines()[0]) from None
+    return cand, doc, lower, guess
+
+
 def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], space: PlanSpace | None = None,
          replications: int = 3, space_file: str = "space", max_rate: bool = True,
          on_eval: Callable[[Evaluation], None] | None = None) -> PlanResult:
     space = space or PlanSpace()
     base = scenario.model_dump(mode="json")
     dep = _deployment_index(base, space.deployment)
-    cands = candidates_of(space)
+    # every candidate is checked (paths, values, analytic bounds) before the first simulation: a bad one is
+    # refused up front, not after minutes of progress on the others
+    prepared = [_prepare(base, dep, cand, file, space_file, rate, targets) for cand in candidates_of(space)]
     plans: list[CandidatePlan] = []
-    for cand in cands:
-        check_paths(base, list(cand.overrides), space_file)
-        doc = apply_overrides(base, cand.overrides, space_file)
-        set_rate(doc, rate)
-        try:
-            lower, guess = _bounds(doc, dep, file, rate, targets)
-        except (InputError, InputErrors) as e:
-            raise InputError(space_file, f"candidates[{cand.name}]", str(e).splitlines()[0]) from None
+    for cand, doc, lower, guess in prepared:
         cp = CandidatePlan(cand.name, cand.overrides, lower, None, None)
         cache: dict[int, Evaluation] = {}
 

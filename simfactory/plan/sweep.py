@@ -21,6 +21,13 @@ import pandas as pd
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
+from simfactory.inputs import (
+    MAX_SUMMARY_BYTES,
+    MAX_TABLE_BYTES,
+    parse_json,
+    read_input_bytes,
+    read_input_text,
+)
 from simfactory.outputs import OutputFolder, json_with_generator, output_folder
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.overrides import apply_overrides, check_paths
@@ -112,17 +119,18 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
         folder.replace(fresh)
         return []
     try:
-        same = json.loads(spec_path.read_text()).get("key") == key
-    except (OSError, ValueError, AttributeError):
+        same = parse_json(read_input_text(spec_path, "--resume", MAX_SUMMARY_BYTES, "sweep spec"),
+                          str(spec_path)).get("key") == key
+    except (ValueError, AttributeError):
         same = False
     if not same:
         raise InputError(str(folder.path), "--resume", "this directory holds a different sweep (the scenario, the "
                                                        "grid, a file they read or the simfactory version changed)")
     rows = []
     kept_bytes = 0
-    for line in rows_path.read_bytes().splitlines(keepends=True):
+    for line in read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows").splitlines(keepends=True):
         try:
-            rows.append(json.loads(line))
+            rows.append(parse_json(line, str(rows_path), "--resume"))
         except json.JSONDecodeError:
             break  # a row cut off by the interruption: run it again
         if not line.endswith(b"\n"):

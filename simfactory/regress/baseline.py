@@ -7,6 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from simfactory.errors import InputError
+from simfactory.inputs import (
+    MAX_SUMMARY_BYTES,
+    is_input_file,
+    parse_json,
+    read_input_text,
+)
 from simfactory.outputs import write_text_output
 
 BASELINE_SCHEMA_VERSION = 1
@@ -39,11 +45,12 @@ def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
 
 def read_baseline(path: Path) -> dict[str, Any]:
     name = str(path)
-    if not path.is_file():
+    if not is_input_file(path):
         raise InputError(name, "", "baseline not found (create it with `simfactory baseline update`)")
+    text = read_input_text(path, "", MAX_SUMMARY_BYTES, "baseline")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = parse_json(text, name)
+    except ValueError as exc:
         raise InputError(name, "", f"corrupt baseline: {exc}") from None
     if not isinstance(data, dict):
         raise InputError(name, "", "corrupt baseline: expected a JSON object")

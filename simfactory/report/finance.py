@@ -113,7 +113,7 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
                      hybrid, "Demand = accelerators needed per timeline sample (requests in flight / (target_concurrency_fraction x "
                      "max_num_seqs) per replica); burst is rented on demand per needed hour "
                      "(an elastic bound); a reserved baseline is paid every hour at the cheapest reserved price."),
-        FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {sens['base']:.6g})", tornado,
+        FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {_num(sens['base'])})", tornado,
                      f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),
     ]
     if len(training):
@@ -167,6 +167,10 @@ def write_tables(tables: list[FinanceTable], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _num(x: float | None) -> str:
+    return "n/a (nothing served)" if x is None else f"{x:.6g}"
+
+
 def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
     s = summary["finance"]["sensitivity"]
     rows = list(reversed(s["rows"]))
@@ -174,9 +178,12 @@ def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
     base = s["base"]
     for i, r in enumerate(rows):
         lo, hi = r["metric_at_low"], r["metric_at_high"]
+        if base is None or lo is None or hi is None:  # nothing served: no unit cost to move
+            continue
         ax.barh(i, lo - base, left=base, color="tab:blue", label=f"input x{r['low_factor']:.2f}" if i == 0 else None)
         ax.barh(i, hi - base, left=base, color="tab:orange", label=f"input x{r['high_factor']:.2f}" if i == 0 else None)
-    ax.axvline(base, color="black", lw=1)
+    if base is not None:
+        ax.axvline(base, color="black", lw=1)
     ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
     ax.set_xlabel(f"{s['metric']} ({summary['finance']['currency']})")
     ax.set_title(f"{summary['scenario']}: sensitivity of {s['metric']}")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from simfactory.inputs import MAX_SUMMARY_BYTES, read_input_bytes
 from simfactory.outputs import GENERATOR
 
 _STYLE = """
@@ -85,7 +86,7 @@ class HtmlReport:
             self.paragraph(note, "note")
 
     def image(self, path: Path, alt: str) -> None:
-        data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+        data = base64.b64encode(read_input_bytes(path, "", MAX_SUMMARY_BYTES, "plot")).decode("ascii")
         self.parts.append(f'<p><img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}"></p>')
 
     def render(self) -> str:

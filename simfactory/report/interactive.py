@@ -3,6 +3,7 @@ the task latency breakdown, replicas over time. Built from the run directory's C
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,9 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+
+from simfactory.errors import InputError
+from simfactory.inputs import MAX_TABLE_BYTES, is_input_file, read_input_bytes
 
 MAX_POINTS = 2000  # per CDF curve: evenly spaced quantiles keep the file small and the shape exact enough
 
@@ -60,19 +64,27 @@ def task_breakdown(tasks: pd.DataFrame, categories: list[str]) -> go.Figure:
     return fig
 
 
+def _table(path: Path) -> pd.DataFrame:
+    """A run folder's CSV, read as a bounded regular file (never a pipe or device); a broken one is one line."""
+    try:
+        return pd.read_csv(io.BytesIO(read_input_bytes(path, "", MAX_TABLE_BYTES, "run table")))
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise InputError(str(path), "", f"unreadable: {exc}") from None
+
+
 def figures(run_dir: Path, summary: dict[str, Any]) -> list[tuple[str, Any]]:
     """(title, figure) for what the run directory holds."""
     run_dir = Path(run_dir)
     out: list[tuple[str, Any]] = []
     req_path = run_dir / "requests.csv"
-    if req_path.exists():
-        out.append(("Latency CDFs (zoom: drag; reset: double-click)", latency_cdfs(pd.read_csv(req_path))))
+    if is_input_file(req_path):
+        out.append(("Latency CDFs (zoom: drag; reset: double-click)", latency_cdfs(_table(req_path))))
     rtl, stl = run_dir / "timeline_replicas.csv", run_dir / "timeline_system.csv"
-    if rtl.exists() and stl.exists():
-        out.append(("Utilization, KV use and queues over time", timelines(pd.read_csv(rtl), pd.read_csv(stl))))
+    if is_input_file(rtl) and is_input_file(stl):
+        out.append(("Utilization, KV use and queues over time", timelines(_table(rtl), _table(stl))))
     tasks_path = run_dir / "tasks.csv"
-    if tasks_path.exists():
-        tasks = pd.read_csv(tasks_path)
+    if is_input_file(tasks_path):
+        tasks = _table(tasks_path)
         first = next(iter((summary.get("tasks") or {}).values()), {})
         cats = [c for c in first.get("breakdown_mean_s", {}) if c in tasks.columns]
         if cats:

@@ -5,17 +5,34 @@ all rebuilt from summary.json (and the PNG plots the run wrote)."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from simfactory.errors import InputError
+from simfactory.inputs import (
+    MAX_SUMMARY_BYTES,
+    is_input_file,
+    parse_json,
+    path_problem,
+    read_input_text,
+    shown_name,
+)
+from simfactory.outputs import (
+    GENERATOR_TAG,
+    check_output_file,
+    check_owned_dir,
+    foreign_entry,
+    output_folder,
+    read_marker,
+    write_text_output,
+)
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
-from simfactory.outputs import (GENERATOR_TAG, check_output_file, check_owned_dir, foreign_entry, output_folder,
-                                read_marker, write_text_output)
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -28,14 +45,21 @@ PLOTS = [
 def read_summary(run_dir: Path, required: tuple[str, ...] = ("scenario", "finance", "cost", "latency_s")) -> dict[str, Any]:
     """A run directory's summary.json, or one clear InputError (missing, unreadable, or lacking a section)."""
     path = Path(run_dir) / "summary.json"
-    if not Path(run_dir).is_dir():
-        raise InputError(str(run_dir), "", "not a directory (give a directory written by `simfactory run`)")
     try:
-        summary = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(str(path), "", "not found: a run directory holds summary.json") from None
-    except (OSError, json.JSONDecodeError) as exc:
+        is_dir = stat.S_ISDIR(os.stat(run_dir).st_mode)
+    except (OSError, ValueError) as exc:
+        raise InputError(shown_name(run_dir), "", path_problem(exc)) from None
+    if not is_dir:
+        raise InputError(str(run_dir), "", "not a directory (give a directory written by `simfactory run`)")
+    if not is_input_file(path):
+        raise InputError(str(path), "", "not found: a run directory holds summary.json")
+    text = read_input_text(path, "", MAX_SUMMARY_BYTES, "run summary")
+    try:
+        summary = parse_json(text, str(path))
+    except ValueError as exc:
         raise InputError(str(path), "", f"unreadable: {exc}") from None
+    if not isinstance(summary, dict):
+        raise InputError(str(path), "", "unreadable: expected a JSON object")
     for key in required:
         if key not in summary:
             raise InputError(str(path), key, "missing (written by an older simfactory? run the scenario again)")

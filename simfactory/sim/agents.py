@@ -31,6 +31,7 @@ from simfactory.config.agent import (
     ToolStep,
     WaitStep,
 )
+from simfactory.config.limits import MAX_TOKENS
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE
 
 if TYPE_CHECKING:
@@ -280,7 +281,8 @@ class AgentTask:
         return float(dist.draw(self.rng))
 
     def draw_tokens(self, dist: Any) -> int:
-        return max(int(round(self.draw(dist))), 1)
+        """A whole count in [1, MAX_TOKENS], like sample_tokens (the upper clip only cuts an unbounded tail)."""
+        return min(max(int(round(self.draw(dist))), 1), MAX_TOKENS)
 
     def _check_cancel(self, scope: Scope) -> None:
         if scope.is_cancelled():
@@ -374,7 +376,8 @@ class AgentTask:
     def _llm(self, step: LlmStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
         new = self.draw_tokens(step.input_tokens)
-        prompt = new + (int(round(ctx[0])) if step.include_context else 0)
+        # a context past any model's window is rejected as too long either way; the clip keeps int64 columns exact
+        prompt = min(new + (int(round(ctx[0])) if step.include_context else 0), MAX_TOKENS)
         out = self.draw_tokens(step.output_tokens)
         b = self.w.budget
         if self.budget_checks and b is not None:
@@ -383,7 +386,7 @@ class AgentTask:
                 b.max_usd is not None and self._usd_so_far() >= b.max_usd
             ):
                 raise BudgetHit()
-        context = int(round(ctx[0])) if step.include_context else 0
+        context = min(int(round(ctx[0])), MAX_TOKENS) if step.include_context else 0
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
                                self.difficulty(), min(self.w.system_prompt_tokens, context), context)
         rec.llm_calls += 1

@@ -41,19 +41,10 @@ def diurnal_multiplier(process: DiurnalArrivals, t: np.ndarray) -> np.ndarray:
     return m
 
 
-def _max_multiplier(process: DiurnalArrivals) -> float:
-    shape = max(process.hourly_multipliers) if process.hourly_multipliers is not None else (
-        1.0 + (process.peak_to_trough - 1.0) / (process.peak_to_trough + 1.0))  # type: ignore[operator]
-    week = max(process.weekday_multipliers) if process.weekday_multipliers is not None else 1.0
-    events = 1.0
-    for e in process.events:
-        events *= max(1.0, e.multiplier)  # overlapping events multiply: a safe bound
-    return shape * week * events
-
-
 def _thinned(process: DiurnalArrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
-    """Lewis-Shedler thinning: Poisson at the peak rate, each arrival kept with probability rate(t) / peak."""
-    peak = process.mean_rate_per_s * _max_multiplier(process)
+    """Lewis-Shedler thinning: Poisson at the peak rate, each arrival kept with probability rate(t) / peak.
+    (The peak bounds m(t): overlapping events multiply. resolve bounds peak x horizon, the candidates drawn.)"""
+    peak = process.mean_rate_per_s * process.peak_multiplier()
     if peak <= 0:
         return np.zeros(0)
     candidates = arrival_times(PoissonArrivals(rate_per_s=peak), horizon_s, rng)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from simfactory.config.limits import MAX_TRAINING_EVENTS
 from simfactory.config.training import TrainingJob
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.streams import RandomStreams
@@ -78,7 +79,9 @@ def simulate_job(job: TrainingJob, seed: int, idle_fraction: float = 1.0, interv
                  replications: int | None = None) -> list[TrainingRun]:
     """Replicated runs of one job (each its own SimPy environment); `interval_h` overrides the job's."""
     speed = 1.0 if job.priority == "dedicated" else idle_fraction
-    if speed <= 0:
+    if speed <= 0 or job.expected_events(speed) > MAX_TRAINING_EVENTS:
+        # no progress: a job on idle capacity that is (almost) never idle would fail between every pair of
+        # checkpoints forever (resolve bounds the dedicated case, whose speed is known before the run)
         return []
     mtbf = job_mtbf_h(job)
     ckpt_h = job.checkpoint_cost_s / 3600.0

@@ -10,6 +10,8 @@ from scipy import stats as sps
 
 from simfactory.traces.parse import Trace
 
+MAX_RATE_BUCKETS = 1_000_000  # a year in 60 s buckets is ~530,000
+
 
 def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
     """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse."""
@@ -26,7 +28,10 @@ def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
         out["duration_s"] = duration
         out["mean_rate_per_s"] = (len(t) - 1) / duration if duration > 0 else None
         out["interarrival_cv"] = float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else None
-        counts = np.bincount((t // bucket_s).astype(int))
+        # a coarser bucket when the trace is long: the rate array stays under MAX_RATE_BUCKETS entries (the
+        # parser caps the span already; this keeps a Trace built elsewhere from asking for gigabytes)
+        bucket_s = max(bucket_s, duration / MAX_RATE_BUCKETS)
+        counts = np.bincount(((t - t[0]) // bucket_s).astype(np.int64))
         out["rate_per_s_by_bucket"] = {"bucket_s": bucket_s, "rates": (counts / bucket_s).round(4).tolist()}
     if trace.hash_ids:
         seen: set[int] = set()

@@ -1,0 +1,479 @@
+"""Regenerate hardware_profiles/kernels/<sku>.json.gz: compact kernel-time tables derived offline from NVIDIA's
+aiconfigurator-core SDK (operator timings measured on real GPUs, composed per model by the SDK).
+
+Why offline: the SDK is an 82 MB binary wheel (manylinux/macOS arm64 only, Python 3.11-3.13, numpy>=2.1) with a
+seconds-long cold start; simfactory reads these few-MB tables instead and never imports it (see README.md here).
+
+    python3.11 -m venv /tmp/aic-venv && /tmp/aic-venv/bin/pip install -e ".[kernels]"
+    /tmp/aic-venv/bin/python calibrate/kernels/derive.py            # all SKUs, models, frameworks
+    /tmp/aic-venv/bin/python calibrate/kernels/derive.py --sku h100-sxm --model llama-3.1-8b --check
+
+What one table holds, per (model, framework, TP) and SDK database version (milliseconds, one engine step on one
+GPU of the TP group; see simfactory/hardware/kernels.py for how a step is composed from them):
+  linear:    per weight dtype, on the token grid T (tokens in the step = prefill tokens + decode sequences):
+             `linear_ms`    every non-attention op at T tokens (GEMMs, norms, activation, embedding) but the logits
+             `allreduce_ms` the tensor-parallel all-reduces at T tokens (zero at TP 1)
+             `logits_ms`    the logits GEMM at m = T rows (rows = sequences that sample a token)
+  attention: per KV-cache dtype,
+             `decode_attn_ms[b][j]` decode attention of batch[b] sequences each reading kv_len[j] tokens
+             `ctx_attn_ms[i]`       context (prefill) attention of one whole prompt of prompt_len[i] tokens
+The SDK queries: EngineHandle.evaluate_generation_ops (the generation op list at batch T, which for non-attention
+ops equals the context op list at T tokens) and mixed_step_breakdown(L, 0, L, 2)[2] for a prompt's attention.
+A decode step at grid (B, s) therefore reproduces decode_step_latency(B, s - 1, 0) exactly (checked below).
+
+Tables are forced monotone (least-absolute-deviations isotonic fit: non-decreasing in tokens, batch, KV length and
+prompt length); each table changed gets a row in calibrate/kernels/anomalies.csv (points changed, the largest
+change) and its record counts the points. Cross-record oddities (FP8 slower than BF16, more TP slower) are listed
+there too but not changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import importlib.metadata
+import json
+import logging
+import math
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import HardwareProfile, ModelArch, ModelCatalog
+from simfactory.hardware.memory import plan_memory
+
+FORMAT = "simfactory-kernel-tables/1"
+PYPI_URL = "https://pypi.org/project/aiconfigurator-core/0.12.0/"
+REPO_URL = "https://github.com/ai-dynamo/aiconfigurator"
+ATTRIBUTION = (
+    "Derived from NVIDIA AIConfigurator (aiconfigurator-core 0.12.0: its kernel performance database and step "
+    "composition), Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, licensed under the Apache License 2.0 "
+    "(http://www.apache.org/licenses/LICENSE-2.0). Changes: resampled on simfactory's grids by "
+    "calibrate/kernels/derive.py and forced monotone."
+)
+
+# simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK)
+SYSTEMS = {"a100-80gb": "a100_sxm", "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "l40s": "l40s"}
+FRAMEWORKS = ("vllm", "sglang", "trtllm")
+TPS = (1, 2, 4, 8)
+GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default; the same fit test resolve applies (simfactory.hardware.memory)
+# simfactory dtype -> SDK quant modes. FMHA stays bf16 with an FP8 KV cache (the SDK's default lane on Hopper).
+GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
+KV_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
+FMHA_QUANT = "bfloat16"
+
+# Grids (shared by every record of every file). Batch and KV length follow the SDK's own grids (powers of two)
+# with midpoints, which also catch the kinks of its +-10% smoothing of decode attention; every batch is a token
+# point, so a decode-only step at a grid batch needs no interpolation of the non-attention part. KV lengths start
+# at 8: below that the SDK extrapolates off its grid (lower values at s = 1, 2), while decode attention of short
+# contexts is launch-bound and flat, so the model holds the value at 8.
+BATCH = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224,
+         256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 2048]
+KV_LEN = [8, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192, 12288, 16384,
+          24576, 32768, 49152, 65536, 98304, 131072]
+TOKENS = sorted(set(BATCH) | {2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480,
+                              24576, 28672, 32768, 40960, 49152, 65536})
+PROMPT_LEN = [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192,
+              12288, 16384, 24576, 32768, 49152, 65536, 98304, 131072]
+
+# Shapes models.yaml does not hold (the SDK needs them for GEMM sizes) for models without a config.json in
+# calibrate/model_configs/ or in the SDK's own model_configs/.
+EXTRA_SHAPES = {
+    "llama-2-70b": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "intermediate_size": 28672,
+        "vocab_size": 32000, "tie_word_embeddings": False,
+        "_source": "huggingface.co/meta-llama/Llama-2-70b-hf config.json (as cited in hardware_profiles/models.yaml)",
+    },
+    "llama-3.2-1b": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "intermediate_size": 8192,
+        "vocab_size": 128256, "tie_word_embeddings": True,
+        "_source": "huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json",
+    },
+}
+SDK_MODEL_CONFIGS = {"llama-3.1-405b": "meta-llama--Meta-Llama-3.1-405B_config.json"}
+
+log = logging.getLogger("derive")
+
+
+def model_config_dir(arch: ModelArch, work: Path) -> tuple[Path, str]:
+    """A folder with a Hugging Face config.json for this model (no download ever): ours, the SDK's, or one written
+    from ModelArch plus EXTRA_SHAPES. Checks the shape against models.yaml."""
+    import aiconfigurator_core
+
+    ours = ROOT / "calibrate" / "model_configs" / arch.id / "config.json"
+    sdk_dir = Path(aiconfigurator_core.__file__).parent / "model_configs"
+    out = work / arch.id
+    out.mkdir(parents=True, exist_ok=True)
+    if ours.is_file():
+        cfg, source = json.loads(ours.read_text()), f"calibrate/model_configs/{arch.id}/config.json"
+    elif arch.id in SDK_MODEL_CONFIGS:
+        name = SDK_MODEL_CONFIGS[arch.id]
+        cfg, source = json.loads((sdk_dir / name).read_text()), f"aiconfigurator_core/model_configs/{name}"
+    elif arch.id in EXTRA_SHAPES:
+        extra = dict(EXTRA_SHAPES[arch.id])
+        source = "written from hardware_profiles/models.yaml + " + extra.pop("_source")
+        cfg = {**extra, "hidden_size": arch.hidden, "num_hidden_layers": arch.layers,
+               "num_attention_heads": arch.heads, "num_key_value_heads": arch.kv_heads, "head_dim": arch.head_dim,
+               "max_position_embeddings": arch.max_context_tokens, "torch_dtype": "bfloat16", "hidden_act": "silu",
+               "rms_norm_eps": 1e-5}
+    else:
+        raise LookupError(f"no config.json for {arch.id}: add calibrate/model_configs/{arch.id}/config.json")
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    got = (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+           head_dim)
+    want = (arch.layers, arch.hidden, arch.heads, arch.kv_heads, arch.head_dim)
+    if got != want:
+        raise ValueError(f"{arch.id}: {source} has (layers, hidden, heads, kv_heads, head_dim) {got}, "
+                         f"models.yaml {want}")
+    (out / "config.json").write_text(json.dumps(cfg))
+    return out, source
+
+
+def _median(xs: list[float]) -> float:
+    ys = sorted(xs)
+    n = len(ys)
+    return ys[n // 2] if n % 2 else 0.5 * (ys[n // 2 - 1] + ys[n // 2])
+
+
+def isotonic(values: list[float]) -> list[float]:
+    """Least-absolute-deviations non-decreasing fit (pool adjacent violators with block medians; Robertson,
+    Wright & Dykstra, Order Restricted Statistical Inference, 1988): a run that goes down is replaced by its
+    median. Why medians: the SDK's tables hold both noise (+-5-10% where small GEMMs and short-context attention
+    are launch- or memory-bound, flat in the batch) and isolated spikes and dips (e.g. 3.0 ms among 0.8-1.1 ms);
+    a running maximum turns noise and spikes into a systematic slowdown and a least-squares fit lets one spike
+    lift a long run, while the median ignores it."""
+    blocks: list[list[float]] = []
+    for v in values:
+        blocks.append([v])
+        while len(blocks) > 1 and _median(blocks[-2]) > _median(blocks[-1]):
+            last = blocks.pop()
+            blocks[-1].extend(last)
+    out: list[float] = []
+    for blk in blocks:
+        out.extend([_median(blk)] * len(blk))
+    return out
+
+
+def cummax(values: list[float]) -> list[float]:
+    out, top = [], -math.inf
+    for v in values:
+        top = max(top, v)
+        out.append(top)
+    return out
+
+
+def monotone(values: list[float], where: list[str], table: str, tag: dict, anomalies: list[dict]) -> list[float]:
+    """isotonic(values); logs one anomaly row per table that changed: how many points, the largest relative change."""
+    out = isotonic(values)
+    changed = [(abs(b - a) / a if a else math.inf, i) for i, (a, b) in enumerate(zip(values, out)) if b != a]
+    if changed:
+        _, i = max(changed)
+        anomalies.append({**tag, "table": table, "points": f"{len(changed)}/{len(values)}", "at": where[i],
+                          "sdk_ms": values[i], "forced_ms": out[i], "rel_change": out[i] / values[i] - 1})
+    return out
+
+
+def monotone_2d(table: list[list[float]], tag: dict, anomalies: list[dict]) -> list[list[float]]:
+    """decode_attn_ms[b][j] made non-decreasing along KV length (rows), then along batch (columns); one anomaly row."""
+    nb, ns = len(BATCH), len(KV_LEN)
+    rows = [isotonic(r) for r in table]
+    cols = [isotonic([rows[b][j] for b in range(nb)]) for j in range(ns)]
+    # the column fit can leave a row slightly out of order (medians of pooled blocks): a running maximum along
+    # rows, then columns, restores both (it is order-preserving, so the second pass keeps the first's order)
+    rows = [cummax([cols[j][b] for j in range(ns)]) for b in range(nb)]
+    cols = [cummax([rows[b][j] for b in range(nb)]) for j in range(ns)]
+    out = [[cols[j][b] for j in range(ns)] for b in range(nb)]
+    assert all(x <= y for r in out for x, y in zip(r, r[1:])), "KV-length order"
+    assert all(out[b][j] <= out[b + 1][j] for b in range(nb - 1) for j in range(ns)), "batch order"
+    changed = [(abs(out[b][j] - table[b][j]) / table[b][j], b, j) for b in range(len(BATCH)) for j in range(len(KV_LEN))
+               if out[b][j] != table[b][j]]
+    if changed:
+        _, b, j = max(changed)
+        anomalies.append({**tag, "table": "decode_attn_ms", "points": f"{len(changed)}/{len(BATCH) * len(KV_LEN)}",
+                          "at": f"B={BATCH[b]} s={KV_LEN[j]}", "sdk_ms": table[b][j], "forced_ms": out[b][j],
+                          "rel_change": out[b][j] / table[b][j] - 1})
+    return out
+
+
+def count_points(rows: list[dict]) -> int:
+    return sum(int(r["points"].split("/")[0]) for r in rows)
+
+
+def sig(x: float) -> float:
+    return float(f"{x:.6g}")
+
+
+class Deriver:
+    def __init__(self, system: str, framework: str, version: str, cfg_dir: Path):
+        self.system, self.framework, self.version, self.cfg_dir = system, framework, version, cfg_dir
+        self.handles: dict[tuple, object] = {}
+
+    def handle(self, tp: int, dtype: str, kv_dtype: str):
+        from aiconfigurator_core.sdk.engine import EngineHandle
+
+        key = (tp, dtype, kv_dtype)
+        if key not in self.handles:
+            self.handles[key] = EngineHandle.compile(
+                str(self.cfg_dir), self.system, self.framework, backend_version=self.version, tp_size=tp,
+                gemm_quant_mode=GEMM_QUANT[dtype], kvcache_quant_mode=KV_QUANT[kv_dtype], fmha_quant_mode=FMHA_QUANT)
+        return self.handles[key]
+
+
+def op_indices(h) -> dict[str, list[int]]:
+    """Positions in the generation op list: attention, logits, all-reduces, point-to-point, everything else."""
+    names = [n for n, *_ in h.decode_step_per_op(1, 1, 0)]
+    groups: dict[str, list[int]] = {"attention": [], "logits": [], "allreduce": [], "p2p": [], "linear": []}
+    for i, n in enumerate(names):
+        if n == "generation_attention":
+            groups["attention"].append(i)
+        elif n.endswith("logits_gemm"):
+            groups["logits"].append(i)
+        elif n.endswith("_ar") or "_ar_" in n:
+            groups["allreduce"].append(i)
+        elif n.endswith("_p2p"):
+            groups["p2p"].append(i)
+        else:
+            groups["linear"].append(i)
+    if len(groups["attention"]) != 1 or len(groups["logits"]) != 1:
+        raise ValueError(f"unexpected generation op list {names}")
+    return groups
+
+
+def ms_sum(h, idx: list[int], batch: int, s: int) -> float:
+    return sum(v[1] for v in h.evaluate_generation_ops(idx, batch_size=batch, s=s)) if idx else 0.0
+
+
+def derive_linear(h) -> dict:
+    g = op_indices(h)
+    return {
+        "linear_ms": [ms_sum(h, g["linear"], t, 1) for t in TOKENS],
+        "allreduce_ms": [ms_sum(h, g["allreduce"], t, 1) for t in TOKENS],
+        "logits_ms": [ms_sum(h, g["logits"], t, 1) for t in TOKENS],
+    }
+
+
+def derive_attention(h, bf16_handle) -> tuple[dict, list[str]]:
+    """Decode attention on the (batch, KV length) grid and one whole prompt's context attention per length. Where
+    the SDK has no context-attention rows for this KV dtype (sglang with an FP8 KV cache on Hopper), the BF16-KV
+    lane stands in (prefill attention runs on BF16 activations either way) and the record's notes say so."""
+    g = op_indices(h)
+    dec = [[ms_sum(h, g["attention"], b, s) for s in KV_LEN] for b in BATCH]
+    notes = []
+    try:
+        ctx = [h.mixed_step_breakdown(n, 0, n, 2)[2] for n in PROMPT_LEN]
+    except Exception as e:
+        if bf16_handle is None:
+            raise
+        ctx = [bf16_handle.mixed_step_breakdown(n, 0, n, 2)[2] for n in PROMPT_LEN]
+        notes.append(f"ctx_attn_ms from the BF16-KV lane: the SDK has no context attention for this KV dtype "
+                     f"({type(e).__name__})")
+    return {"decode_attn_ms": dec, "ctx_attn_ms": ctx}, notes
+
+
+def check_against_sdk(h, lin: dict, att: dict) -> dict:
+    """Before the monotone fit, a step at grid points must equal the SDK: decode_step_latency(B, s - 1, 0) for
+    decode, predict_prefill_latency(1, L) for one whole prompt (logits of its one sampled row)."""
+    t_index = {t: i for i, t in enumerate(TOKENS)}
+
+    def fixed(t: int, rows: int) -> float:
+        return lin["linear_ms"][t_index[t]] + lin["allreduce_ms"][t_index[t]] + lin["logits_ms"][t_index[rows]]
+
+    decode = 0.0
+    for b in (1, 8, 64, 512):
+        for j, s in enumerate(KV_LEN):
+            if s <= 65536:
+                ref = h.decode_step_latency(b, s - 1, 0)
+                decode = max(decode, abs(fixed(b, b) + att["decode_attn_ms"][BATCH.index(b)][j] - ref) / ref)
+    prefill = 0.0
+    for i, n in enumerate(PROMPT_LEN):
+        if n in t_index and n <= 16384:
+            try:
+                ref = h.predict_prefill_latency(1, n)
+            except Exception:  # no context attention for this KV dtype (the record's notes say what stands in)
+                break
+            prefill = max(prefill, abs(fixed(n, 1) + att["ctx_attn_ms"][i] - ref) / ref)
+    return {"grid_max_rel_err": max(decode, prefill)}
+
+
+def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_dir: Path, anomalies: list[dict],
+                  check: bool) -> dict:
+    from aiconfigurator_core.sdk.perf_database import get_version_slots
+
+    system = SYSTEMS[sku]
+    profile = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / f"{sku}.yaml")
+    dtypes = ["bf16"] + (["fp8"] if profile.spec.fp8_tflops else [])
+    versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in frameworks}
+    work = Path(tempfile.mkdtemp(prefix="aic-derive-"))
+    linear_recs, attn_recs, model_meta, refused, checks = [], [], {}, [], []
+    try:
+        for arch in models:
+            cfg_dir, cfg_source = model_config_dir(arch, work)
+            model_meta[arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
+                                   "kv_heads": arch.kv_heads, "head_dim": arch.head_dim, "config": cfg_source}
+            for fw in frameworks:
+                version = versions[fw]
+                if version is None:
+                    refused.append(f"{arch.id} {fw}: no queryable version on {system}")
+                    continue
+                der = Deriver(system, fw, version, cfg_dir)
+                for tp in TPS:
+                    if arch.heads % tp:
+                        refused.append(f"{arch.id} {fw} TP{tp}: {arch.heads} heads do not split over {tp} GPUs")
+                        continue
+                    fits = {d: plan_memory(arch, profile.spec, d, d, tp, GPU_MEMORY_UTILIZATION).fits for d in dtypes}
+                    if not any(fits.values()):
+                        refused.append(f"{arch.id} {fw} TP{tp}: does not fit {tp} x {sku} in any dtype")
+                        continue
+                    bf16_ctx = None
+                    for d in dtypes:
+                        key = dict(model=arch.id, framework=fw, tp=tp)
+                        t0 = time.perf_counter()
+                        try:
+                            h = der.handle(tp, d, d)
+                            att, att_notes = derive_attention(h, bf16_ctx)
+                            lin = derive_linear(h) if fits[d] else None
+                            if d == "bf16":
+                                bf16_ctx = h
+                        except Exception as e:
+                            refused.append(f"{arch.id} {fw} {d} TP{tp}: {type(e).__name__}: {str(e)[:160]}")
+                            log.warning("refused %s %s %s TP%d: %s", arch.id, fw, d, tp, str(e)[:160])
+                            continue
+                        if check and lin is not None:
+                            c = check_against_sdk(h, lin, att)
+                            checks.append({**key, "dtype": d, **c})
+                        tag = dict(sku=sku, model=arch.id, framework=fw, version=version, tp=tp)
+                        before = len(anomalies)
+                        if lin is not None:
+                            for name in ("linear_ms", "allreduce_ms", "logits_ms"):
+                                lin[name] = monotone(lin[name], [f"T={t}" for t in TOKENS], name,
+                                                     {**tag, "dtype": d}, anomalies)
+                            linear_recs.append({**key, "dtype": d,
+                                                **{k: [sig(x) for x in v] for k, v in lin.items()},
+                                                "monotone_fixes": count_points(anomalies[before:])})
+                        before = len(anomalies)
+                        atag = {**tag, "dtype": f"kv {d}"}
+                        dec = monotone_2d(att["decode_attn_ms"], atag, anomalies)
+                        ctx = monotone(att["ctx_attn_ms"], [f"L={n}" for n in PROMPT_LEN], "ctx_attn_ms", atag,
+                                       anomalies)
+                        attn_recs.append({**key, "kv_dtype": d,
+                                          "decode_attn_ms": [[sig(x) for x in row] for row in dec],
+                                          "ctx_attn_ms": [sig(x) for x in ctx],
+                                          "monotone_fixes": count_points(anomalies[before:]),
+                                          **({"notes": att_notes} if att_notes else {})})
+                        log.info("%s %s %s %s TP%d: %.2fs", sku, arch.id, fw, d, tp, time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    cross_record_anomalies(sku, linear_recs, attn_recs, versions, anomalies)
+    header = {
+        "format": FORMAT,
+        "sku": sku,
+        "system": system,
+        "source": f"aiconfigurator-core 0.12.0 {PYPI_URL} ({REPO_URL}): NVIDIA's operator timings measured on "
+                  f"real GPUs, composed per model by its SDK; resampled by calibrate/kernels/derive.py",
+        "as_of": date.today().strftime("%Y-%m"),
+        "generated": date.today().isoformat(),
+        "license": "Apache-2.0",
+        "attribution": ATTRIBUTION,
+        "sdk": sdk_info(),
+        "frameworks": versions,
+        "quant": {d: {"gemm": GEMM_QUANT[d], "kv_cache": KV_QUANT[d], "fmha": FMHA_QUANT} for d in dtypes},
+        "units": "milliseconds per engine step on one GPU of the TP group (kernel time only: no engine overhead)",
+        "gpu_memory_utilization_fit": GPU_MEMORY_UTILIZATION,
+        "refused": refused,
+    }
+    doc = {**header, "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
+           "models": model_meta, "linear": linear_recs, "attention": attn_recs}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{sku}.json.gz"
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    with open(path, "wb") as f:  # mtime=0: the same tables give the same bytes
+        f.write(gzip.compress(raw, compresslevel=9, mtime=0))
+    return {"sku": sku, "path": str(path), "bytes": path.stat().st_size, "linear": len(linear_recs),
+            "attention": len(attn_recs), "refused": len(refused), "checks": checks}
+
+
+def cross_record_anomalies(sku: str, linear: list[dict], attn: list[dict], versions: dict,
+                           anomalies: list[dict]) -> None:
+    """Logged, not changed: a B=1, KV 1024 decode step slower in FP8 than in BF16, or slower at a higher TP."""
+    j = KV_LEN.index(1024)
+    attn_by_key = {(a["model"], a["framework"], a["tp"], a["kv_dtype"]): a for a in attn}
+    step = {}
+    for lin in linear:
+        key = (lin["model"], lin["framework"], lin["tp"], lin["dtype"])
+        att = attn_by_key.get(key)
+        if att is not None:
+            step[key] = lin["linear_ms"][0] + lin["allreduce_ms"][0] + lin["logits_ms"][0] + att["decode_attn_ms"][0][j]
+    for (m, fw, tp, d), v in step.items():
+        tag = dict(sku=sku, model=m, framework=fw, version=versions[fw], tp=tp)
+        if d == "fp8" and (m, fw, tp, "bf16") in step and v > step[(m, fw, tp, "bf16")]:
+            anomalies.append({**tag, "dtype": "fp8 vs bf16", "table": "decode step (not changed)", "points": "",
+                              "at": "B=1 s=1024", "sdk_ms": v, "forced_ms": step[(m, fw, tp, "bf16")],
+                              "rel_change": v / step[(m, fw, tp, "bf16")] - 1})
+        lower = [t for t in TPS if t < tp and (m, fw, t, d) in step]
+        if lower and v > step[(m, fw, lower[-1], d)]:
+            anomalies.append({**tag, "dtype": d, "table": f"decode step vs TP{lower[-1]} (not changed)", "points": "",
+                              "at": "B=1 s=1024", "sdk_ms": v, "forced_ms": step[(m, fw, lower[-1], d)],
+                              "rel_change": v / step[(m, fw, lower[-1], d)] - 1})
+
+
+def sdk_info() -> dict:
+    info = {"package": "aiconfigurator-core", "version": importlib.metadata.version("aiconfigurator-core"),
+            "pypi": PYPI_URL, "repository": REPO_URL}
+    try:
+        files = importlib.metadata.files("aiconfigurator-core") or []
+        so = [f for f in files if str(f).endswith(".so")]
+        if so:
+            info["extension_sha256"] = hashlib.sha256(Path(so[0].locate()).read_bytes()).hexdigest()
+    except OSError:
+        pass
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
+    ap.add_argument("--model", action="append", help="default: every dense model in hardware_profiles/models.yaml")
+    ap.add_argument("--framework", action="append", choices=FRAMEWORKS, help="default: all")
+    ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
+    ap.add_argument("--anomalies", type=Path, default=ROOT / "calibrate" / "kernels" / "anomalies.csv")
+    ap.add_argument("--check", action="store_true", help="compare grid points with the SDK's decode_step_latency")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    for noisy in ("aiconfigurator_core", "aiconfigurator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    catalog = load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
+    models = [m for m in catalog if not m.is_moe and (not args.model or m.id in args.model)]
+    anomalies: list[dict] = []
+    total = 0
+    for sku in args.sku or list(SYSTEMS):
+        t0 = time.perf_counter()
+        r = derive_system(sku, models, args.framework or list(FRAMEWORKS), args.out, anomalies, args.check)
+        total += r["bytes"]
+        worst = max((c["grid_max_rel_err"] for c in r["checks"]), default=None)
+        print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
+              f"{r['bytes'] / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s"
+              + (f"; max rel. difference from the SDK at grid points {worst:.1e}" if worst is not None else ""))
+    args.anomalies.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.anomalies, "w", newline="") as f:
+        w = csv.DictWriter(f, ["sku", "model", "framework", "version", "tp", "dtype", "table", "points", "at",
+                               "sdk_ms", "forced_ms", "rel_change"])
+        w.writeheader()
+        for a in anomalies:
+            w.writerow({**a, "sdk_ms": f"{a['sdk_ms']:.6g}", "forced_ms": f"{a['forced_ms']:.6g}",
+                        "rel_change": f"{a['rel_change']:+.4f}"})
+    print(f"total {total / 1e6:.2f} MB; {len(anomalies)} anomalies -> {args.anomalies}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Step time from kernel tables: operator timings NVIDIA measured on real GPUs, composed per model by its
+aiconfigurator-core SDK (0.12.0, Apache-2.0) and resampled offline into hardware_profiles/kernels/<sku>.json.gz
+by calibrate/kernels/derive.py. simfactory never imports the SDK: it reads the tables.
+
+Why this shape. The SDK prices one engine step as a sum of kernel times in three parts (its "mixed step"):
+the non-attention ops (GEMMs, norms, all-reduces) at the step's token count, decode attention at (batch, mean KV
+length), and context attention of the prompts being prefilled. The tables keep those parts on fixed grids:
+
+    linear(T), allreduce(T)   every token of the step, T = prefill tokens + decode sequences
+    logits(m)                 the LM head over the m rows that sample (decode sequences, +1 for prefill chunks)
+    decode_attn(B, s)         B decode sequences each reading s KV tokens (s = kv_tokens_read / B)
+    ctx_attn(L)               one whole prompt of L tokens, attention only
+
+and a step is
+
+    step_s = overhead_s + linear(T) + allreduce(T) + logits(m) + decode_attn(B, s) + prefill_attn
+
+each term linear between grid points (past the end: along the last segment for token counts and prompt
+lengths, in proportion to batch and KV length for decode attention; held below the first KV length). The kernel
+sum has no engine overhead (scheduling, input preparation, sampling, launch gaps): the caller passes `overhead_s`,
+per engine and version.
+
+Prefill attention from simfactory's load: a chunk of c tokens after p cached ones has c (p + (c + 1) / 2) query-key
+pairs, like the queries of one whole prompt of L = 2p + c tokens. So the step's prompts are priced as one prompt
+of the same mean key length, L = 2 pairs / tokens - 1, charged its share tokens / L of ctx_attn(L): exact for a
+single whole prompt (what the table holds), attention per query token at that key length for chunks.
+
+Fast-forward. For a fixed batch B the step is affine in the KV tokens read between two KV-length grid points
+(and B-interpolated rows keep the same grid), so `decode_affine` returns the stretch up to the next breakpoint:
+the engine's O(1) stretch equals stepping every iteration (tests/test_kernel_step_time.py). A request crosses at
+most ~27 breakpoints in its life.
+
+Hot path: a row per decode batch size (fixed part + attention by KV length, with slopes) is built once and
+cached; a decode-only step is a dict lookup, a bisect and a few float operations.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import zlib
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simfactory.config.profile import ModelArch
+from simfactory.errors import InputError
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.inputs import MiB, parse_json, read_input_bytes, shown_name
+from simfactory.paths import PROFILES_DIR
+
+FORMAT = "simfactory-kernel-tables/1"
+MS = 1e-3  # the tables are in milliseconds
+MAX_TABLE_FILE_BYTES = 64 * MiB  # shipped files are ~0.2-1 MB
+MAX_TABLE_JSON_BYTES = 512 * MiB  # a gzip bomb stops here
+GRIDS = ("batch", "kv_len", "tokens", "prompt_len")
+
+# simfactory engine preset (hardware_profiles/engines.yaml) -> the SDK framework whose kernels it runs. The
+# older vLLM presets reuse the current vLLM kernels: their difference is per-step overhead, which the caller owns.
+ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "tensorrt-llm": "trtllm",
+                    "trtllm": "trtllm"}
+# dtypes priced as another: FP16 and BF16 run at the same tensor-core rate on every SKU with tables
+DTYPE_ALIAS = {"fp16": "bf16"}
+
+
+@dataclass(frozen=True)
+class KernelTables:
+    """One SKU's file: header (source, versions, attribution), grids, and records indexed by their key."""
+
+    path: Path
+    sha256: str
+    header: dict[str, Any]
+    grids: dict[str, list[float]]
+    models: dict[str, dict[str, Any]]
+    linear: dict[tuple[str, str, int, str], dict[str, Any]] = field(repr=False)
+    attention: dict[tuple[str, str, int, str], dict[str, Any]] = field(repr=False)
+
+    @property
+    def frameworks(self) -> dict[str, str]:
+        return dict(self.header.get("frameworks", {}))
+
+    def combinations(self) -> list[tuple[str, str, int, str, str]]:
+        """(model, framework, tp, dtype, kv_dtype) that kernel_step_time covers with this file."""
+        out = []
+        for (model, fw, tp, dtype) in self.linear:
+            for (m2, fw2, tp2, kv) in self.attention:
+                if (m2, fw2, tp2) == (model, fw, tp):
+                    out.append((model, fw, tp, dtype, kv))
+        return sorted(out)
+
+
+_cache: dict[tuple[str, int, int], KernelTables] = {}
+
+
+def table_path(sku: str, profile_dirs: Sequence[Path] | None = None) -> Path | None:
+    """hardware_profiles/kernels/<sku>.json.gz in the first profile folder that has it."""
+    for d in profile_dirs if profile_dirs is not None else [PROFILES_DIR]:
+        p = Path(d) / "kernels" / f"{sku}.json.gz"
+        if p.is_file():
+            return p
+    return None
+
+
+def load_kernel_tables(sku: str, profile_dirs: Sequence[Path] | None = None) -> KernelTables | None:
+    """The SKU's kernel tables (None when no file exists), parsed once per process and file version."""
+    path = table_path(sku, profile_dirs)
+    if path is None:
+        return None
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _cache:
+        _cache[key] = _read(path)
+    return _cache[key]
+
+
+def _read(path: Path) -> KernelTables:
+    name = shown_name(path)
+    raw = read_input_bytes(path, "", MAX_TABLE_FILE_BYTES, "kernel table")
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        d = zlib.decompressobj(wbits=31)  # gzip
+        text = d.decompress(raw, MAX_TABLE_JSON_BYTES)
+        if d.unconsumed_tail:
+            raise InputError(name, "", f"decompresses to more than {MAX_TABLE_JSON_BYTES // MiB} MiB")
+    except zlib.error as exc:
+        raise InputError(name, "", f"not a gzip file ({exc})") from None
+    try:
+        doc = parse_json(text, name, allow_nan=False)
+    except ValueError as exc:
+        raise InputError(name, "", f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputError(name, "format", f"expected {FORMAT!r}")
+    grids = doc.get("grids")
+    if not isinstance(grids, dict):
+        raise InputError(name, "grids", "missing")
+    for g in GRIDS:
+        xs = grids.get(g)
+        if (not isinstance(xs, list) or len(xs) < 2
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+                           for x in xs)
+                or any(b <= a for a, b in zip(xs, xs[1:]))):
+            raise InputError(name, f"grids.{g}", "must be at least two increasing positive numbers")
+    n_t, n_b, n_s, n_l = (len(grids[g]) for g in ("tokens", "batch", "kv_len", "prompt_len"))
+    linear: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for i, rec in enumerate(doc.get("linear", [])):
+        at = f"linear[{i}]"
+        _check_record(name, at, rec, ("model", "framework", "tp", "dtype"))
+        for col in ("linear_ms", "allreduce_ms", "logits_ms"):
+            _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
+        linear[(rec["model"], rec["framework"], rec["tp"], rec["dtype"])] = rec
+    attention: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for i, rec in enumerate(doc.get("attention", [])):
+        at = f"attention[{i}]"
+        _check_record(name, at, rec, ("model", "framework", "tp", "kv_dtype"))
+        table = _array(name, f"{at}.decode_attn_ms", rec.get("decode_attn_ms"), (n_b, n_s),
+                       f"{n_b} rows (batch sizes) of {n_s} numbers (KV lengths)")
+        if (np.diff(table, axis=1) < 0).any() or (np.diff(table, axis=0) < 0).any():
+            raise InputError(name, f"{at}.decode_attn_ms", "must be non-decreasing in batch size and KV length")
+        _check_curve(name, f"{at}.ctx_attn_ms", rec.get("ctx_attn_ms"), n_l)
+        attention[(rec["model"], rec["framework"], rec["tp"], rec["kv_dtype"])] = rec
+    models = doc.get("models", {})
+    header = {k: v for k, v in doc.items() if k not in ("grids", "models", "linear", "attention")}
+    return KernelTables(path, sha, header, {g: [float(x) for x in grids[g]] for g in GRIDS}, models, linear, attention)
+
+
+def _check_record(name: str, at: str, rec: Any, keys: tuple[str, ...]) -> None:
+    if not isinstance(rec, dict) or not all(k in rec for k in keys):
+        raise InputError(name, at, f"a record needs {', '.join(keys)}")
+    if not isinstance(rec["tp"], int) or isinstance(rec["tp"], bool) or rec["tp"] < 1:
+        raise InputError(name, f"{at}.tp", "must be a positive integer")
+
+
+def _array(name: str, at: str, ys: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Finite non-negative numbers of this shape (one numpy pass: a file holds ~2M of them)."""
+    try:
+        arr = np.asarray(ys, dtype=np.float64)
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or arr.shape != shape or not np.isfinite(arr).all() or (arr < 0).any():
+        raise InputError(name, at, f"must be {what}, finite and non-negative")
+    return arr
+
+
+def _check_curve(name: str, at: str, ys: Any, n: int) -> None:
+    """n finite, non-negative, non-decreasing values (derive.py forces monotone; a hand-edited file must too)."""
+    arr = _array(name, at, ys, (n,), f"{n} numbers (one per grid point)")
+    if (np.diff(arr) < 0).any():
+        raise InputError(name, at, "must be non-decreasing along its grid")
+
+
+def kernel_step_time(
+    arch: ModelArch, model_id: str, sku: str, engine: str, engine_version: str | None, dtype: str, kv_dtype: str,
+    tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
+    overhead_per_seq_s: float = 0.0,
+) -> KernelStepTime | None:
+    """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
+    the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
+    shape differs from the one the tables were derived for. Tensor parallelism only (call it for pp == 1 and
+    without expert parallelism; the tables hold dense models).
+
+    engine_version: the engine's version, for the label; the tables hold one version per framework (the SDK's
+    current data, header `frameworks`). With strict_version a different version gives None; otherwise these
+    kernels stand for it and the label says so (the caller's overhead_s carries the engine version's own cost).
+    """
+    framework = ENGINE_FRAMEWORK.get(engine)
+    if framework is None or tp < 1:
+        return None
+    tables = load_kernel_tables(sku, profile_dirs)
+    if tables is None:
+        return None
+    version = tables.frameworks.get(framework)
+    if version is None or (strict_version and engine_version is not None and engine_version != version):
+        return None
+    shape = tables.models.get(model_id)
+    want = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads, "kv_heads": arch.kv_heads,
+            "head_dim": arch.head_dim}
+    if not isinstance(shape, dict) or any(shape.get(k) != v for k, v in want.items()):
+        return None
+    dtype, kv_dtype = DTYPE_ALIAS.get(dtype, dtype), DTYPE_ALIAS.get(kv_dtype, kv_dtype)
+    lin = tables.linear.get((model_id, framework, tp, dtype))
+    att = tables.attention.get((model_id, framework, tp, kv_dtype))
+    if lin is None or att is None:
+        return None
+    sdk = tables.header.get("sdk", {})
+    as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
+    label = (f"kernel tables of aiconfigurator-core {sdk.get('version', '?')} ({tables.header.get('system', sku)}, "
+             f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}; {tables.path.name}) "
+             f"+ {overhead_s * 1e3:.4g} ms/step" + (f" + {overhead_per_seq_s * 1e6:.4g} us/sequence"
+                                                    if overhead_per_seq_s else "") + " engine overhead")
+    model = KernelStepTime(tables.grids, lin["linear_ms"], lin["allreduce_ms"], lin["logits_ms"],
+                           att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s)
+    model.source_file, model.source_sha256 = str(tables.path), tables.sha256
+    return model
+
+
+def _slopes(xs: list[float], ys: list[float]) -> list[float]:
+    return [(ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i]) for i in range(len(xs) - 1)]
+
+
+class KernelStepTime(StepTimeModel):
+    """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
+
+    __slots__ = ("overhead_s", "overhead_per_seq_s", "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
+                 "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
+
+    def __init__(self, grids: dict[str, list[float]], linear_ms: list[float], allreduce_ms: list[float],
+                 logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
+                 overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0) -> None:
+        for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s)):
+            if not (math.isfinite(x) and x >= 0):
+                raise ValueError(f"{name} must be a non-negative number, not {x!r}")
+        self.overhead_s = float(overhead_s)
+        self.overhead_per_seq_s = float(overhead_per_seq_s)  # per sequence in the step (input preparation, sampling)
+        self.label = label
+        self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
+        self.source_sha256 = ""
+        t = [float(x) for x in grids["tokens"]]
+        self._t = t
+        self._tok = [(a + b) * MS for a, b in zip(linear_ms, allreduce_ms)]
+        self._tok_k = _slopes(t, self._tok)
+        self._ar = [x * MS for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
+        self._ar_k = _slopes(t, self._ar)
+        self._lg = [x * MS for x in logits_ms]
+        self._lg_k = _slopes(t, self._lg)
+        self._last_t = len(t) - 2
+        self._b = [float(x) for x in grids["batch"]]
+        self._s = [float(x) for x in grids["kv_len"]]
+        self._att = [[x * MS for x in row] for row in decode_attn_ms]
+        self._l = [float(x) for x in grids["prompt_len"]]
+        self._ctx = [c * MS for c in ctx_attn_ms]
+        self._ctx_k = _slopes(self._l, self._ctx)
+        self._last_l = len(self._l) - 2
+        # decode batch -> (fixed s, attention s by KV length, slopes): built on first use
+        self._rows: dict[int, tuple[float, list[float], list[float]]] = {}
+
+    def __repr__(self) -> str:
+        return f"KernelStepTime({self.label})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for k, v in state.items():
+            object.__setattr__(self, k, v)
+
+    # -- interpolation on the token grid (T >= 1; linear past the last point) --
+    def _on_tokens(self, ys: list[float], ks: list[float], x: float) -> float:
+        t = self._t
+        i = bisect_right(t, x) - 1
+        if i < 0:
+            return ys[0]
+        if i > self._last_t:
+            i = self._last_t
+        return ys[i] + (x - t[i]) * ks[i]
+
+    def _row(self, b: int) -> tuple[float, list[float], list[float]]:
+        """Decode-only step of b sequences: fixed part (overhead + linear + all-reduce + logits at T = m = b) and
+        attention by KV length, linear in the batch between grid batches (proportional to it past the last)."""
+        row = self._rows.get(b)
+        if row is not None:
+            return row
+        bs = self._b
+        if b >= bs[-1]:  # past the last batch: proportional to the batch (KV reads dominate), monotone in KV length
+            att = [y * (b / bs[-1]) for y in self._att[-1]]
+        else:
+            j = max(bisect_right(bs, b) - 1, 0)
+            w = (b - bs[j]) / (bs[j + 1] - bs[j])
+            lo, hi = self._att[j], self._att[j + 1]
+            att = list(lo) if w == 0.0 else [y0 + (y1 - y0) * w for y0, y1 in zip(lo, hi)]
+        fixed = (self.overhead_s + self.overhead_per_seq_s * b + self._on_tokens(self._tok, self._tok_k, b)
+                 + self._on_tokens(self._lg, self._lg_k, b))
+        # past the last KV length: in proportion to it (the last slope of a batch row can be below a smaller
+        # batch's, and extending it would cross that row; long-context attention is linear in KV length)
+        row = (fixed, att, _slopes(self._s, att) + [att[-1] / self._s[-1]])
+        self._rows[b] = row
+        return row
+
+    def _attention(self, att: list[float], k: list[float], s: float) -> float:
+        sg = self._s
+        j = bisect_right(sg, s) - 1
+        if j < 0:
+            return att[0]  # below the first KV length: held
+        return att[j] + (s - sg[j]) * k[j]  # j = the last point: k[j] extends it in proportion
+
+    def step_s(self, load: StepLoad) -> float:
+        prefill, b, kv, pairs = load
+        if not prefill:
+            if not b:
+                return self.overhead_s
+            fixed, att, k = self._rows.get(b) or self._row(b)
+            return fixed + self._attention(att, k, kv / b)
+        return self._mixed(prefill, b, kv, pairs)
+
+    def _mixed(self, prefill: int, b: int, kv: float, pairs: float) -> float:
+        """A step with prefill: non-attention at all its tokens, logits of the decodes + one prefill row,
+        decode attention as in a decode-only step, prompt attention per query token at the mean key length."""
+        step = (self.overhead_s + self.overhead_per_seq_s * (b + 1) + self._on_tokens(self._tok, self._tok_k, prefill + b)
+                + self._on_tokens(self._lg, self._lg_k, b + 1))
+        if b:
+            _, att, k = self._rows.get(b) or self._row(b)
+            step += self._attention(att, k, kv / b)
+        if pairs > 0.0:
+            step += self._prefill_attention(prefill, pairs)
+        return step
+
+    def _prefill_attention(self, prefill: int, pairs: float) -> float:
+        """The attention of a whole prompt of the same mean key length L (linear in L between grid lengths), times
+        the step's share of its queries, prefill / L."""
+        ls = self._l
+        length = 2.0 * pairs / prefill - 1.0
+        i = bisect_right(ls, length) - 1
+        if i < 0:
+            return prefill * self._ctx[0] / ls[0]
+        if i > self._last_l:
+            i = self._last_l
+        return prefill * (self._ctx[i] + (length - ls[i]) * self._ctx_k[i]) / length
+
+    def breakdown_s(self, load: StepLoad) -> dict[str, float]:
+        """The step's parts in seconds (for reports and tests, not the hot path); they add up to step_s."""
+        prefill, b, kv, pairs = load
+        tokens = prefill + b
+        out = {"overhead": self.overhead_s + self.overhead_per_seq_s * (b + 1 if prefill else b), "linear": 0.0, "allreduce": 0.0, "logits": 0.0,
+               "decode_attention": 0.0, "prefill_attention": 0.0}
+        if not tokens:
+            return out
+        ar = self._on_tokens(self._ar, self._ar_k, tokens)
+        out["allreduce"] = ar
+        out["linear"] = self._on_tokens(self._tok, self._tok_k, tokens) - ar
+        out["logits"] = self._on_tokens(self._lg, self._lg_k, b + 1 if prefill else b)
+        if b:
+            _, att, k = self._row(b)
+            out["decode_attention"] = self._attention(att, k, kv / b)
+        if prefill and pairs > 0.0:
+            out["prefill_attention"] = self._prefill_attention(prefill, pairs)
+        return out
+
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
+        """Decode-only steps i = 0, 1, ... read kv0 + kv_step * i KV tokens (mean length s_i = that / B): affine in
+        i while s_i stays in one KV-length segment, so the stretch ends at the next grid point (inclusive: there
+        both segments give the same time). Same arithmetic as step_s, so the two agree to rounding."""
+        b = decode_seqs
+        if b <= 0:
+            return self.overhead_s, 0.0, max(n_max, 1)
+        fixed, att, k = self._rows.get(b) or self._row(b)
+        sg = self._s
+        s0 = kv0 / b
+        j = bisect_right(sg, s0) - 1
+        if j < 0:  # held below the first KV length, up to it
+            a_s, slope, upper, lower = fixed + att[0], 0.0, sg[0], -math.inf
+        else:
+            last = len(sg) - 1  # the segment from the last KV length on has no end
+            a_s = fixed + (att[j] + (s0 - sg[j]) * k[j])
+            slope = k[j]
+            upper = sg[j + 1] if j < last else math.inf
+            lower = sg[j]
+        b_s = slope * kv_step / b
+        if n_max < 2 or kv_step == 0.0:
+            return a_s, b_s, max(n_max, 1)
+        bound = upper if kv_step > 0.0 else lower
+        if math.isinf(bound):
+            return a_s, b_s, n_max
+        # steps whose mean length lies within [lower, upper]: the largest i with kv0 + kv_step * i on that side
+        room = (bound * b - kv0) / kv_step  # steps until the bound (huge for a tiny kv_step)
+        n = n_max if room >= n_max else max(1, min(n_max, math.floor(room) + 1))
+        while n > 1 and not lower <= (kv0 + kv_step * (n - 1)) / b <= upper:
+            n -= 1
+        while n < n_max and lower <= (kv0 + kv_step * n) / b <= upper:
+            n += 1
+        return a_s, b_s, n
+
+
+def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple[str, str, int, str, str]]]:
+    """sku -> (model, framework, tp, dtype, kv_dtype) covered, over every kernels/*.json.gz found."""
+    out: dict[str, list[tuple[str, str, int, str, str]]] = {}
+    for d in profile_dirs if profile_dirs is not None else [PROFILES_DIR]:
+        for p in sorted((Path(d) / "kernels").glob("*.json.gz")):
+            sku = p.name[: -len(".json.gz")]
+            if sku not in out:
+                tables = load_kernel_tables(sku, [d])
+                if tables is not None:
+                    out[sku] = tables.combinations()
+    return out
+
+
+__all__ = ["ENGINE_FRAMEWORK", "KernelStepTime", "KernelTables", "coverage", "kernel_step_time",
+           "load_kernel_tables", "table_path"]
