@@ -29,13 +29,21 @@ def _context(sku: str, model: str) -> tuple[Any, Any]:
     return models[model], profile
 
 
-FIT_KINDS = ("linear", "roofline", "best")
+FIT_KINDS = ("linear", "roofline", "kernels", "best")
 
 
-def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None = None) -> None:
-    """--fit, --max-heldout-mape and --engine, each refused in one line when it could not mean anything."""
+def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None = None, heldout_by: str = "random",
+                     max_train_rows: int | None = None) -> None:
+    """--fit, --max-heldout-mape, --engine, --heldout-by and --max-train-rows, each refused in one line when it
+    could not mean anything."""
+    from simfactory.calibration.fit import HELDOUT_BY, MIN_TRAIN
+
     if fit_model not in FIT_KINDS:
         raise InputError("--fit", "", f"unknown fit {fit_model!r} (choose from {', '.join(FIT_KINDS)})")
+    if heldout_by not in HELDOUT_BY:
+        raise InputError("--heldout-by", "", f"unknown held-out design {heldout_by!r} (choose from {', '.join(HELDOUT_BY)})")
+    if max_train_rows is not None and max_train_rows < MIN_TRAIN:
+        raise InputError("--max-train-rows", "", f"must be at least {MIN_TRAIN}, got {max_train_rows}")
     if not (math.isfinite(max_heldout_mape) and max_heldout_mape > 0):
         raise InputError("--max-heldout-mape", "", f"must be a finite fraction > 0 (0.10 = 10%), got {max_heldout_mape}")
     if engine is not None:
@@ -64,12 +72,19 @@ def _report(run: Any, out: Any) -> None:
     from rich.table import Table
 
     f = run.fit
-    table = Table(title=f"fit: {f.kind} step-time model")
-    for col in ("split", "rows", "MAPE", "worst"):
+    table = Table(title=f"fit: {f.kind} step-time model (held out: {f.heldout_by})")
+    for col in ("split", "rows", "MAPE", "bias", "worst"):
         table.add_column(col, justify="right")
-    train = f.predictions[f.predictions["split"] == "train"]["error"].abs()
-    table.add_row("train", str(f.n_train), f"{f.train_mape:.2%}", f"{train.max():.2%}")
-    table.add_row("held-out", str(f.n_heldout), f"{f.heldout_mape:.2%}", f"{f.heldout_max_error:.2%}")
+    p = f.predictions
+    train = p[p["split"] == "train"]["error"]
+    held = p[p["split"] == "heldout"]["error"]
+    table.add_row("train", str(f.n_train), f"{f.train_mape:.2%}", f"{train.mean():+.2%}", f"{train.abs().max():.2%}")
+    table.add_row("held-out", str(f.n_heldout), f"{f.heldout_mape:.2%}", f"{held.mean():+.2%}", f"{f.heldout_max_error:.2%}")
+    for phase, pe in f.phases.items():
+        if pe.n and pe.mape is not None and pe.bias is not None and pe.max_error is not None:
+            table.add_row(f"held-out {phase}", str(pe.n), f"{pe.mape:.2%}", f"{pe.bias:+.2%}", f"{pe.max_error:.2%}")
+        else:
+            table.add_row(f"held-out {phase}", "0", "-", "-", "-")
     out.print(table)
     out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
     if run.shipped_mape is not None:
@@ -118,7 +133,7 @@ def register(app: typer.Typer) -> None:
         repetitions: Annotated[int, typer.Option(min=3, help="Timed repetitions per step shape.")] = 10,
         warmup: Annotated[int, typer.Option(min=0, help="Untimed repetitions first.")] = 3,
         quick: Annotated[bool, typer.Option(help="A small design (minutes): for a smoke test, not for publishing.")] = False,
-        fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline or best (lower held-out error).")] = "best",
+        fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels or best (lower held-out error).")] = "best",
         max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
         force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
         config_dir: Annotated[Optional[Path], typer.Option(help="Folder with the model's config.json.")] = None,
@@ -199,7 +214,13 @@ def register(app: typer.Typer) -> None:
         tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
         replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
         max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
-        fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline or best.")] = "best",
+        fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline, kernels (the SKU's "
+                                                             "kernel tables + fitted engine overhead) or best.")] = "best",
+        heldout_by: Annotated[str, typer.Option(help="Step tables: held-out rows: random (25%), batch (every second "
+                                                     "batch size per phase) or prompt (every second prompt / context "
+                                                     "length).")] = "random",
+        max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows "
+                                                                   "(an even spread); the rest are held out.")] = None,
         max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
         force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
         gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
@@ -220,7 +241,7 @@ def register(app: typer.Typer) -> None:
 
         with input_errors():
             check_deployment_flags(dtype, tp, replicas)
-            _check_fit_flags(fit_model, max_heldout_mape, engine)
+            _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by, max_train_rows)
             table = read_table(measurements)
             arch, profile = _context(sku, model)
         prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
@@ -234,9 +255,14 @@ def register(app: typer.Typer) -> None:
             else:
                 with input_errors():
                     steps = check_steps(table, str(measurements))
+                from simfactory.paths import PROFILES_DIR
+                from simfactory.resolve import search_dirs
+
                 run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
                               profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
-                              max_heldout_mape=max_heldout_mape, force=force)
+                              max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by,
+                              max_train=max_train_rows,
+                              profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
         _report(run, out)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
+from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import Scenario
@@ -37,14 +38,28 @@ class FidelityPoint(BaseModel):
     model: str
     dtype: DType
     tp: PositiveInt = 1
-    input_tokens: PositiveInt
-    output_tokens: PositiveInt
+    input_tokens: PositiveInt = Field(description="tokens per prompt; with input_distribution, that distribution's mean")
+    output_tokens: PositiveInt = Field(description="tokens per answer; with output_distribution, its mean")
+    input_distribution: TokenCounts | None = Field(
+        default=None, description="prompt lengths drawn from this distribution (e.g. a dataset's histogram); none: "
+                                  "every prompt has input_tokens")
+    output_distribution: TokenCounts | None = Field(
+        default=None, description="answer lengths drawn from this distribution; none: every answer has output_tokens")
     concurrency: PositiveInt | None = Field(
         default=None, description="closed loop of this many clients (concurrency suites); none: offline"
     )
     max_num_seqs: PositiveInt | None = Field(default=None, description="the engine's batch limit (default: the suite's)")
     metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
+
+    @model_validator(mode="after")
+    def _means_match(self) -> "FidelityPoint":
+        for name, dist, mean in (("input", self.input_distribution, self.input_tokens),
+                                 ("output", self.output_distribution, self.output_tokens)):
+            if dist is not None and abs(dist.mean() - mean) > max(1.0, 0.01 * mean):
+                raise ValueError(f"{name}_distribution has mean {dist.mean():.1f}; {name}_tokens ({mean}) must state "
+                                 "it (within 1%)")
+        return self
 
     @model_validator(mode="after")
     def _metric_fits_mode(self) -> "FidelityPoint":
@@ -112,10 +127,15 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
                          "engine": engine, "max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192,
                          "step_time_source": step_time_source}],
         "traffic": {"arrival": {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S},
-                    "classes": [{"name": "c", "target": "d", "input_tokens": {"kind": "fixed", "value": p.input_tokens},
-                                 "output_tokens": {"kind": "fixed", "value": p.output_tokens}}]},
+                    "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
+                                 "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
         "sim": {"horizon_s": requests / OFFLINE_RATE_PER_S, "timeline_resolution_s": 60.0},
     })
+
+
+def _tokens(dist: Any, fixed: int) -> dict[str, Any]:
+    """A point's token counts as a scenario distribution: its stated distribution, else a fixed count."""
+    return dist.model_dump() if dist is not None else {"kind": "fixed", "value": fixed}
 
 
 def offline_output_tokens_per_s(rs: ResolvedScenario) -> float:
@@ -162,19 +182,25 @@ def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
         one_batch = p.metric == "batch_latency_s"
-        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch)
+        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch,
+               *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
         if key not in runs:
             seqs = p.concurrency or p.max_num_seqs or suite.max_num_seqs
             n = min(requests, CLOSED_LOOP_REQUESTS_PER_CLIENT * p.concurrency) if p.concurrency else requests
             rs = resolve(offline_scenario(p, suite.engine, seqs, seqs if one_batch else n))
             metrics = offline_metrics(rs) if p.concurrency or one_batch else {
                 "output_tokens_per_s": offline_output_tokens_per_s(rs)}
-            runs[key] = (metrics, rs.deployments[0].step_time_source.split(" (")[0])
+            runs[key] = (metrics, source_kind(rs.deployments[0].step_time_source))
         metrics, source = runs[key]
         batch = p.concurrency or p.max_num_seqs or suite.max_num_seqs
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
     return out
+
+
+def source_kind(label: str) -> str:
+    """The kind of step-time source a resolved deployment's label names: kernels, roofline, measured, ..."""
+    return "kernels" if label.startswith("measured kernels") else label.split(" (")[0]
 
 
 def _stats(rs: list[PointResult]) -> dict[str, Any]:

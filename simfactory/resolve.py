@@ -21,6 +21,7 @@ from simfactory.config.profile import (
     EngineCatalog,
     EnginePreset,
     HardwareProfile,
+    KernelsStepTime,
     LinearStepTime,
     ModelArch,
     ModelCatalog,
@@ -319,6 +320,8 @@ def choose_step_time(
         label = f"{entry.source} ({where})"
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
+        if isinstance(spec, KernelsStepTime):
+            return measured_kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec, label, at, fname), label
         return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
     if d.step_time_source != "roofline":
         kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
@@ -332,6 +335,27 @@ def choose_step_time(
                       d.pp),
         f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
+
+
+def measured_kernel_model(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None, spec: KernelsStepTime, label: str, at: str = "deployment", fname: str = "",
+) -> KernelStepTime:
+    """A measured entry of kind `kernels`: the SKU's kernel tables with the fitted overhead and corrections."""
+    framework = preset.kernels.framework if preset is not None and preset.kernels is not None else d.engine
+    model = None
+    if d.pp == 1 and not d.expert_parallel and not arch.is_moe:
+        model = kernel_step_time(arch, d.model, profile.sku, framework, None, d.dtype, kv_dtype, d.tp, spec.overhead_s,
+                                 profile_dirs=dirs, overhead_per_seq_s=spec.overhead_per_seq_s,
+                                 prefill_overhead_s=spec.prefill_overhead_s, linear_scale=spec.linear_scale,
+                                 prefill_attn_scale=spec.prefill_attn_scale)
+    if model is None:
+        raise InputErrors([InputError(fname, f"{at}.step_time_source", (
+            f"the {label} step-time entry is a fit on kernel tables, and hardware_profiles/kernels/{profile.sku}.json.gz "
+            f"does not cover {d.model} {framework} TP{d.tp} {d.dtype}/{kv_dtype} (pp 1, no expert parallelism)"))])
+    record_read(Path(model.source_file), model.source_sha256)
+    model.label = f"{label}: {model.label}"
+    return model
 
 
 def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
@@ -444,16 +468,20 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
                 continue
             draft_arch = models[spec_cfg.draft_model]
         extra = draft_arch.weight_bytes(d.dtype) if draft_arch is not None else 0.0
-        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp * d.pp, d.gpu_memory_utilization, extra)
+        # the engine's own fraction unless the scenario sets gpu_memory_utilization (hardware/memory.py)
+        mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp * d.pp,
+                          d.gpu_memory_utilization if "gpu_memory_utilization" in d.model_fields_set else None, extra,
+                          rule=preset.memory, max_num_batched_tokens=d.max_num_batched_tokens,
+                          max_num_seqs=d.max_num_seqs)
         if not mem.fits:
             errors.append(
                 InputError(
                     fname,
                     f"{at}",
-                    f"{d.model} in {d.dtype} does not fit {d.tp * d.pp} x {profile.sku}: needs "
-                    f"{(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 1e9:.1f} GB per device "
-                    f"for weights and activations, {mem.usable_bytes_per_device / 1e9:.1f} GB usable "
-                    f"({d.gpu_memory_utilization:.0%} of {profile.spec.hbm_gb:g} GB)",
+                    f"{d.model} in {d.dtype} does not fit {d.tp * d.pp} x {profile.sku} under {d.engine}'s memory rule: "
+                    f"needs {(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 2**30:.1f} GiB per device "
+                    f"for weights, activations and non-torch memory, {mem.usable_bytes_per_device / 2**30:.1f} GiB "
+                    f"usable ({mem.fraction:.0%} of the {mem.engine_total_bytes / 2**30:.1f} GiB an engine sees)",
                 )
             )
             continue

@@ -78,7 +78,7 @@ def test_model_that_does_not_fit_memory_is_rejected_with_numbers(tmp_path):
     doc["deployments"][0]["model"] = "llama-3.1-70b"
     errors = errors_of(write(tmp_path, doc))
     assert len(errors) == 1
-    assert "deployments[0]" in errors[0] and "does not fit 1 x l40s" in errors[0] and "GB" in errors[0]
+    assert "deployments[0]" in errors[0] and "does not fit 1 x l40s" in errors[0] and "GiB" in errors[0]
 
 
 def test_asic_rejects_unsupported_models(tmp_path):

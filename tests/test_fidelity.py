@@ -27,7 +27,7 @@ def test_errors_and_mape_on_a_two_row_suite(tmp_path, monkeypatch):
     results = run_suite(load_suite(p), requests=10)
     assert [r.error for r in results] == [pytest.approx(1.0), pytest.approx(-0.5)]
     (key, s), = summarize(results).items()
-    assert key == "hand [roofline]" and s["mape"] == pytest.approx(0.75) and s["worst"] == "a"
+    assert key == "hand [kernels]" and s["mape"] == pytest.approx(0.75) and s["worst"] == "a"
     assert s["worst_error"] == pytest.approx(1.0)
 
 

@@ -157,7 +157,7 @@ SUPPORT = _support_docs()
 
 
 def _seed_support() -> None:
-    """Step-time entries (linear and roofline) in a profile, and request workloads with the other distributions."""
+    """Step-time entries (linear, roofline and kernels) in a profile, and request workloads with the other distributions."""
     h100 = SUPPORT["hardware_profiles/h100-sxm.yaml"][2]
     entry = {"model": "llama-3.1-8b", "engine": "vllm", "dtype": "bf16", "tp": 1, "source": "measured",
              "fit_mape": 0.05, "idle_w": 100, "max_w": 700, "provenance": {"gpu": "fuzz"}}
@@ -169,6 +169,10 @@ def _seed_support() -> None:
                                                          {**h100, "step_time_models": [linear]})
     SUPPORT["hardware_profiles/h100-sxm.yaml+roofline"] = ("profile", "hardware_profiles",
                                                            {**h100, "step_time_models": [roof]})
+    kern = {**entry, "step_time": {"kind": "kernels", "overhead_s": 0.001, "overhead_per_seq_s": 1e-5,
+                                   "prefill_overhead_s": 0.002, "linear_scale": 1.1, "prefill_attn_scale": 1.2}}
+    SUPPORT["hardware_profiles/h100-sxm.yaml+kernels"] = ("profile", "hardware_profiles",
+                                                          {**h100, "step_time_models": [kern]})
     chat = SUPPORT["workloads/chat-sharegpt.yaml"][2]
     SUPPORT["workloads/chat-sharegpt.yaml+uniform-exponential"] = ("workload", "workloads", {
         **chat, "input_tokens": {"kind": "uniform", "low": 10, "high": 500},

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simfactory.config.profile import RooflineStepTime, Spec
-from simfactory.hardware.memory import ACTIVATION_RESERVE_BYTES_PER_DEVICE, plan_memory
+from simfactory.hardware.memory import plan_memory
 from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, RooflineModel, StepLoad
 from simfactory.resolve import load_models, search_dirs
 from simfactory.paths import PROFILES_DIR
@@ -77,7 +77,8 @@ def test_kv_capacity_formula():
     arch = MODELS["llama-3.1-8b"]
     p = plan_memory(arch, H100, "bf16", "bf16", 1, 0.9)
     assert arch.kv_bytes_per_token("bf16") == 131072  # matches the reference figure for Llama-3.1-8B
-    free = 80e9 * 0.9 - arch.params_b * 1e9 * 2 - ACTIVATION_RESERVE_BYTES_PER_DEVICE
+    # no spec.memory: hbm_gb read as decimal GB; vLLM's rule (tests/test_memory_capacity.py checks it against logs)
+    free = 80e9 * 0.9 - arch.params_b * 1e9 * 2 - p.activation_bytes_per_device - p.non_torch_bytes_per_device
     assert p.kv_capacity_tokens == int(free // 131072)
     assert p.weight_bytes_per_device + p.kv_bytes_per_device + p.reserve_bytes_per_device <= 80e9
 

@@ -349,3 +349,28 @@ def test_speed_of_step_s_and_decode_affine():
                           loads) for _ in range(3))
     print(f"\nbenchmark: KernelStepTime step_s decode-only {dec:.2f} us, with prefill {mix:.2f} us, "
           f"decode_affine {aff:.2f} us per call")
+
+
+def test_fitted_terms_keep_decode_affine_exact_and_touch_only_their_part():
+    """calibrate fit --fit kernels: linear_scale multiplies the token-linear kernels, prefill_attn_scale prompt
+    attention, prefill_overhead_s is added to steps that prefill; decode stretches still equal stepping."""
+    base = model()
+    fitted = kernel_step_time(MODELS["llama-3.1-8b"], "llama-3.1-8b", "h100-sxm", "vllm", None, "bf16", "bf16", 1,
+                              OVERHEAD_S, overhead_per_seq_s=3e-5, prefill_overhead_s=0.002, linear_scale=1.2,
+                              prefill_attn_scale=1.5)
+    assert fitted is not None
+    for load in (StepLoad(0, 7, 7 * 900.0, 0.0), StepLoad(300, 5, 5000.0, 300 * 301 / 2),
+                 StepLoad(4096, 0, 0.0, 4096 * 4097 / 2)):
+        b0, b1 = base.breakdown_s(load), fitted.breakdown_s(load)
+        assert b1["linear"] + b1["allreduce"] == pytest.approx(1.2 * (b0["linear"] + b0["allreduce"]), rel=1e-12)
+        assert b1["prefill_attention"] == pytest.approx(1.5 * b0["prefill_attention"], rel=1e-12)
+        assert b1["decode_attention"] == b0["decode_attention"] and b1["logits"] == b0["logits"]
+        seqs = load.decode_seqs + (1 if load.prefill_tokens else 0)
+        assert b1["overhead"] - b0["overhead"] == pytest.approx(3e-5 * seqs + (0.002 if load.prefill_tokens else 0.0))
+        assert sum(b1.values()) == pytest.approx(fitted.step_s(load), rel=1e-12)
+    for b, kv0, step in ((1, 100.0, 1.0), (48, 48 * 1000.0, 48.0), (300, 300 * 7000.5, 300.0)):
+        a_s, b_s, n = fitted.decode_affine(b, kv0, step, 5000)
+        for i in sorted({0, n - 1, n // 2}):
+            assert a_s + b_s * i == pytest.approx(fitted.step_s(StepLoad(0, b, kv0 + step * i, 0.0)), rel=1e-9)
+    with pytest.raises(ValueError):
+        KernelStepTime(*records()[:1], [0.0], [0.0], [0.0], [[0.0]], [0.0], 0.0, linear_scale=-1.0)  # type: ignore[misc]

@@ -4,26 +4,43 @@ Two candidate models, both fitted by robust least squares on relative errors (a 
 500 ms prefill count alike, and a few disturbed repetitions do not drag the fit: soft-L1 loss):
 - linear: overhead + a*prefill_tokens + b*decode_seqs + c*kv_tokens_read + d*prefill_attn_pairs
 - roofline: overhead + max(compute, memory) with fitted efficiencies (needs the model's shape and the SKU)
-The rows are split once (seeded) into training and held-out rows; the held-out MAPE and worst error are the
-numbers a user should believe, and `check_threshold` refuses a profile whose held-out error is too large.
+- kernels: the SKU's measured kernel tables (hardware/kernels.py) kept as they are, with what kernels miss fitted:
+  engine overhead per step and per sequence, a cost per step that prefills, a multiplier on prompt (quadratic)
+  attention and one on the token-linear kernels (GEMMs + all-reduce); linear in those five, so a bounded robust
+  least squares on relative error, pulled gently towards the tables (multipliers 1) where the rows say little
+The rows are split once into training and held-out rows: a seeded random share (`random`), or by step shape
+(`batch`: decode batch sizes / sequences per step; `prompt`: prompt length for prefills, context length for
+decodes), where each phase's distinct values are ranked and every second one (not the largest) is held out, so
+the held-out rows are shapes the fit never saw, between shapes it did. `max_train` caps the training rows (an even
+spread of them; the rest are held out too). The held-out MAPE and worst error, overall and per phase (steps with
+prefill / decode-only steps, each with its signed bias, + = predicts slower than measured), are the numbers a user
+should believe, and `check_threshold` refuses a profile whose held-out error is too large.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, nnls
 
-from simfactory.config.profile import LinearStepTime, ModelArch, RooflineStepTime, Spec
+from simfactory.config.profile import KernelsStepTime, LinearStepTime, ModelArch, RooflineStepTime, Spec
+from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel
 
 FEATURES = ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs")
 LINEAR_FIELDS = ("overhead_s", "s_per_prefill_token", "s_per_decode_seq", "s_per_kv_token", "s_per_attn_pair")
+KERNEL_FIELDS = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale")
 DEFAULT_MAX_HELDOUT_MAPE = 0.10
 MIN_ROWS = 8
+MIN_TRAIN = 4
+HELDOUT_BY = ("random", "batch", "prompt")
+PHASES = ("prefill", "decode")
+StepTimeFit = LinearStepTime | RooflineStepTime | KernelsStepTime
 
 
 class FitRefused(Exception):
@@ -31,19 +48,42 @@ class FitRefused(Exception):
 
 
 @dataclass(frozen=True)
+class PhaseError:
+    """Held-out error of one phase: MAPE and signed bias (mean of predicted / measured - 1; + = predicts slower)."""
+
+    n: int
+    mape: float | None
+    bias: float | None
+    max_error: float | None
+
+    def text(self) -> str:
+        if not self.n or self.mape is None or self.bias is None:
+            return "no held-out rows"
+        return f"MAPE {self.mape:.2%}, bias {self.bias:+.2%} ({self.n} rows)"
+
+
+@dataclass(frozen=True)
 class FitResult:
-    kind: str  # linear | roofline
-    step_time: LinearStepTime | RooflineStepTime
+    kind: str  # linear | roofline | kernels (serving: the serving fit's)
+    step_time: Any  # LinearStepTime | RooflineStepTime | KernelsStepTime
     train_mape: float  # fractions (0.05 = 5 %)
     heldout_mape: float
     heldout_max_error: float
     n_train: int
     n_heldout: int
-    predictions: pd.DataFrame  # the rows with predicted_s, error (signed, relative) and split
+    predictions: pd.DataFrame  # the rows with predicted_s, error (signed, relative), split and phase
+    heldout_by: str = "random"
+    phases: dict[str, PhaseError] = field(default_factory=dict)  # held-out error per phase (prefill, decode)
 
-    def summary(self) -> dict[str, float | int | str]:
-        return {"kind": self.kind, "train_mape": self.train_mape, "heldout_mape": self.heldout_mape,
-                "heldout_max_error": self.heldout_max_error, "n_train": self.n_train, "n_heldout": self.n_heldout}
+    def summary(self) -> dict[str, float | int | str | None]:
+        out: dict[str, float | int | str | None] = {
+            "kind": self.kind, "train_mape": self.train_mape, "heldout_mape": self.heldout_mape,
+            "heldout_max_error": self.heldout_max_error, "n_train": self.n_train, "n_heldout": self.n_heldout,
+            "heldout_by": self.heldout_by}
+        for name, pe in self.phases.items():
+            out.update({f"heldout_{name}_mape": pe.mape, f"heldout_{name}_bias": pe.bias,
+                        f"n_heldout_{name}": pe.n})
+        return out
 
 
 def split(n: int, heldout_fraction: float, seed: int) -> np.ndarray:
@@ -54,6 +94,62 @@ def split(n: int, heldout_fraction: float, seed: int) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[np.random.default_rng(seed).permutation(n)[:k]] = True
     return mask
+
+
+def phase_of(steps: pd.DataFrame) -> np.ndarray:
+    """'prefill' for steps with prefill tokens (mixed steps too), 'decode' for decode-only steps."""
+    return np.where(steps["prefill_tokens"].to_numpy(dtype=float) > 0, "prefill", "decode")
+
+
+def shape_key(steps: pd.DataFrame, by: str) -> np.ndarray:
+    """The step shape a split by `batch` or `prompt` holds out: sequences per step (decode_seqs, plus prefill_seqs
+    when the table has it), or tokens per sequence (prefill: prefill_tokens / prefill_seqs, or prefill_tokens when
+    there is no prefill_seqs column; decode: kv_tokens_read / decode_seqs, the context length)."""
+    prefill = steps["prefill_tokens"].to_numpy(dtype=float)
+    decode = steps["decode_seqs"].to_numpy(dtype=float)
+    pseqs = (steps["prefill_seqs"].to_numpy(dtype=float) if "prefill_seqs" in steps
+             else (prefill > 0).astype(float))
+    if by == "batch":
+        return decode + pseqs
+    if by == "prompt":
+        context = steps["kv_tokens_read"].to_numpy(dtype=float) / np.maximum(decode, 1.0)
+        return np.where(prefill > 0, prefill / np.maximum(pseqs, 1.0), np.round(context, 3))
+    raise ValueError(f"unknown held-out design {by!r} (choose from {', '.join(HELDOUT_BY)})")
+
+
+def split_steps(steps: pd.DataFrame, by: str = "random", heldout_fraction: float = 0.25, seed: int = 0,
+                max_train: int | None = None) -> np.ndarray:
+    """Boolean mask of held-out rows (module docstring): random, or by batch size / prompt length per phase, then
+    at most `max_train` training rows (an even spread over phase, shape and step time; the others held out)."""
+    n = len(steps)
+    if by == "random":
+        heldout = split(n, heldout_fraction, seed)
+    else:
+        if n < MIN_ROWS:
+            raise FitRefused(f"{n} measured steps; a fit with a held-out check needs at least {MIN_ROWS}")
+        key = shape_key(steps, by)
+        phase = phase_of(steps)
+        heldout = np.zeros(n, dtype=bool)
+        for ph in PHASES:
+            in_phase = phase == ph
+            values = np.unique(key[in_phase])
+            held = {v for i, v in enumerate(values) if i % 2 == 1 and (i < len(values) - 1 or len(values) == 2)}
+            heldout |= in_phase & np.isin(key, list(held))
+    if max_train is not None:
+        if max_train < MIN_TRAIN:
+            raise FitRefused(f"--max-train-rows {max_train}: a fit needs at least {MIN_TRAIN} training rows")
+        train_idx = np.flatnonzero(~heldout)
+        if len(train_idx) > max_train:
+            order = np.lexsort((steps["step_s"].to_numpy(dtype=float)[train_idx],
+                                shape_key(steps, "batch")[train_idx], phase_of(steps)[train_idx]))
+            ranked = train_idx[order]
+            keep = ranked[np.unique(np.round(np.linspace(0, len(ranked) - 1, max_train)).astype(int))]
+            heldout[train_idx] = True
+            heldout[keep] = False
+    if (~heldout).sum() < MIN_TRAIN or not heldout.any():
+        raise FitRefused(f"the {by} split leaves {int((~heldout).sum())} training and {int(heldout.sum())} held-out "
+                         f"steps; a fit needs at least {MIN_TRAIN} to train and one to check")
+    return heldout
 
 
 def _loads(steps: pd.DataFrame) -> list[StepLoad]:
@@ -96,15 +192,27 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
     return model(best.x).factors
 
 
-def evaluate(kind: str, step_time: LinearStepTime | RooflineStepTime, model: StepTimeModel, steps: pd.DataFrame,
-             heldout: np.ndarray) -> FitResult:
+def phase_errors(error: np.ndarray, heldout: np.ndarray, phase: np.ndarray) -> dict[str, PhaseError]:
+    """Held-out MAPE, signed bias and worst error of each phase, on that phase's held-out rows only."""
+    out = {}
+    for ph in PHASES:
+        e = error[heldout & (phase == ph)]
+        out[ph] = (PhaseError(int(len(e)), float(np.mean(np.abs(e))), float(np.mean(e)), float(np.max(np.abs(e))))
+                   if len(e) else PhaseError(0, None, None, None))
+    return out
+
+
+def evaluate(kind: str, step_time: StepTimeFit, model: StepTimeModel, steps: pd.DataFrame,
+             heldout: np.ndarray, heldout_by: str = "random") -> FitResult:
     predicted = np.array([model.step_s(ld) for ld in _loads(steps)])
     measured = steps["step_s"].to_numpy(dtype=float)
     error = predicted / measured - 1.0
+    phase = phase_of(steps)
     frame = steps.copy()
     frame["predicted_s"] = predicted
     frame["error"] = error
     frame["split"] = np.where(heldout, "heldout", "train")
+    frame["phase"] = phase
     return FitResult(
         kind=kind,
         step_time=step_time,
@@ -114,36 +222,114 @@ def evaluate(kind: str, step_time: LinearStepTime | RooflineStepTime, model: Ste
         n_train=int((~heldout).sum()),
         n_heldout=int(heldout.sum()),
         predictions=frame,
+        heldout_by=heldout_by,
+        phases=phase_errors(error, heldout, phase),
     )
 
 
 RooflineContext = tuple[ModelArch, Spec, str, str, int]  # arch, spec, dtype, kv_dtype, tp
 
 
+@dataclass(frozen=True)
+class KernelsContext:
+    """What picks the kernel tables of a deployment (hardware/kernels.py kernel_step_time)."""
+
+    arch: ModelArch
+    model: str
+    sku: str
+    engine: str  # an engine preset name or a framework (vllm, sglang, tensorrt-llm, trtllm)
+    dtype: str
+    kv_dtype: str
+    tp: int
+    profile_dirs: Sequence[Path] | None = None
+
+    def model_for(self, spec: KernelsStepTime | None = None) -> KernelStepTime | None:
+        """The kernel-table model with these fitted terms (the tables alone, no overhead, without a spec)."""
+        terms = spec.model_dump(exclude={"kind"}) if spec is not None else {"overhead_s": 0.0}
+        return kernel_step_time(self.arch, self.model, self.sku, self.engine, None, self.dtype, self.kv_dtype, self.tp,
+                                terms.pop("overhead_s"), profile_dirs=self.profile_dirs, **terms)
+
+
+PRIOR_WEIGHT = 0.003  # pull of the multipliers towards 1 (the tables) per unit of relative step error
+
+
+def fit_kernels(steps: pd.DataFrame, train: np.ndarray, base: KernelStepTime) -> KernelsStepTime:
+    """The five terms kernels miss (module docstring), non-negative, by soft-L1 least squares on relative error.
+    The step is linear in them: overhead x 1 + per_seq x sequences + prefill_overhead x [prefill]
+    + linear_scale x (GEMMs + all-reduce) + prefill_attn_scale x prompt attention + (logits + decode attention).
+    Without training rows that prefill, the prefill terms stay at the tables' values (0 and 1)."""
+    rows = [(ld, base.breakdown_s(ld)) for ld, keep in zip(_loads(steps), train) if keep]
+    y = steps["step_s"].to_numpy(dtype=float)[train]
+    fixed = np.array([b["logits"] + b["decode_attention"] for _, b in rows])
+    pf = np.array([1.0 if ld.prefill_tokens else 0.0 for ld, _ in rows])
+    x = np.column_stack([np.ones(len(rows)), np.array([ld.decode_seqs + pf_ for (ld, _), pf_ in zip(rows, pf)]), pf,
+                         np.array([b["linear"] + b["allreduce"] for _, b in rows]),
+                         np.array([b["prefill_attention"] for _, b in rows])])
+    free = np.array([True, True, bool(pf.any()), True, bool((x[:, 4] > 0).any())])
+    start = np.array([0.0, 0.0, 0.0, 1.0, 1.0])
+    lower = np.array([0.0, 0.0, 0.0, 0.25, 0.1])
+    upper = np.array([np.inf, np.inf, np.inf, 4.0, 10.0])
+    offset = fixed + x[:, ~free] @ start[~free]  # held terms at the tables' values
+    a = x[:, free] / y[:, None]
+    target = 1.0 - offset / y
+    scale = np.maximum(np.abs(a).max(axis=0), 1e-12)  # columns of very different magnitude
+    is_mult = np.array([False, False, False, True, True])[free]
+
+    def residuals(q: np.ndarray) -> np.ndarray:
+        p = q / scale
+        return np.concatenate([a @ p - target, PRIOR_WEIGHT * (p[is_mult] - 1.0)])
+
+    q0 = np.clip(start[free], lower[free], upper[free]) * scale
+    bounds = (lower[free] * scale, upper[free] * scale)
+    r = least_squares(residuals, q0, bounds=bounds, loss="soft_l1", f_scale=0.05)
+    p = start.copy()
+    p[free] = r.x / scale
+    return KernelsStepTime(**{name: float(max(v, 0.0)) for name, v in zip(KERNEL_FIELDS, p)})
+
+
 def fit_step_time(steps: pd.DataFrame, kind: str = "best", roofline: RooflineContext | None = None,
-                  heldout_fraction: float = 0.25, seed: int = 0) -> FitResult:
-    """Fit `linear`, `roofline` or both (`best`: the lower held-out MAPE) and report the errors."""
-    heldout = split(len(steps), heldout_fraction, seed)
+                  heldout_fraction: float = 0.25, seed: int = 0, kernels: KernelsContext | None = None,
+                  heldout_by: str = "random", max_train: int | None = None) -> FitResult:
+    """Fit `linear`, `roofline`, `kernels` or each that applies (`best`: the lower held-out MAPE; kernels when the
+    tables cover the deployment) and report the errors, overall and per phase."""
+    heldout = split_steps(steps, heldout_by, heldout_fraction, seed, max_train)
     train = ~heldout
-    candidates: list[tuple[str, Callable[[], tuple[LinearStepTime | RooflineStepTime, StepTimeModel]]]] = []
+    candidates: list[tuple[str, Callable[[], tuple[StepTimeFit, StepTimeModel]]]] = []
     if kind in ("linear", "best"):
-        def linear() -> tuple[LinearStepTime | RooflineStepTime, StepTimeModel]:
+        def linear() -> tuple[StepTimeFit, StepTimeModel]:
             spec = fit_linear(steps, train)
             return spec, LinearModel(spec)
         candidates.append(("linear", linear))
     if kind in ("roofline", "best") and roofline is not None:
         arch, spec_, dtype, kv_dtype, tp = roofline
 
-        def roof() -> tuple[LinearStepTime | RooflineStepTime, StepTimeModel]:
+        def roof() -> tuple[StepTimeFit, StepTimeModel]:
             factors = fit_roofline(steps, train, arch, spec_, dtype, kv_dtype, tp)
             return factors, RooflineModel(arch, spec_, factors, dtype, kv_dtype, tp)
         candidates.append(("roofline", roof))
+    if kind in ("kernels", "best") and kernels is not None:
+        base = kernels.model_for()
+        if base is not None:
+            ctx = kernels
+
+            def kern() -> tuple[StepTimeFit, StepTimeModel]:
+                assert base is not None
+                spec = fit_kernels(steps, train, base)
+                model = ctx.model_for(spec)
+                assert model is not None
+                return spec, model
+            candidates.append(("kernels", kern))
+        elif kind == "kernels":
+            raise FitRefused(f"no kernel tables cover {kernels.model} {kernels.engine} TP{kernels.tp} "
+                             f"{kernels.dtype}/{kernels.kv_dtype} on {kernels.sku} (hardware_profiles/kernels/); "
+                             "fit linear or roofline instead")
     if not candidates:
-        raise FitRefused("a roofline fit needs the model's shape and the SKU's spec")
+        raise FitRefused(f"a {kind} fit needs the model's shape and the SKU's spec"
+                         + (" and kernel tables" if kind == "kernels" else ""))
     results = []
     for name, make in candidates:
         step_time, model = make()
-        results.append(evaluate(name, step_time, model, steps, heldout))
+        results.append(evaluate(name, step_time, model, steps, heldout, heldout_by))
     return min(results, key=lambda r: r.heldout_mape)
 
 

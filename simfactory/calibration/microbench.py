@@ -19,6 +19,7 @@ from simfactory.calibration.design import DesignPoint, DesignSpace, design
 from simfactory.calibration.fit import (
     FitRefused,
     FitResult,
+    KernelsContext,
     PowerFit,
     check_threshold,
     fit_power,
@@ -158,10 +159,14 @@ def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, en
 def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: str, tp: int, profiles_dir: Path,
             provenance: dict[str, Any], arch: ModelArch | None = None, profile: Any = None, kind: str = "best",
             max_heldout_mape: float = 0.10, force: bool = False, samples: pd.DataFrame | None = None,
-            seed: int = 0) -> CalibrationRun:
-    """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit)."""
+            seed: int = 0, heldout_by: str = "random", max_train: int | None = None,
+            profile_dirs: list[Path] | None = None) -> CalibrationRun:
+    """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit).
+    heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
     roof = (arch, profile.spec, dtype, kv_dtype_for(dtype), tp) if arch is not None and profile is not None else None
-    fit = fit_step_time(steps, kind, roof, seed=seed)
+    kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs)
+               if arch is not None else None)
+    fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None
     if arch is not None and profile is not None:

@@ -35,7 +35,10 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
     prov.setdefault("date", datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     prov.setdefault("git_sha", git_sha())
     prov["fit"] = (f"{fit.kind}; held-out MAPE {fit.heldout_mape:.2%}, worst {fit.heldout_max_error:.2%} "
-                   f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} steps); train MAPE {fit.train_mape:.2%}")
+                   f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} steps, split {fit.heldout_by}); "
+                   f"train MAPE {fit.train_mape:.2%}")
+    for phase, pe in fit.phases.items():  # held-out error per phase: steps with prefill, decode-only steps
+        prov[f"fit_heldout_{phase}"] = pe.text()
     if power is not None:
         prov["power_fit"] = (f"idle {power.idle_w:.0f} W, max {power.max_w:.0f} W, MAPE {power.mape:.1%} "
                              f"over {power.samples} NVML samples")

@@ -160,7 +160,25 @@ class LinearStepTime(_Strict):
     s_per_attn_pair: NonNegativeFloat = 0.0
 
 
-StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime], Field(discriminator="kind")]
+class KernelsStepTime(_Strict):
+    """The SKU's measured kernel tables (hardware/kernels.py) with what kernels miss fitted to your steps
+    (`simfactory calibrate fit --fit kernels`): step_s = overhead_s + overhead_per_seq_s x sequences
+    + linear_scale x (GEMMs + all-reduce)(tokens) + logits + decode attention
+    + [a step with prefill] (prefill_overhead_s + prefill_attn_scale x prompt attention)."""
+
+    kind: Literal["kernels"] = "kernels"
+    overhead_s: NonNegativeFloat = Field(description="engine overhead per step")
+    overhead_per_seq_s: NonNegativeFloat = Field(default=0.0, description="per sequence in the step (a prefill "
+                                                                         "counts one)")
+    prefill_overhead_s: NonNegativeFloat = Field(default=0.0, description="extra per step that prefills")
+    # a fit keeps the multipliers within 0.25-4 and 0.1-10; 100x measured kernel time is a unit slip
+    linear_scale: float = Field(default=1.0, gt=0, le=100, description="multiplier on the token-linear kernels "
+                                                                        "(GEMMs, all-reduce)")
+    prefill_attn_scale: float = Field(default=1.0, ge=0, le=100, description="multiplier on prompt (quadratic) "
+                                                                              "attention")
+
+
+StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
 
 
 class StepTimeEntry(_Strict):

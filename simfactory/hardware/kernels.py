@@ -195,7 +195,8 @@ def _check_curve(name: str, at: str, ys: Any, n: int) -> None:
 def kernel_step_time(
     arch: ModelArch, model_id: str, sku: str, engine: str, engine_version: str | None, dtype: str, kv_dtype: str,
     tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
-    overhead_per_seq_s: float = 0.0,
+    overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0, linear_scale: float = 1.0,
+    prefill_attn_scale: float = 1.0,
 ) -> KernelStepTime | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
     the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
@@ -231,8 +232,15 @@ def kernel_step_time(
              f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}; {tables.path.name}) "
              f"+ {overhead_s * 1e3:.4g} ms/step" + (f" + {overhead_per_seq_s * 1e6:.4g} us/sequence"
                                                     if overhead_per_seq_s else "") + " engine overhead")
+    fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
+              f"x{prefill_attn_scale:.4g} prefill attention" if prefill_attn_scale != 1.0 else "",
+              f"+ {prefill_overhead_s * 1e3:.4g} ms/prefill step" if prefill_overhead_s else ""]
+    if any(fitted):
+        label += " (" + ", ".join(f for f in fitted if f) + ")"
     model = KernelStepTime(tables.grids, lin["linear_ms"], lin["allreduce_ms"], lin["logits_ms"],
-                           att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s)
+                           att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
+                           prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
+                           prefill_attn_scale=prefill_attn_scale)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     return model
 
@@ -244,25 +252,34 @@ def _slopes(xs: list[float], ys: list[float]) -> list[float]:
 class KernelStepTime(StepTimeModel):
     """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
 
-    __slots__ = ("overhead_s", "overhead_per_seq_s", "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
+    __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale", "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
     def __init__(self, grids: dict[str, list[float]], linear_ms: list[float], allreduce_ms: list[float],
                  logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
-                 overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0) -> None:
-        for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s)):
+                 overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
+                 prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0) -> None:
+        for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
+                        ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
+                        ("prefill_attn_scale", prefill_attn_scale)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
         self.overhead_per_seq_s = float(overhead_per_seq_s)  # per sequence in the step (input preparation, sampling)
+        # fitted corrections (`calibrate fit --fit kernels`; 0 / 1 / 1 = the tables as measured): a fixed cost per
+        # step that prefills, a multiplier on the token-linear part (GEMMs + all-reduce), one on prompt attention
+        self.prefill_overhead_s = float(prefill_overhead_s)
+        self.linear_scale = float(linear_scale)
+        self.prefill_attn_scale = float(prefill_attn_scale)
         self.label = label
         self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
         self.source_sha256 = ""
         t = [float(x) for x in grids["tokens"]]
         self._t = t
-        self._tok = [(a + b) * MS for a, b in zip(linear_ms, allreduce_ms)]
+        ls = self.linear_scale * MS
+        self._tok = [(a + b) * ls for a, b in zip(linear_ms, allreduce_ms)]
         self._tok_k = _slopes(t, self._tok)
-        self._ar = [x * MS for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
+        self._ar = [x * ls for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
         self._ar_k = _slopes(t, self._ar)
         self._lg = [x * MS for x in logits_ms]
         self._lg_k = _slopes(t, self._lg)
@@ -271,7 +288,7 @@ class KernelStepTime(StepTimeModel):
         self._s = [float(x) for x in grids["kv_len"]]
         self._att = [[x * MS for x in row] for row in decode_attn_ms]
         self._l = [float(x) for x in grids["prompt_len"]]
-        self._ctx = [c * MS for c in ctx_attn_ms]
+        self._ctx = [c * MS * self.prefill_attn_scale for c in ctx_attn_ms]
         self._ctx_k = _slopes(self._l, self._ctx)
         self._last_l = len(self._l) - 2
         # decode batch -> (fixed s, attention s by KV length, slopes): built on first use
@@ -338,7 +355,8 @@ class KernelStepTime(StepTimeModel):
     def _mixed(self, prefill: int, b: int, kv: float, pairs: float) -> float:
         """A step with prefill: non-attention at all its tokens, logits of the decodes + one prefill row,
         decode attention as in a decode-only step, prompt attention per query token at the mean key length."""
-        step = (self.overhead_s + self.overhead_per_seq_s * (b + 1) + self._on_tokens(self._tok, self._tok_k, prefill + b)
+        step = (self.overhead_s + self.prefill_overhead_s + self.overhead_per_seq_s * (b + 1)
+                + self._on_tokens(self._tok, self._tok_k, prefill + b)
                 + self._on_tokens(self._lg, self._lg_k, b + 1))
         if b:
             _, att, k = self._rows.get(b) or self._row(b)
@@ -365,6 +383,8 @@ class KernelStepTime(StepTimeModel):
         tokens = prefill + b
         out = {"overhead": self.overhead_s + self.overhead_per_seq_s * (b + 1 if prefill else b), "linear": 0.0, "allreduce": 0.0, "logits": 0.0,
                "decode_attention": 0.0, "prefill_attention": 0.0}
+        if prefill:
+            out["overhead"] += self.prefill_overhead_s
         if not tokens:
             return out
         ar = self._on_tokens(self._ar, self._ar_k, tokens)

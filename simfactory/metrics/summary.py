@@ -18,6 +18,7 @@ import pandas as pd
 from simfactory import __version__
 from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
+from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.resilience import resilience_summary
@@ -226,6 +227,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "description": sc.description,
         "scenario_file": rs.file,
         "seed": result.seed,
+        "arrival_process": describe_arrivals(sc.traffic.arrival),
         "window": {
             "warmup_s": start,
             "horizon_s": end,

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_SWEEP_RUNS
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import ClosedArrivals, Scenario
 from simfactory.errors import InputError, InputErrors
 from simfactory.plan.bounds import erlang_c_min_servers, replica_max_rate_per_s, single_sequence_service_s
 from simfactory.plan.overrides import apply_overrides, check_paths
@@ -91,11 +91,17 @@ class PlanResult:
         return [e for c in self.candidates for e in c.evaluations]
 
 
+CLOSED_NO_RATE = ("closed: its clients set the load (concurrency, think time), so there is no arrival rate to set; "
+                  "plan for a target rate with an open process (poisson, constant, gamma, diurnal or mmpp)")
+
+
 def set_rate(doc: dict[str, Any], rate: float) -> None:
     """Scale the scenario's arrival process to a mean of `rate` requests (or tasks) per second."""
     a = doc["traffic"].get("arrival")
     if a is None:
         raise InputError("--target-rate", "traffic.arrival", "the scenario replays a timestamped trace: no rate to set")
+    if a["process"] == "closed":
+        raise InputError("--target-rate", "traffic.arrival.process", CLOSED_NO_RATE)
     if a["process"] == "diurnal":
         a["mean_rate_per_s"] = rate
     elif a["process"] == "mmpp":
@@ -275,6 +281,8 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
          replications: int = 3, space_file: str = "space", max_rate: bool = True,
          on_eval: Callable[[Evaluation], None] | None = None) -> PlanResult:
     space = space or PlanSpace()
+    if isinstance(scenario.traffic.arrival, ClosedArrivals):
+        raise InputError(file, "traffic.arrival.process", CLOSED_NO_RATE)
     base = scenario.model_dump(mode="json")
     dep = _deployment_index(base, space.deployment)
     # every candidate is checked (paths, values, analytic bounds) before the first simulation: a bad one is

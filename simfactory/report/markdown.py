@@ -100,7 +100,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     if desc:
         out += [desc, ""]
     out += [
-        f"Scenario file `{s['scenario_file']}`, seed {s['seed']}, simfactory {s['simfactory_version']}.",
+        f"Scenario file `{s['scenario_file']}`, seed {s['seed']}, simfactory {s['simfactory_version']}."
+        + (f" Arrivals: {s['arrival_process']}." if s.get("arrival_process") else ""),
         f"Measurement window {w['warmup_s']:g}-{w['horizon_s']:g} s (warm-up and drain excluded); "
         f"{w['measured_requests']:,} of {w['total_requests']:,} requests measured; simulation ended at {w['end_s']:.1f} s.",
         "",

@@ -15,11 +15,13 @@ from typing import Generator
 import numpy as np
 import simpy
 
+from simfactory.config.scenario import ClosedArrivals
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.gc_pause import gc_paused
 from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
+from simfactory.sim.clients import ClosedLoop
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
@@ -36,7 +38,7 @@ from simfactory.sim.router import (
     weighted_choice,
 )
 from simfactory.sim.streams import RandomStreams
-from simfactory.sim.traffic import add_plain_requests, arrival_schedule
+from simfactory.sim.traffic import add_plain_requests, arrival_schedule, process_classes
 
 ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds expected)
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
@@ -122,6 +124,10 @@ class FleetModel:
         )
         self.n_finished = 0
         self.n_arrived = 0
+        closed = rs.scenario.traffic.arrival
+        self.closed = closed if isinstance(closed, ClosedArrivals) and process_classes(rs) else None
+        # what still sends: the chain of scheduled arrivals, and each closed-loop client
+        self.sources_open = 1 + (self.closed.concurrency if self.closed is not None else 0)
         self.arrivals_done = False
         self.all_finished = self.env.event()
         self.calls: dict[int, Call] = {}  # request id of a call's current attempt -> the call
@@ -173,6 +179,8 @@ class FleetModel:
                     self.env.process(spot_reclamation(self, sp, info.replica_id, self.streams.get(
                         f"faults/spot/{info.replica_id}"), self.fault_log))
         self._start_arrivals()
+        if self.closed is not None:
+            ClosedLoop(self, self.closed, process_classes(rs))
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
         self.busy_at_warmup = np.zeros(len(self.engines))
@@ -349,6 +357,15 @@ class FleetModel:
         self.n_arrived += 1
         self._admit(rid, call)
         return call
+
+    def submit(self, rid: int) -> simpy.Event:
+        """A closed-loop client's request, admitted now: the event fires when it ends, whatever the outcome
+        (after any retries and escalations; a completed answer once it is back at the caller)."""
+        call = Call(rid, [rid], self.rs.classes[int(self.table.class_id[rid])].target, self.env.event())
+        self.n_arrived += 1
+        self._admit(rid, call)
+        assert call.done is not None
+        return call.done
 
     def _admit(self, rid: int, call: "Call | None") -> None:
         """A new request at the front door: rate limit, route, then the deployment's own checks."""
@@ -630,7 +647,8 @@ class FleetModel:
                    if t.deployment_id[r] >= 0)
 
     # ---- tasks ----
-    def _start_task(self, class_id: int) -> None:
+    def start_task(self, class_id: int) -> simpy.Process:
+        """Start an agent task now; the returned process ends when the task does."""
         c = self.rs.classes[class_id]
         assert c.agent is not None
         task = AgentTask(
@@ -639,7 +657,7 @@ class FleetModel:
         )
         self.tasks.append(task.rec)
         self.tasks_open += 1
-        self.env.process(task.run())
+        return self.env.process(task.run())
 
     def finish_task(self, task: AgentTask) -> None:
         rec = task.rec
@@ -684,12 +702,19 @@ class FleetModel:
                     self.n_arrived += 1
                     self._admit(rid, None)
                 else:
-                    self._start_task(class_id)
+                    self.start_task(class_id)
             item = next(self._arrival_iter, None)
             if item is None:
                 break
-        self.arrivals_done = True
-        self._check_all_finished()
+        self.source_done()
+
+    def source_done(self) -> None:
+        """A source of arrivals stopped (the scheduled chain, a closed-loop client); once all have, the run
+        ends when everything in flight has."""
+        self.sources_open -= 1
+        if self.sources_open == 0:
+            self.arrivals_done = True
+            self._check_all_finished()
 
     def busy_now(self) -> np.ndarray:
         return np.array([e.busy_until_now_s() for e in self.engines])

@@ -7,6 +7,7 @@ import numpy as np
 from simfactory.config.distributions import sample_tokens
 from simfactory.config.scenario import (
     Arrivals,
+    ClosedArrivals,
     ConstantArrivals,
     DiurnalArrivals,
     GammaArrivals,
@@ -82,6 +83,8 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
         return _thinned(process, horizon_s, rng)
     if isinstance(process, MmppArrivals):
         return _mmpp(process, horizon_s, rng)
+    if isinstance(process, ClosedArrivals):
+        raise TypeError("a closed loop has no arrival times drawn up front (see sim/clients.py)")
     rate = process.rate_per_s
     if isinstance(process, ConstantArrivals):
         return np.arange(0.0, horizon_s, 1.0 / rate)
@@ -105,17 +108,25 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
     return np.concatenate(times)
 
 
+def process_classes(rs: ResolvedScenario) -> list[ResolvedClass]:
+    """The classes that traffic.arrival drives: all but those replaying a timestamped trace."""
+    return [c for c in rs.classes if c.trace is None or c.trace.arrival_s is None]
+
+
 def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Arrival times in [0, horizon), the class of each, and for trace classes the trace row each replays
     (-1 otherwise). Classes replaying a timestamped trace arrive at its (windowed, sped-up, sampled) times;
-    the others share the arrival process by weight, and trace classes among them cycle through their rows."""
+    the others share the arrival process by weight, and trace classes among them cycle through their rows.
+    A closed arrival process has no schedule: its clients send as they go (sim/clients.py)."""
     sc = rs.scenario
     horizon = sc.sim.horizon_s
     parts_t: list[np.ndarray] = []
     parts_c: list[np.ndarray] = []
     parts_r: list[np.ndarray] = []
-    timed = [c for c in rs.classes if c.trace is not None and c.trace.arrival_s is not None]
-    others = [c for c in rs.classes if c not in timed]
+    others = process_classes(rs)
+    timed = [c for c in rs.classes if c not in others]
+    if isinstance(sc.traffic.arrival, ClosedArrivals):
+        others = []
     for c in timed:
         assert c.trace is not None and c.trace.arrival_s is not None
         t = c.trace.arrival_s
