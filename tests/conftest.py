@@ -114,3 +114,27 @@ def agent_scenario(rate: float = 1.0, horizon_s: float = 100.0, replicas: int = 
     doc = scenario_doc(rate=rate, horizon_s=horizon_s, replicas=replicas, **deployment)
     doc["traffic"]["classes"] = [{"name": "task", "workload": "agent", "target": "dep"}]
     return doc
+
+
+def assert_fast_forward_matches(exact: Any, fast: Any) -> None:
+    """Two runs of one fleet, stepping every iteration and fast-forwarding: same outcomes, tokens and times."""
+    import numpy as np
+
+    assert fast.events < exact.events
+    np.testing.assert_array_equal(exact.table.outcome, fast.table.outcome)
+    np.testing.assert_array_equal(exact.table.generated, fast.table.generated)
+    for col in ("first_token_s", "completion_s", "replica_s"):
+        np.testing.assert_allclose(getattr(exact.table, col), getattr(fast.table, col), rtol=1e-9, atol=1e-12,
+                                   err_msg=col)
+
+
+def default_h100_8b_deployment(tmp_path: Path) -> Any:
+    """The default scenario copied beside a calibrated profile folder in tmp_path, resolved: its H100 Llama-3.1-8B
+    BF16 TP1 vLLM deployment, which a measured profile there replaces the step time of."""
+    from simfactory.api import prepare
+    from simfactory.paths import SCENARIOS_DIR
+
+    (tmp_path / "s.yaml").write_text((SCENARIOS_DIR / "default.yaml").read_text())
+    rs = prepare(tmp_path / "s.yaml")
+    return rs, next(d for d in rs.deployments if d.profile.sku == "h100-sxm" and d.config.model == "llama-3.1-8b"
+                    and d.config.tp == 1 and d.config.dtype == "bf16" and d.config.engine == "vllm")

@@ -27,6 +27,7 @@ from simfactory.errors import InputError
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_models, load_profile
+from conftest import default_h100_8b_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = LinearStepTime(overhead_s=0.004, s_per_prefill_token=6e-5, s_per_decode_seq=1e-4, s_per_kv_token=3e-8,
@@ -199,13 +200,7 @@ def test_measured_profile_is_published_and_preferred_by_the_simulator(tmp_path):
     assert path.read_text().startswith("# yaml-language-server: $schema=../../schemas/measured-profile.json")
 
     # a scenario beside that folder runs on the measured model, and its energy uses the measured power
-    scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
-    from simfactory.api import prepare
-
-    rs = prepare(tmp_path / "s.yaml")
-    dep = next(d for d in rs.deployments if d.profile.sku == "h100-sxm" and d.config.model == "llama-3.1-8b"
-               and d.config.tp == 1 and d.config.dtype == "bf16" and d.config.engine == "vllm")
+    rs, dep = default_h100_8b_deployment(tmp_path)
     assert dep.step_time_source.startswith("measured")
     assert isinstance(dep.step_time, LinearModel)
     assert dep.step_time.spec.s_per_prefill_token == pytest.approx(TRUE.s_per_prefill_token, rel=0.05)

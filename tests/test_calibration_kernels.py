@@ -3,7 +3,6 @@ held-out error per phase; a measured `kernels` entry read back by resolve."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,8 +24,8 @@ from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import StepLoad
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_models, load_profile
+from conftest import default_h100_8b_deployment
 
-ROOT = Path(__file__).resolve().parents[1]
 TRUE = KernelsStepTime(overhead_s=0.004, overhead_per_seq_s=2e-5, prefill_overhead_s=0.003, linear_scale=1.1,
                        prefill_attn_scale=1.3)
 
@@ -137,13 +136,7 @@ def test_kernels_profile_is_read_back_by_resolve_and_reproduces_the_steps(tmp_pa
     assert "split batch" in doc["provenance"]["fit"]
     assert doc["provenance"]["fit_heldout_prefill"].startswith("MAPE") and "bias" in doc["provenance"]["fit_heldout_decode"]
 
-    scenario = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(scenario))
-    from simfactory.api import prepare
-
-    rs = prepare(tmp_path / "s.yaml")
-    dep = next(d for d in rs.deployments if d.profile.sku == "h100-sxm" and d.config.model == "llama-3.1-8b"
-               and d.config.tp == 1 and d.config.dtype == "bf16" and d.config.engine == "vllm")
+    rs, dep = default_h100_8b_deployment(tmp_path)
     assert dep.step_time_source.startswith("measured")
     assert isinstance(dep.step_time, KernelStepTime)
     assert dep.step_time.prefill_attn_scale == pytest.approx(run.fit.step_time.prefill_attn_scale)
