@@ -36,7 +36,7 @@ from simfactory.config.prices import PriceBook
 from simfactory.errors import InputError, InputErrors
 from simfactory.inputs import MAX_YAML_BYTES, check_input_file, is_input_file, is_lookup_dir
 from simfactory.hardware.memory import MemoryPlan, plan_memory
-from simfactory.hardware.kernels import KernelStepTime, kernel_step_time, load_kernel_tables
+from simfactory.hardware.kernels import ENGINE_FRAMEWORK, KernelStepTime, kernel_step_time, load_kernel_tables
 from simfactory.hardware.speculative import SpeculativeModel
 from simfactory.traces.parse import parse_trace
 from simfactory.traces.replay import ReplayRows, replay_rows
@@ -321,11 +321,18 @@ def choose_step_time(
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
         if isinstance(spec, KernelsStepTime):
-            return measured_kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec, label, at, fname), label
+            fitted, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec)
+            if fitted is None:
+                raise InputErrors([InputError(fname, f"{at}.step_time_source",
+                                              f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
+            fitted.label = f"{label}: {fitted.label}"
+            return fitted, label
         return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
     if d.step_time_source != "roofline":
         kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
         if kernels is not None:
+            assert preset is not None and preset.kernels is not None
+            kernels.label = f"measured kernels: {kernels.label} ({d.engine} {preset.kernels.version} prior)"
             return kernels, kernels.label
         if d.step_time_source == "kernels":
             raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
@@ -337,27 +344,6 @@ def choose_step_time(
     )
 
 
-def measured_kernel_model(
-    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None, spec: KernelsStepTime, label: str, at: str = "deployment", fname: str = "",
-) -> KernelStepTime:
-    """A measured entry of kind `kernels`: the SKU's kernel tables with the fitted overhead and corrections."""
-    framework = preset.kernels.framework if preset is not None and preset.kernels is not None else d.engine
-    model = None
-    if d.pp == 1 and not d.expert_parallel and not arch.is_moe:
-        model = kernel_step_time(arch, d.model, profile.sku, framework, None, d.dtype, kv_dtype, d.tp, spec.overhead_s,
-                                 profile_dirs=dirs, overhead_per_seq_s=spec.overhead_per_seq_s,
-                                 prefill_overhead_s=spec.prefill_overhead_s, linear_scale=spec.linear_scale,
-                                 prefill_attn_scale=spec.prefill_attn_scale)
-    if model is None:
-        raise InputErrors([InputError(fname, f"{at}.step_time_source", (
-            f"the {label} step-time entry is a fit on kernel tables, and hardware_profiles/kernels/{profile.sku}.json.gz "
-            f"does not cover {d.model} {framework} TP{d.tp} {d.dtype}/{kv_dtype} (pp 1, no expert parallelism)"))])
-    record_read(Path(model.source_file), model.source_sha256)
-    model.label = f"{label}: {model.label}"
-    return model
-
-
 def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
     tables = load_kernel_tables(sku, dirs)
     return tables.combinations() if tables is not None else []
@@ -365,24 +351,33 @@ def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str
 
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None,
+    preset: EnginePreset | None, fit: KernelsStepTime | None = None,
 ) -> tuple[KernelStepTime | None, str]:
-    """The measured-kernel step time of a deployment, or None and why the tables do not cover it."""
-    if preset is None or preset.kernels is None:
+    """The measured-kernel step time of a deployment, or None and why the tables do not cover it. The engine's
+    overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections."""
+    k = preset.kernels if preset is not None else None
+    if k is None and fit is None:
         return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
     if d.pp > 1 or d.expert_parallel or arch.is_moe:
         return None, "the tables hold dense models with tensor parallelism only (no pipeline or expert parallelism)"
-    k = preset.kernels
-    model = kernel_step_time(arch, d.model, profile.sku, k.framework, k.version, d.dtype, kv_dtype, d.tp,
-                             k.overhead.step_s(arch.layers, d.tp), profile_dirs=dirs,
-                             overhead_per_seq_s=k.overhead.per_seq_s)
+    framework = k.framework if k is not None else ENGINE_FRAMEWORK.get(d.engine, d.engine)
+    if fit is None:
+        assert k is not None
+        version: str | None = k.version
+        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp), "overhead_per_seq_s": k.overhead.per_seq_s}
+    else:
+        version = None
+        terms = {"overhead_s": fit.overhead_s, "overhead_per_seq_s": fit.overhead_per_seq_s,
+                 "prefill_overhead_s": fit.prefill_overhead_s, "linear_scale": fit.linear_scale,
+                 "prefill_attn_scale": fit.prefill_attn_scale}
+    model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
+                             profile_dirs=dirs, **terms)
     if model is None:
         covered = sorted({f"{m} {f} tp{tp} {dt}/{kv}" for m, f, tp, dt, kv in kernel_coverage(profile.sku, dirs)
-                          if m == d.model and f == k.framework})
-        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {k.framework} TP{d.tp} "
+                          if m == d.model and f == framework})
+        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp} "
                       f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
     record_read(Path(model.source_file), model.source_sha256)
-    model.label = f"measured kernels: {model.label} ({d.engine} {k.version} prior)"
     return model, ""
 
 

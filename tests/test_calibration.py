@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import default_h100_8b_deployment
 import typer
 import yaml
 from typer.testing import CliRunner
@@ -27,7 +28,6 @@ from simfactory.errors import InputError
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_models, load_profile
-from conftest import default_h100_8b_deployment
 
 ROOT = Path(__file__).resolve().parents[1]
 TRUE = LinearStepTime(overhead_s=0.004, s_per_prefill_token=6e-5, s_per_decode_seq=1e-4, s_per_kv_token=3e-8,

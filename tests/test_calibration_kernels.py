@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import default_h100_8b_deployment
 import yaml
 
 from simfactory.calibration.fit import (
@@ -24,7 +25,6 @@ from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import StepLoad
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_models, load_profile
-from conftest import default_h100_8b_deployment
 
 TRUE = KernelsStepTime(overhead_s=0.004, overhead_per_seq_s=2e-5, prefill_overhead_s=0.003, linear_scale=1.1,
                        prefill_attn_scale=1.3)

@@ -16,17 +16,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import scenario_doc
+import yaml
+from conftest import assert_fast_forward_matches, scenario_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import ModelCatalog
-from simfactory.errors import InputError
+from simfactory.errors import InputError, InputErrors
 from simfactory.hardware import kernels
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time, load_kernel_tables
 from simfactory.hardware.step_time import StepLoad
-from conftest import assert_fast_forward_matches
+from simfactory.resolve import load_and_resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 SKUS = ("a100-80gb", "h100-sxm", "h200", "b200", "l40s")
@@ -370,3 +371,32 @@ def test_fitted_terms_keep_decode_affine_exact_and_touch_only_their_part():
             assert a_s + b_s * i == pytest.approx(fitted.step_s(StepLoad(0, b, kv0 + step * i, 0.0)), rel=1e-9)
     with pytest.raises(ValueError):
         KernelStepTime(*records()[:1], [0.0], [0.0], [0.0], [[0.0]], [0.0], 0.0, linear_scale=-1.0)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("sku, source, expect", [
+    ("h100-sxm", "auto", "measured kernels: kernel tables of aiconfigurator-core"),
+    ("h100-sxm", "kernels", "measured kernels: kernel tables of aiconfigurator-core"),
+    ("h100-sxm", "roofline", "roofline (SKU default factors of h100-sxm"),
+    ("mi300x", "auto", "roofline (SKU default factors of mi300x"),
+])
+def test_step_time_source_picks_kernels_where_they_cover_else_the_roofline(tmp_path, sku, source, expect):
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0]["sku"] = sku
+    doc["deployments"][0]["step_time_source"] = source
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    rs = load_and_resolve(tmp_path / "s.yaml")
+    assert rs.deployments[0].step_time_source.startswith(expect)
+    assert isinstance(rs.deployments[0].step_time, KernelStepTime) == expect.startswith("measured kernels")
+    tables = [f for f in rs.input_hashes if f.endswith(".json.gz")]
+    assert tables == ([str(ROOT / "hardware_profiles" / "kernels" / f"{sku}.json.gz")]
+                      if expect.startswith("measured kernels") else [])
+
+
+def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0]["sku"] = "mi300x"
+    doc["deployments"][0]["step_time_source"] = "kernels"
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(InputErrors) as e:
+        load_and_resolve(tmp_path / "s.yaml")
+    assert str(e.value).startswith(f"{tmp_path / 's.yaml'}: deployments[0].step_time_source: no measured kernels")
