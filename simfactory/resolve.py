@@ -102,6 +102,11 @@ class ResolvedClass:
         """The deployment of a plain class aimed straight at one (not through a route); -1 otherwise."""
         return self.target.index if self.target is not None and self.target.kind == "deployment" else -1
 
+    @property
+    def follows_arrival_process(self) -> bool:
+        """traffic.arrival drives it: every class but one replaying a timestamped trace (those keep their times)."""
+        return self.trace is None or self.trace.arrival_s is None
+
 
 @dataclass(frozen=True)
 class ResolvedScenario:
@@ -665,7 +670,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
         if rb.workload is not None and rb.workload not in workloads:
             errors.append(InputError(fname, f"faults.retrieval_brownouts[{i}].workload",
                                      f"no agent workload {rb.workload!r} (workloads: {', '.join(workloads) or 'none'})"))
-    needs_process = any(c.trace is None or c.trace.arrival_s is None for c in classes)
+    needs_process = any(c.follows_arrival_process for c in classes)
     a = scenario.traffic.arrival
     if needs_process and a is not None:
         _check_arrivals(scenario, classes, fname, errors)
@@ -718,7 +723,7 @@ def _check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str
             errors.append(InputError(fname, f"traffic.arrival.states[{j}].mean_sojourn_s",
                                      f"sojourns this short mean ~{switches:.3g} state switches over the horizon, more "
                                      f"than the {MAX_STATE_SWITCHES:,} one run draws; lengthen the sojourns"))
-    weights = {c.index: c.config.weight for c in classes if c.trace is None or c.trace.arrival_s is None}
+    weights = {c.index: c.config.weight for c in classes if c.follows_arrival_process}
     total_weight = sum(weights.values()) or 1.0
     hourly = [c for c in classes if c.index in weights and c.config.weight_by_hour is not None]
     at = {c.index: scenario.traffic.classes.index(c.config) for c in classes}  # resolved -> file position

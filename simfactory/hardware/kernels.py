@@ -50,7 +50,7 @@ import numpy as np
 from simfactory.config.profile import ModelArch
 from simfactory.errors import InputError
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
-from simfactory.inputs import MiB, parse_json, read_input_bytes, shown_name
+from simfactory.inputs import MiB, is_input_file, parse_json, read_input_bytes, shown_name
 from simfactory.paths import PROFILES_DIR
 
 FORMAT = "simfactory-kernel-tables/1"
@@ -100,7 +100,7 @@ def table_path(sku: str, profile_dirs: Sequence[Path] | None = None) -> Path | N
     """hardware_profiles/kernels/<sku>.json.gz in the first profile folder that has it."""
     for d in profile_dirs if profile_dirs is not None else [PROFILES_DIR]:
         p = Path(d) / "kernels" / f"{sku}.json.gz"
-        if p.is_file():
+        if is_input_file(p):  # a folder or FIFO there is refused by _read, never skipped for a shipped file
             return p
     return None
 
@@ -252,7 +252,8 @@ def _slopes(xs: list[float], ys: list[float]) -> list[float]:
 class KernelStepTime(StepTimeModel):
     """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
 
-    __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale", "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
+    __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
+                 "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
     def __init__(self, grids: dict[str, list[float]], linear_ms: list[float], allreduce_ms: list[float],

@@ -39,7 +39,8 @@ EMBEDDING_BYTES = 2
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 DEFAULT_MAX_NUM_SEQS = 256
 
-# The rule an engine preset without a `memory` entry gets: vLLM's, the same numbers as engines.yaml's vllm entry.
+# The rule an engine preset without a `memory` entry gets (a user's own preset): vLLM's as measured in v0.11, the
+# anchors above; engines.yaml's vllm entry adds the CUDA-graph pool later versions subtract too.
 VLLM_MEMORY = EngineMemory(
     rule="fraction_of_total",
     fraction=0.9,

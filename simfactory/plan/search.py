@@ -26,16 +26,12 @@ from simfactory.plan.slo import SloTarget, judge
 from simfactory.plan.sweep import run_seed
 
 
-class _Strict(StrictModel):
-    pass
-
-
-class Candidate(_Strict):
+class Candidate(StrictModel):
     name: str
     overrides: dict[str, Any] = Field(default_factory=dict, description="dotted scenario path -> value")
 
 
-class PlanSpace(_Strict):
+class PlanSpace(StrictModel):
     """What may change: explicit candidates and/or a grid of overrides (Cartesian), for one deployment."""
 
     deployment: str | None = Field(default=None, description="the deployment to size (default: the first)")
@@ -236,8 +232,8 @@ def candidates_of(space: PlanSpace) -> list[Candidate]:
     return out or [Candidate(name="as-is")]
 
 
-# what `plan` sets itself for every evaluation: an override of them would be silently replaced
-PLANNER_SET_FIELDS = ("rate_per_s", "mean_rate_per_s", "states")
+# the arrival fields set_rate writes for every evaluation: an override of them would be silently replaced
+RATE_FIELDS = ("rate_per_s", "mean_rate_per_s", "states")
 
 
 def _planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
@@ -254,7 +250,7 @@ def _planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
         pool = next((i for i, p in enumerate(doc["pools"]) if p["name"] == doc["deployments"][dep]["pool"]), None)
         if pool is not None and parts[1] in names("pools", pool):
             return "the size of the sized deployment's pool (to the replicas it needs)"
-    if len(parts) >= 3 and parts[:2] == ["traffic", "arrival"] and parts[2] in PLANNER_SET_FIELDS:
+    if len(parts) >= 3 and parts[:2] == ["traffic", "arrival"] and parts[2] in RATE_FIELDS:
         return "the arrival rate (from --target-rate)"
     return None
 

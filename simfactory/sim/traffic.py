@@ -110,7 +110,7 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
 
 def process_classes(rs: ResolvedScenario) -> list[ResolvedClass]:
     """The classes that traffic.arrival drives: all but those replaying a timestamped trace."""
-    return [c for c in rs.classes if c.trace is None or c.trace.arrival_s is None]
+    return [c for c in rs.classes if c.follows_arrival_process]
 
 
 def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
