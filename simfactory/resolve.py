@@ -372,9 +372,7 @@ def kernel_model(
         terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp), "overhead_per_seq_s": k.overhead.per_seq_s}
     else:
         version = None
-        terms = {"overhead_s": fit.overhead_s, "overhead_per_seq_s": fit.overhead_per_seq_s,
-                 "prefill_overhead_s": fit.prefill_overhead_s, "linear_scale": fit.linear_scale,
-                 "prefill_attn_scale": fit.prefill_attn_scale}
+        terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
                              profile_dirs=dirs, **terms)
     if model is None:
