@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from simfactory.version import __version__ as __version__  # re-exported: simfactory.__version__
 
 _API = {"load_scenario", "run", "prepare"}
 

@@ -1,3 +1,3 @@
-from simfactory.cli import app
+from simfactory.cli.main import app
 
 app()

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simfactory import __version__
+from simfactory.version import __version__
 from simfactory.errors import InputError
 
 MARKER = ".simfactory-output.json"

@@ -7,7 +7,7 @@ import subprocess
 from functools import lru_cache
 from typing import Any
 
-from simfactory import __version__
+from simfactory.version import __version__
 from simfactory.paths import PROJECT_ROOT
 from simfactory.resolve import ResolvedScenario
 

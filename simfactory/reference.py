@@ -79,7 +79,7 @@ def cli_reference() -> str:
     from typer.main import get_command
     from typer.testing import CliRunner
 
-    from simfactory.cli import app
+    from simfactory.cli.main import app
 
     runner = CliRunner()
     lines = ["# CLI reference", "", "Generated from the CLI itself (`simfactory COMMAND --help`).", ""]

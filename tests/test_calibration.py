@@ -209,7 +209,7 @@ def test_measured_profile_is_published_and_preferred_by_the_simulator(tmp_path):
 
 
 def calibrate_cli() -> typer.Typer:
-    from simfactory.cli_calibrate_run import register
+    from simfactory.cli.calibrate_run import register
 
     app = typer.Typer()
     register(app)

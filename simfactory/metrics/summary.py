@@ -7,15 +7,14 @@ in it; throughput counts requests *completed* in it; utilization is the busy fra
 from __future__ import annotations
 
 import copy
-
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from simfactory import __version__
+from simfactory.version import __version__
 from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
 from simfactory.config.scenario import describe_arrivals
@@ -34,6 +33,7 @@ from simfactory.metrics.frames import replica_timelines_frame, requests_frame, s
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
 from simfactory.metrics.trace import trace_events
+from simfactory.resolve import ResolvedScenario
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import SimResult
 
@@ -94,112 +94,230 @@ def _rows(df: pd.DataFrame, mask: pd.Series) -> pd.DataFrame:
 
 
 def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
+    """The summary, one section function per key; the order of the calls is the order the frames need."""
     rs = result.resolved
-    sc = rs.scenario
-    sim = sc.sim
+    start_s, end_s = rs.scenario.sim.warmup_s, rs.scenario.sim.horizon_s
+    window_s = end_s - start_s
     req = requests_frame(result)
     rtl = replica_timelines_frame(result)
     stl = system_timeline_frame(result)
-    start, end = sim.warmup_s, sim.horizon_s
-    window_s = end - start
+    measured = _rows(req, req["measured"])  # taken before attribute_request_usd adds the `usd` column
+    latency_of = LatencyBlocks()
+    completed = completed_between(req, start_s, end_s)
+    replicas = replica_section(result, req, rtl, start_s, end_s)
+    fleet = fleet_costs_of(result, replicas, completed, start_s, end_s)
+    usd_per_replica_s = attribute_request_usd(req, result, fleet)
+    lreq = logical_frame(req, rs)
+    answered = answered_between(lreq, start_s, end_s)
+    tasks = tasks_frame(result, usd_per_replica_s)
+    w_stl = stl[(stl["time_s"] > start_s) & (stl["time_s"] <= end_s)]
+    deployments = deployment_section(rs, req, measured, w_stl, latency_of)
+    summary: dict[str, Any] = {
+        **header_section(result),
+        "window": window_section(start_s, end_s, result.end_s, len(measured), len(req)),
+        "outcomes": outcome_counts(req),
+        "latency_s": latency_of(measured),
+        "throughput": throughput_section(completed, answered, len(measured), window_s),
+        "classes": class_section(rs, measured, latency_of),
+        "deployments": deployments,
+        "replicas": replicas,
+        "little_law": little_law_section(w_stl, measured, window_s, result.end_s),
+        "cost": cost_section(fleet.costs, window_s, answered),
+        "finance": finance_section(result, req, rtl, tasks, fleet, answered, start_s, end_s),
+        "autoscaling": autoscaling_summary(result, req, start_s, end_s),
+        "resilience": resilience_summary(result, req, lreq),
+        "network": network_block(measured, req, start_s, end_s),
+        "tasks": task_summary(tasks, class_window_usd(measured, serving_window_usd(fleet.costs, window_s)), stats),
+        "service": service_summary(lreq, rs, window_s, stats),
+        "sim": {"events": result.events, "end_s": result.end_s},
+    }
+    return RunMetrics(req, tasks, rtl, stl, fleet.costs, summary, trace_events(result, trace_tasks), lreq)
 
-    measured = _rows(req, req["measured"])
-    blocks: dict[int, tuple[pd.DataFrame, dict[str, Any]]] = {}  # the frame is kept so its id is not reused
 
-    def latency_of(df: pd.DataFrame) -> dict[str, Any]:
-        """latency_block, once per frame: with one class or one deployment their rows are `measured` itself."""
-        if id(df) not in blocks:
-            blocks[id(df)] = (df, latency_block(df))
-        return copy.deepcopy(blocks[id(df)][1])
+class LatencyBlocks:
+    """latency_block, once per frame: with one class or one deployment their rows are `measured` itself,
+    and a 1M-row percentile pass is worth not repeating. Each call returns its own copy."""
 
-    counted = req["outcome"].value_counts()
-    outcome_counts = {o.label: int(counted.get(o.label, 0)) for o in Outcome if o != Outcome.PENDING}
-    completed_in_window = req[(req["completion_s"] >= start) & (req["completion_s"] < end)]
-    out_tok = int(completed_in_window["output_tokens"].sum())
-    in_tok = int(completed_in_window["input_tokens"].sum())
-    throughput = {
-        "requests_per_s": len(completed_in_window) / window_s,  # attempts: an escalated request counts per tier
-        "output_tokens_per_s": out_tok / window_s,
-        "input_tokens_per_s": in_tok / window_s,
-        "offered_requests_per_s": len(measured) / window_s,
+    def __init__(self) -> None:
+        self._blocks: dict[int, tuple[pd.DataFrame, dict[str, Any]]] = {}  # the frame is kept so its id is not reused
+
+    def __call__(self, df: pd.DataFrame) -> dict[str, Any]:
+        if id(df) not in self._blocks:
+            self._blocks[id(df)] = (df, latency_block(df))
+        return copy.deepcopy(self._blocks[id(df)][1])
+
+
+@dataclass(frozen=True)
+class FleetCosts:
+    """What the fleet costs and how many accelerators were billed: the cost, per-request USD and finance
+    sections all price from the same figures."""
+
+    costs: list[PoolCost]
+    serving_idle: dict[str, float]  # pool -> idle share of its serving accelerators
+    billed: dict[str, float]  # pool -> mean accelerators billed over the window (autoscaled cloud pools)
+
+
+def header_section(result: SimResult) -> dict[str, Any]:
+    """What was run, by which version, from which inputs: the keys that open summary.json."""
+    rs = result.resolved
+    sc = rs.scenario
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "simfactory_version": __version__,
+        "provenance": provenance(rs, result.seed),
+        "input_warnings": rs.warnings,
+        "scenario": sc.name,
+        "description": sc.description,
+        "scenario_file": rs.file,
+        "seed": result.seed,
+        "arrival_process": describe_arrivals(sc.traffic.arrival),
     }
 
-    busy = pd.Series((result.busy_at_horizon_s - result.busy_at_warmup_s) / window_s)
-    kv_mean = window_mean(rtl, "kv_used_frac", start, end)
-    kv_max = rtl[(rtl["time_s"] > start) & (rtl["time_s"] <= end)].groupby("replica")["kv_used_frac"].max()
-    preempt = req.groupby("replica")["preemptions"].sum()
-    replicas = []
-    for r in result.replicas:
-        replicas.append(
-            {
-                "replica": r.replica_id,
-                "deployment": r.deployment,
-                "pool": r.pool,
-                "role": r.role,
-                "busy_frac": _f(busy.get(r.replica_id)),
-                "kv_used_frac_mean": _f(kv_mean.get(r.replica_id)),
-                "kv_used_frac_max": _f(kv_max.get(r.replica_id)),
-                "preemptions": int(preempt.get(r.replica_id, 0)),
-                "steps": int(result.replica_steps[r.replica_id]),
-            }
-        )
 
-    # Pool utilization: busy accelerator-time over provisioned accelerator-time (idle accelerators count).
+def window_section(start_s: float, end_s: float, sim_end_s: float, measured_requests: int,
+                   total_requests: int) -> dict[str, Any]:
+    """The measurement window and how many requests it measured, so readers can judge the sample."""
+    return {
+        "warmup_s": start_s,
+        "horizon_s": end_s,
+        "end_s": sim_end_s,
+        "measured_requests": int(measured_requests),
+        "total_requests": int(total_requests),
+    }
+
+
+def outcome_counts(req: pd.DataFrame) -> dict[str, int]:
+    """Requests per final outcome over all requests (warm-up and drain included); every outcome is listed,
+    zero or not, so reports have a fixed set of rows. Pending requests are not an outcome."""
+    counted = req["outcome"].value_counts()
+    return {o.label: int(counted.get(o.label, 0)) for o in Outcome if o != Outcome.PENDING}
+
+
+def completed_between(req: pd.DataFrame, start_s: float, end_s: float) -> pd.DataFrame:
+    """Attempts that ended in [start_s, end_s): what throughput counts (an escalated request counts per tier)."""
+    return req[(req["completion_s"] >= start_s) & (req["completion_s"] < end_s)]
+
+
+def answered_between(lreq: pd.DataFrame, start_s: float, end_s: float) -> pd.DataFrame:
+    """Token counts of the logical requests answered in [start_s, end_s): unit costs count what callers got
+    (an escalated request once, with its final answer's tokens)."""
+    done_in_window = ((lreq["completion_s"] >= start_s) & (lreq["completion_s"] < end_s)).to_numpy()
+    return lreq.loc[done_in_window, ["input_tokens", "output_tokens"]]  # two columns, not a frame copy
+
+
+def throughput_section(completed: pd.DataFrame, answered: pd.DataFrame, offered_requests: int,
+                       window_s: float) -> dict[str, float]:
+    """Rates over the window: attempts completed (`completed`), tokens they carried, arrivals measured
+    (`offered_requests`) and logical requests answered (`answered`)."""
+    return {
+        "requests_per_s": len(completed) / window_s,  # attempts: an escalated request counts per tier
+        "output_tokens_per_s": int(completed["output_tokens"].sum()) / window_s,
+        "input_tokens_per_s": int(completed["input_tokens"].sum()) / window_s,
+        "offered_requests_per_s": offered_requests / window_s,
+        "answered_requests_per_s": len(answered) / window_s,
+    }
+
+
+def replica_section(result: SimResult, req: pd.DataFrame, rtl: pd.DataFrame, start_s: float,
+                    end_s: float) -> list[dict[str, Any]]:
+    """Per replica: busy fraction and KV occupancy within the window, preemptions and steps over the run."""
+    busy = pd.Series((result.busy_at_horizon_s - result.busy_at_warmup_s) / (end_s - start_s))
+    kv_mean = window_mean(rtl, "kv_used_frac", start_s, end_s)
+    kv_max = rtl[(rtl["time_s"] > start_s) & (rtl["time_s"] <= end_s)].groupby("replica")["kv_used_frac"].max()
+    preempt = req.groupby("replica")["preemptions"].sum()
+    return [
+        {
+            "replica": r.replica_id,
+            "deployment": r.deployment,
+            "pool": r.pool,
+            "role": r.role,
+            "busy_frac": _f(busy.get(r.replica_id)),
+            "kv_used_frac_mean": _f(kv_mean.get(r.replica_id)),
+            "kv_used_frac_max": _f(kv_max.get(r.replica_id)),
+            "preemptions": int(preempt.get(r.replica_id, 0)),
+            "steps": int(result.replica_steps[r.replica_id]),
+        }
+        for r in result.replicas
+    ]
+
+
+def fleet_costs_of(result: SimResult, replicas: list[dict[str, Any]], completed: pd.DataFrame, start_s: float,
+                   end_s: float) -> FleetCosts:
+    """Pool costs at the utilization the run reached: busy accelerator-time over provisioned accelerator-time
+    (idle accelerators count), from the replica rows' busy fractions."""
+    rs = result.resolved
+    sc = rs.scenario
     pool_busy: dict[str, float] = {p.name: 0.0 for p in sc.pools}
     for r, row in zip(result.replicas, replicas):
         pool_busy[r.pool] += (row["busy_frac"] or 0.0) * r.accelerators
     serving_idle = serving_idle_fraction(result, pool_busy)
-    billed = billed_accelerators(result, start, end)
+    billed = billed_accelerators(result, start_s, end_s)
     utilization = pool_utilization(sc, pool_busy, serving_idle, billed)
-    done = completed_in_window[completed_in_window["outcome"] == Outcome.COMPLETED.label]
+    done = completed[completed["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
-    costs = with_serving_fractions(sc, fleet_costs(
-        rs, utilization, lost_work_s=float(in_service_s) if in_service_s == in_service_s else 0.0,
-        billed_accelerators=billed))
-    usd_per_hour = sum(c.per_hour.total_usd for c in costs)
-    serving_usd_per_hour = sum(c.serving_usd_per_hour for c in costs)
-    window_h = window_s / 3600.0
-    window_usd = usd_per_hour * window_h
-    serving_window_usd = serving_usd_per_hour * window_h
+    lost_work_s = float(in_service_s) if in_service_s == in_service_s else 0.0  # NaN: no completion timed
+    costs = with_serving_fractions(sc, fleet_costs(rs, utilization, lost_work_s=lost_work_s, billed_accelerators=billed))
+    return FleetCosts(costs, serving_idle, billed)
 
-    pool_usd_per_hour = {c.pool: c.per_hour.total_usd for c in costs}
-    pools = {p.name: p for p in sc.pools}
+
+def attribute_request_usd(req: pd.DataFrame, result: SimResult, fleet: FleetCosts) -> list[float]:
+    """Add each request's `usd` (its replica-seconds at its pool's price per replica-second) to `req`, in
+    place; returns the per-deployment USD per replica-second, which task costs reuse."""
+    rs = result.resolved
+    pool_usd_per_hour = {c.pool: c.per_hour.total_usd for c in fleet.costs}
+    pools = {p.name: p for p in rs.scenario.pools}
     usd_per_replica_s = [
-        pool_usd_per_hour[d.config.pool] / billed.get(d.config.pool, pools[d.config.pool].count) * d.config.tp / 3600.0
+        pool_usd_per_hour[d.config.pool] / fleet.billed.get(d.config.pool, pools[d.config.pool].count)
+        * d.config.tp / 3600.0
         for d in rs.deployments
     ]
     rates = np.asarray([*usd_per_replica_s, 0.0])  # deployment -1 (never routed): no replica time
     req["usd"] = req["replica_s"] * rates[result.table.deployment_id] if len(req) else 0.0
+    return usd_per_replica_s
+
+
+def logical_frame(req: pd.DataFrame, rs: ResolvedScenario) -> pd.DataFrame:
+    """Requests as callers see them (escalations folded in), each marked with whether it met its SLO."""
     lreq = logical_requests(req)
     lreq["slo_met"] = meets_slo(lreq, rs)
-    # unit costs count what callers got: an escalated request once, with its final answer's tokens
-    done_in_window = ((lreq["completion_s"] >= start) & (lreq["completion_s"] < end)).to_numpy()
-    answered_in_window = lreq.loc[done_in_window, ["input_tokens", "output_tokens"]]  # two columns, not a frame copy
-    answered_out_tok = int(answered_in_window["output_tokens"].sum())
-    answered_in_tok = int(answered_in_window["input_tokens"].sum())
-    throughput["answered_requests_per_s"] = len(answered_in_window) / window_s
-    tasks = tasks_frame(result, usd_per_replica_s)
+    return lreq
+
+
+def serving_window_usd(costs: list[PoolCost], window_s: float) -> float:
+    """The window's cost of the accelerators serving inference (dedicated training's share left out)."""
+    return sum(c.serving_usd_per_hour for c in costs) * (window_s / 3600.0)
+
+
+def class_window_usd(measured: pd.DataFrame, window_usd: float) -> dict[str, float]:
+    """`window_usd` spread over traffic classes by their share of replica time (fully loaded task costs)."""
     share = measured.groupby("class")["replica_s"].sum()
     total_share = float(share.sum())
-    window_usd_by_class = ({str(k): serving_window_usd * float(v) / total_share for k, v in share.items()}
-                           if total_share else {})
+    return {str(k): window_usd * float(v) / total_share for k, v in share.items()} if total_share else {}
 
-    w_stl = stl[(stl["time_s"] > start) & (stl["time_s"] <= end)]
+
+def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: int) -> dict[str, Any] | None:
+    """How much prompt prefill a deployment's prefix cache saved, over the requests it admitted (all of
+    the run's, warm-up included: the cache warms up then). None without a prefix cache."""
+    if not capacity_tokens:
+        return None
+    admitted = req[(req["deployment"] == deployment) & req["first_scheduled_s"].notna()]
+    return {
+        "capacity_tokens": capacity_tokens,
+        "hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
+        "prefill_tokens_saved": int(admitted["cached_tokens"].sum()),
+        "saved_fraction_of_prompt_tokens": (
+            float(admitted["cached_tokens"].sum() / admitted["input_tokens"].sum()) if len(admitted) else None
+        ),
+    }
+
+
+def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.DataFrame, w_stl: pd.DataFrame,
+                       latency_of: Callable[[pd.DataFrame], dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per deployment: its configuration, queue depth over the window (`w_stl`), latency and prefix cache."""
     deployments = []
     for d in rs.deployments:
         q = w_stl[f"queue_depth.{d.config.name}"]
         dep_req = _rows(measured, measured["deployment"] == d.config.name)
-        prefix_cache = None
-        if d.config.prefix_cache_tokens:
-            admitted = req[(req["deployment"] == d.config.name) & req["first_scheduled_s"].notna()]
-            prefix_cache = {
-                "capacity_tokens": d.config.prefix_cache_tokens,
-                "hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
-                "prefill_tokens_saved": int(admitted["cached_tokens"].sum()),
-                "saved_fraction_of_prompt_tokens": (
-                    float(admitted["cached_tokens"].sum() / admitted["input_tokens"].sum()) if len(admitted) else None
-                ),
-            }
         deployments.append(
             {
                 "name": d.config.name,
@@ -214,82 +332,75 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
                 "queue_depth_mean": _f(q.mean()) if len(q) else None,
                 "queue_depth_max": int(q.max()) if len(q) else None,
                 "latency_s": latency_of(dep_req),
-                "prefix_cache": prefix_cache,
+                "prefix_cache": prefix_cache_section(req, d.config.name, d.config.prefix_cache_tokens),
             }
         )
+    return deployments
 
-    summary: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "simfactory_version": __version__,
-        "provenance": provenance(rs, result.seed),
-        "input_warnings": rs.warnings,
-        "scenario": sc.name,
-        "description": sc.description,
-        "scenario_file": rs.file,
-        "seed": result.seed,
-        "arrival_process": describe_arrivals(sc.traffic.arrival),
-        "window": {
-            "warmup_s": start,
-            "horizon_s": end,
-            "end_s": result.end_s,
-            "measured_requests": int(len(measured)),
-            "total_requests": int(len(req)),
-        },
-        "outcomes": outcome_counts,
-        "latency_s": latency_of(measured),
-        "throughput": throughput,
-        "classes": {
-            c.config.name: {
-                "requests": int((measured["class"] == c.config.name).sum()),
-                "latency_s": latency_of(_rows(measured, measured["class"] == c.config.name)),
-            }
-            for c in rs.classes
-        },
-        "deployments": deployments,
-        "replicas": replicas,
-        "little_law": {
-            "mean_in_system": _f(w_stl["in_system"].mean()) if len(w_stl) else None,
-            "arrival_rate_per_s": len(measured) / window_s,
-            "mean_time_in_system_s": _f(
-                (measured["departure_s"].fillna(result.end_s) - measured["arrival_s"]).mean()
-            )
-            if len(measured)
-            else None,
-        },
-        "cost": {
-            "usd_per_hour": usd_per_hour,
-            "window_usd": window_usd,
-            "serving_usd_per_hour": serving_usd_per_hour,
-            "usd_per_1m_output_tokens": _per(serving_window_usd * 1e6, answered_out_tok),
-            "usd_per_1m_tokens": _per(serving_window_usd * 1e6, answered_out_tok + answered_in_tok),
-            "usd_per_request": _per(serving_window_usd, len(answered_in_window)),
-            "pools": [
-                {
-                    "pool": c.pool,
-                    "sku": c.sku,
-                    "location": c.location,
-                    "accelerators": c.accelerators,
-                    "utilization": c.utilization,
-                    "usd_per_hour": c.per_hour.total_usd,
-                    "pricing": c.cloud.pricing if c.cloud else "owned",
-                    "breakdown_usd_per_hour": c.per_hour.as_dict(),
-                }
-                for c in costs
-            ],
-        },
-        "finance": finance_summary(
-            rs, costs, units_of(rs, req, tasks, window_s, answered_in_window),
-            demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas], start, end),
-            result.seed, serving_idle, billed_accelerators(result, start, end, peak=True),
-        ),
-        "autoscaling": autoscaling_summary(result, req, start, end),
-        "resilience": resilience_summary(result, req, lreq),
-        "network": network_block(measured, req, start, end),
-        "tasks": task_summary(tasks, window_usd_by_class, stats),
-        "service": service_summary(lreq, rs, window_s, stats),
-        "sim": {"events": result.events, "end_s": result.end_s},
+
+def class_section(rs: ResolvedScenario, measured: pd.DataFrame,
+                  latency_of: Callable[[pd.DataFrame], dict[str, Any]]) -> dict[str, Any]:
+    """Per traffic class: measured requests and their latency."""
+    return {
+        c.config.name: {
+            "requests": int((measured["class"] == c.config.name).sum()),
+            "latency_s": latency_of(_rows(measured, measured["class"] == c.config.name)),
+        }
+        for c in rs.classes
     }
-    return RunMetrics(req, tasks, rtl, stl, costs, summary, trace_events(result, trace_tasks), lreq)
+
+
+def little_law_section(w_stl: pd.DataFrame, measured: pd.DataFrame, window_s: float,
+                       sim_end_s: float) -> dict[str, float | None]:
+    """L, lambda and W over the window, to check L = lambda W: a consistency check on the run, not a result.
+    A request still in the system at the end counts until `sim_end_s`."""
+    return {
+        "mean_in_system": _f(w_stl["in_system"].mean()) if len(w_stl) else None,
+        "arrival_rate_per_s": len(measured) / window_s,
+        "mean_time_in_system_s": _f((measured["departure_s"].fillna(sim_end_s) - measured["arrival_s"]).mean())
+        if len(measured)
+        else None,
+    }
+
+
+def cost_section(costs: list[PoolCost], window_s: float, answered: pd.DataFrame) -> dict[str, Any]:
+    """Fleet cost per hour and over the window, unit costs of what was answered, and each pool's price."""
+    usd_per_hour = sum(c.per_hour.total_usd for c in costs)
+    serving_usd = serving_window_usd(costs, window_s)
+    answered_out_tok = int(answered["output_tokens"].sum())
+    answered_in_tok = int(answered["input_tokens"].sum())
+    return {
+        "usd_per_hour": usd_per_hour,
+        "window_usd": usd_per_hour * (window_s / 3600.0),
+        "serving_usd_per_hour": sum(c.serving_usd_per_hour for c in costs),
+        "usd_per_1m_output_tokens": _per(serving_usd * 1e6, answered_out_tok),
+        "usd_per_1m_tokens": _per(serving_usd * 1e6, answered_out_tok + answered_in_tok),
+        "usd_per_request": _per(serving_usd, len(answered)),
+        "pools": [
+            {
+                "pool": c.pool,
+                "sku": c.sku,
+                "location": c.location,
+                "accelerators": c.accelerators,
+                "utilization": c.utilization,
+                "usd_per_hour": c.per_hour.total_usd,
+                "pricing": c.cloud.pricing if c.cloud else "owned",
+                "breakdown_usd_per_hour": c.per_hour.as_dict(),
+            }
+            for c in costs
+        ],
+    }
+
+
+def finance_section(result: SimResult, req: pd.DataFrame, rtl: pd.DataFrame, tasks: pd.DataFrame,
+                    fleet: FleetCosts, answered: pd.DataFrame, start_s: float, end_s: float) -> dict[str, Any]:
+    """Unit economics and TCO (simfactory/metrics/finance.py) from the run's units and demand curve."""
+    rs = result.resolved
+    units = units_of(rs, req, tasks, end_s - start_s, answered)
+    demand = demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas],
+                            start_s, end_s)
+    peak_billed = billed_accelerators(result, start_s, end_s, peak=True)
+    return finance_summary(rs, fleet.costs, units, demand, result.seed, fleet.serving_idle, peak_billed)
 
 
 def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: float) -> dict[str, Any]:

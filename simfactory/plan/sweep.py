@@ -96,7 +96,7 @@ def plan_jobs(scenario: Scenario, scenario_file: str, spec: SweepSpec, spec_file
 def _spec_key(scenario: Scenario, spec: SweepSpec, scenario_file: str = "") -> str:
     """What a resumed sweep must share with the rows on disk: the scenario, the grid, every file the scenario
     reads (workloads, profiles, price book: their hashes) and the simulator's version."""
-    from simfactory import __version__
+    from simfactory.version import __version__
     from simfactory.resolve import resolve
 
     try:

@@ -93,33 +93,65 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
 
 
 def render(m: RunMetrics, plots: list[str]) -> str:
+    """summary.md: one renderer per section, in the order readers scan a run (what ran, what came out, cost)."""
     s = m.summary
+    out = render_header(s)
+    out += render_outcomes(s["outcomes"])
+    out += render_latency(s["latency_s"], s["classes"])
+    out += render_throughput(s["throughput"])
+    out += render_deployments(s["deployments"])
+    out += render_replicas(s["replicas"])
+    if s["tasks"]:
+        out += render_tasks(s["tasks"])
+    if s.get("resilience"):
+        out += render_resilience(s["resilience"])
+    if s.get("autoscaling"):
+        out += render_autoscaling(s["autoscaling"])
+    out += ["## Cost and finance", ""] + markdown_section(finance_tables(s))
+    out += render_definitions()
+    if plots:
+        out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
+    return "\n".join(out)
+
+
+def render_header(s: dict[str, Any]) -> list[str]:
+    """Title, description and the run's identity: scenario file, seed, version, arrivals, window."""
     w = s["window"]
     out = [f"# simfactory run: {s['scenario']}", ""]
-    desc = m.summary.get("description")
+    desc = s.get("description")
     if desc:
         out += [desc, ""]
-    out += [
+    return out + [
         f"Scenario file `{s['scenario_file']}`, seed {s['seed']}, simfactory {s['simfactory_version']}."
         + (f" Arrivals: {s['arrival_process']}." if s.get("arrival_process") else ""),
         f"Measurement window {w['warmup_s']:g}-{w['horizon_s']:g} s (warm-up and drain excluded); "
         f"{w['measured_requests']:,} of {w['total_requests']:,} requests measured; simulation ended at {w['end_s']:.1f} s.",
         "",
+    ]
+
+
+def render_outcomes(outcomes: dict[str, int]) -> list[str]:
+    return [
         "## Outcomes (all requests)",
         "",
-        table(["outcome", "requests"], [[k, f"{v:,}"] for k, v in s["outcomes"].items()]),
-        "",
-        "## Latency (measured requests)",
-        "",
-        table(["metric", "n", "mean"] + [f"p{p}" for p in PERCENTILES], latency_rows(s["latency_s"])),
+        table(["outcome", "requests"], [[k, f"{v:,}"] for k, v in outcomes.items()]),
         "",
     ]
-    if len(s["classes"]) > 1:
-        for name, c in s["classes"].items():
+
+
+def render_latency(latency: dict[str, Any], classes: dict[str, Any]) -> list[str]:
+    """Latency of all measured requests, then per class when there is more than one."""
+    header = ["metric", "n", "mean"] + [f"p{p}" for p in PERCENTILES]
+    out = ["## Latency (measured requests)", "", table(header, latency_rows(latency)), ""]
+    if len(classes) > 1:
+        for name, c in classes.items():
             out += [f"### Class `{name}` ({c['requests']:,} requests)", ""]
-            out += [table(["metric", "n", "mean"] + [f"p{p}" for p in PERCENTILES], latency_rows(c["latency_s"])), ""]
-    t = s["throughput"]
-    out += [
+            out += [table(header, latency_rows(c["latency_s"])), ""]
+    return out
+
+
+def render_throughput(t: dict[str, Any]) -> list[str]:
+    return [
         "## Throughput (completions in the window)",
         "",
         table(
@@ -128,6 +160,11 @@ def render(m: RunMetrics, plots: list[str]) -> str:
               fmt(t["input_tokens_per_s"], digits=1)]],
         ),
         "",
+    ]
+
+
+def render_deployments(deployments: list[dict[str, Any]]) -> list[str]:
+    return [
         "## Deployments",
         "",
         table(
@@ -136,10 +173,15 @@ def render(m: RunMetrics, plots: list[str]) -> str:
             [
                 [d["name"], d["model"], d["sku"], f"{d['replicas']} x {d['tp']}", d["dtype"], f"{d['kv_capacity_tokens']:,}",
                  f"{fmt(d['queue_depth_mean'], digits=2)} / {fmt(d['queue_depth_max'])}", d["step_time_source"]]
-                for d in s["deployments"]
+                for d in deployments
             ],
         ),
         "",
+    ]
+
+
+def render_replicas(replicas: list[dict[str, Any]]) -> list[str]:
+    return [
         "## Replicas",
         "",
         table(
@@ -147,36 +189,39 @@ def render(m: RunMetrics, plots: list[str]) -> str:
             [
                 [str(r["replica"]), r["deployment"], fmt(r["busy_frac"]), fmt(r["kv_used_frac_mean"]),
                  fmt(r["kv_used_frac_max"]), f"{r['preemptions']:,}", f"{r['steps']:,}"]
-                for r in s["replicas"]
+                for r in replicas
             ],
         ),
         "",
     ]
-    if s["tasks"]:
-        out += render_tasks(s["tasks"])
-    if s.get("resilience"):
-        r = s["resilience"]
-        out += ["## Resilience", "", table(
-            ["failures", "availability (mean)", "requests lost", "retried", "failed (final)", "offered load factor",
-             "tokens recomputed", "USD of lost work", "mean repair (s)", "SLO in fault windows", "SLO outside"],
-            [[str(r["failures"]), fmt(r["availability_mean"]), str(r["requests_lost"]), str(r["retries"]),
-              str(r["failed"]), fmt(r["offered_load_factor"]), str(r["tokens_recomputed"]), fmt(r["usd_lost_work"], digits=4),
-              fmt(r["mean_time_to_repair_s"]), fmt(r["slo_attainment_in_fault_windows"]), fmt(r["slo_attainment_outside"])]]),
-            "", "Each attempt lost to a failure ends `failed` in the outcome counts; a retry is a new attempt. "
-            "`failed (final)`: lost requests not retried (retries off, exhausted or over budget). Offered load factor: "
-            "(first attempts + retries) / first attempts.", ""]
-    if s.get("autoscaling"):
-        out += ["## Autoscaling", "", table(
-            ["deployment", "replica-hours", "mean", "min", "max", "limit", "delay (s)", "scale-ups", "scale-downs",
-             "TTFT p99 (s)", "TTFT p99 during ramps (s)"],
-            [[name, fmt(a["provisioned_replica_hours"]), fmt(a["replicas_mean"]), str(a["replicas_min"]),
-              str(a["replicas_max"]), str(a["max_replicas"]), fmt(a["scale_up_delay_s"]), str(a["scale_ups"]),
-              str(a["scale_downs"]), fmt(a["ttft_p99_s"]), fmt(a["ttft_p99_during_ramps_s"])]
-             for name, a in s["autoscaling"].items()]), "",
-            "Cloud pools with autoscaled deployments bill the provisioned accelerator-hours (from each boot decision "
-            "to the release of the drained replica). Ramps: requests arriving while a replica was booting.", ""]
-    out += ["## Cost and finance", ""] + markdown_section(finance_tables(s))
-    out += [
+
+
+def render_resilience(r: dict[str, Any]) -> list[str]:
+    return ["## Resilience", "", table(
+        ["failures", "availability (mean)", "requests lost", "retried", "failed (final)", "offered load factor",
+         "tokens recomputed", "USD of lost work", "mean repair (s)", "SLO in fault windows", "SLO outside"],
+        [[str(r["failures"]), fmt(r["availability_mean"]), str(r["requests_lost"]), str(r["retries"]),
+          str(r["failed"]), fmt(r["offered_load_factor"]), str(r["tokens_recomputed"]), fmt(r["usd_lost_work"], digits=4),
+          fmt(r["mean_time_to_repair_s"]), fmt(r["slo_attainment_in_fault_windows"]), fmt(r["slo_attainment_outside"])]]),
+        "", "Each attempt lost to a failure ends `failed` in the outcome counts; a retry is a new attempt. "
+        "`failed (final)`: lost requests not retried (retries off, exhausted or over budget). Offered load factor: "
+        "(first attempts + retries) / first attempts.", ""]
+
+
+def render_autoscaling(autoscaling: dict[str, Any]) -> list[str]:
+    return ["## Autoscaling", "", table(
+        ["deployment", "replica-hours", "mean", "min", "max", "limit", "delay (s)", "scale-ups", "scale-downs",
+         "TTFT p99 (s)", "TTFT p99 during ramps (s)"],
+        [[name, fmt(a["provisioned_replica_hours"]), fmt(a["replicas_mean"]), str(a["replicas_min"]),
+          str(a["replicas_max"]), str(a["max_replicas"]), fmt(a["scale_up_delay_s"]), str(a["scale_ups"]),
+          str(a["scale_downs"]), fmt(a["ttft_p99_s"]), fmt(a["ttft_p99_during_ramps_s"])]
+         for name, a in autoscaling.items()]), "",
+        "Cloud pools with autoscaled deployments bill the provisioned accelerator-hours (from each boot decision "
+        "to the release of the drained replica). Ramps: requests arriving while a replica was booting.", ""]
+
+
+def render_definitions() -> list[str]:
+    return [
         "## Definitions",
         "",
         "- TTFT = first token time - arrival (includes queueing); TPOT = (completion - first token) / (output tokens - 1); "
@@ -185,6 +230,3 @@ def render(m: RunMetrics, plots: list[str]) -> str:
         "- Busy fraction = share of time the replica executes engine steps (any batch size).",
         "",
     ]
-    if plots:
-        out += ["## Plots", ""] + [f"![{p}]({p})" for p in plots] + [""]
-    return "\n".join(out)

@@ -9,10 +9,9 @@ task always add up to its end-to-end latency, whether it completed, failed or hi
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
+from dataclasses import dataclass
 from math import isnan
+from typing import Any
 
 import numpy as np
 import simpy
@@ -32,10 +31,8 @@ from simfactory.config.agent import (
     WaitStep,
 )
 from simfactory.config.limits import MAX_TOKENS
-from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE
-
-if TYPE_CHECKING:
-    from simfactory.sim.run import FleetModel
+from simfactory.sim.fleet_view import AgentFleet, Call
+from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
 CATEGORIES = ("network", "cache", "queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
 
@@ -138,7 +135,7 @@ class Scope:
     def __init__(self, parent: "Scope | None") -> None:
         self.parent = parent
         self.children: list[Scope] = []
-        self.calls: list[Any] = []  # LLM calls in flight (their current attempt is the last request id)
+        self.calls: list[Call] = []  # LLM calls in flight (their current attempt is the last request id)
         self.process: simpy.Process | None = None  # the process walking this branch
         self.cancelled = False
         if parent is not None:
@@ -214,40 +211,12 @@ class ToolServiceModel:
         return start - self.env.now
 
 
-@dataclass(slots=True)
-class TaskRecord:
-    task_id: int
-    class_id: int
-    start_s: float
-    end_s: float = float("nan")
-    outcome: str = "unfinished"
-    escalated: bool = False
-    steps: int = 0
-    llm_calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    tool_calls: int = 0
-    tool_failures: int = 0
-    retrieval_calls: int = 0
-    cache_hits: int = 0
-    retries: int = 0
-    loop_iterations: int = 0
-    usd_tools: float = 0.0
-    usd_retrieval: float = 0.0
-    usd_human: float = 0.0
-    usd_network: float = 0.0  # egress of tool and retrieval results (LLM egress is on the requests)
-    usd_llm_estimate: float = 0.0
-    rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
-    log: list[Any] = field(default_factory=list)
-    breakdown: dict[str, float] = field(default_factory=dict)
-
-
 class AgentTask:
     """One task walking its workload's steps. `run()` is its SimPy process."""
 
     def __init__(
         self,
-        fleet: "FleetModel",
+        fleet: AgentFleet,
         task_id: int,
         class_id: int,
         workload: AgentWorkload,
@@ -296,7 +265,7 @@ class AgentTask:
             self.env.timeout(self.w.deadline_s).callbacks.append(self._deadline)
         outcome = yield from self._body()
         rec.outcome = "timed_out" if self.timed_out else outcome
-        self.fleet.finish_task(self)
+        self.fleet.finish_task(rec)
 
     def _deadline(self, _event: simpy.Event) -> None:
         if isnan(self.rec.end_s) and not self.timed_out:  # end_s is set when the task finishes

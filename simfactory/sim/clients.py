@@ -17,7 +17,7 @@ MIN_CLOSED_LOOP_CYCLE_S apart (see simfactory.config.limits).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generator
+from typing import Generator
 
 import numpy as np
 import simpy
@@ -25,11 +25,9 @@ import simpy
 from simfactory.config.limits import MIN_CLOSED_LOOP_CYCLE_S
 from simfactory.config.scenario import ClosedArrivals
 from simfactory.resolve import ResolvedClass
+from simfactory.sim.fleet_view import ClientFleet, FleetCore
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.traffic import add_plain_requests
-
-if TYPE_CHECKING:  # pragma: no cover
-    from simfactory.sim.run import FleetModel
 
 DRAW_CHUNK = 1024  # draws per numpy call: one request at a time through add_plain_requests made runs ~3x slower
 # what add_plain_requests draws for a request besides its lengths and deployment (see RequestTable.add's `like`)
@@ -39,7 +37,7 @@ DRAWN_COLUMNS = ("priority", "service_class", "tenant", "session", "difficulty",
 class _Drawn:
     """DRAW_CHUNK requests of one class, drawn into a side table by add_plain_requests, as Python lists."""
 
-    def __init__(self, fleet: "FleetModel", c: ResolvedClass, first_row: int) -> None:
+    def __init__(self, fleet: FleetCore, c: ResolvedClass, first_row: int) -> None:
         k = DRAW_CHUNK
         side = RequestTable(k)
         rows = (first_row + np.arange(k)) % len(c.trace.input_tokens) if c.trace is not None else np.full(k, -1)
@@ -56,7 +54,7 @@ class _Drawn:
 class ClosedLoop:
     """The clients of one closed arrival process; `fleet.source_done()` is called as each one stops."""
 
-    def __init__(self, fleet: "FleetModel", process: ClosedArrivals, classes: list[ResolvedClass]) -> None:
+    def __init__(self, fleet: ClientFleet, process: ClosedArrivals, classes: list[ResolvedClass]) -> None:
         self.fleet = fleet
         self.env = fleet.env
         self.horizon_s = fleet.rs.scenario.sim.horizon_s

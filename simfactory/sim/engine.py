@@ -142,6 +142,8 @@ class StretchWaker:
 
 
 class ReplicaEngine:
+    """One replica: forms a batch per step and advances its requests (see the module docstring)."""
+
     def __init__(
         self,
         env: FloatEnvironment,
@@ -199,18 +201,24 @@ class ReplicaEngine:
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
+        self._init_batch_state()
+        self._init_accounting()
+        self.waker = StretchWaker(self)
+        env.start(self._next)
 
-        self.free_blocks = kv_blocks
+    def _init_batch_state(self) -> None:
+        """What the batch holds: KV blocks, running requests and their prefill and decode progress."""
+        self.free_blocks = self.kv_blocks
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
         self.running: dict[int, None] = {}  # admission order; the last one is the newest
-        self.requeued = WaitingQueue(env)  # preempted requests, re-admitted before new ones of their priority
+        self.requeued = WaitingQueue(self.env)  # preempted requests, re-admitted before new ones of their priority
         # prefill phase: rid -> tokens to compute (prompt + tokens generated before a preemption)
         self.prefill_target: dict[int, int] = {}
         self.computed: dict[int, int] = {}
         # decode phase, relative to the step counter
         self.dec_base: dict[int, int] = {}  # KV length before step s is base + s
         self.dec_finish: dict[int, int] = {}  # step whose end produces the last token
-        self.bucket = [0] * block_size  # decode sequences per (base mod block_size)
+        self.bucket = [0] * self.block_size  # decode sequences per (base mod block_size)
         self.sum_base = 0
         self.finish_heap: list[tuple[int, int]] = []
         # replica-time attribution: each step's time is split over the tokens it computed; decode
@@ -219,6 +227,8 @@ class ReplicaEngine:
         self.dec_cum0: dict[int, float] = {}
         self.pending_aborts: set[int] = set()
 
+    def _init_accounting(self) -> None:
+        """Busy time, step and preemption counts, health, and the balancer's count of what it holds."""
         self.busy_s = 0.0  # accumulated step time
         self.step_started_s = 0.0
         self.step_len_s = 0.0  # length of the step in progress (0 when idle)
@@ -233,8 +243,6 @@ class ReplicaEngine:
         self.held_slot = 0
         self.repaired: simpy.Event | None = None
         self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
-        self.waker = StretchWaker(self)
-        env.start(self._next)
 
     # ---- observations (read by the router and the timeline monitor) ----
     @property
@@ -422,26 +430,9 @@ class ReplicaEngine:
 
         # 2) running partial prefills, oldest first
         chunks: list[tuple[int, int, int]] = []
-        completing = 0  # running prefills whose last chunk is in this step
+        partial = 0  # prompts still partly unprefilled after this step (vLLM caps how many run at once)
         if prefill_target:
-            scheduled: set[int] = set()  # their chunks so far (a newer unscheduled one may be preempted for room)
-            for rid in list(prefill_target):
-                if budget <= 0:
-                    break
-                if rid not in prefill_target:
-                    continue  # preempted while making room for an older one
-                done = computed[rid]
-                chunk = min(prefill_target[rid] - done, budget)
-                chunk = self._fit_chunk(rid, done, chunk, scheduled)
-                if chunk == 0:
-                    break
-                chunks.append((rid, chunk, done))
-                scheduled.add(rid)
-                budget -= chunk
-                completing += done + chunk == prefill_target[rid]
-
-        # prompts that will still be partly unprefilled after this step (vLLM caps how many run at once)
-        partial = len(prefill_target) - completing
+            budget, partial = self._continue_prefills(chunks, budget)
 
         # 3) admit waiting requests in priority order (preempted ones first within a priority)
         t = self.table
@@ -471,20 +462,14 @@ class ReplicaEngine:
                 break
             if unfinished and partial >= self.max_num_partial_prefills:
                 break
-            final_blocks = 0
-            if self.full_sequence:
-                final_blocks = blocks_for(int(t.input_tokens[rid] + t.output_tokens[rid]), bs)
-                if self.committed_blocks + final_blocks > self.kv_blocks:
-                    break
+            if self.full_sequence and not self._commit_full_sequence(rid):
+                break
             source.pop()
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
                 t.first_scheduled_s[rid] = self.env._now
             self.free_blocks -= need_blocks
             running[rid] = None
-            if final_blocks:
-                self.committed[rid] = final_blocks
-                self.committed_blocks += final_blocks
             prefill_target[rid] = target
             computed[rid] = hit
             if hit:
@@ -497,6 +482,41 @@ class ReplicaEngine:
         for _, c, d in chunks:
             pairs += c * (d + (c + 1) / 2)
         return chunks, n_dec, kv_read, pairs
+
+    def _continue_prefills(self, chunks: list[tuple[int, int, int]], budget: int) -> tuple[int, int]:
+        """Step 2 of a batch, called only while some prompt is partly prefilled (kept out of _schedule's common
+        path): the next chunk of each running partial prefill, oldest first, appended to chunks. Returns the
+        token budget left and how many prompts will still be partly unprefilled after this step."""
+        prefill_target, computed = self.prefill_target, self.computed
+        completing = 0  # running prefills whose last chunk is in this step
+        scheduled: set[int] = set()  # their chunks so far (a newer unscheduled one may be preempted for room)
+        for rid in list(prefill_target):
+            if budget <= 0:
+                break
+            if rid not in prefill_target:
+                continue  # preempted while making room for an older one
+            done = computed[rid]
+            chunk = min(prefill_target[rid] - done, budget)
+            chunk = self._fit_chunk(rid, done, chunk, scheduled)
+            if chunk == 0:
+                break
+            chunks.append((rid, chunk, done))
+            scheduled.add(rid)
+            budget -= chunk
+            completing += done + chunk == prefill_target[rid]
+        return budget, len(prefill_target) - completing
+
+    def _commit_full_sequence(self, rid: int) -> bool:
+        """Full-sequence admission (the last check before a request is admitted): reserve the KV blocks it
+        will hold at its longest, or refuse it (False) when the running requests' reservations leave no room."""
+        t = self.table
+        final_blocks = blocks_for(int(t.input_tokens[rid] + t.output_tokens[rid]), self.block_size)
+        if self.committed_blocks + final_blocks > self.kv_blocks:
+            return False
+        if final_blocks:
+            self.committed[rid] = final_blocks
+            self.committed_blocks += final_blocks
+        return True
 
     def _admit_transferred(self) -> None:
         """Requests whose KV cache is ready (transferred from a prefill replica, or swapped out to host

@@ -4,15 +4,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generator
+from typing import Generator
 
 import numpy as np
 import simpy
 
 from simfactory.config.faults import Outage, ReplicaFailures, RollingRestart, SpotReclamation
-
-if TYPE_CHECKING:
-    from simfactory.sim.run import FleetModel
+from simfactory.sim.fleet_view import FaultFleet
 
 
 @dataclass
@@ -31,7 +29,7 @@ class FaultLog:
         return total
 
 
-def replica_failures(fleet: "FleetModel", spec: ReplicaFailures, replica: int, rng: np.random.Generator,
+def replica_failures(fleet: FaultFleet, spec: ReplicaFailures, replica: int, rng: np.random.Generator,
                      log: FaultLog) -> Generator[simpy.Event, None, None]:
     """Up (exponential, mean MTBF) -> fail -> health check notices -> repaired (exponential, mean MTTR) -> up."""
     env = fleet.env
@@ -57,7 +55,7 @@ def replica_failures(fleet: "FleetModel", spec: ReplicaFailures, replica: int, r
         log.failures[k] = (replica, failed_at, env.now)
 
 
-def outage(fleet: "FleetModel", spec: Outage, replicas: list[int], log: FaultLog) -> Generator[simpy.Event, None, None]:
+def outage(fleet: FaultFleet, spec: Outage, replicas: list[int], log: FaultLog) -> Generator[simpy.Event, None, None]:
     """A whole pool down for a window."""
     env = fleet.env
     yield env.timeout(spec.start_s)
@@ -74,7 +72,7 @@ def outage(fleet: "FleetModel", spec: Outage, replicas: list[int], log: FaultLog
         log.failures[k] = (r, log.failures[k][1], env.now)
 
 
-def spot_reclamation(fleet: "FleetModel", spec: SpotReclamation, replica: int, rng: np.random.Generator,
+def spot_reclamation(fleet: FaultFleet, spec: SpotReclamation, replica: int, rng: np.random.Generator,
                      log: FaultLog) -> Generator[simpy.Event, None, None]:
     """Poisson reclamations with notice; the replacement starts serving after `replacement_s`."""
     env = fleet.env
@@ -91,7 +89,7 @@ def spot_reclamation(fleet: "FleetModel", spec: SpotReclamation, replica: int, r
         log.failures[k] = (replica, log.failures[k][1], env.now)
 
 
-def rolling_restart(fleet: "FleetModel", spec: RollingRestart, replicas: list[int],
+def rolling_restart(fleet: FaultFleet, spec: RollingRestart, replicas: list[int],
                     log: FaultLog) -> Generator[simpy.Event, None, None]:
     """One replica at a time: stop routing, drain (bounded), lose what is left, load weights, serve again."""
     env = fleet.env

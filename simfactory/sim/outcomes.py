@@ -1,8 +1,14 @@
-"""How each request ended. Every request ends with exactly one of these."""
+"""How each request ended (every request ends with exactly one Outcome), and each agent task's record.
+
+TaskRecord lives here rather than in agents.py so the fleet (run.py) and its view (fleet_view.py) can name
+what a finished task hands back without importing the agent machinery.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 
 class Outcome(IntEnum):
@@ -27,3 +33,33 @@ class Outcome(IntEnum):
 PENDING_CODE = int(Outcome.PENDING)
 COMPLETED_CODE = int(Outcome.COMPLETED)
 CACHE_HIT_CODE = int(Outcome.CACHE_HIT)
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One agent task's outcome (one of agents.TASK_OUTCOMES), totals and time log."""
+
+    task_id: int
+    class_id: int
+    start_s: float
+    end_s: float = float("nan")
+    outcome: str = "unfinished"
+    escalated: bool = False
+    steps: int = 0
+    llm_calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    tool_calls: int = 0
+    tool_failures: int = 0
+    retrieval_calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    loop_iterations: int = 0
+    usd_tools: float = 0.0
+    usd_retrieval: float = 0.0
+    usd_human: float = 0.0
+    usd_network: float = 0.0  # egress of tool and retrieval results (LLM egress is on the requests)
+    usd_llm_estimate: float = 0.0
+    rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
+    log: list[Any] = field(default_factory=list)
+    breakdown: dict[str, float] = field(default_factory=dict)

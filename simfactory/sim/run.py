@@ -19,14 +19,15 @@ from simfactory.config.scenario import ClosedArrivals
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.gc_pause import gc_paused
-from simfactory.sim.agents import AgentTask, Brownouts, TaskRecord, ToolServiceModel, breakdown
+from simfactory.sim.agents import AgentTask, Brownouts, ToolServiceModel, breakdown
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.clients import ClosedLoop
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
+from simfactory.sim.fleet_view import Call, ReplicaInfo
 from simfactory.sim.network import NetworkModel
-from simfactory.sim.outcomes import PENDING_CODE, Outcome
+from simfactory.sim.outcomes import PENDING_CODE, Outcome, TaskRecord
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -46,31 +47,6 @@ DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 TASK_KEY_OFFSET = 1 << 62  # affinity / prefix keys of agent tasks, apart from session ids
 WORKLOAD_KEY_OFFSET = 1 << 61  # prefix keys of agent workloads' system prompts
-
-
-@dataclass(slots=True)
-class Call:
-    """One logical LLM call: its attempts (escalations add one each) and, for agent tasks, a done event."""
-
-    origin: int
-    rids: list[int]
-    target: Target
-    done: simpy.Event | None
-    route: ResolvedRoute | None = None
-    tier: int = -1
-
-
-@dataclass(frozen=True)
-class ReplicaInfo:
-    replica_id: int
-    deployment: str
-    pool: str
-    index_in_deployment: int
-    accelerators: int  # device-time share: tp (a pp replica's tp x pp devices over its pp engines)
-    kv_blocks: int
-    block_size: int
-    micro_batch: int = 0  # pipeline parallelism: which of the replica's pp in-flight micro-batches
-    role: str = "mixed"  # disaggregation: prefill or decode replicas
 
 
 @dataclass
@@ -659,8 +635,8 @@ class FleetModel:
         self.tasks_open += 1
         return self.env.process(task.run())
 
-    def finish_task(self, task: AgentTask) -> None:
-        rec = task.rec
+    def finish_task(self, rec: TaskRecord) -> None:
+        """An agent task ended (its process is about to return): close its record."""
         rec.end_s = self.env.now
         rec.breakdown = breakdown(rec.log, rec.end_s, self.table)
         rec.breakdown["total"] = rec.end_s - rec.start_s

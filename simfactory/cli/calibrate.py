@@ -1,5 +1,6 @@
 """`simfactory calibrate ...`: measure (run), fit, import, and check against a live endpoint (serve, validate).
-Thin commands over simfactory.calibration; `run` and `fit` live in cli_calibrate_run.py."""
+Thin commands over simfactory.calibration; `run` and `fit` live in calibrate_run.py (main.py adds them to the
+group this module makes)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from simfactory.cli.common import err, input_errors, out
 from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError
-
-calibrate_app = typer.Typer(
-    help="Calibrate hardware profiles: time engine steps on a GPU and fit them (run, fit), import serving "
-         "benchmarks (import), and compare the simulator with a live endpoint (serve, validate).\n\n"
-         "Example: simfactory calibrate run --backend vllm --model llama-3.1-8b",
-    no_args_is_help=True,
-)
 
 SkuOpt = Annotated[str, typer.Option(help="SKU id of the GPUs behind the endpoint (hardware_profiles/).")]
 ModelOpt = Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")]
@@ -77,7 +72,6 @@ def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: 
     out.print(f"wrote {out_dir / 'validation.csv'}", highlight=False)
 
 
-@calibrate_app.command("serve")
 def serve_cmd(
     url: Annotated[str, typer.Option(help="Base URL of an OpenAI-compatible server, e.g. http://localhost:8000.")],
     served_model: Annotated[str, typer.Option(help="The model name the server expects in requests.")],
@@ -107,7 +101,6 @@ def serve_cmd(
     """
     from simfactory.calibration.client import Endpoint, PlannedRequest, measure_endpoint
     from simfactory.calibration.measurements import check_requests
-    from simfactory.cli import err, input_errors, out
     from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
@@ -148,7 +141,6 @@ def serve_cmd(
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate serve", existing=True)
 
 
-@calibrate_app.command("import")
 def import_cmd(
     file: Annotated[Path, typer.Argument(help="A results file from vllm bench serve, aiperf/genai-perf or guidellm.")],
     format: Annotated[str, typer.Option("--format", help="vllm-bench, aiperf, genai-perf or guidellm.")],
@@ -160,7 +152,6 @@ def import_cmd(
     Example: simfactory calibrate import results.json --format vllm-bench --out requests.csv
     """
     from simfactory.calibration.importers import import_results
-    from simfactory.cli import input_errors, out
     from simfactory.outputs import check_output_file, write_output_file
 
     with input_errors():
@@ -177,7 +168,6 @@ def import_cmd(
               f"{out_file}", highlight=False)
 
 
-@calibrate_app.command("validate")
 def validate_cmd(
     requests_file: Annotated[Path, typer.Argument(help="Request table (from `calibrate serve` or `calibrate import`).")],
     sku: SkuOpt,
@@ -195,7 +185,6 @@ def validate_cmd(
     Example: simfactory calibrate validate requests.csv --sku h100-sxm --model llama-3.1-8b
     """
     from simfactory.calibration.measurements import check_requests, read_table
-    from simfactory.cli import err, input_errors, out
 
     with input_errors():
         measured = check_requests(read_table(requests_file), str(requests_file))
@@ -205,6 +194,17 @@ def validate_cmd(
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate validate", existing=False)
 
 
-from simfactory.cli_calibrate_run import register as _register_run  # noqa: E402
-
-_register_run(calibrate_app)
+def register(app: typer.Typer) -> typer.Typer:
+    """Add the `calibrate` group (serve, import, validate) to the top-level app; returns the group so that main.py
+    can add `run` and `fit` from calibrate_run.py to it."""
+    calibrate_app = typer.Typer(
+        help="Calibrate hardware profiles: time engine steps on a GPU and fit them (run, fit), import serving "
+             "benchmarks (import), and compare the simulator with a live endpoint (serve, validate).\n\n"
+             "Example: simfactory calibrate run --backend vllm --model llama-3.1-8b",
+        no_args_is_help=True,
+    )
+    calibrate_app.command("serve")(serve_cmd)
+    calibrate_app.command("import")(import_cmd)
+    calibrate_app.command("validate")(validate_cmd)
+    app.add_typer(calibrate_app, name="calibrate")
+    return calibrate_app

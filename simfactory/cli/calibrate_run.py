@@ -1,0 +1,312 @@
+"""`simfactory calibrate run` (microbenchmark on this GPU) and `calibrate fit` (fit step measurements you
+already have): thin commands over simfactory.calibration, registered on the `calibrate` sub-app."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from simfactory.cli.common import err, input_errors, out
+from simfactory.errors import InputError
+
+EXIT_NO_GPU = 3  # distinct from bad input (2): the command was right, the machine cannot run it
+
+
+def _context(sku: str, model: str) -> tuple[Any, Any]:
+    """The model's shape and the SKU's spec (for the roofline candidate and the KV-memory design)."""
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_models, load_profile, search_dirs
+
+    dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+    models = load_models(dirs)
+    if model not in models:
+        raise InputError("hardware_profiles/models.yaml", "models", f"unknown model {model!r}; known: {', '.join(sorted(models))}")
+    profile = load_profile(dirs, sku, f"--sku {sku}", "sku")
+    return models[model], profile
+
+
+FIT_KINDS = ("linear", "roofline", "kernels", "best")
+
+
+def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None = None, heldout_by: str = "random",
+                     max_train_rows: int | None = None) -> None:
+    """--fit, --max-heldout-mape, --engine, --heldout-by and --max-train-rows, each refused in one line when it
+    could not mean anything."""
+    from simfactory.calibration.fit import HELDOUT_BY, MIN_TRAIN
+
+    if fit_model not in FIT_KINDS:
+        raise InputError("--fit", "", f"unknown fit {fit_model!r} (choose from {', '.join(FIT_KINDS)})")
+    if heldout_by not in HELDOUT_BY:
+        raise InputError("--heldout-by", "", f"unknown held-out design {heldout_by!r} (choose from {', '.join(HELDOUT_BY)})")
+    if max_train_rows is not None and max_train_rows < MIN_TRAIN:
+        raise InputError("--max-train-rows", "", f"must be at least {MIN_TRAIN}, got {max_train_rows}")
+    if not (math.isfinite(max_heldout_mape) and max_heldout_mape > 0):
+        raise InputError("--max-heldout-mape", "", f"must be a finite fraction > 0 (0.10 = 10%), got {max_heldout_mape}")
+    if engine is not None:
+        from simfactory.paths import PROFILES_DIR
+        from simfactory.resolve import load_engines, search_dirs
+
+        engines = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR))
+        if engine not in engines:
+            raise InputError("--engine", "", f"unknown engine {engine!r}: a scenario could not use the profile "
+                                             f"(engines: {', '.join(sorted(engines))})")
+
+
+@contextmanager
+def _fails_with(code: int, *errors: type[Exception]) -> Iterator[None]:
+    """These errors end the command with one red line and `code`, not a traceback."""
+    try:
+        yield
+    except errors as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code) from None
+
+
+def _report(run: Any, out: Any) -> None:
+    from rich.table import Table
+
+    f = run.fit
+    table = Table(title=f"fit: {f.kind} step-time model (held out: {f.heldout_by})")
+    for col in ("split", "rows", "MAPE", "bias", "worst"):
+        table.add_column(col, justify="right")
+    p = f.predictions
+    train = p[p["split"] == "train"]["error"]
+    held = p[p["split"] == "heldout"]["error"]
+    table.add_row("train", str(f.n_train), f"{f.train_mape:.2%}", f"{train.mean():+.2%}", f"{train.abs().max():.2%}")
+    table.add_row("held-out", str(f.n_heldout), f"{f.heldout_mape:.2%}", f"{held.mean():+.2%}", f"{f.heldout_max_error:.2%}")
+    for phase, pe in f.phases.items():
+        if pe.n and pe.mape is not None and pe.bias is not None and pe.max_error is not None:
+            table.add_row(f"held-out {phase}", str(pe.n), f"{pe.mape:.2%}", f"{pe.bias:+.2%}", f"{pe.max_error:.2%}")
+        else:
+            table.add_row(f"held-out {phase}", "0", "-", "-", "-")
+    out.print(table)
+    out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
+    if run.shipped_mape is not None:
+        out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these measurements; the "
+                  f"measured profile by {f.heldout_mape:.1%} on held-out ones")
+    if run.power is not None:
+        out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
+    out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
+              "model, engine, dtype and TP on this SKU")
+
+
+def _dry_run(model: str, backend: str, sku: str | None, dtype: str, tp: int, repetitions: int, warmup: int,
+             quick: bool, out: Any) -> None:
+    """The design `calibrate run` would time on this SKU and how long the GPU should be busy."""
+    from collections import Counter
+
+    from simfactory.calibration.microbench import design_for, estimate_gpu_s, shipped_roofline
+
+    with input_errors():
+        if sku is None:
+            raise InputError("--sku", "", "--dry-run needs --sku (there is no GPU to ask)")
+        arch, profile = _context(sku, model)
+    roof = shipped_roofline(arch, profile, "vllm" if backend == "vllm" else "torch-eager", dtype, tp)
+    points = design_for(arch, dtype, tp, profile.spec.hbm_gb, quick)
+    kinds = ("prefill", "decode", "mixed") if backend == "vllm" else ("prefill", "decode")
+    seconds, shapes = estimate_gpu_s(points, roof, kinds, repetitions, warmup, prefill_contexts=backend == "vllm")
+    counts = Counter(p.kind for p in points if p.kind in kinds)
+    out.print(f"{shapes} step shapes ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}) x "
+              f"{warmup} warm-up + {repetitions} timed repetitions on {tp} x {sku} ({backend})", highlight=False)
+    out.print(f"estimated GPU busy time {seconds / 60:.1f} min by the shipped roofline, plus engine start-up "
+              "(vLLM: 1-3 min; torch: model init) and Python overhead per step", highlight=False)
+
+
+def run_cmd(
+    model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml); its config.json comes "
+                                            "from calibrate/model_configs/<model>/.")] = "llama-3.1-8b",
+    backend: Annotated[str, typer.Option(help="vllm (the real engine) or torch (transformers, eager).")] = "vllm",
+    sku: Annotated[Optional[str], typer.Option(help="SKU id to write the profile for (default: from the GPU's name).")] = None,
+    dtype: Annotated[str, typer.Option(help="Weights: bf16 or fp8 (vllm).")] = "bf16",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs (vllm).")] = 1,
+    repetitions: Annotated[int, typer.Option(min=3, help="Timed repetitions per step shape.")] = 10,
+    warmup: Annotated[int, typer.Option(min=0, help="Untimed repetitions first.")] = 3,
+    quick: Annotated[bool, typer.Option(help="A small design (minutes): for a smoke test, not for publishing.")] = False,
+    fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels or best (lower held-out error).")] = "best",
+    max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
+    force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
+    config_dir: Annotated[Optional[Path], typer.Option(help="Folder with the model's config.json.")] = None,
+    profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+    dry_run: Annotated[bool, typer.Option(help="No GPU needed: print the design and its estimated GPU time "
+                                               "(the SKU's roofline) for --sku, and exit.")] = False,
+) -> None:
+    """Time engine steps on this GPU, fit the step-time model and write a measured profile.
+
+    Writes <profiles-dir>/<sku>/<model>-<engine>-<dtype>-tp<N>.yaml (source: measured, held-out fit error,
+    provenance) with the raw steps and NVML power samples as CSV beside it.
+
+    Example: simfactory calibrate run --backend vllm --model llama-3.1-8b --tp 1
+    """
+    from simfactory.calibration.fit import FitRefused
+    from simfactory.calibration.validate import check_deployment_flags
+
+    with input_errors():
+        check_deployment_flags(dtype, tp)
+        _check_fit_flags(fit_model, max_heldout_mape)
+    if dry_run:
+        _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
+        return
+    gpu, chosen_sku, arch, profile = _gpu_and_profile(sku, model)
+    engine, points = _start_engine(backend, model, config_dir, arch, dtype, tp, gpu.memory_gb, quick)
+    steps, samples, not_reported = _time_steps(engine, points, tp, repetitions, warmup)
+    prov = _run_provenance(backend, model, dtype, tp, quick, gpu, engine, len(steps), repetitions, not_reported)
+    from simfactory.calibration.microbench import publish
+
+    with _fails_with(1, FitRefused):
+        run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
+                      profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
+                      max_heldout_mape=max_heldout_mape, force=force, samples=samples)
+    _report(run, out)
+
+
+def _gpu_and_profile(sku: str | None, model: str) -> tuple[Any, str, Any, Any]:
+    """GPU 0 (exit 3 without one), the SKU (--sku, else from the GPU's name), the model's shape and the SKU's profile."""
+    from simfactory.calibration.nvml import NoGpu, require_gpu, sku_for
+
+    with _fails_with(EXIT_NO_GPU, NoGpu):
+        gpu = require_gpu(0)
+    with input_errors():
+        chosen_sku = sku or sku_for(gpu.name)
+        if chosen_sku is None:
+            raise InputError("--sku", "sku", f"cannot tell the SKU from the GPU name {gpu.name!r}; pass --sku")
+        arch, profile = _context(chosen_sku, model)
+    return gpu, chosen_sku, arch, profile
+
+
+def _start_engine(backend: str, model: str, config_dir: Path | None, arch: Any, dtype: str, tp: int,
+                  memory_gb: float, quick: bool) -> tuple[Any, Any]:
+    """The engine to time and the step shapes it can run in one iteration (the others are noted, not timed)."""
+    from simfactory.calibration.backends import fitting_points, make_backend
+    from simfactory.calibration.fit import FitRefused
+    from simfactory.calibration.microbench import config_dir_for, design_for
+
+    with _fails_with(2, FileNotFoundError, RuntimeError, ValueError, FitRefused):
+        folder = config_dir_for(model, config_dir)
+        points = design_for(arch, dtype, tp, memory_gb, quick)
+        # vLLM admits a prompt only below max_num_seqs: room for the largest batch plus its prompts
+        seqs = {"max_num_seqs": max(p.decode_seqs + p.prefill_seqs for p in points)} if backend == "vllm" else {}
+        engine = make_backend(backend, folder, dtype, tp, **seqs)
+    points, unfit = fitting_points(engine, points)
+    if unfit:
+        out.print(f"[yellow]note:[/yellow] {len(unfit)} step shapes exceed what {engine.engine} can run in one "
+                  "iteration here (KV blocks, sequences or token budget) and are not timed", highlight=False)
+    return engine, points
+
+
+def _time_steps(engine: Any, points: Any, tp: int, repetitions: int, warmup: int) -> tuple[Any, Any, set[str]]:
+    """(steps with power, NVML samples, the NVML fields this GPU did not report), the GPUs sampled while timing."""
+    from simfactory.calibration.backends import StepShapeNotTimed
+    from simfactory.calibration.microbench import add_power, measure
+    from simfactory.calibration.nvml import NvmlSampler
+
+    with NvmlSampler(tuple(range(tp))) as sampler, _fails_with(1, StepShapeNotTimed):
+        steps = measure(engine, points, repetitions, warmup, sampler,
+                        on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False),
+                        on_skip=lambda p, why: out.print(f"  [yellow]skipped[/yellow] {p}: {why}", highlight=False))
+    samples = sampler.frame()
+    if sampler.unsupported:
+        out.print(f"[yellow]note:[/yellow] NVML did not report {', '.join(sorted(sampler.unsupported))} on this "
+                  "GPU; those columns are empty and no power curve is fitted from them", highlight=False)
+    return add_power(steps, samples), samples, set(sampler.unsupported)
+
+
+def _run_provenance(backend: str, model: str, dtype: str, tp: int, quick: bool, gpu: Any, engine: Any, shapes: int,
+                    repetitions: int, not_reported: set[str]) -> dict[str, Any]:
+    """What the measured profile records about how it was measured: command, GPU, driver, engine, design."""
+    from simfactory.calibration.microbench import base_provenance
+
+    prov = base_provenance(["simfactory", "calibrate", "run", "--backend", backend, "--model", model, "--dtype",
+                            dtype, "--tp", str(tp)] + (["--quick"] if quick else []))
+    prov.update({"gpu": gpu.name, "gpus": str(tp), "driver": gpu.driver, "cuda_driver": gpu.cuda_driver,
+                 "engine_version": engine.version(), "backend": backend,
+                 "design": f"{shapes} step shapes x {repetitions} repetitions (median, outliers dropped)"})
+    if not_reported:
+        prov["nvml_not_reported"] = ", ".join(sorted(not_reported))
+    return prov
+
+
+def _fit_requests(requests: Any, sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
+                  max_num_seqs: int | None, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
+                  force: bool, out: Any) -> Any:
+    from simfactory.calibration.microbench import publish_serving
+    from simfactory.calibration.validate import Deployment
+
+    dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas, max_num_seqs=max_num_seqs)
+    out.print(f"fitting to {int(requests['ok'].sum())} measured requests (each evaluation replays the load) ...",
+              highlight=False)
+    return publish_serving(requests, dep, profiles_dir=profiles_dir, provenance=prov,
+                           max_heldout_mape=max_heldout_mape, force=force)
+
+
+def fit_cmd(
+    measurements: Annotated[Path, typer.Argument(help="A step table (the columns of `calibrate run`'s "
+                                                      ".steps.csv) or a request table (from `calibrate serve` or "
+                                                      "`calibrate import`); CSV or Parquet.")],
+    sku: Annotated[str, typer.Option(help="SKU id the measurements were taken on.")],
+    model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")],
+    engine: Annotated[str, typer.Option(help="Engine label of the profile (vllm, sglang, torch-eager, ...).")] = "vllm",
+    dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
+    replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
+    fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline, kernels (the SKU's "
+                                                         "kernel tables + fitted engine overhead) or best.")] = "best",
+    heldout_by: Annotated[str, typer.Option(help="Step tables: held-out rows: random (25%), batch (every second "
+                                                 "batch size per phase) or prompt (every second prompt / context "
+                                                 "length).")] = "random",
+    max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows "
+                                                               "(an even spread); the rest are held out.")] = None,
+    max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
+    force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
+    gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
+    profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+) -> None:
+    """Fit measurements you already have (no GPU needed) and write a measured profile.
+
+    A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
+    fitted through the simulator: the roofline factors that make the simulated replay of that load match
+    its latency percentiles and throughput (the middle rate held out when there are three or more).
+
+    Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
+    """
+    from simfactory.calibration.fit import FitRefused
+    from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
+    from simfactory.calibration.microbench import base_provenance, publish
+    from simfactory.calibration.validate import check_deployment_flags
+
+    with input_errors():
+        check_deployment_flags(dtype, tp, replicas)
+        _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by, max_train_rows)
+        table = read_table(measurements)
+        arch, profile = _context(sku, model)
+    prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
+    prov.update({"measurements": str(measurements), "gpu": gpu_name or sku})
+    with _fails_with(1, FitRefused):
+        if all(c in table.columns for c in REQUEST_COLUMNS):
+            with input_errors():
+                requests = check_requests(table, str(measurements))
+                run = _fit_requests(requests, sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir,
+                                    prov, max_heldout_mape, force, out)
+        else:
+            with input_errors():
+                steps = check_steps(table, str(measurements))
+            from simfactory.paths import PROFILES_DIR
+            from simfactory.resolve import search_dirs
+
+            run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
+                          profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
+                          max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by,
+                          max_train=max_train_rows,
+                          profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
+    _report(run, out)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run` and `fit` to the `calibrate` group."""
+    app.command("run")(run_cmd)
+    app.command("fit")(fit_cmd)

@@ -1,0 +1,83 @@
+"""What every command shares: the consoles, exit codes, the InputError -> exit 2 translation and small helpers.
+
+Command modules import this (and the library), never each other, so the CLI has no import cycle.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from simfactory.errors import InputError, InputErrors
+
+out = Console(emoji=False)
+err = Console(stderr=True, emoji=False)
+
+EXIT_INPUT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
+TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench")
+
+
+@contextmanager
+def input_errors() -> Iterator[None]:
+    """Turn InputError(s) into `error: file: field: reason` lines on stderr and exit code 2."""
+    try:
+        yield
+    except InputErrors as e:
+        for one in e.errors:
+            err.print(f"[red]error:[/red] {escape(str(one))}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+    except InputError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INPUT_ERROR) from None
+
+
+def abspath(p: Path) -> Path:
+    """An absolute path without resolving links (resolve() raises on a loop of links; the readers refuse it)."""
+    return Path(os.path.abspath(p))
+
+
+def print_warnings(warnings: list[str], shown: int = 20) -> None:
+    """The first `shown` warnings on stderr, then how many more there are (a long list buries the output)."""
+    for w in warnings[:shown]:
+        err.print(f"warning: {w}", highlight=False, soft_wrap=True)
+    if len(warnings) > shown:
+        err.print(f"warning: ... and {len(warnings) - shown} more (all listed in summary.json input_warnings)")
+
+
+def check_trace_format(fmt: str) -> str:
+    """`fmt` when it names a trace parser, else one error line and exit 2 (`run --trace-format`, `trace --format`)."""
+    if fmt not in TRACE_FORMATS:
+        err.print(f"[red]error:[/red] --format: unknown trace format {fmt!r} (formats: {', '.join(TRACE_FORMATS)})")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    return fmt
+
+
+@contextmanager
+def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[float, float], None] | None]:
+    """A simulated-seconds progress bar on a terminal's stderr; None (no bar) when quiet or piped."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} simulated s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=1.0)
+
+        def update(done_s: float, total_s: float) -> None:
+            bar.update(task, completed=done_s, total=total_s)
+
+        yield update

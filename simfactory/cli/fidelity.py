@@ -1,0 +1,75 @@
+"""`simfactory fidelity`: simulate published measurements and report predicted vs measured, and where the error
+lives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from simfactory.cli.common import input_errors, out
+
+
+def fidelity(
+    suites: Annotated[
+        Optional[list[Path]], typer.Argument(help="Suite YAML files (default: calibrate/fidelity/*.yaml).")
+    ] = None,
+    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point.")] = 800,
+    out_json: Annotated[Optional[Path], typer.Option("--json", help="Write every point and the summary as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
+) -> None:
+    """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
+
+    Example: simfactory fidelity calibrate/fidelity/trtllm-perf-overview.yaml
+    """
+    import dataclasses
+    import json
+
+    from simfactory.fidelity import breakdowns, load_suite, run_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
+
+    with input_errors():
+        if out_json is not None:
+            check_output_file(out_json, "--json", force)
+        loaded = [load_suite(p) for p in (suites or shipped_suites())]
+        results = [r for s in loaded for r in run_suite(s, requests)]
+    table = Table(title="predicted vs measured")
+    for col in ("point", "metric", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col in ("point", "metric") else "right")
+    for r in results:
+        fmt = "{:,.0f}" if r.metric == "output_tokens_per_s" else "{:.4f}"
+        table.add_row(r.id, r.metric, fmt.format(r.measured), fmt.format(r.predicted), f"{r.error:+.1%}")
+    out.print(table)
+    summary = summarize(results)
+    for key, s in summary.items():
+        out.print(f"{key}: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over {s['points']} "
+                  f"points; worst {s['worst']} ({s['worst_error']:.1%})", highlight=False, markup=False, soft_wrap=True)
+    parts = breakdowns(results)
+    bd = Table(title="where the error lives (bias: mean error signed so that + is optimistic, i.e. latency too low or "
+                     "throughput too high)")
+    for col in ("group", "points", "MAPE", "bias", "leans"):
+        bd.add_column(col, justify="left" if col in ("group", "leans") else "right")
+    for key, s in parts.items():
+        bd.add_row(key, str(s["points"]), f"{s['mape']:.1%}", f"{s['optimism']:+.1%}", _lean(s["optimism"]))
+    out.print(bd)
+    by_source = summarize_by_source(results)
+    for src, s in by_source.items():
+        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
+                  f"{s['points']} points", highlight=False, markup=False)
+    if out_json is not None:
+        doc = json_with_generator({"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
+            {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]})
+        with input_errors():
+            write_text_output(out_json, json.dumps(doc, indent=1) + "\n", "--json", force)
+
+
+def _lean(optimism: float) -> str:
+    """Which way the bias leans, in a word (within half a percent counts as unbiased)."""
+    return "optimistic" if optimism > 0.005 else "pessimistic" if optimism < -0.005 else "unbiased"
+
+
+def register(app: typer.Typer) -> None:
+    """Add `fidelity` to the top-level app."""
+    app.command()(fidelity)

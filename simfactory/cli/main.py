@@ -1,0 +1,66 @@
+"""The `simfactory` Typer app: the --version callback and every command group, registered in help order.
+
+The only module that knows all the others: command modules import simfactory.cli.common, never each other.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from simfactory.cli.calibrate import register as register_calibrate
+from simfactory.cli.calibrate_run import register as register_calibrate_run
+from simfactory.cli.common import out
+from simfactory.cli.compare import register as register_compare
+from simfactory.cli.fidelity import register as register_fidelity
+from simfactory.cli.init import register as register_init
+from simfactory.cli.plan import register as register_plan
+from simfactory.cli.regress import register as register_regress
+from simfactory.cli.report import register as register_report
+from simfactory.cli.run import register as register_run
+from simfactory.cli.schema import register as register_schema
+from simfactory.cli.sweep import register as register_sweep
+from simfactory.cli.trace import register as register_trace
+from simfactory.version import __version__
+
+app = typer.Typer(
+    name="simfactory",
+    help="Simulate and plan AI factories: LLM serving fleets, their latency, utilization and cost.",
+    no_args_is_help=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"simfactory {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = None,
+) -> None:
+    """simfactory: what-if simulation and TCO for LLM and agent serving fleets."""
+
+
+# the order commands are listed in `simfactory --help`
+register_run(app)  # validate, run
+register_compare(app)
+register_trace(app)  # the trace group: stats, fit
+register_fidelity(app)
+register_schema(app)
+register_init(app)  # init, examples
+register_regress(app)  # regress and the baseline group
+register_sweep(app)
+register_plan(app)
+register_report(app)
+register_calibrate_run(register_calibrate(app))  # the calibrate group: serve, import, validate, then run, fit
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,277 @@
+"""`simfactory validate` and `simfactory run`: check a scenario, or simulate it and write its report folder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from simfactory.cli.common import (
+    EXIT_INPUT_ERROR,
+    EXIT_INTERRUPTED,
+    abspath,
+    check_trace_format,
+    err,
+    input_errors,
+    out,
+    print_warnings,
+    progress_bar,
+)
+from simfactory.config.limits import MAX_SEED
+from simfactory.errors import InputError
+
+ScenarioArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Scenario YAML file; omit it to use the shipped default (scenarios/default.yaml)."),
+]
+
+
+def validate(scenario: ScenarioArg = None) -> None:
+    """Check a scenario file (schema, references, profiles, workloads, memory fit) without running it.
+
+    Example: simfactory validate scenarios/default.yaml
+    """
+    from simfactory.api import prepare
+
+    with input_errors():
+        rs = prepare(scenario)
+    out.print(f"[green]ok[/green] {rs.file}: scenario {rs.scenario.name!r} is valid")
+    for d in rs.deployments:
+        out.print(
+            f"  {d.config.name}: {d.config.replicas} x {d.config.model} on {d.config.tp} x {d.profile.sku}, "
+            f"KV {d.kv_capacity_tokens:,} tokens/replica, step time: {d.step_time_source}",
+            highlight=False,
+        )
+    print_warnings(rs.warnings)
+
+
+def run(
+    scenario: ScenarioArg = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out", "-o", help="Output directory (default: runs/<scenario name>).")
+    ] = None,
+    seed: Annotated[
+        Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Override the scenario's seed.")
+    ] = None,
+    plots: Annotated[bool, typer.Option("--plots/--no-plots", help="Write PNG plots.")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or table.")] = False,
+    trace: Annotated[
+        Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace of sampled tasks to this JSON file.")
+    ] = None,
+    trace_tasks: Annotated[int, typer.Option("--trace-tasks", min=1, max=10000, help="Tasks sampled into the trace.")] = 50,
+    trace_file: Annotated[
+        Optional[Path], typer.Option("--trace-file", help="Replay this trace as the first class's traffic.")
+    ] = None,
+    trace_format: Annotated[str, typer.Option("--trace-format", help="Format of --trace-file.")] = "azure",
+    trace_speedup: Annotated[float, typer.Option("--trace-speedup", min=1e-6, help="Replay k times faster.")] = 1.0,
+    output_format: Annotated[
+        str, typer.Option("--format", help="text (tables) or json (summary.json on stdout, nothing else)")
+    ] = "text",
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Step every engine iteration (no fast-forward; same answers, slower).")
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also print how the scenario resolved, every warning, and timings.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing --trace file that simfactory did not write.")
+    ] = False,
+) -> None:
+    """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
+
+    Example: simfactory run scenarios/support-agent.yaml --out runs/support --trace runs/support/trace.json
+    """
+    from simfactory.api import prepare
+
+    with input_errors():
+        rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
+    if exact:
+        rs = _stepping_every_iteration(rs)
+    if output_format not in ("text", "json"):
+        err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    as_json = output_format == "json"
+    quiet = quiet or as_json
+    if verbose and not as_json:
+        _print_resolved(rs)
+    print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
+    target = out_dir or Path("runs") / rs.scenario.name
+    metrics, wall_s = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
+                                          show_timings=verbose and not as_json)
+    if as_json:
+        import json
+
+        print(json.dumps(metrics.summary, indent=1))
+        return
+    if not quiet:
+        _print_summary(metrics.summary, wall_s)
+    _print_written(target, metrics, plots, trace)
+
+
+def _stepping_every_iteration(rs: Any) -> Any:
+    """--exact: the resolved scenario with fast-forward off (same answers, every engine iteration simulated)."""
+    import dataclasses
+
+    sim = rs.scenario.sim.model_copy(update={"exact": True})
+    return dataclasses.replace(rs, scenario=rs.scenario.model_copy(update={"sim": sim}))
+
+
+def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, quiet: bool, trace: Path | None,
+                        trace_tasks: int, force: bool, show_timings: bool) -> tuple[Any, float]:
+    """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds).
+
+    The folder is checked and locked before simulating (a refused output path should not cost a run) and held until
+    written; Ctrl-C leaves an earlier report there unchanged.
+    """
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.outputs import check_output_file, output_folder
+    from simfactory.report.writer import build_run, write_trace
+    from simfactory.sim.run import simulate
+
+    started = time.perf_counter()
+    with input_errors(), output_folder(target, "run") as folder:
+        if trace is not None and abspath(trace).parent != abspath(target):
+            check_output_file(trace, "--trace", force)
+        try:
+            with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
+                result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+            wall_s = time.perf_counter() - started
+            metrics = compute_metrics(result, trace_tasks=trace_tasks)
+            metrics_s = time.perf_counter() - started - wall_s
+            inside = trace is not None and abspath(trace).parent == abspath(target)  # part of the run folder
+
+            def build(tmp: Path) -> None:
+                build_run(metrics, tmp, plots)
+                if inside:
+                    write_trace(metrics, tmp / trace.name, force=True)
+
+            folder.replace(build)  # atomic: a temporary folder renamed into place
+            if show_timings:
+                err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} "
+                          f"s, write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
+            if trace is not None and not inside:
+                write_trace(metrics, trace, force)
+        except KeyboardInterrupt:
+            err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+    return metrics, wall_s
+
+
+def _print_written(target: Path, metrics: Any, plots: bool, trace: Path | None) -> None:
+    """The closing lines: which files the run wrote."""
+    extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "")
+    out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{extra})", highlight=False)
+    if trace is not None:
+        out.print(f"wrote {trace} (open it in ui.perfetto.dev)", highlight=False)
+
+
+def _with_trace(scenario: Optional[Path], trace_file: Path, fmt: str, speedup: float):  # type: ignore[no-untyped-def]
+    """The scenario with its first class replaying the trace (other classes dropped)."""
+    from simfactory.config.loader import read_yaml, validate
+    from simfactory.config.scenario import Scenario
+    from simfactory.paths import DEFAULT_SCENARIO
+    from simfactory.resolve import resolve
+
+    src = scenario or DEFAULT_SCENARIO
+    doc = read_yaml(src)
+    classes = doc.get("traffic", {}).get("classes") if isinstance(doc.get("traffic"), dict) else None
+    if not classes or not isinstance(classes[0], dict):
+        raise InputError(str(src), "traffic.classes", "needs a class to carry the trace")
+    first = {k: v for k, v in classes[0].items() if k not in ("workload", "input_tokens", "output_tokens", "weight")}
+    first["trace"] = {"file": str(abspath(trace_file)), "format": check_trace_format(fmt), "speedup": speedup}
+    doc["traffic"]["classes"] = [first]
+    return resolve(validate(Scenario, doc, str(src)), src)
+
+
+def _print_resolved(rs) -> None:  # type: ignore[no-untyped-def]
+    """--verbose: what the scenario resolved to (profiles, step-time sources, memory, KV capacity)."""
+    for d in rs.deployments:
+        c = d.config
+        err.print(
+            f"deployment {c.name}: {c.model} on {d.profile.sku} x{c.tp * c.pp} per replica (tp {c.tp}, pp {c.pp}), "
+            f"{c.replicas} replicas, {c.dtype}/{c.kv_dtype or c.dtype} KV, engine {c.engine}; step time: "
+            f"{d.step_time_source}; weights {d.memory.weight_bytes_per_device / 1e9:.1f} GB/device; KV capacity "
+            f"{d.kv_capacity_tokens:,} tokens ({d.kv_blocks:,} blocks of {c.block_size}); max_num_seqs "
+            f"{c.max_num_seqs}, max_num_batched_tokens {c.max_num_batched_tokens}", highlight=False)
+    for c in rs.classes:
+        kind = f"agent workload {c.agent.name}" if c.agent is not None else "requests"
+        err.print(f"class {c.config.name}: {kind}, weight {c.config.weight:g}", highlight=False)
+
+
+def _ms(x: Any) -> str:
+    return "n/a" if x is None else f"{x * 1000:,.1f}"
+
+
+def _print_summary(s: dict[str, Any], wall_s: float) -> None:
+    w = s["window"]
+    done = s["latency_s"]["e2e"].get("count") or 0
+    t = Table(title=f"{s['scenario']}: latency of {done:,} completed of {w['measured_requests']:,} measured requests (ms)")
+    for col in ("metric", "mean", "p50", "p90", "p95", "p99"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+    for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"), ("queue", "queueing")):
+        st = s["latency_s"][name]
+        t.add_row(label, *(_ms(st[k]) for k in ("mean", "p50", "p90", "p95", "p99")))
+    out.print(t)
+    if s["tasks"]:
+        _print_tasks(s["tasks"])
+    tp = s["throughput"]
+    c = s["cost"]
+    oc = ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items())
+    out.print(
+        f"throughput {tp['requests_per_s']:.2f} req/s, {tp['output_tokens_per_s']:,.0f} output tok/s | outcomes: {oc}",
+        highlight=False,
+    )
+    offered = tp.get("offered_requests_per_s") or 0.0
+    if offered and tp["requests_per_s"] < 0.9 * offered:
+        err.print(f"warning: the fleet completed {tp['requests_per_s'] / offered:.0%} of the offered load in the window "
+                  f"({tp['requests_per_s']:.2f} of {offered:.2f} req/s): overloaded or shedding; queues grow, so latency "
+                  "depends on the horizon", highlight=False)
+    busy = [r["busy_frac"] for r in s["replicas"] if r["busy_frac"] is not None]
+    if busy:
+        out.print(f"replica busy fraction: mean {sum(busy) / len(busy):.2f}, max {max(busy):.2f}", highlight=False)
+    per_m = c["usd_per_1m_output_tokens"]
+    serving = c.get("serving_usd_per_hour", c["usd_per_hour"])
+    out.print(
+        f"cost: ${c['usd_per_hour']:,.2f}/hour, "
+        + (f"${serving:,.2f}/hour of it serving (the rest dedicated training), "
+           if serving < c["usd_per_hour"] - 1e-9 else "")
+        + (f"${per_m:,.4f} per 1M output tokens, " if per_m is not None else "")
+        + (f"${c['usd_per_request']:.6f} per request" if c["usd_per_request"] is not None else "no completed requests"),
+        highlight=False,
+    )
+    out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _s(x: Any) -> str:
+    return "n/a" if x is None else f"{x:,.2f}"
+
+
+def _print_tasks(tasks: dict[str, Any]) -> None:
+    lat = Table(title="agent tasks: compound latency of completed tasks (s)")
+    for col in ("class", "tasks", "completed", "failed", "timed out", "p50", "p90", "p99", "$/successful task"):
+        lat.add_column(col, justify="left" if col == "class" else "right")
+    bd = Table(title="critical-path breakdown (mean s per completed task)")
+    cats = tuple(next(iter(tasks.values()))["breakdown_mean_s"])
+    for col in ("class", *cats):
+        bd.add_column(col, justify="left" if col == "class" else "right")
+    for name, b in tasks.items():
+        per = b["cost_usd"]["per_successful_task_attributed"]
+        rates = b["outcome_rates"]
+        lat.add_row(
+            name, f"{b['tasks']:,}", f"{rates['completed']:.1%}", f"{rates['failed']:.1%}", f"{rates['timed_out']:.1%}",
+            *(_s(b["latency_s"][k]) for k in ("p50", "p90", "p99")),
+            "n/a" if per is None else f"{per:.5f}",
+        )
+        bd.add_row(name, *(_s(b["breakdown_mean_s"][k]) for k in cats))
+    out.print(lat)
+    out.print(bd)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `validate` and `run` to the top-level app."""
+    app.command()(validate)
+    app.command()(run)

@@ -1,0 +1,243 @@
+"""Deployments: the engine preset's defaults, the pool and model they name, whether the model fits the devices
+under the engine's memory rule, KV capacity, the step-time model, and the parallelism and reservation rules
+each deployment has to follow."""
+
+from __future__ import annotations
+
+from simfactory.config.limits import MAX_KV_OVERCOMMIT
+from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch, RooflineStepTime
+from simfactory.config.scenario import Deployment, Pool, Scenario, kv_dtype_for
+from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.memory import MemoryPlan, plan_memory
+from simfactory.hardware.speculative import SpeculativeModel
+from simfactory.hardware.step_time import RooflineModel, StepTimeModel
+from simfactory.resolve.files import Lookup
+from simfactory.resolve.resolved import ResolvedDeployment
+from simfactory.resolve.step_time import choose_step_time, with_measured_power
+
+
+def resolve_deployments(
+    scenario: Scenario, lk: Lookup, profiles: dict[str, HardwareProfile], errors: list[InputError], warnings: list[str]
+) -> tuple[list[ResolvedDeployment], dict[str, int]]:
+    """The deployments that resolve, and pool -> accelerators the deployments ask of it at their most replicas.
+    A measured power curve replaces its pool's profile in `profiles` (the TCO energy model reads those)."""
+    pools = {p.name: p for p in scenario.pools}
+    used: dict[str, int] = {}
+    deployments: list[ResolvedDeployment] = []
+    for i, d in enumerate(scenario.deployments):
+        rd = _resolve_deployment(scenario, i, d, len(deployments), lk, pools, profiles, used, errors, warnings)
+        if rd is not None:
+            deployments.append(rd)
+    return deployments, used
+
+
+def _resolve_deployment(
+    scenario: Scenario, i: int, d: Deployment, index: int, lk: Lookup, pools: dict[str, Pool],
+    profiles: dict[str, HardwareProfile], used: dict[str, int], errors: list[InputError], warnings: list[str],
+) -> ResolvedDeployment | None:
+    """deployments[i] as resolved deployment number `index`; None once an error about it is appended."""
+    fname = lk.fname
+    at = f"deployments[{i}]"
+    with_preset = _with_preset(d, at, lk, errors)
+    if with_preset is None:
+        return None
+    d, preset = with_preset
+    if d.pool not in pools:
+        errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
+        return None
+    prefill_extra = d.disaggregated.prefill_replicas if d.disaggregated is not None else 0
+    peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
+    used[d.pool] = used.get(d.pool, 0) + (peak + prefill_extra) * d.tp * d.pp
+    profile = profiles.get(d.pool)
+    arch = _model_arch(d, at, profile, lk, errors)
+    if arch is None or profile is None:
+        return None
+    kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype)
+    spec_cfg = d.speculative
+    draft_name = spec_cfg.draft_model if spec_cfg is not None else None
+    if draft_name is not None and draft_name not in lk.models:
+        errors.append(InputError(fname, f"{at}.speculative.draft_model",
+                                 f"unknown model {draft_name!r} (known: {', '.join(sorted(lk.models))})"))
+        return None
+    draft_arch = lk.models[draft_name] if draft_name is not None else None
+    mem = _fit_memory(d, at, arch, profile, preset, kv_dtype, draft_arch, fname, errors)
+    if mem is None:
+        return None
+    kv = _kv_capacity(d, at, mem, profile, fname, errors, warnings)
+    if kv is None:
+        return None
+    kv_tokens, kv_blocks = kv
+    try:
+        step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname)
+    except InputErrors as e:
+        errors.extend(e.errors)
+        return None
+    profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
+    if not _parallelism_ok(scenario, d, at, profile, arch, step_time, fname, errors):
+        return None
+    if spec_cfg is not None:
+        step_time, label = _speculative(d, profile, kv_dtype, draft_arch, step_time, label)
+    return ResolvedDeployment(
+        index=index, config=d, pool=pools[d.pool], profile=profile, arch=arch, step_time=step_time,
+        step_time_source=label, memory=mem, kv_capacity_tokens=kv_tokens, kv_blocks=kv_blocks,
+        max_model_len=d.max_model_len or arch.max_context_tokens,
+    )
+
+
+def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError]) -> tuple[Deployment, EnginePreset] | None:
+    """The deployment with its engine preset's defaults for what the scenario leaves out, and the preset."""
+    if d.engine not in lk.engines:
+        errors.append(InputError(lk.fname, f"{at}.engine",
+                                 f"unknown engine {d.engine!r} (engines: {', '.join(sorted(lk.engines))})"))
+        return None
+    preset = lk.engines[d.engine]
+    unset = {k: v for k, v in preset.defaults.model_dump(exclude_none=True).items() if k not in d.model_fields_set}
+    d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
+    if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built:
+        errors.append(InputError(lk.fname, f"{at}.max_num_seqs",
+                                 f"{d.engine} engines are built for at most {preset.max_num_seqs_built} sequences"))
+        return None
+    return d, preset
+
+
+def _model_arch(
+    d: Deployment, at: str, profile: HardwareProfile | None, lk: Lookup, errors: list[InputError]
+) -> ModelArch | None:
+    """The deployment's model, known to the catalogue and (with a profile) supported by its pool's SKU."""
+    if d.model not in lk.models:
+        errors.append(
+            InputError(lk.fname, f"{at}.model", f"unknown model {d.model!r} (known: {', '.join(sorted(lk.models))})")
+        )
+        return None
+    if profile is None:  # the pool's profile is missing: that error is already there
+        return None
+    if profile.supported_models is not None and d.model not in profile.supported_models:
+        errors.append(
+            InputError(
+                lk.fname,
+                f"{at}.model",
+                f"{profile.sku} cannot run {d.model!r} (supported: {', '.join(profile.supported_models)})",
+            )
+        )
+        return None
+    return lk.models[d.model]
+
+
+def _fit_memory(
+    d: Deployment, at: str, arch: ModelArch, profile: HardwareProfile, preset: EnginePreset, kv_dtype: str,
+    draft_arch: ModelArch | None, fname: str, errors: list[InputError],
+) -> MemoryPlan | None:
+    """The device memory plan (weights, reserve, KV) of one replica; None when the model does not fit."""
+    extra = draft_arch.weight_bytes(d.dtype) if draft_arch is not None else 0.0
+    # the engine's own fraction unless the scenario sets gpu_memory_utilization (hardware/memory.py)
+    mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp * d.pp,
+                      d.gpu_memory_utilization if "gpu_memory_utilization" in d.model_fields_set else None, extra,
+                      rule=preset.memory, max_num_batched_tokens=d.max_num_batched_tokens,
+                      max_num_seqs=d.max_num_seqs)
+    if not mem.fits:
+        errors.append(
+            InputError(
+                fname,
+                f"{at}",
+                f"{d.model} in {d.dtype} does not fit {d.tp * d.pp} x {profile.sku} under {d.engine}'s memory rule: "
+                f"needs {(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 2**30:.1f} GiB per device "
+                f"for weights, activations and non-torch memory, {mem.usable_bytes_per_device / 2**30:.1f} GiB "
+                f"usable ({mem.fraction:.0%} of the {mem.engine_total_bytes / 2**30:.1f} GiB an engine sees)",
+            )
+        )
+        return None
+    return mem
+
+
+def _kv_capacity(
+    d: Deployment, at: str, mem: MemoryPlan, profile: HardwareProfile, fname: str, errors: list[InputError],
+    warnings: list[str],
+) -> tuple[int, int] | None:
+    """(KV tokens per replica, KV blocks per micro-batch engine): the memory plan's, or kv_cache_tokens when set
+    (refused past MAX_KV_OVERCOMMIT x the devices' memory, a warning past what they leave for KV)."""
+    kv_tokens = d.kv_cache_tokens if d.kv_cache_tokens is not None else mem.kv_capacity_tokens
+    if d.kv_cache_tokens is not None:
+        devices = d.tp * d.pp
+        kv_bytes = d.kv_cache_tokens * mem.kv_bytes_per_token
+        if kv_bytes > MAX_KV_OVERCOMMIT * mem.device_bytes * devices:
+            errors.append(InputError(fname, f"{at}.kv_cache_tokens",
+                                     f"{d.kv_cache_tokens:,} tokens of {d.model} KV take {kv_bytes / 1e9:.3g} GB, more "
+                                     f"than {MAX_KV_OVERCOMMIT:g}x the {mem.device_bytes * devices / 1e9:g} GB of its "
+                                     f"{devices} x {profile.sku}; the devices hold ~{mem.kv_capacity_tokens:,} tokens"))
+            return None
+        if kv_bytes > mem.kv_bytes_per_device * devices:
+            warnings.append(f"{fname}: {at}.kv_cache_tokens: {d.kv_cache_tokens:,} tokens of KV take "
+                            f"{kv_bytes / 1e9:.3g} GB but {devices} x {profile.sku} leave "
+                            f"{max(mem.kv_bytes_per_device, 0) * devices / 1e9:.3g} GB for it (~{mem.kv_capacity_tokens:,} "
+                            "tokens): the run assumes memory the devices do not have")
+    kv_blocks = kv_tokens // d.pp // d.block_size  # per micro-batch engine: pp share the replica's KV
+    if kv_blocks < 1:
+        errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
+        return None
+    return kv_tokens, kv_blocks
+
+
+def _parallelism_ok(
+    scenario: Scenario, d: Deployment, at: str, profile: HardwareProfile, arch: ModelArch, step_time: StepTimeModel,
+    fname: str, errors: list[InputError],
+) -> bool:
+    """Tensor/pipeline parallelism, disaggregation and expert parallelism only where they are modelled."""
+    if d.tp * d.pp > 1 and profile.spec.interconnect_gb_s is None and isinstance(step_time, RooflineModel):
+        errors.append(InputError(fname, f"{at}.tp", f"{profile.sku} has no interconnect bandwidth for tp x pp > 1"))
+        return False
+    if d.disaggregated is not None and (d.pp > 1 or d.reserved or scenario.routing.load_balancer == "pull"):
+        errors.append(InputError(fname, f"{at}.disaggregated",
+                                 "disaggregation is modelled without pipeline parallelism, reservations or pull balancing"))
+        return False
+    if d.expert_parallel and not arch.is_moe:
+        errors.append(InputError(fname, f"{at}.expert_parallel", f"{d.model} is not a mixture-of-experts model"))
+        return False
+    return True
+
+
+def _speculative(
+    d: Deployment, profile: HardwareProfile, kv_dtype: str, draft_arch: ModelArch | None, step_time: StepTimeModel,
+    label: str,
+) -> tuple[SpeculativeModel, str]:
+    """The target's step time wrapped in speculative decoding (with the draft model's passes, when one is named)."""
+    spec_cfg = d.speculative
+    assert spec_cfg is not None
+    draft = None
+    if draft_arch is not None:
+        r = profile.roofline
+        # the draft runs inside the same engine iteration: its passes add kernel time, not step overhead
+        factors = RooflineStepTime(compute_efficiency=r.compute_efficiency,
+                                   memory_efficiency=r.memory_efficiency, step_overhead_s=0.0)
+        draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
+    model = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance, draft, spec_cfg.draft_step_fraction)
+    label += f", speculative k={spec_cfg.k} a={spec_cfg.acceptance:g} (E={model.tokens_per_step:.2f} tokens/step)"
+    return model, label
+
+
+def check_deployment_extras(
+    scenario: Scenario, sc_index: dict[str, int], fname: str, errors: list[InputError]
+) -> None:
+    """Reservations name known service classes and leave a replica for everyone else; autoscaling starts in its
+    range and only where it is modelled (push balancing, no reservations, no disaggregation, pp 1)."""
+    for i, d in enumerate(scenario.deployments):
+        for j, res in enumerate(d.reserved):
+            if res.service_class not in sc_index:
+                errors.append(InputError(fname, f"deployments[{i}].reserved[{j}].service_class",
+                                         f"unknown service class {res.service_class!r} (service_classes: {sorted(sc_index)})"))
+        if d.reserved and scenario.routing.load_balancer == "pull":
+            errors.append(InputError(fname, f"deployments[{i}].reserved",
+                                     "reserved replicas need a push load balancer (pull shares one queue)"))
+        a = d.autoscaling
+        if a is not None:
+            at = f"deployments[{i}].autoscaling"
+            if not a.min_replicas <= d.replicas <= a.max_replicas:
+                errors.append(InputError(fname, f"deployments[{i}].replicas",
+                                         f"the starting count {d.replicas} must lie in [min_replicas {a.min_replicas}, "
+                                         f"max_replicas {a.max_replicas}]"))
+            if scenario.routing.load_balancer == "pull" or d.reserved or d.disaggregated is not None or d.pp > 1:
+                errors.append(InputError(fname, at, "autoscaling needs a push load balancer, no reserved replicas, "
+                                                    "no disaggregation and pp 1"))
+        if sum(r.replicas for r in d.reserved) >= d.replicas and d.reserved:
+            errors.append(InputError(fname, f"deployments[{i}].reserved",
+                                     f"reserves {sum(r.replicas for r in d.reserved)} of {d.replicas} replicas; "
+                                     "leave at least one for everyone else"))

@@ -1,0 +1,71 @@
+"""resolve(): the stages in order, each appending the InputErrors it finds so that one run reports every
+mistake in the scenario at once, not the first."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from simfactory.config.loader import recording_reads
+from simfactory.config.scenario import Scenario
+from simfactory.errors import InputError, InputErrors
+from simfactory.resolve.classes import check_agent_faults, resolve_classes, scenario_names
+from simfactory.resolve.deployments import check_deployment_extras, resolve_deployments
+from simfactory.resolve.files import load_scenario, lookup
+from simfactory.resolve.pools import (
+    check_fault_pools, check_pool_counts, check_training, pool_profiles, priced_book,
+)
+from simfactory.resolve.resolved import ResolvedScenario
+from simfactory.resolve.routes import resolve_routes
+from simfactory.resolve.work_limits import check_arrival_process, check_periodic_work
+
+
+def resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
+    """Check references and build the runtime description; raises InputErrors naming file and field.
+    Records the sha256 of every file it reads (profiles, models, workloads, cost defaults)."""
+    with recording_reads() as reads:
+        rs = _resolve(scenario, file)
+    return dataclasses.replace(rs, input_hashes=dict(sorted(reads.items())))
+
+
+def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScenario:
+    lk = lookup(scenario, file)
+    fname = lk.fname
+    errors: list[InputError] = []
+    warnings: list[str] = []
+    check_unique_names(scenario, fname, errors)
+    profiles = pool_profiles(scenario, lk, errors)
+    price_book = priced_book(scenario, profiles, lk, errors)
+    deployments, used = resolve_deployments(scenario, lk, profiles, errors, warnings)
+    check_pool_counts(scenario, used, fname, errors)
+    check_training(scenario, used, fname, errors)
+    check_fault_pools(scenario, fname, errors)
+    names = scenario_names(scenario, deployments)
+    routes = resolve_routes(scenario, names.by_name, names.declared, fname, errors)
+    check_deployment_extras(scenario, names.sc_index, fname, errors)
+    classes = resolve_classes(scenario, lk, names, deployments, errors, warnings)
+    check_agent_faults(scenario, classes, fname, errors)
+    check_arrival_process(scenario, classes, fname, errors)
+    check_periodic_work(scenario, fname, errors)
+    if errors:
+        raise InputErrors(errors)
+    assert price_book is not None
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings)
+
+
+def check_unique_names(scenario: Scenario, fname: str, errors: list[InputError]) -> None:
+    """Pools, deployments and classes are referred to by name, so each name is used once per section."""
+    for section, names in (
+        ("pools", [p.name for p in scenario.pools]),
+        ("deployments", [d.name for d in scenario.deployments]),
+        ("traffic.classes", [c.name for c in scenario.traffic.classes]),
+    ):
+        seen: set[str] = set()
+        for i, n in enumerate(names):
+            if n in seen:
+                errors.append(InputError(fname, f"{section}[{i}].name", f"duplicate name {n!r}"))
+            seen.add(n)
+
+
+def load_and_resolve(path: str | Path) -> ResolvedScenario:
+    return resolve(load_scenario(path), path)

@@ -1,0 +1,96 @@
+"""What resolution hands the simulator: one resolved record per deployment, route and traffic class, and the
+scenario that holds them. Kept apart from the stages that build them so the simulator imports only these."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from simfactory.config.agent import AgentWorkload
+from simfactory.config.distributions import Distribution
+from simfactory.config.prices import PriceBook
+from simfactory.config.profile import HardwareProfile, ModelArch
+from simfactory.config.routing import Route, Tier
+from simfactory.config.scenario import Deployment, Pool, RequestClass, Scenario
+from simfactory.hardware.memory import MemoryPlan
+from simfactory.hardware.step_time import StepTimeModel
+from simfactory.traces.replay import ReplayRows
+
+
+@dataclass(frozen=True)
+class ResolvedDeployment:
+    index: int
+    config: Deployment
+    pool: Pool
+    profile: HardwareProfile
+    arch: ModelArch
+    step_time: StepTimeModel
+    step_time_source: str
+    memory: MemoryPlan
+    kv_capacity_tokens: int
+    kv_blocks: int
+    max_model_len: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: straight to a deployment, or through a route (tiers, weights, fallback)."""
+
+    kind: str  # "deployment" | "route"
+    index: int
+
+
+@dataclass(frozen=True)
+class ResolvedRoute:
+    index: int
+    config: Route
+    tiers: list[tuple[int, Tier]]  # (deployment index, tier)
+    weights: list[tuple[int, float]]  # (deployment index, weight)
+    fallback: Target | None
+    fallback_max_waiting: int
+    candidates: list[int] = field(default_factory=list)  # deployment indexes (policy nearest)
+
+
+@dataclass(frozen=True)
+class ResolvedClass:
+    """A traffic class: plain requests (lengths, one target) or agent tasks (workload, role -> target)."""
+
+    index: int
+    config: RequestClass
+    target: Target | None  # plain requests; agent tasks use roles
+    input_tokens: Distribution | None = None
+    output_tokens: Distribution | None = None
+    agent: AgentWorkload | None = None
+    roles: dict[str, Target] = field(default_factory=dict)
+    priority: int = 0
+    service_class: int = -1  # index into scenario.service_classes, -1 none
+    tenant: int = -1  # index into scenario.tenants, -1 none
+    trace: ReplayRows | None = None  # replayed trace rows (arrival times when the format has them)
+
+    @property
+    def deployment_index(self) -> int:
+        """The deployment of a plain class aimed straight at one (not through a route); -1 otherwise."""
+        return self.target.index if self.target is not None and self.target.kind == "deployment" else -1
+
+    @property
+    def follows_arrival_process(self) -> bool:
+        """traffic.arrival drives it: every class but one replaying a timestamped trace (those keep their times)."""
+        return self.trace is None or self.trace.arrival_s is None
+
+
+@dataclass(frozen=True)
+class ResolvedScenario:
+    scenario: Scenario
+    file: str
+    deployments: list[ResolvedDeployment]
+    classes: list[ResolvedClass]
+    pool_profiles: dict[str, HardwareProfile]
+    price_book: PriceBook
+    routes: list[ResolvedRoute] = field(default_factory=list)
+    input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
+    warnings: list[str] = field(default_factory=list)  # e.g. trace rows skipped, with their line numbers
+
+    @property
+    def scenario_hash(self) -> str:
+        """sha256 of the validated scenario's canonical JSON (independent of formatting and comments)."""
+        return hashlib.sha256(self.scenario.model_dump_json().encode("utf-8")).hexdigest()

@@ -1,0 +1,132 @@
+"""Which step-time model a deployment gets, and where it comes from: a calibrated entry for its (model, engine,
+dtype, TP), else the measured kernel tables with the engine's overhead prior, else the SKU's roofline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simfactory.config.loader import record_read
+from simfactory.config.profile import (
+    EnginePreset,
+    HardwareProfile,
+    KernelsStepTime,
+    LinearStepTime,
+    ModelArch,
+    RooflineStepTime,
+    StepTimeEntry,
+)
+from simfactory.config.scenario import Deployment
+from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.kernels import ENGINE_FRAMEWORK, KernelStepTime, kernel_step_time, load_kernel_tables
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
+from simfactory.resolve.files import calibrated_entries
+
+SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
+
+
+def step_time_entry(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> tuple[StepTimeEntry, str] | None:
+    """The explicit entry for this (model, engine, dtype, TP), measured first; None: the SKU's roofline."""
+    entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
+    entries += calibrated_entries(dirs, profile.sku)
+    matching = [
+        (e, where)
+        for e, where in entries
+        if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)
+    ]
+    return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
+
+
+def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> HardwareProfile:
+    """A measured profile's power curve (calibration's NVML fit) replaces the spec sheet's idle and max power,
+    so the TCO energy model uses what was measured; its source says so."""
+    chosen = step_time_entry(d, profile, dirs)
+    if chosen is None or chosen[0].idle_w is None or chosen[0].max_w is None:
+        return profile
+    entry, where = chosen
+    spec = profile.spec.model_copy(update={
+        "idle_w": entry.idle_w, "tdp_w": entry.max_w,
+        "source": f"power measured by calibration ({where}); spec sheet: {profile.spec.source}",
+    })
+    return profile.model_copy(update={"spec": spec})
+
+
+def default_factors(profile: HardwareProfile, preset: EnginePreset | None) -> RooflineStepTime:
+    """The SKU's roofline factors with the engine's per-step overhead multiplier: the step-time model of a
+    deployment without an explicit entry (and the baseline calibration reports its error against)."""
+    r = profile.roofline
+    multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
+    return RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
+                            step_overhead_s=r.step_overhead_s * multiplier)
+
+
+def choose_step_time(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None = None, at: str = "deployment", fname: str = "",
+) -> tuple[StepTimeModel, str]:
+    """The deployment's step-time model and a label saying where it comes from: a calibrated entry for this
+    (model, engine, dtype, TP) first (the user's own measurement), else the measured kernel tables plus the
+    engine's overhead prior where they cover it, else the SKU's roofline (step_time_source narrows the choice)."""
+    chosen = step_time_entry(d, profile, dirs) if d.step_time_source == "auto" else None
+    if chosen is not None:
+        entry, where = chosen
+        spec = entry.step_time
+        label = f"{entry.source} ({where})"
+        if isinstance(spec, LinearStepTime):
+            return LinearModel(spec), label
+        if isinstance(spec, KernelsStepTime):
+            fitted, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec)
+            if fitted is None:
+                raise InputErrors([InputError(fname, f"{at}.step_time_source",
+                                              f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
+            fitted.label = f"{label}: {fitted.label}"
+            return fitted, label
+        return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
+    if d.step_time_source != "roofline":
+        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
+        if kernels is not None:
+            assert preset is not None and preset.kernels is not None
+            kernels.label = f"measured kernels: {kernels.label} ({d.engine} {preset.kernels.version} prior)"
+            return kernels, kernels.label
+        if d.step_time_source == "kernels":
+            raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
+    multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
+    return (
+        RooflineModel(arch, profile.spec, default_factors(profile, preset), d.dtype, kv_dtype, d.tp, d.expert_parallel,
+                      d.pp),
+        f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
+    )
+
+
+def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
+    tables = load_kernel_tables(sku, dirs)
+    return tables.combinations() if tables is not None else []
+
+
+def kernel_model(
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
+    preset: EnginePreset | None, fit: KernelsStepTime | None = None,
+) -> tuple[KernelStepTime | None, str]:
+    """The measured-kernel step time of a deployment, or None and why the tables do not cover it. The engine's
+    overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections."""
+    k = preset.kernels if preset is not None else None
+    if k is None and fit is None:
+        return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
+    if d.pp > 1 or d.expert_parallel or arch.is_moe:
+        return None, "the tables hold dense models with tensor parallelism only (no pipeline or expert parallelism)"
+    framework = k.framework if k is not None else ENGINE_FRAMEWORK.get(d.engine, d.engine)
+    if fit is None:
+        assert k is not None
+        version: str | None = k.version
+        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp), "overhead_per_seq_s": k.overhead.per_seq_s}
+    else:
+        version = None
+        terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
+    model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
+                             profile_dirs=dirs, **terms)
+    if model is None:
+        covered = sorted({f"{m} {f} tp{tp} {dt}/{kv}" for m, f, tp, dt, kv in kernel_coverage(profile.sku, dirs)
+                          if m == d.model and f == framework})
+        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp} "
+                      f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
+    record_read(Path(model.source_file), model.source_sha256)
+    return model, ""
