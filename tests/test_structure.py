@@ -86,3 +86,15 @@ def test_no_function_over_80_lines() -> None:
                 if lines > MAX_FUNCTION_LINES:
                     offenders.append(f"{module}.{node.name} ({lines} lines, line {node.lineno})")
     assert not offenders, "functions over 80 lines:\n" + "\n".join(sorted(offenders))
+
+
+def test_cli_command_modules_import_only_common() -> None:
+    """Command modules share helpers through simfactory.cli.common only; main.py alone assembles them."""
+    graph = import_graph()
+    for module, deps in graph.items():
+        if module.startswith("simfactory.cli.") and module not in ("simfactory.cli.main", "simfactory.cli.common"):
+            cli_deps = {d for d in deps if d == "simfactory.cli" or d.startswith("simfactory.cli.")}
+            assert cli_deps <= {"simfactory.cli.common"}, f"{module} imports {sorted(cli_deps)}"
+    outside = [m for m, deps in graph.items() if not m.startswith("simfactory.cli")
+               and any(d.startswith("simfactory.cli") and d != "simfactory.cli.main" for d in deps)]
+    assert not outside, f"library modules import CLI command modules: {outside}"
