@@ -80,6 +80,27 @@ def sweep_child(n: int) -> dict:
             "simfactory_version": simfactory.__version__}
 
 
+def calibration_s(repeats: int = 5) -> float:
+    """Seconds for a fixed pure-Python workload shaped like the engine's inner loop (heap pushes and pops, float
+    arithmetic, dict and attribute access): the best of `repeats`. The host is shared and its speed drifts by
+    tens of percent, so a comparison divides each case's wall time by this figure measured in the same run."""
+    import heapq
+
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        heap: list[tuple[float, int]] = []
+        state = {"busy": 0.0, "served": 0}
+        for i in range(200_000):
+            heapq.heappush(heap, ((i * 7919) % 10_007 * 1e-3, i))
+            if len(heap) > 64:
+                t, j = heapq.heappop(heap)
+                state["busy"] += t * 0.5 + (j & 7) * 1e-4
+                state["served"] += 1
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
 def case_child(kind: str, n: int) -> dict:
     """Run one case in this process and report its figures."""
     if kind == "sweep":
@@ -115,12 +136,16 @@ def main() -> None:
     ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(case_child(args.child[0], int(args.child[1]))))
+        print(json.dumps(calibration_s() if args.child[0] == "calibrate" else case_child(args.child[0], int(args.child[1]))))
         return
     # read the previous figures first: --json may overwrite the same file
-    previous = json.loads(args.compare.read_text())["cases"] if args.compare else None
+    previous_doc = json.loads(args.compare.read_text()) if args.compare else None
+    previous = previous_doc["cases"] if previous_doc else None
     sizes = [("chat", 1_000_000), ("agents", 100_000), ("chat", 10_000), ("chat", 100_000), ("sweep", 1000)] if (
         args.full) else [("chat", 10_000), ("chat", 30_000), ("chat", 100_000), ("agents", 5_000), ("sweep", 100)]
+    calibration = json.loads(subprocess.run([sys.executable, __file__, "--child", "calibrate", "0"], capture_output=True,
+                                            text=True, check=True).stdout)
+    print(f"{'calibration':>14}: {calibration:8.3f} s (fixed pure-Python loop; the host's speed in this run)", flush=True)
     rows = []
     for kind, n in sizes:
         out = subprocess.run([sys.executable, __file__, "--child", kind, str(n)], capture_output=True, text=True)
@@ -145,15 +170,23 @@ def main() -> None:
               f"{int(n[0]):,} to {int(n[-1]):,}); log-log exponent {exponent:.3f} (1 = linear); wall per request "
               + ", ".join(f"{wi / ni * 1e6:.1f} us" for ni, wi in zip(n, w)))
     report = {"machine": platform.platform(), "python": platform.python_version(), "cores": os.cpu_count(),
-              "cases": rows, "chat_scaling": scaling}
+              "calibration_s": calibration, "cases": rows, "chat_scaling": scaling}
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if previous is not None:
         prev = {r["case"]: r for r in previous}
+        # the same code on a busier host is slower: divide by the ratio of the two runs' calibration figures
+        host = calibration / previous_doc["calibration_s"] if previous_doc.get("calibration_s") else None
+        if host is None:
+            print("the previous run has no calibration figure: wall-time changes below include the host's drift")
+        else:
+            print(f"host speed: calibration {host - 1:+.1%} against the previous run (normalised column divides it out)")
         for r in rows:
             p = prev.get(r["case"])
             if p:
-                print(f"{r['case']:>14}: wall {r['wall_s'] / p['wall_s'] - 1:+.1%}, peak RSS {r['peak_rss_mb'] / p['peak_rss_mb'] - 1:+.1%}")
+                ratio = r["wall_s"] / p["wall_s"]
+                normalised = f", normalised {ratio / host - 1:+.1%}" if host else ""
+                print(f"{r['case']:>14}: wall {ratio - 1:+.1%}{normalised}, peak RSS {r['peak_rss_mb'] / p['peak_rss_mb'] - 1:+.1%}")
 
 
 if __name__ == "__main__":

@@ -15,15 +15,15 @@ from conftest import scenario_doc
 
 from simfactory.config.loader import validate
 from simfactory.config.prices import PriceBook
+from simfactory.cost.decision import OwnVsRent, decide, own_vs_rent
 from simfactory.cost.finance import break_even, hybrid_sizing, owned_cost_curve
 from simfactory.cost.fleet import PoolCost
 from simfactory.cost.pool_cost import (
+    HOURS_PER_MONTH,
     CloudInputs,
     OnPremInputs,
     cloud_cost_per_hour,
-    months_to_break_even,
     on_prem_cost_per_hour,
-    on_prem_tco_usd,
 )
 from simfactory.errors import InputError, InputErrors
 from simfactory.paths import PROFILES_DIR
@@ -58,10 +58,19 @@ def test_on_prem_by_hand():
     assert round(c.software_usd, 2) == 4.11
     assert round(c.total_usd, 2) == round(360000 * 0.9 / 43800 + 0.78 + 7.6 * 150 / 730 + 200000 / 50 / 8760
                                           + 36000 / 8760, 2) == 14.31
-    # 3-year TCO: purchase 360,000 minus book value after 3 of 5 years (360,000 x (1 - 0.9 x 0.6) = 165,600),
-    # plus running cost (everything but depreciation) for 26,280 hours
+    # 3-year TCO, undiscounted: purchase 360,000 minus book value after 3 of 5 years (360,000 x (1 - 0.9 x 0.6) =
+    # 165,600), plus running cost (everything but depreciation) for 26,280 hours
     running = c.total_usd - c.capex_usd
-    assert on_prem_tco_usd(OnPremInputs(**ONPREM), 3) == pytest.approx(360000 - 165600 + running * 26280)
+    assert _own_npv(OnPremInputs(**ONPREM), 3) == pytest.approx(360000 - 165600 + running * 26280)
+    # maintenance and insurance: a fraction of the purchase price per year
+    m = on_prem_cost_per_hour(OnPremInputs(**ONPREM, maintenance_fraction_per_year=0.1, insurance_fraction_per_year=0.01))
+    assert m.maintenance_usd == pytest.approx(36000 / 8760) and m.insurance_usd == pytest.approx(3600 / 8760)
+    assert m.total_usd == pytest.approx(c.total_usd + 39600 / 8760)
+
+
+def _own_npv(x: OnPremInputs, years: float, discount: float = 0.0) -> float:
+    """The decision model's TCO of owning x for `years` at its utilization, selling at the end."""
+    return own_vs_rent(x, None, years, discount).npv_own_usd(years * 12, x.utilization)
 
 
 def _owned(**kw) -> PoolCost:
@@ -74,27 +83,34 @@ def _rented(price: float, n: int = 8) -> PoolCost:
     return PoolCost("p", "sku", "cloud", n, 0.5, cloud_cost_per_hour(c), c, None, 700, 100)
 
 
-@pytest.mark.parametrize("price", [2.5, 3.59, 6.0])
-def test_break_even_utilization_is_where_the_cost_curves_cross(price):
+@pytest.mark.parametrize("price", [2.5, 3.59, 6.0, 9.0])
+@pytest.mark.parametrize("discount", [0.0, 0.08])
+def test_break_even_load_is_where_owning_and_renting_cross(price, discount):
     owned, rented = _owned(), _rented(price)
-    u_star = break_even(owned, rented)["break_even_utilization"]
+    u_star = break_even(owned, rented, 3, discount, 0.5)["break_even_load"]
+    m = own_vs_rent(owned.on_prem, rented.cloud, 3, discount)
     grid = np.linspace(0, 1, 100001)
-    owned_curve = np.array([on_prem_cost_per_hour(dataclasses.replace(owned.on_prem, utilization=u)).total_usd
-                            for u in grid[::1000]]) / 8
-    elastic = price * grid[::1000]
-    diff = np.interp(grid, grid[::1000], owned_curve - elastic)
-    crossings = grid[np.nonzero(np.diff(np.sign(diff)))[0]]
+    diff = np.array([m.npv_own_usd(36, u) - m.npv_rent_usd(36, u) for u in grid[::1000]])
+    crossings = grid[::1000][np.nonzero(np.diff(np.sign(diff)))[0]]
     if u_star is None:
-        assert len(crossings) == 0 or crossings[0] > 1
+        assert len(crossings) == 0 and diff[-1] > 0
     else:
         assert len(crossings) == 1
-        assert crossings[0] == pytest.approx(u_star, abs=2e-5)
+        assert m.npv_own_usd(36, u_star) == pytest.approx(m.npv_rent_usd(36, u_star), rel=1e-9)
 
 
-def test_months_to_break_even_by_hand():
-    # buy for $360,000, then run for $7,000/month, or rent for $19,000/month: pays back in 30 months
-    assert months_to_break_even(360000, 7000, 19000) == pytest.approx(30.0)
-    assert months_to_break_even(360000, 7000, 6000) is None
+def test_break_even_month_by_hand():
+    # buy for $360,000, then run for $7,000/month, or rent for $19,000/month, no resale, undiscounted: owning is
+    # no dearer from month 30 on
+    n = 8
+    model = OwnVsRent(accelerators=n, capex_usd=360000, fixed_usd_per_month=7000, energy_usd_per_month_at_load_0=0.0,
+                      energy_usd_per_month_per_load=0.0, rent_usd_per_accel_hour=19000 / (n * HOURS_PER_MONTH),
+                      rent_all_hours_usd_per_month=19000, resale_fraction=lambda months: 0.0, discount_rate_annual=0.0,
+                      horizon_months=36)
+    assert decide(model, 1.0).break_even_month == 30
+    assert decide(model, 1.0).break_even_load == pytest.approx((360000 + 7000 * 36) / (19000 * 36))
+    cheap = dataclasses.replace(model, rent_usd_per_accel_hour=6000 / (n * HOURS_PER_MONTH))
+    assert decide(cheap, 1.0).break_even_month is None and decide(cheap, 1.0).break_even_load is None
 
 
 def test_hybrid_sizing_finds_the_cheapest_baseline():
@@ -102,7 +118,7 @@ def test_hybrid_sizing_finds_the_cheapest_baseline():
     # renting is cheap ($0.5/h): own nothing.
     demand = np.array([2.0, 6.0] * 50)
     owned = _owned(accelerators=6)
-    c0, slope = owned_cost_curve(owned)
+    c0, slope = owned_cost_curve(owned, 3, 0.0)
     dear = hybrid_sizing(demand, c0, slope, 10.0)
     assert dear["best_baseline_accels"] == 6
     cheap = hybrid_sizing(demand, c0, slope, 0.5)
@@ -270,9 +286,9 @@ def test_resale_curve_is_credited_at_the_horizon_and_book_value_without_one():
     curve = dict(resale_months=(0, 12, 24, 36, 60), resale_fraction=(1.0, 0.65, 0.45, 0.30, 0.10))
     x = OnPremInputs(**ONPREM, **curve)
     running = on_prem_cost_per_hour(x).total_usd - on_prem_cost_per_hour(x).capex_usd
-    assert on_prem_tco_usd(x, 3) == pytest.approx(360000 * (1 - 0.30) + running * 3 * 8760)
-    assert on_prem_tco_usd(x, 2.5) == pytest.approx(360000 * (1 - 0.375) + running * 2.5 * 8760)  # interpolated
-    assert on_prem_tco_usd(x, 7) == pytest.approx(360000 * (1 - 0.10) + running * 7 * 8760)  # flat past the end
+    assert _own_npv(x, 3) == pytest.approx(360000 * (1 - 0.30) + running * 3 * 8760)
+    assert _own_npv(x, 2.5) == pytest.approx(360000 * (1 - 0.375) + running * 2.5 * 8760)  # interpolated
+    assert _own_npv(x, 7) == pytest.approx(360000 * (1 - 0.10) + running * 7 * 8760)  # flat past the end
     # the per-hour capex stays straight-line depreciation either way
     assert on_prem_cost_per_hour(x).capex_usd == pytest.approx(on_prem_cost_per_hour(OnPremInputs(**ONPREM)).capex_usd)
 
@@ -348,5 +364,5 @@ def test_a_scenarios_own_residual_value_means_book_value_in_the_tco():
     assert x.resale_months  # the price book's market curve
     doc["pools"][0]["on_prem"] = {"residual_value_fraction": 0.6}
     x = fleet_costs(resolve(validate(Scenario, doc, "s.yaml"), "s.yaml"), {})[0].on_prem
-    assert not x.resale_months and on_prem_tco_usd(x, 5) == pytest.approx(
+    assert not x.resale_months and _own_npv(x, 5) == pytest.approx(
         x.capex_usd * 0.4 + (on_prem_cost_per_hour(x).total_usd - on_prem_cost_per_hour(x).capex_usd) * 5 * 8760)

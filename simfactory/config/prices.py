@@ -111,6 +111,12 @@ class OnPremPrices(_Strict):
     network_usd_per_node: SourcedNumber
     storage_usd_per_node: SourcedNumber
     host_power_w_per_node: SourcedNumber
+    maintenance_fraction_per_year: SourcedNumber | None = Field(
+        default=None, description="hardware support / maintenance contract, a fraction of the purchase price per year; "
+                                  "absent: not charged (recorded as such)")
+    insurance_fraction_per_year: SourcedNumber | None = Field(
+        default=None, description="property / equipment insurance, a fraction of the purchase price per year; absent: "
+                                  "not charged (recorded as such)")
 
     @model_validator(mode="after")
     def _ranges(self) -> "OnPremPrices":
@@ -118,6 +124,10 @@ class OnPremPrices(_Strict):
             raise ValueError("pue.value: must be >= 1 (facility power over IT power)")
         if self.residual_value_fraction.value > 1.0:
             raise ValueError("residual_value_fraction.value: must be <= 1")
+        for name in ("maintenance_fraction_per_year", "insurance_fraction_per_year"):
+            n = getattr(self, name)
+            if n is not None and n.value > 1.0:
+                raise ValueError(f"{name}.value: must be <= 1 (a fraction of the purchase price per year)")
         for name in ("depreciation_years", "nodes_per_staff", "accelerators_per_node"):
             if getattr(self, name).value <= 0:
                 raise ValueError(f"{name}.value: must be > 0")
@@ -138,6 +148,21 @@ class ScorecardDefaults(_Strict):
     as_of: AsOf
 
 
+class FinanceDefaults(_Strict):
+    """Money-over-time assumptions of the own-vs-rent decision model (simfactory/cost/decision.py)."""
+
+    discount_rate_annual: SourcedNumber | None = Field(
+        default=None, description="annual discount rate (cost of capital) for the present value of monthly cash flows; "
+                                  "absent: cash flows are not discounted (recorded as such); finance.discount_rate_annual "
+                                  "in a scenario replaces it")
+
+    @model_validator(mode="after")
+    def _rate(self) -> "FinanceDefaults":
+        if self.discount_rate_annual is not None and self.discount_rate_annual.value > 1.0:
+            raise ValueError("discount_rate_annual.value: must be <= 1 (a fraction per year: 0.08 is 8%)")
+        return self
+
+
 class PriceBook(_Strict):
     currency: Literal["USD"] = "USD"
     providers: list[str] = Field(min_length=1, description="cloud providers this book prices; others are rejected")
@@ -147,6 +172,7 @@ class PriceBook(_Strict):
     on_prem: OnPremPrices
     network: NetworkPrices
     scorecard: ScorecardDefaults
+    finance: FinanceDefaults = Field(default_factory=FinanceDefaults)
 
     @model_validator(mode="after")
     def _known_providers(self) -> "PriceBook":
@@ -191,3 +217,5 @@ class OnPremOverrides(_Strict):
     network_usd_per_node: NonNegativeFloat | None = None
     storage_usd_per_node: NonNegativeFloat | None = None
     host_power_w_per_node: NonNegativeFloat | None = None
+    maintenance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = None
+    insurance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = None

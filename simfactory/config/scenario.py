@@ -513,6 +513,10 @@ class Finance(_Strict):
     """How the run is priced and judged: TCO horizon, the price book, sensitivity range, scorecard weights."""
 
     horizon_years: Annotated[float, Field(gt=0, le=20)] = Field(default=3.0, description="TCO horizon")
+    discount_rate_annual: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="annual discount rate for the TCO's present values (0.08 is 8%); None: the price "
+                                  "book's finance.discount_rate_annual"
+    )
     price_book: str | None = Field(
         default=None, description="a price-book YAML replacing hardware_profiles/prices.yaml (path relative to the scenario)"
     )

@@ -12,17 +12,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+from simfactory.cost.decision import (
+    Decision,
+    decide,
+    horizon_months,
+    levelized_own_cost,
+    own_vs_rent,
+    rent_all_hours_npv_usd,
+    rent_usd_per_accel_hour,
+    verdict,
+)
 from simfactory.cost.fleet import PoolCost
 from simfactory.cost.pool_cost import (
     HOURS_PER_MONTH,
     average_power_w,
-    break_even_utilization,
     cloud_cost_per_hour,
-    cloud_tco_usd,
-    months_to_break_even,
     on_prem_cost_per_hour,
-    on_prem_opex_per_hour,
-    on_prem_tco_usd,
 )
 
 
@@ -44,49 +49,38 @@ def _per(total: float, n: float, scale: float = 1.0) -> float | None:
     return total * scale / n if n else None
 
 
-def pool_tco(pc: PoolCost, years: float) -> dict[str, float]:
-    """Cash view of one pool over `years`: purchase up front (on-prem) and running cost."""
-    if pc.on_prem is not None:
-        x = pc.on_prem
-        return {
-            "upfront_capex_usd": x.capex_usd,
-            "running_usd_per_month": on_prem_opex_per_hour(x) * HOURS_PER_MONTH,
-            "tco_usd": on_prem_tco_usd(x, years),
-        }
-    assert pc.cloud is not None
-    return {
-        "upfront_capex_usd": 0.0,
-        "running_usd_per_month": cloud_cost_per_hour(pc.cloud).total_usd * HOURS_PER_MONTH,
-        "tco_usd": cloud_tco_usd(pc.cloud, years),
-    }
-
-
-def owned_cost_curve(pc: PoolCost) -> tuple[float, float]:
-    """(c0, slope): owning one accelerator costs c0 + slope x utilization per hour (affine: only energy
-    depends on utilization)."""
+def owned_cost_curve(pc: PoolCost, years: float, discount_rate_annual: float) -> tuple[float, float]:
+    """(c0, slope): owning one accelerator over the horizon costs c0 + slope x load per accelerator-hour, levelized
+    by the decision model (purchase less discounted resale, running costs, present value over present-value
+    hours), so the hybrid table and the break-even answer price owning alike."""
     assert pc.on_prem is not None
-    n = pc.accelerators
-    c0 = on_prem_cost_per_hour(replace(pc.on_prem, utilization=0.0)).total_usd / n
-    c1 = on_prem_cost_per_hour(replace(pc.on_prem, utilization=1.0)).total_usd / n
-    return c0, c1 - c0
+    return levelized_own_cost(own_vs_rent(pc.on_prem, None, years, discount_rate_annual))
 
 
-def break_even(owned: PoolCost, rented: PoolCost) -> dict[str, float | None]:
-    """Owned vs rented for the same accelerators: the utilization above which owning is cheaper than
-    renting only busy hours, and the months until the purchase pays back against renting them all."""
+def break_even(owned: PoolCost, rented: PoolCost, years: float, discount_rate_annual: float,
+               load: float) -> dict[str, Any]:
+    """Own vs rent for the same service from the decision model (simfactory/cost/decision.py): TCO of each at
+    `load` (demand over the OWNED accelerators), the break-even load at the horizon, the break-even month at this
+    load, and the verdict, all from one D(t, u) = own - rent."""
     assert owned.on_prem is not None and rented.cloud is not None
-    c0, slope = owned_cost_curve(owned)
-    p = rented.cloud.usd_per_accel_hour
-    u_star = break_even_utilization(c0, 0.0, slope, p)
-    x = owned.on_prem
+    dec = decide(own_vs_rent(owned.on_prem, rented.cloud, years, discount_rate_annual), load)
+    return {**decision_row(dec), "owned_accelerators": owned.accelerators,
+            "cloud_usd_per_accel_hour": rented.cloud.usd_per_accel_hour,
+            "rent_usd_per_accel_hour": rent_usd_per_accel_hour(rented.cloud), "verdict": verdict(dec)}
+
+
+def decision_row(dec: Decision) -> dict[str, Any]:
     return {
-        "owned_usd_per_accel_hour_at_0": c0,
-        "owned_usd_per_accel_hour_per_utilization": slope,
-        "cloud_usd_per_accel_hour": p,
-        "break_even_utilization": u_star,
-        "months_to_break_even": months_to_break_even(
-            x.capex_usd, on_prem_opex_per_hour(x) * HOURS_PER_MONTH, cloud_cost_per_hour(rented.cloud).total_usd * HOURS_PER_MONTH
-        ),
+        "decision_load": dec.load,
+        "own_npv_usd": dec.own_npv_usd,
+        "rent_npv_usd": dec.rent_npv_usd,
+        "rent_all_hours_npv_usd": dec.rent_all_hours_npv_usd,
+        "own_cheaper": dec.own_cheaper,
+        "break_even_load": dec.break_even_load,
+        "break_even_month": dec.break_even_month,
+        "own_npv_usd_at_load_0": dec.own_npv_usd_at_load_0,
+        "own_npv_usd_per_load": dec.own_npv_usd_per_load,
+        "rent_npv_usd_per_load": dec.rent_npv_usd_per_load,
     }
 
 
@@ -235,33 +229,59 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-NO_BREAK_EVEN = dict.fromkeys(("owned_usd_per_accel_hour_at_0", "owned_usd_per_accel_hour_per_utilization",
-                               "cloud_usd_per_accel_hour", "break_even_utilization", "months_to_break_even"))
+NO_BREAK_EVEN: dict[str, Any] = {
+    **dict.fromkeys(("decision_load", "own_npv_usd", "rent_npv_usd", "rent_all_hours_npv_usd", "own_cheaper",
+                     "break_even_load", "break_even_month", "own_npv_usd_at_load_0", "own_npv_usd_per_load",
+                     "rent_npv_usd_per_load", "owned_accelerators", "cloud_usd_per_accel_hour",
+                     "rent_usd_per_accel_hour")),
+    "verdict": "no price for the other way (owned <-> rented): no own-vs-rent comparison",
+}
+
+
+def pool_tco(pc: PoolCost, years: float, discount_rate_annual: float, load: float) -> dict[str, float]:
+    """This pool as configured over the horizon, present value: owned, from the decision model at `load`
+    (purchase, running costs, resale at the horizon); cloud, every provisioned accelerator-hour billed."""
+    if pc.on_prem is not None:
+        m = own_vs_rent(pc.on_prem, None, years, discount_rate_annual)
+        dec = decide(m, load)
+        return {"upfront_capex_usd": m.capex_usd, "running_usd_per_month": dec.running_usd_per_month,
+                "tco_usd": dec.own_npv_usd}
+    assert pc.cloud is not None
+    return {"upfront_capex_usd": 0.0,
+            "running_usd_per_month": cloud_cost_per_hour(pc.cloud).total_usd * HOURS_PER_MONTH,
+            "tco_usd": rent_all_hours_npv_usd(pc.cloud, years, discount_rate_annual)}
 
 
 def tco_block(costs: list[PoolCost], alternatives: list[PoolCost | None], years: float,
-              loads: dict[str, float] | None = None) -> dict[str, Any]:
-    """Per pool: TCO beside the alternative, and break-even. `loads`: demand over provisioned accelerators, the
-    utilization to set against the break-even (renting only the hours the load needs)."""
+              loads: dict[str, float] | None = None, discount_rate_annual: float = 0.0) -> dict[str, Any]:
+    """Per pool: its TCO as configured, and the own-vs-rent decision against the same service priced the other
+    way (TCO of each, break-even load and month, verdict: one model). `loads`: demand over provisioned
+    accelerators (the busy fraction stands in where a pool has no demand curve)."""
     loads = loads or {}
     pools = []
     for c, alt in zip(costs, alternatives):
+        load = loads.get(c.pool)
+        u = c.utilization if load is None else load
         row: dict[str, Any] = {"pool": c.pool, "location": c.location, "accelerators": c.accelerators,
-                               "utilization": c.utilization, "load_fraction": loads.get(c.pool), **pool_tco(c, years),
-                               "alternative_location": alt.location if alt else None,
-                               "alternative_tco_usd": pool_tco(alt, years)["tco_usd"] if alt else None}
+                               "utilization": c.utilization, "load_fraction": load,
+                               **pool_tco(c, years, discount_rate_annual, u),
+                               "alternative_location": alt.location if alt else None}
         if alt is None:
-            row.update(NO_BREAK_EVEN)
+            row.update(NO_BREAK_EVEN, alternative_tco_usd=None)
         else:
             owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
-            row.update(break_even(owned, rented))
+            owned_load = u * c.accelerators / owned.accelerators if owned.accelerators else 0.0
+            row.update(break_even(owned, rented, years, discount_rate_annual, owned_load))
+            # the alternative, from the same model: renting what the load needs (owned pools), owning (cloud pools)
+            row["alternative_tco_usd"] = row["rent_npv_usd"] if c.on_prem is not None else row["own_npv_usd"]
         pools.append(row)
     alt_total = [p["alternative_tco_usd"] for p in pools]
     return {
         "horizon_years": years,
+        "horizon_months": horizon_months(years),
+        "discount_rate_annual": discount_rate_annual,
         "tco_usd": sum(p["tco_usd"] for p in pools),
         "alternative_tco_usd": sum(alt_total) if None not in alt_total else None,
         "upfront_capex_usd": sum(p["upfront_capex_usd"] for p in pools),
         "pools": pools,
     }
-

@@ -130,7 +130,13 @@ def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utiliz
     out: list[Assumption] = []
 
     def take(name: str, unit_name: str) -> float:
-        value, a = _num(f"{pool.name}: {unit_name}", getattr(b, name), getattr(o, name))
+        book_value, override = getattr(b, name), getattr(o, name)
+        if book_value is None:  # an optional row (maintenance, insurance) this price book lacks
+            value = 0.0 if override is None else override
+            out.append(Assumption(f"{pool.name}: {unit_name}", value, "fraction of purchase price per year",
+                                  "not in the price book: not charged" if override is None else "scenario override"))
+            return value
+        value, a = _num(f"{pool.name}: {unit_name}", book_value, override)
         out.append(a)
         return value
 
@@ -169,6 +175,8 @@ def on_prem_inputs(pool: Pool, profile: HardwareProfile, book: PriceBook, utiliz
         staff_usd_per_year=take("staff_usd_per_year", "staff cost"),
         nodes_per_staff=take("nodes_per_staff", "nodes per engineer"),
         software_usd_per_accel_year=software_licence(pool, profile, book, take, out),
+        maintenance_fraction_per_year=take("maintenance_fraction_per_year", "maintenance contract"),
+        insurance_fraction_per_year=take("insurance_fraction_per_year", "insurance"),
         **resale_curve(b, out, pool),
     )
     return x, out
@@ -259,3 +267,15 @@ def alternative_cost(rs: ResolvedScenario, pc: PoolCost, owned_accelerators: flo
                             "the autoscaled pool's peak provisioned in the window (owned hardware does not scale in)"))
     return PoolCost(pool.name, pool.sku, "on_prem", other.count, utilization, on_prem_cost_per_hour(x), None, x,
                     x.tdp_w, x.idle_w, a, pc.serving_fraction)
+
+
+def discount_rate(rs: ResolvedScenario) -> tuple[float, Assumption]:
+    """The annual discount rate of the own-vs-rent decision model: the scenario's finance.discount_rate_annual,
+    else the price book's, else 0 (cash flows not discounted; recorded as such)."""
+    own = rs.scenario.finance.discount_rate_annual
+    if own is not None:
+        return own, Assumption("discount rate", own, "fraction per year", "scenario finance.discount_rate_annual")
+    n = rs.price_book.finance.discount_rate_annual
+    if n is None:
+        return 0.0, Assumption("discount rate", 0.0, "fraction per year", "not in the price book: cash flows not discounted")
+    return n.value, Assumption("discount rate", n.value, n.unit, n.source, str(n.as_of))

@@ -3,7 +3,11 @@
 Cloud pays every provisioned accelerator-hour, busy or idle (spot adds the work that reclamations make
 it redo). On-prem amortizes the purchase (accelerators plus their share of host, network and storage)
 down to its residual value, and pays energy (idle-to-TDP power curve x PUE), colocation on provisioned
-kW, staff per node and software licences per accelerator.
+kW, staff per node, software licences per accelerator, and a maintenance contract and insurance (each a
+fraction of the purchase price per year).
+
+These are per-hour accounting views (unit costs, the cost table). Whether to own or rent over a horizon, and
+the TCO, break-even month and break-even load, come from one model: simfactory/cost/decision.py.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class OnPremInputs:
     software_usd_per_accel_year: float
     resale_months: tuple[float, ...] = ()  # market value by age (fraction of purchase) for the TCO horizon;
     resale_fraction: tuple[float, ...] = ()  # empty: the book value is credited instead
+    maintenance_fraction_per_year: float = 0.0  # support contract, fraction of capex per year
+    insurance_fraction_per_year: float = 0.0  # equipment insurance, fraction of capex per year
 
     @property
     def nodes(self) -> float:
@@ -63,6 +69,8 @@ class PoolCostPerHour:
     hosting_usd: float = 0.0
     staff_usd: float = 0.0
     software_usd: float = 0.0
+    maintenance_usd: float = 0.0
+    insurance_usd: float = 0.0
     cloud_usd: float = 0.0
     spot_rework_usd: float = 0.0
 
@@ -74,6 +82,8 @@ class PoolCostPerHour:
             + self.hosting_usd
             + self.staff_usd
             + self.software_usd
+            + self.maintenance_usd
+            + self.insurance_usd
             + self.cloud_usd
             + self.spot_rework_usd
         )
@@ -92,6 +102,8 @@ class PoolCostPerHour:
             "hosting": self.hosting_usd,
             "staff": self.staff_usd,
             "software": self.software_usd,
+            "maintenance": self.maintenance_usd,
+            "insurance": self.insurance_usd,
         }
 
 
@@ -109,7 +121,8 @@ def average_power_w(tdp_w: float, idle_w: float, utilization: float) -> float:
 
 
 def on_prem_cost_per_hour(x: OnPremInputs) -> PoolCostPerHour:
-    """Straight-line depreciation to residual value + facility energy + colocation + staff + licences."""
+    """Straight-line depreciation to residual value + facility energy + colocation + staff + licences +
+    maintenance contract + insurance."""
     capex = x.capex_usd * (1.0 - x.residual_value_fraction) / (x.depreciation_years * HOURS_PER_YEAR)
     it_kw = (x.accelerators * average_power_w(x.tdp_w, x.idle_w, x.utilization) + x.nodes * x.host_power_w_per_node) / 1e3
     energy = it_kw * x.pue * x.usd_per_kwh
@@ -117,13 +130,10 @@ def on_prem_cost_per_hour(x: OnPremInputs) -> PoolCostPerHour:
     hosting = provisioned_kw * x.colocation_usd_per_kw_month / HOURS_PER_MONTH
     staff = x.staff_usd_per_year * x.nodes / x.nodes_per_staff / HOURS_PER_YEAR
     software = x.software_usd_per_accel_year * x.accelerators / HOURS_PER_YEAR
-    return PoolCostPerHour(capex_usd=capex, energy_usd=energy, hosting_usd=hosting, staff_usd=staff, software_usd=software)
-
-
-def on_prem_opex_per_hour(x: OnPremInputs) -> float:
-    """Running cost without depreciation: what owning costs each hour after the purchase."""
-    c = on_prem_cost_per_hour(x)
-    return c.total_usd - c.capex_usd
+    maintenance = x.capex_usd * x.maintenance_fraction_per_year / HOURS_PER_YEAR
+    insurance = x.capex_usd * x.insurance_fraction_per_year / HOURS_PER_YEAR
+    return PoolCostPerHour(capex_usd=capex, energy_usd=energy, hosting_usd=hosting, staff_usd=staff, software_usd=software,
+                           maintenance_usd=maintenance, insurance_usd=insurance)
 
 
 def residual_value_usd(x: OnPremInputs, years: float) -> float:
@@ -133,37 +143,3 @@ def residual_value_usd(x: OnPremInputs, years: float) -> float:
         return x.capex_usd * float(np.interp(years * 12.0, x.resale_months, x.resale_fraction))
     used = min(years / x.depreciation_years, 1.0)
     return x.capex_usd * (1.0 - (1.0 - x.residual_value_fraction) * used)
-
-
-def on_prem_tco_usd(x: OnPremInputs, years: float) -> float:
-    """Purchase minus what the hardware is worth at the horizon (resale), plus running cost over it."""
-    return x.capex_usd - residual_value_usd(x, years) + on_prem_opex_per_hour(x) * HOURS_PER_YEAR * years
-
-
-def cloud_tco_usd(x: CloudInputs, years: float) -> float:
-    return cloud_cost_per_hour(x).total_usd * HOURS_PER_YEAR * years
-
-
-def break_even_utilization(
-    fixed_usd_per_accel_hour: float, idle_energy_usd_per_accel_hour: float, busy_energy_delta_usd: float,
-    cloud_usd_per_accel_hour: float,
-) -> float | None:
-    """Utilization u* at which owning costs as much as renting only busy hours.
-
-    Owning one accelerator costs F + e_idle + (e_max - e_idle) u per hour; renting elastically costs p u.
-    They cross at u* = (F + e_idle) / (p - (e_max - e_idle)). None when the cloud is never dearer (u* > 1
-    or p below the marginal energy cost)."""
-    denom = cloud_usd_per_accel_hour - busy_energy_delta_usd
-    if denom <= 0:
-        return None
-    u = (fixed_usd_per_accel_hour + idle_energy_usd_per_accel_hour) / denom
-    return u if u <= 1.0 else None
-
-
-def months_to_break_even(capex_usd: float, onprem_opex_usd_per_month: float, cloud_usd_per_month: float) -> float | None:
-    """Months until the purchase is paid back by not renting: capex / (cloud - on-prem running cost) per month.
-    None when renting is cheaper than running owned hardware (never pays back)."""
-    saving = cloud_usd_per_month - onprem_opex_usd_per_month
-    if saving <= 0:
-        return None
-    return capex_usd / saving

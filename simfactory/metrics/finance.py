@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from simfactory.cost.finance import Units, hybrid_sizing, owned_cost_curve, sensitivity, tco_block, unit_economics
-from simfactory.cost.fleet import PoolCost, alternative_cost
+from simfactory.cost.decision import rent_usd_per_accel_hour
+from simfactory.cost.fleet import PoolCost, alternative_cost, discount_rate
 from simfactory.cost.training import training_cost
 from simfactory.resolve import ResolvedScenario
 from simfactory.sim.agents import SUCCESS
@@ -173,6 +174,7 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     fin = rs.scenario.finance
     peaks = peak_accelerators or {}
     alternatives = [alternative_cost(rs, c, peaks.get(c.pool)) for c in costs]
+    rate, rate_assumption = discount_rate(rs)
     hybrid = {}
     for c, alt in zip(costs, alternatives):
         if alt is None:
@@ -180,8 +182,8 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
         owned, rented = (c, alt) if c.on_prem is not None else (alt, c)
         assert rented.cloud is not None
         d = demand.get(c.pool, np.zeros(0))
-        p = rented.cloud.usd_per_accel_hour
-        hybrid[c.pool] = {"owned": hybrid_sizing(d, *owned_cost_curve(owned), p)}
+        p = rent_usd_per_accel_hour(rented.cloud)  # with a spot pool's rework, as the decision model rents
+        hybrid[c.pool] = {"owned": hybrid_sizing(d, *owned_cost_curve(owned, fin.horizon_years, rate), p)}
         reserved = cheapest_reserved(rs, c.sku)
         if reserved is not None:
             hybrid[c.pool]["reserved"] = {**hybrid_sizing(d, reserved.usd_per_accel_hour, 0.0, p),
@@ -190,6 +192,7 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
     seen = {x["name"] for x in assumptions}
     assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
+    assumptions.append(dataclasses.asdict(rate_assumption))
     # load: the accelerators the demand needs over those provisioned. Busy time would not do for break-even:
     # continuous batching keeps a replica stepping at any load, so busy fractions sit near 1
     # (dedicated training holds its accelerators all the time: it is load too)
@@ -202,7 +205,7 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     return {
         "currency": rs.price_book.currency,
         "unit_economics": ue,
-        "tco": tco_block(costs, alternatives, fin.horizon_years, loads),
+        "tco": tco_block(costs, alternatives, fin.horizon_years, loads, rate),
         "hybrid": hybrid,
         "sensitivity": sensitivity(costs, units, fin.sensitivity_fraction),
         "training": training_block(rs, costs, seed, serving_idle),

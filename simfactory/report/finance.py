@@ -47,6 +47,27 @@ UNIT_ROWS = [
 ]
 
 
+def tco_row(p: dict[str, Any], cur: str, months: int) -> dict[str, Any]:
+    """One pool's line of the TCO table: its TCO as configured, own vs rent from the decision model, the
+    break-even load and month, and the verdict sentence, all from summary.json's finance.tco."""
+    month = p.get("break_even_month")
+    be_load = p.get("break_even_load")
+    compared = p.get("own_npv_usd") is not None
+    return {
+        "pool": p["pool"], "location": p["location"], "accelerators": p["accelerators"],
+        "owned accelerators (decision)": p.get("owned_accelerators"),
+        "load (demand / provisioned)": p.get("load_fraction"), "busy fraction": p["utilization"],
+        f"upfront capex {cur}": p["upfront_capex_usd"], f"running {cur}/month": p["running_usd_per_month"],
+        f"TCO as configured {cur}": p["tco_usd"],
+        f"own {cur}": p.get("own_npv_usd"),
+        f"rent what the load needs {cur}": p.get("rent_npv_usd"),
+        f"reference: rent the same fleet every hour {cur}": p.get("rent_all_hours_npv_usd"),
+        "break-even load": be_load if be_load is not None or not compared else "none: owning never cheaper",
+        "break-even month": month if month is not None or not compared else f"not within {months} months",
+        "verdict": p.get("verdict"),
+    }
+
+
 def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
     f = summary["finance"]
     cur = f["currency"]
@@ -61,18 +82,10 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
     )
     ue = f["unit_economics"]
     units = pd.DataFrame([{"metric": label, "value": ue.get(k), "unit": u.replace("USD", cur)} for k, label, u in UNIT_ROWS])
-    tco = pd.DataFrame(
-        [
-            {"pool": p["pool"], "location": p["location"], "accelerators": p["accelerators"],
-             "busy fraction": p["utilization"], "load (demand / provisioned)": p.get("load_fraction"),
-             f"upfront capex {cur}": p["upfront_capex_usd"],
-             f"running {cur}/month": p["running_usd_per_month"], f"TCO {years:g} years {cur}": p["tco_usd"],
-             "alternative": p["alternative_location"], f"alternative TCO {years:g} years {cur}": p["alternative_tco_usd"],
-             "break-even utilization (owned vs elastic cloud)": p["break_even_utilization"],
-             "months to break even (owned vs rented)": p["months_to_break_even"]}
-            for p in f["tco"]["pools"]
-        ]
-    )
+    tb = f["tco"]
+    months = tb.get("horizon_months", round(years * 12))
+    rate = tb.get("discount_rate_annual", 0.0)
+    tco = pd.DataFrame([tco_row(p, cur, months) for p in tb["pools"]])
     hybrid = pd.DataFrame(
         [
             {"pool": name, "baseline": kind + (f" ({h['reserved_price']})" if "reserved_price" in h else ""),
@@ -104,15 +117,23 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
                      "energy, colocation, staff and licences."),
         FinanceTable("unit_economics", "Unit economics (measurement window)", units,
                      "Per-token all-in figures put the whole fleet cost on one token type; they do not add up."),
-        FinanceTable("tco", f"TCO over {years:g} years, and break-even", tco,
-                     "Alternative: the same service priced the other way (owned <-> on-demand cloud). Break-even "
-                     "utilization: at a load above it, owning is cheaper than renting only the accelerator-hours the "
-                     "load needs. Compare it with the load (demand / provisioned), not the busy fraction: continuous "
-                     "batching keeps replicas stepping at any load."),
+        FinanceTable("tco", f"TCO over {years:g} years ({months} months, present value at {rate:.1%}/year): own or "
+                            "rent, and break-even", tco,
+                     "One model gives every figure in this table (simfactory/cost/decision.py): monthly cash flows "
+                     f"discounted at {rate:.1%}/year; owning = purchase + running costs at the load (energy on the "
+                     "idle-to-TDP curve, colocation, staff, licences, maintenance, insurance) - resale when it stops; "
+                     "renting = only the accelerator-hours the load needs, on demand (owned <-> rented: the same "
+                     "service priced the other way; an autoscaled cloud pool is owned at its peak). Owning is cheaper "
+                     "at the horizon exactly when the load is at or above the break-even load, and exactly when the "
+                     "break-even month falls within the horizon. Renting the same fleet every hour is a reference "
+                     "only: it costs the same at any load, so no break-even is set against it. The load is demand / "
+                     "provisioned, not the busy fraction: continuous batching keeps replicas stepping at any load."),
         FinanceTable("hybrid", "Hybrid sizing: owned or reserved baseline + elastic cloud burst on the simulated demand",
                      hybrid, "Demand = accelerators needed per timeline sample (requests in flight / (target_concurrency_fraction x "
                      "max_num_seqs) per replica); burst is rented on demand per needed hour "
-                     "(an elastic bound); a reserved baseline is paid every hour at the cheapest reserved price."),
+                     "(an elastic bound); an owned baseline costs what the TCO table's model charges per "
+                     "accelerator-hour over the horizon (purchase less resale, running costs, discounted); a reserved "
+                     "baseline is paid every hour at the cheapest reserved price."),
         FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {_num(sens['base'])})", tornado,
                      f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),
     ]
@@ -195,23 +216,28 @@ def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
-    """Per pool: owned cost per accelerator-hour vs elastic cloud, over utilization, with the crossing."""
-    pools = summary["finance"]["tco"]["pools"]
+    """Per pool: present value over the horizon of owning vs renting what the load needs, over the load, with
+    the break-even load (dotted) and the simulated load (thick); renting the same fleet every hour is flat."""
+    tco = summary["finance"]["tco"]
     fig, ax = plt.subplots(figsize=(8, 4.5))
     u = np.linspace(0, 1, 101)
-    for p in pools:
-        if p["owned_usd_per_accel_hour_at_0"] is None:
+    for p in tco["pools"]:
+        if p.get("own_npv_usd_at_load_0") is None:
             continue
-        owned = p["owned_usd_per_accel_hour_at_0"] + p["owned_usd_per_accel_hour_per_utilization"] * u
-        (line,) = ax.plot(u, owned, label=f"{p['pool']}: owned")
-        ax.plot(u, p["cloud_usd_per_accel_hour"] * u, ls="--", color=line.get_color(), label=f"{p['pool']}: cloud, only the hours the load needs")
-        if p["break_even_utilization"] is not None:
-            ax.axvline(p["break_even_utilization"], color=line.get_color(), lw=0.8, ls=":")
-        load = p.get("load_fraction")
-        ax.axvline(min(load, 1.0) if load is not None else p["utilization"], color=line.get_color(), lw=2, alpha=0.3)
-    ax.set_xlabel("utilization (share of provisioned accelerator-hours the load needs)")
-    ax.set_ylabel(f"{summary['finance']['currency']} per accelerator-hour")
-    ax.set_title(f"{summary['scenario']}: owned vs rented (dotted: break-even; thick: simulated load)")
+        owned = p["own_npv_usd_at_load_0"] + p["own_npv_usd_per_load"] * u
+        (line,) = ax.plot(u, owned, label=f"{p['pool']}: own")
+        ax.plot(u, p["rent_npv_usd_per_load"] * u, ls="--", color=line.get_color(),
+                label=f"{p['pool']}: rent only the hours the load needs")
+        ax.axhline(p["rent_all_hours_npv_usd"], ls="-.", lw=0.8, color=line.get_color(),
+                   label=f"{p['pool']}: reference, rent the same fleet every hour")
+        if p["break_even_load"] is not None:
+            ax.axvline(p["break_even_load"], color=line.get_color(), lw=0.8, ls=":")
+        ax.axvline(p["decision_load"], color=line.get_color(), lw=2, alpha=0.3)
+    months = tco.get("horizon_months", round(tco["horizon_years"] * 12))
+    ax.set_xlabel("load (share of the owned accelerator-hours the demand needs)")
+    ax.set_ylabel(f"{summary['finance']['currency']} over {months} months, "
+                  f"present value at {tco.get('discount_rate_annual', 0.0):.1%}/year")
+    ax.set_title(f"{summary['scenario']}: own vs rent (dotted: break-even load; thick: simulated load)")
     return save_chart(fig, ax, path)
 
 

@@ -38,7 +38,7 @@ PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
     ("queue_depth.png", "Queue depth over time"), ("task_latency_cdf.png", "Task latency CDF"),
     ("task_breakdown.png", "Where task time goes"), ("cost_sensitivity.png", "Sensitivity (tornado)"),
-    ("break_even.png", "Owned vs rented: break-even utilization"),
+    ("break_even.png", "Own vs rent: break-even load"),
 ]
 
 
@@ -76,7 +76,8 @@ def headline(s: dict[str, Any]) -> pd.DataFrame:
         ("cost per request", ue.get("usd_per_request"), cur),
         ("fleet cost per hour", ue.get("fleet_usd_per_hour"), f"{cur}/hour"),
         (f"TCO over {tco['horizon_years']:g} years", tco.get("tco_usd"), cur),
-        (f"same accelerators priced the other way, {tco['horizon_years']:g} years", tco.get("alternative_tco_usd"), cur),
+        (f"same service priced the other way (own <-> rent what the load needs), {tco['horizon_years']:g} years",
+         tco.get("alternative_tco_usd"), cur),
         ("upfront capex", tco.get("upfront_capex_usd"), cur),
         ("fleet utilization", ue.get("fleet_utilization"), "fraction"),
         ("SLO attainment", s.get("service", {}).get("slo_attainment"), "fraction"),
