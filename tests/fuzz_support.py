@@ -532,9 +532,12 @@ def check_outputs(folder: Path, allow_infinity: bool = True) -> list[str]:
     return problems
 
 
-def check_result(res: CliResult, out: Path | None = None, *, typer_usage_ok: bool = False) -> list[str]:
+def check_result(res: CliResult, out: Path | None = None, *, typer_usage_ok: bool = False,
+                 exit_1_means: str | None = None) -> list[str]:
     """The contract of every command on any input: exit 0 (and sane outputs) or exit 2 with one `error:` line
-    first, nothing written; never a traceback, a crash, a hang or running out of memory."""
+    first, nothing written; never a traceback, a crash, a hang or running out of memory. `exit_1_means`: a
+    command with a documented exit 1 (plan: no candidate met the SLOs) may exit 1 when its output says this;
+    its outputs are checked as for exit 0."""
     text = res.stdout + res.stderr
     problems: list[str] = []
     if res.timed_out:
@@ -546,6 +549,9 @@ def check_result(res: CliResult, out: Path | None = None, *, typer_usage_ok: boo
         problems.append("out of memory")
     if res.rc is not None and res.rc < 0:
         problems.append(f"killed by signal {-res.rc} ({signal.Signals(-res.rc).name})")
+    elif res.rc == 1 and exit_1_means is not None:
+        if exit_1_means not in text:
+            problems.append(f"exit code 1 without {exit_1_means!r} in the output")
     elif res.rc not in (0, 2):
         problems.append(f"exit code {res.rc}")
     if res.rc == 2:
@@ -555,7 +561,7 @@ def check_result(res: CliResult, out: Path | None = None, *, typer_usage_ok: boo
             problems.append(f"exit 2 without a leading `error: ` line (first stderr line: {first[:200]!r})")
         if out is not None and out.exists() and any(out.iterdir()):
             problems.append(f"exit 2 but {out.name}/ was written")
-    if res.rc == 0 and out is not None:
+    if (res.rc == 0 or (res.rc == 1 and exit_1_means is not None)) and out is not None:
         problems += check_outputs(out)
     return problems
 

@@ -136,7 +136,7 @@ def test_compare_runs_scenarios_side_by_side(tmp_path):
 def test_format_json_prints_only_the_summary(tmp_path):
     res = runner.invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(tmp_path / "o")])
     assert res.exit_code == 0
-    assert json.loads(res.output) == json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert json.loads(res.stdout) == json.loads((tmp_path / "o" / "summary.json").read_text())
     assert runner.invoke(app, ["run", "--format", "yaml", "--out", str(tmp_path / "p")]).exit_code == 2
 
 
@@ -150,8 +150,8 @@ def test_compare_recommendation_picks_the_cheapest_run_meeting_its_slos():
         return d
 
     line = recommendation([s(0.995, 1.0), s(0.999, 0.63), s(0.5, 0.1)], ["A", "B", "C"])
-    assert line.startswith("B meets the SLOs at 37% lower cost per request than A")
-    assert "C" not in line  # misses its SLOs, however cheap
+    assert line.startswith("recommended: B — highest score")  # cheaper, as good: the scorecard's top-ranked run
+    assert "C excluded: SLO attainment 50.0% < 99%" in line  # misses its SLOs, however cheap
     assert recommendation([s(0.5, 1.0)], ["A"]).startswith("No run meets its SLOs")
     assert "per successful task" in recommendation([s(1.0, 9, 2.0), s(1.0, 9, 1.0)], ["A", "B"])
 
@@ -169,8 +169,8 @@ def test_interrupted_run_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_compare_tco_trio_with_scorecard(tmp_path):
-    """Cloud vs on-prem vs hybrid for the same workload: TCO, scorecard and a recommendation that follows the
-    cost per request, and an xlsx finance can open."""
+    """Cloud vs on-prem vs hybrid for the same workload: TCO, scorecard and a recommendation that is the
+    scorecard's top-ranked run meeting SLOs and capacity, and an xlsx finance can open."""
     from openpyxl import load_workbook
 
     from simfactory.paths import SCENARIOS_DIR
@@ -180,21 +180,23 @@ def test_compare_tco_trio_with_scorecard(tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "compare.csv", index_col=0)
     tco = df.loc["TCO over horizon USD"].astype(float)
-    per_req = df.loc["USD per request"].astype(float)
+    per_1m = df.loc["USD per 1M tokens (in+out)"].astype(float)
     # one own-vs-rent model (simfactory/cost/decision.py): the owned run's TCO is its present value of owning, and
     # whether owning wins follows from its load against the break-even load
     onprem = json.loads((tmp_path / "2-tco-onprem" / "summary.json").read_text())["finance"]["tco"]["pools"][0]
     assert tco["tco-onprem"] == pytest.approx(onprem["own_npv_usd"], rel=1e-6)
     assert onprem["own_cheaper"] == (onprem["break_even_load"] is not None
                                      and onprem["decision_load"] >= onprem["break_even_load"])
-    cheapest = per_req.idxmin()
-    assert (tmp_path / "compare.md").read_text().splitlines()[2].startswith(f"{cheapest} meets the SLOs at ")
     card = pd.read_csv(tmp_path / "scorecard.csv", index_col=0)
-    weights = card["weight"]
+    criteria = ["performance", "cost", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom"]
     for n in names:
-        total = sum(weights[c] * card.loc[c, n] for c in card.index if c != "weighted total")
-        assert card.loc["weighted total", n] == pytest.approx(total)
-    assert card.loc["operational_simplicity", "tco-cloud"] > card.loc["operational_simplicity", "tco-onprem"]
+        total = sum(float(card.loc[c, "weight"]) * float(card.loc[c, n]) for c in criteria)
+        assert float(card.loc["weighted total", n]) == pytest.approx(total)
+    assert float(card.loc["cost", per_1m.idxmin()]) == 10.0  # the cheapest run's cost score
+    top = next(n for n in names if int(card.loc["rank", n]) == 1)
+    assert float(card.loc["capacity", top]) == 10.0
+    assert (tmp_path / "compare.md").read_text().splitlines()[2].startswith(f"recommended: {top} — ")
+    assert float(card.loc["operational_simplicity", "tco-cloud"]) > float(card.loc["operational_simplicity", "tco-onprem"])
     wb = load_workbook(tmp_path / "compare.xlsx")
     assert wb.sheetnames[:2] == ["comparison", "scorecard"]
     assert {"1-tco", "2-tco", "3-tco", "1-unit_economics", "3-assumptions"} <= set(wb.sheetnames)

@@ -293,22 +293,31 @@ def test_resale_curve_is_credited_at_the_horizon_and_book_value_without_one():
     assert on_prem_cost_per_hour(x).capex_usd == pytest.approx(on_prem_cost_per_hour(OnPremInputs(**ONPREM)).capex_usd)
 
 
-def test_the_books_software_licence_is_charged_only_on_the_vendors_it_names():
+def test_the_price_book_carries_no_licence_and_a_pools_own_figure_applies_anywhere():
+    """Licences follow the engine (engines.yaml), not the price book: an open-source engine on an owned H100 pays
+    none; a book that still sets one is refused with the way out; a pool's own figure applies cloud or owned."""
     from simfactory.config.scenario import Scenario
     from simfactory.cost.fleet import fleet_costs
     from simfactory.resolve import resolve
 
-    for sku, vendor_pays in (("gaudi3", False), ("mi300x", False), ("h100-sxm", True)):
-        doc = scenario_doc()
-        doc["pools"][0].update({"sku": sku, "location": "on_prem"})
-        for k in ("provider", "pricing"):
-            doc["pools"][0].pop(k, None)
-        rs = resolve(validate(Scenario, doc, "s.yaml"), "s.yaml")
-        x = fleet_costs(rs, {})[0].on_prem
-        assert (x.software_usd_per_accel_year > 0) == vendor_pays, sku
-        doc["pools"][0]["on_prem"] = {"software_usd_per_accel_year": 1000}  # a scenario's own figure always applies
-        rs = resolve(validate(Scenario, doc, "s.yaml"), "s.yaml")
-        assert fleet_costs(rs, {})[0].on_prem.software_usd_per_accel_year == 1000
+    doc = scenario_doc()
+    doc["pools"][0].update({"sku": "h100-sxm", "location": "on_prem"})
+    for k in ("provider", "pricing"):
+        doc["pools"][0].pop(k, None)
+    rs = resolve(validate(Scenario, doc, "s.yaml"), "s.yaml")
+    pc = fleet_costs(rs, {})[0]
+    assert pc.on_prem.software_usd_per_accel_year == 0 and pc.per_hour.software_usd == 0
+    assert any("no licence" in a.source for a in pc.assumptions if "licence" in a.name)
+    book = _book()
+    book["on_prem"]["software_usd_per_accel_year"] = {"value": 4500, "unit": "USD", "source": "x", "as_of": 2024}
+    with pytest.raises(InputErrors, match="on_prem.software_usd_per_accel_year: licences follow the serving engine"):
+        validate(PriceBook, book, "prices.yaml")
+    for where, over in (("pool", {"software_usd_per_accel_year": 1000}),
+                        ("on_prem", {"on_prem": {"software_usd_per_accel_year": 1000}})):
+        d = copy.deepcopy(doc)
+        d["pools"][0].update(over)
+        pc = fleet_costs(resolve(validate(Scenario, d, "s.yaml"), "s.yaml"), {})[0]
+        assert pc.per_hour.software_usd == pytest.approx(1000 * pc.accelerators / 8760), where
 
 
 def test_simulated_spot_reclamations_carry_no_second_rework_surcharge():

@@ -102,7 +102,7 @@ def test_run_exact_flag_gives_the_same_summary(tmp_path):
         out = tmp_path / str(len(flags))
         res = CliRunner().invoke(app, ["run", "--format", "json", "--no-plots", "--out", str(out), *flags])
         assert res.exit_code == 0, res.output
-        return json.loads(res.output)
+        return json.loads(res.stdout)
 
     exact, fast = summary("--exact"), summary()
     assert exact["outcomes"] == fast["outcomes"]

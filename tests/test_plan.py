@@ -39,6 +39,8 @@ def test_plan_finds_the_erlang_c_minimum(mmc):
     simulated = {e.replicas: e for e in r.chosen.evaluations}
     assert not simulated[10].met and simulated[11].met  # the answer is checked by simulation, not assumed
     assert r.chosen.lower_bound == 9  # stability: c > lambda / mu
+    assert 8 in simulated and not simulated[8].met  # one below the bound is simulated too: the bound is checked
+    assert r.chosen.below_bound is simulated[8]
 
 
 def test_plan_is_monotone_in_load_and_slo(mmc):

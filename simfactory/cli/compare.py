@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, progress_bar
@@ -19,14 +20,21 @@ def compare(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/compare"),
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Override every scenario's seed.")] = None,
 ) -> None:
-    """Run several scenarios and show their headline metrics side by side (compare.md, compare.csv).
+    """Run several scenarios and show their headline metrics side by side (compare.md, compare.csv), a weighted
+    scorecard and a recommendation.
 
-    Example: simfactory compare scenarios/single-large.yaml scenarios/tiered-routing.yaml
+    The scorecard rates each run 0-10 on performance, cost (the cheapest per successful task, else per 1M tokens,
+    scores 10), utilization, data movement, operational simplicity and lock-in freedom; cost weighs 0.3 and the
+    first scenario's finance.scorecard_weights share the rest. Capacity is a gate: a run that misses its SLOs or
+    whose load (demand / provisioned) exceeds 1 scores 0 there and is not recommended. The recommendation is the
+    top-ranked run that passes.
+
+    Example: simfactory compare scenarios/tco-cloud.yaml scenarios/tco-onprem.yaml scenarios/tco-hybrid.yaml
     """
     from simfactory.api import prepare
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import build_subfolder, output_folder
-    from simfactory.report.compare import write_comparison
+    from simfactory.report.compare import verdict_lines, write_comparison
     from simfactory.report.writer import build_run
     from simfactory.sim.run import simulate
 
@@ -54,17 +62,29 @@ def compare(
         tables: list = []
         folder.replace(build)
     df, card, line = tables[0]
-    table = Table(title="side by side")
-    table.add_column("metric")
-    for col in df.columns:
-        table.add_column(str(col), justify="right")
-    for label, row in df.iterrows():
-        table.add_row(str(label), *("n/a" if v is None or v != v else f"{v:,.4g}" if isinstance(v, float) else str(v)
-                                    for v in row))
-    out.print(table)
+    _print_tables(df, card)
     out.print(line, highlight=False, markup=False)
+    verdicts = verdict_lines(summaries, [str(c) for c in df.columns])
+    if verdicts:
+        out.print("own vs rent (decision model, per pool):", highlight=False)
+        for v in verdicts:
+            out.print(f"  {v}", highlight=False, markup=False)
     out.print(f"wrote {out_dir}/ (compare.html, compare.md, compare.csv, scorecard.csv, compare.xlsx, compare.png, one "
               "run directory per scenario)", highlight=False)
+
+
+def _print_tables(df: Any, card: Any) -> None:
+    """The side-by-side table and the scorecard, money as $1,234 (simfactory.report.money)."""
+    from simfactory.report.compare import formatted_rows
+
+    for frame, title in ((df, "side by side"), (card, "scorecard (0-10, higher is better; capacity is a gate)")):
+        table = Table(title=title)
+        table.add_column("metric")
+        for col in frame.columns:
+            table.add_column(escape(str(col)), justify="right")
+        for label, cells in formatted_rows(frame):
+            table.add_row(escape(label), *(escape(c) for c in cells))
+        out.print(table)
 
 
 def register(app: typer.Typer) -> None:

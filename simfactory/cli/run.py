@@ -23,6 +23,7 @@ from simfactory.cli.common import (
 )
 from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError
+from simfactory.report.money import format_usd
 
 ScenarioArg = Annotated[
     Optional[Path],
@@ -230,20 +231,30 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         err.print(f"warning: the fleet completed {tp['requests_per_s'] / offered:.0%} of the offered load in the window "
                   f"({tp['requests_per_s']:.2f} of {offered:.2f} req/s): overloaded or shedding; queues grow, so latency "
                   "depends on the horizon", highlight=False)
-    busy = [r["busy_frac"] for r in s["replicas"] if r["busy_frac"] is not None]
-    if busy:
-        out.print(f"replica busy fraction: mean {sum(busy) / len(busy):.2f}, max {max(busy):.2f}", highlight=False)
+    _print_load(s)
     per_m = c["usd_per_1m_output_tokens"]
     serving = c.get("serving_usd_per_hour", c["usd_per_hour"])
     out.print(
-        f"cost: ${c['usd_per_hour']:,.2f}/hour, "
-        + (f"${serving:,.2f}/hour of it serving (the rest dedicated training), "
+        f"cost: {format_usd(c['usd_per_hour'])}/hour, "
+        + (f"{format_usd(serving)}/hour of it serving (the rest dedicated training), "
            if serving < c["usd_per_hour"] - 1e-9 else "")
-        + (f"${per_m:,.4f} per 1M output tokens, " if per_m is not None else "")
-        + (f"${c['usd_per_request']:.6f} per request" if c["usd_per_request"] is not None else "no completed requests"),
+        + (f"{format_usd(per_m)} per 1M output tokens, " if per_m is not None else "")
+        + (f"{format_usd(c['usd_per_request'])} per request" if c["usd_per_request"] is not None else "no completed requests"),
         highlight=False,
     )
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _print_load(s: dict[str, Any]) -> None:
+    """Each pool's load (demand / capacity: what energy, tokens per joule and the TCO use), then the replicas' busy
+    fraction, labelled for what it is."""
+    loads = [f"{p['pool']} {p['load_fraction']:.2f}" for p in s["cost"]["pools"] if p.get("load_fraction") is not None]
+    if loads:
+        out.print(f"load (demand / capacity): {', '.join(loads)}", highlight=False)
+    busy = [r["busy_frac"] for r in s["replicas"] if r["busy_frac"] is not None]
+    if busy:
+        out.print(f"busy fraction (share of time a replica had work): mean {sum(busy) / len(busy):.2f}, "
+                  f"max {max(busy):.2f}", highlight=False)
 
 
 def _s(x: Any) -> str:
@@ -252,19 +263,19 @@ def _s(x: Any) -> str:
 
 def _print_tasks(tasks: dict[str, Any]) -> None:
     lat = Table(title="agent tasks: compound latency of completed tasks (s)")
-    for col in ("class", "tasks", "completed", "failed", "timed out", "p50", "p90", "p99", "$/successful task"):
+    for col in ("class", "tasks", "completed", "failed", "timed out", "p50", "p90", "p99", "$/successful task, all-in"):
         lat.add_column(col, justify="left" if col == "class" else "right")
     bd = Table(title="critical-path breakdown (mean s per completed task)")
     cats = tuple(next(iter(tasks.values()))["breakdown_mean_s"])
     for col in ("class", *cats):
         bd.add_column(col, justify="left" if col == "class" else "right")
     for name, b in tasks.items():
-        per = b["cost_usd"]["per_successful_task_attributed"]
+        per = b["cost_usd"]["per_successful_task_fully_loaded"]  # idle accelerators and reviewer seats included
         rates = b["outcome_rates"]
         lat.add_row(
             name, f"{b['tasks']:,}", f"{rates['completed']:.1%}", f"{rates['failed']:.1%}", f"{rates['timed_out']:.1%}",
             *(_s(b["latency_s"][k]) for k in ("p50", "p90", "p99")),
-            "n/a" if per is None else f"{per:.5f}",
+            format_usd(per),
         )
         bd.add_row(name, *(_s(b["breakdown_mean_s"][k]) for k in cats))
     out.print(lat)

@@ -185,9 +185,16 @@ class ToolService(_Strict):
 
 
 class HumanPool(_Strict):
+    """Reviewers a human step queues for. `pricing`: provisioned (the default: every seat paid for the whole
+    measurement window, count x hours x usd_per_hour, as accelerators are paid per provisioned hour) or per_use
+    (only the time spent handling tasks, e.g. an outsourced queue billed per handled minute)."""
+
     name: Name
     count: PositiveInt
     usd_per_hour: NonNegativeFloat = 0.0
+    pricing: Literal["provisioned", "per_use"] = Field(
+        default="provisioned", description="provisioned: seats x hours of the window x usd_per_hour; per_use: "
+                                           "handled time x usd_per_hour")
 
 
 class Budget(_Strict):
@@ -220,6 +227,13 @@ class AgentWorkload(_Strict):
     steps: list[Step] = Field(min_length=1)
     source: str = Field(min_length=1)
     as_of: AsOf
+
+    @model_validator(mode="after")
+    def _one_human_pricing(self) -> "AgentWorkload":
+        if len({h.pricing for h in self.humans}) > 1:
+            raise ValueError("humans: price every reviewer pool of a workload alike (all provisioned or all per_use): "
+                             "a task's reviewer cost is not split by pool")
+        return self
 
     @model_validator(mode="after")
     def _bounded_task(self) -> "AgentWorkload":

@@ -42,6 +42,10 @@ class CloudPrice(_Strict):
     interruptions_per_hour: NonNegativeFloat | None = Field(
         default=None, description="spot only: reclamations per instance-hour"
     )
+    includes_licences: list[str] = Field(
+        default_factory=list, description="software licences (engines.yaml `licence.name`) this rate already "
+                                          "includes, e.g. a marketplace image with NVIDIA AI Enterprise; others are "
+                                          "charged on top")
     source: str = Field(min_length=1)
     as_of: AsOf
     confidence: Literal["high", "medium", "low"] = "medium"
@@ -103,10 +107,6 @@ class OnPremPrices(_Strict):
     staff_usd_per_year: SourcedNumber
     nodes_per_staff: SourcedNumber
     accelerators_per_node: SourcedNumber
-    software_usd_per_accel_year: SourcedNumber
-    software_vendors: list[str] | None = Field(
-        default=None, description="accelerator vendors (as profiles name them) the software licence applies to; "
-                                  "None: all")
     host_usd_per_node: SourcedNumber
     network_usd_per_node: SourcedNumber
     storage_usd_per_node: SourcedNumber
@@ -117,6 +117,16 @@ class OnPremPrices(_Strict):
     insurance_fraction_per_year: SourcedNumber | None = Field(
         default=None, description="property / equipment insurance, a fraction of the purchase price per year; absent: "
                                   "not charged (recorded as such)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_book_licence(cls, data: object) -> object:
+        for name in ("software_usd_per_accel_year", "software_vendors"):
+            if isinstance(data, dict) and name in data:
+                raise ValueError(f"{name}: licences follow the serving engine now (hardware_profiles/engines.yaml "
+                                 "`licence`), on cloud and owned pools alike; remove this row, or set "
+                                 "pools[].software_usd_per_accel_year in a scenario")
+        return data
 
     @model_validator(mode="after")
     def _ranges(self) -> "OnPremPrices":
@@ -194,6 +204,20 @@ class PriceBook(_Strict):
                     return c
         return None
 
+    def on_demand_offers(self, sku: str) -> list[CloudPrice]:
+        """This SKU's on-demand rows, cheapest first (the first row listed per provider: the one it is priced at)."""
+        firsts: dict[str, CloudPrice] = {}
+        for c in self.cloud:
+            if c.sku == sku and c.pricing == "on_demand":
+                firsts.setdefault(c.provider, c)
+        return sorted(firsts.values(), key=lambda c: c.usd_per_accel_hour)
+
+    def row_priced_at(self, sku: str, usd_per_accel_hour: float) -> CloudPrice | None:
+        """The on-demand row a profile's default cloud price comes from (same SKU and rate), if the book has it:
+        names the provider of the price a pool that names none gets."""
+        return next((c for c in self.on_demand_offers(sku) if abs(c.usd_per_accel_hour - usd_per_accel_hour) < 5e-4),
+                    None)
+
     def server_price(self, sku: str) -> ServerPrice | None:
         return next((s for s in self.servers if s.sku == sku), None)
 
@@ -212,7 +236,8 @@ class OnPremOverrides(_Strict):
     staff_usd_per_year: NonNegativeFloat | None = None
     nodes_per_staff: PositiveFloat | None = None
     accelerators_per_node: PositiveFloat | None = None
-    software_usd_per_accel_year: NonNegativeFloat | None = None
+    software_usd_per_accel_year: NonNegativeFloat | None = Field(
+        default=None, description="as pools[].software_usd_per_accel_year (kept for older scenarios)")
     host_usd_per_node: NonNegativeFloat | None = None
     network_usd_per_node: NonNegativeFloat | None = None
     storage_usd_per_node: NonNegativeFloat | None = None

@@ -363,6 +363,15 @@ class EngineMemory(Sourced):
         return self.non_torch_gib_by_tp[max(keys)] if keys else 0.0
 
 
+class EngineLicence(Sourced):
+    """A software licence an engine needs in production, paid per accelerator running it (e.g. NVIDIA AI
+    Enterprise for NIM). Charged on cloud and owned pools alike: a cloud rental price does not include it unless
+    the price book's row says so (`includes_licences`)."""
+
+    name: str = Field(min_length=1, description="the licence, as price rows and the assumptions table name it")
+    usd_per_accel_year: NonNegativeFloat = Field(description="per accelerator running the engine, per year")
+
+
 class EnginePreset(Sourced):
     """A serving engine's scheduler defaults and per-step overhead (data, not code branches)."""
 
@@ -377,6 +386,8 @@ class EnginePreset(Sourced):
         default=None, description="measured-kernel step time for the SKUs and models the tables cover (else roofline)")
     memory: EngineMemory | None = Field(
         default=None, description="how the engine sizes its KV cache at start-up; absent: vLLM's rule")
+    licence: EngineLicence | None = Field(
+        default=None, description="a per-accelerator licence production use needs; absent: none (open source)")
 
 
 class EngineCatalog(_Strict):

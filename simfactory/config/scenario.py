@@ -44,7 +44,8 @@ class Pool(_Strict):
     sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
     count: PositiveInt = Field(le=MAX_ACCELERATORS, description="number of accelerators in the pool")
     location: Literal["cloud", "on_prem"]
-    region: Name = Field(default="default", description="where the pool is (network latency and egress; price lookup)")
+    region: Name = Field(default="default", description="where the pool is: picks the provider's price-book row for "
+                         "this region; network latency and egress only as `network` configures them")
     provider: str | None = Field(
         default=None,
         description="cloud provider in the price book (hardware_profiles/prices.yaml); unset: the profile's on-demand price",
@@ -64,10 +65,18 @@ class Pool(_Strict):
         default=None,
         description="override on-prem capex per accelerator, all-in (accelerator + its share of host, network, storage)",
     )
+    software_usd_per_accel_year: NonNegativeFloat | None = Field(
+        default=None,
+        description="software licences per accelerator-year on every accelerator of this pool, cloud or owned, "
+                    "replacing the licences of the engines it runs (engines.yaml `licence`)",
+    )
     on_prem: OnPremOverrides = Field(default_factory=OnPremOverrides)
 
     @model_validator(mode="after")
     def _pricing_needs_provider(self) -> "Pool":
+        if self.software_usd_per_accel_year is not None and self.on_prem.software_usd_per_accel_year is not None:
+            raise ValueError("software_usd_per_accel_year: set it once, on the pool (on_prem.software_usd_per_accel_year "
+                             "is the older spelling)")
         if self.location == "cloud" and self.pricing != "on_demand" and self.provider is None and self.cloud_usd_per_accel_hour is None:
             raise ValueError(f"pricing {self.pricing!r} needs a provider from the price book (or cloud_usd_per_accel_hour)")
         if self.location == "on_prem" and (self.provider is not None or self.pricing != "on_demand"):
@@ -396,11 +405,15 @@ class NetworkLink(_Strict):
 
 
 class Network(_Strict):
-    """Latency and egress between regions; pairs not listed use the defaults (same region: 0, free)."""
+    """Latency and egress between regions, only as configured here: a `links` entry for a pair of regions, else the
+    defaults when set. A pair neither covers (and the same region) costs no time and no egress, so a pool's
+    `region` alone (e.g. to match a price-book row) never changes latency or cost."""
 
     links: list[NetworkLink] = Field(default_factory=list)
-    default_latency_s: NonNegativeFloat = Field(default=0.05, description="one way, between regions not listed")
-    default_usd_per_gb: NonNegativeFloat = Field(default=0.02, description="egress between regions not listed")
+    default_latency_s: NonNegativeFloat | None = Field(
+        default=None, description="one way, between regions no link lists; unset: no latency between them")
+    default_usd_per_gb: NonNegativeFloat | None = Field(
+        default=None, description="egress between regions no link lists; unset: free")
     bytes_per_token: PositiveFloat = Field(default=4.0, description="text bytes per token sent over the network")
 
 

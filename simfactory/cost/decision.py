@@ -44,6 +44,7 @@ import numpy as np
 
 from simfactory.cost.pool_cost import (
     HOURS_PER_MONTH,
+    HOURS_PER_YEAR,
     CloudInputs,
     OnPremInputs,
     cloud_cost_per_hour,
@@ -204,8 +205,10 @@ def levelized_own_cost(m: OwnVsRent) -> tuple[float, float]:
 
 
 def rent_usd_per_accel_hour(c: CloudInputs) -> float:
-    """The rented price per accelerator-hour the load needs, with a spot pool's rework surcharge."""
-    return c.usd_per_accel_hour * (1.0 + c.interruptions_per_hour * c.lost_s_per_interruption / 3600.0)
+    """The rented price per accelerator-hour the load needs, with the licences of the engine it runs (owning pays
+    them too) and a spot pool's rework surcharge."""
+    rate = c.usd_per_accel_hour + c.software_usd_per_accel_year / HOURS_PER_YEAR
+    return rate * (1.0 + c.interruptions_per_hour * c.lost_s_per_interruption / 3600.0)
 
 
 def own_vs_rent(x: OnPremInputs, rented: CloudInputs | None, years: float, discount_rate_annual: float) -> OwnVsRent:

@@ -138,8 +138,10 @@ def unit_economics(costs: list[PoolCost], units: Units) -> dict[str, float | Non
     fleet_usd = usd_h * units.window_h
     accels = sum(c.accelerators * c.serving_fraction for c in costs)
     busy_accel_h = sum(c.accelerators * c.serving_fraction * c.serving_busy for c in costs) * units.window_h
-    energy_kwh = sum(c.accelerators * c.serving_fraction * average_power_w(c.tdp_w, c.idle_w, c.serving_busy) / 1e3
-                     for c in costs) * units.window_h
+    # the power model in load (idle + (TDP - idle) x load), not in busy time: a replica stepping a small batch
+    # all the time draws little more than idle
+    energy_kwh = sum(c.accelerators * c.serving_fraction * average_power_w(c.tdp_w, c.idle_w, c.serving_power_load)
+                     / 1e3 for c in costs) * units.window_h
     tokens = units.input_tokens + units.output_tokens
     agent_usd = fleet_usd * units.agent_share + units.external_usd
     return {
@@ -162,13 +164,14 @@ def unit_economics(costs: list[PoolCost], units: Units) -> dict[str, float | Non
     }
 
 
-SENSITIVITY_INPUTS = ("price", "utilization", "power price", "PUE", "depreciation years")
+SENSITIVITY_INPUTS = ("price", "load", "power price", "PUE", "depreciation years")
 
 
 def _tweak(c: PoolCost, name: str, factor: float) -> PoolCost:
-    """The pool with one input scaled by `factor` (utilization capped at 1, PUE floored at 1)."""
-    if name == "utilization":
-        return c.at_utilization(min(c.utilization * factor, 1.0))
+    """The pool with one input scaled by `factor` (load capped at 1, or where it already is above 1; PUE floored
+    at 1). Load is demand / capacity (metrics/finance.py pool_loads), not the busy fraction."""
+    if name == "load":
+        return c.at_load(min(c.power_load * factor, max(1.0, c.power_load)))
     if c.on_prem is not None:
         x = c.on_prem
         if name == "price":
@@ -188,9 +191,9 @@ def _tweak(c: PoolCost, name: str, factor: float) -> PoolCost:
 
 
 def unit_cost_fn(costs: list[PoolCost], units: Units) -> tuple[str, Callable[[list[PoolCost]], float]]:
-    """The headline unit cost as a function of the priced pools. Output scales with utilization (more load
-    on the same fleet), so the unit count is rescaled by the busy accelerator-hours."""
-    base_busy = sum(c.accelerators * c.utilization for c in costs) or 1.0
+    """The headline unit cost as a function of the priced pools. Output scales with load (more demand on the
+    same fleet), so the unit count is rescaled by the loaded accelerator-hours."""
+    base_load = sum(c.accelerators * c.power_load for c in costs) or 1.0
     if units.successful_tasks:
         name = "usd_per_successful_task"
         per_unit_external = units.external_usd / units.successful_tasks
@@ -201,8 +204,8 @@ def unit_cost_fn(costs: list[PoolCost], units: Units) -> tuple[str, Callable[[li
         n0, share = (units.input_tokens + units.output_tokens) / 1e6, 1.0
 
     def f(cs: list[PoolCost]) -> float:
-        busy = sum(c.accelerators * c.utilization for c in cs)
-        n = n0 * busy / base_busy
+        loaded = sum(c.accelerators * c.power_load for c in cs)
+        n = n0 * loaded / base_load
         usd = sum(c.serving_usd_per_hour for c in cs) * units.window_h * share
         return usd / n + per_unit_external if n else math.inf
 

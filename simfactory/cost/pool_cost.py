@@ -1,10 +1,14 @@
-"""Cost of a pool per hour, and over a horizon: pure functions of prices and utilization.
+"""Cost of a pool per hour, and over a horizon: pure functions of prices and load.
 
 Cloud pays every provisioned accelerator-hour, busy or idle (spot adds the work that reclamations make
-it redo). On-prem amortizes the purchase (accelerators plus their share of host, network and storage)
-down to its residual value, and pays energy (idle-to-TDP power curve x PUE), colocation on provisioned
-kW, staff per node, software licences per accelerator, and a maintenance contract and insurance (each a
-fraction of the purchase price per year).
+it redo), plus the licences of the software it runs (a rental price does not include them). On-prem
+amortizes the purchase (accelerators plus their share of host, network and storage) down to its residual
+value, and pays energy (the power model in LOAD, idle + (TDP - idle) x load, x PUE), colocation on
+provisioned kW, staff per node, software licences per accelerator, and a maintenance contract and insurance
+(each a fraction of the purchase price per year).
+
+Load is the share of the accelerators' capacity the demand uses (simfactory/metrics/finance.py, pool_loads),
+not the busy fraction: continuous batching keeps a replica stepping at almost any load.
 
 These are per-hour accounting views (unit costs, the cost table). Whether to own or rent over a horizon, and
 the TCO, break-even month and break-even load, come from one model: simfactory/cost/decision.py.
@@ -31,13 +35,13 @@ class OnPremInputs:
     tdp_w: float
     idle_w: float
     host_power_w_per_node: float
-    utilization: float
+    utilization: float  # the pool's LOAD (demand / capacity, clipped to [0, 1]): what the power model bills
     pue: float
     usd_per_kwh: float
     colocation_usd_per_kw_month: float
     staff_usd_per_year: float
     nodes_per_staff: float
-    software_usd_per_accel_year: float
+    software_usd_per_accel_year: float  # licences of the engines it runs, spread over the pool's accelerators
     resale_months: tuple[float, ...] = ()  # market value by age (fraction of purchase) for the TCO horizon;
     resale_fraction: tuple[float, ...] = ()  # empty: the book value is credited instead
     maintenance_fraction_per_year: float = 0.0  # support contract, fraction of capex per year
@@ -60,6 +64,7 @@ class CloudInputs:
     pricing: str = "on_demand"
     interruptions_per_hour: float = 0.0  # spot reclamations per replica-hour
     lost_s_per_interruption: float = 0.0  # restart (weights load, cold start) + in-flight work redone
+    software_usd_per_accel_year: float = 0.0  # licences of the engines it runs (not in the rental price)
 
 
 @dataclass(frozen=True)
@@ -108,16 +113,20 @@ class PoolCostPerHour:
 
 
 def cloud_cost_per_hour(x: CloudInputs) -> PoolCostPerHour:
-    """Provisioned hours at the contract rate; a spot reclamation loses `lost_s_per_interruption` of the
-    replica's time, which is paid again: rework = rate x interruptions/h x lost_s / 3600."""
+    """Provisioned hours at the contract rate, plus licences per accelerator-hour; a spot reclamation loses
+    `lost_s_per_interruption` of the replica's time, which is paid again (rental and licence alike):
+    rework = (rate + licence) x interruptions/h x lost_s / 3600."""
     base = x.accelerators * x.usd_per_accel_hour
-    rework = base * x.interruptions_per_hour * x.lost_s_per_interruption / 3600.0
-    return PoolCostPerHour(cloud_usd=base, spot_rework_usd=rework)
+    software = x.accelerators * x.software_usd_per_accel_year / HOURS_PER_YEAR
+    rework = (base + software) * x.interruptions_per_hour * x.lost_s_per_interruption / 3600.0
+    return PoolCostPerHour(cloud_usd=base, software_usd=software, spot_rework_usd=rework)
 
 
-def average_power_w(tdp_w: float, idle_w: float, utilization: float) -> float:
-    """Linear power curve between idle and TDP (a common first-order model of accelerator power)."""
-    return idle_w + (tdp_w - idle_w) * utilization
+def average_power_w(tdp_w: float, idle_w: float, load: float) -> float:
+    """The power model in load: idle + (TDP - idle) x load, load clipped to [0, 1] (a linear first-order model
+    of accelerator power; a calibrated profile's measured idle and maximum power replace the spec sheet's idle
+    and TDP: resolve/step_time.py with_measured_power)."""
+    return idle_w + (tdp_w - idle_w) * min(1.0, max(0.0, load))
 
 
 def on_prem_cost_per_hour(x: OnPremInputs) -> PoolCostPerHour:

@@ -20,10 +20,37 @@ from simfactory.sim.training import chosen_interval_h, daly_interval_h, job_mtbf
 EXTERNAL_COLUMNS = ["usd_tools", "usd_retrieval", "usd_human", "usd_network"]
 
 
+def idle_seat_usd(rs: ResolvedScenario, tasks: pd.DataFrame, window_s: float) -> dict[str, float]:
+    """Per agent class, what its workload's provisioned reviewer seats cost beyond the handled time the tasks
+    carry (`usd_human`, per use): a provisioned pool is paid count x hours of the window x usd_per_hour, as
+    accelerators are paid per provisioned hour (or the handled time, if the window's tasks took more). Shared
+    between the classes running one workload by their handled cost (by task count when none was handled, evenly
+    when no task was measured)."""
+    t = tasks[tasks["measured"]] if len(tasks) else tasks
+    by_workload: dict[str, list[str]] = {}
+    for c in rs.classes:
+        if c.agent is not None and c.agent.humans and c.agent.humans[0].pricing == "provisioned":
+            by_workload.setdefault(c.agent.name, []).append(c.config.name)
+    workloads = {c.agent.name: c.agent for c in rs.classes if c.agent is not None}
+    out: dict[str, float] = {}
+    for name, classes in by_workload.items():
+        seats_usd = sum(h.count * h.usd_per_hour for h in workloads[name].humans) * window_s / 3600.0
+        mine = t[t["class"].isin(classes)] if len(t) else t
+        used = mine.groupby("class")["usd_human"].sum() if len(mine) else pd.Series(dtype=float)
+        counts = mine.groupby("class").size() if len(mine) else pd.Series(dtype=float)
+        weights = used if float(used.sum()) > 0 else counts
+        extra = max(0.0, seats_usd - float(used.sum()))
+        total = float(weights.sum())
+        for cls in classes:
+            out[cls] = extra * float(weights.get(cls, 0.0)) / total if total else extra / len(classes)
+    return out
+
+
 def units_of(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, window_s: float,
              completed_in_window: pd.DataFrame) -> Units:
     """`completed_in_window`: requests as callers see them (an escalated request counts once, with the tokens
-    of the answer it got), completed in the window."""
+    of the answer it got), completed in the window. External costs: tools, retrieval and egress per use;
+    reviewers as their pools are priced (idle_seat_usd: provisioned seats, unless a pool says per_use)."""
     measured = req[req["measured"]]
     agent_classes = {c.config.name for c in rs.classes if c.agent is not None}
     share = measured.groupby("class")["replica_s"].sum()
@@ -38,7 +65,8 @@ def units_of(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, windo
         tasks=len(t),
         successful_tasks=int(t["outcome"].isin(SUCCESS).sum()) if len(t) else 0,
         agent_share=agent_share,
-        external_usd=float(t[EXTERNAL_COLUMNS].sum().sum()) if len(t) else 0.0,
+        external_usd=(float(t[EXTERNAL_COLUMNS].sum().sum()) if len(t) else 0.0)
+        + sum(idle_seat_usd(rs, tasks, window_s).values()),
     )
 
 
@@ -58,6 +86,23 @@ def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[
     need = load * np.asarray(replica_accels)[replica]
     frame = pd.DataFrame({"time_s": w["time_s"].to_numpy(), "pool": pools, "need": need})
     return {str(p): g.groupby("time_s")["need"].sum().to_numpy() for p, g in frame.groupby("pool")}
+
+
+def pool_loads(sc: Any, demand: dict[str, np.ndarray], provisioned: dict[str, float],
+               serving_idle: dict[str, float]) -> dict[str, float]:
+    """LOAD of each pool, the one definition every figure uses (energy, tokens per joule, TCO, break-even, hybrid,
+    sensitivity, the terminal): accelerators the demand needs (demand_by_pool, mean over the window) plus those
+    training takes (a dedicated job holds its accelerators; an idle-priority job fills the serving accelerators'
+    idle share), over the accelerators provisioned (`provisioned`: billed, for autoscaled cloud pools). Not the
+    busy fraction: continuous batching keeps a replica stepping at almost any load, so busy fractions sit near
+    1. Pools without a demand curve (no timeline sample in the window) are left out: their busy fraction stands
+    in. Above 1 when requests queue beyond the target concurrency; power and the decision model clip it to 1."""
+    training: dict[str, float] = {}
+    for job in sc.training:
+        share = 1.0 if job.priority == "dedicated" else serving_idle.get(job.pool, 0.0)
+        training[job.pool] = training.get(job.pool, 0.0) + job.accelerators * share
+    return {p.name: (float(demand[p.name].mean()) + training.get(p.name, 0.0)) / provisioned[p.name]
+            for p in sc.pools if provisioned.get(p.name) and len(demand.get(p.name, ()))}
 
 
 def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str, float]:
@@ -98,9 +143,11 @@ def with_serving_fractions(sc: Any, costs: list[PoolCost]) -> list[PoolCost]:
             continue
         fraction = min(1.0, max(0.0, 1.0 - held[c.pool] / c.accelerators))
         serving = c.accelerators * fraction
-        # the pool's busy fraction counts the training accelerators as always busy: take them out again
+        # the pool's busy fraction and load count the training accelerators as always busy: take them out again
         busy = (c.utilization * c.accelerators - (c.accelerators - serving)) / serving if serving else 0.0
-        out.append(dataclasses.replace(c, serving_fraction=fraction, serving_utilization=min(1.0, max(0.0, busy))))
+        load = (c.power_load * c.accelerators - (c.accelerators - serving)) / serving if serving else 0.0
+        out.append(dataclasses.replace(c, serving_fraction=fraction, serving_utilization=min(1.0, max(0.0, busy)),
+                                       serving_load=max(0.0, load)))
     return out
 
 
@@ -193,11 +240,7 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
     seen = {x["name"] for x in assumptions}
     assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
     assumptions.append(dataclasses.asdict(rate_assumption))
-    # load: the accelerators the demand needs over those provisioned. Busy time would not do for break-even:
-    # continuous batching keeps a replica stepping at any load, so busy fractions sit near 1
-    # (dedicated training holds its accelerators all the time: it is load too)
-    loads = {c.pool: (float(demand[c.pool].mean()) + c.accelerators * (1.0 - c.serving_fraction)) / c.accelerators
-             for c in costs if c.accelerators and len(demand.get(c.pool, ()))}
+    loads = {c.pool: c.load for c in costs if c.load is not None}  # pool_loads: demand / capacity, not busy time
     ue = unit_economics(costs, units)
     counted = sum(c.accelerators for c in costs if c.pool in loads)
     ue["fleet_load_fraction"] = (sum(loads[c.pool] * c.accelerators for c in costs if c.pool in loads) / counted

@@ -24,6 +24,8 @@ from simfactory.metrics.resilience import resilience_summary
 from simfactory.metrics.finance import (
     demand_by_pool,
     finance_summary,
+    idle_seat_usd,
+    pool_loads,
     pool_utilization,
     serving_idle_fraction,
     units_of,
@@ -105,7 +107,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     latency_of = LatencyBlocks()
     completed = completed_between(req, start_s, end_s)
     replicas = replica_section(result, req, rtl, start_s, end_s)
-    fleet = fleet_costs_of(result, replicas, completed, start_s, end_s)
+    fleet = fleet_costs_of(result, replicas, completed, rtl, start_s, end_s)
     usd_per_replica_s = attribute_request_usd(req, result, fleet)
     lreq = logical_frame(req, rs)
     answered = answered_between(lreq, start_s, end_s)
@@ -123,11 +125,11 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "replicas": replicas,
         "little_law": little_law_section(w_stl, measured, window_s, result.end_s),
         "cost": cost_section(fleet.costs, window_s, answered),
-        "finance": finance_section(result, req, rtl, tasks, fleet, answered, start_s, end_s),
+        "finance": finance_section(result, req, tasks, fleet, answered, start_s, end_s),
         "autoscaling": autoscaling_summary(result, req, start_s, end_s),
         "resilience": resilience_summary(result, req, lreq),
         "network": network_block(measured, req, start_s, end_s),
-        "tasks": task_summary(tasks, class_window_usd(measured, serving_window_usd(fleet.costs, window_s)), stats),
+        "tasks": task_summary(tasks, fully_loaded_usd(rs, measured, tasks, fleet, window_s), stats),
         "service": service_summary(lreq, rs, window_s, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
@@ -155,6 +157,7 @@ class FleetCosts:
     costs: list[PoolCost]
     serving_idle: dict[str, float]  # pool -> idle share of its serving accelerators
     billed: dict[str, float]  # pool -> mean accelerators billed over the window (autoscaled cloud pools)
+    demand: dict[str, np.ndarray]  # pool -> accelerators the load needs per timeline sample (demand_by_pool)
 
 
 def header_section(result: SimResult) -> dict[str, Any]:
@@ -241,10 +244,11 @@ def replica_section(result: SimResult, req: pd.DataFrame, rtl: pd.DataFrame, sta
     ]
 
 
-def fleet_costs_of(result: SimResult, replicas: list[dict[str, Any]], completed: pd.DataFrame, start_s: float,
-                   end_s: float) -> FleetCosts:
-    """Pool costs at the utilization the run reached: busy accelerator-time over provisioned accelerator-time
-    (idle accelerators count), from the replica rows' busy fractions."""
+def fleet_costs_of(result: SimResult, replicas: list[dict[str, Any]], completed: pd.DataFrame, rtl: pd.DataFrame,
+                   start_s: float, end_s: float) -> FleetCosts:
+    """Pool costs at the load the run reached (demand / capacity, metrics/finance.py pool_loads: what energy is
+    billed on), with each pool's busy fraction beside it (busy accelerator-time over provisioned accelerator-time,
+    from the replica rows: the share of time a replica had work)."""
     rs = result.resolved
     sc = rs.scenario
     pool_busy: dict[str, float] = {p.name: 0.0 for p in sc.pools}
@@ -253,11 +257,15 @@ def fleet_costs_of(result: SimResult, replicas: list[dict[str, Any]], completed:
     serving_idle = serving_idle_fraction(result, pool_busy)
     billed = billed_accelerators(result, start_s, end_s)
     utilization = pool_utilization(sc, pool_busy, serving_idle, billed)
+    demand = demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas],
+                            start_s, end_s)
+    loads = pool_loads(sc, demand, {p.name: billed.get(p.name, p.count) for p in sc.pools}, serving_idle)
     done = completed[completed["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0
     lost_work_s = float(in_service_s) if in_service_s == in_service_s else 0.0  # NaN: no completion timed
-    costs = with_serving_fractions(sc, fleet_costs(rs, utilization, lost_work_s=lost_work_s, billed_accelerators=billed))
-    return FleetCosts(costs, serving_idle, billed)
+    costs = with_serving_fractions(sc, fleet_costs(rs, utilization, lost_work_s=lost_work_s, billed_accelerators=billed,
+                                                   load_by_pool=loads))
+    return FleetCosts(costs, serving_idle, billed, demand)
 
 
 def attribute_request_usd(req: pd.DataFrame, result: SimResult, fleet: FleetCosts) -> list[float]:
@@ -286,6 +294,16 @@ def logical_frame(req: pd.DataFrame, rs: ResolvedScenario) -> pd.DataFrame:
 def serving_window_usd(costs: list[PoolCost], window_s: float) -> float:
     """The window's cost of the accelerators serving inference (dedicated training's share left out)."""
     return sum(c.serving_usd_per_hour for c in costs) * (window_s / 3600.0)
+
+
+def fully_loaded_usd(rs: ResolvedScenario, measured: pd.DataFrame, tasks: pd.DataFrame, fleet: FleetCosts,
+                     window_s: float) -> dict[str, float]:
+    """Per class, the window's cost beyond what its tasks carry per use: its share of the serving fleet, plus its
+    workload's provisioned reviewer seats beyond their handled time (metrics/finance.py idle_seat_usd)."""
+    out = class_window_usd(measured, serving_window_usd(fleet.costs, window_s))
+    for cls, usd in idle_seat_usd(rs, tasks, window_s).items():
+        out[cls] = out.get(cls, 0.0) + usd
+    return out
 
 
 def class_window_usd(measured: pd.DataFrame, window_usd: float) -> dict[str, float]:
@@ -382,7 +400,8 @@ def cost_section(costs: list[PoolCost], window_s: float, answered: pd.DataFrame)
                 "sku": c.sku,
                 "location": c.location,
                 "accelerators": c.accelerators,
-                "utilization": c.utilization,
+                "utilization": c.utilization,  # the busy fraction: share of time the replicas had work
+                "load_fraction": c.load,  # demand / capacity (pool_loads): what energy is billed on
                 "usd_per_hour": c.per_hour.total_usd,
                 "pricing": c.cloud.pricing if c.cloud else "owned",
                 "breakdown_usd_per_hour": c.per_hour.as_dict(),
@@ -392,15 +411,13 @@ def cost_section(costs: list[PoolCost], window_s: float, answered: pd.DataFrame)
     }
 
 
-def finance_section(result: SimResult, req: pd.DataFrame, rtl: pd.DataFrame, tasks: pd.DataFrame,
-                    fleet: FleetCosts, answered: pd.DataFrame, start_s: float, end_s: float) -> dict[str, Any]:
+def finance_section(result: SimResult, req: pd.DataFrame, tasks: pd.DataFrame, fleet: FleetCosts,
+                    answered: pd.DataFrame, start_s: float, end_s: float) -> dict[str, Any]:
     """Unit economics and TCO (simfactory/metrics/finance.py) from the run's units and demand curve."""
     rs = result.resolved
     units = units_of(rs, req, tasks, end_s - start_s, answered)
-    demand = demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas],
-                            start_s, end_s)
     peak_billed = billed_accelerators(result, start_s, end_s, peak=True)
-    return finance_summary(rs, fleet.costs, units, demand, result.seed, fleet.serving_idle, peak_billed)
+    return finance_summary(rs, fleet.costs, units, fleet.demand, result.seed, fleet.serving_idle, peak_billed)
 
 
 def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: float) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 For each candidate (overrides from a search space: SKU, TP, dtype, ...) the minimum replica count is found
 by bisection between analytic bounds and a doubling search, judging each count on R replications with
-confidence intervals. Candidates are ranked by cost; every evaluated (candidate, replicas) point feeds a
-cost vs tail-latency Pareto front; for the winner the largest sustainable rate (bisection) gives headroom."""
+confidence intervals; one count below the analytic lower bound is always simulated too, so a bound that is
+too high is caught (and searched beneath) rather than trusted. Candidates are ranked by cost; every evaluated
+(candidate, replicas) point feeds a cost vs tail-latency Pareto front; for the winner the largest sustainable
+rate (bisection) gives headroom, and one longer run at that rate validates it."""
 
 from __future__ import annotations
 
@@ -16,13 +18,13 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from simfactory.config.base import StrictModel
-from simfactory.config.limits import MAX_SWEEP_RUNS
+from simfactory.config.limits import MAX_SIMULATED_S, MAX_SWEEP_RUNS
 from simfactory.config.loader import validate
 from simfactory.config.scenario import ClosedArrivals, Scenario
 from simfactory.errors import InputError, InputErrors
 from simfactory.plan.bounds import erlang_c_min_servers, replica_max_rate_per_s, single_sequence_service_s
 from simfactory.plan.overrides import apply_overrides, check_paths
-from simfactory.plan.slo import SloTarget, judge
+from simfactory.plan.slo import SloTarget, judge, mean_meets
 from simfactory.plan.sweep import run_seed
 
 
@@ -70,6 +72,12 @@ class CandidatePlan:
     best: Evaluation | None
     evaluations: list[Evaluation] = field(default_factory=list)
 
+    @property
+    def below_bound(self) -> Evaluation | None:
+        """The point one count below the analytic lower bound (simulated whenever that count is a fleet): when
+        it meets the SLOs, the bound was too high and the search went beneath it."""
+        return next((e for e in self.evaluations if e.replicas == self.lower_bound - 1), None)
+
 
 @dataclass
 class PlanResult:
@@ -81,6 +89,15 @@ class PlanResult:
     headroom: float | None = None
     load_curve: list[Evaluation] = field(default_factory=list)  # the winner's fleet at the rates tried
     max_rate_is_lower_bound: bool = False  # the search stopped doubling before the SLOs failed
+    replications: int = 1
+    max_replicas: int | None = None
+    validation: Evaluation | None = None  # one longer run of the winner at max_rate_per_s
+    validation_horizon_s: float | None = None  # its horizon (None: no longer run fits the input limits)
+
+    @property
+    def max_rate_validated(self) -> bool | None:
+        """Whether the longer run at the claimed max rate met every SLO (None: not run)."""
+        return None if self.validation is None else self.validation.met
 
     @property
     def evaluations(self) -> list[Evaluation]:
@@ -154,10 +171,15 @@ def _resolve(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
     return resolve(validate(Scenario, doc, file), file)
 
 
+def replica_floor(doc: dict[str, Any], dep: int) -> int:
+    """The smallest fleet there is: every reserved replica plus one unreserved."""
+    return 1 + sum(r.get("replicas", 0) for r in doc["deployments"][dep].get("reserved") or [])
+
+
 def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list[SloTarget]) -> tuple[int, int]:
     """(lower bound, first guess) for the replica count: full-batch throughput, and Erlang C when the
     engine serves one sequence at a time and the target is the mean queueing delay."""
-    floor = 1 + sum(r.get("replicas", 0) for r in doc["deployments"][dep].get("reserved") or [])  # one unreserved
+    floor = replica_floor(doc, dep)
     rs = _resolve(with_replicas(doc, dep, floor), file)
     d = rs.deployments[dep]
     plain = [c for c in rs.classes if c.agent is None and c.input_tokens is not None and c.output_tokens is not None]
@@ -182,7 +204,7 @@ def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list
 
 
 def evaluate(doc: dict[str, Any], dep: int, file: str, candidate: str, replicas: int, rate: float,
-             targets: list[SloTarget], replications: int, base_seed: int) -> Evaluation:
+             targets: list[SloTarget], replications: int, base_seed: int, point: int = 0) -> Evaluation:
     from simfactory.metrics.summary import compute_metrics
     from simfactory.sim.run import simulate
 
@@ -191,7 +213,7 @@ def evaluate(doc: dict[str, Any], dep: int, file: str, candidate: str, replicas:
     rs = _resolve(d, file)
     # common random numbers: replication r sees the same arrivals at every replica count and candidate, so a
     # comparison between counts is a comparison of capacity, not of seeds
-    summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, 0, r), keep_logs=0), trace_tasks=0).summary
+    summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, point, r), keep_logs=0), trace_tasks=0).summary
                  for r in range(replications)]
     met, detail = judge(targets, summaries)
     ue = [s["finance"]["unit_economics"] for s in summaries]
@@ -220,6 +242,46 @@ def min_replicas(check: Callable[[int], bool], lower: int, guess: int, limit: in
         else:
             lo = mid
     return hi
+
+
+def search_replicas(check: Callable[[int], bool], lower: int, guess: int, limit: int, floor: int = 1) -> int | None:
+    """`min_replicas`, after first simulating one count below the analytic lower bound (when that count is a
+    fleet, >= floor): a bound that is too high shows as a pass there, and the search then goes beneath it."""
+    below = lower - 1
+    if floor <= below <= limit and check(below):
+        return min_replicas(check, floor, below, limit)
+    return min_replicas(check, lower, guess, limit) if lower <= limit else None
+
+
+def ci_decided(cp: CandidatePlan, targets: list[SloTarget]) -> tuple[Evaluation, list[str]] | None:
+    """When the confidence bound, not the point estimate, decided a candidate's size: the count one below its
+    minimum meets every target on the mean of its replications but not at 95% confidence. That point and the
+    targets only the interval failed; None otherwise (or when that count was not simulated)."""
+    if cp.min_replicas is None:
+        return None
+    below = next((e for e in cp.evaluations if e.replicas == cp.min_replicas - 1), None)
+    if below is None or below.met or not all(mean_meets(t, below.slo.get(t.label)) for t in targets):
+        return None
+    return below, [t.label for t in targets if not (below.slo.get(t.label) or {}).get("met")]
+
+
+def shortfall(t: SloTarget, detail: dict[str, Any] | None) -> float:
+    """How far a point's 95% bound is on the wrong side of a target, relative to it (0: met; inf: no value)."""
+    mean, half = (detail or {}).get("mean"), (detail or {}).get("ci95") or 0.0
+    if mean is None or not math.isfinite(mean) or not math.isfinite(half):
+        return math.inf
+    miss = mean + half - t.value if t.op == "<" else t.value - (mean - half)
+    return max(0.0, miss) / max(t.value, 1e-9)
+
+
+def closest_miss(result: PlanResult) -> Evaluation | None:
+    """The simulated point nearest to meeting every target: the smallest worst relative shortfall (ties: more
+    replicas, then cheaper)."""
+    evals = result.evaluations
+    if not evals:
+        return None
+    return min(evals, key=lambda e: (max(shortfall(t, e.slo.get(t.label)) for t in result.targets), -e.replicas,
+                                     e.usd_per_hour))
 
 
 def candidates_of(space: PlanSpace) -> list[Candidate]:
@@ -284,13 +346,12 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
     # every candidate is checked (paths, values, analytic bounds) before the first simulation: a bad one is
     # refused up front, not after minutes of progress on the others
     prepared = [_prepare(base, dep, cand, file, space_file, rate, targets) for cand in candidates_of(space)]
-    plans: list[CandidatePlan] = []
-    for cand, doc, lower, guess in prepared:
+
+    def size(cand: Candidate, doc: dict[str, Any], lower: int, guess: int) -> CandidatePlan:
         cp = CandidatePlan(cand.name, cand.overrides, lower, None, None)
         cache: dict[int, Evaluation] = {}
 
-        def check(c: int, cand: Candidate = cand, doc: dict[str, Any] = doc, cp: CandidatePlan = cp,
-                  cache: dict[int, Evaluation] = cache) -> bool:
+        def check(c: int) -> bool:
             if c not in cache:
                 ev = evaluate(doc, dep, file, cand.name, c, rate, targets, replications, scenario.seed)
                 cache[c] = ev
@@ -299,23 +360,54 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
                     on_eval(ev)
             return cache[c].met
 
-        if lower <= space.max_replicas:
-            cp.min_replicas = min_replicas(check, lower, guess, space.max_replicas)
+        cp.min_replicas = search_replicas(check, lower, guess, space.max_replicas, replica_floor(doc, dep))
         cp.best = cache.get(cp.min_replicas) if cp.min_replicas is not None else None
-        plans.append(cp)
+        return cp
+
+    plans = [size(*p) for p in prepared]
     feasible = [p for p in plans if p.best is not None]
     chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
-    result = PlanResult(rate, targets, plans, chosen)
+    result = PlanResult(rate, targets, plans, chosen, replications=replications, max_replicas=space.max_replicas)
     if chosen is not None and max_rate:
-        doc = apply_overrides(base, chosen.overrides, space_file)
-        result.max_rate_per_s = max_sustainable_rate(doc, dep, file, chosen.candidate, chosen.min_replicas or 1, rate,
-                                                     targets, replications, scenario.seed, result.load_curve.append)
-        if chosen.best is not None:
-            result.load_curve.append(chosen.best)
-        result.load_curve.sort(key=lambda e: e.rate_per_s)
-        result.headroom = result.max_rate_per_s / rate - 1.0
-        result.max_rate_is_lower_bound = result.max_rate_per_s >= rate * 2**MAX_RATE_DOUBLINGS * (1 - 1e-9)
+        _max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed)
     return result
+
+
+def _max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed: int) -> None:
+    """The winner's largest sustainable rate, headroom and load curve, then one longer run validating it."""
+    chosen, rate = result.chosen, result.target_rate_per_s
+    assert chosen is not None
+    replicas = chosen.min_replicas or 1
+    result.max_rate_per_s = max_sustainable_rate(doc, dep, file, chosen.candidate, replicas, rate, result.targets,
+                                                 result.replications, seed, result.load_curve.append)
+    if chosen.best is not None:
+        result.load_curve.append(chosen.best)
+    result.load_curve.sort(key=lambda e: e.rate_per_s)
+    result.headroom = result.max_rate_per_s / rate - 1.0
+    result.max_rate_is_lower_bound = result.max_rate_per_s >= rate * 2**MAX_RATE_DOUBLINGS * (1 - 1e-9)
+    result.validation, result.validation_horizon_s = validate_max_rate(
+        doc, dep, file, chosen.candidate, replicas, result.max_rate_per_s, result.targets, seed)
+
+
+VALIDATION_HORIZONS = (4.0, 2.0)  # the validating run's horizon, in plan horizons: the longest the limits allow
+
+
+def validate_max_rate(doc: dict[str, Any], dep: int, file: str, name: str, replicas: int, rate: float,
+                      targets: list[SloTarget], seed: int) -> tuple[Evaluation | None, float | None]:
+    """One run at `rate`, 4x as long as the plan's (2x when 4x would pass an input limit: simulated time,
+    arrivals, timeline samples, ...), on seeds no plan point used: short runs can sustain a load that a longer
+    one shows to be building a queue. (its evaluation, its horizon), or (None, None) when no longer run fits."""
+    horizon = float(doc["sim"]["horizon_s"])
+    for factor in VALIDATION_HORIZONS:
+        long_s = min(horizon * factor, MAX_SIMULATED_S)
+        if long_s <= horizon:
+            break
+        d = apply_overrides(doc, {"sim.horizon_s": long_s}, "")
+        try:
+            return evaluate(d, dep, file, name, replicas, rate, targets, 1, seed, point=1), long_s
+        except (InputError, InputErrors):
+            continue
+    return None, None
 
 
 MAX_RATE_DOUBLINGS = 6  # the max-rate search stops at 64 x the target rate (then it is a lower bound)

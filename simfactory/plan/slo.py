@@ -120,6 +120,14 @@ def judge(targets: list[SloTarget], summaries: list[dict[str, Any]]) -> tuple[bo
     return ok, detail
 
 
+def mean_meets(t: SloTarget, detail: dict[str, Any] | None) -> bool:
+    """Whether a point's mean over its replications (the point estimate, no interval) meets the target."""
+    mean = (detail or {}).get("mean")
+    if mean is None or not math.isfinite(mean):
+        return False
+    return mean <= t.value if t.op == "<" else mean >= t.value
+
+
 def samples_wanted(t: SloTarget) -> int | None:
     """Values a percentile target should rest on: 10 beyond the percentile (p99: 1,000; p90: 100)."""
     if t.stat is None or not t.stat.startswith("p"):

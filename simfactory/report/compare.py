@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pandas as pd
 
 from simfactory.report.finance import finance_tables
 from simfactory.report.html import HtmlReport
+from simfactory.report.money import format_cell, format_usd, money_flags, style_money_cells, usd_axis
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -46,6 +48,10 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
     add("fleet busy fraction", [_get(s, "finance", "unit_economics", "fleet_utilization") for s in S])
     add("fleet load (demand / provisioned)", [_get(s, "finance", "unit_economics", "fleet_load_fraction") for s in S])
+    pool_loads = [[p["load_fraction"] for p in _get(s, "finance", "tco", "pools") or []
+                   if p.get("load_fraction") is not None] for s in S]
+    if any(len(x) > 1 for x in pool_loads):
+        add("busiest pool load", [max(x, default=None) for x in pool_loads])
     add("availability (replicas with failures)", [_get(s, "resilience", "availability_mean") for s in S])
     add("requests lost to failures", [_get(s, "resilience", "requests_lost") for s in S])
     add("autoscaled replica-hours", [sum(a["provisioned_replica_hours"] for a in (s.get("autoscaling") or {}).values())
@@ -60,6 +66,7 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("upfront capex USD", [_get(s, "finance", "tco", "upfront_capex_usd") for s in S])
     add("TCO over horizon USD", [_get(s, "finance", "tco", "tco_usd") for s in S])
     add("TCO horizon (years)", [_get(s, "finance", "tco", "horizon_years") for s in S])
+    add("own vs rent (decision model)", [_own_vs_rent(s) for s in S])
     add("tasks completed", [_first(s.get("tasks"), "outcome_rates", "completed") for s in S])
     add("task latency p50 (s)", [_first(s.get("tasks"), "latency_s", "p50") for s in S])
     add("task latency p99 (s)", [_first(s.get("tasks"), "latency_s", "p99") for s in S])
@@ -87,87 +94,239 @@ def _mean(values: list[Any]) -> float | None:
     return sum(v) / len(v) if v else None
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    def fmt(x: Any) -> str:
-        if x is None or (isinstance(x, float) and pd.isna(x)):
-            return "n/a"
-        if isinstance(x, float):
-            return f"{x:,.4g}"
-        return f"{x:,}" if isinstance(x, int) else str(x)
-
-    header = "| metric | " + " | ".join(df.columns) + " |"
-    lines = [header, "|---|" + "---|" * len(df.columns)]
+def formatted_rows(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Each row's label and its cells as shown (terminal, Markdown): money rows ("USD per hour", "TCO over
+    horizon USD") as $1,234, other numbers without scientific notation, text as it is; missing: n/a."""
+    rows = []
     for label, row in df.iterrows():
-        lines.append(f"| {label} | " + " | ".join(fmt(v) for v in row) + " |")
+        flags = money_flags([str(c) for c in df.columns], label=label)
+        rows.append((str(label), ["n/a" if _missing(v) else format_cell(v, m) for v, m in zip(row, flags)]))
+    return rows
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v)
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    header = "| metric | " + " | ".join(str(c) for c in df.columns) + " |"
+    lines = [header, "|---|" + "---|" * len(df.columns)]
+    for label, cells in formatted_rows(df):
+        lines.append(f"| {label} | " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def verdict_lines(summaries: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """Each run's own-vs-rent verdict per pool (finance.tco.pools[].verdict, simfactory/cost/decision.py), where
+    the run has one (a price for the other way)."""
+    out = []
+    for name, s in zip(names, summaries):
+        for p in _get(s, "finance", "tco", "pools") or []:
+            if p.get("own_cheaper") is not None and p.get("verdict"):
+                out.append(f"{name}, pool {p['pool']}: {p['verdict']}")
+    return out
+
+
+def _own_vs_rent(s: dict[str, Any]) -> str | None:
+    """Short form of the verdicts for the side-by-side table: "h100-dc: renting cheaper"."""
+    pools = [p for p in _get(s, "finance", "tco", "pools") or [] if p.get("own_cheaper") is not None]
+    if not pools:
+        return None
+    return "; ".join(f"{p['pool']}: {'owning' if p['own_cheaper'] else 'renting'} cheaper" for p in pools)
+
+
 SLO_TARGET = 0.99  # a run "meets its SLOs" when at least this share of its logical requests met them
+LOAD_LIMIT = 1.0  # and its capacity when its fleet load (accelerators the demand needs / provisioned) is at most this
+# The cost criterion's weight when finance.scorecard_weights names no cost: the scenario's weights share the rest
+# in their own proportions (defaults 0.3/0.2/0.15/0.2/0.15 become 0.21/0.14/0.105/0.14/0.105).
+COST_WEIGHT = 0.3
+CRITERIA = ("performance", "cost", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom")
+GATE = "capacity"
+MEETS = "meets SLOs and capacity"
+# cost bases, best first: the first every run has is used (else the one most runs have)
+COST_BASES = (("usd_per_successful_task", "successful task"), ("usd_per_1m_tokens", "1M tokens"),
+              ("usd_per_request", "request"))
 
 
-def recommendation(summaries: list[dict[str, Any]], names: list[str]) -> str:
-    """One line: the cheapest run (per successful task, else per request) among those meeting their SLOs."""
-    def unit_cost(s: dict[str, Any]) -> tuple[float | None, str]:
-        per_task = _get(s, "finance", "unit_economics", "usd_per_successful_task")
-        if per_task is not None:
-            return per_task, "successful task"
-        return _get(s, "cost", "usd_per_request"), "request"
+def card_weights(summaries: list[dict[str, Any]], weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Criterion weights summing to 1: the first run's finance.scorecard.weights (or `weights`) in their own
+    proportions; cost takes COST_WEIGHT unless they name it."""
+    given = weights or _get(summaries[0], "finance", "scorecard", "weights") or {}
+    w = {c: max(0.0, float(given.get(c, 0.0))) for c in CRITERIA} if given else \
+        {c: 1.0 for c in CRITERIA if c != "cost"} | {"cost": 0.0}
+    if "cost" not in given:
+        rest = sum(w.values())
+        w = {c: (v / rest * (1 - COST_WEIGHT) if rest else 0.0) for c, v in w.items()}
+        w["cost"] = COST_WEIGHT if rest else 1.0
+    total = sum(w.values()) or 1.0
+    return {c: w[c] / total for c in CRITERIA}
 
-    ok = [(n, s) for n, s in zip(names, summaries) if (_get(s, "service", "slo_attainment") or 0.0) >= SLO_TARGET]
-    if ok and not any(_get(s, "service", "slo_targets_defined") for _, s in ok):
-        return _recommend(ok, unit_cost) + (" None of these runs sets latency targets (service_classes[].slo): "
-                                             "meeting the SLO means only being answered.")
-    return _recommend(ok, unit_cost)
+
+def _unit_cost(s: dict[str, Any], key: str) -> float | None:
+    v = _get(s, "finance", "unit_economics", key)
+    if v is None:
+        v = _get(s, "cost", key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
-def _recommend(ok: list[tuple[str, dict[str, Any]]], unit_cost: Any) -> str:
-    if not ok:
-        return f"No run meets its SLOs (at least {SLO_TARGET:.0%} of requests within target)."
-    costs = [(unit_cost(s), n) for n, s in ok]
-    priced = [(c, unit, n) for (c, unit), n in costs if c is not None]
+def cost_basis(summaries: list[dict[str, Any]]) -> tuple[str | None, list[float | None]]:
+    """(unit, each run's cost per unit): per successful task where every run has one, else per 1M tokens,
+    else per request (else the basis most runs have); (None, all None) where no run has a cost."""
+    best: tuple[str | None, list[float | None]] = (None, [None] * len(summaries))
+    for key, unit in COST_BASES:
+        values = [_unit_cost(s, key) for s in summaries]
+        if all(v is not None for v in values):
+            return unit, values
+        if sum(v is not None for v in values) > sum(v is not None for v in best[1]):
+            best = (unit, values)
+    return best
+
+
+def cost_scores(values: list[float | None]) -> list[float]:
+    """10 for the cheapest run, 10 x cheapest / own for the others; 0 without a cost."""
+    priced = [v for v in values if v is not None and v >= 0]
     if not priced:
-        return "Runs meeting their SLOs: " + ", ".join(n for n, _ in ok) + " (no cost to compare)."
-    best_cost, unit, best = min(priced)
-    others = [(c, n) for c, u, n in priced if n != best and u == unit]
-    if not others:
-        return f"{best} meets its SLOs at USD {best_cost:.6g} per {unit}; no other run meets them."
-    next_cost, next_name = min(others)
-    saving = 1 - best_cost / next_cost if next_cost else 0.0
-    return (f"{best} meets the SLOs at {saving:.0%} lower cost per {unit} than {next_name} "
-            f"(USD {best_cost:.6g} vs {next_cost:.6g}).")
+        return [0.0] * len(values)
+    low = min(priced)
+    return [0.0 if v is None or v < 0 else 10.0 if v <= low else 10.0 * low / v for v in values]
 
 
-CRITERIA = ("performance", "utilization", "data_movement", "operational_simplicity", "lock_in_freedom")
+def _load_text(x: float) -> str:
+    text = f"{x:.2f}"
+    return f"{x:.4f}" if text in ("1.00", "0.99", "1.01") else text
+
+
+def fleet_load(s: dict[str, Any]) -> float | None:
+    """Demand over provisioned accelerators for the whole fleet (the busiest pool where there is no fleet figure)."""
+    load = _get(s, "finance", "unit_economics", "fleet_load_fraction")
+    if load is None:
+        loads = [p["load_fraction"] for p in _get(s, "finance", "tco", "pools") or [] if p.get("load_fraction") is not None]
+        load = max(loads, default=None)
+    return load
+
+
+def gate(s: dict[str, Any]) -> tuple[bool, str]:
+    """(meets SLOs and capacity, why): SLO attainment at least SLO_TARGET, fleet load at most LOAD_LIMIT."""
+    why = []
+    att = _get(s, "service", "slo_attainment")
+    if att is None:
+        why.append("no SLO attainment (nothing measured)")
+    elif att < SLO_TARGET:
+        why.append(f"SLO attainment {att:.1%} < {SLO_TARGET:.0%}")
+    load = fleet_load(s)
+    if load is not None and load > LOAD_LIMIT:
+        why.append(f"load {_load_text(load)} > {LOAD_LIMIT:g}")
+    if why:
+        return False, "; ".join(why)
+    hot = [p for p in _get(s, "finance", "tco", "pools") or [] if (p.get("load_fraction") or 0.0) > LOAD_LIMIT]
+    if hot and load is not None:  # the fleet has room: the busy pool's overflow is served by the others
+        return True, ", ".join(f"pool {p['pool']} at load {_load_text(p['load_fraction'])}" for p in hot) + \
+            f", fleet at {_load_text(load)}"
+    return True, ""
 
 
 def scorecard(summaries: list[dict[str, Any]], names: list[str], weights: dict[str, float] | None = None) -> pd.DataFrame:
-    """0-10 per criterion per run, and the weighted total (weights: the first run's finance.scorecard_weights).
+    """0-10 per criterion per run, the weighted total, the rank, and whether the run meets its SLOs and capacity.
 
-    performance = 10 x SLO attainment (10 x best p99 E2E / own without SLOs); utilization = 10 x fleet load
-    (accelerators the demand needs / provisioned, capped at 1); data movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in
-    freedom are the ratings in the run's summary (price-book defaults or the scenario's own)."""
-    w = weights or _get(summaries[0], "finance", "scorecard", "weights") or {c: 1 / len(CRITERIA) for c in CRITERIA}
+    performance = 10 x SLO attainment (10 x best p99 E2E / own without SLOs); cost = 10 x the lowest cost per unit
+    (COST_BASES) / the run's own; utilization = 10 x fleet load (accelerators the demand needs / provisioned,
+    capped at 1); data movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in freedom
+    are the ratings in the run's summary (price-book defaults or the scenario's own). Capacity is a gate, not a
+    weight: 10 when the run meets its SLOs and its fleet load is at most 1, else 0; runs that pass rank first."""
+    w = card_weights(summaries, weights)
     p99 = [_get(s, "latency_s", "e2e", "p99") for s in summaries]
     best_p99 = min((x for x in p99 if x), default=None)
     egress = [_get(s, "network", "egress_usd") or 0.0 for s in summaries]
     max_egress = max(egress) or 0.0
-    rows = {}
-    for name, s, lat, eg in zip(names, summaries, p99, egress):
+    costs = cost_scores(cost_basis(summaries)[1])
+    cols: dict[str, dict[str, Any]] = {}
+    for name, s, lat, eg, cost in zip(names, summaries, p99, egress, costs):
         att = _get(s, "service", "slo_attainment")
-        perf = 10 * att if att is not None else (10 * best_p99 / lat if lat and best_p99 else 0.0)
         ue = _get(s, "finance", "unit_economics") or {}
         load = ue.get("fleet_load_fraction")  # busy fractions sit near 1 under continuous batching at any load
-        util = 10 * min(1.0, load if load is not None else ue.get("fleet_utilization") or 0.0)
-        data = 10 * (1 - eg / max_egress) if max_egress else 10.0
         ratings = _get(s, "finance", "scorecard", "ratings") or {}
-        scores = {"performance": perf, "utilization": util, "data_movement": data,
-                  "operational_simplicity": ratings.get("operational_simplicity", 5.0),
-                  "lock_in_freedom": ratings.get("lock_in_freedom", 5.0)}
-        scores["weighted total"] = sum(w.get(c, 0.0) * scores[c] for c in CRITERIA)
-        rows[name] = scores
-    df = pd.DataFrame(rows)
-    df.insert(0, "weight", [w.get(c, 0.0) for c in CRITERIA] + [sum(w.values())])
+        scores: dict[str, Any] = {
+            "performance": 10 * att if att is not None else (10 * best_p99 / lat if lat and best_p99 else 0.0),
+            "cost": cost,
+            "utilization": 10 * min(1.0, load if load is not None else ue.get("fleet_utilization") or 0.0),
+            "data_movement": 10 * (1 - eg / max_egress) if max_egress else 10.0,
+            "operational_simplicity": ratings.get("operational_simplicity", 5.0),
+            "lock_in_freedom": ratings.get("lock_in_freedom", 5.0)}
+        ok, why = gate(s)
+        scores[GATE] = 10.0 if ok else 0.0
+        scores["weighted total"] = sum(w[c] * scores[c] for c in CRITERIA)
+        scores[MEETS] = ("yes" + (f" ({why})" if why else "")) if ok else f"no: {why}"
+        cols[name] = scores
+    order = sorted(names, key=lambda n: (cols[n][GATE] == 0.0, -cols[n]["weighted total"], names.index(n)))
+    for rank, name in enumerate(order, start=1):
+        cols[name]["rank"] = rank
+    rows = [*CRITERIA, GATE, "weighted total", "rank", MEETS]
+    df = pd.DataFrame({n: [cols[n][r] for r in rows] for n in names}, index=rows, dtype=object)
+    df.insert(0, "weight", [w[c] for c in CRITERIA] + ["gate", sum(w.values()), "", ""])
     return df
+
+
+def scorecard_note(summaries: list[dict[str, Any]]) -> str:
+    unit = cost_basis(summaries)[0] or "request"
+    return (f"Performance = 10 x SLO attainment; cost = 10 x the lowest USD per {unit} / the run's own (the "
+            "cheapest run scores 10); utilization = 10 x fleet load (demand / provisioned, capped at 1); data "
+            "movement = 10 x (1 - egress / largest egress); operational simplicity and lock-in freedom are ratings "
+            "(price book defaults or the scenario's finance.scorecard_ratings). Capacity is a gate, not a weight: 10 "
+            f"when the run meets its SLOs (at least {SLO_TARGET:.0%} of requests within target) and its fleet load "
+            f"is at most {LOAD_LIMIT:g}, else 0; a run that fails it ranks after every run that passes and is not "
+            f"recommended. Weights: cost {COST_WEIGHT:g}; the other {1 - COST_WEIGHT:g} shared in the proportions of "
+            "the first scenario's finance.scorecard_weights. The recommendation is the top-ranked run.")
+
+
+def _scores_text(*values: float) -> list[str]:
+    """Scores with one decimal, or as many (up to 3) as it takes to tell them apart."""
+    for d in (1, 2, 3):
+        texts = [f"{v:.{d}f}" for v in values]
+        if len(set(texts)) == len(texts):
+            break
+    return texts
+
+
+def recommendation(summaries: list[dict[str, Any]], names: list[str], card: pd.DataFrame | None = None) -> str:
+    """One line: the scorecard's top-ranked run among those meeting their SLOs and capacity, and why the others
+    are not recommended (excluded by the gate, or lower scores, with the cheapest named)."""
+    card = scorecard(summaries, names) if card is None else card
+    total = {n: float(card.loc["weighted total", n]) for n in names}
+    ok = sorted((n for n in names if card.loc[GATE, n]), key=lambda n: card.loc["rank", n])
+    why = {n: str(card.loc[MEETS, n]).removeprefix("no: ") for n in names if n not in ok}
+    excluded = [f"{n} excluded: {w}" for n, w in why.items()]
+    if not ok:
+        line = (f"No run meets its SLOs (at least {SLO_TARGET:.0%} of requests within target) and capacity (fleet "
+                f"load at most {LOAD_LIMIT:g}): " + "; ".join(f"{n}: {w}" for n, w in why.items()) + ".")
+    else:
+        best = ok[0]
+        if len(ok) > 1:
+            a, b = _scores_text(total[best], total[ok[1]])
+            line = f"recommended: {best} — highest score {a} among runs meeting SLOs and capacity (next: {ok[1]} {b})"
+        else:
+            line = f"recommended: {best} — score {_scores_text(total[best])[0]}, the only run meeting SLOs and capacity"
+        line += _cost_clause(summaries, names, ok, total) + "".join(f"; {e}" for e in excluded) + "."
+    if not any(_get(s, "service", "slo_targets_defined") for s in summaries):
+        line += (" None of these runs sets latency targets (service_classes[].slo): meeting the SLO means only "
+                 "being answered.")
+    return line
+
+
+def _cost_clause(summaries: list[dict[str, Any]], names: list[str], ok: list[str], total: dict[str, float]) -> str:
+    """"; it costs $0.09667 per 1M tokens, the least of them" or "...; tco-onprem is cheaper at $0.09485 but
+    scores 7.7"."""
+    unit, values = cost_basis(summaries)
+    cost = dict(zip(names, values))
+    best = ok[0]
+    if unit is None or cost[best] is None:
+        return "; no cost to compare"
+    priced = [n for n in ok if cost[n] is not None]
+    cheapest = min(priced, key=lambda n: cost[n])
+    text = f"; it costs {format_usd(cost[best])} per {unit}"
+    if cheapest == best or cost[cheapest] >= cost[best]:
+        return text + (", the least of them" if len(priced) > 1 else "")
+    _, b = _scores_text(total[best], total[cheapest])
+    return text + f"; {cheapest} is cheaper at {format_usd(cost[cheapest])} but scores {b}"
 
 
 def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -> Any:
@@ -191,6 +350,8 @@ def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -
         ax.set_xticks(range(len(values)), names, rotation=20, ha="right", fontsize=8)
         ax.set_title(title)
         ax.grid(axis="y", alpha=0.3)
+        if "USD" in title:
+            usd_axis(ax.yaxis)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -198,38 +359,36 @@ def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -
 
 
 def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """compare.md, compare.html (self-contained: comparison, scorecard, chart, every run's finance tables),
-    compare.csv, scorecard.csv, compare.xlsx (the same tables, a sheet each) and compare.png."""
+    """compare.md, compare.html (self-contained: comparison, scorecard, own vs rent, chart, every run's finance
+    tables), compare.csv, scorecard.csv, compare.xlsx (the same tables, a sheet each; money cells are numbers with
+    a currency format) and compare.png."""
     df = comparison_frame(summaries)
     names = [str(c) for c in df.columns]
     card = scorecard(summaries, names)
-    line = recommendation(summaries, names)
+    line = recommendation(summaries, names, card)
+    verdicts = verdict_lines(summaries, names)
+    note = scorecard_note(summaries)
     out_dir.mkdir(parents=True, exist_ok=True)
     compare_plot(summaries, names, out_dir / "compare.png")
-    (out_dir / "compare.md").write_text(
-        "# simfactory compare\n\n" + line + "\n\n" + to_markdown(df)
-        + "\n## Scorecard (0-10, higher is better)\n\n" + to_markdown(card)
-        + "\nPerformance = 10 x SLO attainment; utilization = 10 x fleet utilization; data movement = 10 x (1 - "
-        "egress / largest egress); operational simplicity and lock-in freedom are ratings (price book defaults or "
-        "the scenario's finance.scorecard_ratings). Weights: finance.scorecard_weights of the first scenario.\n\n"
-        "![compare](compare.png)\n"
-    )
+    md = ["# simfactory compare", "", line, "", to_markdown(df), "## Scorecard (0-10, higher is better)", "",
+          to_markdown(card), note, ""]
+    if verdicts:
+        md += ["## Own vs rent (decision model, per pool)", "", *(f"- {v}" for v in verdicts), ""]
+    (out_dir / "compare.md").write_text("\n".join(md + ["![compare](compare.png)", ""]))
     df.to_csv(out_dir / "compare.csv")
     card.to_csv(out_dir / "scorecard.csv")
     per_run = [(i + 1, name, finance_tables(s)) for i, (name, s) in enumerate(zip(names, summaries)) if "finance" in s]
-    with pd.ExcelWriter(out_dir / "compare.xlsx", engine="openpyxl") as w:
-        df.to_excel(w, sheet_name="comparison")
-        card.to_excel(w, sheet_name="scorecard")
-        for i, _, tables in per_run:
-            for t in tables:
-                t.frame.to_excel(w, sheet_name=f"{i}-{t.key}"[:31], index=False)
+    _write_xlsx(out_dir / "compare.xlsx", df, card, per_run)
     page = HtmlReport("simfactory compare: " + " vs ".join(names))
     page.paragraph(line, "lead")
     page.heading("Side by side")
     page.table(df, index=True)
     page.heading("Scorecard (0-10, higher is better)")
-    page.table(card, index=True, note="Performance = 10 x SLO attainment; utilization = 10 x fleet utilization; data "
-               "movement = 10 x (1 - egress / largest egress); simplicity and lock-in are ratings (price book or scenario).")
+    page.table(card, index=True, note=note)
+    if verdicts:
+        page.heading("Own vs rent (decision model, per pool)")
+        for v in verdicts:
+            page.paragraph(v)
     page.image(out_dir / "compare.png", "cost per unit, TCO and tail latency per run")
     for i, name, tables in per_run:
         page.heading(f"{i}. {name}: finance")
@@ -237,3 +396,17 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd
             page.table(t.frame, t.title, t.note)
     page.write(out_dir / "compare.html")
     return df, card, line
+
+
+def _write_xlsx(path: Path, df: pd.DataFrame, card: pd.DataFrame, per_run: list[tuple[int, str, list[Any]]]) -> None:
+    """The comparison, the scorecard and each run's finance tables, a sheet each; money cells keep their number
+    and get a currency format (simfactory.report.money)."""
+    with pd.ExcelWriter(path, engine="openpyxl") as w:
+        df.to_excel(w, sheet_name="comparison")
+        style_money_cells(w.sheets["comparison"], df, index=True)
+        card.to_excel(w, sheet_name="scorecard")
+        for i, _, tables in per_run:
+            for t in tables:
+                sheet = f"{i}-{t.key}"[:31]
+                t.frame.to_excel(w, sheet_name=sheet, index=False)
+                style_money_cells(w.sheets[sheet], t.frame)

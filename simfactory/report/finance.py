@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from simfactory.report.money import format_cell, format_usd, money_flags, style_money_cells, usd_axis  # noqa: E402
+
 
 @dataclass(frozen=True)
 class FinanceTable:
@@ -40,7 +42,7 @@ UNIT_ROWS = [
     ("tokens_per_usd", "tokens per dollar", "tokens/USD"),
     ("tokens_per_joule", "tokens per joule (accelerator energy)", "tokens/J"),
     ("accelerator_energy_kwh", "accelerator energy in the window", "kWh"),
-    ("fleet_utilization", "fleet busy fraction (stepping / provisioned accelerator-hours; energy model)", "fraction"),
+    ("fleet_utilization", "fleet busy fraction (share of provisioned accelerator-hours with work; not billed)", "fraction"),
     ("fleet_load_fraction", "fleet load (accelerators the demand needs / provisioned)", "fraction"),
     ("usd_per_busy_accel_hour", "utilization-adjusted cost (per busy accelerator-hour)", "USD"),
     ("usd_per_provisioned_accel_hour", "cost per provisioned accelerator-hour", "USD"),
@@ -75,7 +77,8 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
     pools = pd.DataFrame(
         [
             {"pool": p["pool"], "SKU": p["sku"], "location": p["location"], "pricing": p["pricing"],
-             "accelerators": p["accelerators"], "utilization": p["utilization"], f"{cur}/hour": p["usd_per_hour"],
+             "accelerators": p["accelerators"], "load": p.get("load_fraction"), "busy fraction": p["utilization"],
+             f"{cur}/hour": p["usd_per_hour"],
              **{f"{k} {cur}/hour": v for k, v in p["breakdown_usd_per_hour"].items()}}
             for p in summary["cost"]["pools"]
         ]
@@ -144,21 +147,25 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
     return tables
 
 
-def _md_cell(v: Any) -> str:
+def _md_cell(v: Any, money: bool = False) -> str:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return "-"
-    if isinstance(v, float):
-        return f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-    return str(v).replace("|", "/")
+    if isinstance(v, str):
+        return v.replace("|", "/")
+    return format_cell(v, money).replace("|", "/")
 
 
 def frame_markdown(df: pd.DataFrame) -> list[str]:
-    """A DataFrame as Markdown table lines (no index)."""
+    """A DataFrame as Markdown table lines (no index); money (by column name or the row's unit) as $1,234."""
     if not len(df):
         return ["(none)"]
     cols = [str(c) for c in df.columns]
+    unit_at = cols.index("unit") if "unit" in cols else None
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    return out + ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    for row in df.itertuples(index=False):
+        flags = money_flags(cols, row[unit_at] if unit_at is not None else None)
+        out.append("| " + " | ".join(_md_cell(v, m) for v, m in zip(row, flags)) + " |")
+    return out
 
 
 def markdown_section(tables: list[FinanceTable]) -> list[str]:
@@ -182,6 +189,7 @@ def write_tables(tables: list[FinanceTable], out_dir: Path) -> list[Path]:
         for t in tables:
             t.frame.to_excel(w, sheet_name=t.key[:31], index=False)
             ws = w.sheets[t.key[:31]]
+            style_money_cells(ws, t.frame)
             for col in ws.columns:
                 ws.column_dimensions[col[0].column_letter].width = min(60, max(12, len(str(col[0].value)) + 2))
     paths.append(xlsx)
@@ -189,7 +197,7 @@ def write_tables(tables: list[FinanceTable], out_dir: Path) -> list[Path]:
 
 
 def _num(x: float | None) -> str:
-    return "n/a (nothing served)" if x is None else f"{x:.6g}"
+    return "n/a (nothing served)" if x is None else format_usd(x)
 
 
 def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
@@ -207,6 +215,7 @@ def tornado_plot(summary: dict[str, Any], path: Path) -> Path:
         ax.axvline(base, color="black", lw=1)
     ax.set_yticks(range(len(rows)), [r["input"] for r in rows])
     ax.set_xlabel(f"{s['metric']} ({summary['finance']['currency']})")
+    usd_axis(ax.xaxis)
     ax.set_title(f"{summary['scenario']}: sensitivity of {s['metric']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -237,6 +246,7 @@ def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
     ax.set_xlabel("load (share of the owned accelerator-hours the demand needs)")
     ax.set_ylabel(f"{summary['finance']['currency']} over {months} months, "
                   f"present value at {tco.get('discount_rate_annual', 0.0):.1%}/year")
+    usd_axis(ax.yaxis)
     ax.set_title(f"{summary['scenario']}: own vs rent (dotted: break-even load; thick: simulated load)")
     return save_chart(fig, ax, path)
 

@@ -12,6 +12,7 @@ import pandas as pd
 
 from simfactory.inputs import MAX_SUMMARY_BYTES, read_input_bytes
 from simfactory.outputs import GENERATOR
+from simfactory.report.money import format_cell, money_flags
 
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
@@ -33,15 +34,14 @@ var c=(!isNaN(nx)&&!isNaN(ny))?nx-ny:String(x).localeCompare(String(y));return a
 """
 
 
-def _cell(v: Any) -> tuple[str, str, bool]:
-    """(shown text, sort key, is text)."""
+def _cell(v: Any, money: bool = False) -> tuple[str, str, bool]:
+    """(shown text, sort key, is text); money as $1,234 (simfactory.report.money), sorted by its number."""
     if v is None or (isinstance(v, float) and v != v):
         return "-", "", True
     if isinstance(v, bool):
         return str(v), str(int(v)), True
     if isinstance(v, (int, float)):
-        text = f"{v:,.4g}" if abs(v) < 1e4 else f"{v:,.0f}"
-        return text, repr(float(v)), False
+        return format_cell(v, money), repr(float(v)), False
     return str(v), str(v), True
 
 
@@ -73,11 +73,14 @@ class HtmlReport:
             self.heading(title, 3)
         frame = df.reset_index() if index else df
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+        columns = [str(c) for c in frame.columns]
+        unit_at = columns.index("unit") if "unit" in columns else None
         rows = []
         for row in frame.itertuples(index=False):
             cells = []
-            for v in row:
-                text, key, is_text = _cell(v)
+            flags = money_flags(columns, row[unit_at] if unit_at is not None else None, row[0] if index else None)
+            for v, money in zip(row, flags):
+                text, key, is_text = _cell(v, money)
                 cls = ' class="text"' if is_text else ""
                 cells.append(f'<td{cls} data-v="{html.escape(key, quote=True)}">{html.escape(text)}</td>')
             rows.append("<tr>" + "".join(cells) + "</tr>")

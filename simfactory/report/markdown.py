@@ -6,6 +6,7 @@ from typing import Any
 
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
 from simfactory.report.finance import finance_tables, markdown_section
+from simfactory.report.money import format_usd
 
 
 def fmt(x: Any, unit: str = "", digits: int = 3) -> str:
@@ -75,9 +76,9 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
             ["class", "USD per task (attributed)", "USD per successful task (attributed)",
              "USD per successful task (fully loaded)", "LLM", "tools", "retrieval", "human", "network"],
             [
-                [name] + [fmt(t["cost_usd"][k], "", 5) for k in ("per_task_attributed", "per_successful_task_attributed",
+                [name] + [format_usd(t["cost_usd"][k]) for k in ("per_task_attributed", "per_successful_task_attributed",
                                                                "per_successful_task_fully_loaded")]
-                + [fmt(t["cost_usd"][k], "", 4) for k in ("llm", "tools", "retrieval", "human", "network")]
+                + [format_usd(t["cost_usd"][k]) for k in ("llm", "tools", "retrieval", "human", "network")]
                 for name, t in tasks.items()
             ],
         ),
@@ -201,7 +202,7 @@ def render_resilience(r: dict[str, Any]) -> list[str]:
         ["failures", "availability (mean)", "requests lost", "retried", "failed (final)", "offered load factor",
          "tokens recomputed", "USD of lost work", "mean repair (s)", "SLO in fault windows", "SLO outside"],
         [[str(r["failures"]), fmt(r["availability_mean"]), str(r["requests_lost"]), str(r["retries"]),
-          str(r["failed"]), fmt(r["offered_load_factor"]), str(r["tokens_recomputed"]), fmt(r["usd_lost_work"], digits=4),
+          str(r["failed"]), fmt(r["offered_load_factor"]), str(r["tokens_recomputed"]), format_usd(r["usd_lost_work"]),
           fmt(r["mean_time_to_repair_s"]), fmt(r["slo_attainment_in_fault_windows"]), fmt(r["slo_attainment_outside"])]]),
         "", "Each attempt lost to a failure ends `failed` in the outcome counts; a retry is a new attempt. "
         "`failed (final)`: lost requests not retried (retries off, exhausted or over budget). Offered load factor: "

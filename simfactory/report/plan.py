@@ -1,4 +1,6 @@
-"""Write a plan's results: ranked candidates, every evaluated point, the Pareto front and its plot."""
+"""Write a plan's results: ranked candidates, every evaluated point, the Pareto front and its plot, and the
+lines that say what decided the answer (no candidate met, the confidence interval decided the size, the max
+rate did or did not hold on a longer run)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from simfactory.plan.search import PlanResult, pareto_front  # noqa: E402
+from simfactory.plan.search import (  # noqa: E402
+    Evaluation,
+    PlanResult,
+    ci_decided,
+    closest_miss,
+    pareto_front,
+    shortfall,
+)
+from simfactory.plan.slo import SloTarget  # noqa: E402
 from simfactory.report.finance import frame_markdown, save_chart  # noqa: E402
+from simfactory.report.money import format_usd  # noqa: E402
 
 
 def evaluations_frame(result: PlanResult) -> pd.DataFrame:
@@ -39,22 +50,95 @@ def ranked_frame(result: PlanResult) -> pd.DataFrame:
                      "min replicas meeting SLOs": c.min_replicas, "USD/hour": b.usd_per_hour if b else None,
                      "USD per 1M tokens": b.usd_per_1m_tokens if b else None,
                      "simulated points": len(c.evaluations),
+                     "replica counts simulated": ", ".join(str(e.replicas) for e in c.evaluations),
                      **({f"{k} (mean ± ci95)": f"{v['mean']:.4g} ± {v['ci95']:.2g}" for k, v in b.slo.items()} if b else {})})
     df = pd.DataFrame(rows)
     return df.sort_values("USD/hour", na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _unit(t: SloTarget) -> str:
+    return "" if t.metric == "slo_attainment" else " s"
+
+
+def _misses(targets: list[SloTarget], e: Evaluation, bound: bool = True) -> str:
+    """The targets a point missed, each with its value (its 95% bound when `bound`) against the target."""
+    parts = []
+    for t in targets:
+        d = e.slo.get(t.label) or {}
+        if d.get("met"):
+            continue
+        mean, half = d.get("mean"), d.get("ci95") or 0.0
+        if mean is None:
+            parts.append(f"{t.label} has no value")
+        elif not math.isfinite(shortfall(t, d)):
+            parts.append(f"{t.label} is unbounded (more requests lost than {t.stat or 'it'} leaves out)")
+        else:
+            v = (mean + half if t.op == "<" else mean - half) if bound else mean
+            miss = abs(v - t.value)
+            what = f"95% bound {v:.3g}{_unit(t)}" if bound and half else f"{v:.3g}{_unit(t)}"
+            parts.append(f"{t.label} by {miss:.3g}{_unit(t)} ({what} {'>' if t.op == '<' else '<'} "
+                         f"{t.value:g}{_unit(t)})")
+    return "; ".join(parts) or "no target"
+
+
+def no_candidate_line(result: PlanResult, slo: str) -> str:
+    head = f"No candidate met {slo} at {result.target_rate_per_s:g}/s"
+    if result.max_replicas is not None:
+        head += f" with up to {result.max_replicas:,} replicas"
+    e = closest_miss(result)
+    if e is None:
+        return (f"{head}: every candidate's analytic lower bound (at least "
+                f"{min(c.lower_bound for c in result.candidates):,} replicas) is above max_replicas; raise it.")
+    return (f"{head}: closest {e.candidate} with {e.replicas} replicas ({format_usd(e.usd_per_hour)}/hour) missed "
+            f"{_misses(result.targets, e)}.")
+
+
+def _max_rate_clause(result: PlanResult) -> str:
+    bound = "at least" if result.max_rate_is_lower_bound else "up to"
+    claim = f"{bound} {result.max_rate_per_s:.3g}/s (headroom {result.headroom:.0%})"
+    v, h = result.validation, result.validation_horizon_s
+    if v is None:
+        return f"; on the plan's runs it sustains {claim}, not validated: a longer run would pass the input limits"
+    if v.met:
+        return f"; it sustains {claim}, validated on a {h:,.0f} s run at that rate"
+    return (f"; its max sustainable rate is not validated on a {h:,.0f} s run: at {result.max_rate_per_s:.3g}/s, "
+            f"which the plan's runs sustained, it missed {_misses(result.targets, v, bound=False)}; do not count on "
+            f"that rate (a longer sim.horizon_s plans on longer runs)")
 
 
 def summary_line(result: PlanResult) -> str:
     slo = ", ".join(f"{t.label}{t.op}{t.value:g}{'' if t.metric == 'slo_attainment' else 's'}" for t in result.targets)
     c = result.chosen
     if c is None or c.best is None:
-        return f"No candidate meets {slo} at {result.target_rate_per_s:g}/s within the replica limit."
+        return no_candidate_line(result, slo)
     line = (f"Cheapest fleet meeting {slo} (95% CI) at {result.target_rate_per_s:g}/s: {c.candidate} with "
-            f"{c.min_replicas} replicas, USD {c.best.usd_per_hour:,.2f}/hour")
+            f"{c.min_replicas} replicas, {format_usd(c.best.usd_per_hour)}/hour")
     if result.max_rate_per_s is not None:
-        bound = "at least" if result.max_rate_is_lower_bound else "up to"
-        line += f"; it sustains {bound} {result.max_rate_per_s:.3g}/s (headroom {result.headroom:.0%})"
+        line += _max_rate_clause(result)
     return line + "."
+
+
+def _and(labels: list[str]) -> str:
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def plan_notes(result: PlanResult) -> list[str]:
+    """What decided the answer besides the SLOs themselves: the confidence interval (the winner's size), an
+    analytic lower bound that simulation refuted."""
+    notes = []
+    c = result.chosen
+    decided = ci_decided(c, result.targets) if c is not None else None
+    if decided is not None:
+        e, labels = decided
+        runs = f"{result.replications} runs" if result.replications != 1 else "1 run"
+        notes.append(f"the confidence interval decided the size: {e.replicas} replicas meet {_and(labels)} on the "
+                     f"mean of {runs} but not at 95% confidence; more replications (-R) may confirm the smaller size")
+    for cp in result.candidates:
+        b = cp.below_bound
+        if b is not None and b.met:
+            notes.append(f"{cp.candidate}: {b.replicas} replicas met the SLOs below the analytic lower bound of "
+                         f"{cp.lower_bound}; the bound was too high and the search went beneath it")
+    return notes
 
 
 def _finite(x: Any) -> Any:
@@ -69,6 +153,93 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def pareto_panels(result: PlanResult) -> list[dict[str, Any]]:
+    """What pareto.png draws, one panel per target: every simulated point's cost and mean for that target, with
+    `met` true only when the point met EVERY target (a point failing another target is drawn as failing), and
+    the cost vs that target's Pareto front (latency targets)."""
+    panels = []
+    for t in result.targets:
+        pts = [{"candidate": e.candidate, "replicas": e.replicas, "usd_per_hour": e.usd_per_hour,
+                "mean": e.slo[t.label]["mean"], "met": e.met} for e in result.evaluations
+               if (e.slo.get(t.label) or {}).get("mean") is not None and math.isfinite(e.slo[t.label]["mean"])]
+        front = pareto_front(result.evaluations, t.label) if t.op == "<" else []
+        panels.append({"target": t, "points": pts,
+                       "front": [(e.usd_per_hour, e.slo[t.label]["mean"]) for e in front
+                                 if math.isfinite(e.slo[t.label]["mean"])]})
+    return panels
+
+
+def _pareto_plot(result: PlanResult, path: Path) -> Path:
+    panels = pareto_panels(result)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.6 * len(panels) + 0.8), squeeze=False)
+    names = sorted({e.candidate for e in result.evaluations})
+    colors = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    for ax, panel in zip(axes[:, 0], panels):
+        t = panel["target"]
+        for n in names:
+            for met, marker, label in ((True, "o", f"{n} (meets every SLO)"), (False, "x", f"{n} (fails an SLO)")):
+                pts = [p for p in panel["points"] if p["candidate"] == n and p["met"] is met]
+                if pts:
+                    ax.scatter([p["usd_per_hour"] for p in pts], [p["mean"] for p in pts], color=colors[n],
+                               marker=marker, alpha=0.7, label=label)
+        if panel["front"]:
+            ax.plot(*zip(*panel["front"]), "k--", lw=1, label="Pareto front")
+        ax.axhline(t.value, color="red", lw=1, label=f"target {t.label} {t.op} {t.value:g}")
+        ax.set_xlabel("fleet cost (USD/hour)")
+        ax.set_ylabel(f"{t.label}{' (s)' if t.metric != 'slo_attainment' else ''}, mean")
+        if t.metric != "slo_attainment" and any(p["mean"] > 0 for p in panel["points"]):
+            ax.set_yscale("log")
+        ax.set_title(f"Cost vs {t.label} at {result.target_rate_per_s:g}/s (x: fails any SLO)")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    return save_chart(fig, axes[0, 0], path)
+
+
+def _slo_vs_load_plot(result: PlanResult, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    rates = [e.rate_per_s for e in result.load_curve]
+    for t in result.targets:
+        means = [e.slo[t.label]["mean"] for e in result.load_curve]
+        cis = [e.slo[t.label]["ci95"] for e in result.load_curve]
+        line = ax.errorbar(rates, means, yerr=cis, marker="o", capsize=3, label=f"{t.label} (mean, 95% CI)")
+        ax.axhline(t.value, color=line[0].get_color(), ls="--", lw=1, label=f"target {t.label} {t.op} {t.value:g}")
+    ax.axvline(result.target_rate_per_s, color="grey", lw=1, label="target load")
+    if result.max_rate_per_s:
+        ax.axvline(result.max_rate_per_s, color="black", lw=1, ls=":", label="max sustainable load")
+    ax.set_xlabel("offered load (per s)")
+    ax.set_ylabel("SLO metric")
+    ax.set_yscale("log")
+    ax.set_title(f"{result.chosen.candidate if result.chosen else ''}: SLO metrics vs load")
+    return save_chart(fig, ax, path)
+
+
+def plan_doc(result: PlanResult, front: list[Evaluation]) -> dict[str, Any]:
+    """plan.json's content (before non-finite numbers become null)."""
+    decided = ci_decided(result.chosen, result.targets) if result.chosen is not None else None
+    closest = closest_miss(result) if result.chosen is None else None
+    v = result.validation
+    return {
+        "target_rate_per_s": result.target_rate_per_s,
+        "slos": [dataclasses.asdict(t) for t in result.targets],
+        "met": result.chosen is not None,
+        "chosen": result.chosen.candidate if result.chosen else None,
+        "chosen_replicas": result.chosen.min_replicas if result.chosen else None,
+        "replications": result.replications,
+        "ci_decided": {"replicas": decided[0].replicas, "targets": decided[1]} if decided else None,
+        "closest": dataclasses.asdict(closest) if closest is not None else None,
+        "max_rate_per_s": result.max_rate_per_s,
+        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
+        "headroom": result.headroom,
+        "max_rate_validation": {"horizon_s": result.validation_horizon_s, "met": v.met, "slo": v.slo} if v else None,
+        "pareto": [dataclasses.asdict(e) for e in front],
+        "candidates": [{"candidate": c.candidate, "overrides": c.overrides, "lower_bound": c.lower_bound,
+                        "min_replicas": c.min_replicas, "simulated_replicas": [e.replicas for e in c.evaluations],
+                        "below_bound_met": c.below_bound.met if c.below_bound else None}
+                       for c in result.candidates],
+        "notes": plan_notes(result),
+    }
+
+
 def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     ranked, evals = ranked_frame(result), evaluations_frame(result)
@@ -76,52 +247,17 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     evals.to_csv(out_dir / "plan_points.csv", index=False)
     key = next((t.label for t in result.targets if t.op == "<"), None)
     front = pareto_front(result.evaluations, key) if key else []
-    doc = {
-        "target_rate_per_s": result.target_rate_per_s,
-        "slos": [dataclasses.asdict(t) for t in result.targets],
-        "chosen": result.chosen.candidate if result.chosen else None,
-        "chosen_replicas": result.chosen.min_replicas if result.chosen else None,
-        "max_rate_per_s": result.max_rate_per_s,
-        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
-        "headroom": result.headroom,
-        "pareto": [dataclasses.asdict(e) for e in front],
-        "candidates": [{"candidate": c.candidate, "overrides": c.overrides, "lower_bound": c.lower_bound,
-                        "min_replicas": c.min_replicas} for c in result.candidates],
-    }
+    doc = plan_doc(result, front)
     (out_dir / "plan.json").write_text(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
     paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
-    if key and len(evals):
-        fig, ax = plt.subplots(figsize=(8, 5))
-        for name, g in evals.groupby("candidate"):
-            ax.scatter(g["usd_per_hour"], g[f"{key} mean"], label=str(name), alpha=0.7)
-        if front:
-            ax.plot([e.usd_per_hour for e in front], [e.slo[key]["mean"] for e in front], "k--", lw=1, label="Pareto front")
-        target = next(t for t in result.targets if t.label == key)
-        ax.axhline(target.value, color="red", lw=1, label=f"target {key} < {target.value:g}")
-        ax.set_xlabel("fleet cost (USD/hour)")
-        ax.set_ylabel(f"{key} (s, mean over replications)")
-        ax.set_yscale("log")
-        ax.set_title(f"Cost vs {key} at {result.target_rate_per_s:g}/s")
-        paths.append(save_chart(fig, ax, out_dir / "pareto.png"))
+    if result.targets and len(evals):
+        paths.append(_pareto_plot(result, out_dir / "pareto.png"))
     if result.load_curve:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        rates = [e.rate_per_s for e in result.load_curve]
-        for t in result.targets:
-            means = [e.slo[t.label]["mean"] for e in result.load_curve]
-            cis = [e.slo[t.label]["ci95"] for e in result.load_curve]
-            line = ax.errorbar(rates, means, yerr=cis, marker="o", capsize=3, label=f"{t.label} (mean, 95% CI)")
-            ax.axhline(t.value, color=line[0].get_color(), ls="--", lw=1, label=f"target {t.label} {t.op} {t.value:g}")
-        ax.axvline(result.target_rate_per_s, color="grey", lw=1, label="target load")
-        if result.max_rate_per_s:
-            ax.axvline(result.max_rate_per_s, color="black", lw=1, ls=":", label="max sustainable load")
-        ax.set_xlabel("offered load (per s)")
-        ax.set_ylabel("SLO metric")
-        ax.set_yscale("log")
-        ax.set_title(f"{result.chosen.candidate if result.chosen else ''}: SLO metrics vs load")
-        paths.append(save_chart(fig, ax, out_dir / "slo_vs_load.png"))
-    md = ["# simfactory plan", "", summary_line(result), "", "## Candidates (cheapest first)", "",
+        paths.append(_slo_vs_load_plot(result, out_dir / "slo_vs_load.png"))
+    md = ["# simfactory plan", "", summary_line(result), "", *(f"- Note: {n}" for n in doc["notes"]),
+          "", "## Candidates (cheapest first)", "",
           *frame_markdown(ranked), "", "## Every simulated point", "", *frame_markdown(evals), ""]
-    if key:
+    if len(evals):
         md += ["![Pareto](pareto.png)", ""]
     if result.load_curve:
         md += ["![SLO vs load](slo_vs_load.png)", ""]

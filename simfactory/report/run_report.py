@@ -33,6 +33,7 @@ from simfactory.outputs import (
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
+from simfactory.report.money import format_usd
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -79,7 +80,7 @@ def headline(s: dict[str, Any]) -> pd.DataFrame:
         (f"same service priced the other way (own <-> rent what the load needs), {tco['horizon_years']:g} years",
          tco.get("alternative_tco_usd"), cur),
         ("upfront capex", tco.get("upfront_capex_usd"), cur),
-        ("fleet utilization", ue.get("fleet_utilization"), "fraction"),
+        ("fleet busy fraction (not billed)", ue.get("fleet_utilization"), "fraction"),
         ("SLO attainment", s.get("service", {}).get("slo_attainment"), "fraction"),
         ("TTFT p99", s["latency_s"]["ttft"].get("p99"), "s"),
         ("E2E p99", s["latency_s"]["e2e"].get("p99"), "s"),
@@ -88,10 +89,11 @@ def headline(s: dict[str, Any]) -> pd.DataFrame:
 
 
 def lead_line(s: dict[str, Any]) -> str:
-    ue, tco, cur = s["finance"]["unit_economics"], s["finance"]["tco"], s["finance"]["currency"]
-    unit = (f"{cur} {ue['usd_per_successful_task']:.4g} per successful task" if ue.get("usd_per_successful_task")
-            else f"{cur} {ue['usd_per_1m_tokens']:.4g} per 1M tokens" if ue.get("usd_per_1m_tokens") else "no completed work")
-    return (f"{s['scenario']}: {unit}; fleet {cur} {ue['fleet_usd_per_hour']:,.2f}/hour; TCO {cur} {tco['tco_usd']:,.0f} "
+    ue, tco = s["finance"]["unit_economics"], s["finance"]["tco"]
+    usd = format_usd  # the price book's currency (finance.currency) is USD
+    unit = (f"{usd(ue['usd_per_successful_task'])} per successful task" if ue.get("usd_per_successful_task")
+            else f"{usd(ue['usd_per_1m_tokens'])} per 1M tokens" if ue.get("usd_per_1m_tokens") else "no completed work")
+    return (f"{s['scenario']}: {unit}; fleet {usd(ue['fleet_usd_per_hour'])}/hour; TCO {usd(tco['tco_usd'])} "
             f"over {tco['horizon_years']:g} years.")
 
 

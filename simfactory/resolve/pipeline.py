@@ -35,7 +35,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     warnings: list[str] = []
     check_unique_names(scenario, fname, errors)
     profiles = pool_profiles(scenario, lk, errors)
-    price_book = priced_book(scenario, profiles, lk, errors)
+    price_book = priced_book(scenario, profiles, lk, errors, warnings)
     deployments, used = resolve_deployments(scenario, lk, profiles, errors, warnings)
     check_pool_counts(scenario, used, fname, errors)
     check_training(scenario, used, fname, errors)

@@ -29,15 +29,70 @@ def pool_profiles(scenario: Scenario, lk: Lookup, errors: list[InputError]) -> d
 
 
 def priced_book(scenario: Scenario, profiles: dict[str, HardwareProfile], lk: Lookup,
-                errors: list[InputError]) -> PriceBook | None:
-    """The price book, with every pool checked against it; None (and its error) when there is none to read."""
+                errors: list[InputError], warnings: list[str] | None = None) -> PriceBook | None:
+    """The price book, with every pool checked against it; None (and its error) when there is none to read.
+    Warns (into `warnings`) of a cloud pool priced by default and of region pairs a configured network leaves out."""
     price_book: PriceBook | None = None
     try:
         price_book = load_price_book(lk.profile_dirs, lk.path, scenario.finance.price_book, lk.fname)
         check_pool_prices(scenario, profiles, price_book, lk.fname, errors)
+        if warnings is not None:
+            warnings += provider_warnings(scenario, profiles, price_book, lk.fname)
     except InputError as e:
         errors.append(e)
+    if warnings is not None:
+        warnings += network_warnings(scenario, lk.fname)
     return price_book
+
+
+def default_cloud_price(book: PriceBook, sku: str, usd_per_accel_hour: float) -> str:
+    """Whose price a cloud pool that names no provider gets: its profile's, the cheapest on-demand row for the SKU
+    in the shipped book (e.g. "runpod on-demand $2.69/GPU-h"); a profile price no row matches is said to be so."""
+    row = book.row_priced_at(sku, usd_per_accel_hour)
+    if row is None:
+        return f"the {sku} profile's on-demand price ${usd_per_accel_hour:.2f}/GPU-h (no price-book row has it)"
+    return f"{row.provider} on-demand ${usd_per_accel_hour:.2f}/GPU-h (the {sku} profile's default)"
+
+
+def provider_warnings(scenario: Scenario, profiles: dict[str, HardwareProfile], book: PriceBook,
+                      fname: str) -> list[str]:
+    """A cloud pool with neither a provider nor a price of its own silently took its profile's price: say whose,
+    and what the price book's providers charge for the SKU."""
+    out: list[str] = []
+    for i, p in enumerate(scenario.pools):
+        if p.location != "cloud" or p.provider is not None or p.cloud_usd_per_accel_hour is not None:
+            continue
+        usd = profiles[p.name].price.cloud_usd_per_accel_hour if p.name in profiles else None
+        if usd is None:
+            continue  # no price at all: check_pool_prices reported it
+        offers = ", ".join(f"{c.provider} ${c.usd_per_accel_hour:.2f}" for c in book.on_demand_offers(p.sku))
+        out.append(f"{fname}: pools[{i}]: pool {p.name!r} names no provider: priced at "
+                   f"{default_cloud_price(book, p.sku, usd)}; set provider: to choose"
+                   + (f" (on-demand {p.sku} in the price book: {offers})" if offers else ""))
+    return out
+
+
+def network_warnings(scenario: Scenario, fname: str) -> list[str]:
+    """Regions cost latency and egress only as `network` configures them. Where a scenario configures some (links
+    or defaults) but leaves a pair of caller and pool regions out, requests between them cross for free: say so."""
+    net = scenario.network
+    if not net.links and net.default_latency_s is None and net.default_usd_per_gb is None:
+        return []  # no network model: regions are labels (price lookup), by design, not worth a warning each run
+    linked = {frozenset((link.a, link.b)) for link in net.links}
+    out: list[str] = []
+    callers = sorted({c.region for c in scenario.traffic.classes})
+    for pool_region in sorted({p.region for p in scenario.pools}):
+        for caller in callers:
+            if caller == pool_region or frozenset((caller, pool_region)) in linked:
+                continue
+            missing = [(what, field) for what, field, v in (("latency", "default_latency_s", net.default_latency_s),
+                                                             ("egress", "default_usd_per_gb", net.default_usd_per_gb))
+                       if v is None]
+            if missing:
+                out.append(f"{fname}: network: regions {caller!r} (callers) and {pool_region!r} (pools) have no "
+                           f"network.links entry and no network.{' / '.join(f for _, f in missing)}: requests "
+                           f"between them pay no {' or '.join(w for w, _ in missing)}")
+    return out
 
 
 def load_price_book(dirs: list[Path], scenario_file: Path | None, override: str | None, fname: str) -> PriceBook:
