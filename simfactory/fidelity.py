@@ -3,11 +3,16 @@
 A suite (calibrate/fidelity/*.yaml) lists points: hardware, model, precision, TP, workload and the
 measured metric. Offline points submit every request at once (trtllm-bench / vllm bench throughput /
 MLPerf Offline style) and measure output tokens per second from the first arrival to the last completion.
-Concurrency points (AIPerf / genai-perf sweeps) model C clients that each send their next request when the
-previous one ends: every request is queued at once and the engine runs at most C (max_num_seqs = C), so a
-request is "sent" when the engine admits it; TTFT counts from there, ITL is the mean time per output token
-after the first, and throughput is output tokens per second over the run. Batch-latency points
-(`vllm bench latency`) run one batch of max_num_seqs requests and measure first arrival to last completion.
+Concurrency points (AIPerf / genai-perf sweeps) are a true closed loop (traffic.arrival process: closed): C
+clients start together and each sends its next request the moment the previous one ends, as AIPerf does. TTFT
+counts from the send, so waiting behind the engine's batch or KV-cache limit is in it; ITL is the mean time per
+output token after the first; throughput is C x mean output / mean end-to-end latency (Little's law on the
+loop). They are measured over the requests sent after the first third of the run (the ramp, as a benchmark's
+warm-up) and early enough not to see the loop drain. The engine's per-step token budget
+(`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many co-arriving prompts one step can
+prefill, and so how long a wave of them keeps clients in step: suites set it where their engine's is known or
+assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
+arrival to last completion.
 """
 
 from __future__ import annotations
@@ -49,6 +54,10 @@ class FidelityPoint(BaseModel):
         default=None, description="closed loop of this many clients (concurrency suites); none: offline"
     )
     max_num_seqs: PositiveInt | None = Field(default=None, description="the engine's batch limit (default: the suite's)")
+    max_num_batched_tokens: PositiveInt | None = Field(
+        default=None, description="the engine's token budget per step (default: the suite's)")
+    requests: PositiveInt | None = Field(
+        default=None, description="offline: the requests the benchmark sent (default: the runner's --requests)")
     metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
 
@@ -68,6 +77,8 @@ class FidelityPoint(BaseModel):
                 raise ValueError("batch_latency_s is one offline batch: give max_num_seqs (the batch), no concurrency")
         elif self.concurrency is None and self.metric != "output_tokens_per_s":
             raise ValueError(f"{self.metric} needs a concurrency (offline points measure output_tokens_per_s)")
+        if self.requests is not None and (self.concurrency is not None or self.metric == "batch_latency_s"):
+            raise ValueError("requests is for offline throughput points (a closed loop and a batch size their own)")
         return self
 
 
@@ -81,6 +92,7 @@ class FidelitySuite(BaseModel):
     engine_version: str | None = Field(default=None, description="the engine release measured, e.g. 0.5.3 or 1.0")
     mode: Literal["offline", "concurrency"] = "offline"
     max_num_seqs: PositiveInt = 256
+    max_num_batched_tokens: PositiveInt = 8192
     points: list[FidelityPoint] = Field(min_length=1)
 
 
@@ -119,12 +131,13 @@ def regime(batch: int) -> str:
 
 
 def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int,
-                     step_time_source: str = "auto") -> Scenario:
+                     step_time_source: str = "auto", max_num_batched_tokens: int = 8192) -> Scenario:
     return Scenario.model_validate({
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
-                         "engine": engine, "max_num_seqs": max_num_seqs, "max_num_batched_tokens": 8192,
+                         "engine": engine, "max_num_seqs": max_num_seqs,
+                         "max_num_batched_tokens": max_num_batched_tokens,
                          "step_time_source": step_time_source}],
         "traffic": {"arrival": {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S},
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
@@ -174,23 +187,94 @@ def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> Re
 
 
 CLOSED_LOOP_REQUESTS_PER_CLIENT = 8  # requests per client in a concurrency point (a steady state past the ramp)
+CLOSED_LOOP_RAMP = 1 / 3  # share of a concurrency point's run left out as the ramp (a benchmark's warm-up)
+
+
+def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+                         horizon_s: float) -> Scenario:
+    """A concurrency point as a closed loop: p.concurrency clients, no think time, one replica."""
+    assert p.concurrency is not None
+    return Scenario.model_validate({
+        "name": p.id,
+        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
+        "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
+                         "engine": engine, "max_num_seqs": max_num_seqs,
+                         "max_num_batched_tokens": max_num_batched_tokens}],
+        "traffic": {"arrival": {"process": "closed", "concurrency": p.concurrency},
+                    "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
+                                 "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
+        "sim": {"horizon_s": horizon_s, "timeline_resolution_s": 60.0},
+    })
+
+
+def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
+    """A rough request lifetime for sizing the run: one prefill plus output_tokens decode steps at the batch the
+    loop holds, stretched when the batch or KV-cache limit makes clients queue."""
+    from simfactory.hardware.step_time import StepLoad
+
+    assert p.concurrency is not None
+    d = rs.deployments[0]
+    seqs = d.config.max_num_seqs or p.concurrency
+    n = min(p.concurrency, seqs)
+    isl, osl = p.input_tokens, p.output_tokens
+    prefill = d.step_time.step_s(StepLoad(isl, 0, 0.0, isl * (isl + 1) / 2))
+    decode = d.step_time.step_s(StepLoad(0, n, float(n * (isl + osl / 2)), 0.0))
+    queueing = max(1.0, p.concurrency * (isl + osl) / d.kv_capacity_tokens, p.concurrency / seqs)
+    return (prefill + osl * decode) * queueing
+
+
+def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
+                        max_num_batched_tokens: int) -> tuple[dict[str, float], str]:
+    """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, over the
+    requests sent after the ramp and at least one request lifetime before the horizon (so the loop has not
+    begun to drain); and the step-time source. NaN if none completed."""
+    from simfactory.sim.outcomes import Outcome
+
+    probe = resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0))
+    cycle = closed_loop_cycle_s(probe, p)
+    horizon = CLOSED_LOOP_REQUESTS_PER_CLIENT * cycle
+    rs = resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon))
+    t = simulate(rs, keep_logs=0).table
+    done = t.outcome == Outcome.COMPLETED
+    sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]
+    window = (sent >= CLOSED_LOOP_RAMP * horizon) & (sent <= horizon - cycle)
+    if window.sum() < (p.concurrency or 1):
+        window = sent >= CLOSED_LOOP_RAMP * horizon
+    source = source_kind(rs.deployments[0].step_time_source)
+    if not window.any():
+        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan")), source
+    sent, first, end, out = sent[window], first[window], end[window], out[window]
+    multi = out > 1
+    itl = (end[multi] - first[multi]) / (out[multi] - 1)
+    return {
+        "output_tokens_per_s": float((p.concurrency or 1) * out.mean() / (end - sent).mean()),
+        "ttft_s": float((first - sent).mean()),
+        "itl_s": float(itl.mean()) if len(itl) else float("nan"),
+        "batch_latency_s": float("nan"),
+    }, source
+
 
 
 def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
-    """Simulate each distinct setup once (points that differ only in the metric share a run)."""
+    """Simulate each distinct setup once (points that differ only in the metric share a run). `requests` is for
+    offline points that do not state how many requests their benchmark sent."""
     out = []
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
         one_batch = p.metric == "batch_latency_s"
         key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch,
+               p.max_num_batched_tokens, p.requests,
                *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
         if key not in runs:
-            seqs = p.concurrency or p.max_num_seqs or suite.max_num_seqs
-            n = min(requests, CLOSED_LOOP_REQUESTS_PER_CLIENT * p.concurrency) if p.concurrency else requests
-            rs = resolve(offline_scenario(p, suite.engine, seqs, seqs if one_batch else n))
-            metrics = offline_metrics(rs) if p.concurrency or one_batch else {
-                "output_tokens_per_s": offline_output_tokens_per_s(rs)}
-            runs[key] = (metrics, source_kind(rs.deployments[0].step_time_source))
+            tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens
+            if p.concurrency:
+                runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens)
+            else:
+                seqs = p.max_num_seqs or suite.max_num_seqs
+                n = seqs if one_batch else p.requests or requests
+                rs = resolve(offline_scenario(p, suite.engine, seqs, n, max_num_batched_tokens=tokens))
+                metrics = offline_metrics(rs) if one_batch else {"output_tokens_per_s": offline_output_tokens_per_s(rs)}
+                runs[key] = (metrics, source_kind(rs.deployments[0].step_time_source))
         metrics, source = runs[key]
         batch = p.concurrency or p.max_num_seqs or suite.max_num_seqs
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")

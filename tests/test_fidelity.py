@@ -92,3 +92,33 @@ def test_offline_points_measure_throughput_only_and_sources_are_summarized():
     s = summarize_by_source(rs)
     assert s["roofline"]["points"] == 2 and s["roofline"]["mape"] == pytest.approx(0.20)
     assert s["measured"]["mape"] == pytest.approx(0.05)
+
+
+def test_an_offline_point_runs_its_benchmarks_request_count_and_budgets(tmp_path, monkeypatch):
+    # a point that states the requests its benchmark sent and the engine's limits is simulated with them; the
+    # runner's request count is for points that state none
+    from pydantic import ValidationError
+
+    import simfactory.fidelity as fid
+
+    with pytest.raises(ValidationError, match="requests is for offline throughput points"):
+        fid.FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
+                          concurrency=4, requests=100, metric="itl_s", measured=1.0)
+    base = {"sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 128, "output_tokens": 128,
+            "metric": "output_tokens_per_s", "measured": 1000.0}
+    suite = {"name": "hand", "source": "test", "as_of": "2026", "engine": "tensorrt-llm", "max_num_seqs": 64,
+             "points": [{"id": "stated", "requests": 30, "max_num_seqs": 16, "max_num_batched_tokens": 2048, **base},
+                        {"id": "default", **base}]}
+    p = tmp_path / "hand.yaml"
+    p.write_text(yaml.safe_dump(suite))
+    seen = []
+    real = fid.offline_scenario
+
+    def spy(point, engine, max_num_seqs, requests, step_time_source="auto", max_num_batched_tokens=8192):
+        seen.append((point.id, max_num_seqs, requests, max_num_batched_tokens))
+        return real(point, engine, max_num_seqs, requests, step_time_source, max_num_batched_tokens)
+
+    monkeypatch.setattr(fid, "offline_scenario", spy)
+    monkeypatch.setattr(fid, "offline_output_tokens_per_s", lambda rs: 1000.0)
+    fid.run_suite(fid.load_suite(p), requests=10)
+    assert seen == [("stated", 16, 30, 2048), ("default", 64, 10, 8192)]

@@ -16,7 +16,7 @@ def fidelity(
     suites: Annotated[
         Optional[list[Path]], typer.Argument(help="Suite YAML files (default: calibrate/fidelity/*.yaml).")
     ] = None,
-    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point.")] = 800,
+    requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point that does not state its own.")] = 800,
     out_json: Annotated[Optional[Path], typer.Option("--json", help="Write every point and the summary as JSON.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:

@@ -242,7 +242,16 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         + (f"{format_usd(c['usd_per_request'])} per request" if c["usd_per_request"] is not None else "no completed requests"),
         highlight=False,
     )
+    _print_own_vs_rent(s)
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _print_own_vs_rent(s: dict[str, Any]) -> None:
+    """Each owned pool's verdict from the one decision model (the same sentence as summary.md, report.html and the
+    xlsx TCO sheet); a cloud pool's hypothetical purchase stays in the reports."""
+    for p in (s.get("finance") or {}).get("tco", {}).get("pools", []):
+        if p.get("location") == "on_prem" and p.get("verdict"):
+            out.print(f"own vs rent ({p['pool']}): {p['verdict']}", highlight=False, soft_wrap=True)
 
 
 def _print_load(s: dict[str, Any]) -> None:
