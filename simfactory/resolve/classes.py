@@ -101,20 +101,26 @@ def _class_extras(
 ) -> dict[str, int]:
     """ResolvedClass's service_class, priority and tenant fields, for the names that are known."""
     extras: dict[str, int] = {}
-    if c.service_class is not None:
-        if c.service_class not in names.sc_index:
-            errors.append(InputError(fname, f"{at}.service_class",
-                                     f"unknown service class {c.service_class!r} (service_classes: {sorted(names.sc_index)})"))
-        else:
-            extras["service_class"] = names.sc_index[c.service_class]
-            extras["priority"] = scenario.service_classes[names.sc_index[c.service_class]].priority
-    if c.tenant is not None:
-        if c.tenant not in names.tenant_index:
-            errors.append(InputError(fname, f"{at}.tenant",
-                                     f"unknown tenant {c.tenant!r} (tenants: {sorted(names.tenant_index)})"))
-        else:
-            extras["tenant"] = names.tenant_index[c.tenant]
+    sc = _known(c.service_class, names.sc_index, "service class", f"{at}.service_class", fname, errors)
+    if sc is not None:
+        extras["service_class"] = sc
+        extras["priority"] = scenario.service_classes[sc].priority
+    tenant = _known(c.tenant, names.tenant_index, "tenant", f"{at}.tenant", fname, errors)
+    if tenant is not None:
+        extras["tenant"] = tenant
     return extras
+
+
+def _known(name: str | None, index: dict[str, int], what: str, field: str, fname: str,
+           errors: list[InputError]) -> int | None:
+    """The index of a named service class or tenant; an InputError listing the known names when it is unknown."""
+    if name is None:
+        return None
+    if name not in index:
+        listed = "service_classes" if what == "service class" else "tenants"
+        errors.append(InputError(fname, field, f"unknown {what} {name!r} ({listed}: {sorted(index)})"))
+        return None
+    return index[name]
 
 
 def _trace_class(
