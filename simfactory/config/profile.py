@@ -26,7 +26,9 @@ from pydantic import (
 from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
 
-DType = Literal["bf16", "fp16", "fp8", "int8", "int4"]
+# fp4: 4-bit floating-point weights and activations (NVFP4 on Blackwell, MXFP4 on CDNA 4), run on FP4 tensor cores;
+# int4: 4-bit integer weights with 16-bit activations (W4A16, AWQ/GPTQ), run at the bf16 rate.
+DType = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 
 _DATE_LIKE = re.compile(r"(?<![\w-])(\d{4})(?:-(\d{1,2}))?(?:-(\d{1,2}))?(?![\w-])")
 _NUMBER = re.compile(r"\s*[-+]?(?:\d[\d_]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*")
@@ -66,7 +68,7 @@ AsOf = Annotated[
     WithJsonSchema({"anyOf": [{"type": "string"}, {"type": "integer"}], "description": "date or period, e.g. 2026-11"}),
 ]
 
-BYTES_PER_PARAM: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+BYTES_PER_PARAM: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
 
 
 class _Strict(StrictModel):
@@ -110,6 +112,9 @@ class Spec(Sourced):
     hbm_tb_s: float = Field(ge=MIN_BANDWIDTH)
     bf16_tflops: float = Field(ge=MIN_BANDWIDTH)
     fp8_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
+    fp4_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="dense FP4 tensor TFLOPS (NVFP4 / MXFP4); absent: the SKU has no FP4 tensor cores "
+                                  "and a deployment in fp4 is refused")
     int8_tops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
     tdp_w: PositiveFloat
     idle_w: NonNegativeFloat | None = None
@@ -125,8 +130,11 @@ class Spec(Sourced):
         return self
 
     def tflops(self, dtype: str) -> float:
-        """Dense peak TFLOPS used for a given compute dtype (fp8 falls back to bf16 if the chip lacks it)."""
-        if dtype == "fp8" and self.fp8_tflops:
+        """Dense peak TFLOPS used for a given compute dtype (fp8 falls back to bf16 if the chip lacks it; fp4 to fp8,
+        then bf16: resolve refuses fp4 on a SKU without fp4_tflops, so the fallback only serves direct API use)."""
+        if dtype == "fp4" and self.fp4_tflops:
+            return self.fp4_tflops
+        if dtype in ("fp8", "fp4") and self.fp8_tflops:
             return self.fp8_tflops
         if dtype == "int8" and self.int8_tops:
             return self.int8_tops
@@ -242,9 +250,46 @@ class ModelArch(Sourced):
     intermediate: PositiveInt | None = Field(
         default=None, description="MLP intermediate size (per expert for MoE); sizes the activation peak")
     vocab: PositiveInt | None = Field(default=None, description="vocabulary size; sizes the sampler's logits")
+    shared_experts: NonNegativeInt = Field(
+        default=0, description="MoE: shared experts every token uses besides its routed ones (counted in "
+                               "active_params_b, read every step)")
+    dense_layers: NonNegativeInt = Field(
+        default=0, description="MoE: the first k layers use a dense MLP instead of experts (DeepSeek's "
+                               "first_k_dense_replace)")
+    kv_lora_rank: PositiveInt | None = Field(
+        default=None, description="multi-head latent attention (MLA): width of the compressed KV latent cached "
+                                  "per token and layer, shared by all heads")
+    qk_rope_head_dim: PositiveInt | None = Field(
+        default=None, description="MLA: width of the decoupled RoPE key cached beside the latent")
+    qk_nope_head_dim: PositiveInt | None = Field(
+        default=None, description="MLA: per-head query/key width without RoPE (FLOPs of the non-absorbed form)")
+    v_head_dim: PositiveInt | None = Field(
+        default=None, description="MLA: per-head value width (FLOPs of the non-absorbed form)")
+    q_lora_rank: PositiveInt | None = Field(default=None, description="MLA: width of the compressed query")
+    sliding_window_tokens: PositiveInt | None = Field(
+        default=None, description="sliding-window attention: keys each query sees in the windowed layers")
+    sliding_window_layers: NonNegativeInt = Field(
+        default=0, description="how many layers use the sliding window (the rest attend to the whole context)")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
+        if (self.kv_lora_rank is None) != (self.qk_rope_head_dim is None):
+            raise ValueError("kv_lora_rank: give kv_lora_rank and qk_rope_head_dim together (multi-head latent "
+                             "attention) or neither")
+        if self.kv_lora_rank is None and any(
+                v is not None for v in (self.qk_nope_head_dim, self.v_head_dim, self.q_lora_rank)):
+            raise ValueError("kv_lora_rank: qk_nope_head_dim, v_head_dim and q_lora_rank describe multi-head latent "
+                             "attention; give kv_lora_rank and qk_rope_head_dim too")
+        if (self.sliding_window_tokens is None) != (self.sliding_window_layers == 0):
+            raise ValueError("sliding_window_tokens: give sliding_window_tokens and a positive sliding_window_layers "
+                             "together (or neither)")
+        if self.sliding_window_layers > self.layers:
+            raise ValueError(f"sliding_window_layers: {self.sliding_window_layers} exceeds layers ({self.layers})")
+        if (self.shared_experts or self.dense_layers) and self.num_experts is None:
+            raise ValueError("shared_experts: shared_experts and dense_layers describe a mixture of experts; give "
+                             "num_experts and experts_per_token too")
+        if self.dense_layers >= self.layers:
+            raise ValueError(f"dense_layers: {self.dense_layers} leaves no MoE layer of {self.layers}")
         if self.kv_heads > self.heads:
             raise ValueError(f"kv_heads: {self.kv_heads} exceeds heads ({self.heads}): grouped-query attention "
                              "shares each KV head among query heads")
@@ -284,9 +329,53 @@ class ModelArch(Sourced):
         coverage = 1.0 - (1.0 - k / e) ** tokens
         return (self.params_b - experts + experts * coverage) / self.params_b
 
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention (DeepSeek-V2/V3, Kimi K2): one compressed latent per token and layer."""
+        return self.kv_lora_rank is not None and self.qk_rope_head_dim is not None
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with experts (all of them for a mixture of experts but the first dense_layers; 0 if dense)."""
+        return self.layers - self.dense_layers if self.num_experts is not None else 0
+
     def kv_bytes_per_token(self, kv_dtype: str) -> float:
-        """K and V, every layer, every KV head: 2 * layers * kv_heads * head_dim * bytes."""
+        """KV-cache bytes per token of context, all layers together.
+
+        Grouped-query attention: K and V, every layer, every KV head: 2 * layers * kv_heads * head_dim * bytes.
+        MLA: one latent of kv_lora_rank plus the RoPE key of qk_rope_head_dim per layer, shared by all heads
+        (vLLM and SGLang cache exactly this): layers * (kv_lora_rank + qk_rope_head_dim) * bytes.
+        Sliding-window layers are counted as if they held the whole context (pessimistic): an engine keeps at most
+        sliding_window_tokens of them per request, which the per-token KV model here cannot express."""
+        if self.kv_lora_rank is not None and self.qk_rope_head_dim is not None:
+            return self.layers * (self.kv_lora_rank + self.qk_rope_head_dim) * BYTES_PER_PARAM[kv_dtype]
         return 2 * self.layers * self.kv_heads * self.head_dim * BYTES_PER_PARAM[kv_dtype]
+
+    def kv_tp_shards(self, tp: int) -> int:
+        """Over how many of a TP group's devices the KV cache is split: tp (each device holds its KV heads' share);
+        1 for MLA, whose single latent every device holds whole (vLLM/SGLang replicate it across TP ranks)."""
+        return 1 if self.is_mla else tp
+
+    def attn_flops_per_pair(self, absorbed: bool = True) -> float:
+        """Attention FLOPs per query-key pair, all layers (the roofline's per-pair term, RooflineModel in
+        hardware/step_time.py).
+
+        Standard attention: QK^T and PV, 2 FLOPs per multiply-add each, over every query head:
+        4 * layers * heads * head_dim.
+        MLA with absorbed projections (how engines decode; the roofline uses it for prefill too, pessimistic there):
+        scores over the latent and the RoPE key, 2 * heads * (kv_lora_rank + qk_rope_head_dim), plus values over the
+        latent, 2 * heads * kv_lora_rank, per layer. absorbed=False gives the expanded form prefill kernels run:
+        2 * heads * (qk_nope_head_dim + qk_rope_head_dim) + 2 * heads * v_head_dim per layer."""
+        if self.kv_lora_rank is not None and self.qk_rope_head_dim is not None:
+            if absorbed:
+                scores = 2 * self.heads * (self.kv_lora_rank + self.qk_rope_head_dim)
+                per_layer = scores + 2 * self.heads * self.kv_lora_rank
+            else:
+                nope = self.qk_nope_head_dim or self.head_dim
+                v = self.v_head_dim or self.head_dim
+                per_layer = 2 * self.heads * (nope + self.qk_rope_head_dim) + 2 * self.heads * v
+            return float(self.layers * per_layer)
+        return 4.0 * self.layers * (self.heads * self.head_dim)
 
     def weight_bytes(self, dtype: str) -> float:
         return self.params_b * 1e9 * BYTES_PER_PARAM[dtype]

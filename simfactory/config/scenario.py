@@ -120,8 +120,9 @@ class Reservation(_Strict):
 
 
 def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
-    """The KV-cache dtype of a deployment: as set, else the weights' dtype (int4 weights keep a bf16 cache)."""
-    return kv_dtype or ("bf16" if dtype == "int4" else dtype)
+    """The KV-cache dtype of a deployment: as set, else the weights' dtype (int4 weights keep a bf16 cache, fp4
+    weights an fp8 one, as NVFP4/MXFP4 checkpoints ship)."""
+    return kv_dtype or {"int4": "bf16", "fp4": "fp8"}.get(dtype, dtype)
 
 
 class Deployment(_Strict):
@@ -137,7 +138,8 @@ class Deployment(_Strict):
     )
     expert_parallel: bool = Field(default=False, description="MoE: experts spread over the TP group (all-to-all)")
     dtype: DType = "bf16"
-    kv_dtype: DType | None = Field(default=None, description="KV-cache dtype; defaults to dtype (int4 -> bf16)")
+    kv_dtype: DType | None = Field(default=None,
+                                   description="KV-cache dtype; defaults to dtype (int4 -> bf16, fp4 -> fp8)")
     engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")
     step_time_source: Literal["auto", "kernels", "roofline"] = Field(
         default="auto",

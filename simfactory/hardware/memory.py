@@ -130,7 +130,8 @@ def plan_memory(
         usable = fraction * total
         kv_per_device = usable - weights - activation - non_torch
     kv_per_token = arch.kv_bytes_per_token(kv_dtype)
-    capacity = int(max(kv_per_device, 0.0) * tp // kv_per_token)
+    # K/V heads split over the TP group; an MLA latent is held whole by every device (kv_tp_shards = 1)
+    capacity = int(max(kv_per_device, 0.0) * arch.kv_tp_shards(tp) // kv_per_token)
     return MemoryPlan(
         device_bytes=device,
         engine_total_bytes=total,

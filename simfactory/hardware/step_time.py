@@ -102,9 +102,10 @@ class LinearModel(StepTimeModel):
 
 @dataclass(frozen=True)
 class RooflineModel(StepTimeModel):
-    """Roofline of one TP group. FLOPs: 2 x active params per token plus attention (4 x layers x q-width
-    per query-key pair); bytes: weights once per step plus the K/V read. Per-device work is divided by TP;
-    each layer pays two ring all-reduces of the step's activations over the interconnect."""
+    """Roofline of one TP group. FLOPs: 2 x active params per token plus attention per query-key pair
+    (ModelArch.attn_flops_per_pair: 4 x layers x q-width, MLA's absorbed form for MLA models); bytes: weights once
+    per step plus the K/V read. Per-device work is divided by TP; each layer pays two ring all-reduces of the
+    step's activations over the interconnect."""
 
     arch: ModelArch
     spec: Spec
@@ -118,11 +119,13 @@ class RooflineModel(StepTimeModel):
     def __post_init__(self) -> None:
         # constants of step_s, computed once with the same operations in the same order (identical results)
         a = self.arch
-        q_width = a.heads * a.head_dim
         consts = (
             2.0 * a.active_params_b * 1e9,  # dense FLOPs per token
-            4.0 * a.layers * q_width,  # attention FLOPs per query-key pair
-            a.kv_bytes_per_token(self.kv_dtype),
+            a.attn_flops_per_pair(),  # attention FLOPs per query-key pair (4 x layers x q-width unless MLA)
+            # KV bytes each device reads per token, times tp (step_s divides by tp): its KV heads' share, or for
+            # MLA the whole latent, which every TP rank holds and reads
+            a.kv_bytes_per_token(self.kv_dtype) * (self.tp / a.kv_tp_shards(self.tp)) if a.is_mla
+            else a.kv_bytes_per_token(self.kv_dtype),
             a.weight_bytes(self.dtype),
             self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency,
             self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency,
@@ -195,7 +198,7 @@ class RooflineModel(StepTimeModel):
             return 0.0
         msg = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"] * (self.arch.experts_per_token or 1)
         per_layer = 2 * (ep - 1) / ep * msg / self.link_bytes_per_s() + 2 * self.spec.interconnect_latency_s
-        return self.arch.layers * per_layer
+        return self.arch.moe_layers * per_layer  # the dense layers (first dense_layers) send nothing
 
     def pipeline_p2p_s(self, tokens: int) -> float:
         """Pipeline parallelism: activations cross pp-1 stage boundaries per pass."""

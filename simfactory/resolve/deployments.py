@@ -53,6 +53,8 @@ def _resolve_deployment(
     if arch is None or profile is None:
         return None
     kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype)
+    if not _fp4_ok(d, at, profile, kv_dtype, fname, errors):
+        return None
     spec_cfg = d.speculative
     draft_name = spec_cfg.draft_model if spec_cfg is not None else None
     if draft_name is not None and draft_name not in lk.models:
@@ -82,6 +84,23 @@ def _resolve_deployment(
         step_time_source=label, memory=mem, kv_capacity_tokens=kv_tokens, kv_blocks=kv_blocks,
         max_model_len=d.max_model_len or arch.max_context_tokens,
     )
+
+
+def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fname: str,
+            errors: list[InputError]) -> bool:
+    """fp4 weights (or KV cache) need FP4 tensor cores: a SKU whose spec has no fp4_tflops is refused, naming its rates."""
+    if profile.spec.fp4_tflops:
+        return True
+    field = "dtype" if d.dtype == "fp4" else "kv_dtype" if kv_dtype == "fp4" else None
+    if field is None:
+        return True
+    spec = profile.spec
+    rates = f"bf16 {spec.bf16_tflops:.0f}" + (f", fp8 {spec.fp8_tflops:.0f}" if spec.fp8_tflops else "")
+    alt = "fp8" if spec.fp8_tflops else "bf16"
+    errors.append(InputError(fname, f"{at}.{field}",
+                             f"{profile.sku} has no FP4 tensor cores (spec.fp4_tflops not set; {rates} TFLOPS): "
+                             f"use {alt} or a SKU with FP4"))
+    return False
 
 
 def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError]) -> tuple[Deployment, EnginePreset] | None:

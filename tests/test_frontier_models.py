@@ -1,0 +1,153 @@
+"""Frontier models (issue #23): MLA, shared experts, dense-first layers, sliding windows in the catalogue.
+
+Closed forms: DeepSeek-V3/R1 cache one latent of kv_lora_rank 512 plus a RoPE key of 64 per token and layer
+(61 layers), https://huggingface.co/deepseek-ai/DeepSeek-R1/blob/main/config.json; vLLM and SGLang run DeepSeek-R1
+FP8 on one 8 x H200 node.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import scenario_doc
+
+from simfactory.config.profile import ModelArch, RooflineStepTime
+from simfactory.hardware.memory import plan_memory
+from simfactory.hardware.step_time import RooflineModel
+from simfactory.paths import PROFILES_DIR
+from simfactory.resolve import load_and_resolve, load_engines, load_models, load_profile, search_dirs
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import simulate
+
+DIRS = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+MODELS = load_models(DIRS)
+ENGINES = load_engines(DIRS)
+NEW = ["deepseek-v3", "deepseek-r1", "kimi-k2", "qwen3-235b-a22b", "gpt-oss-120b", "gpt-oss-20b", "llama-3.3-70b"]
+MLA = ["deepseek-v3", "deepseek-r1", "kimi-k2"]
+
+
+def test_new_models_are_in_the_catalogue_with_their_config_shapes():
+    for name in NEW:
+        assert name in MODELS, name
+        assert "huggingface.co" in MODELS[name].source
+    r1 = MODELS["deepseek-r1"]
+    assert (r1.layers, r1.hidden, r1.heads, r1.kv_lora_rank, r1.qk_rope_head_dim, r1.qk_nope_head_dim, r1.v_head_dim,
+            r1.q_lora_rank, r1.num_experts, r1.shared_experts, r1.experts_per_token, r1.dense_layers, r1.vocab) == (
+        61, 7168, 128, 512, 64, 128, 128, 1536, 256, 1, 8, 3, 129280)
+    assert r1.moe_layers == 58 and r1.is_mla and r1.is_moe
+    assert MODELS["deepseek-v3"].model_dump(exclude={"id", "source"}) == r1.model_dump(exclude={"id", "source"})
+    k2 = MODELS["kimi-k2"]
+    assert (k2.heads, k2.num_experts, k2.dense_layers, k2.vocab) == (64, 384, 1, 163840)
+    assert MODELS["llama-3.3-70b"].model_dump(exclude={"id", "source"}) == \
+        MODELS["llama-3.1-70b"].model_dump(exclude={"id", "source"})
+    oss = MODELS["gpt-oss-120b"]
+    assert (oss.layers, oss.sliding_window_tokens, oss.sliding_window_layers) == (36, 128, 18)
+
+
+def test_mla_kv_bytes_per_token_is_one_latent_per_layer():
+    r1 = MODELS["deepseek-r1"]
+    assert r1.kv_bytes_per_token("fp8") == 61 * (512 + 64) * 1 == 35_136
+    assert r1.kv_bytes_per_token("bf16") == 2 * 35_136
+    assert MODELS["kimi-k2"].kv_bytes_per_token("bf16") == 70_272  # head count does not enter MLA's cache
+    assert r1.kv_tp_shards(8) == 1 and MODELS["llama-3.1-70b"].kv_tp_shards(8) == 8
+
+
+def test_mla_attention_flops_per_pair_closed_form():
+    r1 = MODELS["deepseek-r1"]
+    absorbed = 61 * (2 * 128 * (512 + 64) + 2 * 128 * 512)
+    assert r1.attn_flops_per_pair() == absorbed == 16_990_208
+    assert r1.attn_flops_per_pair(absorbed=False) == 61 * (2 * 128 * (128 + 64) + 2 * 128 * 128)
+    assert MODELS["kimi-k2"].attn_flops_per_pair() == absorbed // 2  # half the heads
+
+
+def test_dense_and_gqa_models_keep_the_same_attention_flops():
+    for name, a in MODELS.items():
+        if a.is_mla:
+            continue
+        assert a.attn_flops_per_pair() == 4.0 * a.layers * (a.heads * a.head_dim), name
+        assert a.kv_bytes_per_token("bf16") == 2 * a.layers * a.kv_heads * a.head_dim * 2, name
+
+
+def test_roofline_uses_the_model_attention_flops():
+    spec = load_profile(DIRS, "h200", "sku", "sku").spec
+    factors = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.8, step_overhead_s=0.0)
+    for name in ("deepseek-r1", "llama-3.1-70b"):
+        a = MODELS[name]
+        m = RooflineModel(a, spec, factors, "fp8", "fp8", 8)
+        assert m._consts[1] == a.attn_flops_per_pair()  # type: ignore[attr-defined]
+
+
+def test_mla_fields_validate_together():
+    base = MODELS["llama-3.1-8b"].model_dump()
+    with pytest.raises(ValueError, match="kv_lora_rank"):
+        ModelArch(**{**base, "kv_lora_rank": 512})
+    with pytest.raises(ValueError, match="kv_lora_rank"):
+        ModelArch(**{**base, "v_head_dim": 128})
+    with pytest.raises(ValueError, match="sliding_window"):
+        ModelArch(**{**base, "sliding_window_tokens": 128})
+    with pytest.raises(ValueError, match="sliding_window_layers"):
+        ModelArch(**{**base, "sliding_window_tokens": 128, "sliding_window_layers": 33})
+    with pytest.raises(ValueError, match="shared_experts"):
+        ModelArch(**{**base, "shared_experts": 1})
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang"])
+def test_deepseek_r1_fp8_fits_8_h200_with_a_replicated_latent(engine):
+    spec = load_profile(DIRS, "h200", "sku", "sku").spec
+    p = plan_memory(MODELS["deepseek-r1"], spec, "fp8", "fp8", 8, rule=ENGINES[engine].memory)
+    assert p.fits and p.kv_capacity_tokens > 500_000
+    # every rank holds the whole latent: capacity is one device's KV bytes over 35,136 bytes, not eight devices'
+    assert p.kv_capacity_tokens == int(p.kv_bytes_per_device // 35_136)
+
+
+def test_kimi_k2_fp8_on_8_h200_is_a_tight_fit():
+    """1.04T FP8 parameters plus 16-bit embeddings are 130.3 GB per device at TP8 against the 135.2 GB vLLM uses
+    of an H200 (0.9 x 150.25e9): ~2.3 GB per device is left for KV, a few tens of thousands of tokens."""
+    spec = load_profile(DIRS, "h200", "sku", "sku").spec
+    p = plan_memory(MODELS["kimi-k2"], spec, "fp8", "fp8", 8, rule=ENGINES["vllm"].memory)
+    assert p.fits and 10_000 < p.kv_capacity_tokens < 131_072
+
+
+# (model, SKU, TP, dtype): a deployment each model fits
+FITS = [
+    ("deepseek-v3", "h200", 8, "fp8"),
+    ("deepseek-r1", "h200", 8, "fp8"),
+    ("kimi-k2", "mi300x", 8, "fp8"),
+    ("qwen3-235b-a22b", "h200", 4, "fp8"),
+    ("gpt-oss-120b", "h200", 2, "fp8"),
+    ("gpt-oss-20b", "h200", 1, "bf16"),
+    ("llama-3.3-70b", "h200", 2, "bf16"),
+]
+
+
+@pytest.mark.parametrize("model,sku,tp,dtype", FITS)
+def test_each_new_model_resolves_and_runs_on_the_roofline(tmp_path, model, sku, tp, dtype):
+    doc = scenario_doc(model=model, tp=tp, dtype=dtype, max_num_seqs=8, horizon_s=5.0, rate=1.0,
+                       input_tokens={"kind": "fixed", "value": 200}, output_tokens={"kind": "fixed", "value": 8})
+    del doc["deployments"][0]["kv_cache_tokens"]  # the memory plan sizes the cache
+    doc["pools"][0]["sku"] = sku
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    rs = load_and_resolve(tmp_path / "s.yaml")
+    d = rs.deployments[0]
+    assert d.step_time_source.startswith("roofline"), d.step_time_source  # kernel tables do not cover these
+    assert d.memory.fits and d.memory.kv_capacity_tokens > 0
+    result = simulate(rs)
+    assert (result.table.outcome == Outcome.COMPLETED).sum() > 0
+
+
+def test_roofline_mla_kv_read_is_whole_latent_per_rank_and_all_to_all_skips_dense_layers():
+    """Every TP rank holds and reads the whole MLA latent, so a decode step's KV time does not shrink with TP;
+    expert all-to-all runs only on the MoE layers (DeepSeek-R1: 61 - 3 dense = 58)."""
+    from simfactory.hardware.step_time import StepLoad
+
+    arch = MODELS["deepseek-r1"]
+    spec = load_profile(DIRS, "h200", "sku", "sku").spec
+    factors = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.8, step_overhead_s=0.0)
+    m1 = RooflineModel(arch, spec, factors, "fp8", "fp8", tp=1)
+    m8 = RooflineModel(arch, spec, factors, "fp8", "fp8", tp=8, expert_parallel=True)
+    kv_per_token = arch.kv_bytes_per_token("fp8")
+    assert m1._consts[2] == kv_per_token and m8._consts[2] == kv_per_token * 8  # divided by tp in step_s
+    assert arch.moe_layers == 58
+    per_layer = m8.all_to_all_s(16) / arch.moe_layers
+    assert per_layer > 0 and m8.all_to_all_s(16) == pytest.approx(58 * per_layer)
+    assert m1.step_s(StepLoad(0, 1, 1e6, 0.0)) > 0
