@@ -1,0 +1,122 @@
+"""Throughput per GPU vs interactivity (issue #23): the curve used to compare frontier serving setups.
+
+Each point is one sweep row (a closed-loop concurrency): x = tokens/s per user = 1 / mean TPOT, y = output
+tokens/s per GPU = fleet output throughput / GPUs in the scenario's pools. One curve per setup (scenario).
+
+    simfactory sweep scenarios/frontier-r1-fp8-8xh200.yaml --grid GRID.yaml --out sweeps/h200
+    python -m simfactory.report.frontier scenarios/frontier-r1-fp8-8xh200.yaml=sweeps/h200 ... --out curve.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+
+CONCURRENCY = "param.traffic.arrival.concurrency"
+TPOT = "latency_s.tpot.mean"
+THROUGHPUT = "throughput.output_tokens_per_s"
+USD_PER_1M = "cost.usd_per_1m_output_tokens"
+
+
+def _num(v: Any) -> float | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def frontier_curve(rows: Iterable[Mapping[str, Any]], gpus: int) -> list[dict[str, float]]:
+    """One point per sweep row that ran (no error, a positive mean TPOT), sorted by concurrency.
+
+    Replications of one concurrency are averaged (x and y separately)."""
+    if gpus <= 0:
+        raise ValueError(f"gpus must be positive, got {gpus}")
+    by_c: dict[float, list[tuple[float, float, float | None]]] = {}
+    for r in rows:
+        tpot, tput, conc = _num(r.get(TPOT)), _num(r.get(THROUGHPUT)), _num(r.get(CONCURRENCY))
+        if str(r.get("error") or "").strip() not in ("", "nan", "None") or not tpot or tput is None or conc is None:
+            continue
+        by_c.setdefault(conc, []).append((1.0 / tpot, tput / gpus, _num(r.get(USD_PER_1M))))
+    points = []
+    for conc in sorted(by_c):
+        pts = by_c[conc]
+        usd = [u for _, _, u in pts if u is not None]
+        points.append({"concurrency": conc,
+                       "tokens_per_s_per_user": sum(p[0] for p in pts) / len(pts),
+                       "output_tokens_per_s_per_gpu": sum(p[1] for p in pts) / len(pts),
+                       "usd_per_1m_output_tokens": sum(usd) / len(usd) if usd else float("nan")})
+    return points
+
+
+def scenario_gpus(scenario: Path) -> int:
+    """Accelerators in the scenario's pools (the denominator of 'per GPU')."""
+    doc = yaml.safe_load(Path(scenario).read_text())
+    return sum(int(p.get("count", 0)) for p in doc.get("pools", []))
+
+
+def read_sweep(sweep_dir: Path) -> list[dict[str, str]]:
+    with (Path(sweep_dir) / "results.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def plot_frontier_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path | None = None) -> Any:
+    """Draw one line per setup: tokens/s per user (x) vs output tokens/s per GPU (y), points labelled by concurrency."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, pts in curves.items():
+        xs = [p["tokens_per_s_per_user"] for p in pts]
+        ys = [p["output_tokens_per_s_per_gpu"] for p in pts]
+        ax.plot(xs, ys, marker="o", label=label)
+        for p, x, y in zip(pts, xs, ys):
+            ax.annotate(f"{p['concurrency']:g}", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    ax.set_xlabel("interactivity: output tokens/s per user (1 / mean TPOT)")
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.set_title("Throughput per GPU vs interactivity (point labels: concurrency)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m simfactory.report.frontier", description=__doc__.splitlines()[0])
+    ap.add_argument("curves", nargs="+", metavar="SCENARIO=SWEEP_DIR",
+                    help="a scenario file and the `simfactory sweep --out` folder of its concurrency sweep")
+    ap.add_argument("--out", required=True, type=Path, help="PNG to write; the points go to the same name .csv")
+    args = ap.parse_args(argv)
+    curves: dict[str, list[dict[str, float]]] = {}
+    for spec in args.curves:
+        scenario, sep, sweep_dir = spec.partition("=")
+        if not sep:
+            ap.error(f"expected SCENARIO=SWEEP_DIR, got {spec!r}")
+        curves[Path(scenario).stem] = frontier_curve(read_sweep(Path(sweep_dir)), scenario_gpus(Path(scenario)))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    plot_frontier_curves(curves, args.out)
+    with args.out.with_suffix(".csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["setup", "concurrency", "tokens_per_s_per_user", "output_tokens_per_s_per_gpu",
+                    "usd_per_1m_output_tokens"])
+        for label, pts in curves.items():
+            for p in pts:
+                w.writerow([label, f"{p['concurrency']:g}", f"{p['tokens_per_s_per_user']:.2f}",
+                            f"{p['output_tokens_per_s_per_gpu']:.1f}", f"{p['usd_per_1m_output_tokens']:.3f}"])
+    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

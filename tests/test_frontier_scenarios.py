@@ -1,0 +1,64 @@
+"""Frontier scenarios and the throughput-per-GPU vs interactivity curve (issue #23)."""
+
+from __future__ import annotations
+
+import pytest
+
+from simfactory.paths import SCENARIOS_DIR
+from simfactory.report.frontier import frontier_curve, main, plot_frontier_curves, scenario_gpus
+from simfactory.resolve import load_and_resolve
+
+FRONTIER = {"frontier-r1-fp8-8xh200": ("h200", "fp8"), "frontier-r1-fp4-8xb200": ("b200", "fp4"),
+            "frontier-r1-fp8-8xmi355x": ("mi355x", "fp8")}
+
+
+def _row(conc, tpot, tput, usd=1.0, error=""):
+    return {"param.traffic.arrival.concurrency": str(conc), "latency_s.tpot.mean": str(tpot),
+            "throughput.output_tokens_per_s": str(tput), "cost.usd_per_1m_output_tokens": str(usd), "error": error}
+
+
+def test_curve_closed_form():
+    rows = [_row(64, 0.05, 8000.0, 2.0), _row(4, 0.01, 800.0, 10.0), _row(16, "", "", error="too many replicas")]
+    pts = frontier_curve(rows, gpus=8)
+    assert [p["concurrency"] for p in pts] == [4, 64]
+    assert pts[0]["tokens_per_s_per_user"] == pytest.approx(100.0)      # 1 / 0.01 s
+    assert pts[0]["output_tokens_per_s_per_gpu"] == pytest.approx(100.0)  # 800 / 8
+    assert pts[1]["tokens_per_s_per_user"] == pytest.approx(20.0)
+    assert pts[1]["output_tokens_per_s_per_gpu"] == pytest.approx(1000.0)
+    assert pts[1]["usd_per_1m_output_tokens"] == pytest.approx(2.0)
+
+
+def test_curve_averages_replications_and_rejects_no_gpus():
+    pts = frontier_curve([_row(8, 0.02, 400.0), _row(8, 0.04, 800.0)], gpus=4)
+    assert len(pts) == 1
+    assert pts[0]["tokens_per_s_per_user"] == pytest.approx((50.0 + 25.0) / 2)
+    assert pts[0]["output_tokens_per_s_per_gpu"] == pytest.approx(150.0)
+    with pytest.raises(ValueError):
+        frontier_curve([], gpus=0)
+
+
+def test_plot_and_script_write_png_and_points(tmp_path):
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "results.csv").write_text(
+        "param.traffic.arrival.concurrency,latency_s.tpot.mean,throughput.output_tokens_per_s,"
+        "cost.usd_per_1m_output_tokens,error\n4,0.01,800,10,\n64,0.05,8000,2,\n")
+    out = tmp_path / "curve.png"
+    assert main([f"{SCENARIOS_DIR / 'frontier-r1-fp8-8xh200.yaml'}={sweep}", "--out", str(out)]) == 0
+    assert out.stat().st_size > 0
+    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    assert lines[1] == "frontier-r1-fp8-8xh200,4,100.00,100.0,10.000"
+    assert plot_frontier_curves({"a": frontier_curve([_row(1, 0.02, 50.0)], 1)}, tmp_path / "b.png").is_file()
+
+
+@pytest.mark.parametrize("name", sorted(FRONTIER))
+def test_frontier_scenario_resolves_to_its_dtype(name):
+    path = SCENARIOS_DIR / f"{name}.yaml"
+    sku, dtype = FRONTIER[name]
+    rs = load_and_resolve(path)
+    assert len(rs.deployments) == 1
+    d = rs.deployments[0]
+    assert d.config.model == "deepseek-r1" and d.config.tp == 8 and d.config.dtype == dtype
+    assert d.profile.sku == sku and d.kv_capacity_tokens > 0
+    assert scenario_gpus(path) == 8
+    assert "roofline" in path.read_text().split("description:", 1)[1].splitlines()[0]
