@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from simfactory.paths import SCENARIOS_DIR
-from simfactory.report.frontier import frontier_curve, main, plot_frontier_curves, scenario_gpus
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+from simfactory.report.frontier import frontier_curve, plot_frontier_curves, scenario_gpus
 from simfactory.resolve import load_and_resolve
 
 FRONTIER = {"frontier-r1-fp8-8xh200": ("h200", "fp8"), "frontier-r1-fp4-8xb200": ("b200", "fp4"),
@@ -37,18 +40,49 @@ def test_curve_averages_replications_and_rejects_no_gpus():
         frontier_curve([], gpus=0)
 
 
-def test_plot_and_script_write_png_and_points(tmp_path):
+def _sweep(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
     (sweep / "results.csv").write_text(
         "param.traffic.arrival.concurrency,latency_s.tpot.mean,throughput.output_tokens_per_s,"
         "cost.usd_per_1m_output_tokens,error\n4,0.01,800,10,\n64,0.05,8000,2,\n")
-    out = tmp_path / "curve.png"
-    assert main([f"{SCENARIOS_DIR / 'frontier-r1-fp8-8xh200.yaml'}={sweep}", "--out", str(out)]) == 0
-    assert out.stat().st_size > 0
-    lines = (tmp_path / "curve.csv").read_text().splitlines()
+    return sweep
+
+
+def test_plot_and_command_write_png_and_points(tmp_path):
+    sweep = _sweep(tmp_path)
+    out = tmp_path / "curve"
+    res = CliRunner().invoke(app, ["frontier", f"{SCENARIOS_DIR / 'frontier-r1-fp8-8xh200.yaml'}={sweep}",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "frontier-curve.png").stat().st_size > 0
+    lines = (out / "frontier-curve.csv").read_text().splitlines()
     assert lines[1] == "frontier-r1-fp8-8xh200,4,100.00,100.0,10.000"
-    assert plot_frontier_curves({"a": frontier_curve([_row(1, 0.02, 50.0)], 1)}, tmp_path / "b.png").is_file()
+    png = tmp_path / "b.png"
+    plot_frontier_curves({"a": frontier_curve([_row(1, 0.02, 50.0)], 1)}, png)
+    assert png.is_file()
+
+
+def test_command_refuses_bad_input_and_foreign_folders(tmp_path):
+    scenario = SCENARIOS_DIR / "frontier-r1-fp8-8xh200.yaml"
+    sweep = _sweep(tmp_path)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    cases = [
+        ([f"{scenario}={tmp_path / 'nowhere'}", "--out", str(tmp_path / "o1")], "results.csv: SWEEP_DIR: cannot be read"),
+        ([str(scenario), "--out", str(tmp_path / "o2")], "SCENARIO=SWEEP_DIR: expected a scenario file"),
+        ([f"{tmp_path / 'none.yaml'}={sweep}", "--out", str(tmp_path / "o3")], "none.yaml"),
+        ([f"{scenario}={sweep}", "--out", str(mine)], str(mine)),
+    ]
+    for argv, message in cases:
+        res = CliRunner().invoke(app, ["frontier", *argv])
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert message in res.output, res.output
+    assert (mine / "notes.txt").read_text() == "keep me" and sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    (sweep / "results.csv").write_text("a,b\n1,2\n")
+    res = CliRunner().invoke(app, ["frontier", f"{scenario}={sweep}", "--out", str(tmp_path / "o4")])
+    assert res.exit_code == 2 and "is not a concurrency sweep: no column" in res.output, res.output
 
 
 @pytest.mark.parametrize("name", sorted(FRONTIER))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from simfactory.config.prices import CloudPrice, PriceBook, SourcedNumber
@@ -21,8 +20,7 @@ from simfactory.cost.pool_cost import (
     on_prem_cost_per_hour,
 )
 from simfactory.errors import InputError
-from simfactory.paths import PROFILES_DIR
-from simfactory.resolve import ResolvedScenario, load_engines, search_dirs
+from simfactory.resolve import ResolvedScenario
 
 
 @dataclass(frozen=True)
@@ -165,9 +163,9 @@ def deployment_accelerators(d: Deployment) -> int:
 
 
 def engine_presets(rs: ResolvedScenario) -> dict[str, EnginePreset]:
-    """The engine presets the scenario was resolved with (a user's engines.yaml beside it wins)."""
-    path = None if rs.file.startswith("<scenario ") else Path(rs.file)
-    return load_engines(search_dirs(path, "hardware_profiles", PROFILES_DIR))
+    """The engine presets the scenario's deployments were resolved with (a user's engines.yaml beside it wins
+    there), not read again from disk."""
+    return {d.config.engine: d.engine_preset for d in rs.deployments if d.engine_preset is not None}
 
 
 def pool_licences(rs: ResolvedScenario, pool: Pool,

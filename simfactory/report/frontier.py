@@ -4,23 +4,22 @@ Each point is one sweep row (a closed-loop concurrency): x = tokens/s per user =
 tokens/s per GPU = fleet output throughput / GPUs in the scenario's pools. One curve per setup (scenario).
 
     simfactory sweep scenarios/frontier-r1-fp8-8xh200.yaml --grid GRID.yaml --out sweeps/h200
-    python -m simfactory.report.frontier scenarios/frontier-r1-fp8-8xh200.yaml=sweeps/h200 ... --out curve.png
+    simfactory frontier scenarios/frontier-r1-fp8-8xh200.yaml=sweeps/h200 ... --out sweeps/curve
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
+from simfactory.errors import InputError
+from simfactory.report.plots import _finish
+from simfactory.resolve.files import load_scenario
 
 CONCURRENCY = "param.traffic.arrival.concurrency"
 TPOT = "latency_s.tpot.mean"
@@ -60,14 +59,24 @@ def frontier_curve(rows: Iterable[Mapping[str, Any]], gpus: int) -> list[dict[st
 
 
 def scenario_gpus(scenario: Path) -> int:
-    """Accelerators in the scenario's pools (the denominator of 'per GPU')."""
-    doc = yaml.safe_load(Path(scenario).read_text())
-    return sum(int(p.get("count", 0)) for p in doc.get("pools", []))
+    """Accelerators in the scenario's pools (the denominator of 'per GPU'); the file is read and validated as any
+    scenario is (InputErrors naming file and field)."""
+    return sum(p.count for p in load_scenario(scenario).pools)
 
 
 def read_sweep(sweep_dir: Path) -> list[dict[str, str]]:
-    with (Path(sweep_dir) / "results.csv").open(newline="") as f:
-        return list(csv.DictReader(f))
+    """The rows of a `simfactory sweep --out` folder's results.csv."""
+    path = Path(sweep_dir) / "results.csv"
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(str(path), "SWEEP_DIR", f"cannot be read as a sweep's results.csv ({exc})") from None
+    missing = [c for c in (CONCURRENCY, TPOT, THROUGHPUT) if rows and c not in rows[0]]
+    if not rows or missing:
+        raise InputError(str(path), "SWEEP_DIR", "is not a concurrency sweep: "
+                         + (f"no column {', '.join(missing)}" if rows else "no rows"))
+    return rows
 
 
 def plot_frontier_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], path: Path | None = None) -> Any:
@@ -85,38 +94,19 @@ def plot_frontier_curves(curves: Mapping[str, Sequence[Mapping[str, float]]], pa
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    if path is None:
-        return fig
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path, dpi=120)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m simfactory.report.frontier", description=__doc__.splitlines()[0])
-    ap.add_argument("curves", nargs="+", metavar="SCENARIO=SWEEP_DIR",
-                    help="a scenario file and the `simfactory sweep --out` folder of its concurrency sweep")
-    ap.add_argument("--out", required=True, type=Path, help="PNG to write; the points go to the same name .csv")
-    args = ap.parse_args(argv)
-    curves: dict[str, list[dict[str, float]]] = {}
-    for spec in args.curves:
-        scenario, sep, sweep_dir = spec.partition("=")
-        if not sep:
-            ap.error(f"expected SCENARIO=SWEEP_DIR, got {spec!r}")
-        curves[Path(scenario).stem] = frontier_curve(read_sweep(Path(sweep_dir)), scenario_gpus(Path(scenario)))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot_frontier_curves(curves, args.out)
-    with args.out.with_suffix(".csv").open("w", newline="") as f:
+CSV_COLUMNS = ["setup", "concurrency", "tokens_per_s_per_user", "output_tokens_per_s_per_gpu", "usd_per_1m_output_tokens"]
+
+
+def write_frontier(curves: Mapping[str, Sequence[Mapping[str, float]]], folder: Path) -> None:
+    """frontier-curve.png and frontier-curve.csv (the points) into an output folder."""
+    plot_frontier_curves(curves, folder / "frontier-curve.png")
+    with (folder / "frontier-curve.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["setup", "concurrency", "tokens_per_s_per_user", "output_tokens_per_s_per_gpu",
-                    "usd_per_1m_output_tokens"])
+        w.writerow(CSV_COLUMNS)
         for label, pts in curves.items():
             for p in pts:
                 w.writerow([label, f"{p['concurrency']:g}", f"{p['tokens_per_s_per_user']:.2f}",
                             f"{p['output_tokens_per_s_per_gpu']:.1f}", f"{p['usd_per_1m_output_tokens']:.3f}"])
-    print(f"wrote {args.out} and {args.out.with_suffix('.csv')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

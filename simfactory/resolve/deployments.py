@@ -82,7 +82,7 @@ def _resolve_deployment(
     return ResolvedDeployment(
         index=index, config=d, pool=pools[d.pool], profile=profile, arch=arch, step_time=step_time,
         step_time_source=label, memory=mem, kv_capacity_tokens=kv_tokens, kv_blocks=kv_blocks,
-        max_model_len=d.max_model_len or arch.max_context_tokens,
+        max_model_len=d.max_model_len or arch.max_context_tokens, engine_preset=preset,
     )
 
 

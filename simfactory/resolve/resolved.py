@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
-from simfactory.config.profile import HardwareProfile, ModelArch
+from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import Deployment, Pool, RequestClass, Scenario
 from simfactory.hardware.memory import MemoryPlan
@@ -30,6 +30,7 @@ class ResolvedDeployment:
     kv_capacity_tokens: int
     kv_blocks: int
     max_model_len: int
+    engine_preset: EnginePreset | None = None  # the preset the deployment was resolved with (licence, defaults)
 
 
 @dataclass(frozen=True)
