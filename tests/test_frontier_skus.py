@@ -134,8 +134,8 @@ def test_roofline_compute_uses_fp4_tflops_for_fp4():
     fp4 = RooflineModel(arch, p.spec, p.roofline, "fp4", "fp8", 1)
     fp8 = RooflineModel(arch, p.spec, p.roofline, "fp8", "fp8", 1)
     eff = p.roofline.compute_efficiency
-    assert fp4._consts[4] == pytest.approx(9000e12 * eff)
-    assert fp8._consts[4] == pytest.approx(4500e12 * eff)
-    assert fp4._consts[3] == pytest.approx(fp8._consts[3] / 2)  # weight bytes read per step
+    assert fp4.peak_flops == pytest.approx(9000e12 * eff)
+    assert fp8.peak_flops == pytest.approx(4500e12 * eff)
+    assert fp4.weight_bytes_read(1) == pytest.approx(fp8.weight_bytes_read(1) / 2)  # weight bytes read per step
     # without fp4 tensor cores the spec falls back (resolve refuses such a deployment before it gets here)
     assert _profile("h100-sxm").spec.tflops("fp4") == _profile("h100-sxm").spec.fp8_tflops

@@ -122,6 +122,14 @@ class Spec(Sourced):
         default=None, description="scale-up bandwidth per direction per device (NVLink etc.)"
     )
     interconnect_latency_s: NonNegativeFloat = 5e-6
+    scale_up_domain_devices: PositiveInt = Field(
+        default=8, le=1024, description="devices joined by the scale-up link (interconnect_gb_s): an HGX/OAM node 8, "
+                                        "a GB200/GB300 NVL72 rack 72; wider groups cross the scale-out network")
+    scale_out_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="scale-out network bandwidth per direction per device (its NIC: 400 Gb/s = 50 "
+                                  "GB/s); absent: a group wider than one scale-up domain is refused")
+    scale_out_latency_s: NonNegativeFloat = Field(
+        default=1e-5, description="one scale-out (RDMA) message's latency in a collective")
 
     @model_validator(mode="after")
     def _power(self) -> "Spec":
@@ -270,6 +278,9 @@ class ModelArch(Sourced):
         default=None, description="sliding-window attention: keys each query sees in the windowed layers")
     sliding_window_layers: NonNegativeInt = Field(
         default=0, description="how many layers use the sliding window (the rest attend to the whole context)")
+    mtp_modules: NonNegativeInt = Field(
+        default=0, description="multi-token-prediction modules shipped with the model (DeepSeek-V3's "
+                               "num_nextn_predict_layers: 1), usable as a speculative draft (speculative.method: mtp)")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
@@ -324,10 +335,16 @@ class ModelArch(Sourced):
         step's tokens routes to it (uniform routing: 1 - (1 - k/E)^tokens of the experts)."""
         if not self.is_moe or tokens <= 0:
             return 1.0
-        e, k = self.num_experts or 0, self.experts_per_token or 0
         experts = self.expert_params_b()
-        coverage = 1.0 - (1.0 - k / e) ** tokens
-        return (self.params_b - experts + experts * coverage) / self.params_b
+        return (self.params_b - experts + experts * self.expert_coverage(tokens)) / self.params_b
+
+    def expert_coverage(self, tokens: int) -> float:
+        """Share of the routed experts a step of this many tokens touches under uniform routing: 1 - (1 - k/E)^tokens
+        (1 for an empty step, which the engine never runs, and for a dense model)."""
+        if not self.is_moe or tokens <= 0:
+            return 1.0
+        e, k = self.num_experts or 0, self.experts_per_token or 0
+        return 1.0 - (1.0 - k / e) ** tokens
 
     @property
     def is_mla(self) -> bool:
@@ -377,6 +394,23 @@ class ModelArch(Sourced):
             return float(self.layers * per_layer)
         return 4.0 * self.layers * (self.heads * self.head_dim)
 
+    def attention_params_b(self) -> float:
+        """Parameters of the attention blocks, all layers (billions): what data-parallel attention replicates.
+        GQA: Q and O projections hidden x heads x head_dim each, K and V hidden x kv_heads x head_dim each.
+        MLA (DeepSeek-V3 modeling code): query down/up projection (or one hidden x heads x (nope + rope) when
+        q_lora_rank is absent), KV down projection hidden x (kv_lora_rank + rope), KV up projection kv_lora_rank x
+        heads x (nope + v), output heads x v x hidden."""
+        h, n = self.hidden, self.heads
+        if self.kv_lora_rank is not None and self.qk_rope_head_dim is not None:
+            nope = self.qk_nope_head_dim or self.head_dim
+            v = self.v_head_dim or self.head_dim
+            qk = nope + self.qk_rope_head_dim
+            q = h * self.q_lora_rank + self.q_lora_rank * n * qk if self.q_lora_rank else h * n * qk
+            per_layer = q + h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank * n * (nope + v) + n * v * h
+        else:
+            per_layer = h * (n + 2 * self.kv_heads) * self.head_dim + n * self.head_dim * h
+        return self.layers * per_layer / 1e9
+
     def weight_bytes(self, dtype: str) -> float:
         return self.params_b * 1e9 * BYTES_PER_PARAM[dtype]
 
@@ -425,10 +459,15 @@ class EngineMemory(Sourced):
 
     fraction_of_total (vLLM, SGLang): KV = f x total - weights - activation - non_torch - cuda_graph.
     fraction_of_free (TensorRT-LLM): KV = f x (total - weights - activation - non_torch - cuda_graph).
+    sglang_reserve (SGLang 0.5): fraction_of_total with f computed from the device as SGLang does.
     total is what the engine sees (Spec.memory.engine_total_bytes). A deployment's gpu_memory_utilization, when
     the scenario sets it, replaces f."""
 
-    rule: Literal["fraction_of_total", "fraction_of_free"] = "fraction_of_total"
+    rule: Literal["fraction_of_total", "fraction_of_free", "sglang_reserve"] = Field(
+        default="fraction_of_total",
+        description="sglang_reserve: fraction_of_total with SGLang's own default fraction, (total - reserved) / total, "
+                    "reserved from the prefill chunk, CUDA-graph batch, TP size and DP attention "
+                    "(hardware/memory.py sglang_mem_fraction); `fraction` only when the device's memory is unknown")
     fraction: Annotated[float, Field(gt=0, le=1)] = Field(description="the engine's default fraction")
     fraction_by_tp: dict[PositiveInt, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=dict, description="default fraction by TP size: the largest key <= tp wins (SGLang)")

@@ -85,31 +85,71 @@ class Pool(_Strict):
 
 
 class SpeculativeDecoding(_Strict):
-    """k speculative tokens per step, verified by the target model; `acceptance` is the per-token
-    probability a draft token is accepted. The draft is another model (`draft_model`, served beside the
-    target on the same devices) or a cheap proposer costing `draft_step_fraction` of a target decode step
-    (n-gram: ~0, EAGLE-style heads: a few percent)."""
+    """k speculative tokens per step, verified by the target model. Acceptance: `acceptance`, the probability each
+    draft token is accepted, or `acceptance_by_position`, the probability draft token i is accepted once tokens
+    1..i-1 were (what multi-token-prediction heads show: a head reused for later drafts guesses worse). The draft is
+    another model (`draft_model`, served beside the target on the same devices), a cheap proposer costing
+    `draft_step_fraction` of a target decode step (n-gram: ~0, EAGLE-style heads: a few percent), or the model's own
+    multi-token-prediction module (`mtp: true`, DeepSeek-V3/R1), priced as one more decoder layer plus the LM head."""
 
     k: Annotated[int, Field(ge=1, le=16)]
-    acceptance: Annotated[float, Field(ge=0.0, le=1.0)]
+    acceptance: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    acceptance_by_position: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
+        default=None, description="conditional acceptance of draft token 1..k (k values); TensorRT-LLM measured "
+                                  "~0.92, 0.72, 0.36 for DeepSeek-R1's MTP with 3 drafts (1.92 / 2.58 / 2.82 tokens "
+                                  "per step at 1 / 2 / 3 drafts)")
     draft_model: str | None = None
     draft_step_fraction: NonNegativeFloat = 0.0
+    mtp: bool = False
 
     @model_validator(mode="after")
     def _one_draft(self) -> "SpeculativeDecoding":
-        if self.draft_model is not None and self.draft_step_fraction:
-            raise ValueError("give draft_model or draft_step_fraction, not both")
+        if sum((self.draft_model is not None, bool(self.draft_step_fraction), self.mtp)) > 1:
+            raise ValueError("give one of draft_model, draft_step_fraction or mtp")
+        if (self.acceptance is None) == (self.acceptance_by_position is None):
+            raise ValueError("acceptance: give acceptance or acceptance_by_position (one of them)")
+        if self.acceptance_by_position is not None and len(self.acceptance_by_position) != self.k:
+            raise ValueError(f"acceptance_by_position: {len(self.acceptance_by_position)} values for k = {self.k} "
+                             "draft tokens")
         return self
+
+    def acceptances(self) -> tuple[float, ...]:
+        """The conditional acceptance of each of the k draft positions."""
+        if self.acceptance_by_position is not None:
+            return tuple(self.acceptance_by_position)
+        assert self.acceptance is not None
+        return (self.acceptance,) * self.k
+
+
+class PrefillShape(_Strict):
+    """How the prefill replicas of a disaggregated deployment are built when they differ from its decode replicas
+    (the Dynamo / llm-d / SGLang PD pattern): their pool (another SKU or another rack) and parallel degrees. What is
+    left out is the deployment's own."""
+
+    pool: str | None = None
+    tp: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
+    dp_attention: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
+    ep: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
+    expert_imbalance: Annotated[float, Field(ge=1.0, le=16.0)] | None = None
+    eplb: bool | None = None
+    max_num_batched_tokens: PositiveInt | None = Field(default=None, le=MAX_TOKENS)
 
 
 class Disaggregation(_Strict):
-    """Split prefill and decode (Splitwise / DistServe): `prefill_replicas` extra replicas of the same shape
-    only prefill; the deployment's `replicas` only decode. Each request's KV cache moves once, prefill ->
-    decode, over a link of `kv_link_gb_s` (per direction) plus `kv_link_latency_s`."""
+    """Split prefill and decode (Splitwise / DistServe / Dynamo): `prefill_replicas` replicas only prefill (shaped
+    as the deployment's replicas unless `prefill` says otherwise); the deployment's `replicas` only decode. Each
+    request's KV cache moves once, prefill -> decode, input tokens x the model's KV bytes per token, over a link of
+    `kv_link_gb_s` (per direction) plus `kv_link_latency_s`. Left out, the link follows the placement: the scale-up
+    link (NVLink) when the deployment's prefill and decode devices share one pool and fit one scale-up domain, else
+    the scale-out network (NICs); either way per device, times the devices of the smaller replica (each device sends
+    its own shard)."""
 
     prefill_replicas: PositiveInt = Field(le=MAX_REPLICAS)
-    kv_link_gb_s: float = Field(ge=MIN_BANDWIDTH, description="KV transfer bandwidth between a prefill and a decode replica")
-    kv_link_latency_s: NonNegativeFloat = 0.0
+    prefill: PrefillShape | None = None
+    kv_link_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="KV transfer bandwidth between a prefill and a decode replica; default from the "
+                                  "placement (see above)")
+    kv_link_latency_s: NonNegativeFloat | None = None
 
 
 class Reservation(_Strict):
@@ -136,7 +176,27 @@ class Deployment(_Strict):
     pp: PositiveInt = Field(
         default=1, le=MAX_ACCELERATORS, description="pipeline stages: a replica uses tp x pp devices and keeps pp micro-batches in flight"
     )
-    expert_parallel: bool = Field(default=False, description="MoE: experts spread over the TP group (all-to-all)")
+    expert_parallel: bool = Field(default=False, description="MoE: experts spread over the TP group (all-to-all); "
+                                                             "the same as ep: tp")
+    ep: PositiveInt | None = Field(
+        default=None, le=MAX_ACCELERATORS,
+        description="MoE: expert-parallel degree, dividing tp (SGLang/TensorRT-LLM ep_size): each MoE layer's experts "
+                    "spread over ep devices, tokens dispatched to them and combined back by all-to-all; default tp "
+                    "with expert_parallel, else 1 (experts tensor-parallel)")
+    dp_attention: PositiveInt = Field(
+        default=1, le=MAX_ACCELERATORS,
+        description="attention data-parallel groups, dividing tp (SGLang --dp with --enable-dp-attention, "
+                    "TensorRT-LLM enable_attention_dp): each group runs attention for its own sequences with "
+                    "tp / dp_attention-way tensor parallelism, so attention weights are held dp_attention times and "
+                    "an MLA latent lives on one group instead of on every device")
+    expert_imbalance: Annotated[float, Field(ge=1.0, le=16.0)] | None = Field(
+        default=None,
+        description="MoE with ep > 1: the busiest expert-parallel rank's token load over the mean; it sets the MoE "
+                    "layers' compute and all-to-all time. Default: the published figure for the ep (hardware/moe.py: "
+                    "2.56 at EP32 without a balancer, 1.11 with EPLB)")
+    eplb: bool = Field(default=False, description="MoE: an expert load balancer places redundant experts (DeepSeek "
+                                                  "EPLB; SGLang --enable-eplb; TensorRT-LLM online EPLB), which "
+                                                  "lowers the default expert_imbalance")
     dtype: DType = "bf16"
     kv_dtype: DType | None = Field(default=None,
                                    description="KV-cache dtype; defaults to dtype (int4 -> bf16, fp4 -> fp8)")
@@ -211,6 +271,34 @@ class Deployment(_Strict):
     autoscaling: Autoscaling | None = Field(
         default=None, description="scale replicas with load; `replicas` is then the count at t = 0"
     )
+
+    def prefill_devices(self) -> tuple[str, int]:
+        """Disaggregated: the pool of the prefill replicas and the devices each holds (the deployment's own unless
+        disaggregated.prefill says otherwise); (pool, 0) when not disaggregated."""
+        g = self.disaggregated
+        if g is None:
+            return self.pool, 0
+        shape = g.prefill or PrefillShape()
+        return shape.pool or self.pool, (shape.tp or self.tp) * (self.pp if shape.tp is None else 1)
+
+    @property
+    def ep_degree(self) -> int:
+        """The expert-parallel degree: ep, else tp with expert_parallel, else 1."""
+        return self.ep if self.ep is not None else (self.tp if self.expert_parallel else 1)
+
+    @model_validator(mode="after")
+    def _parallel_degrees(self) -> "Deployment":
+        if self.ep is not None and self.tp % self.ep:
+            raise ValueError(f"ep: {self.ep} does not divide tp ({self.tp}); the expert-parallel group is part of a "
+                             "replica's tp devices")
+        if self.ep is not None and self.expert_parallel and self.ep != self.tp:
+            raise ValueError(f"ep: expert_parallel means ep = tp ({self.tp}); give ep: {self.ep} alone")
+        if self.tp % self.dp_attention:
+            raise ValueError(f"dp_attention: {self.dp_attention} does not divide tp ({self.tp}); each attention group "
+                             "gets tp / dp_attention devices")
+        if self.dp_attention > 1 and self.pp > 1:
+            raise ValueError("dp_attention: attention data parallelism is modelled with pp 1")
+        return self
 
     @model_validator(mode="after")
     def _budget_covers_batch(self) -> "Deployment":

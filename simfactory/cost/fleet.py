@@ -155,11 +155,11 @@ def rental_licences(licences: dict[str, float], entry: CloudPrice | None, pool: 
 
 
 def deployment_accelerators(d: Deployment) -> int:
-    """Accelerators a deployment holds at its peak, as the pool check counts them: (replicas, or max_replicas when
-    autoscaled, + prefill replicas) x tp x pp."""
+    """Accelerators a deployment holds at its peak, as the pool check counts them: replicas (or max_replicas when
+    autoscaled) x tp x pp, plus its prefill replicas x their devices (in whichever pool they sit)."""
     peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
-    extra = d.disaggregated.prefill_replicas if d.disaggregated is not None else 0
-    return (peak + extra) * d.tp * d.pp
+    prefill = d.disaggregated.prefill_replicas * d.prefill_devices()[1] if d.disaggregated is not None else 0
+    return peak * d.tp * d.pp + prefill
 
 
 def engine_presets(rs: ResolvedScenario) -> dict[str, EnginePreset]:

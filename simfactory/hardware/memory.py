@@ -53,6 +53,31 @@ VLLM_MEMORY = EngineMemory(
 )
 
 
+MIB = float(2**20)
+
+
+def sglang_mem_fraction(device_bytes: float, chunked_prefill_tokens: int, tp: int, dp_attention: int = 1) -> float:
+    """SGLang's default mem_fraction_static (ServerArgs, 0.5.x): the device's total (nvidia-smi, MiB) less a
+    reserve for attention metadata (512 MiB), the prefill chunk's activations (1.5 MiB per token, at least 2,048
+    tokens), CUDA graphs (2 MiB per graph batch; max graph batch 32/160 under 60 GiB, else 256/512 below/at TP4, 512
+    from 160 GiB), 1 GiB per 8 TP devices, and DP attention's padding (3 MiB, plus 1.5 past 300 graph batches, per
+    graph batch and DP rank); at least 10 GiB on devices over 60 GiB; rounded to 3 decimals.
+    https://github.com/sgl-project/sglang/blob/469c63e54e7d94591617ef9590c6aa26d54dc1bb/python/sglang/srt/server_args.py"""
+    gpu_mem = device_bytes / MIB
+    if gpu_mem < 60 * 1024:
+        graph_bs = 32 if tp < 4 else 160
+    elif gpu_mem < 160 * 1024:
+        graph_bs = 256 if tp < 4 else 512
+    else:
+        graph_bs = 512
+    reserved = 512 + max(chunked_prefill_tokens, 2048) * 1.5 + graph_bs * 2 + tp / 8 * 1024
+    if dp_attention > 1:
+        reserved += graph_bs * dp_attention * 3 + (graph_bs * dp_attention * 1.5 if graph_bs > 300 else 0.0)
+    if gpu_mem > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
+    return max(round((gpu_mem - reserved) / gpu_mem, 3), 0.0)
+
+
 @dataclass(frozen=True)
 class MemoryPlan:
     device_bytes: float  # what the device reports (nvidia-smi total)
@@ -113,14 +138,23 @@ def plan_memory(
     arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str, tp: int, gpu_memory_utilization: float | None = None,
     extra_weight_bytes: float = 0.0, *, rule: EngineMemory | None = None,
     max_num_batched_tokens: int = DEFAULT_MAX_NUM_BATCHED_TOKENS, max_num_seqs: int = DEFAULT_MAX_NUM_SEQS,
+    dp_attention: int = 1,
 ) -> MemoryPlan:
     """Weights (plus any extra, e.g. a speculative draft model) are split over `tp` devices; the engine's rule
     (vLLM's when None) sizes the KV cache per device from what is left; K/V tokens are split over the same devices.
-    gpu_memory_utilization, when given, replaces the rule's fraction (the user set the engine's knob)."""
+    gpu_memory_utilization, when given, replaces the rule's fraction (the user set the engine's knob).
+    With dp_attention groups the attention weights are held once per group, and an MLA latent once per group (each
+    group caches its own sequences), so the replica holds dp_attention times the latent tokens of one device."""
     rule = rule or VLLM_MEMORY
     device, total = device_memory_bytes(spec)
-    fraction = gpu_memory_utilization if gpu_memory_utilization is not None else rule.fraction_for(tp)
-    weights = (weight_bytes(arch, dtype) + extra_weight_bytes) / tp
+    if gpu_memory_utilization is not None:
+        fraction = gpu_memory_utilization
+    elif rule.rule == "sglang_reserve" and spec.memory is not None:
+        fraction = sglang_mem_fraction(device, max_num_batched_tokens, tp, dp_attention)
+    else:
+        fraction = rule.fraction_for(tp)
+    attention_copies = (dp_attention - 1) * arch.attention_params_b() * 1e9 * BYTES_PER_PARAM[dtype]
+    weights = (weight_bytes(arch, dtype) + extra_weight_bytes + attention_copies) / tp
     activation = activation_peak_bytes(arch, tp, rule, max_num_batched_tokens, max_num_seqs)
     non_torch = (rule.non_torch_gib(tp) + rule.cuda_graph_gib) * GIB
     if rule.rule == "fraction_of_free":
@@ -130,8 +164,9 @@ def plan_memory(
         usable = fraction * total
         kv_per_device = usable - weights - activation - non_torch
     kv_per_token = arch.kv_bytes_per_token(kv_dtype)
-    # K/V heads split over the TP group; an MLA latent is held whole by every device (kv_tp_shards = 1)
-    capacity = int(max(kv_per_device, 0.0) * arch.kv_tp_shards(tp) // kv_per_token)
+    # K/V heads split over the TP group; an MLA latent is held whole by every device of its attention group
+    shards = dp_attention if arch.is_mla else arch.kv_tp_shards(tp)
+    capacity = int(max(kv_per_device, 0.0) * shards // kv_per_token)
     return MemoryPlan(
         device_bytes=device,
         engine_total_bytes=total,

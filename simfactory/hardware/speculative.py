@@ -14,7 +14,10 @@ The engine still advances each decode sequence one token per step; this model re
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from simfactory.config.profile import ModelArch
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
 
@@ -26,6 +29,26 @@ def expected_tokens_per_step(acceptance: float, k: int) -> float:
     return (1.0 - acceptance ** (k + 1)) / (1.0 - acceptance)
 
 
+def expected_tokens_by_position(acceptances: Sequence[float]) -> float:
+    """E = 1 + sum over i of p_1 x ... x p_i, with p_i the acceptance of draft i once drafts 1..i-1 were accepted
+    (a step stops at the first rejection; the verify pass always yields one token). Constant p gives the geometric
+    sum of expected_tokens_per_step."""
+    expected, reach = 1.0, 1.0
+    for p in acceptances:
+        reach *= p
+        expected += reach
+    return expected
+
+
+def mtp_draft_fraction(arch: ModelArch) -> float:
+    """One multi-token-prediction draft as a share of a target decode step: the MTP module is one more decoder layer
+    that shares the model's output head (DeepSeek-V3 technical report, section 2.2,
+    https://arxiv.org/abs/2412.19437), so its active weights are a layer's share plus the LM head (vocab x hidden)
+    over the model's active parameters."""
+    vocab = arch.vocab or 0
+    return (arch.active_params_b / arch.layers + vocab * arch.hidden / 1e9) / arch.active_params_b
+
+
 @dataclass(frozen=True)
 class SpeculativeModel(StepTimeModel):
     target: StepTimeModel
@@ -33,9 +56,12 @@ class SpeculativeModel(StepTimeModel):
     acceptance: float
     draft: StepTimeModel | None = None  # a draft model's step time (one draft token per sequence)
     draft_fraction: float = 0.0  # or: each draft step costs this fraction of a plain target decode step
+    acceptance_by_position: tuple[float, ...] | None = None  # conditional acceptance per draft position
 
     @property
     def tokens_per_step(self) -> float:
+        if self.acceptance_by_position is not None:
+            return expected_tokens_by_position(self.acceptance_by_position)
         return expected_tokens_per_step(self.acceptance, self.k)
 
     def draft_s(self, load: StepLoad) -> float:

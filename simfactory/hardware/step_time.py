@@ -19,6 +19,7 @@ from simfactory.config.profile import (
     RooflineStepTime,
     Spec,
 )
+from simfactory.hardware.collectives import Links, all_to_all_s, allreduce_s, p2p_s
 
 ALLREDUCES_PER_LAYER = 2  # Megatron-style TP: one after attention, one after the MLP (Shoeybi et al. 2019)
 
@@ -102,10 +103,26 @@ class LinearModel(StepTimeModel):
 
 @dataclass(frozen=True)
 class RooflineModel(StepTimeModel):
-    """Roofline of one TP group. FLOPs: 2 x active params per token plus attention per query-key pair
-    (ModelArch.attn_flops_per_pair: 4 x layers x q-width, MLA's absorbed form for MLA models); bytes: weights once
-    per step plus the K/V read. Per-device work is divided by TP; each layer pays two ring all-reduces of the
-    step's activations over the interconnect."""
+    """Roofline of one replica's devices (one pipeline stage of tp devices). FLOPs: 2 x active params per token plus
+    attention per query-key pair (ModelArch.attn_flops_per_pair: 4 x layers x q-width, MLA's absorbed form for MLA
+    models); bytes: weights once per step plus the K/V read; each device does 1/tp of both, the step takes the
+    slower of compute and memory plus the collectives (hardware/collectives.py over the SKU's placement).
+
+    Parallel degrees, as SGLang and TensorRT-LLM name them: `tp` devices per stage; `dp_attention` attention
+    data-parallel groups among them (each runs attention for its own sequences with tp / dp_attention-way tensor
+    parallelism, so attention weights are held dp_attention times and an MLA latent is read by one group, not by
+    every device); `ep` expert-parallel degree of the MoE layers (0: tp when expert_parallel, else 1).
+
+    Collectives per step:
+    - dp_attention == 1 (tensor-parallel attention): two all-reduces per layer (after attention and after the MLP,
+      Megatron), plus with ep > 1 a dispatch and a combine all-to-all per MoE layer in which every rank sends every
+      token of the step (each rank holds all of them after the all-reduce: vLLM's all-gather path).
+    - dp_attention > 1: an all-reduce inside each attention group (when tp / dp_attention > 1) per layer; the dense
+      MLP layers (and MoE layers when ep == 1) gather the groups' tokens and scatter them back, priced as one
+      all-reduce of the step's tokens over the tp devices; with ep > 1 each MoE layer dispatches and combines each
+      rank's own 1/tp share of the tokens to their experts (DeepEP-style all-to-all).
+    `expert_imbalance` (busiest expert-parallel rank's load / the mean) scales the routed experts' FLOPs and the
+    all-to-all bytes: the step waits for the busiest rank."""
 
     arch: ModelArch
     spec: Spec
@@ -115,39 +132,63 @@ class RooflineModel(StepTimeModel):
     tp: int
     expert_parallel: bool = False
     pp: int = 1
+    ep: int = 0
+    dp_attention: int = 1
+    expert_imbalance: float = 1.0
 
     def __post_init__(self) -> None:
-        # constants of step_s, computed once with the same operations in the same order (identical results)
+        # per-device constants of step_s, computed once
         a = self.arch
-        consts = (
-            2.0 * a.active_params_b * 1e9,  # dense FLOPs per token
-            a.attn_flops_per_pair(),  # attention FLOPs per query-key pair (4 x layers x q-width unless MLA)
-            # KV bytes each device reads per token, times tp (step_s divides by tp): its KV heads' share, or for
-            # MLA the whole latent, which every TP rank holds and reads
-            a.kv_bytes_per_token(self.kv_dtype) * (self.tp / a.kv_tp_shards(self.tp)) if a.is_mla
-            else a.kv_bytes_per_token(self.kv_dtype),
-            a.weight_bytes(self.dtype),
-            self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency,
-            self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency,
-            a.is_moe,
-            self.tp > 1 or self.pp > 1 or (self.expert_parallel and a.is_moe),  # any communication term
-        )
-        object.__setattr__(self, "_consts", consts)
+        tp, dp = self.tp, self.dp_attention
+        ep = self.ep or (tp if self.expert_parallel and a.is_moe else 1)
+        if not a.is_moe:
+            ep = 1
+        object.__setattr__(self, "ep_degree", ep)
+        param_bytes = BYTES_PER_PARAM[self.dtype]
+        expert_bytes = a.expert_params_b() * 1e9 * param_bytes
+        attention_copies = (dp - 1) * a.attention_params_b() * 1e9 * param_bytes  # extra attention replicas
+        routed_active = a.expert_params_b() * (a.experts_per_token or 0) / (a.num_experts or 1) if a.is_moe else 0.0
+        imbalance_flops = 2.0 * routed_active * 1e9 * (self.expert_imbalance - 1.0) if ep > 1 else 0.0
+        kv_per_token = a.kv_bytes_per_token(self.kv_dtype)
+        # an MLA latent is held whole by every device of its attention group: a group of tp / dp devices reads it
+        # for 1/dp of the sequences; K/V heads split over all tp devices
+        kv_per_device = kv_per_token / dp if a.is_mla else kv_per_token / tp
+        object.__setattr__(self, "flops_per_token", (2.0 * a.active_params_b * 1e9 + imbalance_flops) / tp)
+        object.__setattr__(self, "flops_per_pair", a.attn_flops_per_pair() / tp)
+        object.__setattr__(self, "kv_bytes_per_token_device", kv_per_device)
+        object.__setattr__(self, "fixed_weight_bytes", (a.weight_bytes(self.dtype) - expert_bytes + attention_copies) / tp)
+        object.__setattr__(self, "expert_weight_bytes", expert_bytes / tp)
+        object.__setattr__(self, "peak_flops", self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency)
+        object.__setattr__(self, "bandwidth", self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency)
+        object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
+        object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
         object.__setattr__(self, "_decode_coeffs", {})
+        object.__setattr__(self, "_comm", {})
+
+    def weight_bytes_read(self, tokens: int) -> float:
+        """Per device: every non-expert weight, and the experts at least one of the step's tokens routes to
+        (uniform routing, ModelArch.expert_coverage)."""
+        if self.expert_weight_bytes == 0.0:  # type: ignore[attr-defined]
+            return self.fixed_weight_bytes  # type: ignore[attr-defined]
+        return self.fixed_weight_bytes + self.expert_weight_bytes * self.arch.expert_coverage(tokens)  # type: ignore[attr-defined]
 
     def step_s(self, load: StepLoad) -> float:
-        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
         tokens = load.prefill_tokens + load.decode_seqs
-        attn_pairs = load.kv_tokens_read + load.prefill_attn_pairs
-        flops = dense * tokens + per_pair * attn_pairs
-        kv_bytes = kv_per_token * (load.kv_tokens_read + load.prefill_tokens)
-        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
-        compute_s = flops / self.tp / peak_flops
-        memory_s = (weight_bytes + kv_bytes) / self.tp / bandwidth
+        compute_s = (self.flops_per_token * tokens  # type: ignore[attr-defined]
+                     + self.flops_per_pair * (load.kv_tokens_read + load.prefill_attn_pairs)) / self.peak_flops  # type: ignore[attr-defined]
+        kv_bytes = self.kv_bytes_per_token_device * (load.kv_tokens_read + load.prefill_tokens)  # type: ignore[attr-defined]
+        memory_s = (self.weight_bytes_read(tokens) + kv_bytes) / self.bandwidth  # type: ignore[attr-defined]
         step = self.factors.step_overhead_s + max(compute_s, memory_s)
-        if comm:
-            step = step + self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
+        if self.communicates:  # type: ignore[attr-defined]
+            step = step + self.communication_s(tokens)
         return step
+
+    def communication_s(self, tokens: int) -> float:
+        """All collectives of one step of this many tokens (cached per token count)."""
+        cached = self._comm.get(tokens)  # type: ignore[attr-defined]
+        if cached is None:
+            cached = self._comm[tokens] = self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)  # type: ignore[attr-defined]
+        return cached
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         # step_s with prefill_tokens = prefill_attn_pairs = 0: memory time m and compute time c are both affine in
@@ -175,42 +216,57 @@ class RooflineModel(StepTimeModel):
     def _decode_coefficients(self, decode_seqs: int) -> tuple[float, float, float, float, float]:
         """Memory time = m_fixed + m_per_kv x KV tokens read, compute time likewise, and the fixed per-step
         terms (overhead, communication) of a decode-only step of this many sequences (cached per batch size)."""
-        dense, per_pair, kv_per_token, weights, peak_flops, bandwidth, moe, comm = self._consts  # type: ignore[attr-defined]
-        tokens = decode_seqs
-        weight_bytes = weights * self.arch.weight_fraction_read(tokens) if moe else weights * 1.0
+        bandwidth, peak = self.bandwidth, self.peak_flops  # type: ignore[attr-defined]
         fixed = self.factors.step_overhead_s
-        if comm:
-            fixed += self.allreduce_s(tokens) + self.all_to_all_s(tokens) + self.pipeline_p2p_s(tokens)
-        return (weight_bytes / self.tp / bandwidth, kv_per_token / self.tp / bandwidth,
-                dense * tokens / self.tp / peak_flops, per_pair / self.tp / peak_flops, fixed)
+        if self.communicates:  # type: ignore[attr-defined]
+            fixed += self.communication_s(decode_seqs)
+        return (self.weight_bytes_read(decode_seqs) / bandwidth, self.kv_bytes_per_token_device / bandwidth,  # type: ignore[attr-defined]
+                self.flops_per_token * decode_seqs / peak, self.flops_per_pair / peak, fixed)  # type: ignore[attr-defined]
 
-    def link_bytes_per_s(self) -> float:
-        link = self.spec.interconnect_gb_s
-        if link is None:
+    @property
+    def links(self) -> Links:
+        links = self._links  # type: ignore[attr-defined]
+        if links is None:
             raise ValueError("parallelism across devices needs spec.interconnect_gb_s")
-        return link * 1e9
+        return links
+
+    def _activation_bytes(self, tokens: float) -> float:
+        return tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
 
     def all_to_all_s(self, tokens: int) -> float:
-        """Expert parallelism over the TP group: each MoE layer sends every token's activations to its experts
-        and back (dispatch + combine), (ep-1)/ep of them leaving the device."""
-        ep = self.tp
-        if not self.expert_parallel or ep == 1 or tokens == 0 or not self.arch.is_moe:
+        """Expert parallelism: each MoE layer sends the tokens' activations to their experts and back (dispatch +
+        combine), each token to experts_per_token of them, over the ep devices (the dense first layers send
+        nothing). Without attention data parallelism every rank sends every token; with it, its 1/tp share."""
+        ep = self.ep_degree  # type: ignore[attr-defined]
+        if ep == 1 or tokens == 0:
             return 0.0
-        msg = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"] * (self.arch.experts_per_token or 1)
-        per_layer = 2 * (ep - 1) / ep * msg / self.link_bytes_per_s() + 2 * self.spec.interconnect_latency_s
-        return self.arch.moe_layers * per_layer  # the dense layers (first dense_layers) send nothing
+        share = tokens if self.dp_attention == 1 else tokens / self.tp
+        sent = self._activation_bytes(share) * (self.arch.experts_per_token or 1) * self.expert_imbalance
+        return self.arch.moe_layers * 2 * all_to_all_s(sent, ep, self.links)
 
     def pipeline_p2p_s(self, tokens: int) -> float:
-        """Pipeline parallelism: activations cross pp-1 stage boundaries per pass."""
+        """Pipeline parallelism: activations cross pp-1 stage boundaries per pass, those between scale-up domains
+        over the scale-out network."""
         if self.pp == 1 or tokens == 0:
             return 0.0
-        msg = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
-        return (self.pp - 1) * (msg / self.link_bytes_per_s() + self.spec.interconnect_latency_s)
+        msg = self._activation_bytes(tokens)
+        links = self.links
+        crossing = links.domains(self.tp * self.pp) - 1 if self.tp <= links.domain_devices else self.pp - 1
+        inside = (self.pp - 1) - crossing
+        return inside * p2p_s(msg, links, False) + (crossing * p2p_s(msg, links, True) if crossing else 0.0)
 
     def allreduce_s(self, tokens: int) -> float:
-        """Ring all-reduce of tokens x hidden activations: 2 (tp-1)/tp of the bytes over the link, per call."""
-        if self.tp == 1 or tokens == 0:
+        """The step's all-reduces (see the class docstring): 2 per layer over tp without attention data
+        parallelism; with it, one per layer inside each attention group and one per MLP layer that is not expert
+        parallel over all tp devices."""
+        if tokens == 0:
             return 0.0
-        msg_bytes = tokens * self.arch.hidden * BYTES_PER_PARAM["bf16"]
-        per_call = 2 * (self.tp - 1) / self.tp * msg_bytes / self.link_bytes_per_s() + self.spec.interconnect_latency_s
-        return ALLREDUCES_PER_LAYER * self.arch.layers * per_call
+        a, tp, dp = self.arch, self.tp, self.dp_attention
+        if dp == 1:
+            if tp == 1:
+                return 0.0
+            return ALLREDUCES_PER_LAYER * a.layers * allreduce_s(self._activation_bytes(tokens), tp, self.links)
+        group = tp // dp
+        attention = a.layers * allreduce_s(self._activation_bytes(tokens / dp), group, self.links) if group > 1 else 0.0
+        tp_mlp_layers = a.layers if self.ep_degree == 1 else a.layers - a.moe_layers  # type: ignore[attr-defined]
+        return attention + tp_mlp_layers * allreduce_s(self._activation_bytes(tokens), tp, self.links)

@@ -143,11 +143,15 @@ def pool_need(doc: dict[str, Any], pool: str) -> int:
     plus disaggregated prefill replicas, times tp x pp)."""
     need = 0
     for d in doc.get("deployments", []):
+        disagg = d.get("disaggregated") or {}
+        shape = disagg.get("prefill") or {}
+        if shape.get("pool", d.get("pool")) == pool and disagg:
+            devices = shape["tp"] if "tp" in shape else d.get("tp", 1) * d.get("pp", 1)
+            need += disagg.get("prefill_replicas", 0) * devices
         if d.get("pool") != pool:
             continue
         peak = (d.get("autoscaling") or {}).get("max_replicas", d["replicas"])
-        prefill = (d.get("disaggregated") or {}).get("prefill_replicas", 0)
-        need += (peak + prefill) * d.get("tp", 1) * d.get("pp", 1)
+        need += peak * d.get("tp", 1) * d.get("pp", 1)
     need += sum(j.get("accelerators", 0) for j in doc.get("training", [])
                 if j.get("pool") == pool and j.get("priority", "dedicated") == "dedicated")
     return need

@@ -4,12 +4,14 @@ each deployment has to follow."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from simfactory.config.limits import MAX_KV_OVERCOMMIT
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch, RooflineStepTime
 from simfactory.config.scenario import Deployment, Pool, Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
-from simfactory.hardware.speculative import SpeculativeModel
+from simfactory.hardware.speculative import SpeculativeModel, mtp_draft_fraction
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
@@ -34,10 +36,12 @@ def resolve_deployments(
 def _resolve_deployment(
     scenario: Scenario, i: int, d: Deployment, index: int, lk: Lookup, pools: dict[str, Pool],
     profiles: dict[str, HardwareProfile], used: dict[str, int], errors: list[InputError], warnings: list[str],
+    at: str | None = None,
 ) -> ResolvedDeployment | None:
-    """deployments[i] as resolved deployment number `index`; None once an error about it is appended."""
+    """deployments[i] as resolved deployment number `index` (its prefill replicas as one more resolved deployment
+    when disaggregated, `at` naming where their shape comes from); None once an error about it is appended."""
     fname = lk.fname
-    at = f"deployments[{i}]"
+    at = at or f"deployments[{i}]"
     with_preset = _with_preset(d, at, lk, errors)
     if with_preset is None:
         return None
@@ -45,9 +49,8 @@ def _resolve_deployment(
     if d.pool not in pools:
         errors.append(InputError(fname, f"{at}.pool", f"unknown pool {d.pool!r} (pools: {sorted(pools)})"))
         return None
-    prefill_extra = d.disaggregated.prefill_replicas if d.disaggregated is not None else 0
     peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
-    used[d.pool] = used.get(d.pool, 0) + (peak + prefill_extra) * d.tp * d.pp
+    used[d.pool] = used.get(d.pool, 0) + peak * d.tp * d.pp
     profile = profiles.get(d.pool)
     arch = _model_arch(d, at, profile, lk, errors)
     if arch is None or profile is None:
@@ -62,6 +65,11 @@ def _resolve_deployment(
                                  f"unknown model {draft_name!r} (known: {', '.join(sorted(lk.models))})"))
         return None
     draft_arch = lk.models[draft_name] if draft_name is not None else None
+    if spec_cfg is not None and spec_cfg.mtp and not arch.mtp_modules:
+        errors.append(InputError(fname, f"{at}.speculative.mtp",
+                                 f"{d.model} ships no multi-token-prediction module (models.yaml mtp_modules is 0); "
+                                 "use draft_model or draft_step_fraction"))
+        return None
     mem = _fit_memory(d, at, arch, profile, preset, kv_dtype, draft_arch, fname, errors)
     if mem is None:
         return None
@@ -78,12 +86,73 @@ def _resolve_deployment(
     if not _parallelism_ok(scenario, d, at, profile, arch, step_time, fname, errors):
         return None
     if spec_cfg is not None:
-        step_time, label = _speculative(d, profile, kv_dtype, draft_arch, step_time, label)
-    return ResolvedDeployment(
+        step_time, label = _speculative(d, profile, arch, kv_dtype, draft_arch, step_time, label)
+    rd = ResolvedDeployment(
         index=index, config=d, pool=pools[d.pool], profile=profile, arch=arch, step_time=step_time,
         step_time_source=label, memory=mem, kv_capacity_tokens=kv_tokens, kv_blocks=kv_blocks,
         max_model_len=d.max_model_len or arch.max_context_tokens, engine_preset=preset,
     )
+    if d.disaggregated is None:
+        return rd
+    prefill = _resolve_prefill(scenario, i, d, index, lk, pools, profiles, used, errors, warnings)
+    link = _kv_link(d, rd, prefill, f"{at}.disaggregated", fname, errors) if prefill is not None else None
+    if prefill is None or link is None:
+        return None
+    return replace(rd, prefill=prefill, kv_link_bytes_per_s=link[0], kv_link_latency_s=link[1])
+
+
+def _resolve_prefill(
+    scenario: Scenario, i: int, d: Deployment, index: int, lk: Lookup, pools: dict[str, Pool],
+    profiles: dict[str, HardwareProfile], used: dict[str, int], errors: list[InputError], warnings: list[str],
+) -> ResolvedDeployment | None:
+    """A disaggregated deployment's prefill replicas, resolved like a deployment of their own shape (the
+    deployment's, with what disaggregated.prefill sets) so memory, KV capacity and step time follow their devices."""
+    assert d.disaggregated is not None
+    at = f"deployments[{i}].disaggregated.prefill"
+    shape = d.disaggregated.prefill
+    update: dict[str, object] = {"replicas": d.disaggregated.prefill_replicas, "disaggregated": None,
+                                 "autoscaling": None, "reserved": []}
+    if shape is not None:
+        update.update(shape.model_dump(exclude_none=True))
+        if shape.ep is not None or shape.tp is not None:
+            update["expert_parallel"] = False  # ep says it (or the deployment's, below)
+            if shape.ep is None and d.ep_degree > 1:
+                update["ep"] = shape.tp if d.expert_parallel else d.ep
+    pd = d.model_copy(update=update)
+    try:
+        pd._parallel_degrees()  # model_copy does not validate
+    except ValueError as e:
+        errors.append(InputError(lk.fname, at, str(e)))
+        return None
+    return _resolve_deployment(scenario, i, pd, index, lk, pools, profiles, used, errors, warnings, at)
+
+
+def _kv_link(d: Deployment, decode: ResolvedDeployment, prefill: ResolvedDeployment, at: str, fname: str,
+             errors: list[InputError]) -> tuple[float, float] | None:
+    """(bytes/s, latency) of the KV transfer from a prefill to a decode replica: the scenario's kv_link_gb_s, else
+    the placement's link (disaggregated's docstring in config/scenario.py); None with an error when it has none."""
+    g = d.disaggregated
+    assert g is not None
+    if g.kv_link_gb_s is not None:
+        return g.kv_link_gb_s * 1e9, g.kv_link_latency_s or 0.0
+    pc, dspec, pspec = prefill.config, decode.profile.spec, prefill.profile.spec
+    prefill_devices, decode_devices = pc.tp * pc.pp, d.tp * d.pp
+    peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
+    together = g.prefill_replicas * prefill_devices + peak * decode_devices
+    lanes = min(prefill_devices, decode_devices)
+    if pc.pool == d.pool and together <= dspec.scale_up_domain_devices and dspec.interconnect_gb_s is not None:
+        return dspec.interconnect_gb_s * 1e9 * lanes, g.kv_link_latency_s if g.kv_link_latency_s is not None \
+            else dspec.interconnect_latency_s
+    if dspec.scale_out_gb_s is None or pspec.scale_out_gb_s is None:
+        errors.append(InputError(fname, f"{at}.kv_link_gb_s",
+                                 f"the KV cache crosses the scale-out network ({together} devices over "
+                                 f"{'two pools' if pc.pool != d.pool else 'more than one scale-up domain'}) and "
+                                 f"{(decode if dspec.scale_out_gb_s is None else prefill).profile.sku} names no "
+                                 "spec.scale_out_gb_s: give kv_link_gb_s"))
+        return None
+    latency = g.kv_link_latency_s if g.kv_link_latency_s is not None else max(dspec.scale_out_latency_s,
+                                                                              pspec.scale_out_latency_s)
+    return min(dspec.scale_out_gb_s, pspec.scale_out_gb_s) * 1e9 * lanes, latency
 
 
 def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fname: str,
@@ -148,11 +217,13 @@ def _fit_memory(
 ) -> MemoryPlan | None:
     """The device memory plan (weights, reserve, KV) of one replica; None when the model does not fit."""
     extra = draft_arch.weight_bytes(d.dtype) if draft_arch is not None else 0.0
+    if d.speculative is not None and d.speculative.mtp:  # the MTP module: about one more decoder layer of weights
+        extra += arch.mtp_modules * arch.weight_bytes(d.dtype) / arch.layers
     # the engine's own fraction unless the scenario sets gpu_memory_utilization (hardware/memory.py)
     mem = plan_memory(arch, profile.spec, d.dtype, kv_dtype, d.tp * d.pp,
                       d.gpu_memory_utilization if "gpu_memory_utilization" in d.model_fields_set else None, extra,
                       rule=preset.memory, max_num_batched_tokens=d.max_num_batched_tokens,
-                      max_num_seqs=d.max_num_seqs)
+                      max_num_seqs=d.max_num_seqs, dp_attention=d.dp_attention)
     if not mem.fits:
         errors.append(
             InputError(
@@ -208,15 +279,28 @@ def _parallelism_ok(
         errors.append(InputError(fname, f"{at}.disaggregated",
                                  "disaggregation is modelled without pipeline parallelism, reservations or pull balancing"))
         return False
-    if d.expert_parallel and not arch.is_moe:
-        errors.append(InputError(fname, f"{at}.expert_parallel", f"{d.model} is not a mixture-of-experts model"))
+    if (d.expert_parallel or d.ep_degree > 1) and not arch.is_moe:
+        field = "expert_parallel" if d.expert_parallel else "ep"
+        errors.append(InputError(fname, f"{at}.{field}", f"{d.model} is not a mixture-of-experts model"))
+        return False
+    if d.expert_imbalance is not None and d.ep_degree == 1:
+        errors.append(InputError(fname, f"{at}.expert_imbalance", "applies to expert parallelism (ep > 1) only"))
+        return False
+    spec = profile.spec
+    devices = d.tp * d.pp
+    if devices > spec.scale_up_domain_devices and spec.scale_out_gb_s is None and isinstance(step_time, RooflineModel):
+        errors.append(InputError(fname, f"{at}.tp",
+                                 f"a replica of {devices} x {profile.sku} spans "
+                                 f"{-(-devices // spec.scale_up_domain_devices)} scale-up domains of "
+                                 f"{spec.scale_up_domain_devices}, and the profile names no scale-out network "
+                                 "(spec.scale_out_gb_s)"))
         return False
     return True
 
 
 def _speculative(
-    d: Deployment, profile: HardwareProfile, kv_dtype: str, draft_arch: ModelArch | None, step_time: StepTimeModel,
-    label: str,
+    d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_dtype: str, draft_arch: ModelArch | None,
+    step_time: StepTimeModel, label: str,
 ) -> tuple[SpeculativeModel, str]:
     """The target's step time wrapped in speculative decoding (with the draft model's passes, when one is named)."""
     spec_cfg = d.speculative
@@ -228,8 +312,14 @@ def _speculative(
         factors = RooflineStepTime(compute_efficiency=r.compute_efficiency,
                                    memory_efficiency=r.memory_efficiency, step_overhead_s=0.0)
         draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
-    model = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance, draft, spec_cfg.draft_step_fraction)
-    label += f", speculative k={spec_cfg.k} a={spec_cfg.acceptance:g} (E={model.tokens_per_step:.2f} tokens/step)"
+    fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
+    by_position = spec_cfg.acceptance_by_position
+    model = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance or 0.0, draft, fraction,
+                             tuple(by_position) if by_position is not None else None)
+    accept = (f"a={spec_cfg.acceptance:g}" if by_position is None
+              else "a by position " + "/".join(f"{p:g}" for p in by_position))
+    drafter = " MTP" if spec_cfg.mtp else ""
+    label += f", speculative{drafter} k={spec_cfg.k} {accept} (E={model.tokens_per_step:.2f} tokens/step)"
     return model, label
 
 

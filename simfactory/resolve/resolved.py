@@ -31,6 +31,10 @@ class ResolvedDeployment:
     kv_blocks: int
     max_model_len: int
     engine_preset: EnginePreset | None = None  # the preset the deployment was resolved with (licence, defaults)
+    # disaggregated: the prefill replicas (their own pool, shape, step time and memory) and the KV link to decode
+    prefill: "ResolvedDeployment | None" = None
+    kv_link_bytes_per_s: float = 0.0
+    kv_link_latency_s: float = 0.0
 
 
 @dataclass(frozen=True)

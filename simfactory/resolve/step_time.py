@@ -18,6 +18,7 @@ from simfactory.config.profile import (
 from simfactory.config.scenario import Deployment
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.kernels import ENGINE_FRAMEWORK, KernelStepTime, kernel_step_time, load_kernel_tables
+from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.resolve.files import calibrated_entries
 
@@ -80,7 +81,7 @@ def choose_step_time(
                                               f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
             fitted.label = f"{label}: {fitted.label}"
             return fitted, label
-        return RooflineModel(arch, profile.spec, spec, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp), label
+        return roofline_model(d, profile, arch, kv_dtype, spec), label
     if d.step_time_source != "roofline":
         kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
         if kernels is not None:
@@ -91,10 +92,19 @@ def choose_step_time(
             raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     return (
-        RooflineModel(arch, profile.spec, default_factors(profile, preset), d.dtype, kv_dtype, d.tp, d.expert_parallel,
-                      d.pp),
+        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset)),
         f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
+
+
+def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_dtype: str,
+                   factors: RooflineStepTime) -> RooflineModel:
+    """The deployment's roofline with its parallel degrees and expert imbalance (the published default for its
+    ep unless the scenario sets one)."""
+    ep = d.ep_degree if arch.is_moe else 1
+    imbalance = d.expert_imbalance if d.expert_imbalance is not None else default_expert_imbalance(ep, d.eplb)
+    return RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp, ep=ep,
+                         dp_attention=d.dp_attention, expert_imbalance=imbalance)
 
 
 def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
@@ -111,8 +121,9 @@ def kernel_model(
     k = preset.kernels if preset is not None else None
     if k is None and fit is None:
         return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
-    if d.pp > 1 or d.expert_parallel or arch.is_moe:
-        return None, "the tables hold dense models with tensor parallelism only (no pipeline or expert parallelism)"
+    if d.pp > 1 or d.expert_parallel or arch.is_moe or d.dp_attention > 1:
+        return None, ("the tables hold dense models with tensor parallelism only (no pipeline, expert or attention "
+                      "data parallelism)")
     framework = k.framework if k is not None else ENGINE_FRAMEWORK.get(d.engine, d.engine)
     if fit is None:
         assert k is not None

@@ -96,7 +96,11 @@ def _replicas_by_pool(scenario: Scenario) -> dict[str, list[tuple[int, int]]]:
     """Pool -> (most replicas, devices per replica) of each deployment on it."""
     out: dict[str, list[tuple[int, int]]] = {}
     for d in scenario.deployments:
-        out.setdefault(d.pool, []).append((_most_replicas(d), d.tp * d.pp))
+        peak = d.autoscaling.max_replicas if d.autoscaling is not None else d.replicas
+        out.setdefault(d.pool, []).append((peak, d.tp * d.pp))
+        if d.disaggregated is not None:
+            pool, devices = d.prefill_devices()
+            out.setdefault(pool, []).append((d.disaggregated.prefill_replicas, devices))
     return out
 
 

@@ -209,9 +209,7 @@ class FleetModel:
         t = self.table
         d = int(t.deployment_id[rid])
         t.dispatched[rid] = 0
-        disagg = self.rs.deployments[d].config.disaggregated
-        assert disagg is not None
-        transfer = float(t.input_tokens[rid]) * self.kv_transfer_s_per_token[d] + disagg.kv_link_latency_s
+        transfer = float(t.input_tokens[rid]) * self.kv_transfer_s_per_token[d] + self.rs.deployments[d].kv_link_latency_s
         t.kv_transfer_s[rid] += transfer
         self.env.timeout(transfer).callbacks.append(lambda _ev, rid=rid, d=d: self._to_decode(rid, d))
 
@@ -240,8 +238,8 @@ class FleetModel:
         for e in engines:
             e.owns_queue = shared is None
         prefill_engines = (
-            [self._engine(d, None, cfg.replicas + k, 0, "prefill") for k in range(disagg.prefill_replicas)]
-            if disagg is not None
+            [self._engine(d.prefill, None, cfg.replicas + k, 0, "prefill") for k in range(disagg.prefill_replicas)]
+            if disagg is not None and d.prefill is not None
             else []
         )
         self.prefill_balancers.append(
@@ -249,8 +247,9 @@ class FleetModel:
             if prefill_engines
             else None
         )
+        # every input token's KV (all layers; an MLA latent once) crosses the link once, prefill -> decode
         self.kv_transfer_s_per_token.append(
-            d.memory.kv_bytes_per_token / (disagg.kv_link_gb_s * 1e9) if disagg is not None else 0.0
+            d.memory.kv_bytes_per_token / d.kv_link_bytes_per_s if disagg is not None else 0.0
         )
         self.dep_engines.append(engines)
         sc_index = {sc.name: i for i, sc in enumerate(self.rs.scenario.service_classes)}
@@ -270,6 +269,8 @@ class FleetModel:
         # The longest request a replica can ever hold: it must fit the context window and the KV cache
         # (and, without chunked prefill, one step's token budget, as vLLM requires).
         limit = min(d.max_model_len, d.kv_blocks * cfg.block_size + 1)
+        if d.prefill is not None:  # disaggregated: the prefill replicas hold it first (conservative: whole request)
+            limit = min(limit, d.prefill.kv_blocks * d.prefill.config.block_size + 1)
         if not cfg.enable_chunked_prefill:
             limit = min(limit, cfg.max_num_batched_tokens)
         self.max_tokens.append(limit)

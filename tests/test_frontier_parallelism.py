@@ -1,0 +1,228 @@
+"""Frontier parallelism (issue #23): collectives over a placement, expert and attention-data parallelism as their own
+degrees, expert imbalance, MTP, disaggregated prefill on its own pool and shape, and the memory checks engines pass.
+
+Closed forms are written out here by hand from the formulas in hardware/collectives.py and hardware/step_time.py."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from conftest import scenario_doc
+
+from simfactory.config.profile import RooflineStepTime
+from simfactory.config.scenario import Deployment, SpeculativeDecoding
+from simfactory.errors import InputErrors
+from simfactory.hardware.collectives import Links, all_to_all_s, allreduce_s, p2p_s
+from simfactory.hardware.memory import plan_memory, sglang_mem_fraction
+from simfactory.hardware.moe import default_expert_imbalance
+from simfactory.hardware.speculative import expected_tokens_by_position, expected_tokens_per_step, mtp_draft_fraction
+from simfactory.hardware.step_time import RooflineModel, StepLoad
+from simfactory.paths import PROFILES_DIR, SCENARIOS_DIR
+from simfactory.resolve import load_and_resolve, load_engines, load_models, load_profile, search_dirs
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import simulate
+
+DIRS = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+MODELS = load_models(DIRS)
+ENGINES = load_engines(DIRS)
+H200 = load_profile(DIRS, "h200", "sku", "sku").spec
+FACTORS = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.8, step_overhead_s=0.0)
+LINKS = Links(scale_up_bytes_per_s=900e9, scale_up_latency_s=1e-6, domain_devices=8, scale_out_bytes_per_s=50e9,
+              scale_out_latency_s=1e-5)
+
+
+def test_allreduce_is_a_ring_inside_a_domain_and_hierarchical_across():
+    m = 1e6
+    assert allreduce_s(m, 1, LINKS) == 0.0
+    assert allreduce_s(m, 8, LINKS) == pytest.approx(2 * 7 / 8 * m / 900e9 + 1e-6)
+    # 32 devices on 4 domains: ring inside each domain, then each device's 1/8 shard across the 4 over its NIC
+    assert allreduce_s(m, 32, LINKS) == pytest.approx(2 * 7 / 8 * m / 900e9 + 1e-6 + 2 * 3 / 4 * (m / 8) / 50e9 + 1e-5)
+
+
+def test_all_to_all_pays_the_nic_for_the_share_leaving_the_domain():
+    b = 4e6
+    assert all_to_all_s(b, 8, LINKS) == pytest.approx(7 / 8 * b / 900e9 + 1e-6)
+    # 32 devices: 7/32 of the bytes stay on NVLink, 24/32 leave over the NIC at the same time; the NIC is slower
+    assert all_to_all_s(b, 32, LINKS) == pytest.approx(max(7 / 32 * b / 900e9 + 1e-6, 24 / 32 * b / 50e9 + 1e-5))
+    assert p2p_s(b, LINKS, True) == pytest.approx(b / 50e9 + 1e-5)
+    no_nic = Links(900e9, 1e-6, 8, None, 1e-5)
+    with pytest.raises(ValueError, match="scale_out_gb_s"):
+        all_to_all_s(b, 16, no_nic)
+
+
+def test_ep_all_to_all_bytes_with_attention_data_parallelism():
+    """DP8 + EP8 on 8 x H200: each rank dispatches and combines its 1/8 of the step's tokens, each to 8 experts,
+    hidden x 2 bytes each, times the busiest rank's load, on each of DeepSeek-R1's 58 MoE layers."""
+    arch = MODELS["deepseek-r1"]
+    m = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, ep=8, dp_attention=8, expert_imbalance=1.4)
+    tokens = 256
+    sent = tokens / 8 * 8 * arch.hidden * 2 * 1.4
+    links = Links.of(H200)
+    assert m.all_to_all_s(tokens) == pytest.approx(58 * 2 * all_to_all_s(sent, 8, links), rel=1e-12)
+    # attention groups of one device need no attention all-reduce; the 3 dense MLP layers gather and scatter
+    assert m.allreduce_s(tokens) == pytest.approx(3 * allreduce_s(tokens * arch.hidden * 2, 8, links), rel=1e-12)
+
+
+def test_dp_attention_reads_each_mla_latent_once_and_holds_attention_weights_per_group():
+    arch = MODELS["deepseek-r1"]
+    tp8 = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, expert_parallel=True)
+    dp8 = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, ep=8, dp_attention=8)
+    kv = arch.kv_bytes_per_token("fp8")
+    assert tp8.kv_bytes_per_token_device == kv and dp8.kv_bytes_per_token_device == pytest.approx(kv / 8)
+    attention = arch.attention_params_b() * 1e9  # fp8: a byte per parameter
+    assert dp8.fixed_weight_bytes - tp8.fixed_weight_bytes == pytest.approx(7 * attention / 8)
+    # at a large decode batch with long contexts the latent read dominates, and DP attention wins
+    load = StepLoad(decode_seqs=256, kv_tokens_read=256 * 8000)
+    assert dp8.step_s(load) < tp8.step_s(load)
+    # the memory plan: 8 groups each cache their own sequences' latents
+    rule = ENGINES["tensorrt-llm"].memory
+    p_tp = plan_memory(arch, H200, "fp8", "fp8", 8, rule=rule)
+    p_dp = plan_memory(arch, H200, "fp8", "fp8", 8, rule=rule, dp_attention=8)
+    assert p_dp.weight_bytes_per_device - p_tp.weight_bytes_per_device == pytest.approx(7 * attention / 8)
+    assert p_dp.kv_capacity_tokens == int(p_dp.kv_bytes_per_device * 8 // kv)
+
+
+def test_expert_imbalance_defaults_follow_the_published_points():
+    assert default_expert_imbalance(1) == 1.0
+    assert default_expert_imbalance(32) == pytest.approx(2.564)
+    assert default_expert_imbalance(32, eplb=True) == pytest.approx(1.109)
+    assert default_expert_imbalance(20) == pytest.approx(1.4 + (2.564 - 1.4) * 12 / 24)
+    assert default_expert_imbalance(256) == default_expert_imbalance(72)
+    arch = MODELS["deepseek-r1"]
+    even = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, ep=8, dp_attention=8, expert_imbalance=1.0)
+    skew = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, ep=8, dp_attention=8, expert_imbalance=2.0)
+    routed = arch.expert_params_b() * 8 / 256 * 1e9
+    assert skew.flops_per_token - even.flops_per_token == pytest.approx(2 * routed / 8)
+    assert skew.all_to_all_s(64) > even.all_to_all_s(64)
+
+
+def test_parallel_degrees_are_validated():
+    base = {"name": "d", "model": "deepseek-r1", "pool": "p", "replicas": 1, "tp": 8}
+    with pytest.raises(ValueError, match="ep: 3 does not divide tp"):
+        Deployment(**base, ep=3)
+    with pytest.raises(ValueError, match="dp_attention: 3 does not divide tp"):
+        Deployment(**base, dp_attention=3)
+    with pytest.raises(ValueError, match="expert_parallel means ep = tp"):
+        Deployment(**base, ep=4, expert_parallel=True)
+    with pytest.raises(ValueError, match="modelled with pp 1"):
+        Deployment(**{**base, "tp": 4}, pp=2, dp_attention=2)
+    assert Deployment(**base, expert_parallel=True).ep_degree == 8 and Deployment(**base).ep_degree == 1
+
+
+def _write(tmp_path, doc):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _r1_doc(sku="h200", count=8, dtype="fp8", **deployment):
+    doc = scenario_doc(model="deepseek-r1", dtype=dtype, max_num_seqs=16, horizon_s=4.0, rate=2.0,
+                       input_tokens={"kind": "fixed", "value": 300}, output_tokens={"kind": "fixed", "value": 6},
+                       **deployment)
+    del doc["deployments"][0]["kv_cache_tokens"]
+    doc["pools"][0].update(sku=sku, count=count)
+    return doc
+
+
+def test_wide_ep_across_nodes_uses_the_nic_and_is_refused_without_one(tmp_path):
+    rs = load_and_resolve(_write(tmp_path, _r1_doc(count=16, tp=16, dp_attention=16, ep=16)))
+    m = rs.deployments[0].step_time
+    assert isinstance(m, RooflineModel) and m.links.domains(16) == 2
+    inside = RooflineModel(MODELS["deepseek-r1"], H200.model_copy(update={"scale_up_domain_devices": 16}), FACTORS,
+                           "fp8", "fp8", 16, ep=16, dp_attention=16, expert_imbalance=m.expert_imbalance)
+    assert m.all_to_all_s(512) > 3 * inside.all_to_all_s(512)  # 400 Gb/s NICs vs NVLink
+    assert (simulate(rs).table.outcome == Outcome.COMPLETED).sum() > 0
+    with pytest.raises(InputErrors) as e:
+        load_and_resolve(_write(tmp_path, _r1_doc(sku="b300", count=16, tp=16, dp_attention=16, ep=16)))
+    assert "deployments[0].tp" in str(e.value) and "spec.scale_out_gb_s" in str(e.value)
+
+
+def test_ep_on_a_dense_model_and_imbalance_without_ep_are_refused(tmp_path):
+    doc = _r1_doc(tp=8, ep=8)
+    doc["deployments"][0]["model"] = "llama-3.3-70b"
+    with pytest.raises(InputErrors, match=r"deployments\[0\]\.ep: llama-3.3-70b is not a mixture-of-experts"):
+        load_and_resolve(_write(tmp_path, doc))
+    with pytest.raises(InputErrors, match=r"expert_imbalance: applies to expert parallelism"):
+        load_and_resolve(_write(tmp_path, _r1_doc(tp=8, expert_imbalance=1.5)))
+
+
+@pytest.mark.parametrize("engine", ["sglang", "vllm", "tensorrt-llm"])
+@pytest.mark.parametrize("sku,tp", [("h200", 8), ("b200", 4)])
+def test_memory_check_accepts_r1_fp8_where_engines_run_it(engine, sku, tp):
+    """DeepSeek-R1 FP8 runs on 8 x H200 and on 4 x B200 (SGLang's and vLLM's DeepSeek guides); SGLang's default
+    fraction comes from the device's memory, 0.922 on a B200 at TP4 (183,359 MiB less a 13.8 GiB reserve)."""
+    spec = load_profile(DIRS, sku, "sku", "sku").spec
+    p = plan_memory(MODELS["deepseek-r1"], spec, "fp8", "fp8", tp, rule=ENGINES[engine].memory)
+    assert p.fits and p.kv_capacity_tokens > 50_000
+    b200 = load_profile(DIRS, "b200", "sku", "sku").spec.memory
+    assert sglang_mem_fraction(b200.total_bytes, 8192, 4) == pytest.approx(
+        round((183359 - (512 + 8192 * 1.5 + 512 * 2 + 4 / 8 * 1024)) / 183359, 3))
+
+
+def test_mtp_expected_tokens_and_draft_cost():
+    assert expected_tokens_by_position([0.7] * 4) == pytest.approx(expected_tokens_per_step(0.7, 4))
+    assert expected_tokens_by_position([0.9, 0.5, 0.2]) == pytest.approx(1 + 0.9 + 0.45 + 0.09)
+    arch = MODELS["deepseek-r1"]
+    assert mtp_draft_fraction(arch) == pytest.approx((37 / 61 + 129280 * 7168 / 1e9) / 37)
+    with pytest.raises(ValueError, match="3 values for k = 2"):
+        SpeculativeDecoding(k=2, acceptance_by_position=[0.9, 0.7, 0.3], mtp=True)
+    with pytest.raises(ValueError, match="one of them"):
+        SpeculativeDecoding(k=2, mtp=True)
+
+
+def test_mtp_resolves_on_deepseek_and_is_refused_without_a_module(tmp_path):
+    spec = {"k": 3, "acceptance_by_position": [0.92, 0.72, 0.36], "mtp": True}
+    rs = load_and_resolve(_write(tmp_path, _r1_doc(tp=8, speculative=spec)))
+    d = rs.deployments[0]
+    assert d.step_time.tokens_per_step == pytest.approx(1 + 0.92 + 0.92 * 0.72 + 0.92 * 0.72 * 0.36)
+    assert "speculative MTP k=3" in d.step_time_source
+    doc = _r1_doc(tp=8, speculative=spec)
+    doc["deployments"][0]["model"] = "kimi-k2"
+    with pytest.raises(InputErrors, match=r"speculative\.mtp: kimi-k2 ships no multi-token-prediction module"):
+        load_and_resolve(_write(tmp_path, doc))
+
+
+def test_disaggregated_prefill_on_another_pool_and_shape_moves_kv_over_the_nics(tmp_path):
+    """Prefill on 2 x B200 replicas of TP4, decode on one 8 x H200 replica: the prefill replicas resolve on their own
+    SKU and shape, the pools count their devices, and each request's KV (input tokens x 35,136 bytes of FP8 latent)
+    crosses 4 NIC lanes of 50 GB/s (the smaller replica's devices) plus the NIC latency."""
+    doc = _r1_doc(tp=8, disaggregated={"prefill_replicas": 2, "prefill": {"pool": "pre", "tp": 4}})
+    doc["pools"].append({"name": "pre", "sku": "b200", "count": 8, "location": "cloud"})
+    rs = load_and_resolve(_write(tmp_path, doc))
+    d = rs.deployments[0]
+    assert d.prefill is not None and d.prefill.profile.sku == "b200" and d.prefill.config.tp == 4
+    assert d.kv_link_bytes_per_s == pytest.approx(4 * 50e9) and d.kv_link_latency_s == pytest.approx(1e-5)
+    res = simulate(rs)
+    t = res.table
+    done = t.outcome == Outcome.COMPLETED
+    assert done.sum() > 0
+    kv = MODELS["deepseek-r1"].kv_bytes_per_token("fp8")
+    assert kv == 61 * (512 + 64)
+    assert t.kv_transfer_s[done] == pytest.approx(t.input_tokens[done] * kv / 200e9 + 1e-5)
+    pools = {r.replica_id: (r.pool, r.role) for r in res.replicas}
+    assert sorted(pools.values()) == [("pool", "decode"), ("pre", "prefill"), ("pre", "prefill")]
+    doc["pools"][1]["count"] = 4
+    with pytest.raises(InputErrors, match="pre"):
+        load_and_resolve(_write(tmp_path, doc))
+
+
+def test_disaggregation_inside_one_nvlink_domain_uses_nvlink(tmp_path):
+    doc = _r1_doc(sku="gb200", count=16, tp=8, dtype="fp4",
+                  disaggregated={"prefill_replicas": 2, "prefill": {"tp": 4}})
+    doc["pools"][0]["location"] = "on_prem"
+    d = load_and_resolve(_write(tmp_path, doc)).deployments[0]
+    assert d.kv_link_bytes_per_s == pytest.approx(4 * 900e9)
+    doc["deployments"][0]["disaggregated"]["prefill"] = {"tp": 4, "dp_attention": 8}
+    with pytest.raises(InputErrors, match=r"disaggregated\.prefill: dp_attention: 8 does not divide tp \(4\)"):
+        load_and_resolve(_write(tmp_path, doc))
+
+
+def test_gb200_nvl72_wide_ep_disaggregated_scenario_resolves_to_its_shape():
+    rs = load_and_resolve(SCENARIOS_DIR / "frontier-r1-fp4-gb200-nvl72-disagg.yaml")
+    d = rs.deployments[0]
+    assert d.config.tp == 48 and d.config.dp_attention == 48 and d.config.ep_degree == 48
+    assert d.prefill is not None and d.prefill.config.tp == 4 and d.prefill.config.ep_degree == 4
+    assert d.kv_link_bytes_per_s == pytest.approx(4 * 900e9)  # 72 devices in one NVLink domain
+    assert isinstance(d.step_time, RooflineModel) and d.step_time.expert_imbalance == pytest.approx(
+        default_expert_imbalance(48, eplb=True))
+    assert 6 * 4 + 48 == rs.scenario.pools[0].count
