@@ -18,6 +18,7 @@ arrival to last completion.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, m
 from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Deployment, Scenario
 from simfactory.hardware.step_time import RooflineModel
 from simfactory.paths import PROJECT_ROOT
 from simfactory.resolve import ResolvedScenario, resolve
@@ -34,6 +35,10 @@ from simfactory.sim.run import simulate
 
 FIDELITY_DIR = PROJECT_ROOT / "calibrate" / "fidelity"
 OFFLINE_RATE_PER_S = 1e5  # "all at once": arrivals 10 microseconds apart
+
+
+POINT_DEPLOYMENT_FIELDS = {"name", "model", "pool", "replicas", "tp", "dtype", "engine", "max_num_seqs",
+                           "max_num_batched_tokens", "step_time_source"}
 
 
 class FidelityPoint(BaseModel):
@@ -60,6 +65,18 @@ class FidelityPoint(BaseModel):
         default=None, description="offline: the requests the benchmark sent (default: the runner's --requests)")
     metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
+    deployment: dict[str, Any] = Field(
+        default_factory=dict, description="more deployment fields of the measured setup (ep, dp_attention, eplb, "
+                                          "kv_dtype, speculative, gpu_memory_utilization, ...), as a scenario gives them")
+
+    @model_validator(mode="after")
+    def _deployment_fields(self) -> "FidelityPoint":
+        own = set(self.deployment) & POINT_DEPLOYMENT_FIELDS
+        if own:
+            raise ValueError(f"deployment: {', '.join(sorted(own))} are the point's own fields; set them there")
+        Deployment.model_validate({"name": "d", "model": self.model, "pool": "p", "replicas": 1, "tp": self.tp,
+                                   "dtype": self.dtype, **self.deployment})
+        return self
 
     @model_validator(mode="after")
     def _means_match(self) -> "FidelityPoint":
@@ -138,7 +155,7 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
                          "engine": engine, "max_num_seqs": max_num_seqs,
                          "max_num_batched_tokens": max_num_batched_tokens,
-                         "step_time_source": step_time_source}],
+                         "step_time_source": step_time_source, **p.deployment}],
         "traffic": {"arrival": {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S},
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
                                  "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
@@ -199,7 +216,7 @@ def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_n
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
                          "engine": engine, "max_num_seqs": max_num_seqs,
-                         "max_num_batched_tokens": max_num_batched_tokens}],
+                         "max_num_batched_tokens": max_num_batched_tokens, **p.deployment}],
         "traffic": {"arrival": {"process": "closed", "concurrency": p.concurrency},
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
                                  "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
@@ -263,7 +280,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
     for p in suite.points:
         one_batch = p.metric == "batch_latency_s"
         key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch,
-               p.max_num_batched_tokens, p.requests,
+               p.max_num_batched_tokens, p.requests, json.dumps(p.deployment, sort_keys=True),
                *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens

@@ -30,13 +30,31 @@ def test_decode_batch_one_is_weight_bytes_over_bandwidth():
 
 
 def test_large_prefill_is_compute_bound():
+    """The GEMMs of a 16k-token prefill are compute-bound; attention is its own phase: the slower of its query-key
+    FLOPs and the KV it writes (with no query-key pairs given here, the 16k tokens' K/V bytes)."""
     m = model("llama-3.1-8b")
     arch = MODELS["llama-3.1-8b"]
     tokens = 16384
     t = m.step_s(StepLoad(prefill_tokens=tokens))
     linear_flops = 2 * arch.active_params_b * 1e9 * tokens / 989.4e12
-    assert t == pytest.approx(linear_flops, rel=1e-12)
-    assert t > arch.params_b * 2e9 / 3.35e12  # above the memory time
+    kv_write = tokens * arch.kv_bytes_per_token("bf16") / 3.35e12
+    assert t == pytest.approx(linear_flops + kv_write, rel=1e-12)
+    assert linear_flops > arch.params_b * 2e9 / 3.35e12  # above the weights' memory time
+    pairs = tokens * (tokens + 1) / 2
+    causal = m.step_s(StepLoad(prefill_tokens=tokens, prefill_attn_pairs=pairs))
+    assert causal == pytest.approx(linear_flops + arch.attn_flops_per_pair() * pairs / 989.4e12, rel=1e-12)
+
+
+def test_gemms_and_attention_are_separate_rooflines():
+    """A large decode batch over long contexts: compute-bound GEMMs and a memory-bound KV read add up."""
+    m = model("llama-3.1-8b")
+    arch = MODELS["llama-3.1-8b"]
+    b, kv = 512, 512 * 8000
+    gemm = 2 * arch.active_params_b * 1e9 * b / 989.4e12
+    assert gemm > arch.params_b * 2e9 / 3.35e12
+    kv_read = kv * arch.kv_bytes_per_token("bf16") / 3.35e12
+    assert kv_read > arch.attn_flops_per_pair() * kv / 989.4e12
+    assert m.step_s(StepLoad(decode_seqs=b, kv_tokens_read=kv)) == pytest.approx(gemm + kv_read, rel=1e-12)
 
 
 def test_step_time_is_monotone_in_batch_and_tokens():
@@ -164,15 +182,19 @@ def test_decode_steps_in_closed_form_match_step_s_until_the_regime_changes(seqs,
 
 
 def test_decode_affine_fallback_finds_the_crossover_of_a_convex_model():
-    """Models without their own closed form (speculative decoding) fall back to bisection on step_s."""
+    """Models without their own closed form fall back to bisection on step_s: a convex, piecewise-affine step (a
+    max of two lines in the KV tokens read) is planned up to the crossover and no further; speculative decoding over
+    the roofline (affine in the KV read for a fixed batch) is planned in one stretch."""
     from simfactory.hardware.speculative import SpeculativeModel
+    from simfactory.hardware.step_time import StepTimeModel
 
-    target = model("llama-3.1-8b")
-    spec = SpeculativeModel(target, 4, 0.7, draft_fraction=0.1)
+    class TwoLines(StepTimeModel):
+        def step_s(self, load: StepLoad) -> float:
+            return max(0.010 + 1e-9 * load.kv_tokens_read, 0.002 + 8.1e-8 * load.kv_tokens_read)
+
     seqs = 64
-    crossings = []
-    for kv0 in (0.0, 1e5, 1e6, 3e6):
-        n = _affine_matches_step_s(spec, seqs, kv0, 5000)
-        crossings.append(n)
-    assert any(n < 5000 for n in crossings) and any(n == 5000 for n in crossings)
-
+    crossings = [_affine_matches_step_s(TwoLines(), seqs, kv0, 5000) for kv0 in (0.0, 5e4, 1e6)]
+    assert crossings[-1] == 5000  # past the crossing at 1e5 KV tokens read: one line
+    assert crossings[0] == pytest.approx(1e5 / seqs, abs=2) and crossings[1] == pytest.approx(5e4 / seqs, abs=2)
+    spec = SpeculativeModel(model("llama-3.1-8b"), 4, 0.7, draft_fraction=0.1)
+    assert all(_affine_matches_step_s(spec, seqs, kv0, 5000) == 5000 for kv0 in (0.0, 1e6))

@@ -1,14 +1,14 @@
 """Time of one continuous-batching iteration, as a function of what the batch holds.
 
 Two models share one interface, `step_s(load)`:
-- Roofline: overhead + max(compute time, memory time) + tensor-parallel all-reduce time.
+- Roofline: overhead + max(compute, memory) of the weight GEMMs + max(compute, memory) of attention + the
+  collectives (tensor-parallel all-reduces, expert all-to-alls, pipeline hops).
   A lower bound scaled by efficiency factors that are fitted to published measurements.
 - Linear: overhead + coefficients x load, fitted to measurements by calibration.
 """
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 from dataclasses import dataclass
 
@@ -105,8 +105,9 @@ class LinearModel(StepTimeModel):
 class RooflineModel(StepTimeModel):
     """Roofline of one replica's devices (one pipeline stage of tp devices). FLOPs: 2 x active params per token plus
     attention per query-key pair (ModelArch.attn_flops_per_pair: 4 x layers x q-width, MLA's absorbed form for MLA
-    models); bytes: weights once per step plus the K/V read; each device does 1/tp of both, the step takes the
-    slower of compute and memory plus the collectives (hardware/collectives.py over the SKU's placement).
+    models); bytes: weights once per step plus the K/V read; each device does 1/tp of both. The weight GEMMs and
+    attention each take the slower of their compute and memory time (attention at the KV cache's precision), one
+    after the other, plus the collectives (hardware/collectives.py over the SKU's placement).
 
     Parallel degrees, as SGLang and TensorRT-LLM name them: `tp` devices per stage; `dp_attention` attention
     data-parallel groups among them (each runs attention for its own sequences with tp / dp_attention-way tensor
@@ -159,10 +160,17 @@ class RooflineModel(StepTimeModel):
         object.__setattr__(self, "fixed_weight_bytes", (a.weight_bytes(self.dtype) - expert_bytes + attention_copies) / tp)
         object.__setattr__(self, "expert_weight_bytes", expert_bytes / tp)
         object.__setattr__(self, "peak_flops", self.spec.tflops(self.dtype) * 1e12 * self.factors.compute_efficiency)
+        # attention multiplies queries with cached keys and values: at the KV cache's precision (FP8 attention with
+        # an FP8 cache, 16-bit otherwise; an FP4 cache is dequantized to FP8), not at the weights' FP4/INT4 rate
+        attention_dtype = "fp8" if self.kv_dtype == "fp4" else self.kv_dtype
+        object.__setattr__(self, "attention_peak_flops",
+                           self.spec.tflops(attention_dtype) * 1e12 * self.factors.compute_efficiency)
         object.__setattr__(self, "bandwidth", self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency)
         object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
         object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
-        object.__setattr__(self, "_decode_coeffs", {})
+        object.__setattr__(self, "_decode_fixed", {})
+        object.__setattr__(self, "_attention_per_kv", max(self.flops_per_pair / self.attention_peak_flops,  # type: ignore[attr-defined]
+                                                          self.kv_bytes_per_token_device / self.bandwidth))  # type: ignore[attr-defined]
         object.__setattr__(self, "_comm", {})
 
     def weight_bytes_read(self, tokens: int) -> float:
@@ -174,14 +182,24 @@ class RooflineModel(StepTimeModel):
 
     def step_s(self, load: StepLoad) -> float:
         tokens = load.prefill_tokens + load.decode_seqs
-        compute_s = (self.flops_per_token * tokens  # type: ignore[attr-defined]
-                     + self.flops_per_pair * (load.kv_tokens_read + load.prefill_attn_pairs)) / self.peak_flops  # type: ignore[attr-defined]
-        kv_bytes = self.kv_bytes_per_token_device * (load.kv_tokens_read + load.prefill_tokens)  # type: ignore[attr-defined]
-        memory_s = (self.weight_bytes_read(tokens) + kv_bytes) / self.bandwidth  # type: ignore[attr-defined]
-        step = self.factors.step_overhead_s + max(compute_s, memory_s)
+        step = self.factors.step_overhead_s + self.linear_s(tokens) + self.attention_s(
+            load.kv_tokens_read + load.prefill_attn_pairs, load.kv_tokens_read + load.prefill_tokens)
         if self.communicates:  # type: ignore[attr-defined]
             step = step + self.communication_s(tokens)
         return step
+
+    def linear_s(self, tokens: int) -> float:
+        """The weight GEMMs of a step of this many tokens: the slower of their FLOPs and their weight reads."""
+        return max(self.flops_per_token * tokens / self.peak_flops,  # type: ignore[attr-defined]
+                   self.weight_bytes_read(tokens) / self.bandwidth)  # type: ignore[attr-defined]
+
+    def attention_s(self, pairs: float, kv_tokens: float) -> float:
+        """Attention over the cache: the slower of its query-key FLOPs and the KV bytes read (and written for the
+        prompt tokens). A roofline per phase, not over the whole step: the GEMMs and attention run one after the
+        other, so a step with compute-bound GEMMs and a memory-bound KV read pays both (a single max over the step
+        hid the long-context KV read of a large decode batch behind its GEMMs)."""
+        return max(self.flops_per_pair * pairs / self.attention_peak_flops,  # type: ignore[attr-defined]
+                   self.kv_bytes_per_token_device * kv_tokens / self.bandwidth)  # type: ignore[attr-defined]
 
     def communication_s(self, tokens: int) -> float:
         """All collectives of one step of this many tokens (cached per token count)."""
@@ -191,37 +209,16 @@ class RooflineModel(StepTimeModel):
         return cached
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
-        # step_s with prefill_tokens = prefill_attn_pairs = 0: memory time m and compute time c are both affine in
-        # the KV tokens read, so the steps are affine up to where max(c, m) switches from one to the other
-        coeffs = self._decode_coeffs.get(decode_seqs)  # type: ignore[attr-defined]
-        if coeffs is None:
-            coeffs = self._decode_coeffs[decode_seqs] = self._decode_coefficients(decode_seqs)  # type: ignore[attr-defined]
-        m_fixed, m_per_kv, c_fixed, c_per_kv, fixed = coeffs
-        m0 = m_fixed + m_per_kv * kv0
-        m_step = m_per_kv * kv_step
-        c0 = c_fixed + c_per_kv * kv0
-        c_step = c_per_kv * kv_step
-        gap0, gap_step = m0 - c0, m_step - c_step  # step i is memory-bound while gap0 + gap_step * i > 0
-        n = n_max
-        if gap0 > 0.0:
-            a_s, b_s = m0, m_step
-            if gap_step < 0.0:
-                n = min(n, max(1, math.ceil(gap0 / -gap_step)))
-        else:
-            a_s, b_s = c0, c_step
-            if gap_step > 0.0:
-                n = min(n, math.floor(-gap0 / gap_step) + 1)
-        return a_s + fixed, b_s, n
-
-    def _decode_coefficients(self, decode_seqs: int) -> tuple[float, float, float, float, float]:
-        """Memory time = m_fixed + m_per_kv x KV tokens read, compute time likewise, and the fixed per-step
-        terms (overhead, communication) of a decode-only step of this many sequences (cached per batch size)."""
-        bandwidth, peak = self.bandwidth, self.peak_flops  # type: ignore[attr-defined]
-        fixed = self.factors.step_overhead_s
-        if self.communicates:  # type: ignore[attr-defined]
-            fixed += self.communication_s(decode_seqs)
-        return (self.weight_bytes_read(decode_seqs) / bandwidth, self.kv_bytes_per_token_device / bandwidth,  # type: ignore[attr-defined]
-                self.flops_per_token * decode_seqs / peak, self.flops_per_pair / peak, fixed)  # type: ignore[attr-defined]
+        # a decode-only step of a fixed batch: the GEMMs and collectives are fixed, attention is max(FLOPs, bytes)
+        # of the KV tokens read, both proportional to them, so every step of the stretch lies on one line
+        fixed = self._decode_fixed.get(decode_seqs)  # type: ignore[attr-defined]
+        if fixed is None:
+            fixed = self.factors.step_overhead_s + self.linear_s(decode_seqs)
+            if self.communicates:  # type: ignore[attr-defined]
+                fixed += self.communication_s(decode_seqs)
+            self._decode_fixed[decode_seqs] = fixed  # type: ignore[attr-defined]
+        per_kv = self._attention_per_kv  # type: ignore[attr-defined]
+        return fixed + per_kv * kv0, per_kv * kv_step, n_max
 
     @property
     def links(self) -> Links:

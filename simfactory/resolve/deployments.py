@@ -181,9 +181,12 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError]) -
     preset = lk.engines[d.engine]
     unset = {k: v for k, v in preset.defaults.model_dump(exclude_none=True).items() if k not in d.model_fields_set}
     d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
-    if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built:
+    # each attention data-parallel rank schedules its own batch: the engine's build limit is per rank
+    if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built * d.dp_attention:
+        per_rank = f" per attention rank (max_num_seqs / dp_attention {d.dp_attention})" if d.dp_attention > 1 else ""
         errors.append(InputError(lk.fname, f"{at}.max_num_seqs",
-                                 f"{d.engine} engines are built for at most {preset.max_num_seqs_built} sequences"))
+                                 f"{d.engine} engines are built for at most {preset.max_num_seqs_built} sequences"
+                                 f"{per_rank}"))
         return None
     return d, preset
 
