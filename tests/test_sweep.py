@@ -72,7 +72,7 @@ def test_unknown_field_path_names_the_nearest(setup):
     grid.write_text(yaml.safe_dump(bad))
     res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(tmp / "o")])
     assert res.exit_code == 2
-    assert "unknown field 'replics' in deployments.dep (did you mean replicas?" in res.output
+    assert "unknown field 'replics' in deployments.dep (did you mean replicas" in res.output
     assert "Traceback" not in res.output
     bad = dict(GRID, parameters={"deployments.nope.replicas": [1]})
     grid.write_text(yaml.safe_dump(bad))
