@@ -13,6 +13,7 @@ from simfactory.config.profile import RooflineStepTime
 from simfactory.config.scenario import Deployment, SpeculativeDecoding
 from simfactory.errors import InputErrors
 from simfactory.hardware.collectives import Links, all_to_all_s, allreduce_s, p2p_s
+from simfactory.hardware.kernels import AttentionRanks
 from simfactory.hardware.memory import plan_memory, sglang_mem_fraction
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.speculative import expected_tokens_by_position, expected_tokens_per_step, mtp_draft_fraction
@@ -220,9 +221,33 @@ def test_disaggregation_inside_one_nvlink_domain_uses_nvlink(tmp_path):
 def test_gb200_nvl72_wide_ep_disaggregated_scenario_resolves_to_its_shape():
     rs = load_and_resolve(SCENARIOS_DIR / "frontier-r1-fp4-gb200-nvl72-disagg.yaml")
     d = rs.deployments[0]
-    assert d.config.tp == 48 and d.config.dp_attention == 48 and d.config.ep_degree == 48
+    assert d.config.tp == 64 and d.config.dp_attention == 64 and d.config.ep_degree == 64
     assert d.prefill is not None and d.prefill.config.tp == 4 and d.prefill.config.ep_degree == 4
     assert d.kv_link_bytes_per_s == pytest.approx(4 * 900e9)  # 72 devices in one NVLink domain
-    assert isinstance(d.step_time, RooflineModel) and d.step_time.expert_imbalance == pytest.approx(
-        default_expert_imbalance(48, eplb=True))
-    assert 6 * 4 + 48 == rs.scenario.pools[0].count
+    # per-rank measured kernels for both shapes: the decode replica's 64 attention ranks, the prefill replicas' 4
+    assert isinstance(d.step_time, AttentionRanks) and d.step_time.ranks == 64
+    assert isinstance(d.prefill.step_time, AttentionRanks) and d.prefill.step_time.ranks == 4
+    assert d.step_time_source.startswith("measured kernels") and "DP-attention 64 EP64" in d.step_time_source
+    assert 2 * 4 + 64 == rs.scenario.pools[0].count
+
+
+def test_attention_ranks_price_the_busiest_rank():
+    """A replica of 8 attention ranks steps like its busiest rank: ceil(B / 8) sequences and their KV share."""
+    rs = load_and_resolve(SCENARIOS_DIR / "frontier-r1-fp4-gb200-nvl72-disagg.yaml")
+    m = rs.deployments[0].prefill.step_time
+    assert isinstance(m, AttentionRanks) and m.ranks == 4
+    inner = m.inner
+    assert m.step_s(StepLoad(0, 10, 10 * 2000.0, 0.0)) == pytest.approx(inner.step_s(StepLoad(0, 3, 3 * 2000.0, 0.0)))
+    assert m.step_s(StepLoad(4096, 0, 0.0, 4096 * 2048.5)) == pytest.approx(
+        inner.step_s(StepLoad(1024, 0, 0.0, 1024 * 2048.5)))
+    a, b, n = m.decode_affine(10, 20000.0, 10.0, 50)
+    for i in (0, n - 1):
+        assert a + b * i == pytest.approx(m.step_s(StepLoad(0, 10, 20000.0 + 10 * i, 0.0)), rel=1e-9)
+
+
+def test_imbalance_on_the_kernel_path_is_a_warning(tmp_path):
+    doc = _r1_doc(tp=8, ep=8, eplb=True)
+    doc["deployments"][0]["engine"] = "sglang"
+    rs = load_and_resolve(_write(tmp_path, doc))
+    assert rs.deployments[0].step_time_source.startswith("measured kernels")
+    assert any("expert_imbalance and eplb shape the roofline only" in w for w in rs.warnings)

@@ -46,7 +46,7 @@ def records(sku: str = "h100-sxm", model_id: str = "llama-3.1-8b", framework: st
             tp: int = 1) -> tuple[dict, dict, dict]:
     t = load_kernel_tables(sku)
     assert t is not None
-    return t.grids, t.linear[(model_id, framework, tp, dtype)], t.attention[(model_id, framework, tp, dtype)]
+    return t.grids, t.linear[(model_id, framework, tp, 1, 1, dtype)], t.attention[(model_id, framework, tp, 1, 1, dtype)]
 
 
 def decode(m: KernelStepTime, b: int, s: float) -> float:
@@ -82,8 +82,8 @@ def test_fp8_only_where_the_sku_has_it():
     a100 = load_kernel_tables("a100-80gb")
     h100 = load_kernel_tables("h100-sxm")
     assert a100 is not None and h100 is not None
-    assert {k[3] for k in a100.linear} == {"bf16"}
-    assert {k[3] for k in h100.linear} == {"bf16", "fp8"}
+    assert {k[5] for k in a100.linear} == {"bf16"}
+    assert {k[5] for k in h100.linear if not k[0].startswith("deepseek")} == {"bf16", "fp8"}
 
 
 def test_grid_points_reproduce_the_table_exactly():

@@ -83,20 +83,26 @@ class KernelTables:
     header: dict[str, Any]
     grids: dict[str, list[float]]
     models: dict[str, dict[str, Any]]
-    linear: dict[tuple[str, str, int, str], dict[str, Any]] = field(repr=False)
-    attention: dict[tuple[str, str, int, str], dict[str, Any]] = field(repr=False)
+    # keyed (model, framework, tp, dp_attention, ep, dtype or kv_dtype): dense records have dp_attention = ep = 1
+    linear: dict[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
+    attention: dict[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
 
     @property
     def frameworks(self) -> dict[str, str]:
         return dict(self.header.get("frameworks", {}))
 
     def combinations(self) -> list[tuple[str, str, int, str, str]]:
-        """(model, framework, tp, dtype, kv_dtype) that kernel_step_time covers with this file."""
+        """(model, framework, tp, dtype, kv_dtype) that kernel_step_time covers with this file, tensor-parallel
+        layouts (dp_attention = ep = 1) only; layouts() has them all."""
+        return sorted((m, fw, tp, dt, kv) for m, fw, tp, dp, ep, dt, kv in self.layouts() if dp == ep == 1)
+
+    def layouts(self) -> list[tuple[str, str, int, int, int, str, str]]:
+        """(model, framework, tp, dp_attention, ep, dtype, kv_dtype) that kernel_step_time covers."""
         out = []
-        for (model, fw, tp, dtype) in self.linear:
-            for (m2, fw2, tp2, kv) in self.attention:
-                if (m2, fw2, tp2) == (model, fw, tp):
-                    out.append((model, fw, tp, dtype, kv))
+        for (model, fw, tp, dp, ep, dtype) in self.linear:
+            for (m2, fw2, tp2, dp2, ep2, kv) in self.attention:
+                if (m2, fw2, tp2, dp2, ep2) == (model, fw, tp, dp, ep):
+                    out.append((model, fw, tp, dp, ep, dtype, kv))
         return sorted(out)
 
 
@@ -158,7 +164,8 @@ def _read(path: Path) -> KernelTables:
         _check_record(name, at, rec, ("model", "framework", "tp", "dtype"))
         for col in ("linear_ms", "allreduce_ms", "logits_ms"):
             _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
-        linear[(rec["model"], rec["framework"], rec["tp"], rec["dtype"])] = rec
+        linear[(rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1),
+                rec["dtype"])] = rec
     attention: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for i, rec in enumerate(doc.get("attention", [])):
         at = f"attention[{i}]"
@@ -168,7 +175,8 @@ def _read(path: Path) -> KernelTables:
         if (np.diff(table, axis=1) < 0).any() or (np.diff(table, axis=0) < 0).any():
             raise InputError(name, f"{at}.decode_attn_ms", "must be non-decreasing in batch size and KV length")
         _check_curve(name, f"{at}.ctx_attn_ms", rec.get("ctx_attn_ms"), n_l)
-        attention[(rec["model"], rec["framework"], rec["tp"], rec["kv_dtype"])] = rec
+        attention[(rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1),
+                   rec["kv_dtype"])] = rec
     models = doc.get("models", {})
     header = {k: v for k, v in doc.items() if k not in ("grids", "models", "linear", "attention")}
     return KernelTables(path, sha, header, {g: [float(x) for x in grids[g]] for g in GRIDS}, models, linear, attention)
@@ -177,8 +185,12 @@ def _read(path: Path) -> KernelTables:
 def _check_record(name: str, at: str, rec: Any, keys: tuple[str, ...]) -> None:
     if not isinstance(rec, dict) or not all(k in rec for k in keys):
         raise InputError(name, at, f"a record needs {', '.join(keys)}")
-    if not isinstance(rec["tp"], int) or isinstance(rec["tp"], bool) or rec["tp"] < 1:
-        raise InputError(name, f"{at}.tp", "must be a positive integer")
+    for key in ("tp", "dp_attention", "ep"):
+        v = rec.get(key, 1)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise InputError(name, f"{at}.{key}", "must be a positive integer")
+    if rec["tp"] % rec.get("dp_attention", 1) or rec["tp"] % rec.get("ep", 1):
+        raise InputError(name, at, "dp_attention and ep must divide tp")
 
 
 def _array(name: str, at: str, ys: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
@@ -203,8 +215,8 @@ def kernel_step_time(
     arch: ModelArch, model_id: str, sku: str, engine: str, engine_version: str | None, dtype: str, kv_dtype: str,
     tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
     overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0, linear_scale: float = 1.0,
-    prefill_attn_scale: float = 1.0,
-) -> KernelStepTime | None:
+    prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
+) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
     the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
     shape differs from the one the tables were derived for. Tensor parallelism only (call it for pp == 1 and
@@ -229,14 +241,15 @@ def kernel_step_time(
     if not isinstance(shape, dict) or any(shape.get(k) != v for k, v in want.items()):
         return None
     dtype, kv_dtype = DTYPE_ALIAS.get(dtype, dtype), DTYPE_ALIAS.get(kv_dtype, kv_dtype)
-    lin = tables.linear.get((model_id, framework, tp, dtype))
-    att = tables.attention.get((model_id, framework, tp, kv_dtype))
+    lin = tables.linear.get((model_id, framework, tp, dp_attention, ep, dtype))
+    att = tables.attention.get((model_id, framework, tp, dp_attention, ep, kv_dtype))
     if lin is None or att is None:
         return None
     sdk = tables.header.get("sdk", {})
+    layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
     label = (f"kernel tables of aiconfigurator-core {sdk.get('version', '?')} ({tables.header.get('system', sku)}, "
-             f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}; {tables.path.name}) "
+             f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}{layout}; {tables.path.name}) "
              f"+ {overhead_s * 1e3:.4g} ms/step" + (f" + {overhead_per_seq_s * 1e6:.4g} us/sequence"
                                                     if overhead_per_seq_s else "") + " engine overhead")
     fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
@@ -249,7 +262,7 @@ def kernel_step_time(
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
-    return model
+    return model if dp_attention == 1 else AttentionRanks(model, dp_attention)
 
 
 def _slopes(xs: list[float], ys: list[float]) -> list[float]:
@@ -444,6 +457,41 @@ class KernelStepTime(StepTimeModel):
         return a_s, b_s, n
 
 
+class AttentionRanks(StepTimeModel):
+    """A replica whose attention is data-parallel over `ranks` groups, each running the per-rank kernel tables
+    (derive_moe.py's records describe one rank): a replica step is a step of its busiest rank, which holds
+    ceil(B / ranks) of the B decode sequences (and their share of the KV read) and 1/ranks of the prompt tokens
+    (rounded up). Every rank steps together (the MoE all-to-all couples them), so the replica's step time is the
+    rank's."""
+
+    __slots__ = ("inner", "ranks", "label", "source_file", "source_sha256")
+
+    def __init__(self, inner: KernelStepTime, ranks: int) -> None:
+        self.inner, self.ranks = inner, int(ranks)
+        self.label = inner.label
+        self.source_file, self.source_sha256 = inner.source_file, inner.source_sha256
+
+    def _rank_load(self, load: StepLoad) -> StepLoad:
+        r = self.ranks
+        b = -(-load.decode_seqs // r)
+        kv = load.kv_tokens_read * (b / load.decode_seqs) if load.decode_seqs else 0.0
+        return StepLoad(-(-load.prefill_tokens // r), b, kv, load.prefill_attn_pairs / r)
+
+    def step_s(self, load: StepLoad) -> float:
+        return self.inner.step_s(self._rank_load(load))
+
+    def breakdown_s(self, load: StepLoad) -> dict[str, float]:
+        return self.inner.breakdown_s(self._rank_load(load))
+
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
+        b = -(-decode_seqs // self.ranks)
+        share = b / decode_seqs
+        return self.inner.decode_affine(b, kv0 * share, kv_step * share, n_max)
+
+    def __repr__(self) -> str:
+        return f"AttentionRanks({self.inner!r}, ranks={self.ranks})"
+
+
 def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple[str, str, int, str, str]]]:
     """sku -> (model, framework, tp, dtype, kv_dtype) covered, over every kernels/*.json.gz found."""
     out: dict[str, list[tuple[str, str, int, str, str]]] = {}
@@ -457,5 +505,5 @@ def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple
     return out
 
 
-__all__ = ["ENGINE_FRAMEWORK", "KernelStepTime", "KernelTables", "coverage", "kernel_step_time",
+__all__ = ["ENGINE_FRAMEWORK", "AttentionRanks", "KernelStepTime", "KernelTables", "coverage", "kernel_step_time",
            "load_kernel_tables", "table_path"]

@@ -83,6 +83,9 @@ def _resolve_deployment(
         errors.extend(e.errors)
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
+    if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
+        warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
+                        f"{label.split(':')[0]}, whose MoE timings carry their own measured routing skew")
     if not _parallelism_ok(scenario, d, at, profile, arch, step_time, fname, errors):
         return None
     if spec_cfg is not None:

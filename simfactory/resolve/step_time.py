@@ -17,7 +17,9 @@ from simfactory.config.profile import (
 )
 from simfactory.config.scenario import Deployment
 from simfactory.errors import InputError, InputErrors
-from simfactory.hardware.kernels import ENGINE_FRAMEWORK, KernelStepTime, kernel_step_time, load_kernel_tables
+from simfactory.hardware.kernels import (
+    ENGINE_FRAMEWORK, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
+)
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.resolve.files import calibrated_entries
@@ -115,29 +117,34 @@ def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None, fit: KernelsStepTime | None = None,
-) -> tuple[KernelStepTime | None, str]:
+) -> tuple[KernelStepTime | AttentionRanks | None, str]:
     """The measured-kernel step time of a deployment, or None and why the tables do not cover it. The engine's
     overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections."""
     k = preset.kernels if preset is not None else None
     if k is None and fit is None:
         return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
-    if d.pp > 1 or d.expert_parallel or arch.is_moe or d.dp_attention > 1:
-        return None, ("the tables hold dense models with tensor parallelism only (no pipeline, expert or attention "
-                      "data parallelism)")
+    if d.pp > 1:
+        return None, "the tables hold no pipeline parallelism"
+    ep = d.ep_degree if arch.is_moe else 1
     framework = k.framework if k is not None else ENGINE_FRAMEWORK.get(d.engine, d.engine)
     if fit is None:
         assert k is not None
         version: str | None = k.version
-        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp), "overhead_per_seq_s": k.overhead.per_seq_s}
+        # host sync and collective launches grow with the tensor-parallel group: an attention rank's, with DP attention
+        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
+                 "overhead_per_seq_s": k.overhead.per_seq_s}
     else:
         version = None
         terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
-                             profile_dirs=dirs, **terms)
+                             profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, **terms)
     if model is None:
-        covered = sorted({f"{m} {f} tp{tp} {dt}/{kv}" for m, f, tp, dt, kv in kernel_coverage(profile.sku, dirs)
+        tables = load_kernel_tables(profile.sku, dirs)
+        covered = sorted({f"{m} {f} tp{tp}{f' dp{dp}' if dp > 1 else ''}{f' ep{e}' if e > 1 else ''} {dt}/{kv}"
+                          for m, f, tp, dp, e, dt, kv in (tables.layouts() if tables is not None else [])
                           if m == d.model and f == framework})
-        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp} "
+        layout = (f" DP-attention {d.dp_attention}" if d.dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
+        return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp}{layout} "
                       f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
     record_read(Path(model.source_file), model.source_sha256)
     return model, ""

@@ -1,0 +1,241 @@
+"""Add mixture-of-experts / MLA models (DeepSeek-R1) to hardware_profiles/kernels/<sku>.json.gz: per parallel
+layout (devices, attention data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's
+aiconfigurator-core SDK, on the same grids as derive.py's dense tables and merged into the same files (the dense
+records are left as they are; a SKU without a file gets one).
+
+    HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # ~40 s on 2 cores
+
+One record describes ONE attention rank of the layout (the SDK's per-rank step: the tables' tokens, batch and
+prompts are that rank's); simfactory/hardware/kernels.py divides a replica's step among its dp_attention ranks.
+What the SDK composes differently for these models, and how the tables hold it:
+  linear(T)          every generation op at T tokens but the MLA block and the logits: norms, the MoE layer with its
+                     dispatch/combine all-to-all (the SDK's overlapped `moe_overlap`), embedding, pipeline p2p
+  decode_attn(B, s)  the whole generation MLA block (its projections and absorbed attention) of B sequences each
+                     reading s tokens: the SDK prices projections and attention as one measured op
+  ctx_attn(L)        the whole context MLA block of one prompt of L tokens
+so a decode step at grid points is the SDK's decode_step_latency exactly, and a prompt's prefill prices its MoE
+with the generation-phase op at the prompt's token count (the SDK's context MoE path splits dispatch, experts and
+combine): within 1-8% of its predict_prefill_latency for TensorRT-LLM and SGLang (each linear record keeps its
+difference); vLLM's layouts miss it by 16-42% and are refused (MAX_PREFILL_DIFF), so vLLM MoE deployments keep the
+roofline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from derive import (  # noqa: E402  (after the path set-up)
+    ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, TOKENS, monotone, monotone_2d, sdk_info, sig,
+)
+
+from simfactory.config.loader import load_model_file  # noqa: E402
+from simfactory.config.profile import ModelCatalog  # noqa: E402
+
+# simfactory SKU -> SDK system with MoE and MLA data
+SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200", "h100-sxm": "h100_sxm", "b300": "b300_sxm",
+           "gb300": "gb300"}
+FRAMEWORKS = ("trtllm", "sglang", "vllm")
+# (devices, dp_attention, ep): tensor-parallel attention with experts tensor-parallel (ep 1) or expert-parallel
+# over 2-8 devices, attention data-parallel with experts over every device; on the NVL72 racks the 4-GPU prefill
+# and 32/64-GPU wide-EP decode layouts of disaggregated serving (EP48 is not a layout: 256 experts do not split
+# over 48 ranks without redundant experts, which the SDK's tables do not hold)
+LAYOUTS = {"8": [(8, 1, 1), (8, 1, 2), (8, 1, 4), (8, 1, 8), (8, 8, 8)],
+           "rack": [(4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64)]}
+RACK_SKUS = {"gb200", "gb300"}
+# simfactory dtype -> SDK (GEMM, MoE) quant modes: DeepSeek's FP8 checkpoints use 128x128 block scaling; NVIDIA's
+# NVFP4 checkpoints quantize the routed experts to NVFP4 and keep the rest in FP8
+QUANT = {"fp8": ("fp8_block", "fp8_block"), "fp4": ("fp8_block", "nvfp4")}
+KV_QUANT = {"fp8": "fp8", "bf16": "bfloat16"}
+MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json"}
+# a layout whose composed prefill misses the SDK's by more than this is refused (vLLM's: 16-42%; TensorRT-LLM's and
+# SGLang's: 1-8%)
+MAX_PREFILL_DIFF = 0.10
+
+log = logging.getLogger("derive_moe")
+
+
+def sdk_config(model: str, work: Path) -> Path:
+    import aiconfigurator_core
+
+    out = work / model
+    out.mkdir(parents=True, exist_ok=True)
+    src = Path(aiconfigurator_core.__file__).parent / "model_configs" / MODELS[model]
+    (out / "config.json").write_text(src.read_text())
+    return out
+
+
+def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], dtype: str, kv: str):
+    from aiconfigurator_core.sdk.engine import EngineHandle
+
+    devices, dp, ep = layout
+    gemm, moe = QUANT[dtype]
+    return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
+                                attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
+                                gemm_quant_mode=gemm, moe_quant_mode=moe, kvcache_quant_mode=KV_QUANT[kv],
+                                fmha_quant_mode="bfloat16")
+
+
+def groups(h) -> dict[str, list[int]]:
+    names = [n for n, *_ in h.decode_step_per_op(1, 1, 0)]
+    out: dict[str, list[int]] = {"mla": [], "logits": [], "allreduce": [], "linear": []}
+    for i, n in enumerate(names):
+        key = ("mla" if "mla" in n else "logits" if n.endswith("logits_gemm")
+               else "allreduce" if n.endswith("_ar") or "_ar_" in n else "linear")
+        out[key].append(i)
+    if len(out["mla"]) != 1 or len(out["logits"]) != 1:
+        raise ValueError(f"unexpected generation op list {names}")
+    return out
+
+
+def context_mla(h) -> list[int]:
+    names = [n for n, *_ in h.run_static_per_op(batch_size=1, isl=16, osl=2)[0]]
+    idx = [i for i, n in enumerate(names) if "mla" in n]
+    if len(idx) != 1:
+        raise ValueError(f"unexpected context op list {names}")
+    return idx
+
+
+def ms(values) -> float:
+    return sum(v[1] for v in values)
+
+
+def derive_record(h) -> tuple[dict, dict, float]:
+    """The linear and attention tables of one handle, and the largest relative difference of a composed prefill
+    from the SDK's predict_prefill_latency (the decode steps equal the SDK's at grid points by construction)."""
+    g = groups(h)
+    cm = context_mla(h)
+    lin = {"linear_ms": [ms(h.evaluate_generation_ops(g["linear"], batch_size=t, s=1)) for t in TOKENS],
+           "allreduce_ms": [ms(h.evaluate_generation_ops(g["allreduce"], batch_size=t, s=1)) if g["allreduce"]
+                            else 0.0 for t in TOKENS],
+           "logits_ms": [ms(h.evaluate_generation_ops(g["logits"], batch_size=t, s=1)) for t in TOKENS]}
+    att = {"decode_attn_ms": [[ms(h.evaluate_generation_ops(g["mla"], batch_size=b, s=s)) for s in KV_LEN]
+                              for b in BATCH],
+           "ctx_attn_ms": [ms(h.evaluate_context_ops(cm, batch_size=1, s=n)) for n in PROMPT_LEN]}
+    worst = 0.0
+    for n in (128, 1024, 4096):
+        i = TOKENS.index(n)
+        composed = lin["linear_ms"][i] + lin["allreduce_ms"][i] + lin["logits_ms"][0] + att["ctx_attn_ms"][PROMPT_LEN.index(n)]
+        ref = h.predict_prefill_latency(1, n)
+        worst = max(worst, abs(composed / ref - 1))
+    return lin, att, worst
+
+
+def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> dict:
+    from aiconfigurator_core.sdk.perf_database import get_version_slots
+
+    system = SYSTEMS[sku]
+    path = out_dir / f"{sku}.json.gz"
+    doc = json.loads(gzip.decompress(path.read_bytes())) if path.is_file() else None
+    versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in FRAMEWORKS}
+    if doc is not None:  # one SDK version per framework and file: the dense records' versions
+        versions = {fw: doc["frameworks"].get(fw, v) for fw, v in versions.items()}
+    dtypes = ["fp8"] + (["fp4"] if sku.startswith(("b", "gb")) else [])
+    layouts = LAYOUTS["rack" if sku in RACK_SKUS else "8"]
+    linear, attention, refused, checks = [], [], [], []
+    work = Path(tempfile.mkdtemp(prefix="aic-moe-"))
+    for arch in models:
+        cfg = sdk_config(arch.id, work)
+        for fw in FRAMEWORKS:
+            if versions[fw] is None:
+                refused.append(f"{arch.id} {fw}: no queryable version on {system}")
+                continue
+            for layout in layouts:
+                for d in dtypes:
+                    for kv in ("fp8", "bf16"):
+                        devices, dp, ep = layout
+                        key = dict(model=arch.id, framework=fw, tp=devices, dp_attention=dp, ep=ep)
+                        t0 = time.perf_counter()
+                        try:
+                            h = handle(cfg, system, fw, versions[fw], layout, d, kv)
+                            lin, att, worst = derive_record(h)
+                        except Exception as e:
+                            refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: "
+                                           f"{type(e).__name__}: {str(e)[:120]}")
+                            continue
+                        if worst > MAX_PREFILL_DIFF:
+                            refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: a composed prefill "
+                                           f"misses the SDK's predict_prefill_latency by {100 * worst:.0f}% (its "
+                                           "context MoE path is priced differently)")
+                            continue
+                        checks.append(worst)
+                        tag = dict(sku=sku, model=arch.id, framework=fw, version=versions[fw],
+                                   tp=f"{devices} dp{dp} ep{ep}")
+                        rec = {**key, "dtype": d}  # the GEMMs and experts do not depend on the KV dtype
+                        if not any(all(r.get(k) == v for k, v in rec.items()) for r in linear):
+                            linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
+                                           **{k: [sig(x) for x in monotone(
+                                v, [f"T={t}" for t in TOKENS], k, {**tag, "dtype": d}, anomalies)]
+                                for k, v in lin.items()}})
+                        arec = {**key, "kv_dtype": kv}
+                        if not any(all(r.get(k) == v for k, v in arec.items()) for r in attention):
+                            atag = {**tag, "dtype": f"kv {kv}"}
+                            attention.append({**arec, "weights_dtype": d,
+                                              "decode_attn_ms": [[sig(x) for x in row] for row in
+                                                                 monotone_2d(att["decode_attn_ms"], atag, anomalies)],
+                                              "ctx_attn_ms": [sig(x) for x in monotone(
+                                                  att["ctx_attn_ms"], [f"L={n}" for n in PROMPT_LEN],
+                                                  "ctx_attn_ms", atag, anomalies)]})
+                        log.info("%s %s %s %s/%s %s: %.1fs, prefill within %.1f%%", sku, arch.id, fw, d, kv,
+                                 layout, time.perf_counter() - t0, 100 * worst)
+    if doc is None:
+        doc = {"format": FORMAT, "sku": sku, "system": system,
+               "source": f"aiconfigurator-core 0.12.0 {PYPI_URL} ({REPO_URL}): NVIDIA's operator timings measured "
+                         "on real GPUs, composed per model by its SDK; resampled by calibrate/kernels/derive_moe.py",
+               "as_of": date.today().strftime("%Y-%m"), "generated": date.today().isoformat(),
+               "license": "Apache-2.0", "attribution": ATTRIBUTION, "sdk": sdk_info(), "frameworks": versions,
+               "units": "milliseconds per engine step on one GPU (kernel time only: no engine overhead)",
+               "refused": [], "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
+               "models": {}, "linear": [], "attention": []}
+    ids = {a.id for a in models}
+    doc["linear"] = [r for r in doc["linear"] if r["model"] not in ids] + linear
+    doc["attention"] = [r for r in doc["attention"] if r["model"] not in ids] + attention
+    for arch in models:
+        doc["models"][arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
+                                  "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
+                                  "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
+    doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
+                  "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
+                  "quant": {d: {"gemm": QUANT[d][0], "moe": QUANT[d][1]} for d in dtypes},
+                  "prefill_max_rel_diff_from_sdk": round(max(checks, default=0.0), 4), "refused": refused}
+    raw = json.dumps(doc, separators=(",", ":")).encode()
+    path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
+            "prefill_max_rel_diff": max(checks, default=0.0), "bytes": path.stat().st_size}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
+    ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    for noisy in ("aiconfigurator_core", "aiconfigurator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    catalog = load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
+    models = [m for m in catalog if m.id in MODELS]
+    anomalies: list[dict] = []
+    for sku in args.sku or list(SYSTEMS):
+        t0 = time.perf_counter()
+        r = derive_sku(sku, models, args.out, anomalies)
+        print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
+              f"prefill within {100 * r['prefill_max_rel_diff']:.1f}% of the SDK, {r['bytes'] / 1e3:.0f} kB, "
+              f"{time.perf_counter() - t0:.0f} s")
+    print(f"{len(anomalies)} tables forced monotone")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
