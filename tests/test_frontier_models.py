@@ -22,7 +22,8 @@ from simfactory.sim.run import simulate
 DIRS = search_dirs(None, "hardware_profiles", PROFILES_DIR)
 MODELS = load_models(DIRS)
 ENGINES = load_engines(DIRS)
-NEW = ["deepseek-v3", "deepseek-r1", "kimi-k2", "qwen3-235b-a22b", "gpt-oss-120b", "gpt-oss-20b", "llama-3.3-70b"]
+NEW = ["deepseek-v3", "deepseek-r1", "kimi-k2", "qwen3-235b-a22b", "gpt-oss-120b", "gpt-oss-20b", "llama-3.3-70b",
+       "llama-4-maverick"]
 MLA = ["deepseek-v3", "deepseek-r1", "kimi-k2"]
 
 
@@ -42,6 +43,11 @@ def test_new_models_are_in_the_catalogue_with_their_config_shapes():
         MODELS["llama-3.1-70b"].model_dump(exclude={"id", "source"})
     oss = MODELS["gpt-oss-120b"]
     assert (oss.layers, oss.sliding_window_tokens, oss.sliding_window_layers) == (36, 128, 18)
+    mav = MODELS["llama-4-maverick"]
+    assert (mav.layers, mav.hidden, mav.heads, mav.kv_heads, mav.num_experts, mav.experts_per_token, mav.moe_layers,
+            mav.vocab) == (48, 5120, 40, 8, 128, 1, 24, 202048)
+    # GQA attention: Q and O 5120 x 40 x 128, K and V 5120 x 8 x 128, per layer
+    assert mav.attention_params_b() == pytest.approx(48 * (2 * 5120 * 40 * 128 + 2 * 5120 * 8 * 128) / 1e9)
 
 
 def test_mla_kv_bytes_per_token_is_one_latent_per_layer():
@@ -117,6 +123,7 @@ FITS = [
     ("gpt-oss-120b", "h200", 2, "fp8"),
     ("gpt-oss-20b", "h200", 1, "bf16"),
     ("llama-3.3-70b", "h200", 2, "bf16"),
+    ("llama-4-maverick", "h200", 8, "fp8"),
 ]
 
 

@@ -262,8 +262,8 @@ class ModelArch(Sourced):
         default=0, description="MoE: shared experts every token uses besides its routed ones (counted in "
                                "active_params_b, read every step)")
     dense_layers: NonNegativeInt = Field(
-        default=0, description="MoE: the first k layers use a dense MLP instead of experts (DeepSeek's "
-                               "first_k_dense_replace)")
+        default=0, description="MoE: how many layers use a dense MLP instead of experts (DeepSeek's first 3, "
+                               "first_k_dense_replace; Llama 4 Maverick's every other layer, 24 of 48)")
     kv_lora_rank: PositiveInt | None = Field(
         default=None, description="multi-head latent attention (MLA): width of the compressed KV latent cached "
                                   "per token and layer, shared by all heads")
