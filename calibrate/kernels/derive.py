@@ -438,6 +438,14 @@ def sdk_info() -> dict:
     return info
 
 
+def setup(verbose: bool) -> list[ModelArch]:
+    """Logging for a derivation run (the SDK's own loggers quiet), and the model catalogue."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    for noisy in ("aiconfigurator_core", "aiconfigurator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    return load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
@@ -448,11 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="compare grid points with the SDK's decode_step_latency")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    for noisy in ("aiconfigurator_core", "aiconfigurator"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    catalog = load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
-    models = [m for m in catalog if not m.is_moe and (not args.model or m.id in args.model)]
+    models = [m for m in setup(args.verbose) if not m.is_moe and (not args.model or m.id in args.model)]
     anomalies: list[dict] = []
     total = 0
     for sku in args.sku or list(SYSTEMS):

@@ -37,11 +37,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from derive import (  # noqa: E402  (after the path set-up)
-    ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, TOKENS, monotone, monotone_2d, sdk_info, sig,
+    ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, TOKENS, monotone, monotone_2d, sdk_info, setup,
+    sig,
 )
 
-from simfactory.config.loader import load_model_file  # noqa: E402
-from simfactory.config.profile import ModelCatalog  # noqa: E402
 
 # simfactory SKU -> SDK system with MoE and MLA data
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200", "h100-sxm": "h100_sxm", "b300": "b300_sxm",
@@ -210,6 +209,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                   "quant": {d: {"gemm": QUANT[d][0], "moe": QUANT[d][1]} for d in dtypes},
                   "prefill_max_rel_diff_from_sdk": round(max(checks, default=0.0), 4), "refused": refused}
     raw = json.dumps(doc, separators=(",", ":")).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
     return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
             "prefill_max_rel_diff": max(checks, default=0.0), "bytes": path.stat().st_size}
@@ -221,11 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    for noisy in ("aiconfigurator_core", "aiconfigurator"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
-    catalog = load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
-    models = [m for m in catalog if m.id in MODELS]
+    models = [m for m in setup(args.verbose) if m.id in MODELS]
     anomalies: list[dict] = []
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
