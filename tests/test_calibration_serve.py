@@ -17,7 +17,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from simfactory.calibration.client import Endpoint, measure_endpoint, poisson_schedule
+from simfactory.calibration.client import Endpoint, Session, endpoint_url, failure_causes, measure_endpoint, poisson_schedule
+from simfactory.calibration.serving_summary import serving_summary
 from simfactory.calibration.importers import import_results
 from simfactory.calibration.validate import Deployment, compare, mape, simulate_block
 from simfactory.cli import app
@@ -35,14 +36,26 @@ class ScriptedServer(BaseHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
 
+    seen: list[dict] = []  # every request body, for the tests to read
+
+    def _fail(self, status: int, message: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(message)
+
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ScriptedServer.seen.append({"path": self.path, "model": body["model"], "ignore_eos": "ignore_eos" in body,
+                                    "auth": self.headers.get("Authorization"), "x_test": self.headers.get("X-Test")})
+        if self.path not in ("/v1/completions", "/v1/chat/completions"):
+            return self._fail(404, b'{"detail": "Not Found"}')
         if body["model"] == "broken":
-            self.send_response(500)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"error": "boom"}')
-            return
+            return self._fail(500, b'{"error": "boom"}')
+        if body["model"] == "strict" and "ignore_eos" in body:  # transformers serve: extra fields are refused
+            return self._fail(422, b'{"detail": [{"loc": ["body", "ignore_eos"], "msg": "Extra inputs are not permitted"}]}')
+        if body["model"] == "auth" and (self.headers.get("Authorization") != "Bearer k" or self.headers.get("X-Test") != "1"):
+            return self._fail(401, b'{"error": "unauthorized"}')
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Connection", "close")
@@ -311,3 +324,79 @@ def test_validate_on_a_table_without_successes_names_the_file(tmp_path):
     res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm", "--model",
                                    "llama-3.1-8b", "--out", str(tmp_path / "v")])
     assert res.exit_code == 2 and f"{tmp_path / 'r.csv'}: ok: no successful request" in res.output
+
+
+def test_base_url_with_or_without_v1_reaches_the_same_endpoint(server):
+    for base in (server, server + "/", server + "/v1", server + "/v1/"):
+        assert endpoint_url(base, False) == server + "/v1/completions"
+        assert endpoint_url(base, True) == server + "/v1/chat/completions"
+    table = measure_endpoint(Endpoint(url=server + "/v1", model="m"), [50.0], 2, 16, 3, seed=0)
+    assert table["ok"].all()
+
+
+def test_a_server_refusing_ignore_eos_is_asked_again_without_it_and_the_run_says_so(server):
+    ScriptedServer.seen.clear()
+    session = Session(ignore_eos=True)
+    table = measure_endpoint(Endpoint(url=server, model="strict"), [5.0], 4, 16, 3, seed=0, concurrency=1,
+                             session=session)
+    assert table["ok"].all() and (table["output_tokens"] == 3).all()
+    assert not session.ignore_eos and len(session.notes) == 1
+    assert "refused ignore_eos (HTTP 422" in session.notes[0] and "Extra inputs are not permitted" in session.notes[0]
+    strict = [r for r in ScriptedServer.seen if r["model"] == "strict"]
+    # one refused request with it, then every request without it (asked again once, not for every request)
+    assert [r["ignore_eos"] for r in strict] == [True, False, False, False, False]
+    ScriptedServer.seen.clear()
+    measure_endpoint(Endpoint(url=server, model="m", ignore_eos=False), [50.0], 2, 16, 3, seed=0)
+    assert not any(r["ignore_eos"] for r in ScriptedServer.seen)
+
+
+def test_api_key_and_headers_are_sent(server):
+    bare = measure_endpoint(Endpoint(url=server, model="auth"), [50.0], 2, 16, 3, seed=0)
+    assert not bare["ok"].any() and bare["error"].str.startswith("HTTP 401").all()
+    assert "check --api-key and --header" in failure_causes(bare)[0]
+    ep = Endpoint(url=server, model="auth", api_key="k", headers=(("X-Test", "1"),))
+    assert measure_endpoint(ep, [50.0], 2, 16, 3, seed=0)["ok"].all()
+
+
+def test_failures_name_their_cause_once_with_a_hint(server):
+    wrong_path = Endpoint(url=server + "/v2", model="m")
+    table = measure_endpoint(wrong_path, [50.0], 3, 16, 3, seed=0)
+    causes = failure_causes(table)
+    assert len(causes) == 1 and causes[0].startswith("3 x HTTP 404 from ") and "check --url" in causes[0]
+    assert "Not Found" in causes[0]
+
+
+def test_warm_up_requests_are_sent_first_and_not_recorded(server):
+    ScriptedServer.seen.clear()
+    session = Session(ignore_eos=True)
+    table = measure_endpoint(Endpoint(url=server, model="m"), [50.0], 3, 16, 3, seed=0, session=session, warmup=2)
+    assert len(table) == 3 and len(ScriptedServer.seen) == 5 and len(session.raw) == 3
+    assert any(n.startswith("2 warm-up request(s) not recorded") for n in session.notes)
+
+
+def test_serving_summary_reads_like_vllm_bench_serve(server):
+    session = Session(ignore_eos=True)
+    table = measure_endpoint(Endpoint(url=server, model="m"), [20.0], 6, 16, 5, seed=0, session=session)
+    s = serving_summary(table, session.raw)
+    assert s["successful_requests"] == 6 and s["failed_requests"] == 0
+    assert s["itl_s"]["median"] == pytest.approx(TOKEN_DELAY_S, abs=0.006)  # 4 chunk gaps per request
+    assert s["ttft_s"]["median"] == pytest.approx(FIRST_DELAY_S, abs=0.02)
+    assert s["output_token_throughput_per_s"] == pytest.approx(30 / s["duration_s"])
+
+
+def test_serve_writes_raw_records_and_summary_and_refuses_bad_flags(server, tmp_path):
+    base = ["calibrate", "serve", "--served-model", "strict", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+            "--rates", "20", "--requests", "4", "--input-tokens", "16", "--output-tokens", "3", "--warmup", "1"]
+    res = CliRunner().invoke(app, base + ["--url", server + "/v1", "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "note: the server refused ignore_eos" in res.output and "Mean ITL (ms)" in res.output
+    meta = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert meta["ignore_eos_sent"] is False and meta["summary"]["successful_requests"] == 4
+    lines = (tmp_path / "s" / "requests.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(len(json.loads(x)["chunk_s"]) == 3 for x in lines)
+    for flags, message in ((["--url", "localhost:8000"], "--url: url: expected http(s)://host[:port]"),
+                           (["--url", server + "/v1/completions"], "give the server's base URL"),
+                           (["--url", server, "--header", "no-colon"], "--header: header: expected 'Name: value'"),
+                           (["--url", server, "--endpoint", "embeddings"], "--endpoint: endpoint: completions or chat")):
+        res = CliRunner().invoke(app, base + flags + ["--out", str(tmp_path / "bad")])
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (flags, res.output)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -36,12 +36,47 @@ class PlannedRequest:
 
 @dataclass(frozen=True)
 class Endpoint:
-    url: str  # base URL, e.g. http://localhost:8000
+    url: str  # base URL, e.g. http://localhost:8000 or http://localhost:8000/v1
     model: str  # the served model name
     chat: bool = False  # /v1/chat/completions instead of /v1/completions
     api_key: str | None = None
     timeout_s: float = 600.0
     ignore_eos: bool = True
+    headers: tuple[tuple[str, str], ...] = ()  # extra request headers (name, value)
+
+    @property
+    def request_url(self) -> str:
+        return endpoint_url(self.url, self.chat)
+
+    def request_headers(self) -> dict[str, str]:
+        out = dict(self.headers)
+        if self.api_key:
+            out["Authorization"] = f"Bearer {self.api_key}"
+        return out
+
+
+def endpoint_url(base: str, chat: bool) -> str:
+    """The completions URL under a base given with or without its /v1 (and trailing slashes): both
+    http://h:8000 and http://h:8000/v1/ become http://h:8000/v1/completions."""
+    root = base.rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")]
+    return root + ("/v1/chat/completions" if chat else "/v1/completions")
+
+
+@dataclass
+class Session:
+    """What one measurement learns as it goes, shared by its concurrent requests: whether the server takes
+    ignore_eos (a server that refuses it with HTTP 400/422 is asked again without it, once, and the run notes
+    it), and the raw per-request records (chunk arrival times) written beside the request table."""
+
+    ignore_eos: bool
+    notes: list[str] = field(default_factory=list)
+    raw: list[dict[str, Any]] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
 
 
 def poisson_schedule(rate_rps: float, n: int, input_tokens: int, output_tokens: int, seed: int) -> list[PlannedRequest]:
@@ -58,10 +93,10 @@ def synthetic_prompt(tokens: int, salt: int) -> str:
     return f"{salt} " + " ".join(vocab[(salt + k * 7) % len(vocab)] for k in range(words - 1))
 
 
-def _body(ep: Endpoint, req: PlannedRequest, salt: int) -> dict[str, Any]:
+def _body(ep: Endpoint, req: PlannedRequest, salt: int, ignore_eos: bool) -> dict[str, Any]:
     body: dict[str, Any] = {"model": ep.model, "max_tokens": req.output_tokens, "stream": True,
                             "stream_options": {"include_usage": True}, "temperature": 0.0}
-    if ep.ignore_eos:
+    if ignore_eos:
         body["ignore_eos"] = True
     prompt = synthetic_prompt(req.input_tokens, salt)
     if ep.chat:
@@ -79,53 +114,76 @@ def _text_of(chunk: dict[str, Any]) -> str:
     return c.get("text") or (c.get("delta") or {}).get("content") or ""
 
 
+REFUSED_FIELD_STATUSES = (400, 422)  # how OpenAI-compatible servers answer a request field they do not take
+
+
+async def _stream(client: httpx.AsyncClient, ep: Endpoint, body: dict[str, Any]) -> dict[str, Any]:
+    """One streamed completion: HTTP status, the server's message when it failed, chunk arrival times
+    (perf_counter) of the chunks that carry text, and the usage block."""
+    got: dict[str, Any] = {"status": 0, "message": "", "chunks": [], "usage": {}}
+    async with client.stream("POST", ep.request_url, json=body, headers=ep.request_headers(),
+                             timeout=ep.timeout_s) as resp:
+        got["status"] = resp.status_code
+        if resp.status_code != 200:
+            got["message"] = " ".join((await resp.aread()).decode(errors="replace").split())[:300]
+            return got
+        async for line in resp.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                break
+            chunk = parse_json(data, ep.url, "stream")
+            if chunk.get("usage"):
+                got["usage"] = chunk["usage"]
+            if _text_of(chunk):
+                got["chunks"].append(time.perf_counter())
+    return got
+
+
 async def send_one(client: httpx.AsyncClient, ep: Endpoint, req: PlannedRequest, salt: int, t0: float,
-                   rid: str, rate: float) -> dict[str, Any]:
-    """One streamed request; returns its request-table row (ok or not)."""
-    path = "/v1/chat/completions" if ep.chat else "/v1/completions"
-    headers = {"Authorization": f"Bearer {ep.api_key}"} if ep.api_key else {}
+                   rid: str, rate: float, session: Session | None = None) -> dict[str, Any]:
+    """One streamed request; returns its request-table row (ok or not) and keeps its raw record in the session."""
+    session = session if session is not None else Session(ep.ignore_eos)
     start = time.perf_counter()
-    first = last = None
-    chunks = 0
-    usage: dict[str, Any] = {}
     error = ""
+    got: dict[str, Any] = {"status": 0, "message": "", "chunks": [], "usage": {}}
     try:
-        async with client.stream("POST", ep.url.rstrip("/") + path, json=_body(ep, req, salt), headers=headers,
-                                 timeout=ep.timeout_s) as resp:
-            if resp.status_code != 200:
-                text = (await resp.aread()).decode(errors="replace")[:200]
-                error = f"HTTP {resp.status_code}: {text}"
-            else:
-                async for line in resp.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = parse_json(data, ep.url, "stream")
-                    if chunk.get("usage"):
-                        usage = chunk["usage"]
-                    if _text_of(chunk):
-                        now = time.perf_counter()
-                        first = now if first is None else first
-                        last = now
-                        chunks += 1
+        with_eos = session.ignore_eos
+        got = await _stream(client, ep, _body(ep, req, salt, with_eos))
+        if with_eos and got["status"] in REFUSED_FIELD_STATUSES:
+            retry = await _stream(client, ep, _body(ep, req, salt, False))
+            if retry["status"] == 200:
+                session.ignore_eos = False
+                session.note(f"the server refused ignore_eos (HTTP {got['status']}: {got['message'][:160]}); "
+                             "measured without it, so answers may stop before max_tokens (output_tokens records "
+                             "what each returned)")
+                got = retry
+        if got["status"] != 200:
+            error = f"HTTP {got['status']} from {ep.request_url}: {got['message'] or '(no message)'}"
     except (httpx.HTTPError, json.JSONDecodeError, asyncio.TimeoutError) as exc:
         error = f"{type(exc).__name__}: {exc}"
+    chunks = got["chunks"]
+    first = chunks[0] if chunks else None
     ok = not error and first is not None
     if not error and first is None:
         error = "no tokens in the stream"
-    out = int(usage.get("completion_tokens") or chunks)
+    usage = got["usage"]
+    out = int(usage.get("completion_tokens") or len(chunks))
     inp = int(usage.get("prompt_tokens") or req.input_tokens)
     ttft = (first - start) if ok else float("nan")
-    e2e = (last - start) if ok else float("nan")
+    e2e = (chunks[-1] - start) if ok else float("nan")
+    session.raw.append({"request_id": rid, "send_s": start - t0, "status": got["status"], "error": error,
+                        "input_tokens": inp, "output_tokens": out if ok else 0,
+                        "chunk_s": [round(c - start, 6) for c in chunks]})
     return request_row(rid, start - t0, inp, out if ok else 0, ttft, e2e, ok, error, rate)
 
 
 async def run_schedule(ep: Endpoint, plan: list[PlannedRequest], rate: float, concurrency: int | None,
-                       first_salt: int = 0, block: int = 0) -> list[dict[str, Any]]:
+                       first_salt: int = 0, block: int = 0, session: Session | None = None) -> list[dict[str, Any]]:
     """Send each planned request at its time (open loop), at most `concurrency` in flight; wait for all. Request
     ids are block-rate-index, unique across the blocks of one measurement."""
+    session = session if session is not None else Session(ep.ignore_eos)
     limits = httpx.Limits(max_connections=concurrency or 1000, max_keepalive_connections=concurrency or 1000)
     gate = asyncio.Semaphore(concurrency) if concurrency else None
     async with httpx.AsyncClient(limits=limits, timeout=ep.timeout_s) as client:
@@ -135,25 +193,70 @@ async def run_schedule(ep: Endpoint, plan: list[PlannedRequest], rate: float, co
             delay = req.send_s - (time.perf_counter() - t0)
             if delay > 0:
                 await asyncio.sleep(delay)
+            rid = f"{block}-{rate:g}-{i}"
             if gate is None:
-                return await send_one(client, ep, req, first_salt + i, t0, f"{block}-{rate:g}-{i}", rate)
+                return await send_one(client, ep, req, first_salt + i, t0, rid, rate, session)
             async with gate:
-                return await send_one(client, ep, req, first_salt + i, t0, f"{block}-{rate:g}-{i}", rate)
+                return await send_one(client, ep, req, first_salt + i, t0, rid, rate, session)
 
         return list(await asyncio.gather(*(fire(i, r) for i, r in enumerate(plan))))
 
 
+def warm_up(ep: Endpoint, n: int, input_tokens: int, output_tokens: int, session: Session) -> list[float]:
+    """n requests one after another before measuring (model load, CUDA graphs, caches: a cold server's first
+    request can take seconds); kept out of the table. Returns their TTFTs (NaN where one failed)."""
+    plan = [PlannedRequest(0.0, input_tokens, output_tokens)]
+    ttfts = []
+    for k in range(n):
+        raw_before = len(session.raw)
+        row = asyncio.run(run_schedule(ep, plan, float("nan"), 1, first_salt=-1_000_000 - k, block=-1, session=session))[0]
+        del session.raw[raw_before:]  # warm-up records stay out of the raw file too
+        ttfts.append(row["ttft_s"])
+    return ttfts
+
+
 def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, input_tokens: int,
                      output_tokens: int, seed: int = 0, concurrency: int | None = None,
-                     schedule: list[PlannedRequest] | None = None) -> pd.DataFrame:
-    """Poisson load at each rate in turn (or one replayed schedule); send_s is relative to each block's start."""
+                     schedule: list[PlannedRequest] | None = None, session: Session | None = None,
+                     warmup: int = 0) -> pd.DataFrame:
+    """Poisson load at each rate in turn (or one replayed schedule); send_s is relative to each block's start.
+    `warmup` requests go first and are not recorded; the session (when given) collects notes and raw records."""
+    session = session if session is not None else Session(ep.ignore_eos)
     blocks: list[tuple[float, list[PlannedRequest]]]
     if schedule is not None:
         blocks = [(float("nan"), schedule)]
     else:
         blocks = [(r, poisson_schedule(r, requests_per_rate, input_tokens, output_tokens, seed + k))
                   for k, r in enumerate(rates)]
+    if warmup:
+        ttfts = warm_up(ep, warmup, input_tokens, output_tokens, session)
+        shown = ", ".join("failed" if v != v else f"{v:.3g} s" for v in ttfts)
+        session.note(f"{warmup} warm-up request(s) not recorded (TTFT: {shown})")
     rows: list[dict[str, Any]] = []
     for k, (rate, plan) in enumerate(blocks):
-        rows += asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k))
+        rows += asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k,
+                                         session=session))
     return pd.DataFrame(rows)  # raw: the caller saves it before checking (a measurement is never lost)
+
+
+def failure_causes(table: pd.DataFrame, limit: int = 3) -> list[str]:
+    """The distinct reasons requests failed, most frequent first, each with its count and, for the usual
+    mistakes, what to check: a 404 (the URL or the endpoint), a 401/403 (the API key or headers), a refused
+    connection (the server is not up at that address)."""
+    failed = table[~table["ok"].astype(bool)]
+    counts = failed["error"].astype(str).value_counts()
+    out = []
+    for reason, n in counts.head(limit).items():
+        hint = ""
+        if reason.startswith("HTTP 404"):
+            hint = " (check --url: the server's base URL, with or without /v1, and --endpoint)"
+        elif reason.startswith(("HTTP 401", "HTTP 403")):
+            hint = " (check --api-key and --header)"
+        elif "ConnectError" in reason or "Connection refused" in reason:
+            hint = " (is the server up at that address?)"
+        elif reason.startswith(("HTTP 400", "HTTP 422")):
+            hint = " (the server refused the request body: check --served-model and --endpoint)"
+        out.append(f"{n} x {reason}{hint}")
+    if len(counts) > limit:
+        out.append(f"... and {len(counts) - limit} other reason(s) (requests.csv, column error)")
+    return out

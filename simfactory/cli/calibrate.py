@@ -31,6 +31,76 @@ def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas
                       max_num_seqs=max_num_seqs)
 
 
+def _endpoint(url: str, model: str, endpoint: str, api_key: Optional[str], headers: list[str], timeout: float,
+              ignore_eos: bool) -> Any:
+    """The endpoint the flags describe; a URL that is not http(s)://host[:port][/v1], an unknown --endpoint or a
+    header without 'Name: value' is an input error naming the flag."""
+    import httpx
+
+    from simfactory.calibration.client import Endpoint
+
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InputError("--url", "url", f"not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InputError("--url", "url", f"expected http(s)://host[:port] (optionally ending in /v1), got {url!r}")
+    if parsed.path.rstrip("/") not in ("", "/v1"):
+        raise InputError("--url", "url", f"give the server's base URL (http://host:port or http://host:port/v1), "
+                                         f"not a path ({parsed.path!r}); --endpoint picks completions or chat")
+    if endpoint not in ("completions", "chat"):
+        raise InputError("--endpoint", "endpoint", f"completions or chat, not {endpoint!r}")
+    pairs = []
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise InputError("--header", "header", f"expected 'Name: value', got {h!r}")
+        pairs.append((name.strip(), value.strip()))
+    return Endpoint(url=url, model=model, chat=endpoint == "chat", api_key=api_key, timeout_s=timeout,
+                    ignore_eos=ignore_eos, headers=tuple(pairs))
+
+
+def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any) -> None:
+    """requests.csv, the raw per-request records (requests.jsonl: status, error, chunk times) and summary.json
+    (the serving summary, the endpoint without its key, the notes)."""
+    import json
+
+    from simfactory.calibration.serving_summary import serving_summary
+
+    measured.to_csv(folder / "requests.csv", index=False)
+    with open(folder / "requests.jsonl", "w", encoding="utf-8") as f:
+        for rec in session.raw:
+            f.write(json.dumps(rec) + "\n")
+    meta = {"endpoint": ep.request_url, "served_model": ep.model, "ignore_eos_sent": session.ignore_eos,
+            "headers": sorted(name for name, _ in ep.headers), "notes": session.notes,
+            "summary": serving_summary(measured, session.raw)}
+    (folder / "summary.json").write_text(json.dumps(_finite(meta), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value: Any) -> Any:
+    """NaN (a latency with no successful request) as null, so the file is strict JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _print_summary(measured: Any, session: Any, out: Any) -> None:
+    from rich.table import Table
+
+    from simfactory.calibration.serving_summary import serving_summary, summary_rows
+
+    t = Table(title="Serving benchmark result", show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for label, value in summary_rows(serving_summary(measured, session.raw)):
+        t.add_row(label, value)
+    out.print(t)
+
+
 def _print_comparison(table: Any, out: Any) -> None:
     from rich.table import Table
 
@@ -82,7 +152,16 @@ def serve_cmd(
     input_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 512,
     output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (ignore_eos).")] = 128,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Cap on requests in flight (default: none).")] = None,
-    chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions.")] = False,
+    chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions (= --endpoint chat).")] = False,
+    endpoint: Annotated[str, typer.Option(help="completions (/v1/completions) or chat (/v1/chat/completions).")] = "completions",
+    ignore_eos: Annotated[bool, typer.Option(
+        help="Send ignore_eos so answers run to max_tokens (vLLM, SGLang); a server that refuses it is asked again "
+             "without it and the run says so.")] = True,
+    api_key: Annotated[Optional[str], typer.Option(envvar="SIMFACTORY_API_KEY",
+                                                   help="Bearer token (or set SIMFACTORY_API_KEY).")] = None,
+    header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, max=86400, help="Seconds one request may take.")] = 600.0,
+    warmup: Annotated[int, typer.Option(min=0, max=1000, help="Requests sent first, one at a time, and not recorded.")] = 2,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this trace's send times and lengths instead.")] = None,
     trace_format: Annotated[str, typer.Option(help="Format of --trace (see `simfactory trace stats`).")] = "mooncake",
     engine: EngineOpt = "vllm",
@@ -99,12 +178,13 @@ def serve_cmd(
 
     Example: simfactory calibrate serve --url http://localhost:8000 --served-model meta-llama/Llama-3.1-8B-Instruct --sku h100-sxm --model llama-3.1-8b
     """
-    from simfactory.calibration.client import Endpoint, PlannedRequest, measure_endpoint
+    from simfactory.calibration.client import PlannedRequest, Session, failure_causes, measure_endpoint
     from simfactory.calibration.measurements import check_requests
     from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
         check_output_dir(out_dir)  # before measuring: a refused folder should not cost the measurement
+        ep = _endpoint(url, served_model, "chat" if chat else endpoint, api_key, header or [], timeout, ignore_eos)
         try:
             rate_list = [float(r) for r in rates.split(",") if r.strip()]
         except ValueError:
@@ -122,21 +202,28 @@ def serve_cmd(
                 raise InputError(str(trace), "", f"the {trace_format} format has no send times to replay")
             schedule = [PlannedRequest(float(a), int(i), int(o)) for a, i, o in zip(t.arrival_s, t.input_tokens, t.output_tokens)]
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
-    ep = Endpoint(url=url, model=served_model, chat=chat)
-    out.print(f"sending {len(schedule) if schedule else requests * len(rate_list)} requests to {url} ...", highlight=False)
-    measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule)
+    n_requests = len(schedule) if schedule else requests * len(rate_list)
+    out.print(f"sending {warmup} warm-up and {n_requests} measured requests to {ep.request_url} ...", highlight=False)
+    session = Session(ep.ignore_eos)
+    measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule,
+                                session=session, warmup=warmup)
     with input_errors(), output_folder(out_dir, "calibrate serve") as folder:  # saved before it is checked
-        folder.replace(lambda tmp: measured.to_csv(tmp / "requests.csv", index=False))
+        folder.replace(lambda tmp: _write_measurement(tmp, measured, session, ep))
+    for note in session.notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
     with input_errors():
         measured = check_requests(measured, str(out_dir / "requests.csv"))
     failed = measured[~measured["ok"]]
     if len(failed) == len(measured):
-        reason = str(failed["error"].iloc[0])
-        err.print(f"[red]error:[/red] {url}: every request failed (first: {reason}); is the server up and is "
-                  f"--served-model right?", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {ep.request_url}: every request failed:", highlight=False, soft_wrap=True)
+        for cause in failure_causes(measured):
+            err.print(f"  {cause}", highlight=False, soft_wrap=True)
         raise typer.Exit(2)
     if len(failed):
-        out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow] (see requests.csv, column error)")
+        out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow]:", highlight=False)
+        for cause in failure_causes(measured):
+            out.print(f"  {cause}", highlight=False, soft_wrap=True)
+    _print_summary(measured, session, out)
     with input_errors():
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate serve", existing=True)
 
