@@ -257,16 +257,47 @@ def slower_stack_measurements() -> pd.DataFrame:
     return pd.concat(blocks, ignore_index=True)
 
 
-def test_fit_to_serving_measurements_holds_out_the_middle_rate(slower_stack_measurements):
-    """Fitting the roofline to those measurements brings the held-out (middle-rate) error from large to small."""
-    from simfactory.calibration.serving_fit import fit_serving
+def test_fit_to_serving_measurements_holds_out_each_block_in_turn(slower_stack_measurements):
+    """Fitting the roofline to those measurements brings the error from large to small, on each rate block when a
+    fit to the other two predicts it (leave one block out)."""
+    from simfactory.calibration.serving_fit import SearchSpace, fit_serving
 
-    fit = fit_serving(slower_stack_measurements, H100_8B, max_evaluations=40)
-    assert fit.heldout is not None and set(fit.heldout["rate_rps"]) == {"5"}
+    fit = fit_serving(slower_stack_measurements, H100_8B, space=SearchSpace(max_evaluations=40))
+    assert fit.heldout is not None and set(fit.heldout["rate_rps"]) == {"2", "5", "10"}
     assert fit.start_mape > 0.15  # the shipped factors are far off this stack
-    assert fit.train_mape < 0.05 and fit.heldout_mape < 0.06
+    assert fit.train_mape < 0.05 and fit.heldout_mape < 0.08
+    assert set(fit.block_errors()) == {"2", "5", "10"} and fit.worst_block()[1] < 0.12
+    assert not fit.on_bounds
     result = fit.as_fit_result()
     assert result.heldout_mape == fit.heldout_mape and set(result.predictions["split"]) == {"train", "heldout"}
+    # throughput rows are reported apart, not in the headline
+    assert fit.heldout_mape == pytest.approx(
+        mape(fit.heldout[fit.heldout["metric"] != "output_tokens_per_s"]))
+
+
+def test_a_fit_on_its_search_bound_or_past_the_threshold_is_refused_naming_why(slower_stack_measurements, tmp_path):
+    slower_stack_measurements.to_csv(tmp_path / "requests.csv", index=False)
+    base = ["calibrate", "fit", str(tmp_path / "requests.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+            "--profiles-dir", str(tmp_path / "p"), "--max-evaluations", "30"]
+    # the true compute efficiency (0.35) lies below the allowed range: the fit hits its lower bound
+    res = CliRunner().invoke(app, base + ["--compute-bounds", "0.6:1"])
+    assert res.exit_code == 1, res.output
+    assert "compute_efficiency = 0.6 (lower bound of 0.6-1)" in res.output and "Pass --force" in res.output
+    assert not (tmp_path / "p").exists()
+    res = CliRunner().invoke(app, base + ["--max-heldout-mape", "0.001"])
+    assert res.exit_code == 1 and "held-out block" in res.output and "per block: 2:" in res.output, res.output
+    for flag, value in (("--compute-bounds", "1:0.5"), ("--memory-bounds", "x"), ("--overhead-bounds", "0:99"),
+                        ("--compute-bounds", "0:1")):
+        res = CliRunner().invoke(app, base + [flag, value])
+        assert res.exit_code == 2 and f"error: {flag}" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_serve_measures_every_rate_at_every_prompt_length_as_blocks(server):
+    table = measure_endpoint(Endpoint(url=server, model="m"), [40.0, 60.0], 2, [16, 64], 3, seed=0)
+    assert len(table) == 8 and table["request_id"].is_unique
+    assert list(dict.fromkeys(table["block"])) == ["40 @ 16 tok", "60 @ 16 tok", "40 @ 64 tok", "60 @ 64 tok"]
+    one = measure_endpoint(Endpoint(url=server, model="m"), [40.0], 2, 16, 3, seed=0)
+    assert set(one["block"]) == {"40"}
 
 
 def test_fit_command_on_a_request_table_writes_a_profile_the_simulator_uses(slower_stack_measurements, tmp_path):

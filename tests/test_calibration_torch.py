@@ -1,6 +1,5 @@
 """The torch backend for real, on the CPU, with a tiny Llama-shaped config: what `calibrate run --backend torch`
-executes on a GPU, minus the GPU. Skipped where torch and transformers are not installed (CI installs neither);
-run it after touching backends.py: pip install torch transformers && pytest tests/test_calibration_torch.py"""
+executes on a GPU, minus the GPU. Skipped where torch and transformers are not installed (the serve-test extra, which CI installs, has both)."""
 
 from __future__ import annotations
 
@@ -32,8 +31,9 @@ def median_s(backend: TorchBackend, point: DesignPoint) -> float:
 def test_step_times_grow_with_the_work_in_the_step(backend):
     assert median_s(backend, DesignPoint("prefill", prefill_seqs=4, prefill_tokens=512)) > 3 * median_s(
         backend, DesignPoint("prefill", prefill_seqs=1, prefill_tokens=64))
-    # the decode attends over the whole static cache: a longer context is a slower step
-    assert median_s(backend, DesignPoint("decode", decode_seqs=32, context_tokens=2048)) > 3 * median_s(
+    # the decode attends over the whole static cache: a longer context is a slower step (the tiny model's fixed
+    # per-step cost keeps the ratio far below 32x; 1.5x holds on a busy 2-core machine)
+    assert median_s(backend, DesignPoint("decode", decode_seqs=32, context_tokens=2048)) > 1.5 * median_s(
         backend, DesignPoint("decode", decode_seqs=32, context_tokens=64))
 
 

@@ -215,27 +215,32 @@ def warm_up(ep: Endpoint, n: int, input_tokens: int, output_tokens: int, session
     return ttfts
 
 
-def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, input_tokens: int,
+def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, input_tokens: int | list[int],
                      output_tokens: int, seed: int = 0, concurrency: int | None = None,
                      schedule: list[PlannedRequest] | None = None, session: Session | None = None,
                      warmup: int = 0) -> pd.DataFrame:
-    """Poisson load at each rate in turn (or one replayed schedule); send_s is relative to each block's start.
-    `warmup` requests go first and are not recorded; the session (when given) collects notes and raw records."""
+    """Poisson load at each rate in turn, at each prompt length (or one replayed schedule); send_s is relative to
+    each block's start, and each row names its block (`block`: the rate, with the prompt length when several are
+    measured), the unit a fit holds out. `warmup` requests go first and are not recorded; the session (when given)
+    collects notes and raw records."""
     session = session if session is not None else Session(ep.ignore_eos)
-    blocks: list[tuple[float, list[PlannedRequest]]]
+    lengths = [input_tokens] if isinstance(input_tokens, int) else list(input_tokens)
+    blocks: list[tuple[float, str, list[PlannedRequest]]]
     if schedule is not None:
-        blocks = [(float("nan"), schedule)]
+        blocks = [(float("nan"), "trace", schedule)]
     else:
-        blocks = [(r, poisson_schedule(r, requests_per_rate, input_tokens, output_tokens, seed + k))
-                  for k, r in enumerate(rates)]
+        blocks = [(r, f"{r:g}" if len(lengths) == 1 else f"{r:g} @ {n} tok",
+                   poisson_schedule(r, requests_per_rate, n, output_tokens, seed + k))
+                  for k, (n, r) in enumerate((n, r) for n in lengths for r in rates)]
     if warmup:
-        ttfts = warm_up(ep, warmup, input_tokens, output_tokens, session)
+        ttfts = warm_up(ep, warmup, lengths[0], output_tokens, session)
         shown = ", ".join("failed" if v != v else f"{v:.3g} s" for v in ttfts)
         session.note(f"{warmup} warm-up request(s) not recorded (TTFT: {shown})")
     rows: list[dict[str, Any]] = []
-    for k, (rate, plan) in enumerate(blocks):
-        rows += asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k,
-                                         session=session))
+    for k, (rate, label, plan) in enumerate(blocks):
+        done = asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k,
+                                        session=session))
+        rows += [{**row, "block": label} for row in done]
     return pd.DataFrame(rows)  # raw: the caller saves it before checking (a measurement is never lost)
 
 

@@ -49,6 +49,7 @@ REQUEST_COLUMNS: dict[str, str] = {
 REQUEST_OPTIONAL: dict[str, str] = {
     "error": "the failure, empty when ok",
     "rate_rps": "the offered load this request belonged to",
+    "block": "the run (one rate at one prompt length) this request belonged to; fits hold out one block at a time",
 }
 
 

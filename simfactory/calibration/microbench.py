@@ -133,6 +133,7 @@ class CalibrationRun:
     power: PowerFit | None
     steps: pd.DataFrame
     shipped_mape: float | None = None  # the uncalibrated (roofline) profile's error on the same steps
+    notes: tuple[str, ...] = ()  # what the report prints beside the table (per-block errors, warnings)
 
 
 def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> Any:
@@ -183,17 +184,30 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
 
 
 def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, provenance: dict[str, Any],
-                    max_heldout_mape: float = 0.10, force: bool = False) -> CalibrationRun:
-    """Fit the roofline to serving measurements (serving_fit), with the same threshold and files as `publish`."""
-    from simfactory.calibration.serving_fit import fit_serving
+                    max_heldout_mape: float = 0.10, force: bool = False, space: Any = None) -> CalibrationRun:
+    """Fit the roofline to serving measurements (serving_fit), with the same threshold and files as `publish`;
+    `space` (serving_fit.SearchSpace) bounds the search."""
+    from simfactory.calibration.serving_fit import check_serving_fit, fit_serving
 
-    sf = fit_serving(requests, dep)
+    sf = fit_serving(requests, dep, space=space)
+    warnings = check_serving_fit(sf, max_heldout_mape, force)
     fit = sf.as_fit_result()
     check_threshold(fit, max_heldout_mape, force)
-    provenance = {**provenance, "method": f"serving-level fit: {sf.evaluations} simulated replays",
-                  "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the training load)"}
+    provenance = {**provenance, "method": f"serving-level fit: {sf.evaluations} simulated replays, held out one "
+                                          "block at a time",
+                  "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the load, latency "
+                                           "percentiles)",
+                  "throughput_mape": f"{sf.throughput_mape():.2%} (reported apart: right whenever the server keeps up)"}
+    if warnings:
+        provenance["warnings"] = " | ".join(warnings)
     entry = build_entry(fit, model=dep.model, engine=dep.engine, dtype=dep.dtype, tp=dep.tp, provenance=provenance)
-    return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku, force=force), fit, None, requests, sf.start_mape)
+    notes = [f"held out one block at a time (a fit to the other blocks predicts it): "
+             + ", ".join(f"block {k}: {v:.1%}" for k, v in sf.block_errors().items())] if sf.heldout is not None else [
+        "one block only: no held-out error (measure two or more rates or prompt lengths)"]
+    notes.append(f"throughput rows (right whenever the server keeps up; not in the MAPE): {sf.throughput_mape():.1%}")
+    notes += [f"warning: {w}" for w in warnings]
+    return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku, force=force), fit, None, requests,
+                          sf.start_mape, tuple(notes))
 
 
 def base_provenance(command: list[str]) -> dict[str, Any]:

@@ -1,14 +1,17 @@
 """Fit a profile to serving measurements (a request table from `calibrate serve` or an import) when no
 microbenchmark is possible: the roofline's compute efficiency, memory efficiency and per-step overhead are
 chosen so that the simulator, replaying exactly the measured load, reproduces the measured TTFT/TPOT/E2E
-percentiles and throughput (Nelder-Mead on the validation MAPE; every evaluation is a simulation).
+percentiles (Nelder-Mead on their MAPE; every evaluation is a simulation).
 
-With three or more rate blocks the middle rate is held out: the reported error is on load the fit never saw.
+Held-out error: leave one block out across the whole design. A block is one run at one rate and one prompt
+length (the table's `block` column, which `calibrate serve` writes; else one block per rate); each block in turn is
+predicted by a fit to all the others, and the worst block is reported and gates the profile. Throughput rows are right whenever the
+server keeps up with the offered load, so they are reported apart and left out of the headline error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,85 +20,155 @@ from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitRefused, FitResult
 from simfactory.calibration.measurements import check_requests
-from simfactory.calibration.validate import Deployment, blocks_of, compare, compare_blocks, mape
+from simfactory.calibration.validate import Block, Deployment, blocks_of, compare_blocks, mape
 from simfactory.config.profile import RooflineStepTime
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
 
-BOUNDS = ((0.02, 1.0), (0.02, 1.0), (0.0, 0.05))  # compute eff, memory eff, step overhead s
+PARAMETERS = ("compute_efficiency", "memory_efficiency", "step_overhead_s")
+DEFAULT_BOUNDS = ((0.02, 1.0), (0.02, 1.0), (0.0, 0.05))  # compute eff, memory eff, step overhead s
+ON_BOUND = 0.01  # a fitted value within this share of its range from a bound sits on it
+THROUGHPUT = "output_tokens_per_s"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Where the fit may look and how long: bounds per parameter, Nelder-Mead evaluations per fit."""
+
+    bounds: tuple[tuple[float, float], ...] = DEFAULT_BOUNDS
+    max_evaluations: int = 60
+
+    def clip(self, x: np.ndarray) -> RooflineStepTime:
+        c, m, o = (float(np.clip(v, lo, hi)) for v, (lo, hi) in zip(x, self.bounds))
+        return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o)
+
+    def on_bounds(self, f: RooflineStepTime) -> list[str]:
+        """The fitted parameters that sit on a bound, each as 'name = value (bound lo-hi)'."""
+        out = []
+        for name, (lo, hi) in zip(PARAMETERS, self.bounds):
+            v = getattr(f, name)
+            if min(v - lo, hi - v) <= ON_BOUND * (hi - lo):
+                out.append(f"{name} = {v:.4g} ({'lower' if v - lo <= hi - v else 'upper'} bound of {lo:g}-{hi:g})")
+        return out
+
+
+def latency_mape(table: pd.DataFrame) -> float:
+    """The headline error: latency percentiles only (throughput rows aside)."""
+    return mape(table[table["metric"] != THROUGHPUT])
 
 
 @dataclass(frozen=True)
 class ServingFit:
     factors: RooflineStepTime
     start: RooflineStepTime  # the SKU's shipped factors the search started from
-    train: pd.DataFrame  # validation tables (rate, metric, measured, predicted, error)
-    heldout: pd.DataFrame | None
-    start_mape: float  # the shipped factors' error on the training load
+    train: pd.DataFrame  # validation tables (rate, metric, measured, predicted, error), every block, final fit
+    heldout: pd.DataFrame | None  # each block predicted by the fit to the other blocks (None: one block only)
+    start_mape: float  # the shipped factors' latency error on the whole load
     evaluations: int
+    on_bounds: list[str] = field(default_factory=list)  # fitted parameters sitting on a bound
+    budget_exhausted: bool = False  # the final fit stopped at max_evaluations
 
     @property
     def train_mape(self) -> float:
-        return mape(self.train)
+        return latency_mape(self.train)
 
     @property
     def heldout_mape(self) -> float | None:
-        return None if self.heldout is None else mape(self.heldout)
+        return None if self.heldout is None else latency_mape(self.heldout)
+
+    def block_errors(self) -> dict[str, float]:
+        """Held-out latency MAPE per block (empty with one block)."""
+        if self.heldout is None:
+            return {}
+        lat = self.heldout[self.heldout["metric"] != THROUGHPUT]
+        return {str(k): mape(g) for k, g in lat.groupby("rate_rps", sort=False)}
+
+    def worst_block(self) -> tuple[str, float] | None:
+        errors = {k: v for k, v in self.block_errors().items() if v == v}
+        return max(errors.items(), key=lambda kv: kv[1]) if errors else None
+
+    def throughput_mape(self) -> float:
+        """The throughput rows' error (reported apart: right whenever the server keeps up)."""
+        table = self.heldout if self.heldout is not None else self.train
+        return mape(table[table["metric"] == THROUGHPUT])
 
     def as_fit_result(self) -> FitResult:
-        """For the profile writer: the reported error is the held-out one when there is a held-out block."""
+        """For the profile writer: the reported error is the leave-one-block-out one when there are blocks to
+        leave out; its worst error is the worst block's."""
         table = pd.concat([self.train.assign(split="train")] +
                           ([self.heldout.assign(split="heldout")] if self.heldout is not None else []))
         check = self.heldout if self.heldout is not None else self.train
+        lat = check[check["metric"] != THROUGHPUT]
+        worst = self.worst_block()
         return FitResult(
             kind="roofline (fitted to serving measurements)", step_time=self.factors, train_mape=self.train_mape,
-            heldout_mape=mape(check), heldout_max_error=float(np.nanmax(np.abs(check["error"]))),
+            heldout_mape=latency_mape(check),
+            heldout_max_error=worst[1] if worst is not None else float(np.nanmax(np.abs(lat["error"]))),
             n_train=len(self.train), n_heldout=len(self.heldout) if self.heldout is not None else 0,
-            predictions=table.reset_index(drop=True),
+            predictions=table.reset_index(drop=True), heldout_by="block (leave one block out)",
         )
 
 
-def _clip(x: np.ndarray) -> RooflineStepTime:
-    c, m, o = (float(np.clip(v, lo, hi)) for v, (lo, hi) in zip(x, BOUNDS))
-    return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o)
+def _search(blocks: list[Block], x0: np.ndarray, space: SearchSpace) -> tuple[RooflineStepTime, int, bool]:
+    """Nelder-Mead over the blocks' latency MAPE: (factors, evaluations, budget exhausted)."""
+    cache: dict[tuple[float, ...], float] = {}
 
+    def objective(x: np.ndarray) -> float:
+        f = space.clip(x)
+        key = (round(f.compute_efficiency, 6), round(f.memory_efficiency, 6), round(f.step_overhead_s, 8))
+        if key not in cache:
+            cache[key] = latency_mape(compare_blocks(blocks, f))
+        return cache[key]
 
-def split_blocks(measured: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Hold out the middle rate when there are three or more rate blocks."""
-    rates = sorted(measured["rate_rps"].dropna().unique()) if "rate_rps" in measured else []
-    if len(rates) < 3:
-        return measured, None
-    held = rates[len(rates) // 2]
-    keep = measured["rate_rps"] != held
-    return measured[keep], measured[~keep]
+    simplex = np.array([x0, x0 * [0.6, 1, 1], x0 * [1, 0.6, 1], x0 + [0, 0, 0.004]])
+    res = minimize(objective, x0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "maxfev": space.max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
+    return space.clip(res.x), len(cache), bool(res.nfev >= space.max_evaluations and not res.success)
 
 
 def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-                max_evaluations: int = 60) -> ServingFit:
+                space: SearchSpace | None = None) -> ServingFit:
+    space = space or SearchSpace()
     measured = check_requests(measured)
     if int(measured["ok"].sum()) < 10:
         raise FitRefused("fitting to serving measurements needs at least 10 successful requests")
     dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
     start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), load_engines(dirs).get(dep.engine))
-    train, heldout = split_blocks(measured)
-    train_blocks = blocks_of(train, dep, seed, base_dir)  # resolved once; each evaluation only re-simulates
-    cache: dict[tuple[float, ...], float] = {}
-
-    def objective(x: np.ndarray) -> float:
-        f = _clip(x)
-        key = (round(f.compute_efficiency, 6), round(f.memory_efficiency, 6), round(f.step_overhead_s, 8))
-        if key not in cache:
-            cache[key] = mape(compare_blocks(train_blocks, f))
-        return cache[key]
-
+    blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
     x0 = np.array([start.compute_efficiency, start.memory_efficiency, start.step_overhead_s])
-    start_mape = objective(x0)
-    simplex = np.array([x0, x0 * [0.6, 1, 1], x0 * [1, 0.6, 1], x0 + [0, 0, 0.004]])
-    res = minimize(objective, x0, method="Nelder-Mead",
-                   options={"initial_simplex": simplex, "maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
-    factors = _clip(res.x)
-    return ServingFit(
-        factors=factors, start=start, train=compare_blocks(train_blocks, factors),
-        heldout=None if heldout is None else compare(heldout, dep, seed, base_dir, factors),
-        start_mape=start_mape, evaluations=len(cache),
-    )
+    x0 = np.array([np.clip(v, lo, hi) for v, (lo, hi) in zip(x0, space.bounds)])
+    start_mape = latency_mape(compare_blocks(blocks, space.clip(x0)))
+    factors, evaluations, exhausted = _search(blocks, x0, space)
+    heldout = None
+    if len(blocks) >= 2:
+        folds = []
+        for k, b in enumerate(blocks):
+            fold, n, _ = _search(blocks[:k] + blocks[k + 1:], x0, space)
+            evaluations += n
+            folds.append(compare_blocks([b], fold))
+        heldout = pd.concat(folds, ignore_index=True)
+    return ServingFit(factors=factors, start=start, train=compare_blocks(blocks, factors), heldout=heldout,
+                      start_mape=start_mape, evaluations=evaluations, on_bounds=space.on_bounds(factors),
+                      budget_exhausted=exhausted)
+
+
+def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> list[str]:
+    """Refuse (FitRefused, unless forced) a fit with a parameter on a bound or a held-out block past the
+    threshold, naming it; returns the warnings that remain (forced refusals, an exhausted budget)."""
+    problems = []
+    if sf.on_bounds:
+        problems.append("fitted parameters sit on their search bounds: " + "; ".join(sf.on_bounds) +
+                        ". The measurements are not explained inside the search space: check --sku, --tp, --engine "
+                        "and --max-num-seqs, or widen --compute-bounds / --memory-bounds / --overhead-bounds")
+    worst = sf.worst_block()
+    if worst is not None and worst[1] > max_heldout_mape:
+        errors = ", ".join(f"{k}: {v:.1%}" for k, v in sf.block_errors().items())
+        problems.append(f"held-out block {worst[0]} is predicted {worst[1]:.1%} off by a fit to the other blocks "
+                        f"(over {max_heldout_mape:.1%}; per block: {errors})")
+    if problems and not force:
+        raise FitRefused(" | ".join(problems) + ". Pass --force to write the profile anyway")
+    warnings = problems[:]
+    if sf.budget_exhausted:
+        warnings.append(f"the search stopped at its evaluation budget (--max-evaluations {SearchSpace().max_evaluations} "
+                        "by default): the fit may not have converged")
+    return warnings

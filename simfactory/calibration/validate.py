@@ -156,16 +156,24 @@ class Block:
 
 
 def blocks_of(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> list[Block]:
-    """Group by rate (rows without one form one 'trace' block) and resolve each block once."""
+    """Group by the `block` column when the table has one (`calibrate serve`: one block per rate and prompt
+    length), else by rate (rows without one form one 'trace' block); resolve each block once."""
     measured = check_requests(measured)
-    rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
+    if "block" in measured:
+        keys = measured["block"].astype(str)
+        order = list(dict.fromkeys(keys))
+        groups = [(k, measured[keys == k]) for k in order]
+    else:
+        rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
+        groups = [("trace" if key < 0 else f"{key:g}", block)
+                  for key, block in measured.groupby(rates.fillna(-1.0), sort=True)]
     out = []
-    for key, block in measured.groupby(rates.fillna(-1.0), sort=True):
+    for label, block in groups:
         ok = block[block["ok"].astype(bool)]
         if ok.empty:
             continue
         sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
-        out.append(Block("trace" if key < 0 else f"{key:g}", sent, resolve_block(sent, dep, seed, base_dir)))
+        out.append(Block(label, sent, resolve_block(sent, dep, seed, base_dir)))
     return out
 
 

@@ -31,6 +31,42 @@ def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas
                       max_num_seqs=max_num_seqs)
 
 
+def _rates(text: str) -> list[float]:
+    """--rates: distinct positive request rates, comma-separated (blocks are told apart by rate)."""
+    try:
+        values = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise InputError("--rates", "rates", f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not (r > 0) for r in values):
+        raise InputError("--rates", "rates", "rates must be positive")
+    if len(set(values)) != len(values):
+        raise InputError("--rates", "rates", f"each rate once: {text!r} repeats one (blocks are told apart by rate)")
+    return values
+
+
+def _trace_schedule(trace: Path, trace_format: str) -> list[Any]:
+    """The send times and lengths of a timestamped trace, to replay against the endpoint."""
+    from simfactory.calibration.client import PlannedRequest
+    from simfactory.traces.parse import parse_trace
+
+    t = parse_trace(trace, trace_format)  # type: ignore[arg-type]
+    if t.arrival_s is None:
+        raise InputError(str(trace), "", f"the {trace_format} format has no send times to replay")
+    return [PlannedRequest(float(a), int(i), int(o)) for a, i, o in zip(t.arrival_s, t.input_tokens, t.output_tokens)]
+
+
+def _lengths(text: str) -> list[int]:
+    """--input-tokens: one or more distinct positive token counts, comma-separated."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 or v > 10_000_000 for v in values) or len(set(values)) != len(values):
+        raise InputError("--input-tokens", "input_tokens", f"expected distinct positive token counts, "
+                                                           f"comma-separated, got {text!r}")
+    return values
+
+
 def _endpoint(url: str, model: str, endpoint: str, api_key: Optional[str], headers: list[str], timeout: float,
               ignore_eos: bool) -> Any:
     """The endpoint the flags describe; a URL that is not http(s)://host[:port][/v1], an unknown --endpoint or a
@@ -149,7 +185,8 @@ def serve_cmd(
     model: ModelOpt,
     rates: Annotated[str, typer.Option(help="Comma-separated Poisson rates (req/s), run one after another.")] = "1,2,4",
     requests: Annotated[int, typer.Option(min=1, max=1_000_000, help="Requests per rate.")] = 100,
-    input_tokens: Annotated[int, typer.Option(min=1, help="Prompt tokens per request.")] = 512,
+    input_tokens: Annotated[str, typer.Option(help="Prompt tokens per request; several (comma-separated) measure "
+                                                   "every rate at each length, blocks a fit can hold out.")] = "512",
     output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (ignore_eos).")] = 128,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Cap on requests in flight (default: none).")] = None,
     chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions (= --endpoint chat).")] = False,
@@ -178,34 +215,20 @@ def serve_cmd(
 
     Example: simfactory calibrate serve --url http://localhost:8000 --served-model meta-llama/Llama-3.1-8B-Instruct --sku h100-sxm --model llama-3.1-8b
     """
-    from simfactory.calibration.client import PlannedRequest, Session, failure_causes, measure_endpoint
+    from simfactory.calibration.client import Session, failure_causes, measure_endpoint
     from simfactory.calibration.measurements import check_requests
     from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
         check_output_dir(out_dir)  # before measuring: a refused folder should not cost the measurement
         ep = _endpoint(url, served_model, "chat" if chat else endpoint, api_key, header or [], timeout, ignore_eos)
-        try:
-            rate_list = [float(r) for r in rates.split(",") if r.strip()]
-        except ValueError:
-            raise InputError("--rates", "rates", f"expected comma-separated numbers, got {rates!r}") from None
-        if not rate_list or any(r <= 0 for r in rate_list):
-            raise InputError("--rates", "rates", "rates must be positive")
-        if len(set(rate_list)) != len(rate_list):
-            raise InputError("--rates", "rates", f"each rate once: {rates!r} repeats one (blocks are told apart by rate)")
-        schedule = None
-        if trace is not None:
-            from simfactory.traces.parse import parse_trace
-
-            t = parse_trace(trace, trace_format)  # type: ignore[arg-type]
-            if t.arrival_s is None:
-                raise InputError(str(trace), "", f"the {trace_format} format has no send times to replay")
-            schedule = [PlannedRequest(float(a), int(i), int(o)) for a, i, o in zip(t.arrival_s, t.input_tokens, t.output_tokens)]
+        rate_list, lengths = _rates(rates), _lengths(input_tokens)
+        schedule = _trace_schedule(trace, trace_format) if trace is not None else None
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
-    n_requests = len(schedule) if schedule else requests * len(rate_list)
+    n_requests = len(schedule) if schedule else requests * len(rate_list) * len(lengths)
     out.print(f"sending {warmup} warm-up and {n_requests} measured requests to {ep.request_url} ...", highlight=False)
     session = Session(ep.ignore_eos)
-    measured = measure_endpoint(ep, rate_list, requests, input_tokens, output_tokens, seed, concurrency, schedule,
+    measured = measure_endpoint(ep, rate_list, requests, lengths, output_tokens, seed, concurrency, schedule,
                                 session=session, warmup=warmup)
     with input_errors(), output_folder(out_dir, "calibrate serve") as folder:  # saved before it is checked
         folder.replace(lambda tmp: _write_measurement(tmp, measured, session, ep))

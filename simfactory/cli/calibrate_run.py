@@ -89,6 +89,8 @@ def _report(run: Any, out: Any) -> None:
     if run.shipped_mape is not None:
         out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these measurements; the "
                   f"measured profile by {f.heldout_mape:.1%} on held-out ones")
+    for note in run.notes:
+        out.print(note, highlight=False, soft_wrap=True)
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
     out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
@@ -230,17 +232,35 @@ def _run_provenance(backend: str, model: str, dtype: str, tp: int, quick: bool, 
     return prov
 
 
-def _fit_requests(requests: Any, sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
-                  max_num_seqs: int | None, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
-                  force: bool, out: Any) -> Any:
+def _fit_requests(requests: Any, dep: Any, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
+                  force: bool, space: Any, out: Any) -> Any:
     from simfactory.calibration.microbench import publish_serving
-    from simfactory.calibration.validate import Deployment
 
-    dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas, max_num_seqs=max_num_seqs)
     out.print(f"fitting to {int(requests['ok'].sum())} measured requests (each evaluation replays the load) ...",
               highlight=False)
     return publish_serving(requests, dep, profiles_dir=profiles_dir, provenance=prov,
-                           max_heldout_mape=max_heldout_mape, force=force)
+                           max_heldout_mape=max_heldout_mape, force=force, space=space)
+
+
+def _search_space(compute_bounds: str, memory_bounds: str, overhead_bounds: str, max_evaluations: int) -> Any:
+    """The serving fit's search space from LO:HI flags; a malformed or empty range is an input error naming it."""
+    from simfactory.calibration.serving_fit import SearchSpace
+
+    bounds = []
+    for flag, text, cap in (("--compute-bounds", compute_bounds, 1.0), ("--memory-bounds", memory_bounds, 1.0),
+                            ("--overhead-bounds", overhead_bounds, 10.0)):
+        lo_s, sep, hi_s = text.partition(":")
+        try:
+            lo, hi = float(lo_s), float(hi_s)
+        except ValueError:
+            lo = hi = float("nan")
+        if not sep or not (math.isfinite(lo) and math.isfinite(hi)) or not 0.0 <= lo < hi <= cap:
+            raise InputError(flag, "", f"expected LO:HI with 0 <= LO < HI <= {cap:g}, got {text!r}")
+        bounds.append((lo, hi))
+    if bounds[0][0] <= 0 or bounds[1][0] <= 0:
+        raise InputError("--compute-bounds" if bounds[0][0] <= 0 else "--memory-bounds", "",
+                         "an efficiency's lower bound must be above 0")
+    return SearchSpace(bounds=tuple(bounds), max_evaluations=max_evaluations)
 
 
 def fit_cmd(
@@ -265,23 +285,29 @@ def fit_cmd(
     force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
     gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
     profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
+    compute_bounds: Annotated[str, typer.Option(help="Request tables: search range of the compute efficiency, LO:HI.")] = "0.02:1",
+    memory_bounds: Annotated[str, typer.Option(help="Request tables: search range of the memory efficiency, LO:HI.")] = "0.02:1",
+    overhead_bounds: Annotated[str, typer.Option(help="Request tables: search range of the per-step overhead in seconds, LO:HI.")] = "0:0.05",
+    max_evaluations: Annotated[int, typer.Option(min=4, max=100_000, help="Request tables: simulated replays per fit (Nelder-Mead budget).")] = 60,
 ) -> None:
     """Fit measurements you already have (no GPU needed) and write a measured profile.
 
     A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
-    fitted through the simulator: the roofline factors that make the simulated replay of that load match
-    its latency percentiles and throughput (the middle rate held out when there are three or more).
+    fitted through the simulator: the roofline factors that make the simulated replay of that load match its
+    latency percentiles; each block (rate x prompt-length group) is held out in turn and predicted by a fit to the
+    others, and the worst block gates the profile. A fitted factor on its search bound refuses the fit.
 
     Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
     """
     from simfactory.calibration.fit import FitRefused
     from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
     from simfactory.calibration.microbench import base_provenance, publish
-    from simfactory.calibration.validate import check_deployment_flags
+    from simfactory.calibration.validate import Deployment, check_deployment_flags
 
     with input_errors():
         check_deployment_flags(dtype, tp, replicas)
         _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by, max_train_rows)
+        space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
         arch, profile = _context(sku, model)
     prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
@@ -290,8 +316,9 @@ def fit_cmd(
         if all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 requests = check_requests(table, str(measurements))
-                run = _fit_requests(requests, sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir,
-                                    prov, max_heldout_mape, force, out)
+                dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
+                                 max_num_seqs=max_num_seqs)
+                run = _fit_requests(requests, dep, profiles_dir, prov, max_heldout_mape, force, space, out)
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
