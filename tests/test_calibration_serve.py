@@ -431,3 +431,32 @@ def test_serve_writes_raw_records_and_summary_and_refuses_bad_flags(server, tmp_
                            (["--url", server, "--endpoint", "embeddings"], "--endpoint: endpoint: completions or chat")):
         res = CliRunner().invoke(app, base + flags + ["--out", str(tmp_path / "bad")])
         assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (flags, res.output)
+
+
+def test_no_gpu_hint_keeps_its_brackets(monkeypatch):
+    """The extra to install is printed whole (rich markup once ate `[calibrate]`)."""
+    from simfactory.calibration import nvml
+
+    def no_gpu(index=0):
+        raise nvml.NoGpu("calibration needs NVML: pip install 'simfactory[calibrate]' (nvidia-ml-py) on a GPU machine")
+
+    monkeypatch.setattr(nvml, "require_gpu", no_gpu)
+    res = CliRunner().invoke(app, ["calibrate", "run", "--model", "llama-3.1-8b"])
+    assert res.exit_code == 3 and "pip install 'simfactory[calibrate]'" in res.output, res.output
+
+
+def test_validate_uses_the_profiles_a_fit_wrote_and_names_its_step_time(slower_stack_measurements, tmp_path):
+    slower_stack_measurements.to_csv(tmp_path / "requests.csv", index=False)
+    flags = ["--sku", "h100-sxm", "--model", "llama-3.1-8b"]
+    res = CliRunner().invoke(app, ["calibrate", "fit", str(tmp_path / "requests.csv"), *flags, "--max-evaluations", "30",
+                                   "--profiles-dir", str(tmp_path / "mine"), "--force"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "requests.csv"), *flags,
+                                   "--profiles-dir", str(tmp_path / "mine"), "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0 and "step time simulated: measured" in res.output, res.output
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "requests.csv"), *flags,
+                                   "--out", str(tmp_path / "v2")])
+    assert res.exit_code == 0 and "step time simulated: measured kernels" in res.output, res.output
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "requests.csv"), *flags,
+                                   "--profiles-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "v3")])
+    assert res.exit_code == 2 and "--profiles-dir" in res.output and "is not a folder" in res.output

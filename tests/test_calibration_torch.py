@@ -61,3 +61,30 @@ def test_measured_steps_fit_and_publish_a_profile(backend, tmp_path):
     doc = yaml.safe_load(run.profile_path.read_text())
     assert doc["engine"] == "torch-eager" and doc["source"] == "measured"
     assert "transformers" in doc["provenance"]["engine_version"]
+
+
+def test_calibrate_run_rehearses_the_whole_path_on_the_cpu(tmp_path):
+    """`calibrate run --backend torch --device cpu`: time, fit and write a profile without a GPU or NVML."""
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    res = CliRunner().invoke(app, ["calibrate", "run", "--backend", "torch", "--device", "cpu", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--config-dir", str(TINY), "--quick", "--repetitions", "3",
+                                   "--warmup", "0", "--fit", "linear", "--profiles-dir", str(tmp_path), "--force"])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load((tmp_path / "h100-sxm" / "llama-3.1-8b-torch-eager-bf16-tp1.yaml").read_text())
+    assert doc["source"] == "measured" and doc["provenance"]["gpu"] == "cpu"
+
+
+def test_device_flags_are_checked_before_anything_runs(tmp_path):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    base = ["calibrate", "run", "--model", "llama-3.1-8b", "--profiles-dir", str(tmp_path)]
+    for flags, message in ((["--device", "cpu"], "--device: device: cpu runs the torch backend only"),
+                           (["--backend", "torch", "--device", "cpu"], "--sku: sku: --device cpu has no GPU name"),
+                           (["--backend", "torch", "--device", "tpu"], "--device: device: cuda or cpu")):
+        res = CliRunner().invoke(app, base + flags)
+        assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, (flags, res.output)

@@ -279,6 +279,6 @@ def make_backend(name: str, config_dir: Path, dtype: str, tp: int, **engine_args
         return VllmBackend(config_dir, dtype, tp, **engine_args)
     if name == "torch":
         if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
-            raise RuntimeError("the torch backend needs torch and transformers: pip install torch transformers")
-        return TorchBackend(config_dir, dtype, tp)
+            raise RuntimeError("the torch backend needs torch and transformers: pip install 'simfactory[calibrate-torch]'")
+        return TorchBackend(config_dir, dtype, tp, device=engine_args.get("device", "cuda"))
     raise ValueError(f"unknown backend {name!r} (vllm, torch)")

@@ -11,6 +11,7 @@ server keeps up with the offered load, so they are reported apart and left out o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from simfactory.resolve import default_factors, load_engines, load_profile, sear
 
 PARAMETERS = ("compute_efficiency", "memory_efficiency", "step_overhead_s")
 DEFAULT_BOUNDS = ((0.02, 1.0), (0.02, 1.0), (0.0, 0.05))  # compute eff, memory eff, step overhead s
-ON_BOUND = 0.01  # a fitted value within this share of its range from a bound sits on it
+ON_BOUND = 0.01  # a fitted value within 1% of a bound (relatively) sits on it
 THROUGHPUT = "output_tokens_per_s"
 
 
@@ -43,12 +44,17 @@ class SearchSpace:
         return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o)
 
     def on_bounds(self, f: RooflineStepTime) -> list[str]:
-        """The fitted parameters that sit on a bound, each as 'name = value (bound lo-hi)'."""
+        """The fitted parameters that sit on a bound (within ON_BOUND of it, relatively; a zero bound within a
+        millionth of the range), each as 'name = value (lower/upper bound of lo-hi)'."""
         out = []
         for name, (lo, hi) in zip(PARAMETERS, self.bounds):
             v = getattr(f, name)
-            if min(v - lo, hi - v) <= ON_BOUND * (hi - lo):
-                out.append(f"{name} = {v:.4g} ({'lower' if v - lo <= hi - v else 'upper'} bound of {lo:g}-{hi:g})")
+            near = {side: math.isclose(v, b, rel_tol=ON_BOUND, abs_tol=1e-6 * (hi - lo))
+                    for side, b in (("lower", lo), ("upper", hi))}
+            for side, hit in near.items():
+                if hit:
+                    out.append(f"{name} = {v:.4g} ({side} bound of {lo:g}-{hi:g})")
+                    break
         return out
 
 

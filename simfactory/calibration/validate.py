@@ -8,6 +8,7 @@ simulated TTFT/TPOT/E2E within a few percent of what the live endpoint showed at
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,9 +58,12 @@ class Deployment:
     replicas: int = 1
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
+    profiles_dir: Path | None = None  # measured profiles (<dir>/<sku>/*.yaml) looked up first, as `calibrate fit` writes
 
     def __post_init__(self) -> None:
         check_deployment_flags(self.dtype, self.tp, self.replicas)
+        if self.profiles_dir is not None and not Path(self.profiles_dir).is_dir():
+            raise InputError("--profiles-dir", "", f"{self.profiles_dir} is not a folder")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise InputError("--max-num-seqs", "", f"must be >= 1, got {self.max_num_seqs}")
 
@@ -121,6 +125,10 @@ def resolve_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir:
         trace = Path(tmp) / "load.csv"
         _write_trace(block, trace)
         nominal = (base_dir or Path.cwd()) / "calibrate-validate.yaml"  # never written: only locates profiles
+        if dep.profiles_dir is not None:  # a copy named hardware_profiles beside a nominal scenario in tmp
+            shutil.copytree(dep.profiles_dir, Path(tmp) / "hardware_profiles",
+                            ignore=shutil.ignore_patterns("*.csv", "*.parquet"))
+            nominal = Path(tmp) / "calibrate-validate.yaml"
         try:
             return resolve(block_scenario(block, dep, trace, seed), nominal)
         except (InputError, InputErrors) as e:

@@ -24,11 +24,11 @@ MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_se
 
 
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
-                max_num_seqs: Optional[int]) -> Any:
+                max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None) -> Any:
     from simfactory.calibration.validate import Deployment
 
     return Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
-                      max_num_seqs=max_num_seqs)
+                      max_num_seqs=max_num_seqs, profiles_dir=profiles_dir)
 
 
 def _rates(text: str) -> list[float]:
@@ -161,14 +161,18 @@ def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: 
                         command: str, existing: bool) -> None:
     """Simulate the measured load, write validation.csv (into the folder `calibrate serve` just wrote when
     `existing`, else as a new output folder) and print the comparison."""
-    from simfactory.calibration.validate import compare
+    from simfactory.calibration.validate import blocks_of, compare_blocks
     from simfactory.outputs import output_folder
 
     try:
-        table = compare(measured, dep, seed)
+        blocks = blocks_of(measured, dep, seed)
+        table = compare_blocks(blocks)
     except ValueError as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
+    if blocks:
+        out.print(f"step time simulated: {blocks[0].scenario.deployments[0].step_time_source}", highlight=False,
+                  soft_wrap=True)
     with output_folder(out_dir, command, existing=existing) as folder:
         if existing:
             folder.add(lambda tmp: table.to_csv(tmp / "validation.csv", index=False))
@@ -289,6 +293,8 @@ def validate_cmd(
     max_num_seqs: MaxSeqsOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
+    profiles_dir: Annotated[Optional[Path], typer.Option(help="Measured profiles to use (the folder `calibrate fit "
+                                                              "--profiles-dir` wrote; default: ./hardware_profiles).")] = None,
 ) -> None:
     """Simulate the load a request table records and print predicted vs measured latency and throughput.
 
@@ -300,7 +306,7 @@ def validate_cmd(
         measured = check_requests(read_table(requests_file), str(requests_file))
         if not measured["ok"].any():
             raise InputError(str(requests_file), "ok", "no successful request to compare (every row has ok false)")
-        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
+        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir)
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate validate", existing=False)
 
 

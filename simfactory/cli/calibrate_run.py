@@ -63,7 +63,10 @@ def _fails_with(code: int, *errors: type[Exception]) -> Iterator[None]:
     try:
         yield
     except errors as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        # escaped: a message such as "pip install 'simfactory[calibrate]'" must print its brackets
+        err.print(f"[red]error:[/red] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code) from None
 
 
@@ -136,6 +139,9 @@ def run_cmd(
     profiles_dir: Annotated[Path, typer.Option(help="Where profiles go (<dir>/<sku>/...).")] = Path("hardware_profiles"),
     dry_run: Annotated[bool, typer.Option(help="No GPU needed: print the design and its estimated GPU time "
                                                "(the SKU's roofline) for --sku, and exit.")] = False,
+    device: Annotated[str, typer.Option(help="cuda (a GPU, NVML power sampled) or cpu (the torch backend on this "
+                                             "machine's CPU: a rehearsal of the whole path; needs --sku, a small "
+                                             "--config-dir model and no power curve).")] = "cuda",
 ) -> None:
     """Time engine steps on this GPU, fit the step-time model and write a measured profile.
 
@@ -150,12 +156,17 @@ def run_cmd(
     with input_errors():
         check_deployment_flags(dtype, tp)
         _check_fit_flags(fit_model, max_heldout_mape)
+        _check_device(device, backend, sku, tp)
     if dry_run:
         _dry_run(model, backend, sku, dtype, tp, repetitions, warmup, quick, out)
         return
-    gpu, chosen_sku, arch, profile = _gpu_and_profile(sku, model)
-    engine, points = _start_engine(backend, model, config_dir, arch, dtype, tp, gpu.memory_gb, quick)
-    steps, samples, not_reported = _time_steps(engine, points, tp, repetitions, warmup)
+    if device == "cpu":
+        assert sku is not None
+        gpu, chosen_sku, (arch, profile) = _cpu_info(), sku, _context(sku, model)
+    else:
+        gpu, chosen_sku, arch, profile = _gpu_and_profile(sku, model)
+    engine, points = _start_engine(backend, model, config_dir, arch, dtype, tp, gpu.memory_gb, quick, device)
+    steps, samples, not_reported = _time_steps(engine, points, tp, repetitions, warmup, device == "cuda")
     prov = _run_provenance(backend, model, dtype, tp, quick, gpu, engine, len(steps), repetitions, not_reported)
     from simfactory.calibration.microbench import publish
 
@@ -164,6 +175,28 @@ def run_cmd(
                       profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
                       max_heldout_mape=max_heldout_mape, force=force, samples=samples)
     _report(run, out)
+
+
+def _check_device(device: str, backend: str, sku: str | None, tp: int) -> None:
+    if device not in ("cuda", "cpu"):
+        raise InputError("--device", "device", f"cuda or cpu, not {device!r}")
+    if device == "cpu" and backend != "torch":
+        raise InputError("--device", "device", "cpu runs the torch backend only (--backend torch); vLLM needs a GPU")
+    if device == "cpu" and sku is None:
+        raise InputError("--sku", "sku", "--device cpu has no GPU name to tell the SKU from: pass --sku (the profile "
+                                         "the rehearsal writes)")
+    if device == "cpu" and tp != 1:
+        raise InputError("--tp", "tp", "--device cpu times one device (--tp 1)")
+
+
+def _cpu_info() -> Any:
+    """This machine's CPU as the 'GPU' of a rehearsal: its memory, no driver, no power limit."""
+    import os
+
+    from simfactory.calibration.nvml import GpuInfo
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+    return GpuInfo(index=-1, name="cpu", driver="", cuda_driver="", memory_gb=memory, power_limit_w=None)
 
 
 def _gpu_and_profile(sku: str | None, model: str) -> tuple[Any, str, Any, Any]:
@@ -181,7 +214,7 @@ def _gpu_and_profile(sku: str | None, model: str) -> tuple[Any, str, Any, Any]:
 
 
 def _start_engine(backend: str, model: str, config_dir: Path | None, arch: Any, dtype: str, tp: int,
-                  memory_gb: float, quick: bool) -> tuple[Any, Any]:
+                  memory_gb: float, quick: bool, device: str = "cuda") -> tuple[Any, Any]:
     """The engine to time and the step shapes it can run in one iteration (the others are noted, not timed)."""
     from simfactory.calibration.backends import fitting_points, make_backend
     from simfactory.calibration.fit import FitRefused
@@ -191,8 +224,10 @@ def _start_engine(backend: str, model: str, config_dir: Path | None, arch: Any, 
         folder = config_dir_for(model, config_dir)
         points = design_for(arch, dtype, tp, memory_gb, quick)
         # vLLM admits a prompt only below max_num_seqs: room for the largest batch plus its prompts
-        seqs = {"max_num_seqs": max(p.decode_seqs + p.prefill_seqs for p in points)} if backend == "vllm" else {}
-        engine = make_backend(backend, folder, dtype, tp, **seqs)
+        extra = {"max_num_seqs": max(p.decode_seqs + p.prefill_seqs for p in points)} if backend == "vllm" else {}
+        if backend == "torch":
+            extra["device"] = device
+        engine = make_backend(backend, folder, dtype, tp, **extra)
     points, unfit = fitting_points(engine, points)
     if unfit:
         out.print(f"[yellow]note:[/yellow] {len(unfit)} step shapes exceed what {engine.engine} can run in one "
@@ -200,11 +235,19 @@ def _start_engine(backend: str, model: str, config_dir: Path | None, arch: Any, 
     return engine, points
 
 
-def _time_steps(engine: Any, points: Any, tp: int, repetitions: int, warmup: int) -> tuple[Any, Any, set[str]]:
-    """(steps with power, NVML samples, the NVML fields this GPU did not report), the GPUs sampled while timing."""
+def _time_steps(engine: Any, points: Any, tp: int, repetitions: int, warmup: int,
+                nvml: bool = True) -> tuple[Any, Any, set[str]]:
+    """(steps with power, NVML samples, the NVML fields this GPU did not report), the GPUs sampled while timing;
+    without NVML (a CPU rehearsal) the steps alone, no samples."""
     from simfactory.calibration.backends import StepShapeNotTimed
     from simfactory.calibration.microbench import add_power, measure
     from simfactory.calibration.nvml import NvmlSampler
+
+    if not nvml:
+        with _fails_with(1, StepShapeNotTimed):
+            steps = measure(engine, points, repetitions, warmup, None,
+                            on_point=lambda i, n: out.print(f"  step shape {i}/{n}", highlight=False))
+        return steps, None, set()
 
     with NvmlSampler(tuple(range(tp))) as sampler, _fails_with(1, StepShapeNotTimed):
         steps = measure(engine, points, repetitions, warmup, sampler,
