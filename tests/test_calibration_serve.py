@@ -460,3 +460,31 @@ def test_validate_uses_the_profiles_a_fit_wrote_and_names_its_step_time(slower_s
     res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "requests.csv"), *flags,
                                    "--profiles-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "v3")])
     assert res.exit_code == 2 and "--profiles-dir" in res.output and "is not a folder" in res.output
+
+
+def test_a_linear_serving_fit_recovers_a_server_the_roofline_cannot_describe():
+    """'Measurements' from a linear step time (a CPU-like server: a large fixed cost per step, cheap tokens): the
+    roofline family cannot reach it, the linear one holds out each block closely, and best picks linear."""
+    from simfactory.calibration.serving_fit import SearchSpace, fit_serving
+    from simfactory.config.profile import LinearStepTime
+
+    truth = LinearStepTime(overhead_s=0.04, s_per_prefill_token=2e-4, s_per_decode_seq=2e-3, s_per_kv_token=1e-6)
+    rng = np.random.default_rng(5)
+    blocks = []
+    for rate in (1.0, 3.0, 6.0):
+        n = 25
+        plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(50, 400, n),
+                             "output_tokens": rng.integers(10, 40, n)})
+        plan["send_s"] -= plan["send_s"].iloc[0]
+        sim = simulate_block(plan, H100_8B, factors=truth)
+        blocks.append(pd.DataFrame({"request_id": [f"{rate}-{i}" for i in range(n)], "send_s": plan["send_s"],
+                                    "input_tokens": plan["input_tokens"], "output_tokens": sim["output_tokens"].astype(int),
+                                    "ttft_s": sim["ttft_s"], "tpot_s": sim["tpot_s"], "e2e_s": sim["e2e_s"],
+                                    "ok": sim["ok"], "rate_rps": rate}))
+    measured = pd.concat(blocks, ignore_index=True)
+    space = SearchSpace(max_evaluations=80)
+    linear = fit_serving(measured, H100_8B, space=space, kind="linear")
+    assert linear.kind == "linear" and linear.heldout_mape < 0.10, linear.block_errors()
+    roofline = fit_serving(measured, H100_8B, space=SearchSpace(max_evaluations=30), kind="roofline")
+    assert roofline.heldout_mape > linear.heldout_mape
+    assert linear.as_fit_result().kind == "linear (fitted to serving measurements)"

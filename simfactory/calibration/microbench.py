@@ -184,12 +184,13 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
 
 
 def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, provenance: dict[str, Any],
-                    max_heldout_mape: float = 0.10, force: bool = False, space: Any = None) -> CalibrationRun:
+                    max_heldout_mape: float = 0.10, force: bool = False, space: Any = None,
+                    kind: str = "roofline") -> CalibrationRun:
     """Fit the roofline to serving measurements (serving_fit), with the same threshold and files as `publish`;
     `space` (serving_fit.SearchSpace) bounds the search."""
     from simfactory.calibration.serving_fit import check_serving_fit, fit_serving
 
-    sf = fit_serving(requests, dep, space=space)
+    sf = fit_serving(requests, dep, space=space, kind=kind)
     warnings = check_serving_fit(sf, max_heldout_mape, force)
     fit = sf.as_fit_result()
     check_threshold(fit, max_heldout_mape, force)

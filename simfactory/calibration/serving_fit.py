@@ -12,8 +12,10 @@ server keeps up with the offered load, so they are reported apart and left out o
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from scipy.optimize import minimize
 from simfactory.calibration.fit import FitRefused, FitResult
 from simfactory.calibration.measurements import check_requests
 from simfactory.calibration.validate import Block, Deployment, blocks_of, compare_blocks, mape
-from simfactory.config.profile import RooflineStepTime
+from simfactory.config.profile import LinearStepTime, RooflineStepTime
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
 
@@ -65,14 +67,15 @@ def latency_mape(table: pd.DataFrame) -> float:
 
 @dataclass(frozen=True)
 class ServingFit:
-    factors: RooflineStepTime
-    start: RooflineStepTime  # the SKU's shipped factors the search started from
+    factors: RooflineStepTime | LinearStepTime
+    start: RooflineStepTime  # the SKU's shipped factors (what the error before fitting is measured with)
     train: pd.DataFrame  # validation tables (rate, metric, measured, predicted, error), every block, final fit
     heldout: pd.DataFrame | None  # each block predicted by the fit to the other blocks (None: one block only)
     start_mape: float  # the shipped factors' latency error on the whole load
     evaluations: int
     on_bounds: list[str] = field(default_factory=list)  # fitted parameters sitting on a bound
     budget_exhausted: bool = False  # the final fit stopped at max_evaluations
+    kind: str = "roofline"  # the step-time model fitted: roofline | linear
 
     @property
     def train_mape(self) -> float:
@@ -107,7 +110,7 @@ class ServingFit:
         lat = check[check["metric"] != THROUGHPUT]
         worst = self.worst_block()
         return FitResult(
-            kind="roofline (fitted to serving measurements)", step_time=self.factors, train_mape=self.train_mape,
+            kind=f"{self.kind} (fitted to serving measurements)", step_time=self.factors, train_mape=self.train_mape,
             heldout_mape=latency_mape(check),
             heldout_max_error=worst[1] if worst is not None else float(np.nanmax(np.abs(lat["error"]))),
             n_train=len(self.train), n_heldout=len(self.heldout) if self.heldout is not None else 0,
@@ -115,25 +118,83 @@ class ServingFit:
         )
 
 
-def _search(blocks: list[Block], x0: np.ndarray, space: SearchSpace) -> tuple[RooflineStepTime, int, bool]:
-    """Nelder-Mead over the blocks' latency MAPE: (factors, evaluations, budget exhausted)."""
+@dataclass(frozen=True)
+class Family:
+    """A step-time model the serving fit can vary: its parameter vector x, the model it stands for, where the
+    search starts, and which fitted values sit on a bound."""
+
+    kind: str  # roofline | linear
+    x0: np.ndarray
+    to_step: Callable[[np.ndarray], RooflineStepTime | LinearStepTime]
+    simplex: np.ndarray
+    on_bounds: Callable[[RooflineStepTime | LinearStepTime], list[str]]
+
+
+def roofline_family(start: RooflineStepTime, space: SearchSpace) -> Family:
+    x0 = np.array([start.compute_efficiency, start.memory_efficiency, start.step_overhead_s])
+    x0 = np.array([np.clip(v, lo, hi) for v, (lo, hi) in zip(x0, space.bounds)])
+    simplex = np.array([x0, x0 * [0.6, 1, 1], x0 * [1, 0.6, 1], x0 + [0, 0, 0.004]])
+    return Family("roofline", x0, space.clip, simplex, space.on_bounds)  # type: ignore[arg-type]
+
+
+LINEAR = ("overhead_s", "s_per_prefill_token", "s_per_decode_seq", "s_per_kv_token")
+LINEAR_DECADES = 3.0  # the linear search looks this many decades either side of its data-derived start
+
+
+def linear_family(measured: pd.DataFrame) -> Family:
+    """overhead + per prompt token + per decode sequence + per KV token read, searched in log10 space around a
+    start read off the measurements: the lightest block's median TPOT is mostly overhead, its median TTFT beyond
+    one step is prompt tokens."""
+    ok = measured[measured["ok"].astype(bool)]
+    tpot = float(np.nanmedian(ok["tpot_s"])) if ok["tpot_s"].notna().any() else 0.01
+    ttft = float(np.nanmedian(ok["ttft_s"]))
+    prompt = max(float(ok["input_tokens"].mean()), 1.0)
+    context = max(prompt + float(ok["output_tokens"].mean()) / 2, 1.0)
+    start = np.array([0.7 * tpot, max(ttft - tpot, 0.05 * ttft) / prompt, 0.05 * tpot, 0.1 * tpot / context])
+    x0 = np.log10(np.maximum(start, 1e-12))
+    lo, hi = x0 - LINEAR_DECADES, x0 + LINEAR_DECADES
+
+    def to_step(x: np.ndarray) -> LinearStepTime:
+        return LinearStepTime(**dict(zip(LINEAR, (float(10 ** v) for v in np.clip(x, lo, hi)))))
+
+    def on_bounds(f: RooflineStepTime | LinearStepTime) -> list[str]:
+        out = []
+        for k, name in enumerate(LINEAR):
+            v = np.log10(max(getattr(f, name), 1e-300))
+            if min(v - lo[k], hi[k] - v) <= 0.01:
+                out.append(f"{name} = {10 ** v:.3g} ({LINEAR_DECADES:g} decades from the start the measurements "
+                           "suggest)")
+        return out
+
+    simplex = np.array([x0] + [x0 + 0.5 * np.eye(len(LINEAR))[k] for k in range(len(LINEAR))])
+    return Family("linear", x0, to_step, simplex, on_bounds)
+
+
+def _search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[Any, int, bool]:
+    """Nelder-Mead over the blocks' latency MAPE: (step time, evaluations, budget exhausted)."""
     cache: dict[tuple[float, ...], float] = {}
 
     def objective(x: np.ndarray) -> float:
-        f = space.clip(x)
-        key = (round(f.compute_efficiency, 6), round(f.memory_efficiency, 6), round(f.step_overhead_s, 8))
+        f = family.to_step(x)
+        key = tuple(round(float(v), 10) for v in f.model_dump(exclude={"kind"}).values())
         if key not in cache:
             cache[key] = latency_mape(compare_blocks(blocks, f))
         return cache[key]
 
-    simplex = np.array([x0, x0 * [0.6, 1, 1], x0 * [1, 0.6, 1], x0 + [0, 0, 0.004]])
-    res = minimize(objective, x0, method="Nelder-Mead",
-                   options={"initial_simplex": simplex, "maxfev": space.max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
-    return space.clip(res.x), len(cache), bool(res.nfev >= space.max_evaluations and not res.success)
+    res = minimize(objective, family.x0, method="Nelder-Mead",
+                   options={"initial_simplex": family.simplex, "maxfev": max_evaluations, "xatol": 1e-3,
+                            "fatol": 1e-4})
+    return family.to_step(res.x), len(cache), bool(res.nfev >= max_evaluations and not res.success)
 
 
 def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-                space: SearchSpace | None = None) -> ServingFit:
+                space: SearchSpace | None = None, kind: str = "roofline") -> ServingFit:
+    """The step time that makes the simulated replay match the measured latencies: the SKU's roofline factors
+    (kind roofline), a linear step time (linear: for a server the roofline does not describe, e.g. on a CPU), or
+    whichever holds out better (best)."""
+    if kind == "best":
+        fits = [fit_serving(measured, dep, seed, base_dir, space, k) for k in ("roofline", "linear")]
+        return min(fits, key=lambda f: (f.heldout_mape if f.heldout_mape is not None else f.train_mape))
     space = space or SearchSpace()
     measured = check_requests(measured)
     if int(measured["ok"].sum()) < 10:
@@ -141,21 +202,20 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
     start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), load_engines(dirs).get(dep.engine))
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
-    x0 = np.array([start.compute_efficiency, start.memory_efficiency, start.step_overhead_s])
-    x0 = np.array([np.clip(v, lo, hi) for v, (lo, hi) in zip(x0, space.bounds)])
-    start_mape = latency_mape(compare_blocks(blocks, space.clip(x0)))
-    factors, evaluations, exhausted = _search(blocks, x0, space)
+    family = roofline_family(start, space) if kind == "roofline" else linear_family(measured)
+    start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))
+    factors, evaluations, exhausted = _search(blocks, family, space.max_evaluations)
     heldout = None
     if len(blocks) >= 2:
         folds = []
         for k, b in enumerate(blocks):
-            fold, n, _ = _search(blocks[:k] + blocks[k + 1:], x0, space)
+            fold, n, _ = _search(blocks[:k] + blocks[k + 1:], family, space.max_evaluations)
             evaluations += n
             folds.append(compare_blocks([b], fold))
         heldout = pd.concat(folds, ignore_index=True)
     return ServingFit(factors=factors, start=start, train=compare_blocks(blocks, factors), heldout=heldout,
-                      start_mape=start_mape, evaluations=evaluations, on_bounds=space.on_bounds(factors),
-                      budget_exhausted=exhausted)
+                      start_mape=start_mape, evaluations=evaluations, on_bounds=family.on_bounds(factors),
+                      budget_exhausted=exhausted, kind=kind)
 
 
 def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> list[str]:
@@ -165,7 +225,8 @@ def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> l
     if sf.on_bounds:
         problems.append("fitted parameters sit on their search bounds: " + "; ".join(sf.on_bounds) +
                         ". The measurements are not explained inside the search space: check --sku, --tp, --engine "
-                        "and --max-num-seqs, or widen --compute-bounds / --memory-bounds / --overhead-bounds")
+                        "and --max-num-seqs; widen --compute-bounds / --memory-bounds / --overhead-bounds (roofline), "
+                        "or --fit linear for a server the roofline does not describe")
     worst = sf.worst_block()
     if worst is not None and worst[1] > max_heldout_mape:
         errors = ", ".join(f"{k}: {v:.1%}" for k, v in sf.block_errors().items())

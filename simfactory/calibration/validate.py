@@ -21,8 +21,8 @@ from simfactory.calibration.measurements import check_requests
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
-from simfactory.config.profile import DType, RooflineStepTime
-from simfactory.hardware.step_time import RooflineModel
+from simfactory.config.profile import DType, LinearStepTime, RooflineStepTime
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import simulate
@@ -108,12 +108,17 @@ def _write_trace(block: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, float_format="%.9f")
 
 
-def with_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
-    """The same scenario with its deployment on a roofline of these factors (what fitting varies)."""
+def with_factors(rs: ResolvedScenario, factors: RooflineStepTime | LinearStepTime) -> ResolvedScenario:
+    """The same scenario with its deployment on a roofline of these factors, or on this linear step time (what
+    fitting varies)."""
     d = rs.deployments[0]
     c = d.config
-    model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype_for(c.dtype, c.kv_dtype), c.tp,
-                          c.expert_parallel, c.pp)
+    model: StepTimeModel
+    if isinstance(factors, LinearStepTime):
+        model = LinearModel(factors)
+    else:
+        model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype_for(c.dtype, c.kv_dtype), c.tp,
+                              c.expert_parallel, c.pp)
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
 
 
@@ -135,7 +140,7 @@ def resolve_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir:
             raise _as_flags(e) from None
 
 
-def simulate_resolved(rs: ResolvedScenario, factors: RooflineStepTime | None = None) -> pd.DataFrame:
+def simulate_resolved(rs: ResolvedScenario, factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
     """The simulator's request table of a resolved block (on a roofline of `factors` when given)."""
     t = simulate(rs if factors is None else with_factors(rs, factors), keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
@@ -149,7 +154,7 @@ def simulate_resolved(rs: ResolvedScenario, factors: RooflineStepTime | None = N
 
 
 def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-                   factors: RooflineStepTime | None = None) -> pd.DataFrame:
+                   factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
     """The simulator's request table for the block's successful requests (same lengths, same send times)."""
     return simulate_resolved(resolve_block(block, dep, seed, base_dir), factors)
 
@@ -193,7 +198,7 @@ def _throughput(frame: pd.DataFrame) -> float:
     return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
 
 
-def compare_blocks(blocks: list[Block], factors: RooflineStepTime | None = None) -> pd.DataFrame:
+def compare_blocks(blocks: list[Block], factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
     """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1)."""
     rows: list[dict[str, Any]] = []
     for b in blocks:
@@ -213,7 +218,7 @@ def compare_blocks(blocks: list[Block], factors: RooflineStepTime | None = None)
 
 
 def compare(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
-            factors: RooflineStepTime | None = None) -> pd.DataFrame:
+            factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
     """Predicted vs measured for a request table (see compare_blocks)."""
     return compare_blocks(blocks_of(measured, dep, seed, base_dir), factors)
 

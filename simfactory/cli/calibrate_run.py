@@ -276,13 +276,15 @@ def _run_provenance(backend: str, model: str, dtype: str, tp: int, quick: bool, 
 
 
 def _fit_requests(requests: Any, dep: Any, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
-                  force: bool, space: Any, out: Any) -> Any:
+                  force: bool, space: Any, fit_model: str, out: Any) -> Any:
     from simfactory.calibration.microbench import publish_serving
 
-    out.print(f"fitting to {int(requests['ok'].sum())} measured requests (each evaluation replays the load) ...",
-              highlight=False)
+    if fit_model == "kernels":
+        raise InputError("--fit", "fit", "request tables fit roofline, linear or best (kernels: step tables only)")
+    out.print(f"fitting a {fit_model} step time to {int(requests['ok'].sum())} measured requests (each evaluation "
+              "replays the load) ...", highlight=False)
     return publish_serving(requests, dep, profiles_dir=profiles_dir, provenance=prov,
-                           max_heldout_mape=max_heldout_mape, force=force, space=space)
+                           max_heldout_mape=max_heldout_mape, force=force, space=space, kind=fit_model)
 
 
 def _search_space(compute_bounds: str, memory_bounds: str, overhead_bounds: str, max_evaluations: int) -> Any:
@@ -317,8 +319,9 @@ def fit_cmd(
     tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
     replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
-    fit_model: Annotated[str, typer.Option("--fit", help="Step tables: linear, roofline, kernels (the SKU's "
-                                                         "kernel tables + fitted engine overhead) or best.")] = "best",
+    fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
+                                                         "tables + fitted engine overhead) or best (the lower "
+                                                         "held-out error).")] = "best",
     heldout_by: Annotated[str, typer.Option(help="Step tables: held-out rows: random (25%), batch (every second "
                                                  "batch size per phase) or prompt (every second prompt / context "
                                                  "length).")] = "random",
@@ -361,7 +364,7 @@ def fit_cmd(
                 requests = check_requests(table, str(measurements))
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
                                  max_num_seqs=max_num_seqs)
-                run = _fit_requests(requests, dep, profiles_dir, prov, max_heldout_mape, force, space, out)
+                run = _fit_requests(requests, dep, profiles_dir, prov, max_heldout_mape, force, space, fit_model, out)
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
