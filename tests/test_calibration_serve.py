@@ -242,12 +242,17 @@ def slower_stack_measurements() -> pd.DataFrame:
     from simfactory.config.profile import RooflineStepTime
 
     truth = RooflineStepTime(compute_efficiency=0.35, memory_efficiency=0.45, step_overhead_s=0.006)
-    rng = np.random.default_rng(11)
+    return synthetic_measurements(truth, (2.0, 5.0, 10.0), 30, (200, 1500), (30, 200), seed=11)
+
+
+def synthetic_measurements(truth, rates, n, prompts, answers, seed) -> pd.DataFrame:
+    """A request table the simulator produced on `truth` (a step time): n Poisson requests per rate, prompt and
+    answer lengths uniform in the given ranges."""
+    rng = np.random.default_rng(seed)
     blocks = []
-    for rate in (2.0, 5.0, 10.0):
-        n = 30
-        plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(200, 1500, n),
-                             "output_tokens": rng.integers(30, 200, n)})
+    for rate in rates:
+        plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(*prompts, n),
+                             "output_tokens": rng.integers(*answers, n)})
         plan["send_s"] -= plan["send_s"].iloc[0]
         sim = simulate_block(plan, H100_8B, factors=truth)
         blocks.append(pd.DataFrame({"request_id": [f"{rate}-{i}" for i in range(n)], "send_s": plan["send_s"],
@@ -469,19 +474,7 @@ def test_a_linear_serving_fit_recovers_a_server_the_roofline_cannot_describe():
     from simfactory.config.profile import LinearStepTime
 
     truth = LinearStepTime(overhead_s=0.04, s_per_prefill_token=2e-4, s_per_decode_seq=2e-3, s_per_kv_token=1e-6)
-    rng = np.random.default_rng(5)
-    blocks = []
-    for rate in (1.0, 3.0, 6.0):
-        n = 25
-        plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(50, 400, n),
-                             "output_tokens": rng.integers(10, 40, n)})
-        plan["send_s"] -= plan["send_s"].iloc[0]
-        sim = simulate_block(plan, H100_8B, factors=truth)
-        blocks.append(pd.DataFrame({"request_id": [f"{rate}-{i}" for i in range(n)], "send_s": plan["send_s"],
-                                    "input_tokens": plan["input_tokens"], "output_tokens": sim["output_tokens"].astype(int),
-                                    "ttft_s": sim["ttft_s"], "tpot_s": sim["tpot_s"], "e2e_s": sim["e2e_s"],
-                                    "ok": sim["ok"], "rate_rps": rate}))
-    measured = pd.concat(blocks, ignore_index=True)
+    measured = synthetic_measurements(truth, (1.0, 3.0, 6.0), 25, (50, 400), (10, 40), seed=5)
     space = SearchSpace(max_evaluations=80)
     linear = fit_serving(measured, H100_8B, space=space, kind="linear")
     assert linear.kind == "linear" and linear.heldout_mape < 0.10, linear.block_errors()
