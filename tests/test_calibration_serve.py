@@ -481,3 +481,51 @@ def test_a_linear_serving_fit_recovers_a_server_the_roofline_cannot_describe():
     roofline = fit_serving(measured, H100_8B, space=SearchSpace(max_evaluations=30), kind="roofline")
     assert roofline.heldout_mape > linear.heldout_mape
     assert linear.as_fit_result().kind == "linear (fitted to serving measurements)"
+
+
+def test_burstiness_keeps_the_rate_and_sets_the_gap_spread():
+    even = poisson_schedule(5.0, 4000, 10, 10, seed=3)
+    assert even == poisson_schedule(5.0, 4000, 10, 10, seed=3, burstiness=1.0)  # 1: the Poisson schedule as before
+    for shape in (0.25, 4.0):
+        gaps = np.diff([r.send_s for r in poisson_schedule(5.0, 8000, 10, 10, seed=3, burstiness=shape)])
+        assert gaps.mean() == pytest.approx(0.2, rel=0.08)
+        assert gaps.std() / gaps.mean() == pytest.approx(1 / np.sqrt(shape), rel=0.1)  # gamma: CV = 1/sqrt(shape)
+
+
+def test_max_duration_stops_sending_and_says_how_many_were_not_sent(server):
+    session = Session(ignore_eos=True)
+    table = measure_endpoint(Endpoint(url=server, model="m"), [20.0], 12, 16, 2, seed=0, session=session,
+                             max_duration_s=0.2)
+    plan = poisson_schedule(20.0, 12, 16, 2, seed=0)
+    expected = sum(p.send_s <= 0.2 for p in plan)
+    assert 0 < len(table) == expected < 12
+    assert any(f"{12 - expected} planned request(s) past it were not sent" in n for n in session.notes)
+
+
+def test_a_tokenizer_makes_prompts_of_exactly_the_asked_length(server, tmp_path):
+    pytest.importorskip("transformers", reason="--tokenizer needs transformers (the serve-test extra)")
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from simfactory.calibration.client import exact_prompt
+
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(["alpha bravo charlie delta echo foxtrot golf hotel india juliet 0 1 2 3 4 5 6 7 8 9"],
+                            trainers.WordLevelTrainer(special_tokens=["<unk>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>")
+    for n in (1, 7, 50):
+        assert len(fast.encode(exact_prompt(fast, n, salt=3), add_special_tokens=False)) == n
+    fast.save_pretrained(tmp_path / "tok")
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", server, "--served-model", "m", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--rates", "20,30", "--requests", "3", "--input-tokens",
+                                   "12", "--output-tokens", "3", "--warmup", "0", "--tokenizer", str(tmp_path / "tok"),
+                                   "--out", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert "block 1/2 (20): 3 requests, 0 failed" in res.output and "block 2/2 (30)" in res.output
+    # the scripted server counts prompt words: exactly 12 each
+    assert (pd.read_csv(tmp_path / "s" / "requests.csv")["input_tokens"] == 12).all()
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", server, "--served-model", "m", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--tokenizer", str(tmp_path / "missing"),
+                                   "--out", str(tmp_path / "s2")])
+    assert res.exit_code == 2 and "--tokenizer: tokenizer: cannot load" in res.output

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class Endpoint:
     timeout_s: float = 600.0
     ignore_eos: bool = True
     headers: tuple[tuple[str, str], ...] = ()  # extra request headers (name, value)
+    tokenizer: Any = None  # a Hugging Face tokenizer: prompts of exactly input_tokens tokens (else ~0.75 words each)
 
     @property
     def request_url(self) -> str:
@@ -79,11 +81,26 @@ class Session:
             self.notes.append(text)
 
 
-def poisson_schedule(rate_rps: float, n: int, input_tokens: int, output_tokens: int, seed: int) -> list[PlannedRequest]:
-    """n requests with exponential gaps at rate_rps (seeded), fixed lengths."""
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate_rps, n)
+def poisson_schedule(rate_rps: float, n: int, input_tokens: int, output_tokens: int, seed: int,
+                     burstiness: float = 1.0) -> list[PlannedRequest]:
+    """n requests at rate_rps (seeded), fixed lengths. Gaps are exponential (Poisson arrivals) at burstiness 1, else
+    gamma with shape = burstiness and the same mean, as `vllm bench serve --burstiness` draws them: below 1
+    burstier, above 1 more even."""
+    rng = np.random.default_rng(seed)
+    if burstiness == 1.0:
+        gaps = rng.exponential(1.0 / rate_rps, n)
+    else:
+        gaps = rng.gamma(burstiness, 1.0 / (rate_rps * burstiness), n)
     sends = np.cumsum(gaps) - gaps[0]
     return [PlannedRequest(float(s), input_tokens, output_tokens) for s in sends]
+
+
+def exact_prompt(tokenizer: Any, tokens: int, salt: int) -> str:
+    """Text the tokenizer encodes to `tokens` tokens (without special tokens): the synthetic prompt, cut at that
+    many tokens and decoded; at most a few tokens off where a cut merges differently on re-encoding."""
+    text = synthetic_prompt(tokens * 2 + 8, salt)
+    ids = tokenizer.encode(text, add_special_tokens=False)[:tokens]
+    return tokenizer.decode(ids)
 
 
 def synthetic_prompt(tokens: int, salt: int) -> str:
@@ -98,7 +115,8 @@ def _body(ep: Endpoint, req: PlannedRequest, salt: int, ignore_eos: bool) -> dic
                             "stream_options": {"include_usage": True}, "temperature": 0.0}
     if ignore_eos:
         body["ignore_eos"] = True
-    prompt = synthetic_prompt(req.input_tokens, salt)
+    prompt = exact_prompt(ep.tokenizer, req.input_tokens, salt) if ep.tokenizer is not None \
+        else synthetic_prompt(req.input_tokens, salt)
     if ep.chat:
         body["messages"] = [{"role": "user", "content": prompt}]
     else:
@@ -218,7 +236,8 @@ def warm_up(ep: Endpoint, n: int, input_tokens: int, output_tokens: int, session
 def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, input_tokens: int | list[int],
                      output_tokens: int, seed: int = 0, concurrency: int | None = None,
                      schedule: list[PlannedRequest] | None = None, session: Session | None = None,
-                     warmup: int = 0) -> pd.DataFrame:
+                     warmup: int = 0, burstiness: float = 1.0, max_duration_s: float | None = None,
+                     on_block: Callable[[int, int, str, pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Poisson load at each rate in turn, at each prompt length (or one replayed schedule); send_s is relative to
     each block's start, and each row names its block (`block`: the rate, with the prompt length when several are
     measured), the unit a fit holds out. `warmup` requests go first and are not recorded; the session (when given)
@@ -230,8 +249,14 @@ def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, i
         blocks = [(float("nan"), "trace", schedule)]
     else:
         blocks = [(r, f"{r:g}" if len(lengths) == 1 else f"{r:g} @ {n} tok",
-                   poisson_schedule(r, requests_per_rate, n, output_tokens, seed + k))
+                   poisson_schedule(r, requests_per_rate, n, output_tokens, seed + k, burstiness))
                   for k, (n, r) in enumerate((n, r) for n in lengths for r in rates)]
+    if max_duration_s is not None:  # each block sends for at most this long; what it did not send is noted
+        cut = [(rate, label, [p for p in plan if p.send_s <= max_duration_s]) for rate, label, plan in blocks]
+        unsent = sum(len(b[2]) - len(c[2]) for b, c in zip(blocks, cut))
+        if unsent:
+            session.note(f"--max-duration {max_duration_s:g} s: {unsent} planned request(s) past it were not sent")
+        blocks = cut
     if warmup:
         ttfts = warm_up(ep, warmup, lengths[0], output_tokens, session)
         shown = ", ".join("failed" if v != v else f"{v:.3g} s" for v in ttfts)
@@ -241,6 +266,8 @@ def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, i
         done = asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k,
                                         session=session))
         rows += [{**row, "block": label} for row in done]
+        if on_block is not None:
+            on_block(k + 1, len(blocks), label, pd.DataFrame(done))
     return pd.DataFrame(rows)  # raw: the caller saves it before checking (a measurement is never lost)
 
 

@@ -4,6 +4,7 @@ group this module makes)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -29,6 +30,23 @@ def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas
 
     return Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
                       max_num_seqs=max_num_seqs, profiles_dir=profiles_dir)
+
+
+def _progress(k: int, n: int, label: str, rows: Any) -> None:
+    failed = int((~rows["ok"].astype(bool)).sum()) if len(rows) else 0
+    out.print(f"  block {k}/{n} ({label}): {len(rows)} requests, {failed} failed", highlight=False)
+
+
+def _load_tokenizer(name: str) -> Any:
+    """A Hugging Face tokenizer for exact prompt lengths (local folders and cached names; no download is forced)."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise InputError("--tokenizer", "tokenizer", "needs transformers: pip install transformers") from None
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # noqa: BLE001 (transformers raises OSError, ValueError, HF hub errors, ...)
+        raise InputError("--tokenizer", "tokenizer", f"cannot load {name!r}: {' '.join(str(exc).split())[:200]}") from None
 
 
 def _rates(text: str) -> list[float]:
@@ -203,6 +221,12 @@ def serve_cmd(
     header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(min=0.1, max=86400, help="Seconds one request may take.")] = 600.0,
     warmup: Annotated[int, typer.Option(min=0, max=1000, help="Requests sent first, one at a time, and not recorded.")] = 2,
+    burstiness: Annotated[float, typer.Option(min=0.01, max=100.0, help="Gamma shape of the gaps between sends "
+                                                                         "(vllm bench serve's): 1 Poisson, < 1 burstier.")] = 1.0,
+    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds each block sends for at most "
+                                                                          "(later planned requests are not sent, and the run says so).")] = None,
+    tokenizer: Annotated[Optional[str], typer.Option(help="A Hugging Face tokenizer (folder or name) for prompts of "
+                                                          "exactly --input-tokens tokens (needs transformers).")] = None,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this trace's send times and lengths instead.")] = None,
     trace_format: Annotated[str, typer.Option(help="Format of --trace (see `simfactory trace stats`).")] = "mooncake",
     engine: EngineOpt = "vllm",
@@ -226,6 +250,8 @@ def serve_cmd(
     with input_errors():
         check_output_dir(out_dir)  # before measuring: a refused folder should not cost the measurement
         ep = _endpoint(url, served_model, "chat" if chat else endpoint, api_key, header or [], timeout, ignore_eos)
+        if tokenizer is not None:
+            ep = dataclasses.replace(ep, tokenizer=_load_tokenizer(tokenizer))
         rate_list, lengths = _rates(rates), _lengths(input_tokens)
         schedule = _trace_schedule(trace, trace_format) if trace is not None else None
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
@@ -233,7 +259,8 @@ def serve_cmd(
     out.print(f"sending {warmup} warm-up and {n_requests} measured requests to {ep.request_url} ...", highlight=False)
     session = Session(ep.ignore_eos)
     measured = measure_endpoint(ep, rate_list, requests, lengths, output_tokens, seed, concurrency, schedule,
-                                session=session, warmup=warmup)
+                                session=session, warmup=warmup, burstiness=burstiness, max_duration_s=max_duration,
+                                on_block=_progress)
     with input_errors(), output_folder(out_dir, "calibrate serve") as folder:  # saved before it is checked
         folder.replace(lambda tmp: _write_measurement(tmp, measured, session, ep))
     for note in session.notes:
