@@ -103,6 +103,7 @@ def test_prefix_cache_section_counts_admitted_requests_of_its_deployment() -> No
     cache = prefix_cache_section(req, "a", capacity_tokens=10_000)
     assert cache == {
         "capacity_tokens": 10_000,
+        "request_hit_ratio": 0.5,  # requests with any hit, not tokens
         "hit_ratio": 0.5,
         "prefill_tokens_saved": 300,
         "saved_fraction_of_prompt_tokens": 0.3,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from simfactory.api import run
 from simfactory.cli import app
-from simfactory.errors import InputError
+from simfactory.errors import InputError, InputErrors
 from simfactory.resolve import load_and_resolve
 from simfactory.traces.parse import parse_trace
 from simfactory.traces.stats import fit_workload, trace_stats
@@ -216,3 +216,65 @@ def test_a_csv_saved_with_a_byte_order_mark_reads_like_one_without(tmp_path):
     (tmp_path / "excel.csv").write_text(body, encoding="utf-8-sig")  # what Excel writes
     a, b = parse_trace(tmp_path / "plain.csv", "azure"), parse_trace(tmp_path / "excel.csv", "azure")
     assert len(a) == len(b) == 2 and (a.input_tokens == b.input_tokens).all()
+
+
+def test_cached_tokens_count_once_and_stay_under_the_traces_reuse_bound(tmp_path):
+    """Multi-turn prompts (each turn extends the last one's blocks) through a small KV cache that preempts: every
+    request's cached tokens are at most its prompt, counted at its first admission only (a re-admission after
+    preemption recomputes its own work, not the prompt), and the saved fraction stays under the trace's own bound:
+    the leading blocks each prompt shares with an earlier one (computed here from hash_ids, independently)."""
+    rng = np.random.default_rng(3)
+    rows, seen, bound, total = [], set(), 0, 0
+    for i in range(120):
+        session = int(rng.integers(0, 6))
+        turns = int(rng.integers(1, 6))
+        blocks = [session * 1000 + k for k in range(turns)] + [100_000 + i]
+        length = 512 * len(blocks) - int(rng.integers(0, 300))
+        lead = 0
+        for b in blocks:
+            if b not in seen:
+                break
+            lead += 1
+        bound += min(lead * 512, length - 1)
+        total += length
+        seen.update(blocks)
+        rows.append(json.dumps({"timestamp": i * 150, "input_length": length, "output_length": 40, "hash_ids": blocks}))
+    p = write(tmp_path, "m.jsonl", "\n".join(rows))
+    doc = scenario_doc(rate=1.0, horizon_s=200, max_num_seqs=16, prefix_cache_tokens=20_000, kv_cache_tokens=9_000)
+    c = doc["traffic"]["classes"][0]
+    for k in ("input_tokens", "output_tokens"):
+        c.pop(k)
+    c["trace"] = {"file": str(p), "format": "mooncake"}
+    del doc["traffic"]["arrival"]
+    req = run(load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.01, "s_per_decode_seq": 0.002}))).requests
+    assert (req["preemptions"] > 0).any()  # the small KV cache re-admits some requests
+    assert (req["cached_tokens"] <= req["input_tokens"]).all()
+    assert 0 < req["cached_tokens"].sum() <= bound
+    assert req["cached_tokens"].sum() / req["input_tokens"].sum() <= bound / total
+
+
+def test_a_trace_longer_than_the_run_is_replayed_in_part_with_a_warning(tmp_path):
+    rows = "\n".join(json.dumps({"timestamp": i * 1000, "input_length": 100, "output_length": 5}) for i in range(50))
+    p = write(tmp_path, "m.jsonl", rows)
+    doc = scenario_doc(rate=1.0, horizon_s=20, max_num_seqs=8)
+    c = doc["traffic"]["classes"][0]
+    for k in ("input_tokens", "output_tokens"):
+        c.pop(k)
+    c["trace"] = {"file": str(p), "format": "mooncake"}
+    del doc["traffic"]["arrival"]
+    rs = load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.001}))
+    assert any("30 of 50 trace rows arrive after sim.horizon_s (20 s)" in w and "above 49 s" in w for w in rs.warnings)
+    doc["sim"]["horizon_s"] = 60
+    rs = load_and_resolve(write_case(tmp_path / "case2", doc, {"overhead_s": 0.001}))
+    assert not any("arrive after sim.horizon_s" in w for w in rs.warnings)
+
+
+def test_sample_on_a_trace_without_timestamps_is_refused(tmp_path):
+    p = write(tmp_path, "v.json", json.dumps({"input_lens": [10, 20, 30], "output_lens": [5, 5, 5]}))
+    doc = scenario_doc(rate=1.0, horizon_s=5)
+    c = doc["traffic"]["classes"][0]
+    for k in ("input_tokens", "output_tokens"):
+        c.pop(k)
+    c["trace"] = {"file": str(p), "format": "vllm-bench", "sample": 0.5}
+    with pytest.raises(InputErrors, match=r"trace\.sample: thins a trace's timestamped arrivals"):
+        load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.001}))

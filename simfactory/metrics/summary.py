@@ -321,8 +321,11 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
     admitted = req[(req["deployment"] == deployment) & req["first_scheduled_s"].notna()]
     return {
         "capacity_tokens": capacity_tokens,
+        # the share of admitted requests that found any of their prompt cached (not the share of tokens)
+        "request_hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
         "hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
         "prefill_tokens_saved": int(admitted["cached_tokens"].sum()),
+        # the share of prompt tokens served from the cache at first admission (block-level reuse)
         "saved_fraction_of_prompt_tokens": (
             float(admitted["cached_tokens"].sum() / admitted["input_tokens"].sum()) if len(admitted) else None
         ),

@@ -41,7 +41,7 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("SLO attainment", [_get(s, "service", "slo_attainment") for s in S])
     add("goodput (req/s meeting SLO)", [_get(s, "service", "goodput_per_s") for s in S])
     add("escalation rate", [_first(_get(s, "service", "routes"), "escalation_rate") for s in S])
-    add("prefix cache hit ratio", [_first_dep(s, "hit_ratio") for s in S])
+    add("prefix cache: requests with a hit", [_first_dep(s, "request_hit_ratio") for s in S])
     add("prefill tokens saved", [_first_dep(s, "prefill_tokens_saved") for s in S])
     add("network share of E2E", [_get(s, "network", "share_of_e2e") for s in S])
     add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])

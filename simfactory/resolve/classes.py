@@ -143,6 +143,11 @@ def _trace_class(
     if rows.arrival_s is not None and len(rows.arrival_s) == 0:
         errors.append(InputError(fname, f"{at}.trace", f"no request of {trace_path} falls in the window"))
         return None
+    if rows.arrival_s is None and c.trace.sample < 1.0:
+        errors.append(InputError(fname, f"{at}.trace.sample",
+                                 f"thins a trace's timestamped arrivals, and {c.trace.format} rows have no timestamps "
+                                 "(they bring lengths; traffic.arrival sets the rate): lower the arrival rate instead"))
+        return None
     if c.target is None:
         errors.append(InputError(fname, f"{at}.target", "a trace class needs a target deployment or route"))
         return None
@@ -201,3 +206,18 @@ def check_agent_faults(scenario: Scenario, classes: list[ResolvedClass], fname: 
         if rb.workload is not None and rb.workload not in workloads:
             errors.append(InputError(fname, f"faults.retrieval_brownouts[{i}].workload",
                                      f"no agent workload {rb.workload!r} (workloads: {', '.join(workloads) or 'none'})"))
+
+
+def check_trace_windows(scenario: Scenario, classes: list[ResolvedClass], fname: str, warnings: list[str]) -> None:
+    """A timestamped trace longer than the run is replayed only up to sim.horizon_s: say how many rows that
+    leaves out and what horizon would replay them all (nothing is dropped without a word)."""
+    horizon = scenario.sim.horizon_s
+    for c in classes:
+        if c.trace is None or c.trace.arrival_s is None or not len(c.trace.arrival_s):
+            continue
+        late = int((c.trace.arrival_s >= horizon).sum())
+        if late:
+            span = float(c.trace.arrival_s.max())
+            warnings.append(f"{fname}: traffic.classes[{c.index}].trace: {late:,} of {len(c.trace.arrival_s):,} "
+                            f"trace rows arrive after sim.horizon_s ({horizon:g} s) and are not replayed; a horizon "
+                            f"above {span:.6g} s replays them all (or set trace.end_s / speedup)")

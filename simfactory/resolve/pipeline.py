@@ -9,7 +9,7 @@ from pathlib import Path
 from simfactory.config.loader import recording_reads
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
-from simfactory.resolve.classes import check_agent_faults, resolve_classes, scenario_names
+from simfactory.resolve.classes import check_agent_faults, check_trace_windows, resolve_classes, scenario_names
 from simfactory.resolve.deployments import check_deployment_extras, resolve_deployments
 from simfactory.resolve.files import load_scenario, lookup
 from simfactory.resolve.pools import (
@@ -44,6 +44,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     routes = resolve_routes(scenario, names.by_name, names.declared, fname, errors)
     check_deployment_extras(scenario, names.sc_index, fname, errors)
     classes = resolve_classes(scenario, lk, names, deployments, errors, warnings)
+    check_trace_windows(scenario, classes, fname, warnings)
     check_agent_faults(scenario, classes, fname, errors)
     check_arrival_process(scenario, classes, fname, errors)
     check_periodic_work(scenario, fname, errors)

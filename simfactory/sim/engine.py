@@ -465,6 +465,7 @@ class ReplicaEngine:
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
             source.pop()
+            first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
                 t.first_scheduled_s[rid] = self.env._now
@@ -472,8 +473,10 @@ class ReplicaEngine:
             running[rid] = None
             prefill_target[rid] = target
             computed[rid] = hit
-            if hit:
-                t.cached_tokens[rid] += hit
+            if hit and first_admission:
+                # prompt tokens the cache spared the first prefill; a re-admission after preemption recomputes
+                # (or finds cached) its own earlier work, which is not a saving on the prompt
+                t.cached_tokens[rid] = min(hit, int(t.input_tokens[rid]))
             chunks.append((rid, chunk, hit))
             budget -= chunk
             partial += unfinished
