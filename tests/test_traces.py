@@ -278,3 +278,16 @@ def test_sample_on_a_trace_without_timestamps_is_refused(tmp_path):
     c["trace"] = {"file": str(p), "format": "vllm-bench", "sample": 0.5}
     with pytest.raises(InputErrors, match=r"trace\.sample: thins a trace's timestamped arrivals"):
         load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.001}))
+
+
+def test_trace_stats_flags_timestamps_rounded_to_seconds(tmp_path):
+    from simfactory.traces.parse import parse_trace
+    from simfactory.traces.stats import trace_stats
+
+    rows = [json.dumps({"timestamp": (i // 10) * 1000, "input_length": 10, "output_length": 5}) for i in range(100)]
+    st = trace_stats(parse_trace(write(tmp_path, "r.jsonl", "\n".join(rows)), "mooncake"))
+    assert st["zero_gap_fraction"] == pytest.approx(90 / 99)
+    assert "timestamps step by 1 s" in st["warnings"][0]
+    fine = [json.dumps({"timestamp": i * 137.3, "input_length": 10, "output_length": 5}) for i in range(100)]
+    st = trace_stats(parse_trace(write(tmp_path, "f.jsonl", "\n".join(fine)), "mooncake"))
+    assert st["zero_gap_fraction"] == 0 and "warnings" not in st

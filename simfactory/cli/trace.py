@@ -48,6 +48,8 @@ def trace_stats_cmd(
     out.print(table)
     for line in trace.bad_rows[:20]:
         err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
+    for line in st.get("warnings", []):
+        err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
     if out_json is not None:
         with input_errors():
             write_text_output(out_json, json.dumps(json_with_generator(st), indent=1) + "\n", "--json", force)

@@ -13,6 +13,18 @@ from simfactory.traces.parse import Trace
 MAX_RATE_BUCKETS = 1_000_000  # a year in 60 s buckets is ~530,000
 
 
+ROUNDED_ZERO_GAPS = 0.5  # more zero gaps than this, on a coarse grid, is rounding, not simultaneous requests
+
+
+def timestamp_resolution_s(t: np.ndarray) -> float | None:
+    """The grid the timestamps sit on when they all are whole multiples of 1 s, 0.1 s or 0.01 s (None: finer)."""
+    rel = t - t[0]
+    for step in (1.0, 0.1, 0.01):
+        if np.allclose(rel / step, np.round(rel / step), atol=1e-6):
+            return step
+    return None
+
+
 def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
     """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse."""
     out: dict[str, Any] = {"file": trace.file, "format": trace.format, "requests": len(trace),
@@ -28,6 +40,13 @@ def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
         out["duration_s"] = duration
         out["mean_rate_per_s"] = (len(t) - 1) / duration if duration > 0 else None
         out["interarrival_cv"] = float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else None
+        zero = float((gaps == 0).mean()) if len(gaps) else 0.0
+        out["zero_gap_fraction"] = zero
+        resolution = timestamp_resolution_s(t)
+        if zero > ROUNDED_ZERO_GAPS and resolution is not None:
+            out["warnings"] = [f"{zero:.0%} of inter-arrival gaps are 0 and timestamps step by {resolution:g} s: "
+                               "the timestamps look rounded, so the inter-arrival CV and any burstiness fitted from "
+                               "them describe the rounding, not the traffic"]
         # a coarser bucket when the trace is long: the rate array stays under MAX_RATE_BUCKETS entries (the
         # parser caps the span already; this keeps a Trace built elsewhere from asking for gigabytes)
         bucket_s = max(bucket_s, duration / MAX_RATE_BUCKETS)
