@@ -117,7 +117,7 @@ def test_compare_runs_scenarios_side_by_side(tmp_path):
     assert list(df.columns) == ["cache-off", "cache-on"]
     ttft = df.loc["TTFT p50 (s)"].astype(float)
     assert ttft["cache-on"] < ttft["cache-off"]  # the shared system prompt is not prefilled again
-    assert "| prefix cache hit ratio |" in (tmp_path / "compare.md").read_text()
+    assert "| prefix cache: requests with a hit |" in (tmp_path / "compare.md").read_text()
     bad = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-on.yaml")])
     assert bad.exit_code == 2
     # the folder of an interrupted compare (run folders, no compare.md yet) takes a rerun; a foreign file does not

@@ -9,7 +9,7 @@ fields are reachable too. Sweep grids, plan spaces, the numeric CLI flags and ev
 the same extremes. Each command runs in its own process (fuzz_support.SandboxedCli): an RLIMIT_AS memory limit and
 a wall-clock limit, stdout and stderr captured.
 
-Environment: SIMFACTORY_FUZZ_EXAMPLES (examples per test, default 40: about 30 s for the file when nothing fails),
+Environment: SIMFACTORY_FUZZ_EXAMPLES (examples per test, default 25, fresh random examples every run: about 90 s of CPU for the file when nothing fails),
 SIMFACTORY_FUZZ_TIMEOUT_S (per command, default 20; plan gets twice that), SIMFACTORY_FUZZ_MEM_MB (address space
 per command, default 3072), SIMFACTORY_FUZZ_RUNNER=subprocess (one `python -m simfactory` per command instead of
 the fork server: slower, same checks), SIMFACTORY_FUZZ_NEG_TOL (negative outputs down to minus this pass as
@@ -48,7 +48,7 @@ from simfactory.plan.search import PlanSpace
 from simfactory.resolve import load_and_resolve
 from simfactory.schemas import schema
 
-EXAMPLES = int(os.environ.get("SIMFACTORY_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("SIMFACTORY_FUZZ_EXAMPLES", "25"))
 TIMEOUT_S = float(os.environ.get("SIMFACTORY_FUZZ_TIMEOUT_S", "20"))
 HORIZON_S = 20.0  # shipped scenarios are cut to this (warm-up 0) unless the fuzzed field is the horizon itself
 SETTINGS = settings(
