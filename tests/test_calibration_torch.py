@@ -38,10 +38,10 @@ def test_step_times_grow_with_the_work_in_the_step(backend):
                              DesignPoint("prefill", prefill_seqs=4, prefill_tokens=512))
     assert large > 3 * small
     # the decode attends over the whole static cache: a longer context is a slower step (the tiny model's fixed
-    # per-step cost keeps the ratio far below 32x)
+    # per-step cost keeps the ratio far below 128x: about 5x on a quiet CPU, 8192 vs 64 tokens)
     short, long = fastest_s(backend, DesignPoint("decode", decode_seqs=32, context_tokens=64),
-                            DesignPoint("decode", decode_seqs=32, context_tokens=2048))
-    assert long > 1.2 * short
+                            DesignPoint("decode", decode_seqs=32, context_tokens=8192))
+    assert long > 1.5 * short
 
 
 def test_repetitions_start_from_the_same_cache(backend):
