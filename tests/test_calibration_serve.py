@@ -311,6 +311,10 @@ def test_fit_command_on_a_request_table_writes_a_profile_the_simulator_uses(slow
                                    "llama-3.1-8b", "--profiles-dir", str(tmp_path / "hardware_profiles")])
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load((tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml").read_text())
+    # the fit's table is predicted vs measured per block, named for it (not .steps.csv)
+    table = pd.read_csv(tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.serving-fit.csv")
+    assert {"metric", "measured", "predicted", "split"} <= set(table.columns)
+    assert not (tmp_path / "hardware_profiles" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.steps.csv").exists()
     assert doc["source"] == "measured" and doc["step_time"]["kind"] == "roofline"
     assert doc["provenance"]["method"].startswith("serving-level fit") and doc["fit_mape"] < 0.06
     from simfactory.calibration.validate import Deployment as Dep, compare as cmp

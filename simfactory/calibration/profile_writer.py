@@ -75,17 +75,20 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     Replaces earlier files only when simfactory wrote them (or with `force`)."""
     folder = profiles_dir / sku
     name = profile_name(entry.model, entry.engine, entry.dtype, entry.tp)
+    # a serving fit's table is predicted vs measured per block and metric, not engine steps: named for it
+    serving = "serving" in fit.kind
+    table = f"{name}.serving-fit.csv" if serving else f"{name}.steps.csv"
     target = folder / f"{name}.yaml"
-    check_profile_target(target, [folder / f"{name}.steps.csv", folder / f"{name}.power.csv"], force)
+    check_profile_target(target, [folder / table, folder / f"{name}.power.csv"], force)
     folder.mkdir(parents=True, exist_ok=True)
     doc = entry.model_dump(mode="json", exclude_none=True)
     header = (f"{SCHEMA_LINE}# generator: {GENERATOR}\n"
               f"# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
-              f"({entry.provenance.get('date', '')}); raw steps: {name}.steps.csv\n")
+              f"({entry.provenance.get('date', '')}); {'predicted vs measured per block' if serving else 'raw steps'}: {table}\n")
     tmps = [_write_temporary(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
     load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it
-    tmps.append(_write_temporary(folder / f"{name}.steps.csv", lambda p: fit.predictions.to_csv(p, index=False)))
-    finals = [target, folder / f"{name}.steps.csv"]
+    tmps.append(_write_temporary(folder / table, lambda p: fit.predictions.to_csv(p, index=False)))
+    finals = [target, folder / table]
     if samples is not None and len(samples):
         tmps.append(_write_temporary(folder / f"{name}.power.csv", lambda p: samples.to_csv(p, index=False)))
         finals.append(folder / f"{name}.power.csv")

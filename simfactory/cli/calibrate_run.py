@@ -96,7 +96,8 @@ def _report(run: Any, out: Any) -> None:
         out.print(note, highlight=False, soft_wrap=True)
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
-    out.print(f"[green]wrote[/green] {run.profile_path} (+ raw steps CSV); `simfactory run` now uses it for this "
+    beside = "predicted vs measured per block: .serving-fit.csv" if "serving" in f.kind else "raw steps CSV"
+    out.print(f"[green]wrote[/green] {run.profile_path} (+ {beside}); `simfactory run` now uses it for this "
               "model, engine, dtype and TP on this SKU")
 
 
