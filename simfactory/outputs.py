@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import secrets
 import shutil
@@ -476,6 +477,18 @@ def write_text_output(path: Path, text: str, flag: str, force: bool = False) -> 
     return write_output_file(path, lambda p: p.write_text(text), flag, force)
 
 
+def json_finite(x: Any) -> Any:
+    """JSON has no inf or NaN: a statistic that has none (a percentile with requests lost, a latency with no
+    successful request) is written as null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: json_finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_finite(v) for v in x]
+    return x
+
+
 def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
     """A JSON output document with `generator` first, so a later run can prove it wrote the file."""
     return {"generator": GENERATOR, **{k: v for k, v in doc.items() if k != "generator"}}
@@ -483,6 +496,6 @@ def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "MARKER", "GENERATOR", "GENERATOR_TAG", "OutputFolder", "output_folder", "check_output_dir", "check_output_file",
-    "write_output_file", "write_text_output", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
+    "write_output_file", "write_text_output", "json_finite", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
     "read_marker", "written_by_simfactory",
 ]

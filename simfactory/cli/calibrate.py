@@ -120,6 +120,7 @@ def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any) -> No
     import json
 
     from simfactory.calibration.serving_summary import serving_summary
+    from simfactory.outputs import json_finite
 
     measured.to_csv(folder / "requests.csv", index=False)
     with open(folder / "requests.jsonl", "w", encoding="utf-8") as f:
@@ -128,18 +129,8 @@ def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any) -> No
     meta = {"endpoint": ep.request_url, "served_model": ep.model, "ignore_eos_sent": session.ignore_eos,
             "headers": sorted(name for name, _ in ep.headers), "notes": session.notes,
             "summary": serving_summary(measured, session.raw)}
-    (folder / "summary.json").write_text(json.dumps(_finite(meta), indent=2, allow_nan=False) + "\n")
+    (folder / "summary.json").write_text(json.dumps(json_finite(meta), indent=2, allow_nan=False) + "\n")
 
-
-def _finite(value: Any) -> Any:
-    """NaN (a latency with no successful request) as null, so the file is strict JSON."""
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _print_summary(measured: Any, session: Any, out: Any) -> None:

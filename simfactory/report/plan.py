@@ -27,6 +27,7 @@ from simfactory.plan.search import (  # noqa: E402
 from simfactory.plan.slo import SloTarget  # noqa: E402
 from simfactory.report.finance import frame_markdown, save_chart  # noqa: E402
 from simfactory.report.money import format_usd  # noqa: E402
+from simfactory.outputs import json_finite  # noqa: E402
 
 
 def evaluations_frame(result: PlanResult) -> pd.DataFrame:
@@ -141,18 +142,6 @@ def plan_notes(result: PlanResult) -> list[str]:
     return notes
 
 
-def _finite(x: Any) -> Any:
-    """JSON has no inf or NaN: a statistic that has none (a percentile with requests lost, one replication's
-    interval) is written as null."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_finite(v) for v in x]
-    return x
-
-
 def pareto_panels(result: PlanResult) -> list[dict[str, Any]]:
     """What pareto.png draws, one panel per target: every simulated point's cost and mean for that target, with
     `met` true only when the point met EVERY target (a point failing another target is drawn as failing), and
@@ -248,7 +237,7 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     key = next((t.label for t in result.targets if t.op == "<"), None)
     front = pareto_front(result.evaluations, key) if key else []
     doc = plan_doc(result, front)
-    (out_dir / "plan.json").write_text(json.dumps(_finite(doc), indent=2, allow_nan=False) + "\n")
+    (out_dir / "plan.json").write_text(json.dumps(json_finite(doc), indent=2, allow_nan=False) + "\n")
     paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
     if result.targets and len(evals):
         paths.append(_pareto_plot(result, out_dir / "pareto.png"))
