@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -22,8 +24,9 @@ from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.config.profile import DType, LinearStepTime, RooflineStepTime
-from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
+from simfactory.hardware.step_time import LinearModel, StepTimeModel
 from simfactory.resolve import ResolvedScenario, resolve
+from simfactory.resolve.step_time import roofline_model
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import simulate
 
@@ -116,24 +119,34 @@ def with_factors(rs: ResolvedScenario, factors: RooflineStepTime | LinearStepTim
     model: StepTimeModel
     if isinstance(factors, LinearStepTime):
         model = LinearModel(factors)
-    else:
-        model = RooflineModel(d.arch, d.profile.spec, factors, c.dtype, kv_dtype_for(c.dtype, c.kv_dtype), c.tp,
-                              c.expert_parallel, c.pp)
+    else:  # the deployment's own roofline (parallel degrees, expert imbalance) with other factors
+        model = roofline_model(c, d.profile, d.arch, kv_dtype_for(c.dtype, c.kv_dtype), factors)
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
+
+
+@contextmanager
+def profiles_beside(dep: Deployment) -> Iterator[tuple[Deployment, Path]]:
+    """dep.profiles_dir copied as a hardware_profiles folder into a temporary base folder, where a scenario's
+    profile lookup finds it; yields the deployment without profiles_dir and that base (copied once for all the
+    blocks resolved inside)."""
+    assert dep.profiles_dir is not None
+    with tempfile.TemporaryDirectory() as tmp:
+        shutil.copytree(dep.profiles_dir, Path(tmp) / "hardware_profiles",
+                        ignore=shutil.ignore_patterns("*.csv", "*.parquet"))
+        yield dataclasses.replace(dep, profiles_dir=None), Path(tmp)
 
 
 def resolve_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> ResolvedScenario:
     """The scenario replaying a block's sends and lengths. Profiles are looked up as for a scenario in `base_dir`
     (default: the working directory), so calibrated profiles in ./hardware_profiles/<sku>/ are used. The trace
     file only lives while resolving (resolve reads it into the scenario)."""
+    if dep.profiles_dir is not None:
+        with profiles_beside(dep) as (own, tmp_base):
+            return resolve_block(block, own, seed, tmp_base)
     with tempfile.TemporaryDirectory() as tmp:
         trace = Path(tmp) / "load.csv"
         _write_trace(block, trace)
         nominal = (base_dir or Path.cwd()) / "calibrate-validate.yaml"  # never written: only locates profiles
-        if dep.profiles_dir is not None:  # a copy named hardware_profiles beside a nominal scenario in tmp
-            shutil.copytree(dep.profiles_dir, Path(tmp) / "hardware_profiles",
-                            ignore=shutil.ignore_patterns("*.csv", "*.parquet"))
-            nominal = Path(tmp) / "calibrate-validate.yaml"
         try:
             return resolve(block_scenario(block, dep, trace, seed), nominal)
         except (InputError, InputErrors) as e:
@@ -172,6 +185,9 @@ def blocks_of(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: 
     """Group by the `block` column when the table has one (`calibrate serve`: one block per rate and prompt
     length), else by rate (rows without one form one 'trace' block); resolve each block once."""
     measured = check_requests(measured)
+    if dep.profiles_dir is not None:
+        with profiles_beside(dep) as (own, tmp_base):
+            return blocks_of(measured, own, seed, tmp_base)
     if "block" in measured:
         keys = measured["block"].astype(str)
         order = list(dict.fromkeys(keys))
