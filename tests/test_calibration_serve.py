@@ -533,3 +533,12 @@ def test_a_tokenizer_makes_prompts_of_exactly_the_asked_length(server, tmp_path)
                                    "--model", "llama-3.1-8b", "--tokenizer", str(tmp_path / "missing"),
                                    "--out", str(tmp_path / "s2")])
     assert res.exit_code == 2 and "--tokenizer: tokenizer: cannot load" in res.output
+
+
+def test_an_exhausted_budget_is_reported_with_the_budget_used(slower_stack_measurements):
+    from simfactory.calibration.serving_fit import SearchSpace, check_serving_fit, fit_serving
+
+    fit = fit_serving(slower_stack_measurements.iloc[:60], H100_8B, space=SearchSpace(max_evaluations=5))
+    assert fit.budget_exhausted
+    warnings = check_serving_fit(fit, max_heldout_mape=10.0, force=True)
+    assert any("evaluation budget (--max-evaluations 5)" in w for w in warnings)

@@ -76,6 +76,7 @@ class ServingFit:
     on_bounds: list[str] = field(default_factory=list)  # fitted parameters sitting on a bound
     budget_exhausted: bool = False  # the final fit stopped at max_evaluations
     kind: str = "roofline"  # the step-time model fitted: roofline | linear
+    max_evaluations: int = SearchSpace().max_evaluations  # the budget each search had
 
     @property
     def train_mape(self) -> float:
@@ -215,7 +216,7 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
         heldout = pd.concat(folds, ignore_index=True)
     return ServingFit(factors=factors, start=start, train=compare_blocks(blocks, factors), heldout=heldout,
                       start_mape=start_mape, evaluations=evaluations, on_bounds=family.on_bounds(factors),
-                      budget_exhausted=exhausted, kind=kind)
+                      budget_exhausted=exhausted, kind=kind, max_evaluations=space.max_evaluations)
 
 
 def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> list[str]:
@@ -236,6 +237,6 @@ def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> l
         raise FitRefused(" | ".join(problems) + ". Pass --force to write the profile anyway")
     warnings = problems[:]
     if sf.budget_exhausted:
-        warnings.append(f"the search stopped at its evaluation budget (--max-evaluations {SearchSpace().max_evaluations} "
-                        "by default): the fit may not have converged")
+        warnings.append(f"the search stopped at its evaluation budget (--max-evaluations {sf.max_evaluations}): the "
+                        "fit may not have converged")
     return warnings

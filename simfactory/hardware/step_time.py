@@ -141,9 +141,7 @@ class RooflineModel(StepTimeModel):
         # per-device constants of step_s, computed once
         a = self.arch
         tp, dp = self.tp, self.dp_attention
-        ep = self.ep or (tp if self.expert_parallel and a.is_moe else 1)
-        if not a.is_moe:
-            ep = 1
+        ep = (self.ep or (tp if self.expert_parallel else 1)) if a.is_moe else 1
         object.__setattr__(self, "ep_degree", ep)
         param_bytes = BYTES_PER_PARAM[self.dtype]
         expert_bytes = a.expert_params_b() * 1e9 * param_bytes

@@ -319,11 +319,13 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
     if not capacity_tokens:
         return None
     admitted = req[(req["deployment"] == deployment) & req["first_scheduled_s"].notna()]
+    # the share of admitted requests that found any of their prompt cached (not the share of tokens); also under
+    # its old name, hit_ratio
+    request_hits = float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None
     return {
         "capacity_tokens": capacity_tokens,
-        # the share of admitted requests that found any of their prompt cached (not the share of tokens)
-        "request_hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
-        "hit_ratio": float((admitted["cached_tokens"] > 0).mean()) if len(admitted) else None,
+        "request_hit_ratio": request_hits,
+        "hit_ratio": request_hits,
         "prefill_tokens_saved": int(admitted["cached_tokens"].sum()),
         # the share of prompt tokens served from the cache at first admission (block-level reuse)
         "saved_fraction_of_prompt_tokens": (
