@@ -99,6 +99,14 @@ def _seed(name: str, path: tuple[Any, ...], value: Any, base: str = "default",
 _seed("constant", ("traffic", "arrival"), {"process": "constant", "rate_per_s": 20})
 _seed("mmpp", ("traffic", "arrival"), {"process": "mmpp", "states": [{"rate_per_s": 5, "mean_sojourn_s": 2},
                                                                      {"rate_per_s": 40, "mean_sojourn_s": 1}]})
+_seed("weibull", ("traffic", "arrival"), {"process": "weibull", "rate_per_s": 20, "shape": 0.6})
+_seed("schedule", ("traffic", "arrival"), {"process": "schedule", "window_s": 5, "rates_per_s": [10, 30, 0],
+                                           "gaps": "weibull", "cv": 2.0})
+_seed("own-arrival-quantiles", ("traffic", "classes", 0), {
+    "name": "chat", "target": "llama8b", "input_tokens": {"kind": "quantiles", "values": [10, 100, 900]},
+    "output_tokens": {"kind": "lognormal", "median": 50, "sigma": 1.0, "min": 1, "max": 1000, "truncate": True},
+    "length_correlation": 0.5, "rate_scale": 2,
+    "arrival": {"process": "schedule", "window_s": 5, "rates_per_s": [5, 15], "cv": [1.5, 0.5]}})
 _seed("diurnal", ("traffic", "arrival"), {
     "process": "diurnal", "mean_rate_per_s": 20, "period_s": 60, "peak_to_trough": 4, "peak_hour": 14,
     "start_hour": 0, "weekday_multipliers": [1, 1, 1, 1, 1, 0.6, 0.5],
@@ -179,6 +187,18 @@ def _seed_support() -> None:
         "output_tokens": {"kind": "exponential", "mean": 100}})
     SUPPORT["workloads/chat-sharegpt.yaml+geometric-fixed"] = ("workload", "workloads", {
         **chat, "input_tokens": {"kind": "geometric", "mean": 100}, "output_tokens": {"kind": "fixed", "value": 64}})
+    arrivals = {  # a request workload may carry the arrival process measured with it (trace fit writes one)
+        "poisson": {"process": "poisson", "rate_per_s": 5}, "constant": {"process": "constant", "rate_per_s": 5},
+        "gamma": {"process": "gamma", "rate_per_s": 5, "cv": 2}, "weibull": {"process": "weibull", "rate_per_s": 5,
+                                                                          "shape": 0.5},
+        "schedule": {"process": "schedule", "window_s": 10, "rates_per_s": [2, 8], "cv": 1.5},
+        "diurnal": {"process": "diurnal", "mean_rate_per_s": 5, "period_s": 60, "peak_to_trough": 3, "peak_hour": 12,
+                    "start_hour": 1, "events": [{"start_s": 5, "duration_s": 5, "multiplier": 2}]},
+        "mmpp": {"process": "mmpp", "states": [{"rate_per_s": 1, "mean_sojourn_s": 5}, {"rate_per_s": 9,
+                                                                                      "mean_sojourn_s": 2}]},
+    }
+    for name, process in arrivals.items():
+        SUPPORT[f"workloads/chat-sharegpt.yaml+{name}"] = ("workload", "workloads", {**chat, "arrival": process})
     agent = copy.deepcopy(SUPPORT["workloads/support-agent.yaml"][2])
     pause = {"type": "wait", "name": "pause", "duration_s": {"kind": "fixed", "value": 1}}
     options = [{"p": 0.5, "steps": agent["steps"]}, {"p": 0.5, "steps": [pause]}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from scipy import stats as sps
 import pytest
 import yaml
 from conftest import scenario_doc, write_case
@@ -15,7 +16,8 @@ from simfactory.cli import app
 from simfactory.errors import InputError, InputErrors
 from simfactory.resolve import load_and_resolve
 from simfactory.traces.parse import parse_trace
-from simfactory.traces.stats import fit_workload, trace_stats
+from simfactory.traces.fit import fit_workload
+from simfactory.traces.stats import trace_stats
 
 runner = CliRunner()
 AZURE = """TIMESTAMP,ContextTokens,GeneratedTokens
@@ -109,43 +111,57 @@ def test_rate_scaling_divides_arrival_times_exactly(tmp_path):
     assert np.allclose(window["arrival_s"], [10.0, 83.0])
 
 
-def test_fitted_workload_reproduces_lengths_and_burstiness(tmp_path):
+def test_fitted_workload_reproduces_lengths_their_pairing_and_burstiness(tmp_path):
+    """A trace whose rate swings between windows, with bursty gaps inside, correlated lengths: the fitted workload
+    (run through a scenario with `arrival: workload`) keeps length percentiles, the rank correlation and the index
+    of dispersion of counts at 60 s; the single-renewal candidate (the old fit) does not."""
     rng = np.random.default_rng(7)
-    n = 20000
-    gaps = rng.gamma(0.25, 1 / (5 * 0.25), n)  # cv 2: bursty
-    inp = np.maximum(1, np.round(rng.lognormal(np.log(800), 0.9, n))).astype(int)
-    out = np.maximum(1, np.round(rng.lognormal(np.log(150), 0.7, n))).astype(int)
-    t = np.cumsum(gaps)
+    parts, start = [], 0.0
+    for rate in rng.choice([1.0, 8.0], size=60):  # 60 windows of 60 s, the rate jumping between 1/s and 8/s
+        g = rng.gamma(0.5, 1 / (rate * 0.5), int(rate * 120))
+        t = start + np.cumsum(g)
+        parts.append(t[t < start + 60])
+        start += 60
+    t = np.concatenate(parts)
+    n = len(t)
+    z = rng.standard_normal((n, 2)) @ np.linalg.cholesky([[1, 0.7], [0.7, 1]]).T
+    inp = np.maximum(1, np.round(np.exp(np.log(800) + 0.9 * z[:, 0]))).astype(int)
+    out = np.maximum(1, np.round(np.exp(np.log(150) + 0.7 * z[:, 1]))).astype(int)
     lines = ["Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type"]
     lines += [f"{a:.6f},m,{i},{o},{i + o},API log" for a, i, o in zip(t, inp, out)]
-    p = write(tmp_path, "big.csv", "\n".join(lines))
-    trace = parse_trace(p, "burstgpt")
-    workload, arrival = fit_workload(trace, "fit")
-    assert arrival is not None and arrival["cv"] == pytest.approx(trace_stats(trace)["interarrival_cv"])
-    # generate from the fitted workload and compare with the trace
+    trace = parse_trace(write(tmp_path, "big.csv", "\n".join(lines)), "burstgpt")
+    workload, report = fit_workload(trace, "fit")
+    assert workload["arrival"]["process"] == "schedule" and report["arrivals"]["chosen"]["window_s"] <= 60
+    single = report["arrivals"]["candidates"][-1]  # one window over the whole trace: a stationary renewal process
+    idc_trace, idc_single = single["index_of_dispersion"]["60s"]
+    assert idc_single < idc_trace / 3  # the stationary fit loses the rate swings
     wpath = tmp_path / "case" / "workloads"
     wpath.mkdir(parents=True)
     (wpath / "fit.yaml").write_text(yaml.safe_dump(workload))
-    doc = scenario_doc(rate=arrival["rate_per_s"], process="gamma", horizon_s=n / arrival["rate_per_s"], max_num_seqs=256)
-    doc["traffic"]["arrival"]["cv"] = arrival["cv"]
+    doc = scenario_doc(horizon_s=3600, max_num_seqs=256)
     c = doc["traffic"]["classes"][0]
     c.pop("input_tokens"), c.pop("output_tokens")
-    c["workload"] = "fit"
+    c.update(workload="fit", arrival="workload")
+    doc["traffic"].pop("arrival")
     doc["deployments"][0]["kv_cache_tokens"] = 10_000_000
     rs = load_and_resolve(write_case(tmp_path / "case", doc, {"overhead_s": 0.001}))
+    from simfactory.sim.requests import RequestTable
     from simfactory.sim.streams import RandomStreams
     from simfactory.sim.traffic import add_plain_requests, arrival_schedule
-    from simfactory.sim.requests import RequestTable
+    from simfactory.traces.fit import index_of_dispersion
 
     times, cls, rows = arrival_schedule(rs, RandomStreams(1))
     table = RequestTable()
     add_plain_requests(rs, RandomStreams(1), times, cls, table, rows)
     table.trim()
+    assert len(times) == pytest.approx(n, rel=0.05)
     for sim_v, real in ((table.input_tokens, inp), (table.output_tokens, out)):
-        assert sim_v.mean() == pytest.approx(real.mean(), rel=0.05)
-        assert np.percentile(sim_v, 90) == pytest.approx(np.percentile(real, 90), rel=0.05)
-    g = np.diff(times)
-    assert g.std() / g.mean() == pytest.approx(arrival["cv"], rel=0.10)
+        for q in (50, 90, 99):
+            assert np.percentile(sim_v, q) == pytest.approx(np.percentile(real, q), rel=0.06)
+    rho = sps.spearmanr(table.input_tokens, table.output_tokens).statistic
+    assert rho == pytest.approx(sps.spearmanr(inp, out).statistic, abs=0.05)
+    idc_fit = index_of_dispersion(times, 3600, 60)
+    assert idc_fit == pytest.approx(index_of_dispersion(t - t[0], 3600, 60), rel=0.3)
 
 
 def test_trace_cli_stats_fit_and_run(tmp_path):

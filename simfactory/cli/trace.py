@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from simfactory.cli.common import check_trace_format, err, input_errors, out
+from simfactory.errors import InputError
 
 TraceFormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="azure | burstgpt | mooncake | sharegpt | vllm-bench")
@@ -60,30 +61,122 @@ def trace_fit_cmd(
     fmt: TraceFormatOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Workload YAML to write (workloads/NAME.yaml).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an --output file simfactory did not write.")] = False,
+    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the fit's quality report as JSON.")] = None,
 ) -> None:
-    """Fit a synthetic workload (lognormal lengths; gamma arrivals with the trace's rate and burstiness).
+    """Fit a synthetic workload: measured length quantiles paired with the trace's rank correlation, and (for
+    timestamped traces) a rate schedule with gamma or Weibull bursts inside each window, written into the
+    workload file (a class uses it with `arrival: workload`). Prints how well each part fits.
 
-    Example: simfactory trace fit BurstGPT_1.csv --format burstgpt -o workloads/burstgpt-fit.yaml
+    Example: simfactory trace fit AzureLLMInferenceTrace_code.csv --format azure -o workloads/azure-code.yaml
     """
+    import json
+
     import yaml
 
-    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
+    from simfactory.outputs import GENERATOR, check_output_file, json_with_generator, write_text_output
+    from simfactory.traces.fit import fit_workload
     from simfactory.traces.parse import parse_trace
-    from simfactory.traces.stats import fit_workload
 
     with input_errors():
         check_output_file(output, "--output", force)
+        if out_json is not None:
+            check_output_file(out_json, "--json", force)
         trace = parse_trace(file, check_trace_format(fmt))  # type: ignore[arg-type]
-        workload, arrival = fit_workload(trace, output.stem)
-    text = f"# generator: {GENERATOR} (trace fit {file.name})\n" + yaml.safe_dump(workload, sort_keys=False)
-    if arrival is not None:
-        text = f"# arrivals fitted to the same trace (use in a scenario's traffic.arrival): {arrival}\n" + text
+        workload, report = fit_workload(trace, output.stem)
+    text = (f"# generator: {GENERATOR} (trace fit {file.name})\n"
+            "# a scenario class uses these lengths with `workload: NAME`, and the arrivals with `arrival: workload`\n"
+            + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
     with input_errors():
         write_text_output(output, text, "--output", force)
-    out.print(f"wrote {output}" + (f"; arrival process {arrival}" if arrival else ""), highlight=False)
-    if arrival is None and trace.arrival_s is not None:
-        err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload only",
+        if out_json is not None:
+            write_text_output(out_json, json.dumps(json_with_generator(report), indent=1) + "\n", "--json", force)
+    out.print(_fit_table(report))
+    out.print(f"wrote {output}", highlight=False)
+    if "arrivals" not in report and trace.arrival_s is not None:
+        err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload has lengths only",
                   highlight=False)
+
+
+def _fit_table(report: dict) -> Table:
+    """The fit's quality: lengths (KS distance, median, p99, rank correlation) and, per arrival candidate, the
+    index of dispersion of counts (trace / fitted) and the gap KS distance; the chosen one first."""
+    table = Table(title="fit quality (trace / fitted)")
+    table.add_column("part")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    ln = report["lengths"]
+    table.add_row("input tokens", "KS distance", f"{ln['input_ks']:.3f}")
+    table.add_row("", "median", f"{ln['input_p50_trace']:,.0f} / {ln['input_p50_fitted']:,.0f}")
+    table.add_row("", "p99", f"{ln['input_p99_trace']:,.0f} / {ln['input_p99_fitted']:,.0f}")
+    table.add_row("output tokens", "KS distance", f"{ln['output_ks']:.3f}")
+    table.add_row("input vs output", "Spearman", f"{ln['spearman_trace']:.3f} / {ln['spearman_fitted']:.3f}")
+    if "arrivals" in report:
+        chosen = report["arrivals"]["chosen"]
+        for c in [chosen] + [c for c in report["arrivals"]["candidates"] if c != chosen]:
+            mark = "chosen: " if c is chosen else ""
+            name = f"{mark}{c['window_s']:g} s windows, {c['gaps']} cv {c['cv']:g}"
+            idc = ", ".join(f"{k} {a:g}/{b:g}" for k, (a, b) in c["index_of_dispersion"].items())
+            table.add_row(name, "dispersion", idc or "-")
+            table.add_row("", "gap KS / score", f"{c['gap_ks']:.3f} / {c['score']:.3f}")
+    return table
+
+
+def trace_compare_cmd(
+    file: Annotated[Path, typer.Argument(help="Trace file (with timestamps).")],
+    fmt: TraceFormatOpt,
+    scenario: Annotated[Path, typer.Option("--scenario", "-s", help="The fleet: its first class's target serves both.")],
+    speedups: Annotated[list[float], typer.Option("--speedup", help="A load: the trace replayed k times faster (and the "
+                                                  "fitted arrivals run k times faster). Repeat for several loads.")],
+    seeds: Annotated[int, typer.Option("--seeds", min=1, max=20, help="Runs of the fitted workload per load (mean).")] = 3,
+    tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Exit 1 when a percentile is further off "
+                                             "than this fraction.")] = 0.20,
+    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
+) -> None:
+    """Does the fitted workload stand in for the trace? Simulates the trace's replay and `trace fit`'s workload on
+    the same fleet at each load and prints TTFT and end-to-end p50 / p99 (ms) of both, and the error. Exit 1 when
+    an error passes --tolerance.
+
+    Example: simfactory trace compare AzureLLMInferenceTrace_conv.csv -f azure -s scenarios/trace-compare-4xh100.yaml --speedup 1 --speedup 10
+    """
+    import dataclasses
+    import json
+
+    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
+    from simfactory.traces.compare import compare_fit
+
+    with input_errors():
+        if out_json is not None:
+            check_output_file(out_json, "--json", force)
+        if not speedups or any(k <= 0 for k in speedups):
+            raise InputError("--speedup", "value", "give one or more positive speedups (1 replays the trace as recorded)")
+        rows = compare_fit(scenario, file, check_trace_format(fmt), sorted(speedups), seeds)
+    table = Table(title=f"{file.name} on {scenario.name}: replay vs fitted workload",
+                  caption=f"queue: the replay's mean waiting requests (load); fitted: mean of {seeds} seeds; spread: "
+                  "their (max - min) / mean")
+    for col in ("speedup", "queue", "metric", "replay ms", "fitted ms", "error", "spread"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    worst = 0.0
+    for r in rows:
+        first = True
+        for key, value in r.replay.items():
+            err_frac = r.errors.get(key)
+            worst = max(worst, abs(err_frac or 0.0))
+            table.add_row(f"{r.speedup:g}x" if first else "", f"{r.queue_mean:.2f}" if first else "",
+                          key.removesuffix("_s").replace("_", " "), f"{value * 1000:,.1f}",
+                          f"{r.fitted[key] * 1000:,.1f}", "n/a" if err_frac is None else f"{err_frac:+.1%}",
+                          f"{r.fitted_spread[key]:.1%}")
+            first = False
+    out.print(table)
+    if out_json is not None:
+        with input_errors():
+            doc = {"trace": str(file), "format": fmt, "scenario": str(scenario), "seeds": seeds,
+                   "loads": [dataclasses.asdict(r) for r in rows]}
+            write_text_output(out_json, json.dumps(json_with_generator(doc), indent=1) + "\n", "--json", force)
+    verdict = "within" if worst <= tolerance else "outside"
+    out.print(f"largest error {worst:.1%}: {verdict} the {tolerance:.0%} tolerance", highlight=False)
+    if worst > tolerance:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
@@ -94,4 +187,5 @@ def register(app: typer.Typer) -> None:
     )
     trace_app.command("stats")(trace_stats_cmd)
     trace_app.command("fit")(trace_fit_cmd)
+    trace_app.command("compare")(trace_compare_cmd)
     app.add_typer(trace_app, name="trace")

@@ -13,6 +13,7 @@ from typing import Annotated, Literal, Union
 
 import numpy as np
 from pydantic import AfterValidator, ConfigDict, Field, PositiveFloat, model_validator
+from scipy.special import ndtr, ndtri
 
 from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_FAN_OUT, MAX_LOGNORMAL_SIGMA, MAX_TOKENS
@@ -37,6 +38,10 @@ class _Dist(StrictModel):
     def mean(self) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def ppf(self, u: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """The quantile function at probabilities u in [0, 1]: what a Gaussian copula reads its marginals through."""
+        raise NotImplementedError
+
 
 class Fixed(_Dist):
     kind: Literal["fixed"] = "fixed"
@@ -56,6 +61,9 @@ class Fixed(_Dist):
 
     def largest(self) -> float:
         return self.value
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return np.full(len(u), self.value, dtype=float)
 
 
 class Uniform(_Dist):
@@ -81,6 +89,9 @@ class Uniform(_Dist):
     def largest(self) -> float:
         return self.high
 
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * np.asarray(u, dtype=float)
+
 
 class Exponential(_Dist):
     kind: Literal["exponential"] = "exponential"
@@ -99,6 +110,9 @@ class Exponential(_Dist):
 
     def largest(self) -> float:
         return math.inf
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        return -self.mean_value * np.log1p(-np.minimum(np.asarray(u, dtype=float), 1.0 - 1e-16))
 
 
 class Geometric(_Dist):
@@ -121,6 +135,13 @@ class Geometric(_Dist):
     def largest(self) -> float:
         return math.inf
 
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        p = 1.0 / self.mean_value
+        if p >= 1.0:
+            return np.ones(len(u))
+        q = np.minimum(np.asarray(u, dtype=float), 1.0 - 1e-16)
+        return np.maximum(1.0, np.ceil(np.log1p(-q) / math.log1p(-p)))
+
 
 class LogNormal(_Dist):
     """Lognormal given its median and shape sigma (of the underlying normal); optional clipping."""
@@ -129,22 +150,53 @@ class LogNormal(_Dist):
     median: PositiveFloat = Field(allow_inf_nan=False)
     sigma: float = Field(ge=0, le=MAX_LOGNORMAL_SIGMA, allow_inf_nan=False,
                          description="shape; fits of token counts and latencies have 0.3-2")
-    min: float | None = Field(default=None, ge=0, allow_inf_nan=False)
-    max: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    min: float | None = Field(default=None, ge=0, allow_inf_nan=False,
+                              description="smallest value; a draw below it is raised to it (or redrawn: truncate)")
+    max: float | None = Field(default=None, gt=0, allow_inf_nan=False,
+                              description="largest value; a draw above it is lowered to it (or redrawn: truncate)")
+    truncate: bool = Field(
+        default=False, description="false: draws outside [min, max] are clamped to the bound (a pile of draws at "
+        "the bound, the tail's mass); true: the distribution is truncated there (draws outside are never made, no "
+        "pile-up). Fitted lengths should truncate: a real trace has no spike at its longest prompt")
 
     @model_validator(mode="after")
     def _ordered(self) -> "LogNormal":
         if self.min is not None and self.max is not None and self.max < self.min:
             raise ValueError(f"max ({self.max:g}) must be >= min ({self.min:g})")
+        if self.truncate and self.min is None and self.max is None:
+            raise ValueError("truncate: give min and/or max (the bounds to truncate at)")
         return self
 
+    def _cdf_bounds(self) -> tuple[float, float]:
+        """The untruncated CDF at min and at max: a truncated draw is uniform between them, then mapped back."""
+        mu = math.log(self.median)
+        lo = 0.0 if not self.min else float(ndtr((math.log(self.min) - mu) / self.sigma)) if self.sigma > 0 else 0.0
+        hi = 1.0 if self.max is None or self.sigma == 0 else float(ndtr((math.log(self.max) - mu) / self.sigma))
+        return lo, hi
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        """Quantiles of the distribution as drawn: truncated, or clamped to [min, max]."""
+        u = np.asarray(u, dtype=float)
+        if self.truncate:
+            lo, hi = self._cdf_bounds()
+            u = lo + (hi - lo) * u
+        with np.errstate(over="ignore"):
+            x = self.median * np.exp(self.sigma * ndtri(np.clip(u, 1e-16, 1.0 - 1e-16)))
+        if self.min is not None or self.max is not None:
+            x = np.clip(x, self.min, self.max)
+        return x
+
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        if self.truncate:
+            return self.ppf(rng.random(n))
         x = rng.lognormal(math.log(self.median), self.sigma, n)
         if self.min is not None or self.max is not None:
             x = np.clip(x, self.min, self.max)
         return x
 
     def draw(self, rng: np.random.Generator) -> float:
+        if self.truncate:
+            return float(self.sample(rng, 1)[0])
         x = float(rng.lognormal(math.log(self.median), self.sigma))  # the scalar draw: same stream, no arrays
         if self.min is not None:
             x = max(x, self.min)
@@ -153,7 +205,15 @@ class LogNormal(_Dist):
         return x
 
     def mean(self) -> float:
-        """Of the unclipped distribution (clipping moves it little for the tails it is used on)."""
+        """Of the unclipped distribution (clipping moves it little for the tails it is used on); a truncated one's
+        own mean (truncation can move it a lot)."""
+        if self.truncate and self.sigma > 0:
+            mu, s2 = math.log(self.median), self.sigma**2
+            lo, hi = self._cdf_bounds()
+            a = -math.inf if not self.min else (math.log(self.min) - mu) / self.sigma
+            b = math.inf if self.max is None else (math.log(self.max) - mu) / self.sigma
+            mass = float(ndtr(b - self.sigma) - ndtr(a - self.sigma))
+            return self.median * math.exp(s2 / 2) * mass / (hi - lo) if hi > lo else self.median
         return self.median * math.exp(self.sigma**2 / 2)
 
     def smallest(self) -> float:
@@ -204,16 +264,61 @@ class Empirical(_Dist):
     def largest(self) -> float:
         return max(v for v, p in zip(self.values, self.weights or [1.0] * len(self.values)) if p > 0)
 
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        """The listed value whose cumulative weight (values sorted) first reaches u: a step quantile function."""
+        v = np.asarray(self.values, dtype=float)
+        p = self._p()
+        p = np.full(len(v), 1.0 / len(v)) if p is None else p
+        order = np.argsort(v, kind="stable")
+        cum = np.cumsum(p[order])
+        k = np.minimum(np.searchsorted(cum, np.asarray(u, dtype=float), side="left"), len(v) - 1)
+        return v[order][k]
+
+
+class Quantiles(_Dist):
+    """A measured distribution as its quantile function: `values[i]` is the quantile at probability i / (n - 1)
+    (first: the smallest value, last: the largest), linear in between. Keeps a trace's median and tail as they
+    are, with no parametric shape and no pile-up at the ends (what `trace fit` writes)."""
+
+    kind: Literal["quantiles"] = "quantiles"
+    values: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=2, description="quantiles at evenly spaced probabilities 0, 1/(n-1), ..., 1; non-decreasing")
+
+    @model_validator(mode="after")
+    def _sorted(self) -> "Quantiles":
+        bad = next((i for i in range(1, len(self.values)) if self.values[i] < self.values[i - 1]), None)
+        if bad is not None:
+            raise ValueError(f"values must not decrease (values[{bad}] = {self.values[bad]:g} < values[{bad - 1}] = "
+                             f"{self.values[bad - 1]:g})")
+        return self
+
+    def ppf(self, u: np.ndarray) -> np.ndarray:
+        v = np.asarray(self.values, dtype=float)
+        return np.interp(np.asarray(u, dtype=float), np.linspace(0.0, 1.0, len(v)), v)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        return self.ppf(rng.random(n))
+
+    def mean(self) -> float:
+        v = np.asarray(self.values, dtype=float)
+        return float(((v[1:] + v[:-1]) / 2).mean())
+
+    def smallest(self) -> float:
+        return self.values[0]
+
+    def largest(self) -> float:
+        return self.values[-1]
+
 
 Distribution = Annotated[
-    Union[Fixed, Uniform, Exponential, Geometric, LogNormal, Empirical],
+    Union[Fixed, Uniform, Exponential, Geometric, LogNormal, Empirical, Quantiles],
     Field(discriminator="kind"),
 ]
 
 
 # the field that states a distribution's smallest / largest value, where one does
-_LOW_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "low", "LogNormal": "min"}
-_HIGH_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "high", "LogNormal": "max"}
+_LOW_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "low", "LogNormal": "min", "Quantiles": "values"}
+_HIGH_FIELD = {"Fixed": "value", "Empirical": "values", "Uniform": "high", "LogNormal": "max", "Quantiles": "values"}
 _MEAN_FIELD = {"Exponential": "mean", "Geometric": "mean", "LogNormal": "median"}
 
 
@@ -225,6 +330,7 @@ def check_counts(dist: _Dist, what: str, minimum: int, maximum: int, bounded: bo
     geometric or lognormal without max)."""
     kind = type(dist).__name__
     listed = [dist.value] if isinstance(dist, Fixed) else list(dist.values) if isinstance(dist, Empirical) else []
+    # quantiles are interpolated, so only their ends must be counts (a draw is rounded like any continuous one)
     bad = next((v for v in listed if not float(v).is_integer()), None)
     if bad is not None:
         raise ValueError(f"{_LOW_FIELD[kind]}: {what} must be whole numbers (got {bad:g})")
@@ -272,3 +378,22 @@ def sample_tokens(dist: _Dist, rng: np.random.Generator, n: int) -> np.ndarray:
     tail of an unbounded distribution (its mean is at most MAX_TOKENS), past any model's context: such a request
     is rejected as too long either way, and the clip keeps the int64 cast exact."""
     return np.clip(np.rint(dist.sample(rng, n)), 1, MAX_TOKENS).astype(np.int64)
+
+
+def correlated_uniforms(rho_spearman: float, rng_a: np.random.Generator, rng_b: np.random.Generator,
+                        n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two uniforms per draw from a Gaussian copula with the given Spearman rank correlation (the normal's
+    correlation is 2 sin(pi rho / 6), the exact relation for a bivariate normal). Each stream gives one normal."""
+    r = 2.0 * math.sin(math.pi * rho_spearman / 6.0)
+    z_a = rng_a.standard_normal(n)
+    z_b = r * z_a + math.sqrt(max(0.0, 1.0 - r * r)) * rng_b.standard_normal(n)
+    return ndtr(z_a), ndtr(z_b)
+
+
+def sample_joint_tokens(input_dist: _Dist, output_dist: _Dist, rho_spearman: float, rng_in: np.random.Generator,
+                        rng_out: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Input and output token counts drawn together, rank-correlated through a Gaussian copula over the two
+    marginals (each keeps its own distribution exactly; only their pairing changes)."""
+    u_in, u_out = correlated_uniforms(rho_spearman, rng_in, rng_out, n)
+    to_tokens = lambda x: np.clip(np.rint(x), 1, MAX_TOKENS).astype(np.int64)  # noqa: E731
+    return to_tokens(input_dist.ppf(u_in)), to_tokens(output_dist.ppf(u_out))

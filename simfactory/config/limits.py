@@ -79,6 +79,12 @@ MAX_STEPS_PER_TASK = 100_000
 # Below 0.01 the process is constant arrivals (use process: constant); 1/cv^2 must not overflow.
 MIN_ARRIVAL_CV = 0.01
 MAX_ARRIVAL_CV = 100.0
+# Weibull inter-arrival shape k: cv is ~70 at k = 0.14 and ~0.013 at k = 100 (the gamma cv range above, about);
+# fits of production LLM traffic report k of 0.3-1 (bursty) per window.
+MIN_WEIBULL_SHAPE = 0.14
+MAX_WEIBULL_SHAPE = 100.0
+# A rate schedule's windows: a week in 1 s windows is ~600,000; the fit writes a few hundred to a few thousand.
+MAX_SCHEDULE_WINDOWS = 1_000_000
 # Lognormal shape: token and latency fits have sigma 0.3-2; exp(sigma^2 / 2) (the mean) overflows past ~37.
 MAX_LOGNORMAL_SIGMA = 10.0
 # Diurnal hourly / weekday multipliers, like flash events: a 1000x swing within a day is already extreme.

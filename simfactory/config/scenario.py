@@ -25,13 +25,14 @@ from simfactory.config.distributions import Distribution, Fixed, TokenCounts
 from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are also imported from here
     MAX_ACCELERATORS, MAX_ARRIVAL_CV, MAX_BLOCK_SIZE, MAX_CLOSED_LOOP_CLIENTS, MAX_KV_OVERCOMMIT, MAX_PREFIX_VARIANTS, MAX_RATE_MULTIPLIER,
     MAX_REPLICAS, MAX_SESSIONS, MAX_SIMULATED_S, MAX_TIMELINE_SAMPLES, MAX_TOKENS, MIN_ARRIVAL_CV, MIN_BANDWIDTH,
-    MIN_PERIOD_S,
+    MAX_SCHEDULE_WINDOWS, MAX_WEIBULL_SHAPE, MIN_PERIOD_S, MIN_WEIBULL_SHAPE,
 )
 from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
 from simfactory.config.training import TrainingJob
 from simfactory.config.routing import Routing, ServiceClass, Tenant
 
+LengthCorrelation = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 
 
@@ -333,6 +334,54 @@ class GammaArrivals(_Strict):
     )
 
 
+class WeibullArrivals(_Strict):
+    """Renewal process with Weibull inter-arrivals: shape < 1 is burstier than Poisson (many short gaps, a few
+    long ones), 1 is Poisson, > 1 smoother. Production LLM inter-arrivals are better fitted by Gamma and Weibull
+    than by Poisson (ServeGen, Alibaba Cloud, https://arxiv.org/abs/2505.09999, 2025; BurstGPT models Azure
+    OpenAI traffic with Gamma, https://arxiv.org/abs/2401.17644)."""
+
+    process: Literal["weibull"] = "weibull"
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="mean arrivals per second")
+    shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE,
+                         description="Weibull shape k of the gaps (1: Poisson; 0.5: cv 2.24; 0.3: cv 5.4)")
+
+
+class ScheduleArrivals(_Strict):
+    """A rate that changes over time: `rates_per_s[i]` holds during window i (each `window_s` long), and within a
+    window the gaps follow a renewal process with the window's cv (gamma or Weibull gaps), so both the swings of
+    the rate and the bunching inside a window are kept. The process runs in operational time (arrivals of a
+    unit-rate renewal process, stretched by each window's rate), so a burst straddling a window edge is not cut.
+    `trace fit` writes one of these from a trace's per-window counts."""
+
+    process: Literal["schedule"] = "schedule"
+    window_s: PositiveFloat = Field(allow_inf_nan=False, description="length of each window, seconds")
+    rates_per_s: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, max_length=MAX_SCHEDULE_WINDOWS, description="arrivals per second in each window, in order")
+    gaps: Literal["gamma", "weibull"] = Field(
+        default="gamma", description="the family of the gaps inside a window (both have cv 1 = Poisson)")
+    cv: float | list[Annotated[float, Field(ge=MIN_ARRIVAL_CV, le=MAX_ARRIVAL_CV)]] = Field(
+        default=1.0, description="coefficient of variation of the gaps inside a window: one value, or one per window")
+    repeat: bool = Field(default=True, description="after the last window start again at the first (a day that "
+                         "repeats); false: nothing arrives after the last window")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "ScheduleArrivals":
+        if not any(r > 0 for r in self.rates_per_s):
+            raise ValueError("rates_per_s: every rate is 0, so nothing would ever arrive")
+        if isinstance(self.cv, list):
+            if len(self.cv) != len(self.rates_per_s):
+                raise ValueError(f"cv has {len(self.cv)} entries but rates_per_s has {len(self.rates_per_s)}")
+        elif not MIN_ARRIVAL_CV <= self.cv <= MAX_ARRIVAL_CV:
+            raise ValueError(f"cv must be from {MIN_ARRIVAL_CV} to {MAX_ARRIVAL_CV:g} (got {self.cv:g})")
+        return self
+
+    def cvs(self) -> list[float]:
+        return list(self.cv) if isinstance(self.cv, list) else [float(self.cv)] * len(self.rates_per_s)
+
+    def mean_rate_per_s(self) -> float:
+        return sum(self.rates_per_s) / len(self.rates_per_s)
+
+
 class FlashEvent(_Strict):
     """A burst: the rate is multiplied by `multiplier` during [start_s, start_s + duration_s)."""
 
@@ -425,13 +474,20 @@ class ClosedArrivals(_Strict):
 
 
 Arrivals = Annotated[
-    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, DiurnalArrivals, MmppArrivals, ClosedArrivals],
+    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, WeibullArrivals, ScheduleArrivals, DiurnalArrivals,
+          MmppArrivals, ClosedArrivals],
     Field(discriminator="process"),
 ]
+OpenArrivals = Annotated[
+    Union[PoissonArrivals, ConstantArrivals, GammaArrivals, WeibullArrivals, ScheduleArrivals, DiurnalArrivals,
+          MmppArrivals],
+    Field(discriminator="process"),
+]
+OpenProcess = (PoissonArrivals | ConstantArrivals | GammaArrivals | WeibullArrivals | ScheduleArrivals | DiurnalArrivals
+               | MmppArrivals)
 
 
-def describe_arrivals(arrival: "PoissonArrivals | ConstantArrivals | GammaArrivals | DiurnalArrivals | MmppArrivals | "
-                      "ClosedArrivals | None") -> str:
+def describe_arrivals(arrival: "OpenProcess | ClosedArrivals | None") -> str:
     """One line naming the arrival process and its parameters (for summaries and reports)."""
     if arrival is None:
         return "timestamped trace replay"
@@ -445,16 +501,25 @@ def describe_arrivals(arrival: "PoissonArrivals | ConstantArrivals | GammaArriva
         return f"mmpp, {len(arrival.states)} states, peak {peak_rate_per_s(arrival):g}/s"
     if isinstance(arrival, GammaArrivals):
         return f"gamma, {arrival.rate_per_s:g}/s, cv {arrival.cv:g}"
+    if isinstance(arrival, WeibullArrivals):
+        return f"weibull, {arrival.rate_per_s:g}/s, shape {arrival.shape:g}"
+    if isinstance(arrival, ScheduleArrivals):
+        cvs = arrival.cvs()
+        cv = f"cv {cvs[0]:g}" if len(set(cvs)) == 1 else f"cv {min(cvs):g}-{max(cvs):g}"
+        return (f"schedule, {len(arrival.rates_per_s)} windows of {arrival.window_s:g} s, mean "
+                f"{arrival.mean_rate_per_s():.4g}/s, peak {max(arrival.rates_per_s):.4g}/s, {arrival.gaps} gaps {cv}")
     return f"{arrival.process}, {arrival.rate_per_s:g}/s"
 
 
-def peak_rate_per_s(arrival: PoissonArrivals | ConstantArrivals | GammaArrivals | DiurnalArrivals | MmppArrivals) -> float:
+def peak_rate_per_s(arrival: OpenProcess) -> float:
     """The rate the arrival generator draws at: the rate; a diurnal process's peak (its thinning draws candidates
-    at it); an MMPP's busiest state."""
+    at it); an MMPP's busiest state; a schedule's busiest window."""
     if isinstance(arrival, DiurnalArrivals):
         return arrival.mean_rate_per_s * arrival.peak_multiplier()
     if isinstance(arrival, MmppArrivals):
         return max(st.rate_per_s for st in arrival.states)
+    if isinstance(arrival, ScheduleArrivals):
+        return max(arrival.rates_per_s)
     return arrival.rate_per_s
 
 
@@ -469,6 +534,10 @@ class TraceSpec(_Strict):
     sample: Annotated[float, Field(gt=0.0, le=1.0)] = Field(default=1.0, description="keep this share of rows")
     max_input_tokens: PositiveInt | None = Field(default=None, description="clip longer prompts")
     max_output_tokens: PositiveInt | None = Field(default=None, description="clip longer answers")
+    spread_batches: bool = Field(
+        default=False, description="when most timestamps repeat (a trace recorded on a coarse tick: Mooncake's "
+        "conversation trace has 90% zero gaps, the rest ~3 s), spread each request uniformly over its tick (the median "
+        "non-zero gap) instead of sending each batch at one instant; no change to a trace whose gaps are mostly non-zero")
 
     @model_validator(mode="after")
     def _window(self) -> "TraceSpec":
@@ -544,6 +613,25 @@ class RequestClass(_Strict):
     trace: TraceSpec | None = Field(default=None, description="replay a trace (its arrivals and lengths)")
     input_tokens: TokenCounts | None = None
     output_tokens: TokenCounts | None = None
+    length_correlation: LengthCorrelation | None = Field(
+        default=None, description="with inline input_tokens/output_tokens: Spearman rank correlation between a "
+        "request's input and output tokens (drawn through a Gaussian copula; unset: independent)")
+    arrival: OpenArrivals | Literal["workload"] | None = Field(
+        default=None, description="this class's own open arrival process, instead of a share of traffic.arrival "
+        "(each class may have its own); 'workload': the one written in its workload file (trace fit writes one)")
+    rate_scale: PositiveFloat = Field(
+        default=1.0, le=MAX_RATE_MULTIPLIER, description="runs the class's own arrival process k times faster "
+        "(arrival times / k, like a trace's speedup): the same pattern of swings and bursts at k times the rate")
+
+    @model_validator(mode="after")
+    def _own_arrivals(self) -> "RequestClass":
+        if self.rate_scale != 1.0 and self.arrival is None:
+            raise ValueError("rate_scale scales the class's own arrival process: give arrival (or scale "
+                             "traffic.arrival's rate)")
+        if self.length_correlation is not None and self.input_tokens is None:
+            raise ValueError("length_correlation pairs inline input_tokens and output_tokens (a workload file "
+                             "states its own)")
+        return self
 
     @model_validator(mode="after")
     def _lengths_given_once(self) -> "RequestClass":
@@ -674,8 +762,14 @@ class RequestWorkload(_Strict):
     kind: Literal["requests"] = "requests"
     name: Name
     description: str = ""
-    input_tokens: TokenCounts
-    output_tokens: TokenCounts
+    input_tokens: TokenCounts = Field(description="prompt tokens per request")
+    output_tokens: TokenCounts = Field(description="answer tokens per request")
+    length_correlation: LengthCorrelation | None = Field(
+        default=None, description="Spearman rank correlation between a request's input and output tokens (drawn "
+        "through a Gaussian copula over the two distributions; unset: independent). Traces show 0.3-0.8 for chat")
+    arrival: OpenArrivals | None = Field(
+        default=None, description="the arrival process measured with these lengths (trace fit writes it); a class "
+        "uses it with `arrival: workload`")
     source: str = Field(min_length=1)
     as_of: AsOf
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simfactory.config.agent import AgentWorkload
-from simfactory.config.scenario import RequestClass, Scenario
+from simfactory.config.scenario import OpenProcess, RequestClass, RequestWorkload, Scenario
 from simfactory.errors import InputError, InputErrors
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedClass, ResolvedDeployment, Target
@@ -85,15 +85,31 @@ def _resolve_class(
     targets = {f: names.target_of(d) for f, d in wanted}
     if bad or any(t is None for t in targets.values()):
         return None
+    own = _own_arrival(c, at, workload, fname, errors)
     if isinstance(workload, AgentWorkload):
-        return _agent_class(c, at, index, workload, names, extras, fname, errors)
+        return _agent_class(c, at, index, workload, names, extras, fname, errors, own)
     if c.target is None:
         errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment or route"))
         return None
     inp, out = workload if isinstance(workload, tuple) else (workload.input_tokens, workload.output_tokens)
-    rc = ResolvedClass(index, c, names.target_of(c.target), input_tokens=inp, output_tokens=out, **extras)
+    rho = c.length_correlation if isinstance(workload, tuple) else workload.length_correlation
+    rc = ResolvedClass(index, c, names.target_of(c.target), input_tokens=inp, output_tokens=out, arrival=own,
+                       length_correlation=rho, **extras)
     _warn_too_long(rc, at, deployments, fname, warnings)
     return rc
+
+
+def _own_arrival(c: RequestClass, at: str, workload: object, fname: str,
+                 errors: list[InputError]) -> OpenProcess | None:
+    """The class's own arrival process: as given, or (`arrival: workload`) the one its workload file states."""
+    if c.arrival != "workload":
+        return c.arrival  # type: ignore[return-value]
+    process = workload.arrival if isinstance(workload, RequestWorkload) else None
+    if process is None:
+        what = f"workload {c.workload!r} states none" if c.workload is not None else "the class names no workload file"
+        errors.append(InputError(fname, f"{at}.arrival", f"'workload' uses the arrival process of the class's workload "
+                                 f"file, and {what} (trace fit writes one; or give the process here)"))
+    return process
 
 
 def _class_extras(
@@ -154,12 +170,21 @@ def _trace_class(
     t = names.target_of(c.target)
     if t is None:
         return None
-    return ResolvedClass(index, c, t, trace=rows, **extras)
+    if c.arrival == "workload":
+        errors.append(InputError(fname, f"{at}.arrival", "'workload' reads a workload file's arrival process, and this "
+                                 "class replays a trace: give the process itself"))
+        return None
+    if c.arrival is not None and rows.arrival_s is not None:
+        errors.append(InputError(fname, f"{at}.arrival", f"{c.trace.format} rows carry their own arrival times: a "
+                                 "class replaying them cannot also have an arrival process (drop one; trace.speedup "
+                                 "changes the replay's rate)"))
+        return None
+    return ResolvedClass(index, c, t, trace=rows, arrival=c.arrival, **extras)  # type: ignore[arg-type]
 
 
 def _agent_class(
     c: RequestClass, at: str, index: int, workload: AgentWorkload, names: Names, extras: dict[str, int], fname: str,
-    errors: list[InputError],
+    errors: list[InputError], own: OpenProcess | None = None,
 ) -> ResolvedClass:
     """An agent workload's class: each model role goes to targets[role], else to the class's target."""
     roles: dict[str, Target] = {}
@@ -172,7 +197,7 @@ def _agent_class(
         t = names.target_of(dep)
         assert t is not None
         roles[role] = t
-    return ResolvedClass(index, c, None, agent=workload, roles=roles, **extras)
+    return ResolvedClass(index, c, None, agent=workload, roles=roles, arrival=own, **extras)
 
 
 def _warn_too_long(rc: ResolvedClass, at: str, deployments: list[ResolvedDeployment], fname: str,

@@ -11,7 +11,7 @@ from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.routing import Route, Tier
-from simfactory.config.scenario import Deployment, Pool, RequestClass, Scenario
+from simfactory.config.scenario import Deployment, OpenProcess, Pool, RequestClass, Scenario
 from simfactory.hardware.memory import MemoryPlan
 from simfactory.hardware.step_time import StepTimeModel
 from simfactory.traces.replay import ReplayRows
@@ -71,6 +71,8 @@ class ResolvedClass:
     service_class: int = -1  # index into scenario.service_classes, -1 none
     tenant: int = -1  # index into scenario.tenants, -1 none
     trace: ReplayRows | None = None  # replayed trace rows (arrival times when the format has them)
+    arrival: OpenProcess | None = None  # the class's own arrival process (None: a share of traffic.arrival)
+    length_correlation: float | None = None  # Spearman rank correlation of input and output tokens (None: independent)
 
     @property
     def deployment_index(self) -> int:
@@ -79,8 +81,9 @@ class ResolvedClass:
 
     @property
     def follows_arrival_process(self) -> bool:
-        """traffic.arrival drives it: every class but one replaying a timestamped trace (those keep their times)."""
-        return self.trace is None or self.trace.arrival_s is None
+        """traffic.arrival drives it: every class but one replaying a timestamped trace (those keep their times) or
+        with its own arrival process."""
+        return self.arrival is None and (self.trace is None or self.trace.arrival_s is None)
 
 
 @dataclass(frozen=True)

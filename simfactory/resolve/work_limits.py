@@ -6,22 +6,79 @@ from __future__ import annotations
 
 from simfactory.config.agent import task_steps
 from simfactory.config.limits import (
-    MAX_AGENT_STEPS, MAX_ARRIVALS, MAX_AUTOSCALER_TICKS, MAX_FAULT_EVENTS, MAX_HOURLY_MIX_CELLS, MAX_STATE_SWITCHES,
+    MAX_AGENT_STEPS, MAX_ARRIVALS, MAX_AUTOSCALER_TICKS, MAX_FAULT_EVENTS, MAX_HOURLY_MIX_CELLS, MAX_SCHEDULE_WINDOWS,
+    MAX_STATE_SWITCHES,
     MAX_TIMELINE_CELLS, MAX_TRAINING_EVENTS, MIN_CLOSED_LOOP_CYCLE_S,
 )
-from simfactory.config.scenario import ClosedArrivals, Deployment, MmppArrivals, Scenario, peak_rate_per_s
+from simfactory.config.scenario import (
+    ClosedArrivals, Deployment, MmppArrivals, OpenProcess, ScheduleArrivals, Scenario, peak_rate_per_s,
+)
 from simfactory.errors import InputError
 from simfactory.resolve.resolved import ResolvedClass
 
 
+def open_process_work(a: OpenProcess, horizon_s: float, field: str, fname: str) -> list[InputError]:
+    """An open process's work over horizon_s: arrivals drawn (at its peak rate: diurnal thinning draws candidates
+    there), a schedule's windows stepped through, MMPP state switches; an error per bound passed."""
+    peak = peak_rate_per_s(a)
+    expected = peak * horizon_s
+    if not expected <= MAX_ARRIVALS:
+        rate_field = f"{field}.rate_per_s" if hasattr(a, "rate_per_s") else (
+            f"{field}.mean_rate_per_s" if hasattr(a, "mean_rate_per_s") else
+            f"{field}.rates_per_s" if isinstance(a, ScheduleArrivals) else f"{field}.states")
+        what = {"diurnal": "peak rate (mean x the largest multipliers and flash events)", "schedule": "busiest window's rate",
+                "mmpp": "busiest state's rate"}.get(a.process, "rate")
+        return [InputError(fname, rate_field, f"{what} {peak:.3g}/s x horizon {horizon_s:g} s means ~{expected:.3g} "
+                           f"arrivals, more than the {MAX_ARRIVALS:.0e} one run simulates; shorten sim.horizon_s or "
+                           "lower the rate")]
+    if isinstance(a, ScheduleArrivals) and horizon_s / a.window_s > MAX_SCHEDULE_WINDOWS:
+        return [InputError(fname, f"{field}.window_s", f"{a.window_s:g} s windows over {horizon_s:g} s are "
+                           f"~{horizon_s / a.window_s:.3g} windows, more than the {MAX_SCHEDULE_WINDOWS:,} one run steps "
+                           "through; longer windows")]
+    if isinstance(a, MmppArrivals):
+        switches = a.switches_per_s() * horizon_s
+        if switches > MAX_STATE_SWITCHES:
+            j = min(range(len(a.states)), key=lambda k: a.states[k].mean_sojourn_s)
+            return [InputError(fname, f"{field}.states[{j}].mean_sojourn_s",
+                               f"sojourns this short mean ~{switches:.3g} state switches over the horizon, more "
+                               f"than the {MAX_STATE_SWITCHES:,} one run draws; lengthen the sojourns")]
+    return []
+
+
+def check_own_processes(scenario: Scenario, classes: list[ResolvedClass], fname: str, errors: list[InputError]) -> None:
+    """Each class's own arrival process (run rate_scale times faster) fits one run, its agent steps included."""
+    at = {c.index: scenario.traffic.classes.index(c.config) for c in classes}
+    for c in classes:
+        if c.arrival is None:
+            continue
+        field = f"traffic.classes[{at[c.index]}].arrival"
+        span = scenario.sim.horizon_s * c.config.rate_scale
+        work = open_process_work(c.arrival, span, field, fname)
+        errors += work
+        if not work and c.agent is not None:
+            _check_agent_steps(c, peak_rate_per_s(c.arrival) * span, f"traffic.classes[{at[c.index]}].workload", fname,
+                               errors)
+
+
+def _check_agent_steps(c: ResolvedClass, tasks: float, field: str, fname: str, errors: list[InputError]) -> None:
+    assert c.agent is not None
+    per_task = task_steps(c.agent).expected
+    steps = tasks * per_task
+    if steps > MAX_AGENT_STEPS:
+        errors.append(InputError(fname, field, f"~{tasks:.3g} tasks of {c.agent.name!r} x ~{per_task:.3g} steps each "
+                                 f"means ~{steps:.3g} steps, more than the {MAX_AGENT_STEPS:.0e} one run simulates; "
+                                 "shorten the horizon, lower the rate or the workload's loop and retry caps"))
+
+
 def check_arrival_process(scenario: Scenario, classes: list[ResolvedClass], fname: str, errors: list[InputError]) -> None:
-    """traffic.arrival is there when some class follows it, and its work fits one run."""
+    """traffic.arrival is there when some class follows it, and its work fits one run; so do the classes' own."""
+    check_own_processes(scenario, classes, fname, errors)
     needs_process = any(c.follows_arrival_process for c in classes)
     a = scenario.traffic.arrival
     if needs_process and a is not None:
         check_arrivals(scenario, classes, fname, errors)
     if needs_process and scenario.traffic.arrival is None:
-        errors.append(InputError(fname, "traffic.arrival", "required: some classes do not replay a timestamped trace"))
+        errors.append(InputError(fname, "traffic.arrival", "required: some classes neither replay a timestamped trace nor have their own arrival"))
 
 
 def check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str, errors: list[InputError]) -> None:
@@ -46,24 +103,11 @@ def check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str,
                                      "shorter sim.horizon_s"))
             return
     else:
-        peak = peak_rate_per_s(a)
-        expected = peak * horizon
-        if not expected <= MAX_ARRIVALS:
-            field = "traffic.arrival.rate_per_s" if hasattr(a, "rate_per_s") else (
-                "traffic.arrival.mean_rate_per_s" if hasattr(a, "mean_rate_per_s") else "traffic.arrival.states")
-            what = {"diurnal": "peak rate (mean x the largest multipliers and flash events)",
-                    "mmpp": "busiest state's rate"}.get(a.process, "rate")
-            errors.append(InputError(fname, field, f"{what} {peak:.3g}/s x horizon {horizon:g} s means ~{expected:.3g} "
-                                     f"arrivals, more than the {MAX_ARRIVALS:.0e} one run simulates; shorten "
-                                     "sim.horizon_s or lower the rate"))
+        expected = peak_rate_per_s(a) * horizon
+        work = open_process_work(a, horizon, "traffic.arrival", fname)
+        if work:
+            errors += work
             return
-    if isinstance(a, MmppArrivals):
-        switches = a.switches_per_s() * horizon
-        if switches > MAX_STATE_SWITCHES:
-            j = min(range(len(a.states)), key=lambda k: a.states[k].mean_sojourn_s)
-            errors.append(InputError(fname, f"traffic.arrival.states[{j}].mean_sojourn_s",
-                                     f"sojourns this short mean ~{switches:.3g} state switches over the horizon, more "
-                                     f"than the {MAX_STATE_SWITCHES:,} one run draws; lengthen the sojourns"))
     weights = {c.index: c.config.weight for c in classes if c.follows_arrival_process}
     total_weight = sum(weights.values()) or 1.0
     hourly = [c for c in classes if c.index in weights and c.config.weight_by_hour is not None]
@@ -74,16 +118,9 @@ def check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str,
                                  f"~{expected * len(weights):.3g} weights, more than the {MAX_HOURLY_MIX_CELLS:.0e} one "
                                  "run holds; fewer classes or a shorter horizon"))
     for c in classes:
-        if c.agent is None or c.index not in weights:
-            continue
-        per_task = task_steps(c.agent).expected
-        steps = expected * weights[c.index] / total_weight * per_task
-        if steps > MAX_AGENT_STEPS:
-            errors.append(InputError(fname, f"traffic.classes[{at[c.index]}].workload",
-                                     f"~{expected * weights[c.index] / total_weight:.3g} tasks of {c.agent.name!r} x "
-                                     f"~{per_task:.3g} steps each means ~{steps:.3g} steps, more than the "
-                                     f"{MAX_AGENT_STEPS:.0e} one run simulates; shorten the horizon, lower the rate or "
-                                     "the workload's loop and retry caps"))
+        if c.agent is not None and c.index in weights:
+            _check_agent_steps(c, expected * weights[c.index] / total_weight, f"traffic.classes[{at[c.index]}].workload",
+                               fname, errors)
 
 
 def _most_replicas(d: Deployment) -> int:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from simfactory.config.distributions import sample_tokens
+import numpy as np
+from scipy.optimize import brentq
+from scipy.special import gamma as gamma_fn
+
+from simfactory.config.distributions import sample_joint_tokens, sample_tokens
 from simfactory.config.scenario import (
     Arrivals,
     ClosedArrivals,
@@ -13,10 +17,13 @@ from simfactory.config.scenario import (
     GammaArrivals,
     MmppArrivals,
     PoissonArrivals,
+    ScheduleArrivals,
+    WeibullArrivals,
 )
 from simfactory.resolve import ResolvedClass, ResolvedScenario
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.streams import RandomStreams
+from simfactory.traces.stats import spread_batches
 
 
 def hour_of_day(process: DiurnalArrivals, t: np.ndarray) -> np.ndarray:
@@ -76,13 +83,66 @@ def mmpp_mean_rate(process: MmppArrivals) -> float:
     return sum(s.rate_per_s * s.mean_sojourn_s for s in process.states) / total
 
 
+def weibull_shape_for_cv(cv: float) -> float:
+    """The Weibull shape k whose gaps have this coefficient of variation (cv^2 = G(1+2/k) / G(1+1/k)^2 - 1,
+    decreasing in k; solved on k in [0.05, 500], which spans cv ~ 0.003 to ~10^6)."""
+    if abs(cv - 1.0) < 1e-12:
+        return 1.0
+
+    def excess(log_k: float) -> float:
+        k = math.exp(log_k)
+        return 0.5 * (math.lgamma(1 + 2 / k) - 2 * math.lgamma(1 + 1 / k)) - 0.5 * math.log1p(cv * cv)
+
+    return math.exp(brentq(excess, math.log(0.05), math.log(500.0)))
+
+
+def unit_gaps(family: str, cv: float, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n renewal gaps of mean 1 and the given cv: gamma (shape 1/cv^2) or Weibull (shape from the cv)."""
+    if family == "weibull":
+        k = weibull_shape_for_cv(cv)
+        return rng.weibull(k, n) / gamma_fn(1.0 + 1.0 / k)
+    shape = 1.0 / (cv * cv)
+    return rng.gamma(shape, 1.0 / shape, n)
+
+
+def _schedule(process: ScheduleArrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit-rate renewal process in operational time, stretched window by window by each window's rate: the
+    k-th window holds its rate x window_s of operational time, and a gap drawn in a window takes its cv."""
+    w_s = process.window_s
+    rates, cvs = process.rates_per_s, process.cvs()
+    n_windows = math.ceil(horizon_s / w_s)
+    if not process.repeat:
+        n_windows = min(n_windows, len(rates))
+    parts: list[np.ndarray] = []
+    next_op = None  # operational time of the next arrival, from the window's start
+    for w in range(n_windows):
+        i = w % len(rates)
+        start = w * w_s
+        span = rates[i] * (min(w_s, horizon_s - start))
+        if span <= 0:
+            continue
+        if next_op is None:
+            next_op = float(unit_gaps(process.gaps, cvs[i], rng, 1)[0])
+        while next_op < span:
+            k = int((span - next_op) + 6 * math.sqrt(span - next_op) + 16)
+            gaps = unit_gaps(process.gaps, cvs[i], rng, k)
+            ops = next_op + np.concatenate(([0.0], np.cumsum(gaps[:-1])))
+            inside = ops < span
+            parts.append(start + ops[inside] / rates[i])
+            next_op = float(ops[-1] + gaps[-1]) if inside.all() else float(ops[~inside][0])
+        next_op -= span
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator) -> np.ndarray:
     """Arrival instants in [0, horizon_s): renewal processes with a constant rate, a diurnal non-homogeneous
-    Poisson process, or a Markov-modulated Poisson process."""
+    Poisson process, a Markov-modulated Poisson process, or a rate schedule with renewal gaps inside."""
     if isinstance(process, DiurnalArrivals):
         return _thinned(process, horizon_s, rng)
     if isinstance(process, MmppArrivals):
         return _mmpp(process, horizon_s, rng)
+    if isinstance(process, ScheduleArrivals):
+        return _schedule(process, horizon_s, rng)
     if isinstance(process, ClosedArrivals):
         raise TypeError("a closed loop has no arrival times drawn up front (see sim/clients.py)")
     rate = process.rate_per_s
@@ -98,6 +158,8 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
         elif isinstance(process, GammaArrivals):
             shape = 1.0 / process.cv**2
             gaps = rng.gamma(shape, 1.0 / (rate * shape), chunk)
+        elif isinstance(process, WeibullArrivals):
+            gaps = rng.weibull(process.shape, chunk) / (rate * gamma_fn(1.0 + 1.0 / process.shape))
         else:  # pragma: no cover - the schema admits only the kinds above
             raise TypeError(process)
         t = last + np.cumsum(gaps)
@@ -109,8 +171,17 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
 
 
 def process_classes(rs: ResolvedScenario) -> list[ResolvedClass]:
-    """The classes that traffic.arrival drives: all but those replaying a timestamped trace."""
+    """The classes that traffic.arrival drives: all but those replaying a timestamped trace or with their own
+    arrival process."""
     return [c for c in rs.classes if c.follows_arrival_process]
+
+
+def own_arrival_times(c: ResolvedClass, horizon_s: float, streams: RandomStreams) -> np.ndarray:
+    """A class's own arrival process, run rate_scale times faster: the process over rate_scale x the horizon,
+    its times divided by rate_scale (the same swings and bursts, compressed in time)."""
+    assert c.arrival is not None
+    scale = c.config.rate_scale
+    return arrival_times(c.arrival, horizon_s * scale, streams.get(f"class/{c.config.name}/arrivals")) / scale
 
 
 def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -127,9 +198,18 @@ def arrival_schedule(rs: ResolvedScenario, streams: RandomStreams) -> tuple[np.n
     timed = [c for c in rs.classes if c not in others]
     if isinstance(sc.traffic.arrival, ClosedArrivals):
         others = []
-    for c in timed:
+    for c in [c for c in timed if c.arrival is not None]:
+        own = own_arrival_times(c, horizon, streams)
+        parts_t.append(own)
+        parts_c.append(np.full(len(own), c.index, dtype=np.int32))
+        # a trace class without timestamps (lengths only) cycles through its rows, as under traffic.arrival
+        parts_r.append(np.arange(len(own)) % len(c.trace.input_tokens) if c.trace is not None
+                       else np.full(len(own), -1, dtype=np.int64))
+    for c in [c for c in timed if c.arrival is None]:
         assert c.trace is not None and c.trace.arrival_s is not None
         t = c.trace.arrival_s
+        if c.config.trace is not None and c.config.trace.spread_batches:
+            t = spread_batches(t, streams.get(f"class/{c.config.name}/trace_spread"))
         keep = t < horizon
         if c.trace.sample < 1.0:
             keep &= streams.get(f"class/{c.config.name}/trace_sample").random(len(t)) < c.trace.sample
@@ -213,6 +293,11 @@ def add_plain_requests(
             cols["output_tokens"][k] = c.trace.output_tokens[rows]
             if c.trace.hash_ids is not None:
                 hashed.append((k, rows, c))
+        elif c.length_correlation is not None:
+            assert c.input_tokens is not None and c.output_tokens is not None
+            cols["input_tokens"][k], cols["output_tokens"][k] = sample_joint_tokens(
+                c.input_tokens, c.output_tokens, c.length_correlation, streams.get(f"class/{name}/input_tokens"),
+                streams.get(f"class/{name}/output_tokens"), len(k))
         else:
             assert c.input_tokens is not None and c.output_tokens is not None
             cols["input_tokens"][k] = sample_tokens(c.input_tokens, streams.get(f"class/{name}/input_tokens"), len(k))

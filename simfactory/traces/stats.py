@@ -1,4 +1,5 @@
-"""Trace statistics and a fitted synthetic workload that reproduces a trace's lengths and burstiness."""
+"""Trace statistics: counts, rates over time, length percentiles, burstiness and prefix reuse (fit.py fits a
+workload to them)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,23 @@ def timestamp_resolution_s(t: np.ndarray) -> float | None:
         if np.allclose(rel / step, np.round(rel / step), atol=1e-6):
             return step
     return None
+
+
+def batch_tick_s(t: np.ndarray) -> float:
+    """When most gaps are zero, the timestamps record batches on a coarse tick (Mooncake's FAST'25 conversation
+    trace: 90% of gaps are 0, the others ~3 s): the tick is the median non-zero gap. 0 when the times are not
+    batched (most gaps non-zero)."""
+    gaps = np.diff(np.sort(t))
+    if len(gaps) == 0 or (gaps == 0).mean() <= ROUNDED_ZERO_GAPS or not (gaps > 0).any():
+        return 0.0
+    return float(np.median(gaps[gaps > 0]))
+
+
+def spread_batches(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each timestamp moved uniformly within its batch tick (unchanged when the times are not batched): the
+    arrival instants the batches stand for. Order is not kept: sort the result (with its rows) to replay it."""
+    tick = batch_tick_s(t)
+    return t + rng.uniform(0.0, tick, len(t)) if tick > 0 else t
 
 
 def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
@@ -63,30 +81,6 @@ def trace_stats(trace: Trace, bucket_s: float = 60.0) -> dict[str, Any]:
                 seen.add(h)
         out["prefix_reuse_ratio"] = reused / total if total else None
     return out
-
-
-def fit_workload(trace: Trace, name: str) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Lognormal lengths (median and sigma from the log of the lengths, clipped to the trace's range) and,
-    for timestamped traces, a gamma renewal process with the trace's mean rate and inter-arrival CV."""
-    def lognormal(v: np.ndarray) -> dict[str, Any]:
-        logs = np.log(np.maximum(v, 1))
-        return {"kind": "lognormal", "median": float(math.exp(logs.mean())), "sigma": float(logs.std()),
-                "min": float(max(v.min(), 1)), "max": float(max(v.max(), 1))}  # a request has >= 1 token
-
-    workload = {
-        "kind": "requests",
-        "name": name,
-        "description": f"Fitted to {trace.file} ({trace.format}, {len(trace)} requests) by simfactory trace fit.",
-        "input_tokens": lognormal(trace.input_tokens),
-        "output_tokens": lognormal(trace.output_tokens),
-        "source": f"fitted to {trace.file}",
-        "as_of": "fitted",
-    }
-    arrival = None
-    st = trace_stats(trace)
-    if st.get("mean_rate_per_s") and st.get("interarrival_cv"):
-        arrival = {"process": "gamma", "rate_per_s": st["mean_rate_per_s"], "cv": st["interarrival_cv"]}
-    return workload, arrival
 
 
 def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
