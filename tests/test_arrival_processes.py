@@ -161,3 +161,15 @@ def test_batched_timestamps_are_spread_over_their_tick_and_nothing_else_moves():
     assert (np.diff(np.sort(spread)) == 0).mean() == 0
     smooth = np.cumsum(np.random.default_rng(2).exponential(1.0, 500))
     assert batch_tick_s(smooth) == 0.0 and np.array_equal(spread_batches(smooth, np.random.default_rng(1)), smooth)
+
+
+def test_plan_target_rate_scales_a_schedule_and_refuses_a_class_with_its_own_process():
+    from simfactory.plan.search import set_rate
+
+    doc = {"traffic": {"arrival": {"process": "schedule", "window_s": 10, "rates_per_s": [1.0, 3.0]},
+                       "classes": [{"name": "a"}]}}
+    set_rate(doc, 6.0)
+    assert doc["traffic"]["arrival"]["rates_per_s"] == [3.0, 9.0]  # mean 6, the same 1:3 swing
+    doc["traffic"]["classes"].append({"name": "b", "arrival": {"process": "poisson", "rate_per_s": 1}})
+    with pytest.raises(Exception, match=r"traffic.classes\[1\].arrival"):
+        set_rate(doc, 6.0)

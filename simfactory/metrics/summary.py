@@ -173,7 +173,12 @@ def header_section(result: SimResult) -> dict[str, Any]:
         "description": sc.description,
         "scenario_file": rs.file,
         "seed": result.seed,
-        "arrival_process": describe_arrivals(sc.traffic.arrival),
+        "arrival_process": "; ".join(
+            ([describe_arrivals(sc.traffic.arrival)] if any(c.follows_arrival_process for c in rs.classes) or
+             not any(c.arrival is not None for c in rs.classes) else [])
+            + [f"class {c.config.name}: {describe_arrivals(c.arrival)}"
+               + (f" x{c.config.rate_scale:g}" if c.config.rate_scale != 1 else "")
+               for c in rs.classes if c.arrival is not None]),
     }
 
 

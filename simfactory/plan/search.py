@@ -105,7 +105,8 @@ class PlanResult:
 
 
 CLOSED_NO_RATE = ("closed: its clients set the load (concurrency, think time), so there is no arrival rate to set; "
-                  "plan for a target rate with an open process (poisson, constant, gamma, diurnal or mmpp)")
+                  "plan for a target rate with an open process (poisson, constant, gamma, weibull, schedule, diurnal or "
+                  "mmpp)")
 
 
 def set_rate(doc: dict[str, Any], rate: float) -> None:
@@ -115,6 +116,11 @@ def set_rate(doc: dict[str, Any], rate: float) -> None:
         raise InputError("--target-rate", "traffic.arrival", "the scenario replays a timestamped trace: no rate to set")
     if a["process"] == "closed":
         raise InputError("--target-rate", "traffic.arrival.process", CLOSED_NO_RATE)
+    own = [i for i, c in enumerate(doc["traffic"].get("classes") or []) if isinstance(c, dict) and c.get("arrival")]
+    if own:
+        raise InputError("--target-rate", f"traffic.classes[{own[0]}].arrival", "this class has its own arrival "
+                         "process, which --target-rate (traffic.arrival's rate) does not set: plan with its "
+                         "rate_scale in a sweep, or move it to traffic.arrival")
     if a["process"] == "diurnal":
         a["mean_rate_per_s"] = rate
     elif a["process"] == "mmpp":
@@ -122,6 +128,9 @@ def set_rate(doc: dict[str, Any], rate: float) -> None:
         mean = sum(s["rate_per_s"] * s["mean_sojourn_s"] for s in a["states"]) / total
         for s in a["states"]:
             s["rate_per_s"] = s["rate_per_s"] * rate / mean if mean else rate
+    elif a["process"] == "schedule":  # the same swings, scaled to the mean
+        mean = sum(a["rates_per_s"]) / len(a["rates_per_s"])
+        a["rates_per_s"] = [r * rate / mean for r in a["rates_per_s"]]
     else:
         a["rate_per_s"] = rate
 
