@@ -29,11 +29,11 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import Deployment, Scenario
 from simfactory.hardware.step_time import RooflineModel
-from simfactory.paths import PROJECT_ROOT
+from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.run import simulate
 
-FIDELITY_DIR = PROJECT_ROOT / "calibrate" / "fidelity"
+FIDELITY_DIR = CALIBRATE_DIR / "fidelity"
 OFFLINE_RATE_PER_S = 1e5  # "all at once": arrivals 10 microseconds apart
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from simfactory.errors import InputError
+from simfactory.paths import shipped_fallback
 
 MiB = 1024**2
 GiB = 1024**3
@@ -151,7 +152,9 @@ def is_lookup_dir(path: str | os.PathLike[str], name: str) -> bool:
 
 def read_input_bytes(path: str | os.PathLike[str], field: str = "", max_bytes: int = MAX_YAML_BYTES,
                      what: str = "file") -> bytes:
-    """The content of a regular file of at most `max_bytes` (see check_input_file), read without blocking."""
+    """The content of a regular file of at most `max_bytes` (see check_input_file), read without blocking. A
+    relative path into a shipped folder that is not here reads the shipped file (paths.shipped_fallback)."""
+    path = shipped_fallback(path)
     check_input_file(path, field, max_bytes, what)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))

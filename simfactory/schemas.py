@@ -11,7 +11,7 @@ from pydantic import TypeAdapter
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog, StepTimeEntry
 from simfactory.config.scenario import Scenario, Workload
 from simfactory.config.prices import PriceBook
-from simfactory.paths import PROJECT_ROOT
+from simfactory.paths import SCHEMAS_DIR
 
 KINDS: dict[str, Any] = {
     "scenario": Scenario,
@@ -22,7 +22,7 @@ KINDS: dict[str, Any] = {
     "price-book": PriceBook,
     "measured-profile": StepTimeEntry,
 }
-SCHEMA_DIR = PROJECT_ROOT / "schemas"
+SCHEMA_DIR = SCHEMAS_DIR
 
 
 def schema(kind: str) -> dict[str, Any]:

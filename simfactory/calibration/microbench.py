@@ -31,9 +31,9 @@ from simfactory.calibration.profile_writer import build_entry, write_profile
 from simfactory.config.profile import ModelArch
 from simfactory.config.scenario import kv_dtype_for
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
-from simfactory.paths import PROFILES_DIR, PROJECT_ROOT
+from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 
-MODEL_CONFIGS = PROJECT_ROOT / "calibrate" / "model_configs"
+MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
 
 

@@ -90,7 +90,9 @@ def init(
     values["count"] = values["replicas"] * values["tp"]
     values["e2e"] = max(30.0, values["ttft"] * 30)
     values["generator"] = f"generator: {GENERATOR}"
-    values["schema"] = (Path(__file__).resolve().parents[2] / "schemas" / "scenario.json").as_uri()
+    from simfactory.paths import SCHEMAS_DIR
+
+    values["schema"] = (SCHEMAS_DIR / "scenario.json").resolve().as_uri()
     output.parent.mkdir(parents=True, exist_ok=True)
     draft = output.with_name(f".{output.name}.draft.yaml")
     draft.write_text(INIT_TEMPLATE.format(**values))
