@@ -6,7 +6,8 @@ from typing import Any
 
 from simfactory.version import __version__ as __version__  # re-exported: simfactory.__version__
 
-_API = {"load_scenario", "run", "prepare"}
+_API = {"load_scenario", "run", "prepare", "Result"}
+__all__ = ["run", "prepare", "load_scenario", "Result", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,3 +17,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(api, name)
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _API)

@@ -16,7 +16,23 @@ __all__ = ["load_scenario", "prepare", "run", "Result", "DEFAULT_SCENARIO"]
 
 class Result(RunMetrics):
     """A run's DataFrames (requests, tasks, replica_timelines, system_timeline, logical) and summary dict,
-    with notebook plots: each plot_* returns a matplotlib Figure."""
+    with notebook plots: each plot_* returns a matplotlib Figure.
+
+    Example:
+        >>> import simfactory
+        >>> r = simfactory.run()                      # the shipped default scenario
+        >>> r.summary["latency_s"]["ttft"]["p99"]     # seconds
+        >>> r.requests[["ttft_s", "e2e_s"]].describe()
+    """
+
+    def __repr__(self) -> str:
+        """One line: the scenario and its headline figures (the DataFrames are attributes, not the repr)."""
+        s = self.summary
+        lat = s.get("latency_s", {})
+        ttft, e2e = lat.get("ttft", {}).get("p99"), lat.get("e2e", {}).get("p99")
+        ms = lambda x: "n/a" if x is None else f"{x * 1000:,.0f} ms"  # noqa: E731
+        return (f"Result(scenario={s.get('scenario')!r}, seed={s.get('seed')}, requests={len(self.requests):,}, "
+                f"tasks={len(self.tasks):,}, ttft_p99={ms(ttft)}, e2e_p99={ms(e2e)})")
 
     def plot_latency_cdf(self):  # type: ignore[no-untyped-def]
         from simfactory.report.plots import latency_cdf
@@ -45,7 +61,12 @@ class Result(RunMetrics):
 
 
 def prepare(scenario: Scenario | str | Path | None = None) -> ResolvedScenario:
-    """Load (if a path), validate and resolve a scenario; None means the shipped default."""
+    """Load (if a path), validate and resolve a scenario; None means the shipped default.
+
+    Example:
+        >>> rs = simfactory.prepare("scenarios/cache-on.yaml")
+        >>> [d.kv_capacity_tokens for d in rs.deployments]
+    """
     if scenario is None:
         scenario = DEFAULT_SCENARIO
     if isinstance(scenario, Scenario):
@@ -58,7 +79,13 @@ def run(
     seed: int | None = None,
     progress: ProgressFn | None = None,
 ) -> "Result":
-    """Simulate a scenario once and return its DataFrames and summary."""
+    """Simulate a scenario once and return its DataFrames and summary.
+
+    Example:
+        >>> r = simfactory.run("scenarios/default.yaml", seed=7)
+        >>> r                                          # Result(scenario='default', ..., ttft_p99=..., e2e_p99=...)
+        >>> r.plot_latency_cdf()
+    """
     rs = scenario if isinstance(scenario, ResolvedScenario) else prepare(scenario)
     m = compute_metrics(simulate(rs, seed=seed, progress=progress))
     return Result(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)})

@@ -43,3 +43,28 @@ def test_example_notebook_runs(monkeypatch):
         if cell["cell_type"] == "code":
             exec(compile("".join(cell["source"]), "quickstart.ipynb", "exec"), scope)  # noqa: S102
     assert "more" in scope and hasattr(scope["more"], "plot_latency_cdf")
+
+
+def test_every_shipped_file_the_docs_name_exists():
+    """A copy-paste example must not name an input file the project does not ship (outputs after -o / --out are
+    the user's to create)."""
+    import re
+
+    pat = re.compile(r"(?<![\w/.-])(?<!-o )(?<!--out )(?<!--output )"
+                     r"((?:scenarios|workloads|hardware_profiles|calibrate|schemas)/[\w./-]+\.(?:yaml|json|csv))")
+    missing = []
+    for f in [PROJECT_ROOT / "README.md", *sorted((PROJECT_ROOT / "docs").rglob("*.md"))]:
+        if "reference" in f.relative_to(PROJECT_ROOT).parts:
+            continue  # generated
+        missing += [f"{f.name}: {m}" for m in sorted(set(pat.findall(f.read_text()))) if not (PROJECT_ROOT / m).exists()]
+    from simfactory.cli.main import app
+    from typer.main import get_command
+
+    def docstrings(cmd):  # every command's help text, the examples in it included
+        yield cmd.name, cmd.help or ""
+        for sub in getattr(cmd, "commands", {}).values():
+            yield from docstrings(sub)
+
+    for name, text in docstrings(get_command(app)):
+        missing += [f"{name} --help: {m}" for m in sorted(set(pat.findall(text))) if not (PROJECT_ROOT / m).exists()]
+    assert not missing, missing

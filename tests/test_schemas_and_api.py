@@ -82,3 +82,16 @@ def test_init_writes_a_valid_scenario_that_runs(tmp_path):
     res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-3.1-70b", "--sku", "l40s", "-o", str(bad)])
     assert res.exit_code == 2 and "does not fit" in res.output
     assert not bad.exists() and list(tmp_path.iterdir()) == [out]
+
+
+def test_python_api_lists_its_functions_documents_them_and_prints_a_short_result(tmp_path, monkeypatch):
+    import simfactory
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert {"run", "prepare", "load_scenario", "Result"} <= set(simfactory.__all__) <= set(dir(simfactory))
+    for name in ("run", "prepare", "load_scenario"):
+        assert "Example:" in getattr(simfactory, name).__doc__, name
+    sc = simfactory.load_scenario("scenarios/default.yaml")
+    short = sc.model_copy(update={"sim": sc.sim.model_copy(update={"horizon_s": 20.0, "warmup_s": 5.0})})
+    text = repr(simfactory.run(short))
+    assert text.startswith("Result(scenario='default'") and "ttft_p99=" in text and len(text) < 200

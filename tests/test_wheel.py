@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,8 +23,15 @@ pytestmark = pytest.mark.skipif(not (PROJECT_ROOT / "pyproject.toml").is_file(),
 def installed(tmp_path_factory):
     """(simfactory executable, its python, a working directory outside the repo, env with HOME in a temp dir)."""
     root = tmp_path_factory.mktemp("wheel")
+    src = root / "src"  # built from a copy: the build's own files (build/, *.egg-info) never land in the checkout
+    for part in ("simfactory", "scenarios", "workloads", "hardware_profiles", "schemas", "calibrate/fidelity",
+                 "calibrate/model_configs"):
+        shutil.copytree(PROJECT_ROOT / part, src / part, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(root / "dist"), str(PROJECT_ROOT)], check=True, capture_output=True, timeout=300)
+                    str(root / "dist"), str(src)], check=True, capture_output=True, timeout=300)
     wheel = next((root / "dist").glob("simfactory-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("simfactory/data/scenarios/default.yaml", "simfactory/data/workloads/chat-sharegpt.yaml",

@@ -137,7 +137,7 @@ def trace_compare_cmd(
     the same fleet at each load and prints TTFT and end-to-end p50 / p99 (ms) of both, and the error. Exit 1 when
     an error passes --tolerance.
 
-    Example: simfactory trace compare AzureLLMInferenceTrace_conv.csv -f azure -s scenarios/trace-compare-4xh100.yaml --speedup 1 --speedup 10
+    Example: simfactory trace compare AzureLLMInferenceTrace_conv.csv -f azure -s scenarios/default.yaml --speedup 1 --speedup 10
     """
     import dataclasses
     import json

@@ -114,6 +114,11 @@ def calibrated_entries(dirs: list[Path], sku: str) -> list[tuple[StepTimeEntry, 
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario file (references are checked by `resolve`)."""
+    """Read and validate a scenario file (references are checked by `resolve`).
+
+    Example:
+        >>> sc = simfactory.load_scenario("scenarios/default.yaml")
+        >>> simfactory.run(sc.model_copy(update={"seed": 3}))
+    """
     p = Path(path)
     return validate(Scenario, read_yaml(p), str(p))
