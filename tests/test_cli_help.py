@@ -30,3 +30,23 @@ def test_verbose_run_explains_the_resolution(tmp_path):
     assert res.exit_code == 0, res.output
     assert "deployment llama8b: llama-3.1-8b on h100-sxm" in res.output and "KV capacity" in res.output
     assert "timings: simulate" in res.output
+
+
+def _all_commands():
+    from typer.main import get_command
+
+    def walk(cmd, path):
+        yield path
+        for name, sub in sorted(getattr(cmd, "commands", {}).items()):
+            yield from walk(sub, [*path, name])
+
+    return list(walk(get_command(app), []))
+
+
+def test_no_help_shows_a_type_beside_a_flag():
+    """`--force <bool>` reads as if the flag took a value; flags carry no type (options with values keep theirs)."""
+    for cmd in _all_commands():
+        res = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"})
+        assert res.exit_code == 0, (cmd, res.output)
+        assert "<bool>" not in res.output, cmd
+    assert "<int" in runner.invoke(app, ["fidelity", "--help"], env={"COLUMNS": "200"}).output

@@ -37,7 +37,8 @@ def test_identical_run_passes_and_a_slower_profile_fails(tmp_path):
     assert invoke("baseline", "update", scenario, "--baseline-dir", base).exit_code == 0
     assert invoke("regress", scenario, "--baseline-dir", base).exit_code == 0
     make_case(tmp_path, overhead_s=0.011)  # every step 10% slower: TTFT and latency rise
-    res = invoke("regress", scenario, "--baseline-dir", base, "--report-dir", tmp_path / "rep")
+    assert invoke("regress", scenario, "--baseline-dir", base).exit_code == 1  # past the default 3% too
+    res = invoke("regress", scenario, "--baseline-dir", base, "--exact", "--report-dir", tmp_path / "rep")
     assert res.exit_code == 1
     assert "latency_s.ttft.mean" in res.output and "**regression**" in res.output
     report = json.loads((tmp_path / "rep" / "regress.json").read_text())
@@ -175,3 +176,18 @@ def test_a_single_run_is_not_taken_as_exact_and_infinite_values_are_handled():
     base = {f"m{i}": list(rng.normal(0, 1, 3)) for i in range(50)} | {"x": [1.0, float("inf")]}
     cur = {f"m{i}": list(rng.normal(0, 1, 3)) for i in range(50)} | {"x": [1.0, 2.0]}
     assert significant_metrics(base, cur) == {"x"}  # a move from infinity is flagged; the nulls are not
+
+
+def test_default_tolerance_passes_small_moves_and_exact_is_opt_in(tmp_path):
+    scenario = make_case(tmp_path)
+    base = tmp_path / "baselines"
+    invoke("baseline", "update", scenario, "--baseline-dir", base)
+    make_case(tmp_path, overhead_s=0.01001)  # 0.1% slower steps: last-digit moves, no user would call it a regression
+    res = invoke("regress", scenario, "--baseline-dir", base)
+    assert res.exit_code == 0 and "3% per metric" in res.output
+    assert invoke("regress", scenario, "--baseline-dir", base, "--exact").exit_code == 1
+    both = invoke("regress", scenario, "--baseline-dir", base, "--exact", "--tolerances", tmp_path / "t.yaml")
+    assert both.exit_code == 2
+    make_case(tmp_path, overhead_s=0.005)  # twice as fast: better in every worse-is-higher metric, not a regression
+    faster = invoke("regress", scenario, "--baseline-dir", base)
+    assert faster.exit_code == 0, faster.output

@@ -9,6 +9,7 @@ import sys
 from typing import Annotated, Optional
 
 import typer
+import typer.core
 
 from simfactory.cli.calibrate import register as register_calibrate
 from simfactory.cli.calibrate_run import register as register_calibrate_run
@@ -25,6 +26,19 @@ from simfactory.cli.schema import register as register_schema
 from simfactory.cli.sweep import register as register_sweep
 from simfactory.cli.trace import register as register_trace
 from simfactory.version import __version__
+
+def _hide_flag_types() -> None:
+    """Typer 0.29's help prints a type beside every parameter, `<bool>` beside an on/off flag (which takes no
+    value, so the type only misleads): show types for options that take a value, none for flags."""
+    shown = typer.core.TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):  # type: ignore[no-untyped-def]
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    typer.core.TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
+_hide_flag_types()
 
 app = typer.Typer(
     name="simfactory",

@@ -24,7 +24,11 @@ ReplicationsOpt = Annotated[
 def regress(
     sources: SourcesArg,
     baseline_dir: BaselineDirOpt,
-    tolerances: Annotated[Optional[Path], typer.Option("--tolerances", help="Tolerance rules (YAML).")] = None,
+    tolerances: Annotated[Optional[Path], typer.Option(
+        "--tolerances", help="Tolerance rules (YAML). Default: 3% on each metric, flagged only in its worse direction; latencies within "
+        "2 ms pass.")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="Without --tolerances: flag any change beyond floating-point "
+                                        "noise (the project's own baselines use this).")] = False,
     replications: ReplicationsOpt = 1,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Base seed (default: the scenario's).")] = None,
     report_dir: Annotated[
@@ -44,7 +48,9 @@ def regress(
     with input_errors():
         if report_dir is not None:  # before the runs: a refused folder should not cost them
             check_output_dir(report_dir, "--report-dir")
-        tol = load_tolerances(tolerances)
+        if exact and tolerances is not None:
+            raise InputError("--exact", "value", "--exact replaces the default tolerance; a --tolerances file sets its own")
+        tol = load_tolerances(tolerances, exact)
         diffs = []
         for name, metrics, _ in _collect_all(sources, replications, seed):
             base = read_baseline(baseline_path(baseline_dir, name))
@@ -60,6 +66,9 @@ def regress(
         with input_errors(), output_folder(report_dir, "regress", "--report-dir") as folder:
             folder.replace(lambda tmp: write_reports(diffs, tmp))
     out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)
+    if tolerances is None:
+        out.print("tolerance: " + ("exact (floating-point noise only)" if exact else "3% per metric in its worse "
+                  "direction, latencies within 2 ms pass (--tolerances FILE for your own rules, --exact for none)"), highlight=False)
     if has_regression(diffs):
         raise typer.Exit(EXIT_REGRESSION)
 
@@ -105,7 +114,7 @@ def baseline_update(
                                                                       f"({e.reason}); pass --force to replace it") from None
                     what = "replaced a file that was not a readable baseline (--force)"
                 else:
-                    moved = [d for d in diff_metrics(name, old["metrics"], new["metrics"], load_tolerances(None))
+                    moved = [d for d in diff_metrics(name, old["metrics"], new["metrics"], load_tolerances(None, exact=True))
                              if d.status != "ok"]
                     what = f"{len(moved)} metrics changed" + (
                         ": " + ", ".join(d.metric for d in moved[:5]) + (" ..." if len(moved) > 5 else "") if moved else ""

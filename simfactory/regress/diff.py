@@ -87,6 +87,8 @@ def diff_metrics(
     for metric in sorted(set(baseline) | set(current)):
         rule, tol = tolerances.rule_for(metric)
         direction = tol.direction or default_direction(metric)
+        if tol.direction is None and direction == "both":
+            direction = tolerances.unnamed_direction  # no worse way in the name: both, or only reported ("none")
         if metric not in current:
             out.append(MetricDiff(scenario, metric, _mean_se(baseline[metric])[0], None, None, None, None, rule,
                                   direction, "removed"))
@@ -106,6 +108,8 @@ def diff_metrics(
         worse = (direction == "increase" and delta > 0) or (direction == "decrease" and delta < 0) or direction == "both"
         if not beyond:
             status = "ok"
+        elif direction == "none":
+            status = "changed"
         elif worse:
             status = "regression"
         else:

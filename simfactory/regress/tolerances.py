@@ -24,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from simfactory.config.loader import read_yaml, validate
 
-Direction = Literal["increase", "decrease", "both"]
+Direction = Literal["increase", "decrease", "both", "none"]  # none: a move is reported as changed, never a regression
 
 HIGHER_IS_WORSE = ("latency", "ttft", "tpot", "e2e", "queue", "cost", "usd", "rejected", "shed", "aborted",
                    "unfinished", "preemptions", "failed", "timed_out", "budget_stopped", "escalation", "network_s")
@@ -80,6 +80,9 @@ class ToleranceFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     default: ToleranceSpec = Field(default_factory=lambda: Tolerance(rel=1e-9, abs=1e-12))
     rules: dict[str, ToleranceSpec] = Field(default_factory=dict)
+    unnamed_direction: Literal["both", "none"] = Field(
+        default="both", description="metrics whose name says no worse direction (utilization, steps, load): both "
+        "(a move either way past the tolerance is a regression) or none (reported as changed, never failing)")
 
     def rule_for(self, metric: str) -> tuple[str, Tolerance]:
         for pattern, tol in self.rules.items():
@@ -116,7 +119,22 @@ def default_direction(metric: str) -> Direction:
     return "both"
 
 
-def load_tolerances(path: Path | None) -> ToleranceFile:
+# With no tolerance file: a move of up to 3% in a metric's worse direction passes (its name tells which way is
+# worse, see default_direction; a metric whose name tells none, such as utilization, is reported as changed and
+# never fails), and a latency within 2 ms of its baseline (queue waits of a few ms move by whole
+# percents when a step time changes by 0.1%: the phase of arrivals against steps shifts). Simulated runs are
+# deterministic for a seed, so a user's CI gate sees real changes only; these bounds keep last-digit moves and small
+# model refinements from failing it. `exact=True` (regress --exact) keeps only floating-point noise, as the
+# project's own baselines do.
+USER_DEFAULT = ToleranceFile(default=Tolerance(rel=0.03, abs=1e-12),
+                             rules={"*latency_s.*": Tolerance(rel=0.03, abs=0.002),
+                                    # a price per busy hour rises when the same work needs fewer busy hours
+                                    "*per_busy_accel_hour": Tolerance(rel=0.03, direction="none")},
+                             unnamed_direction="none")
+
+
+def load_tolerances(path: Path | None, exact: bool = False) -> ToleranceFile:
+    """The rules in `path`; without one, USER_DEFAULT (3%, direction-aware), or exactness when asked for."""
     if path is None:
-        return ToleranceFile()
+        return ToleranceFile() if exact else USER_DEFAULT
     return validate(ToleranceFile, read_yaml(path), str(path))
