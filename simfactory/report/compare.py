@@ -331,9 +331,9 @@ def _cost_clause(summaries: list[dict[str, Any]], names: list[str], ok: list[str
 
 def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -> Any:
     """Bars: cost per unit, TCO over the horizon, and tail latency, one bar per run."""
-    import matplotlib
+    from simfactory.report.backend import use_headless_backend
 
-    matplotlib.use("Agg")
+    use_headless_backend()
     import matplotlib.pyplot as plt
 
     panels = [

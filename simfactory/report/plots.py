@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from simfactory.report.backend import use_headless_backend
 
-matplotlib.use("Agg")
+use_headless_backend()
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
