@@ -181,3 +181,19 @@ def test_a_plan_grid_beyond_the_run_limit_is_refused():
 
     with pytest.raises(ValidationError, match="narrow the grid"):
         PlanSpace(grid={"a": list(range(1000)), "b": list(range(1000))})
+
+
+def test_a_chart_whose_legend_outgrows_it_saves_without_a_terminal_warning(tmp_path):
+    """`plan` used to print matplotlib's "Tight layout not applied" when its Pareto legend grew past the axes."""
+    import warnings
+
+    from simfactory.report.finance import plt, save_chart
+
+    fig, ax = plt.subplots(figsize=(3, 1.2))
+    for i in range(40):
+        ax.plot([0, 1], [i, i + 1], label=f"candidate {i} with a long descriptive name (meets every SLO)")
+    ax.set_title("a title long enough to crowd the axes " * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        save_chart(fig, ax, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -252,11 +252,15 @@ def break_even_plot(summary: dict[str, Any], path: Path) -> Path:
 
 
 def save_chart(fig: Any, ax: Any, path: Path) -> Path:
-    """Legend, grid, tight layout, 100 dpi PNG, figure closed: how every finance and plan chart is saved."""
+    """Legend, grid, tight layout, 100 dpi PNG, figure closed: how every finance and plan chart is saved. A chart
+    whose legend outgrows its axes cannot be laid out tightly; matplotlib says so on the terminal, where it is
+    noise: the PNG is cropped to its content instead."""
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Tt]ight layout not applied.*")
+        fig.tight_layout()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
