@@ -58,3 +58,17 @@ def test_shipped_agent_scenarios_report_tasks(name):
     assert block["cost_usd"]["per_successful_task_attributed"] > 0
     lat = block["latency_s"]
     assert sum(v for v in block["breakdown_mean_s"].values()) == pytest.approx(lat["mean"], rel=1e-9)
+
+
+def test_scenario_headers_name_only_the_load_balancer_they_set():
+    """A header that says "session affinity" keeps conversations together must set it (cache-on.yaml said so and
+    used least_outstanding)."""
+    names = {"session affinity": "session_affinity", "session_affinity": "session_affinity",
+             "power of two": "power_of_two", "least_kv": "least_kv"}
+    wrong = []
+    for p in sorted(SCENARIOS_DIR.glob("*.yaml")):
+        header = "\n".join(line for line in p.read_text().splitlines() if line.startswith("#")).lower()
+        balancer = load_scenario(p).routing.load_balancer
+        wrong += [f"{p.name}: header says {words!r}, sets {balancer}" for words, policy in names.items()
+                  if words in header and balancer != policy]
+    assert not wrong, wrong
