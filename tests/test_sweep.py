@@ -144,3 +144,17 @@ def test_lhs_integer_ranges_with_fractional_bounds_stay_inside_them():
     assert set(counts) == {2, 3, 4} and all(abs(n - 1000) <= 1 for n in counts.values())
     with pytest.raises(InputErrors, match="no integer lies in"):
         validate(SweepSpec, {"mode": "lhs", "parameters": {"r": {"low": 1.2, "high": 1.8, "integer": True}}}, "g.yaml")
+
+
+def test_sweep_prints_a_table_of_its_points_with_units(setup):
+    path, grid, tmp = setup
+    grid.write_text(yaml.safe_dump(dict(GRID, replications=1, parameters={"deployments.dep.replicas": [2, 5]})))
+    res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(tmp / "o")], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "TTFT p99 ms" in res.output and "replicas" in res.output and "errors" in res.output
+    from simfactory.plan.sweep import point_summary
+
+    summary = point_summary(pd.read_parquet(tmp / "o" / "results.parquet"))
+    assert summary["errors"].tolist() == [0, 1] and summary["replicas"].tolist() == [2, 5]
+    quiet = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(tmp / "q"), "--quiet"])
+    assert "TTFT p99 ms" not in quiet.output

@@ -24,8 +24,8 @@ def sweep(
 ) -> None:
     """Run a scenario over a grid or Latin hypercube of field values; write results.parquet and results.csv.
 
-    Example: simfactory sweep scenarios/default.yaml --grid grid.yaml --jobs 4
-    (grid.yaml: {mode: grid, replications: 2, parameters: {deployments.0.replicas: [2, 4], traffic.arrival.rate_per_s: [20, 40]}})
+    Example: simfactory sweep scenarios/default.yaml --grid scenarios/grids/replicas-x-rate.yaml --jobs 4
+    (a grid: {mode: grid, replications: 2, parameters: {deployments.0.replicas: [2, 4], traffic.arrival.rate_per_s: [20, 40]}})
     """
     from simfactory.config.loader import load_model_file
     from simfactory.plan.grid import SweepSpec
@@ -48,8 +48,35 @@ def sweep(
                 table = run_sweep(sc, str(scenario), spec, str(grid), out_dir, jobs=jobs, executor=executor,
                                   ray_address=ray_address, resume=resume,
                                   on_row=lambda n, total: bar.update(task, completed=n, total=total))
+    if not quiet:
+        out.print(_points_table(table, spec.replications))
     out.print(f"{len(table)} rows ({table['point'].nunique()} points x {spec.replications} replications); "
               f"wrote {out_dir}/results.parquet, results.csv", highlight=False)
+
+
+MAX_SHOWN_POINTS = 40
+
+
+def _points_table(table, replications: int):  # type: ignore[no-untyped-def]
+    """The points with their headline metrics (mean over replications); the first MAX_SHOWN_POINTS."""
+    from rich.table import Table
+
+    from simfactory.plan.sweep import point_summary
+
+    frame = point_summary(table)
+    t = Table(title=f"sweep: mean of {replications} replication(s) per point", caption=(
+        f"first {MAX_SHOWN_POINTS} of {len(frame)} points; all in results.csv" if len(frame) > MAX_SHOWN_POINTS else None))
+    for col in frame.columns:
+        t.add_column(str(col), justify="right", overflow="fold")
+    for _, row in frame.head(MAX_SHOWN_POINTS).iterrows():
+        t.add_row(*[_cell(v) for v in row.tolist()])
+    return t
+
+
+def _cell(v) -> str:  # type: ignore[no-untyped-def]
+    if isinstance(v, float):
+        return "n/a" if v != v else f"{v:,.4g}"
+    return str(v)
 
 
 def register(app: typer.Typer) -> None:

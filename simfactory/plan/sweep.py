@@ -194,3 +194,29 @@ def run_sweep(
         folder.add(lambda tmp: (table.to_parquet(tmp / "results.parquet", index=False),
                                 table.to_csv(tmp / "results.csv", index=False)))
     return table
+
+
+SUMMARY_METRICS = {  # results column -> (header with its unit, scale)
+    "latency_s.ttft.p99": ("TTFT p99 ms", 1000.0),
+    "latency_s.e2e.p99": ("E2E p99 s", 1.0),
+    "throughput.requests_per_s": ("req/s", 1.0),
+    "finance.unit_economics.usd_per_1m_tokens": ("$/1M tok", 1.0),
+}
+
+
+def point_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per point: its parameter values (by their last path segment) and the mean over replications of a
+    few headline metrics, units in the headers (what `sweep` prints; every column is in results.csv)."""
+    params = [c for c in table.columns if c.startswith("param.")]
+    short = {c: c.rsplit(".", 1)[-1] for c in params}
+    if len(set(short.values())) < len(short):  # two paths end alike: keep two segments
+        short = {c: ".".join(c.split(".")[-2:]) for c in params}
+    metrics = [m for m in SUMMARY_METRICS if m in table.columns]
+    grouped = table.groupby("point", sort=True)
+    out = grouped[params].first().rename(columns=short)
+    for m in metrics:
+        header, scale = SUMMARY_METRICS[m]
+        out[header] = grouped[m].mean() * scale
+    if "error" in table.columns:
+        out["errors"] = grouped["error"].apply(lambda s: int((s.fillna("").astype(str) != "").sum()))
+    return out.reset_index()
