@@ -197,3 +197,27 @@ def test_a_chart_whose_legend_outgrows_it_saves_without_a_terminal_warning(tmp_p
         warnings.simplefilter("error")
         save_chart(fig, ax, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_plan_reports_its_phases_in_order_and_quiet_silences_the_run_lines(tmp_path):
+    from simfactory.cli.plan import PlanProgress
+    from simfactory.plan.search import PlanSpace, plan
+    from simfactory.plan.slo import parse_slo
+    from simfactory.resolve import load_scenario
+
+    doc = scenario_doc(replicas=1, rate=2.0, output_tokens={"kind": "fixed", "value": 20}, horizon_s=120)
+    path = write_case(tmp_path, doc, step_time={"overhead_s": 0.05})
+    space = PlanSpace(candidates=[{"name": "a", "overrides": {"deployments.dep.max_num_seqs": 1}},
+                                  {"name": "b", "overrides": {"deployments.dep.max_num_seqs": 4}}])
+    phases, runs = [], []
+    plan(load_scenario(path), str(path), 2.0, parse_slo("e2e_p99<3s"), space, 2, on_eval=runs.append,
+         on_phase=lambda name, k, of: phases.append((name, k, of)))
+    assert phases == [("size", 1, 2), ("size", 2, 2), ("max_rate", 1, 1), ("validate", 1, 1)]
+    assert len(runs) >= 4  # every sizing and max-load run is reported as it ends
+    p = PlanProgress(quiet=False)
+    p.phase("size", 2, 3)
+    p.runs, p.runs_at_phase = 5, 4
+    assert p._runs_left("size", 2, 3) == 4 * 2 - 1 + 12  # 2 candidates at ~4 runs, 1 done, max load 8, validation 4
+    res = runner.invoke(app, ["plan", str(path), "--target-rate", "2", "--slo", "e2e_p99<3s", "-R", "2", "--quiet",
+                              "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0 and "replicas at" not in res.output and "Cheapest fleet" in res.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,6 +23,7 @@ def plan_cmd(
     objective: Annotated[str, typer.Option("--objective", help="cost (cheapest fleet meeting the SLOs)")] = "cost",
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/plan"),
     no_max_rate: Annotated[bool, typer.Option("--no-max-rate", help="Skip the max sustainable load search.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-run lines; the result only.")] = False,
 ) -> None:
     """Find the cheapest fleet meeting every SLO at a load, with confidence intervals and a Pareto plot.
 
@@ -50,13 +52,11 @@ def plan_cmd(
         sp = load_model_file(PlanSpace, space) if space else None
         check_output_dir(out_dir)
 
-        def show(e) -> None:  # type: ignore[no-untyped-def]
-            err.print(f"  {e.candidate}: {e.replicas} replicas at {e.rate_per_s:g}/s -> "
-                      f"{'meets' if e.met else 'misses'} the SLOs ({format_usd(e.usd_per_hour)}/hour)", highlight=False)
-
-    with input_errors(), output_folder(out_dir, "plan") as folder:  # locked while planning, replaced at the end
+    progress = PlanProgress(quiet)
+    with input_errors(), output_folder(out_dir, "plan") as folder, progress:  # locked while planning, replaced at the end
         result = plan(sc, str(scenario), target_rate, targets, sp, replications, str(space or "space"),
-                      max_rate=not no_max_rate, on_eval=show)
+                      max_rate=not no_max_rate, on_eval=progress.evaluated, on_phase=progress.phase)
+        progress.phase("write", 1, 1)
         folder.replace(lambda tmp: write_plan(result, tmp))
     out.print(summary_line(result), highlight=False, soft_wrap=True)  # one line each: grep-able in CI logs
     for note in plan_notes(result):
@@ -74,6 +74,68 @@ def plan_cmd(
     out.print(f"wrote {out_dir}/ (plan.md, plan.csv, plan_points.csv, plan.json{charts})", highlight=False)
     if result.chosen is None:
         raise typer.Exit(EXIT_NO_CANDIDATE)
+
+
+PHASES = {"size": "sizing candidate {k}/{of}", "max_rate": "searching the largest sustainable load",
+          "validate": "validating that load on a 4x longer run", "write": "writing the report and charts"}
+
+
+class PlanProgress:
+    """What `plan` is doing: a status line on a terminal's stderr with the phase, runs done, seconds per run and
+    an estimate of the time left; one line per run (candidate, replicas, load, verdict, cost). Silent with
+    --quiet; no status line when stderr is not a terminal (CI logs keep the per-run lines)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.status = None if quiet or not err.is_terminal else err.status("planning")
+        self.runs = 0
+        self.started_s = time.monotonic()
+        self.now: tuple[str, int, int] = ("size", 1, 1)
+        self.runs_at_phase = 0
+
+    def __enter__(self) -> "PlanProgress":
+        if self.status is not None:
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    def phase(self, name: str, k: int, of: int) -> None:
+        self.now, self.runs_at_phase = (name, k, of), self.runs
+        self._update()
+
+    def evaluated(self, e) -> None:  # type: ignore[no-untyped-def]
+        self.runs += 1
+        if not self.quiet:
+            err.print(f"  {e.candidate}: {e.replicas} replicas at {e.rate_per_s:g}/s -> "
+                      f"{'meets' if e.met else 'misses'} the SLOs ({format_usd(e.usd_per_hour)}/hour)", highlight=False)
+        self._update()
+
+    def _update(self) -> None:
+        if self.status is None:
+            return
+        name, k, of = self.now
+        elapsed = time.monotonic() - self.started_s
+        per_run = elapsed / self.runs if self.runs else None
+        text = PHASES[name].format(k=k, of=of) + f" · {self.runs} runs · {elapsed:.0f} s"
+        if per_run is not None:
+            text += f" · {per_run:.1f} s/run"
+            left = self._runs_left(name, k, of)
+            if left:
+                text += f" · about {left * per_run:.0f} s left (estimate)"
+        self.status.update(text)
+
+    def _runs_left(self, name: str, k: int, of: int) -> int:
+        """Runs still to come, guessed from the runs so far: the candidates left take as many as the mean so far,
+        the max-load search about 8, the validating run counts 4 (4x as long)."""
+        if name == "size":
+            per_candidate = max(1, self.runs_at_phase // max(1, k - 1)) if k > 1 else 4
+            return max(0, per_candidate * (of - k + 1) - (self.runs - self.runs_at_phase)) + 8 + 4
+        if name == "max_rate":
+            return max(0, 8 - (self.runs - self.runs_at_phase)) + 4
+        return 4 if name == "validate" else 0
 
 
 def register(app: typer.Typer) -> None:

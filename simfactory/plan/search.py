@@ -350,8 +350,13 @@ def _prepare(base: dict[str, Any], dep: int, cand: Candidate, file: str, space_f
 
 def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], space: PlanSpace | None = None,
          replications: int = 3, space_file: str = "space", max_rate: bool = True,
-         on_eval: Callable[[Evaluation], None] | None = None) -> PlanResult:
+         on_eval: Callable[[Evaluation], None] | None = None,
+         on_phase: Callable[[str, int, int], None] | None = None) -> PlanResult:
+    """Size every candidate (fewest replicas meeting the SLOs), pick the cheapest, then find its largest
+    sustainable load. on_eval: each evaluation as it ends; on_phase(name, k, of): each phase as it starts
+    ("size", candidate k of `of`; "max_rate"; "validate"), for progress displays."""
     space = space or PlanSpace()
+    phase = on_phase or (lambda name, k, of: None)
     if isinstance(scenario.traffic.arrival, ClosedArrivals):
         raise InputError(file, "traffic.arrival.process", CLOSED_NO_RATE)
     base = scenario.model_dump(mode="json")
@@ -377,27 +382,41 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
         cp.best = cache.get(cp.min_replicas) if cp.min_replicas is not None else None
         return cp
 
-    plans = [size(*p) for p in prepared]
+    plans = []
+    for k, p in enumerate(prepared):
+        phase("size", k + 1, len(prepared))
+        plans.append(size(*p))
     feasible = [p for p in plans if p.best is not None]
     chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
     result = PlanResult(rate, targets, plans, chosen, replications=replications, max_replicas=space.max_replicas)
     if chosen is not None and max_rate:
-        _max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed)
+        _max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed, phase,
+                  on_eval)
     return result
 
 
-def _max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed: int) -> None:
+def _max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed: int,
+              phase: Callable[[str, int, int], None] = lambda name, k, of: None,
+              on_eval: Callable[[Evaluation], None] | None = None) -> None:
     """The winner's largest sustainable rate, headroom and load curve, then one longer run validating it."""
     chosen, rate = result.chosen, result.target_rate_per_s
     assert chosen is not None
     replicas = chosen.min_replicas or 1
+    phase("max_rate", 1, 1)
+
+    def seen(e: Evaluation) -> None:
+        result.load_curve.append(e)
+        if on_eval:
+            on_eval(e)
+
     result.max_rate_per_s = max_sustainable_rate(doc, dep, file, chosen.candidate, replicas, rate, result.targets,
-                                                 result.replications, seed, result.load_curve.append)
+                                                 result.replications, seed, seen)
     if chosen.best is not None:
         result.load_curve.append(chosen.best)
     result.load_curve.sort(key=lambda e: e.rate_per_s)
     result.headroom = result.max_rate_per_s / rate - 1.0
     result.max_rate_is_lower_bound = result.max_rate_per_s >= rate * 2**MAX_RATE_DOUBLINGS * (1 - 1e-9)
+    phase("validate", 1, 1)
     result.validation, result.validation_horizon_s = validate_max_rate(
         doc, dep, file, chosen.candidate, replicas, result.max_rate_per_s, result.targets, seed)
 
