@@ -129,6 +129,10 @@ _seed("rolling-restart", ("faults",), {"rolling_restarts": [{"pool": "h100-cloud
 _seed("retrieval-brownout", ("faults",), {"retrieval_brownouts": [{"start_s": 2, "duration_s": 5, "error_rate": 0.2,
                                                                    "latency_multiplier": 3}]},
       base="support-agent")
+_seed("cache-aware", ("routing",), {
+    "load_balancer": "kv_aware",
+    "cache_aware": {"balance_abs_threshold": 32, "balance_rel_threshold": 1.0001, "cache_threshold": 0.5,
+                    "prefix_blocks": 2}}, base="cache-on")
 _seed("trace", ("traffic", "classes", 0), {
     "name": "chat", "target": "llama8b",
     "trace": {"file": "trace.csv", "format": "burstgpt", "start_s": 0, "end_s": 1000, "speedup": 1.0,

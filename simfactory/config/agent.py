@@ -38,6 +38,10 @@ class LlmStep(_Strict):
     output_tokens: TokenCounts
     include_context: bool = Field(default=True, description="prompt includes the task context so far")
     carry_output: bool = Field(default=True, description="this step's output joins the task context")
+    carry_input: bool = Field(
+        default=False,
+        description="this step's new input tokens join the task context too (a chat turn's user message, which the "
+                    "next turn's prompt repeats); default false: instructions used once")
     fail_p: Probability = Field(default=0.0, description="probability a validator rejects the answer (step fails)")
     timeout_s: PositiveFloat | None = Field(default=None, description="give up (abort the request) after this long")
 
@@ -218,7 +222,8 @@ class AgentWorkload(_Strict):
     description: str = ""
     system_prompt_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
     carry_over: Probability = Field(
-        default=1.0, description="fraction of each carried output / tool result / retrieval hit kept in the context"
+        default=1.0,
+        description="fraction of each carried output / input / tool result / retrieval hit kept in the context"
     )
     deadline_s: PositiveFloat | None = None
     budget: Budget | None = None

@@ -121,16 +121,77 @@ class Route(_Strict):
         return self
 
 
+# SGLang router (`sglang_router`, cache_aware policy) defaults; its first README (2025-01) gave 32 / 1.0001 / 0.5:
+# https://github.com/sgl-project/sglang/blob/083d601378d0baaef6191e7f2d40fb70d06518af/sgl-router/py_src/sglang_router/router_args.py
+# (as_of 2025-10; the same values in https://docs.sglang.io/advanced_features/router.html)
+SGLANG_BALANCE_ABS_THRESHOLD = 64
+SGLANG_BALANCE_REL_THRESHOLD = 1.5
+SGLANG_CACHE_THRESHOLD = 0.3
+MAX_PREFIX_BLOCKS = 1024
+
+
+class CacheAware(_Strict):
+    """Knobs of the cache-aware balancers (prefix_affinity, kv_aware), named after SGLang's router. A replica is
+    *overloaded* when it holds more than `balance_abs_threshold` requests above the least-loaded eligible replica
+    AND more than `balance_rel_threshold` times its count; overloaded replicas are passed over for cache affinity."""
+
+    balance_abs_threshold: Annotated[int, Field(ge=0, le=1_000_000)] = Field(
+        default=SGLANG_BALANCE_ABS_THRESHOLD,
+        description=(
+            "requests (running + waiting) a replica may hold above the least-loaded eligible replica and still be "
+            "chosen for its cache; more (and past balance_rel_threshold) falls back to least_outstanding. Lower "
+            "balances load at the expense of cache hits. Default 64: SGLang router --balance-abs-threshold (2025-10; "
+            "32 in its first release)"
+        ),
+    )
+    balance_rel_threshold: Annotated[float, Field(ge=1.0, le=1000.0, allow_inf_nan=False)] = Field(
+        default=SGLANG_BALANCE_REL_THRESHOLD,
+        description=(
+            "ratio (>= 1) of a replica's requests to the least-loaded eligible replica's above which, together with "
+            "balance_abs_threshold, it is overloaded. Default 1.5: SGLang router --balance-rel-threshold (2025-10; "
+            "1.0001 in its first release)"
+        ),
+    )
+    cache_threshold: Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)] = Field(
+        default=SGLANG_CACHE_THRESHOLD,
+        description=(
+            "kv_aware: fraction (0-1) of the prompt the best replica must hold cached to be chosen for it; below it "
+            "(or with nothing cached anywhere) the request goes to the least-loaded replica. Higher spreads load, "
+            "lower keeps more hits. Default 0.3: SGLang router --cache-threshold (2025-10; 0.5 in its first release)"
+        ),
+    )
+    prefix_blocks: Annotated[int, Field(ge=1, le=MAX_PREFIX_BLOCKS)] = Field(
+        default=2,
+        description=(
+            "prefix_affinity: leading hash blocks of a replayed trace prompt (Mooncake hash_ids, 512 tokens each) "
+            "whose hash picks its home replica. Fewer keep more prompts together, but prompts sharing only a common "
+            "system prompt then share one home (Mooncake's conversation trace starts every prompt with the same "
+            "block: with 1, every request homes on one replica until the balance thresholds spill it); more make a "
+            "conversation's short first prompts (fewer blocks) home elsewhere than its later ones. Default 2 "
+            "(simfactory's choice, from replaying that trace; the Gateway API Inference Extension prefix scorer that "
+            "llm-d uses matches up to 256 blocks)"
+        ),
+    )
+
+
 class Routing(_Strict):
     load_balancer: Literal[
-        "round_robin", "random", "least_outstanding", "least_kv", "power_of_two", "session_affinity", "pull"
+        "round_robin", "random", "least_outstanding", "least_kv", "power_of_two", "session_affinity", "pull",
+        "prefix_affinity", "kv_aware",
     ] = Field(
         default="least_outstanding",
         description=(
             "how a deployment's replicas share requests: round_robin, random, least_outstanding (fewest "
             "running+waiting), least_kv (lowest KV-cache use), power_of_two (the less loaded of two random "
             "replicas), session_affinity (a session or agent task always goes to the same replica, so its KV "
-            "prefix can be reused), or pull (one shared queue; a replica takes work when it has a free slot)"
+            "prefix can be reused), pull (one shared queue; a replica takes work when it has a free slot), "
+            "prefix_affinity (a home replica per leading prefix by rendezvous hashing, least_outstanding when the "
+            "home is overloaded: see cache_aware), or kv_aware (the replica whose prefix cache holds the longest "
+            "prefix of the prompt, among those not overloaded; least_outstanding below cache_aware.cache_threshold)"
         ),
+    )
+    cache_aware: CacheAware = Field(
+        default_factory=CacheAware,
+        description="thresholds of prefix_affinity and kv_aware (SGLang router's names); other balancers ignore them",
     )
     routes: list[Route] = Field(default_factory=list)

@@ -384,6 +384,8 @@ class AgentTask:
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
         if step.carry_output:
             ctx[0] += out * self.w.carry_over
+        if step.carry_input:
+            ctx[0] += new * self.w.carry_over
         if step.fail_p and self.rng.random() < step.fail_p:
             raise StepFailed()
 

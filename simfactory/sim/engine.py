@@ -35,7 +35,7 @@ import simpy
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
-from simfactory.sim.prefix_cache import PrefixCache, hash_blocks
+from simfactory.sim.prefix_cache import PrefixCache, request_blocks, request_prefixes
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 
@@ -596,13 +596,7 @@ class ReplicaEngine:
         cache = self.prefix_cache
         if cache is None:
             return 0
-        t = self.table
-        keys = tuple(
-            (int(k), int(n))
-            for k, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid]))
-            if k >= 0 and n > 0
-        )
-        blocks = self._hash_blocks(rid)
+        keys, blocks = request_prefixes(self.table, rid)
         if not keys and not blocks:
             return 0
         hit, tier = cache.lookup(keys, blocks)
@@ -612,10 +606,7 @@ class ReplicaEngine:
 
     def _hash_blocks(self, rid: int) -> tuple[tuple[int, int], ...]:
         """A replayed trace request's prompt as (cache key, tokens) hash blocks; empty for the others."""
-        named = self.table.block_hashes.get(rid)
-        if named is None:
-            return ()
-        return hash_blocks(named[0], named[1], int(self.table.input_tokens[rid]))
+        return request_blocks(self.table, rid)
 
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot

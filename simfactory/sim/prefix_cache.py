@@ -18,6 +18,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 
+from simfactory.sim.requests import RequestTable
+
+Prefixes = tuple[tuple[int, int], ...]  # (cache key, tokens) pairs, or a chain of hash blocks
 BLOCK_KEY_OFFSET = 1 << 60  # hash-block keys, apart from class (small), workload (2^61) and task (2^62) keys
 
 
@@ -29,6 +32,25 @@ def hash_blocks(block_tokens: int, hash_ids: Sequence[int], input_tokens: int) -
         for i, h in enumerate(hash_ids)
         if i * block_tokens < input_tokens
     )
+
+
+def request_blocks(table: RequestTable, rid: int) -> Prefixes:
+    """A replayed trace request's prompt as (cache key, tokens) hash blocks; empty for the others."""
+    named = table.block_hashes.get(rid)
+    if named is None:
+        return ()
+    return hash_blocks(named[0], named[1], int(table.input_tokens[rid]))
+
+
+def request_prefixes(table: RequestTable, rid: int) -> tuple[Prefixes, Prefixes]:
+    """What a cache is asked about a request: (key, tokens) of its shared prefix (system prompt) and of its task's
+    context so far, and its trace hash blocks. The engine looks them up at admission; kv_aware peeks at them."""
+    keys = tuple(
+        (int(k), int(n))
+        for k, n in ((table.prefix_key[rid], table.prefix_tokens[rid]), (table.context_key[rid], table.context_tokens[rid]))
+        if k >= 0 and n > 0
+    )
+    return keys, request_blocks(table, rid)
 
 
 class _Lru:
@@ -69,25 +91,41 @@ class PrefixCache:
         self, keys: tuple[tuple[int, int], ...], blocks: tuple[tuple[int, int], ...] = ()
     ) -> tuple[int, str]:
         """(cached tokens, tier they come from) for a request with (key, prefix length) pairs and/or a chain
-        of hash blocks: the longest usable prefix, preferring the fastest tier on ties."""
+        of hash blocks: the longest usable prefix, preferring the fastest tier on ties. What it finds becomes
+        the most recently used, and the hit counters count it."""
         self.lookups += 1
-        best, tier = self._chain(blocks)
-        for key, length in keys:
-            for lru, name in zip(self.tiers, self.tier_names):
-                cached = lru.entries.get(key)
-                if cached is not None:
-                    lru.entries.move_to_end(key)
-                    if min(cached, length) > best:
-                        best, tier = min(cached, length), name
-                    break
+        best, tier = self._match(keys, blocks, True)
         if best:
             self.hits += 1
             self.hit_tokens += best
         return best, tier
 
-    def _chain(self, blocks: tuple[tuple[int, int], ...]) -> tuple[int, str]:
+    def peek(
+        self, keys: tuple[tuple[int, int], ...], blocks: tuple[tuple[int, int], ...] = ()
+    ) -> tuple[int, str]:
+        """What lookup would return, leaving LRU order and hit counters alone: a router asking every replica
+        "how much of this prompt do you hold?" must not make the asked prefixes recent everywhere."""
+        return self._match(keys, blocks, False)
+
+    def _match(
+        self, keys: tuple[tuple[int, int], ...], blocks: tuple[tuple[int, int], ...], touch: bool
+    ) -> tuple[int, str]:
+        best, tier = self._chain(blocks, touch)
+        for key, length in keys:
+            for lru, name in zip(self.tiers, self.tier_names):
+                cached = lru.entries.get(key)
+                if cached is not None:
+                    if touch:
+                        lru.entries.move_to_end(key)
+                    if min(cached, length) > best:
+                        best, tier = min(cached, length), name
+                    break
+        return best, tier
+
+    def _chain(self, blocks: tuple[tuple[int, int], ...], touch: bool = True) -> tuple[int, str]:
         """Tokens of the longest run of leading blocks held in some tier, and the slowest tier it touches
-        (the whole run is charged at that tier's load rate). Touched blocks become most recent, head last."""
+        (the whole run is charged at that tier's load rate). With `touch`, the run's blocks become most
+        recent, head last."""
         tokens, slowest = 0, 0
         touched: list[tuple[_Lru, int]] = []
         for key, n in blocks:
@@ -101,8 +139,9 @@ class PrefixCache:
             touched.append((lru, key))
             if cached < n:
                 break  # a partial block ends the run
-        for lru, key in reversed(touched):
-            lru.entries.move_to_end(key)
+        if touch:
+            for lru, key in reversed(touched):
+                lru.entries.move_to_end(key)
         return tokens, self.tier_names[slowest]
 
     def insert_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:

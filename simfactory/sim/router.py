@@ -7,6 +7,21 @@ Route policies:
 - weighted: split by weight; sticky sessions hash their session id onto the weights
 After an answer, a tiered route's validator rejects it with p(tier, difficulty) and the request is
 escalated to the next tier (see FleetModel).
+
+Cache-aware load balancing (routing.cache_aware holds the thresholds):
+- prefix_affinity: each request has a home replica, the highest-random-weight (rendezvous) choice for its leading
+  prefix key (Thaler & Ravishankar, "Using name-based mappings to increase hit rates", IEEE/ACM ToN 1998;
+  https://en.wikipedia.org/wiki/Rendezvous_hashing): removing or adding a replica moves only the keys homed on it. A home holding
+  more than the balance thresholds above the least-loaded replica is passed over for least_outstanding, as SGLang's
+  cache-aware router does (https://github.com/sgl-project/sglang/blob/083d601378d0baaef6191e7f2d40fb70d06518af/
+  sgl-router/py_src/sglang_router/router_args.py, as_of 2025-10) and like llm-d's prefix-cache scorer weighed against
+  its load scorers (https://llm-d.ai/docs/guide/Installation/precise-prefix-cache-aware, as_of 2025-10).
+- kv_aware: peek at every eligible replica's prefix cache (read-only) and take the one holding the longest prefix of
+  the prompt among those not overloaded; below cache_threshold of the prompt, least_outstanding. SGLang's router
+  guesses the caches from a radix tree of what it sent where; NVIDIA Dynamo's KV router reads the engines' KV-cache
+  events (https://docs.nvidia.com/dynamo/latest/router/README.html, as_of 2025-10) and so, like this model, sees
+  the real cache state (evictions included). Dynamo then scores overlap against load in one cost; this keeps
+  SGLang's two thresholds. Below the threshold SGLang picks the replica with the smallest tree; here the least loaded.
 """
 
 from __future__ import annotations
@@ -15,9 +30,13 @@ import zlib
 
 import numpy as np
 
+from simfactory.config.routing import CacheAware
 from simfactory.resolve import ResolvedRoute
 from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.prefix_cache import request_prefixes
 from simfactory.sim.queue import WaitingQueue
+
+_MASK64 = (1 << 64) - 1
 
 
 class TokenBucket:
@@ -70,6 +89,22 @@ def session_uniform(session: int) -> float:
     return (zlib.crc32(session.to_bytes(8, "little", signed=True)) % 1_000_003) / 1_000_003
 
 
+def mix64(x: int) -> int:
+    """SplitMix64's output function (Steele, Lea & Flood, OOPSLA 2014; https://prng.di.unimi.it/splitmix64.c): a
+    64-bit integer scrambled so that nearby keys give unrelated weights (Python's hash() of an int is the int)."""
+    z = (x + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def rendezvous(key: int, slots: list[int]) -> int:
+    """The slot with the highest random weight w(key, slot) (rendezvous hashing): every caller agrees on it without
+    shared state, and dropping a slot moves only the keys that chose it."""
+    k = mix64(key & _MASK64)
+    return max(slots, key=lambda s: (mix64(k ^ mix64(s)), s))
+
+
 class ReplicaBalancer:
     """Picks a replica of one deployment for each request (or, for `pull`, holds one shared queue)."""
 
@@ -79,8 +114,10 @@ class ReplicaBalancer:
         engines: list[ReplicaEngine],
         rng: np.random.Generator,
         reserved_for: list[int] | None = None,
+        cache_aware: CacheAware | None = None,
     ) -> None:
         self.policy = policy
+        self.cache_aware = cache_aware or CacheAware()
         self.engines = engines
         self.rng = rng
         self._next = 0
@@ -141,12 +178,12 @@ class ReplicaBalancer:
         if not eligible:  # scaled to zero: wait for a replica to start
             self.pending.append((rid, priority, service_class, key))
             return -1
-        i = self._least_outstanding(eligible) if self.policy == "least_outstanding" else self.choose(eligible, key)
+        i = self._least_outstanding(eligible) if self.policy == "least_outstanding" else self.choose(eligible, key, rid)
         self.held[i] += 1
         self.engines[i].queue.put(rid, priority)
         return i
 
-    def choose(self, eligible: list[int], key: int = -1) -> int:
+    def choose(self, eligible: list[int], key: int = -1, rid: int = -1) -> int:
         n = len(eligible)
         if self.policy == "round_robin":
             i = eligible[self._next % n]
@@ -168,8 +205,49 @@ class ReplicaBalancer:
                 chosen = self._least(eligible, lambda e: (e.outstanding(),))
                 self.affinity[key] = chosen
             return chosen
-        # least_outstanding (and session_affinity for requests without a session)
+        if self.policy == "prefix_affinity" and key >= 0:
+            return self._prefix_affinity(eligible, key)
+        if self.policy == "kv_aware" and rid >= 0:
+            return self._kv_aware(eligible, rid)
+        # least_outstanding (and session_affinity / prefix_affinity for requests without a key)
         return self._least_outstanding(eligible)
+
+    def _overloaded(self, i: int, low: int) -> bool:
+        """SGLang's imbalance test of one replica against the least loaded: above both thresholds."""
+        held, ca = self.held[i], self.cache_aware
+        return held - low > ca.balance_abs_threshold and held > low * ca.balance_rel_threshold
+
+    def _prefix_affinity(self, eligible: list[int], key: int) -> int:
+        """The key's rendezvous home, unless it is overloaded (then least_outstanding)."""
+        home = rendezvous(key, eligible)
+        if self._overloaded(home, min(self.held[i] for i in eligible)):
+            return self._least_outstanding(eligible)
+        return home
+
+    def _kv_aware(self, eligible: list[int], rid: int) -> int:
+        """The replica not overloaded whose cache holds the longest prefix of the request (ties: fewer held, then
+        round-robin); least_outstanding when that prefix is under cache_threshold of the prompt."""
+        table = self.engines[0].table
+        keys, blocks = request_prefixes(table, rid)
+        if not keys and not blocks:
+            return self._least_outstanding(eligible)
+        held = self.held
+        low = min(held[i] for i in eligible)
+        n = len(eligible)
+        start = self._next % n
+        best, best_tokens, best_held = -1, 0, 0
+        for k in range(n):
+            i = eligible[(start + k) % n]
+            cache = self.engines[i].prefix_cache
+            if cache is None or self._overloaded(i, low):
+                continue
+            tokens = cache.peek(keys, blocks)[0]
+            if tokens > best_tokens or (tokens == best_tokens and tokens and held[i] < best_held):
+                best, best_tokens, best_held = i, tokens, held[i]
+        if best < 0 or best_tokens < self.cache_aware.cache_threshold * int(table.input_tokens[rid]):
+            return self._least_outstanding(eligible)
+        self._next = start + 1  # the next call's ties start one replica on
+        return best
 
     def _least_outstanding(self, eligible: list[int]) -> int:
         """_least on outstanding() alone (held counts), ties round-robin: it runs on every arrival."""

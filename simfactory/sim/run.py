@@ -28,12 +28,14 @@ from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_re
 from simfactory.sim.fleet_view import Call, ReplicaInfo
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import PENDING_CODE, Outcome, TaskRecord
+from simfactory.sim.prefix_cache import BLOCK_KEY_OFFSET
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
     ReplicaBalancer,
     TokenBucket,
     first_tier,
+    mix64,
     rejection_p,
     session_uniform,
     weighted_choice,
@@ -45,6 +47,7 @@ ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds 
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 
+KEYED_BALANCERS = frozenset({"session_affinity", "prefix_affinity"})  # load balancers that read a request's key
 TASK_KEY_OFFSET = 1 << 62  # affinity / prefix keys of agent tasks, apart from session ids
 WORKLOAD_KEY_OFFSET = 1 << 61  # prefix keys of agent workloads' system prompts
 
@@ -204,6 +207,30 @@ class FleetModel:
         session, task = int(t.session[rid]), int(t.task_id[rid])
         return session if session >= 0 else (TASK_KEY_OFFSET + task if task >= 0 else -1)
 
+    def _prefix_home_key(self, rid: int) -> int:
+        """What prefix_affinity homes a request by: its agent task's context, else its session, else the leading
+        hash blocks of its trace prompt, else its shared prefix (system prompt); -1 when it has no prefix."""
+        t = self.table
+        if t.context_key[rid] >= 0 and t.context_tokens[rid] > 0:
+            return int(t.context_key[rid])
+        if t.session[rid] >= 0:
+            return int(t.session[rid])
+        named = t.block_hashes.get(rid)
+        if named is not None and named[1]:
+            key = BLOCK_KEY_OFFSET
+            for h in named[1][: self.rs.scenario.routing.cache_aware.prefix_blocks]:
+                key = mix64(key ^ h)
+            return key
+        if t.prefix_key[rid] >= 0 and t.prefix_tokens[rid] > 0:
+            return int(t.prefix_key[rid])
+        return -1
+
+    def _balance_key(self, policy: str, rid: int) -> int:
+        """The key a keyed balancer reads (session_affinity, prefix_affinity); -1 for the others, which ignore it."""
+        if policy == "session_affinity":
+            return self._affinity_key(rid)
+        return self._prefix_home_key(rid) if policy == "prefix_affinity" else -1
+
     def _on_prefilled(self, rid: int) -> None:
         """Disaggregation: the prefill replica is done; the KV cache travels to a decode replica."""
         t = self.table
@@ -218,8 +245,9 @@ class FleetModel:
         if t.outcome[rid] != PENDING_CODE:
             return  # the caller gave up during the transfer
         t.kv_ready[rid] = 1
-        key = self._affinity_key(rid)
-        self.balancers[deployment].dispatch(rid, int(t.priority[rid]), int(t.service_class[rid]), key)
+        balancer = self.balancers[deployment]
+        key = self._balance_key(balancer.policy, rid)
+        balancer.dispatch(rid, int(t.priority[rid]), int(t.service_class[rid]), key)
         t.dispatched[rid] = 1
 
     def _build_deployment(self, d: ResolvedDeployment) -> None:
@@ -243,7 +271,8 @@ class FleetModel:
             else []
         )
         self.prefill_balancers.append(
-            ReplicaBalancer(policy, prefill_engines, self.streams.get(f"balancer/{cfg.name}/prefill"))
+            ReplicaBalancer(policy, prefill_engines, self.streams.get(f"balancer/{cfg.name}/prefill"),
+                            cache_aware=self.rs.scenario.routing.cache_aware)
             if prefill_engines
             else None
         )
@@ -259,7 +288,8 @@ class FleetModel:
         reserved_for = [r for r in reserved_for for _ in range(cfg.pp)]
         reserved_for += [-1] * (n_replicas * cfg.pp - len(reserved_for))
         self.balancers.append(
-            ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for)
+            ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for,
+                            self.rs.scenario.routing.cache_aware)
         )
         if cfg.autoscaling is not None:
             scaler = Autoscaler(self.env, cfg.autoscaling, cfg.name, cfg.tp, d.memory.weight_bytes_per_device * cfg.tp,
@@ -452,7 +482,8 @@ class FleetModel:
             return
         sc = t.service_class[rid]
         first = self.prefill_balancers[deployment] or balancer
-        key = self._affinity_key(rid) if first.policy == "session_affinity" else -1  # only that policy reads it
+        # only the keyed balancers read a key (kv_aware reads the request's prefixes from the table itself)
+        key = self._balance_key(first.policy, rid) if first.policy in KEYED_BALANCERS else -1
         first.dispatch(rid, t.priority[rid], sc, key)
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
