@@ -1,5 +1,6 @@
-"""mkdocs hook: write the reference pages from the pydantic models (via their JSON Schemas) and the CLI's
---help before each build, so the reference can never drift from the code."""
+"""mkdocs hook: write the reference pages from the pydantic models (via their JSON Schemas) and the CLI's command
+tree (each command's help and parameters, as Markdown tables) before each build, so the reference can never drift
+from the code."""
 
 from __future__ import annotations
 

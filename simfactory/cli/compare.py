@@ -35,7 +35,6 @@ def compare(
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import build_subfolder, output_folder
     from simfactory.report.compare import verdict_lines, write_comparison
-    from simfactory.report.writer import build_run
     from simfactory.sim.run import simulate
 
     if len(scenarios) < 2:
@@ -49,15 +48,16 @@ def compare(
         resolved = [prepare(p) for p in scenarios]
     with input_errors(), output_folder(out_dir, "compare") as folder:  # checked before anything is simulated
         summaries = []
+        run_dirs = [f"{i + 1}-{rs.scenario.name}" for i, rs in enumerate(resolved)]
 
         def build(tmp: Path) -> None:
             for i, rs in enumerate(resolved):
                 with progress_bar(False, f"simulating {rs.scenario.name}") as progress:
                     result = simulate(rs, seed=seed, progress=progress)
                 m = compute_metrics(result)
-                build_subfolder(tmp, f"{i + 1}-{rs.scenario.name}", lambda sub: build_run(m, sub, plots=False), "run")
+                build_subfolder(tmp, run_dirs[i], lambda sub: _run_folder(m, sub), "run")
                 summaries.append(m.summary)
-            tables.append(write_comparison(summaries, tmp))
+            tables.append(write_comparison(summaries, tmp, run_dirs))
 
         tables: list = []
         folder.replace(build)
@@ -70,7 +70,16 @@ def compare(
         for v in verdicts:
             out.print(f"  {v}", highlight=False, markup=False)
     out.print(f"wrote {out_dir}/ (compare.html, compare.md, compare.csv, scorecard.csv, compare.xlsx, compare.png, one "
-              "run directory per scenario)", highlight=False)
+              "run directory per scenario with its report.html)", highlight=False)
+
+
+def _run_folder(m: Any, sub: Path) -> None:
+    """A compared run's folder: its files as `run` writes them (no PNG plots) and its report.html."""
+    from simfactory.report.run_report import write_report_html
+    from simfactory.report.writer import build_run
+
+    build_run(m, sub, plots=False)
+    write_report_html(sub)
 
 
 def _print_tables(df: Any, card: Any) -> None:

@@ -329,6 +329,38 @@ def _cost_clause(summaries: list[dict[str, Any]], names: list[str], ok: list[str
     return text + f"; {cheapest} is cheaper at {format_usd(cost[cheapest])} but scores {b}"
 
 
+def compare_panels(summaries: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
+    """(title with unit, one value per run): cost per unit, TCO over the horizon, tail latency (both charts)."""
+    return [
+        ("USD per successful task" if any(_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in summaries)
+         else "USD per 1M tokens",
+         [(_get(s, "finance", "unit_economics", "usd_per_successful_task")
+           or _get(s, "finance", "unit_economics", "usd_per_1m_tokens") or 0.0) for s in summaries]),
+        ("TCO over horizon (USD)", [_get(s, "finance", "tco", "tco_usd") or 0.0 for s in summaries]),
+        ("TTFT p99 (ms)", [(_get(s, "latency_s", "ttft", "p99") or 0.0) * 1000 for s in summaries]),
+        ("E2E p99 (s)", [_get(s, "latency_s", "e2e", "p99") or 0.0 for s in summaries]),
+    ]
+
+
+def compare_figure(summaries: list[dict[str, Any]], names: list[str]) -> Any:
+    """The same panels as compare.png, interactive (hover shows each run's value; zoom, pan) for compare.html."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    panels = compare_panels(summaries)
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[t for t, _ in panels])
+    for col, (title, values) in enumerate(panels, start=1):
+        money = "USD" in title
+        fig.add_trace(go.Bar(x=names, y=values, name=title, marker_color=[f"hsl({(i * 67) % 360},55%,50%)"
+                                                                          for i in range(len(names))],
+                             hovertemplate="%{x}: " + ("$%{y:,.4g}" if money else "%{y:,.4g}") + "<extra>" + title
+                             + "</extra>", showlegend=False), row=1, col=col)
+        if money:
+            fig.update_yaxes(tickprefix="$", row=1, col=col)
+    fig.update_layout(height=420, title="Cost and tail latency per run")
+    return fig
+
+
 def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -> Any:
     """Bars: cost per unit, TCO over the horizon, and tail latency, one bar per run."""
     from simfactory.report.backend import use_headless_backend
@@ -336,14 +368,7 @@ def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -
     use_headless_backend()
     import matplotlib.pyplot as plt
 
-    panels = [
-        ("USD per successful task" if any(_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in summaries)
-         else "USD per 1M tokens",
-         [(_get(s, "finance", "unit_economics", "usd_per_successful_task")
-           or _get(s, "finance", "unit_economics", "usd_per_1m_tokens") or 0.0) for s in summaries]),
-        ("TCO over horizon (USD)", [_get(s, "finance", "tco", "tco_usd") or 0.0 for s in summaries]),
-        ("E2E p99 (s)", [_get(s, "latency_s", "e2e", "p99") or 0.0 for s in summaries]),
-    ]
+    panels = compare_panels(summaries)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     for ax, (title, values) in zip(axes, panels):
         ax.bar(range(len(values)), values, color=[f"C{i}" for i in range(len(values))])
@@ -358,10 +383,12 @@ def compare_plot(summaries: list[dict[str, Any]], names: list[str], path: Any) -
     return path
 
 
-def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """compare.md, compare.html (self-contained: comparison, scorecard, own vs rent, chart, every run's finance
-    tables), compare.csv, scorecard.csv, compare.xlsx (the same tables, a sheet each; money cells are numbers with
-    a currency format) and compare.png."""
+def write_comparison(summaries: list[dict[str, Any]], out_dir: Path,
+                     run_dirs: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """compare.md, compare.html (self-contained: comparison, scorecard, own vs rent, an interactive chart, links
+    to each run's report (`run_dirs`: their folders, relative to out_dir), every run's finance tables),
+    compare.csv, scorecard.csv, compare.xlsx (the same tables, a sheet each; money cells are numbers with a
+    currency format) and compare.png."""
     df = comparison_frame(summaries)
     names = [str(c) for c in df.columns]
     card = scorecard(summaries, names)
@@ -374,13 +401,18 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd
           to_markdown(card), note, ""]
     if verdicts:
         md += ["## Own vs rent (decision model, per pool)", "", *(f"- {v}" for v in verdicts), ""]
-    (out_dir / "compare.md").write_text("\n".join(md + ["![compare](compare.png)", ""]))
+    links = [f"- [{n}]({d}/report.html)" for n, d in zip(names, run_dirs or [])]
+    (out_dir / "compare.md").write_text("\n".join(md + ["![compare](compare.png)", ""] + (
+        ["## Runs", "", *links, ""] if links else [])))
     df.to_csv(out_dir / "compare.csv")
     card.to_csv(out_dir / "scorecard.csv")
     per_run = [(i + 1, name, finance_tables(s)) for i, (name, s) in enumerate(zip(names, summaries)) if "finance" in s]
     _write_xlsx(out_dir / "compare.xlsx", df, card, per_run)
     page = HtmlReport("simfactory compare: " + " vs ".join(names))
     page.paragraph(line, "lead")
+    if run_dirs:
+        page.heading("Runs")
+        page.links([(f"{name}: report", f"{d}/report.html") for name, d in zip(names, run_dirs)])
     page.heading("Side by side")
     page.table(df, index=True)
     page.heading("Scorecard (0-10, higher is better)")
@@ -389,7 +421,7 @@ def write_comparison(summaries: list[dict[str, Any]], out_dir: Path) -> tuple[pd
         page.heading("Own vs rent (decision model, per pool)")
         for v in verdicts:
             page.paragraph(v)
-    page.image(out_dir / "compare.png", "cost per unit, TCO and tail latency per run")
+    page.figure(compare_figure(summaries, names))
     for i, name, tables in per_run:
         page.heading(f"{i}. {name}: finance")
         for t in tables:

@@ -72,6 +72,8 @@ class HtmlReport:
         if title:
             self.heading(title, 3)
         frame = df.reset_index() if index else df
+        if index and frame.columns[0] == "index":  # an unnamed index holds the row labels: no "index" header
+            frame = frame.rename(columns={"index": ""})
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
         columns = [str(c) for c in frame.columns]
         unit_at = columns.index("unit") if "unit" in columns else None
@@ -87,6 +89,11 @@ class HtmlReport:
         self.parts.append(f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>')
         if note:
             self.paragraph(note, "note")
+
+    def links(self, items: list[tuple[str, str]]) -> None:
+        """A list of relative links (text, href), e.g. compare.html to each run's report.html."""
+        li = "".join(f'<li><a href="{html.escape(href, quote=True)}">{html.escape(text)}</a></li>' for text, href in items)
+        self.parts.append(f"<ul>{li}</ul>")
 
     def image(self, path: Path, alt: str) -> None:
         data = base64.b64encode(read_input_bytes(path, "", MAX_SUMMARY_BYTES, "plot")).decode("ascii")

@@ -124,6 +124,11 @@ def build_report(run_dir: Path, out: Path | None = None, force: bool = False) ->
     return [html_path, *written]
 
 
+def write_report_html(folder: Path) -> Path:
+    """report.html of a run folder being built (compare writes one per run, to link to from compare.html)."""
+    return _page(read_summary(folder), folder).write(folder / "report.html")
+
+
 def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:
     """report.md and the finance tables, workbook and charts."""
     write_finance(s, folder, plots=True)
