@@ -50,3 +50,20 @@ def test_no_help_shows_a_type_beside_a_flag():
         assert res.exit_code == 0, (cmd, res.output)
         assert "<bool>" not in res.output, cmd
     assert "<int" in runner.invoke(app, ["fidelity", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_tables_fit_80_columns_without_cutting_cells(tmp_path):
+    """On an 80-column terminal no cell ends in "..." ("compl...", "$/suc...", "0.253..."): a wide table is transposed."""
+    from simfactory.paths import SCENARIOS_DIR
+
+    for args in (["run", str(SCENARIOS_DIR / "support-agent.yaml"), "--no-plots", "--out", str(tmp_path / "r")],
+                 ["compare", str(SCENARIOS_DIR / "cache-on.yaml"), str(SCENARIOS_DIR / "cache-off.yaml"),
+                  "--out", str(tmp_path / "c")]):
+        res = runner.invoke(app, args, env={"COLUMNS": "80"})
+        assert res.exit_code == 0, res.output
+        table_lines = [line for line in res.output.splitlines() if line[:1] in "┏┃┡│└"]
+        assert table_lines and "…" not in "\n".join(table_lines), (args[0], res.output)
+        assert max(len(line) for line in table_lines) <= 80
+    assert "$/successful task, all-in" in runner.invoke(
+        app, ["run", str(SCENARIOS_DIR / "support-agent.yaml"), "--no-plots", "--out", str(tmp_path / "r2")],
+        env={"COLUMNS": "80"}).output

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simfactory.cli.common import err, input_errors, out
+from simfactory.cli.common import err, input_errors, out, print_table
 from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError
 
@@ -143,7 +143,7 @@ def _print_summary(measured: Any, session: Any, out: Any) -> None:
     t.add_column("value", justify="right")
     for label, value in summary_rows(serving_summary(measured, session.raw)):
         t.add_row(label, value)
-    out.print(t)
+    print_table(t)
 
 
 def _print_comparison(table: Any, out: Any) -> None:
@@ -157,7 +157,7 @@ def _print_comparison(table: Any, out: Any) -> None:
     for r in table.itertuples(index=False):
         t.add_row(str(r.rate_rps), r.metric, f"{r.measured:.4g}", f"{r.predicted:.4g}",
                   "n/a" if r.error != r.error else f"{r.error:+.1%}", str(r.requests))
-    out.print(t)
+    print_table(t)
     error = mape(table)
     if error == error:
         out.print(f"mean absolute error over {len(table)} comparisons: {error:.1%}", highlight=False)

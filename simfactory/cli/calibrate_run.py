@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simfactory.cli.common import err, input_errors, out
+from simfactory.cli.common import err, input_errors, out, print_table
 from simfactory.errors import InputError
 
 EXIT_NO_GPU = 3  # distinct from bad input (2): the command was right, the machine cannot run it
@@ -87,7 +87,7 @@ def _report(run: Any, out: Any) -> None:
             table.add_row(f"held-out {phase}", str(pe.n), f"{pe.mape:.2%}", f"{pe.bias:+.2%}", f"{pe.max_error:.2%}")
         else:
             table.add_row(f"held-out {phase}", "0", "-", "-", "-")
-    out.print(table)
+    print_table(table)
     out.print(f"step time: {f.step_time.model_dump(exclude={'kind'})}")
     if run.shipped_mape is not None:
         out.print(f"the SKU's shipped roofline is off by {run.shipped_mape:.1%} (MAPE) on these measurements; the "

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -19,6 +21,37 @@ from simfactory.errors import InputError, InputErrors
 
 out = Console(emoji=False)
 err = Console(stderr=True, emoji=False)
+
+def fit_table(table: Table, console: Console | None = None) -> Table:
+    """The table as it fits the terminal (80 columns included), never cut with "...": as it is when it fits;
+    transposed (a row per former column) when it does not and has few rows; else with cells wrapping."""
+    console = console or out
+
+    def natural_width(t: Table) -> int:  # unwrapped, as wide as it wants to be
+        return Measurement.get(console, console.options.update_width(10_000), t).maximum
+
+    if natural_width(table) <= console.width:
+        return table
+    if len(table.rows) <= 12:
+        flipped = Table(title=table.title, caption=table.caption)
+        first = table.columns[0]
+        flipped.add_column(str(first.header))
+        for cell in first._cells:
+            flipped.add_column(str(cell), justify="right")
+        for col in table.columns[1:]:
+            flipped.add_row(str(col.header), *(str(c) for c in col._cells))
+        if natural_width(flipped) <= console.width:
+            return flipped
+        table = flipped
+    for col in table.columns:
+        col.overflow = "fold"
+    return table
+
+
+def print_table(table: Table) -> None:
+    """Print a table to stdout, fitted to the terminal (fit_table)."""
+    out.print(fit_table(table))
+
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, progress_bar
+from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table, progress_bar
 from simfactory.config.limits import MAX_SEED
 
 MAX_COMPARE_SCENARIOS = 50  # each is simulated in turn and kept in one table: more is a sweep
@@ -93,7 +93,7 @@ def _print_tables(df: Any, card: Any) -> None:
             table.add_column(escape(str(col)), justify="right")
         for label, cells in formatted_rows(frame):
             table.add_row(escape(label), *(escape(c) for c in cells))
-        out.print(table)
+        print_table(table)
 
 
 def register(app: typer.Typer) -> None:

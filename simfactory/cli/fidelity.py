@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import input_errors, out
+from simfactory.cli.common import input_errors, out, print_table
 
 
 def fidelity(
@@ -41,7 +41,7 @@ def fidelity(
     for r in results:
         fmt = "{:,.0f}" if r.metric == "output_tokens_per_s" else "{:.4f}"
         table.add_row(r.id, r.metric, fmt.format(r.measured), fmt.format(r.predicted), f"{r.error:+.1%}")
-    out.print(table)
+    print_table(table)
     summary = summarize(results)
     for key, s in summary.items():
         out.print(f"{key}: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over {s['points']} "

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out
+from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table
 from simfactory.errors import InputError, InputErrors
 
 INIT_TEMPLATE = """# yaml-language-server: $schema={schema}
@@ -127,7 +127,7 @@ def examples() -> None:
     table.add_column("description")
     for p in sorted(SCENARIOS_DIR.glob("*.yaml")):
         table.add_row(p.name, str(read_yaml(p).get("description", "")))
-    out.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

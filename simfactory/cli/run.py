@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simfactory.cli.common import (
+    print_table,
     EXIT_INPUT_ERROR,
     EXIT_INTERRUPTED,
     abspath,
@@ -216,7 +217,7 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     for name, label in (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e", "E2E"), ("queue", "queueing")):
         st = s["latency_s"][name]
         t.add_row(label, *(_ms(st[k]) for k in ("mean", "p50", "p90", "p95", "p99")))
-    out.print(t)
+    print_table(t)
     if s["tasks"]:
         _print_tasks(s["tasks"])
     tp = s["throughput"]
@@ -287,8 +288,8 @@ def _print_tasks(tasks: dict[str, Any]) -> None:
             format_usd(per),
         )
         bd.add_row(name, *(_s(b["breakdown_mean_s"][k]) for k in cats))
-    out.print(lat)
-    out.print(bd)
+    print_table(lat)
+    print_table(bd)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out
+from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table
 
 
 def sweep(
@@ -49,7 +49,7 @@ def sweep(
                                   ray_address=ray_address, resume=resume,
                                   on_row=lambda n, total: bar.update(task, completed=n, total=total))
     if not quiet:
-        out.print(_points_table(table, spec.replications))
+        print_table(_points_table(table, spec.replications))
     out.print(f"{len(table)} rows ({table['point'].nunique()} points x {spec.replications} replications); "
               f"wrote {out_dir}/results.parquet, results.csv", highlight=False)
 

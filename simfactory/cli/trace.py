@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import check_trace_format, err, input_errors, out
+from simfactory.cli.common import check_trace_format, err, input_errors, out, print_table
 from simfactory.errors import InputError
 
 TraceFormatOpt = Annotated[
@@ -46,7 +46,7 @@ def trace_stats_cmd(
     for name in ("input_tokens", "output_tokens"):
         for k, v in st[name].items():
             table.add_row(f"{name} {k}", f"{v:,.1f}")
-    out.print(table)
+    print_table(table)
     for line in trace.bad_rows[:20]:
         err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
     for line in st.get("warnings", []):
@@ -90,7 +90,7 @@ def trace_fit_cmd(
         write_text_output(output, text, "--output", force)
         if out_json is not None:
             write_text_output(out_json, json.dumps(json_with_generator(report), indent=1) + "\n", "--json", force)
-    out.print(_fit_table(report))
+    print_table(_fit_table(report))
     out.print(f"wrote {output}", highlight=False)
     if "arrivals" not in report and trace.arrival_s is not None:
         err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload has lengths only",
@@ -167,7 +167,7 @@ def trace_compare_cmd(
                           f"{r.fitted[key] * 1000:,.1f}", "n/a" if err_frac is None else f"{err_frac:+.1%}",
                           f"{r.fitted_spread[key]:.1%}")
             first = False
-    out.print(table)
+    print_table(table)
     if out_json is not None:
         with input_errors():
             doc = {"trace": str(file), "format": fmt, "scenario": str(scenario), "seeds": seeds,
