@@ -31,11 +31,11 @@ class _Strict(StrictModel):
 class LlmStep(_Strict):
     """One LLM call: prompt = carried task context (if include_context) + new input tokens."""
 
-    type: Literal["llm"] = "llm"
-    name: Name
+    type: Literal["llm"] = Field(default="llm", description="selects an LLM call")
+    name: Name = Field(description="step name: the step column of the requests it makes (letters, digits, . _ -)")
     model: str = Field(description="model role; the scenario maps roles to deployments (traffic.classes[].targets)")
     input_tokens: TokenCounts = Field(description="new prompt tokens of this step (instructions, user text)")
-    output_tokens: TokenCounts
+    output_tokens: TokenCounts = Field(description="answer tokens of the call (whole counts >= 1)")
     include_context: bool = Field(default=True, description="prompt includes the task context so far")
     carry_output: bool = Field(default=True, description="this step's output joins the task context")
     carry_input: bool = Field(
@@ -49,64 +49,73 @@ class LlmStep(_Strict):
 class ToolStep(_Strict):
     """A call to a tool service: queues for the service's concurrency, then takes its latency."""
 
-    type: Literal["tool"] = "tool"
-    name: Name
+    type: Literal["tool"] = Field(default="tool", description="selects a tool call")
+    name: Name = Field(description="step name, for readers (letters, digits, . _ -)")
     service: str = Field(description="a name under the workload's tools:")
-    latency_s: Distribution
-    fail_p: Probability = 0.0
+    latency_s: Distribution = Field(description="seconds the call takes once it has a slot of the tool's concurrency")
+    fail_p: Probability = Field(default=0.0, description="probability (0-1) the call fails (the step fails)")
     result_tokens: OptionalTokenCounts = Field(default=Fixed(value=0), description="tokens of the result fed to later LLM steps")
-    timeout_s: PositiveFloat | None = None
+    timeout_s: PositiveFloat | None = Field(
+        default=None, description="give up after this many seconds, waiting for a slot included (the step fails); "
+        "unset: never")
 
 
 class RetrievalStep(_Strict):
     """Vector / keyword search; a cache hit costs cache_latency_s instead of latency_s."""
 
-    type: Literal["retrieval"] = "retrieval"
-    name: Name
-    latency_s: Distribution
+    type: Literal["retrieval"] = Field(default="retrieval", description="selects a retrieval (vector / keyword search)")
+    name: Name = Field(description="step name, for readers (letters, digits, . _ -)")
+    latency_s: Distribution = Field(description="seconds a lookup that misses the agent-side cache takes")
     hit_tokens: OptionalTokenCounts = Field(description="tokens of the retrieved passages added to the context")
-    cache_hit_ratio: Probability = 0.0
-    cache_latency_s: Distribution = Field(default=Fixed(value=0.0))
-    usd_per_query: NonNegativeFloat = 0.0
+    cache_hit_ratio: Probability = Field(
+        default=0.0, description="probability (0-1) a lookup is answered by the agent-side cache")
+    cache_latency_s: Distribution = Field(
+        default=Fixed(value=0.0), description="seconds a cache hit takes (default: fixed 0)")
+    usd_per_query: NonNegativeFloat = Field(default=0.0, description="USD per lookup that misses the cache")
     region: str | None = Field(default=None, description="where the index runs; default: the caller's region")
 
 
 class HumanStep(_Strict):
     """Escalation to a human reviewer with probability p (the task is then marked escalated)."""
 
-    type: Literal["human"] = "human"
-    name: Name
-    p: Probability
+    type: Literal["human"] = Field(default="human", description="selects an escalation to a human reviewer")
+    name: Name = Field(description="step name, for readers (letters, digits, . _ -)")
+    p: Probability = Field(description="probability (0-1) the task escalates here; otherwise the step is skipped")
     pool: str = Field(description="a name under the workload's humans:")
-    handling_time_s: Distribution
+    handling_time_s: Distribution = Field(
+        description="seconds a reviewer spends on the task once one is free (queueing comes first)")
 
 
 class WaitStep(_Strict):
     """A fixed or random pause (think time, an external system)."""
 
-    type: Literal["wait"] = "wait"
-    name: Name
-    duration_s: Distribution
+    type: Literal["wait"] = Field(default="wait", description="selects a pause")
+    name: Name = Field(description="step name, for readers (letters, digits, . _ -)")
+    duration_s: Distribution = Field(description="seconds of the pause")
 
 
 class SequenceStep(_Strict):
-    type: Literal["sequence"] = "sequence"
-    name: Name = "sequence"
-    steps: list["Step"] = Field(min_length=1)
+    type: Literal["sequence"] = Field(default="sequence", description="selects steps run in order")
+    name: Name = Field(default="sequence", description="step name, for readers (letters, digits, . _ -)")
+    steps: list["Step"] = Field(min_length=1, description="the steps, run one after another")
 
 
 class ParallelStep(_Strict):
     """Fan-out: the listed branches, or `fan_out` copies of `steps`; join when all (or the first k) finish.
     The context of finished branches is merged back; unfinished branches are cancelled at a first-k join."""
 
-    type: Literal["parallel"] = "parallel"
-    name: Name = "parallel"
-    branches: list[list["Step"]] | None = None
+    type: Literal["parallel"] = Field(default="parallel", description="selects a fan-out")
+    name: Name = Field(default="parallel", description="step name, for readers (letters, digits, . _ -)")
+    branches: list[list["Step"]] | None = Field(
+        default=None, description="lists of steps run at once, one list per branch; or steps with fan_out")
     steps: list["Step"] | None = Field(default=None, description="the body copied fan_out times")
     fan_out: FanOut | None = Field(
         default=None, description=f"number of copies of steps: whole, >= 1, from a bounded distribution, at most {MAX_FAN_OUT:,}")
-    join: Literal["all", "first_k"] = "all"
-    k: PositiveInt | None = Field(default=None, le=MAX_FAN_OUT)
+    join: Literal["all", "first_k"] = Field(
+        default="all", description="all: continue when every branch finishes; first_k: when k do (the rest are "
+        "cancelled)")
+    k: PositiveInt | None = Field(
+        default=None, le=MAX_FAN_OUT, description="first_k: branches (or copies) that must finish")
 
     @model_validator(mode="after")
     def _shape(self) -> "ParallelStep":
@@ -129,16 +138,16 @@ class ParallelStep(_Strict):
 
 
 class BranchOption(_Strict):
-    p: Probability
-    steps: list["Step"] = Field(default_factory=list)
+    p: Probability = Field(description="probability (0-1) this option is taken; a branch's options sum to 1")
+    steps: list["Step"] = Field(default_factory=list, description="steps run when the option is taken (empty: nothing)")
 
 
 class BranchStep(_Strict):
     """Take one option with its probability (probabilities must sum to 1)."""
 
-    type: Literal["branch"] = "branch"
-    name: Name = "branch"
-    options: list[BranchOption] = Field(min_length=1)
+    type: Literal["branch"] = Field(default="branch", description="selects a probabilistic branch")
+    name: Name = Field(default="branch", description="step name, for readers (letters, digits, . _ -)")
+    options: list[BranchOption] = Field(min_length=1, description="the options, one taken per run")
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> "BranchStep":
@@ -151,24 +160,25 @@ class BranchStep(_Strict):
 class LoopStep(_Strict):
     """Run steps, then go round again with probability continue_p, at most max_iterations times."""
 
-    type: Literal["loop"] = "loop"
-    name: Name = "loop"
-    continue_p: Probability
+    type: Literal["loop"] = Field(default="loop", description="selects a capped loop")
+    name: Name = Field(default="loop", description="step name, for readers (letters, digits, . _ -)")
+    continue_p: Probability = Field(description="probability (0-1) of another iteration after each one")
     max_iterations: PositiveInt = Field(
         le=MAX_LOOP_ITERATIONS, description="cap on iterations; required: an uncapped cycle is rejected")
-    steps: list["Step"] = Field(min_length=1)
+    steps: list["Step"] = Field(min_length=1, description="the loop body")
 
 
 class RetryStep(_Strict):
     """Re-run steps when one of them fails (tool failure, validation failure, timeout), after a backoff
     of backoff_s x factor^(attempt-1), up to max_attempts; the task fails when the last attempt fails."""
 
-    type: Literal["retry"] = "retry"
-    name: Name = "retry"
-    max_attempts: PositiveInt = Field(le=MAX_RETRY_ATTEMPTS)
-    backoff_s: NonNegativeFloat = 0.0
-    backoff_factor: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = 2.0
-    steps: list["Step"] = Field(min_length=1)
+    type: Literal["retry"] = Field(default="retry", description="selects a retry around steps")
+    name: Name = Field(default="retry", description="step name, for readers (letters, digits, . _ -)")
+    max_attempts: PositiveInt = Field(le=MAX_RETRY_ATTEMPTS, description="attempts in all, the first included")
+    backoff_s: NonNegativeFloat = Field(default=0.0, description="wait before the second attempt, seconds")
+    backoff_factor: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = Field(
+        default=2.0, description="factor (1-10) on the wait for each later attempt")
+    steps: list["Step"] = Field(min_length=1, description="the steps re-run together when one fails")
 
 
 Step = Annotated[
@@ -181,10 +191,10 @@ Step = Annotated[
 
 
 class ToolService(_Strict):
-    name: Name
+    name: Name = Field(description="tool name that tool steps' service refers to")
     concurrency: PositiveInt | None = Field(default=None, description="calls in flight at once; more wait")
     rate_limit_per_s: PositiveFloat | None = Field(default=None, description="calls started per second at most")
-    usd_per_call: NonNegativeFloat = 0.0
+    usd_per_call: NonNegativeFloat = Field(default=0.0, description="USD per call")
     region: str | None = Field(default=None, description="where the service runs; default: the caller's region")
 
 
@@ -193,9 +203,11 @@ class HumanPool(_Strict):
     measurement window, count x hours x usd_per_hour, as accelerators are paid per provisioned hour) or per_use
     (only the time spent handling tasks, e.g. an outsourced queue billed per handled minute)."""
 
-    name: Name
-    count: PositiveInt
-    usd_per_hour: NonNegativeFloat = 0.0
+    name: Name = Field(description="pool name that human steps' pool refers to")
+    count: PositiveInt = Field(description="reviewers working at once; more tasks wait")
+    usd_per_hour: NonNegativeFloat = Field(
+        default=0.0, description="USD per reviewer-hour (provisioned: every seat for the whole window; per_use: "
+        "handled time)")
     pricing: Literal["provisioned", "per_use"] = Field(
         default="provisioned", description="provisioned: seats x hours of the window x usd_per_hour; per_use: "
                                            "handled time x usd_per_hour")
@@ -205,8 +217,12 @@ class Budget(_Strict):
     """Stop (or switch to the fallback steps) before an LLM step once the task has used this much."""
 
     max_tokens: PositiveInt | None = Field(default=None, description="tokens (prompts + answers) one task may use")
-    max_usd: PositiveFloat | None = None
-    on_exceed: Literal["stop", "fallback"] = "stop"
+    max_usd: PositiveFloat | None = Field(
+        default=None, description="USD one task may spend (LLM calls at their replicas' estimated cost, tools, "
+        "retrieval, reviewers, egress), checked before each LLM step on what was spent so far")
+    on_exceed: Literal["stop", "fallback"] = Field(
+        default="stop", description="stop: the task ends budget_stopped; fallback: the fallback steps run instead "
+        "(outcome degraded)")
     fallback: list["Step"] | None = Field(default=None, description="cheaper path run when the budget is hit")
 
     @model_validator(mode="after")
@@ -217,21 +233,27 @@ class Budget(_Strict):
 
 
 class AgentWorkload(_Strict):
-    kind: Literal["agent"] = "agent"
-    name: Name
-    description: str = ""
-    system_prompt_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = 0
+    kind: Literal["agent"] = Field(default="agent", description="selects an agent workload")
+    name: Name = Field(description="workload name: reports and faults.retrieval_brownouts[].workload refer to it")
+    description: str = Field(default="", description="free text for readers; the simulation ignores it")
+    system_prompt_tokens: Annotated[int, Field(ge=0, le=MAX_TOKENS)] = Field(
+        default=0, description="tokens every task's context starts with, the same for all tasks of the workload (a "
+        "prefix-cacheable system prompt)")
     carry_over: Probability = Field(
         default=1.0,
         description="fraction of each carried output / input / tool result / retrieval hit kept in the context"
     )
-    deadline_s: PositiveFloat | None = None
-    budget: Budget | None = None
-    tools: list[ToolService] = Field(default_factory=list)
-    humans: list[HumanPool] = Field(default_factory=list)
-    steps: list[Step] = Field(min_length=1)
-    source: str = Field(min_length=1)
-    as_of: AsOf
+    deadline_s: PositiveFloat | None = Field(
+        default=None, description="seconds after its start a task still running is cancelled (outcome timed_out); "
+        "unset: none")
+    budget: Budget | None = Field(default=None, description="a cap on the tokens or USD one task may use; unset: none")
+    tools: list[ToolService] = Field(
+        default_factory=list, description="tool services the tool steps call (concurrency, rate limit, price, region)")
+    humans: list[HumanPool] = Field(default_factory=list, description="reviewer pools the human steps queue for")
+    steps: list[Step] = Field(min_length=1, description="the task: steps run in order")
+    source: str = Field(
+        min_length=1, description="where the task's shape and figures come from: a URL, a trace, or 'assumption: ...'")
+    as_of: AsOf = Field(description="date or period of the source, e.g. 2026-11")
 
     @model_validator(mode="after")
     def _one_human_pricing(self) -> "AgentWorkload":

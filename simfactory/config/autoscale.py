@@ -18,7 +18,9 @@ class Autoscaling(StrictModel):
     and is released (billing stops) once empty. With min_replicas 0 the deployment scales to zero;
     requests then wait until a replica has started."""
 
-    min_replicas: NonNegativeInt = 1
+    min_replicas: NonNegativeInt = Field(
+        default=1, description="fewest replicas the autoscaler keeps; 0 scales the deployment to zero (requests then "
+        "wait for a replica to start)")
     max_replicas: PositiveInt = Field(le=MAX_REPLICAS, description="each replica is its own simulated engine")
     signal: Literal["queue", "in_flight", "kv", "composite"] = Field(
         default="in_flight",
@@ -32,7 +34,9 @@ class Autoscaling(StrictModel):
         default=10.0, description=f"seconds between decisions; a run may take at most {MAX_AUTOSCALER_TICKS:,} of them")
     cold_start_s: NonNegativeFloat = Field(default=30.0, description="instance boot + engine start, before weights load")
     weights_load_gb_s: float = Field(default=2.0, ge=MIN_BANDWIDTH, description="storage bandwidth loading the weights")
-    scale_down_cooldown_s: NonNegativeFloat = 60.0
+    scale_down_cooldown_s: NonNegativeFloat = Field(
+        default=60.0, description="seconds that must pass between two scale-down decisions (each may drain several "
+        "replicas)")
 
     @model_validator(mode="after")
     def _bounds(self) -> "Autoscaling":

@@ -44,8 +44,10 @@ class _Dist(StrictModel):
 
 
 class Fixed(_Dist):
-    kind: Literal["fixed"] = "fixed"
-    value: float = Field(ge=0, allow_inf_nan=False)
+    kind: Literal["fixed"] = Field(default="fixed", description="selects a fixed value")
+    value: float = Field(
+        ge=0, allow_inf_nan=False, description="the value of every draw, in the unit of the field it fills (seconds, "
+        "tokens, ...)")
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         return np.full(n, self.value, dtype=float)
@@ -67,9 +69,9 @@ class Fixed(_Dist):
 
 
 class Uniform(_Dist):
-    kind: Literal["uniform"] = "uniform"
-    low: float = Field(ge=0, allow_inf_nan=False)
-    high: float = Field(ge=0, allow_inf_nan=False)
+    kind: Literal["uniform"] = Field(default="uniform", description="selects a uniform distribution")
+    low: float = Field(ge=0, allow_inf_nan=False, description="smallest value, in the unit of the field it fills")
+    high: float = Field(ge=0, allow_inf_nan=False, description="largest value, in the unit of the field it fills")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Uniform":
@@ -94,8 +96,10 @@ class Uniform(_Dist):
 
 
 class Exponential(_Dist):
-    kind: Literal["exponential"] = "exponential"
-    mean_value: PositiveFloat = Field(alias="mean", allow_inf_nan=False)
+    kind: Literal["exponential"] = Field(default="exponential", description="selects an exponential distribution")
+    mean_value: PositiveFloat = Field(
+        alias="mean", allow_inf_nan=False, description="mean, in the unit of the field it fills (draws are unbounded "
+        "above)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -118,8 +122,10 @@ class Exponential(_Dist):
 class Geometric(_Dist):
     """Integer count on {1, 2, ...} with the given mean: the discrete exponential (memoryless per token)."""
 
-    kind: Literal["geometric"] = "geometric"
-    mean_value: float = Field(alias="mean", ge=1, allow_inf_nan=False)
+    kind: Literal["geometric"] = Field(default="geometric", description="selects a geometric distribution")
+    mean_value: float = Field(
+        alias="mean", ge=1, allow_inf_nan=False, description="mean count (>= 1); draws are whole numbers 1, 2, ... "
+        "(unbounded above)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -146,8 +152,10 @@ class Geometric(_Dist):
 class LogNormal(_Dist):
     """Lognormal given its median and shape sigma (of the underlying normal); optional clipping."""
 
-    kind: Literal["lognormal"] = "lognormal"
-    median: PositiveFloat = Field(allow_inf_nan=False)
+    kind: Literal["lognormal"] = Field(default="lognormal", description="selects a lognormal distribution")
+    median: PositiveFloat = Field(
+        allow_inf_nan=False, description="median, in the unit of the field it fills (exp of the underlying normal's "
+        "mean)")
     sigma: float = Field(ge=0, le=MAX_LOGNORMAL_SIGMA, allow_inf_nan=False,
                          description="shape; fits of token counts and latencies have 0.3-2")
     min: float | None = Field(default=None, ge=0, allow_inf_nan=False,
@@ -226,9 +234,12 @@ class LogNormal(_Dist):
 class Empirical(_Dist):
     """Draw from listed values with optional weights (e.g. a histogram taken from a trace)."""
 
-    kind: Literal["empirical"] = "empirical"
-    values: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
-    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
+    kind: Literal["empirical"] = Field(default="empirical", description="selects draws from listed values")
+    values: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="the values draws take, in the unit of the field it fills")
+    weights: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = Field(
+        default=None, description="relative weight of each value, one per value (only ratios matter); unset: equal "
+        "weights")
 
     @model_validator(mode="after")
     def _weights_match(self) -> "Empirical":
@@ -280,7 +291,8 @@ class Quantiles(_Dist):
     (first: the smallest value, last: the largest), linear in between. Keeps a trace's median and tail as they
     are, with no parametric shape and no pile-up at the ends (what `trace fit` writes)."""
 
-    kind: Literal["quantiles"] = "quantiles"
+    kind: Literal["quantiles"] = Field(
+        default="quantiles", description="selects a measured quantile function (what trace fit writes)")
     values: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         min_length=2, description="quantiles at evenly spaced probabilities 0, 1/(n-1), ..., 1; non-decreasing")
 

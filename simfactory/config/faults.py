@@ -20,22 +20,24 @@ class ReplicaFailures(_Strict):
     and its KV and prefix cache; the router keeps sending to it for `health_check_delay_s` (those requests are
     lost too), then avoids it until it is repaired."""
 
-    pool: str
+    pool: str = Field(description="the pool (pools[].name) whose deployments' replicas fail")
     mtbf_s: PositiveFloat = Field(allow_inf_nan=False, description="mean up time of one replica (or one device)")
     mttr_s: PositiveFloat = Field(allow_inf_nan=False, description="mean time to repair")
     per: Literal["replica", "device"] = Field(
         default="replica", description="device: mtbf_s is per accelerator; a replica of tp x pp devices fails when any does"
     )
-    health_check_delay_s: NonNegativeFloat = 5.0
+    health_check_delay_s: NonNegativeFloat = Field(
+        default=5.0, description="seconds after a failure before the router stops sending to the replica (what it "
+        "sends meanwhile is lost)")
 
 
 class Outage(_Strict):
     """Every replica of a pool (a region, a cluster) is down from `start_s` for `duration_s`: requests it held are
     lost; routes with a fallback or `nearest` candidates fail over (with their network cost)."""
 
-    pool: str
-    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    duration_s: PositiveFloat = Field(allow_inf_nan=False)
+    pool: str = Field(description="the pool (pools[].name) that goes down")
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False, description="simulated time the outage begins, seconds")
+    duration_s: PositiveFloat = Field(allow_inf_nan=False, description="how long the pool stays down, seconds")
 
 
 class SpotReclamation(_Strict):
@@ -43,21 +45,26 @@ class SpotReclamation(_Strict):
     stops sending to it; at the end of the notice what it still holds is lost; a replacement serves after
     `replacement_s` (new instance, weights load, warm-up)."""
 
-    pool: str
-    per_replica_hour: PositiveFloat = Field(allow_inf_nan=False)
+    pool: str = Field(description="the spot pool (pools[].name) whose replicas are reclaimed")
+    per_replica_hour: PositiveFloat = Field(
+        allow_inf_nan=False, description="reclamations per replica-hour (a Poisson rate per replica)")
     notice_s: NonNegativeFloat = Field(default=120.0, description="AWS gives 2 minutes; GCP about 30 s")
-    replacement_s: NonNegativeFloat = 180.0
+    replacement_s: NonNegativeFloat = Field(
+        default=180.0, description="seconds until a replacement serves: new instance, weights load, warm-up")
 
 
 class ToolBrownout(_Strict):
     """An agent tool service (a workload's `tools[].name`) degrades for a window: each call fails with
     `error_rate` more and takes `latency_multiplier` x longer (the agent's retries and timeouts then apply)."""
 
-    service: str
-    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    duration_s: PositiveFloat = Field(allow_inf_nan=False)
-    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
+    service: str = Field(description="the degraded tool: a name under an agent workload's tools:")
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False, description="simulated time the brownout begins, seconds")
+    duration_s: PositiveFloat = Field(allow_inf_nan=False, description="how long it lasts, seconds")
+    error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="probability (0-1) that a call started in the window fails, besides the step's own "
+        "fail_p")
+    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = Field(
+        default=1.0, description="factor (1-1000) on the latency of calls started in the window")
 
 
 class RetrievalBrownout(_Strict):
@@ -65,11 +72,16 @@ class RetrievalBrownout(_Strict):
     cache fails with `error_rate` and takes `latency_multiplier` x longer; a failed lookup fails its step (the
     workload's retries and timeouts then apply). `workload` limits it to one agent workload (default: all)."""
 
-    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    duration_s: PositiveFloat = Field(allow_inf_nan=False)
-    error_rate: Annotated[float, Field(ge=0, le=1)] = 0.0
-    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = 1.0
-    workload: str | None = None
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False, description="simulated time the brownout begins, seconds")
+    duration_s: PositiveFloat = Field(allow_inf_nan=False, description="how long it lasts, seconds")
+    error_rate: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.0, description="probability (0-1) that a lookup in the window missing the agent-side cache fails")
+    latency_multiplier: Annotated[float, Field(ge=1, le=1000)] = Field(
+        default=1.0, description="factor (1-1000) on the latency of lookups in the window that miss the agent-side "
+        "cache")
+    workload: str | None = Field(
+        default=None, description="the agent workload (its name:) whose retrieval degrades; unset: every agent "
+        "workload")
 
 
 class RollingRestart(_Strict):
@@ -77,10 +89,14 @@ class RollingRestart(_Strict):
     requests, drains for up to `drain_s` (what it still holds then is lost), loads weights for `load_s`, and
     serves again before the next one starts."""
 
-    pool: str
-    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    drain_s: NonNegativeFloat = 60.0
-    load_s: NonNegativeFloat = 120.0
+    pool: str = Field(description="the pool (pools[].name) whose replicas restart, one at a time")
+    start_s: NonNegativeFloat = Field(
+        allow_inf_nan=False, description="simulated time the first replica stops taking requests, seconds")
+    drain_s: NonNegativeFloat = Field(
+        default=60.0, description="seconds a replica may drain before what it still holds is lost")
+    load_s: NonNegativeFloat = Field(
+        default=120.0, description="seconds of weights load (the restart or the new model) before the replica serves "
+        "again")
 
 
 class RetryPolicy(_Strict):
@@ -88,17 +104,27 @@ class RetryPolicy(_Strict):
     `max_retries` times, while retries stay within `budget_ratio` x original requests (a retry budget, as in
     Envoy/gRPC); otherwise the request ends `failed`."""
 
-    max_retries: NonNegativeInt = Field(default=0, le=MAX_RETRY_ATTEMPTS)
-    backoff_s: NonNegativeFloat = 1.0
-    backoff_multiplier: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = 2.0
+    max_retries: NonNegativeInt = Field(
+        default=0, le=MAX_RETRY_ATTEMPTS, description="retries of a lost request after its first attempt; 0: a lost "
+        "request ends failed")
+    backoff_s: NonNegativeFloat = Field(default=1.0, description="wait before the first retry, seconds")
+    backoff_multiplier: Annotated[float, Field(ge=1.0, le=MAX_BACKOFF_FACTOR)] = Field(
+        default=2.0, description="factor (1-10) on the wait for each further retry")
     budget_ratio: NonNegativeFloat | None = Field(default=None, description="None: no budget")
 
 
 class Faults(_Strict):
-    replica_failures: list[ReplicaFailures] = Field(default_factory=list)
-    outages: list[Outage] = Field(default_factory=list)
-    spot_reclamations: list[SpotReclamation] = Field(default_factory=list)
-    tool_brownouts: list[ToolBrownout] = Field(default_factory=list)
-    retrieval_brownouts: list[RetrievalBrownout] = Field(default_factory=list)
-    rolling_restarts: list[RollingRestart] = Field(default_factory=list)
-    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    replica_failures: list[ReplicaFailures] = Field(
+        default_factory=list, description="random failures and repairs of a pool's replicas (or devices)")
+    outages: list[Outage] = Field(default_factory=list, description="whole-pool outages in a time window")
+    spot_reclamations: list[SpotReclamation] = Field(
+        default_factory=list, description="reclamations of a spot pool's replicas, with notice and replacement")
+    tool_brownouts: list[ToolBrownout] = Field(
+        default_factory=list, description="windows in which an agent tool fails more often and answers more slowly")
+    retrieval_brownouts: list[RetrievalBrownout] = Field(
+        default_factory=list, description="windows in which agent retrieval fails more often and answers more slowly")
+    rolling_restarts: list[RollingRestart] = Field(
+        default_factory=list, description="planned one-at-a-time restarts (or model swaps) of a pool's replicas")
+    retry: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="what clients do with requests a failure lost: retries, backoff, "
+        "retry budget")

@@ -24,21 +24,31 @@ class _Strict(StrictModel):
 
 
 class SourcedNumber(_Strict):
-    value: float = Field(ge=0, allow_inf_nan=False)
-    unit: str
-    source: str = Field(min_length=1)
-    as_of: AsOf
-    confidence: Literal["high", "medium", "low"] = "medium"
+    """A figure from the world (a price, a rate, a spec) with its unit, where it comes from and when."""
+
+    value: float = Field(
+        ge=0, allow_inf_nan=False, description="the figure, in `unit`: never converted, so it must be in the unit the "
+        "field's name states")
+    unit: str = Field(description="the figure's unit as text (USD/kWh, W, ratio, ...), shown in the assumptions table")
+    source: str = Field(
+        min_length=1, description="where the figure comes from: a URL or document (and when it was read), or "
+        "'assumption: ...'")
+    as_of: AsOf = Field(description="date or period the figure was collected, e.g. 2026-11")
+    confidence: Literal["high", "medium", "low"] = Field(
+        default="medium", description="how reliable the figure is judged to be (high, medium, low); for readers, no "
+        "calculation reads it")
 
 
 class CloudPrice(_Strict):
     """One cloud price: a provider's rate for one accelerator-hour of a SKU under one pricing model."""
 
-    provider: str
+    provider: str = Field(description="cloud provider, one of the book's providers")
     region: str = Field(default="any", description="provider region, or `any` when the rate is not regional")
-    sku: str
-    pricing: Pricing
-    usd_per_accel_hour: float = Field(ge=0, allow_inf_nan=False)
+    sku: str = Field(description="hardware profile SKU the rate is for (hardware_profiles/<sku>.yaml)")
+    pricing: Pricing = Field(description="contract: on_demand, reserved_1y, reserved_3y or spot")
+    usd_per_accel_hour: float = Field(
+        ge=0, allow_inf_nan=False, description="USD per accelerator-hour (an instance's hourly rate / its "
+        "accelerators); source and as_of cite it")
     interruptions_per_hour: NonNegativeFloat | None = Field(
         default=None, description="spot only: reclamations per instance-hour"
     )
@@ -46,9 +56,11 @@ class CloudPrice(_Strict):
         default_factory=list, description="software licences (engines.yaml `licence.name`) this rate already "
                                           "includes, e.g. a marketplace image with NVIDIA AI Enterprise; others are "
                                           "charged on top")
-    source: str = Field(min_length=1)
-    as_of: AsOf
-    confidence: Literal["high", "medium", "low"] = "medium"
+    source: str = Field(min_length=1, description="where the rate comes from: a URL or document, and when it was read")
+    as_of: AsOf = Field(description="date or period the rate was read, e.g. 2026-11")
+    confidence: Literal["high", "medium", "low"] = Field(
+        default="medium", description="how reliable the figure is judged to be (high, medium, low); for readers, no "
+        "calculation reads it")
 
     @model_validator(mode="after")
     def _spot_rate(self) -> "CloudPrice":
@@ -60,21 +72,29 @@ class CloudPrice(_Strict):
 
 
 class _SourcedEntry(_Strict):
-    source: str = Field(min_length=1)
-    as_of: AsOf
-    confidence: Literal["high", "medium", "low"] = "medium"
+    source: str = Field(
+        min_length=1, description="where the figure comes from: a URL or document (and when it was read), or "
+        "'assumption: ...'")
+    as_of: AsOf = Field(description="date or period the figure was collected, e.g. 2026-11")
+    confidence: Literal["high", "medium", "low"] = Field(
+        default="medium", description="how reliable the figure is judged to be (high, medium, low); for readers, no "
+        "calculation reads it")
 
 
 class ServerPrice(_SourcedEntry):
     """Purchase price of one accelerator of a SKU (the rest of the server is in on_prem.*_usd_per_node)."""
 
-    sku: str
-    accelerator_usd: float = Field(ge=0, allow_inf_nan=False)
+    sku: str = Field(description="hardware profile SKU")
+    accelerator_usd: float = Field(
+        ge=0, allow_inf_nan=False, description="purchase price of one accelerator without its server, USD; source and "
+        "as_of cite it")
 
 
 class IdlePower(_SourcedEntry):
-    sku: str
-    idle_w: float = Field(ge=0, allow_inf_nan=False)
+    sku: str = Field(description="hardware profile SKU")
+    idle_w: float = Field(
+        ge=0, allow_inf_nan=False, description="power of one idle accelerator, W, for profiles whose spec gives no "
+        "idle_w; source and as_of cite it")
 
 
 class ResaleCurve(_SourcedEntry):
@@ -82,8 +102,11 @@ class ResaleCurve(_SourcedEntry):
     The TCO over a horizon credits this market value at its end; depreciation (the per-hour capex) stays
     straight-line to `residual_value_fraction`, an accounting convention."""
 
-    months: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
-    fraction: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(min_length=1)
+    months: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        min_length=1, description="ages in months, increasing from 0")
+    fraction: list[Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]] = Field(
+        min_length=1, description="market value at each age, a fraction (0-1) of the purchase price; source / as_of "
+        "cite the curve")
 
     @model_validator(mode="after")
     def _shape(self) -> "ResaleCurve":
@@ -97,20 +120,32 @@ class ResaleCurve(_SourcedEntry):
 
 
 class OnPremPrices(_Strict):
-    depreciation_years: SourcedNumber
-    residual_value_fraction: SourcedNumber
+    """Owned-hardware assumptions: each a sourced figure (value, unit, source, as_of); a pool's `on_prem` may replace
+    any of them."""
+
+    depreciation_years: SourcedNumber = Field(description="straight-line depreciation period of owned hardware, years")
+    residual_value_fraction: SourcedNumber = Field(
+        description="book value left at the end of depreciation, a fraction (0-1) of the purchase price")
     resale_value: ResaleCurve | None = Field(
         default=None, description="market value by age for the TCO horizon; without it the book value is credited")
-    usd_per_kwh: SourcedNumber
-    pue: SourcedNumber
-    colocation_usd_per_kw_month: SourcedNumber
-    staff_usd_per_year: SourcedNumber
-    nodes_per_staff: SourcedNumber
-    accelerators_per_node: SourcedNumber
-    host_usd_per_node: SourcedNumber
-    network_usd_per_node: SourcedNumber
-    storage_usd_per_node: SourcedNumber
-    host_power_w_per_node: SourcedNumber
+    usd_per_kwh: SourcedNumber = Field(description="electricity price, USD per kWh")
+    pue: SourcedNumber = Field(
+        description="power usage effectiveness, facility power / IT power (>= 1): multiplies the energy bill")
+    colocation_usd_per_kw_month: SourcedNumber = Field(
+        description="hosting price, USD per provisioned kW (accelerator TDP + host power) per month")
+    staff_usd_per_year: SourcedNumber = Field(description="cost of one operations engineer, USD per year")
+    nodes_per_staff: SourcedNumber = Field(
+        description="nodes one engineer runs: staff cost = nodes / this x staff_usd_per_year")
+    accelerators_per_node: SourcedNumber = Field(
+        description="accelerators per server node: node costs, host power and staff are shared pro rata")
+    host_usd_per_node: SourcedNumber = Field(
+        description="the server without its accelerators (CPUs, memory, NICs, chassis), USD per node; added to "
+        "servers[].accelerator_usd (an all-in server_usd_per_accel includes it)")
+    network_usd_per_node: SourcedNumber = Field(
+        description="a node's share of the switch fabric, USD per node (as host_usd_per_node)")
+    storage_usd_per_node: SourcedNumber = Field(
+        description="a node's share of shared storage, USD per node (as host_usd_per_node)")
+    host_power_w_per_node: SourcedNumber = Field(description="power of a node besides its accelerators, W")
     maintenance_fraction_per_year: SourcedNumber | None = Field(
         default=None, description="hardware support / maintenance contract, a fraction of the purchase price per year; "
                                   "absent: not charged (recorded as such)")
@@ -145,17 +180,24 @@ class OnPremPrices(_Strict):
 
 
 class NetworkPrices(_Strict):
-    egress_usd_per_gb: SourcedNumber
-    storage_usd_per_gb_month: SourcedNumber
+    """Reference network and storage prices, each a sourced figure (value, unit, source, as_of)."""
+
+    egress_usd_per_gb: SourcedNumber = Field(
+        description="reference internet egress price, USD per GB; no cost model reads it (egress is priced by the "
+        "scenario's network section)")
+    storage_usd_per_gb_month: SourcedNumber = Field(
+        description="reference object-storage price, USD per GB-month; no cost model reads it")
 
 
 class ScorecardDefaults(_Strict):
     """Qualitative 0-10 ratings (10 = best) used by the compare scorecard when a scenario gives none."""
 
-    operational_simplicity: dict[Literal["cloud", "on_prem", "hybrid"], Annotated[float, Field(ge=0, le=10)]]
-    lock_in_freedom: dict[Literal["gpu", "asic"], Annotated[float, Field(ge=0, le=10)]]
-    source: str = Field(min_length=1)
-    as_of: AsOf
+    operational_simplicity: dict[Literal["cloud", "on_prem", "hybrid"], Annotated[float, Field(ge=0, le=10)]] = Field(
+        description="0-10 rating (10 best) by fleet mix: cloud, on_prem or hybrid")
+    lock_in_freedom: dict[Literal["gpu", "asic"], Annotated[float, Field(ge=0, le=10)]] = Field(
+        description="0-10 rating (10 best) by accelerator kind: gpu, or asic when any pool is an ASIC")
+    source: str = Field(min_length=1, description="where the ratings come from (a judgement, not a measurement)")
+    as_of: AsOf = Field(description="date or period of the ratings, e.g. 2026-11")
 
 
 class FinanceDefaults(_Strict):
@@ -174,15 +216,23 @@ class FinanceDefaults(_Strict):
 
 
 class PriceBook(_Strict):
-    currency: Literal["USD"] = "USD"
+    currency: Literal["USD"] = Field(default="USD", description="currency of every price (USD only)")
     providers: list[str] = Field(min_length=1, description="cloud providers this book prices; others are rejected")
-    cloud: list[CloudPrice] = Field(default_factory=list)
-    servers: list[ServerPrice] = Field(default_factory=list)
-    idle_power: list[IdlePower] = Field(default_factory=list)
-    on_prem: OnPremPrices
-    network: NetworkPrices
-    scorecard: ScorecardDefaults
-    finance: FinanceDefaults = Field(default_factory=FinanceDefaults)
+    cloud: list[CloudPrice] = Field(
+        default_factory=list, description="cloud rates, one row per (provider, region, SKU, pricing); the first row "
+        "listed for a combination wins")
+    servers: list[ServerPrice] = Field(
+        default_factory=list, description="accelerator purchase prices per SKU (the rest of a server is "
+        "on_prem.*_usd_per_node)")
+    idle_power: list[IdlePower] = Field(
+        default_factory=list, description="idle power per SKU, for profiles whose spec gives no idle_w")
+    on_prem: OnPremPrices = Field(
+        description="owned-hardware assumptions: depreciation, energy, hosting, staff, node costs")
+    network: NetworkPrices = Field(description="reference network and storage prices (no cost model reads them)")
+    scorecard: ScorecardDefaults = Field(description="default qualitative ratings of the compare scorecard")
+    finance: FinanceDefaults = Field(
+        default_factory=FinanceDefaults, description="money-over-time assumptions of the own-vs-rent model (discount "
+        "rate)")
 
     @model_validator(mode="after")
     def _known_providers(self) -> "PriceBook":
@@ -228,19 +278,42 @@ class PriceBook(_Strict):
 class OnPremOverrides(_Strict):
     """A scenario's own on-prem assumptions; each replaces the price book's figure (recorded as source: scenario)."""
 
-    depreciation_years: PositiveFloat | None = None
-    residual_value_fraction: Annotated[float, Field(ge=0, le=1)] | None = None
-    usd_per_kwh: NonNegativeFloat | None = None
-    pue: Annotated[float, Field(ge=1.0, le=3.0)] | None = None
-    colocation_usd_per_kw_month: NonNegativeFloat | None = None
-    staff_usd_per_year: NonNegativeFloat | None = None
-    nodes_per_staff: PositiveFloat | None = None
-    accelerators_per_node: PositiveFloat | None = None
+    depreciation_years: PositiveFloat | None = Field(
+        default=None, description="straight-line depreciation period, years (the TCO then credits book value, not the "
+        "resale curve); overrides the price book")
+    residual_value_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="book value left after depreciation, a fraction (0-1) of the purchase price (the "
+        "TCO then credits book value, not the resale curve); overrides the price book")
+    usd_per_kwh: NonNegativeFloat | None = Field(
+        default=None, description="electricity price, USD per kWh; overrides the price book")
+    pue: Annotated[float, Field(ge=1.0, le=3.0)] | None = Field(
+        default=None, description="power usage effectiveness, facility power / IT power (1-3); overrides the price "
+        "book")
+    colocation_usd_per_kw_month: NonNegativeFloat | None = Field(
+        default=None, description="hosting, USD per provisioned kW per month; overrides the price book")
+    staff_usd_per_year: NonNegativeFloat | None = Field(
+        default=None, description="cost of one operations engineer, USD per year; overrides the price book")
+    nodes_per_staff: PositiveFloat | None = Field(
+        default=None, description="nodes one engineer runs; overrides the price book")
+    accelerators_per_node: PositiveFloat | None = Field(
+        default=None, description="accelerators per server node (node costs, host power and staff are shared pro "
+        "rata); overrides the price book")
     software_usd_per_accel_year: NonNegativeFloat | None = Field(
         default=None, description="as pools[].software_usd_per_accel_year (kept for older scenarios)")
-    host_usd_per_node: NonNegativeFloat | None = None
-    network_usd_per_node: NonNegativeFloat | None = None
-    storage_usd_per_node: NonNegativeFloat | None = None
-    host_power_w_per_node: NonNegativeFloat | None = None
-    maintenance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = None
-    insurance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = None
+    host_usd_per_node: NonNegativeFloat | None = Field(
+        default=None, description="the server without its accelerators, USD per node (only with the price book's "
+        "accelerator price, not with server_usd_per_accel); overrides the price book")
+    network_usd_per_node: NonNegativeFloat | None = Field(
+        default=None, description="a node's share of the switch fabric, USD per node (as host_usd_per_node); "
+        "overrides the price book")
+    storage_usd_per_node: NonNegativeFloat | None = Field(
+        default=None, description="a node's share of shared storage, USD per node (as host_usd_per_node); overrides "
+        "the price book")
+    host_power_w_per_node: NonNegativeFloat | None = Field(
+        default=None, description="power of a node besides its accelerators, W; overrides the price book")
+    maintenance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="support / maintenance contract, a fraction (0-1) of the purchase price per year; "
+        "overrides the price book")
+    insurance_fraction_per_year: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="equipment insurance, a fraction (0-1) of the purchase price per year; overrides "
+        "the price book")

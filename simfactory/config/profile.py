@@ -78,7 +78,9 @@ class _Strict(StrictModel):
 class Sourced(_Strict):
     """Every shipped number carries where it came from and when."""
 
-    source: str = Field(min_length=1)
+    source: str = Field(
+        min_length=1, description="where this section's figures come from: a URL or document (and when it was read), "
+        "a measurement, or 'assumption: ...'")
     as_of: AsOf = Field(description="date or period the figure was collected, e.g. 2026-11")
 
 
@@ -109,19 +111,33 @@ class Spec(Sourced):
     memory: DeviceMemory | None = Field(
         default=None, description="device memory in bytes as the device reports it; absent: hbm_gb x 1e9 (a lower "
                                   "bound for every shipped part) and no context reserve")
-    hbm_tb_s: float = Field(ge=MIN_BANDWIDTH)
-    bf16_tflops: float = Field(ge=MIN_BANDWIDTH)
-    fp8_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
+    hbm_tb_s: float = Field(
+        ge=MIN_BANDWIDTH, description="memory bandwidth per device, TB/s (1e12 bytes/s): the roofline's memory term; "
+        "spec.source / as_of cite it")
+    bf16_tflops: float = Field(
+        ge=MIN_BANDWIDTH, description="dense BF16 tensor TFLOPS per device: the roofline's compute peak for bf16, "
+        "fp16 and int4; spec.source / as_of cite it")
+    fp8_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="dense FP8 tensor TFLOPS per device; absent: fp8 runs at the bf16 rate; spec.source "
+        "/ as_of cite it")
     fp4_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
         default=None, description="dense FP4 tensor TFLOPS (NVFP4 / MXFP4); absent: the SKU has no FP4 tensor cores "
                                   "and a deployment in fp4 is refused")
-    int8_tops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = None
-    tdp_w: PositiveFloat
-    idle_w: NonNegativeFloat | None = None
+    int8_tops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="dense INT8 tensor TOPS per device; absent: int8 runs at the bf16 rate; spec.source "
+        "/ as_of cite it")
+    tdp_w: PositiveFloat = Field(
+        description="board power per device at full load, W: the power model's top, and the provisioned kW colocation "
+        "bills; spec.source / as_of cite it")
+    idle_w: NonNegativeFloat | None = Field(
+        default=None, description="power per idle device, W; absent: the price book's idle_power for the SKU, else 0; "
+        "spec.source / as_of cite it")
     interconnect_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
         default=None, description="scale-up bandwidth per direction per device (NVLink etc.)"
     )
-    interconnect_latency_s: NonNegativeFloat = 5e-6
+    interconnect_latency_s: NonNegativeFloat = Field(
+        default=5e-6, description="latency of one scale-up (NVLink etc.) message in a collective, seconds; "
+        "spec.source / as_of cite it")
     scale_up_domain_devices: PositiveInt = Field(
         default=8, le=1024, description="devices joined by the scale-up link (interconnect_gb_s): an HGX/OAM node 8, "
                                         "a GB200/GB300 NVL72 rack 72; wider groups cross the scale-out network")
@@ -150,7 +166,9 @@ class Spec(Sourced):
 
 
 class Price(Sourced):
-    cloud_usd_per_accel_hour: NonNegativeFloat | None = None
+    cloud_usd_per_accel_hour: NonNegativeFloat | None = Field(
+        default=None, description="on-demand USD per accelerator-hour for a cloud pool that names no provider (or "
+        "price); price.source / as_of cite it")
     server_usd_per_accel: NonNegativeFloat | None = Field(
         default=None, description="on-prem capex per accelerator, all-in (accelerator + its share of host and network)"
     )
@@ -159,21 +177,27 @@ class Price(Sourced):
 class RooflineStepTime(_Strict):
     """step_s = overhead + max(FLOPs / (peak * compute_eff), bytes / (bandwidth * memory_eff)) + TP comm."""
 
-    kind: Literal["roofline"] = "roofline"
-    compute_efficiency: float = Field(gt=0, le=1)
-    memory_efficiency: float = Field(gt=0, le=1)
-    step_overhead_s: NonNegativeFloat
+    kind: Literal["roofline"] = Field(default="roofline", description="selects the roofline step-time model")
+    compute_efficiency: float = Field(
+        gt=0, le=1, description="fraction (0-1] of the peak TFLOPS the GEMMs and attention reach")
+    memory_efficiency: float = Field(
+        gt=0, le=1, description="fraction (0-1] of the memory bandwidth weight and KV reads reach")
+    step_overhead_s: NonNegativeFloat = Field(description="fixed time per engine step (scheduling, launches), seconds")
 
 
 class LinearStepTime(_Strict):
     """step_s = overhead + a*prefill_tokens + b*decode_seqs + c*kv_tokens_read + d*prefill_attn_pairs (fitted)."""
 
-    kind: Literal["linear"] = "linear"
-    overhead_s: NonNegativeFloat
-    s_per_prefill_token: NonNegativeFloat = 0.0
-    s_per_decode_seq: NonNegativeFloat = 0.0
-    s_per_kv_token: NonNegativeFloat = 0.0
-    s_per_attn_pair: NonNegativeFloat = 0.0
+    kind: Literal["linear"] = Field(default="linear", description="selects the fitted linear step-time model")
+    overhead_s: NonNegativeFloat = Field(description="fixed time per engine step, seconds")
+    s_per_prefill_token: NonNegativeFloat = Field(
+        default=0.0, description="seconds per prompt token computed in the step")
+    s_per_decode_seq: NonNegativeFloat = Field(
+        default=0.0, description="seconds per sequence decoding one token in the step")
+    s_per_kv_token: NonNegativeFloat = Field(
+        default=0.0, description="seconds per context token the step's decode attention reads")
+    s_per_attn_pair: NonNegativeFloat = Field(
+        default=0.0, description="seconds per query-key pair of the step's prefill attention")
 
 
 class KernelsStepTime(_Strict):
@@ -182,7 +206,8 @@ class KernelsStepTime(_Strict):
     + linear_scale x (GEMMs + all-reduce)(tokens) + logits + decode attention
     + [a step with prefill] (prefill_overhead_s + prefill_attn_scale x prompt attention)."""
 
-    kind: Literal["kernels"] = "kernels"
+    kind: Literal["kernels"] = Field(
+        default="kernels", description="selects measured kernel tables with fitted corrections")
     overhead_s: NonNegativeFloat = Field(description="engine overhead per step")
     overhead_per_seq_s: NonNegativeFloat = Field(default=0.0, description="per sequence in the step (a prefill "
                                                                          "counts one)")
@@ -200,15 +225,20 @@ StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime
 class StepTimeEntry(_Strict):
     """A step-time model for one (model, engine, dtype, TP) on this SKU."""
 
-    model: str
-    engine: str = "vllm"
-    dtype: DType = "bf16"
-    tp: PositiveInt = 1
-    source: Literal["roofline", "measured", "published-fit"]
-    step_time: StepTimeSpec
+    model: str = Field(description="model id (models.yaml) the entry applies to")
+    engine: str = Field(default="vllm", description="engine preset (engines.yaml) the entry applies to")
+    dtype: DType = Field(default="bf16", description="deployment dtype the entry applies to")
+    tp: PositiveInt = Field(default=1, description="tensor-parallel degree the entry applies to")
+    source: Literal["roofline", "measured", "published-fit"] = Field(
+        description="how the entry was obtained; among entries matching a deployment, measured wins over "
+        "published-fit, which wins over roofline")
+    step_time: StepTimeSpec = Field(
+        description="the step-time model: roofline factors, linear coefficients or kernel-table corrections")
     fit_mape: NonNegativeFloat | None = Field(default=None, description="held-out mean absolute percentage error")
-    provenance: dict[str, str] = Field(default_factory=dict)
-    notes: str | None = None
+    provenance: dict[str, str] = Field(
+        default_factory=dict, description="how it was measured, as key -> text (GPU, date, git sha, fit errors); the "
+        "simulation does not read it")
+    notes: str | None = Field(default=None, description="free text for readers")
     idle_w: NonNegativeFloat | None = Field(default=None, description="measured power per device at 0% utilization")
     max_w: PositiveFloat | None = Field(default=None, description="measured power per device at 100% utilization")
 
@@ -222,37 +252,53 @@ class StepTimeEntry(_Strict):
 class RooflineDefault(Sourced):
     """SKU-wide roofline factors used for any combination without an explicit entry."""
 
-    compute_efficiency: float = Field(gt=0, le=1)
-    memory_efficiency: float = Field(gt=0, le=1)
-    step_overhead_s: NonNegativeFloat
+    compute_efficiency: float = Field(
+        gt=0, le=1, description="fraction (0-1] of the peak TFLOPS the GEMMs and attention reach (fitted; source "
+        "cites the fit)")
+    memory_efficiency: float = Field(
+        gt=0, le=1, description="fraction (0-1] of the memory bandwidth weight and KV reads reach (fitted; source "
+        "cites the fit)")
+    step_overhead_s: NonNegativeFloat = Field(
+        description="fixed time per engine step, seconds, times the engine preset's step_overhead_multiplier")
 
 
 class HardwareProfile(_Strict):
-    sku: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    name: str
-    vendor: str
-    kind: Literal["gpu", "asic"]
-    spec: Spec
-    price: Price
-    roofline: RooflineDefault
+    sku: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9._-]*$", description="SKU id: the file's name (hardware_profiles/<sku>.yaml) and "
+        "what pools' sku names")
+    name: str = Field(description="full product name, for readers")
+    vendor: str = Field(description="maker, for readers")
+    kind: Literal["gpu", "asic"] = Field(
+        description="gpu or asic: an ASIC pool rates the run asic on the compare scorecard's lock-in freedom")
+    spec: Spec = Field(description="spec-sheet figures per device")
+    price: Price = Field(description="default cloud price and purchase price")
+    roofline: RooflineDefault = Field(
+        description="SKU-wide roofline factors for combinations without an explicit step-time entry")
     supported_models: list[str] | None = Field(
         default=None, description="models this device can run (ASICs); None means any"
     )
-    step_time_models: list[StepTimeEntry] = Field(default_factory=list)
+    step_time_models: list[StepTimeEntry] = Field(
+        default_factory=list, description="explicit step-time models per (model, engine, dtype, TP); calibrated files "
+        "add more")
 
 
 class ModelArch(Sourced):
     """Transformer shape needed for memory and FLOP accounting."""
 
-    id: str
-    params_b: PositiveFloat
-    active_params_b: PositiveFloat
-    layers: PositiveInt
-    hidden: PositiveInt
-    heads: PositiveInt
-    kv_heads: PositiveInt
-    head_dim: PositiveInt
-    max_context_tokens: PositiveInt = Field(default=131072, le=MAX_TOKENS)
+    id: str = Field(description="model id that deployments (model:) and step-time entries name")
+    params_b: PositiveFloat = Field(
+        description="total parameters, billions: weights take params_b x 1e9 x bytes per parameter; source / as_of "
+        "cite the published config (as for every shape figure here)")
+    active_params_b: PositiveFloat = Field(
+        description="parameters each token uses, billions (params_b for a dense model): FLOPs per token")
+    layers: PositiveInt = Field(description="decoder layers")
+    hidden: PositiveInt = Field(description="hidden size (model width)")
+    heads: PositiveInt = Field(description="attention (query) heads")
+    kv_heads: PositiveInt = Field(
+        description="key/value heads (grouped-query attention; heads for multi-head attention): sizes the KV cache")
+    head_dim: PositiveInt = Field(description="width of one attention head")
+    max_context_tokens: PositiveInt = Field(
+        default=131072, le=MAX_TOKENS, description="context window, tokens: deployments' default max_model_len")
     num_experts: PositiveInt | None = Field(default=None, description="MoE: routed experts per MoE layer")
     experts_per_token: PositiveInt | None = Field(default=None, description="MoE: experts each token uses")
     intermediate: PositiveInt | None = Field(
@@ -280,7 +326,7 @@ class ModelArch(Sourced):
         default=0, description="how many layers use the sliding window (the rest attend to the whole context)")
     mtp_modules: NonNegativeInt = Field(
         default=0, description="multi-token-prediction modules shipped with the model (DeepSeek-V3's "
-                               "num_nextn_predict_layers: 1), usable as a speculative draft (speculative.method: mtp)")
+                               "num_nextn_predict_layers: 1), usable as a speculative draft (speculative.mtp: true)")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
@@ -416,15 +462,20 @@ class ModelArch(Sourced):
 
 
 class ModelCatalog(_Strict):
-    models: list[ModelArch]
+    models: list[ModelArch] = Field(description="model architectures deployments can serve")
 
 
 class EngineDefaults(_Strict):
-    max_num_seqs: PositiveInt | None = None
-    max_num_batched_tokens: PositiveInt | None = None
-    enable_chunked_prefill: bool | None = None
-    schedule: Literal["decode_first", "prefill_first"] | None = None
-    kv_admission: Literal["first_chunk", "full_sequence"] | None = None
+    max_num_seqs: PositiveInt | None = Field(
+        default=None, description="deployments' max_num_seqs when the scenario leaves it out")
+    max_num_batched_tokens: PositiveInt | None = Field(
+        default=None, description="deployments' max_num_batched_tokens when the scenario leaves it out")
+    enable_chunked_prefill: bool | None = Field(
+        default=None, description="deployments' enable_chunked_prefill when the scenario leaves it out")
+    schedule: Literal["decode_first", "prefill_first"] | None = Field(
+        default=None, description="deployments' schedule when the scenario leaves it out")
+    kv_admission: Literal["first_chunk", "full_sequence"] | None = Field(
+        default=None, description="deployments' kv_admission when the scenario leaves it out")
 
 
 class EngineOverhead(Sourced):
@@ -449,9 +500,11 @@ class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
 
-    framework: Literal["vllm", "sglang", "trtllm"]
+    framework: Literal["vllm", "sglang", "trtllm"] = Field(
+        description="whose kernels to read from the SKU's tables (hardware_profiles/kernels/<sku>.json.gz)")
     version: str = Field(min_length=1, description="the engine version the overhead describes")
-    overhead: EngineOverhead
+    overhead: EngineOverhead = Field(
+        description="per-step time the engine adds around the kernels (a prior until calibration fits one)")
 
 
 class EngineMemory(Sourced):
@@ -503,13 +556,17 @@ class EngineLicence(Sourced):
 class EnginePreset(Sourced):
     """A serving engine's scheduler defaults and per-step overhead (data, not code branches)."""
 
-    name: str
-    description: str = ""
-    step_overhead_multiplier: PositiveFloat = 1.0
+    name: str = Field(description="engine name that deployments' engine refers to")
+    description: str = Field(default="", description="free text for readers")
+    step_overhead_multiplier: PositiveFloat = Field(
+        default=1.0, description="factor on the SKU roofline's step_overhead_s for this engine; source / as_of say "
+        "where it comes from")
     max_num_seqs_built: PositiveInt | None = Field(
         default=None, description="AOT engines: the batch size the engine was built for (an upper bound)"
     )
-    defaults: EngineDefaults = Field(default_factory=EngineDefaults)
+    defaults: EngineDefaults = Field(
+        default_factory=EngineDefaults, description="scheduler settings deployments get when the scenario leaves them "
+        "out")
     kernels: EngineKernels | None = Field(
         default=None, description="measured-kernel step time for the SKUs and models the tables cover (else roofline)")
     memory: EngineMemory | None = Field(
@@ -519,4 +576,4 @@ class EnginePreset(Sourced):
 
 
 class EngineCatalog(_Strict):
-    engines: list[EnginePreset]
+    engines: list[EnginePreset] = Field(description="engine presets deployments choose from")

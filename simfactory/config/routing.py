@@ -20,15 +20,18 @@ class _Strict(StrictModel):
 class Slo(_Strict):
     """Per-request targets; a request meets its SLO when it completes within every target given."""
 
-    ttft_s: PositiveFloat | None = None
-    tpot_s: PositiveFloat | None = None
-    e2e_s: PositiveFloat | None = None
+    ttft_s: PositiveFloat | None = Field(
+        default=None, description="time to first token target, seconds, as the caller sees it (network included)")
+    tpot_s: PositiveFloat | None = Field(
+        default=None, description="time per output token target after the first, seconds")
+    e2e_s: PositiveFloat | None = Field(
+        default=None, description="end-to-end target, arrival to the whole answer received, seconds")
 
 
 class ServiceClass(_Strict):
-    name: Name
+    name: Name = Field(description="class name that traffic classes' service_class refers to")
     priority: Annotated[int, Field(ge=0, le=100)] = Field(default=0, description="lower is served first")
-    slo: Slo = Field(default_factory=Slo)
+    slo: Slo = Field(default_factory=Slo, description="latency targets its requests are judged against")
     max_queue_s: PositiveFloat | None = Field(
         default=None, description="shed a request still waiting to be scheduled after this long (client timeout)"
     )
@@ -37,19 +40,20 @@ class ServiceClass(_Strict):
 class RateLimit(_Strict):
     """Token bucket: `burst` requests at once, refilled at `rate_per_s`; excess requests are rejected (429)."""
 
-    rate_per_s: PositiveFloat
-    burst: PositiveInt = 1
+    rate_per_s: PositiveFloat = Field(description="bucket refill rate: requests per second admitted in the long run")
+    burst: PositiveInt = Field(default=1, description="bucket size: requests admitted at once after a quiet spell")
 
 
 class Tenant(_Strict):
-    name: Name
-    rate_limit: RateLimit | None = None
+    name: Name = Field(description="tenant name that traffic classes' tenant refers to")
+    rate_limit: RateLimit | None = Field(
+        default=None, description="token bucket on the tenant's requests; unset: unlimited")
 
 
 class Tier(_Strict):
     """One model tier: the deployment, what it can handle, and how often a validator rejects its answer."""
 
-    deployment: str
+    deployment: str = Field(description="the deployment (deployments[].name) serving this tier")
     capability: Probability = Field(default=1.0, description="hardest request difficulty (0-1) this tier handles")
     fail_p: Probability = Field(default=0.0, description="validator rejects an answer to a request within capability")
     fail_p_incapable: Probability = Field(
@@ -61,7 +65,7 @@ class Fallback(_Strict):
     """Send to another deployment or route (e.g. a cloud burst pool) when the chosen one is overloaded:
     it already has `max_waiting` requests waiting, or it has not started a request within `timeout_s`."""
 
-    deployment: str
+    deployment: str = Field(description="the deployment or route (routing.routes[].name) to send to")
     max_waiting: PositiveInt | None = Field(
         default=None, description="waiting requests at the chosen deployment that trigger the fallback"
     )
@@ -87,14 +91,22 @@ class Route(_Strict):
       reaches `max_waiting`, the next closest (locality-aware routing)
     """
 
-    name: Name
-    policy: Literal["cheapest_capable", "cascade", "weighted", "nearest"]
-    tiers: list[Tier] = Field(default_factory=list)
-    weights: dict[str, NonNegativeFloat] = Field(default_factory=dict)
+    name: Name = Field(
+        description="route name that classes' target(s) and fallbacks refer to; distinct from every deployment name")
+    policy: Literal["cheapest_capable", "cascade", "weighted", "nearest"] = Field(
+        description="cheapest_capable (the smallest tier covering the request's difficulty), cascade (the smallest "
+        "tier first), weighted (split by weights) or nearest (the closest candidate by network latency)")
+    tiers: list[Tier] = Field(
+        default_factory=list, description="cheapest_capable and cascade: the tiers, from least to most capable")
+    weights: dict[str, NonNegativeFloat] = Field(
+        default_factory=dict, description="weighted: deployment name -> relative share of requests")
     candidates: list[str] = Field(default_factory=list, description="deployments for policy nearest")
     max_waiting: PositiveInt | None = Field(default=None, description="nearest: spill to the next candidate at this queue")
-    sticky: bool = False
-    fallback: Fallback | None = None
+    sticky: bool = Field(
+        default=False, description="weighted: keep each session on one deployment (its session id hashed onto the "
+        "weights)")
+    fallback: Fallback | None = Field(
+        default=None, description="where requests go when the chosen deployment is overloaded; unset: nowhere")
 
     @model_validator(mode="after")
     def _shape(self) -> "Route":
@@ -194,4 +206,5 @@ class Routing(_Strict):
         default_factory=CacheAware,
         description="thresholds of prefix_affinity and kv_aware (SGLang router's names); other balancers ignore them",
     )
-    routes: list[Route] = Field(default_factory=list)
+    routes: list[Route] = Field(
+        default_factory=list, description="named routes that classes may target instead of a deployment")

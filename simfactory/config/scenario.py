@@ -41,10 +41,12 @@ class _Strict(StrictModel):
 
 
 class Pool(_Strict):
-    name: Name
+    name: Name = Field(
+        description="pool name that deployments, faults and training jobs refer to (letters, digits, . _ -)")
     sku: str = Field(description="hardware profile name (file hardware_profiles/<sku>.yaml)")
     count: PositiveInt = Field(le=MAX_ACCELERATORS, description="number of accelerators in the pool")
-    location: Literal["cloud", "on_prem"]
+    location: Literal["cloud", "on_prem"] = Field(
+        description="cloud: rented per accelerator-hour; on_prem: owned (depreciation, energy, hosting, staff)")
     region: Name = Field(default="default", description="where the pool is: picks the provider's price-book row for "
                          "this region; network latency and egress only as `network` configures them")
     provider: str | None = Field(
@@ -71,7 +73,9 @@ class Pool(_Strict):
         description="software licences per accelerator-year on every accelerator of this pool, cloud or owned, "
                     "replacing the licences of the engines it runs (engines.yaml `licence`)",
     )
-    on_prem: OnPremOverrides = Field(default_factory=OnPremOverrides)
+    on_prem: OnPremOverrides = Field(
+        default_factory=OnPremOverrides, description="this pool's own on-prem assumptions, each replacing the price "
+        "book's figure")
 
     @model_validator(mode="after")
     def _pricing_needs_provider(self) -> "Pool":
@@ -93,15 +97,22 @@ class SpeculativeDecoding(_Strict):
     `draft_step_fraction` of a target decode step (n-gram: ~0, EAGLE-style heads: a few percent), or the model's own
     multi-token-prediction module (`mtp: true`, DeepSeek-V3/R1), priced as one more decoder layer plus the LM head."""
 
-    k: Annotated[int, Field(ge=1, le=16)]
-    acceptance: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    k: Annotated[int, Field(ge=1, le=16)] = Field(
+        description="draft tokens proposed per step (1-16), verified in one target pass")
+    acceptance: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, description="probability (0-1) that each draft token is accepted, the same at every position")
     acceptance_by_position: list[Annotated[float, Field(ge=0.0, le=1.0)]] | None = Field(
         default=None, description="conditional acceptance of draft token 1..k (k values); TensorRT-LLM measured "
                                   "~0.92, 0.72, 0.36 for DeepSeek-R1's MTP with 3 drafts (1.92 / 2.58 / 2.82 tokens "
                                   "per step at 1 / 2 / 3 drafts)")
-    draft_model: str | None = None
-    draft_step_fraction: NonNegativeFloat = 0.0
-    mtp: bool = False
+    draft_model: str | None = Field(
+        default=None, description="draft model id (models.yaml), served beside the target on the same devices")
+    draft_step_fraction: NonNegativeFloat = Field(
+        default=0.0, description="one draft step's cost as a fraction of a target decode step (n-gram ~0, EAGLE-style "
+        "heads a few percent)")
+    mtp: bool = Field(
+        default=False, description="draft with the model's own multi-token-prediction module (models.yaml mtp_modules "
+        "> 0)")
 
     @model_validator(mode="after")
     def _one_draft(self) -> "SpeculativeDecoding":
@@ -127,13 +138,24 @@ class PrefillShape(_Strict):
     (the Dynamo / llm-d / SGLang PD pattern): their pool (another SKU or another rack) and parallel degrees. What is
     left out is the deployment's own."""
 
-    pool: str | None = None
-    tp: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
-    dp_attention: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
-    ep: PositiveInt | None = Field(default=None, le=MAX_ACCELERATORS)
-    expert_imbalance: Annotated[float, Field(ge=1.0, le=16.0)] | None = None
-    eplb: bool | None = None
-    max_num_batched_tokens: PositiveInt | None = Field(default=None, le=MAX_TOKENS)
+    pool: str | None = Field(
+        default=None, description="the pool (pools[].name) of the prefill replicas; unset: the deployment's")
+    tp: PositiveInt | None = Field(
+        default=None, le=MAX_ACCELERATORS, description="tensor-parallel degree of a prefill replica; unset: the "
+        "deployment's")
+    dp_attention: PositiveInt | None = Field(
+        default=None, le=MAX_ACCELERATORS, description="attention data-parallel groups of a prefill replica; unset: "
+        "the deployment's")
+    ep: PositiveInt | None = Field(
+        default=None, le=MAX_ACCELERATORS, description="expert-parallel degree of a prefill replica; unset: the "
+        "deployment's")
+    expert_imbalance: Annotated[float, Field(ge=1.0, le=16.0)] | None = Field(
+        default=None, description="MoE load skew of the prefill replicas (as the deployment's expert_imbalance); "
+        "unset: the deployment's")
+    eplb: bool | None = Field(
+        default=None, description="an expert load balancer on the prefill replicas; unset: the deployment's")
+    max_num_batched_tokens: PositiveInt | None = Field(
+        default=None, le=MAX_TOKENS, description="token budget of one prefill replica's step; unset: the deployment's")
 
 
 class Disaggregation(_Strict):
@@ -145,19 +167,23 @@ class Disaggregation(_Strict):
     the scale-out network (NICs); either way per device, times the devices of the smaller replica (each device sends
     its own shard)."""
 
-    prefill_replicas: PositiveInt = Field(le=MAX_REPLICAS)
-    prefill: PrefillShape | None = None
+    prefill_replicas: PositiveInt = Field(le=MAX_REPLICAS, description="replicas that only prefill")
+    prefill: PrefillShape | None = Field(
+        default=None, description="the prefill replicas' pool and parallel degrees where they differ from the "
+        "deployment's")
     kv_link_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
         default=None, description="KV transfer bandwidth between a prefill and a decode replica; default from the "
                                   "placement (see above)")
-    kv_link_latency_s: NonNegativeFloat | None = None
+    kv_link_latency_s: NonNegativeFloat | None = Field(
+        default=None, description="latency of one KV transfer, seconds; unset: the placement's link latency (0 with "
+        "kv_link_gb_s)")
 
 
 class Reservation(_Strict):
     """A capacity slice: these replicas serve only the named service class (the rest serve everyone)."""
 
-    service_class: str
-    replicas: PositiveInt = Field(le=MAX_REPLICAS)
+    service_class: str = Field(description="the service class (service_classes[].name) these replicas serve")
+    replicas: PositiveInt = Field(le=MAX_REPLICAS, description="how many of the deployment's replicas are kept for it")
 
 
 def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
@@ -169,9 +195,9 @@ def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
 class Deployment(_Strict):
     """A model served by N replicas, each on `tp` accelerators of one pool (vLLM's knobs and names)."""
 
-    name: Name
+    name: Name = Field(description="deployment name that classes, routes and reports refer to (letters, digits, . _ -)")
     model: str = Field(description="model id from hardware_profiles/models.yaml")
-    pool: str
+    pool: str = Field(description="the pool (pools[].name) whose accelerators the replicas run on")
     replicas: PositiveInt = Field(le=MAX_REPLICAS, description="model replicas (each its own engine in the simulation)")
     tp: PositiveInt = Field(default=1, le=MAX_ACCELERATORS, description="tensor parallel degree")
     pp: PositiveInt = Field(
@@ -198,7 +224,9 @@ class Deployment(_Strict):
     eplb: bool = Field(default=False, description="MoE: an expert load balancer places redundant experts (DeepSeek "
                                                   "EPLB; SGLang --enable-eplb; TensorRT-LLM online EPLB), which "
                                                   "lowers the default expert_imbalance")
-    dtype: DType = "bf16"
+    dtype: DType = Field(
+        default="bf16", description="weights and compute dtype: bytes per parameter (bf16/fp16 2, fp8/int8 1, "
+        "int4/fp4 0.5) and which peak TFLOPS the roofline uses")
     kv_dtype: DType | None = Field(default=None,
                                    description="KV-cache dtype; defaults to dtype (int4 -> bf16, fp4 -> fp8)")
     engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")
@@ -209,9 +237,16 @@ class Deployment(_Strict):
         "SKU, model, dtype and TP, else the roofline; kernels: the tables or an error saying what they lack; "
         "roofline: the SKU's roofline even where tables exist (a what-if)",
     )
-    max_num_seqs: PositiveInt = Field(default=256, le=MAX_TOKENS)
-    max_num_batched_tokens: PositiveInt = Field(default=8192, le=MAX_TOKENS)
-    enable_chunked_prefill: bool = True
+    max_num_seqs: PositiveInt = Field(
+        default=256, le=MAX_TOKENS, description="most sequences running at once per replica (vLLM's max_num_seqs); "
+        "left out: the engine preset's default")
+    max_num_batched_tokens: PositiveInt = Field(
+        default=8192, le=MAX_TOKENS, description="tokens one engine step may compute per replica, decodes and prefill "
+        "chunks together; left out: the engine preset's default")
+    enable_chunked_prefill: bool = Field(
+        default=True, description="split long prompts over several steps; false: a prompt prefills in one step, and a "
+        "request whose prompt + output exceed max_num_batched_tokens is rejected; left out: the engine preset's "
+        "default")
     kv_admission: Literal["first_chunk", "full_sequence"] = Field(
         default="first_chunk",
         description="first_chunk: admit when the first chunk's KV blocks are free, preempt later if memory runs "
@@ -227,7 +262,9 @@ class Deployment(_Strict):
         "prefill_first: a step that can admit waiting prompts runs only prefills, pausing decodes (vLLM v0)",
     )
     block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
-    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+    gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.9, description="fraction (0-1] of device memory the engine may use (vLLM's knob), read only when "
+        "set: left out, the engine preset's memory rule sizes the KV cache")
     kv_cache_tokens: PositiveInt | None = Field(
         default=None, description="override the KV capacity derived from device memory (per replica; a warning "
         f"when it exceeds what the devices hold, an error past {MAX_KV_OVERCOMMIT:g}x their memory)"
@@ -235,8 +272,9 @@ class Deployment(_Strict):
     max_model_len: PositiveInt | None = Field(
         default=None, le=MAX_TOKENS, description="longest prompt+output accepted; defaults to the model's context"
     )
-    speculative: SpeculativeDecoding | None = None
-    disaggregated: Disaggregation | None = None
+    speculative: SpeculativeDecoding | None = Field(default=None, description="speculative decoding; unset: none")
+    disaggregated: Disaggregation | None = Field(
+        default=None, description="separate prefill and decode replicas; unset: every replica does both")
     preemption_mode: Literal["recompute", "swap"] = Field(
         default="recompute",
         description="recompute: free a preempted request's KV and prefill it again; swap: copy its KV to host "
@@ -312,22 +350,22 @@ class Deployment(_Strict):
 
 
 class PoissonArrivals(_Strict):
-    process: Literal["poisson"] = "poisson"
-    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+    process: Literal["poisson"] = Field(default="poisson", description="selects Poisson arrivals (exponential gaps)")
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="mean arrivals per second")
 
 
 class ConstantArrivals(_Strict):
     """Evenly spaced arrivals (D in Kendall notation)."""
 
-    process: Literal["constant"] = "constant"
-    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+    process: Literal["constant"] = Field(default="constant", description="selects evenly spaced arrivals")
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="arrivals per second (gaps of 1 / rate)")
 
 
 class GammaArrivals(_Strict):
     """Renewal process with gamma inter-arrivals: cv > 1 is burstier than Poisson, cv < 1 smoother."""
 
-    process: Literal["gamma"] = "gamma"
-    rate_per_s: PositiveFloat = Field(allow_inf_nan=False)
+    process: Literal["gamma"] = Field(default="gamma", description="selects gamma-distributed gaps")
+    rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="mean arrivals per second")
     cv: float = Field(
         ge=MIN_ARRIVAL_CV, le=MAX_ARRIVAL_CV,
         description="coefficient of variation of the gaps (1: Poisson); a cv of c bunches ~c^2 arrivals together",
@@ -340,7 +378,7 @@ class WeibullArrivals(_Strict):
     than by Poisson (ServeGen, Alibaba Cloud, https://arxiv.org/abs/2505.09999, 2025; BurstGPT models Azure
     OpenAI traffic with Gamma, https://arxiv.org/abs/2401.17644)."""
 
-    process: Literal["weibull"] = "weibull"
+    process: Literal["weibull"] = Field(default="weibull", description="selects Weibull-distributed gaps")
     rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="mean arrivals per second")
     shape: float = Field(ge=MIN_WEIBULL_SHAPE, le=MAX_WEIBULL_SHAPE,
                          description="Weibull shape k of the gaps (1: Poisson; 0.5: cv 2.24; 0.3: cv 5.4)")
@@ -353,7 +391,7 @@ class ScheduleArrivals(_Strict):
     unit-rate renewal process, stretched by each window's rate), so a burst straddling a window edge is not cut.
     `trace fit` writes one of these from a trace's per-window counts."""
 
-    process: Literal["schedule"] = "schedule"
+    process: Literal["schedule"] = Field(default="schedule", description="selects a rate schedule in fixed windows")
     window_s: PositiveFloat = Field(allow_inf_nan=False, description="length of each window, seconds")
     rates_per_s: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         min_length=1, max_length=MAX_SCHEDULE_WINDOWS, description="arrivals per second in each window, in order")
@@ -385,9 +423,10 @@ class ScheduleArrivals(_Strict):
 class FlashEvent(_Strict):
     """A burst: the rate is multiplied by `multiplier` during [start_s, start_s + duration_s)."""
 
-    start_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    duration_s: PositiveFloat = Field(allow_inf_nan=False)
-    multiplier: Annotated[float, Field(gt=0, le=MAX_RATE_MULTIPLIER)]
+    start_s: NonNegativeFloat = Field(allow_inf_nan=False, description="simulated time the burst begins, seconds")
+    duration_s: PositiveFloat = Field(allow_inf_nan=False, description="how long it lasts, seconds")
+    multiplier: Annotated[float, Field(gt=0, le=MAX_RATE_MULTIPLIER)] = Field(
+        description="factor on the rate during the burst (overlapping bursts multiply)")
 
 
 class DiurnalArrivals(_Strict):
@@ -398,15 +437,27 @@ class DiurnalArrivals(_Strict):
     any flash events. `period_s` is the length of a simulated day: 86400 for real time, less to compress a
     day into a short run (what-ifs over a day in a minute of simulated time)."""
 
-    process: Literal["diurnal"] = "diurnal"
+    process: Literal["diurnal"] = Field(
+        default="diurnal", description="selects a rate that follows the day (non-homogeneous Poisson)")
     mean_rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="rate when every multiplier is 1")
     period_s: float = Field(default=86400.0, ge=MIN_PERIOD_S, description="length of one simulated day")
-    hourly_multipliers: Annotated[list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=24, max_length=24)] | None = None
-    peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = None
-    peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
-    weekday_multipliers: Annotated[list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=7, max_length=7)] | None = None
+    hourly_multipliers: Annotated[
+        list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=24, max_length=24)
+    ] | None = Field(
+        default=None, description="24 multipliers, one per hour of the simulated day (piecewise constant); or "
+        "peak_to_trough")
+    peak_to_trough: Annotated[float, Field(ge=1, allow_inf_nan=False)] | None = Field(
+        default=None, description="ratio (>= 1) of the sinusoid's peak to its trough; or hourly_multipliers")
+    peak_hour: Annotated[float, Field(ge=0, lt=24)] = Field(
+        default=14.0, description="hour of the day (0-24) of the sinusoid's peak (with peak_to_trough)")
+    weekday_multipliers: Annotated[
+        list[Annotated[float, Field(ge=0, le=MAX_RATE_MULTIPLIER)]], Field(min_length=7, max_length=7)
+    ] | None = Field(
+        default=None, description="7 multipliers, one per simulated day counted from t = 0 and repeating weekly; "
+        "unset: all 1")
     start_hour: Annotated[float, Field(ge=0, lt=24)] = Field(default=0.0, description="hour of day at t = 0")
-    events: list[FlashEvent] = Field(default_factory=list)
+    events: list[FlashEvent] = Field(
+        default_factory=list, description="flash bursts multiplying the rate in time windows")
 
     @model_validator(mode="after")
     def _one_shape(self) -> "DiurnalArrivals":
@@ -430,8 +481,9 @@ class DiurnalArrivals(_Strict):
 
 
 class MmppState(_Strict):
-    rate_per_s: NonNegativeFloat = Field(allow_inf_nan=False)
-    mean_sojourn_s: PositiveFloat = Field(allow_inf_nan=False)
+    rate_per_s: NonNegativeFloat = Field(allow_inf_nan=False, description="Poisson arrivals per second in this state")
+    mean_sojourn_s: PositiveFloat = Field(
+        allow_inf_nan=False, description="mean time per visit to this state (exponential), seconds")
 
 
 class MmppArrivals(_Strict):
@@ -439,8 +491,8 @@ class MmppArrivals(_Strict):
     with its mean, then the process jumps to one of the other states uniformly. Long-run rate:
     sum(rate_i x sojourn_i) / sum(sojourn_i)."""
 
-    process: Literal["mmpp"] = "mmpp"
-    states: list[MmppState] = Field(min_length=2)
+    process: Literal["mmpp"] = Field(default="mmpp", description="selects a Markov-modulated Poisson process")
+    states: list[MmppState] = Field(min_length=2, description="the states (at least two)")
 
     @model_validator(mode="after")
     def _some_traffic(self) -> "MmppArrivals":
@@ -462,7 +514,7 @@ class ClosedArrivals(_Strict):
     arrive at their trace's times, open loop, beside the clients). A client's sends are at least
     MIN_CLOSED_LOOP_CYCLE_S (10 ms) apart, so requests that end at once cannot loop in zero time."""
 
-    process: Literal["closed"] = "closed"
+    process: Literal["closed"] = Field(default="closed", description="selects a closed loop of clients")
     concurrency: int = Field(
         ge=1, le=MAX_CLOSED_LOOP_CLIENTS,
         description="number of clients, each with at most one request (or agent task) in flight",
@@ -527,7 +579,8 @@ class TraceSpec(_Strict):
     """Replay a public trace: arrival times (if the format has them) and token lengths per request."""
 
     file: str = Field(description="path, relative to the scenario file")
-    format: Literal["azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench"]
+    format: Literal["azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench"] = Field(
+        description="the trace's format, which picks its parser")
     start_s: NonNegativeFloat = Field(default=0.0, description="window start, seconds after the first request")
     end_s: PositiveFloat | None = Field(default=None, description="window end (default: the whole trace)")
     speedup: PositiveFloat = Field(default=1.0, description="replay k times faster (arrival times / k)")
@@ -549,18 +602,22 @@ class TraceSpec(_Strict):
 class SemanticCache(_Strict):
     """Answers a share of requests from a response cache (embedding lookup) before routing."""
 
-    hit_ratio: Annotated[float, Field(ge=0.0, le=1.0)]
-    latency_s: Distribution
+    hit_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        description="fraction (0-1) of the class's requests the cache answers")
+    latency_s: Distribution = Field(description="seconds a cache hit takes (its answer arrives then)")
 
 
 class NetworkLink(_Strict):
     """Between two regions (both directions): one-way latency, its jitter, and egress price."""
 
-    a: Name
-    b: Name
-    latency_s: NonNegativeFloat
-    jitter_s: NonNegativeFloat = 0.0
-    usd_per_gb: NonNegativeFloat = 0.0
+    a: Name = Field(description="one region of the pair (pools' and classes' region)")
+    b: Name = Field(description="the other region")
+    latency_s: NonNegativeFloat = Field(description="one-way latency between them, seconds")
+    jitter_s: NonNegativeFloat = Field(
+        default=0.0, description="mean of an exponential delay added to each crossing, seconds")
+    usd_per_gb: NonNegativeFloat = Field(
+        default=0.0, description="egress price, USD per GB (1e9 bytes) sent either way; bytes = tokens x "
+        "network.bytes_per_token")
 
 
 class Network(_Strict):
@@ -568,7 +625,8 @@ class Network(_Strict):
     defaults when set. A pair neither covers (and the same region) costs no time and no egress, so a pool's
     `region` alone (e.g. to match a price-book row) never changes latency or cost."""
 
-    links: list[NetworkLink] = Field(default_factory=list)
+    links: list[NetworkLink] = Field(
+        default_factory=list, description="region pairs with their latency, jitter and egress price")
     default_latency_s: NonNegativeFloat | None = Field(
         default=None, description="one way, between regions no link lists; unset: no latency between them")
     default_usd_per_gb: NonNegativeFloat | None = Field(
@@ -580,8 +638,10 @@ class RequestClass(_Strict):
     """A kind of traffic: its share of arrivals, what each arrival is (a request with these lengths, or an
     agent task from a workload file) and which deployment serves it."""
 
-    name: Name
-    weight: PositiveFloat = 1.0
+    name: Name = Field(description="class name, reported per class (letters, digits, . _ -)")
+    weight: PositiveFloat = Field(
+        default=1.0, description="relative share of traffic.arrival's requests (open or closed) among the classes "
+        "that share it; weight_by_hour replaces it hour by hour")
     weight_by_hour: Annotated[list[Annotated[float, Field(ge=0, allow_inf_nan=False)]], Field(min_length=24, max_length=24)] | None = Field(
         default=None,
         description="with diurnal arrivals: this class's weight in each hour of the simulated day (mixes that shift)",
@@ -611,8 +671,11 @@ class RequestClass(_Strict):
     )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
     trace: TraceSpec | None = Field(default=None, description="replay a trace (its arrivals and lengths)")
-    input_tokens: TokenCounts | None = None
-    output_tokens: TokenCounts | None = None
+    input_tokens: TokenCounts | None = Field(
+        default=None, description="prompt tokens per request (whole counts >= 1), given inline instead of a workload "
+        "or trace")
+    output_tokens: TokenCounts | None = Field(
+        default=None, description="answer tokens per request (whole counts >= 1), given inline with input_tokens")
     length_correlation: LengthCorrelation | None = Field(
         default=None, description="with inline input_tokens/output_tokens: Spearman rank correlation between a "
         "request's input and output tokens (drawn through a Gaussian copula; unset: independent)")
@@ -652,7 +715,8 @@ class Traffic(_Strict):
         "(poisson, constant, gamma, diurnal, mmpp: a rate) or closed (a number of clients, each sending its next "
         "request when the last ends and it has thought; see ClosedArrivals)"
     )
-    classes: list[RequestClass] = Field(min_length=1)
+    classes: list[RequestClass] = Field(
+        min_length=1, description="the request classes: kinds of traffic, their lengths and targets")
 
     @model_validator(mode="after")
     def _some_class_each_hour(self) -> "Traffic":
@@ -740,28 +804,33 @@ class Finance(_Strict):
 
 
 class Scenario(_Strict):
-    name: Name
-    description: str = ""
+    name: Name = Field(description="scenario name, shown in summaries and reports (letters, digits, . _ -)")
+    description: str = Field(default="", description="free text for readers; the simulation ignores it")
     seed: int = Field(default=0, ge=0, description="base of every random stream (a whole number, not text)")
-    pools: list[Pool] = Field(min_length=1)
-    deployments: list[Deployment] = Field(min_length=1)
-    traffic: Traffic
-    routing: Routing = Field(default_factory=Routing)
-    service_classes: list[ServiceClass] = Field(default_factory=list)
-    network: Network = Field(default_factory=Network)
-    tenants: list[Tenant] = Field(default_factory=list)
-    finance: Finance = Field(default_factory=Finance)
+    pools: list[Pool] = Field(min_length=1, description="groups of accelerators of one SKU, cloud or on-prem")
+    deployments: list[Deployment] = Field(
+        min_length=1, description="models served on the pools, with their replicas and engine settings")
+    traffic: Traffic = Field(description="the arrival process and the request classes")
+    routing: Routing = Field(
+        default_factory=Routing, description="how requests are spread over replicas, and routes across deployments")
+    service_classes: list[ServiceClass] = Field(
+        default_factory=list, description="priorities, SLOs and queue timeouts that classes refer to")
+    network: Network = Field(
+        default_factory=Network, description="latency and egress between regions; left out: regions cost nothing")
+    tenants: list[Tenant] = Field(default_factory=list, description="callers with rate limits that classes refer to")
+    finance: Finance = Field(
+        default_factory=Finance, description="how the run is priced: TCO horizon, price book, sensitivity, scorecard")
     training: list[TrainingJob] = Field(default_factory=list, description="training / fine-tune jobs on the pools")
     faults: Faults = Field(default_factory=Faults, description="replica failures and client retries")
-    sim: SimSettings
+    sim: SimSettings = Field(description="horizon, warm-up, drain and timeline settings")
 
 
 class RequestWorkload(_Strict):
     """A workload file describing single LLM requests (agent graphs come later as another kind)."""
 
-    kind: Literal["requests"] = "requests"
-    name: Name
-    description: str = ""
+    kind: Literal["requests"] = Field(default="requests", description="selects a workload of single requests")
+    name: Name = Field(description="workload name (letters, digits, . _ -)")
+    description: str = Field(default="", description="free text for readers; the simulation ignores it")
     input_tokens: TokenCounts = Field(description="prompt tokens per request")
     output_tokens: TokenCounts = Field(description="answer tokens per request")
     length_correlation: LengthCorrelation | None = Field(
@@ -770,8 +839,10 @@ class RequestWorkload(_Strict):
     arrival: OpenArrivals | None = Field(
         default=None, description="the arrival process measured with these lengths (trace fit writes it); a class "
         "uses it with `arrival: workload`")
-    source: str = Field(min_length=1)
-    as_of: AsOf
+    source: str = Field(
+        min_length=1, description="where the lengths (and arrival process) come from: a URL, a trace, or 'assumption: "
+        "...'")
+    as_of: AsOf = Field(description="date or period of the source, e.g. 2026-11")
 
 
 Workload = Annotated[Union[RequestWorkload, AgentWorkload], Field(discriminator="kind")]

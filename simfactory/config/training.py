@@ -24,21 +24,32 @@ class TrainingJob(_Strict):
     `priority: dedicated` takes accelerators of the pool the deployments leave free; `idle` runs on the
     inference replicas' idle time, at lower priority, progressing at the pool's measured idle fraction."""
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
-    pool: str
-    accelerators: PositiveInt = Field(le=MAX_ACCELERATORS)
-    accelerators_per_node: PositiveInt = Field(default=8, le=MAX_ACCELERATORS)
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)] = Field(
+        description="job name, shown in reports (letters, digits, . _ -)")
+    pool: str = Field(description="the pool (pools[].name) the job trains on")
+    accelerators: PositiveInt = Field(
+        le=MAX_ACCELERATORS, description="accelerators the job trains on; dedicated: taken from the pool beside the "
+        "deployments; idle: at most those serving")
+    accelerators_per_node: PositiveInt = Field(
+        default=8, le=MAX_ACCELERATORS, description="accelerators per node; nodes (accelerators / this, rounded up) "
+        "fail independently")
     work_hours: PositiveFloat | None = Field(default=None, description="failure-free compute time")
-    total_tokens: PositiveFloat | None = None
+    total_tokens: PositiveFloat | None = Field(
+        default=None, description="tokens to train on; with tokens_per_s instead of work_hours (work = total_tokens / "
+        "tokens_per_s)")
     tokens_per_s: PositiveFloat | None = Field(default=None, description="job throughput on all its accelerators")
     node_mtbf_h: PositiveFloat = Field(description="mean time between failures of one node")
-    checkpoint_interval_h: PositiveFloat | Literal["optimal"] = "optimal"
+    checkpoint_interval_h: PositiveFloat | Literal["optimal"] = Field(
+        default="optimal", description="hours of work between checkpoints, or optimal: Young's sqrt(2 x checkpoint "
+        "cost x job MTBF)")
     checkpoint_cost_s: NonNegativeFloat = Field(description="time to write one checkpoint (work stops)")
     restart_s: NonNegativeFloat = Field(description="time to detect a failure, restart and load the last checkpoint")
     validation_pass_rate: Annotated[float, Field(gt=0, le=1)] = Field(
         default=1.0, description="fraction of checkpoints that pass validation"
     )
-    priority: Literal["dedicated", "idle"] = "dedicated"
+    priority: Literal["dedicated", "idle"] = Field(
+        default="dedicated", description="dedicated: its own accelerators of the pool; idle: the inference replicas' "
+        "idle time, progressing at the pool's measured idle fraction")
     replications: Annotated[int, Field(ge=1, le=1000)] = Field(default=20, description="Monte Carlo runs of the job")
 
     @model_validator(mode="after")
