@@ -14,8 +14,8 @@ class Autoscaling(StrictModel):
     """Every `interval_s` the signal is read per active replica and the desired count set to
     ceil(active x signal / target) (the HPA rule), within [min_replicas, max_replicas]. A new replica serves
     after `cold_start_s` + weights bytes / `weights_load_gb_s` (billed from the decision: the instance is
-    paid while it boots); a replica is retired at most every `scale_down_cooldown_s`, stops taking requests,
-    and is released (billing stops) once empty. With min_replicas 0 the deployment scales to zero;
+    paid while it boots); scale-downs are at least `scale_down_cooldown_s` apart (one decision may retire several
+    replicas); a retired replica stops taking requests and is released (billing stops) once empty. With min_replicas 0 the deployment scales to zero;
     requests then wait until a replica has started."""
 
     min_replicas: NonNegativeInt = Field(
