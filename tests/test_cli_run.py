@@ -247,8 +247,35 @@ def test_baselines_of_two_sources_with_one_name_are_refused_before_anything_is_w
 
 def test_init_names_the_file_asked_for_and_file_outputs_refuse_directories(tmp_path):
     res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-99b", "-o", str(tmp_path / "s.yaml")])
-    assert res.exit_code == 2 and f"{tmp_path / 's.yaml'}: deployments[0].model: unknown model" in res.output
+    assert res.exit_code == 2 and "--model: unknown model 'llama-99b' (choose from:" in res.output
     assert "draft" not in res.output and not list(tmp_path.iterdir())
+    # a scenario the answers make invalid (70B in bf16 on one 48 GB L40S) names the file asked for, writes nothing,
+    # and prints the answers as flags, so nothing typed is lost
+    res = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-3.1-70b", "--sku", "l40s",
+                              "-o", str(tmp_path / "s.yaml")])
+    assert res.exit_code == 2 and f"{tmp_path / 's.yaml'}: deployments[0]" in res.output
+    assert "--model llama-3.1-70b --sku l40s" in res.output and not list(tmp_path.iterdir())
     (tmp_path / "d").mkdir()
     res = runner.invoke(app, ["init", "--non-interactive", "--force", "-o", str(tmp_path / "d")])
     assert res.exit_code == 2 and "--output: is a directory" in res.output
+
+
+def test_interactive_init_checks_each_answer_as_given_and_asks_dtype_and_location(tmp_path, monkeypatch):
+    """A bad answer is explained and asked again at once (earlier answers kept), and every question a scenario needs
+    is asked, dtype and location included."""
+    monkeypatch.setattr("simfactory.cli.init._interactive", lambda: True)
+    answers = ["my scenario", "ok-name",      # name: a space is refused, then a good one
+               "llama-99b", "llama-3.1-8b",   # model: unknown, then known
+               "h100-sxm", "fp9", "fp8",      # sku, then dtype: unknown, then known
+               "zero", "2", "1", "5", "0.5",  # replicas: not a number, then 2; tp; rate; TTFT SLO
+               "moon", "on_prem"]             # location: refused, then on_prem
+    res = runner.invoke(app, ["init", "-o", str(tmp_path / "s.yaml")], input="\n".join(answers) + "\n")
+    assert res.exit_code == 0, res.output
+    for problem in ("got 'my scenario'", "unknown model 'llama-99b'", "unknown dtype 'fp9'", "replicas must be a whole",
+                    "unknown location 'moon'"):
+        assert problem in res.output, problem
+    import yaml
+
+    doc = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    assert doc["name"] == "ok-name" and doc["deployments"][0]["dtype"] == "fp8"
+    assert doc["pools"][0]["location"] == "on_prem" and doc["traffic"]["arrival"]["rate_per_s"] == 5

@@ -51,8 +51,8 @@ def init(
     tp: Annotated[Optional[int], typer.Option(min=1, help="Tensor parallel degree.")] = None,
     rate: Annotated[Optional[float], typer.Option(min=0.001, help="Requests per second.")] = None,
     ttft_slo: Annotated[Optional[float], typer.Option("--ttft-slo", min=0.001, help="TTFT target, s.")] = None,
-    location: Annotated[str, typer.Option(help="cloud or on_prem.")] = "cloud",
-    dtype: Annotated[str, typer.Option(help="bf16, fp8, int8, int4.")] = "bf16",
+    location: Annotated[Optional[str], typer.Option(help="cloud or on_prem.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="bf16, fp16, fp8, int8, int4 or fp4 (the SKU must support it).")] = None,
     non_interactive: Annotated[bool, typer.Option("--non-interactive", help="Use flags and defaults; ask nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
@@ -61,14 +61,6 @@ def init(
     Example: simfactory init --non-interactive --model llama-3.1-8b --sku h100-sxm --rate 20 -o my.yaml
     """
     from simfactory.api import prepare
-
-    ask = not non_interactive and sys.stdin.isatty()
-
-    def pick(value, prompt, default):  # type: ignore[no-untyped-def]
-        if value is not None:
-            return value
-        return typer.prompt(prompt, default=default) if ask else default
-
     from simfactory.outputs import GENERATOR, check_output_file
 
     with input_errors():
@@ -76,17 +68,21 @@ def init(
     if output.exists() and not force:
         err.print(f"[red]error:[/red] {escape(str(output))}: exists (use --force to overwrite)")
         raise typer.Exit(EXIT_INPUT_ERROR)
-    values = {
-        "name": pick(name, "scenario name", output.stem),
-        "model": pick(model, "model", "llama-3.1-8b"),
-        "sku": pick(sku, "accelerator", "h100-sxm"),
-        "replicas": int(pick(replicas, "replicas", 2)),
-        "tp": int(pick(tp, "tensor parallel degree", 1)),
-        "rate": float(pick(rate, "requests per second", 10.0)),
-        "ttft": float(pick(ttft_slo, "TTFT SLO (s)", 1.0)),
-        "location": location,
-        "dtype": dtype,
-    }
+    ask = not non_interactive and _interactive()
+    checks = _answer_checks()
+    checks["name"] = (checks["name"][0], output.stem, *checks["name"][2:])
+    given = {"name": name, "model": model, "sku": sku, "replicas": replicas, "tp": tp, "rate": rate,
+             "ttft": ttft_slo, "location": location, "dtype": dtype}
+    with input_errors():  # a bad flag is refused before any question, naming the flag
+        for key, value in given.items():
+            if value is not None and key in checks:
+                problem = checks[key][2](str(value))
+                if problem:
+                    raise InputError(f"--{FLAGS[key]}", "", problem)
+    values: dict = {}
+    for key, (prompt, default, check, convert) in checks.items():
+        values[key] = convert(given[key]) if given[key] is not None else _ask(
+            prompt, default(values) if callable(default) else default, check, convert, ask)
     values["count"] = values["replicas"] * values["tp"]
     values["e2e"] = max(30.0, values["ttft"] * 30)
     values["generator"] = f"generator: {GENERATOR}"
@@ -109,9 +105,71 @@ def init(
                 raise InputErrors([named(e) for e in es.errors]) from None
     except typer.Exit:
         draft.unlink(missing_ok=True)  # nothing half-written
+        flags = " ".join(f"--{FLAGS[k]} {values[k]}" for k in FLAGS)
+        err.print(f"your answers, to change what the error names and run again: simfactory init --non-interactive "
+                  f"{flags} -o {output}", highlight=False, markup=False, soft_wrap=True)
         raise
     draft.replace(output)
     out.print(f"wrote {output} (valid); run it with: simfactory run {output}", highlight=False)
+
+
+def _interactive() -> bool:
+    """Questions only on a terminal: piped or scripted runs take flags and defaults."""
+    return sys.stdin.isatty()
+
+
+FLAGS = {"name": "name", "model": "model", "sku": "sku", "replicas": "replicas", "tp": "tp", "rate": "rate",
+         "ttft": "ttft-slo", "location": "location", "dtype": "dtype"}
+
+
+def _ask(prompt: str, default: str, check, convert, ask: bool):  # type: ignore[no-untyped-def]
+    """One answer, checked as it is given: a bad one is explained and asked again (nothing asked before is lost)."""
+    if not ask:
+        return convert(default)
+    while True:
+        answer = typer.prompt(prompt, default=default).strip()
+        problem = check(answer)
+        if problem is None:
+            return convert(answer)
+        err.print(f"  {problem}; try again", highlight=False, markup=False)
+
+
+def _answer_checks() -> dict:  # type: ignore[type-arg]
+    """Per answer: (question, default, check -> problem or None, convert), in the order asked."""
+    import re
+
+    from simfactory.config.profile import DType
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve.files import NON_PROFILE_FILES, available, load_models, search_dirs
+
+    dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+    models, skus = sorted(load_models(dirs)), available(dirs, exclude=NON_PROFILE_FILES)
+    dtypes = list(DType.__args__)  # type: ignore[attr-defined]
+
+    def one_of(options: list[str], what: str):  # type: ignore[no-untyped-def]
+        return lambda a: None if a in options else f"unknown {what} {a!r} (choose from: {', '.join(options)})"
+
+    def number(kind, low: float, what: str):  # type: ignore[no-untyped-def]
+        def check(a: str) -> str | None:
+            try:
+                return None if kind(a) >= low else f"{what} must be at least {low:g}, got {a}"
+            except ValueError:
+                return f"{what} must be a {'whole ' if kind is int else ''}number, got {a!r}"
+        return check
+
+    name_ok = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+    return {
+        "name": ("scenario name", "scenario", lambda a: None if name_ok.match(a) else
+                 f"a name is letters, digits, '.', '_' or '-' (up to 80), starting with a letter or digit; got {a!r}", str),
+        "model": ("model", "llama-3.1-8b", one_of(models, "model"), str),
+        "sku": ("accelerator", "h100-sxm", one_of(skus, "accelerator"), str),
+        "dtype": ("weights dtype", "bf16", one_of(dtypes, "dtype"), str),
+        "replicas": ("replicas", "2", number(int, 1, "replicas"), int),
+        "tp": ("tensor parallel degree", "1", number(int, 1, "tp"), int),
+        "rate": ("requests per second", "10", number(float, 0.001, "rate"), float),
+        "ttft": ("TTFT SLO (s)", "1", number(float, 0.001, "the TTFT SLO"), float),
+        "location": ("location (cloud or on_prem)", "cloud", one_of(["cloud", "on_prem"], "location"), str),
+    }
 
 
 def examples() -> None:
