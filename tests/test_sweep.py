@@ -158,3 +158,23 @@ def test_sweep_prints_a_table_of_its_points_with_units(setup):
     assert summary["errors"].tolist() == [0, 1] and summary["replicas"].tolist() == [2, 5]
     quiet = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(tmp / "q"), "--quiet"])
     assert "TTFT p99 ms" not in quiet.output
+
+
+def test_a_ray_cluster_that_refuses_us_is_one_line_exit_2_with_the_auth_hint(setup, monkeypatch):
+    """Ray 2.60 with token authentication used to end `--ray-address HOST:PORT` in a raw traceback, exit 1."""
+    import sys
+    import types
+
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: False
+
+    def refuse(**kw):
+        raise ConnectionError("Failed to connect to GCS at 10.0.0.5:6379: UNAUTHENTICATED: token required\\nmore")
+
+    fake.init = refuse
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    path, grid, tmp = setup
+    res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(tmp / "o"), "--executor", "ray",
+                              "--ray-address", "10.0.0.5:6379"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--ray-address" in res.output and "UNAUTHENTICATED" in res.output and "RAY_AUTH_TOKEN" in res.output
