@@ -67,3 +67,52 @@ def test_tables_fit_80_columns_without_cutting_cells(tmp_path):
     assert "$/successful task, all-in" in runner.invoke(
         app, ["run", str(SCENARIOS_DIR / "support-agent.yaml"), "--no-plots", "--out", str(tmp_path / "r2")],
         env={"COLUMNS": "80"}).output
+
+
+def test_json_dash_puts_only_json_on_stdout_for_every_result_command(tmp_path):
+    """One output convention: --json FILE, or - for stdout (then stdout holds the JSON and nothing else)."""
+    import json
+
+    from conftest import scenario_doc, write_case
+
+    from simfactory.paths import SCENARIOS_DIR
+
+    case = write_case(tmp_path / "case", scenario_doc(rate=2.0, horizon_s=30), {"overhead_s": 0.01})
+    grid = tmp_path / "g.yaml"
+    grid.write_text("mode: grid\nreplications: 1\nparameters: {traffic.arrival.rate_per_s: [1, 2]}\n")
+    assert runner.invoke(app, ["baseline", "update", str(case), "--baseline-dir", str(tmp_path / "b")]).exit_code == 0
+    commands = {
+        "run": ["run", str(case), "--no-plots", "--out", str(tmp_path / "r")],
+        "compare": ["compare", str(case), str(SCENARIOS_DIR / "cache-off.yaml"), "--out", str(tmp_path / "c")],
+        "sweep": ["sweep", str(case), "--grid", str(grid), "--out", str(tmp_path / "s")],
+        "plan": ["plan", str(case), "--target-rate", "2", "--slo", "e2e_p99<30s", "-R", "2", "--no-max-rate",
+                 "--out", str(tmp_path / "p")],
+        "regress": ["regress", str(case), "--baseline-dir", str(tmp_path / "b")],
+        "fidelity": ["fidelity", "calibrate/fidelity/vllm-perf-latency.yaml", "--requests", "10"],
+    }
+    for name, args in commands.items():
+        res = runner.invoke(app, [*args, "--json", "-"])
+        assert res.exit_code == 0, (name, res.output)
+        doc = json.loads(res.stdout)  # the whole of stdout parses: no table, no progress, no "wrote ..." line
+        assert "simfactory_version" in doc if name == "run" else doc["generator"].startswith("simfactory"), name
+    to_file = runner.invoke(app, [*commands["sweep"], "--json", str(tmp_path / "sweep.json"), "--out", str(tmp_path / "s2")])
+    assert to_file.exit_code == 0 and len(json.loads((tmp_path / "sweep.json").read_text())["points"]) == 2
+
+
+
+def test_no_color_turns_styles_off(monkeypatch):
+    from rich.color import ColorSystem
+
+    from simfactory.cli import common
+
+    for console in (common.out, common.err):
+        monkeypatch.setattr(console, "_force_terminal", True)
+        monkeypatch.setattr(console, "_color_system", ColorSystem.STANDARD)
+        monkeypatch.setattr(console, "no_color", False)
+    import re
+
+    colors = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7])[0-9;]*m")  # foreground colors (bold / italic may stay)
+    args = ["compare", "only-one.yaml"]  # an error line: "error:" in red on a color terminal
+    assert colors.search(runner.invoke(app, args).output)
+    plain = runner.invoke(app, ["--no-color", *args])
+    assert plain.exit_code == 2 and "error:" in plain.output and not colors.search(plain.output)

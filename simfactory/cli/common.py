@@ -53,6 +53,41 @@ def print_table(table: Table) -> None:
     out.print(fit_table(table))
 
 
+JSON_HELP = "Also write the result as JSON to this file; '-' writes it to stdout (and nothing else goes there)."
+
+
+def json_target(path: str | None, force: bool = False) -> None:
+    """Before any work: a --json FILE is checked (never replacing a file simfactory did not write unless --force);
+    '-' silences everything else on stdout, so the JSON can be piped."""
+    from simfactory.outputs import check_output_file
+
+    if path == "-":
+        out.quiet = True
+    elif path is not None:
+        with input_errors():
+            check_output_file(Path(path), "--json", force)
+
+
+def emit_json(path: str | None, doc: dict, force: bool = False, generator: bool = True) -> None:  # type: ignore[type-arg]
+    """The --json document (generator first, strict JSON: no NaN or infinity) to the file or to stdout ('-').
+    generator=False for a document that names its writer itself (summary.json: simfactory_version, provenance)."""
+    import json
+    import sys
+
+    from simfactory.outputs import json_finite, json_with_generator, write_text_output
+
+    if path is None:
+        return
+    text = json.dumps(json_finite(json_with_generator(doc) if generator else doc), indent=1, allow_nan=False,
+                      default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n"  # numpy scalars
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    with input_errors():
+        write_text_output(Path(path), text, "--json", force)
+
+
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
 TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench")

@@ -9,7 +9,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table, progress_bar
+from simfactory.cli.common import (
+    EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, input_errors, json_target, out, print_table, progress_bar,
+)
 from simfactory.config.limits import MAX_SEED
 
 MAX_COMPARE_SCENARIOS = 50  # each is simulated in turn and kept in one table: more is a sweep
@@ -19,6 +21,8 @@ def compare(
     scenarios: Annotated[list[Path], typer.Argument(help="Two or more scenario YAML files.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/compare"),
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Override every scenario's seed.")] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars and no tables; the files only.")] = False,
 ) -> None:
     """Run several scenarios and show their headline metrics side by side (compare.md, compare.csv), a weighted
     scorecard and a recommendation.
@@ -44,6 +48,7 @@ def compare(
         err.print(f"[red]error:[/red] SCENARIOS: {len(scenarios)} files; compare takes at most {MAX_COMPARE_SCENARIOS} "
                   "(use `simfactory sweep` for more)", markup=True)
         raise typer.Exit(EXIT_INPUT_ERROR)
+    json_target(out_json)
     with input_errors():
         resolved = [prepare(p) for p in scenarios]
     with input_errors(), output_folder(out_dir, "compare") as folder:  # checked before anything is simulated
@@ -52,7 +57,7 @@ def compare(
 
         def build(tmp: Path) -> None:
             for i, rs in enumerate(resolved):
-                with progress_bar(False, f"simulating {rs.scenario.name}") as progress:
+                with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
                     result = simulate(rs, seed=seed, progress=progress)
                 m = compute_metrics(result)
                 build_subfolder(tmp, run_dirs[i], lambda sub: _run_folder(m, sub), "run")
@@ -62,6 +67,10 @@ def compare(
         tables: list = []
         folder.replace(build)
     df, card, line = tables[0]
+    emit_json(out_json, {"recommendation": line, "runs": [str(c) for c in df.columns],
+                         "comparison": df.to_dict(orient="index"), "scorecard": card.to_dict(orient="index")})
+    if quiet or out_json == "-":
+        return
     _print_tables(df, card)
     out.print(line, highlight=False, markup=False)
     verdicts = verdict_lines(summaries, [str(c) for c in df.columns])

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import input_errors, out, print_table
+from simfactory.cli.common import JSON_HELP, emit_json, input_errors, json_target, out, print_table
 
 
 def fidelity(
@@ -17,7 +17,7 @@ def fidelity(
         Optional[list[Path]], typer.Argument(help="Suite YAML files (default: calibrate/fidelity/*.yaml).")
     ] = None,
     requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point that does not state its own.")] = 800,
-    out_json: Annotated[Optional[Path], typer.Option("--json", help="Write every point and the summary as JSON.")] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (every point and the summary)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
@@ -25,14 +25,11 @@ def fidelity(
     Example: simfactory fidelity calibrate/fidelity/trtllm-perf-overview.yaml
     """
     import dataclasses
-    import json
 
     from simfactory.fidelity import breakdowns, load_suite, run_suite, shipped_suites, summarize, summarize_by_source
-    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
 
+    json_target(out_json, force)
     with input_errors():
-        if out_json is not None:
-            check_output_file(out_json, "--json", force)
         loaded = [load_suite(p) for p in (suites or shipped_suites())]
         results = [r for s in loaded for r in run_suite(s, requests)]
     table = Table(title="predicted vs measured")
@@ -53,16 +50,14 @@ def fidelity(
         bd.add_column(col, justify="left" if col in ("group", "leans") else "right")
     for key, s in parts.items():
         bd.add_row(key, str(s["points"]), f"{s['mape']:.1%}", f"{s['optimism']:+.1%}", _lean(s["optimism"]))
-    out.print(bd)
+    print_table(bd)
     by_source = summarize_by_source(results)
     for src, s in by_source.items():
         out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
                   f"{s['points']} points", highlight=False, markup=False)
-    if out_json is not None:
-        doc = json_with_generator({"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
-            {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]})
-        with input_errors():
-            write_text_output(out_json, json.dumps(doc, indent=1) + "\n", "--json", force)
+    emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
+        {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]},
+              force)
 
 
 def _lean(optimism: float) -> str:

@@ -5,6 +5,7 @@ The only module that knows all the others: command modules import simfactory.cli
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -13,7 +14,7 @@ import typer.core
 
 from simfactory.cli.calibrate import register as register_calibrate
 from simfactory.cli.calibrate_run import register as register_calibrate_run
-from simfactory.cli.common import out
+from simfactory.cli.common import err, out
 from simfactory.cli.compare import register as register_compare
 from simfactory.cli.fidelity import register as register_fidelity
 from simfactory.cli.frontier import register as register_frontier
@@ -60,8 +61,15 @@ def main(
     version: Annotated[
         Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="No colors (bold stays; also NO_COLOR=1).")] = False,
 ) -> None:
-    """simfactory: what-if simulation and TCO for LLM and agent serving fleets."""
+    """simfactory: what-if simulation and TCO for LLM and agent serving fleets.
+
+    Every command writes its result to files; --json FILE (or - for stdout) gives it as JSON; --quiet prints nothing
+    but errors; request latencies are in ms in tables, task latencies in s, each header says which."""
+    # per invocation (tests run many in one process): --json - silences stdout only for its own command
+    out.quiet = False
+    out.no_color = err.no_color = no_color or bool(os.environ.get("NO_COLOR"))
 
 
 # the order commands are listed in `simfactory --help`

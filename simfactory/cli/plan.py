@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out
+from simfactory.cli.common import EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, input_errors, json_target, out
 from simfactory.report.money import format_usd
 
 EXIT_NO_CANDIDATE = 1  # the plan ran, but no candidate met the SLOs (CI can tell "nothing works" from success)
@@ -24,6 +24,7 @@ def plan_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/plan"),
     no_max_rate: Annotated[bool, typer.Option("--no-max-rate", help="Skip the max sustainable load search.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no per-run lines; the result only.")] = False,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (plan.json's content)")] = None,
 ) -> None:
     """Find the cheapest fleet meeting every SLO at a load, with confidence intervals and a Pareto plot.
 
@@ -52,12 +53,17 @@ def plan_cmd(
         sp = load_model_file(PlanSpace, space) if space else None
         check_output_dir(out_dir)
 
-    progress = PlanProgress(quiet)
+    json_target(out_json)
+    progress = PlanProgress(quiet or out_json == "-")
     with input_errors(), output_folder(out_dir, "plan") as folder, progress:  # locked while planning, replaced at the end
         result = plan(sc, str(scenario), target_rate, targets, sp, replications, str(space or "space"),
                       max_rate=not no_max_rate, on_eval=progress.evaluated, on_phase=progress.phase)
         progress.phase("write", 1, 1)
         folder.replace(lambda tmp: write_plan(result, tmp))
+    if out_json is not None:
+        import json
+
+        emit_json(out_json, json.loads((out_dir / "plan.json").read_text()))
     out.print(summary_line(result), highlight=False, soft_wrap=True)  # one line each: grep-able in CI logs
     for note in plan_notes(result):
         out.print(f"note: {note}", highlight=False, soft_wrap=True)

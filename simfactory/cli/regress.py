@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simfactory.cli.common import err, input_errors, out
+from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out
 from simfactory.config.limits import MAX_SEED
 from simfactory.errors import InputError
 
@@ -34,6 +34,7 @@ def regress(
     report_dir: Annotated[
         Optional[Path], typer.Option("--report-dir", help="Write regress.md, regress.junit.xml, regress.json here.")
     ] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (regress.json's content)")] = None,
 ) -> None:
     """Compare scenario outputs with stored baselines. Exit 0: no regression; 1: regression; 2: error.
 
@@ -45,6 +46,7 @@ def regress(
     from simfactory.outputs import check_output_dir, output_folder
     from simfactory.regress.tolerances import load_tolerances
 
+    json_target(out_json)
     with input_errors():
         if report_dir is not None:  # before the runs: a refused folder should not cost them
             check_output_dir(report_dir, "--report-dir")
@@ -65,6 +67,12 @@ def regress(
     if report_dir is not None:
         with input_errors(), output_folder(report_dir, "regress", "--report-dir") as folder:
             folder.replace(lambda tmp: write_reports(diffs, tmp))
+    if out_json is not None:
+        import json
+
+        from simfactory.regress.outputs import json_diff
+
+        emit_json(out_json, json.loads(json_diff(diffs)))
     out.print(markdown(diffs), markup=False, highlight=False, soft_wrap=True)
     if tolerances is None:
         out.print("tolerance: " + ("exact (floating-point noise only)" if exact else "3% per metric in its worse "

@@ -11,6 +11,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from simfactory.cli.common import (
+    JSON_HELP,
+    emit_json,
+    json_target,
     print_table,
     EXIT_INPUT_ERROR,
     EXIT_INTERRUPTED,
@@ -71,8 +74,9 @@ def run(
     trace_format: Annotated[str, typer.Option("--trace-format", help="Format of --trace-file.")] = "azure",
     trace_speedup: Annotated[float, typer.Option("--trace-speedup", min=1e-6, help="Replay k times faster.")] = 1.0,
     output_format: Annotated[
-        str, typer.Option("--format", help="text (tables) or json (summary.json on stdout, nothing else)")
+        str, typer.Option("--format", help="text (tables) or json (summary.json on stdout, nothing else; = --json -)")
     ] = "text",
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (summary.json's content)")] = None,
     exact: Annotated[
         bool, typer.Option("--exact", help="Step every engine iteration (no fast-forward; same answers, slower).")
     ] = False,
@@ -96,7 +100,10 @@ def run(
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)
-    as_json = output_format == "json"
+    if output_format == "json":
+        out_json = out_json or "-"
+    as_json = out_json == "-"
+    json_target(out_json, force)
     quiet = quiet or as_json
     if verbose and not as_json:
         _print_resolved(rs)
@@ -104,10 +111,8 @@ def run(
     target = out_dir or Path("runs") / rs.scenario.name
     metrics, wall_s = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                           show_timings=verbose and not as_json)
+    emit_json(out_json, metrics.summary, force, generator=False)  # the same document as summary.json
     if as_json:
-        import json
-
-        print(json.dumps(metrics.summary, indent=1))
         return
     if not quiet:
         _print_summary(metrics.summary, wall_s)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table
+from simfactory.cli.common import EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
 
 
 def sweep(
@@ -20,7 +20,8 @@ def sweep(
     executor: Annotated[str, typer.Option("--executor", help="local | ray")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Join this Ray cluster (default: start a local one).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Skip points already in OUT (after an interruption).")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; the files only.")] = False,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (every row, and the points' means)")] = None,
 ) -> None:
     """Run a scenario over a grid or Latin hypercube of field values; write results.parquet and results.csv.
 
@@ -35,6 +36,8 @@ def sweep(
     if executor not in ("local", "ray"):
         err.print(f"[red]error:[/red] --executor: unknown executor {executor!r} (local, ray)")
         raise typer.Exit(EXIT_INPUT_ERROR)
+    json_target(out_json)
+    quiet = quiet or out_json == "-"
     with input_errors():
         sc = load_scenario(scenario)
         spec = load_model_file(SweepSpec, grid)
@@ -48,6 +51,11 @@ def sweep(
                 table = run_sweep(sc, str(scenario), spec, str(grid), out_dir, jobs=jobs, executor=executor,
                                   ray_address=ray_address, resume=resume,
                                   on_row=lambda n, total: bar.update(task, completed=n, total=total))
+    if out_json is not None:
+        from simfactory.plan.sweep import point_summary
+
+        emit_json(out_json, {"points": point_summary(table).to_dict(orient="records"),
+                             "rows": table.to_dict(orient="records")})
     if not quiet:
         print_table(_points_table(table, spec.replications))
     out.print(f"{len(table)} rows ({table['point'].nunique()} points x {spec.replications} replications); "

@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import check_trace_format, err, input_errors, out, print_table
+from simfactory.cli.common import (
+    JSON_HELP, check_trace_format, emit_json, err, input_errors, json_target, out, print_table,
+)
 from simfactory.errors import InputError
 
 TraceFormatOpt = Annotated[
@@ -19,22 +21,18 @@ TraceFormatOpt = Annotated[
 def trace_stats_cmd(
     file: Annotated[Path, typer.Argument(help="Trace file.")],
     fmt: TraceFormatOpt,
-    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:
     """Count, duration, rate over time, token percentiles, inter-arrival CV and prefix reuse of a trace.
 
     Example: simfactory trace stats AzureLLMInferenceTrace_conv.csv --format azure
     """
-    import json
-
-    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
     from simfactory.traces.parse import parse_trace
     from simfactory.traces.stats import trace_stats
 
     with input_errors():
-        if out_json is not None:
-            check_output_file(out_json, "--json", force)
+        json_target(out_json, force)
         trace = parse_trace(file, check_trace_format(fmt))  # type: ignore[arg-type]
         st = trace_stats(trace)
     table = Table(title=f"{file} ({fmt}): {st['requests']:,} requests, {st['bad_rows']} bad rows")
@@ -51,9 +49,7 @@ def trace_stats_cmd(
         err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
     for line in st.get("warnings", []):
         err.print(f"warning: {file}: {line}", highlight=False, soft_wrap=True)
-    if out_json is not None:
-        with input_errors():
-            write_text_output(out_json, json.dumps(json_with_generator(st), indent=1) + "\n", "--json", force)
+    emit_json(out_json, st, force)
 
 
 def trace_fit_cmd(
@@ -61,7 +57,7 @@ def trace_fit_cmd(
     fmt: TraceFormatOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Workload YAML to write (workloads/NAME.yaml).")],
     force: Annotated[bool, typer.Option("--force", help="Replace an --output file simfactory did not write.")] = False,
-    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the fit's quality report as JSON.")] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (the fit's quality report)")] = None,
 ) -> None:
     """Fit a synthetic workload: measured length quantiles paired with the trace's rank correlation, and (for
     timestamped traces) a rate schedule with gamma or Weibull bursts inside each window, written into the
@@ -69,18 +65,15 @@ def trace_fit_cmd(
 
     Example: simfactory trace fit AzureLLMInferenceTrace_code.csv --format azure -o workloads/azure-code.yaml
     """
-    import json
-
     import yaml
 
-    from simfactory.outputs import GENERATOR, check_output_file, json_with_generator, write_text_output
+    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
     from simfactory.traces.fit import fit_workload
     from simfactory.traces.parse import parse_trace
 
     with input_errors():
         check_output_file(output, "--output", force)
-        if out_json is not None:
-            check_output_file(out_json, "--json", force)
+        json_target(out_json, force)
         trace = parse_trace(file, check_trace_format(fmt))  # type: ignore[arg-type]
         workload, report = fit_workload(trace, output.stem)
     text = (f"# generator: {GENERATOR} (trace fit {file.name})\n"
@@ -88,8 +81,7 @@ def trace_fit_cmd(
             + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
     with input_errors():
         write_text_output(output, text, "--output", force)
-        if out_json is not None:
-            write_text_output(out_json, json.dumps(json_with_generator(report), indent=1) + "\n", "--json", force)
+    emit_json(out_json, report, force)
     print_table(_fit_table(report))
     out.print(f"wrote {output}", highlight=False)
     if "arrivals" not in report and trace.arrival_s is not None:
@@ -130,7 +122,7 @@ def trace_compare_cmd(
     seeds: Annotated[int, typer.Option("--seeds", min=1, max=20, help="Runs of the fitted workload per load (mean).")] = 3,
     tolerance: Annotated[float, typer.Option("--tolerance", min=0.0, help="Exit 1 when a percentile is further off "
                                              "than this fraction.")] = 0.20,
-    out_json: Annotated[Optional[Path], typer.Option("--json", help="Also write the comparison as JSON.")] = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP)] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
 ) -> None:
     """Does the fitted workload stand in for the trace? Simulates the trace's replay and `trace fit`'s workload on
@@ -140,14 +132,11 @@ def trace_compare_cmd(
     Example: simfactory trace compare AzureLLMInferenceTrace_conv.csv -f azure -s scenarios/default.yaml --speedup 1 --speedup 10
     """
     import dataclasses
-    import json
 
-    from simfactory.outputs import check_output_file, json_with_generator, write_text_output
     from simfactory.traces.compare import compare_fit
 
     with input_errors():
-        if out_json is not None:
-            check_output_file(out_json, "--json", force)
+        json_target(out_json, force)
         if not speedups or any(k <= 0 for k in speedups):
             raise InputError("--speedup", "value", "give one or more positive speedups (1 replays the trace as recorded)")
         rows = compare_fit(scenario, file, check_trace_format(fmt), sorted(speedups), seeds)
@@ -168,11 +157,8 @@ def trace_compare_cmd(
                           f"{r.fitted_spread[key]:.1%}")
             first = False
     print_table(table)
-    if out_json is not None:
-        with input_errors():
-            doc = {"trace": str(file), "format": fmt, "scenario": str(scenario), "seeds": seeds,
-                   "loads": [dataclasses.asdict(r) for r in rows]}
-            write_text_output(out_json, json.dumps(json_with_generator(doc), indent=1) + "\n", "--json", force)
+    emit_json(out_json, {"trace": str(file), "format": fmt, "scenario": str(scenario), "seeds": seeds,
+                         "loads": [dataclasses.asdict(r) for r in rows]}, force)
     verdict = "within" if worst <= tolerance else "outside"
     out.print(f"largest error {worst:.1%}: {verdict} the {tolerance:.0%} tolerance", highlight=False)
     if worst > tolerance:
