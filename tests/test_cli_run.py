@@ -115,7 +115,7 @@ def test_compare_runs_scenarios_side_by_side(tmp_path):
     assert res.exit_code == 0, res.output
     df = pd.read_csv(tmp_path / "compare.csv", index_col=0)
     assert list(df.columns) == ["cache-off", "cache-on"]
-    ttft = df.loc["TTFT p50 (s)"].astype(float)
+    ttft = df.loc["TTFT p50 (ms)"].astype(float)
     assert ttft["cache-on"] < ttft["cache-off"]  # the shared system prompt is not prefilled again
     assert "| prefix cache: requests with a hit |" in (tmp_path / "compare.md").read_text()
     bad = runner.invoke(app, ["compare", str(SCENARIOS_DIR / "cache-on.yaml")])

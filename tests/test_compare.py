@@ -114,3 +114,16 @@ def test_own_vs_rent_verdicts_are_shown_where_the_summary_has_one():
     lines = verdict_lines(runs, names)
     assert lines == ["owned, pool owned-pool: Owning is cheaper: because.",
                      "rented, pool rented-pool: Renting is cheaper: because."]
+
+
+def test_compare_states_units_request_latencies_in_ms_task_latencies_in_s():
+    from simfactory.report.compare import compare_panels, comparison_frame
+
+    s = {"scenario": "a", "latency_s": {"ttft": {"p50": 0.1, "p99": 0.25}, "tpot": {"p50": 0.01}, "e2e": {"p99": 3.0}},
+         "tasks": {"c": {"latency_s": {"p50": 10.0, "p99": 20.0}, "outcome_rates": {"completed": 1.0}}}}
+    df = comparison_frame([s, s])
+    assert df.loc["TTFT p99 (ms)"].tolist() == [250.0, 250.0] and df.loc["E2E p99 (ms)"].tolist() == [3000.0, 3000.0]
+    assert df.loc["task latency p99 (s)"].tolist() == [20.0, 20.0]
+    latency_rows = [r for r in df.index if any(w in r for w in ("TTFT", "TPOT", "E2E", "latency"))]
+    assert latency_rows and all(r.endswith("(ms)") or r.endswith("(s)") for r in latency_rows)
+    assert [t for t, _ in compare_panels([s]) if "p99" in t] == ["TTFT p99 (ms)", "E2E p99 (ms)"]

@@ -31,10 +31,11 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
 
     S = summaries
     add("LLM requests measured (with escalations)", [_get(s, "window", "measured_requests") for s in S])
-    add("TTFT p50 (s)", [_get(s, "latency_s", "ttft", "p50") for s in S])
-    add("TTFT p99 (s)", [_get(s, "latency_s", "ttft", "p99") for s in S])
-    add("TPOT p50 (s)", [_get(s, "latency_s", "tpot", "p50") for s in S])
-    add("E2E p99 (s)", [_get(s, "latency_s", "e2e", "p99") for s in S])
+    ms = lambda x: None if x is None else x * 1000.0  # noqa: E731 - request latencies in ms, as `run` prints them
+    add("TTFT p50 (ms)", [ms(_get(s, "latency_s", "ttft", "p50")) for s in S])
+    add("TTFT p99 (ms)", [ms(_get(s, "latency_s", "ttft", "p99")) for s in S])
+    add("TPOT p50 (ms)", [ms(_get(s, "latency_s", "tpot", "p50")) for s in S])
+    add("E2E p99 (ms)", [ms(_get(s, "latency_s", "e2e", "p99")) for s in S])
     add("completed req/s (attempts)", [_get(s, "throughput", "requests_per_s") for s in S])
     add("answered req/s (as callers see them)", [_get(s, "throughput", "answered_requests_per_s") for s in S])
     add("output tokens/s", [_get(s, "throughput", "output_tokens_per_s") for s in S])
@@ -338,7 +339,7 @@ def compare_panels(summaries: list[dict[str, Any]]) -> list[tuple[str, list[floa
            or _get(s, "finance", "unit_economics", "usd_per_1m_tokens") or 0.0) for s in summaries]),
         ("TCO over horizon (USD)", [_get(s, "finance", "tco", "tco_usd") or 0.0 for s in summaries]),
         ("TTFT p99 (ms)", [(_get(s, "latency_s", "ttft", "p99") or 0.0) * 1000 for s in summaries]),
-        ("E2E p99 (s)", [_get(s, "latency_s", "e2e", "p99") or 0.0 for s in summaries]),
+        ("E2E p99 (ms)", [(_get(s, "latency_s", "e2e", "p99") or 0.0) * 1000 for s in summaries]),
     ]
 
 
