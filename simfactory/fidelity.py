@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
@@ -272,9 +272,11 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
 
 
 
-def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
+def run_suite(suite: FidelitySuite, requests: int = 800,
+              on_point: Callable[[int, int], None] | None = None) -> list[PointResult]:
     """Simulate each distinct setup once (points that differ only in the metric share a run). `requests` is for
-    offline points that do not state how many requests their benchmark sent."""
+    offline points that do not state how many requests their benchmark sent. on_point(done, total) after each
+    point (progress displays)."""
     out = []
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
@@ -296,6 +298,8 @@ def run_suite(suite: FidelitySuite, requests: int = 800) -> list[PointResult]:
         batch = p.concurrency or p.max_num_seqs or suite.max_num_seqs
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
+        if on_point:
+            on_point(len(out), len(suite.points))
     return out
 
 

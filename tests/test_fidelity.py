@@ -122,3 +122,13 @@ def test_an_offline_point_runs_its_benchmarks_request_count_and_budgets(tmp_path
     monkeypatch.setattr(fid, "offline_output_tokens_per_s", lambda rs: 1000.0)
     fid.run_suite(fid.load_suite(p), requests=10)
     assert seen == [("stated", 16, 30, 2048), ("default", 64, 10, 8192)]
+
+
+def test_run_suite_reports_each_point_for_progress():
+    from simfactory.fidelity import load_suite, run_suite
+    from simfactory.paths import CALIBRATE_DIR
+
+    suite = load_suite(CALIBRATE_DIR / "fidelity" / "vllm-perf-latency.yaml")
+    seen: list[tuple[int, int]] = []
+    run_suite(suite, 10, on_point=lambda done, total: seen.append((done, total)))
+    assert seen == [(k, len(suite.points)) for k in range(1, len(suite.points) + 1)]

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import JSON_HELP, emit_json, input_errors, json_target, out, print_table
+from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
 
 
 def fidelity(
@@ -19,6 +19,7 @@ def fidelity(
     requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point that does not state its own.")] = 800,
     out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (every point and the summary)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -26,12 +27,12 @@ def fidelity(
     """
     import dataclasses
 
-    from simfactory.fidelity import breakdowns, load_suite, run_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.fidelity import breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
 
     json_target(out_json, force)
     with input_errors():
         loaded = [load_suite(p) for p in (suites or shipped_suites())]
-        results = [r for s in loaded for r in run_suite(s, requests)]
+        results = _run_all(loaded, requests, quiet or out_json == "-")
     table = Table(title="predicted vs measured")
     for col in ("point", "metric", "measured", "predicted", "error"):
         table.add_column(col, justify="left" if col in ("point", "metric") else "right")
@@ -58,6 +59,26 @@ def fidelity(
     emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
         {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]},
               force)
+
+
+def _run_all(suites: list, requests: int, quiet: bool) -> list:  # type: ignore[type-arg]
+    """Every suite's points, with a progress bar (points done of all, elapsed, time left) on a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from simfactory.fidelity import run_suite
+
+    if quiet or not err.is_terminal:
+        return [r for s in suites for r in run_suite(s, requests)]
+    total = sum(len(s.points) for s in suites)
+    results: list = []
+    with Progress(TextColumn("fidelity {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("", total=total)
+        for s in suites:
+            bar.update(task, description=s.name)
+            before = len(results)
+            results += run_suite(s, requests, on_point=lambda done, _n: bar.update(task, completed=before + done))
+    return results
 
 
 def _lean(optimism: float) -> str:
