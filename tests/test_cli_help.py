@@ -78,6 +78,9 @@ def test_json_dash_puts_only_json_on_stdout_for_every_result_command(tmp_path):
     from simfactory.paths import SCENARIOS_DIR
 
     case = write_case(tmp_path / "case", scenario_doc(rate=2.0, horizon_s=30), {"overhead_s": 0.01})
+    trace = tmp_path / "t.csv"
+    trace.write_text("Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+                     + "".join(f"{i * 0.5},m,{100 + i},{10 + i},{110 + 2 * i},API log\n" for i in range(30)))
     grid = tmp_path / "g.yaml"
     grid.write_text("mode: grid\nreplications: 1\nparameters: {traffic.arrival.rate_per_s: [1, 2]}\n")
     assert runner.invoke(app, ["baseline", "update", str(case), "--baseline-dir", str(tmp_path / "b")]).exit_code == 0
@@ -89,6 +92,9 @@ def test_json_dash_puts_only_json_on_stdout_for_every_result_command(tmp_path):
                  "--out", str(tmp_path / "p")],
         "regress": ["regress", str(case), "--baseline-dir", str(tmp_path / "b")],
         "fidelity": ["fidelity", "calibrate/fidelity/vllm-perf-latency.yaml", "--requests", "10"],
+        "validate": ["validate", str(case)],
+        "examples": ["examples"],
+        "trace stats": ["trace", "stats", str(trace), "--format", "burstgpt"],
     }
     for name, args in commands.items():
         res = runner.invoke(app, [*args, "--json", "-"])

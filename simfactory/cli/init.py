@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, err, input_errors, out, print_table
+from simfactory.cli.common import EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
 from simfactory.errors import InputError, InputErrors
 
 INIT_TEMPLATE = """# yaml-language-server: $schema={schema}
@@ -172,13 +172,20 @@ def _answer_checks() -> dict:  # type: ignore[type-arg]
     }
 
 
-def examples() -> None:
+def examples(
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP)] = None,
+) -> None:
     """List the shipped scenarios with their one-line descriptions.
 
     Example: simfactory examples
     """
     from simfactory.config.loader import read_yaml
     from simfactory.paths import SCENARIOS_DIR
+
+    json_target(out_json)
+    emit_json(out_json, {"folder": str(SCENARIOS_DIR), "scenarios": [
+        {"file": p.name, "description": str(read_yaml(p).get("description", ""))}
+        for p in sorted(SCENARIOS_DIR.glob("*.yaml"))]})
 
     table = Table(title=f"shipped scenarios ({SCENARIOS_DIR})")
     table.add_column("scenario")

@@ -35,15 +35,24 @@ ScenarioArg = Annotated[
 ]
 
 
-def validate(scenario: ScenarioArg = None) -> None:
+def validate(
+    scenario: ScenarioArg = None,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (what the scenario resolved to)")] = None,
+) -> None:
     """Check a scenario file (schema, references, profiles, workloads, memory fit) without running it.
 
     Example: simfactory validate scenarios/default.yaml
     """
     from simfactory.api import prepare
 
+    json_target(out_json)
     with input_errors():
         rs = prepare(scenario)
+    emit_json(out_json, {"file": rs.file, "scenario": rs.scenario.name, "valid": True, "warnings": rs.warnings,
+                         "deployments": [{"name": d.config.name, "model": d.config.model, "sku": d.profile.sku,
+                                          "replicas": d.config.replicas, "tp": d.config.tp,
+                                          "kv_capacity_tokens": d.kv_capacity_tokens,
+                                          "step_time_source": d.step_time_source} for d in rs.deployments]})
     out.print(f"[green]ok[/green] {rs.file}: scenario {rs.scenario.name!r} is valid")
     for d in rs.deployments:
         out.print(
