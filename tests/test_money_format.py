@@ -108,3 +108,21 @@ def test_xlsx_money_cells_are_numbers_with_a_currency_format(compared):
     per_m = units["cost per 1M tokens (input + output)"][1]
     assert isinstance(per_m.value, float) and per_m.number_format.startswith('"$"#,##0.0')
     assert "$" not in units["tokens per dollar"][1].number_format
+
+
+def test_xlsx_numbers_get_readable_formats_and_columns_fit_their_labels(tmp_path):
+    """Not General's 0.01623089091619079 in a 13-wide column: numbers keep their value with sensible decimals."""
+    import openpyxl
+    import pandas as pd
+
+    from simfactory.report.money import finish_sheet
+
+    frame = pd.DataFrame({"metric": ["a long label for a ratio that needs width", "count", "cost USD"],
+                          "value": [0.01623089091619079, 6250, 10.76]})
+    with pd.ExcelWriter(tmp_path / "x.xlsx", engine="openpyxl") as w:
+        frame.to_excel(w, sheet_name="s", index=False)
+        finish_sheet(w.sheets["s"], frame)
+    ws = openpyxl.load_workbook(tmp_path / "x.xlsx")["s"]
+    assert [ws.cell(row=r, column=2).number_format for r in (2, 3)] == ["0.0000", "#,##0"]
+    assert ws.cell(row=2, column=2).value == 0.01623089091619079  # still the number
+    assert ws.column_dimensions["A"].width >= len("a long label for a ratio that needs width")

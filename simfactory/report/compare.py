@@ -10,7 +10,7 @@ import pandas as pd
 
 from simfactory.report.finance import finance_tables
 from simfactory.report.html import HtmlReport
-from simfactory.report.money import format_cell, format_usd, money_flags, style_money_cells, usd_axis
+from simfactory.report.money import finish_sheet, format_cell, format_usd, money_flags, usd_axis
 
 
 def _get(d: Any, *path: str) -> Any:
@@ -436,10 +436,11 @@ def _write_xlsx(path: Path, df: pd.DataFrame, card: pd.DataFrame, per_run: list[
     and get a currency format (simfactory.report.money)."""
     with pd.ExcelWriter(path, engine="openpyxl") as w:
         df.to_excel(w, sheet_name="comparison")
-        style_money_cells(w.sheets["comparison"], df, index=True)
+        finish_sheet(w.sheets["comparison"], df, index=True)
         card.to_excel(w, sheet_name="scorecard")
+        finish_sheet(w.sheets["scorecard"], card, index=True)
         for i, _, tables in per_run:
             for t in tables:
                 sheet = f"{i}-{t.key}"[:31]
                 t.frame.to_excel(w, sheet_name=sheet, index=False)
-                style_money_cells(w.sheets[sheet], t.frame)
+                finish_sheet(w.sheets[sheet], t.frame)

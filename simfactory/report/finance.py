@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from simfactory.report.money import format_cell, format_usd, money_flags, style_money_cells, usd_axis  # noqa: E402
+from simfactory.report.money import finish_sheet, format_cell, format_usd, money_flags, usd_axis  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -188,10 +188,7 @@ def write_tables(tables: list[FinanceTable], out_dir: Path) -> list[Path]:
     with pd.ExcelWriter(xlsx, engine="openpyxl") as w:
         for t in tables:
             t.frame.to_excel(w, sheet_name=t.key[:31], index=False)
-            ws = w.sheets[t.key[:31]]
-            style_money_cells(ws, t.frame)
-            for col in ws.columns:
-                ws.column_dimensions[col[0].column_letter].width = min(60, max(12, len(str(col[0].value)) + 2))
+            finish_sheet(w.sheets[t.key[:31]], t.frame)
     paths.append(xlsx)
     return paths
 

@@ -129,6 +129,28 @@ def style_money_cells(ws: Any, frame: Any, index: bool = False) -> int:
     return done
 
 
+def number_format(x: float) -> str:
+    """An Excel format with the decimals format_number would show: whole numbers with thousands separators, others
+    with 4 significant digits (never General's 0.01623089091619079)."""
+    if float(x).is_integer():
+        return "#,##0"
+    magnitude = abs(x)
+    return "#,##0.0" if magnitude >= 100 else "#,##0.00" if magnitude >= 1 else "0.0000" if magnitude >= 0.001 else "0.00E+00"
+
+
+def finish_sheet(ws: Any, frame: Any, index: bool = False) -> None:
+    """A sheet pandas wrote, made readable: money cells in a currency format, other numbers with sensible decimals
+    (values stay numbers), columns as wide as their longest entry (up to 60 characters)."""
+    style_money_cells(ws, frame, index)
+    for row in ws.iter_rows(min_row=2):
+        for cell in row:
+            if cell.number_format == "General" and _number(cell.value) is not None and not isinstance(cell.value, bool):
+                cell.number_format = number_format(cell.value)
+    for col in ws.columns:
+        longest = max((len(str(c.value)) for c in col if c.value is not None), default=8)
+        ws.column_dimensions[col[0].column_letter].width = min(60, max(10, longest + 2))
+
+
 def usd_axis(axis: Any) -> None:
     """Tick labels of a matplotlib axis (ax.yaxis, ax.xaxis) as `format_usd` shows money."""
     from matplotlib.ticker import FuncFormatter
