@@ -23,13 +23,7 @@ class _Strict(StrictModel):
     pass
 
 
-class SourcedNumber(_Strict):
-    """A figure from the world (a price, a rate, a spec) with its unit, where it comes from and when."""
-
-    value: float = Field(
-        ge=0, allow_inf_nan=False, description="the figure, in `unit`: never converted, so it must be in the unit the "
-        "field's name states")
-    unit: str = Field(description="the figure's unit as text (USD/kWh, W, ratio, ...), shown in the assumptions table")
+class _SourcedEntry(_Strict):
     source: str = Field(
         min_length=1, description="where the figure comes from: a URL or document (and when it was read), or "
         "'assumption: ...'")
@@ -37,6 +31,15 @@ class SourcedNumber(_Strict):
     confidence: Literal["high", "medium", "low"] = Field(
         default="medium", description="how reliable the figure is judged to be (high, medium, low); for readers, no "
         "calculation reads it")
+
+
+class SourcedNumber(_SourcedEntry):
+    """A figure from the world (a price, a rate, a spec) with its unit, where it comes from and when."""
+
+    value: float = Field(
+        ge=0, allow_inf_nan=False, description="the figure, in `unit`: never converted, so it must be in the unit the "
+        "field's name states")
+    unit: str = Field(description="the figure's unit as text (USD/kWh, W, ratio, ...), shown in the assumptions table")
 
 
 class CloudPrice(_Strict):
@@ -69,16 +72,6 @@ class CloudPrice(_Strict):
         if self.pricing != "spot" and self.interruptions_per_hour is not None:
             raise ValueError("interruptions_per_hour applies to spot prices only")
         return self
-
-
-class _SourcedEntry(_Strict):
-    source: str = Field(
-        min_length=1, description="where the figure comes from: a URL or document (and when it was read), or "
-        "'assumption: ...'")
-    as_of: AsOf = Field(description="date or period the figure was collected, e.g. 2026-11")
-    confidence: Literal["high", "medium", "low"] = Field(
-        default="medium", description="how reliable the figure is judged to be (high, medium, low); for readers, no "
-        "calculation reads it")
 
 
 class ServerPrice(_SourcedEntry):
