@@ -173,3 +173,30 @@ def test_plan_target_rate_scales_a_schedule_and_refuses_a_class_with_its_own_pro
     doc["traffic"]["classes"].append({"name": "b", "arrival": {"process": "poisson", "rate_per_s": 1}})
     with pytest.raises(Exception, match=r"traffic.classes\[1\].arrival"):
         set_rate(doc, 6.0)
+
+
+def test_trace_compare_on_a_lengths_only_trace_uses_the_scenarios_arrivals(tmp_path):
+    """vllm-bench / sharegpt rows have no timestamps: replay and fit both run under traffic.arrival (k x faster), so
+    what is compared is the lengths and their pairing."""
+    import json
+
+    rng = np.random.default_rng(3)
+    inp = rng.integers(20, 400, 300).tolist()
+    out = [max(1, int(i / 8 + rng.integers(0, 20))) for i in inp]  # output grows with input
+    (tmp_path / "b.json").write_text(json.dumps({"backend": "vllm", "input_lens": inp, "output_lens": out}))
+    root = tmp_path / "case"
+    write_case(root, scenario_doc(rate=3.0, horizon_s=60, max_num_seqs=16),
+               {"overhead_s": 0.002, "s_per_prefill_token": 0.0001, "s_per_decode_seq": 0.0005})
+    res = runner.invoke(app, ["trace", "compare", str(tmp_path / "b.json"), "-f", "vllm-bench", "-s",
+                              str(root / "scenarios" / "case.yaml"), "--speedup", "1", "--speedup", "2", "--seeds", "2",
+                              "--tolerance", "5", "--json", str(tmp_path / "c.json")])
+    assert res.exit_code == 0, res.output
+    loads = json.loads((tmp_path / "c.json").read_text())["loads"]
+    assert [x["speedup"] for x in loads] == [1, 2]
+    assert loads[1]["requests"][0] == pytest.approx(2 * loads[0]["requests"][0], rel=0.2)  # 2x the load
+    closed = scenario_doc(rate=3.0, horizon_s=60)
+    closed["traffic"]["arrival"] = {"process": "closed", "concurrency": 2}
+    write_case(tmp_path / "closed", closed)
+    bad = runner.invoke(app, ["trace", "compare", str(tmp_path / "b.json"), "-f", "vllm-bench", "-s",
+                              str(tmp_path / "closed" / "scenarios" / "case.yaml"), "--speedup", "1"])
+    assert bad.exit_code == 2 and "traffic.arrival" in bad.output

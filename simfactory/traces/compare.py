@@ -65,40 +65,54 @@ def _simulate(doc: dict[str, Any], src: str, seed: int) -> dict[str, Any]:
 def compare_fit(scenario: Path, trace_file: Path, fmt: str, speedups: list[float], seeds: int = 3,
                 trace: Trace | None = None) -> list[LoadComparison]:
     """For each speedup: the replay's latency percentiles, the fitted workload's (mean over `seeds` seeds), and
-    the relative error of each. The scenario's first class gives the target; its other classes are dropped. A trace
-    recorded on a coarse tick (most timestamps repeated) is replayed and fitted with each batch spread over its tick
-    (`trace.spread_batches`): the batch instants are the recording's, not the traffic's."""
+    the relative error of each. The scenario's first class gives the target; its other classes are dropped.
+
+    A timestamped trace brings its own arrivals (the fit brings its rate schedule); a trace recorded on a coarse
+    tick (most timestamps repeated) is replayed and fitted with each batch spread over its tick
+    (`trace.spread_batches`): the batch instants are the recording's, not the traffic's. A trace of lengths only
+    (sharegpt, vllm-bench) is replayed and fitted under the scenario's traffic.arrival, k times faster: what is
+    compared is then the lengths and their pairing."""
     src = str(scenario)
     base = read_yaml(scenario)
     trace = trace or parse_trace(trace_file, fmt)  # type: ignore[arg-type]
-    if trace.arrival_s is None:
-        raise InputError(str(trace_file), "timestamps", f"{fmt} rows have no arrival times: nothing to compare a fitted "
-                         "arrival process with")
     workload, _ = fit_workload(trace, "fitted")
     cls = _class_doc(base, src)
-    span_s = float(trace.arrival_s.max() - trace.arrival_s.min())
+    shared = (base.get("traffic") or {}).get("arrival") if isinstance(base.get("traffic"), dict) else None
+    if trace.arrival_s is None and not (isinstance(shared, dict) and shared.get("process") not in (None, "closed")):
+        raise InputError(src, "traffic.arrival", f"{fmt} rows have no arrival times: the scenario's traffic.arrival "
+                         "(an open process) sets the load for both the replay and the fit")
+    span_s = (float(trace.arrival_s.max() - trace.arrival_s.min()) if trace.arrival_s is not None
+              else float(base["sim"]["horizon_s"]))
     out = []
     for k in speedups:
-        horizon = span_s / k + 1e-6
-        replay_cls = {**cls, "trace": {"file": str(Path(trace_file).resolve()), "format": fmt, "speedup": k,
-                                       "spread_batches": True}}
-        replay = _simulate(_variant(base, replay_cls, horizon), src, seed=int(base.get("seed", 0)))
+        horizon = span_s / k + 1e-6 if trace.arrival_s is not None else span_s
+        timing = ({"arrival": shared, "rate_scale": k} if trace.arrival_s is None
+                  else {"arrival": workload.get("arrival"), "rate_scale": k})
+        replay_cls = {**cls, "trace": {"file": str(Path(trace_file).resolve()), "format": fmt}}
+        if trace.arrival_s is None:
+            replay_cls.update(timing)
+        else:
+            replay_cls["trace"].update(speedup=k, spread_batches=True)
         fitted_cls = {**cls, "input_tokens": workload["input_tokens"], "output_tokens": workload["output_tokens"],
-                      "length_correlation": workload["length_correlation"], "arrival": workload.get("arrival"),
-                      "rate_scale": k}
+                      "length_correlation": workload["length_correlation"], **timing}
+        replay = _simulate(_variant(base, replay_cls, horizon), src, seed=int(base.get("seed", 0)))
         runs = [_simulate(_variant(base, fitted_cls, horizon), src, seed=s + 1) for s in range(seeds)]
-        lat = [_latencies(r) for r in runs]
-        keys = [key for key in _latencies(replay) if all(key in x for x in lat)]
-        mean = {key: float(np.mean([x[key] for x in lat])) for key in keys}
-        spread = {key: float((max(x[key] for x in lat) - min(x[key] for x in lat)) / mean[key]) if mean[key] else 0.0
-                  for key in keys}
-        rep = _latencies(replay)
-        errors = {key: mean[key] / rep[key] - 1.0 for key in keys if rep[key] > 0}
-        out.append(LoadComparison(
-            k, rep, mean, spread, _queue_mean(replay), (int(replay["window"]["measured_requests"]),
-                                                       int(np.mean([r["window"]["measured_requests"] for r in runs]))),
-            errors))
+        out.append(_compared(k, replay, runs))
     return out
+
+
+def _compared(k: float, replay: dict[str, Any], runs: list[dict[str, Any]]) -> LoadComparison:
+    """One load's comparison: the replay's percentiles against the fitted runs' mean, their spread and errors."""
+    lat = [_latencies(r) for r in runs]
+    rep = _latencies(replay)
+    keys = [key for key in rep if all(key in x for x in lat)]
+    mean = {key: float(np.mean([x[key] for x in lat])) for key in keys}
+    spread = {key: float((max(x[key] for x in lat) - min(x[key] for x in lat)) / mean[key]) if mean[key] else 0.0
+              for key in keys}
+    errors = {key: mean[key] / rep[key] - 1.0 for key in keys if rep[key] > 0}
+    measured = (int(replay["window"]["measured_requests"]),
+                int(np.mean([r["window"]["measured_requests"] for r in runs])))
+    return LoadComparison(k, rep, mean, spread, _queue_mean(replay), measured, errors)
 
 
 def _queue_mean(summary: dict[str, Any]) -> float:
