@@ -200,3 +200,24 @@ def test_trace_compare_on_a_lengths_only_trace_uses_the_scenarios_arrivals(tmp_p
     bad = runner.invoke(app, ["trace", "compare", str(tmp_path / "b.json"), "-f", "vllm-bench", "-s",
                               str(tmp_path / "closed" / "scenarios" / "case.yaml"), "--speedup", "1"])
     assert bad.exit_code == 2 and "traffic.arrival" in bad.output
+
+
+def test_a_fitted_schedule_gives_no_sliver_window_a_huge_rate():
+    """The trace's last arrival used to sit alone in a sliver of a window: its rate (count / sliver) was played for a
+    whole window, and the schedule's mean rate was many times the trace's."""
+    from simfactory.traces.fit import fit_arrivals
+
+    rng = np.random.default_rng(0)
+    parts = [w * 60 + np.sort(rng.uniform(0, 60, rng.poisson((2 if w % 2 == 0 else 20) * 60))) for w in range(20)]
+    t = np.concatenate(parts)
+    t = np.concatenate(([0.0], t[t > 0], [1200.00001]))
+    process = fit_arrivals(t).chosen.process
+    rates = process["rates_per_s"]
+    assert max(rates) < 3 * 20  # no window far above the busiest real minute
+    assert sum(rates) / len(rates) == pytest.approx(len(t) / 1200.0, rel=0.05)
+
+
+def test_a_truncated_lognormal_without_spread_or_mass_states_the_mean_it_draws():
+    for d in (LogNormal(median=1000, sigma=0.1, max=10, truncate=True),
+              LogNormal(median=100, sigma=0, min=10, max=50, truncate=True)):
+        assert d.mean() == pytest.approx(d.sample(np.random.default_rng(0), 1000).mean(), rel=1e-6)

@@ -279,3 +279,12 @@ def test_interactive_init_checks_each_answer_as_given_and_asks_dtype_and_locatio
     doc = yaml.safe_load((tmp_path / "s.yaml").read_text())
     assert doc["name"] == "ok-name" and doc["deployments"][0]["dtype"] == "fp8"
     assert doc["pools"][0]["location"] == "on_prem" and doc["traffic"]["arrival"]["rate_per_s"] == 5
+
+
+def test_init_checks_defaults_and_numbers_and_quotes_the_answers_it_prints(tmp_path):
+    res = runner.invoke(app, ["init", "--non-interactive", "-o", str(tmp_path / "my scen.yaml")])
+    assert res.exit_code == 2 and "--name: the default:" in res.output and "got 'my scen'" in res.output
+    assert runner.invoke(app, ["init", "--non-interactive", "--rate", "inf", "-o", str(tmp_path / "a.yaml")]).exit_code == 2
+    res = runner.invoke(app, ["init", "--non-interactive", "--name", "x", "--model", "llama-3.1-70b", "--sku", "l40s",
+                              "-o", str(tmp_path / "d d" / "s.yaml")])
+    assert res.exit_code == 2 and f"-o '{tmp_path / 'd d' / 's.yaml'}'" in res.output

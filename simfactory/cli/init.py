@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -80,9 +82,10 @@ def init(
                 if problem:
                     raise InputError(f"--{FLAGS[key]}", "", problem)
     values: dict = {}
-    for key, (prompt, default, check, convert) in checks.items():
-        values[key] = convert(given[key]) if given[key] is not None else _ask(
-            prompt, default(values) if callable(default) else default, check, convert, ask)
+    with input_errors():  # a default that cannot be used (a name from an odd file name) is named, never a traceback
+        for key, (prompt, default, check, convert) in checks.items():
+            values[key] = convert(given[key]) if given[key] is not None else _ask(key, prompt, default, check, convert,
+                                                                                 ask)
     values["count"] = values["replicas"] * values["tp"]
     values["e2e"] = max(30.0, values["ttft"] * 30)
     values["generator"] = f"generator: {GENERATOR}"
@@ -105,9 +108,9 @@ def init(
                 raise InputErrors([named(e) for e in es.errors]) from None
     except typer.Exit:
         draft.unlink(missing_ok=True)  # nothing half-written
-        flags = " ".join(f"--{FLAGS[k]} {values[k]}" for k in FLAGS)
+        flags = " ".join(f"--{FLAGS[k]} {shlex.quote(str(values[k]))}" for k in FLAGS)
         err.print(f"your answers, to change what the error names and run again: simfactory init --non-interactive "
-                  f"{flags} -o {output}", highlight=False, markup=False, soft_wrap=True)
+                  f"{flags} -o {shlex.quote(str(output))}", highlight=False, markup=False, soft_wrap=True)
         raise
     draft.replace(output)
     out.print(f"wrote {output} (valid); run it with: simfactory run {output}", highlight=False)
@@ -122,9 +125,12 @@ FLAGS = {"name": "name", "model": "model", "sku": "sku", "replicas": "replicas",
          "ttft": "ttft-slo", "location": "location", "dtype": "dtype"}
 
 
-def _ask(prompt: str, default: str, check, convert, ask: bool):  # type: ignore[no-untyped-def]
+def _ask(key: str, prompt: str, default: str, check, convert, ask: bool):  # type: ignore[no-untyped-def]
     """One answer, checked as it is given: a bad one is explained and asked again (nothing asked before is lost)."""
     if not ask:
+        problem = check(default)
+        if problem is not None:
+            raise InputError(f"--{FLAGS[key]}", "", f"the default: {problem}; give --{FLAGS[key]}")
         return convert(default)
     while True:
         answer = typer.prompt(prompt, default=default).strip()
@@ -152,7 +158,10 @@ def _answer_checks() -> dict:  # type: ignore[type-arg]
     def number(kind, low: float, what: str):  # type: ignore[no-untyped-def]
         def check(a: str) -> str | None:
             try:
-                return None if kind(a) >= low else f"{what} must be at least {low:g}, got {a}"
+                value = kind(a)
+                if not math.isfinite(value):
+                    return f"{what} must be a finite number, got {a}"
+                return None if value >= low else f"{what} must be at least {low:g}, got {a}"
             except ValueError:
                 return f"{what} must be a {'whole ' if kind is int else ''}number, got {a!r}"
         return check

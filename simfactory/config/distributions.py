@@ -215,9 +215,11 @@ class LogNormal(_Dist):
     def mean(self) -> float:
         """Of the unclipped distribution (clipping moves it little for the tails it is used on); a truncated one's
         own mean (truncation can move it a lot)."""
-        if self.truncate and self.sigma > 0:
-            mu, s2 = math.log(self.median), self.sigma**2
+        if self.truncate:
             lo, hi = self._cdf_bounds()
+            if self.sigma == 0 or not hi - lo > 1e-12:  # no spread, or no mass inside: every draw is the same value
+                return float(self.ppf(np.array([0.5]))[0])
+            mu, s2 = math.log(self.median), self.sigma**2
             a = -math.inf if not self.min else (math.log(self.min) - mu) / self.sigma
             b = math.inf if self.max is None else (math.log(self.max) - mu) / self.sigma
             mass = float(ndtr(b - self.sigma) - ndtr(a - self.sigma))

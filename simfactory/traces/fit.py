@@ -85,11 +85,12 @@ def _family_fit(x: np.ndarray) -> tuple[str, float]:
 
 
 def _candidate(t: np.ndarray, span_s: float, window_s: float, floor_s: float) -> ArrivalCandidate:
-    n_windows = max(1, math.ceil(span_s / window_s))
+    # whole windows only: the tail past the last whole window joins it (a sliver of a window holding the trace's
+    # last arrival would otherwise get a huge rate, which the schedule then plays for a whole window)
+    n_windows = max(1, int(span_s // window_s))
     counts = np.bincount(np.minimum(t // window_s, n_windows - 1).astype(np.int64), minlength=n_windows)
-    last_len = span_s - (n_windows - 1) * window_s
     lengths = np.full(n_windows, window_s)
-    lengths[-1] = max(last_len, floor_s)
+    lengths[-1] = max(span_s - (n_windows - 1) * window_s, floor_s)
     rates = counts / lengths
     gaps = _normalised_gaps(t, window_s, rates, floor_s)
     family, cv = _family_fit(gaps) if len(gaps) >= MIN_FIT_ARRIVALS else ("gamma", 1.0)
