@@ -122,3 +122,16 @@ def test_no_color_turns_styles_off(monkeypatch):
     assert colors.search(runner.invoke(app, args).output)
     plain = runner.invoke(app, ["--no-color", *args])
     assert plain.exit_code == 2 and "error:" in plain.output and not colors.search(plain.output)
+
+
+def test_json_output_takes_numpy_values(tmp_path):
+    import json
+
+    import numpy as np
+
+    from simfactory.cli.common import emit_json
+
+    emit_json(str(tmp_path / "x.json"), {"a": np.arange(3), "b": np.float32("nan"), "c": np.int64(7),
+                                         "d": [np.float64(1.5)]})
+    doc = json.loads((tmp_path / "x.json").read_text())
+    assert doc["a"] == [0, 1, 2] and doc["b"] is None and doc["c"] == 7 and doc["d"] == [1.5]

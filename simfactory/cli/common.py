@@ -78,8 +78,11 @@ def emit_json(path: str | None, doc: dict, force: bool = False, generator: bool 
 
     if path is None:
         return
+    def plain(o: object) -> object:  # numpy scalars and arrays as JSON values (a non-finite number as null)
+        return json_finite(o.tolist()) if hasattr(o, "tolist") else str(o)
+
     text = json.dumps(json_finite(json_with_generator(doc) if generator else doc), indent=1, allow_nan=False,
-                      default=lambda o: o.item() if hasattr(o, "item") else str(o)) + "\n"  # numpy scalars
+                      default=plain) + "\n"
     if path == "-":
         sys.stdout.write(text)
         sys.stdout.flush()
