@@ -70,21 +70,17 @@ def _points_table(table, replications: int):  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     from simfactory.plan.sweep import point_summary
+    from simfactory.report.money import format_cell, money_flags
 
     frame = point_summary(table)
     t = Table(title=f"sweep: mean of {replications} replication(s) per point", caption=(
         f"first {MAX_SHOWN_POINTS} of {len(frame)} points; all in results.csv" if len(frame) > MAX_SHOWN_POINTS else None))
     for col in frame.columns:
         t.add_column(str(col), justify="right", overflow="fold")
+    money = money_flags(list(frame.columns))
     for _, row in frame.head(MAX_SHOWN_POINTS).iterrows():
-        t.add_row(*[_cell(v) for v in row.tolist()])
+        t.add_row(*[format_cell(v, m) for v, m in zip(row.tolist(), money)])
     return t
-
-
-def _cell(v) -> str:  # type: ignore[no-untyped-def]
-    if isinstance(v, float):
-        return "n/a" if v != v else f"{v:,.4g}"
-    return str(v)
 
 
 def register(app: typer.Typer) -> None:

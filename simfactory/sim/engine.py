@@ -604,10 +604,6 @@ class ReplicaEngine:
         self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
         return hit
 
-    def _hash_blocks(self, rid: int) -> tuple[tuple[int, int], ...]:
-        """A replayed trace request's prompt as (cache key, tokens) hash blocks; empty for the others."""
-        return request_blocks(self.table, rid)
-
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
         or KV blocks, preempt the least urgent (and, among those, newest) running request below it."""
@@ -776,7 +772,7 @@ class ReplicaEngine:
                 for key, n in ((t.prefix_key[rid], t.prefix_tokens[rid]), (t.context_key[rid], t.context_tokens[rid])):
                     if key >= 0:
                         self.prefix_cache.insert(int(key), int(n))
-                self.prefix_cache.insert_blocks(self._hash_blocks(rid))
+                self.prefix_cache.insert_blocks(request_blocks(self.table, rid))
             g = int(t.generated[rid]) + 1
             t.generated[rid] = g
             if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request

@@ -47,7 +47,6 @@ ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds 
 DEFAULT_KEEP_LOGS = 50  # tasks whose step logs are kept for the trace file
 
 
-KEYED_BALANCERS = frozenset({"session_affinity", "prefix_affinity"})  # load balancers that read a request's key
 TASK_KEY_OFFSET = 1 << 62  # affinity / prefix keys of agent tasks, apart from session ids
 WORKLOAD_KEY_OFFSET = 1 << 61  # prefix keys of agent workloads' system prompts
 
@@ -482,8 +481,7 @@ class FleetModel:
             return
         sc = t.service_class[rid]
         first = self.prefill_balancers[deployment] or balancer
-        # only the keyed balancers read a key (kv_aware reads the request's prefixes from the table itself)
-        key = self._balance_key(first.policy, rid) if first.policy in KEYED_BALANCERS else -1
+        key = self._balance_key(first.policy, rid)  # kv_aware reads the request's prefixes from the table itself
         first.dispatch(rid, t.priority[rid], sc, key)
         t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:

@@ -96,11 +96,15 @@ def weibull_shape_for_cv(cv: float) -> float:
     return math.exp(brentq(excess, math.log(0.05), math.log(500.0)))
 
 
+def weibull_unit_gaps(shape: float, rng: np.random.Generator, n: int) -> np.ndarray:
+    """n Weibull gaps of the given shape, scaled to mean 1 (the mean of a unit-scale Weibull is G(1 + 1/k))."""
+    return rng.weibull(shape, n) / gamma_fn(1.0 + 1.0 / shape)
+
+
 def unit_gaps(family: str, cv: float, rng: np.random.Generator, n: int) -> np.ndarray:
     """n renewal gaps of mean 1 and the given cv: gamma (shape 1/cv^2) or Weibull (shape from the cv)."""
     if family == "weibull":
-        k = weibull_shape_for_cv(cv)
-        return rng.weibull(k, n) / gamma_fn(1.0 + 1.0 / k)
+        return weibull_unit_gaps(weibull_shape_for_cv(cv), rng, n)
     shape = 1.0 / (cv * cv)
     return rng.gamma(shape, 1.0 / shape, n)
 
@@ -159,7 +163,7 @@ def arrival_times(process: Arrivals, horizon_s: float, rng: np.random.Generator)
             shape = 1.0 / process.cv**2
             gaps = rng.gamma(shape, 1.0 / (rate * shape), chunk)
         elif isinstance(process, WeibullArrivals):
-            gaps = rng.weibull(process.shape, chunk) / (rate * gamma_fn(1.0 + 1.0 / process.shape))
+            gaps = weibull_unit_gaps(process.shape, rng, chunk) / rate
         else:  # pragma: no cover - the schema admits only the kinds above
             raise TypeError(process)
         t = last + np.cumsum(gaps)

@@ -166,9 +166,10 @@ def fit_workload(trace: Trace, name: str) -> tuple[dict[str, Any], dict[str, Any
     report: dict[str, Any] = {"lengths": length_fit_quality(trace, lengths)}
     fit = None
     if trace.arrival_s is not None:  # batched timestamps (a coarse recording tick) fitted as the instants they hold
-        fit = fit_arrivals(spread_batches(trace.arrival_s, np.random.default_rng(FIT_SEED)))
-        if batch_tick_s(trace.arrival_s) > 0:
-            report["batched_timestamps_tick_s"] = batch_tick_s(trace.arrival_s)
+        tick = batch_tick_s(trace.arrival_s)
+        fit = fit_arrivals(spread_batches(trace.arrival_s, np.random.default_rng(FIT_SEED), tick))
+        if tick > 0:
+            report["batched_timestamps_tick_s"] = tick
     if fit is not None:
         workload["arrival"] = fit.chosen.process
         report["arrivals"] = {

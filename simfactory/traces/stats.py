@@ -36,10 +36,11 @@ def batch_tick_s(t: np.ndarray) -> float:
     return float(np.median(gaps[gaps > 0]))
 
 
-def spread_batches(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each timestamp moved uniformly within its batch tick (unchanged when the times are not batched): the
-    arrival instants the batches stand for. Order is not kept: sort the result (with its rows) to replay it."""
-    tick = batch_tick_s(t)
+def spread_batches(t: np.ndarray, rng: np.random.Generator, tick_s: float | None = None) -> np.ndarray:
+    """Each timestamp moved uniformly within its batch tick (`tick_s`, default batch_tick_s(t); unchanged when the
+    times are not batched): the arrival instants the batches stand for. Order is not kept: sort the result (with
+    its rows) to replay it."""
+    tick = batch_tick_s(t) if tick_s is None else tick_s
     return t + rng.uniform(0.0, tick, len(t)) if tick > 0 else t
 
 
