@@ -18,7 +18,7 @@ from simfactory.errors import InputErrors
 from simfactory.resolve import load_and_resolve
 from simfactory.sim.streams import RandomStreams
 from simfactory.sim.traffic import arrival_schedule, arrival_times, weibull_shape_for_cv
-from tests.conftest import scenario_doc, write_case
+from conftest import scenario_doc, write_case
 
 runner = CliRunner()
 
