@@ -98,3 +98,15 @@ def test_cli_command_modules_import_only_common() -> None:
     outside = [m for m, deps in graph.items() if not m.startswith("simfactory.cli")
                and any(d.startswith("simfactory.cli") and d != "simfactory.cli.main" for d in deps)]
     assert not outside, f"library modules import CLI command modules: {outside}"
+
+
+def test_tests_import_helpers_the_way_plain_pytest_finds_them() -> None:
+    """CI runs plain `pytest`, which puts tests/ on sys.path but not the checkout: `tests.x` imports fail there."""
+    tests_dir = Path(__file__).resolve().parent
+    offenders = []
+    for path in sorted(tests_dir.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{path.name}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    assert offenders == []
