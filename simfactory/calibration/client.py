@@ -12,7 +12,9 @@ ok = False and the error: nothing is dropped.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,18 +83,53 @@ class Session:
             self.notes.append(text)
 
 
+@dataclass(frozen=True)
+class Ramp:
+    """A rate that climbs over a block, as `vllm bench serve --ramp-up-strategy` does: request i of n is sent at
+    start + (end - start) * i / (n - 1) req/s (linear) or start * (end / start) ** (i / (n - 1)) (exponential)."""
+
+    strategy: str  # linear | exponential
+    start_rps: float
+    end_rps: float
+
+    def rates(self, n: int) -> np.ndarray:
+        progress = np.arange(n) / max(n - 1, 1)
+        if self.strategy == "exponential":
+            return self.start_rps * (self.end_rps / self.start_rps) ** progress
+        return self.start_rps + (self.end_rps - self.start_rps) * progress
+
+    @property
+    def label(self) -> str:
+        return f"ramp {self.start_rps:g}-{self.end_rps:g}"
+
+
+def spread_lengths(tokens: int, n: int, range_ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """n lengths uniform on [tokens (1 - r), tokens (1 + r)] (integers, at least 1), as `vllm bench serve
+    --random-range-ratio` draws them; r = 0 gives `tokens` every time."""
+    if range_ratio <= 0:
+        return np.full(n, tokens, dtype=int)
+    low = max(int(math.floor(tokens * (1 - range_ratio))), 1)
+    high = max(int(math.ceil(tokens * (1 + range_ratio))), low)
+    return rng.integers(low, high + 1, n)
+
+
 def poisson_schedule(rate_rps: float, n: int, input_tokens: int, output_tokens: int, seed: int,
-                     burstiness: float = 1.0) -> list[PlannedRequest]:
-    """n requests at rate_rps (seeded), fixed lengths. Gaps are exponential (Poisson arrivals) at burstiness 1, else
-    gamma with shape = burstiness and the same mean, as `vllm bench serve --burstiness` draws them: below 1
-    burstier, above 1 more even."""
+                     burstiness: float = 1.0, range_ratio: float = 0.0, ramp: Ramp | None = None) -> list[PlannedRequest]:
+    """n requests at rate_rps (seeded), or at a ramp's climbing rate. Gaps are exponential (Poisson arrivals) at
+    burstiness 1, else gamma with shape = burstiness and the same mean, as `vllm bench serve --burstiness` draws
+    them: below 1 burstier, above 1 more even. With a range ratio, prompt and answer lengths are drawn uniformly
+    around the asked ones (their own stream: the send times do not change)."""
     rng = np.random.default_rng(seed)
+    rates = ramp.rates(n) if ramp is not None else np.full(n, rate_rps)
     if burstiness == 1.0:
-        gaps = rng.exponential(1.0 / rate_rps, n)
+        gaps = rng.exponential(1.0 / rates)
     else:
-        gaps = rng.gamma(burstiness, 1.0 / (rate_rps * burstiness), n)
+        gaps = rng.gamma(burstiness, 1.0 / (rates * burstiness))
     sends = np.cumsum(gaps) - gaps[0]
-    return [PlannedRequest(float(s), input_tokens, output_tokens) for s in sends]
+    lengths_rng = np.random.default_rng([seed, 1])
+    inputs = spread_lengths(input_tokens, n, range_ratio, lengths_rng)
+    outputs = spread_lengths(output_tokens, n, range_ratio, lengths_rng)
+    return [PlannedRequest(float(s), int(i), int(o)) for s, i, o in zip(sends, inputs, outputs)]
 
 
 def exact_prompt(tokenizer: Any, tokens: int, salt: int) -> str:
@@ -233,27 +270,62 @@ def warm_up(ep: Endpoint, n: int, input_tokens: int, output_tokens: int, session
     return ttfts
 
 
+@dataclass(frozen=True)
+class Load:
+    """How each block's sends are drawn: gap shape, length spread, a climbing rate, and how many times the whole
+    design is run (repeats: fresh draws each time, interleaved so that drift spreads over every block)."""
+
+    burstiness: float = 1.0
+    range_ratio: float = 0.0
+    ramp: Ramp | None = None
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
+class PlannedBlock:
+    rate: float  # NaN for a trace or a ramp
+    label: str  # the block's name, the same in every repeat (a fit holds out all repeats of a block together)
+    repeat: int
+    plan: list[PlannedRequest]
+
+
+def plan_blocks(rates: list[float], requests_per_rate: int, lengths: list[int], output_tokens: int, seed: int,
+                load: Load, schedule: list[PlannedRequest] | None = None) -> list[PlannedBlock]:
+    """Every (prompt length, rate) block of the design, or one ramp per prompt length, or the replayed schedule;
+    the whole design once per repeat. Block k of repeat j draws from seed + j * blocks + k."""
+    if schedule is not None:
+        design: list[tuple[float, str, int]] = [(float("nan"), "trace", 0)]
+    elif load.ramp is not None:
+        design = [(float("nan"), load.ramp.label if len(lengths) == 1 else f"{load.ramp.label} @ {n} tok", n)
+                  for n in lengths]
+    else:
+        design = [(r, f"{r:g}" if len(lengths) == 1 else f"{r:g} @ {n} tok", n) for n in lengths for r in rates]
+    out = []
+    for j in range(load.repeats):
+        for k, (rate, label, n) in enumerate(design):
+            plan = schedule if schedule is not None else poisson_schedule(
+                rate, requests_per_rate, n, output_tokens, seed + j * len(design) + k, load.burstiness,
+                load.range_ratio, load.ramp)
+            out.append(PlannedBlock(rate, label, j, plan))
+    return out
+
+
 def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, input_tokens: int | list[int],
                      output_tokens: int, seed: int = 0, concurrency: int | None = None,
                      schedule: list[PlannedRequest] | None = None, session: Session | None = None,
-                     warmup: int = 0, burstiness: float = 1.0, max_duration_s: float | None = None,
+                     warmup: int = 0, load: Load | None = None, max_duration_s: float | None = None,
                      on_block: Callable[[int, int, str, pd.DataFrame], None] | None = None) -> pd.DataFrame:
     """Poisson load at each rate in turn, at each prompt length (or one replayed schedule); send_s is relative to
     each block's start, and each row names its block (`block`: the rate, with the prompt length when several are
-    measured), the unit a fit holds out. `warmup` requests go first and are not recorded; the session (when given)
-    collects notes and raw records."""
+    measured), the unit a fit holds out, and its `repeat`. `warmup` requests go first and are not recorded; the
+    session (when given) collects notes and raw records."""
     session = session if session is not None else Session(ep.ignore_eos)
+    load = load if load is not None else Load()
     lengths = [input_tokens] if isinstance(input_tokens, int) else list(input_tokens)
-    blocks: list[tuple[float, str, list[PlannedRequest]]]
-    if schedule is not None:
-        blocks = [(float("nan"), "trace", schedule)]
-    else:
-        blocks = [(r, f"{r:g}" if len(lengths) == 1 else f"{r:g} @ {n} tok",
-                   poisson_schedule(r, requests_per_rate, n, output_tokens, seed + k, burstiness))
-                  for k, (n, r) in enumerate((n, r) for n in lengths for r in rates)]
+    blocks = plan_blocks(rates, requests_per_rate, lengths, output_tokens, seed, load, schedule)
     if max_duration_s is not None:  # each block sends for at most this long; what it did not send is noted
-        cut = [(rate, label, [p for p in plan if p.send_s <= max_duration_s]) for rate, label, plan in blocks]
-        unsent = sum(len(b[2]) - len(c[2]) for b, c in zip(blocks, cut))
+        cut = [dataclasses.replace(b, plan=[p for p in b.plan if p.send_s <= max_duration_s]) for b in blocks]
+        unsent = sum(len(b.plan) - len(c.plan) for b, c in zip(blocks, cut))
         if unsent:
             session.note(f"--max-duration {max_duration_s:g} s: {unsent} planned request(s) past it were not sent")
         blocks = cut
@@ -262,12 +334,13 @@ def measure_endpoint(ep: Endpoint, rates: list[float], requests_per_rate: int, i
         shown = ", ".join("failed" if v != v else f"{v:.3g} s" for v in ttfts)
         session.note(f"{warmup} warm-up request(s) not recorded (TTFT: {shown})")
     rows: list[dict[str, Any]] = []
-    for k, (rate, label, plan) in enumerate(blocks):
-        done = asyncio.run(run_schedule(ep, plan, rate, concurrency, first_salt=k * 1_000_000, block=k,
+    for k, b in enumerate(blocks):
+        done = asyncio.run(run_schedule(ep, b.plan, b.rate, concurrency, first_salt=k * 1_000_000, block=k,
                                         session=session))
-        rows += [{**row, "block": label} for row in done]
+        rows += [{**row, "block": b.label, "repeat": b.repeat} for row in done]
         if on_block is not None:
-            on_block(k + 1, len(blocks), label, pd.DataFrame(done))
+            on_block(k + 1, len(blocks), b.label if load.repeats == 1 else f"{b.label} (repeat {b.repeat + 1})",
+                     pd.DataFrame(done))
     return pd.DataFrame(rows)  # raw: the caller saves it before checking (a measurement is never lost)
 
 

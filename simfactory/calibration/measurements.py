@@ -50,6 +50,7 @@ REQUEST_OPTIONAL: dict[str, str] = {
     "error": "the failure, empty when ok",
     "rate_rps": "the offered load this request belonged to",
     "block": "the run (one rate at one prompt length) this request belonged to; fits hold out one block at a time",
+    "repeat": "which repeat of its block (0, 1, ...: `calibrate serve --repeats`); each repeat's sends start from 0",
 }
 
 
@@ -106,6 +107,12 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if bad.size:
             raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}", "must be a finite number >= 0")
+    if "repeat" in frame:
+        rep = pd.to_numeric(frame["repeat"], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(rep) | (rep < 0) | (rep != np.round(rep)))
+        if bad.size:
+            raise InputError(file, f"request {frame['request_id'].iloc[bad[0]]}.repeat", "must be an integer >= 0")
+        frame = frame.assign(repeat=rep.astype(int))
     late = np.flatnonzero(ok["e2e_s"].to_numpy(dtype=float) < ok["ttft_s"].to_numpy(dtype=float) - 1e-9)
     if late.size:
         raise InputError(file, f"request {ok['request_id'].iloc[late[0]]}.e2e_s", "end to end is shorter than TTFT")

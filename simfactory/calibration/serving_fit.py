@@ -23,7 +23,7 @@ from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitRefused, FitResult
 from simfactory.calibration.measurements import check_requests
-from simfactory.calibration.validate import Block, Deployment, blocks_of, compare_blocks, mape
+from simfactory.calibration.validate import Block, Deployment, blocks_of, by_label, compare_blocks, mape
 from simfactory.config.profile import LinearStepTime, RooflineStepTime
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
@@ -207,12 +207,13 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))
     factors, evaluations, exhausted = _search(blocks, family, space.max_evaluations)
     heldout = None
-    if len(blocks) >= 2:
+    labels = by_label(blocks)
+    if len(labels) >= 2:  # leave one block out, with all its repeats
         folds = []
-        for k, b in enumerate(blocks):
-            fold, n, _ = _search(blocks[:k] + blocks[k + 1:], family, space.max_evaluations)
+        for label, held in labels.items():
+            fold, n, _ = _search([b for b in blocks if b.label != label], family, space.max_evaluations)
             evaluations += n
-            folds.append(compare_blocks([b], fold))
+            folds.append(compare_blocks(held, fold))
         heldout = pd.concat(folds, ignore_index=True)
     return ServingFit(factors=factors, start=start, train=compare_blocks(blocks, factors), heldout=heldout,
                       start_mape=start_mape, evaluations=evaluations, on_bounds=family.on_bounds(factors),

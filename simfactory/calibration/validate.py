@@ -174,35 +174,51 @@ def simulate_block(block: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
 
 @dataclass(frozen=True)
 class Block:
-    """One rate block of a request table, ready to replay: its successful requests (sends from 0) and scenario."""
+    """One rate block of a request table (one repeat of it), ready to replay: its successful requests (sends from
+    0) and scenario. The repeats of a block share its label: they are compared, and held out, together."""
 
     label: str
     sent: pd.DataFrame
     scenario: ResolvedScenario
+    repeat: int = 0
+
+
+def _groups(measured: pd.DataFrame) -> list[tuple[str, int, pd.DataFrame]]:
+    """(label, repeat, rows): by the `block` column (and `repeat`) when the table has one, else by rate."""
+    repeats = measured["repeat"] if "repeat" in measured else pd.Series(0, index=measured.index)
+    if "block" in measured:
+        keys = list(zip(measured["block"].astype(str), repeats.astype(int)))
+        order = list(dict.fromkeys(keys))
+        series = pd.Series(keys, index=measured.index)
+        return [(label, rep, measured[series == (label, rep)]) for label, rep in order]
+    rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
+    return [("trace" if key < 0 else f"{key:g}", 0, block)
+            for key, block in measured.groupby(rates.fillna(-1.0), sort=True)]
 
 
 def blocks_of(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None) -> list[Block]:
-    """Group by the `block` column when the table has one (`calibrate serve`: one block per rate and prompt
-    length), else by rate (rows without one form one 'trace' block); resolve each block once."""
+    """Group by the `block` column (and `repeat`) when the table has one (`calibrate serve`: one block per rate and
+    prompt length, each repeat apart: its sends start from 0 again), else by rate (rows without one form one 'trace'
+    block); resolve each block once."""
     measured = check_requests(measured)
     if dep.profiles_dir is not None:
         with profiles_beside(dep) as (own, tmp_base):
             return blocks_of(measured, own, seed, tmp_base)
-    if "block" in measured:
-        keys = measured["block"].astype(str)
-        order = list(dict.fromkeys(keys))
-        groups = [(k, measured[keys == k]) for k in order]
-    else:
-        rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
-        groups = [("trace" if key < 0 else f"{key:g}", block)
-                  for key, block in measured.groupby(rates.fillna(-1.0), sort=True)]
     out = []
-    for label, block in groups:
+    for label, repeat, block in _groups(measured):
         ok = block[block["ok"].astype(bool)]
         if ok.empty:
             continue
         sent = ok.assign(send_s=ok["send_s"] - ok["send_s"].min())
-        out.append(Block(label, sent, resolve_block(sent, dep, seed, base_dir)))
+        out.append(Block(label, sent, resolve_block(sent, dep, seed, base_dir), repeat))
+    return out
+
+
+def by_label(blocks: list[Block]) -> dict[str, list[Block]]:
+    """The blocks of each label (its repeats), labels in the order of the design."""
+    out: dict[str, list[Block]] = {}
+    for b in blocks:
+        out.setdefault(b.label, []).append(b)
     return out
 
 
@@ -215,19 +231,23 @@ def _throughput(frame: pd.DataFrame) -> float:
 
 
 def compare_blocks(blocks: list[Block], factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
-    """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1)."""
+    """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1). A block's
+    repeats are pooled: percentiles over all their requests, throughput the mean over the repeats."""
     rows: list[dict[str, Any]] = []
-    for b in blocks:
-        sim = simulate_resolved(b.scenario, factors)
+    for label, group in by_label(blocks).items():
+        sent = pd.concat([b.sent for b in group], ignore_index=True)
+        sims = [simulate_resolved(b.scenario, factors) for b in group]
+        sim = pd.concat(sims, ignore_index=True)
         for metric in METRICS:
             for q in QUANTILES:
-                m = float(np.nanquantile(b.sent[metric].to_numpy(dtype=float), q))
+                m = float(np.nanquantile(sent[metric].to_numpy(dtype=float), q))
                 p = float(np.nanquantile(sim[metric].to_numpy(dtype=float), q))
-                rows.append({"rate_rps": b.label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
-                             "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(b.sent)})
-        m_tp, p_tp = _throughput(b.sent), _throughput(sim)
-        rows.append({"rate_rps": b.label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
-                     "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(b.sent)})
+                rows.append({"rate_rps": label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
+                             "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(sent)})
+        m_tp = float(np.mean([_throughput(b.sent) for b in group]))
+        p_tp = float(np.mean([_throughput(s) for s in sims]))
+        rows.append({"rate_rps": label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
+                     "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(sent)})
     if not rows:
         raise ValueError("no successful requests to compare")
     return pd.DataFrame(rows)

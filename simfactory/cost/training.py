@@ -7,7 +7,8 @@ import math
 from typing import Any, Protocol
 
 import numpy as np
-from scipy import stats as sps
+
+from simfactory.stats import mean_ci
 
 
 class RunOutcome(Protocol):
@@ -15,15 +16,6 @@ class RunOutcome(Protocol):
     failures: int
     checkpoints: int
     lost_h: float
-
-
-def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its t confidence interval (0 for a single value)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2 or np.ptp(v) <= 1e-9 * max(1.0, abs(float(v.mean()))):  # identical runs: no spread, not float noise
-        return float(v.mean()) if len(v) else math.nan, 0.0
-    half = float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-    return float(v.mean()), half
 
 
 def training_cost(runs: list[RunOutcome], accelerators: int, speed: float, usd_per_accel_hour: float,

@@ -8,10 +8,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from scipy import stats as sps
-
 from simfactory.errors import InputError
+from simfactory.stats import mean_ci
 
 LATENCY = ("ttft", "tpot", "e2e", "queue", "task")
 CAPACITY_LOSSES = ("shed", "rejected_queue_full", "unfinished", "aborted", "failed")  # outcomes more capacity avoids
@@ -95,14 +93,6 @@ def parse_slo(text: str) -> list[SloTarget]:
     return out
 
 
-def interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Mean and half-width of the t confidence interval (0 with one replication)."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), 0.0
-    return float(v.mean()), float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
-
-
 def judge(targets: list[SloTarget], summaries: list[dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
     """Whether every target is met at 95% confidence, with each target's mean and half-width."""
     ok = True
@@ -113,7 +103,7 @@ def judge(targets: list[SloTarget], summaries: list[dict[str, Any]]) -> tuple[bo
             ok = False
             detail[t.label] = {"mean": None, "ci95": None, "met": False}
             continue
-        mean, half = interval([float(v) for v in values if v is not None])
+        mean, half = mean_ci([float(v) for v in values if v is not None])
         met = mean + half <= t.value if t.op == "<" else mean - half >= t.value
         ok &= met
         detail[t.label] = {"mean": mean, "ci95": half, "met": met, "samples": t.samples(summaries)}
