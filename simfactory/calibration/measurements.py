@@ -119,6 +119,15 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
     return frame
 
 
+def output_tokens_per_s(frame: pd.DataFrame) -> float:
+    """Output tokens of the successful requests per second, from the first send to the last token (NaN with none)."""
+    ok = frame[frame["ok"].astype(bool)]
+    if ok.empty:
+        return float("nan")
+    span = float((ok["send_s"] + ok["e2e_s"]).max() - frame["send_s"].min())
+    return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
+
+
 def tpot_s(ttft_s: float, e2e_s: float, output_tokens: int) -> float:
     """Mean inter-token time after the first token (vLLM's and genai-perf's TPOT definition); NaN for 1 token."""
     if output_tokens <= 1:

@@ -19,7 +19,7 @@ from typing import Any, get_args
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.measurements import check_requests
+from simfactory.calibration.measurements import check_requests, output_tokens_per_s
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
@@ -222,14 +222,6 @@ def by_label(blocks: list[Block]) -> dict[str, list[Block]]:
     return out
 
 
-def _throughput(frame: pd.DataFrame) -> float:
-    ok = frame[frame["ok"].astype(bool)]
-    if ok.empty:
-        return float("nan")
-    span = float((ok["send_s"] + ok["e2e_s"]).max() - frame["send_s"].min())
-    return float(ok["output_tokens"].sum() / span) if span > 0 else float("nan")
-
-
 def compare_blocks(blocks: list[Block], factors: RooflineStepTime | LinearStepTime | None = None) -> pd.DataFrame:
     """One row per (rate block, metric): measured, predicted and signed error (predicted / measured - 1). A block's
     repeats are pooled: percentiles over all their requests, throughput the mean over the repeats."""
@@ -244,8 +236,8 @@ def compare_blocks(blocks: list[Block], factors: RooflineStepTime | LinearStepTi
                 p = float(np.nanquantile(sim[metric].to_numpy(dtype=float), q))
                 rows.append({"rate_rps": label, "metric": f"{metric[:-2]}_p{int(q * 100)}_s", "measured": m,
                              "predicted": p, "error": p / m - 1.0 if m > 0 else float("nan"), "requests": len(sent)})
-        m_tp = float(np.mean([_throughput(b.sent) for b in group]))
-        p_tp = float(np.mean([_throughput(s) for s in sims]))
+        m_tp = float(np.mean([output_tokens_per_s(b.sent) for b in group]))
+        p_tp = float(np.mean([output_tokens_per_s(s) for s in sims]))
         rows.append({"rate_rps": label, "metric": "output_tokens_per_s", "measured": m_tp, "predicted": p_tp,
                      "error": p_tp / m_tp - 1.0 if m_tp > 0 else float("nan"), "requests": len(sent)})
     if not rows:

@@ -114,11 +114,63 @@ def _endpoint(url: str, model: str, endpoint: str, api_key: Optional[str], heade
                     ignore_eos=ignore_eos, headers=tuple(pairs))
 
 
-def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any) -> None:
-    """requests.csv, the raw per-request records (requests.jsonl: status, error, chunk times) and summary.json
-    (the serving summary, the endpoint without its key, the notes)."""
+def _ramp(strategy: Optional[str], start_rps: Optional[float], end_rps: Optional[float]) -> Any:
+    """The ramp the three --ramp-up flags describe (None without a strategy); each missing or impossible part is an
+    input error naming its flag."""
+    from simfactory.calibration.client import Ramp
+
+    if strategy is None:
+        if start_rps is not None or end_rps is not None:
+            raise InputError("--ramp-up-strategy", "ramp_up_strategy", "--ramp-up-start-rps and --ramp-up-end-rps "
+                                                                       "need a strategy (linear or exponential)")
+        return None
+    if strategy not in ("linear", "exponential"):
+        raise InputError("--ramp-up-strategy", "ramp_up_strategy", f"linear or exponential, not {strategy!r}")
+    if start_rps is None or end_rps is None:
+        flag = "--ramp-up-start-rps" if start_rps is None else "--ramp-up-end-rps"
+        raise InputError(flag, flag[2:].replace("-", "_"), f"a {strategy} ramp needs both its start and end rate")
+    if end_rps <= 0 or (strategy == "exponential" and start_rps <= 0):
+        flag = "--ramp-up-end-rps" if end_rps <= 0 else "--ramp-up-start-rps"
+        raise InputError(flag, flag[2:].replace("-", "_"), "must be > 0" + (" for an exponential ramp"
+                                                                           if flag.endswith("start-rps") else ""))
+    return Ramp(strategy, start_rps, end_rps)
+
+
+def _metadata(items: list[str]) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError("--metadata", "metadata", f"expected KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value
+    return {"metadata": pairs} if pairs else {}
+
+
+RUN_OPTIONS = ("rates", "requests", "input_tokens", "output_tokens", "concurrency", "burstiness", "range_ratio",
+               "ramp_up_strategy", "ramp_up_start_rps", "ramp_up_end_rps", "repeats", "warmup", "max_duration",
+               "seed", "engine", "dtype", "tp", "replicas", "max_num_seqs", "sku", "model")
+
+
+def _run_options(values: dict[str, Any]) -> dict[str, Any]:
+    """What the run was asked to do, for summary.json: the load flags, the deployment, the tool's version and when
+    it started (UTC)."""
+    from datetime import datetime, timezone
+
+    from simfactory import __version__
+
+    return {"run": {"simfactory_version": __version__,
+                    "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "options": {k: values[k] for k in RUN_OPTIONS}}}
+
+
+def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any, goodput: dict[str, float],
+                       run_meta: dict[str, Any]) -> None:
+    """requests.csv, the raw per-request records (requests.jsonl: status, error, chunk times), summary.json (the
+    serving summary, the endpoint without its key, the notes, the run's options and metadata) and, with repeats,
+    repeats.csv (each block's figures: mean and 95% CI over the repeats)."""
     import json
 
+    from simfactory.calibration.repeats import repeat_stats
     from simfactory.calibration.serving_summary import serving_summary
     from simfactory.outputs import json_finite
 
@@ -127,13 +179,32 @@ def _write_measurement(folder: Path, measured: Any, session: Any, ep: Any) -> No
         for rec in session.raw:
             f.write(json.dumps(rec) + "\n")
     meta = {"endpoint": ep.request_url, "served_model": ep.model, "ignore_eos_sent": session.ignore_eos,
-            "headers": sorted(name for name, _ in ep.headers), "notes": session.notes,
-            "summary": serving_summary(measured, session.raw)}
+            "headers": sorted(name for name, _ in ep.headers), "notes": session.notes, **run_meta,
+            "summary": serving_summary(measured, session.raw, goodput)}
+    if "repeat" in measured and measured["repeat"].nunique() > 1:
+        stats = repeat_stats(measured)
+        stats.to_csv(folder / "repeats.csv", index=False)
+        meta["repeats"] = stats.to_dict(orient="records")
     (folder / "summary.json").write_text(json.dumps(json_finite(meta), indent=2, allow_nan=False) + "\n")
 
 
+def _report_failures(measured: Any, url: str) -> None:
+    """The failed requests by cause, with hints; every request failed: exit 2 (there is nothing to compare)."""
+    from simfactory.calibration.client import failure_causes
 
-def _print_summary(measured: Any, session: Any, out: Any) -> None:
+    failed = measured[~measured["ok"]]
+    if len(failed) == len(measured):
+        err.print(f"[red]error:[/red] {url}: every request failed:", highlight=False, soft_wrap=True)
+        for cause in failure_causes(measured):
+            err.print(f"  {cause}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+    if len(failed):
+        out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow]:", highlight=False)
+        for cause in failure_causes(measured):
+            out.print(f"  {cause}", highlight=False, soft_wrap=True)
+
+
+def _print_summary(measured: Any, session: Any, out: Any, goodput: dict[str, float] | None = None) -> None:
     from rich.table import Table
 
     from simfactory.calibration.serving_summary import serving_summary, summary_rows
@@ -141,9 +212,30 @@ def _print_summary(measured: Any, session: Any, out: Any) -> None:
     t = Table(title="Serving benchmark result", show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for label, value in summary_rows(serving_summary(measured, session.raw)):
+    for label, value in summary_rows(serving_summary(measured, session.raw, goodput)):
         t.add_row(label, value)
     print_table(t)
+
+
+def _print_repeats(measured: Any, out: Any) -> None:
+    """Each block's figures over the repeats, mean +- 95% CI (ms for latencies), and the blocks too noisy to trust."""
+    from rich.table import Table
+
+    from simfactory.calibration.repeats import STABLE_HALF_WIDTH, repeat_stats, unstable_blocks
+
+    stats = repeat_stats(measured)
+    t = Table(title=f"over {int(stats['repeats'].max())} repeats: mean +- 95% CI")
+    for col in ("block", "figure", "mean", "+-95% CI", "stable"):
+        t.add_column(col, justify="right")
+    for r in stats.itertuples(index=False):
+        scale, unit = (1.0, "") if r.figure == "output_tokens_per_s" else (1e3, " ms")
+        t.add_row(str(r.block), r.figure, f"{r.mean * scale:.4g}{unit}", f"{r.ci95 * scale:.2g}{unit}",
+                  "n/a" if r.stable is None else ("yes" if r.stable else "NO"))
+    print_table(t)
+    for block, figures in unstable_blocks(stats).items():
+        out.print(f"[yellow]unstable:[/yellow] block {block}: {', '.join(figures)} vary by more than "
+                  f"+-{STABLE_HALF_WIDTH:.0%} between repeats; raise --requests or --repeats, or quiet the server, "
+                  "before trusting a fit to it", highlight=False, soft_wrap=True)
 
 
 def _print_comparison(table: Any, out: Any) -> None:
@@ -191,33 +283,65 @@ def _validate_and_write(measured: Any, dep: Any, out_dir: Path, seed: int, out: 
     out.print(f"wrote {out_dir / 'validation.csv'}", highlight=False)
 
 
+# calibrate serve's options (aliases keep serve_cmd short)
+RatesOpt = Annotated[Optional[str], typer.Option(help="Comma-separated Poisson rates (req/s), run one after another "
+                                                 "[default: 1,2,4].")]
+InputTokensOpt = Annotated[str, typer.Option(help="Prompt tokens per request; several (comma-separated) measure every "
+                                             "rate at each length, blocks a fit can hold out.")]
+IgnoreEosOpt = Annotated[bool, typer.Option(help="Send ignore_eos so answers run to max_tokens (vLLM, SGLang); a server "
+                                            "that refuses it is asked again without it and the run says so.")]
+ApiKeyOpt = Annotated[Optional[str], typer.Option(envvar="SIMFACTORY_API_KEY",
+                                                  help="Bearer token (or set SIMFACTORY_API_KEY).")]
+BurstinessOpt = Annotated[float, typer.Option(min=0.01, max=100.0, help="Gamma shape of the gaps between sends "
+    "(vllm bench serve's): 1 Poisson, < 1 burstier.")]
+MaxDurationOpt = Annotated[Optional[float], typer.Option(min=0.001, help="Seconds each block sends for at most "
+    "(later planned requests are not sent, and the run says so).")]
+TokenizerOpt = Annotated[Optional[str], typer.Option(help="A Hugging Face tokenizer (folder or name) for prompts of "
+    "exactly --input-tokens tokens (needs transformers).")]
+RangeRatioOpt = Annotated[float, typer.Option(min=0.0, max=0.99, help="Spread of prompt and answer lengths: each "
+    "drawn uniformly in [L(1-r), L(1+r)] (vllm bench serve's "
+    "--random-range-ratio); 0: every request exactly L.")]
+RampUpStrategyOpt = Annotated[Optional[str], typer.Option(help="linear or exponential: instead of --rates, each "
+    "block's rate climbs from --ramp-up-start-rps to "
+    "--ramp-up-end-rps (vllm bench serve's ramp-up).")]
+RampUpStartRpsOpt = Annotated[Optional[float], typer.Option(min=0.0, help="Rate of a ramp's first request (req/s).")]
+RampUpEndRpsOpt = Annotated[Optional[float], typer.Option(min=0.0, help="Rate of a ramp's last request (req/s).")]
+RepeatsOpt = Annotated[int, typer.Option(min=1, max=100, help="Run the whole design this many times (fresh draws, "
+    "interleaved) and report each block's mean and 95% CI, flagging blocks wider "
+    "than +-10%.")]
+GoodputOpt = Annotated[Optional[list[str]], typer.Option(help="SLO limits for goodput, vllm bench serve's form: "
+    "'ttft:300 tpot:50' (ms; names ttft, tpot, e2el).")]
+MetadataOpt = Annotated[Optional[list[str]], typer.Option(help="KEY=VALUE saved in summary.json with the run "
+    "(repeatable), as vllm bench serve --metadata.")]
+
+
 def serve_cmd(
     url: Annotated[str, typer.Option(help="Base URL of an OpenAI-compatible server, e.g. http://localhost:8000.")],
     served_model: Annotated[str, typer.Option(help="The model name the server expects in requests.")],
     sku: SkuOpt,
     model: ModelOpt,
-    rates: Annotated[str, typer.Option(help="Comma-separated Poisson rates (req/s), run one after another.")] = "1,2,4",
+    rates: RatesOpt = None,
     requests: Annotated[int, typer.Option(min=1, max=1_000_000, help="Requests per rate.")] = 100,
-    input_tokens: Annotated[str, typer.Option(help="Prompt tokens per request; several (comma-separated) measure "
-                                                   "every rate at each length, blocks a fit can hold out.")] = "512",
+    input_tokens: InputTokensOpt = "512",
     output_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (ignore_eos).")] = 128,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="Cap on requests in flight (default: none).")] = None,
     chat: Annotated[bool, typer.Option(help="Use /v1/chat/completions instead of /v1/completions (= --endpoint chat).")] = False,
     endpoint: Annotated[str, typer.Option(help="completions (/v1/completions) or chat (/v1/chat/completions).")] = "completions",
-    ignore_eos: Annotated[bool, typer.Option(
-        help="Send ignore_eos so answers run to max_tokens (vLLM, SGLang); a server that refuses it is asked again "
-             "without it and the run says so.")] = True,
-    api_key: Annotated[Optional[str], typer.Option(envvar="SIMFACTORY_API_KEY",
-                                                   help="Bearer token (or set SIMFACTORY_API_KEY).")] = None,
+    ignore_eos: IgnoreEosOpt = True,
+    api_key: ApiKeyOpt = None,
     header: Annotated[Optional[list[str]], typer.Option(help="Extra request header 'Name: value' (repeatable).")] = None,
     timeout: Annotated[float, typer.Option(min=0.1, max=86400, help="Seconds one request may take.")] = 600.0,
     warmup: Annotated[int, typer.Option(min=0, max=1000, help="Requests sent first, one at a time, and not recorded.")] = 2,
-    burstiness: Annotated[float, typer.Option(min=0.01, max=100.0, help="Gamma shape of the gaps between sends "
-                                                                         "(vllm bench serve's): 1 Poisson, < 1 burstier.")] = 1.0,
-    max_duration: Annotated[Optional[float], typer.Option(min=0.001, help="Seconds each block sends for at most "
-                                                                          "(later planned requests are not sent, and the run says so).")] = None,
-    tokenizer: Annotated[Optional[str], typer.Option(help="A Hugging Face tokenizer (folder or name) for prompts of "
-                                                          "exactly --input-tokens tokens (needs transformers).")] = None,
+    burstiness: BurstinessOpt = 1.0,
+    max_duration: MaxDurationOpt = None,
+    tokenizer: TokenizerOpt = None,
+    range_ratio: RangeRatioOpt = 0.0,
+    ramp_up_strategy: RampUpStrategyOpt = None,
+    ramp_up_start_rps: RampUpStartRpsOpt = None,
+    ramp_up_end_rps: RampUpEndRpsOpt = None,
+    repeats: RepeatsOpt = 1,
+    goodput: GoodputOpt = None,
+    metadata: MetadataOpt = None,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this trace's send times and lengths instead.")] = None,
     trace_format: Annotated[str, typer.Option(help="Format of --trace (see `simfactory trace stats`).")] = "mooncake",
     engine: EngineOpt = "vllm",
@@ -234,8 +358,9 @@ def serve_cmd(
 
     Example: simfactory calibrate serve --url http://localhost:8000 --served-model meta-llama/Llama-3.1-8B-Instruct --sku h100-sxm --model llama-3.1-8b
     """
-    from simfactory.calibration.client import Session, failure_causes, measure_endpoint
+    from simfactory.calibration.client import Load, Session, measure_endpoint
     from simfactory.calibration.measurements import check_requests
+    from simfactory.calibration.serving_summary import parse_goodput
     from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
@@ -243,32 +368,30 @@ def serve_cmd(
         ep = _endpoint(url, served_model, "chat" if chat else endpoint, api_key, header or [], timeout, ignore_eos)
         if tokenizer is not None:
             ep = dataclasses.replace(ep, tokenizer=_load_tokenizer(tokenizer))
-        rate_list, lengths = _rates(rates), _lengths(input_tokens)
+        rate_list, lengths = _rates(rates or "1,2,4"), _lengths(input_tokens)
         schedule = _trace_schedule(trace, trace_format) if trace is not None else None
         dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
-    n_requests = len(schedule) if schedule else requests * len(rate_list) * len(lengths)
+        load = Load(burstiness, range_ratio, _ramp(ramp_up_strategy, ramp_up_start_rps, ramp_up_end_rps), repeats)
+        limits = parse_goodput(goodput or [])
+        run_meta = {**_metadata(metadata or []), **_run_options(locals())}
+    n_requests = repeats * (len(schedule) if schedule else requests * len(lengths) * (1 if load.ramp else len(rate_list)))
     out.print(f"sending {warmup} warm-up and {n_requests} measured requests to {ep.request_url} ...", highlight=False)
     session = Session(ep.ignore_eos)
+    if load.ramp is not None and rates is not None:
+        session.note("--rates is not used with a ramp (each block's rate climbs from the ramp's start to its end)")
     measured = measure_endpoint(ep, rate_list, requests, lengths, output_tokens, seed, concurrency, schedule,
-                                session=session, warmup=warmup, burstiness=burstiness, max_duration_s=max_duration,
+                                session=session, warmup=warmup, load=load, max_duration_s=max_duration,
                                 on_block=_progress)
     with input_errors(), output_folder(out_dir, "calibrate serve") as folder:  # saved before it is checked
-        folder.replace(lambda tmp: _write_measurement(tmp, measured, session, ep))
+        folder.replace(lambda tmp: _write_measurement(tmp, measured, session, ep, limits, run_meta))
     for note in session.notes:
         out.print(f"note: {note}", highlight=False, soft_wrap=True)
     with input_errors():
         measured = check_requests(measured, str(out_dir / "requests.csv"))
-    failed = measured[~measured["ok"]]
-    if len(failed) == len(measured):
-        err.print(f"[red]error:[/red] {ep.request_url}: every request failed:", highlight=False, soft_wrap=True)
-        for cause in failure_causes(measured):
-            err.print(f"  {cause}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
-    if len(failed):
-        out.print(f"[yellow]{len(failed)} of {len(measured)} requests failed[/yellow]:", highlight=False)
-        for cause in failure_causes(measured):
-            out.print(f"  {cause}", highlight=False, soft_wrap=True)
-    _print_summary(measured, session, out)
+    _report_failures(measured, ep.request_url)
+    _print_summary(measured, session, out, limits)
+    if repeats > 1:
+        _print_repeats(measured, out)
     with input_errors():
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate serve", existing=True)
 

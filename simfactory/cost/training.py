@@ -3,7 +3,6 @@ checkpoint. Knows nothing of SimPy: it reads the replicated runs' outcomes."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 import numpy as np
