@@ -9,7 +9,7 @@ import pytest
 from conftest import scenario_doc
 
 from simfactory.config.training import TrainingJob
-from simfactory.stats import mean_ci
+from simfactory.metrics.ci import mean_ci
 from simfactory.errors import InputError, InputErrors
 from simfactory.sim.training import (
     chosen_interval_h,

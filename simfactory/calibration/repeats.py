@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from simfactory.calibration.measurements import output_tokens_per_s
-from simfactory.stats import mean_ci
+from simfactory.metrics.ci import mean_ci
 
 FIGURES: tuple[tuple[str, float], ...] = (("ttft_s", 0.5), ("ttft_s", 0.9), ("tpot_s", 0.5), ("tpot_s", 0.9),
                                           ("e2e_s", 0.5), ("e2e_s", 0.9))

@@ -25,7 +25,7 @@ from simfactory.cli.common import (
     print_warnings,
     progress_bar,
 )
-from simfactory.config.limits import MAX_SEED
+from simfactory.config.limits import MAX_REPLICATIONS, MAX_SEED
 from simfactory.errors import InputError
 from simfactory.report.money import format_usd
 
@@ -95,6 +95,10 @@ def run(
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing --trace file that simfactory did not write.")
     ] = False,
+    replications: Annotated[int, typer.Option(
+        "--replications", "-R", min=1, max=MAX_REPLICATIONS,
+        help="Run N times on seeds seed, seed+1, ...: the report is replication 0's; replications.csv and ci.csv add "
+             "every headline metric's mean and 95% t interval.")] = 1,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -118,14 +122,16 @@ def run(
         _print_resolved(rs)
     print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
-    metrics, wall_s = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
-                                          show_timings=verbose and not as_json)
-    emit_json(out_json, metrics.summary, force, generator=False)  # the same document as summary.json
+    metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
+                                                show_timings=verbose and not as_json, replications=replications)
+    doc = metrics.summary if reps is None else {**metrics.summary, "replications": _replications_json(reps)}
+    emit_json(out_json, doc, force, generator=False)  # summary.json's document (and the replications, -R > 1)
     if as_json:
         return
     if not quiet:
         _print_summary(metrics.summary, wall_s)
-    _print_written(target, metrics, plots, trace)
+        _print_replications(reps)
+    _print_written(target, metrics, plots, trace, reps is not None)
 
 
 def _stepping_every_iteration(rs: Any) -> Any:
@@ -137,14 +143,17 @@ def _stepping_every_iteration(rs: Any) -> Any:
 
 
 def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, quiet: bool, trace: Path | None,
-                        trace_tasks: int, force: bool, show_timings: bool) -> tuple[Any, float]:
-    """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds).
+                        trace_tasks: int, force: bool, show_timings: bool,
+                        replications: int = 1) -> tuple[Any, float, Any]:
+    """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds, the
+    replications of -R > 1 or None). Replication 0 is this run: its report is the folder's.
 
     The folder is checked and locked before simulating (a refused output path should not cost a run) and held until
     written; Ctrl-C leaves an earlier report there unchanged.
     """
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import check_output_file, output_folder
+    from simfactory.report.replications import write_replications
     from simfactory.report.writer import build_run, write_trace
     from simfactory.sim.run import simulate
 
@@ -158,10 +167,13 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
             wall_s = time.perf_counter() - started
             metrics = compute_metrics(result, trace_tasks=trace_tasks)
             metrics_s = time.perf_counter() - started - wall_s
+            reps = _replicate(rs, metrics.summary, seed, replications, quiet)
             inside = trace is not None and abspath(trace).parent == abspath(target)  # part of the run folder
 
             def build(tmp: Path) -> None:
                 build_run(metrics, tmp, plots)
+                if reps is not None:
+                    write_replications(reps, tmp)
                 if inside:
                     write_trace(metrics, tmp / trace.name, force=True)
 
@@ -174,12 +186,45 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
         except KeyboardInterrupt:
             err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
             raise typer.Exit(EXIT_INTERRUPTED) from None
-    return metrics, wall_s
+    return metrics, wall_s, reps
 
 
-def _print_written(target: Path, metrics: Any, plots: bool, trace: Path | None) -> None:
+def _replicate(rs: Any, first_summary: dict[str, Any], seed: int | None, replications: int, quiet: bool) -> Any:
+    """-R N: replications 1 .. N-1 on seeds seed+1, ... beside the run just simulated (replication 0); None for
+    -R 1."""
+    from simfactory.plan.replicate import replicate
+
+    if replications < 2:
+        return None
+    with progress_bar(quiet, f"replicating {rs.scenario.name} ({replications} runs)") as progress:
+        return replicate(rs, replications, seed, first_summary=first_summary, progress=progress)
+
+
+def _replications_json(reps: Any) -> dict[str, Any]:
+    from simfactory.report.replications import replications_json
+
+    return replications_json(reps)
+
+
+def _print_replications(reps: Any) -> None:
+    """-R N: each headline metric's mean and 95% t interval over the replications."""
+    from simfactory.report.replications import ci_table_rows
+
+    if reps is None:
+        return
+    t = Table(title=f"{reps.scenario}: {len(reps.seeds)} replications (seeds {reps.seeds[0]}..{reps.seeds[-1]}), "
+                    "mean and 95% t interval")
+    for col in ("metric", "mean", "± 95% CI"):
+        t.add_column(col, justify="left" if col == "metric" else "right")
+    for row in ci_table_rows(reps):
+        t.add_row(*(escape(c) for c in row))
+    print_table(t)
+
+
+def _print_written(target: Path, metrics: Any, plots: bool, trace: Path | None, replicated: bool = False) -> None:
     """The closing lines: which files the run wrote."""
-    extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "")
+    extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "") + \
+        (", replications.csv, ci.csv" if replicated else "")
     out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{extra})", highlight=False)
     if trace is not None:
         out.print(f"wrote {trace} (open it in ui.perfetto.dev)", highlight=False)

@@ -124,4 +124,5 @@ MAX_YEAR = 2100
 # ---- seeds ----
 # A seed flag, like a scenario's seed, is a count (MAX_INT); replications use seed .. seed + R - 1 (R <= 1000),
 # which must stay within it too.
-MAX_SEED = MAX_INT - 1000
+MAX_REPLICATIONS = 1000  # `run -R`, `compare -R`: each a full simulation; the t interval has long converged by then
+MAX_SEED = MAX_INT - MAX_REPLICATIONS

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from simfactory.stats import mean_ci
+from simfactory.metrics.ci import mean_ci
 
 
 class RunOutcome(Protocol):

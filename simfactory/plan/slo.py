@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simfactory.errors import InputError
-from simfactory.stats import mean_ci
+from simfactory.metrics.ci import mean_ci
 
 LATENCY = ("ttft", "tpot", "e2e", "queue", "task")
 CAPACITY_LOSSES = ("shed", "rejected_queue_full", "unfinished", "aborted", "failed")  # outcomes more capacity avoids

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from simfactory.report.finance import finance_tables
@@ -58,11 +59,10 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("autoscaled replica-hours", [sum(a["provisioned_replica_hours"] for a in (s.get("autoscaling") or {}).values())
                                      if s.get("autoscaling") else None for s in S])
     add("USD per hour", [_get(s, "cost", "usd_per_hour") for s in S])
-    add("USD per 1M tokens (in+out)", [_get(s, "finance", "unit_economics", "usd_per_1m_tokens") for s in S])
+    add(COST_ROWS["1M tokens"], [_get(s, "finance", "unit_economics", "usd_per_1m_tokens") for s in S])
     add("USD per 1M output tokens", [_get(s, "cost", "usd_per_1m_output_tokens") for s in S])
-    add("USD per request", [_get(s, "cost", "usd_per_request") for s in S])
-    add("USD per successful task (fully loaded)",
-        [_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in S])
+    add(COST_ROWS["request"], [_get(s, "cost", "usd_per_request") for s in S])
+    add(COST_ROWS["successful task"], [_get(s, "finance", "unit_economics", "usd_per_successful_task") for s in S])
     add("tokens per joule", [_get(s, "finance", "unit_economics", "tokens_per_joule") for s in S])
     add("upfront capex USD", [_get(s, "finance", "tco", "upfront_capex_usd") for s in S])
     add("TCO over horizon USD", [_get(s, "finance", "tco", "tco_usd") for s in S])
@@ -75,6 +75,17 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     if len(set(names)) != len(names):
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]
     return pd.DataFrame(rows, index=names).T
+
+
+def headline_values(summary: dict[str, Any]) -> dict[str, float]:
+    """One run's numeric rows of `comparison_frame`: the metrics `run -R` and `compare -R` give confidence
+    intervals (the table users already read; text rows such as own vs rent, and missing values, left out)."""
+    column = comparison_frame([summary]).iloc[:, 0]
+    return {str(label): float(v) for label, v in column.items() if _finite_number(v)}
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)) and math.isfinite(v)
 
 
 def _first(blocks: Any, *path: str) -> Any:
@@ -147,6 +158,8 @@ MEETS = "meets SLOs and capacity"
 # cost bases, best first: the first every run has is used (else the one most runs have)
 COST_BASES = (("usd_per_successful_task", "successful task"), ("usd_per_1m_tokens", "1M tokens"),
               ("usd_per_request", "request"))
+COST_ROWS = {"successful task": "USD per successful task (fully loaded)", "1M tokens": "USD per 1M tokens (in+out)",
+             "request": "USD per request"}  # each cost basis's row in the side-by-side table
 
 
 def card_weights(summaries: list[dict[str, Any]], weights: dict[str, float] | None = None) -> dict[str, float]:
@@ -293,7 +306,7 @@ def recommendation(summaries: list[dict[str, Any]], names: list[str], card: pd.D
     are not recommended (excluded by the gate, or lower scores, with the cheapest named)."""
     card = scorecard(summaries, names) if card is None else card
     total = {n: float(card.loc["weighted total", n]) for n in names}
-    ok = sorted((n for n in names if card.loc[GATE, n]), key=lambda n: card.loc["rank", n])
+    ok = passing_runs(card, names)
     why = {n: str(card.loc[MEETS, n]).removeprefix("no: ") for n in names if n not in ok}
     excluded = [f"{n} excluded: {w}" for n, w in why.items()]
     if not ok:
@@ -311,6 +324,11 @@ def recommendation(summaries: list[dict[str, Any]], names: list[str], card: pd.D
         line += (" None of these runs sets latency targets (service_classes[].slo): meeting the SLO means only "
                  "being answered.")
     return line
+
+
+def passing_runs(card: pd.DataFrame, names: list[str]) -> list[str]:
+    """The runs that pass the capacity gate, best-ranked first: the first is the recommendation."""
+    return sorted((n for n in names if card.loc[GATE, n]), key=lambda n: card.loc["rank", n])
 
 
 def _cost_clause(summaries: list[dict[str, Any]], names: list[str], ok: list[str], total: dict[str, float]) -> str:
