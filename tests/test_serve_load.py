@@ -148,3 +148,19 @@ def test_bad_load_flags_are_one_line_errors_before_anything_is_sent(tmp_path, fl
                                    "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--out", str(tmp_path / "o")] + flags)
     assert res.exit_code == 2 and message in res.output and "Traceback" not in res.output, res.output
     assert not (tmp_path / "o").exists()
+
+
+def test_a_request_past_timeout_is_a_failed_row_naming_the_timeout(server):  # noqa: F811
+    table = measure_endpoint(Endpoint(url=server, model="m", timeout_s=FIRST_DELAY_S / 6), [50.0], 2, 16, 3, seed=0)
+    assert len(table) == 2 and not table["ok"].any()
+    assert table["error"].str.contains("Timeout").all()
+
+
+def test_progress_names_each_block_and_repeat(server, tmp_path):  # noqa: F811
+    res = CliRunner().invoke(app, ["calibrate", "serve", "--url", server, "--served-model", "m", "--sku", "h100-sxm",
+                                   "--model", "llama-3.1-8b", "--rates", "40", "--requests", "2", "--input-tokens",
+                                   "16", "--output-tokens", "2", "--warmup", "0", "--repeats", "2",
+                                   "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "block 1/2 (40 (repeat 1)): 2 requests, 0 failed" in res.output
+    assert "block 2/2 (40 (repeat 2)): 2 requests, 0 failed" in res.output
