@@ -157,9 +157,15 @@ def _loads(steps: pd.DataFrame) -> list[StepLoad]:
 
 
 def fit_linear(steps: pd.DataFrame, train: np.ndarray) -> LinearStepTime:
-    """Non-negative coefficients minimising soft-L1 relative error; started from NNLS on the same weighting."""
+    """The linear step time of a step table: one row per step, the overhead counted once per step."""
     x = np.column_stack([np.ones(len(steps))] + [steps[f].to_numpy(dtype=float) for f in FEATURES])
-    y = steps["step_s"].to_numpy(dtype=float)
+    return linear_from_matrix(x, steps["step_s"].to_numpy(dtype=float), train)
+
+
+def linear_from_matrix(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> LinearStepTime:
+    """Non-negative coefficients of LINEAR_FIELDS minimising soft-L1 relative error of x @ coef against y (columns:
+    steps, prefill tokens, decode sequences, KV tokens read, prefill attention pairs, each summed over what a row
+    measured); started from NNLS on the same weighting."""
     scale = np.maximum(np.abs(x[train]).max(axis=0), 1e-12)  # columns of very different magnitude
     a = x[train] / scale / y[train, None]  # relative residuals: (x.beta - y) / y
     beta0, _ = nnls(a, np.ones(int(train.sum())))

@@ -224,3 +224,19 @@ def config_dir_for(model: str, override: Path | None) -> Path:
     parse_json(read_input_text(folder / "config.json", "--config-dir", MAX_SUMMARY_BYTES, "model config"),
                str(folder / "config.json"), "--config-dir")
     return folder
+
+
+def publish_batches(batches: pd.DataFrame, dep: Any, *, profiles_dir: Path, provenance: dict[str, Any],
+                    max_heldout_mape: float = 0.10, force: bool = False, heldout_by: str = "prompt",
+                    max_train: int | None = None) -> CalibrationRun:
+    """Fit a linear step time to whole-batch latencies (batch_latency), with the same threshold and files as
+    `publish`; the predicted vs measured table goes beside the profile as .batch-fit.csv."""
+    from simfactory.calibration.batch_latency import fit_batches, heldout_bias
+
+    fit = fit_batches(batches, dep, by=heldout_by, max_train=max_train)
+    check_threshold(fit, max_heldout_mape, force)
+    provenance = {**provenance, "method": f"batch-latency fit: {fit.n_train} batches fitted, {fit.n_heldout} held "
+                                          f"out ({fit.heldout_by}), held-out bias {heldout_bias(fit):+.2%}"}
+    entry = build_entry(fit, model=dep.model, engine=dep.engine, dtype=dep.dtype, tp=dep.tp, provenance=provenance)
+    notes = ("a batch's latency mixes prefill and decode steps: the held-out error is one figure for both",)
+    return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku, force=force), fit, None, batches, None, notes)

@@ -35,7 +35,7 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
     prov.setdefault("date", datetime.now(timezone.utc).strftime("%Y-%m-%d"))
     prov.setdefault("git_sha", git_sha())
     prov["fit"] = (f"{fit.kind}; held-out MAPE {fit.heldout_mape:.2%}, worst {fit.heldout_max_error:.2%} "
-                   f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} steps, split {fit.heldout_by}); "
+                   f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} rows, split {fit.heldout_by}); "
                    f"train MAPE {fit.train_mape:.2%}")
     for phase, pe in fit.phases.items():  # held-out error per phase: steps with prefill, decode-only steps
         prov[f"fit_heldout_{phase}"] = pe.text()
@@ -76,15 +76,16 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     folder = profiles_dir / sku
     name = profile_name(entry.model, entry.engine, entry.dtype, entry.tp)
     # a serving fit's table is predicted vs measured per block and metric, not engine steps: named for it
-    serving = "serving" in fit.kind
-    table = f"{name}.serving-fit.csv" if serving else f"{name}.steps.csv"
+    serving = "serving" in fit.kind or "batch" in fit.kind
+    table = (f"{name}.serving-fit.csv" if "serving" in fit.kind else f"{name}.batch-fit.csv" if "batch" in fit.kind
+             else f"{name}.steps.csv")
     target = folder / f"{name}.yaml"
     check_profile_target(target, [folder / table, folder / f"{name}.power.csv"], force)
     folder.mkdir(parents=True, exist_ok=True)
     doc = entry.model_dump(mode="json", exclude_none=True)
     header = (f"{SCHEMA_LINE}# generator: {GENERATOR}\n"
               f"# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
-              f"({entry.provenance.get('date', '')}); {'predicted vs measured per block' if serving else 'raw steps'}: {table}\n")
+              f"({entry.provenance.get('date', '')}); {'predicted vs measured per row' if serving else 'raw steps'}: {table}\n")
     tmps = [_write_temporary(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
     load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it
     tmps.append(_write_temporary(folder / table, lambda p: fit.predictions.to_csv(p, index=False)))

@@ -96,7 +96,8 @@ def _report(run: Any, out: Any) -> None:
         out.print(note, highlight=False, soft_wrap=True)
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
-    beside = "predicted vs measured per block: .serving-fit.csv" if "serving" in f.kind else "raw steps CSV"
+    beside = ("predicted vs measured per block: .serving-fit.csv" if "serving" in f.kind else
+              "predicted vs measured per batch: .batch-fit.csv" if "batch" in f.kind else "raw steps CSV")
     out.print(f"[green]wrote[/green] {run.profile_path} (+ {beside}); `simfactory run` now uses it for this "
               "model, engine, dtype and TP on this SKU")
 
@@ -288,6 +289,19 @@ def _fit_requests(requests: Any, dep: Any, profiles_dir: Path, prov: dict[str, A
                            max_heldout_mape=max_heldout_mape, force=force, space=space, kind=fit_model)
 
 
+def _fit_batches(batches: Any, dep: Any, profiles_dir: Path, prov: dict[str, Any], max_heldout_mape: float,
+                 force: bool, fit_model: str, heldout_by: str, max_train_rows: Optional[int], out: Any) -> Any:
+    from simfactory.calibration.microbench import publish_batches
+
+    if fit_model not in ("linear", "best"):
+        raise InputError("--fit", "fit", "batch-latency tables fit a linear step time (--fit linear or best)")
+    out.print(f"fitting a linear step time to {len(batches)} measured batches (five simulations of each give its "
+              "steps' sums) ...", highlight=False)
+    return publish_batches(batches, dep, profiles_dir=profiles_dir, provenance=prov,
+                           max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by,
+                           max_train=max_train_rows)
+
+
 def _search_space(compute_bounds: str, memory_bounds: str, overhead_bounds: str, max_evaluations: int) -> Any:
     """The serving fit's search space from LO:HI flags; a malformed or empty range is an input error naming it."""
     from simfactory.calibration.serving_fit import SearchSpace
@@ -311,8 +325,9 @@ def _search_space(compute_bounds: str, memory_bounds: str, overhead_bounds: str,
 
 def fit_cmd(
     measurements: Annotated[Path, typer.Argument(help="A step table (the columns of `calibrate run`'s "
-                                                      ".steps.csv) or a request table (from `calibrate serve` or "
-                                                      "`calibrate import`); CSV or Parquet.")],
+                                                      ".steps.csv), a request table (from `calibrate serve` or "
+                                                      "`calibrate import`) or a batch-latency table (batch_size, "
+                                                      "input_tokens, output_tokens, latency_s); CSV or Parquet.")],
     sku: Annotated[str, typer.Option(help="SKU id the measurements were taken on.")],
     model: Annotated[str, typer.Option(help="Model id (hardware_profiles/models.yaml).")],
     engine: Annotated[str, typer.Option(help="Engine label of the profile (vllm, sglang, torch-eager, ...).")] = "vllm",
@@ -323,9 +338,9 @@ def fit_cmd(
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
-    heldout_by: Annotated[str, typer.Option(help="Step tables: held-out rows: random (25%), batch (every second "
-                                                 "batch size per phase) or prompt (every second prompt / context "
-                                                 "length).")] = "random",
+    heldout_by: Annotated[Optional[str], typer.Option(help="Held-out rows: random (25%; step tables' default), "
+                                                 "batch (every second batch size, per phase) or prompt (every second "
+                                                 "prompt / context length; batch-latency tables' default).")] = None,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows "
                                                                "(an even spread); the rest are held out.")] = None,
     max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
@@ -346,6 +361,7 @@ def fit_cmd(
 
     Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
     """
+    from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
     from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
     from simfactory.calibration.microbench import base_provenance, publish
@@ -353,14 +369,19 @@ def fit_cmd(
 
     with input_errors():
         check_deployment_flags(dtype, tp, replicas)
-        _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by, max_train_rows)
+        _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by or "random", max_train_rows)
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
         arch, profile = _context(sku, model)
     prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
     prov.update({"measurements": str(measurements), "gpu": gpu_name or sku})
     with _fails_with(1, FitRefused):
-        if all(c in table.columns for c in REQUEST_COLUMNS):
+        if is_batch_table(table):
+            with input_errors():
+                run = _fit_batches(check_batches(table, str(measurements)), Deployment(
+                    sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
+                    prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
+        elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 requests = check_requests(table, str(measurements))
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
@@ -374,7 +395,7 @@ def fit_cmd(
 
             run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
                           profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
-                          max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by,
+                          max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by or "random",
                           max_train=max_train_rows,
                           profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
     _report(run, out)
