@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory.calibration.fit import (
-    LINEAR_FIELDS, MIN_ROWS, MIN_TRAIN, FitRefused, FitResult, linear_from_matrix, split,
+    LINEAR_FIELDS, MIN_ROWS, FitRefused, FitResult, cap_training, linear_from_matrix, split,
 )
 from simfactory.calibration.validate import Deployment, resolve_block, simulate_resolved
 from simfactory.config.profile import LinearStepTime
@@ -99,20 +99,8 @@ def split_batches(batches: pd.DataFrame, by: str = "prompt", seed: int = 0, max_
         values = np.unique(key)
         held = [v for i, v in enumerate(values) if i % 2 == 1 and (i < len(values) - 1 or len(values) == 2)]
         heldout = np.isin(key, held)
-    if max_train is not None:
-        if max_train < MIN_TRAIN:
-            raise FitRefused(f"--max-train-rows {max_train}: a fit needs at least {MIN_TRAIN} training rows")
-        train_idx = np.flatnonzero(~heldout)
-        if len(train_idx) > max_train:
-            order = np.lexsort((batches["batch_size"].to_numpy()[train_idx], batches["input_tokens"].to_numpy()[train_idx]))
-            ranked = train_idx[order]
-            keep = ranked[np.unique(np.round(np.linspace(0, len(ranked) - 1, max_train)).astype(int))]
-            heldout[train_idx] = True
-            heldout[keep] = False
-    if (~heldout).sum() < MIN_TRAIN or not heldout.any():
-        raise FitRefused(f"the {by} split leaves {int((~heldout).sum())} training and {int(heldout.sum())} held-out "
-                         f"batches; a fit needs at least {MIN_TRAIN} to train and one to check")
-    return heldout
+    keys = (batches["batch_size"].to_numpy(), batches["input_tokens"].to_numpy())
+    return cap_training(heldout, keys, max_train, by, "batches")
 
 
 def fit_batches(batches: pd.DataFrame, dep: Deployment, by: str = "prompt", seed: int = 0,

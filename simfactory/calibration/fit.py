@@ -135,20 +135,27 @@ def split_steps(steps: pd.DataFrame, by: str = "random", heldout_fraction: float
             values = np.unique(key[in_phase])
             held = {v for i, v in enumerate(values) if i % 2 == 1 and (i < len(values) - 1 or len(values) == 2)}
             heldout |= in_phase & np.isin(key, list(held))
+    keys = (steps["step_s"].to_numpy(dtype=float), shape_key(steps, "batch"), phase_of(steps))
+    return cap_training(heldout, keys, max_train, by, "steps")
+
+
+def cap_training(heldout: np.ndarray, keys: Sequence[np.ndarray], max_train: int | None, by: str,
+                 rows: str) -> np.ndarray:
+    """At most `max_train` training rows, an even spread over the rows ordered by `keys` (np.lexsort's order: the
+    last key first); the others join the held-out rows. Refused when too few rows are left to train or to check."""
+    heldout = heldout.copy()
     if max_train is not None:
         if max_train < MIN_TRAIN:
             raise FitRefused(f"--max-train-rows {max_train}: a fit needs at least {MIN_TRAIN} training rows")
         train_idx = np.flatnonzero(~heldout)
         if len(train_idx) > max_train:
-            order = np.lexsort((steps["step_s"].to_numpy(dtype=float)[train_idx],
-                                shape_key(steps, "batch")[train_idx], phase_of(steps)[train_idx]))
-            ranked = train_idx[order]
+            ranked = train_idx[np.lexsort(tuple(k[train_idx] for k in keys))]
             keep = ranked[np.unique(np.round(np.linspace(0, len(ranked) - 1, max_train)).astype(int))]
             heldout[train_idx] = True
             heldout[keep] = False
     if (~heldout).sum() < MIN_TRAIN or not heldout.any():
         raise FitRefused(f"the {by} split leaves {int((~heldout).sum())} training and {int(heldout.sum())} held-out "
-                         f"steps; a fit needs at least {MIN_TRAIN} to train and one to check")
+                         f"{rows}; a fit needs at least {MIN_TRAIN} to train and one to check")
     return heldout
 
 
