@@ -101,6 +101,13 @@ MAX_PREFIX_VARIANTS = 2**20 - 1
 # most a few thousand (vllm bench serve --max-concurrency, genai-perf --concurrency); 100,000 already covers the
 # users of a large fleet modelled one by one. More is a typo (or a population an open arrival process describes).
 MAX_CLOSED_LOOP_CLIENTS = 100_000
+# A tenant's fair-share weight: only ratios between tenants matter; a million to one already means "never share"
+# (the weight divides token costs into virtual time, so 1e-300 or 1e300 would underflow or swamp it).
+MAX_TENANT_WEIGHT = 1e6
+MIN_TENANT_WEIGHT = 1e-6
+# A tenant's max_concurrency and max_waiting (requests): far above any fleet's batch slots (MAX_REPLICAS replicas of
+# a thousand sequences each); a larger cap is "unlimited" spelled as a number: leave the field out instead.
+MAX_TENANT_REQUESTS = 1000 * MAX_REPLICAS
 # The shortest time between two sends of one client. A request can end at the instant it is sent (rejected at the
 # door, a zero-latency cache hit): with zero think time its client would resend forever at one instant. 10 ms is
 # about an HTTP benchmark client's own per-request overhead and far below any served request's time, so it binds

@@ -1,5 +1,5 @@
-"""Routing, service classes and admission control: the scenario's `routing`, `service_classes` and
-`tenants` sections (the schema is the documentation)."""
+"""Routing, service classes and admission control: the scenario's `routing`, `service_classes`, `tenants` and
+`admission` sections (the schema is the documentation)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from simfactory.config.base import StrictModel
+from simfactory.config.limits import MAX_TENANT_REQUESTS, MAX_TENANT_WEIGHT, MIN_TENANT_WEIGHT
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -45,9 +46,37 @@ class RateLimit(_Strict):
 
 
 class Tenant(_Strict):
+    """A caller of the fleet: its rate limit, its quotas and its weight in fair share (see Admission)."""
+
     name: Name = Field(description="tenant name that traffic classes' tenant refers to")
     rate_limit: RateLimit | None = Field(
         default=None, description="token bucket on the tenant's requests; unset: unlimited")
+    weight: Annotated[float, Field(ge=MIN_TENANT_WEIGHT, le=MAX_TENANT_WEIGHT)] = Field(
+        default=1.0, description="admission.policy fair_share: the tenant's relative share of contended capacity "
+        "(tokens admitted per unit of weight are equalised among backlogged tenants: 2 gets twice the tokens of 1)")
+    max_concurrency: Annotated[int, Field(ge=1, le=MAX_TENANT_REQUESTS)] | None = Field(
+        default=None, description="requests of this tenant handed to replicas (any deployment) at once; the excess "
+        "waits in the tenant's queue (FIFO within a priority), bounded by max_waiting and the service class's "
+        "max_queue_s. Unset: no cap")
+    gpu_share: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="fraction (0-1] of each deployment's batch slots (max_num_seqs x replicas taking "
+        "requests) the tenant may hold while another tenant waits below its own share: a soft share, enforced at "
+        "admission (nothing is preempted) and lifted when nobody else waits. Unset: no share")
+    max_waiting: Annotated[int, Field(ge=1, le=MAX_TENANT_REQUESTS)] | None = Field(
+        default=None, description="requests of this tenant waiting in its admission queue (held back by "
+        "max_concurrency, gpu_share or fair share); an arrival beyond it is rejected (rejected_queue_full). Unset: "
+        "unbounded")
+
+
+class Admission(_Strict):
+    """Who is admitted next when requests wait at the front door of a deployment (see README, "Tenants and fair
+    share"). Requests wait there only under tenant quotas (max_concurrency, gpu_share) or fair share."""
+
+    policy: Literal["fifo", "fair_share"] = Field(
+        default="fifo", description="fifo: requests reach the replicas in arrival order (within a priority), held "
+        "back only by their tenant's max_concurrency and gpu_share; fair_share: each deployment admits at most "
+        "max_num_seqs x replicas at once, and when a slot frees the backlogged tenant with the fewest tokens "
+        "admitted per unit of weight goes next (start-time fair queueing by prompt + output tokens)")
 
 
 class Tier(_Strict):

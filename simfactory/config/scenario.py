@@ -30,7 +30,7 @@ from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are 
 from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
 from simfactory.config.training import TrainingJob
-from simfactory.config.routing import Routing, ServiceClass, Tenant
+from simfactory.config.routing import Admission, Routing, ServiceClass, Tenant
 
 LengthCorrelation = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
@@ -653,7 +653,8 @@ class RequestClass(_Strict):
         default=None, description="agent workloads: model role -> deployment or route (overrides target for that role)"
     )
     service_class: str | None = Field(default=None, description="a name from service_classes (priority, SLO)")
-    tenant: str | None = Field(default=None, description="a name from tenants (rate limit); reported per tenant")
+    tenant: str | None = Field(
+        default=None, description="a name from tenants (rate limit, quotas, fair-share weight); reported per tenant")
     difficulty: Distribution | None = Field(
         default=None, description="request difficulty in [0, 1] for tiered routes (default 0: every tier capable)"
     )
@@ -817,7 +818,10 @@ class Scenario(_Strict):
         default_factory=list, description="priorities, SLOs and queue timeouts that classes refer to")
     network: Network = Field(
         default_factory=Network, description="latency and egress between regions; left out: regions cost nothing")
-    tenants: list[Tenant] = Field(default_factory=list, description="callers with rate limits that classes refer to")
+    tenants: list[Tenant] = Field(
+        default_factory=list, description="callers that classes refer to: rate limits, quotas and fair-share weights")
+    admission: Admission = Field(
+        default_factory=Admission, description="the order waiting tenants are admitted in: fifo or fair_share")
     finance: Finance = Field(
         default_factory=Finance, description="how the run is priced: TCO horizon, price book, sensitivity, scorecard")
     training: list[TrainingJob] = Field(default_factory=list, description="training / fine-tune jobs on the pools")

@@ -88,6 +88,26 @@ def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[
     return {str(p): g.groupby("time_s")["need"].sum().to_numpy() for p, g in frame.groupby("pool")}
 
 
+def with_gated_demand(demand: dict[str, np.ndarray], rs: ResolvedScenario, time_s: list[float],
+                      gated: list[list[int]], replica_accels: list[int], start_s: float,
+                      end_s: float) -> dict[str, np.ndarray]:
+    """demand_by_pool plus the requests waiting at the tenant gate (sim/tenancy.py), which need accelerators as
+    if they waited in their deployment's queues: gated / target concurrency x a replica's accelerators per sample
+    (`gated`: per sample, per deployment; `replica_accels`: per deployment). Without a gate, `demand` as it is."""
+    if not gated:
+        return demand
+    t = np.asarray(time_s)
+    g = np.asarray(gated, dtype=float)[(t > start_s) & (t <= end_s)]
+    frac = rs.scenario.finance.target_concurrency_fraction
+    out = dict(demand)
+    for k, d in enumerate(rs.deployments):
+        pool = d.config.pool
+        need = g[:, k] / max(1.0, frac * d.config.max_num_seqs) * replica_accels[k]
+        if pool in out and len(out[pool]) == len(need):
+            out[pool] = out[pool] + need
+    return out
+
+
 def pool_loads(sc: Any, demand: dict[str, np.ndarray], provisioned: dict[str, float],
                serving_idle: dict[str, float]) -> dict[str, float]:
     """LOAD of each pool, the one definition every figure uses (energy, tokens per joule, TCO, break-even, hybrid,

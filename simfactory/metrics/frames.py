@@ -5,6 +5,7 @@ Metric definitions (aligned with vllm bench / genai-perf):
   TPOT  = (completion - first token) / (output tokens - 1), for served requests with more than one output token
   E2E   = completion - arrival (plus the network back to the caller)
   queue = first scheduled - arrival at the deployment (time before the first prefill step started)
+  admission wait = handed to the replicas - arrival at the deployment (the part of queue spent at the tenant gate)
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "deployment": dep_names[t.deployment_id] if len(t) else [],
             "replica": t.replica,
             "arrival_s": t.arrival_s,
+            "admitted_s": t.admitted_s,
             "first_scheduled_s": t.first_scheduled_s,
             "first_token_s": t.first_token_s,
             "completion_s": np.where(answered, t.completion_s, np.nan),
@@ -52,6 +54,7 @@ def requests_frame(result: SimResult) -> pd.DataFrame:
             "tpot_s": tpot,
             "e2e_s": np.where(answered, done_seen - t.arrival_s, np.nan),
             "queue_s": t.first_scheduled_s - t.arrival_s - t.net_in_s,
+            "admission_wait_s": t.admitted_s - t.arrival_s - t.net_in_s,
             "network_s": np.where(answered, t.net_in_s + t.net_out_s, t.net_in_s),
             "egress_usd": t.egress_usd,
             "measured": (t.arrival_s >= sim.warmup_s) & (t.arrival_s < sim.horizon_s),

@@ -29,11 +29,13 @@ from simfactory.metrics.finance import (
     pool_utilization,
     serving_idle_fraction,
     units_of,
+    with_gated_demand,
     with_serving_fractions,
 )
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
+from simfactory.metrics.tenants import tenant_summary
 from simfactory.metrics.trace import trace_events
 from simfactory.resolve import ResolvedScenario
 from simfactory.sim.outcomes import Outcome
@@ -131,6 +133,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "network": network_block(measured, req, start_s, end_s),
         "tasks": task_summary(tasks, fully_loaded_usd(rs, measured, tasks, fleet, window_s), stats),
         "service": service_summary(lreq, rs, window_s, stats),
+        "tenants": tenant_summary(rs, measured, completed, window_s, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
     return RunMetrics(req, tasks, rtl, stl, fleet.costs, summary, trace_events(result, trace_tasks), lreq)
@@ -264,6 +267,10 @@ def fleet_costs_of(result: SimResult, replicas: list[dict[str, Any]], completed:
     utilization = pool_utilization(sc, pool_busy, serving_idle, billed)
     demand = demand_by_pool(rs, rtl, [r.pool for r in result.replicas], [r.accelerators for r in result.replicas],
                             start_s, end_s)
+    serving = [r for r in result.replicas if r.role != "prefill"]
+    dep_accels = [next((r.accelerators for r in serving if r.deployment == d.config.name), d.config.tp)
+                  for d in rs.deployments]
+    demand = with_gated_demand(demand, rs, result.timelines.time_s, result.timelines.gated, dep_accels, start_s, end_s)
     loads = pool_loads(sc, demand, {p.name: billed.get(p.name, p.count) for p in sc.pools}, serving_idle)
     done = completed[completed["outcome"] == Outcome.COMPLETED.label]
     in_service_s = (done["completion_s"] - done["first_scheduled_s"]).mean() if len(done) else 0.0

@@ -7,6 +7,7 @@ from typing import Any
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
 from simfactory.report.finance import finance_tables, markdown_section
 from simfactory.report.money import format_usd
+from simfactory.report.tenants import fairness_note, tenant_rows
 
 
 def fmt(x: Any, unit: str = "", digits: int = 3) -> str:
@@ -108,6 +109,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
         out += render_resilience(s["resilience"])
     if s.get("autoscaling"):
         out += render_autoscaling(s["autoscaling"])
+    if s.get("tenants"):
+        out += render_tenants(s["tenants"])
     out += ["## Cost and finance", ""] + markdown_section(finance_tables(s))
     out += render_definitions()
     if plots:
@@ -219,6 +222,12 @@ def render_autoscaling(autoscaling: dict[str, Any]) -> list[str]:
          for name, a in autoscaling.items()]), "",
         "Cloud pools with autoscaled deployments bill the provisioned accelerator-hours (from each boot decision "
         "to the release of the drained replica). Ramps: requests arriving while a replica was booting.", ""]
+
+
+def render_tenants(tenants: dict[str, Any]) -> list[str]:
+    header, rows = tenant_rows(tenants)
+    return [f"## Tenants (admission policy `{tenants['policy']}`)", "", table(header, rows), "", fairness_note(tenants),
+            ""]
 
 
 def render_definitions() -> list[str]:

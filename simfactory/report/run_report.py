@@ -34,6 +34,7 @@ from simfactory.report.finance import finance_tables, frame_markdown, write_fina
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
 from simfactory.report.money import format_usd
+from simfactory.report.tenants import fairness_note, tenant_rows
 
 PLOTS = [
     ("latency_cdf.png", "Latency CDFs"), ("utilization.png", "Utilization and KV use over time"),
@@ -163,6 +164,10 @@ def _page(s: dict[str, Any], run_dir: Path) -> HtmlReport:
     page.heading("Latency percentiles (s)")
     lat = pd.DataFrame({k: v for k, v in s["latency_s"].items()}).T
     page.table(lat, index=True)
+    if s.get("tenants"):
+        header, rows = tenant_rows(s["tenants"])
+        page.heading(f"Tenants (admission policy {s['tenants']['policy']})")
+        page.table(pd.DataFrame(rows, columns=header), note=fairness_note(s["tenants"]))
     prov = s.get("provenance", {})
     page.heading("Provenance")
     page.table(pd.DataFrame([(k, json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in prov.items()],

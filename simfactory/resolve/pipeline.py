@@ -34,6 +34,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     errors: list[InputError] = []
     warnings: list[str] = []
     check_unique_names(scenario, fname, errors)
+    check_tenant_queues(scenario, fname, errors)
     profiles = pool_profiles(scenario, lk, errors)
     price_book = priced_book(scenario, profiles, lk, errors, warnings)
     deployments, used = resolve_deployments(scenario, lk, profiles, errors, warnings)
@@ -55,17 +56,32 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
 
 
 def check_unique_names(scenario: Scenario, fname: str, errors: list[InputError]) -> None:
-    """Pools, deployments and classes are referred to by name, so each name is used once per section."""
+    """Pools, deployments, classes and tenants are referred to by name, so each name is used once per section."""
     for section, names in (
         ("pools", [p.name for p in scenario.pools]),
         ("deployments", [d.name for d in scenario.deployments]),
         ("traffic.classes", [c.name for c in scenario.traffic.classes]),
+        ("tenants", [t.name for t in scenario.tenants]),
     ):
         seen: set[str] = set()
         for i, n in enumerate(names):
             if n in seen:
                 errors.append(InputError(fname, f"{section}[{i}].name", f"duplicate name {n!r}"))
             seen.add(n)
+
+
+def check_tenant_queues(scenario: Scenario, fname: str, errors: list[InputError]) -> None:
+    """A tenant's max_waiting bounds its queue at the tenant gate, which only fair share, max_concurrency and
+    gpu_share make anyone wait in: without one of them the bound would silently never apply."""
+    tenants = scenario.tenants
+    if scenario.admission.policy == "fair_share" or any(
+            t.max_concurrency is not None or t.gpu_share is not None for t in tenants):
+        return
+    for i, t in enumerate(tenants):
+        if t.max_waiting is not None:
+            errors.append(InputError(fname, f"tenants[{i}].max_waiting", "requests never wait at the tenant gate "
+                                     "without admission.policy fair_share or some tenant's max_concurrency or "
+                                     "gpu_share; set one of them, or bound the deployment's queue (max_waiting)"))
 
 
 def load_and_resolve(path: str | Path) -> ResolvedScenario:

@@ -46,6 +46,7 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "origin": (np.int64, -1),  # escalations: the request id of the first attempt; -1 for a first attempt
     "attempt": (np.int8, 0),
     "replica": (np.int32, -1),
+    "admitted_s": (np.float64, np.nan),  # handed to its deployment's replicas (after any wait at the tenant gate)
     "first_scheduled_s": (np.float64, np.nan),
     "first_token_s": (np.float64, np.nan),
     "completion_s": (np.float64, np.nan),  # completion (or rejection / abort) time
@@ -58,8 +59,8 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
 # read and written per request during the run: lists until trim() (small values, so little extra memory)
 LIVE_COLUMNS = frozenset({
     "class_id", "deployment_id", "input_tokens", "output_tokens", "priority", "service_class", "tenant",
-    "dispatched", "kv_ready", "replica", "first_scheduled_s", "first_token_s", "completion_s", "generated",
-    "replica_s", "outcome", "net_out_s",
+    "dispatched", "kv_ready", "replica", "admitted_s", "first_scheduled_s", "first_token_s", "completion_s",
+    "generated", "replica_s", "outcome", "net_out_s",
 })
 
 
@@ -98,6 +99,7 @@ class RequestTable:
     origin: np.ndarray
     attempt: np.ndarray
     replica: np.ndarray
+    admitted_s: np.ndarray
     first_scheduled_s: np.ndarray
     first_token_s: np.ndarray
     completion_s: np.ndarray

@@ -27,6 +27,7 @@ Cache-aware load balancing (routing.cache_aware holds the thresholds):
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 
 import numpy as np
 
@@ -129,6 +130,8 @@ class ReplicaBalancer:
         self.active: list[bool] | None = None  # autoscaling: replicas taking new requests (None: all)
         self.healthy = [True] * len(engines)  # faults: replicas the health check sees up
         self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
+        self.gated = 0  # requests for this deployment waiting at the tenant gate (sim/tenancy.py), not yet here
+        self.on_change: Callable[[], None] | None = None  # told when replicas start, stop, fail or recover
         # requests each replica holds (running, preempted, own queue), kept by the engines as they change, so
         # least_outstanding is a C-level min over a list instead of a Python pass over the replicas
         self.held = [0] * len(engines)
@@ -144,6 +147,8 @@ class ReplicaBalancer:
             held, self.pending = self.pending, []
             for rid, priority, sc, key in held:
                 self.dispatch(rid, priority, sc, key)
+        if self.on_change is not None:
+            self.on_change()
 
     def set_healthy(self, i: int, up: bool) -> None:
         self.healthy[i] = up
@@ -152,9 +157,12 @@ class ReplicaBalancer:
             held, self.pending = self.pending, []
             for rid, priority, sc, key in held:
                 self.dispatch(rid, priority, sc, key)
+        if self.on_change is not None:
+            self.on_change()
 
     def pending_count(self) -> int:
-        return len(self.pending)
+        """Requests for this deployment that no replica holds yet: held at zero replicas, or at the tenant gate."""
+        return len(self.pending) + self.gated
 
     def eligible(self, service_class: int) -> list[int]:
         if service_class not in self._eligible:
@@ -165,9 +173,10 @@ class ReplicaBalancer:
         return self._eligible[service_class]
 
     def waiting(self) -> int:
+        """Requests waiting for this deployment: in its queues, held at zero replicas, or at the tenant gate."""
         if self.shared_queue is not None:
-            return len(self.shared_queue)
-        return sum(len(e.queue) for e in self.engines) + len(self.pending)
+            return len(self.shared_queue) + self.gated
+        return sum(len(e.queue) for e in self.engines) + len(self.pending) + self.gated
 
     def dispatch(self, rid: int, priority: int = 0, service_class: int = -1, key: int = -1) -> int:
         """Queue the request; returns the replica index (-1 for the shared queue)."""

@@ -1,8 +1,8 @@
 """Build the SimPy model of a resolved scenario, run it, and return the raw results.
 
-Arrivals -> (admission check) -> replica balancer -> replica engines -> completion. An arrival is a
-plain request (generated up front) or an agent task (a process that submits LLM requests as it walks
-its steps). A monitor samples timelines (queue depth, running sequences, KV use, busy fraction,
+Arrivals -> (admission check) -> [tenant gate] -> replica balancer -> replica engines -> completion. An
+arrival is a plain request (generated up front) or an agent task (a process that submits LLM requests as it
+walks its steps). A monitor samples timelines (queue depth, running sequences, KV use, busy fraction,
 requests in system) at the scenario's resolution. Every request and task ends with an outcome.
 """
 
@@ -41,6 +41,7 @@ from simfactory.sim.router import (
     weighted_choice,
 )
 from simfactory.sim.streams import RandomStreams
+from simfactory.sim.tenancy import TenantGate, TenantQuota
 from simfactory.sim.traffic import add_plain_requests, arrival_schedule, process_classes
 
 ProgressFn = Callable[[float, float], None]  # (simulated seconds done, seconds expected)
@@ -59,6 +60,7 @@ class Timelines:
     in_system: list[int] = field(default_factory=list)
     tasks_in_system: list[int] = field(default_factory=list)
     deployment_queue: list[list[int]] = field(default_factory=list)
+    gated: list[list[int]] = field(default_factory=list)  # per deployment, at the tenant gate (only with a gate)
     waiting: list[list[int]] = field(default_factory=list)
     running: list[list[int]] = field(default_factory=list)
     kv_used_frac: list[list[float]] = field(default_factory=list)
@@ -135,6 +137,7 @@ class FleetModel:
         self.usd_per_replica_s: list[float] = []
         for d in rs.deployments:
             self._build_deployment(d)
+        self.gate = self._build_gate()
         self._build_agent_services()
         self.fault_log = FaultLog()
         self.retries_by_origin: dict[int, int] = {}
@@ -308,6 +311,26 @@ class FleetModel:
         per_hour = pool_cost(self.rs, pool, 1.0).per_hour.total_usd
         self.usd_per_replica_s.append(per_hour / pool.count * cfg.tp / 3600.0)
 
+    def _build_gate(self) -> TenantGate | None:
+        """The tenant gate (sim/tenancy.py), when something can hold requests back at it: fair share, or a
+        tenant's max_concurrency or gpu_share. Without one, requests go straight to the balancers (as before)."""
+        sc = self.rs.scenario
+        fair = sc.admission.policy == "fair_share"
+        shares = any(t.gpu_share is not None for t in sc.tenants)
+        if not (fair or shares or any(t.max_concurrency is not None for t in sc.tenants)):
+            return None
+        inf = float("inf")
+        quotas = [
+            TenantQuota(t.weight, inf if t.max_concurrency is None else t.max_concurrency,
+                        inf if t.gpu_share is None else t.gpu_share, inf if t.max_waiting is None else t.max_waiting)
+            for t in sc.tenants
+        ] + [TenantQuota()]  # requests of classes without a tenant: one more tenant, weight 1, no limits
+        slots = [d.config.max_num_seqs for d in self.rs.deployments]
+        gate = TenantGate(self.table, quotas, fair, fair or shares, self.balancers, slots, self._dispatch)
+        for d, b in enumerate(self.balancers):
+            b.on_change = lambda d=d: gate.capacity_changed(d)
+        return gate
+
     def _build_agent_services(self) -> None:
         self.services: dict[str, dict[str, ToolServiceModel]] = {}
         self.humans: dict[str, dict[str, tuple[simpy.Resource, float]]] = {}
@@ -479,26 +502,43 @@ class FleetModel:
         if t.input_tokens[rid] + t.output_tokens[rid] > self.max_tokens[deployment]:
             self._finish_request(rid, Outcome.REJECTED_TOO_LONG)
             return
+        if self.gate is None:
+            self._dispatch(rid, deployment)
+        elif not self.gate.offer(rid, deployment):  # it would wait behind its tenant's full queue
+            self._finish_request(rid, Outcome.REJECTED_QUEUE_FULL)
+            return
         sc = t.service_class[rid]
-        first = self.prefill_balancers[deployment] or balancer
-        key = self._balance_key(first.policy, rid)  # kv_aware reads the request's prefixes from the table itself
-        first.dispatch(rid, t.priority[rid], sc, key)
-        t.dispatched[rid] = 1
         if sc >= 0 and self.max_queue_s[sc] is not None:
             self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
+
+    def _dispatch(self, rid: int, deployment: int) -> None:
+        """Hand the request to the deployment's balancer (its prefill balancer when disaggregated)."""
+        t = self.table
+        first = self.prefill_balancers[deployment] or self.balancers[deployment]
+        key = self._balance_key(first.policy, rid)  # kv_aware reads the request's prefixes from the table itself
+        first.dispatch(rid, t.priority[rid], t.service_class[rid], key)
+        t.dispatched[rid] = 1
+        t.admitted_s[rid] = self.env.now
 
     def _fallback_if_waiting(self, rid: int, target: Target, call: "Call | None") -> None:
         """Timeout fallback: a request still waiting for its first step moves to the fallback target."""
         t = self.table
-        if t.outcome[rid] != PENDING_CODE or not np.isnan(t.first_scheduled_s[rid]) or not t.dispatched[rid]:
+        if t.outcome[rid] != PENDING_CODE or not np.isnan(t.first_scheduled_s[rid]):
             return
-        d = int(t.deployment_id[rid])
-        balancer = self.balancers[d]
-        removed = balancer.shared_queue.remove(rid) if balancer.shared_queue is not None else any(
-            e.queue.remove(rid) for e in self.dep_engines[d]
-        )
-        if not removed:
-            return
+        if self.gate is not None and self.gate.holds(rid):
+            self.gate.leave(rid)  # still at the tenant gate: it leaves from there
+        else:
+            if not t.dispatched[rid]:
+                return
+            d = int(t.deployment_id[rid])
+            balancer = self.balancers[d]
+            removed = balancer.shared_queue.remove(rid) if balancer.shared_queue is not None else any(
+                e.queue.remove(rid) for e in self.dep_engines[d]
+            )
+            if not removed:
+                return
+            if self.gate is not None:
+                self.gate.leave(rid)
         t.dispatched[rid] = 0
         t.fallbacks[rid] += 1
         t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = 0.0  # the network legs of the deployment it left
@@ -602,6 +642,8 @@ class FleetModel:
     def _finish_request(self, rid: int, outcome: Outcome) -> None:
         t = self.table
         t.outcome[rid] = int(outcome)
+        if self.gate is not None:
+            self.gate.leave(rid)  # its tenant's place (queued or in flight) frees for the next
         if outcome != Outcome.COMPLETED:
             t.completion_s[rid] = self.env.now
         self.n_finished += 1
@@ -749,12 +791,14 @@ class FleetModel:
             tl.waiting.append([len(e.requeued) + (0 if id(e.queue) in shared else len(e.queue)) for e in self.engines])
             tl.deployment_queue.append(
                 [
-                    sum(len(e.requeued) + len(e.queue) for e in es)
+                    sum(len(e.requeued) + len(e.queue) for e in es) + b.gated
                     if b.shared_queue is None
-                    else len(b.shared_queue) + sum(len(e.requeued) for e in es)
+                    else len(b.shared_queue) + sum(len(e.requeued) for e in es) + b.gated
                     for b, es in pairs
                 ]
             )
+            if self.gate is not None:
+                tl.gated.append([b.gated for b in self.balancers])
             tl.running.append([len(e.running) for e in self.engines])
             tl.kv_used_frac.append([e.kv_used_blocks() / e.kv_blocks for e in self.engines])
             if env.now > 0:
