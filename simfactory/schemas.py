@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from simfactory.config.growth import GrowthPlanFile
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog, StepTimeEntry
 from simfactory.config.scenario import Scenario, Workload
 from simfactory.config.prices import PriceBook
@@ -21,6 +22,7 @@ KINDS: dict[str, Any] = {
     "engines": EngineCatalog,
     "price-book": PriceBook,
     "measured-profile": StepTimeEntry,
+    "growth": GrowthPlanFile,
 }
 SCHEMA_DIR = SCHEMAS_DIR
 

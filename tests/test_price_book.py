@@ -36,6 +36,7 @@ def _sourced_rows(doc: dict) -> list[tuple[str, dict]]:
     rows = [(f"cloud[{i}]", r) for i, r in enumerate(doc["cloud"])]
     rows += [(f"servers[{i}]", r) for i, r in enumerate(doc["servers"])]
     rows += [(f"idle_power[{i}]", r) for i, r in enumerate(doc["idle_power"])]
+    rows += [(f"procurement[{i}]", r) for i, r in enumerate(doc["procurement"])]
     for section in ("on_prem", "network", "finance"):
         rows += [(f"{section}.{k}", v) for k, v in doc[section].items() if isinstance(v, dict) and "source" in v]
     return rows
@@ -50,7 +51,8 @@ def test_every_price_row_has_an_openable_source_a_date_and_a_confidence():
         assert row.get("confidence") in ("high", "medium", "low"), f"{where}: confidence missing or not high/medium/low"
         assert "../shared" not in str(row["source"]) and "shared/" not in str(row["source"]), where
     for where, row in rows:
-        value = row.get("value", row.get("usd_per_accel_hour", row.get("accelerator_usd", row.get("idle_w"))))
+        value = row.get("value", row.get("usd_per_accel_hour", row.get("accelerator_usd", row.get(
+            "idle_w", row.get("lead_time_months")))))
         assert isinstance(value, (int, float)) or "months" in row, f"{where}: no figure"
         if "value" in row:
             assert row.get("unit"), f"{where}: a sourced number without a unit"
@@ -226,3 +228,19 @@ def test_shipped_scenarios_with_regions_keep_their_links():
     for name in ("locality-naive", "locality-aware", "region-outage-failover"):
         rs = prepare(Path(SCENARIOS_DIR) / f"{name}.yaml")
         assert not [w for w in rs.warnings if "network:" in w], (name, rs.warnings)
+
+
+def test_procurement_rows_cover_the_growth_plan_skus_and_mark_judgements():
+    """Lead times for buying H100, H200 and B200 and for reserving H100 / H200; a row whose figure is a judgement
+    says so (confidence low, 'assumption' in its source) and its source still cites what it rests on."""
+    book = _book()
+    for sku in ("h100-sxm", "h200", "b200"):
+        assert book.procurement_for(sku, "own") is not None, sku
+    for sku, provider in (("h100-sxm", "aws"), ("h100-sxm", "coreweave"), ("h200", "aws")):
+        assert book.procurement_for(sku, "reserved", provider) is not None, (sku, provider)
+    assert book.procurement_for("h100-sxm", "reserved", "aws").provider == "aws"
+    assert book.procurement_for("h100-sxm", "reserved", "coreweave").provider is None  # the any-provider row
+    assert book.procurement_for("b200", "own").lead_time_months > book.procurement_for("h100-sxm", "own").lead_time_months
+    for r in book.procurement:
+        if "assumption" in r.source:
+            assert r.confidence == "low", r

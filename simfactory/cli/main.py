@@ -18,6 +18,7 @@ from simfactory.cli.common import err, out
 from simfactory.cli.compare import register as register_compare
 from simfactory.cli.fidelity import register as register_fidelity
 from simfactory.cli.frontier import register as register_frontier
+from simfactory.cli.growth import register as register_growth
 from simfactory.cli.init import register as register_init
 from simfactory.cli.plan import register as register_plan
 from simfactory.cli.regress import register as register_regress
@@ -83,6 +84,7 @@ register_regress(app)  # regress and the baseline group
 register_sweep(app)
 register_frontier(app)  # after sweep: it plots sweeps
 register_plan(app)
+register_growth(app)  # plan-growth: after plan, whose capacity it reuses
 register_report(app)
 register_calibrate_run(register_calibrate(app))  # the calibrate group: serve, import, validate, then run, fit
 

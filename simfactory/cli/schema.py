@@ -11,7 +11,7 @@ from simfactory.cli.common import EXIT_INPUT_ERROR, err
 
 
 def schema_cmd(
-    kind: Annotated[str, typer.Argument(help="scenario | workload | profile | models | engines | price-book")],
+    kind: Annotated[str, typer.Argument(help="scenario | workload | profile | models | engines | price-book | measured-profile | growth")],
 ) -> None:
     """Print the JSON Schema of an input file kind (generated from the pydantic models).
 

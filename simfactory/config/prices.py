@@ -90,6 +90,29 @@ class IdlePower(_SourcedEntry):
         "idle_w; source and as_of cite it")
 
 
+class Procurement(_SourcedEntry):
+    """How soon, and how much, capacity of a SKU can be had ahead of demand (read by `simfactory plan-growth`):
+    owned hardware from order to service, or a cloud reservation from signature to usable capacity."""
+
+    sku: str = Field(description="hardware profile SKU; the book must price it (a servers or cloud row)")
+    channel: Literal["own", "reserved"] = Field(
+        description="own: buying the hardware (order to in service); reserved: a 1- or 3-year cloud reservation")
+    provider: str | None = Field(
+        default=None, description="reserved only: the provider the row is for; unset: any provider without its own "
+                                  "row")
+    lead_time_months: Annotated[int, Field(ge=0, le=60)] = Field(
+        description="whole months from the decision to usable capacity (0: the month it is decided)")
+    max_accelerators_per_month: Annotated[int, Field(ge=0, le=10_000_000)] | None = Field(
+        default=None, description="accelerators that can come into service in one month (allocation, delivery and "
+                                  "installation); unset: no stated limit")
+
+    @model_validator(mode="after")
+    def _provider_for_reserved(self) -> "Procurement":
+        if self.channel == "own" and self.provider is not None:
+            raise ValueError("provider: applies to reserved rows only (owned hardware has no cloud provider)")
+        return self
+
+
 class ResaleCurve(_SourcedEntry):
     """What owned accelerators fetch on the second-hand market, as a fraction of their purchase price, by age.
     The TCO over a horizon credits this market value at its end; depreciation (the per-hour capex) stays
@@ -226,6 +249,9 @@ class PriceBook(_Strict):
     finance: FinanceDefaults = Field(
         default_factory=FinanceDefaults, description="money-over-time assumptions of the own-vs-rent model (discount "
         "rate)")
+    procurement: list[Procurement] = Field(
+        default_factory=list, description="lead time and availability of owned hardware and cloud reservations per "
+        "SKU (growth plans)")
 
     @model_validator(mode="after")
     def _known_providers(self) -> "PriceBook":
@@ -235,7 +261,32 @@ class PriceBook(_Strict):
                 raise ValueError(
                     f"cloud[{i}].provider: unknown provider {c.provider!r} (known: {', '.join(self.providers)})"
                 )
+        self._check_procurement()
         return self
+
+    def _check_procurement(self) -> None:
+        """Every procurement row names a SKU the book prices and a known provider, once per (SKU, channel,
+        provider)."""
+        priced = sorted({s.sku for s in self.servers} | {c.sku for c in self.cloud})
+        seen: set[tuple[str, str, str | None]] = set()
+        for i, r in enumerate(self.procurement):
+            if r.sku not in priced:
+                raise ValueError(f"procurement[{i}].sku: unknown SKU {r.sku!r}: the book prices no such SKU (priced: "
+                                 f"{', '.join(priced)})")
+            if r.provider is not None and r.provider not in self.providers:
+                raise ValueError(f"procurement[{i}].provider: unknown provider {r.provider!r} (known: "
+                                 f"{', '.join(self.providers)})")
+            key = (r.sku, r.channel, r.provider)
+            if key in seen:
+                raise ValueError(f"procurement[{i}]: a second row for {r.sku} {r.channel}"
+                                 f"{' ' + r.provider if r.provider else ''}; keep one")
+            seen.add(key)
+
+    def procurement_for(self, sku: str, channel: str, provider: str | None = None) -> Procurement | None:
+        """The lead time / availability row for a SKU and channel: the provider's own row, else one for any provider."""
+        rows = [r for r in self.procurement if r.sku == sku and r.channel == channel]
+        return next((r for r in rows if r.provider == provider), None) or next(
+            (r for r in rows if r.provider is None), None)
 
     def cloud_price(self, provider: str, sku: str, pricing: str, region: str | None) -> CloudPrice | None:
         """The entry for this provider/SKU/pricing, preferring the pool's region, else one not tied to a region,
