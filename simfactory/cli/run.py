@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -76,7 +77,11 @@ def run(
     trace: Annotated[
         Optional[Path], typer.Option("--trace", help="Write a Chrome/Perfetto trace of sampled tasks to this JSON file.")
     ] = None,
-    trace_tasks: Annotated[int, typer.Option("--trace-tasks", min=1, max=10000, help="Tasks sampled into the trace.")] = 50,
+    trace_tasks: Annotated[int, typer.Option("--trace-tasks", min=1, max=10000, help="Tasks sampled into the trace "
+                                             "(and into otlp.json).")] = 50,
+    otlp: Annotated[bool, typer.Option("--otlp", help="Also write otlp.json in the run folder: the sampled tasks (or "
+                                       "requests) as OpenTelemetry traces (OTLP/JSON, GenAI semantic conventions) for "
+                                       "Jaeger, Tempo or Phoenix.")] = False,
     trace_file: Annotated[
         Optional[Path], typer.Option("--trace-file", help="Replay this trace as the first class's traffic.")
     ] = None,
@@ -123,7 +128,8 @@ def run(
     print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
-                                                show_timings=verbose and not as_json, replications=replications)
+                                                show_timings=verbose and not as_json, replications=replications,
+                                                otlp=otlp)
     doc = metrics.summary if reps is None else {**metrics.summary, "replications": _replications_json(reps)}
     emit_json(out_json, doc, force, generator=False)  # summary.json's document (and the replications, -R > 1)
     if as_json:
@@ -131,7 +137,7 @@ def run(
     if not quiet:
         _print_summary(metrics.summary, wall_s)
         _print_replications(reps)
-    _print_written(target, metrics, plots, trace, reps is not None)
+    _print_written(target, metrics, plots, trace, reps is not None, otlp)
 
 
 def _stepping_every_iteration(rs: Any) -> Any:
@@ -144,13 +150,14 @@ def _stepping_every_iteration(rs: Any) -> Any:
 
 def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, quiet: bool, trace: Path | None,
                         trace_tasks: int, force: bool, show_timings: bool,
-                        replications: int = 1) -> tuple[Any, float, Any]:
+                        replications: int = 1, otlp: bool = False) -> tuple[Any, float, Any]:
     """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds, the
     replications of -R > 1 or None). Replication 0 is this run: its report is the folder's.
 
     The folder is checked and locked before simulating (a refused output path should not cost a run) and held until
     written; Ctrl-C leaves an earlier report there unchanged.
     """
+    from simfactory.metrics.otel import otlp_traces
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import check_output_file, output_folder
     from simfactory.report.replications import write_replications
@@ -176,6 +183,8 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
                     write_replications(reps, tmp)
                 if inside:
                     write_trace(metrics, tmp / trace.name, force=True)
+                if otlp:
+                    (tmp / "otlp.json").write_text(json.dumps(otlp_traces(result, trace_tasks)) + "\n")
 
             folder.replace(build)  # atomic: a temporary folder renamed into place
             if show_timings:
@@ -221,10 +230,11 @@ def _print_replications(reps: Any) -> None:
     print_table(t)
 
 
-def _print_written(target: Path, metrics: Any, plots: bool, trace: Path | None, replicated: bool = False) -> None:
+def _print_written(target: Path, metrics: Any, plots: bool, trace: Path | None, replicated: bool = False,
+                   otlp: bool = False) -> None:
     """The closing lines: which files the run wrote."""
     extra = (", tasks.csv" if len(metrics.tasks) else "") + (", plots" if plots else "") + \
-        (", replications.csv, ci.csv" if replicated else "")
+        (", replications.csv, ci.csv" if replicated else "") + (", otlp.json" if otlp else "")
     out.print(f"wrote {target}/ (summary.md, summary.json, requests.csv{extra})", highlight=False)
     if trace is not None:
         out.print(f"wrote {trace} (open it in ui.perfetto.dev)", highlight=False)
