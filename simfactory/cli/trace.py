@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from simfactory.cli.common import (
@@ -87,6 +88,46 @@ def trace_fit_cmd(
     if "arrivals" not in report and trace.arrival_s is not None:
         err.print(f"note: {file}: too few distinct timestamps to fit an arrival process; the workload has lengths only",
                   highlight=False)
+
+
+def trace_fit_agent_cmd(
+    file: Annotated[Path, typer.Argument(help="OpenTelemetry traces (OTLP/JSON: `run --otlp`'s otlp.json, or an "
+                                              "export from Jaeger, Tempo or Phoenix), one trace per agent task.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Agent workload YAML to write (workloads/NAME.yaml).")],
+    force: Annotated[bool, typer.Option("--force", help="Replace an --output file simfactory did not write.")] = False,
+    out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (the fit's report)")] = None,
+) -> None:
+    """Fit an agent workload to traced tasks: per step (a span key) how often and how many times it runs, its
+    fan-out, its token or duration quantiles; LLM steps name their model as the role a scenario maps to a
+    deployment (traffic.classes[].targets). Prints the steps and the task arrivals fitted.
+
+    Example: simfactory trace fit-agent runs/support/otlp.json -o workloads/support-traced.yaml
+    """
+    import yaml
+
+    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
+    from simfactory.traces.otel_fit import fit_agent
+
+    with input_errors():
+        check_output_file(output, "--output", force)
+        json_target(out_json, force)
+        workload, report = fit_agent(file, output.stem)
+    roles = ", ".join(f"{r}: DEPLOYMENT" for r in report["roles"])
+    text = (f"# generator: {GENERATOR} (trace fit-agent {file.name})\n"
+            f"# a scenario class uses it with `workload: {output.stem}` and `targets: {{{roles}}}`\n"
+            + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
+    with input_errors():
+        write_text_output(output, text, "--output", force)
+    emit_json(out_json, report, force)
+    table = Table(title=f"{report['traces']} traced tasks: steps in order")
+    for col in ("step", "kind", "in traces", "mean count"):
+        table.add_column(col, justify="left" if col == "step" else "right")
+    for st in report["steps"]:
+        table.add_row(escape(st["key"]), st["kind"], f"{st['in_traces']:,}", f"{st['mean_count']:.2f}")
+    print_table(table)
+    if "arrival" in report:
+        out.print(f"task arrivals: {report['arrival']}", highlight=False, soft_wrap=True)
+    out.print(f"wrote {output}", highlight=False)
 
 
 def _fit_table(report: dict) -> Table:
@@ -173,5 +214,6 @@ def register(app: typer.Typer) -> None:
     )
     trace_app.command("stats")(trace_stats_cmd)
     trace_app.command("fit")(trace_fit_cmd)
+    trace_app.command("fit-agent")(trace_fit_agent_cmd)
     trace_app.command("compare")(trace_compare_cmd)
     app.add_typer(trace_app, name="trace")

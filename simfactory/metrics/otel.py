@@ -77,6 +77,7 @@ def _chat_attrs(result: SimResult, rid: int) -> dict[str, Any]:
             "gen_ai.response.model": model, "gen_ai.usage.input_tokens": int(t.input_tokens[rid]),
             "gen_ai.usage.output_tokens": int(t.generated[rid]),
             "simfactory.request_id": rid, "simfactory.outcome": Outcome(int(t.outcome[rid])).label,
+            "simfactory.step": result.step_names[int(t.step_id[rid])] if int(t.step_id[rid]) >= 0 else None,
             "simfactory.deployment": result.resolved.deployments[dep].config.name if dep >= 0 else None,
             "simfactory.replica": int(t.replica[rid]), "simfactory.queue_s": None if math.isnan(queue) else float(queue),
             "simfactory.ttft_s": None if math.isnan(ttft) else float(ttft),
