@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Callable
+from typing import TYPE_CHECKING, Annotated, Any, Callable
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -27,6 +27,12 @@ from simfactory.plan.overrides import apply_overrides, check_paths
 from simfactory.plan.slo import SloTarget, judge, mean_meets
 from simfactory.plan.sweep import run_seed
 
+if TYPE_CHECKING:  # resolution is imported when a candidate is sized, not when the CLI starts
+    from simfactory.resolve.resolved import ResolvedDeployment
+
+
+MAX_JOINT_POINTS = 40  # joint sizing: simulated fleets per candidate (each -R replications) before it stops
+
 
 class Candidate(StrictModel):
     name: str
@@ -34,9 +40,16 @@ class Candidate(StrictModel):
 
 
 class PlanSpace(StrictModel):
-    """What may change: explicit candidates and/or a grid of overrides (Cartesian), for one deployment."""
+    """What may change: explicit candidates and/or a grid of overrides (Cartesian), and which deployments are
+    sized: one (`deployment`), several jointly (`deployments`), or by default every static deployment of the
+    scenario (jointly when there are several)."""
 
-    deployment: str | None = Field(default=None, description="the deployment to size (default: the first)")
+    deployment: str | None = Field(default=None, description="size this deployment alone; the others keep the "
+                                   "scenario's replica counts")
+    deployments: list[str] = Field(default_factory=list, description="size these deployments jointly (default: "
+                                   "every deployment that is not autoscaled)")
+    max_points: int = Field(default=MAX_JOINT_POINTS, ge=1, le=MAX_SWEEP_RUNS, description="joint sizing: the most "
+                            "fleets (points of R replications) simulated per candidate")
     candidates: list[Candidate] = Field(default_factory=list)
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(
         default_factory=dict, description="dotted scenario path -> values to try (at least one each)")
@@ -44,6 +57,10 @@ class PlanSpace(StrictModel):
 
     @model_validator(mode="after")
     def _bounded(self) -> "PlanSpace":
+        if self.deployment is not None and self.deployments:
+            raise ValueError("give deployment (size one) or deployments (size several jointly), not both")
+        if len(set(self.deployments)) < len(self.deployments):
+            raise ValueError(f"deployments: a deployment is named twice ({', '.join(self.deployments)})")
         n = math.prod(len(v) for v in self.grid.values()) if self.grid else 0
         if n + len(self.candidates) > MAX_SWEEP_RUNS:
             raise ValueError(f"{len(self.candidates)} candidates and a grid of {n:,} combinations are more than "
@@ -135,15 +152,15 @@ def set_rate(doc: dict[str, Any], rate: float) -> None:
         a["rate_per_s"] = rate
 
 
-def _deployment_index(doc: dict[str, Any], name: str | None) -> int:
+def deployment_index(doc: dict[str, Any], name: str | None, file: str = "space", where: str = "deployment") -> int:
+    """The index of the deployment to size (None: the first), refusing an unknown or autoscaled one."""
     names = [d["name"] for d in doc["deployments"]]
     if name is not None and name not in names:
-        raise InputError("space", "deployment", f"unknown deployment {name!r} (deployments: {', '.join(names)})")
+        raise InputError(file, where, f"unknown deployment {name!r} (deployments: {', '.join(names)})")
     i = 0 if name is None else names.index(name)
     if doc["deployments"][i].get("autoscaling"):
-        raise InputError("space", "deployment", f"{names[i]!r} is autoscaled: its replica count is only where it "
-                                                "starts; plan a static deployment (or compare autoscaling policies "
-                                                "with `simfactory compare`)")
+        raise InputError(file, where, f"{names[i]!r} is autoscaled: its replica count is only where it starts; plan "
+                                      "a static deployment (or compare autoscaling policies with `simfactory compare`)")
     return i
 
 
@@ -178,7 +195,7 @@ def with_replicas(doc: dict[str, Any], dep: int, replicas: int) -> dict[str, Any
     return out
 
 
-def _resolve(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
+def resolve_doc(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
     from simfactory.resolve import resolve
 
     return resolve(validate(Scenario, doc, file), file)
@@ -193,8 +210,7 @@ def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list
     """(lower bound, first guess) for the replica count: full-batch throughput, and Erlang C when the
     engine serves one sequence at a time and the target is the mean queueing delay."""
     floor = replica_floor(doc, dep)
-    rs = _resolve(with_replicas(doc, dep, floor), file)
-    d = rs.deployments[dep]
+    rs = resolve_doc(with_replicas(doc, dep, floor), file)
     plain = [c for c in rs.classes if c.agent is None and c.input_tokens is not None and c.output_tokens is not None]
     if not plain or len(rs.deployments) > 1:
         return floor, floor
@@ -203,6 +219,14 @@ def _bounds(doc: dict[str, Any], dep: int, file: str, rate: float, targets: list
     shared = sum(wi * c.config.shared_prefix_tokens for wi, c in zip(w, plain))
     n_in = float(sum(wi * c.input_tokens.mean() for wi, c in zip(w, plain))) + shared  # type: ignore[union-attr]
     n_out = float(sum(wi * c.output_tokens.mean() for wi, c in zip(w, plain)))  # type: ignore[union-attr]
+    return fleet_bounds(rs.deployments[dep], floor, rate, n_in, n_out, targets)
+
+
+def fleet_bounds(d: ResolvedDeployment, floor: int, rate: float, n_in: float, n_out: float,
+                 targets: list[SloTarget]) -> tuple[int, int]:
+    """(lower bound, first guess) for one deployment offered `rate` requests/s of n_in + n_out mean tokens: a
+    replica cannot complete more than its full-batch throughput; with one sequence at a time the fleet is M/G/c
+    (c > lambda / mu) and Erlang C's servers are the guess for a mean-queueing target."""
     mu_max = replica_max_rate_per_s(d.step_time, d.config.max_num_seqs, d.kv_capacity_tokens, n_in, n_out)
     lower = max(floor, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else floor
     guess = lower
@@ -223,7 +247,7 @@ def evaluate(doc: dict[str, Any], dep: int, file: str, candidate: str, replicas:
 
     d = with_replicas(doc, dep, replicas)
     set_rate(d, rate)
-    rs = _resolve(d, file)
+    rs = resolve_doc(d, file)
     # common random numbers: replication r sees the same arrivals at every replica count and candidate, so a
     # comparison between counts is a comparison of capacity, not of seeds
     summaries = [compute_metrics(simulate(rs, seed=run_seed(base_seed, point, r), keep_logs=0), trace_tasks=0).summary
@@ -311,7 +335,7 @@ def candidates_of(space: PlanSpace) -> list[Candidate]:
 RATE_FIELDS = ("rate_per_s", "mean_rate_per_s", "states")
 
 
-def _planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
+def planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
     """The planner-set field a dotted override path names, if any: the sized deployment's replicas, its pool's
     count, the arrival rate."""
     parts = path.split(".")
@@ -334,7 +358,7 @@ def _prepare(base: dict[str, Any], dep: int, cand: Candidate, file: str, space_f
              targets: list[SloTarget]) -> tuple[Candidate, dict[str, Any], int, int]:
     """The candidate's scenario at the target rate and its analytic replica bounds, or an InputError naming it."""
     for path in cand.overrides:
-        what = _planner_set(path, base, dep)
+        what = planner_set(path, base, dep)
         if what is not None:
             raise InputError(space_file, f"candidates[{cand.name}].{path}",
                              f"plan sets {what} itself; an override of it would be ignored")
@@ -352,15 +376,16 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
          replications: int = 3, space_file: str = "space", max_rate: bool = True,
          on_eval: Callable[[Evaluation], None] | None = None,
          on_phase: Callable[[str, int, int], None] | None = None) -> PlanResult:
-    """Size every candidate (fewest replicas meeting the SLOs), pick the cheapest, then find its largest
-    sustainable load. on_eval: each evaluation as it ends; on_phase(name, k, of): each phase as it starts
+    """Size one deployment (space.deployment, default the first) for every candidate (fewest replicas meeting
+    the SLOs), pick the cheapest, then find its largest sustainable load. `simfactory plan` goes through
+    plan/joint.plan_fleet, which sizes several deployments jointly instead when the scenario has them. on_eval: each evaluation as it ends; on_phase(name, k, of): each phase as it starts
     ("size", candidate k of `of`; "max_rate"; "validate"), for progress displays."""
     space = space or PlanSpace()
     phase = on_phase or (lambda name, k, of: None)
     if isinstance(scenario.traffic.arrival, ClosedArrivals):
         raise InputError(file, "traffic.arrival.process", CLOSED_NO_RATE)
     base = scenario.model_dump(mode="json")
-    dep = _deployment_index(base, space.deployment)
+    dep = deployment_index(base, space.deployment, space_file)
     # every candidate is checked (paths, values, analytic bounds) before the first simulation: a bad one is
     # refused up front, not after minutes of progress on the others
     prepared = [_prepare(base, dep, cand, file, space_file, rate, targets) for cand in candidates_of(space)]
@@ -390,21 +415,25 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
     chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
     result = PlanResult(rate, targets, plans, chosen, replications=replications, max_replicas=space.max_replicas)
     if chosen is not None and max_rate:
-        _max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed, phase,
-                  on_eval)
+        find_max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed, phase,
+                      on_eval)
     return result
 
 
-def _max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed: int,
-              phase: Callable[[str, int, int], None] = lambda name, k, of: None,
-              on_eval: Callable[[Evaluation], None] | None = None) -> None:
-    """The winner's largest sustainable rate, headroom and load curve, then one longer run validating it."""
+def find_max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed: int,
+                  phase: Callable[[str, int, int], None] = lambda name, k, of: None,
+                  on_eval: Callable[[Evaluation], None] | None = None, replicas: int | None = None,
+                  wrap: Callable[[Evaluation], Evaluation] = lambda e: e) -> None:
+    """The winner's largest sustainable rate, headroom and load curve, then one longer run validating it.
+    `replicas`: the sized deployment's count (default: the winner's); `wrap`: what each evaluation becomes (a
+    joint plan's evaluations name the whole fleet)."""
     chosen, rate = result.chosen, result.target_rate_per_s
     assert chosen is not None
-    replicas = chosen.min_replicas or 1
+    replicas = replicas or chosen.min_replicas or 1
     phase("max_rate", 1, 1)
 
     def seen(e: Evaluation) -> None:
+        e = wrap(e)
         result.load_curve.append(e)
         if on_eval:
             on_eval(e)
@@ -417,8 +446,9 @@ def _max_rate(result: PlanResult, doc: dict[str, Any], dep: int, file: str, seed
     result.headroom = result.max_rate_per_s / rate - 1.0
     result.max_rate_is_lower_bound = result.max_rate_per_s >= rate * 2**MAX_RATE_DOUBLINGS * (1 - 1e-9)
     phase("validate", 1, 1)
-    result.validation, result.validation_horizon_s = validate_max_rate(
+    validation, result.validation_horizon_s = validate_max_rate(
         doc, dep, file, chosen.candidate, replicas, result.max_rate_per_s, result.targets, seed)
+    result.validation = wrap(validation) if validation is not None else None
 
 
 VALIDATION_HORIZONS = (4.0, 2.0)  # the validating run's horizon, in plan horizons: the longest the limits allow

@@ -61,7 +61,7 @@ def _unit(t: SloTarget) -> str:
     return "" if t.metric == "slo_attainment" else " s"
 
 
-def _misses(targets: list[SloTarget], e: Evaluation, bound: bool = True) -> str:
+def misses_text(targets: list[SloTarget], e: Evaluation, bound: bool = True) -> str:
     """The targets a point missed, each with its value (its 95% bound when `bound`) against the target."""
     parts = []
     for t in targets:
@@ -91,10 +91,10 @@ def no_candidate_line(result: PlanResult, slo: str) -> str:
         return (f"{head}: every candidate's analytic lower bound (at least "
                 f"{min(c.lower_bound for c in result.candidates):,} replicas) is above max_replicas; raise it.")
     return (f"{head}: closest {e.candidate} with {e.replicas} replicas ({format_usd(e.usd_per_hour)}/hour) missed "
-            f"{_misses(result.targets, e)}.")
+            f"{misses_text(result.targets, e)}.")
 
 
-def _max_rate_clause(result: PlanResult) -> str:
+def max_rate_clause(result: PlanResult) -> str:
     bound = "at least" if result.max_rate_is_lower_bound else "up to"
     claim = f"{bound} {result.max_rate_per_s:.3g}/s (headroom {result.headroom:.0%})"
     v, h = result.validation, result.validation_horizon_s
@@ -103,19 +103,23 @@ def _max_rate_clause(result: PlanResult) -> str:
     if v.met:
         return f"; it sustains {claim}, validated on a {h:,.0f} s run at that rate"
     return (f"; its max sustainable rate is not validated on a {h:,.0f} s run: at {result.max_rate_per_s:.3g}/s, "
-            f"which the plan's runs sustained, it missed {_misses(result.targets, v, bound=False)}; do not count on "
-            f"that rate (a longer sim.horizon_s plans on longer runs)")
+            f"which the plan's runs sustained, it missed {misses_text(result.targets, v, bound=False)}; do not count "
+            f"on that rate (a longer sim.horizon_s plans on longer runs)")
+
+
+def slo_text(targets: list[SloTarget]) -> str:
+    return ", ".join(f"{t.label}{t.op}{t.value:g}{'' if t.metric == 'slo_attainment' else 's'}" for t in targets)
 
 
 def summary_line(result: PlanResult) -> str:
-    slo = ", ".join(f"{t.label}{t.op}{t.value:g}{'' if t.metric == 'slo_attainment' else 's'}" for t in result.targets)
+    slo = slo_text(result.targets)
     c = result.chosen
     if c is None or c.best is None:
         return no_candidate_line(result, slo)
     line = (f"Cheapest fleet meeting {slo} (95% CI) at {result.target_rate_per_s:g}/s: {c.candidate} with "
             f"{c.min_replicas} replicas, {format_usd(c.best.usd_per_hour)}/hour")
     if result.max_rate_per_s is not None:
-        line += _max_rate_clause(result)
+        line += max_rate_clause(result)
     return line + "."
 
 
@@ -158,7 +162,7 @@ def pareto_panels(result: PlanResult) -> list[dict[str, Any]]:
     return panels
 
 
-def _pareto_plot(result: PlanResult, path: Path) -> Path:
+def pareto_plot(result: PlanResult, path: Path) -> Path:
     panels = pareto_panels(result)
     fig, axes = plt.subplots(len(panels), 1, figsize=(8, 3.6 * len(panels) + 0.8), squeeze=False)
     names = sorted({e.candidate for e in result.evaluations})
@@ -184,7 +188,7 @@ def _pareto_plot(result: PlanResult, path: Path) -> Path:
     return save_chart(fig, axes[0, 0], path)
 
 
-def _slo_vs_load_plot(result: PlanResult, path: Path) -> Path:
+def slo_vs_load_plot(result: PlanResult, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     rates = [e.rate_per_s for e in result.load_curve]
     for t in result.targets:
@@ -240,9 +244,9 @@ def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
     (out_dir / "plan.json").write_text(json.dumps(json_finite(doc), indent=2, allow_nan=False) + "\n")
     paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
     if result.targets and len(evals):
-        paths.append(_pareto_plot(result, out_dir / "pareto.png"))
+        paths.append(pareto_plot(result, out_dir / "pareto.png"))
     if result.load_curve:
-        paths.append(_slo_vs_load_plot(result, out_dir / "slo_vs_load.png"))
+        paths.append(slo_vs_load_plot(result, out_dir / "slo_vs_load.png"))
     md = ["# simfactory plan", "", summary_line(result), "", *(f"- Note: {n}" for n in doc["notes"]),
           "", "## Candidates (cheapest first)", "",
           *frame_markdown(ranked), "", "## Every simulated point", "", *frame_markdown(evals), ""]
