@@ -268,8 +268,9 @@ class HardwareProfile(_Strict):
         "what pools' sku names")
     name: str = Field(description="full product name, for readers")
     vendor: str = Field(description="maker, for readers")
-    kind: Literal["gpu", "asic"] = Field(
-        description="gpu or asic: an ASIC pool rates the run asic on the compare scorecard's lock-in freedom")
+    kind: Literal["gpu", "asic", "cpu"] = Field(
+        description="gpu, asic or cpu (a server CPU socket serving on its own, e.g. with AMX): an ASIC pool rates the "
+                    "run asic on the compare scorecard's lock-in freedom; gpu and cpu pools rate gpu")
     spec: Spec = Field(description="spec-sheet figures per device")
     price: Price = Field(description="default cloud price and purchase price")
     roofline: RooflineDefault = Field(
