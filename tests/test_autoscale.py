@@ -92,3 +92,52 @@ def test_pool_must_hold_max_replicas(case):
     with pytest.raises(InputErrors) as e:
         case(doc)
     assert "pool 'pool' has 4 accelerators but its deployments need 6" in str(e.value)
+
+
+def _provisioned_at_end(result) -> int:
+    log = result.autoscale["dep"]
+    return log.provisioned_at(result.end_s - 1e-9)
+
+
+def test_rps_signal_settles_on_the_rate_over_its_target(case):
+    """Constant arrivals at 6 req/s with a target of 2 req/s per replica: the HPA rule ceil(active x rps / active /
+    target) asks for exactly 3 replicas, whatever the replicas' latency."""
+    doc = _doc(signal="rps", target=2.0, max_replicas=6)
+    doc["pools"][0]["count"] = 6
+    doc["traffic"]["arrival"] = {"process": "constant", "rate_per_s": 6.0}
+    result = simulate(case(doc))
+    assert _provisioned_at_end(result) == 3
+    doc["traffic"]["arrival"] = {"process": "constant", "rate_per_s": 9.5}
+    assert _provisioned_at_end(simulate(case(doc))) == 5  # ceil(9.5 / 2)
+
+
+def test_ttft_signal_scales_up_on_a_slow_tail_and_back_down_when_it_is_met(case):
+    busy = _doc(signal="ttft", target=0.05, ttft_quantile=0.95, max_replicas=4)
+    busy["traffic"]["arrival"] = {"process": "poisson", "rate_per_s": 6.0}
+    result = simulate(case(busy))
+    assert result.autoscale["dep"].peak_provisioned(0.0, result.end_s) > 1  # one replica's queue blew the p95
+    idle = _doc(signal="ttft", target=5.0, max_replicas=4, min_replicas=1)
+    idle["deployments"][0]["replicas"] = 3
+    idle["traffic"]["arrival"] = {"process": "poisson", "rate_per_s": 0.5}
+    assert _provisioned_at_end(simulate(case(idle))) == 1  # a tail far under target: scaled down to the floor
+
+
+def test_composite_tail_term_adds_replicas_the_load_terms_alone_would_not(case):
+    base = _doc(signal="composite", target=100.0, queue_target=100.0, kv_target=1.0, max_replicas=4)
+    base["traffic"]["arrival"] = {"process": "poisson", "rate_per_s": 6.0}
+    without = simulate(case(base)).autoscale["dep"]
+    base["deployments"][0]["autoscaling"]["ttft_target_s"] = 0.05
+    with_tail = simulate(case(base)).autoscale["dep"]
+    assert with_tail.peak_provisioned(0.0, 400.0) > without.peak_provisioned(0.0, 400.0)
+
+
+def test_a_tail_target_on_another_signal_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from conftest import write_case
+    from simfactory.cli import app
+
+    doc = _doc(signal="in_flight", ttft_target_s=0.5)
+    path = write_case(tmp_path, doc)
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "ttft_target_s" in res.output and "Traceback" not in res.output, res.output

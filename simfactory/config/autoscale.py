@@ -22,12 +22,19 @@ class Autoscaling(StrictModel):
         default=1, description="fewest replicas the autoscaler keeps; 0 scales the deployment to zero (requests then "
         "wait for a replica to start)")
     max_replicas: PositiveInt = Field(le=MAX_REPLICAS, description="each replica is its own simulated engine")
-    signal: Literal["queue", "in_flight", "kv", "composite"] = Field(
+    signal: Literal["queue", "in_flight", "kv", "rps", "ttft", "composite"] = Field(
         default="in_flight",
         description="queue: waiting requests per replica; in_flight: running + waiting per replica; kv: KV use "
-        "fraction; composite: the largest of the three, each over its own target",
+        "fraction; rps: requests dispatched per second over the last interval, per replica; ttft: the TTFT "
+        "percentile (ttft_quantile) of the first tokens of the last interval, seconds; composite: the largest of "
+        "queue, in_flight and kv (and ttft when ttft_target_s is set), each over its own target",
     )
-    target: PositiveFloat = Field(description="the signal's target per replica (kv: a fraction, e.g. 0.7)")
+    target: PositiveFloat = Field(description="the signal's target per replica (kv: a fraction, e.g. 0.7; rps: "
+                                              "requests per second; ttft: seconds)")
+    ttft_target_s: PositiveFloat | None = Field(
+        default=None, description="composite: a tail-TTFT target (seconds) as a fourth term; unset: no latency term")
+    ttft_quantile: Annotated[float, Field(gt=0, lt=1)] = Field(
+        default=0.95, description="ttft and composite: the TTFT percentile read over each interval (0.95 = p95)")
     queue_target: PositiveFloat = Field(default=4.0, description="composite: waiting requests per replica")
     kv_target: Annotated[float, Field(gt=0, le=1)] = Field(default=0.8, description="composite: KV use fraction")
     interval_s: PositiveFloat = Field(
@@ -42,4 +49,7 @@ class Autoscaling(StrictModel):
     def _bounds(self) -> "Autoscaling":
         if self.min_replicas > self.max_replicas:
             raise ValueError("min_replicas must be <= max_replicas")
+        if self.ttft_target_s is not None and self.signal != "composite":
+            raise ValueError("ttft_target_s is the composite signal's latency term: with signal "
+                             f"{self.signal!r} set target instead")
         return self

@@ -55,6 +55,12 @@ class Autoscaler:
         self.open: dict[int, int] = {}  # replica -> index of its open interval in log.intervals
         self.log = AutoscaleLog(name, tp, self.delay_s)
         self.last_scale_down_s = -math.inf
+        self.last_dispatched = balancer.dispatched
+        self.ttfts: list[float] | None = None
+        if cfg.signal == "ttft" or cfg.ttft_target_s is not None:
+            self.ttfts = []
+            for e in engines:
+                e.ttft_sink = self.ttfts  # one shared list: the interval's first tokens across the replicas
         for i in range(initial):
             self._provision(i)
         balancer.set_active([s == ACTIVE for s in self.state])
@@ -93,7 +99,32 @@ class Autoscaler:
             return in_flight / n / c.target
         if c.signal == "kv":
             return kv / c.target
-        return max(waiting / n / c.queue_target, in_flight / n / c.target, kv / c.kv_target)
+        if c.signal == "rps":
+            return self._rps() / n / c.target
+        if c.signal == "ttft":
+            return self._ttft_s(waiting) / c.target
+        terms = [waiting / n / c.queue_target, in_flight / n / c.target, kv / c.kv_target]
+        if c.ttft_target_s is not None:
+            terms.append(self._ttft_s(waiting) / c.ttft_target_s)
+        return max(terms)
+
+    def _rps(self) -> float:
+        """Requests dispatched to the deployment per second since the last decision."""
+        count = self.balancer.dispatched - self.last_dispatched
+        self.last_dispatched = self.balancer.dispatched
+        return count / self.cfg.interval_s
+
+    def _ttft_s(self, waiting: int) -> float:
+        """The interval's TTFT percentile; with no first token in it, the target itself while requests wait (hold)
+        and 0 when nothing waits (the load is gone)."""
+        assert self.ttfts is not None
+        values, self.ttfts[:] = list(self.ttfts), []
+        if not values:
+            target = self.cfg.target if self.cfg.signal == "ttft" else (self.cfg.ttft_target_s or 0.0)
+            return target if waiting else 0.0
+        values.sort()
+        k = min(len(values) - 1, max(0, math.ceil(self.cfg.ttft_quantile * len(values)) - 1))
+        return values[k]
 
     def desired(self) -> int:
         active = self.state.count(ACTIVE)

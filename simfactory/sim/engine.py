@@ -190,6 +190,7 @@ class ReplicaEngine:
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
+        self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
         self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
         self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
@@ -777,6 +778,8 @@ class ReplicaEngine:
             t.generated[rid] = g
             if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request
                 t.first_token_s[rid] = now
+                if self.ttft_sink is not None:  # an autoscaler reading tail TTFT
+                    self.ttft_sink.append(now - t.arrival_s[rid])
             out = int(t.output_tokens[rid])
             if g >= out:
                 self.free_blocks += blocks_for(target, bs)

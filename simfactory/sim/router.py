@@ -131,6 +131,7 @@ class ReplicaBalancer:
         self.healthy = [True] * len(engines)  # faults: replicas the health check sees up
         self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
         self.gated = 0  # requests for this deployment waiting at the tenant gate (sim/tenancy.py), not yet here
+        self.dispatched = 0  # requests dispatched to this deployment so far
         self.on_change: Callable[[], None] | None = None  # told when replicas start, stop, fail or recover
         # requests each replica holds (running, preempted, own queue), kept by the engines as they change, so
         # least_outstanding is a C-level min over a list instead of a Python pass over the replicas
@@ -180,6 +181,7 @@ class ReplicaBalancer:
 
     def dispatch(self, rid: int, priority: int = 0, service_class: int = -1, key: int = -1) -> int:
         """Queue the request; returns the replica index (-1 for the shared queue)."""
+        self.dispatched += 1  # the autoscaler's rps signal reads the count's growth per interval
         if self.shared_queue is not None:
             self.shared_queue.put(rid, priority)
             return -1
