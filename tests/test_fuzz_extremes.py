@@ -139,6 +139,11 @@ _seed("trace", ("traffic", "classes", 0), {
               "sample": 1.0, "max_input_tokens": 4096, "max_output_tokens": 1024}},
       files={"trace.csv": _csv(BURSTGPT_ROWS)})
 
+_seed("cost-stack-overrides", ("finance", "cost_stack"), {  # the cost stack's overrides of the price book
+    "storage": {"usd_per_gb_month": 0.02, "block_usd_per_gb_month": 0.1}, "network": {"egress_usd_per_gb": 0.05},
+    "orchestration": {"clusters": 1, "usd_per_cluster_hour": 0.2}, "support": {"cloud_fraction": 0.03},
+    "replication": {"copies": 1, "gb": 100}}, base="tco-full-stack")
+
 
 def _short(doc: dict[str, Any], fuzzed: tuple[Any, ...] = ()) -> dict[str, Any]:
     """The scenario cut to HORIZON_S with no warm-up, unless the fuzzed field is one of those."""

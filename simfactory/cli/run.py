@@ -313,7 +313,21 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
         highlight=False,
     )
     _print_own_vs_rent(s)
+    _print_cost_stack(s)
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _print_cost_stack(s: dict[str, Any]) -> None:
+    """The whole cost stack over the window (finance.cost_stack) and which of its lines lack an input."""
+    stack = (s.get("finance") or {}).get("cost_stack")
+    if not stack:
+        return
+    missing = len(stack["not_priced"])
+    per_m = stack.get("usd_per_1m_tokens")
+    out.print(f"cost stack: {format_usd(stack['total_usd'])} in the window ({format_usd(stack['total_usd_per_month'])}"
+              "/month" + (f", {format_usd(per_m)} per 1M tokens" if per_m is not None else "") + ")"
+              + (f"; {missing} line(s) not priced (no input): see summary.md" if missing else "; every line priced"),
+              highlight=False, soft_wrap=True)
 
 
 def _print_own_vs_rent(s: dict[str, Any]) -> None:

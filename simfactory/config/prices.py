@@ -199,10 +199,58 @@ class NetworkPrices(_Strict):
     """Reference network and storage prices, each a sourced figure (value, unit, source, as_of)."""
 
     egress_usd_per_gb: SourcedNumber = Field(
-        description="reference internet egress price, USD per GB; no cost model reads it (egress is priced by the "
-        "scenario's network section)")
+        description="internet egress price, USD per GB: the cost stack's internet egress line (answers sent to "
+        "callers); traffic between regions is priced by the scenario's network section")
     storage_usd_per_gb_month: SourcedNumber = Field(
-        description="reference object-storage price, USD per GB-month; no cost model reads it")
+        description="object-storage price, USD per GB-month: the cost stack's model weights, logs and replicas")
+
+
+class SupportTier(_Strict):
+    """One band of a tiered support price: this fraction of the monthly cloud bill between the previous band's
+    upper bound and this one's."""
+
+    up_to_usd_per_month: NonNegativeFloat | None = Field(
+        description="upper bound of the band, USD of monthly cloud spend; null: no bound (the last band)")
+    fraction: Annotated[float, Field(ge=0, le=1)] = Field(description="fraction (0-1) of the spend in this band")
+
+
+class SupportPlan(_SourcedEntry):
+    """A cloud provider's published support plan priced on the monthly bill: the greater of a minimum and the sum
+    of each band's fraction of the spend in it (a tax-bracket schedule)."""
+
+    name: str = Field(min_length=1, description="the plan, e.g. AWS Business Support")
+    minimum_usd_per_month: NonNegativeFloat = Field(description="the plan's monthly minimum, USD")
+    tiers: list[SupportTier] = Field(min_length=1, description="the bands, increasing; the last has no upper bound")
+
+    @model_validator(mode="after")
+    def _bands(self) -> "SupportPlan":
+        bounds = [t.up_to_usd_per_month for t in self.tiers]
+        if bounds[-1] is not None or any(b is None for b in bounds[:-1]):
+            raise ValueError("tiers: every band but the last needs up_to_usd_per_month; the last has none")
+        if any(b <= a for a, b in zip(bounds[:-2], bounds[1:-1])):  # type: ignore[operator]
+            raise ValueError("tiers: up_to_usd_per_month must increase")
+        return self
+
+
+class CostStackPrices(_Strict):
+    """The sourced defaults of the cost stack beyond compute (simfactory/cost/stack.py): each a figure a scenario's
+    finance.cost_stack may replace."""
+
+    bytes_per_token: SourcedNumber = Field(
+        description="bytes of text one token carries over the wire, for egress volume (unless the scenario sets "
+        "network.bytes_per_token)")
+    ingress_usd_per_gb: SourcedNumber = Field(
+        description="price of data sent into the cloud from the internet (the prompts), USD per GB")
+    inter_region_usd_per_gb: SourcedNumber = Field(
+        description="transfer between a provider's regions, USD per GB: what replicating newly written data costs")
+    block_storage_usd_per_gb_month: SourcedNumber = Field(
+        description="block (SSD volume) storage, USD per GB-month: the prefix cache's SSD tier")
+    cluster_usd_per_hour: SourcedNumber = Field(
+        description="managed Kubernetes control plane, USD per cluster-hour (the orchestration line with "
+        "finance.cost_stack.orchestration.clusters)")
+    cloud_support: SupportPlan | None = Field(
+        default=None, description="a published cloud support plan (finance.cost_stack.support.cloud_plan: "
+        "price_book); absent: only a scenario's own fraction prices support")
 
 
 class ScorecardDefaults(_Strict):
@@ -244,7 +292,7 @@ class PriceBook(_Strict):
         default_factory=list, description="idle power per SKU, for profiles whose spec gives no idle_w")
     on_prem: OnPremPrices = Field(
         description="owned-hardware assumptions: depreciation, energy, hosting, staff, node costs")
-    network: NetworkPrices = Field(description="reference network and storage prices (no cost model reads them)")
+    network: NetworkPrices = Field(description="internet egress and object-storage prices (the cost stack)")
     scorecard: ScorecardDefaults = Field(description="default qualitative ratings of the compare scorecard")
     finance: FinanceDefaults = Field(
         default_factory=FinanceDefaults, description="money-over-time assumptions of the own-vs-rent model (discount "
@@ -252,6 +300,9 @@ class PriceBook(_Strict):
     procurement: list[Procurement] = Field(
         default_factory=list, description="lead time and availability of owned hardware and cloud reservations per "
         "SKU (growth plans)")
+    cost_stack: CostStackPrices | None = Field(
+        default=None, description="sourced defaults of the cost stack beyond compute (bytes per token, transfer, "
+        "block storage, cluster fee, support plan); absent: the lines they price say so (not priced)")
 
     @model_validator(mode="after")
     def _known_providers(self) -> "PriceBook":

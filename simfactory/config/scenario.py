@@ -20,6 +20,7 @@ from pydantic import (
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.autoscale import Autoscaling
 from simfactory.config.base import StrictModel
+from simfactory.config.cost_stack import CostStack
 from simfactory.config.faults import Faults
 from simfactory.config.distributions import Distribution, Fixed, TokenCounts
 from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are also imported from here
@@ -796,6 +797,10 @@ class Finance(_Strict):
     scorecard_ratings: dict[Literal["operational_simplicity", "lock_in_freedom"], Annotated[float, Field(ge=0, le=10)]] = Field(
         default_factory=dict, description="your own 0-10 ratings, replacing the price book's defaults"
     )
+    cost_stack: CostStack = Field(
+        default_factory=CostStack, description="storage, networking, orchestration, support, replication, SLA "
+        "penalties and the value of latency: each line priced from the price book or your inputs, else reported as "
+        "not priced")
 
     @model_validator(mode="after")
     def _some_weight(self) -> "Finance":

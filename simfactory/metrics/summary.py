@@ -20,6 +20,7 @@ from simfactory.provenance import provenance
 from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
+from simfactory.metrics.cost_stack import cost_stack_section
 from simfactory.metrics.resilience import resilience_summary
 from simfactory.metrics.finance import (
     demand_by_pool,
@@ -127,7 +128,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "replicas": replicas,
         "little_law": little_law_section(w_stl, measured, window_s, result.end_s),
         "cost": cost_section(fleet.costs, window_s, answered),
-        "finance": finance_section(result, req, tasks, fleet, answered, start_s, end_s),
+        "finance": finance_section(result, req, tasks, fleet, answered, start_s, end_s, lreq),
         "autoscaling": autoscaling_summary(result, req, start_s, end_s),
         "resilience": resilience_summary(result, req, lreq),
         "network": network_block(measured, req, start_s, end_s),
@@ -429,12 +430,19 @@ def cost_section(costs: list[PoolCost], window_s: float, answered: pd.DataFrame)
 
 
 def finance_section(result: SimResult, req: pd.DataFrame, tasks: pd.DataFrame, fleet: FleetCosts,
-                    answered: pd.DataFrame, start_s: float, end_s: float) -> dict[str, Any]:
-    """Unit economics and TCO (simfactory/metrics/finance.py) from the run's units and demand curve."""
+                    answered: pd.DataFrame, start_s: float, end_s: float, lreq: pd.DataFrame) -> dict[str, Any]:
+    """Unit economics and TCO (simfactory/metrics/finance.py) from the run's units and demand curve; the whole cost
+    stack and its unit economics by application, tenant, tier and workflow path (metrics/cost_stack.py)."""
     rs = result.resolved
     units = units_of(rs, req, tasks, end_s - start_s, answered)
     peak_billed = billed_accelerators(result, start_s, end_s, peak=True)
-    return finance_summary(rs, fleet.costs, units, fleet.demand, result.seed, fleet.serving_idle, peak_billed)
+    out = finance_summary(rs, fleet.costs, units, fleet.demand, result.seed, fleet.serving_idle, peak_billed)
+    stack, by_group, notes = cost_stack_section(rs, req, lreq, tasks, fleet.costs, end_s - start_s,
+                                                idle_seat_usd(rs, tasks, end_s - start_s))
+    out["cost_stack"] = stack
+    out["unit_economics"].update(by_group)
+    out["assumptions"] += notes
+    return out
 
 
 def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: float) -> dict[str, Any]:

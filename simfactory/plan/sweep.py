@@ -36,7 +36,7 @@ from simfactory.regress.flatten import flatten
 HEADLINE_PREFIXES = (
     "latency_s.", "throughput.", "outcomes.", "service.slo_attainment", "service.goodput_per_s", "cost.usd_per_hour",
     "cost.usd_per_request", "cost.usd_per_1m_output_tokens", "finance.unit_economics.", "finance.tco.tco_usd",
-    "finance.tco.upfront_capex_usd",
+    "finance.tco.upfront_capex_usd", "finance.cost_stack.total_usd", "finance.cost_stack.usd_per_1m_tokens",
 )
 ROWS_FILE = "sweep.jsonl"
 SPEC_FILE = "sweep_spec.json"
@@ -57,8 +57,12 @@ def run_seed(base: int, point: int, replication: int) -> int:
     return int(np.random.SeedSequence(base, spawn_key=(point, replication)).generate_state(1)[0])
 
 
+HEADLINE_EXCLUDED = ("finance.unit_economics.by_",)  # per-group breakdowns: a column per group and figure
+
+
 def headline(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in flatten(summary).items() if k.startswith(HEADLINE_PREFIXES)}
+    return {k: v for k, v in flatten(summary).items()
+            if k.startswith(HEADLINE_PREFIXES) and not k.startswith(HEADLINE_EXCLUDED)}
 
 
 def run_point(job: PointJob) -> dict[str, Any]:

@@ -140,11 +140,78 @@ def finance_tables(summary: dict[str, Any]) -> list[FinanceTable]:
         FinanceTable("sensitivity", f"Sensitivity of {sens['metric']} (base {_num(sens['base'])})", tornado,
                      f"Each input moved by -/+{sens['fraction']:.0%}, others held; sorted by swing."),
     ]
+    tables += cost_stack_tables(f, cur)
     if len(training):
         tables.append(FinanceTable("training", "Training jobs: time to train and cost per validated checkpoint", training,
                                    "Checkpoint intervals: Young sqrt(2 x checkpoint cost x MTBF), Daly sqrt(2 delta M) - delta."))
     tables.append(FinanceTable("assumptions", "Assumptions (prices with source and date)", assumptions))
     return tables
+
+
+def cost_stack_frame(stack: dict[str, Any], cur: str) -> pd.DataFrame:
+    """finance.cost_stack as a table: each line over the window, a month and 1M tokens, with its quantity and basis
+    (or the input that would price it); the total of the priced lines; the value of latency beside it."""
+    rows = [{"category": x["category"], "item": x["item"], "status": x["status"], f"{cur} (window)": x["usd"],
+             f"{cur}/month": x["usd_per_month"], f"{cur} per 1M tokens": x["usd_per_1m_tokens"],
+             "quantity": x["quantity"], "quantity unit": x["quantity_unit"],
+             "basis or missing input": x["basis"] if x["usd"] is not None else f"set {x['missing']}",
+             "allocated by": x["allocated_by"]} for x in stack["lines"]]
+    rows.append({"category": "total", "item": "total of the priced lines",
+                 "status": f"{len(stack['not_priced'])} line(s) not priced", f"{cur} (window)": stack["total_usd"],
+                 f"{cur}/month": stack["total_usd_per_month"], f"{cur} per 1M tokens": stack["usd_per_1m_tokens"]})
+    lv = stack["latency_value_saved"]
+    rows.append({"category": "value", "item": "value of latency (not in the total)", "status": lv["status"],
+                 f"{cur} (window)": lv["net_usd"], f"{cur}/month": lv["net_monthly_usd"],
+                 "basis or missing input": lv.get("basis") or f"set {lv.get('missing', '')}"})
+    if stack.get("net_cost_usd_less_latency_value") is not None:
+        rows.append({"category": "net", "item": "total less the value of latency", "status": "priced",
+                     f"{cur} (window)": stack["net_cost_usd_less_latency_value"],
+                     f"{cur}/month": stack["net_cost_usd_less_latency_value"] / stack["window_months"]
+                     if stack["window_months"] else None})
+    return pd.DataFrame(rows)
+
+
+GROUP_COLUMNS = {"successful_requests": "successful requests", "successful_tasks": "successful tasks",
+                 "gpu_s": "GPU-seconds", "total_usd": "total USD", "usd_per_1m_tokens": "USD per 1M tokens",
+                 "usd_per_successful_request": "USD per successful request",
+                 "usd_per_successful_task": "USD per successful task",
+                 "latency_value_saved_net_usd": "value of latency USD"}
+GROUP_LABELS = {"by_application": "application", "by_tenant": "tenant", "by_tier": "tier (deployment)",
+                "by_workflow_path": "workflow path"}
+
+
+def unit_economics_groups_frame(ue: dict[str, Any], cur: str) -> pd.DataFrame:
+    """finance.unit_economics.by_* as one table: a block of rows per dimension, one row per group."""
+    rows = []
+    for key, label in GROUP_LABELS.items():
+        for name, g in ue.get(key, {}).items():
+            row = {"dimension": label, "group": name}
+            for k, v in g.items():
+                row[GROUP_COLUMNS.get(k) or k.replace("_usd", f" {cur}").replace("_", " ")] = v
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def cost_stack_tables(f: dict[str, Any], cur: str) -> list[FinanceTable]:
+    """The whole cost stack and its unit economics by group (summaries written before the cost stack: none)."""
+    stack = f.get("cost_stack")
+    if stack is None:
+        return []
+    by_rule: dict[str, list[str]] = {}
+    for line, rule in f["unit_economics"].get("allocation", {}).items():
+        by_rule.setdefault(rule, []).append(line)
+    allocation = "; ".join(f"{', '.join(lines)}: {rule}" for rule, lines in by_rule.items())
+    return [
+        FinanceTable("cost_stack", "The whole cost stack (measurement window; a month and 1M tokens at the same rate)",
+                     cost_stack_frame(stack, cur),
+                     "Each line is priced from the price book (sourced) or from finance.cost_stack (your inputs); a "
+                     "line whose input is absent is not priced and not counted in the total, never taken as 0. Per "
+                     "1M tokens: tokens answered in the window. The inputs are in the assumptions table."),
+        FinanceTable("unit_econ_groups", "Unit economics by application, tenant, tier and workflow path",
+                     unit_economics_groups_frame(f["unit_economics"], cur),
+                     "Every priced line allocated to the requests and tasks that caused it; each dimension's groups "
+                     f"add up to the cost stack's total. Allocation: {allocation}."),
+    ]
 
 
 def _md_cell(v: Any, money: bool = False) -> str:
