@@ -17,7 +17,7 @@ import hashlib
 import math
 from typing import Any
 
-from simfactory.sim.agents import Fork, Leaf
+from simfactory.sim.agents import leaves
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import SimResult
 from simfactory.version import __version__
@@ -104,24 +104,18 @@ def _task_trace(result: SimResult, rec: Any) -> _Spans:
                       "simfactory.tool_calls": rec.tool_calls, "gen_ai.usage.input_tokens": rec.tokens_in,
                       "gen_ai.usage.output_tokens": rec.tokens_out},
                      error=rec.outcome not in ("completed", "degraded"))
-    stack: list[list[Any]] = [rec.log]
-    while stack:
-        for entry in stack.pop():
-            if isinstance(entry, Fork):
-                stack.extend(entry.branches)
-                continue
-            assert isinstance(entry, Leaf)
-            stop = entry.end_s if entry.end_s is not None else end_s
-            for rid in entry.rids or []:
-                _chat_span(trace, result, rid, entry.start_s, stop, root)
-            if entry.rids:
-                continue
-            if entry.category == "tool":
-                trace.add("execute_tool tool", SPAN_KIND_INTERNAL, entry.start_s, stop,
-                          {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "tool"}, root)
-            else:
-                trace.add(entry.category, SPAN_KIND_INTERNAL, entry.start_s, stop,
-                          {"simfactory.category": entry.category}, root)
+    for entry in leaves(rec.log):
+        stop = entry.end_s if entry.end_s is not None else end_s
+        for rid in entry.rids or []:
+            _chat_span(trace, result, rid, entry.start_s, stop, root)
+        if entry.rids:
+            continue
+        if entry.category == "tool":
+            trace.add("execute_tool tool", SPAN_KIND_INTERNAL, entry.start_s, stop,
+                      {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "tool"}, root)
+        else:
+            trace.add(entry.category, SPAN_KIND_INTERNAL, entry.start_s, stop,
+                      {"simfactory.category": entry.category}, root)
     return trace
 
 

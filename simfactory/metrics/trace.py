@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from simfactory.sim.agents import Fork, Leaf
+from simfactory.sim.agents import leaves
 from simfactory.sim.run import SimResult
 
 TASKS_PID = 1
@@ -49,36 +49,30 @@ def trace_events(result: SimResult, max_tasks: int) -> list[dict[str, Any]]:
         events.append({"ph": "M", "pid": TASKS_PID, "tid": tid, "name": "thread_name", "args": {"name": f"task {tid}"}})
         span(TASKS_PID, tid, f"task {tid} ({rec.outcome})", "task", rec.start_s, end_s,
              {k: round(v, 6) for k, v in rec.breakdown.items()})
-        stack: list[list[Any]] = [rec.log]
-        while stack:
-            for entry in stack.pop():
-                if isinstance(entry, Fork):
-                    stack.extend(entry.branches)
+        for entry in leaves(rec.log):
+            stop = entry.end_s if entry.end_s is not None else end_s
+            if not entry.rids:
+                span(TASKS_PID, tid, entry.category, entry.category, entry.start_s, stop)
+                continue
+            for rid in entry.rids:
+                a_end = t.completion_s[rid] if not math.isnan(t.completion_s[rid]) else stop
+                a_end = min(a_end, stop)
+                a_start = max(float(t.arrival_s[rid]), entry.start_s)
+                step = names[t.step_id[rid]] if t.step_id[rid] >= 0 else "llm"
+                args = {"request": rid, "attempt": int(t.attempt[rid]), "input_tokens": int(t.input_tokens[rid]),
+                        "output_tokens": int(t.output_tokens[rid]), "preemptions": int(t.preemptions[rid])}
+                span(TASKS_PID, tid, f"llm: {step}", "llm", a_start, a_end, args)
+                sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
+                if math.isnan(sched) or sched > a_end:
+                    span(TASKS_PID, tid, "queue", "queue", a_start, a_end)
                     continue
-                assert isinstance(entry, Leaf)
-                stop = entry.end_s if entry.end_s is not None else end_s
-                if not entry.rids:
-                    span(TASKS_PID, tid, entry.category, entry.category, entry.start_s, stop)
-                    continue
-                for rid in entry.rids:
-                    a_end = t.completion_s[rid] if not math.isnan(t.completion_s[rid]) else stop
-                    a_end = min(a_end, stop)
-                    a_start = max(float(t.arrival_s[rid]), entry.start_s)
-                    step = names[t.step_id[rid]] if t.step_id[rid] >= 0 else "llm"
-                    args = {"request": rid, "attempt": int(t.attempt[rid]), "input_tokens": int(t.input_tokens[rid]),
-                            "output_tokens": int(t.output_tokens[rid]), "preemptions": int(t.preemptions[rid])}
-                    span(TASKS_PID, tid, f"llm: {step}", "llm", a_start, a_end, args)
-                    sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
-                    if math.isnan(sched) or sched > a_end:
-                        span(TASKS_PID, tid, "queue", "queue", a_start, a_end)
-                        continue
-                    span(TASKS_PID, tid, "queue", "queue", a_start, sched)
-                    if not math.isnan(first) and first <= a_end:
-                        span(TASKS_PID, tid, "prefill", "prefill", sched, first)
-                        span(TASKS_PID, tid, "decode", "decode", first, a_end)
-                    else:
-                        span(TASKS_PID, tid, "prefill", "prefill", sched, a_end)
-                    replica = int(t.replica[rid])
-                    if replica >= 0:
-                        span(REPLICAS_PID, replica, f"task {tid}: {step}", "request", sched, a_end, args)
+                span(TASKS_PID, tid, "queue", "queue", a_start, sched)
+                if not math.isnan(first) and first <= a_end:
+                    span(TASKS_PID, tid, "prefill", "prefill", sched, first)
+                    span(TASKS_PID, tid, "decode", "decode", first, a_end)
+                else:
+                    span(TASKS_PID, tid, "prefill", "prefill", sched, a_end)
+                replica = int(t.replica[rid])
+                if replica >= 0:
+                    span(REPLICAS_PID, replica, f"task {tid}: {step}", "request", sched, a_end, args)
     return events

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from simfactory.config.scenario import ClosedArrivals, Scenario
 from simfactory.errors import InputError, InputErrors
-from simfactory.plan.overrides import apply_overrides, check_paths
+from simfactory.plan.overrides import apply_overrides
 from simfactory.plan.search import (
     CLOSED_NO_RATE,
     MAX_JOINT_POINTS,
@@ -42,17 +42,16 @@ from simfactory.plan.search import (
     Evaluation,
     PlanResult,
     PlanSpace,
+    candidate_doc,
     candidates_of,
     deployment_index,
     evaluate,
     find_max_rate,
     fleet_bounds,
     plan,
-    planner_set,
     pool_need,
     replica_floor,
     resolve_doc,
-    set_rate,
     shortfall,
 )
 from simfactory.plan.shares import offered_load
@@ -297,14 +296,7 @@ class _Prepared:
 def _prepare(base: dict[str, Any], deps: list[int], cand: Candidate, file: str, space_file: str, rate: float,
              targets: list[SloTarget]) -> _Prepared:
     """The candidate's scenario at the target rate and its analytic starts, or an InputError naming it."""
-    for path in cand.overrides:
-        what = next((w for w in (planner_set(path, base, dep) for dep in deps) if w is not None), None)
-        if what is not None:
-            raise InputError(space_file, f"candidates[{cand.name}].{path}",
-                             f"plan sets {what} itself; an override of it would be ignored")
-    check_paths(base, list(cand.overrides), space_file)
-    doc = apply_overrides(base, cand.overrides, space_file)
-    set_rate(doc, rate)
+    doc = candidate_doc(base, deps, cand, space_file, rate)
     try:
         starts, partial = deployment_starts(doc, deps, file, rate, targets)
     except (InputError, InputErrors) as e:

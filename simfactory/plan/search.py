@@ -354,17 +354,24 @@ def planner_set(path: str, doc: dict[str, Any], dep: int) -> str | None:
     return None
 
 
-def _prepare(base: dict[str, Any], dep: int, cand: Candidate, file: str, space_file: str, rate: float,
-             targets: list[SloTarget]) -> tuple[Candidate, dict[str, Any], int, int]:
-    """The candidate's scenario at the target rate and its analytic replica bounds, or an InputError naming it."""
+def candidate_doc(base: dict[str, Any], deps: list[int], cand: Candidate, space_file: str, rate: float) -> dict[str, Any]:
+    """The base scenario with the candidate's overrides at the target rate; an override of what plan sets itself
+    (the sized deployments' replicas, ...) or of a path the scenario lacks is an InputError naming it."""
     for path in cand.overrides:
-        what = planner_set(path, base, dep)
+        what = next((w for w in (planner_set(path, base, dep) for dep in deps) if w is not None), None)
         if what is not None:
             raise InputError(space_file, f"candidates[{cand.name}].{path}",
                              f"plan sets {what} itself; an override of it would be ignored")
     check_paths(base, list(cand.overrides), space_file)
     doc = apply_overrides(base, cand.overrides, space_file)
     set_rate(doc, rate)
+    return doc
+
+
+def _prepare(base: dict[str, Any], dep: int, cand: Candidate, file: str, space_file: str, rate: float,
+             targets: list[SloTarget]) -> tuple[Candidate, dict[str, Any], int, int]:
+    """The candidate's scenario at the target rate and its analytic replica bounds, or an InputError naming it."""
+    doc = candidate_doc(base, [dep], cand, space_file, rate)
     try:
         lower, guess = _bounds(doc, dep, file, rate, targets)
     except (InputError, InputErrors) as e:

@@ -233,20 +233,31 @@ def plan_doc(result: PlanResult, front: list[Evaluation]) -> dict[str, Any]:
     }
 
 
-def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    ranked, evals = ranked_frame(result), evaluations_frame(result)
-    ranked.to_csv(out_dir / "plan.csv", index=False)
-    evals.to_csv(out_dir / "plan_points.csv", index=False)
+def latency_front(result: Any) -> tuple[str | None, list[Any]]:
+    """The first latency target's label and the cost vs that latency Pareto front of every evaluated point."""
     key = next((t.label for t in result.targets if t.op == "<"), None)
-    front = pareto_front(result.evaluations, key) if key else []
-    doc = plan_doc(result, front)
+    return key, (pareto_front(result.evaluations, key) if key else [])
+
+
+def write_plan_files(result: Any, out_dir: Path, ranked: Any, points: Any, doc: dict[str, Any]) -> list[Path]:
+    """plan.csv, plan_points.csv, plan.json and the Pareto and SLO-vs-load plots (single or joint plans)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ranked.to_csv(out_dir / "plan.csv", index=False)
+    points.to_csv(out_dir / "plan_points.csv", index=False)
     (out_dir / "plan.json").write_text(json.dumps(json_finite(doc), indent=2, allow_nan=False) + "\n")
     paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
-    if result.targets and len(evals):
+    if result.targets and len(points):
         paths.append(pareto_plot(result, out_dir / "pareto.png"))
     if result.load_curve:
         paths.append(slo_vs_load_plot(result, out_dir / "slo_vs_load.png"))
+    return paths
+
+
+def write_plan(result: PlanResult, out_dir: Path) -> list[Path]:
+    ranked, evals = ranked_frame(result), evaluations_frame(result)
+    key, front = latency_front(result)
+    doc = plan_doc(result, front)
+    paths = write_plan_files(result, out_dir, ranked, evals, doc)
     md = ["# simfactory plan", "", summary_line(result), "", *(f"- Note: {n}" for n in doc["notes"]),
           "", "## Candidates (cheapest first)", "",
           *frame_markdown(ranked), "", "## Every simulated point", "", *frame_markdown(evals), ""]

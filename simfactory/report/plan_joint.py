@@ -5,18 +5,16 @@ them; how many points the search simulated and how long it took. Same files as a
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from simfactory.outputs import json_finite
 from simfactory.plan.joint import JointCandidatePlan, JointEvaluation, JointPlanResult
-from simfactory.plan.search import closest_miss, pareto_front
+from simfactory.plan.search import closest_miss
 from simfactory.report.finance import frame_markdown
 from simfactory.report.money import format_usd
-from simfactory.report.plan import max_rate_clause, misses_text, pareto_plot, slo_text, slo_vs_load_plot
+from simfactory.report.plan import latency_front, max_rate_clause, misses_text, slo_text, write_plan_files
 
 
 def fleet_text(fleet: dict[str, int]) -> str:
@@ -146,19 +144,10 @@ def joint_plan_doc(result: JointPlanResult, front: list[Any]) -> dict[str, Any]:
 
 
 def write_joint_plan(result: JointPlanResult, out_dir: Path) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
     ranked, points = joint_ranked_frame(result), joint_points_frame(result)
-    ranked.to_csv(out_dir / "plan.csv", index=False)
-    points.to_csv(out_dir / "plan_points.csv", index=False)
-    key = next((t.label for t in result.targets if t.op == "<"), None)
-    front = pareto_front(result.evaluations, key) if key else []
+    key, front = latency_front(result)
     doc = joint_plan_doc(result, front)
-    (out_dir / "plan.json").write_text(json.dumps(json_finite(doc), indent=2, allow_nan=False) + "\n")
-    paths = [out_dir / "plan.csv", out_dir / "plan_points.csv", out_dir / "plan.json"]
-    if result.targets and len(points):
-        paths.append(pareto_plot(result, out_dir / "pareto.png"))
-    if result.load_curve:
-        paths.append(slo_vs_load_plot(result, out_dir / "slo_vs_load.png"))
+    paths = write_plan_files(result, out_dir, ranked, points, doc)
     front_rows = [f"- {fleet_text(_fleet_of(e))}: {format_usd(e.usd_per_hour)}/hour, {key} "
                   f"{e.slo[key]['mean']:.4g} s{' (meets every SLO)' if e.met else ''}" for e in front]
     md = ["# simfactory plan (joint)", "", joint_summary_line(result), "", *(f"- Note: {n}" for n in doc["notes"]),

@@ -8,7 +8,7 @@ task always add up to its end-to-end latency, whether it completed, failed or hi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from math import isnan
 from typing import Any
@@ -65,6 +65,18 @@ class Leaf:
 class Fork:
     branches: list[list[Any]]
     chosen: int | None = None
+
+
+def leaves(log: list[Any]) -> Iterator[Leaf]:
+    """Every leaf of a task's time log, forks' branches included (in no particular order across branches)."""
+    stack: list[list[Any]] = [log]
+    while stack:
+        for entry in stack.pop():
+            if isinstance(entry, Fork):
+                stack.extend(entry.branches)
+                continue
+            assert isinstance(entry, Leaf)
+            yield entry
 
 
 def breakdown(log: list[Any], end_s: float, table: Any) -> dict[str, float]:
