@@ -431,7 +431,8 @@ NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 # numbers in outputs that may be negative: differences, deltas, log values, sentinels (-1 = none)
 SIGNED_KEYS = re.compile(
     r"(delta|diff|change|saving|margin|headroom|slope|intercept|error|residual|npv|net_|gain|_vs_|relative|"
-    r"skew|log|^task_id$|^step$|^replica$|^request_id$|low_factor|high_factor|metric_at|offset)", re.IGNORECASE)
+    r"skew|log|^task_id$|^step$|^replica$|^request_id$|low_factor|high_factor|metric_at|offset|value of latency)",
+    re.IGNORECASE)
 SIGNED_PATHS = re.compile(r"(windows\[\d+\]\[0\]$)")  # resilience windows: [replica (-1: none), start, end]
 # float rounding (a queue time of -7e-18 s) is not what this suite hunts; SIMFACTORY_FUZZ_NEG_TOL=0 reports it too
 NEGATIVE_TOLERANCE = float(os.environ.get("SIMFACTORY_FUZZ_NEG_TOL", "1e-9"))

@@ -175,7 +175,7 @@ GROUP_COLUMNS = {"successful_requests": "successful requests", "successful_tasks
                  "gpu_s": "GPU-seconds", "total_usd": "total USD", "usd_per_1m_tokens": "USD per 1M tokens",
                  "usd_per_successful_request": "USD per successful request",
                  "usd_per_successful_task": "USD per successful task",
-                 "latency_value_saved_net_usd": "value of latency USD"}
+                 "latency_value_saved_net_usd": "value of latency (net) USD"}
 GROUP_LABELS = {"by_application": "application", "by_tenant": "tenant", "by_tier": "tier (deployment)",
                 "by_workflow_path": "workflow path"}
 
