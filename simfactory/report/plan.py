@@ -30,17 +30,22 @@ from simfactory.report.money import format_usd  # noqa: E402
 from simfactory.outputs import json_finite  # noqa: E402
 
 
+def evaluation_row(e: Any, fleet: dict[str, int] | None = None) -> dict[str, Any]:
+    """One simulated point of plan_points.csv: candidate, (a joint plan's replicas per deployment,) replicas, rate,
+    whether it met the SLOs, its unit costs and each target's mean and 95% half-width."""
+    row: dict[str, Any] = {"candidate": e.candidate}
+    row.update({f"replicas {d}": n for d, n in (fleet or {}).items()})
+    row.update({"replicas": e.replicas, "rate_per_s": e.rate_per_s, "meets_slos": e.met,
+                "usd_per_hour": e.usd_per_hour, "usd_per_1m_tokens": e.usd_per_1m_tokens,
+                "usd_per_successful_task": e.usd_per_successful_task})
+    for k, v in e.slo.items():
+        row[f"{k} mean"] = v["mean"]
+        row[f"{k} ci95"] = v["ci95"]
+    return row
+
+
 def evaluations_frame(result: PlanResult) -> pd.DataFrame:
-    rows = []
-    for e in result.evaluations:
-        row: dict[str, Any] = {"candidate": e.candidate, "replicas": e.replicas, "rate_per_s": e.rate_per_s,
-                               "meets_slos": e.met, "usd_per_hour": e.usd_per_hour,
-                               "usd_per_1m_tokens": e.usd_per_1m_tokens, "usd_per_successful_task": e.usd_per_successful_task}
-        for k, v in e.slo.items():
-            row[f"{k} mean"] = v["mean"]
-            row[f"{k} ci95"] = v["ci95"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([evaluation_row(e) for e in result.evaluations])
 
 
 def ranked_frame(result: PlanResult) -> pd.DataFrame:

@@ -14,7 +14,9 @@ from simfactory.plan.joint import JointCandidatePlan, JointEvaluation, JointPlan
 from simfactory.plan.search import closest_miss
 from simfactory.report.finance import frame_markdown
 from simfactory.report.money import format_usd
-from simfactory.report.plan import latency_front, max_rate_clause, misses_text, slo_text, write_plan_files
+from simfactory.report.plan import (
+    evaluation_row, latency_front, max_rate_clause, misses_text, slo_text, write_plan_files,
+)
 
 
 def fleet_text(fleet: dict[str, int]) -> str:
@@ -74,18 +76,7 @@ def joint_notes(result: JointPlanResult) -> list[str]:
 
 
 def joint_points_frame(result: JointPlanResult) -> pd.DataFrame:
-    rows = []
-    for e in result.evaluations:
-        row: dict[str, Any] = {"candidate": e.candidate}
-        row.update({f"replicas {d}": n for d, n in _fleet_of(e).items()})
-        row.update({"replicas": e.replicas, "rate_per_s": e.rate_per_s, "meets_slos": e.met,
-                    "usd_per_hour": e.usd_per_hour, "usd_per_1m_tokens": e.usd_per_1m_tokens,
-                    "usd_per_successful_task": e.usd_per_successful_task})
-        for k, v in e.slo.items():
-            row[f"{k} mean"] = v["mean"]
-            row[f"{k} ci95"] = v["ci95"]
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([evaluation_row(e, _fleet_of(e)) for e in result.evaluations])
 
 
 def joint_ranked_frame(result: JointPlanResult) -> pd.DataFrame:
