@@ -41,8 +41,14 @@ def task_paths(req: pd.DataFrame, tasks: pd.DataFrame) -> dict[int, str]:
     calls = req.loc[(req["task_id"].to_numpy() >= 0) & (req["origin"].to_numpy() < 0), ["task_id", "step", "arrival_s"]]
     g = calls.groupby(["task_id", "step"], sort=False).agg(first_s=("arrival_s", "min"), n=("arrival_s", "size"))
     g = g.reset_index().sort_values(["task_id", "first_s"], kind="stable")
-    label = np.where(g["n"].to_numpy() > 1, g["step"].astype(str) + " x" + g["n"].astype(str), g["step"].astype(str))
-    steps = pd.Series(label, index=g["task_id"].to_numpy()).groupby(level=0, sort=False).agg(" > ".join)
+    names = g["step"].astype(str).to_numpy(dtype=object)
+    counts = g["n"].to_numpy()
+    label = np.where(counts > 1, names + " x" + counts.astype(str).astype(object), names)
+    tids = g["task_id"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, tids[1:] != tids[:-1]]) if len(tids) else np.array([], dtype=np.int64)
+    ends = np.r_[starts[1:], len(tids)]
+    # one string per task, joined in plain Python (a pandas groupby-join runs a Python call per group)
+    steps = {int(tids[a]): " > ".join(label[a:b]) for a, b in zip(starts, ends)}
     out: dict[int, str] = {}
     for tid, outcome, escalated in zip(tasks["task_id"], tasks["outcome"], tasks["escalated"]):
         head = steps.get(tid, "(no LLM call)")
