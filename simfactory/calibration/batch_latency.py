@@ -16,8 +16,6 @@ and decode, so the held-out error is one figure, not one per phase.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -131,8 +129,3 @@ def heldout_bias(fit: FitResult) -> float:
     p = fit.predictions
     return float(p.loc[p["split"] == "heldout", "error"].mean())
 
-
-def read_batches(path: Path) -> pd.DataFrame:
-    from simfactory.calibration.measurements import read_table
-
-    return check_batches(read_table(path), str(path))

@@ -187,10 +187,8 @@ def _groups(measured: pd.DataFrame) -> list[tuple[str, int, pd.DataFrame]]:
     """(label, repeat, rows): by the `block` column (and `repeat`) when the table has one, else by rate."""
     repeats = measured["repeat"] if "repeat" in measured else pd.Series(0, index=measured.index)
     if "block" in measured:
-        keys = list(zip(measured["block"].astype(str), repeats.astype(int)))
-        order = list(dict.fromkeys(keys))
-        series = pd.Series(keys, index=measured.index)
-        return [(label, rep, measured[series == (label, rep)]) for label, rep in order]
+        groups = measured.groupby([measured["block"].astype(str), repeats.astype(int)], sort=False)
+        return [(str(label), int(rep), rows) for (label, rep), rows in groups]
     rates = measured["rate_rps"] if "rate_rps" in measured else pd.Series(np.nan, index=measured.index)
     return [("trace" if key < 0 else f"{key:g}", 0, block)
             for key, block in measured.groupby(rates.fillna(-1.0), sort=True)]

@@ -115,8 +115,10 @@ def collect(spans: list[Span]) -> tuple[dict[str, StepStats], list[float], int]:
         ids = {sp.span_id for sp in group}
         parents = {sp.parent_id for sp in group}
         roots = [sp for sp in group if sp.parent_id not in ids]
+        root_ids = {sp.span_id for sp in roots}
         starts.append(min(sp.start_s for sp in roots))
-        leaves = sorted((sp for sp in group if sp.span_id not in parents and sp not in roots), key=lambda s: s.start_s)
+        leaves = sorted((sp for sp in group if sp.span_id not in parents and sp.span_id not in root_ids),
+                        key=lambda s: s.start_s)
         seen: dict[str, list[Span]] = {}
         for sp in leaves:
             seen.setdefault(str(sp.attrs.get("simfactory.step") or sp.name), []).append(sp)
