@@ -142,6 +142,13 @@ def test_serve_with_repeats_ramp_goodput_and_metadata_end_to_end(server, tmp_pat
     (["--metadata", "novalue"], "--metadata: metadata: expected KEY=VALUE"),
     (["--repeats", "0"], "--repeats"),
     (["--range-ratio", "1.5"], "--range-ratio"),
+    (["--rates", "1e-300"], "--rates: rates: rates must be positive, between 0.001 and 100000 req/s, got 1e-300"),
+    (["--rates", "2,inf"], "--rates: rates: rates must be positive, between"),
+    (["--ramp-up-strategy", "linear", "--ramp-up-start-rps", "0", "--ramp-up-end-rps", "4"],
+     "--ramp-up-start-rps: ramp_up_start_rps: rates must be positive, between"),
+    (["--ramp-up-strategy", "exponential", "--ramp-up-start-rps", "1e-300", "--ramp-up-end-rps", "1e300"],
+     "--ramp-up-start-rps: ramp_up_start_rps: rates must be positive, between"),
+    (["--ramp-up-strategy", "linear", "--ramp-up-start-rps", "1", "--ramp-up-end-rps", "nan"], "--ramp-up-end-rps"),
 ])
 def test_bad_load_flags_are_one_line_errors_before_anything_is_sent(tmp_path, flags, message):
     res = CliRunner().invoke(app, ["calibrate", "serve", "--url", "http://127.0.0.1:9", "--served-model", "m",

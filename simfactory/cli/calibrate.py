@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from simfactory.cli.common import err, input_errors, out, print_table
-from simfactory.config.limits import MAX_SEED
+from simfactory.config.limits import MAX_SEED, MAX_SEND_RATE_PER_S, MIN_SEND_RATE_PER_S
 from simfactory.errors import InputError
 
 SkuOpt = Annotated[str, typer.Option(help="SKU id of the GPUs behind the endpoint (hardware_profiles/).")]
@@ -55,11 +55,20 @@ def _rates(text: str) -> list[float]:
         values = [float(r) for r in text.split(",") if r.strip()]
     except ValueError:
         raise InputError("--rates", "rates", f"expected comma-separated numbers, got {text!r}") from None
-    if not values or any(not (r > 0) for r in values):
+    if not values:
         raise InputError("--rates", "rates", "rates must be positive")
+    for r in values:
+        _check_send_rate("--rates", r)
     if len(set(values)) != len(values):
         raise InputError("--rates", "rates", f"each rate once: {text!r} repeats one (blocks are told apart by rate)")
     return values
+
+
+def _check_send_rate(flag: str, rate: float) -> None:
+    """A send rate the client can keep: finite, between MIN_SEND_RATE_PER_S and MAX_SEND_RATE_PER_S."""
+    if not (MIN_SEND_RATE_PER_S <= rate <= MAX_SEND_RATE_PER_S):
+        raise InputError(flag, flag[2:].replace("-", "_"), f"rates must be positive, between {MIN_SEND_RATE_PER_S:g} "
+                                                           f"and {MAX_SEND_RATE_PER_S:g} req/s, got {rate:g}")
 
 
 def _trace_schedule(trace: Path, trace_format: str) -> list[Any]:
@@ -133,6 +142,8 @@ def _ramp(strategy: Optional[str], start_rps: Optional[float], end_rps: Optional
         flag = "--ramp-up-end-rps" if end_rps <= 0 else "--ramp-up-start-rps"
         raise InputError(flag, flag[2:].replace("-", "_"), "must be > 0" + (" for an exponential ramp"
                                                                            if flag.endswith("start-rps") else ""))
+    _check_send_rate("--ramp-up-start-rps", start_rps)  # a ramp from 0 would send its first request never
+    _check_send_rate("--ramp-up-end-rps", end_rps)
     return Ramp(strategy, start_rps, end_rps)
 
 

@@ -133,3 +133,8 @@ MAX_YEAR = 2100
 # which must stay within it too.
 MAX_REPLICATIONS = 1000  # `run -R`, `compare -R`: each a full simulation; the t interval has long converged by then
 MAX_SEED = MAX_INT - MAX_REPLICATIONS
+# `calibrate serve`'s send rates (req/s, --rates and the ramp's ends): a Poisson gap is 1 / rate on average, so
+# below one request in about 17 minutes a measurement would wait for hours (1e-300 req/s: forever); above 1e5 req/s
+# no single endpoint is being measured.
+MIN_SEND_RATE_PER_S = 1e-3
+MAX_SEND_RATE_PER_S = 1e5
