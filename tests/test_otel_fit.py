@@ -73,6 +73,11 @@ def test_fan_out_and_loops_are_found(tmp_path):
     ({"resourceSpans": []}, "resourceSpans"),
     ({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "a", "spanId": "b"}]}]}]},
      "resourceSpans[0].scopeSpans[0].spans[0]"),
+    *[({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"traceId": "a", "spanId": "b", "name": "chat m", "startTimeUnixNano": "1", "endTimeUnixNano": "2",
+         "attributes": [{"key": "gen_ai.usage.input_tokens", "value": value}]}]}]}]},
+       "resourceSpans[0].scopeSpans[0].spans[0]: not an OTLP span (ValueError: gen_ai.usage.input_tokens")
+      for value in ({"doubleValue": 1e300}, {"doubleValue": -5.0}, {"intValue": str(2**63)})],
 ])
 def test_a_file_that_is_not_otlp_is_one_line_naming_the_field(tmp_path, body, field):
     (tmp_path / "t.json").write_text(json.dumps(body))

@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from simfactory.config.limits import MAX_TOKENS
 from simfactory.errors import InputError
 from simfactory.inputs import MAX_RESULTS_BYTES, parse_json, read_input_text
 from simfactory.traces.fit import fit_arrivals
 
 LLM_OPERATIONS = ("chat", "text_completion", "generate_content")
+TOKEN_ATTRIBUTES = ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens")
 QUANTILE_POINTS = 101
 MAX_FITTED_ITERATIONS = 1000
 
@@ -77,6 +79,10 @@ def read_spans(path: Path) -> list[Span]:
                 try:
                     start, end = int(sp["startTimeUnixNano"]), int(sp["endTimeUnixNano"])
                     attrs = {a["key"]: _value(a.get("value") or {}) for a in sp.get("attributes") or []}
+                    for key in TOKEN_ATTRIBUTES:
+                        v = attrs.get(key)
+                        if v is not None and not (isinstance(v, (int, float)) and 0 <= v <= MAX_TOKENS):
+                            raise ValueError(f"{key} must be a token count 0-{MAX_TOKENS:,}, got {v!r}")
                     spans.append(Span(str(sp["traceId"]), str(sp["spanId"]), str(sp.get("parentSpanId") or ""),
                                       str(sp.get("name", "")), start / 1e9, max(end, start) / 1e9, attrs))
                 except (KeyError, TypeError, ValueError) as exc:
