@@ -251,3 +251,15 @@ def test_imbalance_on_the_kernel_path_is_a_warning(tmp_path):
     rs = load_and_resolve(_write(tmp_path, doc))
     assert rs.deployments[0].step_time_source.startswith("measured kernels")
     assert any("expert_imbalance and eplb shape the roofline only" in w for w in rs.warnings)
+
+
+def test_prefill_replicas_devices_agree_between_cost_and_resolve(tmp_path):
+    """The devices the cost and the pool check count for one prefill replica are those its resolved replica holds
+    (tp x pp); disaggregation with pipeline parallelism is refused, so pp never splits the two."""
+    doc = _r1_doc(sku="h200", count=64, tp=8, disaggregated={"prefill_replicas": 2, "prefill": {"tp": 8}})
+    d = load_and_resolve(_write(tmp_path, doc)).deployments[0]
+    assert d.prefill is not None
+    assert d.config.prefill_devices() == ("pool", d.prefill.config.tp * d.prefill.config.pp) == ("pool", 8)
+    doc["deployments"][0]["pp"] = 2
+    with pytest.raises(InputErrors, match="without pipeline parallelism"):
+        load_and_resolve(_write(tmp_path, doc))

@@ -319,7 +319,7 @@ class Deployment(_Strict):
         if g is None:
             return self.pool, 0
         shape = g.prefill or PrefillShape()
-        return shape.pool or self.pool, (shape.tp or self.tp) * (self.pp if shape.tp is None else 1)
+        return shape.pool or self.pool, (shape.tp or self.tp) * self.pp  # a prefill replica keeps the deployment's pp
 
     @property
     def ep_degree(self) -> int:
