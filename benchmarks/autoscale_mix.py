@@ -5,6 +5,7 @@
     python benchmarks/autoscale_mix.py --seeds 11 12 13 # the same over several seeds (mean of each figure)
     python benchmarks/autoscale_mix.py --capacity       # one static replica at the day's and the night's mix
     python benchmarks/autoscale_mix.py --rps-targets 6 8 10 12 16 20 24   # the RPS target sweep
+    python benchmarks/autoscale_mix.py --flash 9 1.5 15  # the documents' flash moved: start hour, hours, multiplier
 
 The shipped files (scenarios/autoscale-composite.yaml, autoscale-rps.yaml, autoscale-rps-conservative.yaml) share
 one traffic day; the periods below are hours of that simulated day (one hour = the day's period / 24). `--capacity`
@@ -28,7 +29,7 @@ from simfactory.sim.run import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = ["autoscale-composite.yaml", "autoscale-rps.yaml", "autoscale-rps-conservative.yaml"]
-PERIODS_H = {"night 0-6 (documents)": (0, 6), "day 6-13 (chat)": (6, 13), "flash 13-15": (13, 15),
+PERIODS_H = {"night 0-6 (documents)": (0, 6), "day 6-13 (chat)": (6, 13), "13-15 (flash)": (13, 15),
              "day 15-20 (chat)": (15, 20), "evening 20-24": (20, 24)}
 NIGHT_H = (0, 6)
 ATTAINMENT_AT_KNEE = 0.99  # the share of requests within the TTFT SLO that `compare` asks of a run
@@ -52,11 +53,21 @@ def hour_s(sc: Scenario) -> float:
     raise ValueError(f"{sc.name}: no class has a diurnal arrival process")
 
 
-def run_day(path: Path, seed: int | None = None, autoscaling: dict | None = None) -> DayRun:
+def run_day(path: Path, seed: int | None = None, autoscaling: dict | None = None,
+            flash: tuple[float, float, float] | None = None) -> DayRun:
+    """The day under the file's autoscaler (or `autoscaling`), with its flash events (or one `flash`: start hour,
+    hours, multiplier, on every class whose day has events)."""
     sc = load_scenario(path)
-    if autoscaling is not None:
+    if autoscaling is not None or flash is not None:
         doc = sc.model_dump(mode="json", exclude_unset=True)
-        doc["deployments"][0]["autoscaling"] = autoscaling
+        if autoscaling is not None:
+            doc["deployments"][0]["autoscaling"] = autoscaling
+        if flash is not None:
+            h = hour_s(sc)
+            for c in doc["traffic"]["classes"]:
+                if c.get("arrival", {}).get("events"):
+                    c["arrival"]["events"] = [{"start_s": flash[0] * h, "duration_s": flash[1] * h,
+                                               "multiplier": flash[2]}]
         sc = Scenario.model_validate(doc)
     result = simulate(resolve(sc, path), seed=seed)
     m = compute_metrics(result)
@@ -144,6 +155,8 @@ def main() -> None:
     ap.add_argument("--rates", type=float, nargs="*", default=[8, 10, 11, 12, 20, 25, 26, 27, 28],
                     help="--capacity: request rates to try")
     ap.add_argument("--rps-targets", type=float, nargs="*", default=None, help="sweep the RPS target")
+    ap.add_argument("--flash", type=float, nargs=3, default=None, metavar=("START_H", "HOURS", "MULTIPLIER"),
+                    help="replace the documents' flash (hours of the simulated day)")
     args = ap.parse_args()
     scenarios = ROOT / "scenarios"
     if args.capacity:
@@ -156,13 +169,13 @@ def main() -> None:
         runs = []
         for t in args.rps_targets:
             auto = base.model_dump(mode="json", exclude_unset=True) | {"target": t}
-            r = mean_runs([run_day(scenarios / FILES[1], s, auto) for s in seeds])
+            r = mean_runs([run_day(scenarios / FILES[1], s, auto, args.flash) for s in seeds])
             r.name = f"rps target {t:g}"
             runs.append(r)
-        runs.append(mean_runs([run_day(scenarios / FILES[0], s) for s in seeds]))
+        runs.append(mean_runs([run_day(scenarios / FILES[0], s, flash=args.flash) for s in seeds]))
         print_day(runs)
         return
-    print_day([mean_runs([run_day(scenarios / f, s) for s in seeds]) for f in FILES])
+    print_day([mean_runs([run_day(scenarios / f, s, flash=args.flash) for s in seeds]) for f in FILES])
 
 
 if __name__ == "__main__":
