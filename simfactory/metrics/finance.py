@@ -15,7 +15,9 @@ from simfactory.cost.fleet import PoolCost, alternative_cost, discount_rate
 from simfactory.cost.training import training_cost
 from simfactory.resolve import ResolvedScenario
 from simfactory.sim.agents import SUCCESS
-from simfactory.sim.training import chosen_interval_h, daly_interval_h, job_mtbf_h, simulate_job, young_interval_h
+from simfactory.sim.training import (
+    chosen_interval_h, daly_interval_h, job_mtbf_h, progress_fraction, simulate_job, young_interval_h,
+)
 
 EXTERNAL_COLUMNS = ["usd_tools", "usd_retrieval", "usd_human", "usd_network"]
 
@@ -175,10 +177,10 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
                    serving_idle: dict[str, float]) -> list[dict[str, Any]]:
     by_pool = {c.pool: c for c in costs}
     out = []
-    for job in rs.scenario.training:
+    for job in rs.training_jobs or rs.scenario.training:
         pc = by_pool[job.pool]
         idle = serving_idle.get(job.pool, 0.0)
-        speed = 1.0 if job.priority == "dedicated" else idle
+        speed = progress_fraction(job, idle)
         runs = simulate_job(job, seed, idle_fraction=idle)
         mtbf = job_mtbf_h(job)
         ckpt_h = job.checkpoint_cost_s / 3600.0
@@ -201,6 +203,7 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
             "daly_interval_h": daly_interval_h(ckpt_h, mtbf),
             "progress_fraction": speed,
             **training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate),
+            **(rs.training_estimates[job.name].report() if job.name in rs.training_estimates else {}),
             "interval_scan": scan,
         })
     return out
