@@ -191,6 +191,7 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
             tau = young * mult if young > 0 else chosen * mult
             r = simulate_job(job, seed, idle_fraction=idle, interval_h=tau)
             scan.append({"interval_h": tau, "time_to_train_h": float(np.mean([x.wall_h for x in r])) if r else None})
+        cost = training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate)
         out.append({
             "job": job.name,
             "pool": job.pool,
@@ -202,11 +203,19 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
             "young_interval_h": young,
             "daly_interval_h": daly_interval_h(ckpt_h, mtbf),
             "progress_fraction": speed,
-            **training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate),
-            **(rs.training_estimates[job.name].report() if job.name in rs.training_estimates else {}),
+            **cost,
+            **(hardware_figures(rs, job, cost) if job.name in rs.training_estimates else {}),
             "interval_scan": scan,
         })
     return out
+
+
+def hardware_figures(rs: ResolvedScenario, job: Any, cost: dict[str, Any]) -> dict[str, Any]:
+    """A hardware-derived job's step breakdown and memory (resolve/training.py) and its cost per billion tokens:
+    a checkpoint's cost follows the interval (Young's, in hours of work) and the price, not the speed, so speed
+    shows in cost per token."""
+    per_b = cost["cost_usd"] / job.total_tokens * 1e9 if cost.get("cost_usd") is not None else None
+    return {**rs.training_estimates[job.name].report(), "usd_per_billion_tokens": per_b}
 
 
 def scorecard_inputs(rs: ResolvedScenario) -> dict[str, Any]:
