@@ -24,7 +24,8 @@ def main() -> None:
     print(f"shipped bf16 prior: {shipped:.4f}")
     for run in VALIDATION:
         mfu = predicted_mfu(run, h100, models, shipped)
-        print(f"validation: {run.name}: predicted MFU {mfu:.1%}, reported {run.mfu:.0%}, error {mfu / run.mfu - 1:+.1%}")
+        print(f"validation: {run.name}: predicted MFU {mfu:.1%}, reported {run.mfu:.0%}, "
+              f"error {mfu / run.mfu - 1:+.1%}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from simfactory.calibration.training_runs import CALIBRATION, VALIDATION, calibrate, predicted_mfu
 from simfactory.cli import app
+from simfactory.config.profile import LinearStepTime
 from simfactory.config.training import TrainingJob
 from simfactory.errors import InputError, InputErrors
-from simfactory.hardware.collectives import Links, ring_allreduce_s
+from simfactory.hardware.collectives import ring_allreduce_s
 from simfactory.hardware.step_time import LinearModel, StepLoad
 from simfactory.hardware.training import (
     Layout,
@@ -157,8 +158,7 @@ def test_shared_progress_and_serving_slowdown():
                       restart_s=0, priority="idle", serving_share=0.25)
     assert progress_fraction(job, 0.4) == pytest.approx(0.4 + 0.6 * 0.75)
     assert progress_fraction(job.model_copy(update={"serving_share": None}), 0.4) == 0.4
-    inner = LinearModel(spec=__import__("simfactory.config.profile", fromlist=["LinearStepTime"]).LinearStepTime(
-        overhead_s=0.01, s_per_decode_seq=0.001, s_per_kv_token=1e-6))
+    inner = LinearModel(spec=LinearStepTime(overhead_s=0.01, s_per_decode_seq=0.001, s_per_kv_token=1e-6))
     scaled = ScaledStepTime(inner, 4.0)
     load = StepLoad(0, 10, 5000.0, 0)
     assert scaled.step_s(load) == pytest.approx(4 * inner.step_s(load))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simfactory.config.limits import MAX_TRAINING_EVENTS
-from simfactory.config.profile import HardwareProfile, ModelArch, StepTimeEntry  # noqa: F401 (re-export for typing)
+from simfactory.config.profile import HardwareProfile, ModelArch
 from simfactory.config.scenario import Scenario
 from simfactory.config.training import TrainingJob
 from simfactory.errors import InputError
