@@ -319,3 +319,9 @@ def test_the_uncalibrated_h200_prior_is_labelled_in_the_estimate(case):
     est = case(doc).training_estimates["pt"]
     assert est.gemm_efficiency_source == "profile (uncalibrated prior)"
     assert math.isclose(est.step.compute_s, case(doc_with()).training_estimates["pt"].step.compute_s)
+
+
+def test_a_derived_job_that_could_never_finish_is_refused_by_its_event_bound(case):
+    with pytest.raises((InputError, InputErrors)) as e:
+        case(doc_with(node_mtbf_h=0.01, checkpoint_cost_s=3600.0))  # fails far faster than it checkpoints
+    assert "training[0]" in str(e.value) and "derived" in str(e.value) and "tokens/s" in str(e.value)

@@ -115,13 +115,14 @@ def pool_loads(sc: Any, demand: dict[str, np.ndarray], provisioned: dict[str, fl
     """LOAD of each pool, the one definition every figure uses (energy, tokens per joule, TCO, break-even, hybrid,
     sensitivity, the terminal): accelerators the demand needs (demand_by_pool, mean over the window) plus those
     training takes (a dedicated job holds its accelerators; an idle-priority job fills the serving accelerators'
-    idle share), over the accelerators provisioned (`provisioned`: billed, for autoscaled cloud pools). Not the
+    idle share, and with serving_share its share of their busy time too: sim.training.progress_fraction), over
+    the accelerators provisioned (`provisioned`: billed, for autoscaled cloud pools). Not the
     busy fraction: continuous batching keeps a replica stepping at almost any load, so busy fractions sit near
     1. Pools without a demand curve (no timeline sample in the window) are left out: their busy fraction stands
     in. Above 1 when requests queue beyond the target concurrency; power and the decision model clip it to 1."""
     training: dict[str, float] = {}
     for job in sc.training:
-        share = 1.0 if job.priority == "dedicated" else serving_idle.get(job.pool, 0.0)
+        share = progress_fraction(job, serving_idle.get(job.pool, 0.0))
         training[job.pool] = training.get(job.pool, 0.0) + job.accelerators * share
     return {p.name: (float(demand[p.name].mean()) + training.get(p.name, 0.0)) / provisioned[p.name]
             for p in sc.pools if provisioned.get(p.name) and len(demand.get(p.name, ()))}
@@ -138,7 +139,8 @@ def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str,
 def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[str, float],
                      billed: dict[str, float] | None = None) -> dict[str, float]:
     """Busy accelerator-time over provisioned accelerator-time, counting training: dedicated jobs keep their
-    accelerators busy; idle-priority jobs fill the serving accelerators' idle time. Autoscaled cloud pools:
+    accelerators busy; idle-priority jobs fill the serving accelerators' idle time (and, with serving_share, their
+    share beside serving; capped at 1). Autoscaled cloud pools:
     over the accelerators actually provisioned (`billed`)."""
     billed = billed or {}
     busy = dict(pool_busy)
@@ -146,7 +148,8 @@ def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[st
         if job.priority == "dedicated":
             busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators
         else:
-            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * serving_idle.get(job.pool, 0.0)
+            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * progress_fraction(
+                job, serving_idle.get(job.pool, 0.0))
     return {p.name: min(1.0, busy.get(p.name, 0.0) / billed.get(p.name, p.count)) if billed.get(p.name, p.count) else 0.0
             for p in sc.pools}
 
