@@ -230,6 +230,11 @@ def test_layout_that_does_not_fit_is_a_config_error_with_the_numbers(case):
     assert "training[0]: job 'pt' needs" in msg and "GB per GPU" in msg and "h100-sxm has 85.5 GB" in msg
 
 
+def test_the_cli_refuses_a_layout_that_does_not_fit_in_one_line(tmp_path):
+    refused(tmp_path, doc_with(model="llama-3.1-70b", global_batch_sequences=16), "training[0]",
+            "needs 5")  # 70B unsharded over dp 16: ~500 GB per GPU
+
+
 @pytest.mark.parametrize("job, field, contains", [
     ({"tp": 16}, "training[0].tp", "scale-up domain"),
     ({"tp": 8, "pp": 64, "accelerators": 512}, "training[0].pp", "exceed 32 layers"),
@@ -325,3 +330,20 @@ def test_a_derived_job_that_could_never_finish_is_refused_by_its_event_bound(cas
     with pytest.raises((InputError, InputErrors)) as e:
         case(doc_with(node_mtbf_h=0.01, checkpoint_cost_s=3600.0))  # fails far faster than it checkpoints
     assert "training[0]" in str(e.value) and "derived" in str(e.value) and "tokens/s" in str(e.value)
+
+
+@pytest.mark.parametrize("field, value", [("bf16_gemm_efficiency", 1.5), ("bf16_gemm_efficiency", float("nan")),
+                                          ("fp8_gemm_efficiency", 0), ("calibrated", "sometimes"),
+                                          ("bf16_gemm_efficiency", "high")])
+def test_hostile_training_priors_in_a_profile_name_the_profile(tmp_path, field, value):
+    import yaml
+
+    doc = doc_with()
+    path = write_case(tmp_path, doc)
+    profile = yaml.safe_load((PROFILES_DIR / "h100-sxm.yaml").read_text())
+    profile["training"][field] = value
+    target = path.parent.parent / "hardware_profiles" / "h100-sxm.yaml"
+    target.write_text(yaml.safe_dump(profile))
+    res = runner.invoke(app, ["validate", str(path)])
+    assert "Traceback" not in res.output and res.exit_code == 2, res.output
+    assert f"h100-sxm.yaml: training.{field}" in res.output, res.output
