@@ -94,11 +94,11 @@ class TrainingJob(_Strict):
     input_pipeline_tokens_per_s: PositiveFloat | None = Field(
         default=None, description="tokens/s the data loader delivers at most: the job trains at the lower of this "
         "and its compute speed (with total_tokens)")
-    serving_share: Annotated[float, Field(gt=0, le=1)] | None = Field(
+    serving_share: Annotated[float, Field(ge=0.01, le=1)] | None = Field(
         default=None, description="priority idle only: run beside the serving replicas on the same accelerators "
         "instead of in their idle time; while both run, serving gets this share of each accelerator and training "
         "the rest (weighted bandwidth sharing): serving steps take 1 / share as long, training progresses at idle "
-        "+ busy x (1 - share). Default 1: idle time only")
+        "+ busy x (1 - share). Default 1: idle time only; at least 0.01 (serving 100x slower)")
     priority: Literal["dedicated", "idle"] = Field(
         default="dedicated", description="dedicated: its own accelerators of the pool; idle: the inference replicas' "
         "idle time, progressing at the pool's measured idle fraction")

@@ -170,7 +170,8 @@ def resolve_training(scenario: Scenario, models: dict[str, ModelArch], profiles:
 def serving_slowdown(scenario: Scenario, deployments: list[ResolvedDeployment]) -> dict[str, float]:
     """Pool -> factor its serving steps are stretched by: a job with serving_share s covering c of the pool's
     serving accelerators stretches them by 1 / (1 - c (1 - s)) on average (the job's share spread evenly over
-    the replicas). Pools without such a job are absent."""
+    the replicas; several such jobs on one pool add up, to at most 99%: serving_share >= 0.01 bounds one job
+    alike). Pools without such a job are absent."""
     serving: dict[str, int] = {}
     for d in deployments:
         serving[d.config.pool] = serving.get(d.config.pool, 0) + d.config.replicas * d.config.tp * d.config.pp
