@@ -314,7 +314,22 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     )
     _print_own_vs_rent(s)
     _print_cost_stack(s)
+    _print_training_from_hardware(s)
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _print_training_from_hardware(s: dict[str, Any]) -> None:
+    """One line per training job whose speed comes from hardware: tokens/s, MFU, the step's parts, memory, cost."""
+    for t in (s.get("finance") or {}).get("training", []):
+        if "step_s" not in t:
+            continue
+        per_b = t.get("usd_per_billion_tokens")
+        out.print(f"training {t['job']}: {t['tokens_per_s']:,.0f} tokens/s, MFU {t['mfu']:.1%}; step {t['step_s']:.3g} s "
+                  f"= compute {t['step_compute_s']:.3g} + PP bubble {t['step_pp_bubble_s']:.3g} + exposed comm "
+                  f"{t['step_exposed_comm_s']:.3g} (TP {t['step_tp_comm_s']:.3g}, DP {t['step_dp_comm_s']:.3g}); "
+                  f"{t['memory_per_gpu_bytes'] / 1e9:.1f} of {t['hbm_per_gpu_bytes'] / 1e9:.1f} GB per GPU"
+                  + (f"; {format_usd(per_b)} per 1B tokens" if per_b is not None else ""),
+                  highlight=False, soft_wrap=True)
 
 
 def _print_cost_stack(s: dict[str, Any]) -> None:

@@ -262,6 +262,23 @@ class RooflineDefault(Sourced):
         description="fixed time per engine step, seconds, times the engine preset's step_overhead_multiplier")
 
 
+class TrainingPrior(Sourced):
+    """The SKU's MFU prior for training from hardware (hardware/training.py): the share of the dense peak its GEMMs
+    reach while computing, per precision, fitted to a published training measurement (source / as_of cite it)."""
+
+    bf16_gemm_efficiency: Annotated[float, Field(gt=0, le=1)] = Field(
+        description="fraction (0-1] of the dense BF16 peak the training GEMMs reach (compute time = hardware FLOPs / "
+                    "(devices x peak x this))")
+    fp8_gemm_efficiency: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="the same at the FP8 peak; absent: a job in fp8 on this SKU is refused")
+    calibrated: bool = Field(
+        description="true: fitted to a measurement on this SKU; false: assumed (e.g. from a sibling SKU with the "
+                    "same tensor cores), and reports say so")
+
+    def gemm_efficiency(self, precision: str) -> float | None:
+        return self.fp8_gemm_efficiency if precision == "fp8" else self.bf16_gemm_efficiency
+
+
 class HardwareProfile(_Strict):
     sku: str = Field(
         pattern=r"^[a-z0-9][a-z0-9._-]*$", description="SKU id: the file's name (hardware_profiles/<sku>.yaml) and "
@@ -281,6 +298,9 @@ class HardwareProfile(_Strict):
     step_time_models: list[StepTimeEntry] = Field(
         default_factory=list, description="explicit step-time models per (model, engine, dtype, TP); calibrated files "
         "add more")
+    training: TrainingPrior | None = Field(
+        default=None, description="MFU prior for training jobs that derive their speed from hardware (model:); "
+                                  "absent: such a job must set mfu_prior itself")
 
 
 class ModelArch(Sourced):

@@ -77,6 +77,9 @@ class Pool(_Strict):
     on_prem: OnPremOverrides = Field(
         default_factory=OnPremOverrides, description="this pool's own on-prem assumptions, each replacing the price "
         "book's figure")
+    scale_out_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH, le=100_000)] | None = Field(
+        default=None, description="this pool's scale-out network per accelerator, GB/s per direction (its NIC: "
+        "400 Gb/s NDR = 50), replacing the SKU profile's spec.scale_out_gb_s for everything on the pool")
 
     @model_validator(mode="after")
     def _pricing_needs_provider(self) -> "Pool":

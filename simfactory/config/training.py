@@ -8,7 +8,11 @@ from typing import Annotated, Literal
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from simfactory.config.base import StrictModel
-from simfactory.config.limits import MAX_ACCELERATORS
+from simfactory.config.limits import MAX_ACCELERATORS, MAX_TOKENS
+
+LAYOUT_FIELDS = ("seq_len_tokens", "global_batch_tokens", "global_batch_sequences", "precision", "tp", "pp", "dp",
+                 "virtual_stages", "zero_stage", "activation_checkpointing", "microbatches", "tp_overlap_fraction",
+                 "dp_overlap_fraction", "mfu_prior")
 
 
 class _Strict(StrictModel):
@@ -47,6 +51,54 @@ class TrainingJob(_Strict):
     validation_pass_rate: Annotated[float, Field(gt=0, le=1)] = Field(
         default=1.0, description="fraction of checkpoints that pass validation"
     )
+    model: str | None = Field(
+        default=None, description="derive the speed from hardware: a model of models.yaml trained with the layout "
+        "below on the pool's SKU (hardware/training.py); needs total_tokens, seq_len_tokens and a global batch, and "
+        "takes neither work_hours nor tokens_per_s")
+    seq_len_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] | None = Field(
+        default=None, description="model: sequence length of the training samples")
+    global_batch_tokens: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
+        default=None, description="model: tokens per optimizer step (or global_batch_sequences)")
+    global_batch_sequences: Annotated[int, Field(ge=1, le=1_000_000_000)] | None = Field(
+        default=None, description="model: sequences per optimizer step (x seq_len_tokens tokens)")
+    precision: Literal["bf16", "fp8"] | None = Field(
+        default=None, description="model: GEMM precision, at the SKU's dense peak for it (default bf16)")
+    tp: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description="model: tensor-parallel degree (default 1), on the scale-up link")
+    pp: Annotated[int, Field(ge=1, le=1024)] | None = Field(
+        default=None, description="model: pipeline-parallel stages (default 1), at most the model's layers")
+    dp: Annotated[int, Field(ge=1, le=MAX_ACCELERATORS)] | None = Field(
+        default=None, description="model: data-parallel degree; default accelerators / (tp x pp), and tp x pp x dp "
+        "must equal accelerators")
+    virtual_stages: Annotated[int, Field(ge=1, le=128)] | None = Field(
+        default=None, description="model: interleaved pipeline chunks per stage (default 1); the bubble is "
+        "(pp - 1) / (microbatches x this)")
+    zero_stage: Annotated[int, Field(ge=0, le=3)] | None = Field(
+        default=None, description="model: ZeRO stage (default 0): 1 shards optimizer states over dp, 2 also "
+        "gradients, 3 also weights (and gathers them again in the backward)")
+    activation_checkpointing: bool | None = Field(
+        default=None, description="model: full activation recomputation (default false): less activation memory, "
+        "the forward computed twice")
+    microbatches: Annotated[int, Field(ge=1, le=1_000_000)] | None = Field(
+        default=None, description="model: microbatches per data-parallel replica and step (default: one sequence "
+        "each)")
+    tp_overlap_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="model: share of the tensor-parallel all-reduces hidden behind compute "
+        "(default 0: on the critical path)")
+    dp_overlap_fraction: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="model: share of the data-parallel gradient traffic hidden behind the backward "
+        "(default 0.5, an assumption)")
+    mfu_prior: Annotated[float, Field(gt=0, le=1)] | None = Field(
+        default=None, description="model: GEMM efficiency (share of the dense peak) replacing the SKU profile's "
+        "training prior")
+    input_pipeline_tokens_per_s: PositiveFloat | None = Field(
+        default=None, description="tokens/s the data loader delivers at most: the job trains at the lower of this "
+        "and its compute speed (with total_tokens)")
+    serving_share: Annotated[float, Field(ge=0.01, le=1)] | None = Field(
+        default=None, description="priority idle only: run beside the serving replicas on the same accelerators "
+        "instead of in their idle time; while both run, serving gets this share of each accelerator and training "
+        "the rest (weighted bandwidth sharing): serving steps take 1 / share as long, training progresses at idle "
+        "+ busy x (1 - share). Default 1: idle time only; at least 0.01 (serving 100x slower)")
     priority: Literal["dedicated", "idle"] = Field(
         default="dedicated", description="dedicated: its own accelerators of the pool; idle: the inference replicas' "
         "idle time, progressing at the pool's measured idle fraction")
@@ -54,6 +106,16 @@ class TrainingJob(_Strict):
 
     @model_validator(mode="after")
     def _work(self) -> "TrainingJob":
+        if self.serving_share is not None and self.priority != "idle":
+            raise ValueError("serving_share: only a priority idle job shares the serving replicas' accelerators")
+        if self.input_pipeline_tokens_per_s is not None and self.total_tokens is None:
+            raise ValueError("input_pipeline_tokens_per_s: caps tokens/s, so needs total_tokens (not work_hours)")
+        if self.model is not None:
+            return self._hardware()
+        given = [f for f in LAYOUT_FIELDS if getattr(self, f) is not None]
+        if given:
+            raise ValueError(f"{given[0]}: describes the layout of a job that derives its speed from hardware; "
+                             "set model too (or drop it)")
         by_tokens = self.total_tokens is not None or self.tokens_per_s is not None
         if self.work_hours is None and not (self.total_tokens and self.tokens_per_s):
             raise ValueError("give work_hours, or total_tokens and tokens_per_s")
@@ -61,11 +123,44 @@ class TrainingJob(_Strict):
             raise ValueError("give work_hours or total_tokens with tokens_per_s, not both")
         return self
 
+    def _hardware(self) -> "TrainingJob":
+        if self.work_hours is not None or self.tokens_per_s is not None:
+            raise ValueError("model: a job that derives its speed from hardware takes total_tokens, not work_hours "
+                             "or tokens_per_s")
+        if self.total_tokens is None or self.seq_len_tokens is None:
+            raise ValueError("model: give total_tokens and seq_len_tokens too")
+        if (self.global_batch_tokens is None) == (self.global_batch_sequences is None):
+            raise ValueError("model: give global_batch_tokens or global_batch_sequences (one of them)")
+        tp, pp = self.tp or 1, self.pp or 1
+        dp = self.dp if self.dp is not None else self.accelerators // (tp * pp)
+        if dp < 1 or tp * pp * dp != self.accelerators:
+            raise ValueError(f"dp: tp x pp x dp = {tp} x {pp} x {self.dp if self.dp is not None else '?'} must equal "
+                             f"accelerators ({self.accelerators})")
+        seqs = self.batch_tokens / self.seq_len_tokens
+        if self.microbatches is not None and self.microbatches * dp > seqs + 1e-9:
+            raise ValueError(f"microbatches: {self.microbatches} per replica x dp {dp} exceeds the "
+                             f"{seqs:.6g} sequences of a global batch")
+        if seqs < dp:
+            raise ValueError(f"global_batch_tokens: {seqs:.6g} sequences per step cannot feed {dp} data-parallel "
+                             "replicas (at least one sequence each)")
+        return self
+
+    @property
+    def batch_tokens(self) -> float:
+        """Tokens per optimizer step (hardware-derived jobs)."""
+        if self.global_batch_tokens is not None:
+            return self.global_batch_tokens
+        assert self.global_batch_sequences is not None and self.seq_len_tokens is not None
+        return float(self.global_batch_sequences * self.seq_len_tokens)
+
     @property
     def compute_hours(self) -> float:
         if self.work_hours is not None:
             return self.work_hours
-        assert self.total_tokens and self.tokens_per_s
+        if self.tokens_per_s is None:
+            raise ValueError(f"training job {self.name!r}: its tokens/s is derived from hardware at resolve "
+                             "(use the resolved job)")
+        assert self.total_tokens
         return self.total_tokens / self.tokens_per_s / 3600.0
 
     @property

@@ -83,3 +83,13 @@ def p2p_s(msg_bytes: float, links: Links, across_domains: bool) -> float:
     if across_domains:
         return msg_bytes / links._out() + links.scale_out_latency_s
     return msg_bytes / links.scale_up_bytes_per_s + links.scale_up_latency_s
+
+
+def ring_allreduce_s(msg_bytes: float, n: int, bytes_per_s: float, latency_s: float) -> float:
+    """A flat ring all-reduce of msg_bytes over n devices on one link class: a reduce-scatter and an all-gather,
+    each moving (n-1)/n x M per device in n-1 hops, so 2 (n-1)/n x M / bandwidth + 2 (n-1) x latency
+    (Patarasuk & Yuan 2009; NCCL's ring). Data-parallel gradient traffic uses it: each rail of an 8-GPU node runs
+    its own ring over its own NIC."""
+    if n <= 1 or msg_bytes <= 0:
+        return 0.0
+    return 2.0 * (n - 1) / n * msg_bytes / bytes_per_s + 2.0 * (n - 1) * latency_s

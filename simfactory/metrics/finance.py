@@ -15,7 +15,9 @@ from simfactory.cost.fleet import PoolCost, alternative_cost, discount_rate
 from simfactory.cost.training import training_cost
 from simfactory.resolve import ResolvedScenario
 from simfactory.sim.agents import SUCCESS
-from simfactory.sim.training import chosen_interval_h, daly_interval_h, job_mtbf_h, simulate_job, young_interval_h
+from simfactory.sim.training import (
+    chosen_interval_h, daly_interval_h, job_mtbf_h, progress_fraction, simulate_job, young_interval_h,
+)
 
 EXTERNAL_COLUMNS = ["usd_tools", "usd_retrieval", "usd_human", "usd_network"]
 
@@ -113,13 +115,14 @@ def pool_loads(sc: Any, demand: dict[str, np.ndarray], provisioned: dict[str, fl
     """LOAD of each pool, the one definition every figure uses (energy, tokens per joule, TCO, break-even, hybrid,
     sensitivity, the terminal): accelerators the demand needs (demand_by_pool, mean over the window) plus those
     training takes (a dedicated job holds its accelerators; an idle-priority job fills the serving accelerators'
-    idle share), over the accelerators provisioned (`provisioned`: billed, for autoscaled cloud pools). Not the
+    idle share, and with serving_share its share of their busy time too: sim.training.progress_fraction), over
+    the accelerators provisioned (`provisioned`: billed, for autoscaled cloud pools). Not the
     busy fraction: continuous batching keeps a replica stepping at almost any load, so busy fractions sit near
     1. Pools without a demand curve (no timeline sample in the window) are left out: their busy fraction stands
     in. Above 1 when requests queue beyond the target concurrency; power and the decision model clip it to 1."""
     training: dict[str, float] = {}
     for job in sc.training:
-        share = 1.0 if job.priority == "dedicated" else serving_idle.get(job.pool, 0.0)
+        share = progress_fraction(job, serving_idle.get(job.pool, 0.0))
         training[job.pool] = training.get(job.pool, 0.0) + job.accelerators * share
     return {p.name: (float(demand[p.name].mean()) + training.get(p.name, 0.0)) / provisioned[p.name]
             for p in sc.pools if provisioned.get(p.name) and len(demand.get(p.name, ()))}
@@ -136,7 +139,8 @@ def serving_idle_fraction(result: Any, pool_busy: dict[str, float]) -> dict[str,
 def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[str, float],
                      billed: dict[str, float] | None = None) -> dict[str, float]:
     """Busy accelerator-time over provisioned accelerator-time, counting training: dedicated jobs keep their
-    accelerators busy; idle-priority jobs fill the serving accelerators' idle time. Autoscaled cloud pools:
+    accelerators busy; idle-priority jobs fill the serving accelerators' idle time (and, with serving_share, their
+    share beside serving; capped at 1). Autoscaled cloud pools:
     over the accelerators actually provisioned (`billed`)."""
     billed = billed or {}
     busy = dict(pool_busy)
@@ -144,7 +148,8 @@ def pool_utilization(sc: Any, pool_busy: dict[str, float], serving_idle: dict[st
         if job.priority == "dedicated":
             busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators
         else:
-            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * serving_idle.get(job.pool, 0.0)
+            busy[job.pool] = busy.get(job.pool, 0.0) + job.accelerators * progress_fraction(
+                job, serving_idle.get(job.pool, 0.0))
     return {p.name: min(1.0, busy.get(p.name, 0.0) / billed.get(p.name, p.count)) if billed.get(p.name, p.count) else 0.0
             for p in sc.pools}
 
@@ -175,10 +180,10 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
                    serving_idle: dict[str, float]) -> list[dict[str, Any]]:
     by_pool = {c.pool: c for c in costs}
     out = []
-    for job in rs.scenario.training:
+    for job in rs.training_jobs or rs.scenario.training:
         pc = by_pool[job.pool]
         idle = serving_idle.get(job.pool, 0.0)
-        speed = 1.0 if job.priority == "dedicated" else idle
+        speed = progress_fraction(job, idle)
         runs = simulate_job(job, seed, idle_fraction=idle)
         mtbf = job_mtbf_h(job)
         ckpt_h = job.checkpoint_cost_s / 3600.0
@@ -189,6 +194,7 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
             tau = young * mult if young > 0 else chosen * mult
             r = simulate_job(job, seed, idle_fraction=idle, interval_h=tau)
             scan.append({"interval_h": tau, "time_to_train_h": float(np.mean([x.wall_h for x in r])) if r else None})
+        cost = training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate)
         out.append({
             "job": job.name,
             "pool": job.pool,
@@ -200,10 +206,19 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
             "young_interval_h": young,
             "daly_interval_h": daly_interval_h(ckpt_h, mtbf),
             "progress_fraction": speed,
-            **training_cost(runs, job.accelerators, speed, pc.usd_per_accel_hour, job.validation_pass_rate),
+            **cost,
+            **(hardware_figures(rs, job, cost) if job.name in rs.training_estimates else {}),
             "interval_scan": scan,
         })
     return out
+
+
+def hardware_figures(rs: ResolvedScenario, job: Any, cost: dict[str, Any]) -> dict[str, Any]:
+    """A hardware-derived job's step breakdown and memory (resolve/training.py) and its cost per billion tokens:
+    a checkpoint's cost follows the interval (Young's, in hours of work) and the price, not the speed, so speed
+    shows in cost per token."""
+    per_b = cost["cost_usd"] / job.total_tokens * 1e9 if cost.get("cost_usd") is not None else None
+    return {**rs.training_estimates[job.name].report(), "usd_per_billion_tokens": per_b}
 
 
 def scorecard_inputs(rs: ResolvedScenario) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from simfactory.resolve.pools import (
 )
 from simfactory.resolve.resolved import ResolvedScenario
 from simfactory.resolve.routes import resolve_routes
+from simfactory.resolve.training import resolve_training, serving_slowdown, with_serving_slowdown
 from simfactory.resolve.work_limits import check_arrival_process, check_periodic_work
 
 
@@ -40,6 +41,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     deployments, used = resolve_deployments(scenario, lk, profiles, errors, warnings)
     check_pool_counts(scenario, used, fname, errors)
     check_training(scenario, used, fname, errors)
+    training_jobs, training_estimates = resolve_training(scenario, lk.models, profiles, fname, errors)
+    deployments = with_serving_slowdown(deployments, serving_slowdown(scenario, deployments))
     check_fault_pools(scenario, fname, errors)
     names = scenario_names(scenario, deployments)
     routes = resolve_routes(scenario, names.by_name, names.declared, fname, errors)
@@ -52,7 +55,8 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     if errors:
         raise InputErrors(errors)
     assert price_book is not None
-    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings)
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings,
+                            training_jobs=training_jobs, training_estimates=training_estimates)
 
 
 def check_unique_names(scenario: Scenario, fname: str, errors: list[InputError]) -> None:

@@ -21,10 +21,14 @@ def pool_profiles(scenario: Scenario, lk: Lookup, errors: list[InputError]) -> d
     profiles: dict[str, HardwareProfile] = {}
     for i, p in enumerate(scenario.pools):
         try:
-            profiles[p.name] = load_profile(lk.profile_dirs, p.sku, lk.fname, f"pools[{i}].sku")
+            profile = load_profile(lk.profile_dirs, p.sku, lk.fname, f"pools[{i}].sku")
         except InputError as e:
             errors.append(e)
             continue
+        if p.scale_out_gb_s is not None:  # the pool's own fabric
+            spec = profile.spec.model_copy(update={"scale_out_gb_s": p.scale_out_gb_s})
+            profile = profile.model_copy(update={"spec": spec})
+        profiles[p.name] = profile
     return profiles
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Any
 
 from simfactory.config.agent import AgentWorkload
 from simfactory.config.distributions import Distribution
@@ -12,6 +13,7 @@ from simfactory.config.prices import PriceBook
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import Deployment, OpenProcess, Pool, RequestClass, Scenario
+from simfactory.config.training import TrainingJob
 from simfactory.hardware.memory import MemoryPlan
 from simfactory.hardware.step_time import StepTimeModel
 from simfactory.traces.replay import ReplayRows
@@ -97,6 +99,10 @@ class ResolvedScenario:
     routes: list[ResolvedRoute] = field(default_factory=list)
     input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
     warnings: list[str] = field(default_factory=list)  # e.g. trace rows skipped, with their line numbers
+    # training jobs as simulated (tokens_per_s derived from hardware or capped by the input pipeline; otherwise the
+    # configured job) and, per hardware-derived job name, its estimate (resolve/training.py TrainingEstimate)
+    training_jobs: list[TrainingJob] = field(default_factory=list)
+    training_estimates: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scenario_hash(self) -> str:

@@ -75,10 +75,20 @@ def _job(env: simpy.Environment, rng: np.random.Generator, work_h: float, interv
     out.append(TrainingRun(env.now, failures, checkpoints, lost_h))
 
 
+def progress_fraction(job: TrainingJob, idle_fraction: float) -> float:
+    """Share of full speed the job trains at: dedicated 1; idle priority the serving accelerators' idle share;
+    beside serving (serving_share s < 1) the idle share plus (1 - s) of the busy share (weighted sharing)."""
+    if job.priority == "dedicated":
+        return 1.0
+    if job.serving_share is None or job.serving_share >= 1:
+        return idle_fraction
+    return idle_fraction + (1.0 - idle_fraction) * (1.0 - job.serving_share)
+
+
 def simulate_job(job: TrainingJob, seed: int, idle_fraction: float = 1.0, interval_h: float | None = None,
                  replications: int | None = None) -> list[TrainingRun]:
     """Replicated runs of one job (each its own SimPy environment); `interval_h` overrides the job's."""
-    speed = 1.0 if job.priority == "dedicated" else idle_fraction
+    speed = progress_fraction(job, idle_fraction)
     if speed <= 0 or job.expected_events(speed) > MAX_TRAINING_EVENTS:
         # no progress: a job on idle capacity that is (almost) never idle would fail between every pair of
         # checkpoints forever (resolve bounds the dedicated case, whose speed is known before the run)
