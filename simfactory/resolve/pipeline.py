@@ -12,6 +12,7 @@ from simfactory.errors import InputError, InputErrors
 from simfactory.resolve.classes import check_agent_faults, check_trace_windows, resolve_classes, scenario_names
 from simfactory.resolve.deployments import check_deployment_extras, resolve_deployments
 from simfactory.resolve.files import load_scenario, lookup
+from simfactory.resolve.quality import resolve_quality
 from simfactory.resolve.pools import (
     check_fault_pools, check_pool_counts, check_training, pool_profiles, priced_book,
 )
@@ -49,10 +50,12 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     check_agent_faults(scenario, classes, fname, errors)
     check_arrival_process(scenario, classes, fname, errors)
     check_periodic_work(scenario, fname, errors)
+    quality = resolve_quality(lk, deployments, classes, routes, errors)
     if errors:
         raise InputErrors(errors)
     assert price_book is not None
-    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings)
+    return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings,
+                            quality=quality)
 
 
 def check_unique_names(scenario: Scenario, fname: str, errors: list[InputError]) -> None:

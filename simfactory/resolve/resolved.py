@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from simfactory.config.agent import AgentWorkload
+from simfactory.config.agent import AgentWorkload, LlmStep
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
@@ -87,6 +87,20 @@ class ResolvedClass:
 
 
 @dataclass(frozen=True)
+class ResolvedQuality:
+    """Benchmark scores the simulation maps step failure odds with."""
+
+    table_file: str
+    scores: dict[tuple[str, str], dict[str, float]]  # (model, dtype) -> benchmark -> score
+    deployment_scores: list[dict[str, float]]  # per deployment index ({} for one without an entry)
+
+    def reference_score(self, step: LlmStep) -> float:
+        q = step.quality
+        assert q is not None
+        return self.scores[(q.reference.model, q.reference.dtype)][q.benchmark]
+
+
+@dataclass(frozen=True)
 class ResolvedScenario:
     scenario: Scenario
     file: str
@@ -97,6 +111,7 @@ class ResolvedScenario:
     routes: list[ResolvedRoute] = field(default_factory=list)
     input_hashes: dict[str, str] = field(default_factory=dict)  # file read -> sha256 (provenance)
     warnings: list[str] = field(default_factory=list)  # e.g. trace rows skipped, with their line numbers
+    quality: ResolvedQuality | None = None  # benchmark scores, when some LLM step has a quality: block
 
     @property
     def scenario_hash(self) -> str:
