@@ -403,7 +403,7 @@ class AgentTask:
         p = step.fail_p if step.quality is None else self._quality_fail_p(step, call.rids[-1])
         rejected = bool(p) and self.rng.random() < p  # no draw at 0, as before quality existed
         if self.quality is not None:
-            rec.judged.append((step.name, int(self.fleet.table.deployment_id[call.rids[-1]]), p, not rejected))
+            rec.judged.append((step.name, len(rec.rids) - 1, p, not rejected))
         if rejected:
             raise StepFailed()
 
