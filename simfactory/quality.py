@@ -9,7 +9,7 @@ import math
 def error_ratio_fail_p(fail_p: float, score: float, ref_score: float) -> float:
     """fail_p x (100 - score) / (100 - ref_score), capped at 1: failures scale with the benchmark's error rate.
     ref_score must be below 100 (resolve refuses a perfect reference)."""
-    return min(1.0, fail_p * (100.0 - score) / (100.0 - ref_score))
+    return min(1.0, fail_p * ((100.0 - score) / (100.0 - ref_score)))  # the ratio is exactly 1 at the reference
 
 
 def logistic_fail_p(fail_p: float, score: float, ref_score: float, logit_per_point: float) -> float:

@@ -1,6 +1,7 @@
-"""The quality table (quality/scores.yaml), read only when some agent LLM step has a `quality:` block: every deployment such a step can
-reach (its role's deployment, or a route's tiers, weights, candidates and fallbacks) must have a (model, dtype) entry
-scoring the step's benchmark, and so must the step's reference; anything missing is an InputError (exit 2)."""
+"""The quality table (quality/scores.yaml), read only when some agent LLM step has a `quality:` block: every
+deployment such a step can reach (its role's deployment, or a route's tiers, weights, candidates and fallbacks) must
+have a (model, dtype) entry scoring the step's benchmark, and so must the step's reference; anything missing is an
+InputError (exit 2)."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def resolve_quality(lk: Lookup, deployments: list[ResolvedDeployment], classes: 
     for c, where, st in uses:
         q = st.quality
         assert q is not None and c.agent is not None
-        at = f"{lk.fname}: traffic.classes[{c.index}] (workload {c.agent.name})"
+        wfile = find_file(lk.workload_dirs, c.config.workload) if c.config.workload else None
+        at = str(wfile) if wfile is not None else f"{lk.fname}: traffic.classes[{c.index}]"
         if q.benchmark not in benchmarks:
             errors.append(InputError(at, f"{where}.quality.benchmark", f"unknown benchmark {q.benchmark!r} in {path} "
                                      f"(benchmarks: {', '.join(sorted(benchmarks))})"))
