@@ -266,3 +266,28 @@ def test_the_cheaper_model_wins_or_loses_on_cost_per_success(task, cheap_wins):
     assert small_token < large_token
     assert (small_task < large_task) == cheap_wins
 
+
+
+def test_a_cascade_escalation_changes_which_tier_answers_and_its_success_rate(tmp_path):
+    """Role -> cascade route (8B scoring 80, then 70B scoring 90): the route's validator sends half the calls on to
+    70B; each answer is then judged at its own tier's mapped probability (0.4 and 0.2 failure)."""
+    path = write(tmp_path, [llm(0.2)], table(80.0, 90.0), rate=10.0)
+    doc = yaml.safe_load(path.read_text())
+    doc["deployments"].append({**doc["deployments"][0], "name": "big", "model": "llama-3.1-70b", "tp": 4})
+    doc["pools"][0]["count"] = 5
+    doc["routing"]["routes"] = [{"name": "tiers", "policy": "cascade", "tiers": [
+        {"deployment": "dep", "fail_p": 0.5}, {"deployment": "big", "fail_p": 0.0}]}]
+    doc["traffic"]["classes"][0]["target"] = "tiers"
+    path.write_text(yaml.safe_dump(doc))
+    (tmp_path / "hardware_profiles" / "test-gpu.yaml").write_text(
+        (tmp_path / "hardware_profiles" / "test-gpu.yaml").read_text().replace(
+            "step_time_models:", "step_time_models:\n- {model: llama-3.1-70b, engine: vllm, dtype: bf16, tp: 4, "
+            "source: measured, step_time: {kind: linear, overhead_s: 0.01}}", 1))
+    rows = {r["deployment"]: r for r in quality_of(path)["steps"]}
+    assert rows["dep"]["mapped_success_p"] == pytest.approx(0.6) and rows["big"]["mapped_success_p"] == pytest.approx(0.8)
+    n = rows["dep"]["answers"] + rows["big"]["answers"]
+    lo, hi = wilson_interval(rows["big"]["answers"], n, Z_999)
+    assert lo <= 0.5 <= hi  # the route escalated about half
+    for r in rows.values():
+        lo, hi = wilson_interval(r["accepted"], r["answers"], Z_999)
+        assert lo <= r["mapped_success_p"] <= hi

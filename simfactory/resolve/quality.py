@@ -19,7 +19,7 @@ def reachable(target: Target, routes: list[ResolvedRoute], seen: frozenset[int] 
     """Deployment indexes a call to `target` may be answered by (route fallbacks followed, cycles cut)."""
     if target.kind == "deployment":
         return {target.index}
-    if target.index in seen:
+    if target.index in seen or target.index >= len(routes):  # a route that failed to resolve is already an error
         return set()
     r = routes[target.index]
     out = {d for d, _ in r.tiers} | {d for d, _ in r.weights} | set(r.candidates)
@@ -69,6 +69,8 @@ def resolve_quality(lk: Lookup, deployments: list[ResolvedDeployment], classes: 
                                      "logistic"))
         target = c.roles.get(st.model)
         for d in sorted(reachable(target, routes)) if target is not None else []:
+            if d >= len(deployments):
+                continue
             dep = deployments[d]
             key = (dep.config.model, dep.config.dtype)
             if key not in scores:
