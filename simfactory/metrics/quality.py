@@ -15,6 +15,7 @@ import pandas as pd
 
 from simfactory.config.agent import AgentWorkload, LlmStep
 from simfactory.config.quality import StepQuality
+from simfactory.provenance import short_path
 from simfactory.resolve.workloads import agent_steps
 from simfactory.sim.agents import SUCCESS
 from simfactory.sim.run import SimResult
@@ -75,7 +76,7 @@ def quality_summary(result: SimResult, tasks: pd.DataFrame, usd_per_replica_s: l
             "answers": int(n), "accepted": int(ok), "success_rate": ok / n,
             "success_rate_ci95": [lo, hi], "mapped_success_p": 1.0 - sum_p / n,
         })
-    return {"table": q.table_file, "steps": steps, "deployments": _by_deployment(steps),
+    return {"table": short_path(q.table_file), "steps": steps, "deployments": _by_deployment(steps),
             "decomposition": _decomposition(measured, task_blocks, rejected_usd)}
 
 
