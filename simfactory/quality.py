@@ -14,7 +14,9 @@ def error_ratio_fail_p(fail_p: float, score: float, ref_score: float) -> float:
 
 def logistic_fail_p(fail_p: float, score: float, ref_score: float, logit_per_point: float) -> float:
     """1 - sigmoid(logit(1 - fail_p) + logit_per_point x (score - ref_score)): a Rasch (one-parameter item-response)
-    shift of the step's log-odds of success. A fail_p of 0 or 1 stays put (infinite log-odds)."""
+    shift of the step's log-odds of success (G. Rasch, "Probabilistic Models for Some Intelligence and Attainment
+    Tests", 1960: P(success) = sigmoid(ability - difficulty), here ability measured in benchmark points). A fail_p of
+    0 or 1 stays put (infinite log-odds)."""
     if fail_p <= 0.0 or fail_p >= 1.0:
         return fail_p
     z = math.log((1.0 - fail_p) / fail_p) + logit_per_point * (score - ref_score)

@@ -201,6 +201,9 @@ def test_hostile_logit_per_point_is_refused(tmp_path, value, contains):
     ({"logit_per_point": 0.1}, "steps[0].quality"),
     ({"mapping": "linear"}, "steps[0].quality.mapping"),
     ({"extra": 1}, "steps[0].quality.extra"),
+    ({"benchmark": 5}, "steps[0].quality.benchmark"),
+    ({"benchmark": "GSM8K"}, "steps[0].quality.benchmark"),
+    ({"reference": "llama-3.1-70b"}, "steps[0].quality.reference"),
 ])
 def test_inconsistent_quality_blocks_are_refused(tmp_path, quality, field):
     path = write(tmp_path, [llm(**quality)], table())
