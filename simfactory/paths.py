@@ -1,8 +1,8 @@
 """Where shipped data lives: scenarios/, workloads/, hardware_profiles/, schemas/, calibrate/ (fidelity suites,
-model configs) and quality/ (benchmark scores per model and dtype). In a checkout, the folders at the repository's top level; in an installed wheel, the same folders
-as package data under simfactory/data (the repository's simfactory/data holds links to the top-level folders, and
-the wheel carries their files), found through importlib.resources from any working directory. SIMFACTORY_HOME
-points at another tree laid out the same way."""
+model configs) and quality/ (benchmark scores per model and dtype). In a checkout, the folders at the repository's
+top level; in an installed wheel, the same folders as package data under simfactory/data (the repository's
+simfactory/data holds links to the top-level folders, and the wheel carries their files), found through
+importlib.resources from any working directory. SIMFACTORY_HOME points at another tree laid out the same way."""
 
 from __future__ import annotations
 

@@ -294,3 +294,18 @@ def test_a_cascade_escalation_changes_which_tier_answers_and_its_success_rate(tm
     for r in rows.values():
         lo, hi = wilson_interval(r["accepted"], r["answers"], Z_999)
         assert lo <= r["mapped_success_p"] <= hi
+
+
+def test_parallel_branches_judge_each_call_where_it_was_made(tmp_path):
+    """Two branches at once: a slow step and a fast one. Each judged answer points at its own call's requests."""
+    from simfactory.sim.run import simulate
+
+    slow = {**llm(0.3), "name": "slow", "output_tokens": {"kind": "fixed", "value": 200}}
+    fast = {**llm(0.3), "name": "fast"}
+    steps = [{"type": "parallel", "name": "fork", "branches": [[slow], [fast]]}]
+    result = simulate(load_and_resolve(write(tmp_path, steps, table(80.0, 90.0), rate=2.0, horizon_s=30.0)))
+    judged = [(rec, j) for rec in result.tasks for j in rec.judged]
+    assert len(judged) > 20
+    for rec, (step, call, _, _) in judged:
+        rid = rec.rids[call][-1]
+        assert result.step_names[int(result.table.step_id[rid])] == step

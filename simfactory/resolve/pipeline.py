@@ -12,10 +12,10 @@ from simfactory.errors import InputError, InputErrors
 from simfactory.resolve.classes import check_agent_faults, check_trace_windows, resolve_classes, scenario_names
 from simfactory.resolve.deployments import check_deployment_extras, resolve_deployments
 from simfactory.resolve.files import load_scenario, lookup
-from simfactory.resolve.quality import resolve_quality
 from simfactory.resolve.pools import (
     check_fault_pools, check_pool_counts, check_training, pool_profiles, priced_book,
 )
+from simfactory.resolve.quality import resolve_quality
 from simfactory.resolve.resolved import ResolvedScenario
 from simfactory.resolve.routes import resolve_routes
 from simfactory.resolve.work_limits import check_arrival_process, check_periodic_work

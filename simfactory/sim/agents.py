@@ -376,6 +376,7 @@ class AgentTask:
         rec.steps += 1
         rec.tokens_in += prompt
         rec.tokens_out += out
+        call_index = len(rec.rids)  # its place in rec.rids (parallel branches append theirs meanwhile)
         rec.rids.append(call.rids)  # the call's attempts (escalations append to the same list)
         leaf = Leaf("llm", self.env.now, rids=call.rids)
         log.append(leaf)
@@ -403,7 +404,7 @@ class AgentTask:
         p = step.fail_p if step.quality is None else self._quality_fail_p(step, call.rids[-1])
         rejected = bool(p) and self.rng.random() < p  # no draw at 0, as before quality existed
         if self.quality is not None:
-            rec.judged.append((step.name, len(rec.rids) - 1, p, not rejected))
+            rec.judged.append((step.name, call_index, p, not rejected))
         if rejected:
             raise StepFailed()
 
