@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 import simfactory
 from simfactory.cli import app
 from simfactory.config.loader import load_model_file
+from simfactory.config.profile import ModelCatalog
 from simfactory.config.quality import QualityTable
 from simfactory.metrics.quality import wilson_interval
-from simfactory.paths import QUALITY_DIR, SCENARIOS_DIR
+from simfactory.paths import PROFILES_DIR, QUALITY_DIR, SCENARIOS_DIR
 from simfactory.quality import error_ratio_fail_p, logistic_fail_p, mapped_fail_p
 from simfactory.resolve import load_and_resolve
 
@@ -253,6 +254,9 @@ def test_every_shipped_score_has_a_public_source_and_a_date():
     keys = set(t.scores())
     for model in ("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"):
         assert {(model, d) for d in ("bf16", "fp8", "int4")} <= keys
+    assert {("deepseek-r1", "fp8"), ("deepseek-r1", "fp4")} <= keys  # the frontier scenarios' precisions
+    models = {m.id for m in load_model_file(ModelCatalog, PROFILES_DIR / "models.yaml").models}
+    assert {m for m, _ in keys} <= models  # every row names a model deployments can serve
 
 
 def _headline(name: str) -> tuple[float, float]:
