@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from conftest import agent_doc, agent_scenario, write_case
@@ -21,6 +22,7 @@ from simfactory.metrics.quality import wilson_interval
 from simfactory.paths import PROFILES_DIR, QUALITY_DIR, SCENARIOS_DIR
 from simfactory.quality import error_ratio_fail_p, logistic_fail_p, mapped_fail_p
 from simfactory.resolve import load_and_resolve
+from simfactory.schemas import schema
 
 runner = CliRunner()
 FIXED = {"kind": "fixed", "value": 10}
@@ -132,6 +134,10 @@ def test_cost_per_successful_task_is_cost_over_successes(tmp_path):
     ok = t["outcome"].isin(["completed", "degraded"])
     assert d["tasks"] == len(t) and d["successful_tasks"] == int(ok.sum()) and 0 < d["successful_tasks"] < d["tasks"]
     assert d["usd_per_successful_task_attributed"] == pytest.approx(t["usd_total"].sum() / ok.sum())
+    # one class, no tools: the fully loaded cost is the fleet's cost over the window, spread over the successes
+    window_h = (m.summary["window"]["horizon_s"] - m.summary["window"]["warmup_s"]) / 3600.0
+    assert d["usd_fully_loaded"] == pytest.approx(m.summary["cost"]["usd_per_hour"] * window_h)
+    assert d["usd_per_successful_task_fully_loaded"] == pytest.approx(d["usd_fully_loaded"] / d["successful_tasks"])
     assert d["usd_per_successful_task_fully_loaded"] == pytest.approx(d["usd_per_task_fully_loaded"]
                                                                       / d["task_success_rate"])
     assert d["on_successful_tasks_usd_per_success"] + d["on_failed_tasks_usd_per_success"] == pytest.approx(
@@ -245,7 +251,9 @@ def test_recovery_entries_scale_the_bf16_scores():
 # ---- the shipped table and scenarios --------------------------------------------------------------------------------
 def test_every_shipped_score_has_a_public_source_and_a_date():
     path = QUALITY_DIR / "scores.yaml"
-    assert path.read_text().startswith("# yaml-language-server: $schema=../schemas/quality.json")
+    text = path.read_text()
+    assert text.startswith("# yaml-language-server: $schema=../schemas/quality.json")
+    jsonschema.validate(yaml.safe_load(text), schema("quality"))  # what an editor checks as the user types
     t = load_model_file(QualityTable, path)
     for b in t.benchmarks:
         assert b.source.startswith("https://"), b.name
