@@ -4,6 +4,7 @@ odds, the summary's acceptance rates and cost per successful task, and the shipp
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -324,3 +325,18 @@ def test_parallel_branches_judge_each_call_where_it_was_made(tmp_path):
     for rec, (step, call, _, _) in judged:
         rid = rec.rids[call][-1]
         assert result.step_names[int(result.table.step_id[rid])] == step
+
+
+@pytest.mark.parametrize("kind,word", [("fifo", "FIFO"), ("folder", "directory"), ("loop", "symlink loop"),
+                                       ("dev-zero", "device")])
+def test_a_broken_table_beside_the_scenario_is_refused_not_skipped_for_the_shipped_one(tmp_path, kind, word):
+    """Nothing blocks on a FIFO or reads /dev/zero: one line naming scores.yaml, exit 2."""
+    path = write(tmp_path, [llm()], None)
+    target = tmp_path / "quality" / "scores.yaml"
+    target.parent.mkdir()
+    {"fifo": lambda: os.mkfifo(target), "folder": target.mkdir, "loop": lambda: os.symlink(target.name, target),
+     "dev-zero": lambda: os.symlink("/dev/zero", target)}[kind]()
+    res = runner.invoke(app, ["validate", str(path)])
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert res.exit_code == 2 and "Traceback" not in res.output and len(lines) == 1, res.output
+    assert "scores.yaml" in lines[0] and word in lines[0], lines[0]
