@@ -9,7 +9,7 @@ from pathlib import Path
 from simfactory.reference import cli_reference, schema_reference
 
 PAGES = {"scenario": "Scenario", "workload": "Workload", "profile": "Hardware profile", "price-book": "Price book",
-         "growth": "Growth plan"}
+         "growth": "Growth plan", "quality": "Quality table"}
 
 
 def on_pre_build(config, **kwargs) -> None:  # type: ignore[no-untyped-def]

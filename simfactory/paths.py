@@ -1,8 +1,8 @@
-"""Where shipped data lives: scenarios/, workloads/, hardware_profiles/, schemas/ and calibrate/ (fidelity suites,
-model configs). In a checkout, the folders at the repository's top level; in an installed wheel, the same folders
-as package data under simfactory/data (the repository's simfactory/data holds links to the top-level folders, and
-the wheel carries their files), found through importlib.resources from any working directory. SIMFACTORY_HOME
-points at another tree laid out the same way."""
+"""Where shipped data lives: scenarios/, workloads/, hardware_profiles/, schemas/, calibrate/ (fidelity suites,
+model configs) and quality/ (benchmark scores per model and dtype). In a checkout, the folders at the repository's
+top level; in an installed wheel, the same folders as package data under simfactory/data (the repository's
+simfactory/data holds links to the top-level folders, and the wheel carries their files), found through
+importlib.resources from any working directory. SIMFACTORY_HOME points at another tree laid out the same way."""
 
 from __future__ import annotations
 
@@ -28,9 +28,10 @@ WORKLOADS_DIR = PROJECT_ROOT / "workloads"
 PROFILES_DIR = PROJECT_ROOT / "hardware_profiles"
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
 CALIBRATE_DIR = PROJECT_ROOT / "calibrate"
+QUALITY_DIR = PROJECT_ROOT / "quality"
 DEFAULT_SCENARIO = SCENARIOS_DIR / "default.yaml"
 
-SHIPPED_FOLDERS = ("scenarios", "workloads", "hardware_profiles", "schemas", "calibrate")
+SHIPPED_FOLDERS = ("scenarios", "workloads", "hardware_profiles", "schemas", "calibrate", "quality")
 
 
 def shipped_fallback(path: str | os.PathLike[str]) -> str | os.PathLike[str]:

@@ -32,11 +32,11 @@ def provenance(rs: ResolvedScenario, seed: int) -> dict[str, Any]:
         "git_sha": git_sha(),
         "scenario_sha256": rs.scenario_hash,
         "seed": seed,
-        "inputs_sha256": {_short(p): h for p, h in rs.input_hashes.items()},
+        "inputs_sha256": {short_path(p): h for p, h in rs.input_hashes.items()},
     }
 
 
-def _short(path: str) -> str:
+def short_path(path: str) -> str:
     """Paths inside the project are shown relative to it, so hashes compare across checkouts."""
     root = str(PROJECT_ROOT.resolve())
     from pathlib import Path

@@ -12,6 +12,7 @@ from simfactory.config.growth import GrowthPlanFile
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelCatalog, StepTimeEntry
 from simfactory.config.scenario import Scenario, Workload
 from simfactory.config.prices import PriceBook
+from simfactory.config.quality import QualityTable
 from simfactory.paths import SCHEMAS_DIR
 
 KINDS: dict[str, Any] = {
@@ -23,6 +24,7 @@ KINDS: dict[str, Any] = {
     "price-book": PriceBook,
     "measured-profile": StepTimeEntry,
     "growth": GrowthPlanFile,
+    "quality": QualityTable,
 }
 SCHEMA_DIR = SCHEMAS_DIR
 

@@ -25,7 +25,7 @@ def installed(tmp_path_factory):
     root = tmp_path_factory.mktemp("wheel")
     src = root / "src"  # built from a copy: the build's own files (build/, *.egg-info) never land in the checkout
     for part in ("simfactory", "scenarios", "workloads", "hardware_profiles", "schemas", "calibrate/fidelity",
-                 "calibrate/model_configs"):
+                 "calibrate/model_configs", "quality"):
         shutil.copytree(PROJECT_ROOT / part, src / part, symlinks=True,
                         ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
@@ -36,7 +36,7 @@ def installed(tmp_path_factory):
     names = zipfile.ZipFile(wheel).namelist()
     for shipped in ("simfactory/data/scenarios/default.yaml", "simfactory/data/workloads/chat-sharegpt.yaml",
                     "simfactory/data/hardware_profiles/h100-sxm.yaml", "simfactory/data/schemas/scenario.json",
-                    "simfactory/data/calibrate/fidelity/recorded.json"):
+                    "simfactory/data/calibrate/fidelity/recorded.json", "simfactory/data/quality/scores.yaml"):
         assert shipped in names, f"the wheel lacks {shipped}"
     # the dependencies come from this interpreter's site-packages; the wheel is the only simfactory in the venv
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(root / "venv")

@@ -289,6 +289,8 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     print_table(t)
     if s["tasks"]:
         _print_tasks(s["tasks"])
+    if s.get("quality"):
+        _print_quality(s["quality"])
     tp = s["throughput"]
     c = s["cost"]
     oc = ", ".join(f"{k} {v:,}" for k, v in s["outcomes"].items())
@@ -388,6 +390,20 @@ def _print_tasks(tasks: dict[str, Any]) -> None:
         bd.add_row(name, *(_s(b["breakdown_mean_s"][k]) for k in cats))
     print_table(lat)
     print_table(bd)
+
+
+def _print_quality(q: dict[str, Any]) -> None:
+    """One line per answering deployment (answers accepted), one per class (cost per successful task taken apart)."""
+    for d in q["deployments"]:
+        out.print(f"answer quality: {d['deployment']} ({d['model']} {d['dtype']}) accepted {d['accepted']:,} of "
+                  f"{d['answers']:,} answers ({d['success_rate']:.1%})", highlight=False)
+    for name, d in q["decomposition"].items():
+        if d["usd_per_successful_task_fully_loaded"] is None:
+            continue
+        out.print(f"cost per successful task ({name}): {format_usd(d['usd_per_task_fully_loaded'])} per task / "
+                  f"{d['task_success_rate']:.1%} success = {format_usd(d['usd_per_successful_task_fully_loaded'])}, "
+                  f"{format_usd(d['on_failed_tasks_usd_per_success'])} of it on failed tasks", highlight=False,
+                  soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

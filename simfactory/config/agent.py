@@ -19,6 +19,7 @@ from simfactory.config.limits import (
     MAX_BACKOFF_FACTOR, MAX_FAN_OUT, MAX_LOOP_ITERATIONS, MAX_RETRY_ATTEMPTS, MAX_STEPS_PER_TASK, MAX_TOKENS,
 )
 from simfactory.config.profile import AsOf
+from simfactory.config.quality import StepQuality
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -42,7 +43,12 @@ class LlmStep(_Strict):
         default=False,
         description="this step's new input tokens join the task context too (a chat turn's user message, which the "
                     "next turn's prompt repeats); default false: instructions used once")
-    fail_p: Probability = Field(default=0.0, description="probability a validator rejects the answer (step fails)")
+    fail_p: Probability = Field(
+        default=0.0, description="probability a validator rejects the answer (step fails); with quality: on the "
+        "quality reference (model, dtype), mapped to the (model, dtype) that answers")
+    quality: StepQuality | None = Field(
+        default=None, description="tie fail_p to the answering model's benchmark score (quality/scores.yaml); "
+        "unset: fail_p whatever the model")
     timeout_s: PositiveFloat | None = Field(default=None, description="give up (abort the request) after this long")
 
 

@@ -35,6 +35,7 @@ from simfactory.metrics.finance import (
 )
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
+from simfactory.metrics.quality import quality_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
 from simfactory.metrics.tenants import tenant_summary
 from simfactory.metrics.trace import trace_events
@@ -137,6 +138,9 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "tenants": tenant_summary(rs, measured, completed, window_s, stats),
         "sim": {"events": result.events, "end_s": result.end_s},
     }
+    quality = quality_summary(result, tasks, usd_per_replica_s, summary["tasks"])
+    if quality is not None:  # only scenarios with quality: blocks; every other summary stays as it was
+        summary["quality"] = quality
     return RunMetrics(req, tasks, rtl, stl, fleet.costs, summary, trace_events(result, trace_tasks), lreq)
 
 

@@ -69,6 +69,13 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("TCO horizon (years)", [_get(s, "finance", "tco", "horizon_years") for s in S])
     add("own vs rent (decision model)", [_own_vs_rent(s) for s in S])
     add("tasks completed", [_first(s.get("tasks"), "outcome_rates", "completed") for s in S])
+    # answer quality (scenarios with quality: blocks only; the rows are absent otherwise)
+    add("LLM answers accepted (quality)", [_accepted(s.get("quality")) for s in S])
+    add("task success rate (quality)", [_first(_get(s, "quality", "decomposition"), "task_success_rate") for s in S])
+    add("USD per task (fully loaded, quality)",
+        [_first(_get(s, "quality", "decomposition"), "usd_per_task_fully_loaded") for s in S])
+    add("USD per successful task: on failed tasks",
+        [_first(_get(s, "quality", "decomposition"), "on_failed_tasks_usd_per_success") for s in S])
     add("task latency p50 (s)", [_first(s.get("tasks"), "latency_s", "p50") for s in S])
     add("task latency p99 (s)", [_first(s.get("tasks"), "latency_s", "p99") for s in S])
     names = [s["scenario"] for s in S]
@@ -92,6 +99,14 @@ def _first(blocks: Any, *path: str) -> Any:
     if not blocks:
         return None
     return _get(next(iter(blocks.values())), *path)
+
+
+def _accepted(q: dict[str, Any] | None) -> float | None:
+    """Share of all judged LLM answers the validators accepted (every deployment together)."""
+    if not q or not q.get("deployments"):
+        return None
+    n = sum(d["answers"] for d in q["deployments"])
+    return sum(d["accepted"] for d in q["deployments"]) / n if n else None
 
 
 def _first_dep(s: dict[str, Any], key: str) -> Any:

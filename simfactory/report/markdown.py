@@ -94,6 +94,40 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
     return out
 
 
+def render_quality(q: dict[str, Any]) -> list[str]:
+    """Step acceptance per answering deployment, and cost per successful task taken apart."""
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    return [
+        "## Answer quality",
+        "",
+        f"LLM steps with a quality: block map their fail_p to the answering (model, dtype) by benchmark score "
+        f"(`{q['table']}`). Accepted: answers the validator kept; mapped: the probability the mapping gave.",
+        "",
+        table(
+            ["class", "step", "deployment", "model", "dtype", "benchmark", "score", "answers", "accepted",
+             "95% CI", "mapped"],
+            [[r["class"], r["step"], str(r["deployment"]), str(r["model"]), str(r["dtype"]), str(r["benchmark"] or "-"),
+              fmt(r["score"], "", 3), str(r["answers"]), pct(r["success_rate"]),
+              f"{pct(r['success_rate_ci95'][0])}-{pct(r['success_rate_ci95'][1])}", pct(r["mapped_success_p"])]
+             for r in q["steps"]],
+        ),
+        "",
+        "Cost per successful task (fully loaded) = cost per task / task success rate, split by what successful "
+        "tasks cost and what failed tasks added; rejected answers: LLM calls the validator refused (in either).",
+        "",
+        table(
+            ["class", "task success", "USD per task", "USD per successful task", "on successful tasks",
+             "on failed tasks", "rejected answers"],
+            [[name, pct(d["task_success_rate"])] + [format_usd(d[k]) for k in (
+                "usd_per_task_fully_loaded", "usd_per_successful_task_fully_loaded",
+                "on_successful_tasks_usd_per_success", "on_failed_tasks_usd_per_success",
+                "rejected_answers_usd_per_success")]
+             for name, d in q["decomposition"].items()],
+        ),
+        "",
+    ]
+
+
 def render(m: RunMetrics, plots: list[str]) -> str:
     """summary.md: one renderer per section, in the order readers scan a run (what ran, what came out, cost)."""
     s = m.summary
@@ -105,6 +139,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     out += render_replicas(s["replicas"])
     if s["tasks"]:
         out += render_tasks(s["tasks"])
+    if s.get("quality"):
+        out += render_quality(s["quality"])
     if s.get("resilience"):
         out += render_resilience(s["resilience"])
     if s.get("autoscaling"):

@@ -15,6 +15,7 @@ from simfactory.resolve.files import load_scenario, lookup
 from simfactory.resolve.pools import (
     check_fault_pools, check_pool_counts, check_training, pool_profiles, priced_book,
 )
+from simfactory.resolve.quality import resolve_quality
 from simfactory.resolve.resolved import ResolvedScenario
 from simfactory.resolve.routes import resolve_routes
 from simfactory.resolve.training import resolve_training, serving_slowdown, with_serving_slowdown
@@ -52,11 +53,13 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     check_agent_faults(scenario, classes, fname, errors)
     check_arrival_process(scenario, classes, fname, errors)
     check_periodic_work(scenario, fname, errors)
+    quality = resolve_quality(lk, deployments, classes, routes, errors)
     if errors:
         raise InputErrors(errors)
     assert price_book is not None
     return ResolvedScenario(scenario, fname, deployments, classes, profiles, price_book, routes, warnings=warnings,
-                            training_jobs=training_jobs, training_estimates=training_estimates)
+                            training_jobs=training_jobs, training_estimates=training_estimates,
+                            quality=quality)
 
 
 def check_unique_names(scenario: Scenario, fname: str, errors: list[InputError]) -> None:

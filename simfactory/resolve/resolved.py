@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from simfactory.config.agent import AgentWorkload
+from simfactory.config.agent import AgentWorkload, LlmStep
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
@@ -89,6 +89,20 @@ class ResolvedClass:
 
 
 @dataclass(frozen=True)
+class ResolvedQuality:
+    """Benchmark scores the simulation maps step failure odds with."""
+
+    table_file: str
+    scores: dict[tuple[str, str], dict[str, float]]  # (model, dtype) -> benchmark -> score
+    deployment_scores: list[dict[str, float]]  # per deployment index ({} for one without an entry)
+
+    def reference_score(self, step: LlmStep) -> float:
+        q = step.quality
+        assert q is not None
+        return self.scores[(q.reference.model, q.reference.dtype)][q.benchmark]
+
+
+@dataclass(frozen=True)
 class ResolvedScenario:
     scenario: Scenario
     file: str
@@ -103,6 +117,7 @@ class ResolvedScenario:
     # configured job) and, per hardware-derived job name, its estimate (resolve/training.py TrainingEstimate)
     training_jobs: list[TrainingJob] = field(default_factory=list)
     training_estimates: dict[str, Any] = field(default_factory=dict)
+    quality: ResolvedQuality | None = None  # benchmark scores, when some LLM step has a quality: block
 
     @property
     def scenario_hash(self) -> str:

@@ -31,6 +31,7 @@ from simfactory.config.agent import (
     WaitStep,
 )
 from simfactory.config.limits import MAX_TOKENS
+from simfactory.quality import mapped_fail_p
 from simfactory.sim.fleet_view import AgentFleet, Call
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
@@ -252,6 +253,7 @@ class AgentTask:
         self.root = Scope(None)
         self.budget_checks = workload.budget is not None
         self.timed_out = False  # the deadline fired before the task finished
+        self.quality = fleet.rs.quality  # benchmark scores when some LLM step maps its fail_p by quality
 
     # -- helpers --
     def difficulty(self) -> float:
@@ -374,6 +376,7 @@ class AgentTask:
         rec.steps += 1
         rec.tokens_in += prompt
         rec.tokens_out += out
+        call_index = len(rec.rids)  # its place in rec.rids (parallel branches append theirs meanwhile)
         rec.rids.append(call.rids)  # the call's attempts (escalations append to the same list)
         leaf = Leaf("llm", self.env.now, rids=call.rids)
         log.append(leaf)
@@ -398,8 +401,23 @@ class AgentTask:
             ctx[0] += out * self.w.carry_over
         if step.carry_input:
             ctx[0] += new * self.w.carry_over
-        if step.fail_p and self.rng.random() < step.fail_p:
+        p = step.fail_p if step.quality is None else self._quality_fail_p(step, call.rids[-1])
+        rejected = bool(p) and self.rng.random() < p  # no draw at 0, as before quality existed
+        if self.quality is not None:
+            rec.judged.append((step.name, call_index, p, not rejected))
+        if rejected:
             raise StepFailed()
+
+    def _quality_fail_p(self, step: LlmStep, rid: int) -> float:
+        """The step's fail_p mapped from its quality reference to the deployment that answered (a semantic-cache
+        hit, answered by no deployment, keeps the reference's fail_p)."""
+        q, rq = step.quality, self.quality
+        assert q is not None and rq is not None
+        dep = int(self.fleet.table.deployment_id[rid])
+        if dep < 0:
+            return step.fail_p
+        return mapped_fail_p(step.fail_p, rq.deployment_scores[dep][q.benchmark], rq.reference_score(step), q.mapping,
+                             q.logit_per_point)
 
     def _network(self, region: str | None, result_tokens: float, scope: Scope, log: list[Any]) -> Generator[simpy.Event, Any, None]:
         """A call to a service in another region: the round trip, and the result's egress."""

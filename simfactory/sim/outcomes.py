@@ -61,5 +61,7 @@ class TaskRecord:
     usd_network: float = 0.0  # egress of tool and retrieval results (LLM egress is on the requests)
     usd_llm_estimate: float = 0.0
     rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
+    # scenarios with quality: per answered LLM call (step name, its index in rids, fail_p applied, accepted)
+    judged: list[tuple[str, int, float, bool]] = field(default_factory=list)
     log: list[Any] = field(default_factory=list)
     breakdown: dict[str, float] = field(default_factory=dict)
