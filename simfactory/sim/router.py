@@ -194,6 +194,16 @@ class ReplicaBalancer:
         self.engines[i].queue.put(rid, priority)
         return i
 
+    def dispatch_to(self, rid: int, priority: int, service_class: int, i: int) -> bool:
+        """Queue the request at replica i (an agent task's pinned KV is there) if i takes it now; False otherwise
+        (a shared pull queue, or i stopped, failed or reserved for another class)."""
+        if self.shared_queue is not None or i not in self.eligible(service_class):
+            return False
+        self.dispatched += 1
+        self.held[i] += 1
+        self.engines[i].queue.put(rid, priority)
+        return True
+
     def choose(self, eligible: list[int], key: int = -1, rid: int = -1) -> int:
         n = len(eligible)
         if self.policy == "round_robin":
