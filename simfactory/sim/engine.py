@@ -424,22 +424,10 @@ class ReplicaEngine:
             self._priority_preemption()
         if self.role == "decode" or self.swap:  # only there can a waiting request's KV cache be ready
             self._admit_transferred()
-        s = self.step
         bs = self.block_size
-        n_dec = 0
-        kv_read = 0.0
-        if not (self.prefill_first and self._can_admit()):
-            # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
-            if self.dec_base:
-                need = self.bucket[(-s) % bs]
-                if need > self.free_blocks and self.pins:
-                    self._evict_pins(need)  # idle tasks' KV goes before running work
-                while need > self.free_blocks:
-                    self._preempt(next(reversed(self.running)))
-                    need = self.bucket[(-s) % bs]
-                self.free_blocks -= need
-                n_dec = len(self.dec_base)
-                kv_read = float(self.sum_base + n_dec * (s + 1))
+        n_dec, kv_read = 0, 0.0
+        if self.dec_base and not (self.prefill_first and self._can_admit()):
+            n_dec, kv_read = self._allocate_decodes()  # 1) decodes: one token each
         budget = self.max_num_batched_tokens - n_dec
         prefill_target, computed = self.prefill_target, self.computed
 
@@ -454,9 +442,8 @@ class ReplicaEngine:
         running = self.running
         max_num_seqs = self.max_num_seqs
         queue, requeued = self.queue, self.requeued
-        if self.held_slots and not running and max_num_seqs < 1:
-            self._free_slot_if_idle()
-            max_num_seqs = self.max_num_seqs
+        if self.held_slots:
+            max_num_seqs = self._free_slot_if_idle()
         while budget > 0 and (len(running) < max_num_seqs or self.held_slots):
             if requeued.members:
                 head = self._waiting_head()
@@ -482,19 +469,15 @@ class ReplicaEngine:
             if unfinished and not self.chunked:
                 break
             need_blocks = -(-(hit + chunk) // bs)
-            own = pin.blocks if pin is not None else 0
-            if need_blocks > self.free_blocks + own and self.pins and not running:
-                self._evict_pins(need_blocks - own, keep=pin)  # an idle replica: pins must not keep it idle
-            if need_blocks > self.free_blocks + own:
+            if need_blocks > self.free_blocks and not (self.pins and self._room_with_pins(need_blocks, pin)):
                 break
             if unfinished and partial >= self.max_num_partial_prefills:
                 break
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
             source.pop()
-            if pin is not None:  # the task's pinned KV becomes this request's cached prefix
-                self.unpin(pin.task_id, "hit", hit)
-                max_num_seqs = self.max_num_seqs
+            if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
+                max_num_seqs = self._take_over(pin, hit)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
@@ -515,6 +498,28 @@ class ReplicaEngine:
         for _, c, d in chunks:
             pairs += c * (d + (c + 1) / 2)
         return chunks, n_dec, kv_read, pairs
+
+    def _allocate_decodes(self) -> tuple[int, float]:
+        """Step 1 of a batch: allocate a block for each decode crossing a block boundary, evicting idle tasks'
+        pins and then preempting the newest running requests while blocks run short. Returns (decodes, KV read)."""
+        s, bs = self.step, self.block_size
+        need = self.bucket[(-s) % bs]
+        if need > self.free_blocks and self.pins:
+            self._evict_pins(need)  # idle tasks' KV goes before running work
+        while need > self.free_blocks:
+            self._preempt(next(reversed(self.running)))
+            need = self.bucket[(-s) % bs]
+        self.free_blocks -= need
+        n_dec = len(self.dec_base)
+        return n_dec, float(self.sum_base + n_dec * (s + 1))
+
+    def _room_with_pins(self, need_blocks: int, pin: Pin | None) -> bool:
+        """A waiting request needs more blocks than are free: its task's own pin counts as room, and on an idle
+        replica other pins are evicted (oldest first) rather than leave it idle."""
+        own = pin.blocks if pin is not None else 0
+        if need_blocks > self.free_blocks + own and not self.running:
+            self._evict_pins(need_blocks - own, keep=pin)
+        return need_blocks <= self.free_blocks + own
 
     def _continue_prefills(self, chunks: list[tuple[int, int, int]], budget: int) -> tuple[int, int]:
         """Step 2 of a batch, called only while some prompt is partly prefilled (kept out of _schedule's common
@@ -941,16 +946,20 @@ class ReplicaEngine:
         while need_blocks > self.free_blocks and self._evict_oldest(lambda p: p is not keep):
             pass
 
-    def _free_slot_if_idle(self) -> None:
-        """Nothing runs and pinned slots fill the batch: evict the oldest slot pin unless the head's task holds one."""
-        head = self._waiting_head()
-        if head is None:
-            return
-        rid = head[0][2]
-        pin = self.pins.get(int(self.table.task_id[rid]))
-        if pin is not None and pin.hold_slot:
-            return
-        self._evict_oldest(lambda p: p.hold_slot)
+    def _free_slot_if_idle(self) -> int:
+        """When nothing runs and pinned slots fill the batch, evict the oldest slot pin unless the head's task holds
+        one (a replica must not sit idle for pins). Returns the slots left to requests."""
+        head = self._waiting_head() if not self.running and self.max_num_seqs < 1 else None
+        if head is not None:
+            pin = self.pins.get(int(self.table.task_id[head[0][2]]))
+            if pin is None or not pin.hold_slot:
+                self._evict_oldest(lambda p: p.hold_slot)
+        return self.max_num_seqs
+
+    def _take_over(self, pin: Pin, hit_tokens: int) -> int:
+        """The task's next step is admitted: its pin ends as a hit. Returns the slots left to requests."""
+        self.unpin(pin.task_id, "hit", hit_tokens)
+        return self.max_num_seqs
 
     def held_blocks(self) -> int:
         """KV blocks the running requests hold, from their progress (valid between steps, outside a stretch):

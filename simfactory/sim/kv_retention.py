@@ -66,6 +66,11 @@ class RetentionLedger:
         self.tasks: dict[int, TaskRetention] = {}
         self.done: set[int] = set()  # tasks that ended: a step completing after that pins nothing
 
+    @classmethod
+    def for_classes(cls, table: RequestTable, policies: list[KvRetention | None]) -> "RetentionLedger | None":
+        """The ledger of a run whose classes have these policies; None when no class retains (nothing changes)."""
+        return cls(table, policies) if any(p is not None for p in policies) else None
+
     def add_engine(self, engine: PinHolder, accelerators: float, kv_blocks: int) -> None:
         self.engines.append(engine)
         self.replica_accelerators.append(accelerators)

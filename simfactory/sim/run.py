@@ -137,12 +137,9 @@ class FleetModel:
         self.dep_engines: list[list[ReplicaEngine]] = []
         self.max_tokens: list[int] = []
         self.usd_per_replica_s: list[float] = []
-        policies = [c.kv_retention for c in rs.classes]
-        self.retention = RetentionLedger(self.table, policies) if any(p is not None for p in policies) else None
+        self.retention = RetentionLedger.for_classes(self.table, [c.kv_retention for c in rs.classes])
         for d in rs.deployments:
             self._build_deployment(d)
-        # replica id -> its index in its balancer (an agent task's next step goes where its KV is pinned)
-        self.balancer_slot = {e.replica_id: i for b in self.balancers for i, e in enumerate(b.engines)}
         self.gate = self._build_gate()
         self._build_agent_services()
         self.fault_log = FaultLog()
@@ -539,9 +536,9 @@ class FleetModel:
         assert self.retention is not None
         t = self.table
         replica = self.retention.replica_of(int(t.task_id[rid])) if t.task_id[rid] >= 0 else -1
-        if replica < 0 or self.replica_balancer[id(self.engines[replica])] is not balancer:
+        if replica < 0:
             return False
-        return balancer.dispatch_to(rid, int(t.priority[rid]), int(t.service_class[rid]), self.balancer_slot[replica])
+        return balancer.dispatch_to(rid, int(t.priority[rid]), int(t.service_class[rid]), self.engines[replica])
 
     def _fallback_if_waiting(self, rid: int, target: Target, call: "Call | None") -> None:
         """Timeout fallback: a request still waiting for its first step moves to the fallback target."""
