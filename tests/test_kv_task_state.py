@@ -234,3 +234,16 @@ def test_a_class_policy_overrides_the_workload_and_the_report_shows_it(tmp_path,
     block = yaml.safe_load((out / "summary.json").read_text())["tasks"]["task"]["kv_retention"]
     assert block["policy"] == {"ttl_s": 30.0, "hold_slot": False} and block["pins_ended"]["hit"] > 0
     assert "KV cache kept between a task's LLM steps" in (out / "summary.md").read_text()
+
+
+def test_a_replica_failure_drops_its_pins(case):
+    """An outage takes both replicas down mid-run: the pins they held end as `fault` (their blocks with them), and
+    nothing is left pinned or allocated at the end."""
+    wl = agent_doc(STEPS, system_prompt_tokens=SYSTEM, tools=TOOLS, kv_retention={"policy": "retain"})
+    doc = agent_scenario(rate=0.5, horizon_s=30.0, replicas=2, max_num_seqs=64)
+    doc["faults"] = {"outages": [{"pool": "pool", "start_s": 10.0, "duration_s": 1.0}]}
+    model = FleetModel(case(doc, {"overhead_s": 0.01}, {"agent": wl}), seed=5)
+    r = model.run()
+    faults = sum(v.ended["fault"] for v in r.kv_retention.values())
+    assert faults > 0 and sum(v.ended["run_end"] for v in r.kv_retention.values()) == 0
+    assert all(not e.pins and e.free_blocks == e.kv_blocks for e in model.engines)
