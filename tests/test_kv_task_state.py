@@ -247,3 +247,14 @@ def test_a_replica_failure_drops_its_pins(case):
     faults = sum(v.ended["fault"] for v in r.kv_retention.values())
     assert faults > 0 and sum(v.ended["run_end"] for v in r.kv_retention.values()) == 0
     assert all(not e.pins and e.free_blocks == e.kv_blocks for e in model.engines)
+
+
+def test_a_step_without_the_task_context_takes_its_pin_and_slot_but_reuses_nothing(case):
+    """include_context: false: the next step's prompt does not start with the pinned KV. It still takes over its
+    task's pin (blocks and held slot, so a one-slot replica is not left idle), booked as superseded, not a hit."""
+    steps = [llm("a", 200, 20), tool("t1", 1.0, 10), llm("b", 50, 10, include_context=False)]
+    r = run_agent(case, {"policy": "retain", "hold_slot": True}, steps=steps, replicas=1, max_num_seqs=1)
+    assert r.table.cached_tokens.sum() == 0 and all(rec.outcome == "completed" for rec in r.tasks)
+    for v in r.kv_retention.values():
+        assert (v.ended["hit"], v.ended["superseded"], v.ended["task_end"]) == (0, 1, 1)
+        assert v.prefill_tokens_saved == 0

@@ -457,13 +457,11 @@ class ReplicaEngine:
             if t.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(t.input_tokens[rid] + t.generated[rid])
-            pin = self._pin_of(rid, target) if self.pins else None
+            pin = self.pins.get(int(t.task_id[rid])) if self.pins else None  # its task's KV, kept here
             if len(running) >= max_num_seqs and (pin is None or not pin.hold_slot):
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
-            if pin is not None:
-                hit = min(pin.tokens, int(t.context_tokens[rid]), target - 1)
-            else:
-                hit = self._cached_prefix(rid, target) if self.prefix_cache is not None else 0
+            reused = min(pin.tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
+            hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
             if unfinished and not self.chunked:
@@ -477,7 +475,7 @@ class ReplicaEngine:
                 break
             source.pop()
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
-                max_num_seqs = self._take_over(pin, hit)
+                max_num_seqs = self._take_over(pin, reused)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
@@ -907,14 +905,6 @@ class ReplicaEngine:
         if not pin.released:
             self.unpin(pin.task_id, "expired")
 
-    def _pin_of(self, rid: int, target: int) -> Pin | None:
-        """The pin of the request's task here, when its prompt's carried context reuses some of it."""
-        t = self.table
-        pin = self.pins.get(int(t.task_id[rid]))
-        if pin is None or min(pin.tokens, int(t.context_tokens[rid]), target - 1) <= 0:
-            return None
-        return pin
-
     def unpin(self, task_id: int, reason: str, hit_tokens: int = 0) -> None:
         """End a task's pin here (no-op when it holds none): its blocks and slot go back, the ledger books it."""
         pin = self.pins.pop(task_id, None)
@@ -956,9 +946,10 @@ class ReplicaEngine:
                 self._evict_oldest(lambda p: p.hold_slot)
         return self.max_num_seqs
 
-    def _take_over(self, pin: Pin, hit_tokens: int) -> int:
-        """The task's next step is admitted: its pin ends as a hit. Returns the slots left to requests."""
-        self.unpin(pin.task_id, "hit", hit_tokens)
+    def _take_over(self, pin: Pin, reused_tokens: int) -> int:
+        """The task's next step is admitted here and takes its pin's blocks and slot: a hit when its prompt reuses
+        some of them (else superseded: e.g. a step without the task's context). Returns the slots left."""
+        self.unpin(pin.task_id, "hit" if reused_tokens > 0 else "superseded", reused_tokens)
         return self.max_num_seqs
 
     def held_blocks(self) -> int:

@@ -1,7 +1,9 @@
 """An agent task's KV cache kept on its replica between LLM steps (kv_retention: retain), and what that costs.
 
 Agent platforms choose between freeing the accelerator while a task waits on a tool and keeping the task's
-sequence resident so the next step prefills only what is new. Here a finished LLM step of a retaining task leaves
+sequence resident so the next step prefills only what is new (Continuum pins it with a TTL per tool call: Li et
+al., "Continuum: Efficient and Robust Multi-Turn LLM Agent Scheduling with KV Cache Time-to-Live",
+https://arxiv.org/abs/2511.02230, 2025-11). Here a finished LLM step of a retaining task leaves
 a *pin* on its replica: the KV blocks it held (prompt + answer, less the answer's last token, whose KV is never
 computed) stay allocated. The task's next LLM step is sent to that replica and, when admitted, takes the pinned
 blocks over as its cached prefix (as much of them as its prompt's carried context covers). The engine
@@ -18,8 +20,9 @@ from typing import Any, Protocol
 from simfactory.config.agent import KvRetention
 from simfactory.sim.requests import RequestTable
 
-# how a pin ends: the task's next step took it over; its ttl passed; memory pressure evicted it; the task ended;
-# a newer step of the same task (a parallel branch) pinned its own; its replica failed; the run stopped
+# how a pin ends: the task's next step took it over and reused it; its ttl passed; memory pressure evicted it; the
+# task ended; superseded: a newer step of the task (a parallel branch) pinned its own, or its next step took it over
+# without reusing it (a prompt without the task's context); its replica failed; the run stopped
 RELEASE_REASONS = ("hit", "expired", "pressure", "task_end", "superseded", "fault", "run_end")
 
 
