@@ -16,7 +16,8 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 from simfactory.config.base import StrictModel
 from simfactory.config.distributions import Distribution, FanOut, Fixed, OptionalTokenCounts, TokenCounts
 from simfactory.config.limits import (
-    MAX_BACKOFF_FACTOR, MAX_FAN_OUT, MAX_LOOP_ITERATIONS, MAX_RETRY_ATTEMPTS, MAX_STEPS_PER_TASK, MAX_TOKENS,
+    MAX_BACKOFF_FACTOR, MAX_FAN_OUT, MAX_LOOP_ITERATIONS, MAX_RETRY_ATTEMPTS, MAX_SIMULATED_S, MAX_STEPS_PER_TASK,
+    MAX_TOKENS,
 )
 from simfactory.config.profile import AsOf
 from simfactory.config.quality import StepQuality
@@ -238,6 +239,33 @@ class Budget(_Strict):
         return self
 
 
+class KvRetention(_Strict):
+    """What happens to a task's KV cache between its LLM steps (tool calls, waits, reviewers).
+
+    evict (the default): the request leaves the engine and its blocks are freed; the next LLM step prefills its
+    whole prompt again (less what a prefix cache still holds). retain: the blocks stay pinned on the replica that
+    served the step, the task's next LLM step is routed there and prefills only the tokens past them. A pin ends
+    when that step is admitted (a hit), after ttl_s (expired), when the task ends, when its replica fails, or under
+    memory pressure: pins are evicted oldest first before a running request would be preempted for blocks, and
+    when a waiting request could not otherwise start on an idle replica; a new request otherwise waits behind
+    them (the cost of retaining)."""
+
+    policy: Literal["evict", "retain"] = Field(
+        default="evict", description="evict: free a task's KV cache after each LLM step; retain: keep it pinned on "
+        "its replica until the task's next LLM step (within ttl_s)")
+    ttl_s: Annotated[float, Field(ge=0.0, le=MAX_SIMULATED_S, allow_inf_nan=False)] | None = Field(
+        default=None, description="retain: seconds a pin waits for the task's next LLM step before it is evicted "
+        "(0: never pinned, the same as evict); unset: until the task ends")
+    hold_slot: bool = Field(
+        default=False, description="retain: a pinned task also keeps its batch slot (counts against max_num_seqs), "
+        "as engines that keep the sequence resident do")
+
+    @property
+    def retains(self) -> bool:
+        """True when steps pin their KV at all (retain with a positive or unset ttl)."""
+        return self.policy == "retain" and (self.ttl_s is None or self.ttl_s > 0)
+
+
 class AgentWorkload(_Strict):
     kind: Literal["agent"] = Field(default="agent", description="selects an agent workload")
     name: Name = Field(description="workload name: reports and faults.retrieval_brownouts[].workload refer to it")
@@ -253,6 +281,9 @@ class AgentWorkload(_Strict):
         default=None, description="seconds after its start a task still running is cancelled (outcome timed_out); "
         "unset: none")
     budget: Budget | None = Field(default=None, description="a cap on the tokens or USD one task may use; unset: none")
+    kv_retention: KvRetention | None = Field(
+        default=None, description="keep a task's KV cache on its replica between LLM steps (retain) or free it "
+        "(evict, the default); a traffic class's kv_retention overrides it")
     tools: list[ToolService] = Field(
         default_factory=list, description="tool services the tool steps call (concurrency, rate limit, price, region)")
     humans: list[HumanPool] = Field(default_factory=list, description="reviewer pools the human steps queue for")

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from simfactory.config.agent import AgentWorkload
+from simfactory.config.agent import AgentWorkload, KvRetention
 from simfactory.config.autoscale import Autoscaling
 from simfactory.config.base import StrictModel
 from simfactory.config.cost_stack import CostStack
@@ -675,6 +675,9 @@ class RequestClass(_Strict):
         default=None, le=MAX_SESSIONS, description="requests belong to this many sessions (sticky routing, session affinity)"
     )
     workload: str | None = Field(default=None, description="name of a workload file in workloads/")
+    kv_retention: KvRetention | None = Field(
+        default=None, description="agent workloads: keep each task's KV cache between its LLM steps (retain) or free "
+        "it (evict); overrides the workload's kv_retention (unset: the workload's, else evict)")
     trace: TraceSpec | None = Field(default=None, description="replay a trace (its arrivals and lengths)")
     input_tokens: TokenCounts | None = Field(
         default=None, description="prompt tokens per request (whole counts >= 1), given inline instead of a workload "

@@ -34,6 +34,7 @@ from simfactory.metrics.finance import (
     with_serving_fractions,
 )
 from simfactory.metrics.frames import replica_timelines_frame, requests_frame, system_timeline_frame
+from simfactory.metrics.kv_retention import kv_retention_summary
 from simfactory.metrics.slo import logical_requests, meets_slo, service_summary
 from simfactory.metrics.quality import quality_summary
 from simfactory.metrics.tasks import task_summary, tasks_frame
@@ -141,6 +142,9 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     quality = quality_summary(result, tasks, usd_per_replica_s, summary["tasks"])
     if quality is not None:  # only scenarios with quality: blocks; every other summary stays as it was
         summary["quality"] = quality
+    for name, block in kv_retention_summary(result, tasks).items():
+        if name in summary["tasks"]:  # only runs whose classes retain KV get the block: others' outputs are as before
+            summary["tasks"][name]["kv_retention"] = block
     return RunMetrics(req, tasks, rtl, stl, fleet.costs, summary, trace_events(result, trace_tasks), lreq)
 
 

@@ -78,6 +78,11 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
         [_first(_get(s, "quality", "decomposition"), "on_failed_tasks_usd_per_success") for s in S])
     add("task latency p50 (s)", [_first(s.get("tasks"), "latency_s", "p50") for s in S])
     add("task latency p99 (s)", [_first(s.get("tasks"), "latency_s", "p99") for s in S])
+    add("retained KV: hits per pin", [_first(s.get("tasks"), "kv_retention", "hit_ratio") for s in S])
+    add("retained KV: prefill tokens saved/task",
+        [_first(s.get("tasks"), "kv_retention", "prefill_tokens_saved_per_task") for s in S])
+    add("retained KV: accelerator-s held/task", [_first(s.get("tasks"), "kv_retention", "accelerator_s_per_task")
+                                                  for s in S])
     names = [s["scenario"] for s in S]
     if len(set(names)) != len(names):
         names = [f"{n} ({i + 1})" for i, n in enumerate(names)]

@@ -91,6 +91,9 @@ def render_tasks(tasks: dict[str, Any]) -> list[str]:
         "costs, per successful (completed or degraded) task.",
         "",
     ]
+    retaining = {name: t["kv_retention"] for name, t in tasks.items() if t.get("kv_retention")}
+    if retaining:
+        out += render_kv_retention(retaining)
     return out
 
 
@@ -124,6 +127,30 @@ def render_quality(q: dict[str, Any]) -> list[str]:
                 "rejected_answers_usd_per_success")]
              for name, d in q["decomposition"].items()],
         ),
+        "",
+    ]
+
+
+def render_kv_retention(blocks: dict[str, Any]) -> list[str]:
+    """Classes whose tasks keep their KV cache between LLM steps: how the pins ended, what they held and saved."""
+    return [
+        "KV cache kept between a task's LLM steps (kv_retention: retain):",
+        "",
+        table(
+            ["class", "pins", "hits", "expired", "pressure evictions", "freed at task end", "prefill tokens saved/task",
+             "KV token-s held/task", "accelerator-s held/task", "slot-s held"],
+            [
+                [name, f"{b['pins']:,}", f"{b['pins_ended']['hit']:,}", f"{b['pins_ended']['expired']:,}",
+                 f"{b['pins_ended']['pressure']:,}", f"{b['pins_ended']['task_end']:,}",
+                 fmt(b["prefill_tokens_saved_per_task"], "", 0), fmt(b["kv_token_s_per_task"], "", 0),
+                 fmt(b["accelerator_s_per_task"], "", 2), fmt(b["slot_s"], "", 1)]
+                for name, b in blocks.items()
+            ],
+        ),
+        "",
+        "A pin is a finished step's KV blocks kept on its replica for the task's next LLM step; accelerator-s is the "
+        "pinned share of the replica's KV memory x its accelerators x seconds held. Task latency saved, and the cost "
+        "to other requests, show against the same scenario with policy evict (`simfactory compare`).",
         "",
     ]
 

@@ -75,6 +75,9 @@ def _resolve_class(
     for f, d in bad:
         errors.append(InputError(fname, f"{at}.{f}", f"unknown deployment or route {d!r} (known: {names.known})"))
     extras = _class_extras(scenario, c, at, names, fname, errors)
+    if c.kv_retention is not None and c.workload is None:
+        errors.append(InputError(fname, f"{at}.kv_retention", "keeps an agent task's KV cache between its LLM steps: "
+                                 "give an agent workload (this class sends single requests)"))
     if c.trace is not None:
         return _trace_class(c, at, index, lk, names, extras, errors, warnings)
     try:
@@ -88,6 +91,10 @@ def _resolve_class(
     own = _own_arrival(c, at, workload, fname, errors)
     if isinstance(workload, AgentWorkload):
         return _agent_class(c, at, index, workload, names, extras, fname, errors, own)
+    if c.kv_retention is not None and c.workload is not None:
+        errors.append(InputError(fname, f"{at}.kv_retention", f"keeps an agent task's KV cache between its LLM "
+                                 f"steps: workload {c.workload!r} sends single requests, not agent tasks"))
+        return None
     if c.target is None:
         errors.append(InputError(fname, f"{at}.target", "plain requests need a target deployment or route"))
         return None
@@ -197,7 +204,9 @@ def _agent_class(
         t = names.target_of(dep)
         assert t is not None
         roles[role] = t
-    return ResolvedClass(index, c, None, agent=workload, roles=roles, arrival=own, **extras)
+    policy = c.kv_retention or workload.kv_retention
+    return ResolvedClass(index, c, None, agent=workload, roles=roles, arrival=own,
+                         kv_retention=policy if policy is not None and policy.retains else None, **extras)
 
 
 def _warn_too_long(rc: ResolvedClass, at: str, deployments: list[ResolvedDeployment], fname: str,

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from simfactory.config.agent import AgentWorkload, LlmStep
+from simfactory.config.agent import AgentWorkload, KvRetention, LlmStep
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
@@ -75,6 +75,7 @@ class ResolvedClass:
     trace: ReplayRows | None = None  # replayed trace rows (arrival times when the format has them)
     arrival: OpenProcess | None = None  # the class's own arrival process (None: a share of traffic.arrival)
     length_correlation: float | None = None  # Spearman rank correlation of input and output tokens (None: independent)
+    kv_retention: KvRetention | None = None  # agent tasks that pin their KV between LLM steps (None: evict)
 
     @property
     def deployment_index(self) -> int:

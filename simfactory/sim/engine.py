@@ -19,6 +19,12 @@ waits one event for the stretch, or less when an arrival or an abort cuts it at 
 progress; then it applies the whole steps that finished. Step and event times are stepping's up to float
 rounding (tests/test_fast_forward.py).
 
+Agent tasks that retain their KV cache (sim/kv_retention.py) leave a pin when an LLM step completes: its blocks
+stay allocated (and, with hold_slot, a batch slot stays taken) until the task's next step is admitted here and takes
+them over as its cached prefix. Pins give way to running work: they are evicted oldest first before a running
+request would be preempted for blocks, and when the head of the queue could not otherwise start on an idle
+replica; other new requests wait behind them.
+
 The engine is driven by callbacks on SimPy events rather than a generator process: a step's end runs straight
 into planning the next, and cutting a stretch short moves one callback instead of throwing an Interrupt.
 """
@@ -35,6 +41,7 @@ import simpy
 
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.kv_retention import Pin, RetentionLedger
 from simfactory.sim.prefix_cache import PrefixCache, request_blocks, request_prefixes
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
@@ -178,7 +185,7 @@ class ReplicaEngine:
         self.queue = queue
         self.table = table
         self.step_time = step_time
-        self.max_num_seqs = max_num_seqs
+        self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens = max_num_batched_tokens
         self.block_size = block_size
         self.kv_blocks = kv_blocks
@@ -201,6 +208,10 @@ class ReplicaEngine:
         self.on_complete = on_complete
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
+        self.retention: RetentionLedger | None = None  # set by the fleet when some agent class retains its KV
+        self.pins: dict[int, Pin] = {}  # task id -> its pin, oldest first
+        self.pinned_blocks = 0
+        self.held_slots = 0
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
         self._init_batch_state()
         self._init_accounting()
@@ -279,7 +290,8 @@ class ReplicaEngine:
             self.queue.wait().callbacks.append(self._next)  # type: ignore[union-attr]
             return
         # a stretch needs decodes and nothing to admit (the usual reason there is none: an arrival is waiting)
-        if not self.exact and not (waiting and (len(running) < self.max_num_seqs or self.preemptive_priority)):
+        if not self.exact and not (waiting and (len(running) < self.max_num_seqs or self.preemptive_priority
+                                                or self.held_slots)):
             stretch = self._plan_stretch()
             if stretch is not None:
                 self._start_stretch(stretch)
@@ -319,7 +331,7 @@ class ReplicaEngine:
         if not dec_base or self.prefill_target or self.extra_step_s or self.pending_aborts:
             return None
         if (self.queue.members or self.requeued.members) and (
-            len(self.running) < self.max_num_seqs or self.preemptive_priority
+            len(self.running) < self.max_num_seqs or self.preemptive_priority or self.held_slots
         ):
             return None
         heap = self.finish_heap
@@ -412,20 +424,10 @@ class ReplicaEngine:
             self._priority_preemption()
         if self.role == "decode" or self.swap:  # only there can a waiting request's KV cache be ready
             self._admit_transferred()
-        s = self.step
         bs = self.block_size
-        n_dec = 0
-        kv_read = 0.0
-        if not (self.prefill_first and self._can_admit()):
-            # 1) decodes: one token each; allocate blocks for sequences crossing a block boundary
-            if self.dec_base:
-                need = self.bucket[(-s) % bs]
-                while need > self.free_blocks:
-                    self._preempt(next(reversed(self.running)))
-                    need = self.bucket[(-s) % bs]
-                self.free_blocks -= need
-                n_dec = len(self.dec_base)
-                kv_read = float(self.sum_base + n_dec * (s + 1))
+        n_dec, kv_read = 0, 0.0
+        if self.dec_base and not (self.prefill_first and self._can_admit()):
+            n_dec, kv_read = self._allocate_decodes()  # 1) decodes: one token each
         budget = self.max_num_batched_tokens - n_dec
         prefill_target, computed = self.prefill_target, self.computed
 
@@ -440,7 +442,9 @@ class ReplicaEngine:
         running = self.running
         max_num_seqs = self.max_num_seqs
         queue, requeued = self.queue, self.requeued
-        while budget > 0 and len(running) < max_num_seqs:
+        if self.held_slots:
+            max_num_seqs = self._free_slot_if_idle()
+        while budget > 0 and (len(running) < max_num_seqs or self.held_slots):
             if requeued.members:
                 head = self._waiting_head()
                 if head is None:
@@ -453,19 +457,25 @@ class ReplicaEngine:
             if t.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(t.input_tokens[rid] + t.generated[rid])
-            hit = self._cached_prefix(rid, target) if self.prefix_cache is not None else 0
+            pin = self.pins.get(int(t.task_id[rid])) if self.pins else None  # its task's KV, kept here
+            if len(running) >= max_num_seqs and (pin is None or not pin.hold_slot):
+                break  # every slot taken (pins hold some): only a task's own held slot lets it in
+            reused = min(pin.tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
+            hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
             if unfinished and not self.chunked:
                 break
             need_blocks = -(-(hit + chunk) // bs)
-            if need_blocks > self.free_blocks:
+            if need_blocks > self.free_blocks and not (self.pins and self._room_with_pins(need_blocks, pin)):
                 break
             if unfinished and partial >= self.max_num_partial_prefills:
                 break
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
             source.pop()
+            if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
+                max_num_seqs = self._take_over(pin, reused)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
@@ -486,6 +496,28 @@ class ReplicaEngine:
         for _, c, d in chunks:
             pairs += c * (d + (c + 1) / 2)
         return chunks, n_dec, kv_read, pairs
+
+    def _allocate_decodes(self) -> tuple[int, float]:
+        """Step 1 of a batch: allocate a block for each decode crossing a block boundary, evicting idle tasks'
+        pins and then preempting the newest running requests while blocks run short. Returns (decodes, KV read)."""
+        s, bs = self.step, self.block_size
+        need = self.bucket[(-s) % bs]
+        if need > self.free_blocks and self.pins:
+            self._evict_pins(need)  # idle tasks' KV goes before running work
+        while need > self.free_blocks:
+            self._preempt(next(reversed(self.running)))
+            need = self.bucket[(-s) % bs]
+        self.free_blocks -= need
+        n_dec = len(self.dec_base)
+        return n_dec, float(self.sum_base + n_dec * (s + 1))
+
+    def _room_with_pins(self, need_blocks: int, pin: Pin | None) -> bool:
+        """A waiting request needs more blocks than are free: its task's own pin counts as room, and on an idle
+        replica other pins are evicted (oldest first) rather than leave it idle."""
+        own = pin.blocks if pin is not None else 0
+        if need_blocks > self.free_blocks + own and not self.running:
+            self._evict_pins(need_blocks - own, keep=pin)
+        return need_blocks <= self.free_blocks + own
 
     def _continue_prefills(self, chunks: list[tuple[int, int, int]], budget: int) -> tuple[int, int]:
         """Step 2 of a batch, called only while some prompt is partly prefilled (kept out of _schedule's common
@@ -539,6 +571,8 @@ class ReplicaEngine:
             # keep a watermark of free blocks (vLLM's default 1%) plus one per running decode, so admitting it
             # does not force the next step to preempt someone else
             reserve = self.kv_blocks // 100 + len(self.dec_base) if t.swapped[rid] and self.running else 0
+            if blocks_for(kv, bs) + reserve > self.free_blocks and self.pins and not self.running:
+                self._evict_pins(blocks_for(kv, bs))
             if blocks_for(kv, bs) + reserve > self.free_blocks:
                 return
             source.pop()
@@ -617,6 +651,13 @@ class ReplicaEngine:
             first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_num_batched_tokens)
             if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
                 return
+            # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)
+            if len(self.running) >= self.max_num_seqs and self.held_slots:
+                self._evict_oldest(lambda p: p.hold_slot)
+                continue
+            if self.pins and blocks_for(first_chunk, self.block_size) > self.free_blocks:
+                self._evict_pins(blocks_for(first_chunk, self.block_size))
+                continue
             worst = max(int(t.priority[r]) for r in self.running)
             if worst <= prio:
                 return
@@ -628,6 +669,8 @@ class ReplicaEngine:
         bs = self.block_size
         held = blocks_for(done, bs)
         need = blocks_for(done + chunk, bs) - held
+        if need > self.free_blocks and self.pins:
+            self._evict_pins(need)
         while need > self.free_blocks:
             victim = next(
                 (r for r in reversed(self.running) if r != rid and r in self.prefill_target and r not in scheduled),
@@ -712,6 +755,8 @@ class ReplicaEngine:
         self.repaired = self.env.event()
         for rid in lost:
             self.abort(rid)
+        for task_id in list(self.pins):
+            self.unpin(task_id, "fault")
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(*self._prefix_cache_args)
         return lost
@@ -828,4 +873,88 @@ class ReplicaEngine:
         del self.running[rid]
         self.table.completion_s[rid] = now
         self.held_counts[self.held_slot] -= 1
+        if self.retention is not None and self.role == "mixed":
+            self._pin(rid, now)
         self.on_complete(rid)
+
+    # ---- KV retention between an agent task's LLM steps (sim/kv_retention.py) ----
+    def _pin(self, rid: int, now: float) -> None:
+        """A retaining task's step completed: keep the KV blocks it just freed (its prompt and answer, less the
+        answer's last token) for the task's next step, up to the policy's ttl."""
+        assert self.retention is not None
+        policy = self.retention.policy(rid)
+        if policy is None:
+            return
+        t = self.table
+        task_id = int(t.task_id[rid])
+        if task_id in self.pins:
+            self.unpin(task_id, "superseded")
+        tokens = int(t.input_tokens[rid] + t.output_tokens[rid]) - 1
+        pin = Pin(task_id, tokens, blocks_for(tokens, self.block_size), now, policy.hold_slot)
+        self.pins[task_id] = pin
+        self.free_blocks -= pin.blocks
+        self.pinned_blocks += pin.blocks
+        if pin.hold_slot:
+            self.held_slots += 1
+            self.max_num_seqs -= 1
+        self.retention.pinned(task_id, self.replica_id)
+        if policy.ttl_s is not None:
+            self.env.timeout(policy.ttl_s).callbacks.append(lambda _ev, p=pin: self._expire(p))
+
+    def _expire(self, pin: Pin) -> None:
+        if not pin.released:
+            self.unpin(pin.task_id, "expired")
+
+    def unpin(self, task_id: int, reason: str, hit_tokens: int = 0) -> None:
+        """End a task's pin here (no-op when it holds none): its blocks and slot go back, the ledger books it."""
+        pin = self.pins.pop(task_id, None)
+        if pin is None:
+            return
+        pin.released = True
+        self.free_blocks += pin.blocks
+        st = self.stretch
+        if st is not None:
+            st.free_before += pin.blocks  # a stretch in progress recomputes free blocks from this
+        self.pinned_blocks -= pin.blocks
+        if pin.hold_slot:
+            self.held_slots -= 1
+            self.max_num_seqs += 1
+        assert self.retention is not None
+        self.retention.released(pin, self.replica_id, reason, self.env.now, hit_tokens)
+        if st is not None and pin.hold_slot and (self.queue.members or self.requeued.members):
+            self._interrupt_stretch(st)  # a slot is free for what waits: the next step boundary looks again
+
+    def _evict_oldest(self, which: Callable[[Pin], bool]) -> bool:
+        task_id = next((k for k, p in self.pins.items() if which(p)), None)
+        if task_id is None:
+            return False
+        self.unpin(task_id, "pressure")
+        return True
+
+    def _evict_pins(self, need_blocks: int, keep: Pin | None = None) -> None:
+        """Memory pressure: evict pins, oldest first (never `keep`), until need_blocks are free or none is left."""
+        while need_blocks > self.free_blocks and self._evict_oldest(lambda p: p is not keep):
+            pass
+
+    def _free_slot_if_idle(self) -> int:
+        """When nothing runs and pinned slots fill the batch, evict the oldest slot pin unless the head's task holds
+        one (a replica must not sit idle for pins). Returns the slots left to requests."""
+        head = self._waiting_head() if not self.running and self.max_num_seqs < 1 else None
+        if head is not None:
+            pin = self.pins.get(int(self.table.task_id[head[0][2]]))
+            if pin is None or not pin.hold_slot:
+                self._evict_oldest(lambda p: p.hold_slot)
+        return self.max_num_seqs
+
+    def _take_over(self, pin: Pin, reused_tokens: int) -> int:
+        """The task's next step is admitted here and takes its pin's blocks and slot: a hit when its prompt reuses
+        some of them (else superseded: e.g. a step without the task's context). Returns the slots left."""
+        self.unpin(pin.task_id, "hit" if reused_tokens > 0 else "superseded", reused_tokens)
+        return self.max_num_seqs
+
+    def held_blocks(self) -> int:
+        """KV blocks the running requests hold, from their progress (valid between steps, outside a stretch):
+        blocks in use = held_blocks() + pinned_blocks, and in use + free = kv_blocks."""
+        bs = self.block_size
+        n = sum(blocks_for(base + self.step, bs) for base in self.dec_base.values())
+        return n + sum(blocks_for(c, bs) for c in self.computed.values())

@@ -120,6 +120,7 @@ class ReplicaBalancer:
         self.policy = policy
         self.cache_aware = cache_aware or CacheAware()
         self.engines = engines
+        self.slot_of = {id(e): i for i, e in enumerate(engines)}  # engine -> its index here
         self.rng = rng
         self._next = 0
         self.shared_queue: WaitingQueue | None = engines[0].queue if policy == "pull" else None
@@ -193,6 +194,18 @@ class ReplicaBalancer:
         self.held[i] += 1
         self.engines[i].queue.put(rid, priority)
         return i
+
+    def dispatch_to(self, rid: int, priority: int, service_class: int, engine: ReplicaEngine) -> bool:
+        """Queue the request at this engine (an agent task's pinned KV is there) if it is one of this balancer's and
+        takes the request now; False otherwise (another deployment's, a shared pull queue, or the replica stopped,
+        failed or reserved for another class)."""
+        i = self.slot_of.get(id(engine), -1)
+        if i < 0 or self.shared_queue is not None or i not in self.eligible(service_class):
+            return False
+        self.dispatched += 1
+        self.held[i] += 1
+        self.engines[i].queue.put(rid, priority)
+        return True
 
     def choose(self, eligible: list[int], key: int = -1, rid: int = -1) -> int:
         n = len(eligible)

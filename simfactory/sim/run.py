@@ -26,6 +26,7 @@ from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.fleet_view import Call, ReplicaInfo
+from simfactory.sim.kv_retention import RetentionLedger, TaskRetention
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import PENDING_CODE, Outcome, TaskRecord
 from simfactory.sim.prefix_cache import BLOCK_KEY_OFFSET
@@ -84,6 +85,7 @@ class SimResult:
     events: int
     autoscale: dict[str, AutoscaleLog] = field(default_factory=dict)  # deployment -> provisioned intervals
     faults: FaultLog | None = None
+    kv_retention: dict[int, TaskRetention] | None = None  # task id -> its pins (only when some class retains KV)
 
 
 class FleetModel:
@@ -135,6 +137,7 @@ class FleetModel:
         self.dep_engines: list[list[ReplicaEngine]] = []
         self.max_tokens: list[int] = []
         self.usd_per_replica_s: list[float] = []
+        self.retention = RetentionLedger.for_classes(self.table, [c.kv_retention for c in rs.classes])
         for d in rs.deployments:
             self._build_deployment(d)
         self.gate = self._build_gate()
@@ -200,6 +203,9 @@ class FleetModel:
             exact=self.rs.scenario.sim.exact,
         )
         self.engines.append(eng)
+        if self.retention is not None:
+            eng.retention = self.retention
+            self.retention.add_engine(eng, cfg.tp, d.kv_blocks)
         self.replicas.append(ReplicaInfo(rid, cfg.name, cfg.pool, k, cfg.tp, d.kv_blocks, cfg.block_size, v, role))
         return eng
 
@@ -515,10 +521,24 @@ class FleetModel:
         """Hand the request to the deployment's balancer (its prefill balancer when disaggregated)."""
         t = self.table
         first = self.prefill_balancers[deployment] or self.balancers[deployment]
+        if self.retention is not None and self._to_pinned_replica(rid, first):
+            t.dispatched[rid] = 1
+            t.admitted_s[rid] = self.env.now
+            return
         key = self._balance_key(first.policy, rid)  # kv_aware reads the request's prefixes from the table itself
         first.dispatch(rid, t.priority[rid], t.service_class[rid], key)
         t.dispatched[rid] = 1
         t.admitted_s[rid] = self.env.now
+
+    def _to_pinned_replica(self, rid: int, balancer: ReplicaBalancer) -> bool:
+        """kv_retention: an agent task's step goes to the replica holding its pinned KV, when that replica belongs
+        to this deployment and takes requests now (else the balancer chooses, and the pin waits out its ttl)."""
+        assert self.retention is not None
+        t = self.table
+        replica = self.retention.replica_of(int(t.task_id[rid])) if t.task_id[rid] >= 0 else -1
+        if replica < 0:
+            return False
+        return balancer.dispatch_to(rid, int(t.priority[rid]), int(t.service_class[rid]), self.engines[replica])
 
     def _fallback_if_waiting(self, rid: int, target: Target, call: "Call | None") -> None:
         """Timeout fallback: a request still waiting for its first step moves to the fallback target."""
@@ -710,6 +730,8 @@ class FleetModel:
     def finish_task(self, rec: TaskRecord) -> None:
         """An agent task ended (its process is about to return): close its record."""
         rec.end_s = self.env.now
+        if self.retention is not None:
+            self.retention.task_ended(rec.task_id)  # its pinned KV, if any, is freed
         rec.breakdown = breakdown(rec.log, rec.end_s, self.table)
         rec.breakdown["total"] = rec.end_s - rec.start_s
         if rec.task_id >= self.keep_logs:
@@ -823,6 +845,8 @@ class FleetModel:
             limit = env.timeout(sim.max_drain_s)
             env.run(until=simpy.AnyOf(env, [self.all_finished, limit]))
         end = env.now
+        if self.retention is not None:
+            self.retention.close()
         for e in self.engines:
             e.flush()
         t = self.table
@@ -849,6 +873,7 @@ class FleetModel:
             events=next(env._eid),  # SimPy numbers every scheduled event; the next id is the count
             autoscale={name: a.log for name, a in self.autoscalers.items()},
             faults=self.fault_log,
+            kv_retention=self.retention.results() if self.retention is not None else None,
         )
 
 
