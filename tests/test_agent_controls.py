@@ -169,11 +169,9 @@ def test_component_failures_and_timeouts_add_up_to_failed_tasks(case):
 
 
 def test_report_shows_the_component_table(tmp_path):
-    from conftest import agent_doc as doc_of
-
     steps = [tool(fail_p=0.2)]
     path = write_case(tmp_path, agent_scenario(rate=1.0, horizon_s=20.0),
-                      workloads={"agent": doc_of(steps, tools=[{"name": "svc"}], budget={"max_tool_calls": 1})})
+                      workloads={"agent": agent_doc(steps, tools=[{"name": "svc"}], budget={"max_tool_calls": 1})})
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["run", str(path), "--out", str(out), "--no-plots", "--quiet"])
     assert res.exit_code == 0, res.output
@@ -267,3 +265,15 @@ def test_incomplete_compress_steps_are_refused_with_the_reason(tmp_path, action,
     path = write_case(tmp_path, agent_scenario(), workloads={"agent": doc})
     res = CliRunner().invoke(app, ["validate", str(path)])
     assert res.exit_code == 2 and "Traceback" not in res.output and reason in res.output, res.output
+
+
+@pytest.mark.parametrize("where", ["step", "auto"])
+def test_a_compress_model_role_without_a_deployment_is_refused(tmp_path, where):
+    summarise = {"keep_fraction": 0.5, "model": "summariser"}
+    steps = [llm("answer")] + ([{"type": "compress", "name": "sq", **summarise}] if where == "step" else [])
+    extra = {"auto_compress": {"above_tokens": 10, **summarise}} if where == "auto" else {}
+    doc = agent_scenario()
+    doc["traffic"]["classes"][0] = {"name": "task", "workload": "agent", "targets": {"m": "dep"}}
+    path = write_case(tmp_path, doc, workloads={"agent": agent_doc(steps, **extra)})
+    res = CliRunner().invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "'summariser'" in res.output, res.output

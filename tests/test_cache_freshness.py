@@ -291,3 +291,13 @@ def test_a_retrieval_step_takes_one_cache_model(tmp_path):
     path = write_case(tmp_path, agent_scenario(), workloads={"agent": agent_doc([step])})
     res = CliRunner().invoke(app, ["validate", str(path)])
     assert res.exit_code == 2 and "not both" in res.output, res.output
+
+
+@pytest.mark.parametrize("field, value", [
+    ("sensitivity", 5), ("sensitivity", ""), ("sensitivity", "a b"), ("sensitivity", True),
+    ("semantic_cache.shared_as", 5), ("semantic_cache.shared_as", "a/b"), ("semantic_cache.shared_as", "x" * 81),
+])
+def test_hostile_sensitivity_labels_and_cache_names_are_refused(tmp_path, field, value):
+    doc = chat_case(1.0, copy.deepcopy(VALID))
+    doc["traffic"]["classes"][0] = _set(doc["traffic"]["classes"][0], field, value)
+    _refused(write_case(tmp_path, doc), f"traffic.classes[0].{field}")
