@@ -437,8 +437,8 @@ class AgentTask:
         yield from self._network(svc.region, result, scope, log)
         if svc.gateway is not None:  # the hop to the gateway comes first; a failed hop never reaches the tool
             hop_s, hop_failed = svc.gateway.hop(rec)
-            rec.gateway_s += hop_s
             yield from self._timed(log, "tool", hop_s, scope)
+            rec.gateway_s += hop_s
             if hop_failed:
                 raise StepFailed()
         rec.steps += 1
