@@ -1,6 +1,7 @@
 """Agent workloads: a multi-step task as a tree of typed steps (the schema is the documentation).
 
-Leaf steps: `llm` (a request to a model role), `tool`, `retrieval`, `human`, `wait`.
+Leaf steps: `llm` (a request to a model role), `tool`, `retrieval`, `human`, `wait`, `compress` (shrink the
+carried context, at the price of a summarising LLM call or a fixed latency).
 Control flow: `sequence`, `parallel` (fan-out with join all / first k), `branch` (probabilistic),
 `loop` (continue probability with a mandatory iteration cap, ReAct style) and `retry` (re-run its
 steps on failure, with exponential backoff and a cap). A cycle is only expressible as a capped loop.
@@ -14,11 +15,13 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
 from simfactory.config.base import StrictModel
+from simfactory.config.cache import KeyedCache
 from simfactory.config.distributions import Distribution, FanOut, Fixed, OptionalTokenCounts, TokenCounts
 from simfactory.config.limits import (
     MAX_BACKOFF_FACTOR, MAX_FAN_OUT, MAX_LOOP_ITERATIONS, MAX_RETRY_ATTEMPTS, MAX_SIMULATED_S, MAX_STEPS_PER_TASK,
     MAX_TOKENS,
 )
+ContextTokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 from simfactory.config.profile import AsOf
 from simfactory.config.quality import StepQuality
 
@@ -80,6 +83,15 @@ class RetrievalStep(_Strict):
         default=Fixed(value=0.0), description="seconds a cache hit takes (default: fixed 0)")
     usd_per_query: NonNegativeFloat = Field(default=0.0, description="USD per lookup that misses the cache")
     region: str | None = Field(default=None, description="where the index runs; default: the caller's region")
+    cache: KeyedCache | None = Field(
+        default=None, description="a keyed retrieval cache (Zipf keys, TTL, content changes, sensitivity partitions) "
+        "shared by every task of the workload, instead of cache_hit_ratio")
+
+    @model_validator(mode="after")
+    def _one_cache_model(self) -> "RetrievalStep":
+        if self.cache is not None and self.cache_hit_ratio > 0:
+            raise ValueError("give cache_hit_ratio (a fixed hit probability) or cache (a keyed cache), not both")
+        return self
 
 
 class HumanStep(_Strict):
@@ -99,6 +111,52 @@ class WaitStep(_Strict):
     type: Literal["wait"] = Field(default="wait", description="selects a pause")
     name: Name = Field(description="step name, for readers (letters, digits, . _ -)")
     duration_s: Distribution = Field(description="seconds of the pause")
+
+
+class CompressAction(_Strict):
+    """Shrink the task's carried history (the context past the system prompt) to keep_fraction of it and/or to
+    at most max_tokens. The price: an LLM call on `model` (prompt: the whole context; answer: the summary, as
+    many tokens as the history keeps), or a fixed `latency_s` and `usd_per_call`."""
+
+    keep_fraction: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] | None = Field(
+        default=None, description="share (0-1] of the history kept (as a summary)")
+    max_tokens: ContextTokens | None = Field(
+        default=None, description="cap on the history after compression, tokens")
+    model: str | None = Field(
+        default=None, description="model role that writes the summary (an LLM call); unset: latency_s instead")
+    latency_s: Distribution | None = Field(
+        default=None, description="seconds a compression takes without a model (e.g. truncation, a local summariser)")
+    usd_per_call: NonNegativeFloat = Field(default=0.0, description="USD per compression without a model")
+
+    @model_validator(mode="after")
+    def _shape(self) -> "CompressAction":
+        if self.keep_fraction is None and self.max_tokens is None:
+            raise ValueError("give keep_fraction and/or max_tokens (how much of the history is kept)")
+        if (self.model is None) == (self.latency_s is None):
+            raise ValueError("give model (a summarising LLM call) or latency_s (a fixed cost), one of them")
+        if self.model is not None and self.usd_per_call:
+            raise ValueError("usd_per_call prices a compression without a model (an LLM call is priced by its replica)")
+        return self
+
+    def kept_tokens(self, history_tokens: float) -> float:
+        """History tokens left after compression."""
+        kept = history_tokens * (self.keep_fraction if self.keep_fraction is not None else 1.0)
+        return min(kept, float(self.max_tokens)) if self.max_tokens is not None else kept
+
+
+class CompressStep(CompressAction):
+    """A compress-context action at this point of the task (later steps carry the smaller context)."""
+
+    type: Literal["compress"] = Field(default="compress", description="selects a context compression")
+    name: Name = Field(description="step name: the step column of its LLM request, if any (letters, digits, . _ -)")
+
+
+class AutoCompress(CompressAction):
+    """Compress before any LLM step whose carried context exceeds above_tokens."""
+
+    name: Name = Field(default="auto-compress", description="step name of the compressions it triggers")
+    above_tokens: Annotated[int, Field(ge=1, le=MAX_TOKENS)] = Field(
+        description="compress when the carried context (system prompt included) exceeds this many tokens")
 
 
 class SequenceStep(_Strict):
@@ -191,10 +249,20 @@ class RetryStep(_Strict):
 Step = Annotated[
     Union[
         LlmStep, ToolStep, RetrievalStep, HumanStep, WaitStep, SequenceStep, ParallelStep, BranchStep, LoopStep,
-        RetryStep,
+        RetryStep, CompressStep,
     ],
     Field(discriminator="type"),
 ]
+
+
+class Gateway(_Strict):
+    """A hop every call through it takes (an MCP gateway in front of tools, an A2A gateway in front of remote
+    agents): extra latency, a price per call, and its own failures (the call then never reaches the tool)."""
+
+    name: Name = Field(default="gateway", description="reported name of the gateway (letters, digits, . _ -)")
+    latency_s: Distribution = Field(description="seconds the hop adds to each call through it")
+    usd_per_call: NonNegativeFloat = Field(default=0.0, description="USD per call through it")
+    fail_p: Probability = Field(default=0.0, description="probability (0-1) the gateway fails a call (the step fails)")
 
 
 class ToolService(_Strict):
@@ -203,6 +271,9 @@ class ToolService(_Strict):
     rate_limit_per_s: PositiveFloat | None = Field(default=None, description="calls started per second at most")
     usd_per_call: NonNegativeFloat = Field(default=0.0, description="USD per call")
     region: str | None = Field(default=None, description="where the service runs; default: the caller's region")
+    gateway: Gateway | None = Field(
+        default=None, description="a gateway every call to this service crosses (MCP / A2A); unset: the workload's "
+        "gateway, if any")
 
 
 class HumanPool(_Strict):
@@ -227,6 +298,9 @@ class Budget(_Strict):
     max_usd: PositiveFloat | None = Field(
         default=None, description="USD one task may spend (LLM calls at their replicas' estimated cost, tools, "
         "retrieval, reviewers, egress), checked before each LLM step on what was spent so far")
+    max_tool_calls: Annotated[int, Field(ge=0, le=MAX_STEPS_PER_TASK)] | None = Field(
+        default=None, description="tool calls one task may make; the next one hits the budget (checked before each "
+        "tool call)")
     on_exceed: Literal["stop", "fallback"] = Field(
         default="stop", description="stop: the task ends budget_stopped; fallback: the fallback steps run instead "
         "(outcome degraded)")
@@ -280,10 +354,15 @@ class AgentWorkload(_Strict):
     deadline_s: PositiveFloat | None = Field(
         default=None, description="seconds after its start a task still running is cancelled (outcome timed_out); "
         "unset: none")
-    budget: Budget | None = Field(default=None, description="a cap on the tokens or USD one task may use; unset: none")
+    budget: Budget | None = Field(
+        default=None, description="a cap on the tokens, USD or tool calls one task may use; unset: none")
+    gateway: Gateway | None = Field(
+        default=None, description="a gateway in front of every tool service that does not name its own (MCP / A2A)")
     kv_retention: KvRetention | None = Field(
         default=None, description="keep a task's KV cache on its replica between LLM steps (retain) or free it "
         "(evict, the default); a traffic class's kv_retention overrides it")
+    auto_compress: AutoCompress | None = Field(
+        default=None, description="compress the context automatically before an LLM step once it passes a threshold")
     tools: list[ToolService] = Field(
         default_factory=list, description="tool services the tool steps call (concurrency, rate limit, price, region)")
     humans: list[HumanPool] = Field(default_factory=list, description="reviewer pools the human steps queue for")
@@ -339,7 +418,7 @@ def step_count(step: "Step") -> StepCount:
         return StepCount(1.0, 1.0, step.fail_p)
     if isinstance(step, HumanStep):
         return StepCount(step.p, 1.0, 0.0)
-    if isinstance(step, (RetrievalStep, WaitStep)):
+    if isinstance(step, (RetrievalStep, WaitStep, CompressStep)):
         return StepCount(1.0, 1.0, 0.0)
     if isinstance(step, SequenceStep):
         return _sequence(step.steps)
@@ -371,6 +450,8 @@ def step_count(step: "Step") -> StepCount:
 def task_steps(w: "AgentWorkload") -> StepCount:
     """Leaf steps one task runs, its budget's fallback included (once, at worst)."""
     main = _sequence(w.steps)
+    if w.auto_compress is not None:  # at most one compression before each LLM step
+        main = StepCount(main.expected, 2 * main.worst, main.fail_p)
     if w.budget is not None and w.budget.fallback:
         fb = _sequence(w.budget.fallback)
         return StepCount(main.expected + fb.expected, main.worst + fb.worst, main.fail_p)

@@ -138,3 +138,12 @@ MAX_SEED = MAX_INT - MAX_REPLICATIONS
 # no single endpoint is being measured.
 MIN_SEND_RATE_PER_S = 1e-3
 MAX_SEND_RATE_PER_S = 1e5
+
+# ---- keyed caches (semantic cache, retrieval cache) ----
+# Distinct keys of one cache's key space: the Zipf popularity table holds one float per key (10M keys: 80 MB,
+# ~0.2 s to build); a production semantic cache holds 1e5-1e7 entries.
+MAX_CACHE_KEYS = 10_000_000
+# Zipf exponent of key popularity: web and query logs fit 0.6-1.2; at 10, key 2 is already 1000x rarer than key 1.
+MAX_ZIPF_EXPONENT = 10.0
+# Scheduled invalidation times of one cache (every key changes at each): like a schedule's windows.
+MAX_INVALIDATION_TIMES = 1_000_000

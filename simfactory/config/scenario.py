@@ -20,6 +20,7 @@ from pydantic import (
 from simfactory.config.agent import AgentWorkload, KvRetention
 from simfactory.config.autoscale import Autoscaling
 from simfactory.config.base import StrictModel
+from simfactory.config.cache import KeyedCache, Label
 from simfactory.config.cost_stack import CostStack
 from simfactory.config.faults import Faults
 from simfactory.config.distributions import Distribution, Fixed, TokenCounts
@@ -604,11 +605,26 @@ class TraceSpec(_Strict):
 
 
 class SemanticCache(_Strict):
-    """Answers a share of requests from a response cache (embedding lookup) before routing."""
+    """Answers a share of requests from a response cache (embedding lookup) before routing: a fixed hit_ratio, or a
+    keyed cache whose hits follow from key popularity, TTL, capacity, content changes and partitions."""
 
-    hit_ratio: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
-        description="fraction (0-1) of the class's requests the cache answers")
+    hit_ratio: Annotated[float, Field(ge=0.0, le=1.0)] | None = Field(
+        default=None, description="fraction (0-1) of the class's requests the cache answers (or give keyed)")
     latency_s: Distribution = Field(description="seconds a cache hit takes (its answer arrives then)")
+    keyed: KeyedCache | None = Field(
+        default=None, description="a keyed cache (Zipf keys, TTL, content changes, sensitivity partitions) instead "
+        "of hit_ratio")
+    shared_as: Label | None = Field(
+        default=None, description="keyed: classes naming the same cache share its entries (their keyed settings "
+        "must be equal); unset: the class's own cache")
+
+    @model_validator(mode="after")
+    def _one_model(self) -> "SemanticCache":
+        if (self.hit_ratio is None) == (self.keyed is None):
+            raise ValueError("give hit_ratio (a fixed share) or keyed (a keyed cache), one of them")
+        if self.shared_as is not None and self.keyed is None:
+            raise ValueError("shared_as names a keyed cache: give keyed")
+        return self
 
 
 class NetworkLink(_Strict):
@@ -668,6 +684,9 @@ class RequestClass(_Strict):
     prefix_variants: PositiveInt = Field(
         default=1, le=MAX_PREFIX_VARIANTS, description="number of distinct shared prefixes (system prompts)")
     region: Name = Field(default="default", description="where the callers (users, agent runtime) are")
+    sensitivity: Label | None = Field(
+        default=None, description="data-sensitivity label of this traffic (e.g. public, internal, pii): keyed caches "
+        "with partition_by_sensitivity share entries only within a label")
     semantic_cache: "SemanticCache | None" = Field(
         default=None, description="a response cache in front of the router: hits never reach a model"
     )
@@ -725,6 +744,19 @@ class Traffic(_Strict):
     )
     classes: list[RequestClass] = Field(
         min_length=1, description="the request classes: kinds of traffic, their lengths and targets")
+
+    @model_validator(mode="after")
+    def _shared_caches_agree(self) -> "Traffic":
+        seen: dict[str, KeyedCache] = {}
+        for i, c in enumerate(self.classes):
+            cache = c.semantic_cache
+            if cache is None or cache.keyed is None or cache.shared_as is None:
+                continue
+            first = seen.setdefault(cache.shared_as, cache.keyed)
+            if first != cache.keyed:
+                raise ValueError(f"classes[{i}].semantic_cache.keyed: differs from an earlier class's sharing cache "
+                                 f"{cache.shared_as!r}; classes sharing a cache must give the same keyed settings")
+        return self
 
     @model_validator(mode="after")
     def _some_class_each_hour(self) -> "Traffic":

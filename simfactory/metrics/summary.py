@@ -19,6 +19,7 @@ from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
 from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
+from simfactory.metrics.agent_controls import add_task_controls, caches_section
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.cost_stack import cost_stack_section
 from simfactory.metrics.resilience import resilience_summary
@@ -145,6 +146,9 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     for name, block in kv_retention_summary(result, tasks).items():
         if name in summary["tasks"]:  # only runs whose classes retain KV get the block: others' outputs are as before
             summary["tasks"][name]["kv_retention"] = block
+    add_task_controls(summary["tasks"], result, tasks)
+    if result.caches:
+        summary["caches"] = caches_section(result.caches)
     return RunMetrics(req, tasks, rtl, stl, fleet.costs, summary, trace_events(result, trace_tasks), lreq)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
+from simfactory.report.agent_controls import render_agent_controls, render_caches
 from simfactory.report.finance import finance_tables, markdown_section
 from simfactory.report.money import format_usd
 from simfactory.report.tenants import fairness_note, tenant_rows
@@ -166,6 +167,9 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     out += render_replicas(s["replicas"])
     if s["tasks"]:
         out += render_tasks(s["tasks"])
+        out += render_agent_controls(s["tasks"])
+    if s.get("caches"):
+        out += render_caches(s["caches"])
     if s.get("quality"):
         out += render_quality(s["quality"])
     if s.get("resilience"):

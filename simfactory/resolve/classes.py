@@ -195,7 +195,8 @@ def _agent_class(
 ) -> ResolvedClass:
     """An agent workload's class: each model role goes to targets[role], else to the class's target."""
     roles: dict[str, Target] = {}
-    for role in sorted(agent_roles(workload.steps)):
+    auto = workload.auto_compress
+    for role in sorted(agent_roles(workload.steps) | ({auto.model} if auto is not None and auto.model else set())):
         dep = (c.targets or {}).get(role, c.target)
         if dep is None:
             errors.append(InputError(fname, f"{at}.targets",

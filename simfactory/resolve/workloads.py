@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
-from simfactory.config.agent import AgentWorkload, HumanStep, LlmStep, ToolStep
+from simfactory.config.agent import AgentWorkload, CompressStep, HumanStep, LlmStep, ToolStep
 from simfactory.config.distributions import Distribution
 from simfactory.config.loader import read_yaml, validate_union
 from simfactory.config.scenario import RequestClass, RequestWorkload, Workload
@@ -60,7 +60,8 @@ def agent_steps(w: AgentWorkload):  # type: ignore[no-untyped-def]
 
 
 def agent_roles(steps: list) -> set[str]:  # type: ignore[type-arg]
-    return {st.model for _, st in walk_steps(steps, "steps") if isinstance(st, LlmStep)}
+    return {st.model for _, st in walk_steps(steps, "steps")
+            if isinstance(st, LlmStep) or (isinstance(st, CompressStep) and st.model is not None)}
 
 
 def check_agent_references(w: AgentWorkload, file: str) -> None:

@@ -19,6 +19,8 @@ import simpy
 from simfactory.config.agent import (
     AgentWorkload,
     BranchStep,
+    CompressAction,
+    CompressStep,
     HumanStep,
     LlmStep,
     LoopStep,
@@ -32,6 +34,7 @@ from simfactory.config.agent import (
 )
 from simfactory.config.limits import MAX_TOKENS
 from simfactory.quality import mapped_fail_p
+from simfactory.sim.agent_controls import FAILURES, TIMEOUTS, GatewayModel, compressed_context, tally
 from simfactory.sim.fleet_view import AgentFleet, Call
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
@@ -214,6 +217,7 @@ class ToolServiceModel:
         self.next_start_s = 0.0
         self.usd_per_call = usd
         self.brownouts = Brownouts()
+        self.gateway: GatewayModel | None = None  # an MCP / A2A gateway every call crosses
 
     def start_delay(self) -> float:
         """Leaky-bucket rate limit: calls start at least interval_s apart."""
@@ -343,6 +347,8 @@ class AgentTask:
                     break
         elif isinstance(step, RetryStep):
             yield from self._retry(step, scope, log, ctx)
+        elif isinstance(step, CompressStep):
+            yield from self._compress(step, step.name, scope, log, ctx)
         else:  # pragma: no cover - the schema admits only the types above
             raise TypeError(step)
 
@@ -358,6 +364,9 @@ class AgentTask:
     # -- leaves --
     def _llm(self, step: LlmStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         rec = self.rec
+        auto = self.w.auto_compress
+        if auto is not None and step.include_context and ctx[0] > auto.above_tokens:
+            yield from self._compress(auto, auto.name, scope, log, ctx)
         new = self.draw_tokens(step.input_tokens)
         # a context past any model's window is rejected as too long either way; the clip keeps int64 columns exact
         prompt = min(new + (int(round(ctx[0])) if step.include_context else 0), MAX_TOKENS)
@@ -365,14 +374,17 @@ class AgentTask:
         b = self.w.budget
         if self.budget_checks and b is not None:
             # tokens: the call is not made if it would pass the cap; dollars: checked on what was spent so far
-            if (b.max_tokens is not None and rec.tokens_in + rec.tokens_out + prompt + out > b.max_tokens) or (
-                b.max_usd is not None and self._usd_so_far() >= b.max_usd
-            ):
+            if b.max_tokens is not None and rec.tokens_in + rec.tokens_out + prompt + out > b.max_tokens:
+                rec.budget_limit = "tokens"
+                raise BudgetHit()
+            if b.max_usd is not None and self._usd_so_far() >= b.max_usd:
+                rec.budget_limit = "usd"
                 raise BudgetHit()
         context = min(int(round(ctx[0])), MAX_TOKENS) if step.include_context else 0
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
                                self.difficulty(), min(self.w.system_prompt_tokens, context), context)
         rec.llm_calls += 1
+        tally(rec, "llm", step.model)
         rec.steps += 1
         rec.tokens_in += prompt
         rec.tokens_out += out
@@ -391,10 +403,12 @@ class AgentTask:
             leaf.end_s = self.env.now
         if not call.done.triggered:  # timed out: give up on the request
             self.fleet.abort(call.rids[-1])
+            tally(rec, "llm", step.model, TIMEOUTS)
             raise StepFailed()
         outcome = self.fleet.table.outcome[call.rids[-1]]
         self._check_cancel(scope)
         if outcome not in (COMPLETED_CODE, CACHE_HIT_CODE):
+            tally(rec, "llm", step.model, FAILURES)
             raise StepFailed()
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
         if step.carry_output:
@@ -406,6 +420,7 @@ class AgentTask:
         if self.quality is not None:
             rec.judged.append((step.name, call_index, p, not rejected))
         if rejected:
+            tally(rec, "llm", step.model, FAILURES)
             raise StepFailed()
 
     def _quality_fail_p(self, step: LlmStep, rid: int) -> float:
@@ -432,10 +447,21 @@ class AgentTask:
     def _tool(self, step: ToolStep, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         svc = self.services[step.service]
         rec = self.rec
+        b = self.w.budget
+        if self.budget_checks and b is not None and b.max_tool_calls is not None and rec.tool_calls >= b.max_tool_calls:
+            rec.budget_limit = "tool_calls"
+            raise BudgetHit()
         result = self.draw(step.result_tokens)
         yield from self._network(svc.region, result, scope, log)
+        if svc.gateway is not None:  # the hop to the gateway comes first; a failed hop never reaches the tool
+            hop_s, hop_failed = svc.gateway.hop(rec)
+            yield from self._timed(log, "tool", hop_s, scope)
+            rec.gateway_s += hop_s
+            if hop_failed:
+                raise StepFailed()
         rec.steps += 1
         rec.tool_calls += 1
+        tally(rec, "tool", step.service)
         rec.usd_tools += svc.usd_per_call
         leaf = Leaf("tool", self.env.now)
         log.append(leaf)
@@ -454,12 +480,14 @@ class AgentTask:
                     if not req.triggered:
                         leaf.end_s = self.env.now
                         rec.tool_failures += 1
+                        tally(rec, "tool", step.service, TIMEOUTS)
                         raise StepFailed()
             delay = svc.start_delay() + latency
             if deadline is not None and self.env.now + delay > deadline:
                 yield self.env.timeout(max(deadline - self.env.now, 0))
                 leaf.end_s = self.env.now
                 rec.tool_failures += 1
+                tally(rec, "tool", step.service, TIMEOUTS)
                 raise StepFailed()
             yield self.env.timeout(delay)
         finally:  # also when the branch is cancelled: the slot goes back, the interval closes
@@ -472,6 +500,7 @@ class AgentTask:
         self._check_cancel(scope)
         if failed:
             rec.tool_failures += 1
+            tally(rec, "tool", step.service, FAILURES)
             raise StepFailed()
         ctx[0] += result * self.w.carry_over
 
@@ -479,7 +508,12 @@ class AgentTask:
         rec = self.rec
         rec.steps += 1
         rec.retrieval_calls += 1
-        hit = step.cache_hit_ratio > 0 and self.rng.random() < step.cache_hit_ratio
+        tally(rec, "retrieval", step.name)
+        if step.cache is not None:  # a keyed cache shared by the workload's tasks, partitioned by sensitivity
+            cache = self.fleet.caches.get("retrieval", f"{self.w.name}/{step.name}", step.cache)
+            hit = cache.lookup(self.env.now, self.fleet.rs.classes[rec.class_id].config.sensitivity)[0]
+        else:
+            hit = step.cache_hit_ratio > 0 and self.rng.random() < step.cache_hit_ratio
         if hit:
             rec.cache_hits += 1
         else:
@@ -494,6 +528,7 @@ class AgentTask:
             yield from self._network(step.region, tokens, scope, log)
         yield from self._timed(log, "retrieval", latency, scope)
         if failed:
+            tally(rec, "retrieval", step.name, FAILURES)
             raise StepFailed()
         ctx[0] += tokens * self.w.carry_over
 
@@ -503,6 +538,7 @@ class AgentTask:
         rec = self.rec
         rec.steps += 1
         rec.escalated = True
+        tally(rec, "human", step.pool)
         pool, usd_per_hour = self.humans[step.pool]
         leaf = Leaf("human", self.env.now)
         log.append(leaf)
@@ -588,6 +624,45 @@ class AgentTask:
             return "budget"
         added[i] = ctx[0] - ctx0
         return "ok"
+
+    def _compress(self, action: CompressAction, name: str, scope: Scope, log: list[Any], ctx: list[float]
+                  ) -> Generator[simpy.Event, Any, None]:
+        """Shrink the carried context: a summarising LLM call (prompt: the context; answer: the kept history) or a
+        fixed latency and fee. Later steps carry the smaller context; a failed call fails the step."""
+        rec = self.rec
+        system = float(self.w.system_prompt_tokens)
+        after = compressed_context(action, ctx[0], system)
+        tally(rec, "compress", name)
+        rec.steps += 1
+        if action.model is None:
+            assert action.latency_s is not None
+            rec.usd_tools += action.usd_per_call
+            yield from self._timed(log, "wait", max(self.draw(action.latency_s), 0.0), scope)
+        else:
+            prompt = min(max(int(round(ctx[0])), 1), MAX_TOKENS)
+            out = min(max(int(round(after - min(ctx[0], system))), 1), MAX_TOKENS)
+            call = self.fleet.call(self.roles[action.model], prompt, out, rec.class_id, rec.task_id, name,
+                                   self.difficulty(), min(self.w.system_prompt_tokens, prompt), prompt)
+            rec.llm_calls += 1
+            rec.tokens_in += prompt
+            rec.tokens_out += out
+            rec.rids.append(call.rids)
+            leaf = Leaf("llm", self.env.now, rids=call.rids)
+            log.append(leaf)
+            scope.calls.append(call)
+            try:
+                yield call.done
+            finally:
+                scope.calls.remove(call)
+                leaf.end_s = self.env.now
+            self._check_cancel(scope)
+            if self.fleet.table.outcome[call.rids[-1]] not in (COMPLETED_CODE, CACHE_HIT_CODE):
+                tally(rec, "compress", name, FAILURES)
+                raise StepFailed()
+            rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
+        rec.compressions += 1
+        rec.compressed_tokens += ctx[0] - after
+        ctx[0] = after
 
     def _usd_so_far(self) -> float:
         r = self.rec

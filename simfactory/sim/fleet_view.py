@@ -15,6 +15,7 @@ import simpy
 from simfactory.resolve import ResolvedRoute, ResolvedScenario, Target
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.keyed_cache import CacheRegistry
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import TaskRecord
 from simfactory.sim.requests import RequestTable
@@ -59,6 +60,7 @@ class AgentFleet(FleetCore, Protocol):
     """What an agent task needs: send LLM calls, give up on them, price them, and report its end."""
 
     network: NetworkModel
+    caches: CacheRegistry
 
     def call(
         self, target: Target, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str,

@@ -60,6 +60,13 @@ class TaskRecord:
     usd_human: float = 0.0
     usd_network: float = 0.0  # egress of tool and retrieval results (LLM egress is on the requests)
     usd_llm_estimate: float = 0.0
+    budget_limit: str = ""  # which cap a budget hit came from: tokens | usd | tool_calls
+    compressions: int = 0
+    compressed_tokens: float = 0.0  # context tokens removed by compressions
+    gateway_calls: int = 0
+    gateway_s: float = 0.0  # time spent crossing gateways (summed, not critical path)
+    usd_gateway: float = 0.0  # gateway fees (also inside usd_tools)
+    components: dict[str, list[int]] = field(default_factory=dict)  # "kind/name" -> [calls, failures, timeouts]
     rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
     # scenarios with quality: per answered LLM call (step name, its index in rids, fail_p applied, accepted)
     judged: list[tuple[str, int, float, bool]] = field(default_factory=list)

@@ -19,7 +19,9 @@ from simfactory.config.scenario import ClosedArrivals
 from simfactory.cost.fleet import pool_cost
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.gc_pause import gc_paused
+from simfactory.sim.agent_controls import GatewayModel
 from simfactory.sim.agents import AgentTask, Brownouts, ToolServiceModel, breakdown
+from simfactory.sim.keyed_cache import CacheRegistry, CacheStats
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.clients import ClosedLoop
 from simfactory.sim.clock import FloatEnvironment
@@ -86,6 +88,7 @@ class SimResult:
     autoscale: dict[str, AutoscaleLog] = field(default_factory=dict)  # deployment -> provisioned intervals
     faults: FaultLog | None = None
     kv_retention: dict[int, TaskRetention] | None = None  # task id -> its pins (only when some class retains KV)
+    caches: list[CacheStats] = field(default_factory=list)  # keyed caches' per-partition counts (none: no keyed cache)
 
 
 class FleetModel:
@@ -122,6 +125,7 @@ class FleetModel:
         ]
         self.max_queue_s = [sc.max_queue_s for sc in rs.scenario.service_classes]
         self.cache_rng = self.streams.get("routing/semantic_cache")
+        self.caches = CacheRegistry(self.streams, rs.scenario.sim.warmup_s, rs.scenario.sim.horizon_s)
         self.network = NetworkModel(rs.scenario.network, self.streams.get("network/jitter"))
         self.class_region = [c.config.region for c in rs.classes]
         self.dep_region = [d.pool.region for d in rs.deployments]
@@ -348,6 +352,11 @@ class FleetModel:
                 t.name: ToolServiceModel(self.env, t.concurrency, t.rate_limit_per_s, t.usd_per_call, t.region)
                 for t in w.tools
             }
+            for t in w.tools:
+                gw = t.gateway if t.gateway is not None else w.gateway
+                if gw is not None:  # one stream per gateway: services behind the same gateway share its draws
+                    self.services[w.name][t.name].gateway = GatewayModel(
+                        gw, self.streams.get(f"agent/{w.name}/gateway/{gw.name}"))
             self.humans[w.name] = {h.name: (simpy.Resource(self.env, capacity=h.count), h.usd_per_hour) for h in w.humans}
         faults = self.rs.scenario.faults
         for b in faults.tool_brownouts:
@@ -415,7 +424,11 @@ class FleetModel:
         target = call.target if call is not None else c.target
         assert target is not None
         cache = c.config.semantic_cache
-        if cache is not None and self.cache_rng.random() < cache.hit_ratio:
+        if cache is not None and (
+            self.caches.get("semantic", cache.shared_as or c.config.name, cache.keyed).lookup(
+                self.env.now, c.config.sensitivity)[0]
+            if cache.keyed is not None else self.cache_rng.random() < cache.hit_ratio  # type: ignore[operator]
+        ):
             delay = float(cache.latency_s.sample(self.cache_rng, 1)[0])
             self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid: self._cache_hit(rid))
             return
@@ -874,6 +887,7 @@ class FleetModel:
             autoscale={name: a.log for name, a in self.autoscalers.items()},
             faults=self.fault_log,
             kv_retention=self.retention.results() if self.retention is not None else None,
+            caches=self.caches.results(),
         )
 
 
