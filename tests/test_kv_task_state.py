@@ -258,3 +258,18 @@ def test_a_step_without_the_task_context_takes_its_pin_and_slot_but_reuses_nothi
     for v in r.kv_retention.values():
         assert (v.ended["hit"], v.ended["superseded"], v.ended["task_end"]) == (0, 1, 1)
         assert v.prefill_tokens_saved == 0
+
+
+def test_compressing_the_context_gives_back_the_pin_it_made_stale(case):
+    """A compress step rewrites the carried context, so the KV pinned for the old one is no longer a prefix of the
+    next prompt: the pin ends superseded and the step after it reuses nothing beyond the system prompt."""
+    squeeze = {"type": "compress", "name": "sq", "keep_fraction": 0.5, "latency_s": fixed(0.1)}
+    steps = [llm("a", 300, 40), tool("t1", 2.0, 70), squeeze, llm("b", 25, 30)]
+    r = run_agent(case, {"policy": "retain"}, steps=steps)
+    t = r.table
+    assert len(r.tasks) >= 4 and all(rec.outcome == "completed" for rec in r.tasks)
+    for rec in r.tasks:
+        ended = r.kv_retention[rec.task_id].ended
+        assert (ended["superseded"], ended["hit"], ended["task_end"]) == (1, 0, 1)
+        second = rec.rids[1][0]
+        assert t.cached_tokens[second] <= SYSTEM

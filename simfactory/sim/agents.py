@@ -663,6 +663,7 @@ class AgentTask:
         rec.compressions += 1
         rec.compressed_tokens += ctx[0] - after
         ctx[0] = after
+        self.fleet.context_rewritten(rec.task_id)  # retained KV holds the old context: not a prefix any more
 
     def _usd_so_far(self) -> float:
         r = self.rec

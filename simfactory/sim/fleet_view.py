@@ -73,6 +73,8 @@ class AgentFleet(FleetCore, Protocol):
 
     def finish_task(self, rec: TaskRecord) -> None: ...
 
+    def context_rewritten(self, task_id: int) -> None: ...
+
 
 class FaultFleet(FleetCore, Protocol):
     """What a fault process needs: the replicas, and the fleet's bookkeeping when one goes down or comes back."""

@@ -22,7 +22,8 @@ from simfactory.sim.requests import RequestTable
 
 # how a pin ends: the task's next step took it over and reused it; its ttl passed; memory pressure evicted it; the
 # task ended; superseded: a newer step of the task (a parallel branch) pinned its own, or its next step took it over
-# without reusing it (a prompt without the task's context); its replica failed; the run stopped
+# without reusing it (a prompt without the task's context), or the task compressed its context; its replica
+# failed; the run stopped
 RELEASE_REASONS = ("hit", "expired", "pressure", "task_end", "superseded", "fault", "run_end")
 
 
@@ -118,6 +119,12 @@ class RetentionLedger:
         replica = self.where.get(task_id)
         if replica is not None:
             self.engines[replica].unpin(task_id, "task_end")
+
+    def context_rewritten(self, task_id: int) -> None:
+        """The task's context was compressed: its pin (whose KV is of the old context) is given back, superseded."""
+        replica = self.where.get(task_id)
+        if replica is not None:
+            self.engines[replica].unpin(task_id, "superseded")
 
     def close(self) -> None:
         """The run stops: every pin still held ends now (so its held time is counted)."""

@@ -740,6 +740,11 @@ class FleetModel:
         self.tasks_open += 1
         return self.env.process(task.run())
 
+    def context_rewritten(self, task_id: int) -> None:
+        """The task compressed its context: KV it retains is no longer a prefix of what it sends next."""
+        if self.retention is not None:
+            self.retention.context_rewritten(task_id)
+
     def finish_task(self, rec: TaskRecord) -> None:
         """An agent task ended (its process is about to return): close its record."""
         rec.end_s = self.env.now
