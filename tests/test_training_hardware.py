@@ -347,3 +347,27 @@ def test_hostile_training_priors_in_a_profile_name_the_profile(tmp_path, field, 
     res = runner.invoke(app, ["validate", str(path)])
     assert "Traceback" not in res.output and res.exit_code == 2, res.output
     assert f"h100-sxm.yaml: training.{field}" in res.output, res.output
+
+
+def test_checkpoints_every_n_steps_cost_more_on_a_slower_fabric(case):
+    """checkpoint_every_steps (Megatron-LM's --save-interval): the interval is N steps at the job's speed, so a
+    slower fabric stretches each checkpoint's interval by the step-time ratio and raises its cost."""
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.sim.run import simulate
+
+    doc = doc_with(zero_stage=3, checkpoint_every_steps=500)
+    doc["pools"].append({"name": "h100-slow", "sku": "h100-sxm", "count": 16, "location": "cloud",
+                         "scale_out_gb_s": 6.25})
+    doc["training"].append({**doc["training"][0], "name": "slow", "pool": "h100-slow"})
+    doc["sim"]["horizon_s"] = 5.0
+    rs = case(doc)
+    for job in rs.training_jobs:
+        step_s = rs.training_estimates[job.name].step.step_s
+        assert job.checkpoint_interval_h == pytest.approx(500 * step_s / 3600.0)
+    rows = {t["job"]: t for t in compute_metrics(simulate(rs)).summary["finance"]["training"]}
+    fast, slow = rows["pt"], rows["slow"]
+    ratio = slow["checkpoint_interval_h"] / fast["checkpoint_interval_h"]
+    assert ratio == pytest.approx(fast["tokens_per_s"] / slow["tokens_per_s"]) and ratio > 1.5
+    assert slow["usd_per_validated_checkpoint"] > 1.5 * fast["usd_per_validated_checkpoint"]
+    with pytest.raises((InputError, InputErrors), match="checkpoint_every_steps: give it or checkpoint_interval_h"):
+        case(doc_with(checkpoint_every_steps=500, checkpoint_interval_h=2.0))

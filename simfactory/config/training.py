@@ -12,7 +12,7 @@ from simfactory.config.limits import MAX_ACCELERATORS, MAX_TOKENS
 
 LAYOUT_FIELDS = ("seq_len_tokens", "global_batch_tokens", "global_batch_sequences", "precision", "tp", "pp", "dp",
                  "virtual_stages", "zero_stage", "activation_checkpointing", "microbatches", "tp_overlap_fraction",
-                 "dp_overlap_fraction", "mfu_prior")
+                 "dp_overlap_fraction", "mfu_prior", "checkpoint_every_steps")
 
 
 class _Strict(StrictModel):
@@ -91,6 +91,10 @@ class TrainingJob(_Strict):
     mfu_prior: Annotated[float, Field(gt=0, le=1)] | None = Field(
         default=None, description="model: GEMM efficiency (share of the dense peak) replacing the SKU profile's "
         "training prior")
+    checkpoint_every_steps: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+        default=None, description="model: write a checkpoint every this many optimizer steps (Megatron-LM's "
+        "--save-interval) instead of every checkpoint_interval_h hours: a slower SKU or fabric then makes each "
+        "checkpoint take longer and cost more")
     input_pipeline_tokens_per_s: PositiveFloat | None = Field(
         default=None, description="tokens/s the data loader delivers at most: the job trains at the lower of this "
         "and its compute speed (with total_tokens)")
@@ -131,6 +135,8 @@ class TrainingJob(_Strict):
             raise ValueError("model: give total_tokens and seq_len_tokens too")
         if (self.global_batch_tokens is None) == (self.global_batch_sequences is None):
             raise ValueError("model: give global_batch_tokens or global_batch_sequences (one of them)")
+        if self.checkpoint_every_steps is not None and self.checkpoint_interval_h != "optimal":
+            raise ValueError("checkpoint_every_steps: give it or checkpoint_interval_h, not both")
         tp, pp = self.tp or 1, self.pp or 1
         dp = self.dp if self.dp is not None else self.accelerators // (tp * pp)
         if dp < 1 or tp * pp * dp != self.accelerators:

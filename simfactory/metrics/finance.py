@@ -215,8 +215,8 @@ def training_block(rs: ResolvedScenario, costs: list[PoolCost], seed: int,
 
 def hardware_figures(rs: ResolvedScenario, job: Any, cost: dict[str, Any]) -> dict[str, Any]:
     """A hardware-derived job's step breakdown and memory (resolve/training.py) and its cost per billion tokens:
-    a checkpoint's cost follows the interval (Young's, in hours of work) and the price, not the speed, so speed
-    shows in cost per token."""
+    with an interval in hours a checkpoint's cost does not follow the speed (checkpoint_every_steps makes it), cost
+    per token always does."""
     per_b = cost["cost_usd"] / job.total_tokens * 1e9 if cost.get("cost_usd") is not None else None
     return {**rs.training_estimates[job.name].report(), "usd_per_billion_tokens": per_b}
 

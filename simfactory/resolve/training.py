@@ -154,7 +154,10 @@ def resolve_training(scenario: Scenario, models: dict[str, ModelArch], profiles:
         except InputError as e:
             errors.append(e)
             continue
-        resolved = job.model_copy(update={"tokens_per_s": est.tokens_per_s})
+        update: dict[str, object] = {"tokens_per_s": est.tokens_per_s}
+        if job.checkpoint_every_steps is not None:  # steps at the speed it trains at: hours of work between them
+            update["checkpoint_interval_h"] = job.checkpoint_every_steps * job.batch_tokens / est.tokens_per_s / 3600.0
+        resolved = job.model_copy(update=update)
         events = resolved.expected_events()
         if not events <= MAX_TRAINING_EVENTS:
             errors.append(InputError(fname, at, f"~{events:.3g} checkpoint segments and failures to simulate at the "
