@@ -213,6 +213,9 @@ def _seed_support() -> None:
     options = [{"p": 0.5, "steps": agent["steps"]}, {"p": 0.5, "steps": [pause]}]
     agent["steps"] = [{"type": "branch", "options": options}]
     SUPPORT["workloads/support-agent.yaml+branch"] = ("workload", "workloads", agent)
+    retain = copy.deepcopy(SUPPORT["workloads/long-context-tool-agent.yaml"][2])  # shipped scenarios set it per class
+    retain["kv_retention"] = {"policy": "retain", "ttl_s": 30}
+    SUPPORT["workloads/long-context-tool-agent.yaml+retain"] = ("workload", "workloads", retain)
 
 
 _seed_support()
