@@ -9,11 +9,17 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from simfactory.paths import PROJECT_ROOT, SCENARIOS_DIR
 
 
-def test_shipped_scenarios_match_their_baselines(tmp_path):
-    scenarios = sorted(str(p) for p in SCENARIOS_DIR.glob("*.yaml"))
+SHARDS = 2  # halves of the scenario list, so pytest-xdist's workers regress them side by side
+
+
+@pytest.mark.parametrize("shard", range(SHARDS))
+def test_shipped_scenarios_match_their_baselines(tmp_path, shard):
+    scenarios = sorted(str(p) for p in SCENARIOS_DIR.glob("*.yaml"))[shard::SHARDS]
     cmd = [sys.executable, "-m", "simfactory", "regress", *scenarios,
            "--baseline-dir", str(PROJECT_ROOT / "reports" / "baselines"),
            "--tolerances", str(PROJECT_ROOT / "reports" / "tolerances.yaml"), "--report-dir", str(tmp_path)]
