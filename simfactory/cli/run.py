@@ -104,6 +104,12 @@ def run(
         "--replications", "-R", min=1, max=MAX_REPLICATIONS,
         help="Run N times on seeds seed, seed+1, ...: the report is replication 0's; replications.csv and ci.csv add "
              "every headline metric's mean and 95% t interval.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=1024, help="A scenario with a sharding: block: "
+                                      "simulate this many shards (time windows) at once in local processes.")] = 1,
+    executor: Annotated[str, typer.Option("--executor", help="A sharded scenario's shards run on: local (processes, "
+                                          "--jobs) or ray (pip install 'simfactory[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray-address", help="--executor ray: join this Ray cluster (default: start a local one).")] = None,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -115,6 +121,14 @@ def run(
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
     if exact:
         rs = _stepping_every_iteration(rs)
+    if executor not in ("local", "ray"):
+        err.print(f"[red]error:[/red] --executor: unknown executor {escape(executor)!r} (local, ray)")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    sharding = rs.scenario.sharding
+    if replications > 1 and sharding is not None and (sharding.shards > 1 or sharding.windows > 1):
+        err.print(f"[red]error:[/red] --replications: {escape(str(rs.file))}: a sharded scenario (sharding:) already "
+                  "gives intervals from its shards (sharding.sample_shards); run it with -R 1")
+        raise typer.Exit(EXIT_INPUT_ERROR)
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -129,7 +143,7 @@ def run(
     target = out_dir or Path("runs") / rs.scenario.name
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                                 show_timings=verbose and not as_json, replications=replications,
-                                                otlp=otlp)
+                                                otlp=otlp, parallel=(jobs, executor, ray_address))
     doc = metrics.summary if reps is None else {**metrics.summary, "replications": _replications_json(reps)}
     emit_json(out_json, doc, force, generator=False)  # summary.json's document (and the replications, -R > 1)
     if as_json:
@@ -150,13 +164,15 @@ def _stepping_every_iteration(rs: Any) -> Any:
 
 def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, quiet: bool, trace: Path | None,
                         trace_tasks: int, force: bool, show_timings: bool,
-                        replications: int = 1, otlp: bool = False) -> tuple[Any, float, Any]:
+                        replications: int = 1, otlp: bool = False,
+                        parallel: tuple[int, str, str | None] = (1, "local", None)) -> tuple[Any, float, Any]:
     """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds, the
     replications of -R > 1 or None). Replication 0 is this run: its report is the folder's.
 
     The folder is checked and locked before simulating (a refused output path should not cost a run) and held until
     written; Ctrl-C leaves an earlier report there unchanged.
     """
+    from simfactory.fleet import is_sharded, run_sharded
     from simfactory.metrics.otel import otlp_traces
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import check_output_file, output_folder
@@ -170,9 +186,13 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
             check_output_file(trace, "--trace", force)
         try:
             with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
-                result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+                if is_sharded(rs):  # shards and windows simulated apart, merged, then measured (simfactory/fleet)
+                    metrics, result = run_sharded(rs, seed, *parallel, progress=progress, trace_tasks=trace_tasks)
+                else:
+                    result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+                    metrics = None
             wall_s = time.perf_counter() - started
-            metrics = compute_metrics(result, trace_tasks=trace_tasks)
+            metrics = metrics or compute_metrics(result, trace_tasks=trace_tasks)
             metrics_s = time.perf_counter() - started - wall_s
             reps = _replicate(rs, metrics.summary, seed, replications, quiet)
             inside = trace is not None and abspath(trace).parent == abspath(target)  # part of the run folder

@@ -138,3 +138,9 @@ MAX_SEED = MAX_INT - MAX_REPLICATIONS
 # no single endpoint is being measured.
 MIN_SEND_RATE_PER_S = 1e-3
 MAX_SEND_RATE_PER_S = 1e5
+
+# Sharding (simfactory/fleet): a fleet split into this many shards at most. Each shard is its own simulation (a
+# process start and a resolve); a million of them would take hours before simulating anything.
+MAX_SHARDS = 100_000
+# Time windows of one run: each is a simulation with its own warm-up overlap; beyond this the overlaps dominate.
+MAX_WINDOWS = 10_000
