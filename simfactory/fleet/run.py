@@ -15,11 +15,11 @@ from simfactory.config.scenario import Scenario
 from simfactory.fleet.executors import run_all
 from simfactory.fleet.merge import merge_shards
 from simfactory.fleet.sampling import SCALE_NOTE, scale_summary, shard_intervals
-from simfactory.fleet.shards import refuse_unshardable, shard_scenario, shard_seed
-from simfactory.fleet.windows import Window, join_windows, plan_windows, refuse_unwindowable, window_scenario
+from simfactory.fleet.windows import Window, join_windows, plan_windows, window_scenario
 from simfactory.metrics.ci import CI_LEVEL
 from simfactory.metrics.summary import RunMetrics, compute_metrics
 from simfactory.resolve import ResolvedScenario, resolve
+from simfactory.resolve.shards import shard_scenario, shard_seed
 from simfactory.sim.run import ProgressFn, SimResult, simulate
 
 WINDOW_SEED_KEY = 0x77  # spawn-key part that tells a window's seed from its shard's
@@ -73,23 +73,23 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     assert sh is not None
     base = sc.seed if seed is None else seed
     k, m = sh.shards, sh.sample_shards or sh.shards
-    if k > 1:
-        refuse_unshardable(rs)
+    # what cannot be split was refused when the scenario resolved (resolve/shards.py check_sharding)
     shard_sc = shard_scenario(sc, file, k, 1) if k > 1 else sc.model_copy(update={"sharding": None})
     fleet_sc = sc.model_copy(update={"sharding": None}) if m == k else shard_scenario(sc, file, k, m)
     windows: list[Window] = [Window(0, 0.0, sc.sim.horizon_s, 0.0, True)]
     if sh.windows > 1:
-        refuse_unshardable(rs, "sharding.windows")
-        refuse_unwindowable(sc, file)
-        windows = plan_windows(sc.sim.horizon_s, sh.windows, sh.window_overlap_s, sc.sim.timeline_resolution_s, file)
-    docs = [window_scenario(shard_sc, file, w, sh.window_overlap_s).model_dump(mode="json") if len(windows) > 1
-            else shard_sc.model_dump(mode="json") for w in windows]
+        windows = plan_windows(sc, sh.windows, sh.window_overlap_s, file)
+    part_scs = [window_scenario(shard_sc, file, w, sh.window_overlap_s) if len(windows) > 1 else shard_sc
+                for w in windows]
+    rs_shard = resolve(shard_sc, file)
+    for part in part_scs:  # each part's own work limits, before any is simulated
+        resolve(part, file)
+    docs = [part.model_dump(mode="json") for part in part_scs]
     todo = [PartJob(docs[w.index], file, s, w.index, part_seed(base, s, w.index, len(windows)))
             for s in range(m) for w in windows]
     on_done: Callable[[int], None] | None = (
         (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
     outputs = run_all(simulate_part, todo, executor, jobs, ray_address, on_done)
-    rs_shard = resolve(shard_sc, file)
     rs_fleet = resolve(fleet_sc, file) if m < k or k == 1 else rs
     if k > 1 and m == k:
         rs_fleet = dataclasses.replace(rs, scenario=fleet_sc)

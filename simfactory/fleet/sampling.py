@@ -52,12 +52,13 @@ def scale_summary(node: Any, factor: float, path: str = "", key: str = "") -> An
     if path in UNSCALED_SECTIONS or path.startswith("window.") and key not in EXTENSIVE_KEYS:
         return node
     if isinstance(node, dict):
-        return {k: scale_summary(v, factor, f"{path}.{k}" if path else k, k) for k, v in node.items()}
+        return {k: scale_summary(v, factor, f"{path}.{k}" if path else str(k), str(k)) for k, v in node.items()}
     if isinstance(node, list):
         return [scale_summary(v, factor, path, key) for v in node]
-    if isinstance(node, bool) or not isinstance(node, (int, float)) or not is_extensive(key):
+    counted = path.startswith("outcomes.")  # requests per outcome: every one a count
+    if isinstance(node, bool) or not isinstance(node, (int, float)) or not (counted or is_extensive(key)):
         return node
-    if path.startswith("outcomes.") or isinstance(node, int):
+    if counted or isinstance(node, int):
         return int(round(node * factor))
     return node * factor
 

@@ -18,8 +18,8 @@ import numpy as np
 
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
-from simfactory.errors import InputError
 from simfactory.resolve import ResolvedScenario
+from simfactory.resolve.shards import window_length_s
 from simfactory.sim.autoscale import AutoscaleLog
 from simfactory.sim.faults import FaultLog
 from simfactory.sim.requests import COLUMNS, RequestTable
@@ -37,29 +37,13 @@ class Window:
     last: bool
 
 
-def plan_windows(horizon_s: float, windows: int, overlap_s: float, resolution_s: float, file: str) -> list[Window]:
+def plan_windows(sc: Scenario, windows: int, overlap_s: float, file: str) -> list[Window]:
     """Equal windows whose edges and overlaps fall on the timeline grid (so busy time splits exactly)."""
-    length = horizon_s / windows
-    steps = length / resolution_s
-    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps):
-        raise InputError(file, "sharding.windows", f"a window of {length:g} s (horizon_s / windows) is not a whole "
-                         f"number of timeline samples ({resolution_s:g} s); pick windows that divide it")
+    length = window_length_s(sc, windows, file)
+    resolution_s = sc.sim.timeline_resolution_s
     overlap = math.ceil(overlap_s / resolution_s - 1e-9) * resolution_s
     return [Window(w, w * length, (w + 1) * length, max(0.0, w * length - overlap), w == windows - 1)
             for w in range(windows)]
-
-
-def refuse_unwindowable(sc: Scenario, file: str) -> None:
-    a = sc.traffic.arrival
-    arrivals = [a, *(c.arrival for c in sc.traffic.classes if not isinstance(c.arrival, str))]
-    for arr in arrivals:
-        why = None
-        if getattr(arr, "process", None) == "schedule":
-            why = "a rate schedule's window index is not shifted with the time window"
-        elif getattr(arr, "weekday_multipliers", None) is not None:
-            why = "weekday_multipliers count days from t = 0, which a later window does not start at"
-        if why:
-            raise InputError(file, "sharding.windows", f"this scenario cannot be split into time windows: {why}")
 
 
 def _shift_arrival(a: dict[str, Any], offset_s: float) -> dict[str, Any]:

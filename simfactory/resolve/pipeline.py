@@ -17,6 +17,7 @@ from simfactory.resolve.pools import (
 )
 from simfactory.resolve.resolved import ResolvedScenario
 from simfactory.resolve.routes import resolve_routes
+from simfactory.resolve.shards import check_sharding
 from simfactory.resolve.work_limits import check_arrival_process, check_periodic_work
 
 
@@ -47,8 +48,11 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     classes = resolve_classes(scenario, lk, names, deployments, errors, warnings)
     check_trace_windows(scenario, classes, fname, warnings)
     check_agent_faults(scenario, classes, fname, errors)
-    check_arrival_process(scenario, classes, fname, errors)
-    check_periodic_work(scenario, fname, errors)
+    check_sharding(scenario, classes, fname, errors)
+    sh = scenario.sharding
+    if sh is None or (sh.shards == 1 and sh.windows == 1):  # a sharded run's parts are checked one by one (fleet/)
+        check_arrival_process(scenario, classes, fname, errors)
+        check_periodic_work(scenario, fname, errors)
     if errors:
         raise InputErrors(errors)
     assert price_book is not None

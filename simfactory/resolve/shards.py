@@ -1,4 +1,4 @@
-"""Derive the scenarios a sharded run simulates: each shard is the whole fleet at 1/k scale.
+"""Derive the scenarios a sharded run (simfactory/fleet) simulates: each shard is the whole fleet at 1/k scale.
 
 Every deployment keeps its place in each shard (1/k of its replicas, of its pool, of every arrival rate), so
 routes that couple deployments (cascades, tiers, weighted splits, nearest-region failover, fallbacks) stay inside
@@ -24,7 +24,7 @@ import numpy as np
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError
-from simfactory.resolve import ResolvedScenario
+from simfactory.resolve.resolved import ResolvedClass
 
 RATE_FIELDS = {"poisson": "rate_per_s", "constant": "rate_per_s", "gamma": "rate_per_s", "weibull": "rate_per_s",
                "diurnal": "mean_rate_per_s"}
@@ -67,11 +67,10 @@ class _Split:
         return a
 
 
-def refuse_unshardable(rs: ResolvedScenario, field: str = "sharding.shards") -> None:
+def refuse_unshardable(sc: Scenario, classes: list[ResolvedClass], file: str, field: str = "sharding.shards") -> None:
     """Refuse what couples the whole fleet in a way equal shards cannot reproduce (one message saying why)."""
-    sc, file = rs.scenario, rs.file or "scenario"
     why = None
-    for i, c in enumerate(rs.classes):
+    for i, c in enumerate(classes):
         if c.config.trace is not None:
             why = f"traffic.classes[{i}] replays a trace: its timestamps come from one file and cannot be thinned"
         elif c.agent is not None:
@@ -130,3 +129,44 @@ def shard_scenario(sc: Scenario, file: str, shards: int, parts: int = 1) -> Scen
         t["max_concurrency"] = split.count(t.get("max_concurrency"), f"tenants[{i}].max_concurrency", "requests")
         t["max_waiting"] = split.count(t.get("max_waiting"), f"tenants[{i}].max_waiting", "requests")
     return validate(Scenario, doc, file)
+
+
+def refuse_unwindowable(sc: Scenario, file: str) -> None:
+    """Time windows shift time-of-day inputs by their start; refuse those that cannot be shifted."""
+    arrivals = [sc.traffic.arrival, *(c.arrival for c in sc.traffic.classes if not isinstance(c.arrival, str))]
+    for arr in arrivals:
+        why = None
+        if getattr(arr, "process", None) == "schedule":
+            why = "a rate schedule's window index is not shifted with the time window"
+        elif getattr(arr, "weekday_multipliers", None) is not None:
+            why = "weekday_multipliers count days from t = 0, which a later window does not start at"
+        if why:
+            raise InputError(file, "sharding.windows", f"this scenario cannot be split into time windows: {why}")
+
+
+def window_length_s(sc: Scenario, windows: int, file: str) -> float:
+    """Each window's length: a whole number of timeline samples, so busy time splits exactly at its edges."""
+    length = sc.sim.horizon_s / windows
+    steps = length / sc.sim.timeline_resolution_s
+    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
+        raise InputError(file, "sharding.windows", f"a window of {length:g} s (horizon_s / windows) is not a whole "
+                         f"number of timeline samples ({sc.sim.timeline_resolution_s:g} s); pick windows that "
+                         "divide it")
+    return length
+
+
+def check_sharding(sc: Scenario, classes: list[ResolvedClass], file: str, errors: list[InputError]) -> None:
+    """Resolve-time checks of a sharding block: what cannot be split is refused before anything runs."""
+    sh = sc.sharding
+    if sh is None:
+        return
+    try:
+        if sh.shards > 1:
+            refuse_unshardable(sc, classes, file)
+            shard_scenario(sc, file, sh.shards)
+        if sh.windows > 1:
+            refuse_unshardable(sc, classes, file, "sharding.windows")
+            refuse_unwindowable(sc, file)
+            window_length_s(sc, sh.windows, file)
+    except InputError as e:
+        errors.append(e)
