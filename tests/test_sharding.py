@@ -141,7 +141,7 @@ def test_the_fleet_scenario_runs_sampled_on_a_short_horizon():
     short = sc.model_copy(update={"sim": sc.sim.model_copy(update={"horizon_s": 60.0, "warmup_s": 10.0})})
     m, _ = simulate_metrics(resolve(short, path))
     s = m.summary
-    assert s["sharding"]["sampled"] and s["sharding"]["shards"] == 500
+    assert s["sharding"]["sampled"] and s["sharding"]["shards"] == 1000
     pools = {p["pool"]: p["accelerators"] for p in s["cost"]["pools"]}
     assert pools["eu-h200"] == pytest.approx(4000)  # a static cloud pool bills all of its GPUs
     assert 5000 <= pools["us-h100"] <= 6000  # autoscaled: 1,000-2,000 8B replicas provisioned beside 4,000 70B GPUs

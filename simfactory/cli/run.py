@@ -34,6 +34,13 @@ ScenarioArg = Annotated[
     Optional[Path],
     typer.Argument(help="Scenario YAML file; omit it to use the shipped default (scenarios/default.yaml)."),
 ]
+# a scenario with a sharding: block (simfactory/fleet): where its shards and time windows run
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, max=1024, help="A scenario with a sharding: block: "
+                                         "simulate this many shards (time windows) at once in local processes.")]
+ExecutorOption = Annotated[str, typer.Option("--executor", help="A sharded scenario's shards run on: local "
+                                             "(processes, --jobs) or ray (pip install 'simfactory[ray]').")]
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="--executor ray: join this Ray cluster (default: start a local one).")]
 
 
 def validate(
@@ -104,12 +111,9 @@ def run(
         "--replications", "-R", min=1, max=MAX_REPLICATIONS,
         help="Run N times on seeds seed, seed+1, ...: the report is replication 0's; replications.csv and ci.csv add "
              "every headline metric's mean and 95% t interval.")] = 1,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, max=1024, help="A scenario with a sharding: block: "
-                                      "simulate this many shards (time windows) at once in local processes.")] = 1,
-    executor: Annotated[str, typer.Option("--executor", help="A sharded scenario's shards run on: local (processes, "
-                                          "--jobs) or ray (pip install 'simfactory[ray]').")] = "local",
-    ray_address: Annotated[Optional[str], typer.Option(
-        "--ray-address", help="--executor ray: join this Ray cluster (default: start a local one).")] = None,
+    jobs: JobsOption = 1,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -121,14 +125,7 @@ def run(
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
     if exact:
         rs = _stepping_every_iteration(rs)
-    if executor not in ("local", "ray"):
-        err.print(f"[red]error:[/red] --executor: unknown executor {escape(executor)!r} (local, ray)")
-        raise typer.Exit(EXIT_INPUT_ERROR)
-    sharding = rs.scenario.sharding
-    if replications > 1 and sharding is not None and (sharding.shards > 1 or sharding.windows > 1):
-        err.print(f"[red]error:[/red] --replications: {escape(str(rs.file))}: a sharded scenario (sharding:) already "
-                  "gives intervals from its shards (sharding.sample_shards); run it with -R 1")
-        raise typer.Exit(EXIT_INPUT_ERROR)
+    _check_parallel(rs, executor, replications)
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -152,6 +149,18 @@ def run(
         _print_summary(metrics.summary, wall_s)
         _print_replications(reps)
     _print_written(target, metrics, plots, trace, reps is not None, otlp)
+
+
+def _check_parallel(rs: Any, executor: str, replications: int) -> None:
+    """--executor names a known executor; -R is refused for a sharded scenario (its shards give the intervals)."""
+    if executor not in ("local", "ray"):
+        err.print(f"[red]error:[/red] --executor: unknown executor {escape(executor)!r} (local, ray)")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    sharding = rs.scenario.sharding
+    if replications > 1 and sharding is not None and (sharding.shards > 1 or sharding.windows > 1):
+        err.print(f"[red]error:[/red] --replications: {escape(str(rs.file))}: a sharded scenario (sharding:) already "
+                  "gives intervals from its shards (sharding.sample_shards); run it with -R 1")
+        raise typer.Exit(EXIT_INPUT_ERROR)
 
 
 def _stepping_every_iteration(rs: Any) -> Any:

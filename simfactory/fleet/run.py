@@ -35,6 +35,7 @@ class PartJob:
     window: int
     seed: int
     keep_logs: int = 0
+    summarize: bool = False  # a sampled shard: its own summary too (for the between-shard intervals)
 
 
 @dataclass
@@ -42,6 +43,7 @@ class PartOutput:
     shard: int
     window: int
     result: SimResult  # with resolved=None (the parent holds it; it need not travel between processes)
+    summary: dict[str, Any] | None = None  # the part's own summary (sampled shards without windows)
 
 
 def is_sharded(rs: ResolvedScenario) -> bool:
@@ -61,7 +63,14 @@ def simulate_part(job: PartJob) -> PartOutput:
     """Resolve and simulate one part (in whatever process or Ray worker runs it)."""
     rs = resolve(validate(Scenario, job.scenario_doc, job.scenario_file), job.scenario_file)
     result = simulate(rs, seed=job.seed, keep_logs=job.keep_logs)
-    return PartOutput(job.shard, job.window, dataclasses.replace(result, resolved=None))  # type: ignore[arg-type]
+    summary = compute_metrics(result, trace_tasks=0).summary if job.summarize else None  # in the worker: parallel
+    return PartOutput(job.shard, job.window, dataclasses.replace(result, resolved=None), summary)  # type: ignore[arg-type]
+
+
+def _join(rs_shard: ResolvedScenario, outputs: list[PartOutput], windows: list[Window], seed: int) -> SimResult:
+    """One shard's result: its single part, or its time windows joined on the original clock."""
+    parts = [dataclasses.replace(o.result, resolved=rs_shard) for o in outputs]
+    return parts[0] if len(windows) == 1 else join_windows(rs_shard, parts, windows, seed)
 
 
 def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, executor: str = "local",
@@ -85,32 +94,29 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     for part in part_scs:  # each part's own work limits, before any is simulated
         resolve(part, file)
     docs = [part.model_dump(mode="json") for part in part_scs]
-    todo = [PartJob(docs[w.index], file, s, w.index, part_seed(base, s, w.index, len(windows)))
+    summarize = m < k and len(windows) == 1
+    todo = [PartJob(docs[w.index], file, s, w.index, part_seed(base, s, w.index, len(windows)), 0, summarize)
             for s in range(m) for w in windows]
     on_done: Callable[[int], None] | None = (
         (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
     outputs = run_all(simulate_part, todo, executor, jobs, ray_address, on_done)
-    rs_fleet = resolve(fleet_sc, file) if m < k or k == 1 else rs
-    if k > 1 and m == k:
-        rs_fleet = dataclasses.replace(rs, scenario=fleet_sc)
-    shard_results = []
-    for s in range(m):
-        parts = [dataclasses.replace(o.result, resolved=rs_shard) for o in outputs if o.shard == s]
-        shard_results.append(parts[0] if len(windows) == 1 else join_windows(rs_shard, parts, windows, base))
+    rs_fleet = resolve(fleet_sc, file) if m < k or k == 1 else dataclasses.replace(rs, scenario=fleet_sc)
+    shard_results = [_join(rs_shard, [o for o in outputs if o.shard == s], windows, base) for s in range(m)]
+    per_shard = ([o.summary for o in outputs if o.summary is not None] if summarize
+                 else [compute_metrics(r, trace_tasks=0).summary for r in shard_results] if m < k else [])
+    del outputs  # the parts' tables live on in the merged one only (peak memory)
     merged = merge_shards(rs_fleet, shard_results, base) if k > 1 else dataclasses.replace(shard_results[0],
                                                                                           resolved=rs_fleet, seed=base)
+    del shard_results
     metrics = compute_metrics(merged, trace_tasks=trace_tasks)
-    summary = metrics.summary
     info: dict[str, Any] = {"shards": k, "simulated_shards": m, "sampled": m < k, "windows": len(windows),
                             "window_overlap_s": sh.window_overlap_s if len(windows) > 1 else 0.0,
                             "simulations": len(todo), "executor": executor,
                             "shard_seeds": [shard_seed(base, s) for s in range(m)]}
     if m < k:
-        per_shard = [compute_metrics(r, trace_tasks=0).summary for r in shard_results]
-        summary = scale_summary(summary, k / m)
+        metrics.summary = scale_summary(metrics.summary, k / m)
         info.update({"scale": k / m, "stands_for": f"{m} simulated shards stand for {k}",
                      "scaled": SCALE_NOTE, "ci_level": CI_LEVEL,
-                     "ci95": shard_intervals(summary, per_shard, k)})
-    summary["sharding"] = info
-    metrics.summary = summary
+                     "ci95": shard_intervals(metrics.summary, per_shard, k)})
+    metrics.summary["sharding"] = info
     return metrics, merged

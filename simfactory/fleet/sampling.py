@@ -19,12 +19,14 @@ EXTENSIVE_KEYS = frozenset({
     "measured_requests", "total_requests", "accelerators", "replicas", "mean_in_system", "owned_accelerators",
     "queue_depth_mean", "queue_depth_max", "replicas_mean", "demand_mean_accels", "demand_peak_accels",
     "baseline_accels", "best_baseline_accels", "prefill_tokens_saved", "provisioned_replica_hours",
-    "provisioned_accelerator_hours", "accelerator_energy_kwh", "egress_usd",
+    "provisioned_accelerator_hours", "accelerator_energy_kwh", "egress_usd", "replicas_min", "replicas_max",
+    "max_replicas", "scale_ups", "scale_downs", "requests_during_ramps",
 })
 EXTENSIVE_SUFFIXES = ("_usd", "usd_per_hour", "usd_per_month", "_per_s", "_npv_usd_per_load")
 INTENSIVE_MARKS = ("per_1m", "per_request", "per_successful", "per_task", "per_1000", "per_accel", "per_busy",
                    "per_provisioned")
-UNSCALED_SECTIONS = ("provenance", "replicas", "window.warmup_s", "sim", "sharding")
+UNSCALED_SECTIONS = ("provenance", "replicas", "window.warmup_s", "sim", "sharding", "resilience.by_window",
+                     "resilience.windows")  # per simulated replica, or not counts
 SCALE_NOTE = ("counts of requests, tokens, accelerators and replicas, USD totals and their rates per second or hour "
               "are the simulated shards' times `scale`; latencies, fractions and unit costs are theirs unchanged; "
               "`replicas` lists the simulated replicas only")
