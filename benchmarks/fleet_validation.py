@@ -19,7 +19,6 @@ Each figure is the relative difference (sharded - full) / full, in percent, for 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys

@@ -34,7 +34,8 @@ def merge_tables(tables: Sequence[RequestTable]) -> RequestTable:
     out = RequestTable(capacity=1)
     n = sum(len(t) for t in tables)
     row_off = np.cumsum([0, *(len(t) for t in tables)])
-    key_off = {c: np.cumsum([0, *((int(getattr(t, c).max()) + 1 if len(t) else 0) for t in tables)]) for c in KEY_COLUMNS}
+    key_off = {c: np.cumsum([0, *((int(getattr(t, c).max()) + 1 if len(t) else 0) for t in tables)])
+               for c in KEY_COLUMNS}
     for name, (dtype, _fill) in COLUMNS.items():
         parts = []
         for i, t in enumerate(tables):

@@ -64,7 +64,8 @@ def simulate_part(job: PartJob) -> PartOutput:
     rs = resolve(validate(Scenario, job.scenario_doc, job.scenario_file), job.scenario_file)
     result = simulate(rs, seed=job.seed, keep_logs=job.keep_logs)
     summary = compute_metrics(result, trace_tasks=0).summary if job.summarize else None  # in the worker: parallel
-    return PartOutput(job.shard, job.window, dataclasses.replace(result, resolved=None), summary)  # type: ignore[arg-type]
+    travelling = dataclasses.replace(result, resolved=None)  # type: ignore[arg-type]
+    return PartOutput(job.shard, job.window, travelling, summary)
 
 
 def _join(rs_shard: ResolvedScenario, outputs: list[PartOutput], windows: list[Window], seed: int) -> SimResult:
