@@ -211,3 +211,34 @@ def test_sharding_defaults_leave_a_scenario_unsharded(tmp_path):
     assert "sharding" not in m.summary
     plain = compute_metrics(simulate(rs, keep_logs=0), trace_tasks=0).summary
     assert m.summary == plain
+
+
+def test_a_route_across_deployments_is_sharded_with_its_deployments(tmp_path):
+    """Each shard holds every deployment, so a route between them works inside each shard (the coupled group is
+    sharded together): a 50/50 weighted route still splits the merged traffic evenly."""
+    doc = fleet_doc(shards=4, rate=40.0)
+    doc["deployments"].append({**doc["deployments"][0], "name": "dep2"})
+    doc["pools"][0]["count"] = 16
+    doc["routing"]["routes"] = [{"name": "r", "policy": "weighted", "weights": {"dep": 1.0, "dep2": 1.0}}]
+    doc["traffic"]["classes"][0]["target"] = "r"
+    m, merged = run_sharded(resolved(tmp_path, doc))
+    n = len(merged.table)
+    to_first = int((merged.table.deployment_id == 0).sum())
+    assert abs(to_first - n / 2) < 4 * math.sqrt(n / 4)  # binomial(n, 1/2): sd sqrt(n)/2
+    assert {d["name"]: d["replicas"] for d in m.summary["deployments"]} == {"dep": 8, "dep2": 8}
+
+
+def test_replications_of_a_sharded_scenario_are_refused(tmp_path):
+    path = write_case(tmp_path, fleet_doc(shards=2, horizon_s=5.0))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-plots", "-R", "2"])
+    assert res.exit_code == 2 and "Traceback" not in res.output and "--replications" in res.output, res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sampled_run_writes_its_intervals_into_summary_md(tmp_path):
+    path = write_case(tmp_path, fleet_doc(shards=4, sample_shards=2, horizon_s=10.0))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert "2 of 4 shards simulated" in res.output and "95% CI" in res.output
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "## Sharding" in md and "2 simulated shards stand for 4" in md and "latency_s.ttft.p99" in md

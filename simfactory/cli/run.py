@@ -343,7 +343,24 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     )
     _print_own_vs_rent(s)
     _print_cost_stack(s)
+    _print_sharding(s)
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
+
+
+def _print_sharding(s: dict[str, Any]) -> None:
+    """A sharded run: what was simulated, and the intervals of a sampled one (summary.json's `sharding`)."""
+    sh = s.get("sharding")
+    if not sh:
+        return
+    line = f"sharded: {sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
+    if sh["windows"] > 1:
+        line += f", {sh['windows']} time windows each"
+    ci = sh.get("ci95") or {}
+    if ci:
+        line += f" ({sh['stands_for']}); 95% CI: " + ", ".join(
+            f"{k.removeprefix('latency_s.')} {v['estimate']:.4g} ± {v['ci95']:.2g}" for k, v in ci.items()
+            if k in ("latency_s.ttft.p99", "latency_s.e2e.p99", "throughput.requests_per_s", "cost.usd_per_hour"))
+    out.print(line, highlight=False)
 
 
 def _print_cost_stack(s: dict[str, Any]) -> None:
