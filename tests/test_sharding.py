@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from simfactory.api import simulate_metrics
 from simfactory.cli import app
+from simfactory.errors import InputError
 from simfactory.fleet.merge import merge_shards
 from simfactory.fleet.run import run_sharded
 from simfactory.resolve.shards import shard_scenario
@@ -242,3 +243,20 @@ def test_a_sampled_run_writes_its_intervals_into_summary_md(tmp_path):
     assert "2 of 4 shards simulated" in res.output and "95% CI" in res.output
     md = (tmp_path / "out" / "summary.md").read_text()
     assert "## Sharding" in md and "2 simulated shards stand for 4" in md and "latency_s.ttft.p99" in md
+
+
+def test_commands_that_simulate_one_run_whole_refuse_a_sharded_scenario(tmp_path):
+    """Its work limits were checked per part: simulated whole it could be far past them (a hang), so the
+    single-run simulator refuses it in one line."""
+    rs = resolved(tmp_path, fleet_doc(shards=2, horizon_s=5.0))
+    with pytest.raises(InputError, match="sharding: a sharded scenario is simulated in parts"):
+        simulate(rs)
+
+
+def test_shards_with_time_windows_keep_every_arrival(tmp_path):
+    rs = resolved(tmp_path, fleet_doc(shards=2, rate=20.0, horizon_s=20.0, windows=2, window_overlap_s=2.0))
+    m, merged = run_sharded(rs)
+    mean = 20.0 * 20.0
+    assert abs(len(merged.table) - mean) < 4 * math.sqrt(mean)
+    assert sum(m.summary["outcomes"].values()) == m.summary["window"]["total_requests"] == len(merged.table)
+    assert m.summary["sharding"]["simulations"] == 4 and len(m.summary["replicas"]) == 8
