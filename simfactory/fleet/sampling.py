@@ -20,16 +20,19 @@ EXTENSIVE_KEYS = frozenset({
     "queue_depth_mean", "queue_depth_max", "replicas_mean", "demand_mean_accels", "demand_peak_accels",
     "baseline_accels", "best_baseline_accels", "prefill_tokens_saved", "provisioned_replica_hours",
     "provisioned_accelerator_hours", "accelerator_energy_kwh", "egress_usd", "replicas_min", "replicas_max",
-    "max_replicas", "scale_ups", "scale_downs", "requests_during_ramps",
+    "max_replicas", "scale_ups", "scale_downs", "requests_during_ramps", "logical_requests", "completed",
+    "own_npv_usd_at_load_0", "goodput_rps_outside",
 })
+TIME_UNITS = frozenset({"hours", "months", "h", "s", "years"})  # a cost line's quantity in these is the window
 EXTENSIVE_SUFFIXES = ("_usd", "usd_per_hour", "usd_per_month", "_per_s", "_npv_usd_per_load")
 INTENSIVE_MARKS = ("per_1m", "per_request", "per_successful", "per_task", "per_1000", "per_accel", "per_busy",
-                   "per_provisioned")
+                   "per_provisioned", "tokens_per_")
 UNSCALED_SECTIONS = ("provenance", "replicas", "window.warmup_s", "sim", "sharding", "resilience.by_window",
                      "resilience.windows")  # per simulated replica, or not counts
 SCALE_NOTE = ("counts of requests, tokens, accelerators and replicas, USD totals and their rates per second or hour "
               "are the simulated shards' times `scale`; latencies, fractions and unit costs are theirs unchanged; "
-              "`replicas` lists the simulated replicas only")
+              "`replicas` lists the simulated replicas only; the cost stack's per-model lines (weights storage, "
+              "replication) are scaled too, overstating them by `scale` (small beside compute)")
 
 # headline figures given an interval: summary path -> grows with the fleet (times k) or not
 CI_METRICS: dict[str, bool] = {
@@ -54,7 +57,10 @@ def scale_summary(node: Any, factor: float, path: str = "", key: str = "") -> An
     if path in UNSCALED_SECTIONS or path.startswith("window.") and key not in EXTENSIVE_KEYS:
         return node
     if isinstance(node, dict):
-        return {k: scale_summary(v, factor, f"{path}.{k}" if path else str(k), str(k)) for k, v in node.items()}
+        out = {k: scale_summary(v, factor, f"{path}.{k}" if path else str(k), str(k)) for k, v in node.items()}
+        if isinstance(node.get("quantity"), (int, float)) and node.get("quantity_unit") not in TIME_UNITS:
+            out["quantity"] = node["quantity"] * factor  # a cost-stack line's GB, requests, calls (not its hours)
+        return out
     if isinstance(node, list):
         return [scale_summary(v, factor, path, key) for v in node]
     counted = path.startswith("outcomes.")  # requests per outcome: every one a count
