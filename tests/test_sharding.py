@@ -260,3 +260,25 @@ def test_shards_with_time_windows_keep_every_arrival(tmp_path):
     assert abs(len(merged.table) - mean) < 4 * math.sqrt(mean)
     assert sum(m.summary["outcomes"].values()) == m.summary["window"]["total_requests"] == len(merged.table)
     assert m.summary["sharding"]["simulations"] == 4 and len(m.summary["replicas"]) == 8
+
+
+def test_scaling_a_sampled_summary_multiplies_totals_and_keeps_ratios():
+    from simfactory.fleet.sampling import scale_summary
+
+    s = {"outcomes": {"completed": 3, "failed": 1}, "throughput": {"requests_per_s": 2.0},
+         "cost": {"usd_per_hour": 5.0, "usd_per_1m_output_tokens": 1.5,
+                  "pools": [{"accelerators": 2, "load_fraction": 0.5}]},
+         "latency_s": {"ttft": {"count": 10, "p99": 0.1}}, "finance": {"unit_economics": {"tokens_per_usd": 7.0},
+         "cost_stack": {"lines": [{"quantity": 2.0, "quantity_unit": "hours", "usd": 1.0},
+                                  {"quantity": 3.0, "quantity_unit": "GB", "usd": 1.0}]}},
+         "replicas": [{"steps": 5}], "window": {"warmup_s": 10.0, "horizon_s": 60.0, "measured_requests": 9}}
+    out = scale_summary(s, 4.0)
+    assert out["outcomes"] == {"completed": 12, "failed": 4}
+    assert out["throughput"]["requests_per_s"] == 8.0 and out["cost"]["usd_per_hour"] == 20.0
+    assert out["cost"]["usd_per_1m_output_tokens"] == 1.5  # a unit cost: the same for a shard and the fleet
+    assert out["cost"]["pools"][0] == {"accelerators": 8, "load_fraction": 0.5}
+    assert out["latency_s"]["ttft"] == {"count": 40, "p99": 0.1}
+    assert out["finance"]["unit_economics"]["tokens_per_usd"] == 7.0
+    assert [line["quantity"] for line in out["finance"]["cost_stack"]["lines"]] == [2.0, 12.0]  # hours stay the window
+    assert out["replicas"] == [{"steps": 5}]  # the simulated replicas, listed as they ran
+    assert out["window"] == {"warmup_s": 10.0, "horizon_s": 60.0, "measured_requests": 36}
