@@ -90,6 +90,17 @@ def _clip(a: float, b: float, w: Window, close: float) -> tuple[float, float]:
     return max(a, w.start_s), b
 
 
+def _rejoin(failures: list[tuple[int, float, float]], edges: set[float]) -> list[tuple[int, float, float]]:
+    """A replica down across a window edge: its two pieces (cut there by _clip) made one failure again."""
+    out: list[tuple[int, float, float]] = []
+    for r, a, b in sorted(failures, key=lambda f: (f[0], f[1])):
+        if out and out[-1][0] == r and out[-1][2] == a and a in edges:
+            out[-1] = (r, out[-1][1], b)
+        else:
+            out.append((r, a, b))
+    return sorted(out, key=lambda f: (f[1], f[0]))  # in the order they failed, as a continuous run logs them
+
+
 def join_windows(rs: ResolvedScenario, parts: Sequence[SimResult], windows: Sequence[Window], seed: int) -> SimResult:
     """Windows (of the same replicas) as one run of `rs` on the original clock."""
     res = rs.scenario.sim.timeline_resolution_s
@@ -141,6 +152,7 @@ def join_windows(rs: ResolvedScenario, parts: Sequence[SimResult], windows: Sequ
                     faults.lost.append((when + w.offset_s, r, int(new_id[q])))
             faults.retries += p.faults.retries
             faults.failed += p.faults.failed
+    faults.failures = _rejoin(faults.failures, {w.end_s for w in windows})
     table = RequestTable(capacity=1)
     for name, (dtype, _fill) in COLUMNS.items():
         setattr(table, name, np.concatenate([getattr(s, name) for s in tables]).astype(dtype, copy=False))
