@@ -282,3 +282,11 @@ def test_scaling_a_sampled_summary_multiplies_totals_and_keeps_ratios():
     assert [line["quantity"] for line in out["finance"]["cost_stack"]["lines"]] == [2.0, 12.0]  # hours stay the window
     assert out["replicas"] == [{"steps": 5}]  # the simulated replicas, listed as they ran
     assert out["window"] == {"warmup_s": 10.0, "horizon_s": 60.0, "measured_requests": 36}
+
+
+def test_an_outage_across_a_window_edge_is_one_failure_per_replica(tmp_path):
+    doc = fleet_doc(shards=1, replicas=2, rate=5.0, horizon_s=20.0, windows=2, window_overlap_s=2.0)
+    doc["faults"] = {"outages": [{"pool": "pool", "start_s": 8.0, "duration_s": 6.0}]}
+    _, merged = run_sharded(resolved(tmp_path, doc))
+    spans = sorted((r, a, b) for r, a, b in merged.faults.failures)
+    assert spans == [(0, 8.0, 14.0), (1, 8.0, 14.0)]
