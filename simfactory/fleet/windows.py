@@ -64,6 +64,8 @@ def window_scenario(sc: Scenario, file: str, w: Window, overlap_s: float) -> Sce
     after = 0.0 if w.last else math.ceil(overlap_s / sc.sim.timeline_resolution_s - 1e-9) * sc.sim.timeline_resolution_s
     doc["sim"]["horizon_s"] = w.end_s + after - w.offset_s
     doc["sim"]["warmup_s"] = 0.0
+    if not w.last:  # its requests finish as they would in a continuous run; only the last window ends the run
+        doc["sim"]["drain"] = True
     if doc["traffic"].get("arrival"):
         doc["traffic"]["arrival"] = _shift_arrival(doc["traffic"]["arrival"], w.offset_s)
     for c in doc["traffic"]["classes"]:
