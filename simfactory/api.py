@@ -9,9 +9,9 @@ from simfactory.config.scenario import Scenario
 from simfactory.metrics.summary import RunMetrics, compute_metrics
 from simfactory.paths import DEFAULT_SCENARIO
 from simfactory.resolve import ResolvedScenario, load_scenario, resolve
-from simfactory.sim.run import ProgressFn, simulate
+from simfactory.sim.run import DEFAULT_KEEP_LOGS, ProgressFn, SimResult, simulate
 
-__all__ = ["load_scenario", "prepare", "run", "Result", "DEFAULT_SCENARIO"]
+__all__ = ["load_scenario", "prepare", "run", "simulate_metrics", "Result", "DEFAULT_SCENARIO"]
 
 
 class Result(RunMetrics):
@@ -87,5 +87,20 @@ def run(
         >>> r.plot_latency_cdf()
     """
     rs = scenario if isinstance(scenario, ResolvedScenario) else prepare(scenario)
-    m = compute_metrics(simulate(rs, seed=seed, progress=progress))
+    m, _ = simulate_metrics(rs, seed=seed, progress=progress)
     return Result(**{f.name: getattr(m, f.name) for f in dataclasses.fields(m)})
+
+
+def simulate_metrics(
+    rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None,
+    keep_logs: int = DEFAULT_KEEP_LOGS, trace_tasks: int = 50, jobs: int = 1, executor: str = "local",
+    ray_address: str | None = None,
+) -> tuple[RunMetrics, SimResult]:
+    """One run's metrics and raw result: a single simulation, or, for a scenario with a `sharding:` block, its
+    shards and windows on `executor` (local processes, `jobs` at a time, or Ray) merged (simfactory/fleet)."""
+    from simfactory.fleet import is_sharded, run_sharded
+
+    if is_sharded(rs):
+        return run_sharded(rs, seed, jobs, executor, ray_address, progress, trace_tasks=trace_tasks)
+    result = simulate(rs, seed=seed, progress=progress, keep_logs=keep_logs)
+    return compute_metrics(result, trace_tasks=trace_tasks), result

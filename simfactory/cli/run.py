@@ -34,6 +34,13 @@ ScenarioArg = Annotated[
     Optional[Path],
     typer.Argument(help="Scenario YAML file; omit it to use the shipped default (scenarios/default.yaml)."),
 ]
+# a scenario with a sharding: block (simfactory/fleet): where its shards and time windows run
+JobsOption = Annotated[int, typer.Option("--jobs", "-j", min=1, max=1024, help="A scenario with a sharding: block: "
+                                         "simulate this many shards (time windows) at once in local processes.")]
+ExecutorOption = Annotated[str, typer.Option("--executor", help="A sharded scenario's shards run on: local "
+                                             "(processes, --jobs) or ray (pip install 'simfactory[ray]').")]
+RayAddressOption = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="--executor ray: join this Ray cluster (default: start a local one).")]
 
 
 def validate(
@@ -104,6 +111,9 @@ def run(
         "--replications", "-R", min=1, max=MAX_REPLICATIONS,
         help="Run N times on seeds seed, seed+1, ...: the report is replication 0's; replications.csv and ci.csv add "
              "every headline metric's mean and 95% t interval.")] = 1,
+    jobs: JobsOption = 1,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
     """Simulate a scenario and write summary.md, summary.json, requests.csv (tasks.csv) and plots.
 
@@ -115,6 +125,7 @@ def run(
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
     if exact:
         rs = _stepping_every_iteration(rs)
+    _check_parallel(rs, executor, replications)
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -129,7 +140,7 @@ def run(
     target = out_dir or Path("runs") / rs.scenario.name
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                                 show_timings=verbose and not as_json, replications=replications,
-                                                otlp=otlp)
+                                                otlp=otlp, parallel=(jobs, executor, ray_address))
     doc = metrics.summary if reps is None else {**metrics.summary, "replications": _replications_json(reps)}
     emit_json(out_json, doc, force, generator=False)  # summary.json's document (and the replications, -R > 1)
     if as_json:
@@ -138,6 +149,18 @@ def run(
         _print_summary(metrics.summary, wall_s)
         _print_replications(reps)
     _print_written(target, metrics, plots, trace, reps is not None, otlp)
+
+
+def _check_parallel(rs: Any, executor: str, replications: int) -> None:
+    """--executor names a known executor; -R is refused for a sharded scenario (its shards give the intervals)."""
+    if executor not in ("local", "ray"):
+        err.print(f"[red]error:[/red] --executor: unknown executor {escape(executor)!r} (local, ray)")
+        raise typer.Exit(EXIT_INPUT_ERROR)
+    sharding = rs.scenario.sharding
+    if replications > 1 and sharding is not None and (sharding.shards > 1 or sharding.windows > 1):
+        err.print(f"[red]error:[/red] --replications: {escape(str(rs.file))}: a sharded scenario (sharding:) already "
+                  "gives intervals from its shards (sharding.sample_shards); run it with -R 1")
+        raise typer.Exit(EXIT_INPUT_ERROR)
 
 
 def _stepping_every_iteration(rs: Any) -> Any:
@@ -150,13 +173,15 @@ def _stepping_every_iteration(rs: Any) -> Any:
 
 def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, quiet: bool, trace: Path | None,
                         trace_tasks: int, force: bool, show_timings: bool,
-                        replications: int = 1, otlp: bool = False) -> tuple[Any, float, Any]:
+                        replications: int = 1, otlp: bool = False,
+                        parallel: tuple[int, str, str | None] = (1, "local", None)) -> tuple[Any, float, Any]:
     """Simulate and write the run folder (and --trace); returns (metrics, simulation wall seconds, the
     replications of -R > 1 or None). Replication 0 is this run: its report is the folder's.
 
     The folder is checked and locked before simulating (a refused output path should not cost a run) and held until
     written; Ctrl-C leaves an earlier report there unchanged.
     """
+    from simfactory.fleet import is_sharded, run_sharded
     from simfactory.metrics.otel import otlp_traces
     from simfactory.metrics.summary import compute_metrics
     from simfactory.outputs import check_output_file, output_folder
@@ -170,9 +195,13 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
             check_output_file(trace, "--trace", force)
         try:
             with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
-                result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+                if is_sharded(rs):  # shards and windows simulated apart, merged, then measured (simfactory/fleet)
+                    metrics, result = run_sharded(rs, seed, *parallel, progress=progress, trace_tasks=trace_tasks)
+                else:
+                    result = simulate(rs, seed=seed, progress=progress, keep_logs=trace_tasks)
+                    metrics = None
             wall_s = time.perf_counter() - started
-            metrics = compute_metrics(result, trace_tasks=trace_tasks)
+            metrics = metrics or compute_metrics(result, trace_tasks=trace_tasks)
             metrics_s = time.perf_counter() - started - wall_s
             reps = _replicate(rs, metrics.summary, seed, replications, quiet)
             inside = trace is not None and abspath(trace).parent == abspath(target)  # part of the run folder
@@ -317,6 +346,7 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
     _print_own_vs_rent(s)
     _print_cost_stack(s)
     _print_training_from_hardware(s)
+    _print_sharding(s)
     out.print(f"simulated {w['end_s']:.0f} s in {wall_s:.1f} s wall ({s['sim']['events']:,} events)", highlight=False)
 
 
@@ -332,6 +362,22 @@ def _print_training_from_hardware(s: dict[str, Any]) -> None:
                   f"{t['memory_per_gpu_bytes'] / 1e9:.1f} of {t['hbm_per_gpu_bytes'] / 1e9:.1f} GB per GPU"
                   + (f"; {format_usd(per_b)} per 1B tokens" if per_b is not None else ""),
                   highlight=False, soft_wrap=True)
+
+
+def _print_sharding(s: dict[str, Any]) -> None:
+    """A sharded run: what was simulated, and the intervals of a sampled one (summary.json's `sharding`)."""
+    sh = s.get("sharding")
+    if not sh:
+        return
+    line = f"sharded: {sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
+    if sh["windows"] > 1:
+        line += f", {sh['windows']} time windows each"
+    ci = sh.get("ci95") or {}
+    if ci:
+        line += f" ({sh['stands_for']}); 95% CI: " + ", ".join(
+            f"{k.removeprefix('latency_s.')} {v['estimate']:.4g} ± {v['ci95']:.2g}" for k, v in ci.items()
+            if k in ("latency_s.ttft.p99", "latency_s.e2e.p99", "throughput.requests_per_s", "cost.usd_per_hour"))
+    out.print(line, highlight=False)
 
 
 def _print_cost_stack(s: dict[str, Any]) -> None:

@@ -147,3 +147,9 @@ MAX_CACHE_KEYS = 10_000_000
 MAX_ZIPF_EXPONENT = 10.0
 # Scheduled invalidation times of one cache (every key changes at each): like a schedule's windows.
 MAX_INVALIDATION_TIMES = 1_000_000
+
+# Sharding (simfactory/fleet): a fleet split into this many shards at most. Each shard is its own simulation (a
+# process start and a resolve); a million of them would take hours before simulating anything.
+MAX_SHARDS = 100_000
+# Time windows of one run: each is a simulation with its own warm-up overlap; beyond this the overlaps dominate.
+MAX_WINDOWS = 10_000

@@ -33,6 +33,7 @@ from simfactory.config.prices import OnPremOverrides, Pricing
 from simfactory.config.profile import AsOf, DType
 from simfactory.config.training import TrainingJob
 from simfactory.config.routing import Admission, Routing, ServiceClass, Tenant
+from simfactory.config.sharding import Sharding
 
 LengthCorrelation = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False)]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
@@ -870,6 +871,9 @@ class Scenario(_Strict):
     training: list[TrainingJob] = Field(default_factory=list, description="training / fine-tune jobs on the pools")
     faults: Faults = Field(default_factory=Faults, description="replica failures and client retries")
     sim: SimSettings = Field(description="horizon, warm-up, drain and timeline settings")
+    sharding: Sharding | None = Field(
+        default=None, description="split a large fleet into shards and a long horizon into time windows, simulated "
+        "apart (in parallel with --jobs or --executor ray) and merged into one summary; unset: one simulation")
 
 
 class RequestWorkload(_Strict):

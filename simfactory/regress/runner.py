@@ -7,13 +7,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from simfactory.api import prepare
+from simfactory.api import prepare, simulate_metrics
 from simfactory.errors import InputError
 from simfactory.inputs import MAX_SUMMARY_BYTES, check_input_file, first_non_finite, is_input_file
-from simfactory.metrics.summary import compute_metrics
 from simfactory.regress.flatten import flatten
 from simfactory.report.run_report import read_summary
-from simfactory.sim.run import simulate
 
 
 def collect(source: Path, replications: int, seed: int | None) -> tuple[str, list[dict[str, float]], dict[str, Any]]:
@@ -30,7 +28,7 @@ def collect(source: Path, replications: int, seed: int | None) -> tuple[str, lis
     base = rs.scenario.seed if seed is None else seed
     metrics, prov = [], {}
     for i in range(replications):
-        summary = compute_metrics(simulate(rs, seed=base + i, keep_logs=0), trace_tasks=0).summary
+        summary = simulate_metrics(rs, seed=base + i, keep_logs=0, trace_tasks=0)[0].summary
         metrics.append(flatten(summary))
         prov = prov or summary["provenance"]
     return rs.scenario.name, metrics, prov

@@ -160,6 +160,8 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     """summary.md: one renderer per section, in the order readers scan a run (what ran, what came out, cost)."""
     s = m.summary
     out = render_header(s)
+    if s.get("sharding"):
+        out += render_sharding(s["sharding"])
     out += render_outcomes(s["outcomes"])
     out += render_latency(s["latency_s"], s["classes"])
     out += render_throughput(s["throughput"])
@@ -199,6 +201,21 @@ def render_header(s: dict[str, Any]) -> list[str]:
         f"{w['measured_requests']:,} of {w['total_requests']:,} requests measured; simulation ended at {w['end_s']:.1f} s.",
         "",
     ]
+
+
+def render_sharding(sh: dict[str, Any]) -> list[str]:
+    """How a sharded run was simulated (simfactory/fleet) and, when shards were sampled, the 95% intervals."""
+    out = ["## Sharding", "",
+           f"{sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
+           + (f" ({sh['stands_for']}: counts and costs scaled by {sh['scale']:g})" if sh.get("sampled") else "")
+           + (f", each in {sh['windows']} time windows ({sh['window_overlap_s']:g} s overlaps)" if sh["windows"] > 1
+              else "") + f"; {sh['simulations']} simulations.", ""]
+    if sh.get("ci95"):
+        g = "{:.4g}".format  # figures of every scale: seconds, req/s, USD
+        rows = [[k, g(v["estimate"]), g(v["ci95"]), ", ".join(g(x) for x in v["shard_values"])]
+                for k, v in sh["ci95"].items()]
+        out += [table(["figure", "estimate", "± 95% CI", "simulated shards"], rows), ""]
+    return out
 
 
 def render_outcomes(outcomes: dict[str, int]) -> list[str]:

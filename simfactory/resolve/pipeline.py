@@ -19,6 +19,7 @@ from simfactory.resolve.quality import resolve_quality
 from simfactory.resolve.resolved import ResolvedScenario
 from simfactory.resolve.routes import resolve_routes
 from simfactory.resolve.training import resolve_training, serving_slowdown, with_serving_slowdown
+from simfactory.resolve.shards import check_sharding
 from simfactory.resolve.work_limits import check_arrival_process, check_periodic_work
 
 
@@ -51,8 +52,11 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     classes = resolve_classes(scenario, lk, names, deployments, errors, warnings)
     check_trace_windows(scenario, classes, fname, warnings)
     check_agent_faults(scenario, classes, fname, errors)
-    check_arrival_process(scenario, classes, fname, errors)
-    check_periodic_work(scenario, fname, errors)
+    check_sharding(scenario, classes, fname, errors)
+    sh = scenario.sharding
+    if sh is None or (sh.shards == 1 and sh.windows == 1):  # a sharded run's parts are checked one by one (fleet/)
+        check_arrival_process(scenario, classes, fname, errors)
+        check_periodic_work(scenario, fname, errors)
     quality = resolve_quality(lk, deployments, classes, routes, errors)
     if errors:
         raise InputErrors(errors)

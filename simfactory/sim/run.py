@@ -17,6 +17,7 @@ import simpy
 
 from simfactory.config.scenario import ClosedArrivals
 from simfactory.cost.fleet import pool_cost
+from simfactory.errors import InputError
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.gc_pause import gc_paused
 from simfactory.sim.agent_controls import GatewayModel
@@ -900,6 +901,11 @@ def simulate(
     rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None, keep_logs: int = DEFAULT_KEEP_LOGS
 ) -> SimResult:
     """Run a resolved scenario once; the seed defaults to the scenario's."""
+    sh = rs.scenario.sharding
+    if sh is not None and (sh.shards > 1 or sh.windows > 1):  # its work limits were checked per part, not whole
+        raise InputError(rs.file or "scenario", "sharding", "a sharded scenario is simulated in parts: run it with "
+                         "`simfactory run` (or `regress`, or simfactory.run()); this command simulates one run "
+                         "whole: remove the sharding block for it")
     with gc_paused():  # see simfactory/gc_pause.py
         model = FleetModel(rs, rs.scenario.seed if seed is None else seed, keep_logs)
         return model.run(progress)
