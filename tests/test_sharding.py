@@ -290,3 +290,13 @@ def test_an_outage_across_a_window_edge_is_one_failure_per_replica(tmp_path):
     _, merged = run_sharded(resolved(tmp_path, doc))
     spans = sorted((r, a, b) for r, a, b in merged.faults.failures)
     assert spans == [(0, 8.0, 14.0), (1, 8.0, 14.0)]
+
+
+def test_a_load_aware_balancer_over_small_shards_is_run_but_said(tmp_path):
+    """least_outstanding over a shard's replicas is not the fleet's: below 64 replicas a shard its measured TTFT bias
+    passes 2%, so the resolve says it (naming the deployment and its replicas a shard); random balancing is exact."""
+    said = resolved(tmp_path, fleet_doc(balancer="least_outstanding")).warnings
+    assert any("sharding.shards: least_outstanding" in w and "(2)" in w and "TTFT is not the fleet's" in w for w in said)
+    assert not any("sharding.shards" in w for w in resolved(tmp_path, fleet_doc()).warnings)
+    assert not any("sharding.shards" in w for w in resolved(tmp_path, fleet_doc(shards=1,
+                                                                                balancer="least_outstanding")).warnings)

@@ -52,7 +52,7 @@ def _resolve(scenario: Scenario, file: str | Path | None = None) -> ResolvedScen
     classes = resolve_classes(scenario, lk, names, deployments, errors, warnings)
     check_trace_windows(scenario, classes, fname, warnings)
     check_agent_faults(scenario, classes, fname, errors)
-    check_sharding(scenario, classes, fname, errors)
+    check_sharding(scenario, classes, fname, errors, warnings)
     sh = scenario.sharding
     if sh is None or (sh.shards == 1 and sh.windows == 1):  # a sharded run's parts are checked one by one (fleet/)
         check_arrival_process(scenario, classes, fname, errors)
