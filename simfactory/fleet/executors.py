@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
 from simfactory.errors import InputError
-from simfactory.plan.sweep import _join_ray
+from simfactory.ray_cluster import joined_ray
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -22,12 +22,7 @@ def run_all(fn: Callable[[J], R], jobs: Sequence[J], executor: str = "local", wo
         raise InputError("--executor", executor, f"expected one of {', '.join(EXECUTORS)}")
     results: list[Any] = [None] * len(jobs)
     if executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise InputError("--executor", "ray", "ray is not installed: pip install 'simfactory[ray]'") from None
-        if not ray.is_initialized():
-            _join_ray(ray, ray_address)
+        ray = joined_ray(ray_address)
         remote = ray.remote(fn)
         pending = {remote.remote(j): i for i, j in enumerate(jobs)}
         waiting = list(pending)

@@ -31,6 +31,7 @@ from simfactory.inputs import (
 from simfactory.outputs import OutputFolder, json_with_generator, output_folder
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.overrides import apply_overrides, check_paths
+from simfactory.ray_cluster import joined_ray
 from simfactory.regress.flatten import flatten
 
 HEADLINE_PREFIXES = (
@@ -146,30 +147,9 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
     return rows
 
 
-RAY_AUTH_HINT = ("a cluster with token authentication (Ray 2.52+; the default from Ray 2.61) needs RAY_AUTH_MODE=token "
-                 "and the cluster's token in RAY_AUTH_TOKEN or a file named by RAY_AUTH_TOKEN_PATH, set before running "
-                 "(https://docs.ray.io/en/latest/ray-security/token-auth.html)")
-
-
-def _join_ray(ray: Any, address: str | None) -> None:
-    """ray.init, its failures (unreachable address, refused token, version mismatch) as one line naming the flag."""
-    try:
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    except Exception as exc:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, its own types
-        text = str(exc).strip()
-        first = text.splitlines()[0][:300] if text else "no message"
-        raise InputError("--ray-address", address or "(local)", f"could not join the Ray cluster: "
-                         f"{type(exc).__name__}: {first}; {RAY_AUTH_HINT}") from None
-
-
 def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str | None) -> Iterable[dict[str, Any]]:
     if executor == "ray":
-        try:
-            import ray
-        except ImportError:
-            raise InputError("--executor", "ray", "ray is not installed: pip install 'simfactory[ray]'") from None
-        if not ray.is_initialized():
-            _join_ray(ray, ray_address)
+        ray = joined_ray(ray_address)
         remote = ray.remote(run_point)
         pending = [remote.remote(j) for j in jobs]
         while pending:
