@@ -144,6 +144,27 @@ def test_gateway_adds_exactly_its_latency_and_fee_per_call(case, where):
     assert via.summary["tasks"]["task"]["components"]["gateway/mcp"]["calls"] == 2 * int(via.tasks["measured"].sum())
 
 
+@pytest.mark.parametrize("hop_s, tool_s, outcome, timed_out_at", [
+    (0.1, 0.15, "completed", None),  # 0.25 s in all: within the 0.3 s timeout
+    (0.2, 0.2, "failed", "tool/svc"),  # the tool alone would fit; with the hop the caller gives up at 0.3 s
+    (0.5, 0.1, "failed", "gateway/mcp"),  # the caller gives up at the gateway: the tool is never reached
+])
+def test_a_tools_timeout_counts_the_gateway_hop(case, hop_s, tool_s, outcome, timed_out_at):
+    """timeout_s runs from the call: the gateway hop, the wait for a slot and the tool (a client's timeout covers
+    the whole request it sent through the gateway)."""
+    steps = [tool("slow", tool_s, timeout_s=0.3)]
+    r = result_of(case, steps, rate=0.2, process="constant", tools=[{"name": "svc", "gateway": {
+        "name": "mcp", "latency_s": fixed(hop_s)}}])
+    t = r.tasks
+    assert len(t) > 3 and set(t["outcome"]) == {outcome}
+    assert np.allclose(t["e2e_s"], min(hop_s + tool_s, 0.3), rtol=1e-12)
+    comp = r.summary["tasks"]["task"]["components"]
+    measured = int(t["measured"].sum())
+    for key in ("tool/svc", "gateway/mcp"):
+        assert comp.get(key, {}).get("timeouts", 0) == (measured if key == timed_out_at else 0)
+    assert comp.get("tool/svc", {}).get("calls", 0) == (0 if timed_out_at == "gateway/mcp" else measured)
+
+
 # ---- per-component table ----------------------------------------------------------------------------------------
 def test_component_failures_and_timeouts_add_up_to_failed_tasks(case):
     # no retries: every failed task has exactly one failed or timed-out call

@@ -66,8 +66,8 @@ class ToolStep(_Strict):
     fail_p: Probability = Field(default=0.0, description="probability (0-1) the call fails (the step fails)")
     result_tokens: OptionalTokenCounts = Field(default=Fixed(value=0), description="tokens of the result fed to later LLM steps")
     timeout_s: PositiveFloat | None = Field(
-        default=None, description="give up after this many seconds, waiting for a slot included (the step fails); "
-        "unset: never")
+        default=None, description="give up after this many seconds from the call, the gateway hop and waiting for a "
+        "slot included (the step fails); unset: never")
 
 
 class RetrievalStep(_Strict):

@@ -453,8 +453,16 @@ class AgentTask:
             raise BudgetHit()
         result = self.draw(step.result_tokens)
         yield from self._network(svc.region, result, scope, log)
+        # the caller's timeout runs from the call: the gateway hop, the wait for a slot and the tool itself
+        deadline = self.env.now + step.timeout_s if step.timeout_s is not None else None
         if svc.gateway is not None:  # the hop to the gateway comes first; a failed hop never reaches the tool
             hop_s, hop_failed = svc.gateway.hop(rec)
+            if deadline is not None and hop_s > step.timeout_s:  # timed out at the gateway: the tool is not reached
+                rec.gateway_s += step.timeout_s  # the caller gave up at the gateway, its whole timeout spent there
+                yield from self._timed(log, "tool", step.timeout_s, scope)
+                rec.tool_failures += 1
+                tally(rec, "gateway", svc.gateway.spec.name, TIMEOUTS)
+                raise StepFailed()
             yield from self._timed(log, "tool", hop_s, scope)
             rec.gateway_s += hop_s
             if hop_failed:
@@ -469,7 +477,6 @@ class AgentTask:
         failed = step.fail_p > 0 and self.rng.random() < step.fail_p
         if svc.brownouts.windows:
             latency, failed = svc.brownouts.apply(self.env.now, latency, failed)
-        deadline = self.env.now + step.timeout_s if step.timeout_s is not None else None
         req = svc.slots.request() if svc.slots is not None else None
         try:
             if req is not None:
