@@ -300,3 +300,11 @@ def test_a_load_aware_balancer_over_small_shards_is_run_but_said(tmp_path):
     assert not any("sharding.shards" in w for w in resolved(tmp_path, fleet_doc()).warnings)
     assert not any("sharding.shards" in w for w in resolved(tmp_path, fleet_doc(shards=1,
                                                                                 balancer="least_outstanding")).warnings)
+
+
+@pytest.mark.parametrize("args, flag", [(["--jobs", "2"], "--jobs"), (["--executor", "ray"], "--executor")])
+def test_parallel_flags_on_an_unsharded_scenario_are_said_not_ignored(tmp_path, args, flag):
+    path = write_case(tmp_path, fleet_doc(shards=1, horizon_s=5.0))
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet", *args])
+    assert res.exit_code == 0, res.output
+    assert f"warning: {flag}:" in res.output and "runs as one simulation in this process" in res.output

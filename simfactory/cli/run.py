@@ -125,7 +125,7 @@ def run(
         rs = prepare(scenario) if trace_file is None else _with_trace(scenario, trace_file, trace_format, trace_speedup)
     if exact:
         rs = _stepping_every_iteration(rs)
-    _check_parallel(rs, executor, replications)
+    _check_parallel(rs, executor, replications, jobs)
     if output_format not in ("text", "json"):
         err.print(f"[red]error:[/red] --format: expected text or json, got {escape(output_format)!r}")
         raise typer.Exit(EXIT_INPUT_ERROR)
@@ -151,12 +151,17 @@ def run(
     _print_written(target, metrics, plots, trace, reps is not None, otlp)
 
 
-def _check_parallel(rs: Any, executor: str, replications: int) -> None:
-    """--executor names a known executor; -R is refused for a sharded scenario (its shards give the intervals)."""
+def _check_parallel(rs: Any, executor: str, replications: int, jobs: int = 1) -> None:
+    """--executor names a known executor; -R is refused for a sharded scenario (its shards give the intervals);
+    --jobs or --executor ray on a scenario without shards or windows is said, not silently ignored."""
     if executor not in ("local", "ray"):
         err.print(f"[red]error:[/red] --executor: unknown executor {escape(executor)!r} (local, ray)")
         raise typer.Exit(EXIT_INPUT_ERROR)
     sharding = rs.scenario.sharding
+    if (jobs > 1 or executor != "local") and (sharding is None or (sharding.shards == 1 and sharding.windows == 1)):
+        flag = "--jobs" if jobs > 1 else "--executor"
+        err.print(f"warning: {flag}: {escape(str(rs.file))} has no shards or time windows (sharding:), so it runs as "
+                  "one simulation in this process", highlight=False, soft_wrap=True)
     if replications > 1 and sharding is not None and (sharding.shards > 1 or sharding.windows > 1):
         err.print(f"[red]error:[/red] --replications: {escape(str(rs.file))}: a sharded scenario (sharding:) already "
                   "gives intervals from its shards (sharding.sample_shards); run it with -R 1")
