@@ -211,11 +211,24 @@ def slo_vs_load_plot(result: PlanResult, path: Path) -> Path:
     return save_chart(fig, ax, path)
 
 
+def miss_and_load_fields(result: Any, met: bool, front: list[Any]) -> dict[str, Any]:
+    """plan.json's fields a single and a joint plan share: the closest miss (when nothing met the SLOs), the
+    sustainable load with its check, and the latency front."""
+    closest = closest_miss(result) if not met else None
+    v = result.validation
+    return {
+        "closest": dataclasses.asdict(closest) if closest is not None else None,
+        "max_rate_per_s": result.max_rate_per_s,
+        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
+        "headroom": result.headroom,
+        "max_rate_validation": {"horizon_s": result.validation_horizon_s, "met": v.met, "slo": v.slo} if v else None,
+        "pareto": [dataclasses.asdict(e) for e in front],
+    }
+
+
 def plan_doc(result: PlanResult, front: list[Evaluation]) -> dict[str, Any]:
     """plan.json's content (before non-finite numbers become null)."""
     decided = ci_decided(result.chosen, result.targets) if result.chosen is not None else None
-    closest = closest_miss(result) if result.chosen is None else None
-    v = result.validation
     return {
         "target_rate_per_s": result.target_rate_per_s,
         "slos": [dataclasses.asdict(t) for t in result.targets],
@@ -224,12 +237,7 @@ def plan_doc(result: PlanResult, front: list[Evaluation]) -> dict[str, Any]:
         "chosen_replicas": result.chosen.min_replicas if result.chosen else None,
         "replications": result.replications,
         "ci_decided": {"replicas": decided[0].replicas, "targets": decided[1]} if decided else None,
-        "closest": dataclasses.asdict(closest) if closest is not None else None,
-        "max_rate_per_s": result.max_rate_per_s,
-        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
-        "headroom": result.headroom,
-        "max_rate_validation": {"horizon_s": result.validation_horizon_s, "met": v.met, "slo": v.slo} if v else None,
-        "pareto": [dataclasses.asdict(e) for e in front],
+        **miss_and_load_fields(result, result.chosen is not None, front),
         "candidates": [{"candidate": c.candidate, "overrides": c.overrides, "lower_bound": c.lower_bound,
                         "min_replicas": c.min_replicas, "simulated_replicas": [e.replicas for e in c.evaluations],
                         "below_bound_met": c.below_bound.met if c.below_bound else None}

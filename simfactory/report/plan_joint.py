@@ -15,7 +15,7 @@ from simfactory.plan.search import closest_miss
 from simfactory.report.finance import frame_markdown
 from simfactory.report.money import format_usd
 from simfactory.report.plan import (
-    evaluation_row, latency_front, max_rate_clause, misses_text, slo_text, write_plan_files,
+    evaluation_row, latency_front, max_rate_clause, miss_and_load_fields, misses_text, slo_text, write_plan_files,
 )
 
 
@@ -103,8 +103,6 @@ def joint_ranked_frame(result: JointPlanResult) -> pd.DataFrame:
 def joint_plan_doc(result: JointPlanResult, front: list[Any]) -> dict[str, Any]:
     """plan.json's content for a joint plan (before non-finite numbers become null)."""
     c = result.chosen if isinstance(result.chosen, JointCandidatePlan) else None
-    closest = closest_miss(result) if c is None else None
-    v = result.validation
     return {
         "joint": True,
         "deployments": result.deployments,
@@ -120,12 +118,7 @@ def joint_plan_doc(result: JointPlanResult, front: list[Any]) -> dict[str, Any]:
         "sizing_points": result.sizing_points,
         "wall_s": result.wall_s,
         "max_points": result.max_points,
-        "closest": dataclasses.asdict(closest) if closest is not None else None,
-        "max_rate_per_s": result.max_rate_per_s,
-        "max_rate_is_lower_bound": result.max_rate_is_lower_bound,
-        "headroom": result.headroom,
-        "max_rate_validation": {"horizon_s": result.validation_horizon_s, "met": v.met, "slo": v.slo} if v else None,
-        "pareto": [dataclasses.asdict(e) for e in front],
+        **miss_and_load_fields(result, c is not None, front),
         "candidates": [{"candidate": cp.candidate, "overrides": cp.overrides, "fleet": cp.fleet, "stopped": cp.stopped,
                         "starts": [dataclasses.asdict(s) for s in cp.starts],
                         "simulated_fleets": [_fleet_of(e) for e in cp.evaluations]}
