@@ -92,8 +92,9 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     part_scs = [window_scenario(shard_sc, file, w, sh.window_overlap_s) if len(windows) > 1 else shard_sc
                 for w in windows]
     rs_shard = resolve(shard_sc, file)
-    for part in part_scs:  # each part's own work limits, before any is simulated
-        resolve(part, file)
+    if len(windows) > 1:  # each window's own work limits, before any is simulated (one window is the shard itself)
+        for part in part_scs:
+            resolve(part, file)
     docs = [part.model_dump(mode="json") for part in part_scs]
     summarize = m < k and len(windows) == 1
     todo = [PartJob(docs[w.index], file, s, w.index, part_seed(base, s, w.index, len(windows)), 0, summarize)
@@ -101,7 +102,8 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     on_done: Callable[[int], None] | None = (
         (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
     outputs = run_all(simulate_part, todo, executor, jobs, ray_address, on_done)
-    rs_fleet = resolve(fleet_sc, file) if m < k or k == 1 else dataclasses.replace(rs, scenario=fleet_sc)
+    # the fleet the merged result stands for: windows only (k = 1) is the shard itself, already resolved
+    rs_fleet = rs_shard if k == 1 else resolve(fleet_sc, file) if m < k else dataclasses.replace(rs, scenario=fleet_sc)
     shard_results = [_join(rs_shard, [o for o in outputs if o.shard == s], windows, base) for s in range(m)]
     per_shard = ([o.summary for o in outputs if o.summary is not None] if summarize
                  else [compute_metrics(r, trace_tasks=0).summary for r in shard_results] if m < k else [])
