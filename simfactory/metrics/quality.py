@@ -7,11 +7,11 @@ in the denominator; `decomposition` shows by how much."""
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from typing import Any
 
 import pandas as pd
+from scipy.stats import binomtest, norm
 
 from simfactory.config.agent import AgentWorkload, LlmStep
 from simfactory.config.quality import StepQuality
@@ -24,14 +24,12 @@ Z_95 = 1.959963984540054  # two-sided 95% normal quantile
 
 
 def wilson_interval(successes: int, n: int, z: float = Z_95) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion (Wilson, JASA 1927; stays inside [0, 1] at 0 or n)."""
+    """Wilson score interval of a binomial proportion at the two-sided level of normal quantile z (Wilson, JASA
+    1927; stays inside [0, 1] at 0 or n), as scipy computes it; (0, 1) when nothing was judged."""
     if n <= 0:
         return (0.0, 1.0)
-    p = successes / n
-    den = 1.0 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+    ci = binomtest(successes, n).proportion_ci(confidence_level=2.0 * norm.cdf(z) - 1.0, method="wilson")
+    return (float(ci.low), float(ci.high))
 
 
 def _call_usd(result: SimResult, rids: list[int], usd_per_replica_s: list[float]) -> float:
