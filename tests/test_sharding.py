@@ -109,7 +109,7 @@ def test_jobs_2_equals_jobs_1(tmp_path):
 
 
 def test_ray_gives_the_merged_summary_of_local_jobs(tmp_path):
-    ray = pytest.importorskip("ray", reason="ray is an optional extra (pip install 'simfactory[ray]')")
+    import ray  # in the dev extra: this test runs in CI
     rs = resolved(tmp_path, fleet_doc(shards=2, horizon_s=10.0))
     local, _ = run_sharded(rs, jobs=2)
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)

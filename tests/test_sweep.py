@@ -100,7 +100,7 @@ def test_latin_hypercube_is_stratified_and_reproducible():
 
 
 def test_ray_executor_gives_the_same_table(setup):
-    ray = pytest.importorskip("ray")
+    import ray  # in the dev extra: this test runs in CI
     path, grid, tmp = setup
     local = _run(path, grid, tmp / "local")
     ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
