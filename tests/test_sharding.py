@@ -267,7 +267,7 @@ def test_scaling_a_sampled_summary_multiplies_totals_and_keeps_ratios():
 
     s = {"outcomes": {"completed": 3, "failed": 1}, "throughput": {"requests_per_s": 2.0},
          "cost": {"usd_per_hour": 5.0, "usd_per_1m_output_tokens": 1.5,
-                  "pools": [{"accelerators": 2, "load_fraction": 0.5}]},
+                  "pools": [{"accelerators": 2, "load_fraction": 0.5, "breakdown_usd_per_hour": {"cloud": 5.0}}]},
          "latency_s": {"ttft": {"count": 10, "p99": 0.1}}, "finance": {"unit_economics": {"tokens_per_usd": 7.0},
          "cost_stack": {"lines": [{"quantity": 2.0, "quantity_unit": "hours", "usd": 1.0},
                                   {"quantity": 3.0, "quantity_unit": "GB", "usd": 1.0}]}},
@@ -276,7 +276,8 @@ def test_scaling_a_sampled_summary_multiplies_totals_and_keeps_ratios():
     assert out["outcomes"] == {"completed": 12, "failed": 4}
     assert out["throughput"]["requests_per_s"] == 8.0 and out["cost"]["usd_per_hour"] == 20.0
     assert out["cost"]["usd_per_1m_output_tokens"] == 1.5  # a unit cost: the same for a shard and the fleet
-    assert out["cost"]["pools"][0] == {"accelerators": 8, "load_fraction": 0.5}
+    assert out["cost"]["pools"][0] == {"accelerators": 8, "load_fraction": 0.5,
+                                       "breakdown_usd_per_hour": {"cloud": 20.0}}  # every part, as its total
     assert out["latency_s"]["ttft"] == {"count": 40, "p99": 0.1}
     assert out["finance"]["unit_economics"]["tokens_per_usd"] == 7.0
     assert [line["quantity"] for line in out["finance"]["cost_stack"]["lines"]] == [2.0, 12.0]  # hours stay the window
@@ -308,3 +309,26 @@ def test_parallel_flags_on_an_unsharded_scenario_are_said_not_ignored(tmp_path, 
     res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-plots", "--quiet", *args])
     assert res.exit_code == 0, res.output
     assert f"warning: {flag}:" in res.output and "runs as one simulation in this process" in res.output
+
+
+def test_a_sampled_run_charges_what_the_fleet_holds_once_as_the_whole_run_does(tmp_path):
+    """Per-fleet costs (one copy of the weights, clusters, IOPS, a support plan tiered on the whole bill) are priced
+    at the shards' share before scaling, so 2 of 4 sampled shards give the full run's lines; per-hour breakdowns
+    scale like their totals."""
+    fin = {"cost_stack": {"storage": {"provisioned_iops": 6000, "usd_per_iops_month": 0.005},
+                          "orchestration": {"clusters": 2}, "support": {"cloud_plan": "price_book"}}}
+    runs = {}
+    for name, sample in (("all", {}), ("sampled", {"sample_shards": 2})):
+        doc = fleet_doc(shards=4, **sample)
+        doc["finance"] = fin
+        runs[name], _ = run_sharded(resolved(tmp_path / name, doc))
+    lines = {name: {x["key"]: x for x in m.summary["finance"]["cost_stack"]["lines"]} for name, m in runs.items()}
+    for key in ("storage_weights", "storage_iops", "orchestration_control_plane", "compute"):
+        assert lines["sampled"][key]["usd"] == pytest.approx(lines["all"][key]["usd"], rel=1e-9), key
+        assert lines["sampled"][key]["quantity"] == pytest.approx(lines["all"][key]["quantity"], rel=1e-9), key
+    # the support plan's tiers apply to the fleet's bill (which differs only by the sampled shards' egress)
+    assert lines["sampled"]["support"]["usd"] == pytest.approx(lines["all"]["support"]["usd"], rel=1e-6)
+    assert "x 2 for the fleet" in lines["sampled"]["compute"]["basis"]
+    pools = [m.summary["cost"]["pools"][0] for m in runs.values()]
+    assert pools[0]["breakdown_usd_per_hour"] == pools[1]["breakdown_usd_per_hour"]
+    assert pools[1]["breakdown_usd_per_hour"]["cloud"] == pytest.approx(pools[1]["usd_per_hour"])

@@ -103,7 +103,8 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
         (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
     outputs = run_all(simulate_part, todo, executor, jobs, ray_address, on_done)
     # the fleet the merged result stands for: windows only (k = 1) is the shard itself, already resolved
-    rs_fleet = rs_shard if k == 1 else resolve(fleet_sc, file) if m < k else dataclasses.replace(rs, scenario=fleet_sc)
+    rs_fleet = rs_shard if k == 1 else dataclasses.replace(resolve(fleet_sc, file), fleet_share=m / k) if m < k \
+        else dataclasses.replace(rs, scenario=fleet_sc)
     shard_results = [_join(rs_shard, [o for o in outputs if o.shard == s], windows, base) for s in range(m)]
     per_shard = ([o.summary for o in outputs if o.summary is not None] if summarize
                  else [compute_metrics(r, trace_tasks=0).summary for r in shard_results] if m < k else [])

@@ -31,8 +31,10 @@ UNSCALED_SECTIONS = ("provenance", "replicas", "window.warmup_s", "sim", "shardi
                      "resilience.windows")  # per simulated replica, or not counts
 SCALE_NOTE = ("counts of requests, tokens, accelerators and replicas, USD totals and their rates per second or hour "
               "are the simulated shards' times `scale`; latencies, fractions and unit costs are theirs unchanged; "
-              "`replicas` lists the simulated replicas only; the cost stack's per-model lines (weights storage, "
-              "replication) are scaled too, overstating them by `scale` (small beside compute)")
+              "`replicas` lists the simulated replicas only; what the fleet holds or is billed once (one copy of each "
+              "model's weights, clusters, IOPS, a support plan's tiers, a monthly SLA credit) was priced at the "
+              "shards' share of it, so scaling charges it once; cost-stack `basis` texts give the simulated shards' "
+              "own figures")
 
 # headline figures given an interval: summary path -> grows with the fleet (times k) or not
 CI_METRICS: dict[str, bool] = {
@@ -52,17 +54,22 @@ def is_extensive(key: str) -> bool:
     return key in EXTENSIVE_KEYS or key.endswith(EXTENSIVE_SUFFIXES)
 
 
-def scale_summary(node: Any, factor: float, path: str = "", key: str = "") -> Any:
-    """A copy of `node` with its extensive figures times `factor` (integers stay integers, rounded)."""
+def scale_summary(node: Any, factor: float, path: str = "", key: str = "", whole: bool = False) -> Any:
+    """A copy of `node` with its extensive figures times `factor` (integers stay integers, rounded). `whole`: every
+    figure below is extensive (a dict named as one, such as a pool's breakdown_usd_per_hour by cost component)."""
     if path in UNSCALED_SECTIONS or path.startswith("window.") and key not in EXTENSIVE_KEYS:
         return node
     if isinstance(node, dict):
-        out = {k: scale_summary(v, factor, f"{path}.{k}" if path else str(k), str(k)) for k, v in node.items()}
+        whole = whole or is_extensive(key)
+        out = {k: scale_summary(v, factor, f"{path}.{k}" if path else str(k), key if whole else str(k), whole)
+               for k, v in node.items()}
         if isinstance(node.get("quantity"), (int, float)) and node.get("quantity_unit") not in TIME_UNITS:
             out["quantity"] = node["quantity"] * factor  # a cost-stack line's GB, requests, calls (not its hours)
+        if isinstance(node.get("basis"), str) and node["basis"] and "usd" in node:  # a cost-stack line's arithmetic
+            out["basis"] = f"{node['basis']} (the simulated shards' figures; x {factor:g} for the fleet)"
         return out
     if isinstance(node, list):
-        return [scale_summary(v, factor, path, key) for v in node]
+        return [scale_summary(v, factor, path, key, whole) for v in node]
     counted = path.startswith("outcomes.")  # requests per outcome: every one a count
     if isinstance(node, bool) or not isinstance(node, (int, float)) or not (counted or is_extensive(key)):
         return node

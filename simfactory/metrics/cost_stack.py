@@ -35,6 +35,15 @@ class Ctx:
     unallocated_agent_usd: float = 0.0  # reviewer seats of classes with no measured task
 
     @property
+    def share(self) -> float:
+        """The fleet share this run prices (ResolvedScenario.fleet_share): what the user gives for the whole fleet
+        (clusters, IOPS, a monthly credit per SLA point, the support plan's tiers) is charged at this share."""
+        return self.rs.fleet_share
+
+    def of_share(self, basis: str) -> str:
+        return basis if self.share == 1.0 else f"{basis}; these shards' share {fmt(self.share)} of the fleet's"
+
+    @property
     def months(self) -> float:
         return cs.window_months(self.window_h)
 
@@ -82,11 +91,14 @@ def agent_line(c: Ctx) -> cs.Line | None:
 def weights_line(c: Ctx, price: float | None) -> tuple[cs.Line, float]:
     """One copy of each model's weights (per model and dtype) in object storage over the window."""
     models = {(d.config.model, d.config.dtype): weight_bytes(d.arch, d.config.dtype) for d in c.rs.deployments}
-    gb = sum(models.values()) / cs.BYTES_PER_GB
+    share = c.rs.fleet_share  # a sampled run's shards hold their share of the one copy (fleet/sampling.py scales it)
+    gb = sum(models.values()) / cs.BYTES_PER_GB * share
     item = "storage: model weights"
     if price is None:
         return cs.not_priced("storage_weights", "storage", item, f"{FIELD}.storage.usd_per_gb_month", gb, "GB"), gb
-    basis = f"{fmt(gb)} GB ({len(models)} model(s)) x {fmt(price)} USD/GB-month x {fmt(c.months)} months"
+    held = f"{fmt(gb)} GB ({len(models)} model(s))" if share == 1.0 else \
+        f"{fmt(gb / share)} GB ({len(models)} model(s), one copy for the fleet; these shards' share {fmt(share)})"
+    basis = f"{held} x {fmt(price)} USD/GB-month x {fmt(c.months)} months"
     return cs.Line("storage_weights", "storage", item, cs.gb_month_usd(gb, price, c.months), gb, "GB", basis), gb
 
 
@@ -144,9 +156,9 @@ def iops_line(c: Ctx) -> cs.Line:
     if s.provisioned_iops is None or s.usd_per_iops_month is None:
         return cs.not_priced("storage_iops", "storage", item,
                              f"{FIELD}.storage.provisioned_iops and usd_per_iops_month")
-    usd = s.provisioned_iops * s.usd_per_iops_month * c.months
+    usd = s.provisioned_iops * s.usd_per_iops_month * c.months * c.share
     basis = f"{fmt(s.provisioned_iops)} IOPS x {fmt(s.usd_per_iops_month)} USD/IOPS-month x {fmt(c.months)} months"
-    return cs.Line("storage_iops", "storage", item, usd, s.provisioned_iops, "IOPS", basis)
+    return cs.Line("storage_iops", "storage", item, usd, s.provisioned_iops * c.share, "IOPS", c.of_share(basis))
 
 
 def bytes_per_token(c: Ctx) -> float | None:
@@ -212,9 +224,9 @@ def orchestration_lines(c: Ctx, compute_usd: float) -> list[cs.Line]:
                                f"{FIELD}.orchestration.usd_per_cluster_hour", o.clusters, "clusters", cs.BY_COMPUTE)
                  if price is None else
                  cs.Line("orchestration_control_plane", "orchestration", item,
-                         cs.control_plane_usd(o.clusters, price, c.window_h), o.clusters, "clusters",
-                         f"{o.clusters} cluster(s) x {fmt(price)} USD/cluster-hour x {fmt(c.window_h)} h", "",
-                         cs.BY_COMPUTE))
+                         cs.control_plane_usd(o.clusters, price, c.window_h) * c.share, o.clusters * c.share,
+                         "clusters", c.of_share(f"{o.clusters} cluster(s) x {fmt(price)} USD/cluster-hour x "
+                                               f"{fmt(c.window_h)} h"), "", cs.BY_COMPUTE))
     item = "orchestration: platform fee"
     fee = (cs.not_priced("orchestration_platform_fee", "orchestration", item,
                          f"{FIELD}.orchestration.platform_fee_fraction", allocated_by=cs.BY_COMPUTE)
@@ -250,12 +262,12 @@ def support_line(c: Ctx, bill_usd: float) -> cs.Line:
     if not bill_usd:
         return cs.Line("support", "support", item, 0.0, 0.0, "USD of cloud bill", "no cloud spend: owned hardware's "
                        "support is its maintenance contract (in compute)", "", cs.BY_SUPPORT_BASE)
-    monthly = bill_usd / c.months
+    monthly = bill_usd / c.months / c.share  # the tiers apply to the whole fleet's bill
     fee = cs.tiered_usd(monthly, [t.up_to_usd_per_month for t in plan.tiers], [t.fraction for t in plan.tiers],
                         plan.minimum_usd_per_month)
-    return cs.Line("support", "support", item, fee * c.months, bill_usd, "USD of cloud bill",
-                   f"{plan.name} on {fmt(monthly)} USD/month = {fmt(fee)} USD/month x {fmt(c.months)} months", "",
-                   cs.BY_SUPPORT_BASE)
+    return cs.Line("support", "support", item, fee * c.months * c.share, bill_usd, "USD of cloud bill",
+                   c.of_share(f"{plan.name} on {fmt(monthly)} USD/month = {fmt(fee)} USD/month x {fmt(c.months)} "
+                              "months"), "", cs.BY_SUPPORT_BASE)
 
 
 def replication_line(c: Ctx, stored_gb: float, written_gb: float, price: float | None) -> cs.Line:
@@ -286,8 +298,9 @@ def sla_line(c: Ctx) -> cs.Line:
     if s.usd_per_violation is None and s.target_attainment is None:
         return cs.not_priced("sla", "sla", item, f"{FIELD}.sla.usd_per_violation or target_attainment",
                              n, "violations", cs.BY_VIOLATIONS)
+    per_point = s.usd_per_point_below_per_month  # the fleet's monthly credit per point: this run's share of it
     usd = cs.sla_penalty_usd(int(n), s.usd_per_violation, attainment, s.target_attainment,
-                             s.usd_per_point_below_per_month, c.months)
+                             None if per_point is None else per_point * c.share, c.months)
     att = "n/a" if attainment is None else f"{attainment:.4%}"
     return cs.Line("sla", "sla", item, usd, n, "violations", f"{fmt(n)} of {fmt(logical)} requests missed the SLO "
                    f"(attainment {att})", "", cs.BY_VIOLATIONS)

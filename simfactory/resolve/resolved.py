@@ -119,6 +119,10 @@ class ResolvedScenario:
     training_jobs: list[TrainingJob] = field(default_factory=list)
     training_estimates: dict[str, Any] = field(default_factory=dict)
     quality: ResolvedQuality | None = None  # benchmark scores, when some LLM step has a quality: block
+    # the fraction of the fleet this resolution stands for: m / k when a sampled run (simfactory/fleet) prices its m
+    # simulated shards of k. What the fleet holds once whatever its size (one copy of each model's weights) is
+    # charged this share, so that scaling the shards' costs by k / m charges it once
+    fleet_share: float = 1.0
 
     @property
     def scenario_hash(self) -> str:
