@@ -298,3 +298,20 @@ def test_a_compress_model_role_without_a_deployment_is_refused(tmp_path, where):
     path = write_case(tmp_path, doc, workloads={"agent": agent_doc(steps, **extra)})
     res = CliRunner().invoke(app, ["validate", str(path)])
     assert res.exit_code == 2 and "Traceback" not in res.output and "'summariser'" in res.output, res.output
+
+
+@pytest.mark.parametrize("cap, stopped", [(SYSTEM + RESULT + 200 - 1, True), (SYSTEM + RESULT + 200, False)])
+def test_a_summarising_call_is_held_to_the_token_budget_like_any_llm_call(case, cap, stopped):
+    """The compression call (prompt: the 1,100-token context; answer: the 200 kept) is made only within max_tokens;
+    past it the task stops before the call, which is neither made nor counted."""
+    steps = [tool(result_tokens=fixed(RESULT)),
+             {"type": "compress", "name": "summarise", "model": "m", "keep_fraction": 0.2}]
+    r = result_of(case, steps, system_prompt_tokens=SYSTEM, rate=0.2, process="constant",
+                  budget={"max_tokens": cap})
+    t = r.tasks
+    assert len(t) > 3
+    assert set(t["outcome"]) == {"budget_stopped" if stopped else "completed"}
+    assert (t["llm_calls"] == (0 if stopped else 1)).all() and (t["tokens_in"] == (0 if stopped else 1100)).all()
+    s = r.summary["tasks"]["task"]["controls"]
+    assert s["compressions_per_task"] == (0.0 if stopped else 1.0)
+    assert s["budget_hits"]["tokens"] == (int(t["measured"].sum()) if stopped else 0)

@@ -371,15 +371,7 @@ class AgentTask:
         # a context past any model's window is rejected as too long either way; the clip keeps int64 columns exact
         prompt = min(new + (int(round(ctx[0])) if step.include_context else 0), MAX_TOKENS)
         out = self.draw_tokens(step.output_tokens)
-        b = self.w.budget
-        if self.budget_checks and b is not None:
-            # tokens: the call is not made if it would pass the cap; dollars: checked on what was spent so far
-            if b.max_tokens is not None and rec.tokens_in + rec.tokens_out + prompt + out > b.max_tokens:
-                rec.budget_limit = "tokens"
-                raise BudgetHit()
-            if b.max_usd is not None and self._usd_so_far() >= b.max_usd:
-                rec.budget_limit = "usd"
-                raise BudgetHit()
+        self._check_llm_budget(prompt, out)
         context = min(int(round(ctx[0])), MAX_TOKENS) if step.include_context else 0
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
                                self.difficulty(), min(self.w.system_prompt_tokens, context), context)
@@ -632,6 +624,19 @@ class AgentTask:
         added[i] = ctx[0] - ctx0
         return "ok"
 
+    def _check_llm_budget(self, prompt: int, out: int) -> None:
+        """Before any LLM call (a step's or a compression's): tokens: the call is not made if it would pass the cap;
+        dollars: checked on what was spent so far."""
+        rec, b = self.rec, self.w.budget
+        if not self.budget_checks or b is None:
+            return
+        if b.max_tokens is not None and rec.tokens_in + rec.tokens_out + prompt + out > b.max_tokens:
+            rec.budget_limit = "tokens"
+            raise BudgetHit()
+        if b.max_usd is not None and self._usd_so_far() >= b.max_usd:
+            rec.budget_limit = "usd"
+            raise BudgetHit()
+
     def _compress(self, action: CompressAction, name: str, scope: Scope, log: list[Any], ctx: list[float]
                   ) -> Generator[simpy.Event, Any, None]:
         """Shrink the carried context: a summarising LLM call (prompt: the context; answer: the kept history) or a
@@ -639,6 +644,10 @@ class AgentTask:
         rec = self.rec
         system = float(self.w.system_prompt_tokens)
         after = compressed_context(action, ctx[0], system)
+        prompt = min(max(int(round(ctx[0])), 1), MAX_TOKENS)
+        out = min(max(int(round(after - min(ctx[0], system))), 1), MAX_TOKENS)
+        if action.model is not None:
+            self._check_llm_budget(prompt, out)  # a summarising call spends tokens and dollars like any other
         tally(rec, "compress", name)
         rec.steps += 1
         if action.model is None:
@@ -646,8 +655,6 @@ class AgentTask:
             rec.usd_tools += action.usd_per_call
             yield from self._timed(log, "wait", max(self.draw(action.latency_s), 0.0), scope)
         else:
-            prompt = min(max(int(round(ctx[0])), 1), MAX_TOKENS)
-            out = min(max(int(round(after - min(ctx[0], system))), 1), MAX_TOKENS)
             call = self.fleet.call(self.roles[action.model], prompt, out, rec.class_id, rec.task_id, name,
                                    self.difficulty(), min(self.w.system_prompt_tokens, prompt), prompt)
             rec.llm_calls += 1
