@@ -311,3 +311,37 @@ def test_a_call_given_up_during_its_last_step_is_not_escalated(case):
     res = run(case(doc, {"overhead_s": 0.01}, {"agent": agent_doc(steps)}))
     assert len(res.requests) == 1 and res.tasks["outcome"].iloc[0] == "failed"
     assert res.summary["service"]["routes"]["tiers"]["requests"] == 1  # agent calls count in route blocks
+
+
+def test_a_verbatim_transcript_finds_the_whole_last_exchange_cached(case):
+    """With the message kept (carry_input) the next prompt starts with the last call's whole sequence, context,
+    message and answer: the replica that ran it holds all of it (vLLM keeps a finished sequence's blocks), so each
+    call finds everything but the 400-token tool result that came after (before: only the last call's context)."""
+    body = [{"type": "llm", "name": "act", "model": "m", "input_tokens": fixed(50), "output_tokens": fixed(100),
+             "carry_input": True},
+            {"type": "tool", "name": "run", "service": "svc", "latency_s": fixed(0.5), "result_tokens": fixed(400)}]
+    steps = [{"type": "loop", "continue_p": 1.0, "max_iterations": 5, "steps": body}]
+    doc = agent_scenario(rate=1, horizon_s=30, replicas=2, max_num_seqs=64, prefix_cache_tokens=10_000_000)
+    doc["routing"]["load_balancer"] = "session_affinity"
+    req = run(case(doc, LINEAR, {"agent": agent_doc(steps, system_prompt_tokens=2000, tools=[{"name": "svc"}])})
+              ).requests.sort_values(["task_id", "arrival_s"])
+    assert req["task_id"].nunique() > 5
+    for _, g in req.groupby("task_id"):
+        context = [2000 + 550 * i for i in range(len(g))]  # each iteration keeps 50 + 100 + 400 tokens
+        assert list(g["input_tokens"]) == [c + 50 for c in context]
+        assert list(g["cached_tokens"].iloc[1:]) == [c - 400 for c in context[1:]]
+
+
+def test_a_compressed_context_is_not_found_in_the_cache_any_more(case):
+    """After a compression the task's cached context is of the old text: the next call may reuse the system
+    prompt (a prefix of both), never the old history (before, the cache answered with the compressed length)."""
+    a = {"type": "llm", "name": "a", "model": "m", "input_tokens": fixed(50), "output_tokens": fixed(100),
+         "carry_input": True}
+    steps = [a, a, {"type": "compress", "name": "sq", "keep_fraction": 0.25, "latency_s": fixed(0.1)},
+             {"type": "llm", "name": "b", "model": "m", "input_tokens": fixed(10), "output_tokens": fixed(5)}]
+    doc = agent_scenario(rate=0.5, horizon_s=30, replicas=1, max_num_seqs=64, prefix_cache_tokens=10_000_000)
+    req = run(case(doc, LINEAR, {"agent": agent_doc(steps, system_prompt_tokens=1000)})).requests
+    b = req[req["step"] == "b"]
+    assert len(b) > 5
+    assert (b["input_tokens"] == 1000 + 75 + 10).all()  # the history of 300 kept at a quarter
+    assert (b["cached_tokens"] == 1000).all()  # the system prompt only

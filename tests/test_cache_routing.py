@@ -74,9 +74,11 @@ def test_the_shipped_pair_differs_only_in_the_balancer():
 
 @pytest.mark.parametrize("carry_input", [True, False])
 def test_chat_turns_carry_the_users_message_into_the_next_prompt(case, carry_input):
-    """Turn k's prompt = system + (k-1) x (message + answer) + message with carry_input, else without the messages;
-    each turn meets the previous turn's context in the cache (the engine caches a call's context, not its new input),
-    which kv_aware finds on whichever replica served that turn."""
+    """Turn k's prompt = system + (k-1) x (message + answer) + message with carry_input, else without the messages.
+    With the messages kept the transcript is verbatim: each turn finds its whole context cached (the last turn's
+    sequence, message and answer included, stays on its replica, as vLLM keeps a finished sequence's blocks);
+    without them only the previous turn's context is a prefix of the next prompt. kv_aware finds either on
+    whichever replica served that turn."""
     system, message, answer = 300, 40, 100
     turn = {"type": "llm", "name": "turn", "model": "m", "carry_input": carry_input,
             "input_tokens": {"kind": "fixed", "value": message}, "output_tokens": {"kind": "fixed", "value": answer}}
@@ -88,7 +90,10 @@ def test_chat_turns_carry_the_users_message_into_the_next_prompt(case, carry_inp
     carried = message + answer if carry_input else answer
     for _, g in req.sort_values(["task_id", "arrival_s"]).groupby("task_id"):
         assert list(g["input_tokens"]) == [system + k * carried + message for k in range(4)]
-        assert list(g["cached_tokens"])[1:] == [system] + [system + (k - 1) * carried for k in range(2, 4)]
+        if carry_input:
+            assert list(g["cached_tokens"])[1:] == [system + k * carried for k in range(1, 4)]
+        else:
+            assert list(g["cached_tokens"])[1:] == [system] + [system + (k - 1) * carried for k in range(2, 4)]
 
 
 # ---- PrefixCache.peek ----

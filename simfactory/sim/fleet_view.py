@@ -75,6 +75,8 @@ class AgentFleet(FleetCore, Protocol):
 
     def context_rewritten(self, task_id: int) -> None: ...
 
+    def context_extended(self, rid: int, tokens: int) -> None: ...
+
 
 class FaultFleet(FleetCore, Protocol):
     """What a fault process needs: the replicas, and the fleet's bookkeeping when one goes down or comes back."""

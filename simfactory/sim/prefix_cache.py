@@ -144,6 +144,11 @@ class PrefixCache:
                 lru.entries.move_to_end(key)
         return tokens, self.tier_names[slowest]
 
+    def drop(self, key: int) -> None:
+        """Forget a prefix in every tier (an agent task rewrote its context: what is cached is not its prefix)."""
+        for lru in self.tiers:
+            lru.used_tokens -= lru.entries.pop(key, 0)
+
     def insert_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
         """Cache a prompt's hash blocks, tail first, so its head is the most recently used."""
         for key, n in reversed(blocks):

@@ -742,9 +742,23 @@ class FleetModel:
         return self.env.process(task.run())
 
     def context_rewritten(self, task_id: int) -> None:
-        """The task compressed its context: KV it retains is no longer a prefix of what it sends next."""
+        """The task compressed its context: KV it retains, and what prefix caches hold of its context, are no longer
+        a prefix of what it sends next."""
         if self.retention is not None:
             self.retention.context_rewritten(task_id)
+        for engine in self.engines:
+            if engine.prefix_cache is not None:
+                engine.prefix_cache.drop(TASK_KEY_OFFSET + task_id)
+
+    def context_extended(self, rid: int, tokens: int) -> None:
+        """An agent task's LLM call `rid` ended and its next prompts start with the first `tokens` of this call's
+        sequence (context, new message, answer): the replica that ran it caches them as the task's prefix, as
+        vLLM keeps a finished sequence's blocks, answer included. Without this the next step found only the
+        context this call was sent with, one exchange short."""
+        t = self.table
+        replica, key = int(t.replica[rid]), int(t.context_key[rid])
+        if replica >= 0 and key >= 0 and self.engines[replica].prefix_cache is not None:
+            self.engines[replica].prefix_cache.insert(key, tokens)
 
     def finish_task(self, rec: TaskRecord) -> None:
         """An agent task ended (its process is about to return): close its record."""
