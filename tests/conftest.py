@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,25 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture
+def local_ray(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A local Ray cluster for one test. Ray 2.60 turns token authentication on for a new local cluster, keeps the
+    token in ~/.ray (the test's temporary home) and sets RAY_AUTH_MODE=token in the process: a later test in the
+    same worker, with another home, then started a cluster that found no token and died. So authentication is off
+    for these throwaway clusters, and the RAY_* variables Ray sets are removed afterwards."""
+    import ray
+
+    before = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        for k in [k for k in os.environ if k.startswith("RAY_") and k not in before]:
+            del os.environ[k]
 
 
 def profile_doc(step_time: dict[str, Any]) -> dict[str, Any]:

@@ -108,15 +108,10 @@ def test_jobs_2_equals_jobs_1(tmp_path):
     assert one.summary == two.summary
 
 
-def test_ray_gives_the_merged_summary_of_local_jobs(tmp_path):
-    import ray  # in the dev extra: this test runs in CI
+def test_ray_gives_the_merged_summary_of_local_jobs(tmp_path, local_ray):
     rs = resolved(tmp_path, fleet_doc(shards=2, horizon_s=10.0))
     local, _ = run_sharded(rs, jobs=2)
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
-    try:
-        remote, _ = run_sharded(rs, executor="ray")
-    finally:
-        ray.shutdown()
+    remote, _ = run_sharded(rs, executor="ray")  # on the fixture's cluster (ray is in the dev extra: this runs in CI)
     remote.summary["sharding"]["executor"] = "local"
     assert remote.summary == local.summary
 

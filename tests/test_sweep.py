@@ -99,15 +99,10 @@ def test_latin_hypercube_is_stratified_and_reproducible():
     assert str(e.value) == "g.yaml: parameters.a: a range needs mode lhs (grid takes value lists)"
 
 
-def test_ray_executor_gives_the_same_table(setup):
-    import ray  # in the dev extra: this test runs in CI
+def test_ray_executor_gives_the_same_table(setup, local_ray):
     path, grid, tmp = setup
     local = _run(path, grid, tmp / "local")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True)
-    try:
-        remote = _run(path, grid, tmp / "ray", executor="ray")
-    finally:
-        ray.shutdown()
+    remote = _run(path, grid, tmp / "ray", executor="ray")  # on the fixture's cluster (ray is in the dev extra)
     pd.testing.assert_frame_equal(local, remote)
 
 
