@@ -7,7 +7,7 @@ from typing import Any
 
 from simfactory.errors import InputError
 
-RAY_AUTH_HINT = ("a cluster with token authentication (Ray 2.52+; the default from Ray 2.61) needs RAY_AUTH_MODE=token "
+RAY_AUTH_HINT = ("a cluster with token authentication (Ray 2.52+; Ray 2.60 turns it on for a new local cluster) needs RAY_AUTH_MODE=token "
                  "and the cluster's token in RAY_AUTH_TOKEN or a file named by RAY_AUTH_TOKEN_PATH, set before running "
                  "(https://docs.ray.io/en/latest/ray-security/token-auth.html)")
 
