@@ -79,6 +79,23 @@ def test_retain_with_ample_memory_prefills_only_the_tokens_past_the_pin(case):
     assert int(t.preemptions.sum()) == 0
 
 
+def test_a_pin_counts_only_for_what_the_next_prompt_starts_with(case):
+    """Without carry_input the next prompt is [context][answer][tool result][message]: of a pin holding
+    [context][message][answer] only the context is its prefix (before, the whole context of the next step was
+    counted as pinned, the dropped message in the middle notwithstanding)."""
+    steps = [llm(k, n, 20, carry_input=False) for k, n in (("a", 300), ("b", 25), ("c", 10))]
+    r = run_agent(case, {"policy": "retain"}, steps=steps)
+    t = r.table
+    assert len(r.tasks) >= 4 and all(rec.outcome == "completed" for rec in r.tasks)
+    for rec in r.tasks:
+        rids = [a[0] for a in rec.rids]
+        contexts = [SYSTEM, SYSTEM + 20, SYSTEM + 40]  # the answers join the context, the messages do not
+        assert [int(t.context_tokens[rid]) for rid in rids] == contexts
+        for k in (1, 2):
+            assert t.cached_tokens[rids[k]] == contexts[k - 1]  # the context the pinned step was sent with
+        assert r.kv_retention[rec.task_id].prefill_tokens_saved == contexts[0] + contexts[1]
+
+
 def test_ttl_zero_is_evict_bit_for_bit(case):
     evict = run_agent(case, None)
     zero = run_agent(case, {"policy": "retain", "ttl_s": 0, "hold_slot": True})
@@ -144,16 +161,15 @@ def test_held_block_seconds_are_blocks_times_min_of_wait_and_ttl(case):
     """One task at a time on an idle replica: a pin lives from its step's completion until the next step is admitted
     (the wait, to the float) or its ttl, whichever is first; the last step's pin ends with the task."""
     waits_s, ttl_s = [3.0, 12.0], 5.0
-    steps = [llm("a", 100, 20, carry_input=False), {"type": "wait", "name": "w1", "duration_s": fixed(waits_s[0])},
-             llm("b", 50, 30, carry_input=False), {"type": "wait", "name": "w2", "duration_s": fixed(waits_s[1])},
-             llm("c", 10, 5, carry_input=False)]
+    steps = [llm("a", 100, 20), {"type": "wait", "name": "w1", "duration_s": fixed(waits_s[0])},
+             llm("b", 50, 30), {"type": "wait", "name": "w2", "duration_s": fixed(waits_s[1])}, llm("c", 10, 5)]
     wl = agent_doc(steps, kv_retention={"policy": "retain", "ttl_s": ttl_s})
     doc = agent_scenario(rate=0.02, horizon_s=120.0, replicas=1, max_num_seqs=8)
     doc["traffic"]["arrival"] = {"process": "constant", "rate_per_s": 0.02}
     rs = case(doc, {"overhead_s": 0.01}, {"agent": wl})
     r = simulate(rs)
     bs, kv_blocks = rs.deployments[0].config.block_size, rs.deployments[0].kv_blocks
-    prompts = [100, 50 + 20]  # carry_output: each answer joins the next prompt's context
+    prompts = [100, 100 + 20 + 50]  # carry_input and carry_output: the transcript goes on verbatim
     outs = [20, 30]
     tokens = [p + o - 1 for p, o in zip(prompts, outs)]
     held = [min(w, ttl_s) for w in waits_s]
@@ -165,7 +181,7 @@ def test_held_block_seconds_are_blocks_times_min_of_wait_and_ttl(case):
         assert v.accelerator_s == pytest.approx(v.kv_block_s / kv_blocks, rel=1e-9)  # tp 1
         assert v.slot_s == 0.0
         assert (v.ended["hit"], v.ended["expired"], v.ended["task_end"]) == (1, 1, 1)
-        assert v.prefill_tokens_saved == outs[0]  # step b reuses what its context holds of a's pin: a's answer
+        assert v.prefill_tokens_saved == tokens[0]  # step b reuses all of a's pin: a's prompt and answer
     block = compute_metrics(r).summary["tasks"]["task"]["kv_retention"]
     measured = [rec for rec in r.tasks if rec.start_s < 120.0]
     assert block["tasks"] == len(measured) and block["pins"] == 3 * len(measured)

@@ -403,7 +403,7 @@ class AgentTask:
             tally(rec, "llm", step.model, FAILURES)
             raise StepFailed()
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
-        if step.include_context and self.w.carry_over == 1.0 and step.carry_input and context:
+        if step.include_context and self.w.carry_over == 1.0 and step.carry_input:
             # the transcript goes on verbatim ([context][message][answer]): the call's sequence is the next prefix
             self.fleet.context_extended(call.rids[-1], min(prompt + (out if step.carry_output else 0), MAX_TOKENS))
         if step.carry_output:

@@ -460,7 +460,7 @@ class ReplicaEngine:
             pin = self.pins.get(int(t.task_id[rid])) if self.pins else None  # its task's KV, kept here
             if len(running) >= max_num_seqs and (pin is None or not pin.hold_slot):
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
-            reused = min(pin.tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
+            reused = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
             hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
@@ -890,7 +890,8 @@ class ReplicaEngine:
         if task_id in self.pins:
             self.unpin(task_id, "superseded")
         tokens = int(t.input_tokens[rid] + t.output_tokens[rid]) - 1
-        pin = Pin(task_id, tokens, blocks_for(tokens, self.block_size), now, policy.hold_slot)
+        pin = Pin(task_id, tokens, blocks_for(tokens, self.block_size), now, policy.hold_slot,
+                  min(int(t.context_tokens[rid]), tokens))
         self.pins[task_id] = pin
         self.free_blocks -= pin.blocks
         self.pinned_blocks += pin.blocks

@@ -32,10 +32,13 @@ class Pin:
     """One task's KV cache held by a replica between LLM steps."""
 
     task_id: int
-    tokens: int
+    tokens: int  # what the blocks hold: the step's prompt and answer (less the answer's last token)
     blocks: int
     since_s: float
     hold_slot: bool
+    # how much of it the task's next prompt starts with: the context the step was sent with, or the whole sequence
+    # when the task's transcript goes on verbatim (sim/run.py context_extended)
+    prefix_tokens: int = 0
     released: bool = False
 
 

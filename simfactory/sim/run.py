@@ -753,12 +753,18 @@ class FleetModel:
     def context_extended(self, rid: int, tokens: int) -> None:
         """An agent task's LLM call `rid` ended and its next prompts start with the first `tokens` of this call's
         sequence (context, new message, answer): the replica that ran it caches them as the task's prefix, as
-        vLLM keeps a finished sequence's blocks, answer included. Without this the next step found only the
-        context this call was sent with, one exchange short."""
+        vLLM keeps a finished sequence's blocks, answer included, and a pin the task retains there counts as that
+        much of its next prompt. Without this call only the context this call was sent with counts."""
         t = self.table
-        replica, key = int(t.replica[rid]), int(t.context_key[rid])
-        if replica >= 0 and key >= 0 and self.engines[replica].prefix_cache is not None:
-            self.engines[replica].prefix_cache.insert(key, tokens)
+        replica = int(t.replica[rid])
+        if replica < 0:
+            return
+        engine = self.engines[replica]
+        if engine.prefix_cache is not None:  # the key the task's next calls name their context by
+            engine.prefix_cache.insert(TASK_KEY_OFFSET + int(t.task_id[rid]), tokens)
+        pin = engine.pins.get(int(t.task_id[rid])) if engine.pins else None
+        if pin is not None:  # a retained step's KV is that much of the next prompt (its context alone otherwise)
+            pin.prefix_tokens = min(tokens, pin.tokens)
 
     def finish_task(self, rec: TaskRecord) -> None:
         """An agent task ended (its process is about to return): close its record."""
