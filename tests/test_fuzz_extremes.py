@@ -97,6 +97,9 @@ def _seed(name: str, path: tuple[Any, ...], value: Any, base: str = "default",
 
 
 _seed("constant", ("traffic", "arrival"), {"process": "constant", "rate_per_s": 20})
+_seed("tier-quality", ("routing", "routes", 0, "tiers", 0, "quality"), {
+    "benchmark": "mmlu", "reference": {"model": "llama-3.1-70b", "dtype": "bf16"}, "mapping": "logistic",
+    "logit_per_point": 0.1}, base="routing-tiered")
 _seed("mmpp", ("traffic", "arrival"), {"process": "mmpp", "states": [{"rate_per_s": 5, "mean_sojourn_s": 2},
                                                                      {"rate_per_s": 40, "mean_sojourn_s": 1}]})
 _seed("weibull", ("traffic", "arrival"), {"process": "weibull", "rate_per_s": 20, "shape": 0.6})

@@ -340,3 +340,59 @@ def test_a_broken_table_beside_the_scenario_is_refused_not_skipped_for_the_shipp
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert res.exit_code == 2 and "Traceback" not in res.output and len(lines) == 1, res.output
     assert "scores.yaml" in lines[0] and word in lines[0], lines[0]
+
+
+# ---- route tiers --------------------------------------------------------------------------------------------------
+def tiered(root: Path, scores: dict[str, Any] | None, tier_quality: dict[str, Any] | None, fail_p: float = 0.1,
+           rate: float = 10.0, horizon_s: float = 200.0) -> Path:
+    """A cascade of two 8B tiers on the test GPU, the first with fail_p measured on `quality.reference`."""
+    from conftest import scenario_doc
+
+    doc = scenario_doc(rate=rate, horizon_s=horizon_s, output_tokens={"kind": "fixed", "value": 10})
+    dep = doc["deployments"][0]
+    doc["pools"] = [{"name": "p", "sku": "test-gpu", "count": 2, "location": "cloud"}]
+    doc["deployments"] = [{**dep, "name": "small", "pool": "p", "max_num_seqs": 64},
+                          {**dep, "name": "large", "pool": "p", "max_num_seqs": 64}]  # the last tier: no quality
+    tier = {"deployment": "small", "fail_p": fail_p, **({"quality": tier_quality} if tier_quality else {})}
+    doc["routing"]["routes"] = [{"name": "tiered", "policy": "cascade", "tiers": [tier, {"deployment": "large"}]}]
+    doc["traffic"]["classes"][0]["target"] = "tiered"
+    path = write_case(root, doc)
+    if scores is not None:
+        (root / "quality").mkdir(exist_ok=True)
+        (root / "quality" / "scores.yaml").write_text(yaml.safe_dump(scores))
+    return path
+
+
+def test_a_tiers_rejection_rate_follows_its_models_score(tmp_path):
+    """fail_p 0.1 measured on the 70B (90 points): the 8B tier (80 points) is rejected, and escalates, at
+    0.1 x 20 / 10 = 0.2 (error_ratio); without the quality block at the 0.1 given."""
+    expected = error_ratio_fail_p(0.1, 80.0, 90.0)
+    for quality, p in (({"benchmark": "bench", "reference": REF}, expected), (None, 0.1)):
+        rs = load_and_resolve(tiered(tmp_path / str(p), table(), quality))
+        assert rs.routes[0].tiers[0][1].fail_p == pytest.approx(p)
+        s = simfactory.run(rs).summary
+        n = s["service"]["routes"]["tiered"]["requests"]
+        rate = s["service"]["routes"]["tiered"]["escalation_rate"]
+        assert n > 1000 and abs(rate - p) < Z_999 * math.sqrt(p * (1 - p) / n), (rate, p, n)
+    # the planner's expected attempts read the same mapped odds
+    from simfactory.plan.shares import tier_attempts
+
+    attempts = tier_attempts(load_and_resolve(tiered(tmp_path / "plan", table(), {"benchmark": "bench",
+                                                                                  "reference": REF})).routes[0], None)
+    assert attempts == {0: pytest.approx(1.0), 1: pytest.approx(expected)}
+
+
+@pytest.mark.parametrize("scores, quality, field, reason", [
+    (table(), {"benchmark": "nope", "reference": REF}, "routing.routes[0].tiers[0].quality.benchmark",
+     "unknown benchmark 'nope'"),
+    (table(), {"benchmark": "bench", "reference": {"model": "llama-3.1-405b", "dtype": "bf16"}},
+     "routing.routes[0].tiers[0].quality.reference", "no quality entry for model 'llama-3.1-405b'"),
+    ({**table(), "entries": table()["entries"][1:]}, {"benchmark": "bench", "reference": REF}, "deployments[0]",
+     "no quality entry for model 'llama-3.1-8b' at dtype bf16"),
+])
+def test_a_tier_quality_block_the_table_cannot_serve_is_refused_in_one_line(tmp_path, scores, quality, field, reason):
+    path = tiered(tmp_path, scores, quality)
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    line = [x for x in res.output.splitlines() if field in x]
+    assert line and reason in line[0], res.output

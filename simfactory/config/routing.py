@@ -9,6 +9,7 @@ from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_
 
 from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_TENANT_REQUESTS, MAX_TENANT_WEIGHT, MIN_TENANT_WEIGHT
+from simfactory.config.quality import StepQuality
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
@@ -88,6 +89,10 @@ class Tier(_Strict):
     fail_p_incapable: Probability = Field(
         default=1.0, description="validator rejects an answer to a request harder than the capability"
     )
+    quality: StepQuality | None = Field(
+        default=None, description="fail_p is the rejection rate of quality.reference: map it to this tier's model and "
+        "dtype by their benchmark scores (quality/scores.yaml), as an LLM step's quality block does; a cheaper "
+        "quantized tier then escalates more, a better model less")
 
 
 class Fallback(_Strict):
