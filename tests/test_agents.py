@@ -4,6 +4,7 @@ tool queues (M/M/1), budgets and deadlines; the breakdown always adds up; no tas
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -345,3 +346,26 @@ def test_a_compressed_context_is_not_found_in_the_cache_any_more(case):
     assert len(b) > 5
     assert (b["input_tokens"] == 1000 + 75 + 10).all()  # the history of 300 kept at a quarter
     assert (b["cached_tokens"] == 1000).all()  # the system prompt only
+
+
+def test_only_the_tasks_own_accepted_transcript_is_cached_as_its_prefix(case):
+    """A parallel branch's sequence is not the next prompt's prefix (the join appends every branch), nor is a retry
+    trial's (its answer may be thrown away and drawn again): after either, the next call finds the 1,000-token
+    system prompt cached and nothing of the branches' or trials' answers."""
+    def call(name: str, new: int, out: int, **extra: Any) -> dict[str, Any]:
+        return {"type": "llm", "name": name, "model": "m", "input_tokens": fixed(new), "output_tokens": fixed(out),
+                "carry_input": True, **extra}
+
+    flows = {
+        "parallel": [{"type": "parallel", "name": "p", "branches": [[call("a", 50, 10)], [call("b", 600, 200)]]}],
+        "retry": [{"type": "retry", "name": "r", "max_attempts": 3, "steps": [call("a", 300, 100, fail_p=0.5)]}],
+    }
+    for name, head in flows.items():
+        doc = agent_scenario(rate=0.05, horizon_s=400, replicas=2, max_num_seqs=64, prefix_cache_tokens=10_000_000)
+        doc["traffic"]["arrival"] = {"process": "constant", "rate_per_s": 0.05}
+        doc["routing"]["load_balancer"] = "round_robin"
+        req = run(case(doc, LINEAR, {"agent": agent_doc(head + [call("final", 5, 5)], system_prompt_tokens=1000)}
+                       )).requests
+        final = req[req["step"] == "final"]
+        assert len(final) > 5, name
+        assert (final["input_tokens"] > 1000 + 5).all() and (final["cached_tokens"] == 1000).all(), name

@@ -311,14 +311,15 @@ def test_a_sampled_run_charges_what_the_fleet_holds_once_as_the_whole_run_does(t
     at the shards' share before scaling, so 2 of 4 sampled shards give the full run's lines; per-hour breakdowns
     scale like their totals."""
     fin = {"cost_stack": {"storage": {"provisioned_iops": 6000, "usd_per_iops_month": 0.005},
-                          "orchestration": {"clusters": 2}, "support": {"cloud_plan": "price_book"}}}
+                          "orchestration": {"clusters": 2}, "support": {"cloud_plan": "price_book"},
+                          "replication": {"copies": 1, "gb": 100.0}}}
     runs = {}
     for name, sample in (("all", {}), ("sampled", {"sample_shards": 2})):
         doc = fleet_doc(shards=4, **sample)
         doc["finance"] = fin
         runs[name], _ = run_sharded(resolved(tmp_path / name, doc))
     lines = {name: {x["key"]: x for x in m.summary["finance"]["cost_stack"]["lines"]} for name, m in runs.items()}
-    for key in ("storage_weights", "storage_iops", "orchestration_control_plane", "compute"):
+    for key in ("storage_weights", "storage_iops", "orchestration_control_plane", "replication", "compute"):
         assert lines["sampled"][key]["usd"] == pytest.approx(lines["all"][key]["usd"], rel=1e-9), key
         assert lines["sampled"][key]["quantity"] == pytest.approx(lines["all"][key]["quantity"], rel=1e-9), key
     # the support plan's tiers apply to the fleet's bill (which differs only by the sampled shards' egress)

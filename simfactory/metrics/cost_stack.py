@@ -274,7 +274,7 @@ def replication_line(c: Ctx, stored_gb: float, written_gb: float, price: float |
     r = c.rs.scenario.finance.cost_stack.replication
     c.user("replica copies", r.copies, "copies", "replication.copies")
     item = "replication: extra copies of stored data"
-    gb = r.gb if r.gb is not None else stored_gb
+    gb = r.gb * c.share if r.gb is not None else stored_gb  # a given GB is the fleet's; stored_gb is the run's
     book = c.rs.price_book.cost_stack
     transfer = book.inter_region_usd_per_gb if book else None
     if r.copies is None or price is None or (written_gb and transfer is None):

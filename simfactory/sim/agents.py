@@ -255,6 +255,7 @@ class AgentTask:
         self.difficulty_dist = fleet.rs.classes[class_id].config.difficulty
         self.region = fleet.rs.classes[class_id].config.region
         self.root = Scope(None)
+        self.transcript: list[float] = []  # the task's own context (set when it starts): see _llm
         self.budget_checks = workload.budget is not None
         self.timed_out = False  # the deadline fired before the task finished
         self.quality = fleet.rs.quality  # benchmark scores when some LLM step maps its fail_p by quality
@@ -292,8 +293,9 @@ class AgentTask:
 
     def _body(self) -> Generator[simpy.Event, Any, str]:
         context = float(self.w.system_prompt_tokens)
+        self.transcript = [context]  # the task's own context; retries and branches grow copies of it
         try:
-            yield from self._steps(self.w.steps, self.root, self.rec.log, [context])
+            yield from self._steps(self.w.steps, self.root, self.rec.log, self.transcript)
             return "completed"
         except (StepFailed, Cancelled, simpy.Interrupt):
             return "failed"
@@ -303,8 +305,10 @@ class AgentTask:
             if b.on_exceed == "stop" or not b.fallback:
                 return "budget_stopped"
             self.budget_checks = False
+            self.transcript = [context]  # the fallback starts a new transcript: what is cached is not its prefix
+            self.fleet.context_rewritten(self.rec.task_id)
             try:
-                yield from self._steps(b.fallback, self.root, self.rec.log, [context])
+                yield from self._steps(b.fallback, self.root, self.rec.log, self.transcript)
             except (StepFailed, Cancelled, simpy.Interrupt):
                 return "failed"
             return "degraded"
@@ -403,9 +407,10 @@ class AgentTask:
             tally(rec, "llm", step.model, FAILURES)
             raise StepFailed()
         rec.usd_llm_estimate += self.fleet.call_usd_estimate(call)
-        if step.include_context and self.w.carry_over == 1.0 and step.carry_input:
-            # the transcript goes on verbatim ([context][message][answer]): the call's sequence is the next prefix
-            self.fleet.context_extended(call.rids[-1], min(prompt + (out if step.carry_output else 0), MAX_TOKENS))
+        # the task's transcript goes on verbatim ([context][message][answer]): this call's sequence is the next
+        # prompt's prefix, once its answer is accepted (below); not a retry's trial or a parallel branch's, whose
+        # context the task may throw away or join with others
+        extends = ctx is self.transcript and step.include_context and self.w.carry_over == 1.0 and step.carry_input
         if step.carry_output:
             ctx[0] += out * self.w.carry_over
         if step.carry_input:
@@ -417,6 +422,8 @@ class AgentTask:
         if rejected:
             tally(rec, "llm", step.model, FAILURES)
             raise StepFailed()
+        if extends:
+            self.fleet.context_extended(call.rids[-1], min(prompt + (out if step.carry_output else 0), MAX_TOKENS))
 
     def _quality_fail_p(self, step: LlmStep, rid: int) -> float:
         """The step's fail_p mapped from its quality reference to the deployment that answered (a semantic-cache
