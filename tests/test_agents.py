@@ -369,3 +369,20 @@ def test_only_the_tasks_own_accepted_transcript_is_cached_as_its_prefix(case):
         final = req[req["step"] == "final"]
         assert len(final) > 5, name
         assert (final["input_tokens"] > 1000 + 5).all() and (final["cached_tokens"] == 1000).all(), name
+
+
+def test_a_disaggregated_prefill_replica_keeps_the_prompt_it_computed(case):
+    """Disaggregated, the prefill replica computed call a's prompt (system 1000 + message 300) and the decode replica
+    its answer: call b finds the 1,300 tokens when it is prefilled where a was, and no more (the answer is not there),
+    else only the system prompt."""
+    steps = [{"type": "llm", "name": n, "model": "m", "input_tokens": fixed(i), "output_tokens": fixed(o),
+              "carry_input": True} for n, i, o in (("a", 300, 100), ("b", 50, 20))]
+    doc = agent_scenario(rate=0.2, horizon_s=100, replicas=2, max_num_seqs=64, prefix_cache_tokens=10_000_000)
+    doc["pools"][0]["count"] = 4
+    doc["deployments"][0]["disaggregated"] = {"prefill_replicas": 2, "kv_link_gb_s": 50, "kv_link_latency_s": 0.0005}
+    req = run(case(doc, LINEAR, {"agent": agent_doc(steps, system_prompt_tokens=1000)})).requests
+    a = req[req["step"] == "a"].set_index("task_id")
+    b = req[req["step"] == "b"].set_index("task_id")
+    same = a.loc[b.index, "prefill_replica"].to_numpy() == b["prefill_replica"].to_numpy()
+    assert same.any() and (~same).any()
+    assert (b["cached_tokens"][same] == 1300).all() and (b["cached_tokens"][~same] <= 1000).all()

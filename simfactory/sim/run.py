@@ -756,12 +756,16 @@ class FleetModel:
         vLLM keeps a finished sequence's blocks, answer included, and a pin the task retains there counts as that
         much of its next prompt. Without this call only the context this call was sent with counts."""
         t = self.table
-        replica = int(t.replica[rid])
+        replica, key = int(t.replica[rid]), TASK_KEY_OFFSET + int(t.task_id[rid])  # the key its next calls name
+        prefilled_by = int(t.prefill_replica[rid])
+        if prefilled_by >= 0 and self.engines[prefilled_by].prefix_cache is not None:
+            # disaggregated: the prefill replica computed the prompt, not the answer (that stayed with decode)
+            self.engines[prefilled_by].prefix_cache.insert(key, min(tokens, int(t.input_tokens[rid])))
         if replica < 0:
             return
         engine = self.engines[replica]
-        if engine.prefix_cache is not None:  # the key the task's next calls name their context by
-            engine.prefix_cache.insert(TASK_KEY_OFFSET + int(t.task_id[rid]), tokens)
+        if engine.prefix_cache is not None:
+            engine.prefix_cache.insert(key, tokens)
         pin = engine.pins.get(int(t.task_id[rid])) if engine.pins else None
         if pin is not None:  # a retained step's KV is that much of the next prompt (its context alone otherwise)
             pin.prefix_tokens = min(tokens, pin.tokens)
