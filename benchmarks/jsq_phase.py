@@ -32,6 +32,7 @@ from fleet_validation import chat, summary_of  # noqa: E402
 from simfactory.sim.router import ReplicaBalancer  # noqa: E402
 
 PHASES: list[float] = []
+STEPS_S: list[float] = []
 
 
 def _instrument() -> None:
@@ -52,6 +53,7 @@ def _instrument() -> None:
                 end, length = now, 0.0
             if length > 0:
                 PHASES.append((end - now) / length)
+                STEPS_S.append(length)
         return i
 
     ReplicaBalancer.dispatch = recorded  # type: ignore[method-assign]
@@ -69,10 +71,11 @@ def main() -> None:
     runs = [(int(n), "least_outstanding") for n in args.sizes.split(",")] + [(256, "round_robin")]
     for n, balancer in runs:
         PHASES.clear()
+        STEPS_S.clear()
         started = time.perf_counter()
         s, _ = summary_of(chat("jsq", n, 9.0 * n, args.horizon, balancer), 1)
         ttft = s["latency_s"]["ttft"]
-        step_s = 0.008  # the mean step of these runs (8.0 ms at every N, measured with this instrument)
+        step_s = float(np.mean(STEPS_S))  # the mean running step a request was sent into
         print(f"{n:>5} {balancer:<18} {9.0 * n * step_s:>13.2f} {ttft['p50'] * 1e3:>11.2f} {ttft['p99'] * 1e3:>11.2f} "
               f"{np.mean(PHASES):>10.3f} {time.perf_counter() - started:>6.0f}", flush=True)
 
