@@ -194,6 +194,27 @@ def test_keyed_retrieval_cache_counts_match_the_tasks(case):
     assert np.allclose(t.loc[hit, "retrieval"], 0.001) and np.allclose(t.loc[~hit, "retrieval"], 0.05)
 
 
+@pytest.mark.parametrize("stale_fail_p", [1.0, 0.0])
+def test_stale_passages_fail_their_step_at_the_stated_rate(case, stale_fail_p):
+    """Every task makes one retrieval: with stale_fail_p 1 exactly the tasks that were served a stale entry fail (and
+    are counted as retrieval failures); with 0 none does (the stale entry is served, as before)."""
+    steps = [{"type": "retrieval", "name": "kb", "latency_s": {"kind": "fixed", "value": 0.05},
+              "hit_tokens": {"kind": "fixed", "value": 10}, "stale_fail_p": stale_fail_p,
+              "cache": {"keys": 5, "zipf_s": 0.0, "ttl_s": 20.0, "invalidation": {"rate_per_s": 0.05}}}]
+    r = run(case(agent_scenario(rate=2.0, horizon_s=60.0), None, {"agent": agent_doc(steps)}))
+    stale = r.summary["caches"]["retrieval/agent/kb"]["stale_hits"]
+    failed = int((r.tasks["outcome"] == "failed").sum())
+    assert stale > 5 and failed == (stale if stale_fail_p else 0)
+
+
+def test_stale_fail_p_without_a_keyed_cache_is_refused(tmp_path):
+    steps = [{"type": "retrieval", "name": "kb", "latency_s": {"kind": "fixed", "value": 0.05},
+              "hit_tokens": {"kind": "fixed", "value": 10}, "cache_hit_ratio": 0.5, "stale_fail_p": 0.5}]
+    path = write_case(tmp_path, agent_scenario(), workloads={"agent": agent_doc(steps)})
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "stale_fail_p needs a keyed cache" in res.output, res.output
+
+
 def test_runs_without_keyed_caches_have_no_cache_section(case):
     r = run(case(chat_case(2.0, None)))
     assert "caches" not in r.summary

@@ -86,11 +86,16 @@ class RetrievalStep(_Strict):
     cache: KeyedCache | None = Field(
         default=None, description="a keyed retrieval cache (Zipf keys, TTL, content changes, sensitivity partitions) "
         "shared by every task of the workload, instead of cache_hit_ratio")
+    stale_fail_p: Probability = Field(
+        default=0.0, description="probability (0-1) that passages from a stale cache entry (its content changed since "
+        "it was written) make the step fail, as a wrong answer caught downstream would; needs cache")
 
     @model_validator(mode="after")
     def _one_cache_model(self) -> "RetrievalStep":
         if self.cache is not None and self.cache_hit_ratio > 0:
             raise ValueError("give cache_hit_ratio (a fixed hit probability) or cache (a keyed cache), not both")
+        if self.stale_fail_p > 0 and self.cache is None:
+            raise ValueError("stale_fail_p needs a keyed cache (cache:): only its entries can go stale")
         return self
 
 

@@ -520,16 +520,16 @@ class AgentTask:
         tally(rec, "retrieval", step.name)
         if step.cache is not None:  # a keyed cache shared by the workload's tasks, partitioned by sensitivity
             cache = self.fleet.caches.get("retrieval", f"{self.w.name}/{step.name}", step.cache)
-            hit = cache.lookup(self.env.now, self.fleet.rs.classes[rec.class_id].config.sensitivity)[0]
+            hit, stale = cache.lookup(self.env.now, self.fleet.rs.classes[rec.class_id].config.sensitivity)
         else:
-            hit = step.cache_hit_ratio > 0 and self.rng.random() < step.cache_hit_ratio
+            hit, stale = step.cache_hit_ratio > 0 and self.rng.random() < step.cache_hit_ratio, False
         if hit:
             rec.cache_hits += 1
         else:
             rec.usd_retrieval += step.usd_per_query
         latency = self.draw(step.cache_latency_s if hit else step.latency_s)
         tokens = self.draw(step.hit_tokens)
-        failed = False
+        failed = stale and step.stale_fail_p > 0 and self.rng.random() < step.stale_fail_p  # outdated passages
         if not hit:  # a cache next to the agent answers locally; the store itself may be browned out
             b = self.retrieval_brownouts
             if b is not None and b.windows:
