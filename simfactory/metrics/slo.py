@@ -28,7 +28,7 @@ def logical_requests(req: pd.DataFrame) -> pd.DataFrame:
     # and 2.7 GB); the others are their own logical request, as the grouping would make them
     several = pd.Series(lid).duplicated(keep=False).to_numpy()
     grouped = _grouped_attempts(req[several], lid[several])
-    first = (req["origin"] < 0).to_numpy()  # one row per logical request: its first attempt
+    first = ~pd.Series(lid).duplicated().to_numpy()  # one row per logical request: its first attempt
     out = req[first]  # a copy; the logical columns are added in place, in the grouped frame's order
     out.insert(0, "logical_id", lid[first])
     out["escalations"] = 0
