@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import agent_doc, agent_scenario, write_case
+from conftest import agent_doc, agent_scenario, scenario_doc, write_case
 from typer.testing import CliRunner
 
 import simfactory
@@ -21,6 +21,7 @@ from simfactory.config.profile import ModelCatalog
 from simfactory.config.quality import QualityTable
 from simfactory.metrics.quality import wilson_interval
 from simfactory.paths import PROFILES_DIR, QUALITY_DIR, SCENARIOS_DIR
+from simfactory.plan.shares import tier_attempts
 from simfactory.quality import error_ratio_fail_p, logistic_fail_p, mapped_fail_p
 from simfactory.resolve import load_and_resolve
 from simfactory.schemas import schema
@@ -346,8 +347,6 @@ def test_a_broken_table_beside_the_scenario_is_refused_not_skipped_for_the_shipp
 def tiered(root: Path, scores: dict[str, Any] | None, tier_quality: dict[str, Any] | None, fail_p: float = 0.1,
            rate: float = 10.0, horizon_s: float = 200.0) -> Path:
     """A cascade of two 8B tiers on the test GPU, the first with fail_p measured on `quality.reference`."""
-    from conftest import scenario_doc
-
     doc = scenario_doc(rate=rate, horizon_s=horizon_s, output_tokens={"kind": "fixed", "value": 10})
     dep = doc["deployments"][0]
     doc["pools"] = [{"name": "p", "sku": "test-gpu", "count": 2, "location": "cloud"}]
@@ -375,8 +374,6 @@ def test_a_tiers_rejection_rate_follows_its_models_score(tmp_path):
         rate = s["service"]["routes"]["tiered"]["escalation_rate"]
         assert n > 1000 and abs(rate - p) < Z_999 * math.sqrt(p * (1 - p) / n), (rate, p, n)
     # the planner's expected attempts read the same mapped odds
-    from simfactory.plan.shares import tier_attempts
-
     attempts = tier_attempts(load_and_resolve(tiered(tmp_path / "plan", table(), {"benchmark": "bench",
                                                                                   "reference": REF})).routes[0], None)
     assert attempts == {0: pytest.approx(1.0), 1: pytest.approx(expected)}

@@ -91,7 +91,7 @@ def agent_line(c: Ctx) -> cs.Line | None:
 def weights_line(c: Ctx, price: float | None) -> tuple[cs.Line, float]:
     """One copy of each model's weights (per model and dtype) in object storage over the window."""
     models = {(d.config.model, d.config.dtype): weight_bytes(d.arch, d.config.dtype) for d in c.rs.deployments}
-    share = c.rs.fleet_share  # a sampled run's shards hold their share of the one copy (fleet/sampling.py scales it)
+    share = c.share  # a sampled run's shards hold their share of the one copy (fleet/sampling.py scales it)
     gb = sum(models.values()) / cs.BYTES_PER_GB * share
     item = "storage: model weights"
     if price is None:
@@ -283,7 +283,7 @@ def replication_line(c: Ctx, stored_gb: float, written_gb: float, price: float |
     usd = cs.replication_usd(gb, r.copies, price, c.months, written_gb, t)
     basis = (f"{fmt(gb)} GB x {r.copies} copies x {fmt(price)} USD/GB-month x {fmt(c.months)} months + "
              f"{fmt(written_gb)} GB written x {r.copies} x {fmt(t)} USD/GB")
-    return cs.Line("replication", "replication", item, usd, gb, "GB", basis)
+    return cs.Line("replication", "replication", item, usd, gb, "GB", c.of_share(basis) if r.gb is not None else basis)
 
 
 def sla_line(c: Ctx) -> cs.Line:
