@@ -83,21 +83,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="64 replicas, shorter horizons")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--cases", default="shards,sizes,windows,sampled-windows",
+                    help="comma-separated: shards, sizes, windows, sampled-windows")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    replicas, horizon = (64, 120.0) if args.quick else (256, 300.0)
+    cases = set(args.cases.split(","))
+    replicas, horizon = (64, 100.0) if args.quick else (256, 300.0)
     rate = 9.0 * replicas  # ~60% of what an 8B H100 replica serves of this chat mix (assumption from trial runs)
     k = replicas // 16
+    # time windows of the whole pool over the measured span (warm-up to horizon), a third of them simulated
+    span_windows = {"windows": 9, "sample_windows": 3, "window_overlap_s": 20.0}
     print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start", flush=True)
     print(f"{'case':<44} " + " ".join(f"{m.split('.', 1)[1][:6]:>6}" for m in METRICS), flush=True)
     rows: list[dict[str, Any]] = []
     walls: dict[str, float] = {}
     for balancer in ("random", "round_robin", "least_outstanding"):
+        if not cases & {"shards", "sizes", "sampled-windows"}:
+            break
         full, walls[f"full {balancer}"] = summary_of(chat("full", replicas, rate, horizon, balancer), 1)
-        sampled, walls[f"sampled {balancer}"] = summary_of(
-            chat("sampled", replicas, rate, horizon, balancer, sharding={"shards": k, "sample_shards": 4}), args.jobs)
-        compare(f"{balancer}: {k} shards, 4 sampled", full, sampled, rows)
-        if balancer == "least_outstanding":
+        if "shards" in cases:
+            sampled, walls[f"sampled {balancer}"] = summary_of(
+                chat("sampled", replicas, rate, horizon, balancer, sharding={"shards": k, "sample_shards": 4}),
+                args.jobs)
+            compare(f"{balancer}: {k} shards, 4 sampled", full, sampled, rows)
+        if "sampled-windows" in cases:
+            part, walls[f"sampled windows {balancer}"] = summary_of(
+                chat("windows", replicas, rate, horizon, balancer, sharding=span_windows), args.jobs)
+            compare(f"{balancer}: 9 windows of the pool, 3 sampled", full, part, rows)
+        if balancer == "least_outstanding" and "sizes" in cases:
             other, _ = summary_of(chat("full", replicas, rate, horizon, balancer, seed=8), 1)
             compare("least_outstanding: noise floor (seed 8 vs 7)", full, other, rows)
             for shards in (replicas // 4, replicas // 16, replicas // 64, 2):
@@ -108,12 +121,20 @@ def main() -> None:
     day_s = 600.0 if args.quick else 1800.0
     diurnal = {"process": "diurnal", "mean_rate_per_s": 9.0 * 16 / 1.5, "period_s": day_s, "peak_to_trough": 3,
                "peak_hour": 14}
-    cont, walls["continuous day"] = summary_of(chat("day", 16, 0, day_s, "least_outstanding", arrival=diurnal), 1)
-    win, walls["windowed day"] = summary_of(chat("day", 16, 0, day_s, "least_outstanding", arrival=diurnal,
-                                                 sharding={"windows": 6, "window_overlap_s": 60}), args.jobs)
-    compare("diurnal day: 6 windows, 60 s overlap", cont, win, rows)
-    other, _ = summary_of(chat("day", 16, 0, day_s, "least_outstanding", seed=8, arrival=diurnal), 1)
-    compare("diurnal day: noise floor (seed 8 vs 7)", cont, other, rows)
+    if cases & {"windows", "sampled-windows"}:
+        cont, walls["continuous day"] = summary_of(chat("day", 16, 0, day_s, "least_outstanding", arrival=diurnal), 1)
+    if "windows" in cases:
+        win, walls["windowed day"] = summary_of(chat("day", 16, 0, day_s, "least_outstanding", arrival=diurnal,
+                                                     sharding={"windows": 6, "window_overlap_s": 60}), args.jobs)
+        compare("diurnal day: 6 windows, 60 s overlap", cont, win, rows)
+        other, _ = summary_of(chat("day", 16, 0, day_s, "least_outstanding", seed=8, arrival=diurnal), 1)
+        compare("diurnal day: noise floor (seed 8 vs 7)", cont, other, rows)
+    if "sampled-windows" in cases:
+        for sample in (3, 2):
+            part, walls[f"day, {sample} of 6 windows"] = summary_of(
+                chat("day", 16, 0, day_s, "least_outstanding", arrival=diurnal,
+                     sharding={"windows": 6, "sample_windows": sample, "window_overlap_s": 60}), args.jobs)
+            compare(f"diurnal day: 6 windows, {sample} sampled", cont, part, rows)
     print("wall s: " + ", ".join(f"{k} {v:.1f}" for k, v in walls.items()), flush=True)
     print(f"load average at end {os.getloadavg()[0]:.1f}", flush=True)
     if args.json:

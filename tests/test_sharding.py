@@ -19,7 +19,7 @@ from simfactory.api import simulate_metrics
 from simfactory.cli import app
 from simfactory.errors import InputError
 from simfactory.fleet.merge import merge_shards
-from simfactory.fleet.run import run_sharded
+from simfactory.fleet.run import part_seed, run_sharded
 from simfactory.resolve.shards import shard_scenario
 from simfactory.metrics.frames import requests_frame
 from simfactory.metrics.summary import compute_metrics
@@ -328,3 +328,60 @@ def test_a_sampled_run_charges_what_the_fleet_holds_once_as_the_whole_run_does(t
     pools = [m.summary["cost"]["pools"][0] for m in runs.values()]
     assert pools[0]["breakdown_usd_per_hour"] == pools[1]["breakdown_usd_per_hour"]
     assert pools[1]["breakdown_usd_per_hour"]["cloud"] == pytest.approx(pools[1]["usd_per_hour"])
+
+
+def window_sample_doc(**extra: Any) -> dict[str, Any]:
+    """8 replicas under least_outstanding over 42 s: 2 s warm-up, then 8 windows of 5 s, 4 of them simulated."""
+    return fleet_doc(shards=1, rate=40.0, horizon_s=42.0, balancer="least_outstanding",
+                     **{"windows": 8, "sample_windows": 4, "window_overlap_s": 2.0, **extra})
+
+
+def test_sampled_windows_keep_every_replica_and_stand_for_the_measured_span(tmp_path):
+    """The middle window of each of 4 stretches of the measured span [2, 42) s, each with all 8 replicas (so a
+    load-aware balancer sees the whole pool, as shards would not), scaled by 8 / 4."""
+    rs = resolved(tmp_path, window_sample_doc())
+    assert not any("sharding" in w for w in rs.warnings)  # no shard approximation to warn of
+    m, joined = run_sharded(rs)
+    s, info = m.summary, m.summary["sharding"]
+    assert info["simulated_windows"] == [1, 3, 5, 7] and info["window_s"] == 5.0 and info["scale"] == 2.0
+    assert info["stands_for"] == "4 simulated windows stand for 8" and info["simulations"] == 4
+    assert info["window_seeds"] == [part_seed(3, 0, w, 8) for w in (1, 3, 5, 7)]
+    assert len(s["replicas"]) == 8 and {int(r) for r in joined.table.replica} == set(range(8))
+    measured = int(np.count_nonzero(joined.table.arrival_s >= 0))  # the first window's in-flight rows arrived before
+    assert s["window"]["measured_requests"] == 2 * measured
+    assert s["window"]["warmup_s"] == 2.0 and s["window"]["horizon_s"] == 42.0
+    mean = 40.0 * 40.0  # Poisson arrivals over the 40 s measured: the scaled count has variance 2^2 x 800
+    assert abs(s["window"]["measured_requests"] - mean) < 5 * math.sqrt(4 * mean / 2)
+    assert s["throughput"]["requests_per_s"] == pytest.approx(40.0, rel=0.15)  # a rate: not scaled
+    assert s["cost"]["usd_per_hour"] == pytest.approx(8 * 2.0)  # 8 cloud GPUs at 2 USD/h: a level, not scaled
+    assert s["cost"]["window_usd"] == pytest.approx(8 * 2.0 * 40.0 / 3600.0)  # a total over the 40 s measured
+    ci = info["ci95"]["cost.window_usd"]
+    assert len(ci["window_values"]) == 4 and ci["estimate"] == pytest.approx(8 * ci["window_mean"])
+
+
+def test_sampled_windows_are_reported_as_such(tmp_path):
+    path = write_case(tmp_path, window_sample_doc())
+    res = runner.invoke(app, ["run", str(path), "--out", str(tmp_path / "out"), "--no-plots"])
+    assert res.exit_code == 0, res.output
+    assert "4 of 8 windows simulated, every replica in each" in res.output and "95% CI" in res.output
+    md = (tmp_path / "out" / "summary.md").read_text()
+    assert "4 of 8 time windows of 5 s simulated with every replica" in md and "simulated windows" in md
+
+
+@pytest.mark.parametrize("change, field, why", [
+    ({"sample_windows": 3}, "sharding", "must divide windows"),
+    ({"shards": 2}, "sharding", "sample shards (sample_shards) instead"),
+    ({"window_overlap_s": 2.0, "windows": 8}, "sim.warmup_s", "not a whole number of timeline samples"),
+    ({"outages": True}, "sharding.sample_windows", "faults.outages happen at set times"),
+])
+def test_what_a_window_sample_cannot_stand_for_is_refused(tmp_path, change, field, why):
+    doc = window_sample_doc()
+    if change.pop("outages", False):
+        doc["faults"] = {"outages": [{"pool": "pool", "start_s": 10.0, "duration_s": 5.0}]}
+    if field == "sim.warmup_s":
+        doc["sim"]["warmup_s"] = 2.5
+    doc["sharding"].update(change)
+    path = write_case(tmp_path, doc)
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert f"{path}: {field}" in res.output and why in res.output, res.output

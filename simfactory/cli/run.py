@@ -374,9 +374,13 @@ def _print_sharding(s: dict[str, Any]) -> None:
     sh = s.get("sharding")
     if not sh:
         return
-    line = f"sharded: {sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
-    if sh["windows"] > 1:
-        line += f", {sh['windows']} time windows each"
+    if "simulated_windows" in sh:
+        line = (f"sampled in time: {len(sh['simulated_windows']):,} of {sh['windows']:,} windows simulated, every "
+                "replica in each")
+    else:
+        line = f"sharded: {sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
+        if sh["windows"] > 1:
+            line += f", {sh['windows']} time windows each"
     ci = sh.get("ci95") or {}
     if ci:
         line += f" ({sh['stands_for']}); 95% CI: " + ", ".join(

@@ -29,6 +29,12 @@ class Sharding(StrictModel):
     windows: Annotated[int, Field(ge=1, le=MAX_WINDOWS)] = Field(
         default=1, description="split the measurement window into this many equal time windows simulated apart "
         "(in parallel with --jobs), each with window_overlap_s simulated and discarded on both sides. 1: none")
+    sample_windows: Annotated[int, Field(ge=2, le=MAX_WINDOWS)] | None = Field(
+        default=None, description="simulate only this many of the time windows, every replica in each (the middle "
+        "window of each of this many equal stretches of the measured span), and scale totals by windows / "
+        "sample_windows; the summary gives 95% t intervals from the spread between them. The shortcut for "
+        "load-aware balancers, which shards would make optimistic. Windows then cover the measured span "
+        "(sim.warmup_s to sim.horizon_s); needs shards 1 and windows a multiple of it. Unset: every window")
     window_overlap_s: Annotated[float, Field(ge=0, le=MAX_SIMULATED_S, allow_inf_nan=False)] = Field(
         default=300.0, description="seconds simulated before and after each time window and discarded: the "
         "window starts with the queues, caches and autoscaler a continuous run would have (approximately)")
@@ -37,4 +43,11 @@ class Sharding(StrictModel):
     def _sample_within(self) -> "Sharding":
         if self.sample_shards is not None and self.sample_shards > self.shards:
             raise ValueError(f"sample_shards ({self.sample_shards}) must be at most shards ({self.shards})")
+        if self.sample_windows is not None:
+            if self.windows % self.sample_windows:
+                raise ValueError(f"sample_windows ({self.sample_windows}) must divide windows ({self.windows}): each "
+                                 "sampled window stands for the same number of windows")
+            if self.shards > 1:
+                raise ValueError("sample_windows keeps every replica in each window; with shards > 1 sample shards "
+                                 "(sample_shards) instead, or set shards to 1")
         return self

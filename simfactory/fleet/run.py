@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -14,7 +14,7 @@ from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.fleet.executors import run_all
 from simfactory.fleet.merge import merge_shards
-from simfactory.fleet.sampling import SCALE_NOTE, scale_summary, shard_intervals
+from simfactory.fleet.sampling import SCALE_NOTE, TIME, WINDOW_SCALE_NOTE, scale_summary, shard_intervals
 from simfactory.fleet.windows import Window, join_windows, plan_windows, window_scenario
 from simfactory.metrics.ci import CI_LEVEL
 from simfactory.metrics.summary import RunMetrics, compute_metrics
@@ -74,6 +74,73 @@ def _join(rs_shard: ResolvedScenario, outputs: list[PartOutput], windows: list[W
     return parts[0] if len(windows) == 1 else join_windows(rs_shard, parts, windows, seed)
 
 
+def sampled_windows(windows: Sequence[Window], sample: int) -> list[Window]:
+    """A systematic sample: the middle window of each of `sample` equal stretches (a midpoint rule over a daily
+    shape; any window of a steady load)."""
+    per = len(windows) // sample
+    return [w for w in windows if w.index % per == per // 2]
+
+
+def back_to_back(chosen: Sequence[Window]) -> list[Window]:
+    """The sampled windows on a clock of their own, one after the other from 0 (what the summary code reads as one
+    run of sample x window length); only the horizon's last window keeps what arrives after its end. Each window's
+    tail (requests ending after it) completes inside the next one's span, as in a continuous run; the first window
+    keeps the requests in flight at its start (unmeasured, like a warm-up's), so the span counts the completions a
+    continuous run's would, not one tail fewer."""
+    length = chosen[0].end_s - chosen[0].start_s
+    return [Window(w.index, i * length, (i + 1) * length, w.offset_s - w.start_s + i * length, w.last, i == 0)
+            for i, w in enumerate(chosen)]
+
+
+def run_window_sample(rs: ResolvedScenario, base: int, jobs: int, executor: str, ray_address: str | None,
+                      progress: ProgressFn | None, trace_tasks: int) -> tuple[RunMetrics, SimResult]:
+    """Simulate m of the W time windows, every replica in each (so a load-aware balancer sees the whole pool), and
+    report the horizon: the sampled windows are summarized back to back by the single-run code, then what grows
+    with time is scaled by W / m (fleet/sampling.py), with intervals from the spread between windows."""
+    sc, file = rs.scenario, rs.file or "scenario"
+    sh = sc.sharding
+    assert sh is not None and sh.sample_windows is not None
+    windows = plan_windows(sc, sh.windows, sh.window_overlap_s, file)
+    chosen = sampled_windows(windows, sh.sample_windows)
+    plain = sc.model_copy(update={"sharding": None})
+    parts = [window_scenario(plain, file, w, sh.window_overlap_s) for w in chosen]
+    for part in parts:  # each window's own work limits, before any is simulated
+        resolve(part, file)
+    todo = [PartJob(part.model_dump(mode="json"), file, 0, w.index, part_seed(base, 0, w.index, len(windows)))
+            for part, w in zip(parts, chosen)]
+    on_done: Callable[[int], None] | None = (
+        (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
+    outputs = run_all(simulate_part, todo, executor, jobs, ray_address, on_done)
+    length = chosen[0].end_s - chosen[0].start_s
+
+    def spanning(n: int) -> ResolvedScenario:  # the plain scenario over n windows back to back, all measured
+        return resolve(plain.model_copy(update={"sim": sc.sim.model_copy(
+            update={"horizon_s": n * length, "warmup_s": 0.0})}), file)
+
+    rs_one = spanning(1)
+    per_window = [compute_metrics(join_windows(rs_one, [dataclasses.replace(o.result, resolved=rs_one)],
+                                               back_to_back([w]), base), trace_tasks=0).summary
+                  for o, w in zip(outputs, chosen)]
+    rs_all = spanning(len(chosen))
+    joined = join_windows(rs_all, [dataclasses.replace(o.result, resolved=rs_all) for o in outputs],
+                          back_to_back(chosen), base)
+    del outputs
+    metrics = compute_metrics(joined, trace_tasks=trace_tasks)
+    factor = len(windows) / len(chosen)
+    summary = scale_summary(metrics.summary, factor, dimension=TIME)
+    summary["window"].update({"warmup_s": sc.sim.warmup_s, "horizon_s": sc.sim.horizon_s,
+                              "end_s": sc.sim.horizon_s + joined.end_s - len(chosen) * length})
+    summary["sharding"] = {
+        "shards": 1, "simulated_shards": 1, "sampled": True, "windows": len(windows),
+        "window_overlap_s": sh.window_overlap_s, "simulations": len(todo), "executor": executor,
+        "simulated_windows": [w.index for w in chosen], "window_s": length,
+        "window_seeds": [job.seed for job in todo], "scale": factor,
+        "stands_for": f"{len(chosen)} simulated windows stand for {len(windows)}", "scaled": WINDOW_SCALE_NOTE,
+        "ci_level": CI_LEVEL, "ci95": shard_intervals(summary, per_window, len(windows), TIME)}
+    metrics.summary = summary
+    return metrics, joined
+
+
 def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, executor: str = "local",
                 ray_address: str | None = None, progress: ProgressFn | None = None,
                 trace_tasks: int = 0) -> tuple[RunMetrics, SimResult]:
@@ -81,6 +148,9 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     sc, file = rs.scenario, rs.file or "scenario"
     sh = sc.sharding
     assert sh is not None
+    if sh.sample_windows is not None and sh.sample_windows < sh.windows:
+        return run_window_sample(rs, sc.seed if seed is None else seed, jobs, executor, ray_address, progress,
+                                 trace_tasks)
     base = sc.seed if seed is None else seed
     k, m = sh.shards, sh.sample_shards or sh.shards
     # what cannot be split was refused when the scenario resolved (resolve/shards.py check_sharding)

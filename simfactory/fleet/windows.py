@@ -19,7 +19,7 @@ import numpy as np
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario
 from simfactory.resolve import ResolvedScenario
-from simfactory.resolve.shards import window_length_s
+from simfactory.resolve.shards import window_length_s, windows_start_s
 from simfactory.sim.autoscale import AutoscaleLog
 from simfactory.sim.faults import FaultLog
 from simfactory.sim.requests import COLUMNS, RequestTable
@@ -35,15 +35,20 @@ class Window:
     end_s: float
     offset_s: float  # the original time of the window simulation's t = 0 (start_s less the overlap before)
     last: bool
+    # also keep what arrived before start_s and ends after it (unmeasured, as a run's warm-up arrivals are): the
+    # first of sampled windows back to back, whose start no earlier window's tail fills (fleet/run.py)
+    in_flight: bool = False
 
 
 def plan_windows(sc: Scenario, windows: int, overlap_s: float, file: str) -> list[Window]:
-    """Equal windows whose edges and overlaps fall on the timeline grid (so busy time splits exactly)."""
+    """Equal windows whose edges and overlaps fall on the timeline grid (so busy time splits exactly), from 0 (or
+    from the warm-up's end when only a sample of them is simulated: resolve/shards.py windows_start_s)."""
     length = window_length_s(sc, windows, file)
+    start = windows_start_s(sc)
     resolution_s = sc.sim.timeline_resolution_s
     overlap = math.ceil(overlap_s / resolution_s - 1e-9) * resolution_s
-    return [Window(w, w * length, (w + 1) * length, max(0.0, w * length - overlap), w == windows - 1)
-            for w in range(windows)]
+    return [Window(w, start + w * length, start + (w + 1) * length, max(0.0, start + w * length - overlap),
+                   w == windows - 1) for w in range(windows)]
 
 
 def _shift_arrival(a: dict[str, Any], offset_s: float) -> dict[str, Any]:
@@ -82,7 +87,11 @@ def _kept_rows(t: RequestTable, w: Window) -> np.ndarray:
     """Rows whose first attempt arrived inside the window (an escalation or retry stays with its first attempt)."""
     first = np.where(t.origin >= 0, t.origin, np.arange(len(t)))
     arrival = np.asarray(t.arrival_s)[first] + w.offset_s
-    return (arrival >= w.start_s) & ((arrival < w.end_s) | w.last)
+    keep = (arrival >= w.start_s) & ((arrival < w.end_s) | w.last)
+    if w.in_flight:
+        with np.errstate(invalid="ignore"):  # NaN: never completed
+            keep |= (arrival < w.start_s) & (np.asarray(t.completion_s)[: len(t)] + w.offset_s >= w.start_s)
+    return keep
 
 
 def _clip(a: float, b: float, w: Window, close: float) -> tuple[float, float]:
@@ -121,15 +130,14 @@ def join_windows(rs: ResolvedScenario, parts: Sequence[SimResult], windows: Sequ
             col = np.asarray(getattr(t, name), dtype=dtype)[: len(t)][keep]
             if name in TIME_COLUMNS:
                 col = col + w.offset_s
-            elif name == "origin":
-                col = np.where(col >= 0, new_id[np.maximum(col, 0)], col)
+            elif name == "origin":  # a first attempt left out (before an in-flight row's window): none
+                col = np.where((col >= 0) & keep[np.maximum(col, 0)], new_id[np.maximum(col, 0)], -1)
             setattr(sub, name, col)
         sub.n = int(keep.sum())
         tables.append(sub)
         row_base += sub.n
         times = np.asarray(p.timelines.time_s) + w.offset_s
-        rows = np.flatnonzero((times >= w.start_s) & ((times < w.end_s) | w.last)) if w.index else \
-            np.flatnonzero((times < w.end_s) | w.last)
+        rows = np.flatnonzero((times >= w.start_s) & ((times < w.end_s) | w.last))
         for attr in ("time_s", "in_system", "tasks_in_system", "deployment_queue", "gated", "waiting", "running",
                      "kv_used_frac", "busy_frac"):
             src = times if attr == "time_s" else getattr(p.timelines, attr)

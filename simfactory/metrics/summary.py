@@ -452,7 +452,9 @@ def finance_section(result: SimResult, req: pd.DataFrame, tasks: pd.DataFrame, f
     rs = result.resolved
     units = units_of(rs, req, tasks, end_s - start_s, answered)
     peak_billed = billed_accelerators(result, start_s, end_s, peak=True)
-    out = finance_summary(rs, fleet.costs, units, fleet.demand, result.seed, fleet.serving_idle, peak_billed)
+    # a sampled run (m of k shards) sizes the hybrid split on the fleet's demand, not its shards': sizing is not linear
+    demand = {pool: d / rs.fleet_share for pool, d in fleet.demand.items()} if rs.fleet_share < 1 else fleet.demand
+    out = finance_summary(rs, fleet.costs, units, demand, result.seed, fleet.serving_idle, peak_billed)
     stack, by_group, notes = cost_stack_section(rs, req, lreq, tasks, fleet.costs, end_s - start_s,
                                                 idle_seat_usd(rs, tasks, end_s - start_s))
     out["cost_stack"] = stack

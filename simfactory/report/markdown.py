@@ -204,17 +204,26 @@ def render_header(s: dict[str, Any]) -> list[str]:
 
 
 def render_sharding(sh: dict[str, Any]) -> list[str]:
-    """How a sharded run was simulated (simfactory/fleet) and, when shards were sampled, the 95% intervals."""
-    out = ["## Sharding", "",
-           f"{sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
-           + (f" ({sh['stands_for']}: counts and costs scaled by {sh['scale']:g})" if sh.get("sampled") else "")
-           + (f", each in {sh['windows']} time windows ({sh['window_overlap_s']:g} s overlaps)" if sh["windows"] > 1
-              else "") + f"; {sh['simulations']} simulations.", ""]
+    """How a sharded run was simulated (simfactory/fleet) and, when shards or time windows were sampled, the 95%
+    intervals."""
+    if "simulated_windows" in sh:  # a sample of time windows, every replica in each
+        head = (f"{len(sh['simulated_windows']):,} of {sh['windows']:,} time windows of {sh['window_s']:g} s simulated "
+                f"with every replica ({sh['stands_for']}: totals scaled by {sh['scale']:g}; windows "
+                f"{', '.join(str(w) for w in sh['simulated_windows'])}; {sh['window_overlap_s']:g} s overlaps)")
+        part = "simulated windows"
+    else:
+        head = (f"{sh['simulated_shards']:,} of {sh['shards']:,} shards simulated"
+                + (f" ({sh['stands_for']}: counts and costs scaled by {sh['scale']:g})" if sh.get("sampled") else "")
+                + (f", each in {sh['windows']} time windows ({sh['window_overlap_s']:g} s overlaps)"
+                   if sh["windows"] > 1 else ""))
+        part = "simulated shards"
+    out = ["## Sharding", "", f"{head}; {sh['simulations']} simulations.", ""]
     if sh.get("ci95"):
         g = "{:.4g}".format  # figures of every scale: seconds, req/s, USD
-        rows = [[k, g(v["estimate"]), g(v["ci95"]), ", ".join(g(x) for x in v["shard_values"])]
+        rows = [[k, g(v["estimate"]), g(v["ci95"]),
+                 ", ".join(g(x) for x in v.get("shard_values", v.get("window_values", [])))]
                 for k, v in sh["ci95"].items()]
-        out += [table(["figure", "estimate", "± 95% CI", "simulated shards"], rows), ""]
+        out += [table(["figure", "estimate", "± 95% CI", part], rows), ""]
     return out
 
 

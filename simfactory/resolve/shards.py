@@ -144,14 +144,44 @@ def refuse_unwindowable(sc: Scenario, file: str) -> None:
             raise InputError(file, "sharding.windows", f"this scenario cannot be split into time windows: {why}")
 
 
+def refuse_unsampleable(sc: Scenario, file: str) -> None:
+    """A sample of windows stands for the others, so nothing may happen at a set time that a sampled window could
+    miss or repeat: scheduled outages and flash events are refused (random faults and autoscaling are fine)."""
+    arrivals = [sc.traffic.arrival, *(c.arrival for c in sc.traffic.classes if not isinstance(c.arrival, str))]
+    why = None
+    if sc.faults.outages:
+        why = "faults.outages happen at set times, which the sampled windows would miss or stand for several times"
+    elif any(getattr(a, "events", None) for a in arrivals):
+        why = "a flash event happens at a set time, which the sampled windows would miss or stand for several times"
+    if why:
+        raise InputError(file, "sharding.sample_windows", f"simulate every window (unset sample_windows): {why}")
+
+
+def windows_start_s(sc: Scenario) -> float:
+    """Where the windows start: 0, or the end of the warm-up when only a sample of them is simulated (a sample
+    estimates the measured span, and each window is warm-started by its overlap instead)."""
+    sh = sc.sharding
+    return sc.sim.warmup_s if sh is not None and sh.sample_windows is not None and sh.sample_windows < sh.windows \
+        else 0.0
+
+
+def _whole_samples(seconds: float, resolution_s: float) -> bool:
+    steps = seconds / resolution_s
+    return abs(steps - round(steps)) <= 1e-9 * max(1.0, steps)
+
+
 def window_length_s(sc: Scenario, windows: int, file: str) -> float:
     """Each window's length: a whole number of timeline samples, so busy time splits exactly at its edges."""
-    length = sc.sim.horizon_s / windows
-    steps = length / sc.sim.timeline_resolution_s
-    if abs(steps - round(steps)) > 1e-9 * max(1.0, steps) or round(steps) < 1:
-        raise InputError(file, "sharding.windows", f"a window of {length:g} s (horizon_s / windows) is not a whole "
-                         f"number of timeline samples ({sc.sim.timeline_resolution_s:g} s); pick windows that "
-                         "divide it")
+    start = windows_start_s(sc)
+    resolution = sc.sim.timeline_resolution_s
+    if not _whole_samples(start, resolution):
+        raise InputError(file, "sim.warmup_s", f"sampled windows start where the warm-up ends ({start:g} s), which "
+                         f"is not a whole number of timeline samples ({resolution:g} s); pick a warm-up that is")
+    length = (sc.sim.horizon_s - start) / windows
+    if not _whole_samples(length, resolution) or round(length / resolution) < 1:
+        span = "horizon_s" if start == 0 else "(horizon_s - warmup_s)"
+        raise InputError(file, "sharding.windows", f"a window of {length:g} s ({span} / windows) is not a whole "
+                         f"number of timeline samples ({resolution:g} s); pick windows that divide it")
     return length
 
 
@@ -174,7 +204,8 @@ def check_sharding(sc: Scenario, classes: list[ResolvedClass], file: str, errors
                         "like a pool of that size: its TTFT is not the fleet's but a smaller pool's, optimistic "
                         "(least_outstanding TTFT p50 against one pool of 256: -9.5% in shards of 16, -2.4% in shards "
                         "of 128; larger pools wait longer still; README 'Fleet scale'); TPOT, E2E and cost were within "
-                        "2%")
+                        "2%. To keep the whole pool, sample time windows instead (shards: 1, windows: W, "
+                        "sample_windows: m: within 2% at 256 replicas)")
     try:
         if sh.shards > 1:
             refuse_unshardable(sc, classes, file)
@@ -183,5 +214,7 @@ def check_sharding(sc: Scenario, classes: list[ResolvedClass], file: str, errors
             refuse_unshardable(sc, classes, file, "sharding.windows")
             refuse_unwindowable(sc, file)
             window_length_s(sc, sh.windows, file)
+            if sh.sample_windows is not None and sh.sample_windows < sh.windows:
+                refuse_unsampleable(sc, file)
     except InputError as e:
         errors.append(e)
