@@ -17,6 +17,7 @@ from simfactory.fleet.sampling import FLEET, TIME, _kept, kind_of, scale_summary
 from simfactory.fleet.windows import Window, join_windows
 from simfactory.metrics.summary import compute_metrics
 from simfactory.paths import SCENARIOS_DIR
+from simfactory.regress.flatten import numbers
 from simfactory.resolve import load_scenario, resolve
 from simfactory.resolve.shards import shard_scenario
 from simfactory.sim.run import simulate
@@ -32,15 +33,8 @@ LOOSE = ("best_baseline_accels", "best_usd_per_hour", "baseline_accels", "owned_
 RICH = ("tco-hybrid", "tenants-fair-share", "gpu-failure-peak", "autoscale-rps", "routing-tiered")
 
 
-def leaves(node: Any, path: str = "") -> Iterator[tuple[str, float]]:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            yield from leaves(v, f"{path}.{k}" if path else str(k))
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            yield from leaves(v, f"{path}.{i}")
-    elif isinstance(node, (int, float)) and not isinstance(node, bool):
-        yield path, float(node)
+def leaves(node: dict[str, Any]) -> Iterator[tuple[str, float]]:
+    yield from numbers(node).items()
 
 
 def mismatches(whole: dict[str, Any], scaled: dict[str, Any], skip: tuple[str, ...]) -> list[str]:

@@ -66,7 +66,8 @@ WINDOW_SCALE_NOTE = ("the sampled windows were simulated with every replica and 
                      "timelines and logs are on that clock); totals over the measured span (requests, tokens, USD, "
                      "hours) are theirs times `scale`; rates, levels (USD per hour, accelerators), latencies, "
                      "fractions and unit costs are theirs unchanged; `replicas` steps and preemptions are scaled, "
-                     "busy and KV fractions not")
+                     "busy and KV fractions not; peaks and minima (queue depth, replicas, demand) are the sampled "
+                     "windows' own, so a peak between them is not seen")
 
 # headline figures given an interval: summary path -> its kind (how it grows with the fleet or with time)
 CI_METRICS: dict[str, str] = {

@@ -11,9 +11,14 @@ EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "inpu
 
 
 def flatten(summary: dict[str, Any]) -> dict[str, float]:
+    return {k: v for k, v in numbers(summary).items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
+
+
+def numbers(summary: dict[str, Any]) -> dict[str, float]:
+    """Every number in a summary by its dotted path (list items by index; booleans as 0/1; NaN left out)."""
     out: dict[str, float] = {}
     _walk(summary, "", out)
-    return {k: v for k, v in out.items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
+    return out
 
 
 def _walk(node: Any, prefix: str, out: dict[str, float]) -> None:
