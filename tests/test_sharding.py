@@ -109,11 +109,12 @@ def test_jobs_2_equals_jobs_1(tmp_path):
 
 
 def test_ray_gives_the_merged_summary_of_local_jobs(tmp_path, local_ray):
-    rs = resolved(tmp_path, fleet_doc(shards=2, horizon_s=10.0))
-    local, _ = run_sharded(rs, jobs=2)
-    remote, _ = run_sharded(rs, executor="ray")  # on the fixture's cluster (ray is in the dev extra: this runs in CI)
-    remote.summary["sharding"]["executor"] = "local"
-    assert remote.summary == local.summary
+    for i, doc in enumerate((fleet_doc(shards=2, horizon_s=10.0), window_sample_doc())):  # shards; sampled windows
+        rs = resolved(tmp_path / str(i), doc)
+        local, _ = run_sharded(rs, jobs=2)
+        remote, _ = run_sharded(rs, executor="ray")  # on the fixture's cluster (ray is in the dev extra: runs in CI)
+        remote.summary["sharding"]["executor"] = "local"
+        assert remote.summary == local.summary
 
 
 def test_time_windows_keep_every_arrival_once_on_the_original_clock(tmp_path):
@@ -357,6 +358,11 @@ def test_sampled_windows_keep_every_replica_and_stand_for_the_measured_span(tmp_
     assert s["cost"]["window_usd"] == pytest.approx(8 * 2.0 * 40.0 / 3600.0)  # a total over the 40 s measured
     ci = info["ci95"]["cost.window_usd"]
     assert len(ci["window_values"]) == 4 and ci["estimate"] == pytest.approx(8 * ci["window_mean"])
+
+
+def test_sampled_windows_give_the_same_summary_with_any_job_count(tmp_path):
+    rs = resolved(tmp_path, window_sample_doc())
+    assert run_sharded(rs, jobs=1)[0].summary == run_sharded(rs, jobs=2)[0].summary
 
 
 def test_sampled_windows_are_reported_as_such(tmp_path):
