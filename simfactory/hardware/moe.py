@@ -4,6 +4,14 @@ With expert parallelism a MoE layer finishes when its busiest rank does, so what
 token load over the mean (max/mean, >= 1). It grows with the number of ranks (fewer experts per rank average out
 less) and is what expert load balancers (DeepSeek's EPLB, SGLang's, TensorRT-LLM's) reduce. The defaults below
 are published measurements of DeepSeek-V3/R1 serving; a scenario sets `expert_imbalance` to override them.
+
+They shape the roofline only. The measured kernel tables (calibrate/kernels/derive_moe.py) already carry a skew:
+aiconfigurator-core prices MoE with a power-law token distribution (alpha 1.01, its SDK default: sdk/config.py
+`workload_distribution = "power_law"`, sdk/models/deepseek.py alpha 1.01) and its collector times the busiest
+expert-parallel rank; at EP8 that rank holds 1.33-1.44x the mean load at 256-4,096 tokens, the NO_BALANCER figure
+below. Applying these defaults to the kernel path would count the skew twice. (Checked 2026-12-04: doing so would
+bring the DeepSeek-R1 suite's DP8 + EP8 points, 11-25% optimistic, within 8% of their measurements, but only by
+that double count; what leaves them optimistic is not known yet.)
 """
 
 from __future__ import annotations
