@@ -6,9 +6,10 @@ fields are rejected (extra="forbid").
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    BaseModel,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -874,6 +875,41 @@ class Scenario(_Strict):
     sharding: Sharding | None = Field(
         default=None, description="split a large fleet into shards and a long horizon into time windows, simulated "
         "apart (in parallel with --jobs or --executor ray) and merged into one summary; unset: one simulation")
+
+
+# Fields whose absence means something (an engine preset's default, the engine's own memory fraction, the price
+# book's bytes per token, a link priced by default): resolve/deployments.py and metrics/cost_stack.py read them from
+# `model_fields_set`. A full model_dump writes every field, so a document re-validated from it has them "set" to the
+# schema defaults; scenario_document leaves them out where the scenario did.
+LEFT_OUT_MATTERS: dict[type[BaseModel], tuple[str, ...]] = {
+    Deployment: ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "schedule", "kv_admission",
+                 "gpu_memory_utilization"),
+    Network: ("bytes_per_token",),
+    NetworkLink: ("usd_per_gb",),
+}
+
+
+def _prune_left_out(model: BaseModel, doc: dict[str, Any]) -> None:
+    for name in LEFT_OUT_MATTERS.get(type(model), ()):
+        if name not in model.model_fields_set:
+            doc.pop(name, None)
+    for name in type(model).model_fields:
+        value, sub = getattr(model, name), doc.get(name)
+        if isinstance(value, BaseModel) and isinstance(sub, dict):
+            _prune_left_out(value, sub)
+        elif isinstance(value, list) and isinstance(sub, list):
+            for v, d in zip(value, sub):
+                if isinstance(v, BaseModel) and isinstance(d, dict):
+                    _prune_left_out(v, d)
+
+
+def scenario_document(sc: Scenario) -> dict[str, Any]:
+    """The scenario as a JSON document (every field, so sweeps, plans, shards and windows can edit any of them) that
+    re-validates to the same scenario: the fields in LEFT_OUT_MATTERS stay left out where the scenario left them
+    out, so a TensorRT-LLM deployment keeps its preset's kv_admission through a sweep, a plan or a shard."""
+    doc = sc.model_dump(mode="json")
+    _prune_left_out(sc, doc)
+    return doc
 
 
 class RequestWorkload(_Strict):

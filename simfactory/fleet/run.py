@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Scenario, scenario_document
 from simfactory.fleet.executors import run_all
 from simfactory.fleet.merge import merge_shards
 from simfactory.fleet.sampling import SCALE_NOTE, TIME, WINDOW_SCALE_NOTE, scale_summary, shard_intervals
@@ -106,7 +106,7 @@ def run_window_sample(rs: ResolvedScenario, base: int, jobs: int, executor: str,
     parts = [window_scenario(plain, file, w, sh.window_overlap_s) for w in chosen]
     for part in parts:  # each window's own work limits, before any is simulated
         resolve(part, file)
-    todo = [PartJob(part.model_dump(mode="json"), file, 0, w.index, part_seed(base, 0, w.index, len(windows)))
+    todo = [PartJob(scenario_document(part), file, 0, w.index, part_seed(base, 0, w.index, len(windows)))
             for part, w in zip(parts, chosen)]
     on_done: Callable[[int], None] | None = (
         (lambda n: progress(sc.sim.horizon_s * n / len(todo), sc.sim.horizon_s)) if progress else None)
@@ -165,7 +165,7 @@ def run_sharded(rs: ResolvedScenario, seed: int | None = None, jobs: int = 1, ex
     if len(windows) > 1:  # each window's own work limits, before any is simulated (one window is the shard itself)
         for part in part_scs:
             resolve(part, file)
-    docs = [part.model_dump(mode="json") for part in part_scs]
+    docs = [scenario_document(part) for part in part_scs]
     summarize = m < k and len(windows) == 1
     todo = [PartJob(docs[w.index], file, s, w.index, part_seed(base, s, w.index, len(windows)), 0, summarize)
             for s in range(m) for w in windows]

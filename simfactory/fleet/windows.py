@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Scenario, scenario_document
 from simfactory.resolve import ResolvedScenario
 from simfactory.resolve.shards import window_length_s, windows_start_s
 from simfactory.sim.autoscale import AutoscaleLog
@@ -64,7 +64,7 @@ def _shift_arrival(a: dict[str, Any], offset_s: float) -> dict[str, Any]:
 
 def window_scenario(sc: Scenario, file: str, w: Window, overlap_s: float) -> Scenario:
     """The scenario simulating window w: its own clock from w.offset_s, the overlap after it, shifted inputs."""
-    doc = sc.model_dump(mode="json")
+    doc = scenario_document(sc)
     doc["sharding"] = None
     after = 0.0 if w.last else math.ceil(overlap_s / sc.sim.timeline_resolution_s - 1e-9) * sc.sim.timeline_resolution_s
     doc["sim"]["horizon_s"] = w.end_s + after - w.offset_s

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
-from simfactory.config.scenario import ClosedArrivals, Scenario
+from simfactory.config.scenario import ClosedArrivals, Scenario, scenario_document
 from simfactory.errors import InputError, InputErrors
 from simfactory.plan.overrides import apply_overrides
 from simfactory.plan.search import (
@@ -339,7 +339,7 @@ def plan_joint(scenario: Scenario, file: str, rate: float, targets: list[SloTarg
     sustainable load (as `plan` does for one deployment)."""
     started_s = time.monotonic()
     phase = on_phase or (lambda name, k, of: None)
-    base = scenario.model_dump(mode="json")
+    base = scenario_document(scenario)
     prepared = [_prepare(base, deps, cand, file, space_file, rate, targets) for cand in candidates_of(space)]
     plans: list[CandidatePlan] = []
     for k, p in enumerate(prepared):
@@ -370,7 +370,7 @@ def plan_fleet(scenario: Scenario, file: str, rate: float, targets: list[SloTarg
         raise InputError("--target-rate", "", f"must be a rate > 0 per second, got {rate:g}")
     if isinstance(scenario.traffic.arrival, ClosedArrivals):
         raise InputError(file, "traffic.arrival.process", CLOSED_NO_RATE)
-    base = scenario.model_dump(mode="json")
+    base = scenario_document(scenario)
     if deployment is not None:
         if space.deployments or space.deployment not in (None, deployment):
             named = space.deployment or ", ".join(space.deployments)

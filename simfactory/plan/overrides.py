@@ -7,8 +7,10 @@ import copy
 import difflib
 from typing import Any
 
+from simfactory.config.scenario import LEFT_OUT_MATTERS
 from simfactory.errors import InputError
 
+LEFT_OUT_NAMES = frozenset(name for names in LEFT_OUT_MATTERS.values() for name in names)
 MAX_INDEX_DIGITS = 18  # a list index that fits int64; longer digit strings name no entry
 
 
@@ -25,8 +27,8 @@ def _step(node: Any, key: str, where: str, file: str, path: str) -> tuple[Any, A
         choices = [str(i) for i in range(len(node))] + [str(n) for n in names if n]
         raise InputError(file, path, f"no entry {key!r} in {where or 'the scenario'} (valid: {', '.join(choices)})")
     if isinstance(node, dict):
-        if key in node:
-            return node, key
+        if key in node or key in LEFT_OUT_NAMES:  # a field scenario_document leaves out when unset (validation
+            return node, key                       # refuses it where the section has no such field)
         near = difflib.get_close_matches(key, [str(k) for k in node], n=3, cutoff=0.5)
         valid = sorted(str(k) for k in node)
         hint = f"did you mean {', '.join(near)}? " if near else ""
@@ -35,7 +37,8 @@ def _step(node: Any, key: str, where: str, file: str, path: str) -> tuple[Any, A
 
 
 def apply_overrides(doc: dict[str, Any], overrides: dict[str, Any], file: str) -> dict[str, Any]:
-    """A copy of the scenario document (a model_dump, so every field is present) with the overrides set."""
+    """A copy of the scenario document (config/scenario.py scenario_document: every field but those whose absence
+    means something) with the overrides set."""
     out = copy.deepcopy(doc)
     for path, value in overrides.items():
         parts = path.split(".")

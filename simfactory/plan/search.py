@@ -20,7 +20,7 @@ from pydantic import Field, model_validator
 from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_SIMULATED_S, MAX_SWEEP_RUNS
 from simfactory.config.loader import validate
-from simfactory.config.scenario import ClosedArrivals, Scenario
+from simfactory.config.scenario import ClosedArrivals, Scenario, scenario_document
 from simfactory.errors import InputError, InputErrors
 from simfactory.plan.bounds import erlang_c_min_servers, replica_max_rate_per_s, single_sequence_service_s
 from simfactory.plan.overrides import apply_overrides, check_paths
@@ -391,7 +391,7 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
     phase = on_phase or (lambda name, k, of: None)
     if isinstance(scenario.traffic.arrival, ClosedArrivals):
         raise InputError(file, "traffic.arrival.process", CLOSED_NO_RATE)
-    base = scenario.model_dump(mode="json")
+    base = scenario_document(scenario)
     dep = deployment_index(base, space.deployment, space_file)
     # every candidate is checked (paths, values, analytic bounds) before the first simulation: a bad one is
     # refused up front, not after minutes of progress on the others

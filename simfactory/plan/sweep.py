@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Scenario, scenario_document
 from simfactory.errors import InputError, InputErrors
 from simfactory.inputs import (
     MAX_SUMMARY_BYTES,
@@ -85,7 +85,7 @@ def run_point(job: PointJob) -> dict[str, Any]:
 
 def plan_jobs(scenario: Scenario, scenario_file: str, spec: SweepSpec, spec_file: str) -> list[PointJob]:
     """Every (point, replication), after checking each point's overrides make a valid scenario."""
-    doc = scenario.model_dump(mode="json")
+    doc = scenario_document(scenario)
     check_paths(doc, list(spec.parameters), spec_file)
     base = scenario.seed if spec.seed is None else spec.seed
     jobs = []

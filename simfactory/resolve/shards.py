@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario
+from simfactory.config.scenario import Scenario, scenario_document
 from simfactory.errors import InputError
 from simfactory.resolve.resolved import ResolvedClass
 
@@ -95,7 +95,7 @@ def shard_scenario(sc: Scenario, file: str, shards: int, parts: int = 1) -> Scen
     """The scenario of `parts` of `shards` equal shards (parts=1: one shard; parts=m: the m shards a sampled run
     simulates, as one fleet, for pricing and merging), without its sharding block."""
     split = _Split(file, shards, parts)
-    doc = sc.model_dump(mode="json")
+    doc = scenario_document(sc)
     doc["sharding"] = None
     for i, p in enumerate(doc["pools"]):
         p["count"] = split.count(p["count"], f"pools[{i}].count", "accelerators")
