@@ -98,6 +98,16 @@ EXTRA_SHAPES = {
         "vocab_size": 128256, "tie_word_embeddings": True,
         "_source": "huggingface.co/meta-llama/Llama-3.2-1B/blob/main/config.json",
     },
+    "llama-7b": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "intermediate_size": 11008,
+        "vocab_size": 32000, "tie_word_embeddings": False,
+        "_source": "huggingface.co/huggyllama/llama-7b/blob/main/config.json (cited in models.yaml)",
+    },
+    "llama-13b": {
+        "architectures": ["LlamaForCausalLM"], "model_type": "llama", "intermediate_size": 13824,
+        "vocab_size": 32000, "tie_word_embeddings": False,
+        "_source": "huggingface.co/huggyllama/llama-13b/blob/main/config.json (cited in models.yaml)",
+    },
 }
 SDK_MODEL_CONFIGS = {"llama-3.1-405b": "meta-llama--Meta-Llama-3.1-405B_config.json"}
 
