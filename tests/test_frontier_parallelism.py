@@ -238,8 +238,23 @@ def test_attention_ranks_price_the_busiest_rank():
     assert isinstance(m, AttentionRanks) and m.ranks == 4
     inner = m.inner
     assert m.step_s(StepLoad(0, 10, 10 * 2000.0, 0.0)) == pytest.approx(inner.step_s(StepLoad(0, 3, 3 * 2000.0, 0.0)))
-    assert m.step_s(StepLoad(4096, 0, 0.0, 4096 * 2048.5)) == pytest.approx(
-        inner.step_s(StepLoad(1024, 0, 0.0, 1024 * 2048.5)))
+    # four prompts of 1,024 tokens: one on each rank, the even split
+    assert m.step_s(StepLoad(4096, 0, 0.0, 4 * 1024 * 512.5)) == pytest.approx(
+        inner.step_s(StepLoad(1024, 0, 0.0, 1024 * 512.5)))
+    # one prompt of 4,096 tokens lives on one rank: slower than a quarter of it on each, faster than that rank
+    # computing the whole step alone (the expert layers' work stays spread over the ranks)
+    one = StepLoad(4096, 3, 3 * 2000.0, 4096 * 2048.5)
+    even = inner.step_s(StepLoad(1024, 1, 2000.0, 4096 * 2048.5 / 4))
+    alone = inner.step_s(StepLoad(4096, 1, 2000.0, 4096 * 2048.5))
+    assert even < m.step_s(one) < alone
+    assert m.busiest_prompts(one) == (4096, pytest.approx(4096 * 2048.5))
+    # nine prompts over four ranks: the busiest holds three
+    assert m.busiest_prompts(StepLoad(9 * 512, 0, 0.0, 9 * 512 * 256.5)) == (3 * 512, pytest.approx(3 * 512 * 256.5))
+    arch = rs.deployments[0].arch
+    assert m.local_share == pytest.approx(arch.attention_params_b() / arch.active_params_b)
+    assert 0.25 < m.local_share < 0.35  # DeepSeek-R1: 11.4 B of attention weights among 37 B active
+    parts = m.breakdown_s(one)
+    assert sum(parts.values()) == pytest.approx(m.step_s(one)) and parts["busiest_rank"] > 0.0
     a, b, n = m.decode_affine(10, 20000.0, 10.0, 50)
     for i in (0, n - 1):
         assert a + b * i == pytest.approx(m.step_s(StepLoad(0, 10, 20000.0 + 10 * i, 0.0)), rel=1e-9)

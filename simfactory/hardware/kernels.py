@@ -262,7 +262,9 @@ def kernel_step_time(
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
-    return model if dp_attention == 1 else AttentionRanks(model, dp_attention)
+    if dp_attention == 1:
+        return model
+    return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
 
 
 def _slopes(xs: list[float], ys: list[float]) -> list[float]:
@@ -459,29 +461,67 @@ class KernelStepTime(StepTimeModel):
 
 class AttentionRanks(StepTimeModel):
     """A replica whose attention is data-parallel over `ranks` groups, each running the per-rank kernel tables
-    (derive_moe.py's records describe one rank): a replica step is a step of its busiest rank, which holds
-    ceil(B / ranks) of the B decode sequences (and their share of the KV read) and 1/ranks of the prompt tokens
-    (rounded up). Every rank steps together (the MoE all-to-all couples them), so the replica's step time is the
-    rank's."""
+    (derive_moe.py's records describe one rank): a replica step is a step of its busiest rank. Every rank steps
+    together (the MoE all-to-all couples them), so the replica's step time is that rank's.
 
-    __slots__ = ("inner", "ranks", "label", "source_file", "source_sha256")
+    Decode sequences spread evenly: the busiest rank holds ceil(B / ranks) of them and their share of the KV read.
+    A prompt does not spread: each request lives on one rank, so a step that prefills n prompts puts ceil(n / ranks)
+    whole prompts on its busiest rank (the most even placement there is), while the other ranks wait for it
+    ("the iteration time is dominated by the slowest rank", TensorRT-LLM's ADP balance note,
+    https://nvidia.github.io/TensorRT-LLM/blogs/tech_blog/blog10_ADP_Balance_Strategy.html). What the busiest rank
+    computes alone is its attention (`local_share` of the per-token GEMMs: the attention blocks' share of the
+    active parameters), its prompt attention and its logits; the rest of the per-token work (expert and gathered
+    MLP layers) is spread over all ranks and stays at the even share. The prompts' count and length are read off
+    the step's load: n prompts of L tokens make n L tokens and n L (L + 1) / 2 attention pairs, so L = 2 pairs /
+    tokens - 1 (a chunk after earlier context reads as one longer prompt, which keeps it whole on one rank)."""
 
-    def __init__(self, inner: KernelStepTime, ranks: int) -> None:
+    __slots__ = ("inner", "ranks", "local_share", "label", "source_file", "source_sha256")
+
+    def __init__(self, inner: KernelStepTime, ranks: int, local_share: float = 1.0) -> None:
         self.inner, self.ranks = inner, int(ranks)
+        self.local_share = min(max(float(local_share), 0.0), 1.0)
         self.label = inner.label
         self.source_file, self.source_sha256 = inner.source_file, inner.source_sha256
 
     def _rank_load(self, load: StepLoad) -> StepLoad:
+        """The even share of a step: ceil(1 / ranks) of every part."""
         r = self.ranks
         b = -(-load.decode_seqs // r)
         kv = load.kv_tokens_read * (b / load.decode_seqs) if load.decode_seqs else 0.0
         return StepLoad(-(-load.prefill_tokens // r), b, kv, load.prefill_attn_pairs / r)
 
+    def busiest_prompts(self, load: StepLoad) -> tuple[int, float]:
+        """Prompt tokens and prompt attention pairs of the busiest rank: ceil(n / ranks) whole prompts."""
+        tokens, pairs = load.prefill_tokens, load.prefill_attn_pairs
+        if tokens <= 0:
+            return 0, 0.0
+        length = max(2.0 * pairs / tokens - 1.0, 1.0)
+        prompts = max(tokens / length, 1.0)
+        share = min(1.0, math.ceil(prompts / self.ranks - 1e-9) * length / tokens)
+        return max(math.ceil(tokens * share - 1e-9), 1), pairs * share
+
     def step_s(self, load: StepLoad) -> float:
-        return self.inner.step_s(self._rank_load(load))
+        even = self._rank_load(load)
+        t = self.inner.step_s(even)
+        if load.prefill_tokens <= 0 or self.ranks == 1:
+            return t
+        tokens, pairs = self.busiest_prompts(load)
+        if tokens <= even.prefill_tokens:
+            return t
+        return t + self._extra_s(even, StepLoad(tokens, even.decode_seqs, even.kv_tokens_read, pairs))
+
+    def _extra_s(self, even: StepLoad, busy: StepLoad) -> float:
+        """What the busiest rank's whole prompts add to the even step: its own share of the per-token work, all of
+        its prompt attention and logits."""
+        be, bb = self.inner.breakdown_s(even), self.inner.breakdown_s(busy)
+        per_token = (bb["linear"] + bb["allreduce"]) - (be["linear"] + be["allreduce"])
+        return (self.local_share * per_token + (bb["prefill_attention"] - be["prefill_attention"])
+                + (bb["logits"] - be["logits"]))
 
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
-        return self.inner.breakdown_s(self._rank_load(load))
+        out = self.inner.breakdown_s(self._rank_load(load))
+        out["busiest_rank"] = self.step_s(load) - sum(out.values())
+        return out
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         b = -(-decode_seqs // self.ranks)
@@ -489,7 +529,7 @@ class AttentionRanks(StepTimeModel):
         return self.inner.decode_affine(b, kv0 * share, kv_step * share, n_max)
 
     def __repr__(self) -> str:
-        return f"AttentionRanks({self.inner!r}, ranks={self.ranks})"
+        return f"AttentionRanks({self.inner!r}, ranks={self.ranks}, local_share={self.local_share:.4g})"
 
 
 def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple[str, str, int, str, str]]]:

@@ -10,8 +10,9 @@ aiconfigurator-core prices MoE with a power-law token distribution (alpha 1.01, 
 `workload_distribution = "power_law"`, sdk/models/deepseek.py alpha 1.01) and its collector times the busiest
 expert-parallel rank; at EP8 that rank holds 1.33-1.44x the mean load at 256-4,096 tokens, the NO_BALANCER figure
 below. Applying these defaults to the kernel path would count the skew twice. (Checked 2026-12-04: doing so would
-bring the DeepSeek-R1 suite's DP8 + EP8 points, 11-25% optimistic, within 8% of their measurements, but only by
-that double count; what leaves them optimistic is not known yet.)
+bring the DeepSeek-R1 suite's DP8 + EP8 points, then 11-25% optimistic, within 8% of their measurements, but only by
+that double count. Part of that optimism was the attention ranks' prompt imbalance, now priced in
+hardware/kernels.py AttentionRanks: 4-21% optimistic.)
 """
 
 from __future__ import annotations
