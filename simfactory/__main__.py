@@ -1,3 +1,3 @@
-from simfactory.cli.main import app
+from simfactory.cli.main import console
 
-app()
+console()

@@ -415,3 +415,38 @@ def test_temporaries_older_than_their_process_only(tmp_path):
     proc.wait()
     time.sleep(0.05)
     assert not _alive(proc.pid, None)
+
+
+def test_calibrate_fit_refuses_a_profile_the_user_wrote_with_one_line(tmp_path):
+    """`calibrate fit` on a step table, with a profile of the user's own where the fit would go: one error line,
+    exit 2, the user's file untouched (it used to end in a traceback)."""
+    hp = tmp_path / "hp"
+    mine = hp / "a100-80gb" / "llama-13b-vllm-fp16-tp1.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own notes\n")
+    before = snapshot(hp)
+    steps = REPO / "calibrate" / "datasets" / "muxserve-a100" / "llama-13b-tp1.steps.csv"
+    args = ["calibrate", "fit", str(steps), "--sku", "a100-80gb", "--model", "llama-13b", "--engine", "vllm",
+            "--dtype", "fp16", "--tp", "1", "--fit", "linear", "--profiles-dir", str(hp)]
+    assert_refused(runner.invoke(app, args), str(mine), "not written by simfactory", "--force")
+    assert snapshot(hp) == before
+
+
+def test_the_console_entry_turns_an_input_error_no_command_caught_into_one_line(tmp_path, monkeypatch):
+    """The net under every command (simfactory.cli.console): an InputError a command lets through is printed as
+    one line with exit 2, in a real process."""
+    code = textwrap.dedent("""
+        import typer
+        from simfactory.cli import main
+        from simfactory.errors import InputError
+
+        def boom() -> None:
+            raise InputError("x.yaml", "field", "reason")
+
+        main.app.command("boom")(boom)
+        main.console()
+    """)
+    res = subprocess.run([sys.executable, "-c", code, "boom"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.strip() == "error: x.yaml: field: reason"

@@ -168,15 +168,28 @@ def run_cmd(
     else:
         gpu, chosen_sku, arch, profile = _gpu_and_profile(sku, model)
     engine, points = _start_engine(backend, model, config_dir, arch, dtype, tp, gpu.memory_gb, quick, device)
+    _check_target_before_timing(profiles_dir, chosen_sku, model, engine.engine, dtype, tp, force)
     steps, samples, not_reported = _time_steps(engine, points, tp, repetitions, warmup, device == "cuda")
     prov = _run_provenance(backend, model, dtype, tp, quick, gpu, engine, len(steps), repetitions, not_reported)
     from simfactory.calibration.microbench import publish
 
-    with _fails_with(1, FitRefused):
+    with _fails_with(1, FitRefused), input_errors():
         run = publish(steps, sku=chosen_sku, model=model, engine=engine.engine, dtype=dtype, tp=tp,
                       profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
                       max_heldout_mape=max_heldout_mape, force=force, samples=samples)
     _report(run, out)
+
+
+def _check_target_before_timing(profiles_dir: Path, sku: str, model: str, engine: str, dtype: str, tp: int,
+                                force: bool) -> None:
+    """Refuse a profile path simfactory did not write before the GPU time is spent, not after it."""
+    from simfactory.calibration.profile_writer import check_profile_target, profile_name
+
+    name = profile_name(model, engine, dtype, tp)
+    folder = profiles_dir / sku
+    with input_errors():
+        check_profile_target(folder / f"{name}.yaml", [folder / f"{name}.steps.csv", folder / f"{name}.power.csv"],
+                             force)
 
 
 def _check_device(device: str, backend: str, sku: str | None, tp: int) -> None:
@@ -393,11 +406,12 @@ def fit_cmd(
             from simfactory.paths import PROFILES_DIR
             from simfactory.resolve import search_dirs
 
-            run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
-                          profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
-                          max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by or "random",
-                          max_train=max_train_rows,
-                          profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
+            with input_errors():  # a profile file that simfactory did not write is refused, not a traceback
+                run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
+                              profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
+                              max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by or "random",
+                              max_train=max_train_rows,
+                              profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
     _report(run, out)
 
 

@@ -90,3 +90,16 @@ register_calibrate_run(register_calibrate(app))  # the calibrate group: serve, i
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())
+
+
+def console() -> None:
+    """The console entry (`simfactory`, `python -m simfactory`): every command turns bad input into one line and
+    exit 2 itself; this is the net under them, so an input error one of them lets through is still a message,
+    never a traceback."""
+    from simfactory.cli.common import input_errors
+
+    try:
+        with input_errors():
+            app()
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
