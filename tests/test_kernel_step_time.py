@@ -404,6 +404,12 @@ def test_step_time_source_picks_kernels_where_they_cover_else_the_roofline(tmp_p
     tables = [f for f in rs.input_hashes if f.endswith(".json.gz")]
     assert tables == ([str(ROOT / "hardware_profiles" / "kernels" / f"{sku}.json.gz")]
                       if expect.startswith("measured kernels") else [])
+    # falling back to the roofline is said; asking for it is not
+    fallback = [w for w in rs.warnings if "step times come from" in w]
+    assert len(fallback) == (1 if source == "auto" and expect.startswith("roofline") else 0), rs.warnings
+    if fallback:
+        assert fallback[0].startswith(f"{tmp_path / 's.yaml'}: deployments[0]: step times come from {sku}'s roofline")
+        assert "calibrate" in fallback[0]
 
 
 def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):

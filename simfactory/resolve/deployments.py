@@ -15,7 +15,7 @@ from simfactory.hardware.speculative import SpeculativeModel, mtp_draft_fraction
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
-from simfactory.resolve.step_time import choose_step_time, with_measured_power
+from simfactory.resolve.step_time import ROOFLINE_DEFAULT_LABEL, choose_step_time, with_measured_power
 
 
 def resolve_deployments(
@@ -83,6 +83,11 @@ def _resolve_deployment(
         errors.extend(e.errors)
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
+    if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
+        warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
+                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype}, and no calibrated profile does): a bound scaled "
+                        "by assumed efficiencies, optimistic on every fidelity suite that runs on it (README, "
+                        "Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it")
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
         warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
                         f"{label.split(':')[0]}, whose MoE timings carry their own measured routing skew")

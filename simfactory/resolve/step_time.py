@@ -62,6 +62,9 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None) -> Ro
                             step_overhead_s=r.step_overhead_s * multiplier)
 
 
+ROOFLINE_DEFAULT_LABEL = "roofline (SKU default factors of "  # the uncalibrated fallback
+
+
 def choose_step_time(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None = None, at: str = "deployment", fname: str = "",
@@ -95,7 +98,7 @@ def choose_step_time(
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     return (
         roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset)),
-        f"roofline (SKU default factors of {profile.sku}, {d.engine} overhead x{multiplier:g})",
+        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g})",
     )
 
 
