@@ -63,14 +63,34 @@ def _check(frame: pd.DataFrame, required: dict[str, str], file: str, what: str) 
     return frame
 
 
+# Upper bounds of a step table's numbers: far past any engine step (a 1M-token prompt's attention is 5e11 pairs;
+# a step of a day), yet small enough that the fits' squares and products stay finite (1e300 tokens made scipy's
+# least squares raise "Residuals are not finite" as a traceback).
+MAX_STEP_COUNT = 1e15
+MAX_STEP_S = 86_400.0
+MAX_POWER_W = 1e5  # one accelerator board's mean power, W (a rack's is not a step table's row)
+STEP_BOUNDS: dict[str, float] = {"prefill_tokens": MAX_STEP_COUNT, "decode_seqs": MAX_STEP_COUNT,
+                                 "kv_tokens_read": MAX_STEP_COUNT, "prefill_attn_pairs": MAX_STEP_COUNT,
+                                 "step_s": MAX_STEP_S}
+OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "step_s_p90": MAX_STEP_S,
+                                     "repetitions": MAX_STEP_COUNT, "power_w": MAX_POWER_W, "sm_util": 1.0}
+
+
 def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:
-    """Validate a step table: required columns, finite non-negative numbers, positive step times."""
+    """Validate a step table: required columns, finite non-negative numbers of plausible size, positive step
+    times; the optional columns a fit reads (prefill_seqs, power_w, sm_util, ...) too when present (an empty power
+    or utilization cell is a step without samples)."""
     _check(frame, STEP_COLUMNS, file, "a step table")
-    for col in ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs", "step_s"):
+    columns = [(c, b, False) for c, b in STEP_BOUNDS.items()]
+    columns += [(c, b, c in ("power_w", "sm_util")) for c, b in OPTIONAL_BOUNDS.items() if c in frame.columns]
+    for col, most, may_be_empty in columns:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        empty = frame[col].isna().to_numpy() if may_be_empty else np.zeros(len(values), dtype=bool)
+        bad = np.flatnonzero(~empty & (~np.isfinite(values) | (values < 0) | (values > most)))
         if bad.size:
-            raise InputError(file, f"row {int(bad[0]) + 1}.{col}", f"must be a finite number >= 0, got {frame[col].iloc[bad[0]]!r}")
+            unit = " (a fraction: percent / 100)" if col == "sm_util" else ""
+            raise InputError(file, f"row {int(bad[0]) + 1}.{col}",
+                             f"must be a finite number from 0 to {most:g}{unit}, got {frame[col].iloc[bad[0]]!r}")
     if (frame["step_s"] <= 0).any():
         row = int(np.flatnonzero(frame["step_s"].to_numpy() <= 0)[0]) + 1
         raise InputError(file, f"row {row}.step_s", "a step takes a positive time")
