@@ -20,6 +20,7 @@ import pandas as pd
 
 from simfactory.errors import InputError
 from simfactory.inputs import MAX_TABLE_BYTES, read_input_bytes
+from simfactory.traces.parse import MAX_TRACE_SPAN_S, MAX_TRACE_TOKENS
 
 STEP_COLUMNS: dict[str, str] = {
     "kind": "prefill | decode | mixed",
@@ -127,6 +128,19 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if bad.size:
             raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}", "must be a finite number >= 0")
+        # of a size the replay can hold: a trace's token counts and span (a 1e12-token prompt was refused naming
+        # a temporary load.csv, a send at 1e300 s as the flags' sim.horizon_s)
+        if col.endswith("_tokens"):
+            least = 1 if col == "input_tokens" else 0  # a prompt has a token; an answer's count the replay warns on
+            bad = np.flatnonzero((values < least) | (values > MAX_TRACE_TOKENS) | (values != np.round(values)))
+            what = f"a successful request's {col} is a whole number from {least} to {MAX_TRACE_TOKENS:,}"
+        else:
+            bad = np.flatnonzero(values > MAX_TRACE_SPAN_S)
+            what = f"must be at most {MAX_TRACE_SPAN_S:g} s (a year: a unit slip?)"
+        if bad.size:
+            raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}",
+                             f"{what}, got {ok[col].iloc[bad[0]]!r}")
+    _check_optional(frame, ok, file)
     if "repeat" in frame:
         rep = pd.to_numeric(frame["repeat"], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(rep) | (rep < 0) | (rep != np.round(rep)))
@@ -137,6 +151,26 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
     if late.size:
         raise InputError(file, f"request {ok['request_id'].iloc[late[0]]}.e2e_s", "end to end is shorter than TTFT")
     return frame
+
+
+def _check_optional(frame: pd.DataFrame, ok: pd.DataFrame, file: str) -> None:
+    """The optional columns validate and fit read: tpot_s of a successful request a number >= 0 or empty (one
+    output token has none); rate_rps a rate >= 0 or empty (rows of a replayed trace); block a label in every row
+    (text in tpot_s or rate_rps, or an empty block, ended in a ValueError or TypeError traceback)."""
+    for col, rows in (("tpot_s", ok), ("rate_rps", frame)):
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)
+        empty = rows[col].isna().to_numpy() | (rows[col].astype(str).str.strip() == "").to_numpy()
+        bad = np.flatnonzero(~empty & (~np.isfinite(values) | (values < 0) | (values > MAX_TRACE_SPAN_S)))
+        if bad.size:
+            raise InputError(file, f"request {rows['request_id'].iloc[bad[0]]}.{col}",
+                             f"must be a finite number >= 0 or empty, got {rows[col].iloc[bad[0]]!r}")
+    if "block" in frame.columns:
+        empty = frame["block"].isna().to_numpy() | (frame["block"].astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            raise InputError(file, f"request {frame['request_id'].iloc[int(np.flatnonzero(empty)[0])]}.block",
+                             "empty: every row of a table with a block column names its block")
 
 
 def output_tokens_per_s(frame: pd.DataFrame) -> float:
