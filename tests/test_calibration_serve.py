@@ -366,6 +366,51 @@ def test_validate_on_a_table_without_successes_names_the_file(tmp_path):
     assert res.exit_code == 2 and f"{tmp_path / 'r.csv'}: ok: no successful request" in res.output
 
 
+def _request_table(n: int = 30) -> pd.DataFrame:
+    return pd.DataFrame({"request_id": range(n), "send_s": np.linspace(0, 15, n), "input_tokens": 512,
+                         "output_tokens": 64, "ttft_s": 0.05, "tpot_s": 0.01, "e2e_s": 0.68, "ok": True, "error": "",
+                         "rate_rps": 2.0})
+
+
+@pytest.mark.parametrize("column, value, needle", [
+    ("rate_rps", "x", "request 0.rate_rps: must be a finite number >= 0 or empty"),  # TypeError traceback
+    ("rate_rps", -1.0, "request 0.rate_rps"),  # -1 is the 'no rate' sentinel: it joined the trace block
+    ("tpot_s", "x", "request 0.tpot_s"),  # fit: ValueError traceback; validate: exit 1 "could not convert"
+    ("block", np.nan, "request 0.block: empty"),  # fit: "no successful requests to compare" ValueError traceback
+    ("input_tokens", 10**12, "request 0.input_tokens: a successful request's input_tokens is a whole number"),
+    ("input_tokens", 512.5, "request 0.input_tokens"),
+    ("send_s", 1e300, "request 0.send_s: must be at most"),  # named the flags' sim.horizon_s
+    ("e2e_s", 1e300, "request 0.e2e_s: must be at most"),  # validated as if measured
+])
+def test_a_request_table_value_fit_or_validate_cannot_use_is_named_in_one_line(tmp_path, column, value, needle):
+    """calibrate validate and calibrate fit read a request table's optional columns (rate_rps, tpot_s, block) and
+    replay its tokens and sends: text there ended in tracebacks, and a count or time past any trace's was refused
+    naming a temporary load.csv or the deployment flags instead of the table."""
+    t = _request_table().assign(block="2rps")
+    t[column] = t[column].astype(object)
+    t.loc[0, column] = value
+    t.to_csv(tmp_path / "r.csv", index=False)
+    for cmd in (["calibrate", "validate", str(tmp_path / "r.csv"), "--out", str(tmp_path / "v")],
+                ["calibrate", "fit", str(tmp_path / "r.csv"), "--profiles-dir", str(tmp_path / "hp"),
+                 "--max-evaluations", "4"]):
+        res = CliRunner().invoke(app, [*cmd, "--sku", "h100-sxm", "--model", "llama-3.1-8b"])
+        assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+        assert len(errors) == 1 and f"{tmp_path / 'r.csv'}: {needle}" in errors[0], res.output
+    assert not (tmp_path / "v").exists() and not (tmp_path / "hp").exists()
+
+
+def test_a_request_table_without_rates_or_tpot_still_validates(tmp_path):
+    """Empty rate_rps (a replayed trace's rows) and empty tpot_s (one output token) are not refused."""
+    t = _request_table().assign(rate_rps=np.nan)
+    t.loc[0, "tpot_s"] = np.nan
+    t.to_csv(tmp_path / "r.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm", "--model",
+                                   "llama-3.1-8b", "--out", str(tmp_path / "v")])
+    assert res.exit_code == 0, res.output
+
+
 def test_base_url_with_or_without_v1_reaches_the_same_endpoint(server):
     for base in (server, server + "/", server + "/v1", server + "/v1/"):
         assert endpoint_url(base, False) == server + "/v1/completions"

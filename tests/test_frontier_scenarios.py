@@ -70,7 +70,7 @@ def test_command_refuses_bad_input_and_foreign_folders(tmp_path):
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
     cases = [
-        ([f"{scenario}={tmp_path / 'nowhere'}", "--out", str(tmp_path / "o1")], "results.csv: SWEEP_DIR: cannot be read"),
+        ([f"{scenario}={tmp_path / 'nowhere'}", "--out", str(tmp_path / "o1")], "results.csv: SWEEP_DIR: file not found"),
         ([str(scenario), "--out", str(tmp_path / "o2")], "SCENARIO=SWEEP_DIR: expected a scenario file"),
         ([f"{tmp_path / 'none.yaml'}={sweep}", "--out", str(tmp_path / "o3")], "none.yaml"),
         ([f"{scenario}={sweep}", "--out", str(mine)], str(mine)),
@@ -96,3 +96,27 @@ def test_frontier_scenario_resolves_to_its_dtype(name):
     assert d.profile.sku == sku and d.kv_capacity_tokens > 0
     assert scenario_gpus(path) == 8
     assert "roofline" in path.read_text().split("description:", 1)[1].splitlines()[0]
+
+
+def test_a_results_csv_that_is_a_pipe_or_a_device_is_refused_not_waited_on(tmp_path):
+    """read_sweep opened results.csv as any file: a FIFO there hung `frontier` for ever (and /dev/zero never
+    ends); it is read as a bounded regular file now, like every other input."""
+    import os
+    import threading
+
+    scenario = SCENARIOS_DIR / "frontier-r1-fp8-8xh200.yaml"
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "results.csv")
+    (tmp_path / "dev").mkdir()
+    (tmp_path / "dev" / "results.csv").symlink_to("/dev/zero")
+    for folder, reason in (("fifo", "named pipe"), ("dev", "character device")):
+        box = {}
+        worker = threading.Thread(target=lambda: box.setdefault("res", CliRunner().invoke(
+            app, ["frontier", f"{scenario}={tmp_path / folder}", "--out", str(tmp_path / f"o-{folder}")])),
+            daemon=True)
+        worker.start()
+        worker.join(30)
+        assert not worker.is_alive(), f"frontier on a {reason} hung"
+        res = box["res"]
+        assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+        assert f"results.csv: SWEEP_DIR: is a {reason}" in res.output, res.output

@@ -411,3 +411,40 @@ def test_inf_in_a_step_table_is_refused(tmp_path, value):
     one_error(invoke("calibrate", "fit", f, "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--profiles-dir",
                      tmp_path / "hp"), "steps.csv", "row 3.step_s")
     assert not (tmp_path / "hp").exists()
+
+
+@pytest.mark.parametrize("column, value, needle", [
+    ("prefill_tokens", "1e300", "row 3.prefill_tokens"),  # scipy: "Residuals are not finite" traceback
+    ("kv_tokens_read", "1e200", "row 3.kv_tokens_read"),  # scipy: "array must not contain infs or NaNs"
+    ("step_s", "1e9", "row 3.step_s"),
+    ("prefill_seqs", "abc", "row 3.prefill_seqs"),  # read by --heldout-by: a ValueError traceback
+    ("power_w", "abc", "row 3.power_w"),  # the power fit: a ValueError traceback
+    ("power_w", "-100", "row 3.power_w"),  # a negative max_w: a pydantic ValidationError traceback
+    ("power_w", "1e302", "row 3.power_w"),
+    ("sm_util", "x", "row 3.sm_util"),
+    ("sm_util", "55", "row 3.sm_util"),  # percent, not a fraction: fitted into a nonsense power curve
+])
+def test_a_step_table_number_past_any_step_is_refused(tmp_path, column, value, needle):
+    """A step table's numbers, the optional columns a fit reads included, are finite, >= 0 and of plausible size:
+    past that they ended in scipy or pydantic tracebacks deep in the fit."""
+    head = "kind,prefill_tokens,prefill_seqs,decode_seqs,kv_tokens_read,prefill_attn_pairs,step_s,power_w,sm_util"
+    rows = [head] + [f"decode,0,0,{n},{100 * n},0,{0.01 + 0.001 * n},{100 + 40 * n},{0.05 + 0.08 * n}"
+                     for n in range(1, 12)]
+    cells = rows[3].split(",")
+    cells[head.split(",").index(column)] = value
+    rows[3] = ",".join(cells)
+    f = write(tmp_path / "steps.csv", "\n".join(rows) + "\n")
+    for heldout in ("random", "batch"):
+        one_error(invoke("calibrate", "fit", f, "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--profiles-dir",
+                         tmp_path / "hp", "--heldout-by", heldout, "--force"), "steps.csv", needle)
+    assert not (tmp_path / "hp").exists()
+
+
+def test_a_step_table_with_empty_power_cells_still_fits(tmp_path):
+    """Steps without power samples leave power_w and sm_util empty: they are not refused."""
+    head = "kind,prefill_tokens,decode_seqs,kv_tokens_read,prefill_attn_pairs,step_s,power_w,sm_util"
+    rows = [head] + [f"decode,0,{n},{100 * n},0,{0.01 + 0.001 * n},," for n in range(1, 12)]
+    f = write(tmp_path / "steps.csv", "\n".join(rows) + "\n")
+    res = invoke("calibrate", "fit", f, "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
+                 "--profiles-dir", tmp_path / "hp", "--force")
+    assert res.exit_code == 0, res.output

@@ -86,6 +86,22 @@ def test_a_file_that_is_not_otlp_is_one_line_naming_the_field(tmp_path, body, fi
     assert not (tmp_path / "w.yaml").exists()
 
 
+@pytest.mark.parametrize("text, field", [
+    ("", "t.json: line 1: not JSON"),  # JSONDecodeError traceback
+    ("- a\n- b\n", "t.json: line 1: not JSON"),  # a YAML file given by mistake: the same
+    ('{"resourceSpans": [5]}', "t.json: resourceSpans: expected a list of JSON objects"),  # AttributeError
+    ('{"resourceSpans": [{"scopeSpans": [7]}]}', "t.json: resourceSpans[0].scopeSpans: expected a list"),
+])
+def test_a_file_that_is_not_json_or_not_otlp_objects_is_one_line(tmp_path, text, field):
+    (tmp_path / "t.json").write_text(text)
+    res = CliRunner().invoke(app, ["trace", "fit-agent", str(tmp_path / "t.json"), "-o", str(tmp_path / "w.yaml")])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and field in errors[0], res.output
+    assert not (tmp_path / "w.yaml").exists()
+
+
 def test_fit_agent_command_writes_a_workload_a_scenario_can_use(tmp_path):
     _export(tmp_path, SCENARIOS / "support-agent.yaml", 120, seed=1)
     res = CliRunner().invoke(app, ["trace", "fit-agent", str(tmp_path / "otlp.json"), "-o",

@@ -323,6 +323,24 @@ def test_baseline_update_refuses_to_replace_a_file_that_is_not_a_baseline(tmp_pa
     assert res.exit_code == 0, res.output
 
 
+@pytest.mark.parametrize("name", ["../escaped", "/tmp/elsewhere", "a/b", "", ".", "a\x00b", [1], {"a": 1}, 7])
+def test_baseline_of_a_run_folder_is_named_only_by_a_scenario_name(tmp_path, scenario, name):
+    """A run folder's summary.json names the baseline file: a name with a path in it wrote the baseline outside
+    --baseline-dir ("../escaped" -> a sibling file; "/abs" -> anywhere), and a list or object name ended in a
+    TypeError traceback. Only a scenario name (letters, digits, . _ -) names a baseline."""
+    run_dir = tmp_path / "run"
+    assert run_out(scenario, run_dir).exit_code == 0
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps(dict(summary, scenario=name)))
+    base = tmp_path / "baselines" / "inner"
+    base.mkdir(parents=True)
+    before = snapshot(tmp_path)
+    for cmd in (["baseline", "update"], ["regress"]):
+        res = runner.invoke(app, [*cmd, str(run_dir), "--baseline-dir", str(base)])
+        assert_refused(res, "summary.json: scenario: expected a scenario name")
+        assert snapshot(tmp_path) == before
+
+
 # ------------------------------------------------------------------------------------------ other commands
 
 

@@ -111,3 +111,71 @@ def test_report_on_a_bad_directory_is_one_line_exit_2(tmp_path):
     (tmp_path / "summary.json").write_text("{not json")
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2 and "summary.json: unreadable" in res.output
+
+
+def _one_error(res, *needles: str) -> str:
+    assert "Traceback" not in res.output, res.output
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 2, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, res.output
+    for n in needles:
+        assert n in errors[0], (n, errors[0])
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from conftest import scenario_doc, write_case
+
+    root = tmp_path_factory.mktemp("small_run")
+    res = runner.invoke(app, ["run", str(write_case(root / "case", scenario_doc(rate=2.0, horizon_s=5.0))),
+                              "--out", str(root / "run"), "--no-plots", "--quiet"])
+    assert res.exit_code == 0, res.output
+    return root / "run"
+
+
+SUMMARY_EDITS = [  # (edit of summary.json, what the error line names)
+    (lambda s: {"scenario": "x", "finance": {}, "cost": {}, "latency_s": {}}, "summary.json: unit_economics: missing"),
+    (lambda s: dict(s, finance=[1, 2]), "summary.json: not the shape"),
+    (lambda s: dict(s, latency_s="x"), "summary.json: not the shape"),
+    (lambda s: dict(s, finance=dict(s["finance"], unit_economics={})), "summary.json: fleet_usd_per_hour: missing"),
+    (lambda s: dict(s, provenance=[1]), "summary.json: not the shape"),
+    (lambda s: dict(s, tenants={"policy": "x"}), "summary.json: by_tenant: missing"),
+]
+
+
+@pytest.mark.parametrize("edit, needle", SUMMARY_EDITS)
+def test_report_on_a_summary_in_another_shape_is_one_line_and_writes_nothing(tmp_path, small_run, edit, needle):
+    """A summary.json edited (or written by another tool) into a shape `simfactory run` does not write ended in a
+    KeyError / TypeError / AttributeError traceback, after report.md and the finance files were half written."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir)
+    s = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps(edit(s)))
+    before = sorted(p.name for p in run_dir.iterdir())
+    _one_error(runner.invoke(app, ["report", str(run_dir)]), needle)
+    _one_error(runner.invoke(app, ["report", str(run_dir), "--out", str(tmp_path / "r.html")]), needle)
+    assert sorted(p.name for p in run_dir.iterdir()) == before
+    assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("table, text, needle", [
+    ("requests.csv", "request_id,x\n1,2\n", "requests.csv: outcome: missing column"),
+    ("requests.csv", "outcome,measured,deployment,ttft_s,tpot_s,e2e_s\ncompleted,True,a,x,y,z\n",
+     "requests.csv: cannot be plotted"),
+    ("timeline_replicas.csv", "a\n1\n", "timeline_replicas.csv: deployment: missing column"),
+    ("timeline_replicas.csv", "time_s,deployment,kv_used_frac,busy_frac\n0,l,abc,def\n",
+     "timeline_replicas.csv: cannot be plotted"),
+    ("timeline_system.csv", "a\n1\n", "timeline_system.csv: time_s: missing column"),
+])
+def test_report_on_a_run_table_in_another_shape_is_one_line(tmp_path, small_run, table, text, needle):
+    """The interactive charts read the run's CSVs: a missing column was a KeyError traceback."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(small_run, run_dir)
+    (run_dir / table).write_text(text)
+    _one_error(runner.invoke(app, ["report", str(run_dir)]), needle)

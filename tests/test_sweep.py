@@ -66,6 +66,32 @@ def test_interrupted_sweep_resumes_to_the_same_table(setup):
     pd.testing.assert_frame_equal(full, again)
 
 
+@pytest.mark.parametrize("row, needle", [
+    ("[1]", "line 2: not a row this sweep wrote"),  # TypeError traceback
+    ('{"a": 1}', "line 2: not a row this sweep wrote"),  # KeyError 'point' traceback
+    ('{"point": "x", "replication": 0}', "line 2: not a row this sweep wrote"),  # TypeError in sorted()
+    ('{"point": [1], "replication": 0}', "line 2: not a row this sweep wrote"),  # unhashable list
+    ('{"point": 999, "replication": 0}', "point 999 replication 0: not a point of this sweep's grid"),  # joined
+    (None, "point 0 replication 0: repeated"),  # a row written twice joined the results twice
+])
+def test_resume_reads_only_rows_this_sweep_wrote(setup, row, needle):
+    """--resume reads sweep.jsonl back: an edited row ended in a TypeError/KeyError traceback, and a stray or
+    repeated row silently joined results.csv; now one line naming the rows file and the row, exit 2."""
+    path, grid, tmp = setup
+    out = tmp / "o"
+    _run(path, grid, out)
+    lines = (out / ROWS_FILE).read_text().splitlines()
+    extra = lines[0] if row is None else row
+    (out / ROWS_FILE).write_text(lines[0] + "\n" + extra + "\n")
+    before = (out / ROWS_FILE).read_text()
+    res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(out), "--resume", "--quiet"])
+    assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and f"{out / ROWS_FILE}: {needle}" in errors[0], res.output
+    assert (out / ROWS_FILE).read_text() == before
+
+
 def test_unknown_field_path_names_the_nearest(setup):
     path, grid, tmp = setup
     bad = dict(GRID, parameters={"deployments.dep.replics": [1]})

@@ -179,6 +179,23 @@ def test_trace_cli_stats_fit_and_run(tmp_path):
     assert bad.exit_code == 2 and "unknown trace format" in bad.output
 
 
+def test_trace_fit_of_evenly_spaced_arrivals_is_the_most_regular_schedule(tmp_path):
+    """A constant-rate benchmark's trace (every gap equal) has no spread for scipy's gamma solver: it used to
+    end `trace fit` and `trace compare` in a ValueError traceback; it fits the smallest cv instead."""
+    rows = "".join(f"2023-11-16 18:15:{i:02d}.5,{100 + i},{20 + i}\n" for i in range(40))
+    p = write(tmp_path, "even.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n" + rows)
+    out = tmp_path / "even.yaml"
+    res = runner.invoke(app, ["trace", "fit", str(p), "-f", "azure", "-o", str(out)])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    arrival = yaml.safe_load(out.read_text())["arrival"]
+    assert arrival["cv"] < 0.1
+    sim = write_case(tmp_path / "case", scenario_doc(rate=1.0, horizon_s=30), {"overhead_s": 0.01})
+    res = runner.invoke(app, ["trace", "compare", str(p), "-f", "azure", "-s", str(sim), "--speedup", "1",
+                              "--seeds", "1"])
+    assert res.exit_code in (0, 1) and res.exception is None, res.output
+    assert "Traceback" not in res.output
+
+
 # Row 2 shares its first 3 blocks (512 tokens each) with row 1; row 3 repeats row 1's prompt exactly.
 MOONCAKE_SHARED = "\n".join([
     json.dumps({"timestamp": 0, "input_length": 2000, "output_length": 4, "hash_ids": [1, 2, 3, 4]}),

@@ -19,6 +19,8 @@ should believe, and `check_threshold` refuses a profile whose held-out error is 
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,6 +379,8 @@ def fit_power(utilization: np.ndarray, power_w: np.ndarray) -> PowerFit:
     slope0, intercept0 = np.polyfit(u, p, 1)
     r = least_squares(lambda c: (c[0] + c[1] * u) / p - 1.0, [intercept0, slope0], loss="soft_l1", f_scale=0.05)
     idle, slope = float(r.x[0]), float(r.x[1])
+    if not (math.isfinite(idle) and math.isfinite(slope) and idle + slope > 0):
+        raise FitRefused("the power line does not rise to a positive power at full utilization")
     predicted = idle + slope * u
     return PowerFit(idle_w=max(idle, 0.0), max_w=idle + slope, mape=float(np.mean(np.abs(predicted / p - 1.0))),
                     samples=int(len(u)))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from simfactory.errors import InputError
 from simfactory.inputs import MAX_TABLE_BYTES, read_input_bytes
+from simfactory.traces.parse import MAX_TRACE_SPAN_S, MAX_TRACE_TOKENS
 
 STEP_COLUMNS: dict[str, str] = {
     "kind": "prefill | decode | mixed",
@@ -63,14 +64,34 @@ def _check(frame: pd.DataFrame, required: dict[str, str], file: str, what: str) 
     return frame
 
 
+# Upper bounds of a step table's numbers: far past any engine step (a 1M-token prompt's attention is 5e11 pairs;
+# a step of a day), yet small enough that the fits' squares and products stay finite (1e300 tokens made scipy's
+# least squares raise "Residuals are not finite" as a traceback).
+MAX_STEP_COUNT = 1e15
+MAX_STEP_S = 86_400.0
+MAX_POWER_W = 1e5  # one accelerator board's mean power, W (a rack's is not a step table's row)
+STEP_BOUNDS: dict[str, float] = {"prefill_tokens": MAX_STEP_COUNT, "decode_seqs": MAX_STEP_COUNT,
+                                 "kv_tokens_read": MAX_STEP_COUNT, "prefill_attn_pairs": MAX_STEP_COUNT,
+                                 "step_s": MAX_STEP_S}
+OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "step_s_p90": MAX_STEP_S,
+                                     "repetitions": MAX_STEP_COUNT, "power_w": MAX_POWER_W, "sm_util": 1.0}
+
+
 def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:
-    """Validate a step table: required columns, finite non-negative numbers, positive step times."""
+    """Validate a step table: required columns, finite non-negative numbers of plausible size, positive step
+    times; the optional columns a fit reads (prefill_seqs, power_w, sm_util, ...) too when present (an empty power
+    or utilization cell is a step without samples)."""
     _check(frame, STEP_COLUMNS, file, "a step table")
-    for col in ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs", "step_s"):
+    columns = [(c, b, False) for c, b in STEP_BOUNDS.items()]
+    columns += [(c, b, c in ("power_w", "sm_util")) for c, b in OPTIONAL_BOUNDS.items() if c in frame.columns]
+    for col, most, may_be_empty in columns:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+        empty = frame[col].isna().to_numpy() if may_be_empty else np.zeros(len(values), dtype=bool)
+        bad = np.flatnonzero(~empty & (~np.isfinite(values) | (values < 0) | (values > most)))
         if bad.size:
-            raise InputError(file, f"row {int(bad[0]) + 1}.{col}", f"must be a finite number >= 0, got {frame[col].iloc[bad[0]]!r}")
+            unit = " (a fraction: percent / 100)" if col == "sm_util" else ""
+            raise InputError(file, f"row {int(bad[0]) + 1}.{col}",
+                             f"must be a finite number from 0 to {most:g}{unit}, got {frame[col].iloc[bad[0]]!r}")
     if (frame["step_s"] <= 0).any():
         row = int(np.flatnonzero(frame["step_s"].to_numpy() <= 0)[0]) + 1
         raise InputError(file, f"row {row}.step_s", "a step takes a positive time")
@@ -107,6 +128,19 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
         bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
         if bad.size:
             raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}", "must be a finite number >= 0")
+        # of a size the replay can hold: a trace's token counts and span (a 1e12-token prompt was refused naming
+        # a temporary load.csv, a send at 1e300 s as the flags' sim.horizon_s)
+        if col.endswith("_tokens"):
+            least = 1 if col == "input_tokens" else 0  # a prompt has a token; an answer's count the replay warns on
+            bad = np.flatnonzero((values < least) | (values > MAX_TRACE_TOKENS) | (values != np.round(values)))
+            what = f"a successful request's {col} is a whole number from {least} to {MAX_TRACE_TOKENS:,}"
+        else:
+            bad = np.flatnonzero(values > MAX_TRACE_SPAN_S)
+            what = f"must be at most {MAX_TRACE_SPAN_S:g} s (a year: a unit slip?)"
+        if bad.size:
+            raise InputError(file, f"request {ok['request_id'].iloc[bad[0]]}.{col}",
+                             f"{what}, got {ok[col].iloc[bad[0]]!r}")
+    _check_optional(frame, ok, file)
     if "repeat" in frame:
         rep = pd.to_numeric(frame["repeat"], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(rep) | (rep < 0) | (rep != np.round(rep)))
@@ -117,6 +151,26 @@ def check_requests(frame: pd.DataFrame, file: str = "<requests>") -> pd.DataFram
     if late.size:
         raise InputError(file, f"request {ok['request_id'].iloc[late[0]]}.e2e_s", "end to end is shorter than TTFT")
     return frame
+
+
+def _check_optional(frame: pd.DataFrame, ok: pd.DataFrame, file: str) -> None:
+    """The optional columns validate and fit read: tpot_s of a successful request a number >= 0 or empty (one
+    output token has none); rate_rps a rate >= 0 or empty (rows of a replayed trace); block a label in every row
+    (text in tpot_s or rate_rps, or an empty block, ended in a ValueError or TypeError traceback)."""
+    for col, rows in (("tpot_s", ok), ("rate_rps", frame)):
+        if col not in frame.columns:
+            continue
+        values = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)
+        empty = rows[col].isna().to_numpy() | (rows[col].astype(str).str.strip() == "").to_numpy()
+        bad = np.flatnonzero(~empty & (~np.isfinite(values) | (values < 0) | (values > MAX_TRACE_SPAN_S)))
+        if bad.size:
+            raise InputError(file, f"request {rows['request_id'].iloc[bad[0]]}.{col}",
+                             f"must be a finite number >= 0 or empty, got {rows[col].iloc[bad[0]]!r}")
+    if "block" in frame.columns:
+        empty = frame["block"].isna().to_numpy() | (frame["block"].astype(str).str.strip() == "").to_numpy()
+        if empty.any():
+            raise InputError(file, f"request {frame['request_id'].iloc[int(np.flatnonzero(empty)[0])]}.block",
+                             "empty: every row of a table with a block column names its block")
 
 
 def output_tokens_per_s(frame: pd.DataFrame) -> float:

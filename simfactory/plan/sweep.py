@@ -133,7 +133,8 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
                                                        "grid, a file they read or the simfactory version changed)")
     rows = []
     kept_bytes = 0
-    for line in read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows").splitlines(keepends=True):
+    for number, line in enumerate(read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows")
+                                  .splitlines(keepends=True), start=1):
         try:
             rows.append(parse_json(line, str(rows_path), "--resume"))
         except json.JSONDecodeError:
@@ -141,10 +142,21 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
         if not line.endswith(b"\n"):
             rows.pop()  # complete JSON but no newline: written up to the interruption; run it again too
             break
+        _check_row(rows[-1], rows_path, number)
         kept_bytes += len(line)
     with open(rows_path, "r+b") as f:  # drop the cut-off tail, so the rows appended next start on their own line
         f.truncate(kept_bytes)
     return rows
+
+
+def _check_row(row: Any, rows_path: Path, number: int) -> None:
+    """A row read back for --resume is an object with a whole point and replication, as the sweep writes it (a
+    list, or a row without them, ended the resumed sweep in a TypeError or KeyError traceback)."""
+    if not (isinstance(row, dict) and all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool)
+                                          and row[k] >= 0 for k in ("point", "replication"))):
+        raise InputError(str(rows_path), f"line {number}", "not a row this sweep wrote (an object with a whole "
+                                                           "point and replication): --resume reads only its own rows; "
+                                                           "run the sweep into a new folder")
 
 
 def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str | None) -> Iterable[dict[str, Any]]:
@@ -175,7 +187,15 @@ def run_sweep(
     existing = resume and (Path(out_dir) / ROWS_FILE).is_file()
     with output_folder(Path(out_dir), "sweep", existing=existing) as folder:
         rows = _start(folder, _spec_key(scenario, spec, scenario_file), resume)
-        done = {(r["point"], r["replication"]) for r in rows}
+        planned = {(j.point, j.replication) for j in todo}
+        done: set[tuple[int, int]] = set()
+        for r in rows:  # each a row of this sweep's plan, once: a stray or repeated row would join the results
+            key = (r["point"], r["replication"])
+            if key not in planned or key in done:
+                raise InputError(str(folder.path / ROWS_FILE), f"point {key[0]} replication {key[1]}",
+                                 ("repeated" if key in done else "not a point of this sweep's grid")
+                                 + ": --resume reads only the rows this sweep wrote; run it into a new folder")
+            done.add(key)
         todo_left = [j for j in todo if (j.point, j.replication) not in done]
         if on_row:
             on_row(len(rows), len(todo))

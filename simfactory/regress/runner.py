@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from simfactory.errors import InputError
 from simfactory.inputs import MAX_SUMMARY_BYTES, check_input_file, first_non_finite, is_input_file
 from simfactory.regress.flatten import flatten
 from simfactory.report.run_report import read_summary
+
+SCENARIO_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")  # the scenario schema's name (config/scenario.py)
 
 
 def collect(source: Path, replications: int, seed: int | None) -> tuple[str, list[dict[str, float]], dict[str, Any]]:
@@ -23,7 +26,7 @@ def collect(source: Path, replications: int, seed: int | None) -> tuple[str, lis
             metrics = flatten(summary)
         except RecursionError:
             raise InputError(str(source / "summary.json"), "", "nested too deeply to be a run's summary") from None
-        return summary["scenario"], [metrics], summary.get("provenance", {})
+        return _scenario_name(summary, source / "summary.json"), [metrics], summary.get("provenance", {})
     rs = prepare(source)
     base = rs.scenario.seed if seed is None else seed
     metrics, prov = [], {}
@@ -32,6 +35,16 @@ def collect(source: Path, replications: int, seed: int | None) -> tuple[str, lis
         metrics.append(flatten(summary))
         prov = prov or summary["provenance"]
     return rs.scenario.name, metrics, prov
+
+
+def _scenario_name(summary: dict[str, Any], path: Path) -> str:
+    """The run's scenario name, which names its baseline file: a scenario's name as the scenario schema allows it
+    (letters, digits, . _ -; no path separator, so a baseline is never written outside --baseline-dir)."""
+    name = summary["scenario"]
+    if not (isinstance(name, str) and SCENARIO_NAME.fullmatch(name)):
+        raise InputError(str(path), "scenario", f"expected a scenario name (letters, digits, . _ -, at most 80, "
+                                                f"as `simfactory run` writes), got {str(name)[:80]!r}")
+    return name
 
 
 def _is_dir(path: Path) -> bool:

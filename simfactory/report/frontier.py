@@ -10,6 +10,7 @@ tokens/s per GPU = fleet output throughput / GPUs in the scenario's pools. One c
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 
 from simfactory.errors import InputError
+from simfactory.inputs import MAX_TABLE_BYTES, read_input_text
 from simfactory.report.plots import _finish
 from simfactory.resolve.files import load_scenario
 
@@ -67,10 +69,11 @@ def scenario_gpus(scenario: Path) -> int:
 def read_sweep(sweep_dir: Path) -> list[dict[str, str]]:
     """The rows of a `simfactory sweep --out` folder's results.csv."""
     path = Path(sweep_dir) / "results.csv"
+    # a bounded regular file, read without blocking (a FIFO named results.csv hung the command; /dev/zero never ends)
+    text = read_input_text(path, "SWEEP_DIR", MAX_TABLE_BYTES, "sweep's results.csv")
     try:
-        with path.open(newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
         raise InputError(str(path), "SWEEP_DIR", f"cannot be read as a sweep's results.csv ({exc})") from None
     missing = [c for c in (CONCURRENCY, TPOT, THROUGHPUT) if rows and c not in rows[0]]
     if not rows or missing:

@@ -72,21 +72,50 @@ def _table(path: Path) -> pd.DataFrame:
         raise InputError(str(path), "", f"unreadable: {exc}") from None
 
 
+REQUEST_COLUMNS = ["outcome", "measured", "deployment", "ttft_s", "tpot_s", "e2e_s"]
+REPLICA_COLUMNS = ["deployment", "time_s", "busy_frac", "kv_used_frac"]
+SYSTEM_COLUMNS = ["time_s"]
+TASK_COLUMNS = ["outcome", "measured", "class"]
+
+
+def _columns(frame: pd.DataFrame, path: Path, needed: list[str]) -> pd.DataFrame:
+    """The table when it has the columns a figure reads, else one InputError naming the first one missing."""
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise InputError(str(path), missing[0], "missing column (the run tables `simfactory run` writes have it; "
+                                                "run the scenario again)")
+    return frame
+
+
+def _figure(path: Path, build: Any, *args: Any) -> Any:
+    """build(*args), a table in a shape the figure cannot plot (text where numbers go, ...) being one InputError
+    naming the table, never a traceback."""
+    try:
+        return build(*args)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise InputError(str(path), "", f"cannot be plotted ({exc.__class__.__name__}: {str(exc)[:200]}); "
+                                        "run the scenario again") from None
+
+
 def figures(run_dir: Path, summary: dict[str, Any]) -> list[tuple[str, Any]]:
     """(title, figure) for what the run directory holds."""
     run_dir = Path(run_dir)
     out: list[tuple[str, Any]] = []
     req_path = run_dir / "requests.csv"
     if is_input_file(req_path):
-        out.append(("Latency CDFs (zoom: drag; reset: double-click)", latency_cdfs(_table(req_path))))
+        req = _columns(_table(req_path), req_path, REQUEST_COLUMNS)
+        out.append(("Latency CDFs (zoom: drag; reset: double-click)", _figure(req_path, latency_cdfs, req)))
     rtl, stl = run_dir / "timeline_replicas.csv", run_dir / "timeline_system.csv"
     if is_input_file(rtl) and is_input_file(stl):
-        out.append(("Utilization, KV use and queues over time", timelines(_table(rtl), _table(stl))))
+        replicas = _columns(_table(rtl), rtl, REPLICA_COLUMNS)
+        system = _columns(_table(stl), stl, SYSTEM_COLUMNS)
+        out.append(("Utilization, KV use and queues over time", _figure(rtl, timelines, replicas, system)))
     tasks_path = run_dir / "tasks.csv"
     if is_input_file(tasks_path):
         tasks = _table(tasks_path)
         first = next(iter((summary.get("tasks") or {}).values()), {})
         cats = [c for c in first.get("breakdown_mean_s", {}) if c in tasks.columns]
         if cats:
-            out.append(("Task latency breakdown", task_breakdown(tasks, cats)))
+            tasks = _columns(tasks, tasks_path, TASK_COLUMNS)
+            out.append(("Task latency breakdown", _figure(tasks_path, task_breakdown, tasks, cats)))
     return out

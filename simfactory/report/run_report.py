@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +70,21 @@ def read_summary(run_dir: Path, required: tuple[str, ...] = ("scenario", "financ
     return summary
 
 
+@contextmanager
+def summary_shape(path: Path) -> Iterator[None]:
+    """Reading a summary.json's sections for a report: a summary edited (or written by another tool) into a shape
+    `simfactory run` does not write is one InputError naming the file and the key, never a traceback."""
+    try:
+        yield
+    except KeyError as exc:
+        key = exc.args[0] if exc.args else ""
+        raise InputError(str(path), str(key)[:80], "missing, or not where `simfactory run` writes it (an edited or "
+                                                   "older summary? run the scenario again)") from None
+    except (TypeError, AttributeError, ValueError, IndexError, ZeroDivisionError, OverflowError) as exc:
+        raise InputError(str(path), "", f"not the shape `simfactory run` writes ({exc.__class__.__name__}: "
+                                        f"{str(exc)[:200]}); run the scenario again") from None
+
+
 def headline(s: dict[str, Any]) -> pd.DataFrame:
     f = s["finance"]
     ue, tco = f["unit_economics"], f["tco"]
@@ -113,10 +130,13 @@ def build_report(run_dir: Path, out: Path | None = None, force: bool = False) ->
     elif not owned:
         check_owned_dir(run_dir, "RUN_DIR")  # raises, naming why; --out writes the HTML elsewhere
     written: list[Path] = []
+    summary_path = run_dir / "summary.json"
+    with summary_shape(summary_path):  # before anything is written: a summary in another shape writes nothing
+        page = _page(s, run_dir)
+        finance_tables(s)
     if owned:
-        with output_folder(run_dir, "report", "RUN_DIR", existing=True) as folder:
+        with output_folder(run_dir, "report", "RUN_DIR", existing=True) as folder, summary_shape(summary_path):
             written = folder.add(lambda tmp: _companions(s, tmp, run_dir))
-    page = _page(s, run_dir)
     if out is not None:
         html_path = write_text_output(Path(out), page.render(), "--out", force)
     else:
@@ -127,7 +147,10 @@ def build_report(run_dir: Path, out: Path | None = None, force: bool = False) ->
 
 def write_report_html(folder: Path) -> Path:
     """report.html of a run folder being built (compare writes one per run, to link to from compare.html)."""
-    return _page(read_summary(folder), folder).write(folder / "report.html")
+    s = read_summary(folder)
+    with summary_shape(folder / "summary.json"):
+        page = _page(s, folder)
+    return page.write(folder / "report.html")
 
 
 def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:

@@ -72,16 +72,34 @@ def _normalised_gaps(t: np.ndarray, window_s: float, rates: np.ndarray, floor_s:
 
 
 def _family_fit(x: np.ndarray) -> tuple[str, float]:
-    """The gap family (gamma or weibull) with the higher likelihood on unit-mean gaps x, and its cv."""
+    """The gap family (gamma or weibull) with the higher likelihood on unit-mean gaps x, and its cv.
+
+    Gaps (nearly) all equal, as a constant-rate benchmark's are, have no spread for a likelihood to fit (scipy's
+    gamma solver fails on them): they are the most regular gaps a schedule plays, gamma at the smallest cv; a
+    family whose fit fails is left out, and with neither the moments' cv is kept."""
     x = x / x.mean()
-    a, _, scale_g = sps.gamma.fit(x, floc=0)
-    k, _, scale_w = sps.weibull_min.fit(x, floc=0)
-    ll_gamma = float(sps.gamma.logpdf(x, a, scale=scale_g).sum())
-    ll_weibull = float(sps.weibull_min.logpdf(x, k, scale=scale_w).sum())
-    if ll_weibull > ll_gamma:
-        cv = math.sqrt(math.exp(math.lgamma(1 + 2 / k) - 2 * math.lgamma(1 + 1 / k)) - 1)
-        return "weibull", cv
-    return "gamma", 1.0 / math.sqrt(a)
+    moments_cv = float(x.std())
+    if not moments_cv >= MIN_ARRIVAL_CV:
+        return "gamma", MIN_ARRIVAL_CV
+    fits: dict[str, tuple[float, float]] = {}  # family -> (log-likelihood, cv)
+    with np.errstate(all="ignore"):
+        try:
+            a, _, scale_g = sps.gamma.fit(x, floc=0)
+            fits["gamma"] = (float(sps.gamma.logpdf(x, a, scale=scale_g).sum()), 1.0 / math.sqrt(a))
+        except (ValueError, RuntimeError, FloatingPointError, ZeroDivisionError):
+            pass
+        try:
+            k, _, scale_w = sps.weibull_min.fit(x, floc=0)
+            cv = math.sqrt(math.exp(math.lgamma(1 + 2 / k) - 2 * math.lgamma(1 + 1 / k)) - 1)
+            fits["weibull"] = (float(sps.weibull_min.logpdf(x, k, scale=scale_w).sum()), cv)
+        except (ValueError, RuntimeError, FloatingPointError, ZeroDivisionError, OverflowError):
+            pass
+    usable = {f: v for f, v in fits.items() if math.isfinite(v[0]) and math.isfinite(v[1])}
+    if not usable:
+        return "gamma", moments_cv
+    if "weibull" in usable and ("gamma" not in usable or usable["weibull"][0] > usable["gamma"][0]):
+        return "weibull", usable["weibull"][1]
+    return "gamma", usable["gamma"][1]
 
 
 def _candidate(t: np.ndarray, span_s: float, window_s: float, floor_s: float) -> ArrivalCandidate:

@@ -15,6 +15,8 @@ arrivals (the root spans' starts) are fitted as `trace fit` fits requests.
 
 from __future__ import annotations
 
+import json
+
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,13 +70,24 @@ def _value(v: dict[str, Any]) -> Any:
 
 def read_spans(path: Path) -> list[Span]:
     """Every span of an OTLP/JSON traces file; a file that is not one is an InputError naming the field."""
-    doc = parse_json(read_input_text(path, "", MAX_RESULTS_BYTES, "traces file"), str(path), "")
+    try:
+        doc = parse_json(read_input_text(path, "", MAX_RESULTS_BYTES, "traces file"), str(path), "")
+    except json.JSONDecodeError as exc:  # an empty or non-JSON file was a JSONDecodeError traceback
+        raise InputError(str(path), f"line {exc.lineno}", f"not JSON ({exc.msg}): an OTLP/JSON traces file is "
+                                                          "one JSON object") from None
+    except ValueError as exc:  # an integer of more than 4,300 digits
+        raise InputError(str(path), "", f"not JSON ({str(exc)[:200]})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
         raise InputError(str(path), "resourceSpans", "not an OTLP/JSON traces file (no resourceSpans list)")
     spans = []
-    for i, rs in enumerate(doc["resourceSpans"]):
-        for j, ss in enumerate((rs or {}).get("scopeSpans") or []):
-            for k, sp in enumerate((ss or {}).get("spans") or []):
+    def objects(items: Any, where: str) -> list[tuple[int, dict[str, Any]]]:
+        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+            raise InputError(str(path), where, "expected a list of JSON objects, as OTLP/JSON has there")
+        return list(enumerate(items))
+
+    for i, rs in objects(doc["resourceSpans"], "resourceSpans"):
+        for j, ss in objects(rs.get("scopeSpans") or [], f"resourceSpans[{i}].scopeSpans"):
+            for k, sp in enumerate(ss.get("spans") or []):
                 where = f"resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
                 try:
                     start, end = int(sp["startTimeUnixNano"]), int(sp["endTimeUnixNano"])
