@@ -98,7 +98,11 @@ def test_a_folder_simfactory_did_not_write_is_refused_and_left_alone(tmp_path, s
     assert snapshot(target) == before
 
 
-def test_the_home_folder_is_refused_even_holding_only_hidden_files(tmp_path, scenario, _isolated_home):
+def test_the_home_folder_is_refused_even_holding_only_hidden_files(tmp_path, scenario, _isolated_home, monkeypatch):
+    # matplotlib keeps its font cache under HOME, written when it is first imported: in a worker where this test
+    # imports it first, that write (not simfactory's) changed the home folder under the snapshot
+    monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
+    import matplotlib.font_manager  # noqa: F401
     _hidden_only(_isolated_home)
     before = snapshot(_isolated_home)
     res = run_out(scenario, _isolated_home)
