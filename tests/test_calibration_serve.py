@@ -229,11 +229,29 @@ def test_bad_deployment_flags_are_one_line_input_errors(tmp_path):
     for flag, value, field in (("--dtype", "bf17", "error: --dtype: unknown dtype 'bf17'"),
                                ("--tp", "0", "error: --tp: must be >= 1"),
                                ("--sku", "h9000", "error: --sku: no hardware profile 'h9000'"),
-                               ("--model", "gpt-9", "error: --model: unknown model 'gpt-9'")):
+                               ("--model", "gpt-9", "error: --model: unknown model 'gpt-9'"),
+                               ("--engine", "vllm9", "error: --engine: unknown engine 'vllm9'")):
         res = CliRunner().invoke(app, ["calibrate", "validate", str(tmp_path / "r.csv"), "--sku", "h100-sxm",
                                        "--model", "llama-3.1-8b", flag, value, "--out", str(tmp_path / "v")])
         assert res.exit_code == 2, res.output
         assert field in res.output and "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_serve_refuses_an_unknown_sku_model_or_engine_before_contacting_the_server(tmp_path):
+    """Nothing listens on the URL: an unknown --sku, --model or --engine is named in one line (exit 2), not found
+    out as 'every request failed' after the load was sent."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing answers there
+    base = ["calibrate", "serve", "--url", f"http://127.0.0.1:{port}", "--served-model", "m", "--out", str(tmp_path / "o")]
+    for extra, says in ((["--sku", "h9000", "--model", "llama-3.1-8b"], "error: --sku: no hardware profile 'h9000'"),
+                        (["--sku", "h100-sxm", "--model", "gpt-9"], "error: --model: unknown model 'gpt-9'"),
+                        (["--sku", "h100-sxm", "--model", "llama-3.1-8b", "--engine", "vllm9"],
+                         "error: --engine: unknown engine 'vllm9'")):
+        res = CliRunner().invoke(app, base + extra)
+        assert res.exit_code == 2, res.output
+        assert says in res.output and "sending" not in res.output and "Traceback" not in res.output
+        assert not (tmp_path / "o").exists()
 
 
 @pytest.fixture(scope="module")

@@ -24,10 +24,27 @@ ReplicasOpt = Annotated[int, typer.Option(help="Replicas that served the load.")
 MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")]
 
 
+def _check_known(sku: str, model: str, engine: str) -> None:
+    """--sku, --model and --engine name what the simulator knows (here or in ./hardware_profiles), refused in one
+    line before a server is contacted or a table is read."""
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_engines, load_models, load_profile, search_dirs
+
+    dirs = search_dirs(Path.cwd() / "calibrate.yaml", "hardware_profiles", PROFILES_DIR)  # as resolve_block looks
+    models = load_models(dirs)
+    if model not in models:
+        raise InputError("--model", "", f"unknown model {model!r} (known: {', '.join(sorted(models))})")
+    engines = load_engines(dirs)
+    if engine not in engines:
+        raise InputError("--engine", "", f"unknown engine {engine!r} (engines: {', '.join(sorted(engines))})")
+    load_profile(dirs, sku, "--sku", "")
+
+
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
                 max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None) -> Any:
     from simfactory.calibration.validate import Deployment
 
+    _check_known(sku, model, engine)
     return Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
                       max_num_seqs=max_num_seqs, profiles_dir=profiles_dir)
 
