@@ -261,6 +261,9 @@ def test_step_table_rejects_bad_values_naming_row_and_field():
     check_steps(good)
     with pytest.raises(InputError, match="row 1.step_s"):
         check_steps(good.assign(step_s=-1.0), "t.csv")
+    with pytest.raises(InputError, match=r"t.csv: row 1.kind: expected prefill \| decode \| mixed, got 'decoding'"):
+        check_steps(good.assign(kind="decoding"), "t.csv")
+    check_steps(good.assign(kind="mixed"))
 
 
 def test_shipped_model_configs_match_the_model_catalogue():

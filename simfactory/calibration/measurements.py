@@ -22,6 +22,7 @@ from simfactory.errors import InputError
 from simfactory.inputs import MAX_TABLE_BYTES, read_input_bytes
 from simfactory.traces.parse import MAX_TRACE_SPAN_S, MAX_TRACE_TOKENS
 
+STEP_KINDS = ("prefill", "decode", "mixed")
 STEP_COLUMNS: dict[str, str] = {
     "kind": "prefill | decode | mixed",
     "prefill_tokens": "prompt tokens computed in the step",
@@ -82,6 +83,11 @@ def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:
     times; the optional columns a fit reads (prefill_seqs, power_w, sm_util, ...) too when present (an empty power
     or utilization cell is a step without samples)."""
     _check(frame, STEP_COLUMNS, file, "a step table")
+    kinds = frame["kind"].astype(str).str.strip()
+    unknown = np.flatnonzero(~kinds.isin(STEP_KINDS).to_numpy())
+    if unknown.size:
+        raise InputError(file, f"row {int(unknown[0]) + 1}.kind",
+                         f"expected {' | '.join(STEP_KINDS)}, got {frame['kind'].iloc[unknown[0]]!r}")
     columns = [(c, b, False) for c, b in STEP_BOUNDS.items()]
     columns += [(c, b, c in ("power_w", "sm_util")) for c, b in OPTIONAL_BOUNDS.items() if c in frame.columns]
     for col, most, may_be_empty in columns:
