@@ -332,6 +332,9 @@ def test_design_gpu_time_estimate_and_dry_run():
     assert res.exit_code == 0 and "step shapes" in res.output and "estimated GPU busy time" in res.output
     res = CliRunner().invoke(calibrate_cli(), ["run", "--dry-run", "--model", "llama-3.1-8b"])
     assert res.exit_code == 2 and "--dry-run needs --sku" in res.output
+    res = CliRunner().invoke(calibrate_cli(), ["run", "--dry-run", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                               "--backend", "tensorrt"])
+    assert res.exit_code == 2 and "--backend: backend: vllm or torch, not 'tensorrt'" in res.output
 
 
 def test_a_torch_eager_profile_is_usable_by_a_scenario_on_that_engine(tmp_path):

@@ -193,6 +193,8 @@ def _check_target_before_timing(profiles_dir: Path, sku: str, model: str, engine
 
 
 def _check_device(device: str, backend: str, sku: str | None, tp: int) -> None:
+    if backend not in ("vllm", "torch"):
+        raise InputError("--backend", "backend", f"vllm or torch, not {backend!r}")
     if device not in ("cuda", "cpu"):
         raise InputError("--device", "device", f"cuda or cpu, not {device!r}")
     if device == "cpu" and backend != "torch":
