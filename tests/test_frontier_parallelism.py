@@ -64,6 +64,26 @@ def test_ep_all_to_all_bytes_with_attention_data_parallelism():
     assert m.allreduce_s(tokens) == pytest.approx(3 * allreduce_s(tokens * arch.hidden * 2, 8, links), rel=1e-12)
 
 
+def test_roofline_dp_attention_waits_for_the_rank_holding_a_whole_prompt():
+    """The roofline prices attention DP's prompt imbalance as the kernel path does: eight 1,024-token prompts (one a
+    rank) cost the even split; one 8,192-token prompt sits on one rank, whose attention GEMMs and prompt attention
+    over its 8,192 tokens (not 1,024) are what the step waits for."""
+    arch = MODELS["deepseek-r1"]
+    dp8 = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, ep=8, dp_attention=8)
+    spread = StepLoad(8192, 64, 64 * 2000.0, 8 * 1024 * 512.5)
+    whole = StepLoad(8192, 64, 64 * 2000.0, 8192 * 4096.5)
+    assert dp8.busiest_rank_s(spread) == 0.0
+    extra_tokens, extra_pairs = 8192 - 1024, 8192 * 4096.5 * 7 / 8
+    expected = (2 * arch.attention_params_b() * 1e9 * extra_tokens / dp8.peak_flops
+                + arch.attn_flops_per_pair() * extra_pairs / dp8.attention_peak_flops)
+    assert dp8.busiest_rank_s(whole) == pytest.approx(expected, rel=1e-12)
+    # on top of the even split, whose own prompt attention already grows with the longer prompt's pairs
+    assert dp8.step_s(whole) - expected >= dp8.step_s(spread) > 0.0
+    # decode-only steps (the engine's fast-forward) are untouched
+    a, b, n = dp8.decode_affine(64, 64 * 2000.0, 64.0, 10)
+    assert a == pytest.approx(dp8.step_s(StepLoad(0, 64, 64 * 2000.0, 0.0)), rel=1e-12)
+
+
 def test_dp_attention_reads_each_mla_latent_once_and_holds_attention_weights_per_group():
     arch = MODELS["deepseek-r1"]
     tp8 = RooflineModel(arch, H200, FACTORS, "fp8", "fp8", 8, expert_parallel=True)

@@ -56,7 +56,7 @@ import numpy as np
 
 from simfactory.config.profile import ModelArch
 from simfactory.errors import InputError
-from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.hardware.step_time import StepLoad, StepTimeModel, busiest_rank_prompts
 from simfactory.inputs import MiB, is_input_file, parse_json, read_input_bytes, shown_name
 from simfactory.paths import PROFILES_DIR
 
@@ -492,13 +492,7 @@ class AttentionRanks(StepTimeModel):
 
     def busiest_prompts(self, load: StepLoad) -> tuple[int, float]:
         """Prompt tokens and prompt attention pairs of the busiest rank: ceil(n / ranks) whole prompts."""
-        tokens, pairs = load.prefill_tokens, load.prefill_attn_pairs
-        if tokens <= 0:
-            return 0, 0.0
-        length = max(2.0 * pairs / tokens - 1.0, 1.0)
-        prompts = max(tokens / length, 1.0)
-        share = min(1.0, math.ceil(prompts / self.ranks - 1e-9) * length / tokens)
-        return max(math.ceil(tokens * share - 1e-9), 1), pairs * share
+        return busiest_rank_prompts(load, self.ranks)
 
     def step_s(self, load: StepLoad) -> float:
         even = self._rank_load(load)

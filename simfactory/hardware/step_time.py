@@ -9,6 +9,7 @@ Two models share one interface, `step_s(load)`:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 from dataclasses import dataclass
 
@@ -80,6 +81,20 @@ class StepTimeModel:
 
 
 
+def busiest_rank_prompts(load: StepLoad, ranks: int) -> tuple[int, float]:
+    """Prompt tokens and prompt attention pairs of the busiest of `ranks` attention data-parallel ranks. A prompt
+    lives on one rank, so n prompts put ceil(n / ranks) whole ones on the busiest (the most even placement). n and
+    the length L are read off the load: n prompts of L tokens make n L tokens and n L (L + 1) / 2 pairs, so
+    L = 2 pairs / tokens - 1 (a chunk after earlier context reads as one longer prompt: kept whole on one rank)."""
+    tokens, pairs = load.prefill_tokens, load.prefill_attn_pairs
+    if tokens <= 0:
+        return 0, 0.0
+    length = max(2.0 * pairs / tokens - 1.0, 1.0)
+    prompts = max(tokens / length, 1.0)
+    share = min(1.0, math.ceil(prompts / ranks - 1e-9) * length / tokens)
+    return max(math.ceil(tokens * share - 1e-9), 1), pairs * share
+
+
 @dataclass(frozen=True)
 class LinearModel(StepTimeModel):
     spec: LinearStepTime
@@ -123,7 +138,8 @@ class RooflineModel(StepTimeModel):
       all-reduce of the step's tokens over the tp devices; with ep > 1 each MoE layer dispatches and combines each
       rank's own 1/tp share of the tokens to their experts (DeepEP-style all-to-all).
     `expert_imbalance` (busiest expert-parallel rank's load / the mean) scales the routed experts' FLOPs and the
-    all-to-all bytes: the step waits for the busiest rank."""
+    all-to-all bytes: the step waits for the busiest rank. With dp_attention > 1 a prompt stays whole on one
+    attention group, and the step waits for the group holding the most (busiest_rank_s)."""
 
     arch: ModelArch
     spec: Spec
@@ -184,7 +200,25 @@ class RooflineModel(StepTimeModel):
             load.kv_tokens_read + load.prefill_attn_pairs, load.kv_tokens_read + load.prefill_tokens)
         if self.communicates:  # type: ignore[attr-defined]
             step = step + self.communication_s(tokens)
+        if self.dp_attention > 1 and load.prefill_tokens:
+            step = step + self.busiest_rank_s(load)
         return step
+
+    def busiest_rank_s(self, load: StepLoad) -> float:
+        """What the busiest attention group's whole prompts add to the even split the rest of step_s prices
+        (busiest_rank_prompts): its attention GEMMs and prompt attention for the prompt tokens beyond its 1/dp share,
+        over its tp / dp devices, at compute speed (the weights are read anyway). The expert and gathered MLP layers
+        stay spread. As hardware/kernels.py AttentionRanks does for the measured tables."""
+        dp = self.dp_attention
+        tokens, pairs = busiest_rank_prompts(load, dp)
+        extra_tokens = tokens - load.prefill_tokens / dp
+        if extra_tokens <= 0.0:
+            return 0.0
+        group = max(self.tp // dp, 1)
+        gemm = 2.0 * self.arch.attention_params_b() * 1e9 * extra_tokens / group / self.peak_flops  # type: ignore[attr-defined]
+        attention = (self.arch.attn_flops_per_pair() * max(pairs - load.prefill_attn_pairs / dp, 0.0) / group
+                     / self.attention_peak_flops)  # type: ignore[attr-defined]
+        return gemm + attention
 
     def linear_s(self, tokens: int) -> float:
         """The weight GEMMs of a step of this many tokens: the slower of their FLOPs and their weight reads."""
