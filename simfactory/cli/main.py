@@ -88,10 +88,6 @@ register_growth(app)  # plan-growth: after plan, whose capacity it reuses
 register_report(app)
 register_calibrate_run(register_calibrate(app))  # the calibrate group: serve, import, validate, then run, fit
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(app())
-
-
 def console() -> None:
     """The console entry (`simfactory`, `python -m simfactory`): every command turns bad input into one line and
     exit 2 itself; this is the net under them, so an input error one of them lets through is still a message,
@@ -103,3 +99,7 @@ def console() -> None:
             app()
     except typer.Exit as e:
         sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console()

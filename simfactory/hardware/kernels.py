@@ -497,7 +497,7 @@ class AttentionRanks(StepTimeModel):
     def step_s(self, load: StepLoad) -> float:
         even = self._rank_load(load)
         t = self.inner.step_s(even)
-        if load.prefill_tokens <= 0 or self.ranks == 1:
+        if load.prefill_tokens <= 0:
             return t
         tokens, pairs = self.busiest_prompts(load)
         if tokens <= even.prefill_tokens:

@@ -186,6 +186,11 @@ class RooflineModel(StepTimeModel):
         object.__setattr__(self, "_attention_per_kv", max(self.flops_per_pair / self.attention_peak_flops,  # type: ignore[attr-defined]
                                                           self.kv_bytes_per_token_device / self.bandwidth))  # type: ignore[attr-defined]
         object.__setattr__(self, "_comm", {})
+        # busiest_rank_s: per device of one attention group, the FLOPs of its own attention GEMMs per prompt token
+        # and of its prompt attention per query-key pair
+        group = max(tp // dp, 1)
+        object.__setattr__(self, "_attention_flops_per_token_group", 2.0 * a.attention_params_b() * 1e9 / group)
+        object.__setattr__(self, "_attention_flops_per_pair_group", a.attn_flops_per_pair() / group)
 
     def weight_bytes_read(self, tokens: int) -> float:
         """Per device: every non-expert weight, and the experts at least one of the step's tokens routes to
@@ -214,10 +219,9 @@ class RooflineModel(StepTimeModel):
         extra_tokens = tokens - load.prefill_tokens / dp
         if extra_tokens <= 0.0:
             return 0.0
-        group = max(self.tp // dp, 1)
-        gemm = 2.0 * self.arch.attention_params_b() * 1e9 * extra_tokens / group / self.peak_flops  # type: ignore[attr-defined]
-        attention = (self.arch.attn_flops_per_pair() * max(pairs - load.prefill_attn_pairs / dp, 0.0) / group
-                     / self.attention_peak_flops)  # type: ignore[attr-defined]
+        gemm = self._attention_flops_per_token_group * extra_tokens / self.peak_flops  # type: ignore[attr-defined]
+        attention = (self._attention_flops_per_pair_group  # type: ignore[attr-defined]
+                     * max(pairs - load.prefill_attn_pairs / dp, 0.0) / self.attention_peak_flops)  # type: ignore[attr-defined]
         return gemm + attention
 
     def linear_s(self, tokens: int) -> float:
