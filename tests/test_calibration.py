@@ -19,7 +19,7 @@ import yaml
 from typer.testing import CliRunner
 
 from simfactory.calibration.design import QUICK, DesignPoint, design
-from simfactory.calibration.fit import FitRefused, check_threshold, fit_power, fit_step_time
+from simfactory.calibration.fit import FitRefused, check_threshold, fit_power, fit_step_time, phase_of, split_steps
 from simfactory.calibration.measurements import check_steps
 from simfactory.calibration.microbench import MODEL_CONFIGS, measure, publish, robust_stats
 from simfactory.calibration.nvml import NvmlSampler, energy_j, samples_frame, sku_for
@@ -229,6 +229,57 @@ def test_no_gpu_gives_one_clear_message_and_writes_nothing(tmp_path, monkeypatch
     assert res.exit_code == 3, res.output
     assert "no NVIDIA GPU found" in res.output and "Traceback" not in res.output
     assert not out.exists()
+
+
+def test_prefill_floor_bounds_prefill_steps_only():
+    arch, profile = h100_8b()
+    plain = RooflineStepTime(compute_efficiency=0.55, memory_efficiency=0.8, step_overhead_s=0.003)
+    floored = plain.model_copy(update={"prefill_floor_s": 0.02})
+    a, b = (RooflineModel(arch, profile.spec, f, "bf16", "bf16", 1) for f in (plain, floored))
+    short, long_, decode = StepLoad(32, 0, 0.0, 528.0), StepLoad(16384, 0, 0.0, 16384 * 16385 / 2), StepLoad(0, 8, 8000.0)
+    assert a.step_s(short) < 0.02 and b.step_s(short) == pytest.approx(0.02)  # a short prefill waits for the floor
+    assert b.step_s(long_) == a.step_s(long_) > 0.02  # a long one hides it
+    assert b.step_s(decode) == a.step_s(decode) < 0.02  # decode steps never pay it (graph-captured)
+    assert b.decode_affine(8, 8000.0, 8.0, 10) == a.decode_affine(8, 8000.0, 8.0, 10)
+
+
+def test_roofline_fit_recovers_a_prefill_floor_and_the_cap_spreads_over_step_times():
+    arch, profile = h100_8b()
+    truth = RooflineStepTime(compute_efficiency=0.55, memory_efficiency=0.8, step_overhead_s=0.003,
+                             prefill_floor_s=0.012)
+    model = RooflineModel(arch, profile.spec, truth, "bf16", "bf16", 1)
+    steps = table(model.step_s, noise=0.01)
+    floored = steps["prefill_tokens"].gt(0) & steps["step_s"].lt(0.0125)
+    assert floored.sum() >= 3  # the design has prefills short enough to sit on the floor
+    candidates = ~split_steps(steps, "batch")
+    heldout = split_steps(steps, "batch", max_train=12)
+    phase, times = phase_of(steps), steps["step_s"].to_numpy()
+    for ph in ("prefill", "decode"):  # 12 rows spread over each phase's step times: its shortest and longest train
+        pool = np.sort(times[candidates & (phase == ph)])
+        trained = times[~heldout & (phase == ph)]
+        assert trained.min() <= pool[1] and trained.max() >= pool[-2]
+    fit = fit_step_time(steps, "roofline", (arch, profile.spec, "bf16", "bf16", 1), heldout_by="batch", max_train=12)
+    assert fit.step_time.prefill_floor_s == pytest.approx(0.012, rel=0.1)
+    assert fit.phases["prefill"].mape < 0.03
+    decode_only = steps[steps["prefill_tokens"] == 0].reset_index(drop=True)
+    assert fit_step_time(decode_only, "roofline", (arch, profile.spec, "bf16", "bf16", 1)).step_time.prefill_floor_s == 0
+
+
+def test_fit_command_leaves_out_steps_above_max_step_tokens(tmp_path):
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    tokens = steps["prefill_tokens"] + steps["decode_seqs"]
+    limit = int(np.sort(tokens.unique())[-2])
+    args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
+            "--profiles-dir", str(tmp_path / "hp")]
+    res = CliRunner().invoke(calibrate_cli(), [*args, "--max-step-tokens", str(limit)])
+    assert res.exit_code == 0, res.output
+    left_out = int((tokens > limit).sum())
+    assert f"left out {left_out} of {len(steps)} steps above {limit} tokens" in " ".join(res.output.split())
+    written = yaml.safe_load(next((tmp_path / "hp" / "h100-sxm").glob("*.yaml")).read_text())
+    assert f"{limit} ({left_out} larger steps left out)" in json.dumps(written)
+    res = CliRunner().invoke(calibrate_cli(), [*args, "--max-step-tokens", "0"])
+    assert res.exit_code == 2 and "--max-step-tokens" in res.output
 
 
 def test_fit_command_publishes_from_a_csv_and_rejects_a_malformed_one(tmp_path):

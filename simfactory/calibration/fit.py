@@ -3,7 +3,8 @@
 Two candidate models, both fitted by robust least squares on relative errors (a 5 ms decode step and a
 500 ms prefill count alike, and a few disturbed repetitions do not drag the fit: soft-L1 loss):
 - linear: overhead + a*prefill_tokens + b*decode_seqs + c*kv_tokens_read + d*prefill_attn_pairs
-- roofline: overhead + max(compute, memory) with fitted efficiencies (needs the model's shape and the SKU)
+- roofline: overhead + max(compute, memory) with fitted efficiencies (needs the model's shape and the SKU) and,
+  when prefills train, a prefill floor: the shortest a prefill step takes (an eager forward's host launch time)
 - kernels: the SKU's measured kernel tables (hardware/kernels.py) kept as they are, with what kernels miss fitted:
   engine overhead per step and per sequence, a cost per step that prefills, a multiplier on prompt (quadratic)
   attention and one on the token-linear kernels (GEMMs + all-reduce); linear in those five, so a bounded robust
@@ -12,7 +13,7 @@ The rows are split once into training and held-out rows: a seeded random share (
 (`batch`: decode batch sizes / sequences per step; `prompt`: prompt length for prefills, context length for
 decodes), where each phase's distinct values are ranked and every second one (not the largest) is held out, so
 the held-out rows are shapes the fit never saw, between shapes it did. `max_train` caps the training rows (an even
-spread of them; the rest are held out too). The held-out MAPE and worst error, overall and per phase (steps with
+spread over each phase's step times; the rest are held out too). The held-out MAPE and worst error, overall and per phase (steps with
 prefill / decode-only steps, each with its signed bias, + = predicts slower than measured), are the numbers a user
 should believe, and `check_threshold` refuses a profile whose held-out error is too large.
 """
@@ -122,7 +123,8 @@ def shape_key(steps: pd.DataFrame, by: str) -> np.ndarray:
 def split_steps(steps: pd.DataFrame, by: str = "random", heldout_fraction: float = 0.25, seed: int = 0,
                 max_train: int | None = None) -> np.ndarray:
     """Boolean mask of held-out rows (module docstring): random, or by batch size / prompt length per phase, then
-    at most `max_train` training rows (an even spread over phase, shape and step time; the others held out)."""
+    at most `max_train` training rows (an even spread over each phase's step times, so the shortest and the longest
+    steps of each phase train; the others held out)."""
     n = len(steps)
     if by == "random":
         heldout = split(n, heldout_fraction, seed)
@@ -137,7 +139,7 @@ def split_steps(steps: pd.DataFrame, by: str = "random", heldout_fraction: float
             values = np.unique(key[in_phase])
             held = {v for i, v in enumerate(values) if i % 2 == 1 and (i < len(values) - 1 or len(values) == 2)}
             heldout |= in_phase & np.isin(key, list(held))
-    keys = (steps["step_s"].to_numpy(dtype=float), shape_key(steps, "batch"), phase_of(steps))
+    keys = (steps["step_s"].to_numpy(dtype=float), phase_of(steps))
     return cap_training(heldout, keys, max_train, by, "steps")
 
 
@@ -185,12 +187,15 @@ def linear_from_matrix(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> Linea
 
 def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str,
                  tp: int) -> RooflineStepTime:
-    """Compute and memory efficiencies in (0, 1] and a per-step overhead, for the shipped roofline's shape."""
+    """Compute and memory efficiencies in (0, 1], a per-step overhead and, when the training rows hold prefills, a
+    prefill floor (RooflineStepTime.prefill_floor_s), for the shipped roofline's shape."""
     loads = [ld for ld, keep in zip(_loads(steps), train) if keep]
     y = steps["step_s"].to_numpy(dtype=float)[train]
+    with_floor = any(ld.prefill_tokens for ld in loads)
 
     def model(p: np.ndarray) -> RooflineModel:
-        factors = RooflineStepTime(compute_efficiency=float(p[0]), memory_efficiency=float(p[1]), step_overhead_s=float(p[2]))
+        factors = RooflineStepTime(compute_efficiency=float(p[0]), memory_efficiency=float(p[1]),
+                                   step_overhead_s=float(p[2]), prefill_floor_s=float(p[3]) if with_floor else 0.0)
         return RooflineModel(arch, spec, factors, dtype, kv_dtype, tp)
 
     def residuals(p: np.ndarray) -> np.ndarray:
@@ -198,9 +203,12 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
         return np.array([m.step_s(ld) for ld in loads]) / y - 1.0
 
     best = None
-    for start in ((0.5, 0.7, 0.002), (0.8, 0.9, 0.005), (0.3, 0.5, 0.0005)):  # max() makes it non-convex
-        r = least_squares(residuals, np.array(start), bounds=([1e-3, 1e-3, 0.0], [1.0, 1.0, 1.0]), loss="soft_l1",
-                          f_scale=0.05, x_scale=[0.1, 0.1, 1e-3])
+    # max() makes it non-convex: several starts, the floor from none and from the shortest prefill measured
+    shortest = float(min((t for ld, t in zip(loads, y) if ld.prefill_tokens), default=0.0))
+    for start in ((0.5, 0.7, 0.002, 0.0), (0.8, 0.9, 0.005, shortest), (0.3, 0.5, 0.0005, 0.0),
+                  (0.5, 0.7, 0.002, shortest)):
+        r = least_squares(residuals, np.array(start), bounds=([1e-3, 1e-3, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]),
+                          loss="soft_l1", f_scale=0.05, x_scale=[0.1, 0.1, 1e-3, 1e-3])
         if best is None or r.cost < best.cost:
             best = r
     assert best is not None

@@ -204,6 +204,15 @@ def request_row(rid: Any, send_s: float, inp: float, out: float, ttft: float, e2
             "e2e_s": float(e2e) if ok else float("nan"), "ok": bool(ok), "error": error, "rate_rps": rate}
 
 
+def within_step_tokens(steps: pd.DataFrame, max_tokens: int) -> tuple[pd.DataFrame, int]:
+    """The steps of at most max_tokens tokens (prompt tokens + decode sequences: what an engine's token budget,
+    max_num_batched_tokens, caps), and how many larger ones were left out. A profiler may time forwards no serving
+    engine runs (MuxServe's reach 131,072 prompt tokens); fitting or checking on them says nothing of serving."""
+    tokens = steps["prefill_tokens"].to_numpy(dtype=float) + steps["decode_seqs"].to_numpy(dtype=float)
+    keep = tokens <= max_tokens
+    return steps[keep].reset_index(drop=True), int((~keep).sum())
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """CSV or Parquet by extension; a missing or unreadable file is an input error naming it."""
     p = Path(path)

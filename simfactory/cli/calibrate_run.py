@@ -358,6 +358,10 @@ def fit_cmd(
                                                  "prompt / context length; batch-latency tables' default).")] = None,
     max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows "
                                                                "(an even spread); the rest are held out.")] = None,
+    max_step_tokens: Annotated[Optional[int], typer.Option(min=1, help="Step tables: leave out steps of more tokens "
+                                                                     "(prompt tokens + decode sequences) than this, "
+                                                                     "e.g. the engine's max_num_batched_tokens: it "
+                                                                     "never runs larger ones.")] = None,
     max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
     force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
     gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
@@ -378,7 +382,8 @@ def fit_cmd(
     """
     from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
-    from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
+    from simfactory.calibration.measurements import (REQUEST_COLUMNS, check_requests, check_steps, read_table,
+                                                     within_step_tokens)
     from simfactory.calibration.microbench import base_provenance, publish
     from simfactory.calibration.validate import Deployment, check_deployment_flags
 
@@ -405,6 +410,11 @@ def fit_cmd(
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
+            if max_step_tokens is not None:
+                steps, left_out = within_step_tokens(steps, max_step_tokens)
+                out.print(f"left out {left_out} of {left_out + len(steps)} steps above {max_step_tokens} tokens "
+                          "(--max-step-tokens)", highlight=False)
+                prov["max_step_tokens"] = f"{max_step_tokens} ({left_out} larger steps left out)"
             from simfactory.paths import PROFILES_DIR
             from simfactory.resolve import search_dirs
 

@@ -183,6 +183,10 @@ class RooflineStepTime(_Strict):
     memory_efficiency: float = Field(
         gt=0, le=1, description="fraction (0-1] of the memory bandwidth weight and KV reads reach")
     step_overhead_s: NonNegativeFloat = Field(description="fixed time per engine step (scheduling, launches), seconds")
+    prefill_floor_s: NonNegativeFloat = Field(
+        default=0.0, description="the shortest a step with prompt tokens takes, seconds (0: none). Engines that "
+        "capture CUDA graphs for decode batches only launch a prefill forward kernel by kernel from the host, whose "
+        "launch time the GPU work hides only once it is long enough; `calibrate fit` fits it from measured steps")
 
 
 class LinearStepTime(_Strict):

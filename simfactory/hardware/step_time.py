@@ -207,6 +207,8 @@ class RooflineModel(StepTimeModel):
             step = step + self.communication_s(tokens)
         if self.dp_attention > 1 and load.prefill_tokens:
             step = step + self.busiest_rank_s(load)
+        if load.prefill_tokens and step < self.factors.prefill_floor_s:
+            return self.factors.prefill_floor_s
         return step
 
     def busiest_rank_s(self, load: StepLoad) -> float:
