@@ -382,9 +382,8 @@ def fit_cmd(
     """
     from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
-    from simfactory.calibration.measurements import (REQUEST_COLUMNS, check_requests, check_steps, read_table,
-                                                     within_step_tokens)
-    from simfactory.calibration.microbench import base_provenance, publish
+    from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
+    from simfactory.calibration.microbench import base_provenance
     from simfactory.calibration.validate import Deployment, check_deployment_flags
 
     with input_errors():
@@ -410,21 +409,32 @@ def fit_cmd(
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
-            if max_step_tokens is not None:
-                steps, left_out = within_step_tokens(steps, max_step_tokens)
-                out.print(f"left out {left_out} of {left_out + len(steps)} steps above {max_step_tokens} tokens "
-                          "(--max-step-tokens)", highlight=False)
-                prov["max_step_tokens"] = f"{max_step_tokens} ({left_out} larger steps left out)"
-            from simfactory.paths import PROFILES_DIR
-            from simfactory.resolve import search_dirs
-
-            with input_errors():  # a profile file that simfactory did not write is refused, not a traceback
-                run = publish(steps, sku=sku, model=model, engine=engine, dtype=dtype, tp=tp,
-                              profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
-                              max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by or "random",
-                              max_train=max_train_rows,
-                              profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
+            run = _fit_steps(steps, Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp),
+                             (arch, profile), profiles_dir, prov, max_heldout_mape, force, fit_model,
+                             heldout_by or "random", max_train_rows, max_step_tokens, out)
     _report(run, out)
+
+
+def _fit_steps(steps: Any, dep: Any, context: tuple[Any, Any], profiles_dir: Path, prov: dict[str, Any],
+               max_heldout_mape: float, force: bool, fit_model: str, heldout_by: str, max_train_rows: Optional[int],
+               max_step_tokens: Optional[int], out: Any) -> Any:
+    """A step table: leave out steps above --max-step-tokens (saying how many), fit and publish."""
+    from simfactory.calibration.measurements import within_step_tokens
+    from simfactory.calibration.microbench import publish
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import search_dirs
+
+    if max_step_tokens is not None:
+        steps, left_out = within_step_tokens(steps, max_step_tokens)
+        out.print(f"left out {left_out} of {left_out + len(steps)} steps above {max_step_tokens} tokens "
+                  "(--max-step-tokens)", highlight=False)
+        prov["max_step_tokens"] = f"{max_step_tokens} ({left_out} larger steps left out)"
+    arch, profile = context
+    with input_errors():  # a profile file that simfactory did not write is refused, not a traceback
+        return publish(steps, sku=dep.sku, model=dep.model, engine=dep.engine, dtype=dep.dtype, tp=dep.tp,
+                       profiles_dir=profiles_dir, provenance=prov, arch=arch, profile=profile, kind=fit_model,
+                       max_heldout_mape=max_heldout_mape, force=force, heldout_by=heldout_by,
+                       max_train=max_train_rows, profile_dirs=search_dirs(None, "hardware_profiles", PROFILES_DIR))
 
 
 def register(app: typer.Typer) -> None:
