@@ -214,6 +214,18 @@ def parse_json(text: str | bytes, file: str, field: str = "", allow_nan: bool = 
         raise InputError(shown_name(file), field, f"{exc} (NaN and Infinity are not valid JSON)") from None
 
 
+def load_json_document(text: str | bytes, file: str, field: str = "", allow_nan: bool = True) -> Any:
+    """parse_json whose every failure is one InputError: a syntax error names its line (the field, when none is
+    given) and column; an integer of more than 4,300 digits (Python's int-to-text guard) its reason."""
+    try:
+        return parse_json(text, file, field, allow_nan)
+    except json.JSONDecodeError as exc:
+        raise InputError(shown_name(file), field or f"line {exc.lineno}",
+                         f"invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except ValueError as exc:
+        raise InputError(shown_name(file), field, f"invalid JSON ({str(exc)[:120]})") from None
+
+
 def first_non_finite(node: Any, prefix: str = "") -> str | None:
     """The dotted path of the first NaN or infinite number in a parsed JSON document, else None (iterative:
     a deep document cannot exhaust the stack)."""

@@ -87,8 +87,8 @@ def test_a_file_that_is_not_otlp_is_one_line_naming_the_field(tmp_path, body, fi
 
 
 @pytest.mark.parametrize("text, field", [
-    ("", "t.json: line 1: not JSON"),  # JSONDecodeError traceback
-    ("- a\n- b\n", "t.json: line 1: not JSON"),  # a YAML file given by mistake: the same
+    ("", "t.json: line 1: invalid JSON"),  # JSONDecodeError traceback
+    ("- a\n- b\n", "t.json: line 1: invalid JSON"),  # a YAML file given by mistake: the same
     ('{"resourceSpans": [5]}', "t.json: resourceSpans: expected a list of JSON objects"),  # AttributeError
     ('{"resourceSpans": [{"scopeSpans": [7]}]}', "t.json: resourceSpans[0].scopeSpans: expected a list"),
 ])

@@ -53,7 +53,7 @@ import pandas as pd
 
 from simfactory.calibration.measurements import check_requests, request_row
 from simfactory.errors import InputError
-from simfactory.inputs import MAX_RESULTS_BYTES, parse_json, read_input_text
+from simfactory.inputs import MAX_RESULTS_BYTES, load_json_document, parse_json, read_input_text
 from simfactory.traces.parse import MAX_TRACE_TOKENS
 
 ImportFormat = Literal["vllm-bench", "aiperf", "genai-perf", "guidellm"]
@@ -73,12 +73,7 @@ def _read_text(path: Path) -> str:
 def _json(text: str, file: str, field: str) -> Any:
     """One JSON document: invalid, nested too deeply, or an integer of more than 4,300 digits (Python's guard)
     is one InputError naming `field`."""
-    try:
-        return parse_json(text, file, field)
-    except json.JSONDecodeError as exc:
-        raise InputError(file, field, f"not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
-    except ValueError as exc:
-        raise InputError(file, field, f"not valid JSON ({str(exc)[:120]})") from None
+    return load_json_document(text, file, field)
 
 
 def _load_json(path: Path) -> Any:

@@ -15,7 +15,6 @@ arrivals (the root spans' starts) are fitted as `trace fit` fits requests.
 
 from __future__ import annotations
 
-import json
 
 import math
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ import numpy as np
 
 from simfactory.config.limits import MAX_TOKENS
 from simfactory.errors import InputError
-from simfactory.inputs import MAX_RESULTS_BYTES, parse_json, read_input_text
+from simfactory.inputs import MAX_RESULTS_BYTES, load_json_document, read_input_text
 from simfactory.traces.fit import fit_arrivals
 
 LLM_OPERATIONS = ("chat", "text_completion", "generate_content")
@@ -70,13 +69,7 @@ def _value(v: dict[str, Any]) -> Any:
 
 def read_spans(path: Path) -> list[Span]:
     """Every span of an OTLP/JSON traces file; a file that is not one is an InputError naming the field."""
-    try:
-        doc = parse_json(read_input_text(path, "", MAX_RESULTS_BYTES, "traces file"), str(path), "")
-    except json.JSONDecodeError as exc:  # an empty or non-JSON file was a JSONDecodeError traceback
-        raise InputError(str(path), f"line {exc.lineno}", f"not JSON ({exc.msg}): an OTLP/JSON traces file is "
-                                                          "one JSON object") from None
-    except ValueError as exc:  # an integer of more than 4,300 digits
-        raise InputError(str(path), "", f"not JSON ({str(exc)[:200]})") from None
+    doc = load_json_document(read_input_text(path, "", MAX_RESULTS_BYTES, "traces file"), str(path))
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
         raise InputError(str(path), "resourceSpans", "not an OTLP/JSON traces file (no resourceSpans list)")
     spans = []

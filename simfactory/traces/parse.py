@@ -12,7 +12,6 @@ Formats (columns as published):
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +21,7 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from simfactory.errors import InputError, InputErrors
-from simfactory.inputs import MAX_TRACE_BYTES, parse_json, read_input_text
+from simfactory.inputs import MAX_TRACE_BYTES, load_json_document, parse_json, read_input_text
 
 TraceFormat = Literal["azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench"]
 CHARS_PER_TOKEN = 4.0  # rule of thumb for English text with BPE tokenizers (OpenAI tokenizer guidance)
@@ -255,12 +254,7 @@ def _shown_error(exc: Exception) -> str:
 
 
 def _load_json(name: str, text: str, kind: type, what: str) -> Any:
-    try:
-        data = parse_json(text, name)  # nested too deeply: one InputError
-    except json.JSONDecodeError as exc:
-        raise InputError(name, f"line {exc.lineno}", f"invalid JSON: {exc.msg}") from None
-    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int-to-text guard)
-        raise InputError(name, "", f"invalid JSON: {_shown_error(exc)}") from None
+    data = load_json_document(text, name)
     if not isinstance(data, kind):
         raise InputError(name, "", f"expected {what}")
     return data
