@@ -39,7 +39,7 @@ def main() -> None:
     cases = points_8b(args.requests)
     if args.fit:
         results = []
-        for ce, me, ov in itertools.product([0.45, 0.55, 0.65, 0.75], [0.6, 0.7, 0.8, 0.9], [0.001, 0.002, 0.003, 0.004, 0.005]):
+        for ce, me, ov in itertools.product([0.5, 0.55, 0.6, 0.65, 0.7, 0.75], [0.7, 0.8, 0.9], [0.001, 0.002, 0.003, 0.004]):
             f = RooflineStepTime(compute_efficiency=ce, memory_efficiency=me, step_overhead_s=ov)
             errs = [abs(offline_output_tokens_per_s(with_roofline_factors(rs, f)) / p.measured - 1) for p, rs in cases]
             results.append((sum(errs) / len(errs), max(errs), ce, me, ov))

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from simfactory.config.profile import RooflineStepTime, Spec
 from simfactory.hardware.memory import plan_memory
-from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, RooflineModel, StepLoad
+from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, ELEMENTWISE_BYTES_PER_HIDDEN, RooflineModel, StepLoad
 from simfactory.resolve import load_models, search_dirs
 from simfactory.paths import PROFILES_DIR
 
@@ -25,8 +25,29 @@ def model(name: str, tp: int = 1, dtype: str = "bf16") -> RooflineModel:
 def test_decode_batch_one_is_weight_bytes_over_bandwidth():
     m = model("llama-3.1-8b")
     arch = MODELS["llama-3.1-8b"]
-    expected = arch.params_b * 1e9 * 2 / (3.35e12)
+    expected = arch.params_b * 1e9 * 2 / (3.35e12) + elementwise_s(arch, "bf16", 1)
     assert m.step_s(StepLoad(decode_seqs=1)) == pytest.approx(expected, rel=1e-12)
+
+
+def elementwise_s(arch, dtype: str, tokens: int, bandwidth: float = 3.35e12) -> float:
+    """The elementwise work every device repeats: layers x hidden x bytes per element per token, at memory speed."""
+    per = ELEMENTWISE_BYTES_PER_HIDDEN["quantized" if dtype in ("fp8", "int8", "fp4") else "16-bit"]
+    return tokens * arch.layers * arch.hidden * per / bandwidth
+
+
+def test_elementwise_work_does_not_shrink_with_tp():
+    """Per token and layer every TP rank normalizes and adds the whole hidden vector: the GEMMs' time halves with
+    TP, that work does not, so the time per device of a compute-bound step falls by less than TP (the measured
+    kernel tables show it: calibrate/kernels/fit_elementwise.py)."""
+    arch = MODELS["llama-3.1-8b"]
+    tokens = 16384
+    one, eight = model("llama-3.1-8b", 1), model("llama-3.1-8b", 8)
+    gemm = 2 * arch.active_params_b * 1e9 * tokens / 989.4e12
+    assert one.linear_s(tokens) == pytest.approx(gemm + elementwise_s(arch, "bf16", tokens), rel=1e-12)
+    assert eight.linear_s(tokens) == pytest.approx(gemm / 8 + elementwise_s(arch, "bf16", tokens), rel=1e-12)
+    assert one.linear_s(tokens) / eight.linear_s(tokens) < 7.0
+    f8 = model("llama-3.1-8b", dtype="fp8")  # quantizing the activations for an FP8 GEMM is more elementwise work
+    assert f8.elementwise_s_per_token > one.elementwise_s_per_token
 
 
 def test_large_prefill_is_compute_bound():
@@ -36,7 +57,7 @@ def test_large_prefill_is_compute_bound():
     arch = MODELS["llama-3.1-8b"]
     tokens = 16384
     t = m.step_s(StepLoad(prefill_tokens=tokens))
-    linear_flops = 2 * arch.active_params_b * 1e9 * tokens / 989.4e12
+    linear_flops = 2 * arch.active_params_b * 1e9 * tokens / 989.4e12 + elementwise_s(arch, "bf16", tokens)
     kv_write = tokens * arch.kv_bytes_per_token("bf16") / 3.35e12
     assert t == pytest.approx(linear_flops + kv_write, rel=1e-12)
     assert linear_flops > arch.params_b * 2e9 / 3.35e12  # above the weights' memory time
@@ -54,7 +75,8 @@ def test_gemms_and_attention_are_separate_rooflines():
     assert gemm > arch.params_b * 2e9 / 3.35e12
     kv_read = kv * arch.kv_bytes_per_token("bf16") / 3.35e12
     assert kv_read > arch.attn_flops_per_pair() * kv / 989.4e12
-    assert m.step_s(StepLoad(decode_seqs=b, kv_tokens_read=kv)) == pytest.approx(gemm + kv_read, rel=1e-12)
+    assert m.step_s(StepLoad(decode_seqs=b, kv_tokens_read=kv)) == pytest.approx(
+        gemm + elementwise_s(arch, "bf16", b) + kv_read, rel=1e-12)
 
 
 def test_step_time_is_monotone_in_batch_and_tokens():
@@ -73,13 +95,19 @@ def test_tp2_halves_weight_time_and_adds_allreduce():
     tokens = 1
     ar = ALLREDUCES_PER_LAYER * arch.layers * (2 * (2 - 1) / 2 * tokens * arch.hidden * 2 / 450e9 + H100.interconnect_latency_s)
     assert two.allreduce_s(tokens) == pytest.approx(ar, rel=1e-12)
-    assert two.step_s(StepLoad(decode_seqs=1)) == pytest.approx(one.step_s(StepLoad(decode_seqs=1)) / 2 + ar, rel=1e-12)
+    each = elementwise_s(arch, "bf16", tokens)  # every device does it whole
+    assert two.step_s(StepLoad(decode_seqs=1)) == pytest.approx(
+        (one.step_s(StepLoad(decode_seqs=1)) - each) / 2 + each + ar, rel=1e-12)
 
 
 def test_fp8_uses_fp8_peak_and_halves_weight_bytes():
     bf, f8 = model("llama-3.1-8b"), model("llama-3.1-8b", dtype="fp8")
-    assert f8.step_s(StepLoad(decode_seqs=1)) == pytest.approx(bf.step_s(StepLoad(decode_seqs=1)) / 2, rel=1e-9)
-    assert f8.step_s(StepLoad(prefill_tokens=16384)) < 0.51 * bf.step_s(StepLoad(prefill_tokens=16384))
+    arch = MODELS["llama-3.1-8b"]
+    weights = bf.step_s(StepLoad(decode_seqs=1)) - elementwise_s(arch, "bf16", 1)
+    assert f8.step_s(StepLoad(decode_seqs=1)) == pytest.approx(weights / 2 + elementwise_s(arch, "fp8", 1), rel=1e-9)
+    gemm = 2 * arch.active_params_b * 1e9 * 16384
+    assert f8.linear_s(16384) == pytest.approx(gemm / 1978.9e12 + elementwise_s(arch, "fp8", 16384), rel=1e-9)
+    assert f8.step_s(StepLoad(prefill_tokens=16384)) < 0.6 * bf.step_s(StepLoad(prefill_tokens=16384))
 
 
 def test_70b_bf16_does_not_fit_one_80gb_device_but_int4_does():
@@ -112,7 +140,8 @@ def test_moe_reads_only_the_experts_its_tokens_route_to():
     assert dense.weight_fraction_read(1) == 1.0
     moe = RooflineModel(m, H100, IDEAL, "bf16", "bf16", 2)
     assert moe.step_s(StepLoad(decode_seqs=1)) == pytest.approx(m.active_params_b * 2e9 / 2 / 3.35e12
-                                                                + moe.allreduce_s(1), rel=1e-9)
+                                                                + elementwise_s(m, "bf16", 1) + moe.allreduce_s(1),
+                                                                rel=1e-9)
 
 
 def test_expert_parallel_all_to_all_cost():

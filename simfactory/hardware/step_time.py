@@ -116,13 +116,23 @@ class LinearModel(StepTimeModel):
         return a_s, b_s, n_max
 
 
+# Bytes per hidden element, token and layer of the elementwise work every tensor-parallel rank does on the whole
+# hidden vector (RMSNorms, residual adds, rotary; with 8-bit or 4-bit GEMMs also quantizing the activations): it does
+# not shrink with TP, so a rank's GEMM share shrinks around it. Fitted to the measured kernel tables of H100 and H200
+# (median over TensorRT-LLM, vLLM and SGLang; B200 agrees): python calibrate/kernels/fit_elementwise.py
+ELEMENTWISE_BYTES_PER_HIDDEN = {"16-bit": 17.0, "quantized": 37.0}
+QUANTIZED_ACTIVATIONS = frozenset({"fp8", "int8", "fp4"})  # GEMMs that quantize their input (int4: weight-only)
+
+
 @dataclass(frozen=True)
 class RooflineModel(StepTimeModel):
     """Roofline of one replica's devices (one pipeline stage of tp devices). FLOPs: 2 x active params per token plus
     attention per query-key pair (ModelArch.attn_flops_per_pair: 4 x layers x q-width, MLA's absorbed form for MLA
     models); bytes: weights once per step plus the K/V read; each device does 1/tp of both. The weight GEMMs and
     attention each take the slower of their compute and memory time (attention at the KV cache's precision), one
-    after the other, plus the collectives (hardware/collectives.py over the SKU's placement).
+    after the other, plus the elementwise work on the whole hidden vector that every device repeats per token and
+    layer (ELEMENTWISE_BYTES_PER_HIDDEN, at memory speed: it does not shrink with TP), plus the collectives
+    (hardware/collectives.py over the SKU's placement).
 
     Parallel degrees, as SGLang and TensorRT-LLM name them: `tp` devices per stage; `dp_attention` attention
     data-parallel groups among them (each runs attention for its own sequences with tp / dp_attention-way tensor
@@ -180,6 +190,9 @@ class RooflineModel(StepTimeModel):
         object.__setattr__(self, "attention_peak_flops",
                            self.spec.tflops(attention_dtype) * 1e12 * self.factors.compute_efficiency)
         object.__setattr__(self, "bandwidth", self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency)
+        activations = "quantized" if self.dtype in QUANTIZED_ACTIVATIONS else "16-bit"
+        object.__setattr__(self, "elementwise_s_per_token",
+                           a.layers * a.hidden * ELEMENTWISE_BYTES_PER_HIDDEN[activations] / self.bandwidth)
         object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
         object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
         object.__setattr__(self, "_decode_fixed", {})
@@ -227,9 +240,10 @@ class RooflineModel(StepTimeModel):
         return gemm + attention
 
     def linear_s(self, tokens: int) -> float:
-        """The weight GEMMs of a step of this many tokens: the slower of their FLOPs and their weight reads."""
+        """The weight GEMMs of a step of this many tokens (the slower of their FLOPs and their weight reads) and the
+        elementwise work around them, which every device does on every token."""
         return max(self.flops_per_token * tokens / self.peak_flops,  # type: ignore[attr-defined]
-                   self.weight_bytes_read(tokens) / self.bandwidth)  # type: ignore[attr-defined]
+                   self.weight_bytes_read(tokens) / self.bandwidth) + self.elementwise_s_per_token * tokens  # type: ignore[attr-defined]
 
     def attention_s(self, pairs: float, kv_tokens: float) -> float:
         """Attention over the cache: the slower of its query-key FLOPs and the KV bytes read (and written for the
