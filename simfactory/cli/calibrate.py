@@ -10,7 +10,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simfactory.cli.common import err, input_errors, out, print_table
+from simfactory.cli.common import err, input_errors, known_deployment, out, print_table
 from simfactory.config.limits import MAX_SEED, MAX_SEND_RATE_PER_S, MIN_SEND_RATE_PER_S
 from simfactory.errors import InputError
 
@@ -25,19 +25,9 @@ MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_se
 
 
 def _check_known(sku: str, model: str, engine: str) -> None:
-    """--sku, --model and --engine name what the simulator knows (here or in ./hardware_profiles), refused in one
-    line before a server is contacted or a table is read."""
-    from simfactory.paths import PROFILES_DIR
-    from simfactory.resolve import load_engines, load_models, load_profile, search_dirs
-
-    dirs = search_dirs(Path.cwd() / "calibrate.yaml", "hardware_profiles", PROFILES_DIR)  # as resolve_block looks
-    models = load_models(dirs)
-    if model not in models:
-        raise InputError("--model", "", f"unknown model {model!r} (known: {', '.join(sorted(models))})")
-    engines = load_engines(dirs)
-    if engine not in engines:
-        raise InputError("--engine", "", f"unknown engine {engine!r} (engines: {', '.join(sorted(engines))})")
-    load_profile(dirs, sku, "--sku", "")
+    """--sku, --model and --engine name what the simulator knows (here or in ./hardware_profiles, as resolve_block
+    looks), refused in one line before a server is contacted or a table is read."""
+    known_deployment(sku, model, engine, Path.cwd() / "calibrate.yaml")
 
 
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,

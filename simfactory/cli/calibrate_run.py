@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from simfactory.cli.common import err, input_errors, out, print_table
+from simfactory.cli.common import check_engine, err, input_errors, known_deployment, out, print_table
 from simfactory.errors import InputError
 
 EXIT_NO_GPU = 3  # distinct from bad input (2): the command was right, the machine cannot run it
@@ -19,15 +19,7 @@ EXIT_NO_GPU = 3  # distinct from bad input (2): the command was right, the machi
 
 def _context(sku: str, model: str) -> tuple[Any, Any]:
     """The model's shape and the SKU's spec (for the roofline candidate and the KV-memory design)."""
-    from simfactory.paths import PROFILES_DIR
-    from simfactory.resolve import load_models, load_profile, search_dirs
-
-    dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
-    models = load_models(dirs)
-    if model not in models:
-        raise InputError("hardware_profiles/models.yaml", "models", f"unknown model {model!r}; known: {', '.join(sorted(models))}")
-    profile = load_profile(dirs, sku, f"--sku {sku}", "sku")
-    return models[model], profile
+    return known_deployment(sku, model)
 
 
 FIT_KINDS = ("linear", "roofline", "kernels", "best")
@@ -48,13 +40,7 @@ def _check_fit_flags(fit_model: str, max_heldout_mape: float, engine: str | None
     if not (math.isfinite(max_heldout_mape) and max_heldout_mape > 0):
         raise InputError("--max-heldout-mape", "", f"must be a finite fraction > 0 (0.10 = 10%), got {max_heldout_mape}")
     if engine is not None:
-        from simfactory.paths import PROFILES_DIR
-        from simfactory.resolve import load_engines, search_dirs
-
-        engines = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR))
-        if engine not in engines:
-            raise InputError("--engine", "", f"unknown engine {engine!r}: a scenario could not use the profile "
-                                             f"(engines: {', '.join(sorted(engines))})")
+        check_engine(engine)
 
 
 @contextmanager

@@ -152,3 +152,31 @@ def progress_bar(quiet: bool, label: str) -> Iterator[Callable[[float, float], N
             bar.update(task, completed=done_s, total=total_s)
 
         yield update
+
+
+def known_deployment(sku: str, model: str, engine: str | None = None,
+                     spec_file: Path | None = None) -> tuple[object, object]:
+    """(model shape, SKU profile) for the calibrate commands' --sku, --model and --engine, each refused in one line
+    naming its flag when the simulator does not know it (here, in ./hardware_profiles, or beside spec_file)."""
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_models, load_profile, search_dirs
+
+    dirs = search_dirs(spec_file, "hardware_profiles", PROFILES_DIR)
+    models = load_models(dirs)
+    if model not in models:
+        raise InputError("--model", "", f"unknown model {model!r} (known: {', '.join(sorted(models))})")
+    if engine is not None:
+        check_engine(engine, spec_file)
+    return models[model], load_profile(dirs, sku, "--sku", "")
+
+
+def check_engine(engine: str, spec_file: Path | None = None) -> None:
+    """--engine names an engine preset (here, in ./hardware_profiles, or beside spec_file), else one line."""
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_engines, search_dirs
+
+    engines = load_engines(search_dirs(spec_file, "hardware_profiles", PROFILES_DIR))
+    if engine not in engines:
+        raise InputError("--engine", "", f"unknown engine {engine!r}: a scenario could not use the profile "
+                                         f"(engines: {', '.join(sorted(engines))})")
+
