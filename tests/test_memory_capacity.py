@@ -9,6 +9,7 @@ https://github.com/llm-d/llm-d-benchmark/blob/main/config_explorer/empirical-vll
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from simfactory.hardware.memory import GIB, plan_memory
 from simfactory.paths import PROFILES_DIR
@@ -17,7 +18,8 @@ from simfactory.resolve import load_engines, load_models, load_profile, search_d
 DIRS = search_dirs(None, "hardware_profiles", PROFILES_DIR)
 MODELS = load_models(DIRS)
 ENGINES = load_engines(DIRS)
-SKUS = ["a100-80gb", "h100-sxm", "h200", "b200", "l40s", "mi300x", "gaudi3"]
+# every shipped SKU profile (issue #22: "every profile's HBM in bytes as the device reports it")
+SKUS = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml") if "sku" in (yaml.safe_load(p.read_text()) or {}))
 H100 = load_profile(DIRS, "h100-sxm", "sku", "sku").spec
 # v0.11 logs its CUDA graph estimate without subtracting it: the v0.6.5-v0.20 rule, engines.yaml's vllm-v0 entry
 VLLM_V011 = ENGINES["vllm-v0"].memory
