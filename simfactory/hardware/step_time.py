@@ -132,7 +132,8 @@ class RooflineModel(StepTimeModel):
     attention each take the slower of their compute and memory time (attention at the KV cache's precision), one
     after the other, plus the elementwise work on the whole hidden vector that every device repeats per token and
     layer (ELEMENTWISE_BYTES_PER_HIDDEN, at memory speed: it does not shrink with TP), plus the collectives
-    (hardware/collectives.py over the SKU's placement).
+    (hardware/collectives.py over the SKU's placement). A step with prompt tokens takes at least
+    factors.prefill_floor_s (0 unless `calibrate fit` measured one: an eager prefill's host launch time).
 
     Parallel degrees, as SGLang and TensorRT-LLM name them: `tp` devices per stage; `dp_attention` attention
     data-parallel groups among them (each runs attention for its own sequences with tp / dp_attention-way tensor
