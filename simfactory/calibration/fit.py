@@ -205,8 +205,9 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
     best = None
     # max() makes it non-convex: several starts, the floor from none and from the shortest prefill measured
     shortest = float(min((t for ld, t in zip(loads, y) if ld.prefill_tokens), default=0.0))
-    for start in ((0.5, 0.7, 0.002, 0.0), (0.8, 0.9, 0.005, shortest), (0.3, 0.5, 0.0005, 0.0),
-                  (0.5, 0.7, 0.002, shortest)):
+    starts = dict.fromkeys([(0.5, 0.7, 0.002, 0.0), (0.8, 0.9, 0.005, shortest), (0.3, 0.5, 0.0005, 0.0),
+                            (0.5, 0.7, 0.002, shortest)])  # without prefills the floor starts coincide: fit once
+    for start in starts:
         r = least_squares(residuals, np.array(start), bounds=([1e-3, 1e-3, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]),
                           loss="soft_l1", f_scale=0.05, x_scale=[0.1, 0.1, 1e-3, 1e-3])
         if best is None or r.cost < best.cost:

@@ -70,14 +70,8 @@ def _read_text(path: Path) -> str:
     return read_input_text(path, "", MAX_RESULTS_BYTES, "results file")
 
 
-def _json(text: str, file: str, field: str) -> Any:
-    """One JSON document: invalid, nested too deeply, or an integer of more than 4,300 digits (Python's guard)
-    is one InputError naming `field`."""
-    return load_json_document(text, file, field)
-
-
 def _load_json(path: Path) -> Any:
-    return _json(_read_text(path), str(path), "")
+    return load_json_document(_read_text(path), str(path))
 
 
 def _tokens(value: Any, file: str, field: str) -> float:
@@ -243,7 +237,7 @@ def aiperf(path: Path) -> pd.DataFrame:
     for line, raw in enumerate(_read_text(path).splitlines(), start=1):
         if not raw.strip():
             continue
-        rec = _json(raw, f, f"line {line}")
+        rec = load_json_document(raw, f, f"line {line}")
         meta = _need(rec, "metadata", f, f"line {line}: ")
         if not isinstance(meta, dict):
             raise InputError(f, f"line {line}: metadata", "expected an object")

@@ -15,7 +15,6 @@ arrivals (the root spans' starts) are fitted as `trace fit` fits requests.
 
 from __future__ import annotations
 
-
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
