@@ -28,7 +28,7 @@ from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import Deployment, Scenario
-from simfactory.hardware.step_time import RooflineModel
+from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.sim.run import simulate
@@ -200,7 +200,14 @@ def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> Re
     d = rs.deployments[0]
     if not isinstance(d.step_time, RooflineModel):
         raise TypeError(f"{rs.name}: step time is {d.step_time_source}, not a roofline")
-    return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=dataclasses.replace(d.step_time, factors=factors))])
+    return with_step_time(rs, dataclasses.replace(d.step_time, factors=factors))
+
+
+def with_step_time(rs: ResolvedScenario, step_time: StepTimeModel | None) -> ResolvedScenario:
+    """The same one-deployment scenario with another step-time model (a fit's candidate); None keeps its own."""
+    if step_time is None:
+        return rs
+    return dataclasses.replace(rs, deployments=[dataclasses.replace(rs.deployments[0], step_time=step_time)])
 
 
 CLOSED_LOOP_REQUESTS_PER_CLIENT = 8  # requests per client in a concurrency point (a steady state past the ramp)
@@ -240,17 +247,20 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
     return (prefill + osl * decode) * queueing
 
 
-def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
-                        max_num_batched_tokens: int) -> tuple[dict[str, float], str]:
+def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+                        step_time: StepTimeModel | None = None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, over the
     requests sent after the ramp and at least one request lifetime before the horizon (so the loop has not
-    begun to drain); and the step-time source. NaN if none completed."""
+    begun to drain); and the step-time source. NaN if none completed. `step_time` replaces the resolved one (a
+    fit's candidate)."""
     from simfactory.sim.outcomes import Outcome
 
-    probe = resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0))
+    probe = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0)),
+                           step_time)
     cycle = closed_loop_cycle_s(probe, p)
     horizon = CLOSED_LOOP_REQUESTS_PER_CLIENT * cycle
-    rs = resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon))
+    rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon)),
+                        step_time)
     t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]

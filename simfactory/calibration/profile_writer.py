@@ -76,9 +76,10 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     folder = profiles_dir / sku
     name = profile_name(entry.model, entry.engine, entry.dtype, entry.tp)
     # a serving fit's table is predicted vs measured per block and metric, not engine steps: named for it
-    serving = "serving" in fit.kind or "batch" in fit.kind
-    table = (f"{name}.serving-fit.csv" if "serving" in fit.kind else f"{name}.batch-fit.csv" if "batch" in fit.kind
-             else f"{name}.steps.csv")
+    kinds = {"serving": "serving-fit", "batch": "batch-fit", "sweep": "sweep-fit"}
+    kind = next((v for k, v in kinds.items() if k in fit.kind), "steps")
+    serving = kind != "steps"
+    table = f"{name}.{kind}.csv"
     target = folder / f"{name}.yaml"
     check_profile_target(target, [folder / table, folder / f"{name}.power.csv"], force)
     folder.mkdir(parents=True, exist_ok=True)

@@ -83,6 +83,7 @@ def _report(run: Any, out: Any) -> None:
     if run.power is not None:
         out.print(f"power: idle {run.power.idle_w:.0f} W, max {run.power.max_w:.0f} W (MAPE {run.power.mape:.1%})")
     beside = ("predicted vs measured per block: .serving-fit.csv" if "serving" in f.kind else
+              "predicted vs measured per row and metric: .sweep-fit.csv" if "sweep" in f.kind else
               "predicted vs measured per batch: .batch-fit.csv" if "batch" in f.kind else "raw steps CSV")
     out.print(f"[green]wrote[/green] {run.profile_path} (+ {beside}); `simfactory run` now uses it for this "
               "model, engine, dtype and TP on this SKU")
@@ -335,7 +336,10 @@ def fit_cmd(
     dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
     tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
     replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
-    max_num_seqs: Annotated[Optional[int], typer.Option(help="Request tables: the server's max_num_seqs.")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs "
+                                                             "(default: the engine preset's).")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(
+        min=1, help="Sweep tables: the server's token budget per step (default: the engine preset's).")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -355,19 +359,22 @@ def fit_cmd(
     compute_bounds: Annotated[str, typer.Option(help="Request tables: search range of the compute efficiency, LO:HI.")] = "0.02:1",
     memory_bounds: Annotated[str, typer.Option(help="Request tables: search range of the memory efficiency, LO:HI.")] = "0.02:1",
     overhead_bounds: Annotated[str, typer.Option(help="Request tables: search range of the per-step overhead in seconds, LO:HI.")] = "0:0.05",
-    max_evaluations: Annotated[int, typer.Option(min=4, max=100_000, help="Request tables: simulated replays per fit (Nelder-Mead budget).")] = 60,
+    max_evaluations: Annotated[int, typer.Option(min=4, max=100_000, help="Request and sweep tables: simulations per fit (Nelder-Mead budget).")] = 60,
 ) -> None:
     """Fit measurements you already have (no GPU needed) and write a measured profile.
 
     A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
     fitted through the simulator: the roofline factors that make the simulated replay of that load match its
     latency percentiles; each block (rate x prompt-length group) is held out in turn and predicted by a fit to the
-    others, and the worst block gates the profile. A fitted factor on its search bound refuses the fit.
+    others, and the worst block gates the profile. A fitted factor on its search bound refuses the fit. A
+    concurrency sweep (concurrency, input_tokens, output_tokens and any of ttft_s, itl_s, output_tokens_per_s: a
+    benchmark's summary per level) is fitted through simulated closed loops, every second level held out.
 
     Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
     """
     from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
+    from simfactory.calibration.sweep_fit import is_sweep_table
     from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
     from simfactory.calibration.microbench import base_provenance
     from simfactory.calibration.validate import Deployment, check_deployment_flags
@@ -386,6 +393,10 @@ def fit_cmd(
                 run = _fit_batches(check_batches(table, str(measurements)), Deployment(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
+        elif is_sweep_table(table):
+            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, (max_num_seqs,
+                             max_num_batched_tokens), profiles_dir, prov, max_heldout_mape, force, max_evaluations,
+                             fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 requests = check_requests(table, str(measurements))
@@ -399,6 +410,32 @@ def fit_cmd(
                              (arch, profile), profiles_dir, prov, max_heldout_mape, force, fit_model,
                              heldout_by or "random", max_train_rows, max_step_tokens, out)
     _report(run, out)
+
+
+def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
+               limits: tuple[Optional[int], Optional[int]], profiles_dir: Path, prov: dict[str, Any],
+               max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
+    """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
+    from simfactory.calibration.microbench import publish_sweep
+    from simfactory.calibration.sweep_fit import SweepSetup, check_sweep
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_engines, search_dirs
+
+    with input_errors():
+        if fit_model not in ("kernels", "roofline", "best"):
+            raise InputError("--fit", "fit", "a concurrency sweep fits the terms kernel tables miss where the SKU "
+                                             "has them, else the roofline (--fit best, kernels or roofline)")
+        sweep = check_sweep(table, file)
+        preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+        defaults = preset.defaults if preset is not None else None
+        seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
+        tokens = limits[1] or (defaults.max_num_batched_tokens if defaults else None) or 8192
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens)
+        out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}, max_num_batched_tokens {tokens}; every "
+                  "evaluation simulates their closed loops) ...", highlight=False)
+        return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,
+                             max_heldout_mape=max_heldout_mape, force=force, max_evaluations=max_evaluations,
+                             kind=fit_model)
 
 
 def _fit_steps(steps: Any, dep: Any, context: tuple[Any, Any], profiles_dir: Path, prov: dict[str, Any],

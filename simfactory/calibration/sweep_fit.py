@@ -1,0 +1,256 @@
+"""Fit a deployment's step time to a concurrency sweep: the summary a serving benchmark prints per concurrency
+level (AIPerf or genai-perf in concurrency mode, `vllm bench serve --max-concurrency`, NVIDIA's NIM tables). One
+row per (concurrency, input_tokens, output_tokens) with any of mean TTFT, mean ITL and output tokens per second.
+
+Each row is simulated as the fidelity suites simulate a concurrency point (fidelity.closed_loop_metrics: C clients
+in a closed loop with fixed lengths, measured after a ramp). What is fitted is what the prior misses: on the
+measured kernel tables, the engine overhead per step and per sequence and a multiplier on the GEMMs (the terms
+`calibrate fit --fit kernels` fits to steps); on a SKU without tables, the roofline's efficiencies and overhead.
+Nelder-Mead on the training rows' MAPE, every evaluation a simulation of them. Held out: every second concurrency
+level of each shape, so the fit is checked on load levels it never saw, with its error and signed bias per metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import minimize
+
+from simfactory.calibration.fit import FitRefused, FitResult, PhaseError
+from simfactory.config.profile import KernelsStepTime, RooflineStepTime
+from simfactory.config.scenario import kv_dtype_for
+from simfactory.errors import InputError
+from simfactory.fidelity import FidelityPoint, closed_loop_metrics, closed_loop_scenario
+from simfactory.hardware.kernels import KernelStepTime
+from simfactory.hardware.step_time import RooflineModel, StepTimeModel
+from simfactory.paths import PROFILES_DIR
+from simfactory.resolve import default_factors, resolve, search_dirs
+from simfactory.resolve.step_time import kernel_model, roofline_model
+
+SHAPE = ("concurrency", "input_tokens", "output_tokens")
+METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
+MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger sweeps are refused, not slow
+MAX_ROWS = 64
+
+
+def is_sweep_table(frame: pd.DataFrame) -> bool:
+    return all(c in frame.columns for c in SHAPE) and any(m in frame.columns for m in METRICS)
+
+
+def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
+    """The sweep's rows, checked: whole positive shapes (output >= 2, so ITL exists), metrics positive where given
+    (empty = not measured), at least one metric per row, each (concurrency, input, output) once."""
+    if not len(frame):
+        raise InputError(file, "", "the sweep has no rows")
+    if len(frame) > MAX_ROWS:
+        raise InputError(file, "", f"{len(frame)} rows; a sweep fit simulates every row per evaluation: at most {MAX_ROWS}")
+    out = pd.DataFrame(index=frame.index)
+    for col, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("input_tokens", 1, 10**7), ("output_tokens", 2, 10**6)):
+        v = pd.to_numeric(frame[col], errors="coerce")
+        bad = ~(v.notna() & (v == v.round()) & (v >= low) & (v <= high))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(file, f"row {i + 2}.{col}", f"must be a whole number from {low} to {high}, got "
+                                                          f"{frame[col].iloc[i]!r}")
+        out[col] = v.astype(int)
+    for col in METRICS:
+        v = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else pd.Series(np.nan, index=frame.index)
+        given = frame[col].notna() & (frame[col].astype(str).str.strip() != "") if col in frame.columns else v.notna()
+        bad = given & ~(v.notna() & np.isfinite(v) & (v > 0))
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(file, f"row {i + 2}.{col}", f"must be a positive number (or empty: not measured), got "
+                                                          f"{frame[col].iloc[i]!r}")
+        out[col] = v.where(given)
+    none = out[list(METRICS)].isna().all(axis=1)
+    if none.any():
+        raise InputError(file, f"row {int(np.flatnonzero(none.to_numpy())[0]) + 2}",
+                         f"measures nothing: give one of {', '.join(METRICS)}")
+    dup = out.duplicated(list(SHAPE))
+    if dup.any():
+        i = int(np.flatnonzero(dup.to_numpy())[0])
+        raise InputError(file, f"row {i + 2}", "repeats an earlier row's concurrency, input_tokens and output_tokens")
+    return out.reset_index(drop=True)
+
+
+def split_sweep(sweep: pd.DataFrame) -> np.ndarray:
+    """Held-out rows: every second concurrency level (the 2nd, 4th, ...) of each (input, output) shape."""
+    heldout = np.zeros(len(sweep), dtype=bool)
+    for _, g in sweep.groupby(["input_tokens", "output_tokens"]):
+        levels = sorted(g["concurrency"].unique())
+        held = set(levels[1::2])
+        heldout[g.index[g["concurrency"].isin(held)]] = True
+    if not heldout.any():
+        raise FitRefused("a sweep fit holds out every second concurrency level of a shape: give at least two levels "
+                         "of one (input_tokens, output_tokens)")
+    return heldout
+
+
+@dataclass(frozen=True)
+class SweepSetup:
+    """The measured server: what the flags of `calibrate fit` say about it (a NIM or vLLM server's own limits)."""
+
+    sku: str
+    model: str
+    engine: str
+    dtype: str
+    tp: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+
+    def point(self, row: Any) -> FidelityPoint:
+        return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
+                             model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
+                             output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
+                             metric="ttft_s", measured=1.0)
+
+    def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:
+        """Simulated TTFT, ITL and throughput of each row with this step time."""
+        rows = []
+        for row in sweep.itertuples(index=False):
+            m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs, self.max_num_batched_tokens,
+                                       step_time)
+            rows.append({c: m[c] for c in METRICS})
+        return pd.DataFrame(rows, index=sweep.index)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What the fit varies: a parameter vector, the spec (written to the profile) and model it stands for."""
+
+    kind: str  # kernels | roofline
+    x0: np.ndarray
+    simplex: np.ndarray
+    to_spec: Callable[[np.ndarray], KernelsStepTime | RooflineStepTime]
+    to_model: Callable[[Any], StepTimeModel]
+    on_bounds: Callable[[Any], list[str]]
+
+
+def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Family:
+    """Kernels where the SKU's tables cover the deployment (the prior's overhead as the start), else roofline
+    (kind best); kind kernels or roofline insists on one."""
+    row = next(sweep.itertuples(index=False))
+    probe = resolve(closed_loop_scenario(setup.point(row), setup.engine, setup.max_num_seqs,
+                                         setup.max_num_batched_tokens, 1.0))
+    d = probe.deployments[0]
+    dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+    kv = kv_dtype_for(d.config.dtype, d.config.kv_dtype)
+    prior, why_not = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset)
+    if kind == "kernels" and not isinstance(prior, KernelStepTime):
+        raise FitRefused(f"no measured kernels to fit on: {why_not or 'the tables do not cover this deployment'}")
+    if kind != "roofline" and isinstance(prior, KernelStepTime):
+        def kernels(spec: Any) -> StepTimeModel:
+            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec)[0]
+            assert model is not None
+            return model
+        return _kernels_family(prior, kernels)
+    start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
+             else default_factors(d.profile, d.engine_preset))
+    return _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec))
+
+
+KERNEL_BOUNDS = {"overhead_ms": (0.0, 50.0), "per_seq_us": (0.0, 500.0), "log2_linear_scale": (-2.0, 2.0)}
+
+
+def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeModel]) -> Family:
+    x0 = np.array([prior.overhead_s * 1e3, prior.overhead_per_seq_s * 1e6, 0.0])
+    lo, hi = (np.array([b[i] for b in KERNEL_BOUNDS.values()]) for i in (0, 1))
+
+    def to_spec(x: np.ndarray) -> KernelsStepTime:
+        o, s, k = np.clip(x, lo, hi)
+        return KernelsStepTime(overhead_s=float(o) / 1e3, overhead_per_seq_s=float(s) / 1e6,
+                               linear_scale=float(2.0 ** k))
+
+    def on_bounds(spec: KernelsStepTime) -> list[str]:
+        out = []
+        if spec.overhead_s * 1e3 >= hi[0] * 0.99:
+            out.append(f"overhead_s = {spec.overhead_s:.4g} (upper bound {hi[0] / 1e3:g})")
+        if spec.overhead_per_seq_s * 1e6 >= hi[1] * 0.99:
+            out.append(f"overhead_per_seq_s = {spec.overhead_per_seq_s:.4g} (upper bound {hi[1] / 1e6:g})")
+        if abs(math.log2(spec.linear_scale)) >= 1.99:
+            out.append(f"linear_scale = {spec.linear_scale:.4g} (bounds 0.25-4)")
+        return out
+
+    simplex = np.array([x0, x0 + [1.0, 0, 0], x0 + [0, 20.0, 0], x0 + [0, 0, -0.2]])
+    return Family("kernels", x0, simplex, to_spec, to_model, on_bounds)
+
+
+def _roofline_family(start: RooflineStepTime, to_model: Callable[[Any], StepTimeModel]) -> Family:
+    lo, hi = np.array([0.02, 0.02, 0.0]), np.array([1.0, 1.0, 50.0])
+    x0 = np.clip([start.compute_efficiency, start.memory_efficiency, start.step_overhead_s * 1e3], lo, hi)
+
+    def to_spec(x: np.ndarray) -> RooflineStepTime:
+        c, m, o = np.clip(x, lo, hi)
+        return RooflineStepTime(compute_efficiency=float(c), memory_efficiency=float(m), step_overhead_s=float(o) / 1e3)
+
+    def on_bounds(spec: RooflineStepTime) -> list[str]:
+        v = np.array([spec.compute_efficiency, spec.memory_efficiency, spec.step_overhead_s * 1e3])
+        names = ("compute_efficiency", "memory_efficiency", "step_overhead_ms")
+        return [f"{n} = {x:.4g} (bound {lo[i]:g}-{hi[i]:g})" for i, (n, x) in enumerate(zip(names, v))
+                if (i < 2 and x <= lo[i] * 1.01) or x >= hi[i] * 0.99]
+
+    simplex = np.array([x0, x0 * [0.7, 1, 1], x0 * [1, 0.7, 1], x0 + [0, 0, 2.0]])
+    return Family("roofline", x0, simplex, to_spec, to_model, on_bounds)
+
+
+def _errors(sweep: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
+    """One row per measured (row, metric): measured, predicted and the relative error signed so that + means
+    predicts slower (a latency too high, a throughput too low), as for steps; no prediction: error 1."""
+    rows = []
+    for i, r in sweep.iterrows():
+        for col, phase in METRICS.items():
+            if pd.notna(r[col]):
+                p = float(predicted.at[i, col])
+                ratio = p / float(r[col])
+                err = (ratio - 1.0 if col != "output_tokens_per_s" else 1.0 - ratio) if math.isfinite(p) else 1.0
+                rows.append({**{c: int(r[c]) for c in SHAPE}, "metric": col, "phase": phase, "row": i,
+                             "measured": float(r[col]), "predicted": p, "error": err})
+    return pd.DataFrame(rows)
+
+
+def _search(setup: SweepSetup, sweep: pd.DataFrame, family: Family, max_evaluations: int) -> tuple[Any, int]:
+    cache: dict[tuple[float, ...], float] = {}
+
+    def objective(x: np.ndarray) -> float:
+        spec = family.to_spec(x)
+        key = tuple(round(float(v), 12) for v in spec.model_dump(exclude={"kind"}).values())
+        if key not in cache:
+            cache[key] = float(_errors(sweep, setup.simulate(sweep, family.to_model(spec)))["error"].abs().mean())
+        return cache[key]
+
+    res = minimize(objective, family.x0, method="Nelder-Mead",
+                   options={"initial_simplex": family.simplex, "maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
+    return family.to_spec(res.x), len(cache)
+
+
+def _phase(table: pd.DataFrame) -> PhaseError:
+    if not len(table):
+        return PhaseError(0, None, None, None)
+    e = table["error"].to_numpy(dtype=float)
+    return PhaseError(len(e), float(np.mean(np.abs(e))), float(np.mean(e)), float(np.max(np.abs(e))))
+
+
+def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
+              kind: str = "best") -> tuple[FitResult, list[str]]:
+    """Fit on the training levels, check on the held-out ones; the fit and the parameters sitting on a bound."""
+    heldout = split_sweep(sweep)
+    family = _family(setup, sweep, kind)
+    spec, _ = _search(setup, sweep[~heldout], family, max_evaluations)
+    table = _errors(sweep, setup.simulate(sweep, family.to_model(spec)))
+    table["split"] = np.where(heldout[table["row"].to_numpy()], "heldout", "train")
+    prior = _errors(sweep, setup.simulate(sweep, family.to_model(family.to_spec(family.x0))))
+    table["prior_predicted"] = prior["predicted"].to_numpy()
+    held, train = table[table["split"] == "heldout"], table[table["split"] == "train"]
+    fit = FitResult(
+        kind=f"{family.kind} (fitted to a concurrency sweep)", step_time=spec,
+        train_mape=float(train["error"].abs().mean()), heldout_mape=float(held["error"].abs().mean()),
+        heldout_max_error=float(held["error"].abs().max()), n_train=len(train), n_heldout=len(held),
+        predictions=table.drop(columns=["row"]),
+        heldout_by="concurrency (every second level of each shape)",
+        phases={phase: _phase(held[held["phase"] == phase]) for phase in METRICS.values()})
+    return fit, family.on_bounds(spec)
