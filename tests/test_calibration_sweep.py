@@ -36,6 +36,7 @@ def _sweep(levels: list[int], shapes: list[tuple[int, int]]) -> pd.DataFrame:
     ({"itl_s": "fast"}, "row 3.itl_s", "positive number"),
     ({"ttft_s": None, "itl_s": None, "output_tokens_per_s": None}, "row 3", "measures nothing"),
     ({"concurrency": 1}, "row 3", "repeats an earlier row"),
+    ({"concurrency": 4096, "output_tokens": 8000}, "", "output tokens per evaluation"),
 ])
 def test_a_bad_sweep_row_is_named_by_line_and_column(change, field, reason):
     t = _sweep([1, 4, 16], [(200, 64)]).astype(object)

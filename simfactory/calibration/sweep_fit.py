@@ -25,7 +25,8 @@ from simfactory.calibration.fit import FitRefused, FitResult, PhaseError
 from simfactory.config.profile import KernelsStepTime, RooflineStepTime
 from simfactory.config.scenario import kv_dtype_for
 from simfactory.errors import InputError
-from simfactory.fidelity import FidelityPoint, closed_loop_metrics, closed_loop_scenario
+from simfactory.fidelity import (CLOSED_LOOP_REQUESTS_PER_CLIENT, FidelityPoint, closed_loop_metrics,
+                                 closed_loop_scenario)
 from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR
@@ -36,6 +37,7 @@ SHAPE = ("concurrency", "input_tokens", "output_tokens")
 METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
 MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger sweeps are refused, not slow
 MAX_ROWS = 64
+MAX_SIMULATED_TOKENS = 200_000_000  # output tokens one evaluation's closed loops generate (~5 s; a fit runs ~60)
 
 
 def is_sweep_table(frame: pd.DataFrame) -> bool:
@@ -71,6 +73,10 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
     if none.any():
         raise InputError(file, f"row {int(np.flatnonzero(none.to_numpy())[0]) + 2}",
                          f"measures nothing: give one of {', '.join(METRICS)}")
+    work = int((out["concurrency"] * out["output_tokens"]).sum()) * CLOSED_LOOP_REQUESTS_PER_CLIENT
+    if work > MAX_SIMULATED_TOKENS:
+        raise InputError(file, "", f"simulating these rows' closed loops generates {work:,} output tokens per "
+                                   f"evaluation (at most {MAX_SIMULATED_TOKENS:,}): fit fewer or shorter rows")
     dup = out.duplicated(list(SHAPE))
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])

@@ -336,10 +336,8 @@ def fit_cmd(
     dtype: Annotated[str, typer.Option(help="Weights dtype.")] = "bf16",
     tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
     replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
-    max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs "
-                                                             "(default: the engine preset's).")] = None,
-    max_num_batched_tokens: Annotated[Optional[int], typer.Option(
-        min=1, help="Sweep tables: the server's token budget per step (default: the engine preset's).")] = None,
+    max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs.")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: the engine preset's).")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -364,11 +362,9 @@ def fit_cmd(
     """Fit measurements you already have (no GPU needed) and write a measured profile.
 
     A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
-    fitted through the simulator: the roofline factors that make the simulated replay of that load match its
-    latency percentiles; each block (rate x prompt-length group) is held out in turn and predicted by a fit to the
-    others, and the worst block gates the profile. A fitted factor on its search bound refuses the fit. A
-    concurrency sweep (concurrency, input_tokens, output_tokens and any of ttft_s, itl_s, output_tokens_per_s: a
-    benchmark's summary per level) is fitted through simulated closed loops, every second level held out.
+    fitted through the simulator, each block (rate x prompt length) held out in turn; a concurrency sweep
+    (concurrency, input_tokens, output_tokens + ttft_s / itl_s / output_tokens_per_s) through simulated closed
+    loops, every second level held out. A fitted factor on its search bound refuses the fit.
 
     Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
     """
@@ -394,9 +390,8 @@ def fit_cmd(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif is_sweep_table(table):
-            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, (max_num_seqs,
-                             max_num_batched_tokens), profiles_dir, prov, max_heldout_mape, force, max_evaluations,
-                             fit_model, out)
+            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, (max_num_seqs, max_num_batched_tokens),
+                             profiles_dir, prov, max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 requests = check_requests(table, str(measurements))
@@ -418,6 +413,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
     from simfactory.calibration.sweep_fit import SweepSetup, check_sweep
+    from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
     from simfactory.resolve import load_engines, search_dirs
 
@@ -425,6 +421,9 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         if fit_model not in ("kernels", "roofline", "best"):
             raise InputError("--fit", "fit", "a concurrency sweep fits the terms kernel tables miss where the SKU "
                                              "has them, else the roofline (--fit best, kernels or roofline)")
+        for flag, value in zip(("--max-num-seqs", "--max-num-batched-tokens"), limits):
+            if value is not None and not 1 <= value <= MAX_TOKENS:
+                raise InputError(flag, "", f"must be a whole number from 1 to {MAX_TOKENS:,}, got {value}")
         sweep = check_sweep(table, file)
         preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
         defaults = preset.defaults if preset is not None else None
