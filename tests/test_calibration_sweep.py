@@ -119,3 +119,20 @@ def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_p
     sweep.assign(concurrency=-1).to_csv(bad, index=False)
     res = CliRunner().invoke(app, ["calibrate", "fit", str(bad), "--sku", "h100-sxm", "--model", "llama-3.1-70b"])
     assert res.exit_code == 2 and "row 2.concurrency" in res.output and "Traceback" not in res.output, res.output
+
+
+def test_an_unknown_token_budget_is_fitted_too_and_a_server_no_scenario_can_hold_is_one_line():
+    """The budget decides how many co-arriving prompts a step prefills, so it shapes TTFT: a sweep simulated at
+    2048 is fitted back to 2048 among 512, 2048 and 8192."""
+    from simfactory.calibration.sweep_fit import fit_sweep_budget
+
+    truth = SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 256, 2048)
+    sweep = _sweep([1, 8, 24, 48], [(1500, 32)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
+    measured = truth.simulate(sweep, _family(truth, sweep).to_model(KernelsStepTime(overhead_s=0.001)))
+    sweep = check_sweep(pd.concat([sweep, measured], axis=1))
+    fit, _, chosen, tried = fit_sweep_budget(sweep, truth, max_evaluations=30, budgets=(512, 2048, 8192))
+    assert chosen.max_num_batched_tokens == 2048 and set(tried) == {512, 2048, 8192}
+    assert tried[2048] < 0.5 * min(tried[512], tried[8192]) and fit.heldout_mape < 0.05
+    with pytest.raises(InputError, match="must be >= max_num_seqs") as e:
+        SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 1024, 512).check(sweep)
+    assert e.value.file == "--max-num-seqs / --max-num-batched-tokens"

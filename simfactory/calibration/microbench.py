@@ -228,13 +228,19 @@ def config_dir_for(model: str, override: Path | None) -> Path:
 
 def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, provenance: dict[str, Any],
                   max_heldout_mape: float = 0.10, force: bool = False, max_evaluations: int = 60,
-                  kind: str = "best") -> CalibrationRun:
+                  kind: str = "best", search_budget: bool = False) -> CalibrationRun:
     """Fit the terms kernels miss to a concurrency sweep (sweep_fit), with the same threshold and files as
-    `publish`; the predicted vs measured table goes beside the profile as .sweep-fit.csv. A fitted term on its
-    search bound refuses the fit (unless forced): the sweep is then not explained by the server described."""
-    from simfactory.calibration.sweep_fit import fit_sweep
+    `publish`; the predicted vs measured table goes beside the profile as .sweep-fit.csv. With search_budget the
+    server's token budget per step is fitted too (sweep_fit.fit_sweep_budget). A fitted term on its search bound
+    refuses the fit (unless forced): the sweep is then not explained by the server described."""
+    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget
 
-    fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
+    setup.check(sweep)
+    tried: dict[int, float] = {}
+    if search_budget:
+        fit, on_bounds, setup, tried = fit_sweep_budget(sweep, setup, max_evaluations, kind)
+    else:
+        fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
     if on_bounds and not force:
         raise FitRefused("fitted terms sit on their search bounds: " + "; ".join(on_bounds) + ". Check --sku, --tp, "
                          "--engine, --max-num-seqs and --max-num-batched-tokens; pass --force to write it anyway")
@@ -242,17 +248,21 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
     p = fit.predictions
     prior = (p["prior_predicted"] / p["measured"] - 1.0).where(p["metric"] != "output_tokens_per_s",
                                                                1.0 - p["prior_predicted"] / p["measured"])
+    budget = f"max_num_batched_tokens {setup.max_num_batched_tokens}" + (
+        " (fitted; training MAPE by budget: " + ", ".join(f"{b} {e:.1%}" for b, e in tried.items()) + ")"
+        if tried else "")
     provenance = {**provenance, "method": f"concurrency-sweep fit: {fit.n_train} measured values fitted, "
-                                          f"{fit.n_heldout} held out ({fit.heldout_by}); max_num_seqs {setup.max_num_seqs}, "
-                                          f"max_num_batched_tokens {setup.max_num_batched_tokens}",
+                                          f"{fit.n_heldout} held out ({fit.heldout_by}); max_num_seqs "
+                                          f"{setup.max_num_seqs}, {budget}",
                   "prior_error": f"MAPE {prior.abs().mean():.2%}, bias {prior.mean():+.2%} (+ = slower) over "
                                  f"{len(p)} measured values, before fitting"}
     entry = build_entry(fit, model=setup.model, engine=setup.engine, dtype=setup.dtype, tp=setup.tp,
                         provenance=provenance)
     notes = (f"before fitting, the prior ({fit.kind.split(' ')[0]}) was off by {prior.abs().mean():.1%} (MAPE, bias "
              f"{prior.mean():+.1%}, + = slower) on all {len(p)} measured values",
-             "the profile holds the step time only: set the measured server's max_num_seqs and "
-             "max_num_batched_tokens in your scenario too") + tuple(f"warning: {w}" for w in on_bounds)
+             f"server: max_num_seqs {setup.max_num_seqs}, {budget}",
+             "the profile holds the step time only: set the server's max_num_seqs and max_num_batched_tokens in your "
+             "scenario too") + tuple(f"warning: {w}" for w in on_bounds)
     return CalibrationRun(write_profile(entry, fit, profiles_dir, setup.sku, force=force), fit, None, sweep, None,
                           notes)
 

@@ -12,13 +12,15 @@ level of each shape, so the fit is checked on load levels it never saw, with its
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitRefused, FitResult, PhaseError
@@ -37,6 +39,7 @@ SHAPE = ("concurrency", "input_tokens", "output_tokens")
 METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
 MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger sweeps are refused, not slow
 MAX_ROWS = 64
+BUDGETS = (512, 1024, 2048, 4096, 8192, 16384)  # token budgets per step tried when the server's is not known
 MAX_SIMULATED_TOKENS = 200_000_000  # output tokens one evaluation's closed loops generate (~5 s; a fit runs ~60)
 
 
@@ -114,6 +117,18 @@ class SweepSetup:
                              model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
                              output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
                              metric="ttft_s", measured=1.0)
+
+    def check(self, sweep: pd.DataFrame) -> None:
+        """The server these flags describe is one a scenario can hold (e.g. a token budget of at least
+        max_num_seqs), as one line naming the flags; resolving it checks the model, SKU and dtype."""
+        try:
+            scenario = closed_loop_scenario(self.point(next(sweep.itertuples(index=False))), self.engine,
+                                            self.max_num_seqs, self.max_num_batched_tokens, 1.0)
+        except ValidationError as e:
+            first = e.errors()[0]
+            raise InputError("--max-num-seqs / --max-num-batched-tokens", "", str(first["msg"]).removeprefix(
+                "Value error, ")) from None
+        resolve(scenario)
 
     def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:
         """Simulated TTFT, ITL and throughput of each row with this step time."""
@@ -260,3 +275,23 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
         heldout_by="concurrency (every second level of each shape)",
         phases={phase: _phase(held[held["phase"] == phase]) for phase in METRICS.values()})
     return fit, family.on_bounds(spec)
+
+
+def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
+                     budgets: Sequence[int] = BUDGETS) -> tuple[FitResult, list[str], SweepSetup, dict[int, float]]:
+    """When the server's token budget per step is not known (NIM does not publish its engines'): a fit at each
+    candidate budget (at least max_num_seqs), keeping the one whose training rows fit best; the held-out rows then
+    judge it like any fit. The budget decides how many co-arriving prompts one step prefills, so it shapes TTFT.
+    Returns the fit, its terms on a bound, the setup with the chosen budget and each budget's training MAPE."""
+    tried: dict[int, float] = {}
+    best: tuple[FitResult, list[str], SweepSetup] | None = None
+    for b in (b for b in budgets if b >= setup.max_num_seqs):
+        s = dataclasses.replace(setup, max_num_batched_tokens=b)
+        fit, on_bounds = fit_sweep(sweep, s, max_evaluations, kind)
+        tried[b] = fit.train_mape
+        if best is None or fit.train_mape < best[0].train_mape:
+            best = (fit, on_bounds, s)
+    if best is None:
+        raise FitRefused(f"no token budget to try: every candidate ({', '.join(map(str, budgets))}) is below "
+                         f"--max-num-seqs {setup.max_num_seqs}; give --max-num-batched-tokens")
+    return (*best, tried)

@@ -337,7 +337,7 @@ def fit_cmd(
     tp: Annotated[int, typer.Option(help="Tensor-parallel GPUs.")] = 1,
     replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs.")] = None,
-    max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: the engine preset's).")] = None,
+    max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -412,7 +412,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
-    from simfactory.calibration.sweep_fit import SweepSetup, check_sweep
+    from simfactory.calibration.sweep_fit import BUDGETS, SweepSetup, check_sweep
     from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
     from simfactory.resolve import load_engines, search_dirs
@@ -428,13 +428,15 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
         defaults = preset.defaults if preset is not None else None
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
-        tokens = limits[1] or (defaults.max_num_batched_tokens if defaults else None) or 8192
+        tokens = limits[1] or max(seqs, BUDGETS[0])
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens)
-        out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}, max_num_batched_tokens {tokens}; every "
-                  "evaluation simulates their closed loops) ...", highlight=False)
+        budget = (f"max_num_batched_tokens {tokens}" if limits[1] else
+                  f"max_num_batched_tokens fitted too: one fit per budget of {', '.join(map(str, BUDGETS))}")
+        out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}, {budget}; every evaluation simulates "
+                  "their closed loops) ...", highlight=False)
         return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,
                              max_heldout_mape=max_heldout_mape, force=force, max_evaluations=max_evaluations,
-                             kind=fit_model)
+                             kind=fit_model, search_budget=limits[1] is None)
 
 
 def _fit_steps(steps: Any, dep: Any, context: tuple[Any, Any], profiles_dir: Path, prov: dict[str, Any],
