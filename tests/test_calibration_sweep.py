@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from simfactory.calibration.fit import FitRefused
 from simfactory.calibration.sweep_fit import SweepSetup, _family, check_sweep, fit_sweep, is_sweep_table, split_sweep
 from simfactory.cli import app
-from simfactory.config.profile import KernelsStepTime
+from simfactory.config.profile import KernelsStepTime, RooflineStepTime
 from simfactory.errors import InputError
 from simfactory.fidelity import closed_loop_metrics, closed_loop_scenario
 from simfactory.paths import CALIBRATE_DIR
@@ -136,3 +136,19 @@ def test_an_unknown_token_budget_is_fitted_too_and_a_server_no_scenario_can_hold
     with pytest.raises(InputError, match="must be >= max_num_seqs") as e:
         SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 1024, 512).check(sweep)
     assert e.value.file == "--max-num-seqs / --max-num-batched-tokens"
+
+
+def test_on_a_sku_without_kernel_tables_the_roofline_factors_are_fitted_back():
+    setup = SweepSetup("mi300x", "llama-3.1-8b", "vllm", "bf16", 1, 256, 2048)
+    sweep = _sweep([1, 4, 16, 48], [(600, 48)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
+    family = _family(setup, sweep)
+    assert family.kind == "roofline"
+    truth = RooflineStepTime(compute_efficiency=0.35, memory_efficiency=0.5, step_overhead_s=0.006)
+    measured = setup.simulate(sweep, family.to_model(truth))
+    fit, on_bounds = fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), setup, max_evaluations=80)
+    assert not on_bounds and fit.kind.startswith("roofline") and fit.heldout_mape < 0.03
+    prior = (fit.predictions["prior_predicted"] / fit.predictions["measured"] - 1).abs().mean()
+    assert prior > 0.1  # the SKU's default factors were well off; memory efficiency and overhead trade off, so the
+    # test asks for the predictions, not the factors back
+    with pytest.raises(FitRefused, match="no measured kernels"):
+        fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), setup, kind="kernels")
