@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Any
 
@@ -285,12 +289,15 @@ def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: in
     Returns the fit, its terms on a bound, the setup with the chosen budget and each budget's training MAPE."""
     tried: dict[int, float] = {}
     best: tuple[FitResult, list[str], SweepSetup] | None = None
-    for b in (b for b in budgets if b >= setup.max_num_seqs):
-        s = dataclasses.replace(setup, max_num_batched_tokens=b)
-        fit, on_bounds = fit_sweep(sweep, s, max_evaluations, kind)
-        tried[b] = fit.train_mape
-        if best is None or fit.train_mape < best[0].train_mape:
-            best = (fit, on_bounds, s)
+    setups = [dataclasses.replace(setup, max_num_batched_tokens=b) for b in budgets if b >= setup.max_num_seqs]
+    workers = min(len(setups), os.cpu_count() or 1)
+    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:  # independent fits
+        fits = (pool.map(fit_sweep, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)) if pool is not None
+                else (fit_sweep(sweep, s, max_evaluations, kind) for s in setups))
+        for s, (fit, on_bounds) in zip(setups, fits):
+            tried[s.max_num_batched_tokens] = fit.train_mape
+            if best is None or fit.train_mape < best[0].train_mape:
+                best = (fit, on_bounds, s)
     if best is None:
         raise FitRefused(f"no token budget to try: every candidate ({', '.join(map(str, budgets))}) is below "
                          f"--max-num-seqs {setup.max_num_seqs}; give --max-num-batched-tokens")
