@@ -70,7 +70,8 @@ def _read_text(path: Path) -> str:
     return read_input_text(path, "", MAX_RESULTS_BYTES, "results file")
 
 
-def _load_json(path: Path) -> Any:
+def load_results_json(path: Path) -> Any:
+    """A results file read as JSON (size-capped, non-blocking); any failure one InputError naming it."""
     return load_json_document(_read_text(path), str(path))
 
 
@@ -133,7 +134,7 @@ def _vllm_array(doc: dict[str, Any], key: str, n: int, file: str, optional: bool
 
 
 def vllm_bench(path: Path) -> pd.DataFrame:
-    doc = _load_json(path)
+    doc = load_results_json(path)
     f = str(path)
     if not isinstance(doc, dict):
         raise InputError(f, "", "expected a JSON object (vllm bench serve --save-result output)")
@@ -339,7 +340,7 @@ def _genai_row(req: dict[str, Any], where: str, f: str, rid: str, rate: float) -
 
 
 def genai_perf(path: Path) -> pd.DataFrame:
-    doc = _load_json(path)
+    doc = load_results_json(path)
     f = str(path)
     experiments = _need(doc, "experiments", f)
     rows: list[tuple[dict[str, Any], int | float]] = []
@@ -414,7 +415,7 @@ def _guidellm_row(req: dict[str, Any], status: str, f: str, where: str, rid: str
 
 
 def guidellm(path: Path) -> pd.DataFrame:
-    doc = _load_json(path)
+    doc = load_results_json(path)
     f = str(path)
     benchmarks = _need(doc, "benchmarks", f)
     rows: list[dict[str, Any]] = []

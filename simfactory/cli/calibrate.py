@@ -441,6 +441,47 @@ def import_cmd(
               f"{out_file}", highlight=False)
 
 
+def _levels(text: str | None) -> list[int] | None:
+    """--concurrency as whole numbers >= 1 (comma-separated), or None when not given."""
+    if text is None:
+        return None
+    try:
+        levels = [int(x) for x in text.split(",")]
+    except ValueError:
+        levels = []
+    if not levels or any(c < 1 for c in levels):
+        raise InputError("--concurrency", "", f"expected whole numbers >= 1 separated by commas, got {text!r}")
+    return levels
+
+
+def sweep_cmd(
+    files: Annotated[list[Path], typer.Argument(help="One results file per concurrency level, in the --format "
+                                                     "`calibrate import` reads.")],
+    format: Annotated[str, typer.Option("--format", help="vllm-bench, aiperf, genai-perf or guidellm.")],
+    concurrency: Annotated[Optional[str], typer.Option(help="Each file's concurrency, comma-separated in file "
+                                                           "order (vllm-bench files carry their own).")] = None,
+    out_file: Annotated[Path, typer.Option("--out", help="Sweep table to write (CSV).")] = Path("sweep.csv"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out file.")] = False,
+) -> None:
+    """Summarise a benchmark's runs at several concurrency levels into the sweep table `calibrate fit` reads.
+
+    Example: simfactory calibrate sweep c1.json c8.json c32.json --format vllm-bench --out sweep.csv
+    """
+    from simfactory.calibration.sweep_table import sweep_from_results
+    from simfactory.outputs import check_output_file, write_output_file
+
+    with input_errors():
+        if out_file.is_dir() or out_file.suffix.lower() != ".csv":
+            raise InputError(str(out_file), "--out", "the sweep table is one .csv file")
+        check_output_file(out_file, "--out", force)  # a table carries no mark of who wrote it: --force replaces
+        table, notes = sweep_from_results(files, format, _levels(concurrency))
+        write_output_file(out_file, lambda p: table.to_csv(p, index=False), "--out", force)
+    for note in notes:
+        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+    out.print(f"[green]wrote[/green] {len(table)} levels to {out_file}; fit them with `simfactory calibrate fit "
+              f"{out_file} --sku ... --model ... --engine ... --dtype ... --tp ...`", highlight=False)
+
+
 def validate_cmd(
     requests_file: Annotated[Path, typer.Argument(help="Request table (from `calibrate serve` or `calibrate import`).")],
     sku: SkuOpt,
@@ -474,12 +515,13 @@ def register(app: typer.Typer) -> typer.Typer:
     can add `run` and `fit` from calibrate_run.py to it."""
     calibrate_app = typer.Typer(
         help="Calibrate hardware profiles: time engine steps on a GPU and fit them (run, fit), import serving "
-             "benchmarks (import), and compare the simulator with a live endpoint (serve, validate).\n\n"
+             "benchmarks (import, sweep), and compare the simulator with a live endpoint (serve, validate).\n\n"
              "Example: simfactory calibrate run --backend vllm --model llama-3.1-8b",
         no_args_is_help=True,
     )
     calibrate_app.command("serve")(serve_cmd)
     calibrate_app.command("import")(import_cmd)
+    calibrate_app.command("sweep")(sweep_cmd)
     calibrate_app.command("validate")(validate_cmd)
     app.add_typer(calibrate_app, name="calibrate")
     return calibrate_app
