@@ -75,3 +75,28 @@ def test_the_command_writes_the_table_fit_reads_and_keeps_a_users_file(tmp_path,
     res = CliRunner().invoke(app, ["calibrate", "sweep", str(a), "--format", "vllm-bench", "--concurrency", "0",
                                    "--out", "x.csv"])
     assert res.exit_code == 2 and "--concurrency" in res.output and "Traceback" not in res.output
+
+
+def test_runs_a_sweep_row_cannot_stand_for_are_refused_or_noted(tmp_path):
+    inf = vllm_run(tmp_path / "inf.json", None, 0.05, 0.01)
+    inf.write_text(inf.read_text().replace('"max_concurrency": null', '"max_concurrency": Infinity'))
+    with pytest.raises(InputError) as e:
+        sweep_from_results([inf], "vllm-bench")
+    assert e.value.field == "max_concurrency" and "whole number" in e.value.reason
+    one = vllm_run(tmp_path / "one.json", 4, 0.05, 0.01, out=1)
+    with pytest.raises(InputError, match="at least 2 output tokens"):
+        sweep_from_results([one], "vllm-bench")
+    multi = tmp_path / "benchmarks.json"
+    multi.write_text(json.dumps({"benchmarks": [{}, {}]}))
+    with pytest.raises(InputError) as e:
+        sweep_from_results([multi], "guidellm", [8])
+    assert e.value.field == "benchmarks" and "holds 2 runs" in e.value.reason
+    with pytest.raises(InputError, match="unknown format"):
+        sweep_from_results([one], "bogus")
+    old = vllm_run(tmp_path / "old.json", 4, 0.05, 0.01)  # an older vllm: no start_times, no output_throughput
+    doc = json.loads(old.read_text())
+    del doc["start_times"], doc["output_throughput"]
+    old.write_text(json.dumps(doc))
+    table, notes = sweep_from_results([old], "vllm-bench")
+    assert table["output_tokens_per_s"].isna().all() and any("no throughput" in n for n in notes)
+    assert table["itl_s"].notna().all()  # the rest of the row stands

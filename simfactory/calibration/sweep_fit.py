@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from itertools import repeat
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,10 +26,10 @@ import pandas as pd
 from pydantic import ValidationError
 from scipy.optimize import minimize
 
-from simfactory.calibration.fit import FitRefused, FitResult, PhaseError
+from simfactory.calibration.fit import FitResult, PhaseError
 from simfactory.config.profile import KernelsStepTime, RooflineStepTime
 from simfactory.config.scenario import kv_dtype_for
-from simfactory.errors import InputError
+from simfactory.errors import InputError, InputErrors
 from simfactory.fidelity import (CLOSED_LOOP_REQUESTS_PER_CLIENT, FidelityPoint, closed_loop_metrics,
                                  closed_loop_scenario)
 from simfactory.hardware.kernels import KernelStepTime
@@ -43,6 +42,7 @@ SHAPE = ("concurrency", "input_tokens", "output_tokens")
 METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
 MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger sweeps are refused, not slow
 MAX_ROWS = 64
+LIMIT_FLAGS = "--max-num-seqs / --max-num-batched-tokens"
 BUDGETS = (512, 1024, 2048, 4096, 8192, 16384)  # token budgets per step tried when the server's is not known
 MAX_SIMULATED_TOKENS = 200_000_000  # output tokens one evaluation's closed loops generate (~5 s; a fit runs ~60)
 
@@ -65,7 +65,7 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(file, f"row {i + 2}.{col}", f"must be a whole number from {low} to {high}, got "
-                                                          f"{frame[col].iloc[i]!r}")
+                                                          f"{frame[col].iloc[i]}")
         out[col] = v.astype(int)
     for col in METRICS:
         v = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else pd.Series(np.nan, index=frame.index)
@@ -74,7 +74,7 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(file, f"row {i + 2}.{col}", f"must be a positive number (or empty: not measured), got "
-                                                          f"{frame[col].iloc[i]!r}")
+                                                          f"{frame[col].iloc[i]}")
         out[col] = v.where(given)
     none = out[list(METRICS)].isna().all(axis=1)
     if none.any():
@@ -88,10 +88,12 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise InputError(file, f"row {i + 2}", "repeats an earlier row's concurrency, input_tokens and output_tokens")
-    return out.reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    split_sweep(out, file)
+    return out
 
 
-def split_sweep(sweep: pd.DataFrame) -> np.ndarray:
+def split_sweep(sweep: pd.DataFrame, file: str = "<sweep>") -> np.ndarray:
     """Held-out rows: every second concurrency level (the 2nd, 4th, ...) of each (input, output) shape."""
     heldout = np.zeros(len(sweep), dtype=bool)
     for _, g in sweep.groupby(["input_tokens", "output_tokens"]):
@@ -99,12 +101,12 @@ def split_sweep(sweep: pd.DataFrame) -> np.ndarray:
         held = set(levels[1::2])
         heldout[g.index[g["concurrency"].isin(held)]] = True
     if not heldout.any():
-        raise FitRefused("a sweep fit holds out every second concurrency level of a shape: give at least two levels "
-                         "of one (input_tokens, output_tokens)")
+        raise InputError(file, "concurrency", "a sweep fit holds out every second concurrency level of a shape: give "
+                                              "at least two levels of one (input_tokens, output_tokens)")
     return heldout
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class SweepSetup:
     """The measured server: what the flags of `calibrate fit` say about it (a NIM or vLLM server's own limits)."""
 
@@ -115,6 +117,7 @@ class SweepSetup:
     tp: int
     max_num_seqs: int
     max_num_batched_tokens: int
+    file: str = "<sweep>"  # the sweep table, named in errors about its rows
 
     def point(self, row: Any) -> FidelityPoint:
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
@@ -130,21 +133,30 @@ class SweepSetup:
                                             self.max_num_seqs, self.max_num_batched_tokens, 1.0)
         except ValidationError as e:
             first = e.errors()[0]
-            raise InputError("--max-num-seqs / --max-num-batched-tokens", "", str(first["msg"]).removeprefix(
-                "Value error, ")) from None
-        resolve(scenario)
+            raise InputError(LIMIT_FLAGS, "", str(first["msg"]).removeprefix("Value error, ")) from None
+        try:
+            resolve(scenario)
+        except (InputError, InputErrors) as exc:
+            e = exc.errors[0] if isinstance(exc, InputErrors) else exc
+            if "max_num" in e.field:
+                raise InputError(LIMIT_FLAGS, "", e.reason) from None
+            raise
 
     def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:
         """Simulated TTFT, ITL and throughput of each row with this step time."""
         rows = []
-        for row in sweep.itertuples(index=False):
-            m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs, self.max_num_batched_tokens,
-                                       step_time)
+        for i, row in zip(sweep.index, sweep.itertuples(index=False)):
+            try:
+                m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs,
+                                           self.max_num_batched_tokens, step_time)
+            except (InputError, InputErrors) as exc:  # a simulation limit: name the row, not the internal scenario
+                e = exc.errors[0] if isinstance(exc, InputErrors) else exc
+                raise InputError(self.file, f"row {i + 2}", f"cannot be simulated: {e.reason}") from None
             rows.append({c: m[c] for c in METRICS})
         return pd.DataFrame(rows, index=sweep.index)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Family:
     """What the fit varies: a parameter vector, the spec (written to the profile) and model it stands for."""
 
@@ -167,7 +179,8 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
     kv = kv_dtype_for(d.config.dtype, d.config.kv_dtype)
     prior, why_not = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset)
     if kind == "kernels" and not isinstance(prior, KernelStepTime):
-        raise FitRefused(f"no measured kernels to fit on: {why_not or 'the tables do not cover this deployment'}")
+        raise InputError("--fit", "", f"kernels: no measured kernels to fit on here: "
+                                      f"{why_not or 'the tables do not cover this deployment'} (--fit roofline or best)")
     if kind != "roofline" and isinstance(prior, KernelStepTime):
         def kernels(spec: Any) -> StepTimeModel:
             model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec)[0]
@@ -263,12 +276,18 @@ def _phase(table: pd.DataFrame) -> PhaseError:
 def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
               kind: str = "best") -> tuple[FitResult, list[str]]:
     """Fit on the training levels, check on the held-out ones; the fit and the parameters sitting on a bound."""
-    heldout = split_sweep(sweep)
+    heldout = split_sweep(sweep, setup.file)
     family = _family(setup, sweep, kind)
+    prior = _errors(sweep, setup.simulate(sweep, family.to_model(family.to_spec(family.x0))))
+    lost = prior[~np.isfinite(prior["predicted"].to_numpy(dtype=float))]
+    if len(lost):  # every simulated request of the row was refused or never finished: no fit can explain it
+        raise InputError(setup.file, f"row {int(lost['row'].iloc[0]) + 2}",
+                         f"no simulated request completed ({lost['metric'].iloc[0]}): the prompt plus answer may pass "
+                         f"{setup.model}'s context, the prompt the token budget without chunked prefill, or one "
+                         "request the KV pool; check the row, --engine and --max-num-batched-tokens")
     spec, _ = _search(setup, sweep[~heldout], family, max_evaluations)
     table = _errors(sweep, setup.simulate(sweep, family.to_model(spec)))
     table["split"] = np.where(heldout[table["row"].to_numpy()], "heldout", "train")
-    prior = _errors(sweep, setup.simulate(sweep, family.to_model(family.to_spec(family.x0))))
     table["prior_predicted"] = prior["predicted"].to_numpy()
     held, train = table[table["split"] == "heldout"], table[table["split"] == "train"]
     fit = FitResult(
@@ -290,7 +309,7 @@ def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: in
     tried: dict[int, float] = {}
     best: tuple[FitResult, list[str], SweepSetup] | None = None
     setups = [dataclasses.replace(setup, max_num_batched_tokens=b) for b in budgets if b >= setup.max_num_seqs]
-    workers = min(len(setups), os.cpu_count() or 1)
+    workers = min(len(setups), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:  # independent fits
         fits = (pool.map(fit_sweep, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)) if pool is not None
                 else (fit_sweep(sweep, s, max_evaluations, kind) for s in setups))
@@ -299,6 +318,6 @@ def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: in
             if best is None or fit.train_mape < best[0].train_mape:
                 best = (fit, on_bounds, s)
     if best is None:
-        raise FitRefused(f"no token budget to try: every candidate ({', '.join(map(str, budgets))}) is below "
-                         f"--max-num-seqs {setup.max_num_seqs}; give --max-num-batched-tokens")
+        raise InputError("--max-num-batched-tokens", "", f"not given, and every budget tried when it is not "
+                         f"({', '.join(map(str, budgets))}) is below --max-num-seqs {setup.max_num_seqs}: give it")
     return (*best, tried)

@@ -14,33 +14,42 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from simfactory.calibration.importers import import_results, load_results_json
+from simfactory.calibration.importers import FORMATS, import_results, load_results_json
 from simfactory.errors import InputError
 
 LENGTH_CV_NOTE = 0.1  # lengths varying more than this (coefficient of variation) are worth a note
 
 
-def vllm_max_concurrency(path: Path) -> int | None:
-    """`max_concurrency` of a `vllm bench serve --save-result` file (null when the run set none)."""
-    doc = load_results_json(path)
-    value = doc.get("max_concurrency") if isinstance(doc, dict) else None
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1 or value != int(value):
-        raise InputError(str(path), "max_concurrency", f"must be a whole number >= 1, got {value!r}")
-    return int(value)
+def _whole(value: object) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= 1 and value == int(value))
 
 
-def _vllm_throughput(path: Path, fallback: float) -> float:
-    """`output_throughput` of a vllm bench serve result (total output tokens / benchmark duration), if a number."""
+def _run_facts(path: Path, fmt: str) -> dict[str, object]:
+    """What a results file says about its run as a whole (read once): one run per file (GuideLLM and genai-perf
+    files can hold several, which one sweep row would merge); vllm-bench's max_concurrency, output_throughput and
+    whether it recorded send times (without them the importer spreads the sends evenly, so a span is made up)."""
+    if fmt not in ("vllm-bench", "genai-perf", "guidellm"):
+        return {}
     doc = load_results_json(path)
-    value = doc.get("output_throughput") if isinstance(doc, dict) else None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    return float(value) if ok else fallback
+    if not isinstance(doc, dict):
+        return {}  # the importer names the shape it expects
+    runs = {"genai-perf": "experiments", "guidellm": "benchmarks"}.get(fmt)
+    if runs is not None and isinstance(doc.get(runs), list) and len(doc[runs]) > 1:
+        raise InputError(str(path), runs, f"holds {len(doc[runs])} runs; a sweep takes one run per file, one level "
+                                          "each: split it, or export each level on its own")
+    if fmt != "vllm-bench":
+        return {}
+    c, tput = doc.get("max_concurrency"), doc.get("output_throughput")
+    if c is not None and not _whole(c):
+        raise InputError(str(path), "max_concurrency", f"must be a whole number >= 1, got {c}")
+    ok_tput = isinstance(tput, (int, float)) and not isinstance(tput, bool) and math.isfinite(tput) and tput > 0
+    return {"concurrency": None if c is None else int(c), "throughput": float(tput) if ok_tput else None,
+            "send_times": isinstance(doc.get("start_times"), list)}
 
 
 def sweep_row(requests: pd.DataFrame, concurrency: int, file: str) -> tuple[dict[str, float | int], list[str]]:
-    """One sweep row from one run's request table, and notes (failures, varying lengths)."""
+    """One sweep row from one run's request table, and notes (failures, varying lengths, missing TTFTs)."""
     ok = requests[requests["ok"].astype(bool)]
     if not len(ok):
         raise InputError(file, "", "no successful request to summarise")
@@ -50,14 +59,20 @@ def sweep_row(requests: pd.DataFrame, concurrency: int, file: str) -> tuple[dict
     lengths = {}
     for col in ("input_tokens", "output_tokens"):
         v = ok[col].to_numpy(dtype=float)
-        lengths[col] = max(int(round(float(v.mean()))), 1 if col == "input_tokens" else 2)
+        lengths[col] = int(round(float(v.mean())))
         cv = float(v.std() / v.mean()) if v.mean() > 0 else 0.0
         if cv > LENGTH_CV_NOTE:
             notes.append(f"{file}: {col} vary (mean {v.mean():.0f}, coefficient of variation {cv:.2f}); the sweep fit "
                          "simulates every request at the mean")
+    if lengths["output_tokens"] < 2 or lengths["input_tokens"] < 1:
+        raise InputError(file, "output_tokens" if lengths["output_tokens"] < 2 else "input_tokens",
+                         f"the run's mean is {lengths['output_tokens'] if lengths['output_tokens'] < 2 else 0} "
+                         "tokens; a sweep level needs prompts and at least 2 output tokens (ITL)")
+    if ok["ttft_s"].isna().any():
+        notes.append(f"{file}: {int(ok['ttft_s'].isna().sum())} requests have no TTFT (not streamed) and are left "
+                     "out of its mean")
     multi = ok[ok["output_tokens"] > 1]
-    end = (ok["send_s"] + ok["e2e_s"]).max()
-    span = float(end - ok["send_s"].min())
+    span = float((ok["send_s"] + ok["e2e_s"]).max() - ok["send_s"].min())
     row: dict[str, float | int] = {"concurrency": int(concurrency), **lengths,
                                    "ttft_s": float(ok["ttft_s"].mean()),
                                    "itl_s": float(multi["tpot_s"].mean()) if len(multi) else math.nan,
@@ -69,19 +84,24 @@ def sweep_from_results(paths: Sequence[Path], fmt: str,
                        concurrencies: Sequence[int] | None = None) -> tuple[pd.DataFrame, list[str]]:
     """The sweep table of result files (one per level) and its notes. Concurrency per file from `concurrencies`
     (in file order), else a vllm-bench file's own max_concurrency."""
+    if fmt not in FORMATS:
+        raise InputError("--format", "", f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if concurrencies is not None and len(concurrencies) != len(paths):
         raise InputError("--concurrency", "", f"gives {len(concurrencies)} levels for {len(paths)} files: one per file, "
                                               "in the same order")
     rows, notes = [], []
     for i, path in enumerate(paths):
-        c = concurrencies[i] if concurrencies is not None else (
-            vllm_max_concurrency(Path(path)) if fmt == "vllm-bench" else None)
+        facts = _run_facts(Path(path), fmt)
+        c = concurrencies[i] if concurrencies is not None else facts.get("concurrency")
         if c is None:
             raise InputError(str(path), "max_concurrency" if fmt == "vllm-bench" else "--concurrency",
                              "the run's concurrency is not in the file: give --concurrency, one level per file")
-        row, n = sweep_row(import_results(path, fmt), c, str(path))
-        if fmt == "vllm-bench":  # its own throughput: output tokens over the benchmark's duration (send times may
-            row["output_tokens_per_s"] = _vllm_throughput(Path(path), row["output_tokens_per_s"])  # be unrecorded)
+        row, n = sweep_row(import_results(path, fmt), int(c), str(path))  # type: ignore[call-overload]
+        if facts.get("throughput") is not None:  # vllm's own: output tokens over the benchmark's duration
+            row["output_tokens_per_s"] = facts["throughput"]  # type: ignore[assignment]
+        elif fmt == "vllm-bench" and not facts.get("send_times"):
+            row["output_tokens_per_s"] = math.nan
+            n.append(f"{path}: no start_times and no output_throughput, so no throughput (left empty)")
         rows.append(row)
         notes += n
     table = pd.DataFrame(rows)

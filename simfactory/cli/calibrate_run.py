@@ -429,7 +429,8 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         defaults = preset.defaults if preset is not None else None
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens)
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file)
+        setup.check(sweep)
         budget = (f"max_num_batched_tokens {tokens}" if limits[1] else
                   f"max_num_batched_tokens fitted too: one fit per budget of {', '.join(map(str, BUDGETS))}")
         out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}, {budget}; every evaluation simulates "
