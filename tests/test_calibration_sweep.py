@@ -171,3 +171,18 @@ def test_a_row_no_simulated_request_can_complete_or_the_simulator_cannot_hold_is
     with pytest.raises(InputError) as e:
         setup.simulate(big, _family(setup, big).to_model(KernelsStepTime(overhead_s=0.001)))
     assert (e.value.file, e.value.field) == ("s.csv", "row 3") and e.value.reason.startswith("cannot be simulated")
+
+
+def test_an_unknown_kv_memory_fraction_is_fitted_from_where_clients_start_queueing():
+    """A server whose KV pool is two thirds of the default (0.6 of its memory instead of 0.9) queues clients for
+    KV room from 24 clients of 3,000-token prompts on an L40S; the fraction is found among 0.6 and 0.9."""
+    from simfactory.calibration.sweep_fit import fit_sweep_kv
+
+    truth = SweepSetup("l40s", "llama-3.1-8b", "tensorrt-llm", "bf16", 1, 256, 2048, "s.csv", 0.6)
+    sweep = pd.DataFrame([{"concurrency": c, "input_tokens": 3000, "output_tokens": 64} for c in (1, 8, 24, 48, 64)])
+    measured = truth.simulate(sweep, _family(truth, sweep).to_model(KernelsStepTime(overhead_s=0.001)))
+    assert measured["ttft_s"].iloc[-1] > 5 * measured["ttft_s"].iloc[1]  # the queue is there to be found
+    sweep = check_sweep(pd.concat([sweep, measured], axis=1), "s.csv")
+    unknown = dataclasses.replace(truth, gpu_memory_utilization=None)
+    fit, _, chosen, tried = fit_sweep_kv(sweep, unknown, max_evaluations=30, fractions=(0.6, 0.9))
+    assert chosen.gpu_memory_utilization == 0.6 and tried[0.6] < tried[0.9] / 3 and fit.heldout_mape < 0.02

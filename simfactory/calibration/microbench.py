@@ -228,18 +228,21 @@ def config_dir_for(model: str, override: Path | None) -> Path:
 
 def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, provenance: dict[str, Any],
                   max_heldout_mape: float = 0.10, force: bool = False, max_evaluations: int = 60,
-                  kind: str = "best", search_budget: bool = False) -> CalibrationRun:
+                  kind: str = "best", search_budget: bool = False, search_kv: bool = False) -> CalibrationRun:
     """Fit the terms kernels miss to a concurrency sweep (sweep_fit), with the same threshold and files as
     `publish`; the predicted vs measured table goes beside the profile as .sweep-fit.csv. With search_budget the
-    server's token budget per step is fitted too (sweep_fit.fit_sweep_budget). A fitted term on its search bound
-    refuses the fit (unless forced): the sweep is then not explained by the server described."""
-    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget
+    server's token budget per step is fitted too, then with search_kv its KV-cache memory fraction at that budget
+    (sweep_fit.fit_sweep_server: one pass, budget first). A fitted term on its search bound refuses the fit
+    (unless forced): the sweep is then not explained by the server described."""
+    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget, fit_sweep_kv
 
     setup.check(sweep)
-    tried: dict[int, float] = {}
+    tried: dict[str, dict[Any, float]] = {}
     if search_budget:
-        fit, on_bounds, setup, tried = fit_sweep_budget(sweep, setup, max_evaluations, kind)
-    else:
+        fit, on_bounds, setup, tried["max_num_batched_tokens"] = fit_sweep_budget(sweep, setup, max_evaluations, kind)
+    if search_kv:
+        fit, on_bounds, setup, tried["gpu_memory_utilization"] = fit_sweep_kv(sweep, setup, max_evaluations, kind)
+    if not tried:
         fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
     if on_bounds and not force:
         raise FitRefused("fitted terms sit on their search bounds: " + "; ".join(on_bounds) + ". Check --sku, --tp, "
@@ -248,9 +251,14 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
     p = fit.predictions
     prior = (p["prior_predicted"] / p["measured"] - 1.0).where(p["metric"] != "output_tokens_per_s",
                                                                1.0 - p["prior_predicted"] / p["measured"])
-    budget = f"max_num_batched_tokens {setup.max_num_batched_tokens}" + (
-        " (fitted; training MAPE by budget: " + ", ".join(f"{b} {e:.1%}" for b, e in tried.items()) + ")"
-        if tried else "")
+    def described(name: str, value: Any) -> str:
+        errors = tried.get(name)
+        return f"{name} {value}" + (" (fitted; training MAPE by value: " + ", ".join(
+            f"{v:g} {e:.1%}" for v, e in errors.items()) + ")" if errors else "")
+
+    kv = setup.gpu_memory_utilization
+    budget = (described("max_num_batched_tokens", setup.max_num_batched_tokens) + ", " +
+              (described("gpu_memory_utilization", kv) if kv is not None else "the engine preset's KV memory fraction"))
     provenance = {**provenance, "method": f"concurrency-sweep fit: {fit.n_train} measured values fitted, "
                                           f"{fit.n_heldout} held out ({fit.heldout_by}); max_num_seqs "
                                           f"{setup.max_num_seqs}, {budget}",
@@ -261,8 +269,8 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
     notes = (f"before fitting, the prior ({fit.kind.split(' ')[0]}) was off by {prior.abs().mean():.1%} (MAPE, bias "
              f"{prior.mean():+.1%}, + = slower) on all {len(p)} measured values",
              f"server: max_num_seqs {setup.max_num_seqs}, {budget}",
-             "the profile holds the step time only: set the server's max_num_seqs and max_num_batched_tokens in your "
-             "scenario too") + tuple(f"warning: {w}" for w in on_bounds)
+             "the profile holds the step time only: set these server settings on the deployment in your scenario "
+             "too") + tuple(f"warning: {w}" for w in on_bounds)
     return CalibrationRun(write_profile(entry, fit, profiles_dir, setup.sku, force=force), fit, None, sweep, None,
                           notes)
 

@@ -17,7 +17,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from itertools import repeat
 from typing import Any
 
@@ -44,6 +43,7 @@ MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger 
 MAX_ROWS = 64
 LIMIT_FLAGS = "--max-num-seqs / --max-num-batched-tokens"
 BUDGETS = (512, 1024, 2048, 4096, 8192, 16384)  # token budgets per step tried when the server's is not known
+KV_FRACTIONS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # KV-cache memory fractions tried likewise
 MAX_SIMULATED_TOKENS = 200_000_000  # output tokens one evaluation's closed loops generate (~5 s; a fit runs ~60)
 
 
@@ -118,12 +118,15 @@ class SweepSetup:
     max_num_seqs: int
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
+    gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
 
     def point(self, row: Any) -> FidelityPoint:
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
                              model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
                              output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
-                             metric="ttft_s", measured=1.0)
+                             metric="ttft_s", measured=1.0,
+                             deployment={} if self.gpu_memory_utilization is None else
+                             {"gpu_memory_utilization": self.gpu_memory_utilization})
 
     def check(self, sweep: pd.DataFrame) -> None:
         """The server these flags describe is one a scenario can hold (e.g. a token budget of at least
@@ -300,24 +303,47 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
     return fit, family.on_bounds(spec)
 
 
-def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
-                     budgets: Sequence[int] = BUDGETS) -> tuple[FitResult, list[str], SweepSetup, dict[int, float]]:
-    """When the server's token budget per step is not known (NIM does not publish its engines'): a fit at each
-    candidate budget (at least max_num_seqs), keeping the one whose training rows fit best; the held-out rows then
-    judge it like any fit. The budget decides how many co-arriving prompts one step prefills, so it shapes TTFT.
-    Returns the fit, its terms on a bound, the setup with the chosen budget and each budget's training MAPE."""
-    tried: dict[int, float] = {}
+def _fit_each(sweep: pd.DataFrame, setups: list[SweepSetup], max_evaluations: int,
+              kind: str) -> list[tuple[FitResult, list[str]]]:
+    """Independent fits, in parallel processes where there are cores (the same results as one after another)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(len(setups), cores)
+    if workers <= 1:
+        return [fit_sweep(sweep, s, max_evaluations, kind) for s in setups]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fit_sweep, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)))
+
+
+def fit_sweep_server(sweep: pd.DataFrame, setup: SweepSetup, field: str, candidates: Sequence[Any],
+                     max_evaluations: int = 60,
+                     kind: str = "best") -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+    """A server setting the sweep's owner does not know (NIM publishes neither its token budget per step nor its
+    KV-cache memory fraction): a fit at each candidate value of `field` (a SweepSetup field), keeping the one whose
+    training rows fit best; the held-out rows then judge it like any fit. Returns the fit, its terms on a bound,
+    the setup with the chosen value and each value's training MAPE."""
+    setups = [dataclasses.replace(setup, **{field: v}) for v in candidates]
+    tried: dict[Any, float] = {}
     best: tuple[FitResult, list[str], SweepSetup] | None = None
-    setups = [dataclasses.replace(setup, max_num_batched_tokens=b) for b in budgets if b >= setup.max_num_seqs]
-    workers = min(len(setups), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else nullcontext() as pool:  # independent fits
-        fits = (pool.map(fit_sweep, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)) if pool is not None
-                else (fit_sweep(sweep, s, max_evaluations, kind) for s in setups))
-        for s, (fit, on_bounds) in zip(setups, fits):
-            tried[s.max_num_batched_tokens] = fit.train_mape
-            if best is None or fit.train_mape < best[0].train_mape:
-                best = (fit, on_bounds, s)
+    for s, (fit, on_bounds) in zip(setups, _fit_each(sweep, setups, max_evaluations, kind)):
+        tried[getattr(s, field)] = fit.train_mape
+        if best is None or fit.train_mape < best[0].train_mape:
+            best = (fit, on_bounds, s)
     if best is None:
         raise InputError("--max-num-batched-tokens", "", f"not given, and every budget tried when it is not "
-                         f"({', '.join(map(str, budgets))}) is below --max-num-seqs {setup.max_num_seqs}: give it")
+                         f"({', '.join(map(str, BUDGETS))}) is below --max-num-seqs {setup.max_num_seqs}: give it")
     return (*best, tried)
+
+
+def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
+                     budgets: Sequence[int] = BUDGETS) -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+    """The token budget per step (at least max_num_seqs) searched: it decides how many co-arriving prompts one
+    step prefills, so it shapes TTFT at low and middle concurrency."""
+    return fit_sweep_server(sweep, setup, "max_num_batched_tokens", [b for b in budgets if b >= setup.max_num_seqs],
+                            max_evaluations, kind)
+
+
+def fit_sweep_kv(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
+                 fractions: Sequence[float] = KV_FRACTIONS) -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+    """The KV-cache memory fraction (the engine's gpu_memory_utilization / free_gpu_memory_fraction) searched: the
+    KV pool decides where clients start queueing for room, the knee in TTFT at high concurrency."""
+    return fit_sweep_server(sweep, setup, "gpu_memory_utilization", fractions, max_evaluations, kind)

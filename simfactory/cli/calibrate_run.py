@@ -338,6 +338,7 @@ def fit_cmd(
     replicas: Annotated[int, typer.Option(help="Request tables: replicas that served the load.")] = 1,
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
+    gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -361,10 +362,8 @@ def fit_cmd(
 ) -> None:
     """Fit measurements you already have (no GPU needed) and write a measured profile.
 
-    A step table is fitted directly (as `calibrate run` does). A request table (TTFT/TPOT/E2E per request) is
-    fitted through the simulator, each block (rate x prompt length) held out in turn; a concurrency sweep
-    (concurrency, input_tokens, output_tokens + ttft_s / itl_s / output_tokens_per_s) through simulated closed
-    loops, every second level held out. A fitted factor on its search bound refuses the fit.
+    A step table is fitted directly; a request table through the simulator, each block (rate x prompt length) held
+    out in turn; a concurrency sweep (`calibrate sweep`) through simulated closed loops, every second level held out.
 
     Example: simfactory calibrate fit steps.csv --sku h100-sxm --model llama-3.1-8b
     """
@@ -390,8 +389,9 @@ def fit_cmd(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif is_sweep_table(table):
-            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, (max_num_seqs, max_num_batched_tokens),
-                             profiles_dir, prov, max_heldout_mape, force, max_evaluations, fit_model, out)
+            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp,
+                             (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization), profiles_dir, prov,
+                             max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 requests = check_requests(table, str(measurements))
@@ -408,11 +408,11 @@ def fit_cmd(
 
 
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
-               limits: tuple[Optional[int], Optional[int]], profiles_dir: Path, prov: dict[str, Any],
+               limits: tuple[Optional[int], Optional[int], Optional[float]], profiles_dir: Path, prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
-    from simfactory.calibration.sweep_fit import BUDGETS, SweepSetup, check_sweep
+    from simfactory.calibration.sweep_fit import BUDGETS, KV_FRACTIONS, SweepSetup, check_sweep
     from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
     from simfactory.resolve import load_engines, search_dirs
@@ -421,23 +421,26 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         if fit_model not in ("kernels", "roofline", "best"):
             raise InputError("--fit", "fit", "a concurrency sweep fits the terms kernel tables miss where the SKU "
                                              "has them, else the roofline (--fit best, kernels or roofline)")
-        for flag, value in zip(("--max-num-seqs", "--max-num-batched-tokens"), limits):
+        for flag, value in zip(("--max-num-seqs", "--max-num-batched-tokens"), limits[:2]):
             if value is not None and not 1 <= value <= MAX_TOKENS:
                 raise InputError(flag, "", f"must be a whole number from 1 to {MAX_TOKENS:,}, got {value}")
+        if limits[2] is not None and not 0 < limits[2] <= 1:  # also NaN
+            raise InputError("--gpu-memory-utilization", "", f"must be a fraction above 0 and at most 1, got {limits[2]}")
         sweep = check_sweep(table, file)
         preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
         defaults = preset.defaults if preset is not None else None
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file)
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
         setup.check(sweep)
-        budget = (f"max_num_batched_tokens {tokens}" if limits[1] else
-                  f"max_num_batched_tokens fitted too: one fit per budget of {', '.join(map(str, BUDGETS))}")
-        out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}, {budget}; every evaluation simulates "
-                  "their closed loops) ...", highlight=False)
+        searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
+        searched += [f"then gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
+        out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}; "
+                  f"{'fitted too: ' + ', '.join(searched) if searched else 'the server settings given'}; every "
+                  "evaluation simulates their closed loops) ...", highlight=False)
         return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,
                              max_heldout_mape=max_heldout_mape, force=force, max_evaluations=max_evaluations,
-                             kind=fit_model, search_budget=limits[1] is None)
+                             kind=fit_model, search_budget=limits[1] is None, search_kv=limits[2] is None)
 
 
 def _fit_steps(steps: Any, dep: Any, context: tuple[Any, Any], profiles_dir: Path, prov: dict[str, Any],
