@@ -102,7 +102,7 @@ def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_p
     sweep = pd.read_csv(table)
     sweep[sweep["input_tokens"] == 5000].head(4).to_csv(tmp_path / "s.csv", index=False)  # c 1, 5, 25, 50
     base = ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-70b", "--engine", "tensorrt-llm",
-            "--dtype", "fp8", "--tp", "2", "--max-num-batched-tokens", "2048"]
+            "--dtype", "fp8", "--tp", "2", "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.9"]
     res = CliRunner().invoke(app, base + ["--fit", "linear"])
     assert res.exit_code == 2 and "a concurrency sweep fits" in res.output, res.output
     res = CliRunner().invoke(app, base)
@@ -110,7 +110,8 @@ def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_p
     assert "held-out itl" in res.output and "before fitting, the prior (kernels) was off by" in res.output
     folder = Path("hardware_profiles") / "h100-sxm"
     doc = yaml.safe_load((folder / "llama-3.1-70b-tensorrt-llm-fp8-tp2.yaml").read_text())
-    assert doc["step_time"]["kind"] == "kernels" and "max_num_batched_tokens 2048" in doc["provenance"]["method"]
+    assert doc["step_time"]["kind"] == "kernels"
+    assert "max_num_batched_tokens 2048, gpu_memory_utilization 0.9" in doc["provenance"]["method"]
     fitted = pd.read_csv(folder / "llama-3.1-70b-tensorrt-llm-fp8-tp2.sweep-fit.csv")
     setup = SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm", "fp8", 2, 256, 2048)
     row = next(check_sweep(pd.read_csv("s.csv")).itertuples(index=False))
