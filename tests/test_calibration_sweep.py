@@ -108,6 +108,8 @@ def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_p
     res = CliRunner().invoke(app, base)
     assert res.exit_code == 0, res.output
     assert "held-out itl" in res.output and "before fitting, the prior (kernels) was off by" in res.output
+    assert ("deployments: [{model: llama-3.1-70b, engine: tensorrt-llm, dtype: fp8, tp: 2, max_num_seqs: 256, "
+            "max_num_batched_tokens: 2048, gpu_memory_utilization: 0.9}]") in " ".join(res.output.split())
     folder = Path("hardware_profiles") / "h100-sxm"
     doc = yaml.safe_load((folder / "llama-3.1-70b-tensorrt-llm-fp8-tp2.yaml").read_text())
     assert doc["step_time"]["kind"] == "kernels"

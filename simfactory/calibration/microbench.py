@@ -226,6 +226,15 @@ def config_dir_for(model: str, override: Path | None) -> Path:
     return folder
 
 
+def scenario_deployment(setup: Any) -> str:
+    """The measured server as a scenario's deployment entry (flow YAML), for the user to paste."""
+    fields = {"model": setup.model, "engine": setup.engine, "dtype": setup.dtype, "tp": setup.tp,
+              "max_num_seqs": setup.max_num_seqs, "max_num_batched_tokens": setup.max_num_batched_tokens}
+    if setup.gpu_memory_utilization is not None:
+        fields["gpu_memory_utilization"] = setup.gpu_memory_utilization
+    return "deployments: [{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}]"
+
+
 def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, provenance: dict[str, Any],
                   max_heldout_mape: float = 0.10, force: bool = False, max_evaluations: int = 60,
                   kind: str = "best", search_budget: bool = False, search_kv: bool = False) -> CalibrationRun:
@@ -270,7 +279,7 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
              f"{prior.mean():+.1%}, + = slower) on all {len(p)} measured values",
              f"server: max_num_seqs {setup.max_num_seqs}, {budget}",
              "the profile holds the step time only: set these server settings on the deployment in your scenario "
-             "too") + tuple(f"warning: {w}" for w in on_bounds)
+             "too, e.g. " + scenario_deployment(setup)) + tuple(f"warning: {w}" for w in on_bounds)
     return CalibrationRun(write_profile(entry, fit, profiles_dir, setup.sku, force=force), fit, None, sweep, None,
                           notes)
 
