@@ -102,20 +102,20 @@ def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_p
     sweep = pd.read_csv(table)
     sweep[sweep["input_tokens"] == 5000].head(4).to_csv(tmp_path / "s.csv", index=False)  # c 1, 5, 25, 50
     base = ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-70b", "--engine", "tensorrt-llm",
-            "--dtype", "fp8", "--tp", "2", "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.9"]
+            "--dtype", "fp8", "--tp", "2", "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.8"]
     res = CliRunner().invoke(app, base + ["--fit", "linear"])
     assert res.exit_code == 2 and "a concurrency sweep fits" in res.output, res.output
     res = CliRunner().invoke(app, base)
     assert res.exit_code == 0, res.output
     assert "held-out itl" in res.output and "before fitting, the prior (kernels) was off by" in res.output
-    assert ("deployments: [{model: llama-3.1-70b, engine: tensorrt-llm, dtype: fp8, tp: 2, max_num_seqs: 256, "
-            "max_num_batched_tokens: 2048, gpu_memory_utilization: 0.9}]") in " ".join(res.output.split())
+    assert ("{model: llama-3.1-70b, engine: tensorrt-llm, dtype: fp8, tp: 2, max_num_seqs: 256, "
+            "max_num_batched_tokens: 2048, gpu_memory_utilization: 0.8}") in " ".join(res.output.split())
     folder = Path("hardware_profiles") / "h100-sxm"
     doc = yaml.safe_load((folder / "llama-3.1-70b-tensorrt-llm-fp8-tp2.yaml").read_text())
     assert doc["step_time"]["kind"] == "kernels"
-    assert "max_num_batched_tokens 2048, gpu_memory_utilization 0.9" in doc["provenance"]["method"]
+    assert "max_num_batched_tokens 2048, gpu_memory_utilization 0.8" in doc["provenance"]["method"]
     fitted = pd.read_csv(folder / "llama-3.1-70b-tensorrt-llm-fp8-tp2.sweep-fit.csv")
-    setup = SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm", "fp8", 2, 256, 2048)
+    setup = SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm", "fp8", 2, 256, 2048, gpu_memory_utilization=0.8)
     row = next(check_sweep(pd.read_csv("s.csv")).itertuples(index=False))
     scenario = closed_loop_scenario(setup.point(row), "tensorrt-llm", 256, 2048, 1.0)
     d = resolve(scenario, tmp_path / "scenario.yaml").deployments[0]  # a scenario beside ./hardware_profiles
@@ -138,8 +138,9 @@ def test_an_unknown_token_budget_is_fitted_too_and_a_server_no_scenario_can_hold
     sweep = _sweep([1, 8, 24, 48], [(1500, 32)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
     measured = truth.simulate(sweep, _family(truth, sweep).to_model(KernelsStepTime(overhead_s=0.001)))
     sweep = check_sweep(pd.concat([sweep, measured], axis=1))
-    fit, _, chosen, tried = fit_sweep_budget(sweep, truth, max_evaluations=30, budgets=(512, 2048, 8192))
-    assert chosen.max_num_batched_tokens == 2048 and set(tried) == {512, 2048, 8192}
+    fit, _, chosen, found = fit_sweep_budget(sweep, truth, max_evaluations=30, budgets=(512, 2048, 8192))
+    tried = found.tried
+    assert chosen.max_num_batched_tokens == 2048 and set(tried) == {512, 2048, 8192} and found.determined
     assert tried[2048] < 0.5 * min(tried[512], tried[8192]) and fit.heldout_mape < 0.05
     with pytest.raises(InputError, match="must be >= max_num_seqs") as e:
         SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 1024, 512).check(sweep)
@@ -187,5 +188,24 @@ def test_an_unknown_kv_memory_fraction_is_fitted_from_where_clients_start_queuei
     assert measured["ttft_s"].iloc[-1] > 5 * measured["ttft_s"].iloc[1]  # the queue is there to be found
     sweep = check_sweep(pd.concat([sweep, measured], axis=1), "s.csv")
     unknown = dataclasses.replace(truth, gpu_memory_utilization=None)
-    fit, _, chosen, tried = fit_sweep_kv(sweep, unknown, max_evaluations=30, fractions=(0.6, 0.9))
+    fit, _, chosen, found = fit_sweep_kv(sweep, unknown, max_evaluations=30, fractions=(0.6, 0.9), preferred=0.9)
+    tried = found.tried
     assert chosen.gpu_memory_utilization == 0.6 and tried[0.6] < tried[0.9] / 3 and fit.heldout_mape < 0.02
+
+
+def test_a_setting_the_sweep_does_not_bind_keeps_the_presets_value_and_one_that_cannot_run_is_skipped():
+    """A light sweep never fills the KV pool: every fraction fits alike, so the engine preset's is kept and said to
+    be undecided (not the smallest tried, which would halve KV room in the user's scenario). On 2 x H100, a bf16
+    70B leaves no KV room at a fraction of 0.5: that candidate is skipped, not fatal."""
+    from simfactory.calibration.sweep_fit import fit_sweep_kv
+
+    light = check_sweep(pd.DataFrame([{"concurrency": c, "input_tokens": 200, "output_tokens": 16, "itl_s": 0.02 + c * 1e-4}
+                                      for c in (1, 2, 4)]), "s.csv")
+    setup = SweepSetup("h100-sxm", "llama-3.1-70b", "vllm", "bf16", 2, 256, 2048, "s.csv")
+    _, _, chosen, found = fit_sweep_kv(light, setup, max_evaluations=8, fractions=(0.5, 0.9, 0.95), preferred=0.9)
+    assert isinstance(found.tried[0.5], str) and "does not fit" in found.tried[0.5]
+    assert found.tried[0.95] == pytest.approx(found.tried[0.9], abs=1e-6)
+    assert chosen.gpu_memory_utilization == 0.9 and not found.determined and "not decided" in found.text()
+    with pytest.raises(InputError) as e:
+        fit_sweep_kv(light, setup, max_evaluations=8, fractions=(0.5,))
+    assert e.value.file == "--gpu-memory-utilization" and "can be simulated" in e.value.reason

@@ -227,59 +227,68 @@ def config_dir_for(model: str, override: Path | None) -> Path:
 
 
 def scenario_deployment(setup: Any) -> str:
-    """The measured server as a scenario's deployment entry (flow YAML), for the user to paste."""
+    """The measured server's fields for a scenario's deployment (flow YAML; name, pool and replicas are yours)."""
     fields = {"model": setup.model, "engine": setup.engine, "dtype": setup.dtype, "tp": setup.tp,
               "max_num_seqs": setup.max_num_seqs, "max_num_batched_tokens": setup.max_num_batched_tokens}
     if setup.gpu_memory_utilization is not None:
         fields["gpu_memory_utilization"] = setup.gpu_memory_utilization
-    return "deployments: [{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}]"
+    return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
+
+
+def _sweep_fit_searched(sweep: pd.DataFrame, setup: Any, max_evaluations: int, kind: str,
+                        search: dict[str, Any]) -> tuple[Any, list[str], Any, list[Any]]:
+    """The sweep fit, searching the server settings named in `search` (field -> the engine preset's value, kept
+    when the sweep does not decide it): the budget first, then the KV fraction at that budget."""
+    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget, fit_sweep_kv
+
+    searches = []
+    if "max_num_batched_tokens" in search:
+        fit, on_bounds, setup, found = fit_sweep_budget(sweep, setup, max_evaluations, kind,
+                                                        preferred=search["max_num_batched_tokens"])
+        searches.append(found)
+    if "gpu_memory_utilization" in search:
+        fit, on_bounds, setup, found = fit_sweep_kv(sweep, setup, max_evaluations, kind,
+                                                    preferred=search["gpu_memory_utilization"])
+        searches.append(found)
+    if not searches:
+        fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
+    return fit, on_bounds, setup, searches
 
 
 def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, provenance: dict[str, Any],
                   max_heldout_mape: float = 0.10, force: bool = False, max_evaluations: int = 60,
-                  kind: str = "best", search_budget: bool = False, search_kv: bool = False) -> CalibrationRun:
+                  kind: str = "best", search: dict[str, Any] | None = None) -> CalibrationRun:
     """Fit the terms kernels miss to a concurrency sweep (sweep_fit), with the same threshold and files as
-    `publish`; the predicted vs measured table goes beside the profile as .sweep-fit.csv. With search_budget the
-    server's token budget per step is fitted too, then with search_kv its KV-cache memory fraction at that budget
-    (sweep_fit.fit_sweep_server: one pass, budget first). A fitted term on its search bound refuses the fit
-    (unless forced): the sweep is then not explained by the server described."""
-    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget, fit_sweep_kv
-
+    `publish`; the predicted vs measured table goes beside the profile as .sweep-fit.csv. The server settings in
+    `search` are fitted too (_sweep_fit_searched). A fitted term on its search bound refuses the fit (unless
+    forced): the sweep is then not explained by the server described."""
     setup.check(sweep)
-    tried: dict[str, dict[Any, float]] = {}
-    if search_budget:
-        fit, on_bounds, setup, tried["max_num_batched_tokens"] = fit_sweep_budget(sweep, setup, max_evaluations, kind)
-    if search_kv:
-        fit, on_bounds, setup, tried["gpu_memory_utilization"] = fit_sweep_kv(sweep, setup, max_evaluations, kind)
-    if not tried:
-        fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
+    fit, on_bounds, setup, searches = _sweep_fit_searched(sweep, setup, max_evaluations, kind, search or {})
     if on_bounds and not force:
         raise FitRefused("fitted terms sit on their search bounds: " + "; ".join(on_bounds) + ". Check --sku, --tp, "
-                         "--engine, --max-num-seqs and --max-num-batched-tokens; pass --force to write it anyway")
+                         "--engine, --max-num-seqs, --max-num-batched-tokens and --gpu-memory-utilization; pass "
+                         "--force to write it anyway")
     check_threshold(fit, max_heldout_mape, force)
     p = fit.predictions
     prior = (p["prior_predicted"] / p["measured"] - 1.0).where(p["metric"] != "output_tokens_per_s",
                                                                1.0 - p["prior_predicted"] / p["measured"])
-    def described(name: str, value: Any) -> str:
-        errors = tried.get(name)
-        return f"{name} {value}" + (" (fitted; training MAPE by value: " + ", ".join(
-            f"{v:g} {e:.1%}" for v, e in errors.items()) + ")" if errors else "")
-
+    found = {f.field: f.text() for f in searches}
     kv = setup.gpu_memory_utilization
-    budget = (described("max_num_batched_tokens", setup.max_num_batched_tokens) + ", " +
-              (described("gpu_memory_utilization", kv) if kv is not None else "the engine preset's KV memory fraction"))
+    server = (f"max_num_seqs {setup.max_num_seqs}, "
+              + found.get("max_num_batched_tokens", f"max_num_batched_tokens {setup.max_num_batched_tokens}") + ", "
+              + found.get("gpu_memory_utilization", f"gpu_memory_utilization {kv}" if kv is not None
+                          else "the engine preset's KV memory fraction"))
     provenance = {**provenance, "method": f"concurrency-sweep fit: {fit.n_train} measured values fitted, "
-                                          f"{fit.n_heldout} held out ({fit.heldout_by}); max_num_seqs "
-                                          f"{setup.max_num_seqs}, {budget}",
+                                          f"{fit.n_heldout} held out ({fit.heldout_by}); {server}",
                   "prior_error": f"MAPE {prior.abs().mean():.2%}, bias {prior.mean():+.2%} (+ = slower) over "
                                  f"{len(p)} measured values, before fitting"}
     entry = build_entry(fit, model=setup.model, engine=setup.engine, dtype=setup.dtype, tp=setup.tp,
                         provenance=provenance)
     notes = (f"before fitting, the prior ({fit.kind.split(' ')[0]}) was off by {prior.abs().mean():.1%} (MAPE, bias "
              f"{prior.mean():+.1%}, + = slower) on all {len(p)} measured values",
-             f"server: max_num_seqs {setup.max_num_seqs}, {budget}",
-             "the profile holds the step time only: set these server settings on the deployment in your scenario "
-             "too, e.g. " + scenario_deployment(setup)) + tuple(f"warning: {w}" for w in on_bounds)
+             f"server: {server}",
+             "the profile holds the step time only: give your scenario's deployment these fields too (name, pool "
+             "and replicas are yours): " + scenario_deployment(setup)) + tuple(f"warning: {w}" for w in on_bounds)
     return CalibrationRun(write_profile(entry, fit, profiles_dir, setup.sku, force=force), fit, None, sweep, None,
                           notes)
 

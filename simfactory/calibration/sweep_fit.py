@@ -143,6 +143,8 @@ class SweepSetup:
             e = exc.errors[0] if isinstance(exc, InputErrors) else exc
             if "max_num" in e.field:
                 raise InputError(LIMIT_FLAGS, "", e.reason) from None
+            if self.gpu_memory_utilization is not None and "does not fit" in e.reason:
+                raise InputError("--gpu-memory-utilization", "", e.reason) from None
             raise
 
     def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:
@@ -287,7 +289,8 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
         raise InputError(setup.file, f"row {int(lost['row'].iloc[0]) + 2}",
                          f"no simulated request completed ({lost['metric'].iloc[0]}): the prompt plus answer may pass "
                          f"{setup.model}'s context, the prompt the token budget without chunked prefill, or one "
-                         "request the KV pool; check the row, --engine and --max-num-batched-tokens")
+                         "request the KV pool; check the row, --engine, --max-num-batched-tokens and "
+                         "--gpu-memory-utilization")
     spec, _ = _search(setup, sweep[~heldout], family, max_evaluations)
     table = _errors(sweep, setup.simulate(sweep, family.to_model(spec)))
     table["split"] = np.where(heldout[table["row"].to_numpy()], "heldout", "train")
@@ -303,47 +306,87 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
     return fit, family.on_bounds(spec)
 
 
+def _try_fit(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int,
+             kind: str) -> tuple[FitResult, list[str]] | str:
+    """A fit at one candidate setting, or why that setting cannot be simulated (the model does not fit its memory,
+    a row cannot complete): a search skips such a candidate rather than stopping."""
+    try:
+        return fit_sweep(sweep, setup, max_evaluations, kind)
+    except InputError as e:
+        return str(e)
+    except InputErrors as e:
+        return str(e.errors[0])
+
+
 def _fit_each(sweep: pd.DataFrame, setups: list[SweepSetup], max_evaluations: int,
-              kind: str) -> list[tuple[FitResult, list[str]]]:
+              kind: str) -> list[tuple[FitResult, list[str]] | str]:
     """Independent fits, in parallel processes where there are cores (the same results as one after another)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(len(setups), cores)
     if workers <= 1:
-        return [fit_sweep(sweep, s, max_evaluations, kind) for s in setups]
+        return [_try_fit(sweep, s, max_evaluations, kind) for s in setups]
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(fit_sweep, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)))
+        return list(pool.map(_try_fit, repeat(sweep), setups, repeat(max_evaluations), repeat(kind)))
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSearch:
+    """What a search over one server setting found: each candidate's training MAPE (or why it cannot be
+    simulated), and whether the sweep decides the setting (no other candidate fits as well)."""
+
+    field: str
+    tried: dict[Any, float | str]
+    chosen: Any
+    determined: bool
+
+    def text(self) -> str:
+        tried = ", ".join(f"{v:g} {e:.1%}" if isinstance(e, float) else f"{v:g} cannot be simulated"
+                          for v, e in self.tried.items())
+        how = "fitted" if self.determined else "not decided by this sweep (several fit equally): kept"
+        return f"{self.field} {self.chosen} ({how}; training MAPE by value: {tried})"
+
+
+SERVER_FLAGS = {"max_num_batched_tokens": "--max-num-batched-tokens", "gpu_memory_utilization": "--gpu-memory-utilization"}
+TIE = 1e-6  # training MAPEs this close are the same fit: the setting did not bind
 
 
 def fit_sweep_server(sweep: pd.DataFrame, setup: SweepSetup, field: str, candidates: Sequence[Any],
-                     max_evaluations: int = 60,
-                     kind: str = "best") -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+                     max_evaluations: int = 60, kind: str = "best",
+                     preferred: Any = None) -> tuple[FitResult, list[str], SweepSetup, ServerSearch]:
     """A server setting the sweep's owner does not know (NIM publishes neither its token budget per step nor its
     KV-cache memory fraction): a fit at each candidate value of `field` (a SweepSetup field), keeping the one whose
-    training rows fit best; the held-out rows then judge it like any fit. Returns the fit, its terms on a bound,
-    the setup with the chosen value and each value's training MAPE."""
+    training rows fit best; the held-out rows then judge it like any fit. Candidates that cannot be simulated are
+    skipped. When several fit equally the sweep does not decide the setting: `preferred` (the engine preset's
+    value) is kept if among them, else the largest. Returns the fit, its terms on a bound, the setup with the
+    chosen value and the search."""
     setups = [dataclasses.replace(setup, **{field: v}) for v in candidates]
-    tried: dict[Any, float] = {}
-    best: tuple[FitResult, list[str], SweepSetup] | None = None
-    for s, (fit, on_bounds) in zip(setups, _fit_each(sweep, setups, max_evaluations, kind)):
-        tried[getattr(s, field)] = fit.train_mape
-        if best is None or fit.train_mape < best[0].train_mape:
-            best = (fit, on_bounds, s)
-    if best is None:
-        raise InputError("--max-num-batched-tokens", "", f"not given, and every budget tried when it is not "
-                         f"({', '.join(map(str, BUDGETS))}) is below --max-num-seqs {setup.max_num_seqs}: give it")
-    return (*best, tried)
+    results = _fit_each(sweep, setups, max_evaluations, kind)
+    tried: dict[Any, float | str] = {getattr(s, field): r if isinstance(r, str) else r[0].train_mape
+                                     for s, r in zip(setups, results)}
+    fits = [(s, r) for s, r in zip(setups, results) if not isinstance(r, str)]
+    if not fits:
+        reason = next((r for r in results if isinstance(r, str)), "no candidate")
+        raise InputError(SERVER_FLAGS.get(field, field), "", f"not given, and no value tried "
+                         f"({', '.join(f'{v:g}' for v in candidates) or 'none'}) can be simulated ({reason}): give it")
+    low = min(r[0].train_mape for _, r in fits)
+    ties = [(s, r) for s, r in fits if r[0].train_mape <= low + TIE]
+    pick = next(((s, r) for s, r in ties if getattr(s, field) == preferred), max(ties, key=lambda t: getattr(t[0], field)))
+    s, (fit, on_bounds) = pick
+    return fit, on_bounds, s, ServerSearch(field, tried, getattr(s, field), len(ties) == 1)
 
 
 def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
-                     budgets: Sequence[int] = BUDGETS) -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+                     budgets: Sequence[int] = BUDGETS,
+                     preferred: int | None = None) -> tuple[FitResult, list[str], SweepSetup, ServerSearch]:
     """The token budget per step (at least max_num_seqs) searched: it decides how many co-arriving prompts one
     step prefills, so it shapes TTFT at low and middle concurrency."""
     return fit_sweep_server(sweep, setup, "max_num_batched_tokens", [b for b in budgets if b >= setup.max_num_seqs],
-                            max_evaluations, kind)
+                            max_evaluations, kind, preferred)
 
 
 def fit_sweep_kv(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
-                 fractions: Sequence[float] = KV_FRACTIONS) -> tuple[FitResult, list[str], SweepSetup, dict[Any, float]]:
+                 fractions: Sequence[float] = KV_FRACTIONS,
+                 preferred: float | None = None) -> tuple[FitResult, list[str], SweepSetup, ServerSearch]:
     """The KV-cache memory fraction (the engine's gpu_memory_utilization / free_gpu_memory_fraction) searched: the
     KV pool decides where clients start queueing for room, the knee in TTFT at high concurrency."""
-    return fit_sweep_server(sweep, setup, "gpu_memory_utilization", fractions, max_evaluations, kind)
+    return fit_sweep_server(sweep, setup, "gpu_memory_utilization", fractions, max_evaluations, kind, preferred)

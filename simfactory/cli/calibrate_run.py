@@ -434,13 +434,17 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
         setup.check(sweep)
         searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
-        searched += [f"then gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
+        searched += [f"gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
         out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}; "
-                  f"{'fitted too: ' + ', '.join(searched) if searched else 'the server settings given'}; every "
+                  f"{'fitted too: ' + ', then '.join(searched) if searched else 'the server settings given'}; every "
                   "evaluation simulates their closed loops) ...", highlight=False)
+        search = {k: v for k, v, given in (
+            ("max_num_batched_tokens", defaults.max_num_batched_tokens if defaults else None, limits[1]),
+            ("gpu_memory_utilization", preset.memory.fraction if preset and preset.memory else None, limits[2]))
+            if given is None}
         return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,
                              max_heldout_mape=max_heldout_mape, force=force, max_evaluations=max_evaluations,
-                             kind=fit_model, search_budget=limits[1] is None, search_kv=limits[2] is None)
+                             kind=fit_model, search=search)
 
 
 def _fit_steps(steps: Any, dep: Any, context: tuple[Any, Any], profiles_dir: Path, prov: dict[str, Any],
