@@ -357,18 +357,20 @@ def fit_step_time(steps: pd.DataFrame, kind: str = "best", roofline: RooflineCon
     return min(results, key=lambda r: r.heldout_mape)
 
 
-def check_threshold(result: FitResult, max_heldout_mape: float = DEFAULT_MAX_HELDOUT_MAPE, force: bool = False) -> None:
-    """Refuse to publish a fit whose held-out MAPE is over the threshold (unless forced)."""
+RE_MEASURE = "Re-measure (more repetitions, a quieter GPU) or"
+
+
+def check_threshold(result: FitResult, max_heldout_mape: float = DEFAULT_MAX_HELDOUT_MAPE, force: bool = False,
+                    advice: str = RE_MEASURE, unit: str = "step") -> None:
+    """Refuse to publish a fit whose held-out MAPE is over the threshold (unless forced), naming the worst held-out
+    `unit` and the error per phase; `advice` says what to do before "pass --force"."""
     if result.heldout_mape > max_heldout_mape and not force:
         phases = "; ".join(f"{name} {pe.text()}" for name, pe in result.phases.items() if pe.n)
-        advice = ("Something outside the step time sets part of the sweep (see the per-metric errors: a front end, "
-                  "a batch or token limit, the KV pool); fit the metrics it explains (drop a column) or"
-                  if "sweep" in result.kind else "Re-measure (more repetitions, a quieter GPU) or")
         raise FitRefused(
             f"held-out MAPE {result.heldout_mape:.1%} exceeds {max_heldout_mape:.1%} "
-            f"(worst {'value' if 'sweep' in result.kind else 'step'} {result.heldout_max_error:.1%}"
-            f"{f'; held out per phase: {phases}' if phases else ''}); the {result.kind} step-time model does not "
-            f"describe these measurements well. {advice} pass --force to write it anyway"
+            f"(worst {unit} {result.heldout_max_error:.1%}{f'; held out per phase: {phases}' if phases else ''}); "
+            f"the {result.kind} step-time model does not describe these measurements well. {advice} pass --force "
+            "to write it anyway"
         )
 
 

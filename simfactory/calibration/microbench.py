@@ -268,7 +268,9 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
         raise FitRefused("fitted terms sit on their search bounds: " + "; ".join(on_bounds) + ". Check --sku, --tp, "
                          "--engine, --max-num-seqs, --max-num-batched-tokens and --gpu-memory-utilization; pass "
                          "--force to write it anyway")
-    check_threshold(fit, max_heldout_mape, force)
+    check_threshold(fit, max_heldout_mape, force, unit="value", advice=(
+        "Something outside the step time sets part of the sweep (see the per-metric errors: a front end, a batch or "
+        "token limit, the KV pool); fit the metrics it explains (drop a column) or"))
     p = fit.predictions
     prior = (p["prior_predicted"] / p["measured"] - 1.0).where(p["metric"] != "output_tokens_per_s",
                                                                1.0 - p["prior_predicted"] / p["measured"])

@@ -106,6 +106,11 @@ def split_sweep(sweep: pd.DataFrame, file: str = "<sweep>") -> np.ndarray:
     return heldout
 
 
+def _first_error(exc: InputError | InputErrors) -> InputError:
+    """The one error to report of what resolving or simulating a generated scenario raised."""
+    return exc.errors[0] if isinstance(exc, InputErrors) else exc
+
+
 @dataclasses.dataclass(frozen=True)
 class SweepSetup:
     """The measured server: what the flags of `calibrate fit` say about it (a NIM or vLLM server's own limits)."""
@@ -140,7 +145,7 @@ class SweepSetup:
         try:
             resolve(scenario)
         except (InputError, InputErrors) as exc:
-            e = exc.errors[0] if isinstance(exc, InputErrors) else exc
+            e = _first_error(exc)
             if "max_num" in e.field:
                 raise InputError(LIMIT_FLAGS, "", e.reason) from None
             if self.gpu_memory_utilization is not None and "does not fit" in e.reason:
@@ -155,8 +160,7 @@ class SweepSetup:
                 m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs,
                                            self.max_num_batched_tokens, step_time)
             except (InputError, InputErrors) as exc:  # a simulation limit: name the row, not the internal scenario
-                e = exc.errors[0] if isinstance(exc, InputErrors) else exc
-                raise InputError(self.file, f"row {i + 2}", f"cannot be simulated: {e.reason}") from None
+                raise InputError(self.file, f"row {i + 2}", f"cannot be simulated: {_first_error(exc).reason}") from None
             rows.append({c: m[c] for c in METRICS})
         return pd.DataFrame(rows, index=sweep.index)
 
@@ -312,10 +316,8 @@ def _try_fit(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int,
     a row cannot complete): a search skips such a candidate rather than stopping."""
     try:
         return fit_sweep(sweep, setup, max_evaluations, kind)
-    except InputError as e:
-        return str(e)
-    except InputErrors as e:
-        return str(e.errors[0])
+    except (InputError, InputErrors) as exc:
+        return str(_first_error(exc))
 
 
 def _fit_each(sweep: pd.DataFrame, setups: list[SweepSetup], max_evaluations: int,
