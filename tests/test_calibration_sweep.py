@@ -145,6 +145,9 @@ def test_an_unknown_token_budget_is_fitted_too_and_a_server_no_scenario_can_hold
     with pytest.raises(InputError, match="must be >= max_num_seqs") as e:
         SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 1024, 512).check(sweep)
     assert e.value.file == "--max-num-seqs / --max-num-batched-tokens"
+    with pytest.raises(InputError, match="the KV cache it leaves") as e:  # a fraction that passes the range check
+        SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm", "fp8", 1, 256, 2048, gpu_memory_utilization=1e-300).check(sweep)
+    assert e.value.file == "--gpu-memory-utilization"
 
 
 def test_on_a_sku_without_kernel_tables_the_roofline_factors_are_fitted_back():
@@ -202,7 +205,7 @@ def test_a_setting_the_sweep_does_not_bind_keeps_the_presets_value_and_one_that_
     light = check_sweep(pd.DataFrame([{"concurrency": c, "input_tokens": 200, "output_tokens": 16, "itl_s": 0.02 + c * 1e-4}
                                       for c in (1, 2, 4)]), "s.csv")
     setup = SweepSetup("h100-sxm", "llama-3.1-70b", "vllm", "bf16", 2, 256, 2048, "s.csv")
-    _, _, chosen, found = fit_sweep_kv(light, setup, max_evaluations=8, fractions=(0.5, 0.9, 0.95), preferred=0.9)
+    _, _, chosen, found = fit_sweep_kv(light, setup, max_evaluations=8, fractions=(0.5, 0.95, 0.9), preferred=0.9)
     assert isinstance(found.tried[0.5], str) and "does not fit" in found.tried[0.5]
     assert found.tried[0.95] == pytest.approx(found.tried[0.9], abs=1e-6)
     assert chosen.gpu_memory_utilization == 0.9 and not found.determined and "not decided" in found.text()

@@ -75,6 +75,9 @@ def test_the_command_writes_the_table_fit_reads_and_keeps_a_users_file(tmp_path,
     res = CliRunner().invoke(app, ["calibrate", "sweep", str(a), "--format", "vllm-bench", "--concurrency", "0",
                                    "--out", "x.csv"])
     assert res.exit_code == 2 and "--concurrency" in res.output and "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["calibrate", "sweep", str(a), "--format", "vllm-bench", "--concurrency",
+                                   str(2**63), "--out", "x.csv"])
+    assert res.exit_code == 2 and "from 1 to 10,000,000" in res.output and not Path("x.csv").exists()
 
 
 def test_runs_a_sweep_row_cannot_stand_for_are_refused_or_noted(tmp_path):

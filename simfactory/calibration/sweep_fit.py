@@ -148,8 +148,10 @@ class SweepSetup:
             e = _first_error(exc)
             if "max_num" in e.field:
                 raise InputError(LIMIT_FLAGS, "", e.reason) from None
-            if self.gpu_memory_utilization is not None and "does not fit" in e.reason:
-                raise InputError("--gpu-memory-utilization", "", e.reason) from None
+            if self.gpu_memory_utilization is not None and ("kv_cache" in e.field or "does not fit" in e.reason):
+                why = e.reason if "does not fit" in e.reason else (
+                    f"the KV cache it leaves ({e.field.rsplit('.', 1)[-1]}) is {e.reason}")
+                raise InputError("--gpu-memory-utilization", "", why) from None
             raise
 
     def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:

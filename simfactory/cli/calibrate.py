@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from simfactory.cli.common import err, input_errors, known_deployment, out, print_table
-from simfactory.config.limits import MAX_SEED, MAX_SEND_RATE_PER_S, MIN_SEND_RATE_PER_S
+from simfactory.config.limits import MAX_SEED, MAX_SEND_RATE_PER_S, MAX_TOKENS, MIN_SEND_RATE_PER_S
 from simfactory.errors import InputError
 
 SkuOpt = Annotated[str, typer.Option(help="SKU id of the GPUs behind the endpoint (hardware_profiles/).")]
@@ -449,8 +449,9 @@ def _levels(text: str | None) -> list[int] | None:
         levels = [int(x) for x in text.split(",")]
     except ValueError:
         levels = []
-    if not levels or any(c < 1 for c in levels):
-        raise InputError("--concurrency", "", f"expected whole numbers >= 1 separated by commas, got {text!r}")
+    if not levels or any(not 1 <= c <= MAX_TOKENS for c in levels):
+        raise InputError("--concurrency", "", f"expected whole numbers from 1 to {MAX_TOKENS:,} separated by commas, "
+                                              f"got {text!r}")
     return levels
 
 
