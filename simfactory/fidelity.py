@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from simfactory.config.distributions import TokenCounts
@@ -110,6 +111,12 @@ class FidelitySuite(BaseModel):
     mode: Literal["offline", "concurrency"] = "offline"
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
+    requests_per_client: PositiveInt | None = Field(
+        default=None,
+        description="concurrency points run as the benchmark ran them: the C clients start together, send "
+                    "requests_per_client x C requests in all (AIPerf --request-count) and every request is measured "
+                    "(TTFT and ITL means; throughput: output tokens over first send to last completion, AIPerf's "
+                    "benchmark duration). None: a steady state past a ramp (a long or warmed-up run)")
     points: list[FidelityPoint] = Field(min_length=1)
 
 
@@ -215,16 +222,20 @@ CLOSED_LOOP_RAMP = 1 / 3  # share of a concurrency point's run left out as the r
 
 
 def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
-                         horizon_s: float) -> Scenario:
-    """A concurrency point as a closed loop: p.concurrency clients, no think time, one replica."""
+                         horizon_s: float, requests: int | None = None) -> Scenario:
+    """A concurrency point as a closed loop: p.concurrency clients, no think time, one replica; with `requests`,
+    the clients stop once they have sent that many in all."""
     assert p.concurrency is not None
+    arrival: dict[str, Any] = {"process": "closed", "concurrency": p.concurrency}
+    if requests is not None:
+        arrival["requests"] = requests
     return Scenario.model_validate({
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
                          "engine": engine, "max_num_seqs": max_num_seqs,
                          "max_num_batched_tokens": max_num_batched_tokens, **p.deployment}],
-        "traffic": {"arrival": {"process": "closed", "concurrency": p.concurrency},
+        "traffic": {"arrival": arrival,
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
                                  "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
         "sim": {"horizon_s": horizon_s, "timeline_resolution_s": 60.0},
@@ -248,38 +259,54 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
 
 
 def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
-                        step_time: StepTimeModel | None = None) -> tuple[dict[str, float], str]:
-    """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, over the
-    requests sent after the ramp and at least one request lifetime before the horizon (so the loop has not
-    begun to drain); and the step-time source. NaN if none completed. `step_time` replaces the resolved one (a
-    fit's candidate)."""
+                        step_time: StepTimeModel | None = None,
+                        requests_per_client: int | None = None) -> tuple[dict[str, float], str]:
+    """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, and the
+    step-time source. By default over the requests sent after the ramp and at least one request lifetime before
+    the horizon (a steady state: the loop has not begun to drain). With `requests_per_client` k, as a benchmark
+    with a request count runs it: k x C requests in all, every one measured, throughput over first send to last
+    completion. NaN if none completed. `step_time` replaces the resolved one (a fit's candidate)."""
     from simfactory.sim.outcomes import Outcome
 
     probe = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0)),
                            step_time)
     cycle = closed_loop_cycle_s(probe, p)
-    horizon = CLOSED_LOOP_REQUESTS_PER_CLIENT * cycle
-    rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon)),
-                        step_time)
-    t = simulate(rs, keep_logs=0).table
+    clients = p.concurrency or 1
+    counted = requests_per_client is not None
+    total = requests_per_client * clients if requests_per_client else None
+    # a request count ends the run itself; the horizon then only has to outlast it (every client's k requests)
+    horizon = (2 * requests_per_client if requests_per_client else CLOSED_LOOP_REQUESTS_PER_CLIENT) * cycle
+    while True:
+        rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon,
+                                                         total)), step_time)
+        t = simulate(rs, keep_logs=0).table
+        if total is None or len(t.arrival_s) >= total:
+            break
+        horizon *= 4  # the clients stopped at the horizon before sending the count: a longer run
     done = t.outcome == Outcome.COMPLETED
     sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]
-    window = (sent >= CLOSED_LOOP_RAMP * horizon) & (sent <= horizon - cycle)
-    if window.sum() < (p.concurrency or 1):
-        window = sent >= CLOSED_LOOP_RAMP * horizon
+    if counted:
+        window = np.ones(len(sent), dtype=bool)
+    else:
+        window = (sent >= CLOSED_LOOP_RAMP * horizon) & (sent <= horizon - cycle)
+        if window.sum() < clients:
+            window = sent >= CLOSED_LOOP_RAMP * horizon
     source = source_kind(rs.deployments[0].step_time_source)
     if not window.any():
         return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan")), source
     sent, first, end, out = sent[window], first[window], end[window], out[window]
     multi = out > 1
     itl = (end[multi] - first[multi]) / (out[multi] - 1)
+    if counted:  # AIPerf: output tokens over its benchmark duration, first request to last response
+        throughput = float(out.sum() / (end.max() - sent.min()))
+    else:  # Little's law on the loop
+        throughput = float(clients * out.mean() / (end - sent).mean())
     return {
-        "output_tokens_per_s": float((p.concurrency or 1) * out.mean() / (end - sent).mean()),
+        "output_tokens_per_s": throughput,
         "ttft_s": float((first - sent).mean()),
         "itl_s": float(itl.mean()) if len(itl) else float("nan"),
         "batch_latency_s": float("nan"),
     }, source
-
 
 
 def run_suite(suite: FidelitySuite, requests: int = 800,
@@ -297,7 +324,8 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens
             if p.concurrency:
-                runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens)
+                runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens,
+                                                requests_per_client=suite.requests_per_client)
             else:
                 seqs = p.max_num_seqs or suite.max_num_seqs
                 n = seqs if one_batch else p.requests or requests

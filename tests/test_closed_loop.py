@@ -115,6 +115,30 @@ def test_deterministic_service_gives_n_over_s(case):
     assert x == pytest.approx(n / service_s, rel=2 * n / service_s / 950)  # one round of N at either edge
 
 
+def test_a_request_count_stops_the_clients_once_sent(case):
+    """A benchmark's request count (AIPerf --request-count): 4 clients and 10 requests, deterministic service as
+    above. Rounds of 4 start at 0 and S4; the third sends only the last 2, served as a batch of 2 (S2), and then
+    every client stops, long before the horizon."""
+    n, total, dt, per_prefill, per_seq = 4, 10, 0.02, 0.001, 0.002
+    doc = closed_doc(n, max_num_seqs=8, horizon_s=1000, input_tokens={"kind": "fixed", "value": 10},
+                     output_tokens={"kind": "fixed", "value": 20})
+    doc["traffic"]["arrival"]["requests"] = total
+    rs = case(doc, {"overhead_s": dt, "s_per_prefill_token": per_prefill, "s_per_decode_seq": per_seq})
+    res = run(rs)
+    req = res.requests
+
+    def service_s(batch: int) -> float:
+        return (dt + per_prefill * 10 * batch) + 19 * (dt + per_seq * batch)
+
+    s4, s2 = service_s(4), service_s(2)
+    assert len(req) == total and (req["outcome"] == "completed").all()
+    sends = np.sort(req["arrival_s"].to_numpy())
+    assert np.allclose(sends, [0.0] * 4 + [s4] * 4 + [2 * s4] * 2, rtol=1e-9)
+    assert req["completion_s"].max() == pytest.approx(2 * s4 + s2, rel=1e-9)
+    assert max_in_flight(req) == n
+    assert res.summary["arrival_process"] == "closed loop: 4 clients, no think time, 10 requests in all"
+
+
 @pytest.mark.parametrize("n, think_s", [(5, 4.0), (2, 1.0)])
 def test_single_server_matches_the_finite_source_queue(case, n, think_s):
     dt, m_tokens = 0.01, 100  # E[S] = 1 s; every request takes >= dt = the send floor, which never binds
@@ -211,6 +235,7 @@ def test_mixed_with_a_timestamped_trace_and_agent_tasks(case, tmp_path):
      "traffic.arrival.think_time.value", "greater than or equal to 0"),
     ({"process": "closed", "concurrency": 2, "rate_per_s": 3}, "traffic.arrival.rate_per_s", "unknown field"),
     ({"process": "closed", "concurrency": 50_000}, "traffic.arrival.concurrency", "more than the 5e+07"),
+    ({"process": "closed", "concurrency": 2, "requests": 0}, "traffic.arrival.requests", "greater than or equal to 1"),
 ])
 def test_bad_closed_arrivals_exit_2_naming_the_field(tmp_path, arrival, field, reason):
     doc = scenario_doc(horizon_s=1000)

@@ -76,6 +76,33 @@ def test_concurrency_one_runs_requests_back_to_back():
     assert one["batch_latency_s"] == pytest.approx(one["ttft_s"] + 49 * one["itl_s"], rel=1e-9)
 
 
+def test_a_benchmarks_request_count_measures_its_cold_start():
+    """With requests_per_client k the C clients send together and every one of the k x C requests is measured:
+    the first wave queues behind its co-arriving prompts (a 2,048-token budget prefills two 1,000-token prompts
+    per step), so mean TTFT falls towards the steady state as k grows; throughput counts the ramp and the drain."""
+    from simfactory.fidelity import FidelityPoint, closed_loop_metrics
+
+    p = FidelityPoint(id="c16", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1000,
+                      output_tokens=100, concurrency=16, metric="ttft_s", measured=1.0)
+    one, three = (closed_loop_metrics(p, "tensorrt-llm", 256, 2048, requests_per_client=k)[0] for k in (1, 3))
+    steady = closed_loop_metrics(p, "tensorrt-llm", 256, 2048)[0]
+    assert one["ttft_s"] > 2 * steady["ttft_s"] and one["ttft_s"] > three["ttft_s"] > steady["ttft_s"], (one, steady)
+    assert one["output_tokens_per_s"] < three["output_tokens_per_s"] < steady["output_tokens_per_s"]
+
+
+def test_a_suite_states_its_request_count_per_client():
+    from pydantic import ValidationError
+
+    doc = {"name": "s", "source": "x", "as_of": "2026", "mode": "concurrency", "points": [
+        {"id": "a", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 10,
+         "output_tokens": 10, "concurrency": 2, "metric": "ttft_s", "measured": 0.1}]}
+    from simfactory.fidelity import FidelitySuite
+
+    assert FidelitySuite.model_validate({**doc, "requests_per_client": 3}).requests_per_client == 3
+    with pytest.raises(ValidationError, match="requests_per_client"):
+        FidelitySuite.model_validate({**doc, "requests_per_client": 0})
+
+
 def test_offline_points_measure_throughput_only_and_sources_are_summarized():
     from pydantic import ValidationError
 

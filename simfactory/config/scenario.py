@@ -519,7 +519,8 @@ class ClosedArrivals(_Strict):
     a drawn time, then sends the next; no client sends at or after sim.horizon_s (what is in flight then drains).
     Each request's class is drawn by weight among the classes that do not replay a timestamped trace (those
     arrive at their trace's times, open loop, beside the clients). A client's sends are at least
-    MIN_CLOSED_LOOP_CYCLE_S (10 ms) apart, so requests that end at once cannot loop in zero time."""
+    MIN_CLOSED_LOOP_CYCLE_S (10 ms) apart, so requests that end at once cannot loop in zero time. With `requests`,
+    the clients stop once that many have been sent in all."""
 
     process: Literal["closed"] = Field(default="closed", description="selects a closed loop of clients")
     concurrency: int = Field(
@@ -529,6 +530,12 @@ class ClosedArrivals(_Strict):
     think_time: Distribution = Field(
         default_factory=lambda: Fixed(value=0.0),
         description="seconds a client waits after its request ends before sending the next (default: fixed 0)",
+    )
+    requests: int | None = Field(
+        default=None, ge=1,
+        description="requests (or agent tasks) all clients send in total, then they stop, as a benchmark's request "
+                    "count does (AIPerf --request-count, vllm bench serve --num-prompts); the last ones run with "
+                    "fewer clients in flight (default: no limit, clients send until sim.horizon_s)",
     )
 
 
@@ -553,7 +560,8 @@ def describe_arrivals(arrival: "OpenProcess | ClosedArrivals | None") -> str:
     if isinstance(arrival, ClosedArrivals):
         t = arrival.think_time
         think = "no think time" if isinstance(t, Fixed) and t.value == 0 else f"{t.kind} think time, mean {t.mean():g} s"
-        return f"closed loop: {arrival.concurrency} clients, {think}"
+        count = "" if arrival.requests is None else f", {arrival.requests:,} requests in all"
+        return f"closed loop: {arrival.concurrency} clients, {think}{count}"
     if isinstance(arrival, DiurnalArrivals):
         return f"diurnal, mean {arrival.mean_rate_per_s:g}/s over a {arrival.period_s:g} s day"
     if isinstance(arrival, MmppArrivals):

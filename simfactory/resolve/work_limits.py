@@ -93,6 +93,8 @@ def check_arrivals(scenario: Scenario, classes: list[ResolvedClass], fname: str,
         # average, at least the mean think time (E[max(floor, think + response)] >= max(floor, E[think])).
         cycle = max(MIN_CLOSED_LOOP_CYCLE_S, a.think_time.mean())
         expected = a.concurrency * (1.0 + horizon / cycle)
+        if a.requests is not None:  # a request count stops the clients sooner
+            expected = min(expected, float(a.requests))
         if not expected <= MAX_ARRIVALS:
             errors.append(InputError(fname, "traffic.arrival.concurrency",
                                      f"{a.concurrency:,} clients x horizon {horizon:g} s / a cycle of at least "

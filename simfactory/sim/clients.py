@@ -5,7 +5,8 @@ the other kind: a fixed population of `concurrency` clients, each with at most o
 offered load falls as responses slow down (vllm bench serve --max-concurrency, genai-perf's concurrency mode, a
 user who reads an answer before asking again). One SimPy process per client, the way SimPy's examples model a
 customer: send, wait for the request to end (whatever its outcome: completed, rejected, shed, lost, timed out),
-think, send again; an agent task is waited for as a whole. No client sends at or after the horizon.
+think, send again; an agent task is waited for as a whole. No client sends at or after the horizon, nor once the
+process's `requests` (a benchmark's request count) have been sent in all.
 
 Each request's class is drawn by weight among the classes the arrival process serves (those not replaying a
 timestamped trace); its lengths, session and prefix come from the same per-class streams as open traffic
@@ -68,6 +69,7 @@ class ClosedLoop:
         self._classes: list[int] = []
         self._drawn: dict[int, _Drawn] = {}
         self._handed_out = {c.index: 0 for c in classes}  # requests per class so far (untimed traces cycle rows)
+        self.sends_left = process.requests  # the benchmark's request count still to send (None: no limit)
         for _ in range(process.concurrency):
             self.env.process(self.client())
 
@@ -108,6 +110,10 @@ class ClosedLoop:
     def client(self) -> Generator[simpy.Event, object, None]:
         env = self.env
         while True:
+            if self.sends_left is not None:
+                if self.sends_left == 0:
+                    break  # the benchmark's request count is spent: this client stops
+                self.sends_left -= 1
             sent_s = env.now
             yield self.send()
             next_s = max(env.now + self._next_think_s(), sent_s + MIN_CLOSED_LOOP_CYCLE_S)
