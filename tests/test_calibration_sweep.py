@@ -79,6 +79,28 @@ def test_a_sweep_simulated_with_known_terms_is_fitted_back_and_predicts_its_held
     assert prior.abs().mean() > 5 * fit.heldout_mape  # the prior (tables x 1, its own overhead) was well off
 
 
+def test_a_sweep_measured_from_cold_starts_is_fitted_back_when_the_fit_is_told_its_request_count():
+    """Ground truth measured as AIPerf with --request-count 3 x C runs (the first wave of C prompts in every mean):
+    told so, the fit finds the terms again; fitting it as a steady state misses the TTFT the wave adds."""
+    truth = KernelsStepTime(overhead_s=0.002, linear_scale=0.8)
+    counted = dataclasses.replace(SETUP_8B, requests_per_client=3)
+    sweep = _sweep([1, 4, 16, 48, 96], [(1500, 48)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
+    measured = counted.simulate(sweep, _family(counted, sweep).to_model(truth))
+    table = check_sweep(pd.concat([sweep, measured], axis=1), requests_per_client=3)
+    fit, on_bounds = fit_sweep(table, counted, max_evaluations=80)
+    assert not on_bounds and fit.heldout_mape < 0.02, fit.phases
+    assert fit.step_time.linear_scale == pytest.approx(0.8, rel=0.05)
+    steady, _ = fit_sweep(table, SETUP_8B, max_evaluations=80)
+    assert steady.phases["ttft"].mape > 5 * fit.phases["ttft"].mape, (steady.phases["ttft"], fit.phases["ttft"])
+
+
+def test_a_request_count_sizes_the_work_a_sweep_evaluation_simulates():
+    t = _sweep([1, 4096], [(200, 8000)])  # 4097 clients x 8,000 tokens: 262M at 8 per client, 98M at 3
+    with pytest.raises(InputError, match="output tokens per evaluation"):
+        check_sweep(t, "s.csv")
+    assert len(check_sweep(t, "s.csv", requests_per_client=3)) == 2
+
+
 def test_nims_published_70b_sweep_calibrates_to_its_held_out_levels():
     """NVIDIA's NIM 1.8.0 Llama-3.3-70B sweep on 2 x H100 (the dataset's README), at the fidelity suites' budget of
     2048: fitted on concurrency 1, 25, 100, 200 of each shape, the other seven levels' ITL and throughput within 5%

@@ -51,9 +51,10 @@ def is_sweep_table(frame: pd.DataFrame) -> bool:
     return all(c in frame.columns for c in SHAPE) and any(m in frame.columns for m in METRICS)
 
 
-def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
+def check_sweep(frame: pd.DataFrame, file: str = "<sweep>", requests_per_client: int | None = None) -> pd.DataFrame:
     """The sweep's rows, checked: whole positive shapes (output >= 2, so ITL exists), metrics positive where given
-    (empty = not measured), at least one metric per row, each (concurrency, input, output) once."""
+    (empty = not measured), at least one metric per row, each (concurrency, input, output) once; the requests their
+    simulations run (requests_per_client per client, else a steady state's) within what one evaluation may hold."""
     if not len(frame):
         raise InputError(file, "", "the sweep has no rows")
     if len(frame) > MAX_ROWS:
@@ -80,7 +81,7 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>") -> pd.DataFrame:
     if none.any():
         raise InputError(file, f"row {int(np.flatnonzero(none.to_numpy())[0]) + 2}",
                          f"measures nothing: give one of {', '.join(METRICS)}")
-    work = int((out["concurrency"] * out["output_tokens"]).sum()) * CLOSED_LOOP_REQUESTS_PER_CLIENT
+    work = int((out["concurrency"] * out["output_tokens"]).sum()) * (requests_per_client or CLOSED_LOOP_REQUESTS_PER_CLIENT)
     if work > MAX_SIMULATED_TOKENS:
         raise InputError(file, "", f"simulating these rows' closed loops generates {work:,} output tokens per "
                                    f"evaluation (at most {MAX_SIMULATED_TOKENS:,}): fit fewer or shorter rows")
@@ -124,6 +125,7 @@ class SweepSetup:
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
+    requests_per_client: int | None = None  # the benchmark's request count per client (cold start); None: steady
 
     def point(self, row: Any) -> FidelityPoint:
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
@@ -160,7 +162,7 @@ class SweepSetup:
         for i, row in zip(sweep.index, sweep.itertuples(index=False)):
             try:
                 m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs,
-                                           self.max_num_batched_tokens, step_time)
+                                           self.max_num_batched_tokens, step_time, self.requests_per_client)
             except (InputError, InputErrors) as exc:  # a simulation limit: name the row, not the internal scenario
                 raise InputError(self.file, f"row {i + 2}", f"cannot be simulated: {_first_error(exc).reason}") from None
             rows.append({c: m[c] for c in METRICS})

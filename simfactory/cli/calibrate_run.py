@@ -339,6 +339,7 @@ def fit_cmd(
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
+    requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: the benchmark sent this many requests per client from a cold start, every one measured (AIPerf --request-count k x C; NIM's guide: 3); default: a steady state.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -369,7 +370,6 @@ def fit_cmd(
     """
     from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
-    from simfactory.calibration.sweep_fit import is_sweep_table
     from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
     from simfactory.calibration.microbench import base_provenance
     from simfactory.calibration.validate import Deployment, check_deployment_flags
@@ -380,17 +380,17 @@ def fit_cmd(
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
         arch, profile = _context(sku, model)
-    prov = base_provenance(["simfactory", "calibrate", "fit", str(measurements)])
-    prov.update({"measurements": str(measurements), "gpu": gpu_name or sku})
+    prov = {**base_provenance(["simfactory", "calibrate", "fit", str(measurements)]), "gpu": gpu_name or sku,
+            "measurements": str(measurements)}
     with _fails_with(1, FitRefused):
         if is_batch_table(table):
             with input_errors():
                 run = _fit_batches(check_batches(table, str(measurements)), Deployment(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
-        elif is_sweep_table(table):
-            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp,
-                             (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization), profiles_dir, prov,
+        elif _is_sweep(table):
+            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client)
+            run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, limits, profiles_dir, prov,
                              max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
@@ -407,8 +407,15 @@ def fit_cmd(
     _report(run, out)
 
 
+def _is_sweep(table: Any) -> bool:
+    from simfactory.calibration.sweep_fit import is_sweep_table
+
+    return is_sweep_table(table)
+
+
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
-               limits: tuple[Optional[int], Optional[int], Optional[float]], profiles_dir: Path, prov: dict[str, Any],
+               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int]], profiles_dir: Path,
+               prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
@@ -426,12 +433,14 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
                 raise InputError(flag, "", f"must be a whole number from 1 to {MAX_TOKENS:,}, got {value}")
         if limits[2] is not None and not 0 < limits[2] <= 1:  # also NaN
             raise InputError("--gpu-memory-utilization", "", f"must be a fraction above 0 and at most 1, got {limits[2]}")
-        sweep = check_sweep(table, file)
+        sweep = check_sweep(table, file, limits[3])
         preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
         defaults = preset.defaults if preset is not None else None
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[3])
+        if limits[3] is not None:
+            prov["benchmark"] = f"{limits[3]} requests per client from a cold start, every one measured"
         setup.check(sweep)
         searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
         searched += [f"gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
