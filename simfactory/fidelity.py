@@ -8,7 +8,9 @@ clients start together and each sends its next request the moment the previous o
 counts from the send, so waiting behind the engine's batch or KV-cache limit is in it; ITL is the mean time per
 output token after the first; throughput is C x mean output / mean end-to-end latency (Little's law on the
 loop). They are measured over the requests sent after the first third of the run (the ramp, as a benchmark's
-warm-up) and early enough not to see the loop drain. The engine's per-step token budget
+warm-up) and early enough not to see the loop drain; a suite whose benchmark sent a request count
+(`requests_per_client`, AIPerf's --request-count) runs that count from a cold start and measures every request, as
+the benchmark did (throughput: output tokens over first send to last completion). The engine's per-step token budget
 (`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many co-arriving prompts one step can
 prefill, and so how long a wave of them keeps clients in step: suites set it where their engine's is known or
 assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
