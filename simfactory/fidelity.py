@@ -262,27 +262,26 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
 
 def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
                         step_time: StepTimeModel | None = None,
-                        requests_per_client: int | None = None) -> tuple[dict[str, float], str]:
+                        requests: int | None = None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, and the
     step-time source. By default over the requests sent after the ramp and at least one request lifetime before
-    the horizon (a steady state: the loop has not begun to drain). With `requests_per_client` k, as a benchmark
-    with a request count runs it: k x C requests in all, every one measured, throughput over first send to last
-    completion. NaN if none completed. `step_time` replaces the resolved one (a fit's candidate)."""
+    the horizon (a steady state: the loop has not begun to drain). With `requests` N, as a benchmark with a request
+    count runs it: the clients start together, N requests in all, every one measured, throughput over first send
+    to last completion. NaN if none completed. `step_time` replaces the resolved one (a fit's candidate)."""
     from simfactory.sim.outcomes import Outcome
 
     probe = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0)),
                            step_time)
     cycle = closed_loop_cycle_s(probe, p)
     clients = p.concurrency or 1
-    counted = requests_per_client is not None
-    total = requests_per_client * clients if requests_per_client else None
-    # a request count ends the run itself; the horizon then only has to outlast it (every client's k requests)
-    horizon = (2 * requests_per_client if requests_per_client else CLOSED_LOOP_REQUESTS_PER_CLIENT) * cycle
+    counted = requests is not None
+    # a request count ends the run itself; the horizon then only has to outlast it (every client's share of it)
+    horizon = (2 * -(-requests // clients) if counted else CLOSED_LOOP_REQUESTS_PER_CLIENT) * cycle
     while True:
         rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon,
-                                                         total)), step_time)
+                                                         requests)), step_time)
         t = simulate(rs, keep_logs=0).table
-        if total is None or len(t.arrival_s) >= total:
+        if not counted or len(t.arrival_s) >= requests:
             break
         horizon *= 4  # the clients stopped at the horizon before sending the count: a longer run
     done = t.outcome == Outcome.COMPLETED
@@ -326,8 +325,9 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens
             if p.concurrency:
+                count = suite.requests_per_client and suite.requests_per_client * p.concurrency
                 runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens,
-                                                requests_per_client=suite.requests_per_client)
+                                                requests=count)
             else:
                 seqs = p.max_num_seqs or suite.max_num_seqs
                 n = seqs if one_batch else p.requests or requests

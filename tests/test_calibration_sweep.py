@@ -83,15 +83,33 @@ def test_a_sweep_measured_from_cold_starts_is_fitted_back_when_the_fit_is_told_i
     """Ground truth measured as AIPerf with --request-count 3 x C runs (the first wave of C prompts in every mean):
     told so, the fit finds the terms again; fitting it as a steady state misses the TTFT the wave adds."""
     truth = KernelsStepTime(overhead_s=0.002, linear_scale=0.8)
-    counted = dataclasses.replace(SETUP_8B, requests_per_client=3)
-    sweep = _sweep([1, 4, 16, 48, 96], [(1500, 48)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
-    measured = counted.simulate(sweep, _family(counted, sweep).to_model(truth))
-    table = check_sweep(pd.concat([sweep, measured], axis=1), requests_per_client=3)
-    fit, on_bounds = fit_sweep(table, counted, max_evaluations=80)
+    shape = _sweep([1, 4, 16, 48, 96], [(1500, 48)])
+    counted = check_sweep(shape, requests_per_client=3)
+    assert counted["requests"].tolist() == [3, 12, 48, 144, 288]
+    measured = SETUP_8B.simulate(counted, _family(SETUP_8B, counted).to_model(truth))
+    table = counted.assign(**{c: measured[c] for c in measured})
+    fit, on_bounds = fit_sweep(table, SETUP_8B, max_evaluations=80)
     assert not on_bounds and fit.heldout_mape < 0.02, fit.phases
     assert fit.step_time.linear_scale == pytest.approx(0.8, rel=0.05)
-    steady, _ = fit_sweep(table, SETUP_8B, max_evaluations=80)
+    steady, _ = fit_sweep(table.assign(requests=float("nan")), SETUP_8B, max_evaluations=80)
     assert steady.phases["ttft"].mape > 5 * fit.phases["ttft"].mape, (steady.phases["ttft"], fit.phases["ttft"])
+
+
+def test_a_rows_own_request_count_runs_that_row_as_its_benchmark_did():
+    """A `requests` cell is the benchmark's count at that level: that row (and only it) runs from a cold start;
+    an empty cell is not known (a steady state, or --requests-per-client's count)."""
+    t = _sweep([2, 16], [(1000, 32)]).astype(object).assign(requests=[None, 16])
+    checked = check_sweep(t, "s.csv")
+    assert checked["requests"].isna().tolist() == [True, False]
+    assert check_sweep(t, "s.csv", requests_per_client=5)["requests"].tolist() == [10, 16]
+    sim = SETUP_8B.simulate(checked, None)
+    cold, _ = closed_loop_metrics(SETUP_8B.point(checked.iloc[1]), "tensorrt-llm", 256, 2048, requests=16)
+    steady, _ = closed_loop_metrics(SETUP_8B.point(checked.iloc[1]), "tensorrt-llm", 256, 2048)
+    assert sim.loc[1, "ttft_s"] == pytest.approx(cold["ttft_s"], rel=1e-12) and cold["ttft_s"] > 2 * steady["ttft_s"]
+    t.at[0, "requests"] = 2.5
+    with pytest.raises(InputError) as e:
+        check_sweep(t, "s.csv")
+    assert e.value.field == "row 2.requests" and "whole number" in e.value.reason
 
 
 def test_a_request_count_sizes_the_work_a_sweep_evaluation_simulates():
@@ -99,6 +117,7 @@ def test_a_request_count_sizes_the_work_a_sweep_evaluation_simulates():
     with pytest.raises(InputError, match="output tokens per evaluation"):
         check_sweep(t, "s.csv")
     assert len(check_sweep(t, "s.csv", requests_per_client=3)) == 2
+    assert len(check_sweep(t.assign(requests=[8, 8192]), "s.csv")) == 2
 
 
 def test_nims_published_70b_sweep_calibrates_to_its_held_out_levels():

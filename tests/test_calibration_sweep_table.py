@@ -42,7 +42,10 @@ def test_each_file_becomes_one_level_with_the_benchmarks_own_means(tmp_path):
     assert c8["ttft_s"] == pytest.approx(0.09) and c8["itl_s"] == pytest.approx(0.012)
     assert c8["output_tokens_per_s"] == pytest.approx(3 * 5 / 2.0)  # the file's output_throughput (3 ok requests)
     assert any("1 of 4 requests failed" in n for n in notes)
-    assert is_sweep_table(table) and len(check_sweep(table)) == 2
+    assert table["requests"].tolist() == [4, 4]  # every request the run sent (failed ones held a client too)
+    checked = check_sweep(table)
+    assert is_sweep_table(table) and checked["requests"].tolist() == [4, 4]  # the fit runs each as the bench did
+    assert not any("cold start" in n for n in notes)
 
 
 def test_varying_lengths_are_noted_and_missing_levels_are_one_line(tmp_path):
@@ -103,3 +106,17 @@ def test_runs_a_sweep_row_cannot_stand_for_are_refused_or_noted(tmp_path):
     table, notes = sweep_from_results([old], "vllm-bench")
     assert table["output_tokens_per_s"].isna().all() and any("no throughput" in n for n in notes)
     assert table["itl_s"].notna().all()  # the rest of the row stands
+
+
+def test_a_format_not_known_to_measure_from_a_cold_start_leaves_the_count_empty(tmp_path):
+    """GuideLLM's requests are not known to start with the clients' first burst: no request count (a steady state
+    in the fit), and a note saying how to give it."""
+    from test_importers import guidellm_report
+
+    f = tmp_path / "benchmarks.json"
+    f.write_text(json.dumps(guidellm_report()))
+    table, notes = sweep_from_results([f], "guidellm", [4])
+    two_levels = pd.concat([table, table.assign(concurrency=8)], ignore_index=True)
+    assert table["requests"].isna().all() and check_sweep(two_levels)["requests"].isna().all()
+    assert any("requests column is left empty" in n for n in notes)
+

@@ -3,7 +3,8 @@ level (AIPerf or genai-perf in concurrency mode, `vllm bench serve --max-concurr
 row per (concurrency, input_tokens, output_tokens) with any of mean TTFT, mean ITL and output tokens per second.
 
 Each row is simulated as the fidelity suites simulate a concurrency point (fidelity.closed_loop_metrics: C clients
-in a closed loop with fixed lengths, measured after a ramp). What is fitted is what the prior misses: on the
+in a closed loop with fixed lengths, measured after a ramp; a row that gives the benchmark's `requests` is run as the
+benchmark ran it, that many requests from a cold start, every one measured). What is fitted is what the prior misses: on the
 measured kernel tables, the engine overhead per step and per sequence and a multiplier on the GEMMs (the terms
 `calibrate fit --fit kernels` fits to steps); on a SKU without tables, the roofline's efficiencies and overhead.
 Nelder-Mead on the training rows' MAPE, every evaluation a simulation of them. Held out: every second concurrency
@@ -53,21 +54,31 @@ def is_sweep_table(frame: pd.DataFrame) -> bool:
 
 def check_sweep(frame: pd.DataFrame, file: str = "<sweep>", requests_per_client: int | None = None) -> pd.DataFrame:
     """The sweep's rows, checked: whole positive shapes (output >= 2, so ITL exists), metrics positive where given
-    (empty = not measured), at least one metric per row, each (concurrency, input, output) once; the requests their
-    simulations run (requests_per_client per client, else a steady state's) within what one evaluation may hold."""
+    (empty = not measured), at least one metric per row, each (concurrency, input, output) once. `requests`, the
+    requests the benchmark sent at that level (optional column; else requests_per_client x concurrency, else none:
+    a steady state), must be whole and positive where given; the requests the rows' simulations run must be within
+    what one evaluation may hold."""
     if not len(frame):
         raise InputError(file, "", "the sweep has no rows")
     if len(frame) > MAX_ROWS:
         raise InputError(file, "", f"{len(frame)} rows; a sweep fit simulates every row per evaluation: at most {MAX_ROWS}")
     out = pd.DataFrame(index=frame.index)
-    for col, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("input_tokens", 1, 10**7), ("output_tokens", 2, 10**6)):
+    for col, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("input_tokens", 1, 10**7), ("output_tokens", 2, 10**6),
+                           ("requests", 1, 10**7)):
+        if col == "requests" and col not in frame.columns:
+            out[col] = pd.Series(np.nan, index=frame.index)
+            continue
         v = pd.to_numeric(frame[col], errors="coerce")
-        bad = ~(v.notna() & (v == v.round()) & (v >= low) & (v <= high))
+        given = (frame[col].notna() & (frame[col].astype(str).str.strip() != "")) if col == "requests" else True
+        bad = given & ~(v.notna() & (v == v.round()) & (v >= low) & (v <= high))
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(file, f"row {i + 2}.{col}", f"must be a whole number from {low} to {high}, got "
+            empty = " (or empty: not known)" if col == "requests" else ""
+            raise InputError(file, f"row {i + 2}.{col}", f"must be a whole number from {low} to {high}{empty}, got "
                                                           f"{frame[col].iloc[i]}")
-        out[col] = v.astype(int)
+        out[col] = v.where(given) if col == "requests" else v.astype(int)
+    if requests_per_client is not None:
+        out["requests"] = out["requests"].fillna(out["concurrency"] * requests_per_client)
     for col in METRICS:
         v = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else pd.Series(np.nan, index=frame.index)
         given = frame[col].notna() & (frame[col].astype(str).str.strip() != "") if col in frame.columns else v.notna()
@@ -81,7 +92,8 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>", requests_per_client:
     if none.any():
         raise InputError(file, f"row {int(np.flatnonzero(none.to_numpy())[0]) + 2}",
                          f"measures nothing: give one of {', '.join(METRICS)}")
-    work = int((out["concurrency"] * out["output_tokens"]).sum()) * (requests_per_client or CLOSED_LOOP_REQUESTS_PER_CLIENT)
+    sent = out["requests"].fillna(out["concurrency"] * CLOSED_LOOP_REQUESTS_PER_CLIENT)
+    work = int((sent * out["output_tokens"]).sum())
     if work > MAX_SIMULATED_TOKENS:
         raise InputError(file, "", f"simulating these rows' closed loops generates {work:,} output tokens per "
                                    f"evaluation (at most {MAX_SIMULATED_TOKENS:,}): fit fewer or shorter rows")
@@ -125,7 +137,6 @@ class SweepSetup:
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
-    requests_per_client: int | None = None  # the benchmark's request count per client (cold start); None: steady
 
     def point(self, row: Any) -> FidelityPoint:
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
@@ -161,8 +172,9 @@ class SweepSetup:
         rows = []
         for i, row in zip(sweep.index, sweep.itertuples(index=False)):
             try:
-                m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs,
-                                           self.max_num_batched_tokens, step_time, self.requests_per_client)
+                sent = getattr(row, "requests", math.nan)
+                m, _ = closed_loop_metrics(self.point(row), self.engine, self.max_num_seqs, self.max_num_batched_tokens,
+                                           step_time, None if math.isnan(sent) else int(sent))
             except (InputError, InputErrors) as exc:  # a simulation limit: name the row, not the internal scenario
                 raise InputError(self.file, f"row {i + 2}", f"cannot be simulated: {_first_error(exc).reason}") from None
             rows.append({c: m[c] for c in METRICS})

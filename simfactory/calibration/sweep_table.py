@@ -3,7 +3,8 @@ concurrency level: each file is imported into the request table (importers.py) a
 `vllm bench serve` summarise a run. TTFT is the mean over successful requests, ITL the mean time per output token
 after the first (vLLM's TPOT, AIPerf's inter-token latency), throughput the output tokens over the run's span from
 the first send to the last completion, lengths the means (the sweep fit simulates fixed lengths: a run whose lengths
-vary is summarised with a note saying by how much)."""
+vary is summarised with a note saying by how much), requests the run's request count where the format's runs measure
+from a cold start (the sweep fit then simulates the level as the benchmark ran it)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ from simfactory.calibration.importers import FORMATS, import_results, load_resul
 from simfactory.errors import InputError
 
 LENGTH_CV_NOTE = 0.1  # lengths varying more than this (coefficient of variation) are worth a note
+# formats whose measured requests start with the clients' first burst: `vllm bench serve` sends its prompts from the
+# start with at most max_concurrency in flight; AIPerf's profiling phase starts with C at once after any warm-up has
+# drained. genai-perf (perf_analyzer's measurement windows over a running load) and GuideLLM are not known to.
+COLD_START_FORMATS = ("vllm-bench", "aiperf")
 
 
 def _whole(value: object) -> bool:
@@ -96,14 +101,20 @@ def sweep_from_results(paths: Sequence[Path], fmt: str,
         if c is None:
             raise InputError(str(path), "max_concurrency" if fmt == "vllm-bench" else "--concurrency",
                              "the run's concurrency is not in the file: give --concurrency, one level per file")
-        row, n = sweep_row(import_results(path, fmt), int(c), str(path))  # type: ignore[call-overload]
+        sent = import_results(path, fmt)  # type: ignore[call-overload]
+        row, n = sweep_row(sent, int(c), str(path))
         if facts.get("throughput") is not None:  # vllm's own: output tokens over the benchmark's duration
             row["output_tokens_per_s"] = facts["throughput"]  # type: ignore[assignment]
         elif fmt == "vllm-bench" and not facts.get("send_times"):
             row["output_tokens_per_s"] = math.nan
             n.append(f"{path}: no start_times and no output_throughput, so no throughput (left empty)")
+        row["requests"] = len(sent) if fmt in COLD_START_FORMATS else math.nan  # the benchmark's request count
         rows.append(row)
         notes += n
+    if fmt not in COLD_START_FORMATS:
+        notes.append(f"{fmt} runs are not known to measure from a cold start: the requests column is left empty (a "
+                     "steady state); fill it with each level's request count if the measured requests began with "
+                     "the clients' first burst")
     table = pd.DataFrame(rows)
     dup = table.duplicated(["concurrency", "input_tokens", "output_tokens"])
     if dup.any():

@@ -339,7 +339,7 @@ def fit_cmd(
     max_num_seqs: Annotated[Optional[int], typer.Option(help="Request and sweep tables: the server's max_num_seqs.")] = None,
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
-    requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: the benchmark sent this many requests per client from a cold start, every one measured (AIPerf --request-count k x C; NIM's guide: 3); default: a steady state.")] = None,
+    requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -438,9 +438,11 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         defaults = preset.defaults if preset is not None else None
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[3])
-        if limits[3] is not None:
-            prov["benchmark"] = f"{limits[3]} requests per client from a cold start, every one measured"
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
+        counted = int(sweep["requests"].notna().sum())
+        if counted:
+            prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "
+                                 "start, every request measured; the others as a steady state")
         setup.check(sweep)
         searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
         searched += [f"gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
