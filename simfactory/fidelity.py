@@ -277,13 +277,13 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
     counted = requests is not None
     # a request count ends the run itself; the horizon then only has to outlast it (every client's share of it)
     horizon = (2 * -(-requests // clients) if counted else CLOSED_LOOP_REQUESTS_PER_CLIENT) * cycle
-    while True:
+    for _ in range(6):  # a count the clients could not send before the horizon: a longer run (at most 4^5 x)
         rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon,
                                                          requests)), step_time)
         t = simulate(rs, keep_logs=0).table
         if not counted or len(t.arrival_s) >= requests:
             break
-        horizon *= 4  # the clients stopped at the horizon before sending the count: a longer run
+        horizon *= 4
     done = t.outcome == Outcome.COMPLETED
     sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]
     if counted:
