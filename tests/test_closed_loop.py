@@ -137,6 +137,10 @@ def test_a_request_count_stops_the_clients_once_sent(case):
     assert req["completion_s"].max() == pytest.approx(2 * s4 + s2, rel=1e-9)
     assert max_in_flight(req) == n
     assert res.summary["arrival_process"] == "closed loop: 4 clients, no think time, 10 requests in all"
+    # the run, and the measurement window, end with the count's last request (a benchmark's duration), not at 1000 s
+    assert res.summary["window"]["end_s"] == pytest.approx(2 * s4 + s2, rel=1e-12)
+    assert res.summary["window"]["horizon_s"] == 1000
+    assert res.summary["throughput"]["requests_per_s"] == pytest.approx(total / (2 * s4 + s2), rel=1e-9)
 
 
 @pytest.mark.parametrize("n, think_s", [(5, 4.0), (2, 1.0)])

@@ -1,7 +1,8 @@
 """Summary statistics of a run over its measurement window, with costs: the numbers reports print.
 
 The measurement window is [warmup_s, horizon_s): latency statistics cover requests that *arrived*
-in it; throughput counts requests *completed* in it; utilization is the busy fraction within it.
+in it; throughput counts requests *completed* in it; utilization is the busy fraction within it. A closed loop with
+a request count that runs out before the horizon ends the run, and the window, at its last completion.
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     """The summary, one section function per key; the order of the calls is the order the frames need."""
     rs = result.resolved
     start_s, end_s = rs.scenario.sim.warmup_s, rs.scenario.sim.horizon_s
+    if start_s < result.end_s < end_s:  # a closed loop's request count ran out before the horizon: the run ended
+        end_s = math.nextafter(result.end_s, math.inf)  # with its last completion inside the window
     window_s = end_s - start_s
     req = requests_frame(result)
     rtl = replica_timelines_frame(result)
@@ -125,7 +128,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
     deployments = deployment_section(rs, req, timings, w_stl, latency_of)
     summary: dict[str, Any] = {
         **header_section(result),
-        "window": window_section(start_s, end_s, result.end_s, len(measured), len(req)),
+        "window": window_section(start_s, rs.scenario.sim.horizon_s, result.end_s, len(measured), len(req)),
         "outcomes": outcome_counts(req),
         "latency_s": latency_of(timings),
         "throughput": throughput_section(completed, answered, len(measured), window_s),
