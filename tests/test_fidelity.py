@@ -159,3 +159,17 @@ def test_run_suite_reports_each_point_for_progress():
     seen: list[tuple[int, int]] = []
     run_suite(suite, 10, on_point=lambda done, total: seen.append((done, total)))
     assert seen == [(k, len(suite.points)) for k in range(1, len(suite.points) + 1)]
+
+
+def test_the_v017_suite_is_what_its_script_writes_and_the_rule_matches_the_older_suite(capsys):
+    """calibrate/fidelity/make_trtllm_v017.py derives each point's engine limits with trtllm-bench's tuning rule:
+    the rule reproduces every setting trtllm-perf-overview.yaml states, and the shipped suite holds its points."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_v017", FIDELITY_DIR / "make_trtllm_v017.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.check() == 0
+    shipped = yaml.safe_load((FIDELITY_DIR / "trtllm-perf-overview-v0.17.yaml").read_text())["points"]
+    assert shipped == script.points() and len(shipped) == 153
+    load_suite(FIDELITY_DIR / "trtllm-perf-overview-v0.17.yaml")  # a valid suite
