@@ -253,3 +253,19 @@ def test_a_setting_the_sweep_does_not_bind_keeps_the_presets_value_and_one_that_
     with pytest.raises(InputError) as e:
         fit_sweep_kv(light, setup, max_evaluations=8, fractions=(0.5,))
     assert e.value.file == "--gpu-memory-utilization" and "can be simulated" in e.value.reason
+
+
+def test_the_command_runs_rows_as_their_benchmark_did_and_says_so(tmp_path, monkeypatch):
+    """--requests-per-client fills the count of rows without one; the provenance says how many rows ran so."""
+    monkeypatch.chdir(tmp_path)
+    _sweep([1, 2, 4], [(200, 16)]).drop(columns=["output_tokens_per_s"]).assign(requests=[3, None, None]).to_csv(
+        "s.csv", index=False)
+    base = ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--engine", "tensorrt-llm",
+            "--dtype", "fp8", "--max-num-batched-tokens", "2048", "--gpu-memory-utilization", "0.9",
+            "--max-evaluations", "4", "--force"]
+    res = CliRunner().invoke(app, base + ["--requests-per-client", "0"])
+    assert res.exit_code == 2 and "--requests-per-client" in res.output, res.output
+    res = CliRunner().invoke(app, base + ["--requests-per-client", "2"])
+    assert res.exit_code == 0, res.output
+    doc = yaml.safe_load((Path("hardware_profiles") / "h100-sxm" / "llama-3.1-8b-tensorrt-llm-fp8-tp1.yaml").read_text())
+    assert doc["provenance"]["benchmark"].startswith("3 of 3 rows run as their benchmark's request count")
