@@ -10,7 +10,9 @@ output token after the first; throughput is C x mean output / mean end-to-end la
 loop). They are measured over the requests sent after the first third of the run (the ramp, as a benchmark's
 warm-up) and early enough not to see the loop drain; a suite whose benchmark sent a request count
 (`requests_per_client`, AIPerf's --request-count) runs that count from a cold start and measures every request, as
-the benchmark did (throughput: output tokens over first send to last completion). The engine's per-step token budget
+the benchmark did (throughput: output tokens over first send to last completion). Rate points (`rate_per_s` with
+`requests`: a benchmark's request rate or QPS) are an open loop of Poisson arrivals, every request measured. The
+engine's per-step token budget
 (`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many co-arriving prompts one step can
 prefill, and so how long a wave of them keeps clients in step: suites set it where their engine's is known or
 assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
@@ -65,7 +67,12 @@ class FidelityPoint(BaseModel):
     max_num_batched_tokens: PositiveInt | None = Field(
         default=None, description="the engine's token budget per step (default: the suite's)")
     requests: PositiveInt | None = Field(
-        default=None, description="offline: the requests the benchmark sent (default: the runner's --requests)")
+        default=None, description="offline: the requests the benchmark sent (default: the runner's --requests); "
+                                  "with rate_per_s: the requests its open loop sent")
+    rate_per_s: PositiveFloat | None = Field(
+        default=None, allow_inf_nan=False,
+        description="open loop: `requests` requests arriving at this mean rate (Poisson; a benchmark's request rate or "
+                    "QPS), every one measured; none: offline or a closed loop")
     metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
     measured: PositiveFloat
     deployment: dict[str, Any] = Field(
@@ -92,11 +99,17 @@ class FidelityPoint(BaseModel):
 
     @model_validator(mode="after")
     def _metric_fits_mode(self) -> "FidelityPoint":
+        if self.rate_per_s is not None:
+            if self.concurrency is not None or self.requests is None or self.metric == "batch_latency_s":
+                raise ValueError("rate_per_s is an open loop: give requests (how many it sent), no concurrency, and "
+                                 "measure output_tokens_per_s, ttft_s or itl_s")
+            return self
         if self.metric == "batch_latency_s":
             if self.concurrency is not None or self.max_num_seqs is None:
                 raise ValueError("batch_latency_s is one offline batch: give max_num_seqs (the batch), no concurrency")
         elif self.concurrency is None and self.metric != "output_tokens_per_s":
-            raise ValueError(f"{self.metric} needs a concurrency (offline points measure output_tokens_per_s)")
+            raise ValueError(f"{self.metric} needs a concurrency or a rate_per_s (offline points measure "
+                             "output_tokens_per_s)")
         if self.requests is not None and (self.concurrency is not None or self.metric == "batch_latency_s"):
             raise ValueError("requests is for offline throughput points (a closed loop and a batch size their own)")
         return self
@@ -310,6 +323,44 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
     }, source
 
 
+def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int) -> Scenario:
+    """A rate point: Poisson arrivals at p.rate_per_s for as long as p.requests take on average, one replica."""
+    assert p.rate_per_s is not None and p.requests is not None
+    return Scenario.model_validate({
+        "name": p.id,
+        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
+        "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
+                         "engine": engine, "max_num_seqs": max_num_seqs,
+                         "max_num_batched_tokens": max_num_batched_tokens, **p.deployment}],
+        "traffic": {"arrival": {"process": "poisson", "rate_per_s": p.rate_per_s},
+                    "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
+                                 "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
+        "sim": {"horizon_s": p.requests / p.rate_per_s, "timeline_resolution_s": 60.0},
+    })
+
+
+def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
+                      max_num_batched_tokens: int) -> tuple[dict[str, float], str]:
+    """Mean TTFT (from arrival) and ITL of every request of a rate point, and its output tokens over first arrival
+    to last completion (vllm bench serve's and AIPerf's duration); NaN if none completed. `in_flight`, the mean
+    requests in flight (rate x mean latency), places the point in a batch regime."""
+    from simfactory.sim.outcomes import Outcome
+
+    rs = resolve(open_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens))
+    t = simulate(rs, keep_logs=0).table
+    source = source_kind(rs.deployments[0].step_time_source)
+    done = t.outcome == Outcome.COMPLETED
+    if not done.any():
+        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan")), source
+    sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]
+    multi = out > 1
+    itl = (end[multi] - first[multi]) / (out[multi] - 1)
+    return {"output_tokens_per_s": float(out.sum() / (end.max() - t.arrival_s.min())),
+            "ttft_s": float((first - sent).mean()), "itl_s": float(itl.mean()) if len(itl) else float("nan"),
+            "batch_latency_s": float("nan"),
+            "in_flight": float(p.rate_per_s * (end - sent).mean())}, source  # Little's law: its batch regime
+
+
 def run_suite(suite: FidelitySuite, requests: int = 800,
               on_point: Callable[[int, int], None] | None = None) -> list[PointResult]:
     """Simulate each distinct setup once (points that differ only in the metric share a run). `requests` is for
@@ -319,12 +370,15 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
         one_batch = p.metric == "batch_latency_s"
-        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.max_num_seqs, one_batch,
+        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.rate_per_s,
+               p.max_num_seqs, one_batch,
                p.max_num_batched_tokens, p.requests, json.dumps(p.deployment, sort_keys=True),
                *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens
-            if p.concurrency:
+            if p.rate_per_s:
+                runs[key] = open_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens)
+            elif p.concurrency:
                 count = suite.requests_per_client and suite.requests_per_client * p.concurrency
                 runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens,
                                                 requests=count)
@@ -335,7 +389,8 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
                 metrics = offline_metrics(rs) if one_batch else {"output_tokens_per_s": offline_output_tokens_per_s(rs)}
                 runs[key] = (metrics, source_kind(rs.deployments[0].step_time_source))
         metrics, source = runs[key]
-        batch = p.concurrency or p.max_num_seqs or suite.max_num_seqs
+        batch = p.concurrency or (max(1, round(metrics["in_flight"])) if "in_flight" in metrics else None) \
+            or p.max_num_seqs or suite.max_num_seqs
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
         if on_point:

@@ -173,3 +173,33 @@ def test_the_v017_suite_is_what_its_script_writes_and_the_rule_matches_the_older
     shipped = yaml.safe_load((FIDELITY_DIR / "trtllm-perf-overview-v0.17.yaml").read_text())["points"]
     assert shipped == script.points() and len(shipped) == 153
     load_suite(FIDELITY_DIR / "trtllm-perf-overview-v0.17.yaml")  # a valid suite
+
+
+def test_a_rate_point_at_low_load_sees_what_a_lone_request_sees():
+    """An open loop at 0.05 requests/s of 40-token answers almost never has two requests in flight: its mean TTFT and
+    ITL are a lone request's, the closed loop of one client's; at 40 requests/s they queue and batch, so both grow."""
+    from simfactory.fidelity import FidelityPoint, closed_loop_metrics, open_loop_metrics
+
+    common = dict(id="r", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=500, output_tokens=40,
+                  metric="ttft_s", measured=1.0)
+    slow, _ = open_loop_metrics(FidelityPoint(**common, rate_per_s=0.05, requests=40), "tensorrt-llm", 256, 2048)
+    lone, _ = closed_loop_metrics(FidelityPoint(**common, concurrency=1), "tensorrt-llm", 256, 2048)
+    assert slow["ttft_s"] == pytest.approx(lone["ttft_s"], rel=0.02) and slow["itl_s"] == pytest.approx(lone["itl_s"], rel=0.02)
+    assert slow["in_flight"] < 0.02
+    busy, _ = open_loop_metrics(FidelityPoint(**common, rate_per_s=40.0, requests=400), "tensorrt-llm", 256, 2048)
+    assert busy["ttft_s"] > slow["ttft_s"] and busy["itl_s"] > slow["itl_s"] and busy["in_flight"] > 5
+
+
+@pytest.mark.parametrize("extra, reason", [
+    ({"rate_per_s": 2.0}, "give requests"),
+    ({"rate_per_s": 2.0, "requests": 10, "concurrency": 4}, "no concurrency"),
+    ({"rate_per_s": float("inf"), "requests": 10}, "finite number"),
+])
+def test_a_rate_point_needs_its_request_count_and_no_clients(extra, reason):
+    from pydantic import ValidationError
+
+    from simfactory.fidelity import FidelityPoint
+
+    with pytest.raises(ValidationError, match=reason):
+        FidelityPoint(id="r", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=10, output_tokens=10,
+                      metric="ttft_s", measured=1.0, **extra)
