@@ -123,7 +123,7 @@ class FidelitySuite(BaseModel):
     as_of: AsOf
     engine: str = "vllm"
     engine_version: str | None = Field(default=None, description="the engine release measured, e.g. 0.5.3 or 1.0")
-    mode: Literal["offline", "concurrency"] = "offline"
+    mode: Literal["offline", "concurrency", "rate"] = "offline"  # informational: each point says how it runs
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192
     requests_per_client: PositiveInt | None = Field(
