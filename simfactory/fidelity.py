@@ -171,6 +171,14 @@ def regime(batch: int) -> str:
 
 def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int,
                      step_time_source: str = "auto", max_num_batched_tokens: int = 8192) -> Scenario:
+    return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
+                          {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S}, requests / OFFLINE_RATE_PER_S,
+                          step_time_source)
+
+
+def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+                   arrival: dict[str, Any], horizon_s: float, step_time_source: str = "auto") -> Scenario:
+    """One replica of the point's deployment, one class of its lengths, this arrival process and horizon."""
     return Scenario.model_validate({
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
@@ -178,10 +186,10 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
                          "engine": engine, "max_num_seqs": max_num_seqs,
                          "max_num_batched_tokens": max_num_batched_tokens,
                          "step_time_source": step_time_source, **p.deployment}],
-        "traffic": {"arrival": {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S},
+        "traffic": {"arrival": arrival,
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
                                  "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
-        "sim": {"horizon_s": requests / OFFLINE_RATE_PER_S, "timeline_resolution_s": 60.0},
+        "sim": {"horizon_s": horizon_s, "timeline_resolution_s": 60.0},
     })
 
 
@@ -244,17 +252,7 @@ def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_n
     arrival: dict[str, Any] = {"process": "closed", "concurrency": p.concurrency}
     if requests is not None:
         arrival["requests"] = requests
-    return Scenario.model_validate({
-        "name": p.id,
-        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
-        "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
-                         "engine": engine, "max_num_seqs": max_num_seqs,
-                         "max_num_batched_tokens": max_num_batched_tokens, **p.deployment}],
-        "traffic": {"arrival": arrival,
-                    "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
-                                 "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
-        "sim": {"horizon_s": horizon_s, "timeline_resolution_s": 60.0},
-    })
+    return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens, arrival, horizon_s)
 
 
 def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
@@ -326,17 +324,8 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
 def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int) -> Scenario:
     """A rate point: Poisson arrivals at p.rate_per_s for as long as p.requests take on average, one replica."""
     assert p.rate_per_s is not None and p.requests is not None
-    return Scenario.model_validate({
-        "name": p.id,
-        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
-        "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
-                         "engine": engine, "max_num_seqs": max_num_seqs,
-                         "max_num_batched_tokens": max_num_batched_tokens, **p.deployment}],
-        "traffic": {"arrival": {"process": "poisson", "rate_per_s": p.rate_per_s},
-                    "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
-                                 "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
-        "sim": {"horizon_s": p.requests / p.rate_per_s, "timeline_resolution_s": 60.0},
-    })
+    return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
+                          {"process": "poisson", "rate_per_s": p.rate_per_s}, p.requests / p.rate_per_s)
 
 
 def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
