@@ -12,10 +12,9 @@ warm-up) and early enough not to see the loop drain; a suite whose benchmark sen
 (`requests_per_client`, AIPerf's --request-count) runs that count from a cold start and measures every request, as
 the benchmark did (throughput: output tokens over first send to last completion). Rate points (`rate_per_s` with
 `requests`: a benchmark's request rate or QPS) are an open loop of Poisson arrivals, every request measured. The
-engine's per-step token budget
-(`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many co-arriving prompts one step can
-prefill, and so how long a wave of them keeps clients in step: suites set it where their engine's is known or
-assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
+engine's per-step token budget (`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many
+co-arriving prompts one step can prefill, and so how long a wave of them keeps clients in step: suites set it where
+their engine's is known or assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
 arrival to last completion.
 """
 
