@@ -67,7 +67,9 @@ class FidelityPoint(BaseModel):
         default=None, description="the engine's token budget per step (default: the suite's)")
     requests: PositiveInt | None = Field(
         default=None, description="offline: the requests the benchmark sent (default: the runner's --requests); "
-                                  "with rate_per_s: the requests its open loop sent")
+                                  "with rate_per_s: the requests its open loop sent; with concurrency: its request "
+                                  "count (--num-prompts), run from a cold start and every request measured (default: "
+                                  "the suite's requests_per_client x concurrency, else a steady state)")
     rate_per_s: PositiveFloat | None = Field(
         default=None, allow_inf_nan=False,
         description="open loop: `requests` requests arriving at this mean rate (Poisson; a benchmark's request rate or "
@@ -109,8 +111,8 @@ class FidelityPoint(BaseModel):
         elif self.concurrency is None and self.metric != "output_tokens_per_s":
             raise ValueError(f"{self.metric} needs a concurrency or a rate_per_s (offline points measure "
                              "output_tokens_per_s)")
-        if self.requests is not None and (self.concurrency is not None or self.metric == "batch_latency_s"):
-            raise ValueError("requests is for offline throughput points (a closed loop and a batch size their own)")
+        if self.requests is not None and self.metric == "batch_latency_s":
+            raise ValueError("requests is for throughput, rate and concurrency points (a batch is its own size)")
         return self
 
 
@@ -367,7 +369,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
             if p.rate_per_s:
                 runs[key] = open_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens)
             elif p.concurrency:
-                count = suite.requests_per_client and suite.requests_per_client * p.concurrency
+                count = p.requests or (suite.requests_per_client and suite.requests_per_client * p.concurrency)
                 runs[key] = closed_loop_metrics(p, suite.engine, p.max_num_seqs or suite.max_num_seqs, tokens,
                                                 requests=count)
             else:

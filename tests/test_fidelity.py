@@ -90,6 +90,22 @@ def test_a_benchmarks_request_count_measures_its_cold_start():
     assert one["output_tokens_per_s"] < three["output_tokens_per_s"] < steady["output_tokens_per_s"]
 
 
+def test_a_concurrency_points_own_request_count_overrides_the_suites(monkeypatch):
+    """A point's `requests` is its benchmark's --num-prompts: that count from a cold start, whatever the suite's
+    requests_per_client says."""
+    import simfactory.fidelity as fid
+
+    seen = []
+    monkeypatch.setattr(fid, "closed_loop_metrics", lambda p, *a, requests=None, **k: (
+        seen.append(requests) or ({"ttft_s": 1.0}, "kernels")))
+    point = {"sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 10, "output_tokens": 10,
+             "concurrency": 16, "metric": "ttft_s", "measured": 1.0}
+    suite = fid.FidelitySuite.model_validate({"name": "s", "source": "x", "as_of": "2026", "requests_per_client": 3,
+                                              "points": [{"id": "own", "requests": 80, **point}, {"id": "k", **point}]})
+    fid.run_suite(suite)
+    assert seen == [80, 48]
+
+
 def test_a_suite_states_its_request_count_per_client():
     from pydantic import ValidationError
 
@@ -128,9 +144,9 @@ def test_an_offline_point_runs_its_benchmarks_request_count_and_budgets(tmp_path
 
     import simfactory.fidelity as fid
 
-    with pytest.raises(ValidationError, match="requests is for offline throughput points"):
+    with pytest.raises(ValidationError, match="a batch is its own size"):
         fid.FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
-                          concurrency=4, requests=100, metric="itl_s", measured=1.0)
+                          max_num_seqs=4, requests=100, metric="batch_latency_s", measured=1.0)
     base = {"sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 128, "output_tokens": 128,
             "metric": "output_tokens_per_s", "measured": 1000.0}
     suite = {"name": "hand", "source": "test", "as_of": "2026", "engine": "tensorrt-llm", "max_num_seqs": 64,
