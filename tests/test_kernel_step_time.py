@@ -409,7 +409,19 @@ def test_step_time_source_picks_kernels_where_they_cover_else_the_roofline(tmp_p
     assert len(fallback) == (1 if source == "auto" and expect.startswith("roofline") else 0), rs.warnings
     if fallback:
         assert fallback[0].startswith(f"{tmp_path / 's.yaml'}: deployments[0]: step times come from {sku}'s roofline")
-        assert "calibrate" in fallback[0]
+        assert "calibrate" in fallback[0] and "MoE" not in fallback[0]  # a dense model: no MoE clause
+
+
+def test_a_moe_model_on_the_roofline_is_warned_how_optimistic_that_is(tmp_path):
+    """Qwen3-235B-A22B has no kernel tables: its roofline fallback says MoE models run 60-150% optimistic on it
+    (the sglang-qwen3-235b-b200 and trtllm-deepseek-r1 suites' roofline figures)."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="b200", count=8)
+    doc["deployments"][0].update(model="qwen3-235b-a22b", tp=8, dtype="bf16", engine="sglang", replicas=1)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    rs = load_and_resolve(tmp_path / "s.yaml")
+    fallback = [w for w in rs.warnings if "step times come from" in w]
+    assert len(fallback) == 1 and "60-150% optimistic" in fallback[0], rs.warnings
 
 
 def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):
