@@ -14,8 +14,8 @@ the benchmark did (throughput: output tokens over first send to last completion)
 `requests`: a benchmark's request rate or QPS) are an open loop of Poisson arrivals, every request measured. The
 engine's per-step token budget (`max_num_batched_tokens`, TensorRT-LLM's max_num_tokens) decides how many
 co-arriving prompts one step can prefill, and so how long a wave of them keeps clients in step: suites set it where
-their engine's is known or assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs requests and measure first
-arrival to last completion.
+their engine's is known or assumed. Batch-latency points (`vllm bench latency`) run one batch of max_num_seqs
+requests and measure first arrival to last completion.
 """
 
 from __future__ import annotations
@@ -207,22 +207,33 @@ def offline_output_tokens_per_s(rs: ResolvedScenario) -> float:
 def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
     """Throughput (first arrival to last completion), mean TTFT from admission and mean ITL of the completed
     requests (nan if none)."""
+    return table_metrics(simulate(rs, keep_logs=0).table, "first_scheduled_s")
+
+
+NO_METRICS = ("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s")  # all nan when nothing completed
+
+
+def table_metrics(t: Any, ttft_from: str) -> dict[str, float]:
+    """Of a run's completed requests: output tokens over first arrival to last completion (that span is also the
+    batch latency), mean TTFT counted from `ttft_from` (arrival_s, or first_scheduled_s for admission) and mean ITL;
+    nan if none completed."""
     from simfactory.sim.outcomes import Outcome
 
-    t = simulate(rs, keep_logs=0).table
     done = t.outcome == Outcome.COMPLETED
     if not done.any():
-        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan"))
-    out = t.output_tokens[done]
-    first = t.first_token_s[done]
+        return dict.fromkeys(NO_METRICS, float("nan"))
+    out, first, end = t.output_tokens[done], t.first_token_s[done], t.completion_s[done]
+    span = float(end.max() - t.arrival_s.min())
+    ttft = float((first - getattr(t, ttft_from)[done]).mean())
+    return {"output_tokens_per_s": float(out.sum()) / span, "ttft_s": ttft, "itl_s": mean_itl_s(first, end, out),
+            "batch_latency_s": span}
+
+
+def mean_itl_s(first: np.ndarray, end: np.ndarray, out: np.ndarray) -> float:
+    """Mean time per output token after the first, over the requests with more than one (nan if none)."""
     multi = out > 1
-    itl = (t.completion_s[done][multi] - first[multi]) / (out[multi] - 1)
-    return {
-        "output_tokens_per_s": float(out.sum() / (t.completion_s[done].max() - t.arrival_s.min())),
-        "ttft_s": float((first - t.first_scheduled_s[done]).mean()),
-        "itl_s": float(itl.mean()) if len(itl) else float("nan"),
-        "batch_latency_s": float(t.completion_s[done].max() - t.arrival_s.min()),
-    }
+    itl = (end[multi] - first[multi]) / (out[multi] - 1)
+    return float(itl.mean()) if len(itl) else float("nan")
 
 
 def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
@@ -306,10 +317,8 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
             window = sent >= CLOSED_LOOP_RAMP * horizon
     source = source_kind(rs.deployments[0].step_time_source)
     if not window.any():
-        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan")), source
+        return dict.fromkeys(NO_METRICS, float("nan")), source
     sent, first, end, out = sent[window], first[window], end[window], out[window]
-    multi = out > 1
-    itl = (end[multi] - first[multi]) / (out[multi] - 1)
     if counted:  # AIPerf: output tokens over its benchmark duration, first request to last response
         throughput = float(out.sum() / (end.max() - sent.min()))
     else:  # Little's law on the loop
@@ -317,7 +326,7 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
     return {
         "output_tokens_per_s": throughput,
         "ttft_s": float((first - sent).mean()),
-        "itl_s": float(itl.mean()) if len(itl) else float("nan"),
+        "itl_s": mean_itl_s(first, end, out),
         "batch_latency_s": float("nan"),
     }, source
 
@@ -333,22 +342,17 @@ def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
                       max_num_batched_tokens: int) -> tuple[dict[str, float], str]:
     """Mean TTFT (from arrival) and ITL of every request of a rate point, and its output tokens over first arrival
     to last completion (vllm bench serve's and AIPerf's duration); NaN if none completed. `in_flight`, the mean
-    requests in flight (rate x mean latency), places the point in a batch regime."""
+    requests in flight (rate x mean latency, Little's law), places the point in a batch regime."""
     from simfactory.sim.outcomes import Outcome
 
+    assert p.rate_per_s is not None
     rs = resolve(open_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens))
     t = simulate(rs, keep_logs=0).table
-    source = source_kind(rs.deployments[0].step_time_source)
+    metrics = table_metrics(t, "arrival_s")
     done = t.outcome == Outcome.COMPLETED
-    if not done.any():
-        return dict.fromkeys(("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"), float("nan")), source
-    sent, first, end, out = t.arrival_s[done], t.first_token_s[done], t.completion_s[done], t.output_tokens[done]
-    multi = out > 1
-    itl = (end[multi] - first[multi]) / (out[multi] - 1)
-    return {"output_tokens_per_s": float(out.sum() / (end.max() - t.arrival_s.min())),
-            "ttft_s": float((first - sent).mean()), "itl_s": float(itl.mean()) if len(itl) else float("nan"),
-            "batch_latency_s": float("nan"),
-            "in_flight": float(p.rate_per_s * (end - sent).mean())}, source  # Little's law: its batch regime
+    if done.any():
+        metrics["in_flight"] = float(p.rate_per_s * (t.completion_s[done] - t.arrival_s[done]).mean())
+    return metrics, source_kind(rs.deployments[0].step_time_source)
 
 
 def run_suite(suite: FidelitySuite, requests: int = 800,

@@ -63,30 +63,20 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>", requests_per_client:
     if len(frame) > MAX_ROWS:
         raise InputError(file, "", f"{len(frame)} rows; a sweep fit simulates every row per evaluation: at most {MAX_ROWS}")
     out = pd.DataFrame(index=frame.index)
-    for col, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("input_tokens", 1, 10**7), ("output_tokens", 2, 10**6),
-                           ("requests", 1, 10**7)):
-        if col == "requests" and col not in frame.columns:
-            out[col] = pd.Series(np.nan, index=frame.index)
-            continue
+    for col, low, high in (("concurrency", 1, MAX_CONCURRENCY), ("input_tokens", 1, 10**7), ("output_tokens", 2, 10**6)):
         v = pd.to_numeric(frame[col], errors="coerce")
-        given = (frame[col].notna() & (frame[col].astype(str).str.strip() != "")) if col == "requests" else True
-        bad = given & ~(v.notna() & (v == v.round()) & (v >= low) & (v <= high))
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            empty = " (or empty: not known)" if col == "requests" else ""
-            raise InputError(file, f"row {i + 2}.{col}", f"must be a whole number from {low} to {high}{empty}, got "
-                                                          f"{frame[col].iloc[i]}")
-        out[col] = v.where(given) if col == "requests" else v.astype(int)
+        _refuse(~_whole(v, low, high), frame, col, file, f"must be a whole number from {low} to {high}")
+        out[col] = v.astype(int)
+    v, given = _cells(frame, "requests")
+    _refuse(given & ~_whole(v, 1, 10**7), frame, "requests", file,
+            f"must be a whole number from 1 to {10**7} (or empty: not known)")
+    out["requests"] = v.where(given)
     if requests_per_client is not None:
         out["requests"] = out["requests"].fillna(out["concurrency"] * requests_per_client)
     for col in METRICS:
-        v = pd.to_numeric(frame[col], errors="coerce") if col in frame.columns else pd.Series(np.nan, index=frame.index)
-        given = frame[col].notna() & (frame[col].astype(str).str.strip() != "") if col in frame.columns else v.notna()
-        bad = given & ~(v.notna() & np.isfinite(v) & (v > 0))
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise InputError(file, f"row {i + 2}.{col}", f"must be a positive number (or empty: not measured), got "
-                                                          f"{frame[col].iloc[i]}")
+        v, given = _cells(frame, col)
+        _refuse(given & ~(v.notna() & np.isfinite(v) & (v > 0)), frame, col, file,
+                "must be a positive number (or empty: not measured)")
         out[col] = v.where(given)
     none = out[list(METRICS)].isna().all(axis=1)
     if none.any():
@@ -104,6 +94,25 @@ def check_sweep(frame: pd.DataFrame, file: str = "<sweep>", requests_per_client:
     out = out.reset_index(drop=True)
     split_sweep(out, file)
     return out
+
+
+def _cells(frame: pd.DataFrame, col: str) -> tuple[pd.Series, pd.Series]:
+    """An optional column's numbers and which of its cells are given (no column, or an empty cell: not given)."""
+    if col not in frame.columns:
+        nan = pd.Series(np.nan, index=frame.index)
+        return nan, nan.notna()
+    return pd.to_numeric(frame[col], errors="coerce"), frame[col].notna() & (frame[col].astype(str).str.strip() != "")
+
+
+def _whole(v: pd.Series, low: int, high: int) -> pd.Series:
+    return v.notna() & (v == v.round()) & (v >= low) & (v <= high)
+
+
+def _refuse(bad: pd.Series, frame: pd.DataFrame, col: str, file: str, reason: str) -> None:
+    """One error naming the first bad cell of `col` by its line in the file (the header is line 1)."""
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise InputError(file, f"row {i + 2}.{col}", f"{reason}, got {frame[col].iloc[i]}")
 
 
 def split_sweep(sweep: pd.DataFrame, file: str = "<sweep>") -> np.ndarray:

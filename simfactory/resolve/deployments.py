@@ -86,7 +86,7 @@ def _resolve_deployment(
     if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
         moe = (" For MoE models it is far more so: published runs of Qwen3-235B-A22B and DeepSeek-R1 on 8 GPUs "
                "are 60-150% optimistic on it (decode steps about half as long as measured).") \
-            if getattr(arch, "num_experts", None) else ""
+            if arch.num_experts else ""
         warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
                         f"{d.model} on {d.engine} TP{d.tp} {d.dtype}, and no calibrated profile does): a bound scaled "
                         "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "

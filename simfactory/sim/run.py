@@ -882,8 +882,11 @@ class FleetModel:
         # a closed loop with a request count ends when its last request does, as the benchmark it stands for does
         counted = self.closed is not None and self.closed.requests is not None
         for k in range(1, steps + 1):
-            chunk_end = env.timeout(max(horizon * k / steps - env.now, 0.0))
-            env.run(until=simpy.AnyOf(env, [self.all_finished, chunk_end]) if counted else horizon * k / steps)
+            if counted:  # stop at the chunk's end or when the last request ends, whichever comes first
+                chunk_end = env.timeout(max(horizon * k / steps - env.now, 0.0))
+                env.run(until=simpy.AnyOf(env, [self.all_finished, chunk_end]))
+            else:
+                env.run(until=horizon * k / steps)
             if progress:
                 progress(env.now, horizon)
             if counted and self.all_finished.triggered:
