@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import Deployment, Scenario
+from simfactory.errors import InputError
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
@@ -179,8 +180,9 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
 
 def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
                    arrival: dict[str, Any], horizon_s: float, step_time_source: str = "auto") -> Scenario:
-    """One replica of the point's deployment, one class of its lengths, this arrival process and horizon."""
-    return Scenario.model_validate({
+    """One replica of the point's deployment, one class of its lengths, this arrival process and horizon. A point
+    whose values no scenario can hold (a rate or length past simfactory's bounds) is an input error naming it."""
+    doc = {
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
@@ -191,7 +193,13 @@ def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_bat
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
                                  "output_tokens": _tokens(p.output_distribution, p.output_tokens)}]},
         "sim": {"horizon_s": horizon_s, "timeline_resolution_s": 60.0},
-    })
+    }
+    try:
+        return Scenario.model_validate(doc)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise InputError(f"fidelity point {p.id}", ".".join(map(str, first["loc"])),
+                         str(first["msg"]).removeprefix("Value error, ")) from None
 
 
 def _tokens(dist: Any, fixed: int) -> dict[str, Any]:

@@ -219,3 +219,25 @@ def test_a_rate_point_needs_its_request_count_and_no_clients(extra, reason):
     with pytest.raises(ValidationError, match=reason):
         FidelityPoint(id="r", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=10, output_tokens=10,
                       metric="ttft_s", measured=1.0, **extra)
+
+
+@pytest.mark.parametrize("extra, field", [
+    ({"rate_per_s": 1e300, "requests": 10}, "traffic.arrival.poisson: rate_per_s"),
+    ({"rate_per_s": 1e-300, "requests": 10}, "sim: horizon_s"),
+    ({"concurrency": 4, "input_tokens": 10**14}, "traffic.classes.0.input_tokens"),
+])
+def test_a_point_no_scenario_can_hold_is_one_line_naming_it(tmp_path, extra, field):
+    """Values a point accepts but the scenario it becomes cannot hold: `simfactory fidelity` says which point and
+    why, exit 2, no traceback."""
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    point = {"id": "hostile", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 100,
+             "output_tokens": 10, "metric": "ttft_s", "measured": 0.1, **extra}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "h", "source": "x", "as_of": "2026", "points": [point]}))
+    res = CliRunner().invoke(app, ["fidelity", "-q", str(path)])
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and "Traceback" not in res.output, res.output
+    assert lines[0].startswith(f"error: fidelity point hostile: {field}"), lines

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
 from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitResult, PhaseError
@@ -161,9 +160,8 @@ class SweepSetup:
         try:
             scenario = closed_loop_scenario(self.point(next(sweep.itertuples(index=False))), self.engine,
                                             self.max_num_seqs, self.max_num_batched_tokens, 1.0)
-        except ValidationError as e:
-            first = e.errors()[0]
-            raise InputError(LIMIT_FLAGS, "", str(first["msg"]).removeprefix("Value error, ")) from None
+        except InputError as e:  # the generated scenario cannot hold these limits: they are the flags' values
+            raise InputError(LIMIT_FLAGS, "", e.reason) from None
         try:
             resolve(scenario)
         except (InputError, InputErrors) as exc:
