@@ -165,6 +165,8 @@ points:
 
 def write() -> Path:
     path = HERE / "trtllm-perf-overview-v0.17.yaml"
+    if path.exists() and "calibrate/fidelity/make_trtllm_v017.py" not in path.read_text()[:400]:
+        sys.exit(f"{path} was not written by this script (no header naming it): not replacing it")
     lines = [HEADER.rstrip("\n")]
     for p in points():
         lines.append("- " + yaml.safe_dump(p, default_flow_style=True, sort_keys=False, width=10_000).strip())
