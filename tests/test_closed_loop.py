@@ -141,6 +141,15 @@ def test_a_request_count_stops_the_clients_once_sent(case):
     assert res.summary["window"]["end_s"] == pytest.approx(2 * s4 + s2, rel=1e-12)
     assert res.summary["window"]["horizon_s"] == 1000
     assert res.summary["throughput"]["requests_per_s"] == pytest.approx(total / (2 * s4 + s2), rel=1e-9)
+    assert not [w for w in rs.warnings if "traffic.arrival.requests" in w]  # no warm-up: every request measured
+
+
+def test_a_request_count_behind_a_warm_up_says_what_goes_unmeasured(case):
+    doc = closed_doc(4, horizon_s=100, warmup_s=10)
+    doc["traffic"]["arrival"]["requests"] = 10
+    rs = case(doc, {"overhead_s": 0.02})
+    said = [w for w in rs.warnings if "traffic.arrival.requests" in w]
+    assert len(said) == 1 and "sim.warmup_s: 0" in said[0], rs.warnings
 
 
 @pytest.mark.parametrize("n, think_s", [(5, 4.0), (2, 1.0)])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simfactory.config.agent import AgentWorkload
-from simfactory.config.scenario import OpenProcess, RequestClass, RequestWorkload, Scenario
+from simfactory.config.scenario import ClosedArrivals, OpenProcess, RequestClass, RequestWorkload, Scenario
 from simfactory.errors import InputError, InputErrors
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedClass, ResolvedDeployment, Target
@@ -245,8 +245,14 @@ def check_agent_faults(scenario: Scenario, classes: list[ResolvedClass], fname: 
 
 def check_trace_windows(scenario: Scenario, classes: list[ResolvedClass], fname: str, warnings: list[str]) -> None:
     """A timestamped trace longer than the run is replayed only up to sim.horizon_s: say how many rows that
-    leaves out and what horizon would replay them all (nothing is dropped without a word)."""
+    leaves out and what horizon would replay them all (nothing is dropped without a word). Likewise a closed loop's
+    request count with a warm-up: the requests sent before it are not measured."""
     horizon = scenario.sim.horizon_s
+    a = scenario.traffic.arrival
+    if isinstance(a, ClosedArrivals) and a.requests is not None and scenario.sim.warmup_s > 0:
+        warnings.append(f"{fname}: traffic.arrival.requests: only the requests sent after sim.warmup_s "
+                        f"({scenario.sim.warmup_s:g} s) are measured, and the first {a.concurrency:,} go out at once "
+                        f"at 0 s; a benchmark with a request count measures them all: set sim.warmup_s: 0 for that")
     for c in classes:
         if c.trace is None or c.trace.arrival_s is None or not len(c.trace.arrival_s):
             continue
