@@ -521,6 +521,24 @@ class EngineOverhead(Sourced):
         return self.base_s + self.per_layer_s * layers + self.per_extra_gpu_s * (tp - 1)
 
 
+class EagerPrefill(Sourced):
+    """Host time to launch the kernels of a forward that prefills, for engines that capture CUDA graphs for decode
+    batches only: such a step takes at least the launch time of all its layers, which the GPU work hides only once
+    it is longer (short prompts, MoE layers with many small kernels). A prior per engine version, by layer kind."""
+
+    dense_layer_s: NonNegativeFloat = Field(description="per dense (feed-forward) layer")
+    moe_layer_s: NonNegativeFloat = Field(description="per mixture-of-experts layer (router, top-k, expert kernels, "
+                                                      "shared experts)")
+    only_with: list[Literal["dp_attention", "expert_parallel", "eplb", "speculative", "disaggregated"]] = Field(
+        default_factory=list, description="empty: every deployment prefills eagerly; else only deployments using one "
+        "of these (where the engine turns its prefill CUDA graphs off)")
+
+    def floor_s(self, arch: ModelArch) -> float:
+        """The launch time of one prefill forward of this model: the least a step with prompt tokens takes."""
+        moe = arch.moe_layers if arch.is_moe else 0
+        return self.dense_layer_s * (arch.layers - moe) + self.moe_layer_s * moe
+
+
 class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
@@ -598,6 +616,9 @@ class EnginePreset(Sourced):
         default=None, description="how the engine sizes its KV cache at start-up; absent: vLLM's rule")
     licence: EngineLicence | None = Field(
         default=None, description="a per-accelerator licence production use needs; absent: none (open source)")
+    eager_prefill: EagerPrefill | None = Field(
+        default=None, description="prefill forwards run without CUDA graphs: their kernel launch time bounds a step "
+        "with prompt tokens from below (kernel tables and the roofline until calibration fits the deployment)")
 
 
 class EngineCatalog(_Strict):

@@ -18,7 +18,9 @@ and a step is
 each term linear between grid points (past the end: along the last segment for token counts and prompt
 lengths, in proportion to batch and KV length for decode attention; held below the first KV length). The kernel
 sum has no engine overhead (scheduling, input preparation, sampling, launch gaps): the caller passes `overhead_s`,
-per engine and version.
+per engine and version. An engine that launches prefill forwards without CUDA graphs (SGLang before 0.5.10, its
+DP-attention and speculative deployments after) cannot run such a step faster than the host launches its kernels:
+a step with prompt tokens takes max(step_s, prefill_floor_s), the floor priced per layer (EagerPrefill).
 
 Prefill attention from simfactory's load: a chunk of c tokens after p cached ones has c (p + (c + 1) / 2) query-key
 pairs, like the queries of one whole prompt of L = 2p + c tokens. So the step's prompts are priced as prompts of
@@ -68,8 +70,8 @@ GRIDS = ("batch", "kv_len", "tokens", "prompt_len")
 
 # simfactory engine preset (hardware_profiles/engines.yaml) -> the SDK framework whose kernels it runs. The
 # older vLLM presets reuse the current vLLM kernels: their difference is per-step overhead, which the caller owns.
-ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "tensorrt-llm": "trtllm",
-                    "trtllm": "trtllm"}
+ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-v0": "vllm", "sglang": "sglang", "sglang-0.5": "sglang",
+                    "tensorrt-llm": "trtllm", "trtllm": "trtllm"}
 # dtypes priced as another: FP16 and BF16 run at the same tensor-core rate on every SKU with tables
 DTYPE_ALIAS = {"fp16": "bf16"}
 
@@ -215,7 +217,7 @@ def kernel_step_time(
     arch: ModelArch, model_id: str, sku: str, engine: str, engine_version: str | None, dtype: str, kv_dtype: str,
     tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
     overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0, linear_scale: float = 1.0,
-    prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
+    prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1, prefill_floor_s: float = 0.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
     the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
@@ -225,6 +227,7 @@ def kernel_step_time(
     engine_version: the engine's version, for the label; the tables hold one version per framework (the SDK's
     current data, header `frameworks`). With strict_version a different version gives None; otherwise these
     kernels stand for it and the label says so (the caller's overhead_s carries the engine version's own cost).
+    prefill_floor_s: the least a step with prompt tokens takes (an eager prefill's launch time, EagerPrefill).
     """
     framework = ENGINE_FRAMEWORK.get(engine)
     if framework is None or tp < 1:
@@ -255,12 +258,14 @@ def kernel_step_time(
     fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
               f"x{prefill_attn_scale:.4g} prefill attention" if prefill_attn_scale != 1.0 else "",
               f"+ {prefill_overhead_s * 1e3:.4g} ms/prefill step" if prefill_overhead_s else ""]
+    if prefill_floor_s:
+        label += f"; a step that prefills takes at least {prefill_floor_s * 1e3:.4g} ms (eager launch)"
     if any(fitted):
         label += " (" + ", ".join(f for f in fitted if f) + ")"
     model = KernelStepTime(tables.grids, lin["linear_ms"], lin["allreduce_ms"], lin["logits_ms"],
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
-                           prefill_attn_scale=prefill_attn_scale)
+                           prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
@@ -275,16 +280,18 @@ class KernelStepTime(StepTimeModel):
     """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
 
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
+                 "prefill_floor_s",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
     def __init__(self, grids: dict[str, list[float]], linear_ms: list[float], allreduce_ms: list[float],
                  logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
-                 prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0) -> None:
+                 prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
+                 prefill_floor_s: float = 0.0) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
-                        ("prefill_attn_scale", prefill_attn_scale)):
+                        ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
@@ -294,6 +301,9 @@ class KernelStepTime(StepTimeModel):
         self.prefill_overhead_s = float(prefill_overhead_s)
         self.linear_scale = float(linear_scale)
         self.prefill_attn_scale = float(prefill_attn_scale)
+        # an engine that launches prefill forwards kernel by kernel (no CUDA graph): the host's launch time of all
+        # layers bounds such a step from below; the GPU work hides it only once longer (EagerPrefill)
+        self.prefill_floor_s = float(prefill_floor_s)
         self.label = label
         self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
         self.source_sha256 = ""
@@ -386,7 +396,7 @@ class KernelStepTime(StepTimeModel):
             step += self._attention(att, k, kv / b)
         if pairs > 0.0:
             step += self._prefill_attention(prefill, pairs)
-        return step
+        return step if step >= self.prefill_floor_s else self.prefill_floor_s
 
     def _prefill_attention(self, prefill: int, pairs: float) -> float:
         """The step's prompts run in one context-attention launch per layer: its fixed cost (the table's first
@@ -407,8 +417,8 @@ class KernelStepTime(StepTimeModel):
         """The step's parts in seconds (for reports and tests, not the hot path); they add up to step_s."""
         prefill, b, kv, pairs = load
         tokens = prefill + b
-        out = {"overhead": self.overhead_s + self.overhead_per_seq_s * (b + 1 if prefill else b), "linear": 0.0, "allreduce": 0.0, "logits": 0.0,
-               "decode_attention": 0.0, "prefill_attention": 0.0}
+        out = {"overhead": self.overhead_s + self.overhead_per_seq_s * (b + 1 if prefill else b), "linear": 0.0,
+               "allreduce": 0.0, "logits": 0.0, "decode_attention": 0.0, "prefill_attention": 0.0, "launch_wait": 0.0}
         if prefill:
             out["overhead"] += self.prefill_overhead_s
         if not tokens:
@@ -422,6 +432,8 @@ class KernelStepTime(StepTimeModel):
             out["decode_attention"] = self._attention(att, k, kv / b)
         if prefill and pairs > 0.0:
             out["prefill_attention"] = self._prefill_attention(prefill, pairs)
+        if prefill:  # the GPU waits for the host's kernel launches of an eager prefill forward
+            out["launch_wait"] = max(0.0, self.prefill_floor_s - sum(out.values()))
         return out
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:

@@ -53,13 +53,29 @@ def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path
     return profile.model_copy(update={"spec": spec})
 
 
-def default_factors(profile: HardwareProfile, preset: EnginePreset | None) -> RooflineStepTime:
+def default_factors(profile: HardwareProfile, preset: EnginePreset | None,
+                    prefill_floor_s: float = 0.0) -> RooflineStepTime:
     """The SKU's roofline factors with the engine's per-step overhead multiplier: the step-time model of a
     deployment without an explicit entry (and the baseline calibration reports its error against)."""
     r = profile.roofline
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     return RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
-                            step_overhead_s=r.step_overhead_s * multiplier)
+                            step_overhead_s=r.step_overhead_s * multiplier, prefill_floor_s=prefill_floor_s)
+
+
+def eager_prefill_floor_s(d: Deployment, arch: ModelArch, preset: EnginePreset | None) -> float:
+    """The engine's eager-prefill launch time for this model (0 when its prefill forwards run as CUDA graphs, or
+    the deployment uses none of the features that turn them off)."""
+    eager = preset.eager_prefill if preset is not None else None
+    if eager is None:
+        return 0.0
+    if eager.only_with:
+        used = {"dp_attention": d.dp_attention > 1, "expert_parallel": d.ep_degree > 1 and arch.is_moe,
+                "eplb": d.eplb and arch.is_moe, "speculative": d.speculative is not None,
+                "disaggregated": d.disaggregated is not None}
+        if not any(used[c] for c in eager.only_with):
+            return 0.0
+    return eager.floor_s(arch)
 
 
 ROOFLINE_DEFAULT_LABEL = "roofline (SKU default factors of "  # the uncalibrated fallback
@@ -96,9 +112,11 @@ def choose_step_time(
         if d.step_time_source == "kernels":
             raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
+    floor_s = eager_prefill_floor_s(d, arch, preset)
+    eager = f", eager prefill >= {floor_s * 1e3:.4g} ms" if floor_s else ""
     return (
-        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset)),
-        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g})",
+        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s)),
+        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager})",
     )
 
 
@@ -135,7 +153,7 @@ def kernel_model(
         version: str | None = k.version
         # host sync and collective launches grow with the tensor-parallel group: an attention rank's, with DP attention
         terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
-                 "overhead_per_seq_s": k.overhead.per_seq_s}
+                 "overhead_per_seq_s": k.overhead.per_seq_s, "prefill_floor_s": eager_prefill_floor_s(d, arch, preset)}
     else:
         version = None
         terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
