@@ -1,9 +1,11 @@
-"""Add mixture-of-experts / MLA models (DeepSeek-R1) to hardware_profiles/kernels/<sku>.json.gz: per parallel
+"""Add mixture-of-experts models (DeepSeek-R1 with MLA, Qwen3-235B-A22B with grouped-query attention) to
+hardware_profiles/kernels/<sku>.json.gz: per parallel
 layout (devices, attention data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's
 aiconfigurator-core SDK, on the same grids as derive.py's dense tables and merged into the same files (the dense
 records are left as they are; a SKU without a file gets one).
 
-    HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # ~40 s on 2 cores
+    HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # every model, every SKU
+    HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py --model qwen3-235b-a22b
 
 One record describes ONE attention rank of the layout (the SDK's per-rank step: the tables' tokens, batch and
 prompts are that rank's); simfactory/hardware/kernels.py divides a replica's step among its dp_attention ranks.
@@ -11,8 +13,9 @@ What the SDK composes differently for these models, and how the tables hold it:
   linear(T)          every generation op at T tokens but the MLA block and the logits: norms, the MoE layer with its
                      dispatch/combine all-to-all (the SDK's overlapped `moe_overlap`), embedding, pipeline p2p
   decode_attn(B, s)  the whole generation MLA block (its projections and absorbed attention) of B sequences each
-                     reading s tokens: the SDK prices projections and attention as one measured op
-  ctx_attn(L)        the whole context MLA block of one prompt of L tokens
+                     reading s tokens: the SDK prices projections and attention as one measured op; for
+                     grouped-query attention the attention op alone (its QKV and output GEMMs are in linear)
+  ctx_attn(L)        the whole context MLA block (or attention op) of one prompt of L tokens
 so a decode step at grid points is the SDK's decode_step_latency exactly, and a prompt's prefill prices its MoE
 with the generation-phase op at the prompt's token count (the SDK's context MoE path splits dispatch, experts and
 combine): within 1-8% of its predict_prefill_latency for TensorRT-LLM and SGLang (each linear record keeps its
@@ -55,9 +58,12 @@ LAYOUTS = {"8": [(8, 1, 1), (8, 1, 2), (8, 1, 4), (8, 1, 8), (8, 8, 8)],
 RACK_SKUS = {"gb200", "gb300"}
 # simfactory dtype -> SDK (GEMM, MoE) quant modes: DeepSeek's FP8 checkpoints use 128x128 block scaling; NVIDIA's
 # NVFP4 checkpoints quantize the routed experts to NVFP4 and keep the rest in FP8
-QUANT = {"fp8": ("fp8_block", "fp8_block"), "fp4": ("fp8_block", "nvfp4")}
+QUANT = {"fp8": ("fp8_block", "fp8_block"), "fp4": ("fp8_block", "nvfp4"), "bf16": ("bfloat16", "bfloat16")}
 KV_QUANT = {"fp8": "fp8", "bf16": "bfloat16"}
-MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json"}
+# simfactory model -> the SDK's config.json and the weight dtypes derived: DeepSeek-R1 ships FP8 (block-scaled) and
+# NVFP4 checkpoints; Qwen3-235B-A22B BF16 and FP8 (block-scaled, Qwen/Qwen3-235B-A22B-FP8)
+MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json", "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B_config.json"}
+DTYPES = {"deepseek-r1": ("fp8", "fp4"), "qwen3-235b-a22b": ("bf16", "fp8")}
 # a layout whose composed prefill misses the SDK's by more than this is refused (vLLM's: 16-42%; TensorRT-LLM's and
 # SGLang's: 1-8%)
 MAX_PREFILL_DIFF = 0.10
@@ -86,11 +92,16 @@ def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int
                                 fmha_quant_mode="bfloat16")
 
 
+def is_attention(op: str) -> bool:
+    """The op the attention tables hold: the MLA block, or grouped-query attention's attention kernel."""
+    return "mla" in op or op.endswith("_attention")
+
+
 def groups(h) -> dict[str, list[int]]:
     names = [n for n, *_ in h.decode_step_per_op(1, 1, 0)]
     out: dict[str, list[int]] = {"mla": [], "logits": [], "allreduce": [], "linear": []}
     for i, n in enumerate(names):
-        key = ("mla" if "mla" in n else "logits" if n.endswith("logits_gemm")
+        key = ("mla" if is_attention(n) else "logits" if n.endswith("logits_gemm")
                else "allreduce" if n.endswith("_ar") or "_ar_" in n else "linear")
         out[key].append(i)
     if len(out["mla"]) != 1 or len(out["logits"]) != 1:
@@ -100,7 +111,7 @@ def groups(h) -> dict[str, list[int]]:
 
 def context_mla(h) -> list[int]:
     names = [n for n, *_ in h.run_static_per_op(batch_size=1, isl=16, osl=2)[0]]
-    idx = [i for i, n in enumerate(names) if "mla" in n]
+    idx = [i for i, n in enumerate(names) if is_attention(n)]
     if len(idx) != 1:
         raise ValueError(f"unexpected context op list {names}")
     return idx
@@ -140,7 +151,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in FRAMEWORKS}
     if doc is not None:  # one SDK version per framework and file: the dense records' versions
         versions = {fw: doc["frameworks"].get(fw, v) for fw, v in versions.items()}
-    dtypes = ["fp8"] + (["fp4"] if sku.startswith(("b", "gb")) else [])
+    blackwell = sku.startswith(("b", "gb"))
     layouts = LAYOUTS["rack" if sku in RACK_SKUS else "8"]
     linear, attention, refused, checks = [], [], [], []
     work = Path(tempfile.mkdtemp(prefix="aic-moe-"))
@@ -151,7 +162,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                 refused.append(f"{arch.id} {fw}: no queryable version on {system}")
                 continue
             for layout in layouts:
-                for d in dtypes:
+                for d in [d for d in DTYPES[arch.id] if d != "fp4" or blackwell]:
                     for kv in ("fp8", "bf16"):
                         devices, dp, ep = layout
                         key = dict(model=arch.id, framework=fw, tp=devices, dp_attention=dp, ep=ep)
@@ -204,10 +215,15 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
         doc["models"][arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
                                   "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
                                   "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
+    old = doc.get("moe", {})  # what earlier runs for other models recorded stays
+    kept = [r for r in old.get("refused", []) if r.split(" ", 1)[0] not in ids]
+    prev = old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) else 0.0
+    dtypes = sorted({r["dtype"] for r in doc["linear"] if r["model"] in MODELS})
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
                   "quant": {d: {"gemm": QUANT[d][0], "moe": QUANT[d][1]} for d in dtypes},
-                  "prefill_max_rel_diff_from_sdk": round(max(checks, default=0.0), 4), "refused": refused}
+                  "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
+                  "refused": kept + refused}
     raw = json.dumps(doc, separators=(",", ":")).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
@@ -218,10 +234,11 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
+    ap.add_argument("--model", action="append", choices=sorted(MODELS), help="default: all")
     ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
-    models = [m for m in setup(args.verbose) if m.id in MODELS]
+    models = [m for m in setup(args.verbose) if m.id in MODELS and (not args.model or m.id in args.model)]
     anomalies: list[dict] = []
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
