@@ -97,14 +97,15 @@ def test_resolve_applies_the_prior_where_the_engine_prefills_eagerly(tmp_path, e
 
 
 def test_the_roofline_fallback_gets_the_floor_too(tmp_path):
-    """DeepSeek-V3 has no kernel tables: its roofline carries the same prior (3 dense and 58 MoE layers)."""
-    d = _resolve(tmp_path, model="deepseek-v3", dtype="fp8", engine="sglang-0.5")
+    """Llama 4 Maverick has no kernel tables: its roofline carries the same prior (24 dense and 24 MoE layers,
+    interleaved)."""
+    d = _resolve(tmp_path, model="llama-4-maverick", dtype="fp8", engine="sglang-0.5")
     assert isinstance(d.step_time, RooflineModel)
     eager = ENGINES["sglang-0.5"].eager_prefill
-    floor_s = eager.floor_s(MODELS["deepseek-v3"])
+    floor_s = eager.floor_s(MODELS["llama-4-maverick"])
     assert d.step_time.factors.prefill_floor_s == pytest.approx(floor_s)
-    assert floor_s == pytest.approx(3 * eager.dense_layer_s + 58 * eager.moe_layer_s)
+    assert floor_s == pytest.approx(24 * eager.dense_layer_s + 24 * eager.moe_layer_s)
     assert d.step_time.step_s(prompt(16)) == pytest.approx(floor_s)
     assert f"eager prefill >= {floor_s * 1e3:.4g} ms" in d.step_time_source
-    plain = _resolve(tmp_path, model="deepseek-v3", dtype="fp8", engine="sglang")
+    plain = _resolve(tmp_path, model="llama-4-maverick", dtype="fp8", engine="sglang")
     assert plain.step_time.factors.prefill_floor_s == 0.0 and plain.step_time.step_s(prompt(16)) < floor_s

@@ -1,8 +1,8 @@
-"""Add mixture-of-experts models (DeepSeek-R1 with MLA, Qwen3-235B-A22B with grouped-query attention) to
-hardware_profiles/kernels/<sku>.json.gz: per parallel
-layout (devices, attention data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's
-aiconfigurator-core SDK, on the same grids as derive.py's dense tables and merged into the same files (the dense
-records are left as they are; a SKU without a file gets one).
+"""Add mixture-of-experts models (DeepSeek-R1/V3 and Kimi K2 with MLA; Qwen3-235B-A22B and Mixtral-8x7B with
+grouped-query attention) to hardware_profiles/kernels/<sku>.json.gz: per parallel layout (devices, attention
+data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's aiconfigurator-core SDK, on the same grids
+as derive.py's dense tables and merged into the same files (the dense records are left as they are; a SKU without a
+file gets one).
 
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # every model, every SKU
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py --model qwen3-235b-a22b
@@ -39,6 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from simfactory.config.profile import ModelArch  # noqa: E402
+
 from derive import (  # noqa: E402  (after the path set-up)
     ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, TOKENS, monotone, monotone_2d, sdk_info, setup,
     sig,
@@ -47,23 +49,31 @@ from derive import (  # noqa: E402  (after the path set-up)
 
 # simfactory SKU -> SDK system with MoE and MLA data
 SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200", "h100-sxm": "h100_sxm", "b300": "b300_sxm",
-           "gb300": "gb300"}
+           "gb300": "gb300", "a100-80gb": "a100_sxm"}
 FRAMEWORKS = ("trtllm", "sglang", "vllm")
 # (devices, dp_attention, ep): tensor-parallel attention with experts tensor-parallel (ep 1) or expert-parallel
 # over 2-8 devices, attention data-parallel with experts over every device; on the NVL72 racks the 4-GPU prefill
 # and 32/64-GPU wide-EP decode layouts of disaggregated serving (EP48 is not a layout: 256 experts do not split
-# over 48 ranks without redundant experts, which the SDK's tables do not hold)
+# over 48 ranks without redundant experts, which the SDK's tables do not hold); a model small enough for 1-4 devices
+# also at TP 1, 2 and 4, experts tensor- or expert-parallel
 LAYOUTS = {"8": [(8, 1, 1), (8, 1, 2), (8, 1, 4), (8, 1, 8), (8, 8, 8)],
+           "small": [(1, 1, 1), (2, 1, 1), (2, 1, 2), (4, 1, 1), (4, 1, 4), (8, 1, 1), (8, 1, 8)],
            "rack": [(4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64)]}
 RACK_SKUS = {"gb200", "gb300"}
 # simfactory dtype -> SDK (GEMM, MoE) quant modes: DeepSeek's FP8 checkpoints use 128x128 block scaling; NVIDIA's
 # NVFP4 checkpoints quantize the routed experts to NVFP4 and keep the rest in FP8
 QUANT = {"fp8": ("fp8_block", "fp8_block"), "fp4": ("fp8_block", "nvfp4"), "bf16": ("bfloat16", "bfloat16")}
 KV_QUANT = {"fp8": "fp8", "bf16": "bfloat16"}
-# simfactory model -> the SDK's config.json and the weight dtypes derived: DeepSeek-R1 ships FP8 (block-scaled) and
-# NVFP4 checkpoints; Qwen3-235B-A22B BF16 and FP8 (block-scaled, Qwen/Qwen3-235B-A22B-FP8)
-MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json", "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B_config.json"}
-DTYPES = {"deepseek-r1": ("fp8", "fp4"), "qwen3-235b-a22b": ("bf16", "fp8")}
+# simfactory model -> the SDK's config.json and the weight dtypes derived: DeepSeek-R1/V3 ship FP8 (block-scaled) and
+# NVFP4 checkpoints, Kimi K2 FP8 (block-scaled); Qwen3-235B-A22B BF16 and FP8 (block-scaled,
+# Qwen/Qwen3-235B-A22B-FP8); Mixtral-8x7B BF16 and FP8 (per-tensor scales, as its public FP8 checkpoints)
+MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json", "deepseek-v3": "deepseek-ai--DeepSeek-V3_config.json",
+          "kimi-k2": "moonshotai--Kimi-K2-Instruct_config.json",
+          "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B_config.json", "mixtral-8x7b": "mistralai--Mixtral-8x7B-v0.1_config.json"}
+DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2": ("fp8",),
+          "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8")}
+QUANT_BY_MODEL = {"mixtral-8x7b": {"fp8": ("fp8", "fp8")}}
+SMALL = {"mixtral-8x7b"}  # fits 1-4 devices: the "small" layouts, no rack layouts
 # a layout whose composed prefill misses the SDK's by more than this is refused (vLLM's: 16-42%; TensorRT-LLM's and
 # SGLang's: 1-8%)
 MAX_PREFILL_DIFF = 0.10
@@ -71,21 +81,36 @@ MAX_PREFILL_DIFF = 0.10
 log = logging.getLogger("derive_moe")
 
 
-def sdk_config(model: str, work: Path) -> Path:
+def quant(model: str, dtype: str) -> tuple[str, str]:
+    return QUANT_BY_MODEL.get(model, {}).get(dtype, QUANT[dtype])
+
+
+def sdk_config(arch: ModelArch, work: Path) -> Path:
+    """The SDK's config.json for the model, checked against hardware_profiles/models.yaml (the tables are keyed by
+    the model's shape there)."""
     import aiconfigurator_core
 
-    out = work / model
+    out = work / arch.id
     out.mkdir(parents=True, exist_ok=True)
-    src = Path(aiconfigurator_core.__file__).parent / "model_configs" / MODELS[model]
-    (out / "config.json").write_text(src.read_text())
+    src = Path(aiconfigurator_core.__file__).parent / "model_configs" / MODELS[arch.id]
+    cfg = json.loads(src.read_text())
+    got = (cfg["num_hidden_layers"], cfg["hidden_size"], cfg["num_attention_heads"],
+           cfg.get("n_routed_experts") or cfg.get("num_local_experts") or cfg.get("num_experts"),
+           cfg["num_experts_per_tok"], cfg.get("first_k_dense_replace") or 0)
+    want = (arch.layers, arch.hidden, arch.heads, arch.num_experts, arch.experts_per_token, arch.dense_layers)
+    if got != want:
+        raise ValueError(f"{arch.id}: {src.name} has (layers, hidden, heads, experts, per token, dense layers) {got}, "
+                         f"models.yaml {want}")
+    (out / "config.json").write_text(json.dumps(cfg))
     return out
 
 
-def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], dtype: str, kv: str):
+def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], model: str, dtype: str,
+           kv: str):
     from aiconfigurator_core.sdk.engine import EngineHandle
 
     devices, dp, ep = layout
-    gemm, moe = QUANT[dtype]
+    gemm, moe = quant(model, dtype)
     return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
                                 attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
                                 gemm_quant_mode=gemm, moe_quant_mode=moe, kvcache_quant_mode=KV_QUANT[kv],
@@ -152,11 +177,14 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     if doc is not None:  # one SDK version per framework and file: the dense records' versions
         versions = {fw: doc["frameworks"].get(fw, v) for fw, v in versions.items()}
     blackwell = sku.startswith(("b", "gb"))
-    layouts = LAYOUTS["rack" if sku in RACK_SKUS else "8"]
+    rack = sku in RACK_SKUS
     linear, attention, refused, checks = [], [], [], []
     work = Path(tempfile.mkdtemp(prefix="aic-moe-"))
     for arch in models:
-        cfg = sdk_config(arch.id, work)
+        if rack and arch.id in SMALL:
+            continue
+        cfg = sdk_config(arch, work)
+        layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
         for fw in FRAMEWORKS:
             if versions[fw] is None:
                 refused.append(f"{arch.id} {fw}: no queryable version on {system}")
@@ -168,7 +196,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         key = dict(model=arch.id, framework=fw, tp=devices, dp_attention=dp, ep=ep)
                         t0 = time.perf_counter()
                         try:
-                            h = handle(cfg, system, fw, versions[fw], layout, d, kv)
+                            h = handle(cfg, system, fw, versions[fw], layout, arch.id, d, kv)
                             lin, att, worst = derive_record(h)
                         except Exception as e:
                             refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: "
@@ -218,10 +246,10 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     old = doc.get("moe", {})  # what earlier runs for other models recorded stays
     kept = [r for r in old.get("refused", []) if r.split(" ", 1)[0] not in ids]
     prev = old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) else 0.0
-    dtypes = sorted({r["dtype"] for r in doc["linear"] if r["model"] in MODELS})
+    present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
-                  "quant": {d: {"gemm": QUANT[d][0], "moe": QUANT[d][1]} for d in dtypes},
+                  "quant": {f"{m} {d}": dict(zip(("gemm", "moe"), quant(m, d))) for m, d in present},
                   "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
                   "refused": kept + refused}
     raw = json.dumps(doc, separators=(",", ":")).encode()
