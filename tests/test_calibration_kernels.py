@@ -67,6 +67,39 @@ def test_kernels_fit_recovers_the_overheads_it_was_generated_with(by):
     assert fit.phases["prefill"].mape < 0.005 and fit.phases["decode"].mape < 0.005
 
 
+def eager_steps(floor_s: float) -> pd.DataFrame:
+    """Synthetic steps of an engine that launches prefill forwards eagerly: decode steps as TRUE, and prompts of
+    16-8192 tokens whose steps take max(floor, TRUE's step)."""
+    steps = synthetic_steps()
+    short = pd.DataFrame([dict(kind="prefill", prefill_tokens=L, decode_seqs=0, kv_tokens_read=0,
+                               prefill_attn_pairs=L * (L + 1) / 2, prefill_seqs=1) for L in (16, 32, 64, 128)])
+    steps = pd.concat([steps, short], ignore_index=True)
+    model = context().model_for(TRUE.model_copy(update={"prefill_floor_s": floor_s}))
+    assert model is not None
+    steps["step_s"] = [model.step_s(ld) for ld in loads(steps)]
+    return steps
+
+
+def test_kernels_fit_finds_an_eager_prefill_floor_and_keeps_none_where_there_is_none():
+    """Short prompts measured flat in their length (the host's launch time) give a floor; the terms come from the
+    steps the floor does not hold up, so the long prompts are still priced by the kernels."""
+    steps = eager_steps(0.03)
+    prefill = phase_of(steps) == "prefill"
+    plain = context().model_for(TRUE)
+    assert plain is not None
+    flat = [plain.step_s(ld) < 0.03 for ld, p in zip(loads(steps), prefill) if p]
+    assert 3 <= sum(flat) < len(flat)  # the floor holds up the short prompts only
+    fit = fit_step_time(steps, "kernels", kernels=context(), heldout_by="random", heldout_fraction=0.25)
+    got = fit.step_time
+    assert got.prefill_floor_s == pytest.approx(0.03, rel=1e-6)
+    assert got.linear_scale == pytest.approx(TRUE.linear_scale, rel=0.02)
+    assert fit.phases["prefill"].mape < 0.01 and fit.phases["decode"].mape < 0.01
+    without = fit_step_time(synthetic_steps(), "kernels", kernels=context(), heldout_by="random")
+    assert without.step_time.prefill_floor_s == 0.0
+    model = context().model_for(got)
+    assert model is not None and "at least 30 ms (eager launch)" in model.label
+
+
 def test_best_picks_kernels_when_the_tables_cover_the_deployment():
     steps = synthetic_steps()
     fit = fit_step_time(steps, "best", kernels=context(), heldout_by="batch")

@@ -208,7 +208,8 @@ class KernelsStepTime(_Strict):
     """The SKU's measured kernel tables (hardware/kernels.py) with what kernels miss fitted to your steps
     (`simfactory calibrate fit --fit kernels`): step_s = overhead_s + overhead_per_seq_s x sequences
     + linear_scale x (GEMMs + all-reduce)(tokens) + logits + decode attention
-    + [a step with prefill] (prefill_overhead_s + prefill_attn_scale x prompt attention)."""
+    + [a step with prefill] (prefill_overhead_s + prefill_attn_scale x prompt attention), and a step with prefill
+    at least prefill_floor_s."""
 
     kind: Literal["kernels"] = Field(
         default="kernels", description="selects measured kernel tables with fitted corrections")
@@ -221,6 +222,9 @@ class KernelsStepTime(_Strict):
                                                                         "(GEMMs, all-reduce)")
     prefill_attn_scale: float = Field(default=1.0, ge=0, le=100, description="multiplier on prompt (quadratic) "
                                                                               "attention")
+    prefill_floor_s: NonNegativeFloat = Field(
+        default=0.0, description="the least a step with prompt tokens takes (an engine that launches prefill forwards "
+        "without CUDA graphs: the host's launch time); `calibrate fit` fits it when short prefills are measured flat")
 
 
 StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
