@@ -109,3 +109,21 @@ def test_the_roofline_fallback_gets_the_floor_too(tmp_path):
     assert f"eager prefill >= {floor_s * 1e3:.4g} ms" in d.step_time_source
     plain = _resolve(tmp_path, model="llama-4-maverick", dtype="fp8", engine="sglang")
     assert plain.step_time.factors.prefill_floor_s == 0.0 and plain.step_time.step_s(prompt(16)) < floor_s
+
+
+def test_a_sweep_fit_keeps_the_engines_floor_it_does_not_fit():
+    """calibrate fit on a concurrency sweep fits overhead and a GEMM multiplier through simulations; the eager
+    prefill floor of the engine's prior stays in the spec it writes (kernel tables and roofline alike)."""
+    from simfactory.calibration.sweep_fit import _kernels_family, _roofline_family
+    from simfactory.config.profile import RooflineStepTime
+
+    arch = MODELS["deepseek-r1"]
+    prior = kernel_step_time(arch, "deepseek-r1", "b200", "sglang", None, "fp8", "fp8", 8, 0.0005,
+                             prefill_floor_s=0.09)
+    assert isinstance(prior, KernelStepTime)
+    fam = _kernels_family(prior, lambda spec: prior)
+    for x in fam.simplex:
+        assert fam.to_spec(x).prefill_floor_s == 0.09
+    start = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.7, step_overhead_s=0.002, prefill_floor_s=0.12)
+    roof = _roofline_family(start, lambda spec: prior)
+    assert roof.to_spec(roof.x0).prefill_floor_s == 0.12

@@ -35,7 +35,7 @@ from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, resolve, search_dirs
-from simfactory.resolve.step_time import kernel_model, roofline_model
+from simfactory.resolve.step_time import eager_prefill_floor_s, kernel_model, roofline_model
 
 SHAPE = ("concurrency", "input_tokens", "output_tokens")
 METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
@@ -219,8 +219,9 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
             assert model is not None
             return model
         return _kernels_family(prior, kernels)
+    floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
     start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
-             else default_factors(d.profile, d.engine_preset))
+             else default_factors(d.profile, d.engine_preset, floor_s))
     return _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec))
 
 
@@ -234,7 +235,8 @@ def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeMod
     def to_spec(x: np.ndarray) -> KernelsStepTime:
         o, s, k = np.clip(x, lo, hi)
         return KernelsStepTime(overhead_s=float(o) / 1e3, overhead_per_seq_s=float(s) / 1e6,
-                               linear_scale=float(2.0 ** k))
+                               linear_scale=float(2.0 ** k),
+                               prefill_floor_s=prior.prefill_floor_s)  # the engine's eager-prefill prior, not fitted
 
     def on_bounds(spec: KernelsStepTime) -> list[str]:
         out = []
@@ -256,7 +258,8 @@ def _roofline_family(start: RooflineStepTime, to_model: Callable[[Any], StepTime
 
     def to_spec(x: np.ndarray) -> RooflineStepTime:
         c, m, o = np.clip(x, lo, hi)
-        return RooflineStepTime(compute_efficiency=float(c), memory_efficiency=float(m), step_overhead_s=float(o) / 1e3)
+        return RooflineStepTime(compute_efficiency=float(c), memory_efficiency=float(m), step_overhead_s=float(o) / 1e3,
+                                prefill_floor_s=start.prefill_floor_s)  # the engine's eager-prefill prior, not fitted
 
     def on_bounds(spec: RooflineStepTime) -> list[str]:
         v = np.array([spec.compute_efficiency, spec.memory_efficiency, spec.step_overhead_s * 1e3])
