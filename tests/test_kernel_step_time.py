@@ -435,3 +435,16 @@ def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_p
     with pytest.raises(InputErrors) as e:
         load_and_resolve(tmp_path / "s.yaml")
     assert str(e.value).startswith(f"{tmp_path / 's.yaml'}: deployments[0].step_time_source: no measured kernels")
+
+
+def test_moe_models_derived_apart_agree_where_their_shapes_do():
+    """DeepSeek-V3 and R1 share one architecture and were derived from the SDK apart (derive_moe.py): equal steps.
+    Kimi K2 (half the heads, 384 experts) and Qwen3-235B-A22B have tables of their own on the same layouts."""
+    for sku in ("h200", "b200"):
+        r1, v3, k2, q3 = (kernel_step_time(MODELS[m], m, sku, "sglang", None, dt, dt, 8, 0.0)
+                          for m, dt in (("deepseek-r1", "fp8"), ("deepseek-v3", "fp8"), ("kimi-k2", "fp8"),
+                                        ("qwen3-235b-a22b", "bf16")))
+        assert all(isinstance(m, KernelStepTime) for m in (r1, v3, k2, q3)), sku
+        for load in (StepLoad(0, 1, 1000.0, 0.0), StepLoad(0, 64, 64000.0, 0.0), StepLoad(1024, 0, 0.0, 524800.0)):
+            assert v3.step_s(load) == r1.step_s(load)
+            assert k2.step_s(load) != r1.step_s(load) and q3.step_s(load) > 0
