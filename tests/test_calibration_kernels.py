@@ -176,3 +176,21 @@ def test_kernels_profile_is_read_back_by_resolve_and_reproduces_the_steps(tmp_pa
     predicted = [dep.step_time.step_s(ld) for ld in loads(steps)]
     np.testing.assert_allclose(predicted, run.fit.predictions["predicted_s"], rtol=1e-12)
     np.testing.assert_allclose(predicted, steps["step_s"], rtol=0.01)
+
+
+def test_a_floor_over_every_training_prompt_leaves_the_prefill_terms_at_the_tables():
+    """Every training prompt under an 80 ms floor: the prompts say nothing of the kernels, so the prefill terms
+    stay at the tables' values instead of bending to explain the floor, and a long prompt is still priced by them."""
+    steps = eager_steps(0.08)
+    prefill = phase_of(steps) == "prefill"
+    short = prefill & (steps["step_s"].to_numpy() <= 0.08 * 1.0001)
+    train_only = steps[~prefill | short].reset_index(drop=True)
+    fit = fit_step_time(train_only, "kernels", kernels=context(), heldout_by="random")
+    got = fit.step_time
+    assert got.prefill_floor_s == pytest.approx(0.08, rel=1e-6)
+    assert got.prefill_overhead_s < 0.002 and got.prefill_attn_scale == pytest.approx(1.0, abs=0.05)
+    tables = context().model_for(TRUE.model_copy(update={"prefill_overhead_s": 0.0, "prefill_attn_scale": 1.0}))
+    model = context().model_for(got)
+    assert tables is not None and model is not None
+    long = StepLoad(32768, 0, 0.0, 32768 * 32769 / 2)  # priced by the tables' prefill, not bent by the floor
+    assert model.step_s(long) == pytest.approx(tables.step_s(long), rel=0.02)

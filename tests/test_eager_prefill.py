@@ -5,6 +5,7 @@ engines.yaml) sets that floor by layer kind, for the kernel tables and the roofl
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,55 @@ def test_a_sweep_fit_keeps_the_engines_floor_it_does_not_fit():
     start = RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.7, step_overhead_s=0.002, prefill_floor_s=0.12)
     roof = _roofline_family(start, lambda spec: prior)
     assert roof.to_spec(roof.x0).prefill_floor_s == 0.12
+
+
+def test_a_speculative_verify_pass_runs_as_a_graph_without_the_floor(tmp_path):
+    """SGLang captures its verify and draft passes as CUDA graphs: decode steps with MTP pay no eager floor (the
+    verify pass counts its draft tokens as prompt tokens, which must not look like a prefill), while a step with
+    real prompt tokens still does."""
+    spec = {"k": 3, "acceptance": 0.7, "mtp": True}
+    d = _resolve(tmp_path, model="deepseek-r1", dtype="fp8", engine="sglang", speculative=spec)  # only_with: on
+    floor_s = ENGINES["sglang"].eager_prefill.floor_s(MODELS["deepseek-r1"])
+    assert d.step_time.target.prefill_floor_s == pytest.approx(floor_s)
+    no_floor = dataclasses.replace(d.step_time, target=d.step_time.target.without_prefill_floor(), graphed=None)
+    assert no_floor.target.prefill_floor_s == 0.0
+    for b in (1, 16, 128):
+        decode = StepLoad(0, b, b * 2000.0, 0.0)
+        assert d.step_time.step_s(decode) == pytest.approx(no_floor.step_s(decode))
+        assert d.step_time.step_s(decode) < floor_s
+    assert d.step_time.step_s(prompt(64)) == pytest.approx(floor_s)
+    assert d.step_time.step_s(StepLoad(64, 8, 8000.0, 64 * 65 / 2)) >= floor_s
+
+
+def test_disaggregated_prefill_replicas_prefill_eagerly(tmp_path):
+    """The sglang preset turns the floor on for disaggregated serving: on the replicas that prefill, which resolve
+    as a deployment of their own shape."""
+    dis = {"prefill_replicas": 1, "prefill": {"tp": 8}}
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="b200", count=16)
+    doc["deployments"][0].update(replicas=1, tp=8, model="deepseek-r1", dtype="fp8", engine="sglang",
+                                 disaggregated=dis)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    rd = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    floor_s = ENGINES["sglang"].eager_prefill.floor_s(MODELS["deepseek-r1"])
+    assert rd.prefill is not None
+    assert rd.prefill.step_time.prefill_floor_s == pytest.approx(floor_s)
+    assert rd.prefill.step_time.step_s(prompt(128)) == pytest.approx(floor_s)
+
+
+def test_dp_attention_floors_the_busiest_ranks_step_not_adds_to_it():
+    """With DP attention the busiest rank's whole prompts add to the even step; the floor bounds that sum."""
+    arch = MODELS["deepseek-r1"]
+    args = (arch, "deepseek-r1", "h200", "sglang", None, "fp8", "fp8", 8, 0.0005)
+    plain = kernel_step_time(*args, dp_attention=8, ep=8)
+    floored = kernel_step_time(*args, dp_attention=8, ep=8, prefill_floor_s=0.09)
+    assert plain is not None and floored is not None and not isinstance(plain, KernelStepTime)
+    for tokens in (128, 1024, 4096):
+        load = prompt(tokens)
+        assert floored.step_s(load) == pytest.approx(max(plain.step_s(load), 0.09))
+        parts = floored.breakdown_s(load)
+        assert sum(parts.values()) == pytest.approx(floored.step_s(load))
+        assert parts["launch_wait"] == pytest.approx(max(0.0, 0.09 - plain.step_s(load)))
+    assert plain.step_s(prompt(4096)) > 0.09  # long prompts are the kernels' own
+    graphed = floored.without_prefill_floor()
+    assert graphed.step_s(prompt(128)) == plain.step_s(prompt(128)) and floored.inner.prefill_floor_s == 0.09

@@ -343,7 +343,9 @@ def _prefill_floor(x: np.ndarray, fixed: np.ndarray, y: np.ndarray, pf: np.ndarr
     terms = p
     for _ in range(2):
         floor_s = min(np.unique(y[pf]), key=lambda f: cost(float(f), terms))
-        bound = pf & (fixed + x @ terms < floor_s)  # the prefills the floor holds up
+        # the prefills the floor holds up: priced below it, or measured at it (terms fitted with them in could
+        # price them above)
+        bound = pf & ((fixed + x @ terms < floor_s) | (y <= floor_s * (1.0 + SOFT_L1_SCALE)))
         if bound.all() or (~bound).sum() < MIN_TRAIN:
             break
         terms = _kernel_terms(x, fixed, y, ~bound)

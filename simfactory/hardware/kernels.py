@@ -383,7 +383,21 @@ class KernelStepTime(StepTimeModel):
                 return self.overhead_s
             fixed, att, k = self._rows.get(b) or self._row(b)
             return fixed + self._attention(att, k, kv / b)
-        return self._mixed(prefill, b, kv, pairs)
+        step = self._mixed(prefill, b, kv, pairs)
+        return step if step >= self.prefill_floor_s else self.prefill_floor_s
+
+    def unfloored_s(self, load: StepLoad) -> float:
+        """step_s without the eager-prefill floor: the kernels and overhead alone."""
+        prefill, b, kv, pairs = load
+        return self._mixed(prefill, b, kv, pairs) if prefill else self.step_s(load)
+
+    def without_prefill_floor(self) -> KernelStepTime:
+        if not self.prefill_floor_s:
+            return self
+        out = KernelStepTime.__new__(KernelStepTime)
+        out.__setstate__(self.__getstate__())
+        out.prefill_floor_s = 0.0
+        return out
 
     def _mixed(self, prefill: int, b: int, kv: float, pairs: float) -> float:
         """A step with prefill: non-attention at all its tokens, logits of the decodes + one prefill row,
@@ -396,7 +410,7 @@ class KernelStepTime(StepTimeModel):
             step += self._attention(att, k, kv / b)
         if pairs > 0.0:
             step += self._prefill_attention(prefill, pairs)
-        return step if step >= self.prefill_floor_s else self.prefill_floor_s
+        return step
 
     def _prefill_attention(self, prefill: int, pairs: float) -> float:
         """The step's prompts run in one context-attention launch per layer: its fixed cost (the table's first
@@ -507,14 +521,27 @@ class AttentionRanks(StepTimeModel):
         return busiest_rank_prompts(load, self.ranks)
 
     def step_s(self, load: StepLoad) -> float:
+        if load.prefill_tokens <= 0:
+            return self.inner.step_s(self._rank_load(load))
+        step = self.unfloored_s(load)
+        floor = self.inner.prefill_floor_s  # the host launches the busiest rank's step like any other
+        return step if step >= floor else floor
+
+    def unfloored_s(self, load: StepLoad) -> float:
+        """The busiest rank's step without the eager-prefill floor."""
         even = self._rank_load(load)
-        t = self.inner.step_s(even)
+        t = self.inner.unfloored_s(even)
         if load.prefill_tokens <= 0:
             return t
         tokens, pairs = self.busiest_prompts(load)
         if tokens <= even.prefill_tokens:
             return t
         return t + self._extra_s(even, StepLoad(tokens, even.decode_seqs, even.kv_tokens_read, pairs))
+
+    def without_prefill_floor(self) -> AttentionRanks:
+        if not self.inner.prefill_floor_s:
+            return self
+        return AttentionRanks(self.inner.without_prefill_floor(), self.ranks, self.local_share)
 
     def _extra_s(self, even: StepLoad, busy: StepLoad) -> float:
         """What the busiest rank's whole prompts add to the even step: its own share of the per-token work, all of
@@ -526,7 +553,10 @@ class AttentionRanks(StepTimeModel):
 
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
         out = self.inner.breakdown_s(self._rank_load(load))
-        out["busiest_rank"] = self.step_s(load) - sum(out.values())
+        out["launch_wait"] = 0.0
+        unfloored = self.unfloored_s(load)
+        out["busiest_rank"] = unfloored - sum(out.values())
+        out["launch_wait"] = self.step_s(load) - unfloored
         return out
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:

@@ -57,6 +57,9 @@ class SpeculativeModel(StepTimeModel):
     draft: StepTimeModel | None = None  # a draft model's step time (one draft token per sequence)
     draft_fraction: float = 0.0  # or: each draft step costs this fraction of a plain target decode step
     acceptance_by_position: tuple[float, ...] | None = None  # conditional acceptance per draft position
+    # the verify pass and the drafts run as CUDA graphs: priced without the target's eager-prefill floor, which a
+    # step's real prompt tokens still pay (target.without_prefill_floor(); None: the target itself)
+    graphed: StepTimeModel | None = None
 
     @property
     def tokens_per_step(self) -> float:
@@ -68,12 +71,13 @@ class SpeculativeModel(StepTimeModel):
         if load.decode_seqs == 0:
             return 0.0
         one = StepLoad(decode_seqs=load.decode_seqs, kv_tokens_read=load.kv_tokens_read)
-        per_step = self.draft.step_s(one) if self.draft is not None else self.draft_fraction * self.target.step_s(one)
+        graphed = self.graphed or self.target
+        per_step = self.draft.step_s(one) if self.draft is not None else self.draft_fraction * graphed.step_s(one)
         return self.k * per_step
 
     def verify_s(self, load: StepLoad) -> float:
         k = self.k
-        return self.target.step_s(
+        return (self.graphed or self.target).step_s(
             StepLoad(
                 prefill_tokens=load.prefill_tokens + k * load.decode_seqs,
                 decode_seqs=load.decode_seqs,
@@ -85,10 +89,11 @@ class SpeculativeModel(StepTimeModel):
     def step_s(self, load: StepLoad) -> float:
         if load.decode_seqs == 0:
             return self.target.step_s(load)
+        graphed = self.graphed or self.target
         total = self.verify_s(load) + self.draft_s(load)
-        prefill_only = (
-            self.target.step_s(StepLoad(prefill_tokens=load.prefill_tokens, prefill_attn_pairs=load.prefill_attn_pairs))
-            if load.prefill_tokens
-            else 0.0
-        )
-        return prefill_only + (total - prefill_only) / self.tokens_per_step
+        prompts = StepLoad(prefill_tokens=load.prefill_tokens, prefill_attn_pairs=load.prefill_attn_pairs)
+        prefill_only = graphed.step_s(prompts) if load.prefill_tokens else 0.0
+        step = prefill_only + (total - prefill_only) / self.tokens_per_step
+        if load.prefill_tokens and graphed is not self.target:  # real prompt tokens: the eager floor holds
+            return max(step, self.target.step_s(prompts))
+        return step

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from typing import NamedTuple
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simfactory.config.profile import (
     BYTES_PER_PARAM,
@@ -46,6 +46,11 @@ class StepTimeModel:
 
     def step_s(self, load: StepLoad) -> float:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def without_prefill_floor(self) -> "StepTimeModel":
+        """The same model with no eager-prefill floor: what a pass the engine runs as a CUDA graph costs (a
+        speculative verify pass counts its draft tokens as prompt tokens, but is graph-captured)."""
+        return self
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
@@ -212,6 +217,11 @@ class RooflineModel(StepTimeModel):
         if self.expert_weight_bytes == 0.0:  # type: ignore[attr-defined]
             return self.fixed_weight_bytes  # type: ignore[attr-defined]
         return self.fixed_weight_bytes + self.expert_weight_bytes * self.arch.expert_coverage(tokens)  # type: ignore[attr-defined]
+
+    def without_prefill_floor(self) -> StepTimeModel:
+        if not self.factors.prefill_floor_s:
+            return self
+        return replace(self, factors=self.factors.model_copy(update={"prefill_floor_s": 0.0}))
 
     def step_s(self, load: StepLoad) -> float:
         tokens = load.prefill_tokens + load.decode_seqs

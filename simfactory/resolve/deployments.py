@@ -36,10 +36,11 @@ def resolve_deployments(
 def _resolve_deployment(
     scenario: Scenario, i: int, d: Deployment, index: int, lk: Lookup, pools: dict[str, Pool],
     profiles: dict[str, HardwareProfile], used: dict[str, int], errors: list[InputError], warnings: list[str],
-    at: str | None = None,
+    at: str | None = None, prefill_role: bool = False,
 ) -> ResolvedDeployment | None:
     """deployments[i] as resolved deployment number `index` (its prefill replicas as one more resolved deployment
-    when disaggregated, `at` naming where their shape comes from); None once an error about it is appended."""
+    when disaggregated, `at` naming where their shape comes from, prefill_role set); None once an error about it
+    is appended."""
     fname = lk.fname
     at = at or f"deployments[{i}]"
     with_preset = _with_preset(d, at, lk, errors)
@@ -78,7 +79,8 @@ def _resolve_deployment(
         return None
     kv_tokens, kv_blocks = kv
     try:
-        step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname)
+        step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname,
+                                            prefill_role)
     except InputErrors as e:
         errors.extend(e.errors)
         return None
@@ -135,7 +137,8 @@ def _resolve_prefill(
     except ValueError as e:
         errors.append(InputError(lk.fname, at, str(e)))
         return None
-    return _resolve_deployment(scenario, i, pd, index, lk, pools, profiles, used, errors, warnings, at)
+    return _resolve_deployment(scenario, i, pd, index, lk, pools, profiles, used, errors, warnings, at,
+                               prefill_role=True)
 
 
 def _kv_link(d: Deployment, decode: ResolvedDeployment, prefill: ResolvedDeployment, at: str, fname: str,
@@ -329,7 +332,8 @@ def _speculative(
     fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
     by_position = spec_cfg.acceptance_by_position
     model = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance or 0.0, draft, fraction,
-                             tuple(by_position) if by_position is not None else None)
+                             tuple(by_position) if by_position is not None else None,
+                             graphed=step_time.without_prefill_floor())
     accept = (f"a={spec_cfg.acceptance:g}" if by_position is None
               else "a by position " + "/".join(f"{p:g}" for p in by_position))
     drafter = " MTP" if spec_cfg.mtp else ""

@@ -63,16 +63,18 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None,
                             step_overhead_s=r.step_overhead_s * multiplier, prefill_floor_s=prefill_floor_s)
 
 
-def eager_prefill_floor_s(d: Deployment, arch: ModelArch, preset: EnginePreset | None) -> float:
+def eager_prefill_floor_s(d: Deployment, arch: ModelArch, preset: EnginePreset | None,
+                          prefill_role: bool = False) -> float:
     """The engine's eager-prefill launch time for this model (0 when its prefill forwards run as CUDA graphs, or
-    the deployment uses none of the features that turn them off)."""
+    the deployment uses none of the features that turn them off). prefill_role: d is the prefill replicas of a
+    disaggregated deployment (resolved as a deployment of their own, without `disaggregated`)."""
     eager = preset.eager_prefill if preset is not None else None
     if eager is None:
         return 0.0
     if eager.only_with:
         used = {"dp_attention": d.dp_attention > 1, "expert_parallel": d.ep_degree > 1 and arch.is_moe,
                 "eplb": d.eplb and arch.is_moe, "speculative": d.speculative is not None,
-                "disaggregated": d.disaggregated is not None}
+                "disaggregated": d.disaggregated is not None or prefill_role}
         if not any(used[c] for c in eager.only_with):
             return 0.0
     return eager.floor_s(arch)
@@ -83,7 +85,7 @@ ROOFLINE_DEFAULT_LABEL = "roofline (SKU default factors of "  # the uncalibrated
 
 def choose_step_time(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None = None, at: str = "deployment", fname: str = "",
+    preset: EnginePreset | None = None, at: str = "deployment", fname: str = "", prefill_role: bool = False,
 ) -> tuple[StepTimeModel, str]:
     """The deployment's step-time model and a label saying where it comes from: a calibrated entry for this
     (model, engine, dtype, TP) first (the user's own measurement), else the measured kernel tables plus the
@@ -104,7 +106,7 @@ def choose_step_time(
             return fitted, label
         return roofline_model(d, profile, arch, kv_dtype, spec), label
     if d.step_time_source != "roofline":
-        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset)
+        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, prefill_role=prefill_role)
         if kernels is not None:
             assert preset is not None and preset.kernels is not None
             kernels.label = f"measured kernels: {kernels.label} ({d.engine} {preset.kernels.version} prior)"
@@ -112,7 +114,7 @@ def choose_step_time(
         if d.step_time_source == "kernels":
             raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
-    floor_s = eager_prefill_floor_s(d, arch, preset)
+    floor_s = eager_prefill_floor_s(d, arch, preset, prefill_role)
     eager = f", eager prefill >= {floor_s * 1e3:.4g} ms" if floor_s else ""
     return (
         roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s)),
@@ -137,7 +139,7 @@ def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str
 
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
-    preset: EnginePreset | None, fit: KernelsStepTime | None = None,
+    preset: EnginePreset | None, fit: KernelsStepTime | None = None, prefill_role: bool = False,
 ) -> tuple[KernelStepTime | AttentionRanks | None, str]:
     """The measured-kernel step time of a deployment, or None and why the tables do not cover it. The engine's
     overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections."""
@@ -153,7 +155,8 @@ def kernel_model(
         version: str | None = k.version
         # host sync and collective launches grow with the tensor-parallel group: an attention rank's, with DP attention
         terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
-                 "overhead_per_seq_s": k.overhead.per_seq_s, "prefill_floor_s": eager_prefill_floor_s(d, arch, preset)}
+                 "overhead_per_seq_s": k.overhead.per_seq_s,
+                 "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role)}
     else:
         version = None
         terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
