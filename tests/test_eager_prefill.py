@@ -180,3 +180,44 @@ def test_dp_attention_floors_the_busiest_ranks_step_not_adds_to_it():
     assert plain.step_s(prompt(4096)) > 0.09  # long prompts are the kernels' own
     graphed = floored.without_prefill_floor()
     assert graphed.step_s(prompt(128)) == plain.step_s(prompt(128)) and floored.inner.prefill_floor_s == 0.09
+
+
+def test_the_planners_rate_bound_holds_for_an_eager_engine(tmp_path):
+    """plan's replica_max_rate_per_s bounds what one replica completes: a batch of prompts shares one floor, so the
+    bound leaves the floor out (charging each prompt a whole floor would cap it below what a replica offered three
+    prompts per floor is simulated to complete)."""
+    from simfactory.api import run
+    from simfactory.plan.bounds import replica_max_rate_per_s
+
+    d = _resolve(tmp_path, model="deepseek-r1", dtype="fp8", engine="sglang-0.5")
+    floor_s = d.step_time.prefill_floor_s
+    bound = replica_max_rate_per_s(d.step_time, 256, d.kv_capacity_tokens, 128, 256)
+    assert bound == replica_max_rate_per_s(d.step_time.without_prefill_floor(), 256, d.kv_capacity_tokens, 128, 256)
+    doc = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    doc["traffic"] = {"arrival": {"process": "poisson", "rate_per_s": 3 / floor_s},
+                      "classes": [{"name": "c", "target": doc["deployments"][0]["name"],
+                                   "input_tokens": {"kind": "fixed", "value": 128},
+                                   "output_tokens": {"kind": "fixed", "value": 256}}]}
+    doc["sim"] = {"horizon_s": 60, "warmup_s": 10}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    done = run(tmp_path / "s.yaml", seed=1).summary["throughput"]["requests_per_s"]
+    assert done > 1.5 / floor_s and bound > 1.5 / floor_s  # the floor was not charged per prompt
+
+
+def test_calibration_baselines_and_serving_fits_keep_the_engines_floor():
+    """The shipped model calibration compares against (microbench.shipped_roofline) and a serving fit's roofline
+    (SearchSpace.clip) carry the engine's eager-prefill floor; the sglang preset's, which only DP attention and the
+    like turn on, stays off for their plain tensor-parallel deployment."""
+    import numpy as np
+
+    from simfactory.calibration.microbench import shipped_roofline
+    from simfactory.calibration.serving_fit import SearchSpace
+    from simfactory.config.profile import HardwareProfile
+    from simfactory.config.loader import load_model_file
+
+    b200 = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "b200.yaml")
+    arch = MODELS["deepseek-r1"]
+    floor_s = ENGINES["sglang-0.5"].eager_prefill.floor_s(arch)
+    assert shipped_roofline(arch, b200, "sglang-0.5", "fp8", 8).factors.prefill_floor_s == pytest.approx(floor_s)
+    assert shipped_roofline(arch, b200, "sglang", "fp8", 8).factors.prefill_floor_s == 0.0
+    assert SearchSpace(prefill_floor_s=0.1).clip(np.array([0.5, 0.5, 0.001])).prefill_floor_s == 0.1

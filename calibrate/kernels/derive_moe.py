@@ -19,8 +19,8 @@ What the SDK composes differently for these models, and how the tables hold it:
 so a decode step at grid points is the SDK's decode_step_latency exactly, and a prompt's prefill prices its MoE
 with the generation-phase op at the prompt's token count (the SDK's context MoE path splits dispatch, experts and
 combine): within 1-8% of its predict_prefill_latency for TensorRT-LLM and SGLang (each linear record keeps its
-difference); vLLM's layouts miss it by 16-42% and are refused (MAX_PREFILL_DIFF), so vLLM MoE deployments keep the
-roofline.
+difference); vLLM's MLA layouts miss it by 16-42% and are refused (MAX_PREFILL_DIFF), so vLLM DeepSeek and Kimi
+deployments keep the roofline (its grouped-query MoE layouts, Qwen3 and Mixtral, land within 1%).
 """
 
 from __future__ import annotations
@@ -240,6 +240,9 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     doc["linear"] = [r for r in doc["linear"] if r["model"] not in ids] + linear
     doc["attention"] = [r for r in doc["attention"] if r["model"] not in ids] + attention
     for arch in models:
+        if not any(r["model"] == arch.id for r in doc["linear"]):
+            doc["models"].pop(arch.id, None)  # nothing derived for it on this SKU (e.g. FP8 on A100)
+            continue
         doc["models"][arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
                                   "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
                                   "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}

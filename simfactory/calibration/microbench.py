@@ -141,9 +141,11 @@ def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp:
     with the engine preset's overhead multiplier (resolve.default_factors)."""
     from simfactory.hardware.step_time import RooflineModel
     from simfactory.resolve import default_factors, load_engines, search_dirs
+    from simfactory.resolve.step_time import eager_prefill_floor_s
 
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
-    return RooflineModel(arch, profile.spec, default_factors(profile, preset), dtype, kv_dtype_for(dtype), tp)
+    factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset))
+    return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp)
 
 
 def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> float:

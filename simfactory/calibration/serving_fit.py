@@ -11,6 +11,7 @@ server keeps up with the offered load, so they are reported apart and left out o
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,8 @@ from simfactory.calibration.measurements import check_requests
 from simfactory.calibration.validate import Block, Deployment, blocks_of, by_label, compare_blocks, mape
 from simfactory.config.profile import LinearStepTime, RooflineStepTime
 from simfactory.paths import PROFILES_DIR
-from simfactory.resolve import default_factors, load_engines, load_profile, search_dirs
+from simfactory.resolve import default_factors, load_engines, load_models, load_profile, search_dirs
+from simfactory.resolve.step_time import eager_prefill_floor_s
 
 PARAMETERS = ("compute_efficiency", "memory_efficiency", "step_overhead_s")
 DEFAULT_BOUNDS = ((0.02, 1.0), (0.02, 1.0), (0.0, 0.05))  # compute eff, memory eff, step overhead s
@@ -40,10 +42,12 @@ class SearchSpace:
 
     bounds: tuple[tuple[float, float], ...] = DEFAULT_BOUNDS
     max_evaluations: int = 60
+    prefill_floor_s: float = 0.0  # the engine's eager-prefill floor, kept (not searched)
 
     def clip(self, x: np.ndarray) -> RooflineStepTime:
         c, m, o = (float(np.clip(v, lo, hi)) for v, (lo, hi) in zip(x, self.bounds))
-        return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o)
+        return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o,
+                                prefill_floor_s=self.prefill_floor_s)
 
     def on_bounds(self, f: RooflineStepTime) -> list[str]:
         """The fitted parameters that sit on a bound (within ON_BOUND of it, relatively; a zero bound within a
@@ -201,7 +205,10 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     if int(measured["ok"].sum()) < 10:
         raise FitRefused("fitting to serving measurements needs at least 10 successful requests")
     dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
-    start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), load_engines(dirs).get(dep.engine))
+    preset, arch = load_engines(dirs).get(dep.engine), load_models(dirs).get(dep.model)
+    floor_s = eager_prefill_floor_s(None, arch, preset) if arch is not None else 0.0
+    start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), preset, floor_s)
+    space = dataclasses.replace(space, prefill_floor_s=floor_s)
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
     family = roofline_family(start, space) if kind == "roofline" else linear_family(measured)
     start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))

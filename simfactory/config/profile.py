@@ -530,9 +530,10 @@ class EagerPrefill(Sourced):
     batches only: such a step takes at least the launch time of all its layers, which the GPU work hides only once
     it is longer (short prompts, MoE layers with many small kernels). A prior per engine version, by layer kind."""
 
-    dense_layer_s: NonNegativeFloat = Field(description="per dense (feed-forward) layer")
-    moe_layer_s: NonNegativeFloat = Field(description="per mixture-of-experts layer (router, top-k, expert kernels, "
-                                                      "shared experts)")
+    # published launch times are 0.3-3 ms a layer: 50 ms is a unit slip (milliseconds written as seconds)
+    dense_layer_s: float = Field(ge=0, le=0.05, description="per dense (feed-forward) layer, seconds")
+    moe_layer_s: float = Field(ge=0, le=0.05, description="per mixture-of-experts layer (router, top-k, expert "
+                                                          "kernels, shared experts), seconds")
     only_with: list[Literal["dp_attention", "expert_parallel", "eplb", "speculative", "disaggregated"]] = Field(
         default_factory=list, description="empty: every deployment prefills eagerly; else only deployments using one "
         "of these (where the engine turns its prefill CUDA graphs off)")

@@ -35,7 +35,9 @@ def erlang_c_min_servers(lam: float, mu: float, max_wait_s: float, limit: int = 
 def replica_max_rate_per_s(model: StepTimeModel, max_seqs: int, kv_capacity_tokens: int, input_tokens: float,
                            output_tokens: float) -> float:
     """An upper bound on requests/s one replica can complete: decode at the largest batch memory and
-    max_num_seqs allow, plus each prompt's marginal prefill time in such a batch."""
+    max_num_seqs allow, plus each prompt's marginal prefill time in such a batch (without an eager-prefill
+    floor: a batch of prompts shares one, so charging each prompt a whole floor would not bound the rate)."""
+    model = model.without_prefill_floor()
     ctx = input_tokens + output_tokens / 2
     batch = max(1, min(max_seqs, int(kv_capacity_tokens // max(1.0, input_tokens + output_tokens))))
     decode = StepLoad(decode_seqs=batch, kv_tokens_read=batch * ctx)

@@ -63,15 +63,18 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None,
                             step_overhead_s=r.step_overhead_s * multiplier, prefill_floor_s=prefill_floor_s)
 
 
-def eager_prefill_floor_s(d: Deployment, arch: ModelArch, preset: EnginePreset | None,
+def eager_prefill_floor_s(d: Deployment | None, arch: ModelArch, preset: EnginePreset | None,
                           prefill_role: bool = False) -> float:
     """The engine's eager-prefill launch time for this model (0 when its prefill forwards run as CUDA graphs, or
     the deployment uses none of the features that turn them off). prefill_role: d is the prefill replicas of a
-    disaggregated deployment (resolved as a deployment of their own, without `disaggregated`)."""
+    disaggregated deployment (resolved as a deployment of their own, without `disaggregated`). d None: a plain
+    tensor-parallel deployment."""
     eager = preset.eager_prefill if preset is not None else None
     if eager is None:
         return 0.0
     if eager.only_with:
+        if d is None:  # a plain tensor-parallel deployment (calibration's baselines) uses none of them
+            return 0.0
         used = {"dp_attention": d.dp_attention > 1, "expert_parallel": d.ep_degree > 1 and arch.is_moe,
                 "eplb": d.eplb and arch.is_moe, "speculative": d.speculative is not None,
                 "disaggregated": d.disaggregated is not None or prefill_role}
