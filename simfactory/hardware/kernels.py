@@ -45,6 +45,7 @@ cached; a decode-only step is a dict lookup, a bisect and a few float operations
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import zlib
@@ -394,8 +395,7 @@ class KernelStepTime(StepTimeModel):
     def without_prefill_floor(self) -> KernelStepTime:
         if not self.prefill_floor_s:
             return self
-        out = KernelStepTime.__new__(KernelStepTime)
-        out.__setstate__(self.__getstate__())
+        out = copy.copy(self)  # shares the tables and the row cache, which the floor does not enter
         out.prefill_floor_s = 0.0
         return out
 
@@ -521,11 +521,9 @@ class AttentionRanks(StepTimeModel):
         return busiest_rank_prompts(load, self.ranks)
 
     def step_s(self, load: StepLoad) -> float:
-        if load.prefill_tokens <= 0:
-            return self.inner.step_s(self._rank_load(load))
         step = self.unfloored_s(load)
         floor = self.inner.prefill_floor_s  # the host launches the busiest rank's step like any other
-        return step if step >= floor else floor
+        return floor if load.prefill_tokens > 0 and step < floor else step
 
     def unfloored_s(self, load: StepLoad) -> float:
         """The busiest rank's step without the eager-prefill floor."""

@@ -15,7 +15,7 @@ The engine still advances each decode sequence one token per step; this model re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from simfactory.config.profile import ModelArch
 
@@ -58,8 +58,11 @@ class SpeculativeModel(StepTimeModel):
     draft_fraction: float = 0.0  # or: each draft step costs this fraction of a plain target decode step
     acceptance_by_position: tuple[float, ...] | None = None  # conditional acceptance per draft position
     # the verify pass and the drafts run as CUDA graphs: priced without the target's eager-prefill floor, which a
-    # step's real prompt tokens still pay (target.without_prefill_floor(); None: the target itself)
-    graphed: StepTimeModel | None = None
+    # step's real prompt tokens still pay (derived: target.without_prefill_floor(), the target itself without one)
+    graphed: StepTimeModel = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "graphed", self.target.without_prefill_floor())
 
     @property
     def tokens_per_step(self) -> float:
@@ -71,13 +74,12 @@ class SpeculativeModel(StepTimeModel):
         if load.decode_seqs == 0:
             return 0.0
         one = StepLoad(decode_seqs=load.decode_seqs, kv_tokens_read=load.kv_tokens_read)
-        graphed = self.graphed or self.target
-        per_step = self.draft.step_s(one) if self.draft is not None else self.draft_fraction * graphed.step_s(one)
+        per_step = self.draft.step_s(one) if self.draft is not None else self.draft_fraction * self.graphed.step_s(one)
         return self.k * per_step
 
     def verify_s(self, load: StepLoad) -> float:
         k = self.k
-        return (self.graphed or self.target).step_s(
+        return self.graphed.step_s(
             StepLoad(
                 prefill_tokens=load.prefill_tokens + k * load.decode_seqs,
                 decode_seqs=load.decode_seqs,
@@ -89,11 +91,10 @@ class SpeculativeModel(StepTimeModel):
     def step_s(self, load: StepLoad) -> float:
         if load.decode_seqs == 0:
             return self.target.step_s(load)
-        graphed = self.graphed or self.target
         total = self.verify_s(load) + self.draft_s(load)
         prompts = StepLoad(prefill_tokens=load.prefill_tokens, prefill_attn_pairs=load.prefill_attn_pairs)
-        prefill_only = graphed.step_s(prompts) if load.prefill_tokens else 0.0
+        prefill_only = self.graphed.step_s(prompts) if load.prefill_tokens else 0.0
         step = prefill_only + (total - prefill_only) / self.tokens_per_step
-        if load.prefill_tokens and graphed is not self.target:  # real prompt tokens: the eager floor holds
+        if load.prefill_tokens and self.graphed is not self.target:  # real prompt tokens: the eager floor holds
             return max(step, self.target.step_s(prompts))
         return step

@@ -332,8 +332,7 @@ def _speculative(
     fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
     by_position = spec_cfg.acceptance_by_position
     model = SpeculativeModel(step_time, spec_cfg.k, spec_cfg.acceptance or 0.0, draft, fraction,
-                             tuple(by_position) if by_position is not None else None,
-                             graphed=step_time.without_prefill_floor())
+                             tuple(by_position) if by_position is not None else None)
     accept = (f"a={spec_cfg.acceptance:g}" if by_position is None
               else "a by position " + "/".join(f"{p:g}" for p in by_position))
     drafter = " MTP" if spec_cfg.mtp else ""
