@@ -105,7 +105,8 @@ def test_a_rows_own_request_count_runs_that_row_as_its_benchmark_did():
     sim = SETUP_8B.simulate(checked, None)
     cold, _ = closed_loop_metrics(SETUP_8B.point(checked.iloc[1]), "tensorrt-llm", 256, 2048, requests=16)
     steady, _ = closed_loop_metrics(SETUP_8B.point(checked.iloc[1]), "tensorrt-llm", 256, 2048)
-    assert sim.loc[1, "ttft_s"] == pytest.approx(cold["ttft_s"], rel=1e-12) and cold["ttft_s"] > 2 * steady["ttft_s"]
+    # the first wave of 16 co-arriving prompts (cold) waits far longer than a steady state's arrivals
+    assert sim.loc[1, "ttft_s"] == pytest.approx(cold["ttft_s"], rel=1e-12) and cold["ttft_s"] > 1.5 * steady["ttft_s"]
     t.at[0, "requests"] = 2.5
     with pytest.raises(InputError) as e:
         check_sweep(t, "s.csv")

@@ -156,7 +156,7 @@ description: >-
   all-reduce at TP 8; the other L40S TP 4-8 points show how far off it is).
 source: {SOURCE}
 as_of: '2025-02'
-engine: tensorrt-llm
+engine: tensorrt-llm-0
 engine_version: '0.17'
 mode: offline
 points:

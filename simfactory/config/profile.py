@@ -505,6 +505,8 @@ class EngineDefaults(_Strict):
         default=None, description="deployments' schedule when the scenario leaves it out")
     kv_admission: Literal["first_chunk", "full_sequence"] | None = Field(
         default=None, description="deployments' kv_admission when the scenario leaves it out")
+    overlap_schedule: bool | None = Field(
+        default=None, description="deployments' overlap_schedule when the scenario leaves it out")
 
 
 class EngineOverhead(Sourced):

@@ -268,6 +268,12 @@ class Deployment(_Strict):
         description="decode_first: running decodes get their token each step, then prefills (vLLM v1); "
         "prefill_first: a step that can admit waiting prompts runs only prefills, pausing decodes (vLLM v0)",
     )
+    overlap_schedule: bool = Field(
+        default=False,
+        description="the engine forms step n + 1 while step n runs (SGLang's overlap scheduler, TensorRT-LLM's "
+        "overlap scheduler, vLLM's async scheduling), so a request that arrives during a step waits one more step "
+        "before its prefill; left out: the engine preset's default",
+    )
     block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.9, description="fraction (0-1] of device memory the engine may use (vLLM's knob), read only when "
@@ -891,7 +897,7 @@ class Scenario(_Strict):
 # schema defaults; scenario_document leaves them out where the scenario did.
 LEFT_OUT_MATTERS: dict[type[BaseModel], tuple[str, ...]] = {
     Deployment: ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "schedule", "kv_admission",
-                 "gpu_memory_utilization"),
+                 "gpu_memory_utilization", "overlap_schedule"),
     Network: ("bytes_per_token",),
     NetworkLink: ("usd_per_gb",),
 }

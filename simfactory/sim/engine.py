@@ -167,6 +167,7 @@ class ReplicaEngine:
         max_num_partial_prefills: int = 1,
         full_sequence_admission: bool = False,
         schedule: str = "decode_first",
+        overlap_schedule: bool = False,
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         role: str = "mixed",
@@ -196,6 +197,11 @@ class ReplicaEngine:
         self.committed: dict[int, int] = {}
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
+        # an overlap scheduler forms step n + 1 while step n runs: a request that arrives during step n waits for
+        # n + 1 too. New requests are admitted below this queue sequence number (the queue's at the start of the
+        # step that just ended); without overlap, all of them
+        self.overlap = overlap_schedule
+        self.admit_below_seq: float = math.inf
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
@@ -296,7 +302,13 @@ class ReplicaEngine:
             if stretch is not None:
                 self._start_stretch(stretch)
                 return
+        if self.overlap and not running:
+            self.admit_below_seq = self.queue.next_seq  # idle: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
+        if self.overlap:
+            self.admit_below_seq = self.queue.next_seq  # the next step is formed now, from what waits now
+            if not chunks and n_dec == 0:  # nothing else could run (e.g. every running request waits for its KV)
+                chunks, n_dec, kv_read, pairs = self._schedule()
         if not chunks and n_dec == 0:
             # Admission control guarantees the oldest request always fits an otherwise empty replica,
             # so an empty batch means the accounting is broken: fail loudly rather than spin.
@@ -370,6 +382,8 @@ class ReplicaEngine:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
         n = st.n
         st.busy0_s = busy = self.busy_s
+        if self.overlap:
+            self.admit_below_seq = self.queue.next_seq
         length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
         self.busy_s = busy + length
@@ -449,9 +463,14 @@ class ReplicaEngine:
                 head = self._waiting_head()
                 if head is None:
                     break
-                (_, _, rid), source = head
+                (_, seq, rid), source = head
+                if source is queue and seq >= self.admit_below_seq:
+                    break  # it arrived while this step was being formed (overlap scheduling)
             elif queue.members:  # the usual case: only new requests wait
-                rid, source = queue.head_key()[2], queue  # type: ignore[index]
+                _, seq, rid = queue.head_key()  # type: ignore[misc]
+                if seq >= self.admit_below_seq:
+                    break
+                source = queue
             else:
                 break
             if t.kv_ready[rid]:
@@ -615,7 +634,7 @@ class ReplicaEngine:
         if len(self.running) >= self.max_num_seqs:
             return False
         head = self._waiting_head()
-        if head is None:
+        if head is None or (head[1] is self.queue and head[0][1] >= self.admit_below_seq):
             return False
         rid = head[0][2]
         if self.table.kv_ready[rid]:

@@ -20,7 +20,7 @@ class WaitingQueue:
         self._heap: list[tuple[int, int, int]] = []  # (priority, sequence, rid)
         self._removed: set[int] = set()
         self.members: set[int] = set()  # what it holds (engines test it directly: cheaper than len())
-        self._seq = count()
+        self.next_seq = 0  # the sequence number of the next put: an engine that schedules a step ahead admits below it
         self._front = count(-1, -1)
         self._waiters: list[simpy.Event] = []
 
@@ -31,7 +31,8 @@ class WaitingQueue:
         return rid in self.members
 
     def put(self, rid: int, priority: int = 0) -> None:
-        heapq.heappush(self._heap, (priority, next(self._seq), rid))
+        heapq.heappush(self._heap, (priority, self.next_seq, rid))
+        self.next_seq += 1
         self.members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []

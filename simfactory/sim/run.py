@@ -194,6 +194,7 @@ class FleetModel:
             max_num_partial_prefills=cfg.max_num_partial_prefills,
             full_sequence_admission=cfg.kv_admission == "full_sequence",
             schedule=cfg.schedule,
+            overlap_schedule=cfg.overlap_schedule,
             preemptive_priority=cfg.preemptive_priority,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
             role=role,
