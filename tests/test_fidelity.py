@@ -86,7 +86,7 @@ def test_a_benchmarks_request_count_measures_its_cold_start():
                       output_tokens=100, concurrency=16, metric="ttft_s", measured=1.0)
     one, three = (closed_loop_metrics(p, "tensorrt-llm", 256, 2048, requests=k * 16)[0] for k in (1, 3))
     steady = closed_loop_metrics(p, "tensorrt-llm", 256, 2048)[0]
-    assert one["ttft_s"] > 2 * steady["ttft_s"] and one["ttft_s"] > three["ttft_s"] > steady["ttft_s"], (one, steady)
+    assert one["ttft_s"] > 1.5 * steady["ttft_s"] and one["ttft_s"] > three["ttft_s"] > steady["ttft_s"], (one, steady)
     assert one["output_tokens_per_s"] < three["output_tokens_per_s"] < steady["output_tokens_per_s"]
 
 

@@ -455,24 +455,13 @@ class ReplicaEngine:
         t = self.table
         running = self.running
         max_num_seqs = self.max_num_seqs
-        queue, requeued = self.queue, self.requeued
         if self.held_slots:
             max_num_seqs = self._free_slot_if_idle()
         while budget > 0 and (len(running) < max_num_seqs or self.held_slots):
-            if requeued.members:
-                head = self._waiting_head()
-                if head is None:
-                    break
-                (_, seq, rid), source = head
-                if source is queue and seq >= self.admit_below_seq:
-                    break  # it arrived while this step was being formed (overlap scheduling)
-            elif queue.members:  # the usual case: only new requests wait
-                _, seq, rid = queue.head_key()  # type: ignore[misc]
-                if seq >= self.admit_below_seq:
-                    break
-                source = queue
-            else:
+            head = self._admissible_head()
+            if head is None:
                 break
+            rid, source = head
             if t.kv_ready[rid]:
                 break  # its KV cache exists (swapped out or transferred): it waits for blocks, no recompute
             target = int(t.input_tokens[rid] + t.generated[rid])
@@ -605,6 +594,24 @@ class ReplicaEngine:
             self.running[rid] = None
             self._enter_decode(rid, kv, self.step)
 
+    def _admissible_head(self) -> tuple[int, WaitingQueue] | None:
+        """The next waiting request to admit and the queue holding it; None when none waits or the next one arrived
+        while the step in flight was being formed (overlap scheduling: it joins the step after)."""
+        queue = self.queue
+        if self.requeued.members:
+            head = self._waiting_head()
+            if head is None:
+                return None
+            (_, seq, rid), source = head
+        elif queue.members:  # the usual case: only new requests wait
+            _, seq, rid = queue.head_key()  # type: ignore[misc]
+            source = queue
+        else:
+            return None
+        if source is queue and seq >= self.admit_below_seq:
+            return None
+        return rid, source
+
     def _waiting_head(self) -> tuple[tuple[int, int, int], WaitingQueue] | None:
         """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
         (requeued) go before new ones of the same priority."""
@@ -633,10 +640,10 @@ class ReplicaEngine:
         """Prefill-first: a waiting request could start now (a slot, its first chunk's budget and blocks)."""
         if len(self.running) >= self.max_num_seqs:
             return False
-        head = self._waiting_head()
-        if head is None or (head[1] is self.queue and head[0][1] >= self.admit_below_seq):
+        head = self._admissible_head()
+        if head is None:
             return False
-        rid = head[0][2]
+        rid = head[0]
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
         target = int(self.table.input_tokens[rid] + self.table.generated[rid])
