@@ -62,7 +62,13 @@ def test_fast_forward_matches_stepping_every_iteration_with_overlap(case, seed):
     doc = scenario_doc(seed=seed, rate=12, max_num_seqs=16, max_num_batched_tokens=1024, kv_cache_tokens=6000,
                        block_size=16, overlap_schedule=True, schedule="prefill_first" if seed == 2 else "decode_first",
                        input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
-                       output_tokens={"kind": "geometric", "mean": 60}, horizon_s=8)
+                       output_tokens={"kind": "geometric", "mean": 60}, horizon_s=8,
+                       preemptive_priority=seed == 3)
+    if seed == 3:  # two priorities, the urgent one preempting: it too waits for the step after the one in flight
+        c = doc["traffic"]["classes"][0]
+        doc["traffic"]["classes"] = [{**c, "name": "hi", "weight": 1, "service_class": "urgent"},
+                                     {**c, "name": "lo", "weight": 2, "service_class": "bulk"}]
+        doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
     step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
     results = []
     for exact in (True, False):

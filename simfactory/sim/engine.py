@@ -145,7 +145,8 @@ class StretchWaker:
         self.armed = False
         st = self.engine.stretch
         if st is not None and st.cuttable:
-            self.engine._interrupt_stretch(st)
+            # an engine that schedules a step ahead can admit the arrival only after the step after this one
+            self.engine._interrupt_stretch(st, 1 if self.engine.overlap else 0)
 
 
 class ReplicaEngine:
@@ -198,10 +199,10 @@ class ReplicaEngine:
         self.preemptive_priority = preemptive_priority
         self.prefill_first = schedule == "prefill_first"
         # an overlap scheduler forms step n + 1 while step n runs: a request that arrives during step n waits for
-        # n + 1 too. New requests are admitted below this queue sequence number (the queue's at the start of the
-        # step that just ended); without overlap, all of them
+        # n + 1 too. New requests put in the queue after this time (the start of the step that just ended) wait;
+        # without overlap, none does
         self.overlap = overlap_schedule
-        self.admit_below_seq: float = math.inf
+        self.admit_put_by_s = math.inf
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
@@ -303,10 +304,10 @@ class ReplicaEngine:
                 self._start_stretch(stretch)
                 return
         if self.overlap and not running:
-            self.admit_below_seq = self.queue.next_seq  # idle: the scheduler loop takes what waits at once
+            self.admit_put_by_s = math.inf  # idle: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
         if self.overlap:
-            self.admit_below_seq = self.queue.next_seq  # the next step is formed now, from what waits now
+            self.admit_put_by_s = self.env._now  # the next step is formed now, from what waits now
             if not chunks and n_dec == 0:  # nothing else could run (e.g. every running request waits for its KV)
                 chunks, n_dec, kv_read, pairs = self._schedule()
         if not chunks and n_dec == 0:
@@ -382,8 +383,6 @@ class ReplicaEngine:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
         n = st.n
         st.busy0_s = busy = self.busy_s
-        if self.overlap:
-            self.admit_below_seq = self.queue.next_seq
         length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
         self.busy_s = busy + length
@@ -412,15 +411,18 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += last + 1
+        if self.overlap:  # the next step was formed when the last one started
+            self.admit_put_by_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
             self._drop_pending_aborts()
         self._next()
 
-    def _interrupt_stretch(self, st: Stretch) -> None:
-        """Stop the stretch at the end of its step in progress (no-op once it is over, or already cut)."""
+    def _interrupt_stretch(self, st: Stretch, later: int = 0) -> None:
+        """Stop the stretch at the end of its step in progress, or `later` steps after it (no-op once it is over,
+        or already cut)."""
         if self.stretch is st and st.stop_at == st.n - 1:
-            j = st.ended(self.env._now)  # the step in progress
+            j = st.ended(self.env._now) + later  # the step in progress (+ later)
             if j < st.n - 1:  # else the stretch's own event ends with that step
                 st.stop_at = j
                 st.timeout.callbacks.remove(self._end_stretch)  # type: ignore[union-attr]
@@ -569,10 +571,10 @@ class ReplicaEngine:
         t = self.table
         bs = self.block_size
         while len(self.running) < self.max_num_seqs:
-            head = self._waiting_head()
+            head = self._admissible_head()  # a transfer that lands while the next step is formed waits for it too
             if head is None:
                 return
-            (_, _, rid), source = head
+            rid, source = head
             if not t.kv_ready[rid]:
                 return  # a preempted request without its KV: it is prefilled again below
             kv = int(t.input_tokens[rid] + t.generated[rid]) - 1  # KV length before its next decode step
@@ -602,17 +604,17 @@ class ReplicaEngine:
             head = self._waiting_head()
             if head is None:
                 return None
-            (_, seq, rid), source = head
+            (_, _, rid, put_s), source = head
         elif queue.members:  # the usual case: only new requests wait
-            _, seq, rid = queue.head_key()  # type: ignore[misc]
+            _, _, rid, put_s = queue.head_key()  # type: ignore[misc]
             source = queue
         else:
             return None
-        if source is queue and seq >= self.admit_below_seq:
+        if source is queue and put_s > self.admit_put_by_s:
             return None
         return rid, source
 
-    def _waiting_head(self) -> tuple[tuple[int, int, int], WaitingQueue] | None:
+    def _waiting_head(self) -> tuple[tuple[int, int, int, float], WaitingQueue] | None:
         """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
         (requeued) go before new ones of the same priority."""
         queue, requeued = self.queue, self.requeued
@@ -670,10 +672,11 @@ class ReplicaEngine:
         or KV blocks, preempt the least urgent (and, among those, newest) running request below it."""
         t = self.table
         while self.running:
-            head = self._waiting_head()
+            head = self._admissible_head()  # not one the step in flight was formed without (overlap scheduling)
             if head is None:
                 return
-            prio, _, rid = head[0]
+            rid = head[0]
+            prio = int(t.priority[rid])
             first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_num_batched_tokens)
             if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
                 return

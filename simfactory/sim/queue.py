@@ -8,6 +8,7 @@ Lower priority numbers are served first. Removal (a caller gave up) is lazy.
 from __future__ import annotations
 
 import heapq
+import math
 from itertools import count
 from typing import Any
 
@@ -17,10 +18,10 @@ import simpy
 class WaitingQueue:
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self._heap: list[tuple[int, int, int]] = []  # (priority, sequence, rid)
+        self._heap: list[tuple[int, int, int, float]] = []  # (priority, sequence, rid, when put)
         self._removed: set[int] = set()
         self.members: set[int] = set()  # what it holds (engines test it directly: cheaper than len())
-        self.next_seq = 0  # the sequence number of the next put: an engine that schedules a step ahead admits below it
+        self._seq = count()
         self._front = count(-1, -1)
         self._waiters: list[simpy.Event] = []
 
@@ -31,8 +32,7 @@ class WaitingQueue:
         return rid in self.members
 
     def put(self, rid: int, priority: int = 0) -> None:
-        heapq.heappush(self._heap, (priority, self.next_seq, rid))
-        self.next_seq += 1
+        heapq.heappush(self._heap, (priority, next(self._seq), rid, self.env.now))
         self.members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
@@ -40,8 +40,9 @@ class WaitingQueue:
                 ev.succeed()
 
     def put_front(self, rid: int, priority: int = 0) -> None:
-        """Ahead of everything of the same priority (a preempted request resumes first)."""
-        heapq.heappush(self._heap, (priority, next(self._front), rid))
+        """Ahead of everything of the same priority (a preempted request resumes first; its engine knew it before,
+        so it is put at minus infinity: an engine that schedules a step ahead does not make it wait)."""
+        heapq.heappush(self._heap, (priority, next(self._front), rid, -math.inf))
         self.members.add(rid)
 
     def _clean(self) -> None:
@@ -49,8 +50,8 @@ class WaitingQueue:
         while heap and heap[0][2] in self._removed:
             self._removed.discard(heapq.heappop(heap)[2])
 
-    def head_key(self) -> tuple[int, int, int] | None:
-        """(priority, sequence, rid) of the next request, or None when empty."""
+    def head_key(self) -> tuple[int, int, int, float] | None:
+        """(priority, sequence, rid, when put) of the next request, or None when empty."""
         heap = self._heap
         if self._removed and heap and heap[0][2] in self._removed:
             self._clean()
