@@ -64,16 +64,20 @@ def assert_same(exact: SimResult, fast: SimResult) -> None:
     preemptive=st.booleans(),
     roofline=st.booleans(),
     drain=st.booleans(),
+    overlap=st.booleans(),
+    closed=st.booleans(),
 )
-def test_fast_forward_matches_stepping_every_iteration(case, seed, replicas, rate, max_num_seqs, kv_tokens,
-                                                      block_size, chunked, priorities, preemptive, roofline, drain):
+def test_fast_forward_matches_stepping_every_iteration(case, seed, replicas, rate, max_num_seqs, kv_tokens, block_size,
+                                                      chunked, priorities, preemptive, roofline, drain, overlap, closed):
     doc = scenario_doc(
         seed=seed, replicas=replicas, rate=rate, max_num_seqs=max_num_seqs, max_num_batched_tokens=2048,
         kv_cache_tokens=kv_tokens, block_size=block_size, enable_chunked_prefill=chunked,
         preemptive_priority=preemptive and priorities,
         input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
-        output_tokens={"kind": "geometric", "mean": 60}, horizon_s=6,
+        output_tokens={"kind": "geometric", "mean": 60}, horizon_s=6, overlap_schedule=overlap,
     )
+    if closed:  # clients that resend the instant an answer ends: puts at step boundaries
+        doc["traffic"]["arrival"] = {"process": "closed", "concurrency": max(1, int(rate))}
     doc["sim"]["drain"] = drain
     doc["sim"]["timeline_resolution_s"] = 0.25
     if priorities:

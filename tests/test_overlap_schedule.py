@@ -6,12 +6,18 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import assert_fast_forward_matches, scenario_doc
 
 from simfactory.api import run
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EngineCatalog
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.queue import WaitingQueue
+from simfactory.sim.requests import RequestTable
 from simfactory.sim.run import FleetModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -107,3 +113,93 @@ def test_presets_say_which_engines_schedule_ahead(case):
     del doc["deployments"][0]["overlap_schedule"]
     assert case(doc, CONSTANT).deployments[0].config.overlap_schedule is True
     assert case(scenario_doc(engine="sglang"), CONSTANT).deployments[0].config.overlap_schedule is False
+
+
+def both_modes(case, doc: dict, step: dict, workloads: dict | None = None):
+    """(stepping every iteration, fast-forward) results of one scenario document."""
+    results = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        results.append(FleetModel(case(d, step, workloads), seed=d["seed"]).run())
+    return results
+
+
+def test_a_closed_loop_clients_next_request_waits_for_the_step_after_the_one_formed_with_its_answer(case):
+    """A client resends the instant its answer completes a step; that instant the engine forms the next step
+    without it (engines process a step's outputs after forming the next), in both modes alike."""
+    doc = scenario_doc(max_num_seqs=8, horizon_s=0.3, overlap_schedule=True, input_tokens={"kind": "fixed", "value": 10},
+                       output_tokens={"kind": "geometric", "mean": 6})
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2}
+    exact, fast = both_modes(case, doc, CONSTANT)
+    t = exact.table
+    np.testing.assert_allclose(t.first_scheduled_s, fast.table.first_scheduled_s, rtol=1e-9, atol=1e-12)
+    waits = [t.first_scheduled_s[i] - t.arrival_s[i] for i in range(len(t.outcome)) if t.arrival_s[i] > 0]
+    # resent while the other client's request runs on: two steps (the one formed with its answer, then the next);
+    # one when the other's last step is the one formed (the engine then has nothing else to run and takes it)
+    assert waits.count(pytest.approx(2 * STEP_S)) >= len(waits) / 2, waits
+    assert all(w in (pytest.approx(STEP_S), pytest.approx(2 * STEP_S)) for w in waits), waits
+
+
+class _Constant(StepTimeModel):
+    def step_s(self, load: StepLoad) -> float:
+        return STEP_S
+
+
+def _engine(exact: bool, log: list):
+    env, table = FloatEnvironment(), RequestTable()
+    queue = WaitingQueue(env)
+    engine = ReplicaEngine(env, 0, queue, table, _Constant(), max_num_seqs=8, max_num_batched_tokens=4096,
+                           block_size=16, kv_blocks=10_000, enable_chunked_prefill=True, overlap_schedule=True,
+                           exact=exact, on_complete=lambda r: log.append(("done", r, round(env.now, 9))),
+                           on_abort=lambda r: log.append(("abort", r, round(env.now, 9))))
+
+    def put_at(at_s: float, output_tokens: int, priority: int = 0) -> None:
+        def put(_event: object) -> None:
+            rid = table.add(env.now, 0, 0, 10, output_tokens)
+            table.priority[rid] = priority
+            engine.held_counts[0] += 1
+            queue.put(rid, priority)
+        env.timeout(at_s).callbacks.append(put)
+    return env, table, engine, put_at
+
+
+def test_an_abort_still_ends_a_stretch_at_its_step_after_an_arrival_moved_the_cut_later():
+    runs = []
+    for exact in (True, False):
+        log: list = []
+        env, _, engine, put_at = _engine(exact, log)
+        put_at(0.0, 100)  # decodes in a stretch from 10 ms
+        put_at(0.035, 5)  # arrives in the step from 30 to 40 ms: the cut moves to 50 ms
+        env.timeout(0.037).callbacks.append(lambda _e: engine.abort(0))  # leaves at the end of its step, 40 ms
+        env.run(until=1.0)
+        runs.append(log)
+    assert runs[0] == runs[1] == [("abort", 0, 0.04), ("done", 1, 0.09)]
+
+
+def test_a_later_urgent_arrival_does_not_hold_back_an_older_admissible_request():
+    """The step from 50 ms was formed at 40 ms, before the urgent request arrived at 45 ms: the bulk one that
+    arrived at 35 ms goes in it whether or not the urgent one waits at the head of the queue."""
+    def first_scheduled(with_urgent: bool) -> float:
+        env, table, _, put_at = _engine(True, [])
+        put_at(0.0, 100, 1)
+        put_at(0.035, 5, 1)
+        if with_urgent:
+            put_at(0.045, 5, 0)
+        env.run(until=1.0)
+        return float(table.first_scheduled_s[1])
+
+    assert first_scheduled(False) == first_scheduled(True) == pytest.approx(0.05)
+
+
+def test_prefill_first_with_full_sequence_admission_never_pauses_decodes_for_a_refused_prompt(case):
+    """Full-sequence admission may refuse the head (its whole answer does not fit the reservations): decodes must
+    keep running rather than leave an empty step."""
+    doc = scenario_doc(seed=7591, rate=26.7, max_num_seqs=20, max_num_batched_tokens=2048, kv_cache_tokens=3441,
+                       block_size=1, schedule="prefill_first", kv_admission="full_sequence",
+                       input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
+                       output_tokens={"kind": "geometric", "mean": 60}, horizon_s=6)
+    step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
+    exact, fast = both_modes(case, doc, step)
+    assert_fast_forward_matches(exact, fast)
+    assert len(exact.table.outcome) > 100

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from itertools import accumulate
@@ -66,7 +67,7 @@ class Stretch:
     bucket does not change while a stretch runs.)"""
 
     __slots__ = ("start_s", "n", "a_s", "b_s", "n_dec", "bucket", "j0", "needs_prefix", "free_before",
-                 "stop_at", "timeout", "busy0_s", "cuttable")
+                 "stop_at", "timeout", "busy0_s", "cuttable", "formed_puts")
 
     def __init__(self, start_s: float, n: int, a_s: float, b_s: float, n_dec: int, bucket: list[int], j0: int,
                  free_before: int, needs_prefix: list[int] | None = None) -> None:
@@ -83,6 +84,7 @@ class Stretch:
         self.timeout: simpy.Event | None = None  # the event its end waits on
         self.busy0_s = 0.0  # the engine's busy time before it
         self.cuttable = False  # an arrival cuts it short (it could be admitted, or preempt someone)
+        self.formed_puts = 0  # the queue's put count when it was planned
 
     def step_s(self, i: int) -> float:
         return self.a_s + self.b_s * i
@@ -203,6 +205,8 @@ class ReplicaEngine:
         # without overlap, none does
         self.overlap = overlap_schedule
         self.admit_put_by_s = math.inf
+        self.admit_puts = 0  # ... and those among the first admit_puts puts (put at that time, but before it was formed)
+        self.puts_before_outputs = sys.maxsize  # the queue's puts when the last step's answers began to be processed
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
@@ -301,15 +305,18 @@ class ReplicaEngine:
                                                 or self.held_slots)):
             stretch = self._plan_stretch()
             if stretch is not None:
+                stretch.formed_puts = min(self.queue.put_count, self.puts_before_outputs)
                 self._start_stretch(stretch)
                 return
-        if self.overlap and not running:
-            self.admit_put_by_s = math.inf  # idle: the scheduler loop takes what waits at once
+        if self.overlap and not (self.dec_base or self.prefill_target):
+            self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
         if self.overlap:
-            self.admit_put_by_s = self.env._now  # the next step is formed now, from what waits now
-            if not chunks and n_dec == 0:  # nothing else could run (e.g. every running request waits for its KV)
-                chunks, n_dec, kv_read, pairs = self._schedule()
+            # the next step is formed now, from what waits now, before the answers of the step that just ended are
+            # processed: a client that resends on its answer (put now, after those) waits one more step
+            self.admit_put_by_s = self.env._now
+            self.admit_puts = min(self.queue.put_count, self.puts_before_outputs)
+        self.puts_before_outputs = sys.maxsize
         if not chunks and n_dec == 0:
             # Admission control guarantees the oldest request always fits an otherwise empty replica,
             # so an empty batch means the accounting is broken: fail loudly rather than spin.
@@ -333,6 +340,7 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += 1
+        self.puts_before_outputs = self.queue.put_count  # what the step's answers bring is put after the next forms
         self._finish_step(*self._batch)
         self._next()
 
@@ -390,7 +398,7 @@ class ReplicaEngine:
         self.in_step = True
         self.stretch = st
         self.free_blocks = st.free_before - st.bucket[st.j0]  # st.cum_needs(1): what the first step allocates
-        if len(self.running) < self.max_num_seqs or self.preemptive_priority:
+        if len(self.running) < self.max_num_seqs or self.preemptive_priority or self.held_slots:
             st.cuttable = True  # an arrival could be admitted, or preempt someone
             self.waker.arm()
         st.timeout = self.env.call_at(st.start_s + length, self._end_stretch)
@@ -413,6 +421,8 @@ class ReplicaEngine:
         self.steps_run += last + 1
         if self.overlap:  # the next step was formed when the last one started
             self.admit_put_by_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))
+            self.admit_puts = st.formed_puts
+        self.puts_before_outputs = self.queue.put_count
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
             self._drop_pending_aborts()
@@ -421,12 +431,12 @@ class ReplicaEngine:
     def _interrupt_stretch(self, st: Stretch, later: int = 0) -> None:
         """Stop the stretch at the end of its step in progress, or `later` steps after it (no-op once it is over,
         or already cut)."""
-        if self.stretch is st and st.stop_at == st.n - 1:
+        if self.stretch is st:
             j = st.ended(self.env._now) + later  # the step in progress (+ later)
-            if j < st.n - 1:  # else the stretch's own event ends with that step
+            if j < st.stop_at:  # else the stretch already ends with that step or before
                 st.stop_at = j
                 st.timeout.callbacks.remove(self._end_stretch)  # type: ignore[union-attr]
-                self.env.call_at(st.end_s(j + 1), self._end_stretch)
+                st.timeout = self.env.call_at(st.end_s(j + 1), self._end_stretch)
 
     def _apply_steps(self, st: Stretch, count: int) -> None:
         """Advance the decode clock over the first `count` planned steps (none of them completes anyone)."""
@@ -483,7 +493,7 @@ class ReplicaEngine:
                 break
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
-            source.pop()
+            source.take(rid)
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
                 max_num_seqs = self._take_over(pin, reused)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
@@ -585,7 +595,7 @@ class ReplicaEngine:
                 self._evict_pins(blocks_for(kv, bs))
             if blocks_for(kv, bs) + reserve > self.free_blocks:
                 return
-            source.pop()
+            source.take(rid)
             self.free_blocks -= blocks_for(kv, bs)
             if t.swapped[rid]:
                 self.extra_step_s += kv * self.host_link_s_per_token  # swap in
@@ -597,22 +607,15 @@ class ReplicaEngine:
             self._enter_decode(rid, kv, self.step)
 
     def _admissible_head(self) -> tuple[int, WaitingQueue] | None:
-        """The next waiting request to admit and the queue holding it; None when none waits or the next one arrived
-        while the step in flight was being formed (overlap scheduling: it joins the step after)."""
-        queue = self.queue
-        if self.requeued.members:
-            head = self._waiting_head()
-            if head is None:
-                return None
-            (_, _, rid, put_s), source = head
-        elif queue.members:  # the usual case: only new requests wait
-            _, _, rid, put_s = queue.head_key()  # type: ignore[misc]
-            source = queue
-        else:
-            return None
-        if source is queue and put_s > self.admit_put_by_s:
-            return None
-        return rid, source
+        """The next waiting request to admit and the queue holding it; None when none waits that was put before the
+        step in flight was formed (overlap scheduling: later ones join the step after)."""
+        queue, requeued = self.queue, self.requeued
+        wq = queue.head_put_before(self.admit_put_by_s, self.admit_puts) if queue.members else None
+        if requeued.members:
+            rq = requeued.head_key()
+            if rq is not None and (wq is None or rq < wq):
+                return rq[2], requeued
+        return (wq[2], queue) if wq is not None else None
 
     def _waiting_head(self) -> tuple[tuple[int, int, int, float], WaitingQueue] | None:
         """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
@@ -652,6 +655,9 @@ class ReplicaEngine:
         chunk = min(target, self.max_num_batched_tokens)
         if not self.chunked and chunk < target:
             return False
+        if self.full_sequence and (self.committed_blocks + blocks_for(
+                int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), self.block_size) > self.kv_blocks):
+            return False  # full-sequence admission would refuse it: the decodes must not pause for it
         return blocks_for(chunk, self.block_size) <= self.free_blocks
 
     def _cached_prefix(self, rid: int, target: int) -> int:

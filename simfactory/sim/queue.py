@@ -21,7 +21,7 @@ class WaitingQueue:
         self._heap: list[tuple[int, int, int, float]] = []  # (priority, sequence, rid, when put)
         self._removed: set[int] = set()
         self.members: set[int] = set()  # what it holds (engines test it directly: cheaper than len())
-        self._seq = count()
+        self.put_count = 0  # puts so far: the sequence number of the next put (ties at one time broken by it)
         self._front = count(-1, -1)
         self._waiters: list[simpy.Event] = []
 
@@ -32,7 +32,9 @@ class WaitingQueue:
         return rid in self.members
 
     def put(self, rid: int, priority: int = 0) -> None:
-        heapq.heappush(self._heap, (priority, next(self._seq), rid, self.env.now))
+        seq = self.put_count
+        self.put_count = seq + 1
+        heapq.heappush(self._heap, (priority, seq, rid, self.env.now))
         self.members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
@@ -56,6 +58,27 @@ class WaitingQueue:
         if self._removed and heap and heap[0][2] in self._removed:
             self._clean()
         return heap[0] if heap else None
+
+    def head_put_before(self, cut_s: float, cut_puts: int) -> tuple[int, int, int, float] | None:
+        """The first request in serving order put before the cut (before time cut_s, or among the first cut_puts
+        puts): an overlapping engine's next admission, which a later, more urgent arrival must not hold up."""
+        key = self.head_key()
+        if key is None or key[3] < cut_s or key[1] < cut_puts:
+            return key
+        removed = self._removed
+        best = None
+        for e in self._heap:  # rare: an urgent request put since the cut heads the queue
+            if (e[3] < cut_s or e[1] < cut_puts) and e[2] not in removed and (best is None or e < best):
+                best = e
+        return best
+
+    def take(self, rid: int) -> None:
+        """Take this waiting request out to run it (the head, or one a later, more urgent arrival is ahead of)."""
+        key = self.head_key()
+        if key is not None and key[2] == rid:
+            self.pop()
+        else:
+            self.remove(rid)
 
     def peek(self) -> int:
         key = self.head_key()
