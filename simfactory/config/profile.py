@@ -187,6 +187,12 @@ class RooflineStepTime(_Strict):
         default=0.0, description="the shortest a step with prompt tokens takes, seconds (0: none). Engines that "
         "capture CUDA graphs for decode batches only launch a prefill forward kernel by kernel from the host, whose "
         "launch time the GPU work hides only once it is long enough; `calibrate fit` fits it from measured steps")
+    gemm_latency_s: NonNegativeFloat = Field(
+        default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 per layer: "
+        "QKV, output, gate-up, down): what small decode GEMMs take beyond their bytes (0: none)")
+    gemm_ramp_tokens: NonNegativeFloat = Field(
+        default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
+        "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
 
 
 class LinearStepTime(_Strict):
@@ -268,6 +274,12 @@ class RooflineDefault(Sourced):
         "cites the fit)")
     step_overhead_s: NonNegativeFloat = Field(
         description="fixed time per engine step, seconds, times the engine preset's step_overhead_multiplier")
+    gemm_latency_s: NonNegativeFloat = Field(
+        default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 per layer: "
+        "QKV, output, gate-up, down): what small decode GEMMs take beyond their bytes (0: none)")
+    gemm_ramp_tokens: NonNegativeFloat = Field(
+        default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
+        "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
 
 
 class TrainingPrior(Sourced):

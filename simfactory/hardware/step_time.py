@@ -126,6 +126,7 @@ class LinearModel(StepTimeModel):
 # not shrink with TP, so a rank's GEMM share shrinks around it. Fitted to the measured kernel tables of H100 and H200
 # (median over TensorRT-LLM, vLLM and SGLang; B200 agrees): python calibrate/kernels/fit_elementwise.py
 ELEMENTWISE_BYTES_PER_HIDDEN = {"16-bit": 17.0, "quantized": 37.0}
+GEMMS_PER_LAYER = 4  # QKV, attention output, gate-up, down: each launched once per layer on every device
 QUANTIZED_ACTIVATIONS = frozenset({"fp8", "int8", "fp4"})  # GEMMs that quantize their input (int4: weight-only)
 
 
@@ -199,6 +200,7 @@ class RooflineModel(StepTimeModel):
         activations = "quantized" if self.dtype in QUANTIZED_ACTIVATIONS else "16-bit"
         object.__setattr__(self, "elementwise_s_per_token",
                            a.layers * a.hidden * ELEMENTWISE_BYTES_PER_HIDDEN[activations] / self.bandwidth)
+        object.__setattr__(self, "gemm_launches_s", GEMMS_PER_LAYER * a.layers * self.factors.gemm_latency_s)
         object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
         object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
         object.__setattr__(self, "_decode_fixed", {})
@@ -251,10 +253,13 @@ class RooflineModel(StepTimeModel):
         return gemm + attention
 
     def linear_s(self, tokens: int) -> float:
-        """The weight GEMMs of a step of this many tokens (the slower of their FLOPs and their weight reads) and the
-        elementwise work around them, which every device does on every token."""
-        return max(self.flops_per_token * tokens / self.peak_flops,  # type: ignore[attr-defined]
-                   self.weight_bytes_read(tokens) / self.bandwidth) + self.elementwise_s_per_token * tokens  # type: ignore[attr-defined]
+        """The weight GEMMs of a step of this many tokens (the slower of their FLOPs, priced as for gemm_ramp_tokens
+        more tokens, and their weight reads, plus each GEMM's fixed launch time) and the elementwise work around
+        them, which every device does on every token."""
+        gemm_tokens = tokens + self.factors.gemm_ramp_tokens if tokens else 0
+        return (max(self.flops_per_token * gemm_tokens / self.peak_flops,  # type: ignore[attr-defined]
+                    self.weight_bytes_read(tokens) / self.bandwidth)  # type: ignore[attr-defined]
+                + self.elementwise_s_per_token * tokens + self.gemm_launches_s)  # type: ignore[attr-defined]
 
     def attention_s(self, pairs: float, kv_tokens: float) -> float:
         """Attention over the cache: the slower of its query-key FLOPs and the KV bytes read (and written for the

@@ -326,8 +326,9 @@ def _speculative(
     if draft_arch is not None:
         r = profile.roofline
         # the draft runs inside the same engine iteration: its passes add kernel time, not step overhead
-        factors = RooflineStepTime(compute_efficiency=r.compute_efficiency,
-                                   memory_efficiency=r.memory_efficiency, step_overhead_s=0.0)
+        factors = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
+                                   step_overhead_s=0.0, gemm_latency_s=r.gemm_latency_s,
+                                   gemm_ramp_tokens=r.gemm_ramp_tokens)
         draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
     fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
     by_position = spec_cfg.acceptance_by_position

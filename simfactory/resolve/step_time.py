@@ -60,7 +60,8 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None,
     r = profile.roofline
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     return RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
-                            step_overhead_s=r.step_overhead_s * multiplier, prefill_floor_s=prefill_floor_s)
+                            step_overhead_s=r.step_overhead_s * multiplier, prefill_floor_s=prefill_floor_s,
+                            gemm_latency_s=r.gemm_latency_s, gemm_ramp_tokens=r.gemm_ramp_tokens)
 
 
 def eager_prefill_floor_s(d: Deployment | None, arch: ModelArch, preset: EnginePreset | None,

@@ -1,0 +1,66 @@
+"""The roofline's small-GEMM terms (RooflineStepTime.gemm_latency_s, gemm_ramp_tokens): a fixed launch time per weight
+GEMM, and GEMM efficiency that ramps with the step's tokens, as AMD's MI300X kernel timings show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import HardwareProfile, ModelCatalog, RooflineStepTime
+from simfactory.hardware.step_time import GEMMS_PER_LAYER, RooflineModel, StepLoad
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
+MI300X = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "mi300x.yaml")
+PLAIN = RooflineStepTime(compute_efficiency=0.4, memory_efficiency=0.65, step_overhead_s=0.004)
+
+
+def model(factors: RooflineStepTime, tp: int = 8) -> RooflineModel:
+    return RooflineModel(MODELS["llama-3.1-70b"], MI300X.spec, factors, "fp8", "fp8", tp)
+
+
+@pytest.mark.parametrize("tp", [1, 8])
+@pytest.mark.parametrize("tokens", [1, 64, 4096])
+def test_each_weight_gemm_adds_its_launch_time_on_every_device(tp, tokens):
+    """Four GEMMs a layer, each launched on every device whatever the tensor-parallel split."""
+    latency = 9e-6
+    with_latency = model(PLAIN.model_copy(update={"gemm_latency_s": latency}), tp)
+    extra = with_latency.linear_s(tokens) - model(PLAIN, tp).linear_s(tokens)
+    assert extra == pytest.approx(GEMMS_PER_LAYER * MODELS["llama-3.1-70b"].layers * latency, rel=1e-9)
+
+
+def test_gemm_efficiency_ramps_with_the_steps_tokens():
+    """Compute-bound GEMMs at M tokens take FLOPs x (M + ramp) / peak: efficiency compute_efficiency x M / (M + ramp),
+    a fifth of it at a fifth of the ramp (the curve AITER's MI300X FP8 GEMMs follow)."""
+    ramp = 170.0
+    plain, ramped = model(PLAIN, 1), model(PLAIN.model_copy(update={"gemm_ramp_tokens": ramp}), 1)
+    for tokens in (2048, 8192):  # compute-bound on one device
+        gemm = plain.linear_s(tokens) - plain.elementwise_s_per_token * tokens
+        ramped_gemm = ramped.linear_s(tokens) - ramped.elementwise_s_per_token * tokens
+        assert gemm == pytest.approx(plain.flops_per_token * tokens / plain.peak_flops, rel=1e-9)
+        assert tokens / ramped_gemm * plain.flops_per_token == pytest.approx(
+            plain.peak_flops * tokens / (tokens + ramp), rel=1e-9)
+    # a one-token decode step stays bound by its weight reads when they are the slower
+    assert ramped.linear_s(1) == pytest.approx(max(
+        ramped.flops_per_token * (1 + ramp) / ramped.peak_flops,
+        ramped.weight_bytes_read(1) / ramped.bandwidth) + ramped.elementwise_s_per_token, rel=1e-9)
+
+
+def test_decode_stretches_stay_exact_with_the_gemm_terms():
+    """The fast-forward's affine decode stretch equals stepping one step at a time."""
+    m = RooflineModel(MODELS["llama-3.1-70b"], MI300X.spec, MI300X.roofline, "fp8", "fp8", 8)
+    a_s, b_s, _ = m.decode_affine(32, 32 * 500.0, 32.0, 100)
+    for i in (0, 1, 57):
+        assert m.step_s(StepLoad(decode_seqs=32, kv_tokens_read=32 * 500.0 + 32 * i)) == pytest.approx(
+            a_s + b_s * i, rel=1e-12)
+
+
+def test_mi300x_ships_its_measured_gemm_terms_with_sources():
+    r = MI300X.roofline
+    assert r.gemm_latency_s == pytest.approx(9e-6) and r.gemm_ramp_tokens == pytest.approx(170)
+    assert "aiter" in r.source and "rocm.blogs.amd.com" in r.source and r.as_of
+    others = [load_model_file(HardwareProfile, p).roofline for p in (ROOT / "hardware_profiles").glob("*.yaml")
+              if p.name not in ("mi300x.yaml", "engines.yaml", "models.yaml", "prices.yaml")]
+    assert others and all(o.gemm_latency_s == 0 and o.gemm_ramp_tokens == 0 for o in others)
