@@ -174,6 +174,15 @@ class Price(Sourced):
     )
 
 
+# the roofline's small-GEMM terms, on a SKU's default factors and on an explicit step-time entry alike
+GEMM_LATENCY_FIELD = Field(
+    default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 per layer: QKV, "
+    "output, gate-up, down): what small decode GEMMs take beyond their bytes (0: none)")
+GEMM_RAMP_FIELD = Field(
+    default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
+    "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
+
+
 class RooflineStepTime(_Strict):
     """step_s = overhead + max(FLOPs / (peak * compute_eff), bytes / (bandwidth * memory_eff)) + TP comm."""
 
@@ -187,12 +196,8 @@ class RooflineStepTime(_Strict):
         default=0.0, description="the shortest a step with prompt tokens takes, seconds (0: none). Engines that "
         "capture CUDA graphs for decode batches only launch a prefill forward kernel by kernel from the host, whose "
         "launch time the GPU work hides only once it is long enough; `calibrate fit` fits it from measured steps")
-    gemm_latency_s: NonNegativeFloat = Field(
-        default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 per layer: "
-        "QKV, output, gate-up, down): what small decode GEMMs take beyond their bytes (0: none)")
-    gemm_ramp_tokens: NonNegativeFloat = Field(
-        default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
-        "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
+    gemm_latency_s: NonNegativeFloat = GEMM_LATENCY_FIELD
+    gemm_ramp_tokens: NonNegativeFloat = GEMM_RAMP_FIELD
 
 
 class LinearStepTime(_Strict):
@@ -274,12 +279,8 @@ class RooflineDefault(Sourced):
         "cites the fit)")
     step_overhead_s: NonNegativeFloat = Field(
         description="fixed time per engine step, seconds, times the engine preset's step_overhead_multiplier")
-    gemm_latency_s: NonNegativeFloat = Field(
-        default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 per layer: "
-        "QKV, output, gate-up, down): what small decode GEMMs take beyond their bytes (0: none)")
-    gemm_ramp_tokens: NonNegativeFloat = Field(
-        default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
-        "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
+    gemm_latency_s: NonNegativeFloat = GEMM_LATENCY_FIELD
+    gemm_ramp_tokens: NonNegativeFloat = GEMM_RAMP_FIELD
 
 
 class TrainingPrior(Sourced):
