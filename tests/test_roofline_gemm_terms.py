@@ -61,6 +61,10 @@ def test_mi300x_ships_its_measured_gemm_terms_with_sources():
     r = MI300X.roofline
     assert r.gemm_latency_s == pytest.approx(9e-6) and r.gemm_ramp_tokens == pytest.approx(170)
     assert "aiter" in r.source and "rocm.blogs.amd.com" in r.source and r.as_of
+    # MI325X (the same compute die) carries them over; SKUs with kernel tables or no such measurement have none
+    mi325x = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "mi325x.yaml").roofline
+    assert (mi325x.gemm_latency_s, mi325x.gemm_ramp_tokens) == (r.gemm_latency_s, r.gemm_ramp_tokens)
+    assert "mi300x" in mi325x.source and mi325x.compute_efficiency > r.compute_efficiency
     others = [load_model_file(HardwareProfile, p).roofline for p in (ROOT / "hardware_profiles").glob("*.yaml")
-              if p.name not in ("mi300x.yaml", "engines.yaml", "models.yaml", "prices.yaml")]
+              if p.name not in ("mi300x.yaml", "mi325x.yaml", "engines.yaml", "models.yaml", "prices.yaml")]
     assert others and all(o.gemm_latency_s == 0 and o.gemm_ramp_tokens == 0 for o in others)
