@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from simfactory.config.limits import MAX_KV_OVERCOMMIT
-from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch, RooflineStepTime
+from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.scenario import Deployment, Pool, Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
@@ -15,7 +15,7 @@ from simfactory.hardware.speculative import SpeculativeModel, mtp_draft_fraction
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
-from simfactory.resolve.step_time import ROOFLINE_DEFAULT_LABEL, choose_step_time, with_measured_power
+from simfactory.resolve.step_time import ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, with_measured_power
 
 
 def resolve_deployments(
@@ -324,11 +324,8 @@ def _speculative(
     assert spec_cfg is not None
     draft = None
     if draft_arch is not None:
-        r = profile.roofline
         # the draft runs inside the same engine iteration: its passes add kernel time, not step overhead
-        factors = RooflineStepTime(compute_efficiency=r.compute_efficiency, memory_efficiency=r.memory_efficiency,
-                                   step_overhead_s=0.0, gemm_latency_s=r.gemm_latency_s,
-                                   gemm_ramp_tokens=r.gemm_ramp_tokens)
+        factors = default_factors(profile, None).model_copy(update={"step_overhead_s": 0.0})
         draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
     fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
     by_position = spec_cfg.acceptance_by_position

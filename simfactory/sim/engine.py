@@ -205,7 +205,7 @@ class ReplicaEngine:
         # without overlap, none does
         self.overlap = overlap_schedule
         self.admit_put_by_s = math.inf
-        self.admit_puts = 0  # ... and those among the first admit_puts puts (put at that time, but before it was formed)
+        self.admit_puts = 0  # ... and the first admit_puts puts (put at that time, but before the step was formed)
         self.puts_before_outputs = sys.maxsize  # the queue's puts when the last step's answers began to be processed
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
@@ -305,7 +305,8 @@ class ReplicaEngine:
                                                 or self.held_slots)):
             stretch = self._plan_stretch()
             if stretch is not None:
-                stretch.formed_puts = min(self.queue.put_count, self.puts_before_outputs)
+                if self.overlap:
+                    stretch.formed_puts = min(self.queue.put_count, self.puts_before_outputs)
                 self._start_stretch(stretch)
                 return
         if self.overlap and not (self.dec_base or self.prefill_target):
@@ -316,7 +317,7 @@ class ReplicaEngine:
             # processed: a client that resends on its answer (put now, after those) waits one more step
             self.admit_put_by_s = self.env._now
             self.admit_puts = min(self.queue.put_count, self.puts_before_outputs)
-        self.puts_before_outputs = sys.maxsize
+            self.puts_before_outputs = sys.maxsize
         if not chunks and n_dec == 0:
             # Admission control guarantees the oldest request always fits an otherwise empty replica,
             # so an empty batch means the accounting is broken: fail loudly rather than spin.
@@ -340,7 +341,8 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += 1
-        self.puts_before_outputs = self.queue.put_count  # what the step's answers bring is put after the next forms
+        if self.overlap:
+            self.puts_before_outputs = self.queue.put_count  # what the step's answers bring is put after the next forms
         self._finish_step(*self._batch)
         self._next()
 
@@ -420,9 +422,9 @@ class ReplicaEngine:
         self.step_len_s = 0.0
         self.steps_run += last + 1
         if self.overlap:  # the next step was formed when the last one started
-            self.admit_put_by_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))
+            self.admit_put_by_s = st.end_s(last)
             self.admit_puts = st.formed_puts
-        self.puts_before_outputs = self.queue.put_count
+            self.puts_before_outputs = self.queue.put_count
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
             self._drop_pending_aborts()
@@ -562,11 +564,14 @@ class ReplicaEngine:
             completing += done + chunk == prefill_target[rid]
         return budget, len(prefill_target) - completing
 
+    def _final_blocks(self, rid: int) -> int:
+        """KV blocks the request holds at its longest (prompt and whole answer)."""
+        return blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), self.block_size)
+
     def _commit_full_sequence(self, rid: int) -> bool:
         """Full-sequence admission (the last check before a request is admitted): reserve the KV blocks it
         will hold at its longest, or refuse it (False) when the running requests' reservations leave no room."""
-        t = self.table
-        final_blocks = blocks_for(int(t.input_tokens[rid] + t.output_tokens[rid]), self.block_size)
+        final_blocks = self._final_blocks(rid)
         if self.committed_blocks + final_blocks > self.kv_blocks:
             return False
         if final_blocks:
@@ -607,8 +612,9 @@ class ReplicaEngine:
             self._enter_decode(rid, kv, self.step)
 
     def _admissible_head(self) -> tuple[int, WaitingQueue] | None:
-        """The next waiting request to admit and the queue holding it; None when none waits that was put before the
-        step in flight was formed (overlap scheduling: later ones join the step after)."""
+        """The next waiting request to admit and the queue holding it, preempted ones (requeued) before new ones of
+        the same priority; None when none waits that was put before the step in flight was formed (overlap
+        scheduling: later ones join the step after)."""
         queue, requeued = self.queue, self.requeued
         wq = queue.head_put_before(self.admit_put_by_s, self.admit_puts) if queue.members else None
         if requeued.members:
@@ -616,18 +622,6 @@ class ReplicaEngine:
             if rq is not None and (wq is None or rq < wq):
                 return rq[2], requeued
         return (wq[2], queue) if wq is not None else None
-
-    def _waiting_head(self) -> tuple[tuple[int, int, int, float], WaitingQueue] | None:
-        """The next waiting request's (priority, sequence, rid) and the queue holding it: preempted ones
-        (requeued) go before new ones of the same priority."""
-        queue, requeued = self.queue, self.requeued
-        wq = queue.head_key() if queue.members else None
-        if not requeued.members:
-            return None if wq is None else (wq, queue)
-        rq = requeued.head_key()
-        if wq is None or (rq is not None and rq < wq):
-            return rq, requeued  # type: ignore[return-value]
-        return wq, queue
 
     def _enter_decode(self, rid: int, kv: int, s0: int) -> None:
         """Put a request in the decode batch from decode step s0 on, its KV length before that step being kv."""
@@ -655,8 +649,7 @@ class ReplicaEngine:
         chunk = min(target, self.max_num_batched_tokens)
         if not self.chunked and chunk < target:
             return False
-        if self.full_sequence and (self.committed_blocks + blocks_for(
-                int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), self.block_size) > self.kv_blocks):
+        if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
         return blocks_for(chunk, self.block_size) <= self.free_blocks
 
@@ -975,9 +968,9 @@ class ReplicaEngine:
     def _free_slot_if_idle(self) -> int:
         """When nothing runs and pinned slots fill the batch, evict the oldest slot pin unless the head's task holds
         one (a replica must not sit idle for pins). Returns the slots left to requests."""
-        head = self._waiting_head() if not self.running and self.max_num_seqs < 1 else None
+        head = self._admissible_head() if not self.running and self.max_num_seqs < 1 else None
         if head is not None:
-            pin = self.pins.get(int(self.table.task_id[head[0][2]]))
+            pin = self.pins.get(int(self.table.task_id[head[0]]))
             if pin is None or not pin.hold_slot:
                 self._evict_oldest(lambda p: p.hold_slot)
         return self.max_num_seqs
