@@ -258,10 +258,9 @@ def _roofline_family(start: RooflineStepTime, to_model: Callable[[Any], StepTime
 
     def to_spec(x: np.ndarray) -> RooflineStepTime:
         c, m, o = np.clip(x, lo, hi)
-        # the engine's eager-prefill prior and the SKU's small-GEMM terms are kept, not fitted
-        return RooflineStepTime(compute_efficiency=float(c), memory_efficiency=float(m), step_overhead_s=float(o) / 1e3,
-                                prefill_floor_s=start.prefill_floor_s, gemm_latency_s=start.gemm_latency_s,
-                                gemm_ramp_tokens=start.gemm_ramp_tokens)
+        # the start's other terms (the engine's eager-prefill prior, the SKU's small-GEMM terms) are kept, not fitted
+        return start.model_copy(update={"compute_efficiency": float(c), "memory_efficiency": float(m),
+                                        "step_overhead_s": float(o) / 1e3})
 
     def on_bounds(spec: RooflineStepTime) -> list[str]:
         v = np.array([spec.compute_efficiency, spec.memory_efficiency, spec.step_overhead_s * 1e3])
