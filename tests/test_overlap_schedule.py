@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_fast_forward_matches, scenario_doc
+from conftest import agent_doc, agent_scenario, assert_fast_forward_matches, scenario_doc
 
 from simfactory.api import run
 from simfactory.config.loader import load_model_file
@@ -203,3 +203,26 @@ def test_prefill_first_with_full_sequence_admission_never_pauses_decodes_for_a_r
     exact, fast = both_modes(case, doc, step)
     assert_fast_forward_matches(exact, fast)
     assert len(exact.table.outcome) > 100
+
+
+def test_an_agents_next_call_waits_like_a_clients_resend(case):
+    """An agent's next LLM call, sent the instant its previous answer ends, misses the step formed at that instant
+    and joins the one after (two steps), like a closed-loop resend, while other requests keep the engine busy."""
+    def fixed(v: int) -> dict:
+        return {"kind": "fixed", "value": v}
+
+    steps = [{"type": "llm", "name": f"s{i}", "model": "m", "input_tokens": fixed(10), "output_tokens": fixed(3)}
+             for i in range(8)]
+    doc = agent_scenario(rate=40, horizon_s=0.1, max_num_seqs=16, overlap_schedule=True, process="constant")
+    # long chat requests keep decodes running: a call that arrives during one never finds the engine idle
+    doc["traffic"]["classes"].append({"name": "chat", "target": "dep", "weight": 1, "input_tokens": fixed(10),
+                                      "output_tokens": fixed(300)})
+    exact, fast = both_modes(case, doc, CONSTANT, {"agent": agent_doc(steps)})
+    t = exact.table
+    np.testing.assert_allclose(t.first_scheduled_s, fast.table.first_scheduled_s, rtol=1e-9, atol=1e-12)
+    chats = [i for i in range(len(t.outcome)) if int(t.output_tokens[i]) == 300]
+    calls = [i for i in range(len(t.outcome)) if int(t.output_tokens[i]) == 3 and t.arrival_s[i] > 0
+             and any(t.first_scheduled_s[c] < t.arrival_s[i] < t.completion_s[c] for c in chats)]
+    assert len(calls) >= 3
+    assert all(t.first_scheduled_s[i] - t.arrival_s[i] == pytest.approx(2 * STEP_S) for i in calls), \
+        [t.first_scheduled_s[i] - t.arrival_s[i] for i in calls]

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
 from bisect import bisect_right
 from collections.abc import Callable
 from itertools import accumulate
@@ -206,7 +205,6 @@ class ReplicaEngine:
         self.overlap = overlap_schedule
         self.admit_put_by_s = math.inf
         self.admit_puts = 0  # ... and the first admit_puts puts (put at that time, but before the step was formed)
-        self.puts_before_outputs = sys.maxsize  # the queue's puts when the last step's answers began to be processed
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
@@ -306,18 +304,17 @@ class ReplicaEngine:
             stretch = self._plan_stretch()
             if stretch is not None:
                 if self.overlap:
-                    stretch.formed_puts = min(self.queue.put_count, self.puts_before_outputs)
+                    stretch.formed_puts = self.queue.put_count
                 self._start_stretch(stretch)
                 return
         if self.overlap and not (self.dec_base or self.prefill_target):
             self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
         if self.overlap:
-            # the next step is formed now, from what waits now, before the answers of the step that just ended are
-            # processed: a client that resends on its answer (put now, after those) waits one more step
+            # the next step is formed now, from what waits now: a client that resends on an answer of the step that
+            # just ended (put now, once that answer is processed) waits one more step
             self.admit_put_by_s = self.env._now
-            self.admit_puts = min(self.queue.put_count, self.puts_before_outputs)
-            self.puts_before_outputs = sys.maxsize
+            self.admit_puts = self.queue.put_count
         if not chunks and n_dec == 0:
             # Admission control guarantees the oldest request always fits an otherwise empty replica,
             # so an empty batch means the accounting is broken: fail loudly rather than spin.
@@ -341,8 +338,6 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += 1
-        if self.overlap:
-            self.puts_before_outputs = self.queue.put_count  # what the step's answers bring is put after the next forms
         self._finish_step(*self._batch)
         self._next()
 
@@ -424,7 +419,6 @@ class ReplicaEngine:
         if self.overlap:  # the next step was formed when the last one started
             self.admit_put_by_s = st.end_s(last)
             self.admit_puts = st.formed_puts
-            self.puts_before_outputs = self.queue.put_count
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
             self._drop_pending_aborts()
