@@ -107,7 +107,7 @@ def test_presets_say_which_engines_schedule_ahead(case):
     engines = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
     ahead = {name for name, e in engines.items() if e.defaults.overlap_schedule}
     assert {"tensorrt-llm", "vllm", "sglang", "sglang-0.5"} <= ahead
-    assert not ahead & {"tensorrt-llm-0", "nim", "vllm-0.11", "vllm-v0", "torch-eager"}
+    assert not ahead & {"tensorrt-llm-0", "nim", "vllm-0.11", "vllm-0.6", "vllm-v0", "torch-eager"}
     # the preset's default applies where the scenario leaves it out; a scenario's own value wins
     doc = scenario_doc(engine="sglang")
     del doc["deployments"][0]["overlap_schedule"]

@@ -71,7 +71,7 @@ GRIDS = ("batch", "kv_len", "tokens", "prompt_len")
 
 # simfactory engine preset (hardware_profiles/engines.yaml) -> the SDK framework whose kernels it runs. The
 # older vLLM presets reuse the current vLLM kernels: their difference is per-step overhead, which the caller owns.
-ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-0.11": "vllm", "vllm-v0": "vllm", "sglang": "sglang",
+ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-0.11": "vllm", "vllm-0.6": "vllm", "vllm-v0": "vllm", "sglang": "sglang",
                     "sglang-0.5": "sglang", "tensorrt-llm": "trtllm", "tensorrt-llm-0": "trtllm", "nim": "trtllm",
                     "trtllm": "trtllm"}
 # dtypes priced as another: FP16 and BF16 run at the same tensor-core rate on every SKU with tables
