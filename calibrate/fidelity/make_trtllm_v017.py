@@ -100,20 +100,13 @@ def engine_limits(model_id: str, sku: str, tp: int, isl: int, osl: int, dtype_by
     return bs, max(tokens, isl + bs)
 
 
-# Simulated, these never finish their requests within the drain cap (the kernel tables' L40S all-reduce at TP 8,
-# 1.3 GB/s for 32 MB, makes a step of 2,048 tokens take 4 s; the suite's other L40S TP 8 points are 90-100%
-# pessimistic), so their prediction is nan: left out, as trtllm-perf-overview-v0.13.yaml leaves out its one.
-LEFT_OUT = {("llama-3.1-70b", "l40s", 8, shape) for shape in ((128, 2048), (128, 4096), (500, 2000), (2048, 2048),
-                                                             (20000, 2000))}
-
-
 def points() -> list[dict]:
     out = []
     for (model_id, tp), columns in TABLE.items():
         for sku, values in columns.items():
             dtype, nbytes = ("fp16", 2.0) if sku == "a100-80gb" else ("fp8", 1.0)
             for (isl, osl), measured in zip(SHAPES, values):
-                if measured is None or (model_id, sku, tp, (isl, osl)) in LEFT_OUT:
+                if measured is None:
                     continue
                 bs, tokens = engine_limits(model_id, sku, tp, isl, osl, nbytes)
                 out.append({"id": f"trt017-{model_id}-{dtype}-{sku}-tp{tp}-{isl}-{osl}", "sku": sku, "model": model_id,
@@ -150,10 +143,8 @@ description: >-
   with the throughput command's default --kv_cache_free_gpu_mem_fraction 0.90 (the page: 0.95 "in majority of
   cases", falling back to 0.90). requests: the page's $num_requests for each input/output length. Copied: Llama-3.1
   8B (TP1), 70B (TP1-8) and 405B (TP8, H200) in every column the page fills for them; not copied: GH200 (no SKU),
-  Mistral 7B and Mixtral 8x22B (no model entry), Mixtral 8x7B (no MoE kernel tables for this engine); left out for
-  now: Llama-3.1-70B FP8 on L40S TP8 at 128/2048, 128/4096, 500/2000, 2048/2048 and 20000/2000 (measured 2,303, 2,018,
-  1,972, 1,200 and 210 tokens/s), whose simulations do not finish within the drain cap (the kernel tables' L40S
-  all-reduce at TP 8; the other L40S TP 4-8 points show how far off it is).
+  Mistral 7B and Mixtral 8x22B (no model entry), Mixtral 8x7B (no MoE kernel tables for this engine). L40S at TP 4-8: the
+  profile's all-reduce (a server with GPU peer-to-peer, hardware_profiles/l40s.yaml), not the kernel tables'.
 source: {SOURCE}
 as_of: '2025-02'
 engine: tensorrt-llm-0

@@ -138,6 +138,11 @@ class Spec(Sourced):
     interconnect_latency_s: NonNegativeFloat = Field(
         default=5e-6, description="latency of one scale-up (NVLink etc.) message in a collective, seconds; "
         "spec.source / as_of cite it")
+    allreduce_bus_gb_s: dict[Annotated[int, Field(ge=2, le=1024)], Annotated[float, Field(ge=MIN_BANDWIDTH)]] | None = (
+        Field(default=None, description="measured all-reduce bus bandwidth (nccl-tests busbw, GB/s, messages of a few "
+              "MB and up) by group size within one scale-up domain, on the servers this SKU is sold in: for those group "
+              "sizes it replaces interconnect_gb_s and the kernel tables' all-reduce (whose collector's server may "
+              "differ: peer-to-peer off, other topology); spec.source / as_of cite it"))
     scale_up_domain_devices: PositiveInt = Field(
         default=8, le=1024, description="devices joined by the scale-up link (interconnect_gb_s): an HGX/OAM node 8, "
                                         "a GB200/GB300 NVL72 rack 72; wider groups cross the scale-out network")

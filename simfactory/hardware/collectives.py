@@ -6,8 +6,9 @@ on as few domains as hold it, so a collective stays on the scale-up link while n
 pays the scale-out network for the part that leaves a domain:
 
 - all-reduce of M bytes, hierarchical (NCCL's ring/tree within and across domains): reduce-scatter and all-gather
-  inside each domain of d devices, 2 (d-1)/d x M over the scale-up link, and an all-reduce of each device's M/d
-  shard across the m domains, 2 (m-1)/m x M/d over its NIC; one latency per level.
+  inside each domain of d devices, 2 (d-1)/d x M over the scale-up link (at the bus bandwidth measured for d
+  devices where the profile gives one: nccl-tests' busbw is exactly this rate), and an all-reduce of each device's
+  M/d shard across the m domains, 2 (m-1)/m x M/d over its NIC; one latency per level.
 - all-to-all where each device sends B bytes spread evenly over the n devices of the group (itself included),
   the expert-parallel dispatch/combine: (d-1)/n x B go to peers in its own domain over the scale-up link and
   (n-d)/n x B over its NIC, both at once, so the slower of the two sets the time.
@@ -33,14 +34,26 @@ class Links:
     domain_devices: int
     scale_out_bytes_per_s: float | None  # None: the profile names no scale-out network
     scale_out_latency_s: float
+    # (group size, bytes/s): measured all-reduce bus bandwidth inside one domain, where the profile gives it
+    allreduce_bus_bytes_per_s: tuple[tuple[int, float], ...] = ()
 
     @classmethod
     def of(cls, spec: Spec) -> "Links":
         if spec.interconnect_gb_s is None:
             raise ValueError("parallelism across devices needs spec.interconnect_gb_s")
         out = spec.scale_out_gb_s * 1e9 if spec.scale_out_gb_s is not None else None
+        measured = tuple(sorted((n, gb_s * 1e9) for n, gb_s in (spec.allreduce_bus_gb_s or {}).items()))
         return cls(spec.interconnect_gb_s * 1e9, spec.interconnect_latency_s, spec.scale_up_domain_devices, out,
-                   spec.scale_out_latency_s)
+                   spec.scale_out_latency_s, measured)
+
+    def measured_allreduce_bytes_per_s(self, devices: int) -> float | None:
+        """The measured all-reduce bus bandwidth of a group of this many devices in one domain, if the profile has it."""
+        return next((bw for n, bw in self.allreduce_bus_bytes_per_s if n == devices), None)
+
+    def allreduce_bytes_per_s(self, devices: int) -> float:
+        """The bus bandwidth an all-reduce over this many devices of one domain reaches: measured, else the link's."""
+        measured = self.measured_allreduce_bytes_per_s(devices)
+        return measured if measured is not None else self.scale_up_bytes_per_s
 
     def domains(self, devices: int) -> int:
         """Scale-up domains a group of this many devices spans when placed on as few as hold it."""
@@ -57,7 +70,7 @@ def allreduce_s(msg_bytes: float, n: int, links: Links) -> float:
     if n <= 1 or msg_bytes <= 0:
         return 0.0
     d = min(n, links.domain_devices)
-    t = 2 * (d - 1) / d * msg_bytes / links.scale_up_bytes_per_s + links.scale_up_latency_s
+    t = 2 * (d - 1) / d * msg_bytes / links.allreduce_bytes_per_s(d) + links.scale_up_latency_s
     m = links.domains(n)
     if m > 1:
         t += 2 * (m - 1) / m * (msg_bytes / d) / links._out() + links.scale_out_latency_s

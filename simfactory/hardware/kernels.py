@@ -57,9 +57,10 @@ from typing import Any
 
 import numpy as np
 
-from simfactory.config.profile import ModelArch
+from simfactory.config.profile import BYTES_PER_PARAM, ModelArch
 from simfactory.errors import InputError
-from simfactory.hardware.step_time import StepLoad, StepTimeModel, busiest_rank_prompts
+from simfactory.hardware.collectives import Links, allreduce_s
+from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, StepLoad, StepTimeModel, busiest_rank_prompts
 from simfactory.inputs import MiB, is_input_file, parse_json, read_input_bytes, shown_name
 from simfactory.paths import PROFILES_DIR
 
@@ -220,6 +221,7 @@ def kernel_step_time(
     tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
     overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0, linear_scale: float = 1.0,
     prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1, prefill_floor_s: float = 0.0,
+    links: Links | None = None,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
     the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
@@ -230,6 +232,8 @@ def kernel_step_time(
     current data, header `frameworks`). With strict_version a different version gives None; otherwise these
     kernels stand for it and the label says so (the caller's overhead_s carries the engine version's own cost).
     prefill_floor_s: the least a step with prompt tokens takes (an eager prefill's launch time, EagerPrefill).
+    links: the SKU's links; where they carry a measured all-reduce bandwidth for this TP (a dense layout), the
+    step's all-reduces are priced from it instead of the tables' (measured_allreduce_ms).
     """
     framework = ENGINE_FRAMEWORK.get(engine)
     if framework is None or tp < 1:
@@ -250,11 +254,18 @@ def kernel_step_time(
     att = tables.attention.get((model_id, framework, tp, dp_attention, ep, kv_dtype))
     if lin is None or att is None:
         return None
+    allreduce_ms, allreduce_note = lin["allreduce_ms"], ""
+    bus = links.measured_allreduce_bytes_per_s(tp) if links is not None and dp_attention == ep == 1 else None
+    if bus is not None:
+        assert links is not None
+        allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
+        allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
     label = (f"kernel tables of aiconfigurator-core {sdk.get('version', '?')} ({tables.header.get('system', sku)}, "
-             f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}{layout}; {tables.path.name}) "
+             f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}{layout}; {tables.path.name}"
+             f"{allreduce_note}) "
              f"+ {overhead_s * 1e3:.4g} ms/step" + (f" + {overhead_per_seq_s * 1e6:.4g} us/sequence"
                                                     if overhead_per_seq_s else "") + " engine overhead")
     fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
@@ -264,7 +275,7 @@ def kernel_step_time(
         label += f"; a step that prefills takes at least {prefill_floor_s * 1e3:.4g} ms (eager launch)"
     if any(fitted):
         label += " (" + ", ".join(f for f in fitted if f) + ")"
-    model = KernelStepTime(tables.grids, lin["linear_ms"], lin["allreduce_ms"], lin["logits_ms"],
+    model = KernelStepTime(tables.grids, lin["linear_ms"], allreduce_ms, lin["logits_ms"],
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s)
@@ -272,6 +283,15 @@ def kernel_step_time(
     if dp_attention == 1:
         return model
     return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
+
+
+def measured_allreduce_ms(tokens_grid: list[float], arch: ModelArch, tp: int, links: Links) -> list[float]:
+    """The all-reduce curve of a dense TP step priced from the links (two per layer, BF16 activations of every
+    token of the step), on the tables' token grid: for a SKU whose kernel tables were collected on a server unlike
+    the ones it is sold in (L40S: AIConfigurator's collectors have no GPU peer-to-peer, so NCCL falls back to host
+    memory past two GPUs). Affine in the token count, so the tables' interpolation stays exact."""
+    per_token_bytes = arch.hidden * BYTES_PER_PARAM["bf16"]
+    return [ALLREDUCES_PER_LAYER * arch.layers * allreduce_s(t * per_token_bytes, tp, links) / MS for t in tokens_grid]
 
 
 def _slopes(xs: list[float], ys: list[float]) -> list[float]:

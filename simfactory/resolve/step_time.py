@@ -20,6 +20,7 @@ from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.kernels import (
     ENGINE_FRAMEWORK, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
 )
+from simfactory.hardware.collectives import Links
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.resolve.files import calibrated_entries
@@ -164,8 +165,9 @@ def kernel_model(
     else:
         version = None
         terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
+    links = Links.of(profile.spec) if d.tp > 1 and profile.spec.interconnect_gb_s is not None else None
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
-                             profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, **terms)
+                             profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, links=links, **terms)
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)
         covered = sorted({f"{m} {f} tp{tp}{f' dp{dp}' if dp > 1 else ''}{f' ep{e}' if e > 1 else ''} {dt}/{kv}"

@@ -1,0 +1,98 @@
+"""A profile's measured all-reduce bus bandwidth (spec.allreduce_bus_gb_s): for the group sizes it lists, the ring's
+bandwidth term runs at that rate in the roofline and replaces the kernel tables' all-reduce (L40S: the tables'
+collectors lack GPU peer-to-peer). nccl-tests' busbw is defined as 2 (n-1)/n x bytes / time, so a ring all-reduce
+of M bytes takes 2 (n-1)/n x M / busbw plus its latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import scenario_doc
+
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import HardwareProfile, ModelCatalog, Spec
+from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.collectives import Links, allreduce_s
+from simfactory.hardware.kernels import kernel_step_time
+from simfactory.hardware.step_time import StepLoad
+from simfactory.resolve import resolve
+from simfactory.config.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
+L40S = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "l40s.yaml")
+
+
+def spec(**kw) -> Spec:
+    base = {"hbm_gb": 48, "hbm_tb_s": 0.864, "bf16_tflops": 362, "tdp_w": 350, "interconnect_gb_s": 32,
+            "interconnect_latency_s": 8e-6, "source": "test", "as_of": "2026-12"}
+    return Spec.model_validate({**base, **kw})
+
+
+def test_a_measured_group_size_runs_at_its_bus_bandwidth_and_others_at_the_link():
+    links = Links.of(spec(allreduce_bus_gb_s={4: 20.0, 8: 10.0}))
+    m = 16 * 2**20
+    assert allreduce_s(m, 4, links) == pytest.approx(2 * 3 / 4 * m / 20e9 + 8e-6)
+    assert allreduce_s(m, 8, links) == pytest.approx(2 * 7 / 8 * m / 10e9 + 8e-6)
+    assert allreduce_s(m, 2, links) == pytest.approx(m / 32e9 + 8e-6)  # not listed: the link's bandwidth
+    assert allreduce_s(m, 1, links) == 0.0
+    plain = Links.of(spec())
+    assert allreduce_s(m, 8, plain) == pytest.approx(2 * 7 / 8 * m / 32e9 + 8e-6)
+
+
+@pytest.mark.parametrize("bad", [{1: 10.0}, {4: 0.0}, {4: -3.0}, {"four": 10.0}])
+def test_bad_measured_bandwidth_is_refused(bad):
+    with pytest.raises(ValueError, match="allreduce_bus_gb_s"):
+        spec(allreduce_bus_gb_s=bad)
+
+
+def test_the_l40s_tables_all_reduce_is_replaced_at_the_measured_group_sizes():
+    arch = MODELS["llama-3.1-70b"]
+    links = Links.of(L40S.spec)
+    args = (arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8")
+    for tp, busbw in ((4, 21.85e9), (8, 14.27e9)):
+        tables = kernel_step_time(*args, tp, 0.001)
+        measured = kernel_step_time(*args, tp, 0.001, links=links)
+        assert tables is not None and measured is not None
+        assert "measured" in measured.label and "measured" not in tables.label
+        for tokens in (1, 37, 256, 2048, 100_000):
+            load = StepLoad(tokens, 0, 0.0, tokens * (tokens + 1) / 2)
+            want = 2 * arch.layers * (2 * (tp - 1) / tp * tokens * arch.hidden * 2 / busbw + 8e-6)
+            got, before = measured.breakdown_s(load), tables.breakdown_s(load)
+            assert got["allreduce"] == pytest.approx(want, rel=1e-9)
+            assert got["linear"] == pytest.approx(before["linear"], rel=1e-9)  # only the collectives change
+            assert measured.step_s(load) - tables.step_s(load) == pytest.approx(want - before["allreduce"], rel=1e-9)
+        # the tables' collectors went through host memory past two GPUs: the measured server is much faster
+        big = StepLoad(8192, 0, 0.0, 8192 * 4096.5)
+        assert measured.breakdown_s(big)["allreduce"] < tables.breakdown_s(big)["allreduce"] / 3
+    one = kernel_step_time(MODELS["llama-3.1-8b"], "llama-3.1-8b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8", 1,
+                           0.001, links=links)
+    assert one is not None and one.breakdown_s(StepLoad(512, 0, 0.0, 512 * 256.5))["allreduce"] == 0.0
+
+
+def test_a_sku_without_measured_bandwidth_keeps_its_tables():
+    h100 = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "h100-sxm.yaml")
+    assert h100.spec.allreduce_bus_gb_s is None
+    arch = MODELS["llama-3.1-70b"]
+    args = (arch, "llama-3.1-70b", "h100-sxm", "tensorrt-llm", None, "fp8", "fp8", 4, 0.001)
+    a, b = kernel_step_time(*args), kernel_step_time(*args, links=Links.of(h100.spec))
+    load = StepLoad(1000, 16, 16_000.0, 1000 * 500.5)
+    assert a is not None and b is not None and a.step_s(load) == b.step_s(load) and a.label == b.label
+
+
+def test_a_resolved_l40s_deployment_uses_the_measured_all_reduce():
+    doc = scenario_doc(engine="tensorrt-llm-0")
+    doc["pools"][0].update(sku="l40s", count=8)
+    doc["deployments"][0].update(model="llama-3.1-70b", tp=8, dtype="fp8", replicas=1)
+    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    assert d.step_time_source.startswith("measured kernels") and "14.27 GB/s" in d.step_time_source
+
+
+def test_a_profile_file_with_a_bad_bandwidth_names_the_field(tmp_path):
+    text = (ROOT / "hardware_profiles" / "l40s.yaml").read_text()
+    bad = tmp_path / "l40s.yaml"
+    bad.write_text(text.replace("allreduce_bus_gb_s: {2: 21.14, 4: 21.85, 8: 14.27}", "allreduce_bus_gb_s: {8: -1}"))
+    with pytest.raises((InputError, InputErrors)) as e:
+        load_model_file(HardwareProfile, bad)
+    assert "allreduce_bus_gb_s" in str(e.value) and "l40s.yaml" in str(e.value)
