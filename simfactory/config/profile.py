@@ -247,12 +247,19 @@ StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime
 
 
 class StepTimeEntry(_Strict):
-    """A step-time model for one (model, engine, dtype, TP) on this SKU."""
+    """A step-time model for one (model, engine, dtype, TP, attention-DP, EP) layout on this SKU."""
 
     model: str = Field(description="model id (models.yaml) the entry applies to")
     engine: str = Field(default="vllm", description="engine preset (engines.yaml) the entry applies to")
     dtype: DType = Field(default="bf16", description="deployment dtype the entry applies to")
     tp: PositiveInt = Field(default=1, description="tensor-parallel degree the entry applies to")
+    dp_attention: PositiveInt = Field(
+        default=1, description="attention data-parallel groups of the layout the entry applies to (a deployment's "
+        "dp_attention): a step measured with attention split over groups does not describe one without, nor the "
+        "reverse")
+    ep: PositiveInt = Field(
+        default=1, description="expert-parallel degree of the layout the entry applies to (a MoE deployment's ep, or "
+        "its tp with expert_parallel; 1: experts tensor-parallel or a dense model)")
     source: Literal["roofline", "measured", "published-fit"] = Field(
         description="how the entry was obtained; among entries matching a deployment, measured wins over "
         "published-fit, which wins over roofline")
@@ -322,7 +329,7 @@ class HardwareProfile(_Strict):
         default=None, description="models this device can run (ASICs); None means any"
     )
     step_time_models: list[StepTimeEntry] = Field(
-        default_factory=list, description="explicit step-time models per (model, engine, dtype, TP); calibrated files "
+        default_factory=list, description="explicit step-time models per (model, engine, dtype, TP, attention-DP, EP); calibrated files "
         "add more")
     training: TrainingPrior | None = Field(
         default=None, description="MFU prior for training jobs that derive their speed from hardware (model:); "

@@ -239,7 +239,7 @@ class Deployment(_Strict):
     engine: str = Field(default="vllm", description="an engine preset from hardware_profiles/engines.yaml")
     step_time_source: Literal["auto", "kernels", "roofline"] = Field(
         default="auto",
-        description="auto: a calibrated step-time entry for this (model, engine, dtype, TP) if the profile has one, "
+        description="auto: a calibrated step-time entry for this (model, engine, dtype, TP, parallel layout) if the profile has one, "
         "else measured kernel tables (hardware_profiles/kernels) plus the engine's overhead where they cover the "
         "SKU, model, dtype and TP, else the roofline; kernels: the tables or an error saying what they lack; "
         "roofline: the SKU's roofline even where tables exist (a what-if)",

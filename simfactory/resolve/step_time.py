@@ -29,14 +29,12 @@ SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
 
 
 def step_time_entry(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> tuple[StepTimeEntry, str] | None:
-    """The explicit entry for this (model, engine, dtype, TP), measured first; None: the SKU's roofline."""
+    """The explicit entry for this (model, engine, dtype, TP) and parallel layout (attention-DP groups, EP degree),
+    measured first; None: the SKU's roofline."""
     entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
     entries += calibrated_entries(dirs, profile.sku)
-    matching = [
-        (e, where)
-        for e, where in entries
-        if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)
-    ]
+    layout = (d.model, d.engine, d.dtype, d.tp, d.dp_attention, d.ep_degree)
+    matching = [(e, where) for e, where in entries if (e.model, e.engine, e.dtype, e.tp, e.dp_attention, e.ep) == layout]
     return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
 
 
@@ -93,7 +91,7 @@ def choose_step_time(
     preset: EnginePreset | None = None, at: str = "deployment", fname: str = "", prefill_role: bool = False,
 ) -> tuple[StepTimeModel, str]:
     """The deployment's step-time model and a label saying where it comes from: a calibrated entry for this
-    (model, engine, dtype, TP) first (the user's own measurement), else the measured kernel tables plus the
+    (model, engine, dtype, TP, layout) first (the user's own measurement), else the measured kernel tables plus the
     engine's overhead prior where they cover it, else the SKU's roofline (step_time_source narrows the choice)."""
     chosen = step_time_entry(d, profile, dirs) if d.step_time_source == "auto" else None
     if chosen is not None:

@@ -1,0 +1,51 @@
+"""A calibrated step-time entry describes one parallel layout: the model, engine, dtype and TP it was measured at and
+whether attention ran data-parallel and experts expert-parallel. A DeepSeek-R1 step on 8 GPUs with attention split
+into 8 groups and experts spread over 8 ranks is not the step of the same 8 GPUs in plain tensor parallelism, so an
+entry measured one way must not price the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from simfactory.resolve import load_and_resolve
+
+ENTRY = {"model": "deepseek-r1", "engine": "sglang", "dtype": "fp8", "tp": 8, "source": "measured",
+         "step_time": {"kind": "linear", "overhead_s": 0.05}}
+
+
+def scenario(tmp_path: Path, entry: dict, **layout: int) -> Path:
+    (tmp_path / "hardware_profiles" / "h200").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "hardware_profiles" / "h200" / "r1.yaml").write_text(yaml.safe_dump(entry))
+    doc = {"name": "layout", "seed": 1,
+           "pools": [{"name": "p", "sku": "h200", "count": 8, "location": "cloud"}],
+           "deployments": [{"name": "d", "model": "deepseek-r1", "pool": "p", "replicas": 1, "tp": 8, "dtype": "fp8",
+                            "engine": "sglang", **layout}],
+           "traffic": {"arrival": {"process": "poisson", "rate_per_s": 1.0},
+                       "classes": [{"name": "c", "target": "d", "input_tokens": {"kind": "fixed", "value": 100},
+                                    "output_tokens": {"kind": "fixed", "value": 10}}]},
+           "sim": {"horizon_s": 10.0}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def source(path: Path) -> str:
+    return load_and_resolve(path).deployments[0].step_time_source
+
+
+def test_an_entry_prices_only_the_layout_it_was_measured_at(tmp_path):
+    plain = source(scenario(tmp_path, ENTRY))
+    assert plain.startswith("measured (") and "r1.yaml" in plain
+    wide = source(scenario(tmp_path, ENTRY, dp_attention=8, ep=8))
+    assert wide.startswith("measured kernels") and "r1.yaml" not in wide  # the tables' DP-attention + EP8 layout
+    ep_only = source(scenario(tmp_path, ENTRY, ep=8))
+    assert "r1.yaml" not in ep_only
+
+
+def test_an_entry_for_a_wide_layout_prices_that_layout_and_not_plain_tp(tmp_path):
+    wide_entry = {**ENTRY, "dp_attention": 8, "ep": 8}
+    assert "r1.yaml" in source(scenario(tmp_path, wide_entry, dp_attention=8, ep=8))
+    assert "r1.yaml" in source(scenario(tmp_path, wide_entry, dp_attention=8, expert_parallel=True))  # ep = tp
+    assert "r1.yaml" not in source(scenario(tmp_path, wide_entry))
