@@ -212,7 +212,7 @@ def test_calibration_baselines_and_serving_fits_keep_the_engines_floor():
 
     from simfactory.calibration.microbench import shipped_roofline
     from simfactory.calibration.serving_fit import SearchSpace
-    from simfactory.config.profile import HardwareProfile
+    from simfactory.config.profile import HardwareProfile, RooflineStepTime
     from simfactory.config.loader import load_model_file
 
     b200 = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "b200.yaml")
@@ -220,4 +220,8 @@ def test_calibration_baselines_and_serving_fits_keep_the_engines_floor():
     floor_s = ENGINES["sglang-0.5"].eager_prefill.floor_s(arch)
     assert shipped_roofline(arch, b200, "sglang-0.5", "fp8", 8).factors.prefill_floor_s == pytest.approx(floor_s)
     assert shipped_roofline(arch, b200, "sglang", "fp8", 8).factors.prefill_floor_s == 0.0
-    assert SearchSpace(prefill_floor_s=0.1).clip(np.array([0.5, 0.5, 0.001])).prefill_floor_s == 0.1
+    kept = RooflineStepTime(compute_efficiency=0.9, memory_efficiency=0.9, step_overhead_s=0.0, prefill_floor_s=0.1,
+                            gemm_latency_s=9e-6, gemm_ramp_tokens=170)
+    clipped = SearchSpace(kept=kept).clip(np.array([0.5, 0.5, 0.001]))
+    assert (clipped.prefill_floor_s, clipped.gemm_latency_s, clipped.gemm_ramp_tokens) == (0.1, 9e-6, 170)
+    assert (clipped.compute_efficiency, clipped.memory_efficiency, clipped.step_overhead_s) == (0.5, 0.5, 0.001)

@@ -68,3 +68,33 @@ def test_mi300x_ships_its_measured_gemm_terms_with_sources():
     others = [load_model_file(HardwareProfile, p).roofline for p in (ROOT / "hardware_profiles").glob("*.yaml")
               if p.name not in ("mi300x.yaml", "mi325x.yaml", "engines.yaml", "models.yaml", "prices.yaml")]
     assert others and all(o.gemm_latency_s == 0 and o.gemm_ramp_tokens == 0 for o in others)
+
+
+def test_a_step_table_fit_keeps_the_skus_gemm_terms_and_finds_the_rest():
+    """`calibrate fit` on a step table fits the three classic factors (and a prefill floor) and keeps the SKU's
+    small-GEMM terms, as the concurrency-sweep fit does: steps generated with MI300X's terms and other factors are
+    fitted back, and the fit carries the terms; a fit told nothing of them cannot price the small decode GEMMs."""
+    import pandas as pd
+
+    from simfactory.calibration.fit import RooflineContext, fit_step_time
+
+    truth = MI300X.roofline
+    true_factors = RooflineStepTime(compute_efficiency=0.3, memory_efficiency=0.5, step_overhead_s=0.006,
+                                    gemm_latency_s=truth.gemm_latency_s, gemm_ramp_tokens=truth.gemm_ramp_tokens)
+    rows = [dict(prefill_tokens=0, decode_seqs=b, kv_tokens_read=b * ctx, prefill_attn_pairs=0.0, prefill_seqs=0)
+            for b in (1, 2, 4, 8, 16, 32, 64, 128, 256) for ctx in (512, 2048)]
+    rows += [dict(prefill_tokens=n * n_tok, decode_seqs=0, kv_tokens_read=0, prefill_seqs=n,
+                  prefill_attn_pairs=n * n_tok * (n_tok + 1) / 2) for n_tok in (256, 1024, 4096) for n in (1, 2)]
+    steps = pd.DataFrame(rows)
+    m = model(true_factors, 1)
+    steps["step_s"] = [m.step_s(StepLoad(r.prefill_tokens, r.decode_seqs, float(r.kv_tokens_read),
+                                         float(r.prefill_attn_pairs))) for r in steps.itertuples()]
+    ctx = RooflineContext(MODELS["llama-3.1-70b"], MI300X.spec, "fp8", "fp8", 1, truth)
+    fit = fit_step_time(steps, "roofline", ctx, heldout_by="random")
+    got = fit.step_time
+    assert (got.gemm_latency_s, got.gemm_ramp_tokens) == (truth.gemm_latency_s, truth.gemm_ramp_tokens)
+    assert (got.compute_efficiency, got.memory_efficiency, got.step_overhead_s) == pytest.approx((0.3, 0.5, 0.006),
+                                                                                                   rel=0.02)
+    assert fit.heldout_mape < 0.005
+    blind = fit_step_time(steps, "roofline", ctx._replace(sku_default=None), heldout_by="random")
+    assert blind.step_time.gemm_latency_s == 0.0 and blind.heldout_mape > 5 * fit.heldout_mape

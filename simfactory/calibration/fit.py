@@ -25,13 +25,15 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares, nnls
 
-from simfactory.config.profile import KernelsStepTime, LinearStepTime, ModelArch, RooflineStepTime, Spec
+from simfactory.config.profile import (
+    KernelsStepTime, LinearStepTime, ModelArch, RooflineDefault, RooflineStepTime, Spec,
+)
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel
 
@@ -187,16 +189,20 @@ def linear_from_matrix(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> Linea
 
 
 def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str,
-                 tp: int) -> RooflineStepTime:
+                 tp: int, sku_default: RooflineDefault | None = None) -> RooflineStepTime:
     """Compute and memory efficiencies in (0, 1], a per-step overhead and, when the training rows hold prefills, a
-    prefill floor (RooflineStepTime.prefill_floor_s), for the shipped roofline's shape."""
+    prefill floor (RooflineStepTime.prefill_floor_s), for the shipped roofline's shape; the SKU's small-GEMM terms
+    (sku_default) are kept as they are, as the concurrency-sweep fit keeps them."""
     loads = [ld for ld, keep in zip(_loads(steps), train) if keep]
     y = steps["step_s"].to_numpy(dtype=float)[train]
     with_floor = any(ld.prefill_tokens for ld in loads)
+    gemm = ({"gemm_latency_s": sku_default.gemm_latency_s, "gemm_ramp_tokens": sku_default.gemm_ramp_tokens}
+            if sku_default is not None else {})
 
     def model(p: np.ndarray) -> RooflineModel:
         factors = RooflineStepTime(compute_efficiency=float(p[0]), memory_efficiency=float(p[1]),
-                                   step_overhead_s=float(p[2]), prefill_floor_s=float(p[3]) if with_floor else 0.0)
+                                   step_overhead_s=float(p[2]), prefill_floor_s=float(p[3]) if with_floor else 0.0,
+                                   **gemm)
         return RooflineModel(arch, spec, factors, dtype, kv_dtype, tp)
 
     def residuals(p: np.ndarray) -> np.ndarray:
@@ -206,12 +212,13 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
     best = None
     # max() makes it non-convex: several starts, the floor from none and from the shortest prefill measured
     shortest = float(min((t for ld, t in zip(loads, y) if ld.prefill_tokens), default=0.0))
-    starts = dict.fromkeys([(0.5, 0.7, 0.002, 0.0), (0.8, 0.9, 0.005, shortest), (0.3, 0.5, 0.0005, 0.0),
+    starts = dict.fromkeys([(0.5, 0.7, 0.002, 0.0), (0.3, 0.5, 0.0005, 0.0), (0.8, 0.9, 0.005, shortest),
                             (0.5, 0.7, 0.002, shortest)])  # without prefills the floor starts coincide: fit once
-    for start in starts:
+    for start in starts:  # floor-free starts first: a floor is kept only where it fits the steps better, since a
+        # floor at the shortest measured prefill costs nothing on the training rows and misprices shorter ones
         r = least_squares(residuals, np.array(start), bounds=([1e-3, 1e-3, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]),
                           loss="soft_l1", f_scale=0.05, x_scale=[0.1, 0.1, 1e-3, 1e-3])
-        if best is None or r.cost < best.cost:
+        if best is None or r.cost < best.cost * (1.0 - 1e-6) - 1e-12:
             best = r
     assert best is not None
     return model(best.x).factors
@@ -252,7 +259,15 @@ def evaluate(kind: str, step_time: StepTimeFit, model: StepTimeModel, steps: pd.
     )
 
 
-RooflineContext = tuple[ModelArch, Spec, str, str, int]  # arch, spec, dtype, kv_dtype, tp
+class RooflineContext(NamedTuple):
+    """What a roofline fit prices steps with; the SKU's roofline default's small-GEMM terms are kept, not fitted."""
+
+    arch: ModelArch
+    spec: Spec
+    dtype: str
+    kv_dtype: str
+    tp: int
+    sku_default: RooflineDefault | None = None
 
 
 @dataclass(frozen=True)
@@ -369,10 +384,10 @@ def fit_step_time(steps: pd.DataFrame, kind: str = "best", roofline: RooflineCon
             return spec, LinearModel(spec)
         candidates.append(("linear", linear))
     if kind in ("roofline", "best") and roofline is not None:
-        arch, spec_, dtype, kv_dtype, tp = roofline
+        arch, spec_, dtype, kv_dtype, tp, sku_default = RooflineContext(*roofline)
 
         def roof() -> tuple[StepTimeFit, StepTimeModel]:
-            factors = fit_roofline(steps, train, arch, spec_, dtype, kv_dtype, tp)
+            factors = fit_roofline(steps, train, arch, spec_, dtype, kv_dtype, tp, sku_default)
             return factors, RooflineModel(arch, spec_, factors, dtype, kv_dtype, tp)
         candidates.append(("roofline", roof))
     if kind in ("kernels", "best") and kernels is not None:

@@ -21,6 +21,7 @@ from simfactory.calibration.fit import (
     FitResult,
     KernelsContext,
     PowerFit,
+    RooflineContext,
     check_threshold,
     fit_power,
     fit_step_time,
@@ -166,7 +167,8 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
             profile_dirs: list[Path] | None = None) -> CalibrationRun:
     """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit).
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
-    roof = (arch, profile.spec, dtype, kv_dtype_for(dtype), tp) if arch is not None and profile is not None else None
+    roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
+            if arch is not None and profile is not None else None)
     kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs)
                if arch is not None else None)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)

@@ -42,12 +42,13 @@ class SearchSpace:
 
     bounds: tuple[tuple[float, float], ...] = DEFAULT_BOUNDS
     max_evaluations: int = 60
-    prefill_floor_s: float = 0.0  # the engine's eager-prefill floor, kept (not searched)
+    # the start whose other terms every candidate keeps (not searched): the engine's eager-prefill floor, the SKU's
+    # small-GEMM terms
+    kept: RooflineStepTime = RooflineStepTime(compute_efficiency=1.0, memory_efficiency=1.0, step_overhead_s=0.0)
 
     def clip(self, x: np.ndarray) -> RooflineStepTime:
         c, m, o = (float(np.clip(v, lo, hi)) for v, (lo, hi) in zip(x, self.bounds))
-        return RooflineStepTime(compute_efficiency=c, memory_efficiency=m, step_overhead_s=o,
-                                prefill_floor_s=self.prefill_floor_s)
+        return self.kept.model_copy(update={"compute_efficiency": c, "memory_efficiency": m, "step_overhead_s": o})
 
     def on_bounds(self, f: RooflineStepTime) -> list[str]:
         """The fitted parameters that sit on a bound (within ON_BOUND of it, relatively; a zero bound within a
@@ -208,7 +209,7 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     preset, arch = load_engines(dirs).get(dep.engine), load_models(dirs).get(dep.model)
     floor_s = eager_prefill_floor_s(None, arch, preset) if arch is not None else 0.0
     start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), preset, floor_s)
-    space = dataclasses.replace(space, prefill_floor_s=floor_s)
+    space = dataclasses.replace(space, kept=start)
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
     family = roofline_family(start, space) if kind == "roofline" else linear_family(measured)
     start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))
