@@ -96,3 +96,36 @@ def test_a_profile_file_with_a_bad_bandwidth_names_the_field(tmp_path):
     with pytest.raises((InputError, InputErrors)) as e:
         load_model_file(HardwareProfile, bad)
     assert "allreduce_bus_gb_s" in str(e.value) and "l40s.yaml" in str(e.value)
+
+
+def test_a_kernel_fit_prices_the_same_all_reduce_as_the_deployment_it_calibrates(tmp_path):
+    """`calibrate fit --fit kernels` fits its terms against the step the simulation will price: on L40S at TP 4 that
+    is the measured all-reduce, not the tables' (else the fitted linear scale would absorb the tables' slow
+    collectives and then apply them to the fast ones)."""
+    from simfactory.calibration.fit import KernelsContext
+    from simfactory.calibration.microbench import publish
+
+    arch = MODELS["llama-3.1-70b"]
+    ctx = KernelsContext(arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", "fp8", "fp8", 4, links=Links.of(L40S.spec))
+    resolved = kernel_step_time(arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8", 4, 0.0,
+                                links=Links.of(L40S.spec))
+    load = StepLoad(2048, 32, 32 * 1500.0, 2048 * 1024.5)
+    assert ctx.model_for().step_s(load) == resolved.step_s(load)
+    # publish builds that context from the profile: steps generated on the measured all-reduce fit back to the
+    # tables' GEMMs (linear scale 1) with the overhead they were given
+    import pandas as pd
+
+    from simfactory.config.profile import KernelsStepTime
+
+    truth = ctx.model_for(KernelsStepTime(overhead_s=0.002))
+    rows = [dict(prefill_tokens=0, decode_seqs=b, kv_tokens_read=b * 1024, prefill_attn_pairs=0.0, prefill_seqs=0)
+            for b in (1, 4, 16, 64, 128)]
+    rows += [dict(prefill_tokens=t, decode_seqs=0, kv_tokens_read=0, prefill_attn_pairs=t * (t + 1) / 2,
+                  prefill_seqs=1) for t in (512, 2048, 4096)]
+    steps = pd.DataFrame(rows)
+    steps["step_s"] = [truth.step_s(StepLoad(r.prefill_tokens, r.decode_seqs, float(r.kv_tokens_read),
+                                             float(r.prefill_attn_pairs))) for r in steps.itertuples()]
+    run = publish(steps, sku="l40s", model="llama-3.1-70b", engine="tensorrt-llm-0", dtype="fp8", tp=4,
+                  profiles_dir=tmp_path, provenance={}, arch=arch, profile=L40S, kind="kernels")
+    fitted = run.fit.step_time
+    assert fitted.linear_scale == pytest.approx(1.0, abs=0.01) and fitted.overhead_s == pytest.approx(0.002, rel=0.05)

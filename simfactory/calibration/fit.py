@@ -34,6 +34,7 @@ from scipy.optimize import least_squares, nnls
 from simfactory.config.profile import (
     KernelsStepTime, LinearStepTime, ModelArch, RooflineDefault, RooflineStepTime, Spec,
 )
+from simfactory.hardware.collectives import Links
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel
 
@@ -282,12 +283,13 @@ class KernelsContext:
     kv_dtype: str
     tp: int
     profile_dirs: Sequence[Path] | None = None
+    links: Links | None = None  # the SKU's links: a measured all-reduce bandwidth replaces the tables', as in resolve
 
     def model_for(self, spec: KernelsStepTime | None = None) -> KernelStepTime | None:
         """The kernel-table model with these fitted terms (the tables alone, no overhead, without a spec)."""
         terms = spec.model_dump(exclude={"kind"}) if spec is not None else {"overhead_s": 0.0}
         return kernel_step_time(self.arch, self.model, self.sku, self.engine, None, self.dtype, self.kv_dtype, self.tp,
-                                terms.pop("overhead_s"), profile_dirs=self.profile_dirs, **terms)
+                                terms.pop("overhead_s"), profile_dirs=self.profile_dirs, links=self.links, **terms)
 
 
 PRIOR_WEIGHT = 0.003  # pull of the multipliers towards 1 (the tables) per unit of relative step error

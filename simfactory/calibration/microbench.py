@@ -31,6 +31,7 @@ from simfactory.calibration.nvml import NvmlSampler, window_means
 from simfactory.calibration.profile_writer import build_entry, write_profile
 from simfactory.config.profile import ModelArch
 from simfactory.config.scenario import kv_dtype_for
+from simfactory.hardware.collectives import Links
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 
@@ -169,7 +170,9 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
             if arch is not None and profile is not None else None)
-    kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs)
+    links = (Links.of(profile.spec) if profile is not None and tp > 1 and profile.spec.interconnect_gb_s is not None
+             else None)
+    kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs, links)
                if arch is not None else None)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
