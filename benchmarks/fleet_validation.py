@@ -9,7 +9,8 @@ Cases:
   * shards: 256 Llama-3.1-8B H100 replicas (small enough to simulate whole) at ~60% load, Poisson chat. Full run
     vs 16 shards of 16 replicas with 4 sampled (scaled by 4), for random, round_robin and least_outstanding.
   * shard size: least_outstanding fully sharded into 64, 16, 4 and 2 shards (4, 16, 64, 128 replicas each): its
-    error shrinks as shards grow, but stays past 2% even at half the pool (benchmarks/jsq_phase.py says why).
+    error shrinks as shards grow, from past 2% in shards of 4-64 to within it at half the pool
+    (benchmarks/jsq_phase.py says why).
   * windows: 16 replicas over a diurnal day compressed to 1,800 s (3x peak to trough); continuous vs 6 windows
     of 300 s with 60 s overlaps.
   * noise floor: the full run again on another seed: differences below it are seed noise, not bias.
