@@ -127,7 +127,9 @@ class FidelitySuite(BaseModel):
     engine_version: str | None = Field(default=None, description="the engine release measured, e.g. 0.5.3 or 1.0")
     mode: Literal["offline", "concurrency", "rate"] = "offline"  # informational: each point says how it runs
     max_num_seqs: PositiveInt = 256
-    max_num_batched_tokens: PositiveInt = 8192
+    max_num_batched_tokens: PositiveInt | None = Field(
+        default=None, description="every point's per-step token budget unless the point sets its own; absent: the "
+                                  "engine preset's default for the point's device")
     requests_per_client: PositiveInt | None = Field(
         default=None,
         description="concurrency points run as the benchmark ran them: the C clients start together, send "
@@ -172,22 +174,23 @@ def regime(batch: int) -> str:
 
 
 def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int,
-                     step_time_source: str = "auto", max_num_batched_tokens: int = 8192) -> Scenario:
+                     step_time_source: str = "auto", max_num_batched_tokens: int | None = None) -> Scenario:
     return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
                           {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S}, requests / OFFLINE_RATE_PER_S,
                           step_time_source)
 
 
-def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
                    arrival: dict[str, Any], horizon_s: float, step_time_source: str = "auto") -> Scenario:
-    """One replica of the point's deployment, one class of its lengths, this arrival process and horizon. A point
-    whose values no scenario can hold (a rate or length past simfactory's bounds) is an input error naming it."""
+    """One replica of the point's deployment, one class of its lengths, this arrival process and horizon (a token
+    budget of None: the engine preset's for the point's device). A point whose values no scenario can hold (a rate
+    or length past simfactory's bounds) is an input error naming it."""
     doc = {
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
                          "engine": engine, "max_num_seqs": max_num_seqs,
-                         "max_num_batched_tokens": max_num_batched_tokens,
+                         **({} if max_num_batched_tokens is None else {"max_num_batched_tokens": max_num_batched_tokens}),
                          "step_time_source": step_time_source, **p.deployment}],
         "traffic": {"arrival": arrival,
                     "classes": [{"name": "c", "target": "d", "input_tokens": _tokens(p.input_distribution, p.input_tokens),
@@ -264,7 +267,7 @@ CLOSED_LOOP_REQUESTS_PER_CLIENT = 8  # requests per client in a concurrency poin
 CLOSED_LOOP_RAMP = 1 / 3  # share of a concurrency point's run left out as the ramp (a benchmark's warm-up)
 
 
-def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
                          horizon_s: float, requests: int | None = None) -> Scenario:
     """A concurrency point as a closed loop: p.concurrency clients, no think time, one replica; with `requests`,
     the clients stop once they have sent that many in all."""
@@ -291,7 +294,7 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
     return (prefill + osl * decode) * queueing
 
 
-def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int,
+def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
                         step_time: StepTimeModel | None = None,
                         requests: int | None = None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, and the
@@ -339,7 +342,7 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
     }, source
 
 
-def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int) -> Scenario:
+def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None) -> Scenario:
     """A rate point: Poisson arrivals at p.rate_per_s for as long as p.requests take on average, one replica."""
     assert p.rate_per_s is not None and p.requests is not None
     return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
@@ -347,7 +350,7 @@ def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num
 
 
 def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
-                      max_num_batched_tokens: int) -> tuple[dict[str, float], str]:
+                      max_num_batched_tokens: int | None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from arrival) and ITL of every request of a rate point, and its output tokens over first arrival
     to last completion (vllm bench serve's and AIPerf's duration); NaN if none completed. `in_flight`, the mean
     requests in flight (rate x mean latency, Little's law), places the point in a batch regime."""

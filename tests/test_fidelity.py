@@ -157,14 +157,21 @@ def test_an_offline_point_runs_its_benchmarks_request_count_and_budgets(tmp_path
     seen = []
     real = fid.offline_scenario
 
-    def spy(point, engine, max_num_seqs, requests, step_time_source="auto", max_num_batched_tokens=8192):
+    budgets = []
+
+    def spy(point, engine, max_num_seqs, requests, step_time_source="auto", max_num_batched_tokens=None):
         seen.append((point.id, max_num_seqs, requests, max_num_batched_tokens))
-        return real(point, engine, max_num_seqs, requests, step_time_source, max_num_batched_tokens)
+        sc = real(point, engine, max_num_seqs, requests, step_time_source, max_num_batched_tokens)
+        budgets.append(resolve(sc).deployments[0].config.max_num_batched_tokens)
+        return sc
+
+    from simfactory.resolve import resolve
 
     monkeypatch.setattr(fid, "offline_scenario", spy)
     monkeypatch.setattr(fid, "offline_output_tokens_per_s", lambda rs: 1000.0)
     fid.run_suite(fid.load_suite(p), requests=10)
-    assert seen == [("stated", 16, 30, 2048), ("default", 64, 10, 8192)]
+    # a point without a budget of its own (nor one for the suite) runs at the engine preset's for its device
+    assert seen == [("stated", 16, 30, 2048), ("default", 64, 10, None)] and budgets == [2048, 8192]
 
 
 def test_run_suite_reports_each_point_for_progress():

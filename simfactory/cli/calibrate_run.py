@@ -422,7 +422,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
     from simfactory.calibration.sweep_fit import BUDGETS, KV_FRACTIONS, SweepSetup, check_sweep
     from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
-    from simfactory.resolve import load_engines, search_dirs
+    from simfactory.resolve import load_engines, load_profile, search_dirs
 
     with input_errors():
         if fit_model not in ("kernels", "roofline", "best"):
@@ -434,8 +434,11 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         if limits[2] is not None and not 0 < limits[2] <= 1:  # also NaN
             raise InputError("--gpu-memory-utilization", "", f"must be a fraction above 0 and at most 1, got {limits[2]}")
         sweep = check_sweep(table, file, limits[3])
-        preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+        dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
+        preset = load_engines(dirs).get(engine)
         defaults = preset.defaults if preset is not None else None
+        spec = load_profile(dirs, sku, "--sku", "sku").spec  # the engine's budget may follow the device's memory
+        device_bytes = spec.memory.total_bytes if spec.memory is not None else spec.hbm_gb * 1e9
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
@@ -450,7 +453,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
                   f"{'fitted too: ' + ', then '.join(searched) if searched else 'the server settings given'}; every "
                   "evaluation simulates their closed loops) ...", highlight=False)
         search = {k: v for k, v, given in (
-            ("max_num_batched_tokens", defaults.max_num_batched_tokens if defaults else None, limits[1]),
+            ("max_num_batched_tokens", defaults.token_budget(device_bytes) if defaults else None, limits[1]),
             ("gpu_memory_utilization", preset.memory.fraction if preset and preset.memory else None, limits[2]))
             if given is None}
         return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,

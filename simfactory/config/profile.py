@@ -519,11 +519,43 @@ class ModelCatalog(_Strict):
     models: list[ModelArch] = Field(description="model architectures deployments can serve")
 
 
+class TokenBudgetTier(_Strict):
+    """An engine's per-step token budget on devices with less memory than below_gib (SGLang sizes its
+    chunked_prefill_size from the GPU's memory)."""
+
+    below_gib: PositiveFloat | None = Field(
+        description="the tier applies to devices whose memory (as they report it, GiB) is under this; null: every "
+                    "larger device (the last tier)")
+    max_num_batched_tokens: PositiveInt = Field(description="the budget on those devices")
+
+
 class EngineDefaults(_Strict):
     max_num_seqs: PositiveInt | None = Field(
         default=None, description="deployments' max_num_seqs when the scenario leaves it out")
     max_num_batched_tokens: PositiveInt | None = Field(
         default=None, description="deployments' max_num_batched_tokens when the scenario leaves it out")
+    max_num_batched_tokens_by_memory: list[TokenBudgetTier] | None = Field(
+        default=None, description="the budget by device memory, for engines whose default depends on it: the first "
+        "tier whose below_gib exceeds the device's memory (tiers in increasing below_gib, the last one null) gives "
+        "deployments' max_num_batched_tokens when the scenario leaves it out, in place of max_num_batched_tokens")
+
+    @model_validator(mode="after")
+    def _tiers(self) -> "EngineDefaults":
+        tiers = self.max_num_batched_tokens_by_memory
+        if tiers is not None:
+            bounds = [t.below_gib for t in tiers]
+            if not tiers or bounds[-1] is not None or None in bounds[:-1] or bounds[:-1] != sorted(bounds[:-1]):
+                raise ValueError("max_num_batched_tokens_by_memory: tiers in increasing below_gib, the last one "
+                                 "with below_gib null")
+        return self
+
+    def token_budget(self, device_bytes: float | None) -> int | None:
+        """The budget on a device with this much memory (the tiers' when given and the device is known)."""
+        tiers = self.max_num_batched_tokens_by_memory
+        if tiers is None or device_bytes is None:
+            return self.max_num_batched_tokens
+        gib = device_bytes / 2**30
+        return next(t.max_num_batched_tokens for t in tiers if t.below_gib is None or gib < t.below_gib)
     enable_chunked_prefill: bool | None = Field(
         default=None, description="deployments' enable_chunked_prefill when the scenario leaves it out")
     schedule: Literal["decode_first", "prefill_first"] | None = Field(

@@ -43,7 +43,7 @@ def _resolve_deployment(
     is appended."""
     fname = lk.fname
     at = at or f"deployments[{i}]"
-    with_preset = _with_preset(d, at, lk, errors)
+    with_preset = _with_preset(d, at, lk, errors, profiles.get(d.pool))
     if with_preset is None:
         return None
     d, preset = with_preset
@@ -186,14 +186,24 @@ def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fna
     return False
 
 
-def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError]) -> tuple[Deployment, EnginePreset] | None:
-    """The deployment with its engine preset's defaults for what the scenario leaves out, and the preset."""
+def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
+                 profile: HardwareProfile | None = None) -> tuple[Deployment, EnginePreset] | None:
+    """The deployment with its engine preset's defaults for what the scenario leaves out (the token budget by its
+    pool's device memory where the engine sizes it so), and the preset."""
     if d.engine not in lk.engines:
         errors.append(InputError(lk.fname, f"{at}.engine",
                                  f"unknown engine {d.engine!r} (engines: {', '.join(sorted(lk.engines))})"))
         return None
     preset = lk.engines[d.engine]
-    unset = {k: v for k, v in preset.defaults.model_dump(exclude_none=True).items() if k not in d.model_fields_set}
+    defaults = preset.defaults.model_dump(exclude_none=True, exclude={"max_num_batched_tokens_by_memory"})
+    device_bytes = None
+    if profile is not None:
+        memory = profile.spec.memory
+        device_bytes = memory.total_bytes if memory is not None else profile.spec.hbm_gb * 1e9
+    budget = preset.defaults.token_budget(device_bytes)
+    if budget is not None:
+        defaults["max_num_batched_tokens"] = budget
+    unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}
     d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
     # each attention data-parallel rank schedules its own batch: the engine's build limit is per rank
     if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built * d.dp_attention:
