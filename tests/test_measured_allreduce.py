@@ -129,3 +129,57 @@ def test_a_kernel_fit_prices_the_same_all_reduce_as_the_deployment_it_calibrates
                   profiles_dir=tmp_path, provenance={}, arch=arch, profile=L40S, kind="kernels")
     fitted = run.fit.step_time
     assert fitted.linear_scale == pytest.approx(1.0, abs=0.01) and fitted.overhead_s == pytest.approx(0.002, rel=0.05)
+    assert fitted.allreduce_bus_gb_s == pytest.approx(21.85)  # the entry keeps what it was fitted against
+
+
+@pytest.mark.parametrize("bad, why", [({"allreduce_bus_gb_s": {16: 10.0}}, "wider than the scale-up domain"),
+                                      ({"allreduce_bus_gb_s": {4: 10.0}, "interconnect_gb_s": None}, "interconnect_gb_s")])
+def test_a_measured_size_must_run_inside_one_domain_on_a_link(bad, why):
+    with pytest.raises(ValueError, match=why):
+        spec(**bad)
+
+
+def test_a_calibrated_kernel_entry_keeps_the_all_reduce_it_was_fitted_with(tmp_path):
+    """An entry records the measured bandwidth its fit priced all-reduces with; resolving it uses that, whatever the
+    profile says later, and an entry that records none (fitted on the tables' all-reduce) gets the tables'."""
+    from simfactory.config.profile import KernelsStepTime
+    from simfactory.resolve.step_time import kernel_model
+
+    arch = MODELS["llama-3.1-70b"]
+    doc = scenario_doc(engine="tensorrt-llm-0")
+    doc["pools"][0].update(sku="l40s", count=4)
+    doc["deployments"][0].update(model="llama-3.1-70b", tp=4, dtype="fp8", replicas=1)
+    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    load = StepLoad(8192, 0, 0.0, 8192 * 4096.5)
+
+    def allreduce(fit):
+        model, _ = kernel_model(d.config, L40S, arch, [ROOT / "hardware_profiles"], "fp8", d.engine_preset, fit)
+        return model.breakdown_s(load)["allreduce"]
+
+    at = {bw: allreduce(KernelsStepTime(overhead_s=0.001, allreduce_bus_gb_s=bw)) for bw in (21.85, 10.0)}
+    assert at[10.0] == pytest.approx(at[21.85] * 21.85 / 10.0, rel=0.01)  # bandwidth-bound at 8k tokens
+    tables = allreduce(KernelsStepTime(overhead_s=0.001))
+    assert tables > 3 * at[21.85]  # the tables' host-memory all-reduce
+
+
+def test_the_roofline_fit_starts_its_floor_within_bounds_when_every_prefill_is_slow():
+    """A slow device (every prefill measured over a second) must not start the floor past its 1 s bound."""
+    import pandas as pd
+
+    from simfactory.calibration.fit import RooflineContext, fit_step_time
+
+    rows = [dict(prefill_tokens=t, decode_seqs=0, kv_tokens_read=0, prefill_attn_pairs=t * (t + 1) / 2,
+                 prefill_seqs=1, step_s=1.5 + t * 1e-4) for t in (256, 512, 1024, 2048, 4096)]
+    rows += [dict(prefill_tokens=0, decode_seqs=b, kv_tokens_read=b * 512, prefill_attn_pairs=0.0, prefill_seqs=0,
+                  step_s=0.2 + b * 1e-3) for b in (1, 2, 4, 8, 16, 32)]
+    fit = fit_step_time(pd.DataFrame(rows), "roofline",
+                        RooflineContext(MODELS["llama-3.1-8b"], L40S.spec, "bf16", "bf16", 1, L40S.roofline))
+    assert fit.kind == "roofline"
+
+
+def test_training_data_parallel_rings_use_the_measured_bandwidth():
+    from simfactory.hardware.training import dp_ring_s
+
+    links = Links.of(L40S.spec)
+    m = 64 * 2**20
+    assert dp_ring_s(m, 8, 8, links) == pytest.approx(2 * 7 / 8 * m / 14.27e9 + 14 * 8e-6)

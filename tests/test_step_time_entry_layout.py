@@ -49,3 +49,14 @@ def test_an_entry_for_a_wide_layout_prices_that_layout_and_not_plain_tp(tmp_path
     assert "r1.yaml" in source(scenario(tmp_path, wide_entry, dp_attention=8, ep=8))
     assert "r1.yaml" in source(scenario(tmp_path, wide_entry, dp_attention=8, expert_parallel=True))  # ep = tp
     assert "r1.yaml" not in source(scenario(tmp_path, wide_entry))
+
+
+def test_a_layout_that_cannot_exist_is_refused():
+    import pytest
+    from pydantic import ValidationError
+
+    from simfactory.config.profile import StepTimeEntry
+
+    for bad in ({"ep": 16}, {"dp_attention": 3}):
+        with pytest.raises(ValidationError, match="does not divide tp"):
+            StepTimeEntry.model_validate({**ENTRY, **bad})

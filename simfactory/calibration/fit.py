@@ -212,7 +212,7 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
 
     best = None
     # max() makes it non-convex: several starts, the floor from none and from the shortest prefill measured
-    shortest = float(min((t for ld, t in zip(loads, y) if ld.prefill_tokens), default=0.0))
+    shortest = min(float(min((t for ld, t in zip(loads, y) if ld.prefill_tokens), default=0.0)), 1.0)  # its bound
     starts = dict.fromkeys([(0.5, 0.7, 0.002, 0.0), (0.3, 0.5, 0.0005, 0.0), (0.8, 0.9, 0.005, shortest),
                             (0.5, 0.7, 0.002, shortest)])  # without prefills the floor starts coincide: fit once
     for start in starts:  # floor-free starts first: a floor is kept only where it fits the steps better, since a
@@ -285,9 +285,14 @@ class KernelsContext:
     profile_dirs: Sequence[Path] | None = None
     links: Links | None = None  # the SKU's links: a measured all-reduce bandwidth replaces the tables', as in resolve
 
+    def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
+        """The fitted terms with the measured all-reduce they were fitted against (None: the tables')."""
+        bus = self.links.measured_allreduce_bytes_per_s(self.tp) if self.links is not None else None
+        return spec.model_copy(update={"allreduce_bus_gb_s": bus / 1e9 if bus is not None else None})
+
     def model_for(self, spec: KernelsStepTime | None = None) -> KernelStepTime | None:
         """The kernel-table model with these fitted terms (the tables alone, no overhead, without a spec)."""
-        terms = spec.model_dump(exclude={"kind"}) if spec is not None else {"overhead_s": 0.0}
+        terms = spec.model_dump(exclude={"kind", "allreduce_bus_gb_s"}) if spec is not None else {"overhead_s": 0.0}
         return kernel_step_time(self.arch, self.model, self.sku, self.engine, None, self.dtype, self.kv_dtype, self.tp,
                                 terms.pop("overhead_s"), profile_dirs=self.profile_dirs, links=self.links, **terms)
 
@@ -399,7 +404,7 @@ def fit_step_time(steps: pd.DataFrame, kind: str = "best", roofline: RooflineCon
 
             def kern() -> tuple[StepTimeFit, StepTimeModel]:
                 assert base is not None
-                spec = fit_kernels(steps, train, base)
+                spec = ctx.recorded(fit_kernels(steps, train, base))
                 model = ctx.model_for(spec)
                 assert model is not None
                 return spec, model

@@ -31,6 +31,7 @@ from simfactory.config.scenario import kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.fidelity import (CLOSED_LOOP_REQUESTS_PER_CLIENT, FidelityPoint, closed_loop_metrics,
                                  closed_loop_scenario)
+from simfactory.hardware.collectives import measured_allreduce_gb_s
 from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR
@@ -214,11 +215,17 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
         raise InputError("--fit", "", f"kernels: no measured kernels to fit on here: "
                                       f"{why_not or 'the tables do not cover this deployment'} (--fit roofline or best)")
     if kind != "roofline" and isinstance(prior, KernelStepTime):
+        measured = measured_allreduce_gb_s(d.profile.spec, d.config.tp)  # the prior's all-reduce, kept by the fit
+
         def kernels(spec: Any) -> StepTimeModel:
-            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec)[0]
+            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset,
+                                 spec.model_copy(update={"allreduce_bus_gb_s": measured}))[0]
             assert model is not None
             return model
-        return _kernels_family(prior, kernels)
+        family = _kernels_family(prior, kernels)
+        to_spec = family.to_spec
+        return dataclasses.replace(family, to_spec=lambda x: to_spec(x).model_copy(
+            update={"allreduce_bus_gb_s": measured}))
     floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
     start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
              else default_factors(d.profile, d.engine_preset, floor_s))
@@ -292,7 +299,7 @@ def _search(setup: SweepSetup, sweep: pd.DataFrame, family: Family, max_evaluati
 
     def objective(x: np.ndarray) -> float:
         spec = family.to_spec(x)
-        key = tuple(round(float(v), 12) for v in spec.model_dump(exclude={"kind"}).values())
+        key = tuple(round(float(v), 12) for v in spec.model_dump(exclude={"kind"}).values() if v is not None)
         if key not in cache:
             cache[key] = float(_errors(sweep, setup.simulate(sweep, family.to_model(spec)))["error"].abs().mean())
         return cache[key]

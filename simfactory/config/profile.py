@@ -158,6 +158,17 @@ class Spec(Sourced):
             raise ValueError(f"idle_w: {self.idle_w:g} W exceeds tdp_w ({self.tdp_w:g} W)")
         return self
 
+    @model_validator(mode="after")
+    def _measured_allreduce(self) -> "Spec":
+        sizes = sorted(self.allreduce_bus_gb_s or {})
+        if sizes and self.interconnect_gb_s is None:
+            raise ValueError("allreduce_bus_gb_s: a measured all-reduce needs the scale-up link it runs on "
+                             "(interconnect_gb_s)")
+        if sizes and sizes[-1] > self.scale_up_domain_devices:
+            raise ValueError(f"allreduce_bus_gb_s: group size {sizes[-1]} is wider than the scale-up domain "
+                             f"(scale_up_domain_devices {self.scale_up_domain_devices}); give sizes within one domain")
+        return self
+
     def tflops(self, dtype: str) -> float:
         """Dense peak TFLOPS used for a given compute dtype (fp8 falls back to bf16 if the chip lacks it; fp4 to fp8,
         then bf16: resolve refuses fp4 on a SKU without fp4_tflops, so the fallback only serves direct API use)."""
@@ -241,6 +252,10 @@ class KernelsStepTime(_Strict):
     prefill_floor_s: NonNegativeFloat = Field(
         default=0.0, description="the least a step with prompt tokens takes (an engine that launches prefill forwards "
         "without CUDA graphs: the host's launch time); `calibrate fit` fits it when short prefills are measured flat")
+    allreduce_bus_gb_s: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
+        default=None, description="the measured all-reduce bus bandwidth the fit priced its steps' all-reduces with "
+        "(the profile's spec.allreduce_bus_gb_s for this TP when it was fitted), which the entry keeps whatever the "
+        "profile says later; absent: the kernel tables' all-reduce")
 
 
 StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
@@ -272,6 +287,13 @@ class StepTimeEntry(_Strict):
     notes: str | None = Field(default=None, description="free text for readers")
     idle_w: NonNegativeFloat | None = Field(default=None, description="measured power per device at 0% utilization")
     max_w: PositiveFloat | None = Field(default=None, description="measured power per device at 100% utilization")
+
+    @model_validator(mode="after")
+    def _layout(self) -> "StepTimeEntry":
+        for name, n in (("dp_attention", self.dp_attention), ("ep", self.ep)):
+            if self.tp % n:
+                raise ValueError(f"{name}: {n} does not divide tp ({self.tp})")
+        return self
 
     @model_validator(mode="after")
     def _power(self) -> "StepTimeEntry":

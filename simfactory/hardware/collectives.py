@@ -20,7 +20,7 @@ Closed forms, so tests can check them by hand and the engine's fast-forward stay
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simfactory.config.profile import Spec
 
@@ -50,6 +50,12 @@ class Links:
         """The measured all-reduce bus bandwidth of a group of this many devices in one domain, if the profile has it."""
         return next((bw for n, bw in self.allreduce_bus_bytes_per_s if n == devices), None)
 
+    def with_measured_allreduce(self, devices: int, gb_s: float | None) -> "Links":
+        """These links with the measured all-reduce of a group of this size set to gb_s (None: none measured)."""
+        others = tuple((n, bw) for n, bw in self.allreduce_bus_bytes_per_s if n != devices)
+        pinned = ((devices, gb_s * 1e9),) if gb_s is not None else ()
+        return replace(self, allreduce_bus_bytes_per_s=tuple(sorted(others + pinned)))
+
     def allreduce_bytes_per_s(self, devices: int) -> float:
         """The bus bandwidth an all-reduce over this many devices of one domain reaches: measured, else the link's."""
         measured = self.measured_allreduce_bytes_per_s(devices)
@@ -63,6 +69,11 @@ class Links:
         if self.scale_out_bytes_per_s is None:
             raise ValueError("a group wider than one scale-up domain needs spec.scale_out_gb_s")
         return self.scale_out_bytes_per_s
+
+
+def measured_allreduce_gb_s(spec: Spec, devices: int) -> float | None:
+    """The profile's measured all-reduce bus bandwidth for a group of this many devices (GB/s), if it has one."""
+    return (spec.allreduce_bus_gb_s or {}).get(devices)
 
 
 def allreduce_s(msg_bytes: float, n: int, links: Links) -> float:

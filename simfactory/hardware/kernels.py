@@ -255,7 +255,8 @@ def kernel_step_time(
     if lin is None or att is None:
         return None
     allreduce_ms, allreduce_note = lin["allreduce_ms"], ""
-    bus = links.measured_allreduce_bytes_per_s(tp) if links is not None and dp_attention == ep == 1 else None
+    bus = (links.measured_allreduce_bytes_per_s(tp)
+           if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
     if bus is not None:
         assert links is not None
         allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)

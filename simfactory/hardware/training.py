@@ -153,7 +153,7 @@ def dp_ring_s(msg_bytes: float, dp: int, devices: int, links: Links) -> float:
     """The data-parallel ring: on the scale-up link when the whole job fits one scale-up domain, else each rail's
     ring crosses nodes and the NIC (scale-out) sets its pace."""
     if devices <= links.domain_devices:
-        return ring_allreduce_s(msg_bytes, dp, links.scale_up_bytes_per_s, links.scale_up_latency_s)
+        return ring_allreduce_s(msg_bytes, dp, links.allreduce_bytes_per_s(dp), links.scale_up_latency_s)
     return ring_allreduce_s(msg_bytes, dp, links._out(), links.scale_out_latency_s)
 
 

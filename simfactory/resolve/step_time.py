@@ -162,8 +162,10 @@ def kernel_model(
                  "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role)}
     else:
         version = None
-        terms = fit.model_dump(exclude={"kind"})  # its fields are kernel_step_time's parameters
+        terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
     links = Links.of(profile.spec) if d.tp > 1 and profile.spec.interconnect_gb_s is not None else None
+    if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
+        links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
                              profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, links=links, **terms)
     if model is None:
