@@ -60,3 +60,12 @@ def test_a_layout_that_cannot_exist_is_refused():
     for bad in ({"ep": 16}, {"dp_attention": 3}):
         with pytest.raises(ValidationError, match="does not divide tp"):
             StepTimeEntry.model_validate({**ENTRY, **bad})
+
+
+def test_an_entry_of_another_layout_is_named_in_a_warning(tmp_path):
+    """A deployment whose (model, engine, dtype, TP) has entries only for other layouts is told so, since it runs on
+    the tables or the roofline instead of the calibration its author may expect."""
+    rs = load_and_resolve(scenario(tmp_path, ENTRY, dp_attention=8, ep=8))
+    said = [w for w in rs.warnings if "other parallel layouts" in w]
+    assert len(said) == 1 and "r1.yaml (dp_attention 1, ep 1)" in said[0] and "dp_attention 8, ep 8" in said[0]
+    assert not [w for w in load_and_resolve(scenario(tmp_path, ENTRY)).warnings if "other parallel layouts" in w]

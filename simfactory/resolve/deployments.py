@@ -15,7 +15,9 @@ from simfactory.hardware.speculative import SpeculativeModel, mtp_draft_fraction
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
-from simfactory.resolve.step_time import ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, with_measured_power
+from simfactory.resolve.step_time import (
+    ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, entries_of_other_layouts, with_measured_power,
+)
 
 
 def resolve_deployments(
@@ -85,6 +87,11 @@ def _resolve_deployment(
         errors.extend(e.errors)
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
+    others = entries_of_other_layouts(d, profile, lk.profile_dirs) if d.step_time_source == "auto" else []
+    if others:
+        warnings.append(f"{fname}: {at}: calibrated step times for {d.model} on {d.engine} TP{d.tp} {d.dtype} exist only "
+                        f"for other parallel layouts ({'; '.join(others)}), not this one (dp_attention "
+                        f"{d.dp_attention}, ep {d.ep_degree}): an entry prices only the layout it was measured at")
     if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
         moe = (" For MoE models it is far more so: published runs of Qwen3-235B-A22B and DeepSeek-R1 on 8 GPUs "
                "are 60-150% optimistic on it (decode steps about half as long as measured).") \

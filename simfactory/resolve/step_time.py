@@ -38,6 +38,16 @@ def step_time_entry(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -
     return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
 
 
+def entries_of_other_layouts(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> list[str]:
+    """Where entries for this (model, engine, dtype, TP) exist only for other parallel layouts: 'file (dp_attention
+    X, ep Y)' each, for a warning (they do not price this deployment)."""
+    if step_time_entry(d, profile, dirs) is not None:
+        return []
+    entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models] + calibrated_entries(dirs, profile.sku)
+    return [f"{where} (dp_attention {e.dp_attention}, ep {e.ep})" for e, where in entries
+            if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)]
+
+
 def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> HardwareProfile:
     """A measured profile's power curve (calibration's NVML fit) replaces the spec sheet's idle and max power,
     so the TCO energy model uses what was measured; its source says so."""
