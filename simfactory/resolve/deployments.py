@@ -5,6 +5,7 @@ each deployment has to follow."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from simfactory.config.limits import MAX_KV_OVERCOMMIT
 from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
@@ -87,19 +88,7 @@ def _resolve_deployment(
         errors.extend(e.errors)
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
-    others = entries_of_other_layouts(d, profile, lk.profile_dirs) if d.step_time_source == "auto" else []
-    if others:
-        warnings.append(f"{fname}: {at}: calibrated step times for {d.model} on {d.engine} TP{d.tp} {d.dtype} exist only "
-                        f"for other parallel layouts ({'; '.join(others)}), not this one (dp_attention "
-                        f"{d.dp_attention}, ep {d.ep_degree}): an entry prices only the layout it was measured at")
-    if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
-        moe = (" For MoE models it is far more so: published runs of Qwen3-235B-A22B and DeepSeek-R1 on 8 GPUs "
-               "are 60-150% optimistic on it (decode steps about half as long as measured).") \
-            if arch.num_experts else ""
-        warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
-                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype}, and no calibrated profile does): a bound scaled "
-                        "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "
-                        f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
+    warnings.extend(_step_time_warnings(d, at, fname, profile, arch, label, lk.profile_dirs))
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
         warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
                         f"{label.split(':')[0]}, whose MoE timings carry their own measured routing skew")
@@ -192,6 +181,27 @@ def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fna
                              f"use {alt} or a SKU with FP4"))
     return False
 
+
+
+def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwareProfile, arch: ModelArch, label: str,
+                        dirs: list[Path]) -> list[str]:
+    """What a user should know about where a deployment's step times come from: calibrated entries that exist only
+    for other parallel layouts, and a fall-back to the SKU's roofline."""
+    warnings: list[str] = []
+    others = entries_of_other_layouts(d, profile, dirs) if d.step_time_source == "auto" else []
+    if others:
+        warnings.append(f"{fname}: {at}: calibrated step times for {d.model} on {d.engine} TP{d.tp} {d.dtype} exist only "
+                        f"for other parallel layouts ({'; '.join(others)}), not this one (dp_attention "
+                        f"{d.dp_attention}, ep {d.ep_degree}): an entry prices only the layout it was measured at")
+    if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
+        moe = (" For MoE models it is far more so: published runs of Qwen3-235B-A22B and DeepSeek-R1 on 8 GPUs "
+               "are 60-150% optimistic on it (decode steps about half as long as measured).") \
+            if arch.num_experts else ""
+        warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
+                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype}, and no calibrated profile does): a bound scaled "
+                        "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "
+                        f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
+    return warnings
 
 def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
                  profile: HardwareProfile | None = None) -> tuple[Deployment, EnginePreset] | None:
