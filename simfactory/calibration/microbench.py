@@ -170,8 +170,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
             if arch is not None and profile is not None else None)
-    links = (Links.of(profile.spec) if profile is not None and tp > 1 and profile.spec.interconnect_gb_s is not None
-             else None)
+    links = Links.of_group(profile.spec, tp) if profile is not None else None
     kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs, links)
                if arch is not None else None)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)

@@ -215,17 +215,12 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
         raise InputError("--fit", "", f"kernels: no measured kernels to fit on here: "
                                       f"{why_not or 'the tables do not cover this deployment'} (--fit roofline or best)")
     if kind != "roofline" and isinstance(prior, KernelStepTime):
-        measured = measured_allreduce_gb_s(d.profile.spec, d.config.tp)  # the prior's all-reduce, kept by the fit
-
         def kernels(spec: Any) -> StepTimeModel:
-            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset,
-                                 spec.model_copy(update={"allreduce_bus_gb_s": measured}))[0]
+            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec)[0]
             assert model is not None
             return model
-        family = _kernels_family(prior, kernels)
-        to_spec = family.to_spec
-        return dataclasses.replace(family, to_spec=lambda x: to_spec(x).model_copy(
-            update={"allreduce_bus_gb_s": measured}))
+        # the prior's all-reduce (the profile's measured bandwidth, if any), kept by every candidate
+        return _kernels_family(prior, kernels, measured_allreduce_gb_s(d.profile.spec, d.config.tp))
     floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
     start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
              else default_factors(d.profile, d.engine_preset, floor_s))
@@ -235,7 +230,8 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
 KERNEL_BOUNDS = {"overhead_ms": (0.0, 50.0), "per_seq_us": (0.0, 500.0), "log2_linear_scale": (-2.0, 2.0)}
 
 
-def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeModel]) -> Family:
+def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeModel],
+                    allreduce_bus_gb_s: float | None = None) -> Family:
     x0 = np.array([prior.overhead_s * 1e3, prior.overhead_per_seq_s * 1e6, 0.0])
     lo, hi = (np.array([b[i] for b in KERNEL_BOUNDS.values()]) for i in (0, 1))
 
@@ -243,7 +239,8 @@ def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeMod
         o, s, k = np.clip(x, lo, hi)
         return KernelsStepTime(overhead_s=float(o) / 1e3, overhead_per_seq_s=float(s) / 1e6,
                                linear_scale=float(2.0 ** k),
-                               prefill_floor_s=prior.prefill_floor_s)  # the engine's eager-prefill prior, not fitted
+                               prefill_floor_s=prior.prefill_floor_s,  # the engine's eager-prefill prior, not fitted
+                               allreduce_bus_gb_s=allreduce_bus_gb_s)
 
     def on_bounds(spec: KernelsStepTime) -> list[str]:
         out = []

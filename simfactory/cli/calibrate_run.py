@@ -437,8 +437,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
         preset = load_engines(dirs).get(engine)
         defaults = preset.defaults if preset is not None else None
-        spec = load_profile(dirs, sku, "--sku", "sku").spec  # the engine's budget may follow the device's memory
-        device_bytes = spec.memory.total_bytes if spec.memory is not None else spec.hbm_gb * 1e9
+        device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the budget may follow it
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])

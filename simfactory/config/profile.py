@@ -169,6 +169,11 @@ class Spec(Sourced):
                              f"(scale_up_domain_devices {self.scale_up_domain_devices}); give sizes within one domain")
         return self
 
+    @property
+    def device_bytes(self) -> float:
+        """Device memory as the device reports it (memory.total_bytes), else the marketing hbm_gb x 1e9."""
+        return float(self.memory.total_bytes) if self.memory is not None else self.hbm_gb * 1e9
+
     def tflops(self, dtype: str) -> float:
         """Dense peak TFLOPS used for a given compute dtype (fp8 falls back to bf16 if the chip lacks it; fp4 to fp8,
         then bf16: resolve refuses fp4 on a SKU without fp4_tflops, so the fallback only serves direct API use)."""

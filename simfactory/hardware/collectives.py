@@ -46,6 +46,12 @@ class Links:
         return cls(spec.interconnect_gb_s * 1e9, spec.interconnect_latency_s, spec.scale_up_domain_devices, out,
                    spec.scale_out_latency_s, measured)
 
+    @classmethod
+    def of_group(cls, spec: Spec, devices: int) -> "Links | None":
+        """The links a group of this many devices communicates over: None for one device or a SKU without a
+        scale-up link (nothing to price)."""
+        return cls.of(spec) if devices > 1 and spec.interconnect_gb_s is not None else None
+
     def measured_allreduce_bytes_per_s(self, devices: int) -> float | None:
         """The measured all-reduce bus bandwidth of a group of this many devices in one domain, if the profile has it."""
         return next((bw for n, bw in self.allreduce_bus_bytes_per_s if n == devices), None)

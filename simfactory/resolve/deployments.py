@@ -182,7 +182,6 @@ def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fna
     return False
 
 
-
 def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwareProfile, arch: ModelArch, label: str,
                         dirs: list[Path]) -> list[str]:
     """What a user should know about where a deployment's step times come from: calibrated entries that exist only
@@ -203,6 +202,7 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
                         f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
     return warnings
 
+
 def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
                  profile: HardwareProfile | None = None) -> tuple[Deployment, EnginePreset] | None:
     """The deployment with its engine preset's defaults for what the scenario leaves out (the token budget by its
@@ -213,11 +213,7 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
         return None
     preset = lk.engines[d.engine]
     defaults = preset.defaults.model_dump(exclude_none=True, exclude={"max_num_batched_tokens_by_memory"})
-    device_bytes = None
-    if profile is not None:
-        memory = profile.spec.memory
-        device_bytes = memory.total_bytes if memory is not None else profile.spec.hbm_gb * 1e9
-    budget = preset.defaults.token_budget(device_bytes)
+    budget = preset.defaults.token_budget(profile.spec.device_bytes if profile is not None else None)
     if budget is not None:
         defaults["max_num_batched_tokens"] = budget
     unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}

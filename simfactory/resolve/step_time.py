@@ -17,10 +17,10 @@ from simfactory.config.profile import (
 )
 from simfactory.config.scenario import Deployment
 from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.collectives import Links
 from simfactory.hardware.kernels import (
     ENGINE_FRAMEWORK, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
 )
-from simfactory.hardware.collectives import Links
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
 from simfactory.resolve.files import calibrated_entries
@@ -31,21 +31,29 @@ SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
 def step_time_entry(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> tuple[StepTimeEntry, str] | None:
     """The explicit entry for this (model, engine, dtype, TP) and parallel layout (attention-DP groups, EP degree),
     measured first; None: the SKU's roofline."""
+    matching = [(e, where) for e, where in _entries_for(d, profile, dirs) if _layout_of(e) == _layout_of(d)]
+    return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
+
+
+def _entries_for(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> list[tuple[StepTimeEntry, str]]:
+    """The profile's and the calibrated entries for this (model, engine, dtype, TP), whatever their layout."""
     entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models]
     entries += calibrated_entries(dirs, profile.sku)
-    layout = (d.model, d.engine, d.dtype, d.tp, d.dp_attention, d.ep_degree)
-    matching = [(e, where) for e, where in entries if (e.model, e.engine, e.dtype, e.tp, e.dp_attention, e.ep) == layout]
-    return min(matching, key=lambda ew: SOURCE_PREFERENCE[ew[0].source]) if matching else None
+    return [(e, where) for e, where in entries if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)]
+
+
+def _layout_of(x: Deployment | StepTimeEntry) -> tuple[int, int]:
+    """(attention-DP groups, EP degree) of a deployment or an entry."""
+    return (x.dp_attention, x.ep_degree) if isinstance(x, Deployment) else (x.dp_attention, x.ep)
 
 
 def entries_of_other_layouts(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> list[str]:
     """Where entries for this (model, engine, dtype, TP) exist only for other parallel layouts: 'file (dp_attention
     X, ep Y)' each, for a warning (they do not price this deployment)."""
-    if step_time_entry(d, profile, dirs) is not None:
+    same = _entries_for(d, profile, dirs)
+    if any(_layout_of(e) == _layout_of(d) for e, _ in same):
         return []
-    entries = [(e, f"{profile.sku}.yaml") for e in profile.step_time_models] + calibrated_entries(dirs, profile.sku)
-    return [f"{where} (dp_attention {e.dp_attention}, ep {e.ep})" for e, where in entries
-            if (e.model, e.engine, e.dtype, e.tp) == (d.model, d.engine, d.dtype, d.tp)]
+    return [f"{where} (dp_attention {e.dp_attention}, ep {e.ep})" for e, where in same]
 
 
 def with_measured_power(d: Deployment, profile: HardwareProfile, dirs: list[Path]) -> HardwareProfile:
@@ -173,7 +181,7 @@ def kernel_model(
     else:
         version = None
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
-    links = Links.of(profile.spec) if d.tp > 1 and profile.spec.interconnect_gb_s is not None else None
+    links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,

@@ -117,7 +117,7 @@ def estimate(job: TrainingJob, arch: ModelArch, profile: HardwareProfile, at: st
         raise InputError(fname, f"{at}.accelerators", f"{profile.sku}: {e}") from None
     step = step_breakdown(arch, spec, precision, lay, eff, links)
     mem = memory_per_device(arch, lay)
-    hbm = float(spec.memory.total_bytes if spec.memory is not None else spec.hbm_gb * 1e9)
+    hbm = spec.device_bytes
     if mem.total_bytes > hbm:
         raise InputError(fname, at, f"job {job.name!r} needs {mem.total_bytes / 1e9:.1f} GB per GPU (weights "
                          f"{mem.weights_bytes / 1e9:.1f}, gradients {mem.grads_bytes / 1e9:.1f}, optimizer "
