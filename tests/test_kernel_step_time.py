@@ -205,10 +205,36 @@ def test_uncovered_combinations_return_none():
     assert kernel_step_time(wider, "llama-3.1-8b", "h100-sxm", "vllm", None, "bf16", "bf16", 1, 0.0) is None
     assert kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm", "0.5.4", "bf16", "bf16", 1, 0.0,
                             strict_version=True) is None
-    older = kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm-v0", "0.5.4", "bf16", "bf16", 1, 0.004)
-    assert older is not None and "standing for vllm-v0 0.5.4" in older.label
+    older = kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm", "0.5.4", "bf16", "bf16", 1, 0.004)
+    assert older is not None and "standing for vllm 0.5.4" in older.label
+    # a preset name is not a framework: resolve and calibration map presets through engines.yaml's kernels.framework
+    assert kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm-v0", None, "bf16", "bf16", 1, 0.0) is None
     # weights and KV cache in different dtypes combine two records
     assert kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm", None, "fp8", "bf16", 1, 0.0) is not None
+
+
+def test_release_factor_scales_every_kernel_time_and_no_overhead():
+    arch = MODELS["llama-3.1-8b"]
+    base = kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "trtllm", None, "bf16", "bf16", 1, 0.003,
+                            overhead_per_seq_s=2e-5)
+    slow = kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "trtllm", None, "bf16", "bf16", 1, 0.003,
+                            overhead_per_seq_s=2e-5, kernel_scale=1.25)
+    assert isinstance(base, KernelStepTime) and isinstance(slow, KernelStepTime)
+    assert "kernel times x1.25" in slow.label and "x1.25" not in base.label
+    for load in (StepLoad(0, 7, 7 * 900.0, 0.0), StepLoad(300, 5, 5000.0, 300 * 301 / 2),
+                 StepLoad(2048, 0, 0.0, 2048 * 2049 / 2), StepLoad(0, 200, 200 * 3000.0, 0.0)):
+        parts, scaled = base.breakdown_s(load), slow.breakdown_s(load)
+        assert scaled["overhead"] == pytest.approx(parts["overhead"], rel=1e-12)
+        for name in ("linear", "allreduce", "logits", "decode_attention", "prefill_attention"):
+            assert scaled[name] == pytest.approx(1.25 * parts[name], rel=1e-9), name
+        assert slow.step_s(load) == pytest.approx(sum(scaled.values()), rel=1e-9)
+    # the decode fast-forward stays exact: its affine stretch agrees with step_s under the factor
+    a_s, b_s, n = slow.decode_affine(16, 16 * 500.0, 16.0, 50)
+    assert a_s + b_s * (n - 1) == pytest.approx(slow.step_s(StepLoad(0, 16, 16 * 500.0 + 16.0 * (n - 1), 0.0)),
+                                                rel=1e-9)
+    with pytest.raises(ValueError, match="kernel_scale"):
+        kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "trtllm", None, "bf16", "bf16", 1, 0.0,
+                         kernel_scale=float("nan"))
 
 
 def test_overhead_is_added_to_every_step():

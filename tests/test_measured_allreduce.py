@@ -50,7 +50,7 @@ def test_bad_measured_bandwidth_is_refused(bad):
 def test_the_l40s_tables_all_reduce_is_replaced_at_the_measured_group_sizes():
     arch = MODELS["llama-3.1-70b"]
     links = Links.of(L40S.spec)
-    args = (arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8")
+    args = (arch, "llama-3.1-70b", "l40s", "trtllm", None, "fp8", "fp8")
     for tp, busbw in ((4, 21.85e9), (8, 14.27e9)):
         tables = kernel_step_time(*args, tp, 0.001)
         measured = kernel_step_time(*args, tp, 0.001, links=links)
@@ -66,7 +66,7 @@ def test_the_l40s_tables_all_reduce_is_replaced_at_the_measured_group_sizes():
         # the tables' collectors went through host memory past two GPUs: the measured server is much faster
         big = StepLoad(8192, 0, 0.0, 8192 * 4096.5)
         assert measured.breakdown_s(big)["allreduce"] < tables.breakdown_s(big)["allreduce"] / 3
-    one = kernel_step_time(MODELS["llama-3.1-8b"], "llama-3.1-8b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8", 1,
+    one = kernel_step_time(MODELS["llama-3.1-8b"], "llama-3.1-8b", "l40s", "trtllm", None, "fp8", "fp8", 1,
                            0.001, links=links)
     assert one is not None and one.breakdown_s(StepLoad(512, 0, 0.0, 512 * 256.5))["allreduce"] == 0.0
 
@@ -106,8 +106,8 @@ def test_a_kernel_fit_prices_the_same_all_reduce_as_the_deployment_it_calibrates
     from simfactory.calibration.microbench import publish
 
     arch = MODELS["llama-3.1-70b"]
-    ctx = KernelsContext(arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", "fp8", "fp8", 4, links=Links.of(L40S.spec))
-    resolved = kernel_step_time(arch, "llama-3.1-70b", "l40s", "tensorrt-llm-0", None, "fp8", "fp8", 4, 0.0,
+    ctx = KernelsContext(arch, "llama-3.1-70b", "l40s", "trtllm", "fp8", "fp8", 4, links=Links.of(L40S.spec))
+    resolved = kernel_step_time(arch, "llama-3.1-70b", "l40s", "trtllm", None, "fp8", "fp8", 4, 0.0,
                                 links=Links.of(L40S.spec))
     load = StepLoad(2048, 32, 32 * 1500.0, 2048 * 1024.5)
     assert ctx.model_for().step_s(load) == resolved.step_s(load)

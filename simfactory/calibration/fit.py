@@ -278,7 +278,7 @@ class KernelsContext:
     arch: ModelArch
     model: str
     sku: str
-    engine: str  # an engine preset name or a framework (vllm, sglang, tensorrt-llm, trtllm)
+    engine: str  # the kernel framework (vllm, sglang, trtllm): microbench.kernel_framework maps a preset to it
     dtype: str
     kv_dtype: str
     tp: int

@@ -138,6 +138,15 @@ class CalibrationRun:
     notes: tuple[str, ...] = ()  # what the report prints beside the table (per-block errors, warnings)
 
 
+def kernel_framework(engine: str) -> str:
+    """The kernel framework an engine preset runs (engines.yaml kernels.framework); a name that is no preset with
+    kernels is passed on as is (a framework: vllm, sglang, trtllm)."""
+    from simfactory.resolve import load_engines, search_dirs
+
+    preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+    return preset.kernels.framework if preset is not None and preset.kernels is not None else engine
+
+
 def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> Any:
     """The step-time model `simfactory run` uses for this combination before it is calibrated: the SKU's roofline
     with the engine preset's overhead multiplier (resolve.default_factors)."""
@@ -171,7 +180,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
-    kernels = (KernelsContext(arch, model, sku, engine, dtype, kv_dtype_for(dtype), tp, profile_dirs, links)
+    kernels = (KernelsContext(arch, model, sku, kernel_framework(engine), dtype, kv_dtype_for(dtype), tp, profile_dirs, links)
                if arch is not None else None)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)

@@ -630,6 +630,14 @@ class EagerPrefill(Sourced):
         return self.dense_layer_s * (arch.layers - moe) + self.moe_layer_s * moe
 
 
+class ReleaseFactor(Sourced):
+    """How much slower (> 1) or faster an engine release's kernels ran than the tables' release, on the same GPUs
+    and settings: a factor on every kernel time of the tables (not on the engine overhead)."""
+
+    # releases a year apart differ by 10-20% on the published like-for-like tables: 0.5 or 2 is a slip
+    factor: float = Field(ge=0.5, le=2.0, description="the release's kernel time over the tables' release's")
+
+
 class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
@@ -639,6 +647,9 @@ class EngineKernels(_Strict):
     version: str = Field(min_length=1, description="the engine version the overhead describes")
     overhead: EngineOverhead = Field(
         description="per-step time the engine adds around the kernels (a prior until calibration fits one)")
+    release_factor: ReleaseFactor | None = Field(
+        default=None, description="an older release whose kernels ran slower than the tables' release: every kernel "
+                                  "time times this factor (absent: the tables as measured)")
 
 
 class EngineMemory(Sourced):

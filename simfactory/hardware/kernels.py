@@ -70,11 +70,9 @@ MAX_TABLE_FILE_BYTES = 64 * MiB  # shipped files are ~0.2-1 MB
 MAX_TABLE_JSON_BYTES = 512 * MiB  # a gzip bomb stops here
 GRIDS = ("batch", "kv_len", "tokens", "prompt_len")
 
-# simfactory engine preset (hardware_profiles/engines.yaml) -> the SDK framework whose kernels it runs. The
-# older vLLM presets reuse the current vLLM kernels: their difference is per-step overhead, which the caller owns.
-ENGINE_FRAMEWORK = {"vllm": "vllm", "vllm-0.11": "vllm", "vllm-0.6": "vllm", "vllm-v0": "vllm", "sglang": "sglang",
-                    "sglang-0.5": "sglang", "tensorrt-llm": "trtllm", "tensorrt-llm-0": "trtllm", "nim": "trtllm",
-                    "trtllm": "trtllm"}
+# the SDK frameworks whose kernels the tables hold ("tensorrt-llm": TensorRT-LLM's package name for trtllm). An
+# engine preset names the one it runs (engines.yaml, kernels.framework); callers map presets to these.
+FRAMEWORKS = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm", "tensorrt-llm": "trtllm"}
 # dtypes priced as another: FP16 and BF16 run at the same tensor-core rate on every SKU with tables
 DTYPE_ALIAS = {"fp16": "bf16"}
 
@@ -217,25 +215,29 @@ def _check_curve(name: str, at: str, ys: Any, n: int) -> None:
 
 
 def kernel_step_time(
-    arch: ModelArch, model_id: str, sku: str, engine: str, engine_version: str | None, dtype: str, kv_dtype: str,
-    tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None, strict_version: bool = False,
-    overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0, linear_scale: float = 1.0,
-    prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1, prefill_floor_s: float = 0.0,
-    links: Links | None = None,
+    arch: ModelArch, model_id: str, sku: str, framework: str, engine_version: str | None, dtype: str,
+    kv_dtype: str, tp: int, overhead_s: float, *, profile_dirs: Sequence[Path] | None = None,
+    strict_version: bool = False, overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0,
+    linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
+    prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
-    the SKU, an engine without SDK kernels (torch-eager), a model, dtype or TP the file lacks, or a model whose
+    the SKU, a framework the tables do not hold (torch-eager), a model, dtype or TP the file lacks, or a model whose
     shape differs from the one the tables were derived for. Tensor parallelism only (call it for pp == 1 and
     without expert parallelism; the tables hold dense models).
 
+    framework: vllm, sglang or trtllm (FRAMEWORKS; an engine preset's kernels.framework).
     engine_version: the engine's version, for the label; the tables hold one version per framework (the SDK's
     current data, header `frameworks`). With strict_version a different version gives None; otherwise these
     kernels stand for it and the label says so (the caller's overhead_s carries the engine version's own cost).
     prefill_floor_s: the least a step with prompt tokens takes (an eager prefill's launch time, EagerPrefill).
     links: the SKU's links; where they carry a measured all-reduce bandwidth for this TP (a dense layout), the
     step's all-reduces are priced from it instead of the tables' (measured_allreduce_ms).
+    kernel_scale: a factor on every kernel time (an engine release whose kernels ran slower or faster than the
+    tables' release, EngineKernels.release_factor); the overheads are not scaled.
     """
-    framework = ENGINE_FRAMEWORK.get(engine)
+    engine = framework
+    framework = FRAMEWORKS.get(framework)
     if framework is None or tp < 1:
         return None
     tables = load_kernel_tables(sku, profile_dirs)
@@ -264,6 +266,7 @@ def kernel_step_time(
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
+    as_version += f", kernel times x{kernel_scale:.4g} for that release" if kernel_scale != 1.0 else ""
     label = (f"kernel tables of aiconfigurator-core {sdk.get('version', '?')} ({tables.header.get('system', sku)}, "
              f"{framework} {version}{as_version}; {dtype} weights, {kv_dtype} KV, TP{tp}{layout}; {tables.path.name}"
              f"{allreduce_note}) "
@@ -279,7 +282,8 @@ def kernel_step_time(
     model = KernelStepTime(tables.grids, lin["linear_ms"], allreduce_ms, lin["logits_ms"],
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
-                           prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s)
+                           prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
+                           kernel_scale=kernel_scale)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
@@ -303,7 +307,7 @@ class KernelStepTime(StepTimeModel):
     """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
 
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
-                 "prefill_floor_s",
+                 "prefill_floor_s", "kernel_scale",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -311,10 +315,11 @@ class KernelStepTime(StepTimeModel):
                  logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
-                 prefill_floor_s: float = 0.0) -> None:
+                 prefill_floor_s: float = 0.0, kernel_scale: float = 1.0) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
-                        ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s)):
+                        ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
+                        ("kernel_scale", kernel_scale)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
@@ -327,24 +332,27 @@ class KernelStepTime(StepTimeModel):
         # an engine that launches prefill forwards kernel by kernel (no CUDA graph): the host's launch time of all
         # layers bounds such a step from below; the GPU work hides it only once longer (EagerPrefill)
         self.prefill_floor_s = float(prefill_floor_s)
+        # an engine release's kernels against the tables' release: every kernel time (not the overheads) times this
+        self.kernel_scale = float(kernel_scale)
+        ks = self.kernel_scale * MS
         self.label = label
         self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
         self.source_sha256 = ""
         t = [float(x) for x in grids["tokens"]]
         self._t = t
-        ls = self.linear_scale * MS
+        ls = self.linear_scale * ks
         self._tok = [(a + b) * ls for a, b in zip(linear_ms, allreduce_ms)]
         self._tok_k = _slopes(t, self._tok)
         self._ar = [x * ls for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
         self._ar_k = _slopes(t, self._ar)
-        self._lg = [x * MS for x in logits_ms]
+        self._lg = [x * ks for x in logits_ms]
         self._lg_k = _slopes(t, self._lg)
         self._last_t = len(t) - 2
         self._b = [float(x) for x in grids["batch"]]
         self._s = [float(x) for x in grids["kv_len"]]
-        self._att = [[x * MS for x in row] for row in decode_attn_ms]
+        self._att = [[x * ks for x in row] for row in decode_attn_ms]
         self._l = [float(x) for x in grids["prompt_len"]]
-        self._ctx = [c * MS * self.prefill_attn_scale for c in ctx_attn_ms]
+        self._ctx = [c * ks * self.prefill_attn_scale for c in ctx_attn_ms]
         self._ctx_k = _slopes(self._l, self._ctx)
         self._last_l = len(self._l) - 2
         # decode batch -> (fixed s, attention s by KV length, slopes): built on first use
@@ -601,5 +609,5 @@ def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple
     return out
 
 
-__all__ = ["ENGINE_FRAMEWORK", "AttentionRanks", "KernelStepTime", "KernelTables", "coverage", "kernel_step_time",
+__all__ = ["FRAMEWORKS", "AttentionRanks", "KernelStepTime", "KernelTables", "coverage", "kernel_step_time",
            "load_kernel_tables", "table_path"]

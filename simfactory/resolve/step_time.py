@@ -19,7 +19,7 @@ from simfactory.config.scenario import Deployment
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.collectives import Links
 from simfactory.hardware.kernels import (
-    ENGINE_FRAMEWORK, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
+    FRAMEWORKS, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
 )
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
@@ -170,14 +170,15 @@ def kernel_model(
     if d.pp > 1:
         return None, "the tables hold no pipeline parallelism"
     ep = d.ep_degree if arch.is_moe else 1
-    framework = k.framework if k is not None else ENGINE_FRAMEWORK.get(d.engine, d.engine)
+    framework = k.framework if k is not None else FRAMEWORKS.get(d.engine, d.engine)
     if fit is None:
         assert k is not None
         version: str | None = k.version
         # host sync and collective launches grow with the tensor-parallel group: an attention rank's, with DP attention
         terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
                  "overhead_per_seq_s": k.overhead.per_seq_s,
-                 "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role)}
+                 "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role),
+                 "kernel_scale": k.release_factor.factor if k.release_factor is not None else 1.0}
     else:
         version = None
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters

@@ -1,0 +1,68 @@
+"""An engine release whose kernels ran slower than the tables' release (EngineKernels.release_factor): every kernel
+time of a deployment on that preset is scaled, the engine overhead is not, and the run says so. The factor is data
+with a source, refused when it is not a plausible ratio."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import scenario_doc
+
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import EngineCatalog
+from simfactory.config.scenario import Scenario
+from simfactory.errors import InputError, InputErrors
+from simfactory.hardware.step_time import StepLoad
+from simfactory.resolve import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADS = (StepLoad(0, 1, 500.0, 0.0), StepLoad(0, 64, 64 * 1500.0, 0.0), StepLoad(2048, 0, 0.0, 2048 * 1024.5),
+         StepLoad(700, 31, 31 * 900.0, 700 * 350.5))
+
+
+def _resolved(engine: str):
+    doc = scenario_doc(engine=engine)
+    doc["pools"][0].update(sku="h100-sxm", count=4)
+    doc["deployments"][0].update(model="llama-3.1-70b", tp=4, dtype="fp8", replicas=1)
+    return resolve(Scenario.model_validate(doc)).deployments[0]
+
+
+def test_the_014_preset_scales_every_kernel_time_of_the_0x_preset_and_keeps_its_overhead():
+    old, base = _resolved("tensorrt-llm-0.14"), _resolved("tensorrt-llm-0")
+    assert old.step_time_source.startswith("measured kernels") and "kernel times x1.1 for that release" in \
+        old.step_time_source
+    assert "x1.1" not in base.step_time_source
+    for load in LOADS:
+        slow, fast = old.step_time.breakdown_s(load), base.step_time.breakdown_s(load)
+        assert slow["overhead"] == pytest.approx(fast["overhead"], rel=1e-12)
+        kernels = sum(v for k, v in fast.items() if k not in ("overhead", "launch_wait"))
+        assert old.step_time.step_s(load) - slow["overhead"] == pytest.approx(1.10 * kernels, rel=1e-9)
+    # otherwise the 0.x preset: its scheduler defaults (no overlap), memory rule and kernel framework
+    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    new, zero = presets["tensorrt-llm-0.14"], presets["tensorrt-llm-0"]
+    assert new.defaults == zero.defaults and new.defaults.overlap_schedule is False and new.memory == zero.memory
+    assert new.kernels.framework == zero.kernels.framework and zero.kernels.release_factor is None
+
+
+@pytest.mark.parametrize("factor", [0.1, 3.0, "fast"])
+def test_an_implausible_release_factor_names_the_file_and_field(tmp_path, factor):
+    text = (ROOT / "hardware_profiles" / "engines.yaml").read_text()
+    assert "        factor: 1.10\n" in text
+    bad = tmp_path / "engines.yaml"
+    bad.write_text(text.replace("        factor: 1.10\n", f"        factor: {factor}\n"))
+    with pytest.raises((InputError, InputErrors)) as e:
+        load_model_file(EngineCatalog, bad)
+    assert "engines.yaml" in str(e.value) and "release_factor" in str(e.value)
+
+
+def test_a_release_factor_needs_a_source(tmp_path):
+    text = (ROOT / "hardware_profiles" / "engines.yaml").read_text()
+    start = text.index("      release_factor:\n")
+    block_end = text.index("        as_of: 2024-10\n", start)
+    bad = tmp_path / "engines.yaml"
+    bad.write_text(text[:start] + "      release_factor: {factor: 1.1, as_of: 2024-10}\n"
+                   + text[block_end + len("        as_of: 2024-10\n"):])
+    with pytest.raises((InputError, InputErrors)) as e:
+        load_model_file(EngineCatalog, bad)
+    assert "release_factor" in str(e.value) and "source" in str(e.value)
