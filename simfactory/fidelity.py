@@ -136,7 +136,22 @@ class FidelitySuite(BaseModel):
                     "requests_per_client x C requests in all (AIPerf --request-count) and every request is measured "
                     "(TTFT and ITL means; throughput: output tokens over first send to last completion, AIPerf's "
                     "benchmark duration). None: a steady state past a ramp (a long or warmed-up run)")
+    deployment: dict[str, Any] = Field(
+        default_factory=dict, description="deployment fields every point's measured setup shares (e.g. the serving "
+                                          "front end's front_end_s), under each point's own `deployment`")
     points: list[FidelityPoint] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_deployment(cls, data: Any) -> Any:
+        """Each point gets the suite's deployment fields, its own winning (validated with the point)."""
+        if not isinstance(data, dict) or not isinstance(data.get("deployment"), dict) \
+                or not isinstance(data.get("points"), list):
+            return data
+        shared = data["deployment"]
+        points = [{**p, "deployment": {**shared, **p.get("deployment", {})}}
+                  if isinstance(p, dict) and isinstance(p.get("deployment", {}), dict) else p for p in data["points"]]
+        return {**data, "points": points}
 
 
 @dataclasses.dataclass(frozen=True)

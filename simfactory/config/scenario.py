@@ -312,6 +312,11 @@ class Deployment(_Strict):
     prefix_cache_tokens: NonNegativeInt = Field(
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )
+    front_end_s: float = Field(
+        default=0.0, ge=0, le=60, allow_inf_nan=False,
+        description="time the serving front end adds to every request before the engine sees it (HTTP, tokenization, "
+        "an inference server's pre- and post-processing such as Triton's ensemble), seconds: in TTFT and E2E, not in "
+        "queue time; 0: not modelled (the engine's own API server is taken as free)")
     max_waiting: PositiveInt | None = Field(
         default=None, description="queue cap: a request arriving when this many wait is rejected (HTTP 429)"
     )

@@ -35,6 +35,7 @@ COLUMNS: dict[str, tuple[type, float | int]] = {
     "cached_tokens": (np.int64, 0),  # prompt tokens served from the prefix cache (not prefilled)
     "net_in_s": (np.float64, 0.0),  # network delay caller -> deployment (one way)
     "net_out_s": (np.float64, 0.0),  # network delay deployment -> caller (one way)
+    "front_end_s": (np.float64, 0.0),  # the deployment's serving front end, before the engine sees the request
     "egress_usd": (np.float64, 0.0),  # cross-region transfer of prompt and answer
     "dispatched": (np.int8, 0),
     "fallbacks": (np.int8, 0),

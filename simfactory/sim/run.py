@@ -130,6 +130,7 @@ class FleetModel:
         self.network = NetworkModel(rs.scenario.network, self.streams.get("network/jitter"))
         self.class_region = [c.config.region for c in rs.classes]
         self.dep_region = [d.pool.region for d in rs.deployments]
+        self.front_end_s = [float(d.config.front_end_s) for d in rs.deployments]
         self.tasks: list[TaskRecord] = []
         self.tasks_open = 0
         self.step_names: list[str] = []
@@ -498,17 +499,17 @@ class FleetModel:
         t.deployment_id[rid] = deployment
         caller = self.class_region[t.class_id[rid]]
         there = self.dep_region[deployment]
+        delay = t.front_end_s[rid] = self.front_end_s[deployment]
         if caller != there:
             t.net_in_s[rid] = self.network.one_way_s(caller, there)
             t.net_out_s[rid] = self.network.one_way_s(there, caller)
             t.egress_usd[rid] = self.network.egress_usd(caller, there, float(t.input_tokens[rid])) + (
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
-            if t.net_in_s[rid] > 0:
-                self.env.timeout(float(t.net_in_s[rid])).callbacks.append(
-                    lambda _ev, rid=rid, d=deployment: self._arrive(rid, d)
-                )
-                return
+            delay += float(t.net_in_s[rid])
+        if delay > 0:
+            self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid, d=deployment: self._arrive(rid, d))
+            return
         self._arrive(rid, deployment)
 
     def _arrive(self, rid: int, deployment: int) -> None:
@@ -576,7 +577,8 @@ class FleetModel:
                 self.gate.leave(rid)
         t.dispatched[rid] = 0
         t.fallbacks[rid] += 1
-        t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = 0.0  # the network legs of the deployment it left
+        # the network legs and front end of the deployment it left
+        t.net_in_s[rid] = t.net_out_s[rid] = t.egress_usd[rid] = t.front_end_s[rid] = 0.0
         self._send(rid, target, call)
 
     def _shed_if_waiting(self, rid: int) -> None:

@@ -1,0 +1,70 @@
+"""A deployment's serving front end (front_end_s): the time an inference server spends on a request before its
+engine sees it (HTTP, tokenization, Triton's ensemble). It delays the request's arrival at the engine, so it is in
+TTFT and E2E exactly once per request, never in queue time, and in a closed loop it lengthens every cycle."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import scenario_doc
+from pydantic import ValidationError
+
+from simfactory.api import run
+from simfactory.config.scenario import Scenario
+from simfactory.fidelity import FidelitySuite
+
+STEP_S = 0.01  # the test profile's fixed step time (conftest.write_case)
+OUTPUT_TOKENS = 10  # conftest.scenario_doc: one prompt token, ten output tokens
+
+
+def test_an_idle_engine_answers_front_end_later_and_queue_time_is_unchanged(case):
+    plain = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0))).requests
+    fronted = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0, front_end_s=0.025))).requests
+    assert len(plain) == len(fronted) == 20 and (fronted["outcome"] == "completed").all()
+    assert np.allclose(plain["ttft_s"], STEP_S) and np.allclose(plain["e2e_s"], OUTPUT_TOKENS * STEP_S)
+    assert np.allclose(fronted["ttft_s"], STEP_S + 0.025)
+    assert np.allclose(fronted["e2e_s"], OUTPUT_TOKENS * STEP_S + 0.025)
+    assert np.allclose(fronted["queue_s"], 0.0) and np.allclose(fronted["admission_wait_s"], 0.0)
+    assert np.allclose(fronted["front_end_s"], 0.025) and np.allclose(plain["front_end_s"], 0.0)
+    assert np.allclose(fronted["network_s"], 0.0)  # not network time
+
+
+def test_a_closed_loop_cycle_is_the_service_plus_the_front_end(case):
+    """N clients with no think time, all served in one batch of constant steps: every cycle is front end + the
+    request's OUTPUT_TOKENS steps, so throughput is N / (front_end + service) exactly (Little's law, R = N / X)."""
+    n, front_end_s = 4, 0.05
+    doc = scenario_doc(max_num_seqs=n, horizon_s=30.0, front_end_s=front_end_s)
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": n}
+    req = run(case(doc)).requests
+    done = req[req["outcome"] == "completed"]
+    cycle_s = front_end_s + OUTPUT_TOKENS * STEP_S
+    assert np.allclose(done["e2e_s"], cycle_s)
+    window = done[(done["completion_s"] >= 5.0) & (done["completion_s"] < 25.0)]
+    assert len(window) / 20.0 == pytest.approx(n / cycle_s, rel=0.02)
+
+
+@pytest.mark.parametrize("bad", [-0.001, 61.0, math.inf, "fast"])
+def test_a_bad_front_end_names_the_field(bad):
+    doc = scenario_doc(front_end_s=bad)
+    with pytest.raises(ValidationError) as e:
+        Scenario.model_validate(doc)
+    assert "front_end_s" in str(e.value)
+
+
+def _suite(shared: dict, own: dict | None = None) -> dict:
+    point = {"id": "p", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "bf16", "input_tokens": 100,
+             "output_tokens": 10, "rate_per_s": 1.0, "requests": 10, "metric": "ttft_s", "measured": 0.02}
+    return {"name": "s", "source": "test", "as_of": "2026-12", "deployment": shared,
+            "points": [point, {**point, "id": "q", "deployment": own or {}}]}
+
+
+def test_a_suites_shared_deployment_fields_reach_every_point_and_a_points_own_win():
+    suite = FidelitySuite.model_validate(_suite({"front_end_s": 0.003}, {"front_end_s": 0.001}))
+    assert [p.deployment for p in suite.points] == [{"front_end_s": 0.003}, {"front_end_s": 0.001}]
+    with pytest.raises(ValidationError) as e:
+        FidelitySuite.model_validate(_suite({"front_end_s": -1}))
+    assert "front_end_s" in str(e.value)
+    with pytest.raises(ValidationError, match="point's own fields"):
+        FidelitySuite.model_validate(_suite({"tp": 2}))
