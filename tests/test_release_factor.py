@@ -66,3 +66,22 @@ def test_a_release_factor_needs_a_source(tmp_path):
     with pytest.raises((InputError, InputErrors)) as e:
         load_model_file(EngineCatalog, bad)
     assert "release_factor" in str(e.value) and "source" in str(e.value)
+
+
+def test_a_sweep_fit_on_the_014_preset_starts_at_its_prior_and_keeps_the_factor():
+    """A concurrency-sweep fit varies the overheads and the GEMM multiplier from the preset's prior: its start must
+    be that prior (the release factor on every kernel, not only the GEMMs) and the entry it writes keeps the factor."""
+    import pandas as pd
+
+    from simfactory.calibration.sweep_fit import SweepSetup, _family
+
+    sweep = pd.DataFrame({"concurrency": [1, 4], "input_tokens": [500, 500], "output_tokens": [200, 200],
+                          "itl_s": [0.02, 0.03]})
+    setup = SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm-0.14", "fp8", 4, 256, 2048)
+    family = _family(setup, sweep, "kernels")
+    start = family.to_spec(family.x0)
+    assert start.kernel_scale == pytest.approx(1.10)
+    prior = _resolved("tensorrt-llm-0.14").step_time
+    fitted = family.to_model(start)
+    for load in LOADS:
+        assert fitted.step_s(load) == pytest.approx(prior.step_s(load), rel=1e-12)

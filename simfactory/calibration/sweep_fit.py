@@ -240,6 +240,7 @@ def _kernels_family(prior: KernelStepTime, to_model: Callable[[Any], StepTimeMod
         return KernelsStepTime(overhead_s=float(o) / 1e3, overhead_per_seq_s=float(s) / 1e6,
                                linear_scale=float(2.0 ** k),
                                prefill_floor_s=prior.prefill_floor_s,  # the engine's eager-prefill prior, not fitted
+                               kernel_scale=prior.kernel_scale,  # the engine release's factor, kept likewise
                                allreduce_bus_gb_s=allreduce_bus_gb_s)
 
     def on_bounds(spec: KernelsStepTime) -> list[str]:

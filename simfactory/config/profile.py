@@ -241,7 +241,7 @@ class KernelsStepTime(_Strict):
     (`simfactory calibrate fit --fit kernels`): step_s = overhead_s + overhead_per_seq_s x sequences
     + linear_scale x (GEMMs + all-reduce)(tokens) + logits + decode attention
     + [a step with prefill] (prefill_overhead_s + prefill_attn_scale x prompt attention), and a step with prefill
-    at least prefill_floor_s."""
+    at least prefill_floor_s; every kernel time (not the overheads) times kernel_scale."""
 
     kind: Literal["kernels"] = Field(
         default="kernels", description="selects measured kernel tables with fitted corrections")
@@ -261,6 +261,9 @@ class KernelsStepTime(_Strict):
         default=None, description="the measured all-reduce bus bandwidth the fit priced its steps' all-reduces with "
         "(the profile's spec.allreduce_bus_gb_s for this TP when it was fitted), which the entry keeps whatever the "
         "profile says later; absent: the kernel tables' all-reduce")
+    kernel_scale: float = Field(
+        default=1.0, ge=0.5, le=2.0, description="a factor on every kernel time the fit started from and kept (the "
+        "engine preset's release_factor when a concurrency sweep was fitted on it); 1: the tables as measured")
 
 
 StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
