@@ -144,11 +144,14 @@ class FidelitySuite(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _shared_deployment(cls, data: Any) -> Any:
-        """Each point gets the suite's deployment fields, its own winning (validated with the point)."""
+        """Each point gets the suite's deployment fields, its own winning (validated with the point). Points given as
+        mappings (a suite file); a suite built from FidelityPoint objects with a shared deployment is refused."""
         if not isinstance(data, dict) or not isinstance(data.get("deployment"), dict) \
                 or not isinstance(data.get("points"), list):
             return data
         shared = data["deployment"]
+        if shared and any(isinstance(p, FidelityPoint) for p in data["points"]):
+            raise ValueError("deployment: give the points as mappings to share deployment fields with them")
         points = [{**p, "deployment": {**shared, **p.get("deployment", {})}}
                   if isinstance(p, dict) and isinstance(p.get("deployment", {}), dict) else p for p in data["points"]]
         return {**data, "points": points}

@@ -68,3 +68,22 @@ def test_a_suites_shared_deployment_fields_reach_every_point_and_a_points_own_wi
     assert "front_end_s" in str(e.value)
     with pytest.raises(ValidationError, match="point's own fields"):
         FidelitySuite.model_validate(_suite({"tp": 2}))
+
+
+def test_an_agent_tasks_breakdown_books_the_front_end_apart_and_still_adds_up(case):
+    """Two LLM calls in a chain on an idle fleet: each pays the front end once; the task's breakdown has it under
+    front_end (not queue) and its parts still sum to the task's E2E."""
+    from conftest import agent_doc, agent_scenario
+
+    from simfactory.sim.agents import CATEGORIES
+
+    llm = {"type": "llm", "model": "m", "input_tokens": {"kind": "fixed", "value": 1},
+           "output_tokens": {"kind": "fixed", "value": OUTPUT_TOKENS}}
+    doc = agent_scenario(rate=0.05, horizon_s=100.0, max_num_seqs=8, front_end_s=0.03)
+    doc["traffic"]["arrival"]["process"] = "constant"
+    tasks = run(case(doc, None, {"agent": agent_doc([{**llm, "name": "a"}, {**llm, "name": "b"}])})).tasks
+    done = tasks[tasks["outcome"] == "completed"]
+    assert len(done) == 5
+    assert np.allclose(done["front_end"], 2 * 0.03) and np.allclose(done["queue"], 0.0)
+    assert np.allclose(done["e2e_s"], 2 * (0.03 + OUTPUT_TOKENS * STEP_S))
+    assert np.allclose(done[list(CATEGORIES)].sum(axis=1), done["e2e_s"])

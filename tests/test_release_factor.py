@@ -85,3 +85,29 @@ def test_a_sweep_fit_on_the_014_preset_starts_at_its_prior_and_keeps_the_factor(
     fitted = family.to_model(start)
     for load in LOADS:
         assert fitted.step_s(load) == pytest.approx(prior.step_s(load), rel=1e-12)
+
+
+def test_a_deployment_the_tables_do_not_cover_says_the_factor_is_not_applied():
+    doc = scenario_doc(engine="tensorrt-llm-0.14")
+    doc["pools"][0].update(sku="h100-sxm", count=1)
+    doc["deployments"][0].update(model="llama-3.1-70b", tp=1, dtype="fp8", replicas=1)
+    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    assert d.step_time_source.startswith("roofline") and "release factor not applied" in d.step_time_source
+
+
+def test_a_measured_all_reduce_is_not_scaled_by_the_release_factor():
+    """The L40S profile's all-reduce at TP 4 is a measured bus bandwidth, not a kernel time of the tables' release."""
+    from simfactory.config.profile import HardwareProfile, ModelCatalog
+    from simfactory.hardware.collectives import Links
+    from simfactory.hardware.kernels import kernel_step_time
+
+    l40s = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / "l40s.yaml")
+    arch = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}[
+        "llama-3.1-70b"]
+    args = (arch, "llama-3.1-70b", "l40s", "trtllm", None, "fp8", "fp8", 4, 0.001)
+    plain = kernel_step_time(*args, links=Links.of(l40s.spec))
+    slow = kernel_step_time(*args, links=Links.of(l40s.spec), kernel_scale=1.1)
+    for load in LOADS:
+        a, b = plain.breakdown_s(load), slow.breakdown_s(load)
+        assert b["allreduce"] == pytest.approx(a["allreduce"], rel=1e-9) and a["allreduce"] > 0
+        assert b["linear"] == pytest.approx(1.1 * a["linear"], rel=1e-9)

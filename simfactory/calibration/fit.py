@@ -284,15 +284,19 @@ class KernelsContext:
     tp: int
     profile_dirs: Sequence[Path] | None = None
     links: Links | None = None  # the SKU's links: a measured all-reduce bandwidth replaces the tables', as in resolve
+    kernel_scale: float = 1.0  # the engine preset's release factor: the fit's multipliers are relative to it
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
-        """The fitted terms with the measured all-reduce they were fitted against (None: the tables')."""
+        """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
         bus = self.links.measured_allreduce_bytes_per_s(self.tp) if self.links is not None else None
-        return spec.model_copy(update={"allreduce_bus_gb_s": bus / 1e9 if bus is not None else None})
+        return spec.model_copy(update={"allreduce_bus_gb_s": bus / 1e9 if bus is not None else None,
+                                       "kernel_scale": self.kernel_scale})
 
     def model_for(self, spec: KernelsStepTime | None = None) -> KernelStepTime | None:
-        """The kernel-table model with these fitted terms (the tables alone, no overhead, without a spec)."""
-        terms = spec.model_dump(exclude={"kind", "allreduce_bus_gb_s"}) if spec is not None else {"overhead_s": 0.0}
+        """The kernel-table model with these fitted terms (the tables at the release factor, no overhead, without a
+        spec)."""
+        terms = (spec.model_dump(exclude={"kind", "allreduce_bus_gb_s"}) if spec is not None
+                 else {"overhead_s": 0.0, "kernel_scale": self.kernel_scale})
         return kernel_step_time(self.arch, self.model, self.sku, self.engine, None, self.dtype, self.kv_dtype, self.tp,
                                 terms.pop("overhead_s"), profile_dirs=self.profile_dirs, links=self.links, **terms)
 

@@ -138,13 +138,18 @@ class CalibrationRun:
     notes: tuple[str, ...] = ()  # what the report prints beside the table (per-block errors, warnings)
 
 
-def kernel_framework(engine: str) -> str:
-    """The kernel framework an engine preset runs (engines.yaml kernels.framework); a name that is no preset with
-    kernels is passed on as is (a framework: vllm, sglang, trtllm)."""
+def kernel_framework(engine: str) -> tuple[str, float]:
+    """The kernel framework an engine preset runs (engines.yaml kernels.framework) and its release factor on the
+    tables' times (1 without one); a name that is no shipped preset with kernels is passed on as is (a framework:
+    vllm, sglang, trtllm). Shipped presets only, as shipped_roofline reads them: calibration has no scenario beside
+    which a user's own engines.yaml would be found."""
     from simfactory.resolve import load_engines, search_dirs
 
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
-    return preset.kernels.framework if preset is not None and preset.kernels is not None else engine
+    if preset is None or preset.kernels is None:
+        return engine, 1.0
+    release = preset.kernels.release_factor
+    return preset.kernels.framework, release.factor if release is not None else 1.0
 
 
 def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> Any:
@@ -180,8 +185,9 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
-    kernels = (KernelsContext(arch, model, sku, kernel_framework(engine), dtype, kv_dtype_for(dtype), tp, profile_dirs, links)
-               if arch is not None else None)
+    framework, kernel_scale = kernel_framework(engine)
+    kernels = (KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, profile_dirs, links,
+                              kernel_scale) if arch is not None else None)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

@@ -261,7 +261,9 @@ def kernel_step_time(
            if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
     if bus is not None:
         assert links is not None
-        allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
+        # a measured bus bandwidth is the server's, not a kernel time of the tables' release: kernel_scale (applied
+        # to the whole token-linear curve below) is divided out of it
+        allreduce_ms = [x / kernel_scale for x in measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)]
         allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")

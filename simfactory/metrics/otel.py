@@ -71,7 +71,7 @@ def _chat_attrs(result: SimResult, rid: int) -> dict[str, Any]:
     t = result.table
     dep = int(t.deployment_id[rid])
     model = result.resolved.deployments[dep].config.model if dep >= 0 else "unrouted"
-    queue = t.first_scheduled_s[rid] - t.arrival_s[rid]
+    queue = t.first_scheduled_s[rid] - t.arrival_s[rid] - t.net_in_s[rid] - t.front_end_s[rid]
     ttft = t.first_token_s[rid] - t.arrival_s[rid]
     return {"gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER, "gen_ai.request.model": model,
             "gen_ai.response.model": model, "gen_ai.usage.input_tokens": int(t.input_tokens[rid]),
@@ -80,6 +80,7 @@ def _chat_attrs(result: SimResult, rid: int) -> dict[str, Any]:
             "simfactory.step": result.step_names[int(t.step_id[rid])] if int(t.step_id[rid]) >= 0 else None,
             "simfactory.deployment": result.resolved.deployments[dep].config.name if dep >= 0 else None,
             "simfactory.replica": int(t.replica[rid]), "simfactory.queue_s": None if math.isnan(queue) else float(queue),
+            "simfactory.front_end_s": float(t.front_end_s[rid]) or None,
             "simfactory.ttft_s": None if math.isnan(ttft) else float(ttft),
             "simfactory.cached_tokens": int(t.cached_tokens[rid]), "simfactory.preemptions": int(t.preemptions[rid])}
 

@@ -63,10 +63,17 @@ def trace_events(result: SimResult, max_tasks: int) -> list[dict[str, Any]]:
                         "output_tokens": int(t.output_tokens[rid]), "preemptions": int(t.preemptions[rid])}
                 span(TASKS_PID, tid, f"llm: {step}", "llm", a_start, a_end, args)
                 sched, first = t.first_scheduled_s[rid], t.first_token_s[rid]
+                # on the wire to the deployment, then its serving front end, then the engine's queue
+                on_wire = min(a_start + float(t.net_in_s[rid]), a_end)
+                q_start = min(on_wire + float(t.front_end_s[rid]), a_end)
+                if on_wire > a_start:
+                    span(TASKS_PID, tid, "network", "network", a_start, on_wire)
+                if q_start > on_wire:
+                    span(TASKS_PID, tid, "front end", "front_end", on_wire, q_start)
                 if math.isnan(sched) or sched > a_end:
-                    span(TASKS_PID, tid, "queue", "queue", a_start, a_end)
+                    span(TASKS_PID, tid, "queue", "queue", q_start, a_end)
                     continue
-                span(TASKS_PID, tid, "queue", "queue", a_start, sched)
+                span(TASKS_PID, tid, "queue", "queue", q_start, max(sched, q_start))
                 if not math.isnan(first) and first <= a_end:
                     span(TASKS_PID, tid, "prefill", "prefill", sched, first)
                     span(TASKS_PID, tid, "decode", "decode", first, a_end)

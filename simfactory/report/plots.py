@@ -107,8 +107,9 @@ def queue_depth(m: RunMetrics, path: Path | None = None) -> Any:
     return _finish(fig, path, dpi=110)
 
 
-BREAKDOWN_COLORS = {"network": "#17becf", "cache": "#bcbd22", "queue": "#9e9e9e", "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e",
-                    "retrieval": "#2ca02c", "human": "#d62728", "backoff": "#9467bd", "wait": "#8c564b"}
+BREAKDOWN_COLORS = {"network": "#17becf", "front_end": "#e377c2", "cache": "#bcbd22", "queue": "#9e9e9e",
+                    "prefill": "#1f77b4", "decode": "#aec7e8", "tool": "#ff7f0e", "retrieval": "#2ca02c",
+                    "human": "#d62728", "backoff": "#9467bd", "wait": "#8c564b"}
 
 
 def task_latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:

@@ -14,8 +14,8 @@ from simfactory.report.plots import write_plots
 
 REQUEST_COLUMNS = [
     "request_id", "class", "deployment", "replica", "outcome", "arrival_s", "first_scheduled_s", "first_token_s",
-    "completion_s", "input_tokens", "output_tokens", "generated_tokens", "preemptions", "queue_s", "ttft_s",
-    "tpot_s", "e2e_s", "measured", "task_id", "step", "replica_s", "usd", "cached_tokens",
+    "completion_s", "input_tokens", "output_tokens", "generated_tokens", "preemptions", "queue_s", "network_s",
+    "front_end_s", "ttft_s", "tpot_s", "e2e_s", "measured", "task_id", "step", "replica_s", "usd", "cached_tokens",
 ]
 
 

@@ -137,9 +137,12 @@ def choose_step_time(
     multiplier = preset.step_overhead_multiplier if preset is not None else 1.0
     floor_s = eager_prefill_floor_s(d, arch, preset, prefill_role)
     eager = f", eager prefill >= {floor_s * 1e3:.4g} ms" if floor_s else ""
+    # a release factor relates a release to the kernel tables' release; the roofline was fitted to other runs
+    release = (f", {d.engine}'s release factor not applied (it scales kernel tables)"
+               if preset is not None and preset.kernels is not None and preset.kernels.release_factor is not None else "")
     return (
         roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s)),
-        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager})",
+        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release})",
     )
 
 

@@ -38,7 +38,7 @@ from simfactory.sim.agent_controls import FAILURES, TIMEOUTS, GatewayModel, comp
 from simfactory.sim.fleet_view import AgentFleet, Call
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
-CATEGORIES = ("network", "cache", "queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
+CATEGORIES = ("network", "front_end", "cache", "queue", "prefill", "decode", "tool", "retrieval", "human", "backoff", "wait")
 
 TASK_OUTCOMES = ("completed", "degraded", "failed", "timed_out", "budget_stopped", "unfinished")
 SUCCESS = ("completed", "degraded")
@@ -117,7 +117,8 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
                 if table.outcome[rid] == CACHE_HIT_CODE:
                     out["cache"] += a1 - a0
                     continue
-                arrive = min(a0 + float(table.net_in_s[rid]), a1)
+                on_wire = min(a0 + float(table.net_in_s[rid]), a1)
+                arrive = min(on_wire + float(table.front_end_s[rid]), a1)  # the serving front end, then the engine
                 back = a1
                 if last and not isnan(done):
                     back = min(max(done, arrive), a1)
@@ -125,7 +126,8 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
                 first = float(table.first_token_s[rid])
                 t1 = back if isnan(sched) else min(max(sched, arrive), back)
                 t2 = back if isnan(first) else min(max(first, t1), back)
-                out["network"] += (arrive - a0) + (a1 - back)
+                out["network"] += (on_wire - a0) + (a1 - back)
+                out["front_end"] += arrive - on_wire
                 out["queue"] += t1 - arrive
                 out["prefill"] += t2 - t1
                 out["decode"] += back - t2

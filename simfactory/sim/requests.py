@@ -89,6 +89,7 @@ class RequestTable:
     cached_tokens: np.ndarray
     net_in_s: np.ndarray
     net_out_s: np.ndarray
+    front_end_s: np.ndarray
     egress_usd: np.ndarray
     dispatched: np.ndarray
     fallbacks: np.ndarray

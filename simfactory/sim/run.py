@@ -130,7 +130,6 @@ class FleetModel:
         self.network = NetworkModel(rs.scenario.network, self.streams.get("network/jitter"))
         self.class_region = [c.config.region for c in rs.classes]
         self.dep_region = [d.pool.region for d in rs.deployments]
-        self.front_end_s = [float(d.config.front_end_s) for d in rs.deployments]
         self.tasks: list[TaskRecord] = []
         self.tasks_open = 0
         self.step_names: list[str] = []
@@ -499,7 +498,7 @@ class FleetModel:
         t.deployment_id[rid] = deployment
         caller = self.class_region[t.class_id[rid]]
         there = self.dep_region[deployment]
-        delay = t.front_end_s[rid] = self.front_end_s[deployment]
+        delay = t.front_end_s[rid] = float(self.rs.deployments[deployment].config.front_end_s)
         if caller != there:
             t.net_in_s[rid] = self.network.one_way_s(caller, there)
             t.net_out_s[rid] = self.network.one_way_s(there, caller)
