@@ -87,3 +87,46 @@ def test_an_agent_tasks_breakdown_books_the_front_end_apart_and_still_adds_up(ca
     assert np.allclose(done["front_end"], 2 * 0.03) and np.allclose(done["queue"], 0.0)
     assert np.allclose(done["e2e_s"], 2 * (0.03 + OUTPUT_TOKENS * STEP_S))
     assert np.allclose(done[list(CATEGORIES)].sum(axis=1), done["e2e_s"])
+
+
+def test_calibration_simulates_the_measured_servers_front_end():
+    """`calibrate validate/serve/fit --front-end-s`: the replayed load reaches the engine that much later, so with
+    requests far apart every simulated TTFT and E2E is exactly that much longer and TPOT is unchanged."""
+    import pandas as pd
+
+    from simfactory.calibration.validate import Deployment, simulate_block
+
+    plan = pd.DataFrame({"send_s": np.arange(10) * 2.0, "input_tokens": 500, "output_tokens": 50})
+    plain = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b"))
+    fronted = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b", front_end_s=0.004))
+    assert np.allclose(fronted["ttft_s"] - plain["ttft_s"], 0.004)
+    assert np.allclose(fronted["e2e_s"] - plain["e2e_s"], 0.004)
+    assert np.allclose(fronted["tpot_s"], plain["tpot_s"])
+
+
+def test_a_sweep_fit_runs_its_closed_loops_behind_the_front_end():
+    import pandas as pd
+
+    from simfactory.calibration.sweep_fit import SweepSetup
+
+    row = next(pd.DataFrame({"concurrency": [1], "input_tokens": [500], "output_tokens": [50]}).itertuples())
+    plain = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 256, 2048)
+    fronted = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 256, 2048, front_end_s=0.004)
+    assert plain.point(row).deployment == {} and fronted.point(row).deployment == {"front_end_s": 0.004}
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "61"])
+def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, value):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    pd_table = tmp_path / "r.csv"
+    pd_table.write_text("request_id,send_s,input_tokens,output_tokens,ttft_s,tpot_s,e2e_s,ok,error,rate_rps\n"
+                        "0,0,512,64,0.05,0.01,0.68,true,,2\n")
+    res = CliRunner().invoke(app, ["calibrate", "validate", str(pd_table), "--sku", "h100-sxm", "--model",
+                                   "llama-3.1-8b", "--front-end-s", value, "--out", str(tmp_path / "v")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "--front-end-s" in errors[0], res.output
+    assert not (tmp_path / "v").exists()

@@ -146,14 +146,16 @@ class SweepSetup:
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
+    front_end_s: float = 0.0  # the server's front end per request (Deployment.front_end_s): in TTFT, not fitted
 
     def point(self, row: Any) -> FidelityPoint:
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
                              model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
                              output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
                              metric="ttft_s", measured=1.0,
-                             deployment={} if self.gpu_memory_utilization is None else
-                             {"gpu_memory_utilization": self.gpu_memory_utilization})
+                             deployment={**({} if self.gpu_memory_utilization is None else
+                                            {"gpu_memory_utilization": self.gpu_memory_utilization}),
+                                         **({"front_end_s": self.front_end_s} if self.front_end_s else {})})
 
     def check(self, sweep: pd.DataFrame) -> None:
         """The server these flags describe is one a scenario can hold (e.g. a token budget of at least

@@ -62,13 +62,21 @@ class Deployment:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     profiles_dir: Path | None = None  # measured profiles (<dir>/<sku>/*.yaml) looked up first, as `calibrate fit` writes
+    front_end_s: float = 0.0  # the measured server's front end per request (Deployment.front_end_s), not fitted
 
     def __post_init__(self) -> None:
         check_deployment_flags(self.dtype, self.tp, self.replicas)
+        check_front_end(self.front_end_s)
         if self.profiles_dir is not None and not Path(self.profiles_dir).is_dir():
             raise InputError("--profiles-dir", "", f"{self.profiles_dir} is not a folder")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
             raise InputError("--max-num-seqs", "", f"must be >= 1, got {self.max_num_seqs}")
+
+
+def check_front_end(front_end_s: float) -> None:
+    """--front-end-s: seconds per request, as a deployment's front_end_s takes them (0 to 60)."""
+    if not (isinstance(front_end_s, (int, float)) and 0.0 <= front_end_s <= 60.0):  # also NaN
+        raise InputError("--front-end-s", "", f"must be seconds from 0 to 60 (e.g. 0.0034), got {front_end_s}")
 
 
 def check_deployment_flags(dtype: str, tp: int, replicas: int = 1) -> None:
@@ -91,6 +99,8 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
         d["max_num_seqs"] = dep.max_num_seqs
     if dep.max_num_batched_tokens is not None:
         d["max_num_batched_tokens"] = dep.max_num_batched_tokens
+    if dep.front_end_s:
+        d["front_end_s"] = dep.front_end_s
     return validate(Scenario, {
         "name": "calibration-validate",
         "seed": seed,

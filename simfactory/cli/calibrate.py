@@ -22,6 +22,9 @@ DtypeOpt = Annotated[str, typer.Option(help="Weights dtype of the served model."
 TpOpt = Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")]
 ReplicasOpt = Annotated[int, typer.Option(help="Replicas that served the load.")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")]
+FrontEndOpt = Annotated[float, typer.Option(help="Seconds the server's front end adds to each request before its "
+                                                 "engine (HTTP, tokenizer, Triton's ensemble): simulated as a "
+                                                 "deployment's front_end_s, not fitted.")]
 
 
 def _check_known(sku: str, model: str, engine: str) -> None:
@@ -31,12 +34,12 @@ def _check_known(sku: str, model: str, engine: str) -> None:
 
 
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
-                max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None) -> Any:
+                max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None, front_end_s: float = 0.0) -> Any:
     from simfactory.calibration.validate import Deployment
 
     _check_known(sku, model, engine)
     return Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
-                      max_num_seqs=max_num_seqs, profiles_dir=profiles_dir)
+                      max_num_seqs=max_num_seqs, profiles_dir=profiles_dir, front_end_s=front_end_s)
 
 
 def _progress(k: int, n: int, label: str, rows: Any) -> None:
@@ -367,6 +370,7 @@ def serve_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
+    front_end_s: FrontEndOpt = 0.0,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the Poisson schedules and the simulation.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where requests.csv and validation.csv go.")] = Path("runs/calibrate-serve"),
 ) -> None:
@@ -388,7 +392,7 @@ def serve_cmd(
             ep = dataclasses.replace(ep, tokenizer=_load_tokenizer(tokenizer))
         rate_list, lengths = _rates(rates or "1,2,4"), _lengths(input_tokens)
         schedule = _trace_schedule(trace, trace_format) if trace is not None else None
-        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs)
+        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs, front_end_s=front_end_s)
         load = Load(burstiness, range_ratio, _ramp(ramp_up_strategy, ramp_up_start_rps, ramp_up_end_rps), repeats)
         limits = parse_goodput(goodput or [])
         run_meta = {**_metadata(metadata or []), **_run_options(locals())}
@@ -492,6 +496,7 @@ def validate_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
+    front_end_s: FrontEndOpt = 0.0,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
     profiles_dir: Annotated[Optional[Path], typer.Option(help="Measured profiles to use (the folder `calibrate fit "
@@ -507,7 +512,7 @@ def validate_cmd(
         measured = check_requests(read_table(requests_file), str(requests_file))
         if not measured["ok"].any():
             raise InputError(str(requests_file), "ok", "no successful request to compare (every row has ok false)")
-        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir)
+        dep = _deployment(sku, model, engine, dtype, tp, replicas, max_num_seqs, profiles_dir, front_end_s)
         _validate_and_write(measured, dep, out_dir, seed, out, err, "calibrate validate", existing=False)
 
 

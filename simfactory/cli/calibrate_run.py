@@ -340,6 +340,7 @@ def fit_cmd(
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
+    front_end_s: Annotated[float, typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine).")] = 0.0,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -371,7 +372,6 @@ def fit_cmd(
     from simfactory.calibration.batch_latency import check_batches, is_batch_table
     from simfactory.calibration.fit import FitRefused
     from simfactory.calibration.measurements import REQUEST_COLUMNS, check_requests, check_steps, read_table
-    from simfactory.calibration.microbench import base_provenance
     from simfactory.calibration.validate import Deployment, check_deployment_flags
 
     with input_errors():
@@ -380,8 +380,7 @@ def fit_cmd(
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
         arch, profile = _context(sku, model)
-    prov = {**base_provenance(["simfactory", "calibrate", "fit", str(measurements)]), "gpu": gpu_name or sku,
-            "measurements": str(measurements)}
+    prov = _fit_provenance(measurements, gpu_name or sku)
     with _fails_with(1, FitRefused):
         if is_batch_table(table):
             with input_errors():
@@ -389,15 +388,15 @@ def fit_cmd(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif _is_sweep(table):
-            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client)
+            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end_s)
             run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, limits, profiles_dir, prov,
                              max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
-                requests = check_requests(table, str(measurements))
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
-                                 max_num_seqs=max_num_seqs)
-                run = _fit_requests(requests, dep, profiles_dir, prov, max_heldout_mape, force, space, fit_model, out)
+                                 max_num_seqs=max_num_seqs, front_end_s=front_end_s)
+                run = _fit_requests(check_requests(table, str(measurements)), dep, profiles_dir, prov,
+                                    max_heldout_mape, force, space, fit_model, out)
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
@@ -407,6 +406,13 @@ def fit_cmd(
     _report(run, out)
 
 
+def _fit_provenance(measurements: Path, gpu: str) -> dict[str, Any]:
+    from simfactory.calibration.microbench import base_provenance
+
+    return {**base_provenance(["simfactory", "calibrate", "fit", str(measurements)]), "gpu": gpu,
+            "measurements": str(measurements)}
+
+
 def _is_sweep(table: Any) -> bool:
     from simfactory.calibration.sweep_fit import is_sweep_table
 
@@ -414,12 +420,13 @@ def _is_sweep(table: Any) -> bool:
 
 
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
-               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int]], profiles_dir: Path,
+               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], float], profiles_dir: Path,
                prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
     from simfactory.calibration.sweep_fit import BUDGETS, KV_FRACTIONS, SweepSetup, check_sweep
+    from simfactory.calibration.validate import check_front_end
     from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
     from simfactory.resolve import load_engines, load_profile, search_dirs
@@ -440,7 +447,8 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the budget may follow it
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2])
+        check_front_end(limits[4])
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4])
         counted = int(sweep["requests"].notna().sum())
         if counted:
             prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "
