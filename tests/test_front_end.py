@@ -130,3 +130,24 @@ def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, value):
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "--front-end-s" in errors[0], res.output
     assert not (tmp_path / "v").exists()
+
+
+def test_overload_behind_a_front_end_still_ends_every_request_once(case):
+    """Queue caps, shedding and length limits behind a 20 ms front end: every arrival has one outcome, and a shed
+    request waited max_queue_s at the engine after its front end (queue time does not include it)."""
+    doc = scenario_doc(rate=60, output_tokens={"kind": "geometric", "mean": 40},
+                       input_tokens={"kind": "uniform", "low": 1, "high": 3000}, horizon_s=30,
+                       max_num_seqs=4, max_waiting=20, max_model_len=2500, front_end_s=0.02)
+    doc["traffic"]["classes"][0]["service_class"] = "slow"
+    doc["service_classes"] = [{"name": "slow", "max_queue_s": 0.5}]
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    counts = req["outcome"].value_counts()
+    assert counts.sum() == len(req) and "pending" not in counts
+    for o in ("completed", "rejected_queue_full", "shed", "rejected_too_long"):
+        assert counts.get(o, 0) > 0, (o, counts)
+    shed = req[req["outcome"] == "shed"]
+    assert np.allclose(shed["departure_s"] - shed["arrival_s"], 0.02 + 0.5)
+    done = req[req["outcome"] == "completed"]
+    assert (done["ttft_s"] >= 0.02 + STEP_S - 1e-12).all() and (done["queue_s"] >= -1e-12).all()
+    assert np.allclose(done["ttft_s"], done["front_end_s"] + done["queue_s"]
+                       + (done["first_token_s"] - done["first_scheduled_s"]))
