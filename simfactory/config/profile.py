@@ -594,6 +594,8 @@ class EngineDefaults(_Strict):
         default=None, description="deployments' kv_admission when the scenario leaves it out")
     overlap_schedule: bool | None = Field(
         default=None, description="deployments' overlap_schedule when the scenario leaves it out")
+    delayed_first_token: bool | None = Field(
+        default=None, description="deployments' delayed_first_token when the scenario leaves it out")
 
 
 class EngineOverhead(Sourced):

@@ -274,6 +274,13 @@ class Deployment(_Strict):
         "overlap scheduler, vLLM's async scheduling), so a request that arrives during a step waits one more step "
         "before its prefill; left out: the engine preset's default",
     )
+    delayed_first_token: bool = Field(
+        default=False,
+        description="a prompt's first token reaches the client at the end of the step after the one that computed it "
+        "when that step only decodes (SGLang's overlap scheduler launches the next decode batch before it processes "
+        "a prefill's result; before a prefill batch it processes it first); replicas that only prefill "
+        "(disaggregated) hand it over at once; left out: the engine preset's default",
+    )
     block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.9, description="fraction (0-1] of device memory the engine may use (vLLM's knob), read only when "
@@ -902,7 +909,7 @@ class Scenario(_Strict):
 # schema defaults; scenario_document leaves them out where the scenario did.
 LEFT_OUT_MATTERS: dict[type[BaseModel], tuple[str, ...]] = {
     Deployment: ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "schedule", "kv_admission",
-                 "gpu_memory_utilization", "overlap_schedule"),
+                 "gpu_memory_utilization", "overlap_schedule", "delayed_first_token"),
     Network: ("bytes_per_token",),
     NetworkLink: ("usd_per_gb",),
 }

@@ -42,6 +42,7 @@ import simpy
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.kv_retention import Pin, RetentionLedger
+from simfactory.sim.outcomes import PENDING_CODE
 from simfactory.sim.prefix_cache import PrefixCache, request_blocks, request_prefixes
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
@@ -170,6 +171,7 @@ class ReplicaEngine:
         full_sequence_admission: bool = False,
         schedule: str = "decode_first",
         overlap_schedule: bool = False,
+        delayed_first_token: bool = False,
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         role: str = "mixed",
@@ -206,6 +208,11 @@ class ReplicaEngine:
         self.admit_put_by_s = math.inf
         self.admit_puts = 0  # ... and the first admit_puts puts (put at that time, but before the step was formed)
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
+        # first tokens computed in the step that just ended, delivered at the end of the next step when that is a
+        # decode step, else at once (a prefill step next, or nothing to run): SGLang processes a prefill's result
+        # after launching the next decode batch
+        self.delayed_first_token = delayed_first_token
+        self.undelivered: list[int] = []
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.swap = swap
         self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
@@ -295,6 +302,8 @@ class ReplicaEngine:
             return
         running = self.running
         waiting = self.queue.members or self.requeued.members
+        if self.undelivered and not running:  # no next batch to launch first: processed at once
+            self._deliver_first_tokens(self.env._now)
         if not running and not waiting:
             self.queue.wait().callbacks.append(self._next)  # type: ignore[union-attr]
             return
@@ -310,6 +319,8 @@ class ReplicaEngine:
         if self.overlap and not (self.dec_base or self.prefill_target):
             self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
+        if chunks and self.undelivered:  # a prefill after a prefill: SGLang processes the earlier result first
+            self._deliver_first_tokens(self.env._now)
         if self.overlap:
             # the next step is formed now, from what waits now: a client that resends on an answer of the step that
             # just ended (put now, once that answer is processed) waits one more step
@@ -387,6 +398,8 @@ class ReplicaEngine:
     def _start_stretch(self, st: Stretch) -> None:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
         n = st.n
+        if self.undelivered:  # delivered at the end of the stretch's first step, which always runs
+            self._deliver_first_tokens(st.start_s + st.a_s)
         st.busy0_s = busy = self.busy_s
         length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
@@ -775,6 +788,7 @@ class ReplicaEngine:
         lost = list(self.running) + list(self.requeued.members) + (list(self.queue.members) if self.owns_queue else [])
         self.down = True
         self.repaired = self.env.event()
+        self.undelivered.clear()  # the step that would have delivered them never ends
         for rid in lost:
             self.abort(rid)
         for task_id in list(self.pins):
@@ -794,6 +808,16 @@ class ReplicaEngine:
         self.down = False
         if self.repaired is not None and not self.repaired.triggered:
             self.repaired.succeed()
+
+    def _deliver_first_tokens(self, at_s: float) -> None:
+        """The delayed first tokens reach their clients now (requests that left meanwhile are skipped)."""
+        t = self.table
+        for rid in self.undelivered:
+            if t.outcome[rid] == PENDING_CODE and t.first_token_s[rid] != t.first_token_s[rid]:
+                t.first_token_s[rid] = at_s
+                if self.ttft_sink is not None:
+                    self.ttft_sink.append(at_s - t.arrival_s[rid])
+        self.undelivered.clear()
 
     def _complete_decodes(self, s_per_token: float) -> None:
         """End of decode step `self.step`: the sequences whose last token it produced complete; the clock advances."""
@@ -820,6 +844,8 @@ class ReplicaEngine:
         self.step = s + 1
 
     def _finish_step(self, chunks: list[tuple[int, int, int]], s_per_token: float, decoded: bool) -> None:
+        if self.undelivered:  # first tokens of the step before this one
+            self._deliver_first_tokens(self.env._now)
         if decoded:
             self._complete_decodes(s_per_token)
         s = self.step  # the next decode step
@@ -843,11 +869,14 @@ class ReplicaEngine:
                 self.prefix_cache.insert_blocks(request_blocks(self.table, rid))
             g = int(t.generated[rid]) + 1
             t.generated[rid] = g
-            if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request
-                t.first_token_s[rid] = now
-                if self.ttft_sink is not None:  # an autoscaler reading tail TTFT
-                    self.ttft_sink.append(now - t.arrival_s[rid])
             out = int(t.output_tokens[rid])
+            if t.first_token_s[rid] != t.first_token_s[rid]:  # NaN: first token of this request
+                if self.delayed_first_token and g < out:
+                    self.undelivered.append(rid)
+                else:
+                    t.first_token_s[rid] = now
+                    if self.ttft_sink is not None:  # an autoscaler reading tail TTFT
+                        self.ttft_sink.append(now - t.arrival_s[rid])
             if g >= out:
                 self.free_blocks += blocks_for(target, bs)
                 self._complete(rid, now)

@@ -1,0 +1,68 @@
+"""SGLang's overlap scheduler outputs a prefill's first token only after launching the next batch: the client sees
+it at the end of the next step when that step only decodes, at once when a prefill batch (or nothing) comes next
+(`delayed_first_token`, on in the sglang presets). Closed forms on constant steps, and fast-forward exactness."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_fast_forward_matches, scenario_doc
+
+from simfactory.api import run
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import EngineCatalog
+from simfactory.sim.run import FleetModel
+
+ROOT = Path(__file__).resolve().parents[1]
+STEP_S = 0.01  # conftest's test profile: every step takes overhead_s
+
+
+def test_an_idle_engines_first_token_waits_for_the_next_decode_step(case):
+    common = dict(rate=0.5, process="constant", horizon_s=20.0)
+    plain = run(case(scenario_doc(**common))).requests
+    delayed = run(case(scenario_doc(**common, delayed_first_token=True))).requests
+    assert np.allclose(plain["ttft_s"], STEP_S) and np.allclose(delayed["ttft_s"], 2 * STEP_S)
+    assert np.allclose(delayed["e2e_s"], plain["e2e_s"])  # the answer ends when it ended
+    one = run(case(scenario_doc(**common, delayed_first_token=True,
+                                output_tokens={"kind": "fixed", "value": 1}))).requests
+    assert np.allclose(one["ttft_s"], STEP_S) and np.allclose(one["e2e_s"], STEP_S)  # nothing follows: at once
+
+
+def test_a_prefill_batch_next_processes_the_earlier_result_first(case):
+    """Two 3,000-token prompts at once, one prompt per step (no chunking, prefill first): the first prompt's token
+    goes out as the second prefill starts (one step), the second's after the decode step that follows (three)."""
+    doc = scenario_doc(rate=2.0, process="constant", horizon_s=1.0, max_num_seqs=2, max_num_batched_tokens=4096,
+                       enable_chunked_prefill=False, schedule="prefill_first", delayed_first_token=True,
+                       input_tokens={"kind": "fixed", "value": 3000})
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
+    req = run(case(doc)).requests.sort_values("first_scheduled_s")
+    assert len(req) == 2 and (req["outcome"] == "completed").all()
+    assert np.allclose(req["ttft_s"].to_numpy(), [STEP_S, 3 * STEP_S])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_fast_forward_matches_stepping_with_delayed_first_tokens(case, seed):
+    doc = scenario_doc(rate=12.0, max_num_seqs=24, seed=seed, delayed_first_token=True, overlap_schedule=True,
+                       input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
+                       output_tokens={"kind": "geometric", "mean": 60}, horizon_s=8)
+    step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
+    results = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        results.append(FleetModel(case(d, step), seed=seed).run())
+    exact, fast = results
+    assert_fast_forward_matches(exact, fast)
+    t = exact.table
+    done = t.outcome == 1
+    assert done.sum() > 50 and (t.first_token_s[done] <= t.completion_s[done]).all()
+
+
+def test_the_sglang_presets_delay_and_the_others_do_not():
+    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    assert presets["sglang"].defaults.delayed_first_token and presets["sglang-0.5"].defaults.delayed_first_token
+    for name in ("vllm", "tensorrt-llm", "tensorrt-llm-0", "nim"):
+        assert not presets[name].defaults.delayed_first_token, name
