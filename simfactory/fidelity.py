@@ -309,7 +309,7 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
     prefill = d.step_time.step_s(StepLoad(isl, 0, 0.0, isl * (isl + 1) / 2))
     decode = d.step_time.step_s(StepLoad(0, n, float(n * (isl + osl / 2)), 0.0))
     queueing = max(1.0, p.concurrency * (isl + osl) / d.kv_capacity_tokens, p.concurrency / seqs)
-    return (prefill + osl * decode) * queueing
+    return (prefill + osl * decode) * queueing + d.config.front_end_s
 
 
 def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,

@@ -23,10 +23,10 @@ STEP_S = 0.01  # conftest's test profile: every step takes overhead_s
 def test_an_idle_engines_first_token_waits_for_the_next_decode_step(case):
     common = dict(rate=0.5, process="constant", horizon_s=20.0)
     plain = run(case(scenario_doc(**common))).requests
-    delayed = run(case(scenario_doc(**common, delayed_first_token=True))).requests
+    delayed = run(case(scenario_doc(**common, delayed_first_token=True, overlap_schedule=True))).requests
     assert np.allclose(plain["ttft_s"], STEP_S) and np.allclose(delayed["ttft_s"], 2 * STEP_S)
     assert np.allclose(delayed["e2e_s"], plain["e2e_s"])  # the answer ends when it ended
-    one = run(case(scenario_doc(**common, delayed_first_token=True,
+    one = run(case(scenario_doc(**common, delayed_first_token=True, overlap_schedule=True,
                                 output_tokens={"kind": "fixed", "value": 1}))).requests
     assert np.allclose(one["ttft_s"], STEP_S) and np.allclose(one["e2e_s"], STEP_S)  # nothing follows: at once
 
@@ -36,7 +36,7 @@ def test_a_prefill_batch_next_processes_the_earlier_result_first(case):
     goes out as the second prefill starts (one step), the second's after the decode step that follows (three)."""
     doc = scenario_doc(rate=2.0, process="constant", horizon_s=1.0, max_num_seqs=2, max_num_batched_tokens=4096,
                        enable_chunked_prefill=False, schedule="prefill_first", delayed_first_token=True,
-                       input_tokens={"kind": "fixed", "value": 3000})
+                       overlap_schedule=True, input_tokens={"kind": "fixed", "value": 3000})
     doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
     req = run(case(doc)).requests.sort_values("first_scheduled_s")
     assert len(req) == 2 and (req["outcome"] == "completed").all()
@@ -66,3 +66,36 @@ def test_the_sglang_presets_delay_and_the_others_do_not():
     assert presets["sglang"].defaults.delayed_first_token and presets["sglang-0.5"].defaults.delayed_first_token
     for name in ("vllm", "tensorrt-llm", "tensorrt-llm-0", "nim"):
         assert not presets[name].defaults.delayed_first_token, name
+
+
+def _pair(case, doc, step=None):
+    out = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        out.append(FleetModel(case(d, step), seed=1).run().table)
+    return out
+
+
+@pytest.mark.parametrize("stop", ["horizon", "outage"])
+def test_a_run_that_stops_or_fails_mid_step_records_the_same_first_tokens_either_way(case, stop):
+    """The decode step after a prefill is cut by the end of the run (drain off) or a replica outage: the first token
+    it would have delivered is delivered (or not) alike when stepping and when fast-forwarding."""
+    doc = scenario_doc(rate=1.0, process="constant", horizon_s=1.015 if stop == "horizon" else 1.5,
+                       delayed_first_token=True, overlap_schedule=True)
+    if stop == "horizon":
+        doc["sim"]["drain"] = False
+    else:
+        doc["faults"] = {"outages": [{"pool": "pool", "start_s": 1.015, "duration_s": 0.1}]}
+    exact, fast = _pair(case, doc)
+    np.testing.assert_array_equal(exact.outcome, fast.outcome)
+    for col in ("first_token_s", "completion_s"):
+        np.testing.assert_allclose(getattr(exact, col), getattr(fast, col), rtol=1e-12, equal_nan=True, err_msg=col)
+    if stop == "horizon":  # the second request's first token was due after the run ended
+        assert np.isnan(exact.first_token_s[1]) and exact.first_token_s[0] == pytest.approx(2 * STEP_S)
+
+
+def test_without_overlap_scheduling_nothing_is_delayed(case):
+    req = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=20.0, delayed_first_token=True,
+                                overlap_schedule=False))).requests
+    assert np.allclose(req["ttft_s"], STEP_S)

@@ -113,6 +113,10 @@ def test_a_sweep_fit_runs_its_closed_loops_behind_the_front_end():
     plain = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 256, 2048)
     fronted = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 256, 2048, front_end_s=0.004)
     assert plain.point(row).deployment == {} and fronted.point(row).deployment == {"front_end_s": 0.004}
+    # what the fit tells the user to put in their scenario includes it (the fitted step time does not)
+    from simfactory.calibration.microbench import scenario_deployment
+
+    assert "front_end_s: 0.004" in scenario_deployment(fronted) and "front_end_s" not in scenario_deployment(plain)
 
 
 @pytest.mark.parametrize("value", ["-1", "nan", "61"])

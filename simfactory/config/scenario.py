@@ -279,7 +279,8 @@ class Deployment(_Strict):
         description="a prompt's first token reaches the client at the end of the step after the one that computed it "
         "when that step only decodes (SGLang's overlap scheduler launches the next decode batch before it processes "
         "a prefill's result; before a prefill batch it processes it first); replicas that only prefill "
-        "(disaggregated) hand it over at once; left out: the engine preset's default",
+        "(disaggregated) hand it over at once; only with overlap_schedule, its cause; left out: the engine preset's "
+        "default",
     )
     block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(

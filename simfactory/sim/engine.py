@@ -398,8 +398,11 @@ class ReplicaEngine:
     def _start_stretch(self, st: Stretch) -> None:
         """Run the planned steps with one event (cut short at a step end by an arrival or an abort)."""
         n = st.n
-        if self.undelivered:  # delivered at the end of the stretch's first step, which always runs
-            self._deliver_first_tokens(st.start_s + st.a_s)
+        if self.undelivered:  # delivered at the end of the stretch's first step, which always runs (an event then,
+            # not now: a run that stops, an autoscaler that reads its TTFT sink before then must not see it yet)
+            at_s = st.start_s + st.a_s
+            due, self.undelivered = self.undelivered, []
+            self.env.call_at(at_s, lambda _ev, due=due, at_s=at_s: self._deliver_first_tokens(at_s, due))
         st.busy0_s = busy = self.busy_s
         length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
@@ -788,7 +791,6 @@ class ReplicaEngine:
         lost = list(self.running) + list(self.requeued.members) + (list(self.queue.members) if self.owns_queue else [])
         self.down = True
         self.repaired = self.env.event()
-        self.undelivered.clear()  # the step that would have delivered them never ends
         for rid in lost:
             self.abort(rid)
         for task_id in list(self.pins):
@@ -809,15 +811,17 @@ class ReplicaEngine:
         if self.repaired is not None and not self.repaired.triggered:
             self.repaired.succeed()
 
-    def _deliver_first_tokens(self, at_s: float) -> None:
-        """The delayed first tokens reach their clients now (requests that left meanwhile are skipped)."""
+    def _deliver_first_tokens(self, at_s: float, rids: list[int] | None = None) -> None:
+        """The delayed first tokens (`rids`, else all waiting) reach their clients at at_s, now: requests that left
+        meanwhile are skipped."""
         t = self.table
-        for rid in self.undelivered:
+        if rids is None:
+            rids, self.undelivered = self.undelivered, []
+        for rid in rids:
             if t.outcome[rid] == PENDING_CODE and t.first_token_s[rid] != t.first_token_s[rid]:
                 t.first_token_s[rid] = at_s
                 if self.ttft_sink is not None:
                     self.ttft_sink.append(at_s - t.arrival_s[rid])
-        self.undelivered.clear()
 
     def _complete_decodes(self, s_per_token: float) -> None:
         """End of decode step `self.step`: the sequences whose last token it produced complete; the clock advances."""

@@ -195,7 +195,7 @@ class FleetModel:
             full_sequence_admission=cfg.kv_admission == "full_sequence",
             schedule=cfg.schedule,
             overlap_schedule=cfg.overlap_schedule,
-            delayed_first_token=cfg.delayed_first_token and role == "mixed",
+            delayed_first_token=cfg.delayed_first_token and cfg.overlap_schedule and role == "mixed",
             preemptive_priority=cfg.preemptive_priority,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
             role=role,
