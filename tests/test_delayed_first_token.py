@@ -43,18 +43,23 @@ def test_a_prefill_batch_next_processes_the_earlier_result_first(case):
     assert np.allclose(req["ttft_s"].to_numpy(), [STEP_S, 3 * STEP_S])
 
 
+def _pair(case, doc, step=None, seed=1):
+    """The same run stepping every iteration and fast-forwarding."""
+    out = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        out.append(FleetModel(case(d, step), seed=seed).run())
+    return out
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 def test_fast_forward_matches_stepping_with_delayed_first_tokens(case, seed):
     doc = scenario_doc(rate=12.0, max_num_seqs=24, seed=seed, delayed_first_token=True, overlap_schedule=True,
                        input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
                        output_tokens={"kind": "geometric", "mean": 60}, horizon_s=8)
     step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
-    results = []
-    for exact in (True, False):
-        d = copy.deepcopy(doc)
-        d["sim"]["exact"] = exact
-        results.append(FleetModel(case(d, step), seed=seed).run())
-    exact, fast = results
+    exact, fast = _pair(case, doc, step, seed)
     assert_fast_forward_matches(exact, fast)
     t = exact.table
     done = t.outcome == 1
@@ -68,13 +73,6 @@ def test_the_sglang_presets_delay_and_the_others_do_not():
         assert not presets[name].defaults.delayed_first_token, name
 
 
-def _pair(case, doc, step=None):
-    out = []
-    for exact in (True, False):
-        d = copy.deepcopy(doc)
-        d["sim"]["exact"] = exact
-        out.append(FleetModel(case(d, step), seed=1).run().table)
-    return out
 
 
 @pytest.mark.parametrize("stop", ["horizon", "outage"])
@@ -87,7 +85,7 @@ def test_a_run_that_stops_or_fails_mid_step_records_the_same_first_tokens_either
         doc["sim"]["drain"] = False
     else:
         doc["faults"] = {"outages": [{"pool": "pool", "start_s": 1.015, "duration_s": 0.1}]}
-    exact, fast = _pair(case, doc)
+    exact, fast = (r.table for r in _pair(case, doc))
     np.testing.assert_array_equal(exact.outcome, fast.outcome)
     for col in ("first_token_s", "completion_s"):
         np.testing.assert_allclose(getattr(exact, col), getattr(fast, col), rtol=1e-12, equal_nan=True, err_msg=col)
