@@ -155,3 +155,19 @@ def test_overload_behind_a_front_end_still_ends_every_request_once(case):
     assert (done["ttft_s"] >= 0.02 + STEP_S - 1e-12).all() and (done["queue_s"] >= -1e-12).all()
     assert np.allclose(done["ttft_s"], done["front_end_s"] + done["queue_s"]
                        + (done["first_token_s"] - done["first_scheduled_s"]))
+
+
+def test_a_front_end_on_a_step_table_is_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    steps = tmp_path / "s.csv"
+    steps.write_text("prefill_tokens,decode_seqs,kv_tokens_read,prefill_attn_pairs,step_s\n"
+                     + "".join(f"0,{b},{b * 100},0,{0.005 + b * 1e-4}\n" for b in range(1, 40)))
+    res = CliRunner().invoke(app, ["calibrate", "fit", str(steps), "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                   "--front-end-s", "0.003", "--profiles-dir", str(tmp_path / "hp")])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "--front-end-s" in errors[0] and "step" in errors[0], res.output
+    assert not (tmp_path / "hp").exists()

@@ -379,6 +379,7 @@ def fit_cmd(
         _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by or "random", max_train_rows)
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
+        _check_front_end_flag(front_end_s, table, REQUEST_COLUMNS)
         arch, profile = _context(sku, model)
     prov = _fit_provenance(measurements, gpu_name or sku)
     with _fails_with(1, FitRefused):
@@ -404,6 +405,16 @@ def fit_cmd(
                              (arch, profile), profiles_dir, prov, max_heldout_mape, force, fit_model,
                              heldout_by or "random", max_train_rows, max_step_tokens, out)
     _report(run, out)
+
+
+def _check_front_end_flag(front_end_s: float, table: Any, request_columns: Any) -> None:
+    """--front-end-s describes a served load: a step or batch-latency table has no front end in it."""
+    from simfactory.calibration.validate import check_front_end
+
+    check_front_end(front_end_s)
+    if front_end_s and not (_is_sweep(table) or all(c in table.columns for c in request_columns)):
+        raise InputError("--front-end-s", "", "applies to request and sweep tables (a served load); step and "
+                                              "batch-latency tables time the engine alone")
 
 
 def _fit_provenance(measurements: Path, gpu: str) -> dict[str, Any]:
