@@ -171,3 +171,12 @@ def test_a_front_end_on_a_step_table_is_refused(tmp_path):
     errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 1 and "--front-end-s" in errors[0] and "step" in errors[0], res.output
     assert not (tmp_path / "hp").exists()
+
+
+def test_the_summary_reports_the_front_ends_share_of_e2e(case):
+    m = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0, front_end_s=0.025)))
+    block = m.summary["front_end"]
+    assert block["mean_front_end_s"] == pytest.approx(0.025)
+    assert block["share_of_e2e"] == pytest.approx(0.025 / (0.025 + OUTPUT_TOKENS * STEP_S))
+    assert run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0))).summary["front_end"][
+        "share_of_e2e"] == 0.0

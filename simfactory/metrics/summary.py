@@ -141,6 +141,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "autoscaling": autoscaling_summary(result, req, start_s, end_s),
         "resilience": resilience_summary(result, req, lreq),
         "network": network_block(measured, req, start_s, end_s),
+        "front_end": front_end_block(measured),
         "tasks": task_summary(tasks, fully_loaded_usd(rs, measured, tasks, fleet, window_s), stats),
         "service": service_summary(lreq, rs, window_s, stats),
         "tenants": tenant_summary(rs, measured, completed, window_s, stats),
@@ -476,6 +477,17 @@ def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: 
         "mean_network_s": float(network_s.mean()) if len(network_s) else None,
         "share_of_e2e": float(network_s.sum()) / e2e if e2e > 0 else None,
         "egress_usd": float(req["egress_usd"][in_window].sum()),
+    }
+
+
+def front_end_block(measured: pd.DataFrame) -> dict[str, Any]:
+    """Time the deployments' serving front ends (front_end_s) add to answered requests, and its share of E2E."""
+    answered = measured["e2e_s"].notna()
+    front_end_s = measured["front_end_s"][answered]
+    e2e = float(measured["e2e_s"][answered].sum())
+    return {
+        "mean_front_end_s": float(front_end_s.mean()) if len(front_end_s) else None,
+        "share_of_e2e": float(front_end_s.sum()) / e2e if e2e > 0 else None,
     }
 
 
