@@ -180,3 +180,31 @@ def test_the_summary_reports_the_front_ends_share_of_e2e(case):
     assert block["share_of_e2e"] == pytest.approx(0.025 / (0.025 + OUTPUT_TOKENS * STEP_S))
     assert run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0))).summary["front_end"][
         "share_of_e2e"] == 0.0
+
+
+def test_traces_show_the_front_end_apart_from_the_queue(case):
+    """Perfetto: a `front end` span before each LLM call's queue span; OTLP: its own attribute, queue time net of it."""
+    from conftest import agent_doc, agent_scenario
+
+    from simfactory.metrics.otel import otlp_traces
+    from simfactory.metrics.trace import trace_events
+    from simfactory.sim.run import simulate
+
+    llm = {"type": "llm", "name": "a", "model": "m", "input_tokens": {"kind": "fixed", "value": 1},
+           "output_tokens": {"kind": "fixed", "value": OUTPUT_TOKENS}}
+    doc = agent_scenario(rate=0.05, horizon_s=100.0, max_num_seqs=8, front_end_s=0.03)
+    doc["traffic"]["arrival"]["process"] = "constant"
+    result = simulate(case(doc, None, {"agent": agent_doc([llm])}), seed=1, keep_logs=2)
+    events = trace_events(result, 2)
+    def spans_of(name):  # async begin/end pairs: (start, end) in microseconds
+        begin = [e["ts"] for e in events if e.get("name") == name and e["ph"] == "b"]
+        end = [e["ts"] for e in events if e.get("name") == name and e["ph"] == "e"]
+        return list(zip(begin, end))
+
+    fronts, queues = spans_of("front end"), spans_of("queue")
+    assert len(fronts) == 2 and all(b - a == pytest.approx(0.03 * 1e6) for a, b in fronts)
+    assert all(q[0] == pytest.approx(f[1]) for f, q in zip(fronts, queues))  # the queue starts after the front end
+    spans = [s for rs in otlp_traces(result, 2)["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    chats = [{a["key"]: a["value"] for a in s["attributes"]} for s in spans if s["name"].startswith("chat ")]
+    assert chats and all(c["simfactory.front_end_s"]["doubleValue"] == pytest.approx(0.03) for c in chats)
+    assert all(c["simfactory.queue_s"]["doubleValue"] == pytest.approx(0.0, abs=1e-9) for c in chats)
