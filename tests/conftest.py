@@ -93,6 +93,17 @@ def scenario_doc(
     }
 
 
+def resolved_deployment(engine: str, sku: str, model: str, tp: int, dtype: str) -> Any:
+    """One replica of `model` on `tp` devices of a shipped SKU, resolved (its step time and label)."""
+    from simfactory.config.scenario import Scenario
+    from simfactory.resolve import resolve
+
+    doc = scenario_doc(engine=engine)
+    doc["pools"][0].update(sku=sku, count=tp)
+    doc["deployments"][0].update(model=model, tp=tp, dtype=dtype, replicas=1)
+    return resolve(Scenario.model_validate(doc)).deployments[0]
+
+
 def write_case(
     root: Path, scenario: dict[str, Any], step_time: dict[str, Any] | None = None,
     workloads: dict[str, dict[str, Any]] | None = None,

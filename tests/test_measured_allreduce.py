@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import scenario_doc
+from conftest import resolved_deployment
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelCatalog, Spec
@@ -16,8 +16,6 @@ from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.collectives import Links, allreduce_s
 from simfactory.hardware.kernels import kernel_step_time
 from simfactory.hardware.step_time import StepLoad
-from simfactory.resolve import resolve
-from simfactory.config.scenario import Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
@@ -82,10 +80,7 @@ def test_a_sku_without_measured_bandwidth_keeps_its_tables():
 
 
 def test_a_resolved_l40s_deployment_uses_the_measured_all_reduce():
-    doc = scenario_doc(engine="tensorrt-llm-0")
-    doc["pools"][0].update(sku="l40s", count=8)
-    doc["deployments"][0].update(model="llama-3.1-70b", tp=8, dtype="fp8", replicas=1)
-    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    d = resolved_deployment("tensorrt-llm-0", "l40s", "llama-3.1-70b", 8, "fp8")
     assert d.step_time_source.startswith("measured kernels") and "14.27 GB/s" in d.step_time_source
 
 
@@ -146,10 +141,7 @@ def test_a_calibrated_kernel_entry_keeps_the_all_reduce_it_was_fitted_with(tmp_p
     from simfactory.resolve.step_time import kernel_model
 
     arch = MODELS["llama-3.1-70b"]
-    doc = scenario_doc(engine="tensorrt-llm-0")
-    doc["pools"][0].update(sku="l40s", count=4)
-    doc["deployments"][0].update(model="llama-3.1-70b", tp=4, dtype="fp8", replicas=1)
-    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    d = resolved_deployment("tensorrt-llm-0", "l40s", "llama-3.1-70b", 4, "fp8")
     load = StepLoad(8192, 0, 0.0, 8192 * 4096.5)
 
     def allreduce(fit):

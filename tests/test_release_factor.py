@@ -7,14 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import scenario_doc
+from conftest import resolved_deployment
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EngineCatalog
-from simfactory.config.scenario import Scenario
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.step_time import StepLoad
-from simfactory.resolve import resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 LOADS = (StepLoad(0, 1, 500.0, 0.0), StepLoad(0, 64, 64 * 1500.0, 0.0), StepLoad(2048, 0, 0.0, 2048 * 1024.5),
@@ -22,10 +20,7 @@ LOADS = (StepLoad(0, 1, 500.0, 0.0), StepLoad(0, 64, 64 * 1500.0, 0.0), StepLoad
 
 
 def _resolved(engine: str):
-    doc = scenario_doc(engine=engine)
-    doc["pools"][0].update(sku="h100-sxm", count=4)
-    doc["deployments"][0].update(model="llama-3.1-70b", tp=4, dtype="fp8", replicas=1)
-    return resolve(Scenario.model_validate(doc)).deployments[0]
+    return resolved_deployment(engine, "h100-sxm", "llama-3.1-70b", 4, "fp8")
 
 
 def test_the_014_preset_scales_every_kernel_time_of_the_0x_preset_and_keeps_its_overhead():
@@ -88,10 +83,7 @@ def test_a_sweep_fit_on_the_014_preset_starts_at_its_prior_and_keeps_the_factor(
 
 
 def test_a_deployment_the_tables_do_not_cover_says_the_factor_is_not_applied():
-    doc = scenario_doc(engine="tensorrt-llm-0.14")
-    doc["pools"][0].update(sku="h100-sxm", count=1)
-    doc["deployments"][0].update(model="llama-3.1-70b", tp=1, dtype="fp8", replicas=1)
-    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    d = resolved_deployment("tensorrt-llm-0.14", "h100-sxm", "llama-3.1-70b", 1, "fp8")
     assert d.step_time_source.startswith("roofline") and "release factor not applied" in d.step_time_source
 
 

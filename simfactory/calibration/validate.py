@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from simfactory.calibration.measurements import check_requests, output_tokens_per_s
+from simfactory.config.limits import MAX_FRONT_END_S
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
@@ -74,9 +75,10 @@ class Deployment:
 
 
 def check_front_end(front_end_s: float) -> None:
-    """--front-end-s: seconds per request, as a deployment's front_end_s takes them (0 to 60)."""
-    if not (isinstance(front_end_s, (int, float)) and 0.0 <= front_end_s <= 60.0):  # also NaN
-        raise InputError("--front-end-s", "", f"must be seconds from 0 to 60 (e.g. 0.0034), got {front_end_s}")
+    """--front-end-s: seconds per request, within the bounds a deployment's front_end_s takes."""
+    if not (isinstance(front_end_s, (int, float)) and 0.0 <= front_end_s <= MAX_FRONT_END_S):  # also NaN
+        raise InputError("--front-end-s", "", f"must be seconds from 0 to {MAX_FRONT_END_S:g} (e.g. 0.0034), "
+                                              f"got {front_end_s}")
 
 
 def check_deployment_flags(dtype: str, tp: int, replicas: int = 1) -> None:

@@ -437,7 +437,6 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
     from simfactory.calibration.microbench import publish_sweep
     from simfactory.calibration.sweep_fit import BUDGETS, KV_FRACTIONS, SweepSetup, check_sweep
-    from simfactory.calibration.validate import check_front_end
     from simfactory.config.limits import MAX_TOKENS
     from simfactory.paths import PROFILES_DIR
     from simfactory.resolve import load_engines, load_profile, search_dirs
@@ -458,7 +457,6 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the budget may follow it
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        check_front_end(limits[4])
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4])
         counted = int(sweep["requests"].notna().sum())
         if counted:

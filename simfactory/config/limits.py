@@ -26,6 +26,8 @@ MAX_BLOCK_SIZE = 4096  # tokens per KV block: vLLM uses 16 (at most 128); a larg
 # ---- simulated time ----
 # horizon_s and max_drain_s: 1e9 s is 31 years of simulated time.
 MAX_SIMULATED_S = 1e9
+# a serving front end's time per request (front_end_s): public ones take milliseconds; a minute is a unit slip
+MAX_FRONT_END_S = 60.0
 
 # ---- token counts ----
 # One request's prompt or answer, any token distribution's values and mean, a context window: the longest

@@ -26,7 +26,7 @@ from simfactory.config.cost_stack import CostStack
 from simfactory.config.faults import Faults
 from simfactory.config.distributions import Distribution, Fixed, TokenCounts
 from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are also imported from here
-    MAX_ACCELERATORS, MAX_ARRIVAL_CV, MAX_BLOCK_SIZE, MAX_CLOSED_LOOP_CLIENTS, MAX_KV_OVERCOMMIT, MAX_PREFIX_VARIANTS, MAX_RATE_MULTIPLIER,
+    MAX_ACCELERATORS, MAX_ARRIVAL_CV, MAX_BLOCK_SIZE, MAX_CLOSED_LOOP_CLIENTS, MAX_FRONT_END_S, MAX_KV_OVERCOMMIT, MAX_PREFIX_VARIANTS, MAX_RATE_MULTIPLIER,
     MAX_REPLICAS, MAX_SESSIONS, MAX_SIMULATED_S, MAX_TIMELINE_SAMPLES, MAX_TOKENS, MIN_ARRIVAL_CV, MIN_BANDWIDTH,
     MAX_SCHEDULE_WINDOWS, MAX_WEIBULL_SHAPE, MIN_PERIOD_S, MIN_WEIBULL_SHAPE,
 )
@@ -321,7 +321,7 @@ class Deployment(_Strict):
         default=0, description="prefix (KV) cache per replica, in tokens, LRU; 0 disables it"
     )
     front_end_s: float = Field(
-        default=0.0, ge=0, le=60, allow_inf_nan=False,
+        default=0.0, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,
         description="time the serving front end adds to every request before the engine sees it (HTTP, tokenization, "
         "an inference server's pre- and post-processing such as Triton's ensemble), seconds: in TTFT and E2E, not in "
         "queue time; 0: not modelled (the engine's own API server is taken as free)")

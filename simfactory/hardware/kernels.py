@@ -261,9 +261,7 @@ def kernel_step_time(
            if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
     if bus is not None:
         assert links is not None
-        # a measured bus bandwidth is the server's, not a kernel time of the tables' release: kernel_scale (applied
-        # to the whole token-linear curve below) is divided out of it
-        allreduce_ms = [x / kernel_scale for x in measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)]
+        allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
         allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
@@ -285,7 +283,7 @@ def kernel_step_time(
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
-                           kernel_scale=kernel_scale)
+                           kernel_scale=kernel_scale, measured_allreduce=bus is not None)
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
@@ -317,7 +315,7 @@ class KernelStepTime(StepTimeModel):
                  logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
-                 prefill_floor_s: float = 0.0, kernel_scale: float = 1.0) -> None:
+                 prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
                         ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
@@ -334,7 +332,8 @@ class KernelStepTime(StepTimeModel):
         # an engine that launches prefill forwards kernel by kernel (no CUDA graph): the host's launch time of all
         # layers bounds such a step from below; the GPU work hides it only once longer (EagerPrefill)
         self.prefill_floor_s = float(prefill_floor_s)
-        # an engine release's kernels against the tables' release: every kernel time (not the overheads) times this
+        # an engine release's kernels against the tables' release: every kernel time (not the overheads) times this;
+        # an all-reduce priced from a measured bus bandwidth is the server's, not the tables' release's: not scaled
         self.kernel_scale = float(kernel_scale)
         ks = self.kernel_scale * MS
         self.label = label
@@ -343,9 +342,10 @@ class KernelStepTime(StepTimeModel):
         t = [float(x) for x in grids["tokens"]]
         self._t = t
         ls = self.linear_scale * ks
-        self._tok = [(a + b) * ls for a, b in zip(linear_ms, allreduce_ms)]
+        unscale = self.kernel_scale if measured_allreduce else 1.0  # takes the release factor off a measured one
+        self._tok = [(a + b / unscale) * ls for a, b in zip(linear_ms, allreduce_ms)]
         self._tok_k = _slopes(t, self._tok)
-        self._ar = [x * ls for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
+        self._ar = [x / unscale * ls for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
         self._ar_k = _slopes(t, self._ar)
         self._lg = [x * ks for x in logits_ms]
         self._lg_k = _slopes(t, self._lg)

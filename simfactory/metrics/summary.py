@@ -469,26 +469,23 @@ def finance_section(result: SimResult, req: pd.DataFrame, tasks: pd.DataFrame, f
 
 def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: float) -> dict[str, Any]:
     """Time on the wire between callers and deployments, and what crossing regions cost."""
-    answered = measured["e2e_s"].notna()  # masks on single columns: rows of every column cost a copy of the frame
-    network_s = measured["network_s"][answered]
     in_window = (req["arrival_s"] >= start) & (req["arrival_s"] < end)
-    e2e = float(measured["e2e_s"][answered].sum())
-    return {
-        "mean_network_s": float(network_s.mean()) if len(network_s) else None,
-        "share_of_e2e": float(network_s.sum()) / e2e if e2e > 0 else None,
-        "egress_usd": float(req["egress_usd"][in_window].sum()),
-    }
+    mean_s, share = _mean_and_share_of_e2e(measured, "network_s")
+    return {"mean_network_s": mean_s, "share_of_e2e": share, "egress_usd": float(req["egress_usd"][in_window].sum())}
 
 
 def front_end_block(measured: pd.DataFrame) -> dict[str, Any]:
     """Time the deployments' serving front ends (front_end_s) add to answered requests, and its share of E2E."""
-    answered = measured["e2e_s"].notna()
-    front_end_s = measured["front_end_s"][answered]
+    mean_s, share = _mean_and_share_of_e2e(measured, "front_end_s")
+    return {"mean_front_end_s": mean_s, "share_of_e2e": share}
+
+
+def _mean_and_share_of_e2e(measured: pd.DataFrame, column: str) -> tuple[float | None, float | None]:
+    """A per-request time over the answered requests: its mean, and its sum over theirs of E2E."""
+    answered = measured["e2e_s"].notna()  # masks on single columns: rows of every column cost a copy of the frame
+    part = measured[column][answered]
     e2e = float(measured["e2e_s"][answered].sum())
-    return {
-        "mean_front_end_s": float(front_end_s.mean()) if len(front_end_s) else None,
-        "share_of_e2e": float(front_end_s.sum()) / e2e if e2e > 0 else None,
-    }
+    return (float(part.mean()) if len(part) else None), (float(part.sum()) / e2e if e2e > 0 else None)
 
 
 def _f(x: Any) -> float | None:
