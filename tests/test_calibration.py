@@ -418,3 +418,21 @@ def test_fit_flags_that_cannot_mean_anything_are_one_line_errors(tmp_path, flags
     res = CliRunner().invoke(calibrate_cli(), ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model",
                                                "llama-3.1-8b", "--profiles-dir", str(tmp_path / "hp"), *flags])
     assert res.exit_code == 2 and message in res.output and not (tmp_path / "hp").exists()
+
+
+def test_a_fit_outside_a_git_checkout_writes_its_profile(tmp_path, monkeypatch):
+    """An installed wheel has no git checkout to name: the profile's provenance says so instead of the fit failing
+    with a validation traceback (git_sha None)."""
+    import simfactory.calibration.profile_writer as pw
+
+    monkeypatch.setattr(pw, "git_sha", lambda: None)
+    steps = tmp_path / "s.csv"
+    rows = ["kind,prefill_tokens,decode_seqs,kv_tokens_read,prefill_attn_pairs,step_s"]
+    rows += [f"decode,0,{b},{b * 100},0,{0.005 + b * 1e-4}" for b in range(1, 40)]
+    rows += [f"prefill,{t},0,0,{t * (t + 1) / 2},{0.005 + t * 2e-5}" for t in (128, 256, 512, 1024)]
+    steps.write_text("\n".join(rows) + "\n")
+    res = CliRunner().invoke(calibrate_cli(), ["fit", str(steps), "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                                "--fit", "linear", "--profiles-dir", str(tmp_path / "hp")])
+    assert res.exit_code == 0, res.output
+    written = list((tmp_path / "hp").rglob("*.yaml"))
+    assert written and "not a git checkout" in written[0].read_text()

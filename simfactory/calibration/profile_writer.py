@@ -21,6 +21,7 @@ from simfactory.config.profile import StepTimeEntry
 from simfactory.errors import InputError
 from simfactory.outputs import GENERATOR, check_output_file
 from simfactory.provenance import git_sha
+from simfactory.version import __version__
 
 SCHEMA_LINE = "# yaml-language-server: $schema=../../schemas/measured-profile.json\n"
 
@@ -33,7 +34,8 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
                 power: PowerFit | None = None, notes: str | None = None) -> StepTimeEntry:
     prov = {k: str(v) for k, v in provenance.items()}
     prov.setdefault("date", datetime.now(timezone.utc).strftime("%Y-%m-%d"))
-    prov.setdefault("git_sha", git_sha())
+    sha = git_sha()  # None outside a git checkout (an installed wheel): the version says what ran then
+    prov.setdefault("git_sha", sha if sha is not None else f"unknown (simfactory {__version__}, not a git checkout)")
     prov["fit"] = (f"{fit.kind}; held-out MAPE {fit.heldout_mape:.2%}, worst {fit.heldout_max_error:.2%} "
                    f"({fit.n_heldout} held-out of {fit.n_train + fit.n_heldout} rows, split {fit.heldout_by}); "
                    f"train MAPE {fit.train_mape:.2%}")
