@@ -58,7 +58,8 @@ ATTRIBUTION = (
     "Derived from NVIDIA AIConfigurator (aiconfigurator-core 0.12.0: its kernel performance database and step "
     "composition), Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, licensed under the Apache License 2.0 "
     "(http://www.apache.org/licenses/LICENSE-2.0). Changes: resampled on simfactory's grids by "
-    "calibrate/kernels/derive.py and forced monotone."
+    "calibrate/kernels/derive.py and forced monotone; TensorRT-LLM FP8 linear layers less what the SDK's static-scale "
+    "lane saves at one token (static_fp8_saving_ms)."
 )
 
 # simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK)
@@ -68,6 +69,18 @@ TPS = (1, 2, 4, 8)
 GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default; the same fit test resolve applies (simfactory.hardware.memory)
 # simfactory dtype -> SDK quant modes. FMHA stays bf16 with an FP8 KV cache (the SDK's default lane on Hopper).
 GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
+# Per-tensor FP8 in TensorRT-LLM is a ModelOpt checkpoint with static activation scales (trtllm-build, trtllm-bench and
+# NIM quantize with ModelOpt; TensorRT-LLM's FP8QDQ linear runs static_quantize_e4m3_per_tensor when the checkpoint
+# has an input_scale). The SDK's trtllm `fp8` GEMM rows are timed without one, so each GEMM carries a dynamic
+# quantization (amax reduction, scale: ~7 us a GEMM on H100 at 1-16 tokens, launch-bound; collector/trtllm/
+# collect_gemm.py says so), and the SDK prices ModelOpt per-tensor checkpoints as `fp8_static` instead (its rows
+# less the measured compute-scale, less the static quantize where the producing kernel can emit FP8;
+# https://github.com/ai-dynamo/aiconfigurator/pull/261). What that saves at one token (the launch-bound kernels) is
+# taken off at every token count; the part of the static lane's saving that grows with the step's tokens is not:
+# TensorRT-LLM's published large-batch throughput (perf-overview 0.13-0.17, MLPerf Llama-2-70B) agrees with the
+# dynamic rows within 2-3%, and goes 6-10% optimistic with the whole static lane. vLLM's and SGLang's FP8 lanes stay
+# as timed (dynamic; their compute-scale is 0-1.2 us a GEMM, and their usual FP8 deployments quantize at run time).
+STATIC_FP8_LAUNCH_SAVING = {"trtllm"}
 KV_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
 FMHA_QUANT = "bfloat16"
 
@@ -227,15 +240,25 @@ class Deriver:
         self.system, self.framework, self.version, self.cfg_dir = system, framework, version, cfg_dir
         self.handles: dict[tuple, object] = {}
 
-    def handle(self, tp: int, dtype: str, kv_dtype: str):
+    def handle(self, tp: int, dtype: str, kv_dtype: str, quant: str | None = None):
         from aiconfigurator_core.sdk.engine import EngineHandle
 
-        key = (tp, dtype, kv_dtype)
+        quant = quant or GEMM_QUANT[dtype]
+        key = (tp, quant, kv_dtype)
         if key not in self.handles:
             self.handles[key] = EngineHandle.compile(
                 str(self.cfg_dir), self.system, self.framework, backend_version=self.version, tp_size=tp,
-                gemm_quant_mode=GEMM_QUANT[dtype], kvcache_quant_mode=KV_QUANT[kv_dtype], fmha_quant_mode=FMHA_QUANT)
+                gemm_quant_mode=quant, kvcache_quant_mode=KV_QUANT[kv_dtype], fmha_quant_mode=FMHA_QUANT)
         return self.handles[key]
+
+    def static_fp8_saving_ms(self, tp: int, dtype: str) -> float:
+        """What static activation scales save on the non-attention ops of a one-token step (STATIC_FP8_LAUNCH_SAVING),
+        0 where that does not apply."""
+        if dtype != "fp8" or self.framework not in STATIC_FP8_LAUNCH_SAVING:
+            return 0.0
+        dyn, static = self.handle(tp, dtype, dtype), self.handle(tp, dtype, dtype, "fp8_static")
+        g = op_indices(dyn)
+        return max(0.0, ms_sum(dyn, g["linear"], 1, 1) - ms_sum(static, op_indices(static)["linear"], 1, 1))
 
 
 def op_indices(h) -> dict[str, list[int]]:
@@ -326,7 +349,11 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
     linear_recs, attn_recs, model_meta, refused, checks = [], [], {}, [], []
     try:
         for arch in models:
-            cfg_dir, cfg_source = model_config_dir(arch, work)
+            try:
+                cfg_dir, cfg_source = model_config_dir(arch, work)
+            except LookupError as e:  # a catalogue model with no config to give the SDK: listed, not fatal
+                refused.append(str(e))
+                continue
             model_meta[arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
                                    "kv_heads": arch.kv_heads, "head_dim": arch.head_dim, "config": cfg_source}
             for fw in frameworks:
@@ -351,6 +378,7 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                             h = der.handle(tp, d, d)
                             att, att_notes = derive_attention(h, bf16_ctx)
                             lin = derive_linear(h) if fits[d] else None
+                            saving = der.static_fp8_saving_ms(tp, d) if lin is not None else 0.0
                             if d == "bf16":
                                 bf16_ctx = h
                         except Exception as e:
@@ -366,9 +394,12 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                             for name in ("linear_ms", "allreduce_ms", "logits_ms"):
                                 lin[name] = monotone(lin[name], [f"T={t}" for t in TOKENS], name,
                                                      {**tag, "dtype": d}, anomalies)
+                            # static activation scales (STATIC_FP8_LAUNCH_SAVING): a constant off a monotone curve
+                            lin["linear_ms"] = [x - saving for x in lin["linear_ms"]]
                             linear_recs.append({**key, "dtype": d,
                                                 **{k: [sig(x) for x in v] for k, v in lin.items()},
-                                                "monotone_fixes": count_points(anomalies[before:])})
+                                                "monotone_fixes": count_points(anomalies[before:]),
+                                                **({"static_fp8_saving_ms": sig(saving)} if saving else {})})
                         before = len(anomalies)
                         atag = {**tag, "dtype": f"kv {d}"}
                         dec = monotone_2d(att["decode_attn_ms"], atag, anomalies)
@@ -396,6 +427,7 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
         "sdk": sdk_info(),
         "frameworks": versions,
         "quant": {d: {"gemm": GEMM_QUANT[d], "kv_cache": KV_QUANT[d], "fmha": FMHA_QUANT} for d in dtypes},
+        "static_fp8_launch_saving": sorted(STATIC_FP8_LAUNCH_SAVING),
         "units": "milliseconds per engine step on one GPU of the TP group (kernel time only: no engine overhead)",
         "gpu_memory_utilization_fit": GPU_MEMORY_UTILIZATION,
         "refused": refused,
