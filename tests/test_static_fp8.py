@@ -55,3 +55,14 @@ def test_small_batch_fp8_gemms_agree_across_engines_once_static():
     others = (lin["vllm"] + lin["sglang"]) / 2
     assert lin["trtllm"] == pytest.approx(others, rel=0.03)
     assert lin["trtllm"] < t.linear[("llama-3.1-8b", "trtllm", 1, 1, 1, "bf16")]["linear_ms"][0] * 0.75
+
+
+@pytest.mark.parametrize("sku", ("h100-sxm", "h200", "b200"))
+def test_moe_layouts_carry_it_only_where_the_gemms_are_per_tensor_fp8(sku):
+    """Mixtral-8x7B's FP8 (per-tensor scales) on TensorRT-LLM; not DeepSeek's or Qwen3's block-scaled FP8, not BF16."""
+    moe = [r for r in _doc(sku)["linear"] if "prefill_rel_diff_from_sdk" in r]
+    with_saving = {(r["model"], r["framework"], r["dtype"]) for r in moe if "static_fp8_saving_ms" in r}
+    assert with_saving == {("mixtral-8x7b", "trtllm", "fp8")}
+    for r in moe:
+        if "static_fp8_saving_ms" in r:  # attention projections only (2 GEMMs a layer; the experts are MoE ops)
+            assert 5.0 < r["static_fp8_saving_ms"] * 1e3 / (2 * 32) < 10.0

@@ -42,8 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simfactory.config.profile import ModelArch  # noqa: E402
 
 from derive import (  # noqa: E402  (after the path set-up)
-    ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, TOKENS, monotone, monotone_2d, sdk_info, setup,
-    sig,
+    ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, STATIC_FP8_LAUNCH_SAVING, TOKENS, monotone,
+    monotone_2d, sdk_info, setup, sig,
 )
 
 
@@ -106,11 +106,12 @@ def sdk_config(arch: ModelArch, work: Path) -> Path:
 
 
 def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], model: str, dtype: str,
-           kv: str):
+           kv: str, gemm: str | None = None):
     from aiconfigurator_core.sdk.engine import EngineHandle
 
     devices, dp, ep = layout
-    gemm, moe = quant(model, dtype)
+    default_gemm, moe = quant(model, dtype)
+    gemm = gemm or default_gemm
     return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
                                 attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
                                 gemm_quant_mode=gemm, moe_quant_mode=moe, kvcache_quant_mode=KV_QUANT[kv],
@@ -144,6 +145,17 @@ def context_mla(h) -> list[int]:
 
 def ms(values) -> float:
     return sum(v[1] for v in values)
+
+
+def static_fp8_saving_ms(h, cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], model: str,
+                         dtype: str, kv: str) -> float:
+    """What static activation scales save on a one-token step's non-attention ops where the GEMMs are per-tensor FP8
+    on a framework that runs them so (derive.py, STATIC_FP8_LAUNCH_SAVING); 0 elsewhere (block-scaled FP8, BF16)."""
+    if quant(model, dtype)[0] != "fp8" or fw not in STATIC_FP8_LAUNCH_SAVING:
+        return 0.0
+    static = handle(cfg, system, fw, version, layout, model, dtype, kv, gemm="fp8_static")
+    one = [ms(x.evaluate_generation_ops(groups(x)["linear"], batch_size=1, s=1)) for x in (h, static)]
+    return max(0.0, one[0] - one[1])
 
 
 def derive_record(h) -> tuple[dict, dict, float]:
@@ -198,6 +210,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         try:
                             h = handle(cfg, system, fw, versions[fw], layout, arch.id, d, kv)
                             lin, att, worst = derive_record(h)
+                            saving = static_fp8_saving_ms(h, cfg, system, fw, versions[fw], layout, arch.id, d, kv)
                         except Exception as e:
                             refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: "
                                            f"{type(e).__name__}: {str(e)[:120]}")
@@ -212,10 +225,12 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                                    tp=f"{devices} dp{dp} ep{ep}")
                         rec = {**key, "dtype": d}  # the GEMMs and experts do not depend on the KV dtype
                         if not any(all(r.get(k) == v for k, v in rec.items()) for r in linear):
+                            tables = {k: monotone(v, [f"T={t}" for t in TOKENS], k, {**tag, "dtype": d}, anomalies)
+                                      for k, v in lin.items()}
+                            tables["linear_ms"] = [x - saving for x in tables["linear_ms"]]  # a constant: monotone
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
-                                           **{k: [sig(x) for x in monotone(
-                                v, [f"T={t}" for t in TOKENS], k, {**tag, "dtype": d}, anomalies)]
-                                for k, v in lin.items()}})
+                                           **{k: [sig(x) for x in v] for k, v in tables.items()},
+                                           **({"static_fp8_saving_ms": sig(saving)} if saving else {})})
                         arec = {**key, "kv_dtype": kv}
                         if not any(all(r.get(k) == v for k, v in arec.items()) for r in attention):
                             atag = {**tag, "dtype": f"kv {kv}"}
