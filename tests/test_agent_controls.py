@@ -163,6 +163,12 @@ def test_a_tools_timeout_counts_the_gateway_hop(case, hop_s, tool_s, outcome, ti
     for key in ("tool/svc", "gateway/mcp"):
         assert comp.get(key, {}).get("timeouts", 0) == (measured if key == timed_out_at else 0)
     assert comp.get("tool/svc", {}).get("calls", 0) == (0 if timed_out_at == "gateway/mcp" else measured)
+    # the tool's own counts: a call that timed out at the gateway never reached it (no call, no failure)
+    reached = timed_out_at != "gateway/mcp"
+    assert int(t["tool_calls"].sum()) == (len(t) if reached else 0)
+    assert int(t["tool_failures"].sum()) == (len(t) if timed_out_at == "tool/svc" else 0)
+    rate = r.summary["tasks"]["task"]["tool_success_rate"]
+    assert rate == (None if not reached else 0.0 if timed_out_at else 1.0)
 
 
 # ---- per-component table ----------------------------------------------------------------------------------------

@@ -464,7 +464,7 @@ class AgentTask:
             if deadline is not None and hop_s > step.timeout_s:  # timed out at the gateway: the tool is not reached
                 rec.gateway_s += step.timeout_s  # the caller gave up at the gateway, its whole timeout spent there
                 yield from self._timed(log, "tool", step.timeout_s, scope)
-                rec.tool_failures += 1
+                # a gateway timeout, not a tool failure: tool_calls and tool_failures count calls that reached the tool
                 tally(rec, "gateway", svc.gateway.spec.name, TIMEOUTS)
                 raise StepFailed()
             yield from self._timed(log, "tool", hop_s, scope)
