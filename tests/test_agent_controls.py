@@ -171,6 +171,19 @@ def test_a_tools_timeout_counts_the_gateway_hop(case, hop_s, tool_s, outcome, ti
     assert rate == (None if not reached else 0.0 if timed_out_at else 1.0)
 
 
+def test_a_failed_gateway_hop_never_reaches_the_tool(case):
+    """The gateway's own failure: a gateway failure, not a tool call nor a tool failure (tool_success_rate has no
+    calls to rate)."""
+    r = result_of(case, [tool("t", 0.1)], rate=0.2, process="constant", tools=[{"name": "svc", "gateway": {
+        "name": "mcp", "latency_s": fixed(0.01), "fail_p": 1.0}}])
+    t = r.tasks
+    assert len(t) > 3 and set(t["outcome"]) == {"failed"}
+    assert int(t["tool_calls"].sum()) == int(t["tool_failures"].sum()) == 0
+    task = r.summary["tasks"]["task"]
+    assert task["tool_success_rate"] is None
+    assert task["components"]["gateway/mcp"]["failures"] == int(t["measured"].sum())
+
+
 # ---- per-component table ----------------------------------------------------------------------------------------
 def test_component_failures_and_timeouts_add_up_to_failed_tasks(case):
     # no retries: every failed task has exactly one failed or timed-out call

@@ -275,3 +275,19 @@ def test_the_command_runs_rows_as_their_benchmark_did_and_says_so(tmp_path, monk
     assert res.exit_code == 0, res.output
     doc = yaml.safe_load((Path("hardware_profiles") / "h100-sxm" / "llama-3.1-8b-tensorrt-llm-fp8-tp1.yaml").read_text())
     assert doc["provenance"]["benchmark"].startswith("3 of 3 rows run as their benchmark's request count")
+
+
+def test_the_fits_loss_counts_small_errors_whole_and_far_off_rows_less():
+    """robust_loss: ~|e| near zero (slope 1), half the slope at ROW_ERROR_SCALE, logarithmic past it, never flat (a
+    fit far from the truth still has a way down); a row 10x off weighs as much as ~5 rows 25% off, not 40."""
+    import numpy as np
+
+    from simfactory.calibration.sweep_fit import ROW_ERROR_SCALE, robust_loss
+
+    e = np.array([0.0, 1e-6, 0.05, 0.25, 1.0, 10.0, 100.0])
+    loss = robust_loss(e)
+    assert loss[0] == 0.0 and loss[1] == pytest.approx(1e-6, rel=1e-5)
+    assert np.all(np.diff(loss) > 0) and np.all(loss <= e)
+    slope = (robust_loss(np.array([ROW_ERROR_SCALE + 1e-7])) - robust_loss(np.array([ROW_ERROR_SCALE]))) / 1e-7
+    assert slope[0] == pytest.approx(0.5, rel=1e-4)
+    assert 5 < robust_loss(np.array([10.0]))[0] / robust_loss(np.array([0.25]))[0] < 6

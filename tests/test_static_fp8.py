@@ -28,7 +28,9 @@ def test_only_tensorrt_llm_fp8_records_carry_the_static_saving(sku):
     assert any(r["framework"] == "trtllm" and r["dtype"] == "fp8" for r in dense)
     for r in dense:
         if r["framework"] == "trtllm" and r["dtype"] == "fp8":
-            assert r["static_fp8_saving_ms"] > 0 and min(r["linear_ms"]) > 0, (r["model"], r["tp"])
+            # what is left of the one-token step is the static lane's own (weight reads), not a sliver
+            assert r["static_fp8_saving_ms"] > 0 and r["linear_ms"][0] > 0.25 * r["static_fp8_saving_ms"], \
+                (r["model"], r["tp"])
         else:
             assert "static_fp8_saving_ms" not in r, (r["model"], r["framework"], r["dtype"])
 
@@ -57,12 +59,20 @@ def test_small_batch_fp8_gemms_agree_across_engines_once_static():
     assert lin["trtllm"] < t.linear[("llama-3.1-8b", "trtllm", 1, 1, 1, "bf16")]["linear_ms"][0] * 0.75
 
 
-@pytest.mark.parametrize("sku", ("h100-sxm", "h200", "b200"))
+MIXTRAL_FP8_SKUS = ("h100-sxm", "h200", "b200", "b300")  # the files holding Mixtral-8x7B's per-tensor FP8 layouts
+
+
+@pytest.mark.parametrize("sku", MIXTRAL_FP8_SKUS)
 def test_moe_layouts_carry_it_only_where_the_gemms_are_per_tensor_fp8(sku):
-    """Mixtral-8x7B's FP8 (per-tensor scales) on TensorRT-LLM; not DeepSeek's or Qwen3's block-scaled FP8, not BF16."""
-    moe = [r for r in _doc(sku)["linear"] if "prefill_rel_diff_from_sdk" in r]
-    with_saving = {(r["model"], r["framework"], r["dtype"]) for r in moe if "static_fp8_saving_ms" in r}
-    assert with_saving == {("mixtral-8x7b", "trtllm", "fp8")}
-    for r in moe:
-        if "static_fp8_saving_ms" in r:  # attention projections only (2 GEMMs a layer; the experts are MoE ops)
-            assert 5.0 < r["static_fp8_saving_ms"] * 1e3 / (2 * 32) < 10.0
+    """Mixtral-8x7B's FP8 (per-tensor scales) on TensorRT-LLM; not DeepSeek's, Kimi's or Qwen3's block-scaled FP8,
+    not BF16; and the file's notice says so."""
+    doc = _doc(sku)
+    assert doc["static_fp8_launch_saving"] == ["trtllm"] and "static-scale" in doc["attribution"]
+    moe = [r for r in doc["linear"] if "prefill_rel_diff_from_sdk" in r]
+    mixtral = [r for r in moe if (r["model"], r["framework"], r["dtype"]) == ("mixtral-8x7b", "trtllm", "fp8")]
+    assert mixtral and all("static_fp8_saving_ms" in r for r in mixtral)
+    assert all("static_fp8_saving_ms" not in r for r in moe if r not in mixtral)
+    layers = doc["models"]["mixtral-8x7b"]["layers"]
+    for r in mixtral:  # attention projections only (2 GEMMs a layer; the experts are MoE ops)
+        assert 5.0 < r["static_fp8_saving_ms"] * 1e3 / (2 * layers) < 10.0
+        assert r["linear_ms"][0] > 0.25 * r["static_fp8_saving_ms"]

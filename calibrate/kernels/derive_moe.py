@@ -16,7 +16,8 @@ What the SDK composes differently for these models, and how the tables hold it:
                      reading s tokens: the SDK prices projections and attention as one measured op; for
                      grouped-query attention the attention op alone (its QKV and output GEMMs are in linear)
   ctx_attn(L)        the whole context MLA block (or attention op) of one prompt of L tokens
-so a decode step at grid points is the SDK's decode_step_latency exactly, and a prompt's prefill prices its MoE
+so a decode step at grid points is the SDK's decode_step_latency exactly (before the monotone fit and the
+static-FP8 saving of per-tensor FP8 on TensorRT-LLM, derive.py), and a prompt's prefill prices its MoE
 with the generation-phase op at the prompt's token count (the SDK's context MoE path splits dispatch, experts and
 combine): within 1-8% of its predict_prefill_latency for TensorRT-LLM and SGLang (each linear record keeps its
 difference); vLLM's MLA layouts miss it by 16-42% and are refused (MAX_PREFILL_DIFF), so vLLM DeepSeek and Kimi
@@ -43,7 +44,7 @@ from simfactory.config.profile import ModelArch  # noqa: E402
 
 from derive import (  # noqa: E402  (after the path set-up)
     ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, STATIC_FP8_LAUNCH_SAVING, TOKENS, monotone,
-    monotone_2d, sdk_info, setup, sig,
+    monotone_2d, sdk_info, setup, sig, static_saving_ms,
 )
 
 
@@ -147,15 +148,15 @@ def ms(values) -> float:
     return sum(v[1] for v in values)
 
 
-def static_fp8_saving_ms(h, cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], model: str,
-                         dtype: str, kv: str) -> float:
-    """What static activation scales save on a one-token step's non-attention ops where the GEMMs are per-tensor FP8
-    on a framework that runs them so (derive.py, STATIC_FP8_LAUNCH_SAVING); 0 elsewhere (block-scaled FP8, BF16)."""
+def static_fp8_one_token_ms(h, cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int],
+                            model: str, dtype: str, kv: str) -> tuple[float, float] | None:
+    """(dynamic, static) non-attention time of a one-token step where the GEMMs are per-tensor FP8 on a framework
+    that runs them with static scales (derive.py, STATIC_FP8_LAUNCH_SAVING); None elsewhere (block-scaled FP8, BF16)."""
     if quant(model, dtype)[0] != "fp8" or fw not in STATIC_FP8_LAUNCH_SAVING:
-        return 0.0
+        return None
     static = handle(cfg, system, fw, version, layout, model, dtype, kv, gemm="fp8_static")
-    one = [ms(x.evaluate_generation_ops(groups(x)["linear"], batch_size=1, s=1)) for x in (h, static)]
-    return max(0.0, one[0] - one[1])
+    dyn, stat = (ms(x.evaluate_generation_ops(groups(x)["linear"], batch_size=1, s=1)) for x in (h, static))
+    return dyn, stat
 
 
 def derive_record(h) -> tuple[dict, dict, float]:
@@ -210,7 +211,6 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         try:
                             h = handle(cfg, system, fw, versions[fw], layout, arch.id, d, kv)
                             lin, att, worst = derive_record(h)
-                            saving = static_fp8_saving_ms(h, cfg, system, fw, versions[fw], layout, arch.id, d, kv)
                         except Exception as e:
                             refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: "
                                            f"{type(e).__name__}: {str(e)[:120]}")
@@ -227,6 +227,13 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         if not any(all(r.get(k) == v for k, v in rec.items()) for r in linear):
                             tables = {k: monotone(v, [f"T={t}" for t in TOKENS], k, {**tag, "dtype": d}, anomalies)
                                       for k, v in lin.items()}
+                            try:  # a static lane the SDK cannot price keeps the dynamic rows, and says so
+                                one = static_fp8_one_token_ms(h, cfg, system, fw, versions[fw], layout, arch.id, d, kv)
+                            except Exception as e:
+                                one = None
+                                refused.append(f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}: no static-FP8 saving "
+                                               f"({type(e).__name__}: {str(e)[:120]}); the dynamic rows kept")
+                            saving = static_saving_ms(tables["linear_ms"][0], one)
                             tables["linear_ms"] = [x - saving for x in tables["linear_ms"]]  # a constant: monotone
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()},
@@ -251,6 +258,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                "units": "milliseconds per engine step on one GPU (kernel time only: no engine overhead)",
                "refused": [], "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
                "models": {}, "linear": [], "attention": []}
+    # the notice names every change made to the SDK's values (Apache-2.0 4b), whoever wrote the file first
+    doc["attribution"], doc["static_fp8_launch_saving"] = ATTRIBUTION, sorted(STATIC_FP8_LAUNCH_SAVING)
     ids = {a.id for a in models}
     doc["linear"] = [r for r in doc["linear"] if r["model"] not in ids] + linear
     doc["attention"] = [r for r in doc["attention"] if r["model"] not in ids] + attention

@@ -264,6 +264,9 @@ class KernelsStepTime(_Strict):
     kernel_scale: float = Field(
         default=1.0, ge=0.5, le=2.0, description="a factor on every kernel time the fit started from and kept (the "
         "engine preset's release_factor when a concurrency sweep was fitted on it); 1: the tables as measured")
+    allreduce_latency_s: float = Field(
+        default=0.0, ge=0, le=1e-3, description="the least one all-reduce takes, kept from the engine preset the fit "
+        "started from (its allreduce_latency when a concurrency sweep was fitted on it); 0: the tables' all-reduce")
 
 
 StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
@@ -643,6 +646,22 @@ class ReleaseFactor(Sourced):
     factor: float = Field(ge=0.5, le=2.0, description="the release's kernel time over the tables' release's")
 
 
+class AllReduceLatency(Sourced):
+    """What one tensor-parallel all-reduce of a one-token message takes in an engine that runs an all-reduce unlike
+    the tables' release (TensorRT-engine builds: TensorRT-LLM's all-reduce plugin, unfused, where the tables hold
+    1.x's kernels in CUDA graphs): where it exceeds the tables' one-token all-reduce, every all-reduce of a step costs
+    the difference more (a latency: the same at every message size)."""
+
+    # measured small-message all-reduces on NVLink are 3-25 us: a millisecond is a unit slip
+    us_by_tp: dict[Annotated[int, Field(ge=2)], Annotated[float, Field(gt=0, le=1000)]] = Field(
+        min_length=1, description="microseconds per one-token all-reduce by TP size: the largest key <= tp applies")
+
+    def at_tp_s(self, tp: int) -> float:
+        """Seconds for this TP (0 below the smallest key: no all-reduce to price)."""
+        keys = [k for k in self.us_by_tp if k <= tp]
+        return self.us_by_tp[max(keys)] * 1e-6 if keys else 0.0
+
+
 class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
@@ -655,6 +674,9 @@ class EngineKernels(_Strict):
     release_factor: ReleaseFactor | None = Field(
         default=None, description="an older release whose kernels ran slower than the tables' release: every kernel "
                                   "time times this factor (absent: the tables as measured)")
+    allreduce_latency: AllReduceLatency | None = Field(
+        default=None, description="an engine whose tensor-parallel all-reduce is slower than the tables' at one token "
+                                  "(absent: the tables' all-reduce)")
 
 
 class EngineMemory(Sourced):

@@ -220,6 +220,7 @@ def kernel_step_time(
     strict_version: bool = False, overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0,
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
+    allreduce_latency_s: float = 0.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
     the SKU, a framework the tables do not hold (torch-eager), a model, dtype or TP the file lacks, or a model whose
@@ -235,6 +236,9 @@ def kernel_step_time(
     step's all-reduces are priced from it instead of the tables' (measured_allreduce_ms).
     kernel_scale: a factor on every kernel time (an engine release whose kernels ran slower or faster than the
     tables' release, EngineKernels.release_factor); the overheads are not scaled.
+    allreduce_latency_s: the least one all-reduce takes in the engine (EngineKernels.allreduce_latency): where the
+    tables' one-token all-reduce (times kernel_scale) is below it, every all-reduce of a step costs the difference
+    more, at every token count (dense TP layouts whose all-reduce the tables price; not a measured bus bandwidth's).
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -263,6 +267,14 @@ def kernel_step_time(
         assert links is not None
         allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
         allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
+    allreduce_extra_s = 0.0  # per step: every all-reduce's shortfall against the engine's latency
+    if allreduce_latency_s > 0 and tp > 1 and dp_attention == ep == 1 and bus is None and allreduce_ms[0] > 0:
+        calls = ALLREDUCES_PER_LAYER * arch.layers
+        shortfall = allreduce_latency_s - kernel_scale * allreduce_ms[0] * MS / calls
+        if shortfall > 0:
+            allreduce_extra_s = shortfall * calls
+            allreduce_note += (f"; all-reduce at least {allreduce_latency_s * 1e6:.3g} us ({engine}'s, +"
+                               f"{allreduce_extra_s * 1e3:.3g} ms a step)")
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
@@ -283,7 +295,9 @@ def kernel_step_time(
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
-                           kernel_scale=kernel_scale, measured_allreduce=bus is not None)
+                           kernel_scale=kernel_scale, measured_allreduce=bus is not None,
+                           allreduce_extra_s=allreduce_extra_s)
+    model.allreduce_latency_s = allreduce_latency_s  # what a fit starting from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
@@ -307,7 +321,7 @@ class KernelStepTime(StepTimeModel):
     """overhead_s + kernel time interpolated in the tables (module docstring). Built by kernel_step_time."""
 
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
-                 "prefill_floor_s", "kernel_scale",
+                 "prefill_floor_s", "kernel_scale", "allreduce_extra_s", "allreduce_latency_s",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -315,11 +329,12 @@ class KernelStepTime(StepTimeModel):
                  logits_ms: list[float], decode_attn_ms: list[list[float]], ctx_attn_ms: list[float],
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
-                 prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False) -> None:
+                 prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False,
+                 allreduce_extra_s: float = 0.0) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
                         ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
-                        ("kernel_scale", kernel_scale)):
+                        ("kernel_scale", kernel_scale), ("allreduce_extra_s", allreduce_extra_s)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
@@ -335,6 +350,10 @@ class KernelStepTime(StepTimeModel):
         # an engine release's kernels against the tables' release: every kernel time (not the overheads) times this;
         # an all-reduce priced from a measured bus bandwidth is the server's, not the tables' release's: not scaled
         self.kernel_scale = float(kernel_scale)
+        # the engine's all-reduces' shortfall against its own latency (kernel_step_time), per step: a latency, so
+        # neither the release factor nor a fitted linear_scale multiplies it
+        self.allreduce_extra_s = float(allreduce_extra_s)
+        self.allreduce_latency_s = 0.0  # the engine latency it came from (kernel_step_time sets it)
         ks = self.kernel_scale * MS
         self.label = label
         self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
@@ -343,9 +362,10 @@ class KernelStepTime(StepTimeModel):
         self._t = t
         ls = self.linear_scale * ks
         unscale = self.kernel_scale if measured_allreduce else 1.0  # takes the release factor off a measured one
-        self._tok = [(a + b / unscale) * ls for a, b in zip(linear_ms, allreduce_ms)]
+        extra = self.allreduce_extra_s
+        self._tok = [(a + b / unscale) * ls + extra for a, b in zip(linear_ms, allreduce_ms)]
         self._tok_k = _slopes(t, self._tok)
-        self._ar = [x / unscale * ls for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
+        self._ar = [x / unscale * ls + extra for x in allreduce_ms]  # also inside _tok: kept apart for breakdown_s
         self._ar_k = _slopes(t, self._ar)
         self._lg = [x * ks for x in logits_ms]
         self._lg_k = _slopes(t, self._lg)

@@ -181,7 +181,8 @@ def kernel_model(
         terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
                  "overhead_per_seq_s": k.overhead.per_seq_s,
                  "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role),
-                 "kernel_scale": k.release_factor.factor if k.release_factor is not None else 1.0}
+                 "kernel_scale": k.release_factor.factor if k.release_factor is not None else 1.0,
+                 "allreduce_latency_s": k.allreduce_latency.at_tp_s(d.tp) if k.allreduce_latency is not None else 0.0}
     else:
         version = None
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
