@@ -222,23 +222,17 @@ def kernel_step_time(
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0,
 ) -> KernelStepTime | AttentionRanks | None:
-    """The kernel-table step-time model of one deployment, or None when the tables do not cover it: no file for
-    the SKU, a framework the tables do not hold (torch-eager), a model, dtype or TP the file lacks, or a model whose
-    shape differs from the one the tables were derived for. Tensor parallelism only (call it for pp == 1 and
-    without expert parallelism; the tables hold dense models).
+    """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
+    the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
 
-    framework: vllm, sglang or trtllm (FRAMEWORKS; an engine preset's kernels.framework).
-    engine_version: the engine's version, for the label; the tables hold one version per framework (the SDK's
-    current data, header `frameworks`). With strict_version a different version gives None; otherwise these
-    kernels stand for it and the label says so (the caller's overhead_s carries the engine version's own cost).
+    framework: vllm, sglang or trtllm (FRAMEWORKS). engine_version: for the label; the tables hold one version per
+    framework (header `frameworks`): with strict_version another version gives None, else they stand for it.
     prefill_floor_s: the least a step with prompt tokens takes (an eager prefill's launch time, EagerPrefill).
-    links: the SKU's links; where they carry a measured all-reduce bandwidth for this TP (a dense layout), the
-    step's all-reduces are priced from it instead of the tables' (measured_allreduce_ms).
-    kernel_scale: a factor on every kernel time (an engine release whose kernels ran slower or faster than the
-    tables' release, EngineKernels.release_factor); the overheads are not scaled.
-    allreduce_latency_s: the least one all-reduce takes in the engine (EngineKernels.allreduce_latency): where the
-    tables' one-token all-reduce (times kernel_scale) is below it, every all-reduce of a step costs the difference
-    more, at every token count (dense TP layouts whose all-reduce the tables price; not a measured bus bandwidth's).
+    links: where they carry a measured all-reduce bandwidth for this TP (a dense layout), the step's all-reduces
+    are priced from it instead of the tables' (measured_allreduce_ms).
+    kernel_scale: a factor on every kernel time (EngineKernels.release_factor); the overheads are not scaled.
+    allreduce_latency_s: the least one all-reduce takes in the engine (EngineKernels.allreduce_latency; dense TP
+    layouts whose all-reduce the tables price): allreduce_shortfall_s is added to every step, unscaled.
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -268,13 +262,11 @@ def kernel_step_time(
         allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
         allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
     allreduce_extra_s = 0.0  # per step: every all-reduce's shortfall against the engine's latency
-    if allreduce_latency_s > 0 and tp > 1 and dp_attention == ep == 1 and bus is None and allreduce_ms[0] > 0:
-        calls = ALLREDUCES_PER_LAYER * arch.layers
-        shortfall = allreduce_latency_s - kernel_scale * allreduce_ms[0] * MS / calls
-        if shortfall > 0:
-            allreduce_extra_s = shortfall * calls
-            allreduce_note += (f"; all-reduce at least {allreduce_latency_s * 1e6:.3g} us ({engine}'s, +"
-                               f"{allreduce_extra_s * 1e3:.3g} ms a step)")
+    if tp > 1 and dp_attention == ep == 1 and bus is None:
+        allreduce_extra_s = allreduce_shortfall_s(allreduce_ms, arch.layers, allreduce_latency_s, kernel_scale)
+    if allreduce_extra_s:
+        allreduce_note += (f"; all-reduce at least {allreduce_latency_s * 1e6:.3g} us ({engine}'s, +"
+                           f"{allreduce_extra_s * 1e3:.3g} ms a step)")
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
@@ -302,6 +294,16 @@ def kernel_step_time(
     if dp_attention == 1:
         return model
     return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
+
+
+def allreduce_shortfall_s(allreduce_ms: Sequence[float], layers: int, latency_s: float, kernel_scale: float) -> float:
+    """Per step: what an engine whose one all-reduce takes at least latency_s pays beyond the tables' all-reduces
+    (their one-token all-reduce, times the release's kernel_scale, for each of the step's 2 per layer); 0 where the
+    tables' are as slow."""
+    if latency_s <= 0 or not allreduce_ms or allreduce_ms[0] <= 0:
+        return 0.0
+    calls = ALLREDUCES_PER_LAYER * layers
+    return max(0.0, latency_s - kernel_scale * allreduce_ms[0] * MS / calls) * calls
 
 
 def measured_allreduce_ms(tokens_grid: list[float], arch: ModelArch, tp: int, links: Links) -> list[float]:
