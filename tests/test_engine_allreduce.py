@@ -40,14 +40,30 @@ def test_each_all_reduce_costs_the_engines_shortfall_more_at_every_load(tp):
         parts = engine0.step_time.breakdown_s(load)
         assert parts["allreduce"] - engine1.step_time.breakdown_s(load)["allreduce"] == pytest.approx(diff, rel=1e-9)
         assert sum(parts.values()) == pytest.approx(engine0.step_time.step_s(load), rel=1e-12)
-    assert "all-reduce at least" in engine0.step_time_source and "all-reduce at least" not in engine1.step_time_source
+    assert f"the engine's all-reduce, {PLUGIN_US[tp]:.3g} us a one-token call: +" in engine0.step_time_source
+    assert "the engine's all-reduce" not in engine1.step_time_source
 
 
-def test_one_device_has_no_all_reduce_to_price():
-    engine0 = resolved_deployment("tensorrt-llm-0", "h100-sxm", "llama-3.1-8b", 1, "fp8")
-    engine1 = resolved_deployment("tensorrt-llm", "h100-sxm", "llama-3.1-8b", 1, "fp8")
-    for load in LOADS:
-        assert engine0.step_time.step_s(load) == engine1.step_time.step_s(load)
+def test_the_largest_tp_key_at_or_below_a_group_applies():
+    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    lat = presets["tensorrt-llm-0"].kernels.allreduce_latency
+    assert [lat.at_tp_s(tp) for tp in (1, 2, 3, 4, 6, 8, 16)] == pytest.approx(
+        [0.0, 8.6e-6, 8.6e-6, 8.7e-6, 8.7e-6, 10.2e-6, 10.2e-6])
+
+
+def test_an_empty_step_and_a_step_past_the_tables_last_token_count():
+    engine0 = resolved_deployment("tensorrt-llm-0", "h100-sxm", "llama-3.1-70b", 2, "fp8").step_time
+    engine1 = resolved_deployment("tensorrt-llm", "h100-sxm", "llama-3.1-70b", 2, "fp8").step_time
+    assert engine0.step_s(StepLoad(0, 0, 0.0, 0.0)) == engine0.overhead_s  # no tokens, no all-reduce
+    big = StepLoad(100_000, 8, 8 * 2000.0, 100_000 * 50_000.0)  # past the 65,536-token grid: extrapolated
+    assert engine0.step_s(big) - engine1.step_s(big) == pytest.approx(engine0.allreduce_extra_s, rel=1e-9)
+
+
+def test_nim_is_the_tensorrt_engine_preset_with_its_licence():
+    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    nim, zero = presets["nim"], presets["tensorrt-llm-0"]
+    assert nim.kernels == zero.kernels and nim.defaults == zero.defaults and nim.memory == zero.memory
+    assert nim.licence is not None and zero.licence is None
 
 
 def test_a_measured_bus_bandwidth_is_the_servers_all_reduce_and_stays():

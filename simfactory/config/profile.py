@@ -265,8 +265,9 @@ class KernelsStepTime(_Strict):
         default=1.0, ge=0.5, le=2.0, description="a factor on every kernel time the fit started from and kept (the "
         "engine preset's release_factor when a concurrency sweep was fitted on it); 1: the tables as measured")
     allreduce_latency_s: float = Field(
-        default=0.0, ge=0, le=1e-3, description="the least one all-reduce takes, kept from the engine preset the fit "
-        "started from (its allreduce_latency when a concurrency sweep was fitted on it); 0: the tables' all-reduce")
+        default=0.0, ge=0, le=1e-3, description="the engine's one-token all-reduce, kept from the engine preset a "
+        "concurrency sweep was fitted on (its allreduce_latency, where it adds to the tables'); 0: the tables' "
+        "all-reduce (a step fit records 0: its fitted overhead holds the engine's all-reduce shortfall)")
 
 
 StepTimeSpec = Annotated[Union[RooflineStepTime, LinearStepTime, KernelsStepTime], Field(discriminator="kind")]
@@ -650,7 +651,8 @@ class AllReduceLatency(Sourced):
     """What one tensor-parallel all-reduce of a one-token message takes in an engine that runs an all-reduce unlike
     the tables' release (TensorRT-engine builds: TensorRT-LLM's all-reduce plugin, unfused, where the tables hold
     1.x's kernels in CUDA graphs): where it exceeds the tables' one-token all-reduce, every all-reduce of a step costs
-    the difference more (a latency: the same at every message size)."""
+    the difference more (a latency: the same at every message size). Measured on one SKU, applied to every SKU with
+    tables (the source says which)."""
 
     # measured small-message all-reduces on NVLink are 3-25 us: a millisecond is a unit slip
     us_by_tp: dict[Annotated[int, Field(ge=2)], Annotated[float, Field(gt=0, le=1000)]] = Field(

@@ -231,8 +231,8 @@ def kernel_step_time(
     links: where they carry a measured all-reduce bandwidth for this TP (a dense layout), the step's all-reduces
     are priced from it instead of the tables' (measured_allreduce_ms).
     kernel_scale: a factor on every kernel time (EngineKernels.release_factor); the overheads are not scaled.
-    allreduce_latency_s: the least one all-reduce takes in the engine (EngineKernels.allreduce_latency; dense TP
-    layouts whose all-reduce the tables price): allreduce_shortfall_s is added to every step, unscaled.
+    allreduce_latency_s: the engine's one-token all-reduce (EngineKernels.allreduce_latency; dense TP): its
+    allreduce_shortfall_s is added to every step with tokens. For pp == 1; overhead_s is the engine's own cost.
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -265,8 +265,8 @@ def kernel_step_time(
     if tp > 1 and dp_attention == ep == 1 and bus is None:
         allreduce_extra_s = allreduce_shortfall_s(allreduce_ms, arch.layers, allreduce_latency_s, kernel_scale)
     if allreduce_extra_s:
-        allreduce_note += (f"; all-reduce at least {allreduce_latency_s * 1e6:.3g} us ({engine}'s, +"
-                           f"{allreduce_extra_s * 1e3:.3g} ms a step)")
+        allreduce_note += (f"; the engine's all-reduce, {allreduce_latency_s * 1e6:.3g} us a one-token call: +"
+                           f"{allreduce_extra_s * 1e3:.3g} ms a step")
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
@@ -289,7 +289,7 @@ def kernel_step_time(
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
                            kernel_scale=kernel_scale, measured_allreduce=bus is not None,
                            allreduce_extra_s=allreduce_extra_s)
-    model.allreduce_latency_s = allreduce_latency_s  # what a fit starting from this prior keeps
+    model.allreduce_latency_s = allreduce_latency_s if allreduce_extra_s else 0.0  # what a fit from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
@@ -297,9 +297,9 @@ def kernel_step_time(
 
 
 def allreduce_shortfall_s(allreduce_ms: Sequence[float], layers: int, latency_s: float, kernel_scale: float) -> float:
-    """Per step: what an engine whose one all-reduce takes at least latency_s pays beyond the tables' all-reduces
-    (their one-token all-reduce, times the release's kernel_scale, for each of the step's 2 per layer); 0 where the
-    tables' are as slow."""
+    """Per step: what an engine whose one-token all-reduce takes latency_s pays beyond the tables' all-reduces (their
+    one-token all-reduce, times the release's kernel_scale, for each of the step's 2 per layer), at every token
+    count; 0 where the tables' are as slow. A fitted linear_scale later scales the tables' part, not this."""
     if latency_s <= 0 or not allreduce_ms or allreduce_ms[0] <= 0:
         return 0.0
     calls = ALLREDUCES_PER_LAYER * layers
