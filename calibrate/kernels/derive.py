@@ -42,6 +42,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -272,14 +273,18 @@ def static_saving_ms(fitted_one_token_ms: float, one_token: tuple[float, float] 
     return max(0.0, min(dyn - static, fitted_one_token_ms - static))
 
 
-def static_one_token(der: "Deriver", tp: int, dtype: str, refused: list[str], what: str) -> tuple[float, float] | None:
-    """Deriver.static_fp8_one_token_ms, or None (listed under refused) when the SDK cannot price the static lane:
-    the dynamic record is kept as timed."""
+def with_static_saving(linear_ms: list[float], one_token: Callable[[], tuple[float, float] | None],
+                       refused: list[str], what: str) -> tuple[list[float], dict[str, float]]:
+    """A monotone-fitted linear curve less its static-FP8 saving (STATIC_FP8_LAUNCH_SAVING), and the record field
+    that says so. one_token gives (dynamic, static) one-token times, None where the saving does not apply; where the
+    SDK cannot price the static lane the dynamic rows are kept and `refused` says so."""
     try:
-        return der.static_fp8_one_token_ms(tp, dtype)
+        one = one_token()
     except Exception as e:  # the SDK's errors are its own classes
         refused.append(f"{what}: no static-FP8 saving ({type(e).__name__}: {str(e)[:120]}); the dynamic rows kept")
-        return None
+        one = None
+    saving = static_saving_ms(linear_ms[0], one)  # a constant off a monotone curve keeps it monotone
+    return [x - saving for x in linear_ms], ({"static_fp8_saving_ms": sig(saving)} if saving else {})
 
 
 def op_indices(h) -> dict[str, list[int]]:
@@ -414,14 +419,12 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                             for name in ("linear_ms", "allreduce_ms", "logits_ms"):
                                 lin[name] = monotone(lin[name], [f"T={t}" for t in TOKENS], name,
                                                      {**tag, "dtype": d}, anomalies)
-                            # static activation scales (STATIC_FP8_LAUNCH_SAVING): a constant off a monotone curve
-                            one = static_one_token(der, tp, d, refused, f"{arch.id} {fw} {d} TP{tp}")
-                            saving = static_saving_ms(lin["linear_ms"][0], one)
-                            lin["linear_ms"] = [x - saving for x in lin["linear_ms"]]
+                            lin["linear_ms"], static = with_static_saving(
+                                lin["linear_ms"], lambda: der.static_fp8_one_token_ms(tp, d), refused,
+                                f"{arch.id} {fw} {d} TP{tp}")
                             linear_recs.append({**key, "dtype": d,
                                                 **{k: [sig(x) for x in v] for k, v in lin.items()},
-                                                "monotone_fixes": count_points(anomalies[before:]),
-                                                **({"static_fp8_saving_ms": sig(saving)} if saving else {})})
+                                                "monotone_fixes": count_points(anomalies[before:]), **static})
                         before = len(anomalies)
                         atag = {**tag, "dtype": f"kv {d}"}
                         dec = monotone_2d(att["decode_attn_ms"], atag, anomalies)

@@ -44,7 +44,7 @@ from simfactory.config.profile import ModelArch  # noqa: E402
 
 from derive import (  # noqa: E402  (after the path set-up)
     ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, STATIC_FP8_LAUNCH_SAVING, TOKENS, monotone,
-    monotone_2d, sdk_info, setup, sig, static_saving_ms,
+    monotone_2d, sdk_info, setup, sig, with_static_saving,
 )
 
 
@@ -227,17 +227,12 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         if not any(all(r.get(k) == v for k, v in rec.items()) for r in linear):
                             tables = {k: monotone(v, [f"T={t}" for t in TOKENS], k, {**tag, "dtype": d}, anomalies)
                                       for k, v in lin.items()}
-                            try:  # a static lane the SDK cannot price keeps the dynamic rows, and says so
-                                one = static_fp8_one_token_ms(h, cfg, system, fw, versions[fw], layout, arch.id, d, kv)
-                            except Exception as e:
-                                one = None
-                                refused.append(f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}: no static-FP8 saving "
-                                               f"({type(e).__name__}: {str(e)[:120]}); the dynamic rows kept")
-                            saving = static_saving_ms(tables["linear_ms"][0], one)
-                            tables["linear_ms"] = [x - saving for x in tables["linear_ms"]]  # a constant: monotone
+                            tables["linear_ms"], static = with_static_saving(
+                                tables["linear_ms"], lambda: static_fp8_one_token_ms(
+                                    h, cfg, system, fw, versions[fw], layout, arch.id, d, kv),
+                                refused, f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}")
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
-                                           **{k: [sig(x) for x in v] for k, v in tables.items()},
-                                           **({"static_fp8_saving_ms": sig(saving)} if saving else {})})
+                                           **{k: [sig(x) for x in v] for k, v in tables.items()}, **static})
                         arec = {**key, "kv_dtype": kv}
                         if not any(all(r.get(k) == v for k, v in arec.items()) for r in attention):
                             atag = {**tag, "dtype": f"kv {kv}"}
