@@ -93,6 +93,15 @@ def scenario_doc(
     }
 
 
+def shipped_engines() -> dict[str, Any]:
+    """hardware_profiles/engines.yaml's presets by name, as its schema loads them."""
+    from simfactory.config.loader import load_model_file
+    from simfactory.config.profile import EngineCatalog
+
+    path = Path(__file__).resolve().parents[1] / "hardware_profiles" / "engines.yaml"
+    return {e.name: e for e in load_model_file(EngineCatalog, path).engines}
+
+
 def resolved_deployment(engine: str, sku: str, model: str, tp: int, dtype: str) -> Any:
     """One replica of `model` on `tp` devices of a shipped SKU, resolved (its step time and label)."""
     from simfactory.config.scenario import Scenario

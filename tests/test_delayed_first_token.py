@@ -5,18 +5,14 @@ it at the end of the next step when that step only decodes, at once when a prefi
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_fast_forward_matches, scenario_doc
+from conftest import assert_fast_forward_matches, scenario_doc, shipped_engines
 
 from simfactory.api import run
-from simfactory.config.loader import load_model_file
-from simfactory.config.profile import EngineCatalog
 from simfactory.sim.run import FleetModel
 
-ROOT = Path(__file__).resolve().parents[1]
 STEP_S = 0.01  # conftest's test profile: every step takes overhead_s
 
 
@@ -67,7 +63,7 @@ def test_fast_forward_matches_stepping_with_delayed_first_tokens(case, seed):
 
 
 def test_the_sglang_presets_delay_and_the_others_do_not():
-    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    presets = shipped_engines()
     assert presets["sglang"].defaults.delayed_first_token and presets["sglang-0.5"].defaults.delayed_first_token
     for name in ("vllm", "tensorrt-llm", "tensorrt-llm-0", "nim"):
         assert not presets[name].defaults.delayed_first_token, name

@@ -9,17 +9,18 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from conftest import shipped_engines
 import yaml
 
 from simfactory.config.loader import load_model_file
-from simfactory.config.profile import EagerPrefill, EngineCatalog, ModelCatalog
+from simfactory.config.profile import EagerPrefill, ModelCatalog
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
 from simfactory.hardware.step_time import RooflineModel, StepLoad
 from simfactory.resolve import load_and_resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
-ENGINES = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+ENGINES = shipped_engines()
 
 
 def prompt(tokens: int, decodes: int = 0, kv: float = 0.0) -> StepLoad:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import resolved_deployment
+from conftest import resolved_deployment, shipped_engines
 
 from simfactory.calibration.sweep_fit import _kernels_family
 from simfactory.config.loader import load_model_file
@@ -45,7 +45,7 @@ def test_each_all_reduce_costs_the_engines_shortfall_more_at_every_load(tp):
 
 
 def test_the_largest_tp_key_at_or_below_a_group_applies():
-    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    presets = shipped_engines()
     lat = presets["tensorrt-llm-0"].kernels.allreduce_latency
     assert [lat.at_tp_s(tp) for tp in (1, 2, 3, 4, 6, 8, 16)] == pytest.approx(
         [0.0, 8.6e-6, 8.6e-6, 8.7e-6, 8.7e-6, 10.2e-6, 10.2e-6])
@@ -60,7 +60,7 @@ def test_an_empty_step_and_a_step_past_the_tables_last_token_count():
 
 
 def test_nim_is_the_tensorrt_engine_preset_with_its_licence():
-    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    presets = shipped_engines()
     nim, zero = presets["nim"], presets["tensorrt-llm-0"]
     assert nim.kernels == zero.kernels and nim.defaults == zero.defaults and nim.memory == zero.memory
     assert nim.licence is not None and zero.licence is None

@@ -4,15 +4,12 @@ step n + 1 while step n runs, so a request that arrives during a step waits for 
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import agent_doc, agent_scenario, assert_fast_forward_matches, scenario_doc
+from conftest import agent_doc, agent_scenario, assert_fast_forward_matches, scenario_doc, shipped_engines
 
 from simfactory.api import run
-from simfactory.config.loader import load_model_file
-from simfactory.config.profile import EngineCatalog
 from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
@@ -20,7 +17,6 @@ from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.run import FleetModel
 
-ROOT = Path(__file__).resolve().parents[1]
 STEP_S = 0.01
 CONSTANT = {"overhead_s": STEP_S}  # every step takes 10 ms whatever it holds
 
@@ -104,7 +100,7 @@ def test_overlap_under_load_adds_about_a_step_to_ttft_and_nothing_to_throughput(
 
 
 def test_presets_say_which_engines_schedule_ahead(case):
-    engines = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    engines = shipped_engines()
     ahead = {name for name, e in engines.items() if e.defaults.overlap_schedule}
     assert {"tensorrt-llm", "vllm", "sglang", "sglang-0.5"} <= ahead
     assert not ahead & {"tensorrt-llm-0", "nim", "vllm-0.11", "vllm-0.6", "vllm-v0", "torch-eager"}

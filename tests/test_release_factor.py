@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import resolved_deployment
+from conftest import resolved_deployment, shipped_engines
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EngineCatalog
@@ -37,7 +37,7 @@ def test_the_014_preset_scales_every_kernel_time_of_the_0x_preset_and_keeps_its_
         kernels = sum(v for k, v in fast.items() if k not in ("overhead", "launch_wait")) - extra_base
         assert old.step_time.step_s(load) - slow["overhead"] - extra_old == pytest.approx(1.10 * kernels, rel=1e-9)
     # otherwise the 0.x preset: its scheduler defaults (no overlap), memory rule and kernel framework
-    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    presets = shipped_engines()
     new, zero = presets["tensorrt-llm-0.14"], presets["tensorrt-llm-0"]
     assert new.defaults == zero.defaults and new.defaults.overlap_schedule is False and new.memory == zero.memory
     assert new.kernels.framework == zero.kernels.framework and zero.kernels.release_factor is None
