@@ -664,6 +664,31 @@ class AllReduceLatency(Sourced):
         return self.us_by_tp[max(keys)] * 1e-6 if keys else 0.0
 
 
+class FrontEndWork(_Strict):
+    """CPU work a serving front end (the engine's API server: HTTP, chat template, tokenization, detokenization, a
+    streamed chunk per token) does per request, in seconds of one core. A replica's front end runs on
+    `cores_per_replica` cores shared by all its requests (sim/front_end.py): once saturated it caps the streamed
+    tokens per second and requests wait before the engine sees them."""
+
+    # measured per-token costs of Python front ends are tens of microseconds: a millisecond is a unit slip
+    per_request_s: float = Field(ge=0, le=0.1, description="per request (parse, validate, template, hand to the "
+                                 "engine, finish the response), seconds")
+    per_input_token_s: float = Field(default=0.0, ge=0, le=1e-4, description="per prompt token (tokenization), "
+                                     "seconds")
+    per_output_token_s: float = Field(ge=0, le=1e-3, description="per streamed output token (detokenize, format "
+                                      "and send a chunk), seconds")
+    cores_per_replica: float = Field(default=1.0, gt=0, le=256, description="cores a replica's front end has (its "
+                                     "worker processes)")
+
+    def ingress_s(self, input_tokens: int) -> float:
+        """Work before the engine sees a request."""
+        return self.per_request_s + self.per_input_token_s * input_tokens
+
+
+class FrontEndPrior(FrontEndWork, Sourced):
+    """An engine version's front-end work, with where it comes from (a prior until a sweep fit measures it)."""
+
+
 class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
@@ -747,6 +772,9 @@ class EnginePreset(Sourced):
         default=None, description="how the engine sizes its KV cache at start-up; absent: vLLM's rule")
     licence: EngineLicence | None = Field(
         default=None, description="a per-accelerator licence production use needs; absent: none (open source)")
+    front_end: FrontEndPrior | None = Field(
+        default=None, description="CPU work of the engine's API server per request and token, shared by a replica's "
+        "requests (absent: the front end is not a bottleneck)")
     eager_prefill: EagerPrefill | None = Field(
         default=None, description="prefill forwards run without CUDA graphs: their kernel launch time bounds a step "
         "with prompt tokens from below (kernel tables and the roofline until calibration fits the deployment)")

@@ -31,7 +31,7 @@ from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are 
     MAX_SCHEDULE_WINDOWS, MAX_WEIBULL_SHAPE, MIN_PERIOD_S, MIN_WEIBULL_SHAPE,
 )
 from simfactory.config.prices import OnPremOverrides, Pricing
-from simfactory.config.profile import AsOf, DType
+from simfactory.config.profile import AsOf, DType, FrontEndWork
 from simfactory.config.training import TrainingJob
 from simfactory.config.routing import Admission, Routing, ServiceClass, Tenant
 from simfactory.config.sharding import Sharding
@@ -325,6 +325,10 @@ class Deployment(_Strict):
         description="time the serving front end adds to every request before the engine sees it (HTTP, tokenization, "
         "an inference server's pre- and post-processing such as Triton's ensemble), seconds: in TTFT and E2E, not in "
         "queue time; 0: not modelled (the engine's own API server is taken as free)")
+    front_end_work: FrontEndWork | None = Field(
+        default=None, description="the API server's CPU work per request and token, shared by a replica's requests: "
+        "caps streamed tokens per second and queues requests before the engine once saturated (absent: the engine "
+        "preset's, if it has one; else not modelled)")
     max_waiting: PositiveInt | None = Field(
         default=None, description="queue cap: a request arriving when this many wait is rejected (HTTP 429)"
     )

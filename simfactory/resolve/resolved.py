@@ -10,7 +10,7 @@ from typing import Any
 from simfactory.config.agent import AgentWorkload, KvRetention, LlmStep
 from simfactory.config.distributions import Distribution
 from simfactory.config.prices import PriceBook
-from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
+from simfactory.config.profile import EnginePreset, FrontEndWork, HardwareProfile, ModelArch
 from simfactory.config.routing import Route, Tier
 from simfactory.config.scenario import Deployment, OpenProcess, Pool, RequestClass, Scenario
 from simfactory.config.training import TrainingJob
@@ -37,6 +37,16 @@ class ResolvedDeployment:
     prefill: "ResolvedDeployment | None" = None
     kv_link_bytes_per_s: float = 0.0
     kv_link_latency_s: float = 0.0
+
+    def front_end_work(self) -> FrontEndWork | None:
+        """The API server's CPU work: the deployment's own, else its engine preset's; None when there is none to
+        do (not modelled)."""
+        work = self.config.front_end_work
+        if work is None and self.engine_preset is not None:
+            work = self.engine_preset.front_end
+        if work is None or work.per_request_s + work.per_input_token_s + work.per_output_token_s == 0:
+            return None
+        return work
 
 
 @dataclass(frozen=True)

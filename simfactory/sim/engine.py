@@ -214,6 +214,7 @@ class ReplicaEngine:
         self.delayed_first_token = delayed_first_token
         self.undelivered: list[int] = []
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
+        self.on_first_token: Callable[[int, "ReplicaEngine"], None] | None = None  # the fleet's front end streams
         self.swap = swap
         self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
         self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
@@ -286,6 +287,13 @@ class ReplicaEngine:
         if self.step_len_s > 0:
             return self.busy_s - self.step_len_s + (self.env.now - self.step_started_s)
         return self.busy_s
+
+    def decode_step_s(self, joining_kv_tokens: int = 0) -> float:
+        """How long a decode-only step of the running decodes (and one joining with this much context) takes now:
+        the pace a request that starts decoding should expect."""
+        n = len(self.dec_base) + (1 if joining_kv_tokens else 0)
+        kv = self.sum_base + len(self.dec_base) * (self.step + 1) + joining_kv_tokens
+        return self.step_time.step_s(StepLoad(0, max(n, 1), float(kv), 0.0))
 
     def kv_used_blocks(self) -> int:
         st = self.stretch
@@ -822,6 +830,8 @@ class ReplicaEngine:
                 t.first_token_s[rid] = at_s
                 if self.ttft_sink is not None:
                     self.ttft_sink.append(at_s - t.arrival_s[rid])
+                if self.on_first_token is not None:
+                    self.on_first_token(rid, self)
 
     def _complete_decodes(self, s_per_token: float) -> None:
         """End of decode step `self.step`: the sequences whose last token it produced complete; the clock advances."""
@@ -881,6 +891,8 @@ class ReplicaEngine:
                     t.first_token_s[rid] = now
                     if self.ttft_sink is not None:  # an autoscaler reading tail TTFT
                         self.ttft_sink.append(now - t.arrival_s[rid])
+                    if self.on_first_token is not None:
+                        self.on_first_token(rid, self)
             if g >= out:
                 self.free_blocks += blocks_for(target, bs)
                 self._complete(rid, now)

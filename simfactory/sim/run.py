@@ -29,6 +29,7 @@ from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.engine import ReplicaEngine
 from simfactory.sim.faults import FaultLog, outage, replica_failures, rolling_restart, spot_reclamation
 from simfactory.sim.fleet_view import Call, ReplicaInfo
+from simfactory.sim.front_end import FrontEndServer
 from simfactory.sim.kv_retention import RetentionLedger, TaskRetention
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import PENDING_CODE, Outcome, TaskRecord
@@ -112,8 +113,7 @@ class FleetModel:
         self.n_arrived = 0
         closed = rs.scenario.traffic.arrival
         self.closed = closed if isinstance(closed, ClosedArrivals) and process_classes(rs) else None
-        # what still sends: the chain of scheduled arrivals, and each closed-loop client
-        self.sources_open = 1 + (self.closed.concurrency if self.closed is not None else 0)
+        self.sources_open = 1 + (self.closed.concurrency if self.closed else 0)  # scheduled arrivals + each client
         self.arrivals_done = False
         self.all_finished = self.env.event()
         self.calls: dict[int, Call] = {}  # request id of a call's current attempt -> the call
@@ -139,9 +139,10 @@ class FleetModel:
         self.balancers: list[ReplicaBalancer] = []
         self.prefill_balancers: list[ReplicaBalancer | None] = []
         self.kv_transfer_s_per_token: list[float] = []
-        self.dep_engines: list[list[ReplicaEngine]] = []
         self.max_tokens: list[int] = []
+        self.dep_engines: list[list[ReplicaEngine]] = []
         self.usd_per_replica_s: list[float] = []
+        self.front_ends: list[FrontEndServer | None] = []  # per deployment: its API servers' shared CPU, if modelled
         self.retention = RetentionLedger.for_classes(self.table, [c.kv_retention for c in rs.classes])
         for d in rs.deployments:
             self._build_deployment(d)
@@ -210,6 +211,7 @@ class FleetModel:
             exact=self.rs.scenario.sim.exact,
         )
         self.engines.append(eng)
+        eng.on_first_token = self._on_first_token
         if self.retention is not None:
             eng.retention = self.retention
             self.retention.add_engine(eng, cfg.tp, d.kv_blocks)
@@ -306,6 +308,7 @@ class FleetModel:
             ReplicaBalancer(policy, engines, self.streams.get(f"balancer/{cfg.name}"), reserved_for,
                             self.rs.scenario.routing.cache_aware)
         )
+        self.front_ends.append(self._front_end(d, self.balancers[-1]))
         if cfg.autoscaling is not None:
             scaler = Autoscaler(self.env, cfg.autoscaling, cfg.name, cfg.tp, d.memory.weight_bytes_per_device * cfg.tp,
                                 engines, self.balancers[-1], cfg.replicas)
@@ -323,6 +326,21 @@ class FleetModel:
         pool = d.pool
         per_hour = pool_cost(self.rs, pool, 1.0).per_hour.total_usd
         self.usd_per_replica_s.append(per_hour / pool.count * cfg.tp / 3600.0)
+
+    def _front_end(self, d: ResolvedDeployment, balancer: ReplicaBalancer) -> FrontEndServer | None:
+        """The deployment's API servers as one shared CPU: a replica's cores for every replica taking requests."""
+        work = d.front_end_work()
+        if work is None:
+            return None
+        pp = d.config.pp
+
+        def cores() -> float:
+            active = balancer.active
+            up = sum(balancer.healthy) if active is None else sum(1 for a, h in zip(active, balancer.healthy) if a and h)
+            up /= pp
+            return work.cores_per_replica * max(1.0, up)
+
+        return FrontEndServer(self.env, cores)
 
     def _build_gate(self) -> TenantGate | None:
         """The tenant gate (sim/tenancy.py), when something can hold requests back at it: fair share, or a
@@ -508,9 +526,57 @@ class FleetModel:
             )
             delay += float(t.net_in_s[rid])
         if delay > 0:
-            self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid, d=deployment: self._arrive(rid, d))
+            self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
             return
-        self._arrive(rid, deployment)
+        self._ingress(rid, deployment)
+
+    def _ingress(self, rid: int, deployment: int) -> None:
+        """The deployment's front end reads the request (its CPU time, and its wait for a share of the CPU, count as
+        front end); then the deployment sees it."""
+        fe = self.front_ends[deployment]
+        t = self.table
+        if fe is None or t.outcome[rid] != PENDING_CODE:
+            self._arrive(rid, deployment)
+            return
+        work = self.rs.deployments[deployment].front_end_work()
+        assert work is not None
+        start = self.env.now
+
+        def read() -> None:
+            t.front_end_s[rid] += self.env.now - start
+            self._arrive(rid, deployment)
+
+        fe.ingress(rid, work.ingress_s(int(t.input_tokens[rid])), read)
+
+    def _on_first_token(self, rid: int, eng: ReplicaEngine) -> None:
+        """A request's first token, made by `eng`: the front end sends it (one token's work at the share of the CPU
+        a new job gets now), then streams the rest as the engine makes them (every token's work, the first's too)."""
+        d = int(self.table.deployment_id[rid])
+        fe = self.front_ends[d] if d >= 0 else None
+        if fe is None:
+            return
+        work = self.rs.deployments[d].front_end_work()
+        assert work is not None
+        t = self.table
+        per_token = work.per_output_token_s
+        if per_token > 0:
+            t.first_token_s[rid] += fe.first_token_lag_s(per_token)
+            out = int(t.output_tokens[rid])
+            work_s = per_token * out
+            # no faster than the engine: its work spread over the steps the engine takes for the later tokens
+            cap = work_s / ((out - 1) * eng.decode_step_s(int(t.input_tokens[rid]) + 1)) if out > 1 else 1.0
+            fe.egress(rid, work_s, cap, lambda: self._streamed(rid))
+
+    def _streamed(self, rid: int) -> None:
+        """The front end sent a request's last token, the engine being done with it: the client has the answer
+        (not before its first token)."""
+        t = self.table
+        at_s = max(self.env.now, float(t.first_token_s[rid]))
+        t.completion_s[rid] = at_s
+        if at_s > self.env.now:
+            self.env.call_at(at_s, lambda _ev: self._finish_request(rid, Outcome.COMPLETED))
+        else:
+            self._finish_request(rid, Outcome.COMPLETED)
 
     def _arrive(self, rid: int, deployment: int) -> None:
         t = self.table
@@ -593,6 +659,10 @@ class FleetModel:
         self.abort_outcome[rid] = outcome
         d = int(self.table.deployment_id[rid])
         replica = int(self.table.replica[rid])
+        fe = self.front_ends[d] if d >= 0 else None
+        if fe is not None and fe.holds(rid) and (not self.table.dispatched[rid] or fe.engine_is_done(rid)):
+            self._on_abort(rid)  # at its front end only: reading it, or streaming what the engine already made
+            return
         if d < 0 or not self.table.dispatched[rid]:
             # still at the front door or on the wire (or a cache lookup): it never reaches a replica
             self._on_abort(rid)
@@ -614,9 +684,18 @@ class FleetModel:
                 return
 
     def _on_complete(self, rid: int) -> None:
-        self._finish_request(rid, Outcome.COMPLETED)
+        d = int(self.table.deployment_id[rid])
+        fe = self.front_ends[d] if d >= 0 else None
+        if fe is None:
+            self._finish_request(rid, Outcome.COMPLETED)
+        elif not fe.engine_done(rid):  # else the front end finishes it once the last token is out
+            self._streamed(rid)
 
     def _on_abort(self, rid: int) -> None:
+        d = int(self.table.deployment_id[rid])
+        fe = self.front_ends[d] if d >= 0 else None
+        if fe is not None:
+            fe.remove(rid)
         self._finish_request(rid, self.abort_outcome.pop(rid, Outcome.ABORTED))
 
     # ---- faults ----

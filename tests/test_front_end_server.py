@@ -1,0 +1,140 @@
+"""A deployment's API server as a shared CPU (deployments[].front_end_work, sim/front_end.py): per-request,
+per-prompt-token and per-output-token work on `cores_per_replica` cores a replica, shared max-min fairly.
+
+Closed forms: an idle server adds exactly the ingress work to TTFT and E2E (and one token's work to TTFT); a
+saturated one serves cores / (per_request + per_input_token x in + per_output_token x out) requests a second
+whatever the engine could do; the fair shares conserve capacity and never exceed a cap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import agent_doc, agent_scenario, scenario_doc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from simfactory.api import run
+from simfactory.config.scenario import Scenario
+from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.front_end import FrontEndServer, fair_rates
+
+STEP_S = 0.01  # the test profile's fixed step time (conftest.write_case)
+OUTPUT_TOKENS = 10  # conftest.scenario_doc: one prompt token, ten output tokens
+
+
+@settings(max_examples=200, deadline=None)
+@given(caps=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=30), capacity=st.floats(0.1, 8.0))
+def test_fair_shares_conserve_capacity_respect_caps_and_are_max_min_fair(caps, capacity):
+    rates = fair_rates(caps, capacity)
+    assert sum(rates) == pytest.approx(min(capacity, sum(caps)), rel=1e-9)
+    assert all(r <= c * (1 + 1e-12) for r, c in zip(rates, caps))
+    # a job held below its cap gets at least what any other job gets (it could not be given more)
+    top = max(rates)
+    assert all(r >= top * (1 - 1e-9) for r, c in zip(rates, caps) if r < c * (1 - 1e-9))
+
+
+def test_jobs_started_together_share_a_core_and_end_together_or_get_their_own():
+    for cores, expected_s in ((1.0, 0.002), (2.0, 0.001)):
+        env = FloatEnvironment()
+        fe = FrontEndServer(env, lambda cores=cores: cores)
+        ends: list[float] = []
+        fe.ingress(0, 0.001, lambda: ends.append(env.now))
+        fe.ingress(1, 0.001, lambda: ends.append(env.now))
+        env.run()
+        assert ends == pytest.approx([expected_s, expected_s])
+        assert fe.busy_core_s == pytest.approx(0.002)
+
+
+def test_a_capped_stream_waits_for_its_engine_and_leaves_the_rest_to_others():
+    """A stream capped at 0.25 core and a reader: the reader gets 0.75 core; the stream, done with its work, still
+    ends only when its engine is done (and then at once)."""
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 1.0)
+    ends: dict[str, float] = {}
+    fe.egress(0, 0.001, 0.25, lambda: ends.setdefault("stream", env.now))
+    fe.ingress(1, 0.003, lambda: ends.setdefault("read", env.now))
+    env.run(until=0.1)
+    assert ends == {"read": pytest.approx(0.004)}  # 0.75 core until the stream's 0.004 s, then 1 core: 0.003 done
+    assert fe.holds(0) and not fe.engine_is_done(0)
+    assert fe.engine_done(0) and ends["stream"] == pytest.approx(0.1)
+    assert not fe.holds(0)
+
+
+def _front_end(per_request_s: float = 0.0, per_input_token_s: float = 0.0, per_output_token_s: float = 0.0,
+               cores: float = 1.0) -> dict:
+    return {"per_request_s": per_request_s, "per_input_token_s": per_input_token_s,
+            "per_output_token_s": per_output_token_s, "cores_per_replica": cores}
+
+
+def test_an_idle_server_adds_its_ingress_work_to_ttft_and_e2e_and_one_token_to_ttft(case):
+    work = _front_end(per_request_s=0.004, per_input_token_s=5e-5, per_output_token_s=0.0002)
+    plain = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0))).requests
+    fronted = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0, front_end_work=work))).requests
+    assert len(fronted) == 20 and (fronted["outcome"] == "completed").all()
+    ingress_s = 0.004 + 5e-5 * 1  # one prompt token
+    assert np.allclose(fronted["front_end_s"], ingress_s) and np.allclose(fronted["queue_s"], 0.0)
+    assert np.allclose(fronted["ttft_s"], plain["ttft_s"] + ingress_s + 0.0002)
+    # the stream (10 tokens x 0.2 ms, at most 0.2 ms a 10 ms step) keeps up with the engine: E2E gains nothing more
+    assert np.allclose(fronted["e2e_s"], plain["e2e_s"] + ingress_s)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_saturated_server_sets_the_cycle_whatever_the_engine_could_do(case, replicas):
+    """20 clients a replica with no think time, on engines that could serve all 20 in a 0.1 s cycle: they send
+    together, are prefilled in one step, then share a core of 1 ms a token, so every cycle is one step + 20 x 10 x
+    1 ms (2.1x the engine's) and throughput is 20 / that a replica (Little's law)."""
+    per_token_s, n = 0.001, 20 * replicas
+    doc = scenario_doc(replicas=replicas, max_num_seqs=20, horizon_s=30.0,
+                       front_end_work=_front_end(per_output_token_s=per_token_s))
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": n}
+    req = run(case(doc)).requests
+    done = req[req["outcome"] == "completed"]
+    cycle_s = STEP_S + 20 * OUTPUT_TOKENS * per_token_s
+    assert np.allclose(done["e2e_s"], cycle_s)
+    window = done[(done["completion_s"] >= 10.0) & (done["completion_s"] < 30.0)]
+    assert len(window) / 20.0 == pytest.approx(n / cycle_s, rel=0.02)
+    # tokens reach the client at the server's pace, not the engine's
+    assert (done["tpot_s"] >= 2 * STEP_S - 1e-12).all()
+
+
+def test_the_deployments_own_work_wins_over_its_engine_presets_and_zero_work_is_no_server():
+    from conftest import shipped_engines
+
+    from simfactory.resolve import resolve
+
+    def work(**deployment):
+        doc = scenario_doc(**{"engine": "nim", **deployment})
+        doc["pools"][0]["sku"] = "h100-sxm"
+        return resolve(Scenario.model_validate(doc)).deployments[0].front_end_work()
+
+    prior = shipped_engines()["nim"].front_end
+    assert prior is not None and work() == prior
+    assert work(front_end_work=_front_end(per_output_token_s=1e-5)).per_output_token_s == 1e-5
+    assert work(front_end_work=_front_end()) is None
+    assert work(engine="vllm") is None
+
+
+@pytest.mark.parametrize("field,bad", [("per_output_token_s", 0.01), ("per_request_s", -1.0),
+                                       ("cores_per_replica", 0), ("per_input_token_s", "fast")])
+def test_a_bad_front_end_work_names_the_field(field, bad):
+    work = {**_front_end(per_output_token_s=7e-5), field: bad}
+    with pytest.raises(ValidationError) as e:
+        Scenario.model_validate(scenario_doc(front_end_work=work))
+    assert "front_end_work" in str(e.value) and field in str(e.value)
+
+
+def test_a_caller_that_gives_up_while_its_answer_streams_ends_it_once(case):
+    """An LLM step with a 0.15 s timeout whose answer the engine makes in 0.1 s but a slow front end (0.3 ms a
+    token on a hundredth of a core: 30 ms a token) streams for 0.3 s: the call times out while only the front end
+    holds it; every request ends once."""
+    llm = {"type": "llm", "name": "a", "model": "m", "input_tokens": {"kind": "fixed", "value": 1},
+           "output_tokens": {"kind": "fixed", "value": OUTPUT_TOKENS}, "timeout_s": 0.15}
+    doc = agent_scenario(rate=0.2, horizon_s=50.0, max_num_seqs=8,
+                         front_end_work=_front_end(per_output_token_s=0.0003, cores=0.01))
+    doc["traffic"]["arrival"]["process"] = "constant"
+    res = run(case(doc, None, {"agent": agent_doc([llm])}))
+    req = res.requests
+    assert len(req) > 0 and not (req["outcome"] == "pending").any()
+    assert (req["outcome"] != "completed").all()
+    assert res.tasks["outcome"].notna().all()
