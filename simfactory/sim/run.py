@@ -211,7 +211,8 @@ class FleetModel:
             exact=self.rs.scenario.sim.exact,
         )
         self.engines.append(eng)
-        eng.on_first_token = self._on_first_token
+        if d.front_end_work() is not None:
+            eng.on_first_token = self._on_first_token
         if self.retention is not None:
             eng.retention = self.retention
             self.retention.add_engine(eng, cfg.tp, d.kv_blocks)
