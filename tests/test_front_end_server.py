@@ -88,9 +88,13 @@ def test_a_saturated_server_sets_the_cycle_whatever_the_engine_could_do(case, re
     doc = scenario_doc(replicas=replicas, max_num_seqs=20, horizon_s=30.0,
                        front_end_work=_front_end(per_output_token_s=per_token_s))
     doc["traffic"]["arrival"] = {"process": "closed", "concurrency": n}
-    req = run(case(doc)).requests
+    out = run(case(doc))
+    req = out.requests
     done = req[req["outcome"] == "completed"]
     cycle_s = STEP_S + 20 * OUTPUT_TOKENS * per_token_s
+    # the cores are busy all of a cycle but its prefill step (the summary says it is the bottleneck)
+    busy = out.summary["front_end"]["busy_frac"]["dep"]
+    assert busy == pytest.approx(20 * OUTPUT_TOKENS * per_token_s / cycle_s, rel=0.01)
     assert np.allclose(done["e2e_s"], cycle_s)
     window = done[(done["completion_s"] >= 10.0) & (done["completion_s"] < 30.0)]
     assert len(window) / 20.0 == pytest.approx(n / cycle_s, rel=0.02)
@@ -138,3 +142,24 @@ def test_a_caller_that_gives_up_while_its_answer_streams_ends_it_once(case):
     assert len(req) > 0 and not (req["outcome"] == "pending").any()
     assert (req["outcome"] != "completed").all()
     assert res.tasks["outcome"].notna().all()
+
+
+def test_run_says_how_busy_a_modelled_front_end_was_and_only_then(tmp_path):
+    from conftest import write_case
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+
+    def ran(name: str, **deployment) -> tuple[str, str]:
+        path = write_case(tmp_path / name, scenario_doc(rate=10.0, horizon_s=20.0, max_num_seqs=8, **deployment))
+        res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / name / "o"), "--no-plots"])
+        assert res.exit_code == 0, res.output
+        return res.output, (tmp_path / name / "o" / "summary.md").read_text()
+
+    # 10 requests/s x 10 tokens x 1 ms = 0.1 of a core
+    said, md = ran("fe", front_end_work=_front_end(per_output_token_s=0.001))
+    line = next(ln for ln in said.splitlines() if ln.startswith("front end busy"))
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(0.1, abs=0.03)
+    assert "## Front ends" in md
+    said, md = ran("plain")
+    assert "front end busy" not in said and "## Front ends" not in md

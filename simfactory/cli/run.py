@@ -420,6 +420,9 @@ def _print_load(s: dict[str, Any]) -> None:
     if busy:
         out.print(f"busy fraction (share of time a replica had work): mean {sum(busy) / len(busy):.2f}, "
                   f"max {max(busy):.2f}", highlight=False)
+    fronts = [f"{name} {frac:.2f}" for name, frac in s["front_end"].get("busy_frac", {}).items() if frac is not None]
+    if fronts:  # near 1: the API server's CPU, not the GPUs, sets the throughput
+        out.print(f"front end busy (share of its cores' time): {', '.join(fronts)}", highlight=False)
 
 
 def _s(x: Any) -> str:

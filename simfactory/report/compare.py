@@ -47,6 +47,9 @@ def comparison_frame(summaries: list[dict[str, Any]]) -> pd.DataFrame:
     add("prefill tokens saved", [_first_dep(s, "prefill_tokens_saved") for s in S])
     add("network share of E2E", [_get(s, "network", "share_of_e2e") for s in S])
     add("serving front end share of E2E", [_get(s, "front_end", "share_of_e2e") for s in S])
+    add("front end busy fraction (max over deployments)",
+        [max((v for v in (_get(s, "front_end", "busy_frac") or {}).values() if v is not None), default=None)
+         for s in S])
     add("egress USD (window)", [_get(s, "network", "egress_usd") for s in S])
     add("mean replica busy fraction", [_mean([r["busy_frac"] for r in s.get("replicas", [])]) for s in S])
     add("fleet busy fraction", [_get(s, "finance", "unit_economics", "fleet_utilization") for s in S])

@@ -167,6 +167,7 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     out += render_throughput(s["throughput"])
     out += render_deployments(s["deployments"])
     out += render_replicas(s["replicas"])
+    out += render_front_ends(s["front_end"])
     if s["tasks"]:
         out += render_tasks(s["tasks"])
         out += render_agent_controls(s["tasks"])
@@ -275,6 +276,16 @@ def render_deployments(deployments: list[dict[str, Any]]) -> list[str]:
         ),
         "",
     ]
+
+
+def render_front_ends(front_end: dict[str, Any]) -> list[str]:
+    """Deployments whose API server is a shared CPU (front_end_work): how busy its cores were; none: nothing."""
+    busy = front_end.get("busy_frac")
+    if not busy:
+        return []
+    return ["## Front ends", "", "Share of the API servers' core time spent on requests (near 1: the front end, not "
+            "the GPUs, sets the throughput).", "",
+            table(["deployment", "front end busy fraction"], [[name, fmt(v)] for name, v in busy.items()]), ""]
 
 
 def render_replicas(replicas: list[dict[str, Any]]) -> list[str]:

@@ -115,6 +115,11 @@ class FrontEndServer:
         self._reschedule()
         return True
 
+    def busy_until_now_s(self) -> float:
+        """CPU-seconds of work done up to now (the shares since the last change counted, nothing changed)."""
+        dt = self.env.now - self.last_s
+        return self.busy_core_s + sum(j.rate for j in self.jobs.values()) * dt if dt > 0 else self.busy_core_s
+
     def holds(self, rid: int) -> bool:
         return rid in self.jobs
 

@@ -91,6 +91,10 @@ class SimResult:
     faults: FaultLog | None = None
     kv_retention: dict[int, TaskRetention] | None = None  # task id -> its pins (only when some class retains KV)
     caches: list[CacheStats] = field(default_factory=list)  # keyed caches' per-partition counts (none: no keyed cache)
+    # deployments whose front end is modelled: its cores, and its CPU-seconds done when the window opens and closes
+    front_end_cores: dict[str, float] = field(default_factory=dict)
+    front_end_busy_at_warmup_s: dict[str, float] = field(default_factory=dict)
+    front_end_busy_at_horizon_s: dict[str, float] = field(default_factory=dict)
 
 
 class FleetModel:
@@ -174,6 +178,7 @@ class FleetModel:
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
         self.busy_at_warmup = np.zeros(len(self.engines))
+        self.front_end_busy_at_warmup = self.front_end_busy_now()
         if rs.scenario.sim.warmup_s > 0:
             self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
 
@@ -915,9 +920,15 @@ class FleetModel:
     def busy_now(self) -> np.ndarray:
         return np.array([e.busy_until_now_s() for e in self.engines])
 
+    def front_end_busy_now(self) -> dict[str, float]:
+        """CPU-seconds each modelled front end has done so far, by deployment."""
+        return {d.config.name: fe.busy_until_now_s() for d, fe in zip(self.rs.deployments, self.front_ends)
+                if fe is not None}
+
     def _snapshot_warmup(self, warmup_s: float) -> Generator[simpy.Event, None, None]:
         yield self.env.timeout(warmup_s)
         self.busy_at_warmup = self.busy_now()
+        self.front_end_busy_at_warmup = self.front_end_busy_now()
 
     def _monitor(self, resolution_s: float) -> Generator[simpy.Event, None, None]:
         """Sample at k x resolution exactly (absolute times, so the grid does not drift)."""
@@ -974,7 +985,7 @@ class FleetModel:
                 progress(env.now, horizon)
             if counted and self.all_finished.triggered:
                 break
-        busy_at_horizon = self.busy_now()
+        busy_at_horizon, front_end_busy_at_horizon = self.busy_now(), self.front_end_busy_now()
         if sim.drain and not self.all_finished.triggered:
             limit = env.timeout(sim.max_drain_s)
             env.run(until=simpy.AnyOf(env, [self.all_finished, limit]))
@@ -1009,6 +1020,10 @@ class FleetModel:
             faults=self.fault_log,
             kv_retention=self.retention.results() if self.retention is not None else None,
             caches=self.caches.results(),
+            front_end_cores={d.config.name: work.cores_per_replica * d.config.replicas
+                             for d in self.rs.deployments if (work := d.front_end_work()) is not None},
+            front_end_busy_at_warmup_s=self.front_end_busy_at_warmup,
+            front_end_busy_at_horizon_s=front_end_busy_at_horizon,
         )
 
 
