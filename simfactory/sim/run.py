@@ -177,8 +177,7 @@ class FleetModel:
             ClosedLoop(self, self.closed, process_classes(rs))
         self.timelines = Timelines()
         self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
-        self.busy_at_warmup = np.zeros(len(self.engines))
-        self.front_end_busy_at_warmup = self.front_end_busy_now()
+        self.busy_at_warmup, self.front_end_busy_at_warmup = np.zeros(len(self.engines)), self.front_end_busy_now()
         if rs.scenario.sim.warmup_s > 0:
             self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
 
