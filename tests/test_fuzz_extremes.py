@@ -125,6 +125,8 @@ _seed("exponential-geometric", ("traffic", "classes", 0), {
 _seed("fixed-empirical", ("traffic", "classes", 0), {
     "name": "chat", "target": "llama8b", "input_tokens": {"kind": "fixed", "value": 128},
     "output_tokens": {"kind": "empirical", "values": [10, 50, 200], "weights": [1, 2, 1]}})
+_seed("front-end-work", ("deployments", 0, "front_end_work"),
+      {"per_request_s": 0.001, "per_input_token_s": 1e-6, "per_output_token_s": 5e-5, "cores_per_replica": 2})
 _seed("semantic-cache", ("traffic", "classes", 0, "semantic_cache"),
       {"hit_ratio": 0.2, "latency_s": {"kind": "fixed", "value": 0.01}})
 _seed("rolling-restart", ("faults",), {"rolling_restarts": [{"pool": "h100-cloud", "start_s": 2, "drain_s": 1,
