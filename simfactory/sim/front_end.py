@@ -8,20 +8,21 @@ tokens come out of the engine), the jobs that want less than an equal share get 
 the rest equally. Two jobs per request, one after the other:
 
 - ingress, from arrival: per-request work + per-input-token work; the engine sees the request when it is done;
-- egress, from the first token: per-output-token work for the tokens after the first, at most as fast as the engine
-  makes them (its cap: the work of one token per engine step) until the engine is done, then as fast as one core
-  goes. The client has the whole answer when both the engine and the egress are done. The first token itself is
-  delivered after one token's work at the share a new job would get then.
+- egress, from the first token: per-output-token work for every token, at most as fast as the engine makes them
+  (its cap: that work spread over the engine's steps for the later tokens) until the engine is done, then as fast
+  as one core goes. The client has the whole answer when both the engine and the egress are done. The first token
+  is delivered after one token's work at the share a new job would get then.
 
 Rates change only when a job starts or ends (or the engine finishes one), so the server costs a few events per
-request and the engine's fast-forward is untouched. Knows nothing of SimPy processes beyond the environment's clock.
+request and the engine's fast-forward is untouched; the jobs live in arrays, so each change costs a few vector
+operations over the jobs in flight. Knows nothing of SimPy processes beyond the environment's clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from simfactory.sim.clock import FloatEnvironment
@@ -29,43 +30,44 @@ from simfactory.sim.clock import FloatEnvironment
 DONE_EPS_S = 1e-12  # work left below this is done (floating-point rounding of rate x time)
 
 
-@dataclass
-class _Job:
-    work_s: float  # CPU-seconds still to do
-    cap: float  # the most cores it can use
-    on_done: Callable[[], None]
-    egress: bool = False  # streaming tokens (else reading the request)
-    engine_done: bool = True  # False: an egress job whose engine still makes tokens (it cannot end before that)
-    rate: float = 0.0
+def fair_levels(caps: np.ndarray, capacity: float) -> np.ndarray:
+    """Max-min fair shares of `capacity` among jobs that can each use at most caps[i] (water-filling): the jobs
+    that want less than an equal share of what is left get their cap, the others that share."""
+    n = len(caps)
+    if n == 0 or caps.sum() <= capacity:  # room for every job's cap (most of the time, below saturation)
+        return caps.copy()
+    if caps.min() * n >= capacity:  # no cap binds: equal shares
+        return np.full(n, capacity / n)
+    order = np.sort(caps)
+    before = np.concatenate(([0.0], np.cumsum(order)[:-1]))  # what the smaller caps take
+    level = (capacity - before) / np.arange(n, 0, -1)  # the equal share left if the k smallest are capped
+    bound = np.flatnonzero(order >= level)
+    return caps.copy() if not len(bound) else np.minimum(caps, level[bound[0]])
 
 
 def fair_rates(caps: list[float], capacity: float) -> list[float]:
-    """Max-min fair shares of `capacity` among jobs that can each use at most caps[i] (water-filling)."""
-    n = len(caps)
-    order = sorted(range(n), key=caps.__getitem__)
-    rates = [0.0] * n
-    left = capacity
-    for k, i in enumerate(order):
-        share = left / (n - k)
-        if caps[i] >= share:
-            for j in order[k:]:
-                rates[j] = share
-            return rates
-        rates[i] = caps[i]
-        left -= caps[i]
-    return rates
+    """fair_levels on a list."""
+    return [float(r) for r in fair_levels(np.asarray(caps, dtype=float), capacity)]
 
 
 class FrontEndServer:
     """One deployment's front ends, pooled: `capacity_fn()` cores (a core per replica's API server, times its
-    workers) shared by all of its requests' jobs."""
+    workers) shared by all of its requests' jobs. A request has one job at a time (reading it, then streaming)."""
 
     def __init__(self, env: FloatEnvironment, capacity_fn: Callable[[], float]) -> None:
         self.env = env
         self.capacity_fn = capacity_fn
-        self.jobs: dict[int, _Job] = {}  # request id -> its job (a request has one at a time)
+        self.slot: dict[int, int] = {}  # request id -> its job's slot in the arrays
+        self.free: list[int] = []
+        self.on_done: list[Callable[[], None] | None] = []
+        self.owner: list[int] = []  # slot -> the request id holding it
+        self.work = np.zeros(0)  # CPU-seconds still to do
+        self.cap = np.zeros(0)  # the most cores a job can use
+        self.rate = np.zeros(0)  # cores it has now
+        self.streaming = np.zeros(0, dtype=bool)  # streaming tokens (else reading the request)
+        self.finished = np.zeros(0, dtype=bool)  # False: a stream whose engine still makes tokens
         self.last_s = 0.0
-        self.timer: simpy.Event | None = None  # when the first job ends at the current shares
+        self.timer: simpy.Event | None = None  # when the first job runs out of work at the current shares
         self.busy_core_s = 0.0  # CPU-seconds of work done
 
     # ---- what the fleet calls ----
@@ -74,75 +76,102 @@ class FrontEndServer:
         if work_s <= DONE_EPS_S:
             on_done()
             return
-        self._start(rid, _Job(work_s, 1.0, on_done))
+        self._start(rid, work_s, 1.0, on_done, egress=False)
 
     def first_token_lag_s(self, work_s: float) -> float:
         """How long one token's `work_s` takes at the share a new job would get now."""
         if work_s <= 0:
             return 0.0
         self._advance()
-        caps = [j.cap for j in self.jobs.values() if j.work_s > DONE_EPS_S] + [1.0]
-        return work_s / fair_rates(caps, self.capacity_fn())[-1]
+        active = self.work > DONE_EPS_S
+        caps = np.append(self.cap[active], 1.0)
+        return work_s / float(fair_levels(caps, self.capacity_fn())[-1])
 
     def egress(self, rid: int, work_s: float, cap: float, on_done: Callable[[], None]) -> None:
-        """Stream `rid`'s later tokens, `work_s` of CPU in all, using at most `cap` cores while the engine makes
-        them (one token's work per engine step). `on_done` once they are all out and `engine_done(rid)` was
-        called."""
-        self._start(rid, _Job(work_s, min(1.0, cap), on_done, egress=True, engine_done=False))
+        """Stream `rid`'s tokens, `work_s` of CPU in all, using at most `cap` cores while the engine makes them.
+        `on_done` once they are all out and `engine_done(rid)` was called."""
+        self._start(rid, work_s, min(1.0, cap), on_done, egress=True)
 
     def engine_done(self, rid: int) -> bool:
-        """The engine made `rid`'s last token: its egress may use a whole core. False when it has no egress job."""
-        job = self.jobs.get(rid)
-        if job is None:
+        """The engine made `rid`'s last token: its stream may use a whole core. False when it has no job."""
+        i = self.slot.get(rid)
+        if i is None:
             return False
         self._advance()
-        job.engine_done = True
-        job.cap = 1.0
-        if job.work_s <= DONE_EPS_S:  # streamed as fast as the engine made the tokens
-            del self.jobs[rid]
+        self.finished[i] = True
+        self.cap[i] = 1.0
+        if self.work[i] <= DONE_EPS_S:  # streamed as fast as the engine made the tokens
+            on_done = self._release(rid)
             self._reschedule()
-            job.on_done()
+            on_done()
             return True
         self._reschedule()
         return True
 
     def remove(self, rid: int) -> bool:
         """The client gave up: drop `rid`'s job (True if it had one)."""
-        if rid not in self.jobs:
+        if rid not in self.slot:
             return False
         self._advance()
-        del self.jobs[rid]
+        self._release(rid)
         self._reschedule()
         return True
 
     def busy_until_now_s(self) -> float:
         """CPU-seconds of work done up to now (the shares since the last change counted, nothing changed)."""
         dt = self.env.now - self.last_s
-        return self.busy_core_s + sum(j.rate for j in self.jobs.values()) * dt if dt > 0 else self.busy_core_s
+        return self.busy_core_s + float(self.rate.sum()) * dt if dt > 0 else self.busy_core_s
 
     def holds(self, rid: int) -> bool:
-        return rid in self.jobs
+        return rid in self.slot
 
     def engine_is_done(self, rid: int) -> bool:
         """`rid` waits for its last tokens to be streamed (the engine is done with it)."""
-        job = self.jobs.get(rid)
-        return job is not None and job.egress and job.engine_done
+        i = self.slot.get(rid)
+        return i is not None and bool(self.streaming[i] and self.finished[i])
 
     # ---- the fluid server ----
-    def _start(self, rid: int, job: _Job) -> None:
+    def _start(self, rid: int, work_s: float, cap: float, on_done: Callable[[], None], egress: bool) -> None:
         self._advance()
-        self.jobs[rid] = job
+        if not self.free:
+            self._grow()
+        i = self.free.pop()
+        self.slot[rid] = i
+        self.on_done[i] = on_done
+        self.owner[i] = rid
+        self.work[i], self.cap[i], self.rate[i] = work_s, cap, 0.0
+        self.streaming[i], self.finished[i] = egress, not egress
         self._reschedule()
+
+    def _grow(self) -> None:
+        n = len(self.work)
+        more = max(64, n)
+        self.work = np.concatenate((self.work, np.zeros(more)))
+        self.cap = np.concatenate((self.cap, np.zeros(more)))
+        self.rate = np.concatenate((self.rate, np.zeros(more)))
+        self.streaming = np.concatenate((self.streaming, np.zeros(more, dtype=bool)))
+        self.finished = np.concatenate((self.finished, np.zeros(more, dtype=bool)))
+        self.on_done += [None] * more
+        self.owner += [-1] * more
+        self.free += list(range(n + more - 1, n - 1, -1))
+
+    def _release(self, rid: int) -> Callable[[], None]:
+        """Free `rid`'s slot; its callback."""
+        i = self.slot.pop(rid)
+        on_done = self.on_done[i]
+        assert on_done is not None
+        self.on_done[i] = None
+        self.work[i] = self.cap[i] = self.rate[i] = 0.0
+        self.free.append(i)
+        return on_done
 
     def _advance(self) -> None:
         """Bring every job's work left up to now."""
         now = self.env.now
         dt = now - self.last_s
-        if dt > 0:
-            for job in self.jobs.values():
-                if job.rate > 0:
-                    job.work_s -= job.rate * dt
-                    self.busy_core_s += job.rate * dt
+        if dt > 0 and self.slot:
+            self.busy_core_s += float(self.rate.sum()) * dt
+            self.work -= self.rate * dt
         self.last_s = now
 
     def _reschedule(self) -> None:
@@ -150,27 +179,23 @@ class FrontEndServer:
         if self.timer is not None:
             self.timer.callbacks.remove(self._on_timer)  # type: ignore[union-attr]
             self.timer = None
-        active = [j for j in self.jobs.values() if j.work_s > DONE_EPS_S]
-        for job in self.jobs.values():
-            job.rate = 0.0
-        if not active:
+        self.rate[:] = 0.0
+        if not self.slot:
             return
-        first = float("inf")
-        for job, r in zip(active, fair_rates([j.cap for j in active], self.capacity_fn())):
-            job.rate = r
-            first = min(first, job.work_s / r)
+        active = np.flatnonzero(self.work > DONE_EPS_S)  # free slots hold no work
+        if not len(active):
+            return
+        rates = fair_levels(self.cap[active], self.capacity_fn())
+        self.rate[active] = rates
+        first = float(np.min(self.work[active] / rates))
         self.timer = self.env.call_at(self.env.now + first, self._on_timer)
 
     def _on_timer(self, _event: object) -> None:
         self.timer = None
         self._advance()
-        done: list[Callable[[], None]] = []
-        for rid, job in list(self.jobs.items()):
-            if job.rate > 0 and job.work_s <= DONE_EPS_S + job.rate * 1e-12:
-                job.work_s = 0.0
-                if job.engine_done:
-                    del self.jobs[rid]
-                    done.append(job.on_done)
+        out = np.flatnonzero((self.rate > 0) & (self.work <= DONE_EPS_S + self.rate * 1e-12))
+        self.work[out] = 0.0
+        done = [self._release(self.owner[i]) for i in out.tolist() if self.finished[i]]
         self._reschedule()
         for on_done in done:
             on_done()
