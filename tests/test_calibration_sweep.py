@@ -291,3 +291,59 @@ def test_the_fits_loss_counts_small_errors_whole_and_far_off_rows_less():
     slope = (robust_loss(np.array([ROW_ERROR_SCALE + 1e-7])) - robust_loss(np.array([ROW_ERROR_SCALE]))) / 1e-7
     assert slope[0] == pytest.approx(0.5, rel=1e-4)
     assert 5 < robust_loss(np.array([10.0]))[0] / robust_loss(np.array([0.25]))[0] < 6
+
+
+def _front_end_sweep() -> pd.DataFrame:
+    """An 8B FP8 server whose API process spends 60 us of CPU a streamed token: its streamed tokens level off near
+    1 / 60 us = 16.7k/s from ~128 clients while the GPU alone would go on (cold starts, 2 x C requests a level)."""
+    truth = SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm-0", "fp8", 1, 256, 2048, front_end_per_token_s=6e-5)
+    sweep = pd.DataFrame([{"concurrency": c, "input_tokens": 64, "output_tokens": 128, "requests": 2 * c}
+                          for c in (1, 16, 64, 128, 192, 256)])
+    measured = truth.simulate(sweep, _family(truth, sweep).to_model(KernelsStepTime(overhead_s=0.001)))
+    return check_sweep(pd.concat([sweep, measured], axis=1))
+
+
+def test_a_front_end_that_caps_streamed_tokens_is_fitted_back_from_where_throughput_levels_off():
+    from simfactory.calibration.sweep_fit import fit_sweep_front_end
+
+    sweep = _front_end_sweep()
+    assert sweep["output_tokens_per_s"].iloc[-1] < 1.01 / 6e-5  # the plateau is there to be found
+    unknown = SweepSetup("h100-sxm", "llama-3.1-8b", "tensorrt-llm-0", "fp8", 1, 256, 2048)
+    fit, _, chosen, found = fit_sweep_front_end(sweep, unknown, max_evaluations=12, per_token_s=(0.0, 6e-5, 1.5e-4),
+                                                preferred=0.0)
+    tried = found.tried
+    assert chosen.front_end_per_token_s == 6e-5 and found.determined
+    assert tried[6e-5] < tried[0.0] / 3 and fit.heldout_mape < 0.03
+    # what the user puts in their scenario carries it (the fitted step time does not)
+    from simfactory.calibration.microbench import scenario_deployment
+
+    assert "front_end_work: {per_request_s: 0, per_input_token_s: 0, per_output_token_s: 6e-05" in (
+        scenario_deployment(chosen))
+    assert "front_end_work" not in scenario_deployment(unknown)
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "2000", "fast"])
+def test_a_bad_front_end_per_token_flag_is_one_line_exit_2(tmp_path, monkeypatch, value):
+    monkeypatch.chdir(tmp_path)
+    _sweep([1, 2, 4], [(200, 16)]).to_csv("s.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                   "--front-end-us-per-token", value])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in res.output.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "--front-end-us-per-token" in errors[0], res.output
+    assert not Path("hardware_profiles").exists()
+
+
+def test_the_command_fits_the_front_end_when_asked_and_says_what_to_put_in_the_scenario(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _front_end_sweep().to_csv("s.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                   "--engine", "tensorrt-llm-0", "--dtype", "fp8", "--max-num-batched-tokens", "2048",
+                                   "--gpu-memory-utilization", "0.9", "--max-evaluations", "12",
+                                   "--front-end-us-per-token", "auto"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "front_end_per_token_s 6e-05 (fitted" in said and "per_output_token_s: 6e-05" in said
+    doc = yaml.safe_load((Path("hardware_profiles") / "h100-sxm" / "llama-3.1-8b-tensorrt-llm-0-fp8-tp1.yaml")
+                         .read_text())
+    assert "front_end_per_token_s 6e-05" in doc["provenance"]["method"]

@@ -255,14 +255,18 @@ def scenario_deployment(setup: Any) -> str:
         fields["gpu_memory_utilization"] = setup.gpu_memory_utilization
     if setup.front_end_s:  # the server's front end: not in the fitted step time, so the deployment must say it
         fields["front_end_s"] = setup.front_end_s
+    work = setup.front_end_work() if hasattr(setup, "front_end_work") else None
+    if work is not None:  # likewise its API server's CPU work (given or fitted)
+        fields["front_end_work"] = "{" + ", ".join(f"{k}: {v:g}" for k, v in work.model_dump().items()) + "}"
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 
 def _sweep_fit_searched(sweep: pd.DataFrame, setup: Any, max_evaluations: int, kind: str,
                         search: dict[str, Any]) -> tuple[Any, list[str], Any, list[Any]]:
     """The sweep fit, searching the server settings named in `search` (field -> the engine preset's value, kept
-    when the sweep does not decide it): the budget first, then the KV fraction at that budget."""
-    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget, fit_sweep_kv
+    when the sweep does not decide it): the budget first, then the KV fraction at that budget, then the front end's
+    CPU per streamed token at both."""
+    from simfactory.calibration.sweep_fit import fit_sweep, fit_sweep_budget, fit_sweep_front_end, fit_sweep_kv
 
     searches = []
     if "max_num_batched_tokens" in search:
@@ -272,6 +276,10 @@ def _sweep_fit_searched(sweep: pd.DataFrame, setup: Any, max_evaluations: int, k
     if "gpu_memory_utilization" in search:
         fit, on_bounds, setup, found = fit_sweep_kv(sweep, setup, max_evaluations, kind,
                                                     preferred=search["gpu_memory_utilization"])
+        searches.append(found)
+    if "front_end_per_token_s" in search:
+        fit, on_bounds, setup, found = fit_sweep_front_end(sweep, setup, max_evaluations, kind,
+                                                           preferred=search["front_end_per_token_s"])
         searches.append(found)
     if not searches:
         fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
@@ -302,7 +310,8 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
     server = (f"max_num_seqs {setup.max_num_seqs}, "
               + found.get("max_num_batched_tokens", f"max_num_batched_tokens {setup.max_num_batched_tokens}") + ", "
               + found.get("gpu_memory_utilization", f"gpu_memory_utilization {kv}" if kv is not None
-                          else "the engine preset's KV memory fraction"))
+                          else "the engine preset's KV memory fraction")
+              + (", " + found["front_end_per_token_s"] if "front_end_per_token_s" in found else ""))
     provenance = {**provenance, "method": f"concurrency-sweep fit: {fit.n_train} measured values fitted, "
                                           f"{fit.n_heldout} held out ({fit.heldout_by}); {server}",
                   "prior_error": f"MAPE {prior.abs().mean():.2%}, bias {prior.mean():+.2%} (+ = slower) over "

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitResult, PhaseError
-from simfactory.config.profile import KernelsStepTime, RooflineStepTime
+from simfactory.config.profile import FrontEndWork, KernelsStepTime, RooflineStepTime
 from simfactory.config.scenario import kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.fidelity import (CLOSED_LOOP_REQUESTS_PER_CLIENT, FidelityPoint, closed_loop_metrics,
@@ -45,6 +45,9 @@ MAX_ROWS = 64
 LIMIT_FLAGS = "--max-num-seqs / --max-num-batched-tokens"
 BUDGETS = (512, 1024, 2048, 4096, 8192, 16384)  # token budgets per step tried when the server's is not known
 KV_FRACTIONS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # KV-cache memory fractions tried likewise
+# an API server's CPU per streamed token tried (--front-end-us-per-token auto), seconds: from none to a slow
+# single-process Python server (public figures: 2-20 us for multi-process servers, ~100 us for NIM 1.3's)
+FRONT_END_PER_TOKEN_S = (0.0, 2e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4)
 # The fit's loss per row, ROW_ERROR_SCALE ln(1 + |error| / ROW_ERROR_SCALE): nearly |error| below ~10%, half its slope
 # at ROW_ERROR_SCALE, logarithmic past it (a row 10x off weighs as much as five rows 25% off, not forty). A row missed
 # by far more is what a step time cannot explain (clients queueing for KV room in a pool the server does not publish,
@@ -162,15 +165,28 @@ class SweepSetup:
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
     front_end_s: float = 0.0  # the server's front end per request (Deployment.front_end_s): in TTFT, not fitted
+    # its API server's CPU per streamed token (Deployment.front_end_work); None: the engine preset's front end, if any
+    front_end_per_token_s: float | None = None
+    front_end_base: FrontEndWork | None = None  # the other terms of that work (the engine preset's; else none)
+
+    def front_end_work(self) -> FrontEndWork | None:
+        """The deployment's front_end_work this setup stands for (None: the engine preset's applies)."""
+        if self.front_end_per_token_s is None:
+            return None
+        base = self.front_end_base or FrontEndWork(per_request_s=0.0, per_output_token_s=0.0)
+        return FrontEndWork(**{**base.model_dump(include=set(FrontEndWork.model_fields)),
+                               "per_output_token_s": self.front_end_per_token_s})
 
     def point(self, row: Any) -> FidelityPoint:
+        work = self.front_end_work()
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
                              model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
                              output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
                              metric="ttft_s", measured=1.0,
                              deployment={**({} if self.gpu_memory_utilization is None else
                                             {"gpu_memory_utilization": self.gpu_memory_utilization}),
-                                         **({"front_end_s": self.front_end_s} if self.front_end_s else {})})
+                                         **({"front_end_s": self.front_end_s} if self.front_end_s else {}),
+                                         **({"front_end_work": work.model_dump()} if work is not None else {})})
 
     def check(self, sweep: pd.DataFrame) -> None:
         """The server these flags describe is one a scenario can hold (e.g. a token budget of at least
@@ -399,7 +415,8 @@ class ServerSearch:
         return f"{self.field} {self.chosen} ({how}; training MAPE by value: {tried})"
 
 
-SERVER_FLAGS = {"max_num_batched_tokens": "--max-num-batched-tokens", "gpu_memory_utilization": "--gpu-memory-utilization"}
+SERVER_FLAGS = {"max_num_batched_tokens": "--max-num-batched-tokens", "gpu_memory_utilization": "--gpu-memory-utilization",
+                "front_end_per_token_s": "--front-end-us-per-token"}
 TIE = 1e-6  # training MAPEs this close are the same fit: the setting did not bind
 
 
@@ -443,3 +460,11 @@ def fit_sweep_kv(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 
     """The KV-cache memory fraction (the engine's gpu_memory_utilization / free_gpu_memory_fraction) searched: the
     KV pool decides where clients start queueing for room, the knee in TTFT at high concurrency."""
     return fit_sweep_server(sweep, setup, "gpu_memory_utilization", fractions, max_evaluations, kind, preferred)
+
+
+def fit_sweep_front_end(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
+                        per_token_s: Sequence[float] = FRONT_END_PER_TOKEN_S,
+                        preferred: float | None = None) -> tuple[FitResult, list[str], SweepSetup, ServerSearch]:
+    """The API server's CPU per streamed token searched: a front end that saturates caps streamed tokens per second
+    and queues new requests, the plateau in throughput and the climb in ITL and TTFT past some concurrency."""
+    return fit_sweep_server(sweep, setup, "front_end_per_token_s", per_token_s, max_evaluations, kind, preferred)

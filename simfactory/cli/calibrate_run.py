@@ -341,18 +341,15 @@ def fit_cmd(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
     front_end_s: Annotated[float, typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine).")] = 0.0,
+    front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim has one), else none.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
     heldout_by: Annotated[Optional[str], typer.Option(help="Held-out rows: random (25%; step tables' default), "
                                                  "batch (every second batch size, per phase) or prompt (every second "
                                                  "prompt / context length; batch-latency tables' default).")] = None,
-    max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows "
-                                                               "(an even spread); the rest are held out.")] = None,
-    max_step_tokens: Annotated[Optional[int], typer.Option(min=1, help="Step tables: leave out steps of more tokens "
-                                                                     "(prompt tokens + decode sequences) than this, "
-                                                                     "e.g. the engine's max_num_batched_tokens: it "
-                                                                     "never runs larger ones.")] = None,
+    max_train_rows: Annotated[Optional[int], typer.Option(help="Step tables: train on at most this many rows (an even spread); the rest are held out.")] = None,
+    max_step_tokens: Annotated[Optional[int], typer.Option(min=1, help="Step tables: leave out steps of more tokens (prompt tokens + decode sequences) than this, e.g. the engine's max_num_batched_tokens: it never runs larger ones.")] = None,
     max_heldout_mape: Annotated[float, typer.Option(help="Refuse to write a profile above this held-out MAPE.")] = 0.10,
     force: Annotated[bool, typer.Option(help="Write the profile even when the fit error is over the threshold, or over files simfactory did not write.")] = False,
     gpu_name: Annotated[Optional[str], typer.Option(help="GPU name for the provenance.")] = None,
@@ -389,7 +386,8 @@ def fit_cmd(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif _is_sweep(table):
-            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end_s)
+            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end_s,
+                      front_end_us_per_token)
             run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, limits, profiles_dir, prov,
                              max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
@@ -417,6 +415,19 @@ def _check_front_end_flag(front_end_s: float, table: Any, request_columns: Any) 
                                               "batch-latency tables time the engine alone")
 
 
+def _front_end_per_token_s(value: Optional[str]) -> float | str | None:
+    """--front-end-us-per-token: seconds per streamed token, "auto" (searched) or None (the preset's)."""
+    if value is None or value.strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        us = float(value)
+    except ValueError:
+        us = math.nan
+    if not 0 <= us <= 1000:  # also NaN; a deployment's per_output_token_s takes at most 1 ms
+        raise InputError("--front-end-us-per-token", "", f"microseconds from 0 to 1000, or auto; got {value!r}")
+    return us * 1e-6
+
+
 def _fit_provenance(measurements: Path, gpu: str) -> dict[str, Any]:
     from simfactory.calibration.microbench import base_provenance
 
@@ -431,7 +442,8 @@ def _is_sweep(table: Any) -> bool:
 
 
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
-               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], float], profiles_dir: Path,
+               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], float, Optional[str]],
+               profiles_dir: Path,
                prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
     """A concurrency sweep: the server's limits (flags, else the engine preset's defaults), fit and publish."""
@@ -457,7 +469,10 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the budget may follow it
         seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4])
+        base = preset.front_end if preset is not None else None
+        per_token_s = _front_end_per_token_s(limits[5])
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4],
+                           per_token_s if per_token_s != "auto" else None, base)
         counted = int(sweep["requests"].notna().sum())
         if counted:
             prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "
@@ -465,12 +480,14 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         setup.check(sweep)
         searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
         searched += [f"gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
+        searched += ["the front end's CPU per streamed token (0-150 us)"] if per_token_s == "auto" else []
         out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}; "
                   f"{'fitted too: ' + ', then '.join(searched) if searched else 'the server settings given'}; every "
                   "evaluation simulates their closed loops) ...", highlight=False)
         search = {k: v for k, v, given in (
             ("max_num_batched_tokens", defaults.token_budget(device_bytes) if defaults else None, limits[1]),
-            ("gpu_memory_utilization", preset.memory.fraction if preset and preset.memory else None, limits[2]))
+            ("gpu_memory_utilization", preset.memory.fraction if preset and preset.memory else None, limits[2]),
+            ("front_end_per_token_s", base.per_output_token_s if base else 0.0, None if per_token_s == "auto" else 0))
             if given is None}
         return publish_sweep(sweep, setup, profiles_dir=profiles_dir, provenance=prov,
                              max_heldout_mape=max_heldout_mape, force=force, max_evaluations=max_evaluations,
