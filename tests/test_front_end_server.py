@@ -34,16 +34,31 @@ def test_fair_shares_conserve_capacity_respect_caps_and_are_max_min_fair(caps, c
     assert all(r >= top * (1 - 1e-9) for r, c in zip(rates, caps) if r < c * (1 - 1e-9))
 
 
-def test_jobs_started_together_share_a_core_and_end_together_or_get_their_own():
-    for cores, expected_s in ((1.0, 0.002), (2.0, 0.001)):
+def test_requests_read_together_are_read_in_turn_on_one_core_or_at_once_on_two():
+    for cores, expected_s in ((1.0, [0.001, 0.002, 0.003]), (2.0, [0.001, 0.001, 0.002]), (3.0, [0.001] * 3)):
         env = FloatEnvironment()
         fe = FrontEndServer(env, lambda cores=cores: cores)
-        ends: list[float] = []
-        fe.ingress(0, 0.001, lambda: ends.append(env.now))
-        fe.ingress(1, 0.001, lambda: ends.append(env.now))
+        ends: list[tuple[int, float]] = []
+        for rid in range(3):
+            fe.ingress(rid, 0.001, lambda rid=rid: ends.append((rid, env.now)))
         env.run()
-        assert ends == pytest.approx([expected_s, expected_s])
-        assert fe.busy_core_s == pytest.approx(0.002)
+        assert [r for r, _ in ends] == [0, 1, 2]  # first come, first read
+        assert [t for _, t in ends] == pytest.approx(expected_s)
+        assert fe.busy_core_s == pytest.approx(0.003)
+
+
+def test_readers_together_get_what_they_would_get_apart_beside_streams():
+    """Two readers and two uncapped streams on one core: the readers' half goes to the first reader alone."""
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 1.0)
+    ends: dict[str, float] = {}
+    for rid in (0, 1):
+        fe.egress(rid, 1.0, 1.0, lambda: None)
+    fe.ingress(2, 0.001, lambda: ends.setdefault("a", env.now))
+    fe.ingress(3, 0.001, lambda: ends.setdefault("b", env.now))
+    env.run(until=0.1)
+    assert ends["a"] == pytest.approx(0.002)  # half a core
+    assert ends["b"] == pytest.approx(0.002 + 0.001 / (1 / 3))  # then a third, as a lone reader beside two streams
 
 
 def test_a_capped_stream_waits_for_its_engine_and_leaves_the_rest_to_others():

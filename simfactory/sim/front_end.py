@@ -7,7 +7,9 @@ interleaves them), capacity shared max-min fairly: a job gets at most its cap (o
 tokens come out of the engine), the jobs that want less than an equal share get what they want, the others split
 the rest equally. Two jobs per request, one after the other:
 
-- ingress, from arrival: per-request work + per-input-token work; the engine sees the request when it is done;
+- ingress, from arrival: per-request work + per-input-token work; the engine sees the request when it is done.
+  Requests being read get together what they would get apart, but first come first served (a handler runs to its
+  end once started): a burst is read one after the other;
 - egress, from the first token: per-output-token work for every token, at most as fast as the engine makes them
   (its cap: that work spread over the engine's steps for the later tokens) until the engine is done, then as fast
   as one core goes. The client has the whole answer when both the engine and the egress are done. The first token
@@ -58,6 +60,7 @@ class FrontEndServer:
         self.env = env
         self.capacity_fn = capacity_fn
         self.slot: dict[int, int] = {}  # request id -> its job's slot in the arrays
+        self.reading: dict[int, None] = {}  # requests being read (ingress), in arrival order
         self.free: list[int] = []
         self.on_done: list[Callable[[], None] | None] = []
         self.owner: list[int] = []  # slot -> the request id holding it
@@ -76,6 +79,7 @@ class FrontEndServer:
         if work_s <= DONE_EPS_S:
             on_done()
             return
+        self.reading[rid] = None
         self._start(rid, work_s, 1.0, on_done, egress=False)
 
     def first_token_lag_s(self, work_s: float) -> float:
@@ -158,6 +162,7 @@ class FrontEndServer:
     def _release(self, rid: int) -> Callable[[], None]:
         """Free `rid`'s slot; its callback."""
         i = self.slot.pop(rid)
+        self.reading.pop(rid, None)
         on_done = self.on_done[i]
         assert on_done is not None
         self.on_done[i] = None
@@ -185,10 +190,21 @@ class FrontEndServer:
         active = np.flatnonzero(self.work > DONE_EPS_S)  # free slots hold no work
         if not len(active):
             return
-        rates = fair_levels(self.cap[active], self.capacity_fn())
-        self.rate[active] = rates
-        first = float(np.min(self.work[active] / rates))
+        self.rate[active] = fair_levels(self.cap[active], self.capacity_fn())
+        if len(self.reading) > 1:
+            self._read_in_order()
+        busy = active[self.rate[active] > 0]
+        first = float(np.min(self.work[busy] / self.rate[busy]))
         self.timer = self.env.call_at(self.env.now + first, self._on_timer)
+
+    def _read_in_order(self) -> None:
+        """Requests being read share what they would get together, first come first served (a request handler
+        runs to its end once started), a core at most each: a burst is read one after the other, not all at once."""
+        slots = [self.slot[rid] for rid in self.reading]
+        left = float(self.rate[slots].sum())
+        for i in slots:
+            self.rate[i] = give = min(1.0, left)
+            left -= give
 
     def _on_timer(self, _event: object) -> None:
         self.timer = None
