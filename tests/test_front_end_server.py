@@ -178,3 +178,29 @@ def test_run_says_how_busy_a_modelled_front_end_was_and_only_then(tmp_path):
     assert "## Front ends" in md
     said, md = ran("plain")
     assert "front end busy" not in said and "## Front ends" not in md
+
+
+@pytest.mark.parametrize("delayed", [False, True])
+def test_fast_forward_matches_stepping_behind_a_saturated_front_end(case, delayed):
+    """The front end reads the engine only at first tokens (the pace a stream may go) and completions: the same
+    answers whether the engine steps every iteration or fast-forwards decode stretches, first tokens delayed or
+    not, with the front end past saturation (50 req/s x ~60 tokens x 0.5 ms = 1.5 cores on 1)."""
+    import copy
+
+    from conftest import assert_fast_forward_matches
+
+    from simfactory.sim.run import FleetModel
+
+    doc = scenario_doc(rate=50.0, max_num_seqs=24, horizon_s=6, delayed_first_token=delayed, overlap_schedule=delayed,
+                       input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
+                       output_tokens={"kind": "geometric", "mean": 60},
+                       front_end_work=_front_end(per_request_s=0.001, per_input_token_s=1e-6, per_output_token_s=5e-4))
+    step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
+    runs = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        runs.append(FleetModel(case(d, step), seed=1).run())
+    exact, fast = runs
+    assert_fast_forward_matches(exact, fast)
+    assert (exact.table.completion_s > 0).any()
