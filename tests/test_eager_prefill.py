@@ -226,3 +226,21 @@ def test_calibration_baselines_and_serving_fits_keep_the_engines_floor():
     clipped = SearchSpace(kept=kept).clip(np.array([0.5, 0.5, 0.001]))
     assert (clipped.prefill_floor_s, clipped.gemm_latency_s, clipped.gemm_ramp_tokens) == (0.1, 9e-6, 170)
     assert (clipped.compute_efficiency, clipped.memory_efficiency, clipped.step_overhead_s) == (0.5, 0.5, 0.001)
+
+
+def test_unquantized_moe_layers_launch_fewer_kernels_than_quantized_ones():
+    """An FP8 block-scaled MoE layer quantizes activations before its expert GEMMs (and DeepSeek's shared expert and
+    attention projections add more); BF16 ones do not: the sglang presets price them apart, dense layers alike."""
+    eager = ENGINES["sglang-0.5"].eager_prefill
+    qwen = MODELS["qwen3-235b-a22b"]
+    assert eager.moe_layer_unquantized_s is not None and eager.moe_layer_unquantized_s < eager.moe_layer_s
+    assert eager.floor_s(qwen, "bf16") == pytest.approx(qwen.moe_layers * eager.moe_layer_unquantized_s
+                                                        + (qwen.layers - qwen.moe_layers) * eager.dense_layer_s)
+    assert eager.floor_s(qwen, "fp8") == eager.floor_s(qwen) > eager.floor_s(qwen, "bf16")
+    llama = MODELS["llama-3.1-70b"]
+    assert eager.floor_s(llama, "bf16") == eager.floor_s(llama, "fp8")  # no MoE layer: nothing differs
+    no_split = EagerPrefill(dense_layer_s=0.001, moe_layer_s=0.003, source="test", as_of="2026-12")
+    assert no_split.floor_s(MODELS["deepseek-r1"], "bf16") == no_split.floor_s(MODELS["deepseek-r1"], "fp8")
+    from simfactory.resolve.step_time import eager_prefill_floor_s
+
+    assert eager_prefill_floor_s(None, qwen, ENGINES["sglang-0.5"], dtype="bf16") == eager.floor_s(qwen, "bf16")

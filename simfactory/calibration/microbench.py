@@ -160,7 +160,7 @@ def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp:
     from simfactory.resolve.step_time import eager_prefill_floor_s
 
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
-    factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset))
+    factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset, dtype=dtype))
     return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp)
 
 

@@ -207,7 +207,7 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
         raise FitRefused("fitting to serving measurements needs at least 10 successful requests")
     dirs = search_dirs(None if base_dir is None else base_dir / "x.yaml", "hardware_profiles", PROFILES_DIR)
     preset, arch = load_engines(dirs).get(dep.engine), load_models(dirs).get(dep.model)
-    floor_s = eager_prefill_floor_s(None, arch, preset) if arch is not None else 0.0
+    floor_s = eager_prefill_floor_s(None, arch, preset, dtype=dep.dtype) if arch is not None else 0.0
     start = default_factors(load_profile(dirs, dep.sku, "--sku", "sku"), preset, floor_s)
     space = dataclasses.replace(space, kept=start)
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates

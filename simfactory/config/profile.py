@@ -620,6 +620,9 @@ class EngineOverhead(Sourced):
         return self.base_s + self.per_layer_s * layers + self.per_extra_gpu_s * (tp - 1)
 
 
+UNQUANTIZED_DTYPES = ("bf16", "fp16")  # weights served as they are: no activation quantization per GEMM
+
+
 class EagerPrefill(Sourced):
     """Host time to launch the kernels of a forward that prefills, for engines that capture CUDA graphs for decode
     batches only: such a step takes at least the launch time of all its layers, which the GPU work hides only once
@@ -629,14 +632,21 @@ class EagerPrefill(Sourced):
     dense_layer_s: float = Field(ge=0, le=0.05, description="per dense (feed-forward) layer, seconds")
     moe_layer_s: float = Field(ge=0, le=0.05, description="per mixture-of-experts layer (router, top-k, expert "
                                                           "kernels, shared experts), seconds")
+    moe_layer_unquantized_s: float | None = Field(
+        default=None, ge=0, le=0.05, description="per mixture-of-experts layer of a model served unquantized (BF16, "
+        "FP16: no activation-quantization kernels before the expert GEMMs), seconds; absent: moe_layer_s")
     only_with: list[Literal["dp_attention", "expert_parallel", "eplb", "speculative", "disaggregated"]] = Field(
         default_factory=list, description="empty: every deployment prefills eagerly; else only deployments using one "
         "of these (where the engine turns its prefill CUDA graphs off)")
 
-    def floor_s(self, arch: ModelArch) -> float:
-        """The launch time of one prefill forward of this model: the least a step with prompt tokens takes."""
+    def floor_s(self, arch: ModelArch, dtype: str | None = None) -> float:
+        """The launch time of one prefill forward of this model in this weight dtype (None: quantized): the least a
+        step with prompt tokens takes."""
         moe = arch.moe_layers if arch.is_moe else 0
-        return self.dense_layer_s * (arch.layers - moe) + self.moe_layer_s * moe
+        per_moe = self.moe_layer_s
+        if dtype in UNQUANTIZED_DTYPES and self.moe_layer_unquantized_s is not None:
+            per_moe = self.moe_layer_unquantized_s
+        return self.dense_layer_s * (arch.layers - moe) + per_moe * moe
 
 
 class ReleaseFactor(Sourced):

@@ -82,11 +82,11 @@ def default_factors(profile: HardwareProfile, preset: EnginePreset | None,
 
 
 def eager_prefill_floor_s(d: Deployment | None, arch: ModelArch, preset: EnginePreset | None,
-                          prefill_role: bool = False) -> float:
+                          prefill_role: bool = False, dtype: str | None = None) -> float:
     """The engine's eager-prefill launch time for this model (0 when its prefill forwards run as CUDA graphs, or
     the deployment uses none of the features that turn them off). prefill_role: d is the prefill replicas of a
     disaggregated deployment (resolved as a deployment of their own, without `disaggregated`). d None: a plain
-    tensor-parallel deployment."""
+    tensor-parallel deployment serving `dtype` weights (None: quantized)."""
     eager = preset.eager_prefill if preset is not None else None
     if eager is None:
         return 0.0
@@ -98,7 +98,7 @@ def eager_prefill_floor_s(d: Deployment | None, arch: ModelArch, preset: EngineP
                 "disaggregated": d.disaggregated is not None or prefill_role}
         if not any(used[c] for c in eager.only_with):
             return 0.0
-    return eager.floor_s(arch)
+    return eager.floor_s(arch, d.dtype if d is not None else dtype)
 
 
 ROOFLINE_DEFAULT_LABEL = "roofline (SKU default factors of "  # the uncalibrated fallback
