@@ -208,3 +208,26 @@ def test_traces_show_the_front_end_apart_from_the_queue(case):
     chats = [{a["key"]: a["value"] for a in s["attributes"]} for s in spans if s["name"].startswith("chat ")]
     assert chats and all(c["simfactory.front_end_s"]["doubleValue"] == pytest.approx(0.03) for c in chats)
     assert all(c["simfactory.queue_s"]["doubleValue"] == pytest.approx(0.0, abs=1e-9) for c in chats)
+
+
+def test_an_engine_presets_front_end_applies_only_where_the_deployment_leaves_it_out():
+    """The sglang presets carry SGLang's front end (12 ms at one client); a deployment's own value, 0 included,
+    wins; engines without one stay at 0; the scenario document keeps it left out (so a re-run resolves it again)."""
+    from conftest import shipped_engines
+
+    from simfactory.config.scenario import scenario_document
+    from simfactory.resolve import resolve
+
+    def resolved(**deployment):
+        doc = scenario_doc(**deployment)
+        doc["pools"][0]["sku"] = "h100-sxm"
+        scenario = Scenario.model_validate(doc)
+        return resolve(scenario).deployments[0].config, scenario
+
+    preset = shipped_engines()["sglang"].defaults.front_end_s
+    assert preset == 0.012 and shipped_engines()["sglang-0.5"].defaults.front_end_s == preset
+    cfg, scenario = resolved(engine="sglang")
+    assert cfg.front_end_s == preset and "front_end_s" not in scenario_document(scenario)["deployments"][0]
+    assert resolved(engine="sglang", front_end_s=0.0)[0].front_end_s == 0.0
+    assert resolved(engine="sglang", front_end_s=0.003)[0].front_end_s == 0.003
+    assert resolved(engine="vllm")[0].front_end_s == 0.0

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from simfactory.config.base import StrictModel
-from simfactory.config.limits import MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
+from simfactory.config.limits import MAX_FRONT_END_S, MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
 
 # fp4: 4-bit floating-point weights and activations (NVFP4 on Blackwell, MXFP4 on CDNA 4), run on FP4 tensor cores;
 # int4: 4-bit integer weights with 16-bit activations (W4A16, AWQ/GPTQ), run at the bf16 rate.
@@ -600,6 +600,10 @@ class EngineDefaults(_Strict):
         default=None, description="deployments' overlap_schedule when the scenario leaves it out")
     delayed_first_token: bool | None = Field(
         default=None, description="deployments' delayed_first_token when the scenario leaves it out")
+    front_end_s: float | None = Field(
+        default=None, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,
+        description="deployments' front_end_s (the API server's time per request at low load) when the scenario "
+                    "leaves it out")
 
 
 class EngineOverhead(Sourced):

@@ -324,7 +324,8 @@ class Deployment(_Strict):
         default=0.0, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,
         description="time the serving front end adds to every request before the engine sees it (HTTP, tokenization, "
         "an inference server's pre- and post-processing such as Triton's ensemble), seconds: in TTFT and E2E, not in "
-        "queue time; 0: not modelled (the engine's own API server is taken as free)")
+        "queue time; 0: not modelled (the engine's own API server is taken as free); left out: the engine preset's "
+        "default (the sglang presets have one), else 0")
     front_end_work: FrontEndWork | None = Field(
         default=None, description="the API server's CPU work per request and token, shared by a replica's requests: "
         "caps streamed tokens per second and queues requests before the engine once saturated (absent: the engine "
@@ -914,7 +915,7 @@ class Scenario(_Strict):
 # schema defaults; scenario_document leaves them out where the scenario did.
 LEFT_OUT_MATTERS: dict[type[BaseModel], tuple[str, ...]] = {
     Deployment: ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "schedule", "kv_admission",
-                 "gpu_memory_utilization", "overlap_schedule", "delayed_first_token"),
+                 "gpu_memory_utilization", "overlap_schedule", "delayed_first_token", "front_end_s"),
     Network: ("bytes_per_token",),
     NetworkLink: ("usd_per_gb",),
 }
