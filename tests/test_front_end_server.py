@@ -204,3 +204,24 @@ def test_fast_forward_matches_stepping_behind_a_saturated_front_end(case, delaye
     exact, fast = runs
     assert_fast_forward_matches(exact, fast)
     assert (exact.table.completion_s > 0).any()
+
+
+def test_the_planners_replica_bound_includes_what_the_api_server_can_stream():
+    """plan prunes fleets a replica could not serve: with a front end of 1 ms a token, a replica's core streams at
+    most 1 / (10 x 1 ms) = 100 requests/s of ten tokens, so 450 requests/s need at least 5 replicas whatever the GPU
+    could do; without a front end the GPU's own bound decides (fewer)."""
+    from simfactory.plan.bounds import front_end_max_rate_per_s
+    from simfactory.plan.search import fleet_bounds
+    from simfactory.resolve import resolve
+
+    assert front_end_max_rate_per_s(2.0, 0.001, 1e-6, 1e-4, 1000, 90) == pytest.approx(2.0 / (0.001 + 0.001 + 0.009))
+    assert front_end_max_rate_per_s(1.0, 0.0, 0.0, 0.0, 100, 100) == float("inf")
+
+    def lower(**deployment) -> int:
+        doc = scenario_doc(max_num_seqs=256, **deployment)
+        doc["pools"][0]["sku"] = "h100-sxm"
+        d = resolve(Scenario.model_validate(doc)).deployments[0]
+        return fleet_bounds(d, 1, 450.0, 1.0, 10.0, [])[0]
+
+    assert lower(front_end_work=_front_end(per_output_token_s=0.001)) == 5
+    assert lower() < 5

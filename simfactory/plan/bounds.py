@@ -1,5 +1,6 @@
 """Analytic bounds that prune a plan's search before simulating: a replica cannot serve more than its
-full-batch throughput, and (one sequence at a time) an M/M/c fleet needs Erlang C's servers."""
+full-batch throughput, nor more than its API server's cores can read and stream, and (one sequence at a time) an
+M/M/c fleet needs Erlang C's servers."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ def replica_max_rate_per_s(model: StepTimeModel, max_seqs: int, kv_capacity_toke
     prefill = max(0.0, model.step_s(mixed) - t_decode)
     per_request_s = max(output_tokens - 1, 0) * t_decode / batch + prefill
     return math.inf if per_request_s <= 0 else 1.0 / per_request_s
+
+
+def front_end_max_rate_per_s(cores: float, per_request_s: float, per_input_token_s: float, per_output_token_s: float,
+                             input_tokens: float, output_tokens: float) -> float:
+    """An upper bound on requests/s one replica's API server can read and stream: its cores over the CPU work of a
+    request (front_end_work); inf when it does none."""
+    work_s = per_request_s + per_input_token_s * input_tokens + per_output_token_s * output_tokens
+    return math.inf if work_s <= 0 else cores / work_s
 
 
 def single_sequence_service_s(model: StepTimeModel, input_tokens: float, output_tokens: float) -> float:

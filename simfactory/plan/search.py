@@ -22,7 +22,8 @@ from simfactory.config.limits import MAX_SIMULATED_S, MAX_SWEEP_RUNS
 from simfactory.config.loader import validate
 from simfactory.config.scenario import ClosedArrivals, Scenario, scenario_document
 from simfactory.errors import InputError, InputErrors
-from simfactory.plan.bounds import erlang_c_min_servers, replica_max_rate_per_s, single_sequence_service_s
+from simfactory.plan.bounds import (erlang_c_min_servers, front_end_max_rate_per_s, replica_max_rate_per_s,
+                                    single_sequence_service_s)
 from simfactory.plan.overrides import apply_overrides, check_paths
 from simfactory.plan.slo import SloTarget, judge, mean_meets
 from simfactory.plan.sweep import run_seed
@@ -228,6 +229,10 @@ def fleet_bounds(d: ResolvedDeployment, floor: int, rate: float, n_in: float, n_
     replica cannot complete more than its full-batch throughput; with one sequence at a time the fleet is M/G/c
     (c > lambda / mu) and Erlang C's servers are the guess for a mean-queueing target."""
     mu_max = replica_max_rate_per_s(d.step_time, d.config.max_num_seqs, d.kv_capacity_tokens, n_in, n_out)
+    work = d.front_end_work()
+    if work is not None:  # the API server's CPU caps the replica too
+        mu_max = min(mu_max, front_end_max_rate_per_s(work.cores_per_replica, work.per_request_s,
+                                                      work.per_input_token_s, work.per_output_token_s, n_in, n_out))
     lower = max(floor, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else floor
     guess = lower
     if d.config.max_num_seqs == 1:
