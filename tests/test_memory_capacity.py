@@ -140,3 +140,24 @@ def test_scenario_resolution_uses_the_engine_rule(tmp_path):
         path.write_text(yaml.safe_dump(doc))
         tokens[engine] = load_and_resolve(path).deployments[0].kv_capacity_tokens
     assert tokens["vllm"] != tokens["sglang"]
+
+
+def test_quantized_weights_on_an_engine_whose_kv_cache_follows_the_activations_are_warned_about():
+    """vLLM and SGLang keep the KV cache in BF16 unless started with an FP8 one; simfactory simulates a deployment
+    of FP8 weights that leaves kv_dtype out with an FP8 cache (the weights' dtype), and says so for those engines
+    only; a deployment that states its kv_dtype is not warned."""
+    from conftest import scenario_doc
+
+    from simfactory.config.scenario import Scenario
+    from simfactory.resolve import resolve
+
+    def warned(**deployment) -> list[str]:
+        doc = scenario_doc(**deployment)
+        doc["pools"][0]["sku"] = "h100-sxm"
+        return [w for w in resolve(Scenario.model_validate(doc)).warnings if "KV cache is simulated" in w]
+
+    said = warned(dtype="fp8")
+    assert len(said) == 1 and "deployments[0]" in said[0] and "kv_dtype" in said[0] and "BF16" in said[0]
+    assert warned(dtype="fp8", engine="sglang") and warned(dtype="fp8", engine="vllm-v0")
+    assert not warned(dtype="fp8", kv_dtype="fp8") and not warned(dtype="fp8", kv_dtype="bf16")
+    assert not warned(dtype="bf16") and not warned(dtype="fp8", engine="tensorrt-llm")

@@ -777,6 +777,12 @@ class EnginePreset(Sourced):
     max_num_seqs_built: PositiveInt | None = Field(
         default=None, description="AOT engines: the batch size the engine was built for (an upper bound)"
     )
+    kv_cache_auto: Literal["weights", "activations"] = Field(
+        default="weights", description="what the engine keeps the KV cache in when started without a KV dtype: the "
+        "activations' (vLLM's --kv-cache-dtype auto; SGLang's, unless the checkpoint names an FP8 cache), or what "
+        "quantized checkpoints for it name, taken as the weights' (ModelOpt checkpoints for TensorRT-LLM). A deployment "
+        "of quantized weights that leaves kv_dtype out is simulated with the weights' dtype and, on an `activations` "
+        "engine, warned about")
     defaults: EngineDefaults = Field(
         default_factory=EngineDefaults, description="scheduler settings deployments get when the scenario leaves them "
         "out")
