@@ -225,3 +225,25 @@ def test_the_planners_replica_bound_includes_what_the_api_server_can_stream():
 
     assert lower(front_end_work=_front_end(per_output_token_s=0.001)) == 5
     assert lower() < 5
+
+
+def test_cores_that_come_and_go_are_shared_anew_and_counted_for_the_busy_fraction():
+    """Two requests of 1 core-second read on 1 core, first come first served... with a second replica up at 0.5 s
+    both are read at once on a core each: the first at 1.0 s (0.5 + 0.5), the second at 1.5 s (0.5 left); core time
+    counts 1 core to 0.5 s and 2 after."""
+    env = FloatEnvironment()
+    cores = {"n": 1.0}
+    fe = FrontEndServer(env, lambda: cores["n"])
+    ends: list[float] = []
+    fe.ingress(0, 1.0, lambda: ends.append(env.now))
+    fe.ingress(1, 1.0, lambda: ends.append(env.now))
+
+    def second_replica(_ev):
+        cores["n"] = 2.0
+        fe.capacity_changed()
+
+    env.call_at(0.5, second_replica)
+    env.run()
+    assert ends == pytest.approx([1.0, 1.5])
+    busy, core_s = fe.busy_until_now_s()
+    assert busy == pytest.approx(2.0) and core_s == pytest.approx(0.5 * 1 + 1.0 * 2)

@@ -141,7 +141,7 @@ def _compute_metrics(result: SimResult, trace_tasks: int) -> RunMetrics:
         "autoscaling": autoscaling_summary(result, req, start_s, end_s),
         "resilience": resilience_summary(result, req, lreq),
         "network": network_block(measured, req, start_s, end_s),
-        "front_end": front_end_block(measured, result, window_s),
+        "front_end": front_end_block(measured, result),
         "tasks": task_summary(tasks, fully_loaded_usd(rs, measured, tasks, fleet, window_s), stats),
         "service": service_summary(lreq, rs, window_s, stats),
         "tenants": tenant_summary(rs, measured, completed, window_s, stats),
@@ -474,17 +474,17 @@ def network_block(measured: pd.DataFrame, req: pd.DataFrame, start: float, end: 
     return {"mean_network_s": mean_s, "share_of_e2e": share, "egress_usd": float(req["egress_usd"][in_window].sum())}
 
 
-def front_end_block(measured: pd.DataFrame, result: SimResult, window_s: float) -> dict[str, Any]:
+def front_end_block(measured: pd.DataFrame, result: SimResult) -> dict[str, Any]:
     """Time the deployments' serving front ends (front_end_s) add to answered requests, and its share of E2E; where
-    a deployment's front end is a shared CPU (front_end_work), the busy fraction of its cores within the window
-    (near 1: the front end, not the GPUs, sets the throughput)."""
+    a deployment's front end is a shared CPU (front_end_work), the busy fraction of its cores within the window, the
+    cores counted as replicas came and went (near 1: the front end, not the GPUs, sets the throughput)."""
     mean_s, share = _mean_and_share_of_e2e(measured, "front_end_s")
     block: dict[str, Any] = {"mean_front_end_s": mean_s, "share_of_e2e": share}
-    if result.front_end_cores:
-        block["busy_frac"] = {
-            name: _f((result.front_end_busy_at_horizon_s[name] - result.front_end_busy_at_warmup_s.get(name, 0.0))
-                     / (cores * window_s))
-            for name, cores in result.front_end_cores.items()}
+    if result.front_end_busy_at_horizon_s:
+        block["busy_frac"] = {}
+        for name, (busy, cores_s) in result.front_end_busy_at_horizon_s.items():
+            busy0, cores0_s = result.front_end_busy_at_warmup_s.get(name, (0.0, 0.0))
+            block["busy_frac"][name] = _f((busy - busy0) / (cores_s - cores0_s)) if cores_s > cores0_s else None
     return block
 
 

@@ -72,6 +72,8 @@ class FrontEndServer:
         self.last_s = 0.0
         self.timer: simpy.Event | None = None  # when the first job runs out of work at the current shares
         self.busy_core_s = 0.0  # CPU-seconds of work done
+        self.capacity_core_s = 0.0  # core-seconds there were (replicas change the cores: autoscaling, faults)
+        self.cores = capacity_fn()  # the cores now (capacity_changed reads them again)
 
     # ---- what the fleet calls ----
     def ingress(self, rid: int, work_s: float, on_done: Callable[[], None]) -> None:
@@ -89,7 +91,7 @@ class FrontEndServer:
         self._advance()
         active = self.work > DONE_EPS_S
         caps = np.append(self.cap[active], 1.0)
-        return work_s / float(fair_levels(caps, self.capacity_fn())[-1])
+        return work_s / float(fair_levels(caps, self.cores)[-1])
 
     def egress(self, rid: int, work_s: float, cap: float, on_done: Callable[[], None]) -> None:
         """Stream `rid`'s tokens, `work_s` of CPU in all, using at most `cap` cores while the engine makes them.
@@ -121,10 +123,18 @@ class FrontEndServer:
         self._reschedule()
         return True
 
-    def busy_until_now_s(self) -> float:
-        """CPU-seconds of work done up to now (the shares since the last change counted, nothing changed)."""
+    def busy_until_now_s(self) -> tuple[float, float]:
+        """CPU-seconds of work done and core-seconds there were, up to now (nothing changed)."""
         dt = self.env.now - self.last_s
-        return self.busy_core_s + float(self.rate.sum()) * dt if dt > 0 else self.busy_core_s
+        if dt <= 0:
+            return self.busy_core_s, self.capacity_core_s
+        return self.busy_core_s + float(self.rate.sum()) * dt, self.capacity_core_s + self.cores * dt
+
+    def capacity_changed(self) -> None:
+        """Replicas started, stopped, failed or recovered: their API servers' cores with them, shared anew."""
+        self._advance()
+        self.cores = self.capacity_fn()
+        self._reschedule()
 
     def holds(self, rid: int) -> bool:
         return rid in self.slot
@@ -174,9 +184,11 @@ class FrontEndServer:
         """Bring every job's work left up to now."""
         now = self.env.now
         dt = now - self.last_s
-        if dt > 0 and self.slot:
-            self.busy_core_s += float(self.rate.sum()) * dt
-            self.work -= self.rate * dt
+        if dt > 0:
+            self.capacity_core_s += self.cores * dt
+            if self.slot:
+                self.busy_core_s += float(self.rate.sum()) * dt
+                self.work -= self.rate * dt
         self.last_s = now
 
     def _reschedule(self) -> None:
@@ -190,7 +202,7 @@ class FrontEndServer:
         active = np.flatnonzero(self.work > DONE_EPS_S)  # free slots hold no work
         if not len(active):
             return
-        self.rate[active] = fair_levels(self.cap[active], self.capacity_fn())
+        self.rate[active] = fair_levels(self.cap[active], self.cores)
         if len(self.reading) > 1:
             self._read_in_order()
         busy = active[self.rate[active] > 0]

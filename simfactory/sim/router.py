@@ -133,7 +133,7 @@ class ReplicaBalancer:
         self.pending: list[tuple[int, int, int, int]] = []  # requests held while no replica is active
         self.gated = 0  # requests for this deployment waiting at the tenant gate (sim/tenancy.py), not yet here
         self.dispatched = 0  # requests dispatched to this deployment so far
-        self.on_change: Callable[[], None] | None = None  # told when replicas start, stop, fail or recover
+        self.on_change: list[Callable[[], None]] = []  # told when replicas start, stop, fail or recover
         # requests each replica holds (running, preempted, own queue), kept by the engines as they change, so
         # least_outstanding is a C-level min over a list instead of a Python pass over the replicas
         self.held = [0] * len(engines)
@@ -149,8 +149,8 @@ class ReplicaBalancer:
             held, self.pending = self.pending, []
             for rid, priority, sc, key in held:
                 self.dispatch(rid, priority, sc, key)
-        if self.on_change is not None:
-            self.on_change()
+        for told in self.on_change:
+            told()
 
     def set_healthy(self, i: int, up: bool) -> None:
         self.healthy[i] = up
@@ -159,8 +159,8 @@ class ReplicaBalancer:
             held, self.pending = self.pending, []
             for rid, priority, sc, key in held:
                 self.dispatch(rid, priority, sc, key)
-        if self.on_change is not None:
-            self.on_change()
+        for told in self.on_change:
+            told()
 
     def pending_count(self) -> int:
         """Requests for this deployment that no replica holds yet: held at zero replicas, or at the tenant gate."""

@@ -91,10 +91,10 @@ class SimResult:
     faults: FaultLog | None = None
     kv_retention: dict[int, TaskRetention] | None = None  # task id -> its pins (only when some class retains KV)
     caches: list[CacheStats] = field(default_factory=list)  # keyed caches' per-partition counts (none: no keyed cache)
-    # deployments whose front end is modelled: its cores, and its CPU-seconds done when the window opens and closes
-    front_end_cores: dict[str, float] = field(default_factory=dict)
-    front_end_busy_at_warmup_s: dict[str, float] = field(default_factory=dict)
-    front_end_busy_at_horizon_s: dict[str, float] = field(default_factory=dict)
+    # deployments whose front end is modelled: (CPU-seconds done, core-seconds there were) when the window opens and
+    # when it closes
+    front_end_busy_at_warmup_s: dict[str, tuple[float, float]] = field(default_factory=dict)
+    front_end_busy_at_horizon_s: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class FleetModel:
@@ -345,7 +345,9 @@ class FleetModel:
             up /= pp
             return work.cores_per_replica * max(1.0, up)
 
-        return FrontEndServer(self.env, cores)
+        fe = FrontEndServer(self.env, cores)
+        balancer.on_change.append(fe.capacity_changed)
+        return fe
 
     def _build_gate(self) -> TenantGate | None:
         """The tenant gate (sim/tenancy.py), when something can hold requests back at it: fair share, or a
@@ -364,7 +366,7 @@ class FleetModel:
         slots = [d.config.max_num_seqs for d in self.rs.deployments]
         gate = TenantGate(self.table, quotas, fair, fair or shares, self.balancers, slots, self._dispatch)
         for d, b in enumerate(self.balancers):
-            b.on_change = lambda d=d: gate.capacity_changed(d)
+            b.on_change.append(lambda d=d: gate.capacity_changed(d))
         return gate
 
     def _build_agent_services(self) -> None:
@@ -919,8 +921,8 @@ class FleetModel:
     def busy_now(self) -> np.ndarray:
         return np.array([e.busy_until_now_s() for e in self.engines])
 
-    def front_end_busy_now(self) -> dict[str, float]:
-        """CPU-seconds each modelled front end has done so far, by deployment."""
+    def front_end_busy_now(self) -> dict[str, tuple[float, float]]:
+        """(CPU-seconds done, core-seconds there were) of each modelled front end so far, by deployment."""
         return {d.config.name: fe.busy_until_now_s() for d, fe in zip(self.rs.deployments, self.front_ends)
                 if fe is not None}
 
@@ -1019,8 +1021,6 @@ class FleetModel:
             faults=self.fault_log,
             kv_retention=self.retention.results() if self.retention is not None else None,
             caches=self.caches.results(),
-            front_end_cores={d.config.name: work.cores_per_replica * d.config.replicas
-                             for d in self.rs.deployments if (work := d.front_end_work()) is not None},
             front_end_busy_at_warmup_s=self.front_end_busy_at_warmup,
             front_end_busy_at_horizon_s=front_end_busy_at_horizon,
         )
