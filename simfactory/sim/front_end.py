@@ -15,9 +15,11 @@ the rest equally. Two jobs per request, one after the other:
   as one core goes. The client has the whole answer when both the engine and the egress are done. The first token
   is delivered after one token's work at the share a new job would get then.
 
-Rates change only when a job starts or ends (or the engine finishes one), so the server costs a few events per
-request and the engine's fast-forward is untouched; the jobs live in arrays, so each change costs a few vector
-operations over the jobs in flight. Knows nothing of SimPy processes beyond the environment's clock.
+A deployment's replicas' API servers are pooled: their cores together serve all its requests (per-replica servers
+with the load balanced, as a fluid). Rates change only when a job starts or ends, the engine finishes one or the
+replicas change, so the server costs a few events per request and the engine's fast-forward is untouched; the jobs
+live in arrays, so each change costs a few vector operations over the jobs in flight. Knows nothing of SimPy
+processes beyond the environment's clock.
 """
 
 from __future__ import annotations
