@@ -127,3 +127,12 @@ def test_compare_states_units_request_latencies_in_ms_task_latencies_in_s():
     latency_rows = [r for r in df.index if any(w in r for w in ("TTFT", "TPOT", "E2E", "latency"))]
     assert latency_rows and all(r.endswith("(ms)") or r.endswith("(s)") for r in latency_rows)
     assert [t for t, _ in compare_panels([s]) if "p99" in t] == ["TTFT p99 (ms)", "E2E p99 (ms)"]
+
+
+def test_a_front_end_busy_row_appears_only_when_some_run_models_one():
+    a, b = summary("a", 1.0, 0.5), summary("b", 2.0, 0.5)
+    assert not any("front end busy" in str(i) for i in comparison_frame([a, b]).index)
+    a["front_end"] = {"share_of_e2e": 0.01, "busy_frac": {"d1": 0.4, "d2": 0.9}}
+    frame = comparison_frame([a, b])
+    row = next(i for i in frame.index if "front end busy" in str(i))
+    assert list(frame.loc[row])[0] == 0.9 and pd.isna(list(frame.loc[row])[1])
