@@ -176,6 +176,9 @@ def test_run_says_how_busy_a_modelled_front_end_was_and_only_then(tmp_path):
     line = next(ln for ln in said.splitlines() if ln.startswith("front end busy"))
     assert float(line.rsplit(" ", 1)[1]) == pytest.approx(0.1, abs=0.03)
     assert "## Front ends" in md
+    assert "limits" not in said  # 10% busy: no bottleneck to point at
+    said, _ = ran("full", front_end_work=_front_end(per_output_token_s=0.001, cores=0.1))  # 100% busy
+    assert any(ln.startswith("note: the API server, not the GPUs, limits dep") for ln in said.splitlines()), said
     said, md = ran("plain")
     assert "front end busy" not in said and "## Front ends" not in md
 

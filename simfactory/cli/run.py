@@ -423,6 +423,10 @@ def _print_load(s: dict[str, Any]) -> None:
     fronts = [f"{name} {frac:.2f}" for name, frac in s["front_end"].get("busy_frac", {}).items() if frac is not None]
     if fronts:  # near 1: the API server's CPU, not the GPUs, sets the throughput
         out.print(f"front end busy (share of its cores' time): {', '.join(fronts)}", highlight=False)
+        full = [name for name, frac in s["front_end"]["busy_frac"].items() if frac is not None and frac >= 0.9]
+        if full:
+            out.print(f"note: the API server, not the GPUs, limits {', '.join(full)}: more front_end_work."
+                      "cores_per_replica (API worker processes) or replicas raise what it can stream", highlight=False)
 
 
 def _s(x: Any) -> str:
