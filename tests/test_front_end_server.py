@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from simfactory.api import run
+from simfactory.config.profile import FrontEndWork
 from simfactory.config.scenario import Scenario
 from simfactory.sim.clock import FloatEnvironment
-from simfactory.sim.front_end import FrontEndServer, fair_rates
+from simfactory.sim.front_end import FrontEndServer, fair_levels
 
 STEP_S = 0.01  # the test profile's fixed step time (conftest.write_case)
 OUTPUT_TOKENS = 10  # conftest.scenario_doc: one prompt token, ten output tokens
@@ -26,7 +27,7 @@ OUTPUT_TOKENS = 10  # conftest.scenario_doc: one prompt token, ten output tokens
 @settings(max_examples=200, deadline=None)
 @given(caps=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=30), capacity=st.floats(0.1, 8.0))
 def test_fair_shares_conserve_capacity_respect_caps_and_are_max_min_fair(caps, capacity):
-    rates = fair_rates(caps, capacity)
+    rates = fair_levels(np.asarray(caps), capacity)
     assert sum(rates) == pytest.approx(min(capacity, sum(caps)), rel=1e-9)
     assert all(r <= c * (1 + 1e-12) for r, c in zip(rates, caps))
     # a job held below its cap gets at least what any other job gets (it could not be given more)
@@ -217,8 +218,10 @@ def test_the_planners_replica_bound_includes_what_the_api_server_can_stream():
     from simfactory.plan.search import fleet_bounds
     from simfactory.resolve import resolve
 
-    assert front_end_max_rate_per_s(2.0, 0.001, 1e-6, 1e-4, 1000, 90) == pytest.approx(2.0 / (0.001 + 0.001 + 0.009))
-    assert front_end_max_rate_per_s(1.0, 0.0, 0.0, 0.0, 100, 100) == float("inf")
+    work = FrontEndWork(per_request_s=0.001, per_input_token_s=1e-6, per_output_token_s=1e-4, cores_per_replica=2.0)
+    assert front_end_max_rate_per_s(2.0, work.request_s(1000, 90)) == pytest.approx(2.0 / (0.001 + 0.001 + 0.009))
+    none = FrontEndWork(per_request_s=0.0, per_output_token_s=0.0)
+    assert front_end_max_rate_per_s(1.0, none.request_s(100, 100)) == float("inf")
 
     def lower(**deployment) -> int:
         doc = scenario_doc(max_num_seqs=256, **deployment)

@@ -255,7 +255,7 @@ def scenario_deployment(setup: Any) -> str:
         fields["gpu_memory_utilization"] = setup.gpu_memory_utilization
     if setup.front_end_s:  # the server's front end: not in the fitted step time, so the deployment must say it
         fields["front_end_s"] = setup.front_end_s
-    work = setup.front_end_work() if hasattr(setup, "front_end_work") else None
+    work = setup.front_end_work()
     if work is not None:  # likewise its API server's CPU work (given or fitted)
         fields["front_end_work"] = "{" + ", ".join(f"{k}: {v:g}" for k, v in work.model_dump().items()) + "}"
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"

@@ -694,9 +694,13 @@ class FrontEndWork(_Strict):
     cores_per_replica: float = Field(default=1.0, gt=0, le=256, description="cores a replica's front end has (its "
                                      "worker processes)")
 
-    def ingress_s(self, input_tokens: int) -> float:
+    def ingress_s(self, input_tokens: float) -> float:
         """Work before the engine sees a request."""
         return self.per_request_s + self.per_input_token_s * input_tokens
+
+    def request_s(self, input_tokens: float, output_tokens: float) -> float:
+        """All of a request's work: reading it and streaming its answer."""
+        return self.ingress_s(input_tokens) + self.per_output_token_s * output_tokens
 
 
 class FrontEndPrior(FrontEndWork, Sourced):

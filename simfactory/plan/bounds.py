@@ -51,11 +51,9 @@ def replica_max_rate_per_s(model: StepTimeModel, max_seqs: int, kv_capacity_toke
     return math.inf if per_request_s <= 0 else 1.0 / per_request_s
 
 
-def front_end_max_rate_per_s(cores: float, per_request_s: float, per_input_token_s: float, per_output_token_s: float,
-                             input_tokens: float, output_tokens: float) -> float:
+def front_end_max_rate_per_s(cores: float, work_s: float) -> float:
     """An upper bound on requests/s one replica's API server can read and stream: its cores over the CPU work of a
-    request (front_end_work); inf when it does none."""
-    work_s = per_request_s + per_input_token_s * input_tokens + per_output_token_s * output_tokens
+    request (FrontEndWork.request_s); inf when it does none."""
     return math.inf if work_s <= 0 else cores / work_s
 
 

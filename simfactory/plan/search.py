@@ -231,8 +231,7 @@ def fleet_bounds(d: ResolvedDeployment, floor: int, rate: float, n_in: float, n_
     mu_max = replica_max_rate_per_s(d.step_time, d.config.max_num_seqs, d.kv_capacity_tokens, n_in, n_out)
     work = d.front_end_work()
     if work is not None:  # the API server's CPU caps the replica too
-        mu_max = min(mu_max, front_end_max_rate_per_s(work.cores_per_replica, work.per_request_s,
-                                                      work.per_input_token_s, work.per_output_token_s, n_in, n_out))
+        mu_max = min(mu_max, front_end_max_rate_per_s(work.cores_per_replica, work.request_s(n_in, n_out)))
     lower = max(floor, math.ceil(rate / mu_max - 1e-12)) if math.isfinite(mu_max) else floor
     guess = lower
     if d.config.max_num_seqs == 1:

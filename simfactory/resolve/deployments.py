@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from simfactory.config.limits import MAX_KV_OVERCOMMIT
-from simfactory.config.profile import EnginePreset, HardwareProfile, ModelArch
+from simfactory.config.profile import UNQUANTIZED_DTYPES, EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.scenario import Deployment, Pool, Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware.memory import MemoryPlan, plan_memory
@@ -89,7 +89,7 @@ def _resolve_deployment(
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
     warnings.extend(_step_time_warnings(d, at, fname, profile, arch, label, lk.profile_dirs))
-    if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in ("bf16", "fp16"):
+    if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in UNQUANTIZED_DTYPES:
         warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the weights' dtype; {d.engine} "
                         f"keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
                         "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")

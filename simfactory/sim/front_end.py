@@ -49,11 +49,6 @@ def fair_levels(caps: np.ndarray, capacity: float) -> np.ndarray:
     return caps.copy() if not len(bound) else np.minimum(caps, level[bound[0]])
 
 
-def fair_rates(caps: list[float], capacity: float) -> list[float]:
-    """fair_levels on a list."""
-    return [float(r) for r in fair_levels(np.asarray(caps, dtype=float), capacity)]
-
-
 class FrontEndServer:
     """One deployment's front ends, pooled: `capacity_fn()` cores (a core per replica's API server, times its
     workers) shared by all of its requests' jobs. A request has one job at a time (reading it, then streaming)."""
