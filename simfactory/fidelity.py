@@ -193,7 +193,10 @@ def regime(batch: int) -> str:
 
 def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests: int,
                      step_time_source: str = "auto", max_num_batched_tokens: int | None = None) -> Scenario:
-    return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
+    """An offline benchmark's point: requests handed to the engine in-process (vLLM's LLM class, trtllm-bench), so
+    no API server in front unless the point's deployment names one."""
+    return point_scenario(p.model_copy(update={"deployment": {"front_end_s": 0.0, **p.deployment}}), engine,
+                          max_num_seqs, max_num_batched_tokens,
                           {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S}, requests / OFFLINE_RATE_PER_S,
                           step_time_source)
 

@@ -73,9 +73,10 @@ def scenario_doc(
     seed: int = 1,
     **deployment: Any,
 ) -> dict[str, Any]:
-    # a synchronous scheduler (no overlap): the closed forms of the engine tests count steps from an arrival
+    # a synchronous scheduler (no overlap) and no API server in front: the closed forms of the engine tests count
+    # steps from an arrival
     dep = {"name": "dep", "model": "llama-3.1-8b", "pool": "pool", "replicas": replicas, "max_num_seqs": 1,
-           "max_num_batched_tokens": 4096, "kv_cache_tokens": 1_000_000, "overlap_schedule": False}
+           "max_num_batched_tokens": 4096, "kv_cache_tokens": 1_000_000, "overlap_schedule": False, "front_end_s": 0.0}
     dep.update(deployment)
     return {
         "name": "case",

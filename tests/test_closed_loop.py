@@ -144,6 +144,25 @@ def test_a_request_count_stops_the_clients_once_sent(case):
     assert not [w for w in rs.warnings if "traffic.arrival.requests" in w]  # no warm-up: every request measured
 
 
+def test_clients_that_join_over_a_ramp_send_their_first_requests_evenly_spread(case):
+    """ramp_up_s: client k sends first at k x ramp / N (here before any answer, which takes 5 steps of dt). Joined
+    a step apart, they stay apart: no two sends coincide, where clients that start together send in fours. A client
+    due at or past the horizon never sends."""
+    n, dt = 4, 0.02
+    doc = closed_doc(n, max_num_seqs=8, horizon_s=10.0, input_tokens={"kind": "fixed", "value": 10},
+                     output_tokens={"kind": "fixed", "value": 5})
+    together = run(case(doc, {"overhead_s": dt})).requests["arrival_s"].to_numpy()
+    assert len(np.unique(together)) == len(together) / n
+    doc["traffic"]["arrival"]["ramp_up_s"] = n * dt
+    res = run(case(doc, {"overhead_s": dt}))
+    sends = np.sort(res.requests["arrival_s"].to_numpy())
+    assert np.allclose(sends[:n], dt * np.arange(n)) and len(np.unique(sends)) == len(sends) > 100
+    assert res.summary["arrival_process"] == "closed loop: 4 clients, no think time, joining over 0.08 s"
+    doc["traffic"]["arrival"]["ramp_up_s"] = 40.0  # clients 1-3 would join at 10 s or later: only client 0 sends
+    sends = np.sort(run(case(doc, {"overhead_s": dt})).requests["arrival_s"].to_numpy())
+    assert np.allclose(sends, 5 * dt * np.arange(len(sends)))
+
+
 def test_a_request_count_behind_a_warm_up_says_what_goes_unmeasured(case):
     doc = closed_doc(4, horizon_s=100, warmup_s=10)
     doc["traffic"]["arrival"]["requests"] = 10
@@ -249,6 +268,7 @@ def test_mixed_with_a_timestamped_trace_and_agent_tasks(case, tmp_path):
     ({"process": "closed", "concurrency": 2, "rate_per_s": 3}, "traffic.arrival.rate_per_s", "unknown field"),
     ({"process": "closed", "concurrency": 50_000}, "traffic.arrival.concurrency", "more than the 5e+07"),
     ({"process": "closed", "concurrency": 2, "requests": 0}, "traffic.arrival.requests", "greater than or equal to 1"),
+    ({"process": "closed", "concurrency": 2, "ramp_up_s": -1}, "traffic.arrival.ramp_up_s", "greater than or equal to 0"),
 ])
 def test_bad_closed_arrivals_exit_2_naming_the_field(tmp_path, arrival, field, reason):
     doc = scenario_doc(horizon_s=1000)

@@ -1,5 +1,6 @@
 """SGLang's overlap scheduler outputs a prefill's first token only after launching the next batch: the client sees
-it at the end of the next step when that step only decodes, at once when a prefill batch (or nothing) comes next
+it at the end of the next step when that step only decodes, once a prefill batch next is launched (at once where
+prefills replay graphs), at once when nothing comes next
 (`delayed_first_token`, on in the sglang presets). Closed forms on constant steps, and fast-forward exactness."""
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import pytest
 from conftest import assert_fast_forward_matches, scenario_doc, shipped_engines
 
 from simfactory.api import run
-from simfactory.sim.run import FleetModel
+from simfactory.fidelity import with_step_time
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.outcomes import Outcome
+from simfactory.sim.run import FleetModel, simulate
 
 STEP_S = 0.01  # conftest's test profile: every step takes overhead_s
 
@@ -37,6 +41,46 @@ def test_a_prefill_batch_next_processes_the_earlier_result_first(case):
     req = run(case(doc)).requests.sort_values("first_scheduled_s")
     assert len(req) == 2 and (req["outcome"] == "completed").all()
     assert np.allclose(req["ttft_s"].to_numpy(), [STEP_S, 3 * STEP_S])
+
+
+class _EagerPrefills(StepTimeModel):
+    """Constant steps whose prefills the host launches eagerly, taking launch_s of the step to do so."""
+
+    def __init__(self, step_s: float, launch_s: float) -> None:
+        self.step, self.launch = step_s, launch_s
+
+    def step_s(self, load: StepLoad) -> float:
+        return self.step
+
+    def prefill_launch_s(self) -> float:
+        return self.launch
+
+
+@pytest.mark.parametrize("launch_s", [0.004, 0.01, 0.05])
+def test_after_an_eager_prefill_the_earlier_first_token_waits_for_its_launch(case, launch_s):
+    """As above, but the second prefill launches eagerly: SGLang 0.5 pops the first prompt's result only once that
+    launch returns, so it goes out min(launch, step) after the second prefill starts; the second's is unchanged."""
+    doc = scenario_doc(rate=2.0, process="constant", horizon_s=1.0, max_num_seqs=2, max_num_batched_tokens=4096,
+                       enable_chunked_prefill=False, schedule="prefill_first", delayed_first_token=True,
+                       overlap_schedule=True, input_tokens={"kind": "fixed", "value": 3000})
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
+    rs = with_step_time(case(doc), _EagerPrefills(STEP_S, launch_s))
+    t = simulate(rs, keep_logs=0).table
+    order = np.argsort(t.first_scheduled_s)
+    ttft = (t.first_token_s - t.arrival_s)[order]
+    assert (t.outcome == Outcome.COMPLETED).all()
+    assert np.allclose(ttft, [STEP_S + min(launch_s, STEP_S), 3 * STEP_S])
+
+
+def test_the_launch_a_model_reports_is_its_eager_prefill_floor():
+    """What the engine waits for: the floor of the models that have one (kernel tables, roofline), 0 elsewhere."""
+    from conftest import resolved_deployment
+
+    eager = resolved_deployment("sglang-0.5", "b200", "deepseek-r1", 8, "fp8").step_time
+    graphed = resolved_deployment("sglang", "b200", "deepseek-r1", 8, "fp8").step_time
+    assert eager.prefill_launch_s() == pytest.approx(eager.step_s(StepLoad(prefill_tokens=1, prefill_attn_pairs=1)))
+    assert eager.prefill_launch_s() > 0.05 and graphed.prefill_launch_s() == 0.0
+    assert eager.without_prefill_floor().prefill_launch_s() == 0.0
 
 
 def _pair(case, doc, step=None, seed=1):

@@ -99,8 +99,9 @@ def test_a_window_scaled_by_w_is_w_copies_of_it_end_to_end(name):
     skip = NOT_COMPARED + ("window.horizon_s", "little_law.mean_time_in_system_s",
                            # a failure its copy left unrepaired is cut at the seam: repair times are the copies'
                            "resilience.mean_time_to_repair_s", "resilience.slo_attainment_after_windows")
+    # figures under a nanosecond are rounding (a queue time measured past a front end's delay) and compared as 0
     off = [f"{path}: whole {want:g}, scaled {scaled.get(path)}" for path, want in leaves(whole)
-           if want and not path.startswith(skip) and not 0.5 < (scaled.get(path) or 0.0) / want < 2.0]
+           if abs(want) > 1e-9 and not path.startswith(skip) and not 0.5 < (scaled.get(path) or 0.0) / want < 2.0]
     assert off == []
     assert whole["outcomes"] == {k: w * v for k, v in compute_metrics(one, trace_tasks=0).summary["outcomes"].items()}
 

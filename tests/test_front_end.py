@@ -91,17 +91,20 @@ def test_an_agent_tasks_breakdown_books_the_front_end_apart_and_still_adds_up(ca
 
 def test_calibration_simulates_the_measured_servers_front_end():
     """`calibrate validate/serve/fit --front-end-s`: the replayed load reaches the engine that much later, so with
-    requests far apart every simulated TTFT and E2E is exactly that much longer and TPOT is unchanged."""
+    requests far apart every simulated TTFT and E2E is exactly that much longer and TPOT is unchanged; left out,
+    the engine preset's front end applies (vLLM V1's 8 ms), and 0 is a value, not "left out"."""
     import pandas as pd
 
     from simfactory.calibration.validate import Deployment, simulate_block
 
     plan = pd.DataFrame({"send_s": np.arange(10) * 2.0, "input_tokens": 500, "output_tokens": 50})
-    plain = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b"))
+    plain = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b", front_end_s=0.0))
     fronted = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b", front_end_s=0.004))
+    preset = simulate_block(plan, Deployment(sku="h100-sxm", model="llama-3.1-8b"))
     assert np.allclose(fronted["ttft_s"] - plain["ttft_s"], 0.004)
     assert np.allclose(fronted["e2e_s"] - plain["e2e_s"], 0.004)
     assert np.allclose(fronted["tpot_s"], plain["tpot_s"])
+    assert np.allclose(preset["ttft_s"] - plain["ttft_s"], 0.008)
 
 
 def test_a_sweep_fit_runs_its_closed_loops_behind_the_front_end():
@@ -211,8 +214,9 @@ def test_traces_show_the_front_end_apart_from_the_queue(case):
 
 
 def test_an_engine_presets_front_end_applies_only_where_the_deployment_leaves_it_out():
-    """The sglang presets carry SGLang's front end (12 ms at one client); a deployment's own value, 0 included,
-    wins; engines without one stay at 0; the scenario document keeps it left out (so a re-run resolves it again)."""
+    """The sglang presets carry SGLang's front end (12 ms at one client), vLLM V1's theirs (8 ms); a deployment's
+    own value, 0 included, wins; engines without one stay at 0; the scenario document keeps it left out (so a re-run
+    resolves it again)."""
     from conftest import shipped_engines
 
     from simfactory.config.scenario import scenario_document
@@ -220,6 +224,8 @@ def test_an_engine_presets_front_end_applies_only_where_the_deployment_leaves_it
 
     def resolved(**deployment):
         doc = scenario_doc(**deployment)
+        if "front_end_s" not in deployment:
+            del doc["deployments"][0]["front_end_s"]  # scenario_doc's engine-alone 0
         doc["pools"][0]["sku"] = "h100-sxm"
         scenario = Scenario.model_validate(doc)
         return resolve(scenario).deployments[0].config, scenario
@@ -230,4 +236,7 @@ def test_an_engine_presets_front_end_applies_only_where_the_deployment_leaves_it
     assert cfg.front_end_s == preset and "front_end_s" not in scenario_document(scenario)["deployments"][0]
     assert resolved(engine="sglang", front_end_s=0.0)[0].front_end_s == 0.0
     assert resolved(engine="sglang", front_end_s=0.003)[0].front_end_s == 0.003
-    assert resolved(engine="vllm")[0].front_end_s == 0.0
+    engines = shipped_engines()
+    assert engines["vllm"].defaults.front_end_s == engines["vllm-0.11"].defaults.front_end_s == 0.008
+    assert resolved(engine="vllm")[0].front_end_s == 0.008 and resolved(engine="vllm", front_end_s=0.0)[0].front_end_s == 0.0
+    assert resolved(engine="vllm-0.6")[0].front_end_s == 0.0 and resolved(engine="tensorrt-llm")[0].front_end_s == 0.0

@@ -19,6 +19,7 @@ from simfactory.config.profile import FrontEndWork
 from simfactory.config.scenario import Scenario
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.front_end import FrontEndServer, fair_levels
+from simfactory.sim.run import simulate
 
 STEP_S = 0.01  # the test profile's fixed step time (conftest.write_case)
 OUTPUT_TOKENS = 10  # conftest.scenario_doc: one prompt token, ten output tokens
@@ -133,6 +134,21 @@ def test_the_deployments_own_work_wins_over_its_engine_presets_and_zero_work_is_
     assert work(front_end_work=_front_end(per_output_token_s=1e-5)).per_output_token_s == 1e-5
     assert work(front_end_work=_front_end()) is None
     assert work(engine="vllm") is None
+    sglang = shipped_engines()["sglang"].front_end  # SGLang's TokenizerManager: one core, every streamed token
+    assert sglang is not None and sglang.cores_per_replica == 1 and sglang.per_output_token_s > 0
+    assert work(engine="sglang") == sglang == work(engine="sglang-0.5")
+
+
+def test_requests_sent_together_reach_an_idle_engine_one_by_one_so_the_first_prefills_alone(case):
+    """Two clients send at once: read one after the other, the first finds the engine idle and is prefilled alone,
+    the second waits for that step (the test profile's 10 ms steps); with no front end both share one step."""
+    doc = scenario_doc(max_num_seqs=2, horizon_s=1.0, front_end_work=_front_end(per_request_s=1e-3))
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
+    t = simulate(case(doc), keep_logs=0).table
+    assert np.allclose(np.sort(t.first_scheduled_s), [1e-3, 1e-3 + STEP_S])
+    doc["deployments"][0].pop("front_end_work")
+    t = simulate(case(doc), keep_logs=0).table
+    assert np.allclose(t.first_scheduled_s, 0.0)
 
 
 @pytest.mark.parametrize("field,bad", [("per_output_token_s", 0.01), ("per_request_s", -1.0),

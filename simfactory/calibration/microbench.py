@@ -253,7 +253,7 @@ def scenario_deployment(setup: Any) -> str:
               "max_num_seqs": setup.max_num_seqs, "max_num_batched_tokens": setup.max_num_batched_tokens}
     if setup.gpu_memory_utilization is not None:
         fields["gpu_memory_utilization"] = setup.gpu_memory_utilization
-    if setup.front_end_s:  # the server's front end: not in the fitted step time, so the deployment must say it
+    if setup.front_end_s is not None:  # the server's front end: not in the fitted step time, so the deployment must say it
         fields["front_end_s"] = setup.front_end_s
     work = setup.front_end_work()
     if work is not None:  # likewise its API server's CPU work (given or fitted)

@@ -164,7 +164,8 @@ class SweepSetup:
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
-    front_end_s: float = 0.0  # the server's front end per request (Deployment.front_end_s): in TTFT, not fitted
+    # the server's front end per request (Deployment.front_end_s): in TTFT, not fitted; None: the engine preset's
+    front_end_s: float | None = None
     # its API server's CPU per streamed token (Deployment.front_end_work); None: the engine preset's front end, if any
     front_end_per_token_s: float | None = None
     front_end_base: FrontEndWork | None = None  # the other terms of that work (the engine preset's; else none)
@@ -185,7 +186,7 @@ class SweepSetup:
                              metric="ttft_s", measured=1.0,
                              deployment={**({} if self.gpu_memory_utilization is None else
                                             {"gpu_memory_utilization": self.gpu_memory_utilization}),
-                                         **({"front_end_s": self.front_end_s} if self.front_end_s else {}),
+                                         **({"front_end_s": self.front_end_s} if self.front_end_s is not None else {}),
                                          **({"front_end_work": work.model_dump()} if work is not None else {})})
 
     def check(self, sweep: pd.DataFrame) -> None:

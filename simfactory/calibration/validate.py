@@ -63,11 +63,13 @@ class Deployment:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     profiles_dir: Path | None = None  # measured profiles (<dir>/<sku>/*.yaml) looked up first, as `calibrate fit` writes
-    front_end_s: float = 0.0  # the measured server's front end per request (Deployment.front_end_s), not fitted
+    # the measured server's front end per request (Deployment.front_end_s), not fitted; None: the engine preset's
+    front_end_s: float | None = None
 
     def __post_init__(self) -> None:
         check_deployment_flags(self.dtype, self.tp, self.replicas)
-        check_front_end(self.front_end_s)
+        if self.front_end_s is not None:
+            check_front_end(self.front_end_s)
         if self.profiles_dir is not None and not Path(self.profiles_dir).is_dir():
             raise InputError("--profiles-dir", "", f"{self.profiles_dir} is not a folder")
         if self.max_num_seqs is not None and self.max_num_seqs < 1:
@@ -101,7 +103,7 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
         d["max_num_seqs"] = dep.max_num_seqs
     if dep.max_num_batched_tokens is not None:
         d["max_num_batched_tokens"] = dep.max_num_batched_tokens
-    if dep.front_end_s:
+    if dep.front_end_s is not None:
         d["front_end_s"] = dep.front_end_s
     return validate(Scenario, {
         "name": "calibration-validate",

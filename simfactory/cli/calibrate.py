@@ -22,9 +22,11 @@ DtypeOpt = Annotated[str, typer.Option(help="Weights dtype of the served model."
 TpOpt = Annotated[int, typer.Option(help="Tensor-parallel GPUs per replica.")]
 ReplicasOpt = Annotated[int, typer.Option(help="Replicas that served the load.")]
 MaxSeqsOpt = Annotated[Optional[int], typer.Option(help="The server's max_num_seqs, if not the engine default.")]
-FrontEndOpt = Annotated[float, typer.Option(help="Seconds the server's front end adds to each request before its "
-                                                 "engine (HTTP, tokenizer, Triton's ensemble): simulated as a "
-                                                 "deployment's front_end_s, not fitted.")]
+FrontEndOpt = Annotated[Optional[float], typer.Option(help="Seconds the server's front end adds to each request "
+                                                           "before its engine (HTTP, tokenizer, Triton's ensemble): "
+                                                           "simulated as a deployment's front_end_s, not fitted; left "
+                                                           "out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, "
+                                                           "else 0).")]
 
 
 def _check_known(sku: str, model: str, engine: str) -> None:
@@ -34,7 +36,7 @@ def _check_known(sku: str, model: str, engine: str) -> None:
 
 
 def _deployment(sku: str, model: str, engine: str, dtype: str, tp: int, replicas: int,
-                max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None, front_end_s: float = 0.0) -> Any:
+                max_num_seqs: Optional[int], profiles_dir: Optional[Path] = None, front_end_s: Optional[float] = None) -> Any:
     from simfactory.calibration.validate import Deployment
 
     _check_known(sku, model, engine)
@@ -370,7 +372,7 @@ def serve_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
-    front_end_s: FrontEndOpt = 0.0,
+    front_end_s: FrontEndOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the Poisson schedules and the simulation.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where requests.csv and validation.csv go.")] = Path("runs/calibrate-serve"),
 ) -> None:
@@ -496,7 +498,7 @@ def validate_cmd(
     tp: TpOpt = 1,
     replicas: ReplicasOpt = 1,
     max_num_seqs: MaxSeqsOpt = None,
-    front_end_s: FrontEndOpt = 0.0,
+    front_end_s: FrontEndOpt = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Simulation seed.")] = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Where validation.csv goes.")] = Path("runs/calibrate-validate"),
     profiles_dir: Annotated[Optional[Path], typer.Option(help="Measured profiles to use (the folder `calibrate fit "

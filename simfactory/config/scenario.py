@@ -277,8 +277,9 @@ class Deployment(_Strict):
     delayed_first_token: bool = Field(
         default=False,
         description="a prompt's first token reaches the client at the end of the step after the one that computed it "
-        "when that step only decodes (SGLang's overlap scheduler launches the next decode batch before it processes "
-        "a prefill's result; before a prefill batch it processes it first); replicas that only prefill "
+        "when that step only decodes (SGLang's overlap scheduler launches the next batch before it processes a "
+        "prefill's result), once the next step is launched when that one prefills too (an eager prefill's launch "
+        "time, the prefill floor; at once where prefills replay graphs); replicas that only prefill "
         "(disaggregated) hand it over at once; only with overlap_schedule, its cause; left out: the engine preset's "
         "default",
     )
@@ -561,6 +562,12 @@ class ClosedArrivals(_Strict):
                     "count does (AIPerf --request-count, vllm bench serve --num-prompts); the last ones run with "
                     "fewer clients in flight (default: no limit, clients send until sim.horizon_s)",
     )
+    ramp_up_s: float = Field(
+        default=0.0, ge=0.0, le=MAX_SIMULATED_S,
+        description="seconds over which the clients join: client k (from 0) sends its first request at "
+                    "k x ramp_up_s / concurrency, as users arrive at a service and load tools ramp (k6's ramping "
+                    "virtual users, Locust's spawn rate); 0 (default): all at time 0, as benchmark clients start",
+    )
 
 
 Arrivals = Annotated[
@@ -585,7 +592,8 @@ def describe_arrivals(arrival: "OpenProcess | ClosedArrivals | None") -> str:
         t = arrival.think_time
         think = "no think time" if isinstance(t, Fixed) and t.value == 0 else f"{t.kind} think time, mean {t.mean():g} s"
         count = "" if arrival.requests is None else f", {arrival.requests:,} requests in all"
-        return f"closed loop: {arrival.concurrency} clients, {think}{count}"
+        ramp = f", joining over {arrival.ramp_up_s:g} s" if arrival.ramp_up_s else ""
+        return f"closed loop: {arrival.concurrency} clients, {think}{count}{ramp}"
     if isinstance(arrival, DiurnalArrivals):
         return f"diurnal, mean {arrival.mean_rate_per_s:g}/s over a {arrival.period_s:g} s day"
     if isinstance(arrival, MmppArrivals):

@@ -453,6 +453,9 @@ class KernelStepTime(StepTimeModel):
         out.prefill_floor_s = 0.0
         return out
 
+    def prefill_launch_s(self) -> float:
+        return self.prefill_floor_s
+
     def _mixed(self, prefill: int, b: int, kv: float, pairs: float) -> float:
         """A step with prefill: non-attention at all its tokens, logits of the decodes + one prefill row,
         decode attention as in a decode-only step, prompt attention per query token at the mean key length."""
@@ -594,6 +597,9 @@ class AttentionRanks(StepTimeModel):
         if not self.inner.prefill_floor_s:
             return self
         return AttentionRanks(self.inner.without_prefill_floor(), self.ranks, self.local_share)
+
+    def prefill_launch_s(self) -> float:
+        return self.inner.prefill_floor_s
 
     def _extra_s(self, even: StepLoad, busy: StepLoad) -> float:
         """What the busiest rank's whole prompts add to the even step: its own share of the per-token work, all of

@@ -70,6 +70,9 @@ class SpeculativeModel(StepTimeModel):
             return expected_tokens_by_position(self.acceptance_by_position)
         return expected_tokens_per_step(self.acceptance, self.k)
 
+    def prefill_launch_s(self) -> float:
+        return self.target.prefill_launch_s()  # real prompt tokens launch as the target's prefill does
+
     def draft_s(self, load: StepLoad) -> float:
         if load.decode_seqs == 0:
             return 0.0

@@ -52,6 +52,11 @@ class StepTimeModel:
         speculative verify pass counts its draft tokens as prompt tokens, but is graph-captured)."""
         return self
 
+    def prefill_launch_s(self) -> float:
+        """Host time to launch a step with prompt tokens (an eager prefill's, the floor; 0 where the engine replays
+        graphs): a scheduler that processes the step before only after launching the next waits that long."""
+        return 0.0
+
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
         kv_step more: (a_s, b_s, n) such that step i (0-based) takes a_s + b_s * i for i < n <= n_max. The engine's
@@ -224,6 +229,9 @@ class RooflineModel(StepTimeModel):
         if not self.factors.prefill_floor_s:
             return self
         return replace(self, factors=self.factors.model_copy(update={"prefill_floor_s": 0.0}))
+
+    def prefill_launch_s(self) -> float:
+        return self.factors.prefill_floor_s or 0.0
 
     def step_s(self, load: StepLoad) -> float:
         tokens = load.prefill_tokens + load.decode_seqs

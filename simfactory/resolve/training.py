@@ -69,6 +69,9 @@ class ScaledStepTime(StepTimeModel):
         a_s, b_s, n = self.inner.decode_affine(decode_seqs, kv0, kv_step, n_max)
         return a_s * self.factor, b_s * self.factor, n
 
+    def prefill_launch_s(self) -> float:
+        return self.inner.prefill_launch_s()  # the host's launch is not what the training job slows
+
 
 def layout_of(job: TrainingJob) -> Layout:
     """The job's layout with defaults filled in (config validation has checked tp x pp x dp = accelerators)."""

@@ -70,8 +70,9 @@ class ClosedLoop:
         self._drawn: dict[int, _Drawn] = {}
         self._handed_out = {c.index: 0 for c in classes}  # requests per class so far (untimed traces cycle rows)
         self.sends_left = process.requests  # the benchmark's request count still to send (None: no limit)
-        for _ in range(process.concurrency):
-            self.env.process(self.client())
+        n = process.concurrency
+        for k in range(n):
+            self.env.process(self.client(k * process.ramp_up_s / n))
 
     def _next_think_s(self) -> float:
         if not self._thinks:
@@ -107,8 +108,13 @@ class ClosedLoop:
             t.block_hashes[rid] = d.block_hashes[i]
         return fleet.submit(rid)
 
-    def client(self) -> Generator[simpy.Event, object, None]:
+    def client(self, start_s: float = 0.0) -> Generator[simpy.Event, object, None]:
         env = self.env
+        if start_s >= self.horizon_s:
+            self.fleet.source_done()  # joins after the horizon: never sends
+            return
+        if start_s > 0.0:
+            yield env.timeout(start_s)
         while True:
             if self.sends_left is not None:
                 if self.sends_left == 0:

@@ -189,7 +189,7 @@ class ReplicaEngine:
         self.replica_id = replica_id
         self.queue = queue
         self.table = table
-        self.step_time = step_time
+        self.step_time, self.prefill_launch_s = step_time, step_time.prefill_launch_s()
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens = max_num_batched_tokens
         self.block_size = block_size
@@ -208,9 +208,9 @@ class ReplicaEngine:
         self.admit_put_by_s = math.inf
         self.admit_puts = 0  # ... and the first admit_puts puts (put at that time, but before the step was formed)
         self.role = role  # mixed | prefill (hands requests off after their first token) | decode
-        # first tokens computed in the step that just ended, delivered at the end of the next step when that is a
-        # decode step, else at once (a prefill step next, or nothing to run): SGLang processes a prefill's result
-        # after launching the next decode batch
+        # first tokens computed in the step that just ended, delivered once the next step is launched (a decode
+        # step: at its end; a prefill step: after its launch, an eager prefill's floor) or at once (nothing to run):
+        # SGLang processes a prefill's result after launching the next batch
         self.delayed_first_token = delayed_first_token
         self.undelivered: list[int] = []
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
@@ -327,8 +327,6 @@ class ReplicaEngine:
         if self.overlap and not (self.dec_base or self.prefill_target):
             self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
         chunks, n_dec, kv_read, pairs = self._schedule()
-        if chunks and self.undelivered:  # a prefill after a prefill: SGLang processes the earlier result first
-            self._deliver_first_tokens(self.env._now)
         if self.overlap:
             # the next step is formed now, from what waits now: a client that resends on an answer of the step that
             # just ended (put now, once that answer is processed) waits one more step
@@ -346,6 +344,16 @@ class ReplicaEngine:
             prefill_tokens += c
         dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
         self.extra_step_s = 0.0
+        if chunks and self.undelivered:
+            # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
+            # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
+            lag_s = min(self.prefill_launch_s, dt)
+            if lag_s > 0.0:
+                at_s = self.env._now + lag_s
+                due, self.undelivered = self.undelivered, []
+                self.env.call_at(at_s, lambda _ev, due=due, at_s=at_s: self._deliver_first_tokens(at_s, due))
+            else:
+                self._deliver_first_tokens(self.env._now)
         self.step_started_s = self.env._now
         self.step_len_s = dt
         self.busy_s += dt
