@@ -83,23 +83,42 @@ def test_the_launch_a_model_reports_is_its_eager_prefill_floor():
     assert eager.without_prefill_floor().prefill_launch_s() == 0.0
 
 
-def _pair(case, doc, step=None, seed=1):
+class _Launching(StepTimeModel):
+    """Another model's steps, its prefills launched eagerly in launch_s (fast-forward keeps the inner model's)."""
+
+    def __init__(self, inner: StepTimeModel, launch_s: float) -> None:
+        self.inner, self.launch = inner, launch_s
+
+    def step_s(self, load: StepLoad) -> float:
+        return self.inner.step_s(load)
+
+    def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
+        return self.inner.decode_affine(decode_seqs, kv0, kv_step, n_max)
+
+    def prefill_launch_s(self) -> float:
+        return self.launch
+
+
+def _pair(case, doc, step=None, seed=1, launch_s=0.0):
     """The same run stepping every iteration and fast-forwarding."""
     out = []
     for exact in (True, False):
         d = copy.deepcopy(doc)
         d["sim"]["exact"] = exact
-        out.append(FleetModel(case(d, step), seed=seed).run())
+        rs = case(d, step)
+        if launch_s:
+            rs = with_step_time(rs, _Launching(rs.deployments[0].step_time, launch_s))
+        out.append(FleetModel(rs, seed=seed).run())
     return out
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_fast_forward_matches_stepping_with_delayed_first_tokens(case, seed):
+@pytest.mark.parametrize("seed, launch_s", [(1, 0.0), (2, 0.0), (3, 0.003)])
+def test_fast_forward_matches_stepping_with_delayed_first_tokens(case, seed, launch_s):
     doc = scenario_doc(rate=12.0, max_num_seqs=24, seed=seed, delayed_first_token=True, overlap_schedule=True,
                        input_tokens={"kind": "lognormal", "median": 200, "sigma": 1.0, "max": 1500},
                        output_tokens={"kind": "geometric", "mean": 60}, horizon_s=8)
     step = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4, "s_per_kv_token": 2e-7}
-    exact, fast = _pair(case, doc, step, seed)
+    exact, fast = _pair(case, doc, step, seed, launch_s)
     assert_fast_forward_matches(exact, fast)
     t = exact.table
     done = t.outcome == 1

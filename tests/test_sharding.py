@@ -170,6 +170,29 @@ def test_a_queue_threshold_that_does_not_split_is_refused(tmp_path):
     _refused(tmp_path, doc, "routing.routes[0].max_waiting", "do not split into 4 equal shards")
 
 
+def test_a_closed_loops_request_count_is_split_over_the_shards_with_its_clients(tmp_path):
+    doc = fleet_doc(shards=4)
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 8, "requests": 40}
+    rs = resolved(tmp_path, doc)
+    shard = shard_scenario(rs.scenario, rs.file, 4)
+    assert (shard.traffic.arrival.concurrency, shard.traffic.arrival.requests) == (2, 10)
+    doc["traffic"]["arrival"]["requests"] = 42
+    _refused(tmp_path, doc, "traffic.arrival.requests", "do not split into 4 equal shards")
+
+
+@pytest.mark.parametrize("arrival, why", [
+    ({"process": "closed", "concurrency": 8, "requests": 40}, "request count is one benchmark from a cold start"),
+    ({"process": "closed", "concurrency": 8, "ramp_up_s": 5.0}, "ramp in over ramp_up_s"),
+])
+def test_what_time_windows_would_repeat_in_every_window_is_refused(tmp_path, arrival, why):
+    doc = fleet_doc(shards=1, windows=2, window_overlap_s=2.0)
+    doc["traffic"]["arrival"] = arrival
+    _refused(tmp_path, doc, "sharding.windows", why)
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 8, "ramp_up_s": 1.0}  # inside the overlap: fine
+    res = runner.invoke(app, ["validate", str(write_case(tmp_path / "ok", doc))])
+    assert res.exit_code == 0, res.output
+
+
 def test_replicas_that_do_not_split_are_refused(tmp_path):
     _refused(tmp_path, fleet_doc(shards=3), "pools[0].count", "do not split into 3 equal shards")
 

@@ -16,6 +16,8 @@ and decode, so the held-out error is one figure, not one per phase.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -67,7 +69,8 @@ def check_batches(frame: pd.DataFrame, file: str = "<batches>") -> pd.DataFrame:
 
 def batch_features(batches: pd.DataFrame, dep: Deployment) -> np.ndarray:
     """(rows, 5): steps, prefill tokens, decode sequences, KV tokens read and attention pairs, each summed over the
-    steps of each row's batch as the deployment's engine would run it."""
+    steps of each row's batch as the deployment's engine would run it (in-process: no API server in front)."""
+    dep = dataclasses.replace(dep, served=False)
     rows = []
     for b, n_in, n_out in batches[["batch_size", "input_tokens", "output_tokens"]].itertuples(index=False):
         block = pd.DataFrame({"send_s": np.zeros(int(b)), "input_tokens": int(n_in), "output_tokens": int(n_out)})

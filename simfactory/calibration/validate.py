@@ -24,7 +24,7 @@ from simfactory.config.limits import MAX_FRONT_END_S
 from simfactory.config.loader import validate
 from simfactory.config.scenario import Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
-from simfactory.config.profile import DType, LinearStepTime, RooflineStepTime
+from simfactory.config.profile import NO_FRONT_END_WORK, DType, LinearStepTime, RooflineStepTime
 from simfactory.hardware.step_time import LinearModel, StepTimeModel
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.resolve.step_time import roofline_model
@@ -65,6 +65,9 @@ class Deployment:
     profiles_dir: Path | None = None  # measured profiles (<dir>/<sku>/*.yaml) looked up first, as `calibrate fit` writes
     # the measured server's front end per request (Deployment.front_end_s), not fitted; None: the engine preset's
     front_end_s: float | None = None
+    # False: measured in-process (vllm bench latency, a batch table): no API server, neither the preset's
+    # front_end_s nor its front-end CPU work
+    served: bool = True
 
     def __post_init__(self) -> None:
         check_deployment_flags(self.dtype, self.tp, self.replicas)
@@ -105,6 +108,8 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
         d["max_num_batched_tokens"] = dep.max_num_batched_tokens
     if dep.front_end_s is not None:
         d["front_end_s"] = dep.front_end_s
+    if not dep.served:
+        d.update(front_end_s=0.0, front_end_work=NO_FRONT_END_WORK)
     return validate(Scenario, {
         "name": "calibration-validate",
         "seed": seed,

@@ -341,7 +341,7 @@ def fit_cmd(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
     front_end_s: Annotated[Optional[float], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
-    front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim has one), else none.")] = None,
+    front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim and sglang have one), else none.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
                                                          "held-out error).")] = "best",
@@ -412,7 +412,7 @@ def _check_front_end_flag(front_end_s: Optional[float], table: Any, request_colu
     if front_end_s is None:
         return
     check_front_end(front_end_s)
-    if not (_is_sweep(table) or all(c in table.columns for c in request_columns)):
+    if front_end_s and not (_is_sweep(table) or all(c in table.columns for c in request_columns)):
         raise InputError("--front-end-s", "", "applies to request and sweep tables (a served load); step and "
                                               "batch-latency tables time the engine alone")
 

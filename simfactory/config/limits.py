@@ -99,7 +99,7 @@ MAX_SESSIONS = 2**40 - 1
 MAX_PREFIX_VARIANTS = 2**20 - 1
 
 # ---- closed-loop clients (traffic.arrival process: closed) ----
-# Clients of one closed loop: each is a SimPy process, and all of them send at time 0. Benchmark clients run at
+# Clients of one closed loop: each is a SimPy process, sending first at time 0 (or over its ramp_up_s). Benchmark clients run at
 # most a few thousand (vllm bench serve --max-concurrency, genai-perf --concurrency); 100,000 already covers the
 # users of a large fleet modelled one by one. More is a typo (or a population an open arrival process describes).
 MAX_CLOSED_LOOP_CLIENTS = 100_000

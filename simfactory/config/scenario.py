@@ -539,7 +539,8 @@ class MmppArrivals(_Strict):
 
 class ClosedArrivals(_Strict):
     """Closed loop: `concurrency` clients, as benchmark clients (vllm bench serve --max-concurrency, genai-perf
-    concurrency mode) and interactive users behave. Each client sends a request at time 0, waits until it ends
+    concurrency mode) and interactive users behave. Each client sends a request at time 0 (client k at k x
+    ramp_up_s / concurrency with a ramp), waits until it ends
     (any outcome: completed, rejected, shed, timed out...; an agent task: until the whole task ends), thinks for
     a drawn time, then sends the next; no client sends at or after sim.horizon_s (what is in flight then drains).
     Each request's class is drawn by weight among the classes that do not replay a timestamped trace (those

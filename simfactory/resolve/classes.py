@@ -251,8 +251,8 @@ def check_trace_windows(scenario: Scenario, classes: list[ResolvedClass], fname:
     a = scenario.traffic.arrival
     if isinstance(a, ClosedArrivals) and a.requests is not None and scenario.sim.warmup_s > 0:
         warnings.append(f"{fname}: traffic.arrival.requests: only the requests sent after sim.warmup_s "
-                        f"({scenario.sim.warmup_s:g} s) are measured, and the first {a.concurrency:,} go out at once "
-                        f"at 0 s; a benchmark with a request count measures them all: set sim.warmup_s: 0 for that")
+                        f"({scenario.sim.warmup_s:g} s) are measured, and the first {a.concurrency:,} go out "
+                        f"{'over the ramp-up' if a.ramp_up_s else 'at once at 0 s'}; a benchmark with a request count measures them all: set sim.warmup_s: 0 for that")
     for c in classes:
         if c.trace is None or c.trace.arrival_s is None or not len(c.trace.arrival_s):
             continue

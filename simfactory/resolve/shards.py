@@ -64,6 +64,7 @@ class _Split:
             a["states"] = [{**s, "rate_per_s": self.rate(s["rate_per_s"])} for s in a["states"]]
         elif process == "closed":
             a["concurrency"] = self.count(a["concurrency"], f"{where}.concurrency", "closed-loop clients")
+            a["requests"] = self.count(a.get("requests"), f"{where}.requests", "requests of the clients' count")
         return a
 
 
@@ -140,6 +141,11 @@ def refuse_unwindowable(sc: Scenario, file: str) -> None:
             why = "a rate schedule's window index is not shifted with the time window"
         elif getattr(arr, "weekday_multipliers", None) is not None:
             why = "weekday_multipliers count days from t = 0, which a later window does not start at"
+        elif getattr(arr, "requests", None) is not None:
+            why = "a closed loop's request count is one benchmark from a cold start, not a rate a window can repeat"
+        elif getattr(arr, "ramp_up_s", 0.0) > (sc.sharding.window_overlap_s if sc.sharding else 0.0):
+            why = ("its clients ramp in over ramp_up_s, longer than sharding.window_overlap_s: every window would "
+                   "ramp them in again inside its measured span")
         if why:
             raise InputError(file, "sharding.windows", f"this scenario cannot be split into time windows: {why}")
 

@@ -4,7 +4,7 @@ Open arrival processes are drawn up front (sim/traffic.py), independent of how t
 the other kind: a fixed population of `concurrency` clients, each with at most one request in flight, so the
 offered load falls as responses slow down (vllm bench serve --max-concurrency, genai-perf's concurrency mode, a
 user who reads an answer before asking again). One SimPy process per client, the way SimPy's examples model a
-customer: send, wait for the request to end (whatever its outcome: completed, rejected, shed, lost, timed out),
+customer: join (at 0, or client k at k x ramp_up_s / concurrency), send, wait for the request to end (whatever its outcome: completed, rejected, shed, lost, timed out),
 think, send again; an agent task is waited for as a whole. No client sends at or after the horizon, nor once the
 process's `requests` (a benchmark's request count) have been sent in all.
 

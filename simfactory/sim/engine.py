@@ -829,12 +829,13 @@ class ReplicaEngine:
 
     def _deliver_first_tokens(self, at_s: float, rids: list[int] | None = None) -> None:
         """The delayed first tokens (`rids`, else all waiting) reach their clients at at_s, now: requests that left
-        meanwhile are skipped."""
+        meanwhile, or are leaving at this step's end (aborted), are skipped."""
         t = self.table
         if rids is None:
             rids, self.undelivered = self.undelivered, []
+        aborting = self.pending_aborts
         for rid in rids:
-            if t.outcome[rid] == PENDING_CODE and t.first_token_s[rid] != t.first_token_s[rid]:
+            if t.outcome[rid] == PENDING_CODE and t.first_token_s[rid] != t.first_token_s[rid] and rid not in aborting:
                 t.first_token_s[rid] = at_s
                 if self.ttft_sink is not None:
                     self.ttft_sink.append(at_s - t.arrival_s[rid])
