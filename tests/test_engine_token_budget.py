@@ -1,6 +1,7 @@
 """An engine whose default token budget depends on the device (SGLang sizes chunked_prefill_size from the GPU's
-memory: 8,192 tokens on an H100 or H200, 16,384 on a B200 or MI300X) gives each deployment the budget of its pool's
-device; a scenario's own budget wins; tiers that do not cover every device are refused."""
+memory: 8,192 tokens on an H100 or H200, 16,384 on a B200 or MI300X; vLLM V1 its budget and batch size, A100s
+excepted) gives each deployment the defaults of its pool's device; a scenario's own values win; tiers that do not
+cover every device are refused."""
 
 from __future__ import annotations
 
@@ -13,11 +14,19 @@ from simfactory.config.scenario import Scenario
 from simfactory.resolve import resolve
 
 
-def budget(sku: str, engine: str = "sglang", **deployment) -> int:
+def limits(sku: str, engine: str = "sglang", **deployment) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) a deployment that leaves both out gets on this SKU."""
     doc = scenario_doc(engine=engine, **deployment)
     doc["pools"][0]["sku"] = sku
-    del doc["deployments"][0]["max_num_batched_tokens"]
-    return resolve(Scenario.model_validate(doc)).deployments[0].config.max_num_batched_tokens
+    for name in ("max_num_batched_tokens", "max_num_seqs"):
+        if name not in deployment:
+            del doc["deployments"][0][name]
+    cfg = resolve(Scenario.model_validate(doc)).deployments[0].config
+    return cfg.max_num_batched_tokens, cfg.max_num_seqs
+
+
+def budget(sku: str, engine: str = "sglang", **deployment) -> int:
+    return limits(sku, engine, **deployment)[0]
 
 
 @pytest.mark.parametrize("sku, tokens", [("h100-sxm", 8192), ("h200", 8192), ("b200", 16384), ("mi300x", 16384),
@@ -27,8 +36,17 @@ def test_sglang_budget_follows_the_devices_memory(sku, tokens):
     assert budget(sku, engine="sglang-0.5") == tokens
 
 
+@pytest.mark.parametrize("sku, tokens, seqs", [("h100-sxm", 8192, 1024), ("h200", 8192, 1024), ("b200", 8192, 1024),
+                                               ("mi300x", 8192, 1024), ("a100-80gb", 2048, 256), ("l40s", 2048, 256)])
+def test_vllm_v1s_budget_and_batch_follow_the_device_and_spare_a100s(sku, tokens, seqs):
+    """vLLM V1's API server: 8,192 tokens and 1,024 sequences on 70 GiB or more, except A100s (by name: an 80 GB
+    A100 keeps 2,048 and 256, as smaller GPUs do); a scenario's own max_num_seqs wins."""
+    assert limits(sku, engine="vllm") == limits(sku, engine="vllm-0.11") == (tokens, seqs)
+    assert limits(sku, engine="vllm", max_num_seqs=64) == (tokens, 64)
+
+
 def test_an_engine_without_tiers_and_a_scenarios_own_budget_are_unchanged():
-    assert budget("b200", engine="vllm") == 8192
+    assert limits("b200", engine="vllm-0.6") == (8192, 256)
     doc = scenario_doc(engine="sglang", max_num_batched_tokens=4096)
     doc["pools"][0]["sku"] = "b200"
     assert resolve(Scenario.model_validate(doc)).deployments[0].config.max_num_batched_tokens == 4096
@@ -39,6 +57,13 @@ def test_tiers_are_the_first_that_fits_and_must_cover_every_device():
         {"below_gib": 40, "max_num_batched_tokens": 1024}, {"below_gib": None, "max_num_batched_tokens": 2048}]})
     assert d.token_budget(39.9 * 2**30) == 1024 and d.token_budget(40 * 2**30) == 2048
     assert d.token_budget(None) is None  # an unknown device: the plain default (none here)
+    assert d.batch_size(80 * 2**30) is None  # a tier that names no batch size: the plain default
+    named = EngineDefaults.model_validate({"max_num_seqs": 8, "first_tier_skus": ["old-gpu"],
+                                           "max_num_batched_tokens_by_memory": [
+        {"below_gib": 40, "max_num_batched_tokens": 1024, "max_num_seqs": 16},
+        {"below_gib": None, "max_num_batched_tokens": 2048}]})
+    assert named.batch_size(20 * 2**30) == 16 and named.batch_size(80 * 2**30) == 8
+    assert named.token_budget(80 * 2**30, "old-gpu") == 1024 and named.batch_size(80 * 2**30, "old-gpu") == 16
     for bad in ([{"below_gib": 40, "max_num_batched_tokens": 1024}],  # no last tier
                 [{"below_gib": 80, "max_num_batched_tokens": 1}, {"below_gib": 40, "max_num_batched_tokens": 2},
                  {"below_gib": None, "max_num_batched_tokens": 3}],  # out of order

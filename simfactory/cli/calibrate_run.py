@@ -468,8 +468,8 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
         preset = load_engines(dirs).get(engine)
         defaults = preset.defaults if preset is not None else None
-        device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the budget may follow it
-        seqs = limits[0] or (defaults.max_num_seqs if defaults else None) or 256
+        device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the defaults may follow it
+        seqs = limits[0] or (defaults.batch_size(device_bytes, sku) if defaults else None) or 256
         tokens = limits[1] or max(seqs, BUDGETS[0])
         base = preset.front_end if preset is not None else None
         per_token_s = _front_end_per_token_s(limits[5])
@@ -487,7 +487,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
                   f"{'fitted too: ' + ', then '.join(searched) if searched else 'the server settings given'}; every "
                   "evaluation simulates their closed loops) ...", highlight=False)
         search = {k: v for k, v, given in (
-            ("max_num_batched_tokens", defaults.token_budget(device_bytes) if defaults else None, limits[1]),
+            ("max_num_batched_tokens", defaults.token_budget(device_bytes, sku) if defaults else None, limits[1]),
             ("gpu_memory_utilization", preset.memory.fraction if preset and preset.memory else None, limits[2]),
             ("front_end_per_token_s", base.per_output_token_s if base else 0.0, None if per_token_s == "auto" else 0))
             if given is None}

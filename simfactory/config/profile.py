@@ -554,13 +554,15 @@ class ModelCatalog(_Strict):
 
 
 class TokenBudgetTier(_Strict):
-    """An engine's per-step token budget on devices with less memory than below_gib (SGLang sizes its
-    chunked_prefill_size from the GPU's memory)."""
+    """An engine's per-step token budget (and batch size) on devices with less memory than below_gib (SGLang sizes
+    its chunked_prefill_size from the GPU's memory, vLLM V1 its max_num_batched_tokens and max_num_seqs)."""
 
     below_gib: PositiveFloat | None = Field(
         description="the tier applies to devices whose memory (as they report it, GiB) is under this; null: every "
                     "larger device (the last tier)")
     max_num_batched_tokens: PositiveInt = Field(description="the budget on those devices")
+    max_num_seqs: PositiveInt | None = Field(
+        default=None, description="the batch size on those devices (null: the defaults' max_num_seqs)")
 
 
 class EngineDefaults(_Strict):
@@ -572,6 +574,9 @@ class EngineDefaults(_Strict):
         default=None, description="the budget by device memory, for engines whose default depends on it: the first "
         "tier whose below_gib exceeds the device's memory (tiers in increasing below_gib, the last one null) gives "
         "deployments' max_num_batched_tokens when the scenario leaves it out, in place of max_num_batched_tokens")
+    first_tier_skus: list[str] | None = Field(
+        default=None, description="SKUs that take the first tier whatever their memory (vLLM keeps A100s on its "
+        "small defaults by device name)")
 
     @model_validator(mode="after")
     def _tiers(self) -> "EngineDefaults":
@@ -583,13 +588,25 @@ class EngineDefaults(_Strict):
                                  "with below_gib null")
         return self
 
-    def token_budget(self, device_bytes: float | None) -> int | None:
-        """The budget on a device with this much memory (the tiers' when given and the device is known)."""
+    def tier(self, device_bytes: float | None, sku: str | None = None) -> TokenBudgetTier | None:
+        """The tier of a device with this much memory (None: no tiers, or the device is unknown)."""
         tiers = self.max_num_batched_tokens_by_memory
         if tiers is None or device_bytes is None:
-            return self.max_num_batched_tokens
+            return None
+        if sku is not None and sku in (self.first_tier_skus or ()):
+            return tiers[0]
         gib = device_bytes / 2**30
-        return next(t.max_num_batched_tokens for t in tiers if t.below_gib is None or gib < t.below_gib)
+        return next(t for t in tiers if t.below_gib is None or gib < t.below_gib)
+
+    def token_budget(self, device_bytes: float | None, sku: str | None = None) -> int | None:
+        """The budget on a device with this much memory (the tiers' when given and the device is known)."""
+        t = self.tier(device_bytes, sku)
+        return self.max_num_batched_tokens if t is None else t.max_num_batched_tokens
+
+    def batch_size(self, device_bytes: float | None, sku: str | None = None) -> int | None:
+        """max_num_seqs on that device (the tier's where it names one)."""
+        t = self.tier(device_bytes, sku)
+        return self.max_num_seqs if t is None or t.max_num_seqs is None else t.max_num_seqs
     enable_chunked_prefill: bool | None = Field(
         default=None, description="deployments' enable_chunked_prefill when the scenario leaves it out")
     schedule: Literal["decode_first", "prefill_first"] | None = Field(

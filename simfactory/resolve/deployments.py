@@ -216,10 +216,14 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
                                  f"unknown engine {d.engine!r} (engines: {', '.join(sorted(lk.engines))})"))
         return None
     preset = lk.engines[d.engine]
-    defaults = preset.defaults.model_dump(exclude_none=True, exclude={"max_num_batched_tokens_by_memory"})
-    budget = preset.defaults.token_budget(profile.spec.device_bytes if profile is not None else None)
+    defaults = preset.defaults.model_dump(exclude_none=True,
+                                          exclude={"max_num_batched_tokens_by_memory", "first_tier_skus"})
+    device = (profile.spec.device_bytes, profile.sku) if profile is not None else (None, None)
+    budget, seqs = preset.defaults.token_budget(*device), preset.defaults.batch_size(*device)
     if budget is not None:
         defaults["max_num_batched_tokens"] = budget
+    if seqs is not None:
+        defaults["max_num_seqs"] = seqs
     unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}
     d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
     # each attention data-parallel rank schedules its own batch: the engine's build limit is per rank
