@@ -453,6 +453,24 @@ def test_a_moe_model_on_the_roofline_is_warned_how_optimistic_that_is(tmp_path):
     assert len(fallback) == 1 and "60-150% optimistic" in fallback[0], rs.warnings
 
 
+def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_overhead(tmp_path):
+    """DeepSeek-R1 has no vLLM tables on an H200: the vllm presets' stand_in puts SGLang's measured kernels of it
+    under vLLM's overhead (the label says so) instead of the roofline; an engine without stand_in keeps the roofline
+    where its own tables lack the model."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="h200", count=8)
+    doc["deployments"][0].update(model="deepseek-r1", tp=8, dtype="fp8", kv_dtype="bf16", engine="vllm", replicas=1)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    assert d.step_time_source.startswith("measured kernels") and "sglang's tables stand in for vllm's" in d.step_time_source
+    sglang = kernel_step_time(MODELS["deepseek-r1"], "deepseek-r1", "h200", "sglang", None, "fp8", "bf16", 8, 0.0)
+    load = StepLoad(0, 32, 32000.0, 0.0)
+    assert d.step_time.step_s(load) - d.step_time.overhead_s == pytest.approx(sglang.step_s(load))
+    doc["deployments"][0]["engine"] = "vllm-0.6"  # no stand_in: its vLLM tables lack the model, so the roofline
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert load_and_resolve(tmp_path / "s.yaml").deployments[0].step_time_source.startswith("roofline")
+
+
 def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):
     doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
     doc["pools"][0]["sku"] = "mi300x"

@@ -743,6 +743,10 @@ class EngineKernels(_Strict):
     allreduce_latency: AllReduceLatency | None = Field(
         default=None, description="an engine whose tensor-parallel all-reduce is slower than the tables' at one token "
                                   "(absent: the tables' all-reduce)")
+    stand_in: list[Literal["vllm", "sglang", "trtllm"]] = Field(
+        default_factory=list, description="frameworks whose tables stand in, in this order, where the framework's own "
+        "lack the model or layout (another engine's measured kernels of the same model, with this engine's overhead, "
+        "rather than the roofline); the step time's label says so")
 
 
 class EngineMemory(Sourced):
