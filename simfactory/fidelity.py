@@ -126,7 +126,9 @@ class FidelitySuite(BaseModel):
     engine: str = "vllm"
     engine_version: str | None = Field(default=None, description="the engine release measured, e.g. 0.5.3 or 1.0")
     mode: Literal["offline", "concurrency", "rate"] = "offline"  # informational: each point says how it runs
-    max_num_seqs: PositiveInt = 256
+    max_num_seqs: PositiveInt | None = Field(
+        default=256, description="every point's batch limit unless the point sets its own; null: the engine preset's "
+                                 "default for the point's device (concurrency and rate points only)")
     max_num_batched_tokens: PositiveInt | None = Field(
         default=None, description="every point's per-step token budget unless the point sets its own; absent: the "
                                   "engine preset's default for the point's device")
@@ -202,7 +204,7 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
                           step_time_source)
 
 
-def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
+def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int | None, max_num_batched_tokens: int | None,
                    arrival: dict[str, Any], horizon_s: float, step_time_source: str = "auto") -> Scenario:
     """One replica of the point's deployment, one class of its lengths, this arrival process and horizon (a token
     budget of None: the engine preset's for the point's device). A point whose values no scenario can hold (a rate
@@ -211,7 +213,7 @@ def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_bat
         "name": p.id,
         "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
-                         "engine": engine, "max_num_seqs": max_num_seqs,
+                         "engine": engine, **({} if max_num_seqs is None else {"max_num_seqs": max_num_seqs}),
                          **({} if max_num_batched_tokens is None else {"max_num_batched_tokens": max_num_batched_tokens}),
                          "step_time_source": step_time_source, **p.deployment}],
         "traffic": {"arrival": arrival,
@@ -289,7 +291,7 @@ CLOSED_LOOP_REQUESTS_PER_CLIENT = 8  # requests per client in a concurrency poin
 CLOSED_LOOP_RAMP = 1 / 3  # share of a concurrency point's run left out as the ramp (a benchmark's warm-up)
 
 
-def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
+def closed_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int | None, max_num_batched_tokens: int | None,
                          horizon_s: float, requests: int | None = None) -> Scenario:
     """A concurrency point as a closed loop: p.concurrency clients, no think time, one replica; with `requests`,
     the clients stop once they have sent that many in all."""
@@ -316,7 +318,7 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
     return (prefill + osl * decode) * queueing + d.config.front_end_s
 
 
-def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None,
+def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None, max_num_batched_tokens: int | None,
                         step_time: StepTimeModel | None = None,
                         requests: int | None = None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from the send), mean ITL and throughput of a concurrency point run as a closed loop, and the
@@ -364,14 +366,15 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int, max_nu
     }, source
 
 
-def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, max_num_batched_tokens: int | None) -> Scenario:
+def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int | None,
+                       max_num_batched_tokens: int | None) -> Scenario:
     """A rate point: Poisson arrivals at p.rate_per_s for as long as p.requests take on average, one replica."""
     assert p.rate_per_s is not None and p.requests is not None
     return point_scenario(p, engine, max_num_seqs, max_num_batched_tokens,
                           {"process": "poisson", "rate_per_s": p.rate_per_s}, p.requests / p.rate_per_s)
 
 
-def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int,
+def open_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
                       max_num_batched_tokens: int | None) -> tuple[dict[str, float], str]:
     """Mean TTFT (from arrival) and ITL of every request of a rate point, and its output tokens over first arrival
     to last completion (vllm bench serve's and AIPerf's duration); NaN if none completed. `in_flight`, the mean
@@ -411,13 +414,16 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
                                                 requests=count)
             else:
                 seqs = p.max_num_seqs or suite.max_num_seqs
+                if seqs is None:
+                    raise InputError(f"fidelity suite {suite.name}", f"points.{p.id}.max_num_seqs",
+                                     "an offline point needs a batch limit (the suite's max_num_seqs is null)")
                 n = seqs if one_batch else p.requests or requests
                 rs = resolve(offline_scenario(p, suite.engine, seqs, n, max_num_batched_tokens=tokens))
                 metrics = offline_metrics(rs) if one_batch else {"output_tokens_per_s": offline_output_tokens_per_s(rs)}
                 runs[key] = (metrics, source_kind(rs.deployments[0].step_time_source))
         metrics, source = runs[key]
         batch = p.concurrency or (max(1, round(metrics["in_flight"])) if "in_flight" in metrics else None) \
-            or p.max_num_seqs or suite.max_num_seqs
+            or p.max_num_seqs or suite.max_num_seqs or 0
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
         if on_point:

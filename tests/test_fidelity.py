@@ -106,6 +106,26 @@ def test_a_concurrency_points_own_request_count_overrides_the_suites(monkeypatch
     assert seen == [80, 48]
 
 
+def test_a_suite_without_a_batch_limit_leaves_it_to_the_engine_preset_for_the_device():
+    """max_num_seqs null: a concurrency point runs with the preset's default for its device (vLLM V1 on an H100:
+    1,024 sequences); an offline point, whose one batch that limit is, is refused naming it."""
+    from simfactory.errors import InputError
+    from simfactory.fidelity import FidelityPoint, FidelitySuite, closed_loop_scenario
+    from simfactory.resolve import resolve
+
+    p = FidelityPoint(id="c", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=10, output_tokens=10,
+                      concurrency=2000, metric="ttft_s", measured=1.0)
+    seqs = resolve(closed_loop_scenario(p, "vllm", None, None, 10.0)).deployments[0].config.max_num_seqs
+    assert seqs == 1024 and resolve(closed_loop_scenario(p, "vllm", 64, None, 10.0)).deployments[0].config.max_num_seqs == 64
+    offline = {"id": "o", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 10,
+               "output_tokens": 10, "metric": "output_tokens_per_s", "measured": 1.0}
+    suite = FidelitySuite.model_validate({"name": "s", "source": "x", "as_of": "2026", "max_num_seqs": None,
+                                          "points": [offline]})
+    with pytest.raises(InputError, match="needs a batch limit") as e:
+        run_suite(suite)
+    assert e.value.field == "points.o.max_num_seqs"
+
+
 def test_a_suite_states_its_request_count_per_client():
     from pydantic import ValidationError
 
