@@ -532,8 +532,8 @@ class FleetModel:
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
             delay += float(t.net_in_s[rid])
-        if delay > 0:
-            self.env.timeout(delay).callbacks.append(lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
+        if delay > 0:  # one event a request (the vLLM and SGLang presets' front end): call_at, not a Timeout's two objects
+            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
             return
         self._ingress(rid, deployment)
 
