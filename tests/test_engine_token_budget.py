@@ -45,6 +45,31 @@ def test_vllm_v1s_budget_and_batch_follow_the_device_and_spare_a100s(sku, tokens
     assert limits(sku, engine="vllm", max_num_seqs=64) == (tokens, 64)
 
 
+def test_a_left_out_batch_never_exceeds_the_budget_and_a_pair_that_cannot_run_is_refused():
+    """vLLM clamps its default max_num_seqs to the token budget (min(1,024, 512) on an H100); a batch the device's
+    default budget cannot cover (4,096 sequences, 2,048 tokens on an A100) is refused naming the field."""
+    from simfactory.errors import InputErrors
+
+    assert limits("h100-sxm", engine="vllm", max_num_batched_tokens=512) == (512, 512)
+    with pytest.raises(InputErrors, match="max_num_seqs: 4096 sequences need a token budget"):
+        limits("a100-80gb", engine="vllm", max_num_seqs=4096)
+
+
+def test_disaggregated_prefill_on_another_device_takes_that_devices_defaults():
+    """Decode on H100s, prefill on A100s: each side gets its own device's vLLM defaults."""
+    doc = scenario_doc(engine="vllm")
+    dep = doc["deployments"][0]
+    for name in ("max_num_batched_tokens", "max_num_seqs"):
+        del dep[name]
+    doc["pools"] = [{"name": "pool", "sku": "h100-sxm", "count": 1, "location": "cloud"},
+                    {"name": "pre", "sku": "a100-80gb", "count": 1, "location": "cloud"}]
+    dep["disaggregated"] = {"prefill_replicas": 1, "prefill": {"pool": "pre"}, "kv_link_gb_s": 50.0}
+    rd = resolve(Scenario.model_validate(doc)).deployments[0]
+    assert (rd.config.max_num_batched_tokens, rd.config.max_num_seqs) == (8192, 1024)
+    assert rd.prefill is not None
+    assert (rd.prefill.config.max_num_batched_tokens, rd.prefill.config.max_num_seqs) == (2048, 256)
+
+
 def test_an_engine_without_tiers_and_a_scenarios_own_budget_are_unchanged():
     assert limits("b200", engine="vllm-0.6") == (8192, 256)
     doc = scenario_doc(engine="sglang", max_num_batched_tokens=4096)

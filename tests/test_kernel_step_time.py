@@ -466,6 +466,13 @@ def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_over
     sglang = kernel_step_time(MODELS["deepseek-r1"], "deepseek-r1", "h200", "sglang", None, "fp8", "bf16", 8, 0.0)
     load = StepLoad(0, 32, 32000.0, 0.0)
     assert d.step_time.step_s(load) - d.step_time.overhead_s == pytest.approx(sglang.step_s(load))
+    from simfactory.config.profile import KernelsStepTime
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve.step_time import kernel_model
+
+    fitted, why = kernel_model(d.config, d.profile, d.arch, [PROFILES_DIR], "bf16", d.engine_preset,
+                               fit=KernelsStepTime(overhead_s=0.002))  # a calibration fit on the stand-in too
+    assert fitted is not None and "stand in" in fitted.label, why
     doc["deployments"][0]["engine"] = "vllm-0.6"  # no stand_in: its vLLM tables lack the model, so the roofline
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
     assert load_and_resolve(tmp_path / "s.yaml").deployments[0].step_time_source.startswith("roofline")

@@ -469,7 +469,8 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         preset = load_engines(dirs).get(engine)
         defaults = preset.defaults if preset is not None else None
         device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the defaults may follow it
-        seqs = limits[0] or (defaults.batch_size(device_bytes, sku) if defaults else None) or 256
+        seqs = limits[0] or min((defaults.batch_size(device_bytes, sku) if defaults else None) or 256,
+                                limits[1] or MAX_TOKENS)  # vLLM: no more sequences than the budget has tokens
         tokens = limits[1] or max(seqs, BUDGETS[0])
         base = preset.front_end if preset is not None else None
         per_token_s = _front_end_per_token_s(limits[5])

@@ -575,8 +575,8 @@ class EngineDefaults(_Strict):
         "tier whose below_gib exceeds the device's memory (tiers in increasing below_gib, the last one null) gives "
         "deployments' max_num_batched_tokens when the scenario leaves it out, in place of max_num_batched_tokens")
     first_tier_skus: list[str] | None = Field(
-        default=None, description="SKUs that take the first tier whatever their memory (vLLM keeps A100s on its "
-        "small defaults by device name)")
+        default=None, description="SKUs whose name contains one of these take the first tier whatever their memory "
+        "(vLLM keeps A100s on its small defaults by device name: 'a100')")
 
     @model_validator(mode="after")
     def _tiers(self) -> "EngineDefaults":
@@ -593,7 +593,7 @@ class EngineDefaults(_Strict):
         tiers = self.max_num_batched_tokens_by_memory
         if tiers is None or device_bytes is None:
             return None
-        if sku is not None and sku in (self.first_tier_skus or ()):
+        if sku is not None and any(part in sku for part in self.first_tier_skus or ()):
             return tiers[0]
         gib = device_bytes / 2**30
         return next(t for t in tiers if t.below_gib is None or gib < t.below_gib)

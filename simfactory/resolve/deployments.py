@@ -46,6 +46,7 @@ def _resolve_deployment(
     is appended."""
     fname = lk.fname
     at = at or f"deployments[{i}]"
+    raw = d  # as the scenario gives it: a prefill pool of another device takes that device's defaults
     with_preset = _with_preset(d, at, lk, errors, profiles.get(d.pool))
     if with_preset is None:
         return None
@@ -107,7 +108,7 @@ def _resolve_deployment(
     )
     if d.disaggregated is None:
         return rd
-    prefill = _resolve_prefill(scenario, i, d, index, lk, pools, profiles, used, errors, warnings)
+    prefill = _resolve_prefill(scenario, i, raw, index, lk, pools, profiles, used, errors, warnings)
     link = _kv_link(d, rd, prefill, f"{at}.disaggregated", fname, errors) if prefill is not None else None
     if prefill is None or link is None:
         return None
@@ -225,7 +226,14 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
     if seqs is not None:
         defaults["max_num_seqs"] = seqs
     unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}
+    if "max_num_seqs" in unset:  # no more sequences than a step has tokens (vLLM: min(default, max_num_batched_tokens))
+        unset["max_num_seqs"] = min(unset["max_num_seqs"], unset.get("max_num_batched_tokens", d.max_num_batched_tokens))
     d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
+    if d.max_num_batched_tokens < d.max_num_seqs:
+        errors.append(InputError(lk.fname, f"{at}.max_num_seqs",
+                                 f"{d.max_num_seqs} sequences need a token budget of at least as many; the {d.engine} "
+                                 f"preset's on this device is {d.max_num_batched_tokens} (set max_num_batched_tokens)"))
+        return None
     # each attention data-parallel rank schedules its own batch: the engine's build limit is per rank
     if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built * d.dp_attention:
         per_rank = f" per attention rank (max_num_seqs / dp_attention {d.dp_attention})" if d.dp_attention > 1 else ""

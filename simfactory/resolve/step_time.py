@@ -191,7 +191,7 @@ def kernel_model(
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
                              profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, links=links, **terms)
-    for other in (k.stand_in if k is not None and fit is None else []):
+    for other in (k.stand_in if k is not None else []):  # a fit on the stand-in's tables too
         if model is not None:
             break
         model = kernel_step_time(arch, d.model, profile.sku, other, None, d.dtype, kv_dtype, d.tp, profile_dirs=dirs,
