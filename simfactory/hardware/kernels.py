@@ -599,7 +599,7 @@ class AttentionRanks(StepTimeModel):
         return AttentionRanks(self.inner.without_prefill_floor(), self.ranks, self.local_share)
 
     def prefill_launch_s(self) -> float:
-        return self.inner.prefill_floor_s
+        return self.inner.prefill_launch_s()
 
     def _extra_s(self, even: StepLoad, busy: StepLoad) -> float:
         """What the busiest rank's whole prompts add to the even step: its own share of the per-token work, all of

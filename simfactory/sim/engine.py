@@ -349,9 +349,7 @@ class ReplicaEngine:
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
             lag_s = min(self.prefill_launch_s, dt)
             if lag_s > 0.0:
-                at_s = self.env._now + lag_s
-                due, self.undelivered = self.undelivered, []
-                self.env.call_at(at_s, lambda _ev, due=due, at_s=at_s: self._deliver_first_tokens(at_s, due))
+                self._deliver_first_tokens_later(self.env._now + lag_s)
             else:
                 self._deliver_first_tokens(self.env._now)
         self.step_started_s = self.env._now
@@ -416,9 +414,7 @@ class ReplicaEngine:
         n = st.n
         if self.undelivered:  # delivered at the end of the stretch's first step, which always runs (an event then,
             # not now: a run that stops, an autoscaler that reads its TTFT sink before then must not see it yet)
-            at_s = st.start_s + st.a_s
-            due, self.undelivered = self.undelivered, []
-            self.env.call_at(at_s, lambda _ev, due=due, at_s=at_s: self._deliver_first_tokens(at_s, due))
+            self._deliver_first_tokens_later(st.start_s + st.a_s)
         st.busy0_s = busy = self.busy_s
         length = n * st.a_s + st.b_s * (n * (n - 1) // 2)  # st.elapsed_s(n)
         self.step_len_s = length
@@ -826,6 +822,11 @@ class ReplicaEngine:
         self.down = False
         if self.repaired is not None and not self.repaired.triggered:
             self.repaired.succeed()
+
+    def _deliver_first_tokens_later(self, at_s: float) -> None:
+        """The first tokens waiting now reach their clients at at_s (an event then)."""
+        due, self.undelivered = self.undelivered, []
+        self.env.call_at(at_s, lambda _ev: self._deliver_first_tokens(at_s, due))
 
     def _deliver_first_tokens(self, at_s: float, rids: list[int] | None = None) -> None:
         """The delayed first tokens (`rids`, else all waiting) reach their clients at at_s, now: requests that left
