@@ -269,3 +269,38 @@ def test_cores_that_come_and_go_are_shared_anew_and_counted_for_the_busy_fractio
     assert ends == pytest.approx([1.0, 1.5])
     busy, core_s = fe.busy_until_now_s()
     assert busy == pytest.approx(2.0) and core_s == pytest.approx(0.5 * 1 + 1.0 * 2)
+
+
+def test_requests_read_shared_are_all_read_by_the_end_of_the_burst():
+    """ingress shared (vLLM's event loop): three requests read together on one core progress together and are read
+    at once, 3 x their work, where in order they end one work apart; beside a stream, the readers and the stream
+    split the core evenly."""
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 1.0, in_order=False)
+    ends: list[float] = []
+    for rid in range(3):
+        fe.ingress(rid, 0.001, lambda: ends.append(env.now))
+    env.run()
+    assert ends == pytest.approx([0.003] * 3) and fe.busy_core_s == pytest.approx(0.003)
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 1.0, in_order=False)
+    fe.egress(0, 1.0, 1.0, lambda: None)
+    got: list[float] = []
+    for rid in (1, 2):
+        fe.ingress(rid, 0.001, lambda: got.append(env.now))
+    env.run(until=0.1)
+    assert got == pytest.approx([0.003, 0.003])  # a third of the core each
+
+
+def test_a_burst_behind_a_shared_front_end_reaches_the_engine_together(case):
+    """Two clients send at once to a front end that reads them shared: both are read by 2 x the work and share the
+    engine's first step (in order, the first would be prefilled alone: the test above)."""
+    doc = scenario_doc(max_num_seqs=2, horizon_s=1.0,
+                       front_end_work=_front_end(per_request_s=1e-3) | {"ingress": "shared"})
+    doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
+    t = simulate(case(doc), keep_logs=0).table
+    assert np.allclose(t.first_scheduled_s, [2e-3, 2e-3])
+    from conftest import shipped_engines
+
+    engines = shipped_engines()  # vLLM 0.11's API server reads a burst shared, SGLang's TokenizerManager in order
+    assert engines["vllm-0.11"].front_end.ingress == "shared" and engines["sglang"].front_end.ingress == "in_order"

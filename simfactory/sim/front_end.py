@@ -8,8 +8,9 @@ tokens come out of the engine), the jobs that want less than an equal share get 
 the rest equally. Two jobs per request, one after the other:
 
 - ingress, from arrival: per-request work + per-input-token work; the engine sees the request when it is done.
-  Requests being read get together what they would get apart, but first come first served (a handler runs to its
-  end once started): a burst is read one after the other;
+  Requests being read get together what they would get apart, and either first come first served (in_order: a
+  handler runs to its end once started, a burst is read one after the other) or shared like the rest (an event loop
+  that runs every ready handler's next step each pass: a burst's requests are all read by about the same time);
 - egress, from the first token: per-output-token work for every token, at most as fast as the engine makes them
   (its cap: that work spread over the engine's steps for the later tokens) until the engine is done, then as fast
   as one core goes. The client has the whole answer when both the engine and the egress are done. The first token
@@ -53,9 +54,10 @@ class FrontEndServer:
     """One deployment's front ends, pooled: `capacity_fn()` cores (a core per replica's API server, times its
     workers) shared by all of its requests' jobs. A request has one job at a time (reading it, then streaming)."""
 
-    def __init__(self, env: FloatEnvironment, capacity_fn: Callable[[], float]) -> None:
+    def __init__(self, env: FloatEnvironment, capacity_fn: Callable[[], float], in_order: bool = True) -> None:
         self.env = env
         self.capacity_fn = capacity_fn
+        self.in_order = in_order  # requests are read first come first served (else shared like every other job)
         self.slot: dict[int, int] = {}  # request id -> its job's slot in the arrays
         self.reading: dict[int, None] = {}  # requests being read (ingress), in arrival order
         self.free: list[int] = []
@@ -200,7 +202,7 @@ class FrontEndServer:
         if not len(active):
             return
         self.rate[active] = fair_levels(self.cap[active], self.cores)
-        if len(self.reading) > 1:
+        if self.in_order and len(self.reading) > 1:
             self._read_in_order()
         busy = active[self.rate[active] > 0]
         first = float(np.min(self.work[busy] / self.rate[busy]))
