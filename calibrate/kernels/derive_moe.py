@@ -79,6 +79,9 @@ DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2
           "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8")}
 QUANT_BY_MODEL = {"mixtral-8x7b": {"fp8": ("fp8", "fp8")}}
 SMALL = {"mixtral-8x7b"}  # fits 1-4 devices: the "small" layouts, no rack layouts
+# FP8 weights that fit four 80 GB devices (Qwen3-235B-A22B-FP8 at TP4 is a common H100 deployment): TP4 layouts too
+# (experts tensor- or expert-parallel), off the racks
+ALSO_TP4 = {"qwen3-235b-a22b"}
 # a layout whose composed prefill, its gap added, misses the SDK's by more than this at a checked prompt is refused
 MAX_PREFILL_DIFF = 0.10
 PREFILL_CHECK = (128, 1024, 4096)  # prompt lengths (tokens) at which the composition is checked against the SDK
@@ -207,6 +210,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
             continue
         cfg = sdk_config(arch, work)
         layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
+        if arch.id in ALSO_TP4 and not rack:
+            layouts = layouts + [(4, 1, 1), (4, 1, 4)]
         for fw in FRAMEWORKS:
             if versions[fw] is None:
                 refused.append(f"{arch.id} {fw}: no queryable version on {system}")

@@ -257,7 +257,8 @@ def scenario_deployment(setup: Any) -> str:
         fields["front_end_s"] = setup.front_end_s
     work = setup.front_end_work()
     if work is not None:  # likewise its API server's CPU work (given or fitted)
-        fields["front_end_work"] = "{" + ", ".join(f"{k}: {v:g}" for k, v in work.model_dump().items()) + "}"
+        fields["front_end_work"] = "{" + ", ".join(f"{k}: {v:g}" if isinstance(v, (int, float)) else f"{k}: {v}"
+                                                   for k, v in work.model_dump().items()) + "}"
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 
