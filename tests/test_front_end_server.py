@@ -142,7 +142,8 @@ def test_the_deployments_own_work_wins_over_its_engine_presets_and_zero_work_is_
 def test_requests_sent_together_reach_an_idle_engine_one_by_one_so_the_first_prefills_alone(case):
     """Two clients send at once: read one after the other, the first finds the engine idle and is prefilled alone,
     the second waits for that step (the test profile's 10 ms steps); with no front end both share one step."""
-    doc = scenario_doc(max_num_seqs=2, horizon_s=1.0, front_end_work=_front_end(per_request_s=1e-3))
+    doc = scenario_doc(max_num_seqs=2, horizon_s=1.0,
+                       front_end_work=_front_end(per_request_s=1e-3) | {"ingress": "in_order"})
     doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
     t = simulate(case(doc), keep_logs=0).table
     assert np.allclose(np.sort(t.first_scheduled_s), [1e-3, 1e-3 + STEP_S])
@@ -300,7 +301,22 @@ def test_a_burst_behind_a_shared_front_end_reaches_the_engine_together(case):
     doc["traffic"]["arrival"] = {"process": "closed", "concurrency": 2, "requests": 2}
     t = simulate(case(doc), keep_logs=0).table
     assert np.allclose(t.first_scheduled_s, [2e-3, 2e-3])
-    from conftest import shipped_engines
 
-    engines = shipped_engines()  # vLLM 0.11's API server reads a burst shared, SGLang's TokenizerManager in order
-    assert engines["vllm-0.11"].front_end.ingress == "shared" and engines["sglang"].front_end.ingress == "in_order"
+
+def test_a_front_end_left_without_ingress_reads_the_engines_way():
+    """ingress left out: the engine preset's front end's, else vLLM's presets read shared (their event loop), the
+    others in order; a deployment's own ingress wins."""
+    from simfactory.resolve import resolve
+
+    def ingress(engine: str, **work: object) -> str:
+        doc = scenario_doc(engine=engine, front_end_work=_front_end(per_request_s=1e-3) | work)
+        doc["pools"][0]["sku"] = "h100-sxm"
+        return resolve(Scenario.model_validate(doc)).deployments[0].front_end_ingress()
+
+    assert ingress("vllm") == ingress("vllm-0.11") == "shared"
+    assert ingress("sglang") == ingress("nim") == "in_order"
+    assert ingress("vllm", ingress="in_order") == "in_order" and ingress("sglang", ingress="shared") == "shared"
+    doc = scenario_doc(engine="vllm-0.11")  # the preset's own front end, which says shared
+    doc["pools"][0]["sku"] = "h100-sxm"
+    d = resolve(Scenario.model_validate(doc)).deployments[0]
+    assert d.front_end_work() is not None and d.front_end_ingress() == "shared"

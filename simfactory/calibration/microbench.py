@@ -258,7 +258,7 @@ def scenario_deployment(setup: Any) -> str:
     work = setup.front_end_work()
     if work is not None:  # likewise its API server's CPU work (given or fitted)
         fields["front_end_work"] = "{" + ", ".join(f"{k}: {v:g}" if isinstance(v, (int, float)) else f"{k}: {v}"
-                                                   for k, v in work.model_dump().items()) + "}"
+                                                   for k, v in work.model_dump().items() if v is not None) + "}"
     return "{" + ", ".join(f"{k}: {v}" for k, v in fields.items()) + "}"
 
 

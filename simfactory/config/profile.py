@@ -710,11 +710,12 @@ class FrontEndWork(_Strict):
                                       "and send a chunk), seconds")
     cores_per_replica: float = Field(default=1.0, gt=0, le=256, description="cores a replica's front end has (its "
                                      "worker processes)")
-    ingress: Literal["in_order", "shared"] = Field(
-        default="in_order", description="how requests arriving together are read: in_order, one after another (a "
-        "handler runs to its end once started: SGLang's TokenizerManager, so a burst's first request reaches the "
-        "engine alone); shared, all at once (an event loop that runs every ready handler's next step each pass, as "
-        "vLLM's API server: a burst's requests all reach the engine near the end of its reading)")
+    ingress: Literal["in_order", "shared"] | None = Field(
+        default=None, description="how requests arriving together are read: in_order, one after another (a handler "
+        "runs to its end once started: SGLang's TokenizerManager, so a burst's first request reaches the engine "
+        "alone); shared, all at once (an event loop that runs every ready handler's next step each pass, as vLLM's "
+        "API server: a burst's requests all reach the engine near the end of its reading); left out: the engine "
+        "preset's front end's, else shared on vLLM's presets and in_order on the others")
 
     def ingress_s(self, input_tokens: float) -> float:
         """Work before the engine sees a request."""

@@ -48,6 +48,18 @@ class ResolvedDeployment:
             return None
         return work
 
+    def front_end_ingress(self) -> str:
+        """How its front end reads requests sent together (FrontEndWork.ingress): the work's own, else the engine
+        preset's front end's, else the engine's way (vLLM's event loop: shared; the others: in_order)."""
+        work, preset = self.front_end_work(), self.engine_preset
+        own = work.ingress if work is not None else None
+        if own is None and preset is not None and preset.front_end is not None:
+            own = preset.front_end.ingress
+        if own is None:
+            vllm = preset is not None and preset.kernels is not None and preset.kernels.framework == "vllm"
+            own = "shared" if vllm else "in_order"
+        return own
+
 
 @dataclass(frozen=True)
 class Target:

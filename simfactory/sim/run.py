@@ -345,7 +345,7 @@ class FleetModel:
             up /= pp
             return work.cores_per_replica * max(1.0, up)
 
-        fe = FrontEndServer(self.env, cores, in_order=work.ingress == "in_order")
+        fe = FrontEndServer(self.env, cores, in_order=d.front_end_ingress() == "in_order")
         balancer.on_change.append(fe.capacity_changed)
         return fe
 
