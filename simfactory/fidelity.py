@@ -30,8 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, V
 
 from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
-from simfactory.config.profile import NO_FRONT_END_WORK, AsOf, DType, RooflineStepTime
-from simfactory.config.scenario import Deployment, Scenario
+from simfactory.config.profile import AsOf, DType, RooflineStepTime
+from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
@@ -197,7 +197,7 @@ def offline_scenario(p: FidelityPoint, engine: str, max_num_seqs: int, requests:
                      step_time_source: str = "auto", max_num_batched_tokens: int | None = None) -> Scenario:
     """An offline benchmark's point: requests handed to the engine in-process (vLLM's LLM class, trtllm-bench), so
     no API server in front unless the point's deployment names one."""
-    offline = {"front_end_s": 0.0, "front_end_work": NO_FRONT_END_WORK, **p.deployment}
+    offline = {**NO_API_SERVER, **p.deployment}
     return point_scenario(p.model_copy(update={"deployment": offline}), engine,
                           max_num_seqs, max_num_batched_tokens,
                           {"process": "constant", "rate_per_s": OFFLINE_RATE_PER_S}, requests / OFFLINE_RATE_PER_S,

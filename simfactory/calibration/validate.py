@@ -22,9 +22,9 @@ import pandas as pd
 from simfactory.calibration.measurements import check_requests, output_tokens_per_s
 from simfactory.config.limits import MAX_FRONT_END_S
 from simfactory.config.loader import validate
-from simfactory.config.scenario import Scenario, kv_dtype_for
+from simfactory.config.scenario import NO_API_SERVER, Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
-from simfactory.config.profile import NO_FRONT_END_WORK, DType, LinearStepTime, RooflineStepTime
+from simfactory.config.profile import DType, LinearStepTime, RooflineStepTime
 from simfactory.hardware.step_time import LinearModel, StepTimeModel
 from simfactory.resolve import ResolvedScenario, resolve
 from simfactory.resolve.step_time import roofline_model
@@ -109,7 +109,7 @@ def block_scenario(block: pd.DataFrame, dep: Deployment, trace_file: Path, seed:
     if dep.front_end_s is not None:
         d["front_end_s"] = dep.front_end_s
     if not dep.served:
-        d.update(front_end_s=0.0, front_end_work=NO_FRONT_END_WORK)
+        d.update(NO_API_SERVER)
     return validate(Scenario, {
         "name": "calibration-validate",
         "seed": seed,

@@ -726,9 +726,6 @@ class FrontEndWork(_Strict):
         return self.ingress_s(input_tokens) + self.per_output_token_s * output_tokens
 
 
-# a deployment's front_end_work with nothing to do: no API server modelled, whatever the engine preset's (offline runs)
-NO_FRONT_END_WORK: dict[str, float] = {"per_request_s": 0.0, "per_output_token_s": 0.0}
-
 
 class FrontEndPrior(FrontEndWork, Sourced):
     """An engine version's front-end work, with where it comes from (a prior until a sweep fit measures it)."""

@@ -381,6 +381,11 @@ class Deployment(_Strict):
         return self
 
 
+# a deployment's fields for a load measured in-process (an offline benchmark, a batch table): no API server in
+# front, neither its fixed front_end_s nor its CPU work, whatever the engine preset's
+NO_API_SERVER: dict[str, Any] = {"front_end_s": 0.0, "front_end_work": {"per_request_s": 0.0, "per_output_token_s": 0.0}}
+
+
 class PoissonArrivals(_Strict):
     process: Literal["poisson"] = Field(default="poisson", description="selects Poisson arrivals (exponential gaps)")
     rate_per_s: PositiveFloat = Field(allow_inf_nan=False, description="mean arrivals per second")

@@ -191,13 +191,12 @@ def kernel_model(
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
     model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
                              profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, links=links, **terms)
-    for other in (k.stand_in if k is not None else []):  # a fit on the stand-in's tables too
-        if model is not None:
-            break
+    for other in (k.stand_in if model is None and k is not None else []):  # a fit on the stand-in's tables too
         model = kernel_step_time(arch, d.model, profile.sku, other, None, d.dtype, kv_dtype, d.tp, profile_dirs=dirs,
                                  dp_attention=d.dp_attention, ep=ep, links=links, **terms)
         if model is not None:
             model.label += f"; {other}'s tables stand in for {framework}'s, which lack this model or layout"
+            break
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)
         covered = sorted({f"{m} {f} tp{tp}{f' dp{dp}' if dp > 1 else ''}{f' ep{e}' if e > 1 else ''} {dt}/{kv}"
