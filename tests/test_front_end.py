@@ -4,6 +4,7 @@ TTFT and E2E exactly once per request, never in queue time, and in a closed loop
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -43,6 +44,37 @@ def test_a_closed_loop_cycle_is_the_service_plus_the_front_end(case):
     assert np.allclose(done["e2e_s"], cycle_s)
     window = done[(done["completion_s"] >= 5.0) & (done["completion_s"] < 25.0)]
     assert len(window) / 20.0 == pytest.approx(n / cycle_s, rel=0.02)
+
+
+def test_a_request_the_front_door_cannot_turn_away_reaches_its_deployment_without_an_event_of_its_own(case):
+    """The arrival chain takes such a request at its delivery (arrival + front_end_s) rather than scheduling the
+    delivery from its arrival: one event fewer per request, and nothing else changes. A response cache that never
+    answers (hit_ratio 0) keeps a class on the scheduled-delivery path: the same requests, served alike, counted in
+    the system from their arrival in both."""
+    from simfactory.sim.run import simulate
+
+    doc = scenario_doc(rate=40.0, horizon_s=20.0, front_end_s=0.025, max_num_seqs=8)
+    cached = copy.deepcopy(doc)
+    cached["traffic"]["classes"][0]["semantic_cache"] = {"hit_ratio": 0.0, "latency_s": {"kind": "fixed", "value": 0.01}}
+    direct, scheduled = simulate(case(doc)), simulate(case(cached))
+    a, b = direct.table, scheduled.table
+    assert len(a.arrival_s) == len(b.arrival_s) > 600
+    for column in ("arrival_s", "first_scheduled_s", "first_token_s", "completion_s", "front_end_s"):
+        assert np.array_equal(getattr(a, column), getattr(b, column)), column
+    assert (a.first_scheduled_s >= a.arrival_s + 0.025 - 1e-12).all()
+    assert direct.events == scheduled.events - len(a.arrival_s)
+    assert direct.timelines.in_system == scheduled.timelines.in_system
+
+
+def test_a_request_on_the_wire_at_the_end_is_recorded_at_its_deployment(case):
+    """A run that stops (no drain) while a request is between its arrival and its deployment: unfinished, counted
+    as arrived, and at the deployment it was sent to, whichever path carried it."""
+    doc = scenario_doc(rate=1.0, process="constant", horizon_s=10.5, front_end_s=0.9)
+    doc["sim"]["drain"] = False
+    req = run(case(doc)).requests
+    late = req[req["arrival_s"] > 9.5]
+    assert len(late) == 1 and (late["outcome"] == "unfinished").all()
+    assert (late["deployment"] == "dep").all() and np.allclose(late["front_end_s"], 0.9)
 
 
 @pytest.mark.parametrize("bad", [-0.001, 61.0, math.inf, "fast"])

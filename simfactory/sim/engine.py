@@ -444,8 +444,8 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += last + 1
-        if self.overlap:  # the next step was formed when the last one started
-            self.admit_put_by_s = st.end_s(last)
+        if self.overlap:  # the next step was formed when the last one started: st.end_s(last), inline
+            self.admit_put_by_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))
             self.admit_puts = st.formed_puts
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
@@ -460,7 +460,8 @@ class ReplicaEngine:
             if j < st.stop_at:  # else the stretch already ends with that step or before
                 st.stop_at = j
                 st.timeout.callbacks.remove(self._end_stretch)  # type: ignore[union-attr]
-                st.timeout = self.env.call_at(st.end_s(j + 1), self._end_stretch)
+                k = j + 1  # st.end_s(k), inline
+                st.timeout = self.env.call_at(st.start_s + (k * st.a_s + st.b_s * (k * j // 2)), self._end_stretch)
 
     def _apply_steps(self, st: Stretch, count: int) -> None:
         """Advance the decode clock over the first `count` planned steps (none of them completes anyone)."""

@@ -8,7 +8,8 @@ requests in system) at the scenario's resolution. Every request and task ends wi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Generator
 
@@ -97,6 +98,9 @@ class SimResult:
     front_end_busy_at_horizon_s: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
+KEYED_BALANCERS = frozenset({"session_affinity", "prefix_affinity"})  # the balancers _balance_key has a key for
+
+
 class FleetModel:
     """The whole fleet as SimPy processes; `run()` advances it to the end of the scenario."""
 
@@ -115,6 +119,10 @@ class FleetModel:
         )
         self.n_finished = 0
         self.n_arrived = 0
+        self._lagged_arrival_s = np.zeros(0)  # _start_arrivals
+        self._lagged_taken = 0
+        self._due: tuple[float, int, int, bool] | None = None
+        self._arrival_iter: Iterator[tuple[float, int, int, bool]] = iter(())
         closed = rs.scenario.traffic.arrival
         self.closed = closed if isinstance(closed, ClosedArrivals) and process_classes(rs) else None
         self.sources_open = 1 + (self.closed.concurrency if self.closed else 0)  # scheduled arrivals + each client
@@ -150,6 +158,7 @@ class FleetModel:
         self.retention = RetentionLedger.for_classes(self.table, [c.kv_retention for c in rs.classes])
         for d in rs.deployments:
             self._build_deployment(d)
+        self.any_front_end = any(fe is not None for fe in self.front_ends)
         self.gate = self._build_gate()
         self._build_agent_services()
         self.fault_log = FaultLog()
@@ -614,10 +623,11 @@ class FleetModel:
             t.dispatched[rid] = 1
             t.admitted_s[rid] = self.env.now
             return
-        key = self._balance_key(first.policy, rid)  # kv_aware reads the request's prefixes from the table itself
+        policy = first.policy  # kv_aware reads the request's prefixes from the table itself
+        key = self._balance_key(policy, rid) if policy in KEYED_BALANCERS else -1
         first.dispatch(rid, t.priority[rid], t.service_class[rid], key)
         t.dispatched[rid] = 1
-        t.admitted_s[rid] = self.env.now
+        t.admitted_s[rid] = self.env._now
 
     def _to_pinned_replica(self, rid: int, balancer: ReplicaBalancer) -> bool:
         """kv_retention: an agent task's step goes to the replica holding its pinned KV, when that replica belongs
@@ -691,6 +701,9 @@ class FleetModel:
                 return
 
     def _on_complete(self, rid: int) -> None:
+        if not self.any_front_end:
+            self._finish_request(rid, Outcome.COMPLETED)
+            return
         d = int(self.table.deployment_id[rid])
         fe = self.front_ends[d] if d >= 0 else None
         if fe is None:
@@ -737,7 +750,7 @@ class FleetModel:
         done = self.retries_by_origin.get(origin, 0)
         if done >= policy.max_retries:
             return False
-        if policy.budget_ratio is not None and self.fault_log.retries + 1 > policy.budget_ratio * max(self.n_arrived, 1):
+        if policy.budget_ratio is not None and self.fault_log.retries + 1 > policy.budget_ratio * max(self.arrived(), 1):
             return False
         self.retries_by_origin[origin] = done + 1
         self.fault_log.retries += 1
@@ -884,10 +897,66 @@ class FleetModel:
     # ---- processes ----
     def _start_arrivals(self) -> None:
         """Arrivals as a chain of events at their exact times (a callback each, no process to resume); the
-        chain starts at time zero the way a process would (an urgent event)."""
-        self._arrival_iter = zip(self.arrival_s.tolist(), self.arrival_rid.tolist(), self.arrival_class.tolist())
-        self._due: tuple[float, int, int] | None = None
+        chain starts at time zero the way a process would (an urgent event). A plain request that nothing at the
+        front door can turn away or redirect (one deployment, no rate limit, no response cache, no network hop)
+        is taken at its delivery to the deployment instead, arrival + the deployment's fixed front_end_s: the
+        same time the request reaches it otherwise, without an event of its own in between (the vLLM and SGLang
+        presets' front end, on every request). `lagged` flags those entries."""
+        at, rids, classes = self.arrival_s, self.arrival_rid, self.arrival_class
+        lag = self._front_door_lag_s()[classes] * (rids >= 0) if len(classes) else np.zeros(0)
+        lagged = lag > 0
+        self._lagged_arrival_s = np.sort(at[lagged])  # when each lagged request arrived (the in-system count)
+        self._lagged_taken = 0
+        if lagged.any():
+            keys = at + lag  # the very sum _to_deployment forms: the same delivery times
+            order = np.argsort(keys, kind="stable")
+            at, rids, classes, lagged = keys[order], rids[order], classes[order], lagged[order]
+        self._arrival_iter = zip(at.tolist(), rids.tolist(), classes.tolist(), lagged.tolist())
+        self._due = None
+        self._class_deployment = [c.deployment_index for c in self.rs.classes]
+        self._fixed_front_end_s = [float(d.config.front_end_s) for d in self.rs.deployments]
         self.env.start(self._arrivals_due)
+
+    def _front_door_lag_s(self) -> np.ndarray:
+        """Per class: the fixed front end delay its plain requests take straight to their deployment, when nothing
+        before it depends on the time of arrival (module docstring of _start_arrivals); 0 for the others."""
+        lag = np.zeros(len(self.rs.classes))
+        for c in self.rs.classes:
+            dep = c.deployment_index
+            if (c.agent is None and dep >= 0 and c.config.semantic_cache is None
+                    and (c.tenant < 0 or self.buckets[c.tenant] is None)
+                    and self.class_region[c.index] == self.dep_region[dep]):
+                lag[c.index] = float(self.rs.deployments[dep].config.front_end_s)
+        return lag
+
+    def arrived(self) -> int:
+        """Requests that have arrived by now, those the arrival chain takes at their delivery included."""
+        pending = bisect_right(self._lagged_arrival_s, self.env._now) - self._lagged_taken
+        return self.n_arrived + pending
+
+    def _take_lagged(self, rid: int) -> None:
+        """A lagged arrival at its delivery: what _to_deployment records, then the deployment's front end."""
+        t = self.table
+        dep = self._class_deployment[t.class_id[rid]]
+        t.deployment_id[rid] = dep
+        t.front_end_s[rid] = self._fixed_front_end_s[dep]
+        if self.front_ends[dep] is None:
+            self._arrive(rid, dep)
+        else:
+            self._ingress(rid, dep)
+
+    def _record_lagged_in_flight(self) -> None:
+        """At the end of the run: lagged requests that had arrived but not yet reached their deployment are on the
+        wire to it, as _to_deployment records them."""
+        t, now = self.table, self.env._now
+        item = self._due
+        for item in ([item] if item is not None else []) + list(self._arrival_iter):
+            _, rid, _, lagged = item
+            if lagged and t.arrival_s[rid] <= now:
+                dep = self.rs.classes[int(t.class_id[rid])].deployment_index
+                t.deployment_id[rid] = dep
+                t.front_end_s[rid] = float(self.rs.deployments[dep].config.front_end_s)
+                self.n_arrived += 1
 
     def _arrivals_due(self, _event: object) -> None:
         """Admit every arrival due by now, then wait for the next one."""
@@ -895,12 +964,16 @@ class FleetModel:
         item = self._due
         while True:
             if item is not None:
-                at_s, rid, class_id = item
+                at_s, rid, class_id, lagged = item
                 if at_s > now:
                     self._due = item
                     self.env.call_at(at_s, self._arrivals_due)
                     return
-                if rid >= 0:
+                if lagged:
+                    self.n_arrived += 1
+                    self._lagged_taken += 1
+                    self._take_lagged(rid)
+                elif rid >= 0:
                     self.n_arrived += 1
                     self._admit(rid, None)
                 else:
@@ -946,7 +1019,7 @@ class FleetModel:
         while True:
             busy = [e.busy_until_now_s() for e in self.engines]
             tl.time_s.append(env.now)
-            tl.in_system.append(self.n_arrived - self.n_finished)
+            tl.in_system.append(self.arrived() - self.n_finished)
             tl.tasks_in_system.append(self.tasks_open)
             tl.waiting.append([len(e.requeued) + (0 if id(e.queue) in shared else len(e.queue)) for e in self.engines])
             tl.deployment_queue.append(
@@ -995,6 +1068,7 @@ class FleetModel:
             self.retention.close()
         for e in self.engines:
             e.flush()
+        self._record_lagged_in_flight()
         t = self.table
         t.trim()
         t.outcome[t.outcome == Outcome.PENDING] = Outcome.UNFINISHED
