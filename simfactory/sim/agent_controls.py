@@ -16,9 +16,10 @@ CALLS, FAILURES, TIMEOUTS = 0, 1, 2
 
 def tally(rec: TaskRecord, kind: str, name: str, what: int = CALLS) -> None:
     """Count a call (what=CALLS), or the failure / timeout of one, against component kind/name."""
-    row = rec.components.get(f"{kind}/{name}")
+    key = kind + "/" + name
+    row = rec.components.get(key)
     if row is None:
-        row = rec.components[f"{kind}/{name}"] = [0, 0, 0]
+        row = rec.components[key] = [0, 0, 0]
     row[what] += 1
 
 

@@ -541,10 +541,11 @@ class FleetModel:
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
             delay += float(t.net_in_s[rid])
+        then = self._arrive if self.front_ends[deployment] is None else self._ingress
         if delay > 0:  # one event a request (the vLLM and SGLang presets' front end): call_at, not a Timeout's two objects
-            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
+            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: then(rid, d))
             return
-        self._ingress(rid, deployment)
+        then(rid, deployment)
 
     def _ingress(self, rid: int, deployment: int) -> None:
         """The deployment's front end reads the request (its CPU time, and its wait for a share of the CPU, count as
