@@ -104,6 +104,12 @@ KEYED_BALANCERS = frozenset({"session_affinity", "prefix_affinity"})  # the bala
 class FleetModel:
     """The whole fleet as SimPy processes; `run()` advances it to the end of the scenario."""
 
+    # the arrival chain until _start_arrivals sets it (reassigned there, never changed in place)
+    _lagged_arrival_s: np.ndarray = np.zeros(0)
+    _lagged_taken = 0
+    _due: tuple[float, int, int, bool] | None = None
+    _arrival_iter: Iterator[tuple[float, int, int, bool]] = iter(())
+
     def __init__(self, rs: ResolvedScenario, seed: int, keep_logs: int = DEFAULT_KEEP_LOGS) -> None:
         self.rs = rs
         self.seed = seed
@@ -119,10 +125,6 @@ class FleetModel:
         )
         self.n_finished = 0
         self.n_arrived = 0
-        self._lagged_arrival_s = np.zeros(0)  # _start_arrivals
-        self._lagged_taken = 0
-        self._due: tuple[float, int, int, bool] | None = None
-        self._arrival_iter: Iterator[tuple[float, int, int, bool]] = iter(())
         closed = rs.scenario.traffic.arrival
         self.closed = closed if isinstance(closed, ClosedArrivals) and process_classes(rs) else None
         self.sources_open = 1 + (self.closed.concurrency if self.closed else 0)  # scheduled arrivals + each client
@@ -165,7 +167,20 @@ class FleetModel:
         self.retries_by_origin: dict[int, int] = {}
         self.first_attempts = 0
         self.replica_balancer = {id(e): b for b in self.balancers for e in b.engines}
-        faults = rs.scenario.faults
+        self._start_faults()
+        self._start_arrivals()
+        if self.closed is not None:
+            ClosedLoop(self, self.closed, process_classes(rs))
+        self.timelines = Timelines()
+        self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
+        self.busy_at_warmup, self.front_end_busy_at_warmup = np.zeros(len(self.engines)), self.front_end_busy_now()
+        if rs.scenario.sim.warmup_s > 0:
+            self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
+
+    # ---- construction ----
+    def _start_faults(self) -> None:
+        """The scenario's fault processes: replica failures, rolling restarts, outages, spot reclamations."""
+        faults = self.rs.scenario.faults
         for spec in faults.replica_failures:
             for info in self.replicas:
                 if info.pool == spec.pool:
@@ -181,16 +196,7 @@ class FleetModel:
                 if info.pool == sp.pool:
                     self.env.process(spot_reclamation(self, sp, info.replica_id, self.streams.get(
                         f"faults/spot/{info.replica_id}"), self.fault_log))
-        self._start_arrivals()
-        if self.closed is not None:
-            ClosedLoop(self, self.closed, process_classes(rs))
-        self.timelines = Timelines()
-        self.env.process(self._monitor(rs.scenario.sim.timeline_resolution_s))
-        self.busy_at_warmup, self.front_end_busy_at_warmup = np.zeros(len(self.engines)), self.front_end_busy_now()
-        if rs.scenario.sim.warmup_s > 0:
-            self.env.process(self._snapshot_warmup(rs.scenario.sim.warmup_s))
 
-    # ---- construction ----
     def _engine(self, d: ResolvedDeployment, shared: WaitingQueue | None, k: int, v: int, role: str) -> ReplicaEngine:
         cfg = d.config
         rid = len(self.engines)
