@@ -36,8 +36,8 @@ def component_table(records: list[Any]) -> dict[str, dict[str, Any]]:
     """'kind/name' -> calls, failures, timeouts and their rates, summed over the given task records."""
     sums: dict[str, list[int]] = {}
     for r in records:
-        for key, (calls, failures, timeouts) in r.components.items():
-            row = sums.setdefault(key, [0, 0, 0])
+        for (kind, name), (calls, failures, timeouts) in r.components.items():
+            row = sums.setdefault(f"{kind}/{name}", [0, 0, 0])
             row[0] += calls
             row[1] += failures
             row[2] += timeouts

@@ -16,7 +16,7 @@ CALLS, FAILURES, TIMEOUTS = 0, 1, 2
 
 def tally(rec: TaskRecord, kind: str, name: str, what: int = CALLS) -> None:
     """Count a call (what=CALLS), or the failure / timeout of one, against component kind/name."""
-    key = kind + "/" + name
+    key = (kind, name)  # a tuple hashes its two interned names; "kind/name" is spelt out by the summary
     row = rec.components.get(key)
     if row is None:
         row = rec.components[key] = [0, 0, 0]
