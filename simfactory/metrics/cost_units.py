@@ -9,6 +9,7 @@ escalations and retries count with the request they serve. A task belongs when i
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -38,23 +39,36 @@ def task_paths(req: pd.DataFrame, tasks: pd.DataFrame) -> dict[int, str]:
     measured tasks read OTHER_PATHS."""
     if not len(tasks):
         return {}
-    calls = req.loc[(req["task_id"].to_numpy() >= 0) & (req["origin"].to_numpy() < 0), ["task_id", "step", "arrival_s"]]
-    g = calls.groupby(["task_id", "step"], sort=False).agg(first_s=("arrival_s", "min"), n=("arrival_s", "size"))
-    g = g.reset_index().sort_values(["task_id", "first_s"], kind="stable")
-    names = g["step"].astype(str).to_numpy(dtype=object)
-    counts = g["n"].to_numpy()
+    first = (req["task_id"].to_numpy() >= 0) & (req["origin"].to_numpy() < 0)  # each LLM call's first attempt
+    step_code, step_names = pd.factorize(req["step"].to_numpy(dtype=object)[first])
+    named = step_code >= 0  # as groupby, which leaves out a missing key
+    task, step_code = req["task_id"].to_numpy()[first][named], step_code[named]
+    at = req["arrival_s"].to_numpy()[first][named]
+    # (task, step) groups: when first called and how often, then each task's steps in order of first call (ties:
+    # the group met first, as a groupby in order of appearance and a stable sort leave them)
+    key = task * max(len(step_names), 1) + step_code
+    order = np.lexsort((at, key))
+    key, at = key[order], at[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.array([], dtype=np.int64)
+    counts = np.diff(np.r_[starts, len(key)])
+    g_task, g_step, g_first = task[order][starts], step_code[order][starts], at[starts]
+    g_met = np.minimum.reduceat(order, starts) if len(starts) else starts
+    by = np.lexsort((g_met, g_first, g_task))
+    g_task, g_step, counts = g_task[by], g_step[by], counts[by]
+    names = np.asarray(step_names, dtype=object)[g_step] if len(g_step) else np.array([], dtype=object)
     label = np.where(counts > 1, names + " x" + counts.astype(str).astype(object), names)
-    tids = g["task_id"].to_numpy()
+    tids = g_task
     starts = np.flatnonzero(np.r_[True, tids[1:] != tids[:-1]]) if len(tids) else np.array([], dtype=np.int64)
     ends = np.r_[starts[1:], len(tids)]
     # one string per task, joined in plain Python (a pandas groupby-join runs a Python call per group)
-    steps = {int(tids[a]): " > ".join(label[a:b]) for a, b in zip(starts, ends)}
+    steps = {int(tids[a]): " > ".join(label[a:b].tolist()) for a, b in zip(starts.tolist(), ends.tolist())}
     out: dict[int, str] = {}
-    for tid, outcome, escalated in zip(tasks["task_id"], tasks["outcome"], tasks["escalated"]):
+    for tid, outcome, escalated in zip(tasks["task_id"].tolist(), tasks["outcome"].tolist(),
+                                       tasks["escalated"].tolist()):
         head = steps.get(tid, "(no LLM call)")
-        out[int(tid)] = f"{head}: {outcome}" + (", escalated" if escalated else "")
-    counted = pd.Series([out[int(t)] for t in tasks.loc[tasks["measured"], "task_id"]]).value_counts()
-    kept = set(sorted(counted.index, key=lambda p: (-counted[p], p))[:MAX_PATHS])
+        out[tid] = f"{head}: {outcome}, escalated" if escalated else f"{head}: {outcome}"
+    counted = Counter(out[t] for t in tasks["task_id"].to_numpy()[tasks["measured"].to_numpy(dtype=bool)].tolist())
+    kept = {p for p, _ in sorted(counted.items(), key=lambda pn: (-pn[1], pn[0]))[:MAX_PATHS]}
     return {t: (p if p in kept else OTHER_PATHS) for t, p in out.items()}
 
 
