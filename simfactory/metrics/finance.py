@@ -28,11 +28,13 @@ def idle_seat_usd(rs: ResolvedScenario, tasks: pd.DataFrame, window_s: float) ->
     accelerators are paid per provisioned hour (or the handled time, if the window's tasks took more). Shared
     between the classes running one workload by their handled cost (by task count when none was handled, evenly
     when no task was measured)."""
-    t = tasks[tasks["measured"]] if len(tasks) else tasks
     by_workload: dict[str, list[str]] = {}
     for c in rs.classes:
         if c.agent is not None and c.agent.humans and c.agent.humans[0].pricing == "provisioned":
             by_workload.setdefault(c.agent.name, []).append(c.config.name)
+    if not by_workload:
+        return {}  # no provisioned seats: nothing to share (and no copy of the task frame)
+    t = tasks[tasks["measured"]] if len(tasks) else tasks
     workloads = {c.agent.name: c.agent for c in rs.classes if c.agent is not None}
     out: dict[str, float] = {}
     for name, classes in by_workload.items():
