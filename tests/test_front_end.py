@@ -66,6 +66,16 @@ def test_a_request_the_front_door_cannot_turn_away_reaches_its_deployment_withou
     assert direct.timelines.in_system == scheduled.timelines.in_system
 
 
+def test_every_request_taken_at_its_delivery_keeps_its_reading_time_the_last_one_too(case):
+    """Behind a fixed front end the API server's reading (front_end_work) follows: every request's front_end_s is
+    the two together on an idle server, the run's last arrival included (the chain's last entry once read it back)."""
+    work = {"per_request_s": 0.004, "per_input_token_s": 0.0, "per_output_token_s": 0.0, "cores_per_replica": 1.0}
+    req = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0, front_end_s=0.01,
+                                front_end_work=work))).requests
+    assert len(req) == 20 and (req["outcome"] == "completed").all()
+    assert np.allclose(req["front_end_s"], 0.014)
+
+
 def test_a_request_on_the_wire_at_the_end_is_recorded_at_its_deployment(case):
     """A run that stops (no drain) while a request is between its arrival and its deployment: unfinished, counted
     as arrived, and at the deployment it was sent to, whichever path carried it."""

@@ -968,7 +968,7 @@ class FleetModel:
     def _arrivals_due(self, _event: object) -> None:
         """Admit every arrival due by now, then wait for the next one."""
         now = self.env.now
-        item = self._due
+        item, self._due = self._due, None  # taken: _due holds only what waits (the end of a run reads it)
         while True:
             if item is not None:
                 at_s, rid, class_id, lagged = item
