@@ -84,6 +84,40 @@ def _front_end(per_request_s: float = 0.0, per_input_token_s: float = 0.0, per_o
             "per_output_token_s": per_output_token_s, "cores_per_replica": cores}
 
 
+@pytest.mark.parametrize("engine_done_s, stream_end_s", [(0.010, 0.015), (0.030, 0.030)])
+def test_jobs_run_at_their_caps_below_saturation_and_share_above_it(engine_done_s, stream_end_s):
+    """One core. A stream (0.01 s of work, capped at half a core) alone runs at its cap; a reader (0.002 s) joining
+    it asks for more than the core, so both get half until the reader is done at 4 ms; then the stream has its
+    half again. Its engine done at 10 ms, 0.005 s is left and it gets a whole core: done at 15 ms. Done at 30 ms
+    instead, its work ran out at 20 ms: it ends at once. Either way the core did 12 ms of work."""
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 1.0)
+    ends: dict[str, float] = {}
+    fe.egress(0, 0.01, 0.5, lambda: ends.setdefault("stream", env.now))
+    fe.ingress(1, 0.002, lambda: ends.setdefault("read", env.now))
+    env.timeout(engine_done_s).callbacks.append(lambda _ev: fe.engine_done(0))
+    env.run()
+    assert ends == {"read": pytest.approx(0.004), "stream": pytest.approx(stream_end_s)}
+    assert fe.busy_core_s == pytest.approx(0.012) and not fe.holds(0)
+
+
+def test_a_server_below_saturation_costs_an_event_a_request_read_and_none_a_stream_that_keeps_up():
+    """Ten readers and ten streams on twenty cores: every job at its cap. Each read is one event at its own end;
+    a stream that keeps up with its engine ends when the engine does, with no event of its own."""
+    env = FloatEnvironment()
+    fe = FrontEndServer(env, lambda: 20.0)
+    ends: list[float] = []
+    for rid in range(10):
+        fe.ingress(rid, 0.001 * (rid + 1), lambda: ends.append(env.now))
+        fe.egress(100 + rid, 0.001, 0.1, lambda: ends.append(env.now))
+    env.run()
+    assert ends == pytest.approx([0.001 * (k + 1) for k in range(10)])  # each at its own pace, none slowed
+    assert next(env._eid) == 10  # SimPy numbers every event it schedules: one a read, none a stream
+    for rid in range(10):
+        assert fe.engine_done(100 + rid)  # 0.001 s at 0.1 core took 0.01 s, long done: out at once
+    assert len(ends) == 20 and fe.busy_core_s == pytest.approx(0.055 + 0.01)
+
+
 def test_an_idle_server_adds_its_ingress_work_to_ttft_and_e2e_and_one_token_to_ttft(case):
     work = _front_end(per_request_s=0.004, per_input_token_s=5e-5, per_output_token_s=0.0002)
     plain = run(case(scenario_doc(rate=0.5, process="constant", horizon_s=40.0))).requests
