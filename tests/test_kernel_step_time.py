@@ -523,3 +523,24 @@ def test_moe_prefill_gap_is_charged_once_per_prefill_step():
     # two 128-token prompts in one step: each one's attention above the table's first point, that point (the gap
     # with it) once
     assert 2 * pa_one - pa_two == pytest.approx(m._ctx[0]) and m._ctx[0] >= vllm_gap / 1e3
+
+
+@pytest.mark.parametrize("sku", ["h100-sxm", "h200"])
+def test_sglang_prefills_mla_on_hopper_as_multi_head_attention(sku):
+    """SGLang's FlashAttention-3 backend runs an MLA model's prefill as MHA over the decompressed K/V (sglang#5113),
+    which the SDK's sglang context rows (absorbed MLA, aiconfigurator#124) do not time: on Hopper the SGLang records
+    take vLLM's context attention (the same FA3 MHA) with their own prefill gap, so a 32K-token prompt's attention is
+    within a third of TensorRT-LLM's, not 2-3x it. Blackwell keeps the SDK's rows."""
+    def record(doc, fw):
+        return next(r for r in doc["attention"] if r["model"] == "deepseek-r1" and r["framework"] == fw
+                    and r["tp"] == 8 and r["dp_attention"] == 1 and r["ep"] == 1 and r["kv_dtype"] == "bf16")
+
+    doc = json.loads(gzip.decompress((ROOT / "hardware_profiles" / "kernels" / f"{sku}.json.gz").read_bytes()))
+    sg, vl, trt = record(doc, "sglang"), record(doc, "vllm"), record(doc, "trtllm")
+    assert sg["ctx_attn_from"].startswith("vllm")
+    for a, b in zip(sg["ctx_attn_ms"], vl["ctx_attn_ms"]):
+        assert a - sg["prefill_gap_ms"] == pytest.approx(b - vl["prefill_gap_ms"], rel=1e-3, abs=2e-3)
+    at_32k = doc["grids"]["prompt_len"].index(32768)
+    assert 0.67 < sg["ctx_attn_ms"][at_32k] / trt["ctx_attn_ms"][at_32k] < 1.5
+    blackwell = json.loads(gzip.decompress((ROOT / "hardware_profiles" / "kernels" / "b200.json.gz").read_bytes()))
+    assert "ctx_attn_from" not in record(blackwell, "sglang")

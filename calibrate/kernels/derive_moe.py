@@ -86,7 +86,37 @@ ALSO_TP4 = {"qwen3-235b-a22b"}
 MAX_PREFILL_DIFF = 0.10
 PREFILL_CHECK = (128, 1024, 4096)  # prompt lengths (tokens) at which the composition is checked against the SDK
 
+# SGLang prefills an MLA model on Hopper as multi-head attention over the decompressed K/V (FlashAttention 3, its
+# default backend on sm90, dispatches MHA_CHUNKED_KV when a batch's prefixes sum to 0 or to at least 8,192 tokens:
+# https://github.com/sgl-project/sglang/pull/5113 ; sgl-project/sglang#5064 for the default), while the SDK's sglang
+# context-MLA rows time FlashAttention 3 on the absorbed MLA form ("the efficiency of fa3 for context mla is not that
+# good ... 30-50% perf of GQA", https://github.com/ai-dynamo/aiconfigurator/pull/124): 3.2x vLLM's at 32K tokens on
+# H200. On these SKUs an SGLang MLA record's context attention is vLLM's for the same attention layout (vLLM's MLA
+# prefill is FlashAttention 3 MHA over the same decompressed K/V), less vLLM's prefill gap, plus SGLang's own.
+MHA_PREFILL_SKUS = {"h100-sxm", "h200"}
+MLA_MODELS = {"deepseek-r1", "deepseek-v3", "kimi-k2"}
+
 log = logging.getLogger("derive_moe")
+
+
+def sglang_mha_prefill(sku: str, attention: list[dict]) -> int:
+    """Replace, in place, the context attention of the SGLang MLA records of an MHA_PREFILL_SKUS SKU with vLLM's for
+    the same (model, tp, dp_attention, kv_dtype) (module comment above MHA_PREFILL_SKUS); returns how many changed.
+    A layout vLLM has no record for keeps the SDK's rows."""
+    if sku not in MHA_PREFILL_SKUS:
+        return 0
+    mla = [r for r in attention if r["model"] in MLA_MODELS]
+    vllm = {(r["model"], r["tp"], r["dp_attention"], r["kv_dtype"]): r for r in mla if r["framework"] == "vllm"}
+    changed = 0
+    for r in mla:
+        v = vllm.get((r["model"], r["tp"], r["dp_attention"], r["kv_dtype"]))
+        if r["framework"] != "sglang" or v is None:
+            continue
+        gap = r["prefill_gap_ms"]
+        r["ctx_attn_ms"] = [sig(x - v["prefill_gap_ms"] + gap) for x in v["ctx_attn_ms"]]
+        r["ctx_attn_from"] = "vllm (MHA prefill)"
+        changed += 1
+    return changed
 
 
 def quant(model: str, dtype: str) -> tuple[str, str]:
@@ -274,6 +304,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     ids = {a.id for a in models}
     doc["linear"] = [r for r in doc["linear"] if r["model"] not in ids] + linear
     doc["attention"] = [r for r in doc["attention"] if r["model"] not in ids] + attention
+    mha = sglang_mha_prefill(sku, doc["attention"])
     for arch in models:
         if not any(r["model"] == arch.id for r in doc["linear"]):
             doc["models"].pop(arch.id, None)  # nothing derived for it on this SKU (e.g. FP8 on A100)
@@ -291,6 +322,10 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                   "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
                                  "what the SDK's context path prices above the composed prefill (a per-step cost)",
                   "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
+                  "sglang_mha_prefill": (f"{mha} SGLang MLA records' ctx_attn_ms are vLLM's (ctx_attn_from): SGLang "
+                                         "prefills MLA as FlashAttention-3 MHA on Hopper, the SDK's sglang rows time "
+                                         "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
+                                         if mha else None),
                   "refused": kept + refused}
     raw = json.dumps(doc, separators=(",", ":")).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
