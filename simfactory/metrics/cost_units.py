@@ -61,7 +61,8 @@ def task_paths(req: pd.DataFrame, tasks: pd.DataFrame) -> dict[int, str]:
     starts = np.flatnonzero(np.r_[True, tids[1:] != tids[:-1]]) if len(tids) else np.array([], dtype=np.int64)
     ends = np.r_[starts[1:], len(tids)]
     # one string per task, joined in plain Python (a pandas groupby-join runs a Python call per group)
-    steps = {int(tids[a]): " > ".join(label[a:b].tolist()) for a, b in zip(starts.tolist(), ends.tolist())}
+    labels, task_ids = label.tolist(), tids.tolist()
+    steps = {task_ids[a]: " > ".join(labels[a:b]) for a, b in zip(starts.tolist(), ends.tolist())}
     out: dict[int, str] = {}
     for tid, outcome, escalated in zip(tasks["task_id"].tolist(), tasks["outcome"].tolist(),
                                        tasks["escalated"].tolist()):
