@@ -85,11 +85,17 @@ def demand_by_pool(rs: ResolvedScenario, rtl: pd.DataFrame, replica_pools: list[
     frac = rs.scenario.finance.target_concurrency_fraction
     target = {d.config.name: max(1.0, frac * d.config.max_num_seqs) for d in rs.deployments}
     replica = w["replica"].to_numpy()
-    pools = np.asarray(replica_pools)[replica]
-    load = (w["running"].to_numpy() + w["waiting"].to_numpy()) / w["deployment"].map(target).to_numpy()
+    dep_code, dep_names = pd.factorize(w["deployment"].to_numpy())
+    load = (w["running"].to_numpy() + w["waiting"].to_numpy()) / np.asarray([target[d] for d in dep_names])[dep_code]
     need = load * np.asarray(replica_accels)[replica]
-    frame = pd.DataFrame({"time_s": w["time_s"].to_numpy(), "pool": pools, "need": need})
-    return {str(p): g.groupby("time_s")["need"].sum().to_numpy() for p, g in frame.groupby("pool")}
+    pool_code, pool_names = pd.factorize(np.asarray(replica_pools)[replica], sort=True)
+    t = w["time_s"].to_numpy()
+    out: dict[str, np.ndarray] = {}
+    for k, name in enumerate(pool_names):  # per pool, summed per sample time in time order (a groupby, in numpy)
+        mine = pool_code == k
+        _, at = np.unique(t[mine], return_inverse=True)
+        out[str(name)] = np.bincount(at, weights=need[mine])
+    return out
 
 
 def with_gated_demand(demand: dict[str, np.ndarray], rs: ResolvedScenario, time_s: list[float],

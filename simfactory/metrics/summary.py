@@ -85,12 +85,6 @@ def latency_block(df: pd.DataFrame) -> dict[str, Any]:
     return {name: stats(done[col]) for name, col in LATENCY_COLUMNS.items()}
 
 
-def window_mean(tl: pd.DataFrame, column: str, start_s: float, end_s: float) -> pd.Series:
-    """Mean of a sampled column over samples in (start, end], per replica."""
-    w = tl[(tl["time_s"] > start_s) & (tl["time_s"] <= end_s)]
-    return w.groupby("replica")[column].mean()
-
-
 def compute_metrics(result: SimResult, trace_tasks: int = DEFAULT_TRACE_TASKS) -> RunMetrics:
     """Frames, summary and finance of a run (the cycle collector paused: see simfactory/gc_pause.py)."""
     with gc_paused():
@@ -252,20 +246,30 @@ def throughput_section(completed: pd.DataFrame, answered: pd.DataFrame, offered_
 def replica_section(result: SimResult, req: pd.DataFrame, rtl: pd.DataFrame, start_s: float,
                     end_s: float) -> list[dict[str, Any]]:
     """Per replica: busy fraction and KV occupancy within the window, preemptions and steps over the run."""
-    busy = pd.Series((result.busy_at_horizon_s - result.busy_at_warmup_s) / (end_s - start_s))
-    kv_mean = window_mean(rtl, "kv_used_frac", start_s, end_s)
-    kv_max = rtl[(rtl["time_s"] > start_s) & (rtl["time_s"] <= end_s)].groupby("replica")["kv_used_frac"].max()
-    preempt = req.groupby("replica")["preemptions"].sum()
+    busy = (np.asarray(result.busy_at_horizon_s) - np.asarray(result.busy_at_warmup_s)) / (end_s - start_s)
+    n = len(result.replicas)
+    # per replica with numpy, not groupby (a sweep summarises many small runs): the window's KV samples (NaN left
+    # out, as a groupby mean and max do), the run's preemptions
+    t, rep, kv = (rtl[c].to_numpy() for c in ("time_s", "replica", "kv_used_frac"))
+    kept = (t > start_s) & (t <= end_s) & ~np.isnan(kv.astype(float))
+    rep, kv = rep[kept].astype(np.int64), kv[kept].astype(float)
+    counts = np.bincount(rep, minlength=n)
+    kv_sum = np.bincount(rep, weights=kv, minlength=n)
+    kv_max = np.full(n, -np.inf)
+    np.maximum.at(kv_max, rep, kv)
+    who = req["replica"].to_numpy()
+    routed = who >= 0
+    preempt = np.bincount(who[routed].astype(np.int64), weights=req["preemptions"].to_numpy()[routed], minlength=n)
     return [
         {
             "replica": r.replica_id,
             "deployment": r.deployment,
             "pool": r.pool,
             "role": r.role,
-            "busy_frac": _f(busy.get(r.replica_id)),
-            "kv_used_frac_mean": _f(kv_mean.get(r.replica_id)),
-            "kv_used_frac_max": _f(kv_max.get(r.replica_id)),
-            "preemptions": int(preempt.get(r.replica_id, 0)),
+            "busy_frac": _f(busy[r.replica_id]) if r.replica_id < len(busy) else None,
+            "kv_used_frac_mean": float(kv_sum[r.replica_id] / counts[r.replica_id]) if counts[r.replica_id] else None,
+            "kv_used_frac_max": float(kv_max[r.replica_id]) if counts[r.replica_id] else None,
+            "preemptions": int(preempt[r.replica_id]),
             "steps": int(result.replica_steps[r.replica_id]),
         }
         for r in result.replicas
