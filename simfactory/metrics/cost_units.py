@@ -175,31 +175,36 @@ def task_units(rs: ResolvedScenario, req: pd.DataFrame, tasks: pd.DataFrame, pat
     """One row per measured agent task: its tools, retrieval and reviewers (per use, plus its class's share of idle
     provisioned seats, spread evenly over the class's tasks), the egress of tool and retrieval results across
     regions (its LLM calls' egress is on their requests), success, and e2e latency saved against `latency`."""
-    t = tasks[tasks["measured"]] if len(tasks) else tasks
-    if not len(t):
+    keep = tasks["measured"].to_numpy(dtype=bool) if len(tasks) else np.zeros(0, dtype=bool)
+    if not keep.any():
         return {}
+
+    def col(name: str, dtype: Any = None) -> np.ndarray:  # the measured tasks' column (no copy of the frame)
+        return tasks[name].to_numpy(dtype=dtype)[keep]
+
     tenant = _class_maps(rs)["tenant"]
-    cls = np.asarray([str(c) for c in t["class"]], dtype=object)
-    names, per_class = np.unique(cls, return_counts=True)
-    share = {c: idle_seats.get(c, 0.0) / n for c, n in zip(names, per_class)}
+    code, names = pd.factorize(col("class", object))
+    names = np.asarray([str(c) for c in names], dtype=object)
+    cls = names[code]  # per task, decoded once per class
+    per_class = np.bincount(code, minlength=len(names))
+    share = np.asarray([idle_seats.get(c, 0.0) / n for c, n in zip(names, per_class)])[code]
     task_rows = req["task_id"].to_numpy() >= 0
     on_requests = np.bincount(req["task_id"].to_numpy()[task_rows], weights=req["egress_usd"].to_numpy()[task_rows])
-    tid = t["task_id"].to_numpy(dtype=np.int64)
+    tid = col("task_id", np.int64)
     llm_egress = _at(on_requests, tid, 0.0)
-    success = t["outcome"].isin(SUCCESS).to_numpy()
-    saved, counted = np.zeros(len(t)), np.zeros(len(t))
+    success = np.isin(col("outcome", object), list(SUCCESS))
+    saved, counted = np.zeros(len(tid)), np.zeros(len(tid))
     if latency is not None and latency[1] == "e2e":
-        e2e = t["e2e_s"].to_numpy(dtype=float)
+        e2e = col("e2e_s", float)
         counted = (success & ~np.isnan(e2e)).astype(float)
         saved = np.where(counted > 0, latency[0] - e2e, 0.0)
     return {
-        "application": cls, "tenant": np.array([tenant.get(c, NO_TENANT) for c in cls], dtype=object),
-        "tier": np.full(len(t), AGENT_TIER, dtype=object), "pool": np.full(len(t), "", dtype=object),
-        "path": _labels(tid, paths), "tasks": np.ones(len(t)), "successful_tasks": success.astype(float),
+        "application": cls, "tenant": np.asarray([tenant.get(c, NO_TENANT) for c in names], dtype=object)[code],
+        "tier": np.full(len(tid), AGENT_TIER, dtype=object), "pool": np.full(len(tid), "", dtype=object),
+        "path": _labels(tid, paths), "tasks": np.ones(len(tid)), "successful_tasks": success.astype(float),
         "saved_s": saved, "latency_units": counted,
-        "agent_usd": (t["usd_tools"] + t["usd_retrieval"] + t["usd_human"]).to_numpy(dtype=float)
-        + np.array([share[c] for c in cls]),
-        "cross_region_usd": np.maximum(t["usd_network"].to_numpy(dtype=float) - llm_egress, 0.0),
+        "agent_usd": col("usd_tools", float) + col("usd_retrieval", float) + col("usd_human", float) + share,
+        "cross_region_usd": np.maximum(col("usd_network", float) - llm_egress, 0.0),
     }
 
 
