@@ -253,6 +253,7 @@ class FrontEndServer:
             self.ends[i] = self.env.call_at(float(self.t_s[i]) + work / rate, lambda _ev, i=i: self._ended(i))
 
     def _ended(self, i: int) -> None:
+        """Uncoupled: slot i's job did its work (a request read, a stream whose engine was done): it ends."""
         self.ends.pop(i, None)
         self._advance()
         self._settle(i)
