@@ -51,6 +51,7 @@ sys.path.insert(0, str(ROOT))
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelArch, ModelCatalog
+from simfactory.config.profile import EngineCatalog
 from simfactory.hardware.memory import plan_memory
 
 FORMAT = "simfactory-kernel-tables/1"
@@ -69,6 +70,19 @@ SYSTEMS = {"a100-80gb": "a100_sxm", "h100-sxm": "h100_sxm", "h200": "h200_sxm", 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
 TPS = (1, 2, 4, 8)
 GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default; the same fit test resolve applies (simfactory.hardware.memory)
+# A layout is derived when it fits under vLLM's default (above) or under its own framework's memory rule (the engine
+# preset's in hardware_profiles/engines.yaml): TensorRT-LLM, which sizes its KV cache from what is left after the
+# weights (fraction_of_free), runs layouts vLLM's 0.9 of the whole device cannot, e.g. Llama-3.1-70B FP16 at TP2 on
+# 2 x A100-80GB (NVIDIA's perf overview, 0.17).
+FIT_PRESETS = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt-llm"}
+
+
+def _fit_rules() -> dict:
+    presets = {e.name: e for e in load_model_file(EngineCatalog, ROOT / "hardware_profiles" / "engines.yaml").engines}
+    return {fw: presets[name].memory for fw, name in FIT_PRESETS.items()}
+
+
+FIT_RULES = _fit_rules()
 # simfactory dtype -> SDK quant modes. FMHA stays bf16 with an FP8 KV cache (the SDK's default lane on Hopper).
 GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
 # Per-tensor FP8 in TensorRT-LLM is a ModelOpt checkpoint with static activation scales (trtllm-build, trtllm-bench and
@@ -392,7 +406,8 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                     if arch.heads % tp:
                         refused.append(f"{arch.id} {fw} TP{tp}: {arch.heads} heads do not split over {tp} GPUs")
                         continue
-                    fits = {d: plan_memory(arch, profile.spec, d, d, tp, GPU_MEMORY_UTILIZATION).fits for d in dtypes}
+                    fits = {d: plan_memory(arch, profile.spec, d, d, tp, GPU_MEMORY_UTILIZATION).fits
+                            or plan_memory(arch, profile.spec, d, d, tp, rule=FIT_RULES[fw]).fits for d in dtypes}
                     if not any(fits.values()):
                         refused.append(f"{arch.id} {fw} TP{tp}: does not fit {tp} x {sku} in any dtype")
                         continue
@@ -455,6 +470,8 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
         "static_fp8_launch_saving": sorted(STATIC_FP8_LAUNCH_SAVING),
         "units": "milliseconds per engine step on one GPU of the TP group (kernel time only: no engine overhead)",
         "gpu_memory_utilization_fit": GPU_MEMORY_UTILIZATION,
+        "fit_rules": "a layout fits under vLLM's 0.9 of the device or under its framework's engine preset's memory "
+                     f"rule ({', '.join(f'{k}: {v}' for k, v in FIT_PRESETS.items())}; hardware_profiles/engines.yaml)",
         "refused": refused,
     }
     doc = {**header, "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
