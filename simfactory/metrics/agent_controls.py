@@ -37,13 +37,10 @@ def component_table(records: list[Any]) -> dict[str, dict[str, Any]]:
     sums: dict[tuple[str, str], list[int]] = {}
     for r in records:
         for key, (calls, failures, timeouts) in r.components.items():
-            row = sums.get(key)
-            if row is None:
-                sums[key] = [calls, failures, timeouts]
-            else:
-                row[0] += calls
-                row[1] += failures
-                row[2] += timeouts
+            row = sums.setdefault(key, [0, 0, 0])
+            row[0] += calls
+            row[1] += failures
+            row[2] += timeouts
     named = sorted((f"{kind}/{name}", row) for (kind, name), row in sums.items())
     return {key: {"calls": c, "failures": f, "timeouts": t, "failure_rate": _rate(f, c), "timeout_rate": _rate(t, c)}
             for key, (c, f, t) in named}

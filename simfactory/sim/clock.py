@@ -13,53 +13,14 @@ and start with `start`; the engines' hot paths read `_now` directly (SimPy's `no
 from __future__ import annotations
 
 from collections.abc import Callable
-from heapq import heappop, heappush
-from typing import Any
+from heapq import heappush
 
 import simpy
-from simpy.core import SimTime, StopSimulation
-from simpy.events import NORMAL, URGENT, Event, EventPriority
+from simpy.core import SimTime
+from simpy.events import NORMAL, URGENT, EventPriority
 
 
 class FloatEnvironment(simpy.Environment):
-    def run(self, until: SimTime | Event | None = None) -> Any:
-        """SimPy's run (the same stopping rules, errors and results) with its step() inlined in the loop: a run
-        processes every event through here, and the method call per event cost ~5% of a chat run."""
-        if until is not None:
-            if not isinstance(until, Event):
-                at: SimTime = until if isinstance(until, int) else float(until)
-                if at <= self.now:
-                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
-                until = Event(self)
-                until._ok = True
-                until._value = None
-                self.schedule(until, URGENT, at - self.now)
-            elif until.callbacks is None:
-                return until.value
-            until.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
-        queue = self._queue  # type: ignore[attr-defined]
-        try:
-            while queue:
-                self._now, _, _, event = heappop(queue)
-                callbacks, event.callbacks = event.callbacks, None
-                try:
-                    for callback in callbacks:
-                        callback(event)
-                except StopSimulation:  # as step() does: the remaining callbacks run when the run resumes
-                    event.callbacks = callbacks[callbacks.index(callback) + 1:]
-                    self.schedule(event, EventPriority(-1))
-                    raise
-                if not event._ok and not hasattr(event, "_defused"):
-                    exc = type(event._value)(*event._value.args)
-                    exc.__cause__ = event._value
-                    raise exc
-        except StopSimulation as stop:
-            return stop.args[0]
-        if until is not None:
-            assert not until.triggered
-            raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}')
-        return None
-
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
         heappush(self._queue, (float(self._now + delay), priority, next(self._eid), event))  # type: ignore[attr-defined]
 

@@ -103,7 +103,7 @@ class FrontEndServer:
         if not self.coupled and self.demand + 1.0 <= self.cores:
             return work_s  # a whole core: every job has its cap
         self._advance()
-        left = self.work if self.coupled else self.work - np.minimum(self.work, self.rate * (self.env._now - self.t_s))
+        left = self.work if self.coupled else self.work - self._used_s()
         caps = np.append(self.cap[left > DONE_EPS_S], 1.0)
         return work_s / float(fair_levels(caps, self.cores)[-1])
 
@@ -156,7 +156,7 @@ class FrontEndServer:
         if self.coupled:
             busy = self.busy_core_s + float(self.rate.sum()) * max(dt, 0.0)
         else:
-            busy = self.busy_core_s + float(np.minimum(self.work, self.rate * np.maximum(now - self.t_s, 0.0)).sum())
+            busy = self.busy_core_s + float(self._used_s().sum())
         return busy, self.capacity_core_s + self.cores * max(dt, 0.0)
 
     def capacity_changed(self) -> None:
@@ -209,9 +209,7 @@ class FrontEndServer:
         """Free `rid`'s slot; its callback."""
         i = self.slot.pop(rid)
         self.reading.pop(rid, None)
-        end = self.ends.pop(i, None)
-        if end is not None:
-            end.callbacks.clear()  # type: ignore[union-attr]
+        self._disarm(i)
         on_done = self.on_done[i]
         assert on_done is not None
         self.on_done[i] = None
@@ -232,6 +230,16 @@ class FrontEndServer:
         self.last_s = now
 
     # -- uncoupled: each job on its own --
+    def _used_s(self) -> np.ndarray:
+        """Per slot, the work done since its t_s at its rate (no more than it had to do)."""
+        return np.minimum(self.work, self.rate * np.maximum(self.env._now - self.t_s, 0.0))
+
+    def _disarm(self, i: int) -> None:
+        """Cancel slot i's end event, if it has one."""
+        end = self.ends.pop(i, None)
+        if end is not None:
+            end.callbacks.clear()  # type: ignore[union-attr]
+
     def _settle(self, i: int) -> None:
         """Bring slot i's work left up to now (no more done than there was to do)."""
         now = self.env._now
@@ -245,9 +253,7 @@ class FrontEndServer:
     def _arm(self, i: int) -> None:
         """An event at slot i's end, if that ends something (a request read; a stream whose engine is done): a
         stream still waiting for tokens just stops using its share when its work runs out."""
-        end = self.ends.pop(i, None)
-        if end is not None:
-            end.callbacks.clear()  # type: ignore[union-attr]
+        self._disarm(i)
         work, rate = float(self.work[i]), float(self.rate[i])
         if self.finished[i] and work > DONE_EPS_S and rate > 0:
             self.ends[i] = self.env.call_at(float(self.t_s[i]) + work / rate, lambda _ev, i=i: self._ended(i))
@@ -273,7 +279,7 @@ class FrontEndServer:
     def _couple(self) -> None:
         """Every slot's work as of now (the global clock from here on); the jobs' own events cancelled."""
         now = self.env._now
-        used = np.minimum(self.work, self.rate * np.maximum(now - self.t_s, 0.0))
+        used = self._used_s()
         self.busy_core_s += float(used.sum())
         self.work -= used
         self.t_s[:] = now

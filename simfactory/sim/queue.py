@@ -62,13 +62,8 @@ class WaitingQueue:
     def head_put_before(self, cut_s: float, cut_puts: int) -> tuple[int, int, int, float] | None:
         """The first request in serving order put before the cut (before time cut_s, or among the first cut_puts
         puts): an overlapping engine's next admission, which a later, more urgent arrival must not hold up."""
-        heap = self._heap
-        if self._removed and heap and heap[0][2] in self._removed:
-            self._clean()
-        if not heap:
-            return None
-        key = heap[0]  # head_key(), inline
-        if key[3] < cut_s or key[1] < cut_puts:
+        key = self.head_key()
+        if key is None or key[3] < cut_s or key[1] < cut_puts:
             return key
         removed = self._removed
         best = None
@@ -79,12 +74,9 @@ class WaitingQueue:
 
     def take(self, rid: int) -> None:
         """Take this waiting request out to run it (the head, or one a later, more urgent arrival is ahead of)."""
-        heap = self._heap
-        if self._removed and heap and heap[0][2] in self._removed:
-            self._clean()
-        if heap and heap[0][2] == rid:
-            heapq.heappop(heap)
-            self.members.discard(rid)
+        key = self.head_key()
+        if key is not None and key[2] == rid:
+            self.pop()
         else:
             self.remove(rid)
 

@@ -547,11 +547,10 @@ class FleetModel:
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
             delay += float(t.net_in_s[rid])
-        then = self._arrive if self.front_ends[deployment] is None else self._ingress
         if delay > 0:  # one event a request (the vLLM and SGLang presets' front end): call_at, not a Timeout's two objects
-            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: then(rid, d))
+            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
             return
-        then(rid, deployment)
+        self._ingress(rid, deployment)
 
     def _ingress(self, rid: int, deployment: int) -> None:
         """The deployment's front end reads the request (its CPU time, and its wait for a share of the CPU, count as
@@ -910,6 +909,8 @@ class FleetModel:
         same time the request reaches it otherwise, without an event of its own in between (the vLLM and SGLang
         presets' front end, on every request). `lagged` flags those entries."""
         at, rids, classes = self.arrival_s, self.arrival_rid, self.arrival_class
+        self._class_deployment = [c.deployment_index for c in self.rs.classes]
+        self._fixed_front_end_s = [float(d.config.front_end_s) for d in self.rs.deployments]
         lag = self._front_door_lag_s()[classes] * (rids >= 0) if len(classes) else np.zeros(0)
         lagged = lag > 0
         self._lagged_arrival_s = np.sort(at[lagged])  # when each lagged request arrived (the in-system count)
@@ -920,20 +921,18 @@ class FleetModel:
             at, rids, classes, lagged = keys[order], rids[order], classes[order], lagged[order]
         self._arrival_iter = zip(at.tolist(), rids.tolist(), classes.tolist(), lagged.tolist())
         self._due = None
-        self._class_deployment = [c.deployment_index for c in self.rs.classes]
-        self._fixed_front_end_s = [float(d.config.front_end_s) for d in self.rs.deployments]
         self.env.start(self._arrivals_due)
 
     def _front_door_lag_s(self) -> np.ndarray:
         """Per class: the fixed front end delay its plain requests take straight to their deployment, when nothing
-        before it depends on the time of arrival (module docstring of _start_arrivals); 0 for the others."""
+        before it depends on the time of arrival (see _start_arrivals); 0 for the others."""
         lag = np.zeros(len(self.rs.classes))
         for c in self.rs.classes:
             dep = c.deployment_index
             if (c.agent is None and dep >= 0 and c.config.semantic_cache is None
                     and (c.tenant < 0 or self.buckets[c.tenant] is None)
                     and self.class_region[c.index] == self.dep_region[dep]):
-                lag[c.index] = float(self.rs.deployments[dep].config.front_end_s)
+                lag[c.index] = self._fixed_front_end_s[dep]
         return lag
 
     def arrived(self) -> int:
@@ -941,16 +940,17 @@ class FleetModel:
         pending = bisect_right(self._lagged_arrival_s, self.env._now) - self._lagged_taken
         return self.n_arrived + pending
 
-    def _take_lagged(self, rid: int) -> None:
-        """A lagged arrival at its delivery: what _to_deployment records, then the deployment's front end."""
+    def _lagged_sent(self, rid: int) -> int:
+        """What _to_deployment records of a lagged request (its deployment, its fixed front end); the deployment."""
         t = self.table
         dep = self._class_deployment[t.class_id[rid]]
         t.deployment_id[rid] = dep
         t.front_end_s[rid] = self._fixed_front_end_s[dep]
-        if self.front_ends[dep] is None:
-            self._arrive(rid, dep)
-        else:
-            self._ingress(rid, dep)
+        return dep
+
+    def _take_lagged(self, rid: int) -> None:
+        """A lagged arrival at its delivery: sent, then read by the deployment's front end."""
+        self._ingress(rid, self._lagged_sent(rid))
 
     def _record_lagged_in_flight(self) -> None:
         """At the end of the run: lagged requests that had arrived but not yet reached their deployment are on the
@@ -960,9 +960,7 @@ class FleetModel:
         for item in ([item] if item is not None else []) + list(self._arrival_iter):
             _, rid, _, lagged = item
             if lagged and t.arrival_s[rid] <= now:
-                dep = self.rs.classes[int(t.class_id[rid])].deployment_index
-                t.deployment_id[rid] = dep
-                t.front_end_s[rid] = float(self.rs.deployments[dep].config.front_end_s)
+                self._lagged_sent(rid)
                 self.n_arrived += 1
 
     def _arrivals_due(self, _event: object) -> None:
