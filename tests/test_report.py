@@ -207,3 +207,18 @@ def test_log_axes_label_plain_numbers_without_crowding(lo, hi, minor_labels):
         assert not labelled
     assert all(float(text) == pytest.approx(x) for x, text in labelled)  # plain numbers, not 10^k mathtext
     assert all(m and "^" not in m for m in major)
+
+
+@pytest.mark.parametrize("values", [[31.6, 31.6, 31.6], [0.0297, 0.0301, 0.0308]])
+def test_latencies_all_alike_get_a_linear_axis_around_them(values):
+    """A log axis over one value collapses (every request of a burst with fixed lengths alike), and over a few
+    percent it crowds its minor labels: below NARROW_DECADES the axis stays linear, its window holding the data."""
+    from simfactory.report.plots import _log_x, plt
+
+    fig, ax = plt.subplots()
+    ax.plot(values, np.linspace(0, 1, len(values)))
+    assert _log_x(ax) is False
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    plt.close(fig)
+    assert ax.get_xscale() == "linear" and lo < min(values) <= max(values) < hi

@@ -33,10 +33,20 @@ def _shade_window(ax: plt.Axes, m: RunMetrics) -> None:
         ax.axvspan(w["horizon_s"], w["end_s"], color="0.95", label="drain (not measured)")
 
 
-def _log_x(ax: Any) -> None:
+NARROW_DECADES = 0.1  # data spanning less than this (max / min under 1.26) gets a linear axis: log shows nothing
+
+
+def _log_x(ax: Any) -> bool:
     """A log x axis labelled in plain numbers (0.05, not 5x10^-2): the decades, and within them as many minor
     ticks as the view leaves room for (all under 0.7 decades, 2 and 5 under two, none wider; matplotlib's own
-    minor labels crowd and overlap)."""
+    minor labels crowd and overlap). Data narrower than NARROW_DECADES (every request alike, say) keep a linear axis
+    around them instead, where a log one collapses or crowds its labels. True when the axis is logarithmic."""
+    lo, hi = ax.dataLim.intervalx
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0) or np.log10(hi / lo) < NARROW_DECADES:
+        if np.isfinite(lo) and np.isfinite(hi) and hi - lo < 1e-9 * max(abs(hi), 1e-300):
+            pad = max(abs(lo) * 0.05, 1e-12)  # all alike: a window around the one value
+            ax.set_xlim(lo - pad, hi + pad)
+        return False
     ax.set_xscale("log")
 
     def minor(x: float, _: Any) -> str:
@@ -47,6 +57,7 @@ def _log_x(ax: Any) -> None:
 
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(ticker.FuncFormatter(minor))
+    return True
 
 
 def latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:
@@ -58,8 +69,7 @@ def latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:
             v = np.sort(g[col].dropna().to_numpy())
             if len(v):
                 ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=str(dep))
-        _log_x(ax)
-        ax.set_xlabel(f"{title} (s, log scale)")
+        ax.set_xlabel(f"{title} (s{', log scale' if _log_x(ax) else ''})")
         ax.set_ylabel("fraction of requests")
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
@@ -118,8 +128,7 @@ def task_latency_cdf(m: RunMetrics, path: Path | None = None) -> Any:
     for cls, g in tasks.groupby("class"):
         v = np.sort(g["e2e_s"].to_numpy())
         ax.plot(v, np.arange(1, len(v) + 1) / len(v), label=f"{cls} ({len(v)} tasks)")
-    _log_x(ax)
-    ax.set_xlabel("task end-to-end latency (s, log scale)")
+    ax.set_xlabel(f"task end-to-end latency (s{', log scale' if _log_x(ax) else ''})")
     ax.set_ylabel("fraction of completed tasks")
     ax.set_title("Compound (task) latency CDF")
     ax.grid(True, which="both", alpha=0.3)
