@@ -161,3 +161,18 @@ def test_quantized_weights_on_an_engine_whose_kv_cache_follows_the_activations_a
     assert warned(dtype="fp8", engine="sglang") and warned(dtype="fp8", engine="vllm-v0")
     assert not warned(dtype="fp8", kv_dtype="fp8") and not warned(dtype="fp8", kv_dtype="bf16")
     assert not warned(dtype="bf16") and not warned(dtype="fp8", engine="tensorrt-llm")
+
+
+@pytest.mark.parametrize("model,tp,heads_per_device", [
+    ("qwen3-235b-a22b", 4, 1), ("qwen3-235b-a22b", 8, 1),  # 4 KV heads: TP8 holds each one twice
+    ("llama-3.1-70b", 8, 1), ("llama-3.1-70b", 4, 2), ("qwen2.5-7b", 8, 1),
+])
+def test_kv_heads_are_replicated_once_the_tp_group_outgrows_them(model, tp, heads_per_device):
+    """vLLM gives each device max(1, kv_heads // tp) KV heads (ModelConfig.get_num_kv_heads, 'We will replicate the
+    KV heads in the case where the number of KV heads is smaller than the tensor parallel size',
+    https://github.com/vllm-project/vllm/blob/v0.11.0/vllm/config/model.py): a device's bytes per token of context
+    are heads_per_device x 2 x layers x head_dim x bytes, whatever the TP beyond the head count."""
+    arch = MODELS[model]
+    p = plan_memory(arch, H100, "fp8", "bf16", tp, rule=ENGINES["vllm"].memory)
+    per_device_token = 2 * arch.layers * heads_per_device * arch.head_dim * 2
+    assert p.kv_capacity_tokens == pytest.approx(p.kv_bytes_per_device / per_device_token, abs=1)

@@ -503,9 +503,11 @@ class ModelArch(Sourced):
         return 2 * self.layers * self.kv_heads * self.head_dim * BYTES_PER_PARAM[kv_dtype]
 
     def kv_tp_shards(self, tp: int) -> int:
-        """Over how many of a TP group's devices the KV cache is split: tp (each device holds its KV heads' share);
-        1 for MLA, whose single latent every device holds whole (vLLM/SGLang replicate it across TP ranks)."""
-        return 1 if self.is_mla else tp
+        """Over how many of a TP group's devices the KV cache is split: tp while every device has a KV head of its
+        own, kv_heads once the group is wider (the engines give each device at least one KV head and replicate them:
+        max(1, kv_heads // tp) heads a device in vLLM's ModelConfig.get_num_kv_heads, SGLang's likewise), so
+        Qwen3-235B's 4 KV heads on TP8 sit twice over; 1 for MLA, whose single latent every device holds whole."""
+        return 1 if self.is_mla else min(tp, self.kv_heads)
 
     def attn_flops_per_pair(self, absorbed: bool = True) -> float:
         """Attention FLOPs per query-key pair, all layers (the roofline's per-pair term, RooflineModel in
@@ -617,6 +619,8 @@ class EngineDefaults(_Strict):
         default=None, description="deployments' overlap_schedule when the scenario leaves it out")
     delayed_first_token: bool | None = Field(
         default=None, description="deployments' delayed_first_token when the scenario leaves it out")
+    reuse_preempted_kv: bool | None = Field(
+        default=None, description="deployments' reuse_preempted_kv when the scenario leaves it out")
     front_end_s: float | None = Field(
         default=None, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,
         description="deployments' front_end_s (the API server's time per request at low load) when the scenario "

@@ -302,6 +302,13 @@ class Deployment(_Strict):
         description="recompute: free a preempted request's KV and prefill it again; swap: copy its KV to host "
         "memory and back over the host link (no recompute)",
     )
+    reuse_preempted_kv: bool = Field(
+        default=False,
+        description="a request preempted by recompute finds its own KV blocks still cached when admitted again, all "
+        "but those allocations have overwritten since (vLLM V1's prefix caching, on by default, keeps freed blocks "
+        "until they are reused, the freed request's tail first): it recomputes only what was lost; false: it "
+        "recomputes everything; left out: the engine preset's default",
+    )
     host_link_gb_s: float = Field(
         default=50.0, ge=MIN_BANDWIDTH,
         description="device <-> host bandwidth per direction for swapping and the host KV tier; PCIe 5.0 x16 is "
@@ -929,7 +936,8 @@ class Scenario(_Strict):
 # schema defaults; scenario_document leaves them out where the scenario did.
 LEFT_OUT_MATTERS: dict[type[BaseModel], tuple[str, ...]] = {
     Deployment: ("max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill", "schedule", "kv_admission",
-                 "gpu_memory_utilization", "overlap_schedule", "delayed_first_token", "front_end_s"),
+                 "gpu_memory_utilization", "overlap_schedule", "delayed_first_token", "front_end_s",
+                 "reuse_preempted_kv"),
     Network: ("bytes_per_token",),
     NetworkLink: ("usd_per_gb",),
 }

@@ -188,8 +188,8 @@ class RooflineModel(StepTimeModel):
         imbalance_flops = 2.0 * routed_active * 1e9 * (self.expert_imbalance - 1.0) if ep > 1 else 0.0
         kv_per_token = a.kv_bytes_per_token(self.kv_dtype)
         # an MLA latent is held whole by every device of its attention group: a group of tp / dp devices reads it
-        # for 1/dp of the sequences; K/V heads split over all tp devices
-        kv_per_device = kv_per_token / dp if a.is_mla else kv_per_token / tp
+        # for 1/dp of the sequences; K/V heads split over the tp devices, replicated past one head a device
+        kv_per_device = kv_per_token / dp if a.is_mla else kv_per_token / a.kv_tp_shards(tp)
         object.__setattr__(self, "flops_per_token", (2.0 * a.active_params_b * 1e9 + imbalance_flops) / tp)
         object.__setattr__(self, "flops_per_pair", a.attn_flops_per_pair() / tp)
         object.__setattr__(self, "kv_bytes_per_token_device", kv_per_device)

@@ -43,6 +43,7 @@ from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.kv_retention import Pin, RetentionLedger
 from simfactory.sim.outcomes import PENDING_CODE
+from simfactory.sim.preempted_kv import PreemptedKV
 from simfactory.sim.prefix_cache import PrefixCache, request_blocks, request_prefixes
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
@@ -180,6 +181,7 @@ class ReplicaEngine:
         prefix_cache_host_tokens: int = 0,
         prefix_cache_ssd_tokens: int = 0,
         ssd_s_per_token: float = 0.0,
+        reuse_preempted_kv: bool = False,
         on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
@@ -222,6 +224,8 @@ class ReplicaEngine:
         self.on_prefilled = on_prefilled
         self._prefix_cache_args = (prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
         self.prefix_cache = PrefixCache(*self._prefix_cache_args) if prefix_cache_tokens > 0 else None
+        # preempted requests' blocks stay cached in the free queue until allocations overwrite them (vLLM V1)
+        self.preempted_kv = PreemptedKV() if reuse_preempted_kv else None
         self.on_complete = on_complete
         self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
@@ -238,6 +242,7 @@ class ReplicaEngine:
     def _init_batch_state(self) -> None:
         """What the batch holds: KV blocks, running requests and their prefill and decode progress."""
         self.free_blocks = self.kv_blocks
+        self.freed_blocks = 0  # blocks ever returned to the free queue (kept preempted blocks survive by it)
         self.step = 0  # decode steps executed so far: the clock decode sequences advance by
         self.running: dict[int, None] = {}  # admission order; the last one is the newest
         self.requeued = WaitingQueue(self.env)  # preempted requests, re-admitted before new ones of their priority
@@ -492,6 +497,7 @@ class ReplicaEngine:
         t = self.table
         running = self.running
         max_num_seqs = self.max_num_seqs
+        preempted_kv = self.preempted_kv
         if self.held_slots:
             max_num_seqs = self._free_slot_if_idle()
         while budget > 0 and (len(running) < max_num_seqs or self.held_slots):
@@ -507,6 +513,8 @@ class ReplicaEngine:
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
             reused = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
             hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
+            kept = self._kept_prefix(rid, target) if preempted_kv is not None and rid in preempted_kv.kept else 0
+            hit = max(hit, kept)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
             if unfinished and not self.chunked:
@@ -519,6 +527,8 @@ class ReplicaEngine:
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
             source.take(rid)
+            if preempted_kv is not None:
+                preempted_kv.revive(rid, kept // bs if kept >= hit else 0)
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
                 max_num_seqs = self._take_over(pin, reused)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
@@ -669,12 +679,14 @@ class ReplicaEngine:
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
         target = int(self.table.input_tokens[rid] + self.table.generated[rid])
-        chunk = min(target, self.max_num_batched_tokens)
-        if not self.chunked and chunk < target:
+        # its own blocks still cached after a preemption count against the free blocks, as admission counts them
+        hit = self._kept_prefix(rid, target) if self.preempted_kv is not None and rid in self.preempted_kv.kept else 0
+        chunk = min(target - hit, self.max_num_batched_tokens)
+        if not self.chunked and chunk < target - hit:
             return False
         if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
-        return blocks_for(chunk, self.block_size) <= self.free_blocks
+        return blocks_for(hit + chunk, self.block_size) <= self.free_blocks
 
     def _cached_prefix(self, rid: int, target: int) -> int:
         """Prompt tokens this replica's prefix cache already holds (at least one token is always computed)."""
@@ -688,6 +700,13 @@ class ReplicaEngine:
         hit = min(hit, target - 1)
         self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
         return hit
+
+    def _kept_prefix(self, rid: int, target: int) -> int:
+        """Tokens of a preempted request's own blocks still cached here (whole blocks, at least one token left to
+        compute, as vLLM caps a prefix hit)."""
+        assert self.preempted_kv is not None
+        blocks = self.preempted_kv.surviving(rid, self.free_blocks, self.freed_blocks)
+        return min(blocks, (target - 1) // self.block_size) * self.block_size
 
     def _priority_preemption(self) -> None:
         """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
@@ -742,8 +761,10 @@ class ReplicaEngine:
         """Preemption by recompute: free the request's KV blocks and queue it to be prefilled again."""
         t = self.table
         decoding = rid in self.dec_base
-        kv = self.dec_base[rid] + self.step if decoding else 0
+        kv = self.dec_base[rid] + self.step if decoding else self.computed[rid]
         self._release(rid)
+        if self.preempted_kv is not None and not (self.swap and decoding):
+            self.preempted_kv.keep(rid, kv // self.block_size, self.free_blocks, self.freed_blocks)
         if self.swap and decoding:
             self.extra_step_s += kv * self.host_link_s_per_token  # swap out; back in when re-admitted
             t.kv_ready[rid] = 1
@@ -767,10 +788,12 @@ class ReplicaEngine:
             kv = base + s
             t.generated[rid] = kv - t.input_tokens[rid] + 1
             t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
-            self.free_blocks += blocks_for(kv, bs)
+            freed = blocks_for(kv, bs)
         else:
-            self.free_blocks += blocks_for(self.computed.pop(rid), bs)
+            freed = blocks_for(self.computed.pop(rid), bs)
             del self.prefill_target[rid]
+        self.free_blocks += freed
+        self.freed_blocks += freed
         self._uncommit(rid)
         del self.running[rid]
 
@@ -789,6 +812,8 @@ class ReplicaEngine:
                 self.on_abort(rid)
             return True
         if self.requeued.remove(rid):
+            if self.preempted_kv is not None:
+                self.preempted_kv.forget(rid)
             self.held_counts[self.held_slot] -= 1
             self.on_abort(rid)
             return True
@@ -810,6 +835,8 @@ class ReplicaEngine:
             self.unpin(task_id, "fault")
         if self.prefix_cache is not None:
             self.prefix_cache = PrefixCache(*self._prefix_cache_args)
+        if self.preempted_kv is not None:
+            self.preempted_kv.clear()
         return lost
 
     def drop_waiting(self) -> list[int]:
@@ -862,7 +889,9 @@ class ReplicaEngine:
                 del dec_finish[rid]
                 bucket[base % bs] -= 1
                 self.sum_base -= base
-                self.free_blocks += -(-(base + s + 1) // bs)
+                freed = -(-(base + s + 1) // bs)
+                self.free_blocks += freed
+                self.freed_blocks += freed
                 t.generated[rid] = t.output_tokens[rid]
                 t.replica_s[rid] += self.cum_s_per_token - self.dec_cum0.pop(rid)
                 self._complete(rid, now)
@@ -906,10 +935,12 @@ class ReplicaEngine:
                         self.on_first_token(rid, self)
             if g >= out:
                 self.free_blocks += blocks_for(target, bs)
+                self.freed_blocks += blocks_for(target, bs)
                 self._complete(rid, now)
                 continue
             if self.role == "prefill":  # disaggregated: the KV cache leaves for a decode replica
                 self.free_blocks += blocks_for(target, bs)
+                self.freed_blocks += blocks_for(target, bs)
                 self._uncommit(rid)
                 del self.running[rid]
                 assert self.on_prefilled is not None
@@ -972,6 +1003,7 @@ class ReplicaEngine:
                   min(int(t.context_tokens[rid]), tokens))
         self.pins[task_id] = pin
         self.free_blocks -= pin.blocks
+        self.freed_blocks -= pin.blocks  # taken straight back as they were freed: never in the free queue
         self.pinned_blocks += pin.blocks
         if pin.hold_slot:
             self.held_slots += 1
@@ -991,6 +1023,7 @@ class ReplicaEngine:
             return
         pin.released = True
         self.free_blocks += pin.blocks
+        self.freed_blocks += pin.blocks
         st = self.stretch
         if st is not None:
             st.free_before += pin.blocks  # a stretch in progress recomputes free blocks from this

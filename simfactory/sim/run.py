@@ -224,6 +224,7 @@ class FleetModel:
             prefix_cache_host_tokens=cfg.prefix_cache_host_tokens,
             prefix_cache_ssd_tokens=cfg.prefix_cache_ssd_tokens,
             ssd_s_per_token=d.memory.kv_bytes_per_token / (cfg.ssd_gb_s * 1e9),
+            reuse_preempted_kv=cfg.reuse_preempted_kv,
             on_prefilled=self._on_prefilled,
             on_complete=self._on_complete,
             on_abort=self._on_abort,
