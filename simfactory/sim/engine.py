@@ -221,18 +221,15 @@ class ReplicaEngine:
         self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
         self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
         self.extra_step_s = 0.0  # KV copies to/from host memory added to the next step
-        self.on_prefilled = on_prefilled
+        self.on_prefilled, self.on_complete, self.on_abort = on_prefilled, on_complete, on_abort
         self._prefix_cache_args = (prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
         self.prefix_cache = PrefixCache(*self._prefix_cache_args) if prefix_cache_tokens > 0 else None
         # preempted requests' blocks stay cached in the free queue until allocations overwrite them (vLLM V1)
         self.preempted_kv = PreemptedKV() if reuse_preempted_kv else None
-        self.on_complete = on_complete
-        self.on_abort = on_abort
         self.exact = exact  # step every iteration (no fast-forward)
         self.retention: RetentionLedger | None = None  # set by the fleet when some agent class retains its KV
         self.pins: dict[int, Pin] = {}  # task id -> its pin, oldest first
-        self.pinned_blocks = 0
-        self.held_slots = 0
+        self.pinned_blocks = self.held_slots = 0
         self.stretch: Stretch | None = None  # the decode-only stretch in progress (fast-forward)
         self._init_batch_state()
         self._init_accounting()
