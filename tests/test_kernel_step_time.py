@@ -25,6 +25,7 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import ModelCatalog
 from simfactory.errors import InputError, InputErrors
 from simfactory.hardware import kernels
+from simfactory.hardware.kernel_file import pack, read_doc
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time, load_kernel_tables
 from simfactory.hardware.step_time import StepLoad
 from simfactory.resolve import load_and_resolve
@@ -338,14 +339,26 @@ def test_sdk_sample_points_survive_resampling():
         assert decode(m, b, s) * 1e3 == pytest.approx(want, rel=0.05), (b, s)
 
 
-def test_refuses_broken_files(tmp_path):
+def first_record(section: str, tmp_path) -> dict:
+    """The first record of a section of the test file, read (and so checked) as a run reads it."""
+    t = load_kernel_tables("test-gpu", [tmp_path])
+    assert t is not None
+    records = t.linear if section == "linear" else t.attention
+    return records[next(iter(records))]
+
+
+@pytest.mark.parametrize("packed", [True, False], ids=["format 2", "format 1"])
+def test_refuses_broken_files(tmp_path, packed):
+    """A broken file or header is refused when it is read; a broken record when a run first reads it (a file holds
+    hundreds; kernel_file.py), with the file, the record and the field named either way, in both formats."""
     src = load_kernel_tables("h100-sxm")
     assert src is not None
-    doc = json.loads(gzip.decompress(src.path.read_bytes()))
+    doc = read_doc(src.path)  # every curve as numbers
     folder = tmp_path / "kernels"
     folder.mkdir()
 
     def write(d: dict | bytes) -> None:
+        d = d if isinstance(d, bytes) or not packed else {**pack(d), "format": d["format"]}
         data = d if isinstance(d, bytes) else gzip.compress(json.dumps(d).encode(), compresslevel=1)
         (folder / "test-gpu.json.gz").write_bytes(data)
         kernels._cache.clear()
@@ -356,17 +369,44 @@ def test_refuses_broken_files(tmp_path):
     bad = copy.deepcopy(doc)
     bad["linear"][0]["linear_ms"][5] = -1.0
     write(bad)
-    with pytest.raises(InputError, match=r"linear\[0\]\.linear_ms"):
-        load_kernel_tables("test-gpu", [tmp_path])
+    with pytest.raises(InputError, match=r"test-gpu.json.gz.*linear\[0\]\.linear_ms"):
+        first_record("linear", tmp_path)
     bad = copy.deepcopy(doc)
     bad["attention"][0]["ctx_attn_ms"] = bad["attention"][0]["ctx_attn_ms"][::-1]
     write(bad)
-    with pytest.raises(InputError, match="non-decreasing"):
+    with pytest.raises(InputError, match=r"attention\[0\]\.ctx_attn_ms.*non-decreasing"):
+        first_record("attention", tmp_path)
+    bad = copy.deepcopy(doc)
+    bad["attention"][0]["decode_attn_ms"][0] = "1 2 x" if packed else [1, 2, "x"]
+    write(bad)
+    with pytest.raises(InputError, match=r"attention\[0\]\.decode_attn_ms"):
+        first_record("attention", tmp_path)
+    bad = copy.deepcopy(doc)
+    del bad["linear"][0]["tp"]
+    write(bad)
+    with pytest.raises(InputError, match=r"linear\[0\]"):
         load_kernel_tables("test-gpu", [tmp_path])
     write({**doc, "format": "something-else"})
     with pytest.raises(InputError, match="format"):
         load_kernel_tables("test-gpu", [tmp_path])
+    write(doc)  # intact: every record reads back as the shipped file's
+    t = load_kernel_tables("test-gpu", [tmp_path])
+    assert t is not None and list(t.linear) == list(src.linear)
+    assert all(t.linear[k] == src.linear[k] for k in t.linear) and all(t.attention[k] == src.attention[k]
+                                                                         for k in t.attention)
     kernels._cache.clear()
+
+
+def test_kernel_files_round_trip_exactly(tmp_path):
+    """Packing a file's curves as text and reading them back gives the same numbers (the text is JSON's own)."""
+    from simfactory.hardware.kernel_file import write_doc
+
+    src = load_kernel_tables("h200")
+    assert src is not None
+    doc = read_doc(src.path)
+    write_doc(doc, tmp_path / "copy.json.gz")
+    assert read_doc(tmp_path / "copy.json.gz") == {**doc, "format": "simfactory-kernel-tables/2"}
+    assert json.loads(gzip.decompress(src.path.read_bytes()))["format"] == "simfactory-kernel-tables/2"
 
 
 def test_speed_of_step_s_and_decode_affine():
@@ -507,7 +547,7 @@ def test_moe_prefill_gap_is_charged_once_per_prefill_step():
     difference at the checked prompts) to every point of ctx_attn_ms: one step with prompts pays it once, however
     many prompts it holds. vLLM's DeepSeek-R1 layouts on an H200, refused before it (16-42% short of the SDK's
     prefill at short prompts), are kept with their ~10 ms."""
-    doc = json.loads(gzip.decompress((ROOT / "hardware_profiles" / "kernels" / "h200.json.gz").read_bytes()))
+    doc = read_doc(ROOT / "hardware_profiles" / "kernels" / "h200.json.gz")
     gaps = {(r["model"], r["framework"], r["tp"], r.get("dp_attention", 1), r.get("ep", 1), r["kv_dtype"]):
             r["prefill_gap_ms"] for r in doc["attention"] if "prefill_gap_ms" in r}
     assert gaps and all(g >= 0 for g in gaps.values())
@@ -535,12 +575,12 @@ def test_sglang_prefills_mla_on_hopper_as_multi_head_attention(sku):
         return next(r for r in doc["attention"] if r["model"] == "deepseek-r1" and r["framework"] == fw
                     and r["tp"] == 8 and r["dp_attention"] == 1 and r["ep"] == 1 and r["kv_dtype"] == "bf16")
 
-    doc = json.loads(gzip.decompress((ROOT / "hardware_profiles" / "kernels" / f"{sku}.json.gz").read_bytes()))
+    doc = read_doc(ROOT / "hardware_profiles" / "kernels" / f"{sku}.json.gz")
     sg, vl, trt = record(doc, "sglang"), record(doc, "vllm"), record(doc, "trtllm")
     assert sg["ctx_attn_from"].startswith("vllm")
     for a, b in zip(sg["ctx_attn_ms"], vl["ctx_attn_ms"]):
         assert a - sg["prefill_gap_ms"] == pytest.approx(b - vl["prefill_gap_ms"], rel=1e-3, abs=2e-3)
     at_32k = doc["grids"]["prompt_len"].index(32768)
     assert 0.67 < sg["ctx_attn_ms"][at_32k] / trt["ctx_attn_ms"][at_32k] < 1.5
-    blackwell = json.loads(gzip.decompress((ROOT / "hardware_profiles" / "kernels" / "b200.json.gz").read_bytes()))
+    blackwell = read_doc(ROOT / "hardware_profiles" / "kernels" / "b200.json.gz")
     assert "ctx_attn_from" not in record(blackwell, "sglang")

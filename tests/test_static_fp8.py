@@ -4,11 +4,9 @@ launch-bound kernels a GEMM on H100); ModelOpt checkpoints, which TensorRT-LLM a
 
 from __future__ import annotations
 
-import gzip
-import json
-
 import pytest
 
+from simfactory.hardware.kernel_file import read_doc
 from simfactory.hardware.kernels import load_kernel_tables
 from simfactory.paths import PROFILES_DIR
 
@@ -17,7 +15,7 @@ DENSE_SKUS = ("h100-sxm", "h200", "b200", "l40s")  # the files with FP8 dense re
 
 
 def _doc(sku: str) -> dict:
-    return json.loads(gzip.decompress((PROFILES_DIR / "kernels" / f"{sku}.json.gz").read_bytes()))
+    return read_doc(PROFILES_DIR / "kernels" / f"{sku}.json.gz")
 
 
 @pytest.mark.parametrize("sku", DENSE_SKUS)

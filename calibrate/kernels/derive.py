@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
 import hashlib
 import importlib.metadata
 import json
@@ -52,9 +51,9 @@ sys.path.insert(0, str(ROOT))
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelArch, ModelCatalog
 from simfactory.config.profile import EngineCatalog
+from simfactory.hardware.kernel_file import FORMAT, write_doc
 from simfactory.hardware.memory import plan_memory
 
-FORMAT = "simfactory-kernel-tables/1"
 PYPI_URL = "https://pypi.org/project/aiconfigurator-core/0.12.0/"
 REPO_URL = "https://github.com/ai-dynamo/aiconfigurator"
 ATTRIBUTION = (
@@ -476,11 +475,8 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
     }
     doc = {**header, "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
            "models": model_meta, "linear": linear_recs, "attention": attn_recs}
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{sku}.json.gz"
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    with open(path, "wb") as f:  # mtime=0: the same tables give the same bytes
-        f.write(gzip.compress(raw, compresslevel=9, mtime=0))
+    write_doc(doc, path)  # format 2: curves as text (simfactory/hardware/kernel_file.py)
     return {"sku": sku, "path": str(path), "bytes": path.stat().st_size, "linear": len(linear_recs),
             "attention": len(attn_recs), "refused": len(refused), "checks": checks}
 

@@ -31,7 +31,6 @@ predict_prefill_latency (each linear record keeps its remaining difference).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import sys
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from simfactory.config.profile import ModelArch  # noqa: E402
+from simfactory.hardware.kernel_file import read_doc, write_doc  # noqa: E402
 
 from derive import (  # noqa: E402  (after the path set-up)
     ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, STATIC_FP8_LAUNCH_SAVING, TOKENS, monotone,
@@ -227,7 +227,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
 
     system = SYSTEMS[sku]
     path = out_dir / f"{sku}.json.gz"
-    doc = json.loads(gzip.decompress(path.read_bytes())) if path.is_file() else None
+    doc = read_doc(path) if path.is_file() else None
     versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in FRAMEWORKS}
     if doc is not None:  # one SDK version per framework and file: the dense records' versions
         versions = {fw: doc["frameworks"].get(fw, v) for fw, v in versions.items()}
@@ -327,9 +327,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                                          "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
                                          if mha else None),
                   "refused": kept + refused}
-    raw = json.dumps(doc, separators=(",", ":")).encode()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    write_doc(doc, path)
     return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
             "prefill_max_rel_diff": max(checks, default=0.0), "bytes": path.stat().st_size}
 

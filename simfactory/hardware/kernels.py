@@ -50,7 +50,7 @@ import hashlib
 import math
 import zlib
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,11 @@ import numpy as np
 from simfactory.config.profile import BYTES_PER_PARAM, ModelArch
 from simfactory.errors import InputError
 from simfactory.hardware.collectives import Links, allreduce_s
+from simfactory.hardware.kernel_file import FORMAT, FORMATS, unpack_record
 from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, StepLoad, StepTimeModel, busiest_rank_prompts
 from simfactory.inputs import MiB, is_input_file, parse_json, read_input_bytes, shown_name
 from simfactory.paths import PROFILES_DIR
 
-FORMAT = "simfactory-kernel-tables/1"
 MS = 1e-3  # the tables are in milliseconds
 MAX_TABLE_FILE_BYTES = 64 * MiB  # shipped files are ~0.2-1 MB
 MAX_TABLE_JSON_BYTES = 512 * MiB  # a gzip bomb stops here
@@ -87,8 +87,8 @@ class KernelTables:
     grids: dict[str, list[float]]
     models: dict[str, dict[str, Any]]
     # keyed (model, framework, tp, dp_attention, ep, dtype or kv_dtype): dense records have dp_attention = ep = 1
-    linear: dict[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
-    attention: dict[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
+    linear: Mapping[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
+    attention: Mapping[tuple[str, str, int, int, int, str], dict[str, Any]] = field(repr=False)
 
     @property
     def frameworks(self) -> dict[str, str]:
@@ -110,6 +110,35 @@ class KernelTables:
 
 
 _cache: dict[tuple[str, int, int], KernelTables] = {}
+RecordKey = tuple[str, str, int, int, int, str]
+
+
+class Records(Mapping[RecordKey, dict[str, Any]]):
+    """A file's records by key, each unpacked and checked the first time it is read: a run reads a few of a file's
+    hundreds (kernel_file.py)."""
+
+    def __init__(self, name: str, section: str, raw: dict[RecordKey, tuple[int, dict[str, Any]]],
+                 check: Callable[[str, str, dict[str, Any]], None]) -> None:
+        self._name, self._section, self._raw, self._check = name, section, raw, check
+        self._done: dict[RecordKey, dict[str, Any]] = {}
+
+    def __getitem__(self, key: RecordKey) -> dict[str, Any]:
+        rec = self._done.get(key)
+        if rec is None:
+            i, raw = self._raw[key]
+            rec = unpack_record(raw)
+            self._check(self._name, f"{self._section}[{i}]", rec)
+            self._done[key] = rec
+        return rec
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._raw
+
+    def __iter__(self) -> Iterator[RecordKey]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def table_path(sku: str, profile_dirs: Sequence[Path] | None = None) -> Path | None:
@@ -148,7 +177,7 @@ def _read(path: Path) -> KernelTables:
         doc = parse_json(text, name, allow_nan=False)
     except ValueError as exc:
         raise InputError(name, "", f"not valid JSON ({exc})") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+    if not isinstance(doc, dict) or doc.get("format") not in FORMATS:
         raise InputError(name, "format", f"expected {FORMAT!r}")
     grids = doc.get("grids")
     if not isinstance(grids, dict):
@@ -161,28 +190,30 @@ def _read(path: Path) -> KernelTables:
                 or any(b <= a for a, b in zip(xs, xs[1:]))):
             raise InputError(name, f"grids.{g}", "must be at least two increasing positive numbers")
     n_t, n_b, n_s, n_l = (len(grids[g]) for g in ("tokens", "batch", "kv_len", "prompt_len"))
-    linear: dict[tuple[str, str, int, str], dict[str, Any]] = {}
-    for i, rec in enumerate(doc.get("linear", [])):
-        at = f"linear[{i}]"
-        _check_record(name, at, rec, ("model", "framework", "tp", "dtype"))
+
+    def check_linear(name: str, at: str, rec: dict[str, Any]) -> None:
         for col in ("linear_ms", "allreduce_ms", "logits_ms"):
             _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
-        linear[(rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1),
-                rec["dtype"])] = rec
-    attention: dict[tuple[str, str, int, str], dict[str, Any]] = {}
-    for i, rec in enumerate(doc.get("attention", [])):
-        at = f"attention[{i}]"
-        _check_record(name, at, rec, ("model", "framework", "tp", "kv_dtype"))
+
+    def check_attention(name: str, at: str, rec: dict[str, Any]) -> None:
         table = _array(name, f"{at}.decode_attn_ms", rec.get("decode_attn_ms"), (n_b, n_s),
                        f"{n_b} rows (batch sizes) of {n_s} numbers (KV lengths)")
         if (np.diff(table, axis=1) < 0).any() or (np.diff(table, axis=0) < 0).any():
             raise InputError(name, f"{at}.decode_attn_ms", "must be non-decreasing in batch size and KV length")
         _check_curve(name, f"{at}.ctx_attn_ms", rec.get("ctx_attn_ms"), n_l)
-        attention[(rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1),
-                   rec["kv_dtype"])] = rec
+
+    sections = {}
+    for section, dtype_key, check in (("linear", "dtype", check_linear), ("attention", "kv_dtype", check_attention)):
+        raw: dict[RecordKey, tuple[int, dict[str, Any]]] = {}
+        for i, rec in enumerate(doc.get(section, [])):
+            _check_record(name, f"{section}[{i}]", rec, ("model", "framework", "tp", dtype_key))
+            raw[(rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1),
+                 rec[dtype_key])] = (i, rec)
+        sections[section] = Records(name, section, raw, check)
     models = doc.get("models", {})
     header = {k: v for k, v in doc.items() if k not in ("grids", "models", "linear", "attention")}
-    return KernelTables(path, sha, header, {g: [float(x) for x in grids[g]] for g in GRIDS}, models, linear, attention)
+    return KernelTables(path, sha, header, {g: [float(x) for x in grids[g]] for g in GRIDS}, models,
+                        sections["linear"], sections["attention"])
 
 
 def _check_record(name: str, at: str, rec: Any, keys: tuple[str, ...]) -> None:
