@@ -35,12 +35,16 @@ def _rate(part: int, whole: int) -> float | None:
 def component_table(records: list[Any]) -> dict[str, dict[str, Any]]:
     """'kind/name' -> calls, failures, timeouts and their rates, summed over the given task records."""
     sums: dict[tuple[str, str], list[int]] = {}
+    get = sums.get
     for r in records:
         for key, (calls, failures, timeouts) in r.components.items():
-            row = sums.setdefault(key, [0, 0, 0])
-            row[0] += calls
-            row[1] += failures
-            row[2] += timeouts
+            row = get(key)
+            if row is None:  # not setdefault: its default list would be built for every record
+                sums[key] = [calls, failures, timeouts]
+            else:
+                row[0] += calls
+                row[1] += failures
+                row[2] += timeouts
     named = sorted((f"{kind}/{name}", row) for (kind, name), row in sums.items())
     return {key: {"calls": c, "failures": f, "timeouts": t, "failure_rate": _rate(f, c), "timeout_rate": _rate(t, c)}
             for key, (c, f, t) in named}
