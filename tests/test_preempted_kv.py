@@ -55,7 +55,7 @@ def test_survivors_match_an_explicit_fifo_free_queue(initial, ops):
             assert kept.surviving(rid, len(queue), freed) == sum(r == rid for r, _ in queue)
 
 
-def tight_kv(case, reuse: bool):
+def tight_kv(case, reuse: str):
     """Long prompts on a KV cache that holds about three of them: prefills get preempted."""
     doc = scenario_doc(rate=3, input_tokens={"kind": "uniform", "low": 2000, "high": 3000},
                        output_tokens={"kind": "uniform", "low": 50, "high": 150}, horizon_s=20,
@@ -67,8 +67,8 @@ def tight_kv(case, reuse: bool):
 
 
 def test_a_preempted_request_recomputes_only_what_was_overwritten(case):
-    plain_model, plain = tight_kv(case, reuse=False)
-    model, res = tight_kv(case, reuse=True)
+    plain_model, plain = tight_kv(case, reuse="none")
+    model, res = tight_kv(case, reuse="computed")
     for m, r in ((plain_model, plain), (model, res)):
         t = r.table
         assert (t.outcome == Outcome.COMPLETED).all() and (t.generated == t.output_tokens).all()
@@ -80,3 +80,27 @@ def test_a_preempted_request_recomputes_only_what_was_overwritten(case):
     e2e = res.table.completion_s - res.table.arrival_s
     e2e_plain = plain.table.completion_s - plain.table.arrival_s
     assert np.mean(e2e) < np.mean(e2e_plain)
+
+
+def test_sglang_keeps_only_the_prompt_of_a_retracted_request(case, monkeypatch):
+    """reuse_preempted_kv: prompt (SGLang's radix cache: the answer's tokens are freed on a retraction) keeps at most
+    the prompt's full blocks; computed (vLLM V1) keeps the answer's too."""
+    kept: dict[str, list[tuple[int, int]]] = {"prompt": [], "computed": []}
+    mode = {"now": ""}
+    original = PreemptedKV.keep
+
+    def spy(self, rid, blocks, free_blocks, freed_blocks):
+        kept[mode["now"]].append((rid, blocks))
+        original(self, rid, blocks, free_blocks, freed_blocks)
+
+    monkeypatch.setattr(PreemptedKV, "keep", spy)
+    tables = {}
+    for m in ("prompt", "computed"):
+        mode["now"] = m
+        model, res = tight_kv(case, reuse=m)
+        assert (res.table.outcome == Outcome.COMPLETED).all()
+        assert model.engines[0].free_blocks == model.engines[0].kv_blocks
+        tables[m] = res.table
+    prompt_blocks = lambda t, rid: int(t.input_tokens[rid]) // 16  # noqa: E731
+    assert kept["prompt"] and all(b <= prompt_blocks(tables["prompt"], r) for r, b in kept["prompt"])
+    assert any(b > prompt_blocks(tables["computed"], r) for r, b in kept["computed"])  # decoding victims' answers

@@ -619,7 +619,7 @@ class EngineDefaults(_Strict):
         default=None, description="deployments' overlap_schedule when the scenario leaves it out")
     delayed_first_token: bool | None = Field(
         default=None, description="deployments' delayed_first_token when the scenario leaves it out")
-    reuse_preempted_kv: bool | None = Field(
+    reuse_preempted_kv: Literal["none", "computed", "prompt"] | None = Field(
         default=None, description="deployments' reuse_preempted_kv when the scenario leaves it out")
     front_end_s: float | None = Field(
         default=None, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,

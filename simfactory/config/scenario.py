@@ -302,12 +302,13 @@ class Deployment(_Strict):
         description="recompute: free a preempted request's KV and prefill it again; swap: copy its KV to host "
         "memory and back over the host link (no recompute)",
     )
-    reuse_preempted_kv: bool = Field(
-        default=False,
-        description="a request preempted by recompute finds its own KV blocks still cached when admitted again, all "
-        "but those allocations have overwritten since (vLLM V1's prefix caching, on by default, keeps freed blocks "
-        "until they are reused, the freed request's tail first): it recomputes only what was lost; false: it "
-        "recomputes everything; left out: the engine preset's default",
+    reuse_preempted_kv: Literal["none", "computed", "prompt"] = Field(
+        default="none",
+        description="what of a request preempted by recompute is still cached when it is admitted again, all but "
+        "what allocations have overwritten since: computed: every full KV block it had computed, prompt and answer "
+        "(vLLM V1's prefix caching, on by default, keeps freed blocks until they are reused, the freed request's "
+        "tail first); prompt: its prompt's blocks (SGLang's radix cache holds a prompt once prefilled and frees the "
+        "answer's tokens on a retraction); none: it recomputes everything; left out: the engine preset's default",
     )
     host_link_gb_s: float = Field(
         default=50.0, ge=MIN_BANDWIDTH,

@@ -181,7 +181,7 @@ class ReplicaEngine:
         prefix_cache_host_tokens: int = 0,
         prefix_cache_ssd_tokens: int = 0,
         ssd_s_per_token: float = 0.0,
-        reuse_preempted_kv: bool = False,
+        reuse_preempted_kv: str = "none",
         on_prefilled: Callable[[int], None] | None = None,
         on_complete: Callable[[int], None],
         on_abort: Callable[[int], None],
@@ -224,8 +224,10 @@ class ReplicaEngine:
         self.on_prefilled, self.on_complete, self.on_abort = on_prefilled, on_complete, on_abort
         self._prefix_cache_args = (prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
         self.prefix_cache = PrefixCache(*self._prefix_cache_args) if prefix_cache_tokens > 0 else None
-        # preempted requests' blocks stay cached in the free queue until allocations overwrite them (vLLM V1)
-        self.preempted_kv = PreemptedKV() if reuse_preempted_kv else None
+        # preempted requests' blocks stay cached in the free queue until allocations overwrite them (vLLM V1: all
+        # they computed; SGLang: their prompt's)
+        self.preempted_kv = PreemptedKV() if reuse_preempted_kv != "none" else None
+        self.keep_prompt_only = reuse_preempted_kv == "prompt"
         self.exact = exact  # step every iteration (no fast-forward)
         self.retention: RetentionLedger | None = None  # set by the fleet when some agent class retains its KV
         self.pins: dict[int, Pin] = {}  # task id -> its pin, oldest first
@@ -761,7 +763,8 @@ class ReplicaEngine:
         kv = self.dec_base[rid] + self.step if decoding else self.computed[rid]
         self._release(rid)
         if self.preempted_kv is not None and not (self.swap and decoding):
-            self.preempted_kv.keep(rid, kv // self.block_size, self.free_blocks, self.freed_blocks)
+            kept = min(kv, int(t.input_tokens[rid])) if self.keep_prompt_only else kv
+            self.preempted_kv.keep(rid, kept // self.block_size, self.free_blocks, self.freed_blocks)
         if self.swap and decoding:
             self.extra_step_s += kv * self.host_link_s_per_token  # swap out; back in when re-admitted
             t.kv_ready[rid] = 1
