@@ -224,10 +224,8 @@ class ReplicaEngine:
         self.on_prefilled, self.on_complete, self.on_abort = on_prefilled, on_complete, on_abort
         self._prefix_cache_args = (prefix_cache_tokens, prefix_cache_host_tokens, prefix_cache_ssd_tokens)
         self.prefix_cache = PrefixCache(*self._prefix_cache_args) if prefix_cache_tokens > 0 else None
-        # preempted requests' blocks stay cached in the free queue until allocations overwrite them (vLLM V1: all
-        # they computed; SGLang: their prompt's)
-        self.preempted_kv = PreemptedKV() if reuse_preempted_kv != "none" else None
-        self.keep_prompt_only = reuse_preempted_kv == "prompt"
+        # preempted requests' blocks stay cached until allocations overwrite them (vLLM V1, SGLang's radix cache)
+        self.preempted_kv = PreemptedKV(reuse_preempted_kv == "prompt") if reuse_preempted_kv != "none" else None
         self.exact = exact  # step every iteration (no fast-forward)
         self.retention: RetentionLedger | None = None  # set by the fleet when some agent class retains its KV
         self.pins: dict[int, Pin] = {}  # task id -> its pin, oldest first
@@ -530,6 +528,8 @@ class ReplicaEngine:
                 preempted_kv.revive(rid, kept // bs if kept >= hit else 0)
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
                 max_num_seqs = self._take_over(pin, reused)
+                if reused and hit == reused:  # those blocks pass straight to the request, never to the free queue
+                    self.freed_blocks -= blocks_for(reused, bs)
             first_admission = t.first_scheduled_s[rid] != t.first_scheduled_s[rid]  # still NaN: never scheduled
             if source is self.queue and t.replica[rid] < 0:
                 t.replica[rid] = self.replica_id
@@ -763,7 +763,7 @@ class ReplicaEngine:
         kv = self.dec_base[rid] + self.step if decoding else self.computed[rid]
         self._release(rid)
         if self.preempted_kv is not None and not (self.swap and decoding):
-            kept = min(kv, int(t.input_tokens[rid])) if self.keep_prompt_only else kv
+            kept = min(kv, int(t.input_tokens[rid])) if self.preempted_kv.prompt_only else kv
             self.preempted_kv.keep(rid, kept // self.block_size, self.free_blocks, self.freed_blocks)
         if self.swap and decoding:
             self.extra_step_s += kv * self.host_link_s_per_token  # swap out; back in when re-admitted

@@ -35,7 +35,8 @@ class KeptBlocks:
 class PreemptedKV:
     """A replica's kept blocks of preempted requests, by request."""
 
-    def __init__(self) -> None:
+    def __init__(self, prompt_only: bool = False) -> None:
+        self.prompt_only = prompt_only  # keep a request's prompt only (SGLang), not the answer it had decoded too
         self.kept: dict[int, KeptBlocks] = {}
         self._order = 0
 
