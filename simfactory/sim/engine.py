@@ -524,7 +524,7 @@ class ReplicaEngine:
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
             source.take(rid)
-            if preempted_kv is not None:
+            if preempted_kv is not None and preempted_kv.kept:
                 preempted_kv.revive(rid, kept // bs if kept >= hit else 0)
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
                 max_num_seqs = self._take_over(pin, reused)
