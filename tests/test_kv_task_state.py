@@ -132,6 +132,9 @@ def _checked_model(case: Any, hold_slot: bool, exact: bool) -> tuple[FleetModel,
                 assert eng.held_blocks() + eng.pinned_blocks + eng.free_blocks == eng.kv_blocks
                 assert eng.pinned_blocks == sum(p.blocks for p in eng.pins.values()) and eng.free_blocks >= 0
                 assert len(eng.running) + eng.held_slots <= 4
+                kept = eng.preempted_kv  # preempted requests' blocks still cached are free blocks (vLLM preset)
+                assert kept is not None and sum(kept.surviving(r, eng.free_blocks, eng.freed_blocks)
+                                                for r in kept.kept) <= eng.free_blocks
                 checks[0] += 1
             step_on(_event)
 
