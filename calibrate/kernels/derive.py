@@ -49,8 +49,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from simfactory.config.loader import load_model_file
-from simfactory.config.profile import HardwareProfile, ModelArch, ModelCatalog
-from simfactory.config.profile import EngineCatalog
+from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelArch, ModelCatalog
 from simfactory.hardware.kernel_file import FORMAT, write_doc
 from simfactory.hardware.memory import plan_memory
 

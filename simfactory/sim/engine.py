@@ -510,7 +510,7 @@ class ReplicaEngine:
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
             reused = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
             hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
-            kept = self._kept_prefix(rid, target) if preempted_kv is not None and rid in preempted_kv.kept else 0
+            kept = self._kept_prefix(rid, target) if preempted_kv is not None else 0
             hit = max(hit, kept)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
@@ -679,7 +679,7 @@ class ReplicaEngine:
             return False  # it resumes decoding with its KV cache: not a prefill
         target = int(self.table.input_tokens[rid] + self.table.generated[rid])
         # its own blocks still cached after a preemption count against the free blocks, as admission counts them
-        hit = self._kept_prefix(rid, target) if self.preempted_kv is not None and rid in self.preempted_kv.kept else 0
+        hit = self._kept_prefix(rid, target)
         chunk = min(target - hit, self.max_num_batched_tokens)
         if not self.chunked and chunk < target - hit:
             return False
@@ -702,8 +702,9 @@ class ReplicaEngine:
 
     def _kept_prefix(self, rid: int, target: int) -> int:
         """Tokens of a preempted request's own blocks still cached here (whole blocks, at least one token left to
-        compute, as vLLM caps a prefix hit)."""
-        assert self.preempted_kv is not None
+        compute, as vLLM caps a prefix hit); 0 when it kept none (or the engine keeps none)."""
+        if self.preempted_kv is None or rid not in self.preempted_kv.kept:
+            return 0
         blocks = self.preempted_kv.surviving(rid, self.free_blocks, self.freed_blocks)
         return min(blocks, (target - 1) // self.block_size) * self.block_size
 
