@@ -90,8 +90,21 @@ def test_sglang_holds_weights_and_kv_in_mem_fraction_static_by_tp():
         p = plan_memory(arch, H100, "bf16", "bf16", tp, rule=rule)
         assert p.fraction == fraction
         assert p.activation_bytes_per_device == 0.0  # the 1 - fraction left over is the activation headroom
-        expected = fraction * p.engine_total_bytes - p.weight_bytes_per_device - p.non_torch_bytes_per_device
+        # the fraction applies to what is free once NCCL and the custom all-reduce hold their buffers
+        expected = fraction * (p.engine_total_bytes - p.non_torch_bytes_per_device) - p.weight_bytes_per_device
         assert p.kv_bytes_per_device == pytest.approx(expected, rel=1e-12)
+
+
+def test_sglang_kv_pool_matches_sglangs_log_of_qwen3_235b_fp8_on_four_h100():
+    """SGLang's log of Qwen3-235B-A22B-FP8 at --tp 4 --mem-fraction-static 0.93 on 4 x H100: 'KV Cache is
+    allocated. #tokens: 367404, K size: 8.23 GB' (BF16 KV, https://github.com/vllm-project/vllm/issues/21348). The
+    sglang preset's TP-4 non-torch memory was derived from this log (engines.yaml), so this checks the rule and that
+    derivation together; vLLM's 0.55 GiB under the old rule (fraction x total - non-torch) gave 404,279 tokens."""
+    rule = ENGINES["sglang"].memory
+    p = plan_memory(MODELS["qwen3-235b-a22b"], H100, "fp8", "bf16", 4, 0.93, rule=rule)
+    assert p.kv_capacity_tokens == pytest.approx(367_404, rel=0.01)
+    # K and V of one device: 94 layers x one of the four KV heads x 128 x BF16, as SGLang's K size says (GiB)
+    assert p.kv_capacity_tokens * 94 * 128 * 2 / GIB == pytest.approx(8.23, abs=0.05)
 
 
 def test_tensorrt_llm_takes_its_fraction_of_what_is_free_after_weights():

@@ -761,7 +761,8 @@ class EngineMemory(Sourced):
 
     fraction_of_total (vLLM, SGLang): KV = f x total - weights - activation - non_torch - cuda_graph.
     fraction_of_free (TensorRT-LLM): KV = f x (total - weights - activation - non_torch - cuda_graph).
-    sglang_reserve (SGLang 0.5): fraction_of_total with f computed from the device as SGLang does.
+    sglang_reserve (SGLang 0.5): KV = f x (total - non_torch) - weights - activation, f computed from the device as
+    SGLang does (SGLang applies f to the memory free once its distributed runtime is up).
     total is what the engine sees (Spec.memory.engine_total_bytes). A deployment's gpu_memory_utilization, when
     the scenario sets it, replaces f."""
 

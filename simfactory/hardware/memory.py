@@ -160,6 +160,12 @@ def plan_memory(
     if rule.rule == "fraction_of_free":
         usable = total
         kv_per_device = fraction * (total - weights - activation - non_torch)
+    elif rule.rule == "sglang_reserve":
+        # SGLang applies its fraction to the memory free once the distributed runtime is up (total_gpu_memory in
+        # ModelRunner.profile_max_num_token is measured after init_torch_distributed), so what NCCL and the custom
+        # all-reduce hold by then is taken out before the fraction, not after it
+        usable = fraction * (total - non_torch)
+        kv_per_device = usable - weights - activation
     else:
         usable = fraction * total
         kv_per_device = usable - weights - activation - non_torch
