@@ -386,3 +386,29 @@ def test_a_disaggregated_prefill_replica_keeps_the_prompt_it_computed(case):
     same = a.loc[b.index, "prefill_replica"].to_numpy() == b["prefill_replica"].to_numpy()
     assert same.any() and (~same).any()
     assert (b["cached_tokens"][same] == 1300).all() and (b["cached_tokens"][~same] <= 1000).all()
+
+
+def test_breakdowns_booked_at_the_end_of_the_run_equal_each_tasks_own_reading(case):
+    """A finished task's LLM phases are booked over all tasks at once when the run ends (sim/task_breakdown.py);
+    with every log kept, each task's breakdown equals agents.breakdown read from its own log: escalated calls (two
+    attempts), parallel branches, timed-out calls and tasks stopped by their deadline, under queueing."""
+    from simfactory.sim.agents import breakdown
+    from simfactory.sim.run import simulate
+
+    doc = agent_scenario(rate=20, horizon_s=20, max_num_seqs=8)
+    dep = doc["deployments"][0]
+    doc["pools"][0]["count"] = 2
+    doc["deployments"] = [{**dep, "name": "small"}, {**dep, "name": "large"}]
+    doc["routing"]["routes"] = [{"name": "tiers", "policy": "cascade",
+                                 "tiers": [{"deployment": "small", "fail_p": 0.5}, {"deployment": "large"}]}]
+    doc["traffic"]["classes"][0]["target"] = "tiers"
+    llm = {"type": "llm", "name": "a", "model": "m", "input_tokens": expo(300), "output_tokens": expo(40)}
+    steps = [llm, {"type": "parallel", "branches": [[{**llm, "name": "b", "timeout_s": 0.5}],
+                                                     [W("w", 0.2), {**llm, "name": "c"}]]}]
+    res = simulate(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=3.0)}), seed=3, keep_logs=10**6)
+    ended = [r for r in res.tasks if r.outcome != "unfinished"]
+    assert len(ended) > 100 and {r.outcome for r in ended} >= {"completed", "timed_out"}
+    assert any(len(leaf.rids or []) > 1 for r in ended for leaf in r.log if hasattr(leaf, "rids"))  # escalations
+    for r in ended:
+        own = breakdown(r.log, r.end_s, res.table)
+        assert r.breakdown == pytest.approx({**own, "total": r.end_s - r.start_s}, rel=1e-12, abs=1e-12)

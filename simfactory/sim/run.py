@@ -23,6 +23,7 @@ from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenar
 from simfactory.gc_pause import gc_paused
 from simfactory.sim.agent_controls import GatewayModel
 from simfactory.sim.agents import AgentTask, Brownouts, ToolServiceModel, breakdown
+from simfactory.sim.task_breakdown import TaskBreakdowns
 from simfactory.sim.keyed_cache import CacheRegistry, CacheStats
 from simfactory.sim.autoscale import AutoscaleLog, Autoscaler
 from simfactory.sim.clients import ClosedLoop
@@ -145,6 +146,7 @@ class FleetModel:
         self.class_region = [c.config.region for c in rs.classes]
         self.dep_region = [d.pool.region for d in rs.deployments]
         self.tasks: list[TaskRecord] = []
+        self.task_breakdowns = TaskBreakdowns()  # finished tasks' LLM phases, booked at the end of the run
         self.tasks_open = 0
         self.step_names: list[str] = []
         self._step_index: dict[str, int] = {}
@@ -884,7 +886,7 @@ class FleetModel:
         rec.end_s = self.env.now
         if self.retention is not None:
             self.retention.task_ended(rec.task_id)  # its pinned KV, if any, is freed
-        rec.breakdown = breakdown(rec.log, rec.end_s, self.table)
+        self.task_breakdowns.collect(rec, rec.end_s)  # its LLM calls' phases are booked at the end of the run
         rec.breakdown["total"] = rec.end_s - rec.start_s
         if rec.task_id >= self.keep_logs:
             rec.log = []
@@ -1077,6 +1079,7 @@ class FleetModel:
         self._record_lagged_in_flight()
         t = self.table
         t.trim()
+        self.task_breakdowns.apply(t)
         t.outcome[t.outcome == Outcome.PENDING] = Outcome.UNFINISHED
         for rec in self.tasks:
             if rec.outcome == "unfinished" and not rec.breakdown:
