@@ -388,27 +388,69 @@ def test_a_disaggregated_prefill_replica_keeps_the_prompt_it_computed(case):
     assert (b["cached_tokens"][same] == 1300).all() and (b["cached_tokens"][~same] <= 1000).all()
 
 
-def test_breakdowns_booked_at_the_end_of_the_run_equal_each_tasks_own_reading(case):
-    """A finished task's LLM phases are booked over all tasks at once when the run ends (sim/task_breakdown.py);
-    with every log kept, each task's breakdown equals agents.breakdown read from its own log: escalated calls (two
-    attempts), parallel branches, timed-out calls and tasks stopped by their deadline, under queueing."""
-    from simfactory.sim.agents import breakdown
-    from simfactory.sim.run import simulate
 
+@pytest.mark.parametrize("variant", ["plain", "front_end", "network", "semantic_cache", "outages_and_retries"])
+def test_breakdowns_booked_at_the_end_of_the_run_equal_each_tasks_reading_at_its_end(case, monkeypatch, variant):
+    """A finished task's LLM phases are booked over all tasks at once when the run ends (sim/task_breakdown.py);
+    each equals agents.breakdown read from the task's log at the task's end, as before: escalated calls, parallel
+    branches, step timeouts and deadlines under queueing, with a front end, a network link, a semantic cache, or
+    outages whose lost requests are retried."""
+    from simfactory.sim import run as fleet_run
+    from simfactory.sim.agents import breakdown
+
+    at_end: dict[int, dict[str, float]] = {}
+    finish = fleet_run.FleetModel.finish_task
+
+    def finish_task(self, rec):
+        at_end[rec.task_id] = breakdown(rec.log, self.env.now, self.table)
+        finish(self, rec)
+
+    monkeypatch.setattr(fleet_run.FleetModel, "finish_task", finish_task)
     doc = agent_scenario(rate=20, horizon_s=20, max_num_seqs=8)
     dep = doc["deployments"][0]
     doc["pools"][0]["count"] = 2
+    if variant == "front_end":
+        dep["front_end_s"] = 0.02
+        dep["front_end_work"] = {"per_request_s": 0.01, "per_input_token_s": 1e-5, "per_output_token_s": 2e-4}
     doc["deployments"] = [{**dep, "name": "small"}, {**dep, "name": "large"}]
     doc["routing"]["routes"] = [{"name": "tiers", "policy": "cascade",
                                  "tiers": [{"deployment": "small", "fail_p": 0.5}, {"deployment": "large"}]}]
-    doc["traffic"]["classes"][0]["target"] = "tiers"
+    task_class = doc["traffic"]["classes"][0]
+    task_class["target"] = "tiers"
+    if variant == "semantic_cache":
+        task_class["semantic_cache"] = {"hit_ratio": 0.3, "latency_s": fixed(0.3)}
+    if variant == "network":
+        task_class["region"], doc["pools"][0]["region"] = "eu", "us"
+        doc["network"] = {"links": [{"a": "eu", "b": "us", "latency_s": 0.05, "jitter_s": 0.02}]}
+    if variant == "outages_and_retries":
+        doc["faults"] = {"retry": {"max_retries": 2, "backoff_s": 0.5},
+                         "outages": [{"pool": "pool", "start_s": 5.0, "duration_s": 0.5},
+                                     {"pool": "pool", "start_s": 12.0, "duration_s": 0.3}]}
     llm = {"type": "llm", "name": "a", "model": "m", "input_tokens": expo(300), "output_tokens": expo(40)}
-    steps = [llm, {"type": "parallel", "branches": [[{**llm, "name": "b", "timeout_s": 0.5}],
-                                                     [W("w", 0.2), {**llm, "name": "c"}]]}]
-    res = simulate(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=3.0)}), seed=3, keep_logs=10**6)
-    ended = [r for r in res.tasks if r.outcome != "unfinished"]
-    assert len(ended) > 100 and {r.outcome for r in ended} >= {"completed", "timed_out"}
-    assert any(len(leaf.rids or []) > 1 for r in ended for leaf in r.log if hasattr(leaf, "rids"))  # escalations
-    for r in ended:
-        own = breakdown(r.log, r.end_s, res.table)
-        assert r.breakdown == pytest.approx({**own, "total": r.end_s - r.start_s}, rel=1e-12, abs=1e-12)
+    steps = [llm, {"type": "parallel", "branches": [[{**llm, "name": "b", "timeout_s": 0.3}],
+                                                     [W("w", 0.2), {**llm, "name": "c"}]]},
+             {**llm, "name": "d", "timeout_s": 0.4}]
+    res = run(case(doc, LINEAR, {"agent": agent_doc(steps, deadline_s=1.5)}))
+    ended = [tid for tid, outcome in zip(res.tasks["task_id"], res.tasks["outcome"]) if outcome != "unfinished"]
+    assert len(ended) > 100 and "timed_out" in set(res.tasks["outcome"])  # over the network none completes
+    booked = res.tasks.set_index("task_id")
+    for tid in ended:
+        for category in CATS:
+            assert booked.at[tid, category] == pytest.approx(at_end[tid][category], rel=1e-12, abs=1e-12), (tid, category)
+    check_breakdown_adds_up(res.tasks)
+
+
+def test_a_retry_is_not_sent_for_a_call_its_task_gave_up_on(case):
+    """A request lost to an outage is retried after its backoff, unless the agent step that sent it timed out (or
+    its task ended) meanwhile: nobody waits for that answer, so no attempt is sent after its task's end."""
+    doc = agent_scenario(rate=20, horizon_s=20, max_num_seqs=8)
+    doc["faults"] = {"retry": {"max_retries": 2, "backoff_s": 0.5},
+                     "outages": [{"pool": "pool", "start_s": 5.0, "duration_s": 1.0},
+                                 {"pool": "pool", "start_s": 12.0, "duration_s": 1.0}]}
+    llm = {"type": "llm", "name": "a", "model": "m", "input_tokens": expo(300), "output_tokens": expo(40),
+           "timeout_s": 0.3}
+    res = run(case(doc, LINEAR, {"agent": agent_doc([llm, {**llm, "name": "b"}], deadline_s=1.5)}))
+    req, tasks = res.requests, res.tasks.set_index("task_id")
+    assert (req["outcome"] == "failed").sum() > 0  # the outages lost requests; their steps time out before a retry
+    end_s = tasks.loc[req["task_id"], "end_s"].to_numpy()
+    assert (req["arrival_s"].to_numpy() <= end_s + 1e-9).all()

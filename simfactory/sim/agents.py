@@ -2,8 +2,9 @@
 
 Each task keeps a *log* of what it spent time on: leaf intervals (category, start, end) and parallel
 nodes holding one sub-log per branch plus the branch that decided the join. The critical-path
-breakdown is read from the log when the task ends, clipped at its end time, so the components of a
-task always add up to its end-to-end latency, whether it completed, failed or hit its deadline.
+breakdown is read from the log, clipped at the task's end time (sim/task_breakdown.py books finished tasks' LLM
+calls at the end of the run), so the components of a task always add up to its end-to-end latency, whether it
+completed, failed or hit its deadline.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
             if entry.chosen is not None:
                 branch = entry.branches[entry.chosen]
             else:  # still running at end_s: the branch that reaches furthest
-                branch = max(entry.branches, key=lambda b: _reach(b, end_s))
+                branch = max(entry.branches, key=lambda b: reach(b, end_s))
             _accumulate(branch, end_s, table, out)
             continue
         start = entry.start_s
@@ -107,11 +108,15 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
             # attempts follow each other (an escalation is sent when the previous answer is rejected);
             # each crosses the network to its deployment, and the last answer crosses back
             n_attempts = len(entry.rids)
+            prev_end = start  # where the attempt before ended (a lost request's retry waits out its backoff)
             for j, rid in enumerate(entry.rids):
                 a0 = max(start, float(table.arrival_s[rid]))
+                if j and min(a0, stop) > prev_end:
+                    out["backoff"] += min(a0, stop) - prev_end
                 last = j == n_attempts - 1
                 done = float(table.completion_s[rid])  # Python floats from here on (numpy scalars are slow)
                 a1 = stop if last or isnan(done) else min(done, stop)
+                prev_end = max(start, a1)
                 if a1 <= a0:
                     continue
                 if table.outcome[rid] == CACHE_HIT_CODE:
@@ -135,12 +140,12 @@ def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float])
             out[entry.category] += stop - start
 
 
-def _reach(log: list[Any], end_s: float) -> float:
+def reach(log: list[Any], end_s: float) -> float:
     last = 0.0
     for entry in log:
         if isinstance(entry, Fork):
             branches = [entry.branches[entry.chosen]] if entry.chosen is not None else entry.branches
-            last = max(last, max((_reach(b, end_s) for b in branches), default=0.0))
+            last = max(last, max((reach(b, end_s) for b in branches), default=0.0))
         else:
             last = max(last, entry.end_s if entry.end_s is not None else end_s)
     return last
@@ -174,6 +179,7 @@ class Scope:
             return
         self.cancelled = True
         for call in list(self.calls):
+            call.abandoned = True
             abort(call.rids[-1])
         for c in self.children:
             c.cancel(abort)
@@ -400,6 +406,7 @@ class AgentTask:
             scope.calls.remove(call)
             leaf.end_s = self.env.now
         if not call.done.triggered:  # timed out: give up on the request
+            call.abandoned = True
             self.fleet.abort(call.rids[-1])
             tally(rec, "llm", step.model, TIMEOUTS)
             raise StepFailed()

@@ -32,6 +32,7 @@ class Call:
     done: simpy.Event | None
     route: ResolvedRoute | None = None
     tier: int = -1
+    abandoned: bool = False  # its caller gave up (a step timeout, a cancelled branch): no retry is sent after that
 
 
 @dataclass(frozen=True)

@@ -767,6 +767,8 @@ class FleetModel:
         dep = int(t.deployment_id[rid])
 
         def resend(_ev: simpy.Event) -> None:
+            if call is not None and call.abandoned:
+                return  # its caller gave up during the backoff (an agent step's timeout, its task's deadline)
             nxt = t.add(self.env.now, int(t.class_id[rid]), dep, int(t.input_tokens[rid]), int(t.output_tokens[rid]),
                         int(t.task_id[rid]), int(t.step_id[rid]), like=rid)
             t.origin[nxt] = origin

@@ -1,13 +1,20 @@
 """Agent tasks' critical-path time per category, worked out for all finished tasks at once at the end of a run.
 
-`agents.breakdown` reads a task's log when it ends: its leaves' intervals, and for each LLM attempt on the path ~10
-values of the request table. Those scalar reads of numpy columns, one task at a time, cost ~5% of an agent run.
-Here a task's end only walks its log: leaves other than LLM calls are added to its breakdown at once, and each LLM
-attempt is kept as a row (task, interval, request id, last attempt or not); `apply` then splits every attempt into
-network, front end, cache, queue, prefill and decode with whole-column numpy operations over the request table.
-The arithmetic is `agents._accumulate`'s, element for element, so the result is the same up to the order of the
-additions (tests/test_agents.py checks them against each other). Reading the table at the end rather than at the
-task's end changes nothing: every value read is clipped to the attempt's interval, which ends by the task's end.
+`agents.breakdown` reads a task's log: its leaves' intervals, and for each LLM attempt on the path ~10 values of the
+request table. Those scalar reads of numpy columns, one task at a time, cost ~2.5% of an agent run. Here a task's
+end only walks its log: leaves other than LLM calls are added to its breakdown at once, and each LLM attempt is kept
+as a row (task, interval, request id, last attempt or not); `apply` then splits every attempt into network, front
+end, cache, queue, prefill and decode, and the waits between attempts (a lost request's retry backoff), with
+whole-column numpy operations over the request table. The arithmetic is `agents._accumulate`'s, element for element
+(tests/test_agents.py checks the two against each other, read at each task's end).
+
+Reading the table at the end of the run gives what it held at the task's end because (1) the attempt ids are
+copied when the task ends, (2) every attempt still pending when its step or task ended was aborted then (a step's
+timeout, a cancelled branch or deadline: Scope.cancel), and the PENDING guards of the fleet's later stages
+(`_cache_hit`, `_ingress`, `_arrive`, `_fallback_if_waiting`) keep an aborted request's values from changing after,
+(3) no retry is sent for a call its caller gave up on (`Call.abandoned`), and (4) the only later writes are times
+at or after the task's end, which the clipping to the attempt's interval absorbs. A new path that leaves an
+attempt pending past its task's end breaks this.
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from simfactory.sim.agents import CATEGORIES, Fork, _reach
+from simfactory.sim.agents import CATEGORIES, Fork, reach
 from simfactory.sim.outcomes import CACHE_HIT_CODE, TaskRecord
+from simfactory.sim.requests import RequestTable
 
 LLM_PHASES = ("network", "front_end", "cache", "queue", "prefill", "decode")
 
@@ -31,8 +39,8 @@ class TaskBreakdowns:
     def _clear(self) -> None:
         self.recs: list[TaskRecord] = []
         self.task: list[int] = []  # index into recs
-        self.start: list[float] = []
-        self.stop: list[float] = []
+        self.start_s: list[float] = []  # the leaf's interval, clipped at the task's end
+        self.stop_s: list[float] = []
         self.rid: list[int] = []
         self.last: list[bool] = []
 
@@ -48,7 +56,7 @@ class TaskBreakdowns:
                 if entry.chosen is not None:
                     branch = entry.branches[entry.chosen]
                 else:  # still running at end_s: the branch that reaches furthest
-                    branch = max(entry.branches, key=lambda b: _reach(b, end_s))
+                    branch = max(entry.branches, key=lambda b: reach(b, end_s))
                 self._walk(branch, end_s, out, index)
                 continue
             start = entry.start_s
@@ -59,44 +67,50 @@ class TaskBreakdowns:
             if rids:
                 n = len(rids)
                 self.task.extend([index] * n)
-                self.start.extend([start] * n)
-                self.stop.extend([stop] * n)
+                self.start_s.extend([start] * n)
+                self.stop_s.extend([stop] * n)
                 self.rid.extend(rids)
                 self.last.extend([j == n - 1 for j in range(n)])
             else:
                 out[entry.category] += stop - start
 
-    def apply(self, table: Any) -> None:
-        """Book every kept attempt's time per phase to its task (agents._accumulate, as whole columns)."""
+    def apply(self, table: RequestTable) -> None:
+        """Book every kept attempt's time per phase to its task (agents._accumulate, as whole columns). The table
+        must be trimmed (RequestTable.trim: every column a numpy array)."""
         if not self.rid:
             return
         rid = np.asarray(self.rid, dtype=np.int64)
-        start, stop = np.asarray(self.start), np.asarray(self.stop)
+        start, stop = np.asarray(self.start_s), np.asarray(self.stop_s)
         last = np.asarray(self.last, dtype=bool)
+        first = np.concatenate(([True], last[:-1]))  # a leaf's attempts are consecutive rows
         a0 = np.maximum(start, table.arrival_s[rid])
         done = table.completion_s[rid]
         open_ = np.isnan(done)
         with np.errstate(invalid="ignore"):
             a1 = np.where(last | open_, stop, np.minimum(done, stop))
+            prev_end = np.maximum(start, np.concatenate(([0.0], a1[:-1])))
+            gap_end = np.minimum(a0, stop)
+            backoff = np.where(~first & (gap_end > prev_end), gap_end - prev_end, 0.0)
             counted = a1 > a0
             cache = counted & (table.outcome[rid] == CACHE_HIT_CODE)
             served = counted & ~cache
             on_wire = np.minimum(a0 + table.net_in_s[rid], a1)
             arrive = np.minimum(on_wire + table.front_end_s[rid], a1)
             back = np.where(last & ~open_, np.minimum(np.maximum(done, arrive), a1), a1)
-            sched, first = table.first_scheduled_s[rid], table.first_token_s[rid]
+            sched, first_token = table.first_scheduled_s[rid], table.first_token_s[rid]
             t1 = np.where(np.isnan(sched), back, np.minimum(np.maximum(sched, arrive), back))
-            t2 = np.where(np.isnan(first), back, np.minimum(np.maximum(first, t1), back))
+            t2 = np.where(np.isnan(first_token), back, np.minimum(np.maximum(first_token, t1), back))
             phases = {
                 "network": (on_wire - a0) + (a1 - back), "front_end": arrive - on_wire, "cache": a1 - a0,
                 "queue": t1 - arrive, "prefill": t2 - t1, "decode": back - t2,
             }
         task = np.asarray(self.task, dtype=np.int64)
         n = len(self.recs)
+        totals = {"backoff": np.bincount(task, weights=backoff, minlength=n)}
         for phase in LLM_PHASES:
             keep = cache if phase == "cache" else served
-            total = np.zeros(n)
-            np.add.at(total, task[keep], phases[phase][keep])
+            totals[phase] = np.bincount(task[keep], weights=phases[phase][keep], minlength=n)
+        for phase, total in totals.items():
             for i in np.flatnonzero(total):
                 self.recs[i].breakdown[phase] += float(total[i])
         self._clear()  # booked: a later apply adds nothing twice
