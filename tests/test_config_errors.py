@@ -194,3 +194,15 @@ def test_validate_warns_when_requests_cannot_fit_the_kv_cache(tmp_path):
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
     res = CliRunner().invoke(app, ["validate", str(tmp_path / "s.yaml")])
     assert res.exit_code == 0 and "holds 16 KV tokens per replica: most will end rejected_too_long" in res.output
+
+
+def test_sglang_does_not_fit_message_counts_non_torch_memory_once(tmp_path):
+    """SGLang takes its non-torch memory off before its fraction: the message's usable memory already excludes it,
+    so what is needed is weights (and activations) alone, and the two numbers compare like with like."""
+    doc = default_doc()
+    doc["pools"][0]["sku"] = "l40s"
+    doc["deployments"][0]["model"] = "llama-3.1-70b"
+    doc["deployments"][0]["engine"] = "sglang"
+    errors = errors_of(write(tmp_path, doc))
+    assert len(errors) == 1 and "does not fit 1 x l40s under sglang" in errors[0]
+    assert "non-torch memory," not in errors[0] and "less its non-torch memory" in errors[0]

@@ -99,7 +99,7 @@ def test_sglang_kv_pool_matches_sglangs_log_of_qwen3_235b_fp8_on_four_h100():
     """SGLang's log of Qwen3-235B-A22B-FP8 at --tp 4 --mem-fraction-static 0.93 on 4 x H100: 'KV Cache is
     allocated. #tokens: 367404, K size: 8.23 GB' (BF16 KV, https://github.com/vllm-project/vllm/issues/21348). The
     sglang preset's TP-4 non-torch memory was derived from this log (engines.yaml), so this checks the rule and that
-    derivation together; vLLM's 0.55 GiB under the old rule (fraction x total - non-torch) gave 404,279 tokens."""
+    derivation together; vLLM's 0.55 GiB under the old rule (fraction x total - non-torch) gave 403,420 tokens."""
     rule = ENGINES["sglang"].memory
     p = plan_memory(MODELS["qwen3-235b-a22b"], H100, "fp8", "bf16", 4, 0.93, rule=rule)
     assert p.kv_capacity_tokens == pytest.approx(367_404, rel=0.01)

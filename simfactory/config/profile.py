@@ -759,7 +759,7 @@ class EngineKernels(_Strict):
 class EngineMemory(Sourced):
     """How a serving engine sizes its KV cache at start-up (applied by hardware/memory.py).
 
-    fraction_of_total (vLLM, SGLang): KV = f x total - weights - activation - non_torch - cuda_graph.
+    fraction_of_total (vLLM): KV = f x total - weights - activation - non_torch - cuda_graph.
     fraction_of_free (TensorRT-LLM): KV = f x (total - weights - activation - non_torch - cuda_graph).
     sglang_reserve (SGLang 0.5): KV = f x (total - non_torch) - weights - activation, f computed from the device as
     SGLang does (SGLang applies f to the memory free once its distributed runtime is up).
@@ -768,9 +768,10 @@ class EngineMemory(Sourced):
 
     rule: Literal["fraction_of_total", "fraction_of_free", "sglang_reserve"] = Field(
         default="fraction_of_total",
-        description="sglang_reserve: fraction_of_total with SGLang's own default fraction, (total - reserved) / total, "
-                    "reserved from the prefill chunk, CUDA-graph batch, TP size and DP attention "
-                    "(hardware/memory.py sglang_mem_fraction); `fraction` only when the device's memory is unknown")
+        description="sglang_reserve: KV = f x (total - non_torch) - weights - activation, with SGLang's own default "
+                    "fraction f = (total - reserved) / total, reserved from the prefill chunk, CUDA-graph batch, TP size "
+                    "and DP attention (hardware/memory.py sglang_mem_fraction); `fraction` only when the device's "
+                    "memory is unknown")
     fraction: Annotated[float, Field(gt=0, le=1)] = Field(description="the engine's default fraction")
     fraction_by_tp: dict[PositiveInt, Annotated[float, Field(gt=0, le=1)]] = Field(
         default_factory=dict, description="default fraction by TP size: the largest key <= tp wins (SGLang)")

@@ -5,7 +5,8 @@ and CUDA context keep (an engine sees ~79.18 GiB of it). Each engine then sizes 
 (EngineMemory in hardware_profiles/engines.yaml):
 
     vLLM (v0.6.5+)  KV = gpu_memory_utilization x total - weights - activation peak - non-torch memory
-    SGLang          KV = mem_fraction_static x total - weights - non-torch memory
+    SGLang          KV = mem_fraction_static x (total - non-torch memory) - weights
+                    (SGLang applies its fraction to the memory free once its distributed runtime is up)
     TensorRT-LLM    KV = free_gpu_memory_fraction x (total - weights - activation peak - non-torch memory)
 
 The activation peak is what vLLM's start-up profile run measures: a dummy forward of max_num_batched_tokens
@@ -83,13 +84,20 @@ class MemoryPlan:
     device_bytes: float  # what the device reports (nvidia-smi total)
     engine_total_bytes: float  # what the engine sees: device_bytes - driver/context reserve
     fraction: float  # the engine's fraction (gpu_memory_utilization, mem_fraction_static, free_gpu_memory_fraction)
-    usable_bytes_per_device: float  # fraction x engine total (vLLM, SGLang) or engine total (TensorRT-LLM)
+    usable_bytes_per_device: float  # fraction x engine total (vLLM), x (total - non-torch) (SGLang), total (TRT-LLM)
     weight_bytes_per_device: float
     activation_bytes_per_device: float
     non_torch_bytes_per_device: float  # NCCL buffers and other memory outside PyTorch, plus the CUDA graph pool
     kv_bytes_per_device: float
     kv_bytes_per_token: float
     kv_capacity_tokens: int
+    non_torch_before_fraction: bool = False  # SGLang: non-torch memory comes off before the fraction (in usable)
+
+    @property
+    def needed_bytes_per_device(self) -> float:
+        """What must fit in the usable memory besides the KV cache."""
+        non_torch = 0.0 if self.non_torch_before_fraction else self.non_torch_bytes_per_device
+        return self.weight_bytes_per_device + self.activation_bytes_per_device + non_torch
 
     @property
     def reserve_bytes_per_device(self) -> float:
@@ -184,4 +192,5 @@ def plan_memory(
         kv_bytes_per_device=kv_per_device,
         kv_bytes_per_token=kv_per_token,
         kv_capacity_tokens=capacity,
+        non_torch_before_fraction=rule.rule == "sglang_reserve",
     )

@@ -286,9 +286,11 @@ def _fit_memory(
                 fname,
                 f"{at}",
                 f"{d.model} in {d.dtype} does not fit {d.tp * d.pp} x {profile.sku} under {d.engine}'s memory rule: "
-                f"needs {(mem.weight_bytes_per_device + mem.reserve_bytes_per_device) / 2**30:.1f} GiB per device "
-                f"for weights, activations and non-torch memory, {mem.usable_bytes_per_device / 2**30:.1f} GiB "
-                f"usable ({mem.fraction:.0%} of the {mem.engine_total_bytes / 2**30:.1f} GiB an engine sees)",
+                f"needs {mem.needed_bytes_per_device / 2**30:.1f} GiB per device for weights, activations"
+                f"{'' if mem.non_torch_before_fraction else ' and non-torch memory'}, "
+                f"{mem.usable_bytes_per_device / 2**30:.1f} GiB usable ({mem.fraction:.0%} of the "
+                f"{mem.engine_total_bytes / 2**30:.1f} GiB an engine sees"
+                f"{' less its non-torch memory' if mem.non_torch_before_fraction else ''})",
             )
         )
         return None
