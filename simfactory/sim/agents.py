@@ -91,19 +91,25 @@ def breakdown(log: list[Any], end_s: float, table: Any) -> dict[str, float]:
     return out
 
 
-def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float]) -> None:
+def critical_leaves(log: list[Any], end_s: float) -> Iterator[tuple[Leaf, float, float]]:
+    """The leaves on a task's critical path, each with its interval clipped at end_s (empty ones left out): a fork
+    contributes its deciding branch, or while still running the branch that reaches furthest."""
     for entry in log:
         if isinstance(entry, Fork):
             if entry.chosen is not None:
                 branch = entry.branches[entry.chosen]
             else:  # still running at end_s: the branch that reaches furthest
                 branch = max(entry.branches, key=lambda b: reach(b, end_s))
-            _accumulate(branch, end_s, table, out)
+            yield from critical_leaves(branch, end_s)
             continue
         start = entry.start_s
         stop = min(entry.end_s if entry.end_s is not None else end_s, end_s)
-        if stop <= start:
-            continue
+        if stop > start:
+            yield entry, start, stop
+
+
+def _accumulate(log: list[Any], end_s: float, table: Any, out: dict[str, float]) -> None:
+    for entry, start, stop in critical_leaves(log, end_s):
         if entry.rids:
             # attempts follow each other (an escalation is sent when the previous answer is rejected);
             # each crosses the network to its deployment, and the last answer crosses back

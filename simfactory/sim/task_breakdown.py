@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from simfactory.sim.agents import CATEGORIES, Fork, reach
+from simfactory.sim.agents import CATEGORIES, critical_leaves
 from simfactory.sim.outcomes import CACHE_HIT_CODE, TaskRecord
 from simfactory.sim.requests import RequestTable
 
@@ -51,18 +51,7 @@ class TaskBreakdowns:
         self.recs.append(rec)
 
     def _walk(self, log: list[Any], end_s: float, out: dict[str, float], index: int) -> None:
-        for entry in log:
-            if isinstance(entry, Fork):
-                if entry.chosen is not None:
-                    branch = entry.branches[entry.chosen]
-                else:  # still running at end_s: the branch that reaches furthest
-                    branch = max(entry.branches, key=lambda b: reach(b, end_s))
-                self._walk(branch, end_s, out, index)
-                continue
-            start = entry.start_s
-            stop = min(entry.end_s if entry.end_s is not None else end_s, end_s)
-            if stop <= start:
-                continue
+        for entry, start, stop in critical_leaves(log, end_s):
             rids = entry.rids
             if rids:
                 n = len(rids)
