@@ -60,7 +60,8 @@ ATTRIBUTION = (
     "composition), Copyright (c) 2025-2026 NVIDIA CORPORATION & AFFILIATES, licensed under the Apache License 2.0 "
     "(http://www.apache.org/licenses/LICENSE-2.0). Changes: resampled on simfactory's grids by "
     "calibrate/kernels/derive.py and forced monotone; TensorRT-LLM FP8 linear layers less what the SDK's static-scale "
-    "lane saves at one token (static_fp8_saving_ms)."
+    "lane saves at one token (static_fp8_saving_ms); vLLM's block-FP8 GEMMs in the mixture-of-experts records priced "
+    "with SGLang's block-FP8 GEMM rows of the same SKU (calibrate/kernels/derive_moe.py, VLLM_BLOCK_FP8_FROM)."
 )
 
 # simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK)

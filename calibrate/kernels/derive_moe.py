@@ -6,6 +6,7 @@ file gets one).
 
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # every model, every SKU
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py --model qwen3-235b-a22b
+    HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py --framework vllm   # the others kept
 
 One record describes ONE attention rank of the layout (the SDK's per-rank step: the tables' tokens, batch and
 prompts are that rank's); simfactory/hardware/kernels.py divides a replica's step among its dp_attention ranks.
@@ -22,17 +23,20 @@ with the generation-phase op at the prompt's token count (the SDK's context MoE 
 combine, and some frameworks' context paths add an all-reduce op of their own). What the SDK's context path prices
 above that composition at every checked prompt (128, 1,024 and 4,096 tokens), the least of the three differences,
 is a cost per step that prefills: it is added to ctx_attn_ms at every length (the attention record's
-`prefill_gap_ms`), which kernels.py charges once per step with prompt tokens (the table's first point). vLLM's MLA
-layouts gain ~8-12 ms this way (their composed prefill was 16-42% short of the SDK's at short prompts, a near-constant
-difference), TensorRT-LLM's and SGLang's 0-2 ms. After it every kept record is within MAX_PREFILL_DIFF of
+`prefill_gap_ms`), which kernels.py charges once per step with prompt tokens (the table's first point). Every
+framework's gain 0-2 ms this way (vLLM's MLA layouts gained 8-12 ms while the SDK priced vLLM's block-FP8 GEMMs with
+their host-bound rows: VLLM_BLOCK_FP8_FROM below). After it every kept record is within MAX_PREFILL_DIFF of
 predict_prefill_latency (each linear record keeps its remaining difference).
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
+import os
+import shutil
 import sys
 import tempfile
 import time
@@ -96,7 +100,47 @@ PREFILL_CHECK = (128, 1024, 4096)  # prompt lengths (tokens) at which the compos
 MHA_PREFILL_SKUS = {"h100-sxm", "h200"}
 MLA_MODELS = {"deepseek-r1", "deepseek-v3", "kimi-k2"}
 
+# The SDK's vLLM block-FP8 GEMM rows (gemm/vllm/0.24.0, gemm_dtype fp8_block: DeepGEMM, CUTLASS and FlashInfer
+# block-scaled kernels) are host-bound, not kernel time: a 2,048 x 4,096 GEMM takes a flat 57-91 us from 1 to 2,048
+# rows on H100 and H200 and 170-560 us up to 8,192 rows on B200, B300, GB200 and GB300, where the SDK's SGLang rows of
+# the same DeepGEMM kernel (sglang_deepgemm_gemm_nt_f8f8bf16) take 9-15 us at 1-512 rows and 59-66 us at 8,192 rows on
+# Blackwell, and TensorRT-LLM's agree with SGLang's. vLLM runs decode in CUDA graphs, where no such host time exists:
+# GPUStack's vLLM 0.11 runs of Qwen3-235B-A22B-FP8 on 4 x H100 (median ITL 34.8 ms at ~56 sequences of 4K,
+# docs/performance-lab/qwen3-235b-a22b/h100.md at gpustack/gpustack 1f37f1b8bd79) fit the SGLang rows (~35 ms a step)
+# and not vLLM's (~50 ms). So vLLM records price block-FP8 GEMMs with SGLang's rows of the same SKU: the SDK reads a
+# copy of its systems data in which each vLLM gemm_perf.parquet's fp8_block rows are SGLang's (vllm_gemm_systems).
+VLLM_BLOCK_FP8_FROM = "sglang"
+
 log = logging.getLogger("derive_moe")
+
+
+def vllm_gemm_systems(work: Path) -> Path:
+    """A copy of the SDK's systems data (files linked, not copied) whose vLLM GEMM tables take their fp8_block rows
+    from the same SKU's current SGLang table (VLLM_BLOCK_FP8_FROM, comment above): the systems_path every handle
+    reads. SKUs without both keep the SDK's rows."""
+    import aiconfigurator_core
+    import pandas as pd
+    from aiconfigurator_core.sdk.perf_database import get_version_slots
+
+    src = Path(aiconfigurator_core.__file__).parent / "systems"
+    dst = work / "systems"
+    shutil.copytree(src, dst, copy_function=os.symlink)
+    for path in sorted(glob.glob(str(dst / "data" / "*" / "gemm" / "vllm" / "*" / "gemm_perf.parquet"))):
+        system = Path(path).parts[-5]
+        version = (get_version_slots(system, VLLM_BLOCK_FP8_FROM) or {}).get("current")
+        other = src / "data" / system / "gemm" / VLLM_BLOCK_FP8_FROM / str(version) / "gemm_perf.parquet"
+        if version is None or not other.is_file():
+            continue
+        vllm, rows = pd.read_parquet(path), pd.read_parquet(other)
+        rows = rows[rows.gemm_dtype == "fp8_block"].copy()
+        if rows.empty or not (vllm.gemm_dtype == "fp8_block").any():
+            continue
+        for col in ("framework", "version", "device"):
+            rows[col] = vllm[col].iloc[0]
+        rows["kernel_source"] = f"{VLLM_BLOCK_FP8_FROM} {version}: " + rows["kernel_source"].astype(str)
+        os.unlink(path)  # a link into the SDK's own data: replaced, never written through
+        pd.concat([vllm[vllm.gemm_dtype != "fp8_block"], rows[vllm.columns]], ignore_index=True).to_parquet(path)
+    return dst
 
 
 def sglang_mha_prefill(sku: str, attention: list[dict]) -> int:
@@ -144,7 +188,7 @@ def sdk_config(arch: ModelArch, work: Path) -> Path:
 
 
 def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int], model: str, dtype: str,
-           kv: str, gemm: str | None = None):
+           kv: str, gemm: str | None = None, systems: Path | None = None):
     from aiconfigurator_core.sdk.engine import EngineHandle
 
     devices, dp, ep = layout
@@ -153,7 +197,7 @@ def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int
     return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
                                 attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
                                 gemm_quant_mode=gemm, moe_quant_mode=moe, kvcache_quant_mode=KV_QUANT[kv],
-                                fmha_quant_mode="bfloat16")
+                                fmha_quant_mode="bfloat16", systems_path=str(systems) if systems else None)
 
 
 def is_attention(op: str) -> bool:
@@ -186,12 +230,12 @@ def ms(values) -> float:
 
 
 def static_fp8_one_token_ms(h, cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int, int],
-                            model: str, dtype: str, kv: str) -> tuple[float, float] | None:
+                            model: str, dtype: str, kv: str, systems: Path | None = None) -> tuple[float, float] | None:
     """(dynamic, static) non-attention time of a one-token step where the GEMMs are per-tensor FP8 on a framework
     that runs them with static scales (derive.py, STATIC_FP8_LAUNCH_SAVING); None elsewhere (block-scaled FP8, BF16)."""
     if quant(model, dtype)[0] != "fp8" or fw not in STATIC_FP8_LAUNCH_SAVING:
         return None
-    static = handle(cfg, system, fw, version, layout, model, dtype, kv, gemm="fp8_static")
+    static = handle(cfg, system, fw, version, layout, model, dtype, kv, gemm="fp8_static", systems=systems)
     dyn, stat = (ms(x.evaluate_generation_ops(groups(x)["linear"], batch_size=1, s=1)) for x in (h, static))
     return dyn, stat
 
@@ -222,7 +266,8 @@ def derive_record(h) -> tuple[dict, dict, float]:
     return lin, att, worst
 
 
-def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> dict:
+def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], systems: Path | None = None,
+               frameworks: tuple[str, ...] = FRAMEWORKS) -> dict:
     from aiconfigurator_core.sdk.perf_database import get_version_slots
 
     system = SYSTEMS[sku]
@@ -242,7 +287,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
         layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
         if arch.id in ALSO_TP4 and not rack:
             layouts = layouts + [(4, 1, 1), (4, 1, 4)]
-        for fw in FRAMEWORKS:
+        for fw in frameworks:
             if versions[fw] is None:
                 refused.append(f"{arch.id} {fw}: no queryable version on {system}")
                 continue
@@ -253,7 +298,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                         key = dict(model=arch.id, framework=fw, tp=devices, dp_attention=dp, ep=ep)
                         t0 = time.perf_counter()
                         try:
-                            h = handle(cfg, system, fw, versions[fw], layout, arch.id, d, kv)
+                            h = handle(cfg, system, fw, versions[fw], layout, arch.id, d, kv, systems=systems)
                             lin, att, worst = derive_record(h)
                         except Exception as e:
                             refused.append(f"{arch.id} {fw} {d}/{kv} TP{devices} DP{dp} EP{ep}: "
@@ -274,7 +319,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                                       for k, v in lin.items()}
                             tables["linear_ms"], static = with_static_saving(
                                 tables["linear_ms"], lambda: static_fp8_one_token_ms(
-                                    h, cfg, system, fw, versions[fw], layout, arch.id, d, kv),
+                                    h, cfg, system, fw, versions[fw], layout, arch.id, d, kv, systems),
                                 refused, f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}")
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()}, **static})
@@ -302,8 +347,12 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
     # the notice names every change made to the SDK's values (Apache-2.0 4b), whoever wrote the file first
     doc["attribution"], doc["static_fp8_launch_saving"] = ATTRIBUTION, sorted(STATIC_FP8_LAUNCH_SAVING)
     ids = {a.id for a in models}
-    doc["linear"] = [r for r in doc["linear"] if r["model"] not in ids] + linear
-    doc["attention"] = [r for r in doc["attention"] if r["model"] not in ids] + attention
+
+    def stays(model: str, fw: str) -> bool:  # records of other models, or of frameworks not derived this run
+        return model not in ids or fw not in frameworks
+
+    doc["linear"] = [r for r in doc["linear"] if stays(r["model"], r["framework"])] + linear
+    doc["attention"] = [r for r in doc["attention"] if stays(r["model"], r["framework"])] + attention
     mha = sglang_mha_prefill(sku, doc["attention"])
     for arch in models:
         if not any(r["model"] == arch.id for r in doc["linear"]):
@@ -313,8 +362,9 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict]) -> 
                                   "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
                                   "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
     old = doc.get("moe", {})  # what earlier runs for other models recorded stays
-    kept = [r for r in old.get("refused", []) if r.split(" ", 1)[0] not in ids]
-    prev = old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) else 0.0
+    kept = [r for r in old.get("refused", []) if stays(*(r.split(" ", 2) + ["", ""])[:2])]
+    prev = (old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) or len(frameworks) < len(FRAMEWORKS)
+            else 0.0)
     present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
@@ -336,14 +386,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
     ap.add_argument("--model", action="append", choices=sorted(MODELS), help="default: all")
+    ap.add_argument("--framework", action="append", choices=FRAMEWORKS, help="default: all (the others' records "
+                    "stay as they are)")
     ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     models = [m for m in setup(args.verbose) if m.id in MODELS and (not args.model or m.id in args.model)]
+    frameworks = tuple(args.framework or FRAMEWORKS)
     anomalies: list[dict] = []
+    systems = vllm_gemm_systems(Path(tempfile.mkdtemp(prefix="aic-systems-")))
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
-        r = derive_sku(sku, models, args.out, anomalies)
+        r = derive_sku(sku, models, args.out, anomalies, systems, frameworks)
         print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
               f"prefill within {100 * r['prefill_max_rel_diff']:.1f}% of the SDK, {r['bytes'] / 1e3:.0f} kB, "
               f"{time.perf_counter() - t0:.0f} s")
