@@ -53,3 +53,40 @@ def test_live_columns_are_lists_during_the_run_and_arrays_of_their_dtype_after_t
         assert isinstance(column, np.ndarray) and column.dtype == dtype and len(column) == 3, name
     assert t.generated.tolist() == [0, 0, 3] and t.replica_s[2] == 0.5 and t.input_tokens.tolist() == [10, 20, 30]
     assert np.isnan(t.first_token_s).all() and "generated" in LIVE_COLUMNS
+
+
+def _firing_order(later: bool) -> list[tuple[float, str]]:
+    """Events of three kinds due at the same times (exact ties included), delays recurring or not; call_later for
+    the recurring ones when `later`, a Timeout each otherwise."""
+    env = FloatEnvironment()
+    order: list[tuple[float, str]] = []
+
+    def fire(name: str) -> None:
+        order.append((env.now, name))
+
+    def source(k: int) -> None:
+        for d in (0.25, 0.5, 0.25):  # recurring delays, some due together with the other kinds' events
+            if later:
+                env.call_later(d, fire, f"later{k}/{d}")
+            else:
+                env.timeout(d).callbacks.append(lambda _ev, n=f"later{k}/{d}": fire(n))
+        env.call_at(env.now + 0.25, lambda _ev, n=f"at{k}": fire(n))
+        if later and k % 2:  # added from inside a callback of the line, which has just fired its last entry
+            env.call_later(0.25, lambda: env.call_later(0.25, fire, f"nested{k}"))
+        elif k % 2:
+            env.timeout(0.25).callbacks.append(
+                lambda _ev: env.timeout(0.25).callbacks.append(lambda _e, n=f"nested{k}": fire(n)))
+
+    for k in range(6):
+        env.call_at(0.25 * k, lambda _ev, k=k: source(k))
+    env.run()
+    return order
+
+
+def test_call_later_fires_in_a_timeouts_place_among_ties():
+    assert _firing_order(later=True) == _firing_order(later=False)
+    env = FloatEnvironment()
+    env.call_later(1.0, lambda: None)
+    env.timeout(2.0)
+    env.run()
+    assert next(env._eid) == 2  # as many event ids as two Timeouts: the run's event count is unchanged

@@ -295,12 +295,12 @@ class AgentTask:
         rec = self.rec
         self.root.process = self.env.active_process  # the task walks its steps in its own process
         if self.w.deadline_s is not None:  # a timer, not a second process: it cancels the task if still running
-            self.env.timeout(self.w.deadline_s).callbacks.append(self._deadline)
+            self.env.call_later(self.w.deadline_s, self._deadline)  # one heap entry for all the workload's tasks
         outcome = yield from self._body()
         rec.outcome = "timed_out" if self.timed_out else outcome
         self.fleet.finish_task(rec)
 
-    def _deadline(self, _event: simpy.Event) -> None:
+    def _deadline(self) -> None:
         if isnan(self.rec.end_s) and not self.timed_out:  # end_s is set when the task finishes
             self.timed_out = True
             self.root.cancel(self.fleet.abort)

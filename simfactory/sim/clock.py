@@ -8,12 +8,19 @@ made keeps the clock a float (the same IEEE values, so the same answers).
 
 Components driven by callbacks (the replica engines, the arrivals) schedule events at exact times with `call_at`
 and start with `start`; the engines' hot paths read `_now` directly (SimPy's `now` is a property over it).
+
+`call_later` is for a delay that recurs (an agent task's deadline, a deployment's fixed front end): its callbacks are
+due in the order they were set, so one event heap entry at a time stands for all of them (a `DelayLine`). An agent
+run otherwise keeps one deadline timer per open task in the heap (~98% of its entries), and every event pushed into
+or popped from the heap pays for their depth.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from heapq import heappush
+from typing import Any
 
 import simpy
 from simpy.core import SimTime
@@ -21,6 +28,10 @@ from simpy.events import NORMAL, URGENT, EventPriority
 
 
 class FloatEnvironment(simpy.Environment):
+    def __init__(self, initial_time: SimTime = 0) -> None:
+        super().__init__(initial_time)
+        self._lines: dict[float, DelayLine] = {}  # call_later's, by delay
+
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
         heappush(self._queue, (float(self._now + delay), priority, next(self._eid), event))  # type: ignore[attr-defined]
 
@@ -40,6 +51,14 @@ class FloatEnvironment(simpy.Environment):
         heappush(self._queue, (self._now, URGENT, next(self._eid), ev))  # type: ignore[attr-defined]
         return ev
 
+    def call_later(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
+        """callback(*args) delay_s from now, in the very place among the events due then that a Timeout(delay_s) made
+        now would have (see DelayLine); it cannot be cancelled (a callback that may find itself stale checks)."""
+        line = self._lines.get(delay_s)
+        if line is None:
+            line = self._lines[delay_s] = DelayLine(self, delay_s)
+        line.add(callback, args)
+
 
 class At(simpy.Event):
     """A triggered event with one callback (Event's initialization inlined, as simpy's Timeout does)."""
@@ -49,3 +68,40 @@ class At(simpy.Event):
         self.callbacks = [callback]
         self._value = None
         self._ok = True
+
+
+class DelayLine:
+    """Callbacks due a fixed delay after each was set: one event heap entry at a time for all of them.
+
+    The callbacks of one delay fall due in the order they were set (now never decreases, nor does now + delay), so
+    only the earliest needs an entry in the heap. Each keeps the key a Timeout(delay) made when it was set would have
+    had: (float(now + delay), NORMAL, the event id taken then), and its entry goes into the heap when the one before
+    it fires, before its own time, so events due at the same time run in the same order, and the run numbers as many
+    events (its id is taken when it is set, as a Timeout's is; no id is taken when the entry goes in).
+    """
+
+    def __init__(self, env: FloatEnvironment, delay_s: float) -> None:
+        self.env = env
+        self.delay_s = delay_s
+        self.pending: deque[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = deque()
+        # one event, re-armed for each entry: SimPy takes its callbacks off it before calling them
+        self.event = At(env, self._fire)
+        self.callbacks = self.event.callbacks
+
+    def add(self, callback: Callable[..., None], args: tuple[Any, ...]) -> None:
+        env = self.env
+        pending = self.pending
+        pending.append((float(env._now + self.delay_s), next(env._eid), callback, args))  # type: ignore[attr-defined]
+        if len(pending) == 1:  # nothing armed: this one heads the line
+            self._arm()
+
+    def _arm(self) -> None:
+        at_s, eid, _, _ = self.pending[0]
+        self.event.callbacks = self.callbacks
+        heappush(self.env._queue, (at_s, NORMAL, eid, self.event))  # type: ignore[attr-defined]
+
+    def _fire(self, _event: simpy.Event) -> None:
+        _, _, callback, args = self.pending.popleft()
+        if self.pending:  # armed before the call, which may add to this line
+            self._arm()
+        callback(*args)

@@ -550,8 +550,10 @@ class FleetModel:
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
             delay += float(t.net_in_s[rid])
-        if delay > 0:  # one event a request (the vLLM and SGLang presets' front end): call_at, not a Timeout's two objects
-            self.env.call_at(self.env._now + delay, lambda _ev, rid=rid, d=deployment: self._ingress(rid, d))
+        if delay > 0:  # the vLLM and SGLang presets' front end, on every request: a delay that recurs (call_later)
+            # straight to _arrive when no front end is modelled there (_ingress's first test, taken now)
+            self.env.call_later(delay, self._arrive if self.front_ends[deployment] is None else self._ingress, rid,
+                                deployment)
             return
         self._ingress(rid, deployment)
 
