@@ -37,14 +37,11 @@ def component_table(records: list[Any]) -> dict[str, dict[str, Any]]:
     sums: dict[tuple[str, str], list[int]] = {}
     get = sums.get
     for r in records:
-        for key, (calls, failures, timeouts) in r.components.items():
-            row = get(key)
-            if row is None:  # not setdefault: its default list would be built for every record
-                sums[key] = [calls, failures, timeouts]
-            else:
-                row[0] += calls
-                row[1] += failures
-                row[2] += timeouts
+        for (kind, name, what), n in r.components.items():  # what: CALLS, FAILURES or TIMEOUTS (0, 1, 2)
+            row = get((kind, name))
+            if row is None:  # not setdefault: its default list would be built for every entry
+                row = sums[(kind, name)] = [0, 0, 0]
+            row[what] += n
     named = sorted((f"{kind}/{name}", row) for (kind, name), row in sums.items())
     return {key: {"calls": c, "failures": f, "timeouts": t, "failure_rate": _rate(f, c), "timeout_rate": _rate(t, c)}
             for key, (c, f, t) in named}

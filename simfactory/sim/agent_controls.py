@@ -15,12 +15,11 @@ CALLS, FAILURES, TIMEOUTS = 0, 1, 2
 
 
 def tally(rec: TaskRecord, kind: str, name: str, what: int = CALLS) -> None:
-    """Count a call (what=CALLS), or the failure / timeout of one, against component kind/name."""
-    key = (kind, name)  # a tuple hashes its two interned names; "kind/name" is spelt out by the summary
-    row = rec.components.get(key)
-    if row is None:
-        row = rec.components[key] = [0, 0, 0]
-    row[what] += 1
+    """Count a call (what=CALLS), or the failure / timeout of one, against component kind/name: one dict entry a
+    (kind, name, what), its tuple hashing two interned names and a small int ("kind/name" is spelt out by the
+    summary); the walker's leaves count their calls with these two lines inline."""
+    key = (kind, name, what)
+    rec.components[key] = rec.components.get(key, 0) + 1
 
 
 class GatewayModel:

@@ -35,7 +35,7 @@ from simfactory.config.agent import (
 )
 from simfactory.config.limits import MAX_TOKENS
 from simfactory.quality import mapped_fail_p
-from simfactory.sim.agent_controls import FAILURES, TIMEOUTS, GatewayModel, compressed_context, tally
+from simfactory.sim.agent_controls import CALLS, FAILURES, TIMEOUTS, GatewayModel, compressed_context, tally
 from simfactory.sim.fleet_view import AgentFleet, Call
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
@@ -265,7 +265,7 @@ class AgentTask:
         self.services = services
         self.humans = humans
         self.retrieval_brownouts = retrieval_brownouts
-        self.rec = TaskRecord(task_id, class_id, self.env.now)
+        self.rec = TaskRecord(task_id, class_id, self.env._now)
         self.difficulty_dist = fleet.rs.classes[class_id].config.difficulty
         self.region = fleet.rs.classes[class_id].config.region
         self.root = Scope(None)
@@ -284,7 +284,7 @@ class AgentTask:
 
     def draw_tokens(self, dist: Any) -> int:
         """A whole count in [1, MAX_TOKENS], like sample_tokens (the upper clip only cuts an unbounded tail)."""
-        return min(max(int(round(self.draw(dist))), 1), MAX_TOKENS)
+        return min(max(int(round(float(dist.draw(self.rng)))), 1), MAX_TOKENS)  # self.draw inline: twice a call
 
     def _check_cancel(self, scope: Scope) -> None:
         if scope.is_cancelled():
@@ -330,16 +330,20 @@ class AgentTask:
     # The context is a one-element list so branches can grow their own copy and report what they added.
     def _steps(self, steps: list[Step], scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         for step in steps:
-            self._check_cancel(scope)
+            if scope.is_cancelled():  # _check_cancel inline: it runs before every step
+                raise Cancelled()
             yield from self._step(step, scope, log, ctx)
 
     def _step(self, step: Step, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
+        # the kinds are disjoint: the most common first (one isinstance call for each kind tested before a step's)
         if isinstance(step, LlmStep):
             yield from self._llm(step, scope, log, ctx)
         elif isinstance(step, ToolStep):
             yield from self._tool(step, scope, log, ctx)
         elif isinstance(step, RetrievalStep):
             yield from self._retrieval(step, scope, log, ctx)
+        elif isinstance(step, RetryStep):
+            yield from self._retry(step, scope, log, ctx)
         elif isinstance(step, HumanStep):
             yield from self._human(step, scope, log)
         elif isinstance(step, WaitStep):
@@ -363,20 +367,18 @@ class AgentTask:
                 yield from self._steps(step.steps, scope, log, ctx)
                 if i + 1 == step.max_iterations or self.rng.random() >= step.continue_p:
                     break
-        elif isinstance(step, RetryStep):
-            yield from self._retry(step, scope, log, ctx)
         elif isinstance(step, CompressStep):
             yield from self._compress(step, step.name, scope, log, ctx)
         else:  # pragma: no cover - the schema admits only the types above
             raise TypeError(step)
 
     def _timed(self, log: list[Any], category: str, duration_s: float, scope: Scope) -> Generator[simpy.Event, Any, None]:
-        leaf = Leaf(category, self.env.now)
+        leaf = Leaf(category, self.env._now)  # _now: SimPy's now is a property, a call each read
         log.append(leaf)
         try:
             yield self.env.timeout(duration_s)
         finally:
-            leaf.end_s = self.env.now
+            leaf.end_s = self.env._now
         self._check_cancel(scope)
 
     # -- leaves --
@@ -389,18 +391,21 @@ class AgentTask:
         # a context past any model's window is rejected as too long either way; the clip keeps int64 columns exact
         prompt = min(new + (int(round(ctx[0])) if step.include_context else 0), MAX_TOKENS)
         out = self.draw_tokens(step.output_tokens)
-        self._check_llm_budget(prompt, out)
+        if self.budget_checks:  # _check_llm_budget's first test, before the call (most workloads have no budget)
+            self._check_llm_budget(prompt, out)
         context = min(int(round(ctx[0])), MAX_TOKENS) if step.include_context else 0
+        difficulty = 0.0 if self.difficulty_dist is None else self.difficulty()  # its first test, before the call
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
-                               self.difficulty(), min(self.w.system_prompt_tokens, context), context)
+                               difficulty, min(self.w.system_prompt_tokens, context), context)
         rec.llm_calls += 1
-        tally(rec, "llm", step.model)
+        key = ("llm", step.model, CALLS)  # tally inline (once or more per LLM step)
+        rec.components[key] = rec.components.get(key, 0) + 1
         rec.steps += 1
         rec.tokens_in += prompt
         rec.tokens_out += out
         call_index = len(rec.rids)  # its place in rec.rids (parallel branches append theirs meanwhile)
         rec.rids.append(call.rids)  # the call's attempts (escalations append to the same list)
-        leaf = Leaf("llm", self.env.now, rids=call.rids)
+        leaf = Leaf("llm", self.env._now, rids=call.rids)  # _now: SimPy's now is a property, a call each read
         log.append(leaf)
         scope.calls.append(call)
         try:
@@ -410,7 +415,7 @@ class AgentTask:
                 yield simpy.AnyOf(self.env, [call.done, self.env.timeout(step.timeout_s)])
         finally:  # also when the branch is cancelled (its scope already aborted the call)
             scope.calls.remove(call)
-            leaf.end_s = self.env.now
+            leaf.end_s = self.env._now
         if not call.done.triggered:  # timed out: give up on the request
             call.abandoned = True
             self.fleet.abort(call.rids[-1])
@@ -486,9 +491,10 @@ class AgentTask:
                 raise StepFailed()
         rec.steps += 1
         rec.tool_calls += 1
-        tally(rec, "tool", step.service)
+        key = ("tool", step.service, CALLS)  # tally inline (once or more per tool step)
+        rec.components[key] = rec.components.get(key, 0) + 1
         rec.usd_tools += svc.usd_per_call
-        leaf = Leaf("tool", self.env.now)
+        leaf = Leaf("tool", self.env._now)  # _now: SimPy's now is a property
         log.append(leaf)
         latency = self.draw(step.latency_s)
         failed = step.fail_p > 0 and self.rng.random() < step.fail_p
@@ -515,7 +521,7 @@ class AgentTask:
                 raise StepFailed()
             yield self.env.timeout(delay)
         finally:  # also when the branch is cancelled: the slot goes back, the interval closes
-            leaf.end_s = self.env.now
+            leaf.end_s = self.env._now
             if req is not None:
                 if req.triggered:
                     svc.slots.release(req)
@@ -532,7 +538,8 @@ class AgentTask:
         rec = self.rec
         rec.steps += 1
         rec.retrieval_calls += 1
-        tally(rec, "retrieval", step.name)
+        key = ("retrieval", step.name, CALLS)  # tally inline (once per retrieval step)
+        rec.components[key] = rec.components.get(key, 0) + 1
         if step.cache is not None:  # a keyed cache shared by the workload's tasks, partitioned by sensitivity
             cache = self.fleet.caches.get("retrieval", f"{self.w.name}/{step.name}", step.cache)
             hit, stale = cache.lookup(self.env.now, self.fleet.rs.classes[rec.class_id].config.sensitivity)

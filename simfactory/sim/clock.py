@@ -19,18 +19,63 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from heapq import heappush
+from heapq import heappop, heappush
 from typing import Any
 
 import simpy
-from simpy.core import SimTime
-from simpy.events import NORMAL, URGENT, EventPriority
+from simpy.core import EmptySchedule, SimTime, StopSimulation
+from simpy.events import NORMAL, URGENT, Event, EventPriority
 
 
 class FloatEnvironment(simpy.Environment):
     def __init__(self, initial_time: SimTime = 0) -> None:
         super().__init__(initial_time)
         self._lines: dict[float, DelayLine] = {}  # call_later's, by delay
+
+    def run(self, until: SimTime | Event | None = None) -> Any:
+        """SimPy's run, its step() spelt out in the loop: a Python call less per event (~1% of an agent run)."""
+        if until is not None:
+            if not isinstance(until, Event):  # a time: an urgent event then stops the run, as in SimPy
+                at: SimTime = until if isinstance(until, int) else float(until)
+                if at <= self._now:  # type: ignore[attr-defined]
+                    raise ValueError(f"until ({at}) must be greater than the current simulation time")
+                until = Event(self)
+                until._ok = True
+                until._value = None
+                self.schedule(until, URGENT, at - self._now)  # type: ignore[attr-defined]
+            elif until.callbacks is None:
+                return until.value  # already processed
+            until.callbacks.append(StopSimulation.callback)  # type: ignore[union-attr]
+        try:
+            self._steps()
+        except StopSimulation as exc:
+            return exc.args[0]  # until's value
+        except EmptySchedule:
+            if until is not None:
+                assert not until.triggered
+                raise RuntimeError(f'No scheduled events left but "until" event was not triggered: {until}') from None
+        return None
+
+    def _steps(self) -> None:
+        """SimPy's step() until an exception ends the run (StopSimulation, EmptySchedule, a failed event's)."""
+        queue = self._queue  # type: ignore[attr-defined]
+        while True:
+            try:
+                self._now, _, _, event = heappop(queue)
+            except IndexError:
+                raise EmptySchedule from None
+            callbacks, event.callbacks = event.callbacks, None
+            try:
+                for callback in callbacks:
+                    callback(event)
+            except StopSimulation:  # the until event's: its other callbacks run when the run resumes
+                event.callbacks = callbacks[callbacks.index(callback) + 1:]
+                self.schedule(event, EventPriority(-1))
+                raise
+            if not event._ok and not hasattr(event, "_defused"):  # a failed event nothing defused crashes the run
+                exc = type(event._value)(*event._value.args)
+                exc.__cause__ = event._value
+                raise exc
 
     def schedule(self, event: simpy.Event, priority: EventPriority = NORMAL, delay: SimTime = 0) -> None:
         heappush(self._queue, (float(self._now + delay), priority, next(self._eid), event))  # type: ignore[attr-defined]

@@ -359,7 +359,8 @@ class ReplicaEngine:
         self.busy_s += dt
         self.in_step = True
         self._batch = (chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
-        self.env.timeout(dt).callbacks.append(self._end_step)  # type: ignore[union-attr]
+        # call_at, not a Timeout (its bound constructor, __init__ and schedule: three calls): the key schedule() gives
+        self.env.call_at(float(self.env._now + dt), self._end_step)
 
     def _end_step(self, _event: object) -> None:
         self.in_step = False
@@ -1011,7 +1012,7 @@ class ReplicaEngine:
             self.max_num_seqs -= 1
         self.retention.pinned(task_id, self.replica_id)
         if policy.ttl_s is not None:
-            self.env.timeout(policy.ttl_s).callbacks.append(lambda _ev, p=pin: self._expire(p))
+            self.env.call_later(policy.ttl_s, self._expire, pin)  # one heap entry for all pins of this ttl
 
     def _expire(self, pin: Pin) -> None:
         if not pin.released:

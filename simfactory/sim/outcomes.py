@@ -66,8 +66,8 @@ class TaskRecord:
     gateway_calls: int = 0
     gateway_s: float = 0.0  # time spent crossing gateways (summed, not critical path)
     usd_gateway: float = 0.0  # gateway fees (also inside usd_tools)
-    # (kind, name) -> [calls, failures, timeouts]
-    components: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # (kind, name, what) -> count, what: agent_controls.CALLS, FAILURES or TIMEOUTS (absent: none)
+    components: dict[tuple[str, str, int], int] = field(default_factory=dict)
     rids: list[list[int]] = field(default_factory=list)  # per LLM call, its attempts' request ids
     # scenarios with quality: per answered LLM call (step name, its index in rids, fail_p applied, accepted)
     judged: list[tuple[str, int, float, bool]] = field(default_factory=list)

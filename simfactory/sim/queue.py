@@ -34,7 +34,7 @@ class WaitingQueue:
     def put(self, rid: int, priority: int = 0) -> None:
         seq = self.put_count
         self.put_count = seq + 1
-        heapq.heappush(self._heap, (priority, seq, rid, self.env.now))
+        heapq.heappush(self._heap, (priority, seq, rid, self.env._now))  # _now: SimPy's now is a property
         self.members.add(rid)
         if self._waiters:
             waiters, self._waiters = self._waiters, []
@@ -106,6 +106,6 @@ class WaitingQueue:
 
     def wait(self) -> simpy.Event:
         """An event that fires at the next put (engines wait on it while idle)."""
-        ev = self.env.event()
+        ev = simpy.Event(self.env)  # not env.event(): its bound constructor is a call
         self._waiters.append(ev)
         return ev

@@ -431,7 +431,7 @@ class FleetModel:
         """An LLM call from an agent task. Its `done` event fires when the call ends (after any escalations).
         The prompt starts with the workload's system prompt and the task's context (prefix-cacheable)."""
         c = self.rs.classes[class_id]
-        rid = self.table.add(self.env.now, class_id, -1, input_tokens, output_tokens, task_id, self.step_id(step))
+        rid = self.table.add(self.env._now, class_id, -1, input_tokens, output_tokens, task_id, self.step_id(step))
         t = self.table
         t.priority[rid] = c.priority
         t.service_class[rid] = c.service_class
@@ -443,7 +443,7 @@ class FleetModel:
         if context_tokens:
             t.context_key[rid] = TASK_KEY_OFFSET + task_id
             t.context_tokens[rid] = context_tokens
-        call = Call(rid, [rid], target, self.env.event())
+        call = Call(rid, [rid], target, simpy.Event(self.env))  # not env.event(): its bound constructor is a call
         self.n_arrived += 1
         self._admit(rid, call)
         return call
@@ -514,9 +514,7 @@ class FleetModel:
                 continue
             fb = route.config.fallback
             if route.fallback is not None and fb is not None and fb.timeout_s is not None:
-                self.env.timeout(fb.timeout_s).callbacks.append(
-                    lambda _ev, rid=rid, to=route.fallback, c=call: self._fallback_if_waiting(rid, to, c)
-                )
+                self.env.call_later(fb.timeout_s, self._fallback_if_waiting, rid, route.fallback, call)
             if call is None and route.tiers:
                 call = Call(rid, [rid], target, None)
                 self.calls[rid] = call
@@ -624,7 +622,7 @@ class FleetModel:
             return
         sc = t.service_class[rid]
         if sc >= 0 and self.max_queue_s[sc] is not None:
-            self.env.timeout(self.max_queue_s[sc]).callbacks.append(lambda _ev, rid=rid: self._shed_if_waiting(rid))
+            self.env.call_later(self.max_queue_s[sc], self._shed_if_waiting, rid)  # one heap entry at a time for all
 
     def _dispatch(self, rid: int, deployment: int) -> None:
         """Hand the request to the deployment's balancer (its prefill balancer when disaggregated)."""
@@ -840,6 +838,10 @@ class FleetModel:
 
     def call_usd_estimate(self, call: "Call") -> float:
         t = self.table
+        if len(call.rids) == 1:  # the usual call, one attempt: sum()'s one term without its generator (per LLM step)
+            r = call.rids[0]
+            return float(t.replica_s[r]) * self.usd_per_replica_s[int(t.deployment_id[r])] if (
+                t.deployment_id[r] >= 0) else 0
         return sum(float(t.replica_s[r]) * self.usd_per_replica_s[int(t.deployment_id[r])] for r in call.rids
                    if t.deployment_id[r] >= 0)
 
@@ -887,7 +889,7 @@ class FleetModel:
 
     def finish_task(self, rec: TaskRecord) -> None:
         """An agent task ended (its process is about to return): close its record."""
-        rec.end_s = self.env.now
+        rec.end_s = self.env._now
         if self.retention is not None:
             self.retention.task_ended(rec.task_id)  # its pinned KV, if any, is freed
         self.task_breakdowns.collect(rec, rec.end_s)  # its LLM calls' phases are booked at the end of the run
