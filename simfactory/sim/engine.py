@@ -511,7 +511,8 @@ class ReplicaEngine:
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
             reused = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
             hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
-            kept = self._kept_prefix(rid, target) if preempted_kv is not None else 0
+            # _kept_prefix's first test inline (per admission): most requests were never preempted
+            kept = self._kept_prefix(rid, target) if preempted_kv is not None and rid in preempted_kv.kept else 0
             hit = max(hit, kept)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit

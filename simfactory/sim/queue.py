@@ -62,7 +62,8 @@ class WaitingQueue:
     def head_put_before(self, cut_s: float, cut_puts: int) -> tuple[int, int, int, float] | None:
         """The first request in serving order put before the cut (before time cut_s, or among the first cut_puts
         puts): an overlapping engine's next admission, which a later, more urgent arrival must not hold up."""
-        key = self.head_key()
+        heap = self._heap
+        key = heap[0] if heap and not self._removed else self.head_key()  # head_key's usual case inline (per step)
         if key is None or key[3] < cut_s or key[1] < cut_puts:
             return key
         removed = self._removed
@@ -74,6 +75,11 @@ class WaitingQueue:
 
     def take(self, rid: int) -> None:
         """Take this waiting request out to run it (the head, or one a later, more urgent arrival is ahead of)."""
+        heap = self._heap
+        if not self._removed and heap and heap[0][2] == rid:  # the usual case, head_key and pop inline (per admission)
+            heapq.heappop(heap)
+            self.members.discard(rid)
+            return
         key = self.head_key()
         if key is not None and key[2] == rid:
             self.pop()

@@ -169,8 +169,9 @@ class RequestTable:
         like: int = -1,
     ) -> int:
         """Append one request; `like` copies service class, tenant, priority, session and difficulty."""
-        self._reserve(1)
         rid = self.n
+        if rid >= self._capacity:  # _reserve's own test, before the call (per request)
+            self._reserve(1)
         self.arrival_s[rid] = arrival_s
         self.class_id[rid] = class_id
         self.deployment_id[rid] = deployment_id

@@ -419,10 +419,11 @@ class FleetModel:
 
     # ---- requests ----
     def step_id(self, name: str) -> int:
-        if name not in self._step_index:
-            self._step_index[name] = len(self.step_names)
+        index = self._step_index.get(name)
+        if index is None:
+            index = self._step_index[name] = len(self.step_names)
             self.step_names.append(name)
-        return self._step_index[name]
+        return index
 
     def call(
         self, target: Target, input_tokens: int, output_tokens: int, class_id: int, task_id: int, step: str,

@@ -53,17 +53,27 @@ class TaskBreakdowns:
         self.recs.append(rec)
 
     def _walk(self, log: list[Any], end_s: float, out: dict[str, float], index: int) -> None:
+        # the task's rows gathered in lists, then one extend a column (not five a leaf: ~3 LLM leaves a task)
+        rids: list[int] = []
+        starts: list[float] = []
+        stops: list[float] = []
+        last: list[int] = []
         for entry, start, stop in critical_leaves(log, end_s):
-            rids = entry.rids
-            if rids:
-                n = len(rids)
-                self.task.extend([index] * n)
-                self.start_s.extend([start] * n)
-                self.stop_s.extend([stop] * n)
-                self.rid.extend(rids)
-                self.last.extend([j == n - 1 for j in range(n)])
+            if entry.rids:
+                n = len(entry.rids)
+                rids += entry.rids
+                starts += [start] * n
+                stops += [stop] * n
+                last += [0] * (n - 1)
+                last.append(1)
             else:
                 out[entry.category] += stop - start
+        if rids:
+            self.task.extend([index] * len(rids))
+            self.start_s.extend(starts)
+            self.stop_s.extend(stops)
+            self.rid.extend(rids)
+            self.last.extend(last)
 
     def apply(self, table: RequestTable) -> None:
         """Book every kept attempt's time per phase to its task (agents._accumulate, as whole columns). The table
