@@ -330,8 +330,11 @@ class AgentTask:
     # The context is a one-element list so branches can grow their own copy and report what they added.
     def _steps(self, steps: list[Step], scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         for step in steps:
-            if scope.is_cancelled():  # _check_cancel inline: it runs before every step
-                raise Cancelled()
+            s: Scope | None = scope  # scope.is_cancelled() inline (before every step): this branch or one around it
+            while s is not None:
+                if s.cancelled:
+                    raise Cancelled()
+                s = s.parent
             yield from self._step(step, scope, log, ctx)
 
     def _step(self, step: Step, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
