@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import simpy
 
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.requests import COLUMNS, LIVE_COLUMNS, RequestTable
@@ -90,3 +91,29 @@ def test_call_later_fires_in_a_timeouts_place_among_ties():
     env.timeout(2.0)
     env.run()
     assert next(env._eid) == 2  # as many event ids as two Timeouts: the run's event count is unchanged
+
+
+def test_run_keeps_simpys_until_semantics_and_crashes_on_an_undefused_failure():
+    """FloatEnvironment.run spells SimPy's step() out in its loop: a time stops the run there (events due then, but
+    after it, wait), an event's value is returned, a later run resumes where the last stopped, and a failed event
+    nothing defused raises as in SimPy."""
+    for env_type in (FloatEnvironment, simpy.Environment):
+        env = env_type()
+        seen: list[float] = []
+        for t in (1.0, 2.0, 3.0):
+            env.timeout(t).callbacks.append(lambda _ev, t=t: seen.append(t))
+        assert env.run(until=2.0) is None and env.now == 2.0 and seen == [1.0]  # the event due at 2.0 waits
+        done = env.timeout(0.5, value="v")
+        assert env.run(until=done) == "v" and seen == [1.0, 2.0] and env.now == 2.5
+        env.run()
+        assert seen == [1.0, 2.0, 3.0] and env.now == 3.0
+        with pytest.raises(ValueError):
+            env.run(until=1.0)  # not after now
+        failed = env.event()
+        failed.fail(KeyError("boom"))
+        with pytest.raises(KeyError):
+            env.run()
+        defused = env.event()
+        defused.fail(KeyError("quiet"))
+        defused.defused = True
+        env.run()
