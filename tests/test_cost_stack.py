@@ -381,3 +381,16 @@ def test_a_hostile_price_book_cost_stack_is_refused_naming_the_book_and_the_fiel
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     lines = [x for x in res.output.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {mine}: {field}: "), res.output
+
+
+def test_plain_dict_is_asdict_for_cost_lines_and_assumptions():
+    """Cost lines and assumptions are written with plain_dict (asdict without the deep copy): the same dicts, keys in
+    the same order, for every field type they hold (numbers, strings, None)."""
+    import dataclasses
+
+    from simfactory.cost.fleet import Assumption
+
+    for obj in (cs.Line("k", "compute", "GPUs", 12.5, 3.0, "GPU-h", "3 x 4.17", "", cs.BY_GPU_S),
+                cs.Line("k2", "storage", "weights", None), Assumption("rate", 0.08, "1/yr", "https://example.org", "2026"),
+                Assumption("name", "not given", "", "")):
+        assert list(cs.plain_dict(obj).items()) == list(dataclasses.asdict(obj).items())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,6 +16,8 @@ from simfactory.errors import InputError, InputErrors
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.sweep import ROWS_FILE, run_sweep
 from simfactory.resolve import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
 
 runner = CliRunner()
 GRID = {"mode": "grid", "replications": 2,
@@ -199,3 +202,20 @@ def test_a_ray_cluster_that_refuses_us_is_one_line_exit_2_with_the_auth_hint(set
                               "--ray-address", "10.0.0.5:6379"])
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "--ray-address" in res.output and "UNAUTHENTICATED" in res.output and "RAY_AUTH_TOKEN" in res.output
+
+
+@pytest.mark.parametrize("name", ["tco-full-stack", "agent-controls"])
+def test_a_points_headline_reads_the_same_numbers_as_the_whole_flattened_summary(name):
+    """headline() walks only the summary's subtrees that can hold a headline path: the same numbers, in the same
+    order, as flattening every number and keeping the headline ones (shipped scenarios with finance and agents)."""
+    from simfactory.metrics.summary import compute_metrics
+    from simfactory.plan.sweep import HEADLINE_EXCLUDED, HEADLINE_PREFIXES, headline
+    from simfactory.regress.flatten import flatten
+    from simfactory.resolve import resolve
+    from simfactory.sim.run import simulate
+
+    path = ROOT / "scenarios" / f"{name}.yaml"
+    summary = compute_metrics(simulate(resolve(load_scenario(path), path), keep_logs=0), trace_tasks=0).summary
+    everything = [(k, v) for k, v in flatten(summary).items()
+                  if k.startswith(HEADLINE_PREFIXES) and not k.startswith(HEADLINE_EXCLUDED)]
+    assert len(everything) > 20 and list(headline(summary).items()) == everything

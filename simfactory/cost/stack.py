@@ -10,7 +10,7 @@ an absent input is never read as 0. Money over the window scales to a month by H
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 from simfactory.cost.pool_cost import HOURS_PER_MONTH
@@ -48,11 +48,17 @@ class Line:
 
     def row(self, window_h: float, tokens: float) -> dict[str, Any]:
         """The line as summary.json writes it, with its per-month and per-1M-token figures."""
-        out = asdict(self)
+        out = plain_dict(self)
         out["status"] = self.status
         out["usd_per_month"] = per_month(self.usd, window_h)
         out["usd_per_1m_tokens"] = self.usd * 1e6 / tokens if self.usd is not None and tokens else None
         return out
+
+
+def plain_dict(obj: Any) -> dict[str, Any]:
+    """dataclasses.asdict for a dataclass whose fields are plain values (numbers, strings, None): the same dict without
+    asdict's recursive deep copy, which a sweep point's summary paid ~50 times (cost lines and assumptions)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def fmt(x: float) -> str:

@@ -6,14 +6,14 @@ and workflow path are simfactory/metrics/unit_economics.py."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from simfactory.config.prices import SourcedNumber
 from simfactory.cost import stack as cs
-from simfactory.cost.stack import fmt
+from simfactory.cost.stack import fmt, plain_dict
 from simfactory.cost.fleet import Assumption, PoolCost
 from simfactory.hardware.memory import weight_bytes
 from simfactory.metrics import cost_units
@@ -368,4 +368,4 @@ def cost_stack_section(rs: ResolvedScenario, req: pd.DataFrame, lreq: pd.DataFra
     section["net_cost_usd_less_latency_value"] = (totals["total_usd"] - value["net_usd"]
                                                   if value["net_usd"] is not None else None)
     by = breakdown(units, lines, costs, v.revenue_usd_per_s_saved)
-    return section, by, [asdict(a) for a in c.notes]
+    return section, by, [plain_dict(a) for a in c.notes]

@@ -12,6 +12,7 @@ import pandas as pd
 from simfactory.cost.finance import Units, hybrid_sizing, owned_cost_curve, sensitivity, tco_block, unit_economics
 from simfactory.cost.decision import rent_usd_per_accel_hour
 from simfactory.cost.fleet import PoolCost, alternative_cost, discount_rate
+from simfactory.cost.stack import plain_dict
 from simfactory.cost.training import training_cost
 from simfactory.resolve import ResolvedScenario
 from simfactory.sim.agents import SUCCESS
@@ -281,10 +282,10 @@ def finance_summary(rs: ResolvedScenario, costs: list[PoolCost], units: Units, d
             hybrid[c.pool]["reserved"] = {**hybrid_sizing(d, reserved.usd_per_accel_hour, 0.0, p),
                                           "reserved_price": f"{reserved.provider} {reserved.pricing} "
                                                             f"{reserved.usd_per_accel_hour} USD/accel-h"}
-    assumptions = [dataclasses.asdict(a) for c in costs for a in c.assumptions]
+    assumptions = [plain_dict(a) for c in costs for a in c.assumptions]
     seen = {x["name"] for x in assumptions}
-    assumptions += [dataclasses.asdict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
-    assumptions.append(dataclasses.asdict(rate_assumption))
+    assumptions += [plain_dict(a) for c in alternatives if c is not None for a in c.assumptions if a.name not in seen]
+    assumptions.append(plain_dict(rate_assumption))
     loads = {c.pool: c.load for c in costs if c.load is not None}  # pool_loads: demand / capacity, not busy time
     ue = unit_economics(costs, units)
     counted = sum(c.accelerators for c in costs if c.pool in loads)

@@ -62,8 +62,7 @@ HEADLINE_EXCLUDED = ("finance.unit_economics.by_",)  # per-group breakdowns: a c
 
 
 def headline(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in flatten(summary).items()
-            if k.startswith(HEADLINE_PREFIXES) and not k.startswith(HEADLINE_EXCLUDED)}
+    return {k: v for k, v in flatten(summary, HEADLINE_PREFIXES).items() if not k.startswith(HEADLINE_EXCLUDED)}
 
 
 def run_point(job: PointJob) -> dict[str, Any]:

@@ -10,8 +10,15 @@ EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "inpu
                      "window.warmup_s", "window.horizon_s", "sim.", "cost.pools.")
 
 
-def flatten(summary: dict[str, Any]) -> dict[str, float]:
-    return {k: v for k, v in numbers(summary).items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
+def flatten(summary: dict[str, Any], within: tuple[str, ...] | None = None) -> dict[str, float]:
+    """within: only the paths that start with one of these, in the same order; the subtrees that cannot hold one
+    are not walked (a sweep point's headline reads a few of a summary's thousand numbers)."""
+    if within is None:
+        found = numbers(summary)
+    else:
+        found = {}
+        _walk_within(summary, "", found, within)
+    return {k: v for k, v in found.items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
 
 
 def numbers(summary: dict[str, Any]) -> dict[str, float]:
@@ -33,3 +40,18 @@ def _walk(node: Any, prefix: str, out: dict[str, float]) -> None:
     elif isinstance(node, (int, float)):
         if not (isinstance(node, float) and math.isnan(node)):
             out[prefix] = float(node)
+
+
+def _walk_within(node: Any, prefix: str, out: dict[str, float], within: tuple[str, ...]) -> None:
+    """_walk below the children whose paths start with one of `within`, and into those that lead to one."""
+    if isinstance(node, dict):
+        children: Any = ((f"{prefix}.{k}" if prefix else str(k), v) for k, v in node.items())
+    elif isinstance(node, list):
+        children = ((f"{prefix}.{i}", v) for i, v in enumerate(node))
+    else:
+        return  # a number on no path of `within`
+    for path, v in children:
+        if path.startswith(within):
+            _walk(v, path, out)
+        elif any(p.startswith(f"{path}.") for p in within):
+            _walk_within(v, path, out, within)
