@@ -117,3 +117,30 @@ def test_run_keeps_simpys_until_semantics_and_crashes_on_an_undefused_failure():
         defused.fail(KeyError("quiet"))
         defused.defused = True
         env.run()
+
+
+def test_call_later_refuses_a_negative_delay_and_drawn_network_delays_do_not_make_a_line_each(monkeypatch, tmp_path):
+    """A delay line per distinct delay stays for the run, so call_later is for delays from a small set: a negative
+    one is refused as a Timeout refuses it, and requests crossing a jittered link (a drawn delay each) are delivered
+    with call_at, not a line apiece (the deployment's fixed front end still takes one line)."""
+    env = FloatEnvironment()
+    with pytest.raises(ValueError):
+        env.call_later(-1.0, lambda: None)
+
+    from conftest import scenario_doc, write_case
+
+    from simfactory.api import run
+
+    delays: set[float] = set()
+    original = FloatEnvironment.call_later
+
+    def spy(self, delay_s, callback, *args):
+        delays.add(delay_s)
+        original(self, delay_s, callback, *args)
+
+    monkeypatch.setattr(FloatEnvironment, "call_later", spy)
+    doc = scenario_doc(rate=20.0, horizon_s=20.0, front_end_s=0.01)
+    doc["traffic"]["classes"][0]["region"], doc["pools"][0]["region"] = "eu", "us"
+    doc["network"] = {"links": [{"a": "eu", "b": "us", "latency_s": 0.05, "jitter_s": 0.02}]}
+    res = run(write_case(tmp_path, doc))
+    assert len(res.requests) > 200 and len(delays) <= 1

@@ -362,7 +362,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                   "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
                                   "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
     old = doc.get("moe", {})  # what earlier runs for other models recorded stays
-    kept = [r for r in old.get("refused", []) if stays(*(r.split(" ", 2) + ["", ""])[:2])]
+    # a refusal reads "{model} {framework}[:] ...": kept when its model or framework was not derived this run
+    kept = [r for r in old.get("refused", []) if stays(*[w.rstrip(":") for w in (r.split(" ", 2) + ["", ""])[:2]])]
     prev = (old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) or len(frameworks) < len(FRAMEWORKS)
             else 0.0)
     present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})

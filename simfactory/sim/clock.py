@@ -100,9 +100,13 @@ class FloatEnvironment(simpy.Environment):
 
     def call_later(self, delay_s: float, callback: Callable[..., None], *args: Any) -> None:
         """callback(*args) delay_s from now, in the very place among the events due then that a Timeout(delay_s) made
-        now would have (see DelayLine); it cannot be cancelled (a callback that may find itself stale checks)."""
+        now would have (see DelayLine); it cannot be cancelled (a callback that may find itself stale checks). For
+        delays from a small set (a workload's deadline, a deployment's fixed front end): every delay keeps its line for
+        the run, so drawn delays go to call_at."""
         line = self._lines.get(delay_s)
         if line is None:
+            if not delay_s >= 0:
+                raise ValueError(f"negative delay {delay_s}")  # as a Timeout says; a line's order needs it
             line = self._lines[delay_s] = DelayLine(self, delay_s)
         line.add(callback, args)
 

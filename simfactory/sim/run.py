@@ -549,10 +549,13 @@ class FleetModel:
                 self.network.egress_usd(there, caller, float(t.output_tokens[rid]))
             )
             delay += float(t.net_in_s[rid])
-        if delay > 0:  # the vLLM and SGLang presets' front end, on every request: a delay that recurs (call_later)
+        if delay > 0:
             # straight to _arrive when no front end is modelled there (_ingress's first test, taken now)
-            self.env.call_later(delay, self._arrive if self.front_ends[deployment] is None else self._ingress, rid,
-                                deployment)
+            then = self._arrive if self.front_ends[deployment] is None else self._ingress
+            if caller == there:  # the vLLM and SGLang presets' fixed front end, on every request: a delay that recurs
+                self.env.call_later(delay, then, rid, deployment)
+            else:  # a network hop's delay may be drawn (jitter): one delay line per value would pile up
+                self.env.call_at(self.env._now + delay, lambda _ev: then(rid, deployment))
             return
         self._ingress(rid, deployment)
 
