@@ -17,7 +17,7 @@ CALLS, FAILURES, TIMEOUTS = 0, 1, 2
 def tally(rec: TaskRecord, kind: str, name: str, what: int = CALLS) -> None:
     """Count a call (what=CALLS), or the failure / timeout of one, against component kind/name: one dict entry a
     (kind, name, what), its tuple hashing two interned names and a small int ("kind/name" is spelt out by the
-    summary); the walker's leaves count their calls with these two lines inline."""
+    summary)."""
     key = (kind, name, what)
     rec.components[key] = rec.components.get(key, 0) + 1
 

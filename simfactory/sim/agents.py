@@ -35,7 +35,7 @@ from simfactory.config.agent import (
 )
 from simfactory.config.limits import MAX_TOKENS
 from simfactory.quality import mapped_fail_p
-from simfactory.sim.agent_controls import CALLS, FAILURES, TIMEOUTS, GatewayModel, compressed_context, tally
+from simfactory.sim.agent_controls import FAILURES, TIMEOUTS, GatewayModel, compressed_context, tally
 from simfactory.sim.fleet_view import AgentFleet, Call
 from simfactory.sim.outcomes import CACHE_HIT_CODE, COMPLETED_CODE, TaskRecord
 
@@ -284,7 +284,7 @@ class AgentTask:
 
     def draw_tokens(self, dist: Any) -> int:
         """A whole count in [1, MAX_TOKENS], like sample_tokens (the upper clip only cuts an unbounded tail)."""
-        return min(max(int(round(float(dist.draw(self.rng)))), 1), MAX_TOKENS)  # self.draw inline: twice a call
+        return min(max(int(round(self.draw(dist))), 1), MAX_TOKENS)
 
     def _check_cancel(self, scope: Scope) -> None:
         if scope.is_cancelled():
@@ -330,11 +330,7 @@ class AgentTask:
     # The context is a one-element list so branches can grow their own copy and report what they added.
     def _steps(self, steps: list[Step], scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
         for step in steps:
-            s: Scope | None = scope  # scope.is_cancelled() inline (before every step): this branch or one around it
-            while s is not None:
-                if s.cancelled:
-                    raise Cancelled()
-                s = s.parent
+            self._check_cancel(scope)
             yield from self._step(step, scope, log, ctx)
 
     def _step(self, step: Step, scope: Scope, log: list[Any], ctx: list[float]) -> Generator[simpy.Event, Any, None]:
@@ -401,8 +397,7 @@ class AgentTask:
         call = self.fleet.call(self.roles[step.model], prompt, out, rec.class_id, rec.task_id, step.name,
                                difficulty, min(self.w.system_prompt_tokens, context), context)
         rec.llm_calls += 1
-        key = ("llm", step.model, CALLS)  # tally inline (once or more per LLM step)
-        rec.components[key] = rec.components.get(key, 0) + 1
+        tally(rec, "llm", step.model)
         rec.steps += 1
         rec.tokens_in += prompt
         rec.tokens_out += out
@@ -494,8 +489,7 @@ class AgentTask:
                 raise StepFailed()
         rec.steps += 1
         rec.tool_calls += 1
-        key = ("tool", step.service, CALLS)  # tally inline (once or more per tool step)
-        rec.components[key] = rec.components.get(key, 0) + 1
+        tally(rec, "tool", step.service)
         rec.usd_tools += svc.usd_per_call
         leaf = Leaf("tool", self.env._now)  # _now: SimPy's now is a property
         log.append(leaf)
@@ -541,8 +535,7 @@ class AgentTask:
         rec = self.rec
         rec.steps += 1
         rec.retrieval_calls += 1
-        key = ("retrieval", step.name, CALLS)  # tally inline (once per retrieval step)
-        rec.components[key] = rec.components.get(key, 0) + 1
+        tally(rec, "retrieval", step.name)
         if step.cache is not None:  # a keyed cache shared by the workload's tasks, partitioned by sensitivity
             cache = self.fleet.caches.get("retrieval", f"{self.w.name}/{step.name}", step.cache)
             hit, stale = cache.lookup(self.env.now, self.fleet.rs.classes[rec.class_id].config.sensitivity)

@@ -842,10 +842,6 @@ class FleetModel:
 
     def call_usd_estimate(self, call: "Call") -> float:
         t = self.table
-        if len(call.rids) == 1:  # the usual call, one attempt: sum()'s one term without its generator (per LLM step)
-            r = call.rids[0]
-            return float(t.replica_s[r]) * self.usd_per_replica_s[int(t.deployment_id[r])] if (
-                t.deployment_id[r] >= 0) else 0
         return sum(float(t.replica_s[r]) * self.usd_per_replica_s[int(t.deployment_id[r])] for r in call.rids
                    if t.deployment_id[r] >= 0)
 
