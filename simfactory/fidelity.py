@@ -46,6 +46,14 @@ POINT_DEPLOYMENT_FIELDS = {"name", "model", "pool", "replicas", "tp", "dtype", "
                            "max_num_batched_tokens", "step_time_source"}
 
 
+# The point's figure. ttft_s and itl_s are means over requests (bench_serving's and vllm bench serve's "Mean TTFT" and
+# "Mean TPOT": per request, time after the first token over the tokens after it); ttft_median_s and itl_median_s are
+# the medians of the same per-request figures ("Median TTFT", "Median TPOT"), which a few requests' outliers (a cold
+# start's first burst) do not move.
+Metric = Literal["output_tokens_per_s", "ttft_s", "itl_s", "ttft_median_s", "itl_median_s", "batch_latency_s"]
+LATENCY_METRICS = ("ttft_s", "itl_s", "ttft_median_s", "itl_median_s")
+
+
 class FidelityPoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -75,7 +83,7 @@ class FidelityPoint(BaseModel):
         default=None, allow_inf_nan=False,
         description="open loop: `requests` requests arriving at this mean rate (Poisson; a benchmark's request rate or "
                     "QPS), every one measured; none: offline or a closed loop")
-    metric: Literal["output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s"]
+    metric: Metric
     measured: PositiveFloat
     deployment: dict[str, Any] = Field(
         default_factory=dict, description="more deployment fields of the measured setup (ep, dp_attention, eplb, "
@@ -104,7 +112,7 @@ class FidelityPoint(BaseModel):
         if self.rate_per_s is not None:
             if self.concurrency is not None or self.requests is None or self.metric == "batch_latency_s":
                 raise ValueError("rate_per_s is an open loop: give requests (how many it sent), no concurrency, and "
-                                 "measure output_tokens_per_s, ttft_s or itl_s")
+                                 f"measure output_tokens_per_s or one of {', '.join(LATENCY_METRICS)}")
             return self
         if self.metric == "batch_latency_s":
             if self.concurrency is not None or self.max_num_seqs is None:
@@ -245,7 +253,7 @@ def offline_metrics(rs: ResolvedScenario) -> dict[str, float]:
     return table_metrics(simulate(rs, keep_logs=0).table, "first_scheduled_s")
 
 
-NO_METRICS = ("output_tokens_per_s", "ttft_s", "itl_s", "batch_latency_s")  # all nan when nothing completed
+NO_METRICS = ("output_tokens_per_s", *LATENCY_METRICS, "batch_latency_s")  # all nan when nothing completed
 
 
 def table_metrics(t: Any, ttft_from: str) -> dict[str, float]:
@@ -259,16 +267,20 @@ def table_metrics(t: Any, ttft_from: str) -> dict[str, float]:
         return dict.fromkeys(NO_METRICS, float("nan"))
     out, first, end = t.output_tokens[done], t.first_token_s[done], t.completion_s[done]
     span = float(end.max() - t.arrival_s.min())
-    ttft = float((first - getattr(t, ttft_from)[done]).mean())
-    return {"output_tokens_per_s": float(out.sum()) / span, "ttft_s": ttft, "itl_s": mean_itl_s(first, end, out),
+    return {"output_tokens_per_s": float(out.sum()) / span, **latency_metrics(getattr(t, ttft_from)[done], first, end, out),
             "batch_latency_s": span}
 
 
-def mean_itl_s(first: np.ndarray, end: np.ndarray, out: np.ndarray) -> float:
-    """Mean time per output token after the first, over the requests with more than one (nan if none)."""
+def latency_metrics(sent: np.ndarray, first: np.ndarray, end: np.ndarray, out: np.ndarray) -> dict[str, float]:
+    """Mean and median TTFT (first token less `sent`) and time per output token after the first (over the requests
+    with more than one; nan if none) of some completed requests."""
+    ttft = first - sent
     multi = out > 1
-    itl = (end[multi] - first[multi]) / (out[multi] - 1)
-    return float(itl.mean()) if len(itl) else float("nan")
+    tpot = (end[multi] - first[multi]) / (out[multi] - 1)
+    none = float("nan")
+    return {"ttft_s": float(ttft.mean()), "ttft_median_s": float(np.median(ttft)),
+            "itl_s": float(tpot.mean()) if len(tpot) else none,
+            "itl_median_s": float(np.median(tpot)) if len(tpot) else none}
 
 
 def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> ResolvedScenario:
@@ -358,12 +370,8 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
         throughput = float(out.sum() / (end.max() - sent.min()))
     else:  # Little's law on the loop
         throughput = float(clients * out.mean() / (end - sent).mean())
-    return {
-        "output_tokens_per_s": throughput,
-        "ttft_s": float((first - sent).mean()),
-        "itl_s": mean_itl_s(first, end, out),
-        "batch_latency_s": float("nan"),
-    }, source
+    return {"output_tokens_per_s": throughput, **latency_metrics(sent, first, end, out),
+            "batch_latency_s": float("nan")}, source
 
 
 def open_loop_scenario(p: FidelityPoint, engine: str, max_num_seqs: int | None,

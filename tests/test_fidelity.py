@@ -88,6 +88,28 @@ def test_a_benchmarks_request_count_measures_its_cold_start():
     steady = closed_loop_metrics(p, "tensorrt-llm", 256, 2048)[0]
     assert one["ttft_s"] > 1.5 * steady["ttft_s"] and one["ttft_s"] > three["ttft_s"] > steady["ttft_s"], (one, steady)
     assert one["output_tokens_per_s"] < three["output_tokens_per_s"] < steady["output_tokens_per_s"]
+    # the median TTFT of the 3 x C run is a steady-state request's: the first wave (a third) lies above it
+    assert three["ttft_median_s"] < three["ttft_s"] and three["ttft_median_s"] == pytest.approx(steady["ttft_median_s"],
+                                                                                                rel=0.25), (three, steady)
+
+
+def test_latency_medians_are_over_requests_and_skip_one_token_answers():
+    """bench_serving's "Median TTFT" and "Median TPOT": per request, TTFT, and the time after the first token over
+    the tokens after it (requests of one token have no TPOT)."""
+    import numpy as np
+
+    from simfactory.fidelity import latency_metrics
+
+    sent = np.zeros(4)
+    first = np.array([0.1, 0.2, 0.3, 1.0])
+    end = first + np.array([0.9, 0.2, 0.0, 4.0])
+    out = np.array([10, 3, 1, 41])  # TPOTs 0.1, 0.1, -, 0.1
+    m = latency_metrics(sent, first, end, out)
+    assert m["ttft_s"] == pytest.approx(0.4) and m["ttft_median_s"] == pytest.approx(0.25)
+    assert m["itl_s"] == pytest.approx(0.1) and m["itl_median_s"] == pytest.approx(0.1)
+    m = latency_metrics(sent[:3], first[:3], np.array([1.0, 0.3, 0.3]), np.array([10, 3, 1]))  # TPOTs 0.1, 0.05
+    assert m["itl_median_s"] == pytest.approx(0.075) and m["itl_s"] == pytest.approx(0.075)
+    assert np.isnan(latency_metrics(sent[:1], first[:1], end[:1], np.array([1]))["itl_median_s"])
 
 
 def test_a_concurrency_points_own_request_count_overrides_the_suites(monkeypatch):
@@ -147,9 +169,10 @@ def test_offline_points_measure_throughput_only_and_sources_are_summarized():
     with pytest.raises(ValidationError, match="give max_num_seqs"):
         FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
                       metric="batch_latency_s", measured=1.0)
-    with pytest.raises(ValidationError, match="needs a concurrency"):
-        FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
-                      metric="ttft_s", measured=1.0)
+    for metric in ("ttft_s", "ttft_median_s", "itl_median_s"):
+        with pytest.raises(ValidationError, match="needs a concurrency"):
+            FidelityPoint(id="x", sku="h100-sxm", model="llama-3.1-8b", dtype="fp8", input_tokens=1, output_tokens=1,
+                          metric=metric, measured=1.0)
     rs = [PointResult("a", "x", "m", 100, 110, "roofline"), PointResult("b", "y", "m", 100, 70, "roofline"),
           PointResult("b", "z", "m", 100, 95, "measured")]
     s = summarize_by_source(rs)
