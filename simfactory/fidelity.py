@@ -267,8 +267,8 @@ def table_metrics(t: Any, ttft_from: str) -> dict[str, float]:
         return dict.fromkeys(NO_METRICS, float("nan"))
     out, first, end = t.output_tokens[done], t.first_token_s[done], t.completion_s[done]
     span = float(end.max() - t.arrival_s.min())
-    return {"output_tokens_per_s": float(out.sum()) / span, **latency_metrics(getattr(t, ttft_from)[done], first, end, out),
-            "batch_latency_s": span}
+    return {"output_tokens_per_s": float(out.sum()) / span,
+            **latency_metrics(getattr(t, ttft_from)[done], first, end, out), "batch_latency_s": span}
 
 
 def latency_metrics(sent: np.ndarray, first: np.ndarray, end: np.ndarray, out: np.ndarray) -> dict[str, float]:
