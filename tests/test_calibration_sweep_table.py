@@ -48,6 +48,21 @@ def test_each_file_becomes_one_level_with_the_benchmarks_own_means(tmp_path):
     assert not any("cold start" in n for n in notes)
 
 
+def test_a_level_also_gives_the_medians_a_first_burst_does_not_move(tmp_path):
+    """bench_serving and vllm bench serve print the median TTFT and TPOT beside the means: one slow first request
+    moves the means, not the medians, and the fit reads both (phases ttft_median, itl_median)."""
+    path = vllm_run(tmp_path / "c4.json", 4, 0.1, 0.01, n=5)
+    doc = json.loads(path.read_text())
+    doc["ttfts"][0], doc["itls"][0] = 1.1, [0.05] * 4  # the first request waited and then crawled
+    doc["latencies"][0] = 1.1 + 0.05 * 4
+    path.write_text(json.dumps(doc))
+    row = sweep_from_results([path], "vllm-bench")[0].iloc[0]
+    assert row["ttft_s"] == pytest.approx(0.3) and row["ttft_median_s"] == pytest.approx(0.1)
+    assert row["itl_s"] == pytest.approx(0.018) and row["itl_median_s"] == pytest.approx(0.01)
+    two = pd.DataFrame([row.to_dict(), {**row.to_dict(), "concurrency": 8}])
+    assert check_sweep(two)["ttft_median_s"].tolist() == pytest.approx([0.1, 0.1])  # a column the fit reads
+
+
 def test_varying_lengths_are_noted_and_missing_levels_are_one_line(tmp_path):
     f = vllm_run(tmp_path / "a.json", None, 0.05, 0.01)
     doc = json.loads(f.read_text())

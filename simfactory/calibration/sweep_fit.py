@@ -1,6 +1,7 @@
 """Fit a deployment's step time to a concurrency sweep: the summary a serving benchmark prints per concurrency
 level (AIPerf or genai-perf in concurrency mode, `vllm bench serve --max-concurrency`, NVIDIA's NIM tables). One
-row per (concurrency, input_tokens, output_tokens) with any of mean TTFT, mean ITL and output tokens per second.
+row per (concurrency, input_tokens, output_tokens) with any of mean TTFT, mean ITL, their medians over requests
+and output tokens per second.
 
 Each row is simulated as the fidelity suites simulate a concurrency point (fidelity.closed_loop_metrics: C clients
 in a closed loop with fixed lengths, measured after a ramp; a row that gives the benchmark's `requests` is run as the
@@ -39,7 +40,11 @@ from simfactory.resolve import default_factors, resolve, search_dirs
 from simfactory.resolve.step_time import eager_prefill_floor_s, kernel_model, roofline_model
 
 SHAPE = ("concurrency", "input_tokens", "output_tokens")
-METRICS = {"ttft_s": "ttft", "itl_s": "itl", "output_tokens_per_s": "throughput"}  # column -> phase name
+# column -> phase name: means, the medians over requests where the benchmark prints them (robust to a cold start's
+# first burst, fidelity.Metric), throughput
+METRICS = {"ttft_s": "ttft", "itl_s": "itl", "ttft_median_s": "ttft_median", "itl_median_s": "itl_median",
+           "output_tokens_per_s": "throughput"}
+MEDIANS = ("ttft_median_s", "itl_median_s")  # reported as phases only when the sweep gives them
 MAX_CONCURRENCY = 4096  # a closed loop simulates 8 requests per client: larger sweeps are refused, not slow
 MAX_ROWS = 64
 LIMIT_FLAGS = "--max-num-seqs / --max-num-batched-tokens"
@@ -210,7 +215,7 @@ class SweepSetup:
             raise
 
     def simulate(self, sweep: pd.DataFrame, step_time: StepTimeModel) -> pd.DataFrame:
-        """Simulated TTFT, ITL and throughput of each row with this step time."""
+        """Simulated TTFT, ITL (means and medians) and throughput of each row with this step time."""
         rows = []
         for i, row in zip(sweep.index, sweep.itertuples(index=False)):
             try:
@@ -374,7 +379,8 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
         heldout_max_error=float(held["error"].abs().max()), n_train=len(train), n_heldout=len(held),
         predictions=table.drop(columns=["row"]),
         heldout_by="concurrency (every second level of each shape)",
-        phases={phase: _phase(held[held["phase"] == phase]) for phase in METRICS.values()})
+        phases={phase: _phase(held[held["phase"] == phase]) for col, phase in METRICS.items()
+                if col not in MEDIANS or sweep[col].notna().any()})
     return fit, family.on_bounds(spec)
 
 
