@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
@@ -50,8 +50,9 @@ POINT_DEPLOYMENT_FIELDS = {"name", "model", "pool", "replicas", "tp", "dtype", "
 # "Mean TPOT": per request, time after the first token over the tokens after it); ttft_median_s and itl_median_s are
 # the medians of the same per-request figures ("Median TTFT", "Median TPOT"), which a few requests' outliers (a cold
 # start's first burst) do not move.
-Metric = Literal["output_tokens_per_s", "ttft_s", "itl_s", "ttft_median_s", "itl_median_s", "batch_latency_s"]
-LATENCY_METRICS = ("ttft_s", "itl_s", "ttft_median_s", "itl_median_s")
+LatencyMetric = Literal["ttft_s", "itl_s", "ttft_median_s", "itl_median_s"]
+LATENCY_METRICS: tuple[str, ...] = get_args(LatencyMetric)
+Metric = Literal["output_tokens_per_s", LatencyMetric, "batch_latency_s"]
 
 
 class FidelityPoint(BaseModel):

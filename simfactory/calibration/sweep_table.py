@@ -1,8 +1,8 @@
 """A concurrency sweep table (sweep_fit.py's input) from a benchmark's own result files, one file per
 concurrency level: each file is imported into the request table (importers.py) and summarised the way AIPerf and
 `vllm bench serve` summarise a run. TTFT is the mean over successful requests, ITL the mean time per output token
-after the first (vLLM's TPOT, AIPerf's inter-token latency), both also as medians over requests, throughput the output tokens over the run's span from
-the first send to the last completion, lengths the means (the sweep fit simulates fixed lengths: a run whose lengths
+after the first (vLLM's TPOT, AIPerf's inter-token latency), both also as medians over requests, throughput the
+output tokens over the run's span from the first send to the last completion, lengths the means (the sweep fit simulates fixed lengths: a run whose lengths
 vary is summarised with a note saying by how much), requests the run's request count where the format's runs measure
 from a cold start (the sweep fit then simulates the level as the benchmark ran it)."""
 
@@ -75,15 +75,12 @@ def sweep_row(requests: pd.DataFrame, concurrency: int, file: str) -> tuple[dict
                          "tokens; a sweep level needs prompts and at least 2 output tokens (ITL)")
     if ok["ttft_s"].isna().any():
         notes.append(f"{file}: {int(ok['ttft_s'].isna().sum())} requests have no TTFT (not streamed) and are left "
-                     "out of its mean")
-    multi = ok[ok["output_tokens"] > 1]
+                     "out of its mean and median")
+    tpot = ok.loc[ok["output_tokens"] > 1, "tpot_s"]  # none: mean and median are NaN
     span = float((ok["send_s"] + ok["e2e_s"]).max() - ok["send_s"].min())
-    tpot = multi["tpot_s"]
     row: dict[str, float | int] = {"concurrency": int(concurrency), **lengths,
-                                   "ttft_s": float(ok["ttft_s"].mean()),
-                                   "itl_s": float(tpot.mean()) if len(multi) else math.nan,
-                                   "ttft_median_s": float(ok["ttft_s"].median()),
-                                   "itl_median_s": float(tpot.median()) if len(multi) else math.nan,
+                                   "ttft_s": float(ok["ttft_s"].mean()), "itl_s": float(tpot.mean()),
+                                   "ttft_median_s": float(ok["ttft_s"].median()), "itl_median_s": float(tpot.median()),
                                    "output_tokens_per_s": float(ok["output_tokens"].sum()) / span if span > 0 else math.nan}
     return row, notes
 
