@@ -136,10 +136,11 @@ def test_each_new_model_resolves_and_runs_on_its_kernels_or_the_roofline(tmp_pat
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
     rs = load_and_resolve(tmp_path / "s.yaml")
     d = rs.deployments[0]
-    # vLLM's own tables cover the DeepSeeks and Qwen3-235B-A22B at TP4 on an H200 (derive_moe.py); the others run
-    # on the roofline
-    own = (model.startswith("deepseek") or model == "qwen3-235b-a22b") and sku == "h200"
+    # vLLM's own tables cover the DeepSeeks and Qwen3-235B-A22B at TP4 on an H200 (derive_moe.py), and Llama-3.3-70B
+    # through Llama-3.1-70B's (the same shape); the others run on the roofline
+    own = (model.startswith("deepseek") or model in ("qwen3-235b-a22b", "llama-3.3-70b")) and sku == "h200"
     assert d.step_time_source.startswith("measured kernels" if own else "roofline"), d.step_time_source
+    assert ("llama-3.1-70b's tables" in d.step_time_source) == (model == "llama-3.3-70b")
     assert own == ("(h200_sxm, vllm " in d.step_time_source) and "stand in" not in d.step_time_source
     assert d.memory.fits and d.memory.kv_capacity_tokens > 0
     result = simulate(rs)

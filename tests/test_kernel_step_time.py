@@ -521,6 +521,40 @@ def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_over
     assert load_and_resolve(tmp_path / "s.yaml").deployments[0].step_time_source.startswith("roofline")
 
 
+def test_a_model_the_tables_lack_takes_the_tables_of_one_of_its_shape(tmp_path):
+    """Llama-3.3-70B is Llama-3.1-70B's shape (models.yaml), and a user's fine-tune of it in a catalogue beside the
+    scenario too: both run on Llama-3.1-70B's tables, step for step, and the label says whose. One dimension off
+    (the MLP width), or a shape the catalogue does not know whole (no vocabulary), keeps the roofline."""
+    base = MODELS["llama-3.1-70b"].model_dump()
+    tune = {**base, "id": "acme-70b-ft", "source": "a fine-tune of Llama-3.1-70B", "as_of": "2026-12"}
+    wider = {**tune, "id": "acme-70b-wide", "intermediate": 28800}
+    vague = {**tune, "id": "acme-70b-vague", "vocab": None}
+    (tmp_path / "hardware_profiles").mkdir()
+    (tmp_path / "hardware_profiles" / "models.yaml").write_text(
+        yaml.safe_dump({"models": [tune, wider, vague]}, sort_keys=False))
+    (tmp_path / "scenarios").mkdir()
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="h100-sxm", count=2)
+    doc["deployments"][0].update(tp=2, dtype="fp8", replicas=1)
+    load = StepLoad(512, 16, 16_000.0, 512 * 513 / 2)
+    steps = {}
+    for model in ("llama-3.1-70b", "llama-3.3-70b", "acme-70b-ft", "acme-70b-wide", "acme-70b-vague"):
+        doc["deployments"][0]["model"] = model
+        (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+        d = load_and_resolve(tmp_path / "scenarios" / "s.yaml").deployments[0]
+        twin = model in ("llama-3.3-70b", "acme-70b-ft")
+        assert d.step_time_source.startswith("measured kernels" if twin or model == "llama-3.1-70b" else "roofline")
+        assert (f"llama-3.1-70b's tables: {model} has its shape" in d.step_time_source) == twin, d.step_time_source
+        steps[model] = d.step_time.step_s(load)
+    assert steps["llama-3.3-70b"] == steps["acme-70b-ft"] == steps["llama-3.1-70b"]
+    # a layout the twin's tables lack is refused in its terms: the message lists the twin's layouts
+    doc["deployments"][0].update(model="acme-70b-ft", step_time_source="kernels", dtype="int8")
+    (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(InputErrors) as e:
+        load_and_resolve(tmp_path / "scenarios" / "s.yaml")
+    assert "has no acme-70b-ft vllm TP2 int8" in str(e.value) and "llama-3.1-70b vllm tp2" in str(e.value), str(e.value)
+
+
 def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):
     doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
     doc["pools"][0]["sku"] = "mi300x"

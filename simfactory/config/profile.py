@@ -370,6 +370,13 @@ class HardwareProfile(_Strict):
                                   "absent: such a job must set mfu_prior itself")
 
 
+# what ModelArch.step_shape compares: the dimensions an engine step's kernels depend on
+STEP_SHAPE_FIELDS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "num_experts",
+                     "experts_per_token", "shared_experts", "dense_layers", "kv_lora_rank", "qk_rope_head_dim",
+                     "qk_nope_head_dim", "v_head_dim", "q_lora_rank", "sliding_window_tokens",
+                     "sliding_window_layers")
+
+
 class ModelArch(Sourced):
     """Transformer shape needed for memory and FLOP accounting."""
 
@@ -455,6 +462,14 @@ class ModelArch(Sourced):
     @property
     def is_moe(self) -> bool:
         return bool(self.num_experts and self.experts_per_token and self.num_experts > self.experts_per_token)
+
+    def step_shape(self) -> tuple[int | None, ...] | None:
+        """Every dimension an engine step's kernels depend on (not the id, the parameter counts, the context window
+        or the MTP modules): two models of one shape (a release and its fine-tunes, Llama-3.1-70B and 3.3-70B) run
+        the same kernels. None while the MLP width or the vocabulary is unknown: the shape is not known whole."""
+        if self.intermediate is None or self.vocab is None:
+            return None
+        return tuple(getattr(self, name) for name in STEP_SHAPE_FIELDS)
 
     def expert_params_b(self) -> float:
         """Parameters in routed experts: total - active = (E - k) x one expert's share, so all E experts hold

@@ -84,7 +84,7 @@ def _resolve_deployment(
     kv_tokens, kv_blocks = kv
     try:
         step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname,
-                                            prefill_role)
+                                            prefill_role, models=lk.models)
     except InputErrors as e:
         errors.extend(e.errors)
         return None

@@ -3,6 +3,7 @@ dtype, TP), else the measured kernel tables with the engine's overhead prior, el
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from simfactory.config.loader import record_read
@@ -107,6 +108,7 @@ ROOFLINE_DEFAULT_LABEL = "roofline (SKU default factors of "  # the uncalibrated
 def choose_step_time(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None = None, at: str = "deployment", fname: str = "", prefill_role: bool = False,
+    models: Mapping[str, ModelArch] | None = None,
 ) -> tuple[StepTimeModel, str]:
     """The deployment's step-time model and a label saying where it comes from: a calibrated entry for this
     (model, engine, dtype, TP, layout) first (the user's own measurement), else the measured kernel tables plus the
@@ -119,7 +121,7 @@ def choose_step_time(
         if isinstance(spec, LinearStepTime):
             return LinearModel(spec), label
         if isinstance(spec, KernelsStepTime):
-            fitted, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec)
+            fitted, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, spec, models=models)
             if fitted is None:
                 raise InputErrors([InputError(fname, f"{at}.step_time_source",
                                               f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
@@ -127,7 +129,8 @@ def choose_step_time(
             return fitted, label
         return roofline_model(d, profile, arch, kv_dtype, spec), label
     if d.step_time_source != "roofline":
-        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, prefill_role=prefill_role)
+        kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, prefill_role=prefill_role,
+                                        models=models)
         if kernels is not None:
             assert preset is not None and preset.kernels is not None
             kernels.label = f"measured kernels: {kernels.label} ({d.engine} {preset.kernels.version} prior)"
@@ -161,12 +164,26 @@ def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str
     return tables.combinations() if tables is not None else []
 
 
+def same_shape_models(arch: ModelArch, sku: str, dirs: list[Path],
+                      models: Mapping[str, ModelArch] | None) -> list[str]:
+    """The models in the SKU's kernel tables whose catalogue shape is this model's (ModelArch.step_shape), for a
+    model the tables do not hold: a release or fine-tune of a tabled model runs the same kernels."""
+    tables = load_kernel_tables(sku, dirs)
+    shape = arch.step_shape()
+    if tables is None or models is None or shape is None or arch.id in tables.models:
+        return []
+    return sorted(m for m in tables.models if m in models and models[m].step_shape() == shape)
+
+
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None, fit: KernelsStepTime | None = None, prefill_role: bool = False,
+    models: Mapping[str, ModelArch] | None = None,
 ) -> tuple[KernelStepTime | AttentionRanks | None, str]:
     """The measured-kernel step time of a deployment, or None and why the tables do not cover it. The engine's
-    overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections."""
+    overhead prior, or with `fit` (a calibrated entry of kind kernels) the fitted overhead and corrections. With
+    `models` (the catalogue), a model the tables lack takes the tables of one of the same shape (the label says so);
+    the engine's own framework first, then its stand-ins."""
     k = preset.kernels if preset is not None else None
     if k is None and fit is None:
         return None, f"the engine preset {d.engine!r} names no kernel framework (hardware_profiles/engines.yaml)"
@@ -189,19 +206,24 @@ def kernel_model(
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
-    model = kernel_step_time(arch, d.model, profile.sku, framework, version, d.dtype, kv_dtype, d.tp,
-                             profile_dirs=dirs, dp_attention=d.dp_attention, ep=ep, links=links, **terms)
-    for other in (k.stand_in if model is None and k is not None else []):  # a fit on the stand-in's tables too
-        model = kernel_step_time(arch, d.model, profile.sku, other, None, d.dtype, kv_dtype, d.tp, profile_dirs=dirs,
+    twins = same_shape_models(arch, profile.sku, dirs, models)
+    tries = [(fw, version if fw == framework else None, m)  # a fit on the stand-in's tables too
+             for fw in [framework, *(k.stand_in if k is not None else [])] for m in [d.model, *twins]]
+    model = None
+    for fw, ver, model_id in tries:
+        model = kernel_step_time(arch, model_id, profile.sku, fw, ver, d.dtype, kv_dtype, d.tp, profile_dirs=dirs,
                                  dp_attention=d.dp_attention, ep=ep, links=links, **terms)
         if model is not None:
-            model.label += f"; {other}'s tables stand in for {framework}'s, which lack this model or layout"
+            if model_id != d.model:
+                model.label += f"; {model_id}'s tables: {d.model} has its shape"
+            if fw != framework:
+                model.label += f"; {fw}'s tables stand in for {framework}'s, which lack this model or layout"
             break
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)
         covered = sorted({f"{m} {f} tp{tp}{f' dp{dp}' if dp > 1 else ''}{f' ep{e}' if e > 1 else ''} {dt}/{kv}"
                           for m, f, tp, dp, e, dt, kv in (tables.layouts() if tables is not None else [])
-                          if m == d.model and f == framework})
+                          if m in (d.model, *twins) and f == framework})
         layout = (f" DP-attention {d.dp_attention}" if d.dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
         return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp}{layout} "
                       f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
