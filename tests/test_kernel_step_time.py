@@ -547,6 +547,19 @@ def test_a_model_the_tables_lack_takes_the_tables_of_one_of_its_shape(tmp_path):
         assert (f"llama-3.1-70b's tables: {model} has its shape" in d.step_time_source) == twin, d.step_time_source
         steps[model] = d.step_time.step_s(load)
     assert steps["llama-3.3-70b"] == steps["acme-70b-ft"] == steps["llama-3.1-70b"]
+    # a calibration fit of kind kernels on such a model (calibrate fit --model llama-3.3-70b) rests on the same tables
+    from simfactory.config.profile import KernelsStepTime
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve.step_time import kernel_model
+
+    doc["deployments"][0]["model"] = "llama-3.3-70b"
+    (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "scenarios" / "s.yaml").deployments[0]
+    fit = KernelsStepTime(overhead_s=0.002)
+    alone, why = kernel_model(d.config, d.profile, d.arch, [PROFILES_DIR], "fp8", d.engine_preset, fit)
+    assert alone is None and "has no llama-3.3-70b vllm TP2" in why  # no catalogue given: no twin looked for
+    fitted, _ = kernel_model(d.config, d.profile, d.arch, [PROFILES_DIR], "fp8", d.engine_preset, fit, models=MODELS)
+    assert fitted is not None and "llama-3.1-70b's tables: llama-3.3-70b has its shape" in fitted.label
     # a layout the twin's tables lack is refused in its terms: the message lists the twin's layouts
     doc["deployments"][0].update(model="acme-70b-ft", step_time_source="kernels", dtype="int8")
     (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))

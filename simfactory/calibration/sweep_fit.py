@@ -36,7 +36,7 @@ from simfactory.hardware.collectives import measured_allreduce_gb_s
 from simfactory.hardware.kernels import KernelStepTime
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import PROFILES_DIR
-from simfactory.resolve import default_factors, resolve, search_dirs
+from simfactory.resolve import default_factors, load_models, resolve, search_dirs
 from simfactory.resolve.step_time import eager_prefill_floor_s, kernel_model, roofline_model
 
 SHAPE = ("concurrency", "input_tokens", "output_tokens")
@@ -249,13 +249,14 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
     d = probe.deployments[0]
     dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
     kv = kv_dtype_for(d.config.dtype, d.config.kv_dtype)
-    prior, why_not = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset)
+    models = load_models(dirs)  # a model of a tabled shape fits on that model's tables, as it runs on them
+    prior, why_not = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, models=models)
     if kind == "kernels" and not isinstance(prior, KernelStepTime):
         raise InputError("--fit", "", f"kernels: no measured kernels to fit on here: "
                                       f"{why_not or 'the tables do not cover this deployment'} (--fit roofline or best)")
     if kind != "roofline" and isinstance(prior, KernelStepTime):
         def kernels(spec: Any) -> StepTimeModel:
-            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec)[0]
+            model = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, spec, models=models)[0]
             assert model is not None
             return model
         # the prior's all-reduce (the profile's measured bandwidth, if any), kept by every candidate
