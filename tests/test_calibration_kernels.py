@@ -178,6 +178,28 @@ def test_kernels_profile_is_read_back_by_resolve_and_reproduces_the_steps(tmp_pa
     np.testing.assert_allclose(predicted, steps["step_s"], rtol=0.01)
 
 
+def test_a_model_of_a_tabled_shape_fits_on_that_models_tables(tmp_path):
+    """calibrate fit / run on Llama-3.3-70B steps (the tables hold Llama-3.1-70B, the same shape): the kernels fit
+    runs on Llama-3.1-70B's tables, as `run` does, instead of being refused."""
+    models = load_models([PROFILES_DIR])
+    profile = load_profile([PROFILES_DIR], "h100-sxm", "x", "sku")
+    twin = KernelsContext(models["llama-3.1-70b"], "llama-3.1-70b", "h100-sxm", "vllm", "fp8", "fp8", 2)
+    base = twin.model_for()
+    assert base is not None
+    steps = synthetic_steps().iloc[:20].copy()
+    steps["step_s"] = [base.step_s(ld) * 1.1 + 0.003 for ld in loads(steps)]
+    alone = KernelsContext(models["llama-3.3-70b"], "llama-3.3-70b", "h100-sxm", "vllm", "fp8", "fp8", 2)
+    assert alone.model_for() is None  # the tables hold no llama-3.3-70b
+    run = publish(steps, sku="h100-sxm", model="llama-3.3-70b", engine="vllm", dtype="fp8", tp=2,
+                  profiles_dir=tmp_path / "hardware_profiles", provenance={"gpu": "test"},
+                  arch=models["llama-3.3-70b"], profile=profile, kind="kernels", max_train=12)
+    assert run.fit.kind == "kernels"
+    same = publish(steps, sku="h100-sxm", model="llama-3.1-70b", engine="vllm", dtype="fp8", tp=2,
+                   profiles_dir=tmp_path / "other", provenance={"gpu": "test"}, arch=models["llama-3.1-70b"],
+                   profile=profile, kind="kernels", max_train=12)
+    assert run.fit.step_time == same.fit.step_time
+
+
 def test_a_floor_over_every_training_prompt_leaves_the_prefill_terms_at_the_tables():
     """Every training prompt under an 80 ms floor: the prompts say nothing of the kernels, so the prefill terms
     stay at the tables' values instead of bending to explain the floor, and a long prompt is still priced by them."""

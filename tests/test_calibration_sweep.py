@@ -139,6 +139,17 @@ def test_nims_published_70b_sweep_calibrates_to_its_held_out_levels():
         assert pe.mape < prior_mape, (phase, pe.mape, prior_mape)
 
 
+def test_a_sweep_of_a_model_of_a_tabled_shape_fits_on_that_models_tables():
+    """Llama-3.3-70B has no tables of its own; a sweep fit of it starts from Llama-3.1-70B's, as `run` prices it."""
+    from simfactory.calibration.sweep_fit import _family
+
+    sweep = check_sweep(pd.read_csv(NIM / "llama-3.3-70b-fp8-tp2.sweep.csv"))
+    family = _family(SweepSetup("h100-sxm", "llama-3.3-70b", "tensorrt-llm", "fp8", 2, 256, 2048), sweep, "kernels")
+    assert family.kind == "kernels"
+    model = family.to_model(family.to_spec(family.x0))
+    assert "llama-3.1-70b's tables: llama-3.3-70b has its shape" in model.label
+
+
 def test_the_command_writes_a_profile_that_run_then_uses_exactly_as_fitted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     table = NIM / "llama-3.3-70b-fp8-tp2.sweep.csv"

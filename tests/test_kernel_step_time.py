@@ -568,6 +568,33 @@ def test_a_model_the_tables_lack_takes_the_tables_of_one_of_its_shape(tmp_path):
     assert "has no acme-70b-ft vllm TP2 int8" in str(e.value) and "llama-3.1-70b vllm tp2" in str(e.value), str(e.value)
 
 
+def test_a_users_catalogue_that_redefines_a_tabled_model_does_not_move_its_tables(tmp_path):
+    """The tables were derived for the shipped Llama-3.1-70B. A user's catalogue that gives that id another MLP
+    width has no tables of it (a deployment of it asking for kernels is refused, saying why); Llama-3.3-70B still
+    takes the tables, as it runs like the shipped model; a user model of the redefined shape does not."""
+    base = MODELS["llama-3.1-70b"].model_dump()
+    other = {**base, "intermediate": 28800, "source": "a user's redefinition", "as_of": "2026-12"}
+    lookalike = {**other, "id": "acme-70b-wide"}
+    (tmp_path / "hardware_profiles").mkdir()
+    (tmp_path / "hardware_profiles" / "models.yaml").write_text(
+        yaml.safe_dump({"models": [other, lookalike]}, sort_keys=False))
+    (tmp_path / "scenarios").mkdir()
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="h100-sxm", count=2)
+    doc["deployments"][0].update(tp=2, dtype="fp8", replicas=1)
+    for model, expect in (("llama-3.3-70b", "measured kernels"), ("acme-70b-wide", "roofline"),
+                          ("llama-3.1-70b", "roofline")):
+        doc["deployments"][0]["model"] = model
+        (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+        d = load_and_resolve(tmp_path / "scenarios" / "s.yaml").deployments[0]
+        assert d.step_time_source.startswith(expect), (model, d.step_time_source)
+    doc["deployments"][0]["step_time_source"] = "kernels"
+    (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+    with pytest.raises(InputErrors) as e:
+        load_and_resolve(tmp_path / "scenarios" / "s.yaml")
+    assert "the catalogue's llama-3.1-70b is not the shipped llama-3.1-70b" in str(e.value), str(e.value)
+
+
 def test_step_time_source_kernels_is_refused_where_the_tables_do_not_cover(tmp_path):
     doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
     doc["pools"][0]["sku"] = "mi300x"

@@ -285,6 +285,7 @@ class KernelsContext:
     profile_dirs: Sequence[Path] | None = None
     links: Links | None = None  # the SKU's links: a measured all-reduce bandwidth replaces the tables', as in resolve
     kernel_scale: float = 1.0  # the engine preset's release factor: the fit's multipliers are relative to it
+    same_shape: tuple[str, ...] = ()  # tabled models of this model's shape, tried after it (resolve's same_shape_models)
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
         """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
@@ -297,8 +298,13 @@ class KernelsContext:
         spec)."""
         terms = (spec.model_dump(exclude={"kind", "allreduce_bus_gb_s"}) if spec is not None
                  else {"overhead_s": 0.0, "kernel_scale": self.kernel_scale})
-        return kernel_step_time(self.arch, self.model, self.sku, self.engine, None, self.dtype, self.kv_dtype, self.tp,
-                                terms.pop("overhead_s"), profile_dirs=self.profile_dirs, links=self.links, **terms)
+        overhead_s = terms.pop("overhead_s")
+        for model_id in (self.model, *self.same_shape):  # the first whose tables cover the layout
+            model = kernel_step_time(self.arch, model_id, self.sku, self.engine, None, self.dtype, self.kv_dtype,
+                                     self.tp, overhead_s, profile_dirs=self.profile_dirs, links=self.links, **terms)
+            if model is not None:
+                return model
+        return None
 
 
 PRIOR_WEIGHT = 0.003  # pull of the multipliers towards 1 (the tables) per unit of relative step error

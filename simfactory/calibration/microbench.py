@@ -34,6 +34,8 @@ from simfactory.config.scenario import kv_dtype_for
 from simfactory.hardware.collectives import Links
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
+from simfactory.resolve.files import load_models
+from simfactory.resolve.step_time import redefined, same_shape_models
 
 MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
@@ -186,8 +188,12 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
     framework, kernel_scale = kernel_framework(engine)
-    kernels = (KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, profile_dirs, links,
-                              kernel_scale) if arch is not None else None)
+    kernels = None
+    if arch is not None and not redefined(arch):  # a user's own model under a shipped id has no tables of its own
+        dirs = list(profile_dirs) if profile_dirs else [PROFILES_DIR]
+        twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
+        kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, profile_dirs, links,
+                                 kernel_scale, twins)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

@@ -7,6 +7,7 @@ and a SKU-wide roofline default used for any other combination.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import date
 from typing import Annotated, Literal, Union
@@ -464,12 +465,22 @@ class ModelArch(Sourced):
         return bool(self.num_experts and self.experts_per_token and self.num_experts > self.experts_per_token)
 
     def step_shape(self) -> tuple[int | None, ...] | None:
-        """Every dimension an engine step's kernels depend on (not the id, the parameter counts, the context window
-        or the MTP modules): two models of one shape (a release and its fine-tunes, Llama-3.1-70B and 3.3-70B) run
-        the same kernels. None while the MLP width or the vocabulary is unknown: the shape is not known whole."""
+        """The dimensions this catalogue records that an engine step's kernels depend on (not the id, the context
+        window or the MTP modules). None while the MLP width or the vocabulary is unknown: the shape is not known
+        whole."""
         if self.intermediate is None or self.vocab is None:
             return None
         return tuple(getattr(self, name) for name in STEP_SHAPE_FIELDS)
+
+    def runs_like(self, other: ModelArch, *, known_whole: bool = True) -> bool:
+        """Whether `other` runs the same kernels a step (a release and its fine-tunes, Llama-3.1-70B and 3.3-70B):
+        the same step-shape dimensions and parameter counts within 0.5%, which catch what the dimensions miss (an
+        MoE model's dense-layer and shared-expert widths, tied embeddings). known_whole: both shapes known whole."""
+        if known_whole and self.step_shape() is None:
+            return False
+        same = all(getattr(self, name) == getattr(other, name) for name in STEP_SHAPE_FIELDS)
+        return (same and math.isclose(self.params_b, other.params_b, rel_tol=0.005)
+                and math.isclose(self.active_params_b, other.active_params_b, rel_tol=0.005))
 
     def expert_params_b(self) -> float:
         """Parameters in routed experts: total - active = (E - k) x one expert's share, so all E experts hold

@@ -3,6 +3,7 @@ dtype, TP), else the measured kernel tables with the engine's overhead prior, el
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from simfactory.hardware.kernels import (
 )
 from simfactory.hardware.moe import default_expert_imbalance
 from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
-from simfactory.resolve.files import calibrated_entries
+from simfactory.paths import PROFILES_DIR
+from simfactory.resolve.files import calibrated_entries, load_models
 
 SOURCE_PREFERENCE = {"measured": 0, "published-fit": 1, "roofline": 2}
 
@@ -164,15 +166,30 @@ def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str
     return tables.combinations() if tables is not None else []
 
 
+@functools.cache
+def shipped_models() -> dict[str, ModelArch]:
+    """The shipped catalogue, which the shipped kernel tables were derived from (a user's catalogue may redefine an
+    id; the tables stay what they are)."""
+    return load_models([PROFILES_DIR])
+
+
+def redefined(arch: ModelArch) -> bool:
+    """A user's catalogue entry under a shipped id that does not run like the shipped model: the tables of that
+    id were derived for the shipped one."""
+    shipped = shipped_models().get(arch.id)
+    return shipped is not None and not arch.runs_like(shipped, known_whole=False)
+
+
 def same_shape_models(arch: ModelArch, sku: str, dirs: list[Path],
                       models: Mapping[str, ModelArch] | None) -> list[str]:
-    """The models in the SKU's kernel tables whose catalogue shape is this model's (ModelArch.step_shape), for a
-    model the tables do not hold: a release or fine-tune of a tabled model runs the same kernels."""
+    """The models in the SKU's kernel tables that this model runs like (ModelArch.runs_like), for a model the tables
+    do not hold: a release or fine-tune of a tabled model runs the same kernels. Compared with the shipped catalogue's
+    entry of a tabled model (what its tables were derived from), else the given catalogue's (a user's own tables)."""
     tables = load_kernel_tables(sku, dirs)
-    shape = arch.step_shape()
-    if tables is None or models is None or shape is None or arch.id in tables.models:
+    if tables is None or models is None or arch.id in tables.models:
         return []
-    return sorted(m for m in tables.models if m in models and models[m].step_shape() == shape)
+    refs = {m: shipped_models().get(m) or models.get(m) for m in sorted(tables.models)}
+    return [m for m, ref in refs.items() if ref is not None and arch.runs_like(ref)]
 
 
 def kernel_model(
@@ -206,6 +223,9 @@ def kernel_model(
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
+    if redefined(arch):
+        return None, (f"the catalogue's {d.model} is not the shipped {d.model} the kernel tables were derived for (its "
+                      f"dimensions or parameter counts differ): give it an id of its own")
     twins = same_shape_models(arch, profile.sku, dirs, models)
     tries = [(fw, version if fw == framework else None, m)  # a fit on the stand-in's tables too
              for fw in [framework, *(k.stand_in if k is not None else [])] for m in [d.model, *twins]]
@@ -221,11 +241,14 @@ def kernel_model(
             break
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)
+        model_id = d.model if not twins else twins[0]  # what the file holds of this model, or of its shape
         covered = sorted({f"{m} {f} tp{tp}{f' dp{dp}' if dp > 1 else ''}{f' ep{e}' if e > 1 else ''} {dt}/{kv}"
                           for m, f, tp, dp, e, dt, kv in (tables.layouts() if tables is not None else [])
-                          if m in (d.model, *twins) and f == framework})
+                          if m == model_id and f == framework})
         layout = (f" DP-attention {d.dp_attention}" if d.dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
+        has = (f" (it has: {', '.join(covered)})" if model_id == d.model
+               else f" (it has, of {model_id}, whose tables {d.model} takes as its shape: {', '.join(covered)})")
         return None, (f"hardware_profiles/kernels/{profile.sku}.json.gz has no {d.model} {framework} TP{d.tp}{layout} "
-                      f"{d.dtype} weights / {kv_dtype} KV" + (f" (it has: {', '.join(covered)})" if covered else ""))
+                      f"{d.dtype} weights / {kv_dtype} KV" + (has if covered else ""))
     record_read(Path(model.source_file), model.source_sha256)
     return model, ""
