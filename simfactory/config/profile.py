@@ -472,15 +472,17 @@ class ModelArch(Sourced):
             return None
         return tuple(getattr(self, name) for name in STEP_SHAPE_FIELDS)
 
-    def runs_like(self, other: ModelArch, *, known_whole: bool = True) -> bool:
+    def runs_like(self, other: ModelArch, *, known_whole: bool = True, params: bool = True) -> bool:
         """Whether `other` runs the same kernels a step (a release and its fine-tunes, Llama-3.1-70B and 3.3-70B):
-        the same step-shape dimensions and parameter counts within 0.5%, which catch what the dimensions miss (an
-        MoE model's dense-layer and shared-expert widths, tied embeddings). known_whole: both shapes known whole."""
+        the same step-shape dimensions and (params) parameter counts within 0.5%, which catch what the dimensions
+        miss (an MoE model's dense-layer and shared-expert widths, tied embeddings). known_whole: the shape known
+        whole."""
         if known_whole and self.step_shape() is None:
             return False
-        same = all(getattr(self, name) == getattr(other, name) for name in STEP_SHAPE_FIELDS)
-        return (same and math.isclose(self.params_b, other.params_b, rel_tol=0.005)
-                and math.isclose(self.active_params_b, other.active_params_b, rel_tol=0.005))
+        if any(getattr(self, name) != getattr(other, name) for name in STEP_SHAPE_FIELDS):
+            return False
+        return not params or (math.isclose(self.params_b, other.params_b, rel_tol=0.005)
+                              and math.isclose(self.active_params_b, other.active_params_b, rel_tol=0.005))
 
     def expert_params_b(self) -> float:
         """Parameters in routed experts: total - active = (E - k) x one expert's share, so all E experts hold

@@ -174,10 +174,10 @@ def shipped_models() -> dict[str, ModelArch]:
 
 
 def redefined(arch: ModelArch) -> bool:
-    """A user's catalogue entry under a shipped id that does not run like the shipped model: the tables of that
-    id were derived for the shipped one."""
+    """A user's catalogue entry under a shipped id with other dimensions than the shipped model's (a corrected
+    parameter count is not one): the tables of that id were derived for the shipped one."""
     shipped = shipped_models().get(arch.id)
-    return shipped is not None and not arch.runs_like(shipped, known_whole=False)
+    return shipped is not None and not arch.runs_like(shipped, known_whole=False, params=False)
 
 
 def same_shape_models(arch: ModelArch, sku: str, dirs: list[Path],
@@ -225,7 +225,7 @@ def kernel_model(
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
     if redefined(arch):
         return None, (f"the catalogue's {d.model} is not the shipped {d.model} the kernel tables were derived for (its "
-                      f"dimensions or parameter counts differ): give it an id of its own")
+                      f"dimensions differ): give it an id of its own")
     twins = same_shape_models(arch, profile.sku, dirs, models)
     tries = [(fw, version if fw == framework else None, m)  # a fit on the stand-in's tables too
              for fw in [framework, *(k.stand_in if k is not None else [])] for m in [d.model, *twins]]
