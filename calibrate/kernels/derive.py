@@ -64,8 +64,10 @@ ATTRIBUTION = (
     "with SGLang's block-FP8 GEMM rows of the same SKU (calibrate/kernels/derive_moe.py, VLLM_BLOCK_FP8_FROM)."
 )
 
-# simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK)
-SYSTEMS = {"a100-80gb": "a100_sxm", "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "l40s": "l40s"}
+# simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK; B300 and the GB200/GB300 racks
+# since 2026-12-06, beside their MoE records)
+SYSTEMS = {"a100-80gb": "a100_sxm", "h100-sxm": "h100_sxm", "h200": "h200_sxm", "b200": "b200_sxm", "l40s": "l40s",
+           "b300": "b300_sxm", "gb200": "gb200", "gb300": "gb300"}
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
 TPS = (1, 2, 4, 8)
 GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default; the same fit test resolve applies (simfactory.hardware.memory)
