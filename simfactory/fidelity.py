@@ -220,7 +220,8 @@ def point_scenario(p: FidelityPoint, engine: str, max_num_seqs: int | None, max_
     or length past simfactory's bounds) is an input error naming it."""
     doc = {
         "name": p.id,
-        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud"}],
+        # a fidelity point measures time, not cost: no price needed (a SKU without a cloud price, GB200, runs too)
+        "pools": [{"name": "p", "sku": p.sku, "count": p.tp, "location": "cloud", "cloud_usd_per_accel_hour": 0.0}],
         "deployments": [{"name": "d", "model": p.model, "pool": "p", "replicas": 1, "tp": p.tp, "dtype": p.dtype,
                          "engine": engine, **({} if max_num_seqs is None else {"max_num_seqs": max_num_seqs}),
                          **({} if max_num_batched_tokens is None else {"max_num_batched_tokens": max_num_batched_tokens}),

@@ -75,12 +75,14 @@ def model(model_id: str) -> dict:
     return next(m for m in load_yaml(ROOT / "hardware_profiles" / "models.yaml")["models"] if m["id"] == model_id)
 
 
-def engine_limits(model_id: str, sku: str, tp: int, isl: int, osl: int, dtype_bytes: float) -> tuple[int, int]:
+def engine_limits(model_id: str, sku: str, tp: int, isl: int, osl: int, dtype_bytes: float,
+                  kv_bytes: float | None = None) -> tuple[int, int]:
     """trtllm-bench's max_batch_size and max_num_tokens for this model, mapping and dataset (calc_engine_setting,
     finetune_setting with optimistic tuning), the tokens at least one whole prompt plus the batch (no chunked
-    context in its runs)."""
+    context in its runs). kv_bytes: bytes per KV element where not the weights' (NVFP4 checkpoints: FP8, 1)."""
     m = model(model_id)
-    per_token_gib = 2 * m["layers"] * max(tp, m["kv_heads"]) * m["head_dim"] * dtype_bytes / GIB
+    kv = dtype_bytes if kv_bytes is None else kv_bytes
+    per_token_gib = 2 * m["layers"] * max(tp, m["kv_heads"]) * m["head_dim"] * kv / GIB
     available = memory_gib(sku) * tp - m["params_b"] * 1e9 * dtype_bytes / GIB
     requests = available * KV_FRACTION / (per_token_gib * (isl + osl))
     raw_bs = min(requests, 4096)
@@ -154,15 +156,21 @@ points:
 """
 
 
-def write() -> Path:
-    path = HERE / "trtllm-perf-overview-v0.17.yaml"
-    if path.exists() and "calibrate/fidelity/make_trtllm_v017.py" not in path.read_text()[:400]:
+def write_suite(path: Path, script: str, header: str, pts: list[dict]) -> Path:
+    """A suite file: the header, then one flow-style point a line; a file whose header does not name `script` (one
+    this script did not write) is left as it is."""
+    if path.exists() and script not in path.read_text()[:400]:
         sys.exit(f"{path} was not written by this script (no header naming it): not replacing it")
-    lines = [HEADER.rstrip("\n")]
-    for p in points():
+    lines = [header.rstrip("\n")]
+    for p in pts:
         lines.append("- " + yaml.safe_dump(p, default_flow_style=True, sort_keys=False, width=10_000).strip())
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def write() -> Path:
+    return write_suite(HERE / "trtllm-perf-overview-v0.17.yaml", "calibrate/fidelity/make_trtllm_v017.py", HEADER,
+                       points())
 
 
 if __name__ == "__main__":

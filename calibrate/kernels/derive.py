@@ -85,7 +85,7 @@ def _fit_rules() -> dict:
 
 FIT_RULES = _fit_rules()
 # simfactory dtype -> SDK quant modes. FMHA stays bf16 with an FP8 KV cache (the SDK's default lane on Hopper).
-GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
+GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8", "fp4": "nvfp4"}  # fp4: NVIDIA's NVFP4 checkpoints (ModelOpt), Blackwell only
 # Per-tensor FP8 in TensorRT-LLM is a ModelOpt checkpoint with static activation scales (trtllm-build, trtllm-bench and
 # NIM quantize with ModelOpt; TensorRT-LLM's FP8QDQ linear runs static_quantize_e4m3_per_tensor when the checkpoint
 # has an input_scale). The SDK's trtllm `fp8` GEMM rows are timed without one, so each GEMM carries a dynamic
@@ -100,7 +100,7 @@ GEMM_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
 # as timed (dynamic: their compute-scale is 0-1.2 us a GEMM, their whole static saving 0.3-0.5 ms a step at one token
 # on H100, and their usual FP8 deployments quantize at run time).
 STATIC_FP8_LAUNCH_SAVING = {"trtllm"}
-KV_QUANT = {"bf16": "bfloat16", "fp8": "fp8"}
+KV_QUANT = {"bf16": "bfloat16", "fp8": "fp8", "fp4": "fp8"}  # an FP4 model's KV cache in FP8 (its fp8 attention records serve it)
 FMHA_QUANT = "bfloat16"
 
 # Grids (shared by every record of every file). Batch and KV length follow the SDK's own grids (powers of two)
@@ -384,7 +384,7 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
 
     system = SYSTEMS[sku]
     profile = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / f"{sku}.yaml")
-    dtypes = ["bf16"] + (["fp8"] if profile.spec.fp8_tflops else [])
+    dtypes = ["bf16"] + (["fp8"] if profile.spec.fp8_tflops else []) + (["fp4"] if profile.spec.fp4_tflops else [])
     versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in frameworks}
     work = Path(tempfile.mkdtemp(prefix="aic-derive-"))
     linear_recs, attn_recs, model_meta, refused, checks = [], [], {}, [], []
@@ -407,8 +407,10 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                     if arch.heads % tp:
                         refused.append(f"{arch.id} {fw} TP{tp}: {arch.heads} heads do not split over {tp} GPUs")
                         continue
-                    fits = {d: plan_memory(arch, profile.spec, d, d, tp, GPU_MEMORY_UTILIZATION).fits
-                            or plan_memory(arch, profile.spec, d, d, tp, rule=FIT_RULES[fw]).fits for d in dtypes}
+                    kv_of = {d: "fp8" if d == "fp4" else d for d in dtypes}
+                    fits = {d: plan_memory(arch, profile.spec, d, kv_of[d], tp, GPU_MEMORY_UTILIZATION).fits
+                            or plan_memory(arch, profile.spec, d, kv_of[d], tp, rule=FIT_RULES[fw]).fits
+                            for d in dtypes}
                     if not any(fits.values()):
                         refused.append(f"{arch.id} {fw} TP{tp}: does not fit {tp} x {sku} in any dtype")
                         continue
@@ -441,6 +443,9 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                             linear_recs.append({**key, "dtype": d,
                                                 **{k: [sig(x) for x in v] for k, v in lin.items()},
                                                 "monotone_fixes": count_points(anomalies[before:]), **static})
+                        if d == "fp4":  # its FP8 KV cache: the fp8 weights' attention records serve it
+                            log.info("%s %s %s %s TP%d: %.2fs", sku, arch.id, fw, d, tp, time.perf_counter() - t0)
+                            continue
                         before = len(anomalies)
                         atag = {**tag, "dtype": f"kv {d}"}
                         dec = monotone_2d(att["decode_attn_ms"], atag, anomalies)
