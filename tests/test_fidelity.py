@@ -49,6 +49,31 @@ def test_shipped_suites_do_not_lose_fidelity():
             assert s["optimism"] <= max(record[key]["optimism"], 0.0) + MARGIN, (key, s)
 
 
+def test_suites_are_held_to_a_bar_of_mape_and_bias(tmp_path):
+    """`fidelity` says which suites meet the bar (MAPE at most 15%, bias within +-5% by default, or --max-mape /
+    --max-bias) and why the others do not; --json carries the same."""
+    from typer.testing import CliRunner
+
+    from simfactory.cli import app
+    from simfactory.fidelity import against_bar
+
+    summary = {"a [kernels]": {"mape": 0.10, "optimism": 0.02}, "b [kernels]": {"mape": 0.20, "optimism": -0.01},
+               "c [roofline]": {"mape": 0.08, "optimism": -0.07}, "d [kernels]": {"mape": 0.3, "optimism": 0.3}}
+    inside, outside = against_bar(summary)
+    assert inside == ["a [kernels]"]
+    assert outside == ["b [kernels] (MAPE 20.0%)", "c [roofline] (bias -7.0%)", "d [kernels] (MAPE 30.0%, bias +30.0%)"]
+    assert against_bar(summary, 0.25, 0.1)[0] == ["a [kernels]", "b [kernels]", "c [roofline]"]
+    point = {"id": "p", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 128,
+             "output_tokens": 128, "max_num_seqs": 8, "metric": "batch_latency_s", "measured": 1e-6}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny", "source": "x", "as_of": "2026", "points": [point]}))
+    res = CliRunner().invoke(app, ["fidelity", "-q", str(path), "--json", str(tmp_path / "f.json")])
+    assert res.exit_code == 0, res.output
+    assert "within 15.0% MAPE and +-5.0% bias: 0 of 1 suites; outside: tiny [kernels] (MAPE" in " ".join(res.output.split())
+    bar = json.loads((tmp_path / "f.json").read_text())["bar"]
+    assert bar["max_mape"] == 0.15 and bar["inside"] == [] and bar["outside"][0].startswith("tiny [kernels]")
+
+
 def test_bias_sign_and_breakdowns():
     """Optimism is + when a latency is predicted low or a throughput high; breakdowns split by TP and regime."""
     rs = [PointResult("s", "a", "output_tokens_per_s", 100, 120, "roofline", tp=8, batch=256),

@@ -20,6 +20,10 @@ def fidelity(
     out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (every point and the summary)")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    max_mape: Annotated[float, typer.Option("--max-mape", min=0.0, max=10.0,
+                                            help="The bar a suite is held to: its MAPE at most this (a fraction).")] = 0.15,
+    max_bias: Annotated[float, typer.Option("--max-bias", min=0.0, max=10.0,
+                                            help="... and its bias within +- this (a fraction).")] = 0.05,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -27,7 +31,7 @@ def fidelity(
     """
     import dataclasses
 
-    from simfactory.fidelity import breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.fidelity import against_bar, breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
 
     json_target(out_json, force)
     with input_errors():
@@ -56,8 +60,13 @@ def fidelity(
     for src, s in by_source.items():
         out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
                   f"{s['points']} points", highlight=False, markup=False)
-    emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "points": [
-        {**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism, "regime": r.regime} for r in results]},
+    inside, outside = against_bar(summary, max_mape, max_bias)
+    out.print(f"within {max_mape:.1%} MAPE and +-{max_bias:.1%} bias: {len(inside)} of {len(summary)} suites"
+              + (f"; outside: {'; '.join(outside)}" if outside else ""), highlight=False, markup=False, soft_wrap=True)
+    emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source,
+                         "bar": {"max_mape": max_mape, "max_bias": max_bias, "inside": inside, "outside": outside},
+                         "points": [{**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism,
+                                     "regime": r.regime} for r in results]},
               force)
 
 
