@@ -33,6 +33,7 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
+from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE, against_bar  # noqa: F401  (re-exported)
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
@@ -481,22 +482,6 @@ def summarize_by_source(results: list[PointResult]) -> dict[str, dict[str, Any]]
     """MAPE and bias per profile source (roofline, published-fit, measured) over every suite."""
     return {k: {"points": v["points"], "mape": v["mape"], "bias": v["bias"], "optimism": v["optimism"]}
             for k, v in _grouped(results, lambda r: r.step_time_source).items()}
-
-
-BAR_MAPE = 0.15  # issue #22's bar for an uncalibrated forecast: MAPE at most 15% ...
-BAR_BIAS = 0.05  # ... and the signed bias within +-5%
-
-
-def against_bar(summary: dict[str, dict[str, Any]], max_mape: float = BAR_MAPE,
-                max_bias: float = BAR_BIAS) -> tuple[list[str], list[str]]:
-    """The summary's suites (per profile source) within max_mape and with |bias| <= max_bias, and those outside,
-    each outside one with why (its MAPE, its bias or both)."""
-    inside, outside = [], []
-    for key, s in summary.items():
-        why = [f"MAPE {s['mape']:.1%}"] if s["mape"] > max_mape else []
-        why += [f"bias {s['optimism']:+.1%}"] if abs(s["optimism"]) > max_bias else []
-        (outside if why else inside).append(f"{key} ({', '.join(why)})" if why else key)
-    return inside, outside
 
 
 def load_suite(path: Path) -> FidelitySuite:

@@ -63,13 +63,15 @@ def test_suites_are_held_to_a_bar_of_mape_and_bias(tmp_path):
     assert inside == ["a [kernels]"]
     assert outside == ["b [kernels] (MAPE 20.0%)", "c [roofline] (bias -7.0%)", "d [kernels] (MAPE 30.0%, bias +30.0%)"]
     assert against_bar(summary, 0.25, 0.1)[0] == ["a [kernels]", "b [kernels]", "c [roofline]"]
+    nan = float("nan")  # a suite whose points predicted nothing is outside, not inside
+    assert against_bar({"e [kernels]": {"mape": nan, "optimism": nan}}) == ([], ["e [kernels] (MAPE nan%, bias +nan%)"])
     point = {"id": "p", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 128,
              "output_tokens": 128, "max_num_seqs": 8, "metric": "batch_latency_s", "measured": 1e-6}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"name": "tiny", "source": "x", "as_of": "2026", "points": [point]}))
     res = CliRunner().invoke(app, ["fidelity", "-q", str(path), "--json", str(tmp_path / "f.json")])
     assert res.exit_code == 0, res.output
-    assert "within 15.0% MAPE and +-5.0% bias: 0 of 1 suites; outside: tiny [kernels] (MAPE" in " ".join(res.output.split())
+    assert ("within 15.0% MAPE and +-5.0% bias: 0 of 1 suites (per step-time source); outside: tiny [kernels] (MAPE") in " ".join(res.output.split())
     bar = json.loads((tmp_path / "f.json").read_text())["bar"]
     assert bar["max_mape"] == 0.15 and bar["inside"] == [] and bar["outside"][0].startswith("tiny [kernels]")
 

@@ -48,7 +48,9 @@ description: >-
   backend, trtllm-bench throughput with every request queued at once and fixed lengths (prepare_dataset.py
   token-norm-dist, stdev 0). max_num_seqs and max_num_batched_tokens: trtllm-bench's tuning heuristic as in
   trtllm-perf-overview.yaml, with an NVFP4 checkpoint's 0.5 bytes a weight and 1 byte a KV element
-  (tuning.py BYTES_PER_ELEM) and the default --kv_cache_free_gpu_mem_fraction 0.90. requests: the page's
+  (tuning.py BYTES_PER_ELEM) and the default --kv_cache_free_gpu_mem_fraction 0.90, over the model's parameter count
+  (trtllm-bench may count the checkpoint's stored elements, two NVFP4 weights a byte, ~58% of it: that changes 26 of
+  the 40 limits and moves the suite by 0.2 points, checked 2026-12-06). requests: the page's
   $num_requests. Llama-3.3-70B runs on Llama-3.1-70B's kernel tables (the same shape). Not copied: Llama 4
   Scout/Maverick and Qwen3-30B-A3B (no model entry or no FP4 MoE tables), Qwen3-235B-A22B FP4 (its MoE FP4 layouts are
   not derived), the RTX 6000 Pro tables (no SKU), the 8B (no FP4 column). Added 2026-12-06 with the dense FP4 kernel

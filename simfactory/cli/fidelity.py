@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
+from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE
 
 
 def fidelity(
@@ -21,9 +22,9 @@ def fidelity(
     force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     max_mape: Annotated[float, typer.Option("--max-mape", min=0.0, max=10.0,
-                                            help="The bar a suite is held to: its MAPE at most this (a fraction).")] = 0.15,
+                                            help="The bar a suite is held to: its MAPE at most this (a fraction).")] = BAR_MAPE,
     max_bias: Annotated[float, typer.Option("--max-bias", min=0.0, max=10.0,
-                                            help="... and its bias within +- this (a fraction).")] = 0.05,
+                                            help="... and its bias within +- this (a fraction).")] = BAR_BIAS,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -61,7 +62,8 @@ def fidelity(
         out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
                   f"{s['points']} points", highlight=False, markup=False)
     inside, outside = against_bar(summary, max_mape, max_bias)
-    out.print(f"within {max_mape:.1%} MAPE and +-{max_bias:.1%} bias: {len(inside)} of {len(summary)} suites"
+    out.print(f"within {max_mape:.1%} MAPE and +-{max_bias:.1%} bias: {len(inside)} of {len(summary)} suites (per "
+              "step-time source)"
               + (f"; outside: {'; '.join(outside)}" if outside else ""), highlight=False, markup=False, soft_wrap=True)
     emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source,
                          "bar": {"max_mape": max_mape, "max_bias": max_bias, "inside": inside, "outside": outside},
