@@ -91,7 +91,8 @@ def _resolve_deployment(
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
     warnings.extend(_step_time_warnings(d, at, fname, profile, arch, label, lk.profile_dirs))
     if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in UNQUANTIZED_DTYPES:
-        warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the weights' dtype; {d.engine} "
+        warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the default for {d.dtype} weights; "
+                        f"{d.engine} "
                         f"keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
                         "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
@@ -202,7 +203,8 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
                "are 60-150% optimistic on it (decode steps about half as long as measured).") \
             if arch.num_experts else ""
         warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
-                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype}, and no calibrated profile does): a bound scaled "
+                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype} weights / {kv_dtype_for(d.dtype, d.kv_dtype)} KV, "
+                        "and no calibrated profile does): a bound scaled "
                         "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "
                         f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
     return warnings
