@@ -33,7 +33,6 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
-from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE, against_bar  # noqa: F401  (re-exported)
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve

@@ -55,7 +55,7 @@ def test_suites_are_held_to_a_bar_of_mape_and_bias(tmp_path):
     from typer.testing import CliRunner
 
     from simfactory.cli import app
-    from simfactory.fidelity import against_bar
+    from simfactory.fidelity_bar import against_bar
 
     summary = {"a [kernels]": {"mape": 0.10, "optimism": 0.02}, "b [kernels]": {"mape": 0.20, "optimism": -0.01},
                "c [roofline]": {"mape": 0.08, "optimism": -0.07}, "d [kernels]": {"mape": 0.3, "optimism": 0.3}}

@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelArch, ModelCatalog
+from simfactory.config.scenario import kv_dtype_for
 from simfactory.hardware.kernel_file import FORMAT, write_doc
 from simfactory.hardware.memory import plan_memory
 
@@ -407,9 +408,8 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
                     if arch.heads % tp:
                         refused.append(f"{arch.id} {fw} TP{tp}: {arch.heads} heads do not split over {tp} GPUs")
                         continue
-                    kv_of = {d: "fp8" if d == "fp4" else d for d in dtypes}
-                    fits = {d: plan_memory(arch, profile.spec, d, kv_of[d], tp, GPU_MEMORY_UTILIZATION).fits
-                            or plan_memory(arch, profile.spec, d, kv_of[d], tp, rule=FIT_RULES[fw]).fits
+                    fits = {d: plan_memory(arch, profile.spec, d, kv_dtype_for(d), tp, GPU_MEMORY_UTILIZATION).fits
+                            or plan_memory(arch, profile.spec, d, kv_dtype_for(d), tp, rule=FIT_RULES[fw]).fits
                             for d in dtypes}
                     if not any(fits.values()):
                         refused.append(f"{arch.id} {fw} TP{tp}: does not fit {tp} x {sku} in any dtype")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
-from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE
+from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE, against_bar
 
 
 def fidelity(
@@ -32,7 +32,7 @@ def fidelity(
     """
     import dataclasses
 
-    from simfactory.fidelity import against_bar, breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.fidelity import breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
 
     json_target(out_json, force)
     with input_errors():

@@ -371,7 +371,8 @@ class HardwareProfile(_Strict):
                                   "absent: such a job must set mfu_prior itself")
 
 
-# what ModelArch.step_shape compares: the dimensions an engine step's kernels depend on
+# what ModelArch.runs_like compares: the dimensions this catalogue records that an engine step's kernels depend on
+# (not the id, the context window or the MTP modules)
 STEP_SHAPE_FIELDS = ("layers", "hidden", "heads", "kv_heads", "head_dim", "intermediate", "vocab", "num_experts",
                      "experts_per_token", "shared_experts", "dense_layers", "kv_lora_rank", "qk_rope_head_dim",
                      "qk_nope_head_dim", "v_head_dim", "q_lora_rank", "sliding_window_tokens",
@@ -464,20 +465,12 @@ class ModelArch(Sourced):
     def is_moe(self) -> bool:
         return bool(self.num_experts and self.experts_per_token and self.num_experts > self.experts_per_token)
 
-    def step_shape(self) -> tuple[int | None, ...] | None:
-        """The dimensions this catalogue records that an engine step's kernels depend on (not the id, the context
-        window or the MTP modules). None while the MLP width or the vocabulary is unknown: the shape is not known
-        whole."""
-        if self.intermediate is None or self.vocab is None:
-            return None
-        return tuple(getattr(self, name) for name in STEP_SHAPE_FIELDS)
-
     def runs_like(self, other: ModelArch, *, known_whole: bool = True, params: bool = True) -> bool:
         """Whether `other` runs the same kernels a step (a release and its fine-tunes, Llama-3.1-70B and 3.3-70B):
-        the same step-shape dimensions and (params) parameter counts within 0.5%, which catch what the dimensions
-        miss (an MoE model's dense-layer and shared-expert widths, tied embeddings). known_whole: the shape known
-        whole."""
-        if known_whole and self.step_shape() is None:
+        the same STEP_SHAPE_FIELDS and (params) parameter counts within 0.5%, which catch what the dimensions miss
+        (an MoE model's dense-layer and shared-expert widths, tied embeddings). known_whole: this model's shape known
+        whole (its MLP width and vocabulary given)."""
+        if known_whole and (self.intermediate is None or self.vocab is None):
             return False
         if any(getattr(self, name) != getattr(other, name) for name in STEP_SHAPE_FIELDS):
             return False

@@ -92,8 +92,7 @@ def _resolve_deployment(
     warnings.extend(_step_time_warnings(d, at, fname, profile, arch, label, lk.profile_dirs))
     if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in UNQUANTIZED_DTYPES:
         warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the default for {d.dtype} weights; "
-                        f"{d.engine} "
-                        f"keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
+                        f"{d.engine} keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
                         "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
         warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
