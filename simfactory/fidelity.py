@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any, Callable, Literal, get_args
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
+                      model_validator)
 
+from simfactory.bench_serving import RandomRun, warm_prompts
 from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
@@ -36,7 +38,9 @@ from simfactory.errors import InputError
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
+from simfactory.sim.prefix_cache import Prefixes
 from simfactory.sim.run import simulate
+from simfactory.traces.replay import ReplayRows
 
 FIDELITY_DIR = CALIBRATE_DIR / "fidelity"
 OFFLINE_RATE_PER_S = 1e5  # "all at once": arrivals 10 microseconds apart
@@ -53,6 +57,37 @@ POINT_DEPLOYMENT_FIELDS = {"name", "model", "pool", "replicas", "tp", "dtype", "
 LatencyMetric = Literal["ttft_s", "itl_s", "ttft_median_s", "itl_median_s"]
 LATENCY_METRICS: tuple[str, ...] = get_args(LatencyMetric)
 Metric = Literal["output_tokens_per_s", LatencyMetric, "batch_latency_s"]
+
+
+class BenchServingRun(BaseModel):
+    """The arguments of a `sglang.bench_serving --dataset-name random` run that fix its requests (see
+    simfactory/bench_serving.py)."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_len: PositiveInt = Field(description="--random-input-len")
+    output_len: NonNegativeInt = Field(description="--random-output-len")
+    num_prompts: PositiveInt = Field(description="--num-prompts")
+    range_ratio: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False,
+                               description="--random-range-ratio (bench_serving's default: 0.0)")
+    seed: NonNegativeInt = Field(default=1, description="--seed (bench_serving's default: 1)")
+
+    def run(self) -> RandomRun:
+        return RandomRun(self.input_len, self.output_len, self.num_prompts, self.range_ratio, self.seed)
+
+
+class BenchServing(BenchServingRun):
+    """A concurrency point measured by sglang.bench_serving's random dataset, replayed request by request: its
+    seeded lengths in send order, its warm-up request, and the prompts earlier runs left in the server's radix
+    cache (`after`); the replica's prefix cache is its KV capacity."""
+    extra_output_tokens: NonNegativeInt = Field(
+        default=0, le=1, description="tokens each request generated beyond its drawn --random-output-len (1 where the "
+                                     "page's 'Total generated tokens' is the drawn total plus one a request)")
+    after: list[BenchServingRun] = Field(
+        default_factory=list, description="earlier runs on the same server, in the order they ran, whose prompts its "
+                                          "radix cache held when this run began (only where the page's figures show it)")
+
+    def cached_at_start(self) -> list[Prefixes]:
+        """The prompts the radix cache holds as the run starts measuring, least recently used first."""
+        return warm_prompts(self.run(), [a.run() for a in self.after])
 
 
 class FidelityPoint(BaseModel):
@@ -89,6 +124,10 @@ class FidelityPoint(BaseModel):
     deployment: dict[str, Any] = Field(
         default_factory=dict, description="more deployment fields of the measured setup (ep, dp_attention, eplb, "
                                           "kv_dtype, speculative, gpu_memory_utilization, ...), as a scenario gives them")
+    bench_serving: BenchServing | None = Field(
+        default=None, description="a concurrency point measured by sglang.bench_serving's random dataset: its "
+                                  "requests replayed as the benchmark drew them (lengths in order, shared prefixes, "
+                                  "warm radix cache) instead of drawn from input/output_distribution")
 
     @model_validator(mode="after")
     def _deployment_fields(self) -> "FidelityPoint":
@@ -106,6 +145,23 @@ class FidelityPoint(BaseModel):
             if dist is not None and abs(dist.mean() - mean) > max(1.0, 0.01 * mean):
                 raise ValueError(f"{name}_distribution has mean {dist.mean():.1f}; {name}_tokens ({mean}) must state "
                                  "it (within 1%)")
+        return self
+
+    @model_validator(mode="after")
+    def _replay_matches(self) -> "FidelityPoint":
+        b = self.bench_serving
+        if b is None:
+            return self
+        if self.concurrency is None or self.requests != b.num_prompts:
+            raise ValueError("bench_serving replays a concurrency run: give concurrency and requests = its num_prompts")
+        if self.input_distribution is not None or self.output_distribution is not None:
+            raise ValueError("bench_serving gives the lengths: leave out input_distribution and output_distribution")
+        rows = b.run().replay_rows(b.extra_output_tokens)
+        for name, drawn, stated in (("input", rows.input_tokens, self.input_tokens),
+                                    ("output", rows.output_tokens, self.output_tokens)):
+            if abs(drawn.mean() - stated) > 0.5:
+                raise ValueError(f"bench_serving draws {name} lengths of mean {drawn.mean():.2f}; {name}_tokens "
+                                 f"({stated}) must state it (rounded)")
         return self
 
     @model_validator(mode="after")
@@ -294,6 +350,12 @@ def with_roofline_factors(rs: ResolvedScenario, factors: RooflineStepTime) -> Re
     return with_step_time(rs, dataclasses.replace(d.step_time, factors=factors))
 
 
+def with_rows(rs: ResolvedScenario, rows: ReplayRows) -> ResolvedScenario:
+    """The same one-class scenario with its class replaying these rows (a benchmark's requests, in send order)."""
+    (c,) = rs.classes
+    return dataclasses.replace(rs, classes=[dataclasses.replace(c, trace=rows)])
+
+
 def with_step_time(rs: ResolvedScenario, step_time: StepTimeModel | None) -> ResolvedScenario:
     """The same one-deployment scenario with another step-time model (a fit's candidate); None keeps its own."""
     if step_time is None:
@@ -345,6 +407,10 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
     probe = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, 1.0)),
                            step_time)
     cycle = closed_loop_cycle_s(probe, p)
+    replay = p.bench_serving
+    if replay is not None and "prefix_cache_tokens" not in p.deployment:  # SGLang's radix cache: its KV pool
+        p = p.model_copy(update={"deployment": {**p.deployment,
+                                                "prefix_cache_tokens": probe.deployments[0].kv_capacity_tokens}})
     clients = p.concurrency or 1
     counted = requests is not None
     # a request count ends the run itself; the horizon then only has to outlast it (every client's share of it)
@@ -352,7 +418,11 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
     for _ in range(6):  # a count the clients could not send before the horizon: a longer run (at most 4^5 x)
         rs = with_step_time(resolve(closed_loop_scenario(p, engine, max_num_seqs, max_num_batched_tokens, horizon,
                                                          requests)), step_time)
-        t = simulate(rs, keep_logs=0).table
+        if replay is None:
+            t = simulate(rs, keep_logs=0).table
+        else:
+            t = simulate(with_rows(rs, replay.run().replay_rows(replay.extra_output_tokens)), keep_logs=0,
+                         warm_prompts=replay.cached_at_start()).table
         if not counted or len(t.arrival_s) >= requests:
             break
         horizon *= 4
@@ -413,6 +483,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
         key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.rate_per_s,
                p.max_num_seqs, one_batch,
                p.max_num_batched_tokens, p.requests, json.dumps(p.deployment, sort_keys=True),
+               p.bench_serving and p.bench_serving.model_dump_json(),
                *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens

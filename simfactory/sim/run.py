@@ -9,7 +9,7 @@ requests in system) at the scenario's resolution. Every request and task ends wi
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Generator
 
@@ -35,7 +35,7 @@ from simfactory.sim.front_end import FrontEndServer
 from simfactory.sim.kv_retention import RetentionLedger, TaskRetention
 from simfactory.sim.network import NetworkModel
 from simfactory.sim.outcomes import PENDING_CODE, Outcome, TaskRecord
-from simfactory.sim.prefix_cache import BLOCK_KEY_OFFSET
+from simfactory.sim.prefix_cache import BLOCK_KEY_OFFSET, Prefixes
 from simfactory.sim.queue import WaitingQueue
 from simfactory.sim.requests import RequestTable
 from simfactory.sim.router import (
@@ -111,7 +111,8 @@ class FleetModel:
     _due: tuple[float, int, int, bool] | None = None
     _arrival_iter: Iterator[tuple[float, int, int, bool]] = iter(())
 
-    def __init__(self, rs: ResolvedScenario, seed: int, keep_logs: int = DEFAULT_KEEP_LOGS) -> None:
+    def __init__(self, rs: ResolvedScenario, seed: int, keep_logs: int = DEFAULT_KEEP_LOGS,
+                 warm_prompts: Sequence[Prefixes] = ()) -> None:
         self.rs = rs
         self.seed = seed
         self.keep_logs = keep_logs
@@ -162,6 +163,10 @@ class FleetModel:
         self.retention = RetentionLedger.for_classes(self.table, [c.kv_retention for c in rs.classes])
         for d in rs.deployments:
             self._build_deployment(d)
+        for e in self.engines:  # a server that has served before: what its prefix cache already holds
+            if e.prefix_cache is not None:
+                for blocks in warm_prompts:
+                    e.prefix_cache.insert_blocks(blocks)
         self.any_front_end = any(fe is not None for fe in self.front_ends)
         self.gate = self._build_gate()
         self._build_agent_services()
@@ -1116,14 +1121,16 @@ class FleetModel:
 
 
 def simulate(
-    rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None, keep_logs: int = DEFAULT_KEEP_LOGS
+    rs: ResolvedScenario, seed: int | None = None, progress: ProgressFn | None = None, keep_logs: int = DEFAULT_KEEP_LOGS,
+    warm_prompts: Sequence[Prefixes] = (),
 ) -> SimResult:
-    """Run a resolved scenario once; the seed defaults to the scenario's."""
+    """Run a resolved scenario once; the seed defaults to the scenario's. `warm_prompts` (hash-block chains, least
+    recently used first) start in every replica's prefix cache, as on a server that has served them before."""
     sh = rs.scenario.sharding
     if sh is not None and (sh.shards > 1 or sh.windows > 1):  # its work limits were checked per part, not whole
         raise InputError(rs.file or "scenario", "sharding", "a sharded scenario is simulated in parts: run it with "
                          "`simfactory run` (or `regress`, or simfactory.run()); this command simulates one run "
                          "whole: remove the sharding block for it")
     with gc_paused():  # see simfactory/gc_pause.py
-        model = FleetModel(rs, rs.scenario.seed if seed is None else seed, keep_logs)
+        model = FleetModel(rs, rs.scenario.seed if seed is None else seed, keep_logs, warm_prompts)
         return model.run(progress)
