@@ -32,7 +32,9 @@ from simfactory.traces.replay import ReplayRows
 
 BLOCK_TOKENS = 64  # hash-block size: a cached partial block matches token-exactly, so this only sets LRU granularity
 WARMUP_OUTPUT_TOKENS = 32  # bench_serving's warm-up request: the run's prompt 0, min(output_len, 32) new tokens
-_PROMPT_BITS, _BLOCK_BITS = 24, 16  # hash id = seed | prompt index | block index
+# hash id = seed | prompt index | block index, under the 2^60 where the prefix cache's other key spaces begin
+_SEED_BITS, _PROMPT_BITS, _BLOCK_BITS = 25, 20, 15
+MAX_SEED, MAX_PROMPTS, MAX_PROMPT_TOKENS = (1 << _SEED_BITS) - 1, 1 << _PROMPT_BITS, BLOCK_TOKENS << _BLOCK_BITS
 
 
 @dataclass(frozen=True)
@@ -54,9 +56,9 @@ class RandomRun:
 
     def hash_ids(self, index: int, tokens: int) -> tuple[int, ...]:
         """Block hashes of prompt `index` (`tokens` long): the same for every run with this seed."""
-        if not 0 <= index < 1 << _PROMPT_BITS or math.ceil(tokens / BLOCK_TOKENS) > 1 << _BLOCK_BITS:
-            raise ValueError(f"prompt {index} of {tokens} tokens is past what the hash ids can name")
-        base = ((self.seed % (1 << 20)) << (_PROMPT_BITS + _BLOCK_BITS)) | (index << _BLOCK_BITS)
+        if not (0 <= self.seed <= MAX_SEED and 0 <= index < MAX_PROMPTS and 0 < tokens <= MAX_PROMPT_TOKENS):
+            raise ValueError(f"prompt {index} of {tokens} tokens, seed {self.seed}: past what the hash ids can name")
+        base = (self.seed << (_PROMPT_BITS + _BLOCK_BITS)) | (index << _BLOCK_BITS)
         return tuple(base | j for j in range(math.ceil(tokens / BLOCK_TOKENS)))
 
     def prompt_blocks(self, index: int, tokens: int) -> Prefixes:

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import (BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, ValidationError,
                       model_validator)
 
-from simfactory.bench_serving import RandomRun, warm_prompts
+from simfactory.bench_serving import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_SEED, RandomRun, warm_prompts
 from simfactory.config.distributions import TokenCounts
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
@@ -59,16 +59,21 @@ LATENCY_METRICS: tuple[str, ...] = get_args(LatencyMetric)
 Metric = Literal["output_tokens_per_s", LatencyMetric, "batch_latency_s"]
 
 
+MAX_BENCH_PROMPTS = 1_000_000  # a replayed benchmark run's requests are simulated one by one
+MAX_BENCH_TOKENS = 2_000_000  # past any model's context here, within what the hash blocks can name
+assert MAX_BENCH_PROMPTS <= MAX_PROMPTS and MAX_BENCH_TOKENS <= MAX_PROMPT_TOKENS
+
+
 class BenchServingRun(BaseModel):
     """The arguments of a `sglang.bench_serving --dataset-name random` run that fix its requests (see
     simfactory/bench_serving.py)."""
     model_config = ConfigDict(extra="forbid", frozen=True)
-    input_len: PositiveInt = Field(description="--random-input-len")
-    output_len: NonNegativeInt = Field(description="--random-output-len")
-    num_prompts: PositiveInt = Field(description="--num-prompts")
+    input_len: PositiveInt = Field(le=MAX_BENCH_TOKENS, description="--random-input-len")
+    output_len: NonNegativeInt = Field(le=MAX_BENCH_TOKENS, description="--random-output-len")
+    num_prompts: PositiveInt = Field(le=MAX_BENCH_PROMPTS, description="--num-prompts")
     range_ratio: float = Field(default=0.0, ge=0.0, le=1.0, allow_inf_nan=False,
                                description="--random-range-ratio (bench_serving's default: 0.0)")
-    seed: NonNegativeInt = Field(default=1, description="--seed (bench_serving's default: 1)")
+    seed: NonNegativeInt = Field(default=1, le=MAX_SEED, description="--seed (bench_serving's default: 1)")
 
     def run(self) -> RandomRun:
         return RandomRun(self.input_len, self.output_len, self.num_prompts, self.range_ratio, self.seed)

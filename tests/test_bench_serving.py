@@ -102,3 +102,15 @@ def test_the_replay_sends_the_drawn_requests_in_order():
     assert (t.outcome == Outcome.COMPLETED).all() and len(t.arrival_s) == 80
     # request ids are given at the send: the clients send the rows in bench_serving's order (its semaphore's FIFO)
     assert (t.input_tokens == inp).all() and (t.output_tokens == np.maximum(out + 1, 1)).all()
+
+
+def test_hash_ids_stay_apart_across_seeds_and_prompts_and_below_the_caches_other_keys():
+    from simfactory.bench_serving import MAX_PROMPT_TOKENS, MAX_PROMPTS, MAX_SEED
+
+    top = RandomRun(10, 10, 1, seed=MAX_SEED).hash_ids(MAX_PROMPTS - 1, MAX_PROMPT_TOKENS)
+    assert max(top) < 1 << 60  # where the prefix cache's workload and task keys begin
+    a, b = RandomRun(10, 10, 1, seed=1), RandomRun(10, 10, 1, seed=2)
+    ids = [set(r.hash_ids(i, 5000)) for r in (a, b) for i in (0, 1)]
+    assert all(x.isdisjoint(y) for k, x in enumerate(ids) for y in ids[k + 1:])
+    with pytest.raises(ValueError, match="past what the hash ids can name"):
+        a.hash_ids(MAX_PROMPTS, 10)
