@@ -82,7 +82,7 @@ class BenchServingRun(BaseModel):
 class BenchServing(BenchServingRun):
     """A concurrency point measured by sglang.bench_serving's random dataset, replayed request by request: its
     seeded lengths in send order, its warm-up request, and the prompts earlier runs left in the server's radix
-    cache (`after`); the replica's prefix cache is its KV capacity."""
+    cache (`after`); the replica's prefix cache is its KV pool less what the run's requests hold (radix_cache_tokens)."""
     extra_output_tokens: NonNegativeInt = Field(
         default=0, le=1, description="tokens each request generated beyond its drawn --random-output-len (1 where the "
                                      "page's 'Total generated tokens' is the drawn total plus one a request)")
@@ -399,6 +399,13 @@ def closed_loop_cycle_s(rs: ResolvedScenario, p: FidelityPoint) -> float:
     return (prefill + osl * decode) * queueing + d.config.front_end_s
 
 
+def radix_cache_tokens(rs: ResolvedScenario, p: FidelityPoint) -> int:
+    """What a radix cache (SGLang's; vLLM's prefix cache alike) can keep beside the point's requests: the KV pool
+    less what its clients' requests hold when all are in flight (the cache and the running requests share the pool;
+    simfactory's prefix cache is memory of its own)."""
+    return max(0, int(rs.deployments[0].kv_capacity_tokens) - (p.concurrency or 1) * (p.input_tokens + p.output_tokens))
+
+
 def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None, max_num_batched_tokens: int | None,
                         step_time: StepTimeModel | None = None,
                         requests: int | None = None) -> tuple[dict[str, float], str]:
@@ -413,9 +420,8 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
                            step_time)
     cycle = closed_loop_cycle_s(probe, p)
     replay = p.bench_serving
-    if replay is not None and "prefix_cache_tokens" not in p.deployment:  # SGLang's radix cache: its KV pool
-        p = p.model_copy(update={"deployment": {**p.deployment,
-                                                "prefix_cache_tokens": probe.deployments[0].kv_capacity_tokens}})
+    if replay is not None and "prefix_cache_tokens" not in p.deployment:
+        p = p.model_copy(update={"deployment": {**p.deployment, "prefix_cache_tokens": radix_cache_tokens(probe, p)}})
     clients = p.concurrency or 1
     counted = requests is not None
     # a request count ends the run itself; the horizon then only has to outlast it (every client's share of it)
