@@ -114,3 +114,18 @@ def test_hash_ids_stay_apart_across_seeds_and_prompts_and_below_the_caches_other
     assert all(x.isdisjoint(y) for k, x in enumerate(ids) for y in ids[k + 1:])
     with pytest.raises(ValueError, match="past what the hash ids can name"):
         a.hash_ids(MAX_PROMPTS, 10)
+
+
+def test_warm_prompts_need_a_prefix_cache_and_leave_a_run_without_one_unchanged():
+    """simulate(warm_prompts=) fills each replica's prefix cache; a deployment without one runs exactly as before."""
+    from simfactory.fidelity import closed_loop_scenario, with_rows
+    from simfactory.resolve import resolve
+    from simfactory.sim.run import simulate
+
+    run = RandomRun(8000, 100, 32)
+    p = _point(input_tokens=4129, output_tokens=44, requests=32,
+               bench_serving={"input_len": 8000, "output_len": 100, "num_prompts": 32})
+    rs = with_rows(resolve(closed_loop_scenario(p, "sglang-0.5", 256, 8192, 3600.0, 32)), run.replay_rows())
+    warm = run.cached_prompts()
+    plain, told = simulate(rs, keep_logs=0).table, simulate(rs, keep_logs=0, warm_prompts=warm).table
+    assert (plain.first_token_s == told.first_token_s).all() and (plain.completion_s == told.completion_s).all()
