@@ -31,7 +31,6 @@ from simfactory.sim.prefix_cache import Prefixes, hash_blocks
 from simfactory.traces.replay import ReplayRows
 
 BLOCK_TOKENS = 64  # hash-block size: a cached partial block matches token-exactly, so this only sets LRU granularity
-WARMUP_OUTPUT_TOKENS = 32  # bench_serving's warm-up request: the run's prompt 0, min(output_len, 32) new tokens
 # hash id = seed | prompt index | block index, under the 2^60 where the prefix cache's other key spaces begin
 _SEED_BITS, _PROMPT_BITS, _BLOCK_BITS = 25, 20, 15
 MAX_SEED, MAX_PROMPTS, MAX_PROMPT_TOKENS = (1 << _SEED_BITS) - 1, 1 << _PROMPT_BITS, BLOCK_TOKENS << _BLOCK_BITS
