@@ -53,6 +53,12 @@ class RandomRun:
         out = rng.randint(int(self.output_len * self.range_ratio), self.output_len + 1, size=self.num_prompts)
         return inp.astype(np.int64), out.astype(np.int64)
 
+    def sent_lengths(self, extra_output_tokens: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt lengths, answer lengths) of the requests as served: each answer its drawn length plus
+        `extra_output_tokens` (some SGLang releases generate one token more than asked), at least one."""
+        inp, out = self.lengths()
+        return inp, np.maximum(out + extra_output_tokens, 1)
+
     def hash_ids(self, index: int, tokens: int) -> tuple[int, ...]:
         """Block hashes of prompt `index` (`tokens` long): the same for every run with this seed."""
         if not (0 <= self.seed <= MAX_SEED and 0 <= index < MAX_PROMPTS and 0 < tokens <= MAX_PROMPT_TOKENS):
@@ -65,12 +71,10 @@ class RandomRun:
         return hash_blocks(BLOCK_TOKENS, self.hash_ids(index, tokens), tokens)
 
     def replay_rows(self, extra_output_tokens: int = 0) -> ReplayRows:
-        """The run's requests in send order, for a class to replay (untimed: the clients send them). Each answer
-        is its drawn length plus `extra_output_tokens` (some SGLang releases generate one token more than asked),
-        at least one."""
-        inp, out = self.lengths()
+        """The run's requests in send order (sent_lengths), for a class to replay (untimed: the clients send them)."""
+        inp, out = self.sent_lengths(extra_output_tokens)
         hashes = [self.hash_ids(i, int(n)) for i, n in enumerate(inp)]
-        return ReplayRows(None, inp, np.maximum(out + extra_output_tokens, 1), 1.0, hashes, BLOCK_TOKENS)
+        return ReplayRows(None, inp, out, 1.0, hashes, BLOCK_TOKENS)
 
     def cached_prompts(self) -> list[Prefixes]:
         """What this run leaves in a radix cache large enough to hold it: its warm-up prompt, then every prompt, in

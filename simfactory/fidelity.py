@@ -61,6 +61,9 @@ Metric = Literal["output_tokens_per_s", LatencyMetric, "batch_latency_s"]
 
 MAX_BENCH_PROMPTS = 1_000_000  # a replayed benchmark run's requests are simulated one by one
 MAX_BENCH_TOKENS = 2_000_000  # past any model's context here, within what the hash blocks can name
+# prompt tokens a point may replay, its own run and the `after` runs together (num_prompts x input_len bounds each):
+# every 64 of them are a hash id held in memory; the largest published run replayed here has 1.3M
+MAX_BENCH_REPLAY_TOKENS = 100_000_000
 assert MAX_BENCH_PROMPTS <= MAX_PROMPTS and MAX_BENCH_TOKENS <= MAX_PROMPT_TOKENS
 
 
@@ -78,6 +81,11 @@ class BenchServingRun(BaseModel):
     def run(self) -> RandomRun:
         return RandomRun(self.input_len, self.output_len, self.num_prompts, self.range_ratio, self.seed)
 
+    @property
+    def most_prompt_tokens(self) -> int:
+        """Its prompts' tokens at most (every prompt at --random-input-len)."""
+        return self.num_prompts * self.input_len
+
 
 class BenchServing(BenchServingRun):
     """A concurrency point measured by sglang.bench_serving's random dataset, replayed request by request: its
@@ -89,6 +97,14 @@ class BenchServing(BenchServingRun):
     after: list[BenchServingRun] = Field(
         default_factory=list, description="earlier runs on the same server, in the order they ran, whose prompts its "
                                           "radix cache held when this run began (only where the page's figures show it)")
+
+    @model_validator(mode="after")
+    def _replay_fits(self) -> "BenchServing":
+        total = self.most_prompt_tokens + sum(a.most_prompt_tokens for a in self.after)
+        if total > MAX_BENCH_REPLAY_TOKENS:
+            raise ValueError(f"num_prompts x input_len, over the run and its `after` runs, is {total:,} prompt tokens; "
+                             f"a replay holds at most {MAX_BENCH_REPLAY_TOKENS:,}")
+        return self
 
     def cached_at_start(self) -> list[Prefixes]:
         """The prompts the radix cache holds as the run starts measuring, least recently used first."""
@@ -161,9 +177,8 @@ class FidelityPoint(BaseModel):
             raise ValueError("bench_serving replays a concurrency run: give concurrency and requests = its num_prompts")
         if self.input_distribution is not None or self.output_distribution is not None:
             raise ValueError("bench_serving gives the lengths: leave out input_distribution and output_distribution")
-        rows = b.run().replay_rows(b.extra_output_tokens)
-        for name, drawn, stated in (("input", rows.input_tokens, self.input_tokens),
-                                    ("output", rows.output_tokens, self.output_tokens)):
+        inp, out = b.run().sent_lengths(b.extra_output_tokens)  # lengths alone: hash ids are built when it runs
+        for name, drawn, stated in (("input", inp, self.input_tokens), ("output", out, self.output_tokens)):
             if abs(drawn.mean() - stated) > 0.5:
                 raise ValueError(f"bench_serving draws {name} lengths of mean {drawn.mean():.2f}; {name}_tokens "
                                  f"({stated}) must state it (rounded)")
@@ -420,8 +435,11 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
                            step_time)
     cycle = closed_loop_cycle_s(probe, p)
     replay = p.bench_serving
-    if replay is not None and "prefix_cache_tokens" not in p.deployment:
-        p = p.model_copy(update={"deployment": {**p.deployment, "prefix_cache_tokens": radix_cache_tokens(probe, p)}})
+    if replay is not None:  # built once, whatever horizon the run below needs
+        rows, warm = replay.run().replay_rows(replay.extra_output_tokens), replay.cached_at_start()
+        if "prefix_cache_tokens" not in p.deployment:
+            p = p.model_copy(update={"deployment": {**p.deployment,
+                                                    "prefix_cache_tokens": radix_cache_tokens(probe, p)}})
     clients = p.concurrency or 1
     counted = requests is not None
     # a request count ends the run itself; the horizon then only has to outlast it (every client's share of it)
@@ -432,8 +450,7 @@ def closed_loop_metrics(p: FidelityPoint, engine: str, max_num_seqs: int | None,
         if replay is None:
             t = simulate(rs, keep_logs=0).table
         else:
-            t = simulate(with_rows(rs, replay.run().replay_rows(replay.extra_output_tokens)), keep_logs=0,
-                         warm_prompts=replay.cached_at_start()).table
+            t = simulate(with_rows(rs, rows), keep_logs=0, warm_prompts=warm).table
         if not counted or len(t.arrival_s) >= requests:
             break
         horizon *= 4

@@ -129,3 +129,21 @@ def test_warm_prompts_need_a_prefix_cache_and_leave_a_run_without_one_unchanged(
     warm = run.cached_prompts()
     plain, told = simulate(rs, keep_logs=0).table, simulate(rs, keep_logs=0, warm_prompts=warm).table
     assert (plain.first_token_s == told.first_token_s).all() and (plain.completion_s == told.completion_s).all()
+
+
+@pytest.mark.parametrize("bench, reason", [
+    ({"input_len": 2_000_000, "output_len": 1, "num_prompts": 1_000_000}, "a replay holds at most 100,000,000"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 80,
+      "after": [{"input_len": 2_000_000, "output_len": 1, "num_prompts": 50}]}, "a replay holds at most"),
+    ({"input_len": 0, "output_len": 1, "num_prompts": 80}, "greater than 0"),
+    ({"input_len": 10**300, "output_len": 1, "num_prompts": 80}, "less than or equal to 2000000"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 2**63}, "less than or equal to 1000000"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 80, "seed": 2**63}, "less than or equal to 33554431"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 80, "range_ratio": float("nan")}, "finite number"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 80, "range_ratio": 1e300}, "less than or equal to 1"),
+    ({"input_len": 1000, "output_len": 1, "num_prompts": 80, "extra_output_tokens": 2}, "less than or equal to 1"),
+])
+def test_hostile_replay_arguments_are_refused_before_anything_is_drawn(bench, reason):
+    """A run past the replay's bounds is one validation error, not a hash-id list of billions being built."""
+    with pytest.raises(ValidationError, match=reason):
+        _point(bench_serving=bench)
