@@ -190,9 +190,11 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     framework, kernel_scale = kernel_framework(engine)
     kernels = None
     if arch is not None and not redefined(arch):  # a user's own model under a shipped id has no tables of its own
-        dirs = list(profile_dirs) if profile_dirs else [PROFILES_DIR]
+        # the folders the tables are read from, as hardware/kernels.py reads them (None: the shipped ones; a list,
+        # empty too: those only), for the twins and the tables alike
+        dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
-        kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, profile_dirs, links,
+        kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
                                  kernel_scale, twins)
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
