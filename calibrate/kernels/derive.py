@@ -51,7 +51,7 @@ sys.path.insert(0, str(ROOT))
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EngineCatalog, HardwareProfile, ModelArch, ModelCatalog
 from simfactory.config.scenario import kv_dtype_for
-from simfactory.hardware.kernel_file import FORMAT, write_doc
+from simfactory.hardware.kernel_file import FORMAT, read_doc, write_doc
 from simfactory.hardware.memory import plan_memory
 
 PYPI_URL = "https://pypi.org/project/aiconfigurator-core/0.12.0/"
@@ -533,6 +533,41 @@ def setup(verbose: bool) -> list[ModelArch]:
     return load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
 
 
+def merge_into(existing: Path, fresh: dict, model_ids: set[str], frameworks: set[str]) -> dict:
+    """The existing file's document with the fresh run's records of `model_ids` (under `frameworks`) in place of its
+    own, every other record, the MoE section and the header kept as they are (a `merged` entry says what came in
+    when). Refused where the fresh run read another SDK or framework versions: one file holds one SDK's tables."""
+    doc = read_doc(existing)
+    for key in ("sdk", "frameworks", "grids", "format"):
+        if fresh.get(key) != doc.get(key) and not (key == "frameworks" and all(
+                doc["frameworks"].get(fw) == v for fw, v in fresh["frameworks"].items())):
+            raise SystemExit(f"{existing}: its {key} differs from this run's; derive the whole file instead")
+    ours = {m for m in model_ids if m in fresh["models"]}
+
+    def kept(rec: dict) -> bool:
+        return not (rec["model"] in model_ids and rec["framework"] in frameworks)
+
+    doc["models"] = {**{m: v for m, v in doc["models"].items() if m not in ours}, **fresh["models"]}
+    doc["linear"] = [r for r in doc["linear"] if kept(r)] + fresh["linear"]
+    doc["attention"] = [r for r in doc["attention"] if kept(r)] + fresh["attention"]
+    mentions = tuple(f"{m} " for m in model_ids) + tuple(f"for {m}:" for m in model_ids)
+    doc["refused"] = [x for x in doc["refused"] if not any(m in x for m in mentions)] + fresh["refused"]
+    doc["merged"] = [*doc.get("merged", []), {"models": sorted(model_ids), "frameworks": sorted(frameworks),
+                                               "generated": fresh["generated"]}]
+    return doc
+
+
+def merge_anomalies(path: Path, fresh: list[dict], skus: set[str], model_ids: set[str]) -> list[dict]:
+    """The anomalies file's rows less those of these SKUs' models, then this run's: a merge rewrites no other row."""
+    if not path.is_file():
+        return fresh
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if not (r["sku"] in skus and r["model"] in model_ids)]
+    for r in rows:  # as written: numbers back to floats for the writer's format
+        r.update(sdk_ms=float(r["sdk_ms"]), forced_ms=float(r["forced_ms"]), rel_change=float(r["rel_change"]))
+    return rows + fresh
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sku", action="append", choices=sorted(SYSTEMS), help="default: all")
@@ -541,19 +576,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "hardware_profiles" / "kernels")
     ap.add_argument("--anomalies", type=Path, default=ROOT / "calibrate" / "kernels" / "anomalies.csv")
     ap.add_argument("--check", action="store_true", help="compare grid points with the SDK's decode_step_latency")
+    ap.add_argument("--merge", action="store_true",
+                    help="add the --model records to each SKU's existing file, every other record kept as it is")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     models = [m for m in setup(args.verbose) if not m.is_moe and (not args.model or m.id in args.model)]
+    if args.merge and not args.model:
+        ap.error("--merge adds the models named with --model")
     anomalies: list[dict] = []
     total = 0
+    frameworks = args.framework or list(FRAMEWORKS)
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
-        r = derive_system(sku, models, args.framework or list(FRAMEWORKS), args.out, anomalies, args.check)
+        out = Path(tempfile.mkdtemp(prefix="aic-merge-")) if args.merge else args.out
+        r = derive_system(sku, models, frameworks, out, anomalies, args.check)
+        if args.merge:
+            fresh, target = read_doc(Path(r["path"])), args.out / f"{sku}.json.gz"
+            write_doc(merge_into(target, fresh, {m.id for m in models}, set(frameworks)), target)
+            shutil.rmtree(out, ignore_errors=True)
+            r["bytes"] = target.stat().st_size
         total += r["bytes"]
         worst = max((c["grid_max_rel_err"] for c in r["checks"]), default=None)
         print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
               f"{r['bytes'] / 1e3:.0f} kB, {time.perf_counter() - t0:.0f} s"
               + (f"; max rel. difference from the SDK at grid points {worst:.1e}" if worst is not None else ""))
+    if args.merge:
+        anomalies = merge_anomalies(args.anomalies, anomalies, set(args.sku or SYSTEMS), {m.id for m in models})
     args.anomalies.parent.mkdir(parents=True, exist_ok=True)
     with open(args.anomalies, "w", newline="") as f:
         w = csv.DictWriter(f, ["sku", "model", "framework", "version", "tp", "dtype", "table", "points", "at",
