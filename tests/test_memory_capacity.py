@@ -189,3 +189,29 @@ def test_kv_heads_are_replicated_once_the_tp_group_outgrows_them(model, tp, head
     p = plan_memory(arch, H100, "fp8", "bf16", tp, rule=ENGINES["vllm"].memory)
     per_device_token = 2 * arch.layers * heads_per_device * arch.head_dim * 2
     assert p.kv_capacity_tokens == pytest.approx(p.kv_bytes_per_device / per_device_token, abs=1)
+
+
+def short_pool_warnings(**deployment) -> list[str]:
+    from conftest import scenario_doc
+
+    from simfactory.config.scenario import Scenario
+    from simfactory.resolve import resolve
+
+    doc = scenario_doc(**{"kv_cache_tokens": None, "max_num_seqs": 1024, "max_num_batched_tokens": 8192, **deployment})
+    doc["pools"][0]["sku"] = "h100-sxm"
+    return [w for w in resolve(Scenario.model_validate(doc)).warnings if "KV pool holds" in w]
+
+
+def test_a_pool_shorter_than_max_model_len_is_warned_of_as_vllm_refuses_to_start():
+    """vLLM refuses to start when its KV pool cannot hold one max_model_len request (vllm/v1/core/kv_cache_utils.py
+    check_enough_kv_cache_memory, v0.11.0): Qwen3-32B BF16 on one H100 at vLLM's H100 defaults leaves a pool of
+    tens of thousands of tokens, fewer than its 40,960-token context; a max_model_len it holds is not warned of."""
+    pool = plan_memory(MODELS["qwen3-32b"], H100, "bf16", "bf16", 1, rule=ENGINES["vllm-0.11"].memory,
+                       **SERVE_H100).kv_capacity_tokens
+    assert 0 < pool < MODELS["qwen3-32b"].max_context_tokens == 40960
+    (w,) = short_pool_warnings(model="qwen3-32b", engine="vllm-0.11")
+    assert f"holds {pool:,} tokens" in w and "40,960 (the model's context" in w and f"at most {pool:,}" in w
+    (w,) = short_pool_warnings(model="qwen3-32b", engine="vllm-0.11", max_model_len=pool + 1)
+    assert f"max_model_len, {pool + 1:,}." in w  # the deployment's own setting, named as such
+    assert short_pool_warnings(model="qwen3-32b", engine="vllm-0.11", max_model_len=pool) == []
+    assert short_pool_warnings(model="llama-3.1-8b", engine="vllm-0.11") == []  # 400k+ tokens hold 131,072

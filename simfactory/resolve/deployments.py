@@ -82,6 +82,7 @@ def _resolve_deployment(
     if kv is None:
         return None
     kv_tokens, kv_blocks = kv
+    warnings.extend(_short_pool_warning(d, at, arch, kv_tokens, fname))
     try:
         step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname,
                                             prefill_role, models=lk.models)
@@ -324,6 +325,19 @@ def _kv_capacity(
         errors.append(InputError(fname, f"{at}.kv_cache_tokens", f"smaller than one block ({d.block_size} tokens)"))
         return None
     return kv_tokens, kv_blocks
+
+
+def _short_pool_warning(d: Deployment, at: str, arch: ModelArch, kv_tokens: int, fname: str) -> list[str]:
+    """A KV pool that cannot hold one request of max_model_len tokens: vLLM refuses to start such a server
+    (check_enough_kv_cache_memory, vllm/v1/core/kv_cache_utils.py), SGLang and TensorRT-LLM start but cannot serve
+    such a request; the run goes on, its longest requests refused."""
+    max_len = d.max_model_len or arch.max_context_tokens
+    if kv_tokens >= max_len:
+        return []
+    whose = "" if d.max_model_len else " (the model's context: max_model_len is not set)"
+    return [f"{fname}: {at}: its KV pool holds {kv_tokens:,} tokens, less than one request of max_model_len, "
+            f"{max_len:,}{whose}. vLLM refuses to start such a server (set max_model_len to at most {kv_tokens:,}, or "
+            "give it more memory); SGLang and TensorRT-LLM start, but a request longer than the pool is refused"]
 
 
 def _parallelism_ok(
