@@ -550,8 +550,10 @@ def merge_into(existing: Path, fresh: dict, model_ids: set[str], frameworks: set
     doc["models"] = {**{m: v for m, v in doc["models"].items() if m not in ours}, **fresh["models"]}
     doc["linear"] = [r for r in doc["linear"] if kept(r)] + fresh["linear"]
     doc["attention"] = [r for r in doc["attention"] if kept(r)] + fresh["attention"]
-    mentions = tuple(f"{m} " for m in model_ids) + tuple(f"for {m}:" for m in model_ids)
-    doc["refused"] = [x for x in doc["refused"] if not any(m in x for m in mentions)] + fresh["refused"]
+    # derive_system's refusals name the model, then the framework ("m fw ..." or "m fw: ..."), or its missing config
+    stale = tuple(f"{m} {fw}{sep}" for m in model_ids for fw in frameworks for sep in (" ", ":"))
+    stale += tuple(f"no config.json for {m}:" for m in model_ids)
+    doc["refused"] = [x for x in doc["refused"] if not x.startswith(stale)] + fresh["refused"]
     doc["merged"] = [*doc.get("merged", []), {"models": sorted(model_ids), "frameworks": sorted(frameworks),
                                                "generated": fresh["generated"]}]
     return doc
