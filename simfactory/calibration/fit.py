@@ -286,6 +286,9 @@ class KernelsContext:
     links: Links | None = None  # the SKU's links: a measured all-reduce bandwidth replaces the tables', as in resolve
     kernel_scale: float = 1.0  # the engine preset's release factor: the fit's multipliers are relative to it
     same_shape: tuple[str, ...] = ()  # tabled models of this model's shape, tried after it (resolve's same_shape_models)
+    # the engine's decode attention in a step that also prefills over a decode-only step's (resolve's
+    # unpacked_gqa_scale): a property of the engine's kernel on this SKU, not fitted
+    mixed_decode_attn_scale: float = 1.0
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
         """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
@@ -299,6 +302,7 @@ class KernelsContext:
         terms = (spec.model_dump(exclude={"kind", "allreduce_bus_gb_s"}) if spec is not None
                  else {"overhead_s": 0.0, "kernel_scale": self.kernel_scale})
         overhead_s = terms.pop("overhead_s")
+        terms["mixed_decode_attn_scale"] = self.mixed_decode_attn_scale
         for model_id in (self.model, *self.same_shape):  # the first whose tables cover the layout
             model = kernel_step_time(self.arch, model_id, self.sku, self.engine, None, self.dtype, self.kv_dtype,
                                      self.tp, overhead_s, profile_dirs=self.profile_dirs, links=self.links, **terms)

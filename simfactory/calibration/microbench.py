@@ -35,7 +35,7 @@ from simfactory.hardware.collectives import Links
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 from simfactory.resolve.files import load_models
-from simfactory.resolve.step_time import redefined, same_shape_models
+from simfactory.resolve.step_time import redefined, same_shape_models, unpacked_gqa_scale
 
 MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
@@ -140,18 +140,25 @@ class CalibrationRun:
     notes: tuple[str, ...] = ()  # what the report prints beside the table (per-block errors, warnings)
 
 
-def kernel_framework(engine: str) -> tuple[str, float]:
-    """The kernel framework an engine preset runs (engines.yaml kernels.framework) and its release factor on the
-    tables' times (1 without one); a name that is no shipped preset with kernels is passed on as is (a framework:
-    vllm, sglang, trtllm). Shipped presets only, as shipped_roofline reads them: calibration has no scenario beside
-    which a user's own engines.yaml would be found."""
+def preset_kernels(engine: str) -> Any:
+    """The shipped engine preset's kernels section (engines.yaml), None for a name that is no shipped preset with
+    kernels. Shipped presets only, as shipped_roofline reads them: calibration has no scenario beside which a user's
+    own engines.yaml would be found."""
     from simfactory.resolve import load_engines, search_dirs
 
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
-    if preset is None or preset.kernels is None:
+    return preset.kernels if preset is not None else None
+
+
+def kernel_framework(engine: str) -> tuple[str, float]:
+    """The kernel framework an engine preset runs (engines.yaml kernels.framework) and its release factor on the
+    tables' times (1 without one); a name that is no shipped preset with kernels is passed on as is (a framework:
+    vllm, sglang, trtllm)."""
+    kernels = preset_kernels(engine)
+    if kernels is None:
         return engine, 1.0
-    release = preset.kernels.release_factor
-    return preset.kernels.framework, release.factor if release is not None else 1.0
+    release = kernels.release_factor
+    return kernels.framework, release.factor if release is not None else 1.0
 
 
 def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> Any:
@@ -195,7 +202,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
         kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
-                                 kernel_scale, twins)
+                                 kernel_scale, twins, unpacked_gqa_scale(preset_kernels(engine), sku, arch, tp))
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

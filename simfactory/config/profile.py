@@ -703,6 +703,15 @@ class ReleaseFactor(Sourced):
     factor: float = Field(ge=0.5, le=2.0, description="the release's kernel time over the tables' release's")
 
 
+class UnpackedGqaMixedSteps(Sourced):
+    """An engine that runs a step's prompts and decodes in one attention launch, on SKUs where that kernel packs a KV
+    head's query heads together only for decode-only batches (FlashAttention 2's GQA swap needs max_seqlen_q == 1):
+    in a step that also prefills, every query head reads its KV head apart, so decode attention costs about the
+    query heads per KV head on a rank times what the tables' decode-only step does."""
+
+    skus: list[str] = Field(min_length=1, description="the SKUs on which the engine runs that kernel")
+
+
 class AllReduceLatency(Sourced):
     """What one tensor-parallel all-reduce of a one-token message takes in an engine that runs an all-reduce unlike
     the tables' release (TensorRT-engine builds: TensorRT-LLM's all-reduce plugin, unfused, where the tables hold
@@ -775,6 +784,9 @@ class EngineKernels(_Strict):
         default_factory=list, description="frameworks whose tables stand in, in this order, where the framework's own "
         "lack the model or layout (another engine's measured kernels of the same model, with this engine's overhead, "
         "rather than the roofline); the step time's label says so")
+    unpacked_gqa_mixed_steps: UnpackedGqaMixedSteps | None = Field(
+        default=None, description="SKUs on which a step that also prefills reads each KV head once per query head "
+                                  "(absent: decode attention as in a decode-only step)")
 
 
 class EngineMemory(Sourced):

@@ -251,7 +251,7 @@ def kernel_step_time(
     strict_version: bool = False, overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0,
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
-    allreduce_latency_s: float = 0.0,
+    allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -307,24 +307,35 @@ def kernel_step_time(
              f"{allreduce_note}) "
              f"+ {overhead_s * 1e3:.4g} ms/step" + (f" + {overhead_per_seq_s * 1e6:.4g} us/sequence"
                                                     if overhead_per_seq_s else "") + " engine overhead")
-    fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
-              f"x{prefill_attn_scale:.4g} prefill attention" if prefill_attn_scale != 1.0 else "",
-              f"+ {prefill_overhead_s * 1e3:.4g} ms/prefill step" if prefill_overhead_s else ""]
-    if prefill_floor_s:
-        label += f"; a step that prefills takes at least {prefill_floor_s * 1e3:.4g} ms (eager launch)"
-    if any(fitted):
-        label += " (" + ", ".join(f for f in fitted if f) + ")"
+    label += _terms_note(prefill_floor_s, mixed_decode_attn_scale, linear_scale, prefill_attn_scale,
+                         prefill_overhead_s)
     model = KernelStepTime(tables.grids, lin["linear_ms"], allreduce_ms, lin["logits_ms"],
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
                            kernel_scale=kernel_scale, measured_allreduce=bus is not None,
-                           allreduce_extra_s=allreduce_extra_s)
+                           allreduce_extra_s=allreduce_extra_s, mixed_decode_attn_scale=mixed_decode_attn_scale)
     model.allreduce_latency_s = allreduce_latency_s if allreduce_extra_s else 0.0  # what a fit from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
     return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
+
+
+def _terms_note(prefill_floor_s: float, mixed_decode_attn_scale: float, linear_scale: float,
+                prefill_attn_scale: float, prefill_overhead_s: float) -> str:
+    """What a kernel-table label adds for the terms beside the tables: the eager-prefill floor, the mixed steps'
+    decode-attention factor, and a fit's corrections."""
+    note = ""
+    if prefill_floor_s:
+        note += f"; a step that prefills takes at least {prefill_floor_s * 1e3:.4g} ms (eager launch)"
+    if mixed_decode_attn_scale != 1.0:
+        note += (f"; decode attention in a step that also prefills x{mixed_decode_attn_scale:.4g} (each query head "
+                 "reads its KV head apart)")
+    fitted = [f"x{linear_scale:.4g} linear" if linear_scale != 1.0 else "",
+              f"x{prefill_attn_scale:.4g} prefill attention" if prefill_attn_scale != 1.0 else "",
+              f"+ {prefill_overhead_s * 1e3:.4g} ms/prefill step" if prefill_overhead_s else ""]
+    return note + (" (" + ", ".join(f for f in fitted if f) + ")" if any(fitted) else "")
 
 
 def allreduce_shortfall_s(allreduce_ms: Sequence[float], layers: int, latency_s: float, kernel_scale: float) -> float:
@@ -355,6 +366,7 @@ class KernelStepTime(StepTimeModel):
 
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
                  "prefill_floor_s", "kernel_scale", "allreduce_extra_s", "allreduce_latency_s",
+                 "mixed_decode_attn_scale",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -363,11 +375,12 @@ class KernelStepTime(StepTimeModel):
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
                  prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False,
-                 allreduce_extra_s: float = 0.0) -> None:
+                 allreduce_extra_s: float = 0.0, mixed_decode_attn_scale: float = 1.0) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
                         ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
-                        ("kernel_scale", kernel_scale), ("allreduce_extra_s", allreduce_extra_s)):
+                        ("kernel_scale", kernel_scale), ("allreduce_extra_s", allreduce_extra_s),
+                        ("mixed_decode_attn_scale", mixed_decode_attn_scale)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
@@ -387,6 +400,10 @@ class KernelStepTime(StepTimeModel):
         # neither the release factor nor a fitted linear_scale multiplies it
         self.allreduce_extra_s = float(allreduce_extra_s)
         self.allreduce_latency_s = 0.0  # the engine latency it came from (kernel_step_time sets it)
+        # decode attention in a step that also prefills, against a decode-only step's (the tables'): an engine whose
+        # attention kernel runs such a batch in one launch without packing a KV head's query heads reads each KV head
+        # once per query head (EngineKernels.unpacked_gqa_mixed_steps); 1: as in a decode-only step
+        self.mixed_decode_attn_scale = float(mixed_decode_attn_scale)
         ks = self.kernel_scale * MS
         self.label = label
         self.source_file = ""  # the tables file and its sha256 (for a run's provenance), set by kernel_step_time
@@ -495,7 +512,7 @@ class KernelStepTime(StepTimeModel):
                 + self._on_tokens(self._lg, self._lg_k, b + 1))
         if b:
             _, att, k = self._rows.get(b) or self._row(b)
-            step += self._attention(att, k, kv / b)
+            step += self.mixed_decode_attn_scale * self._attention(att, k, kv / b)
         if pairs > 0.0:
             step += self._prefill_attention(prefill, pairs)
         return step
@@ -531,7 +548,8 @@ class KernelStepTime(StepTimeModel):
         out["logits"] = self._on_tokens(self._lg, self._lg_k, b + 1 if prefill else b)
         if b:
             _, att, k = self._row(b)
-            out["decode_attention"] = self._attention(att, k, kv / b)
+            scale = self.mixed_decode_attn_scale if prefill else 1.0
+            out["decode_attention"] = scale * self._attention(att, k, kv / b)
         if prefill and pairs > 0.0:
             out["prefill_attention"] = self._prefill_attention(prefill, pairs)
         if prefill:  # the GPU waits for the host's kernel launches of an eager prefill forward

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simfactory.config.loader import record_read
 from simfactory.config.profile import (
+    EngineKernels,
     EnginePreset,
     HardwareProfile,
     KernelsStepTime,
@@ -192,6 +193,17 @@ def same_shape_models(arch: ModelArch, sku: str, dirs: list[Path],
     return [m for m, ref in refs.items() if ref is not None and arch.runs_like(ref)]
 
 
+def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, attention_tp: int) -> float:
+    """What decode attention costs in a step that also prefills over a decode-only step's, on an engine and SKU
+    whose attention kernel reads each KV head once per query head there (EngineKernels.unpacked_gqa_mixed_steps):
+    a rank's query heads per KV head (a KV head replicated over ranks when there are fewer than the TP size)."""
+    if k is None or k.unpacked_gqa_mixed_steps is None or sku not in k.unpacked_gqa_mixed_steps.skus:
+        return 1.0
+    q_heads = max(1, arch.heads // attention_tp)
+    kv_heads = max(1, arch.kv_heads // attention_tp)
+    return max(1.0, q_heads / kv_heads)
+
+
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None, fit: KernelsStepTime | None = None, prefill_role: bool = False,
@@ -220,6 +232,7 @@ def kernel_model(
     else:
         version = None
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
+    terms["mixed_decode_attn_scale"] = unpacked_gqa_scale(k, profile.sku, arch, d.tp // d.dp_attention)
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
