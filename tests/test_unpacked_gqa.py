@@ -52,7 +52,9 @@ def test_only_decode_attention_in_a_step_that_also_prefills_is_scaled():
     ("vllm-0.11", "a100-80gb", "llama-3.1-70b", 2, 8.0),  # 32 over 4 a rank
     ("vllm-0.11", "a100-80gb", "qwen3-235b-a22b", 8, 8.0),  # 4 KV heads over 8 ranks: one replicated, 8 query heads
     ("vllm-0.11", "h100-sxm", "qwen3-14b", 1, 1.0),  # FlashAttention 3 packs them
-    ("vllm", "a100-80gb", "qwen3-14b", 1, 1.0),  # later releases: not checked, not applied
+    ("vllm", "a100-80gb", "qwen3-14b", 1, 5.0),  # later releases too (v0.13.0, v0.24.0: the same single launch)
+    ("vllm", "l40s", "qwen3-8b", 1, 4.0),  # Ada: FlashAttention 2 as well; 32 over 8
+    ("vllm-0.6", "a100-80gb", "qwen3-14b", 1, 1.0),  # V0: prompts and decodes in separate launches
     ("sglang-0.5", "a100-80gb", "qwen3-14b", 1, 1.0),  # FlashInfer
 ])
 def test_the_factor_is_the_ranks_query_heads_per_kv_head_where_the_engine_runs_that_kernel(engine, sku, model, tp,
