@@ -538,16 +538,15 @@ def merge_into(existing: Path, fresh: dict, model_ids: set[str], frameworks: set
     own, every other record, the MoE section and the header kept as they are (a `merged` entry says what came in
     when). Refused where the fresh run read another SDK or framework versions: one file holds one SDK's tables."""
     doc = read_doc(existing)
-    for key in ("sdk", "frameworks", "grids", "format"):
-        if fresh.get(key) != doc.get(key) and not (key == "frameworks" and all(
-                doc["frameworks"].get(fw) == v for fw, v in fresh["frameworks"].items())):
-            raise SystemExit(f"{existing}: its {key} differs from this run's; derive the whole file instead")
-    ours = {m for m in model_ids if m in fresh["models"]}
+    differ = [key for key in ("sdk", "grids", "format") if fresh.get(key) != doc.get(key)]
+    differ += ["frameworks"] if any(doc["frameworks"].get(fw) != v for fw, v in fresh["frameworks"].items()) else []
+    if differ:  # the run's frameworks may be a subset of the file's, at the file's versions
+        raise SystemExit(f"{existing}: its {', '.join(differ)} differs from this run's; derive the whole file instead")
 
     def kept(rec: dict) -> bool:
         return not (rec["model"] in model_ids and rec["framework"] in frameworks)
 
-    doc["models"] = {**{m: v for m, v in doc["models"].items() if m not in ours}, **fresh["models"]}
+    doc["models"] = {**doc["models"], **fresh["models"]}
     doc["linear"] = [r for r in doc["linear"] if kept(r)] + fresh["linear"]
     doc["attention"] = [r for r in doc["attention"] if kept(r)] + fresh["attention"]
     # derive_system's refusals name the model, then the framework ("m fw ..." or "m fw: ..."), or its missing config

@@ -150,11 +150,10 @@ def preset_kernels(engine: str) -> Any:
     return preset.kernels if preset is not None else None
 
 
-def kernel_framework(engine: str) -> tuple[str, float]:
-    """The kernel framework an engine preset runs (engines.yaml kernels.framework) and its release factor on the
-    tables' times (1 without one); a name that is no shipped preset with kernels is passed on as is (a framework:
-    vllm, sglang, trtllm)."""
-    kernels = preset_kernels(engine)
+def kernel_framework(engine: str, kernels: Any) -> tuple[str, float]:
+    """The kernel framework an engine preset runs (its kernels section, preset_kernels: engines.yaml
+    kernels.framework) and its release factor on the tables' times (1 without one); a name that is no shipped preset
+    with kernels (None) is passed on as is (a framework: vllm, sglang, trtllm)."""
     if kernels is None:
         return engine, 1.0
     release = kernels.release_factor
@@ -194,7 +193,8 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
-    framework, kernel_scale = kernel_framework(engine)
+    preset = preset_kernels(engine)
+    framework, kernel_scale = kernel_framework(engine, preset)
     kernels = None
     if arch is not None and not redefined(arch):  # a user's own model under a shipped id has no tables of its own
         # the folders the tables are read from, as hardware/kernels.py reads them (None: the shipped ones; a list,
@@ -202,7 +202,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
         kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
-                                 kernel_scale, twins, unpacked_gqa_scale(preset_kernels(engine), sku, arch, tp))
+                                 kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp))
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

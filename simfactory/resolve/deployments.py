@@ -82,7 +82,8 @@ def _resolve_deployment(
     if kv is None:
         return None
     kv_tokens, kv_blocks = kv
-    warnings.extend(_short_pool_warning(d, at, arch, kv_tokens, fname))
+    max_model_len = d.max_model_len or arch.max_context_tokens
+    warnings.extend(_short_pool_warning(d, at, max_model_len, kv_tokens, fname))
     try:
         step_time, label = choose_step_time(d, profile, arch, lk.profile_dirs, kv_dtype, preset, at, fname,
                                             prefill_role, models=lk.models)
@@ -105,7 +106,7 @@ def _resolve_deployment(
     rd = ResolvedDeployment(
         index=index, config=d, pool=pools[d.pool], profile=profile, arch=arch, step_time=step_time,
         step_time_source=label, memory=mem, kv_capacity_tokens=kv_tokens, kv_blocks=kv_blocks,
-        max_model_len=d.max_model_len or arch.max_context_tokens, engine_preset=preset,
+        max_model_len=max_model_len, engine_preset=preset,
     )
     if d.disaggregated is None:
         return rd
@@ -327,11 +328,10 @@ def _kv_capacity(
     return kv_tokens, kv_blocks
 
 
-def _short_pool_warning(d: Deployment, at: str, arch: ModelArch, kv_tokens: int, fname: str) -> list[str]:
-    """A KV pool that cannot hold one request of max_model_len tokens: vLLM refuses to start such a server
-    (check_enough_kv_cache_memory, vllm/v1/core/kv_cache_utils.py), SGLang and TensorRT-LLM start but cannot serve
-    such a request; the run goes on, its longest requests refused."""
-    max_len = d.max_model_len or arch.max_context_tokens
+def _short_pool_warning(d: Deployment, at: str, max_len: int, kv_tokens: int, fname: str) -> list[str]:
+    """A KV pool that cannot hold one request of max_len (the deployment's max_model_len, else the model's context):
+    vLLM refuses to start such a server (check_enough_kv_cache_memory, vllm/v1/core/kv_cache_utils.py), SGLang and
+    TensorRT-LLM start but cannot serve such a request; the run goes on, its longest requests refused."""
     if kv_tokens >= max_len:
         return []
     whose = "" if d.max_model_len else " (the model's context: max_model_len is not set)"
