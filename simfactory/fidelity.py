@@ -217,6 +217,11 @@ class FidelitySuite(BaseModel):
     max_num_batched_tokens: PositiveInt | None = Field(
         default=None, description="every point's per-step token budget unless the point sets its own; absent: the "
                                   "engine preset's default for the point's device")
+    repeat_of: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="another suite, in a file of that name (.yaml) beside this one, whose points measured some of "
+                    "this suite's setups again (same engine, GPUs, model, client and conditions): the fidelity report "
+                    "shows how far the two measurements differ, a floor under any forecast's error")
     requests_per_client: PositiveInt | None = Field(
         default=None,
         description="concurrency points run as the benchmark ran them: the C clients start together, send "
@@ -508,11 +513,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
     runs: dict[tuple[Any, ...], tuple[dict[str, float], str]] = {}
     for p in suite.points:
         one_batch = p.metric == "batch_latency_s"
-        key = (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.rate_per_s,
-               p.max_num_seqs, one_batch,
-               p.max_num_batched_tokens, p.requests, json.dumps(p.deployment, sort_keys=True),
-               p.bench_serving and p.bench_serving.model_dump_json(),
-               *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
+        key = setup_key(p)
         if key not in runs:
             tokens = p.max_num_batched_tokens or suite.max_num_batched_tokens
             if p.rate_per_s:
@@ -538,6 +539,50 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
         if on_point:
             on_point(len(out), len(suite.points))
     return out
+
+
+def setup_key(p: FidelityPoint) -> tuple[Any, ...]:
+    """What a point's simulation depends on: points with equal keys share one run, and two suites' points with
+    equal keys and metrics measured the same thing."""
+    return (p.sku, p.model, p.dtype, p.tp, p.input_tokens, p.output_tokens, p.concurrency, p.rate_per_s,
+            p.max_num_seqs, p.metric == "batch_latency_s", p.max_num_batched_tokens, p.requests,
+            json.dumps(p.deployment, sort_keys=True), p.bench_serving and p.bench_serving.model_dump_json(),
+            *(d and d.model_dump_json() for d in (p.input_distribution, p.output_distribution)))
+
+
+def load_repeat(path: Path, suite: FidelitySuite) -> FidelitySuite | None:
+    """The suite a suite names as its repeat_of, from the file of that name beside it (None: it names none)."""
+    if suite.repeat_of is None:
+        return None
+    other_path = path.parent / f"{suite.repeat_of}.yaml"
+    if not other_path.is_file():
+        raise InputError(str(path), "repeat_of", f"no suite file {other_path.name} beside this one")
+    other = load_suite(other_path)
+    if other.name != suite.repeat_of:
+        raise InputError(str(path), "repeat_of", f"{other_path.name} holds suite {other.name!r}, not "
+                         f"{suite.repeat_of!r}")
+    return other
+
+
+def measurement_spread(suite: FidelitySuite, other: FidelitySuite, file: str = "") -> dict[str, Any]:
+    """How far `other`'s measurements of this suite's setups are from this suite's: the MAPE and the optimism (mean
+    error signed as PointResult.optimism) the other measurement would score as this suite's forecast, over the points
+    both measured (same setup_key and metric), and per metric. No forecast can be expected to beat it by much."""
+    theirs = {(setup_key(p), p.metric): p.measured for p in other.points}
+    pairs: dict[str, list[PointResult]] = {}
+    for p in suite.points:
+        if (key := (setup_key(p), p.metric)) in theirs:
+            pairs.setdefault(p.metric, []).append(PointResult(suite.name, p.id, p.metric, p.measured, theirs[key], ""))
+    if not pairs:
+        raise InputError(file or f"fidelity suite {suite.name}", "repeat_of",
+                         f"no point of {other.name} measures a setup and metric of this suite")
+
+    def stats(rs: list[PointResult]) -> dict[str, Any]:
+        return {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs),
+                "optimism": sum(r.optimism for r in rs) / len(rs)}
+
+    return {"repeat_of": other.name, **stats([r for rs in pairs.values() for r in rs]),
+            "by_metric": {m: stats(rs) for m, rs in pairs.items()}}
 
 
 def source_kind(label: str) -> str:
