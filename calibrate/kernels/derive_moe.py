@@ -111,7 +111,56 @@ MLA_MODELS = {"deepseek-r1", "deepseek-v3", "kimi-k2"}
 # copy of its systems data in which each vLLM gemm_perf.parquet's fp8_block rows are SGLang's (vllm_gemm_systems).
 VLLM_BLOCK_FP8_FROM = "sglang"
 
+# SGLang before 0.5.8 runs an unquantized (BF16) MoE layer with its Triton fused_moe kernel on every GPU: 0.5.6.post1's
+# UnquantizedFusedMoEMethod.create_moe_runner picks MoeRunnerBackend.TRITON, and its server_args switch Qwen3-MoE to
+# flashinfer_trtllm on sm100 only for fp8 / modelopt_fp4 checkpoints; from 0.5.8 a BF16 checkpoint
+# (quantization None) gets flashinfer_trtllm there too. The SDK's sglang tables (0.5.14) time BF16 MoE on Blackwell
+# with flashinfer_trtllm. Where the SDK also measured the Triton fused_moe kernel for a SKU and expert shape (its
+# vLLM tables, kernel_source vllm_fused_moe: the kernel SGLang's fused_moe_triton was forked from, with vLLM's tuned
+# configs), a BF16 sglang record gets a second curve, linear_ms_triton_moe, composed with those rows in place of
+# flashinfer_trtllm's: the `triton_bf16_moe` engine presets read it (hardware/kernels.py).
+TRITON_MOE_KERNEL = "vllm_fused_moe"
+SHAPE = ["hidden_size", "inter_size", "num_experts", "topk"]
+
 log = logging.getLogger("derive_moe")
+
+
+def triton_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of `systems` (links) whose current sglang MoE tables on SKUs where SGLang times BF16 MoE with another
+    kernel take, for every expert shape the newest vLLM table measured with Triton fused_moe, those BF16 rows instead
+    (module comment above TRITON_MOE_KERNEL); and, per SDK system changed, where the rows came from."""
+    import pandas as pd
+    from aiconfigurator_core.sdk.perf_database import get_version_slots
+
+    dst = work / "systems"
+    shutil.copytree(systems, dst, symlinks=True)
+    changed: dict[str, str] = {}
+    for system in sorted(set(SYSTEMS.values())):
+        version = (get_version_slots(system, "sglang") or {}).get("current")
+        target = dst / "data" / system / "moe" / "sglang" / str(version) / "moe_perf.parquet"
+        if version is None or not target.exists():
+            continue
+        sg = pd.read_parquet(target)
+        bf16 = sg[sg.moe_dtype == "bfloat16"]
+        if bf16.empty or bf16.kernel_source.str.contains("triton").all():
+            continue  # no BF16 rows, or already the Triton kernel's (Hopper)
+        for path in sorted(glob.glob(str(dst / "data" / system / "moe" / "vllm" / "*" / "moe_perf.parquet")),
+                           key=lambda q: tuple(int(x) for x in Path(q).parent.name.split(".")[:3]), reverse=True):
+            v = pd.read_parquet(path)
+            v = v[(v.kernel_source == TRITON_MOE_KERNEL) & (v.moe_dtype == "bfloat16")].copy()
+            if v.empty:
+                continue
+            shapes = set(map(tuple, v[SHAPE].values.tolist()))
+            drop = (sg.moe_dtype == "bfloat16") & sg[SHAPE].apply(tuple, axis=1).isin(shapes)
+            for col in ("framework", "version", "device"):
+                v[col] = sg[col].iloc[0]
+            origin = f"vllm {Path(path).parent.name}"
+            v["kernel_source"] = f"{origin}: " + v["kernel_source"].astype(str)
+            target.unlink()  # a link into the SDK's data: replaced, never written through
+            pd.concat([sg[~drop], v[sg.columns]], ignore_index=True).to_parquet(target)
+            changed[system] = f"{origin} {TRITON_MOE_KERNEL} rows ({len(shapes)} expert shapes)"
+            break
+    return dst, changed
 
 
 def vllm_gemm_systems(work: Path) -> Path:
@@ -266,8 +315,21 @@ def derive_record(h) -> tuple[dict, dict, float]:
     return lin, att, worst
 
 
+def triton_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, kv: str,
+                 triton: Path, tag: dict, anomalies: list[dict]) -> dict:
+    """A BF16 sglang record's linear_ms_triton_moe (triton_moe_systems), or nothing where the Triton rows do not
+    cover the layout's expert split."""
+    try:
+        lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, "bf16", kv, systems=triton))
+    except Exception as e:  # the SDK has no Triton rows for this split: the record keeps one curve
+        log.info("%s %s %s: no Triton fused_moe curve (%s)", system, arch_id, layout, type(e).__name__)
+        return {}
+    curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], "linear_ms_triton_moe", tag, anomalies)
+    return {"linear_ms_triton_moe": [sig(x) for x in curve]}
+
+
 def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], systems: Path | None = None,
-               frameworks: tuple[str, ...] = FRAMEWORKS) -> dict:
+               frameworks: tuple[str, ...] = FRAMEWORKS, triton: tuple[Path, dict[str, str]] | None = None) -> dict:
     from aiconfigurator_core.sdk.perf_database import get_version_slots
 
     system = SYSTEMS[sku]
@@ -321,8 +383,12 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                 tables["linear_ms"], lambda: static_fp8_one_token_ms(
                                     h, cfg, system, fw, versions[fw], layout, arch.id, d, kv, systems),
                                 refused, f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}")
+                            extra = (triton_curve(cfg, system, versions[fw], layout, arch.id, kv, triton[0],
+                                                  {**tag, "dtype": d}, anomalies)
+                                     if triton is not None and system in triton[1] and fw == "sglang" and d == "bf16"
+                                     else {})
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
-                                           **{k: [sig(x) for x in v] for k, v in tables.items()}, **static})
+                                           **{k: [sig(x) for x in v] for k, v in tables.items()}, **static, **extra})
                         arec = {**key, "kv_dtype": kv}
                         if not any(all(r.get(k) == v for k, v in arec.items()) for r in attention):
                             atag = {**tag, "dtype": f"kv {kv}"}
@@ -377,6 +443,12 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                          "prefills MLA as FlashAttention-3 MHA on Hopper, the SDK's sglang rows time "
                                          "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
                                          if mha else None),
+                  "triton_bf16_moe": (f"BF16 sglang records with linear_ms_triton_moe: the MoE layers priced with "
+                                      f"{triton[1][system]} (SGLang before 0.5.8 runs BF16 MoE on Triton fused_moe; "
+                                      "calibrate/kernels/derive_moe.py, TRITON_MOE_KERNEL)"
+                                      if triton is not None and system in triton[1]
+                                      and any("linear_ms_triton_moe" in r for r in doc["linear"])
+                                      else old.get("triton_bf16_moe")),
                   "refused": kept + refused}
     write_doc(doc, path)
     return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
@@ -396,9 +468,10 @@ def main(argv: list[str] | None = None) -> int:
     frameworks = tuple(args.framework or FRAMEWORKS)
     anomalies: list[dict] = []
     systems = vllm_gemm_systems(Path(tempfile.mkdtemp(prefix="aic-systems-")))
+    triton = triton_moe_systems(systems, Path(tempfile.mkdtemp(prefix="aic-triton-")))
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
-        r = derive_sku(sku, models, args.out, anomalies, systems, frameworks)
+        r = derive_sku(sku, models, args.out, anomalies, systems, frameworks, triton)
         print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
               f"prefill within {100 * r['prefill_max_rel_diff']:.1f}% of the SDK, {r['bytes'] / 1e3:.0f} kB, "
               f"{time.perf_counter() - t0:.0f} s")

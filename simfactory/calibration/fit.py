@@ -289,6 +289,7 @@ class KernelsContext:
     # the engine's decode attention in a step that also prefills over a decode-only step's (resolve's
     # unpacked_gqa_scale): a property of the engine's kernel on this SKU, not fitted
     mixed_decode_attn_scale: float = 1.0
+    triton_moe: bool = False  # the engine's BF16 MoE on Triton fused_moe (resolve's triton_moe): not fitted either
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
         """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
@@ -303,6 +304,7 @@ class KernelsContext:
                  else {"overhead_s": 0.0, "kernel_scale": self.kernel_scale})
         overhead_s = terms.pop("overhead_s")
         terms["mixed_decode_attn_scale"] = self.mixed_decode_attn_scale
+        terms["triton_moe"] = self.triton_moe
         for model_id in (self.model, *self.same_shape):  # the first whose tables cover the layout
             model = kernel_step_time(self.arch, model_id, self.sku, self.engine, None, self.dtype, self.kv_dtype,
                                      self.tp, overhead_s, profile_dirs=self.profile_dirs, links=self.links, **terms)

@@ -35,7 +35,7 @@ from simfactory.hardware.collectives import Links
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 from simfactory.resolve.files import load_models
-from simfactory.resolve.step_time import redefined, same_shape_models, unpacked_gqa_scale
+from simfactory.resolve.step_time import redefined, same_shape_models, triton_moe, unpacked_gqa_scale
 
 MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
@@ -202,7 +202,8 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
         kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
-                                 kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp))
+                                 kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp),
+                                 triton_moe(preset, arch, dtype))
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

@@ -712,6 +712,13 @@ class UnpackedGqaMixedSteps(Sourced):
     skus: list[str] = Field(min_length=1, description="the SKUs on which the engine runs that kernel")
 
 
+class TritonBf16Moe(Sourced):
+    """An engine that runs unquantized (BF16) mixture-of-experts layers with the Triton fused_moe kernel where the
+    tables' release runs another (SGLang before 0.5.8 on Blackwell, where 0.5.14's tables time FlashInfer's
+    TensorRT-LLM MoE): BF16 MoE records that carry a Triton curve (linear_ms_triton_moe, derived from the SDK's
+    measured Triton fused_moe rows) are priced with it; the others as the tables hold them."""
+
+
 class AllReduceLatency(Sourced):
     """What one tensor-parallel all-reduce of a one-token message takes in an engine that runs an all-reduce unlike
     the tables' release (TensorRT-engine builds: TensorRT-LLM's all-reduce plugin, unfused, where the tables hold
@@ -787,6 +794,9 @@ class EngineKernels(_Strict):
     unpacked_gqa_mixed_steps: UnpackedGqaMixedSteps | None = Field(
         default=None, description="SKUs on which a step that also prefills reads each KV head once per query head "
                                   "(absent: decode attention as in a decode-only step)")
+    triton_bf16_moe: TritonBf16Moe | None = Field(
+        default=None, description="BF16 MoE layers on the Triton fused_moe kernel: the tables' Triton curve where a "
+                                  "record has one (absent: the MoE kernel the tables' release runs)")
 
 
 class EngineMemory(Sourced):

@@ -18,7 +18,7 @@ from typing import Any
 
 FORMAT = "simfactory-kernel-tables/2"
 FORMATS = ("simfactory-kernel-tables/1", FORMAT)
-CURVES = ("linear_ms", "allreduce_ms", "logits_ms", "ctx_attn_ms")  # one number per grid point
+CURVES = ("linear_ms", "allreduce_ms", "logits_ms", "ctx_attn_ms", "linear_ms_triton_moe")  # one number per grid point
 TABLES = ("decode_attn_ms",)  # one row of numbers per batch size
 SECTIONS = ("linear", "attention")
 

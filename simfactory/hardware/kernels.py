@@ -194,6 +194,8 @@ def _read(path: Path) -> KernelTables:
     def check_linear(name: str, at: str, rec: dict[str, Any]) -> None:
         for col in ("linear_ms", "allreduce_ms", "logits_ms"):
             _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
+        if "linear_ms_triton_moe" in rec:  # optional: BF16 MoE on Triton fused_moe (EngineKernels.triton_bf16_moe)
+            _check_curve(name, f"{at}.linear_ms_triton_moe", rec["linear_ms_triton_moe"], n_t)
 
     def check_attention(name: str, at: str, rec: dict[str, Any]) -> None:
         table = _array(name, f"{at}.decode_attn_ms", rec.get("decode_attn_ms"), (n_b, n_s),
@@ -251,7 +253,7 @@ def kernel_step_time(
     strict_version: bool = False, overhead_per_seq_s: float = 0.0, prefill_overhead_s: float = 0.0,
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
-    allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0,
+    allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -264,6 +266,8 @@ def kernel_step_time(
     kernel_scale: a factor on every kernel time (EngineKernels.release_factor); the overheads are not scaled.
     allreduce_latency_s: the engine's one-token all-reduce (EngineKernels.allreduce_latency; dense TP): its
     allreduce_shortfall_s is added to every step with tokens. For pp == 1; overhead_s is the engine's own cost.
+    triton_moe: the engine runs BF16 MoE layers on Triton fused_moe (EngineKernels.triton_bf16_moe): a record's
+    linear_ms_triton_moe, where it has one, replaces its linear_ms.
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -285,13 +289,15 @@ def kernel_step_time(
     att = tables.attention.get((model_id, framework, tp, dp_attention, ep, kv_dtype))
     if lin is None or att is None:
         return None
-    allreduce_ms, allreduce_note = lin["allreduce_ms"], ""
+    triton = triton_moe and "linear_ms_triton_moe" in lin
+    linear_ms = lin["linear_ms_triton_moe" if triton else "linear_ms"]
+    allreduce_ms, allreduce_note = lin["allreduce_ms"], "; MoE layers on Triton fused_moe (the tables' curve)" * triton
     bus = (links.measured_allreduce_bytes_per_s(tp)
            if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
     if bus is not None:
         assert links is not None
         allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
-        allreduce_note = f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
+        allreduce_note += f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
     allreduce_extra_s = 0.0  # per step: every all-reduce's shortfall against the engine's latency
     if tp > 1 and dp_attention == ep == 1 and bus is None:
         allreduce_extra_s = allreduce_shortfall_s(allreduce_ms, arch.layers, allreduce_latency_s, kernel_scale)
@@ -309,7 +315,7 @@ def kernel_step_time(
                                                     if overhead_per_seq_s else "") + " engine overhead")
     label += _terms_note(prefill_floor_s, mixed_decode_attn_scale, linear_scale, prefill_attn_scale,
                          prefill_overhead_s)
-    model = KernelStepTime(tables.grids, lin["linear_ms"], allreduce_ms, lin["logits_ms"],
+    model = KernelStepTime(tables.grids, linear_ms, allreduce_ms, lin["logits_ms"],
                            att["decode_attn_ms"], att["ctx_attn_ms"], overhead_s, label, overhead_per_seq_s,
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,

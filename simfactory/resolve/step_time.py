@@ -204,6 +204,12 @@ def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, atten
     return max(1.0, q_heads / kv_heads)
 
 
+def triton_moe(k: EngineKernels | None, arch: ModelArch, dtype: str) -> bool:
+    """Whether a deployment's MoE layers run on Triton fused_moe where the tables' release runs another kernel:
+    the engine says so for BF16 MoE (EngineKernels.triton_bf16_moe) and the deployment is a BF16/FP16 MoE model."""
+    return k is not None and k.triton_bf16_moe is not None and arch.is_moe and dtype in ("bf16", "fp16")
+
+
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None, fit: KernelsStepTime | None = None, prefill_role: bool = False,
@@ -233,6 +239,7 @@ def kernel_model(
         version = None
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
     terms["mixed_decode_attn_scale"] = unpacked_gqa_scale(k, profile.sku, arch, d.tp // d.dp_attention)
+    terms["triton_moe"] = triton_moe(k, arch, d.dtype)
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)

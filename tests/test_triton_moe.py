@@ -1,0 +1,95 @@
+"""BF16 MoE layers on Triton fused_moe (EngineKernels.triton_bf16_moe): SGLang before 0.5.8 runs them there, where
+the kernel tables' 0.5.14 rows time FlashInfer's TensorRT-LLM MoE on Blackwell; records with a Triton curve
+(linear_ms_triton_moe, calibrate/kernels/derive_moe.py) are priced with it by the engines that say so, and by
+nothing else."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from conftest import resolved_deployment
+
+from simfactory.calibration.fit import KernelsContext
+from simfactory.config.loader import load_model_file
+from simfactory.config.profile import ModelCatalog
+from simfactory.errors import InputError
+from simfactory.hardware import kernels
+from simfactory.hardware.kernel_file import read_doc
+from simfactory.hardware.kernels import load_kernel_tables
+from simfactory.hardware.step_time import StepLoad
+
+ROOT = Path(__file__).resolve().parents[1]
+QWEN = "qwen3-235b-a22b"
+ONE_TOKEN = StepLoad(0, 1, 1000.0, 0.0)  # one sequence decoding, 1,000 tokens of context
+
+
+def _curves(sku: str = "b200", model: str = QWEN, tp: int = 8) -> tuple[float, float]:
+    """The first grid point (one token) of the sglang BF16 record's two linear curves, in seconds."""
+    t = load_kernel_tables(sku)
+    assert t is not None
+    rec = t.linear[(model, "sglang", tp, 1, 1, "bf16")]
+    return rec["linear_ms"][0] / 1e3, rec["linear_ms_triton_moe"][0] / 1e3
+
+
+def test_sglang_before_0_5_8_prices_bf16_moe_with_the_triton_curve():
+    """Same tables, overhead and front end: the two presets' one-token steps differ by exactly the curves'
+    difference, and only the Triton one says so in its label."""
+    default, triton = _curves()
+    assert triton > default  # Triton fused_moe at one token is slower than FlashInfer's TensorRT-LLM MoE
+    old = resolved_deployment("sglang-0.5", "b200", QWEN, 8, "bf16")
+    new = resolved_deployment("sglang-0.5.8", "b200", QWEN, 8, "bf16")
+    assert old.step_time.step_s(ONE_TOKEN) - new.step_time.step_s(ONE_TOKEN) == pytest.approx(triton - default)
+    assert "MoE layers on Triton fused_moe" in old.step_time_source and "Triton" not in new.step_time_source
+
+
+@pytest.mark.parametrize("sku, dtype", [("b200", "fp8"), ("h200", "bf16")])
+def test_nothing_else_moves(sku, dtype):
+    """FP8 experts run FlashInfer's kernel in both releases; on Hopper the tables' rows are Triton's already (no
+    Triton curve): the presets agree there."""
+    old = resolved_deployment("sglang-0.5", sku, QWEN, 8, dtype)
+    new = resolved_deployment("sglang-0.5.8", sku, QWEN, 8, dtype)
+    assert old.step_time.step_s(ONE_TOKEN) == new.step_time.step_s(ONE_TOKEN)
+    assert "Triton" not in old.step_time_source
+
+
+def test_only_bf16_sglang_records_of_blackwell_carry_a_triton_curve():
+    for path in sorted((ROOT / "hardware_profiles" / "kernels").glob("*.json.gz")):
+        for rec in read_doc(path)["linear"]:
+            if "linear_ms_triton_moe" in rec:
+                assert (rec["framework"], rec["dtype"]) == ("sglang", "bf16"), (path.name, rec["model"])
+                assert path.name.startswith(("b", "gb")), path.name
+
+
+def test_calibration_prices_the_tables_as_resolve_does():
+    """A calibration fit of such a deployment starts from the same Triton curve (KernelsContext.triton_moe)."""
+    arch = next(m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
+                if m.id == QWEN)
+    default, triton = _curves()
+    with_triton, without = (KernelsContext(arch, QWEN, "b200", "sglang", "bf16", "bf16", 8, triton_moe=flag).model_for()
+                            for flag in (True, False))
+    assert with_triton is not None and without is not None
+    assert with_triton.step_s(ONE_TOKEN) - without.step_s(ONE_TOKEN) == pytest.approx(triton - default)
+
+
+def test_a_broken_triton_curve_is_refused_naming_it(tmp_path):
+    src = load_kernel_tables("b200")
+    assert src is not None
+    doc = read_doc(src.path)
+    i = next(i for i, r in enumerate(doc["linear"]) if "linear_ms_triton_moe" in r)
+    bad = copy.deepcopy(doc)
+    bad["linear"][i]["linear_ms_triton_moe"] = bad["linear"][i]["linear_ms_triton_moe"][::-1]
+    folder = tmp_path / "kernels"
+    folder.mkdir()
+    (folder / "test-gpu.json.gz").write_bytes(gzip.compress(json.dumps(bad).encode(), compresslevel=1))
+    kernels._cache.clear()
+    t = load_kernel_tables("test-gpu", [tmp_path])
+    assert t is not None
+    rec = bad["linear"][i]
+    key = (rec["model"], rec["framework"], rec["tp"], rec.get("dp_attention", 1), rec.get("ep", 1), rec["dtype"])
+    with pytest.raises(InputError, match=rf"linear\[{i}\]\.linear_ms_triton_moe: must be non-decreasing"):
+        t.linear[key]
+    kernels._cache.clear()
