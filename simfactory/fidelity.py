@@ -554,6 +554,8 @@ def load_repeat(path: Path, suite: FidelitySuite) -> FidelitySuite | None:
     """The suite a suite names as its repeat_of, from the file of that name beside it (None: it names none)."""
     if suite.repeat_of is None:
         return None
+    if suite.repeat_of == suite.name:
+        raise InputError(str(path), "repeat_of", "names this suite itself: name the suite that measured it again")
     other_path = path.parent / f"{suite.repeat_of}.yaml"
     if not other_path.is_file():
         raise InputError(str(path), "repeat_of", f"no suite file {other_path.name} beside this one")

@@ -60,6 +60,7 @@ def test_a_setup_measured_under_other_conditions_is_not_a_repeat(tmp_path):
 
 @pytest.mark.parametrize("repeat_of, reason", [
     ("missing", "no suite file missing.yaml beside this one"),
+    ("a", "names this suite itself: name the suite that measured it again"),
     ("wrong", "wrong.yaml holds suite 'b', not 'wrong'"),
 ])
 def test_a_wrong_repeat_of_is_one_line_naming_file_and_field(tmp_path, repeat_of, reason):
