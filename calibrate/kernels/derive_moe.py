@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import itertools
 import json
 import logging
 import os
@@ -118,11 +119,19 @@ VLLM_BLOCK_FP8_FROM = "sglang"
 # with flashinfer_trtllm. Where the SDK also measured the Triton fused_moe kernel for a SKU and expert shape (its
 # vLLM tables, kernel_source vllm_fused_moe: the kernel SGLang's fused_moe_triton was forked from, with vLLM's tuned
 # configs), a BF16 sglang record gets a second curve, linear_ms_triton_moe, composed with those rows in place of
-# flashinfer_trtllm's: the `triton_bf16_moe` engine presets read it (hardware/kernels.py).
+# flashinfer_trtllm's (not where SGLang's own rows of the shape are Triton's: Mixtral-8x7B's on B200): the
+# `triton_bf16_moe` engine presets read it (hardware/kernels.py).
 TRITON_MOE_KERNEL = "vllm_fused_moe"
 SHAPE = ["hidden_size", "inter_size", "num_experts", "topk"]
 
 log = logging.getLogger("derive_moe")
+
+
+def release_key(path: str) -> tuple[int, ...]:
+    """A data folder's release (its name, e.g. 0.22.0 or 1.3.0rc20) as numbers for sorting: leading digits of each
+    of its first three parts."""
+    parts = Path(path).parent.name.split(".")[:3]
+    return tuple(int("".join(c for c in itertools.takewhile(str.isdigit, x)) or 0) for x in parts)
 
 
 def triton_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]:
@@ -144,10 +153,12 @@ def triton_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]
         bf16 = sg[sg.moe_dtype == "bfloat16"]
         if bf16.empty or bf16.kernel_source.str.contains("triton").all():
             continue  # no BF16 rows, or already the Triton kernel's (Hopper)
+        own_triton = set(map(tuple, bf16[bf16.kernel_source.str.contains("triton")][SHAPE].values.tolist()))
         for path in sorted(glob.glob(str(dst / "data" / system / "moe" / "vllm" / "*" / "moe_perf.parquet")),
-                           key=lambda q: tuple(int(x) for x in Path(q).parent.name.split(".")[:3]), reverse=True):
+                           key=release_key, reverse=True):
             v = pd.read_parquet(path)
             v = v[(v.kernel_source == TRITON_MOE_KERNEL) & (v.moe_dtype == "bfloat16")].copy()
+            v = v[~v[SHAPE].apply(tuple, axis=1).isin(own_triton)]  # SGLang's own Triton rows, where it has them
             if v.empty:
                 continue
             shapes = set(map(tuple, v[SHAPE].values.tolist()))
@@ -387,6 +398,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                                   {**tag, "dtype": d}, anomalies)
                                      if triton is not None and system in triton[1] and fw == "sglang" and d == "bf16"
                                      else {})
+                            if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:
+                                extra = {}  # the SDK's own rows of this shape are Triton's already
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()}, **static, **extra})
                         arec = {**key, "kv_dtype": kv}
