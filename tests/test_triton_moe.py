@@ -93,3 +93,30 @@ def test_a_broken_triton_curve_is_refused_naming_it(tmp_path):
     with pytest.raises(InputError, match=rf"linear\[{i}\]\.linear_ms_triton_moe: must be non-decreasing"):
         t.linear[key]
     kernels._cache.clear()
+
+
+def _scenario_warnings(tmp_path, engine: str, sku: str, dtype: str = "bf16") -> tuple[list[str], str]:
+    import yaml
+
+    from simfactory.resolve import load_and_resolve
+
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku=sku, count=8, cloud_usd_per_accel_hour=5.0)  # b300 has no shipped price
+    doc["deployments"][0].update(model=QWEN, tp=8, dtype=dtype, engine=engine, replicas=1)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    rs = load_and_resolve(tmp_path / "s.yaml")
+    return [w for w in rs.warnings if "Triton fused_moe" in w], rs.deployments[0].step_time_source
+
+
+def test_where_no_triton_curve_exists_the_stand_in_is_named_and_warned_of(tmp_path):
+    """B300's tables time Qwen3's BF16 experts with FlashInfer's kernel only: an engine that runs Triton there is
+    priced as the tables hold it, its label names the stand-in and the scenario is warned that this is optimistic;
+    an engine that runs the tables' kernel (sglang-0.5.8) and a SKU whose rows are Triton's (H200) are not."""
+    warned, label = _scenario_warnings(tmp_path, "sglang-0.5", "b300")
+    assert len(warned) == 1 and "optimistic" in warned[0] and "b300" in warned[0], warned
+    assert "no Triton fused_moe curve" in label and "sglang_flashinfer_trtllm_moe's rows stand in" in label
+    for engine, sku in (("sglang-0.5.8", "b300"), ("sglang-0.5", "h200"), ("sglang-0.5", "b200")):
+        warned, label = _scenario_warnings(tmp_path, engine, sku)
+        assert warned == [] and "no Triton" not in label, (engine, sku, warned)
+    warned, _ = _scenario_warnings(tmp_path, "sglang-0.5", "b300", "fp8")  # FP8 experts: FlashInfer's in 0.5.6 too
+    assert warned == []

@@ -127,6 +127,24 @@ SHAPE = ["hidden_size", "inter_size", "num_experts", "topk"]
 log = logging.getLogger("derive_moe")
 
 
+def sglang_bf16_moe_kernel(systems: Path | None, system: str, version: str, arch: ModelArch) -> str | None:
+    """The kernel the SDK's current sglang rows time a BF16 MoE layer of this model's expert shape with: triton
+    (fused_moe) or the rows' kernel_source; None where it has no such rows. A BF16 sglang record says so
+    (`moe_kernel`), so that an engine whose BF16 experts run on Triton where no Triton curve exists is told."""
+    import aiconfigurator_core
+    import pandas as pd
+
+    root = systems or Path(aiconfigurator_core.__file__).parent / "systems"
+    path = root / "data" / system / "moe" / "sglang" / version / "moe_perf.parquet"
+    if not path.exists() or not arch.num_experts:
+        return None
+    d = pd.read_parquet(path, columns=["moe_dtype", "kernel_source", *SHAPE])
+    q = d[(d.moe_dtype == "bfloat16") & (d.hidden_size == arch.hidden) & (d.inter_size == arch.intermediate)
+          & (d.num_experts == arch.num_experts) & (d.topk == arch.experts_per_token)]
+    kinds = sorted(set(q.kernel_source))
+    return None if not kinds else "triton" if all("triton" in k for k in kinds) else kinds[0]
+
+
 def release_key(path: str) -> tuple[int, ...]:
     """A data folder's release (its name, e.g. 0.22.0 or 1.3.0rc20) as numbers for sorting: leading digits of each
     of its first three parts."""
@@ -400,6 +418,9 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                      else {})
                             if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:
                                 extra = {}  # the SDK's own rows of this shape are Triton's already
+                            kernel = (sglang_bf16_moe_kernel(systems, system, versions[fw], arch)
+                                      if fw == "sglang" and d == "bf16" else None)
+                            extra.update({"moe_kernel": kernel} if kernel else {})
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()}, **static, **extra})
                         arec = {**key, "kv_dtype": kv}

@@ -289,9 +289,8 @@ def kernel_step_time(
     att = tables.attention.get((model_id, framework, tp, dp_attention, ep, kv_dtype))
     if lin is None or att is None:
         return None
-    triton = triton_moe and "linear_ms_triton_moe" in lin
-    linear_ms = lin["linear_ms_triton_moe" if triton else "linear_ms"]
-    allreduce_ms, allreduce_note = lin["allreduce_ms"], "; MoE layers on Triton fused_moe (the tables' curve)" * triton
+    linear_ms, allreduce_note = linear_curve(lin, triton_moe)
+    allreduce_ms = lin["allreduce_ms"]
     bus = (links.measured_allreduce_bytes_per_s(tp)
            if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
     if bus is not None:
@@ -326,6 +325,24 @@ def kernel_step_time(
     if dp_attention == 1:
         return model
     return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
+
+
+NO_TRITON_CURVE = "no Triton fused_moe curve"  # in a label: the engine's BF16 experts are priced with another kernel
+
+
+def linear_curve(lin: dict[str, Any], triton_moe: bool) -> tuple[list[float], str]:
+    """A linear record's curve for an engine (EngineKernels.triton_bf16_moe: its BF16 experts on Triton fused_moe)
+    and what the label says of it: the record's Triton curve where it has one; where its MoE rows are another kernel's
+    and it has none, its own curve, said to be faster than the engine's."""
+    if not triton_moe:
+        return lin["linear_ms"], ""
+    if "linear_ms_triton_moe" in lin:
+        return lin["linear_ms_triton_moe"], "; MoE layers on Triton fused_moe (the tables' curve)"
+    kernel = lin.get("moe_kernel", "triton")
+    if kernel == "triton":
+        return lin["linear_ms"], ""
+    return lin["linear_ms"], (f"; {NO_TRITON_CURVE} for the engine's BF16 experts here: {kernel}'s rows stand in "
+                              "(faster)")
 
 
 def _terms_note(prefill_floor_s: float, mixed_decode_attn_scale: float, linear_scale: float,
