@@ -62,7 +62,9 @@ ATTRIBUTION = (
     "(http://www.apache.org/licenses/LICENSE-2.0). Changes: resampled on simfactory's grids by "
     "calibrate/kernels/derive.py and forced monotone; TensorRT-LLM FP8 linear layers less what the SDK's static-scale "
     "lane saves at one token (static_fp8_saving_ms); vLLM's block-FP8 GEMMs in the mixture-of-experts records priced "
-    "with SGLang's block-FP8 GEMM rows of the same SKU (calibrate/kernels/derive_moe.py, VLLM_BLOCK_FP8_FROM)."
+    "with SGLang's block-FP8 GEMM rows of the same SKU (calibrate/kernels/derive_moe.py, VLLM_BLOCK_FP8_FROM); "
+    "SGLang's BF16 mixture-of-experts records where the SDK times them with another kernel carry a second curve with "
+    "its Triton fused_moe rows of the same SKU in their place (linear_ms_triton_moe, TRITON_MOE_KERNEL)."
 )
 
 # simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK; B300 and the GB200/GB300 racks
