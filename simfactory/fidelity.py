@@ -541,6 +541,11 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
     return out
 
 
+# the suite-level settings a point's simulation reads besides its own fields (setup_key): two suites' points repeat
+# each other only when these agree too
+SUITE_SETTINGS = ("engine", "engine_version", "max_num_seqs", "max_num_batched_tokens", "requests_per_client")
+
+
 def setup_key(p: FidelityPoint) -> tuple[Any, ...]:
     """What a point's simulation depends on: points with equal keys share one run, and two suites' points with
     equal keys and metrics measured the same thing."""
@@ -570,14 +575,23 @@ def measurement_spread(suite: FidelitySuite, other: FidelitySuite, file: str = "
     """How far `other`'s measurements of this suite's setups are from this suite's: the MAPE and the optimism (mean
     error signed as PointResult.optimism) the other measurement would score as this suite's forecast, over the points
     both measured (same setup_key and metric), and per metric. No forecast can be expected to beat it by much."""
-    theirs = {(setup_key(p), p.metric): p.measured for p in other.points}
+    where = file or f"fidelity suite {suite.name}"
+    differ = [f for f in SUITE_SETTINGS if getattr(suite, f) != getattr(other, f)]
+    if differ:
+        raise InputError(where, "repeat_of", f"{other.name} was simulated with other settings ({', '.join(differ)}): "
+                         "a repeat measures the same setup")
+    theirs: dict[tuple[Any, ...], float] = {}
+    for p in other.points:
+        if (key := (setup_key(p), p.metric)) in theirs:
+            raise InputError(where, "repeat_of", f"{other.name} measures one setup and metric twice ({p.id}): "
+                             "which of its values repeats this suite's is ambiguous")
+        theirs[key] = p.measured
     pairs: dict[str, list[PointResult]] = {}
     for p in suite.points:
         if (key := (setup_key(p), p.metric)) in theirs:
             pairs.setdefault(p.metric, []).append(PointResult(suite.name, p.id, p.metric, p.measured, theirs[key], ""))
     if not pairs:
-        raise InputError(file or f"fidelity suite {suite.name}", "repeat_of",
-                         f"no point of {other.name} measures a setup and metric of this suite")
+        raise InputError(where, "repeat_of", f"no point of {other.name} measures a setup and metric of this suite")
 
     def stats(rs: list[PointResult]) -> dict[str, Any]:
         return {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs),

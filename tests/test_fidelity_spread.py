@@ -109,3 +109,29 @@ def test_shipped_repeats_pair_up():
         assert other.repeat_of == suite.name
         assert measurement_spread(suite, other)["points"] >= 1
     assert named >= 2
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"engine": "sglang-0.5"}, "b was simulated with other settings (engine)"),
+    ({"max_num_batched_tokens": 2048, "requests_per_client": 3},
+     "b was simulated with other settings (max_num_batched_tokens, requests_per_client)"),
+])
+def test_suites_run_under_other_settings_are_not_repeats(tmp_path, change, reason):
+    """The suite-level settings a simulation reads (SUITE_SETTINGS) must agree too: the field promises the same
+    engine and client."""
+    pa = _pair(tmp_path)
+    doc = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({**doc, **change}))
+    suite = load_suite(pa)
+    with pytest.raises(InputError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        measurement_spread(suite, load_repeat(pa, suite), str(pa))
+
+
+def test_a_repeat_that_measures_one_setup_twice_is_ambiguous(tmp_path):
+    pa = _pair(tmp_path)
+    doc = yaml.safe_load((tmp_path / "b.yaml").read_text())
+    doc["points"].append({**doc["points"][0], "id": "again-t1-twice", "measured": 1300.0})
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(doc))
+    suite = load_suite(pa)
+    with pytest.raises(InputError, match="measures one setup and metric twice \\(again-t1-twice\\)"):
+        measurement_spread(suite, load_repeat(pa, suite), str(pa))

@@ -120,3 +120,38 @@ def test_where_no_triton_curve_exists_the_stand_in_is_named_and_warned_of(tmp_pa
         assert warned == [] and "no Triton" not in label, (engine, sku, warned)
     warned, _ = _scenario_warnings(tmp_path, "sglang-0.5", "b300", "fp8")  # FP8 experts: FlashInfer's in 0.5.6 too
     assert warned == []
+
+
+def test_the_presets_say_who_runs_triton():
+    """What calibration's publish and resolve both ask (resolve.step_time.triton_moe over the shipped preset's
+    kernels): sglang-0.5's BF16 MoE deployments, not its FP8 ones, not sglang-0.5.8's, not a dense model's."""
+    from simfactory.calibration.microbench import preset_kernels
+    from simfactory.resolve.step_time import triton_moe
+
+    models = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
+    old, new = preset_kernels("sglang-0.5"), preset_kernels("sglang-0.5.8")
+    assert triton_moe(old, models[QWEN], "bf16") and triton_moe(old, models[QWEN], "fp16")
+    assert not triton_moe(old, models[QWEN], "fp8") and not triton_moe(new, models[QWEN], "bf16")
+    assert not triton_moe(old, models["llama-3.1-70b"], "bf16")
+
+
+def test_a_calibrated_fit_is_not_warned_of_the_stand_in(tmp_path):
+    """The warning is for the prior: a label that is a calibrated entry's (it does not start as the prior's does)
+    carries the note but no warning."""
+    import yaml
+
+    from simfactory.resolve import load_and_resolve
+    from simfactory.resolve.deployments import _step_time_warnings
+    from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
+
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="b300", count=8, cloud_usd_per_accel_hour=5.0)
+    doc["deployments"][0].update(model=QWEN, tp=8, dtype="bf16", engine="sglang-0.5", replicas=1)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    note = d.step_time_source.split(MEASURED_KERNELS_LABEL, 1)[1]
+    args = (d.config, "deployments[0]", "s.yaml", d.profile, d.arch)
+    dirs = [ROOT / "hardware_profiles"]
+    warned = [w for w in _step_time_warnings(*args, MEASURED_KERNELS_LABEL + note, dirs) if "Triton" in w]
+    fitted = [w for w in _step_time_warnings(*args, "my-fit (profiles/x.yaml): " + note, dirs) if "Triton" in w]
+    assert "no Triton fused_moe curve" in note and len(warned) == 1 and fitted == []

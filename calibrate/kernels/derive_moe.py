@@ -141,8 +141,8 @@ def sglang_bf16_moe_kernel(systems: Path | None, system: str, version: str, arch
     d = pd.read_parquet(path, columns=["moe_dtype", "kernel_source", *SHAPE])
     q = d[(d.moe_dtype == "bfloat16") & (d.hidden_size == arch.hidden) & (d.inter_size == arch.intermediate)
           & (d.num_experts == arch.num_experts) & (d.topk == arch.experts_per_token)]
-    kinds = sorted(set(q.kernel_source))
-    return None if not kinds else "triton" if all("triton" in k for k in kinds) else kinds[0]
+    kinds = sorted(set(q.kernel_source.dropna()))
+    return None if not kinds else next((k for k in kinds if "triton" not in k), "triton")
 
 
 def release_key(path: str) -> tuple[int, ...]:
@@ -345,13 +345,17 @@ def derive_record(h) -> tuple[dict, dict, float]:
 
 
 def triton_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, kv: str,
-                 triton: Path, tag: dict, anomalies: list[dict]) -> dict:
-    """A BF16 sglang record's linear_ms_triton_moe (triton_moe_systems), or nothing where the Triton rows do not
-    cover the layout's expert split."""
+                 triton: Path, tag: dict, anomalies: list[dict], refused: list[str]) -> dict:
+    """A BF16 sglang record's linear_ms_triton_moe (triton_moe_systems), or nothing, with the reason among the
+    refusals, where the SDK has no Triton rows for the layout's expert split (any other error stops the run)."""
+    from aiconfigurator_core.sdk.errors import PerfDataNotAvailableError
+
     try:
         lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, "bf16", kv, systems=triton))
-    except Exception as e:  # the SDK has no Triton rows for this split: the record keeps one curve
-        log.info("%s %s %s: no Triton fused_moe curve (%s)", system, arch_id, layout, type(e).__name__)
+    except PerfDataNotAvailableError as e:  # the record keeps one curve; the header says why it has no second
+        devices, dp, ep = layout
+        refused.append(f"{arch_id} sglang bf16/{kv} TP{devices} DP{dp} EP{ep}: no Triton fused_moe curve "
+                       f"({type(e).__name__}: {str(e)[:120]})")
         return {}
     curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], "linear_ms_triton_moe", tag, anomalies)
     return {"linear_ms_triton_moe": [sig(x) for x in curve]}
@@ -413,7 +417,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                     h, cfg, system, fw, versions[fw], layout, arch.id, d, kv, systems),
                                 refused, f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}")
                             extra = (triton_curve(cfg, system, versions[fw], layout, arch.id, kv, triton[0],
-                                                  {**tag, "dtype": d}, anomalies)
+                                                  {**tag, "dtype": d}, anomalies, refused)
                                      if triton is not None and system in triton[1] and fw == "sglang" and d == "bf16"
                                      else {})
                             if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:

@@ -18,7 +18,7 @@ from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
 from simfactory.resolve.step_time import (
-    ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, entries_of_other_layouts, with_measured_power,
+    MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, entries_of_other_layouts, with_measured_power,
 )
 
 
@@ -200,7 +200,7 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
         warnings.append(f"{fname}: {at}: calibrated step times for {d.model} on {d.engine} TP{d.tp} {d.dtype} exist only "
                         f"for other parallel layouts ({'; '.join(others)}), not this one (dp_attention "
                         f"{d.dp_attention}, ep {d.ep_degree}): an entry prices only the layout it was measured at")
-    if NO_TRITON_CURVE in label:
+    if label.startswith(MEASURED_KERNELS_LABEL) and NO_TRITON_CURVE in label:  # the prior; a fit corrects for it
         warnings.append(f"{fname}: {at}: {d.engine} runs {d.model}'s BF16 experts on Triton fused_moe, which "
                         f"{profile.sku}'s kernel tables hold no timings of for this layout: another MoE kernel's "
                         "rows stand in (the label names it), faster than that one, so step times are optimistic "

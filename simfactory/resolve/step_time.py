@@ -136,7 +136,7 @@ def choose_step_time(
                                         models=models)
         if kernels is not None:
             assert preset is not None and preset.kernels is not None
-            kernels.label = f"measured kernels: {kernels.label} ({d.engine} {preset.kernels.version} prior)"
+            kernels.label = f"{MEASURED_KERNELS_LABEL}{kernels.label} ({d.engine} {preset.kernels.version} prior)"
             return kernels, kernels.label
         if d.step_time_source == "kernels":
             raise InputErrors([InputError(fname, f"{at}.step_time_source", f"no measured kernels: {why_not}")])
@@ -202,6 +202,9 @@ def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, atten
     q_heads = max(1, arch.heads // attention_tp)
     kv_heads = max(1, arch.kv_heads // attention_tp)
     return max(1.0, q_heads / kv_heads)
+
+
+MEASURED_KERNELS_LABEL = "measured kernels: "  # how an uncalibrated kernel-table step time's label starts
 
 
 def triton_moe(k: EngineKernels | None, arch: ModelArch, dtype: str) -> bool:
