@@ -38,6 +38,7 @@ from simfactory.errors import InputError
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
+from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
 from simfactory.sim.prefix_cache import Prefixes
 from simfactory.sim.run import simulate
 from simfactory.traces.replay import ReplayRows
@@ -594,8 +595,7 @@ def measurement_spread(suite: FidelitySuite, other: FidelitySuite, file: str = "
         raise InputError(where, "repeat_of", f"no point of {other.name} measures a setup and metric of this suite")
 
     def stats(rs: list[PointResult]) -> dict[str, Any]:
-        return {"points": len(rs), "mape": sum(abs(r.error) for r in rs) / len(rs),
-                "optimism": sum(r.optimism for r in rs) / len(rs)}
+        return {k: v for k, v in _stats(rs).items() if k in ("points", "mape", "optimism")}
 
     return {"repeat_of": other.name, **stats([r for rs in pairs.values() for r in rs]),
             "by_metric": {m: stats(rs) for m, rs in pairs.items()}}
@@ -603,7 +603,7 @@ def measurement_spread(suite: FidelitySuite, other: FidelitySuite, file: str = "
 
 def source_kind(label: str) -> str:
     """The kind of step-time source a resolved deployment's label names: kernels, roofline, measured, ..."""
-    return "kernels" if label.startswith("measured kernels") else label.split(" (")[0]
+    return "kernels" if label.startswith(MEASURED_KERNELS_LABEL) else label.split(" (")[0]
 
 
 def _stats(rs: list[PointResult]) -> dict[str, Any]:

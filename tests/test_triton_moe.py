@@ -23,6 +23,7 @@ from simfactory.hardware.kernels import load_kernel_tables
 from simfactory.hardware.step_time import StepLoad
 
 ROOT = Path(__file__).resolve().parents[1]
+MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
 QWEN = "qwen3-235b-a22b"
 ONE_TOKEN = StepLoad(0, 1, 1000.0, 0.0)  # one sequence decoding, 1,000 tokens of context
 
@@ -66,10 +67,8 @@ def test_only_bf16_sglang_records_of_blackwell_carry_a_triton_curve():
 
 def test_calibration_prices_the_tables_as_resolve_does():
     """A calibration fit of such a deployment starts from the same Triton curve (KernelsContext.triton_moe)."""
-    arch = next(m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models
-                if m.id == QWEN)
     default, triton = _curves()
-    with_triton, without = (KernelsContext(arch, QWEN, "b200", "sglang", "bf16", "bf16", 8, triton_moe=flag).model_for()
+    with_triton, without = (KernelsContext(MODELS[QWEN], QWEN, "b200", "sglang", "bf16", "bf16", 8, triton_moe=flag).model_for()
                             for flag in (True, False))
     assert with_triton is not None and without is not None
     assert with_triton.step_s(ONE_TOKEN) - without.step_s(ONE_TOKEN) == pytest.approx(triton - default)
@@ -95,7 +94,8 @@ def test_a_broken_triton_curve_is_refused_naming_it(tmp_path):
     kernels._cache.clear()
 
 
-def _scenario_warnings(tmp_path, engine: str, sku: str, dtype: str = "bf16") -> tuple[list[str], str]:
+def _resolved(tmp_path, engine: str, sku: str, dtype: str = "bf16"):
+    """The default scenario with Qwen3-235B-A22B on 8 of `sku`, resolved from a file (its warnings with it)."""
     import yaml
 
     from simfactory.resolve import load_and_resolve
@@ -104,7 +104,11 @@ def _scenario_warnings(tmp_path, engine: str, sku: str, dtype: str = "bf16") -> 
     doc["pools"][0].update(sku=sku, count=8, cloud_usd_per_accel_hour=5.0)  # b300 has no shipped price
     doc["deployments"][0].update(model=QWEN, tp=8, dtype=dtype, engine=engine, replicas=1)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
-    rs = load_and_resolve(tmp_path / "s.yaml")
+    return load_and_resolve(tmp_path / "s.yaml")
+
+
+def _scenario_warnings(tmp_path, engine: str, sku: str, dtype: str = "bf16") -> tuple[list[str], str]:
+    rs = _resolved(tmp_path, engine, sku, dtype)
     return [w for w in rs.warnings if "Triton fused_moe" in w], rs.deployments[0].step_time_source
 
 
@@ -128,27 +132,19 @@ def test_the_presets_say_who_runs_triton():
     from simfactory.calibration.microbench import preset_kernels
     from simfactory.resolve.step_time import triton_moe
 
-    models = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
     old, new = preset_kernels("sglang-0.5"), preset_kernels("sglang-0.5.8")
-    assert triton_moe(old, models[QWEN], "bf16") and triton_moe(old, models[QWEN], "fp16")
-    assert not triton_moe(old, models[QWEN], "fp8") and not triton_moe(new, models[QWEN], "bf16")
-    assert not triton_moe(old, models["llama-3.1-70b"], "bf16")
+    assert triton_moe(old, MODELS[QWEN], "bf16") and triton_moe(old, MODELS[QWEN], "fp16")
+    assert not triton_moe(old, MODELS[QWEN], "fp8") and not triton_moe(new, MODELS[QWEN], "bf16")
+    assert not triton_moe(old, MODELS["llama-3.1-70b"], "bf16")
 
 
 def test_a_calibrated_fit_is_not_warned_of_the_stand_in(tmp_path):
     """The warning is for the prior: a label that is a calibrated entry's (it does not start as the prior's does)
     carries the note but no warning."""
-    import yaml
-
-    from simfactory.resolve import load_and_resolve
     from simfactory.resolve.deployments import _step_time_warnings
     from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
 
-    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
-    doc["pools"][0].update(sku="b300", count=8, cloud_usd_per_accel_hour=5.0)
-    doc["deployments"][0].update(model=QWEN, tp=8, dtype="bf16", engine="sglang-0.5", replicas=1)
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
-    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    d = _resolved(tmp_path, "sglang-0.5", "b300").deployments[0]
     note = d.step_time_source.split(MEASURED_KERNELS_LABEL, 1)[1]
     args = (d.config, "deployments[0]", "s.yaml", d.profile, d.arch)
     dirs = [ROOT / "hardware_profiles"]

@@ -386,6 +386,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
             if versions[fw] is None:
                 refused.append(f"{arch.id} {fw}: no queryable version on {system}")
                 continue
+            bf16_kernel = sglang_bf16_moe_kernel(systems, system, versions[fw], arch) if fw == "sglang" else None
             for layout in layouts:
                 for d in [d for d in DTYPES[arch.id] if d != "fp4" or blackwell]:
                     for kv in ("fp8", "bf16"):
@@ -422,9 +423,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                      else {})
                             if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:
                                 extra = {}  # the SDK's own rows of this shape are Triton's already
-                            kernel = (sglang_bf16_moe_kernel(systems, system, versions[fw], arch)
-                                      if fw == "sglang" and d == "bf16" else None)
-                            extra.update({"moe_kernel": kernel} if kernel else {})
+                            extra.update({"moe_kernel": bf16_kernel} if bf16_kernel and d == "bf16" else {})
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()}, **static, **extra})
                         arec = {**key, "kv_dtype": kv}

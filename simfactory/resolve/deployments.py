@@ -18,7 +18,8 @@ from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.resolve.files import Lookup
 from simfactory.resolve.resolved import ResolvedDeployment
 from simfactory.resolve.step_time import (
-    MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, entries_of_other_layouts, with_measured_power,
+    MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL, choose_step_time, default_factors, entries_of_other_layouts,
+    with_measured_power,
 )
 
 

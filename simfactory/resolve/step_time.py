@@ -9,6 +9,7 @@ from pathlib import Path
 
 from simfactory.config.loader import record_read
 from simfactory.config.profile import (
+    UNQUANTIZED_DTYPES,
     EngineKernels,
     EnginePreset,
     HardwareProfile,
@@ -210,7 +211,7 @@ MEASURED_KERNELS_LABEL = "measured kernels: "  # how an uncalibrated kernel-tabl
 def triton_moe(k: EngineKernels | None, arch: ModelArch, dtype: str) -> bool:
     """Whether a deployment's MoE layers run on Triton fused_moe where the tables' release runs another kernel:
     the engine says so for BF16 MoE (EngineKernels.triton_bf16_moe) and the deployment is a BF16/FP16 MoE model."""
-    return k is not None and k.triton_bf16_moe is not None and arch.is_moe and dtype in ("bf16", "fp16")
+    return k is not None and k.triton_bf16_moe is not None and arch.is_moe and dtype in UNQUANTIZED_DTYPES
 
 
 def kernel_model(
