@@ -9,7 +9,7 @@ import pytest
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelCatalog, RooflineStepTime
-from simfactory.hardware.step_time import GEMMS_PER_LAYER, RooflineModel, StepLoad
+from simfactory.hardware.step_time import RooflineModel, StepLoad, weight_gemms_per_step
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
@@ -28,7 +28,24 @@ def test_each_weight_gemm_adds_its_launch_time_on_every_device(tp, tokens):
     latency = 9e-6
     with_latency = model(PLAIN.model_copy(update={"gemm_latency_s": latency}), tp)
     extra = with_latency.linear_s(tokens) - model(PLAIN, tp).linear_s(tokens)
-    assert extra == pytest.approx(GEMMS_PER_LAYER * MODELS["llama-3.1-70b"].layers * latency, rel=1e-9)
+    assert extra == pytest.approx(4 * MODELS["llama-3.1-70b"].layers * latency, rel=1e-9)
+
+
+@pytest.mark.parametrize(("model_id", "per_layer"), [
+    # DeepSeek-R1: MLA (fused q_a/kv_a, q_b, w_kc, w_vc, o) 5 a layer; 3 dense MLPs of 2; 58 MoE MLPs of router 1 +
+    # experts 2 + shared expert 2
+    ("deepseek-r1", lambda m: 5 * m.layers + 2 * 3 + 5 * (m.layers - 3)),
+    ("qwen3-235b-a22b", lambda m: (2 + 3) * m.layers),  # GQA 2; MoE without shared experts 3
+    ("mixtral-8x7b", lambda m: (2 + 3) * m.layers),
+    ("llama-3.1-70b", lambda m: 4 * m.layers),
+])
+def test_weight_gemm_launches_follow_the_layers_parts(model_id, per_layer):
+    """An MLA MoE layer launches more, smaller GEMMs than a dense GQA layer, and each takes the launch time."""
+    m = MODELS[model_id]
+    assert weight_gemms_per_step(m) == per_layer(m)
+    plain = RooflineModel(m, MI300X.spec, PLAIN, "fp8", "fp8", 8)
+    timed = RooflineModel(m, MI300X.spec, PLAIN.model_copy(update={"gemm_latency_s": 9e-6}), "fp8", "fp8", 8)
+    assert timed.linear_s(1) - plain.linear_s(1) == pytest.approx(per_layer(m) * 9e-6, rel=1e-9)
 
 
 def test_gemm_efficiency_ramps_with_the_steps_tokens():

@@ -131,7 +131,25 @@ class LinearModel(StepTimeModel):
 # not shrink with TP, so a rank's GEMM share shrinks around it. Fitted to the measured kernel tables of H100 and H200
 # (median over TensorRT-LLM, vLLM and SGLang; B200 agrees): python calibrate/kernels/fit_elementwise.py
 ELEMENTWISE_BYTES_PER_HIDDEN = {"16-bit": 17.0, "quantized": 37.0}
-GEMMS_PER_LAYER = 4  # QKV, attention output, gate-up, down: each launched once per layer on every device
+# Weight GEMMs each layer launches on every device (what RooflineStepTime.gemm_latency_s is charged for), by the
+# layer's parts, as SGLang's model code launches them (python/sglang/srt/models/deepseek_v2.py and llama.py, v0.5.6):
+GQA_ATTENTION_GEMMS = 2  # QKV, output
+# fused_qkv_a_proj_with_mqa (or q_proj and kv_a_proj_with_mqa), q_b_proj, the absorbed up-projections w_kc and w_vc
+# (two batched GEMMs around the attention kernel), o_proj (DeepseekV2AttentionMLA.forward_absorb_prepare / _core)
+MLA_ATTENTION_GEMMS = 5
+DENSE_MLP_GEMMS = 2  # gate-up, down
+MOE_MLP_GEMMS = 3  # the router (gate), the experts' grouped gate-up and down (DeepseekV2MoE, Qwen3MoeSparseMoeBlock)
+SHARED_EXPERT_GEMMS = 2  # the shared experts' gate-up and down, beside the routed ones
+
+
+def weight_gemms_per_step(arch: ModelArch) -> int:
+    """Weight GEMM launches a forward makes on each device: a dense GQA layer 4, a DeepSeek-V3 MoE layer 10 (MLA 5,
+    router 1, experts 2, shared expert 2). Small decode GEMMs take a fixed time each beyond their bytes, so a model
+    with more, smaller GEMMs a layer pays more of it."""
+    attention = MLA_ATTENTION_GEMMS if arch.is_mla else GQA_ATTENTION_GEMMS
+    moe_mlp = MOE_MLP_GEMMS + (SHARED_EXPERT_GEMMS if arch.shared_experts else 0)
+    dense_layers = arch.layers - arch.moe_layers if arch.is_moe else arch.layers
+    return arch.layers * attention + dense_layers * DENSE_MLP_GEMMS + (arch.layers - dense_layers) * moe_mlp
 QUANTIZED_ACTIVATIONS = frozenset({"fp8", "int8", "fp4"})  # GEMMs that quantize their input (int4: weight-only)
 
 
@@ -205,7 +223,7 @@ class RooflineModel(StepTimeModel):
         activations = "quantized" if self.dtype in QUANTIZED_ACTIVATIONS else "16-bit"
         object.__setattr__(self, "elementwise_s_per_token",
                            a.layers * a.hidden * ELEMENTWISE_BYTES_PER_HIDDEN[activations] / self.bandwidth)
-        object.__setattr__(self, "gemm_launches_s", GEMMS_PER_LAYER * a.layers * self.factors.gemm_latency_s)
+        object.__setattr__(self, "gemm_launches_s", weight_gemms_per_step(a) * self.factors.gemm_latency_s)
         object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
         object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
         object.__setattr__(self, "_decode_fixed", {})
