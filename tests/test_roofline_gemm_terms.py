@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import resolved_deployment
 
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import HardwareProfile, ModelCatalog, RooflineStepTime
@@ -35,6 +36,8 @@ def test_each_weight_gemm_adds_its_launch_time_on_every_device(tp, tokens):
     # DeepSeek-R1: MLA (fused q_a/kv_a, q_b, w_kc, w_vc, o) 5 a layer; 3 dense MLPs of 2; 58 MoE MLPs of router 1 +
     # experts 2 + shared expert 2
     ("deepseek-r1", lambda m: 5 * m.layers + 2 * 3 + 5 * (m.layers - 3)),
+    ("kimi-k2", lambda m: 5 * m.layers + 2 * 1 + 5 * (m.layers - 1)),  # DeepSeek-V3's layer kinds, one dense layer
+    ("llama-4-maverick", lambda m: 2 * m.layers + 2 * 24 + 5 * 24),  # every other layer MoE, with a shared expert
     ("qwen3-235b-a22b", lambda m: (2 + 3) * m.layers),  # GQA 2; MoE without shared experts 3
     ("mixtral-8x7b", lambda m: (2 + 3) * m.layers),
     ("llama-3.1-70b", lambda m: 4 * m.layers),
@@ -46,6 +49,30 @@ def test_weight_gemm_launches_follow_the_layers_parts(model_id, per_layer):
     plain = RooflineModel(m, MI300X.spec, PLAIN, "fp8", "fp8", 8)
     timed = RooflineModel(m, MI300X.spec, PLAIN.model_copy(update={"gemm_latency_s": 9e-6}), "fp8", "fp8", 8)
     assert timed.linear_s(1) - plain.linear_s(1) == pytest.approx(per_layer(m) * 9e-6, rel=1e-9)
+
+
+def test_a_model_with_every_expert_active_still_launches_the_router_and_experts():
+    """num_experts == experts_per_token is not sparse (is_moe False) but the engine runs it through its MoE code."""
+    mixtral = MODELS["mixtral-8x7b"]
+    m = mixtral.model_copy(update={"experts_per_token": 8, "active_params_b": mixtral.params_b})
+    assert not m.is_moe and weight_gemms_per_step(m) == (2 + 3) * m.layers
+
+
+@pytest.mark.parametrize(("engine", "fused"), [("sglang-0.5", True), ("sglang", True), ("vllm", False)])
+def test_sglang_runs_deepseeks_shared_expert_inside_the_routed_kernel(engine, fused):
+    """SGLang fuses DeepSeek-V3/R1's one shared expert into the routed experts' kernel (256 routed, one shared):
+    two launches fewer a MoE layer on its roofline; other engines launch them apart."""
+    m = MODELS["deepseek-r1"]
+    d = resolved_deployment(engine, "mi300x", "deepseek-r1", 8, "fp8")
+    assert d.step_time.fused_shared_experts is fused
+    launches = weight_gemms_per_step(m) - (2 * m.moe_layers if fused else 0)
+    assert weight_gemms_per_step(m, fused) == launches
+    assert d.step_time.gemm_launches_s == pytest.approx(launches * MI300X.roofline.gemm_latency_s, rel=1e-12)
+
+
+def test_only_deepseeks_shape_has_its_shared_expert_fused():
+    """Kimi K2 (384 routed experts) and Llama 4 Maverick keep their shared-expert GEMMs on SGLang too."""
+    assert resolved_deployment("sglang", "mi300x", "kimi-k2", 8, "fp8").step_time.fused_shared_experts is False
 
 
 def test_gemm_efficiency_ramps_with_the_steps_tokens():

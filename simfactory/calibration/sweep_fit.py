@@ -264,7 +264,8 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
     floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
     start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
              else default_factors(d.profile, d.engine_preset, floor_s))
-    return _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec))
+    return _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec,
+                                                                   d.engine_preset))
 
 
 KERNEL_BOUNDS = {"overhead_ms": (0.0, 50.0), "per_seq_us": (0.0, 500.0), "log2_linear_scale": (-2.0, 2.0)}

@@ -139,17 +139,22 @@ GQA_ATTENTION_GEMMS = 2  # QKV, output
 MLA_ATTENTION_GEMMS = 5
 DENSE_MLP_GEMMS = 2  # gate-up, down
 MOE_MLP_GEMMS = 3  # the router (gate), the experts' grouped gate-up and down (DeepseekV2MoE, Qwen3MoeSparseMoeBlock)
-SHARED_EXPERT_GEMMS = 2  # the shared experts' gate-up and down, beside the routed ones
+SHARED_EXPERT_GEMMS = 2  # the shared experts' gate-up and down, beside the routed ones (unless fused into them)
 
 
-def weight_gemms_per_step(arch: ModelArch) -> int:
+def weight_gemms_per_step(arch: ModelArch, fused_shared_experts: bool = False) -> int:
     """Weight GEMM launches a forward makes on each device: a dense GQA layer 4, a DeepSeek-V3 MoE layer 10 (MLA 5,
-    router 1, experts 2, shared expert 2). Small decode GEMMs take a fixed time each beyond their bytes, so a model
-    with more, smaller GEMMs a layer pays more of it."""
+    router 1, experts 2, shared expert 2; 8 where the engine runs the shared expert inside the routed experts'
+    kernels, fused_shared_experts). Small decode GEMMs take a fixed time each beyond their bytes, so a model with
+    more, smaller GEMMs a layer pays more of it. The expert pair is counted as two launches whatever the kernel (some
+    fused-MoE kernels run both in one)."""
     attention = MLA_ATTENTION_GEMMS if arch.is_mla else GQA_ATTENTION_GEMMS
-    moe_mlp = MOE_MLP_GEMMS + (SHARED_EXPERT_GEMMS if arch.shared_experts else 0)
-    dense_layers = arch.layers - arch.moe_layers if arch.is_moe else arch.layers
-    return arch.layers * attention + dense_layers * DENSE_MLP_GEMMS + (arch.layers - dense_layers) * moe_mlp
+    shared = SHARED_EXPERT_GEMMS if arch.shared_experts and not fused_shared_experts else 0
+    moe_layers = arch.moe_layers  # an engine launches the router and fused experts even when every expert is active
+    return (arch.layers * attention + (arch.layers - moe_layers) * DENSE_MLP_GEMMS
+            + moe_layers * (MOE_MLP_GEMMS + shared))
+
+
 QUANTIZED_ACTIVATIONS = frozenset({"fp8", "int8", "fp4"})  # GEMMs that quantize their input (int4: weight-only)
 
 
@@ -192,6 +197,7 @@ class RooflineModel(StepTimeModel):
     ep: int = 0
     dp_attention: int = 1
     expert_imbalance: float = 1.0
+    fused_shared_experts: bool = False  # the shared experts run inside the routed experts' kernels (their launches)
 
     def __post_init__(self) -> None:
         # per-device constants of step_s, computed once
@@ -223,7 +229,8 @@ class RooflineModel(StepTimeModel):
         activations = "quantized" if self.dtype in QUANTIZED_ACTIVATIONS else "16-bit"
         object.__setattr__(self, "elementwise_s_per_token",
                            a.layers * a.hidden * ELEMENTWISE_BYTES_PER_HIDDEN[activations] / self.bandwidth)
-        object.__setattr__(self, "gemm_launches_s", weight_gemms_per_step(a) * self.factors.gemm_latency_s)
+        object.__setattr__(self, "gemm_launches_s",
+                           weight_gemms_per_step(a, self.fused_shared_experts) * self.factors.gemm_latency_s)
         object.__setattr__(self, "communicates", tp > 1 or self.pp > 1 or ep > 1)
         object.__setattr__(self, "_links", Links.of(self.spec) if self.communicates else None)
         object.__setattr__(self, "_decode_fixed", {})

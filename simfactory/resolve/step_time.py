@@ -131,7 +131,7 @@ def choose_step_time(
                                               f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
             fitted.label = f"{label}: {fitted.label}"
             return fitted, label
-        return roofline_model(d, profile, arch, kv_dtype, spec), label
+        return roofline_model(d, profile, arch, kv_dtype, spec, preset), label
     if d.step_time_source != "roofline":
         kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, prefill_role=prefill_role,
                                         models=models)
@@ -148,19 +148,29 @@ def choose_step_time(
     release = (f", {d.engine}'s release factor not applied (it scales kernel tables)"
                if preset is not None and preset.kernels is not None and preset.kernels.release_factor is not None else "")
     return (
-        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s)),
+        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s), preset),
         f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release})",
     )
 
 
 def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_dtype: str,
-                   factors: RooflineStepTime) -> RooflineModel:
+                   factors: RooflineStepTime, preset: EnginePreset | None = None) -> RooflineModel:
     """The deployment's roofline with its parallel degrees and expert imbalance (the published default for its
-    ep unless the scenario sets one)."""
+    ep unless the scenario sets one), and the GEMM launches its engine makes (preset None: unfused)."""
     ep = d.ep_degree if arch.is_moe else 1
     imbalance = d.expert_imbalance if d.expert_imbalance is not None else default_expert_imbalance(ep, d.eplb)
     return RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp, ep=ep,
-                         dp_attention=d.dp_attention, expert_imbalance=imbalance)
+                         dp_attention=d.dp_attention, expert_imbalance=imbalance,
+                         fused_shared_experts=fuses_shared_experts(arch, preset, ep))
+
+
+def fuses_shared_experts(arch: ModelArch, preset: EnginePreset | None, ep: int) -> bool:
+    """Whether the engine runs the model's shared expert as one more expert of the routed experts' fused kernel:
+    SGLang does for DeepSeek-V3/R1's shape (256 routed experts, one shared) on CUDA sm80+ and ROCm gfx942+, unless
+    DeepEP dispatches the experts (DeepseekV2ForCausalLM.determine_num_fused_shared_experts, v0.5.6; expert
+    parallelism here is priced as all-to-all dispatch, so left unfused)."""
+    return (preset is not None and preset.kernels is not None and preset.kernels.framework == "sglang"
+            and arch.num_experts == 256 and arch.shared_experts == 1 and ep == 1)
 
 
 def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
