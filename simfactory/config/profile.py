@@ -200,8 +200,7 @@ class Price(Sourced):
 GEMM_LATENCY_FIELD = Field(
     default=0.0, le=0.001, description="fixed time of each weight GEMM launch on a device, seconds (4 a dense "
     "layer: QKV, output, gate-up, down; 10 a DeepSeek-V3 MoE layer: 5 MLA, router, 2 expert, 2 shared-expert, 8 where "
-    "SGLang fuses the shared expert): what "
-    "small decode GEMMs take beyond their bytes (0: none)")
+    "SGLang fuses the shared expert): what small decode GEMMs take beyond their bytes (0: none)")
 GEMM_RAMP_FIELD = Field(
     default=0.0, le=100_000, description="GEMM FLOPs are priced as for this many more tokens than the step has: "
     "efficiency compute_efficiency x M / (M + ramp) at M tokens, as small GEMMs fill few compute units (0: none)")
