@@ -720,6 +720,20 @@ class TritonBf16Moe(Sourced):
     measured Triton fused_moe rows) are priced with it; the others as the tables hold them."""
 
 
+class UntunedBlockFp8Gemm(Sourced):
+    """An engine whose block-scaled FP8 linear layers run a GEMM kernel with one generic configuration on these
+    SKUs (SGLang's aiter Triton gemm_a8w8_blockscale on gfx942 before aiter shipped tuned ones): every call runs
+    `tile` x `tile` output tiles, one workgroup each, each looping over K in `tile`-wide steps of `k_step_s`, at most
+    `compute_units` at a time, so a small-M call takes (K / tile) x k_step_s however few bytes it reads. The roofline
+    charges each such GEMM of an MLA model (the fused q_a/kv_a down-projection, q_b, o_proj) what this exceeds its
+    own price by."""
+
+    skus: list[str] = Field(min_length=1, description="the SKUs on which the engine runs that kernel untuned")
+    tile: PositiveInt = Field(default=128, le=1024, description="BLOCK_SIZE_M = BLOCK_SIZE_N = BLOCK_SIZE_K")
+    k_step_s: float = Field(gt=0, le=1e-3, description="one workgroup's time per K step, seconds")
+    compute_units: PositiveInt = Field(le=4096, description="workgroups that run at once (one per compute unit)")
+
+
 class AllReduceLatency(Sourced):
     """What one tensor-parallel all-reduce of a one-token message takes in an engine that runs an all-reduce unlike
     the tables' release (TensorRT-engine builds: TensorRT-LLM's all-reduce plugin, unfused, where the tables hold
@@ -795,6 +809,9 @@ class EngineKernels(_Strict):
     unpacked_gqa_mixed_steps: UnpackedGqaMixedSteps | None = Field(
         default=None, description="SKUs on which a step that also prefills reads each KV head once per query head "
                                   "(absent: decode attention as in a decode-only step)")
+    untuned_block_fp8_gemm: UntunedBlockFp8Gemm | None = Field(
+        default=None, description="SKUs on which block-FP8 GEMMs run one generic kernel configuration, priced on the "
+                                  "roofline (absent: none)")
     triton_bf16_moe: TritonBf16Moe | None = Field(
         default=None, description="BF16 MoE layers on the Triton fused_moe kernel: the tables' Triton curve where a "
                                   "record has one (absent: the MoE kernel the tables' release runs)")

@@ -155,6 +155,38 @@ def weight_gemms_per_step(arch: ModelArch, fused_shared_experts: bool = False) -
             + moe_layers * (MOE_MLP_GEMMS + shared))
 
 
+def mla_block_fp8_gemm_shapes(arch: ModelArch, attention_devices: int) -> tuple[tuple[int, int], ...]:
+    """(N, K) on one device of an MLA layer's dense linear GEMMs (those a block-scaled FP8 checkpoint runs as
+    block-FP8 GEMMs): the down-projection of q and the KV latent (fused_qkv_a_proj_with_mqa, replicated; q_proj and
+    kv_a_proj_with_mqa without a q latent), q_b_proj and o_proj (split over the attention group's devices). Empty when
+    the catalogue lacks the MLA head widths."""
+    if not arch.is_mla or arch.qk_nope_head_dim is None or arch.v_head_dim is None:
+        return ()
+    latent = (arch.kv_lora_rank or 0) + (arch.qk_rope_head_dim or 0)
+    q_width = arch.heads * (arch.qk_nope_head_dim + (arch.qk_rope_head_dim or 0)) // attention_devices
+    o_proj = (arch.hidden, arch.heads * arch.v_head_dim // attention_devices)
+    if arch.q_lora_rank:
+        return ((arch.q_lora_rank + latent, arch.hidden), (q_width, arch.q_lora_rank), o_proj)
+    return ((q_width, arch.hidden), (latent, arch.hidden), o_proj)
+
+
+@dataclass(frozen=True)
+class UntunedGemms:
+    """GEMMs (N, K on one device) each of `layers` layers runs on a kernel with one generic configuration
+    (EngineKernels.untuned_block_fp8_gemm): a call of M tokens runs ceil(M / tile) x ceil(N / tile) workgroups in
+    waves of compute_units, each taking K / tile steps of k_step_s."""
+
+    shapes: tuple[tuple[int, int], ...]
+    layers: int
+    tile: int
+    k_step_s: float
+    compute_units: int
+
+    def call_s(self, tokens: int, n: int, k: int) -> float:
+        workgroups = math.ceil(tokens / self.tile) * math.ceil(n / self.tile)
+        return math.ceil(workgroups / self.compute_units) * math.ceil(k / self.tile) * self.k_step_s
+
+
 QUANTIZED_ACTIVATIONS = frozenset({"fp8", "int8", "fp4"})  # GEMMs that quantize their input (int4: weight-only)
 
 
@@ -198,6 +230,7 @@ class RooflineModel(StepTimeModel):
     dp_attention: int = 1
     expert_imbalance: float = 1.0
     fused_shared_experts: bool = False  # the shared experts run inside the routed experts' kernels (their launches)
+    untuned_gemms: UntunedGemms | None = None  # GEMMs the engine runs on an untuned kernel here (what they add)
 
     def __post_init__(self) -> None:
         # per-device constants of step_s, computed once
@@ -292,7 +325,22 @@ class RooflineModel(StepTimeModel):
         gemm_tokens = tokens + self.factors.gemm_ramp_tokens if tokens else 0
         return (max(self.flops_per_token * gemm_tokens / self.peak_flops,  # type: ignore[attr-defined]
                     self.weight_bytes_read(tokens) / self.bandwidth)  # type: ignore[attr-defined]
-                + self.elementwise_s_per_token * tokens + self.gemm_launches_s)  # type: ignore[attr-defined]
+                + self.elementwise_s_per_token * tokens + self.gemm_launches_s  # type: ignore[attr-defined]
+                + (self.untuned_extra_s(tokens) if self.untuned_gemms is not None else 0.0))
+
+    def untuned_extra_s(self, tokens: int) -> float:
+        """What the GEMMs run on an untuned kernel (untuned_gemms) take beyond the roofline's price of each: its FLOPs
+        (with the GEMM ramp) or its weight bytes, whichever is slower, plus its launch."""
+        u = self.untuned_gemms
+        if u is None or not tokens:
+            return 0.0
+        gemm_tokens = tokens + self.factors.gemm_ramp_tokens
+        extra = 0.0
+        for n, k in u.shapes:
+            priced = max(2.0 * gemm_tokens * n * k / self.peak_flops,  # type: ignore[attr-defined]
+                         n * k * BYTES_PER_PARAM[self.dtype] / self.bandwidth)  # type: ignore[attr-defined]
+            extra += max(0.0, u.call_s(tokens, n, k) - priced - self.factors.gemm_latency_s)
+        return u.layers * extra
 
     def attention_s(self, pairs: float, kv_tokens: float) -> float:
         """Attention over the cache: the slower of its query-key FLOPs and the KV bytes read (and written for the

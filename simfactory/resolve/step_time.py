@@ -26,7 +26,13 @@ from simfactory.hardware.kernels import (
     FRAMEWORKS, AttentionRanks, KernelStepTime, kernel_step_time, load_kernel_tables,
 )
 from simfactory.hardware.moe import default_expert_imbalance
-from simfactory.hardware.step_time import LinearModel, RooflineModel, StepTimeModel
+from simfactory.hardware.step_time import (
+    LinearModel,
+    RooflineModel,
+    StepTimeModel,
+    UntunedGemms,
+    mla_block_fp8_gemm_shapes,
+)
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve.files import calibrated_entries, load_models
 
@@ -147,10 +153,10 @@ def choose_step_time(
     # a release factor relates a release to the kernel tables' release; the roofline was fitted to other runs
     release = (f", {d.engine}'s release factor not applied (it scales kernel tables)"
                if preset is not None and preset.kernels is not None and preset.kernels.release_factor is not None else "")
-    return (
-        roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s), preset),
-        f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release})",
-    )
+    model = roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s), preset)
+    untuned = (f", block-FP8 GEMMs on {d.engine}'s untuned kernel: +{model.untuned_extra_s(1) * 1e3:.3g} ms a "
+               "one-token step" if model.untuned_gemms is not None else "")
+    return model, f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release}{untuned})"
 
 
 def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_dtype: str,
@@ -161,7 +167,19 @@ def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_
     imbalance = d.expert_imbalance if d.expert_imbalance is not None else default_expert_imbalance(ep, d.eplb)
     return RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp, ep=ep,
                          dp_attention=d.dp_attention, expert_imbalance=imbalance,
-                         fused_shared_experts=fuses_shared_experts(arch, preset, ep))
+                         fused_shared_experts=fuses_shared_experts(arch, preset, ep),
+                         untuned_gemms=untuned_gemms(d, profile.sku, arch, preset))
+
+
+def untuned_gemms(d: Deployment, sku: str, arch: ModelArch, preset: EnginePreset | None) -> UntunedGemms | None:
+    """The GEMMs the engine runs on a kernel with one generic configuration on this SKU (its preset's
+    untuned_block_fp8_gemm): an MLA model's dense linear layers, when its FP8 weights are block-scaled as DeepSeek's
+    FP8 checkpoints are; None elsewhere."""
+    u = preset.kernels.untuned_block_fp8_gemm if preset is not None and preset.kernels is not None else None
+    if u is None or sku not in u.skus or d.dtype != "fp8" or not arch.is_mla:
+        return None
+    shapes = mla_block_fp8_gemm_shapes(arch, max(d.tp // d.dp_attention, 1))
+    return UntunedGemms(shapes, arch.layers, u.tile, u.k_step_s, u.compute_units) if shapes else None
 
 
 def fuses_shared_experts(arch: ModelArch, preset: EnginePreset | None, ep: int) -> bool:
