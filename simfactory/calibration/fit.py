@@ -36,7 +36,7 @@ from simfactory.config.profile import (
 )
 from simfactory.hardware.collectives import Links
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
-from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel, UntunedGemms
 
 FEATURES = ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs")
 LINEAR_FIELDS = ("overhead_s", "s_per_prefill_token", "s_per_decode_seq", "s_per_kv_token", "s_per_attn_pair")
@@ -190,10 +190,12 @@ def linear_from_matrix(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> Linea
 
 
 def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: Spec, dtype: str, kv_dtype: str,
-                 tp: int, sku_default: RooflineDefault | None = None) -> RooflineStepTime:
+                 tp: int, sku_default: RooflineDefault | None = None, fused_shared_experts: bool = False,
+                 untuned_gemms: UntunedGemms | None = None) -> RooflineStepTime:
     """Compute and memory efficiencies in (0, 1], a per-step overhead and, when the training rows hold prefills, a
     prefill floor (RooflineStepTime.prefill_floor_s), for the shipped roofline's shape; the SKU's small-GEMM terms
-    (sku_default) are kept as they are, as the concurrency-sweep fit keeps them."""
+    (sku_default) are kept as they are, as the concurrency-sweep fit keeps them, and so is what the engine's kernels
+    change (fused_shared_experts, untuned_gemms: resolve adds them to the fitted factors)."""
     loads = [ld for ld, keep in zip(_loads(steps), train) if keep]
     y = steps["step_s"].to_numpy(dtype=float)[train]
     with_floor = any(ld.prefill_tokens for ld in loads)
@@ -204,7 +206,8 @@ def fit_roofline(steps: pd.DataFrame, train: np.ndarray, arch: ModelArch, spec: 
         factors = RooflineStepTime(compute_efficiency=float(p[0]), memory_efficiency=float(p[1]),
                                    step_overhead_s=float(p[2]), prefill_floor_s=float(p[3]) if with_floor else 0.0,
                                    **gemm)
-        return RooflineModel(arch, spec, factors, dtype, kv_dtype, tp)
+        return RooflineModel(arch, spec, factors, dtype, kv_dtype, tp, fused_shared_experts=fused_shared_experts,
+                             untuned_gemms=untuned_gemms)
 
     def residuals(p: np.ndarray) -> np.ndarray:
         m = model(p)
@@ -269,6 +272,10 @@ class RooflineContext(NamedTuple):
     kv_dtype: str
     tp: int
     sku_default: RooflineDefault | None = None
+    # the engine's kernels where they change the GEMMs (resolve's fuses_shared_experts and untuned_gemms): kept, not
+    # fitted, so the fitted factors are what resolve adds these to
+    fused_shared_experts: bool = False
+    untuned_gemms: UntunedGemms | None = None
 
 
 @dataclass(frozen=True)
@@ -407,11 +414,13 @@ def fit_step_time(steps: pd.DataFrame, kind: str = "best", roofline: RooflineCon
             return spec, LinearModel(spec)
         candidates.append(("linear", linear))
     if kind in ("roofline", "best") and roofline is not None:
-        arch, spec_, dtype, kv_dtype, tp, sku_default = RooflineContext(*roofline)
+        rc = RooflineContext(*roofline)
 
         def roof() -> tuple[StepTimeFit, StepTimeModel]:
-            factors = fit_roofline(steps, train, arch, spec_, dtype, kv_dtype, tp, sku_default)
-            return factors, RooflineModel(arch, spec_, factors, dtype, kv_dtype, tp)
+            factors = fit_roofline(steps, train, rc.arch, rc.spec, rc.dtype, rc.kv_dtype, rc.tp, rc.sku_default,
+                                   rc.fused_shared_experts, rc.untuned_gemms)
+            return factors, RooflineModel(rc.arch, rc.spec, factors, rc.dtype, rc.kv_dtype, rc.tp,
+                                          fused_shared_experts=rc.fused_shared_experts, untuned_gemms=rc.untuned_gemms)
         candidates.append(("roofline", roof))
     if kind in ("kernels", "best") and kernels is not None:
         base = kernels.model_for()

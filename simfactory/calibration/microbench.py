@@ -35,7 +35,14 @@ from simfactory.hardware.collectives import Links
 from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 from simfactory.resolve.files import load_models
-from simfactory.resolve.step_time import redefined, same_shape_models, triton_moe, unpacked_gqa_scale
+from simfactory.resolve.step_time import (
+    fuses_shared_experts,
+    redefined,
+    same_shape_models,
+    triton_moe,
+    unpacked_gqa_scale,
+    untuned_gemms,
+)
 
 MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
 OUTLIER_MADS = 5.0  # repetitions further than this many median absolute deviations from the median are dropped
@@ -169,7 +176,10 @@ def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp:
 
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
     factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset, dtype=dtype))
-    return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp)
+    kernels = preset.kernels if preset is not None else None
+    return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp,
+                         fused_shared_experts=fuses_shared_experts(arch, kernels, 1),
+                         untuned_gemms=untuned_gemms(kernels, profile.sku, arch, dtype, tp))
 
 
 def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> float:
@@ -190,10 +200,11 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
             profile_dirs: list[Path] | None = None) -> CalibrationRun:
     """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit).
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
-    roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline)
+    preset = preset_kernels(engine)
+    roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline,
+                            fuses_shared_experts(arch, preset, 1), untuned_gemms(preset, sku, arch, dtype, tp))
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
-    preset = preset_kernels(engine)
     framework, kernel_scale = kernel_framework(engine, preset)
     kernels = None
     if arch is not None and not redefined(arch):  # a user's own model under a shipped id has no tables of its own

@@ -170,17 +170,30 @@ def mla_block_fp8_gemm_shapes(arch: ModelArch, attention_devices: int) -> tuple[
     return ((q_width, arch.hidden), (latent, arch.hidden), o_proj)
 
 
+def shared_expert_gemm_shapes(arch: ModelArch, tp: int) -> tuple[tuple[int, int], ...]:
+    """(N, K) on one device of an MoE layer's shared-expert GEMMs run apart from the routed experts: gate-up and down
+    of the shared experts' MLP (moe intermediate x shared experts wide), split over the tensor-parallel devices."""
+    if not arch.shared_experts or not arch.intermediate:
+        return ()
+    width = arch.shared_experts * arch.intermediate // tp
+    return ((2 * width, arch.hidden), (arch.hidden, width))
+
+
 @dataclass(frozen=True)
 class UntunedGemms:
-    """GEMMs (N, K on one device) each of `layers` layers runs on a kernel with one generic configuration
-    (EngineKernels.untuned_block_fp8_gemm): a call of M tokens runs ceil(M / tile) x ceil(N / tile) workgroups in
-    waves of compute_units, each taking K / tile steps of k_step_s."""
+    """GEMMs (N, K on one device) run on a kernel with one generic configuration (EngineKernels.untuned_block_fp8_gemm):
+    a call of M tokens runs ceil(M / tile) x ceil(N / tile) workgroups in waves of compute_units, each taking K / tile
+    steps of k_step_s. `attention` runs in each of `layers` layers on its attention group's share of the step's
+    tokens (1 / groups of them, dp_attention groups); `moe_mlp` in each of `moe_layers` on all of them."""
 
-    shapes: tuple[tuple[int, int], ...]
+    attention: tuple[tuple[int, int], ...]
     layers: int
     tile: int
     k_step_s: float
     compute_units: int
+    groups: int = 1
+    moe_mlp: tuple[tuple[int, int], ...] = ()
+    moe_layers: int = 0
 
     def call_s(self, tokens: int, n: int, k: int) -> float:
         workgroups = math.ceil(tokens / self.tile) * math.ceil(n / self.tile)
@@ -334,13 +347,16 @@ class RooflineModel(StepTimeModel):
         u = self.untuned_gemms
         if u is None or not tokens:
             return 0.0
-        gemm_tokens = tokens + self.factors.gemm_ramp_tokens
-        extra = 0.0
-        for n, k in u.shapes:
-            priced = max(2.0 * gemm_tokens * n * k / self.peak_flops,  # type: ignore[attr-defined]
-                         n * k * BYTES_PER_PARAM[self.dtype] / self.bandwidth)  # type: ignore[attr-defined]
-            extra += max(0.0, u.call_s(tokens, n, k) - priced - self.factors.gemm_latency_s)
-        return u.layers * extra
+        group_tokens = math.ceil(tokens / u.groups)
+        return (u.layers * sum(self._untuned_call_extra_s(group_tokens, n, k) for n, k in u.attention)
+                + u.moe_layers * sum(self._untuned_call_extra_s(tokens, n, k) for n, k in u.moe_mlp))
+
+    def _untuned_call_extra_s(self, tokens: int, n: int, k: int) -> float:
+        u = self.untuned_gemms
+        assert u is not None
+        priced = max(2.0 * (tokens + self.factors.gemm_ramp_tokens) * n * k / self.peak_flops,  # type: ignore[attr-defined]
+                     n * k * BYTES_PER_PARAM[self.dtype] / self.bandwidth)  # type: ignore[attr-defined]
+        return max(0.0, u.call_s(tokens, n, k) - priced - self.factors.gemm_latency_s)
 
     def attention_s(self, pairs: float, kv_tokens: float) -> float:
         """Attention over the cache: the slower of its query-key FLOPs and the KV bytes read (and written for the

@@ -391,6 +391,7 @@ def _speculative(
     if draft_arch is not None:
         # the draft runs inside the same engine iteration: its passes add kernel time, not step overhead
         factors = default_factors(profile, None).model_copy(update={"step_overhead_s": 0.0})
+        # the draft on the SKU's roofline alone: no engine kernel terms (fused experts, untuned GEMMs) for a draft
         draft = RooflineModel(draft_arch, profile.spec, factors, d.dtype, kv_dtype, d.tp)
     fraction = mtp_draft_fraction(arch) if spec_cfg.mtp else spec_cfg.draft_step_fraction
     by_position = spec_cfg.acceptance_by_position

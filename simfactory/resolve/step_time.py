@@ -32,6 +32,7 @@ from simfactory.hardware.step_time import (
     StepTimeModel,
     UntunedGemms,
     mla_block_fp8_gemm_shapes,
+    shared_expert_gemm_shapes,
 )
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve.files import calibrated_entries, load_models
@@ -137,7 +138,8 @@ def choose_step_time(
                                               f"the {label} step-time entry is a fit on kernel tables, and {why_not}")])
             fitted.label = f"{label}: {fitted.label}"
             return fitted, label
-        return roofline_model(d, profile, arch, kv_dtype, spec, preset), label
+        fitted_roofline = roofline_model(d, profile, arch, kv_dtype, spec, preset)
+        return fitted_roofline, label + untuned_label(fitted_roofline, d.engine)
     if d.step_time_source != "roofline":
         kernels, why_not = kernel_model(d, profile, arch, dirs, kv_dtype, preset, prefill_role=prefill_role,
                                         models=models)
@@ -154,41 +156,57 @@ def choose_step_time(
     release = (f", {d.engine}'s release factor not applied (it scales kernel tables)"
                if preset is not None and preset.kernels is not None and preset.kernels.release_factor is not None else "")
     model = roofline_model(d, profile, arch, kv_dtype, default_factors(profile, preset, floor_s), preset)
-    untuned = (f", block-FP8 GEMMs on {d.engine}'s untuned kernel: +{model.untuned_extra_s(1) * 1e3:.3g} ms a "
-               "one-token step" if model.untuned_gemms is not None else "")
-    return model, f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release}{untuned})"
+    return model, (f"{ROOFLINE_DEFAULT_LABEL}{profile.sku}, {d.engine} overhead x{multiplier:g}{eager}{release}"
+                   f"{untuned_label(model, d.engine)})")
+
+
+def untuned_label(model: RooflineModel, engine: str) -> str:
+    """What a roofline's untuned GEMMs add, for its label ("" without any)."""
+    if model.untuned_gemms is None:
+        return ""
+    return f", block-FP8 GEMMs on {engine}'s untuned kernel: +{model.untuned_extra_s(1) * 1e3:.3g} ms a one-token step"
 
 
 def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_dtype: str,
                    factors: RooflineStepTime, preset: EnginePreset | None = None) -> RooflineModel:
     """The deployment's roofline with its parallel degrees and expert imbalance (the published default for its
-    ep unless the scenario sets one), and the GEMM launches its engine makes (preset None: unfused)."""
+    ep unless the scenario sets one), and the engine's kernels where they change its GEMMs (preset None: none)."""
     ep = d.ep_degree if arch.is_moe else 1
     imbalance = d.expert_imbalance if d.expert_imbalance is not None else default_expert_imbalance(ep, d.eplb)
+    kernels = preset.kernels if preset is not None else None
     return RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp, ep=ep,
                          dp_attention=d.dp_attention, expert_imbalance=imbalance,
-                         fused_shared_experts=fuses_shared_experts(arch, preset, ep),
-                         untuned_gemms=untuned_gemms(d, profile.sku, arch, preset))
+                         fused_shared_experts=fuses_shared_experts(arch, kernels, ep),
+                         untuned_gemms=untuned_gemms(kernels, profile.sku, arch, d.dtype, d.tp, d.dp_attention, ep))
 
 
-def untuned_gemms(d: Deployment, sku: str, arch: ModelArch, preset: EnginePreset | None) -> UntunedGemms | None:
-    """The GEMMs the engine runs on a kernel with one generic configuration on this SKU (its preset's
-    untuned_block_fp8_gemm): an MLA model's dense linear layers, when its FP8 weights are block-scaled as DeepSeek's
-    FP8 checkpoints are; None elsewhere."""
-    u = preset.kernels.untuned_block_fp8_gemm if preset is not None and preset.kernels is not None else None
-    if u is None or sku not in u.skus or d.dtype != "fp8" or not arch.is_mla:
-        return None
-    shapes = mla_block_fp8_gemm_shapes(arch, max(d.tp // d.dp_attention, 1))
-    return UntunedGemms(shapes, arch.layers, u.tile, u.k_step_s, u.compute_units) if shapes else None
-
-
-def fuses_shared_experts(arch: ModelArch, preset: EnginePreset | None, ep: int) -> bool:
+def fuses_shared_experts(arch: ModelArch, kernels: EngineKernels | None, ep: int) -> bool:
     """Whether the engine runs the model's shared expert as one more expert of the routed experts' fused kernel:
     SGLang does for DeepSeek-V3/R1's shape (256 routed experts, one shared) on CUDA sm80+ and ROCm gfx942+, unless
     DeepEP dispatches the experts (DeepseekV2ForCausalLM.determine_num_fused_shared_experts, v0.5.6; expert
     parallelism here is priced as all-to-all dispatch, so left unfused)."""
-    return (preset is not None and preset.kernels is not None and preset.kernels.framework == "sglang"
+    return (kernels is not None and kernels.framework == "sglang"
             and arch.num_experts == 256 and arch.shared_experts == 1 and ep == 1)
+
+
+def untuned_gemms(kernels: EngineKernels | None, sku: str, arch: ModelArch, dtype: str, tp: int,
+                  dp_attention: int = 1, ep: int = 1) -> UntunedGemms | None:
+    """The GEMMs the engine runs on a kernel with one generic configuration on this SKU (its preset's
+    kernels.untuned_block_fp8_gemm): an MLA model's dense linear layers, when its FP8 weights are block-scaled as
+    DeepSeek's FP8 checkpoints are: the attention projections in each attention group, and the shared experts where
+    they run apart from the routed ones. Not the first dense layers' MLPs (their width is not in the catalogue).
+    None elsewhere."""
+    u = kernels.untuned_block_fp8_gemm if kernels is not None else None
+    if u is None or sku not in u.skus or dtype != "fp8" or not arch.is_mla:
+        return None
+    groups = max(dp_attention, 1)
+    attention = mla_block_fp8_gemm_shapes(arch, max(tp // groups, 1))
+    if not attention:
+        return None
+    fused = fuses_shared_experts(arch, kernels, ep)
+    moe_mlp = () if fused or ep > 1 else shared_expert_gemm_shapes(arch, tp)
+    return UntunedGemms(attention, arch.layers, u.tile, u.k_step_s, u.compute_units, groups, moe_mlp,
+                        arch.moe_layers if moe_mlp else 0)
 
 
 def kernel_coverage(sku: str, dirs: list[Path]) -> list[tuple[str, str, int, str, str]]:
