@@ -84,8 +84,8 @@ def test_unfused_shared_experts_pay_too():
     d = resolved_deployment("sglang-0.5", "mi300x", "kimi-k2", 8, "fp8")
     u = d.step_time.untuned_gemms
     assert u.moe_mlp == ((512, 7168), (7168, 256)) and u.moe_layers == d.arch.moe_layers
-    per_layer = d.step_time._untuned_call_extra_s(1, 512, 7168) + d.step_time._untuned_call_extra_s(1, 7168, 256)
-    attention = sum(d.step_time._untuned_call_extra_s(1, n, k) for n, k in u.attention)
+    per_layer = d.step_time._untuned_call_extra_s(u, 1, 512, 7168) + d.step_time._untuned_call_extra_s(u, 1, 7168, 256)
+    attention = sum(d.step_time._untuned_call_extra_s(u, 1, n, k) for n, k in u.attention)
     assert d.step_time.untuned_extra_s(1) == pytest.approx(61 * attention + u.moe_layers * per_layer, rel=1e-12)
     assert per_layer > 100e-6  # the gate-up's 56 K steps on 4 workgroups
 

@@ -36,12 +36,11 @@ from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 from simfactory.resolve.files import load_models
 from simfactory.resolve.step_time import (
-    fuses_shared_experts,
+    engine_gemm_terms,
     redefined,
     same_shape_models,
     triton_moe,
     unpacked_gqa_scale,
-    untuned_gemms,
 )
 
 MODEL_CONFIGS = CALIBRATE_DIR / "model_configs"
@@ -178,8 +177,7 @@ def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp:
     factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset, dtype=dtype))
     kernels = preset.kernels if preset is not None else None
     return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp,
-                         fused_shared_experts=fuses_shared_experts(arch, kernels, 1),
-                         untuned_gemms=untuned_gemms(kernels, profile.sku, arch, dtype, tp))
+                         **engine_gemm_terms(kernels, profile.sku, arch, dtype, tp))
 
 
 def shipped_roofline_mape(steps: pd.DataFrame, arch: ModelArch, profile: Any, engine: str, dtype: str, tp: int) -> float:
@@ -202,7 +200,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
     preset = preset_kernels(engine)
     roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline,
-                            fuses_shared_experts(arch, preset, 1), untuned_gemms(preset, sku, arch, dtype, tp))
+                            **engine_gemm_terms(preset, sku, arch, dtype, tp))
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
     framework, kernel_scale = kernel_framework(engine, preset)

@@ -348,12 +348,10 @@ class RooflineModel(StepTimeModel):
         if u is None or not tokens:
             return 0.0
         group_tokens = math.ceil(tokens / u.groups)
-        return (u.layers * sum(self._untuned_call_extra_s(group_tokens, n, k) for n, k in u.attention)
-                + u.moe_layers * sum(self._untuned_call_extra_s(tokens, n, k) for n, k in u.moe_mlp))
+        return (u.layers * sum(self._untuned_call_extra_s(u, group_tokens, n, k) for n, k in u.attention)
+                + u.moe_layers * sum(self._untuned_call_extra_s(u, tokens, n, k) for n, k in u.moe_mlp))
 
-    def _untuned_call_extra_s(self, tokens: int, n: int, k: int) -> float:
-        u = self.untuned_gemms
-        assert u is not None
+    def _untuned_call_extra_s(self, u: UntunedGemms, tokens: int, n: int, k: int) -> float:
         priced = max(2.0 * (tokens + self.factors.gemm_ramp_tokens) * n * k / self.peak_flops,  # type: ignore[attr-defined]
                      n * k * BYTES_PER_PARAM[self.dtype] / self.bandwidth)  # type: ignore[attr-defined]
         return max(0.0, u.call_s(tokens, n, k) - priced - self.factors.gemm_latency_s)

@@ -4,6 +4,7 @@ dtype, TP), else the measured kernel tables with the engine's overhead prior, el
 from __future__ import annotations
 
 import functools
+from typing import Any
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -176,8 +177,15 @@ def roofline_model(d: Deployment, profile: HardwareProfile, arch: ModelArch, kv_
     kernels = preset.kernels if preset is not None else None
     return RooflineModel(arch, profile.spec, factors, d.dtype, kv_dtype, d.tp, d.expert_parallel, d.pp, ep=ep,
                          dp_attention=d.dp_attention, expert_imbalance=imbalance,
-                         fused_shared_experts=fuses_shared_experts(arch, kernels, ep),
-                         untuned_gemms=untuned_gemms(kernels, profile.sku, arch, d.dtype, d.tp, d.dp_attention, ep))
+                         **engine_gemm_terms(kernels, profile.sku, arch, d.dtype, d.tp, d.dp_attention, ep))
+
+
+def engine_gemm_terms(kernels: EngineKernels | None, sku: str, arch: ModelArch, dtype: str, tp: int,
+                      dp_attention: int = 1, ep: int = 1) -> dict[str, Any]:
+    """RooflineModel's fields for what the engine's kernels change in its GEMMs (fused shared experts, untuned
+    GEMMs): one place for resolve and calibration's rooflines alike."""
+    return {"fused_shared_experts": fuses_shared_experts(arch, kernels, ep),
+            "untuned_gemms": untuned_gemms(kernels, sku, arch, dtype, tp, dp_attention, ep)}
 
 
 def fuses_shared_experts(arch: ModelArch, kernels: EngineKernels | None, ep: int) -> bool:
@@ -199,13 +207,12 @@ def untuned_gemms(kernels: EngineKernels | None, sku: str, arch: ModelArch, dtyp
     u = kernels.untuned_block_fp8_gemm if kernels is not None else None
     if u is None or sku not in u.skus or dtype != "fp8" or not arch.is_mla:
         return None
-    groups = max(dp_attention, 1)
-    attention = mla_block_fp8_gemm_shapes(arch, max(tp // groups, 1))
+    attention = mla_block_fp8_gemm_shapes(arch, tp // dp_attention)  # a validated deployment: dp_attention divides tp
     if not attention:
         return None
     fused = fuses_shared_experts(arch, kernels, ep)
     moe_mlp = () if fused or ep > 1 else shared_expert_gemm_shapes(arch, tp)
-    return UntunedGemms(attention, arch.layers, u.tile, u.k_step_s, u.compute_units, groups, moe_mlp,
+    return UntunedGemms(attention, arch.layers, u.tile, u.k_step_s, u.compute_units, dp_attention, moe_mlp,
                         arch.moe_layers if moe_mlp else 0)
 
 
