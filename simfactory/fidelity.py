@@ -35,10 +35,10 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
+from simfactory.fidelity_record import kind_engine_key, kind_key, source_kind
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
-from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
 from simfactory.sim.prefix_cache import Prefixes
 from simfactory.sim.run import simulate
 from simfactory.traces.replay import ReplayRows
@@ -260,7 +260,8 @@ class PointResult:
     step_time_source: str
     tp: int = 1
     batch: int = 1  # requests in flight the point measures: its concurrency, batch, or offline batch limit
-    engine: str = ""
+    engine: str = ""  # the engine preset and the version its suite names
+    preset: str = ""  # the engine preset alone
 
     @property
     def error(self) -> float:
@@ -536,7 +537,8 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
         batch = p.concurrency or (max(1, round(metrics["in_flight"])) if "in_flight" in metrics else None) \
             or p.max_num_seqs or suite.max_num_seqs or 0
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
-        out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine))
+        out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine,
+                               suite.engine))
         if on_point:
             on_point(len(out), len(suite.points))
     return out
@@ -601,11 +603,6 @@ def measurement_spread(suite: FidelitySuite, other: FidelitySuite, file: str = "
             "by_metric": {m: stats(rs) for m, rs in pairs.items()}}
 
 
-def source_kind(label: str) -> str:
-    """The kind of step-time source a resolved deployment's label names: kernels, roofline, measured, ..."""
-    return "kernels" if label.startswith(MEASURED_KERNELS_LABEL) else label.split(" (")[0]
-
-
 def _stats(rs: list[PointResult]) -> dict[str, Any]:
     """MAPE, signed bias (mean error) and optimism (mean error signed so > 0 is optimistic) of some points."""
     n = len(rs)
@@ -627,13 +624,16 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
 
 
 def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
-    """The same statistics per suite and metric, per TP, per batch regime and per engine (with its version):
-    where the error lives, and which way it leans."""
+    """The same statistics per suite and metric, per TP, per batch regime, per engine (with its version) and per
+    step-time source kind (alone and with the engine preset): where the error lives, and which way it leans."""
     return {
         **_grouped(results, lambda r: f"{r.suite} | {r.metric}"),
         **_grouped(results, lambda r: f"all suites | tp {r.tp}"),
         **_grouped(results, lambda r: f"all suites | {r.regime}"),
         **_grouped(results, lambda r: f"all suites | {r.engine or 'engine not stated'}"),
+        # what a run report cites as its deployment's evidence (fidelity_record.evidence)
+        **_grouped(results, lambda r: kind_key(r.step_time_source)),
+        **_grouped(results, lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated")),
     }
 
 

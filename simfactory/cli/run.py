@@ -338,6 +338,7 @@ def _print_summary(s: dict[str, Any], wall_s: float) -> None:
                   f"({tp['requests_per_s']:.2f} of {offered:.2f} req/s): overloaded or shedding; queues grow, so latency "
                   "depends on the horizon", highlight=False)
     _print_load(s)
+    _print_forecast_accuracy(s["deployments"])
     per_m = c["usd_per_1m_output_tokens"]
     serving = c.get("serving_usd_per_hour", c["usd_per_hour"])
     out.print(
@@ -427,6 +428,19 @@ def _print_load(s: dict[str, Any]) -> None:
         if full:
             out.print(f"note: the API server, not the GPUs, limits {', '.join(full)}: more front_end_work."
                       "cores_per_replica (API worker processes) or replicas raise what it can stream", highlight=False)
+
+
+def _print_forecast_accuracy(deployments: list[dict[str, Any]]) -> None:
+    """One line per kind of forecast the deployments rest on: how far it has been from published measurements
+    (summary.md's Forecast accuracy table; deployments sharing a kind share a line)."""
+    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for d in deployments:
+        a = d.get("forecast_accuracy")
+        if a is not None:
+            groups.setdefault(a["record"], (a, []))[1].append(d["name"])
+    for a, names in groups.values():
+        out.print(f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
+                  f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']})", highlight=False, soft_wrap=True)
 
 
 def _s(x: Any) -> str:

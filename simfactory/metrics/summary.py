@@ -18,8 +18,10 @@ import pandas as pd
 from simfactory.version import __version__
 from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
+from simfactory.config.profile import EnginePreset
 from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
+from simfactory.fidelity_record import evidence
 from simfactory.metrics.agent_controls import add_task_controls, caches_section
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.cost_stack import cost_stack_section
@@ -370,6 +372,13 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
     }
 
 
+def forecast_accuracy(step_time_label: str, preset: EnginePreset | None) -> dict[str, Any] | None:
+    """How far this kind of forecast (step-time source, engine preset) has been from published measurements
+    (fidelity_record.evidence), or None where the shipped suites never checked it."""
+    found = evidence(step_time_label, preset.name if preset is not None else None)
+    return found.as_dict() if found is not None else None
+
+
 def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.DataFrame, w_stl: pd.DataFrame,
                        latency_of: Callable[[pd.DataFrame], dict[str, Any]]) -> list[dict[str, Any]]:
     """Per deployment: its configuration, queue depth over the window (`w_stl`), latency of `measured` (outcome,
@@ -388,6 +397,7 @@ def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.Dat
                 "tp": d.config.tp,
                 "dtype": d.config.dtype,
                 "step_time_source": d.step_time_source,
+                "forecast_accuracy": forecast_accuracy(d.step_time_source, d.engine_preset),
                 "kv_capacity_tokens": d.kv_capacity_tokens,
                 "queue_depth_mean": _f(q.mean()) if len(q) else None,
                 "queue_depth_max": int(q.max()) if len(q) else None,

@@ -166,6 +166,7 @@ def render(m: RunMetrics, plots: list[str]) -> str:
     out += render_latency(s["latency_s"], s["classes"])
     out += render_throughput(s["throughput"])
     out += render_deployments(s["deployments"])
+    out += render_forecast_accuracy(s["deployments"])
     out += render_replicas(s["replicas"])
     out += render_front_ends(s["front_end"])
     if s["tasks"]:
@@ -276,6 +277,31 @@ def render_deployments(deployments: list[dict[str, Any]]) -> list[str]:
         ),
         "",
     ]
+
+
+ACCURACY_HEADER = ["deployment", "checked against", "points", "MAPE", "bias"]
+ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine preset) have been from published "
+                 "measurements that simfactory's fidelity suites replay (`simfactory fidelity`; latencies and "
+                 "throughput of every suite pooled). Bias > 0 is optimistic: forecasts ran faster than measured, so a "
+                 "plan built on them buys too little.")
+
+
+def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
+    """Each deployment's forecast evidence (summary.json deployments[].forecast_accuracy) as table cells: what it
+    was checked against, points, MAPE, bias and which way it leaned."""
+    rows = []
+    for d in deployments:
+        a = d.get("forecast_accuracy")
+        rows.append([d["name"], "not checked by the shipped suites (a calibrated or user profile: see its fit error)",
+                     "", "", ""] if a is None else
+                    [d["name"], a["basis"], f"{a['points']:,}", f"{a['mape']:.1%}",
+                     f"{a['optimism']:+.1%} ({a['leaning']})"])
+    return rows
+
+
+def render_forecast_accuracy(deployments: list[dict[str, Any]]) -> list[str]:
+    """How far each deployment's kind of forecast has been from published measurements (fidelity_record)."""
+    return ["## Forecast accuracy", "", ACCURACY_NOTE, "", table(ACCURACY_HEADER, accuracy_rows(deployments)), ""]
 
 
 def render_front_ends(front_end: dict[str, Any]) -> list[str]:

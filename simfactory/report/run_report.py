@@ -35,6 +35,7 @@ from simfactory.outputs import (
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
+from simfactory.report.markdown import ACCURACY_HEADER, ACCURACY_NOTE, accuracy_rows
 from simfactory.report.money import format_usd
 from simfactory.report.tenants import fairness_note, tenant_rows
 
@@ -187,6 +188,9 @@ def _page(s: dict[str, Any], run_dir: Path) -> HtmlReport:
     page.heading("Latency percentiles (s)")
     lat = pd.DataFrame({k: v for k, v in s["latency_s"].items()}).T
     page.table(lat, index=True)
+    if s.get("deployments"):
+        page.heading("Forecast accuracy")
+        page.table(pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER), note=ACCURACY_NOTE)
     if s.get("tenants"):
         header, rows = tenant_rows(s["tenants"])
         page.heading(f"Tenants (admission policy {s['tenants']['policy']})")

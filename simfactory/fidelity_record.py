@@ -1,0 +1,85 @@
+"""How far simfactory's own forecasts have been from published measurements, as the shipped fidelity suites last
+recorded it (calibrate/fidelity/recorded.json, rewritten from `simfactory fidelity --json` when a change moves a
+suite): the evidence a report cites beside a deployment's forecast, so a reader sees how much to trust it and which
+way it has leaned. Optimism (forecast latency too low or throughput too high) is the costly direction: a plan built on
+it buys too little.
+
+The record pools every point of every suite by step-time source kind (measured kernels, roofline) and engine preset;
+a deployment is matched on both, else on its source kind alone. Reads data only: no simulation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from simfactory.paths import CALIBRATE_DIR
+from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
+
+RECORD_FILE = CALIBRATE_DIR / "fidelity" / "recorded.json"
+UNBIASED_WITHIN = 0.005  # |optimism| below this reads "unbiased" (the fidelity table's wording)
+
+
+def source_kind(label: str) -> str:
+    """The kind of step-time source a resolved deployment's label names: kernels, roofline, measured, ..."""
+    return "kernels" if label.startswith(MEASURED_KERNELS_LABEL) else label.split(" (")[0]
+
+
+def kind_key(kind: str) -> str:
+    """The record's breakdown pooling every suite's points on one step-time source kind."""
+    return f"all suites [{kind}]"
+
+
+def kind_engine_key(kind: str, preset: str) -> str:
+    """The record's breakdown pooling the points of one source kind and one engine preset."""
+    return f"{kind_key(kind)} | {preset}"
+
+
+def leaning(optimism: float) -> str:
+    """Which way forecasts leaned: optimistic (too fast), pessimistic (too slow) or unbiased."""
+    if abs(optimism) < UNBIASED_WITHIN:
+        return "unbiased"
+    return "optimistic" if optimism > 0 else "pessimistic"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Published measurements a deployment's kind of forecast was checked against, and how it did."""
+
+    basis: str  # what the figures pool, in words
+    record_key: str  # the breakdown of recorded.json they are
+    points: int
+    mape: float  # mean absolute percentage error, a fraction
+    optimism: float  # mean signed error, > 0: forecasts ran optimistic
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
+                "optimism": self.optimism, "leaning": leaning(self.optimism),
+                "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
+
+
+@lru_cache(maxsize=4)
+def _breakdowns(path: Path) -> dict[str, dict[str, Any]]:
+    """The record's breakdowns; empty where the record is missing or unreadable (a SIMFACTORY_HOME tree without
+    one): a report then says it has no evidence rather than failing the run."""
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8"))["breakdowns"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def evidence(step_time_label: str, preset: str | None, path: Path = RECORD_FILE) -> Evidence | None:
+    """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset`: its preset's
+    points on its source kind, else every suite's on that kind; None where the suites never ran that kind (a
+    calibrated or user profile: its own fit error is its evidence)."""
+    kind, record = source_kind(step_time_label), _breakdowns(path)
+    source = "measured kernels" if kind == "kernels" else kind
+    tries = ([(kind_engine_key(kind, preset), f"{preset} preset on {source}")] if preset else [])
+    tries.append((kind_key(kind), f"every engine preset on {source}"))
+    for key, basis in tries:
+        row = record.get(key)
+        if row and row.get("points"):
+            return Evidence(basis, key, int(row["points"]), float(row["mape"]), float(row["optimism"]))
+    return None

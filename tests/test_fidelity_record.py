@@ -1,0 +1,92 @@
+"""A run's forecast evidence: how far its deployments' kind of forecast (step-time source, engine preset) has been
+from the published measurements the fidelity suites replay, read from the record they last wrote."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from simfactory.cli import app
+from simfactory.fidelity import PointResult, breakdowns
+from simfactory.fidelity_record import RECORD_FILE, evidence, kind_engine_key, kind_key, leaning, source_kind
+from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
+
+KERNELS = MEASURED_KERNELS_LABEL + "kernel tables of ... (vllm 0.24.0 prior)"
+
+
+def _record(tmp_path, breakdown: dict) -> object:
+    path = tmp_path / "recorded.json"
+    path.write_text(json.dumps({"breakdowns": breakdown, "suites": {}, "note": "test"}))
+    return path
+
+
+def test_a_deployment_is_matched_on_its_preset_and_source_kind_else_on_the_kind_alone(tmp_path):
+    path = _record(tmp_path, {
+        kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
+        kind_engine_key("kernels", "vllm"): {"points": 10, "mape": 0.05, "optimism": -0.016},
+        kind_key("roofline"): {"points": 40, "mape": 0.3, "optimism": 0.25},
+    })
+    own = evidence(KERNELS, "vllm", path)
+    assert (own.points, own.mape, own.optimism, own.basis) == (10, 0.05, -0.016, "vllm preset on measured kernels")
+    other = evidence(KERNELS, "sglang", path)  # no sglang points on kernels: every preset's
+    assert (other.points, other.record_key, other.basis) == (100, "all suites [kernels]",
+                                                            "every engine preset on measured kernels")
+    assert evidence("roofline (SKU default factors of mi355x, sglang overhead x1.2)", "sglang", path).points == 40
+    assert evidence(KERNELS, None, path).points == 100
+    # a calibrated or user profile was never run by the suites: no evidence, not someone else's
+    assert evidence("published fit (llama-3.1-8b on h100-sxm)", "vllm", path) is None
+    assert evidence(KERNELS, "vllm", tmp_path / "missing.json") is None
+    (tmp_path / "broken.json").write_text("{not json")
+    assert evidence(KERNELS, "vllm", tmp_path / "broken.json") is None
+    d = own.as_dict()
+    assert d["leaning"] == "pessimistic" and d["record"] == "all suites [kernels] | vllm"
+    assert [leaning(x) for x in (0.03, -0.03, 0.004)] == ["optimistic", "pessimistic", "unbiased"]
+
+
+def test_fidelity_writes_the_breakdowns_the_lookup_reads():
+    """The keys a report looks up are the ones `fidelity` pools its points under (one function makes both)."""
+    rs = [PointResult("a", "x", "output_tokens_per_s", 100, 110, "kernels", engine="vllm 0.19.1", preset="vllm"),
+          PointResult("b", "y", "itl_s", 0.01, 0.008, "kernels", engine="nim NIM 1.8.0", preset="nim"),
+          PointResult("c", "z", "itl_s", 0.02, 0.025, "roofline", engine="vllm-v0", preset="vllm-v0")]
+    b = breakdowns(rs)
+    assert b[kind_key("kernels")]["points"] == 2 and b[kind_key("kernels")]["optimism"] == pytest.approx(0.15)
+    assert b[kind_engine_key("kernels", "vllm")]["optimism"] == pytest.approx(0.1)
+    assert b[kind_engine_key("roofline", "vllm-v0")]["optimism"] == pytest.approx(-0.25)
+    assert source_kind(KERNELS) == "kernels" and source_kind("roofline (x)") == "roofline"
+
+
+def test_the_shipped_record_covers_every_preset_the_suites_run():
+    """Every engine preset a shipped suite names has its row on the source kind it ran on."""
+    import yaml
+
+    from simfactory.fidelity import shipped_suites
+
+    record = json.loads(RECORD_FILE.read_text())["breakdowns"]
+    presets = {yaml.safe_load(p.read_text()).get("engine") for p in shipped_suites()}
+    keys = {k for k in record if k.startswith("all suites [")}
+    for preset in presets - {None}:
+        assert any(k.endswith(f"| {preset}") for k in keys), preset
+    assert {kind_key("kernels"), kind_key("roofline")} <= keys
+
+
+def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
+    """summary.json, summary.md, report.html and the terminal all carry the record's row for the deployment."""
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "summary.json").read_text())
+    (d,) = s["deployments"]
+    a = d["forecast_accuracy"]
+    row = json.loads(RECORD_FILE.read_text())["breakdowns"][a["record"]]
+    assert a["record"] == kind_engine_key("kernels", "vllm")  # the default scenario: vLLM on measured kernels
+    assert (a["points"], a["mape"], a["optimism"]) == (row["points"], row["mape"], row["optimism"])
+    md = (out / "summary.md").read_text()
+    assert "## Forecast accuracy" in md
+    assert f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) |" in md
+    assert f"forecast check ({d['name']}): {a['basis']}" in " ".join(res.output.split())
+    rep = CliRunner().invoke(app, ["report", str(out)])
+    assert rep.exit_code == 0, rep.output
+    html = (out / "report.html").read_text()
+    assert "Forecast accuracy</h2>" in html and a["basis"] in html
