@@ -191,3 +191,14 @@ def test_default_tolerance_passes_small_moves_and_exact_is_opt_in(tmp_path):
     make_case(tmp_path, overhead_s=0.005)  # twice as fast: better in every worse-is-higher metric, not a regression
     faster = invoke("regress", scenario, "--baseline-dir", base)
     assert faster.exit_code == 0, faster.output
+
+
+def test_the_fidelity_records_evidence_is_not_a_metric_of_the_run():
+    """A deployment's forecast evidence comes from the fidelity record, not from this run: refreshing the record
+    must not fail every scenario's regression check (its own guard is tests/test_fidelity.py)."""
+    from simfactory.regress.flatten import flatten
+
+    s = {"deployments": [{"name": "a", "replicas": 2, "forecast_accuracy": {"points": 10, "mape": 0.05,
+                                                                             "optimism": -0.01}}],
+         "latency_s": {"ttft": {"p99": 0.2}}}
+    assert flatten(s) == {"deployments.0.replicas": 2.0, "latency_s.ttft.p99": 0.2}

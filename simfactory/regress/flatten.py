@@ -8,6 +8,9 @@ from typing import Any
 # Not outputs of the model: identity, inputs and bookkeeping.
 EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "input_warnings", "scenario", "description", "seed",
                      "window.warmup_s", "window.horizon_s", "sim.", "cost.pools.")
+# Keys anywhere in the tree that are not outputs either: a deployment's forecast evidence is the fidelity record's
+# (calibrate/fidelity/recorded.json, guarded by tests/test_fidelity.py), not this run's
+EXCLUDED_KEYS = ("forecast_accuracy",)
 
 
 def flatten(summary: dict[str, Any], within: tuple[str, ...] | None = None) -> dict[str, float]:
@@ -18,7 +21,8 @@ def flatten(summary: dict[str, Any], within: tuple[str, ...] | None = None) -> d
     else:
         found = {}
         _walk_within(summary, "", found, within)
-    return {k: v for k, v in found.items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)}
+    return {k: v for k, v in found.items() if not any(k == p or k.startswith(p) for p in EXCLUDED_PREFIXES)
+            and not any(key in k.split(".") for key in EXCLUDED_KEYS)}
 
 
 def numbers(summary: dict[str, Any]) -> dict[str, float]:
