@@ -106,6 +106,34 @@ def test_no_note_when_the_mean_decided_the_size_too():
     assert ci_decided(result.chosen, result.targets) is None and plan_notes(result) == []
 
 
+def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
+    """The winner's deployments' forecast evidence (the fidelity record's rows), a note per kind of forecast; an
+    optimistic kind says how much of the headroom to allow for it. A profile the suites never ran adds none."""
+    from simfactory.config.scenario import scenario_document
+    from simfactory.fidelity_record import RECORD_FILE
+    from simfactory.paths import DEFAULT_SCENARIO
+    from simfactory.resolve.files import load_scenario
+
+    result = _ci_case(0.55, 0.05)
+    roof = {"basis": "every engine preset on roofline", "record": "all suites [roofline]", "points": 133,
+            "mape": 0.327, "optimism": 0.252, "leaning": "optimistic"}
+    kern = {"basis": "vllm preset on measured kernels", "record": "all suites [kernels] | vllm", "points": 10,
+            "mape": 0.056, "optimism": -0.016, "leaning": "pessimistic"}
+    result.forecast = [{"deployment": "big", **roof}, {"deployment": "small", **kern}, {"deployment": "big2", **roof}]
+    notes = plan_notes(result)
+    assert notes == [
+        "forecast check (big, big2): every engine preset on roofline, 133 published points: MAPE 32.7%, bias +25.2% "
+        "(optimistic); forecasts of this kind have run 25% faster than measured on average: allow that much of the "
+        "headroom for it",
+        "forecast check (small): vllm preset on measured kernels, 10 published points: MAPE 5.6%, bias -1.6% "
+        "(pessimistic)"]
+    (found,) = search.forecast_evidence(scenario_document(load_scenario(DEFAULT_SCENARIO)), "default.yaml")
+    row = json.loads(RECORD_FILE.read_text())["breakdowns"][found["record"]]
+    assert found["deployment"] == "llama8b" and (found["points"], found["mape"]) == (row["points"], row["mape"])
+    case = _case(tmp_path)  # a linear user profile: no evidence, no note
+    assert search.forecast_evidence(scenario_document(load_scenario(case)), str(case)) == []
+
+
 def test_the_interval_note_needs_every_target_met_on_the_mean():
     targets = parse_slo("ttft_p99<0.5s,e2e_p99<10s")
     five = _ev(5, False, {"ttft_p99": _d(0.45, 0.1, False), "e2e_p99": _d(11.0, 0.5, False)})

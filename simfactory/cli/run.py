@@ -28,6 +28,7 @@ from simfactory.cli.common import (
 )
 from simfactory.config.limits import MAX_REPLICATIONS, MAX_SEED
 from simfactory.errors import InputError
+from simfactory.report.markdown import forecast_check_lines
 from simfactory.report.money import format_usd
 
 ScenarioArg = Annotated[
@@ -431,16 +432,11 @@ def _print_load(s: dict[str, Any]) -> None:
 
 
 def _print_forecast_accuracy(deployments: list[dict[str, Any]]) -> None:
-    """One line per kind of forecast the deployments rest on: how far it has been from published measurements
-    (summary.md's Forecast accuracy table; deployments sharing a kind share a line)."""
-    groups: dict[str, tuple[dict[str, Any], list[str]]] = {}
-    for d in deployments:
-        a = d.get("forecast_accuracy")
-        if a is not None:
-            groups.setdefault(a["record"], (a, []))[1].append(d["name"])
-    for a, names in groups.values():
-        out.print(f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
-                  f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']})", highlight=False, soft_wrap=True)
+    """How far each kind of forecast the deployments rest on has been from published measurements (summary.md's
+    Forecast accuracy table), a line per kind."""
+    named = [(d["name"], d["forecast_accuracy"]) for d in deployments if d.get("forecast_accuracy") is not None]
+    for line in forecast_check_lines(named):
+        out.print(line, highlight=False, soft_wrap=True)
 
 
 def _s(x: Any) -> str:

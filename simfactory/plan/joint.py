@@ -47,6 +47,7 @@ from simfactory.plan.search import (
     deployment_index,
     evaluate,
     find_max_rate,
+    forecast_evidence,
     fleet_bounds,
     plan,
     pool_need,
@@ -349,11 +350,13 @@ def plan_joint(scenario: Scenario, file: str, rate: float, targets: list[SloTarg
     chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
     result = JointPlanResult(rate, targets, plans, chosen, replications=replications, max_replicas=space.max_replicas,
                              deployments=[base["deployments"][i]["name"] for i in deps], max_points=space.max_points)
-    if isinstance(chosen, JointCandidatePlan) and chosen.fleet is not None and max_rate:
+    if isinstance(chosen, JointCandidatePlan) and chosen.fleet is not None:
         fleet = dict(chosen.fleet)
         doc = with_fleet(apply_overrides(base, chosen.overrides, space_file), dict(zip(deps, fleet.values())))
-        find_max_rate(result, doc, deps[0], file, scenario.seed, phase, on_eval, replicas=fleet[result.deployments[0]],
-                      wrap=lambda e: as_joint(e, fleet))
+        result.forecast = forecast_evidence(doc, file)
+        if max_rate:
+            find_max_rate(result, doc, deps[0], file, scenario.seed, phase, on_eval,
+                          replicas=fleet[result.deployments[0]], wrap=lambda e: as_joint(e, fleet))
     result.wall_s = time.monotonic() - started_s
     return result
 

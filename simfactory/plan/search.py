@@ -111,6 +111,9 @@ class PlanResult:
     max_replicas: int | None = None
     validation: Evaluation | None = None  # one longer run of the winner at max_rate_per_s
     validation_horizon_s: float | None = None  # its horizon (None: no longer run fits the input limits)
+    # the winner's deployments' forecast evidence (fidelity_record): how far forecasts of their kind have been
+    # from published measurements, which a plan's margin should allow for
+    forecast: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def max_rate_validated(self) -> bool | None:
@@ -200,6 +203,19 @@ def resolve_doc(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
     from simfactory.resolve import resolve
 
     return resolve(validate(Scenario, doc, file), file)
+
+
+def forecast_evidence(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
+    """Each deployment's forecast evidence in a candidate's document (fidelity_record.evidence; deployments the
+    shipped suites never checked are left out), for the plan's note on its margin."""
+    from simfactory.metrics.summary import forecast_accuracy
+
+    found = []
+    for d in resolve_doc(doc, file).deployments:
+        a = forecast_accuracy(d.step_time_source, d.engine_preset)
+        if a is not None:
+            found.append({"deployment": d.config.name, **a})
+    return found
 
 
 def replica_floor(doc: dict[str, Any], dep: int) -> int:
@@ -425,9 +441,11 @@ def plan(scenario: Scenario, file: str, rate: float, targets: list[SloTarget], s
     feasible = [p for p in plans if p.best is not None]
     chosen = min(feasible, key=lambda p: (p.best.usd_per_hour, p.candidate)) if feasible else None  # type: ignore[union-attr]
     result = PlanResult(rate, targets, plans, chosen, replications=replications, max_replicas=space.max_replicas)
-    if chosen is not None and max_rate:
-        find_max_rate(result, apply_overrides(base, chosen.overrides, space_file), dep, file, scenario.seed, phase,
-                      on_eval)
+    if chosen is not None:
+        won = apply_overrides(base, chosen.overrides, space_file)
+        result.forecast = forecast_evidence(won, file)
+        if max_rate:
+            find_max_rate(result, won, dep, file, scenario.seed, phase, on_eval)
     return result
 
 

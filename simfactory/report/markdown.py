@@ -299,6 +299,24 @@ def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+def forecast_check_lines(named: list[tuple[str, dict[str, Any]]], advice: bool = False) -> list[str]:
+    """One sentence per kind of forecast among (deployment name, evidence) pairs: the terminal's and a plan's
+    `forecast check` (deployments sharing a kind share a sentence). advice: an optimistic kind says what it means
+    for a plan's headroom."""
+    kinds: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    for name, a in named:
+        kinds.setdefault(a["record"], (a, []))[1].append(name)
+    lines = []
+    for a, names in kinds.values():
+        line = (f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
+                f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']})")
+        if advice and a["leaning"] == "optimistic":
+            line += (f"; forecasts of this kind have run {a['optimism']:.0%} faster than measured on average: allow "
+                     "that much of the headroom for it")
+        lines.append(line)
+    return lines
+
+
 def render_forecast_accuracy(deployments: list[dict[str, Any]]) -> list[str]:
     """How far each deployment's kind of forecast has been from published measurements (fidelity_record)."""
     return ["## Forecast accuracy", "", ACCURACY_NOTE, "", table(ACCURACY_HEADER, accuracy_rows(deployments)), ""]

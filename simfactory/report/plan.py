@@ -26,6 +26,7 @@ from simfactory.plan.search import (  # noqa: E402
 )
 from simfactory.plan.slo import SloTarget  # noqa: E402
 from simfactory.report.finance import frame_markdown, save_chart  # noqa: E402
+from simfactory.report.markdown import forecast_check_lines  # noqa: E402
 from simfactory.report.money import format_usd  # noqa: E402
 from simfactory.outputs import json_finite  # noqa: E402
 
@@ -132,6 +133,12 @@ def _and(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
+def forecast_notes(result: PlanResult) -> list[str]:
+    """What the winner's size rests on: how far forecasts of its deployments' kind (step-time source, engine
+    preset) have been from published measurements; an optimistic kind says what it means for the headroom."""
+    return forecast_check_lines([(a["deployment"], a) for a in result.forecast], advice=True)
+
+
 def plan_notes(result: PlanResult) -> list[str]:
     """What decided the answer besides the SLOs themselves: the confidence interval (the winner's size), an
     analytic lower bound that simulation refuted."""
@@ -148,7 +155,7 @@ def plan_notes(result: PlanResult) -> list[str]:
         if b is not None and b.met:
             notes.append(f"{cp.candidate}: {b.replicas} replicas met the SLOs below the analytic lower bound of "
                          f"{cp.lower_bound}; the bound was too high and the search went beneath it")
-    return notes
+    return notes + forecast_notes(result)
 
 
 def pareto_panels(result: PlanResult) -> list[dict[str, Any]]:
@@ -243,6 +250,7 @@ def plan_doc(result: PlanResult, front: list[Evaluation]) -> dict[str, Any]:
                         "below_bound_met": c.below_bound.met if c.below_bound else None}
                        for c in result.candidates],
         "notes": plan_notes(result),
+        "forecast_accuracy": result.forecast,
     }
 
 

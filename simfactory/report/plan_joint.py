@@ -15,7 +15,8 @@ from simfactory.plan.search import closest_miss
 from simfactory.report.finance import frame_markdown
 from simfactory.report.money import format_usd
 from simfactory.report.plan import (
-    evaluation_row, latency_front, max_rate_clause, miss_and_load_fields, misses_text, slo_text, write_plan_files,
+    evaluation_row, forecast_notes, latency_front, max_rate_clause, miss_and_load_fields, misses_text, slo_text,
+    write_plan_files,
 )
 
 
@@ -72,7 +73,7 @@ def joint_notes(result: JointPlanResult) -> list[str]:
         if below:
             notes.append(f"{cp.candidate}: {fleet_text(below[0].fleet)} met the SLOs below an analytic lower bound "
                          f"({fleet_text(lows)}); the bound was too high and the search went beneath it")
-    return notes
+    return notes + forecast_notes(result)
 
 
 def joint_points_frame(result: JointPlanResult) -> pd.DataFrame:
@@ -124,6 +125,7 @@ def joint_plan_doc(result: JointPlanResult, front: list[Any]) -> dict[str, Any]:
                         "simulated_fleets": [_fleet_of(e) for e in cp.evaluations]}
                        for cp in result.candidates if isinstance(cp, JointCandidatePlan)],
         "notes": joint_notes(result),
+        "forecast_accuracy": result.forecast,
     }
 
 
