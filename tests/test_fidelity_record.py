@@ -90,3 +90,28 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     assert rep.exit_code == 0, rep.output
     html = (out / "report.html").read_text()
     assert "Forecast accuracy</h2>" in html and a["basis"] in html
+
+
+def test_compare_says_when_its_runs_rest_on_forecasts_that_lean_apart():
+    """A roofline run against a measured-kernel run: the table gives each run's most optimistic kind, and a note
+    says the comparison favours the roofline run by about the gap between their biases (none under 5 points)."""
+    from simfactory.report.compare import comparison_frame, forecast_gap_line
+
+    def run(name, *evidence):
+        return {"scenario": name, "deployments": [{"name": f"d{i}", "forecast_accuracy": a}
+                                                  for i, a in enumerate(evidence)]}
+
+    kern = {"basis": "vllm preset on measured kernels", "points": 10, "mape": 0.056, "optimism": -0.016}
+    roof = {"basis": "every engine preset on roofline", "points": 133, "mape": 0.327, "optimism": 0.252}
+    a, b = run("h200", kern), run("mi355x", kern, roof)
+    line = forecast_gap_line([a, b], ["h200", "mi355x"])
+    assert line == ("forecasts differ in accuracy: mi355x's (every engine preset on roofline) have run +25.2% against "
+                    "published measurements, h200's (vllm preset on measured kernels) -1.6%; this comparison favours "
+                    "mi355x by about 27% (see each run's Forecast accuracy)")
+    row = comparison_frame([a, b]).loc["forecast bias of its kind (most optimistic deployment)"]
+    assert list(row) == ["-1.6%, MAPE 5.6% (vllm preset on measured kernels, 10 pts)",
+                         "+25.2%, MAPE 32.7% (every engine preset on roofline, 133 pts)"]
+    near = {**kern, "optimism": 0.03}
+    assert forecast_gap_line([a, run("other", near)], ["h200", "other"]) is None  # 4.6 points apart
+    assert forecast_gap_line([a, {"scenario": "user", "deployments": [{"name": "x", "forecast_accuracy": None}]}],
+                             ["h200", "user"]) is None  # one run has no evidence: nothing to weigh

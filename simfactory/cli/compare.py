@@ -43,7 +43,7 @@ def compare(
     """
     from simfactory.api import prepare
     from simfactory.outputs import output_folder
-    from simfactory.report.compare import verdict_lines
+    from simfactory.report.compare import forecast_gap_line, verdict_lines
 
     if len(scenarios) < 2:
         err.print("[red]error:[/red] compare needs at least two scenario files", markup=True)
@@ -69,6 +69,9 @@ def compare(
         return
     _print_tables(df, card)
     out.print(line, highlight=False, markup=False)
+    gap = forecast_gap_line(done["summaries"], done["names"])
+    if gap:
+        out.print(f"note: {gap}", highlight=False, markup=False, soft_wrap=True)
     verdicts = verdict_lines(done["summaries"], done["names"])
     if verdicts:
         out.print("own vs rent (decision model, per pool):", highlight=False)
