@@ -431,7 +431,8 @@ NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 # numbers in outputs that may be negative: differences, deltas, log values, sentinels (-1 = none)
 SIGNED_KEYS = re.compile(
     r"(delta|diff|change|saving|margin|headroom|slope|intercept|error|residual|npv|net_|gain|_vs_|relative|"
-    r"skew|log|^task_id$|^step$|^replica$|^request_id$|low_factor|high_factor|metric_at|offset|value of latency)",
+    r"optimism|bias|skew|log|^task_id$|^step$|^replica$|^request_id$|low_factor|high_factor|metric_at|offset|"
+    r"value of latency)",
     re.IGNORECASE)
 # rows of long tables (finance_cost_stack.csv) whose quantity is signed: the value of latency against its reference
 # (negative when slower than the reference) and the total less it

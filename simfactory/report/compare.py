@@ -186,7 +186,8 @@ def forecast_gap_line(summaries: list[dict[str, Any]], names: list[str]) -> str 
     found = [(n, a) for n, s in zip(names, summaries) if (a := most_optimistic(s)) is not None]
     if len(found) < 2:
         return None
-    (hi_name, hi), (lo_name, lo) = max(found, key=lambda x: x[1]["optimism"]), min(found, key=lambda x: x[1]["optimism"])
+    (hi_name, hi) = max(found, key=lambda x: x[1]["optimism"])
+    (lo_name, lo) = min(found, key=lambda x: x[1]["optimism"])
     if hi["optimism"] - lo["optimism"] <= FORECAST_GAP:
         return None
     return (f"forecasts differ in accuracy: {hi_name}'s ({hi['basis']}) have run {hi['optimism']:+.1%} against "
