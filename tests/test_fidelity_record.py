@@ -115,3 +115,14 @@ def test_compare_says_when_its_runs_rest_on_forecasts_that_lean_apart():
     assert forecast_gap_line([a, run("other", near)], ["h200", "other"]) is None  # 4.6 points apart
     assert forecast_gap_line([a, {"scenario": "user", "deployments": [{"name": "x", "forecast_accuracy": None}]}],
                              ["h200", "user"]) is None  # one run has no evidence: nothing to weigh
+
+
+def test_the_accuracy_table_tells_no_evidence_from_a_summary_that_predates_it():
+    from simfactory.report.markdown import accuracy_rows
+
+    a = {"basis": "vllm preset on measured kernels", "points": 10, "mape": 0.056, "optimism": -0.016,
+         "leaning": "pessimistic"}
+    rows = accuracy_rows([{"name": "x", "forecast_accuracy": a}, {"name": "y", "forecast_accuracy": None},
+                          {"name": "z"}])
+    assert rows[0] == ["x", "vllm preset on measured kernels", "10", "5.6%", "-1.6% (pessimistic)"]
+    assert rows[1][1].startswith("not checked by the shipped suites") and rows[2][1].startswith("not recorded")
