@@ -35,7 +35,7 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
-from simfactory.fidelity_record import kind_engine_key, kind_key, source_kind
+from simfactory.fidelity_record import kind_engine_key, kind_key, kind_tp_key, source_kind
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
@@ -634,6 +634,7 @@ def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
         # what a run report cites as its deployment's evidence (fidelity_record.evidence)
         **_grouped(results, lambda r: kind_key(r.step_time_source)),
         **_grouped(results, lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated")),
+        **_grouped(results, lambda r: kind_tp_key(r.step_time_source, r.tp)),
     }
 
 

@@ -10,7 +10,7 @@ a deployment is matched on both, else on its source kind alone. Reads data only:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,12 @@ def kind_engine_key(kind: str, preset: str) -> str:
     return f"{kind_key(kind)} | {preset}"
 
 
+def kind_tp_key(kind: str, tp: int) -> str:
+    """The record's breakdown pooling the points of one source kind at one tensor-parallel degree (every preset):
+    the error grows with TP, so a deployment's own TP is evidence of its own."""
+    return f"{kind_key(kind)} | tp {tp}"
+
+
 def leaning(optimism: float) -> str:
     """Which way forecasts leaned: optimistic (too fast), pessimistic (too slow) or unbiased."""
     if abs(optimism) < UNBIASED_WITHIN:
@@ -53,10 +59,12 @@ class Evidence:
     points: int
     mape: float  # mean absolute percentage error, a fraction
     optimism: float  # mean signed error, > 0: forecasts ran optimistic
+    at_tp: "Evidence | None" = None  # the same source kind at the deployment's TP, every preset
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
                 "optimism": self.optimism, "leaning": leaning(self.optimism),
+                "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
 
 
@@ -70,16 +78,24 @@ def _breakdowns(path: Path) -> dict[str, dict[str, Any]]:
         return {}
 
 
-def evidence(step_time_label: str, preset: str | None, path: Path = RECORD_FILE) -> Evidence | None:
+def _row(record: dict[str, dict[str, Any]], key: str, basis: str) -> Evidence | None:
+    row = record.get(key)
+    if not row or not row.get("points"):
+        return None
+    return Evidence(basis, key, int(row["points"]), float(row["mape"]), float(row["optimism"]))
+
+
+def evidence(step_time_label: str, preset: str | None, tp: int | None = None,
+             path: Path = RECORD_FILE) -> Evidence | None:
     """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset`: its preset's
-    points on its source kind, else every suite's on that kind; None where the suites never ran that kind (a
-    calibrated or user profile: its own fit error is its evidence)."""
+    points on its source kind, else every suite's on that kind, with that kind's points at its TP beside them
+    (at_tp); None where the suites never ran that kind (a calibrated or user profile: its own fit error is its
+    evidence)."""
     kind, record = source_kind(step_time_label), _breakdowns(path)
     source = "measured kernels" if kind == "kernels" else kind
     tries = ([(kind_engine_key(kind, preset), f"{preset} preset on {source}")] if preset else [])
     tries.append((kind_key(kind), f"every engine preset on {source}"))
-    for key, basis in tries:
-        row = record.get(key)
-        if row and row.get("points"):
-            return Evidence(basis, key, int(row["points"]), float(row["mape"]), float(row["optimism"]))
-    return None
+    found = next((e for key, basis in tries if (e := _row(record, key, basis)) is not None), None)
+    if found is None or tp is None:
+        return found
+    return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}"))

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from simfactory.cli import app
 from simfactory.fidelity import PointResult, breakdowns
-from simfactory.fidelity_record import RECORD_FILE, evidence, kind_engine_key, kind_key, leaning, source_kind
+from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_tp_key, leaning,
+                                        source_kind)
 from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
 
 KERNELS = MEASURED_KERNELS_LABEL + "kernel tables of ... (vllm 0.24.0 prior)"
@@ -27,19 +28,26 @@ def test_a_deployment_is_matched_on_its_preset_and_source_kind_else_on_the_kind_
         kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
         kind_engine_key("kernels", "vllm"): {"points": 10, "mape": 0.05, "optimism": -0.016},
         kind_key("roofline"): {"points": 40, "mape": 0.3, "optimism": 0.25},
+        kind_tp_key("kernels", 8): {"points": 30, "mape": 0.14, "optimism": 0.05},
     })
-    own = evidence(KERNELS, "vllm", path)
+    own = evidence(KERNELS, "vllm", path=path)
     assert (own.points, own.mape, own.optimism, own.basis) == (10, 0.05, -0.016, "vllm preset on measured kernels")
-    other = evidence(KERNELS, "sglang", path)  # no sglang points on kernels: every preset's
+    other = evidence(KERNELS, "sglang", path=path)  # no sglang points on kernels: every preset's
     assert (other.points, other.record_key, other.basis) == (100, "all suites [kernels]",
                                                             "every engine preset on measured kernels")
-    assert evidence("roofline (SKU default factors of mi355x, sglang overhead x1.2)", "sglang", path).points == 40
-    assert evidence(KERNELS, None, path).points == 100
+    assert evidence("roofline (SKU default factors of mi355x, sglang overhead x1.2)", "sglang", path=path).points == 40
+    assert evidence(KERNELS, None, path=path).points == 100
+    # beside it, the kind at the deployment's own TP (every preset): the error grows with TP
+    at8 = evidence(KERNELS, "vllm", 8, path=path)
+    assert at8.points == 10 and (at8.at_tp.points, at8.at_tp.optimism) == (30, 0.05)
+    assert at8.at_tp.basis == "every engine preset on measured kernels at TP 8"
+    assert evidence(KERNELS, "vllm", 4, path=path).at_tp is None  # no points at TP 4
+    assert own.at_tp is None  # no TP asked
     # a calibrated or user profile was never run by the suites: no evidence, not someone else's
-    assert evidence("published fit (llama-3.1-8b on h100-sxm)", "vllm", path) is None
-    assert evidence(KERNELS, "vllm", tmp_path / "missing.json") is None
+    assert evidence("published fit (llama-3.1-8b on h100-sxm)", "vllm", path=path) is None
+    assert evidence(KERNELS, "vllm", path=tmp_path / "missing.json") is None
     (tmp_path / "broken.json").write_text("{not json")
-    assert evidence(KERNELS, "vllm", tmp_path / "broken.json") is None
+    assert evidence(KERNELS, "vllm", path=tmp_path / "broken.json") is None
     d = own.as_dict()
     assert d["leaning"] == "pessimistic" and d["record"] == "all suites [kernels] | vllm"
     assert [leaning(x) for x in (0.03, -0.03, 0.004)] == ["optimistic", "pessimistic", "unbiased"]
@@ -84,7 +92,11 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     assert (a["points"], a["mape"], a["optimism"]) == (row["points"], row["mape"], row["optimism"])
     md = (out / "summary.md").read_text()
     assert "## Forecast accuracy" in md
-    assert f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) |" in md
+    t = a["at_tp"]
+    assert t["record"] == kind_tp_key("kernels", d["tp"]) and t["points"] == json.loads(RECORD_FILE.read_text())[
+        "breakdowns"][t["record"]]["points"]
+    assert (f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) "
+            f"| TP {d['tp']}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%} |") in md
     assert f"forecast check ({d['name']}): {a['basis']}" in " ".join(res.output.split())
     rep = CliRunner().invoke(app, ["report", str(out)])
     assert rep.exit_code == 0, rep.output
@@ -124,5 +136,6 @@ def test_the_accuracy_table_tells_no_evidence_from_a_summary_that_predates_it():
          "leaning": "pessimistic"}
     rows = accuracy_rows([{"name": "x", "forecast_accuracy": a}, {"name": "y", "forecast_accuracy": None},
                           {"name": "z"}])
-    assert rows[0] == ["x", "vllm preset on measured kernels", "10", "5.6%", "-1.6% (pessimistic)"]
+    assert rows[0] == ["x", "vllm preset on measured kernels", "10", "5.6%", "-1.6% (pessimistic)",
+                       "no points at this TP"]
     assert rows[1][1].startswith("not checked by the shipped suites") and rows[2][1].startswith("not recorded")

@@ -123,10 +123,10 @@ def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
     notes = plan_notes(result)
     assert notes == [
         "forecast check (big, big2): every engine preset on roofline, 133 published points: MAPE 32.7%, bias +25.2% "
-        "(optimistic); forecasts of this kind have run 25% faster than measured on average: allow that much of the "
-        "headroom for it",
+        "(optimistic); no points at this TP; forecasts of this kind have run 25% faster than measured on average: "
+        "allow that much of the headroom for it",
         "forecast check (small): vllm preset on measured kernels, 10 published points: MAPE 5.6%, bias -1.6% "
-        "(pessimistic)"]
+        "(pessimistic); no points at this TP"]
     (found,) = search.forecast_evidence(scenario_document(load_scenario(DEFAULT_SCENARIO)), "default.yaml")
     row = json.loads(RECORD_FILE.read_text())["breakdowns"][found["record"]]
     assert found["deployment"] == "llama8b" and (found["points"], found["mape"]) == (row["points"], row["mape"])

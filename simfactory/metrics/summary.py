@@ -372,10 +372,10 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
     }
 
 
-def forecast_accuracy(step_time_label: str, preset: EnginePreset | None) -> dict[str, Any] | None:
-    """How far this kind of forecast (step-time source, engine preset) has been from published measurements
-    (fidelity_record.evidence), or None where the shipped suites never checked it."""
-    found = evidence(step_time_label, preset.name if preset is not None else None)
+def forecast_accuracy(step_time_label: str, preset: EnginePreset | None, tp: int) -> dict[str, Any] | None:
+    """How far this kind of forecast (step-time source, engine preset; the kind at this TP beside it) has been
+    from published measurements (fidelity_record.evidence), or None where the shipped suites never checked it."""
+    found = evidence(step_time_label, preset.name if preset is not None else None, tp)
     return found.as_dict() if found is not None else None
 
 
@@ -397,7 +397,7 @@ def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.Dat
                 "tp": d.config.tp,
                 "dtype": d.config.dtype,
                 "step_time_source": d.step_time_source,
-                "forecast_accuracy": forecast_accuracy(d.step_time_source, d.engine_preset),
+                "forecast_accuracy": forecast_accuracy(d.step_time_source, d.engine_preset, d.config.tp),
                 "kv_capacity_tokens": d.kv_capacity_tokens,
                 "queue_depth_mean": _f(q.mean()) if len(q) else None,
                 "queue_depth_max": int(q.max()) if len(q) else None,

@@ -212,7 +212,7 @@ def forecast_evidence(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
 
     found = []
     for d in resolve_doc(doc, file).deployments:
-        a = forecast_accuracy(d.step_time_source, d.engine_preset)
+        a = forecast_accuracy(d.step_time_source, d.engine_preset, d.config.tp)
         if a is not None:
             found.append({"deployment": d.config.name, **a})
     return found

@@ -279,7 +279,7 @@ def render_deployments(deployments: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-ACCURACY_HEADER = ["deployment", "checked against", "points", "MAPE", "bias"]
+ACCURACY_HEADER = ["deployment", "checked against", "points", "MAPE", "bias", "its kind at its TP (every preset)"]
 ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine preset) have been from published "
                  "measurements that simfactory's fidelity suites replay (`simfactory fidelity`; latencies and "
                  "throughput of every suite pooled). Bias > 0 is optimistic: forecasts ran faster than measured, so a "
@@ -293,27 +293,36 @@ def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
     for d in deployments:
         a = d.get("forecast_accuracy")
         if "forecast_accuracy" not in d:  # a summary written before runs cited their evidence
-            rows.append([d["name"], "not recorded in this summary (run the scenario again)", "", "", ""])
+            rows.append([d["name"], "not recorded in this summary (run the scenario again)", "", "", "", ""])
         elif a is None:
             rows.append([d["name"], "not checked by the shipped suites (a calibrated or user profile: see its fit "
-                         "error)", "", "", ""])
+                         "error)", "", "", "", ""])
         else:
             rows.append([d["name"], a["basis"], f"{a['points']:,}", f"{a['mape']:.1%}",
-                         f"{a['optimism']:+.1%} ({a['leaning']})"])
+                         f"{a['optimism']:+.1%} ({a['leaning']})", _at_tp_text(a.get("at_tp"))])
     return rows
+
+
+def _at_tp_text(t: dict[str, Any] | None, basis: bool = False) -> str:
+    """The evidence at the deployment's TP: 'TP 8: 283 points, MAPE 11.0%, bias +0.1%' (basis: named in full,
+    'every engine preset on measured kernels at TP 8: ...')."""
+    if not t:
+        return "no points at this TP"
+    where = t["basis"] if basis else "TP " + t["record"].rsplit("tp ", 1)[-1]
+    return f"{where}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%}"
 
 
 def forecast_check_lines(named: list[tuple[str, dict[str, Any]]], advice: bool = False) -> list[str]:
     """One sentence per kind of forecast among (deployment name, evidence) pairs: the terminal's and a plan's
     `forecast check` (deployments sharing a kind share a sentence). advice: an optimistic kind says what it means
     for a plan's headroom."""
-    kinds: dict[str, tuple[dict[str, Any], list[str]]] = {}
+    kinds: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
     for name, a in named:
-        kinds.setdefault(a["record"], (a, []))[1].append(name)
+        kinds.setdefault((a["record"], (a.get("at_tp") or {}).get("record", "")), (a, []))[1].append(name)
     lines = []
     for a, names in kinds.values():
         line = (f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
-                f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']})")
+                f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']}); {_at_tp_text(a.get('at_tp'), basis=True)}")
         if advice and a["leaning"] == "optimistic":
             line += (f"; forecasts of this kind have run {a['optimism']:.0%} faster than measured on average: allow "
                      "that much of the headroom for it")
