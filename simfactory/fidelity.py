@@ -262,6 +262,7 @@ class PointResult:
     batch: int = 1  # requests in flight the point measures: its concurrency, batch, or offline batch limit
     engine: str = ""  # the engine preset and the version its suite names
     preset: str = ""  # the engine preset alone
+    sku: str = ""  # the hardware the point was measured on
 
     @property
     def error(self) -> float:
@@ -538,7 +539,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
             or p.max_num_seqs or suite.max_num_seqs or 0
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine,
-                               suite.engine))
+                               suite.engine, p.sku))
         if on_point:
             on_point(len(out), len(suite.points))
     return out
@@ -636,6 +637,24 @@ def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
         **_grouped(results, lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated")),
         **_grouped(results, lambda r: kind_tp_key(r.step_time_source, r.tp)),
     }
+
+
+def record_doc(results: list[PointResult], note: str) -> dict[str, Any]:
+    """The record CI holds the suites to (calibrate/fidelity/recorded.json; `simfactory fidelity --record`): each
+    suite's and breakdown's MAPE, optimism and points, rounded; the rows a report cites as evidence (per source
+    kind, with the preset or the TP) also name the SKUs their points were measured on; and what changed (note)."""
+    def rounded(s: dict[str, Any]) -> dict[str, Any]:
+        return {"mape": round(s["mape"], 4), "optimism": round(s["optimism"], 4), "points": s["points"]}
+
+    cited = {kind_key(r.step_time_source) for r in results}
+    skus: dict[str, set[str]] = {}
+    for r in results:
+        for key in (kind_key(r.step_time_source), kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
+                    kind_tp_key(r.step_time_source, r.tp)):
+            skus.setdefault(key, set()).add(r.sku)
+    rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k.split(" | ")[0] in cited else {})}
+            for k, v in sorted(breakdowns(results).items())}
+    return {"breakdowns": rows, "note": note, "suites": {k: rounded(v) for k, v in sorted(summarize(results).items())}}
 
 
 def summarize_by_source(results: list[PointResult]) -> dict[str, dict[str, Any]]:

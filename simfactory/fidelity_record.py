@@ -16,15 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from simfactory.paths import CALIBRATE_DIR
-from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
+from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL
 
 RECORD_FILE = CALIBRATE_DIR / "fidelity" / "recorded.json"
 UNBIASED_WITHIN = 0.005  # |optimism| below this reads "unbiased" (the fidelity table's wording)
 
 
 def source_kind(label: str) -> str:
-    """The kind of step-time source a resolved deployment's label names: kernels, roofline, measured, ..."""
-    return "kernels" if label.startswith(MEASURED_KERNELS_LABEL) else label.split(" (")[0]
+    """The kind of step-time source a resolved deployment's label names: kernels (the shipped tables), roofline (the
+    SKU's default factors), else its profile entry's source and "entry" (measured entry, published-fit entry,
+    roofline entry: a calibrated or user profile the suites never ran)."""
+    if label.startswith(MEASURED_KERNELS_LABEL):
+        return "kernels"
+    if label.startswith(ROOFLINE_DEFAULT_LABEL):
+        return "roofline"
+    return f"{label.split(' (')[0]} entry"
 
 
 def kind_key(kind: str) -> str:
@@ -60,10 +66,15 @@ class Evidence:
     mape: float  # mean absolute percentage error, a fraction
     optimism: float  # mean signed error, > 0: forecasts ran optimistic
     at_tp: "Evidence | None" = None  # the same source kind at the deployment's TP, every preset
+    # pooled over every preset: the lowest and highest of the presets' own biases (a pooled bias near zero can be
+    # presets leaning both ways, which "unbiased" alone would hide)
+    presets_range: tuple[float, float] | None = None
+    skus: tuple[str, ...] = ()  # the hardware its points were measured on (empty: the record does not say)
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
-                "optimism": self.optimism, "leaning": leaning(self.optimism),
+                "optimism": self.optimism, "leaning": leaning(self.optimism), "skus": list(self.skus),
+                "presets_optimism_range": list(self.presets_range) if self.presets_range is not None else None,
                 "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
 
@@ -71,31 +82,59 @@ class Evidence:
 @lru_cache(maxsize=4)
 def _breakdowns(path: Path) -> dict[str, dict[str, Any]]:
     """The record's breakdowns; empty where the record is missing or unreadable (a SIMFACTORY_HOME tree without
-    one): a report then says it has no evidence rather than failing the run."""
+    one): a report then says so (record_problem) rather than failing the run."""
     try:
         return dict(json.loads(path.read_text(encoding="utf-8"))["breakdowns"])
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
 
-def _row(record: dict[str, dict[str, Any]], key: str, basis: str) -> Evidence | None:
+def record_problem(path: Path = RECORD_FILE) -> str | None:
+    """Why the record cannot say how any kind of forecast did (missing, unreadable, or written before it pooled
+    points by source kind), else None: a report must not pass that off as "never checked"."""
+    if not _breakdowns(path):
+        return f"the fidelity record {path} is missing or unreadable"
+    if not any(k.startswith("all suites [") for k in _breakdowns(path)):
+        return f"the fidelity record {path} predates the per-kind breakdowns (run `simfactory fidelity` to refresh it)"
+    return None
+
+
+def _row(record: dict[str, dict[str, Any]], key: str, basis: str, sku: str | None) -> Evidence | None:
+    """One breakdown of the record as evidence; its basis says so where none of its points was measured on the
+    deployment's own hardware (`sku`)."""
     row = record.get(key)
     if not row or not row.get("points"):
         return None
-    return Evidence(basis, key, int(row["points"]), float(row["mape"]), float(row["optimism"]))
+    skus = tuple(str(x) for x in row.get("skus") or ())
+    if sku and skus and sku not in skus:
+        basis += f" (measured on {', '.join(skus)}; none on {sku})"
+    return Evidence(basis, key, int(row["points"]), float(row["mape"]), float(row["optimism"]), skus=skus)
 
 
-def evidence(step_time_label: str, preset: str | None, tp: int | None = None,
+def _preset_biases(record: dict[str, dict[str, Any]], kind: str) -> list[float]:
+    """Each engine preset's own bias on one source kind (the record's kind-and-preset rows, not its TP rows)."""
+    preset_rows, tp_rows = kind_engine_key(kind, ""), kind_tp_key(kind, 0).removesuffix("0")
+    return [float(v["optimism"]) for k, v in record.items()
+            if k.startswith(preset_rows) and not k.startswith(tp_rows) and v.get("points")]
+
+
+def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sku: str | None = None,
              path: Path = RECORD_FILE) -> Evidence | None:
-    """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset`: its preset's
-    points on its source kind, else every suite's on that kind, with that kind's points at its TP beside them
-    (at_tp); None where the suites never ran that kind (a calibrated or user profile: its own fit error is its
+    """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset` (and `sku`):
+    its preset's points on its source kind, else every suite's on that kind, with that kind's points at its TP beside
+    them (at_tp); None where the suites never ran that kind (a calibrated or user profile: its own fit error is its
     evidence)."""
     kind, record = source_kind(step_time_label), _breakdowns(path)
     source = "measured kernels" if kind == "kernels" else kind
-    tries = ([(kind_engine_key(kind, preset), f"{preset} preset on {source}")] if preset else [])
-    tries.append((kind_key(kind), f"every engine preset on {source}"))
-    found = next((e for key, basis in tries if (e := _row(record, key, basis)) is not None), None)
-    if found is None or tp is None:
+    found = _row(record, kind_engine_key(kind, preset), f"{preset} preset on {source}", sku) if preset else None
+    if found is None:
+        unchecked = f"{preset} preset not checked; " if preset else ""
+        found = _row(record, kind_key(kind), f"{unchecked}every engine preset on {source}", sku)
+        if found is None:
+            return None
+        biases = _preset_biases(record, kind)
+        found = replace(found, presets_range=(min(biases), max(biases)) if biases else None)
+    if tp is None:
         return found
-    return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}"))
+    return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",
+                                     None))

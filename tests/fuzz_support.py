@@ -437,7 +437,8 @@ SIGNED_KEYS = re.compile(
 # rows of long tables (finance_cost_stack.csv) whose quantity is signed: the value of latency against its reference
 # (negative when slower than the reference) and the total less it
 SIGNED_ROW_LABELS = re.compile(r"value of latency", re.IGNORECASE)
-SIGNED_PATHS = re.compile(r"(windows\[\d+\]\[0\]$)")  # resilience windows: [replica (-1: none), start, end]
+# resilience windows: [replica (-1: none), start, end]; a forecast's evidence: the presets' lowest and highest bias
+SIGNED_PATHS = re.compile(r"(windows\[\d+\]\[0\]$|optimism_range\[\d+\]$)")
 # float rounding (a queue time of -7e-18 s) is not what this suite hunts; SIMFACTORY_FUZZ_NEG_TOL=0 reports it too
 NEGATIVE_TOLERANCE = float(os.environ.get("SIMFACTORY_FUZZ_NEG_TOL", "1e-9"))
 # per-request, per-task and timeline tables hold measured times and counts: Infinity is as wrong there as NaN;

@@ -9,33 +9,39 @@ import pytest
 from typer.testing import CliRunner
 
 from simfactory.cli import app
-from simfactory.fidelity import PointResult, breakdowns
+from simfactory.fidelity import PointResult, breakdowns, record_doc
 from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_tp_key, leaning,
-                                        source_kind)
-from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL
+                                        record_problem, source_kind)
+from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL
 
 KERNELS = MEASURED_KERNELS_LABEL + "kernel tables of ... (vllm 0.24.0 prior)"
 
 
 def _record(tmp_path, breakdown: dict) -> object:
     path = tmp_path / "recorded.json"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"breakdowns": breakdown, "suites": {}, "note": "test"}))
     return path
 
 
 def test_a_deployment_is_matched_on_its_preset_and_source_kind_else_on_the_kind_alone(tmp_path):
     path = _record(tmp_path, {
-        kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
-        kind_engine_key("kernels", "vllm"): {"points": 10, "mape": 0.05, "optimism": -0.016},
-        kind_key("roofline"): {"points": 40, "mape": 0.3, "optimism": 0.25},
+        kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02, "skus": ["b200", "h100-sxm"]},
+        kind_engine_key("kernels", "vllm"): {"points": 10, "mape": 0.05, "optimism": -0.016, "skus": ["h100-sxm"]},
+        kind_engine_key("kernels", "nim"): {"points": 90, "mape": 0.13, "optimism": 0.04},
+        kind_key("roofline"): {"points": 40, "mape": 0.3, "optimism": 0.25, "skus": ["mi300x"]},
         kind_tp_key("kernels", 8): {"points": 30, "mape": 0.14, "optimism": 0.05},
     })
-    own = evidence(KERNELS, "vllm", path=path)
+    own = evidence(KERNELS, "vllm", sku="h100-sxm", path=path)
     assert (own.points, own.mape, own.optimism, own.basis) == (10, 0.05, -0.016, "vllm preset on measured kernels")
-    other = evidence(KERNELS, "sglang", path=path)  # no sglang points on kernels: every preset's
-    assert (other.points, other.record_key, other.basis) == (100, "all suites [kernels]",
-                                                            "every engine preset on measured kernels")
-    assert evidence("roofline (SKU default factors of mi355x, sglang overhead x1.2)", "sglang", path=path).points == 40
+    assert own.presets_range is None  # its own preset's points: no pooling to hide anything
+    other = evidence(KERNELS, "sglang", path=path)  # no sglang points on kernels: every preset's, and it says so
+    assert (other.points, other.record_key, other.basis) == (100, "all suites [kernels]", "sglang preset not "
+                                                            "checked; every engine preset on measured kernels")
+    assert other.presets_range == (-0.016, 0.04)  # a pooled +2% made of presets leaning both ways
+    roof = evidence(ROOFLINE_DEFAULT_LABEL + "mi355x, sglang overhead x1.2)", "sglang", sku="mi355x", path=path)
+    assert roof.points == 40 and roof.basis.endswith("every engine preset on roofline (measured on mi300x; none on "
+                                                     "mi355x)")
     assert evidence(KERNELS, None, path=path).points == 100
     # beside it, the kind at the deployment's own TP (every preset): the error grows with TP
     at8 = evidence(KERNELS, "vllm", 8, path=path)
@@ -43,26 +49,40 @@ def test_a_deployment_is_matched_on_its_preset_and_source_kind_else_on_the_kind_
     assert at8.at_tp.basis == "every engine preset on measured kernels at TP 8"
     assert evidence(KERNELS, "vllm", 4, path=path).at_tp is None  # no points at TP 4
     assert own.at_tp is None  # no TP asked
-    # a calibrated or user profile was never run by the suites: no evidence, not someone else's
-    assert evidence("published fit (llama-3.1-8b on h100-sxm)", "vllm", path=path) is None
+    # a calibrated or user profile, a roofline entry of its own included, was never run by the suites: no
+    # evidence, not someone else's
+    for entry in ("published-fit (hardware_profiles/h100-sxm/x.yaml)", "roofline (my_profiles/h100-sxm/fit.yaml)",
+                  "measured (my_profiles/h100-sxm/fit.yaml)"):
+        assert evidence(entry, "vllm", path=path) is None, entry
     assert evidence(KERNELS, "vllm", path=tmp_path / "missing.json") is None
     (tmp_path / "broken.json").write_text("{not json")
     assert evidence(KERNELS, "vllm", path=tmp_path / "broken.json") is None
+    # ... and a missing, broken or outdated record is said to be so, not passed off as "never checked"
+    assert "missing or unreadable" in record_problem(tmp_path / "broken.json")
+    assert "predates" in record_problem(_record(tmp_path / "old", {"all suites | tp 1": {"points": 3}}))
+    assert record_problem(path) is None
     d = own.as_dict()
-    assert d["leaning"] == "pessimistic" and d["record"] == "all suites [kernels] | vllm"
+    assert d["leaning"] == "pessimistic" and d["record"] == "all suites [kernels] | vllm" and d["skus"] == ["h100-sxm"]
     assert [leaning(x) for x in (0.03, -0.03, 0.004)] == ["optimistic", "pessimistic", "unbiased"]
 
 
 def test_fidelity_writes_the_breakdowns_the_lookup_reads():
-    """The keys a report looks up are the ones `fidelity` pools its points under (one function makes both)."""
-    rs = [PointResult("a", "x", "output_tokens_per_s", 100, 110, "kernels", engine="vllm 0.19.1", preset="vllm"),
-          PointResult("b", "y", "itl_s", 0.01, 0.008, "kernels", engine="nim NIM 1.8.0", preset="nim"),
-          PointResult("c", "z", "itl_s", 0.02, 0.025, "roofline", engine="vllm-v0", preset="vllm-v0")]
+    """The keys a report looks up are the ones `fidelity` pools its points under (one function makes both), and
+    the record names each cited row's hardware."""
+    rs = [PointResult("a", "x", "output_tokens_per_s", 100, 110, "kernels", engine="vllm 0.19.1", preset="vllm",
+                      sku="h100-sxm"),
+          PointResult("b", "y", "itl_s", 0.01, 0.008, "kernels", tp=2, engine="nim NIM 1.8.0", preset="nim", sku="h200"),
+          PointResult("c", "z", "itl_s", 0.02, 0.025, "roofline", engine="vllm-v0", preset="vllm-v0", sku="mi300x")]
     b = breakdowns(rs)
     assert b[kind_key("kernels")]["points"] == 2 and b[kind_key("kernels")]["optimism"] == pytest.approx(0.15)
     assert b[kind_engine_key("kernels", "vllm")]["optimism"] == pytest.approx(0.1)
     assert b[kind_engine_key("roofline", "vllm-v0")]["optimism"] == pytest.approx(-0.25)
-    assert source_kind(KERNELS) == "kernels" and source_kind("roofline (x)") == "roofline"
+    rec = record_doc(rs, "why")
+    assert rec["note"] == "why" and rec["breakdowns"][kind_key("kernels")]["skus"] == ["h100-sxm", "h200"]
+    assert rec["breakdowns"][kind_tp_key("kernels", 2)]["skus"] == ["h200"]
+    assert "skus" not in rec["breakdowns"]["all suites | tp 1"] and rec["suites"]["a [kernels]"]["points"] == 1
+    assert source_kind(KERNELS) == "kernels" and source_kind(ROOFLINE_DEFAULT_LABEL + "x)") == "roofline"
+    assert source_kind("roofline (x.yaml)") == "roofline entry"
 
 
 def test_the_shipped_record_covers_every_preset_the_suites_run():
@@ -118,8 +138,9 @@ def test_compare_says_when_its_runs_rest_on_forecasts_that_lean_apart():
     a, b = run("h200", kern), run("mi355x", kern, roof)
     line = forecast_gap_line([a, b], ["h200", "mi355x"])
     assert line == ("forecasts differ in accuracy: mi355x's (every engine preset on roofline) have run +25.2% against "
-                    "published measurements, h200's (vllm preset on measured kernels) -1.6%; this comparison favours "
-                    "mi355x by about 27% (see each run's Forecast accuracy)")
+                    "published measurements, h200's (vllm preset on measured kernels) -1.6%: mi355x's latency and "
+                    "throughput forecasts have run about 27 points more optimistic, so differences in those metrics "
+                    "smaller than that are within forecast error (see each run's Forecast accuracy)")
     row = comparison_frame([a, b]).loc["forecast bias of its kind (most optimistic deployment)"]
     assert list(row) == ["-1.6%, MAPE 5.6% (vllm preset on measured kernels, 10 pts)",
                          "+25.2%, MAPE 32.7% (every engine preset on roofline, 133 pts)"]
@@ -139,3 +160,49 @@ def test_the_accuracy_table_tells_no_evidence_from_a_summary_that_predates_it():
     assert rows[0] == ["x", "vllm preset on measured kernels", "10", "5.6%", "-1.6% (pessimistic)",
                        "no points at this TP"]
     assert rows[1][1].startswith("not checked by the shipped suites") and rows[2][1].startswith("not recorded")
+
+
+def test_a_disaggregated_prefill_side_gets_its_own_evidence_and_a_missing_record_is_named(monkeypatch):
+    """The prefill replicas run on their own hardware and step time: their evidence is a row of its own. With no
+    usable record, the table says why rather than 'never checked'."""
+    import simfactory.metrics.summary as summary
+    from simfactory.paths import SCENARIOS_DIR
+    from simfactory.report.markdown import accuracy_rows, forecast_sides
+    from simfactory.resolve import resolve
+    from simfactory.resolve.files import load_scenario
+
+    (d,) = resolve(load_scenario(SCENARIOS_DIR / "stack-disaggregated.yaml")).deployments
+    fields = summary.forecast_fields(d)
+    assert d.prefill is not None and fields["prefill_forecast_accuracy"]["record"].startswith("all suites [kernels]")
+    row = {"name": d.config.name, **fields}
+    assert [n for n, _ in forecast_sides(row)] == [d.config.name, f"{d.config.name} (prefill)"]
+    assert [r[0] for r in accuracy_rows([row])] == [d.config.name, f"{d.config.name} (prefill)"]
+    monkeypatch.setattr(summary, "record_problem", lambda: "the fidelity record /x/recorded.json is missing")
+    gone = {"name": "a", **summary.forecast_fields(d)}
+    assert gone["forecast_accuracy"] is None and "prefill_forecast_accuracy" not in gone
+    assert accuracy_rows([gone])[0][1] == "unknown: the fidelity record /x/recorded.json is missing"
+
+
+def test_fidelity_writes_the_record_and_replaces_only_its_own(tmp_path):
+    """`fidelity --record FILE --note TEXT` writes the record reports cite (with the SKUs of the cited rows); a file
+    simfactory did not write is left alone unless --force."""
+    import yaml
+
+    point = {"id": "p", "sku": "h100-sxm", "model": "llama-3.1-8b", "dtype": "fp8", "input_tokens": 128,
+             "output_tokens": 128, "max_num_seqs": 8, "metric": "batch_latency_s", "measured": 1.0}
+    suite = tmp_path / "s.yaml"
+    suite.write_text(yaml.safe_dump({"name": "tiny", "source": "x", "as_of": "2026", "engine": "vllm",
+                                     "points": [point]}))
+    foreign = tmp_path / "recorded.json"
+    foreign.write_text('{"mine": true}')
+    runner = CliRunner()
+    res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "first"])
+    assert res.exit_code == 2 and "--record" in res.output and foreign.read_text() == '{"mine": true}'
+    res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "first", "--force"])
+    assert res.exit_code == 0, res.output
+    rec = json.loads(foreign.read_text())
+    assert rec["note"] == "first" and rec["generator"].startswith("simfactory")
+    assert rec["breakdowns"][kind_engine_key("kernels", "vllm")]["skus"] == ["h100-sxm"]
+    assert set(rec["suites"]) == {"tiny [kernels]"}
+    res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "second"])
+    assert res.exit_code == 0 and json.loads(foreign.read_text())["note"] == "second"  # its own: replaced

@@ -120,13 +120,19 @@ def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
     kern = {"basis": "vllm preset on measured kernels", "record": "all suites [kernels] | vllm", "points": 10,
             "mape": 0.056, "optimism": -0.016, "leaning": "pessimistic"}
     result.forecast = [{"deployment": "big", **roof}, {"deployment": "small", **kern}, {"deployment": "big2", **roof}]
-    notes = plan_notes(result)
+    notes = plan_notes(result)  # no headroom figure (the max-rate search did not run)
     assert notes == [
         "forecast check (big, big2): every engine preset on roofline, 133 published points: MAPE 32.7%, bias +25.2% "
-        "(optimistic); no points at this TP; forecasts of this kind have run 25% faster than measured on average: "
-        "allow that much of the headroom for it",
+        "(optimistic); no points at this TP; forecasts of this kind have run 25% faster than measured on average, "
+        "and this plan has no headroom figure (--no-max-rate or no winner's load search): the fleet may be too small "
+        "at the target rate; plan for a rate about 25% higher",
         "forecast check (small): vllm preset on measured kernels, 10 published points: MAPE 5.6%, bias -1.6% "
         "(pessimistic); no points at this TP"]
+    result.headroom = 0.06  # less than the bias: the winner may miss its SLOs
+    assert notes[1] in plan_notes(result) and ("more than the winner's headroom (6%): the fleet may miss its SLOs at "
+                                               "the target rate; plan for a rate about 25% higher") in plan_notes(result)[0]
+    result.headroom = 0.6
+    assert plan_notes(result)[0].endswith("faster than measured on average: keep that much of the headroom (60%) for it")
     (found,) = search.forecast_evidence(scenario_document(load_scenario(DEFAULT_SCENARIO)), "default.yaml")
     row = json.loads(RECORD_FILE.read_text())["breakdowns"][found["record"]]
     assert found["deployment"] == "llama8b" and (found["points"], found["mape"]) == (row["points"], row["mape"])

@@ -25,6 +25,10 @@ def fidelity(
                                             help="The bar a suite is held to: its MAPE at most this (a fraction).")] = BAR_MAPE,
     max_bias: Annotated[float, typer.Option("--max-bias", min=0.0, max=10.0,
                                             help="... and its bias within +- this (a fraction).")] = BAR_BIAS,
+    record: Annotated[Optional[Path], typer.Option(
+        "--record", help="Also write the record CI holds the suites to and reports cite as evidence "
+        "(calibrate/fidelity/recorded.json) from this run; replaces only a record simfactory wrote, or with --force.")] = None,
+    note: Annotated[str, typer.Option("--note", help="With --record: what changed since the last record.")] = "",
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -33,8 +37,14 @@ def fidelity(
     import dataclasses
 
     from simfactory.fidelity import breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
+    from simfactory.fidelity_record import leaning
 
     json_target(out_json, force)
+    if record is not None:
+        from simfactory.outputs import check_output_file
+
+        with input_errors():
+            check_output_file(record, "--record", force)
     with input_errors():
         paths = suites or shipped_suites()
         loaded = [load_suite(p) for p in paths]
@@ -49,7 +59,7 @@ def fidelity(
     print_table(table)
     summary = summarize(results)
     for key, s in summary.items():
-        out.print(f"{key}: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over {s['points']} "
+        out.print(f"{key}: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({leaning(s['optimism'])}) over {s['points']} "
                   f"points; worst {s['worst']} ({s['worst_error']:.1%})", highlight=False, markup=False, soft_wrap=True)
     parts = breakdowns(results)
     bd = Table(title="where the error lives (bias: mean error signed so that + is optimistic, i.e. latency too low or "
@@ -57,11 +67,11 @@ def fidelity(
     for col in ("group", "points", "MAPE", "bias", "leans"):
         bd.add_column(col, justify="left" if col in ("group", "leans") else "right")
     for key, s in parts.items():
-        bd.add_row(key, str(s["points"]), f"{s['mape']:.1%}", f"{s['optimism']:+.1%}", _lean(s["optimism"]))
+        bd.add_row(key, str(s["points"]), f"{s['mape']:.1%}", f"{s['optimism']:+.1%}", leaning(s["optimism"]))
     print_table(bd)
     by_source = summarize_by_source(results)
     for src, s in by_source.items():
-        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({_lean(s['optimism'])}) over "
+        out.print(f"all suites [{src}]: MAPE {s['mape']:.1%}, bias {s['optimism']:+.1%} ({leaning(s['optimism'])}) over "
                   f"{s['points']} points", highlight=False, markup=False)
     for name, sp in spreads.items():
         per = ", ".join(f"{m} {v['mape']:.1%}" for m, v in sp["by_metric"].items())
@@ -72,6 +82,11 @@ def fidelity(
     out.print(f"within {max_mape:.1%} MAPE and +-{max_bias:.1%} bias: {len(inside)} of {len(summary)} suites (per "
               "step-time source)"
               + (f"; outside: {'; '.join(outside)}" if outside else ""), highlight=False, markup=False, soft_wrap=True)
+    if record is not None:
+        from simfactory.fidelity import record_doc
+
+        emit_json(str(record), record_doc(results, note), force)
+        out.print(f"wrote the fidelity record {record}", highlight=False, markup=False)
     emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "spread": spreads,
                          "bar": {"max_mape": max_mape, "max_bias": max_bias, "inside": inside, "outside": outside},
                          "points": [{**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism,
@@ -111,9 +126,6 @@ def _run_all(suites: list, requests: int, quiet: bool) -> list:  # type: ignore[
     return results
 
 
-def _lean(optimism: float) -> str:
-    """Which way the bias leans, in a word (within half a percent counts as unbiased)."""
-    return "optimistic" if optimism > 0.005 else "pessimistic" if optimism < -0.005 else "unbiased"
 
 
 def register(app: typer.Typer) -> None:

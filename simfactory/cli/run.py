@@ -28,7 +28,7 @@ from simfactory.cli.common import (
 )
 from simfactory.config.limits import MAX_REPLICATIONS, MAX_SEED
 from simfactory.errors import InputError
-from simfactory.report.markdown import forecast_check_lines
+from simfactory.report.markdown import forecast_check_lines, forecast_sides
 from simfactory.report.money import format_usd
 
 ScenarioArg = Annotated[
@@ -434,9 +434,13 @@ def _print_load(s: dict[str, Any]) -> None:
 def _print_forecast_accuracy(deployments: list[dict[str, Any]]) -> None:
     """How far each kind of forecast the deployments rest on has been from published measurements (summary.md's
     Forecast accuracy table), a line per kind."""
-    named = [(d["name"], d["forecast_accuracy"]) for d in deployments if d.get("forecast_accuracy") is not None]
+    named = [(name, a) for d in deployments for name, a in forecast_sides(d) if a is not None]
     for line in forecast_check_lines(named):
         out.print(line, highlight=False, soft_wrap=True)
+    problem = next((d["forecast_accuracy_unavailable"] for d in deployments if d.get("forecast_accuracy_unavailable")),
+                   None)
+    if problem:
+        out.print(f"forecast check unavailable: {problem}", highlight=False, soft_wrap=True)
 
 
 def _s(x: Any) -> str:

@@ -18,10 +18,9 @@ import pandas as pd
 from simfactory.version import __version__
 from simfactory.gc_pause import gc_paused
 from simfactory.provenance import provenance
-from simfactory.config.profile import EnginePreset
 from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
-from simfactory.fidelity_record import evidence
+from simfactory.fidelity_record import evidence, record_problem
 from simfactory.metrics.agent_controls import add_task_controls, caches_section
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.cost_stack import cost_stack_section
@@ -45,6 +44,7 @@ from simfactory.metrics.tasks import task_summary, tasks_frame
 from simfactory.metrics.tenants import tenant_summary
 from simfactory.metrics.trace import trace_events
 from simfactory.resolve import ResolvedScenario
+from simfactory.resolve.resolved import ResolvedDeployment
 from simfactory.sim.outcomes import Outcome
 from simfactory.sim.run import SimResult
 
@@ -372,11 +372,25 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
     }
 
 
-def forecast_accuracy(step_time_label: str, preset: EnginePreset | None, tp: int) -> dict[str, Any] | None:
-    """How far this kind of forecast (step-time source, engine preset; the kind at this TP beside it) has been
-    from published measurements (fidelity_record.evidence), or None where the shipped suites never checked it."""
-    found = evidence(step_time_label, preset.name if preset is not None else None, tp)
+def forecast_accuracy(d: ResolvedDeployment) -> dict[str, Any] | None:
+    """How far this kind of forecast (step-time source, engine preset, on which hardware; the kind at its TP beside
+    it) has been from published measurements (fidelity_record.evidence), or None where the suites never checked it."""
+    preset = d.engine_preset.name if d.engine_preset is not None else None
+    found = evidence(d.step_time_source, preset, d.config.tp, d.profile.sku)
     return found.as_dict() if found is not None else None
+
+
+def forecast_fields(d: ResolvedDeployment) -> dict[str, Any]:
+    """A deployment's forecast evidence for summary.json: forecast_accuracy (None: never checked), its
+    disaggregated prefill side's (prefill_forecast_accuracy, on that side's own hardware and step time), and why
+    there is none when the record itself is missing (forecast_accuracy_unavailable)."""
+    problem = record_problem()
+    if problem is not None:
+        return {"forecast_accuracy": None, "forecast_accuracy_unavailable": problem}
+    out = {"forecast_accuracy": forecast_accuracy(d)}
+    if d.prefill is not None:
+        out["prefill_forecast_accuracy"] = forecast_accuracy(d.prefill)
+    return out
 
 
 def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.DataFrame, w_stl: pd.DataFrame,
@@ -397,7 +411,7 @@ def deployment_section(rs: ResolvedScenario, req: pd.DataFrame, measured: pd.Dat
                 "tp": d.config.tp,
                 "dtype": d.config.dtype,
                 "step_time_source": d.step_time_source,
-                "forecast_accuracy": forecast_accuracy(d.step_time_source, d.engine_preset, d.config.tp),
+                **forecast_fields(d),
                 "kv_capacity_tokens": d.kv_capacity_tokens,
                 "queue_depth_mean": _f(q.mean()) if len(q) else None,
                 "queue_depth_max": int(q.max()) if len(q) else None,

@@ -212,9 +212,11 @@ def forecast_evidence(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
 
     found = []
     for d in resolve_doc(doc, file).deployments:
-        a = forecast_accuracy(d.step_time_source, d.engine_preset, d.config.tp)
-        if a is not None:
-            found.append({"deployment": d.config.name, **a})
+        sides = [(d.config.name, d)] + ([(f"{d.config.name} (prefill)", d.prefill)] if d.prefill is not None else [])
+        for name, side in sides:
+            a = forecast_accuracy(side)
+            if a is not None:
+                found.append({"deployment": name, **a})
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
@@ -286,21 +287,40 @@ ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine pr
                  "plan built on them buys too little.")
 
 
+def forecast_sides(d: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """A summary deployment's forecast evidence per side: the deployment's, and its disaggregated prefill
+    replicas' (their own hardware and step time) where it has them."""
+    sides = [(d["name"], d.get("forecast_accuracy"))]
+    if "prefill_forecast_accuracy" in d:
+        sides.append((f"{d['name']} (prefill)", d["prefill_forecast_accuracy"]))
+    return sides
+
+
 def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
-    """Each deployment's forecast evidence (summary.json deployments[].forecast_accuracy) as table cells: what it
-    was checked against, points, MAPE, bias and which way it leaned."""
+    """Each deployment's forecast evidence (summary.json deployments[].forecast_accuracy, and its prefill side's)
+    as table cells: what it was checked against, points, MAPE, bias and which way it leaned."""
     rows = []
     for d in deployments:
-        a = d.get("forecast_accuracy")
         if "forecast_accuracy" not in d:  # a summary written before runs cited their evidence
             rows.append([d["name"], "not recorded in this summary (run the scenario again)", "", "", "", ""])
-        elif a is None:
-            rows.append([d["name"], "not checked by the shipped suites (a calibrated or user profile: see its fit "
-                         "error)", "", "", "", ""])
-        else:
-            rows.append([d["name"], a["basis"], f"{a['points']:,}", f"{a['mape']:.1%}",
-                         f"{a['optimism']:+.1%} ({a['leaning']})", _at_tp_text(a.get("at_tp"))])
+            continue
+        if d.get("forecast_accuracy_unavailable"):
+            rows.append([d["name"], f"unknown: {d['forecast_accuracy_unavailable']}", "", "", "", ""])
+            continue
+        for name, a in forecast_sides(d):
+            rows.append([name, "not checked by the shipped suites (a calibrated or user profile: see its fit error)",
+                         "", "", "", ""] if a is None else
+                        [name, a["basis"], f"{a['points']:,}", f"{a['mape']:.1%}", bias_text(a),
+                         _at_tp_text(a.get("at_tp"))])
     return rows
+
+
+def bias_text(a: dict[str, Any]) -> str:
+    """'+0.2% (unbiased; presets -18.4% to +4.4%)': the bias, its leaning, and where evidence pooled over every
+    preset hides presets leaning both ways, their range."""
+    r = a.get("presets_optimism_range")
+    spread = f"; presets {r[0]:+.1%} to {r[1]:+.1%}" if r else ""
+    return f"{a['optimism']:+.1%} ({a['leaning']}{spread})"
 
 
 def _at_tp_text(t: dict[str, Any] | None, basis: bool = False) -> str:
@@ -312,20 +332,20 @@ def _at_tp_text(t: dict[str, Any] | None, basis: bool = False) -> str:
     return f"{where}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%}"
 
 
-def forecast_check_lines(named: list[tuple[str, dict[str, Any]]], advice: bool = False) -> list[str]:
+def forecast_check_lines(named: list[tuple[str, dict[str, Any]]],
+                         advice: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
     """One sentence per kind of forecast among (deployment name, evidence) pairs: the terminal's and a plan's
-    `forecast check` (deployments sharing a kind share a sentence). advice: an optimistic kind says what it means
-    for a plan's headroom."""
+    `forecast check` (deployments sharing a kind share a sentence). advice: what an optimistic kind means for a
+    plan, appended to its sentence."""
     kinds: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
     for name, a in named:
         kinds.setdefault((a["record"], (a.get("at_tp") or {}).get("record", "")), (a, []))[1].append(name)
     lines = []
     for a, names in kinds.values():
         line = (f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
-                f"{a['mape']:.1%}, bias {a['optimism']:+.1%} ({a['leaning']}); {_at_tp_text(a.get('at_tp'), basis=True)}")
-        if advice and a["leaning"] == "optimistic":
-            line += (f"; forecasts of this kind have run {a['optimism']:.0%} faster than measured on average: allow "
-                     "that much of the headroom for it")
+                f"{a['mape']:.1%}, bias {bias_text(a)}; {_at_tp_text(a.get('at_tp'), basis=True)}")
+        if advice is not None and a["leaning"] == "optimistic":
+            line += "; " + advice(a)
         lines.append(line)
     return lines
 

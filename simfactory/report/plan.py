@@ -135,8 +135,20 @@ def _and(labels: list[str]) -> str:
 
 def forecast_notes(result: PlanResult) -> list[str]:
     """What the winner's size rests on: how far forecasts of its deployments' kind (step-time source, engine
-    preset) have been from published measurements; an optimistic kind says what it means for the headroom."""
-    return forecast_check_lines([(a["deployment"], a) for a in result.forecast], advice=True)
+    preset) have been from published measurements; an optimistic kind says what it means for the plan: within the
+    headroom, a margin to keep; past it (or with no headroom figure), a fleet that may be too small."""
+    def advice(a: dict[str, Any]) -> str:
+        fast = f"forecasts of this kind have run {a['optimism']:.0%} faster than measured on average"
+        h = result.headroom
+        if h is None:
+            return (f"{fast}, and this plan has no headroom figure (--no-max-rate or no winner's load search): the "
+                    f"fleet may be too small at the target rate; plan for a rate about {a['optimism']:.0%} higher")
+        if h < a["optimism"]:
+            return (f"{fast}, more than the winner's headroom ({h:.0%}): the fleet may miss its SLOs at the target "
+                    f"rate; plan for a rate about {a['optimism']:.0%} higher")
+        return f"{fast}: keep that much of the headroom ({h:.0%}) for it"
+
+    return forecast_check_lines([(a["deployment"], a) for a in result.forecast], advice)
 
 
 def plan_notes(result: PlanResult) -> list[str]:
