@@ -206,3 +206,15 @@ def test_fidelity_writes_the_record_and_replaces_only_its_own(tmp_path):
     assert set(rec["suites"]) == {"tiny [kernels]"}
     res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "second"])
     assert res.exit_code == 0 and json.loads(foreign.read_text())["note"] == "second"  # its own: replaced
+
+
+def test_a_growth_plan_sized_on_optimistic_forecasts_warns_of_under_commitment():
+    from simfactory.plan.growth import optimistic_capacity_warnings
+
+    roof = {"deployment": "r1", "basis": "every engine preset on roofline", "optimism": 0.252, "leaning": "optimistic"}
+    kern = {"deployment": "llama8b", "basis": "vllm preset on measured kernels", "optimism": -0.016,
+            "leaning": "pessimistic"}
+    assert optimistic_capacity_warnings([kern]) == []
+    (w,) = optimistic_capacity_warnings([kern, roof])
+    assert w.startswith("the capacity per replica rests on forecasts of r1 (every engine preset on roofline) that have "
+                        "run +25.2% against published measurements: the plan may commit to about that much too little")

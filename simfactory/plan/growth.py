@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -78,11 +78,12 @@ def base_scenario(spec: GrowthPlanFile, file: str) -> Base:
     return Base(file, path, sc, rs, dep, pool)
 
 
-def capacity_per_replica(spec: GrowthPlanFile, base: Base, phase: Phase) -> tuple[float, str]:
-    """(requests per second one replica sustains at the SLOs, where that figure comes from)."""
+def capacity_per_replica(spec: GrowthPlanFile, base: Base, phase: Phase) -> tuple[float, str, list[dict[str, Any]]]:
+    """(requests per second one replica sustains at the SLOs, where that figure comes from, and the forecast
+    evidence of the plan that found it: none for a stated figure)."""
     cap = spec.capacity
     if cap.requests_per_s_per_replica is not None:
-        return cap.requests_per_s_per_replica, f"stated: {cap.source}"
+        return cap.requests_per_s_per_replica, f"stated: {cap.source}", []
     assert cap.plan is not None
     try:
         targets = parse_slo(cap.plan.slo)
@@ -100,7 +101,17 @@ def capacity_per_replica(spec: GrowthPlanFile, base: Base, phase: Phase) -> tupl
                          f"{cap.plan.slo} at {cap.plan.rate_per_s:g}/s: loosen the SLOs or lower rate_per_s")
     n = result.chosen.min_replicas
     return cap.plan.rate_per_s / n, (f"simfactory plan {base.scenario_file.name} at {cap.plan.rate_per_s:g}/s, "
-                                     f"{cap.plan.slo}: {n} replicas ({cap.plan.replications} runs per count)")
+                                     f"{cap.plan.slo}: {n} replicas ({cap.plan.replications} runs per count)"), \
+        result.forecast
+
+
+def optimistic_capacity_warnings(forecast: list[dict[str, Any]]) -> list[str]:
+    """A capacity per replica planned on forecasts of a kind that has run optimistic commits to too little: say by
+    about how much, and how to keep a margin."""
+    return [f"the capacity per replica rests on forecasts of {a['deployment']} ({a['basis']}) that have run "
+            f"{a['optimism']:+.1%} against published measurements: the plan may commit to about that much too little "
+            "capacity; for a margin, state capacity.requests_per_s_per_replica that much lower"
+            for a in forecast if a.get("leaning") == "optimistic"]
 
 
 def demand_rates(spec: GrowthPlanFile) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -275,6 +286,7 @@ class GrowthPlan:
     channels: Channels
     assumptions: list[Assumption]
     warnings: list[str]
+    capacity_forecast: list[dict[str, Any]] = field(default_factory=list)  # the sizing plan's forecast evidence
 
 
 def plan_growth(spec: GrowthPlanFile, file: str, phase: Phase = lambda text: None) -> GrowthPlan:
@@ -282,7 +294,7 @@ def plan_growth(spec: GrowthPlanFile, file: str, phase: Phase = lambda text: Non
     base = base_scenario(spec, file)
     rate_annual, rate_note = discount_rate(base.rs)
     ch = channels(spec, base, rate_annual)  # before any simulation: a bad option is refused at once
-    per_replica, source = capacity_per_replica(spec, base, phase)
+    per_replica, source, forecast = capacity_per_replica(spec, base, phase)
     rates, weights, names = demand_rates(spec)
     need = accelerators_needed(rates, per_replica, base.accelerators_per_replica)
     if need.max(initial=0.0) > MAX_ACCELERATORS:
@@ -298,4 +310,5 @@ def plan_growth(spec: GrowthPlanFile, file: str, phase: Phase = lambda text: Non
     provider = spec.cloud.provider or base.pool.provider or ""
     return GrowthPlan(spec, file, base.pool.sku, provider, spec.cloud.region or base.pool.region, rate_annual,
                       per_replica, base.accelerators_per_replica, source, rates, names, problem, result, ch,
-                      [capacity_note, rate_note, *ch.assumptions], list(base.rs.warnings) + ch.warnings)
+                      [capacity_note, rate_note, *ch.assumptions],
+                      list(base.rs.warnings) + ch.warnings + optimistic_capacity_warnings(forecast), forecast)
