@@ -122,6 +122,7 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     assert rep.exit_code == 0, rep.output
     html = (out / "report.html").read_text()
     assert "Forecast accuracy</h2>" in html and a["basis"] in html
+    assert "## Forecast accuracy" in (out / "report.md").read_text()
 
 
 def test_compare_says_when_its_runs_rest_on_forecasts_that_lean_apart():

@@ -162,6 +162,9 @@ def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:
           *frame_markdown(head), "", "## Cost and finance", ""]
     for t in finance_tables(s):
         md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
+    if s.get("deployments"):
+        md += ["## Forecast accuracy", "", ACCURACY_NOTE, "",
+               *frame_markdown(pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER)), ""]
     md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS
                               if (run_dir / name).exists() or (folder / name).exists()] + [""]
     (folder / "report.md").write_text("\n".join(md))
