@@ -138,3 +138,18 @@ def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sk
         return found
     return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",
                                      None))
+
+
+def forecast_sides(d: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
+    """A summary deployment's forecast evidence per side: the deployment's, and its disaggregated prefill
+    replicas' (their own hardware and step time) where it has them."""
+    sides = [(d["name"], d.get("forecast_accuracy"))]
+    if "prefill_forecast_accuracy" in d:
+        sides.append((f"{d['name']} (prefill)", d["prefill_forecast_accuracy"]))
+    return sides
+
+
+def most_optimistic(s: dict[str, Any]) -> dict[str, Any] | None:
+    """The forecast evidence (deployments[].forecast_accuracy) of a run's most optimistic deployment kind."""
+    found = [a for d in s.get("deployments", []) for _, a in forecast_sides(d) if a]
+    return max(found, key=lambda a: a["optimism"]) if found else None

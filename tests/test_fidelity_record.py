@@ -168,7 +168,8 @@ def test_a_disaggregated_prefill_side_gets_its_own_evidence_and_a_missing_record
     usable record, the table says why rather than 'never checked'."""
     import simfactory.metrics.summary as summary
     from simfactory.paths import SCENARIOS_DIR
-    from simfactory.report.markdown import accuracy_rows, forecast_sides
+    from simfactory.fidelity_record import forecast_sides
+    from simfactory.report.markdown import accuracy_rows
     from simfactory.resolve import resolve
     from simfactory.resolve.files import load_scenario
 
@@ -219,3 +220,20 @@ def test_a_growth_plan_sized_on_optimistic_forecasts_warns_of_under_commitment()
     (w,) = optimistic_capacity_warnings([kern, roof])
     assert w.startswith("the capacity per replica rests on forecasts of r1 (every engine preset on roofline) that have "
                         "run +25.2% against published measurements: the plan may commit to about that much too little")
+
+
+def test_a_sweep_row_carries_its_points_forecast_bias(tmp_path):
+    """A grid over SKUs crosses kinds of forecast: each row says how optimistic its most optimistic kind has run."""
+    from simfactory.config.scenario import scenario_document
+    from simfactory.paths import SCENARIOS_DIR
+    from simfactory.plan.sweep import PointJob, run_point
+    from simfactory.resolve.files import load_scenario
+
+    doc = scenario_document(load_scenario(SCENARIOS_DIR / "default.yaml"))
+    doc["sim"]["horizon_s"], doc["sim"]["warmup_s"] = 20.0, 5.0
+    rows = [run_point(PointJob(doc, "default.yaml", i, 0, 1, {"pools.0.sku": sku}))
+            for i, sku in enumerate(("h100-sxm", "mi300x"))]
+    record = json.loads(RECORD_FILE.read_text())["breakdowns"]
+    assert [r["error"] for r in rows] == ["", ""]
+    assert rows[0]["forecast.optimism_max"] == record[kind_engine_key("kernels", "vllm")]["optimism"]
+    assert rows[1]["forecast.optimism_max"] == record[kind_key("roofline")]["optimism"]  # no vllm points on it

@@ -28,7 +28,8 @@ from simfactory.cli.common import (
 )
 from simfactory.config.limits import MAX_REPLICATIONS, MAX_SEED
 from simfactory.errors import InputError
-from simfactory.report.markdown import forecast_check_lines, forecast_sides
+from simfactory.fidelity_record import forecast_sides
+from simfactory.report.markdown import forecast_check_lines
 from simfactory.report.money import format_usd
 
 ScenarioArg = Annotated[

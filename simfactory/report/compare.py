@@ -11,7 +11,7 @@ import pandas as pd
 
 from simfactory.report.finance import finance_tables
 from simfactory.report.html import HtmlReport
-from simfactory.report.markdown import forecast_sides
+from simfactory.fidelity_record import most_optimistic
 from simfactory.report.money import finish_sheet, format_cell, format_usd, money_flags, usd_axis
 
 
@@ -167,12 +167,6 @@ def verdict_lines(summaries: list[dict[str, Any]], names: list[str]) -> list[str
 
 FORECAST_GAP = 0.05  # runs whose forecasts have leaned this much apart get a note: a difference in the table
 # smaller than the gap between their forecasts' biases is within what the forecasts themselves have missed by
-
-
-def most_optimistic(s: dict[str, Any]) -> dict[str, Any] | None:
-    """The forecast evidence (deployments[].forecast_accuracy) of a run's most optimistic deployment kind."""
-    found = [a for d in s.get("deployments", []) for _, a in forecast_sides(d) if a]
-    return max(found, key=lambda a: a["optimism"]) if found else None
 
 
 def _forecast_text(s: dict[str, Any]) -> str | None:

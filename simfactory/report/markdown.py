@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from simfactory.fidelity_record import forecast_sides
 from simfactory.metrics.summary import PERCENTILES, RunMetrics
 from simfactory.report.agent_controls import render_agent_controls, render_caches
 from simfactory.report.finance import finance_tables, markdown_section
@@ -285,15 +286,6 @@ ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine pr
                  "measurements that simfactory's fidelity suites replay (`simfactory fidelity`; latencies and "
                  "throughput of every suite pooled). Bias > 0 is optimistic: forecasts ran faster than measured, so a "
                  "plan built on them buys too little.")
-
-
-def forecast_sides(d: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None]]:
-    """A summary deployment's forecast evidence per side: the deployment's, and its disaggregated prefill
-    replicas' (their own hardware and step time) where it has them."""
-    sides = [(d["name"], d.get("forecast_accuracy"))]
-    if "prefill_forecast_accuracy" in d:
-        sides.append((f"{d['name']} (prefill)", d["prefill_forecast_accuracy"]))
-    return sides
 
 
 def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
