@@ -87,6 +87,11 @@ def fidelity(
 
         emit_json(str(record), record_doc(results, note), force)
         out.print(f"wrote the fidelity record {record}", highlight=False, markup=False)
+        shipped = {p.resolve() for p in shipped_suites()}
+        if not shipped <= {Path(p).resolve() for p in paths}:
+            err.print(f"warning: --record: this run holds {len(paths)} suite file(s), not every shipped suite "
+                      f"({len(shipped)}); CI holds every shipped suite to the record (tests/test_fidelity.py)",
+                      highlight=False, markup=False, soft_wrap=True)
     emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "spread": spreads,
                          "bar": {"max_mape": max_mape, "max_bias": max_bias, "inside": inside, "outside": outside},
                          "points": [{**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism,
