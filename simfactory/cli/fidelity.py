@@ -83,20 +83,26 @@ def fidelity(
               "step-time source)"
               + (f"; outside: {'; '.join(outside)}" if outside else ""), highlight=False, markup=False, soft_wrap=True)
     if record is not None:
-        from simfactory.fidelity import record_doc
-
-        emit_json(str(record), record_doc(results, note), force)
-        out.print(f"wrote the fidelity record {record}", highlight=False, markup=False)
-        shipped = {p.resolve() for p in shipped_suites()}
-        if not shipped <= {Path(p).resolve() for p in paths}:
-            err.print(f"warning: --record: this run holds {len(paths)} suite file(s), not every shipped suite "
-                      f"({len(shipped)}); CI holds every shipped suite to the record (tests/test_fidelity.py)",
-                      highlight=False, markup=False, soft_wrap=True)
+        _write_record(record, results, note, paths, force)
     emit_json(out_json, {"summary": summary, "breakdowns": parts, "by_profile_source": by_source, "spread": spreads,
                          "bar": {"max_mape": max_mape, "max_bias": max_bias, "inside": inside, "outside": outside},
                          "points": [{**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism,
                                      "regime": r.regime} for r in results]},
               force)
+
+
+def _write_record(record: Path, results: list, note: str, paths: list[Path], force: bool) -> None:  # type: ignore[type-arg]
+    """--record: the record CI holds the suites to, from this run; a warning when the run holds fewer suites than
+    are shipped (CI would refuse that record)."""
+    from simfactory.fidelity import record_doc, shipped_suites
+
+    emit_json(str(record), record_doc(results, note), force)
+    out.print(f"wrote the fidelity record {record}", highlight=False, markup=False)
+    shipped = {p.resolve() for p in shipped_suites()}
+    if not shipped <= {Path(p).resolve() for p in paths}:
+        err.print(f"warning: --record: this run holds {len(paths)} suite file(s), not every shipped suite "
+                  f"({len(shipped)}); CI holds every shipped suite to the record (tests/test_fidelity.py)",
+                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _spreads(paths: list[Path], suites: list) -> dict[str, dict]:  # type: ignore[type-arg]
