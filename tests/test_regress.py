@@ -199,6 +199,7 @@ def test_the_fidelity_records_evidence_is_not_a_metric_of_the_run():
     from simfactory.regress.flatten import flatten
 
     s = {"deployments": [{"name": "a", "replicas": 2, "forecast_accuracy": {"points": 10, "mape": 0.05,
-                                                                             "optimism": -0.01}}],
+                                                                             "optimism": -0.01},
+                          "prefill_forecast_accuracy": {"points": 10, "at_tp": {"points": 3}}}],
          "latency_s": {"ttft": {"p99": 0.2}}}
     assert flatten(s) == {"deployments.0.replicas": 2.0, "latency_s.ttft.p99": 0.2}

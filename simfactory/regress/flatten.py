@@ -8,9 +8,10 @@ from typing import Any
 # Not outputs of the model: identity, inputs and bookkeeping.
 EXCLUDED_PREFIXES = ("schema_version", "simfactory_version", "provenance", "input_warnings", "scenario", "description", "seed",
                      "window.warmup_s", "window.horizon_s", "sim.", "cost.pools.")
-# Keys anywhere in the tree that are not outputs either: a deployment's forecast evidence is the fidelity record's
-# (calibrate/fidelity/recorded.json, guarded by tests/test_fidelity.py), not this run's
-EXCLUDED_KEYS = ("forecast_accuracy",)
+# Keys anywhere in the tree that are not outputs either: a deployment's forecast evidence (and its disaggregated
+# prefill side's) is the fidelity record's (calibrate/fidelity/recorded.json, guarded by tests/test_fidelity.py),
+# not this run's
+EXCLUDED_KEYS = ("forecast_accuracy", "prefill_forecast_accuracy")
 
 
 def flatten(summary: dict[str, Any], within: tuple[str, ...] | None = None) -> dict[str, float]:
