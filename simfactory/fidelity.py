@@ -624,6 +624,15 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
     return _grouped(results, lambda r: f"{r.suite} [{r.step_time_source}]")
 
 
+# the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
+# engine preset, and at one TP
+EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
+    lambda r: kind_key(r.step_time_source),
+    lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
+    lambda r: kind_tp_key(r.step_time_source, r.tp),
+)
+
+
 def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
     """The same statistics per suite and metric, per TP, per batch regime, per engine (with its version) and per
     step-time source kind (alone and with the engine preset): where the error lives, and which way it leans."""
@@ -632,10 +641,7 @@ def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
         **_grouped(results, lambda r: f"all suites | tp {r.tp}"),
         **_grouped(results, lambda r: f"all suites | {r.regime}"),
         **_grouped(results, lambda r: f"all suites | {r.engine or 'engine not stated'}"),
-        # what a run report cites as its deployment's evidence (fidelity_record.evidence)
-        **_grouped(results, lambda r: kind_key(r.step_time_source)),
-        **_grouped(results, lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated")),
-        **_grouped(results, lambda r: kind_tp_key(r.step_time_source, r.tp)),
+        **{k: v for key in EVIDENCE_KEYS for k, v in _grouped(results, key).items()},
     }
 
 
@@ -646,13 +652,11 @@ def record_doc(results: list[PointResult], note: str) -> dict[str, Any]:
     def rounded(s: dict[str, Any]) -> dict[str, Any]:
         return {"mape": round(s["mape"], 4), "optimism": round(s["optimism"], 4), "points": s["points"]}
 
-    cited = {kind_key(r.step_time_source) for r in results}
-    skus: dict[str, set[str]] = {}
+    skus: dict[str, set[str]] = {}  # the cited rows' hardware
     for r in results:
-        for key in (kind_key(r.step_time_source), kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
-                    kind_tp_key(r.step_time_source, r.tp)):
-            skus.setdefault(key, set()).add(r.sku)
-    rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k.split(" | ")[0] in cited else {})}
+        for key in EVIDENCE_KEYS:
+            skus.setdefault(key(r), set()).add(r.sku)
+    rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k in skus else {})}
             for k, v in sorted(breakdowns(results).items())}
     return {"breakdowns": rows, "note": note, "suites": {k: rounded(v) for k, v in sorted(summarize(results).items())}}
 

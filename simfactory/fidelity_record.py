@@ -1,5 +1,5 @@
 """How far simfactory's own forecasts have been from published measurements, as the shipped fidelity suites last
-recorded it (calibrate/fidelity/recorded.json, rewritten from `simfactory fidelity --json` when a change moves a
+recorded it (calibrate/fidelity/recorded.json, rewritten by `simfactory fidelity --record` when a change moves a
 suite): the evidence a report cites beside a deployment's forecast, so a reader sees how much to trust it and which
 way it has leaned. Optimism (forecast latency too low or throughput too high) is the costly direction: a plan built on
 it buys too little.
@@ -95,7 +95,7 @@ def record_problem(path: Path = RECORD_FILE) -> str | None:
     if not _breakdowns(path):
         return f"the fidelity record {path} is missing or unreadable"
     if not any(k.startswith("all suites [") for k in _breakdowns(path)):
-        return f"the fidelity record {path} predates the per-kind breakdowns (run `simfactory fidelity` to refresh it)"
+        return f"the fidelity record {path} predates the per-kind breakdowns (refresh it: `simfactory fidelity --record`)"
     return None
 
 

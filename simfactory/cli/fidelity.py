@@ -137,8 +137,6 @@ def _run_all(suites: list, requests: int, quiet: bool) -> list:  # type: ignore[
     return results
 
 
-
-
 def register(app: typer.Typer) -> None:
     """Add `fidelity` to the top-level app."""
     app.command()(fidelity)

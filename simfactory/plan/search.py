@@ -208,16 +208,11 @@ def resolve_doc(doc: dict[str, Any], file: str):  # type: ignore[no-untyped-def]
 def forecast_evidence(doc: dict[str, Any], file: str) -> list[dict[str, Any]]:
     """Each deployment's forecast evidence in a candidate's document (fidelity_record.evidence; deployments the
     shipped suites never checked are left out), for the plan's note on its margin."""
-    from simfactory.metrics.summary import forecast_accuracy
+    from simfactory.fidelity_record import forecast_sides
+    from simfactory.metrics.summary import forecast_fields
 
-    found = []
-    for d in resolve_doc(doc, file).deployments:
-        sides = [(d.config.name, d)] + ([(f"{d.config.name} (prefill)", d.prefill)] if d.prefill is not None else [])
-        for name, side in sides:
-            a = forecast_accuracy(side)
-            if a is not None:
-                found.append({"deployment": name, **a})
-    return found
+    return [{"deployment": name, **a} for d in resolve_doc(doc, file).deployments
+            for name, a in forecast_sides({"name": d.config.name, **forecast_fields(d)}) if a is not None]
 
 
 def replica_floor(doc: dict[str, Any], dep: int) -> int:

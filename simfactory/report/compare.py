@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from simfactory.fidelity_record import most_optimistic
 from simfactory.report.finance import finance_tables
 from simfactory.report.html import HtmlReport
-from simfactory.fidelity_record import most_optimistic
 from simfactory.report.money import finish_sheet, format_cell, format_usd, money_flags, usd_axis
 
 
@@ -181,11 +181,11 @@ def forecast_gap_line(summaries: list[dict[str, Any]], names: list[str]) -> str 
     found = [(n, a) for n, s in zip(names, summaries) if (a := most_optimistic(s)) is not None]
     if len(found) < 2:
         return None
-    (hi_name, hi) = max(found, key=lambda x: x[1]["optimism"])
-    (lo_name, lo) = min(found, key=lambda x: x[1]["optimism"])
-    if hi["optimism"] - lo["optimism"] <= FORECAST_GAP:
-        return None
+    hi_name, hi = max(found, key=lambda x: x[1]["optimism"])
+    lo_name, lo = min(found, key=lambda x: x[1]["optimism"])
     gap = hi["optimism"] - lo["optimism"]
+    if gap <= FORECAST_GAP:
+        return None
     return (f"forecasts differ in accuracy: {hi_name}'s ({hi['basis']}) have run {hi['optimism']:+.1%} against "
             f"published measurements, {lo_name}'s ({lo['basis']}) {lo['optimism']:+.1%}: {hi_name}'s latency and "
             f"throughput forecasts have run about {gap * 100:.0f} points more optimistic, so differences in those "

@@ -107,6 +107,11 @@ def headline(s: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame([r for r in rows if r[1] is not None], columns=["metric", "value", "unit"])
 
 
+def accuracy_frame(s: dict[str, Any]) -> pd.DataFrame:
+    """The run's Forecast accuracy table (summary.md's, report.md's and report.html's)."""
+    return pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER)
+
+
 def lead_line(s: dict[str, Any]) -> str:
     ue, tco = s["finance"]["unit_economics"], s["finance"]["tco"]
     usd = format_usd  # the price book's currency (finance.currency) is USD
@@ -163,8 +168,7 @@ def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:
     for t in finance_tables(s):
         md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
     if s.get("deployments"):
-        md += ["## Forecast accuracy", "", ACCURACY_NOTE, "",
-               *frame_markdown(pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER)), ""]
+        md += ["## Forecast accuracy", "", ACCURACY_NOTE, "", *frame_markdown(accuracy_frame(s)), ""]
     md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS
                               if (run_dir / name).exists() or (folder / name).exists()] + [""]
     (folder / "report.md").write_text("\n".join(md))
@@ -193,7 +197,7 @@ def _page(s: dict[str, Any], run_dir: Path) -> HtmlReport:
     page.table(lat, index=True)
     if s.get("deployments"):
         page.heading("Forecast accuracy")
-        page.table(pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER), note=ACCURACY_NOTE)
+        page.table(accuracy_frame(s), note=ACCURACY_NOTE)
     if s.get("tenants"):
         header, rows = tenant_rows(s["tenants"])
         page.heading(f"Tenants (admission policy {s['tenants']['policy']})")
