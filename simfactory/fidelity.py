@@ -35,7 +35,7 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
-from simfactory.fidelity_record import kind_engine_key, kind_key, kind_tp_key, source_kind
+from simfactory.fidelity_record import kind_engine_key, kind_key, kind_metric_key, kind_tp_key, source_kind
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
@@ -625,17 +625,19 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
 
 
 # the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
-# engine preset, and at one TP
+# engine preset, at one TP, and on one metric
 EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
     lambda r: kind_key(r.step_time_source),
     lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
     lambda r: kind_tp_key(r.step_time_source, r.tp),
+    lambda r: kind_metric_key(r.step_time_source, r.metric),
 )
 
 
 def breakdowns(results: list[PointResult]) -> dict[str, dict[str, Any]]:
     """The same statistics per suite and metric, per TP, per batch regime, per engine (with its version) and per
-    step-time source kind (alone and with the engine preset): where the error lives, and which way it leans."""
+    step-time source kind (alone, with the engine preset, at one TP, on one metric): where the error lives, and which
+    way it leans."""
     return {
         **_grouped(results, lambda r: f"{r.suite} | {r.metric}"),
         **_grouped(results, lambda r: f"all suites | tp {r.tp}"),

@@ -5,7 +5,10 @@ way it has leaned. Optimism (forecast latency too low or throughput too high) is
 it buys too little.
 
 The record pools every point of every suite by step-time source kind (measured kernels, roofline) and engine preset;
-a deployment is matched on both, else on its source kind alone. Reads data only: no simulation."""
+a deployment is matched on both, else on its source kind alone. Beside that pooled figure it cites its kind's figure
+per metric: throughput, ITL and TTFT forecasts are not equally good (TTFT, queueing and admission included, is the
+weakest), and one pooled MAPE would lend a TTFT forecast the accuracy of the throughput ones. Reads data only: no
+simulation."""
 
 from __future__ import annotations
 
@@ -20,6 +23,10 @@ from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL, ROOFLINE_DEFAUL
 
 RECORD_FILE = CALIBRATE_DIR / "fidelity" / "recorded.json"
 UNBIASED_WITHIN = 0.005  # |optimism| below this reads "unbiased" (the fidelity table's wording)
+# the fidelity suites' metrics as a report names them, in the order it lists them (a metric not named here is listed
+# after these, under its own name)
+METRIC_LABELS = {"output_tokens_per_s": "throughput", "itl_s": "ITL mean", "itl_median_s": "ITL median",
+                 "ttft_s": "TTFT mean", "ttft_median_s": "TTFT median", "batch_latency_s": "batch latency"}
 
 
 def source_kind(label: str) -> str:
@@ -49,6 +56,11 @@ def kind_tp_key(kind: str, tp: int) -> str:
     return f"{kind_key(kind)} | tp {tp}"
 
 
+def kind_metric_key(kind: str, metric: str) -> str:
+    """The record's breakdown pooling the points of one source kind on one metric (every preset, every TP)."""
+    return f"{kind_key(kind)} | metric {metric}"
+
+
 def leaning(optimism: float) -> str:
     """Which way forecasts leaned: optimistic (too fast), pessimistic (too slow) or unbiased."""
     if abs(optimism) < UNBIASED_WITHIN:
@@ -70,13 +82,21 @@ class Evidence:
     # presets leaning both ways, which "unbiased" alone would hide)
     presets_range: tuple[float, float] | None = None
     skus: tuple[str, ...] = ()  # the hardware its points were measured on (empty: the record does not say)
+    # the same source kind per metric (every preset, every TP): metric -> its evidence, in METRIC_LABELS' order
+    by_metric: tuple[tuple[str, "Evidence"], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
                 "optimism": self.optimism, "leaning": leaning(self.optimism), "skus": list(self.skus),
                 "presets_optimism_range": list(self.presets_range) if self.presets_range is not None else None,
                 "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
+                "by_metric": {m: e.metric_dict() for m, e in self.by_metric},
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
+
+    def metric_dict(self) -> dict[str, Any]:
+        """One metric's figures (by_metric's entries: the basis is the metric's label)."""
+        return {"label": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
+                "optimism": self.optimism, "leaning": leaning(self.optimism)}
 
 
 @lru_cache(maxsize=4)
@@ -113,17 +133,28 @@ def _row(record: dict[str, dict[str, Any]], key: str, basis: str, sku: str | Non
 
 def _preset_biases(record: dict[str, dict[str, Any]], kind: str) -> list[float]:
     """Each engine preset's own bias on one source kind (the record's kind-and-preset rows, not its TP rows)."""
-    preset_rows, tp_rows = kind_engine_key(kind, ""), kind_tp_key(kind, 0).removesuffix("0")
+    preset_rows = kind_engine_key(kind, "")
+    other_rows = (kind_tp_key(kind, 0).removesuffix("0"), kind_metric_key(kind, ""))
     return [float(v["optimism"]) for k, v in record.items()
-            if k.startswith(preset_rows) and not k.startswith(tp_rows) and v.get("points")]
+            if k.startswith(preset_rows) and not k.startswith(other_rows) and v.get("points")]
+
+
+def _by_metric(record: dict[str, dict[str, Any]], kind: str) -> tuple[tuple[str, Evidence], ...]:
+    """The record's rows of one source kind per metric, in METRIC_LABELS' order (others after, by name)."""
+    prefix = kind_metric_key(kind, "")
+    metrics = [k.removeprefix(prefix) for k in record if k.startswith(prefix)]
+    order = list(METRIC_LABELS)
+    metrics.sort(key=lambda m: (order.index(m) if m in order else len(order), m))
+    found = [(m, _row(record, prefix + m, METRIC_LABELS.get(m, m), None)) for m in metrics]
+    return tuple((m, e) for m, e in found if e is not None)
 
 
 def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sku: str | None = None,
              path: Path = RECORD_FILE) -> Evidence | None:
     """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset` (and `sku`):
-    its preset's points on its source kind, else every suite's on that kind, with that kind's points at its TP beside
-    them (at_tp); None where the suites never ran that kind (a calibrated or user profile: its own fit error is its
-    evidence)."""
+    its preset's points on its source kind, else every suite's on that kind, with that kind's points at its TP and
+    per metric beside them (at_tp, by_metric); None where the suites never ran that kind (a calibrated or user
+    profile: its own fit error is its evidence)."""
     kind, record = source_kind(step_time_label), _breakdowns(path)
     source = "measured kernels" if kind == "kernels" else kind
     found = _row(record, kind_engine_key(kind, preset), f"{preset} preset on {source}", sku) if preset else None
@@ -134,6 +165,7 @@ def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sk
             return None
         biases = _preset_biases(record, kind)
         found = replace(found, presets_range=(min(biases), max(biases)) if biases else None)
+    found = replace(found, by_metric=_by_metric(record, kind))
     if tp is None:
         return found
     return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",

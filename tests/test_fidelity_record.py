@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from simfactory.cli import app
 from simfactory.fidelity import PointResult, breakdowns, record_doc
-from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_tp_key, leaning,
-                                        record_problem, source_kind)
+from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_metric_key, kind_tp_key,
+                                        leaning, record_problem, source_kind)
 from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL
 
 KERNELS = MEASURED_KERNELS_LABEL + "kernel tables of ... (vllm 0.24.0 prior)"
@@ -66,6 +66,36 @@ def test_a_deployment_is_matched_on_its_preset_and_source_kind_else_on_the_kind_
     assert [leaning(x) for x in (0.03, -0.03, 0.004)] == ["optimistic", "pessimistic", "unbiased"]
 
 
+def test_a_deployment_also_gets_its_kinds_figures_per_metric(tmp_path):
+    """Beside the pooled figure, the kind's figure per metric (every preset), in the report's metric order, unknown
+    metrics after by name: a TTFT forecast is not lent the throughput forecasts' accuracy. The per-metric rows are not
+    presets (the presets' bias range ignores them)."""
+    path = _record(tmp_path, {
+        kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
+        kind_engine_key("kernels", "nim"): {"points": 90, "mape": 0.13, "optimism": 0.04},
+        kind_engine_key("kernels", "vllm"): {"points": 10, "mape": 0.05, "optimism": -0.016},
+        kind_metric_key("kernels", "ttft_s"): {"points": 40, "mape": 0.19, "optimism": 0.9},
+        kind_metric_key("kernels", "output_tokens_per_s"): {"points": 50, "mape": 0.07, "optimism": -0.5},
+        kind_metric_key("kernels", "queue_s"): {"points": 10, "mape": 0.3, "optimism": 0.1},
+        kind_metric_key("kernels", "itl_s"): {"points": 0, "mape": 0.3, "optimism": 0.1},  # no points: left out
+        kind_key("roofline"): {"points": 30, "mape": 0.3, "optimism": 0.25},
+        kind_metric_key("roofline", "ttft_s"): {"points": 9, "mape": 0.48, "optimism": 0.31},
+    })
+    e = evidence(KERNELS, "sglang", path=path)
+    assert [m for m, _ in e.by_metric] == ["output_tokens_per_s", "ttft_s", "queue_s"]
+    ttft = dict(e.by_metric)["ttft_s"]
+    assert (ttft.points, ttft.mape, ttft.optimism, ttft.basis) == (40, 0.19, 0.9, "TTFT mean")
+    assert e.presets_range == (-0.016, 0.04)  # the +0.9 and -0.5 metric rows are not presets
+    assert evidence(KERNELS, "vllm", 8, path=path).by_metric == e.by_metric  # the kind's rows whatever the preset
+    d = e.as_dict()["by_metric"]
+    assert list(d) == ["output_tokens_per_s", "ttft_s", "queue_s"] and d["queue_s"]["label"] == "queue_s"
+    assert d["ttft_s"] == {"label": "TTFT mean", "record": "all suites [kernels] | metric ttft_s", "points": 40,
+                           "mape": 0.19, "optimism": 0.9, "leaning": "optimistic"}
+    assert [m for m, _ in evidence(ROOFLINE_DEFAULT_LABEL + "x)", None, path=path).by_metric] == ["ttft_s"]
+    assert evidence(KERNELS, "vllm", path=_record(tmp_path / "old", {kind_key("kernels"): {
+        "points": 3, "mape": 0.1, "optimism": 0.0}})).by_metric == ()  # a record without them: none, not an error
+
+
 def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     """The keys a report looks up are the ones `fidelity` pools its points under (one function makes both), and
     the record names each cited row's hardware."""
@@ -77,7 +107,10 @@ def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     assert b[kind_key("kernels")]["points"] == 2 and b[kind_key("kernels")]["optimism"] == pytest.approx(0.15)
     assert b[kind_engine_key("kernels", "vllm")]["optimism"] == pytest.approx(0.1)
     assert b[kind_engine_key("roofline", "vllm-v0")]["optimism"] == pytest.approx(-0.25)
+    assert b[kind_metric_key("kernels", "itl_s")]["points"] == 1 and b[kind_metric_key("kernels", "itl_s")][
+        "optimism"] == pytest.approx(0.2)
     rec = record_doc(rs, "why")
+    assert rec["breakdowns"][kind_metric_key("kernels", "output_tokens_per_s")]["skus"] == ["h100-sxm"]
     assert rec["note"] == "why" and rec["breakdowns"][kind_key("kernels")]["skus"] == ["h100-sxm", "h200"]
     assert rec["breakdowns"][kind_tp_key("kernels", 2)]["skus"] == ["h200"]
     assert "skus" not in rec["breakdowns"]["all suites | tp 1"] and rec["suites"]["a [kernels]"]["points"] == 1
@@ -97,6 +130,8 @@ def test_the_shipped_record_covers_every_preset_the_suites_run():
     for preset in presets - {None}:
         assert any(k.endswith(f"| {preset}") for k in keys), preset
     assert {kind_key("kernels"), kind_key("roofline")} <= keys
+    for kind in ("kernels", "roofline"):  # and each kind's figure per metric, TTFT among them
+        assert {kind_metric_key(kind, m) for m in ("output_tokens_per_s", "itl_s", "ttft_s")} <= keys, kind
 
 
 def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
@@ -117,12 +152,20 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
         "breakdowns"][t["record"]]["points"]
     assert (f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) "
             f"| TP {d['tp']}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%} |") in md
-    assert f"forecast check ({d['name']}): {a['basis']}" in " ".join(res.output.split())
+    terminal = " ".join(res.output.split())
+    assert f"forecast check ({d['name']}): {a['basis']}" in terminal
+    ttft = a["by_metric"]["ttft_s"]  # the kind's figures per metric: summary.json, summary.md, the terminal
+    assert ttft["record"] == kind_metric_key("kernels", "ttft_s") and ttft["points"] == json.loads(
+        RECORD_FILE.read_text())["breakdowns"][ttft["record"]]["points"]
+    assert (f"| {d['name']} | measured kernels | TTFT mean | {ttft['points']:,} | {ttft['mape']:.1%} | "
+            f"{ttft['optimism']:+.1%} ({ttft['leaning']}) |") in md
+    assert f"TTFT mean {ttft['mape']:.1%} ({ttft['optimism']:+.1%})" in terminal
     rep = CliRunner().invoke(app, ["report", str(out)])
     assert rep.exit_code == 0, rep.output
     html = (out / "report.html").read_text()
-    assert "Forecast accuracy</h2>" in html and a["basis"] in html
-    assert "## Forecast accuracy" in (out / "report.md").read_text()
+    assert "Forecast accuracy</h2>" in html and a["basis"] in html and "TTFT mean" in html
+    report_md = (out / "report.md").read_text()
+    assert "## Forecast accuracy" in report_md and "| llama8b | measured kernels | TTFT mean |" in report_md
 
 
 def test_compare_says_when_its_runs_rest_on_forecasts_that_lean_apart():

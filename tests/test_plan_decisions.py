@@ -140,6 +140,38 @@ def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
     assert search.forecast_evidence(scenario_document(load_scenario(case)), str(case)) == []
 
 
+def test_a_plan_weighs_the_forecasts_of_the_metrics_its_slos_bound():
+    """A kind unbiased overall whose TTFT forecasts ran optimistic: a plan bounded by a TTFT SLO keeps headroom for
+    that (the most optimistic of the kind's TTFT rows); one bounded only by e2e says nothing; pessimistic rows never
+    advise; the larger of the overall and the SLO metric's optimism is the one weighed."""
+    def row(label: str, optimism: float, points: int = 150) -> dict:
+        return {"label": label, "record": "r", "points": points, "mape": 0.2, "optimism": optimism,
+                "leaning": "optimistic" if optimism > 0.005 else "pessimistic"}
+
+    kern = {"basis": "vllm preset on measured kernels", "record": "all suites [kernels] | vllm", "points": 10,
+            "mape": 0.056, "optimism": -0.016, "leaning": "pessimistic",
+            "by_metric": {"output_tokens_per_s": row("throughput", 0.3), "ttft_s": row("TTFT mean", 0.051, 153),
+                          "ttft_median_s": row("TTFT median", -0.2, 33), "itl_s": row("ITL mean", 0.011)}}
+    result = _ci_case(0.55, 0.05)  # its SLO: ttft_p99
+    result.forecast, result.headroom = [{"deployment": "small", **kern}], 2.12
+    (note,) = plan_notes(result)
+    assert "per metric, MAPE (bias): throughput 20.0% (+30.0%), TTFT mean 20.0% (+5.1%), TTFT median 20.0% (-20.0%)" in note
+    assert note.endswith("; TTFT mean forecasts of this kind (every preset) have run 5% faster than measured on average "
+                         "(153 points), and the SLOs bound it: keep that much of the headroom (212%) for it"), note
+    result.headroom = 0.03
+    assert plan_notes(result)[0].endswith("more than the winner's headroom (3%): the fleet may miss its SLOs at the "
+                                          "target rate; plan for a rate about 5% higher")
+    result.targets = parse_slo("e2e_p99<10s")  # throughput's +30% is not an SLO metric's row: nothing to advise
+    assert plan_notes(result)[0].endswith("TTFT median 20.0% (-20.0%), ITL mean 20.0% (+1.1%)")
+    result.targets = parse_slo("tpot_p99<0.05s")
+    assert "; ITL mean forecasts of this kind (every preset) have run 1% faster" in plan_notes(result)[0]
+    kern["optimism"], kern["leaning"] = 0.08, "optimistic"  # the overall figure, larger, is the one weighed
+    result.forecast = [{"deployment": "small", **kern}]
+    assert plan_notes(result)[0].endswith("; forecasts of this kind have run 8% faster than measured on average, more "
+                                          "than the winner's headroom (3%): the fleet may miss its SLOs at the target "
+                                          "rate; plan for a rate about 8% higher")
+
+
 def test_the_interval_note_needs_every_target_met_on_the_mean():
     targets = parse_slo("ttft_p99<0.5s,e2e_p99<10s")
     five = _ev(5, False, {"ttft_p99": _d(0.45, 0.1, False), "e2e_p99": _d(11.0, 0.5, False)})

@@ -86,7 +86,8 @@ def test_report_is_self_contained_and_complete(tmp_path):
     tables = finance_tables(s)
     for t in tables:
         assert t.title in page.headings
-    assert page.tables == 1 + len(tables) + 3  # headline, finance tables, latency, forecast accuracy, provenance
+    # headline, finance tables, latency, forecast accuracy (overall and per metric), provenance
+    assert page.tables == 1 + len(tables) + 4
     assert "Forecast accuracy" in page.headings
     # interactive charts: plotly.js inlined once, and the CDF data are the run's requests
     html = (run_dir / "report.html").read_text()

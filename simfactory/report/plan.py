@@ -133,19 +133,42 @@ def _and(labels: list[str]) -> str:
     return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
 
 
+# the fidelity suites' metrics that are evidence for an SLO on a plan metric (fidelity_record.METRIC_LABELS)
+SLO_EVIDENCE = {"ttft": ("ttft_s", "ttft_median_s"), "tpot": ("itl_s", "itl_median_s")}
+
+
+def slo_evidence(a: dict[str, Any], targets: list[Any]) -> dict[str, Any] | None:
+    """The most optimistic of the kind's per-metric figures (forecast_accuracy.by_metric) on the metrics the plan's
+    SLOs bound (TTFT, TPOT), where it leaned optimistic; else None."""
+    rows = [r for t in targets for m in SLO_EVIDENCE.get(t.metric, ()) if (r := (a.get("by_metric") or {}).get(m))]
+    worst = max(rows, key=lambda r: r["optimism"], default=None)
+    return worst if worst is not None and worst["leaning"] == "optimistic" else None
+
+
 def forecast_notes(result: PlanResult) -> list[str]:
     """What the winner's size rests on: how far forecasts of its deployments' kind (step-time source, engine
-    preset) have been from published measurements; an optimistic kind says what it means for the plan: within the
-    headroom, a margin to keep; past it (or with no headroom figure), a fleet that may be too small."""
+    preset) have been from published measurements, overall and on the metrics its SLOs bound; an optimistic figure
+    says what it means for the plan: within the headroom, a margin to keep; past it (or with no headroom figure), a
+    fleet that may be too small."""
     def advice(a: dict[str, Any]) -> str:
-        fast = f"forecasts of this kind have run {a['optimism']:.0%} faster than measured on average"
+        slo = slo_evidence(a, result.targets)
+        overall = a["optimism"] if a["leaning"] == "optimistic" else None
+        if overall is None and slo is None:
+            return ""
+        if slo is not None and (overall is None or slo["optimism"] > overall):
+            x = slo["optimism"]
+            fast = (f"{slo['label']} forecasts of this kind (every preset) have run {x:.0%} faster than measured on "
+                    f"average ({slo['points']:,} points), and the SLOs bound it")
+        else:
+            x = a["optimism"]
+            fast = f"forecasts of this kind have run {x:.0%} faster than measured on average"
         h = result.headroom
         if h is None:
             return (f"{fast}, and this plan has no headroom figure (--no-max-rate or no winner's load search): the "
-                    f"fleet may be too small at the target rate; plan for a rate about {a['optimism']:.0%} higher")
-        if h < a["optimism"]:
+                    f"fleet may be too small at the target rate; plan for a rate about {x:.0%} higher")
+        if h < x:
             return (f"{fast}, more than the winner's headroom ({h:.0%}): the fleet may miss its SLOs at the target "
-                    f"rate; plan for a rate about {a['optimism']:.0%} higher")
+                    f"rate; plan for a rate about {x:.0%} higher")
         return f"{fast}: keep that much of the headroom ({h:.0%}) for it"
 
     return forecast_check_lines([(a["deployment"], a) for a in result.forecast], advice)

@@ -35,7 +35,8 @@ from simfactory.outputs import (
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
 from simfactory.report.html import HtmlReport
 from simfactory.report.interactive import figures
-from simfactory.report.markdown import ACCURACY_HEADER, ACCURACY_NOTE, accuracy_rows
+from simfactory.report.markdown import (ACCURACY_HEADER, ACCURACY_METRIC_HEADER, ACCURACY_METRIC_NOTE, ACCURACY_NOTE,
+                                        accuracy_metric_rows, accuracy_rows)
 from simfactory.report.money import format_usd
 from simfactory.report.tenants import fairness_note, tenant_rows
 
@@ -112,6 +113,12 @@ def accuracy_frame(s: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(accuracy_rows(s["deployments"]), columns=ACCURACY_HEADER)
 
 
+def accuracy_metric_frame(s: dict[str, Any]) -> pd.DataFrame | None:
+    """The same kinds per metric (summary.md's second Forecast accuracy table); None where no deployment has them."""
+    rows = accuracy_metric_rows(s["deployments"])
+    return pd.DataFrame(rows, columns=ACCURACY_METRIC_HEADER) if rows else None
+
+
 def lead_line(s: dict[str, Any]) -> str:
     ue, tco = s["finance"]["unit_economics"], s["finance"]["tco"]
     usd = format_usd  # the price book's currency (finance.currency) is USD
@@ -169,6 +176,8 @@ def _companions(s: dict[str, Any], folder: Path, run_dir: Path) -> None:
         md += [f"### {t.title}", "", *frame_markdown(t.frame), "", t.note, ""]
     if s.get("deployments"):
         md += ["## Forecast accuracy", "", ACCURACY_NOTE, "", *frame_markdown(accuracy_frame(s)), ""]
+        if (by_metric := accuracy_metric_frame(s)) is not None:
+            md += [ACCURACY_METRIC_NOTE, "", *frame_markdown(by_metric), ""]
     md += ["## Plots", ""] + [f"![{title}]({name})" for name, title in PLOTS
                               if (run_dir / name).exists() or (folder / name).exists()] + [""]
     (folder / "report.md").write_text("\n".join(md))
@@ -198,6 +207,8 @@ def _page(s: dict[str, Any], run_dir: Path) -> HtmlReport:
     if s.get("deployments"):
         page.heading("Forecast accuracy")
         page.table(accuracy_frame(s), note=ACCURACY_NOTE)
+        if (by_metric := accuracy_metric_frame(s)) is not None:
+            page.table(by_metric, note=ACCURACY_METRIC_NOTE)
     if s.get("tenants"):
         header, rows = tenant_rows(s["tenants"])
         page.heading(f"Tenants (admission policy {s['tenants']['policy']})")
