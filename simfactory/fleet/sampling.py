@@ -45,8 +45,11 @@ INTENSIVE_MARKS = ("per_1m", "per_request", "per_successful", "per_task", "per_1
 # sections left as they are, per dimension: what lists the simulated replicas or fault windows one by one, the hybrid
 # sizing (computed on the fleet's demand: metrics/summary.py finance_section), the inputs as the simulation took them
 # (finance.assumptions), settings and provenance
+# a deployment's forecast evidence (the fidelity record's figures, named by the metrics they are about) is no figure
+# of the run: never scaled
 KEPT = ("provenance", "sim", "sharding", "finance.hybrid", "finance.scorecard", "finance.sensitivity",
-        "finance.assumptions", "finance.training", "tasks", "quality")
+        "finance.assumptions", "finance.training", "tasks", "quality", "deployments.forecast_accuracy",
+        "deployments.prefill_forecast_accuracy")
 KEPT_BY_FLEET = ("replicas", "resilience.by_window", "resilience.windows", "resilience.availability_by_replica")
 KEPT_BY_TIME = ("resilience.by_window", "resilience.windows")
 FLEET, TIME = "fleet", "time"
