@@ -12,10 +12,17 @@ A folder is built in a hidden temporary sibling and renamed into place, so a rea
 and an interrupted run leaves the earlier output untouched. A lock per target makes two processes writing the
 same --out at once fail cleanly (the second is refused) instead of mixing. Temporaries left behind by a process
 killed with `kill -9` are removed by the next write into the same parent, once their marker shows that the
-process that made them is gone.
+process that made them is gone: every temporary, a single file's included, is a hidden folder carrying that marker,
+so nothing that merely looks like one (a user's file named alike) is ever removed. The lock file beside a target is
+removed only when it holds simfactory's lock record.
 
-An output *file* named by a flag (`--json`, `-o`, `--trace`, ...) replaces an existing file only when that file
-carries simfactory's generator tag (see `GENERATOR_TAG`), or when the user passes `--force`.
+An output *file* named by a flag (`--json`, `-o`, `--trace`, ...) replaces an existing file only when simfactory
+can prove it wrote that file as it is now, or when the user passes `--force`. The proof is a stamp the file carries:
+the sha256 of its own content (`stamp_text`: a `generator: simfactory VERSION sha256:HEX` line in a comment or meta
+element; `stamp_json`: `generator` and `content_sha256` keys of a JSON object). A file without a stamp, or one edited
+since (its content no longer hashes to its stamp), is the user's: a mention of simfactory in it proves nothing.
+A folder output's files are held to the same standard by their size and modification time in the marker: a file the
+user changed makes the folder the user's too.
 
 Everything is created with ordinary permissions: folders and files follow the umask (0755 / 0644 under 022).
 """
@@ -23,9 +30,11 @@ Everything is created with ordinary permissions: folders and files follow the um
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -44,10 +53,10 @@ GENERATOR = f"simfactory {__version__}"
 GENERATOR_TAG = "generator: simfactory"  # in text outputs (YAML/Markdown comments, HTML meta); JSON: "generator"
 _TEMP_INFIX = ".simfactory-"  # hidden siblings: .NAME.simfactory-tmp-PID-START-RAND / -old- / .NAME.simfactory-lock
 _NAME_KEEP = 80  # of NAME in a sibling's name: keeps it under the 255-byte limit of common filesystems
-_SNIFF_BYTES = 4096  # a written file's generator tag sits at its top
-# how each text format carries it: YAML/Markdown/XML comments, JSON's first key, HTML's meta element
-_GENERATOR_MARKS = (GENERATOR_TAG, '"generator": "simfactory', '"generator":"simfactory',
-                    '<meta name="generator" content="simfactory', "# Measured by `simfactory calibrate`")
+_STAMP_LINES = 64  # a text output's stamp line is among its first lines
+_MAX_PROOF_BYTES = 256 << 20  # a file larger than this is not read to prove it (it must be named with --force)
+# a text output's stamp: the sha256 of the file without this line (stamp_text)
+_STAMP = re.compile(rb"generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})")
 
 
 # ---------------------------------------------------------------------------------------------------- processes
@@ -83,11 +92,26 @@ def _me() -> tuple[int, int | None]:
 # ---------------------------------------------------------------------------------------------------- markers
 
 
-def _marker_doc(command: str, files: list[str], folders: list[str], state: str) -> dict[str, Any]:
+def _marker_doc(command: str, files: list[str], folders: list[str], state: str,
+                stamps: dict[str, list[int]] | None = None) -> dict[str, Any]:
     pid, ticks = _me()
     return {"generator": GENERATOR, "command": command, "state": state, "pid": pid, "pid_start_ticks": ticks,
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": sorted(files),
-            "folders": sorted(folders)}
+            "folders": sorted(folders), "stamps": dict(sorted((stamps or {}).items()))}
+
+
+def _file_stamp(path: Path | str) -> list[int] | None:
+    """A written file's [size, modification time in ns], which the marker keeps so an edit shows."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _plain_name(name: str) -> bool:
+    """A marker may list only entries directly inside its folder: no path, no parent, nothing absolute."""
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
 
 
 def _write_marker(folder: Path, doc: dict[str, Any]) -> None:
@@ -108,7 +132,12 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory"):
         return None
-    if not all(isinstance(doc.get(k), list) and all(isinstance(x, str) for x in doc[k]) for k in ("files", "folders")):
+    if not all(isinstance(doc.get(k), list) and all(isinstance(x, str) and _plain_name(x) for x in doc[k])
+               for k in ("files", "folders")):
+        return None  # a marker naming anything outside its folder is none simfactory wrote
+    stamps = doc.get("stamps", {})
+    if not isinstance(stamps, dict) or not all(
+            isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) for v in stamps.values()):
         return None
     return doc
 
@@ -136,6 +165,9 @@ def foreign_entry(folder: Path) -> str | None:
         except OSError:
             return name
         if name in files and stat.S_ISREG(mode):
+            stamp = doc.get("stamps", {}).get(name)
+            if stamp is not None and stamp != _file_stamp(p):
+                return f"{name} (changed since simfactory wrote it)"
             continue
         if name in folders and stat.S_ISDIR(mode):
             inner = foreign_entry(p)
@@ -144,6 +176,75 @@ def foreign_entry(folder: Path) -> str | None:
             return f"{name}/{inner or MARKER}"
         return name
     return None
+
+
+# ---------------------------------------------------------------------------------------------------- stamps
+
+
+def stamp_text(text: str, prefix: str = "# ", suffix: str = "", at_line: int = 0) -> str:
+    """`text` with a stamp line inserted before its line `at_line`: `{prefix}generator: simfactory VERSION
+    sha256:HEX{suffix}`, HEX the sha256 of the text without that line (UTF-8), so a later run can prove it wrote the
+    file as it is (prefix/suffix: the format's comment, e.g. "<!-- " and " -->")."""
+    lines = text.splitlines(keepends=True)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    lines.insert(at_line, f"{prefix}generator: {GENERATOR} sha256:{digest}{suffix}\n")
+    return "".join(lines)
+
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def stamp_json(doc: dict[str, Any], indent: int | None = 1, default: Callable[[Any], Any] | None = None) -> str:
+    """A JSON output (one object): `generator` first, then `content_sha256`, the sha256 of the canonical form of
+    everything else and the generator, so a later run can prove it wrote the file as it is. Strict JSON: a non-finite
+    number is an error here (json_finite first)."""
+    body = json.loads(json.dumps({k: v for k, v in doc.items() if k not in ("generator", "content_sha256")},
+                                 allow_nan=False, default=default))
+    core = {"generator": GENERATOR, **body}
+    digest = hashlib.sha256(_canonical(core)).hexdigest()
+    return json.dumps({"generator": GENERATOR, "content_sha256": digest, **body}, indent=indent, allow_nan=False) + "\n"
+
+
+def _proven_json(data: bytes) -> bool:
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory "):
+        return False
+    digest = doc.pop("content_sha256", None)
+    try:
+        return isinstance(digest, str) and hashlib.sha256(_canonical(doc)).hexdigest() == digest
+    except (ValueError, TypeError):
+        return False
+
+
+def _proven_text(data: bytes) -> bool:
+    start = 0
+    for _ in range(_STAMP_LINES):
+        end = data.find(b"\n", start)
+        if end < 0:
+            return False
+        m = _STAMP.search(data, start, end)
+        if m is not None:
+            return hashlib.sha256(data[:start] + data[end + 1:]).hexdigest() == m.group(1).decode()
+        start = end + 1
+    return False
+
+
+def written_by_simfactory(path: Path) -> bool:
+    """Whether an existing file is, byte for byte, what simfactory wrote: it carries a stamp (stamp_text or
+    stamp_json) that its content still matches. A tag or a mention of simfactory alone proves nothing."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_PROOF_BYTES:
+            return False
+        with open(path, "rb") as f:
+            data = f.read(_MAX_PROOF_BYTES + 1)
+    except OSError:
+        return False
+    return _proven_text(data) or _proven_json(data)
 
 
 # ---------------------------------------------------------------------------------------------------- checks
@@ -162,9 +263,11 @@ def _protected(resolved: Path) -> str | None:
     return None
 
 
-def check_output_dir(path: Path, flag: str = "--out") -> Path:
+def check_output_dir(path: Path, flag: str = "--out", command: str | None = None) -> Path:
     """Refuse (InputError) an output folder simfactory may not replace; returns the path unchanged. Absent, empty,
-    or an earlier simfactory output holding only what its marker lists: accepted."""
+    or an earlier simfactory output holding only what its marker lists, unchanged: accepted, but only as the output
+    of the same `command` (a run is not replaced by a compare, nor a `calibrate serve` measurement, which cannot be
+    made again, by a validation)."""
     path = Path(path)
     name = str(path)
     try:
@@ -195,24 +298,17 @@ def check_output_dir(path: Path, flag: str = "--out") -> Path:
                                          "name a new folder, or delete this one yourself")
         raise InputError(name, flag, f"holds {foreign!r}, which simfactory did not write: the folder is left as it is; "
                                      "name a new folder, or move that entry out")
+    doc = read_marker(path)
+    if command is not None and doc is not None and doc.get("command", command) != command:
+        raise InputError(name, flag, f"holds the output of `simfactory {doc['command']}`, which `simfactory {command}` "
+                                     "does not replace: name a new folder, or delete this one yourself")
     return path
 
 
-def written_by_simfactory(path: Path) -> bool:
-    """Whether an existing file carries simfactory's generator tag near its top (text outputs), or is a folder
-    output's marker-listed file."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(_SNIFF_BYTES)
-    except OSError:
-        return False
-    text = head.decode("utf-8", "replace")
-    return any(tag in text for tag in _GENERATOR_MARKS)
-
-
-def check_output_file(path: Path, flag: str, force: bool = False) -> Path:
+def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bool = True) -> Path:
     """Refuse (InputError) an output file path simfactory may not write: a folder, a special file or a symlink
-    always; an existing file it did not write unless `force`."""
+    always; an existing file it cannot prove it wrote as it is (written_by_simfactory) unless `force`.
+    force_flag: whether the command has a --force to offer in the message."""
     path = Path(path)
     name = str(path)
     try:
@@ -228,8 +324,9 @@ def check_output_file(path: Path, flag: str, force: bool = False) -> Path:
     if not stat.S_ISREG(lst.st_mode):
         raise InputError(name, flag, "is not a regular file (a device, pipe or socket); name a new file")
     if not force and not written_by_simfactory(path):
-        raise InputError(name, flag, "exists and was not written by simfactory; name a new file, or pass --force to "
-                                     "replace it")
+        how = "name a new file, or pass --force to replace it" if force_flag else "name a new file"
+        raise InputError(name, flag, f"exists and was not written by simfactory, as far as it can prove (no stamp "
+                                     f"of simfactory's, or changed since it was written): {how}")
     return path
 
 
@@ -246,7 +343,7 @@ def _owner(entry_name: str) -> tuple[int, int | None] | None:
     if _TEMP_INFIX not in entry_name:
         return None
     tail = entry_name.rsplit(_TEMP_INFIX, 1)[1].split("-")
-    if len(tail) != 4 or tail[0] not in ("tmp", "old", "file"):
+    if len(tail) != 4 or tail[0] not in ("tmp", "old"):
         return None
     try:
         return int(tail[1]), int(tail[2]) or None
@@ -256,7 +353,8 @@ def _owner(entry_name: str) -> tuple[int, int | None] | None:
 
 def clean_stale_temporaries(parent: Path) -> list[Path]:
     """Remove temporaries that a killed simfactory process left in `parent`: hidden folders named by us that
-    carry our marker, whose making process is gone. Returns what was removed."""
+    carry our marker, whose making process is gone. Returns what was removed. A file, or a folder without our
+    marker, is never touched, whatever its name (older versions' single-file temporaries stay: delete them by hand)."""
     removed = []
     try:
         entries = list(os.scandir(parent))
@@ -266,11 +364,7 @@ def clean_stale_temporaries(parent: Path) -> list[Path]:
         owner = _owner(e.name)
         if owner is None or not e.name.startswith(".") or _alive(*owner):
             continue
-        if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("file-"):
-            if e.is_file(follow_symlinks=False):  # a half-written output file
-                os.unlink(e.path)
-                removed.append(Path(e.path))
-        elif e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None:
+        if e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None:
             shutil.rmtree(e.path, ignore_errors=True)
             removed.append(Path(e.path))
     return removed
@@ -296,16 +390,54 @@ def _remove_owned(folder: Path) -> None:
         pass  # something was put there meanwhile: it stays
 
 
+def _lock_record() -> bytes:
+    pid, ticks = _me()
+    return json.dumps({"generator": GENERATOR, "lock": True, "pid": pid, "pid_start_ticks": ticks}).encode()
+
+
+def _is_lock_record(path: Path) -> bool:
+    """Whether the file at `path` is a lock simfactory made (its record, as _lock_record writes it)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
+            return False
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return False
+    return (isinstance(doc, dict) and doc.get("lock") is True and str(doc.get("generator", "")).startswith("simfactory")
+            and isinstance(doc.get("pid"), int))
+
+
+def _open_lock(lock: Path, target: Path, flag: str) -> int:
+    """The lock file's descriptor: created (exclusively, holding our record), or an existing lock simfactory made;
+    anything else at that name is the user's and refuses the write."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise InputError(str(target), flag, f"cannot lock the output ({exc.strerror})") from None
+    else:
+        os.write(fd, _lock_record())
+        return fd
+    if not _is_lock_record(lock):
+        raise InputError(str(target), flag, f"{lock.name} beside it is not simfactory's lock file (or another simfactory "
+                                            "is creating it this instant): it is left as it is; move it away if it is "
+                                            "yours, or try again")
+    try:
+        return os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise InputError(str(target), flag, f"cannot lock the output ({exc.strerror})") from None
+
+
 @contextmanager
 def _target_lock(target: Path, flag: str) -> Iterator[None]:
-    """Exclusive per-target lock (flock on a hidden lock file beside the target, removed afterwards)."""
-    parent = target.parent
-    lock = parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}lock"
+    """Exclusive per-target lock (flock on a hidden lock file beside the target, holding simfactory's lock record,
+    removed afterwards). A file at the lock's name that is not such a record is never opened for writing, nor
+    removed."""
+    lock = target.parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}lock"
     while True:
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-        except OSError as exc:
-            raise InputError(str(target), flag, f"cannot lock the output ({exc.strerror})") from None
+        fd = _open_lock(lock, target, flag)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -317,6 +449,8 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
         except FileNotFoundError:
             same = False
         if same:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, _lock_record(), 0)  # ours now: a killed holder's record is replaced
             break
         os.close(fd)
     try:
@@ -336,16 +470,17 @@ class OutputFolder:
     flag: str
     command: str
 
-    def replace(self, build: Callable[[Path], Any]) -> list[Path]:
+    def replace(self, build: Callable[[Path], Any], streamed: tuple[str, ...] = ()) -> list[Path]:
         """Build the new contents in a hidden temporary sibling (`build(tmp)` writes files and output subfolders
-        into it), then swap it into place atomically; the earlier output, if any, is removed file by file."""
+        into it), then swap it into place atomically; the earlier output, if any, is removed file by file.
+        streamed: files the command goes on appending to after this (a sweep's rows): listed, but with no stamp."""
         tmp = _sibling(self.path, "tmp")
         os.mkdir(tmp)  # mode 0o777 & ~umask
         try:
             _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
             build(tmp)
-            self._finish_marker(tmp, self.command)
-            check_output_dir(self.path, self.flag)  # again: the user may have added a file while we simulated
+            self._finish_marker(tmp, self.command, streamed)
+            check_output_dir(self.path, self.flag, self.command)  # again: the user may have added a file meanwhile
             if self.path.exists() and any(os.scandir(self.path)):
                 old = _sibling(self.path, "old")
                 os.rename(self.path, old)
@@ -388,11 +523,13 @@ class OutputFolder:
             shutil.rmtree(tmp, ignore_errors=True)
             doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
             files = set(doc["files"]) | {p.name for p in written}
-            _write_marker(self.path, _marker_doc(self.command, sorted(files), doc["folders"], "complete"))
+            stamps = {**doc.get("stamps", {}), **{p.name: st for p in written if (st := _file_stamp(p)) is not None}}
+            _write_marker(self.path, _marker_doc(doc.get("command", self.command), sorted(files), doc["folders"],
+                                                 "complete", stamps))
         return written
 
     @staticmethod
-    def _finish_marker(folder: Path, command: str) -> None:
+    def _finish_marker(folder: Path, command: str, streamed: tuple[str, ...] = ()) -> None:
         files, folders = [], []
         for e in os.scandir(folder):
             if e.name == MARKER or e.name.startswith(f"{MARKER}."):
@@ -401,7 +538,8 @@ class OutputFolder:
                 folders.append(e.name)
             elif e.is_file(follow_symlinks=False):
                 files.append(e.name)
-        doc = _marker_doc(command, files, folders, "complete")
+        stamps = {n: st for n in files if n not in streamed and (st := _file_stamp(folder / n)) is not None}
+        doc = _marker_doc(command, files, folders, "complete", stamps)
         _write_marker(folder, doc)
 
 
@@ -442,7 +580,10 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
     be a simfactory output (files are added to it; see `check_owned_dir`); otherwise it is replaced whole and
     must pass `check_output_dir`."""
     path = Path(path)
-    (check_owned_dir if existing else check_output_dir)(path, flag)
+    if existing:
+        check_owned_dir(path, flag)
+    else:
+        check_output_dir(path, flag, command)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -452,29 +593,98 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
         yield OutputFolder(path, flag, command)
 
 
-def write_output_file(path: Path, write: Callable[[Path], Any], flag: str, force: bool = False) -> Path:
-    """Write one output file atomically (a hidden temporary beside it, renamed over it) after `check_output_file`.
-    `write(tmp_path)` writes the content; permissions follow the umask."""
+@contextmanager
+def draft_folder(target: Path, flag: str) -> Iterator[Path]:
+    """A hidden temporary folder of ours beside `target` (carrying our marker, so a killed run's leftover is
+    provably ours and the next write cleans it), for drafts checked before they are renamed into place; removed at
+    the end of the block, whatever happens inside it."""
+    target = Path(target)
+    clean_stale_temporaries(target.parent)
+    folder = _sibling(target, "tmp")
+    try:
+        os.mkdir(folder)
+        _write_marker(folder, _marker_doc("draft", [target.name[:_NAME_KEEP]], [], "partial"))
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise InputError(str(target), flag, f"could not be written ({exc.strerror or exc})") from None
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_output_file(path: Path, write: Callable[[Path], Any], flag: str, force: bool = False,
+                      force_flag: bool = True) -> Path:
+    """Write one output file atomically after `check_output_file`: `write(tmp_path)` writes the content into a
+    hidden temporary folder beside it (carrying our marker, so a killed run's leftover is provably ours), then it is
+    renamed over the target. Permissions follow the umask."""
     path = Path(path)
-    check_output_file(path, flag, force)
+    check_output_file(path, flag, force, force_flag)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(str(path), flag, f"its folder cannot be created ({exc.strerror})") from None
-    tmp = _sibling(path, "file")
+    clean_stale_temporaries(path.parent)
+    folder = _sibling(path, "tmp")
     try:
+        os.mkdir(folder)
+        _write_marker(folder, _marker_doc("write", [path.name[:_NAME_KEEP]], [], "partial"))
+        tmp = folder / path.name[:_NAME_KEEP]
         write(tmp)
         os.replace(tmp, path)
     except BaseException as exc:
-        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
+            shutil.rmtree(folder, ignore_errors=True)
             raise InputError(str(path), flag, f"could not be written ({exc.strerror or exc})") from None
+        shutil.rmtree(folder, ignore_errors=True)
         raise
+    shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
-def write_text_output(path: Path, text: str, flag: str, force: bool = False) -> Path:
-    return write_output_file(path, lambda p: p.write_text(text), flag, force)
+def write_text_output(path: Path, text: str, flag: str, force: bool = False, force_flag: bool = True) -> Path:
+    """Write `text` (UTF-8) as one output file (write_output_file); stamp it first (stamp_text / stamp_json) so a
+    later run can prove it wrote it."""
+    return write_output_file(path, lambda p: p.write_text(text, encoding="utf-8"), flag, force, force_flag)
+
+
+def distinct_outputs(files: dict[str, Any], folders: dict[str, Any] | None = None) -> None:
+    """Refuse (InputError) one command's outputs that would land on each other: two file flags naming one file (the
+    second would silently replace the first), or a file flag naming a path inside an output folder the command
+    replaces whole. None and '-' (stdout) are no files."""
+    def key(p: Any) -> Path:
+        return Path(os.path.abspath(os.path.expanduser(str(p))))
+
+    seen: dict[Path, str] = {}
+    for flag, p in files.items():
+        if p is None or str(p) == "-":
+            continue
+        k = key(p)
+        if k in seen:
+            raise InputError(str(p), flag, f"is also {seen[k]}'s file: one command's outputs must be different files")
+        seen[k] = flag
+    for flag, d in (folders or {}).items():
+        if d is None:
+            continue
+        top = key(d)
+        for k, file_flag in seen.items():
+            if top == k or top in k.parents:
+                raise InputError(str(k), file_flag, f"is inside the {flag} folder {d}, which simfactory writes whole: "
+                                                    "name a file outside it")
+
+
+def not_an_input(path: Any, flag: str, inputs: list[Any]) -> None:
+    """Refuse (InputError) an output file that is one of the command's inputs (what is made from it would replace
+    it), --force or not."""
+    if path is None or str(path) == "-":
+        return
+    for source in inputs:
+        try:
+            same = os.path.samefile(path, source)
+        except OSError:
+            same = os.path.abspath(str(path)) == os.path.abspath(str(source))
+        if same:
+            raise InputError(str(path), flag, f"is the input {source}: name another file for the output")
 
 
 def json_finite(x: Any) -> Any:
@@ -497,5 +707,6 @@ def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "MARKER", "GENERATOR", "GENERATOR_TAG", "OutputFolder", "output_folder", "check_output_dir", "check_output_file",
     "write_output_file", "write_text_output", "json_finite", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
-    "read_marker", "written_by_simfactory",
+    "read_marker", "written_by_simfactory", "stamp_text", "stamp_json", "distinct_outputs",
+    "not_an_input", "draft_folder",
 ]

@@ -1,13 +1,16 @@
 """Publish a fit as a measured hardware profile: hardware_profiles/<sku>/<model>-<engine>-<dtype>-tp<N>.yaml
 (a `StepTimeEntry` with `source: measured`, its held-out error and provenance), with the raw measurements
 next to it as CSV. Files are written to temporaries and renamed, so an interrupted run leaves nothing
-half-written; the YAML is validated by loading it back before it replaces anything.
+half-written; the YAML is validated by loading it back before it replaces anything. The YAML is stamped (stamp_text)
+and names the sha256 of each CSV beside it (`# companion NAME sha256:HEX`), so a later fit replaces a CSV only when
+it is still the one that profile wrote.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-import secrets
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,7 @@ from simfactory.calibration.fit import FitResult, PowerFit
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import StepTimeEntry
 from simfactory.errors import InputError
-from simfactory.outputs import GENERATOR, check_output_file
+from simfactory.outputs import check_output_file, draft_folder, stamp_text, written_by_simfactory
 from simfactory.provenance import git_sha
 from simfactory.version import __version__
 
@@ -52,22 +55,31 @@ def build_entry(fit: FitResult, *, model: str, engine: str, dtype: str, tp: int,
     )
 
 
-def _write_temporary(path: Path, write: Any) -> Path:
-    """Write beside `path` under a hidden temporary name (renamed into place once every file is written)."""
-    tmp = path.with_name(f".{path.name}.simfactory-file-{os.getpid()}-0-{secrets.token_hex(4)}")
-    write(tmp)
-    return tmp
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _companion_proven(target: Path, companion: Path) -> bool:
+    """Whether `companion` is, byte for byte, the CSV the profile `target` (proven ours) names beside it."""
+    if not written_by_simfactory(target):
+        return False
+    line = re.compile(rf"^# companion {re.escape(companion.name)} sha256:([0-9a-f]{{64}})$", re.MULTILINE)
+    try:
+        m = line.search(target.read_text(encoding="utf-8"))
+        return m is not None and m.group(1) == _sha256(companion)
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def check_profile_target(target: Path, companions: list[Path], force: bool) -> None:
-    """A profile simfactory did not write (no generator tag), or a raw-steps CSV beside no profile of ours, is
-    replaced only with --force."""
+    """A profile simfactory cannot prove it wrote (no stamp, or edited since), or a CSV beside it that is not the
+    one that profile names (by its sha256), is replaced only with --force."""
     check_output_file(target, "--profiles-dir", force)
-    ours = target.exists()
     for p in companions:
         check_output_file(p, "--profiles-dir", force=True)  # never a folder, a link or a special file
-        if p.exists() and not ours and not force:
-            raise InputError(str(p), "--profiles-dir", "exists beside no profile simfactory wrote; name another "
+        if p.exists() and not force and not _companion_proven(target, p):
+            raise InputError(str(p), "--profiles-dir", "exists and is not the file the profile beside it names (a "
+                                                       "profile simfactory wrote lists its CSVs' sha256): name another "
                                                        "--profiles-dir, or pass --force to replace it")
 
 
@@ -86,16 +98,20 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     check_profile_target(target, [folder / table, folder / f"{name}.power.csv"], force)
     folder.mkdir(parents=True, exist_ok=True)
     doc = entry.model_dump(mode="json", exclude_none=True)
-    header = (f"{SCHEMA_LINE}# generator: {GENERATOR}\n"
-              f"# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
-              f"({entry.provenance.get('date', '')}); {'predicted vs measured per row' if serving else 'raw steps'}: {table}\n")
-    tmps = [_write_temporary(target, lambda p: p.write_text(header + yaml.safe_dump(doc, sort_keys=False)))]
-    load_model_file(StepTimeEntry, tmps[0])  # must load back exactly as the simulator will read it
-    tmps.append(_write_temporary(folder / table, lambda p: fit.predictions.to_csv(p, index=False)))
-    finals = [target, folder / table]
-    if samples is not None and len(samples):
-        tmps.append(_write_temporary(folder / f"{name}.power.csv", lambda p: samples.to_csv(p, index=False)))
-        finals.append(folder / f"{name}.power.csv")
-    for tmp, final in zip(tmps, finals):
-        os.replace(tmp, final)
+    with draft_folder(target, "--profiles-dir") as drafts:
+        tables = {table: fit.predictions}
+        if samples is not None and len(samples):
+            tables[f"{name}.power.csv"] = samples
+        for file, frame in tables.items():
+            frame.to_csv(drafts / file, index=False)
+        companions = "".join(f"# companion {file} sha256:{_sha256(drafts / file)}\n" for file in tables)
+        header = (f"{SCHEMA_LINE}# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
+                  f"({entry.provenance.get('date', '')}); {'predicted vs measured per row' if serving else 'raw steps'}: "
+                  f"{table}\n{companions}")
+        (drafts / target.name).write_text(stamp_text(header + yaml.safe_dump(doc, sort_keys=False), at_line=1),
+                                          encoding="utf-8")
+        load_model_file(StepTimeEntry, drafts / target.name)  # must load back exactly as the simulator will read it
+        for file in tables:
+            os.replace(drafts / file, folder / file)
+        os.replace(drafts / target.name, target)
     return target

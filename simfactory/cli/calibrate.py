@@ -388,7 +388,7 @@ def serve_cmd(
     from simfactory.outputs import check_output_dir, output_folder
 
     with input_errors():
-        check_output_dir(out_dir)  # before measuring: a refused folder should not cost the measurement
+        check_output_dir(out_dir, "--out", "calibrate serve")  # before measuring: a refused folder should not cost the measurement
         ep = _endpoint(url, served_model, "chat" if chat else endpoint, api_key, header or [], timeout, ignore_eos)
         if tokenizer is not None:
             ep = dataclasses.replace(ep, tokenizer=_load_tokenizer(tokenizer))

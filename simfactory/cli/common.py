@@ -56,39 +56,42 @@ def print_table(table: Table) -> None:
 JSON_HELP = "Also write the result as JSON to this file; '-' writes it to stdout (and nothing else goes there)."
 
 
-def json_target(path: str | None, force: bool = False) -> None:
-    """Before any work: a --json FILE is checked (never replacing a file simfactory did not write unless --force);
-    '-' silences everything else on stdout, so the JSON can be piped."""
+def json_target(path: str | None, force: bool | None = None) -> None:
+    """Before any work: a --json FILE is checked (never replacing a file simfactory cannot prove it wrote unless
+    --force; force None: the command has no --force to offer); '-' silences everything else on stdout, so the JSON
+    can be piped."""
     from simfactory.outputs import check_output_file
 
     if path == "-":
         out.quiet = True
     elif path is not None:
         with input_errors():
-            check_output_file(Path(path), "--json", force)
+            check_output_file(Path(path), "--json", bool(force), force is not None)
 
 
-def emit_json(path: str | None, doc: dict, force: bool = False, generator: bool = True) -> None:  # type: ignore[type-arg]
-    """The --json document (generator first, strict JSON: no NaN or infinity) to the file or to stdout ('-').
-    generator=False for a document that names its writer itself (summary.json: simfactory_version, provenance)."""
+def emit_json(path: str | None, doc: dict, force: bool | None = None, generator: bool = True) -> None:  # type: ignore[type-arg]
+    """The --json document (generator first, strict JSON: no NaN or infinity) to the file or to stdout ('-'). A
+    file is stamped (generator, content_sha256: stamp_json) so a later run can prove it wrote it. generator=False
+    on stdout for a document that names its writer itself (summary.json: simfactory_version, provenance)."""
     import json
     import sys
 
-    from simfactory.outputs import json_finite, json_with_generator, write_text_output
+    from simfactory.outputs import json_finite, json_with_generator, stamp_json, write_text_output
 
     if path is None:
         return
     def plain(o: object) -> object:  # numpy scalars and arrays as JSON values (a non-finite number as null)
         return json_finite(o.tolist()) if hasattr(o, "tolist") else str(o)
 
-    text = json.dumps(json_finite(json_with_generator(doc) if generator else doc), indent=1, allow_nan=False,
-                      default=plain) + "\n"
     if path == "-":
+        text = json.dumps(json_finite(json_with_generator(doc) if generator else doc), indent=1, allow_nan=False,
+                          default=plain) + "\n"
         sys.stdout.write(text)
         sys.stdout.flush()
         return
     with input_errors():
-        write_text_output(Path(path), text, "--json", force)
+        text = stamp_json(json_finite(json.loads(json.dumps(doc, default=plain))))
+        write_text_output(Path(path), text, "--json", bool(force), force is not None)
 
 
 EXIT_INPUT_ERROR = 2

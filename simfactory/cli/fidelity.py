@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
+from simfactory.errors import InputError
 from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE, against_bar
 
 
@@ -40,13 +41,10 @@ def fidelity(
     from simfactory.fidelity_record import leaning
 
     json_target(out_json, force)
-    if record is not None:
-        from simfactory.outputs import check_output_file
-
-        with input_errors():
-            check_output_file(record, "--record", force)
     with input_errors():
         paths = suites or shipped_suites()
+        _check_record_target(record, note, out_json, paths, force)
+    with input_errors():
         loaded = [load_suite(p) for p in paths]
         spreads = _spreads(paths, loaded)
         results = _run_all(loaded, requests, quiet or out_json == "-")
@@ -91,18 +89,44 @@ def fidelity(
               force)
 
 
+def _check_record_target(record: Path | None, note: str, out_json: str | None, paths: list[Path], force: bool) -> None:
+    """Before any suite runs: --note needs --record; --record and --json are two files; an existing file at --record
+    must be a fidelity record simfactory wrote, unchanged (or --force); a run of fewer suites than are shipped does
+    not replace a record (CI holds every shipped suite to it) unless --force."""
+    import json
+
+    from simfactory.fidelity import shipped_suites
+    from simfactory.outputs import check_output_file, distinct_outputs, not_an_input
+
+    if record is None:
+        if note:
+            raise InputError("--note", "", "says what changed in a record: give --record FILE too")
+        return
+    distinct_outputs({"--record": record, "--json": out_json})
+    not_an_input(record, "--record", list(paths))
+    check_output_file(record, "--record", force)
+    if record.exists() and not force:
+        try:
+            doc = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            doc = None
+        if not (isinstance(doc, dict) and "breakdowns" in doc and "suites" in doc):
+            raise InputError(str(record), "--record", "is a file simfactory wrote, but no fidelity record (it has no "
+                                                      "suites and breakdowns): name the record, or pass --force")
+    shipped = {p.resolve() for p in shipped_suites()}
+    if record.exists() and not force and not shipped <= {Path(p).resolve() for p in paths}:
+        raise InputError(str(record), "--record", f"this run holds {len(paths)} suite file(s), not every shipped suite "
+                                                  f"({len(shipped)}), and CI holds every shipped suite to the record "
+                                                  "(tests/test_fidelity.py): run them all, or pass --force")
+
+
 def _write_record(record: Path, results: list, note: str, paths: list[Path], force: bool) -> None:  # type: ignore[type-arg]
-    """--record: the record CI holds the suites to, from this run; a warning when the run holds fewer suites than
-    are shipped (CI would refuse that record)."""
-    from simfactory.fidelity import record_doc, shipped_suites
+    """--record: the record CI holds the suites to and reports cite, from this run (checked before it ran:
+    _check_record_target)."""
+    from simfactory.fidelity import record_doc
 
     emit_json(str(record), record_doc(results, note), force)
     out.print(f"wrote the fidelity record {record}", highlight=False, markup=False)
-    shipped = {p.resolve() for p in shipped_suites()}
-    if not shipped <= {Path(p).resolve() for p in paths}:
-        err.print(f"warning: --record: this run holds {len(paths)} suite file(s), not every shipped suite "
-                  f"({len(shipped)}); CI holds every shipped suite to the record (tests/test_fidelity.py)",
-                  highlight=False, markup=False, soft_wrap=True)
 
 
 def _spreads(paths: list[Path], suites: list) -> dict[str, dict]:  # type: ignore[type-arg]

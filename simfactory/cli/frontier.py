@@ -25,7 +25,7 @@ def frontier_cmd(
     from simfactory.report.frontier import frontier_curve, read_sweep, scenario_gpus, write_frontier
 
     with input_errors():
-        check_output_dir(out_dir, "--out")
+        check_output_dir(out_dir, "--out", "frontier")
         points: dict[str, list[dict[str, float]]] = {}
         for spec in curves:
             scenario, sep, sweep_dir = spec.partition("=")

@@ -36,7 +36,7 @@ def plan_growth_cmd(
     path = Path(shipped_fallback(growth))
     with input_errors():
         spec = load_growth(path)
-        check_output_dir(out_dir)
+        check_output_dir(out_dir, "--out", "plan-growth")
     json_target(out_json)
     say = (lambda text: None) if quiet or out_json == "-" else (lambda text: err.print(text, highlight=False))
     with input_errors(), output_folder(out_dir, "plan-growth") as folder:

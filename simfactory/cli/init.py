@@ -16,7 +16,7 @@ from simfactory.cli.common import EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, i
 from simfactory.errors import InputError, InputErrors
 
 INIT_TEMPLATE = """# yaml-language-server: $schema={schema}
-# Written by `simfactory init` ({generator}). Every field is documented in schemas/scenario.json and the README.
+# Written by `simfactory init`. Every field is documented in schemas/scenario.json and the README.
 name: {name}
 description: {model} on {replicas} x {sku} ({location}), {rate:g} requests/s of chat traffic.
 seed: 1
@@ -62,8 +62,7 @@ def init(
 
     Example: simfactory init --non-interactive --model llama-3.1-8b --sku h100-sxm --rate 20 -o my.yaml
     """
-    from simfactory.api import prepare
-    from simfactory.outputs import GENERATOR, check_output_file
+    from simfactory.outputs import check_output_file, draft_folder, stamp_text
 
     with input_errors():
         check_output_file(output, "--output", force=True)  # a folder, link or special file: never
@@ -88,16 +87,27 @@ def init(
                                                                                  ask)
     values["count"] = values["replicas"] * values["tp"]
     values["e2e"] = max(30.0, values["ttft"] * 30)
-    values["generator"] = f"generator: {GENERATOR}"
     from simfactory.paths import SCHEMAS_DIR
 
     values["schema"] = (SCHEMAS_DIR / "scenario.json").resolve().as_uri()
     output.parent.mkdir(parents=True, exist_ok=True)
-    draft = output.with_name(f".{output.name}.draft.yaml")
-    draft.write_text(INIT_TEMPLATE.format(**values))
+    with input_errors(), draft_folder(output, "--output") as folder:  # a hidden folder of ours, removed at the end
+        draft = folder / output.name
+        draft.write_text(stamp_text(INIT_TEMPLATE.format(**values), at_line=1), encoding="utf-8")
+        _validate_draft(draft, output, values)
+        check_output_file(output, "--output", force=True)  # again: never a folder, link or special file made meanwhile
+        draft.replace(output)
+    out.print(f"wrote {output} (valid); run it with: simfactory run {output}", highlight=False)
+
+
+def _validate_draft(draft: Path, output: Path, values: dict) -> None:  # type: ignore[type-arg]
+    """Load the draft as `run` will; a problem names the file asked for (the draft is an implementation detail)
+    and prints the answers given, to change what it names and run again."""
+    from simfactory.api import prepare
+
     try:
         with input_errors():
-            def named(e: InputError) -> InputError:  # the draft is an implementation detail: name the file asked for
+            def named(e: InputError) -> InputError:
                 return InputError(str(output), e.field, e.reason) if e.file == str(draft) else e
 
             try:
@@ -107,13 +117,10 @@ def init(
             except InputErrors as es:
                 raise InputErrors([named(e) for e in es.errors]) from None
     except typer.Exit:
-        draft.unlink(missing_ok=True)  # nothing half-written
         flags = " ".join(f"--{FLAGS[k]} {shlex.quote(str(values[k]))}" for k in FLAGS)
         err.print(f"your answers, to change what the error names and run again: simfactory init --non-interactive "
                   f"{flags} -o {shlex.quote(str(output))}", highlight=False, markup=False, soft_wrap=True)
         raise
-    draft.replace(output)
-    out.print(f"wrote {output} (valid); run it with: simfactory run {output}", highlight=False)
 
 
 def _interactive() -> bool:

@@ -63,7 +63,7 @@ def plan_cmd(
         targets = parse_slo(slo)
         sc = load_scenario(scenario)
         sp = load_model_file(PlanSpace, space) if space else None
-        check_output_dir(out_dir)
+        check_output_dir(out_dir, "--out", "plan")
 
     json_target(out_json)
     progress = PlanProgress(quiet or out_json == "-")

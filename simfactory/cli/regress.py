@@ -49,7 +49,7 @@ def regress(
     json_target(out_json)
     with input_errors():
         if report_dir is not None:  # before the runs: a refused folder should not cost them
-            check_output_dir(report_dir, "--report-dir")
+            check_output_dir(report_dir, "--report-dir", "regress")
         if exact and tolerances is not None:
             raise InputError("--exact", "value", "--exact replaces the default tolerance; a --tolerances file sets its own")
         tol = load_tolerances(tolerances, exact)

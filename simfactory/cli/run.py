@@ -140,6 +140,11 @@ def run(
         _print_resolved(rs)
     print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
+    with input_errors():  # two outputs on one file, or --json inside the folder written whole (--trace may be there)
+        from simfactory.outputs import distinct_outputs
+
+        distinct_outputs({"--json": out_json, "--trace": trace})
+        distinct_outputs({"--json": out_json}, {"--out": target})
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                                 show_timings=verbose and not as_json, replications=replications,
                                                 otlp=otlp, parallel=(jobs, executor, ray_address))

@@ -68,18 +68,21 @@ def trace_fit_cmd(
     """
     import yaml
 
-    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
+    from simfactory.outputs import check_output_file, distinct_outputs, not_an_input, stamp_text, write_text_output
     from simfactory.traces.fit import fit_workload
     from simfactory.traces.parse import parse_trace
 
     with input_errors():
+        distinct_outputs({"--output": output, "--json": out_json})
+        not_an_input(output, "--output", [file])
+        not_an_input(out_json, "--json", [file])
         check_output_file(output, "--output", force)
         json_target(out_json, force)
         trace = parse_trace(file, check_trace_format(fmt))  # type: ignore[arg-type]
         workload, report = fit_workload(trace, output.stem)
-    text = (f"# generator: {GENERATOR} (trace fit {file.name})\n"
-            "# a scenario class uses these lengths with `workload: NAME`, and the arrivals with `arrival: workload`\n"
-            + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
+    text = stamp_text(f"# written by simfactory trace fit {file.name}\n"
+                      "# a scenario class uses these lengths with `workload: NAME`, and the arrivals with `arrival: "
+                      "workload`\n" + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
     with input_errors():
         write_text_output(output, text, "--output", force)
     emit_json(out_json, report, force)
@@ -105,17 +108,20 @@ def trace_fit_agent_cmd(
     """
     import yaml
 
-    from simfactory.outputs import GENERATOR, check_output_file, write_text_output
+    from simfactory.outputs import check_output_file, distinct_outputs, not_an_input, stamp_text, write_text_output
     from simfactory.traces.otel_fit import fit_agent
 
     with input_errors():
+        distinct_outputs({"--output": output, "--json": out_json})
+        not_an_input(output, "--output", [file])
+        not_an_input(out_json, "--json", [file])
         check_output_file(output, "--output", force)
         json_target(out_json, force)
         workload, report = fit_agent(file, output.stem)
     roles = ", ".join(f"{r}: DEPLOYMENT" for r in report["roles"])
-    text = (f"# generator: {GENERATOR} (trace fit-agent {file.name})\n"
-            f"# a scenario class uses it with `workload: {output.stem}` and `targets: {{{roles}}}`\n"
-            + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
+    text = stamp_text(f"# written by simfactory trace fit-agent {file.name}\n"
+                      f"# a scenario class uses it with `workload: {output.stem}` and `targets: {{{roles}}}`\n"
+                      + yaml.safe_dump(workload, sort_keys=False, default_flow_style=None, width=120))
     with input_errors():
         write_text_output(output, text, "--output", force)
     emit_json(out_json, report, force)

@@ -123,7 +123,7 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
             (tmp / ROWS_FILE).write_text("")
             (tmp / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
 
-        folder.replace(fresh)
+        folder.replace(fresh, streamed=(ROWS_FILE,))  # rows are appended as they finish: no stamp to hold them to
         return []
     try:
         same = parse_json(read_input_text(spec_path, "--resume", MAX_SUMMARY_BYTES, "sweep spec"),
@@ -135,11 +135,15 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
                                                        "grid, a file they read or the simfactory version changed)")
     rows = []
     kept_bytes = 0
-    for number, line in enumerate(read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows")
-                                  .splitlines(keepends=True), start=1):
+    lines = read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows").splitlines(keepends=True)
+    for number, line in enumerate(lines, start=1):
         try:
             rows.append(parse_json(line, str(rows_path), "--resume"))
         except json.JSONDecodeError:
+            if number < len(lines):  # only the last row can be cut off by an interruption; rows after it are no cut
+                raise InputError(str(rows_path), f"line {number}", "not a row this sweep wrote, with rows after it: "
+                                                                   "--resume keeps its rows as they are; run the sweep "
+                                                                   "into a new folder") from None
             break  # a row cut off by the interruption: run it again
         if not line.endswith(b"\n"):
             rows.pop()  # complete JSON but no newline: written up to the interruption; run it again too

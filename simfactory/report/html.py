@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from simfactory.inputs import MAX_SUMMARY_BYTES, read_input_bytes
-from simfactory.outputs import GENERATOR
+from simfactory.outputs import GENERATOR, stamp_text
 from simfactory.report.money import format_cell, money_flags
 
 _STYLE = """
@@ -100,6 +100,10 @@ class HtmlReport:
         self.parts.append(f'<p><img alt="{html.escape(alt, quote=True)}" src="data:image/png;base64,{data}"></p>')
 
     def render(self) -> str:
+        """The page, stamped (a comment after the doctype: stamp_text) so a later run can prove it wrote it."""
+        return stamp_text(self._page(), "<!-- ", " -->", at_line=1)
+
+    def _page(self) -> str:
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta name=\"generator\" content=\"{GENERATOR}\">"

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from simfactory.metrics.summary import RunMetrics
-from simfactory.outputs import GENERATOR, output_folder, write_text_output
+from simfactory.outputs import GENERATOR, output_folder, stamp_json, write_text_output
 from simfactory.report.finance import write_finance
 from simfactory.report.markdown import render
 from simfactory.report.plots import write_plots
@@ -20,9 +20,10 @@ REQUEST_COLUMNS = [
 
 
 def write_trace(m: RunMetrics, path: Path, force: bool = False) -> Path:
-    """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev); `otherData.generator` marks it ours."""
+    """Chrome / Perfetto trace-event JSON (open it in ui.perfetto.dev), stamped (stamp_json: viewers ignore the
+    two keys) so a later run can prove it wrote it."""
     doc = {"otherData": {"generator": GENERATOR}, "traceEvents": m.trace_events, "displayTimeUnit": "ms"}
-    return write_text_output(path, json.dumps(doc), "--trace", force)
+    return write_text_output(path, stamp_json(doc, indent=None), "--trace", force)
 
 
 def build_run(m: RunMetrics, folder: Path, plots: bool = True) -> None:
