@@ -245,13 +245,21 @@ def test_fidelity_writes_the_record_and_replaces_only_its_own(tmp_path):
     assert res.exit_code == 2 and "--record" in res.output and foreign.read_text() == '{"mine": true}'
     res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "first", "--force"])
     assert res.exit_code == 0, res.output
-    assert "not every shipped suite" in " ".join(res.output.split())  # a partial record: CI would refuse it
     rec = json.loads(foreign.read_text())
     assert rec["note"] == "first" and rec["generator"].startswith("simfactory")
     assert rec["breakdowns"][kind_engine_key("kernels", "vllm")]["skus"] == ["h100-sxm"]
     assert set(rec["suites"]) == {"tiny [kernels]"}
+    # a record from fewer suites than are shipped replaces one only with --force (CI holds every suite to it),
+    # checked before any suite runs
     res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "second"])
-    assert res.exit_code == 0 and json.loads(foreign.read_text())["note"] == "second"  # its own: replaced
+    assert res.exit_code == 2 and "not every shipped suite" in " ".join(res.output.split())
+    assert json.loads(foreign.read_text())["note"] == "first" and "predicted vs measured" not in res.output
+    res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(foreign), "--note", "second", "--force"])
+    assert res.exit_code == 0 and json.loads(foreign.read_text())["note"] == "second"
+    report = tmp_path / "report.json"  # a file simfactory wrote that is no record: not replaced by one
+    assert runner.invoke(app, ["fidelity", "-q", str(suite), "--json", str(report)]).exit_code == 0
+    res = runner.invoke(app, ["fidelity", "-q", str(suite), "--record", str(report), "--note", "x"])
+    assert res.exit_code == 2 and "no fidelity record" in " ".join(res.output.split())
 
 
 def test_a_growth_plan_sized_on_optimistic_forecasts_warns_of_under_commitment():

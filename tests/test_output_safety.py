@@ -472,3 +472,155 @@ def test_the_console_entry_turns_an_input_error_no_command_caught_into_one_line(
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr and res.stderr.strip() == "error: x.yaml: field: reason"
+
+
+# ------------------------------------------------------------------------------------------ proof of authorship
+# (an independent audit of every writer, 2026-12-07, found each of these)
+
+
+def test_a_file_is_ours_only_while_its_stamp_matches_its_content(tmp_path):
+    """A stamp is the sha256 of the file's own content: an unchanged stamped file is ours; a mention of simfactory,
+    a generator key of the user's or a stamped file edited since is not."""
+    from simfactory.outputs import GENERATOR, stamp_json, stamp_text, written_by_simfactory
+
+    cases = {
+        "tagged.md": "The generator: simfactory tag is in our notes\nIMPORTANT\n",
+        "mine.json": json.dumps({"generator": "simfactory-like my own tool", "data": 1}),
+        "old.yaml": f"# generator: {GENERATOR}\nname: mine\n",  # an unstamped tag, as simfactory wrote before
+        "code.py": (REPO / "simfactory" / "outputs.py").read_text(),
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        assert not written_by_simfactory(tmp_path / name), name
+    for name, text in {"a.yaml": stamp_text("# header\nname: x\n", at_line=1),
+                       "a.html": stamp_text("<!DOCTYPE html>\n<html></html>\n", "<!-- ", " -->", at_line=1),
+                       "a.json": stamp_json({"x": [1, 2.5, None], "y": "z"})}.items():
+        path = tmp_path / name
+        path.write_text(text)
+        assert written_by_simfactory(path), name
+        path.write_text(text.replace("x", "w").replace("html>", "html >"))  # an edit: no longer what it wrote
+        assert text != path.read_text() and not written_by_simfactory(path), name
+    doc = json.loads(stamp_json({"generator": "old", "content_sha256": "0", "k": 1}))
+    assert list(doc)[:2] == ["generator", "content_sha256"] and doc["generator"] == GENERATOR
+
+
+def test_a_hand_edited_output_is_never_replaced_without_force(tmp_path, scenario):
+    """A --json file simfactory wrote is replaced by the next run; once the user edits it, it is theirs."""
+    out_json = tmp_path / "s.json"
+    assert run_out(scenario, tmp_path / "out", "--json", str(out_json)).exit_code == 0
+    assert run_out(scenario, tmp_path / "out", "--json", str(out_json)).exit_code == 0  # ours, unchanged: replaced
+    doc = json.loads(out_json.read_text())
+    doc["my_note"] = "keep this"
+    out_json.write_text(json.dumps(doc, indent=1))
+    before = snapshot(tmp_path / "out"), out_json.read_bytes()
+    assert_refused(run_out(scenario, tmp_path / "out", "--json", str(out_json)), "not written by simfactory")
+    assert (snapshot(tmp_path / "out"), out_json.read_bytes()) == before
+    init_file = tmp_path / "my.yaml"  # init's scenario, edited by hand: not replaced by another command's output
+    res = runner.invoke(app, ["init", "--non-interactive", "-o", str(init_file)])
+    assert res.exit_code == 0, res.output
+    with init_file.open("a") as f:
+        f.write("# my edit\n")
+    edited = init_file.read_bytes()
+    assert_refused(run_out(scenario, tmp_path / "out2", "--json", str(init_file)), "not written by simfactory")
+    assert init_file.read_bytes() == edited
+
+
+def test_files_named_like_simfactorys_lock_or_temporaries_are_the_users(tmp_path, scenario):
+    """A file at the lock's name that is not simfactory's lock record refuses the write and stays; a file named
+    like a temporary is never removed."""
+    lock = tmp_path / ".r1.simfactory-lock"
+    lock.write_text("A\n")
+    lookalike = tmp_path / ".notes.simfactory-file-999999-1-abcd"
+    lookalike.write_text("B\n")
+    assert_refused(run_out(scenario, tmp_path / "r1"), ".r1.simfactory-lock", "not simfactory's lock")
+    assert lock.read_text() == "A\n" and not (tmp_path / "r1").exists()
+    assert run_out(scenario, tmp_path / "r2").exit_code == 0
+    assert lookalike.read_text() == "B\n" and lock.read_text() == "A\n"
+    assert not (tmp_path / ".r2.simfactory-lock").exists()  # its own lock, removed
+
+
+def test_init_writes_its_draft_in_a_folder_of_its_own(tmp_path):
+    """init's draft used to be a fixed name beside the output: a user's file there was consumed, a link there
+    followed (overwriting what it pointed at), a failed validation deleted it."""
+    user = tmp_path / "user.txt"
+    user.write_text("mine\n")
+    (tmp_path / ".d1.yaml.draft.yaml").write_text("draft of mine\n")
+    (tmp_path / ".d2.yaml.draft.yaml").symlink_to(user)
+    before = snapshot(tmp_path)
+    for name in ("d1.yaml", "d2.yaml"):
+        res = runner.invoke(app, ["init", "--non-interactive", "-o", str(tmp_path / name)])
+        assert res.exit_code == 0, res.output
+    bad = runner.invoke(app, ["init", "--non-interactive", "--model", "llama-3.1-405b", "--sku", "l40s", "--tp", "1",
+                              "-o", str(tmp_path / "d4.yaml")])
+    assert bad.exit_code == 2
+    after = snapshot(tmp_path)
+    assert {k: v for k, v in after.items() if k not in ("d1.yaml", "d2.yaml")} == before
+    assert not (tmp_path / "d2.yaml").is_symlink() and not (tmp_path / "d4.yaml").exists()
+
+
+def test_a_marker_naming_entries_outside_its_folder_is_none_of_ours(tmp_path, scenario):
+    out = tmp_path / "r1"
+    assert run_out(scenario, out).exit_code == 0
+    victim = tmp_path / "userfile.txt"
+    victim.write_text("keep\n")
+    marker = json.loads((out / MARKER).read_text())
+    marker["files"] += ["../userfile.txt", str(victim)]
+    (out / MARKER).write_text(json.dumps(marker))
+    assert read_marker(out) is None
+    assert_refused(run_out(scenario, out), "marker")
+    assert victim.read_text() == "keep\n"
+
+
+def test_a_file_the_user_changed_in_an_output_folder_makes_it_theirs(tmp_path, scenario):
+    """The marker keeps each file's size and time: an edited summary.md or finance.xlsx is not replaced by a rerun
+    or a report."""
+    out = tmp_path / "r1"
+    assert run_out(scenario, out).exit_code == 0
+    with (out / "summary.md").open("a") as f:
+        f.write("\nmy conclusions\n")
+    before = snapshot(out)
+    assert_refused(run_out(scenario, out), "summary.md (changed since simfactory wrote it)")
+    assert_refused(runner.invoke(app, ["report", str(out)]), "summary.md (changed since simfactory wrote it)")
+    assert snapshot(out) == before
+
+
+def test_a_command_does_not_replace_another_commands_output(tmp_path, scenario):
+    out = tmp_path / "r1"
+    assert run_out(scenario, out).exit_code == 0
+    before = snapshot(out)
+    res = runner.invoke(app, ["compare", str(scenario), str(scenario), "--out", str(out)])
+    assert_refused(res, "holds the output of `simfactory run`", "`simfactory compare` does not replace")
+    assert snapshot(out) == before
+    assert run_out(scenario, out).exit_code == 0  # its own command replaces it
+
+
+def test_one_commands_outputs_never_land_on_each_other_or_on_its_input(tmp_path, scenario):
+    x = tmp_path / "x.json"
+    assert_refused(run_out(scenario, tmp_path / "out", "--json", str(x), "--trace", str(x)), "--trace",
+                   "one command's outputs must be different files")
+    assert_refused(run_out(scenario, tmp_path / "out", "--json", str(tmp_path / "out" / "s.json")),
+                   "inside the --out folder")
+    assert not x.exists() and not (tmp_path / "out").exists()
+    otlp = tmp_path / "otlp.json"
+    otlp.write_text("{}")
+    res = runner.invoke(app, ["trace", "fit-agent", str(otlp), "-o", str(otlp), "--force"])
+    assert_refused(res, "is the input")
+    assert otlp.read_text() == "{}"
+    res = runner.invoke(app, ["fidelity", "-q", "--record", str(x), "--json", str(x)])
+    assert_refused(res, "one command's outputs must be different files")
+    assert_refused(runner.invoke(app, ["fidelity", "-q", "--note", "why"]), "--note", "give --record")
+    assert not x.exists()
+
+
+def test_resume_refuses_a_damaged_row_with_rows_after_it(tmp_path, scenario):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
+                                    "parameters": {"traffic.arrival.rate_per_s": [1.0, 2.0]}}))
+    out = tmp_path / "sweep"
+    assert runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]).exit_code == 0
+    rows = (out / "sweep.jsonl").read_text().splitlines(keepends=True)
+    (out / "sweep.jsonl").write_text("{not json\n" + "".join(rows))
+    before = snapshot(out)
+    res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q", "--resume"])
+    assert_refused(res, "line 1", "rows after it")
+    assert snapshot(out) == before

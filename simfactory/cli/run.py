@@ -140,11 +140,7 @@ def run(
         _print_resolved(rs)
     print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
-    with input_errors():  # two outputs on one file, or --json inside the folder written whole (--trace may be there)
-        from simfactory.outputs import distinct_outputs
-
-        distinct_outputs({"--json": out_json, "--trace": trace})
-        distinct_outputs({"--json": out_json}, {"--out": target})
+    _check_file_outputs(out_json, trace, target)
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                                 show_timings=verbose and not as_json, replications=replications,
                                                 otlp=otlp, parallel=(jobs, executor, ray_address))
@@ -156,6 +152,16 @@ def run(
         _print_summary(metrics.summary, wall_s)
         _print_replications(reps)
     _print_written(target, metrics, plots, trace, reps is not None, otlp)
+
+
+def _check_file_outputs(out_json: str | None, trace: Path | None, target: Path) -> None:
+    """Before simulating: --json and --trace are two files, and --json lies outside the run folder (written whole;
+    --trace may lie inside it: it then joins the folder's files)."""
+    from simfactory.outputs import distinct_outputs
+
+    with input_errors():
+        distinct_outputs({"--json": out_json, "--trace": trace})
+        distinct_outputs({"--json": out_json}, {"--out": target})
 
 
 def _check_parallel(rs: Any, executor: str, replications: int, jobs: int = 1) -> None:
