@@ -20,7 +20,8 @@ def fidelity(
     ] = None,
     requests: Annotated[int, typer.Option("--requests", min=10, max=1_000_000, help="Requests per offline point that does not state its own.")] = 800,
     out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (every point and the summary)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace a --json file simfactory did not write.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace a --json or --record file simfactory did not write (or changed "
+                                                  "since), or write a record from fewer suites than are shipped.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     max_mape: Annotated[float, typer.Option("--max-mape", min=0.0, max=10.0,
                                             help="The bar a suite is held to: its MAPE at most this (a fraction).")] = BAR_MAPE,

@@ -107,7 +107,8 @@ def run(
         bool, typer.Option("--verbose", "-v", help="Also print how the scenario resolved, every warning, and timings.")
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace an existing --trace file that simfactory did not write.")
+        bool, typer.Option("--force", help="Replace an existing --trace or --json file that simfactory cannot prove it "
+                                           "wrote (no stamp of its own, or changed since).")
     ] = False,
     replications: Annotated[int, typer.Option(
         "--replications", "-R", min=1, max=MAX_REPLICATIONS,
