@@ -56,7 +56,8 @@ _NAME_KEEP = 80  # of NAME in a sibling's name: keeps it under the 255-byte limi
 _STAMP_LINES = 64  # a text output's stamp line is among its first lines
 _MAX_PROOF_BYTES = 256 << 20  # a file larger than this is not read to prove it (it must be named with --force)
 # a text output's stamp: the sha256 of the file without this line (stamp_text)
-_STAMP = re.compile(rb"generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})")
+_STAMP = re.compile(rb"(?:# |<!-- )generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})(?: -->)?")
+_STAMP_STYLES = (("# ", ""), ("<!-- ", " -->"))  # the comment forms a stamp line may take (stamp_text's callers)
 
 
 # ---------------------------------------------------------------------------------------------------- processes
@@ -132,13 +133,15 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory"):
         return None
-    if not all(isinstance(doc.get(k), list) and all(isinstance(x, str) and _plain_name(x) for x in doc[k])
-               for k in ("files", "folders")):
+    if not all(isinstance(doc.get(k, []), list) and all(isinstance(x, str) and _plain_name(x) for x in doc.get(k, []))
+               for k in ("files", "folders", "streamed")) or not all(isinstance(doc.get(k), list)
+                                                                    for k in ("files", "folders")):
         return None  # a marker naming anything outside its folder is none simfactory wrote
-    stamps = doc.get("stamps", {})
-    if not isinstance(stamps, dict) or not all(
-            isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) for v in stamps.values()):
-        return None
+    for key in ("stamps", "pending"):
+        stamps = doc.get(key, {})
+        if not isinstance(stamps, dict) or not all(
+                isinstance(v, list) and len(v) == 2 and all(type(x) is int for x in v) for v in stamps.values()):
+            return None
     return doc
 
 
@@ -165,8 +168,11 @@ def foreign_entry(folder: Path) -> str | None:
         except OSError:
             return name
         if name in files and stat.S_ISREG(mode):
-            stamp = doc.get("stamps", {}).get(name)
-            if stamp is not None and stamp != _file_stamp(p):
+            stamps = doc.get("stamps")
+            if stamps is None:
+                return f"{name} (written before simfactory kept its files' stamps: it cannot tell whether it changed)"
+            if name not in doc.get("streamed", []) and _file_stamp(p) not in (stamps.get(name),
+                                                                              doc.get("pending", {}).get(name)):
                 return f"{name} (changed since simfactory wrote it)"
             continue
         if name in folders and stat.S_ISDIR(mode):
@@ -185,6 +191,8 @@ def stamp_text(text: str, prefix: str = "# ", suffix: str = "", at_line: int = 0
     """`text` with a stamp line inserted before its line `at_line`: `{prefix}generator: simfactory VERSION
     sha256:HEX{suffix}`, HEX the sha256 of the text without that line (UTF-8), so a later run can prove it wrote the
     file as it is (prefix/suffix: the format's comment, e.g. "<!-- " and " -->")."""
+    if (prefix, suffix) not in _STAMP_STYLES:
+        raise ValueError(f"a stamp line is a '# ' or '<!-- ' comment, not {prefix!r}...{suffix!r}")
     lines = text.splitlines(keepends=True)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     lines.insert(at_line, f"{prefix}generator: {GENERATOR} sha256:{digest}{suffix}\n")
@@ -226,7 +234,7 @@ def _proven_text(data: bytes) -> bool:
         end = data.find(b"\n", start)
         if end < 0:
             return False
-        m = _STAMP.search(data, start, end)
+        m = _STAMP.fullmatch(data, start, end)  # the whole line, nothing added to it (that would escape the hash)
         if m is not None:
             return hashlib.sha256(data[:start] + data[end + 1:]).hexdigest() == m.group(1).decode()
         start = end + 1
@@ -502,7 +510,9 @@ class OutputFolder:
     def add(self, build: Callable[[Path], Any]) -> list[Path]:
         """Write more files into this simfactory-written folder: `build(tmp)` writes them into a hidden temporary
         folder inside it, then each is renamed into place and listed in the marker. For outputs that grow, such
-        as a sweep's results or a report beside a run. Only files simfactory wrote there are replaced."""
+        as a sweep's results or a report beside a run. Only files simfactory wrote there are replaced. Each file is
+        listed (its stamp as `pending`) before it moves in, so an interruption at any point leaves a folder whose
+        every file the marker accounts for."""
         clean_stale_temporaries(self.path)  # what a killed earlier add left
         check_owned_dir(self.path, self.flag)
         tmp = _sibling(self.path / "add", "tmp")
@@ -517,16 +527,30 @@ class OutputFolder:
                 final = self.path / e.name
                 if final.is_symlink() or (final.exists() and not final.is_file()):
                     raise InputError(str(final), self.flag, "is not a file simfactory wrote; move it out first")
+                self._list(e.name, _file_stamp(e.path), pending=True)  # a rename keeps size and time
                 os.replace(e.path, final)
+                self._list(e.name, _file_stamp(final), pending=False)
                 written.append(final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-            doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
-            files = set(doc["files"]) | {p.name for p in written}
-            stamps = {**doc.get("stamps", {}), **{p.name: st for p in written if (st := _file_stamp(p)) is not None}}
-            _write_marker(self.path, _marker_doc(doc.get("command", self.command), sorted(files), doc["folders"],
-                                                 "complete", stamps))
         return written
+
+    def _list(self, name: str, stamp: list[int] | None, pending: bool) -> None:
+        """List `name` in this folder's marker: its stamp as pending (about to move in; the file it replaces still
+        passes) or as its own (moved in)."""
+        doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
+        stamps, waiting = dict(doc.get("stamps", {})), dict(doc.get("pending", {}))
+        if pending and stamp is not None:
+            waiting[name] = stamp
+        else:
+            waiting.pop(name, None)
+            if stamp is not None:
+                stamps[name] = stamp
+        new = _marker_doc(doc.get("command", self.command), sorted(set(doc["files"]) | {name}), doc["folders"],
+                          "complete", stamps)
+        new["pending"] = waiting
+        new["streamed"] = [n for n in doc.get("streamed", []) if n != name or pending]
+        _write_marker(self.path, new)
 
     @staticmethod
     def _finish_marker(folder: Path, command: str, streamed: tuple[str, ...] = ()) -> None:
@@ -540,6 +564,7 @@ class OutputFolder:
                 files.append(e.name)
         stamps = {n: st for n in files if n not in streamed and (st := _file_stamp(folder / n)) is not None}
         doc = _marker_doc(command, files, folders, "complete", stamps)
+        doc["streamed"] = sorted(n for n in streamed if n in files)
         _write_marker(folder, doc)
 
 
@@ -580,6 +605,8 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
     be a simfactory output (files are added to it; see `check_owned_dir`); otherwise it is replaced whole and
     must pass `check_output_dir`."""
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        clean_stale_temporaries(path)  # a killed add's folder inside it is ours (marker, dead owner): not foreign
     if existing:
         check_owned_dir(path, flag)
     else:
@@ -653,7 +680,7 @@ def distinct_outputs(files: dict[str, Any], folders: dict[str, Any] | None = Non
     second would silently replace the first), or a file flag naming a path inside an output folder the command
     replaces whole. None and '-' (stdout) are no files."""
     def key(p: Any) -> Path:
-        return Path(os.path.abspath(os.path.expanduser(str(p))))
+        return Path(os.path.realpath(os.path.expanduser(str(p))))
 
     seen: dict[Path, str] = {}
     for flag, p in files.items():
@@ -669,7 +696,7 @@ def distinct_outputs(files: dict[str, Any], folders: dict[str, Any] | None = Non
         top = key(d)
         for k, file_flag in seen.items():
             if top == k or top in k.parents:
-                raise InputError(str(k), file_flag, f"is inside the {flag} folder {d}, which simfactory writes whole: "
+                raise InputError(str(k), file_flag, f"is inside the {flag} folder {d}, which simfactory writes itself: "
                                                     "name a file outside it")
 
 

@@ -624,3 +624,86 @@ def test_resume_refuses_a_damaged_row_with_rows_after_it(tmp_path, scenario):
     res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q", "--resume"])
     assert_refused(res, "line 1", "rows after it")
     assert snapshot(out) == before
+
+
+# ------------------------------------------------------------------------------------------ the re-audit's findings
+
+
+def test_text_added_to_the_stamp_line_breaks_the_proof(tmp_path):
+    """The stamp line is dropped before hashing, so it must be exactly the stamp: notes added to it are the user's."""
+    from simfactory.outputs import stamp_text, written_by_simfactory
+
+    for text, prefix, suffix, at in (("<!DOCTYPE html>\n<html></html>\n", "<!-- ", " -->", 1), ("name: x\n", "# ", "", 0)):
+        path = tmp_path / "f"
+        path.write_text(stamp_text(text, prefix, suffix, at))
+        assert written_by_simfactory(path)
+        lines = path.read_text().splitlines(keepends=True)
+        lines[at] = lines[at].rstrip("\n") + "  my notes\n"
+        path.write_text("".join(lines))
+        assert not written_by_simfactory(path)
+    with pytest.raises(ValueError):
+        stamp_text("x\n", "// ")
+
+
+def test_an_output_never_replaces_the_commands_own_input(tmp_path, scenario):
+    """An init scenario is provably simfactory's: named as run's or compare's --json (or --trace), it was replaced
+    by the output made from it."""
+    mine = tmp_path / "my.yaml"
+    assert runner.invoke(app, ["init", "--non-interactive", "--rate", "1", "-o", str(mine)]).exit_code == 0
+    before = mine.read_bytes()
+    for extra in (["--json", str(mine)], ["--trace", str(mine), "--force"]):
+        assert_refused(run_out(mine, tmp_path / "r", *extra), "is the input")
+    assert_refused(runner.invoke(app, ["compare", str(mine), str(scenario), "--out", str(tmp_path / "c"), "--json",
+                                       str(mine)]), "is the input")
+    assert mine.read_bytes() == before
+
+
+def test_a_folder_from_before_file_stamps_is_not_taken_as_unchanged(tmp_path, scenario):
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    marker = json.loads((out / MARKER).read_text())
+    del marker["stamps"]  # as simfactory wrote markers before it kept stamps
+    (out / MARKER).write_text(json.dumps(marker))
+    assert_refused(run_out(scenario, out), "cannot tell whether it changed")
+
+
+def test_simfactory_never_blocks_its_own_folder(tmp_path, scenario):
+    """A --trace deeper inside the run folder, a --json reached through a link to it, a report --out inside it:
+    refused up front (each made a folder simfactory then refused as foreign)."""
+    out = tmp_path / "r"
+    assert_refused(run_out(scenario, out, "--trace", str(out / "sub" / "t.json")), "inside the --out folder")
+    (tmp_path / "lnk").symlink_to(out, target_is_directory=True)
+    assert_refused(run_out(scenario, out, "--json", str(tmp_path / "lnk" / "s.json")), "inside the --out folder")
+    assert run_out(scenario, out, "--trace", str(out / "t.json")).exit_code == 0  # directly in it: one of its files
+    assert_refused(runner.invoke(app, ["report", str(out), "--out", str(out / "mine.html")]), "inside the RUN_DIR")
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    assert run_out(scenario, out).exit_code == 0
+
+
+def test_an_interrupted_report_leaves_a_folder_simfactory_can_still_write(tmp_path, scenario, monkeypatch):
+    """report's files move in one by one, each listed first: cut after any of them, the folder is still ours, and
+    the killed writer's temporary inside it is cleaned by the next write."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    real_replace, moved = os.replace, []
+
+    def cut(src, dst):  # the third file never moves in: as a kill would leave it (the temporary too)
+        if len(moved) == 2:
+            raise KeyboardInterrupt
+        moved.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(outputs.os, "replace", cut)
+    monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)  # the temporary stays behind, as on kill -9
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.output_folder(out, "report", "RUN_DIR", existing=True) as folder:
+            folder.add(lambda tmp: [(tmp / n).write_text(n) for n in ("a.txt", "b.txt", "c.txt")])
+    monkeypatch.undo()
+    assert len(moved) == 2 and any(".simfactory-tmp-" in p.name for p in out.iterdir())
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)  # the interrupted writer is gone, as after kill -9
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+    monkeypatch.undo()
+    assert not any(".simfactory-tmp-" in p.name for p in out.iterdir()) and outputs.foreign_entry(out) is None
+    assert run_out(scenario, out).exit_code == 0

@@ -46,7 +46,7 @@ def regress(
     from simfactory.outputs import check_output_dir, output_folder
     from simfactory.regress.tolerances import load_tolerances
 
-    json_target(out_json)
+    json_target(out_json, inputs=list(sources))
     with input_errors():
         if report_dir is not None:  # before the runs: a refused folder should not cost them
             check_output_dir(report_dir, "--report-dir", "regress")

@@ -55,7 +55,7 @@ def validate(
     """
     from simfactory.api import prepare
 
-    json_target(out_json)
+    json_target(out_json, inputs=[scenario])
     with input_errors():
         rs = prepare(scenario)
     emit_json(out_json, {"file": rs.file, "scenario": rs.scenario.name, "valid": True, "warnings": rs.warnings,
@@ -135,13 +135,13 @@ def run(
     if output_format == "json":
         out_json = out_json or "-"
     as_json = out_json == "-"
-    json_target(out_json, force)
+    json_target(out_json, force, inputs=[scenario, trace_file])
     quiet = quiet or as_json
     if verbose and not as_json:
         _print_resolved(rs)
     print_warnings(rs.warnings, shown=len(rs.warnings) if verbose else 20)
     target = out_dir or Path("runs") / rs.scenario.name
-    _check_file_outputs(out_json, trace, target)
+    _check_file_outputs(out_json, trace, target, [scenario, trace_file])
     metrics, wall_s, reps = _simulate_and_write(rs, target, seed, plots, quiet, trace, trace_tasks, force,
                                                 show_timings=verbose and not as_json, replications=replications,
                                                 otlp=otlp, parallel=(jobs, executor, ray_address))
@@ -155,14 +155,17 @@ def run(
     _print_written(target, metrics, plots, trace, reps is not None, otlp)
 
 
-def _check_file_outputs(out_json: str | None, trace: Path | None, target: Path) -> None:
-    """Before simulating: --json and --trace are two files, and --json lies outside the run folder (written whole;
-    --trace may lie inside it: it then joins the folder's files)."""
-    from simfactory.outputs import distinct_outputs
+def _check_file_outputs(out_json: str | None, trace: Path | None, target: Path, inputs: list[Any]) -> None:
+    """Before simulating: --json and --trace are two files, neither an input; --json lies outside the run folder
+    (written whole); --trace lies outside it or directly in it (it then joins the folder's files), never deeper."""
+    from simfactory.outputs import distinct_outputs, not_an_input
 
     with input_errors():
         distinct_outputs({"--json": out_json, "--trace": trace})
         distinct_outputs({"--json": out_json}, {"--out": target})
+        not_an_input(trace, "--trace", [i for i in inputs if i is not None])
+        if trace is not None and abspath(trace).parent != abspath(target):
+            distinct_outputs({"--trace": trace}, {"--out": target})
 
 
 def _check_parallel(rs: Any, executor: str, replications: int, jobs: int = 1) -> None:

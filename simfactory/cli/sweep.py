@@ -36,7 +36,7 @@ def sweep(
     if executor not in ("local", "ray"):
         err.print(f"[red]error:[/red] --executor: unknown executor {executor!r} (local, ray)")
         raise typer.Exit(EXIT_INPUT_ERROR)
-    json_target(out_json)
+    json_target(out_json, inputs=[scenario, grid])
     quiet = quiet or out_json == "-"
     with input_errors():
         sc = load_scenario(scenario)

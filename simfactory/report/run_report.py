@@ -27,6 +27,8 @@ from simfactory.outputs import (
     GENERATOR_TAG,
     check_output_file,
     check_owned_dir,
+    clean_stale_temporaries,
+    distinct_outputs,
     foreign_entry,
     output_folder,
     read_marker,
@@ -134,11 +136,14 @@ def build_report(run_dir: Path, out: Path | None = None, force: bool = False) ->
     files are added to the run folder only when simfactory wrote it."""
     run_dir = Path(run_dir)
     s = read_summary(run_dir)
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        clean_stale_temporaries(run_dir)  # a killed earlier report's temporary in it is ours, not foreign
     owned = read_marker(run_dir) is not None and foreign_entry(run_dir) is None and not run_dir.is_symlink()
     if out is not None:  # checked before anything is written
         if Path(out).suffix.lower() not in (".html", ".htm"):
             raise InputError(str(out), "--out", "the report is one HTML file: name it *.html (the run's own files "
                                                 "are never overwritten)")
+        distinct_outputs({"--out": out}, {"RUN_DIR": run_dir})  # report RUN_DIR writes into it; --out elsewhere
         check_output_file(out, "--out", force)
     elif not owned:
         check_owned_dir(run_dir, "RUN_DIR")  # raises, naming why; --out writes the HTML elsewhere
