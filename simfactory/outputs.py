@@ -361,8 +361,10 @@ def _owner(entry_name: str) -> tuple[int, int | None] | None:
 
 def clean_stale_temporaries(parent: Path) -> list[Path]:
     """Remove temporaries that a killed simfactory process left in `parent`: hidden folders named by us that
-    carry our marker, whose making process is gone. Returns what was removed. A file, or a folder without our
-    marker, is never touched, whatever its name (older versions' single-file temporaries stay: delete them by hand)."""
+    carry our marker, whose making process is gone. Returns what was removed. An earlier output that a swap set
+    aside (`-old-`) goes back to its name when the swap was cut before the new one took it (the promise: an
+    interrupted run leaves the earlier output as it was). A file, or a folder without our marker, is never touched,
+    whatever its name (older versions' single-file temporaries stay: delete them by hand)."""
     removed = []
     try:
         entries = list(os.scandir(parent))
@@ -372,9 +374,17 @@ def clean_stale_temporaries(parent: Path) -> list[Path]:
         owner = _owner(e.name)
         if owner is None or not e.name.startswith(".") or _alive(*owner):
             continue
-        if e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None:
-            shutil.rmtree(e.path, ignore_errors=True)
-            removed.append(Path(e.path))
+        if not (e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None):
+            continue
+        if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("old-"):
+            name = e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
+            target = Path(parent) / name
+            if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
+                if len(name) < _NAME_KEEP:
+                    os.rename(e.path, target)
+                continue  # a truncated name cannot say where it goes back: kept as it is
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(Path(e.path))
     return removed
 
 
@@ -534,6 +544,23 @@ class OutputFolder:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return written
+
+    def stream(self, name: str, streaming: bool) -> None:
+        """Mark a file of this folder as one the command appends to (streaming: listed without a stamp, so its
+        growth is no change of the user's), or as finished (its stamp taken now, so an edit from then on shows)."""
+        doc = read_marker(self.path)
+        if doc is None or name not in doc["files"]:
+            return
+        stamps, names = dict(doc.get("stamps", {})), set(doc.get("streamed", []))
+        if streaming:
+            stamps.pop(name, None)
+            names.add(name)
+        elif (stamp := _file_stamp(self.path / name)) is not None:
+            stamps[name] = stamp
+            names.discard(name)
+        new = _marker_doc(doc.get("command", self.command), doc["files"], doc["folders"], "complete", stamps)
+        new["pending"], new["streamed"] = doc.get("pending", {}), sorted(names)
+        _write_marker(self.path, new)
 
     def _list(self, name: str, stamp: list[int] | None, pending: bool) -> None:
         """List `name` in this folder's marker: its stamp as pending (about to move in; the file it replaces still

@@ -619,6 +619,9 @@ def test_resume_refuses_a_damaged_row_with_rows_after_it(tmp_path, scenario):
     out = tmp_path / "sweep"
     assert runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]).exit_code == 0
     rows = (out / "sweep.jsonl").read_text().splitlines(keepends=True)
+    from simfactory.outputs import OutputFolder
+
+    OutputFolder(out, "--out", "sweep").stream("sweep.jsonl", True)  # as an unfinished sweep's rows are
     (out / "sweep.jsonl").write_text("{not json\n" + "".join(rows))
     before = snapshot(out)
     res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q", "--resume"])
@@ -707,3 +710,53 @@ def test_an_interrupted_report_leaves_a_folder_simfactory_can_still_write(tmp_pa
     monkeypatch.undo()
     assert not any(".simfactory-tmp-" in p.name for p in out.iterdir()) and outputs.foreign_entry(out) is None
     assert run_out(scenario, out).exit_code == 0
+
+
+def test_a_swap_cut_between_its_renames_gives_the_earlier_output_back(tmp_path, scenario, monkeypatch):
+    """kill -9 between moving the earlier output aside and moving the new one in: the next write puts the earlier
+    output back under its name (it used to delete it, with the new one)."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    earlier = snapshot(out)
+    real_rename, calls = os.rename, []
+
+    def cut(src, dst):
+        calls.append(dst)
+        if len(calls) >= 2:  # the new output into place, and the roll-back after it: a kill stops both
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", cut)
+    monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)  # nothing cleaned, as on kill -9
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.output_folder(out, "run") as folder:
+            folder.replace(lambda tmp: (tmp / "summary.json").write_text("{}"))
+    monkeypatch.undo()
+    assert not out.exists()
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)  # that writer is gone
+    outputs.clean_stale_temporaries(tmp_path)
+    monkeypatch.undo()
+    assert snapshot(out) == earlier and not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+
+
+def test_a_finished_sweeps_rows_are_stamped_and_an_edit_to_them_shows(tmp_path, scenario):
+    """sweep.jsonl grows while a sweep runs (no stamp then); once every row is written it is stamped, so a hand
+    edit is no longer dropped by a rerun nor read back by --resume."""
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
+                                    "parameters": {"traffic.arrival.rate_per_s": [1.0, 2.0]}}))
+    out = tmp_path / "sweep"
+    args = ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, [*args, "--resume"]).exit_code == 0  # nothing left to run: still stamped after
+    assert "sweep.jsonl" in read_marker(out)["stamps"] and not read_marker(out)["streamed"]
+    rows = (out / "sweep.jsonl").read_text().splitlines()
+    first = json.loads(rows[0])
+    first["my_annotation"] = "keep"
+    (out / "sweep.jsonl").write_text("\n".join([json.dumps(first), *rows[1:]]) + "\n")
+    before = snapshot(out)
+    for extra in ([], ["--resume"]):
+        assert_refused(runner.invoke(app, [*args, *extra]), "sweep.jsonl (changed since simfactory wrote it)")
+    assert snapshot(out) == before

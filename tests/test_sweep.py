@@ -50,12 +50,20 @@ def test_jobs_do_not_change_the_table(setup):
     assert pd.read_parquet(tmp / "one" / "results.parquet").equals(one)
 
 
+def _streaming(out) -> None:
+    """Mark a finished sweep's rows as an unfinished one's: still growing, listed without a stamp."""
+    from simfactory.outputs import OutputFolder
+
+    OutputFolder(out, "--out", "sweep").stream(ROWS_FILE, True)
+
+
 def test_interrupted_sweep_resumes_to_the_same_table(setup):
     path, grid, tmp = setup
     full = _run(path, grid, tmp / "full")
     out = tmp / "cut"
     _run(path, grid, out)
     lines = (out / ROWS_FILE).read_text().splitlines()
+    _streaming(out)  # as a sweep killed while writing its rows leaves them: growing, no stamp yet
     (out / ROWS_FILE).write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # killed mid-write
     calls = []
     resumed = _run(path, grid, out, resume=True, on_row=lambda n, total: calls.append(n))
@@ -85,6 +93,7 @@ def test_resume_reads_only_rows_this_sweep_wrote(setup, row, needle):
     _run(path, grid, out)
     lines = (out / ROWS_FILE).read_text().splitlines()
     extra = lines[0] if row is None else row
+    _streaming(out)  # an unfinished sweep's rows (a finished sweep's are stamped: an edit is refused before this)
     (out / ROWS_FILE).write_text(lines[0] + "\n" + extra + "\n")
     before = (out / ROWS_FILE).read_text()
     res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(out), "--resume", "--quiet"])

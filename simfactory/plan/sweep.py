@@ -150,6 +150,7 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
             break
         _check_row(rows[-1], rows_path, number)
         kept_bytes += len(line)
+    folder.stream(ROWS_FILE, True)  # its rows, checked unchanged on entry and read, grow again from here
     with open(rows_path, "r+b") as f:  # drop the cut-off tail, so the rows appended next start on their own line
         f.truncate(kept_bytes)
     return rows
@@ -213,6 +214,7 @@ def run_sweep(
                 rows.append(row)
                 if on_row:
                     on_row(len(rows), len(todo))
+        folder.stream(ROWS_FILE, False)  # every row written: from now on an edit to them shows
         # rows sorted before the frame is built: its columns then come in the same order whichever executor, job
         # count or resume produced the rows
         table = pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
