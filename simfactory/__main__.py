@@ -1,3 +1,3 @@
-from simfactory.cli.main import console
+from simfactory._console import main
 
-console()
+main()

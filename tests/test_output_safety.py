@@ -760,3 +760,45 @@ def test_a_finished_sweeps_rows_are_stamped_and_an_edit_to_them_shows(tmp_path, 
     for extra in ([], ["--resume"]):
         assert_refused(runner.invoke(app, [*args, *extra]), "sweep.jsonl (changed since simfactory wrote it)")
     assert snapshot(out) == before
+
+
+def test_baseline_update_replaces_only_a_baseline_it_can_prove_it_wrote(tmp_path, scenario):
+    """A baseline edited by hand (a note added) is a readable baseline, but not what simfactory wrote: kept unless
+    --force; an unchanged one is replaced (and every shipped baseline carries its stamp)."""
+    from simfactory.outputs import written_by_simfactory
+
+    base = tmp_path / "baselines"
+    args = ["baseline", "update", str(scenario), "--baseline-dir", str(base)]
+    assert runner.invoke(app, args).exit_code == 0
+    assert runner.invoke(app, args).exit_code == 0  # its own, unchanged: replaced
+    (path,) = base.glob("*.json")
+    doc = json.loads(path.read_text())
+    doc["my_note"] = "curated by hand"
+    path.write_text(json.dumps(doc, indent=1))
+    before = snapshot(base)
+    assert_refused(runner.invoke(app, args), "cannot prove it wrote", "--force")
+    assert snapshot(base) == before
+    assert runner.invoke(app, [*args, "--force"]).exit_code == 0
+    assert all(written_by_simfactory(p) for p in (REPO / "reports" / "baselines").glob("*.json"))
+
+
+def test_ctrl_c_while_starting_is_one_line_not_a_traceback():
+    """The console script guards the CLI's import: an interrupt during start-up printed a KeyboardInterrupt
+    traceback; now one line and exit 130, nothing written."""
+    code = textwrap.dedent("""
+        import builtins
+        real = builtins.__import__
+
+        def interrupted(name, *args, **kwargs):
+            if name == "simfactory.cli.main":
+                raise KeyboardInterrupt
+            return real(name, *args, **kwargs)
+
+        builtins.__import__ = interrupted
+        from simfactory._console import main
+        main()
+    """)
+    res = subprocess.run([sys.executable, "-c", code, "run"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 130 and "Traceback" not in res.stderr
+    assert res.stderr.strip() == "interrupted while starting: nothing was written"

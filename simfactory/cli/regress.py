@@ -94,7 +94,7 @@ def baseline_update(
 
     Example: simfactory baseline update scenarios/*.yaml --baseline-dir reports/baselines
     """
-    from simfactory.outputs import check_output_file
+    from simfactory.outputs import check_output_file, written_by_simfactory
     from simfactory.regress.baseline import baseline_path, make_baseline, read_baseline, write_baseline
     from simfactory.regress.diff import diff_metrics
     from simfactory.regress.tolerances import load_tolerances
@@ -122,6 +122,11 @@ def baseline_update(
                                                                       f"({e.reason}); pass --force to replace it") from None
                     what = "replaced a file that was not a readable baseline (--force)"
                 else:
+                    if not force and not written_by_simfactory(path):
+                        raise InputError(str(path), "--baseline-dir", "is a baseline simfactory cannot prove it wrote as "
+                                                                      "it is now (edited by hand, or written before "
+                                                                      "baselines were stamped): pass --force to replace "
+                                                                      "it")
                     moved = [d for d in diff_metrics(name, old["metrics"], new["metrics"], load_tolerances(None, exact=True))
                              if d.status != "ok"]
                     what = f"{len(moved)} metrics changed" + (

@@ -13,7 +13,7 @@ from simfactory.inputs import (
     parse_json,
     read_input_text,
 )
-from simfactory.outputs import write_text_output
+from simfactory.outputs import stamp_json, write_text_output
 
 BASELINE_SCHEMA_VERSION = 1
 
@@ -39,8 +39,9 @@ def make_baseline(scenario: str, metrics: list[dict[str, float]], provenance: di
 
 
 def write_baseline(path: Path, baseline: dict[str, Any]) -> None:
-    """Atomically (a temporary renamed over it); the caller has checked that an existing file is a baseline."""
-    write_text_output(path, json.dumps(baseline, indent=1, sort_keys=False) + "\n", "--baseline-dir", force=True)
+    """Atomically (a temporary renamed over it), stamped (stamp_json) so the next update can prove it wrote it; the
+    caller has checked that an existing file is a baseline simfactory wrote, unchanged (or --force)."""
+    write_text_output(path, stamp_json(baseline), "--baseline-dir", force=True)
 
 
 def read_baseline(path: Path) -> dict[str, Any]:
