@@ -381,7 +381,10 @@ def clean_stale_temporaries(parent: Path) -> list[Path]:
             target = Path(parent) / name
             if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
                 if len(name) < _NAME_KEEP:
-                    os.rename(e.path, target)
+                    try:
+                        os.rename(e.path, target)
+                    except OSError:
+                        pass  # something took the name meanwhile: the earlier output stays aside, as it is
                 continue  # a truncated name cannot say where it goes back: kept as it is
         shutil.rmtree(e.path, ignore_errors=True)
         removed.append(Path(e.path))

@@ -741,15 +741,21 @@ def test_a_swap_cut_between_its_renames_gives_the_earlier_output_back(tmp_path, 
     assert snapshot(out) == earlier and not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
 
 
-def test_a_finished_sweeps_rows_are_stamped_and_an_edit_to_them_shows(tmp_path, scenario):
-    """sweep.jsonl grows while a sweep runs (no stamp then); once every row is written it is stamped, so a hand
-    edit is no longer dropped by a rerun nor read back by --resume."""
+def _finished_sweep(tmp_path: Path, scenario: Path) -> tuple[Path, list[str]]:
+    """A two-point sweep run to the end in tmp_path/sweep, and the command line that ran it."""
     grid = tmp_path / "grid.yaml"
     grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
                                     "parameters": {"traffic.arrival.rate_per_s": [1.0, 2.0]}}))
     out = tmp_path / "sweep"
     args = ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]
     assert runner.invoke(app, args).exit_code == 0
+    return out, args
+
+
+def test_a_finished_sweeps_rows_are_stamped_and_an_edit_to_them_shows(tmp_path, scenario):
+    """sweep.jsonl grows while a sweep runs (no stamp then); once every row is written it is stamped, so a hand
+    edit is no longer dropped by a rerun nor read back by --resume."""
+    out, args = _finished_sweep(tmp_path, scenario)
     assert runner.invoke(app, [*args, "--resume"]).exit_code == 0  # nothing left to run: still stamped after
     assert "sweep.jsonl" in read_marker(out)["stamps"] and not read_marker(out)["streamed"]
     rows = (out / "sweep.jsonl").read_text().splitlines()
@@ -802,3 +808,27 @@ def test_ctrl_c_while_starting_is_one_line_not_a_traceback():
                          env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 130 and "Traceback" not in res.stderr
     assert res.stderr.strip() == "interrupted while starting: nothing was written"
+
+
+def test_a_sweep_run_again_keeps_the_earlier_one_until_it_is_done(tmp_path, scenario, monkeypatch):
+    """Run again without --resume, a sweep is built beside the earlier one and swapped in at the end: interrupted,
+    the earlier sweep is as it was (it used to be replaced at the start)."""
+    import simfactory.plan.sweep as sweep_module
+
+    out, args = _finished_sweep(tmp_path, scenario)
+    before = snapshot(out)
+    real = sweep_module.run_point
+
+    def second_point_interrupted(job):
+        if job.point == 1:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(sweep_module, "run_point", second_point_interrupted)
+    res = runner.invoke(app, args)
+    assert res.exit_code != 0
+    monkeypatch.undo()
+    assert snapshot(out) == before
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+    assert runner.invoke(app, args).exit_code == 0  # run again to the end: the new sweep replaces it
+    assert read_marker(out) is not None and (out / "results.csv").is_file()

@@ -189,39 +189,69 @@ def run_sweep(
     executor: str = "local", ray_address: str | None = None, resume: bool = False,
     on_row: Callable[[int, int], None] | None = None,
 ) -> pd.DataFrame:
-    """Run what is not done yet and return the whole table (also written as results.parquet / results.csv)."""
+    """Run what is not done yet and return the whole table (also written as results.parquet / results.csv). A sweep
+    run again (no --resume) over an earlier one is built beside it and swapped in at the end: until then, and if it
+    is interrupted, the earlier sweep stays as it was (a first sweep streams its rows into the folder itself, so an
+    interrupted one can be resumed)."""
     todo = plan_jobs(scenario, scenario_file, spec, spec_file)
+    key = _spec_key(scenario, spec, scenario_file)
     existing = resume and (Path(out_dir) / ROWS_FILE).is_file()
+    earlier = not resume and (Path(out_dir) / ROWS_FILE).is_file()
     with output_folder(Path(out_dir), "sweep", existing=existing) as folder:
-        rows = _start(folder, _spec_key(scenario, spec, scenario_file), resume)
-        planned = {(j.point, j.replication) for j in todo}
-        done: set[tuple[int, int]] = set()
-        for r in rows:  # each a row of this sweep's plan, once: a stray or repeated row would join the results
-            key = (r["point"], r["replication"])
-            if key not in planned or key in done:
-                raise InputError(str(folder.path / ROWS_FILE), f"point {key[0]} replication {key[1]}",
-                                 ("repeated" if key in done else "not a point of this sweep's grid")
-                                 + ": --resume reads only the rows this sweep wrote; run it into a new folder")
-            done.add(key)
-        todo_left = [j for j in todo if (j.point, j.replication) not in done]
-        if on_row:
-            on_row(len(rows), len(todo))
-        with open(folder.path / ROWS_FILE, "a") as f:
-            for row in _execute(todo_left, executor, jobs, ray_address):
-                f.write(json.dumps(row) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-                rows.append(row)
-                if on_row:
-                    on_row(len(rows), len(todo))
-        folder.stream(ROWS_FILE, False)  # every row written: from now on an edit to them shows
-        # rows sorted before the frame is built: its columns then come in the same order whichever executor, job
-        # count or resume produced the rows
-        table = pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
+        if earlier:
+            found: list[pd.DataFrame] = []
 
-        folder.add(lambda tmp: (table.to_parquet(tmp / "results.parquet", index=False),
-                                table.to_csv(tmp / "results.csv", index=False)))
+            def build(tmp: Path) -> None:
+                (tmp / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
+                found.append(_rows_and_results(tmp, [], todo, executor, jobs, ray_address, on_row))
+                _write_results(found[0], tmp)
+
+            folder.replace(build)
+            return found[0]
+        rows = _start(folder, key, resume)
+        _check_rows(rows, todo, folder.path / ROWS_FILE)
+        table = _rows_and_results(folder.path, rows, todo, executor, jobs, ray_address, on_row)
+        folder.stream(ROWS_FILE, False)  # every row written: from now on an edit to them shows
+        folder.add(lambda tmp: _write_results(table, tmp))
     return table
+
+
+def _check_rows(rows: list[dict[str, Any]], todo: list[PointJob], rows_path: Path) -> None:
+    """Each row read back (--resume) is a row of this sweep's plan, once: a stray or repeated row would join the
+    results."""
+    planned = {(j.point, j.replication) for j in todo}
+    done: set[tuple[int, int]] = set()
+    for r in rows:
+        key = (r["point"], r["replication"])
+        if key not in planned or key in done:
+            raise InputError(str(rows_path), f"point {key[0]} replication {key[1]}",
+                             ("repeated" if key in done else "not a point of this sweep's grid")
+                             + ": --resume reads only the rows this sweep wrote; run it into a new folder")
+        done.add(key)
+
+
+def _rows_and_results(folder: Path, rows: list[dict[str, Any]], todo: list[PointJob], executor: str, jobs: int,
+                      ray_address: str | None, on_row: Callable[[int, int], None] | None) -> pd.DataFrame:
+    """Run the jobs not among `rows`, appending each row to folder/sweep.jsonl as it finishes; the whole table, rows
+    sorted (its columns then come in the same order whichever executor, job count or resume produced them)."""
+    done = {(r["point"], r["replication"]) for r in rows}
+    todo_left = [j for j in todo if (j.point, j.replication) not in done]
+    if on_row:
+        on_row(len(rows), len(todo))
+    with open(folder / ROWS_FILE, "a") as f:
+        for row in _execute(todo_left, executor, jobs, ray_address):
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+            rows.append(row)
+            if on_row:
+                on_row(len(rows), len(todo))
+    return pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
+
+
+def _write_results(table: pd.DataFrame, folder: Path) -> None:
+    table.to_parquet(folder / "results.parquet", index=False)
+    table.to_csv(folder / "results.csv", index=False)
 
 
 SUMMARY_METRICS = {  # results column -> (header with its unit, scale)
