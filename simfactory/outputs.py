@@ -199,33 +199,31 @@ def stamp_text(text: str, prefix: str = "# ", suffix: str = "", at_line: int = 0
     return "".join(lines)
 
 
-def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+_UNSET_DIGEST = "0" * 64  # the digest's place while the file's bytes are hashed (stamp_json)
+_JSON_DIGEST = re.compile(rb'\A\{\s*"generator"\s*:\s*"simfactory [^"]*"\s*,\s*"content_sha256"\s*:\s*"([0-9a-f]{64})"')
 
 
 def stamp_json(doc: dict[str, Any], indent: int | None = 1, default: Callable[[Any], Any] | None = None) -> str:
-    """A JSON output (one object): `generator` first, then `content_sha256`, the sha256 of the canonical form of
-    everything else and the generator, so a later run can prove it wrote the file as it is. Strict JSON: a non-finite
-    number is an error here (json_finite first)."""
+    """A JSON output (one object): `generator` first, then `content_sha256`, the sha256 of the file's exact bytes with
+    that digest written as 64 zeros, so a later run can prove it wrote the file byte for byte (a reformatted file, or
+    one with a key added twice, is no longer the one it wrote). Strict JSON: a non-finite number is an error here
+    (json_finite first)."""
     body = json.loads(json.dumps({k: v for k, v in doc.items() if k not in ("generator", "content_sha256")},
                                  allow_nan=False, default=default))
-    core = {"generator": GENERATOR, **body}
-    digest = hashlib.sha256(_canonical(core)).hexdigest()
-    return json.dumps({"generator": GENERATOR, "content_sha256": digest, **body}, indent=indent, allow_nan=False) + "\n"
+    text = json.dumps({"generator": GENERATOR, "content_sha256": _UNSET_DIGEST, **body}, indent=indent,
+                      allow_nan=False) + "\n"
+    m = _JSON_DIGEST.match(text.encode("utf-8"))
+    assert m is not None, "stamp_json's own output carries its digest where _proven_json looks"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text[:m.start(1)] + digest + text[m.end(1):]  # ensure_ascii: byte offsets are character offsets
 
 
 def _proven_json(data: bytes) -> bool:
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    m = _JSON_DIGEST.match(data)
+    if m is None:
         return False
-    if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory "):
-        return False
-    digest = doc.pop("content_sha256", None)
-    try:
-        return isinstance(digest, str) and hashlib.sha256(_canonical(doc)).hexdigest() == digest
-    except (ValueError, TypeError):
-        return False
+    unset = data[:m.start(1)] + _UNSET_DIGEST.encode() + data[m.end(1):]
+    return hashlib.sha256(unset).hexdigest() == m.group(1).decode()
 
 
 def _proven_text(data: bytes) -> bool:

@@ -504,6 +504,26 @@ def test_a_file_is_ours_only_while_its_stamp_matches_its_content(tmp_path):
     assert list(doc)[:2] == ["generator", "content_sha256"] and doc["generator"] == GENERATOR
 
 
+def test_a_stamped_json_reformatted_or_with_a_key_twice_is_the_users(tmp_path):
+    """The JSON stamp hashes the file's bytes, not what they parse to: a reformatted copy (same content, other
+    layout) or one with a key added twice (the last one wins when parsed) is no longer the file simfactory wrote."""
+    from simfactory.outputs import stamp_json, written_by_simfactory
+
+    text = stamp_json({"x": [1, 2.5], "y": "z"})
+    path = tmp_path / "a.json"
+    path.write_text(text)
+    assert written_by_simfactory(path)
+    path.write_text(json.dumps(json.loads(text), indent=4) + "\n")  # reformatted: what it parses to is unchanged
+    assert json.loads(path.read_text()) == json.loads(text) and not written_by_simfactory(path)
+    path.write_text(text.replace('"y": "z"', '"y": "mine", "y": "z"'))  # parses to the same object
+    assert json.loads(path.read_text()) == json.loads(text) and not written_by_simfactory(path)
+    path.write_text(text.rstrip("\n"))  # one byte less
+    assert not written_by_simfactory(path)
+    compact = stamp_json({"x": 1}, indent=None)
+    path.write_text(compact)
+    assert written_by_simfactory(path)
+
+
 def test_a_hand_edited_output_is_never_replaced_without_force(tmp_path, scenario):
     """A --json file simfactory wrote is replaced by the next run; once the user edits it, it is theirs."""
     out_json = tmp_path / "s.json"
