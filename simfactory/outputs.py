@@ -705,8 +705,9 @@ def write_text_output(path: Path, text: str, flag: str, force: bool = False, for
 
 def distinct_outputs(files: dict[str, Any], folders: dict[str, Any] | None = None) -> None:
     """Refuse (InputError) one command's outputs that would land on each other: two file flags naming one file (the
-    second would silently replace the first), or a file flag naming a path inside an output folder the command
-    replaces whole. None and '-' (stdout) are no files."""
+    second would silently replace the first), or a file flag naming a path inside a folder the command writes (an
+    output folder it replaces whole) or reads its own files from (regress's baselines). None and '-' (stdout) are
+    no files."""
     def key(p: Any) -> Path:
         return Path(os.path.realpath(os.path.expanduser(str(p))))
 
@@ -724,8 +725,8 @@ def distinct_outputs(files: dict[str, Any], folders: dict[str, Any] | None = Non
         top = key(d)
         for k, file_flag in seen.items():
             if top == k or top in k.parents:
-                raise InputError(str(k), file_flag, f"is inside the {flag} folder {d}, which simfactory writes itself: "
-                                                    "name a file outside it")
+                raise InputError(str(k), file_flag, f"is inside the {flag} folder {d}, which holds this command's own "
+                                                    "files (what it reads or writes there): name a file outside it")
 
 
 def not_an_input(path: Any, flag: str, inputs: list[Any]) -> None:

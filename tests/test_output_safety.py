@@ -426,6 +426,27 @@ def test_regress_report_dir_refuses_a_foreign_folder(tmp_path, scenario):
     assert (tmp_path / "r" / "regress.junit.xml").is_file()
 
 
+def test_regress_json_is_never_a_baseline_or_the_tolerances_it_reads(tmp_path, scenario):
+    """regress --json naming one of the baselines it compares with (stamped, so provably simfactory's) replaced that
+    baseline with the diff; naming the tolerances file or a file in --report-dir is refused too, nothing run."""
+    base = tmp_path / "baselines"
+    assert runner.invoke(app, ["baseline", "update", str(scenario), "--baseline-dir", str(base)]).exit_code == 0
+    (baseline,) = base.glob("*.json")
+    tol = tmp_path / "tol.yaml"
+    tol.write_text("rules: {}\n")
+    before = snapshot(tmp_path)
+    for target, extra, words in ((baseline, [], ("--baseline-dir", "name a file outside it")),
+                                 (tol, ["--tolerances", str(tol)], ("is the input",)),
+                                 (tmp_path / "rep" / "x.json", ["--report-dir", str(tmp_path / "rep")], ("--report-dir",))):
+        res = runner.invoke(app, ["regress", str(scenario), "--baseline-dir", str(base), "--json", str(target), *extra])
+        assert_refused(res, *words)
+        assert snapshot(tmp_path) == before
+    dangling = tmp_path / "gone"
+    dangling.symlink_to(tmp_path / "nowhere")
+    res = runner.invoke(app, ["baseline", "update", str(scenario), "--baseline-dir", str(dangling)])
+    assert_refused(res, "symbolic link", "does not exist")
+
+
 def test_temporaries_older_than_their_process_only(tmp_path):
     """The owner test behind cleaning: a pid that is alive with the same start time owns its temporary."""
     from simfactory.outputs import _alive, _start_ticks

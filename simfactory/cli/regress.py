@@ -43,11 +43,12 @@ def regress(
     from simfactory.regress.baseline import baseline_path, by_metric, read_baseline
     from simfactory.regress.diff import diff_metrics, has_regression
     from simfactory.regress.outputs import markdown, write_reports
-    from simfactory.outputs import check_output_dir, output_folder
+    from simfactory.outputs import check_output_dir, distinct_outputs, output_folder
     from simfactory.regress.tolerances import load_tolerances
 
-    json_target(out_json, inputs=list(sources))
-    with input_errors():
+    json_target(out_json, inputs=[*sources, tolerances])
+    with input_errors():  # nor a file a folder holds that this command reads (a baseline) or writes (the report)
+        distinct_outputs({"--json": out_json}, {"--baseline-dir": baseline_dir, "--report-dir": report_dir})
         if report_dir is not None:  # before the runs: a refused folder should not cost them
             check_output_dir(report_dir, "--report-dir", "regress")
         if exact and tolerances is not None:
@@ -87,7 +88,9 @@ def baseline_update(
     replications: ReplicationsOpt = 1,
     seed: Annotated[Optional[int], typer.Option("--seed", min=0, max=MAX_SEED, help="Base seed (default: the scenario's).")] = None,
     force: Annotated[
-        bool, typer.Option("--force", help="Replace files in --baseline-dir that cannot be read as baselines.")
+        bool, typer.Option("--force", help="Also replace baselines simfactory cannot prove it wrote as they are now (edited by hand, or written "
+                                 "before baselines were stamped) and files in --baseline-dir that cannot be read as "
+                                 "baselines.")
     ] = False,
 ) -> None:
     """Write baselines deliberately (one JSON per scenario) and print what changed against the old ones.
@@ -104,6 +107,9 @@ def baseline_update(
             is_file = os.path.lexists(baseline_dir) and not os.path.isdir(baseline_dir)
         except (OSError, ValueError) as exc:
             raise InputError(str(baseline_dir)[:160], "--baseline-dir", str(exc)) from None
+        if os.path.islink(baseline_dir) and not os.path.exists(baseline_dir):
+            raise InputError(str(baseline_dir), "--baseline-dir", f"is a symbolic link to {os.readlink(baseline_dir)}, "
+                                                                  "which does not exist; name a directory for the baselines")
         if is_file:
             raise InputError(str(baseline_dir), "--baseline-dir", "is a file; name a directory for the baselines")
         collected = _collect_all(sources, replications, seed)  # every source checked before any baseline is written
