@@ -57,7 +57,9 @@ _STAMP_LINES = 64  # a text output's stamp line is among its first lines
 _MAX_PROOF_BYTES = 256 << 20  # a file larger than this is not read to prove it (it must be named with --force)
 # a text output's stamp: the sha256 of the file without this line (stamp_text)
 _STAMP = re.compile(rb"(?:# |<!-- )generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})(?: -->)?")
-_STAMP_STYLES = (("# ", ""), ("<!-- ", " -->"))  # the comment forms a stamp line may take (stamp_text's callers)
+_STAMP_STYLES = (("# ", ""), ("<!-- ", " -->"))
+_EMPTY_STALE_S = 60.0  # an empty marker draft or lock file this old was left by a kill, not being written now
+_RANDOM = re.compile(r"[0-9a-f]{8}")  # the random tail of a temporary's name (_sibling)  # the comment forms a stamp line may take (stamp_text's callers)
 
 
 # ---------------------------------------------------------------------------------------------------- processes
@@ -269,6 +271,12 @@ def _protected(resolved: Path) -> str | None:
     return None
 
 
+def _not_reserved(path: Path, flag: str) -> None:
+    if reserved_name(path.name):
+        raise InputError(str(path), flag, f"is named like simfactory's own temporaries and locks (a hidden name with "
+                                          f"'{_TEMP_INFIX}' in it), which a later run may clean up: name it otherwise")
+
+
 def check_output_dir(path: Path, flag: str = "--out", command: str | None = None) -> Path:
     """Refuse (InputError) an output folder simfactory may not replace; returns the path unchanged. Absent, empty,
     or an earlier simfactory output holding only what its marker lists, unchanged: accepted, but only as the output
@@ -276,6 +284,7 @@ def check_output_dir(path: Path, flag: str = "--out", command: str | None = None
     made again, by a validation)."""
     path = Path(path)
     name = str(path)
+    _not_reserved(path, flag)
     try:
         lst = path.lstat()
     except FileNotFoundError:
@@ -317,6 +326,7 @@ def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bo
     force_flag: whether the command has a --force to offer in the message."""
     path = Path(path)
     name = str(path)
+    _not_reserved(path, flag)
     try:
         lst = path.lstat()
     except FileNotFoundError:
@@ -349,7 +359,7 @@ def _owner(entry_name: str) -> tuple[int, int | None] | None:
     if _TEMP_INFIX not in entry_name:
         return None
     tail = entry_name.rsplit(_TEMP_INFIX, 1)[1].split("-")
-    if len(tail) != 4 or tail[0] not in ("tmp", "old"):
+    if len(tail) != 4 or tail[0] not in ("tmp", "old") or not _RANDOM.fullmatch(tail[3]):
         return None
     try:
         return int(tail[1]), int(tail[2]) or None
@@ -357,36 +367,121 @@ def _owner(entry_name: str) -> tuple[int, int | None] | None:
         return None
 
 
-def clean_stale_temporaries(parent: Path) -> list[Path]:
-    """Remove temporaries that a killed simfactory process left in `parent`: hidden folders named by us that
-    carry our marker, whose making process is gone. Returns what was removed. An earlier output that a swap set
-    aside (`-old-`) goes back to its name when the swap was cut before the new one took it (the promise: an
-    interrupted run leaves the earlier output as it was). A file, or a folder without our marker, is never touched,
-    whatever its name (older versions' single-file temporaries stay: delete them by hand)."""
-    removed = []
+def reserved_name(name: str) -> bool:
+    """Whether `name` is one simfactory keeps for its own temporaries and locks (hidden, with `.simfactory-` in
+    it): no output may take it, so a folder the user named cannot be taken for a killed run's leftover."""
+    return name.startswith(".") and (_TEMP_INFIX in name or name.startswith(f"{MARKER}."))
+
+
+def _marker_owner(folder: Path) -> tuple[int, int | None] | None:
+    doc = read_marker(folder)
+    if doc is None or not isinstance(doc.get("pid"), int):
+        return None
+    ticks = doc.get("pid_start_ticks")
+    return doc["pid"], ticks if isinstance(ticks, int) else None
+
+
+def clean_stale_temporaries(parent: Path, inside: bool = False) -> list[Path]:
+    """Remove what a killed simfactory process left in `parent`: its hidden temporary folders (named by us, carrying
+    our marker, their making process gone), its marker drafts and lock files (holding our record, or nothing), and
+    a temporary folder killed before its marker was written (empty). Returns what was removed. An earlier output that
+    a swap set aside (`-old-`) goes back to its name when the swap was cut before the new one took it (the promise: an
+    interrupted run leaves the earlier output as it was); it is removed only once the output now at its name is the
+    one that swap wrote, and then only what its marker lists. A folder whose marker says it was finished loses only
+    what its marker lists. A file, or a folder without our marker, is never touched, whatever its name.
+    inside: also clean the output subfolders `parent`'s marker lists (a report added to a compare's run)."""
+    removed: list[Path] = []
     try:
         entries = list(os.scandir(parent))
     except OSError:
         return removed
     for e in entries:
-        owner = _owner(e.name)
-        if owner is None or not e.name.startswith(".") or _alive(*owner):
-            continue
-        if not (e.is_dir(follow_symlinks=False) and read_marker(Path(e.path)) is not None):
-            continue
-        if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("old-"):
-            name = e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
-            target = Path(parent) / name
-            if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
-                if len(name) < _NAME_KEEP:
-                    try:
-                        os.rename(e.path, target)
-                    except OSError:
-                        pass  # something took the name meanwhile: the earlier output stays aside, as it is
-                continue  # a truncated name cannot say where it goes back: kept as it is
-        shutil.rmtree(e.path, ignore_errors=True)
-        removed.append(Path(e.path))
+        if e.name.startswith(".") and _stale_leftover(Path(parent), e):
+            removed.append(Path(e.path))
+    doc = read_marker(Path(parent)) if inside else None
+    for name in doc["folders"] if doc else []:
+        sub = Path(parent) / name
+        if sub.is_dir() and not sub.is_symlink():
+            removed += clean_stale_temporaries(sub, inside=True)
     return removed
+
+
+def _stale_leftover(parent: Path, e: os.DirEntry[str]) -> bool:
+    """Remove `e` if it is a leftover of a killed simfactory process (see clean_stale_temporaries); whether it was."""
+    if e.name.startswith(f"{MARKER}.") or e.name.endswith(f"{_TEMP_INFIX}lock"):
+        return _stale_file(Path(e.path), marker=e.name.startswith(f"{MARKER}."))
+    owner = _owner(e.name)
+    if owner is None or _alive(*owner) or not e.is_dir(follow_symlinks=False):
+        return False
+    folder = Path(e.path)
+    doc = read_marker(folder)
+    if doc is None:
+        try:
+            folder.rmdir()  # killed between making it and writing its marker: empty (anything in it stays)
+            return True
+        except OSError:
+            return False
+    if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("old-"):
+        name = e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
+        target = parent / name
+        if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
+            if len(name) < _NAME_KEEP:
+                try:
+                    os.rename(folder, target)
+                except OSError:
+                    pass  # something took the name meanwhile: the earlier output stays aside, as it is
+            return False
+        if _marker_owner(target) != owner:
+            return False  # not the output that swap wrote (the user made the name again): the earlier one is kept
+        _remove_owned(folder)
+        return not folder.exists()
+    if doc.get("state") == "complete":
+        _remove_owned(folder)  # finished but never renamed into place: only what it lists
+        return not folder.exists()
+    shutil.rmtree(folder, ignore_errors=True)  # partial: a build of ours cut off
+    return True
+
+
+def _stale_file(path: Path, marker: bool) -> bool:
+    """Remove a marker draft (`.simfactory-output.json.HEX.tmp`) or a lock file left by a killed process: only when
+    it holds our record (a marker, or a lock record) whose process is gone, or nothing at all (killed between
+    creating it and writing it, a minute ago or more); a lock someone holds stays."""
+    if marker and not re.fullmatch(rf"{re.escape(MARKER)}\.[0-9a-f]{{8}}\.tmp", path.name):
+        return False
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
+            return False
+        doc = json.loads(path.read_bytes()) if st.st_size else None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    if doc is None and time.time() - st.st_mtime < _EMPTY_STALE_S:
+        return False  # empty, but maybe being written this instant by a live process
+    if doc is not None:
+        if not (isinstance(doc, dict) and str(doc.get("generator", "")).startswith("simfactory")
+                and isinstance(doc.get("pid"), int) and (marker or doc.get("lock") is True)):
+            return False
+        ticks = doc.get("pid_start_ticks")
+        if _alive(doc["pid"], ticks if isinstance(ticks, int) else None):
+            return False
+    if not marker and not _lock_is_free(path):
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+def _lock_is_free(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 def _remove_owned(folder: Path) -> None:
@@ -634,7 +729,7 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
     must pass `check_output_dir`."""
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
-        clean_stale_temporaries(path)  # a killed add's folder inside it is ours (marker, dead owner): not foreign
+        clean_stale_temporaries(path, inside=True)  # a killed add's folder in it is ours (marker, dead owner)
     if existing:
         check_owned_dir(path, flag)
     else:
@@ -763,6 +858,7 @@ def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "MARKER", "GENERATOR", "GENERATOR_TAG", "OutputFolder", "output_folder", "check_output_dir", "check_output_file",
     "write_output_file", "write_text_output", "json_finite", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
+    "reserved_name",
     "read_marker", "written_by_simfactory", "stamp_text", "stamp_json", "distinct_outputs",
     "not_an_input", "draft_folder",
 ]

@@ -873,3 +873,165 @@ def test_a_sweep_run_again_keeps_the_earlier_one_until_it_is_done(tmp_path, scen
     assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
     assert runner.invoke(app, args).exit_code == 0  # run again to the end: the new sweep replaces it
     assert read_marker(out) is not None and (out / "results.csv").is_file()
+
+
+# ------------------------------------------------------------------------------------------ leftovers of a kill
+# (a third audit, 2026-12-07: cleanup took a folder the user named like a temporary, and leftovers blocked folders)
+
+
+def test_an_output_named_like_a_temporary_is_refused(tmp_path, scenario):
+    """A folder the user names like simfactory's temporaries (dead pid, our marker once written) would be removed
+    by the next write beside it: such names are refused, for folders and files."""
+    for name in (".x.simfactory-tmp-99999-0-abcd1234", ".x.simfactory-lock", f"{MARKER}.abcd1234.tmp"):
+        assert_refused(run_out(scenario, tmp_path / name), "temporaries", "name it otherwise")
+        res = run_out(scenario, tmp_path / "ok", "--json", str(tmp_path / name))
+        assert_refused(res, "temporaries")
+    assert [p.name for p in tmp_path.iterdir()] == ["scenario.yaml"] or not any(
+        ".simfactory-" in p.name for p in tmp_path.iterdir())
+
+
+def _cut_swap(out: Path, monkeypatch) -> None:
+    """Replace `out` and stop (as kill -9 would) right after the earlier output is set aside."""
+    import simfactory.outputs as outputs
+
+    real_rename, calls = os.rename, []
+
+    def cut(src, dst):
+        calls.append(dst)
+        if len(calls) >= 2:
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", cut)
+    monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.output_folder(out, "run") as folder:
+            folder.replace(lambda tmp: (tmp / "summary.json").write_text("{}"))
+    monkeypatch.undo()
+
+
+def test_a_set_aside_output_is_kept_when_the_user_made_its_name_again(tmp_path, scenario, monkeypatch):
+    """After a swap cut between its renames, a folder the user makes at the output's name is not the output that
+    swap wrote: the earlier output stays aside (it was deleted) and the user's folder is untouched."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    earlier = snapshot(out)
+    _cut_swap(out, monkeypatch)
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    removed = outputs.clean_stale_temporaries(tmp_path)  # the new output's temporary, never moved in
+    monkeypatch.undo()
+    assert [p.name for p in removed if ".simfactory-old-" in p.name] == []
+    (aside,) = [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]
+    assert snapshot(aside) == earlier and (out / "mine.txt").read_text() == "mine"
+
+
+def test_a_finished_temporary_loses_only_what_its_marker_lists(tmp_path, monkeypatch):
+    """A temporary whose marker says it is complete (killed just before its rename) and a set-aside output whose
+    swap finished are cleaned file by file: something the marker does not list stays, with its folder."""
+    import simfactory.outputs as outputs
+
+    done = tmp_path / ".out.simfactory-tmp-99999-0-abcd1234"
+    done.mkdir()
+    (done / "summary.json").write_text("{}")
+    outputs.OutputFolder._finish_marker(done, "run")
+    (done / "later.txt").write_text("not listed")
+    partial = tmp_path / ".out.simfactory-tmp-99999-0-abcd1235"
+    partial.mkdir()
+    outputs._write_marker(partial, outputs._marker_doc("run", [], [], "partial"))
+    (partial / "half.json").write_text("{")
+    empty = tmp_path / ".out.simfactory-tmp-99999-0-abcd1236"
+    empty.mkdir()  # killed before its marker was written
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    removed = outputs.clean_stale_temporaries(tmp_path)
+    monkeypatch.undo()
+    assert set(removed) == {partial, empty}
+    assert sorted(p.name for p in done.iterdir()) == ["later.txt"]
+
+
+def test_leftover_marker_drafts_and_locks_are_cleaned_only_when_provably_ours(tmp_path, monkeypatch):
+    """A marker draft or lock file a kill left (our record, its process gone; or empty, a minute old) no longer
+    blocks the folder; a user's file at such a name, a fresh empty one, and a lock still held stay."""
+    import fcntl
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "o"
+    out.mkdir()
+    outputs._write_marker(out, outputs._marker_doc("run", [], [], "complete"))
+    draft = out / f"{MARKER}.0123abcd.tmp"
+    draft.write_text(json.dumps(outputs._marker_doc("run", [], [], "complete")))
+    users = out / f"{MARKER}.0123abce.tmp"
+    users.write_text("my notes\n")
+    lock = tmp_path / ".o.simfactory-lock"
+    lock.write_bytes(outputs._lock_record())
+    empty_old, empty_new = tmp_path / ".p.simfactory-lock", tmp_path / ".q.simfactory-lock"
+    empty_old.write_bytes(b"")
+    empty_new.write_bytes(b"")
+    os.utime(empty_old, (time.time() - 3600, time.time() - 3600))
+    held = tmp_path / ".s.simfactory-lock"
+    held.write_bytes(outputs._lock_record())
+    fd = os.open(held, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    assert outputs.foreign_entry(out) is not None  # the draft blocks the folder until cleaned
+    try:
+        removed = set(outputs.clean_stale_temporaries(tmp_path, inside=True))  # records of a live process: kept
+        assert removed == {empty_old}
+        monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+        removed |= set(outputs.clean_stale_temporaries(tmp_path))
+        removed |= set(outputs.clean_stale_temporaries(out))
+    finally:
+        monkeypatch.undo()
+        os.close(fd)
+    assert removed == {draft, lock, empty_old}
+    assert users.read_text() == "my notes\n" and empty_new.exists() and held.exists()
+
+
+def test_a_report_killed_inside_a_compare_does_not_block_the_compare(tmp_path, scenario, monkeypatch):
+    """report into one of a compare's run folders, killed: its temporary and lock sit inside the compare's folder;
+    the next compare over it cleans them (it refused the folder as foreign)."""
+    import simfactory.outputs as outputs
+
+    other = scenario.with_name("b.yaml")
+    other.write_text(scenario.read_text())
+    out = tmp_path / "cmp"
+    args = ["compare", str(scenario), str(other), "--out", str(out), "-q"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    sub = next(p for p in out.iterdir() if p.is_dir())
+    monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(outputs.os, "unlink", lambda *a, **k: None)  # the lock stays too, as on kill -9
+
+    def killed(tmp):
+        (tmp / "report.md").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        with outputs.output_folder(sub, "report", "RUN_DIR", existing=True) as folder:
+            folder.add(killed)
+    monkeypatch.undo()
+    assert outputs.foreign_entry(out) is not None
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    res = runner.invoke(app, args)
+    monkeypatch.undo()
+    assert res.exit_code == 0, res.output
+    assert outputs.foreign_entry(out) is None
+
+
+def test_a_set_aside_output_is_removed_once_its_swap_finished(tmp_path, scenario, monkeypatch):
+    """Killed right after the new output took the name: the earlier one, set aside, is removed by the next write
+    (the output at its name is the one that swap wrote)."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    monkeypatch.setattr(outputs, "_remove_owned", lambda folder: None)  # killed before the earlier one went
+    assert run_out(scenario, out).exit_code == 0
+    monkeypatch.undo()
+    (aside,) = [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    assert outputs.clean_stale_temporaries(tmp_path) == [aside]
+    monkeypatch.undo()
+    assert not aside.exists() and outputs.foreign_entry(out) is None

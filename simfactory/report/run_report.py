@@ -137,7 +137,7 @@ def build_report(run_dir: Path, out: Path | None = None, force: bool = False) ->
     run_dir = Path(run_dir)
     s = read_summary(run_dir)
     if run_dir.is_dir() and not run_dir.is_symlink():
-        clean_stale_temporaries(run_dir)  # a killed earlier report's temporary in it is ours, not foreign
+        clean_stale_temporaries(run_dir, inside=True)  # a killed earlier report's temporary in it is ours, not foreign
     owned = read_marker(run_dir) is not None and foreign_entry(run_dir) is None and not run_dir.is_symlink()
     if out is not None:  # checked before anything is written
         if Path(out).suffix.lower() not in (".html", ".htm"):
