@@ -112,6 +112,25 @@ def _file_stamp(path: Path | str) -> list[int] | None:
     return [st.st_size, st.st_mtime_ns]
 
 
+def _content_state(path: Path | str) -> list[Any] | None:
+    """A streamed file's [size, sha256 of its bytes]: what the marker holds it to while the file grows (its
+    modification time says nothing then)."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_PROOF_BYTES:
+            return None
+        with open(path, "rb") as f:
+            data = f.read(_MAX_PROOF_BYTES + 1)
+    except OSError:
+        return None
+    return [len(data), hashlib.sha256(data).hexdigest()]
+
+
+def _is_content_state(x: Any) -> bool:
+    return (isinstance(x, list) and len(x) == 2 and type(x[0]) is int and isinstance(x[1], str)
+            and re.fullmatch(r"[0-9a-f]{64}", x[1]) is not None)
+
+
 def _plain_name(name: str) -> bool:
     """A marker may list only entries directly inside its folder: no path, no parent, nothing absolute."""
     return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name and "\0" not in name
@@ -135,10 +154,16 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
         return None
     if not isinstance(doc, dict) or not str(doc.get("generator", "")).startswith("simfactory"):
         return None
-    if not all(isinstance(doc.get(k, []), list) and all(isinstance(x, str) and _plain_name(x) for x in doc.get(k, []))
-               for k in ("files", "folders", "streamed")) or not all(isinstance(doc.get(k), list)
-                                                                    for k in ("files", "folders")):
+    if not all(isinstance(doc.get(k), list) and all(isinstance(x, str) and _plain_name(x) for x in doc[k])
+               for k in ("files", "folders")):
         return None  # a marker naming anything outside its folder is none simfactory wrote
+    streamed = doc.get("streamed", {})
+    if isinstance(streamed, list):  # before streamed files were proven by their content: none is provable
+        doc["streamed"] = streamed = {}
+    if not isinstance(streamed, dict) or not all(
+            _plain_name(k) and isinstance(v, list) and 1 <= len(v) <= 2 and all(_is_content_state(x) for x in v)
+            for k, v in streamed.items()):
+        return None
     for key in ("stamps", "pending"):
         stamps = doc.get(key, {})
         if not isinstance(stamps, dict) or not all(
@@ -173,8 +198,10 @@ def foreign_entry(folder: Path) -> str | None:
             stamps = doc.get("stamps")
             if stamps is None:
                 return f"{name} (written before simfactory kept its files' stamps: it cannot tell whether it changed)"
-            if name not in doc.get("streamed", []) and _file_stamp(p) not in (stamps.get(name),
-                                                                              doc.get("pending", {}).get(name)):
+            if name in doc["streamed"]:
+                if _content_state(p) not in doc["streamed"][name]:
+                    return f"{name} (changed since simfactory last appended to it)"
+            elif _file_stamp(p) not in (stamps.get(name), doc.get("pending", {}).get(name)):
                 return f"{name} (changed since simfactory wrote it)"
             continue
         if name in folders and stat.S_ISDIR(mode):
@@ -587,7 +614,8 @@ class OutputFolder:
     def replace(self, build: Callable[[Path], Any], streamed: tuple[str, ...] = ()) -> list[Path]:
         """Build the new contents in a hidden temporary sibling (`build(tmp)` writes files and output subfolders
         into it), then swap it into place atomically; the earlier output, if any, is removed file by file.
-        streamed: files the command goes on appending to after this (a sweep's rows): listed, but with no stamp."""
+        streamed: files the command goes on appending to after this (a sweep's rows; see `stream_file`): held to
+        their bytes, not a stamp."""
         tmp = _sibling(self.path, "tmp")
         os.mkdir(tmp)  # mode 0o777 & ~umask
         try:
@@ -641,39 +669,92 @@ class OutputFolder:
             shutil.rmtree(tmp, ignore_errors=True)
         return written
 
-    def stream(self, name: str, streaming: bool) -> None:
-        """Mark a file of this folder as one the command appends to (streaming: listed without a stamp, so its
-        growth is no change of the user's), or as finished (its stamp taken now, so an edit from then on shows)."""
+    @contextmanager
+    def stream_file(self, name: str) -> Iterator[Callable[[bytes], None]]:
+        """Append to a file of this folder that the command grows as it goes (a sweep's rows), each append provable:
+        the marker holds the file to its bytes (size and sha256, `streamed`), the state before an append and the
+        one after it while it is written, so an edit, a replacement or a truncation by anyone shows whether this
+        process is alive or was killed (a kill within an append leaves one of the two). The file is first copied and
+        the copy renamed over it, so appends never reach a hard link of the user's; a file moved, replaced or
+        linked while it grows stops the command, left as it is. Once the block ends normally the file is stamped
+        as finished (an edit from then on shows as one to any other file)."""
+        final = self.path / name
+        data = self._streamable(final, name)
+        digest = hashlib.sha256(data)
+        state = [len(data), digest.hexdigest()]
+        tmp = _sibling(self.path / "add", "tmp")
+        os.mkdir(tmp)
+        try:
+            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
+            (tmp / name).write_bytes(data)
+            self._rewrite_marker(lambda doc: _set_streamed(doc, name, [state]))
+            os.replace(tmp / name, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        fd = os.open(final, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        try:
+            ino = os.fstat(fd).st_ino
+
+            def append(line: bytes) -> None:
+                nonlocal digest, state
+                _same_file(fd, final, ino, self.flag)
+                after = digest.copy()
+                after.update(line)
+                new_state = [state[0] + len(line), after.hexdigest()]
+                self._rewrite_marker(lambda doc: _set_streamed(doc, name, [state, new_state]))
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+                self._rewrite_marker(lambda doc: _set_streamed(doc, name, [new_state]))
+                digest, state = after, new_state
+
+            yield append
+            _same_file(fd, final, ino, self.flag)
+            if _content_state(final) != state:
+                raise InputError(str(final), self.flag, "changed while simfactory appended to it: left as it is")
+            self._rewrite_marker(lambda doc: _set_stamp(doc, name, _file_stamp(final)))
+        finally:
+            os.close(fd)
+
+    def _streamable(self, final: Path, name: str) -> bytes:
+        """The bytes of a file of this folder that simfactory can prove it wrote as they are (streamed or stamped)."""
         doc = read_marker(self.path)
-        if doc is None or name not in doc["files"]:
-            return
-        stamps, names = dict(doc.get("stamps", {})), set(doc.get("streamed", []))
-        if streaming:
-            stamps.pop(name, None)
-            names.add(name)
-        elif (stamp := _file_stamp(self.path / name)) is not None:
-            stamps[name] = stamp
-            names.discard(name)
-        new = _marker_doc(doc.get("command", self.command), doc["files"], doc["folders"], "complete", stamps)
-        new["pending"], new["streamed"] = doc.get("pending", {}), sorted(names)
+        try:
+            st = os.lstat(final)
+            data = final.read_bytes() if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_PROOF_BYTES else None
+        except OSError:
+            data = None
+        proven = doc is not None and data is not None and (
+            [len(data), hashlib.sha256(data).hexdigest()] in doc["streamed"].get(name, [])
+            or doc.get("stamps", {}).get(name) == [st.st_size, st.st_mtime_ns])
+        if not proven:
+            raise InputError(str(final), self.flag, "is not a file simfactory can prove it wrote as it is now (not "
+                                                    "listed in its folder's marker, or changed since): left as it is")
+        assert data is not None
+        return data
+
+    def _rewrite_marker(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Rewrite this folder's marker (this process's now), `change` applied to a copy of what it lists."""
+        doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
+        new = _marker_doc(doc.get("command", self.command), doc["files"], doc["folders"], "complete",
+                          doc.get("stamps", {}))
+        new["pending"], new["streamed"] = dict(doc.get("pending", {})), dict(doc.get("streamed", {}))
+        change(new)
+        new["files"] = sorted(set(new["files"]))
         _write_marker(self.path, new)
 
     def _list(self, name: str, stamp: list[int] | None, pending: bool) -> None:
         """List `name` in this folder's marker: its stamp as pending (about to move in; the file it replaces still
         passes) or as its own (moved in)."""
-        doc = read_marker(self.path) or _marker_doc(self.command, [], [], "complete")
-        stamps, waiting = dict(doc.get("stamps", {})), dict(doc.get("pending", {}))
-        if pending and stamp is not None:
-            waiting[name] = stamp
-        else:
-            waiting.pop(name, None)
-            if stamp is not None:
-                stamps[name] = stamp
-        new = _marker_doc(doc.get("command", self.command), sorted(set(doc["files"]) | {name}), doc["folders"],
-                          "complete", stamps)
-        new["pending"] = waiting
-        new["streamed"] = [n for n in doc.get("streamed", []) if n != name or pending]
-        _write_marker(self.path, new)
+        def change(doc: dict[str, Any]) -> None:
+            doc["files"].append(name)
+            if pending and stamp is not None:
+                doc["pending"][name] = stamp
+            else:
+                _set_stamp(doc, name, stamp)
+
+        self._rewrite_marker(change)
 
     @staticmethod
     def _finish_marker(folder: Path, command: str, streamed: tuple[str, ...] = ()) -> None:
@@ -687,8 +768,32 @@ class OutputFolder:
                 files.append(e.name)
         stamps = {n: st for n in files if n not in streamed and (st := _file_stamp(folder / n)) is not None}
         doc = _marker_doc(command, files, folders, "complete", stamps)
-        doc["streamed"] = sorted(n for n in streamed if n in files)
+        doc["streamed"] = {n: [state] for n in streamed if n in files and (state := _content_state(folder / n))}
         _write_marker(folder, doc)
+
+
+def _set_streamed(doc: dict[str, Any], name: str, states: list[list[Any]]) -> None:
+    doc["stamps"].pop(name, None)
+    doc["pending"].pop(name, None)
+    doc["streamed"][name] = states
+
+
+def _set_stamp(doc: dict[str, Any], name: str, stamp: list[int] | None) -> None:
+    doc["pending"].pop(name, None)
+    doc["streamed"].pop(name, None)
+    if stamp is not None:
+        doc["stamps"][name] = stamp
+
+
+def _same_file(fd: int, path: Path, ino: int, flag: str) -> None:
+    """The file at `path` is still the one open as `fd`, and has no other name (a hard link would see the appends)."""
+    try:
+        same = os.stat(path, follow_symlinks=False).st_ino == ino and os.fstat(fd).st_nlink == 1
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise InputError(str(path), flag, "was moved, replaced or linked to another name while simfactory appended to "
+                                          "it: the command stops, and leaves it as it is")
 
 
 def build_subfolder(parent: Path, name: str, build: Callable[[Path], Any], command: str) -> Path:

@@ -660,13 +660,10 @@ def test_resume_refuses_a_damaged_row_with_rows_after_it(tmp_path, scenario):
     out = tmp_path / "sweep"
     assert runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]).exit_code == 0
     rows = (out / "sweep.jsonl").read_text().splitlines(keepends=True)
-    from simfactory.outputs import OutputFolder
-
-    OutputFolder(out, "--out", "sweep").stream("sweep.jsonl", True)  # as an unfinished sweep's rows are
     (out / "sweep.jsonl").write_text("{not json\n" + "".join(rows))
     before = snapshot(out)
     res = runner.invoke(app, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q", "--resume"])
-    assert_refused(res, "line 1", "rows after it")
+    assert_refused(res, "sweep.jsonl", "changed since simfactory wrote it")
     assert snapshot(out) == before
 
 
@@ -1035,3 +1032,93 @@ def test_a_set_aside_output_is_removed_once_its_swap_finished(tmp_path, scenario
     assert outputs.clean_stale_temporaries(tmp_path) == [aside]
     monkeypatch.undo()
     assert not aside.exists() and outputs.foreign_entry(out) is None
+
+
+# ------------------------------------------------------------------------------------------ a sweep's growing rows
+
+
+def _sweep_setup(tmp_path: Path, scenario: Path) -> tuple[Path, list[str]]:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
+                                    "parameters": {"traffic.arrival.rate_per_s": [1.0, 2.0, 3.0]}}))
+    out = tmp_path / "sweep"
+    return out, ["sweep", str(scenario), "--grid", str(grid), "--out", str(out), "-q"]
+
+
+def _interrupted_sweep(tmp_path: Path, scenario: Path, after_rows: int = 1):
+    """A sweep stopped (as by kill -9: nothing after the row) once `after_rows` rows are written."""
+    from simfactory.config.loader import validate
+    from simfactory.plan.grid import SweepSpec
+    from simfactory.plan.sweep import run_sweep
+    from simfactory.resolve import load_scenario
+
+    out, args = _sweep_setup(tmp_path, scenario)
+    grid = Path(args[3])
+    spec = validate(SweepSpec, yaml.safe_load(grid.read_text()), str(grid))
+
+    def stop(n, total):
+        if n == after_rows:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(load_scenario(scenario), str(scenario), spec, str(grid), out, on_row=stop)
+    return out, args
+
+
+def test_an_interrupted_sweeps_rows_edited_by_hand_are_never_read_back_nor_deleted(tmp_path, scenario):
+    """A sweep whose writer is gone left its rows growing (no stamp): a hand edit, a replacement or a truncation
+    was read back by --resume, truncated, or deleted by a rerun. The marker holds them to their bytes now."""
+    out, args = _interrupted_sweep(tmp_path, scenario)
+    rows = out / "sweep.jsonl"
+    for mine in (rows.read_text() + '{"point": 2, "replication": 0, "my": "row"}\n', "my own notes\n", ""):
+        rows.write_text(mine)
+        before = snapshot(out)
+        assert_refused(runner.invoke(app, [*args, "--resume"]), "sweep.jsonl", "changed since")
+        assert_refused(runner.invoke(app, args), "sweep.jsonl", "changed since")
+        assert snapshot(out) == before
+
+
+def test_resuming_a_sweep_never_writes_into_a_hard_link_of_its_rows(tmp_path, scenario):
+    """A backup made with `ln` shares the rows file's bytes: --resume appended (and truncated) in place, changing
+    the backup. Now the rows are copied first and the copy appended to."""
+    out, args = _interrupted_sweep(tmp_path, scenario)
+    backup = tmp_path / "backup.jsonl"
+    os.link(out / "sweep.jsonl", backup)
+    kept = backup.read_bytes()
+    res = runner.invoke(app, [*args, "--resume"])
+    assert res.exit_code == 0, res.output
+    assert backup.read_bytes() == kept and len((out / "sweep.jsonl").read_text().splitlines()) == 3
+    assert os.stat(backup).st_nlink == 1
+
+
+@pytest.mark.parametrize("how", ["replace", "link"])
+def test_a_rows_file_replaced_or_linked_while_the_sweep_runs_stops_it(tmp_path, scenario, how):
+    """A file swapped in for sweep.jsonl during a live sweep was stamped as simfactory's at the end (and a linked
+    one appended to): the sweep stops with one line, the user's file left as it is and not taken for ours."""
+    from simfactory.config.loader import validate
+    from simfactory.errors import InputError
+    from simfactory.outputs import foreign_entry
+    from simfactory.plan.grid import SweepSpec
+    from simfactory.plan.sweep import run_sweep
+    from simfactory.resolve import load_scenario
+
+    out, args = _sweep_setup(tmp_path, scenario)
+    grid = Path(args[3])
+    spec = validate(SweepSpec, yaml.safe_load(grid.read_text()), str(grid))
+    mine = tmp_path / "mine.jsonl"
+
+    def meddle(n, total):
+        if n == 1:
+            if how == "replace":
+                mine.write_text("my rows\n")
+                os.replace(mine, out / "sweep.jsonl")
+            else:
+                os.link(out / "sweep.jsonl", mine)
+
+    with pytest.raises(InputError, match="moved, replaced or linked"):
+        run_sweep(load_scenario(scenario), str(scenario), spec, str(grid), out, on_row=meddle)
+    if how == "replace":
+        assert (out / "sweep.jsonl").read_text() == "my rows\n"
+        assert foreign_entry(out) == "sweep.jsonl (changed since simfactory last appended to it)"
+    else:
+        assert len(mine.read_text().splitlines()) == 1

@@ -50,26 +50,33 @@ def test_jobs_do_not_change_the_table(setup):
     assert pd.read_parquet(tmp / "one" / "results.parquet").equals(one)
 
 
-def _streaming(out) -> None:
-    """Mark a finished sweep's rows as an unfinished one's: still growing, listed without a stamp."""
-    from simfactory.outputs import OutputFolder
+def _as_written(out) -> None:
+    """Take sweep.jsonl as it is now for rows the sweep appended itself (held to these bytes, as while it runs):
+    the rows a test wrote then reach --resume's own checks, past the folder's proof."""
+    from simfactory import outputs
 
-    OutputFolder(out, "--out", "sweep").stream(ROWS_FILE, True)
+    def change(doc):
+        outputs._set_streamed(doc, ROWS_FILE, [outputs._content_state(out / ROWS_FILE)])
+
+    outputs.OutputFolder(out, "--out", "sweep")._rewrite_marker(change)
 
 
 def test_interrupted_sweep_resumes_to_the_same_table(setup):
     path, grid, tmp = setup
     full = _run(path, grid, tmp / "full")
     out = tmp / "cut"
-    _run(path, grid, out)
-    lines = (out / ROWS_FILE).read_text().splitlines()
-    _streaming(out)  # as a sweep killed while writing its rows leaves them: growing, no stamp yet
-    (out / ROWS_FILE).write_text("\n".join(lines[:3]) + "\n" + lines[3][:20])  # killed mid-write
+
+    def interrupt(n, total):
+        if n == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(path, grid, out, on_row=interrupt)
+    assert len((out / ROWS_FILE).read_text().splitlines()) == 3
     calls = []
     resumed = _run(path, grid, out, resume=True, on_row=lambda n, total: calls.append(n))
-    assert calls[0] == 3  # three rows kept, the cut one run again
+    assert calls[0] == 3  # three rows kept, the rest run
     pd.testing.assert_frame_equal(full, resumed)
-    # the rows file was repaired: every line is a row, so a second resume has nothing left to run
     assert len((out / ROWS_FILE).read_text().splitlines()) == len(full)
     calls.clear()
     again = _run(path, grid, out, resume=True, on_row=lambda n, total: calls.append(n))
@@ -93,8 +100,8 @@ def test_resume_reads_only_rows_this_sweep_wrote(setup, row, needle):
     _run(path, grid, out)
     lines = (out / ROWS_FILE).read_text().splitlines()
     extra = lines[0] if row is None else row
-    _streaming(out)  # an unfinished sweep's rows (a finished sweep's are stamped: an edit is refused before this)
     (out / ROWS_FILE).write_text(lines[0] + "\n" + extra + "\n")
+    _as_written(out)  # an edit is refused before --resume reads a row: as if the sweep had written these
     before = (out / ROWS_FILE).read_text()
     res = runner.invoke(app, ["sweep", str(path), "--grid", str(grid), "--out", str(out), "--resume", "--quiet"])
     assert res.exception is None or isinstance(res.exception, SystemExit), repr(res.exception)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -114,16 +115,20 @@ def _spec_key(scenario: Scenario, spec: SweepSpec, scenario_file: str = "") -> s
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _write_spec(folder: Path, key: str) -> None:
+    (folder / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
+
+
 def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]:
-    """The rows already done (resume), or none after (re)creating the sweep folder with its spec and an empty
-    row file. A resumed folder must be a sweep simfactory wrote for the same inputs."""
+    """The rows already done (resume), or none after (re)creating the sweep folder with its spec and an empty row file. A resumed
+    folder must be a sweep simfactory wrote for the same inputs."""
     rows_path, spec_path = folder.path / ROWS_FILE, folder.path / SPEC_FILE
     if not resume or not rows_path.is_file():
         def fresh(tmp: Path) -> None:
             (tmp / ROWS_FILE).write_text("")
-            (tmp / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
+            _write_spec(tmp, key)
 
-        folder.replace(fresh, streamed=(ROWS_FILE,))  # rows are appended as they finish: no stamp to hold them to
+        folder.replace(fresh, streamed=(ROWS_FILE,))  # rows are appended as they finish (OutputFolder.stream_file)
         return []
     try:
         same = parse_json(read_input_text(spec_path, "--resume", MAX_SUMMARY_BYTES, "sweep spec"),
@@ -132,27 +137,19 @@ def _start(folder: OutputFolder, key: str, resume: bool) -> list[dict[str, Any]]
         same = False
     if not same:
         raise InputError(str(folder.path), "--resume", "this directory holds a different sweep (the scenario, the "
-                                                       "grid, a file they read or the simfactory version changed)")
-    rows = []
-    kept_bytes = 0
-    lines = read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows").splitlines(keepends=True)
+                                                       "grid, a file they read or the simfactory version changed; a "
+                                                       "new sweep run over it without --resume and interrupted leaves "
+                                                       "the earlier one as it was): run without --resume, or into a "
+                                                       "new folder")
+    rows = []  # every line is a whole row: the marker proved the file is as the sweep left it (stream_file)
+    lines = read_input_bytes(rows_path, "--resume", MAX_TABLE_BYTES, "sweep rows").splitlines()
     for number, line in enumerate(lines, start=1):
         try:
             rows.append(parse_json(line, str(rows_path), "--resume"))
         except json.JSONDecodeError:
-            if number < len(lines):  # only the last row can be cut off by an interruption; rows after it are no cut
-                raise InputError(str(rows_path), f"line {number}", "not a row this sweep wrote, with rows after it: "
-                                                                   "--resume keeps its rows as they are; run the sweep "
-                                                                   "into a new folder") from None
-            break  # a row cut off by the interruption: run it again
-        if not line.endswith(b"\n"):
-            rows.pop()  # complete JSON but no newline: written up to the interruption; run it again too
-            break
+            raise InputError(str(rows_path), f"line {number}", "not a row this sweep wrote: --resume keeps its rows as "
+                                                               "they are; run the sweep into a new folder") from None
         _check_row(rows[-1], rows_path, number)
-        kept_bytes += len(line)
-    folder.stream(ROWS_FILE, True)  # its rows, checked unchanged on entry and read, grow again from here
-    with open(rows_path, "r+b") as f:  # drop the cut-off tail, so the rows appended next start on their own line
-        f.truncate(kept_bytes)
     return rows
 
 
@@ -175,7 +172,8 @@ def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
     elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver, not fork: a forked worker would hold the output's lock (flock) past a kill -9 of this process
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             futures = [pool.submit(run_point, j) for j in jobs]
             for f in as_completed(futures):
                 yield f.result()
@@ -202,18 +200,28 @@ def run_sweep(
             found: list[pd.DataFrame] = []
 
             def build(tmp: Path) -> None:
-                (tmp / SPEC_FILE).write_text(json.dumps(json_with_generator({"key": key})))
-                found.append(_rows_and_results(tmp, [], todo, executor, jobs, ray_address, on_row))
+                _write_spec(tmp, key)
+                with open(tmp / ROWS_FILE, "ab") as f:  # a folder of ours, not yet in place: appended to plainly
+                    found.append(_rows_and_results(_appender(f), [], todo, executor, jobs, ray_address, on_row))
                 _write_results(found[0], tmp)
 
             folder.replace(build)
             return found[0]
         rows = _start(folder, key, resume)
         _check_rows(rows, todo, folder.path / ROWS_FILE)
-        table = _rows_and_results(folder.path, rows, todo, executor, jobs, ray_address, on_row)
-        folder.stream(ROWS_FILE, False)  # every row written: from now on an edit to them shows
+        with folder.stream_file(ROWS_FILE) as append:
+            table = _rows_and_results(append, rows, todo, executor, jobs, ray_address, on_row)
         folder.add(lambda tmp: _write_results(table, tmp))
     return table
+
+
+def _appender(f: Any) -> Callable[[bytes], None]:
+    def append(line: bytes) -> None:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+    return append
 
 
 def _check_rows(rows: list[dict[str, Any]], todo: list[PointJob], rows_path: Path) -> None:
@@ -230,22 +238,20 @@ def _check_rows(rows: list[dict[str, Any]], todo: list[PointJob], rows_path: Pat
         done.add(key)
 
 
-def _rows_and_results(folder: Path, rows: list[dict[str, Any]], todo: list[PointJob], executor: str, jobs: int,
-                      ray_address: str | None, on_row: Callable[[int, int], None] | None) -> pd.DataFrame:
-    """Run the jobs not among `rows`, appending each row to folder/sweep.jsonl as it finishes; the whole table, rows
+def _rows_and_results(append: Callable[[bytes], None], rows: list[dict[str, Any]], todo: list[PointJob],
+                      executor: str, jobs: int, ray_address: str | None,
+                      on_row: Callable[[int, int], None] | None) -> pd.DataFrame:
+    """Run the jobs not among `rows`, appending each row (a line of sweep.jsonl) as it finishes; the whole table, rows
     sorted (its columns then come in the same order whichever executor, job count or resume produced them)."""
     done = {(r["point"], r["replication"]) for r in rows}
     todo_left = [j for j in todo if (j.point, j.replication) not in done]
     if on_row:
         on_row(len(rows), len(todo))
-    with open(folder / ROWS_FILE, "a") as f:
-        for row in _execute(todo_left, executor, jobs, ray_address):
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-            rows.append(row)
-            if on_row:
-                on_row(len(rows), len(todo))
+    for row in _execute(todo_left, executor, jobs, ray_address):
+        append((json.dumps(row) + "\n").encode())
+        rows.append(row)
+        if on_row:
+            on_row(len(rows), len(todo))
     return pd.DataFrame(sorted(rows, key=lambda r: (r["point"], r["replication"])))
 
 
