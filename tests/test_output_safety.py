@@ -1122,3 +1122,47 @@ def test_a_rows_file_replaced_or_linked_while_the_sweep_runs_stops_it(tmp_path, 
         assert foreign_entry(out) == "sweep.jsonl (changed since simfactory last appended to it)"
     else:
         assert len(mine.read_text().splitlines()) == 1
+
+
+def test_ctrl_c_says_what_it_left(tmp_path, scenario, monkeypatch):
+    """Typer ends an interrupted command with a silent exit 130: a sweep says which rows it kept and how to go on,
+    and every other command says its outputs are as they were or complete (one line, no traceback)."""
+    import simfactory.plan.sweep as sweep_mod
+
+    real, calls = sweep_mod.run_point, []
+
+    def second_interrupts(job):
+        calls.append(job)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(job)
+
+    monkeypatch.setattr(sweep_mod, "run_point", second_interrupts)
+    out, args = _sweep_setup(tmp_path, scenario)
+    res = runner.invoke(app, args)
+    assert res.exit_code == 130
+    assert f"interrupted: 1 finished row kept in {out / 'sweep.jsonl'}: the same command with --resume" in res.output
+    monkeypatch.undo()
+    assert runner.invoke(app, [*args, "--resume"]).exit_code == 0
+    code = textwrap.dedent("""
+        import sys
+        import simfactory.sim.run as sim_run
+
+        def interrupted(*a, **k):
+            raise KeyboardInterrupt
+
+        sim_run.simulate = interrupted
+        from simfactory.cli.main import console
+        console()
+    """)
+    res = subprocess.run([sys.executable, "-c", code, "run", str(scenario), "--out", str(tmp_path / "r"), "-q"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'} (an earlier run there is "
+                                       "unchanged)") and not (tmp_path / "r").exists()
+    res = subprocess.run([sys.executable, "-c", code, "compare", str(scenario), str(scenario), "--out",
+                          str(tmp_path / "c"), "-q"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
+    assert "interrupted: every output this command was writing is as it was before it, or complete" in res.stderr

@@ -97,6 +97,19 @@ def emit_json(path: str | None, doc: dict, force: bool | None = None, generator:
 
 EXIT_INPUT_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
+_told_interrupt: list[str] = []  # what a command said of its interruption (console() says something otherwise)
+
+
+def interrupted(what: str) -> typer.Exit:
+    """Say on stderr what an interruption (Ctrl-C) left, once; raise the result (exit 130). Typer turns an
+    interruption into a silent exit 130; console() speaks for the commands that do not say more."""
+    err.print(f"interrupted: {escape(what)}", highlight=False, soft_wrap=True)
+    _told_interrupt.append(what)
+    return typer.Exit(EXIT_INTERRUPTED)
+
+
+def interrupt_told() -> bool:
+    return bool(_told_interrupt)
 TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "sharegpt", "vllm-bench")
 
 

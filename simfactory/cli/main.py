@@ -92,13 +92,19 @@ def console() -> None:
     """The console entry (`simfactory`, `python -m simfactory`): every command turns bad input into one line and
     exit 2 itself; this is the net under them, so an input error one of them lets through is still a message,
     never a traceback."""
-    from simfactory.cli.common import input_errors
+    from simfactory.cli.common import EXIT_INTERRUPTED, err, input_errors, interrupt_told
 
     try:
         with input_errors():
             app()
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except SystemExit as e:  # Typer ends an interrupted command with a silent exit 130
+        if e.code == EXIT_INTERRUPTED and not interrupt_told():
+            err.print("interrupted: every output this command was writing is as it was before it, or complete; "
+                      "never half-written (a partly built one is removed by the next write there)", highlight=False,
+                      soft_wrap=True)
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,11 +17,11 @@ from simfactory.cli.common import (
     json_target,
     print_table,
     EXIT_INPUT_ERROR,
-    EXIT_INTERRUPTED,
     abspath,
     check_trace_format,
     err,
     input_errors,
+    interrupted,
     out,
     print_warnings,
     progress_bar,
@@ -215,6 +215,7 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
     with input_errors(), output_folder(target, "run") as folder:
         if trace is not None and abspath(trace).parent != abspath(target):
             check_output_file(trace, "--trace", force)
+        written = False
         try:
             with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
                 if is_sharded(rs):  # shards and windows simulated apart, merged, then measured (simfactory/fleet)
@@ -238,14 +239,17 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
                     (tmp / "otlp.json").write_text(json.dumps(otlp_traces(result, trace_tasks)) + "\n")
 
             folder.replace(build)  # atomic: a temporary folder renamed into place
+            written = True
             if show_timings:
                 err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} "
                           f"s, write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
             if trace is not None and not inside:
                 write_trace(metrics, trace, force)
         except KeyboardInterrupt:
-            err.print(f"interrupted: nothing written to {escape(str(target))} (an earlier report there is unchanged)")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+            if written:
+                raise interrupted(f"the run was written to {target}; the trace {trace} was not (an earlier file "
+                                  "there is unchanged)") from None
+            raise interrupted(f"nothing written to {target} (an earlier run there is unchanged)") from None
     return metrics, wall_s, reps
 
 

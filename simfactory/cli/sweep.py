@@ -3,13 +3,25 @@ library, print."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from simfactory.cli.common import EXIT_INPUT_ERROR, JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
+from simfactory.cli.common import (
+    EXIT_INPUT_ERROR,
+    JSON_HELP,
+    emit_json,
+    err,
+    input_errors,
+    interrupted,
+    json_target,
+    out,
+    print_table,
+)
 
 
 def sweep(
@@ -38,7 +50,7 @@ def sweep(
         raise typer.Exit(EXIT_INPUT_ERROR)
     json_target(out_json, inputs=[scenario, grid])
     quiet = quiet or out_json == "-"
-    with input_errors():
+    with input_errors(), _interruption_told(out_dir, resume):
         sc = load_scenario(scenario)
         spec = load_model_file(SweepSpec, grid)
         if quiet or not err.is_terminal:
@@ -60,6 +72,27 @@ def sweep(
         print_table(_points_table(table, spec.replications))
     out.print(f"{len(table)} rows ({table['point'].nunique()} points x {spec.replications} replications); "
               f"wrote {out_dir}/results.parquet, results.csv", highlight=False)
+
+
+@contextmanager
+def _interruption_told(out_dir: Path, resume: bool) -> Iterator[None]:
+    """Ctrl-C: say what is kept. A sweep run over an earlier one (no --resume) leaves it as it was; a sweep that
+    streams into its folder keeps the rows it finished, and --resume goes on from them."""
+    from simfactory.plan.sweep import ROWS_FILE
+
+    rows = Path(out_dir) / ROWS_FILE
+    earlier = not resume and rows.is_file()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if earlier:
+            raise interrupted(f"the earlier sweep in {out_dir} is as it was (run it again to replace it)") from None
+        try:
+            done = len(rows.read_bytes().splitlines())
+        except OSError:
+            raise interrupted(f"nothing written to {out_dir}") from None
+        raise interrupted(f"{done} finished row{'' if done == 1 else 's'} kept in {rows}: the same command with "
+                          "--resume runs the rest") from None
 
 
 MAX_SHOWN_POINTS = 40
