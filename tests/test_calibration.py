@@ -436,3 +436,34 @@ def test_a_fit_outside_a_git_checkout_writes_its_profile(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     written = list((tmp_path / "hp").rglob("*.yaml"))
     assert written and "not a git checkout" in written[0].read_text()
+
+
+def test_a_profile_refit_of_another_kind_takes_its_old_tables_along(tmp_path):
+    """A step fit writes X.steps.csv beside X.yaml; a later fit of another kind (a batch table) wrote
+    X.batch-fit.csv and left X.steps.csv, which no profile named any more, so the next step fit was refused
+    ("not the file the profile beside it names"). The tables a replaced profile named, unchanged, go with it."""
+    import dataclasses
+
+    from simfactory.calibration.profile_writer import write_profile
+    from simfactory.config.loader import load_model_file
+    from simfactory.config.profile import StepTimeEntry
+
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    hp = tmp_path / "hp"
+    args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
+            "--profiles-dir", str(hp)]
+    assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0
+    folder = hp / "h100-sxm"
+    (target,) = folder.glob("*.yaml")
+    entry = load_model_file(StepTimeEntry, target)
+    step_fit = fit_step_time(steps, "linear")
+    write_profile(entry, dataclasses.replace(step_fit, kind="batch linear"), hp, "h100-sxm")
+    assert {p.name for p in folder.iterdir()} == {target.name, target.name.replace(".yaml", ".batch-fit.csv")}
+    mine = folder / target.name.replace(".yaml", ".steps.csv")
+    mine.write_text("my own table\n")  # not one the profile names: stays, and refuses the next fit
+    write_profile(entry, dataclasses.replace(step_fit, kind="batch linear"), hp, "h100-sxm")
+    assert mine.read_text() == "my own table\n"
+    mine.unlink()
+    assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0  # refused before: the stale steps.csv
+    assert {p.name for p in folder.iterdir()} == {target.name.replace(".yaml", ".steps.csv"), target.name}

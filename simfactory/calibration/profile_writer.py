@@ -59,15 +59,26 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _companion_proven(target: Path, companion: Path) -> bool:
-    """Whether `companion` is, byte for byte, the CSV the profile `target` (proven ours) names beside it."""
+_COMPANION = re.compile(r"^# companion ([^\s/]+) sha256:([0-9a-f]{64})$", re.MULTILINE)
+
+
+def _companions(target: Path) -> dict[str, str]:
+    """The CSVs (name -> sha256) the profile `target` names beside it, when simfactory can prove it wrote that
+    profile as it is; none otherwise."""
     if not written_by_simfactory(target):
-        return False
-    line = re.compile(rf"^# companion {re.escape(companion.name)} sha256:([0-9a-f]{{64}})$", re.MULTILINE)
+        return {}
     try:
-        m = line.search(target.read_text(encoding="utf-8"))
-        return m is not None and m.group(1) == _sha256(companion)
+        return {m.group(1): m.group(2) for m in _COMPANION.finditer(target.read_text(encoding="utf-8"))}
     except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def _companion_proven(target: Path, companion: Path, named: dict[str, str] | None = None) -> bool:
+    """Whether `companion` is, byte for byte, the CSV the profile `target` (proven ours) names beside it."""
+    digest = (_companions(target) if named is None else named).get(companion.name)
+    try:
+        return digest is not None and companion.is_file() and not companion.is_symlink() and _sha256(companion) == digest
+    except OSError:
         return False
 
 
@@ -98,6 +109,7 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
     check_profile_target(target, [folder / table, folder / f"{name}.power.csv"], force)
     folder.mkdir(parents=True, exist_ok=True)
     doc = entry.model_dump(mode="json", exclude_none=True)
+    earlier = _companions(target)  # CSVs the profile replaced names: those this fit does not write go with it
     with draft_folder(target, "--profiles-dir") as drafts:
         tables = {table: fit.predictions}
         if samples is not None and len(samples):
@@ -113,5 +125,8 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
         load_model_file(StepTimeEntry, drafts / target.name)  # must load back exactly as the simulator will read it
         for file in tables:
             os.replace(drafts / file, folder / file)
+        stale = [folder / f for f in earlier if f not in tables and _companion_proven(target, folder / f, earlier)]
         os.replace(drafts / target.name, target)
+    for p in stale:  # no profile names them any more (they would refuse the next fit that writes them)
+        p.unlink(missing_ok=True)
     return target
