@@ -298,6 +298,15 @@ def _protected(resolved: Path) -> str | None:
     return None
 
 
+def _holds(foreign: str) -> str:
+    """'holds X, which simfactory did not write', or, for a file it wrote that changed since (foreign_entry's
+    "NAME (why)"), 'holds NAME (why)'."""
+    name, sep, why = foreign.partition(" (")
+    if sep and why.endswith(")") and not why.startswith("unreadable"):
+        return f"holds {name} ({why}"
+    return f"holds {foreign!r}, which simfactory did not write"
+
+
 def _not_reserved(path: Path, flag: str) -> None:
     if reserved_name(path.name):
         raise InputError(str(path), flag, f"is named like simfactory's own temporaries and locks (a hidden name with "
@@ -338,7 +347,7 @@ def check_output_dir(path: Path, flag: str = "--out", command: str | None = None
             raise InputError(name, flag, f"holds {foreign!r} and no {MARKER} marker, so simfactory did not write it "
                                          "(outputs of simfactory before 0.2 carry none either): it is left as it is; "
                                          "name a new folder, or delete this one yourself")
-        raise InputError(name, flag, f"holds {foreign!r}, which simfactory did not write: the folder is left as it is; "
+        raise InputError(name, flag, f"{_holds(foreign)}: the folder is left as it is; "
                                      "name a new folder, or move that entry out")
     doc = read_marker(path)
     if command is not None and doc is not None and doc.get("command", command) != command:
@@ -431,6 +440,24 @@ def clean_stale_temporaries(parent: Path, inside: bool = False) -> list[Path]:
         if sub.is_dir() and not sub.is_symlink():
             removed += clean_stale_temporaries(sub, inside=True)
     return removed
+
+
+def restore_set_aside(target: Path) -> bool:
+    """Put back under its name an earlier output that a swap cut by a kill set aside (`-old-`, its process gone),
+    so a command reading `target` finds it; whether `target` exists now. Nothing else is touched."""
+    target = Path(target)
+    if os.path.lexists(target):
+        return True
+    if len(target.name) >= _NAME_KEEP:
+        return False
+    prefix = f".{target.name}{_TEMP_INFIX}old-"
+    try:
+        entries = [e for e in os.scandir(target.parent) if e.name.startswith(prefix)]
+    except OSError:
+        return False
+    for e in entries:
+        _stale_leftover(target.parent, e)  # with the name free, a set-aside output of a dead process goes back
+    return os.path.lexists(target)
 
 
 def _stale_leftover(parent: Path, e: os.DirEntry[str]) -> bool:
@@ -821,7 +848,7 @@ def check_owned_dir(path: Path, flag: str) -> Path:
                                           "again into a new folder")
     foreign = foreign_entry(path)
     if foreign is not None:
-        raise InputError(str(path), flag, f"holds {foreign!r}, which simfactory did not write: nothing is written "
+        raise InputError(str(path), flag, f"{_holds(foreign)}: nothing is written "
                                           "there; move that entry out or use a new folder")
     return path
 
@@ -879,21 +906,14 @@ def write_output_file(path: Path, write: Callable[[Path], Any], flag: str, force
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(str(path), flag, f"its folder cannot be created ({exc.strerror})") from None
-    clean_stale_temporaries(path.parent)
-    folder = _sibling(path, "tmp")
-    try:
-        os.mkdir(folder)
-        _write_marker(folder, _marker_doc("write", [path.name[:_NAME_KEEP]], [], "partial"))
+    with draft_folder(path, flag) as folder:
         tmp = folder / path.name[:_NAME_KEEP]
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if isinstance(exc, OSError):
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            write(tmp)
+            check_output_file(path, flag, force, force_flag)  # again: the user may have put a file there meanwhile
+            os.replace(tmp, path)
+        except OSError as exc:
             raise InputError(str(path), flag, f"could not be written ({exc.strerror or exc})") from None
-        shutil.rmtree(folder, ignore_errors=True)
-        raise
-    shutil.rmtree(folder, ignore_errors=True)
     return path
 
 
@@ -963,7 +983,7 @@ def json_with_generator(doc: dict[str, Any]) -> dict[str, Any]:
 __all__ = [
     "MARKER", "GENERATOR", "GENERATOR_TAG", "OutputFolder", "output_folder", "check_output_dir", "check_output_file",
     "write_output_file", "write_text_output", "json_finite", "json_with_generator", "clean_stale_temporaries", "foreign_entry",
-    "reserved_name",
+    "reserved_name", "restore_set_aside",
     "read_marker", "written_by_simfactory", "stamp_text", "stamp_json", "distinct_outputs",
     "not_an_input", "draft_folder",
 ]

@@ -1166,3 +1166,20 @@ def test_ctrl_c_says_what_it_left(tmp_path, scenario, monkeypatch):
                          env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
     assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
     assert "interrupted: every output this command was writing is as it was before it, or complete" in res.stderr
+
+
+def test_a_command_reading_an_output_a_cut_swap_set_aside_finds_it(tmp_path, scenario, monkeypatch):
+    """After a swap cut by a kill, the run's name was empty until the next write beside it: `report RUN --out`
+    said summary.json was not found. A reader puts the earlier output back first (its process gone)."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    earlier = (out / "summary.json").read_bytes()
+    _cut_swap(out, monkeypatch)
+    assert not out.exists()
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    res = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "x.html")])
+    monkeypatch.undo()
+    assert res.exit_code == 0, res.output
+    assert (out / "summary.json").read_bytes() == earlier and (tmp_path / "x.html").is_file()

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt
 
 from simfactory.errors import InputError
 from simfactory.inputs import MAX_TABLE_BYTES, read_input_text
+from simfactory.outputs import restore_set_aside
 from simfactory.report.plots import _finish
 from simfactory.resolve.files import load_scenario
 
@@ -69,6 +70,7 @@ def scenario_gpus(scenario: Path) -> int:
 def read_sweep(sweep_dir: Path) -> list[dict[str, str]]:
     """The rows of a `simfactory sweep --out` folder's results.csv."""
     path = Path(sweep_dir) / "results.csv"
+    restore_set_aside(Path(sweep_dir))  # a sweep a killed rewrite set aside is read where it was
     # a bounded regular file, read without blocking (a FIFO named results.csv hung the command; /dev/zero never ends)
     text = read_input_text(path, "SWEEP_DIR", MAX_TABLE_BYTES, "sweep's results.csv")
     try:

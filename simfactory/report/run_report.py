@@ -32,6 +32,7 @@ from simfactory.outputs import (
     foreign_entry,
     output_folder,
     read_marker,
+    restore_set_aside,
     write_text_output,
 )
 from simfactory.report.finance import finance_tables, frame_markdown, write_finance
@@ -53,6 +54,7 @@ PLOTS = [
 def read_summary(run_dir: Path, required: tuple[str, ...] = ("scenario", "finance", "cost", "latency_s")) -> dict[str, Any]:
     """A run directory's summary.json, or one clear InputError (missing, unreadable, or lacking a section)."""
     path = Path(run_dir) / "summary.json"
+    restore_set_aside(Path(run_dir))  # a run a killed rewrite set aside is read where it was
     try:
         is_dir = stat.S_ISDIR(os.stat(run_dir).st_mode)
     except (OSError, ValueError) as exc:
