@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import atexit
 import importlib.metadata
 import json
 import logging
@@ -253,6 +254,13 @@ def count_points(rows: list[dict]) -> int:
     return sum(int(r["points"].split("/")[0]) for r in rows)
 
 
+def _scratch(prefix: str) -> Path:
+    """A scratch folder for the SDK's config files, removed when the script ends (they were left in /tmp)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
+
+
 def sig(x: float) -> float:
     return float(f"{x:.6g}")
 
@@ -389,7 +397,7 @@ def derive_system(sku: str, models: list[ModelArch], frameworks: list[str], out_
     profile = load_model_file(HardwareProfile, ROOT / "hardware_profiles" / f"{sku}.yaml")
     dtypes = ["bf16"] + (["fp8"] if profile.spec.fp8_tflops else []) + (["fp4"] if profile.spec.fp4_tflops else [])
     versions = {fw: (get_version_slots(system, fw) or {}).get("current") for fw in frameworks}
-    work = Path(tempfile.mkdtemp(prefix="aic-derive-"))
+    work = _scratch("aic-derive-")
     linear_recs, attn_recs, model_meta, refused, checks = [], [], {}, [], []
     try:
         for arch in models:

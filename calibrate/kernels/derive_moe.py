@@ -39,7 +39,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -53,7 +52,7 @@ from simfactory.hardware.kernel_file import read_doc, write_doc  # noqa: E402
 
 from derive import (  # noqa: E402  (after the path set-up)
     ATTRIBUTION, BATCH, FORMAT, KV_LEN, PROMPT_LEN, PYPI_URL, REPO_URL, STATIC_FP8_LAUNCH_SAVING, TOKENS, monotone,
-    monotone_2d, sdk_info, setup, sig, with_static_saving,
+    monotone_2d, sdk_info, setup, sig, with_static_saving, _scratch,
 )
 
 
@@ -374,7 +373,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     blackwell = sku.startswith(("b", "gb"))
     rack = sku in RACK_SKUS
     linear, attention, refused, checks = [], [], [], []
-    work = Path(tempfile.mkdtemp(prefix="aic-moe-"))
+    work = _scratch("aic-moe-")
     for arch in models:
         if rack and arch.id in SMALL:
             continue
@@ -504,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
     models = [m for m in setup(args.verbose) if m.id in MODELS and (not args.model or m.id in args.model)]
     frameworks = tuple(args.framework or FRAMEWORKS)
     anomalies: list[dict] = []
-    systems = vllm_gemm_systems(Path(tempfile.mkdtemp(prefix="aic-systems-")))
-    triton = triton_moe_systems(systems, Path(tempfile.mkdtemp(prefix="aic-triton-")))
+    systems = vllm_gemm_systems(_scratch("aic-systems-"))
+    triton = triton_moe_systems(systems, _scratch("aic-triton-"))
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
         r = derive_sku(sku, models, args.out, anomalies, systems, frameworks, triton)
