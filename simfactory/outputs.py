@@ -558,6 +558,23 @@ def _remove_owned(folder: Path) -> None:
         pass  # something was put there meanwhile: it stays
 
 
+_held_lock_fds: set[int] = set()  # this process's output locks (_target_lock)
+
+
+def _let_go_of_locks_in_child() -> None:
+    """In a forked child (a sweep's worker): close its copies of the parent's lock descriptors. A flock belongs to the
+    open file, which a fork shares: a worker outliving a parent killed with kill -9 held the output locked."""
+    for fd in list(_held_lock_fds):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held_lock_fds.clear()
+
+
+os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
+
+
 def _lock_record() -> bytes:
     pid, ticks = _me()
     return json.dumps({"generator": GENERATOR, "lock": True, "pid": pid, "pid_start_ticks": ticks}).encode()
@@ -621,9 +638,11 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
             os.pwrite(fd, _lock_record(), 0)  # ours now: a killed holder's record is replaced
             break
         os.close(fd)
+    _held_lock_fds.add(fd)
     try:
         yield
     finally:
+        _held_lock_fds.discard(fd)
         try:
             os.unlink(lock)
         finally:

@@ -1183,3 +1183,31 @@ def test_a_command_reading_an_output_a_cut_swap_set_aside_finds_it(tmp_path, sce
     monkeypatch.undo()
     assert res.exit_code == 0, res.output
     assert (out / "summary.json").read_bytes() == earlier and (tmp_path / "x.html").is_file()
+
+
+def test_a_forked_worker_lets_go_of_the_output_lock(tmp_path):
+    """A sweep's pool workers are forked while the output is locked: they held the flock (it belongs to the open file
+    a fork shares), so after kill -9 of the sweep the next run was refused as 'another process is writing' for as
+    long as a worker lived. A forked child closes its copies of the lock descriptors."""
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        from pathlib import Path
+        from simfactory.outputs import output_folder
+
+        with output_folder(Path(sys.argv[1]), "sweep"):
+            if os.fork() == 0:  # a worker: lives on after its parent is killed
+                time.sleep(60)
+                os._exit(0)
+            print("locked", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True,
+                            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, start_new_session=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        proc.wait()
+        assert (tmp_path / ".out.simfactory-lock").exists()  # left by the kill, its worker alive
+        with output_folder(tmp_path / "out", "sweep") as folder:  # refused before: the worker held the lock
+            folder.replace(lambda tmp: (tmp / "a.txt").write_text("a"))
+    finally:
+        os.killpg(proc.pid, 9)

