@@ -307,6 +307,21 @@ def _holds(foreign: str) -> str:
     return f"holds {foreign!r}, which simfactory did not write"
 
 
+def _not_in_an_output_folder(path: Path, flag: str) -> None:
+    """A single file is never written into a finished output folder (one carrying a complete marker, at any depth):
+    it would replace one of that folder's files without its lock, or make the folder foreign to the command that
+    wrote it. Inside a temporary of ours (a folder being built) it is part of that build."""
+    folder = Path(os.path.abspath(path)).parent
+    for anc in (folder, *folder.parents):
+        if reserved_name(anc.name):
+            return
+    for anc in (folder, *folder.parents):
+        doc = read_marker(anc)
+        if doc is not None and doc.get("state") == "complete":
+            raise InputError(str(path), flag, f"is inside {anc}, the output of `simfactory {doc.get('command')}`, "
+                                              "which keeps only the files its marker lists: name a file outside it")
+
+
 def _not_reserved(path: Path, flag: str) -> None:
     if reserved_name(path.name):
         raise InputError(str(path), flag, f"is named like simfactory's own temporaries and locks (a hidden name with "
@@ -366,6 +381,7 @@ def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bo
     try:
         lst = path.lstat()
     except FileNotFoundError:
+        _not_in_an_output_folder(path, flag)
         return path
     except OSError as exc:
         raise InputError(name, flag, f"cannot be used as an output file ({exc.strerror})") from None
@@ -375,6 +391,7 @@ def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bo
         raise InputError(name, flag, f"is a symbolic link (to {os.readlink(path)}); name the file itself or a new one")
     if not stat.S_ISREG(lst.st_mode):
         raise InputError(name, flag, "is not a regular file (a device, pipe or socket); name a new file")
+    _not_in_an_output_folder(path, flag)
     if not force and not written_by_simfactory(path):
         how = "name a new file, or pass --force to replace it" if force_flag else "name a new file"
         raise InputError(name, flag, f"exists and was not written by simfactory, as far as it can prove (no stamp "
@@ -558,18 +575,19 @@ def _remove_owned(folder: Path) -> None:
         pass  # something was put there meanwhile: it stays
 
 
-_held_lock_fds: set[int] = set()  # this process's output locks (_target_lock)
+_parent_only_fds: set[int] = set()  # this process's output locks (_target_lock) and growing files (stream_file)
 
 
 def _let_go_of_locks_in_child() -> None:
-    """In a forked child (a sweep's worker): close its copies of the parent's lock descriptors. A flock belongs to the
-    open file, which a fork shares: a worker outliving a parent killed with kill -9 held the output locked."""
-    for fd in list(_held_lock_fds):
+    """In a forked child (a sweep's worker): close its copies of the parent's lock and growing-file descriptors. A
+    flock belongs to the open file, which a fork shares: a worker outliving a parent killed with kill -9 held the
+    output locked (and the rows file open)."""
+    for fd in list(_parent_only_fds):
         try:
             os.close(fd)
         except OSError:
             pass
-    _held_lock_fds.clear()
+    _parent_only_fds.clear()
 
 
 os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
@@ -638,11 +656,11 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
             os.pwrite(fd, _lock_record(), 0)  # ours now: a killed holder's record is replaced
             break
         os.close(fd)
-    _held_lock_fds.add(fd)
+    _parent_only_fds.add(fd)
     try:
         yield
     finally:
-        _held_lock_fds.discard(fd)
+        _parent_only_fds.discard(fd)
         try:
             os.unlink(lock)
         finally:
@@ -707,6 +725,10 @@ class OutputFolder:
                 final = self.path / e.name
                 if final.is_symlink() or (final.exists() and not final.is_file()):
                     raise InputError(str(final), self.flag, "is not a file simfactory wrote; move it out first")
+                if os.path.lexists(final) and not self._unchanged(e.name):  # again: edited while this was built
+                    raise InputError(str(final), self.flag, "changed since simfactory wrote it (or is not listed in "
+                                                            "its folder's marker): left as it is, and nothing more "
+                                                            "is written; move it out, or write to a new folder")
                 self._list(e.name, _file_stamp(e.path), pending=True)  # a rename keeps size and time
                 os.replace(e.path, final)
                 self._list(e.name, _file_stamp(final), pending=False)
@@ -714,6 +736,15 @@ class OutputFolder:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return written
+
+    def _unchanged(self, name: str) -> bool:
+        """Whether the file `name` of this folder is as its marker holds it (its stamp, or a pending one)."""
+        doc = read_marker(self.path)
+        if doc is None or name not in doc["files"]:
+            return False
+        if name in doc["streamed"]:
+            return _content_state(self.path / name) in doc["streamed"][name]
+        return _file_stamp(self.path / name) in (doc.get("stamps", {}).get(name), doc.get("pending", {}).get(name))
 
     @contextmanager
     def stream_file(self, name: str) -> Iterator[Callable[[bytes], None]]:
@@ -738,12 +769,17 @@ class OutputFolder:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         fd = os.open(final, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
+        _parent_only_fds.add(fd)  # a forked worker does not keep it open
         try:
             ino = os.fstat(fd).st_ino
+            left = _size_and_time(fd)  # as this process left the file: anyone else's write changes it
 
             def append(line: bytes) -> None:
-                nonlocal digest, state
+                nonlocal digest, state, left
                 _same_file(fd, final, ino, self.flag)
+                if _size_and_time(fd) != left:
+                    raise InputError(str(final), self.flag, "was changed by someone else while simfactory appended to "
+                                                            "it: the command stops, and leaves it as it is")
                 after = digest.copy()
                 after.update(line)
                 new_state = [state[0] + len(line), after.hexdigest()]
@@ -752,15 +788,18 @@ class OutputFolder:
                 while view:
                     view = view[os.write(fd, view):]
                 os.fsync(fd)
+                left = _size_and_time(fd)
                 self._rewrite_marker(lambda doc: _set_streamed(doc, name, [new_state]))
                 digest, state = after, new_state
 
             yield append
             _same_file(fd, final, ino, self.flag)
-            if _content_state(final) != state:
-                raise InputError(str(final), self.flag, "changed while simfactory appended to it: left as it is")
+            if _size_and_time(fd) != left or _content_state(final) != state:
+                raise InputError(str(final), self.flag, "was changed by someone else while simfactory appended to it: "
+                                                        "left as it is")
             self._rewrite_marker(lambda doc: _set_stamp(doc, name, _file_stamp(final)))
         finally:
+            _parent_only_fds.discard(fd)
             os.close(fd)
 
     def _streamable(self, final: Path, name: str) -> bytes:
@@ -829,6 +868,11 @@ def _set_stamp(doc: dict[str, Any], name: str, stamp: list[int] | None) -> None:
     doc["streamed"].pop(name, None)
     if stamp is not None:
         doc["stamps"][name] = stamp
+
+
+def _size_and_time(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_size, st.st_mtime_ns
 
 
 def _same_file(fd: int, path: Path, ino: int, flag: str) -> None:

@@ -1207,7 +1207,79 @@ def test_a_forked_worker_lets_go_of_the_output_lock(tmp_path):
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         proc.wait()
         assert (tmp_path / ".out.simfactory-lock").exists()  # left by the kill, its worker alive
-        with output_folder(tmp_path / "out", "sweep") as folder:  # refused before: the worker held the lock
-            folder.replace(lambda tmp: (tmp / "a.txt").write_text("a"))
+        from simfactory.errors import InputError
+
+        for _ in range(100):  # the worker lets go once it is first scheduled (its at-fork handler): a moment
+            try:
+                with output_folder(tmp_path / "out", "sweep") as folder:  # refused for good before: the worker held it
+                    folder.replace(lambda tmp: (tmp / "a.txt").write_text("a"))
+                break
+            except InputError:
+                time.sleep(0.05)
+        assert (tmp_path / "out" / "a.txt").read_text() == "a"
     finally:
         os.killpg(proc.pid, 9)
+
+
+# ------------------------------------------------------------------------------------------ the fourth audit's
+# (2026-12-07, of the fixes above: edits during a write, single files inside output folders)
+
+
+def test_a_file_edited_while_report_builds_is_not_replaced(tmp_path, scenario):
+    """report builds its files for a moment, then moves them in: report.md edited meanwhile was overwritten."""
+    import simfactory.outputs as outputs
+    from simfactory.errors import InputError
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    assert runner.invoke(app, ["report", str(out)]).exit_code == 0
+
+    def build(tmp):
+        (tmp / "report.md").write_text("new")
+        with open(out / "report.md", "a") as f:  # the user, meanwhile
+            f.write("\nMY NOTES\n")
+
+    with pytest.raises(InputError, match="changed since simfactory wrote it"):
+        with outputs.output_folder(out, "report", "RUN_DIR", existing=True) as folder:
+            folder.add(build)
+    assert (out / "report.md").read_text().endswith("MY NOTES\n")
+
+
+def test_a_rows_file_appended_to_by_someone_else_stops_the_sweep_at_once(tmp_path, scenario):
+    """A live sweep went on appending to a sweep.jsonl the user had changed in place (and said so only at the end,
+    wrongly): the next append sees it and stops."""
+    from simfactory.config.loader import validate
+    from simfactory.errors import InputError
+    from simfactory.plan.grid import SweepSpec
+    from simfactory.plan.sweep import run_sweep
+    from simfactory.resolve import load_scenario
+
+    out, args = _sweep_setup(tmp_path, scenario)
+    grid = Path(args[3])
+    spec = validate(SweepSpec, yaml.safe_load(grid.read_text()), str(grid))
+
+    def meddle(n, total):
+        if n == 1:
+            with open(out / "sweep.jsonl", "a") as f:
+                f.write('{"note": "mine"}\n')
+
+    with pytest.raises(InputError, match="changed by someone else"):
+        run_sweep(load_scenario(scenario), str(scenario), spec, str(grid), out, on_row=meddle)
+    lines = (out / "sweep.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and lines[-1] == '{"note": "mine"}'
+
+
+def test_a_single_file_is_never_written_into_another_output_folder(tmp_path, scenario):
+    """report --out naming a file inside another run replaced that run's report.html without its lock and left the
+    run refused; --json inside a sweep's or compare's --out made the folder foreign after the work."""
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    for r in (r1, r2):
+        assert run_out(scenario, r).exit_code == 0
+    assert runner.invoke(app, ["report", str(r2)]).exit_code == 0
+    before = snapshot(r2)
+    assert_refused(runner.invoke(app, ["report", str(r1), "--out", str(r2 / "report.html")]), "inside", "r2")
+    assert_refused(run_out(scenario, tmp_path / "r3", "--json", str(r2 / "plots" / "x.json")), "inside")
+    assert snapshot(r2) == before
+    out, args = _sweep_setup(tmp_path, scenario)
+    assert_refused(runner.invoke(app, [*args, "--json", str(out / "points.json")]), "--out folder")
+    assert not out.exists()

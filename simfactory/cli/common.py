@@ -56,17 +56,19 @@ def print_table(table: Table) -> None:
 JSON_HELP = "Also write the result as JSON to this file; '-' writes it to stdout (and nothing else goes there)."
 
 
-def json_target(path: str | None, force: bool | None = None, inputs: list | None = None) -> None:  # type: ignore[type-arg]
-    """Before any work: a --json FILE is checked (never one of the command's `inputs`; never replacing a file
-    simfactory cannot prove it wrote unless --force; force None: the command has no --force to offer); '-' silences
-    everything else on stdout, so the JSON can be piped."""
-    from simfactory.outputs import check_output_file, not_an_input
+def json_target(path: str | None, force: bool | None = None, inputs: list | None = None,  # type: ignore[type-arg]
+                out_dir: Path | None = None) -> None:
+    """Before any work: a --json FILE is checked (never one of the command's `inputs`, nor inside its --out folder
+    `out_dir`; never replacing a file simfactory cannot prove it wrote unless --force; force None: the command has no
+    --force to offer); '-' silences everything else on stdout, so the JSON can be piped."""
+    from simfactory.outputs import check_output_file, distinct_outputs, not_an_input
 
     if path == "-":
         out.quiet = True
     elif path is not None:
         with input_errors():
             not_an_input(path, "--json", [i for i in inputs or [] if i is not None])
+            distinct_outputs({"--json": path}, {"--out": out_dir})
             check_output_file(Path(path), "--json", bool(force), force is not None)
 
 

@@ -52,7 +52,7 @@ def compare(
         err.print(f"[red]error:[/red] SCENARIOS: {len(scenarios)} files; compare takes at most {MAX_COMPARE_SCENARIOS} "
                   "(use `simfactory sweep` for more)", markup=True)
         raise typer.Exit(EXIT_INPUT_ERROR)
-    json_target(out_json, inputs=list(scenarios))
+    json_target(out_json, inputs=list(scenarios), out_dir=out_dir)
     with input_errors():
         resolved = [prepare(p) for p in scenarios]
     if replications > 1 and seed is None:

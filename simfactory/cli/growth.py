@@ -37,7 +37,7 @@ def plan_growth_cmd(
     with input_errors():
         spec = load_growth(path)
         check_output_dir(out_dir, "--out", "plan-growth")
-    json_target(out_json, inputs=[growth])
+    json_target(out_json, inputs=[growth], out_dir=out_dir)
     say = (lambda text: None) if quiet or out_json == "-" else (lambda text: err.print(text, highlight=False))
     with input_errors(), output_folder(out_dir, "plan-growth") as folder:
         gp = plan_growth(spec, str(path), say)

@@ -65,7 +65,7 @@ def plan_cmd(
         sp = load_model_file(PlanSpace, space) if space else None
         check_output_dir(out_dir, "--out", "plan")
 
-    json_target(out_json, inputs=[scenario, space])
+    json_target(out_json, inputs=[scenario, space], out_dir=out_dir)
     progress = PlanProgress(quiet or out_json == "-")
     with input_errors(), output_folder(out_dir, "plan") as folder, progress:  # locked while planning, replaced at the end
         result = plan_fleet(sc, str(scenario), target_rate, targets, sp, replications, str(space or "space"),

@@ -48,7 +48,7 @@ def sweep(
     if executor not in ("local", "ray"):
         err.print(f"[red]error:[/red] --executor: unknown executor {executor!r} (local, ray)")
         raise typer.Exit(EXIT_INPUT_ERROR)
-    json_target(out_json, inputs=[scenario, grid])
+    json_target(out_json, inputs=[scenario, grid], out_dir=out_dir)
     quiet = quiet or out_json == "-"
     with input_errors(), _interruption_told(out_dir, resume):
         sc = load_scenario(scenario)
