@@ -37,6 +37,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -59,6 +60,7 @@ _MAX_PROOF_BYTES = 256 << 20  # a file larger than this is not read to prove it 
 _STAMP = re.compile(rb"(?:# |<!-- )generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})(?: -->)?")
 _STAMP_STYLES = (("# ", ""), ("<!-- ", " -->"))
 _EMPTY_STALE_S = 60.0  # an empty marker draft or lock file this old was left by a kill, not being written now
+_MARKER_DRAFT = re.compile(re.escape(MARKER) + r"\.[0-9a-f]{8}\.tmp")  # a marker being written (_write_marker)
 _RANDOM = re.compile(r"[0-9a-f]{8}")  # the random tail of a temporary's name (_sibling)  # the comment forms a stamp line may take (stamp_text's callers)
 
 
@@ -138,8 +140,12 @@ def _plain_name(name: str) -> bool:
 
 def _write_marker(folder: Path, doc: dict[str, Any]) -> None:
     tmp = folder / f"{MARKER}.{secrets.token_hex(4)}.tmp"
-    tmp.write_text(json.dumps(doc, indent=1) + "\n")
-    os.replace(tmp, folder / MARKER)
+    try:
+        tmp.write_text(json.dumps(doc, indent=1) + "\n")
+        os.replace(tmp, folder / MARKER)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk or an interrupt: no draft left to block the folder
+        raise
 
 
 def read_marker(folder: Path) -> dict[str, Any] | None:
@@ -486,9 +492,14 @@ def _stale_leftover(parent: Path, e: os.DirEntry[str]) -> bool:
         return False
     folder = Path(e.path)
     doc = read_marker(folder)
-    if doc is None:
+    if doc is None:  # killed before its marker was in place: empty, or holding only that marker's draft
         try:
-            folder.rmdir()  # killed between making it and writing its marker: empty (anything in it stays)
+            drafts = [p for p in folder.iterdir() if _MARKER_DRAFT.fullmatch(p.name) and p.is_file()
+                      and not p.is_symlink()]
+            if len(drafts) == len(os.listdir(folder)):
+                for p in drafts:
+                    p.unlink()
+            folder.rmdir()  # anything else in it stays, and the folder with it
             return True
         except OSError:
             return False
@@ -517,7 +528,7 @@ def _stale_file(path: Path, marker: bool) -> bool:
     """Remove a marker draft (`.simfactory-output.json.HEX.tmp`) or a lock file left by a killed process: only when
     it holds our record (a marker, or a lock record) whose process is gone, or nothing at all (killed between
     creating it and writing it, a minute ago or more); a lock someone holds stays."""
-    if marker and not re.fullmatch(rf"{re.escape(MARKER)}\.[0-9a-f]{{8}}\.tmp", path.name):
+    if marker and not _MARKER_DRAFT.fullmatch(path.name):
         return False
     try:
         st = os.lstat(path)
@@ -667,6 +678,28 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
             os.close(fd)
 
 
+@contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends (each then takes effect as it would have): for the few renames of
+    a swap. Python runs signal handlers in the main thread only, so elsewhere the block runs as it is."""
+    held: list[int] = []
+    try:
+        before = {sig: signal.signal(sig, lambda signum, frame: held.append(signum))
+                  for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            if sig == signal.SIGINT and before[sig] is signal.default_int_handler:
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), sig)  # as it would have been handled
+
+
 @dataclass
 class OutputFolder:
     """A folder simfactory is about to write, checked and locked (see `output_folder`)."""
@@ -674,6 +707,7 @@ class OutputFolder:
     path: Path
     flag: str
     command: str
+    swapped: bool = False  # whether replace() has put the new output in place (what an interruption after it left)
 
     def replace(self, build: Callable[[Path], Any], streamed: tuple[str, ...] = ()) -> list[Path]:
         """Build the new contents in a hidden temporary sibling (`build(tmp)` writes files and output subfolders
@@ -687,17 +721,20 @@ class OutputFolder:
             build(tmp)
             self._finish_marker(tmp, self.command, streamed)
             check_output_dir(self.path, self.flag, self.command)  # again: the user may have added a file meanwhile
-            if self.path.exists() and any(os.scandir(self.path)):
-                old = _sibling(self.path, "old")
-                os.rename(self.path, old)
-                try:
-                    os.rename(tmp, self.path)
-                except BaseException:
-                    os.rename(old, self.path)
-                    raise
-                _remove_owned(old)
-            else:
-                os.rename(tmp, self.path)  # over an empty folder too (POSIX rename replaces one)
+            with _uninterrupted():  # Ctrl-C here waits until the swap is done (it left half a swap and wrong words)
+                if self.path.exists() and any(os.scandir(self.path)):
+                    old = _sibling(self.path, "old")
+                    os.rename(self.path, old)
+                    try:
+                        os.rename(tmp, self.path)
+                    except BaseException:
+                        os.rename(old, self.path)
+                        raise
+                    self.swapped = True
+                    _remove_owned(old)
+                else:
+                    os.rename(tmp, self.path)  # over an empty folder too (POSIX rename replaces one)
+                    self.swapped = True
         except BaseException as exc:
             shutil.rmtree(tmp, ignore_errors=True)
             if isinstance(exc, OSError):

@@ -1283,3 +1283,45 @@ def test_a_single_file_is_never_written_into_another_output_folder(tmp_path, sce
     out, args = _sweep_setup(tmp_path, scenario)
     assert_refused(runner.invoke(app, [*args, "--json", str(out / "points.json")]), "--out folder")
     assert not out.exists()
+
+
+def test_ctrl_c_during_a_swap_takes_effect_after_it(tmp_path, scenario, monkeypatch):
+    """Ctrl-C landing between a swap's renames left the run's name empty (or the earlier run half deleted) and said
+    'nothing written'; now it takes effect once the swap is done, and says the run was written."""
+    import signal
+
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    real_rename = os.rename
+
+    def interrupted_rename(src, dst):
+        if ".simfactory-old-" in str(dst):
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C right at the set-aside
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", interrupted_rename)
+    res = run_out(scenario, out)
+    monkeypatch.undo()
+    assert res.exit_code == 130 and f"interrupted: the run was written to {out}, whole" in res.output, res.output
+    assert outputs.foreign_entry(out) is None and (out / "summary.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+
+
+def test_a_temporary_killed_while_its_first_marker_was_written_is_cleaned(tmp_path, monkeypatch):
+    """kill -9 after a temporary's mkdir, while its marker's draft was being written: the folder held only that
+    draft, was never cleaned, and refused its parent output for good."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "o"
+    out.mkdir()
+    outputs._write_marker(out, outputs._marker_doc("report", [], [], "complete"))
+    tmp = out / ".add.simfactory-tmp-99999-0-abcd1234"
+    tmp.mkdir()
+    (tmp / f"{MARKER}.0123abcd.tmp").write_text('{"generator": "simf')
+    assert outputs.foreign_entry(out) is not None
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    assert outputs.clean_stale_temporaries(out) == [tmp]
+    monkeypatch.undo()
+    assert outputs.foreign_entry(out) is None

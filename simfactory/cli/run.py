@@ -215,7 +215,6 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
     with input_errors(), output_folder(target, "run") as folder:
         if trace is not None and abspath(trace).parent != abspath(target):
             check_output_file(trace, "--trace", force)
-        written = False
         try:
             with progress_bar(quiet, f"simulating {rs.scenario.name}") as progress:
                 if is_sharded(rs):  # shards and windows simulated apart, merged, then measured (simfactory/fleet)
@@ -239,16 +238,16 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
                     (tmp / "otlp.json").write_text(json.dumps(otlp_traces(result, trace_tasks)) + "\n")
 
             folder.replace(build)  # atomic: a temporary folder renamed into place
-            written = True
             if show_timings:
                 err.print(f"timings: simulate {wall_s:.2f} s ({result.events:,} SimPy events), metrics {metrics_s:.2f} "
                           f"s, write {time.perf_counter() - started - wall_s - metrics_s:.2f} s", highlight=False)
             if trace is not None and not inside:
                 write_trace(metrics, trace, force)
         except KeyboardInterrupt:
-            if written:
-                raise interrupted(f"the run was written to {target}; the trace {trace} was not (an earlier file "
-                                  "there is unchanged)") from None
+            if folder.swapped:
+                rest = (f"; the trace {trace} was not (an earlier file there is unchanged)"
+                        if trace is not None and not inside else ", whole")
+                raise interrupted(f"the run was written to {target}{rest}") from None
             raise interrupted(f"nothing written to {target} (an earlier run there is unchanged)") from None
     return metrics, wall_s, reps
 
