@@ -673,7 +673,10 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
     finally:
         _parent_only_fds.discard(fd)
         try:
-            os.unlink(lock)
+            if os.fstat(fd).st_ino == os.stat(lock, follow_symlinks=False).st_ino:
+                os.unlink(lock)  # ours still (someone may have removed it, or put a file there since)
+        except FileNotFoundError:
+            pass
         finally:
             os.close(fd)
 

@@ -1325,3 +1325,70 @@ def test_a_temporary_killed_while_its_first_marker_was_written_is_cleaned(tmp_pa
     assert outputs.clean_stale_temporaries(out) == [tmp]
     monkeypatch.undo()
     assert outputs.foreign_entry(out) is None
+
+
+def test_a_killed_sweeps_workers_end_with_it(tmp_path, scenario):
+    """kill -9 of `sweep --jobs 2` left its workers alive for good (ppid 1, holding memory and the rows file open)."""
+    import signal
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"mode": "grid", "replications": 1,
+                                    "parameters": {"traffic.arrival.rate_per_s": [1.0 + i for i in range(40)]}}))
+    out = tmp_path / "sw"
+    proc = subprocess.Popen([sys.executable, "-m", "simfactory", "sweep", str(scenario), "--grid", str(grid), "--out",
+                             str(out), "-q", "--jobs", "2"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO),
+                                                            "HOME": str(tmp_path)})
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not ((out / "sweep.jsonl").is_file()
+                                              and (out / "sweep.jsonl").read_text().count("\n") >= 1):
+            time.sleep(0.1)
+        workers = [int(p) for p in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+        assert workers, "the sweep runs its points in worker processes"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.time() + 15
+        while time.time() < deadline and any(Path(f"/proc/{w}").exists() and
+                                             "zombie" not in Path(f"/proc/{w}/status").read_text() for w in workers):
+            time.sleep(0.2)
+        assert not any(Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()
+                       for w in workers)
+    finally:
+        proc.kill()
+
+
+def test_a_system_error_is_one_line_not_a_traceback(tmp_path, scenario):
+    """A write the system refuses (a full disk: ENOSPC) printed a raw OSError traceback."""
+    code = textwrap.dedent("""
+        import errno, os
+        import simfactory.outputs as outputs
+
+        def full(*a, **k):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/mnt/full/x")
+
+        outputs.OutputFolder._finish_marker = staticmethod(full)
+        from simfactory.cli.main import console
+        console()
+    """)
+    res = subprocess.run([sys.executable, "-c", code, "run", str(scenario), "--out", str(tmp_path / "r"), "-q"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert "No space left on device" in res.stderr and not (tmp_path / "r").exists()
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+
+
+def test_a_lock_file_removed_by_hand_mid_run_is_no_traceback(tmp_path, scenario, monkeypatch):
+    """`rm .r.simfactory-lock` while a run wrote ended it in a FileNotFoundError traceback after its outputs."""
+    import simfactory.outputs as outputs
+
+    real = outputs.OutputFolder.replace
+
+    def replace_and_remove_lock(self, build, streamed=()):
+        (self.path.parent / f".{self.path.name}.simfactory-lock").unlink()
+        return real(self, build, streamed)
+
+    monkeypatch.setattr(outputs.OutputFolder, "replace", replace_and_remove_lock)
+    res = run_out(scenario, tmp_path / "r")
+    assert res.exit_code == 0, res.output

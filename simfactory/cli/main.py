@@ -92,13 +92,20 @@ def console() -> None:
     """The console entry (`simfactory`, `python -m simfactory`): every command turns bad input into one line and
     exit 2 itself; this is the net under them, so an input error one of them lets through is still a message,
     never a traceback."""
-    from simfactory.cli.common import EXIT_INTERRUPTED, err, input_errors, interrupt_told
+    from rich.markup import escape
+
+    from simfactory.cli.common import EXIT_INTERRUPTED, EXIT_OS_ERROR, err, input_errors, interrupt_told
 
     try:
         with input_errors():
             app()
     except typer.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:  # the system refused a write or a read no check could foresee (a full disk): one line
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"[red]error:[/red] {escape(where)}{escape(e.strerror or str(e))}", highlight=False,
+                  soft_wrap=True)
+        sys.exit(EXIT_OS_ERROR)
     except SystemExit as e:  # Typer ends an interrupted command with a silent exit 130
         if e.code == EXIT_INTERRUPTED and not interrupt_told():
             err.print("interrupted: every output this command was writing is as it was before it, or complete; "

@@ -29,7 +29,7 @@ from simfactory.inputs import (
     read_input_text,
 )
 from simfactory.fidelity_record import most_optimistic
-from simfactory.outputs import OutputFolder, json_with_generator, output_folder
+from simfactory.outputs import OutputFolder, json_with_generator, output_folder, restore_set_aside
 from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.overrides import apply_overrides, check_paths
 from simfactory.ray_cluster import joined_ray
@@ -170,14 +170,36 @@ def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
-    elif workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:  # a forked worker lets go of the output's lock (outputs)
+    elif workers > 1:  # forked workers let go of the output's lock (outputs) and die with the sweep
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(os.getpid(),))
+        try:
             futures = [pool.submit(run_point, j) for j in jobs]
             for f in as_completed(futures):
                 yield f.result()
+        except BaseException:  # Ctrl-C, or a stop: the points not started are dropped, not run first
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     else:
         for j in jobs:
             yield run_point(j)
+
+
+def _worker_start(parent_pid: int) -> None:
+    """A sweep worker ignores Ctrl-C (the sweep handles it: a terminal's Ctrl-C printed a worker's traceback) and
+    ends when its sweep is gone (after kill -9, workers lived on for good, holding hundreds of MB)."""
+    import signal
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def run_sweep(
@@ -191,6 +213,7 @@ def run_sweep(
     interrupted one can be resumed)."""
     todo = plan_jobs(scenario, scenario_file, spec, spec_file)
     key = _spec_key(scenario, spec, scenario_file)
+    restore_set_aside(Path(out_dir))  # an earlier sweep a killed swap set aside counts as the earlier one
     existing = resume and (Path(out_dir) / ROWS_FILE).is_file()
     earlier = not resume and (Path(out_dir) / ROWS_FILE).is_file()
     with output_folder(Path(out_dir), "sweep", existing=existing) as folder:
