@@ -215,6 +215,9 @@ def foreign_entry(folder: Path) -> str | None:
             if inner is None and read_marker(p) is not None:
                 continue
             return f"{name}/{inner or MARKER}"
+        owner = _owner(name)
+        if owner is not None and _alive(*owner):
+            return f"{name} ({_LIVE_WRITER})"
         return name
     return None
 
@@ -304,6 +307,15 @@ def _protected(resolved: Path) -> str | None:
     return None
 
 
+_LIVE_WRITER = "a temporary of a simfactory process writing here now"
+
+
+def _live_writer(foreign: str, name: str, flag: str) -> None:
+    if foreign.endswith(f"({_LIVE_WRITER})"):
+        raise InputError(name, flag, "another simfactory process is writing this output now; wait for it to finish "
+                                     "or name another folder")
+
+
 def _holds(foreign: str) -> str:
     """'holds X, which simfactory did not write', or, for a file it wrote that changed since (foreign_entry's
     "NAME (why)"), 'holds NAME (why)'."""
@@ -364,6 +376,7 @@ def check_output_dir(path: Path, flag: str = "--out", command: str | None = None
         raise InputError(name, flag, "is a file, not a folder; name a new folder for the outputs")
     foreign = foreign_entry(path)
     if foreign is not None:
+        _live_writer(foreign, name, flag)
         if read_marker(path) is None:
             raise InputError(name, flag, f"holds {foreign!r} and no {MARKER} marker, so simfactory did not write it "
                                          "(outputs of simfactory before 0.2 carry none either): it is left as it is; "
@@ -951,6 +964,7 @@ def check_owned_dir(path: Path, flag: str) -> Path:
                                           "again into a new folder")
     foreign = foreign_entry(path)
     if foreign is not None:
+        _live_writer(foreign, str(path), flag)
         raise InputError(str(path), flag, f"{_holds(foreign)}: nothing is written "
                                           "there; move that entry out or use a new folder")
     return path

@@ -1392,3 +1392,20 @@ def test_a_lock_file_removed_by_hand_mid_run_is_no_traceback(tmp_path, scenario,
     monkeypatch.setattr(outputs.OutputFolder, "replace", replace_and_remove_lock)
     res = run_out(scenario, tmp_path / "r")
     assert res.exit_code == 0, res.output
+
+
+def test_a_second_writer_during_a_report_is_told_another_process_is_writing(tmp_path, scenario):
+    """A run over a folder while `report` adds to it was told the report's live temporary was 'not written by
+    simfactory'; it is told another simfactory process is writing (and nothing changes)."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    pid, ticks = outputs._me()
+    live = out / f".add.simfactory-tmp-{pid}-{ticks or 0}-abcd1234"
+    live.mkdir()
+    outputs._write_marker(live, outputs._marker_doc("report", [], [], "partial"))
+    before = snapshot(out)
+    assert_refused(run_out(scenario, out), "another simfactory process is writing this output now")
+    assert_refused(runner.invoke(app, ["report", str(out)]), "another simfactory process is writing")
+    assert snapshot(out) == before
