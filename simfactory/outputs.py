@@ -1003,9 +1003,11 @@ def draft_folder(target: Path, flag: str) -> Iterator[Path]:
     try:
         os.mkdir(folder)
         _write_marker(folder, _marker_doc("draft", [target.name[:_NAME_KEEP]], [], "partial"))
-    except OSError as exc:
+    except BaseException as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        raise InputError(str(target), flag, f"could not be written ({exc.strerror or exc})") from None
+        if isinstance(exc, OSError):
+            raise InputError(str(target), flag, f"could not be written ({exc.strerror or exc})") from None
+        raise
     try:
         yield folder
     finally:

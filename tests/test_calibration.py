@@ -4,6 +4,7 @@ simulator then uses; the NVML sampler (on a fake NVML) integrates energy; no GPU
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -467,3 +468,43 @@ def test_a_profile_refit_of_another_kind_takes_its_old_tables_along(tmp_path):
     mine.unlink()
     assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0  # refused before: the stale steps.csv
     assert {p.name for p in folder.iterdir()} == {target.name.replace(".yaml", ".steps.csv"), target.name}
+
+
+@pytest.mark.parametrize("cut_after", [1, 2, 3])
+def test_a_profile_write_cut_anywhere_leaves_every_table_named(tmp_path, monkeypatch, cut_after):
+    """kill -9 between replacing a profile's CSV and its YAML left a CSV the profile did not name, and every later
+    fit was refused ('not the file the profile beside it names'). Cut after any rename, the next fit goes through."""
+    import dataclasses
+
+    import simfactory.calibration.profile_writer as writer
+    from simfactory.calibration.profile_writer import write_profile
+    from simfactory.config.loader import load_model_file
+    from simfactory.config.profile import StepTimeEntry
+
+    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
+    steps.to_csv(tmp_path / "steps.csv", index=False)
+    hp = tmp_path / "hp"
+    args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
+            "--profiles-dir", str(hp)]
+    assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0
+    (target,) = (hp / "h100-sxm").glob("*.yaml")
+    entry = load_model_file(StepTimeEntry, target)
+    step_fit = fit_step_time(steps, "linear")
+    real, calls = os.replace, []
+
+    def cut(src, dst):
+        real(src, dst)
+        if Path(dst).parent != hp / "h100-sxm":
+            return  # a marker of the draft folder
+        calls.append(dst)
+        if len(calls) == cut_after:
+            raise KeyboardInterrupt  # as kill -9 right after this rename (the draft folder goes, as a kill leaves it)
+
+    monkeypatch.setattr(writer.os, "replace", cut)
+    with pytest.raises(KeyboardInterrupt):
+        write_profile(entry, dataclasses.replace(step_fit, kind="batch linear", predictions=step_fit.predictions.head(3)),
+                      hp, "h100-sxm")
+    monkeypatch.undo()
+    res = CliRunner().invoke(calibrate_cli(), args)
+    assert res.exit_code == 0, res.output
+    assert {p.name for p in (hp / "h100-sxm").iterdir()} == {target.name, target.name.replace(".yaml", ".steps.csv")}

@@ -62,22 +62,25 @@ def _sha256(path: Path) -> str:
 _COMPANION = re.compile(r"^# companion ([^\s/]+) sha256:([0-9a-f]{64})$", re.MULTILINE)
 
 
-def _companions(target: Path) -> dict[str, str]:
-    """The CSVs (name -> sha256) the profile `target` names beside it, when simfactory can prove it wrote that
-    profile as it is; none otherwise."""
+def _companions(target: Path) -> dict[str, set[str]]:
+    """The CSVs (name -> sha256s) the profile `target` names beside it, when simfactory can prove it wrote that
+    profile as it is; none otherwise. While a fit replaces them a name may carry its old and its new sha256."""
     if not written_by_simfactory(target):
         return {}
+    named: dict[str, set[str]] = {}
     try:
-        return {m.group(1): m.group(2) for m in _COMPANION.finditer(target.read_text(encoding="utf-8"))}
+        for m in _COMPANION.finditer(target.read_text(encoding="utf-8")):
+            named.setdefault(m.group(1), set()).add(m.group(2))
     except (OSError, UnicodeDecodeError):
         return {}
+    return named
 
 
-def _companion_proven(target: Path, companion: Path, named: dict[str, str] | None = None) -> bool:
-    """Whether `companion` is, byte for byte, the CSV the profile `target` (proven ours) names beside it."""
-    digest = (_companions(target) if named is None else named).get(companion.name)
+def _companion_proven(target: Path, companion: Path, named: dict[str, set[str]] | None = None) -> bool:
+    """Whether `companion` is, byte for byte, a CSV the profile `target` (proven ours) names beside it."""
+    digests = (_companions(target) if named is None else named).get(companion.name, set())
     try:
-        return digest is not None and companion.is_file() and not companion.is_symlink() and _sha256(companion) == digest
+        return bool(digests) and companion.is_file() and not companion.is_symlink() and _sha256(companion) in digests
     except OSError:
         return False
 
@@ -116,17 +119,26 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
             tables[f"{name}.power.csv"] = samples
         for file, frame in tables.items():
             frame.to_csv(drafts / file, index=False)
-        companions = "".join(f"# companion {file} sha256:{_sha256(drafts / file)}\n" for file in tables)
+        new = [(file, _sha256(drafts / file)) for file in tables]
         header = (f"{SCHEMA_LINE}# Measured by `simfactory calibrate` on {entry.provenance.get('gpu', sku)} "
                   f"({entry.provenance.get('date', '')}); {'predicted vs measured per row' if serving else 'raw steps'}: "
-                  f"{table}\n{companions}")
-        (drafts / target.name).write_text(stamp_text(header + yaml.safe_dump(doc, sort_keys=False), at_line=1),
-                                          encoding="utf-8")
-        load_model_file(StepTimeEntry, drafts / target.name)  # must load back exactly as the simulator will read it
-        for file in tables:
-            os.replace(drafts / file, folder / file)
-        stale = [folder / f for f in earlier if f not in tables and _companion_proven(target, folder / f, earlier)]
-        os.replace(drafts / target.name, target)
-    for p in stale:  # no profile names them any more (they would refuse the next fit that writes them)
-        p.unlink(missing_ok=True)
+                  f"{table}\n")
+        # first a profile naming the old CSVs and the new ones, so a kill at any point below leaves every CSV beside
+        # it named (a later fit then replaces them); once they are in place, one naming the new ones alone
+        both = new + sorted((f, h) for f, hs in earlier.items() for h in hs if (f, h) not in new)
+        for named in ([both] if both != new else []) + [new]:
+            companions = "".join(f"# companion {file} sha256:{digest}\n" for file, digest in named)
+            (drafts / target.name).write_text(stamp_text(header + companions + yaml.safe_dump(doc, sort_keys=False),
+                                                         at_line=1), encoding="utf-8")
+            load_model_file(StepTimeEntry, drafts / target.name)  # loads back exactly as the simulator will read it
+            os.replace(drafts / target.name, target)
+            if named is both:
+                for file in tables:
+                    os.replace(drafts / file, folder / file)
+                for f in earlier:  # no profile will name them any more (they would refuse the next fit)
+                    if f not in tables and _companion_proven(target, folder / f, earlier):
+                        (folder / f).unlink(missing_ok=True)
+        if both == new:
+            for file in tables:
+                os.replace(drafts / file, folder / file)
     return target
