@@ -423,7 +423,15 @@ def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bo
 
 def _sibling(target: Path, kind: str) -> Path:
     pid, ticks = _me()
-    return target.parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}{kind}-{pid}-{ticks or 0}-{secrets.token_hex(4)}"
+    return target.parent / f".{_short_name(target.name)}{_TEMP_INFIX}{kind}-{pid}-{ticks or 0}-{secrets.token_hex(4)}"
+
+
+def _short_name(name: str) -> str:
+    """`name` as a temporary's or lock's name holds it: whole up to _NAME_KEEP characters, else cut and ended by a
+    hash of the whole, so two long names that begin alike do not share a lock."""
+    if len(name) <= _NAME_KEEP:
+        return name
+    return f"{name[:_NAME_KEEP - 13]}~{hashlib.sha256(name.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
 
 
 def _owner(entry_name: str) -> tuple[int, int | None] | None:
@@ -662,7 +670,7 @@ def _target_lock(target: Path, flag: str) -> Iterator[None]:
     """Exclusive per-target lock (flock on a hidden lock file beside the target, holding simfactory's lock record,
     removed afterwards). A file at the lock's name that is not such a record is never opened for writing, nor
     removed."""
-    lock = target.parent / f".{target.name[:_NAME_KEEP]}{_TEMP_INFIX}lock"
+    lock = target.parent / f".{_short_name(target.name)}{_TEMP_INFIX}lock"
     while True:
         fd = _open_lock(lock, target, flag)
         try:

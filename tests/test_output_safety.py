@@ -1409,3 +1409,13 @@ def test_a_second_writer_during_a_report_is_told_another_process_is_writing(tmp_
     assert_refused(run_out(scenario, out), "another simfactory process is writing this output now")
     assert_refused(runner.invoke(app, ["report", str(out)]), "another simfactory process is writing")
     assert snapshot(out) == before
+
+
+def test_two_long_names_that_begin_alike_do_not_share_a_lock(tmp_path):
+    """Names were cut to 80 characters for the lock: two --out folders sharing those refused each other."""
+    a, b = tmp_path / ("x" * 90 + "-a"), tmp_path / ("x" * 90 + "-b")
+    with output_folder(a, "run") as fa, output_folder(b, "run") as fb:
+        fa.replace(lambda tmp: (tmp / "a.txt").write_text("a"))
+        fb.replace(lambda tmp: (tmp / "b.txt").write_text("b"))
+    assert (a / "a.txt").is_file() and (b / "b.txt").is_file()
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
