@@ -1419,3 +1419,43 @@ def test_two_long_names_that_begin_alike_do_not_share_a_lock(tmp_path):
         fb.replace(lambda tmp: (tmp / "b.txt").write_text("b"))
     assert (a / "a.txt").is_file() and (b / "b.txt").is_file()
     assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+
+
+def test_a_sweep_set_aside_by_a_cut_swap_stays_the_earlier_sweep(tmp_path, scenario, monkeypatch):
+    """A rerun cut between its renames set the earlier sweep aside; the next plain sweep decided there was no
+    earlier sweep before cleanup put it back, replaced it with an empty one and, interrupted, lost it."""
+    import simfactory.outputs as outputs
+    from simfactory.config.loader import validate
+    from simfactory.plan.grid import SweepSpec
+    from simfactory.plan.sweep import run_sweep
+    from simfactory.resolve import load_scenario
+
+    out, args = _sweep_setup(tmp_path, scenario)
+    assert runner.invoke(app, args).exit_code == 0
+    results = (out / "results.csv").read_bytes()
+    real_rename, calls = os.rename, []
+
+    def cut(src, dst):
+        calls.append(dst)
+        if ".simfactory-old-" not in str(dst) and len(calls) >= 2:
+            raise KeyboardInterrupt  # kill -9 right after the earlier sweep was set aside
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", cut)
+    monkeypatch.setattr(outputs.shutil, "rmtree", lambda *a, **k: None)
+    monkeypatch.setattr(outputs, "_uninterrupted", outputs.contextmanager(lambda: (yield)))  # a kill is not held
+    assert runner.invoke(app, args).exit_code == 130
+    monkeypatch.undo()
+    assert not out.exists()
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    grid = Path(args[3])
+    spec = validate(SweepSpec, yaml.safe_load(grid.read_text()), str(grid))
+
+    def stop(n, total):
+        if n == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(load_scenario(scenario), str(scenario), spec, str(grid), out, on_row=stop)
+    monkeypatch.undo()
+    assert (out / "results.csv").read_bytes() == results
