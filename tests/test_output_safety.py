@@ -1459,3 +1459,23 @@ def test_a_sweep_set_aside_by_a_cut_swap_stays_the_earlier_sweep(tmp_path, scena
         run_sweep(load_scenario(scenario), str(scenario), spec, str(grid), out, on_row=stop)
     monkeypatch.undo()
     assert (out / "results.csv").read_bytes() == results
+
+
+def test_calibrate_fit_refuses_the_profile_path_before_fitting(tmp_path, monkeypatch):
+    """A profile of the user's where the fit would go was refused only after the fit (minutes with a simulator in the
+    loop); now before it starts."""
+    import simfactory.cli.calibrate_run as calibrate_run
+
+    def never(*a, **k):
+        raise AssertionError("fitted before the profile path was checked")
+
+    monkeypatch.setattr(calibrate_run, "_fit_steps", never)
+    hp = tmp_path / "hp"
+    mine = hp / "a100-80gb" / "llama-13b-vllm-fp16-tp1.yaml"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("my own notes\n")
+    steps = REPO / "calibrate" / "datasets" / "muxserve-a100" / "llama-13b-tp1.steps.csv"
+    args = ["calibrate", "fit", str(steps), "--sku", "a100-80gb", "--model", "llama-13b", "--engine", "vllm",
+            "--dtype", "fp16", "--tp", "1", "--fit", "linear", "--profiles-dir", str(hp)]
+    assert_refused(runner.invoke(app, args), str(mine), "not written by simfactory")
+    assert mine.read_text() == "my own notes\n"

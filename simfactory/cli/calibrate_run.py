@@ -179,6 +179,16 @@ def _check_target_before_timing(profiles_dir: Path, sku: str, model: str, engine
                              force)
 
 
+def _check_profile_before_fit(profiles_dir: Path, sku: str, model: str, engine: str, dtype: str, tp: int,
+                              force: bool) -> None:
+    """A profile path simfactory may not replace is refused before a fit (minutes with a simulator in the loop) is
+    spent; the tables beside it, named by the fit's kind, are checked when it is written."""
+    from simfactory.calibration.profile_writer import profile_name
+    from simfactory.outputs import check_output_file
+
+    check_output_file(profiles_dir / sku / f"{profile_name(model, engine, dtype, tp)}.yaml", "--profiles-dir", force)
+
+
 def _check_device(device: str, backend: str, sku: str | None, tp: int) -> None:
     if backend not in ("vllm", "torch"):
         raise InputError("--backend", "backend", f"vllm or torch, not {backend!r}")
@@ -378,6 +388,7 @@ def fit_cmd(
         table = read_table(measurements)
         _check_front_end_flag(front_end_s, table, REQUEST_COLUMNS)
         arch, profile = _context(sku, model)
+        _check_profile_before_fit(profiles_dir, sku, model, engine, dtype, tp, force)
     prov = _fit_provenance(measurements, gpu_name or sku)
     with _fails_with(1, FitRefused):
         if is_batch_table(table):
