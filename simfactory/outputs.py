@@ -117,15 +117,17 @@ def _file_stamp(path: Path | str) -> list[int] | None:
 def _content_state(path: Path | str) -> list[Any] | None:
     """A streamed file's [size, sha256 of its bytes]: what the marker holds it to while the file grows (its
     modification time says nothing then)."""
+    digest, size = hashlib.sha256(), 0
     try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_PROOF_BYTES:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
             return None
-        with open(path, "rb") as f:
-            data = f.read(_MAX_PROOF_BYTES + 1)
+        with open(path, "rb") as f:  # in chunks, however large it grew (a sweep of 100,000 points: ~330 MB)
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
     except OSError:
         return None
-    return [len(data), hashlib.sha256(data).hexdigest()]
+    return [size, digest.hexdigest()]
 
 
 def _is_content_state(x: Any) -> bool:
@@ -817,14 +819,15 @@ class OutputFolder:
         linked while it grows stops the command, left as it is. Once the block ends normally the file is stamped
         as finished (an edit from then on shows as one to any other file)."""
         final = self.path / name
-        data = self._streamable(final, name)
-        digest = hashlib.sha256(data)
-        state = [len(data), digest.hexdigest()]
         tmp = _sibling(self.path / "add", "tmp")
         os.mkdir(tmp)
         try:
             _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
-            (tmp / name).write_bytes(data)
+            digest = _copy_hashing(final, tmp / name)
+            state = [os.stat(tmp / name).st_size, digest.hexdigest()]
+            if not self._unchanged(name) or _content_state(final) != state:  # what was copied is what it wrote
+                raise InputError(str(final), self.flag, "is not a file simfactory can prove it wrote as it is now "
+                                                        "(changed since): left as it is")
             self._rewrite_marker(lambda doc: _set_streamed(doc, name, [state]))
             os.replace(tmp / name, final)
         finally:
@@ -862,23 +865,6 @@ class OutputFolder:
         finally:
             _parent_only_fds.discard(fd)
             os.close(fd)
-
-    def _streamable(self, final: Path, name: str) -> bytes:
-        """The bytes of a file of this folder that simfactory can prove it wrote as they are (streamed or stamped)."""
-        doc = read_marker(self.path)
-        try:
-            st = os.lstat(final)
-            data = final.read_bytes() if stat.S_ISREG(st.st_mode) and st.st_size <= _MAX_PROOF_BYTES else None
-        except OSError:
-            data = None
-        proven = doc is not None and data is not None and (
-            [len(data), hashlib.sha256(data).hexdigest()] in doc["streamed"].get(name, [])
-            or doc.get("stamps", {}).get(name) == [st.st_size, st.st_mtime_ns])
-        if not proven:
-            raise InputError(str(final), self.flag, "is not a file simfactory can prove it wrote as it is now (not "
-                                                    "listed in its folder's marker, or changed since): left as it is")
-        assert data is not None
-        return data
 
     def _rewrite_marker(self, change: Callable[[dict[str, Any]], None]) -> None:
         """Rewrite this folder's marker (this process's now), `change` applied to a copy of what it lists."""
@@ -929,6 +915,19 @@ def _set_stamp(doc: dict[str, Any], name: str, stamp: list[int] | None) -> None:
     doc["streamed"].pop(name, None)
     if stamp is not None:
         doc["stamps"][name] = stamp
+
+
+def _copy_hashing(src: Path, dst: Path) -> Any:
+    """Copy a regular file (never through a link), in chunks; the sha256 object of what was copied."""
+    digest = hashlib.sha256()
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as f, open(dst, "wb") as out:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise InputError(str(src), "--out", "is not a regular file: left as it is")
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            out.write(chunk)
+    return digest
 
 
 def _size_and_time(fd: int) -> tuple[int, int]:

@@ -235,3 +235,22 @@ def test_a_points_headline_reads_the_same_numbers_as_the_whole_flattened_summary
     everything = [(k, v) for k, v in flatten(summary).items()
                   if k.startswith(HEADLINE_PREFIXES) and not k.startswith(HEADLINE_EXCLUDED)]
     assert len(everything) > 20 and list(headline(summary).items()) == everything
+
+
+def test_an_interrupted_parallel_sweep_stops_its_workers_at_once(setup):
+    """Ctrl-C with --jobs 2: the workers (which ignore Ctrl-C) ran their points to the end before the sweep exited,
+    and a second Ctrl-C meanwhile hung it; now they are terminated, and no worker is left when the sweep returns."""
+    import multiprocessing
+
+    path, grid, tmp = setup
+    grid.write_text(yaml.safe_dump(dict(GRID, replications=4)))
+
+    def interrupt(n, total):
+        if n == 1:
+            raise KeyboardInterrupt
+
+    before = {p.pid for p in multiprocessing.active_children()}  # another test's, in this process
+    with pytest.raises(KeyboardInterrupt):
+        _run(path, grid, tmp / "o", jobs=2, on_row=interrupt)
+    assert {p.pid for p in multiprocessing.active_children()} <= before
+    assert len((tmp / "o" / ROWS_FILE).read_text().splitlines()) == 1

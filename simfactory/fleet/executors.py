@@ -4,11 +4,11 @@ so what is merged from them does not depend on the executor or on which job fini
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence, TypeVar
 
 from simfactory.errors import InputError
 from simfactory.ray_cluster import joined_ray
+from simfactory.worker_pool import worker_pool
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -32,7 +32,7 @@ def run_all(fn: Callable[[J], R], jobs: Sequence[J], executor: str = "local", wo
             if on_done:
                 on_done(len(jobs) - len(waiting))
     elif workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        with worker_pool(min(workers, len(jobs))) as pool:  # its workers end with this process (worker_pool)
             futures = [pool.submit(fn, j) for j in jobs]
             for n, (i, f) in enumerate(zip(range(len(jobs)), futures), start=1):
                 results[i] = f.result()

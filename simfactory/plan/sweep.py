@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -34,6 +34,7 @@ from simfactory.plan.grid import SweepSpec, points
 from simfactory.plan.overrides import apply_overrides, check_paths
 from simfactory.ray_cluster import joined_ray
 from simfactory.regress.flatten import flatten
+from simfactory.worker_pool import worker_pool
 
 HEADLINE_PREFIXES = (
     "latency_s.", "throughput.", "outcomes.", "service.slo_attainment", "service.goodput_per_s", "cost.usd_per_hour",
@@ -170,36 +171,14 @@ def _execute(jobs: list[PointJob], executor: str, workers: int, ray_address: str
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             yield ray.get(done[0])
-    elif workers > 1:  # forked workers let go of the output's lock (outputs) and die with the sweep
-        pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(os.getpid(),))
-        try:
+    elif workers > 1:  # forked workers let go of the output's lock (outputs) and end with the sweep (worker_pool)
+        with worker_pool(workers) as pool:
             futures = [pool.submit(run_point, j) for j in jobs]
             for f in as_completed(futures):
                 yield f.result()
-        except BaseException:  # Ctrl-C, or a stop: the points not started are dropped, not run first
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
     else:
         for j in jobs:
             yield run_point(j)
-
-
-def _worker_start(parent_pid: int) -> None:
-    """A sweep worker ignores Ctrl-C (the sweep handles it: a terminal's Ctrl-C printed a worker's traceback) and
-    ends when its sweep is gone (after kill -9, workers lived on for good, holding hundreds of MB)."""
-    import signal
-    import threading
-    import time
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 def run_sweep(
