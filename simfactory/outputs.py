@@ -218,7 +218,7 @@ def foreign_entry(folder: Path) -> str | None:
                 continue
             return f"{name}/{inner or MARKER}"
         owner = _owner(name)
-        if owner is not None and _alive(*owner):
+        if (owner is not None and _alive(*owner)) or (name.endswith(f"{_TEMP_INFIX}lock") and _live_lock(p)):
             return f"{name} ({_LIVE_WRITER})"
         return name
     return None
@@ -309,7 +309,7 @@ def _protected(resolved: Path) -> str | None:
     return None
 
 
-_LIVE_WRITER = "a temporary of a simfactory process writing here now"
+_LIVE_WRITER = "a temporary or lock of a simfactory process writing here now"
 
 
 def _live_writer(foreign: str, name: str, flag: str) -> None:
@@ -372,6 +372,7 @@ def check_output_dir(path: Path, flag: str = "--out", command: str | None = None
     why = _protected(resolved)
     if why:
         raise InputError(name, flag, f"{why}; simfactory replaces only folders it wrote: name a new folder")
+    _not_in_an_output_folder(path, flag)  # a folder inside another output would make that one foreign
     if lst is None:
         return path
     if not stat.S_ISDIR(lst.st_mode):
@@ -573,6 +574,18 @@ def _stale_file(path: Path, marker: bool) -> bool:
         return False
     path.unlink(missing_ok=True)
     return True
+
+
+def _live_lock(path: Path) -> bool:
+    """Whether `path` is simfactory's lock record of a live process (one writing beside it now)."""
+    if not _is_lock_record(path):
+        return False
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    ticks = doc.get("pid_start_ticks")
+    return _alive(doc["pid"], ticks if isinstance(ticks, int) else None)
 
 
 def _lock_is_free(path: Path) -> bool:

@@ -1492,3 +1492,51 @@ def test_a_sweep_whose_rows_outgrow_the_proof_limit_still_finishes(tmp_path, sce
     assert res.exit_code == 0, res.output
     assert (out / "sweep.jsonl").stat().st_size > 2000 and (out / "results.csv").is_file()
     assert runner.invoke(app, [*args, "--resume"]).exit_code == 0
+
+
+def test_an_output_folder_inside_another_output_is_refused(tmp_path, scenario):
+    """run --out r/sub inside a finished run was accepted, and r was then refused ('sub', which simfactory did not
+    write, though it did); a single file there was refused already."""
+    r = tmp_path / "r"
+    assert run_out(scenario, r).exit_code == 0
+    before = snapshot(r)
+    assert_refused(run_out(scenario, r / "sub"), "inside", "output of `simfactory run`")
+    assert snapshot(r) == before and run_out(scenario, r).exit_code == 0
+
+
+def test_a_live_lock_inside_a_folder_means_another_writer(tmp_path, scenario):
+    """compare over a folder while report writes one of its runs was told the report's lock was a file simfactory
+    did not write; it is told another simfactory process is writing."""
+    import simfactory.outputs as outputs
+
+    other = scenario.with_name("b.yaml")
+    other.write_text(scenario.read_text())
+    out = tmp_path / "cmp"
+    args = ["compare", str(scenario), str(other), "--out", str(out), "-q"]
+    assert runner.invoke(app, args).exit_code == 0
+    sub = next(p for p in out.iterdir() if p.is_dir())
+    with outputs.output_folder(sub, "report", "RUN_DIR", existing=True):  # report holds the run's lock now
+        assert_refused(runner.invoke(app, args), "another simfactory process is writing")
+
+
+def test_ctrl_c_in_a_rerun_sweep_after_its_swap_says_the_new_sweep_is_in_place(tmp_path, scenario, monkeypatch):
+    """Ctrl-C right at a rerun's swap: the new sweep is in place (the swap finishes first), but the message said
+    the earlier one was as it was."""
+    import signal
+
+    import simfactory.outputs as outputs
+
+    out, args = _sweep_setup(tmp_path, scenario)
+    assert runner.invoke(app, args).exit_code == 0
+    real_rename = os.rename
+
+    def interrupted_rename(src, dst):
+        if ".simfactory-old-" in str(dst):
+            os.kill(os.getpid(), signal.SIGINT)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(outputs.os, "rename", interrupted_rename)
+    res = runner.invoke(app, [*args])
+    monkeypatch.undo()
+    assert res.exit_code == 130 and f"interrupted: the new sweep was written to {out}, whole" in res.output, res.output
+    assert (out / "results.csv").is_file() and outputs.foreign_entry(out) is None
