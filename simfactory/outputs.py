@@ -495,19 +495,17 @@ def restore_set_aside(target: Path) -> bool:
     target = Path(target)
     if os.path.lexists(target):
         return True
-    if len(target.name) >= _NAME_KEEP:
-        return False
-    prefix = f".{target.name}{_TEMP_INFIX}old-"
+    prefix = f".{_short_name(target.name)}{_TEMP_INFIX}old-"  # a long name's is cut: the caller knows it whole
     try:
         entries = [e for e in os.scandir(target.parent) if e.name.startswith(prefix)]
     except OSError:
         return False
     for e in entries:
-        _stale_leftover(target.parent, e)  # with the name free, a set-aside output of a dead process goes back
+        _stale_leftover(target.parent, e, target.name)  # with the name free, a dead process's set-aside goes back
     return os.path.lexists(target)
 
 
-def _stale_leftover(parent: Path, e: os.DirEntry[str]) -> bool:
+def _stale_leftover(parent: Path, e: os.DirEntry[str], whole_name: str | None = None) -> bool:
     """Remove `e` if it is a leftover of a killed simfactory process (see clean_stale_temporaries); whether it was."""
     if e.name.startswith(f"{MARKER}.") or e.name.endswith(f"{_TEMP_INFIX}lock"):
         return _stale_file(Path(e.path), marker=e.name.startswith(f"{MARKER}."))
@@ -528,10 +526,10 @@ def _stale_leftover(parent: Path, e: os.DirEntry[str]) -> bool:
         except OSError:
             return False
     if e.name.rsplit(_TEMP_INFIX, 1)[1].startswith("old-"):
-        name = e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
+        name = whole_name or e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
         target = parent / name
         if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
-            if len(name) < _NAME_KEEP:
+            if whole_name is not None or len(name) < _NAME_KEEP:  # a cut name cannot say where it goes back
                 try:
                     os.rename(folder, target)
                 except OSError:
@@ -997,6 +995,7 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
     be a simfactory output (files are added to it; see `check_owned_dir`); otherwise it is replaced whole and
     must pass `check_output_dir`."""
     path = Path(path)
+    restore_set_aside(path)  # an earlier output a killed swap set aside is the one this write replaces
     if path.is_dir() and not path.is_symlink():
         clean_stale_temporaries(path, inside=True)  # a killed add's folder in it is ours (marker, dead owner)
     if existing:

@@ -1540,3 +1540,19 @@ def test_ctrl_c_in_a_rerun_sweep_after_its_swap_says_the_new_sweep_is_in_place(t
     monkeypatch.undo()
     assert res.exit_code == 130 and f"interrupted: the new sweep was written to {out}, whole" in res.output, res.output
     assert (out / "results.csv").is_file() and outputs.foreign_entry(out) is None
+
+
+def test_a_long_named_output_set_aside_by_a_cut_swap_comes_back(tmp_path, scenario, monkeypatch):
+    """Names of 80+ characters are cut in a temporary's name, so a set-aside earlier output could not say where it
+    went back: it stayed hidden for good. The next write to (or read of) that name puts it back."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / ("r" * 100)
+    assert run_out(scenario, out).exit_code == 0
+    earlier = (out / "summary.json").read_bytes()
+    _cut_swap(out, monkeypatch)
+    assert not out.exists()
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    assert outputs.restore_set_aside(out)
+    monkeypatch.undo()
+    assert (out / "summary.json").read_bytes() == earlier
