@@ -94,6 +94,11 @@ def _me() -> tuple[int, int | None]:
     return pid, _start_ticks(pid)
 
 
+def me() -> tuple[int, int | None]:
+    """This process as a marker names its writer: (pid, start time in clock ticks)."""
+    return _me()
+
+
 # ---------------------------------------------------------------------------------------------------- markers
 
 
@@ -339,7 +344,7 @@ def _not_in_an_output_folder(path: Path, flag: str) -> None:
         doc = read_marker(anc)
         if doc is not None and doc.get("state") == "complete":
             raise InputError(str(path), flag, f"is inside {anc}, the output of `simfactory {doc.get('command')}`, "
-                                              "which keeps only the files its marker lists: name a file outside it")
+                                              "which keeps only the files its marker lists: name a path outside it")
 
 
 def _not_reserved(path: Path, flag: str) -> None:
@@ -478,7 +483,8 @@ def clean_stale_temporaries(parent: Path, inside: bool = False) -> list[Path]:
         entries = list(os.scandir(parent))
     except OSError:
         return removed
-    for e in entries:
+    set_aside_first = sorted(entries, key=lambda e: f"{_TEMP_INFIX}old-" not in e.name)  # before their swap's tmp
+    for e in set_aside_first:
         if e.name.startswith(".") and _stale_leftover(Path(parent), e):
             removed.append(Path(e.path))
     doc = read_marker(Path(parent)) if inside else None
@@ -487,6 +493,16 @@ def clean_stale_temporaries(parent: Path, inside: bool = False) -> list[Path]:
         if sub.is_dir() and not sub.is_symlink():
             removed += clean_stale_temporaries(sub, inside=True)
     return removed
+
+
+def _swap_cut(parent: Path, old_name: str, owner: tuple[int, int | None]) -> bool:
+    """Whether the swap that set `old_name` aside was cut before its new output took the name: that output's
+    temporary, made by the same process, is still there."""
+    tmp_prefix = f"{old_name.rsplit(_TEMP_INFIX, 1)[0]}{_TEMP_INFIX}tmp-{owner[0]}-{owner[1] or 0}-"
+    try:
+        return any(n.startswith(tmp_prefix) for n in os.listdir(parent))
+    except OSError:
+        return False
 
 
 def restore_set_aside(target: Path) -> bool:
@@ -529,6 +545,8 @@ def _stale_leftover(parent: Path, e: os.DirEntry[str], whole_name: str | None = 
         name = whole_name or e.name[1:].rsplit(_TEMP_INFIX, 1)[0]  # the earlier output a swap set aside
         target = parent / name
         if not os.path.lexists(target):  # the swap was cut between its renames: the earlier output goes back
+            if not _swap_cut(parent, e.name, owner):
+                return False  # the new output took the name and is gone since (deleted): the earlier one stays aside
             if whole_name is not None or len(name) < _NAME_KEEP:  # a cut name cannot say where it goes back
                 try:
                     os.rename(folder, target)

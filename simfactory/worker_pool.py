@@ -14,14 +14,18 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
+from simfactory.errors import InputError
+from simfactory.outputs import _alive, _me
 
-def _worker_start(parent_pid: int) -> None:
+
+def _worker_start(parent: tuple[int, int | None]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    def watch() -> None:
-        while os.getppid() == parent_pid:
+    def watch() -> None:  # the command's process by pid and start time: a worker's parent may be a fork server
+        while _alive(*parent):
             time.sleep(1.0)
         os._exit(1)
 
@@ -30,10 +34,16 @@ def _worker_start(parent_pid: int) -> None:
 
 @contextmanager
 def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """A process pool whose workers end with this process; stopped at once if the block ends with an exception."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(os.getpid(),))
+    """A process pool whose workers end with this process; stopped at once if the block ends with an exception.
+    A worker that dies (the out-of-memory killer) is one line naming what was kept, not a traceback."""
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_me(),))
     try:
         yield pool
+    except BrokenProcessPool:
+        stop_pool(pool)
+        raise InputError("--jobs", "workers", "a worker process ended unexpectedly (out of memory, or killed): the "
+                                              "work finished so far is kept; run again (a sweep: with --resume), "
+                                              "with fewer --jobs if memory is short") from None
     except BaseException:
         stop_pool(pool)
         raise

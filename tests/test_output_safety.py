@@ -1159,8 +1159,8 @@ def test_ctrl_c_says_what_it_left(tmp_path, scenario, monkeypatch):
                          capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
     assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
-    assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'} (an earlier run there is "
-                                       "unchanged)") and not (tmp_path / "r").exists()
+    assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'}")  # there was none before
+    assert not (tmp_path / "r").exists()
     res = subprocess.run([sys.executable, "-c", code, "compare", str(scenario), str(scenario), "--out",
                           str(tmp_path / "c"), "-q"], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
@@ -1556,3 +1556,43 @@ def test_a_long_named_output_set_aside_by_a_cut_swap_comes_back(tmp_path, scenar
     assert outputs.restore_set_aside(out)
     monkeypatch.undo()
     assert (out / "summary.json").read_bytes() == earlier
+
+
+def test_worker_pools_work_whatever_the_start_method(tmp_path):
+    """The watchdog compared a worker's parent pid with the command's: under the forkserver start method (Python
+    3.14's default on Linux) every worker's parent is the fork server, so each ended at once and the pool broke."""
+    code = textwrap.dedent("""
+        import multiprocessing, sys
+        from simfactory.worker_pool import worker_pool
+        if __name__ == "__main__":
+            multiprocessing.set_start_method(sys.argv[1])
+            with worker_pool(2) as pool:
+                print(sorted(pool.map(abs, [-3, -1, -2])))
+    """)
+    script = tmp_path / "pool.py"
+    script.write_text(code)
+    for method in ("fork", "forkserver", "spawn"):
+        res = subprocess.run([sys.executable, str(script), method], capture_output=True, text=True, timeout=120,
+                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert res.returncode == 0 and res.stdout.strip() == "[1, 2, 3]", (method, res.stderr[-500:])
+
+
+def test_a_set_aside_output_whose_swap_finished_stays_aside_when_the_new_one_is_deleted(tmp_path, scenario,
+                                                                                      monkeypatch):
+    """Killed after the new output took the name but before the earlier one was removed, then the user deleted the
+    new one: a reader silently brought the older output back under the name. Only a cut swap (its new output's
+    temporary still there) gives the earlier output back."""
+    import simfactory.outputs as outputs
+
+    out = tmp_path / "r"
+    assert run_out(scenario, out).exit_code == 0
+    monkeypatch.setattr(outputs, "_remove_owned", lambda folder: None)  # killed before the earlier one went
+    assert run_out(scenario, out).exit_code == 0
+    monkeypatch.undo()
+    import shutil
+
+    shutil.rmtree(out)  # the user deletes the new output
+    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    assert not outputs.restore_set_aside(out)
+    monkeypatch.undo()
+    assert not out.exists() and [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]

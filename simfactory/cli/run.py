@@ -248,7 +248,8 @@ def _simulate_and_write(rs: Any, target: Path, seed: int | None, plots: bool, qu
                 rest = (f"; the trace {trace} was not (an earlier file there is unchanged)"
                         if trace is not None and not inside else ", whole")
                 raise interrupted(f"the run was written to {target}{rest}") from None
-            raise interrupted(f"nothing written to {target} (an earlier run there is unchanged)") from None
+            raise interrupted(f"nothing written to {target}" + (" (an earlier run there is unchanged)"
+                                                                if folder.path.exists() else "")) from None
     return metrics, wall_s, reps
 
 
