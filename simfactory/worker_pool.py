@@ -23,6 +23,7 @@ from simfactory.outputs import _alive, _me
 
 def _worker_start(parent: tuple[int, int | None]) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command's own handler (cli/main) is not a worker's
 
     def watch() -> None:  # the command's process by pid and start time: a worker's parent may be a fork server
         while _alive(*parent):

@@ -1596,3 +1596,26 @@ def test_a_set_aside_output_whose_swap_finished_stays_aside_when_the_new_one_is_
     assert not outputs.restore_set_aside(out)
     monkeypatch.undo()
     assert not out.exists() and [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]
+
+
+def test_sigterm_is_handled_as_an_interruption(tmp_path, scenario):
+    """SIGTERM (kill, timeout, a service stop) ended a command silently, its temporaries left for the next write;
+    now it runs the same clean-up as Ctrl-C, says what it left, and exits 143."""
+    code = textwrap.dedent("""
+        import os, signal, time
+        import simfactory.sim.run as sim_run
+
+        def terminated(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+
+        sim_run.simulate = terminated
+        from simfactory.cli.main import console
+        console()
+    """)
+    res = subprocess.run([sys.executable, "-c", code, "run", str(scenario), "--out", str(tmp_path / "r"), "-q"],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    assert res.returncode == 143 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'}")
+    assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]

@@ -100,6 +100,7 @@ def emit_json(path: str | None, doc: dict, force: bool | None = None, generator:
 EXIT_INPUT_ERROR = 2
 EXIT_OS_ERROR = 1  # the system refused a read or write no check foresaw (a full disk, a vanished mount)
 EXIT_INTERRUPTED = 130  # the shell's convention for Ctrl-C (128 + SIGINT)
+EXIT_TERMINATED = 143  # and for SIGTERM (128 + 15)
 _told_interrupt: list[str] = []  # what a command said of its interruption (console() says something otherwise)
 
 

@@ -6,6 +6,7 @@ The only module that knows all the others: command modules import simfactory.cli
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Annotated, Optional
 
@@ -94,8 +95,22 @@ def console() -> None:
     never a traceback."""
     from rich.markup import escape
 
-    from simfactory.cli.common import EXIT_INTERRUPTED, EXIT_OS_ERROR, err, input_errors, interrupt_told
+    from simfactory.cli.common import (
+        EXIT_INTERRUPTED,
+        EXIT_OS_ERROR,
+        EXIT_TERMINATED,
+        err,
+        input_errors,
+        interrupt_told,
+    )
 
+    terminated: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:  # `kill`, `timeout`, a service stop: as Ctrl-C, so every
+        terminated.append(signum)                        # writer cleans up and says what it left (it died silently)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         with input_errors():
             app()
@@ -111,6 +126,8 @@ def console() -> None:
             err.print("interrupted: every output this command was writing is as it was before it, or complete; "
                       "never half-written (a partly built one is removed by the next write there)", highlight=False,
                       soft_wrap=True)
+        if e.code == EXIT_INTERRUPTED and terminated:
+            sys.exit(EXIT_TERMINATED)
         raise
 
 
