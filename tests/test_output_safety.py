@@ -1144,26 +1144,13 @@ def test_ctrl_c_says_what_it_left(tmp_path, scenario, monkeypatch):
     assert f"interrupted: 1 finished row kept in {out / 'sweep.jsonl'}: the same command with --resume" in res.output
     monkeypatch.undo()
     assert runner.invoke(app, [*args, "--resume"]).exit_code == 0
-    code = textwrap.dedent("""
-        import sys
-        import simfactory.sim.run as sim_run
-
-        def interrupted(*a, **k):
-            raise KeyboardInterrupt
-
-        sim_run.simulate = interrupted
-        from simfactory.cli.main import console
-        console()
-    """)
-    res = subprocess.run([sys.executable, "-c", code, "run", str(scenario), "--out", str(tmp_path / "r"), "-q"],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    res = _console_with_simulate(tmp_path, "raise KeyboardInterrupt", "run", str(scenario), "--out",
+                                 str(tmp_path / "r"), "-q")
     assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'}")  # there was none before
     assert not (tmp_path / "r").exists()
-    res = subprocess.run([sys.executable, "-c", code, "compare", str(scenario), str(scenario), "--out",
-                          str(tmp_path / "c"), "-q"], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    res = _console_with_simulate(tmp_path, "raise KeyboardInterrupt", "compare", str(scenario), str(scenario),
+                                 "--out", str(tmp_path / "c"), "-q")
     assert res.returncode == 130 and "Traceback" not in res.stderr, res.stderr
     assert "interrupted: every output this command was writing is as it was before it, or complete" in res.stderr
 
@@ -1601,21 +1588,18 @@ def test_a_set_aside_output_whose_swap_finished_stays_aside_when_the_new_one_is_
 def test_sigterm_is_handled_as_an_interruption(tmp_path, scenario):
     """SIGTERM (kill, timeout, a service stop) ended a command silently, its temporaries left for the next write;
     now it runs the same clean-up as Ctrl-C, says what it left, and exits 143."""
-    code = textwrap.dedent("""
-        import os, signal, time
-        import simfactory.sim.run as sim_run
-
-        def terminated(*a, **k):
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(5)
-
-        sim_run.simulate = terminated
-        from simfactory.cli.main import console
-        console()
-    """)
-    res = subprocess.run([sys.executable, "-c", code, "run", str(scenario), "--out", str(tmp_path / "r"), "-q"],
-                         capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
+    res = _console_with_simulate(tmp_path, "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)", "run",
+                                 str(scenario), "--out", str(tmp_path / "r"), "-q")
     assert res.returncode == 143 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().endswith(f"interrupted: nothing written to {tmp_path / 'r'}")
     assert not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
+
+
+def _console_with_simulate(tmp_path: Path, body: str, *args: str) -> subprocess.CompletedProcess:
+    """The console entry run in a fresh interpreter with the simulator replaced by `body` (one line of statements),
+    HOME in tmp_path."""
+    code = ("import os, signal, time\nimport simfactory.sim.run as sim_run\n"
+            f"def patched(*a, **k):\n    {body}\n"
+            "sim_run.simulate = patched\nfrom simfactory.cli.main import console\nconsole()\n")
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO), "HOME": str(tmp_path)})
