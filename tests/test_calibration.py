@@ -439,13 +439,9 @@ def test_a_fit_outside_a_git_checkout_writes_its_profile(tmp_path, monkeypatch):
     assert written and "not a git checkout" in written[0].read_text()
 
 
-def test_a_profile_refit_of_another_kind_takes_its_old_tables_along(tmp_path):
-    """A step fit writes X.steps.csv beside X.yaml; a later fit of another kind (a batch table) wrote
-    X.batch-fit.csv and left X.steps.csv, which no profile named any more, so the next step fit was refused
-    ("not the file the profile beside it names"). The tables a replaced profile named, unchanged, go with it."""
-    import dataclasses
-
-    from simfactory.calibration.profile_writer import write_profile
+def _fitted_profile(tmp_path):
+    """A linear step fit written by `calibrate fit` into tmp_path/hp: its command line, the profiles folder, the
+    profile, its entry and the fit (to write again as another kind)."""
     from simfactory.config.loader import load_model_file
     from simfactory.config.profile import StepTimeEntry
 
@@ -455,10 +451,20 @@ def test_a_profile_refit_of_another_kind_takes_its_old_tables_along(tmp_path):
     args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
             "--profiles-dir", str(hp)]
     assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0
+    (target,) = (hp / "h100-sxm").glob("*.yaml")
+    return args, hp, target, load_model_file(StepTimeEntry, target), fit_step_time(steps, "linear")
+
+
+def test_a_profile_refit_of_another_kind_takes_its_old_tables_along(tmp_path):
+    """A step fit writes X.steps.csv beside X.yaml; a later fit of another kind (a batch table) wrote
+    X.batch-fit.csv and left X.steps.csv, which no profile named any more, so the next step fit was refused
+    ("not the file the profile beside it names"). The tables a replaced profile named, unchanged, go with it."""
+    import dataclasses
+
+    from simfactory.calibration.profile_writer import write_profile
+
+    args, hp, target, entry, step_fit = _fitted_profile(tmp_path)
     folder = hp / "h100-sxm"
-    (target,) = folder.glob("*.yaml")
-    entry = load_model_file(StepTimeEntry, target)
-    step_fit = fit_step_time(steps, "linear")
     write_profile(entry, dataclasses.replace(step_fit, kind="batch linear"), hp, "h100-sxm")
     assert {p.name for p in folder.iterdir()} == {target.name, target.name.replace(".yaml", ".batch-fit.csv")}
     mine = folder / target.name.replace(".yaml", ".steps.csv")
@@ -478,18 +484,8 @@ def test_a_profile_write_cut_anywhere_leaves_every_table_named(tmp_path, monkeyp
 
     import simfactory.calibration.profile_writer as writer
     from simfactory.calibration.profile_writer import write_profile
-    from simfactory.config.loader import load_model_file
-    from simfactory.config.profile import StepTimeEntry
 
-    steps = measure(FakeBackend(), design(QUICK, mixed_points=6), repetitions=6, warmup=0)
-    steps.to_csv(tmp_path / "steps.csv", index=False)
-    hp = tmp_path / "hp"
-    args = ["fit", str(tmp_path / "steps.csv"), "--sku", "h100-sxm", "--model", "llama-3.1-8b", "--fit", "linear",
-            "--profiles-dir", str(hp)]
-    assert CliRunner().invoke(calibrate_cli(), args).exit_code == 0
-    (target,) = (hp / "h100-sxm").glob("*.yaml")
-    entry = load_model_file(StepTimeEntry, target)
-    step_fit = fit_step_time(steps, "linear")
+    args, hp, target, entry, step_fit = _fitted_profile(tmp_path)
     real, calls = os.replace, []
 
     def cut(src, dst):
