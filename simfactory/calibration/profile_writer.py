@@ -126,19 +126,20 @@ def write_profile(entry: StepTimeEntry, fit: FitResult, profiles_dir: Path, sku:
         # first a profile naming the old CSVs and the new ones, so a kill at any point below leaves every CSV beside
         # it named (a later fit then replaces them); once they are in place, one naming the new ones alone
         both = new + sorted((f, h) for f, hs in earlier.items() for h in hs if (f, h) not in new)
-        for named in ([both] if both != new else []) + [new]:
+
+        def put_profile(named: list[tuple[str, str]]) -> None:
             companions = "".join(f"# companion {file} sha256:{digest}\n" for file, digest in named)
             (drafts / target.name).write_text(stamp_text(header + companions + yaml.safe_dump(doc, sort_keys=False),
                                                          at_line=1), encoding="utf-8")
             load_model_file(StepTimeEntry, drafts / target.name)  # loads back exactly as the simulator will read it
             os.replace(drafts / target.name, target)
-            if named is both:
-                for file in tables:
-                    os.replace(drafts / file, folder / file)
-                for f in earlier:  # no profile will name them any more (they would refuse the next fit)
-                    if f not in tables and _companion_proven(target, folder / f, earlier):
-                        (folder / f).unlink(missing_ok=True)
-        if both == new:
-            for file in tables:
-                os.replace(drafts / file, folder / file)
+
+        put_profile(both)
+        for file in tables:
+            os.replace(drafts / file, folder / file)
+        for f in earlier:  # no profile will name them any more (they would refuse the next fit)
+            if f not in tables and _companion_proven(target, folder / f, earlier):
+                (folder / f).unlink(missing_ok=True)
+        if both != new:
+            put_profile(new)
     return target
