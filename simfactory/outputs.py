@@ -60,6 +60,7 @@ _MAX_PROOF_BYTES = 256 << 20  # a file larger than this is not read to prove it 
 _STAMP = re.compile(rb"(?:# |<!-- )generator: simfactory [^\s\"'<>]+ sha256:([0-9a-f]{64})(?: -->)?")
 _STAMP_STYLES = (("# ", ""), ("<!-- ", " -->"))
 _EMPTY_STALE_S = 60.0  # an empty marker draft or lock file this old was left by a kill, not being written now
+_LOCK_RECORD_BYTES = 4096  # a lock record is one short JSON line (_lock_record)
 _MARKER_DRAFT = re.compile(re.escape(MARKER) + r"\.[0-9a-f]{8}\.tmp")  # a marker being written (_write_marker)
 _RANDOM = re.compile(r"[0-9a-f]{8}")  # the random tail of a temporary's name (_sibling)  # the comment forms a stamp line may take (stamp_text's callers)
 
@@ -572,19 +573,14 @@ def _stale_file(path: Path, marker: bool) -> bool:
         return False
     try:
         st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 1 << 20:
-            return False
-        doc = json.loads(path.read_bytes()) if st.st_size else None
-    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+    except OSError:
         return False
-    if doc is None and time.time() - st.st_mtime < _EMPTY_STALE_S:
-        return False  # empty, but maybe being written this instant by a live process
-    if doc is not None:
-        if not (isinstance(doc, dict) and str(doc.get("generator", "")).startswith("simfactory")
-                and isinstance(doc.get("pid"), int) and (marker or doc.get("lock") is True)):
-            return False
-        ticks = doc.get("pid_start_ticks")
-        if _alive(doc["pid"], ticks if isinstance(ticks, int) else None):
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
+        if time.time() - st.st_mtime < _EMPTY_STALE_S:
+            return False  # empty, but maybe being written this instant by a live process
+    else:
+        owner = _record_owner(path, lock=not marker, max_bytes=1 << 20)
+        if owner is None or _alive(*owner):
             return False
     if not marker and not _lock_is_free(path):
         return False
@@ -592,16 +588,27 @@ def _stale_file(path: Path, marker: bool) -> bool:
     return True
 
 
+def _record_owner(path: Path, lock: bool, max_bytes: int = _LOCK_RECORD_BYTES) -> tuple[int, int | None] | None:
+    """The process (pid, start ticks) that a record of ours at `path` (at most max_bytes) names: a lock record
+    (lock), else a marker; None for any other file."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    if not (isinstance(doc, dict) and str(doc.get("generator", "")).startswith("simfactory")
+            and isinstance(doc.get("pid"), int) and (doc.get("lock") is True or not lock)):
+        return None
+    ticks = doc.get("pid_start_ticks")
+    return doc["pid"], ticks if isinstance(ticks, int) else None
+
+
 def _live_lock(path: Path) -> bool:
     """Whether `path` is simfactory's lock record of a live process (one writing beside it now)."""
-    if not _is_lock_record(path):
-        return False
-    try:
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    ticks = doc.get("pid_start_ticks")
-    return _alive(doc["pid"], ticks if isinstance(ticks, int) else None)
+    owner = _record_owner(path, lock=True)
+    return owner is not None and _alive(*owner)
 
 
 def _lock_is_free(path: Path) -> bool:
@@ -663,15 +670,7 @@ def _lock_record() -> bytes:
 
 def _is_lock_record(path: Path) -> bool:
     """Whether the file at `path` is a lock simfactory made (its record, as _lock_record writes it)."""
-    try:
-        st = os.lstat(path)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 4096:
-            return False
-        doc = json.loads(path.read_bytes())
-    except (OSError, ValueError, UnicodeDecodeError):
-        return False
-    return (isinstance(doc, dict) and doc.get("lock") is True and str(doc.get("generator", "")).startswith("simfactory")
-            and isinstance(doc.get("pid"), int))
+    return _record_owner(path, lock=True) is not None
 
 
 def _open_lock(lock: Path, target: Path, flag: str) -> int:
@@ -769,33 +768,32 @@ class OutputFolder:
         into it), then swap it into place atomically; the earlier output, if any, is removed file by file.
         streamed: files the command goes on appending to after this (a sweep's rows; see `stream_file`): held to
         their bytes, not a stamp."""
-        tmp = _sibling(self.path, "tmp")
-        os.mkdir(tmp)  # mode 0o777 & ~umask
-        try:
-            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
-            build(tmp)
-            self._finish_marker(tmp, self.command, streamed)
-            check_output_dir(self.path, self.flag, self.command)  # again: the user may have added a file meanwhile
-            with _uninterrupted():  # Ctrl-C here waits until the swap is done (it left half a swap and wrong words)
-                if self.path.exists() and any(os.scandir(self.path)):
-                    old = _sibling(self.path, "old")
-                    os.rename(self.path, old)
-                    try:
-                        os.rename(tmp, self.path)
-                    except BaseException:
-                        os.rename(old, self.path)
-                        raise
-                    self.swapped = True
-                    _remove_owned(old)
-                else:
-                    os.rename(tmp, self.path)  # over an empty folder too (POSIX rename replaces one)
-                    self.swapped = True
-        except BaseException as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(exc, OSError):
+        with draft_folder(self.path, self.flag, clean=False) as tmp:  # output_folder cleaned beside it
+            try:
+                build(tmp)
+                self._finish_marker(tmp, self.command, streamed)
+                check_output_dir(self.path, self.flag, self.command)  # again: the user may have added a file since
+                self._swap_in(tmp)
+            except OSError as exc:
                 raise InputError(str(self.path), self.flag, f"could not be written ({exc.strerror or exc})") from None
-            raise
         return sorted(self.path.iterdir())
+
+    def _swap_in(self, tmp: Path) -> None:
+        """Rename the built folder into place; the earlier output, if any, set aside and removed file by file."""
+        with _uninterrupted():  # Ctrl-C here waits until the swap is done (it left half a swap and wrong words)
+            if self.path.exists() and any(os.scandir(self.path)):
+                old = _sibling(self.path, "old")
+                os.rename(self.path, old)
+                try:
+                    os.rename(tmp, self.path)
+                except BaseException:
+                    os.rename(old, self.path)
+                    raise
+                self.swapped = True
+                _remove_owned(old)
+            else:
+                os.rename(tmp, self.path)  # over an empty folder too (POSIX rename replaces one)
+                self.swapped = True
 
     def add(self, build: Callable[[Path], Any]) -> list[Path]:
         """Write more files into this simfactory-written folder: `build(tmp)` writes them into a hidden temporary
@@ -805,11 +803,8 @@ class OutputFolder:
         every file the marker accounts for."""
         clean_stale_temporaries(self.path)  # what a killed earlier add left
         check_owned_dir(self.path, self.flag)
-        tmp = _sibling(self.path / "add", "tmp")
-        os.mkdir(tmp)
         written = []
-        try:
-            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
+        with draft_folder(self.path / "add", self.flag, clean=False) as tmp:
             build(tmp)
             for e in sorted(os.scandir(tmp), key=lambda e: e.name):
                 if e.name == MARKER or not e.is_file(follow_symlinks=False):
@@ -825,17 +820,16 @@ class OutputFolder:
                 os.replace(e.path, final)
                 self._list(e.name, _file_stamp(final), pending=False)
                 written.append(final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return written
 
-    def _unchanged(self, name: str) -> bool:
-        """Whether the file `name` of this folder is as its marker holds it (its stamp, or a pending one)."""
+    def _unchanged(self, name: str, content: list[Any] | None = None) -> bool:
+        """Whether the file `name` of this folder is as its marker holds it (its stamp, or a pending one; a growing
+        file's bytes: `content`, its [size, sha256] when the caller has just hashed it)."""
         doc = read_marker(self.path)
         if doc is None or name not in doc["files"]:
             return False
         if name in doc["streamed"]:
-            return _content_state(self.path / name) in doc["streamed"][name]
+            return (content or _content_state(self.path / name)) in doc["streamed"][name]
         return _file_stamp(self.path / name) in (doc.get("stamps", {}).get(name), doc.get("pending", {}).get(name))
 
     @contextmanager
@@ -848,19 +842,15 @@ class OutputFolder:
         linked while it grows stops the command, left as it is. Once the block ends normally the file is stamped
         as finished (an edit from then on shows as one to any other file)."""
         final = self.path / name
-        tmp = _sibling(self.path / "add", "tmp")
-        os.mkdir(tmp)
-        try:
-            _write_marker(tmp, _marker_doc(self.command, [], [], "partial"))
+        with draft_folder(self.path / "add", self.flag, clean=False) as tmp:  # output_folder cleaned inside
             digest = _copy_hashing(final, tmp / name)
             state = [os.stat(tmp / name).st_size, digest.hexdigest()]
-            if not self._unchanged(name) or _content_state(final) != state:  # what was copied is what it wrote
+            # what was copied is what it wrote, and still what is there
+            if not self._unchanged(name, state) or _content_state(final) != state:
                 raise InputError(str(final), self.flag, "is not a file simfactory can prove it wrote as it is now "
                                                         "(changed since): left as it is")
             self._rewrite_marker(lambda doc: _set_streamed(doc, name, [state]))
             os.replace(tmp / name, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         fd = os.open(final, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)
         _parent_only_fds.add(fd)  # a forked worker does not keep it open
         try:
@@ -1030,12 +1020,14 @@ def output_folder(path: Path, command: str, flag: str = "--out", *, existing: bo
 
 
 @contextmanager
-def draft_folder(target: Path, flag: str) -> Iterator[Path]:
+def draft_folder(target: Path, flag: str, clean: bool = True) -> Iterator[Path]:
     """A hidden temporary folder of ours beside `target` (carrying our marker, so a killed run's leftover is
-    provably ours and the next write cleans it), for drafts checked before they are renamed into place; removed at
-    the end of the block, whatever happens inside it."""
+    provably ours and the next write cleans it), for drafts checked before they are renamed into place (or itself
+    renamed into place: OutputFolder.replace); removed at the end of the block, whatever happens inside it.
+    clean: first clean stale temporaries beside it (False: the caller just did)."""
     target = Path(target)
-    clean_stale_temporaries(target.parent)
+    if clean:
+        clean_stale_temporaries(target.parent)
     folder = _sibling(target, "tmp")
     try:
         os.mkdir(folder)
