@@ -54,10 +54,12 @@ description: >-
   $num_requests. Llama-3.3-70B runs on Llama-3.1-70B's kernel tables (the same shape). Not copied: Llama 4
   Scout/Maverick and Qwen3-30B-A3B (no model entry or no FP4 MoE tables), Qwen3-235B-A22B FP4 (its MoE FP4 layouts are
   not derived), the RTX 6000 Pro tables (no SKU), the 8B (no FP4 column). Added 2026-12-06 with the dense FP4 kernel
-  tables; none of its values was used to set a prior.
+  tables; none of its values was used to set a prior. Engine: the tensorrt-llm preset (its PyTorch flow: "Starting with
+  v0.19, testing was performed using the PyTorch backend", the page's Command Overview; overlap scheduler on, no
+  TensorRT all-reduce plugin); until 2026-12-07 the tensorrt-llm-0 preset of the TensorRT-engine releases (-5.4% then).
 source: {SOURCE}
 as_of: '2025'
-engine: tensorrt-llm-0
+engine: tensorrt-llm
 engine_version: '1.0'
 mode: offline
 points:
