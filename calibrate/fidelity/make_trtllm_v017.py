@@ -25,7 +25,12 @@ ROOT = HERE.parent.parent
 SOURCE = ("https://github.com/NVIDIA/TensorRT-LLM/blob/258c7540c03517def55d9a5aadfa9288af474e1b/docs/source/"
           "performance/perf-overview.md")
 GIB = 1024**3
-KV_FRACTION = 0.90  # as trtllm-perf-overview.yaml: the throughput command's default (the page: 0.95 "in majority")
+# The KV-cache fraction the page's runs used, for the engine limits and the KV cache alike: 0.95. v0.17's flow builds
+# its engine with `trtllm-bench build --dataset`, whose tuning call passes no fraction (get_benchmark_engine_settings'
+# default, 0.95), and the page runs it "In majority of cases" at --kv_cache_free_gpu_mem_fraction 0.95 ("We fall back
+# to 0.90 if we hit an out of memory issue"); 1.0's PyTorch flow tunes with the throughput command's fraction, 0.95
+# "In many cases" (the default 0.90 the fallback). 0.90, the command's default, until 2026-12-07.
+KV_FRACTION = 0.95
 # "$num_requests" per ISL/OSL ("Preparing a Dataset")
 REQUESTS = {(128, 128): 30000, (128, 2048): 3000, (128, 4096): 1500, (2048, 128): 3000, (2048, 2048): 1500,
             (5000, 500): 1500, (1000, 1000): 3000, (500, 2000): 3000, (20000, 2000): 1000}
@@ -142,8 +147,10 @@ description: >-
   token-norm-dist, stdev 0). Engines built by trtllm-bench build with the dataset (FP8 with FP8 KV cache; the A100
   column is FP16), whose tuning heuristic sets max_batch_size and max_num_tokens: each point's max_num_seqs and
   max_num_batched_tokens, computed as for trtllm-perf-overview.yaml (the script reproduces that suite's 48 points),
-  with the throughput command's default --kv_cache_free_gpu_mem_fraction 0.90 (the page: 0.95 "in majority of
-  cases", falling back to 0.90). requests: the page's $num_requests for each input/output length. Copied: Llama-3.1
+  at a KV-cache fraction of 0.95: trtllm-bench build's own (its tuning call passes none; the default of
+  get_benchmark_engine_settings in tensorrt_llm/bench/build/build.py) and the page's --kv_cache_free_gpu_mem_fraction
+  "In majority of cases" (0.90, the fallback on out-of-memory, until 2026-12-07: 6.6% / +2.6% then); the KV cache
+  too (deployment gpu_memory_utilization, the engine's free-memory fraction). requests: the page's $num_requests for each input/output length. Copied: Llama-3.1
   8B (TP1), 70B (TP1-8) and 405B (TP8, H200) in every column the page fills for them; not copied: GH200 (no SKU),
   Mistral 7B and Mixtral 8x22B (no model entry), Mixtral 8x7B (no MoE kernel tables for this engine). L40S at TP 4-8: the
   profile's all-reduce (a server with GPU peer-to-peer, hardware_profiles/l40s.yaml), not the kernel tables'.
@@ -152,6 +159,7 @@ as_of: '2025-02'
 engine: tensorrt-llm-0
 engine_version: '0.17'
 mode: offline
+deployment: {{gpu_memory_utilization: 0.95}}
 points:
 """
 
