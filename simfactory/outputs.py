@@ -48,6 +48,7 @@ from typing import Any
 
 from simfactory.version import __version__
 from simfactory.errors import InputError
+from simfactory.processes import alive, this_process
 
 MARKER = ".simfactory-output.json"
 GENERATOR = f"simfactory {__version__}"
@@ -65,47 +66,12 @@ _MARKER_DRAFT = re.compile(re.escape(MARKER) + r"\.[0-9a-f]{8}\.tmp")  # a marke
 _RANDOM = re.compile(r"[0-9a-f]{8}")  # the random tail of a temporary's name (_sibling)  # the comment forms a stamp line may take (stamp_text's callers)
 
 
-# ---------------------------------------------------------------------------------------------------- processes
-
-
-def _start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (Linux /proc), to tell a live owner from a reused pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-        return int(text.rsplit(")", 1)[1].split()[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _alive(pid: int, start_ticks: int | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    if start_ticks is None:
-        return True
-    now = _start_ticks(pid)
-    return now is None or now == start_ticks
-
-
-def _me() -> tuple[int, int | None]:
-    pid = os.getpid()
-    return pid, _start_ticks(pid)
-
-
-def me() -> tuple[int, int | None]:
-    """This process as a marker names its writer: (pid, start time in clock ticks)."""
-    return _me()
-
-
 # ---------------------------------------------------------------------------------------------------- markers
 
 
 def _marker_doc(command: str, files: list[str], folders: list[str], state: str,
                 stamps: dict[str, list[int]] | None = None) -> dict[str, Any]:
-    pid, ticks = _me()
+    pid, ticks = this_process()
     return {"generator": GENERATOR, "command": command, "state": state, "pid": pid, "pid_start_ticks": ticks,
             "written_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": sorted(files),
             "folders": sorted(folders), "stamps": dict(sorted((stamps or {}).items()))}
@@ -224,7 +190,7 @@ def foreign_entry(folder: Path) -> str | None:
                 continue
             return f"{name}/{inner or MARKER}"
         owner = _owner(name)
-        if (owner is not None and _alive(*owner)) or (name.endswith(f"{_TEMP_INFIX}lock") and _live_lock(p)):
+        if (owner is not None and alive(*owner)) or (name.endswith(f"{_TEMP_INFIX}lock") and _live_lock(p)):
             return f"{name} ({_LIVE_WRITER})"
         return name
     return None
@@ -431,7 +397,7 @@ def check_output_file(path: Path, flag: str, force: bool = False, force_flag: bo
 
 
 def _sibling(target: Path, kind: str) -> Path:
-    pid, ticks = _me()
+    pid, ticks = this_process()
     return target.parent / f".{_short_name(target.name)}{_TEMP_INFIX}{kind}-{pid}-{ticks or 0}-{secrets.token_hex(4)}"
 
 
@@ -527,7 +493,7 @@ def _stale_leftover(parent: Path, e: os.DirEntry[str], whole_name: str | None = 
     if e.name.startswith(f"{MARKER}.") or e.name.endswith(f"{_TEMP_INFIX}lock"):
         return _stale_file(Path(e.path), marker=e.name.startswith(f"{MARKER}."))
     owner = _owner(e.name)
-    if owner is None or _alive(*owner) or not e.is_dir(follow_symlinks=False):
+    if owner is None or alive(*owner) or not e.is_dir(follow_symlinks=False):
         return False
     folder = Path(e.path)
     doc = read_marker(folder)
@@ -580,7 +546,7 @@ def _stale_file(path: Path, marker: bool) -> bool:
             return False  # empty, but maybe being written this instant by a live process
     else:
         owner = _record_owner(path, lock=not marker, max_bytes=1 << 20)
-        if owner is None or _alive(*owner):
+        if owner is None or alive(*owner):
             return False
     if not marker and not _lock_is_free(path):
         return False
@@ -608,7 +574,7 @@ def _record_owner(path: Path, lock: bool, max_bytes: int = _LOCK_RECORD_BYTES) -
 def _live_lock(path: Path) -> bool:
     """Whether `path` is simfactory's lock record of a live process (one writing beside it now)."""
     owner = _record_owner(path, lock=True)
-    return owner is not None and _alive(*owner)
+    return owner is not None and alive(*owner)
 
 
 def _lock_is_free(path: Path) -> bool:
@@ -664,7 +630,7 @@ os.register_at_fork(after_in_child=_let_go_of_locks_in_child)
 
 
 def _lock_record() -> bytes:
-    pid, ticks = _me()
+    pid, ticks = this_process()
     return json.dumps({"generator": GENERATOR, "lock": True, "pid": pid, "pid_start_ticks": ticks}).encode()
 
 

@@ -18,15 +18,15 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
 from simfactory.errors import InputError
-from simfactory.outputs import _alive, _me
+from simfactory.processes import ProcessId, alive, this_process
 
 
-def _worker_start(parent: tuple[int, int | None]) -> None:
+def _worker_start(parent: ProcessId) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the command's own handler (cli/main) is not a worker's
 
     def watch() -> None:  # the command's process by pid and start time: a worker's parent may be a fork server
-        while _alive(*parent):
+        while alive(*parent):
             time.sleep(1.0)
         os._exit(1)
 
@@ -37,7 +37,7 @@ def _worker_start(parent: tuple[int, int | None]) -> None:
 def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A process pool whose workers end with this process; stopped at once if the block ends with an exception.
     A worker that dies (the out-of-memory killer) is one line naming what was kept, not a traceback."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(_me(),))
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_start, initargs=(this_process(),))
     try:
         yield pool
     except BrokenProcessPool:

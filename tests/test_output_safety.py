@@ -449,15 +449,15 @@ def test_regress_json_is_never_a_baseline_or_the_tolerances_it_reads(tmp_path, s
 
 def test_temporaries_older_than_their_process_only(tmp_path):
     """The owner test behind cleaning: a pid that is alive with the same start time owns its temporary."""
-    from simfactory.outputs import _alive, _start_ticks
+    from simfactory.processes import alive, start_ticks
 
     me = os.getpid()
-    assert _alive(me, _start_ticks(me))
-    assert not _alive(me, (_start_ticks(me) or 0) + 12345)  # same pid, another process start: reused pid
+    assert alive(me, start_ticks(me))
+    assert not alive(me, (start_ticks(me) or 0) + 12345)  # same pid, another process start: reused pid
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     time.sleep(0.05)
-    assert not _alive(proc.pid, None)
+    assert not alive(proc.pid, None)
 
 
 def test_calibrate_fit_refuses_a_profile_the_user_wrote_with_one_line(tmp_path):
@@ -743,7 +743,7 @@ def test_an_interrupted_report_leaves_a_folder_simfactory_can_still_write(tmp_pa
             folder.add(lambda tmp: [(tmp / n).write_text(n) for n in ("a.txt", "b.txt", "c.txt")])
     monkeypatch.undo()
     assert len(moved) == 2 and any(".simfactory-tmp-" in p.name for p in out.iterdir())
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)  # the interrupted writer is gone, as after kill -9
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)  # the interrupted writer is gone, as after kill -9
     assert runner.invoke(app, ["report", str(out)]).exit_code == 0
     monkeypatch.undo()
     assert not any(".simfactory-tmp-" in p.name for p in out.iterdir()) and outputs.foreign_entry(out) is None
@@ -773,7 +773,7 @@ def test_a_swap_cut_between_its_renames_gives_the_earlier_output_back(tmp_path, 
             folder.replace(lambda tmp: (tmp / "summary.json").write_text("{}"))
     monkeypatch.undo()
     assert not out.exists()
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)  # that writer is gone
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)  # that writer is gone
     outputs.clean_stale_temporaries(tmp_path)
     monkeypatch.undo()
     assert snapshot(out) == earlier and not [p for p in tmp_path.iterdir() if ".simfactory-" in p.name]
@@ -918,7 +918,7 @@ def test_a_set_aside_output_is_kept_when_the_user_made_its_name_again(tmp_path, 
     _cut_swap(out, monkeypatch)
     out.mkdir()
     (out / "mine.txt").write_text("mine")
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     removed = outputs.clean_stale_temporaries(tmp_path)  # the new output's temporary, never moved in
     monkeypatch.undo()
     assert [p.name for p in removed if ".simfactory-old-" in p.name] == []
@@ -942,7 +942,7 @@ def test_a_finished_temporary_loses_only_what_its_marker_lists(tmp_path, monkeyp
     (partial / "half.json").write_text("{")
     empty = tmp_path / ".out.simfactory-tmp-99999-0-abcd1236"
     empty.mkdir()  # killed before its marker was written
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     removed = outputs.clean_stale_temporaries(tmp_path)
     monkeypatch.undo()
     assert set(removed) == {partial, empty}
@@ -976,7 +976,7 @@ def test_leftover_marker_drafts_and_locks_are_cleaned_only_when_provably_ours(tm
     try:
         removed = set(outputs.clean_stale_temporaries(tmp_path, inside=True))  # records of a live process: kept
         assert removed == {empty_old}
-        monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+        monkeypatch.setattr(outputs, "alive", lambda *a: False)
         removed |= set(outputs.clean_stale_temporaries(tmp_path))
         removed |= set(outputs.clean_stale_temporaries(out))
     finally:
@@ -1010,7 +1010,7 @@ def test_a_report_killed_inside_a_compare_does_not_block_the_compare(tmp_path, s
             folder.add(killed)
     monkeypatch.undo()
     assert outputs.foreign_entry(out) is not None
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     res = runner.invoke(app, args)
     monkeypatch.undo()
     assert res.exit_code == 0, res.output
@@ -1028,7 +1028,7 @@ def test_a_set_aside_output_is_removed_once_its_swap_finished(tmp_path, scenario
     assert run_out(scenario, out).exit_code == 0
     monkeypatch.undo()
     (aside,) = [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     assert outputs.clean_stale_temporaries(tmp_path) == [aside]
     monkeypatch.undo()
     assert not aside.exists() and outputs.foreign_entry(out) is None
@@ -1165,7 +1165,7 @@ def test_a_command_reading_an_output_a_cut_swap_set_aside_finds_it(tmp_path, sce
     earlier = (out / "summary.json").read_bytes()
     _cut_swap(out, monkeypatch)
     assert not out.exists()
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     res = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "x.html")])
     monkeypatch.undo()
     assert res.exit_code == 0, res.output
@@ -1308,7 +1308,7 @@ def test_a_temporary_killed_while_its_first_marker_was_written_is_cleaned(tmp_pa
     tmp.mkdir()
     (tmp / f"{MARKER}.0123abcd.tmp").write_text('{"generator": "simf')
     assert outputs.foreign_entry(out) is not None
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     assert outputs.clean_stale_temporaries(out) == [tmp]
     monkeypatch.undo()
     assert outputs.foreign_entry(out) is None
@@ -1388,7 +1388,7 @@ def test_a_second_writer_during_a_report_is_told_another_process_is_writing(tmp_
 
     out = tmp_path / "r"
     assert run_out(scenario, out).exit_code == 0
-    pid, ticks = outputs._me()
+    pid, ticks = outputs.this_process()
     live = out / f".add.simfactory-tmp-{pid}-{ticks or 0}-abcd1234"
     live.mkdir()
     outputs._write_marker(live, outputs._marker_doc("report", [], [], "partial"))
@@ -1434,7 +1434,7 @@ def test_a_sweep_set_aside_by_a_cut_swap_stays_the_earlier_sweep(tmp_path, scena
     assert runner.invoke(app, args).exit_code == 130
     monkeypatch.undo()
     assert not out.exists()
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     grid = Path(args[3])
     spec = validate(SweepSpec, yaml.safe_load(grid.read_text()), str(grid))
 
@@ -1539,7 +1539,7 @@ def test_a_long_named_output_set_aside_by_a_cut_swap_comes_back(tmp_path, scenar
     earlier = (out / "summary.json").read_bytes()
     _cut_swap(out, monkeypatch)
     assert not out.exists()
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     assert outputs.restore_set_aside(out)
     monkeypatch.undo()
     assert (out / "summary.json").read_bytes() == earlier
@@ -1579,7 +1579,7 @@ def test_a_set_aside_output_whose_swap_finished_stays_aside_when_the_new_one_is_
     import shutil
 
     shutil.rmtree(out)  # the user deletes the new output
-    monkeypatch.setattr(outputs, "_alive", lambda *a: False)
+    monkeypatch.setattr(outputs, "alive", lambda *a: False)
     assert not outputs.restore_set_aside(out)
     monkeypatch.undo()
     assert not out.exists() and [p for p in tmp_path.iterdir() if ".simfactory-old-" in p.name]

@@ -78,7 +78,8 @@ def sweep(
 def _interruption_told(out_dir: Path, resume: bool) -> Iterator[None]:
     """Ctrl-C: say what is kept. A sweep run over an earlier one (no --resume) leaves it as it was; a sweep that
     streams into its folder keeps the rows it finished, and --resume goes on from them."""
-    from simfactory.outputs import me, read_marker, restore_set_aside
+    from simfactory.outputs import read_marker, restore_set_aside
+    from simfactory.processes import this_process
     from simfactory.plan.sweep import ROWS_FILE
 
     rows = Path(out_dir) / ROWS_FILE
@@ -88,7 +89,7 @@ def _interruption_told(out_dir: Path, resume: bool) -> Iterator[None]:
         yield
     except KeyboardInterrupt:
         doc = read_marker(Path(out_dir)) or {}
-        if earlier and [doc.get("pid"), doc.get("pid_start_ticks")] == list(me()):  # this process's swap was done
+        if earlier and [doc.get("pid"), doc.get("pid_start_ticks")] == list(this_process()):  # this process's swap was done
             raise interrupted(f"the new sweep was written to {out_dir}, whole (it replaced the earlier one)") from None
         if earlier:
             raise interrupted(f"the earlier sweep in {out_dir} is as it was (run it again to replace it)") from None
