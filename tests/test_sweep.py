@@ -254,3 +254,25 @@ def test_an_interrupted_parallel_sweep_stops_its_workers_at_once(setup):
         _run(path, grid, tmp / "o", jobs=2, on_row=interrupt)
     assert {p.pid for p in multiprocessing.active_children()} <= before
     assert len((tmp / "o" / ROWS_FILE).read_text().splitlines()) == 1
+
+
+def test_a_refused_results_write_names_the_file(tmp_path, monkeypatch):
+    """pyarrow's OSError on a full disk carries no file name, so the sweep's one error line named none: it names
+    results.parquet now; an error that names its file keeps it."""
+    from simfactory.plan import sweep
+
+    def full(self, path, **kw):
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", full)
+    with pytest.raises(OSError) as e:
+        sweep._write_results(pd.DataFrame({"a": [1]}), tmp_path)
+    assert e.value.filename == "results.parquet" and "No space left on device" in str(e.value)
+
+    def named(self, path, **kw):
+        raise OSError(28, "No space left on device", "/mnt/full/x")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", named)
+    with pytest.raises(OSError) as e:
+        sweep._write_results(pd.DataFrame({"a": [1]}), tmp_path)
+    assert e.value.filename == "/mnt/full/x"

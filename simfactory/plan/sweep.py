@@ -256,8 +256,15 @@ def _rows_and_results(append: Callable[[bytes], None], rows: list[dict[str, Any]
 
 
 def _write_results(table: pd.DataFrame, folder: Path) -> None:
-    table.to_parquet(folder / "results.parquet", index=False)
-    table.to_csv(folder / "results.csv", index=False)
+    """results.parquet and results.csv; a write the system refuses (a full disk) names the file it was writing:
+    pyarrow's errors carry no file name, so the command's one error line named none."""
+    for name, write in (("results.parquet", table.to_parquet), ("results.csv", table.to_csv)):
+        try:
+            write(folder / name, index=False)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), name) from exc
 
 
 SUMMARY_METRICS = {  # results column -> (header with its unit, scale)
