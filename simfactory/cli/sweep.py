@@ -78,13 +78,12 @@ def sweep(
 def _interruption_told(out_dir: Path, resume: bool) -> Iterator[None]:
     """Ctrl-C: say what is kept. A sweep run over an earlier one (no --resume) leaves it as it was; a sweep that
     streams into its folder keeps the rows it finished, and --resume goes on from them."""
-    from simfactory.outputs import read_marker, restore_set_aside
+    from simfactory.outputs import read_marker
+    from simfactory.plan.sweep import ROWS_FILE, replaces_earlier
     from simfactory.processes import this_process
-    from simfactory.plan.sweep import ROWS_FILE
 
     rows = Path(out_dir) / ROWS_FILE
-    restore_set_aside(Path(out_dir))  # as the sweep will: an earlier sweep a killed swap set aside is the earlier one
-    earlier = not resume and rows.is_file()
+    earlier = replaces_earlier(Path(out_dir), resume)  # the sweep's own decision, taken the same way before it starts
     try:
         yield
     except KeyboardInterrupt:

@@ -192,9 +192,8 @@ def run_sweep(
     interrupted one can be resumed)."""
     todo = plan_jobs(scenario, scenario_file, spec, spec_file)
     key = _spec_key(scenario, spec, scenario_file)
-    restore_set_aside(Path(out_dir))  # an earlier sweep a killed swap set aside counts as the earlier one
+    earlier = replaces_earlier(Path(out_dir), resume)
     existing = resume and (Path(out_dir) / ROWS_FILE).is_file()
-    earlier = not resume and (Path(out_dir) / ROWS_FILE).is_file()
     with output_folder(Path(out_dir), "sweep", existing=existing) as folder:
         if earlier:
             found: list[pd.DataFrame] = []
@@ -213,6 +212,14 @@ def run_sweep(
             table = _rows_and_results(append, rows, todo, executor, jobs, ray_address, on_row)
         folder.add(lambda tmp: _write_results(table, tmp))
     return table
+
+
+def replaces_earlier(out_dir: Path, resume: bool) -> bool:
+    """Whether a sweep into out_dir is built beside an earlier sweep there and swapped in at the end (run without
+    --resume over its rows), so that an interrupted one leaves the earlier as it was. An earlier sweep that a killed
+    swap set aside is put back first and counts."""
+    restore_set_aside(out_dir)
+    return not resume and (out_dir / ROWS_FILE).is_file()
 
 
 def _appender(f: Any) -> Callable[[bytes], None]:
