@@ -11,7 +11,7 @@ from simfactory.paths import DEFAULT_SCENARIO
 from simfactory.resolve import ResolvedScenario, load_scenario, resolve
 from simfactory.sim.run import DEFAULT_KEEP_LOGS, ProgressFn, SimResult, simulate
 
-__all__ = ["load_scenario", "prepare", "run", "simulate_metrics", "Result", "DEFAULT_SCENARIO"]
+__all__ = ["load_scenario", "prepare", "run", "simulate_metrics", "step_tables", "Result", "DEFAULT_SCENARIO"]
 
 
 class Result(RunMetrics):
@@ -104,3 +104,40 @@ def simulate_metrics(
         return run_sharded(rs, seed, jobs, executor, ray_address, progress, trace_tasks=trace_tasks)
     result = simulate(rs, seed=seed, progress=progress, keep_logs=keep_logs)
     return compute_metrics(result, trace_tasks=trace_tasks), result
+
+
+DEFAULT_CONTEXT_TOKENS, DEFAULT_PROMPT_TOKENS = 2048, 1024  # a deployment no class with lengths is aimed at
+
+
+def _lengths(rs: ResolvedScenario, index: int) -> tuple[int, int]:
+    """Typical (KV tokens a decoding sequence reads, prompt tokens) for a deployment's steps: the mean prompt plus
+    half the mean answer, and the mean prompt, over the classes with lengths sent straight to it (else over every
+    class with lengths; else defaults)."""
+    with_lengths = [c for c in rs.classes if c.input_tokens is not None and c.output_tokens is not None]
+    mine = [c for c in with_lengths if c.deployment_index == index] or with_lengths
+    if not mine:
+        return DEFAULT_CONTEXT_TOKENS, DEFAULT_PROMPT_TOKENS
+    prompt = sum(c.input_tokens.mean() for c in mine) / len(mine)  # type: ignore[union-attr]
+    answer = sum(c.output_tokens.mean() for c in mine) / len(mine)  # type: ignore[union-attr]
+    return max(round(prompt + answer / 2), 1), max(round(prompt), 1)
+
+
+def step_tables(rs: ResolvedScenario) -> dict[str, list[dict[str, object]]]:
+    """Per deployment (and its prefill replicas, disaggregated): what one engine step costs at typical loads and of
+    what (hardware/step_table.py), the loads sized from its limits, KV cache and traffic's lengths.
+
+    Example:
+        >>> simfactory.step_tables(simfactory.prepare())["llama8b"][0]   # {'load': 'decode 1 x ... KV', 'step_ms': ...}
+    """
+    from simfactory.hardware.step_table import step_rows, typical_loads
+
+    tables: dict[str, list[dict[str, object]]] = {}
+    for d in rs.deployments:
+        context, prompt = _lengths(rs, d.index)
+        for name, part in ((d.config.name, d), (f"{d.config.name} (prefill)", d.prefill)):
+            if part is None:
+                continue
+            c = part.config
+            loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt)
+            tables[name] = step_rows(part.step_time, loads)
+    return tables

@@ -48,21 +48,27 @@ RayAddressOption = Annotated[Optional[str], typer.Option(
 def validate(
     scenario: ScenarioArg = None,
     out_json: Annotated[Optional[str], typer.Option("--json", help=JSON_HELP + " (what the scenario resolved to)")] = None,
+    steps: Annotated[bool, typer.Option("--steps", help="Also print what one engine step of each deployment costs at "
+                                        "typical loads (decode batches, prefill chunks, a mixed step), and of what "
+                                        "(overhead, GEMMs, all-reduce, attention, an eager prefill's launch wait).")]
+    = False,
 ) -> None:
     """Check a scenario file (schema, references, profiles, workloads, memory fit) without running it.
 
-    Example: simfactory validate scenarios/default.yaml
+    Example: simfactory validate scenarios/default.yaml --steps
     """
-    from simfactory.api import prepare
+    from simfactory.api import prepare, step_tables
 
     json_target(out_json, inputs=[scenario])
     with input_errors():
         rs = prepare(scenario)
+    tables = step_tables(rs) if steps else {}
     emit_json(out_json, {"file": rs.file, "scenario": rs.scenario.name, "valid": True, "warnings": rs.warnings,
                          "deployments": [{"name": d.config.name, "model": d.config.model, "sku": d.profile.sku,
                                           "replicas": d.config.replicas, "tp": d.config.tp,
                                           "kv_capacity_tokens": d.kv_capacity_tokens,
-                                          "step_time_source": d.step_time_source} for d in rs.deployments]})
+                                          "step_time_source": d.step_time_source} for d in rs.deployments],
+                         **({"steps": tables} if steps else {})})
     out.print(f"[green]ok[/green] {rs.file}: scenario {rs.scenario.name!r} is valid")
     for d in rs.deployments:
         out.print(
@@ -70,7 +76,39 @@ def validate(
             f"KV {d.kv_capacity_tokens:,} tokens/replica, step time: {d.step_time_source}",
             highlight=False,
         )
+    for name, rows in tables.items():
+        print_table(_step_table(name, rows))
     print_warnings(rs.warnings)
+
+
+# a step's parts (hardware/step_table.py): short headers, so that the table fits 80 columns, and what each is
+STEP_PARTS = {"overhead": ("ovh", "engine overhead"), "linear": ("GEMM", "linear layers"),
+              "allreduce": ("AR", "all-reduce"), "logits": ("head", "LM head"),
+              "decode_attention": ("dec att", "decode attention"), "prefill_attention": ("pre att", "prompt attention"),
+              "attention": ("attn", "attention"), "communication": ("comm", "collectives"),
+              "launch_wait": ("launch", "an eager prefill waiting for its kernel launches"),
+              "busiest_rank": ("busiest", "what the attention rank holding the most prompt tokens adds"),
+              "prefill_tokens": ("prompt", "per prompt token"), "decode_seqs": ("seqs", "per decoding sequence"),
+              "kv_read": ("KV", "per KV token read")}
+
+
+def _step_table(name: str, rows: list[dict[str, Any]]) -> Table:
+    """One deployment's step costs (simfactory.api.step_tables): a row per load, its parts where the step-time model
+    has parts, all in ms."""
+    from rich import box
+
+    parts = list(dict.fromkeys(p for r in rows for p in (r["parts_ms"] or {})))
+    caption = ("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
+               "this step-time model has no parts to show: its totals only")
+    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each)",
+              caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("load", "step", "tok/s", *(STEP_PARTS.get(p, (p,))[0] for p in parts)):
+        t.add_column(col, justify="left" if col == "load" else "right")
+    for r in rows:
+        own = r["parts_ms"] or {}
+        t.add_row(r["load"], f"{r['step_ms']:,.1f}", f"{r['tokens_per_s']:,.0f}",
+                  *(f"{own[p]:,.1f}" if p in own else "" for p in parts))
+    return t
 
 
 def run(

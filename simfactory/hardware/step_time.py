@@ -119,6 +119,13 @@ class LinearModel(StepTimeModel):
             + s.s_per_attn_pair * load.prefill_attn_pairs
         )
 
+    def breakdown_s(self, load: StepLoad) -> dict[str, float]:
+        """The fitted terms of the step in seconds; they add up to step_s."""
+        s = self.spec
+        return {"overhead": s.overhead_s, "prefill_tokens": s.s_per_prefill_token * load.prefill_tokens,
+                "decode_seqs": s.s_per_decode_seq * load.decode_seqs, "kv_read": s.s_per_kv_token * load.kv_tokens_read,
+                "prefill_attention": s.s_per_attn_pair * load.prefill_attn_pairs}
+
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         s = self.spec
         a_s = s.overhead_s + s.s_per_decode_seq * decode_seqs + s.s_per_kv_token * kv0
@@ -315,6 +322,19 @@ class RooflineModel(StepTimeModel):
         if load.prefill_tokens and step < self.factors.prefill_floor_s:
             return self.factors.prefill_floor_s
         return step
+
+    def breakdown_s(self, load: StepLoad) -> dict[str, float]:
+        """The step's parts in seconds (for reports and tests, not the hot path); they add up to step_s."""
+        tokens = load.prefill_tokens + load.decode_seqs
+        out = {"overhead": self.factors.step_overhead_s, "linear": self.linear_s(tokens),
+               "attention": self.attention_s(load.kv_tokens_read + load.prefill_attn_pairs,
+                                             load.kv_tokens_read + load.prefill_tokens),
+               "communication": self.communication_s(tokens) if self.communicates else 0.0,  # type: ignore[attr-defined]
+               "busiest_rank": self.busiest_rank_s(load) if self.dp_attention > 1 and load.prefill_tokens else 0.0,
+               "launch_wait": 0.0}
+        if load.prefill_tokens:  # the GPU waits for the host's kernel launches of an eager prefill forward
+            out["launch_wait"] = max(0.0, self.factors.prefill_floor_s - sum(out.values()))
+        return out
 
     def busiest_rank_s(self, load: StepLoad) -> float:
         """What the busiest attention group's whole prompts add to the even split the rest of step_s prices

@@ -1,0 +1,65 @@
+"""What one engine step of a deployment costs at a few typical loads, and of what (`simfactory validate --steps`).
+
+A forecast that looks off starts here: the step-time model a deployment resolved to (measured kernel tables plus
+the engine's overhead, a roofline, a calibrated fit) priced at decode batches and prefill chunks sized from the
+deployment's own limits and its traffic's lengths, with each part of the step where the model has parts (which
+term dominates, where an eager prefill's launch floor binds, how a decode step grows with the batch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+
+DECODE_BATCHES = (1, 8, 32, 128, 512)  # decode batches priced, besides the deployment's own largest
+PROMPT_TOKENS = (512, 2048)  # single prompts priced, besides the traffic's mean prompt and the whole step budget
+
+
+def _prompts(n: int, length: int) -> StepLoad:
+    """n whole prompts of `length` tokens in one step (no earlier context)."""
+    return StepLoad(n * length, 0, 0.0, n * length * (length + 1) / 2.0)
+
+
+def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
+                  prompt_tokens: int) -> list[tuple[str, StepLoad]]:
+    """Labelled loads of one step: decode batches (each sequence reading `context_tokens` of KV) up to what the
+    sequence limit and the KV cache allow, single prompts (short, the traffic's mean `prompt_tokens`, the whole
+    step budget), the budget filled with prompts of the mean length, and a mixed step (half the largest batch
+    decoding beside a prompt chunk that fills the rest of the budget). Prompts longer than the budget are left
+    out (an engine chunks them)."""
+    context = max(int(context_tokens), 1)
+    budget = max(int(max_num_batched_tokens), 1)
+    most = max(1, min(int(max_num_seqs), int(kv_capacity_tokens) // context or 1))
+    loads = [(f"decode {b:,} x {context:,}", StepLoad(0, b, float(b * context), 0.0))
+             for b in sorted({b for b in DECODE_BATCHES if b < most} | {most})]
+    mean = max(int(prompt_tokens), 1)
+    for length in sorted({*PROMPT_TOKENS, mean, budget}):
+        if length <= budget:
+            loads.append((f"prefill 1 x {length:,}", _prompts(1, length)))
+    n = budget // mean
+    if n >= 2:
+        loads.append((f"prefill {n:,} x {mean:,}", _prompts(n, mean)))
+    half = max(most // 2, 1)
+    chunk = budget - half
+    if chunk > 0:
+        mixed = StepLoad(chunk, half, float(half * context), chunk * (chunk + 1) / 2.0)
+        loads.append((f"mixed {half:,} x {context:,}+{chunk:,}", mixed))
+    return loads
+
+
+def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[dict[str, Any]]:
+    """Each load's step time, tokens computed per second (prompt tokens + decoded tokens over the step) and, where
+    the model has them, its parts in milliseconds (they add up to the step; `parts_ms` None where it has none)."""
+    breakdown: Callable[[StepLoad], dict[str, float]] | None = getattr(model, "breakdown_s", None)
+    rows = []
+    for label, load in loads:
+        step_s = model.step_s(load)
+        parts = None
+        if breakdown is not None:
+            parts = {name: s * 1e3 for name, s in breakdown(load).items() if s}
+        rows.append({"load": label, "prefill_tokens": load.prefill_tokens, "decode_seqs": load.decode_seqs,
+                     "kv_tokens_read": load.kv_tokens_read, "step_ms": step_s * 1e3,
+                     "tokens_per_s": (load.prefill_tokens + load.decode_seqs) / step_s if step_s > 0 else 0.0,
+                     "parts_ms": parts})
+    return rows

@@ -1,0 +1,80 @@
+"""`simfactory validate --steps`: what one engine step costs at typical loads, and of what."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from simfactory.api import prepare, step_tables
+from simfactory.cli import app
+from simfactory.config.profile import LinearStepTime
+from simfactory.hardware.step_table import step_rows, typical_loads
+from simfactory.hardware.step_time import LinearModel, StepLoad
+from simfactory.paths import SCENARIOS_DIR
+
+# measured kernels (dense, TP1), a roofline MoE on AMD, kernel tables with 64-way DP attention and a disaggregated
+# prefill pool, pipeline parallelism, speculative decoding (a model without parts)
+SCENARIOS = ["default", "frontier-r1-fp8-8xmi355x", "frontier-r1-fp4-gb200-nvl72-disagg", "stack-70b-tp2-pp2",
+             "stack-speculative"]
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_steps_parts_add_up_to_the_step_it_costs(name):
+    """Every part the step-time model names is a share of the step: they add up to step_s, for kernel tables (with
+    the eager-prefill launch wait and the busiest attention rank), rooflines and calibrated fits alike."""
+    rs = prepare(SCENARIOS_DIR / f"{name}.yaml")
+    tables = step_tables(rs)
+    assert set(tables) >= {d.config.name for d in rs.deployments}
+    for rows in tables.values():
+        for r in rows:
+            assert r["step_ms"] > 0 and r["tokens_per_s"] == pytest.approx(
+                (r["prefill_tokens"] + r["decode_seqs"]) / (r["step_ms"] / 1e3))
+            if r["parts_ms"] is not None:
+                assert sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"], rel=1e-9), (name, r)
+
+
+def test_a_calibrated_fit_shows_its_own_terms():
+    fit = LinearStepTime(overhead_s=0.004, s_per_prefill_token=6e-5, s_per_decode_seq=1e-4, s_per_kv_token=3e-8,
+                         s_per_attn_pair=1e-9)
+    load = StepLoad(prefill_tokens=512, decode_seqs=8, kv_tokens_read=8000.0, prefill_attn_pairs=512 * 513 / 2)
+    (row,) = step_rows(LinearModel(fit), [("x", load)])
+    assert row["parts_ms"] == pytest.approx({"overhead": 4.0, "prefill_tokens": 512 * 6e-2, "decode_seqs": 0.8,
+                                             "kv_read": 8000 * 3e-5, "prefill_attention": 512 * 513 / 2 * 1e-6})
+    assert row["step_ms"] == pytest.approx(sum(row["parts_ms"].values()))
+
+
+def test_typical_loads_stay_within_the_deployments_limits():
+    """Decode batches up to the sequence limit and what the KV cache holds at that context (the largest of them
+    included), no single prompt past the step budget, and the mixed step exactly fills the budget."""
+    loads = dict(typical_loads(max_num_seqs=256, max_num_batched_tokens=8192, kv_capacity_tokens=100_000,
+                               context_tokens=1000, prompt_tokens=3000))
+    decode = [ld for ld in loads.values() if ld.prefill_tokens == 0]
+    assert [ld.decode_seqs for ld in decode] == [1, 8, 32, 100]  # 100 x 1,000 tokens fill the KV cache
+    assert all(ld.kv_tokens_read == ld.decode_seqs * 1000 for ld in decode)
+    single = [k for k in loads if k.startswith("prefill 1 x")]
+    assert single == ["prefill 1 x 512", "prefill 1 x 2,048", "prefill 1 x 3,000", "prefill 1 x 8,192"]
+    assert loads["prefill 2 x 3,000"].prefill_tokens == 6000
+    mixed = loads["mixed 50 x 1,000+8,142"]
+    assert mixed.prefill_tokens + mixed.decode_seqs == 8192
+    assert all(ld.prefill_tokens <= 8192 for ld in loads.values())
+    tiny = typical_loads(max_num_seqs=4, max_num_batched_tokens=256, kv_capacity_tokens=10, context_tokens=1000,
+                         prompt_tokens=1000)
+    assert [k for k, ld in tiny if ld.prefill_tokens == 0] == ["decode 1 x 1,000"]  # never an empty batch
+    assert not [k for k, ld in tiny if k.startswith("prefill 1 x 1,000")]  # longer than the budget: chunked
+
+
+def test_validate_steps_prints_and_writes_each_deployments_steps(tmp_path):
+    scenario = str(SCENARIOS_DIR / "frontier-r1-fp4-gb200-nvl72-disagg.yaml")
+    res = CliRunner().invoke(app, ["validate", scenario, "--steps", "--json", str(tmp_path / "v.json")])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "r1: one engine step, ms" in text and "r1 (prefill): one engine step, ms" in text
+    assert "launch: an eager prefill waiting for its kernel launches" in text
+    doc = json.loads((tmp_path / "v.json").read_text())
+    assert set(doc["steps"]) == {"r1", "r1 (prefill)"}
+    assert all(r["parts_ms"] for r in doc["steps"]["r1"])
+    plain = CliRunner().invoke(app, ["validate", scenario, "--json", str(tmp_path / "p.json")])
+    assert plain.exit_code == 0 and "one engine step" not in plain.output
+    assert "steps" not in json.loads((tmp_path / "p.json").read_text())
