@@ -545,6 +545,22 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
     return out
 
 
+def point_steps(suite: FidelitySuite, point_id: str) -> tuple[str, list[dict[str, Any]]] | None:
+    """What one engine step of the deployment a suite's point runs on costs at typical loads, sized from the
+    point's limits and its own lengths, and of what (simfactory.api.step_tables), with the step-time label: where a
+    point's error comes from (`simfactory fidelity SUITE --steps ID`). None if the suite has no such point."""
+    from simfactory.api import step_tables
+
+    point = next((p for p in suite.points if p.id == point_id), None)
+    if point is None:
+        return None
+    scenario = point_scenario(point, suite.engine, point.max_num_seqs or suite.max_num_seqs,
+                              point.max_num_batched_tokens or suite.max_num_batched_tokens,
+                              {"process": "constant", "rate_per_s": 1.0}, 10.0)
+    rs = resolve(scenario)
+    return rs.deployments[0].step_time_source, step_tables(rs)[rs.deployments[0].config.name]
+
+
 # the suite-level settings a point's simulation reads besides its own fields (setup_key): two suites' points repeat
 # each other only when these agree too
 SUITE_SETTINGS = ("engine", "engine_version", "max_num_seqs", "max_num_batched_tokens", "requests_per_client")

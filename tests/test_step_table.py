@@ -78,3 +78,23 @@ def test_validate_steps_prints_and_writes_each_deployments_steps(tmp_path):
     plain = CliRunner().invoke(app, ["validate", scenario, "--json", str(tmp_path / "p.json")])
     assert plain.exit_code == 0 and "one engine step" not in plain.output
     assert "steps" not in json.loads((tmp_path / "p.json").read_text())
+
+
+def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites():
+    """`fidelity SUITE --steps ID` prices the point's own deployment at loads sized from its limits and lengths
+    (a one-batch point of 16 prompts of 512 tokens: decode batches up to 16 at 768 tokens of KV); an unknown id is one
+    error line naming ids that exist."""
+    from simfactory.fidelity import FIDELITY_DIR, load_suite, point_steps
+
+    suite = FIDELITY_DIR / "sglang-one-batch-h200.yaml"
+    point = "sgl-pr14764-dsv31-fp8-h200-tp8-bs16-512-512"
+    label, rows = point_steps(load_suite(suite), point)
+    assert label.startswith("measured kernels") and "sglang" in label
+    assert [r["load"] for r in rows if not r["prefill_tokens"]] == ["decode 1 x 768", "decode 8 x 768", "decode 16 x 768"]
+    assert all(sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"]) for r in rows)
+    res = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", point])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert f"sglang-one-batch-h200 / {point}: step time: measured kernels" in text and "predicted vs measured" not in text
+    bad = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", "bs16"])
+    assert bad.exit_code == 2 and "no point of that id" in bad.output and point in bad.output

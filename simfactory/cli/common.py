@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -201,3 +202,32 @@ def check_engine(engine: str, spec_file: Path | None = None) -> None:
         raise InputError("--engine", "", f"unknown engine {engine!r}: a scenario could not use the profile "
                                          f"(engines: {', '.join(sorted(engines))})")
 
+
+# a step's parts (hardware/step_table.py): short headers, so that the table fits 80 columns, and what each is
+STEP_PARTS = {"overhead": ("ovh", "engine overhead"), "linear": ("GEMM", "linear layers"),
+              "allreduce": ("AR", "all-reduce"), "logits": ("head", "LM head"),
+              "decode_attention": ("dec att", "decode attention"), "prefill_attention": ("pre att", "prompt attention"),
+              "attention": ("attn", "attention"), "communication": ("comm", "collectives"),
+              "launch_wait": ("launch", "an eager prefill waiting for its kernel launches"),
+              "busiest_rank": ("busiest", "what the attention rank holding the most prompt tokens adds"),
+              "prefill_tokens": ("prompt", "per prompt token"), "decode_seqs": ("seqs", "per decoding sequence"),
+              "kv_read": ("KV", "per KV token read")}
+
+
+def step_table(name: str, rows: list[dict[str, Any]]) -> Table:
+    """One deployment's step costs (simfactory.api.step_tables): a row per load, its parts where the step-time model
+    has parts, all in ms."""
+    from rich import box
+
+    parts = list(dict.fromkeys(p for r in rows for p in (r["parts_ms"] or {})))
+    caption = ("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
+               "this step-time model has no parts to show: its totals only")
+    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each)",
+              caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col in ("load", "step", "tok/s", *(STEP_PARTS.get(p, (p,))[0] for p in parts)):
+        t.add_column(col, justify="left" if col == "load" else "right")
+    for r in rows:
+        own = r["parts_ms"] or {}
+        t.add_row(r["load"], f"{r['step_ms']:,.1f}", f"{r['tokens_per_s']:,.0f}",
+                  *(f"{own[p]:,.1f}" if p in own else "" for p in parts))
+    return t

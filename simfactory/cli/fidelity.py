@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table
+from simfactory.cli.common import JSON_HELP, emit_json, err, input_errors, json_target, out, print_table, step_table
 from simfactory.errors import InputError
 from simfactory.fidelity_bar import BAR_BIAS, BAR_MAPE, against_bar
 
@@ -31,6 +31,9 @@ def fidelity(
         "--record", help="Also write the record CI holds the suites to and reports cite as evidence "
         "(calibrate/fidelity/recorded.json) from this run; replaces only a record simfactory wrote, or with --force.")] = None,
     note: Annotated[str, typer.Option("--note", help="With --record: what changed since the last record.")] = "",
+    steps: Annotated[Optional[str], typer.Option(
+        "--steps", help="Run nothing: print what one engine step of this point's deployment costs at typical loads "
+        "(sized from its limits and lengths) and of what, to see where its error comes from.")] = None,
 ) -> None:
     """Simulate published measurements and print predicted vs measured, with MAPE per suite and profile source.
 
@@ -41,6 +44,8 @@ def fidelity(
     from simfactory.fidelity import breakdowns, load_suite, shipped_suites, summarize, summarize_by_source
     from simfactory.fidelity_record import leaning
 
+    if steps is not None:
+        return _print_point_steps(suites or shipped_suites(), steps)
     json_target(out_json, force)
     with input_errors():
         paths = suites or shipped_suites()
@@ -88,6 +93,28 @@ def fidelity(
                          "points": [{**dataclasses.asdict(r), "error": r.error, "optimism": r.optimism,
                                      "regime": r.regime} for r in results]},
               force)
+
+
+def _print_point_steps(paths: list[Path], point_id: str) -> None:
+    """`--steps ID`: the step costs of the point's deployment (simfactory.fidelity.point_steps), from the first
+    suite holding it; a point no suite holds is an input error naming a few that exist."""
+    from simfactory.fidelity import load_suite, point_steps
+
+    ids: list[str] = []
+    with input_errors():
+        for path in paths:
+            suite = load_suite(path)
+            found = point_steps(suite, point_id)
+            if found is not None:
+                label, rows = found
+                out.print(f"{suite.name} / {point_id}: step time: {label}", highlight=False, markup=False,
+                          soft_wrap=True)
+                print_table(step_table(point_id, rows))
+                return
+            ids += [p.id for p in suite.points]
+        near = [i for i in ids if point_id.lower() in i.lower()][:5] or ids[:5]
+        raise InputError("--steps", point_id, f"no point of that id in the {len(paths)} suite file(s); e.g. "
+                                              f"{', '.join(near)}")
 
 
 def _check_record_target(record: Path | None, note: str, out_json: str | None, paths: list[Path], force: bool) -> None:
