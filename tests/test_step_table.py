@@ -80,7 +80,7 @@ def test_validate_steps_prints_and_writes_each_deployments_steps(tmp_path):
     assert "steps" not in json.loads((tmp_path / "p.json").read_text())
 
 
-def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites():
+def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites(tmp_path):
     """`fidelity SUITE --steps ID` prices the point's own deployment at loads sized from its limits and lengths
     (a one-batch point of 16 prompts of 512 tokens: decode batches up to 16 at 768 tokens of KV); an unknown id is one
     error line naming ids that exist."""
@@ -98,3 +98,6 @@ def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites():
     assert f"sglang-one-batch-h200 / {point}: step time: measured kernels" in text and "predicted vs measured" not in text
     bad = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", "bs16"])
     assert bad.exit_code == 2 and "no point of that id" in bad.output and point in bad.output
+    record = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", point, "--record", str(tmp_path / "r.json")])
+    assert record.exit_code == 2 and "runs no suite, so it writes no --record" in " ".join(record.output.split())
+    assert not (tmp_path / "r.json").exists()

@@ -45,7 +45,7 @@ def fidelity(
     from simfactory.fidelity_record import leaning
 
     if steps is not None:
-        return _print_point_steps(suites or shipped_suites(), steps)
+        return _print_point_steps(suites or shipped_suites(), steps, {"--json": out_json, "--record": record})
     json_target(out_json, force)
     with input_errors():
         paths = suites or shipped_suites()
@@ -95,13 +95,18 @@ def fidelity(
               force)
 
 
-def _print_point_steps(paths: list[Path], point_id: str) -> None:
+def _print_point_steps(paths: list[Path], point_id: str, outputs: dict[str, object]) -> None:
     """`--steps ID`: the step costs of the point's deployment (simfactory.fidelity.point_steps), from the first
-    suite holding it; a point no suite holds is an input error naming a few that exist."""
+    suite holding it; a point no suite holds is an input error naming a few that exist. It runs no suite, so it
+    writes none of the run's `outputs` (a flag given with it is refused, not ignored)."""
     from simfactory.fidelity import load_suite, point_steps
 
     ids: list[str] = []
     with input_errors():
+        given = [flag for flag, value in outputs.items() if value is not None]
+        if given:
+            raise InputError("--steps", point_id, f"runs no suite, so it writes no {' or '.join(given)}: drop "
+                                                  f"{'them' if len(given) > 1 else 'it'}, or --steps")
         for path in paths:
             suite = load_suite(path)
             found = point_steps(suite, point_id)
