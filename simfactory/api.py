@@ -109,35 +109,53 @@ def simulate_metrics(
 DEFAULT_CONTEXT_TOKENS, DEFAULT_PROMPT_TOKENS = 2048, 1024  # a deployment no class with lengths is aimed at
 
 
-def _lengths(rs: ResolvedScenario, index: int) -> tuple[int, int]:
-    """Typical (KV tokens a decoding sequence reads, prompt tokens) for a deployment's steps: the mean prompt plus
-    half the mean answer, and the mean prompt, over the classes with lengths sent straight to it (else over every
-    class with lengths; else defaults)."""
-    with_lengths = [c for c in rs.classes if c.input_tokens is not None and c.output_tokens is not None]
-    mine = [c for c in with_lengths if c.deployment_index == index] or with_lengths
-    if not mine:
-        return DEFAULT_CONTEXT_TOKENS, DEFAULT_PROMPT_TOKENS
-    prompt = sum(c.input_tokens.mean() for c in mine) / len(mine)  # type: ignore[union-attr]
-    answer = sum(c.output_tokens.mean() for c in mine) / len(mine)  # type: ignore[union-attr]
-    return max(round(prompt + answer / 2), 1), max(round(prompt), 1)
+def _lengths(rs: ResolvedScenario, index: int) -> tuple[int, int, str]:
+    """Typical (KV tokens a decoding sequence reads, prompt tokens) for a deployment's steps, and where they come
+    from: the mean prompt plus half the mean answer, and the mean prompt, weighted by the classes' traffic weights,
+    over the plain classes sent straight to it; for one that only agent tasks call, defaults (an agent's context
+    grows call by call); else over every plain class with lengths (through routes); else defaults."""
+    plain = [c for c in rs.classes if c.input_tokens is not None and c.output_tokens is not None]
+    mine = [c for c in plain if c.deployment_index == index]
+    agents = any(t.kind == "deployment" and t.index == index for c in rs.classes for t in c.roles.values())
+    if mine:
+        why = "its traffic's mean lengths"
+    elif agents or not plain:
+        return DEFAULT_CONTEXT_TOKENS, DEFAULT_PROMPT_TOKENS, (
+            "default lengths: agent tasks call it, their context growing call by call" if agents
+            else "default lengths: no class with lengths")
+    else:
+        mine, why = plain, "the mean lengths of all traffic (it is reached through routes)"
+    weight = sum(c.config.weight for c in mine)
+    prompt = sum(c.config.weight * c.input_tokens.mean() for c in mine) / weight  # type: ignore[union-attr]
+    answer = sum(c.config.weight * c.output_tokens.mean() for c in mine) / weight  # type: ignore[union-attr]
+    return max(round(prompt + answer / 2), 1), max(round(prompt), 1), why
 
 
-def step_tables(rs: ResolvedScenario) -> dict[str, list[dict[str, object]]]:
-    """Per deployment (and its prefill replicas, disaggregated): what one engine step costs at typical loads and of
-    what (hardware/step_table.py), the loads sized from its limits, KV cache and traffic's lengths.
+def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
+    """Per deployment (and apart, a disaggregated one's prefill pool): what one engine step costs at typical loads
+    and of what (hardware/step_table.py), the loads sized from its limits, KV cache and traffic's lengths
+    (`lengths` says whence); a pool that only decodes or only prefills gets those rows alone. `note` says what a
+    row means where it is not one plain step (speculative decoding: the cycle's time per token it yields).
 
     Example:
-        >>> simfactory.step_tables(simfactory.prepare())["llama8b"][0]   # {'load': 'decode 1 x ... KV', 'step_ms': ...}
+        >>> simfactory.step_tables(simfactory.prepare())["llama8b"]["rows"][0]   # {'load': 'decode 1 x 291', ...}
     """
+    from simfactory.hardware.speculative import SpeculativeModel
     from simfactory.hardware.step_table import step_rows, typical_loads
 
-    tables: dict[str, list[dict[str, object]]] = {}
+    tables: dict[str, dict[str, object]] = {}
     for d in rs.deployments:
-        context, prompt = _lengths(rs, d.index)
-        for name, part in ((d.config.name, d), (f"{d.config.name} (prefill)", d.prefill)):
-            if part is None:
-                continue
+        context, prompt, why = _lengths(rs, d.index)
+        parts = [(d.config.name, d, True, d.prefill is None)]
+        if d.prefill is not None:
+            parts.append((f"{d.config.name} (prefill)", d.prefill, False, True))
+        for name, part, decode, prefill in parts:
             c = part.config
-            loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt)
-            tables[name] = step_rows(part.step_time, loads)
+            loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt,
+                                  decode=decode, prefill=prefill)
+            st = part.step_time
+            note = (f"speculative decoding: a decode row is a draft-and-verify cycle's time per token it yields "
+                    f"({st.tokens_per_step:.2f} a cycle)" if isinstance(st, SpeculativeModel) else None)
+            tables[name] = {"context_tokens": context, "prompt_tokens": prompt, "lengths": why, "note": note,
+                            "rows": step_rows(part.step_time, loads)}
     return tables

@@ -545,7 +545,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
     return out
 
 
-def point_steps(suite: FidelitySuite, point_id: str) -> tuple[str, list[dict[str, Any]]] | None:
+def point_steps(suite: FidelitySuite, point_id: str) -> tuple[str, dict[str, Any]] | None:
     """What one engine step of the deployment a suite's point runs on costs at typical loads, sized from the
     point's limits and its own lengths, and of what (simfactory.api.step_tables), with the step-time label: where a
     point's error comes from (`simfactory fidelity SUITE --steps ID`). None if the suite has no such point."""

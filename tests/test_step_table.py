@@ -15,9 +15,10 @@ from simfactory.hardware.step_time import LinearModel, StepLoad
 from simfactory.paths import SCENARIOS_DIR
 
 # measured kernels (dense, TP1), a roofline MoE on AMD, kernel tables with 64-way DP attention and a disaggregated
-# prefill pool, pipeline parallelism, speculative decoding (a model without parts)
+# prefill pool, pipeline parallelism, speculative decoding
+# (a model without parts), serving beside a training job (its parts and what the job adds)
 SCENARIOS = ["default", "frontier-r1-fp8-8xmi355x", "frontier-r1-fp4-gb200-nvl72-disagg", "stack-70b-tp2-pp2",
-             "stack-speculative"]
+             "stack-speculative", "training-from-hardware"]
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -27,12 +28,27 @@ def test_a_steps_parts_add_up_to_the_step_it_costs(name):
     rs = prepare(SCENARIOS_DIR / f"{name}.yaml")
     tables = step_tables(rs)
     assert set(tables) >= {d.config.name for d in rs.deployments}
-    for rows in tables.values():
-        for r in rows:
-            assert r["step_ms"] > 0 and r["tokens_per_s"] == pytest.approx(
-                (r["prefill_tokens"] + r["decode_seqs"]) / (r["step_ms"] / 1e3))
-            if r["parts_ms"] is not None:
-                assert sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"], rel=1e-9), (name, r)
+    for d in rs.deployments:
+        for part, table in ((d, tables[d.config.name]), (d.prefill, tables.get(f"{d.config.name} (prefill)"))):
+            if part is None:
+                continue
+            c = part.config
+            for r in table["rows"]:
+                assert r["step_ms"] > 0 and r["tokens_per_s"] == pytest.approx(
+                    (r["prefill_tokens"] + r["decode_seqs"]) / (r["step_ms"] / 1e3))
+                if r["parts_ms"] is not None:
+                    assert sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"], rel=1e-9), (name, r)
+                prompts = r["prefill_tokens"] // max(table["prompt_tokens"], 1) if r["prefill_tokens"] else 0
+                assert r["decode_seqs"] + max(prompts, 1 if r["prefill_tokens"] else 0) <= c.max_num_seqs, r
+                assert r["prefill_tokens"] + r["decode_seqs"] <= c.max_num_batched_tokens, r
+                assert r["prefill_tokens"] + r["kv_tokens_read"] <= part.kv_capacity_tokens, r
+    if name == "frontier-r1-fp4-gb200-nvl72-disagg":  # each pool gets the steps it runs
+        assert all(r["prefill_tokens"] == 0 for r in tables["r1"]["rows"])
+        assert all(r["decode_seqs"] == 0 for r in tables["r1 (prefill)"]["rows"])
+    if name == "stack-speculative":
+        assert "draft-and-verify cycle's time per token" in tables["llama8b"]["note"]
+    if name == "training-from-hardware":
+        assert any("beside_training" in (r["parts_ms"] or {}) for t in tables.values() for r in t["rows"])
 
 
 def test_a_calibrated_fit_shows_its_own_terms():
@@ -59,9 +75,16 @@ def test_typical_loads_stay_within_the_deployments_limits():
     mixed = loads["mixed 50 x 1,000+8,142"]
     assert mixed.prefill_tokens + mixed.decode_seqs == 8192
     assert all(ld.prefill_tokens <= 8192 for ld in loads.values())
-    tiny = typical_loads(max_num_seqs=4, max_num_batched_tokens=256, kv_capacity_tokens=10, context_tokens=1000,
+    one = dict(typical_loads(max_num_seqs=1, max_num_batched_tokens=8192, kv_capacity_tokens=100_000,
+                             context_tokens=1000, prompt_tokens=200))
+    assert all(ld.decode_seqs <= 1 for ld in one.values()) and "prefill 40 x 200" not in one  # one sequence a step
+    assert not [k for k in one if k.startswith("mixed")]  # no room for a prompt beside a decoding sequence
+    tight = typical_loads(max_num_seqs=256, max_num_batched_tokens=8192, kv_capacity_tokens=852,
+                          context_tokens=3549, prompt_tokens=3399)
+    assert [k for k, _ in tight] == ["decode 1 x 852", "prefill 1 x 512", "prefill 1 x 852"]  # the KV cache binds
+    tiny = typical_loads(max_num_seqs=4, max_num_batched_tokens=256, kv_capacity_tokens=10_000, context_tokens=1000,
                          prompt_tokens=1000)
-    assert [k for k, ld in tiny if ld.prefill_tokens == 0] == ["decode 1 x 1,000"]  # never an empty batch
+    assert [k for k, ld in tiny if ld.prefill_tokens == 0] == ["decode 1 x 1,000", "decode 4 x 1,000"]
     assert not [k for k, ld in tiny if k.startswith("prefill 1 x 1,000")]  # longer than the budget: chunked
 
 
@@ -71,10 +94,10 @@ def test_validate_steps_prints_and_writes_each_deployments_steps(tmp_path):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "r1: one engine step, ms" in text and "r1 (prefill): one engine step, ms" in text
-    assert "launch: an eager prefill waiting for its kernel launches" in text
+    assert "wait: an eager prefill waiting for its kernel launches" in text
     doc = json.loads((tmp_path / "v.json").read_text())
     assert set(doc["steps"]) == {"r1", "r1 (prefill)"}
-    assert all(r["parts_ms"] for r in doc["steps"]["r1"])
+    assert all(r["parts_ms"] for r in doc["steps"]["r1"]["rows"]) and doc["steps"]["r1"]["context_tokens"] > 0
     plain = CliRunner().invoke(app, ["validate", scenario, "--json", str(tmp_path / "p.json")])
     assert plain.exit_code == 0 and "one engine step" not in plain.output
     assert "steps" not in json.loads((tmp_path / "p.json").read_text())
@@ -88,8 +111,10 @@ def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites(tmp
 
     suite = FIDELITY_DIR / "sglang-one-batch-h200.yaml"
     point = "sgl-pr14764-dsv31-fp8-h200-tp8-bs16-512-512"
-    label, rows = point_steps(load_suite(suite), point)
+    label, table = point_steps(load_suite(suite), point)
+    rows = table["rows"]
     assert label.startswith("measured kernels") and "sglang" in label
+    assert (table["context_tokens"], table["prompt_tokens"]) == (768, 512)  # 512 in, 512 out: 512 + 512 / 2
     assert [r["load"] for r in rows if not r["prefill_tokens"]] == ["decode 1 x 768", "decode 8 x 768", "decode 16 x 768"]
     assert all(sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"]) for r in rows)
     res = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", point])
@@ -98,6 +123,10 @@ def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites(tmp
     assert f"sglang-one-batch-h200 / {point}: step time: measured kernels" in text and "predicted vs measured" not in text
     bad = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", "bs16"])
     assert bad.exit_code == 2 and "no point of that id" in bad.output and point in bad.output
-    record = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", point, "--record", str(tmp_path / "r.json")])
-    assert record.exit_code == 2 and "runs no suite, so it writes no --record" in " ".join(record.output.split())
+    for flags, named in ((["--record", str(tmp_path / "r.json")], "--record"), (["--note", "x"], "--note"),
+                         (["--requests", "50", "--force"], "--requests, --force")):
+        res = CliRunner().invoke(app, ["fidelity", str(suite), "--steps", point, *flags])
+        assert res.exit_code == 2 and f"runs no suite: {named} would be ignored" in " ".join(res.output.split())
     assert not (tmp_path / "r.json").exists()
+    missing = CliRunner().invoke(app, ["fidelity", str(suite), str(tmp_path / "none.yaml"), "--steps", point])
+    assert missing.exit_code == 2 and "none.yaml" in missing.output  # every suite named is read, not only up to the point

@@ -206,28 +206,37 @@ def check_engine(engine: str, spec_file: Path | None = None) -> None:
 # a step's parts (hardware/step_table.py): short headers, so that the table fits 80 columns, and what each is
 STEP_PARTS = {"overhead": ("ovh", "engine overhead"), "linear": ("GEMM", "linear layers"),
               "allreduce": ("AR", "all-reduce"), "logits": ("head", "LM head"),
-              "decode_attention": ("dec att", "decode attention"), "prefill_attention": ("pre att", "prompt attention"),
+              "decode_attention": ("dec", "decode attention"), "prefill_attention": ("pre", "prompt attention"),
               "attention": ("attn", "attention"), "communication": ("comm", "collectives"),
-              "launch_wait": ("launch", "an eager prefill waiting for its kernel launches"),
-              "busiest_rank": ("busiest", "what the attention rank holding the most prompt tokens adds"),
+              "launch_wait": ("wait", "an eager prefill waiting for its kernel launches"),
+              "busiest_rank": ("rank", "what the attention rank holding the most prompt tokens adds"),
               "prefill_tokens": ("prompt", "per prompt token"), "decode_seqs": ("seqs", "per decoding sequence"),
-              "kv_read": ("KV", "per KV token read")}
+              "kv_read": ("KV", "per KV token read"), "step": ("step", "the model's whole step"),
+              "beside_training": ("train", "serving beside the training job")}
 
 
-def step_table(name: str, rows: list[dict[str, Any]]) -> Table:
+def step_table(name: str, table: dict[str, Any]) -> Table:
     """One deployment's step costs (simfactory.api.step_tables): a row per load, its parts where the step-time model
-    has parts, all in ms."""
+    has parts, all in ms; the lengths the loads were sized from in the title."""
     from rich import box
 
+    rows = table["rows"]
     parts = list(dict.fromkeys(p for r in rows for p in (r["parts_ms"] or {})))
-    caption = ("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
-               "this step-time model has no parts to show: its totals only")
-    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each)",
-              caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    notes = [n for n in (table.get("note"),) if n]
+    notes.append("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
+                 "this step-time model has no parts to show: its totals only")
+    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each; "
+                    f"{table['lengths']}: KV {table['context_tokens']:,}, prompt {table['prompt_tokens']:,})",
+              caption="\n".join(notes), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("load", "step", "tok/s", *(STEP_PARTS.get(p, (p,))[0] for p in parts)):
         t.add_column(col, justify="left" if col == "load" else "right")
     for r in rows:
         own = r["parts_ms"] or {}
-        t.add_row(r["load"], f"{r['step_ms']:,.1f}", f"{r['tokens_per_s']:,.0f}",
-                  *(f"{own[p]:,.1f}" if p in own else "" for p in parts))
+        t.add_row(r["load"], _ms(r["step_ms"]), f"{r['tokens_per_s']:,.0f}",
+                  *(_ms(own[p]) if p in own else "" for p in parts))
     return t
+
+
+def _ms(value: float) -> str:
+    """Milliseconds as short as they read: one decimal under 100 ms, none above."""
+    return f"{value:,.1f}" if value < 100 else f"{value:,.0f}"

@@ -45,7 +45,7 @@ def fidelity(
     from simfactory.fidelity_record import leaning
 
     if steps is not None:
-        return _print_point_steps(suites or shipped_suites(), steps, {"--json": out_json, "--record": record})
+        return _print_point_steps(suites or shipped_suites(), steps, locals())
     json_target(out_json, force)
     with input_errors():
         paths = suites or shipped_suites()
@@ -95,28 +95,35 @@ def fidelity(
               force)
 
 
-def _print_point_steps(paths: list[Path], point_id: str, outputs: dict[str, object]) -> None:
+# the flags that set how suites run or what a run writes: refused beside --steps, which runs none
+RUN_FLAGS = {"requests": "--requests", "out_json": "--json", "force": "--force", "max_mape": "--max-mape",
+             "max_bias": "--max-bias", "record": "--record", "note": "--note"}
+
+
+def _print_point_steps(paths: list[Path], point_id: str, args: dict[str, object]) -> None:
     """`--steps ID`: the step costs of the point's deployment (simfactory.fidelity.point_steps), from the first
-    suite holding it; a point no suite holds is an input error naming a few that exist. It runs no suite, so it
-    writes none of the run's `outputs` (a flag given with it is refused, not ignored)."""
+    suite holding it (every suite file named is read and checked first); a point no suite holds is an input error
+    naming a few that exist. It runs no suite, so a run flag set in `args` (the command's arguments) away from its
+    default is refused, not ignored."""
+    import inspect
+
     from simfactory.fidelity import load_suite, point_steps
 
-    ids: list[str] = []
+    defaults = inspect.signature(fidelity).parameters
     with input_errors():
-        given = [flag for flag, value in outputs.items() if value is not None]
+        given = [flag for name, flag in RUN_FLAGS.items() if args[name] != defaults[name].default]
         if given:
-            raise InputError("--steps", point_id, f"runs no suite, so it writes no {' or '.join(given)}: drop "
+            raise InputError("--steps", point_id, f"runs no suite: {', '.join(given)} would be ignored; drop "
                                                   f"{'them' if len(given) > 1 else 'it'}, or --steps")
-        for path in paths:
-            suite = load_suite(path)
+        suites = [load_suite(path) for path in paths]
+        for suite in suites:
             found = point_steps(suite, point_id)
             if found is not None:
-                label, rows = found
-                out.print(f"{suite.name} / {point_id}: step time: {label}", highlight=False, markup=False,
-                          soft_wrap=True)
-                print_table(step_table(point_id, rows))
+                label, table = found
+                out.print(f"{suite.name} / {point_id}: step time: {label}", highlight=False, markup=False)
+                print_table(step_table(point_id, table))
                 return
-            ids += [p.id for p in suite.points]
+        ids = [p.id for suite in suites for p in suite.points]
         near = [i for i in ids if point_id.lower() in i.lower()][:5] or ids[:5]
         raise InputError("--steps", point_id, f"no point of that id in the {len(paths)} suite file(s); e.g. "
                                               f"{', '.join(near)}")

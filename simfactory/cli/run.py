@@ -77,8 +77,8 @@ def validate(
             f"KV {d.kv_capacity_tokens:,} tokens/replica, step time: {d.step_time_source}",
             highlight=False,
         )
-    for name, rows in tables.items():
-        print_table(step_table(name, rows))
+    for name, table in tables.items():
+        print_table(step_table(name, table))
     print_warnings(rs.warnings)
 
 

@@ -22,27 +22,31 @@ def _prompts(n: int, length: int) -> StepLoad:
 
 
 def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
-                  prompt_tokens: int) -> list[tuple[str, StepLoad]]:
-    """Labelled loads of one step: decode batches (each sequence reading `context_tokens` of KV) up to what the
-    sequence limit and the KV cache allow, single prompts (short, the traffic's mean `prompt_tokens`, the whole
-    step budget), the budget filled with prompts of the mean length, and a mixed step (half the largest batch
-    decoding beside a prompt chunk that fills the rest of the budget). Prompts longer than the budget are left
-    out (an engine chunks them)."""
-    context = max(int(context_tokens), 1)
-    budget = max(int(max_num_batched_tokens), 1)
-    most = max(1, min(int(max_num_seqs), int(kv_capacity_tokens) // context or 1))
-    loads = [(f"decode {b:,} x {context:,}", StepLoad(0, b, float(b * context), 0.0))
-             for b in sorted({b for b in DECODE_BATCHES if b < most} | {most})]
-    mean = max(int(prompt_tokens), 1)
-    for length in sorted({*PROMPT_TOKENS, mean, budget}):
-        if length <= budget:
-            loads.append((f"prefill 1 x {length:,}", _prompts(1, length)))
-    n = budget // mean
-    if n >= 2:
-        loads.append((f"prefill {n:,} x {mean:,}", _prompts(n, mean)))
-    half = max(most // 2, 1)
-    chunk = budget - half
-    if chunk > 0:
+                  prompt_tokens: int, decode: bool = True, prefill: bool = True) -> list[tuple[str, StepLoad]]:
+    """Labelled loads one step of the deployment can hold. With `decode`: batches (each sequence reading
+    `context_tokens` of KV, no more than the KV cache holds) up to the sequence limit and what the KV cache holds.
+    With `prefill`: single prompts (short, the traffic's mean `prompt_tokens`, the whole step budget), the budget
+    filled with prompts of the mean length (no more prompts than the sequence limit). With both: a mixed step, half
+    the largest batch decoding beside a prompt chunk that fills the rest of the budget. No row needs more sequences
+    than max_num_seqs, more tokens than max_num_batched_tokens or more KV than kv_capacity_tokens (prompts longer
+    than the budget are left out: an engine chunks them)."""
+    seqs = max(int(max_num_seqs), 1)
+    budget = max(min(int(max_num_batched_tokens), int(kv_capacity_tokens)), 1)
+    context = max(min(int(context_tokens), int(kv_capacity_tokens)), 1)
+    most = max(1, min(seqs, int(kv_capacity_tokens) // context))
+    loads = []
+    if decode:
+        loads += [(f"decode {b:,} x {context:,}", StepLoad(0, b, float(b * context), 0.0))
+                  for b in sorted({b for b in DECODE_BATCHES if b < most} | {most})]
+    if prefill:
+        mean = max(int(prompt_tokens), 1)
+        loads += [(f"prefill 1 x {n:,}", _prompts(1, n)) for n in sorted({*PROMPT_TOKENS, mean, budget}) if n <= budget]
+        n = min(budget // mean, seqs)
+        if n >= 2:
+            loads.append((f"prefill {n:,} x {mean:,}", _prompts(n, mean)))
+    half = min(most // 2, seqs - 1)
+    chunk = min(budget - half, int(kv_capacity_tokens) - half * context)
+    if decode and prefill and half >= 1 and chunk >= 1:
         mixed = StepLoad(chunk, half, float(half * context), chunk * (chunk + 1) / 2.0)
         loads.append((f"mixed {half:,} x {context:,}+{chunk:,}", mixed))
     return loads

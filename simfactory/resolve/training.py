@@ -65,6 +65,14 @@ class ScaledStepTime(StepTimeModel):
     def step_s(self, load: StepLoad) -> float:
         return self.inner.step_s(load) * self.factor
 
+    def breakdown_s(self, load: StepLoad) -> dict[str, float]:
+        """The inner model's parts (its whole step where it has none) and what serving beside the training job
+        adds; they add up to step_s."""
+        inner = getattr(self.inner, "breakdown_s", None)
+        parts = dict(inner(load)) if inner is not None else {"step": self.inner.step_s(load)}
+        parts["beside_training"] = self.inner.step_s(load) * (self.factor - 1.0)
+        return parts
+
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         a_s, b_s, n = self.inner.decode_affine(decode_seqs, kv0, kv_step, n_max)
         return a_s * self.factor, b_s * self.factor, n
