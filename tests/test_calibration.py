@@ -403,6 +403,11 @@ def test_a_torch_eager_profile_is_usable_by_a_scenario_on_that_engine(tmp_path):
 
     rs = prepare(tmp_path / "s.yaml")
     assert all(d.step_time_source.startswith("measured") for d in rs.deployments)
+    from simfactory.api import step_tables
+
+    rows = step_tables(rs)[rs.deployments[0].config.name]["rows"]  # `validate --steps`: the fit's own terms
+    assert all(set(r["parts_ms"]) <= {"overhead", "prefill_tokens", "decode_seqs", "kv_read", "prefill_attention"}
+               and sum(r["parts_ms"].values()) == pytest.approx(r["step_ms"]) for r in rows)
 
 
 @pytest.mark.parametrize("flags, message", [
