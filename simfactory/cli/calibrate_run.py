@@ -155,7 +155,7 @@ def run_cmd(
     else:
         gpu, chosen_sku, arch, profile = _gpu_and_profile(sku, model)
     engine, points = _start_engine(backend, model, config_dir, arch, dtype, tp, gpu.memory_gb, quick, device)
-    _check_target_before_timing(profiles_dir, chosen_sku, model, engine.engine, dtype, tp, force)
+    _check_profile_target(profiles_dir, chosen_sku, model, engine.engine, dtype, tp, force, ("steps", "power"))
     steps, samples, not_reported = _time_steps(engine, points, tp, repetitions, warmup, device == "cuda")
     prov = _run_provenance(backend, model, dtype, tp, quick, gpu, engine, len(steps), repetitions, not_reported)
     from simfactory.calibration.microbench import publish
@@ -167,26 +167,17 @@ def run_cmd(
     _report(run, out)
 
 
-def _check_target_before_timing(profiles_dir: Path, sku: str, model: str, engine: str, dtype: str, tp: int,
-                                force: bool) -> None:
-    """Refuse a profile path simfactory did not write before the GPU time is spent, not after it."""
+def _check_profile_target(profiles_dir: Path, sku: str, model: str, engine: str, dtype: str, tp: int, force: bool,
+                          tables: tuple[str, ...] = ()) -> None:
+    """Refuse a profile path simfactory may not replace before the work (GPU time, or a fit with a simulator in the
+    loop) is spent, not after it; `tables`: the kinds of CSV that will be written beside it, checked with it (a fit
+    knows its tables' names only once it knows its kind: they are checked when it is written)."""
     from simfactory.calibration.profile_writer import check_profile_target, profile_name
 
     name = profile_name(model, engine, dtype, tp)
     folder = profiles_dir / sku
     with input_errors():
-        check_profile_target(folder / f"{name}.yaml", [folder / f"{name}.steps.csv", folder / f"{name}.power.csv"],
-                             force)
-
-
-def _check_profile_before_fit(profiles_dir: Path, sku: str, model: str, engine: str, dtype: str, tp: int,
-                              force: bool) -> None:
-    """A profile path simfactory may not replace is refused before a fit (minutes with a simulator in the loop) is
-    spent; the tables beside it, named by the fit's kind, are checked when it is written."""
-    from simfactory.calibration.profile_writer import profile_name
-    from simfactory.outputs import check_output_file
-
-    check_output_file(profiles_dir / sku / f"{profile_name(model, engine, dtype, tp)}.yaml", "--profiles-dir", force)
+        check_profile_target(folder / f"{name}.yaml", [folder / f"{name}.{kind}.csv" for kind in tables], force)
 
 
 def _check_device(device: str, backend: str, sku: str | None, tp: int) -> None:
@@ -388,7 +379,7 @@ def fit_cmd(
         table = read_table(measurements)
         _check_front_end_flag(front_end_s, table, REQUEST_COLUMNS)
         arch, profile = _context(sku, model)
-        _check_profile_before_fit(profiles_dir, sku, model, engine, dtype, tp, force)
+        _check_profile_target(profiles_dir, sku, model, engine, dtype, tp, force)
     prov = _fit_provenance(measurements, gpu_name or sku)
     with _fails_with(1, FitRefused):
         if is_batch_table(table):
