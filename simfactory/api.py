@@ -157,5 +157,5 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
             note = (f"speculative decoding: a decode row is a draft-and-verify cycle's time per token it yields "
                     f"({st.tokens_per_step:.2f} a cycle)" if isinstance(st, SpeculativeModel) else None)
             tables[name] = {"context_tokens": context, "prompt_tokens": prompt, "lengths": why, "note": note,
-                            "rows": step_rows(part.step_time, loads)}
+                            "rows": step_rows(st, loads)}
     return tables

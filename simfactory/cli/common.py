@@ -222,7 +222,7 @@ def step_table(name: str, table: dict[str, Any]) -> Table:
 
     rows = table["rows"]
     parts = list(dict.fromkeys(p for r in rows for p in (r["parts_ms"] or {})))
-    notes = [n for n in (table.get("note"),) if n]
+    notes = [table["note"]] if table.get("note") else []
     notes.append("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
                  "this step-time model has no parts to show: its totals only")
     t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each; "

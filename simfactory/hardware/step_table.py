@@ -44,7 +44,7 @@ def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_to
         n = min(budget // mean, seqs)
         if n >= 2:
             loads.append((f"prefill {n:,} x {mean:,}", _prompts(n, mean)))
-    half = min(most // 2, seqs - 1)
+    half = most // 2  # with the prompt beside them, half + 1 <= most <= max_num_seqs sequences
     chunk = min(budget - half, int(kv_capacity_tokens) - half * context)
     if decode and prefill and half >= 1 and chunk >= 1:
         mixed = StepLoad(chunk, half, float(half * context), chunk * (chunk + 1) / 2.0)

@@ -68,10 +68,9 @@ class ScaledStepTime(StepTimeModel):
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
         """The inner model's parts (its whole step where it has none) and what serving beside the training job
         adds; they add up to step_s."""
+        step = self.inner.step_s(load)
         inner = getattr(self.inner, "breakdown_s", None)
-        parts = dict(inner(load)) if inner is not None else {"step": self.inner.step_s(load)}
-        parts["beside_training"] = self.inner.step_s(load) * (self.factor - 1.0)
-        return parts
+        return {**(inner(load) if inner is not None else {"step": step}), "beside_training": step * (self.factor - 1.0)}
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         a_s, b_s, n = self.inner.decode_affine(decode_seqs, kv0, kv_step, n_max)
