@@ -15,8 +15,12 @@ import yaml
 from simfactory.config.loader import load_model_file
 from simfactory.config.profile import EagerPrefill, ModelCatalog
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
-from simfactory.hardware.step_time import RooflineModel, StepLoad
+from simfactory.hardware.step_time import RooflineModel, StepLoad, StepTimeModel
 from simfactory.resolve import load_and_resolve
+from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.queue import WaitingQueue
+from simfactory.sim.requests import RequestTable
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {m.id: m for m in load_model_file(ModelCatalog, ROOT / "hardware_profiles" / "models.yaml").models}
@@ -244,3 +248,112 @@ def test_unquantized_moe_layers_launch_fewer_kernels_than_quantized_ones():
     from simfactory.resolve.step_time import eager_prefill_floor_s
 
     assert eager_prefill_floor_s(None, qwen, ENGINES["sglang-0.5"], dtype="bf16") == eager.floor_s(qwen, "bf16")
+
+
+class _Floored(StepTimeModel):
+    """Every step's kernels take KERNEL_S; a step with prompt tokens at least FLOOR_S (its host launch)."""
+
+    def __init__(self, floor_s: float) -> None:
+        self.floor_s = floor_s
+
+    def step_s(self, load: StepLoad) -> float:
+        return max(KERNEL_S, self.floor_s) if load.prefill_tokens else KERNEL_S
+
+    def without_prefill_floor(self) -> StepTimeModel:
+        return _Floored(0.0)
+
+    def prefill_launch_s(self) -> float:
+        return self.floor_s
+
+
+KERNEL_S, FLOOR_S = 0.01, 0.035
+
+
+def _first_tokens(arrivals_s: list[float], overlap: bool, exact: bool, floor_s: float = FLOOR_S,
+                  budget: int = 4096, schedule: str = "decode_first", launch_overlap: bool = True,
+                  prefix_syncs: bool = False, prompts: list[int] | None = None) -> tuple[list[float], list[float]]:
+    """(first-token times, completion times) of prompts (10 tokens each by default) with 20-token answers arriving
+    at arrivals_s."""
+    env, table = FloatEnvironment(), RequestTable()
+    queue = WaitingQueue(env)
+    ReplicaEngine(env, 0, queue, table, _Floored(floor_s), max_num_seqs=8, max_num_batched_tokens=budget,
+                  block_size=16, kv_blocks=10_000, enable_chunked_prefill=True, overlap_schedule=overlap, exact=exact,
+                  schedule=schedule, eager_launch_overlap=launch_overlap, prefix_prefill_syncs=prefix_syncs,
+                  on_complete=lambda r: None, on_abort=lambda r: None)
+    for at_s, tokens in zip(arrivals_s, prompts or [10] * len(arrivals_s)):
+        def put(_event: object, tokens: int = tokens) -> None:
+            queue.put(table.add(env.now, 0, 0, tokens, 20), 0)
+        env.timeout(at_s).callbacks.append(put)
+    env.run(until=5.0)
+    n = len(arrivals_s)
+    return [round(float(x), 9) for x in table.first_token_s[:n]], [round(float(x), 9) for x in table.completion_s[:n]]
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_an_overlap_scheduler_launches_an_eager_prefill_while_the_step_before_it_runs(exact):
+    """SGLang's overlap loop launches step n + 1 while step n runs on the GPU, so an eager prefill's host launch
+    (35 ms here) starts with the 10 ms decode step before it and the GPU waits only for the 25 ms left. An idle GPU
+    (the first request) waits for all of it, as does an engine that launches a step only after the one before ends."""
+    overlap, _ = _first_tokens([0.0, 0.052], True, exact)
+    plain, _ = _first_tokens([0.0, 0.052], False, exact)
+    assert overlap[0] == plain[0] == pytest.approx(FLOOR_S)  # idle: the whole launch
+    # without overlap: decodes 35-45, 45-55; the arrival at 52 ms is scheduled at 55 ms, its prefill takes the floor
+    assert plain[1] == pytest.approx(0.055 + FLOOR_S)
+    # overlap: the step from 55 ms was formed at 45 ms, before the arrival; its prefill step is formed at 65 ms, its
+    # launch began with the decode step 55-65 ms, so it ends 35 ms after 55 ms: the step after formation pays it back
+    assert overlap[1] == pytest.approx(0.055 + FLOOR_S)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_back_to_back_eager_prefills_stay_bound_by_their_launches(exact):
+    """Prompts that each get a prefill step of their own (a 10-token budget, prefill first): the host launches one
+    after the other, so each step takes the whole floor whatever overlaps, and a prefill whose kernels outlast the
+    floor pays none."""
+    for overlap in (True, False):
+        first, _ = _first_tokens([0.0, 0.0, 0.0], overlap, exact, budget=10, schedule="prefill_first")
+        assert first == pytest.approx([FLOOR_S, 2 * FLOOR_S, 3 * FLOOR_S])
+        short, _ = _first_tokens([0.0, 0.0], overlap, exact, floor_s=0.004, budget=10, schedule="prefill_first")
+        assert short == pytest.approx([KERNEL_S, 2 * KERNEL_S])
+
+
+def test_the_head_start_keeps_fast_forward_exact():
+    """Decode stretches (fast-forward) end where stepping every iteration does, so the prefill after one gets the
+    same head start: arrivals inside a stretch, at its step boundaries and after it drains."""
+    arrivals = [0.0, 0.0371, 0.095, 0.145, 0.6, 0.6004]
+    for overlap in (True, False):
+        assert _first_tokens(arrivals, overlap, True) == _first_tokens(arrivals, overlap, False)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_backend_that_syncs_for_computed_prompt_tokens_or_for_every_prefill_gets_no_head_start(exact):
+    """A 15 ms launch, 10 ms kernels: a 30-token prompt arriving at 52 ms is prefilled in two chunks (a 20-token
+    budget, one token for the running decode). Its first chunk, launched from 55 ms with the decode step before it,
+    ends at 75 ms; its second (19 tokens already computed) launches from 70 ms, once the host is done with the first,
+    and ends at 85 ms, unless the backend syncs the device for prompts with computed tokens (trtllm_mla's chunked-KV
+    planning on Blackwell): then it launches at 75 ms and ends at 90 ms. A backend that syncs for every prefill
+    (FlashInfer's planning) launches each at its step's start: 80 and 95 ms."""
+    run = dict(arrivals_s=[0.0, 0.052], overlap=True, exact=exact, floor_s=0.015, budget=20, prompts=[10, 30])
+    assert _first_tokens(**run)[0][1] == pytest.approx(0.085)
+    assert _first_tokens(**run, prefix_syncs=True)[0][1] == pytest.approx(0.09)
+    assert _first_tokens(**run, launch_overlap=False)[0][1] == pytest.approx(0.095)
+
+
+@pytest.mark.parametrize("sku, model, dtype, expected", [
+    ("h200", "deepseek-r1", "fp8", (True, False)),  # FA3: no sync on the prefill's launch path
+    ("b200", "deepseek-r1", "fp8", (True, True)),  # trtllm_mla: a sync for prompts with computed tokens
+    ("b200", "llama-3.1-70b", "bf16", (True, False)),  # trtllm_mha
+    ("a100-80gb", "llama-3.1-70b", "bf16", (False, False)),  # FlashInfer syncs before any kernel
+])
+def test_the_preset_says_where_the_launch_overlaps_the_step_before(tmp_path, sku, model, dtype, expected):
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku=sku, count=8)
+    doc["deployments"][0].update(replicas=1, tp=8, model=model, dtype=dtype, engine="sglang-0.5")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    assert d.eager_launch_overlap() == expected
+    doc["deployments"][0]["overlap_schedule"] = False  # a step formed only after the one before: nothing to overlap
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert load_and_resolve(tmp_path / "s.yaml").deployments[0].eager_launch_overlap() == (False, False)
+    eager = ENGINES["sglang-0.5"].eager_prefill
+    assert set(eager.mla_prefix_sync_skus) <= set(eager.launch_overlap_skus)
+    assert ENGINES["sglang"].eager_prefill.launch_overlap_skus == []  # DP attention / EP paths: not read

@@ -685,6 +685,13 @@ class EagerPrefill(Sourced):
     only_with: list[Literal["dp_attention", "expert_parallel", "eplb", "speculative", "disaggregated"]] = Field(
         default_factory=list, description="empty: every deployment prefills eagerly; else only deployments using one "
         "of these (where the engine turns its prefill CUDA graphs off)")
+    launch_overlap_skus: list[str] = Field(
+        default_factory=list, description="SKUs on which the engine's default attention backend plans a prefill "
+        "without a device sync, so an overlap scheduler launches it while the step before runs (the GPU waits only "
+        "for what is left of the launch); elsewhere the host waits for that step to end first")
+    mla_prefix_sync_skus: list[str] = Field(
+        default_factory=list, description="of launch_overlap_skus, those where a multi-head latent attention "
+        "model's prefill of prompts with cached or already computed tokens syncs the device all the same")
 
     def floor_s(self, arch: ModelArch, dtype: str | None = None) -> float:
         """The launch time of one prefill forward of this model in this weight dtype (None: quantized): the least a

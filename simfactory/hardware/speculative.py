@@ -15,7 +15,7 @@ The engine still advances each decode sequence one token per step; this model re
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from simfactory.config.profile import ModelArch
 
@@ -72,6 +72,11 @@ class SpeculativeModel(StepTimeModel):
 
     def prefill_launch_s(self) -> float:
         return self.target.prefill_launch_s()  # real prompt tokens launch as the target's prefill does
+
+    def without_prefill_floor(self) -> StepTimeModel:
+        if not self.target.prefill_launch_s():
+            return self
+        return replace(self, target=self.target.without_prefill_floor())
 
     def draft_s(self, load: StepLoad) -> float:
         if load.decode_seqs == 0:

@@ -48,6 +48,15 @@ class ResolvedDeployment:
             return None
         return work
 
+    def eager_launch_overlap(self) -> tuple[bool, bool]:
+        """(whether an eager prefill's host launch overlaps the step before it, whether a prefill with cached or
+        already computed prompt tokens syncs the device first): with overlap scheduling, on the SKUs the engine
+        preset's eager_prefill names (EagerPrefill.launch_overlap_skus, mla_prefix_sync_skus)."""
+        eager = self.engine_preset.eager_prefill if self.engine_preset is not None else None
+        if eager is None or not self.config.overlap_schedule or self.profile.sku not in eager.launch_overlap_skus:
+            return False, False
+        return True, self.arch.is_mla and self.profile.sku in eager.mla_prefix_sync_skus
+
     def front_end_ingress(self) -> str:
         """How its front end reads requests sent together (FrontEndWork.ingress): the work's own, else the engine
         preset's front end's, else the engine's way (vLLM's event loop: shared; the others: in_order)."""

@@ -79,6 +79,9 @@ class ScaledStepTime(StepTimeModel):
     def prefill_launch_s(self) -> float:
         return self.inner.prefill_launch_s()  # the host's launch is not what the training job slows
 
+    def without_prefill_floor(self) -> StepTimeModel:
+        return ScaledStepTime(self.inner.without_prefill_floor(), self.factor) if self.inner.prefill_launch_s() else self
+
 
 def layout_of(job: TrainingJob) -> Layout:
     """The job's layout with defaults filled in (config validation has checked tp x pp x dp = accelerators)."""

@@ -19,6 +19,13 @@ waits one event for the stretch, or less when an arrival or an abort cuts it at 
 progress; then it applies the whole steps that finished. Step and event times are stepping's up to float
 rounding (tests/test_fast_forward.py).
 
+An engine that launches prefill forwards kernel by kernel (an eager prefill's floor, StepTimeModel.prefill_launch_s)
+and schedules one step ahead (overlap_schedule) launches a step with prompt tokens while the step before it runs,
+where its attention backend plans the prefill without syncing the device (eager_launch_overlap): the host starts
+when that step starts (or once done launching the step before, if later), and the GPU waits only for what is left of
+the launch when that step ends. An idle GPU, or an engine that forms a step only after the one before ends, waits for
+the whole launch.
+
 Agent tasks that retain their KV cache (sim/kv_retention.py) leave a pin when an LLM step completes: its blocks
 stay allocated (and, with hold_slot, a batch slot stays taken) until the task's next step is admitted here and takes
 them over as its cached prefix. Pins give way to running work: they are evicted oldest first before a running
@@ -173,6 +180,8 @@ class ReplicaEngine:
         schedule: str = "decode_first",
         overlap_schedule: bool = False,
         delayed_first_token: bool = False,
+        eager_launch_overlap: bool = False,
+        prefix_prefill_syncs: bool = False,
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         role: str = "mixed",
@@ -192,6 +201,14 @@ class ReplicaEngine:
         self.queue = queue
         self.table = table
         self.step_time, self.prefill_launch_s = step_time, step_time.prefill_launch_s()
+        # an overlap scheduler launches step n + 1 while step n runs: an eager prefill's host launch (its floor)
+        # starts when the step before it starts, so the GPU waits only for what is left of it at that step's end;
+        # not where the attention backend syncs the device before launching (for prompts with computed tokens)
+        self.launch_overlap = overlap_schedule and eager_launch_overlap
+        self.prefix_prefill_syncs = prefix_prefill_syncs
+        self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
+        self.host_free_s = 0.0  # when the host finished launching the last step (an eager prefill's floor after
+        self.gpu_free_s = -math.inf  # its start); when the last step ended (back to back: the next starts then)
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens = max_num_batched_tokens
         self.block_size = block_size
@@ -328,6 +345,7 @@ class ReplicaEngine:
                 return
         if self.overlap and not (self.dec_base or self.prefill_target):
             self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
+        prev_start_s = self.admit_put_by_s  # under overlap, the start of the step that just ended (inf: none runs)
         chunks, n_dec, kv_read, pairs = self._schedule()
         if self.overlap:
             # the next step is formed now, from what waits now: a client that resends on an answer of the step that
@@ -344,12 +362,18 @@ class ReplicaEngine:
         prefill_tokens = 0
         for _, c, _ in chunks:
             prefill_tokens += c
-        dt = self.step_time.step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs)) + self.extra_step_s
+        load = StepLoad(prefill_tokens, n_dec, kv_read, pairs)
+        launched_s = now = self.env._now  # when the host has launched this step
+        if chunks and self.prefill_launch_s:
+            launched_s = self._host_launch_end_s(now, prev_start_s, chunks)
+            dt = max(self.floorless.step_s(load), launched_s - now) + self.extra_step_s
+        else:
+            dt = self.step_time.step_s(load) + self.extra_step_s
         self.extra_step_s = 0.0
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
-            lag_s = min(self.prefill_launch_s, dt)
+            lag_s = min(launched_s - now, dt)
             if lag_s > 0.0:
                 self._deliver_first_tokens_later(self.env._now + lag_s)
             else:
@@ -362,7 +386,21 @@ class ReplicaEngine:
         # call_at, not a Timeout (its bound constructor, __init__ and schedule: three calls): the key schedule() gives
         self.env.call_at(float(self.env._now + dt), self._end_step)
 
+    def _host_launch_end_s(self, now: float, prev_start_s: float, chunks: list[tuple[int, int, int]]) -> float:
+        """When the host finishes launching an eager prefill step that the GPU could start now. It starts when the
+        host is free and, under an overlap scheduler whose GPU ran a step up to now (started at prev_start_s), when
+        that step started: the host forms and launches a step while the one before it runs (SGLang's
+        event_loop_overlap); else now: after an idle GPU, without overlap, or where the attention backend's prefill
+        planning syncs the device (the whole floor, as one-request TTFTs measure it)."""
+        start_s = now
+        if self.launch_overlap and self.gpu_free_s == now and prev_start_s < now and not (
+                self.prefix_prefill_syncs and any(done for _, _, done in chunks)):
+            start_s = max(self.host_free_s, prev_start_s)
+        self.host_free_s = start_s + self.prefill_launch_s
+        return self.host_free_s
+
     def _end_step(self, _event: object) -> None:
+        self.gpu_free_s = self.env._now
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += 1
@@ -437,6 +475,7 @@ class ReplicaEngine:
         assert st is not None
         last = st.stop_at
         self.stretch = None
+        self.gpu_free_s = self.env._now
         n_dec = st.n_dec
         a_s, b_s = st.a_s, st.b_s
         # _apply_steps(st, last), inline: the steps before the last (none completes anyone)
