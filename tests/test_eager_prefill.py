@@ -278,7 +278,7 @@ def _first_tokens(arrivals_s: list[float], overlap: bool, exact: bool, floor_s: 
     queue = WaitingQueue(env)
     ReplicaEngine(env, 0, queue, table, _Floored(floor_s), max_num_seqs=8, max_num_batched_tokens=budget,
                   block_size=16, kv_blocks=10_000, enable_chunked_prefill=True, overlap_schedule=overlap, exact=exact,
-                  schedule=schedule, eager_launch_overlap=launch_overlap, prefix_prefill_syncs=prefix_syncs,
+                  schedule=schedule, eager_launch=(launch_overlap, prefix_syncs),
                   on_complete=lambda r: None, on_abort=lambda r: None)
     for at_s, tokens in zip(arrivals_s, prompts or [10] * len(arrivals_s)):
         def put(_event: object, tokens: int = tokens) -> None:

@@ -180,8 +180,7 @@ class ReplicaEngine:
         schedule: str = "decode_first",
         overlap_schedule: bool = False,
         delayed_first_token: bool = False,
-        eager_launch_overlap: bool = False,
-        prefix_prefill_syncs: bool = False,
+        eager_launch: tuple[bool, bool] = (False, False),
         preemptive_priority: bool = False,
         prefix_cache_tokens: int = 0,
         role: str = "mixed",
@@ -196,25 +195,15 @@ class ReplicaEngine:
         on_abort: Callable[[int], None],
         exact: bool = False,
     ) -> None:
-        self.env = env
-        self.replica_id = replica_id
-        self.queue = queue
-        self.table = table
+        self.env, self.replica_id, self.queue, self.table = env, replica_id, queue, table
         self.step_time, self.prefill_launch_s = step_time, step_time.prefill_launch_s()
-        # an overlap scheduler launches step n + 1 while step n runs: an eager prefill's host launch (its floor)
-        # starts when the step before it starts, so the GPU waits only for what is left of it at that step's end;
-        # not where the attention backend syncs the device before launching (for prompts with computed tokens)
-        self.launch_overlap = overlap_schedule and eager_launch_overlap
-        self.prefix_prefill_syncs = prefix_prefill_syncs
-        self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        self.host_free_s = 0.0  # when the host finished launching the last step (an eager prefill's floor after
-        self.gpu_free_s = -math.inf  # its start); when the last step ended (back to back: the next starts then)
+        # (whether an eager prefill's launch overlaps the step before it, whether prompts with computed tokens
+        # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
+        self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
+        self.floorless = step_time.without_prefill_floor() if self.launch_overlap else step_time
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
-        self.max_num_batched_tokens = max_num_batched_tokens
-        self.block_size = block_size
-        self.kv_blocks = kv_blocks
-        self.chunked = enable_chunked_prefill
-        self.max_num_partial_prefills = max_num_partial_prefills
+        self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
+        self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
         self.committed: dict[int, int] = {}
@@ -290,6 +279,8 @@ class ReplicaEngine:
         self.held_counts: list[int] = [0]
         self.held_slot = 0
         self.repaired: simpy.Event | None = None
+        self.host_free_s = 0.0  # when the host finished launching the last eager prefill step
+        self.gpu_free_s = -math.inf  # when the last step ended (back to back: the next one starts then)
         self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
 
     # ---- observations (read by the router and the timeline monitor) ----
@@ -363,11 +354,12 @@ class ReplicaEngine:
         for _, c, _ in chunks:
             prefill_tokens += c
         load = StepLoad(prefill_tokens, n_dec, kv_read, pairs)
-        launched_s = now = self.env._now  # when the host has launched this step
-        if chunks and self.prefill_launch_s:
-            launched_s = self._host_launch_end_s(now, prev_start_s, chunks)
+        now = self.env._now
+        if chunks and self.launch_overlap and self.prefill_launch_s:
+            launched_s = self._host_launch_end_s(now, prev_start_s, chunks)  # when the host has launched this step
             dt = max(self.floorless.step_s(load), launched_s - now) + self.extra_step_s
         else:
+            launched_s = now + self.prefill_launch_s
             dt = self.step_time.step_s(load) + self.extra_step_s
         self.extra_step_s = 0.0
         if chunks and self.undelivered:
@@ -393,7 +385,7 @@ class ReplicaEngine:
         event_loop_overlap); else now: after an idle GPU, without overlap, or where the attention backend's prefill
         planning syncs the device (the whole floor, as one-request TTFTs measure it)."""
         start_s = now
-        if self.launch_overlap and self.gpu_free_s == now and prev_start_s < now and not (
+        if self.gpu_free_s == now and prev_start_s < now and not (
                 self.prefix_prefill_syncs and any(done for _, _, done in chunks)):
             start_s = max(self.host_free_s, prev_start_s)
         self.host_free_s = start_s + self.prefill_launch_s

@@ -207,7 +207,6 @@ class FleetModel:
     def _engine(self, d: ResolvedDeployment, shared: WaitingQueue | None, k: int, v: int, role: str) -> ReplicaEngine:
         cfg = d.config
         rid = len(self.engines)
-        launch = d.eager_launch_overlap()
         eng = ReplicaEngine(
             self.env,
             rid,
@@ -224,8 +223,7 @@ class FleetModel:
             schedule=cfg.schedule,
             overlap_schedule=cfg.overlap_schedule,
             delayed_first_token=cfg.delayed_first_token and cfg.overlap_schedule and role == "mixed",
-            eager_launch_overlap=launch[0],
-            prefix_prefill_syncs=launch[1],
+            eager_launch=d.eager_launch_overlap(),
             preemptive_priority=cfg.preemptive_priority,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
             role=role,
