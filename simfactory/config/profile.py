@@ -720,6 +720,28 @@ class UnpackedGqaMixedSteps(Sourced):
     skus: list[str] = Field(min_length=1, description="the SKUs on which the engine runs that kernel")
 
 
+class AbsorbedMlaExtend(Sourced):
+    """An engine that runs a prefill batch in multi-head latent attention's absorbed (MQA-like) form when its prompts'
+    computed tokens (a cached prefix, earlier chunks) number more than 0 and fewer than below_prefix_tokens in all,
+    on these SKUs: each query-key pair then reads the 512-wide latent and the rope dims (K) and the latent (V) where
+    the tables' MHA-form prefill reads 192 and 128, so prompt attention costs (2 x kv_lora_rank + qk_rope_head_dim) /
+    (qk_nope_head_dim + qk_rope_head_dim + v_head_dim) times the tables' (3.4x for DeepSeek-V3/R1)."""
+
+    skus: list[str] = Field(min_length=1, description="the SKUs whose default attention backend dispatches so")
+    below_prefix_tokens: PositiveInt | None = Field(
+        default=None, description="the batch's computed prompt tokens at which it returns to the MHA form (absent: "
+                                  "every batch with any computed tokens runs absorbed)")
+
+    def ratio(self, arch: ModelArch) -> float:
+        """The absorbed form's attention work per query-key pair over the MHA form's (1: not a latent-attention
+        model)."""
+        if not arch.is_mla or arch.qk_nope_head_dim is None or arch.v_head_dim is None:
+            return 1.0
+        assert arch.kv_lora_rank is not None and arch.qk_rope_head_dim is not None
+        absorbed = 2 * arch.kv_lora_rank + arch.qk_rope_head_dim
+        return absorbed / (arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
+
+
 class TritonBf16Moe(Sourced):
     """An engine that runs unquantized (BF16) mixture-of-experts layers with the Triton fused_moe kernel where the
     tables' release runs another (SGLang before 0.5.8 on Blackwell, where 0.5.14's tables time FlashInfer's
@@ -822,6 +844,9 @@ class EngineKernels(_Strict):
     triton_bf16_moe: TritonBf16Moe | None = Field(
         default=None, description="BF16 MoE layers on the Triton fused_moe kernel: the tables' Triton curve where a "
                                   "record has one (absent: the MoE kernel the tables' release runs)")
+    absorbed_mla_extend: list[AbsorbedMlaExtend] = Field(
+        default_factory=list, description="SKUs on which a latent-attention model's prefill batch with some computed "
+        "prompt tokens runs attention in the absorbed form (absent: the tables' MHA form always)")
 
 
 class EngineMemory(Sourced):

@@ -254,6 +254,7 @@ def kernel_step_time(
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
+    absorbed_attn_ratio: float = 1.0, absorbed_below_prefix_tokens: float = 0.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -319,7 +320,8 @@ def kernel_step_time(
                            prefill_overhead_s=prefill_overhead_s, linear_scale=linear_scale,
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
                            kernel_scale=kernel_scale, measured_allreduce=bus is not None,
-                           allreduce_extra_s=allreduce_extra_s, mixed_decode_attn_scale=mixed_decode_attn_scale)
+                           allreduce_extra_s=allreduce_extra_s, mixed_decode_attn_scale=mixed_decode_attn_scale,
+                           absorbed_attn_ratio=absorbed_attn_ratio, absorbed_below_prefix_tokens=absorbed_below_prefix_tokens)
     model.allreduce_latency_s = allreduce_latency_s if allreduce_extra_s else 0.0  # what a fit from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
@@ -389,7 +391,7 @@ class KernelStepTime(StepTimeModel):
 
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
                  "prefill_floor_s", "kernel_scale", "allreduce_extra_s", "allreduce_latency_s",
-                 "mixed_decode_attn_scale",
+                 "mixed_decode_attn_scale", "absorbed_s_per_pair", "absorbed_below_prefix_tokens",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -398,12 +400,14 @@ class KernelStepTime(StepTimeModel):
                  overhead_s: float, label: str = "kernel tables", overhead_per_seq_s: float = 0.0, *,
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
                  prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False,
-                 allreduce_extra_s: float = 0.0, mixed_decode_attn_scale: float = 1.0) -> None:
+                 allreduce_extra_s: float = 0.0, mixed_decode_attn_scale: float = 1.0,
+                 absorbed_attn_ratio: float = 1.0, absorbed_below_prefix_tokens: float = 0.0) -> None:
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
                         ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
                         ("kernel_scale", kernel_scale), ("allreduce_extra_s", allreduce_extra_s),
-                        ("mixed_decode_attn_scale", mixed_decode_attn_scale)):
+                        ("mixed_decode_attn_scale", mixed_decode_attn_scale),
+                        ("absorbed_attn_ratio", absorbed_attn_ratio)):
             if not (math.isfinite(x) and x >= 0):
                 raise ValueError(f"{name} must be a non-negative number, not {x!r}")
         self.overhead_s = float(overhead_s)
@@ -450,11 +454,28 @@ class KernelStepTime(StepTimeModel):
         self._ctx = [c * ks * self.prefill_attn_scale for c in ctx_attn_ms]
         self._ctx_k = _slopes(self._l, self._ctx)
         self._last_l = len(self._l) - 2
+        # an engine that runs a prefill batch whose prompts have some (but fewer than absorbed_below_prefix_tokens)
+        # computed tokens in the absorbed (MQA-like) form of multi-head latent attention: each query-key pair costs
+        # absorbed_attn_ratio times the tables' (MHA-form) pair, its extra priced from the tables' prompt attention
+        # per pair at their longest prompts (EngineKernels.absorbed_mla_extend); 0: never
+        self.absorbed_below_prefix_tokens = float(absorbed_below_prefix_tokens)
+        self.absorbed_s_per_pair = 0.0
+        if absorbed_attn_ratio > 1.0:
+            self.absorbed_s_per_pair = (absorbed_attn_ratio - 1.0) * self._ctx_s_per_pair()
         # decode batch -> (fixed s, attention s by KV length, slopes): built on first use
         self._rows: dict[int, tuple[float, list[float], list[float]]] = {}
 
     def __repr__(self) -> str:
         return f"KernelStepTime({self.label})"
+
+    def _ctx_s_per_pair(self) -> float:
+        """Prompt attention per query-key pair: the growth of ctx_attn(L) / L between the tables' two longest prompts,
+        where the quadratic term dominates (ctx_attn(L) = a L + c L (L + 1) / 2 gives c = 2 x that slope)."""
+        (l1, l2), (c1, c2) = self._l[-2:], self._ctx[-2:]
+        return max(0.0, 2.0 * (c2 / l2 - c1 / l1) / (l2 - l1))
+
+    def absorbed_extend(self) -> tuple[float, float]:
+        return self.absorbed_s_per_pair, self.absorbed_below_prefix_tokens
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}

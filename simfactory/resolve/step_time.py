@@ -4,6 +4,7 @@ dtype, TP), else the measured kernel tables with the engine's overhead prior, el
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 from collections.abc import Mapping
 from pathlib import Path
@@ -258,6 +259,19 @@ def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, atten
     return max(1.0, q_heads / kv_heads)
 
 
+def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch, dp_attention: int) -> dict[str, float]:
+    """kernel_step_time's absorbed_attn_ratio and absorbed_below_prefix_tokens where the engine runs a latent-attention
+    model's prefill batches with computed prompt tokens in the absorbed form on this SKU (EngineKernels.
+    absorbed_mla_extend; not modelled with DP attention, whose ranks prefill apart); {} elsewhere."""
+    if k is None or dp_attention > 1 or not arch.is_mla:
+        return {}
+    for rule in k.absorbed_mla_extend:
+        if sku in rule.skus and rule.ratio(arch) > 1.0:
+            below = math.inf if rule.below_prefix_tokens is None else float(rule.below_prefix_tokens)
+            return {"absorbed_attn_ratio": rule.ratio(arch), "absorbed_below_prefix_tokens": below}
+    return {}
+
+
 MEASURED_KERNELS_LABEL = "measured kernels: "  # how an uncalibrated kernel-table step time's label starts
 
 
@@ -297,6 +311,7 @@ def kernel_model(
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
     terms["mixed_decode_attn_scale"] = unpacked_gqa_scale(k, profile.sku, arch, d.tp // d.dp_attention)
     terms["triton_moe"] = triton_moe(k, arch, d.dtype)
+    terms.update(absorbed_extend_terms(k, profile.sku, arch, d.dp_attention))
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
@@ -315,6 +330,10 @@ def kernel_model(
                 model.label += f"; {model_id}'s tables: {d.model} has its shape"
             if fw != framework:
                 model.label += f"; {fw}'s tables stand in for {framework}'s, which lack this model or layout"
+            if "absorbed_attn_ratio" in terms:
+                model.label += (f"; a prefill batch with 1 to {terms['absorbed_below_prefix_tokens'] - 1:g} computed "
+                                f"prompt tokens in latent attention's absorbed form, x{terms['absorbed_attn_ratio']:.3g}"
+                                " the attention work a pair")
             break
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)

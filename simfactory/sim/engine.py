@@ -200,7 +200,8 @@ class ReplicaEngine:
         # (whether an eager prefill's launch overlaps the step before it, whether prompts with computed tokens
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
-        self.floorless = step_time.without_prefill_floor() if self.launch_overlap else step_time
+        self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
+        self.absorbed_s_per_pair, self.absorbed_below = step_time.absorbed_extend()  # _absorbed_extend_s
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
@@ -353,15 +354,8 @@ class ReplicaEngine:
         prefill_tokens = 0
         for _, c, _ in chunks:
             prefill_tokens += c
-        load = StepLoad(prefill_tokens, n_dec, kv_read, pairs)
         now = self.env._now
-        if chunks and self.launch_overlap and self.prefill_launch_s:
-            launched_s = self._host_launch_end_s(now, prev_start_s, chunks)  # when the host has launched this step
-            dt = max(self.floorless.step_s(load), launched_s - now) + self.extra_step_s
-        else:
-            launched_s = now + self.prefill_launch_s
-            dt = self.step_time.step_s(load) + self.extra_step_s
-        self.extra_step_s = 0.0
+        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs), chunks, prev_start_s)
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
@@ -377,6 +371,29 @@ class ReplicaEngine:
         self._batch = (chunks, dt / (prefill_tokens + n_dec), n_dec > 0)
         # call_at, not a Timeout (its bound constructor, __init__ and schedule: three calls): the key schedule() gives
         self.env.call_at(float(self.env._now + dt), self._end_step)
+
+    def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]], prev_start_s: float) -> tuple[float, float]:
+        """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
+        now = self.env._now
+        absorbed_s = self._absorbed_extend_s(chunks, load.prefill_attn_pairs) if chunks and self.absorbed_below else 0.0
+        launched_s = now + self.prefill_launch_s
+        if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
+            if self.launch_overlap:
+                launched_s = self._host_launch_end_s(now, prev_start_s, chunks)
+            dt = max(self.floorless.step_s(load) + absorbed_s, launched_s - now) + self.extra_step_s
+        else:
+            dt = self.step_time.step_s(load) + absorbed_s + self.extra_step_s
+        self.extra_step_s = 0.0
+        return dt, launched_s
+
+    def _absorbed_extend_s(self, chunks: list[tuple[int, int, int]], pairs: float) -> float:
+        """What a prefill batch's prompt attention adds when the engine runs it in latent attention's absorbed form:
+        its prompts' computed tokens (cached prefixes, earlier chunks) are more than 0 and fewer than the engine's
+        threshold in all (SGLang's DeepSeek attention dispatch: StepTimeModel.absorbed_extend)."""
+        computed = 0
+        for _, _, done in chunks:
+            computed += done
+        return self.absorbed_s_per_pair * pairs if 0 < computed < self.absorbed_below else 0.0
 
     def _host_launch_end_s(self, now: float, prev_start_s: float, chunks: list[tuple[int, int, int]]) -> float:
         """When the host finishes launching an eager prefill step that the GPU could start now. It starts when the

@@ -1,0 +1,90 @@
+"""SGLang runs a DeepSeek prefill batch whose prompts have some computed tokens (a cached prefix, earlier chunks),
+fewer than 8,192 in all, in multi-head latent attention's absorbed form on Hopper (FA3): 3.4x the attention work per
+query-key pair of the MHA form the kernel tables time (engines.yaml sglang-0.5 kernels.absorbed_mla_extend)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import resolved_deployment, shipped_engines
+
+from simfactory.hardware.kernels import KernelStepTime
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.sim.clock import FloatEnvironment
+from simfactory.sim.engine import ReplicaEngine
+from simfactory.sim.queue import WaitingQueue
+from simfactory.sim.requests import RequestTable
+
+ENGINES = shipped_engines()
+KERNEL_S, PER_PAIR_S = 0.01, 1e-4
+
+
+def test_the_absorbed_form_does_3_4x_the_work_per_pair_for_deepseek():
+    from simfactory.config.loader import load_model_file
+    from simfactory.config.profile import ModelCatalog
+    from simfactory.paths import PROFILES_DIR
+
+    models = {m.id: m for m in load_model_file(ModelCatalog, PROFILES_DIR / "models.yaml").models}
+    rule = ENGINES["sglang-0.5"].kernels.absorbed_mla_extend[0]
+    assert rule.ratio(models["deepseek-r1"]) == pytest.approx((2 * 512 + 64) / (128 + 64 + 128))
+    assert rule.ratio(models["llama-3.1-70b"]) == 1.0  # not latent attention
+    assert rule.below_prefix_tokens == 8192 and set(rule.skus) == {"h100-sxm", "h200"}
+    assert ENGINES["sglang-0.5.8"].kernels.absorbed_mla_extend == ENGINES["sglang-0.5"].kernels.absorbed_mla_extend
+    assert ENGINES["sglang"].kernels.absorbed_mla_extend == []  # 0.5.10's piecewise graphs: not modelled
+
+
+@pytest.mark.parametrize("sku, model, expected", [
+    ("h200", "deepseek-r1", True),  # FA3: the absorbed form below 8,192 computed tokens
+    ("b200", "deepseek-r1", False),  # trtllm_mla: always the MHA form
+    ("h200", "llama-3.1-70b", False),  # grouped-query attention: nothing to absorb
+])
+def test_resolve_prices_the_absorbed_form_where_sglang_dispatches_to_it(sku, model, expected):
+    d = resolved_deployment("sglang-0.5", sku, model, 8, "fp8")
+    step = d.step_time
+    s_per_pair, below = step.absorbed_extend()
+    assert (s_per_pair > 0, below == 8192) == (expected, expected)
+    if expected:
+        assert isinstance(step, KernelStepTime)
+        # the tables' MHA-form rate it is priced from is a physical one: the H200's FA3 at 20-100% of its BF16 peak
+        arch = d.arch
+        mha_flops_per_pair = arch.heads // 8 * 2 * (arch.qk_nope_head_dim + arch.qk_rope_head_dim + arch.v_head_dim)
+        rate = mha_flops_per_pair * arch.layers / (s_per_pair / (2.4))  # 3.4 - 1: the extra per pair
+        assert 0.2 * d.profile.spec.bf16_tflops * 1e12 < rate < d.profile.spec.bf16_tflops * 1e12
+        # a whole 8,192-token prompt's attention, absorbed, costs at least as much again as the prompt attention the
+        # tables give it (the MHA form's, projections included)
+        pairs = 8192 * 8193 / 2
+        whole = step.breakdown_s(StepLoad(8192, 0, 0.0, pairs))["prefill_attention"]
+        assert s_per_pair * pairs > 0.5 * whole
+
+
+class _Absorbing(StepTimeModel):
+    def __init__(self, below: float) -> None:
+        self.below = below
+
+    def step_s(self, load: StepLoad) -> float:
+        return KERNEL_S
+
+    def absorbed_extend(self) -> tuple[float, float]:
+        return PER_PAIR_S, self.below
+
+
+def _first_token_s(below: float, exact: bool) -> float:
+    """A 30-token prompt alone, in a 20-token budget: chunks of 20 (nothing computed) and 10 (20 computed)."""
+    env, table = FloatEnvironment(), RequestTable()
+    queue = WaitingQueue(env)
+    ReplicaEngine(env, 0, queue, table, _Absorbing(below), max_num_seqs=8, max_num_batched_tokens=20,
+                  block_size=16, kv_blocks=1000, enable_chunked_prefill=True, exact=exact,
+                  on_complete=lambda r: None, on_abort=lambda r: None)
+    queue.put(table.add(0.0, 0, 0, 30, 5), 0)
+    env.run(until=5.0)
+    return float(table.first_token_s[0])
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_a_chunk_with_computed_tokens_below_the_threshold_pays_for_its_pairs(exact):
+    pairs = 10 * (20 + 11 / 2)  # the second chunk's query-key pairs, its 20 computed tokens' keys included
+    assert _first_token_s(0.0, exact) == pytest.approx(2 * KERNEL_S)  # never absorbed
+    assert _first_token_s(8192, exact) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
+    assert _first_token_s(math.inf, exact) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
+    assert _first_token_s(20, exact) == pytest.approx(2 * KERNEL_S)  # 20 computed: back to the MHA form
