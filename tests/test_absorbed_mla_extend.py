@@ -1,6 +1,7 @@
 """SGLang runs a DeepSeek prefill batch whose prompts have some computed tokens (a cached prefix, earlier chunks),
-fewer than 8,192 in all, in multi-head latent attention's absorbed form on Hopper (FA3): 3.4x the attention work per
-query-key pair of the MHA form the kernel tables time (engines.yaml sglang-0.5 kernels.absorbed_mla_extend)."""
+fewer than 8,192 in all, in multi-head latent attention's absorbed form on Hopper (FA3), and from 0.5.10 every batch
+of at most 2,048 tokens that runs as a piecewise CUDA graph: 3.4x the attention work per query-key pair of the MHA
+form the kernel tables time (engines.yaml kernels.absorbed_mla_extend)."""
 
 from __future__ import annotations
 
@@ -31,19 +32,25 @@ def test_the_absorbed_form_does_3_4x_the_work_per_pair_for_deepseek():
     assert rule.ratio(models["llama-3.1-70b"]) == 1.0  # not latent attention
     assert rule.below_prefix_tokens == 8192 and set(rule.skus) == {"h100-sxm", "h200"}
     assert ENGINES["sglang-0.5.8"].kernels.absorbed_mla_extend == ENGINES["sglang-0.5"].kernels.absorbed_mla_extend
-    assert ENGINES["sglang"].kernels.absorbed_mla_extend == []  # 0.5.10's piecewise graphs: not modelled
+    hopper, blackwell = ENGINES["sglang"].kernels.absorbed_mla_extend  # 0.5.10: piecewise graphs up to 2,048 tokens
+    assert (hopper.below_prefix_tokens, hopper.graph_max_tokens) == (8192, 2048)
+    assert (blackwell.below_prefix_tokens, blackwell.graph_max_tokens) == (None, 2048)  # trtllm_mla: MHA form above
 
 
-@pytest.mark.parametrize("sku, model, expected", [
-    ("h200", "deepseek-r1", True),  # FA3: the absorbed form below 8,192 computed tokens
-    ("b200", "deepseek-r1", False),  # trtllm_mla: always the MHA form
-    ("h200", "llama-3.1-70b", False),  # grouped-query attention: nothing to absorb
+@pytest.mark.parametrize("engine, sku, model, below, graph_max", [
+    ("sglang-0.5", "h200", "deepseek-r1", 8192, 0),  # FA3: the absorbed form below 8,192 computed tokens
+    ("sglang-0.5", "b200", "deepseek-r1", 0, 0),  # trtllm_mla: always the MHA form
+    ("sglang-0.5", "h200", "llama-3.1-70b", 0, 0),  # grouped-query attention: nothing to absorb
+    ("sglang", "h200", "deepseek-r1", 8192, 2048),  # 0.5.10: and piecewise-graph prefills of up to 2,048 tokens
+    ("sglang", "b200", "deepseek-r1", 0, 2048),
 ])
-def test_resolve_prices_the_absorbed_form_where_sglang_dispatches_to_it(sku, model, expected):
-    d = resolved_deployment("sglang-0.5", sku, model, 8, "fp8")
+def test_resolve_prices_the_absorbed_form_where_sglang_dispatches_to_it(engine, sku, model, below, graph_max):
+    d = resolved_deployment(engine, sku, model, 8, "fp8")
     step = d.step_time
-    s_per_pair, below = step.absorbed_extend()
-    assert (s_per_pair > 0, below == 8192) == (expected, expected)
+    s_per_pair, *limits = step.absorbed_extend()
+    expected = bool(below or graph_max)
+    assert (s_per_pair > 0, limits) == (expected, [below, graph_max])
+    assert ("absorbed form" in d.step_time_source) == expected
     if expected:
         assert isinstance(step, KernelStepTime)
         # the tables' MHA-form rate it is priced from is a physical one: the H200's FA3 at 20-100% of its BF16 peak
@@ -58,22 +65,38 @@ def test_resolve_prices_the_absorbed_form_where_sglang_dispatches_to_it(sku, mod
         assert s_per_pair * pairs > 0.5 * whole
 
 
+def test_without_piecewise_graphs_only_the_prefix_rule_holds(tmp_path):
+    """Expert parallelism turns SGLang 0.5.10's piecewise graphs off (its prefills launch eagerly): no graph rule."""
+    import yaml
+
+    from simfactory.resolve import load_and_resolve
+    from conftest import scenario_doc
+
+    doc = scenario_doc(engine="sglang")
+    doc["pools"][0].update(sku="h200", count=8)
+    doc["deployments"][0].update(model="deepseek-r1", tp=8, dtype="fp8", replicas=1, expert_parallel=True)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    assert d.step_time.prefill_launch_s() > 0  # eager
+    assert d.step_time.absorbed_extend()[1:] == (8192, 0)
+
+
 class _Absorbing(StepTimeModel):
-    def __init__(self, below: float) -> None:
-        self.below = below
+    def __init__(self, below: float, graph_max: float) -> None:
+        self.below, self.graph_max = below, graph_max
 
     def step_s(self, load: StepLoad) -> float:
         return KERNEL_S
 
-    def absorbed_extend(self) -> tuple[float, float]:
-        return PER_PAIR_S, self.below
+    def absorbed_extend(self) -> tuple[float, float, float]:
+        return PER_PAIR_S, self.below, self.graph_max
 
 
-def _first_token_s(below: float, exact: bool) -> float:
+def _first_token_s(below: float, exact: bool, graph_max: float = 0.0) -> float:
     """A 30-token prompt alone, in a 20-token budget: chunks of 20 (nothing computed) and 10 (20 computed)."""
     env, table = FloatEnvironment(), RequestTable()
     queue = WaitingQueue(env)
-    ReplicaEngine(env, 0, queue, table, _Absorbing(below), max_num_seqs=8, max_num_batched_tokens=20,
+    ReplicaEngine(env, 0, queue, table, _Absorbing(below, graph_max), max_num_seqs=8, max_num_batched_tokens=20,
                   block_size=16, kv_blocks=1000, enable_chunked_prefill=True, exact=exact,
                   on_complete=lambda r: None, on_abort=lambda r: None)
     queue.put(table.add(0.0, 0, 0, 30, 5), 0)
@@ -88,3 +111,6 @@ def test_a_chunk_with_computed_tokens_below_the_threshold_pays_for_its_pairs(exa
     assert _first_token_s(8192, exact) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
     assert _first_token_s(math.inf, exact) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
     assert _first_token_s(20, exact) == pytest.approx(2 * KERNEL_S)  # 20 computed: back to the MHA form
+    first_pairs = 20 * 21 / 2  # the first chunk's: nothing computed, but 20 tokens fit a 20-token graph
+    assert _first_token_s(0.0, exact, graph_max=20) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * (first_pairs + pairs))
+    assert _first_token_s(0.0, exact, graph_max=19) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)

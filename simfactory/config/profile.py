@@ -721,16 +721,20 @@ class UnpackedGqaMixedSteps(Sourced):
 
 
 class AbsorbedMlaExtend(Sourced):
-    """An engine that runs a prefill batch in multi-head latent attention's absorbed (MQA-like) form when its prompts'
-    computed tokens (a cached prefix, earlier chunks) number more than 0 and fewer than below_prefix_tokens in all,
-    on these SKUs: each query-key pair then reads the 512-wide latent and the rope dims (K) and the latent (V) where
+    """An engine that runs a prefill batch in multi-head latent attention's absorbed (MQA-like) form, on these SKUs,
+    when its prompts' computed tokens (a cached prefix, earlier chunks) number more than 0 and fewer than
+    below_prefix_tokens in all, or when the batch has at most graph_max_tokens tokens (a piecewise CUDA graph's
+    prefill, which takes that form whatever they are): each query-key pair then reads the 512-wide latent and the rope dims (K) and the latent (V) where
     the tables' MHA-form prefill reads 192 and 128, so prompt attention costs (2 x kv_lora_rank + qk_rope_head_dim) /
     (qk_nope_head_dim + qk_rope_head_dim + v_head_dim) times the tables' (3.4x for DeepSeek-V3/R1)."""
 
     skus: list[str] = Field(min_length=1, description="the SKUs whose default attention backend dispatches so")
     below_prefix_tokens: PositiveInt | None = Field(
         default=None, description="the batch's computed prompt tokens at which it returns to the MHA form (absent: "
-                                  "every batch with any computed tokens runs absorbed)")
+                                  "computed tokens alone never make a batch run absorbed)")
+    graph_max_tokens: PositiveInt | None = Field(
+        default=None, description="batches of at most this many tokens run absorbed whatever their computed tokens, "
+                                  "where the engine prefills as piecewise CUDA graphs (absent: none)")
 
     def ratio(self, arch: ModelArch) -> float:
         """The absorbed form's attention work per query-key pair over the MHA form's (1: not a latent-attention

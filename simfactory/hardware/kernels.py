@@ -254,7 +254,7 @@ def kernel_step_time(
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
-    absorbed_attn_ratio: float = 1.0, absorbed_below_prefix_tokens: float = 0.0,
+    absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0),
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -321,7 +321,7 @@ def kernel_step_time(
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
                            kernel_scale=kernel_scale, measured_allreduce=bus is not None,
                            allreduce_extra_s=allreduce_extra_s, mixed_decode_attn_scale=mixed_decode_attn_scale,
-                           absorbed_attn_ratio=absorbed_attn_ratio, absorbed_below_prefix_tokens=absorbed_below_prefix_tokens)
+                           absorbed=absorbed)
     model.allreduce_latency_s = allreduce_latency_s if allreduce_extra_s else 0.0  # what a fit from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
@@ -392,6 +392,7 @@ class KernelStepTime(StepTimeModel):
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
                  "prefill_floor_s", "kernel_scale", "allreduce_extra_s", "allreduce_latency_s",
                  "mixed_decode_attn_scale", "absorbed_s_per_pair", "absorbed_below_prefix_tokens",
+                 "absorbed_graph_max_tokens",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -401,7 +402,8 @@ class KernelStepTime(StepTimeModel):
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
                  prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False,
                  allreduce_extra_s: float = 0.0, mixed_decode_attn_scale: float = 1.0,
-                 absorbed_attn_ratio: float = 1.0, absorbed_below_prefix_tokens: float = 0.0) -> None:
+                 absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> None:
+        absorbed_attn_ratio, absorbed_below_prefix_tokens, absorbed_graph_max_tokens = absorbed
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
                         ("prefill_attn_scale", prefill_attn_scale), ("prefill_floor_s", prefill_floor_s),
@@ -455,10 +457,12 @@ class KernelStepTime(StepTimeModel):
         self._ctx_k = _slopes(self._l, self._ctx)
         self._last_l = len(self._l) - 2
         # an engine that runs a prefill batch whose prompts have some (but fewer than absorbed_below_prefix_tokens)
-        # computed tokens in the absorbed (MQA-like) form of multi-head latent attention: each query-key pair costs
-        # absorbed_attn_ratio times the tables' (MHA-form) pair, its extra priced from the tables' prompt attention
-        # per pair at their longest prompts (EngineKernels.absorbed_mla_extend); 0: never
+        # computed tokens, or one of at most absorbed_graph_max_tokens tokens, in the absorbed (MQA-like) form of
+        # multi-head latent attention: each query-key pair costs absorbed_attn_ratio times the tables' (MHA-form)
+        # pair, its extra priced from the tables' prompt attention per pair at their longest prompts
+        # (EngineKernels.absorbed_mla_extend); 0: never
         self.absorbed_below_prefix_tokens = float(absorbed_below_prefix_tokens)
+        self.absorbed_graph_max_tokens = float(absorbed_graph_max_tokens)
         self.absorbed_s_per_pair = 0.0
         if absorbed_attn_ratio > 1.0:
             self.absorbed_s_per_pair = (absorbed_attn_ratio - 1.0) * self._ctx_s_per_pair()
@@ -474,8 +478,8 @@ class KernelStepTime(StepTimeModel):
         (l1, l2), (c1, c2) = self._l[-2:], self._ctx[-2:]
         return max(0.0, 2.0 * (c2 / l2 - c1 / l1) / (l2 - l1))
 
-    def absorbed_extend(self) -> tuple[float, float]:
-        return self.absorbed_s_per_pair, self.absorbed_below_prefix_tokens
+    def absorbed_extend(self) -> tuple[float, float, float]:
+        return self.absorbed_s_per_pair, self.absorbed_below_prefix_tokens, self.absorbed_graph_max_tokens
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}

@@ -73,7 +73,7 @@ class SpeculativeModel(StepTimeModel):
     def prefill_launch_s(self) -> float:
         return self.target.prefill_launch_s()  # real prompt tokens launch as the target's prefill does
 
-    def absorbed_extend(self) -> tuple[float, float]:
+    def absorbed_extend(self) -> tuple[float, float, float]:
         return self.target.absorbed_extend()  # real prompt tokens: the target's prefill
 
     def without_prefill_floor(self) -> StepTimeModel:

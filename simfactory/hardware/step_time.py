@@ -57,11 +57,11 @@ class StepTimeModel:
         graphs): a scheduler that processes the step before only after launching the next waits that long."""
         return 0.0
 
-    def absorbed_extend(self) -> tuple[float, float]:
-        """(seconds a query-key pair of prompt attention adds, prefix tokens below which it does) for an engine that
-        runs a prefill batch whose prompts have computed tokens in multi-head latent attention's absorbed form
-        (EngineKernels.absorbed_mla_extend); (0, 0): never."""
-        return 0.0, 0.0
+    def absorbed_extend(self) -> tuple[float, float, float]:
+        """(seconds a query-key pair of prompt attention adds, computed prompt tokens below which it does, batch tokens
+        up to which it does whatever those are) for an engine that runs some prefill batches in multi-head latent
+        attention's absorbed form (EngineKernels.absorbed_mla_extend); (0, 0, 0): never."""
+        return 0.0, 0.0, 0.0
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one

@@ -259,17 +259,27 @@ def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, atten
     return max(1.0, q_heads / kv_heads)
 
 
-def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch, dp_attention: int) -> dict[str, float]:
-    """kernel_step_time's absorbed_attn_ratio and absorbed_below_prefix_tokens where the engine runs a latent-attention
-    model's prefill batches with computed prompt tokens in the absorbed form on this SKU (EngineKernels.
-    absorbed_mla_extend; not modelled with DP attention, whose ranks prefill apart); {} elsewhere."""
+def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch, dp_attention: int,
+                          graphs: bool) -> tuple[float, float, float]:
+    """kernel_step_time's `absorbed`: (the absorbed form's work per query-key pair over the tables', computed prompt
+    tokens below which a batch runs it, batch tokens up to which it does whatever those are) where the engine runs
+    some of a latent-attention model's prefill batches in the absorbed form on this SKU (EngineKernels.
+    absorbed_mla_extend; not modelled with DP attention, whose ranks prefill apart); graphs: the deployment's prefills
+    run as piecewise CUDA graphs (no eager-prefill floor); (1, 0, 0) elsewhere."""
     if k is None or dp_attention > 1 or not arch.is_mla:
-        return {}
+        return 1.0, 0.0, 0.0
     for rule in k.absorbed_mla_extend:
         if sku in rule.skus and rule.ratio(arch) > 1.0:
-            below = math.inf if rule.below_prefix_tokens is None else float(rule.below_prefix_tokens)
-            return {"absorbed_attn_ratio": rule.ratio(arch), "absorbed_below_prefix_tokens": below}
-    return {}
+            graph_max = float(rule.graph_max_tokens or 0) if graphs else 0.0
+            return rule.ratio(arch), float(rule.below_prefix_tokens or 0), graph_max
+    return 1.0, 0.0, 0.0
+
+
+def absorbed_note(below: float, graph_max: float, ratio: float) -> str:
+    """What a kernel-table label says of the prefill batches it prices in latent attention's absorbed form."""
+    which = [f"1 to {below - 1:g} computed prompt tokens"] if below else []
+    which += [f"at most {graph_max:g} tokens (piecewise CUDA graphs)"] if graph_max else []
+    return f"; a prefill batch with {' or '.join(which)} in latent attention's absorbed form, x{ratio:.3g} the work a pair"
 
 
 MEASURED_KERNELS_LABEL = "measured kernels: "  # how an uncalibrated kernel-table step time's label starts
@@ -311,7 +321,8 @@ def kernel_model(
         terms = fit.model_dump(exclude={"kind", "allreduce_bus_gb_s"})  # kernel_step_time's parameters
     terms["mixed_decode_attn_scale"] = unpacked_gqa_scale(k, profile.sku, arch, d.tp // d.dp_attention)
     terms["triton_moe"] = triton_moe(k, arch, d.dtype)
-    terms.update(absorbed_extend_terms(k, profile.sku, arch, d.dp_attention))
+    graphs = not eager_prefill_floor_s(d, arch, preset, prefill_role)
+    terms["absorbed"] = absorbed_extend_terms(k, profile.sku, arch, d.dp_attention, graphs)
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
@@ -330,10 +341,8 @@ def kernel_model(
                 model.label += f"; {model_id}'s tables: {d.model} has its shape"
             if fw != framework:
                 model.label += f"; {fw}'s tables stand in for {framework}'s, which lack this model or layout"
-            if "absorbed_attn_ratio" in terms:
-                model.label += (f"; a prefill batch with 1 to {terms['absorbed_below_prefix_tokens'] - 1:g} computed "
-                                f"prompt tokens in latent attention's absorbed form, x{terms['absorbed_attn_ratio']:.3g}"
-                                " the attention work a pair")
+            if model.absorbed_extend()[0]:
+                model.label += absorbed_note(*model.absorbed_extend()[1:], terms["absorbed"][0])
             break
     if model is None:
         tables = load_kernel_tables(profile.sku, dirs)

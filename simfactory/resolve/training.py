@@ -79,9 +79,9 @@ class ScaledStepTime(StepTimeModel):
     def prefill_launch_s(self) -> float:
         return self.inner.prefill_launch_s()  # the host's launch is not what the training job slows
 
-    def absorbed_extend(self) -> tuple[float, float]:
-        s_per_pair, below = self.inner.absorbed_extend()
-        return s_per_pair * self.factor, below
+    def absorbed_extend(self) -> tuple[float, float, float]:
+        s_per_pair, below, graph_max = self.inner.absorbed_extend()
+        return s_per_pair * self.factor, below, graph_max
 
     def without_prefill_floor(self) -> StepTimeModel:
         return ScaledStepTime(self.inner.without_prefill_floor(), self.factor) if self.inner.prefill_launch_s() else self

@@ -201,7 +201,7 @@ class ReplicaEngine:
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
         self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        self.absorbed_s_per_pair, self.absorbed_below = step_time.absorbed_extend()  # _absorbed_extend_s
+        self.absorbed_s_per_pair, self.absorbed_below, self.absorbed_graph_max = step_time.absorbed_extend()
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
@@ -375,7 +375,7 @@ class ReplicaEngine:
     def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]], prev_start_s: float) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
-        absorbed_s = self._absorbed_extend_s(chunks, load.prefill_attn_pairs) if chunks and self.absorbed_below else 0.0
+        absorbed_s = self._absorbed_extend_s(chunks, load) if chunks and self.absorbed_s_per_pair else 0.0
         launched_s = now + self.prefill_launch_s
         if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
             if self.launch_overlap:
@@ -386,14 +386,17 @@ class ReplicaEngine:
         self.extra_step_s = 0.0
         return dt, launched_s
 
-    def _absorbed_extend_s(self, chunks: list[tuple[int, int, int]], pairs: float) -> float:
+    def _absorbed_extend_s(self, chunks: list[tuple[int, int, int]], load: StepLoad) -> float:
         """What a prefill batch's prompt attention adds when the engine runs it in latent attention's absorbed form:
         its prompts' computed tokens (cached prefixes, earlier chunks) are more than 0 and fewer than the engine's
-        threshold in all (SGLang's DeepSeek attention dispatch: StepTimeModel.absorbed_extend)."""
+        threshold in all, or it is small enough for a piecewise CUDA graph (SGLang's DeepSeek attention dispatch:
+        StepTimeModel.absorbed_extend)."""
         computed = 0
         for _, _, done in chunks:
             computed += done
-        return self.absorbed_s_per_pair * pairs if 0 < computed < self.absorbed_below else 0.0
+        absorbed = (0 < computed < self.absorbed_below
+                    or load.prefill_tokens + load.decode_seqs <= self.absorbed_graph_max)
+        return self.absorbed_s_per_pair * load.prefill_attn_pairs if absorbed else 0.0
 
     def _host_launch_end_s(self, now: float, prev_start_s: float, chunks: list[tuple[int, int, int]]) -> float:
         """When the host finishes launching an eager prefill step that the GPU could start now. It starts when the
