@@ -130,3 +130,22 @@ def test_fidelity_steps_shows_a_points_step_costs_without_running_the_suites(tmp
     assert not (tmp_path / "r.json").exists()
     missing = CliRunner().invoke(app, ["fidelity", str(suite), str(tmp_path / "none.yaml"), "--steps", point])
     assert missing.exit_code == 2 and "none.yaml" in missing.output  # every suite named is read, not only up to the point
+
+
+def test_the_absorbed_form_of_a_graphed_prefill_shows_in_the_step_table():
+    """SGLang 0.5.10+ runs a DeepSeek prefill of up to 2,048 tokens as a piecewise graph in latent attention's
+    absorbed form: the step table prices the rows the engine would (its part, the parts still adding up), and
+    only those."""
+    from conftest import resolved_deployment
+
+    d = resolved_deployment("sglang", "h200", "deepseek-r1", 8, "fp8")
+    s_per_pair, _, graph_max = d.step_time.absorbed_extend()
+    assert s_per_pair > 0 and graph_max == 2048
+    loads = [("short", StepLoad(512, 0, 0.0, 512 * 513 / 2)), ("graph", StepLoad(2048, 0, 0.0, 2048 * 2049 / 2)),
+             ("eager", StepLoad(4096, 0, 0.0, 4096 * 4097 / 2)), ("decode", StepLoad(0, 32, 32 * 2000.0, 0.0))]
+    rows = {r["load"]: r for r in step_rows(d.step_time, loads)}
+    for label, load in loads:
+        extra = s_per_pair * load.prefill_attn_pairs if label in ("short", "graph") else 0.0
+        assert rows[label]["step_ms"] == pytest.approx((d.step_time.step_s(load) + extra) * 1e3)
+        assert rows[label]["parts_ms"].get("absorbed", 0.0) == pytest.approx(extra * 1e3)
+        assert sum(rows[label]["parts_ms"].values()) == pytest.approx(rows[label]["step_ms"])

@@ -209,6 +209,7 @@ STEP_PARTS = {"overhead": ("ovh", "engine overhead"), "linear": ("GEMM", "linear
               "decode_attention": ("dec", "decode attention"), "prefill_attention": ("pre", "prompt attention"),
               "attention": ("attn", "attention"), "communication": ("comm", "collectives"),
               "launch_wait": ("wait", "an eager prefill waiting for its kernel launches"),
+              "absorbed": ("absb", "prompt attention in latent attention's absorbed form, beyond the tables' form"),
               "busiest_rank": ("rank", "what the attention rank holding the most prompt tokens adds"),
               "prefill_tokens": ("prompt", "per prompt token"), "decode_seqs": ("seqs", "per decoding sequence"),
               "kv_read": ("KV", "per KV token read"), "step": ("step", "the model's whole step"),

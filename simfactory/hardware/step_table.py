@@ -59,11 +59,28 @@ def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[d
     rows = []
     for label, load in loads:
         step_s = model.step_s(load)
+        absorbed_s = _absorbed_s(model, load)
+        if absorbed_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
+            step_s = max(model.without_prefill_floor().step_s(load) + absorbed_s, model.prefill_launch_s())
         parts = None
         if breakdown is not None:
-            parts = {name: s * 1e3 for name, s in breakdown(load).items() if s}
+            parts_s = breakdown(load)
+            if absorbed_s:
+                parts_s["absorbed"] = absorbed_s
+                parts_s["launch_wait"] = 0.0
+                parts_s["launch_wait"] = max(0.0, model.prefill_launch_s() - sum(parts_s.values()))
+            parts = {name: s * 1e3 for name, s in parts_s.items() if s}
         rows.append({"load": label, "prefill_tokens": load.prefill_tokens, "decode_seqs": load.decode_seqs,
                      "kv_tokens_read": load.kv_tokens_read, "step_ms": step_s * 1e3,
                      "tokens_per_s": (load.prefill_tokens + load.decode_seqs) / step_s if step_s > 0 else 0.0,
                      "parts_ms": parts})
     return rows
+
+
+def _absorbed_s(model: StepTimeModel, load: StepLoad) -> float:
+    """What latent attention's absorbed form adds to a step of whole prompts (nothing computed before them), where
+    the engine runs so small a batch that way (a piecewise CUDA graph's: StepTimeModel.absorbed_extend)."""
+    s_per_pair, _, graph_max = model.absorbed_extend()
+    if not (s_per_pair and load.prefill_tokens and load.prefill_tokens + load.decode_seqs <= graph_max):
+        return 0.0
+    return s_per_pair * load.prefill_attn_pairs
