@@ -357,3 +357,58 @@ def test_the_preset_says_where_the_launch_overlaps_the_step_before(tmp_path, sku
     eager = ENGINES["sglang-0.5"].eager_prefill
     assert set(eager.mla_prefix_sync_skus) <= set(eager.launch_overlap_skus)
     assert ENGINES["sglang"].eager_prefill.launch_overlap_skus == []  # DP attention / EP paths: not read
+
+
+class _Sized(StepTimeModel):
+    """Kernels of 5 ms + 0.1 ms a prompt token + 1 ms a decoding sequence; a prefill at least FLOOR_S."""
+
+    def __init__(self, floor_s: float) -> None:
+        self.floor_s = floor_s
+
+    def step_s(self, load: StepLoad) -> float:
+        kernels = 0.005 + 1e-4 * load.prefill_tokens + 1e-3 * load.decode_seqs
+        return max(kernels, self.floor_s) if load.prefill_tokens else kernels
+
+    def without_prefill_floor(self) -> StepTimeModel:
+        return _Sized(0.0)
+
+    def prefill_launch_s(self) -> float:
+        return self.floor_s
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("answer, role", [(50, "mixed"), (1, "mixed"), (50, "prefill")])
+def test_the_head_start_survives_a_step_that_emptied_the_batch(exact, answer, role):
+    """A 90 ms launch; A's 1,450-token prefill (150 ms of kernels) then B's 150 tokens (20 ms), one prompt a step.
+    B's launch starts once A's is done (90 ms), so B ends at 150 + max(20, 180 - 150) = 180 ms, whether A goes on
+    decoding, ends with its prefill (a one-token answer) or leaves it (a prefill-role replica): the GPU ran until
+    B's step either way. A request put while A's step ran is launched no earlier than it was put (100 ms: 190 ms)."""
+    def first_tokens(arrivals_s: list[float]) -> list[float]:
+        env, table = FloatEnvironment(), RequestTable()
+        queue = WaitingQueue(env)
+        ReplicaEngine(env, 0, queue, table, _Sized(0.09), max_num_seqs=8, max_num_batched_tokens=1500, block_size=16,
+                      kv_blocks=10_000, enable_chunked_prefill=False, overlap_schedule=True, schedule="prefill_first",
+                      eager_launch=(True, False), role=role, exact=exact, on_prefilled=lambda r: None,
+                      on_complete=lambda r: None, on_abort=lambda r: None)
+        for at_s, tokens in zip(arrivals_s, (1450, 150)):
+            def put(_event: object, tokens: int = tokens) -> None:
+                queue.put(table.add(env.now, 0, 0, tokens, answer), 0)
+            env.timeout(at_s).callbacks.append(put)
+        env.run(until=10.0)
+        return [float(x) for x in table.first_token_s[:2]]
+
+    assert first_tokens([0.0, 0.0]) == pytest.approx([0.15, 0.18])
+    if answer == 1 or role == "prefill":  # A's step emptied the batch: B, put at 100 ms, is taken at once
+        assert first_tokens([0.0, 0.1]) == pytest.approx([0.15, 0.19])
+
+
+@pytest.mark.parametrize("extra", [{"dp_attention": 8}, {"expert_parallel": True},
+                                   {"speculative": {"k": 3, "acceptance": 0.7, "mtp": True}}])
+def test_no_head_start_on_launch_paths_not_read(tmp_path, extra):
+    """The launch paths read for syncs were plain tensor-parallel ones; DP attention, expert parallelism and
+    speculative decoding bring syncs of their own: the whole floor there."""
+    doc = yaml.safe_load((ROOT / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="h200", count=8)
+    doc["deployments"][0].update(replicas=1, tp=8, model="deepseek-r1", dtype="fp8", engine="sglang-0.5", **extra)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    assert load_and_resolve(tmp_path / "s.yaml").deployments[0].eager_launch_overlap() == (False, False)

@@ -167,6 +167,27 @@ def test_shared_progress_and_serving_slowdown():
     assert (a, b, n) == (pytest.approx(4 * a0), pytest.approx(4 * b0), n0)
 
 
+def test_serving_beside_training_stretches_the_kernels_not_an_eager_prefills_launch():
+    """The host's launch of an eager prefill is not what the training job slows: a step with prompt tokens takes
+    max(kernels x factor, floor) on every path the engine prices it by (its own step, and the floorless model the
+    engine adds the launch and the absorbed form to), and its parts add up to it."""
+    from conftest import resolved_deployment
+
+    real = resolved_deployment("sglang-0.5", "h200", "deepseek-r1", 8, "fp8").step_time
+    floor_s = real.prefill_launch_s()
+    scaled = ScaledStepTime(real, 2.0)
+    short, long_ = StepLoad(30, 0, 0.0, 30 * 31 / 2), StepLoad(8192, 0, 0.0, 8192 * 8193 / 2)
+    kernels = real.without_prefill_floor()
+    assert kernels.step_s(short) * 2.0 < floor_s < kernels.step_s(long_) * 2.0
+    for load in (short, long_):
+        want = max(kernels.step_s(load) * 2.0, floor_s)
+        assert scaled.step_s(load) == pytest.approx(want)
+        assert max(scaled.without_prefill_floor().step_s(load), scaled.prefill_launch_s()) == pytest.approx(want)
+        assert sum(scaled.breakdown_s(load).values()) == pytest.approx(want)
+    decode = StepLoad(0, 16, 16 * 2000.0, 0.0)
+    assert scaled.step_s(decode) == pytest.approx(2.0 * real.step_s(decode))
+
+
 # ---- the scenario path -----------------------------------------------------------------------------------------
 JOB: dict[str, Any] = dict(name="pt", pool="h100", accelerators=16, model="llama-3.1-8b", total_tokens=1e10,
                            seq_len_tokens=4096, global_batch_sequences=64, node_mtbf_h=6300.0, checkpoint_cost_s=60.0,

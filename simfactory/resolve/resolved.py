@@ -55,6 +55,9 @@ class ResolvedDeployment:
         eager = self.engine_preset.eager_prefill if self.engine_preset is not None else None
         if eager is None or not self.config.overlap_schedule or self.profile.sku not in eager.launch_overlap_skus:
             return False, False
+        d = self.config  # the launch paths read were plain tensor-parallel ones: DP attention, expert parallelism,
+        if d.dp_attention > 1 or (self.arch.is_moe and (d.ep_degree > 1 or d.eplb)) or d.speculative is not None:
+            return False, False  # EPLB and speculative decoding add syncs of their own (the whole floor there)
         return True, self.arch.is_mla and self.profile.sku in eager.mla_prefix_sync_skus
 
     def front_end_ingress(self) -> str:

@@ -9,7 +9,7 @@ with neither a model nor an input-pipeline cap is left exactly as configured.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from simfactory.config.limits import MAX_TRAINING_EVENTS
@@ -57,20 +57,33 @@ class TrainingEstimate:
 
 @dataclass(frozen=True)
 class ScaledStepTime(StepTimeModel):
-    """Another step-time model's steps stretched by a factor: serving beside a training job (serving_share)."""
+    """Another step-time model's steps stretched by a factor: serving beside a training job (serving_share). The
+    host's launch of an eager prefill (the inner model's floor) is not stretched: a step with prompt tokens takes
+    max(kernels x factor, floor), as the engine prices it when the launch overlaps the step before."""
 
     inner: StepTimeModel
     factor: float
+    floorless: StepTimeModel = field(init=False, repr=False, compare=False)  # the inner model without its floor
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "floorless", self.inner.without_prefill_floor())
 
     def step_s(self, load: StepLoad) -> float:
+        if load.prefill_tokens and self.floorless is not self.inner:
+            return max(self.floorless.step_s(load) * self.factor, self.inner.prefill_launch_s())
         return self.inner.step_s(load) * self.factor
 
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
         """The inner model's parts (its whole step where it has none) and what serving beside the training job
-        adds; they add up to step_s."""
-        step = self.inner.step_s(load)
-        inner = getattr(self.inner, "breakdown_s", None)
-        return {**(inner(load) if inner is not None else {"step": step}), "beside_training": step * (self.factor - 1.0)}
+        adds; they add up to step_s (an eager prefill's launch wait what is left of its floor)."""
+        floored = bool(load.prefill_tokens) and self.floorless is not self.inner
+        model = self.floorless if floored else self.inner
+        step = model.step_s(load)
+        inner = getattr(model, "breakdown_s", None)
+        parts = {**(inner(load) if inner is not None else {"step": step}), "beside_training": step * (self.factor - 1.0)}
+        if floored:
+            parts["launch_wait"] = max(0.0, self.inner.prefill_launch_s() - step * self.factor)
+        return parts
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         a_s, b_s, n = self.inner.decode_affine(decode_seqs, kv0, kv_step, n_max)

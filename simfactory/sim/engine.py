@@ -281,7 +281,9 @@ class ReplicaEngine:
         self.held_slot = 0
         self.repaired: simpy.Event | None = None
         self.host_free_s = 0.0  # when the host finished launching the last eager prefill step
-        self.gpu_free_s = -math.inf  # when the last step ended (back to back: the next one starts then)
+        self.gpu_free_s = self.last_start_s = -math.inf  # when the last step ended (back to back: the next one
+        self.admitted_put_s = self.head_put_s = -math.inf  # starts then) and began; when the newest request of the
+        # step formed was put, and when the head _admissible_head returned was
         self._batch: tuple[list[tuple[int, int, int]], float, bool] = ([], 0.0, False)  # the plain step in progress
 
     # ---- observations (read by the router and the timeline monitor) ----
@@ -337,7 +339,6 @@ class ReplicaEngine:
                 return
         if self.overlap and not (self.dec_base or self.prefill_target):
             self.admit_put_by_s = math.inf  # nothing to run: the scheduler loop takes what waits at once
-        prev_start_s = self.admit_put_by_s  # under overlap, the start of the step that just ended (inf: none runs)
         chunks, n_dec, kv_read, pairs = self._schedule()
         if self.overlap:
             # the next step is formed now, from what waits now: a client that resends on an answer of the step that
@@ -355,7 +356,7 @@ class ReplicaEngine:
         for _, c, _ in chunks:
             prefill_tokens += c
         now = self.env._now
-        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs), chunks, prev_start_s)
+        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs), chunks)
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
@@ -364,7 +365,7 @@ class ReplicaEngine:
                 self._deliver_first_tokens_later(self.env._now + lag_s)
             else:
                 self._deliver_first_tokens(self.env._now)
-        self.step_started_s = self.env._now
+        self.step_started_s = self.last_start_s = self.env._now
         self.step_len_s = dt
         self.busy_s += dt
         self.in_step = True
@@ -372,14 +373,14 @@ class ReplicaEngine:
         # call_at, not a Timeout (its bound constructor, __init__ and schedule: three calls): the key schedule() gives
         self.env.call_at(float(self.env._now + dt), self._end_step)
 
-    def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]], prev_start_s: float) -> tuple[float, float]:
+    def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]]) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
         absorbed_s = self._absorbed_extend_s(chunks, load) if chunks and self.absorbed_s_per_pair else 0.0
         launched_s = now + self.prefill_launch_s
         if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
             if self.launch_overlap:
-                launched_s = self._host_launch_end_s(now, prev_start_s, chunks)
+                launched_s = self._host_launch_end_s(now, chunks)
             dt = max(self.floorless.step_s(load) + absorbed_s, launched_s - now) + self.extra_step_s
         else:
             dt = self.step_time.step_s(load) + absorbed_s + self.extra_step_s
@@ -398,16 +399,16 @@ class ReplicaEngine:
                     or load.prefill_tokens + load.decode_seqs <= self.absorbed_graph_max)
         return self.absorbed_s_per_pair * load.prefill_attn_pairs if absorbed else 0.0
 
-    def _host_launch_end_s(self, now: float, prev_start_s: float, chunks: list[tuple[int, int, int]]) -> float:
-        """When the host finishes launching an eager prefill step that the GPU could start now. It starts when the
-        host is free and, under an overlap scheduler whose GPU ran a step up to now (started at prev_start_s), when
-        that step started: the host forms and launches a step while the one before it runs (SGLang's
-        event_loop_overlap); else now: after an idle GPU, without overlap, or where the attention backend's prefill
-        planning syncs the device (the whole floor, as one-request TTFTs measure it)."""
+    def _host_launch_end_s(self, now: float, chunks: list[tuple[int, int, int]]) -> float:
+        """When the host finishes launching an eager prefill step that the GPU could start now. Under an overlap
+        scheduler whose GPU ran a step up to now, the host forms and launches a step while the one before it runs
+        (SGLang's event_loop_overlap): it starts once free, once that step started and once the step's newest
+        request was put in the queue (one that arrived while that step ran, after it emptied the batch); else now:
+        after an idle GPU, without overlap, or where the attention backend's prefill planning syncs the device (the
+        whole floor, as one-request TTFTs measure it)."""
         start_s = now
-        if self.gpu_free_s == now and prev_start_s < now and not (
-                self.prefix_prefill_syncs and any(done for _, _, done in chunks)):
-            start_s = max(self.host_free_s, prev_start_s)
+        if self.gpu_free_s == now and not (self.prefix_prefill_syncs and any(done for _, _, done in chunks)):
+            start_s = min(now, max(self.host_free_s, self.last_start_s, self.admitted_put_s))
         self.host_free_s = start_s + self.prefill_launch_s
         return self.host_free_s
 
@@ -498,8 +499,9 @@ class ReplicaEngine:
         self.in_step = False
         self.step_len_s = 0.0
         self.steps_run += last + 1
-        if self.overlap:  # the next step was formed when the last one started: st.end_s(last), inline
-            self.admit_put_by_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))
+        self.last_start_s = st.start_s + (last * a_s + b_s * (last * (last - 1) // 2))  # st.end_s(last), inline
+        if self.overlap:  # the next step was formed when the last one started
+            self.admit_put_by_s = self.last_start_s
             self.admit_puts = st.formed_puts
         self._complete_decodes((a_s + b_s * last) / n_dec)
         if self.pending_aborts:
@@ -529,8 +531,7 @@ class ReplicaEngine:
             self._priority_preemption()
         if self.role == "decode" or self.swap:  # only there can a waiting request's KV cache be ready
             self._admit_transferred()
-        bs = self.block_size
-        n_dec, kv_read = 0, 0.0
+        bs, n_dec, kv_read = self.block_size, 0, 0.0
         if self.dec_base and not (self.prefill_first and self._can_admit()):
             n_dec, kv_read = self._allocate_decodes()  # 1) decodes: one token each
         budget = self.max_num_batched_tokens - n_dec
@@ -549,6 +550,7 @@ class ReplicaEngine:
         preempted_kv = self.preempted_kv
         if self.held_slots:
             max_num_seqs = self._free_slot_if_idle()
+        self.admitted_put_s = -math.inf  # the newest admission's put time (_host_launch_end_s; _take)
         while budget > 0 and (len(running) < max_num_seqs or self.held_slots):
             head = self._admissible_head()
             if head is None:
@@ -576,7 +578,7 @@ class ReplicaEngine:
                 break
             if self.full_sequence and not self._commit_full_sequence(rid):
                 break
-            source.take(rid)
+            self._take(source, rid)
             if preempted_kv is not None and preempted_kv.kept:
                 preempted_kv.revive(rid, kept // bs if kept >= hit else 0)
             if pin is not None:  # the task's pinned KV becomes this request's cached prefix (its slot frees)
@@ -603,6 +605,12 @@ class ReplicaEngine:
         for _, c, d in chunks:
             pairs += c * (d + (c + 1) / 2)
         return chunks, n_dec, kv_read, pairs
+
+    def _take(self, source: WaitingQueue, rid: int) -> None:
+        """Take an admitted request out of its queue, keeping the newest put time of the step's admissions."""
+        source.take(rid)
+        if source is self.queue and self.head_put_s > self.admitted_put_s:
+            self.admitted_put_s = self.head_put_s
 
     def _allocate_decodes(self) -> tuple[int, float]:
         """Step 1 of a batch: allocate a block for each decode crossing a block boundary, evicting idle tasks'
@@ -706,7 +714,10 @@ class ReplicaEngine:
             rq = requeued.head_key()
             if rq is not None and (wq is None or rq < wq):
                 return rq[2], requeued
-        return (wq[2], queue) if wq is not None else None
+        if wq is None:
+            return None
+        self.head_put_s = wq[3]  # when it was put: an overlapping host cannot launch its prefill before
+        return wq[2], queue
 
     def _enter_decode(self, rid: int, kv: int, s0: int) -> None:
         """Put a request in the decode batch from decode step s0 on, its KV length before that step being kv."""

@@ -223,7 +223,7 @@ class FleetModel:
             schedule=cfg.schedule,
             overlap_schedule=cfg.overlap_schedule,
             delayed_first_token=cfg.delayed_first_token and cfg.overlap_schedule and role == "mixed",
-            eager_launch=d.eager_launch_overlap(),
+            eager_launch=d.eager_launch_overlap() if role == "mixed" else (False, False),  # disaggregated: not read
             preemptive_priority=cfg.preemptive_priority,
             prefix_cache_tokens=cfg.prefix_cache_tokens,
             role=role,
