@@ -741,27 +741,33 @@ class ReplicaEngine:
         rid = head[0]
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
-        target = int(self.table.input_tokens[rid] + self.table.generated[rid])
-        # its own blocks still cached after a preemption count against the free blocks, as admission counts them
-        hit = self._kept_prefix(rid, target)
+        t = self.table
+        target = int(t.input_tokens[rid] + t.generated[rid])
+        # the tokens admission would find computed (its task's pinned KV, the prefix cache, its own blocks kept after
+        # a preemption) take blocks as admission counts them; the cache is peeked, not touched
+        pin = self.pins.get(int(t.task_id[rid])) if self.pins else None
+        hit = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
+        hit = max(hit or self._cached_prefix(rid, target, peek=True), self._kept_prefix(rid, target))
         chunk = min(target - hit, self.max_num_batched_tokens)
         if not self.chunked and chunk < target - hit:
             return False
         if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
-        return blocks_for(hit + chunk, self.block_size) <= self.free_blocks
+        return blocks_for(hit + chunk, self.block_size) <= self.free_blocks + (pin.blocks if pin is not None else 0)
 
-    def _cached_prefix(self, rid: int, target: int) -> int:
-        """Prompt tokens this replica's prefix cache already holds (at least one token is always computed)."""
+    def _cached_prefix(self, rid: int, target: int, peek: bool = False) -> int:
+        """Prompt tokens this replica's prefix cache already holds (at least one token is always computed); peek:
+        without touching the cache or loading anything back."""
         cache = self.prefix_cache
         if cache is None:
             return 0
         keys, blocks = request_prefixes(self.table, rid)
         if not keys and not blocks:
             return 0
-        hit, tier = cache.lookup(keys, blocks)
+        hit, tier = cache.peek(keys, blocks) if peek else cache.lookup(keys, blocks)
         hit = min(hit, target - 1)
-        self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
+        if not peek:
+            self.extra_step_s += hit * self.load_s_per_token[tier]  # load it back from host memory or SSD
         return hit
 
     def _kept_prefix(self, rid: int, target: int) -> int:
