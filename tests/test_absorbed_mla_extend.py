@@ -82,21 +82,24 @@ def test_without_piecewise_graphs_only_the_prefix_rule_holds(tmp_path):
 
 
 class _Absorbing(StepTimeModel):
-    def __init__(self, below: float, graph_max: float) -> None:
-        self.below, self.graph_max = below, graph_max
+    def __init__(self, below: float, graph_max: float, up_s: float = 0.0) -> None:
+        self.below, self.graph_max, self.up_s = below, graph_max, up_s
 
     def step_s(self, load: StepLoad) -> float:
         return KERNEL_S
 
     def absorbed_extend(self) -> tuple[float, float, float]:
-        return PER_PAIR_S, self.below, self.graph_max
+        return (PER_PAIR_S if self.below or self.graph_max else 0.0), self.below, self.graph_max
+
+    def prefix_up_s_per_token(self) -> float:
+        return self.up_s
 
 
-def _first_token_s(below: float, exact: bool, graph_max: float = 0.0) -> float:
+def _first_token_s(below: float, exact: bool, graph_max: float = 0.0, up_s: float = 0.0) -> float:
     """A 30-token prompt alone, in a 20-token budget: chunks of 20 (nothing computed) and 10 (20 computed)."""
     env, table = FloatEnvironment(), RequestTable()
     queue = WaitingQueue(env)
-    ReplicaEngine(env, 0, queue, table, _Absorbing(below, graph_max), max_num_seqs=8, max_num_batched_tokens=20,
+    ReplicaEngine(env, 0, queue, table, _Absorbing(below, graph_max, up_s), max_num_seqs=8, max_num_batched_tokens=20,
                   block_size=16, kv_blocks=1000, enable_chunked_prefill=True, exact=exact,
                   on_complete=lambda r: None, on_abort=lambda r: None)
     queue.put(table.add(0.0, 0, 0, 30, 5), 0)
@@ -114,3 +117,34 @@ def test_a_chunk_with_computed_tokens_below_the_threshold_pays_for_its_pairs(exa
     first_pairs = 20 * 21 / 2  # the first chunk's: nothing computed, but 20 tokens fit a 20-token graph
     assert _first_token_s(0.0, exact, graph_max=20) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * (first_pairs + pairs))
     assert _first_token_s(0.0, exact, graph_max=19) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
+
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_the_mha_form_reexpands_computed_tokens_and_the_absorbed_form_does_not(exact):
+    """The second chunk has 20 computed tokens: in the MHA form it re-expands them from the cached latent (1 ms a
+    token here); a batch in the absorbed form reads the latent as it is."""
+    up_s = 1e-3
+    assert _first_token_s(0.0, exact, up_s=up_s) == pytest.approx(2 * KERNEL_S + 20 * up_s)
+    pairs = 10 * (20 + 11 / 2)
+    assert _first_token_s(8192, exact, up_s=up_s) == pytest.approx(2 * KERNEL_S + PER_PAIR_S * pairs)
+
+
+def test_reexpanding_a_cached_latent_token_costs_its_share_of_a_prompt_token():
+    """DeepSeek-R1 at TP8: the KV up projection is 5.7% of the attention block's projections a token (512 x 16 heads x
+    (128 + 128) of 7,168 x 1,536 + 1,536 x 16 x 192 + 7,168 x 576 + that + 16 x 128 x 7,168), and the seconds the
+    tables give it imply an FP8 GEMM rate between 10% and 100% of the GPU's peak; no such term for a GQA model."""
+    from simfactory.config.loader import load_model_file
+    from simfactory.config.profile import ModelCatalog
+    from simfactory.paths import PROFILES_DIR
+
+    models = {m.id: m for m in load_model_file(ModelCatalog, PROFILES_DIR / "models.yaml").models}
+    r1 = models["deepseek-r1"]
+    up = 512 * 16 * 256
+    assert r1.mla_kv_up_share(8) == pytest.approx(up / (7168 * 1536 + 1536 * 16 * 192 + 7168 * 576 + up + 16 * 128 * 7168))
+    assert models["llama-3.1-70b"].mla_kv_up_share(8) == 0.0
+    for engine, sku in (("sglang-0.5", "h200"), ("vllm-0.11", "h200"), ("tensorrt-llm", "b200")):
+        d = resolved_deployment(engine, sku, "deepseek-r1", 8, "fp8")
+        rate = 2 * up * r1.layers / d.step_time.prefix_up_s_per_token()
+        assert 0.1 * d.profile.spec.fp8_tflops * 1e12 < rate < d.profile.spec.fp8_tflops * 1e12, (engine, sku)
+    assert resolved_deployment("vllm", "h200", "llama-3.1-70b", 8, "fp8").step_time.prefix_up_s_per_token() == 0.0

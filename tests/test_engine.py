@@ -279,3 +279,13 @@ def test_ssd_tier_below_the_host_tier(case):
     seen = set(ttft)
     # device hits (no load), host hits (10 GB/s) and SSD hits (1 GB/s) all occur
     assert {round(base, 9), round(base + kv / 10e9, 9), round(base + kv / 1e9, 9)} <= seen
+
+
+def test_full_sequence_admission_takes_the_longest_request_the_fleet_lets_in(case):
+    """The fleet admits a request of up to the KV cache's tokens + 1 (its last token's KV is never written):
+    full-sequence admission must reserve the same, not one token more (a 2,000 + 993-token request in a 3,000-token
+    cache of 16-token blocks used to be refused for good: an empty step, a crash)."""
+    doc = scenario_doc(rate=1, horizon_s=5, kv_cache_tokens=3000, kv_admission="full_sequence",
+                       input_tokens={"kind": "fixed", "value": 2000}, output_tokens={"kind": "fixed", "value": 993})
+    req = run(case(doc, {"overhead_s": 0.01})).requests
+    assert len(req) >= 1 and (req["outcome"] == "completed").all()

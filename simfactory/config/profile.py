@@ -569,6 +569,20 @@ class ModelArch(Sourced):
             per_layer = h * (n + 2 * self.kv_heads) * self.head_dim + n * self.head_dim * h
         return self.layers * per_layer / 1e9
 
+    def mla_kv_up_share(self, tp: int) -> float:
+        """Of the work a multi-head latent attention block does per token on one of tp devices (its projections:
+        query down/up or query, the replicated KV down projection, the KV up projection and the output, each split
+        over the heads but the down projections), the KV up projection's share: what re-expanding one cached latent
+        token costs, as a share of a prompt token's block (0: not latent attention)."""
+        if self.kv_lora_rank is None or self.qk_rope_head_dim is None:
+            return 0.0
+        h, n = self.hidden, max(1, self.heads // tp)
+        nope, v = self.qk_nope_head_dim or self.head_dim, self.v_head_dim or self.head_dim
+        qk = nope + self.qk_rope_head_dim
+        q = h * self.q_lora_rank + self.q_lora_rank * n * qk if self.q_lora_rank else h * n * qk
+        up = self.kv_lora_rank * n * (nope + v)
+        return up / (q + h * (self.kv_lora_rank + self.qk_rope_head_dim) + up + n * v * h)
+
     def weight_bytes(self, dtype: str) -> float:
         return self.params_b * 1e9 * BYTES_PER_PARAM[dtype]
 

@@ -254,7 +254,7 @@ def kernel_step_time(
     linear_scale: float = 1.0, prefill_attn_scale: float = 1.0, dp_attention: int = 1, ep: int = 1,
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
-    absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0),
+    absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0), mla_kv_up_share: float = 0.0,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -321,7 +321,7 @@ def kernel_step_time(
                            prefill_attn_scale=prefill_attn_scale, prefill_floor_s=prefill_floor_s,
                            kernel_scale=kernel_scale, measured_allreduce=bus is not None,
                            allreduce_extra_s=allreduce_extra_s, mixed_decode_attn_scale=mixed_decode_attn_scale,
-                           absorbed=absorbed)
+                           absorbed=absorbed, mla_kv_up_share=mla_kv_up_share)
     model.allreduce_latency_s = allreduce_latency_s if allreduce_extra_s else 0.0  # what a fit from this prior keeps
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
@@ -392,7 +392,7 @@ class KernelStepTime(StepTimeModel):
     __slots__ = ("overhead_s", "overhead_per_seq_s", "prefill_overhead_s", "linear_scale", "prefill_attn_scale",
                  "prefill_floor_s", "kernel_scale", "allreduce_extra_s", "allreduce_latency_s",
                  "mixed_decode_attn_scale", "absorbed_s_per_pair", "absorbed_below_prefix_tokens",
-                 "absorbed_graph_max_tokens",
+                 "absorbed_graph_max_tokens", "prefix_up_s",
                  "label", "source_file", "source_sha256", "_t", "_tok", "_tok_k", "_ar", "_ar_k",
                  "_lg", "_lg_k", "_b", "_s", "_att", "_l", "_ctx", "_ctx_k", "_last_t", "_last_l", "_rows")
 
@@ -402,7 +402,7 @@ class KernelStepTime(StepTimeModel):
                  prefill_overhead_s: float = 0.0, linear_scale: float = 1.0, prefill_attn_scale: float = 1.0,
                  prefill_floor_s: float = 0.0, kernel_scale: float = 1.0, measured_allreduce: bool = False,
                  allreduce_extra_s: float = 0.0, mixed_decode_attn_scale: float = 1.0,
-                 absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0)) -> None:
+                 absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0), mla_kv_up_share: float = 0.0) -> None:
         absorbed_attn_ratio, absorbed_below_prefix_tokens, absorbed_graph_max_tokens = absorbed
         for name, x in (("overhead_s", overhead_s), ("overhead_per_seq_s", overhead_per_seq_s),
                         ("prefill_overhead_s", prefill_overhead_s), ("linear_scale", linear_scale),
@@ -463,6 +463,10 @@ class KernelStepTime(StepTimeModel):
         # (EngineKernels.absorbed_mla_extend); 0: never
         self.absorbed_below_prefix_tokens = float(absorbed_below_prefix_tokens)
         self.absorbed_graph_max_tokens = float(absorbed_graph_max_tokens)
+        # a latent-attention prefill in the MHA form re-expands its prompts' computed tokens (cached prefixes, earlier
+        # chunks) from the cached latent through the KV up projection every step: mla_kv_up_share (ModelArch) of the
+        # tables' per-token cost of the context block (prefix_up_s_per_token)
+        self.prefix_up_s = mla_kv_up_share * self._ctx_s_per_token() if mla_kv_up_share > 0 else 0.0
         self.absorbed_s_per_pair = 0.0
         if absorbed_attn_ratio > 1.0:
             self.absorbed_s_per_pair = (absorbed_attn_ratio - 1.0) * self._ctx_s_per_pair()
@@ -478,8 +482,19 @@ class KernelStepTime(StepTimeModel):
         (l1, l2), (c1, c2) = self._l[-2:], self._ctx[-2:]
         return max(0.0, 2.0 * (c2 / l2 - c1 / l1) / (l2 - l1))
 
+    def _ctx_s_per_token(self) -> float:
+        """The context block's cost per prompt token beside its attention pairs (its projections): the growth of
+        ctx_attn from 2,048- to 8,192-token prompts (where both show; past them the pairs swamp it) less the pairs'."""
+        ls = self._l
+        i1, i2 = (ls.index(2048.0), ls.index(8192.0)) if {2048.0, 8192.0} <= set(ls) else (len(ls) - 2, len(ls) - 1)
+        (l1, l2), (c1, c2) = (ls[i1], ls[i2]), (self._ctx[i1], self._ctx[i2])
+        return max(0.0, (c2 - c1) / (l2 - l1) - self._ctx_s_per_pair() * (l1 + l2 + 1.0) / 2.0)
+
     def absorbed_extend(self) -> tuple[float, float, float]:
         return self.absorbed_s_per_pair, self.absorbed_below_prefix_tokens, self.absorbed_graph_max_tokens
+
+    def prefix_up_s_per_token(self) -> float:
+        return self.prefix_up_s
 
     def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}

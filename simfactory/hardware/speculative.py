@@ -76,6 +76,9 @@ class SpeculativeModel(StepTimeModel):
     def absorbed_extend(self) -> tuple[float, float, float]:
         return self.target.absorbed_extend()  # real prompt tokens: the target's prefill
 
+    def prefix_up_s_per_token(self) -> float:
+        return self.target.prefix_up_s_per_token()
+
     def without_prefill_floor(self) -> StepTimeModel:
         if not self.target.prefill_launch_s():
             return self

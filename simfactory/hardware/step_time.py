@@ -63,6 +63,11 @@ class StepTimeModel:
         attention's absorbed form (EngineKernels.absorbed_mla_extend); (0, 0, 0): never."""
         return 0.0, 0.0, 0.0
 
+    def prefix_up_s_per_token(self) -> float:
+        """Seconds a prefill step in latent attention's MHA form spends per computed prompt token (a cached prefix,
+        earlier chunks) re-expanding it from the cached latent (the KV up projection); 0 where there is none."""
+        return 0.0
+
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
         kv_step more: (a_s, b_s, n) such that step i (0-based) takes a_s + b_s * i for i < n <= n_max. The engine's

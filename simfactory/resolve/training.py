@@ -96,6 +96,9 @@ class ScaledStepTime(StepTimeModel):
         s_per_pair, below, graph_max = self.inner.absorbed_extend()
         return s_per_pair * self.factor, below, graph_max
 
+    def prefix_up_s_per_token(self) -> float:
+        return self.inner.prefix_up_s_per_token() * self.factor
+
     def without_prefill_floor(self) -> StepTimeModel:
         return ScaledStepTime(self.inner.without_prefill_floor(), self.factor) if self.inner.prefill_launch_s() else self
 

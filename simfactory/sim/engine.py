@@ -201,15 +201,15 @@ class ReplicaEngine:
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
         self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        self.absorbed_s_per_pair, self.absorbed_below, self.absorbed_graph_max = step_time.absorbed_extend()
+        (self.absorbed_s_per_pair, self.absorbed_below, self.absorbed_graph_max), self.prefix_up_s = (  # _mla_extend_s
+            step_time.absorbed_extend(), step_time.prefix_up_s_per_token())
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
         self.committed: dict[int, int] = {}
-        self.preemptive_priority = preemptive_priority
-        self.prefill_first = schedule == "prefill_first"
+        self.preemptive_priority, self.prefill_first = preemptive_priority, schedule == "prefill_first"
         # an overlap scheduler forms step n + 1 while step n runs: a request that arrives during step n waits for
         # n + 1 too. New requests put in the queue after this time (the start of the step that just ended) wait;
         # without overlap, none does
@@ -376,7 +376,7 @@ class ReplicaEngine:
     def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]]) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
-        absorbed_s = self._absorbed_extend_s(chunks, load) if chunks and self.absorbed_s_per_pair else 0.0
+        absorbed_s = self._mla_extend_s(chunks, load) if chunks and (self.absorbed_s_per_pair or self.prefix_up_s) else 0.0
         launched_s = now + self.prefill_launch_s
         if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
             if self.launch_overlap:
@@ -387,17 +387,19 @@ class ReplicaEngine:
         self.extra_step_s = 0.0
         return dt, launched_s
 
-    def _absorbed_extend_s(self, chunks: list[tuple[int, int, int]], load: StepLoad) -> float:
-        """What a prefill batch's prompt attention adds when the engine runs it in latent attention's absorbed form:
-        its prompts' computed tokens (cached prefixes, earlier chunks) are more than 0 and fewer than the engine's
-        threshold in all, or it is small enough for a piecewise CUDA graph (SGLang's DeepSeek attention dispatch:
-        StepTimeModel.absorbed_extend)."""
+    def _mla_extend_s(self, chunks: list[tuple[int, int, int]], load: StepLoad) -> float:
+        """What a latent-attention prefill batch adds to the tables' MHA-form step: in the absorbed form (its prompts'
+        computed tokens, cached prefixes and earlier chunks, more than 0 and fewer than the engine's threshold in
+        all, or a batch small enough for a piecewise CUDA graph: SGLang's DeepSeek attention dispatch,
+        StepTimeModel.absorbed_extend) the absorbed form's extra attention work; in the MHA form, re-expanding those
+        computed tokens from the cached latent (StepTimeModel.prefix_up_s_per_token)."""
         computed = 0
         for _, _, done in chunks:
             computed += done
-        absorbed = (0 < computed < self.absorbed_below
-                    or load.prefill_tokens + load.decode_seqs <= self.absorbed_graph_max)
-        return self.absorbed_s_per_pair * load.prefill_attn_pairs if absorbed else 0.0
+        if self.absorbed_s_per_pair and (0 < computed < self.absorbed_below
+                                         or load.prefill_tokens + load.decode_seqs <= self.absorbed_graph_max):
+            return self.absorbed_s_per_pair * load.prefill_attn_pairs
+        return self.prefix_up_s * computed
 
     def _host_launch_end_s(self, now: float, chunks: list[tuple[int, int, int]]) -> float:
         """When the host finishes launching an eager prefill step that the GPU could start now. Under an overlap
@@ -658,8 +660,9 @@ class ReplicaEngine:
         return budget, len(prefill_target) - completing
 
     def _final_blocks(self, rid: int) -> int:
-        """KV blocks the request holds at its longest (prompt and whole answer)."""
-        return blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]), self.block_size)
+        """KV blocks the request holds at its longest: its prompt and its answer but the last token, whose KV is
+        never written (the fleet admits requests of up to the cache's tokens + 1 on that count)."""
+        return blocks_for(int(self.table.input_tokens[rid] + self.table.output_tokens[rid]) - 1, self.block_size)
 
     def _commit_full_sequence(self, rid: int) -> bool:
         """Full-sequence admission (the last check before a request is admitted): reserve the KV blocks it
