@@ -200,6 +200,21 @@ def test_prefill_first_with_a_prefix_cache_never_forms_an_empty_step(case, seed)
     assert (req["cached_tokens"] > 0).any()  # the cache was used
 
 
+def test_prefill_first_pauses_decodes_for_every_chunk_of_a_chunked_prompt(case):
+    """SGLang continues a chunked prompt in a prefill batch of its own while the decodes wait (get_new_batch_prefill
+    returns it whenever a chunked request is in progress): a 100-token prompt in 40-token chunks that arrives during
+    the first request's prefill pauses its decodes for three steps, not one."""
+    doc = scenario_doc(rate=200, process="constant", horizon_s=0.006, max_num_seqs=8, max_num_batched_tokens=40,
+                       schedule="prefill_first", output_tokens={"kind": "fixed", "value": 30})
+    doc["traffic"]["classes"][0]["input_tokens"] = {"kind": "fixed", "value": 10}
+    doc["traffic"]["classes"].append({**doc["traffic"]["classes"][0], "name": "long", "weight": 1,
+                                      "input_tokens": {"kind": "fixed", "value": 100}})
+    req = run(case(doc, {"overhead_s": 0.01})).requests.sort_values("arrival_s")
+    assert list(req["input_tokens"]) == [10, 100]
+    assert req["e2e_s"].iloc[0] == pytest.approx(33 * 0.01)  # 30 steps of its own + 3 paused
+    assert req["ttft_s"].iloc[1] == pytest.approx(0.04 - 0.005)  # its three chunks from 10 ms
+
+
 def test_prefill_first_pauses_decodes_decode_first_does_not(case):
     """Two requests 5 ms apart: with prefill_first the second's prefill runs alone (the first's decode waits
     a step); with decode_first it rides along with the first's decode."""

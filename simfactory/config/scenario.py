@@ -266,7 +266,8 @@ class Deployment(_Strict):
     schedule: Literal["decode_first", "prefill_first"] = Field(
         default="decode_first",
         description="decode_first: running decodes get their token each step, then prefills (vLLM v1); "
-        "prefill_first: a step that can admit waiting prompts runs only prefills, pausing decodes (vLLM v0)",
+        "prefill_first: a step that can admit waiting prompts, or continue a chunked one, runs only prefills, pausing "
+        "decodes (vLLM v0; SGLang without mixed chunks)",
     )
     overlap_schedule: bool = Field(
         default=False,

@@ -534,7 +534,7 @@ class ReplicaEngine:
         if self.role == "decode" or self.swap:  # only there can a waiting request's KV cache be ready
             self._admit_transferred()
         bs, n_dec, kv_read = self.block_size, 0, 0.0
-        if self.dec_base and not (self.prefill_first and self._can_admit()):
+        if self.dec_base and not (self.prefill_first and (self._chunk_continues() or self._can_admit())):
             n_dec, kv_read = self._allocate_decodes()  # 1) decodes: one token each
         budget = self.max_num_batched_tokens - n_dec
         prefill_target, computed = self.prefill_target, self.computed
@@ -733,6 +733,15 @@ class ReplicaEngine:
         self.bucket[base % self.block_size] += 1
         self.sum_base += base
         heapq.heappush(self.finish_heap, (finish, rid))
+
+    def _chunk_continues(self) -> bool:
+        """Prefill-first: a partly prefilled prompt gets its next chunk now (SGLang continues its chunked request in a
+        prefill batch of its own, the decodes waiting: get_new_batch_prefill), at least one token of it fitting the
+        blocks it holds and the free ones (else the decodes run, and preempt, as SGLang's do)."""
+        if not self.prefill_target:
+            return False
+        done = self.computed[next(iter(self.prefill_target))]
+        return (blocks_for(done, self.block_size) + self.free_blocks) * self.block_size > done
 
     def _can_admit(self) -> bool:
         """Prefill-first: a waiting request could start now (a slot, its first chunk's budget and blocks)."""
