@@ -141,7 +141,7 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
         >>> simfactory.step_tables(simfactory.prepare())["llama8b"]["rows"][0]   # {'load': 'decode 1 x 291', ...}
     """
     from simfactory.hardware.speculative import SpeculativeModel
-    from simfactory.hardware.step_table import step_rows, typical_loads
+    from simfactory.hardware.step_table import cached_prefill, step_rows, typical_loads
 
     tables: dict[str, dict[str, object]] = {}
     for d in rs.deployments:
@@ -153,9 +153,12 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
             c = part.config
             loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt,
                                   decode=decode, prefill=prefill)
+            cached = cached_prefill(c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt) if prefill else None
+            if cached is not None:
+                loads.append(cached[:2])
             st = part.step_time
             note = (f"speculative decoding: a decode row is a draft-and-verify cycle's time per token it yields "
                     f"({st.tokens_per_step:.2f} a cycle)" if isinstance(st, SpeculativeModel) else None)
             tables[name] = {"context_tokens": context, "prompt_tokens": prompt, "lengths": why, "note": note,
-                            "rows": step_rows(st, loads)}
+                            "rows": step_rows(st, loads, {cached[0]: cached[2]} if cached is not None else None)}
     return tables

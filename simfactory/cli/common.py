@@ -210,6 +210,7 @@ STEP_PARTS = {"overhead": ("ovh", "engine overhead"), "linear": ("GEMM", "linear
               "attention": ("attn", "attention"), "communication": ("comm", "collectives"),
               "launch_wait": ("wait", "an eager prefill waiting for its kernel launches"),
               "absorbed": ("absb", "prompt attention in latent attention's absorbed form, beyond the tables' form"),
+              "kv_up": ("kvup", "re-expanding cached tokens from the latent (KV up projection)"),
               "busiest_rank": ("rank", "what the attention rank holding the most prompt tokens adds"),
               "prefill_tokens": ("prompt", "per prompt token"), "decode_seqs": ("seqs", "per decoding sequence"),
               "kv_read": ("KV", "per KV token read"), "step": ("step", "the model's whole step"),
@@ -226,7 +227,8 @@ def step_table(name: str, table: dict[str, Any]) -> Table:
     notes = [table["note"]] if table.get("note") else []
     notes.append("; ".join(f"{STEP_PARTS[p][0]}: {STEP_PARTS[p][1]}" for p in parts if p in STEP_PARTS) if parts else
                  "this step-time model has no parts to show: its totals only")
-    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each; "
+    t = Table(title=f"{name}: one engine step, ms (decode B x K: B sequences reading K tokens of KV each; prefill N "
+                    f"after C: an N-token prompt whose first C tokens are cached; "
                     f"{table['lengths']}: KV {table['context_tokens']:,}, prompt {table['prompt_tokens']:,})",
               caption="\n".join(notes), box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col in ("load", "step", "tok/s", *(STEP_PARTS.get(p, (p,))[0] for p in parts)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.hardware.step_time import StepLoad, StepTimeModel, mla_extend_s
 
 DECODE_BATCHES = (1, 8, 32, 128, 512)  # decode batches priced, besides the deployment's own largest
 PROMPT_TOKENS = (512, 2048)  # single prompts priced, besides the traffic's mean prompt and the whole step budget
@@ -52,21 +52,37 @@ def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_to
     return loads
 
 
-def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[dict[str, Any]]:
+def cached_prefill(max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
+                   prompt_tokens: int) -> tuple[str, StepLoad, int] | None:
+    """A prompt of the traffic's mean length (no longer than the step budget) after `context_tokens` already computed
+    (a cached prefix, an agent's retained context, earlier chunks: what prefix caching leaves a step to do), as
+    (label, load, computed tokens); None where the KV cache cannot hold both."""
+    new = min(int(prompt_tokens), int(max_num_batched_tokens))
+    cached = min(int(context_tokens), int(kv_capacity_tokens) - new)
+    if new < 1 or cached < 1:
+        return None
+    return f"prefill {new:,} after {cached:,}", StepLoad(new, 0, 0.0, new * (cached + (new + 1) / 2.0)), cached
+
+
+def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]],
+              computed: dict[str, int] | None = None) -> list[dict[str, Any]]:
     """Each load's step time, tokens computed per second (prompt tokens + decoded tokens over the step) and, where
-    the model has them, its parts in milliseconds (they add up to the step; `parts_ms` None where it has none)."""
+    the model has them, its parts in milliseconds (they add up to the step; `parts_ms` None where it has none).
+    computed: prompt tokens already computed before a load's prompts, by label (none where absent), for what a
+    latent-attention engine adds around the tables (hardware/step_time.py mla_extend_s)."""
     breakdown: Callable[[StepLoad], dict[str, float]] | None = getattr(model, "breakdown_s", None)
     rows = []
+    terms = (*model.absorbed_extend(), model.prefix_up_s_per_token())
     for label, load in loads:
         step_s = model.step_s(load)
-        absorbed_s = _absorbed_s(model, load)
-        if absorbed_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
-            step_s = max(model.without_prefill_floor().step_s(load) + absorbed_s, model.prefill_launch_s())
+        extra_s, kind = mla_extend_s(terms, (computed or {}).get(label, 0), load) if load.prefill_tokens else (0.0, "")
+        if extra_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
+            step_s = max(model.without_prefill_floor().step_s(load) + extra_s, model.prefill_launch_s())
         parts = None
         if breakdown is not None:
             parts_s = breakdown(load)
-            if absorbed_s:
-                parts_s["absorbed"] = absorbed_s
+            if extra_s:
+                parts_s[kind] = extra_s
                 parts_s["launch_wait"] = 0.0
                 parts_s["launch_wait"] = max(0.0, model.prefill_launch_s() - sum(parts_s.values()))
             parts = {name: s * 1e3 for name, s in parts_s.items() if s}
@@ -75,12 +91,3 @@ def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[d
                      "tokens_per_s": (load.prefill_tokens + load.decode_seqs) / step_s if step_s > 0 else 0.0,
                      "parts_ms": parts})
     return rows
-
-
-def _absorbed_s(model: StepTimeModel, load: StepLoad) -> float:
-    """What latent attention's absorbed form adds to a step of whole prompts (nothing computed before them), where
-    the engine runs so small a batch that way (a piecewise CUDA graph's: StepTimeModel.absorbed_extend)."""
-    s_per_pair, _, graph_max = model.absorbed_extend()
-    if not (s_per_pair and load.prefill_tokens and load.prefill_tokens + load.decode_seqs <= graph_max):
-        return 0.0
-    return s_per_pair * load.prefill_attn_pairs

@@ -41,6 +41,18 @@ class StepLoad(NamedTuple):
     prefill_attn_pairs: float = 0.0
 
 
+def mla_extend_s(terms: tuple[float, float, float, float], computed: int, load: StepLoad) -> tuple[float, str]:
+    """What a latent-attention prefill step adds to the tables' MHA-form step, and as what: in the absorbed form
+    ("absorbed": its prompts' computed tokens, cached prefixes and earlier chunks, more than 0 and fewer than the
+    engine's threshold in all, or a batch small enough for a piecewise CUDA graph; SGLang's DeepSeek attention
+    dispatch) the absorbed form's extra attention work; in the MHA form ("kv_up"), re-expanding those computed tokens
+    from the cached latent. terms: StepTimeModel.absorbed_extend() and prefix_up_s_per_token()."""
+    s_per_pair, below, graph_max, up_s = terms
+    if s_per_pair and (0 < computed < below or load.prefill_tokens + load.decode_seqs <= graph_max):
+        return s_per_pair * load.prefill_attn_pairs, "absorbed"
+    return up_s * computed, "kv_up"
+
+
 class StepTimeModel:
     """Interface: seconds for one iteration with the given load."""
 

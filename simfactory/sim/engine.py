@@ -46,7 +46,7 @@ from itertools import accumulate
 
 import simpy
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.hardware.step_time import StepLoad, StepTimeModel, mla_extend_s
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.kv_retention import Pin, RetentionLedger
 from simfactory.sim.outcomes import PENDING_CODE
@@ -201,8 +201,8 @@ class ReplicaEngine:
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
         self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        (self.absorbed_s_per_pair, self.absorbed_below, self.absorbed_graph_max), self.prefix_up_s = (  # _mla_extend_s
-            step_time.absorbed_extend(), step_time.prefix_up_s_per_token())
+        self.mla_terms = (*step_time.absorbed_extend(), step_time.prefix_up_s_per_token())  # _mla_extend_s
+        self.mla = self.mla_terms[0] > 0 or self.mla_terms[3] > 0
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
@@ -376,7 +376,7 @@ class ReplicaEngine:
     def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]]) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
-        absorbed_s = self._mla_extend_s(chunks, load) if chunks and (self.absorbed_s_per_pair or self.prefix_up_s) else 0.0
+        absorbed_s = self._mla_extend_s(chunks, load) if chunks and self.mla else 0.0
         launched_s = now + self.prefill_launch_s
         if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
             if self.launch_overlap:
@@ -396,10 +396,7 @@ class ReplicaEngine:
         computed = 0
         for _, _, done in chunks:
             computed += done
-        if self.absorbed_s_per_pair and (0 < computed < self.absorbed_below
-                                         or load.prefill_tokens + load.decode_seqs <= self.absorbed_graph_max):
-            return self.absorbed_s_per_pair * load.prefill_attn_pairs
-        return self.prefix_up_s * computed
+        return mla_extend_s(self.mla_terms, computed, load)[0]
 
     def _host_launch_end_s(self, now: float, chunks: list[tuple[int, int, int]]) -> float:
         """When the host finishes launching an eager prefill step that the GPU could start now. Under an overlap
