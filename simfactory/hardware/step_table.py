@@ -73,18 +73,19 @@ def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]],
     breakdown: Callable[[StepLoad], dict[str, float]] | None = getattr(model, "breakdown_s", None)
     rows = []
     terms = (*model.absorbed_extend(), model.prefix_up_s_per_token())
+    floorless, floor_s = model.without_prefill_floor(), model.prefill_launch_s()
     for label, load in loads:
         step_s = model.step_s(load)
         extra_s, kind = mla_extend_s(terms, (computed or {}).get(label, 0), load) if load.prefill_tokens else (0.0, "")
         if extra_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
-            step_s = max(model.without_prefill_floor().step_s(load) + extra_s, model.prefill_launch_s())
+            step_s = max(floorless.step_s(load) + extra_s, floor_s)
         parts = None
         if breakdown is not None:
             parts_s = breakdown(load)
             if extra_s:
                 parts_s[kind] = extra_s
                 parts_s["launch_wait"] = 0.0
-                parts_s["launch_wait"] = max(0.0, model.prefill_launch_s() - sum(parts_s.values()))
+                parts_s["launch_wait"] = max(0.0, floor_s - sum(parts_s.values()))
             parts = {name: s * 1e3 for name, s in parts_s.items() if s}
         rows.append({"load": label, "prefill_tokens": load.prefill_tokens, "decode_seqs": load.decode_seqs,
                      "kv_tokens_read": load.kv_tokens_read, "step_ms": step_s * 1e3,

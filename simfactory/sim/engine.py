@@ -376,14 +376,14 @@ class ReplicaEngine:
     def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]]) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
-        absorbed_s = self._mla_extend_s(chunks, load) if chunks and self.mla else 0.0
+        mla_s = self._mla_extend_s(chunks, load) if chunks and self.mla else 0.0
         launched_s = now + self.prefill_launch_s
-        if chunks and self.prefill_launch_s and (self.launch_overlap or absorbed_s):
+        if chunks and self.prefill_launch_s and (self.launch_overlap or mla_s):
             if self.launch_overlap:
                 launched_s = self._host_launch_end_s(now, chunks)
-            dt = max(self.floorless.step_s(load) + absorbed_s, launched_s - now) + self.extra_step_s
+            dt = max(self.floorless.step_s(load) + mla_s, launched_s - now) + self.extra_step_s
         else:
-            dt = self.step_time.step_s(load) + absorbed_s + self.extra_step_s
+            dt = self.step_time.step_s(load) + mla_s + self.extra_step_s
         self.extra_step_s = 0.0
         return dt, launched_s
 
@@ -561,11 +561,7 @@ class ReplicaEngine:
             pin = self.pins.get(int(t.task_id[rid])) if self.pins else None  # its task's KV, kept here
             if len(running) >= max_num_seqs and (pin is None or not pin.hold_slot):
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
-            reused = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
-            hit = reused or (self._cached_prefix(rid, target) if self.prefix_cache is not None else 0)
-            # _kept_prefix's first test inline (per admission): most requests were never preempted
-            kept = self._kept_prefix(rid, target) if preempted_kv is not None and rid in preempted_kv.kept else 0
-            hit = max(hit, kept)
+            reused, kept, hit = self._admission_hit(rid, target, pin)
             chunk = min(target - hit, budget)
             unfinished = chunk < target - hit
             if unfinished and not self.chunked:
@@ -752,17 +748,25 @@ class ReplicaEngine:
             return False  # it resumes decoding with its KV cache: not a prefill
         t = self.table
         target = int(t.input_tokens[rid] + t.generated[rid])
-        # the tokens admission would find computed (its task's pinned KV, the prefix cache, its own blocks kept after
-        # a preemption) take blocks as admission counts them; the cache is peeked, not touched
+        # the tokens admission would find computed take blocks as admission counts them (the cache peeked, not touched)
         pin = self.pins.get(int(t.task_id[rid])) if self.pins else None
-        hit = min(pin.prefix_tokens, int(t.context_tokens[rid]), target - 1) if pin is not None else 0
-        hit = max(hit or self._cached_prefix(rid, target, peek=True), self._kept_prefix(rid, target))
+        hit = self._admission_hit(rid, target, pin, peek=True)[2]
         chunk = min(target - hit, self.max_num_batched_tokens)
         if not self.chunked and chunk < target - hit:
             return False
         if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
         return blocks_for(hit + chunk, self.block_size) <= self.free_blocks + (pin.blocks if pin is not None else 0)
+
+    def _admission_hit(self, rid: int, target: int, pin: Pin | None, peek: bool = False) -> tuple[int, int, int]:
+        """What admission finds already computed of a request's `target` tokens: (its task's pinned KV it takes over,
+        its own blocks kept since a preemption, the tokens computed in all, the prefix cache's hit counted where no
+        pin is); peek: the cache looked at without being touched (_can_admit)."""
+        reused = min(pin.prefix_tokens, int(self.table.context_tokens[rid]), target - 1) if pin is not None else 0
+        hit = reused or (self._cached_prefix(rid, target, peek) if self.prefix_cache is not None else 0)
+        kept_kv = self.preempted_kv  # _kept_prefix's first test inline (per admission): most were never preempted
+        kept = self._kept_prefix(rid, target) if kept_kv is not None and rid in kept_kv.kept else 0
+        return reused, kept, max(hit, kept)
 
     def _cached_prefix(self, rid: int, target: int, peek: bool = False) -> int:
         """Prompt tokens this replica's prefix cache already holds (at least one token is always computed); peek:
