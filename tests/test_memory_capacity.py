@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from simfactory.hardware.memory import GIB, plan_memory
+from simfactory.hardware.memory import GIB, MIB, plan_memory
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_engines, load_models, load_profile, search_dirs
 
@@ -121,9 +121,9 @@ def test_tensorrt_llm_takes_its_fraction_of_what_is_free_after_weights():
 def test_tensorrt_engine_kv_cache_matches_the_tensorrt_llm_memory_guides_log():
     """TensorRT-LLM's memory guide (docs/source/reference/memory.md, FAQ 1, in engines.yaml's tensorrt-llm-0 source)
     logs a 6,695 MiB engine with 262,144 bytes of KV a token (32 layers x 4,096 x K and V x FP8: Llama-2-7B, FP8
-    weights and KV) on an H100: 'total: 79.10 GiB, available: 70.48 GiB', then 63.44 GiB for 259,840 tokens. A
-    TensorRT engine holds its build-time execution context memory beside the weights; the PyTorch flow's rule alone
-    leaves 1.2 GiB more free there."""
+    weights and KV) on an H100: 'Allocated 1134.01 MiB for execution context memory', 'total: 79.10 GiB, available:
+    70.48 GiB', then 63.44 GiB for 259,840 tokens. A TensorRT engine holds its build-time execution context memory
+    beside the weights; the PyTorch flow's rule alone leaves 1.2 GiB more free there."""
     arch = MODELS["llama-7b"]
     engine = plan_memory(arch, H100, "fp8", "fp8", 1, rule=ENGINES["tensorrt-llm-0"].memory,
                          max_num_batched_tokens=8192)
@@ -133,6 +133,15 @@ def test_tensorrt_engine_kv_cache_matches_the_tensorrt_llm_memory_guides_log():
             - engine.non_torch_bytes_per_device)
     assert free / GIB == pytest.approx(70.48, abs=0.15)
     assert engine.kv_capacity_tokens == pytest.approx(259_840, rel=0.01)
+    rule = ENGINES["tensorrt-llm-0"].memory
+    sampler = rule.sampler_bytes_per_logit * 256 * arch.vocab
+    context = engine.activation_bytes_per_device - sampler - rule.reserve_gib * GIB
+    assert context / MIB == pytest.approx(1134.01, rel=0.03)  # 'Allocated 1134.01 MiB for execution context memory'
+    # sized when the engine was built, not by the runtime's budget: a smaller budget holds as much
+    small_budget = plan_memory(arch, H100, "fp8", "fp8", 1, rule=rule, max_num_batched_tokens=2048)
+    assert small_budget.activation_bytes_per_device == engine.activation_bytes_per_device
+    assert plan_memory(arch, H100, "fp8", "fp8", 1, rule=rule, max_num_batched_tokens=16384).activation_bytes_per_device \
+        > engine.activation_bytes_per_device
     pytorch_flow = plan_memory(arch, H100, "fp8", "fp8", 1, rule=ENGINES["tensorrt-llm"].memory,
                                max_num_batched_tokens=8192)
     assert pytorch_flow.kv_capacity_tokens > 1.015 * 259_840  # the preset the engine rule is built on, 1.5%+ over

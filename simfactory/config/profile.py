@@ -892,6 +892,13 @@ class EngineMemory(Sourced):
     sampler_bytes_per_logit: NonNegativeFloat = Field(
         default=0.0, description="sampler workspace per (sequence x vocabulary entry) in the profile run (fitted)")
     reserve_gib: NonNegativeFloat = Field(default=0.0, description="a flat activation reserve per device, GiB")
+    build_tokens: PositiveInt | None = Field(
+        default=None, description="tokens the activation memory is sized for at build time when the runtime's per-step "
+                                  "budget is smaller (TensorRT engines: trtllm-build's default max_num_tokens); none: "
+                                  "the budget")
+    activation_factor: float = Field(
+        default=1.0, gt=0, le=10, description="the engine's activation memory per token over the profile-run forward "
+                                              "estimate (hardware/memory.py activation_peak_bytes)")
     non_torch_gib_by_tp: dict[PositiveInt, NonNegativeFloat] = Field(
         default_factory=dict, description="memory outside PyTorch's allocator (NCCL buffers, CUDA context extras) per "
                                           "device, GiB, by TP size: the largest key <= tp wins")
