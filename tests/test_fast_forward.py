@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_fast_forward_matches, scenario_doc
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from simfactory.config.scenario import Scenario
@@ -50,7 +50,7 @@ def assert_same(exact: SimResult, fast: SimResult) -> None:
     # a sample that falls on a step's end to within floating error (stepping adds up each step's length, fast-forward
     # sums them in closed form: 4.25 against 4.249999999999999) sees that step ended in one mode and not yet in the
     # other, so the next step's blocks, at most one a running sequence, differ there; more, or more often, diverges
-    blocks = min(d.kv_blocks for d in exact.resolved.deployments)
+    blocks = np.array([r.kv_blocks for r in exact.replicas])  # each timeline column's replica
     gap = np.abs(np.array(ta.kv_used_frac) - np.array(tb.kv_used_frac)) * blocks
     on_a_step_end = gap > 1e-6
     assert np.all(gap[on_a_step_end] <= np.array(ta.running)[on_a_step_end] + 1e-6), (ta.kv_used_frac, tb.kv_used_frac)
@@ -59,6 +59,9 @@ def assert_same(exact: SimResult, fast: SimResult) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# a sample on a step's end: 4.25 stepped, 4.249999999999999 in closed form (assert_same)
+@example(seed=3152, replicas=1, rate=1.0, max_num_seqs=1, kv_tokens=1414, block_size=1, chunked=False,
+         priorities=False, preemptive=False, roofline=False, drain=False, overlap=False, closed=True)
 @given(
     seed=st.integers(0, 10_000),
     replicas=st.integers(1, 2),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from simfactory.hardware.memory import GIB, MIB, plan_memory
+from simfactory.config.profile import EngineMemory
+from simfactory.hardware.memory import DEFAULT_MAX_NUM_SEQS, GIB, MIB, plan_memory
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_engines, load_models, load_profile, search_dirs
 
@@ -134,18 +135,25 @@ def test_tensorrt_engine_kv_cache_matches_the_tensorrt_llm_memory_guides_log():
     assert free / GIB == pytest.approx(70.48, abs=0.15)
     assert engine.kv_capacity_tokens == pytest.approx(259_840, rel=0.01)
     rule = ENGINES["tensorrt-llm-0"].memory
-    sampler = rule.sampler_bytes_per_logit * 256 * arch.vocab
+    sampler = rule.sampler_bytes_per_logit * DEFAULT_MAX_NUM_SEQS * arch.vocab
     context = engine.activation_bytes_per_device - sampler - rule.reserve_gib * GIB
-    assert context / MIB == pytest.approx(1134.01, rel=0.03)  # 'Allocated 1134.01 MiB for execution context memory'
-    # sized when the engine was built, not by the runtime's budget: a smaller budget holds as much
-    small_budget = plan_memory(arch, H100, "fp8", "fp8", 1, rule=rule, max_num_batched_tokens=2048)
-    assert small_budget.activation_bytes_per_device == engine.activation_bytes_per_device
-    assert plan_memory(arch, H100, "fp8", "fp8", 1, rule=rule, max_num_batched_tokens=16384).activation_bytes_per_device \
-        > engine.activation_bytes_per_device
+    # 'Allocated 1134.01 MiB for execution context memory', the engine taken as built for trtllm-build's 8,192 tokens
+    assert context / MIB == pytest.approx(1134.01, rel=0.03)
+    # sized for the tokens the engine was built for (its runtime budget): a quarter of them, a quarter of the context
+    small = plan_memory(arch, H100, "fp8", "fp8", 1, rule=rule, max_num_batched_tokens=2048)
+    assert small.activation_bytes_per_device - sampler - rule.reserve_gib * GIB == pytest.approx(context / 4, rel=1e-9)
     pytorch_flow = plan_memory(arch, H100, "fp8", "fp8", 1, rule=ENGINES["tensorrt-llm"].memory,
                                max_num_batched_tokens=8192)
     assert pytorch_flow.kv_capacity_tokens > 1.015 * 259_840  # the preset the engine rule is built on, 1.5%+ over
-    assert ENGINES["nim"].memory == ENGINES["tensorrt-llm-0"].memory  # NIM's TensorRT engines hold the same
+    for name in ("nim", "tensorrt-llm-0.14"):  # every TensorRT-engine preset holds the same
+        assert ENGINES[name].memory == ENGINES["tensorrt-llm-0"].memory
+    assert ENGINES["tensorrt-llm"].memory.activation_factor == 1.0  # the 1.x PyTorch flow profiles as vLLM does
+
+
+def test_an_activation_factor_without_a_profile_run_is_refused():
+    with pytest.raises(ValueError, match="profile_activation"):
+        EngineMemory(rule="fraction_of_free", fraction=0.9, profile_activation=False, activation_factor=2.0,
+                     source="assumption: test", as_of="2026-12")
 
 
 def test_a_set_gpu_memory_utilization_replaces_the_engine_fraction():

@@ -892,10 +892,6 @@ class EngineMemory(Sourced):
     sampler_bytes_per_logit: NonNegativeFloat = Field(
         default=0.0, description="sampler workspace per (sequence x vocabulary entry) in the profile run (fitted)")
     reserve_gib: NonNegativeFloat = Field(default=0.0, description="a flat activation reserve per device, GiB")
-    build_tokens: PositiveInt | None = Field(
-        default=None, description="tokens the activation memory is sized for at build time when the runtime's per-step "
-                                  "budget is smaller (TensorRT engines: trtllm-build's default max_num_tokens); none: "
-                                  "the budget")
     activation_factor: float = Field(
         default=1.0, gt=0, le=10, description="the engine's activation memory per token over the profile-run forward "
                                               "estimate (hardware/memory.py activation_peak_bytes)")
@@ -903,6 +899,12 @@ class EngineMemory(Sourced):
         default_factory=dict, description="memory outside PyTorch's allocator (NCCL buffers, CUDA context extras) per "
                                           "device, GiB, by TP size: the largest key <= tp wins")
     cuda_graph_gib: NonNegativeFloat = Field(default=0.0, description="CUDA graph pool kept out of the KV cache, GiB")
+
+    @model_validator(mode="after")
+    def _factor_needs_a_profile(self) -> "EngineMemory":
+        if self.activation_factor != 1.0 and not self.profile_activation:
+            raise ValueError("activation_factor scales the profiled activation: it needs profile_activation true")
+        return self
 
     def fraction_for(self, tp: int) -> float:
         keys = [k for k in self.fraction_by_tp if k <= tp]

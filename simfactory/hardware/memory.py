@@ -128,18 +128,17 @@ def weight_bytes(arch: ModelArch, dtype: str) -> float:
 
 def activation_peak_bytes(arch: ModelArch, tp: int, rule: EngineMemory, max_num_batched_tokens: int,
                           max_num_seqs: int) -> float:
-    """Per device: the profiled activation peak (forward of max_num_batched_tokens tokens, or of the rule's
-    build_tokens when more: residual stream plus the MLP's live tensors, intermediate split over TP, times the rule's
-    activation_factor; sampler: max_num_seqs x vocab logits, sampler_bytes_per_logit each) when the engine profiles,
-    plus its flat reserve."""
+    """Per device: the profiled activation peak (forward of max_num_batched_tokens tokens: residual stream plus the
+    MLP's live tensors, intermediate split over TP, times the rule's activation_factor; sampler: max_num_seqs x vocab
+    logits, sampler_bytes_per_logit each) when the engine profiles, plus its flat reserve. A TensorRT engine's
+    activation memory is sized for its build-time max_num_tokens, which is also its runtime budget."""
     peak = rule.reserve_gib * GIB
     if rule.profile_activation:
         intermediate = arch.intermediate or FALLBACK_FFN_MULTIPLIER * arch.hidden
         intermediate *= arch.experts_per_token or 1  # a fused MoE layer holds each token's top-k expert outputs
         vocab = arch.vocab or FALLBACK_VOCAB
-        tokens = max(rule.build_tokens or 0, max_num_batched_tokens)  # an engine built for fewer could not run the budget
-        forward = (rule.activation_factor * tokens * (arch.hidden + MLP_PEAK_INTERMEDIATES * intermediate / tp)
-                   * ACTIVATION_BYTES)
+        forward = (rule.activation_factor * max_num_batched_tokens
+                   * (arch.hidden + MLP_PEAK_INTERMEDIATES * intermediate / tp) * ACTIVATION_BYTES)
         sampler = rule.sampler_bytes_per_logit * min(max_num_seqs, max_num_batched_tokens) * vocab
         peak += forward + sampler
     return peak
