@@ -4,7 +4,6 @@ dtype, TP), else the measured kernel tables with the engine's overhead prior, el
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 from collections.abc import Mapping
 from pathlib import Path
