@@ -155,10 +155,10 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
                                   decode=decode, prefill=prefill)
             cached = cached_prefill(c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt) if prefill else None
             if cached is not None:
-                loads.append(cached[:2])
+                loads.append(cached)
             st = part.step_time
             note = (f"speculative decoding: a decode row is a draft-and-verify cycle's time per token it yields "
                     f"({st.tokens_per_step:.2f} a cycle)" if isinstance(st, SpeculativeModel) else None)
             tables[name] = {"context_tokens": context, "prompt_tokens": prompt, "lengths": why, "note": note,
-                            "rows": step_rows(st, loads, {cached[0]: cached[2]} if cached is not None else None)}
+                            "rows": step_rows(st, loads)}
     return tables

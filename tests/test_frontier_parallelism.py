@@ -298,3 +298,27 @@ def test_prefill_replicas_devices_agree_between_cost_and_resolve(tmp_path):
     doc["deployments"][0]["pp"] = 2
     with pytest.raises(InputErrors, match="without pipeline parallelism"):
         load_and_resolve(_write(tmp_path, doc))
+
+
+@pytest.mark.parametrize("engine", ["vllm-0.11", "sglang-0.5"])
+def test_attention_ranks_price_latent_attention_extends_on_the_busiest_rank(tmp_path, engine):
+    """With DP attention each rank runs its own forward batch: the latent-attention form (re-expanding computed
+    tokens, or SGLang's absorbed form below 8,192 of them on Hopper) is the busiest rank's, from its own prompts.
+    Eight prompts after cached tokens put one on each rank: the replica's step is one such prompt's on one rank."""
+    rs = load_and_resolve(_write(tmp_path, _r1_doc(tp=8, dp_attention=8, ep=8, engine=engine)))
+    m = rs.deployments[0].step_time
+    assert isinstance(m, AttentionRanks) and m.ranks == 8
+    assert rs.deployments[0].step_time_source.startswith("measured kernels")
+    assert m.absorbed_extend() == m.inner.absorbed_extend() and m.prefix_up_s_per_token() > 0
+    new, cached = 500, 4000
+
+    def prompts(n: int) -> StepLoad:
+        return StepLoad(n * new, 0, 0.0, n * new * (cached + (new + 1) / 2.0), n * cached)
+
+    alone_s, kind = m.inner.mla_extend(prompts(1))
+    assert alone_s > 0 and kind == ("kv_up" if engine == "vllm-0.11" else "absorbed")
+    assert m.mla_extend(prompts(8)) == pytest.approx((alone_s, kind))
+    assert m.mla_extend(prompts(9)) == pytest.approx(m.inner.mla_extend(prompts(2)))  # the busiest rank holds two
+    # the busiest rank's step holds one whole prompt with its cached prefix, not all eight as one long prompt
+    assert m.busiest_prompts(prompts(8)) == (new, pytest.approx(prompts(1).prefill_attn_pairs))
+    assert m.busiest_prompts(prompts(1)) == (new, pytest.approx(prompts(1).prefill_attn_pairs))

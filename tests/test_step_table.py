@@ -153,24 +153,24 @@ def test_the_absorbed_form_of_a_graphed_prefill_shows_in_the_step_table():
 
 def test_a_prompt_after_cached_tokens_shows_what_the_engine_adds_for_latent_attention():
     """The table's "prefill N after C" row prices an N-token prompt whose first C tokens are cached as the engine
-    does (hardware/step_time.py mla_extend_s): vLLM re-expands the C cached tokens from the latent (kv_up), SGLang on
+    does (StepTimeModel.mla_extend): vLLM re-expands the C cached tokens from the latent (kv_up), SGLang on
     Hopper runs a batch with fewer than 8,192 of them in the absorbed form (absorbed), a GQA model adds neither."""
     from conftest import resolved_deployment
 
     from simfactory.hardware.step_table import cached_prefill
 
-    label, load, cached = cached_prefill(8192, 1_000_000, 30_000, 500)
-    assert (label, load.prefill_tokens, cached) == ("prefill 500 after 30,000", 500, 30_000)
+    label, load = cached_prefill(8192, 1_000_000, 30_000, 500)
+    assert (label, load.prefill_tokens, load.computed_tokens) == ("prefill 500 after 30,000", 500, 30_000)
     assert load.prefill_attn_pairs == 500 * (30_000 + 501 / 2)
     vllm = resolved_deployment("vllm-0.11", "h200", "deepseek-r1", 8, "fp8").step_time
-    row = step_rows(vllm, [(label, load)], {label: cached})[0]
+    row = step_rows(vllm, [(label, load)])[0]
     assert row["parts_ms"]["kv_up"] == pytest.approx(vllm.prefix_up_s_per_token() * 30_000 * 1e3)
     assert row["step_ms"] == pytest.approx(sum(row["parts_ms"].values()))
-    short_label, short, few = cached_prefill(8192, 1_000_000, 4_000, 500)
+    short_label, short = cached_prefill(8192, 1_000_000, 4_000, 500)
     sglang = resolved_deployment("sglang-0.5", "h200", "deepseek-r1", 8, "fp8").step_time
-    parts = step_rows(sglang, [(short_label, short)], {short_label: few})[0]["parts_ms"]
+    parts = step_rows(sglang, [(short_label, short)])[0]["parts_ms"]
     assert parts["absorbed"] == pytest.approx(sglang.absorbed_extend()[0] * short.prefill_attn_pairs * 1e3)
     assert "kv_up" not in parts
     llama = resolved_deployment("vllm", "h200", "llama-3.1-70b", 8, "fp8").step_time
-    assert not {"kv_up", "absorbed"} & set(step_rows(llama, [(label, load)], {label: cached})[0]["parts_ms"])
+    assert not {"kv_up", "absorbed"} & set(step_rows(llama, [(label, load)])[0]["parts_ms"])
     assert cached_prefill(8192, 400, 30_000, 500) is None  # the KV cache cannot hold both

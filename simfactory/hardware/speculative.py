@@ -79,6 +79,9 @@ class SpeculativeModel(StepTimeModel):
     def prefix_up_s_per_token(self) -> float:
         return self.target.prefix_up_s_per_token()
 
+    def mla_extend(self, load: StepLoad) -> tuple[float, str]:
+        return self.target.mla_extend(load)
+
     def without_prefill_floor(self) -> StepTimeModel:
         if not self.target.prefill_launch_s():
             return self

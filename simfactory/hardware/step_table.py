@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel, mla_extend_s
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
 
 DECODE_BATCHES = (1, 8, 32, 128, 512)  # decode batches priced, besides the deployment's own largest
 PROMPT_TOKENS = (512, 2048)  # single prompts priced, besides the traffic's mean prompt and the whole step budget
@@ -53,30 +53,27 @@ def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_to
 
 
 def cached_prefill(max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
-                   prompt_tokens: int) -> tuple[str, StepLoad, int] | None:
+                   prompt_tokens: int) -> tuple[str, StepLoad] | None:
     """A prompt of the traffic's mean length (no longer than the step budget) after `context_tokens` already computed
-    (a cached prefix, an agent's retained context, earlier chunks: what prefix caching leaves a step to do), as
-    (label, load, computed tokens); None where the KV cache cannot hold both."""
+    (a cached prefix, an agent's retained context, earlier chunks: what prefix caching leaves a step to do, the load's
+    computed_tokens), as (label, load); None where the KV cache cannot hold both."""
     new = min(int(prompt_tokens), int(max_num_batched_tokens))
     cached = min(int(context_tokens), int(kv_capacity_tokens) - new)
     if new < 1 or cached < 1:
         return None
-    return f"prefill {new:,} after {cached:,}", StepLoad(new, 0, 0.0, new * (cached + (new + 1) / 2.0)), cached
+    return f"prefill {new:,} after {cached:,}", StepLoad(new, 0, 0.0, new * (cached + (new + 1) / 2.0), cached)
 
 
-def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]],
-              computed: dict[str, int] | None = None) -> list[dict[str, Any]]:
+def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[dict[str, Any]]:
     """Each load's step time, tokens computed per second (prompt tokens + decoded tokens over the step) and, where
-    the model has them, its parts in milliseconds (they add up to the step; `parts_ms` None where it has none).
-    computed: prompt tokens already computed before a load's prompts, by label (none where absent), for what a
-    latent-attention engine adds around the tables (hardware/step_time.py mla_extend_s)."""
+    the model has them, its parts in milliseconds (they add up to the step; `parts_ms` None where it has none),
+    with what a latent-attention engine adds around the tables for a load's computed tokens (StepTimeModel.mla_extend)."""
     breakdown: Callable[[StepLoad], dict[str, float]] | None = getattr(model, "breakdown_s", None)
     rows = []
-    terms = (*model.absorbed_extend(), model.prefix_up_s_per_token())
     floorless, floor_s = model.without_prefill_floor(), model.prefill_launch_s()
     for label, load in loads:
         step_s = model.step_s(load)
-        extra_s, kind = mla_extend_s(terms, (computed or {}).get(label, 0), load) if load.prefill_tokens else (0.0, "")
+        extra_s, kind = model.mla_extend(load) if load.prefill_tokens else (0.0, "")
         if extra_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
             step_s = max(floorless.step_s(load) + extra_s, floor_s)
         parts = None

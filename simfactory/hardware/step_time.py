@@ -33,21 +33,25 @@ class StepLoad(NamedTuple):
     decode_seqs: sequences generating one token each
     kv_tokens_read: context tokens whose K/V attention reads, summed over decode sequences
     prefill_attn_pairs: query-key pairs of the prefill chunks: sum of chunk * (context_before + (chunk + 1) / 2)
+    computed_tokens: prompt tokens the chunks' prompts had computed before this step (cached prefixes, earlier
+        chunks): sum of context_before; with the pairs it tells how many prompts share the prefill tokens
     """
 
     prefill_tokens: int = 0
     decode_seqs: int = 0
     kv_tokens_read: float = 0.0
     prefill_attn_pairs: float = 0.0
+    computed_tokens: int = 0
 
 
-def mla_extend_s(terms: tuple[float, float, float, float], computed: int, load: StepLoad) -> tuple[float, str]:
+def mla_extend_s(terms: tuple[float, float, float, float], load: StepLoad) -> tuple[float, str]:
     """What a latent-attention prefill step adds to the tables' MHA-form step, and as what: in the absorbed form
     ("absorbed": its prompts' computed tokens, cached prefixes and earlier chunks, more than 0 and fewer than the
     engine's threshold in all, or a batch small enough for a piecewise CUDA graph; SGLang's DeepSeek attention
     dispatch) the absorbed form's extra attention work; in the MHA form ("kv_up"), re-expanding those computed tokens
     from the cached latent. terms: StepTimeModel.absorbed_extend() and prefix_up_s_per_token()."""
     s_per_pair, below, graph_max, up_s = terms
+    computed = load.computed_tokens
     if s_per_pair and (0 < computed < below or load.prefill_tokens + load.decode_seqs <= graph_max):
         return s_per_pair * load.prefill_attn_pairs, "absorbed"
     return up_s * computed, "kv_up"
@@ -79,6 +83,11 @@ class StepTimeModel:
         """Seconds a prefill step in latent attention's MHA form spends per computed prompt token (a cached prefix,
         earlier chunks) re-expanding it from the cached latent (the KV up projection); 0 where there is none."""
         return 0.0
+
+    def mla_extend(self, load: StepLoad) -> tuple[float, str]:
+        """What a latent-attention prefill step adds to the step's kernels around the tokens its prompts computed
+        before (load.computed_tokens), and as what ("absorbed" or "kv_up"; mla_extend_s)."""
+        return mla_extend_s((*self.absorbed_extend(), self.prefix_up_s_per_token()), load)
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
@@ -117,12 +126,13 @@ class StepTimeModel:
 def busiest_rank_prompts(load: StepLoad, ranks: int) -> tuple[int, float]:
     """Prompt tokens and prompt attention pairs of the busiest of `ranks` attention data-parallel ranks. A prompt
     lives on one rank, so n prompts put ceil(n / ranks) whole ones on the busiest (the most even placement). n and
-    the length L are read off the load: n prompts of L tokens make n L tokens and n L (L + 1) / 2 pairs, so
-    L = 2 pairs / tokens - 1 (a chunk after earlier context reads as one longer prompt: kept whole on one rank)."""
+    each prompt's L new tokens after C computed ones are read off the load: n prompts make n L tokens, n C computed
+    tokens and n L (C + (L + 1) / 2) pairs, so L = (pairs / tokens - 1 / 2) / (computed / tokens + 1 / 2) (without
+    computed tokens L = 2 pairs / tokens - 1)."""
     tokens, pairs = load.prefill_tokens, load.prefill_attn_pairs
     if tokens <= 0:
         return 0, 0.0
-    length = max(2.0 * pairs / tokens - 1.0, 1.0)
+    length = max((pairs / tokens - 0.5) / (load.computed_tokens / tokens + 0.5), 1.0)
     prompts = max(tokens / length, 1.0)
     share = min(1.0, math.ceil(prompts / ranks - 1e-9) * length / tokens)
     return max(math.ceil(tokens * share - 1e-9), 1), pairs * share

@@ -258,14 +258,14 @@ def unpacked_gqa_scale(k: EngineKernels | None, sku: str, arch: ModelArch, atten
     return max(1.0, q_heads / kv_heads)
 
 
-def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch, dp_attention: int,
+def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch,
                           graphs: bool) -> tuple[float, float, float]:
     """kernel_step_time's `absorbed`: (the absorbed form's work per query-key pair over the tables', computed prompt
     tokens below which a batch runs it, batch tokens up to which it does whatever those are) where the engine runs
     some of a latent-attention model's prefill batches in the absorbed form on this SKU (EngineKernels.
-    absorbed_mla_extend; not modelled with DP attention, whose ranks prefill apart); graphs: the deployment's prefills
-    run as piecewise CUDA graphs (no eager-prefill floor); (1, 0, 0) elsewhere."""
-    if k is None or dp_attention > 1 or not arch.is_mla:
+    absorbed_mla_extend; with DP attention each rank picks the form from its own prompts, AttentionRanks.mla_extend);
+    graphs: the deployment's prefills run as piecewise CUDA graphs (no eager-prefill floor); (1, 0, 0) elsewhere."""
+    if k is None or not arch.is_mla:
         return 1.0, 0.0, 0.0
     for rule in k.absorbed_mla_extend:
         if sku in rule.skus and rule.ratio(arch) > 1.0:
@@ -321,7 +321,7 @@ def kernel_model(
     terms["mixed_decode_attn_scale"] = unpacked_gqa_scale(k, profile.sku, arch, d.tp // d.dp_attention)
     terms["triton_moe"] = triton_moe(k, arch, d.dtype)
     graphs = not eager_prefill_floor_s(d, arch, preset, prefill_role)
-    terms["absorbed"] = absorbed_extend_terms(k, profile.sku, arch, d.dp_attention, graphs)
+    terms["absorbed"] = absorbed_extend_terms(k, profile.sku, arch, graphs)
     terms["mla_kv_up_share"] = arch.mla_kv_up_share(d.tp // d.dp_attention)
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with

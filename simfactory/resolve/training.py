@@ -99,6 +99,10 @@ class ScaledStepTime(StepTimeModel):
     def prefix_up_s_per_token(self) -> float:
         return self.inner.prefix_up_s_per_token() * self.factor
 
+    def mla_extend(self, load: StepLoad) -> tuple[float, str]:
+        extra_s, kind = self.inner.mla_extend(load)
+        return extra_s * self.factor, kind
+
     def without_prefill_floor(self) -> StepTimeModel:
         return ScaledStepTime(self.inner.without_prefill_floor(), self.factor) if self.inner.prefill_launch_s() else self
 

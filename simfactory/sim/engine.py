@@ -46,7 +46,7 @@ from itertools import accumulate
 
 import simpy
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel, mla_extend_s
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.kv_retention import Pin, RetentionLedger
 from simfactory.sim.outcomes import PENDING_CODE
@@ -201,8 +201,7 @@ class ReplicaEngine:
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
         self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        self.mla_terms = (*step_time.absorbed_extend(), step_time.prefix_up_s_per_token())  # _mla_extend_s
-        self.mla = self.mla_terms[0] > 0 or self.mla_terms[3] > 0
+        self.mla = step_time.absorbed_extend()[0] > 0 or step_time.prefix_up_s_per_token() > 0  # _mla_extend_s
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
@@ -352,11 +351,12 @@ class ReplicaEngine:
                 f"replica {self.replica_id}: empty batch with {len(self.running)} running, "
                 f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
             )
-        prefill_tokens = 0
-        for _, c, _ in chunks:
+        prefill_tokens = computed = 0
+        for _, c, done in chunks:
             prefill_tokens += c
+            computed += done
         now = self.env._now
-        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs), chunks)
+        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs, computed), chunks)
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
@@ -376,7 +376,9 @@ class ReplicaEngine:
     def _step_s(self, load: StepLoad, chunks: list[tuple[int, int, int]]) -> tuple[float, float]:
         """The step's time from now, and when the host has launched it (an eager prefill's floor after its start)."""
         now = self.env._now
-        mla_s = self._mla_extend_s(chunks, load) if chunks and self.mla else 0.0
+        # a latent-attention prefill batch: the absorbed form's extra attention work, or re-expanding its prompts'
+        # computed tokens (cached prefixes, earlier chunks) from the cached latent (StepTimeModel.mla_extend)
+        mla_s = self.step_time.mla_extend(load)[0] if chunks and self.mla else 0.0
         launched_s = now + self.prefill_launch_s
         if chunks and self.prefill_launch_s and (self.launch_overlap or mla_s):
             if self.launch_overlap:
@@ -386,17 +388,6 @@ class ReplicaEngine:
             dt = self.step_time.step_s(load) + mla_s + self.extra_step_s
         self.extra_step_s = 0.0
         return dt, launched_s
-
-    def _mla_extend_s(self, chunks: list[tuple[int, int, int]], load: StepLoad) -> float:
-        """What a latent-attention prefill batch adds to the tables' MHA-form step: in the absorbed form (its prompts'
-        computed tokens, cached prefixes and earlier chunks, more than 0 and fewer than the engine's threshold in
-        all, or a batch small enough for a piecewise CUDA graph: SGLang's DeepSeek attention dispatch,
-        StepTimeModel.absorbed_extend) the absorbed form's extra attention work; in the MHA form, re-expanding those
-        computed tokens from the cached latent (StepTimeModel.prefix_up_s_per_token)."""
-        computed = 0
-        for _, _, done in chunks:
-            computed += done
-        return mla_extend_s(self.mla_terms, computed, load)[0]
 
     def _host_launch_end_s(self, now: float, chunks: list[tuple[int, int, int]]) -> float:
         """When the host finishes launching an eager prefill step that the GPU could start now. Under an overlap
