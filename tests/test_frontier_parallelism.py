@@ -267,9 +267,13 @@ def test_attention_ranks_price_the_busiest_rank():
     even = inner.step_s(StepLoad(1024, 1, 2000.0, 4096 * 2048.5 / 4))
     alone = inner.step_s(StepLoad(4096, 1, 2000.0, 4096 * 2048.5))
     assert even < m.step_s(one) < alone
-    assert m.busiest_prompts(one) == (4096, pytest.approx(4096 * 2048.5))
-    # nine prompts over four ranks: the busiest holds three
-    assert m.busiest_prompts(StepLoad(9 * 512, 0, 0.0, 9 * 512 * 256.5)) == (3 * 512, pytest.approx(3 * 512 * 256.5))
+    assert [(b.prefill_tokens, b.prefill_attn_pairs) for b in m.busiest_loads(one)] == [(4096, 4096 * 2048.5)]
+    # nine prompts over four ranks: the busiest holds three (read off the totals, or placed from the chunks)
+    nine = StepLoad(9 * 512, 0, 0.0, 9 * 512 * 256.5)
+    assert [(b.prefill_tokens, b.prefill_attn_pairs) for b in m.busiest_loads(nine)] == [(3 * 512, 3 * 512 * 256.5)]
+    placed = nine._replace(chunks=((512, 0),) * 9)
+    assert [(b.prefill_tokens, b.prefill_attn_pairs) for b in m.busiest_loads(placed)] == [(3 * 512, 3 * 512 * 256.5)]
+    assert m.step_s(placed) == pytest.approx(m.step_s(nine))
     arch = rs.deployments[0].arch
     assert m.local_share == pytest.approx(arch.attention_params_b() / arch.active_params_b)
     assert 0.25 < m.local_share < 0.35  # DeepSeek-R1: 11.4 B of attention weights among 37 B active
@@ -301,10 +305,10 @@ def test_prefill_replicas_devices_agree_between_cost_and_resolve(tmp_path):
 
 
 @pytest.mark.parametrize("engine", ["vllm-0.11", "sglang-0.5"])
-def test_attention_ranks_price_latent_attention_extends_on_the_busiest_rank(tmp_path, engine):
+def test_attention_ranks_price_latent_attention_extends_on_the_slowest_rank(tmp_path, engine):
     """With DP attention each rank runs its own forward batch: the latent-attention form (re-expanding computed
-    tokens, or SGLang's absorbed form below 8,192 of them on Hopper) is the busiest rank's, from its own prompts.
-    Eight prompts after cached tokens put one on each rank: the replica's step is one such prompt's on one rank."""
+    tokens, or SGLang's absorbed form below 8,192 of them on Hopper) is each rank's, from its own prompts, and the
+    step waits for the slowest rank. The engine's steps carry their chunks, so mixed steps are placed as they are."""
     rs = load_and_resolve(_write(tmp_path, _r1_doc(tp=8, dp_attention=8, ep=8, engine=engine)))
     m = rs.deployments[0].step_time
     assert isinstance(m, AttentionRanks) and m.ranks == 8
@@ -312,13 +316,47 @@ def test_attention_ranks_price_latent_attention_extends_on_the_busiest_rank(tmp_
     assert m.absorbed_extend() == m.inner.absorbed_extend() and m.prefix_up_s_per_token() > 0
     new, cached = 500, 4000
 
-    def prompts(n: int) -> StepLoad:
-        return StepLoad(n * new, 0, 0.0, n * new * (cached + (new + 1) / 2.0), n * cached)
+    def step(*chunks: tuple[int, int]) -> StepLoad:
+        return StepLoad(sum(c for c, _ in chunks), 0, 0.0, sum(c * (d + (c + 1) / 2.0) for c, d in chunks),
+                        sum(d for _, d in chunks), chunks)
 
-    alone_s, kind = m.inner.mla_extend(prompts(1))
+    def alone(c: int, d: int) -> StepLoad:
+        return step((c, d))._replace(chunks=None)
+
+    alone_s, kind = m.inner.mla_extend(alone(new, cached))
     assert alone_s > 0 and kind == ("kv_up" if engine == "vllm-0.11" else "absorbed")
-    assert m.mla_extend(prompts(8)) == pytest.approx((alone_s, kind))
-    assert m.mla_extend(prompts(9)) == pytest.approx(m.inner.mla_extend(prompts(2)))  # the busiest rank holds two
-    # the busiest rank's step holds one whole prompt with its cached prefix, not all eight as one long prompt
-    assert m.busiest_prompts(prompts(8)) == (new, pytest.approx(prompts(1).prefill_attn_pairs))
-    assert m.busiest_prompts(prompts(1)) == (new, pytest.approx(prompts(1).prefill_attn_pairs))
+    # eight prompts after cached prefixes: one on each rank; nine: the busiest holds two
+    assert m.mla_extend(step(*[(new, cached)] * 8)) == pytest.approx((alone_s, kind))
+    assert m.mla_extend(step(*[(new, cached)] * 9)) == pytest.approx(m.inner.mla_extend(step(*[(new, cached)] * 2)))
+    assert m.step_s(step(*[(new, cached)] * 8)) == pytest.approx(m.step_s(step(*[(new, cached)] * 8)._replace(
+        chunks=None)))  # equal prompts: the totals read right
+    # a fresh long prompt beside an agent's turn after a long cached context: each on a rank of its own, the long
+    # prompt whole on one (read off the totals as equal prompts, it would spread over the ranks: 3x optimistic)
+    mixed = step((8176, 0), (16, 100_000))
+    assert m.unfloored_s(mixed) >= m.unfloored_s(step((8176, 0))) - 1e-12
+    assert m.mla_extend(mixed) == pytest.approx(m.inner.mla_extend(alone(16, 100_000)))
+    # seven fresh prompts and one with a 16-token cached prefix: no rank holds two
+    seven = step(*[(1024, 0)] * 7, (1000, 16))
+    assert max(b.prefill_tokens for b in m.busiest_loads(seven)) == 1024
+    # a few computed tokens on one rank among fresh prompts are still that rank's to price
+    few = step(*[(1000, 0)] * 7, (1000, 3))
+    assert m.mla_extend(few)[0] == pytest.approx(m.inner.mla_extend(alone(1000, 3))[0]) and m.mla_extend(few)[0] > 0
+
+
+def test_a_verify_pass_under_dp_attention_spreads_with_its_sequences(tmp_path):
+    """MTP's verify pass prices each decoding sequence's draft tokens as prompt tokens after its context; they stay
+    with their sequence, spread over the attention ranks (not read off the totals as one long prompt on one rank),
+    and a step's real prompts keep their chunks and computed tokens through the speculative model."""
+    doc = _r1_doc(tp=8, dp_attention=8, ep=8, engine="sglang-0.5",
+                  speculative={"k": 3, "acceptance_by_position": [0.92, 0.72, 0.36], "mtp": True})
+    m = load_and_resolve(_write(tmp_path, doc)).deployments[0].step_time
+    ranks = m.target
+    assert isinstance(ranks, AttentionRanks)
+    verify = StepLoad(3 * 16, 16, 16 * 3000.0, 3 * 16 * 3000.0, 0, ())
+    even = StepLoad(6, 2, 2 * 3000.0, 3 * 16 * 3000.0 / 8)
+    assert ranks.unfloored_s(verify) == pytest.approx(ranks.inner.unfloored_s(even))
+    chunks = ((500, 4000),) * 8
+    prompts = StepLoad(4000, 16, 16 * 3000.0, 8 * 500 * 4250.5, 8 * 4000, chunks)
+    # eight prompts after cached prefixes, one a rank, beside the decodes' verify pass: below the target's own step
+    # with the same prompts (which decodes one token a sequence without drafts) plus a quarter
+    assert m.step_s(prompts) < 1.25 * ranks.step_s(prompts)

@@ -61,7 +61,7 @@ from simfactory.config.profile import BYTES_PER_PARAM, ModelArch
 from simfactory.errors import InputError
 from simfactory.hardware.collectives import Links, allreduce_s
 from simfactory.hardware.kernel_file import FORMAT, FORMATS, unpack_record
-from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, StepLoad, StepTimeModel, busiest_rank_prompts
+from simfactory.hardware.step_time import ALLREDUCES_PER_LAYER, StepLoad, StepTimeModel, busiest_ranks
 from simfactory.inputs import MiB, is_input_file, parse_json, read_input_bytes, shown_name
 from simfactory.paths import PROFILES_DIR
 
@@ -543,7 +543,7 @@ class KernelStepTime(StepTimeModel):
         return att[j] + (s - sg[j]) * k[j]  # j = the last point: k[j] extends it in proportion
 
     def step_s(self, load: StepLoad) -> float:
-        prefill, b, kv, pairs, _ = load
+        prefill, b, kv, pairs = load[:4]
         if not prefill:
             if not b:
                 return self.overhead_s
@@ -554,7 +554,7 @@ class KernelStepTime(StepTimeModel):
 
     def unfloored_s(self, load: StepLoad) -> float:
         """step_s without the eager-prefill floor: the kernels and overhead alone."""
-        prefill, b, kv, pairs, _ = load
+        prefill, b, kv, pairs = load[:4]
         return self._mixed(prefill, b, kv, pairs) if prefill else self.step_s(load)
 
     def without_prefill_floor(self) -> KernelStepTime:
@@ -597,7 +597,7 @@ class KernelStepTime(StepTimeModel):
 
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
         """The step's parts in seconds (for reports and tests, not the hot path); they add up to step_s."""
-        prefill, b, kv, pairs, _ = load
+        prefill, b, kv, pairs = load[:4]
         tokens = prefill + b
         out = {"overhead": self.overhead_s + self.overhead_per_seq_s * (b + 1 if prefill else b), "linear": 0.0,
                "allreduce": 0.0, "logits": 0.0, "decode_attention": 0.0, "prefill_attention": 0.0, "launch_wait": 0.0}
@@ -667,7 +667,8 @@ class AttentionRanks(StepTimeModel):
     computes alone is its attention (`local_share` of the per-token GEMMs: the attention blocks' share of the
     active parameters), its prompt attention and its logits; the rest of the per-token work (expert and gathered
     MLP layers) is spread over all ranks and stays at the even share. The prompts' count and length are read off
-    the step's load, its tokens, attention pairs and computed tokens (busiest_rank_prompts). What latent attention
+    the step's chunks (busiest_ranks; the slowest of the ranks with the most prompt tokens, pairs or computed tokens
+    prices the step). What latent attention
     adds around the tables for computed tokens is the busiest rank's too (mla_extend)."""
 
     __slots__ = ("inner", "ranks", "local_share", "label", "source_file", "source_sha256")
@@ -683,11 +684,14 @@ class AttentionRanks(StepTimeModel):
         r = self.ranks
         b = -(-load.decode_seqs // r)
         kv = load.kv_tokens_read * (b / load.decode_seqs) if load.decode_seqs else 0.0
-        return StepLoad(-(-load.prefill_tokens // r), b, kv, load.prefill_attn_pairs / r, load.computed_tokens // r)
+        return StepLoad(-(-load.prefill_tokens // r), b, kv, load.prefill_attn_pairs / r)
 
-    def busiest_prompts(self, load: StepLoad) -> tuple[int, float]:
-        """Prompt tokens and prompt attention pairs of the busiest rank: ceil(n / ranks) whole prompts."""
-        return busiest_rank_prompts(load, self.ranks)
+    def busiest_loads(self, load: StepLoad) -> list[StepLoad]:
+        """The loads of the ranks that may be the slowest (busiest_ranks: the most prompt tokens, pairs or computed
+        tokens), each with its even share of the decodes."""
+        b = -(-load.decode_seqs // self.ranks)
+        kv = load.kv_tokens_read * (b / load.decode_seqs) if load.decode_seqs else 0.0
+        return [StepLoad(t, b, kv, p, d) for t, p, d in busiest_ranks(load, self.ranks)]
 
     def step_s(self, load: StepLoad) -> float:
         step = self.unfloored_s(load)
@@ -700,10 +704,7 @@ class AttentionRanks(StepTimeModel):
         t = self.inner.unfloored_s(even)
         if load.prefill_tokens <= 0:
             return t
-        tokens, pairs = self.busiest_prompts(load)
-        if tokens <= even.prefill_tokens:
-            return t
-        return t + self._extra_s(even, StepLoad(tokens, even.decode_seqs, even.kv_tokens_read, pairs))
+        return t + max(0.0, *(self._extra_s(even, busy) for busy in self.busiest_loads(load)))
 
     def without_prefill_floor(self) -> AttentionRanks:
         if not self.inner.prefill_floor_s:
@@ -720,14 +721,12 @@ class AttentionRanks(StepTimeModel):
         return self.inner.prefix_up_s_per_token()
 
     def mla_extend(self, load: StepLoad) -> tuple[float, str]:
-        """The busiest rank's: each rank runs its own forward batch, so the engine picks the latent-attention form
-        from that rank's prompts alone (SGLang's dispatch sums the rank's extend_prefix_lens), and the busiest rank's
-        whole prompts hold their share of the step's computed tokens and its attention pairs."""
-        tokens, pairs = self.busiest_prompts(load)
-        if tokens <= 0:
+        """The slowest rank's: each rank runs its own forward batch, so the engine picks the latent-attention form
+        from that rank's prompts alone (SGLang's dispatch sums the rank's extend_prefix_lens): the most of what it
+        adds on the ranks that may be the slowest (busiest_loads)."""
+        if load.prefill_tokens <= 0:
             return 0.0, ""
-        computed = round(load.computed_tokens * tokens / load.prefill_tokens)
-        return self.inner.mla_extend(StepLoad(tokens, -(-load.decode_seqs // self.ranks), 0.0, pairs, computed))
+        return max((self.inner.mla_extend(busy) for busy in self.busiest_loads(load)), key=lambda x: x[0])
 
     def _extra_s(self, even: StepLoad, busy: StepLoad) -> float:
         """What the busiest rank's whole prompts add to the even step: its own share of the per-token work, all of

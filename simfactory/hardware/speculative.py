@@ -96,20 +96,19 @@ class SpeculativeModel(StepTimeModel):
 
     def verify_s(self, load: StepLoad) -> float:
         k = self.k
-        return self.graphed.step_s(
-            StepLoad(
-                prefill_tokens=load.prefill_tokens + k * load.decode_seqs,
-                decode_seqs=load.decode_seqs,
-                kv_tokens_read=load.kv_tokens_read,
-                prefill_attn_pairs=load.prefill_attn_pairs + k * load.kv_tokens_read,
-            )
-        )
+        # the k draft tokens of each decoding sequence are verified as prompt tokens after its context: they stay with
+        # their sequence (not among the step's prompt chunks), and the prompts keep their chunks and computed tokens
+        return self.graphed.step_s(load._replace(
+            prefill_tokens=load.prefill_tokens + k * load.decode_seqs,
+            prefill_attn_pairs=load.prefill_attn_pairs + k * load.kv_tokens_read,
+            chunks=load.chunks if load.chunks is not None or load.prefill_tokens else (),
+        ))
 
     def step_s(self, load: StepLoad) -> float:
         if load.decode_seqs == 0:
             return self.target.step_s(load)
         total = self.verify_s(load) + self.draft_s(load)
-        prompts = StepLoad(prefill_tokens=load.prefill_tokens, prefill_attn_pairs=load.prefill_attn_pairs)
+        prompts = load._replace(decode_seqs=0, kv_tokens_read=0.0)
         prefill_only = self.graphed.step_s(prompts) if load.prefill_tokens else 0.0
         step = prefill_only + (total - prefill_only) / self.tokens_per_step
         if load.prefill_tokens and self.graphed is not self.target:  # real prompt tokens: the eager floor holds

@@ -9,6 +9,7 @@ Two models share one interface, `step_s(load)`:
 
 from __future__ import annotations
 
+import heapq
 import math
 from typing import NamedTuple
 from dataclasses import dataclass, replace
@@ -34,7 +35,10 @@ class StepLoad(NamedTuple):
     kv_tokens_read: context tokens whose K/V attention reads, summed over decode sequences
     prefill_attn_pairs: query-key pairs of the prefill chunks: sum of chunk * (context_before + (chunk + 1) / 2)
     computed_tokens: prompt tokens the chunks' prompts had computed before this step (cached prefixes, earlier
-        chunks): sum of context_before; with the pairs it tells how many prompts share the prefill tokens
+        chunks): sum of context_before
+    chunks: each prefill chunk's (tokens, context_before) where known (the engine's steps), for engines that place
+        whole prompts on ranks (busiest_ranks); prefill tokens beyond them (a speculative verify pass's) belong to the
+        decoding sequences. None: not known (read off the totals as equal prompts)
     """
 
     prefill_tokens: int = 0
@@ -42,6 +46,7 @@ class StepLoad(NamedTuple):
     kv_tokens_read: float = 0.0
     prefill_attn_pairs: float = 0.0
     computed_tokens: int = 0
+    chunks: tuple[tuple[int, int], ...] | None = None
 
 
 def mla_extend_s(terms: tuple[float, float, float, float], load: StepLoad) -> tuple[float, str]:
@@ -123,19 +128,53 @@ class StepTimeModel:
 
 
 
-def busiest_rank_prompts(load: StepLoad, ranks: int) -> tuple[int, float]:
-    """Prompt tokens and prompt attention pairs of the busiest of `ranks` attention data-parallel ranks. A prompt
-    lives on one rank, so n prompts put ceil(n / ranks) whole ones on the busiest (the most even placement). n and
-    each prompt's L new tokens after C computed ones are read off the load: n prompts make n L tokens, n C computed
-    tokens and n L (C + (L + 1) / 2) pairs, so L = (pairs / tokens - 1 / 2) / (computed / tokens + 1 / 2) (without
-    computed tokens L = 2 pairs / tokens - 1)."""
+def busiest_rank_prompts(load: StepLoad, ranks: int) -> tuple[int, float, int]:
+    """Prompt tokens, prompt attention pairs and computed tokens of the busiest of `ranks` attention data-parallel
+    ranks when the step's chunks are not known: n equal prompts put ceil(n / ranks) whole ones on the busiest (the
+    most even placement). n and each prompt's L new tokens after C computed ones are read off the load: n prompts make
+    n L tokens, n C computed tokens and n L (C + (L + 1) / 2) pairs, so L = (pairs / tokens - 1 / 2) / (computed /
+    tokens + 1 / 2) (without computed tokens L = 2 pairs / tokens - 1). Exact for equal prompts only: the engine's
+    steps carry their chunks (busiest_ranks)."""
     tokens, pairs = load.prefill_tokens, load.prefill_attn_pairs
     if tokens <= 0:
-        return 0, 0.0
+        return 0, 0.0, 0
     length = max((pairs / tokens - 0.5) / (load.computed_tokens / tokens + 0.5), 1.0)
     prompts = max(tokens / length, 1.0)
     share = min(1.0, math.ceil(prompts / ranks - 1e-9) * length / tokens)
-    return max(math.ceil(tokens * share - 1e-9), 1), pairs * share
+    return max(math.ceil(tokens * share - 1e-9), 1), pairs * share, math.ceil(load.computed_tokens * share - 1e-9)
+
+
+def busiest_ranks(load: StepLoad, ranks: int) -> list[tuple[int, float, int]]:
+    """(prompt tokens, prompt attention pairs, computed tokens) of each attention data-parallel rank that may be the
+    slowest: the one with the most prompt tokens, the one with the most pairs, the one with the most computed tokens
+    (one entry where they are the same rank). A prompt's chunk lives on one rank: with the step's chunks known, the
+    chunks go to ranks largest first, each to the rank holding the fewest tokens (the most even placement), and prefill
+    tokens beyond the chunks (a verify pass's, one per draft token of each decoding sequence) spread evenly; else
+    busiest_rank_prompts reads equal prompts off the totals."""
+    if load.prefill_tokens <= 0:
+        return [(0, 0.0, 0)]
+    if load.chunks is None:
+        return [busiest_rank_prompts(load, ranks)]
+    placed_tokens = placed_pairs = 0.0
+    for c, done in load.chunks:
+        placed_tokens += c
+        placed_pairs += c * (done + (c + 1) / 2.0)
+    rest = (max(0, math.ceil((load.prefill_tokens - placed_tokens) / ranks - 1e-9)),
+            max(0.0, load.prefill_attn_pairs - placed_pairs) / ranks)
+    if len(load.chunks) <= ranks:
+        bins = [(c, c * (done + (c + 1) / 2.0), done) for c, done in load.chunks] or [(0, 0.0, 0)]
+    else:
+        heap = [(0, i, 0.0, 0) for i in range(ranks)]  # (tokens, rank, pairs, computed), fewest tokens first
+        for c, done in sorted(load.chunks, reverse=True):
+            t, i, p, d = heapq.heappop(heap)
+            heapq.heappush(heap, (t + c, i, p + c * (done + (c + 1) / 2.0), d + done))
+        bins = [(t, p, d) for t, _, p, d in heap]
+    picks = [max(bins, key=lambda b: b[0])]
+    for k in (1, 2):
+        most = max(bins, key=lambda b: b[k])
+        if most[k] > picks[0][k] and most not in picks:
+            picks.append(most)
+    return [(t + rest[0], p + rest[1], d) for t, p, d in picks]
 
 
 @dataclass(frozen=True)
@@ -371,18 +410,18 @@ class RooflineModel(StepTimeModel):
 
     def busiest_rank_s(self, load: StepLoad) -> float:
         """What the busiest attention group's whole prompts add to the even split the rest of step_s prices
-        (busiest_rank_prompts): its attention GEMMs and prompt attention for the prompt tokens beyond its 1/dp share,
-        over its tp / dp devices, at compute speed (the weights are read anyway). The expert and gathered MLP layers
-        stay spread. As hardware/kernels.py AttentionRanks does for the measured tables."""
+        (busiest_ranks): its attention GEMMs and prompt attention for the prompt tokens and pairs beyond its 1/dp
+        share, over its tp / dp devices, at compute speed (the weights are read anyway). The expert and gathered MLP
+        layers stay spread. As hardware/kernels.py AttentionRanks does for the measured tables."""
         dp = self.dp_attention
-        tokens, pairs = busiest_rank_prompts(load, dp)
-        extra_tokens = tokens - load.prefill_tokens / dp
-        if extra_tokens <= 0.0:
-            return 0.0
-        gemm = self._attention_flops_per_token_group * extra_tokens / self.peak_flops  # type: ignore[attr-defined]
-        attention = (self._attention_flops_per_pair_group  # type: ignore[attr-defined]
-                     * max(pairs - load.prefill_attn_pairs / dp, 0.0) / self.attention_peak_flops)  # type: ignore[attr-defined]
-        return gemm + attention
+        most = 0.0
+        for tokens, pairs, _ in busiest_ranks(load, dp):
+            gemm = (self._attention_flops_per_token_group  # type: ignore[attr-defined]
+                    * (tokens - load.prefill_tokens / dp) / self.peak_flops)  # type: ignore[attr-defined]
+            attention = (self._attention_flops_per_pair_group  # type: ignore[attr-defined]
+                         * (pairs - load.prefill_attn_pairs / dp) / self.attention_peak_flops)  # type: ignore[attr-defined]
+            most = max(most, gemm + attention)
+        return most
 
     def linear_s(self, tokens: int) -> float:
         """The weight GEMMs of a step of this many tokens (the slower of their FLOPs, priced as for gemm_ramp_tokens

@@ -201,7 +201,7 @@ class ReplicaEngine:
         # sync the device first): ResolvedDeployment.eager_launch_overlap, _host_launch_end_s
         self.launch_overlap, self.prefix_prefill_syncs = overlap_schedule and eager_launch[0], eager_launch[1]
         self.floorless = step_time.without_prefill_floor() if self.prefill_launch_s else step_time
-        self.mla = step_time.absorbed_extend()[0] > 0 or step_time.prefix_up_s_per_token() > 0  # _mla_extend_s
+        self.mla = step_time.absorbed_extend()[0] > 0 or step_time.prefix_up_s_per_token() > 0  # StepTimeModel.mla_extend
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
@@ -356,7 +356,9 @@ class ReplicaEngine:
             prefill_tokens += c
             computed += done
         now = self.env._now
-        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs, computed), chunks)
+        # each chunk's (tokens, computed before): an engine with attention data-parallel ranks places whole prompts
+        placed = tuple([(c, done) for _, c, done in chunks]) if chunks else None
+        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs, computed, placed), chunks)
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
