@@ -360,3 +360,50 @@ def test_a_verify_pass_under_dp_attention_spreads_with_its_sequences(tmp_path):
     # eight prompts after cached prefixes, one a rank, beside the decodes' verify pass: below the target's own step
     # with the same prompts (which decodes one token a sequence without drafts) plus a quarter
     assert m.step_s(prompts) < 1.25 * ranks.step_s(prompts)
+
+
+class _Recording:
+    """A step time of 10 ms that keeps every load it prices."""
+
+    def __init__(self) -> None:
+        self.loads: list[StepLoad] = []
+
+    def step_s(self, load: StepLoad) -> float:
+        self.loads.append(load)
+        return 0.01
+
+    def __getattr__(self, name):  # the rest of StepTimeModel's interface, as the base class answers it
+        from simfactory.hardware.step_time import StepTimeModel
+
+        return getattr(StepTimeModel(), name)
+
+
+@pytest.mark.parametrize("ranks, steps", [
+    (1, [((20, 0),), ((10, 20), (10, 0))]),
+    # a rank's share is 5 tokens: the 30-token prompt takes six steps, and the 10-token one waits while it is partial
+    # (one partial prefill at a time), then joins its last chunk
+    (4, [((5, 0),), ((5, 5),), ((5, 10),), ((5, 15),), ((5, 20),), ((5, 25), (5, 0)), ((5, 5),)]),
+])
+def test_each_attention_rank_prefills_within_its_share_of_the_budget(ranks, steps):
+    """With attention data-parallel ranks a prompt's chunk is at most the rank's share of the step's token budget
+    (SGLang divides chunked_prefill_size by dp_size; other engines' ranks each have their own budget), and every
+    engine step carries its chunks, (tokens, computed before), for the busiest-rank placement."""
+    from simfactory.sim.clock import FloatEnvironment
+    from simfactory.sim.engine import ReplicaEngine
+    from simfactory.sim.queue import WaitingQueue
+    from simfactory.sim.requests import RequestTable
+
+    env, table, rec = FloatEnvironment(), RequestTable(), _Recording()
+    queue = WaitingQueue(env)
+    ReplicaEngine(env, 0, queue, table, rec, max_num_seqs=8, max_num_batched_tokens=20, block_size=16,
+                  kv_blocks=1000, enable_chunked_prefill=True, attention_ranks=ranks, exact=True,
+                  on_complete=lambda r: None, on_abort=lambda r: None)
+    queue.put(table.add(0.0, 0, 0, 30, 2), 0)
+    queue.put(table.add(0.0, 0, 0, 10, 2), 0)
+    env.run(until=5.0)
+    prefills = [load for load in rec.loads if load.prefill_tokens]
+    assert [load.chunks for load in prefills] == steps
+    for load in prefills:
+        assert sum(c for c, _ in load.chunks) == load.prefill_tokens
+        assert sum(d for _, d in load.chunks) == load.computed_tokens
+        assert load.prefill_attn_pairs == sum(c * (d + (c + 1) / 2) for c, d in load.chunks)

@@ -176,6 +176,7 @@ class ReplicaEngine:
         kv_blocks: int,
         enable_chunked_prefill: bool,
         max_num_partial_prefills: int = 1,
+        attention_ranks: int = 1,
         full_sequence_admission: bool = False,
         schedule: str = "decode_first",
         overlap_schedule: bool = False,
@@ -205,6 +206,11 @@ class ReplicaEngine:
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
+        # with attention data-parallel ranks each rank schedules its own prompts within its share of the step's token
+        # budget (SGLang divides chunked_prefill_size by dp_size; TensorRT-LLM's and vLLM's ranks each have their own
+        # budget, the replica's being their sum), so a chunked prompt's chunk is at most that share
+        self.max_chunk_tokens = (max(max_num_batched_tokens // attention_ranks, 1) if enable_chunked_prefill
+                                 else max_num_batched_tokens)
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
         self.committed: dict[int, int] = {}
@@ -555,7 +561,7 @@ class ReplicaEngine:
             if len(running) >= max_num_seqs and (pin is None or not pin.hold_slot):
                 break  # every slot taken (pins hold some): only a task's own held slot lets it in
             reused, kept, hit = self._admission_hit(rid, target, pin)
-            chunk = min(target - hit, budget)
+            chunk = min(target - hit, budget, self.max_chunk_tokens)
             unfinished = chunk < target - hit
             if unfinished and not self.chunked:
                 break
@@ -635,7 +641,7 @@ class ReplicaEngine:
             if rid not in prefill_target:
                 continue  # preempted while making room for an older one
             done = computed[rid]
-            chunk = min(prefill_target[rid] - done, budget)
+            chunk = min(prefill_target[rid] - done, budget, self.max_chunk_tokens)
             chunk = self._fit_chunk(rid, done, chunk, scheduled)
             if chunk == 0:
                 break
@@ -744,7 +750,7 @@ class ReplicaEngine:
         # the tokens admission would find computed take blocks as admission counts them (the cache peeked, not touched)
         pin = self.pins.get(int(t.task_id[rid])) if self.pins else None
         hit = self._admission_hit(rid, target, pin, peek=True)[2]
-        chunk = min(target - hit, self.max_num_batched_tokens)
+        chunk = min(target - hit, self.max_chunk_tokens)
         if not self.chunked and chunk < target - hit:
             return False
         if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
@@ -794,7 +800,7 @@ class ReplicaEngine:
                 return
             rid = head[0]
             prio = int(t.priority[rid])
-            first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_num_batched_tokens)
+            first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_chunk_tokens)
             if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
                 return
             # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)

@@ -219,6 +219,7 @@ class FleetModel:
             kv_blocks=d.kv_blocks,
             enable_chunked_prefill=cfg.enable_chunked_prefill,
             max_num_partial_prefills=cfg.max_num_partial_prefills,
+            attention_ranks=cfg.dp_attention,
             full_sequence_admission=cfg.kv_admission == "full_sequence",
             schedule=cfg.schedule,
             overlap_schedule=cfg.overlap_schedule,
