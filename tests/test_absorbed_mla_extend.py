@@ -79,6 +79,13 @@ def test_without_piecewise_graphs_only_the_prefix_rule_holds(tmp_path):
     d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
     assert d.step_time.prefill_launch_s() > 0  # eager
     assert d.step_time.absorbed_extend()[1:] == (8192, 0)
+    # on a B200 the rule is the graphs' alone (trtllm_mla takes the MHA form for prefixes): eager, no batch is absorbed,
+    # and the label says nothing of the absorbed form
+    doc["pools"][0].update(sku="b200")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    d = load_and_resolve(tmp_path / "s.yaml").deployments[0]
+    assert d.step_time.prefill_launch_s() > 0 and d.step_time.absorbed_extend()[0] == 0.0
+    assert "absorbed" not in d.step_time_source and d.step_time.prefix_up_s_per_token() > 0
 
 
 class _Absorbing(StepTimeModel):

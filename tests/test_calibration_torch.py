@@ -19,8 +19,18 @@ TINY = Path(__file__).parent / "fixtures" / "calibration" / "tiny-llama"
 
 
 @pytest.fixture(scope="module")
-def backend() -> TorchBackend:
-    return TorchBackend(TINY, "bf16", 1, device="cpu")
+def backend():
+    """One intra-op thread while these tests time steps: CI runs two test workers on two cores, and torch's default
+    (a thread a core, each OpenMP thread spinning while it waits) oversubscribes them, which once timed a 64-token
+    prefill at 81 ms; with one thread the other worker only ever delays a step, which fastest_s's minimum discards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield TorchBackend(TINY, "bf16", 1, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
 
 
 def fastest_s(backend: TorchBackend, small: DesignPoint, large: DesignPoint, rounds: int = 7) -> tuple[float, float]:

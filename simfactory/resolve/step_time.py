@@ -270,7 +270,9 @@ def absorbed_extend_terms(k: EngineKernels | None, sku: str, arch: ModelArch,
     for rule in k.absorbed_mla_extend:
         if sku in rule.skus and rule.ratio(arch) > 1.0:
             graph_max = float(rule.graph_max_tokens or 0) if graphs else 0.0
-            return rule.ratio(arch), float(rule.below_prefix_tokens or 0), graph_max
+            below = float(rule.below_prefix_tokens or 0)
+            if below or graph_max:  # else no batch takes the absorbed form here (Blackwell's rule, eager prefill)
+                return rule.ratio(arch), below, graph_max
     return 1.0, 0.0, 0.0
 
 

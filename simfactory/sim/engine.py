@@ -159,6 +159,14 @@ class StretchWaker:
             self.engine._interrupt_stretch(st, 1 if self.engine.overlap else 0)
 
 
+def rank_chunk_tokens(max_num_batched_tokens: int, attention_ranks: int, chunked: bool) -> int:
+    """The most prompt tokens one request's chunk may hold in a step. With attention data-parallel ranks each rank
+    schedules its own prompts within its share of the step's budget (SGLang divides chunked_prefill_size by dp_size,
+    ServerArgs._handle_data_parallelism; TensorRT-LLM's and vLLM's ranks each have a budget of their own, the replica's
+    being their sum), so a chunked prompt's chunk is at most that share; without chunking a prompt goes whole."""
+    return max(max_num_batched_tokens // attention_ranks, 1) if chunked else max_num_batched_tokens
+
+
 class ReplicaEngine:
     """One replica: forms a batch per step and advances its requests (see the module docstring)."""
 
@@ -206,11 +214,7 @@ class ReplicaEngine:
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
-        # with attention data-parallel ranks each rank schedules its own prompts within its share of the step's token
-        # budget (SGLang divides chunked_prefill_size by dp_size; TensorRT-LLM's and vLLM's ranks each have their own
-        # budget, the replica's being their sum), so a chunked prompt's chunk is at most that share
-        self.max_chunk_tokens = (max(max_num_batched_tokens // attention_ranks, 1) if enable_chunked_prefill
-                                 else max_num_batched_tokens)
+        self.max_chunk_tokens = rank_chunk_tokens(max_num_batched_tokens, attention_ranks, enable_chunked_prefill)
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
         self.committed: dict[int, int] = {}
@@ -229,8 +233,7 @@ class ReplicaEngine:
         self.undelivered: list[int] = []
         self.ttft_sink: list[float] | None = None  # first-token latencies for an autoscaler's ttft signal
         self.on_first_token: Callable[[int, "ReplicaEngine"], None] | None = None  # the fleet's front end streams
-        self.swap = swap
-        self.host_link_s_per_token = host_link_s_per_token  # KV bytes per token / host link bandwidth
+        self.swap, self.host_link_s_per_token = swap, host_link_s_per_token  # KV bytes per token / host link bandwidth
         self.load_s_per_token = {"device": 0.0, "host": host_link_s_per_token, "ssd": ssd_s_per_token}
         self.extra_step_s = 0.0  # KV copies to/from host memory added to the next step
         self.on_prefilled, self.on_complete, self.on_abort = on_prefilled, on_complete, on_abort
