@@ -22,7 +22,7 @@ from simfactory.calibration.fit import (
 from simfactory.calibration.microbench import publish
 from simfactory.config.profile import KernelsStepTime
 from simfactory.hardware.kernels import KernelStepTime
-from simfactory.hardware.step_time import StepLoad
+from simfactory.hardware.step_time import StepLoad, StepTimeModel
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import load_models, load_profile
 
@@ -124,7 +124,7 @@ def test_per_phase_errors_are_computed_on_each_phases_held_out_rows():
     exact = context().model_for(TRUE)
     assert exact is not None
 
-    class SlowPrefill:  # exact on decode-only steps, 10 % slow on steps with prefill
+    class SlowPrefill(StepTimeModel):  # exact on decode-only steps, 10 % slow on steps with prefill
         def step_s(self, load: StepLoad) -> float:
             return exact.step_s(load) * (1.1 if load.prefill_tokens else 1.0)
 
@@ -216,3 +216,29 @@ def test_a_floor_over_every_training_prompt_leaves_the_prefill_terms_at_the_tabl
     assert tables is not None and model is not None
     long = StepLoad(32768, 0, 0.0, 32768 * 32769 / 2)  # priced by the tables' prefill, not bent by the floor
     assert model.step_s(long) == pytest.approx(tables.step_s(long), rel=0.02)
+
+
+def test_a_step_tables_computed_tokens_are_priced_as_the_engine_prices_them():
+    """A latent-attention engine re-expands a prompt's computed tokens (a cached prefix, earlier chunks) from the cached
+    latent: with the step table's computed_tokens column the fit prices that as resolve will (the tables' own, not
+    fitted) and recovers the terms; without it, that time is folded into the fitted prefill terms, which the engine
+    would then charge again on top of its own re-expansion."""
+    from simfactory.hardware.step_time import idle_step_s
+
+    arch = load_models([PROFILES_DIR])["deepseek-r1"]
+    ctx = KernelsContext(arch, "deepseek-r1", "h200", "vllm", "fp8", "bf16", 8, mla_kv_up_share=arch.mla_kv_up_share(8))
+    truth = ctx.model_for(TRUE)
+    assert truth is not None and truth.prefix_up_s_per_token() > 0
+    rows = [dict(kind="decode", prefill_tokens=0, decode_seqs=b, kv_tokens_read=b * c, prefill_attn_pairs=0.0,
+                 computed_tokens=0) for b in (1, 4, 16, 64) for c in (512, 4096)]
+    rows += [dict(kind="prefill", prefill_tokens=n, decode_seqs=0, kv_tokens_read=0, computed_tokens=c,
+                  prefill_attn_pairs=n * (c + (n + 1) / 2)) for n in (512, 2048, 8192) for c in (0, 8192, 32768)]
+    steps = pd.DataFrame(rows)
+    steps["step_s"] = [idle_step_s(truth, StepLoad(int(r.prefill_tokens), int(r.decode_seqs), float(r.kv_tokens_read),
+                                                   float(r.prefill_attn_pairs), int(r.computed_tokens)))[0]
+                       for r in steps.itertuples()]
+    seen = fit_step_time(steps, "kernels", kernels=ctx)
+    assert seen.step_time.prefill_attn_scale == pytest.approx(TRUE.prefill_attn_scale, rel=0.03)
+    assert seen.phases["prefill"].mape < 0.01
+    blind = fit_step_time(steps.drop(columns="computed_tokens"), "kernels", kernels=ctx)
+    assert blind.phases["prefill"].mape > 5 * seen.phases["prefill"].mape

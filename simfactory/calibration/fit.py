@@ -36,7 +36,7 @@ from simfactory.config.profile import (
 )
 from simfactory.hardware.collectives import Links
 from simfactory.hardware.kernels import KernelStepTime, kernel_step_time
-from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel, UntunedGemms
+from simfactory.hardware.step_time import LinearModel, RooflineModel, StepLoad, StepTimeModel, UntunedGemms, idle_step_s
 
 FEATURES = ("prefill_tokens", "decode_seqs", "kv_tokens_read", "prefill_attn_pairs")
 LINEAR_FIELDS = ("overhead_s", "s_per_prefill_token", "s_per_decode_seq", "s_per_kv_token", "s_per_attn_pair")
@@ -168,7 +168,11 @@ def cap_training(heldout: np.ndarray, keys: Sequence[np.ndarray], max_train: int
 
 
 def _loads(steps: pd.DataFrame) -> list[StepLoad]:
-    return [StepLoad(int(a), int(b), float(c), float(d)) for a, b, c, d in steps[list(FEATURES)].itertuples(index=False)]
+    """Each row's load, with its prompts' computed tokens where the table has them (optional column)."""
+    computed = (steps["computed_tokens"].to_numpy(dtype=float) if "computed_tokens" in steps.columns
+                else np.zeros(len(steps)))
+    return [StepLoad(int(a), int(b), float(c), float(d), int(e))
+            for (a, b, c, d), e in zip(steps[list(FEATURES)].itertuples(index=False), computed)]
 
 
 def fit_linear(steps: pd.DataFrame, train: np.ndarray) -> LinearStepTime:
@@ -240,7 +244,7 @@ def phase_errors(error: np.ndarray, heldout: np.ndarray, phase: np.ndarray) -> d
 
 def evaluate(kind: str, step_time: StepTimeFit, model: StepTimeModel, steps: pd.DataFrame,
              heldout: np.ndarray, heldout_by: str = "random") -> FitResult:
-    predicted = np.array([model.step_s(ld) for ld in _loads(steps)])
+    predicted = np.array([idle_step_s(model, ld)[0] for ld in _loads(steps)])
     measured = steps["step_s"].to_numpy(dtype=float)
     error = predicted / measured - 1.0
     phase = phase_of(steps)
@@ -297,6 +301,11 @@ class KernelsContext:
     # unpacked_gqa_scale): a property of the engine's kernel on this SKU, not fitted
     mixed_decode_attn_scale: float = 1.0
     triton_moe: bool = False  # the engine's BF16 MoE on Triton fused_moe (resolve's triton_moe): not fitted either
+    # what latent attention adds around the tables for computed prompt tokens, as resolve prices it (its
+    # absorbed_extend_terms and ModelArch.mla_kv_up_share): the tables' own, so a step table's computed_tokens column
+    # is priced as the engine will price it rather than folded into the fitted terms
+    absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    mla_kv_up_share: float = 0.0
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
         """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
@@ -312,6 +321,7 @@ class KernelsContext:
         overhead_s = terms.pop("overhead_s")
         terms["mixed_decode_attn_scale"] = self.mixed_decode_attn_scale
         terms["triton_moe"] = self.triton_moe
+        terms["absorbed"], terms["mla_kv_up_share"] = self.absorbed, self.mla_kv_up_share
         for model_id in (self.model, *self.same_shape):  # the first whose tables cover the layout
             model = kernel_step_time(self.arch, model_id, self.sku, self.engine, None, self.dtype, self.kv_dtype,
                                      self.tp, overhead_s, profile_dirs=self.profile_dirs, links=self.links, **terms)
@@ -327,11 +337,13 @@ def fit_kernels(steps: pd.DataFrame, train: np.ndarray, base: KernelStepTime) ->
     """The five terms kernels miss (module docstring), non-negative, by soft-L1 least squares on relative error,
     and a prefill floor (KernelsStepTime.prefill_floor_s) when one explains the training prefills better.
     The step is linear in the five: overhead x 1 + per_seq x sequences + prefill_overhead x [prefill]
-    + linear_scale x (GEMMs + all-reduce) + prefill_attn_scale x prompt attention + (logits + decode attention).
+    + linear_scale x (GEMMs + all-reduce) + prefill_attn_scale x prompt attention + (logits + decode attention
+    + what latent attention adds for the rows' computed prompt tokens, StepTimeModel.mla_extend).
     Without training rows that prefill, the prefill terms stay at the tables' values (0 and 1)."""
     rows = [(ld, base.breakdown_s(ld)) for ld, keep in zip(_loads(steps), train) if keep]
     y = steps["step_s"].to_numpy(dtype=float)[train]
-    fixed = np.array([b["logits"] + b["decode_attention"] for _, b in rows])
+    # what latent attention adds around the kernels for computed prompt tokens is the tables' own, not fitted
+    fixed = np.array([b["logits"] + b["decode_attention"] + base.mla_extend(ld)[0] for ld, b in rows])
     pf = np.array([1.0 if ld.prefill_tokens else 0.0 for ld, _ in rows])
     x = np.column_stack([np.ones(len(rows)), np.array([ld.decode_seqs + pf_ for (ld, _), pf_ in zip(rows, pf)]), pf,
                          np.array([b["linear"] + b["allreduce"] for _, b in rows]),

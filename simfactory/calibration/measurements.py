@@ -36,6 +36,8 @@ STEP_OPTIONAL: dict[str, str] = {
     "repetitions": "timed repetitions kept after outlier removal",
     "power_w": "mean board power during the repetitions",
     "sm_util": "mean SM utilization (0-1) during the repetitions",
+    "computed_tokens": "prompt tokens the step's prompts had computed before it (cached prefixes, earlier chunks), "
+                       "summed: what a latent-attention engine re-expands or attends in its absorbed form (0 if absent)",
 }
 
 REQUEST_COLUMNS: dict[str, str] = {
@@ -74,7 +76,7 @@ MAX_POWER_W = 1e5  # one accelerator board's mean power, W (a rack's is not a st
 STEP_BOUNDS: dict[str, float] = {"prefill_tokens": MAX_STEP_COUNT, "decode_seqs": MAX_STEP_COUNT,
                                  "kv_tokens_read": MAX_STEP_COUNT, "prefill_attn_pairs": MAX_STEP_COUNT,
                                  "step_s": MAX_STEP_S}
-OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "step_s_p90": MAX_STEP_S,
+OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "computed_tokens": MAX_STEP_COUNT, "step_s_p90": MAX_STEP_S,
                                      "repetitions": MAX_STEP_COUNT, "power_w": MAX_POWER_W, "sm_util": 1.0}
 
 

@@ -36,6 +36,8 @@ from simfactory.inputs import MAX_SUMMARY_BYTES, parse_json, read_input_text
 from simfactory.paths import CALIBRATE_DIR, PROFILES_DIR
 from simfactory.resolve.files import load_models
 from simfactory.resolve.step_time import (
+    absorbed_extend_terms,
+    eager_prefill_floor_s,
     engine_gemm_terms,
     redefined,
     same_shape_models,
@@ -146,13 +148,18 @@ class CalibrationRun:
     notes: tuple[str, ...] = ()  # what the report prints beside the table (per-block errors, warnings)
 
 
-def preset_kernels(engine: str) -> Any:
-    """The shipped engine preset's kernels section (engines.yaml), None for a name that is no shipped preset with
-    kernels. Shipped presets only, as shipped_roofline reads them: calibration has no scenario beside which a user's
-    own engines.yaml would be found."""
+def shipped_preset(engine: str) -> Any:
+    """The shipped engine preset of that name (engines.yaml), None for a name that is no shipped preset. Shipped
+    presets only, as shipped_roofline reads them: calibration has no scenario beside which a user's own engines.yaml
+    would be found."""
     from simfactory.resolve import load_engines, search_dirs
 
-    preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+    return load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
+
+
+def preset_kernels(engine: str) -> Any:
+    """The shipped engine preset's kernels section, None for a name that is no shipped preset with kernels."""
+    preset = shipped_preset(engine)
     return preset.kernels if preset is not None else None
 
 
@@ -210,9 +217,11 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         # empty too: those only), for the twins and the tables alike
         dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
+        graphs = not eager_prefill_floor_s(None, arch, shipped_preset(engine), dtype=dtype)
         kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
                                  kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp),
-                                 triton_moe(preset, arch, dtype))
+                                 triton_moe(preset, arch, dtype), absorbed_extend_terms(preset, sku, arch, graphs),
+                                 arch.mla_kv_up_share(tp))
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

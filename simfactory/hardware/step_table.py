@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.hardware.step_time import StepLoad, StepTimeModel, idle_step_s
 
 DECODE_BATCHES = (1, 8, 32, 128, 512)  # decode batches priced, besides the deployment's own largest
 PROMPT_TOKENS = (512, 2048)  # single prompts priced, besides the traffic's mean prompt and the whole step budget
@@ -70,12 +70,9 @@ def step_rows(model: StepTimeModel, loads: list[tuple[str, StepLoad]]) -> list[d
     with what a latent-attention engine adds around the tables for a load's computed tokens (StepTimeModel.mla_extend)."""
     breakdown: Callable[[StepLoad], dict[str, float]] | None = getattr(model, "breakdown_s", None)
     rows = []
-    floorless, floor_s = model.without_prefill_floor(), model.prefill_launch_s()
+    floor_s = model.prefill_launch_s()
     for label, load in loads:
-        step_s = model.step_s(load)
-        extra_s, kind = model.mla_extend(load) if load.prefill_tokens else (0.0, "")
-        if extra_s:  # the engine adds it to the kernels, under the same eager-launch floor (ReplicaEngine._step_s)
-            step_s = max(floorless.step_s(load) + extra_s, floor_s)
+        step_s, extra_s, kind = idle_step_s(model, load)
         parts = None
         if breakdown is not None:
             parts_s = breakdown(load)

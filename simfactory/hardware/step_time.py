@@ -128,6 +128,16 @@ class StepTimeModel:
 
 
 
+def idle_step_s(model: StepTimeModel, load: StepLoad) -> tuple[float, float, str]:
+    """A step on an otherwise idle engine as the engine charges it (ReplicaEngine._step_s without a step before it to
+    overlap its launch): (seconds, what latent attention adds around the kernels for the load's computed tokens, and
+    as what: StepTimeModel.mla_extend). The extension sits under the eager-prefill floor with the kernels."""
+    extra_s, kind = model.mla_extend(load) if load.prefill_tokens else (0.0, "")
+    if not extra_s:
+        return model.step_s(load), 0.0, ""
+    return max(model.without_prefill_floor().step_s(load) + extra_s, model.prefill_launch_s()), extra_s, kind
+
+
 def busiest_rank_prompts(load: StepLoad, ranks: int) -> tuple[int, float, int]:
     """Prompt tokens, prompt attention pairs and computed tokens of the busiest of `ranks` attention data-parallel
     ranks when the step's chunks are not known: n equal prompts put ceil(n / ranks) whole ones on the busiest (the
