@@ -407,3 +407,26 @@ def test_each_attention_rank_prefills_within_its_share_of_the_budget(ranks, step
         assert sum(c for c, _ in load.chunks) == load.prefill_tokens
         assert sum(d for _, d in load.chunks) == load.computed_tokens
         assert load.prefill_attn_pairs == sum(c * (d + (c + 1) / 2) for c, d in load.chunks)
+
+
+@pytest.mark.parametrize("engine, seqs, budget", [("vllm", 8 * 1024, 8 * 8192), ("tensorrt-llm", 8 * 256, 8 * 8192),
+                                                   ("sglang", 8192, 8192)])
+def test_an_engines_defaults_per_attention_rank_scale_with_the_ranks(tmp_path, engine, seqs, budget):
+    """vLLM's data-parallel ranks are engine cores of their own and TensorRT-LLM's attention-DP ranks schedule within
+    their own max_batch_size and max_num_tokens: a DP8 replica left at the defaults holds 8 ranks' worth; SGLang sizes
+    each rank's running requests (8 x 2,048, held to the step's 8,192 tokens) but divides chunked_prefill_size among
+    the ranks. Set values stay the replica's."""
+    doc = _r1_doc(tp=8, dp_attention=8, ep=8, engine=engine)
+    del doc["deployments"][0]["max_num_seqs"]
+    doc["deployments"][0].pop("max_num_batched_tokens", None)
+    c = load_and_resolve(_write(tmp_path, doc)).deployments[0].config
+    assert (c.max_num_seqs, c.max_num_batched_tokens) == (seqs, budget)
+    plain = _r1_doc(tp=8, engine=engine)
+    del plain["deployments"][0]["max_num_seqs"]
+    plain["deployments"][0].pop("max_num_batched_tokens", None)
+    p = load_and_resolve(_write(tmp_path, plain)).deployments[0].config
+    assert p.max_num_batched_tokens * (8 if engine != "sglang" else 1) == budget
+    assert p.max_num_seqs * 8 == seqs or (engine == "sglang" and p.max_num_seqs == 2048)
+    doc["deployments"][0].update(max_num_seqs=512, max_num_batched_tokens=4096)
+    c = load_and_resolve(_write(tmp_path, doc)).deployments[0].config
+    assert (c.max_num_seqs, c.max_num_batched_tokens) == (512, 4096)

@@ -615,6 +615,10 @@ class EngineDefaults(_Strict):
     first_tier_skus: list[str] | None = Field(
         default=None, description="SKUs whose name contains one of these take the first tier whatever their memory "
         "(vLLM keeps A100s on its small defaults by device name: 'a100')")
+    per_attention_rank: list[Literal["max_num_seqs", "max_num_batched_tokens"]] = Field(
+        default_factory=list, description="the defaults above that are each attention data-parallel rank's (engines "
+        "whose DP ranks schedule with limits of their own): a deployment with dp_attention that leaves them out gets "
+        "them times its ranks")
 
     @model_validator(mode="after")
     def _tiers(self) -> "EngineDefaults":

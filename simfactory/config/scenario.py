@@ -249,7 +249,9 @@ class Deployment(_Strict):
         "left out: the engine preset's default")
     max_num_batched_tokens: PositiveInt = Field(
         default=8192, le=MAX_TOKENS, description="tokens one engine step may compute per replica, decodes and prefill "
-        "chunks together; left out: the engine preset's default")
+        "chunks together (with dp_attention, all attention ranks together: each rank chunks a prompt within its "
+        "1/dp_attention share, as SGLang divides chunked_prefill_size by dp_size; for TensorRT-LLM's or vLLM's "
+        "per-rank budget give it times the ranks); left out: the engine preset's default")
     enable_chunked_prefill: bool = Field(
         default=True, description="split long prompts over several steps; false: a prompt prefills in one step, and a "
         "request whose prompt + output exceed max_num_batched_tokens is rejected; left out: the engine preset's "

@@ -229,14 +229,17 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
                                  f"unknown engine {d.engine!r} (engines: {', '.join(sorted(lk.engines))})"))
         return None
     preset = lk.engines[d.engine]
-    defaults = preset.defaults.model_dump(exclude_none=True,
-                                          exclude={"max_num_batched_tokens_by_memory", "first_tier_skus"})
+    defaults = preset.defaults.model_dump(exclude_none=True, exclude={"max_num_batched_tokens_by_memory",
+                                                                      "first_tier_skus", "per_attention_rank"})
     device = (profile.spec.device_bytes, profile.sku) if profile is not None else (None, None)
     budget, seqs = preset.defaults.token_budget(*device), preset.defaults.batch_size(*device)
     if budget is not None:
         defaults["max_num_batched_tokens"] = budget
     if seqs is not None:
         defaults["max_num_seqs"] = seqs
+    for name in preset.defaults.per_attention_rank:  # each rank's limit: the replica's is their sum
+        if name in defaults:
+            defaults[name] *= d.dp_attention
     unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}
     if "max_num_seqs" in unset:  # no more sequences than a step has tokens (vLLM: min(default, max_num_batched_tokens))
         unset["max_num_seqs"] = min(unset["max_num_seqs"], unset.get("max_num_batched_tokens", d.max_num_batched_tokens))
