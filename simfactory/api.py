@@ -142,6 +142,7 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
     """
     from simfactory.hardware.speculative import SpeculativeModel
     from simfactory.hardware.step_table import cached_prefill, step_rows, typical_loads
+    from simfactory.hardware.step_time import rank_chunk_tokens
 
     tables: dict[str, dict[str, object]] = {}
     for d in rs.deployments:
@@ -151,9 +152,11 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
             parts.append((f"{d.config.name} (prefill)", d.prefill, False, True))
         for name, part, decode, prefill in parts:
             c = part.config
+            chunk = rank_chunk_tokens(c.max_num_batched_tokens, c.dp_attention, c.enable_chunked_prefill)
             loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt,
-                                  decode=decode, prefill=prefill)
-            cached = cached_prefill(c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt) if prefill else None
+                                  decode=decode, prefill=prefill, max_chunk_tokens=chunk)
+            cached = (cached_prefill(c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt, chunk)
+                      if prefill else None)
             if cached is not None:
                 loads.append(cached)
             st = part.step_time

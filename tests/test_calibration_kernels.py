@@ -237,8 +237,8 @@ def test_a_step_tables_computed_tokens_are_priced_as_the_engine_prices_them():
     steps["step_s"] = [idle_step_s(truth, StepLoad(int(r.prefill_tokens), int(r.decode_seqs), float(r.kv_tokens_read),
                                                    float(r.prefill_attn_pairs), int(r.computed_tokens)))[0]
                        for r in steps.itertuples()]
-    seen = fit_step_time(steps, "kernels", kernels=ctx)
-    assert seen.step_time.prefill_attn_scale == pytest.approx(TRUE.prefill_attn_scale, rel=0.03)
-    assert seen.phases["prefill"].mape < 0.01
+    seen = fit_step_time(steps, "kernels", kernels=ctx)  # the extension scales with prompt attention, as resolve's
+    assert seen.step_time.prefill_attn_scale == pytest.approx(TRUE.prefill_attn_scale, rel=1e-3)
+    assert seen.phases["prefill"].mape < 1e-3
     blind = fit_step_time(steps.drop(columns="computed_tokens"), "kernels", kernels=ctx)
     assert blind.phases["prefill"].mape > 5 * seen.phases["prefill"].mape

@@ -174,3 +174,19 @@ def test_a_prompt_after_cached_tokens_shows_what_the_engine_adds_for_latent_atte
     llama = resolved_deployment("vllm", "h200", "llama-3.1-70b", 8, "fp8").step_time
     assert not {"kv_up", "absorbed"} & set(step_rows(llama, [(label, load)])[0]["parts_ms"])
     assert cached_prefill(8192, 400, 30_000, 500) is None  # the KV cache cannot hold both
+
+
+def test_no_row_holds_a_chunk_longer_than_one_rank_schedules():
+    """With attention data-parallel ranks a request's chunk is at most a rank's share of the budget
+    (rank_chunk_tokens): the step table shows no prompt longer than that, mixed or cached."""
+    from simfactory.hardware.step_table import cached_prefill
+    from simfactory.hardware.step_time import rank_chunk_tokens
+
+    cap = rank_chunk_tokens(65536, 8, True)
+    assert cap == 8192 and rank_chunk_tokens(65536, 8, False) == 65536
+    loads = typical_loads(8192, 65536, 10_000_000, 1500, 3000, max_chunk_tokens=cap)
+    prompts = [load for _, load in loads if load.prefill_tokens]
+    assert prompts and all(2 * ld.prefill_attn_pairs / ld.prefill_tokens - 1 <= cap for ld in prompts)
+    assert max(ld.prefill_tokens for _, ld in loads if not ld.decode_seqs) >= cap  # budget-filling rows stay
+    label, load = cached_prefill(65536, 10_000_000, 1500, 20_000, cap)
+    assert load.prefill_tokens == cap

@@ -171,7 +171,7 @@ def _loads(steps: pd.DataFrame) -> list[StepLoad]:
     """Each row's load, with its prompts' computed tokens where the table has them (optional column)."""
     computed = (steps["computed_tokens"].to_numpy(dtype=float) if "computed_tokens" in steps.columns
                 else np.zeros(len(steps)))
-    return [StepLoad(int(a), int(b), float(c), float(d), int(e))
+    return [StepLoad(int(a), int(b), float(c), float(d), int(round(e)))
             for (a, b, c, d), e in zip(steps[list(FEATURES)].itertuples(index=False), computed)]
 
 
@@ -337,17 +337,18 @@ def fit_kernels(steps: pd.DataFrame, train: np.ndarray, base: KernelStepTime) ->
     """The five terms kernels miss (module docstring), non-negative, by soft-L1 least squares on relative error,
     and a prefill floor (KernelsStepTime.prefill_floor_s) when one explains the training prefills better.
     The step is linear in the five: overhead x 1 + per_seq x sequences + prefill_overhead x [prefill]
-    + linear_scale x (GEMMs + all-reduce) + prefill_attn_scale x prompt attention + (logits + decode attention
-    + what latent attention adds for the rows' computed prompt tokens, StepTimeModel.mla_extend).
+    + linear_scale x (GEMMs + all-reduce) + prefill_attn_scale x (prompt attention + what latent attention adds for
+    the rows' computed prompt tokens, StepTimeModel.mla_extend) + (logits + decode attention).
     Without training rows that prefill, the prefill terms stay at the tables' values (0 and 1)."""
     rows = [(ld, base.breakdown_s(ld)) for ld, keep in zip(_loads(steps), train) if keep]
     y = steps["step_s"].to_numpy(dtype=float)[train]
-    # what latent attention adds around the kernels for computed prompt tokens is the tables' own, not fitted
-    fixed = np.array([b["logits"] + b["decode_attention"] + base.mla_extend(ld)[0] for ld, b in rows])
+    fixed = np.array([b["logits"] + b["decode_attention"] for _, b in rows])
     pf = np.array([1.0 if ld.prefill_tokens else 0.0 for ld, _ in rows])
     x = np.column_stack([np.ones(len(rows)), np.array([ld.decode_seqs + pf_ for (ld, _), pf_ in zip(rows, pf)]), pf,
                          np.array([b["linear"] + b["allreduce"] for _, b in rows]),
-                         np.array([b["prefill_attention"] for _, b in rows])])
+                         # what latent attention adds for computed prompt tokens scales with prompt attention in the
+                         # fitted model (both are the tables' context attention, KernelStepTime)
+                         np.array([b["prefill_attention"] + base.mla_extend(ld)[0] for ld, b in rows])])
     p = _kernel_terms(x, fixed, y, np.ones(len(y), dtype=bool))
     floor_s = 0.0
     if pf.any():

@@ -37,7 +37,8 @@ STEP_OPTIONAL: dict[str, str] = {
     "power_w": "mean board power during the repetitions",
     "sm_util": "mean SM utilization (0-1) during the repetitions",
     "computed_tokens": "prompt tokens the step's prompts had computed before it (cached prefixes, earlier chunks), "
-                       "summed: what a latent-attention engine re-expands or attends in its absorbed form (0 if absent)",
+                       "summed: what a latent-attention engine re-expands or attends in its absorbed form (a table without the "
+                       "column counts none)",
 }
 
 REQUEST_COLUMNS: dict[str, str] = {

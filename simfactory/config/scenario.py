@@ -245,13 +245,15 @@ class Deployment(_Strict):
         "roofline: the SKU's roofline even where tables exist (a what-if)",
     )
     max_num_seqs: PositiveInt = Field(
-        default=256, le=MAX_TOKENS, description="most sequences running at once per replica (vLLM's max_num_seqs); "
-        "left out: the engine preset's default")
+        default=256, le=MAX_TOKENS, description="most sequences running at once per replica (vLLM's max_num_seqs; "
+        "with dp_attention, all ranks together); left out: the engine preset's default (times dp_attention where "
+        "the preset's is each rank's: engines.yaml defaults.per_attention_rank)")
     max_num_batched_tokens: PositiveInt = Field(
         default=8192, le=MAX_TOKENS, description="tokens one engine step may compute per replica, decodes and prefill "
         "chunks together (with dp_attention, all attention ranks together: each rank chunks a prompt within its "
         "1/dp_attention share, as SGLang divides chunked_prefill_size by dp_size; for TensorRT-LLM's or vLLM's "
-        "per-rank budget give it times the ranks); left out: the engine preset's default")
+        "per-rank budget give it times the ranks); left out: the engine preset's default (times dp_attention where "
+        "the preset's is each rank's)")
     enable_chunked_prefill: bool = Field(
         default=True, description="split long prompts over several steps; false: a prompt prefills in one step, and a "
         "request whose prompt + output exceed max_num_batched_tokens is rejected; left out: the engine preset's "
@@ -389,6 +391,9 @@ class Deployment(_Strict):
                 f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
                 f"({self.max_num_seqs}) so every running sequence can decode each step"
             )
+        if self.max_num_batched_tokens < self.dp_attention:
+            raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= dp_attention "
+                             f"({self.dp_attention}): each attention rank schedules its share of the step's tokens")
         return self
 
 

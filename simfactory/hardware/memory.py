@@ -154,7 +154,8 @@ def plan_memory(
     (vLLM's when None) sizes the KV cache per device from what is left; K/V tokens are split over the same devices.
     gpu_memory_utilization, when given, replaces the rule's fraction (the user set the engine's knob).
     With dp_attention groups the attention weights are held once per group, and an MLA latent once per group (each
-    group caches its own sequences), so the replica holds dp_attention times the latent tokens of one device."""
+    group caches its own sequences), so the replica holds dp_attention times the latent tokens of one device; the
+    budgets are the replica's, and a rank profiles (and runs) its 1 / dp_attention share of them."""
     rule = rule or VLLM_MEMORY
     device, total = device_memory_bytes(spec)
     if gpu_memory_utilization is not None:
@@ -165,7 +166,8 @@ def plan_memory(
         fraction = rule.fraction_for(tp)
     attention_copies = (dp_attention - 1) * arch.attention_params_b() * 1e9 * BYTES_PER_PARAM[dtype]
     weights = (weight_bytes(arch, dtype) + extra_weight_bytes + attention_copies) / tp
-    activation = activation_peak_bytes(arch, tp, rule, max_num_batched_tokens, max_num_seqs)
+    activation = activation_peak_bytes(arch, tp, rule, -(-max_num_batched_tokens // dp_attention),
+                                       -(-max_num_seqs // dp_attention))
     non_torch = (rule.non_torch_gib(tp) + rule.cuda_graph_gib) * GIB
     if rule.rule == "fraction_of_free":
         usable = total

@@ -22,16 +22,19 @@ def _prompts(n: int, length: int) -> StepLoad:
 
 
 def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
-                  prompt_tokens: int, decode: bool = True, prefill: bool = True) -> list[tuple[str, StepLoad]]:
+                  prompt_tokens: int, decode: bool = True, prefill: bool = True,
+                  max_chunk_tokens: int | None = None) -> list[tuple[str, StepLoad]]:
     """Labelled loads one step of the deployment can hold. With `decode`: batches (each sequence reading
     `context_tokens` of KV, no more than the KV cache holds) up to the sequence limit and what the KV cache holds.
     With `prefill`: single prompts (short, the traffic's mean `prompt_tokens`, the whole step budget), the budget
     filled with prompts of the mean length (no more prompts than the sequence limit). With both: a mixed step, half
     the largest batch decoding beside a prompt chunk that fills the rest of the budget. No row needs more sequences
-    than max_num_seqs, more tokens than max_num_batched_tokens or more KV than kv_capacity_tokens (prompts longer
-    than the budget are left out: an engine chunks them)."""
+    than max_num_seqs, more tokens than max_num_batched_tokens or more KV than kv_capacity_tokens, and no prompt is
+    longer than max_chunk_tokens (the most one request's chunk holds: rank_chunk_tokens; prompts longer than that are
+    left out: an engine chunks them)."""
     seqs = max(int(max_num_seqs), 1)
     budget = max(min(int(max_num_batched_tokens), int(kv_capacity_tokens)), 1)
+    one = min(budget, int(max_chunk_tokens)) if max_chunk_tokens is not None else budget
     context = max(min(int(context_tokens), int(kv_capacity_tokens)), 1)
     most = max(1, min(seqs, int(kv_capacity_tokens) // context))
     loads = []
@@ -40,12 +43,12 @@ def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_to
                   for b in sorted({b for b in DECODE_BATCHES if b < most} | {most})]
     if prefill:
         mean = max(int(prompt_tokens), 1)
-        loads += [(f"prefill 1 x {n:,}", _prompts(1, n)) for n in sorted({*PROMPT_TOKENS, mean, budget}) if n <= budget]
+        loads += [(f"prefill 1 x {n:,}", _prompts(1, n)) for n in sorted({*PROMPT_TOKENS, mean, one}) if n <= one]
         n = min(budget // mean, seqs)
-        if n >= 2:
+        if n >= 2 and mean <= one:
             loads.append((f"prefill {n:,} x {mean:,}", _prompts(n, mean)))
     half = most // 2  # with the prompt beside them, half + 1 <= most <= max_num_seqs sequences
-    chunk = min(budget - half, int(kv_capacity_tokens) - half * context)
+    chunk = min(budget - half, int(kv_capacity_tokens) - half * context, one)
     if decode and prefill and half >= 1 and chunk >= 1:
         mixed = StepLoad(chunk, half, float(half * context), chunk * (chunk + 1) / 2.0)
         loads.append((f"mixed {half:,} x {context:,}+{chunk:,}", mixed))
@@ -53,11 +56,11 @@ def typical_loads(max_num_seqs: int, max_num_batched_tokens: int, kv_capacity_to
 
 
 def cached_prefill(max_num_batched_tokens: int, kv_capacity_tokens: int, context_tokens: int,
-                   prompt_tokens: int) -> tuple[str, StepLoad] | None:
+                   prompt_tokens: int, max_chunk_tokens: int | None = None) -> tuple[str, StepLoad] | None:
     """A prompt of the traffic's mean length (no longer than the step budget) after `context_tokens` already computed
     (a cached prefix, an agent's retained context, earlier chunks: what prefix caching leaves a step to do, the load's
     computed_tokens), as (label, load); None where the KV cache cannot hold both."""
-    new = min(int(prompt_tokens), int(max_num_batched_tokens))
+    new = min(int(prompt_tokens), int(max_num_batched_tokens), int(max_chunk_tokens or max_num_batched_tokens))
     cached = min(int(context_tokens), int(kv_capacity_tokens) - new)
     if new < 1 or cached < 1:
         return None

@@ -46,7 +46,7 @@ from itertools import accumulate
 
 import simpy
 
-from simfactory.hardware.step_time import StepLoad, StepTimeModel
+from simfactory.hardware.step_time import StepLoad, StepTimeModel, rank_chunk_tokens
 from simfactory.sim.clock import FloatEnvironment
 from simfactory.sim.kv_retention import Pin, RetentionLedger
 from simfactory.sim.outcomes import PENDING_CODE
@@ -159,14 +159,6 @@ class StretchWaker:
             self.engine._interrupt_stretch(st, 1 if self.engine.overlap else 0)
 
 
-def rank_chunk_tokens(max_num_batched_tokens: int, attention_ranks: int, chunked: bool) -> int:
-    """The most prompt tokens one request's chunk may hold in a step. With attention data-parallel ranks each rank
-    schedules its own prompts within its share of the step's budget (SGLang divides chunked_prefill_size by dp_size,
-    ServerArgs._handle_data_parallelism; TensorRT-LLM's and vLLM's ranks each have a budget of their own, the replica's
-    being their sum), so a chunked prompt's chunk is at most that share; without chunking a prompt goes whole."""
-    return max(max_num_batched_tokens // attention_ranks, 1) if chunked else max_num_batched_tokens
-
-
 class ReplicaEngine:
     """One replica: forms a batch per step and advances its requests (see the module docstring)."""
 
@@ -213,7 +205,7 @@ class ReplicaEngine:
         self.mla = step_time.absorbed_extend()[0] > 0 or step_time.prefix_up_s_per_token() > 0  # StepTimeModel.mla_extend
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
-        self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills
+        self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills * attention_ranks
         self.max_chunk_tokens = rank_chunk_tokens(max_num_batched_tokens, attention_ranks, enable_chunked_prefill)
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
