@@ -152,7 +152,7 @@ def step_tables(rs: ResolvedScenario) -> dict[str, dict[str, object]]:
             parts.append((f"{d.config.name} (prefill)", d.prefill, False, True))
         for name, part, decode, prefill in parts:
             c = part.config
-            chunk = rank_chunk_tokens(c.max_num_batched_tokens, c.dp_attention, c.enable_chunked_prefill)
+            chunk = rank_chunk_tokens(c.max_num_batched_tokens, c.dp_attention)
             loads = typical_loads(c.max_num_seqs, c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt,
                                   decode=decode, prefill=prefill, max_chunk_tokens=chunk)
             cached = (cached_prefill(c.max_num_batched_tokens, part.kv_capacity_tokens, context, prompt, chunk)

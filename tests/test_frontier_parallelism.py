@@ -435,3 +435,25 @@ def test_an_engines_defaults_per_attention_rank_scale_with_the_ranks(tmp_path, e
     doc["deployments"][0].update(max_num_seqs=512, max_num_batched_tokens=4096)
     c = load_and_resolve(_write(tmp_path, doc)).deployments[0].config
     assert (c.max_num_seqs, c.max_num_batched_tokens) == (512, 4096)
+
+
+def test_without_chunked_prefill_a_request_must_fit_one_ranks_budget(tmp_path):
+    """Without chunked prefill a request's prompt and answer must fit one step's budget (vLLM refuses a longer one):
+    with attention data-parallel ranks, one rank's share of it. Every request ends with a recorded outcome."""
+    doc = _r1_doc(tp=8, dp_attention=8, ep=8, engine="vllm")
+    doc["deployments"][0].update(max_num_seqs=64, max_num_batched_tokens=2048, enable_chunked_prefill=False)
+    rs = load_and_resolve(_write(tmp_path, doc))  # 300 + 6 tokens a request: above a rank's 256
+    t = simulate(rs).table
+    assert len(t.outcome) > 0 and (t.outcome == Outcome.REJECTED_TOO_LONG).all()
+    doc["deployments"][0].update(max_num_batched_tokens=8 * 512)
+    t = simulate(load_and_resolve(_write(tmp_path, doc))).table
+    assert (t.outcome == Outcome.COMPLETED).sum() > 0 and not (t.outcome == Outcome.REJECTED_TOO_LONG).any()
+
+
+@pytest.mark.parametrize("engine, warned", [("vllm-0.6", True), ("tensorrt-llm-0", True), ("nim", True),
+                                            ("vllm", False), ("tensorrt-llm", False), ("sglang-0.5", False)])
+def test_dp_attention_on_an_engine_without_it_is_warned(tmp_path, engine, warned):
+    rs = load_and_resolve(_write(tmp_path, _r1_doc(tp=8, dp_attention=8, ep=8, engine=engine)))
+    said = [w for w in rs.warnings if "no attention data parallelism" in w]
+    assert bool(said) == warned
+    assert all("deployments[0].dp_attention" in w and engine in w for w in said)

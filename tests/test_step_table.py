@@ -182,8 +182,8 @@ def test_no_row_holds_a_chunk_longer_than_one_rank_schedules():
     from simfactory.hardware.step_table import cached_prefill
     from simfactory.hardware.step_time import rank_chunk_tokens
 
-    cap = rank_chunk_tokens(65536, 8, True)
-    assert cap == 8192 and rank_chunk_tokens(65536, 8, False) == 65536
+    cap = rank_chunk_tokens(65536, 8)
+    assert cap == 8192 and rank_chunk_tokens(65536, 1) == 65536
     loads = typical_loads(8192, 65536, 10_000_000, 1500, 3000, max_chunk_tokens=cap)
     prompts = [load for _, load in loads if load.prefill_tokens]
     assert prompts and all(2 * ld.prefill_attn_pairs / ld.prefill_tokens - 1 <= cap for ld in prompts)

@@ -939,6 +939,9 @@ class EnginePreset(Sourced):
     max_num_seqs_built: PositiveInt | None = Field(
         default=None, description="AOT engines: the batch size the engine was built for (an upper bound)"
     )
+    attention_dp: bool = Field(
+        default=True, description="whether the engine runs attention data-parallel over ranks (dp_attention): "
+        "false for releases without it, where a deployment that sets dp_attention is warned")
     kv_cache_auto: Literal["weights", "activations"] = Field(
         default="weights", description="what the engine keeps the KV cache in when started without a KV dtype: the "
         "activations' (vLLM's --kv-cache-dtype auto; SGLang's, unless the checkpoint names an FP8 cache), or what "

@@ -128,14 +128,14 @@ class StepTimeModel:
 
 
 
-def rank_chunk_tokens(max_num_batched_tokens: int, attention_ranks: int, chunked: bool) -> int:
-    """The most prompt tokens one request's chunk may hold in a step. With attention data-parallel ranks each rank
+def rank_chunk_tokens(max_num_batched_tokens: int, attention_ranks: int) -> int:
+    """The most prompt tokens one request may compute in a step. With attention data-parallel ranks each rank
     schedules its own prompts within its share of the step's budget (SGLang divides chunked_prefill_size by dp_size,
     ServerArgs._handle_data_parallelism; TensorRT-LLM's and vLLM's ranks each have a budget of their own, the replica's
-    being their sum), so a chunked prompt's chunk is at most that share; without chunking a prompt goes whole. Each
-    rank runs its own partial prefills too (vLLM's per core engine, SGLang's chunked request per rank): the engine
-    allows max_num_partial_prefills a rank."""
-    return max(max_num_batched_tokens // attention_ranks, 1) if chunked else max_num_batched_tokens
+    being their sum), so a chunked prompt's chunk is at most that share, and without chunked prefill a request must
+    fit it whole (the fleet refuses a longer one). Each rank runs its own partial prefills too (vLLM's per core engine,
+    SGLang's chunked request per rank): the engine allows max_num_partial_prefills a rank."""
+    return max(max_num_batched_tokens // attention_ranks, 1)
 
 
 def idle_step_s(model: StepTimeModel, load: StepLoad) -> tuple[float, float, str]:

@@ -98,6 +98,9 @@ def _resolve_deployment(
         warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the default for {d.dtype} weights; "
                         f"{d.engine} keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
                         "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")
+    if d.dp_attention > 1 and not preset.attention_dp:
+        warnings.append(f"{fname}: {at}.dp_attention: {d.engine} has no attention data parallelism (engines.yaml "
+                        f"attention_dp false); simulated as an engine with it would run, which this release cannot")
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
         warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
                         f"{label.split(':')[0]}, whose MoE timings carry their own measured routing skew")

@@ -206,7 +206,7 @@ class ReplicaEngine:
         self.max_num_seqs = max_num_seqs  # batch slots left to requests: fewer while pins hold some (hold_slot)
         self.max_num_batched_tokens, self.block_size, self.kv_blocks = max_num_batched_tokens, block_size, kv_blocks
         self.chunked, self.max_num_partial_prefills = enable_chunked_prefill, max_num_partial_prefills * attention_ranks
-        self.max_chunk_tokens = rank_chunk_tokens(max_num_batched_tokens, attention_ranks, enable_chunked_prefill)
+        self.max_chunk_tokens = rank_chunk_tokens(max_num_batched_tokens, attention_ranks)
         self.full_sequence = full_sequence_admission
         self.committed_blocks = 0  # full_sequence: blocks the running requests will hold at their longest
         self.committed: dict[int, int] = {}

@@ -21,6 +21,7 @@ from simfactory.cost.fleet import pool_cost
 from simfactory.errors import InputError
 from simfactory.resolve import ResolvedDeployment, ResolvedRoute, ResolvedScenario, Target
 from simfactory.gc_pause import gc_paused
+from simfactory.hardware.step_time import rank_chunk_tokens
 from simfactory.sim.agent_controls import GatewayModel
 from simfactory.sim.agents import AgentTask, Brownouts, ToolServiceModel, breakdown
 from simfactory.sim.task_breakdown import TaskBreakdowns
@@ -345,12 +346,12 @@ class FleetModel:
             self.autoscalers[cfg.name] = scaler
             self.env.process(scaler.run())
         # The longest request a replica can ever hold: it must fit the context window and the KV cache
-        # (and, without chunked prefill, one step's token budget, as vLLM requires).
+        # (and, without chunked prefill, one step's token budget, as vLLM requires: an attention rank's share of it).
         limit = min(d.max_model_len, d.kv_blocks * cfg.block_size + 1)
         if d.prefill is not None:  # disaggregated: the prefill replicas hold it first (conservative: whole request)
             limit = min(limit, d.prefill.kv_blocks * d.prefill.config.block_size + 1)
         if not cfg.enable_chunked_prefill:
-            limit = min(limit, cfg.max_num_batched_tokens)
+            limit = min(limit, rank_chunk_tokens(cfg.max_num_batched_tokens, cfg.dp_attention))
         self.max_tokens.append(limit)
         # Running estimate of what a replica-second costs (pool cost at full utilization), for $ budgets.
         pool = d.pool
