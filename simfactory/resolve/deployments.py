@@ -94,13 +94,7 @@ def _resolve_deployment(
         return None
     profiles[d.pool] = with_measured_power(d, profiles[d.pool], lk.profile_dirs)
     warnings.extend(_step_time_warnings(d, at, fname, profile, arch, label, lk.profile_dirs))
-    if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in UNQUANTIZED_DTYPES:
-        warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the default for {d.dtype} weights; "
-                        f"{d.engine} keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
-                        "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")
-    if d.dp_attention > 1 and not preset.attention_dp:
-        warnings.append(f"{fname}: {at}.dp_attention: {d.engine} has no attention data parallelism (engines.yaml "
-                        f"attention_dp false); simulated as an engine with it would run, which this release cannot")
+    warnings.extend(_preset_warnings(d, at, fname, preset, kv_dtype))
     if (d.expert_imbalance is not None or d.eplb) and not isinstance(step_time, RooflineModel):
         warnings.append(f"{fname}: {at}: expert_imbalance and eplb shape the roofline only; the step time here is "
                         f"{label.split(':')[0]}, whose MoE timings carry their own measured routing skew")
@@ -220,6 +214,19 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
                         "and no calibrated profile does): a bound scaled "
                         "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "
                         f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
+    return warnings
+
+
+def _preset_warnings(d: Deployment, at: str, fname: str, preset: EnginePreset, kv_dtype: str) -> list[str]:
+    """What the deployment asks of its engine preset that the engine would do otherwise."""
+    warnings = []
+    if preset.kv_cache_auto == "activations" and d.kv_dtype is None and kv_dtype not in UNQUANTIZED_DTYPES:
+        warnings.append(f"{fname}: {at}: the KV cache is simulated in {kv_dtype}, the default for {d.dtype} weights; "
+                        f"{d.engine} keeps it in BF16, half the tokens of an FP8 cache, unless started with one (vLLM: "
+                        "--kv-cache-dtype fp8): set kv_dtype (bf16 for a server started without one, fp8 to say it was)")
+    if d.dp_attention > 1 and not preset.attention_dp:
+        warnings.append(f"{fname}: {at}.dp_attention: {d.engine} has no attention data parallelism (engines.yaml "
+                        f"attention_dp false); simulated as an engine with it would run, which this release cannot")
     return warnings
 
 
