@@ -37,8 +37,8 @@ STEP_OPTIONAL: dict[str, str] = {
     "power_w": "mean board power during the repetitions",
     "sm_util": "mean SM utilization (0-1) during the repetitions",
     "computed_tokens": "prompt tokens the step's prompts had computed before it (cached prefixes, earlier chunks), "
-                       "summed: what a latent-attention engine re-expands or attends in its absorbed form (a table without the "
-                       "column counts none)",
+                       "summed: what a latent-attention engine re-expands or attends in its absorbed form (a table "
+                       "without the column counts none)",
 }
 
 REQUEST_COLUMNS: dict[str, str] = {
@@ -77,8 +77,8 @@ MAX_POWER_W = 1e5  # one accelerator board's mean power, W (a rack's is not a st
 STEP_BOUNDS: dict[str, float] = {"prefill_tokens": MAX_STEP_COUNT, "decode_seqs": MAX_STEP_COUNT,
                                  "kv_tokens_read": MAX_STEP_COUNT, "prefill_attn_pairs": MAX_STEP_COUNT,
                                  "step_s": MAX_STEP_S}
-OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "computed_tokens": MAX_STEP_COUNT, "step_s_p90": MAX_STEP_S,
-                                     "repetitions": MAX_STEP_COUNT, "power_w": MAX_POWER_W, "sm_util": 1.0}
+OPTIONAL_BOUNDS: dict[str, float] = {"prefill_seqs": MAX_STEP_COUNT, "computed_tokens": MAX_STEP_COUNT,
+                                     "step_s_p90": MAX_STEP_S, "repetitions": MAX_STEP_COUNT, "power_w": MAX_POWER_W, "sm_util": 1.0}
 
 
 def check_steps(frame: pd.DataFrame, file: str = "<steps>") -> pd.DataFrame:

@@ -668,8 +668,8 @@ class AttentionRanks(StepTimeModel):
     active parameters), its prompt attention and its logits; the rest of the per-token work (expert and gathered
     MLP layers) is spread over all ranks and stays at the even share. The prompts' count and length are read off
     the step's chunks (busiest_ranks; the slowest of the ranks with the most prompt tokens, pairs or computed tokens
-    prices the step). What latent attention
-    adds around the tables for computed tokens is the busiest rank's too (mla_extend)."""
+    prices the step). What latent attention adds around the tables for computed tokens is that rank's too
+    (mla_extend)."""
 
     __slots__ = ("inner", "ranks", "local_share", "label", "source_file", "source_sha256")
 
@@ -689,9 +689,8 @@ class AttentionRanks(StepTimeModel):
     def busiest_loads(self, load: StepLoad) -> list[StepLoad]:
         """The loads of the ranks that may be the slowest (busiest_ranks: the most prompt tokens, pairs or computed
         tokens), each with its even share of the decodes."""
-        b = -(-load.decode_seqs // self.ranks)
-        kv = load.kv_tokens_read * (b / load.decode_seqs) if load.decode_seqs else 0.0
-        return [StepLoad(t, b, kv, p, d) for t, p, d in busiest_ranks(load, self.ranks)]
+        even = self._rank_load(load)
+        return [StepLoad(t, even.decode_seqs, even.kv_tokens_read, p, d) for t, p, d in busiest_ranks(load, self.ranks)]
 
     def step_s(self, load: StepLoad) -> float:
         step = self.unfloored_s(load)

@@ -49,19 +49,6 @@ class StepLoad(NamedTuple):
     chunks: tuple[tuple[int, int], ...] | None = None
 
 
-def mla_extend_s(terms: tuple[float, float, float, float], load: StepLoad) -> tuple[float, str]:
-    """What a latent-attention prefill step adds to the tables' MHA-form step, and as what: in the absorbed form
-    ("absorbed": its prompts' computed tokens, cached prefixes and earlier chunks, more than 0 and fewer than the
-    engine's threshold in all, or a batch small enough for a piecewise CUDA graph; SGLang's DeepSeek attention
-    dispatch) the absorbed form's extra attention work; in the MHA form ("kv_up"), re-expanding those computed tokens
-    from the cached latent. terms: StepTimeModel.absorbed_extend() and prefix_up_s_per_token()."""
-    s_per_pair, below, graph_max, up_s = terms
-    computed = load.computed_tokens
-    if s_per_pair and (0 < computed < below or load.prefill_tokens + load.decode_seqs <= graph_max):
-        return s_per_pair * load.prefill_attn_pairs, "absorbed"
-    return up_s * computed, "kv_up"
-
-
 class StepTimeModel:
     """Interface: seconds for one iteration with the given load."""
 
@@ -90,9 +77,16 @@ class StepTimeModel:
         return 0.0
 
     def mla_extend(self, load: StepLoad) -> tuple[float, str]:
-        """What a latent-attention prefill step adds to the step's kernels around the tokens its prompts computed
-        before (load.computed_tokens), and as what ("absorbed" or "kv_up"; mla_extend_s)."""
-        return mla_extend_s((*self.absorbed_extend(), self.prefix_up_s_per_token()), load)
+        """What a latent-attention prefill step adds to the tables' MHA-form step, and as what: in the absorbed form
+        ("absorbed": its prompts' computed tokens, cached prefixes and earlier chunks (load.computed_tokens), more than
+        0 and fewer than the engine's threshold in all, or a batch small enough for a piecewise CUDA graph; SGLang's
+        DeepSeek attention dispatch) the absorbed form's extra attention work; in the MHA form ("kv_up"), re-expanding
+        those computed tokens from the cached latent (absorbed_extend, prefix_up_s_per_token)."""
+        s_per_pair, below, graph_max = self.absorbed_extend()
+        computed = load.computed_tokens
+        if s_per_pair and (0 < computed < below or load.prefill_tokens + load.decode_seqs <= graph_max):
+            return s_per_pair * load.prefill_attn_pairs, "absorbed"
+        return self.prefix_up_s_per_token() * computed, "kv_up"
 
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         """Consecutive decode-only steps of this many sequences, the first reading kv0 KV tokens and each later one
@@ -175,19 +169,16 @@ def busiest_ranks(load: StepLoad, ranks: int) -> list[tuple[int, float, int]]:
         return [(0, 0.0, 0)]
     if load.chunks is None:
         return [busiest_rank_prompts(load, ranks)]
-    placed_tokens = placed_pairs = 0.0
-    for c, done in load.chunks:
-        placed_tokens += c
-        placed_pairs += c * (done + (c + 1) / 2.0)
-    rest = (max(0, math.ceil((load.prefill_tokens - placed_tokens) / ranks - 1e-9)),
-            max(0.0, load.prefill_attn_pairs - placed_pairs) / ranks)
-    if len(load.chunks) <= ranks:
-        bins = [(c, c * (done + (c + 1) / 2.0), done) for c, done in load.chunks] or [(0, 0.0, 0)]
+    placed = [(c, c * (done + (c + 1) / 2.0), done) for c, done in load.chunks]  # (tokens, pairs, computed)
+    rest = (max(0, math.ceil((load.prefill_tokens - sum(p[0] for p in placed)) / ranks - 1e-9)),
+            max(0.0, load.prefill_attn_pairs - sum(p[1] for p in placed)) / ranks)
+    if len(placed) <= ranks:
+        bins = placed or [(0, 0.0, 0)]
     else:
         heap = [(0, i, 0.0, 0) for i in range(ranks)]  # (tokens, rank, pairs, computed), fewest tokens first
-        for c, done in sorted(load.chunks, reverse=True):
+        for c, pairs, done in sorted(placed, reverse=True):
             t, i, p, d = heapq.heappop(heap)
-            heapq.heappush(heap, (t + c, i, p + c * (done + (c + 1) / 2.0), d + done))
+            heapq.heappush(heap, (t + c, i, p + pairs, d + done))
         bins = [(t, p, d) for t, _, p, d in heap]
     picks = [max(bins, key=lambda b: b[0])]
     for k in (1, 2):

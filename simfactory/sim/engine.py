@@ -353,13 +353,14 @@ class ReplicaEngine:
                 f"{len(self.requeued) + len(self.queue)} waiting, {self.free_blocks}/{self.kv_blocks} free blocks"
             )
         prefill_tokens = computed = 0
+        placed = []  # each chunk's (tokens, computed before): an engine with attention DP ranks places whole prompts
         for _, c, done in chunks:
             prefill_tokens += c
             computed += done
+            placed.append((c, done))
         now = self.env._now
-        # each chunk's (tokens, computed before): an engine with attention data-parallel ranks places whole prompts
-        placed = tuple([(c, done) for _, c, done in chunks]) if chunks else None
-        dt, launched_s = self._step_s(StepLoad(prefill_tokens, n_dec, kv_read, pairs, computed, placed), chunks)
+        load = StepLoad(prefill_tokens, n_dec, kv_read, pairs, computed, tuple(placed) if chunks else None)
+        dt, launched_s = self._step_s(load, chunks)
         if chunks and self.undelivered:
             # a prefill after a prefill: SGLang's overlap loop processes the earlier result once this step is
             # launched (SGLANG_DISABLE_CONSECUTIVE_PREFILL_OVERLAP off by default), which takes an eager prefill's floor
