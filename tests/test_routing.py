@@ -69,6 +69,38 @@ def test_preemptive_resume_priority_matches_its_formula(case):
     assert m.requests["preemptions"].sum() > 0
 
 
+def test_preemption_makes_room_for_the_urgent_prompt_and_its_cached_prefix(case, monkeypatch):
+    """An urgent prompt whose 2,048-token system prompt is cached needs blocks for the hit and its chunk: preemption
+    of bulk work must not stop at room for the chunk alone (it did, and the urgent request waited on bulk decodes)."""
+    from simfactory.sim.engine import ReplicaEngine
+
+    doc = scenario_doc(rate=6.0, max_num_seqs=64, max_num_batched_tokens=256, kv_cache_tokens=6000, block_size=16,
+                       enable_chunked_prefill=True, preemptive_priority=True, prefix_cache_tokens=100_000,
+                       horizon_s=100, seed=2)
+    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
+    doc["traffic"]["classes"] = [
+        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "shared_prefix_tokens": 2048,
+         "output_tokens": {"kind": "fixed", "value": 4}},
+        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
+    ]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    schedule, checked = ReplicaEngine._schedule, []
+
+    def admits_the_urgent_head(self):  # type: ignore[no-untyped-def]
+        head = self._admissible_head()
+        urgent = head is not None and self.table.priority[head[0]] == 0 and not self.table.kv_ready[head[0]]
+        out = schedule(self)
+        if urgent and any(self.table.priority[r] > 0 for r in self.running):
+            checked.append(self.table.cached_tokens[head[0]])
+            assert head[0] in self.running, "an urgent request waits while bulk work runs"
+        return out
+
+    monkeypatch.setattr(ReplicaEngine, "_schedule", admits_the_urgent_head)
+    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
+    assert sum(1 for hit in checked if hit == 2048) > 20  # cached-prefix admissions that needed preemption
+    assert m.requests["preemptions"].sum() > 0
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     gaps=st.lists(st.floats(0.0, 2.0, allow_nan=False), min_size=1, max_size=60),

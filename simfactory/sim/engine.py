@@ -741,17 +741,22 @@ class ReplicaEngine:
         rid = head[0]
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
-        t = self.table
-        target = int(t.input_tokens[rid] + t.generated[rid])
-        # the tokens admission would find computed take blocks as admission counts them (the cache peeked, not touched)
-        pin = self.pins.get(int(t.task_id[rid])) if self.pins else None
-        hit = self._admission_hit(rid, target, pin, peek=True)[2]
-        chunk = min(target - hit, self.max_chunk_tokens)
-        if not self.chunked and chunk < target - hit:
+        if not self.chunked and self._first_chunk(rid)[1]:
             return False
         if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
-        return blocks_for(hit + chunk, self.block_size) <= self.free_blocks + (pin.blocks if pin is not None else 0)
+        return self._first_chunk(rid)[0] <= self.free_blocks
+
+    def _first_chunk(self, rid: int) -> tuple[int, bool]:
+        """A waiting request's first chunk as admission would count it, the cache peeked, not touched: (the free
+        blocks it needs, its pinned KV counted as room; whether its prompt is left unfinished by the chunk cap)."""
+        t = self.table
+        target = int(t.input_tokens[rid] + t.generated[rid])
+        pin = self.pins.get(int(t.task_id[rid])) if self.pins else None
+        hit = self._admission_hit(rid, target, pin, peek=True)[2]  # the computed tokens take blocks too
+        chunk = min(target - hit, self.max_chunk_tokens)
+        need = blocks_for(hit + chunk, self.block_size) - (pin.blocks if pin is not None else 0)
+        return need, chunk < target - hit
 
     def _admission_hit(self, rid: int, target: int, pin: Pin | None, peek: bool = False) -> tuple[int, int, int]:
         """What admission finds already computed of a request's `target` tokens: (its task's pinned KV it takes over,
@@ -796,15 +801,20 @@ class ReplicaEngine:
                 return
             rid = head[0]
             prio = int(t.priority[rid])
-            first_chunk = min(int(t.input_tokens[rid] + t.generated[rid]), self.max_chunk_tokens)
-            if len(self.running) < self.max_num_seqs and blocks_for(first_chunk, self.block_size) <= self.free_blocks:
+            if t.kv_ready[rid]:  # it resumes with its KV cache (_admit_transferred): all of it must fit
+                need = blocks_for(int(t.input_tokens[rid] + t.generated[rid]) - 1, self.block_size)
+            else:  # its first chunk with what admission finds computed (prefix hit, kept blocks, its task's pin)
+                need = self._first_chunk(rid)[0]
+            if not self.prefill_first:  # the step's decodes take their blocks first (_allocate_decodes)
+                need += self.bucket[(-self.step) % self.block_size]
+            if len(self.running) < self.max_num_seqs and need <= self.free_blocks:
                 return
             # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)
             if len(self.running) >= self.max_num_seqs and self.held_slots:
                 self._evict_oldest(lambda p: p.hold_slot)
                 continue
-            if self.pins and blocks_for(first_chunk, self.block_size) > self.free_blocks:
-                self._evict_pins(blocks_for(first_chunk, self.block_size))
+            if self.pins and need > self.free_blocks:
+                self._evict_pins(need)
                 continue
             worst = max(int(t.priority[r]) for r in self.running)
             if worst <= prio:
