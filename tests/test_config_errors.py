@@ -63,7 +63,7 @@ def mutate(doc: dict, dotted: str, value) -> dict:
         ("deployments.0.replicas", 9, "pools[0].count", "need 9"),
         ("traffic.classes.0.target", "nope", "traffic.classes[0].target", "unknown deployment or route 'nope'"),
         ("traffic.classes.0.workload", "chat-x", "traffic.classes[0].workload", "no workload 'chat-x'"),
-        ("deployments.0.max_num_batched_tokens", 16, "deployments[0]", "must be >= max_num_seqs"),
+        ("deployments.0.max_num_batched_tokens", 16, "deployments[0].max_num_batched_tokens", "must be >= max_num_seqs"),
         ("traffic.classes.0.tenant", "nobody", "traffic.classes[0].tenant", "unknown tenant 'nobody' (tenants: [])"),
         ("traffic.classes.0.service_class", "gold", "traffic.classes[0].service_class",
          "unknown service class 'gold' (service_classes: [])"),

@@ -410,12 +410,12 @@ def test_each_attention_rank_prefills_within_its_share_of_the_budget(ranks, step
 
 
 @pytest.mark.parametrize("engine, seqs, budget", [("vllm", 8 * 1024, 8 * 8192), ("tensorrt-llm", 8 * 256, 8 * 8192),
-                                                   ("sglang", 8192, 8192)])
+                                                   ("sglang", 8 * 2048, 8192)])
 def test_an_engines_defaults_per_attention_rank_scale_with_the_ranks(tmp_path, engine, seqs, budget):
     """vLLM's data-parallel ranks are engine cores of their own and TensorRT-LLM's attention-DP ranks schedule within
     their own max_batch_size and max_num_tokens: a DP8 replica left at the defaults holds 8 ranks' worth; SGLang sizes
-    each rank's running requests (8 x 2,048, held to the step's 8,192 tokens) but divides chunked_prefill_size among
-    the ranks. Set values stay the replica's."""
+    each rank's running requests (8 x 2,048, beyond the 8,192-token prefill budget: its decode batches have none) but
+    divides chunked_prefill_size among the ranks. Set values stay the replica's."""
     doc = _r1_doc(tp=8, dp_attention=8, ep=8, engine=engine)
     del doc["deployments"][0]["max_num_seqs"]
     doc["deployments"][0].pop("max_num_batched_tokens", None)
@@ -435,6 +435,29 @@ def test_an_engines_defaults_per_attention_rank_scale_with_the_ranks(tmp_path, e
     doc["deployments"][0].update(max_num_seqs=512, max_num_batched_tokens=4096)
     c = load_and_resolve(_write(tmp_path, doc)).deployments[0].config
     assert (c.max_num_seqs, c.max_num_batched_tokens) == (512, 4096)
+
+
+def test_only_engines_that_count_decodes_in_the_budget_hold_max_num_seqs_to_it(tmp_path):
+    """vLLM counts a step's decodes in max_num_batched_tokens and refuses more sequences than it; SGLang's
+    chunked_prefill_size bounds prefill batches only, so 1,024 running requests beside a 512-token budget all decode
+    each step (a decode step of all of them, no prefill in it)."""
+    for engine in ("vllm", "sglang"):
+        doc = _r1_doc(tp=8, engine=engine)
+        doc["deployments"][0].update(max_num_seqs=1024, max_num_batched_tokens=512)
+        if engine == "vllm":
+            with pytest.raises(InputErrors) as e:
+                load_and_resolve(_write(tmp_path, doc))
+            assert "deployments[0].max_num_batched_tokens" in str(e.value)
+            assert "must be >= max_num_seqs (1024)" in str(e.value)
+            continue
+        doc["traffic"] = {"arrival": {"process": "closed", "concurrency": 600},
+                          "classes": [{"name": "c", "target": doc["deployments"][0]["name"],
+                                       "input_tokens": {"kind": "fixed", "value": 64},
+                                       "output_tokens": {"kind": "fixed", "value": 200}}]}
+        doc["sim"] = {"horizon_s": 30, "warmup_s": 0, "timeline_resolution_s": 1.0}
+        res = simulate(load_and_resolve(_write(tmp_path, doc)))
+        assert max(max(row) for row in res.timelines.running) > 512  # more running than the budget has tokens
+        assert (res.table.outcome == Outcome.COMPLETED).sum() > 600
 
 
 def test_without_chunked_prefill_a_request_must_fit_one_ranks_budget(tmp_path):

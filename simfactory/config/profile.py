@@ -942,6 +942,10 @@ class EnginePreset(Sourced):
     attention_dp: bool = Field(
         default=True, description="whether the engine runs attention data-parallel over ranks (dp_attention): "
         "false for releases without it, where a deployment that sets dp_attention is warned")
+    decodes_in_budget: bool = Field(
+        default=True, description="whether a step's decodes count against max_num_batched_tokens, so max_num_seqs "
+        "may not exceed it (vLLM checks so at start-up and holds its default to the budget); false where the budget "
+        "bounds prefill batches only (SGLang's chunked_prefill_size: its decode batches run beside no prefill)")
     kv_cache_auto: Literal["weights", "activations"] = Field(
         default="weights", description="what the engine keeps the KV cache in when started without a KV dtype: the "
         "activations' (vLLM's --kv-cache-dtype auto; SGLang's, unless the checkpoint names an FP8 cache), or what "

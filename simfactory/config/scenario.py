@@ -250,7 +250,8 @@ class Deployment(_Strict):
         "the preset's is each rank's: engines.yaml defaults.per_attention_rank)")
     max_num_batched_tokens: PositiveInt = Field(
         default=8192, le=MAX_TOKENS, description="tokens one engine step may compute per replica, decodes and prefill "
-        "chunks together (with dp_attention, all attention ranks together: each rank chunks a prompt within its "
+        "chunks together, at least max_num_seqs (prefill chunks only where the engine preset's decodes_in_budget is "
+        "false, as SGLang's chunked_prefill_size; with dp_attention, all attention ranks together: each rank chunks a prompt within its "
         "1/dp_attention share, as SGLang divides chunked_prefill_size by dp_size; for TensorRT-LLM's or vLLM's "
         "per-rank budget give it times the ranks); left out: the engine preset's default (times dp_attention where "
         "the preset's is each rank's)")
@@ -386,11 +387,7 @@ class Deployment(_Strict):
 
     @model_validator(mode="after")
     def _budget_covers_batch(self) -> "Deployment":
-        if self.max_num_batched_tokens < self.max_num_seqs:
-            raise ValueError(
-                f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_num_seqs "
-                f"({self.max_num_seqs}) so every running sequence can decode each step"
-            )
+        # max_num_batched_tokens >= max_num_seqs is the engine preset's rule (decodes_in_budget): checked at resolve
         if self.max_num_batched_tokens < self.dp_attention:
             raise ValueError(f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= dp_attention "
                              f"({self.dp_attention}): each attention rank schedules its share of the step's tokens")
