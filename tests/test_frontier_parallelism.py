@@ -458,6 +458,10 @@ def test_only_engines_that_count_decodes_in_the_budget_hold_max_num_seqs_to_it(t
         res = simulate(load_and_resolve(_write(tmp_path, doc)))
         assert max(max(row) for row in res.timelines.running) > 512  # more running than the budget has tokens
         assert (res.table.outcome == Outcome.COMPLETED).sum() > 600
+        doc["sim"]["exact"] = True  # fast-forward's decode stretches agree with stepping every iteration here too
+        exact = simulate(load_and_resolve(_write(tmp_path, doc)))
+        assert (exact.table.outcome == res.table.outcome).all()
+        assert exact.table.completion_s == pytest.approx(res.table.completion_s, rel=1e-9, nan_ok=True)
 
 
 def test_without_chunked_prefill_a_request_must_fit_one_ranks_budget(tmp_path):
