@@ -359,3 +359,21 @@ def test_the_command_fits_the_front_end_when_asked_and_says_what_to_put_in_the_s
     doc = yaml.safe_load((Path("hardware_profiles") / "h100-sxm" / "llama-3.1-8b-tensorrt-llm-0-fp8-tp1.yaml")
                          .read_text())
     assert "front_end_per_token_s 6e-05" in doc["provenance"]["method"]
+
+
+def test_the_budget_search_goes_below_max_num_seqs_only_where_the_engine_allows_it(monkeypatch):
+    """vLLM holds max_num_seqs to the token budget, so budgets below it are never tried; SGLang's chunked_prefill_size
+    bounds prefill batches only, so a 1,024-request server may run any of them (and resolves with each)."""
+    from simfactory.calibration import sweep_fit
+
+    tried: dict[str, list[int]] = {}
+    monkeypatch.setattr(sweep_fit, "fit_sweep_server", lambda sweep, setup, field, values, *a: tried.setdefault(
+        setup.engine, list(values)))
+    for engine, held in (("vllm", True), ("sglang", False)):
+        setup = SweepSetup("h100-sxm", "llama-3.1-8b", engine, "fp8", 1, 1024, 8192, seqs_within_budget=held)
+        sweep_fit.fit_sweep_budget(pd.DataFrame(), setup)
+    assert tried == {"vllm": [1024, 2048, 4096, 8192, 16384], "sglang": [512, 1024, 2048, 4096, 8192, 16384]}
+    sweep = _sweep([1, 8], [(1500, 32)])
+    SweepSetup("h100-sxm", "llama-3.1-8b", "sglang", "fp8", 1, 1024, 512, seqs_within_budget=False).check(sweep)
+    with pytest.raises(InputError, match="must be >= max_num_seqs"):
+        SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 1024, 512).check(sweep)

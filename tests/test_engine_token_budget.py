@@ -51,8 +51,15 @@ def test_a_left_out_batch_never_exceeds_the_budget_and_a_pair_that_cannot_run_is
     from simfactory.errors import InputErrors
 
     assert limits("h100-sxm", engine="vllm", max_num_batched_tokens=512) == (512, 512)
-    with pytest.raises(InputErrors, match="max_num_seqs: 4096 sequences need a token budget"):
+    with pytest.raises(InputErrors, match=r"max_num_seqs: max_num_batched_tokens \(2048 \(the vllm preset's on this "
+                       r"device; set max_num_batched_tokens\)\) must be >= max_num_seqs \(4096\)"):
         limits("a100-80gb", engine="vllm", max_num_seqs=4096)
+    with pytest.raises(InputErrors, match=r"max_num_batched_tokens: max_num_batched_tokens \(512\) must be"):
+        limits("a100-80gb", engine="vllm", max_num_seqs=1024, max_num_batched_tokens=512)
+    # SGLang's budget bounds prefill batches only, unless the deployment schedules decode-first
+    assert limits("h100-sxm", engine="sglang", max_num_seqs=1024, max_num_batched_tokens=512) == (512, 1024)
+    with pytest.raises(InputErrors, match=r"sglang with schedule decode_first counts a step's decodes"):
+        limits("h100-sxm", engine="sglang", max_num_seqs=1024, max_num_batched_tokens=512, schedule="decode_first")
 
 
 def test_disaggregated_prefill_on_another_device_takes_that_devices_defaults():

@@ -69,11 +69,32 @@ def test_preemptive_resume_priority_matches_its_formula(case):
     assert m.requests["preemptions"].sum() > 0
 
 
-def test_preemption_makes_room_for_the_urgent_prompt_and_its_cached_prefix(case, monkeypatch):
-    """An urgent prompt whose 2,048-token system prompt is cached needs blocks for the hit and its chunk: preemption
-    of bulk work must not stop at room for the chunk alone (it did, and the urgent request waited on bulk decodes)."""
+def _assert_urgent_heads_are_admitted(monkeypatch, swapped: bool) -> list[tuple[int, int]]:
+    """Every step formed while an urgent request heads the queue and bulk work runs admits it (preemption made the
+    room admission needs); returns each such head's (cached prompt tokens, whether it came back swapped)."""
     from simfactory.sim.engine import ReplicaEngine
 
+    schedule, checked = ReplicaEngine._schedule, []
+
+    def admits_the_urgent_head(self):  # type: ignore[no-untyped-def]
+        head = self._admissible_head()
+        t = self.table
+        urgent = head is not None and t.priority[head[0]] == 0 and (swapped or not t.kv_ready[head[0]])
+        ready = bool(head is not None and t.kv_ready[head[0]])
+        out = schedule(self)
+        if urgent and any(t.priority[r] > 0 for r in self.running):
+            checked.append((int(t.cached_tokens[head[0]]), ready))
+            assert head[0] in self.running, "an urgent request waits while bulk work runs"
+        return out
+
+    monkeypatch.setattr(ReplicaEngine, "_schedule", admits_the_urgent_head)
+    return checked
+
+
+def test_preemption_makes_room_for_the_urgent_prompt_and_its_cached_prefix(case, monkeypatch):
+    """An urgent prompt whose 2,048-token system prompt is cached needs blocks for the hit and its chunk, and the
+    step's decodes take theirs first: preemption of bulk work must not stop at room for the chunk alone (it did, and
+    the urgent request waited on bulk decodes)."""
     doc = scenario_doc(rate=6.0, max_num_seqs=64, max_num_batched_tokens=256, kv_cache_tokens=6000, block_size=16,
                        enable_chunked_prefill=True, preemptive_priority=True, prefix_cache_tokens=100_000,
                        horizon_s=100, seed=2)
@@ -84,21 +105,29 @@ def test_preemption_makes_room_for_the_urgent_prompt_and_its_cached_prefix(case,
         {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
     ]
     doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
-    schedule, checked = ReplicaEngine._schedule, []
-
-    def admits_the_urgent_head(self):  # type: ignore[no-untyped-def]
-        head = self._admissible_head()
-        urgent = head is not None and self.table.priority[head[0]] == 0 and not self.table.kv_ready[head[0]]
-        out = schedule(self)
-        if urgent and any(self.table.priority[r] > 0 for r in self.running):
-            checked.append(self.table.cached_tokens[head[0]])
-            assert head[0] in self.running, "an urgent request waits while bulk work runs"
-        return out
-
-    monkeypatch.setattr(ReplicaEngine, "_schedule", admits_the_urgent_head)
+    checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=False)
     m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
-    assert sum(1 for hit in checked if hit == 2048) > 20  # cached-prefix admissions that needed preemption
+    assert sum(1 for hit, _ in checked if hit == 2048) > 20  # cached-prefix admissions that needed preemption
     assert m.requests["preemptions"].sum() > 0
+
+
+def test_preemption_makes_room_for_a_swapped_urgent_request_and_its_watermark(case, monkeypatch):
+    """An urgent request swapped out under memory pressure comes back with all its KV plus the free-block watermark
+    swap-in keeps (vLLM's 1% and a block per decode): preemption must free that much, not its KV alone."""
+    doc = scenario_doc(rate=10.0, max_num_seqs=64, max_num_batched_tokens=512, kv_cache_tokens=4000, block_size=16,
+                       enable_chunked_prefill=True, preemptive_priority=True, preemption_mode="swap",
+                       horizon_s=60, seed=3)
+    c = doc["traffic"]["classes"][0]
+    doc["traffic"]["classes"] = [
+        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "input_tokens": {"kind": "fixed", "value": 100},
+         "output_tokens": {"kind": "uniform", "low": 50, "high": 400}},
+        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "input_tokens": {"kind": "fixed", "value": 64},
+         "output_tokens": {"kind": "uniform", "low": 50, "high": 400}},
+    ]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=True)
+    run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
+    assert sum(1 for _, ready in checked if ready) > 20  # swapped urgent requests that needed preemption
 
 
 @settings(max_examples=200, deadline=None)

@@ -174,6 +174,8 @@ class SweepSetup:
     # its API server's CPU per streamed token (Deployment.front_end_work); None: the engine preset's front end, if any
     front_end_per_token_s: float | None = None
     front_end_base: FrontEndWork | None = None  # the other terms of that work (the engine preset's; else none)
+    # the engine holds max_num_seqs to the token budget (EnginePreset.holds_seqs_to_budget; SGLang's bounds prefill only)
+    seqs_within_budget: bool = True
 
     def front_end_work(self) -> FrontEndWork | None:
         """The deployment's front_end_work this setup stands for (None: the engine preset's applies)."""
@@ -457,10 +459,10 @@ def fit_sweep_server(sweep: pd.DataFrame, setup: SweepSetup, field: str, candida
 def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",
                      budgets: Sequence[int] = BUDGETS,
                      preferred: int | None = None) -> tuple[FitResult, list[str], SweepSetup, ServerSearch]:
-    """The token budget per step (at least max_num_seqs) searched: it decides how many co-arriving prompts one
-    step prefills, so it shapes TTFT at low and middle concurrency."""
-    return fit_sweep_server(sweep, setup, "max_num_batched_tokens", [b for b in budgets if b >= setup.max_num_seqs],
-                            max_evaluations, kind, preferred)
+    """The token budget per step (at least max_num_seqs where the engine holds the batch to it) searched: it decides
+    how many co-arriving prompts one step prefills, so it shapes TTFT at low and middle concurrency."""
+    tried = [b for b in budgets if b >= setup.max_num_seqs or not setup.seqs_within_budget]
+    return fit_sweep_server(sweep, setup, "max_num_batched_tokens", tried, max_evaluations, kind, preferred)
 
 
 def fit_sweep_kv(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",

@@ -471,13 +471,14 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         preset = load_engines(dirs).get(engine)
         defaults = preset.defaults if preset is not None else None
         device_bytes = load_profile(dirs, sku, "--sku", "sku").spec.device_bytes  # the defaults may follow it
+        held = preset is None or preset.holds_seqs_to_budget()  # vLLM: no more sequences than the budget has tokens
         seqs = limits[0] or min((defaults.batch_size(device_bytes, sku) if defaults else None) or 256,
-                                limits[1] or MAX_TOKENS)  # vLLM: no more sequences than the budget has tokens
-        tokens = limits[1] or max(seqs, BUDGETS[0])
+                                (limits[1] or MAX_TOKENS) if held else MAX_TOKENS)
+        tokens = limits[1] or (max(seqs, BUDGETS[0]) if held else BUDGETS[0])
         base = preset.front_end if preset is not None else None
         per_token_s = _front_end_per_token_s(limits[5])
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4],
-                           per_token_s if per_token_s != "auto" else None, base)
+                           per_token_s if per_token_s != "auto" else None, base, seqs_within_budget=held)
         counted = int(sweep["requests"].notna().sum())
         if counted:
             prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "

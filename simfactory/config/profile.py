@@ -969,5 +969,11 @@ class EnginePreset(Sourced):
         "with prompt tokens from below (kernel tables and the roofline until calibration fits the deployment)")
 
 
+    def holds_seqs_to_budget(self, schedule: str | None = None) -> bool:
+        """Whether max_num_seqs may not exceed max_num_batched_tokens: the engine counts a step's decodes in its
+        budget, or the deployment schedules decode-first (`schedule`, else the preset's), where the simulator does."""
+        return self.decodes_in_budget or (schedule or self.defaults.schedule or "decode_first") == "decode_first"
+
+
 class EngineCatalog(_Strict):
     engines: list[EnginePreset] = Field(description="engine presets deployments choose from")

@@ -251,16 +251,17 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
         if name in defaults:
             defaults[name] *= d.dp_attention
     unset = {k: v for k, v in defaults.items() if k not in d.model_fields_set}
-    if "max_num_seqs" in unset and preset.decodes_in_budget:  # vLLM: min(default, max_num_batched_tokens)
+    held = preset.holds_seqs_to_budget(unset.get("schedule", d.schedule))  # the schedule it will run
+    if "max_num_seqs" in unset and held:  # vLLM: min(default, max_num_batched_tokens)
         unset["max_num_seqs"] = min(unset["max_num_seqs"], unset.get("max_num_batched_tokens", d.max_num_batched_tokens))
     d = d.model_copy(update=unset)  # the preset's defaults for what the scenario leaves out
-    if d.max_num_batched_tokens < d.max_num_seqs and preset.decodes_in_budget:
-        field, whose = (("max_num_batched_tokens", "") if "max_num_batched_tokens" in d.model_fields_set else
-                        ("max_num_seqs", f" (the {d.engine} preset's on this device; set max_num_batched_tokens)"))
+    if d.max_num_batched_tokens < d.max_num_seqs and held:
+        field, whose = (("max_num_seqs", f" (the {d.engine} preset's on this device; set max_num_batched_tokens)")
+                        if "max_num_batched_tokens" in unset else ("max_num_batched_tokens", ""))
         errors.append(InputError(lk.fname, f"{at}.{field}",
                                  f"max_num_batched_tokens ({d.max_num_batched_tokens}{whose}) must be >= max_num_seqs "
-                                 f"({d.max_num_seqs}): {d.engine} counts a step's decodes in its token budget, so "
-                                 "every running sequence can decode each step"))
+                                 f"({d.max_num_seqs}): {d.engine} with schedule {d.schedule} counts a step's decodes in "
+                                 "its token budget, so every running sequence can decode each step"))
         return None
     # each attention data-parallel rank schedules its own batch: the engine's build limit is per rank
     if preset.max_num_seqs_built is not None and d.max_num_seqs > preset.max_num_seqs_built * d.dp_attention:

@@ -802,11 +802,14 @@ class ReplicaEngine:
             rid = head[0]
             prio = int(t.priority[rid])
             if t.kv_ready[rid]:  # it resumes with its KV cache (_admit_transferred): all of it must fit
-                need = blocks_for(int(t.input_tokens[rid] + t.generated[rid]) - 1, self.block_size)
+                kv = int(t.input_tokens[rid] + t.generated[rid]) - 1
+                need = blocks_for(kv + 1, self.block_size) + self.bucket[(-self.step) % self.block_size]
+                if t.swapped[rid]:  # _admit_transferred's watermark
+                    need = max(need, blocks_for(kv, self.block_size) + self.kv_blocks // 100 + len(self.dec_base))
             else:  # its first chunk with what admission finds computed (prefix hit, kept blocks, its task's pin)
                 need = self._first_chunk(rid)[0]
-            if not self.prefill_first:  # the step's decodes take their blocks first (_allocate_decodes)
-                need += self.bucket[(-self.step) % self.block_size]
+                if not self.prefill_first:  # the step's decodes take their blocks first (_allocate_decodes)
+                    need += self.bucket[(-self.step) % self.block_size]
             if len(self.running) < self.max_num_seqs and need <= self.free_blocks:
                 return
             # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)
