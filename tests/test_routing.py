@@ -401,3 +401,21 @@ def test_fallback_to_a_local_deployment_drops_the_network_legs(case):
     moved = req[(req["fallbacks"] > 0) & (req["outcome"] == "completed")]
     assert len(moved) > 0 and (moved["deployment"] == "dep-eu").all()
     assert (moved["network_s"] == 0).all() and (moved["egress_usd"] == 0).all()
+
+
+def test_preemption_makes_room_in_full_sequence_admission(case, monkeypatch):
+    """With kv_admission full_sequence (TensorRT-LLM's GUARANTEED_NO_EVICT) a request is admitted only when its whole
+    sequence fits beside the running ones' reservations: preemptive priority frees reservations too, not only slots
+    and free blocks (before, the urgent request waited on bulk work with blocks free but reserved)."""
+    doc = scenario_doc(rate=6.0, max_num_seqs=64, max_num_batched_tokens=512, kv_cache_tokens=3000, block_size=16,
+                       preemptive_priority=True, engine="tensorrt-llm", kv_admission="full_sequence",
+                       horizon_s=100, seed=2)
+    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
+    doc["traffic"]["classes"] = [
+        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "output_tokens": {"kind": "fixed", "value": 4}},
+        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
+    ]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=False)
+    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
+    assert len(checked) > 20 and m.requests["preemptions"].sum() > 0

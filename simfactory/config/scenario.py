@@ -263,7 +263,8 @@ class Deployment(_Strict):
         default="first_chunk",
         description="first_chunk: admit when the first chunk's KV blocks are free, preempt later if memory runs "
         "out (vLLM); full_sequence: admit only when the whole prompt + output fits beside what running requests "
-        "will need, so nothing is ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)",
+        "will need, so nothing is preempted for memory (TensorRT-LLM's GUARANTEED_NO_EVICT; preemptive_priority still "
+        "preempts less urgent work, reservations included, for an urgent request)",
     )
     max_num_partial_prefills: PositiveInt = Field(
         default=1, description="prompts being prefilled in chunks at once (vLLM's max_num_partial_prefills)"

@@ -792,8 +792,9 @@ class ReplicaEngine:
         return min(blocks, (target - 1) // self.block_size) * self.block_size
 
     def _priority_preemption(self) -> None:
-        """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot
-        or KV blocks, preempt the least urgent (and, among those, newest) running request below it."""
+        """Preemptive priority: while the most urgent waiting request cannot be admitted for lack of a slot, KV
+        blocks or (full-sequence admission) room beside the running requests' reservations, preempt the least urgent
+        (and, among those, newest) running request below it."""
         t = self.table
         while self.running:
             head = self._admissible_head()  # not one the step in flight was formed without (overlap scheduling)
@@ -801,6 +802,7 @@ class ReplicaEngine:
                 return
             rid = head[0]
             prio = int(t.priority[rid])
+            reserved = False  # full-sequence admission: the running requests' reservations leave it no room
             if t.kv_ready[rid]:  # it resumes with its KV cache (_admit_transferred): all of it must fit
                 kv = int(t.input_tokens[rid] + t.generated[rid]) - 1
                 need = blocks_for(kv + 1, self.block_size) + self.bucket[(-self.step) % self.block_size]
@@ -810,7 +812,8 @@ class ReplicaEngine:
                 need = self._first_chunk(rid)[0]
                 if not self.prefill_first:  # the step's decodes take their blocks first (_allocate_decodes)
                     need += self.bucket[(-self.step) % self.block_size]
-            if len(self.running) < self.max_num_seqs and need <= self.free_blocks:
+                reserved = self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks
+            if len(self.running) < self.max_num_seqs and need <= self.free_blocks and not reserved:
                 return
             # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)
             if len(self.running) >= self.max_num_seqs and self.held_slots:
