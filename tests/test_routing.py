@@ -403,6 +403,39 @@ def test_fallback_to_a_local_deployment_drops_the_network_legs(case):
     assert (moved["network_s"] == 0).all() and (moved["egress_usd"] == 0).all()
 
 
+def test_preemption_counts_the_blocks_running_partial_prefills_take_first(case, monkeypatch):
+    """Urgent prompts of 16-700 tokens prefill in 256-token chunks: a step continues the running partial prefills
+    before it admits, so preemption must free their next chunks' blocks too. Whenever an urgent request waits while
+    bulk work runs and the step left token budget, it is not for lack of blocks (before, it was, a step at a time)."""
+    from simfactory.sim.engine import ReplicaEngine
+
+    doc = scenario_doc(rate=12.0, max_num_seqs=64, max_num_batched_tokens=256, kv_cache_tokens=4000, block_size=16,
+                       enable_chunked_prefill=True, preemptive_priority=True, horizon_s=100, seed=2)
+    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
+    doc["traffic"]["classes"] = [
+        {**c, "name": "hi", "weight": 6, "service_class": "urgent",
+         "input_tokens": {"kind": "uniform", "low": 16, "high": 700}, "output_tokens": {"kind": "fixed", "value": 4}},
+        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
+    ]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    schedule, waited = ReplicaEngine._schedule, []
+
+    def has_blocks_for_the_urgent_head(self):  # type: ignore[no-untyped-def]
+        head = self._admissible_head()
+        t = self.table
+        out = schedule(self)
+        if head is not None and t.priority[head[0]] == 0 and not t.kv_ready[head[0]] and head[0] not in self.running \
+                and any(t.priority[r] > 0 for r in self.running):
+            budget_left = self.max_num_batched_tokens - out[1] - sum(chunk for _, chunk, _ in out[0])
+            waited.append(budget_left)
+            assert budget_left <= 0 or self._first_chunk(head[0])[0] <= self.free_blocks, "waits for blocks"
+        return out
+
+    monkeypatch.setattr(ReplicaEngine, "_schedule", has_blocks_for_the_urgent_head)
+    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
+    assert len(waited) > 20 and m.requests["preemptions"].sum() > 0  # urgent heads waiting behind bulk work, checked
+
+
 def test_preemption_makes_room_in_full_sequence_admission(case, monkeypatch):
     """With kv_admission full_sequence (TensorRT-LLM's GUARANTEED_NO_EVICT) a request is admitted only when its whole
     sequence fits beside the running ones' reservations: preemptive priority frees reservations too, not only slots

@@ -802,30 +802,42 @@ class ReplicaEngine:
                 return
             rid = head[0]
             prio = int(t.priority[rid])
-            reserved = False  # full-sequence admission: the running requests' reservations leave it no room
-            if t.kv_ready[rid]:  # it resumes with its KV cache (_admit_transferred): all of it must fit
-                kv = int(t.input_tokens[rid] + t.generated[rid]) - 1
-                need = blocks_for(kv + 1, self.block_size) + self.bucket[(-self.step) % self.block_size]
-                if t.swapped[rid]:  # _admit_transferred's watermark
-                    need = max(need, blocks_for(kv, self.block_size) + self.kv_blocks // 100 + len(self.dec_base))
-            else:  # its first chunk with what admission finds computed (prefix hit, kept blocks, its task's pin)
-                need = self._first_chunk(rid)[0]
-                if not self.prefill_first:  # the step's decodes take their blocks first (_allocate_decodes)
-                    need += self.bucket[(-self.step) % self.block_size]
-                reserved = self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks
-            if len(self.running) < self.max_num_seqs and need <= self.free_blocks and not reserved:
+            need, reserved = self._urgent_need(rid)
+            own = self.pins.get(int(t.task_id[rid])) if self.pins else None  # its task's: its room and held slot
+            slot = len(self.running) < self.max_num_seqs or (own is not None and own.hold_slot)
+            if slot and need <= self.free_blocks and not reserved:
                 return
-            # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin or more)
-            if len(self.running) >= self.max_num_seqs and self.held_slots:
-                self._evict_oldest(lambda p: p.hold_slot)
-                continue
-            if self.pins and need > self.free_blocks:
-                self._evict_pins(need)
+            # idle tasks' slots and KV go before a running request is preempted (each pass evicts one pin), never the
+            # head's own task's
+            if not slot and self.held_slots:
+                if self._evict_oldest(lambda p: p.hold_slot and p is not own):
+                    continue
+            if self.pins and need > self.free_blocks and self._evict_oldest(lambda p: p is not own):
                 continue
             worst = max(int(t.priority[r]) for r in self.running)
             if worst <= prio:
                 return
             self._preempt(next(r for r in reversed(self.running) if t.priority[r] == worst))
+
+    def _urgent_need(self, rid: int) -> tuple[int, bool]:
+        """What the waiting request `rid` needs for admission in the next step, as that step will allocate: (free KV
+        blocks, counting what the step takes before it; whether full-sequence admission's reservations leave it no
+        room). A request with its KV cache ready needs all of it, its first decode block and the decodes' blocks
+        (and swap-in's watermark); else its first chunk with what admission finds computed, after the running
+        partial prefills' next chunks and (decode-first) the decodes' blocks."""
+        t, bs = self.table, self.block_size
+        decodes = self.bucket[(-self.step) % bs]
+        if t.kv_ready[rid]:  # _admit_transferred runs first in the step
+            kv = int(t.input_tokens[rid] + t.generated[rid]) - 1
+            need = blocks_for(kv + 1, bs) + decodes
+            if t.swapped[rid]:  # its watermark
+                need = max(need, blocks_for(kv, bs) + self.kv_blocks // 100 + len(self.dec_base))
+            return need, False
+        need = self._first_chunk(rid)[0] + (0 if self.prefill_first else decodes)
+        for r, target in self.prefill_target.items():  # _continue_prefills runs before admission
+            done = self.computed[r]
+            need += blocks_for(done + min(target - done, self.max_chunk_tokens), bs) - blocks_for(done, bs)
+        return need, self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks
 
     def _fit_chunk(self, rid: int, done: int, chunk: int, scheduled: set[int]) -> int:
         """Allocate blocks for a prefill chunk, preempting newer unscheduled prefills if needed;
