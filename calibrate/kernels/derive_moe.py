@@ -61,11 +61,12 @@ SYSTEMS = {"h200": "h200_sxm", "b200": "b200_sxm", "gb200": "gb200", "h100-sxm":
            "gb300": "gb300", "a100-80gb": "a100_sxm"}
 FRAMEWORKS = ("trtllm", "sglang", "vllm")
 # (devices, dp_attention, ep): tensor-parallel attention with experts tensor-parallel (ep 1) or expert-parallel
-# over 2-8 devices, attention data-parallel with experts over every device; on the NVL72 racks the 4-GPU prefill
+# over 2-8 devices, attention data-parallel with experts over every device (DP8 with EP8; DP4, two devices a rank, with
+# experts tensor-parallel or EP4, as SGLang's cookbook serves Kimi K2 on 8 x B200); on the NVL72 racks the 4-GPU prefill
 # and 32/64-GPU wide-EP decode layouts of disaggregated serving (EP48 is not a layout: 256 experts do not split
 # over 48 ranks without redundant experts, which the SDK's tables do not hold); a model small enough for 1-4 devices
 # also at TP 1, 2 and 4, experts tensor- or expert-parallel
-LAYOUTS = {"8": [(8, 1, 1), (8, 1, 2), (8, 1, 4), (8, 1, 8), (8, 8, 8)],
+LAYOUTS = {"8": [(8, 1, 1), (8, 1, 2), (8, 1, 4), (8, 1, 8), (8, 4, 1), (8, 4, 4), (8, 8, 8)],
            "small": [(1, 1, 1), (2, 1, 1), (2, 1, 2), (4, 1, 1), (4, 1, 4), (8, 1, 1), (8, 1, 8)],
            "rack": [(4, 4, 4), (8, 8, 8), (16, 16, 16), (32, 32, 32), (64, 64, 64)]}
 RACK_SKUS = {"gb200", "gb300"}
