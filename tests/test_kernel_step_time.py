@@ -618,19 +618,21 @@ def test_moe_models_derived_apart_agree_where_their_shapes_do():
             assert k2.step_s(load) != r1.step_s(load) and q3.step_s(load) > 0
 
 
-def test_kimi_k2_has_tables_for_sglangs_dp4_layouts():
+@pytest.mark.parametrize("model, skus", [("kimi-k2", ("h200", "b200", "b300")),
+                                         ("deepseek-r1", ("h100-sxm", "h200", "b200", "b300"))])
+def test_mla_models_have_tables_for_sglangs_dp4_layouts(model, skus):
     """SGLang's cookbook serves Kimi K2 on 8 x B200 with --dp 4 --enable-dp-attention (two devices a rank), experts
-    tensor-parallel or --ep 4: derive_moe.py's DP4 layouts give it measured kernels where the roofline stood in (a
-    one-sequence decode step 3x too fast there); the busiest rank prices the step, and one rank's sequence costs
-    what it costs beside idle ranks."""
-    for sku in ("b200", "h200"):
+    tensor-parallel or --ep 4: derive_moe.py's DP4 layouts give the MLA models measured kernels where the roofline
+    stood in (Kimi's one-sequence decode step 3x too fast there); the busiest rank prices the step, and one rank's
+    sequence costs what it costs beside idle ranks."""
+    for sku in skus:
         for ep in (1, 4):
-            m = kernel_step_time(MODELS["kimi-k2"], "kimi-k2", sku, "sglang", None, "fp8", "bf16", 8, 0.0,
+            m = kernel_step_time(MODELS[model], model, sku, "sglang", None, "fp8", "bf16", 8, 0.0,
                                  dp_attention=4, ep=ep)
             assert isinstance(m, AttentionRanks), (sku, ep)
             one, four = m.step_s(StepLoad(0, 1, 333.0, 0.0)), m.step_s(StepLoad(0, 4, 4 * 333.0, 0.0))
             assert one > 0.006 and four == pytest.approx(one, rel=0.05)  # a sequence a rank: as fast as one alone
-        assert kernel_step_time(MODELS["kimi-k2"], "kimi-k2", sku, "sglang", None, "fp8", "bf16", 8, 0.0,
+        assert kernel_step_time(MODELS[model], model, sku, "sglang", None, "fp8", "bf16", 8, 0.0,
                                 dp_attention=2) is None  # a layout the tables lack: the roofline's
 
 
