@@ -69,9 +69,25 @@ def test_preemptive_resume_priority_matches_its_formula(case):
     assert m.requests["preemptions"].sum() > 0
 
 
-def _assert_urgent_heads_are_admitted(monkeypatch, swapped: bool) -> list[tuple[int, int]]:
+LINEAR_STEP = {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}
+
+
+def urgent_and_bulk_doc(hi: dict, lo: dict, **deployment) -> dict:
+    """One deployment under preemptive priority serving an urgent class ('hi') and a bulk class ('lo'), each a
+    64-token-prompt class updated with its dict."""
+    doc = scenario_doc(max_num_seqs=64, block_size=16, preemptive_priority=True, **deployment)
+    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
+    doc["traffic"]["classes"] = [{**c, "name": "hi", "service_class": "urgent", **hi},
+                                 {**c, "name": "lo", "service_class": "bulk", **lo}]
+    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    return doc
+
+
+def _assert_urgent_heads_are_admitted(monkeypatch, swapped: bool,
+                                      budget_may_run_out: bool = False) -> list[tuple[int, bool, bool]]:
     """Every step formed while an urgent request heads the queue and bulk work runs admits it (preemption made the
-    room admission needs); returns each such head's (cached prompt tokens, whether it came back swapped)."""
+    room admission needs); budget_may_run_out: or, where the step's token budget ran out, left it the blocks. Returns
+    each such head's (cached prompt tokens, whether it came back swapped, whether it was admitted)."""
     from simfactory.sim.engine import ReplicaEngine
 
     schedule, checked = ReplicaEngine._schedule, []
@@ -83,8 +99,13 @@ def _assert_urgent_heads_are_admitted(monkeypatch, swapped: bool) -> list[tuple[
         ready = bool(head is not None and t.kv_ready[head[0]])
         out = schedule(self)
         if urgent and any(t.priority[r] > 0 for r in self.running):
-            checked.append((int(t.cached_tokens[head[0]]), ready))
-            assert head[0] in self.running, "an urgent request waits while bulk work runs"
+            admitted = head[0] in self.running
+            checked.append((int(t.cached_tokens[head[0]]), ready, admitted))
+            if budget_may_run_out and not admitted:
+                budget_left = self.max_num_batched_tokens - out[1] - sum(chunk for _, chunk, _ in out[0])
+                assert budget_left <= 0 or self._first_chunk(head[0])[0] <= self.free_blocks, "waits for blocks"
+            else:
+                assert admitted, "an urgent request waits while bulk work runs"
         return out
 
     monkeypatch.setattr(ReplicaEngine, "_schedule", admits_the_urgent_head)
@@ -95,39 +116,28 @@ def test_preemption_makes_room_for_the_urgent_prompt_and_its_cached_prefix(case,
     """An urgent prompt whose 2,048-token system prompt is cached needs blocks for the hit and its chunk, and the
     step's decodes take theirs first: preemption of bulk work must not stop at room for the chunk alone (it did, and
     the urgent request waited on bulk decodes)."""
-    doc = scenario_doc(rate=6.0, max_num_seqs=64, max_num_batched_tokens=256, kv_cache_tokens=6000, block_size=16,
-                       enable_chunked_prefill=True, preemptive_priority=True, prefix_cache_tokens=100_000,
-                       horizon_s=100, seed=2)
-    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
-    doc["traffic"]["classes"] = [
-        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "shared_prefix_tokens": 2048,
-         "output_tokens": {"kind": "fixed", "value": 4}},
-        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
-    ]
-    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    doc = urgent_and_bulk_doc(
+        {"weight": 1, "shared_prefix_tokens": 2048, "output_tokens": {"kind": "fixed", "value": 4}},
+        {"weight": 2, "output_tokens": {"kind": "fixed", "value": 400}},
+        rate=6.0, max_num_batched_tokens=256, kv_cache_tokens=6000, enable_chunked_prefill=True,
+        prefix_cache_tokens=100_000, horizon_s=100, seed=2)
     checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=False)
-    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
-    assert sum(1 for hit, _ in checked if hit == 2048) > 20  # cached-prefix admissions that needed preemption
+    m = run(case(doc, LINEAR_STEP))
+    assert sum(1 for hit, _, _ in checked if hit == 2048) > 20  # cached-prefix admissions that needed preemption
     assert m.requests["preemptions"].sum() > 0
 
 
 def test_preemption_makes_room_for_a_swapped_urgent_request_and_its_watermark(case, monkeypatch):
     """An urgent request swapped out under memory pressure comes back with all its KV plus the free-block watermark
     swap-in keeps (vLLM's 1% and a block per decode): preemption must free that much, not its KV alone."""
-    doc = scenario_doc(rate=10.0, max_num_seqs=64, max_num_batched_tokens=512, kv_cache_tokens=4000, block_size=16,
-                       enable_chunked_prefill=True, preemptive_priority=True, preemption_mode="swap",
-                       horizon_s=60, seed=3)
-    c = doc["traffic"]["classes"][0]
-    doc["traffic"]["classes"] = [
-        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "input_tokens": {"kind": "fixed", "value": 100},
-         "output_tokens": {"kind": "uniform", "low": 50, "high": 400}},
-        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "input_tokens": {"kind": "fixed", "value": 64},
-         "output_tokens": {"kind": "uniform", "low": 50, "high": 400}},
-    ]
-    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    answers = {"output_tokens": {"kind": "uniform", "low": 50, "high": 400}}
+    doc = urgent_and_bulk_doc(
+        {"weight": 1, "input_tokens": {"kind": "fixed", "value": 100}, **answers}, {"weight": 2, **answers},
+        rate=10.0, max_num_batched_tokens=512, kv_cache_tokens=4000, enable_chunked_prefill=True,
+        preemption_mode="swap", horizon_s=60, seed=3)
     checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=True)
-    run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
-    assert sum(1 for _, ready in checked if ready) > 20  # swapped urgent requests that needed preemption
+    run(case(doc, LINEAR_STEP))
+    assert sum(1 for _, ready, _ in checked if ready) > 20  # swapped urgent requests that needed preemption
 
 
 @settings(max_examples=200, deadline=None)
@@ -407,48 +417,27 @@ def test_preemption_counts_the_blocks_running_partial_prefills_take_first(case, 
     """Urgent prompts of 16-700 tokens prefill in 256-token chunks: a step continues the running partial prefills
     before it admits, so preemption must free their next chunks' blocks too. Whenever an urgent request waits while
     bulk work runs and the step left token budget, it is not for lack of blocks (before, it was, a step at a time)."""
-    from simfactory.sim.engine import ReplicaEngine
-
-    doc = scenario_doc(rate=12.0, max_num_seqs=64, max_num_batched_tokens=256, kv_cache_tokens=4000, block_size=16,
-                       enable_chunked_prefill=True, preemptive_priority=True, horizon_s=100, seed=2)
-    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
-    doc["traffic"]["classes"] = [
-        {**c, "name": "hi", "weight": 6, "service_class": "urgent",
-         "input_tokens": {"kind": "uniform", "low": 16, "high": 700}, "output_tokens": {"kind": "fixed", "value": 4}},
-        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
-    ]
-    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
-    schedule, waited = ReplicaEngine._schedule, []
-
-    def has_blocks_for_the_urgent_head(self):  # type: ignore[no-untyped-def]
-        head = self._admissible_head()
-        t = self.table
-        out = schedule(self)
-        if head is not None and t.priority[head[0]] == 0 and not t.kv_ready[head[0]] and head[0] not in self.running \
-                and any(t.priority[r] > 0 for r in self.running):
-            budget_left = self.max_num_batched_tokens - out[1] - sum(chunk for _, chunk, _ in out[0])
-            waited.append(budget_left)
-            assert budget_left <= 0 or self._first_chunk(head[0])[0] <= self.free_blocks, "waits for blocks"
-        return out
-
-    monkeypatch.setattr(ReplicaEngine, "_schedule", has_blocks_for_the_urgent_head)
-    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
-    assert len(waited) > 20 and m.requests["preemptions"].sum() > 0  # urgent heads waiting behind bulk work, checked
+    doc = urgent_and_bulk_doc(
+        {"weight": 6, "input_tokens": {"kind": "uniform", "low": 16, "high": 700},
+         "output_tokens": {"kind": "fixed", "value": 4}},
+        {"weight": 2, "output_tokens": {"kind": "fixed", "value": 400}},
+        rate=12.0, max_num_batched_tokens=256, kv_cache_tokens=4000, enable_chunked_prefill=True, horizon_s=100,
+        seed=2)
+    checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=False, budget_may_run_out=True)
+    m = run(case(doc, LINEAR_STEP))
+    waited = [c for c in checked if not c[2]]  # urgent heads waiting behind bulk work, each checked
+    assert len(waited) > 20 and m.requests["preemptions"].sum() > 0
 
 
 def test_preemption_makes_room_in_full_sequence_admission(case, monkeypatch):
     """With kv_admission full_sequence (TensorRT-LLM's GUARANTEED_NO_EVICT) a request is admitted only when its whole
     sequence fits beside the running ones' reservations: preemptive priority frees reservations too, not only slots
     and free blocks (before, the urgent request waited on bulk work with blocks free but reserved)."""
-    doc = scenario_doc(rate=6.0, max_num_seqs=64, max_num_batched_tokens=512, kv_cache_tokens=3000, block_size=16,
-                       preemptive_priority=True, engine="tensorrt-llm", kv_admission="full_sequence",
-                       horizon_s=100, seed=2)
-    c = {**doc["traffic"]["classes"][0], "input_tokens": {"kind": "fixed", "value": 64}}
-    doc["traffic"]["classes"] = [
-        {**c, "name": "hi", "weight": 1, "service_class": "urgent", "output_tokens": {"kind": "fixed", "value": 4}},
-        {**c, "name": "lo", "weight": 2, "service_class": "bulk", "output_tokens": {"kind": "fixed", "value": 400}},
-    ]
-    doc["service_classes"] = [{"name": "urgent", "priority": 0}, {"name": "bulk", "priority": 1}]
+    doc = urgent_and_bulk_doc(
+        {"weight": 1, "output_tokens": {"kind": "fixed", "value": 4}},
+        {"weight": 2, "output_tokens": {"kind": "fixed", "value": 400}},
+        rate=6.0, max_num_batched_tokens=512, kv_cache_tokens=3000, engine="tensorrt-llm",
+        kv_admission="full_sequence", horizon_s=100, seed=2)
     checked = _assert_urgent_heads_are_admitted(monkeypatch, swapped=False)
-    m = run(case(doc, {"overhead_s": 0.004, "s_per_prefill_token": 1e-5, "s_per_decode_seq": 3e-4}))
+    m = run(case(doc, LINEAR_STEP))
     assert len(checked) > 20 and m.requests["preemptions"].sum() > 0

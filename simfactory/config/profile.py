@@ -968,7 +968,6 @@ class EnginePreset(Sourced):
         default=None, description="prefill forwards run without CUDA graphs: their kernel launch time bounds a step "
         "with prompt tokens from below (kernel tables and the roofline until calibration fits the deployment)")
 
-
     def holds_seqs_to_budget(self, schedule: str | None = None) -> bool:
         """Whether max_num_seqs may not exceed max_num_batched_tokens: the engine counts a step's decodes in its
         budget, or the deployment schedules decode-first (`schedule`, else the preset's), where the simulator does."""

@@ -251,10 +251,10 @@ class Deployment(_Strict):
     max_num_batched_tokens: PositiveInt = Field(
         default=8192, le=MAX_TOKENS, description="tokens one engine step may compute per replica, decodes and prefill "
         "chunks together, at least max_num_seqs (prefill chunks only where the engine preset's decodes_in_budget is "
-        "false, as SGLang's chunked_prefill_size; with dp_attention, all attention ranks together: each rank chunks a prompt within its "
-        "1/dp_attention share, as SGLang divides chunked_prefill_size by dp_size; for TensorRT-LLM's or vLLM's "
-        "per-rank budget give it times the ranks); left out: the engine preset's default (times dp_attention where "
-        "the preset's is each rank's)")
+        "false, as SGLang's chunked_prefill_size; with dp_attention, all attention ranks together: each rank chunks a "
+        "prompt within its 1/dp_attention share, as SGLang divides chunked_prefill_size by dp_size; for "
+        "TensorRT-LLM's or vLLM's per-rank budget give it times the ranks); left out: the engine preset's default "
+        "(times dp_attention where the preset's is each rank's)")
     enable_chunked_prefill: bool = Field(
         default=True, description="split long prompts over several steps; false: a prompt prefills in one step, and a "
         "request whose prompt + output exceed max_num_batched_tokens is rejected; left out: the engine preset's "

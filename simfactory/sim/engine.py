@@ -677,9 +677,7 @@ class ReplicaEngine:
             if not t.kv_ready[rid]:
                 return  # a preempted request without its KV: it is prefilled again below
             kv = int(t.input_tokens[rid] + t.generated[rid]) - 1  # KV length before its next decode step
-            # keep a watermark of free blocks (vLLM's default 1%) plus one per running decode, so admitting it
-            # does not force the next step to preempt someone else
-            reserve = self.kv_blocks // 100 + len(self.dec_base) if t.swapped[rid] and self.running else 0
+            reserve = self._swap_in_reserve() if t.swapped[rid] and self.running else 0
             if blocks_for(kv, bs) + reserve > self.free_blocks and self.pins and not self.running:
                 self._evict_pins(blocks_for(kv, bs))
             if blocks_for(kv, bs) + reserve > self.free_blocks:
@@ -741,11 +739,12 @@ class ReplicaEngine:
         rid = head[0]
         if self.table.kv_ready[rid]:
             return False  # it resumes decoding with its KV cache: not a prefill
-        if not self.chunked and self._first_chunk(rid)[1]:
+        need, unfinished = self._first_chunk(rid)
+        if unfinished and not self.chunked:
             return False
-        if self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks:
+        if self._reservations_refuse(rid):
             return False  # full-sequence admission would refuse it: the decodes must not pause for it
-        return self._first_chunk(rid)[0] <= self.free_blocks
+        return need <= self.free_blocks
 
     def _first_chunk(self, rid: int) -> tuple[int, bool]:
         """A waiting request's first chunk as admission would count it, the cache peeked, not touched: (the free
@@ -831,13 +830,22 @@ class ReplicaEngine:
             kv = int(t.input_tokens[rid] + t.generated[rid]) - 1
             need = blocks_for(kv + 1, bs) + decodes
             if t.swapped[rid]:  # its watermark
-                need = max(need, blocks_for(kv, bs) + self.kv_blocks // 100 + len(self.dec_base))
+                need = max(need, blocks_for(kv, bs) + self._swap_in_reserve())
             return need, False
         need = self._first_chunk(rid)[0] + (0 if self.prefill_first else decodes)
         for r, target in self.prefill_target.items():  # _continue_prefills runs before admission
             done = self.computed[r]
             need += blocks_for(done + min(target - done, self.max_chunk_tokens), bs) - blocks_for(done, bs)
-        return need, self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks
+        return need, self._reservations_refuse(rid)
+
+    def _reservations_refuse(self, rid: int) -> bool:
+        """Full-sequence admission: the running requests' reservations leave the waiting request no room."""
+        return self.full_sequence and self.committed_blocks + self._final_blocks(rid) > self.kv_blocks
+
+    def _swap_in_reserve(self) -> int:
+        """Free blocks swap-in keeps beside a swapped request's KV: vLLM's 1% watermark plus one per running decode,
+        so admitting it does not force the next step to preempt someone else."""
+        return self.kv_blocks // 100 + len(self.dec_base)
 
     def _fit_chunk(self, rid: int, done: int, chunk: int, scheduled: set[int]) -> int:
         """Allocate blocks for a prefill chunk, preempting newer unscheduled prefills if needed;
