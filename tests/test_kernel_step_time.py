@@ -493,6 +493,42 @@ def test_a_moe_model_on_the_roofline_is_warned_how_optimistic_that_is(tmp_path):
     assert len(fallback) == 1 and "60-150% optimistic" in fallback[0], rs.warnings
 
 
+def test_an_engines_per_sequence_overhead_is_charged_per_sequence_and_fast_forwarded_exactly(tmp_path):
+    """vLLM 0.5's host time grows with the sequences in a step (the vllm-v0 preset's per_seq_s): the resolved step
+    time charges it once per sequence on top of the same kernels and fixed overhead, and the engine's closed-form
+    decode stretches still match stepping every iteration."""
+    from conftest import shipped_engines
+
+    from simfactory.sim.run import FleetModel
+
+    per_seq = shipped_engines()["vllm-v0"].kernels.overhead.per_seq_s
+    assert per_seq > 0
+    doc = scenario_doc(rate=12, max_num_seqs=24, max_num_batched_tokens=4096, kv_cache_tokens=60_000, engine="vllm-v0",
+                       input_tokens={"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 3000},
+                       output_tokens={"kind": "geometric", "mean": 150}, horizon_s=6)
+    doc["pools"][0]["sku"] = "h100-sxm"
+    runs = []
+    for exact in (True, False):
+        d = copy.deepcopy(doc)
+        d["sim"]["exact"] = exact
+        (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+        rs = load_and_resolve(tmp_path / "s.yaml")
+        runs.append(FleetModel(rs, seed=d["seed"]).run())
+    st = rs.deployments[0].step_time
+    assert isinstance(st, KernelStepTime) and st.overhead_per_seq_s == pytest.approx(per_seq)
+    assert f"{per_seq * 1e6:.4g} us/sequence" in rs.deployments[0].step_time_source
+    arch = MODELS["llama-3.1-8b"]
+    same, without = (kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm", "0.5", "bf16", "bf16", 1, st.overhead_s,
+                                      overhead_per_seq_s=x) for x in (per_seq, 0.0))
+    for load in (StepLoad(0, 1, 900.0, 0.0), StepLoad(0, 24, 24 * 900.0, 0.0), StepLoad(300, 7, 7000.0, 45150.0)):
+        seqs = load.decode_seqs + (1 if load.prefill_tokens else 0)  # a step's prompt rows count as one sequence
+        assert st.step_s(load) == pytest.approx(same.step_s(load), rel=1e-12)
+        assert st.step_s(load) - without.step_s(load) == pytest.approx(per_seq * seqs, rel=1e-9)
+    exact, fast = runs
+    assert_fast_forward_matches(exact, fast)
+    assert len(exact.table.outcome) > 30
+
+
 def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_overhead(tmp_path):
     """Qwen3-235B-A22B in BF16 at TP8 has no vLLM tables on a B300 (the SDK holds no vLLM BF16 MoE timings there,
     derive_moe.py's refused list): the vllm presets' stand_in puts SGLang's measured kernels of it under vLLM's
