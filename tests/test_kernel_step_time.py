@@ -520,13 +520,21 @@ def test_an_engines_per_sequence_overhead_is_charged_per_sequence_and_fast_forwa
     arch = MODELS["llama-3.1-8b"]
     same, without = (kernel_step_time(arch, "llama-3.1-8b", "h100-sxm", "vllm", "0.5", "bf16", "bf16", 1, st.overhead_s,
                                       overhead_per_seq_s=x) for x in (per_seq, 0.0))
-    for load in (StepLoad(0, 1, 900.0, 0.0), StepLoad(0, 24, 24 * 900.0, 0.0), StepLoad(300, 7, 7000.0, 45150.0)):
-        seqs = load.decode_seqs + (1 if load.prefill_tokens else 0)  # a step's prompt rows count as one sequence
+    # vllm-v0 steps decode or prefill, never both (prefill-first, no chunking); a step's prompts count as one row
+    for load in (StepLoad(0, 1, 900.0, 0.0), StepLoad(0, 24, 24 * 900.0, 0.0), StepLoad(600, 0, 0.0, 600 * 601 / 2)):
+        seqs = load.decode_seqs + (1 if load.prefill_tokens else 0)
         assert st.step_s(load) == pytest.approx(same.step_s(load), rel=1e-12)
         assert st.step_s(load) - without.step_s(load) == pytest.approx(per_seq * seqs, rel=1e-9)
     exact, fast = runs
     assert_fast_forward_matches(exact, fast)
     assert len(exact.table.outcome) > 30
+    # the fixed part grows by the preset's per_extra_gpu_s for each tensor-parallel rank beyond the first
+    d = copy.deepcopy(doc)
+    d["deployments"][0]["tp"], d["pools"][0]["count"] = 2, 2
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
+    tp2 = load_and_resolve(tmp_path / "s.yaml").deployments[0].step_time
+    extra = shipped_engines()["vllm-v0"].kernels.overhead.per_extra_gpu_s
+    assert extra > 0 and tp2.overhead_s - st.overhead_s == pytest.approx(extra, rel=1e-9)
 
 
 def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_overhead(tmp_path):
