@@ -501,7 +501,8 @@ def test_an_engines_per_sequence_overhead_is_charged_per_sequence_and_fast_forwa
 
     from simfactory.sim.run import FleetModel
 
-    per_seq = shipped_engines()["vllm-v0"].kernels.overhead.per_seq_s
+    overhead = shipped_engines()["vllm-v0"].kernels.overhead
+    per_seq = overhead.per_seq_s
     assert per_seq > 0
     doc = scenario_doc(rate=12, max_num_seqs=24, max_num_batched_tokens=4096, kv_cache_tokens=60_000, engine="vllm-v0",
                        input_tokens={"kind": "lognormal", "median": 300, "sigma": 1.0, "max": 3000},
@@ -533,8 +534,8 @@ def test_an_engines_per_sequence_overhead_is_charged_per_sequence_and_fast_forwa
     d["deployments"][0]["tp"], d["pools"][0]["count"] = 2, 2
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(d))
     tp2 = load_and_resolve(tmp_path / "s.yaml").deployments[0].step_time
-    extra = shipped_engines()["vllm-v0"].kernels.overhead.per_extra_gpu_s
-    assert extra > 0 and tp2.overhead_s - st.overhead_s == pytest.approx(extra, rel=1e-9)
+    assert overhead.per_extra_gpu_s > 0
+    assert tp2.overhead_s - st.overhead_s == pytest.approx(overhead.per_extra_gpu_s, rel=1e-9)
 
 
 def test_vllm_without_its_own_tables_of_a_model_takes_sglangs_under_its_own_overhead(tmp_path):
