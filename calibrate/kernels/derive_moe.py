@@ -1,8 +1,8 @@
-"""Add mixture-of-experts models (DeepSeek-R1/V3 and Kimi K2 with MLA; Qwen3-235B-A22B and Mixtral-8x7B with
-grouped-query attention) to hardware_profiles/kernels/<sku>.json.gz: per parallel layout (devices, attention
-data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's aiconfigurator-core SDK, on the same grids
-as derive.py's dense tables and merged into the same files (the dense records are left as they are; a SKU without a
-file gets one).
+"""Add mixture-of-experts models (DeepSeek-R1/V3 and Kimi K2 with MLA; Qwen3-235B-A22B, Mixtral-8x7B and, on
+Blackwell, gpt-oss-120b/20b with grouped-query attention) to hardware_profiles/kernels/<sku>.json.gz: per parallel
+layout (devices, attention data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's
+aiconfigurator-core SDK, on the same grids as derive.py's dense tables and merged into the same files (the dense
+records are left as they are; a SKU without a file gets one).
 
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py        # every model, every SKU
     HOME=$(mktemp -d) /tmp/aic-venv/bin/python calibrate/kernels/derive_moe.py --model qwen3-235b-a22b
@@ -79,11 +79,22 @@ KV_QUANT = {"fp8": "fp8", "bf16": "bfloat16"}
 # Qwen/Qwen3-235B-A22B-FP8); Mixtral-8x7B BF16 and FP8 (per-tensor scales, as its public FP8 checkpoints)
 MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json", "deepseek-v3": "deepseek-ai--DeepSeek-V3_config.json",
           "kimi-k2": "moonshotai--Kimi-K2-Instruct_config.json",
-          "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B_config.json", "mixtral-8x7b": "mistralai--Mixtral-8x7B-v0.1_config.json"}
+          "qwen3-235b-a22b": "Qwen--Qwen3-235B-A22B_config.json",
+          "mixtral-8x7b": "mistralai--Mixtral-8x7B-v0.1_config.json",
+          "gpt-oss-120b": "openai--gpt-oss-120b_config.json", "gpt-oss-20b": "openai--gpt-oss-20b_config.json"}
 DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2": ("fp8",),
-          "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8")}
-QUANT_BY_MODEL = {"mixtral-8x7b": {"fp8": ("fp8", "fp8")}}
-SMALL = {"mixtral-8x7b"}  # fits 1-4 devices: the "small" layouts, no rack layouts
+          "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8"),
+          "gpt-oss-120b": ("fp4",), "gpt-oss-20b": ("fp4",)}
+# gpt-oss ships its experts in MXFP4 and everything else in BF16 (its "fp4" here; Blackwell only, derive_sku): the
+# SDK's w4a16_mxfp4 MoE rows (BF16 activations: vLLM's FlashInfer TRT-LLM MXFP4-BF16 and Triton kernels, the source
+# names of its rows; TensorRT-LLM's, an assumption) except SGLang on Blackwell, which quantizes the activations to
+# MXFP8 before FlashInfer's TRT-LLM MXFP4 MoE by default (flashinfer_mxfp4_moe_precision "default" -> mxfp8_quantize in
+# python/sglang/srt/layers/quantization/mxfp4.py of https://pypi.org/project/sglang/0.5.6.post1/): w4a8_mxfp4_mxfp8
+MXFP4_MODELS = {"gpt-oss-120b", "gpt-oss-20b"}
+MXFP8_ACTIVATIONS = {("sglang", s) for s in ("b200_sxm", "b300_sxm", "gb200", "gb300")}
+QUANT_BY_MODEL = {"mixtral-8x7b": {"fp8": ("fp8", "fp8")},
+                  **{m: {"fp4": ("bfloat16", "w4a16_mxfp4")} for m in MXFP4_MODELS}}
+SMALL = {"mixtral-8x7b", *MXFP4_MODELS}  # fits 1-4 devices: the "small" layouts, no rack layouts
 # FP8 weights that fit four 80 GB devices (Qwen3-235B-A22B-FP8 at TP4 is a common H100 deployment): TP4 layouts too
 # (experts tensor- or expert-parallel), off the racks
 ALSO_TP4 = {"qwen3-235b-a22b"}
@@ -271,6 +282,8 @@ def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int
 
     devices, dp, ep = layout
     default_gemm, moe = quant(model, dtype)
+    if model in MXFP4_MODELS and (fw, system) in MXFP8_ACTIVATIONS:
+        moe = "w4a8_mxfp4_mxfp8"
     gemm = gemm or default_gemm
     return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
                                 attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
@@ -283,22 +296,36 @@ def is_attention(op: str) -> bool:
     return "mla" in op or op.endswith("_attention")
 
 
+def op_names(evaluate, **shape) -> list[str]:
+    """The names of a handle's compiled op list in order (evaluate_generation_ops or evaluate_context_ops, one op at a
+    time up to the first index out of range): the per-op views (decode_step_per_op, run_static_per_op) merge ops of
+    one name, as gpt-oss's windowed and full attention, so their positions are not the op list's."""
+    names: list[str] = []
+    while True:
+        try:
+            names.append(evaluate([len(names)], **shape)[0][0])
+        except ValueError as e:
+            if "out of range" not in str(e):
+                raise
+            return names
+
+
 def groups(h) -> dict[str, list[int]]:
-    names = [n for n, *_ in h.decode_step_per_op(1, 1, 0)]
+    names = op_names(h.evaluate_generation_ops, batch_size=1, s=1)
     out: dict[str, list[int]] = {"mla": [], "logits": [], "allreduce": [], "linear": []}
     for i, n in enumerate(names):
         key = ("mla" if is_attention(n) else "logits" if n.endswith("logits_gemm")
                else "allreduce" if n.endswith("_ar") or "_ar_" in n else "linear")
         out[key].append(i)
-    if len(out["mla"]) != 1 or len(out["logits"]) != 1:
+    if not out["mla"] or len(out["logits"]) != 1:
         raise ValueError(f"unexpected generation op list {names}")
     return out
 
 
 def context_mla(h) -> list[int]:
-    names = [n for n, *_ in h.run_static_per_op(batch_size=1, isl=16, osl=2)[0]]
+    names = op_names(h.evaluate_context_ops, batch_size=1, s=16)
     idx = [i for i, n in enumerate(names) if is_attention(n)]
-    if len(idx) != 1:
+    if not idx:
         raise ValueError(f"unexpected context op list {names}")
     return idx
 
@@ -378,6 +405,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     for arch in models:
         if rack and arch.id in SMALL:
             continue
+        if arch.id in MXFP4_MODELS and not blackwell:
+            continue  # simfactory refuses dtype fp4 without FP4 tensor cores (resolve/deployments.py _fp4_ok): unread
         cfg = sdk_config(arch, work)
         layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
         if arch.id in ALSO_TP4 and not rack:
@@ -472,7 +501,9 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
-                  "quant": {f"{m} {d}": dict(zip(("gemm", "moe"), quant(m, d))) for m, d in present},
+                  "quant": {f"{m} {d}": {**dict(zip(("gemm", "moe"), quant(m, d))),
+                                         **({"moe_sglang": "w4a8_mxfp4_mxfp8"} if m in MXFP4_MODELS and blackwell
+                                            else {})} for m, d in present},
                   "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
                                  "what the SDK's context path prices above the composed prefill (a per-step cost)",
                   "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
