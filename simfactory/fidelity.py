@@ -35,7 +35,8 @@ from simfactory.config.loader import load_model_file
 from simfactory.config.profile import AsOf, DType, RooflineStepTime
 from simfactory.config.scenario import NO_API_SERVER, Deployment, Scenario
 from simfactory.errors import InputError
-from simfactory.fidelity_record import kind_engine_key, kind_key, kind_metric_key, kind_tp_key, source_kind
+from simfactory.fidelity_record import (kind_engine_key, kind_key, kind_metric_key, kind_model_key, kind_tp_key,
+                                        source_kind)
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
 from simfactory.paths import CALIBRATE_DIR
 from simfactory.resolve import ResolvedScenario, resolve
@@ -263,6 +264,7 @@ class PointResult:
     engine: str = ""  # the engine preset and the version its suite names
     preset: str = ""  # the engine preset alone
     sku: str = ""  # the hardware the point was measured on
+    model: str = ""  # the model it served
 
     @property
     def error(self) -> float:
@@ -539,7 +541,7 @@ def run_suite(suite: FidelitySuite, requests: int = 800,
             or p.max_num_seqs or suite.max_num_seqs or 0
         engine = suite.engine + (f" {suite.engine_version}" if suite.engine_version else "")
         out.append(PointResult(suite.name, p.id, p.metric, p.measured, metrics[p.metric], source, p.tp, batch, engine,
-                               suite.engine, p.sku))
+                               suite.engine, p.sku, p.model))
         if on_point:
             on_point(len(out), len(suite.points))
     return out
@@ -641,12 +643,13 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
 
 
 # the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
-# engine preset, at one TP, and on one metric
+# engine preset, at one TP, on one metric, and on one model
 EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
     lambda r: kind_key(r.step_time_source),
     lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
     lambda r: kind_tp_key(r.step_time_source, r.tp),
     lambda r: kind_metric_key(r.step_time_source, r.metric),
+    lambda r: kind_model_key(r.step_time_source, r.model or "model not stated"),
 )
 
 

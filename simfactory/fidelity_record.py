@@ -61,6 +61,12 @@ def kind_metric_key(kind: str, metric: str) -> str:
     return f"{kind_key(kind)} | metric {metric}"
 
 
+def kind_model_key(kind: str, model: str) -> str:
+    """The record's breakdown pooling the points of one source kind on one model (every preset, TP and SKU): a model
+    the suites measured is evidence of its own, whatever its kind pools."""
+    return f"{kind_key(kind)} | model {model}"
+
+
 def leaning(optimism: float) -> str:
     """Which way forecasts leaned: optimistic (too fast), pessimistic (too slow) or unbiased."""
     if abs(optimism) < UNBIASED_WITHIN:
@@ -84,6 +90,7 @@ class Evidence:
     skus: tuple[str, ...] = ()  # the hardware its points were measured on (empty: the record does not say)
     # the same source kind per metric (every preset, every TP): metric -> its evidence, in METRIC_LABELS' order
     by_metric: tuple[tuple[str, "Evidence"], ...] = ()
+    of_model: "Evidence | None" = None  # the same source kind on the deployment's own model (every preset and TP)
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
@@ -91,6 +98,7 @@ class Evidence:
                 "presets_optimism_range": list(self.presets_range) if self.presets_range is not None else None,
                 "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
                 "by_metric": {m: e.metric_dict() for m, e in self.by_metric},
+                "of_model": self.of_model.as_dict() if self.of_model is not None else None,
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
 
     def metric_dict(self) -> dict[str, Any]:
@@ -134,7 +142,7 @@ def _row(record: dict[str, dict[str, Any]], key: str, basis: str, sku: str | Non
 def _preset_biases(record: dict[str, dict[str, Any]], kind: str) -> list[float]:
     """Each engine preset's own bias on one source kind (the record's kind-and-preset rows, not its TP rows)."""
     preset_rows = kind_engine_key(kind, "")
-    other_rows = (kind_tp_key(kind, 0).removesuffix("0"), kind_metric_key(kind, ""))
+    other_rows = (kind_tp_key(kind, 0).removesuffix("0"), kind_metric_key(kind, ""), kind_model_key(kind, ""))
     return [float(v["optimism"]) for k, v in record.items()
             if k.startswith(preset_rows) and not k.startswith(other_rows) and v.get("points")]
 
@@ -150,11 +158,11 @@ def _by_metric(record: dict[str, dict[str, Any]], kind: str) -> tuple[tuple[str,
 
 
 def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sku: str | None = None,
-             path: Path = RECORD_FILE) -> Evidence | None:
+             path: Path = RECORD_FILE, model: str | None = None) -> Evidence | None:
     """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset` (and `sku`):
-    its preset's points on its source kind, else every suite's on that kind, with that kind's points at its TP and
-    per metric beside them (at_tp, by_metric); None where the suites never ran that kind (a calibrated or user
-    profile: its own fit error is its evidence)."""
+    its preset's points on its source kind, else every suite's on that kind, with that kind's points at its TP, per
+    metric and on its own `model` beside them (at_tp, by_metric, of_model: where a suite measured that model); None
+    where the suites never ran that kind (a calibrated or user profile: its own fit error is its evidence)."""
     kind, record = source_kind(step_time_label), _breakdowns(path)
     source = "measured kernels" if kind == "kernels" else kind
     found = _row(record, kind_engine_key(kind, preset), f"{preset} preset on {source}", sku) if preset else None
@@ -166,6 +174,9 @@ def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sk
         biases = _preset_biases(record, kind)
         found = replace(found, presets_range=(min(biases), max(biases)) if biases else None)
     found = replace(found, by_metric=_by_metric(record, kind))
+    if model:
+        found = replace(found, of_model=_row(record, kind_model_key(kind, model),
+                                             f"{model}'s own published points on {source}", sku))
     if tp is None:
         return found
     return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from simfactory.cli import app
 from simfactory.fidelity import PointResult, breakdowns, record_doc
-from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_metric_key, kind_tp_key,
-                                        leaning, record_problem, source_kind)
+from simfactory.fidelity_record import (RECORD_FILE, evidence, kind_engine_key, kind_key, kind_metric_key,
+                                        kind_model_key, kind_tp_key, leaning, record_problem, source_kind)
 from simfactory.resolve.step_time import MEASURED_KERNELS_LABEL, ROOFLINE_DEFAULT_LABEL
 
 KERNELS = MEASURED_KERNELS_LABEL + "kernel tables of ... (vllm 0.24.0 prior)"
@@ -96,11 +96,44 @@ def test_a_deployment_also_gets_its_kinds_figures_per_metric(tmp_path):
         "points": 3, "mape": 0.1, "optimism": 0.0}})).by_metric == ()  # a record without them: none, not an error
 
 
+def test_a_model_the_suites_measured_gets_its_own_points_beside_its_kinds(tmp_path):
+    """A deployment of a model some suite measured cites that model's points on its source kind (every preset and TP)
+    beside the pooled figures: a kind's pooled bias can hide one model leaning hard (gpt-oss-120b's one-client steps,
+    90% pessimistic among kernels points near +2%). Model rows are not presets, and a model no suite measured gets
+    none, not another's."""
+    from simfactory.report.markdown import accuracy_rows, forecast_check_lines
+
+    path = _record(tmp_path, {
+        kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
+        kind_engine_key("kernels", "sglang-0.5"): {"points": 60, "mape": 0.13, "optimism": 0.03},
+        kind_engine_key("kernels", "vllm"): {"points": 40, "mape": 0.1, "optimism": 0.01},
+        kind_model_key("kernels", "gpt-oss-120b"): {"points": 4, "mape": 0.903, "optimism": -0.903, "skus": ["b200"]},
+        kind_model_key("roofline", "llama-3.1-8b"): {"points": 9, "mape": 0.4, "optimism": 0.3},
+    })
+    e = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path, model="gpt-oss-120b")
+    m = e.of_model
+    assert (m.points, m.mape, m.optimism, m.record_key) == (4, 0.903, -0.903, "all suites [kernels] | model gpt-oss-120b")
+    assert m.basis == "gpt-oss-120b's own published points on measured kernels (measured on b200; none on b300)"
+    assert evidence(KERNELS, "sglang-0.5", path=path, model="llama-3.1-8b").of_model is None  # a roofline row only
+    assert evidence(KERNELS, "sglang-0.5", path=path).of_model is None  # no model asked
+    assert evidence(KERNELS, "mystery", path=path).presets_range == (0.01, 0.03)  # the -0.903 row is no preset
+    d = e.as_dict()
+    assert d["of_model"]["points"] == 4 and d["of_model"]["leaning"] == "pessimistic"
+    line = forecast_check_lines([("oss", d)])[0]
+    assert "gpt-oss-120b's own published points on measured kernels (measured on b200; none on b300): 4, MAPE 90.3%, " \
+           "bias -90.3% (pessimistic)" in line
+    row = accuracy_rows([{"name": "oss", "forecast_accuracy": d}])[0]
+    assert row[-1].endswith("bias -90.3% (pessimistic)")
+    # two deployments of one kind but different models do not share a sentence
+    other = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path).as_dict()
+    assert len(forecast_check_lines([("oss", d), ("llama", other)])) == 2
+
+
 def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     """The keys a report looks up are the ones `fidelity` pools its points under (one function makes both), and
     the record names each cited row's hardware."""
     rs = [PointResult("a", "x", "output_tokens_per_s", 100, 110, "kernels", engine="vllm 0.19.1", preset="vllm",
-                      sku="h100-sxm"),
+                      sku="h100-sxm", model="llama-3.1-8b"),
           PointResult("b", "y", "itl_s", 0.01, 0.008, "kernels", tp=2, engine="nim NIM 1.8.0", preset="nim", sku="h200"),
           PointResult("c", "z", "itl_s", 0.02, 0.025, "roofline", engine="vllm-v0", preset="vllm-v0", sku="mi300x")]
     b = breakdowns(rs)
@@ -113,6 +146,9 @@ def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     assert rec["breakdowns"][kind_metric_key("kernels", "output_tokens_per_s")]["skus"] == ["h100-sxm"]
     assert rec["note"] == "why" and rec["breakdowns"][kind_key("kernels")]["skus"] == ["h100-sxm", "h200"]
     assert rec["breakdowns"][kind_tp_key("kernels", 2)]["skus"] == ["h200"]
+    assert rec["breakdowns"][kind_model_key("kernels", "llama-3.1-8b")] == {"mape": 0.1, "optimism": 0.1,
+                                                                          "points": 1, "skus": ["h100-sxm"]}
+    assert rec["breakdowns"][kind_model_key("kernels", "model not stated")]["points"] == 1
     assert "skus" not in rec["breakdowns"]["all suites | tp 1"] and rec["suites"]["a [kernels]"]["points"] == 1
     assert source_kind(KERNELS) == "kernels" and source_kind(ROOFLINE_DEFAULT_LABEL + "x)") == "roofline"
     assert source_kind("roofline (x.yaml)") == "roofline entry"
@@ -150,10 +186,14 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     t = a["at_tp"]
     assert t["record"] == kind_tp_key("kernels", d["tp"]) and t["points"] == json.loads(RECORD_FILE.read_text())[
         "breakdowns"][t["record"]]["points"]
+    m = a["of_model"]  # Llama-3.1-8B's own points on measured kernels, beside its kind's (suites measured it)
+    assert m["record"] == kind_model_key("kernels", "llama-3.1-8b") and m["points"] == json.loads(
+        RECORD_FILE.read_text())["breakdowns"][m["record"]]["points"]
+    own = f"{m['basis']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} ({m['leaning']})"
     assert (f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) "
-            f"| TP {d['tp']}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%} |") in md
+            f"| TP {d['tp']}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%}; {own} |") in md
     terminal = " ".join(res.output.split())
-    assert f"forecast check ({d['name']}): {a['basis']}" in terminal
+    assert f"forecast check ({d['name']}): {a['basis']}" in terminal and own in terminal
     ttft = a["by_metric"]["ttft_s"]  # the kind's figures per metric: summary.json, summary.md, the terminal
     assert ttft["record"] == kind_metric_key("kernels", "ttft_s") and ttft["points"] == json.loads(
         RECORD_FILE.read_text())["breakdowns"][ttft["record"]]["points"]

@@ -376,7 +376,7 @@ def forecast_accuracy(d: ResolvedDeployment) -> dict[str, Any] | None:
     """How far this kind of forecast (step-time source, engine preset, on which hardware; the kind at its TP beside
     it) has been from published measurements (fidelity_record.evidence), or None where the suites never checked it."""
     preset = d.engine_preset.name if d.engine_preset is not None else None
-    found = evidence(d.step_time_source, preset, d.config.tp, d.profile.sku)
+    found = evidence(d.step_time_source, preset, d.config.tp, d.profile.sku, model=d.config.model)
     return found.as_dict() if found is not None else None
 
 

@@ -303,7 +303,7 @@ def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
             rows.append([name, "not checked by the shipped suites (a calibrated or user profile: see its fit error)",
                          "", "", "", ""] if a is None else
                         [name, a["basis"], f"{a['points']:,}", f"{a['mape']:.1%}", bias_text(a),
-                         _at_tp_text(a.get("at_tp"))])
+                         _at_tp_text(a.get("at_tp")) + _model_text(a.get("of_model"))])
     return rows
 
 
@@ -354,6 +354,15 @@ def _at_tp_text(t: dict[str, Any] | None, basis: bool = False) -> str:
     return f"{where}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%}"
 
 
+def _model_text(m: dict[str, Any] | None) -> str:
+    """'; gpt-oss-120b's own published points on measured kernels: 4, MAPE 90.3%, bias -90.3% (pessimistic)' where a
+    suite measured the deployment's model ('' where none did)."""
+    if not m:
+        return ""
+    return (f"; {m['basis']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} "
+            f"({m['leaning']})")
+
+
 def forecast_check_lines(named: list[tuple[str, dict[str, Any]]],
                          advice: Callable[[dict[str, Any]], str] | None = None) -> list[str]:
     """One sentence per kind of forecast among (deployment name, evidence) pairs: the terminal's and a plan's
@@ -361,11 +370,13 @@ def forecast_check_lines(named: list[tuple[str, dict[str, Any]]],
     plan ('' for nothing), appended to its sentence."""
     kinds: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
     for name, a in named:
-        kinds.setdefault((a["record"], (a.get("at_tp") or {}).get("record", "")), (a, []))[1].append(name)
+        kinds.setdefault((a["record"], (a.get("at_tp") or {}).get("record", ""),
+                          (a.get("of_model") or {}).get("record", "")), (a, []))[1].append(name)
     lines = []
     for a, names in kinds.values():
         line = (f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
-                f"{a['mape']:.1%}, bias {bias_text(a)}; {_at_tp_text(a.get('at_tp'), basis=True)}")
+                f"{a['mape']:.1%}, bias {bias_text(a)}; {_at_tp_text(a.get('at_tp'), basis=True)}"
+                f"{_model_text(a.get('of_model'))}")
         if a.get("by_metric"):
             line += f"; per metric, MAPE (bias): {metric_text(a)}"
         if advice is not None and (said := advice(a)):
