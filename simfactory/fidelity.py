@@ -643,7 +643,7 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
 
 
 # the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
-# engine preset, at one TP, on one metric, and on one model
+# engine preset, at one TP, on one metric, and on one model (last: record_doc names the presets and TPs it pools)
 EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
     lambda r: kind_key(r.step_time_source),
     lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
@@ -674,10 +674,15 @@ def record_doc(results: list[PointResult], note: str) -> dict[str, Any]:
         return {"mape": round(s["mape"], 4), "optimism": round(s["optimism"], 4), "points": s["points"]}
 
     skus: dict[str, set[str]] = {}  # the cited rows' hardware
+    pooled: dict[str, tuple[set[str], set[int]]] = {}  # a model row's presets and TPs (it pools every one)
     for r in results:
         for key in EVIDENCE_KEYS:
             skus.setdefault(key(r), set()).add(r.sku)
-    rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k in skus else {})}
+        presets, tps = pooled.setdefault(EVIDENCE_KEYS[-1](r), (set(), set()))
+        presets.add(r.preset)
+        tps.add(r.tp)
+    rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k in skus else {}),
+                **({"presets": sorted(pooled[k][0] - {""}), "tps": sorted(pooled[k][1])} if k in pooled else {})}
             for k, v in sorted(breakdowns(results).items())}
     return {"breakdowns": rows, "note": note, "suites": {k: rounded(v) for k, v in sorted(summarize(results).items())}}
 

@@ -98,7 +98,8 @@ class Evidence:
                 "presets_optimism_range": list(self.presets_range) if self.presets_range is not None else None,
                 "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
                 "by_metric": {m: e.metric_dict() for m, e in self.by_metric},
-                "of_model": self.of_model.as_dict() if self.of_model is not None else None,
+                "of_model": ({**self.of_model.metric_dict(), "skus": list(self.of_model.skus)}
+                             if self.of_model is not None else None),
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
 
     def metric_dict(self) -> dict[str, Any]:
@@ -157,6 +158,18 @@ def _by_metric(record: dict[str, dict[str, Any]], kind: str) -> tuple[tuple[str,
     return tuple((m, e) for m, e in found if e is not None)
 
 
+def _model_row(record: dict[str, dict[str, Any]], key: str, model: str, source: str) -> Evidence | None:
+    """A model's own points on a source kind: they pool every preset, TP and SKU that measured it, which the basis
+    names ('gpt-oss-120b's published points on measured kernels (sglang-0.5; TP 8; b200)'), the deployment's own or
+    not: the figure is the model's record, not its forecast's."""
+    row = record.get(key) or {}
+    pools = [", ".join(str(x) for x in row.get("presets") or ()),
+             "TP " + ", ".join(str(x) for x in row.get("tps") or ()) if row.get("tps") else "",
+             ", ".join(str(x) for x in row.get("skus") or ())]
+    where = "; ".join(x for x in pools if x)
+    return _row(record, key, f"{model}'s published points on {source}" + (f" ({where})" if where else ""), None)
+
+
 def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sku: str | None = None,
              path: Path = RECORD_FILE, model: str | None = None) -> Evidence | None:
     """The evidence for a deployment whose step time is `step_time_label` on engine preset `preset` (and `sku`):
@@ -175,8 +188,7 @@ def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sk
         found = replace(found, presets_range=(min(biases), max(biases)) if biases else None)
     found = replace(found, by_metric=_by_metric(record, kind))
     if model:
-        found = replace(found, of_model=_row(record, kind_model_key(kind, model),
-                                             f"{model}'s own published points on {source}", sku))
+        found = replace(found, of_model=_model_row(record, kind_model_key(kind, model), model, source))
     if tp is None:
         return found
     return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",

@@ -97,36 +97,67 @@ def test_a_deployment_also_gets_its_kinds_figures_per_metric(tmp_path):
 
 
 def test_a_model_the_suites_measured_gets_its_own_points_beside_its_kinds(tmp_path):
-    """A deployment of a model some suite measured cites that model's points on its source kind (every preset and TP)
-    beside the pooled figures: a kind's pooled bias can hide one model leaning hard (gpt-oss-120b's one-client steps,
-    90% pessimistic among kernels points near +2%). Model rows are not presets, and a model no suite measured gets
-    none, not another's."""
+    """A deployment of a model some suite measured cites that model's points on its source kind beside the pooled
+    figures, naming the presets, TPs and hardware they pool (a kind's pooled bias can hide one model leaning hard:
+    gpt-oss-120b's one-client steps, 90% pessimistic among kernels points near +2%). Model rows are not presets, and
+    a model no suite measured gets none, not another's."""
     from simfactory.report.markdown import accuracy_rows, forecast_check_lines
 
     path = _record(tmp_path, {
         kind_key("kernels"): {"points": 100, "mape": 0.12, "optimism": 0.02},
-        kind_engine_key("kernels", "sglang-0.5"): {"points": 60, "mape": 0.13, "optimism": 0.03},
+        kind_engine_key("kernels", "sglang-0.5"): {"points": 60, "mape": 0.13, "optimism": 0.03, "skus": ["b200"]},
         kind_engine_key("kernels", "vllm"): {"points": 40, "mape": 0.1, "optimism": 0.01},
-        kind_model_key("kernels", "gpt-oss-120b"): {"points": 4, "mape": 0.903, "optimism": -0.903, "skus": ["b200"]},
+        kind_model_key("kernels", "gpt-oss-120b"): {"points": 4, "mape": 0.903, "optimism": -0.903, "skus": ["b200"],
+                                                    "presets": ["sglang-0.5"], "tps": [8]},
         kind_model_key("roofline", "llama-3.1-8b"): {"points": 9, "mape": 0.4, "optimism": 0.3},
     })
     e = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path, model="gpt-oss-120b")
     m = e.of_model
     assert (m.points, m.mape, m.optimism, m.record_key) == (4, 0.903, -0.903, "all suites [kernels] | model gpt-oss-120b")
-    assert m.basis == "gpt-oss-120b's own published points on measured kernels (measured on b200; none on b300)"
+    assert m.basis == "gpt-oss-120b's published points on measured kernels (sglang-0.5; TP 8; b200)"
     assert evidence(KERNELS, "sglang-0.5", path=path, model="llama-3.1-8b").of_model is None  # a roofline row only
     assert evidence(KERNELS, "sglang-0.5", path=path).of_model is None  # no model asked
     assert evidence(KERNELS, "mystery", path=path).presets_range == (0.01, 0.03)  # the -0.903 row is no preset
     d = e.as_dict()
-    assert d["of_model"]["points"] == 4 and d["of_model"]["leaning"] == "pessimistic"
-    line = forecast_check_lines([("oss", d)])[0]
-    assert "gpt-oss-120b's own published points on measured kernels (measured on b200; none on b300): 4, MAPE 90.3%, " \
-           "bias -90.3% (pessimistic)" in line
-    row = accuracy_rows([{"name": "oss", "forecast_accuracy": d}])[0]
-    assert row[-1].endswith("bias -90.3% (pessimistic)")
-    # two deployments of one kind but different models do not share a sentence
-    other = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path).as_dict()
-    assert len(forecast_check_lines([("oss", d), ("llama", other)])) == 2
+    assert d["of_model"] == {"label": m.basis, "record": m.record_key, "points": 4, "mape": 0.903,
+                             "optimism": -0.903, "leaning": "pessimistic", "skus": ["b200"]}
+    own = f"{m.basis}: 4, MAPE 90.3%, bias -90.3% (pessimistic)"
+    assert own in forecast_check_lines([("oss", d)])[0]
+    assert accuracy_rows([{"name": "oss", "forecast_accuracy": d}])[0][-1].endswith(own)
+    # deployments share a sentence only where all of it is theirs: not two models, nor two SKUs the words differ on
+    llama = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path).as_dict()
+    on_b200 = evidence(KERNELS, "sglang-0.5", 8, "b200", path=path, model="gpt-oss-120b").as_dict()
+    lines = forecast_check_lines([("oss-b300", d), ("llama", llama), ("oss-b200", on_b200), ("oss2-b300", d)])
+    assert len(lines) == 3 and lines[0].startswith("forecast check (oss-b300, oss2-b300): sglang-0.5 preset on "
+                                                   "measured kernels (measured on b200; none on b300)")
+    assert "none on" not in next(x for x in lines if x.startswith("forecast check (oss-b200)"))
+
+
+def test_a_catalogue_model_under_a_shipped_id_cites_no_shipped_models_points(tmp_path):
+    """A user's catalogue entry that redefines a shipped id with another shape is not that model: its run cites the
+    kind's figures, not the shipped model's own points (it gets no tables of that id either); the shipped model and a
+    release of its shape keep theirs."""
+    import yaml
+
+    from simfactory.metrics.summary import forecast_accuracy
+    from simfactory.paths import PROFILES_DIR
+    from simfactory.resolve import load_and_resolve
+
+    shipped = {m["id"]: m for m in yaml.safe_load((PROFILES_DIR / "models.yaml").read_text())["models"]}
+    wide = {**shipped["llama-3.1-70b"], "intermediate": 28800, "source": "a user's redefinition", "as_of": "2026-12"}
+    (tmp_path / "hardware_profiles").mkdir()
+    (tmp_path / "scenarios").mkdir()
+    doc = yaml.safe_load((PROFILES_DIR.parent / "scenarios" / "default.yaml").read_text())
+    doc["pools"][0].update(sku="mi300x", count=2)  # the roofline, where the shipped 70B has a model row
+    doc["deployments"][0].update(model="llama-3.1-70b", tp=2, dtype="fp8", replicas=1)
+    (tmp_path / "scenarios" / "s.yaml").write_text(yaml.safe_dump(doc))
+
+    def of_model() -> dict | None:
+        return forecast_accuracy(load_and_resolve(tmp_path / "scenarios" / "s.yaml").deployments[0])["of_model"]
+
+    assert of_model()["record"] == kind_model_key("roofline", "llama-3.1-70b")
+    (tmp_path / "hardware_profiles" / "models.yaml").write_text(yaml.safe_dump({"models": [wide]}, sort_keys=False))
+    assert of_model() is None
 
 
 def test_fidelity_writes_the_breakdowns_the_lookup_reads():
@@ -146,8 +177,8 @@ def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     assert rec["breakdowns"][kind_metric_key("kernels", "output_tokens_per_s")]["skus"] == ["h100-sxm"]
     assert rec["note"] == "why" and rec["breakdowns"][kind_key("kernels")]["skus"] == ["h100-sxm", "h200"]
     assert rec["breakdowns"][kind_tp_key("kernels", 2)]["skus"] == ["h200"]
-    assert rec["breakdowns"][kind_model_key("kernels", "llama-3.1-8b")] == {"mape": 0.1, "optimism": 0.1,
-                                                                          "points": 1, "skus": ["h100-sxm"]}
+    assert rec["breakdowns"][kind_model_key("kernels", "llama-3.1-8b")] == {
+        "mape": 0.1, "optimism": 0.1, "points": 1, "skus": ["h100-sxm"], "presets": ["vllm"], "tps": [1]}
     assert rec["breakdowns"][kind_model_key("kernels", "model not stated")]["points"] == 1
     assert "skus" not in rec["breakdowns"]["all suites | tp 1"] and rec["suites"]["a [kernels]"]["points"] == 1
     assert source_kind(KERNELS) == "kernels" and source_kind(ROOFLINE_DEFAULT_LABEL + "x)") == "roofline"
@@ -189,7 +220,7 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     m = a["of_model"]  # Llama-3.1-8B's own points on measured kernels, beside its kind's (suites measured it)
     assert m["record"] == kind_model_key("kernels", "llama-3.1-8b") and m["points"] == json.loads(
         RECORD_FILE.read_text())["breakdowns"][m["record"]]["points"]
-    own = f"{m['basis']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} ({m['leaning']})"
+    own = f"{m['label']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} ({m['leaning']})"
     assert (f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) "
             f"| TP {d['tp']}: {t['points']:,} points, MAPE {t['mape']:.1%}, bias {t['optimism']:+.1%}; {own} |") in md
     terminal = " ".join(res.output.split())

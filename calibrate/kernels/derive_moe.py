@@ -91,7 +91,7 @@ DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2
 # MXFP8 before FlashInfer's TRT-LLM MXFP4 MoE by default (flashinfer_mxfp4_moe_precision "default" -> mxfp8_quantize in
 # python/sglang/srt/layers/quantization/mxfp4.py of https://pypi.org/project/sglang/0.5.6.post1/): w4a8_mxfp4_mxfp8
 MXFP4_MODELS = {"gpt-oss-120b", "gpt-oss-20b"}
-MXFP8_ACTIVATIONS = {("sglang", s) for s in ("b200_sxm", "b300_sxm", "gb200", "gb300")}
+MXFP8_ACTIVATIONS = {("sglang", s) for s in ("b200_sxm", "b300_sxm", "gb200", "gb300")}  # the racks: not derived yet
 QUANT_BY_MODEL = {"mixtral-8x7b": {"fp8": ("fp8", "fp8")},
                   **{m: {"fp4": ("bfloat16", "w4a16_mxfp4")} for m in MXFP4_MODELS}}
 SMALL = {"mixtral-8x7b", *MXFP4_MODELS}  # fits 1-4 devices: the "small" layouts, no rack layouts
@@ -317,7 +317,8 @@ def groups(h) -> dict[str, list[int]]:
         key = ("mla" if is_attention(n) else "logits" if n.endswith("logits_gemm")
                else "allreduce" if n.endswith("_ar") or "_ar_" in n else "linear")
         out[key].append(i)
-    if not out["mla"] or len(out["logits"]) != 1:
+    # one attention op, or ops of one name the SDK splits a model's layers into (gpt-oss: windowed and full)
+    if len({names[i] for i in out["mla"]}) != 1 or len(out["logits"]) != 1:
         raise ValueError(f"unexpected generation op list {names}")
     return out
 
@@ -325,7 +326,7 @@ def groups(h) -> dict[str, list[int]]:
 def context_mla(h) -> list[int]:
     names = op_names(h.evaluate_context_ops, batch_size=1, s=16)
     idx = [i for i, n in enumerate(names) if is_attention(n)]
-    if not idx:
+    if len({names[i] for i in idx}) != 1:
         raise ValueError(f"unexpected context op list {names}")
     return idx
 
@@ -502,7 +503,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
                   "quant": {f"{m} {d}": {**dict(zip(("gemm", "moe"), quant(m, d))),
-                                         **({"moe_sglang": "w4a8_mxfp4_mxfp8"} if m in MXFP4_MODELS and blackwell
+                                         **({"moe_sglang": "w4a8_mxfp4_mxfp8"}
+                                            if m in MXFP4_MODELS and ("sglang", system) in MXFP8_ACTIVATIONS
                                             else {})} for m, d in present},
                   "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
                                  "what the SDK's context path prices above the composed prefill (a per-step cost)",

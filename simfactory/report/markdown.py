@@ -281,11 +281,14 @@ def render_deployments(deployments: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-ACCURACY_HEADER = ["deployment", "checked against", "points", "MAPE", "bias", "its kind at its TP (every preset)"]
+ACCURACY_HEADER = ["deployment", "checked against", "points", "MAPE", "bias",
+                   "its kind at its TP (every preset); its model's points"]
 ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine preset) have been from published "
                  "measurements that simfactory's fidelity suites replay (`simfactory fidelity`; latencies and "
                  "throughput of every suite pooled). Bias > 0 is optimistic: forecasts ran faster than measured, so a "
-                 "plan built on them buys too little.")
+                 "plan built on them buys too little. Where a suite measured the deployment's model, its points are "
+                 "named too, with the presets, TPs and hardware they pool: a record of the model, read beside the "
+                 "kind's figure (plans size their margins on the kind's).")
 
 
 def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:
@@ -355,11 +358,11 @@ def _at_tp_text(t: dict[str, Any] | None, basis: bool = False) -> str:
 
 
 def _model_text(m: dict[str, Any] | None) -> str:
-    """'; gpt-oss-120b's own published points on measured kernels: 4, MAPE 90.3%, bias -90.3% (pessimistic)' where a
-    suite measured the deployment's model ('' where none did)."""
+    """'; gpt-oss-120b's published points on measured kernels (sglang-0.5; TP 8; b200): 4, MAPE 90.3%, bias -90.3%
+    (pessimistic)' where a suite measured the deployment's model ('' where none did)."""
     if not m:
         return ""
-    return (f"; {m['basis']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} "
+    return (f"; {m['label']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} "
             f"({m['leaning']})")
 
 
@@ -368,10 +371,10 @@ def forecast_check_lines(named: list[tuple[str, dict[str, Any]]],
     """One sentence per kind of forecast among (deployment name, evidence) pairs: the terminal's and a plan's
     `forecast check` (deployments sharing a kind share a sentence). advice: what the kind's evidence means for a
     plan ('' for nothing), appended to its sentence."""
-    kinds: dict[tuple[str, str], tuple[dict[str, Any], list[str]]] = {}
-    for name, a in named:
-        kinds.setdefault((a["record"], (a.get("at_tp") or {}).get("record", ""),
-                          (a.get("of_model") or {}).get("record", "")), (a, []))[1].append(name)
+    kinds: dict[tuple[str, str, str], tuple[dict[str, Any], list[str]]] = {}
+    for name, a in named:  # deployments share a sentence only where every figure and word of it is theirs too
+        kinds.setdefault((a["basis"], (a.get("at_tp") or {}).get("basis", ""),
+                          (a.get("of_model") or {}).get("label", "")), (a, []))[1].append(name)
     lines = []
     for a, names in kinds.values():
         line = (f"forecast check ({', '.join(names)}): {a['basis']}, {a['points']:,} published points: MAPE "
