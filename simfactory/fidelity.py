@@ -642,14 +642,19 @@ def summarize(results: list[PointResult]) -> dict[str, Any]:
     return _grouped(results, lambda r: f"{r.suite} [{r.step_time_source}]")
 
 
+def model_row_key(r: PointResult) -> str:
+    """The record row of a point's source kind on its model (record_doc names the presets and TPs it pools)."""
+    return kind_model_key(r.step_time_source, r.model or "model not stated")
+
+
 # the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
-# engine preset, at one TP, on one metric, and on one model (last: record_doc names the presets and TPs it pools)
+# engine preset, at one TP, on one metric, and on one model
 EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
     lambda r: kind_key(r.step_time_source),
     lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
     lambda r: kind_tp_key(r.step_time_source, r.tp),
     lambda r: kind_metric_key(r.step_time_source, r.metric),
-    lambda r: kind_model_key(r.step_time_source, r.model or "model not stated"),
+    model_row_key,
 )
 
 
@@ -678,7 +683,7 @@ def record_doc(results: list[PointResult], note: str) -> dict[str, Any]:
     for r in results:
         for key in EVIDENCE_KEYS:
             skus.setdefault(key(r), set()).add(r.sku)
-        presets, tps = pooled.setdefault(EVIDENCE_KEYS[-1](r), (set(), set()))
+        presets, tps = pooled.setdefault(model_row_key(r), (set(), set()))
         presets.add(r.preset)
         tps.add(r.tp)
     rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k in skus else {}),

@@ -252,8 +252,13 @@ def sglang_mha_prefill(sku: str, attention: list[dict]) -> int:
     return changed
 
 
-def quant(model: str, dtype: str) -> tuple[str, str]:
-    return QUANT_BY_MODEL.get(model, {}).get(dtype, QUANT[dtype])
+def quant(model: str, dtype: str, fw: str | None = None, system: str | None = None) -> tuple[str, str]:
+    """The SDK's (GEMM, MoE) quant modes of a model's dtype; with a framework and system, as that engine runs them
+    there (MXFP8_ACTIVATIONS)."""
+    gemm, moe = QUANT_BY_MODEL.get(model, {}).get(dtype, QUANT[dtype])
+    if model in MXFP4_MODELS and (fw, system) in MXFP8_ACTIVATIONS:
+        moe = "w4a8_mxfp4_mxfp8"
+    return gemm, moe
 
 
 def sdk_config(arch: ModelArch, work: Path) -> Path:
@@ -281,9 +286,7 @@ def handle(cfg: Path, system: str, fw: str, version: str, layout: tuple[int, int
     from aiconfigurator_core.sdk.engine import EngineHandle
 
     devices, dp, ep = layout
-    default_gemm, moe = quant(model, dtype)
-    if model in MXFP4_MODELS and (fw, system) in MXFP8_ACTIVATIONS:
-        moe = "w4a8_mxfp4_mxfp8"
+    default_gemm, moe = quant(model, dtype, fw, system)
     gemm = gemm or default_gemm
     return EngineHandle.compile(str(cfg), system, fw, backend_version=version, tp_size=devices // dp,
                                 attention_dp_size=dp, moe_tp_size=devices // ep, moe_ep_size=ep,
@@ -406,8 +409,10 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     for arch in models:
         if rack and arch.id in SMALL:
             continue
-        if arch.id in MXFP4_MODELS and not blackwell:
-            continue  # simfactory refuses dtype fp4 without FP4 tensor cores (resolve/deployments.py _fp4_ok): unread
+        # fp4 only on Blackwell: simfactory refuses dtype fp4 without FP4 tensor cores (resolve/deployments.py _fp4_ok)
+        dtypes = [d for d in DTYPES[arch.id] if d != "fp4" or blackwell]
+        if not dtypes:
+            continue  # nothing of it would be read here (gpt-oss off Blackwell)
         cfg = sdk_config(arch, work)
         layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
         if arch.id in ALSO_TP4 and not rack:
@@ -418,7 +423,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                 continue
             bf16_kernel = sglang_bf16_moe_kernel(systems, system, versions[fw], arch) if fw == "sglang" else None
             for layout in layouts:
-                for d in [d for d in DTYPES[arch.id] if d != "fp4" or blackwell]:
+                for d in dtypes:
                     for kv in ("fp8", "bf16"):
                         devices, dp, ep = layout
                         key = dict(model=arch.id, framework=fw, tp=devices, dp_attention=dp, ep=ep)
@@ -503,9 +508,9 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
                   "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
                   "quant": {f"{m} {d}": {**dict(zip(("gemm", "moe"), quant(m, d))),
-                                         **({"moe_sglang": "w4a8_mxfp4_mxfp8"}
-                                            if m in MXFP4_MODELS and ("sglang", system) in MXFP8_ACTIVATIONS
-                                            else {})} for m, d in present},
+                                         **({"moe_sglang": quant(m, d, "sglang", system)[1]}
+                                            if quant(m, d, "sglang", system) != quant(m, d) else {})}
+                            for m, d in present},
                   "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
                                  "what the SDK's context path prices above the composed prefill (a per-step cost)",
                   "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),

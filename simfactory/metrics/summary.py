@@ -21,6 +21,7 @@ from simfactory.provenance import provenance
 from simfactory.config.scenario import describe_arrivals
 from simfactory.cost.fleet import PoolCost, fleet_costs
 from simfactory.fidelity_record import evidence, record_problem
+from simfactory.resolve.step_time import redefined
 from simfactory.metrics.agent_controls import add_task_controls, caches_section
 from simfactory.metrics.autoscaling import autoscaling_summary, billed_accelerators
 from simfactory.metrics.cost_stack import cost_stack_section
@@ -375,10 +376,8 @@ def prefix_cache_section(req: pd.DataFrame, deployment: str, capacity_tokens: in
 def forecast_accuracy(d: ResolvedDeployment) -> dict[str, Any] | None:
     """How far this kind of forecast (step-time source, engine preset, on which hardware; the kind at its TP beside
     it) has been from published measurements (fidelity_record.evidence), or None where the suites never checked it."""
-    from simfactory.resolve.step_time import redefined  # a catalogue's own model under a shipped id: not that one
-
     preset = d.engine_preset.name if d.engine_preset is not None else None
-    model = None if redefined(d.arch) else d.config.model
+    model = None if redefined(d.arch) else d.config.model  # a catalogue's own model under a shipped id: not that one
     found = evidence(d.step_time_source, preset, d.config.tp, d.profile.sku, model=model)
     return found.as_dict() if found is not None else None
 
