@@ -203,3 +203,53 @@ def test_gpt_oss_mxfp4_on_blackwell_runs_on_its_own_kernel_tables(sku, system, e
     assert kernels_s > 2 * sum(v for k, v in roof.items() if k != "overhead")
     quant = load_kernel_tables(sku).header["moe"]["quant"][f"{model} fp4"]
     assert quant == {"gemm": "bfloat16", "moe": "w4a16_mxfp4", "moe_sglang": "w4a8_mxfp4_mxfp8"}
+
+
+@pytest.mark.parametrize("sku,system", [("h100-sxm", "h100_sxm"), ("h200", "h200_sxm")])
+@pytest.mark.parametrize("engine,framework", [("vllm", "vllm"), ("sglang-0.5", "sglang")])
+@pytest.mark.parametrize("model,tp", [("gpt-oss-120b", 1), ("gpt-oss-120b", 2), ("gpt-oss-20b", 1)])
+def test_gpt_oss_weight_only_mxfp4_runs_on_hopper_as_w4a16(sku, system, engine, framework, model, tp):
+    """gpt-oss's MXFP4 experts multiply 16-bit activations (models.yaml fp4_weight_only), so dtype fp4 runs on
+    Hopper, which has no FP4 tensor cores: on its own kernel tables there (the SDK's w4a16_mxfp4 rows, derive_moe.py),
+    its roofline at the BF16 rate, and its eager-prefill floor that of an unquantized MoE model (no activation
+    quantization launches)."""
+    from simfactory.config.scenario import Scenario
+    from simfactory.hardware.step_time import StepLoad
+    from simfactory.resolve import resolve
+
+    def deployment(source: str):
+        doc = scenario_doc(engine=engine, step_time_source=source)
+        doc["pools"][0].update(sku=sku, count=tp, cloud_usd_per_accel_hour=5.0)
+        doc["deployments"][0].update(model=model, tp=tp, dtype="fp4", kv_dtype="bf16", replicas=1)
+        return resolve(Scenario.model_validate(doc)).deployments[0]
+
+    d = deployment("auto")
+    assert d.step_time_source.startswith("measured kernels"), d.step_time_source
+    assert f"({system}, {framework} " in d.step_time_source and "fp4 weights" in d.step_time_source
+    kernels_s = sum(v for k, v in d.step_time.breakdown_s(StepLoad(0, 1, 1_000.0, 0.0)).items() if k != "overhead")
+    assert 1e-3 < kernels_s < 12e-3  # a one-sequence decode step of the SDK's composition
+    roof = deployment("roofline").step_time
+    spec = load_profile(DIRS, sku, "sku", "sku").spec
+    assert spec.fp4_tflops is None
+    assert roof.peak_flops == pytest.approx(spec.bf16_tflops * 1e12 * roof.factors.compute_efficiency)
+    eager = ENGINES["sglang-0.5"].eager_prefill
+    arch = MODELS[model]
+    assert eager.floor_s(arch, "fp4") == pytest.approx(eager.floor_s(arch, "bf16"))
+    assert eager.floor_s(arch, "fp4") < eager.floor_s(arch, None)
+
+
+def test_fp4_stays_refused_on_hopper_for_checkpoints_that_quantize_activations(tmp_path):
+    """Only a weight-only FP4 checkpoint runs on a GPU without FP4 tensor cores: DeepSeek-R1's NVFP4 (activations
+    quantized too) and an FP4 KV cache for gpt-oss are refused there, naming the file and field."""
+    from simfactory.errors import InputError, InputErrors
+
+    for model, kv in (("deepseek-r1", None), ("gpt-oss-120b", "fp4")):
+        doc = scenario_doc()
+        doc["pools"][0].update(sku="h200", count=8)
+        doc["deployments"][0].update(model=model, tp=8, dtype="fp4", replicas=1, **({"kv_dtype": kv} if kv else {}))
+        path = tmp_path / f"{model}.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises((InputError, InputErrors)) as info:
+            load_and_resolve(path)
+        field = "kv_dtype" if kv else "dtype"
+        assert f"deployments[0].{field}" in str(info.value) and "has no FP4 tensor cores" in str(info.value)

@@ -85,8 +85,8 @@ MODELS = {"deepseek-r1": "deepseek-ai--DeepSeek-R1_config.json", "deepseek-v3": 
 DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2": ("fp8",),
           "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8"),
           "gpt-oss-120b": ("fp4",), "gpt-oss-20b": ("fp4",)}
-# gpt-oss ships its experts in MXFP4 and everything else in BF16 (its "fp4" here; Blackwell only, derive_sku): the
-# SDK's w4a16_mxfp4 MoE rows (BF16 activations: vLLM's FlashInfer TRT-LLM MXFP4-BF16 and Triton kernels, the source
+# gpt-oss ships its experts in MXFP4 and everything else in BF16 (its "fp4" here, weight-only: models.yaml
+# fp4_weight_only, so Hopper runs it too, as W4A16; derive_sku): the SDK's w4a16_mxfp4 MoE rows (BF16 activations: vLLM's FlashInfer TRT-LLM MXFP4-BF16 and Triton kernels, the source
 # names of its rows; TensorRT-LLM's, an assumption) except SGLang on Blackwell, which quantizes the activations to
 # MXFP8 before FlashInfer's TRT-LLM MXFP4 MoE by default (flashinfer_mxfp4_moe_precision "default" -> mxfp8_quantize in
 # python/sglang/srt/layers/quantization/mxfp4.py of https://pypi.org/project/sglang/0.5.6.post1/): w4a8_mxfp4_mxfp8
@@ -409,10 +409,11 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
     for arch in models:
         if rack and arch.id in SMALL:
             continue
-        # fp4 only on Blackwell: simfactory refuses dtype fp4 without FP4 tensor cores (resolve/deployments.py _fp4_ok)
-        dtypes = [d for d in DTYPES[arch.id] if d != "fp4" or blackwell]
+        # fp4 only on Blackwell, but for a weight-only FP4 checkpoint (gpt-oss, W4A16 elsewhere): simfactory refuses
+        # dtype fp4 without FP4 tensor cores otherwise (resolve/deployments.py _fp4_ok)
+        dtypes = [d for d in DTYPES[arch.id] if d != "fp4" or blackwell or arch.fp4_weight_only]
         if not dtypes:
-            continue  # nothing of it would be read here (gpt-oss off Blackwell)
+            continue  # nothing of it would be read here
         cfg = sdk_config(arch, work)
         layouts = LAYOUTS["rack" if rack else "small" if arch.id in SMALL else "8"]
         if arch.id in ALSO_TP4 and not rack:

@@ -425,6 +425,10 @@ class ModelArch(Sourced):
     mtp_modules: NonNegativeInt = Field(
         default=0, description="multi-token-prediction modules shipped with the model (DeepSeek-V3's "
                                "num_nextn_predict_layers: 1), usable as a speculative draft (speculative.mtp: true)")
+    fp4_weight_only: bool = Field(
+        default=False, description="its FP4 checkpoint quantizes weights only, activations stay 16-bit (gpt-oss: MXFP4 "
+        "experts, the rest BF16): dtype fp4 then runs on GPUs without FP4 tensor cores too, as W4A16 at the BF16 rate, "
+        "and its GEMMs launch no activation quantization")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
@@ -586,6 +590,11 @@ class ModelArch(Sourced):
     def weight_bytes(self, dtype: str) -> float:
         return self.params_b * 1e9 * BYTES_PER_PARAM[dtype]
 
+    def compute_dtype(self, dtype: str) -> str:
+        """The precision this model's GEMMs multiply in with weights of `dtype`: bf16 for a weight-only FP4
+        checkpoint (W4A16: the weights are dequantized on the fly), else the weights' own."""
+        return "bf16" if dtype == "fp4" and self.fp4_weight_only else dtype
+
 
 class ModelCatalog(_Strict):
     models: list[ModelArch] = Field(description="model architectures deployments can serve")
@@ -713,10 +722,12 @@ class EagerPrefill(Sourced):
 
     def floor_s(self, arch: ModelArch, dtype: str | None = None) -> float:
         """The launch time of one prefill forward of this model in this weight dtype (None: quantized): the least a
-        step with prompt tokens takes."""
+        step with prompt tokens takes. A weight-only FP4 checkpoint's GEMMs run on 16-bit activations, as unquantized
+        ones do (gpt-oss on SGLang's Blackwell path quantizes only the experts' input, once a layer)."""
         moe = arch.moe_layers if arch.is_moe else 0
         per_moe = self.moe_layer_s
-        if dtype in UNQUANTIZED_DTYPES and self.moe_layer_unquantized_s is not None:
+        unquantized = dtype is not None and arch.compute_dtype(dtype) in UNQUANTIZED_DTYPES
+        if unquantized and self.moe_layer_unquantized_s is not None:
             per_moe = self.moe_layer_unquantized_s
         return self.dense_layer_s * (arch.layers - moe) + per_moe * moe
 

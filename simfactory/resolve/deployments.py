@@ -63,7 +63,7 @@ def _resolve_deployment(
     if arch is None or profile is None:
         return None
     kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype)
-    if not _fp4_ok(d, at, profile, kv_dtype, fname, errors):
+    if not _fp4_ok(d, at, arch, profile, kv_dtype, fname, errors):
         return None
     spec_cfg = d.speculative
     draft_name = spec_cfg.draft_model if spec_cfg is not None else None
@@ -171,12 +171,14 @@ def _kv_link(d: Deployment, decode: ResolvedDeployment, prefill: ResolvedDeploym
     return min(dspec.scale_out_gb_s, pspec.scale_out_gb_s) * 1e9 * lanes, latency
 
 
-def _fp4_ok(d: Deployment, at: str, profile: HardwareProfile, kv_dtype: str, fname: str,
+def _fp4_ok(d: Deployment, at: str, arch: ModelArch, profile: HardwareProfile, kv_dtype: str, fname: str,
             errors: list[InputError]) -> bool:
-    """fp4 weights (or KV cache) need FP4 tensor cores: a SKU whose spec has no fp4_tflops is refused, naming its rates."""
+    """fp4 weights (or KV cache) need FP4 tensor cores: a SKU whose spec has no fp4_tflops is refused, naming its rates;
+    except the weights of a weight-only FP4 checkpoint (models.yaml fp4_weight_only: gpt-oss), which run as W4A16."""
     if profile.spec.fp4_tflops:
         return True
-    field = "dtype" if d.dtype == "fp4" else "kv_dtype" if kv_dtype == "fp4" else None
+    weights = d.dtype == "fp4" and not arch.fp4_weight_only
+    field = "dtype" if weights else "kv_dtype" if kv_dtype == "fp4" else None
     if field is None:
         return True
     spec = profile.spec
