@@ -647,14 +647,20 @@ def model_row_key(r: PointResult) -> str:
     return kind_model_key(r.step_time_source, r.model or "model not stated")
 
 
+def model_preset_row_key(r: PointResult) -> str:
+    """The record row of a point's source kind on its model and engine preset (record_doc names its TPs)."""
+    return kind_model_key(r.step_time_source, r.model or "model not stated", r.preset or "engine not stated")
+
+
 # the breakdowns a run report cites as a deployment's evidence (fidelity_record.evidence): per source kind, with the
-# engine preset, at one TP, on one metric, and on one model
+# engine preset, at one TP, on one metric, and on one model (every preset, and its own)
 EVIDENCE_KEYS: tuple[Callable[[PointResult], str], ...] = (
     lambda r: kind_key(r.step_time_source),
     lambda r: kind_engine_key(r.step_time_source, r.preset or "engine not stated"),
     lambda r: kind_tp_key(r.step_time_source, r.tp),
     lambda r: kind_metric_key(r.step_time_source, r.metric),
     model_row_key,
+    model_preset_row_key,
 )
 
 
@@ -683,9 +689,10 @@ def record_doc(results: list[PointResult], note: str) -> dict[str, Any]:
     for r in results:
         for key in EVIDENCE_KEYS:
             skus.setdefault(key(r), set()).add(r.sku)
-        presets, tps = pooled.setdefault(model_row_key(r), (set(), set()))
-        presets.add(r.preset)
-        tps.add(r.tp)
+        for key in (model_row_key(r), model_preset_row_key(r)):
+            presets, tps = pooled.setdefault(key, (set(), set()))
+            presets.add(r.preset)
+            tps.add(r.tp)
     rows = {k: {**rounded(v), **({"skus": sorted(skus[k] - {""})} if k in skus else {}),
                 **({"presets": sorted(pooled[k][0] - {""}), "tps": sorted(pooled[k][1])} if k in pooled else {})}
             for k, v in sorted(breakdowns(results).items())}

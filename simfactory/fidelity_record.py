@@ -61,10 +61,11 @@ def kind_metric_key(kind: str, metric: str) -> str:
     return f"{kind_key(kind)} | metric {metric}"
 
 
-def kind_model_key(kind: str, model: str) -> str:
-    """The record's breakdown pooling the points of one source kind on one model (every preset, TP and SKU): a model
-    the suites measured is evidence of its own, whatever its kind pools."""
-    return f"{kind_key(kind)} | model {model}"
+def kind_model_key(kind: str, model: str, preset: str = "") -> str:
+    """The record's breakdown pooling the points of one source kind on one model (every preset, TP and SKU; with
+    `preset`, that engine preset's alone): a model the suites measured is evidence of its own, whatever its kind
+    pools."""
+    return f"{kind_key(kind)} | model {model}" + (f" | {preset}" if preset else "")
 
 
 def leaning(optimism: float) -> str:
@@ -90,7 +91,9 @@ class Evidence:
     skus: tuple[str, ...] = ()  # the hardware its points were measured on (empty: the record does not say)
     # the same source kind per metric (every preset, every TP): metric -> its evidence, in METRIC_LABELS' order
     by_metric: tuple[tuple[str, "Evidence"], ...] = ()
-    of_model: "Evidence | None" = None  # the same source kind on the deployment's own model (every preset and TP)
+    # the same source kind on the deployment's own model: its preset's points where a suite ran the model on it, else
+    # every preset's (each TP and SKU)
+    of_model: "Evidence | None" = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
@@ -158,10 +161,16 @@ def _by_metric(record: dict[str, dict[str, Any]], kind: str) -> tuple[tuple[str,
     return tuple((m, e) for m, e in found if e is not None)
 
 
-def _model_row(record: dict[str, dict[str, Any]], key: str, model: str, source: str) -> Evidence | None:
-    """A model's own points on a source kind: they pool every preset, TP and SKU that measured it, which the basis
-    names ('gpt-oss-120b's published points on measured kernels (sglang-0.5; TP 8; b200)'), the deployment's own or
-    not: the figure is the model's record, not its forecast's."""
+def _model_row(record: dict[str, dict[str, Any]], kind: str, model: str, preset: str | None,
+               source: str) -> Evidence | None:
+    """A model's own points on a source kind: on the deployment's engine preset where a suite ran the model on it (a
+    model's presets can lean opposite ways: gpt-oss-120b's SGLang points on B200 pessimistic, its vLLM bursts on H100
+    optimistic), else every preset's; they pool every TP and SKU that measured it, which the basis names
+    ('gpt-oss-120b's published points on measured kernels (sglang-0.5; TP 8; b200)'), the deployment's own or not:
+    the figure is the model's record, not its forecast's."""
+    key = kind_model_key(kind, model, preset or "")
+    if not (record.get(key) or {}).get("points"):
+        key = kind_model_key(kind, model)
     row = record.get(key) or {}
     pools = [", ".join(str(x) for x in row.get("presets") or ()),
              "TP " + ", ".join(str(x) for x in row.get("tps") or ()) if row.get("tps") else "",
@@ -188,7 +197,7 @@ def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sk
         found = replace(found, presets_range=(min(biases), max(biases)) if biases else None)
     found = replace(found, by_metric=_by_metric(record, kind))
     if model:
-        found = replace(found, of_model=_model_row(record, kind_model_key(kind, model), model, source))
+        found = replace(found, of_model=_model_row(record, kind, model, preset, source))
     if tp is None:
         return found
     return replace(found, at_tp=_row(record, kind_tp_key(kind, tp), f"every engine preset on {source} at TP {tp}",

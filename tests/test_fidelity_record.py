@@ -110,6 +110,9 @@ def test_a_model_the_suites_measured_gets_its_own_points_beside_its_kinds(tmp_pa
         kind_model_key("kernels", "gpt-oss-120b"): {"points": 4, "mape": 0.903, "optimism": -0.903, "skus": ["b200"],
                                                     "presets": ["sglang-0.5"], "tps": [8]},
         kind_model_key("roofline", "llama-3.1-8b"): {"points": 9, "mape": 0.4, "optimism": 0.3},
+        kind_model_key("kernels", "qwen3-32b"): {"points": 30, "mape": 0.2, "optimism": 0.1, "presets": ["vllm", "nim"]},
+        kind_model_key("kernels", "qwen3-32b", "vllm"): {"points": 10, "mape": 0.3, "optimism": -0.3,
+                                                         "presets": ["vllm"], "tps": [2], "skus": ["h100-sxm"]},
     })
     e = evidence(KERNELS, "sglang-0.5", 8, "b300", path=path, model="gpt-oss-120b")
     m = e.of_model
@@ -118,6 +121,13 @@ def test_a_model_the_suites_measured_gets_its_own_points_beside_its_kinds(tmp_pa
     assert evidence(KERNELS, "sglang-0.5", path=path, model="llama-3.1-8b").of_model is None  # a roofline row only
     assert evidence(KERNELS, "sglang-0.5", path=path).of_model is None  # no model asked
     assert evidence(KERNELS, "mystery", path=path).presets_range == (0.01, 0.03)  # the -0.903 row is no preset
+    # a model's points on the deployment's own preset where a suite ran it there (they can lean the other way), else
+    # every preset's
+    own_preset = evidence(KERNELS, "vllm", path=path, model="qwen3-32b").of_model
+    assert (own_preset.record_key, own_preset.optimism) == (kind_model_key("kernels", "qwen3-32b", "vllm"), -0.3)
+    assert own_preset.basis == "qwen3-32b's published points on measured kernels (vllm; TP 2; h100-sxm)"
+    assert evidence(KERNELS, "sglang-0.5", path=path, model="qwen3-32b").of_model.record_key == kind_model_key(
+        "kernels", "qwen3-32b")
     d = e.as_dict()
     assert d["of_model"] == {"label": m.basis, "record": m.record_key, "points": 4, "mape": 0.903,
                              "optimism": -0.903, "leaning": "pessimistic", "skus": ["b200"]}
@@ -179,6 +189,8 @@ def test_fidelity_writes_the_breakdowns_the_lookup_reads():
     assert rec["breakdowns"][kind_tp_key("kernels", 2)]["skus"] == ["h200"]
     assert rec["breakdowns"][kind_model_key("kernels", "llama-3.1-8b")] == {
         "mape": 0.1, "optimism": 0.1, "points": 1, "skus": ["h100-sxm"], "presets": ["vllm"], "tps": [1]}
+    assert rec["breakdowns"][kind_model_key("kernels", "llama-3.1-8b", "vllm")] == {
+        "mape": 0.1, "optimism": 0.1, "points": 1, "skus": ["h100-sxm"], "presets": ["vllm"], "tps": [1]}
     assert rec["breakdowns"][kind_model_key("kernels", "model not stated")]["points"] == 1
     assert "skus" not in rec["breakdowns"]["all suites | tp 1"] and rec["suites"]["a [kernels]"]["points"] == 1
     assert source_kind(KERNELS) == "kernels" and source_kind(ROOFLINE_DEFAULT_LABEL + "x)") == "roofline"
@@ -217,8 +229,8 @@ def test_a_run_reports_its_forecast_evidence_in_every_output(tmp_path):
     t = a["at_tp"]
     assert t["record"] == kind_tp_key("kernels", d["tp"]) and t["points"] == json.loads(RECORD_FILE.read_text())[
         "breakdowns"][t["record"]]["points"]
-    m = a["of_model"]  # Llama-3.1-8B's own points on measured kernels, beside its kind's (suites measured it)
-    assert m["record"] == kind_model_key("kernels", "llama-3.1-8b") and m["points"] == json.loads(
+    m = a["of_model"]  # Llama-3.1-8B's own points on measured kernels with vLLM, beside its kind's (suites measured it)
+    assert m["record"] == kind_model_key("kernels", "llama-3.1-8b", "vllm") and m["points"] == json.loads(
         RECORD_FILE.read_text())["breakdowns"][m["record"]]["points"]
     own = f"{m['label']}: {m['points']:,}, MAPE {m['mape']:.1%}, bias {m['optimism']:+.1%} ({m['leaning']})"
     assert (f"| {d['name']} | {a['basis']} | {a['points']:,} | {a['mape']:.1%} | {a['optimism']:+.1%} ({a['leaning']}) "
