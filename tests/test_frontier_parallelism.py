@@ -480,3 +480,36 @@ def test_dp_attention_on_an_engine_without_it_is_warned(tmp_path, engine, warned
     said = [w for w in rs.warnings if "no attention data parallelism" in w]
     assert bool(said) == warned
     assert all("deployments[0].dp_attention" in w and engine in w for w in said)
+
+
+def test_sglang_pads_each_attention_ranks_decode_batch_to_its_attention_tp_size(tmp_path):
+    """SGLang's decode CUDA graphs with DP attention hold batches that are multiples of an attention rank's TP size,
+    every rank padded to the largest (engines.yaml dp_attention_graph_padding): with --tp 8 --dp 4 one request
+    decodes as two rows on each rank, so the step pays the per-token work (GEMMs, LM head) of two; with DP8 (one
+    device a rank) or on an engine without the rule, none is added. Fast-forward and the breakdown agree with it."""
+    def model(engine: str, dp: int, ep: int = 1):
+        doc = _r1_doc(sku="b200", tp=8, dp_attention=dp, ep=ep)
+        doc["deployments"][0].update(engine=engine, kv_dtype="bf16")
+        return load_and_resolve(_write(tmp_path, doc)).deployments[0].step_time
+
+    m = model("sglang-0.5", 4)
+    assert isinstance(m, AttentionRanks) and m.ranks == 4 and m.pad_multiple == 2
+    inner = m.inner
+    one = StepLoad(0, 1, 1_000.0, 0.0)
+    padded = inner.token_work_s(2) - inner.token_work_s(1)
+    assert padded > 0.0
+    assert m.step_s(one) == pytest.approx(inner.step_s(one) + padded, rel=1e-12)
+    # nine sequences: the busiest rank holds three, run as four; eight: two a rank, no padding
+    assert m.step_s(StepLoad(0, 9, 9_000.0, 0.0)) == pytest.approx(
+        inner.step_s(StepLoad(0, 3, 3_000.0, 0.0)) + inner.token_work_s(4) - inner.token_work_s(3), rel=1e-12)
+    assert m.step_s(StepLoad(0, 8, 8_000.0, 0.0)) == pytest.approx(inner.step_s(StepLoad(0, 2, 2_000.0, 0.0)))
+    parts = m.breakdown_s(one)
+    assert sum(parts.values()) == pytest.approx(m.step_s(one)) and parts["busiest_rank"] == pytest.approx(0.0)
+    a, b, n = m.decode_affine(9, 9_000.0, 9.0, 40)
+    for i in (0, n - 1):
+        assert a + b * i == pytest.approx(m.step_s(StepLoad(0, 9, 9_000.0 + 9 * i, 0.0)), rel=1e-9)
+    # a step that prefills runs eagerly, unpadded; DP8 has one device a rank; TensorRT-LLM has no such rule
+    prefill = StepLoad(512, 1, 1_000.0, 512 * 256.5)
+    assert m.step_s(prefill) == pytest.approx(AttentionRanks(inner, 4, m.local_share).step_s(prefill))
+    assert model("sglang-0.5", 8, ep=8).pad_multiple == 1
+    assert model("tensorrt-llm", 4).pad_multiple == 1

@@ -782,6 +782,13 @@ class TritonBf16Moe(Sourced):
     measured Triton fused_moe rows) are priced with it; the others as the tables hold them."""
 
 
+class DpAttentionGraphPadding(Sourced):
+    """An engine whose decode steps with data-parallel attention replay CUDA graphs captured only at batch sizes that
+    are multiples of an attention rank's tensor-parallel size, every rank padded to the largest rank's batch (idle
+    ranks run padded batches too) before the tokens are gathered for the MoE and dense MLP layers: the step's
+    per-token work (the tables' linear part and LM head) runs at each rank's batch rounded up to that multiple."""
+
+
 class UntunedBlockFp8Gemm(Sourced):
     """An engine whose block-scaled FP8 linear layers run a GEMM kernel with one generic configuration on these
     SKUs (SGLang's aiter Triton gemm_a8w8_blockscale on gfx942 before aiter shipped tuned ones): every call runs
@@ -880,6 +887,9 @@ class EngineKernels(_Strict):
     absorbed_mla_extend: list[AbsorbedMlaExtend] = Field(
         default_factory=list, description="SKUs on which a latent-attention model's prefill batch with some computed "
         "prompt tokens runs attention in the absorbed form (absent: the tables' MHA form always)")
+    dp_attention_graph_padding: DpAttentionGraphPadding | None = Field(
+        default=None, description="with data-parallel attention, each rank's decode batch padded to a multiple of its "
+        "attention TP size for the per-token work (absent: the ranks' real batches)")
 
 
 class EngineMemory(Sourced):

@@ -255,6 +255,7 @@ def kernel_step_time(
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
     absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0), mla_kv_up_share: float = 0.0,
+    dp_graph_padding: bool = False,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -269,6 +270,8 @@ def kernel_step_time(
     allreduce_shortfall_s is added to every step with tokens. For pp == 1; overhead_s is the engine's own cost.
     triton_moe: the engine runs BF16 MoE layers on Triton fused_moe (EngineKernels.triton_bf16_moe): a record's
     linear_ms_triton_moe, where it has one, replaces its linear_ms.
+    dp_graph_padding: with dp_attention > 1, each rank's decode batch is padded to a multiple of its attention TP size
+    (tp / dp_attention) for the per-token work (EngineKernels.dp_attention_graph_padding).
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -326,7 +329,8 @@ def kernel_step_time(
     model.source_file, model.source_sha256 = str(tables.path), tables.sha256
     if dp_attention == 1:
         return model
-    return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b)
+    pad = tp // dp_attention if dp_graph_padding else 1
+    return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b, pad)
 
 
 NO_TRITON_CURVE = "no Triton fused_moe curve"  # in a label: the engine's BF16 experts are priced with another kernel
@@ -535,6 +539,11 @@ class KernelStepTime(StepTimeModel):
         self._rows[b] = row
         return row
 
+    def token_work_s(self, tokens: float) -> float:
+        """The per-token part of a decode step of `tokens` sampling rows: linear layers, all-reduce and LM head (what
+        padded rows of a CUDA graph also run)."""
+        return self._on_tokens(self._tok, self._tok_k, tokens) + self._on_tokens(self._lg, self._lg_k, tokens)
+
     def _attention(self, att: list[float], k: list[float], s: float) -> float:
         sg = self._s
         j = bisect_right(sg, s) - 1
@@ -671,11 +680,14 @@ class AttentionRanks(StepTimeModel):
     prices the step). What latent attention adds around the tables for computed tokens is that rank's too
     (mla_extend)."""
 
-    __slots__ = ("inner", "ranks", "local_share", "label", "source_file", "source_sha256")
+    __slots__ = ("inner", "ranks", "local_share", "pad_multiple", "label", "source_file", "source_sha256")
 
-    def __init__(self, inner: KernelStepTime, ranks: int, local_share: float = 1.0) -> None:
+    def __init__(self, inner: KernelStepTime, ranks: int, local_share: float = 1.0, pad_multiple: int = 1) -> None:
         self.inner, self.ranks = inner, int(ranks)
         self.local_share = min(max(float(local_share), 0.0), 1.0)
+        # an engine that pads each rank's decode batch to a multiple of this (its CUDA graphs' batch sizes with DP
+        # attention: SGLang's attention TP size) runs the per-token work of the padded rows too; 1: none
+        self.pad_multiple = max(1, int(pad_multiple))
         self.label = inner.label
         self.source_file, self.source_sha256 = inner.source_file, inner.source_sha256
 
@@ -702,13 +714,22 @@ class AttentionRanks(StepTimeModel):
         even = self._rank_load(load)
         t = self.inner.unfloored_s(even)
         if load.prefill_tokens <= 0:
-            return t
+            return t + self.padding_s(even.decode_seqs)
         return t + max(0.0, *(self._extra_s(even, busy) for busy in self.busiest_loads(load)))
+
+    def padding_s(self, rank_seqs: int) -> float:
+        """What a decode-only step's padded rows add: the per-token work at the rank's batch rounded up to
+        pad_multiple, less that at its real batch (0 without padding or decodes)."""
+        m = self.pad_multiple
+        padded = -(-rank_seqs // m) * m
+        if m == 1 or rank_seqs <= 0 or padded == rank_seqs:
+            return 0.0
+        return self.inner.token_work_s(padded) - self.inner.token_work_s(rank_seqs)
 
     def without_prefill_floor(self) -> AttentionRanks:
         if not self.inner.prefill_floor_s:
             return self
-        return AttentionRanks(self.inner.without_prefill_floor(), self.ranks, self.local_share)
+        return AttentionRanks(self.inner.without_prefill_floor(), self.ranks, self.local_share, self.pad_multiple)
 
     def prefill_launch_s(self) -> float:
         return self.inner.prefill_launch_s()
@@ -736,7 +757,10 @@ class AttentionRanks(StepTimeModel):
                 + (bb["logits"] - be["logits"]))
 
     def breakdown_s(self, load: StepLoad) -> dict[str, float]:
-        out = self.inner.breakdown_s(self._rank_load(load))
+        even = self._rank_load(load)
+        out = self.inner.breakdown_s(even)
+        if load.prefill_tokens <= 0:
+            out["linear"] += self.padding_s(even.decode_seqs)  # the padded rows' GEMMs and LM head
         out["launch_wait"] = 0.0
         unfloored = self.unfloored_s(load)
         out["busiest_rank"] = unfloored - sum(out.values())
@@ -746,10 +770,12 @@ class AttentionRanks(StepTimeModel):
     def decode_affine(self, decode_seqs: int, kv0: float, kv_step: float, n_max: int) -> tuple[float, float, int]:
         b = -(-decode_seqs // self.ranks)
         share = b / decode_seqs
-        return self.inner.decode_affine(b, kv0 * share, kv_step * share, n_max)
+        t0, dt, n = self.inner.decode_affine(b, kv0 * share, kv_step * share, n_max)
+        return t0 + self.padding_s(b), dt, n
 
     def __repr__(self) -> str:
-        return f"AttentionRanks({self.inner!r}, ranks={self.ranks}, local_share={self.local_share:.4g})"
+        return (f"AttentionRanks({self.inner!r}, ranks={self.ranks}, local_share={self.local_share:.4g}, "
+                f"pad_multiple={self.pad_multiple})")
 
 
 def coverage(profile_dirs: Sequence[Path] | None = None) -> dict[str, list[tuple[str, str, int, str, str]]]:

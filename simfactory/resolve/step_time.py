@@ -325,6 +325,7 @@ def kernel_model(
     graphs = not eager_prefill_floor_s(d, arch, preset, prefill_role)
     terms["absorbed"] = absorbed_extend_terms(k, profile.sku, arch, graphs)
     terms["mla_kv_up_share"] = arch.mla_kv_up_share(d.tp // d.dp_attention)
+    terms["dp_graph_padding"] = k is not None and k.dp_attention_graph_padding is not None
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
