@@ -253,3 +253,24 @@ def test_fp4_stays_refused_on_hopper_for_checkpoints_that_quantize_activations(t
             load_and_resolve(path)
         field = "kv_dtype" if kv else "dtype"
         assert f"deployments[0].{field}" in str(info.value) and "has no FP4 tensor cores" in str(info.value)
+
+
+def test_gpt_oss_weights_are_mxfp4_experts_and_16_bit_rest():
+    """gpt-oss's checkpoint quantizes only its MoE weights, to MXFP4 (4.25 bits a parameter: 4-bit elements and one
+    8-bit scale per 32, https://arxiv.org/abs/2508.10925); attention, router and embeddings stay BF16. The memory
+    model charges exactly that (the embeddings once, not again as a quantized model's 16-bit extra), the roofline
+    reads the experts' bytes apart, and an FP8 DeepSeek checkpoint keeps the plain rule."""
+    from simfactory.hardware.memory import weight_bytes
+
+    oss = MODELS["gpt-oss-120b"]
+    experts = oss.expert_params_b() * 1e9
+    want = experts * 4.25 / 8 + (oss.params_b * 1e9 - experts) * 2.0
+    assert weight_bytes(oss, "fp4") == pytest.approx(want, rel=1e-12)
+    assert 60e9 < want < 66e9  # one 80 GB GPU holds it with room for a KV cache
+    spec = load_profile(DIRS, "h100-sxm", "sku", "sku").spec
+    roof = RooflineModel(oss, spec, RooflineStepTime(compute_efficiency=0.5, memory_efficiency=0.8,
+                                                     step_overhead_s=0.0), "fp4", "bf16", tp=1)
+    assert roof.expert_weight_bytes == pytest.approx(experts * 4.25 / 8)
+    assert roof.fixed_weight_bytes == pytest.approx((oss.params_b * 1e9 - experts) * 2.0)
+    r1 = MODELS["deepseek-r1"]
+    assert r1.weight_bytes("fp8") == pytest.approx(r1.params_b * 1e9)  # FP8 everywhere but the embeddings

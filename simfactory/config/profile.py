@@ -70,6 +70,10 @@ AsOf = Annotated[
 ]
 
 BYTES_PER_PARAM: dict[str, float] = {"bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5}
+# MXFP4: 4-bit (E2M1) elements with one shared 8-bit (E8M0) scale per block of 32, 4.25 bits a parameter (OCP
+# Microscaling Formats (MX) v1.0, https://www.opencompute.org/documents/ocp-microscaling-formats-mx-v1-0-spec-final-pdf):
+# a weight-only FP4 checkpoint's experts (gpt-oss)
+MXFP4_BYTES_PER_PARAM = 0.5 + 1 / 32
 
 
 class _Strict(StrictModel):
@@ -428,7 +432,8 @@ class ModelArch(Sourced):
     fp4_weight_only: bool = Field(
         default=False, description="its FP4 checkpoint quantizes weights only, activations stay 16-bit (gpt-oss: MXFP4 "
         "experts, the rest BF16): dtype fp4 then runs on GPUs without FP4 tensor cores too, as W4A16 at the BF16 rate, "
-        "and its GEMMs launch no activation quantization")
+        "its GEMMs launch no activation quantization, and its weights take 4.25 bits a routed-expert parameter and 16 "
+        "bits every other")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
@@ -588,7 +593,24 @@ class ModelArch(Sourced):
         return up / (q + h * (self.kv_lora_rank + self.qk_rope_head_dim) + up + n * v * h)
 
     def weight_bytes(self, dtype: str) -> float:
+        """All the weights in bytes: params_b at the dtype's bytes, except a weight-only FP4 checkpoint's, whose
+        routed experts are MXFP4 and whose other weights (attention, router, embeddings) stay 16-bit."""
+        if self.weight_only_fp4(dtype):
+            return self.expert_weight_bytes(dtype) + (self.params_b - self.expert_params_b()) * 1e9 * 2.0
         return self.params_b * 1e9 * BYTES_PER_PARAM[dtype]
+
+    def weight_only_fp4(self, dtype: str) -> bool:
+        return dtype == "fp4" and self.fp4_weight_only
+
+    def expert_weight_bytes(self, dtype: str) -> float:
+        """The routed experts' weights in bytes (MXFP4's block scales included for a weight-only FP4 checkpoint)."""
+        per = MXFP4_BYTES_PER_PARAM if self.weight_only_fp4(dtype) else BYTES_PER_PARAM[dtype]
+        return self.expert_params_b() * 1e9 * per
+
+    def dense_bytes_per_param(self, dtype: str) -> float:
+        """Bytes a parameter outside the routed experts (attention, dense MLPs, router): 16-bit in a weight-only FP4
+        checkpoint, else the dtype's."""
+        return 2.0 if self.weight_only_fp4(dtype) else BYTES_PER_PARAM[dtype]
 
     def compute_dtype(self, dtype: str) -> str:
         """The precision this model's GEMMs multiply in with weights of `dtype`: bf16 for a weight-only FP4

@@ -294,19 +294,10 @@ def kernel_step_time(
     if lin is None or att is None:
         return None
     linear_ms, allreduce_note = linear_curve(lin, triton_moe)
-    allreduce_ms = lin["allreduce_ms"]
-    bus = (links.measured_allreduce_bytes_per_s(tp)
-           if links is not None and dp_attention == ep == 1 and tp <= links.domain_devices else None)
-    if bus is not None:
-        assert links is not None
-        allreduce_ms = measured_allreduce_ms(tables.grids["tokens"], arch, tp, links)
-        allreduce_note += f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
-    allreduce_extra_s = 0.0  # per step: every all-reduce's shortfall against the engine's latency
-    if tp > 1 and dp_attention == ep == 1 and bus is None:
-        allreduce_extra_s = allreduce_shortfall_s(allreduce_ms, arch.layers, allreduce_latency_s, kernel_scale)
-    if allreduce_extra_s:
-        allreduce_note += (f"; the engine's all-reduce, {allreduce_latency_s * 1e6:.3g} us a one-token call: +"
-                           f"{allreduce_extra_s * 1e3:.3g} ms a step")
+    dense = dp_attention == ep == 1
+    allreduce_ms, bus, allreduce_extra_s, note = _allreduce_terms(lin["allreduce_ms"], tables.grids["tokens"], arch,
+                                                                  tp, dense, links, allreduce_latency_s, kernel_scale)
+    allreduce_note += note
     sdk = tables.header.get("sdk", {})
     layout = (f" DP-attention {dp_attention}" if dp_attention > 1 else "") + (f" EP{ep}" if ep > 1 else "")
     as_version = "" if engine_version in (None, version) else f", standing for {engine} {engine_version}"
@@ -331,6 +322,27 @@ def kernel_step_time(
         return model
     pad = tp // dp_attention if dp_graph_padding else 1
     return AttentionRanks(model, dp_attention, arch.attention_params_b() / arch.active_params_b, pad)
+
+
+def _allreduce_terms(allreduce_ms: list[float], tokens: list[float], arch: ModelArch, tp: int, dense: bool,
+                     links: Links | None, latency_s: float, kernel_scale: float
+                     ) -> tuple[list[float], float | None, float, str]:
+    """(all-reduce curve, measured bus bandwidth or None, per-step shortfall against the engine's own all-reduce,
+    what the label says of them) of a record: a dense layout's all-reduce from the profile's measured bandwidth where
+    it has one for this TP, else the tables' plus every call's shortfall against the engine's one-token latency."""
+    bus = links.measured_allreduce_bytes_per_s(tp) if links is not None and dense and tp <= links.domain_devices \
+        else None
+    note = ""
+    if bus is not None:
+        assert links is not None
+        allreduce_ms = measured_allreduce_ms(tokens, arch, tp, links)
+        note += f"; all-reduce at the profile's measured {bus / 1e9:.4g} GB/s bus bandwidth"
+    extra_s = 0.0  # per step: every all-reduce's shortfall against the engine's latency
+    if tp > 1 and dense and bus is None:
+        extra_s = allreduce_shortfall_s(allreduce_ms, arch.layers, latency_s, kernel_scale)
+    if extra_s:
+        note += f"; the engine's all-reduce, {latency_s * 1e6:.3g} us a one-token call: +{extra_s * 1e3:.3g} ms a step"
+    return allreduce_ms, bus, extra_s, note
 
 
 NO_TRITON_CURVE = "no Triton fused_moe curve"  # in a label: the engine's BF16 experts are priced with another kernel

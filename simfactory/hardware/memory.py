@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simfactory.config.profile import BYTES_PER_PARAM, EngineMemory, ModelArch, Spec
+from simfactory.config.profile import EngineMemory, ModelArch, Spec
 
 GB = 1e9
 GIB = float(2**30)
@@ -121,8 +121,9 @@ def weight_bytes(arch: ModelArch, dtype: str) -> float:
     """All weights on all devices: arch.weight_bytes, plus the embedding and LM head kept 16-bit when the rest is
     quantized (when the catalogue gives the vocabulary)."""
     extra = 0.0
-    if arch.vocab and BYTES_PER_PARAM[dtype] < EMBEDDING_BYTES:
-        extra = 2 * arch.vocab * arch.hidden * (EMBEDDING_BYTES - BYTES_PER_PARAM[dtype])
+    dense = arch.dense_bytes_per_param(dtype)  # a weight-only FP4 checkpoint's embeddings are 16-bit already
+    if arch.vocab and dense < EMBEDDING_BYTES:
+        extra = 2 * arch.vocab * arch.hidden * (EMBEDDING_BYTES - dense)
     return arch.weight_bytes(dtype) + extra
 
 
@@ -164,7 +165,7 @@ def plan_memory(
         fraction = sglang_mem_fraction(device, max_num_batched_tokens, tp, dp_attention)
     else:
         fraction = rule.fraction_for(tp)
-    attention_copies = (dp_attention - 1) * arch.attention_params_b() * 1e9 * BYTES_PER_PARAM[dtype]
+    attention_copies = (dp_attention - 1) * arch.attention_params_b() * 1e9 * arch.dense_bytes_per_param(dtype)
     weights = (weight_bytes(arch, dtype) + extra_weight_bytes + attention_copies) / tp
     activation = activation_peak_bytes(arch, tp, rule, -(-max_num_batched_tokens // dp_attention),
                                        -(-max_num_seqs // dp_attention))

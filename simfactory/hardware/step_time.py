@@ -341,9 +341,9 @@ class RooflineModel(StepTimeModel):
         tp, dp = self.tp, self.dp_attention
         ep = (self.ep or (tp if self.expert_parallel else 1)) if a.is_moe else 1
         object.__setattr__(self, "ep_degree", ep)
-        param_bytes = BYTES_PER_PARAM[self.dtype]
-        expert_bytes = a.expert_params_b() * 1e9 * param_bytes
-        attention_copies = (dp - 1) * a.attention_params_b() * 1e9 * param_bytes  # extra attention replicas
+        expert_bytes = a.expert_weight_bytes(self.dtype)
+        # extra attention replicas
+        attention_copies = (dp - 1) * a.attention_params_b() * 1e9 * a.dense_bytes_per_param(self.dtype)
         routed_active = a.expert_params_b() * (a.experts_per_token or 0) / (a.num_experts or 1) if a.is_moe else 0.0
         imbalance_flops = 2.0 * routed_active * 1e9 * (self.expert_imbalance - 1.0) if ep > 1 else 0.0
         kv_per_token = a.kv_bytes_per_token(self.kv_dtype)
