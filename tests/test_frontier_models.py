@@ -175,7 +175,8 @@ def test_roofline_mla_kv_read_is_whole_latent_per_rank_and_all_to_all_skips_dens
 def test_gpt_oss_mxfp4_on_blackwell_runs_on_its_own_kernel_tables(sku, system, engine, kv_dtype, model, tp):
     """gpt-oss's MXFP4 experts (dtype fp4) have kernel tables of their own on B200 and B300 (derive_moe.py): a
     deployment reads them, not the roofline and not another model's; SGLang's with its BF16 KV cache (the SDK holds
-    no FP8-KV context attention for it there), vLLM's with fp4's default FP8 cache. Its attention holds both of the
+    no FP8-KV context attention for it there), vLLM's with the model's default cache (BF16: its checkpoint names no
+    KV quantization). Its attention holds both of the
     SDK's attention ops (the 128-token windowed layers and the full ones, ~0.15 ms each at TP8 and 1,000 KV tokens),
     and the file says SGLang's experts run on the SDK's MXFP8-activation rows there."""
     from simfactory.config.scenario import Scenario
@@ -211,29 +212,38 @@ def test_gpt_oss_mxfp4_on_blackwell_runs_on_its_own_kernel_tables(sku, system, e
 def test_gpt_oss_weight_only_mxfp4_runs_on_hopper_as_w4a16(sku, system, engine, framework, model, tp):
     """gpt-oss's MXFP4 experts multiply 16-bit activations (models.yaml fp4_weight_only), so dtype fp4 runs on
     Hopper, which has no FP4 tensor cores: on its own kernel tables there (the SDK's w4a16_mxfp4 rows, derive_moe.py),
-    its roofline at the BF16 rate, and its eager-prefill floor that of an unquantized MoE model (no activation
-    quantization launches)."""
+    slower than the same layout's on B200; its KV cache BF16 unless set (the checkpoint names no KV quantization);
+    its roofline at the BF16 rate with 16-bit activations, on B200's FP4 tensor cores too; and its eager-prefill floor
+    that of an unquantized MoE model (no activation quantization launches)."""
     from simfactory.config.scenario import Scenario
-    from simfactory.hardware.step_time import StepLoad
+    from simfactory.hardware.step_time import ELEMENTWISE_BYTES_PER_HIDDEN, StepLoad
     from simfactory.resolve import resolve
 
-    def deployment(source: str):
+    def deployment(source: str, on: str = sku):
         doc = scenario_doc(engine=engine, step_time_source=source)
-        doc["pools"][0].update(sku=sku, count=tp, cloud_usd_per_accel_hour=5.0)
-        doc["deployments"][0].update(model=model, tp=tp, dtype="fp4", kv_dtype="bf16", replicas=1)
-        return resolve(Scenario.model_validate(doc)).deployments[0]
+        doc["pools"][0].update(sku=on, count=tp, cloud_usd_per_accel_hour=5.0)
+        doc["deployments"][0].update(model=model, tp=tp, dtype="fp4", replicas=1)
+        rs = resolve(Scenario.model_validate(doc))
+        assert not any("KV cache is simulated in" in w for w in rs.warnings)
+        return rs.deployments[0]
+
+    def kernels_s(d) -> float:
+        return sum(v for k, v in d.step_time.breakdown_s(StepLoad(0, 1, 1_000.0, 0.0)).items() if k != "overhead")
 
     d = deployment("auto")
     assert d.step_time_source.startswith("measured kernels"), d.step_time_source
-    assert f"({system}, {framework} " in d.step_time_source and "fp4 weights" in d.step_time_source
-    kernels_s = sum(v for k, v in d.step_time.breakdown_s(StepLoad(0, 1, 1_000.0, 0.0)).items() if k != "overhead")
-    assert 1e-3 < kernels_s < 12e-3  # a one-sequence decode step of the SDK's composition
-    roof = deployment("roofline").step_time
-    spec = load_profile(DIRS, sku, "sku", "sku").spec
-    assert spec.fp4_tflops is None
-    assert roof.peak_flops == pytest.approx(spec.bf16_tflops * 1e12 * roof.factors.compute_efficiency)
-    eager = ENGINES["sglang-0.5"].eager_prefill
+    assert f"({system}, {framework} " in d.step_time_source and "fp4 weights, bf16 KV" in d.step_time_source
+    assert 1e-3 < kernels_s(d) < 12e-3  # a one-sequence decode step of the SDK's composition
+    assert kernels_s(d) > kernels_s(deployment("auto", "b200"))  # B200's bandwidth and kernels: a faster step
     arch = MODELS[model]
+    for on in (sku, "b200"):
+        roof = deployment("roofline", on).step_time
+        spec = load_profile(DIRS, on, "sku", "sku").spec
+        assert (spec.fp4_tflops is None) == (on == sku)
+        assert roof.peak_flops == pytest.approx(spec.bf16_tflops * 1e12 * roof.factors.compute_efficiency)
+        assert roof.elementwise_s_per_token == pytest.approx(
+            arch.layers * arch.hidden * ELEMENTWISE_BYTES_PER_HIDDEN["16-bit"] / roof.bandwidth)
+    eager = ENGINES["sglang-0.5"].eager_prefill
     assert eager.floor_s(arch, "fp4") == pytest.approx(eager.floor_s(arch, "bf16"))
     assert eager.floor_s(arch, "fp4") < eager.floor_s(arch, None)
 

@@ -183,7 +183,7 @@ def shipped_roofline(arch: ModelArch, profile: Any, engine: str, dtype: str, tp:
     preset = load_engines(search_dirs(None, "hardware_profiles", PROFILES_DIR)).get(engine)
     factors = default_factors(profile, preset, eager_prefill_floor_s(None, arch, preset, dtype=dtype))
     kernels = preset.kernels if preset is not None else None
-    return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype), tp,
+    return RooflineModel(arch, profile.spec, factors, dtype, kv_dtype_for(dtype, arch=arch), tp,
                          **engine_gemm_terms(kernels, profile.sku, arch, dtype, tp))
 
 
@@ -206,7 +206,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
     """Fit, check the held-out error, fit power when sampled, write the profile (shared by run and fit).
     heldout_by / max_train: the held-out design (fit.split_steps); profile_dirs: where kernel tables are looked up."""
     preset = preset_kernels(engine)
-    roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype), tp, profile.roofline,
+    roof = (RooflineContext(arch, profile.spec, dtype, kv_dtype_for(dtype, arch=arch), tp, profile.roofline,
                             **engine_gemm_terms(preset, sku, arch, dtype, tp))
             if arch is not None and profile is not None else None)
     links = Links.of_group(profile.spec, tp) if profile is not None else None
@@ -218,7 +218,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         dirs = list(profile_dirs) if profile_dirs is not None else [PROFILES_DIR]
         twins = tuple(same_shape_models(arch, sku, dirs, load_models(dirs)))  # it runs on them, so it fits on them
         graphs = not eager_prefill_floor_s(None, arch, shipped_preset(engine), dtype=dtype)
-        kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype), tp, dirs, links,
+        kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype, arch=arch), tp, dirs, links,
                                  kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp),
                                  triton_moe(preset, arch, dtype), absorbed_extend_terms(preset, sku, arch, graphs),
                                  arch.mla_kv_up_share(tp))

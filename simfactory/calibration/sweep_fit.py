@@ -250,7 +250,7 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
                                          setup.max_num_batched_tokens, 1.0))
     d = probe.deployments[0]
     dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
-    kv = kv_dtype_for(d.config.dtype, d.config.kv_dtype)
+    kv = kv_dtype_for(d.config.dtype, d.config.kv_dtype, d.arch)
     models = load_models(dirs)  # a model of a tabled shape fits on that model's tables, as it runs on them
     prior, why_not = kernel_model(d.config, d.profile, d.arch, dirs, kv, d.engine_preset, models=models)
     if kind == "kernels" and not isinstance(prior, KernelStepTime):

@@ -139,7 +139,7 @@ def with_factors(rs: ResolvedScenario, factors: RooflineStepTime | LinearStepTim
     if isinstance(factors, LinearStepTime):
         model = LinearModel(factors)
     else:  # the deployment's own roofline (parallel degrees, expert imbalance) with other factors
-        model = roofline_model(c, d.profile, d.arch, kv_dtype_for(c.dtype, c.kv_dtype), factors, d.engine_preset)
+        model = roofline_model(c, d.profile, d.arch, kv_dtype_for(c.dtype, c.kv_dtype, d.arch), factors, d.engine_preset)
     return dataclasses.replace(rs, deployments=[dataclasses.replace(d, step_time=model)])
 
 

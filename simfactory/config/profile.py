@@ -28,6 +28,7 @@ from simfactory.config.base import StrictModel
 from simfactory.config.limits import MAX_FRONT_END_S, MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
 
 # fp4: 4-bit floating-point weights and activations (NVFP4 on Blackwell, MXFP4 on CDNA 4), run on FP4 tensor cores;
+#   a weight-only FP4 checkpoint's (ModelArch.fp4_weight_only: gpt-oss's MXFP4 experts) multiply 16-bit activations;
 # int4: 4-bit integer weights with 16-bit activations (W4A16, AWQ/GPTQ), run at the bf16 rate.
 DType = Literal["bf16", "fp16", "fp8", "int8", "int4", "fp4"]
 
@@ -121,7 +122,7 @@ class Spec(Sourced):
         "spec.source / as_of cite it")
     bf16_tflops: float = Field(
         ge=MIN_BANDWIDTH, description="dense BF16 tensor TFLOPS per device: the roofline's compute peak for bf16, "
-        "fp16 and int4; spec.source / as_of cite it")
+        "fp16, int4 and a weight-only FP4 checkpoint's fp4; spec.source / as_of cite it")
     fp8_tflops: Annotated[float, Field(ge=MIN_BANDWIDTH)] | None = Field(
         default=None, description="dense FP8 tensor TFLOPS per device; absent: fp8 runs at the bf16 rate; spec.source "
         "/ as_of cite it")
@@ -431,9 +432,9 @@ class ModelArch(Sourced):
                                "num_nextn_predict_layers: 1), usable as a speculative draft (speculative.mtp: true)")
     fp4_weight_only: bool = Field(
         default=False, description="its FP4 checkpoint quantizes weights only, activations stay 16-bit (gpt-oss: MXFP4 "
-        "experts, the rest BF16): dtype fp4 then runs on GPUs without FP4 tensor cores too, as W4A16 at the BF16 rate, "
-        "its GEMMs launch no activation quantization, and its weights take 4.25 bits a routed-expert parameter and 16 "
-        "bits every other")
+        "experts, the rest BF16): with dtype fp4 its GEMMs multiply at the BF16 rate on every GPU (W4A16; no FP4 "
+        "tensor-core rate, so it runs on GPUs without FP4 tensor cores too), launch no activation quantization, its "
+        "weights take 4.25 bits a routed-expert parameter and 16 bits every other, and its KV cache defaults to bf16")
 
     @model_validator(mode="after")
     def _shape(self) -> "ModelArch":
@@ -614,7 +615,9 @@ class ModelArch(Sourced):
 
     def compute_dtype(self, dtype: str) -> str:
         """The precision this model's GEMMs multiply in with weights of `dtype`: bf16 for a weight-only FP4
-        checkpoint (W4A16: the weights are dequantized on the fly), else the weights' own."""
+        checkpoint on every GPU (W4A16: the weights are dequantized on the fly; the engines' gpt-oss paths run 16-bit
+        activations, vLLM's FlashInfer MXFP4 x BF16 on Blackwell too; SGLang's MXFP8 experts there would reach FP8's
+        rate: the BF16 one is the pessimistic side), else the weights' own."""
         return "bf16" if dtype == "fp4" and self.fp4_weight_only else dtype
 
 

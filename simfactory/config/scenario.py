@@ -31,7 +31,7 @@ from simfactory.config.limits import (  # MAX_REPLICAS and MAX_ACCELERATORS are 
     MAX_SCHEDULE_WINDOWS, MAX_WEIBULL_SHAPE, MIN_PERIOD_S, MIN_WEIBULL_SHAPE,
 )
 from simfactory.config.prices import OnPremOverrides, Pricing
-from simfactory.config.profile import AsOf, DType, FrontEndWork
+from simfactory.config.profile import AsOf, DType, FrontEndWork, ModelArch
 from simfactory.config.training import TrainingJob
 from simfactory.config.routing import Admission, Routing, ServiceClass, Tenant
 from simfactory.config.sharding import Sharding
@@ -193,10 +193,15 @@ class Reservation(_Strict):
     replicas: PositiveInt = Field(le=MAX_REPLICAS, description="how many of the deployment's replicas are kept for it")
 
 
-def kv_dtype_for(dtype: str, kv_dtype: str | None = None) -> str:
+def kv_dtype_for(dtype: str, kv_dtype: str | None = None, arch: ModelArch | None = None) -> str:
     """The KV-cache dtype of a deployment: as set, else the weights' dtype (int4 weights keep a bf16 cache, fp4
-    weights an fp8 one, as NVFP4/MXFP4 checkpoints ship)."""
-    return kv_dtype or {"int4": "bf16", "fp4": "fp8"}.get(dtype, dtype)
+    weights an fp8 one, as NVFP4 checkpoints ship; a weight-only FP4 checkpoint, gpt-oss's, names no KV quantization:
+    its 16-bit activations' bf16)."""
+    if kv_dtype:
+        return kv_dtype
+    if arch is not None and arch.weight_only_fp4(dtype):
+        return "bf16"
+    return {"int4": "bf16", "fp4": "fp8"}.get(dtype, dtype)
 
 
 class Deployment(_Strict):

@@ -355,15 +355,15 @@ class RooflineModel(StepTimeModel):
         object.__setattr__(self, "kv_bytes_per_token_device", kv_per_device)
         object.__setattr__(self, "fixed_weight_bytes", (a.weight_bytes(self.dtype) - expert_bytes + attention_copies) / tp)
         object.__setattr__(self, "expert_weight_bytes", expert_bytes / tp)
-        compute = a.compute_dtype(self.dtype)  # weight-only FP4 (W4A16) multiplies at the 16-bit rate
-        object.__setattr__(self, "peak_flops", self.spec.tflops(compute) * 1e12 * self.factors.compute_efficiency)
+        compute_dtype = a.compute_dtype(self.dtype)  # weight-only FP4 (W4A16) multiplies at the 16-bit rate
+        object.__setattr__(self, "peak_flops", self.spec.tflops(compute_dtype) * 1e12 * self.factors.compute_efficiency)
         # attention multiplies queries with cached keys and values: at the KV cache's precision (FP8 attention with
         # an FP8 cache, 16-bit otherwise; an FP4 cache is dequantized to FP8), not at the weights' FP4/INT4 rate
         attention_dtype = "fp8" if self.kv_dtype == "fp4" else self.kv_dtype
         object.__setattr__(self, "attention_peak_flops",
                            self.spec.tflops(attention_dtype) * 1e12 * self.factors.compute_efficiency)
         object.__setattr__(self, "bandwidth", self.spec.hbm_tb_s * 1e12 * self.factors.memory_efficiency)
-        activations = "quantized" if compute in QUANTIZED_ACTIVATIONS else "16-bit"
+        activations = "quantized" if compute_dtype in QUANTIZED_ACTIVATIONS else "16-bit"
         object.__setattr__(self, "elementwise_s_per_token",
                            a.layers * a.hidden * ELEMENTWISE_BYTES_PER_HIDDEN[activations] / self.bandwidth)
         object.__setattr__(self, "gemm_launches_s",

@@ -62,7 +62,7 @@ def _resolve_deployment(
     arch = _model_arch(d, at, profile, lk, errors)
     if arch is None or profile is None:
         return None
-    kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype)
+    kv_dtype = kv_dtype_for(d.dtype, d.kv_dtype, arch)
     if not _fp4_ok(d, at, arch, profile, kv_dtype, fname, errors):
         return None
     spec_cfg = d.speculative
@@ -177,8 +177,8 @@ def _fp4_ok(d: Deployment, at: str, arch: ModelArch, profile: HardwareProfile, k
     except the weights of a weight-only FP4 checkpoint (models.yaml fp4_weight_only: gpt-oss), which run as W4A16."""
     if profile.spec.fp4_tflops:
         return True
-    weights = d.dtype == "fp4" and not arch.fp4_weight_only
-    field = "dtype" if weights else "kv_dtype" if kv_dtype == "fp4" else None
+    needs_fp4_cores = d.dtype == "fp4" and not arch.weight_only_fp4(d.dtype)
+    field = "dtype" if needs_fp4_cores else "kv_dtype" if kv_dtype == "fp4" else None
     if field is None:
         return True
     spec = profile.spec
@@ -212,7 +212,7 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
                "are 60-150% optimistic on it (decode steps about half as long as measured).") \
             if arch.num_experts else ""
         warnings.append(f"{fname}: {at}: step times come from {profile.sku}'s roofline (no measured kernels cover "
-                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype} weights / {kv_dtype_for(d.dtype, d.kv_dtype)} KV, "
+                        f"{d.model} on {d.engine} TP{d.tp} {d.dtype} weights / {kv_dtype_for(d.dtype, d.kv_dtype, arch)} KV, "
                         "and no calibrated profile does): a bound scaled "
                         "by assumed efficiencies, optimistic on most fidelity suites that run on it (README, "
                         f"Fidelity); calibrate it (simfactory calibrate) before sizing capacity on it.{moe}")
