@@ -133,6 +133,18 @@ def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
                                                "the target rate; plan for a rate about 25% higher") in plan_notes(result)[0]
     result.headroom = 0.6
     assert plan_notes(result)[0].endswith("faster than measured on average: keep that much of the headroom (60%) for it")
+    # the model's own points on its own preset outrank the preset's pooled figure: leaning the other way, no advice;
+    # optimistic, its figure; another preset's model row (the pooled one) does not
+    own = {"label": "m's published points", "record": "all suites [roofline] | model m | vllm", "points": 12,
+           "mape": 0.05, "optimism": -0.02, "leaning": "pessimistic"}
+    result.forecast = [{"deployment": "big", **roof, "record": "all suites [roofline] | vllm", "of_model": own}]
+    assert "faster" not in plan_notes(result)[0]
+    own.update(optimism=0.4, leaning="optimistic")
+    assert plan_notes(result)[0].endswith("this model's forecasts on this kind and preset have run 40% faster than "
+                                          "measured on average (12 points): keep that much of the headroom (60%) for it")
+    own["record"] = "all suites [roofline] | model m"
+    assert plan_notes(result)[0].endswith("forecasts of this kind have run 25% faster than measured on average: keep "
+                                          "that much of the headroom (60%) for it")
     (found,) = search.forecast_evidence(scenario_document(load_scenario(DEFAULT_SCENARIO)), "default.yaml")
     row = json.loads(RECORD_FILE.read_text())["breakdowns"][found["record"]]
     assert found["deployment"] == "llama8b" and (found["points"], found["mape"]) == (row["points"], row["mape"])

@@ -392,6 +392,66 @@ def triton_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, i
     return {"linear_ms_triton_moe": [sig(x) for x in curve]}
 
 
+def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: list, frameworks: tuple[str, ...],
+               linear: list[dict], attention: list[dict], refused: list[str], checks: list[float],
+               triton: tuple[Path, dict[str, str]] | None) -> dict:
+    """The SKU's file with this run's records in place of the same models' and frameworks' earlier ones (the others
+    stay), its model shapes, and the MoE header (quant modes, refusals, checks) rewritten."""
+    if doc is None:
+        doc = {"format": FORMAT, "sku": sku, "system": system,
+               "source": f"aiconfigurator-core 0.12.0 {PYPI_URL} ({REPO_URL}): NVIDIA's operator timings measured "
+                         "on real GPUs, composed per model by its SDK; resampled by calibrate/kernels/derive_moe.py",
+               "as_of": date.today().strftime("%Y-%m"), "generated": date.today().isoformat(),
+               "license": "Apache-2.0", "attribution": ATTRIBUTION, "sdk": sdk_info(), "frameworks": versions,
+               "units": "milliseconds per engine step on one GPU (kernel time only: no engine overhead)",
+               "refused": [], "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
+               "models": {}, "linear": [], "attention": []}
+    # the notice names every change made to the SDK's values (Apache-2.0 4b), whoever wrote the file first
+    doc["attribution"], doc["static_fp8_launch_saving"] = ATTRIBUTION, sorted(STATIC_FP8_LAUNCH_SAVING)
+    ids = {a.id for a in models}
+
+    def stays(model: str, fw: str) -> bool:  # records of other models, or of frameworks not derived this run
+        return model not in ids or fw not in frameworks
+
+    doc["linear"] = [r for r in doc["linear"] if stays(r["model"], r["framework"])] + linear
+    doc["attention"] = [r for r in doc["attention"] if stays(r["model"], r["framework"])] + attention
+    mha = sglang_mha_prefill(sku, doc["attention"])
+    for arch in models:
+        if not any(r["model"] == arch.id for r in doc["linear"]):
+            doc["models"].pop(arch.id, None)  # nothing derived for it on this SKU (e.g. FP8 on A100)
+            continue
+        doc["models"][arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
+                                  "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
+                                  "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
+    old = doc.get("moe", {})  # what earlier runs for other models recorded stays
+    # a refusal reads "{model} {framework}[:] ...": kept when its model or framework was not derived this run
+    kept = [r for r in old.get("refused", []) if stays(*[w.rstrip(":") for w in (r.split(" ", 2) + ["", ""])[:2]])]
+    prev = (old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) or len(frameworks) < len(FRAMEWORKS)
+            else 0.0)
+    present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})
+    doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
+                  "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
+                  "quant": {f"{m} {d}": {**dict(zip(("gemm", "moe"), quant(m, d))),
+                                         **({"moe_sglang": quant(m, d, "sglang", system)[1]}
+                                            if quant(m, d, "sglang", system) != quant(m, d) else {})}
+                            for m, d in present},
+                  "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
+                                 "what the SDK's context path prices above the composed prefill (a per-step cost)",
+                  "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
+                  "sglang_mha_prefill": (f"{mha} SGLang MLA records' ctx_attn_ms are vLLM's (ctx_attn_from): SGLang "
+                                         "prefills MLA as FlashAttention-3 MHA on Hopper, the SDK's sglang rows time "
+                                         "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
+                                         if mha else None),
+                  "triton_bf16_moe": (f"BF16 sglang records with linear_ms_triton_moe: the MoE layers priced with "
+                                      f"{triton[1][system]} (SGLang before 0.5.8 runs BF16 MoE on Triton fused_moe; "
+                                      "calibrate/kernels/derive_moe.py, TRITON_MOE_KERNEL)"
+                                      if triton is not None and system in triton[1]
+                                      and any("linear_ms_triton_moe" in r for r in doc["linear"])
+                                      else old.get("triton_bf16_moe")),
+                  "refused": kept + refused}
+    return doc
+
+
 def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], systems: Path | None = None,
                frameworks: tuple[str, ...] = FRAMEWORKS, triton: tuple[Path, dict[str, str]] | None = None) -> dict:
     from aiconfigurator_core.sdk.perf_database import get_version_slots
@@ -474,58 +534,7 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                               "prefill_gap_ms": sig(att["prefill_gap_ms"])})
                         log.info("%s %s %s %s/%s %s: %.1fs, prefill within %.1f%%", sku, arch.id, fw, d, kv,
                                  layout, time.perf_counter() - t0, 100 * worst)
-    if doc is None:
-        doc = {"format": FORMAT, "sku": sku, "system": system,
-               "source": f"aiconfigurator-core 0.12.0 {PYPI_URL} ({REPO_URL}): NVIDIA's operator timings measured "
-                         "on real GPUs, composed per model by its SDK; resampled by calibrate/kernels/derive_moe.py",
-               "as_of": date.today().strftime("%Y-%m"), "generated": date.today().isoformat(),
-               "license": "Apache-2.0", "attribution": ATTRIBUTION, "sdk": sdk_info(), "frameworks": versions,
-               "units": "milliseconds per engine step on one GPU (kernel time only: no engine overhead)",
-               "refused": [], "grids": {"batch": BATCH, "kv_len": KV_LEN, "tokens": TOKENS, "prompt_len": PROMPT_LEN},
-               "models": {}, "linear": [], "attention": []}
-    # the notice names every change made to the SDK's values (Apache-2.0 4b), whoever wrote the file first
-    doc["attribution"], doc["static_fp8_launch_saving"] = ATTRIBUTION, sorted(STATIC_FP8_LAUNCH_SAVING)
-    ids = {a.id for a in models}
-
-    def stays(model: str, fw: str) -> bool:  # records of other models, or of frameworks not derived this run
-        return model not in ids or fw not in frameworks
-
-    doc["linear"] = [r for r in doc["linear"] if stays(r["model"], r["framework"])] + linear
-    doc["attention"] = [r for r in doc["attention"] if stays(r["model"], r["framework"])] + attention
-    mha = sglang_mha_prefill(sku, doc["attention"])
-    for arch in models:
-        if not any(r["model"] == arch.id for r in doc["linear"]):
-            doc["models"].pop(arch.id, None)  # nothing derived for it on this SKU (e.g. FP8 on A100)
-            continue
-        doc["models"][arch.id] = {"layers": arch.layers, "hidden": arch.hidden, "heads": arch.heads,
-                                  "kv_heads": arch.kv_heads, "head_dim": arch.head_dim,
-                                  "config": f"aiconfigurator_core/model_configs/{MODELS[arch.id]}"}
-    old = doc.get("moe", {})  # what earlier runs for other models recorded stays
-    # a refusal reads "{model} {framework}[:] ...": kept when its model or framework was not derived this run
-    kept = [r for r in old.get("refused", []) if stays(*[w.rstrip(":") for w in (r.split(" ", 2) + ["", ""])[:2]])]
-    prev = (old.get("prefill_max_rel_diff_from_sdk", 0.0) if len(ids) < len(MODELS) or len(frameworks) < len(FRAMEWORKS)
-            else 0.0)
-    present = sorted({(r["model"], r["dtype"]) for r in doc["linear"] if r["model"] in MODELS})
-    doc["moe"] = {"derived_by": "calibrate/kernels/derive_moe.py", "generated": date.today().isoformat(),
-                  "per_rank": "records with dp_attention > 1 describe one attention rank (its tokens, batch, prompts)",
-                  "quant": {f"{m} {d}": {**dict(zip(("gemm", "moe"), quant(m, d))),
-                                         **({"moe_sglang": quant(m, d, "sglang", system)[1]}
-                                            if quant(m, d, "sglang", system) != quant(m, d) else {})}
-                            for m, d in present},
-                  "prefill_gap": "each MoE attention record's ctx_attn_ms holds its prefill_gap_ms at every length: "
-                                 "what the SDK's context path prices above the composed prefill (a per-step cost)",
-                  "prefill_max_rel_diff_from_sdk": round(max(checks + [prev], default=0.0), 4),
-                  "sglang_mha_prefill": (f"{mha} SGLang MLA records' ctx_attn_ms are vLLM's (ctx_attn_from): SGLang "
-                                         "prefills MLA as FlashAttention-3 MHA on Hopper, the SDK's sglang rows time "
-                                         "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
-                                         if mha else None),
-                  "triton_bf16_moe": (f"BF16 sglang records with linear_ms_triton_moe: the MoE layers priced with "
-                                      f"{triton[1][system]} (SGLang before 0.5.8 runs BF16 MoE on Triton fused_moe; "
-                                      "calibrate/kernels/derive_moe.py, TRITON_MOE_KERNEL)"
-                                      if triton is not None and system in triton[1]
-                                      and any("linear_ms_triton_moe" in r for r in doc["linear"])
-                                      else old.get("triton_bf16_moe")),
-                  "refused": kept + refused}
+    doc = merged_doc(doc, sku, system, versions, models, frameworks, linear, attention, refused, checks, triton)
     write_doc(doc, path)
     return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
             "prefill_max_rel_diff": max(checks, default=0.0), "bytes": path.stat().st_size}

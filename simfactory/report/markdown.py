@@ -287,8 +287,9 @@ ACCURACY_NOTE = ("How far forecasts of this kind (step-time source and engine pr
                  "measurements that simfactory's fidelity suites replay (`simfactory fidelity`; latencies and "
                  "throughput of every suite pooled). Bias > 0 is optimistic: forecasts ran faster than measured, so a "
                  "plan built on them buys too little. Where a suite measured the deployment's model, its points are "
-                 "named too, with the presets, TPs and hardware they pool: a record of the model, read beside the "
-                 "kind's figure (plans size their margins on the kind's).")
+                 "named too (on the deployment's preset where a suite ran it there, else every preset's), with the "
+                 "presets, TPs and hardware they pool: a record of the model, read beside the kind's figure (a plan's "
+                 "margin advice takes the model's own points on its preset where there are some).")
 
 
 def accuracy_rows(deployments: list[dict[str, Any]]) -> list[list[str]]:

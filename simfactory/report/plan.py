@@ -145,20 +145,37 @@ def slo_evidence(a: dict[str, Any], targets: list[Any]) -> dict[str, Any] | None
     return worst if worst is not None and worst["leaning"] == "optimistic" else None
 
 
+def own_model_row(a: dict[str, Any]) -> dict[str, Any] | None:
+    """The deployment's model's own points on its own engine preset (forecast_accuracy.of_model, where that row is
+    the preset's: a suite ran the model on it), else None: the most specific evidence the record has for it."""
+    m, record = a.get("of_model"), str(a.get("record", ""))
+    if not m or " | " not in record or " | model " in record:
+        return None
+    preset = record.rsplit(" | ", 1)[1]
+    return m if str(m.get("record", "")).endswith(f" | {preset}") and " | model " in str(m["record"]) else None
+
+
 def forecast_notes(result: PlanResult) -> list[str]:
     """What the winner's size rests on: how far forecasts of its deployments' kind (step-time source, engine
-    preset) have been from published measurements, overall and on the metrics its SLOs bound; an optimistic figure
+    preset; the model's own points on that preset where a suite ran it there) have been from published measurements,
+    overall and on the metrics its SLOs bound; an optimistic figure
     says what it means for the plan: within the headroom, a margin to keep; past it (or with no headroom figure), a
     fleet that may be too small."""
     def advice(a: dict[str, Any]) -> str:
         slo = slo_evidence(a, result.targets)
-        overall = a["optimism"] if a["leaning"] == "optimistic" else None
+        own = own_model_row(a)  # the model's own points on its preset outrank the preset's other models'
+        base = own or a
+        overall = base["optimism"] if base["leaning"] == "optimistic" else None
         if overall is None and slo is None:
             return ""
         if slo is not None and (overall is None or slo["optimism"] > overall):
             x = slo["optimism"]
             fast = (f"{slo['label']} forecasts of this kind (every preset) have run {x:.0%} faster than measured on "
                     f"average ({slo['points']:,} points), and the SLOs bound it")
+        elif own is not None:
+            x = own["optimism"]
+            fast = (f"this model's forecasts on this kind and preset have run {x:.0%} faster than measured on average "
+                    f"({own['points']:,} points)")
         else:
             x = a["optimism"]
             fast = f"forecasts of this kind have run {x:.0%} faster than measured on average"
