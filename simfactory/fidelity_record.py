@@ -94,6 +94,7 @@ class Evidence:
     # the same source kind on the deployment's own model: its preset's points where a suite ran the model on it, else
     # every preset's (each TP and SKU)
     of_model: "Evidence | None" = None
+    own_preset: bool = False  # a model row: its points are the deployment's own preset's alone
 
     def as_dict(self) -> dict[str, Any]:
         return {"basis": self.basis, "record": self.record_key, "points": self.points, "mape": self.mape,
@@ -101,8 +102,8 @@ class Evidence:
                 "presets_optimism_range": list(self.presets_range) if self.presets_range is not None else None,
                 "at_tp": self.at_tp.as_dict() if self.at_tp is not None else None,
                 "by_metric": {m: e.metric_dict() for m, e in self.by_metric},
-                "of_model": ({**self.of_model.metric_dict(), "skus": list(self.of_model.skus)}
-                             if self.of_model is not None else None),
+                "of_model": ({**self.of_model.metric_dict(), "skus": list(self.of_model.skus),
+                              "own_preset": self.of_model.own_preset} if self.of_model is not None else None),
                 "source": "calibrate/fidelity/recorded.json (simfactory fidelity over the shipped suites)"}
 
     def metric_dict(self) -> dict[str, Any]:
@@ -176,7 +177,8 @@ def _model_row(record: dict[str, dict[str, Any]], kind: str, model: str, preset:
              "TP " + ", ".join(str(x) for x in row.get("tps") or ()) if row.get("tps") else "",
              ", ".join(str(x) for x in row.get("skus") or ())]
     where = "; ".join(x for x in pools if x)
-    return _row(record, key, f"{model}'s published points on {source}" + (f" ({where})" if where else ""), None)
+    found = _row(record, key, f"{model}'s published points on {source}" + (f" ({where})" if where else ""), None)
+    return replace(found, own_preset=key != kind_model_key(kind, model)) if found is not None else None
 
 
 def evidence(step_time_label: str, preset: str | None, tp: int | None = None, sku: str | None = None,

@@ -126,11 +126,12 @@ def test_a_model_the_suites_measured_gets_its_own_points_beside_its_kinds(tmp_pa
     own_preset = evidence(KERNELS, "vllm", path=path, model="qwen3-32b").of_model
     assert (own_preset.record_key, own_preset.optimism) == (kind_model_key("kernels", "qwen3-32b", "vllm"), -0.3)
     assert own_preset.basis == "qwen3-32b's published points on measured kernels (vllm; TP 2; h100-sxm)"
+    assert own_preset.own_preset and not m.own_preset
     assert evidence(KERNELS, "sglang-0.5", path=path, model="qwen3-32b").of_model.record_key == kind_model_key(
         "kernels", "qwen3-32b")
     d = e.as_dict()
     assert d["of_model"] == {"label": m.basis, "record": m.record_key, "points": 4, "mape": 0.903,
-                             "optimism": -0.903, "leaning": "pessimistic", "skus": ["b200"]}
+                             "optimism": -0.903, "leaning": "pessimistic", "skus": ["b200"], "own_preset": False}
     own = f"{m.basis}: 4, MAPE 90.3%, bias -90.3% (pessimistic)"
     assert own in forecast_check_lines([("oss", d)])[0]
     assert accuracy_rows([{"name": "oss", "forecast_accuracy": d}])[0][-1].endswith(own)

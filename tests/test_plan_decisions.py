@@ -136,13 +136,13 @@ def test_a_plan_says_what_its_winners_forecasts_rest_on(tmp_path):
     # the model's own points on its own preset outrank the preset's pooled figure: leaning the other way, no advice;
     # optimistic, its figure; another preset's model row (the pooled one) does not
     own = {"label": "m's published points", "record": "all suites [roofline] | model m | vllm", "points": 12,
-           "mape": 0.05, "optimism": -0.02, "leaning": "pessimistic"}
+           "mape": 0.05, "optimism": -0.02, "leaning": "pessimistic", "own_preset": True}
     result.forecast = [{"deployment": "big", **roof, "record": "all suites [roofline] | vllm", "of_model": own}]
     assert "faster" not in plan_notes(result)[0]
     own.update(optimism=0.4, leaning="optimistic")
     assert plan_notes(result)[0].endswith("this model's forecasts on this kind and preset have run 40% faster than "
                                           "measured on average (12 points): keep that much of the headroom (60%) for it")
-    own["record"] = "all suites [roofline] | model m"
+    own.update(record="all suites [roofline] | model m", own_preset=False)
     assert plan_notes(result)[0].endswith("forecasts of this kind have run 25% faster than measured on average: keep "
                                           "that much of the headroom (60%) for it")
     (found,) = search.forecast_evidence(scenario_document(load_scenario(DEFAULT_SCENARIO)), "default.yaml")

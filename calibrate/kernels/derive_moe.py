@@ -1,5 +1,5 @@
 """Add mixture-of-experts models (DeepSeek-R1/V3 and Kimi K2 with MLA; Qwen3-235B-A22B, Mixtral-8x7B and, on
-Blackwell, gpt-oss-120b/20b with grouped-query attention) to hardware_profiles/kernels/<sku>.json.gz: per parallel
+Hopper and Blackwell, gpt-oss-120b/20b with grouped-query attention) to hardware_profiles/kernels/<sku>.json.gz: per parallel
 layout (devices, attention data-parallel groups, expert-parallel degree) kernel tables from NVIDIA's
 aiconfigurator-core SDK, on the same grids as derive.py's dense tables and merged into the same files (the dense
 records are left as they are; a SKU without a file gets one).
@@ -86,8 +86,8 @@ DTYPES = {"deepseek-r1": ("fp8", "fp4"), "deepseek-v3": ("fp8", "fp4"), "kimi-k2
           "qwen3-235b-a22b": ("bf16", "fp8"), "mixtral-8x7b": ("bf16", "fp8"),
           "gpt-oss-120b": ("fp4",), "gpt-oss-20b": ("fp4",)}
 # gpt-oss ships its experts in MXFP4 and everything else in BF16 (its "fp4" here, weight-only: models.yaml
-# fp4_weight_only, so Hopper runs it too, as W4A16; derive_sku): the SDK's w4a16_mxfp4 MoE rows (BF16 activations: vLLM's FlashInfer TRT-LLM MXFP4-BF16 and Triton kernels, the source
-# names of its rows; TensorRT-LLM's, an assumption) except SGLang on Blackwell, which quantizes the activations to
+# fp4_weight_only, so Hopper runs it too, as W4A16; derive_sku): the SDK's w4a16_mxfp4 MoE rows (BF16 activations:
+# vLLM's FlashInfer TRT-LLM MXFP4-BF16 and Triton kernels, the source names of its rows; TensorRT-LLM's, an assumption) except SGLang on Blackwell, which quantizes the activations to
 # MXFP8 before FlashInfer's TRT-LLM MXFP4 MoE by default (flashinfer_mxfp4_moe_precision "default" -> mxfp8_quantize in
 # python/sglang/srt/layers/quantization/mxfp4.py of https://pypi.org/project/sglang/0.5.6.post1/): w4a8_mxfp4_mxfp8
 MXFP4_MODELS = {"gpt-oss-120b", "gpt-oss-20b"}

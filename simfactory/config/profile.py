@@ -618,7 +618,7 @@ class ModelArch(Sourced):
         checkpoint on every GPU (W4A16: the weights are dequantized on the fly; the engines' gpt-oss paths run 16-bit
         activations, vLLM's FlashInfer MXFP4 x BF16 on Blackwell too; SGLang's MXFP8 experts there would reach FP8's
         rate: the BF16 one is the pessimistic side), else the weights' own."""
-        return "bf16" if dtype == "fp4" and self.fp4_weight_only else dtype
+        return "bf16" if self.weight_only_fp4(dtype) else dtype
 
 
 class ModelCatalog(_Strict):

@@ -148,11 +148,8 @@ def slo_evidence(a: dict[str, Any], targets: list[Any]) -> dict[str, Any] | None
 def own_model_row(a: dict[str, Any]) -> dict[str, Any] | None:
     """The deployment's model's own points on its own engine preset (forecast_accuracy.of_model, where that row is
     the preset's: a suite ran the model on it), else None: the most specific evidence the record has for it."""
-    m, record = a.get("of_model"), str(a.get("record", ""))
-    if not m or " | " not in record or " | model " in record:
-        return None
-    preset = record.rsplit(" | ", 1)[1]
-    return m if str(m.get("record", "")).endswith(f" | {preset}") and " | model " in str(m["record"]) else None
+    m = a.get("of_model")
+    return m if m and m.get("own_preset") else None
 
 
 def forecast_notes(result: PlanResult) -> list[str]:
