@@ -121,7 +121,13 @@ def _check_shape(text: str, name: str) -> None:
             if total > MAX_YAML_VALUES:
                 raise InputError(name, f"line {event.start_mark.line + 1}",
                                  f"aliases expand the document to more than {MAX_YAML_VALUES:,} values")
-    except yaml.YAMLError:
+    except yaml.YAMLError as exc:
+        # libyaml 0.2.6 (PyYAML 6.0.4's wheels) stops at 1,000 levels itself, scanning a flow collection's brackets
+        # before this loop sees the 101st: deeper than MAX_YAML_DEPTH all the same, and said the same way
+        if "nesting depth" in str(getattr(exc, "problem", "")):
+            mark = getattr(exc, "problem_mark", None)
+            raise InputError(name, f"line {mark.line + 1}" if mark else "",
+                             f"nested more than {MAX_YAML_DEPTH} levels deep") from None
         return
 
 
