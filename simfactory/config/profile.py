@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from simfactory.config.base import StrictModel
-from simfactory.config.limits import MAX_FRONT_END_S, MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
+from simfactory.config.limits import MAX_BLOCK_SIZE, MAX_FRONT_END_S, MAX_TOKENS, MAX_YEAR, MIN_BANDWIDTH, MIN_YEAR
 
 # fp4: 4-bit floating-point weights and activations (NVFP4 on Blackwell, MXFP4 on CDNA 4), run on FP4 tensor cores;
 #   a weight-only FP4 checkpoint's (ModelArch.fp4_weight_only: gpt-oss's MXFP4 experts) multiply 16-bit activations;
@@ -637,6 +637,20 @@ class TokenBudgetTier(_Strict):
         default=None, description="the batch size on those devices (null: the defaults' max_num_seqs)")
 
 
+class BlockSizeRule(_Strict):
+    """Tokens per KV block an engine's default attention backend forces on some GPUs (vLLM's latent-attention
+    kernels, SGLang's TensorRT-LLM kernels on Blackwell): it replaces the engine's default block size there."""
+
+    skus: list[str] = Field(min_length=1, description="the SKUs the rule holds on")
+    latent_attention: bool | None = Field(
+        default=None, description="true: only models with multi-head latent attention; false: only the others; "
+                                  "absent: every model")
+    block_size: PositiveInt = Field(le=MAX_BLOCK_SIZE, description="tokens per KV block there")
+
+    def holds(self, sku: str | None, latent_attention: bool) -> bool:
+        return sku in self.skus and self.latent_attention in (None, latent_attention)
+
+
 class EngineDefaults(_Strict):
     max_num_seqs: PositiveInt | None = Field(
         default=None, description="deployments' max_num_seqs when the scenario leaves it out")
@@ -699,6 +713,17 @@ class EngineDefaults(_Strict):
         default=None, ge=0, le=MAX_FRONT_END_S, allow_inf_nan=False,
         description="deployments' front_end_s (the API server's time per request at low load) when the scenario "
                     "leaves it out")
+    block_size: PositiveInt | None = Field(
+        default=None, le=MAX_BLOCK_SIZE, description="deployments' block_size (tokens per KV block, or page) when "
+        "the scenario leaves it out")
+    block_size_rules: list[BlockSizeRule] = Field(
+        default_factory=list, description="block sizes the engine's default attention backend forces on some GPUs: "
+        "the first rule that holds replaces block_size")
+
+    def kv_block_size(self, sku: str | None, latent_attention: bool) -> int | None:
+        """Tokens per KV block of this engine on that SKU for that model (None: the engine names none)."""
+        rule = next((r for r in self.block_size_rules if r.holds(sku, latent_attention)), None)
+        return rule.block_size if rule is not None else self.block_size
 
 
 class EngineOverhead(Sourced):

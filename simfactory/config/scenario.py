@@ -295,7 +295,10 @@ class Deployment(_Strict):
         "(disaggregated) hand it over at once; only with overlap_schedule, its cause; left out: the engine preset's "
         "default",
     )
-    block_size: PositiveInt = Field(default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (vLLM: 16)")
+    block_size: PositiveInt = Field(
+        default=16, le=MAX_BLOCK_SIZE, description="tokens per KV block (page); left out: the engine preset's for the "
+        "model and GPU (vLLM 16, 64 or 128 for latent attention on Hopper or Blackwell; SGLang 1, 64 on Blackwell; "
+        "TensorRT-LLM 32), else 16")
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.9, description="fraction (0-1] of device memory the engine may use (vLLM's knob), read only when "
         "set: left out, the engine preset's memory rule sizes the KV cache")

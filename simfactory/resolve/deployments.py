@@ -242,8 +242,13 @@ def _with_preset(d: Deployment, at: str, lk: Lookup, errors: list[InputError],
         return None
     preset = lk.engines[d.engine]
     defaults = preset.defaults.model_dump(exclude_none=True, exclude={"max_num_batched_tokens_by_memory",
-                                                                      "first_tier_skus", "per_attention_rank"})
+                                                                      "first_tier_skus", "per_attention_rank",
+                                                                      "block_size", "block_size_rules"})
     device = (profile.spec.device_bytes, profile.sku) if profile is not None else (None, None)
+    arch = lk.models.get(d.model)  # an unknown model is refused later, where its arch is looked up
+    block = preset.defaults.kv_block_size(device[1], arch is not None and arch.is_mla)
+    if block is not None:
+        defaults["block_size"] = block
     budget, seqs = preset.defaults.token_budget(*device), preset.defaults.batch_size(*device)
     if budget is not None:
         defaults["max_num_batched_tokens"] = budget
