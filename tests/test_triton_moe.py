@@ -151,3 +151,46 @@ def test_a_calibrated_fit_is_not_warned_of_the_stand_in(tmp_path):
     warned = [w for w in _step_time_warnings(*args, MEASURED_KERNELS_LABEL + note, dirs) if "Triton" in w]
     fitted = [w for w in _step_time_warnings(*args, "my-fit (profiles/x.yaml): " + note, dirs) if "Triton" in w]
     assert "no Triton fused_moe curve" in note and len(warned) == 1 and fitted == []
+
+
+DSR1 = "deepseek-r1"
+
+
+def test_sglang_before_0_5_10_prices_moe_on_hopper_with_the_older_release():
+    """SGLang 0.4-0.5.9 (sglang-0.5, sglang-0.5.8) on an H200 read a record's linear_ms_older_moe, composed with the
+    SDK's 0.5.10 MoE rows (slower than the tables' 0.5.14 at one token for DeepSeek's shape); the sglang preset
+    (0.5.10 on) keeps the tables' release; a record without the curve (a dense model) keeps its own."""
+    t = load_kernel_tables("h200")
+    assert t is not None
+    rec = t.linear[(DSR1, "sglang", 8, 1, 1, "fp8")]
+    default, older = rec["linear_ms"][0] / 1e3, rec["linear_ms_older_moe"][0] / 1e3
+    assert older > default
+    old = resolved_deployment("sglang-0.5", "h200", DSR1, 8, "fp8")
+    mid = resolved_deployment("sglang-0.5.8", "h200", DSR1, 8, "fp8")
+    assert old.step_time.breakdown_s(ONE_TOKEN)["linear"] == pytest.approx(older)
+    assert mid.step_time.breakdown_s(ONE_TOKEN)["linear"] == pytest.approx(older)
+    new = resolved_deployment("sglang", "h200", DSR1, 8, "fp8")
+    assert new.step_time.breakdown_s(ONE_TOKEN)["linear"] == pytest.approx(default)
+    assert "sglang 0.5.10's measured kernels" in old.step_time_source
+    assert "0.5.10" not in new.step_time_source
+    b200 = resolved_deployment("sglang-0.5", "b200", DSR1, 8, "fp8")  # no 0.5.10 MoE table there: the tables' own
+    assert "0.5.10" not in b200.step_time_source
+    dense = resolved_deployment("sglang-0.5", "h200", "llama-3.1-8b", 1, "fp8")
+    assert "0.5.10" not in dense.step_time_source
+
+
+def test_only_sglang_moe_records_of_hopper_carry_an_older_curve():
+    for path in sorted((ROOT / "hardware_profiles" / "kernels").glob("*.json.gz")):
+        for rec in read_doc(path)["linear"]:
+            if "linear_ms_older_moe" in rec:
+                assert rec["framework"] == "sglang" and rec["model"] in MODELS and MODELS[rec["model"]].is_moe
+                assert path.name in ("h100-sxm.json.gz", "h200.json.gz"), path.name
+
+
+def test_calibration_prices_the_older_curve_as_resolve_does():
+    rec = load_kernel_tables("h200").linear[(DSR1, "sglang", 8, 1, 1, "fp8")]
+    with_older, without = (KernelsContext(MODELS[DSR1], DSR1, "h200", "sglang", "fp8", "bf16", 8,
+                                          older_moe=release).model_for() for release in ("0.5.10", None))
+    assert with_older is not None and without is not None
+    gap = (rec["linear_ms_older_moe"][0] - rec["linear_ms"][0]) / 1e3
+    assert with_older.step_s(ONE_TOKEN) - without.step_s(ONE_TOKEN) == pytest.approx(gap)

@@ -133,6 +133,13 @@ VLLM_BLOCK_FP8_FROM = "sglang"
 # flashinfer_trtllm's (not where SGLang's own rows of the shape are Triton's: Mixtral-8x7B's on B200): the
 # `triton_bf16_moe` engine presets read it (hardware/kernels.py).
 TRITON_MOE_KERNEL = "vllm_fused_moe"
+# SGLang releases before 0.5.10 (the sglang-0.5 preset's 0.4-0.5.7) ran the MoE kernels of their time, which the SDK's
+# current sglang release (0.5.14) times faster: where the SDK also ships an older sglang release's measured MoE table
+# for a system (h100_sxm, h200_sxm: moe/sglang/0.5.10; the Triton block-FP8 and BF16 fused_moe of DeepSeek-R1/V3, Kimi
+# K2, Qwen3-235B-A22B and Mixtral shapes, 10-44% slower at decode sizes and 11-25% at prefill sizes for DeepSeek's on
+# H200), each sglang record gets a second curve composed with those rows in place of the current ones,
+# linear_ms_older_moe (older_moe_systems, older_curve), which presets naming `older_moe` read (hardware/kernels.py).
+OLDER_MOE_RELEASE = "0.5.10"
 SHAPE = ["hidden_size", "inter_size", "num_experts", "topk"]
 
 log = logging.getLogger("derive_moe")
@@ -230,6 +237,35 @@ def vllm_gemm_systems(work: Path) -> Path:
         os.unlink(path)  # a link into the SDK's own data: replaced, never written through
         pd.concat([vllm[vllm.gemm_dtype != "fp8_block"], rows[vllm.columns]], ignore_index=True).to_parquet(path)
     return dst
+
+
+def older_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of `systems` (links) whose current sglang MoE tables take, for every (dtype, expert shape) the SDK's
+    OLDER_MOE_RELEASE table of the same system measured, those rows instead (module comment above OLDER_MOE_RELEASE);
+    and, per SDK system changed, what was taken."""
+    import pandas as pd
+    from aiconfigurator_core.sdk.perf_database import get_version_slots
+
+    dst = work / "systems"
+    shutil.copytree(systems, dst, symlinks=True)
+    changed: dict[str, str] = {}
+    keys = ["moe_dtype", *SHAPE]
+    for system in sorted(set(SYSTEMS.values())):
+        version = (get_version_slots(system, "sglang") or {}).get("current")
+        target = dst / "data" / system / "moe" / "sglang" / str(version) / "moe_perf.parquet"
+        older = dst / "data" / system / "moe" / "sglang" / OLDER_MOE_RELEASE / "moe_perf.parquet"
+        if version is None or str(version) == OLDER_MOE_RELEASE or not target.exists() or not older.exists():
+            continue
+        cur, old = pd.read_parquet(target), pd.read_parquet(older)
+        shapes = set(map(tuple, old[keys].values.tolist()))
+        taken = cur[keys].apply(tuple, axis=1).isin(shapes)
+        for col in ("framework", "version", "device"):
+            old[col] = cur[col].iloc[0]
+        old["kernel_source"] = f"sglang {OLDER_MOE_RELEASE}: " + old["kernel_source"].astype(str)
+        target.unlink()  # a link into the SDK's data: replaced, never written through
+        pd.concat([cur[~taken], old[cur.columns]], ignore_index=True).to_parquet(target)
+        changed[system] = f"sglang {OLDER_MOE_RELEASE} moe_perf rows ({len(shapes)} dtype and expert shapes)"
+    return dst, changed
 
 
 def sglang_mha_prefill(sku: str, attention: list[dict]) -> int:
@@ -392,9 +428,26 @@ def triton_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, i
     return {"linear_ms_triton_moe": [sig(x) for x in curve]}
 
 
+def older_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, dtype: str,
+                kv: str, older: Path, tag: dict, anomalies: list[dict], refused: list[str]) -> dict:
+    """A sglang record's linear_ms_older_moe (older_moe_systems), or nothing, with the reason among the refusals,
+    where the older table has no rows for the layout's expert split (any other error stops the run)."""
+    from aiconfigurator_core.sdk.errors import PerfDataNotAvailableError
+
+    try:
+        lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, dtype, kv, systems=older))
+    except PerfDataNotAvailableError as e:
+        devices, dp, ep = layout
+        refused.append(f"{arch_id} sglang {dtype}/{kv} TP{devices} DP{dp} EP{ep}: no sglang {OLDER_MOE_RELEASE} MoE "
+                       f"curve ({type(e).__name__}: {str(e)[:120]})")
+        return {}
+    curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], "linear_ms_older_moe", tag, anomalies)
+    return {"linear_ms_older_moe": [sig(x) for x in curve]}
+
+
 def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: list, frameworks: tuple[str, ...],
                linear: list[dict], attention: list[dict], refused: list[str], checks: list[float],
-               triton: tuple[Path, dict[str, str]] | None) -> dict:
+               triton: tuple[Path, dict[str, str]] | None, older: tuple[Path, dict[str, str]] | None = None) -> dict:
     """The SKU's file with this run's records in place of the same models' and frameworks' earlier ones (the others
     stay), its model shapes, and the MoE header (quant modes, refusals, checks) rewritten."""
     if doc is None:
@@ -448,12 +501,19 @@ def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: 
                                       if triton is not None and system in triton[1]
                                       and any("linear_ms_triton_moe" in r for r in doc["linear"])
                                       else old.get("triton_bf16_moe")),
+                  "older_moe": (f"sglang records with linear_ms_older_moe: the MoE layers priced with "
+                                f"{older[1][system]} (SGLang before {OLDER_MOE_RELEASE}; calibrate/kernels/"
+                                "derive_moe.py, OLDER_MOE_RELEASE)"
+                                if older is not None and system in older[1]
+                                and any("linear_ms_older_moe" in r for r in doc["linear"])
+                                else old.get("older_moe")),
                   "refused": kept + refused}
     return doc
 
 
 def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], systems: Path | None = None,
-               frameworks: tuple[str, ...] = FRAMEWORKS, triton: tuple[Path, dict[str, str]] | None = None) -> dict:
+               frameworks: tuple[str, ...] = FRAMEWORKS, triton: tuple[Path, dict[str, str]] | None = None,
+               older: tuple[Path, dict[str, str]] | None = None) -> dict:
     from aiconfigurator_core.sdk.perf_database import get_version_slots
 
     system = SYSTEMS[sku]
@@ -520,6 +580,11 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                             if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:
                                 extra = {}  # the SDK's own rows of this shape are Triton's already
                             extra.update({"moe_kernel": bf16_kernel} if bf16_kernel and d == "bf16" else {})
+                            if older is not None and system in older[1] and fw == "sglang":
+                                slower = older_curve(cfg, system, versions[fw], layout, arch.id, d, kv, older[0],
+                                                     {**tag, "dtype": d}, anomalies, refused)
+                                if slower.get("linear_ms_older_moe") != [sig(x) for x in tables["linear_ms"]]:
+                                    extra.update(slower)  # the same curve: the older table has no rows of the shape
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
                                            **{k: [sig(x) for x in v] for k, v in tables.items()}, **static, **extra})
                         arec = {**key, "kv_dtype": kv}
@@ -534,7 +599,8 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                               "prefill_gap_ms": sig(att["prefill_gap_ms"])})
                         log.info("%s %s %s %s/%s %s: %.1fs, prefill within %.1f%%", sku, arch.id, fw, d, kv,
                                  layout, time.perf_counter() - t0, 100 * worst)
-    doc = merged_doc(doc, sku, system, versions, models, frameworks, linear, attention, refused, checks, triton)
+    doc = merged_doc(doc, sku, system, versions, models, frameworks, linear, attention, refused, checks, triton,
+                     older)
     write_doc(doc, path)
     return {"sku": sku, "linear": len(linear), "attention": len(attention), "refused": len(refused),
             "prefill_max_rel_diff": max(checks, default=0.0), "bytes": path.stat().st_size}
@@ -554,9 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     anomalies: list[dict] = []
     systems = vllm_gemm_systems(_scratch("aic-systems-"))
     triton = triton_moe_systems(systems, _scratch("aic-triton-"))
+    older = older_moe_systems(systems, _scratch("aic-older-"))
     for sku in args.sku or list(SYSTEMS):
         t0 = time.perf_counter()
-        r = derive_sku(sku, models, args.out, anomalies, systems, frameworks, triton)
+        r = derive_sku(sku, models, args.out, anomalies, systems, frameworks, triton, older)
         print(f"{sku}: {r['linear']} linear + {r['attention']} attention records, {r['refused']} refused, "
               f"prefill within {100 * r['prefill_max_rel_diff']:.1f}% of the SDK, {r['bytes'] / 1e3:.0f} kB, "
               f"{time.perf_counter() - t0:.0f} s")

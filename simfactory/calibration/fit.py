@@ -306,6 +306,7 @@ class KernelsContext:
     # is priced as the engine will price it rather than folded into the fitted terms
     absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0)
     mla_kv_up_share: float = 0.0
+    older_moe: str | None = None  # the older release's MoE kernels the engine ran here (resolve's older_moe)
 
     def recorded(self, spec: KernelsStepTime) -> KernelsStepTime:
         """The fitted terms with the measured all-reduce and the release factor they were fitted against."""
@@ -322,6 +323,7 @@ class KernelsContext:
         terms["mixed_decode_attn_scale"] = self.mixed_decode_attn_scale
         terms["triton_moe"] = self.triton_moe
         terms["absorbed"], terms["mla_kv_up_share"] = self.absorbed, self.mla_kv_up_share
+        terms["older_moe"] = self.older_moe
         for model_id in (self.model, *self.same_shape):  # the first whose tables cover the layout
             model = kernel_step_time(self.arch, model_id, self.sku, self.engine, None, self.dtype, self.kv_dtype,
                                      self.tp, overhead_s, profile_dirs=self.profile_dirs, links=self.links, **terms)

@@ -39,6 +39,7 @@ from simfactory.resolve.step_time import (
     absorbed_extend_terms,
     eager_prefill_floor_s,
     engine_gemm_terms,
+    older_moe,
     redefined,
     same_shape_models,
     triton_moe,
@@ -221,7 +222,7 @@ def publish(steps: pd.DataFrame, *, sku: str, model: str, engine: str, dtype: st
         kernels = KernelsContext(arch, model, sku, framework, dtype, kv_dtype_for(dtype, arch=arch), tp, dirs, links,
                                  kernel_scale, twins, unpacked_gqa_scale(preset, sku, arch, tp),
                                  triton_moe(preset, arch, dtype), absorbed_extend_terms(preset, sku, arch, graphs),
-                                 arch.mla_kv_up_share(tp))
+                                 arch.mla_kv_up_share(tp), older_moe(preset, sku, arch))
     fit = fit_step_time(steps, kind, roof, seed=seed, kernels=kernels, heldout_by=heldout_by, max_train=max_train)
     check_threshold(fit, max_heldout_mape, force)
     shipped = None

@@ -906,6 +906,14 @@ class FrontEndPrior(FrontEndWork, Sourced):
     """An engine version's front-end work, with where it comes from (a prior until a sweep fit measures it)."""
 
 
+class OlderMoe(Sourced):
+    """An engine release older than the tables' whose mixture-of-experts kernels the SDK measured too, on some SKUs:
+    records derived with that release's MoE rows carry a second curve (linear_ms_older_moe) that replaces theirs."""
+
+    release: str = Field(min_length=1, description="the release whose MoE rows the curve was composed with")
+    skus: list[str] = Field(min_length=1, description="the SKUs whose tables carry that curve")
+
+
 class EngineKernels(_Strict):
     """Which measured kernels an engine runs (hardware_profiles/kernels/<sku>.json.gz, by framework) and what it
     adds per step around them."""
@@ -937,6 +945,9 @@ class EngineKernels(_Strict):
     absorbed_mla_extend: list[AbsorbedMlaExtend] = Field(
         default_factory=list, description="SKUs on which a latent-attention model's prefill batch with some computed "
         "prompt tokens runs attention in the absorbed form (absent: the tables' MHA form always)")
+    older_moe: OlderMoe | None = Field(
+        default=None, description="MoE layers priced with an older release's measured kernels on these SKUs, where a "
+                                  "record carries that curve (absent: the tables' release)")
     dp_attention_graph_padding: DpAttentionGraphPadding | None = Field(
         default=None, description="with data-parallel attention, each rank's decode batch padded to a multiple of its "
         "attention TP size for the per-token work (absent: the ranks' real batches)")

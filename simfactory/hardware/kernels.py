@@ -196,6 +196,8 @@ def _read(path: Path) -> KernelTables:
             _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
         if "linear_ms_triton_moe" in rec:  # optional: BF16 MoE on Triton fused_moe (EngineKernels.triton_bf16_moe)
             _check_curve(name, f"{at}.linear_ms_triton_moe", rec["linear_ms_triton_moe"], n_t)
+        if "linear_ms_older_moe" in rec:  # optional: an older release's MoE kernels (EngineKernels.older_moe)
+            _check_curve(name, f"{at}.linear_ms_older_moe", rec["linear_ms_older_moe"], n_t)
 
     def check_attention(name: str, at: str, rec: dict[str, Any]) -> None:
         table = _array(name, f"{at}.decode_attn_ms", rec.get("decode_attn_ms"), (n_b, n_s),
@@ -255,7 +257,7 @@ def kernel_step_time(
     prefill_floor_s: float = 0.0, links: Links | None = None, kernel_scale: float = 1.0,
     allreduce_latency_s: float = 0.0, mixed_decode_attn_scale: float = 1.0, triton_moe: bool = False,
     absorbed: tuple[float, float, float] = (1.0, 0.0, 0.0), mla_kv_up_share: float = 0.0,
-    dp_graph_padding: bool = False,
+    dp_graph_padding: bool = False, older_moe: str | None = None,
 ) -> KernelStepTime | AttentionRanks | None:
     """The kernel-table step-time model of one deployment, or None when the tables do not cover it (no file for
     the SKU, a framework they do not hold, a model, dtype or TP the file lacks, a model of another shape).
@@ -272,6 +274,8 @@ def kernel_step_time(
     linear_ms_triton_moe, where it has one, replaces its linear_ms.
     dp_graph_padding: with dp_attention > 1, each rank's decode batch is padded to a multiple of its attention TP size
     (tp / dp_attention) for the per-token work (EngineKernels.dp_attention_graph_padding).
+    older_moe: the release whose measured MoE kernels the engine ran (EngineKernels.older_moe, on its SKUs): a record's
+    linear_ms_older_moe, where it has one, replaces its linear_ms (and a Triton curve).
     """
     engine = framework
     framework = FRAMEWORKS.get(framework)
@@ -293,7 +297,7 @@ def kernel_step_time(
     att = tables.attention.get((model_id, framework, tp, dp_attention, ep, kv_dtype))
     if lin is None or att is None:
         return None
-    linear_ms, allreduce_note = linear_curve(lin, triton_moe)
+    linear_ms, allreduce_note = linear_curve(lin, triton_moe, older_moe)
     dense = dp_attention == ep == 1
     allreduce_ms, bus, allreduce_extra_s, note = _allreduce_terms(lin["allreduce_ms"], tables.grids["tokens"], arch,
                                                                   tp, dense, links, allreduce_latency_s, kernel_scale)
@@ -348,10 +352,13 @@ def _allreduce_terms(allreduce_ms: list[float], tokens: list[float], arch: Model
 NO_TRITON_CURVE = "no Triton fused_moe curve"  # in a label: the engine's BF16 experts are priced with another kernel
 
 
-def linear_curve(lin: dict[str, Any], triton_moe: bool) -> tuple[list[float], str]:
-    """A linear record's curve for an engine (EngineKernels.triton_bf16_moe: its BF16 experts on Triton fused_moe)
-    and what the label says of it: the record's Triton curve where it has one; where its MoE rows are another kernel's
-    and it has none, its own curve, said to be faster than the engine's."""
+def linear_curve(lin: dict[str, Any], triton_moe: bool, older_moe: str | None = None) -> tuple[list[float], str]:
+    """A linear record's curve for an engine (EngineKernels.triton_bf16_moe: its BF16 experts on Triton fused_moe;
+    EngineKernels.older_moe: the MoE kernels of an older release it ran) and what the label says of it: the record's
+    older-release curve where the engine names one and the record has it; else its Triton curve where it has one;
+    where its MoE rows are another kernel's and it has none, its own curve, said to be faster than the engine's."""
+    if older_moe is not None and "linear_ms_older_moe" in lin:
+        return lin["linear_ms_older_moe"], f"; MoE layers on sglang {older_moe}'s measured kernels (the tables' curve)"
     if not triton_moe:
         return lin["linear_ms"], ""
     if "linear_ms_triton_moe" in lin:

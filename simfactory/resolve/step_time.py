@@ -292,6 +292,13 @@ def triton_moe(k: EngineKernels | None, arch: ModelArch, dtype: str) -> bool:
     return k is not None and k.triton_bf16_moe is not None and arch.is_moe and dtype in UNQUANTIZED_DTYPES
 
 
+def older_moe(k: EngineKernels | None, sku: str, arch: ModelArch) -> str | None:
+    """The older release whose measured MoE kernels a MoE model's layers are priced with on this SKU
+    (EngineKernels.older_moe), else None."""
+    return k.older_moe.release if k is not None and k.older_moe is not None and arch.is_moe \
+        and sku in k.older_moe.skus else None
+
+
 def kernel_model(
     d: Deployment, profile: HardwareProfile, arch: ModelArch, dirs: list[Path], kv_dtype: str,
     preset: EnginePreset | None, fit: KernelsStepTime | None = None, prefill_role: bool = False,
@@ -326,6 +333,7 @@ def kernel_model(
     terms["absorbed"] = absorbed_extend_terms(k, profile.sku, arch, graphs)
     terms["mla_kv_up_share"] = arch.mla_kv_up_share(d.tp // d.dp_attention)
     terms["dp_graph_padding"] = k is not None and k.dp_attention_graph_padding is not None
+    terms["older_moe"] = older_moe(k, profile.sku, arch)
     links = Links.of_group(profile.spec, d.tp)
     if fit is not None and links is not None:  # a fit keeps the all-reduce it was fitted with
         links = links.with_measured_allreduce(d.tp, fit.allreduce_bus_gb_s)
