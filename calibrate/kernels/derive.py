@@ -65,7 +65,9 @@ ATTRIBUTION = (
     "lane saves at one token (static_fp8_saving_ms); vLLM's block-FP8 GEMMs in the mixture-of-experts records priced "
     "with SGLang's block-FP8 GEMM rows of the same SKU (calibrate/kernels/derive_moe.py, VLLM_BLOCK_FP8_FROM); "
     "SGLang's BF16 mixture-of-experts records where the SDK times them with another kernel carry a second curve with "
-    "its Triton fused_moe rows of the same SKU in their place (linear_ms_triton_moe, TRITON_MOE_KERNEL)."
+    "its Triton fused_moe rows of the same SKU in their place (linear_ms_triton_moe, TRITON_MOE_KERNEL); SGLang's "
+    "mixture-of-experts records on SKUs where the SDK also ships SGLang 0.5.10's measured MoE kernels carry a second "
+    "curve with those rows in place of the current release's (linear_ms_older_moe, OLDER_MOE_RELEASE)."
 )
 
 # simfactory SKU -> aiconfigurator system (only SKUs with measured data in the SDK; B300 and the GB200/GB300 racks
