@@ -138,7 +138,7 @@ TRITON_MOE_KERNEL = "vllm_fused_moe"
 # for a system (h100_sxm, h200_sxm: moe/sglang/0.5.10; the Triton block-FP8 and BF16 fused_moe of DeepSeek-R1/V3, Kimi
 # K2, Qwen3-235B-A22B and Mixtral shapes, 10-44% slower at decode sizes and 11-25% at prefill sizes for DeepSeek's on
 # H200), each sglang record gets a second curve composed with those rows in place of the current ones,
-# linear_ms_older_moe (older_moe_systems, older_curve), which presets naming `older_moe` read (hardware/kernels.py).
+# linear_ms_older_moe (older_moe_systems, alternate_curve), which presets naming `older_moe` read (hardware/kernels.py).
 OLDER_MOE_RELEASE = "0.5.10"
 SHAPE = ["hidden_size", "inter_size", "num_experts", "topk"]
 
@@ -411,38 +411,24 @@ def derive_record(h) -> tuple[dict, dict, float]:
     return lin, att, worst
 
 
-def triton_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, kv: str,
-                 triton: Path, tag: dict, anomalies: list[dict], refused: list[str]) -> dict:
-    """A BF16 sglang record's linear_ms_triton_moe (triton_moe_systems), or nothing, with the reason among the
-    refusals, where the SDK has no Triton rows for the layout's expert split (any other error stops the run)."""
+def alternate_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, dtype: str,
+                    kv: str, systems: Path, column: str, what: str, tag: dict, anomalies: list[dict],
+                    refused: list[str]) -> dict:
+    """A sglang record's second linear curve, `column`, composed with a copy of the systems data whose MoE rows are
+    another kernel's or release's (triton_moe_systems: linear_ms_triton_moe; older_moe_systems:
+    linear_ms_older_moe), or nothing, with the reason among the refusals, where that copy has no rows for the
+    layout's expert split (any other error stops the run): the record then keeps one curve."""
     from aiconfigurator_core.sdk.errors import PerfDataNotAvailableError
 
     try:
-        lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, "bf16", kv, systems=triton))
-    except PerfDataNotAvailableError as e:  # the record keeps one curve; the header says why it has no second
-        devices, dp, ep = layout
-        refused.append(f"{arch_id} sglang bf16/{kv} TP{devices} DP{dp} EP{ep}: no Triton fused_moe curve "
-                       f"({type(e).__name__}: {str(e)[:120]})")
-        return {}
-    curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], "linear_ms_triton_moe", tag, anomalies)
-    return {"linear_ms_triton_moe": [sig(x) for x in curve]}
-
-
-def older_curve(cfg: Path, system: str, version: str, layout: tuple[int, int, int], arch_id: str, dtype: str,
-                kv: str, older: Path, tag: dict, anomalies: list[dict], refused: list[str]) -> dict:
-    """A sglang record's linear_ms_older_moe (older_moe_systems), or nothing, with the reason among the refusals,
-    where the older table has no rows for the layout's expert split (any other error stops the run)."""
-    from aiconfigurator_core.sdk.errors import PerfDataNotAvailableError
-
-    try:
-        lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, dtype, kv, systems=older))
+        lin, _, _ = derive_record(handle(cfg, system, "sglang", version, layout, arch_id, dtype, kv, systems=systems))
     except PerfDataNotAvailableError as e:
         devices, dp, ep = layout
-        refused.append(f"{arch_id} sglang {dtype}/{kv} TP{devices} DP{dp} EP{ep}: no sglang {OLDER_MOE_RELEASE} MoE "
-                       f"curve ({type(e).__name__}: {str(e)[:120]})")
+        refused.append(f"{arch_id} sglang {dtype}/{kv} TP{devices} DP{dp} EP{ep}: no {what} curve "
+                       f"({type(e).__name__}: {str(e)[:120]})")
         return {}
-    curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], "linear_ms_older_moe", tag, anomalies)
-    return {"linear_ms_older_moe": [sig(x) for x in curve]}
+    curve = monotone(lin["linear_ms"], [f"T={t}" for t in TOKENS], column, tag, anomalies)
+    return {column: [sig(x) for x in curve]}
 
 
 def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: list, frameworks: tuple[str, ...],
@@ -573,16 +559,18 @@ def derive_sku(sku: str, models: list, out_dir: Path, anomalies: list[dict], sys
                                 tables["linear_ms"], lambda: static_fp8_one_token_ms(
                                     h, cfg, system, fw, versions[fw], layout, arch.id, d, kv, systems),
                                 refused, f"{arch.id} {fw} {d} TP{devices} DP{dp} EP{ep}")
-                            extra = (triton_curve(cfg, system, versions[fw], layout, arch.id, kv, triton[0],
-                                                  {**tag, "dtype": d}, anomalies, refused)
+                            extra = (alternate_curve(cfg, system, versions[fw], layout, arch.id, d, kv, triton[0],
+                                                     "linear_ms_triton_moe", "Triton fused_moe", {**tag, "dtype": d},
+                                                     anomalies, refused)
                                      if triton is not None and system in triton[1] and fw == "sglang" and d == "bf16"
                                      else {})
                             if extra.get("linear_ms_triton_moe") == [sig(x) for x in tables["linear_ms"]]:
                                 extra = {}  # the SDK's own rows of this shape are Triton's already
                             extra.update({"moe_kernel": bf16_kernel} if bf16_kernel and d == "bf16" else {})
                             if older is not None and system in older[1] and fw == "sglang":
-                                slower = older_curve(cfg, system, versions[fw], layout, arch.id, d, kv, older[0],
-                                                     {**tag, "dtype": d}, anomalies, refused)
+                                slower = alternate_curve(cfg, system, versions[fw], layout, arch.id, d, kv, older[0],
+                                                         "linear_ms_older_moe", f"sglang {OLDER_MOE_RELEASE} MoE",
+                                                         {**tag, "dtype": d}, anomalies, refused)
                                 if slower.get("linear_ms_older_moe") != [sig(x) for x in tables["linear_ms"]]:
                                     extra.update(slower)  # the same curve: the older table has no rows of the shape
                             linear.append({**rec, "prefill_rel_diff_from_sdk": round(worst, 4),
