@@ -431,6 +431,15 @@ def alternate_curve(cfg: Path, system: str, version: str, layout: tuple[int, int
     return {column: [sig(x) for x in curve]}
 
 
+def curve_note(doc: dict, earlier: str | None, copy: tuple[Path, dict[str, str]] | None, system: str, column: str,
+               text: str) -> str | None:
+    """The MoE header's word on records' second curve `column`: `text` with the rows it was composed with where this
+    run derived records that carry it, else what an earlier run said (`earlier`)."""
+    if copy is not None and system in copy[1] and any(column in r for r in doc["linear"]):
+        return text.format(rows=copy[1][system])
+    return earlier
+
+
 def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: list, frameworks: tuple[str, ...],
                linear: list[dict], attention: list[dict], refused: list[str], checks: list[float],
                triton: tuple[Path, dict[str, str]] | None, older: tuple[Path, dict[str, str]] | None = None) -> dict:
@@ -481,18 +490,14 @@ def merged_doc(doc: dict | None, sku: str, system: str, versions: dict, models: 
                                          "prefills MLA as FlashAttention-3 MHA on Hopper, the SDK's sglang rows time "
                                          "the absorbed form (calibrate/kernels/derive_moe.py, MHA_PREFILL_SKUS)"
                                          if mha else None),
-                  "triton_bf16_moe": (f"BF16 sglang records with linear_ms_triton_moe: the MoE layers priced with "
-                                      f"{triton[1][system]} (SGLang before 0.5.8 runs BF16 MoE on Triton fused_moe; "
-                                      "calibrate/kernels/derive_moe.py, TRITON_MOE_KERNEL)"
-                                      if triton is not None and system in triton[1]
-                                      and any("linear_ms_triton_moe" in r for r in doc["linear"])
-                                      else old.get("triton_bf16_moe")),
-                  "older_moe": (f"sglang records with linear_ms_older_moe: the MoE layers priced with "
-                                f"{older[1][system]} (SGLang before {OLDER_MOE_RELEASE}; calibrate/kernels/"
-                                "derive_moe.py, OLDER_MOE_RELEASE)"
-                                if older is not None and system in older[1]
-                                and any("linear_ms_older_moe" in r for r in doc["linear"])
-                                else old.get("older_moe")),
+                  "triton_bf16_moe": curve_note(
+                      doc, old.get("triton_bf16_moe"), triton, system, "linear_ms_triton_moe",
+                      "BF16 sglang records with linear_ms_triton_moe: the MoE layers priced with {rows} (SGLang before "
+                      "0.5.8 runs BF16 MoE on Triton fused_moe; calibrate/kernels/derive_moe.py, TRITON_MOE_KERNEL)"),
+                  "older_moe": curve_note(
+                      doc, old.get("older_moe"), older, system, "linear_ms_older_moe",
+                      "sglang records with linear_ms_older_moe: the MoE layers priced with {rows} (SGLang before "
+                      f"{OLDER_MOE_RELEASE}; calibrate/kernels/derive_moe.py, OLDER_MOE_RELEASE)"),
                   "refused": kept + refused}
     return doc
 
