@@ -199,12 +199,8 @@ def triton_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]
                 continue
             shapes = set(map(tuple, v[SHAPE].values.tolist()))
             drop = (sg.moe_dtype == "bfloat16") & sg[SHAPE].apply(tuple, axis=1).isin(shapes)
-            for col in ("framework", "version", "device"):
-                v[col] = sg[col].iloc[0]
             origin = f"vllm {Path(path).parent.name}"
-            v["kernel_source"] = f"{origin}: " + v["kernel_source"].astype(str)
-            target.unlink()  # a link into the SDK's data: replaced, never written through
-            pd.concat([sg[~drop], v[sg.columns]], ignore_index=True).to_parquet(target)
+            swap_rows(target, sg, ~drop, v, origin)
             changed[system] = f"{origin} {TRITON_MOE_KERNEL} rows ({len(shapes)} expert shapes)"
             break
     return dst, changed
@@ -231,12 +227,22 @@ def vllm_gemm_systems(work: Path) -> Path:
         rows = rows[rows.gemm_dtype == "fp8_block"].copy()
         if rows.empty or not (vllm.gemm_dtype == "fp8_block").any():
             continue
-        for col in ("framework", "version", "device"):
-            rows[col] = vllm[col].iloc[0]
-        rows["kernel_source"] = f"{VLLM_BLOCK_FP8_FROM} {version}: " + rows["kernel_source"].astype(str)
-        os.unlink(path)  # a link into the SDK's own data: replaced, never written through
-        pd.concat([vllm[vllm.gemm_dtype != "fp8_block"], rows[vllm.columns]], ignore_index=True).to_parquet(path)
+        swap_rows(Path(path), vllm, vllm.gemm_dtype != "fp8_block", rows, f"{VLLM_BLOCK_FP8_FROM} {version}")
     return dst
+
+
+def swap_rows(target: Path, table, keep, rows, origin: str) -> None:
+    """Write, in place of `target` (a link into the SDK's own data: replaced, never written through), `table`'s rows
+    where `keep` and then `rows`, stamped as the table's own (framework, version, device) with their kernel_source
+    prefixed by `origin`."""
+    import pandas as pd
+
+    rows = rows.copy()
+    for col in ("framework", "version", "device"):
+        rows[col] = table[col].iloc[0]
+    rows["kernel_source"] = f"{origin}: " + rows["kernel_source"].astype(str)
+    target.unlink()
+    pd.concat([table[keep], rows[table.columns]], ignore_index=True).to_parquet(target)
 
 
 def older_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]:
@@ -259,11 +265,7 @@ def older_moe_systems(systems: Path, work: Path) -> tuple[Path, dict[str, str]]:
         cur, old = pd.read_parquet(target), pd.read_parquet(older)
         shapes = set(map(tuple, old[keys].values.tolist()))
         taken = cur[keys].apply(tuple, axis=1).isin(shapes)
-        for col in ("framework", "version", "device"):
-            old[col] = cur[col].iloc[0]
-        old["kernel_source"] = f"sglang {OLDER_MOE_RELEASE}: " + old["kernel_source"].astype(str)
-        target.unlink()  # a link into the SDK's data: replaced, never written through
-        pd.concat([cur[~taken], old[cur.columns]], ignore_index=True).to_parquet(target)
+        swap_rows(target, cur, ~taken, old, f"sglang {OLDER_MOE_RELEASE}")
         changed[system] = f"sglang {OLDER_MOE_RELEASE} moe_perf rows ({len(shapes)} dtype and expert shapes)"
     return dst, changed
 

@@ -194,10 +194,11 @@ def _read(path: Path) -> KernelTables:
     def check_linear(name: str, at: str, rec: dict[str, Any]) -> None:
         for col in ("linear_ms", "allreduce_ms", "logits_ms"):
             _check_curve(name, f"{at}.{col}", rec.get(col), n_t)
-        if "linear_ms_triton_moe" in rec:  # optional: BF16 MoE on Triton fused_moe (EngineKernels.triton_bf16_moe)
-            _check_curve(name, f"{at}.linear_ms_triton_moe", rec["linear_ms_triton_moe"], n_t)
-        if "linear_ms_older_moe" in rec:  # optional: an older release's MoE kernels (EngineKernels.older_moe)
-            _check_curve(name, f"{at}.linear_ms_older_moe", rec["linear_ms_older_moe"], n_t)
+        # optional second curves: BF16 MoE on Triton fused_moe (EngineKernels.triton_bf16_moe), an older release's
+        # MoE kernels (EngineKernels.older_moe)
+        for col in ("linear_ms_triton_moe", "linear_ms_older_moe"):
+            if col in rec:
+                _check_curve(name, f"{at}.{col}", rec[col], n_t)
 
     def check_attention(name: str, at: str, rec: dict[str, Any]) -> None:
         table = _array(name, f"{at}.decode_attn_ms", rec.get("decode_attn_ms"), (n_b, n_s),
