@@ -70,7 +70,7 @@ def test_a_sweep_simulated_with_known_terms_is_fitted_back_and_predicts_its_held
     sweep = _sweep([1, 4, 16, 48, 96], [(400, 48)]).drop(columns=["ttft_s", "itl_s", "output_tokens_per_s"])
     family = _family(SETUP_8B, sweep)
     measured = SETUP_8B.simulate(sweep, family.to_model(truth))
-    fit, on_bounds = fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), SETUP_8B, max_evaluations=80)
+    fit, on_bounds, _ = fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), SETUP_8B, max_evaluations=80)
     assert not on_bounds
     assert fit.step_time.linear_scale == pytest.approx(0.8, rel=0.05)
     assert fit.step_time.overhead_s == pytest.approx(0.002, abs=0.0006)
@@ -89,10 +89,10 @@ def test_a_sweep_measured_from_cold_starts_is_fitted_back_when_the_fit_is_told_i
     assert counted["requests"].tolist() == [3, 12, 48, 144, 288]
     measured = SETUP_8B.simulate(counted, _family(SETUP_8B, counted).to_model(truth))
     table = counted.assign(**{c: measured[c] for c in measured})
-    fit, on_bounds = fit_sweep(table, SETUP_8B, max_evaluations=80)
+    fit, on_bounds, _ = fit_sweep(table, SETUP_8B, max_evaluations=80)
     assert not on_bounds and fit.heldout_mape < 0.02, fit.phases
     assert fit.step_time.linear_scale == pytest.approx(0.8, rel=0.05)
-    steady, _ = fit_sweep(table.assign(requests=float("nan")), SETUP_8B, max_evaluations=80)
+    steady, *_ = fit_sweep(table.assign(requests=float("nan")), SETUP_8B, max_evaluations=80)
     assert steady.phases["ttft"].mape > 5 * fit.phases["ttft"].mape, (steady.phases["ttft"], fit.phases["ttft"])
 
 
@@ -127,7 +127,7 @@ def test_nims_published_70b_sweep_calibrates_to_its_held_out_levels():
     2048: fitted on concurrency 1, 25, 100, 200 of each shape, the other seven levels' ITL and throughput within 5%
     and unbiased within 3%, closer than the prior came on them."""
     sweep = check_sweep(pd.read_csv(NIM / "llama-3.3-70b-fp8-tp2.sweep.csv"))
-    fit, on_bounds = fit_sweep(sweep, SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm", "fp8", 2, 256, 2048))
+    fit, on_bounds, _ = fit_sweep(sweep, SweepSetup("h100-sxm", "llama-3.1-70b", "tensorrt-llm", "fp8", 2, 256, 2048))
     assert not on_bounds
     p = fit.predictions[fit.predictions["split"] == "heldout"]
     assert sorted(set(p["concurrency"])) == [5, 50, 150, 250]
@@ -214,7 +214,7 @@ def test_on_a_sku_without_kernel_tables_the_roofline_factors_are_fitted_back():
     truth = RooflineStepTime(compute_efficiency=0.35, memory_efficiency=0.4, step_overhead_s=0.012, gemm_latency_s=9e-6,
                              gemm_ramp_tokens=170)
     measured = setup.simulate(sweep, family.to_model(truth))
-    fit, on_bounds = fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), setup, max_evaluations=80)
+    fit, on_bounds, _ = fit_sweep(check_sweep(pd.concat([sweep, measured], axis=1)), setup, max_evaluations=80)
     assert not on_bounds and fit.kind.startswith("roofline") and fit.heldout_mape < 0.03
     prior = (fit.predictions["prior_predicted"] / fit.predictions["measured"] - 1).abs().mean()
     assert prior > 0.1  # the SKU's default factors were well off
@@ -377,3 +377,72 @@ def test_the_budget_search_goes_below_max_num_seqs_only_where_the_engine_allows_
     SweepSetup("h100-sxm", "llama-3.1-8b", "sglang", "fp8", 1, 1024, 512, seqs_within_budget=False).check(sweep)
     with pytest.raises(InputError, match="must be >= max_num_seqs"):
         SweepSetup("h100-sxm", "llama-3.1-8b", "vllm", "fp8", 1, 1024, 512).check(sweep)
+
+
+def _host_sweep(front_end_s: float) -> pd.DataFrame:
+    """A vLLM 0.11 server on a host whose API server spends `front_end_s` a request before the engine sees it:
+    TTFT at one client is that much longer, ITL untouched, the loop's throughput a little lower."""
+    truth = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm-0.11", "bf16", 1, 256, 2048, front_end_s=front_end_s)
+    sweep = pd.DataFrame([{"concurrency": c, "input_tokens": 400, "output_tokens": 64} for c in (1, 2, 4, 8, 16, 32)])
+    measured = truth.simulate(sweep, _family(truth, sweep).to_model(KernelsStepTime(overhead_s=0.002,
+                                                                                    linear_scale=0.9)))
+    return check_sweep(pd.concat([sweep, measured], axis=1))
+
+
+def test_a_hosts_front_end_per_request_is_fitted_with_the_step_time_when_asked():
+    """TTFT at low concurrency is mostly the host's work per request: told to fit it, the sweep fit finds a 35 ms
+    front end the preset's 8 ms misses, and the held-out levels come right; left to the preset, the step-time terms
+    cannot explain TTFT and the held-out TTFT stays off."""
+    sweep = _host_sweep(0.035)
+    unknown = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm-0.11", "bf16", 1, 256, 2048)
+    kept, _, kept_setup = fit_sweep(sweep, unknown)
+    assert kept_setup.front_end_s is None and kept.phases["ttft"].mape > 0.1 and kept.phases["ttft"].bias < -0.1
+    fit, on_bounds, fitted = fit_sweep(sweep, dataclasses.replace(unknown, fit_front_end_s=True))
+    assert not on_bounds and fitted.front_end_s == pytest.approx(0.035, abs=0.002)
+    assert fit.phases["ttft"].mape < 0.02 and fit.heldout_mape < 0.02
+    from simfactory.calibration.microbench import scenario_deployment
+
+    assert f"front_end_s: {fitted.front_end_s}" in scenario_deployment(fitted)  # what the scenario must carry
+
+
+@pytest.mark.parametrize("front_end_s, expected", [(0.0, 0.0), (0.3, 0.2)])
+def test_a_fitted_front_end_stays_at_zero_where_there_is_none_and_one_past_its_bound_refuses_the_fit(
+        front_end_s, expected):
+    setup = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm-0.11", "bf16", 1, 256, 2048, fit_front_end_s=True)
+    _, on_bounds, fitted = fit_sweep(_host_sweep(front_end_s), setup)
+    assert fitted.front_end_s == pytest.approx(expected, abs=0.001)
+    assert bool(on_bounds) == (expected == 0.2) and all("front_end_s" in b for b in on_bounds)
+
+
+def test_the_command_fits_the_front_end_per_request_when_asked_and_says_what_to_put_in_the_scenario(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _host_sweep(0.035).to_csv("s.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", "s.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                   "--engine", "vllm-0.11", "--max-num-seqs", "256", "--max-num-batched-tokens",
+                                   "2048", "--gpu-memory-utilization", "0.9", "--front-end-s", "auto"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "the front end per request" in said and "front_end_s 0.03" in said and "(fitted with the step time)" in said
+    assert "front_end_s: 0.03" in said
+    doc = yaml.safe_load((Path("hardware_profiles") / "h100-sxm" / "llama-3.1-8b-vllm-0.11-bf16-tp1.yaml").read_text())
+    assert "front_end_s 0.03" in doc["provenance"]["method"]
+
+
+@pytest.mark.parametrize("value, table, reason", [
+    ("fast", "sweep", "seconds (e.g. 0.0034) or auto"), ("-1", "sweep", "must be seconds from 0"),
+    ("nan", "sweep", "must be seconds from 0"), ("auto", "steps", "auto (fitted) applies to sweep tables"),
+])
+def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, monkeypatch, value, table, reason):
+    monkeypatch.chdir(tmp_path)
+    if table == "sweep":
+        _sweep([1, 2, 4], [(200, 16)]).to_csv("t.csv", index=False)
+    else:
+        pd.DataFrame([{"prefill_tokens": 128 * i, "decode_seqs": 0, "kv_tokens": 0, "step_s": 0.01 * i}
+                      for i in range(1, 9)]).to_csv("t.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", "t.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
+                                   "--front-end-s", value])
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    errors = [ln for ln in " ".join(res.output.split()).split("error: ")[1:]]
+    assert len(errors) == 1 and "--front-end-s" in errors[0] and reason in errors[0], res.output
+    assert not Path("hardware_profiles").exists()

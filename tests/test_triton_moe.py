@@ -194,3 +194,26 @@ def test_calibration_prices_the_older_curve_as_resolve_does():
     assert with_older is not None and without is not None
     gap = (rec["linear_ms_older_moe"][0] - rec["linear_ms"][0]) / 1e3
     assert with_older.step_s(ONE_TOKEN) - without.step_s(ONE_TOKEN) == pytest.approx(gap)
+
+
+def test_an_older_release_the_tables_lack_for_a_model_is_said_and_warned_of_not_silent():
+    """gpt-oss's MXFP4 experts have no 0.5.10 rows in the SDK, so sglang-0.5 on an H200 prices them with the tables'
+    own release: the label says so and resolving warns, while a model with the curve carries no such note."""
+    from simfactory.hardware.kernels import NO_OLDER_MOE_CURVE
+
+    gptoss = resolved_deployment("sglang-0.5", "h200", "gpt-oss-120b", 8, "fp4")
+    t = load_kernel_tables("h200")
+    assert t is not None and "linear_ms_older_moe" not in t.linear[("gpt-oss-120b", "sglang", 8, 1, 1, "fp4")]
+    assert NO_OLDER_MOE_CURVE in gptoss.step_time_source and "sglang 0.5.10's" in gptoss.step_time_source
+    assert gptoss.step_time.breakdown_s(ONE_TOKEN)["linear"] == pytest.approx(
+        t.linear[("gpt-oss-120b", "sglang", 8, 1, 1, "fp4")]["linear_ms"][0] / 1e3)
+    for engine, sku, model, dtype, said in (("sglang-0.5", "h200", DSR1, "fp8", False),
+                                            ("sglang", "h200", "gpt-oss-120b", "fp4", False),
+                                            ("sglang-0.5", "b200", "gpt-oss-120b", "fp4", False)):
+        assert (NO_OLDER_MOE_CURVE in resolved_deployment(engine, sku, model, 8, dtype).step_time_source) == said
+    from simfactory.resolve.deployments import _step_time_warnings
+
+    warned = [w for w in _step_time_warnings(gptoss.config, "deployments[0]", "s.yaml", gptoss.profile, gptoss.arch,
+                                             gptoss.step_time_source, [ROOT / "hardware_profiles"])
+              if "older release" in w]
+    assert len(warned) == 1 and "optimistic" in warned[0]

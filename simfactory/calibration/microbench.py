@@ -318,7 +318,7 @@ def _sweep_fit_searched(sweep: pd.DataFrame, setup: Any, max_evaluations: int, k
                                                            preferred=search["front_end_per_token_s"])
         searches.append(found)
     if not searches:
-        fit, on_bounds = fit_sweep(sweep, setup, max_evaluations, kind)
+        fit, on_bounds, setup = fit_sweep(sweep, setup, max_evaluations, kind)
     return fit, on_bounds, setup, searches
 
 
@@ -347,7 +347,9 @@ def publish_sweep(sweep: pd.DataFrame, setup: Any, *, profiles_dir: Path, proven
               + found.get("max_num_batched_tokens", f"max_num_batched_tokens {setup.max_num_batched_tokens}") + ", "
               + found.get("gpu_memory_utilization", f"gpu_memory_utilization {kv}" if kv is not None
                           else "the engine preset's KV memory fraction")
-              + (", " + found["front_end_per_token_s"] if "front_end_per_token_s" in found else ""))
+              + (", " + found["front_end_per_token_s"] if "front_end_per_token_s" in found else "")
+              + (f", front_end_s {setup.front_end_s:.4g} (fitted with the step time)" if setup.fit_front_end_s
+                 and setup.front_end_s is not None else ""))
     provenance = {**provenance, "method": f"concurrency-sweep fit: {fit.n_train} measured values fitted, "
                                           f"{fit.n_heldout} held out ({fit.heldout_by}); {server}",
                   "prior_error": f"MAPE {prior.abs().mean():.2%}, bias {prior.mean():+.2%} (+ = slower) over "

@@ -7,7 +7,9 @@ Each row is simulated as the fidelity suites simulate a concurrency point (fidel
 in a closed loop with fixed lengths, measured after a ramp; a row that gives the benchmark's `requests` is run as the
 benchmark ran it, that many requests from a cold start, every one measured). What is fitted is what the prior misses: on the
 measured kernel tables, the engine overhead per step and per sequence and a multiplier on the GEMMs (the terms
-`calibrate fit --fit kernels` fits to steps); on a SKU without tables, the roofline's efficiencies and overhead.
+`calibrate fit --fit kernels` fits to steps); on a SKU without tables, the roofline's efficiencies and overhead;
+where asked (--front-end-s auto), the server's front end per request with them (TTFT at low concurrency is mostly
+the host's work per request, which no engine prior knows: it differs by host, release and chat template).
 Nelder-Mead on the training rows' errors (a log loss, robust_loss), every evaluation a simulation of them. Held out: every second concurrency
 level of each shape, so the fit is checked on load levels it never saw, with its error and signed bias per metric.
 """
@@ -53,6 +55,10 @@ KV_FRACTIONS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # KV-cache memory fr
 # an API server's CPU per streamed token tried (--front-end-us-per-token auto), seconds: from none to a slow
 # single-process Python server (public figures: 2-20 us for multi-process servers, ~100 us for NIM 1.3's)
 FRONT_END_PER_TOKEN_S = (0.0, 2e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4)
+# the server's fixed front end per request (--front-end-s auto), fitted with the step-time terms, milliseconds: its
+# bounds (a fit at the upper one is refused: no front end explains that sweep) and its first simplex step
+FRONT_END_BOUNDS_MS = (0.0, 200.0)
+FRONT_END_STEP_MS = 10.0
 # The fit's loss per row, ROW_ERROR_SCALE ln(1 + |error| / ROW_ERROR_SCALE): nearly |error| below ~10%, half its slope
 # at ROW_ERROR_SCALE, logarithmic past it (a row 10x off weighs as much as five rows 25% off, not forty). A row missed
 # by far more is what a step time cannot explain (clients queueing for KV room in a pool the server does not publish,
@@ -169,13 +175,16 @@ class SweepSetup:
     max_num_batched_tokens: int
     file: str = "<sweep>"  # the sweep table, named in errors about its rows
     gpu_memory_utilization: float | None = None  # the engine's KV memory fraction; None: the engine preset's
-    # the server's front end per request (Deployment.front_end_s): in TTFT, not fitted; None: the engine preset's
+    # the server's front end per request (Deployment.front_end_s): in TTFT and E2E; None: the engine preset's
     front_end_s: float | None = None
     # its API server's CPU per streamed token (Deployment.front_end_work); None: the engine preset's front end, if any
     front_end_per_token_s: float | None = None
     front_end_base: FrontEndWork | None = None  # the other terms of that work (the engine preset's; else none)
     # the engine holds max_num_seqs to the token budget (EnginePreset.holds_seqs_to_budget; SGLang's bounds prefill only)
     seqs_within_budget: bool = True
+    # front_end_s is fitted with the step-time terms (starting from front_end_s, else the engine preset's): TTFT at
+    # low concurrency is mostly the server's host work, which differs by host and release (--front-end-s auto)
+    fit_front_end_s: bool = False
 
     def front_end_work(self) -> FrontEndWork | None:
         """The deployment's front_end_work this setup stands for (None: the engine preset's applies)."""
@@ -240,6 +249,7 @@ class Family:
     to_spec: Callable[[np.ndarray], KernelsStepTime | RooflineStepTime]
     to_model: Callable[[Any], StepTimeModel]
     on_bounds: Callable[[Any], list[str]]
+    front_end_s: float = 0.0  # the deployment's front end as resolved (the setup's, else the engine preset's)
 
 
 def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Family:
@@ -262,12 +272,14 @@ def _family(setup: SweepSetup, sweep: pd.DataFrame, kind: str = "best") -> Famil
             assert model is not None
             return model
         # the prior's all-reduce (the profile's measured bandwidth, if any), kept by every candidate
-        return _kernels_family(prior, kernels, measured_allreduce_gb_s(d.profile.spec, d.config.tp))
-    floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
-    start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
-             else default_factors(d.profile, d.engine_preset, floor_s))
-    return _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec,
-                                                                   d.engine_preset))
+        family = _kernels_family(prior, kernels, measured_allreduce_gb_s(d.profile.spec, d.config.tp))
+    else:
+        floor_s = eager_prefill_floor_s(d.config, d.arch, d.engine_preset)
+        start = (d.step_time.factors if isinstance(d.step_time, RooflineModel)
+                 else default_factors(d.profile, d.engine_preset, floor_s))
+        family = _roofline_family(start, lambda spec: roofline_model(d.config, d.profile, d.arch, kv, spec,
+                                                                         d.engine_preset))
+    return dataclasses.replace(family, front_end_s=d.config.front_end_s)
 
 
 KERNEL_BOUNDS = {"overhead_ms": (0.0, 50.0), "per_seq_us": (0.0, 500.0), "log2_linear_scale": (-2.0, 2.0)}
@@ -336,20 +348,53 @@ def _errors(sweep: pd.DataFrame, predicted: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _search(setup: SweepSetup, sweep: pd.DataFrame, family: Family, max_evaluations: int) -> tuple[Any, int]:
+def _search(setup: SweepSetup, sweep: pd.DataFrame, family: Family,
+            max_evaluations: int) -> tuple[Any, SweepSetup, int]:
+    """Nelder-Mead over the family's terms (and the front end per request where the setup fits it): the spec, the
+    setup with the fitted front end, and the simulations it took."""
+    n = len(family.x0)
+    x0, simplex = family.x0, family.simplex
+    if setup.fit_front_end_s:  # one more dimension, milliseconds; a vertex that moves it alone
+        start_ms = min(max(family.front_end_s * 1e3, FRONT_END_BOUNDS_MS[0]), FRONT_END_BOUNDS_MS[1])
+        x0 = np.append(x0, start_ms)
+        simplex = np.vstack([np.hstack([simplex, np.full((len(simplex), 1), start_ms)]),
+                             np.append(family.x0, start_ms + FRONT_END_STEP_MS)])
+
+    def server(x: np.ndarray) -> SweepSetup:
+        if not setup.fit_front_end_s:
+            return setup
+        return dataclasses.replace(setup, front_end_s=float(np.clip(x[n], *FRONT_END_BOUNDS_MS)) / 1e3)
+
     cache: dict[tuple[float, ...], float] = {}
 
     def objective(x: np.ndarray) -> float:
-        spec = family.to_spec(x)
+        spec, s = family.to_spec(x[:n]), server(x)
         key = tuple(round(float(v), 12) for v in spec.model_dump(exclude={"kind"}).values() if v is not None)
+        key += (round(s.front_end_s, 12),) if s.front_end_s is not None else ()
         if key not in cache:
-            errors = _errors(sweep, setup.simulate(sweep, family.to_model(spec)))["error"].abs()
+            errors = _errors(sweep, s.simulate(sweep, family.to_model(spec)))["error"].abs()
             cache[key] = float(robust_loss(errors.to_numpy()).mean())
         return cache[key]
 
-    res = minimize(objective, family.x0, method="Nelder-Mead",
-                   options={"initial_simplex": family.simplex, "maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
-    return family.to_spec(res.x), len(cache)
+    res = minimize(objective, x0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "maxfev": max_evaluations, "xatol": 1e-3, "fatol": 1e-4})
+    return family.to_spec(res.x[:n]), server(res.x), len(cache)
+
+
+def _front_end_start_s(prior: pd.DataFrame, front_end_s: float) -> float:
+    """Where the search starts the front end per request: the prior's, plus what the prior's TTFT (mean and median)
+    lacks at each shape's lowest concurrency level (a training level), where a front end adds to TTFT whole."""
+    ttft = prior[prior["metric"].isin(("ttft_s", "ttft_median_s"))]
+    lowest = ttft.groupby(["input_tokens", "output_tokens"])["concurrency"].transform("min")
+    gap = (ttft["measured"] - ttft["predicted"])[ttft["concurrency"] == lowest]
+    start = front_end_s + (float(gap.median()) if len(gap) else 0.0)
+    return min(max(start, FRONT_END_BOUNDS_MS[0] / 1e3), FRONT_END_BOUNDS_MS[1] / 1e3)
+
+
+def _front_end_on_bounds(setup: SweepSetup) -> list[str]:
+    if setup.fit_front_end_s and setup.front_end_s is not None and setup.front_end_s * 1e3 >= FRONT_END_BOUNDS_MS[1] * 0.99:
+        return [f"front_end_s = {setup.front_end_s:.4g} (upper bound {FRONT_END_BOUNDS_MS[1] / 1e3:g})"]
+    return []
 
 
 def _phase(table: pd.DataFrame) -> PhaseError:
@@ -360,8 +405,9 @@ def _phase(table: pd.DataFrame) -> PhaseError:
 
 
 def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
-              kind: str = "best") -> tuple[FitResult, list[str]]:
-    """Fit on the training levels, check on the held-out ones; the fit and the parameters sitting on a bound."""
+              kind: str = "best") -> tuple[FitResult, list[str], SweepSetup]:
+    """Fit on the training levels, check on the held-out ones; the fit, the parameters sitting on a bound and the
+    setup fitted (its front end per request, where it fits it)."""
     heldout = split_sweep(sweep, setup.file)
     family = _family(setup, sweep, kind)
     prior = _errors(sweep, setup.simulate(sweep, family.to_model(family.to_spec(family.x0))))
@@ -372,7 +418,9 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
                          f"{setup.model}'s context, the prompt the token budget without chunked prefill, or one "
                          "request the KV pool; check the row, --engine, --max-num-batched-tokens and "
                          "--gpu-memory-utilization")
-    spec, _ = _search(setup, sweep[~heldout], family, max_evaluations)
+    if setup.fit_front_end_s:
+        family = dataclasses.replace(family, front_end_s=_front_end_start_s(prior, family.front_end_s))
+    spec, setup, _ = _search(setup, sweep[~heldout], family, max_evaluations)
     table = _errors(sweep, setup.simulate(sweep, family.to_model(spec)))
     table["split"] = np.where(heldout[table["row"].to_numpy()], "heldout", "train")
     table["prior_predicted"] = prior["predicted"].to_numpy()
@@ -385,11 +433,11 @@ def fit_sweep(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60,
         heldout_by="concurrency (every second level of each shape)",
         phases={phase: _phase(held[held["phase"] == phase]) for col, phase in METRICS.items()
                 if col not in MEDIANS or sweep[col].notna().any()})
-    return fit, family.on_bounds(spec)
+    return fit, family.on_bounds(spec) + _front_end_on_bounds(setup), setup
 
 
 def _try_fit(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int,
-             kind: str) -> tuple[FitResult, list[str]] | str:
+             kind: str) -> tuple[FitResult, list[str], SweepSetup] | str:
     """A fit at one candidate setting, or why that setting cannot be simulated (the model does not fit its memory,
     a row cannot complete): a search skips such a candidate rather than stopping."""
     try:
@@ -399,7 +447,7 @@ def _try_fit(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int,
 
 
 def _fit_each(sweep: pd.DataFrame, setups: list[SweepSetup], max_evaluations: int,
-              kind: str) -> list[tuple[FitResult, list[str]] | str]:
+              kind: str) -> list[tuple[FitResult, list[str], SweepSetup] | str]:
     """Independent fits, in parallel processes where there are cores (the same results as one after another)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(len(setups), cores)
@@ -452,8 +500,8 @@ def fit_sweep_server(sweep: pd.DataFrame, setup: SweepSetup, field: str, candida
     low = min(r[0].train_mape for _, r in fits)
     ties = [(s, r) for s, r in fits if r[0].train_mape <= low + TIE]
     pick = next(((s, r) for s, r in ties if getattr(s, field) == preferred), max(ties, key=lambda t: getattr(t[0], field)))
-    s, (fit, on_bounds) = pick
-    return fit, on_bounds, s, ServerSearch(field, tried, getattr(s, field), len(ties) == 1)
+    s, (fit, on_bounds, fitted) = pick  # fitted: s with its front end per request, where the fit finds it
+    return fit, on_bounds, fitted, ServerSearch(field, tried, getattr(s, field), len(ties) == 1)
 
 
 def fit_sweep_budget(sweep: pd.DataFrame, setup: SweepSetup, max_evaluations: int = 60, kind: str = "best",

@@ -341,7 +341,7 @@ def fit_cmd(
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
-    front_end_s: Annotated[Optional[float], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
+    front_end_s: Annotated[Optional[str], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); or, for sweep tables, auto to fit it with the step time (0-0.2 s: TTFT at low concurrency is mostly the host's); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
     front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim and sglang have one), else none.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
@@ -377,7 +377,7 @@ def fit_cmd(
         _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by or "random", max_train_rows)
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
-        _check_front_end_flag(front_end_s, table, REQUEST_COLUMNS)
+        front_end = _front_end_s(front_end_s, table, REQUEST_COLUMNS)
         arch, profile = _context(sku, model)
         _check_profile_target(profiles_dir, sku, model, engine, dtype, tp, force)
     prov = _fit_provenance(measurements, gpu_name or sku)
@@ -388,14 +388,14 @@ def fit_cmd(
                     sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, max_num_seqs=max_num_seqs), profiles_dir,
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif _is_sweep(table):
-            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end_s,
+            limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end,
                       front_end_us_per_token)
             run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, limits, profiles_dir, prov,
                              max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
-                                 max_num_seqs=max_num_seqs, front_end_s=front_end_s)
+                                 max_num_seqs=max_num_seqs, front_end_s=front_end)
                 run = _fit_requests(check_requests(table, str(measurements)), dep, profiles_dir, prov,
                                     max_heldout_mape, force, space, fit_model, out)
         else:
@@ -407,16 +407,28 @@ def fit_cmd(
     _report(run, out)
 
 
-def _check_front_end_flag(front_end_s: Optional[float], table: Any, request_columns: Any) -> None:
-    """--front-end-s describes a served load: a step or batch-latency table has no front end in it."""
+def _front_end_s(value: Optional[str], table: Any, request_columns: Any) -> float | str | None:
+    """--front-end-s: seconds, "auto" (fitted; sweep tables only) or None (the preset's). It describes a served
+    load: a step or batch-latency table has no front end in it."""
     from simfactory.calibration.validate import check_front_end
 
-    if front_end_s is None:
-        return
+    if value is None:
+        return None
+    sweep = _is_sweep(table)
+    if value.strip().lower() == "auto":
+        if not sweep:
+            raise InputError("--front-end-s", "", "auto (fitted) applies to sweep tables, whose low-concurrency TTFT "
+                                                  "sets it; give a request table's front end in seconds")
+        return "auto"
+    try:
+        front_end_s = float(value)
+    except ValueError:
+        raise InputError("--front-end-s", "", f"seconds (e.g. 0.0034) or auto, got {value!r}") from None
     check_front_end(front_end_s)
-    if front_end_s and not (_is_sweep(table) or all(c in table.columns for c in request_columns)):
+    if front_end_s and not (sweep or all(c in table.columns for c in request_columns)):
         raise InputError("--front-end-s", "", "applies to request and sweep tables (a served load); step and "
                                               "batch-latency tables time the engine alone")
+    return front_end_s
 
 
 def _front_end_per_token_s(value: Optional[str]) -> float | str | None:
@@ -446,7 +458,8 @@ def _is_sweep(table: Any) -> bool:
 
 
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
-               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], Optional[float], Optional[str]],
+               limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], float | str | None,
+                             Optional[str]],
                profiles_dir: Path,
                prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
@@ -477,8 +490,10 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         tokens = limits[1] or (max(seqs, BUDGETS[0]) if held else BUDGETS[0])
         base = preset.front_end if preset is not None else None
         per_token_s = _front_end_per_token_s(limits[5])
-        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2], limits[4],
-                           per_token_s if per_token_s != "auto" else None, base, seqs_within_budget=held)
+        fit_front_end = limits[4] == "auto"
+        setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2],
+                           None if fit_front_end else limits[4], per_token_s if per_token_s != "auto" else None, base,
+                           seqs_within_budget=held, fit_front_end_s=fit_front_end)
         counted = int(sweep["requests"].notna().sum())
         if counted:
             prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "
@@ -487,6 +502,7 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         searched = [f"max_num_batched_tokens (one fit per {', '.join(map(str, BUDGETS))})"] if limits[1] is None else []
         searched += [f"gpu_memory_utilization ({', '.join(map(str, KV_FRACTIONS))})"] if limits[2] is None else []
         searched += ["the front end's CPU per streamed token (0-150 us)"] if per_token_s == "auto" else []
+        searched += ["in every fit, the front end per request (0-0.2 s, with the step time)"] if fit_front_end else []
         out.print(f"fitting to {len(sweep)} sweep rows (max_num_seqs {seqs}; "
                   f"{'fitted too: ' + ', then '.join(searched) if searched else 'the server settings given'}; every "
                   "evaluation simulates their closed loops) ...", highlight=False)

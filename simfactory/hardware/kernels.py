@@ -351,24 +351,30 @@ def _allreduce_terms(allreduce_ms: list[float], tokens: list[float], arch: Model
 
 
 NO_TRITON_CURVE = "no Triton fused_moe curve"  # in a label: the engine's BF16 experts are priced with another kernel
+NO_OLDER_MOE_CURVE = "no older-release MoE curve"  # in a label: the engine's older MoE kernels are priced with newer ones
 
 
 def linear_curve(lin: dict[str, Any], triton_moe: bool, older_moe: str | None = None) -> tuple[list[float], str]:
     """A linear record's curve for an engine (EngineKernels.triton_bf16_moe: its BF16 experts on Triton fused_moe;
     EngineKernels.older_moe: the MoE kernels of an older release it ran) and what the label says of it: the record's
-    older-release curve where the engine names one and the record has it; else its Triton curve where it has one;
-    where its MoE rows are another kernel's and it has none, its own curve, said to be faster than the engine's."""
-    if older_moe is not None and "linear_ms_older_moe" in lin:
-        return lin["linear_ms_older_moe"], f"; MoE layers on sglang {older_moe}'s measured kernels (the tables' curve)"
+    older-release curve where the engine names one and the record has it (where it has none, the label says the
+    tables' release stands in); else its Triton curve where it has one; where its MoE rows are another kernel's and
+    it has none, its own curve, said to be faster than the engine's."""
+    older = ""
+    if older_moe is not None:  # named only for MoE models on the SKUs the release's tables cover (resolve's older_moe)
+        if "linear_ms_older_moe" in lin:
+            return lin["linear_ms_older_moe"], f"; MoE layers on sglang {older_moe}'s measured kernels (the tables' curve)"
+        older = (f"; {NO_OLDER_MOE_CURVE} (sglang {older_moe}'s) for this model and dtype: the tables' release's MoE "
+                 "rows stand in")
     if not triton_moe:
-        return lin["linear_ms"], ""
+        return lin["linear_ms"], older
     if "linear_ms_triton_moe" in lin:
-        return lin["linear_ms_triton_moe"], "; MoE layers on Triton fused_moe (the tables' curve)"
+        return lin["linear_ms_triton_moe"], older + "; MoE layers on Triton fused_moe (the tables' curve)"
     kernel = lin.get("moe_kernel", "triton")
     if kernel == "triton":
-        return lin["linear_ms"], ""
-    return lin["linear_ms"], (f"; {NO_TRITON_CURVE} for the engine's BF16 experts here: {kernel}'s rows stand in "
-                              "(faster)")
+        return lin["linear_ms"], older
+    return lin["linear_ms"], older + (f"; {NO_TRITON_CURVE} for the engine's BF16 experts here: {kernel}'s rows "
+                                      "stand in (faster)")
 
 
 def _terms_note(prefill_floor_s: float, mixed_decode_attn_scale: float, linear_scale: float,

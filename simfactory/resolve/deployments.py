@@ -11,7 +11,7 @@ from simfactory.config.limits import MAX_KV_OVERCOMMIT
 from simfactory.config.profile import UNQUANTIZED_DTYPES, EnginePreset, HardwareProfile, ModelArch
 from simfactory.config.scenario import Deployment, Pool, Scenario, kv_dtype_for
 from simfactory.errors import InputError, InputErrors
-from simfactory.hardware.kernels import NO_TRITON_CURVE
+from simfactory.hardware.kernels import NO_OLDER_MOE_CURVE, NO_TRITON_CURVE
 from simfactory.hardware.memory import MemoryPlan, plan_memory
 from simfactory.hardware.speculative import SpeculativeModel, mtp_draft_fraction
 from simfactory.hardware.step_time import RooflineModel, StepTimeModel
@@ -207,6 +207,12 @@ def _step_time_warnings(d: Deployment, at: str, fname: str, profile: HardwarePro
                         "(10-14% in time per output token on SGLang 0.5.6's Qwen3-235B-A22B runs on B200 before its "
                         "Triton curve; README, Fidelity); calibrate, or use the engine release whose kernel the "
                         "tables time (sglang-0.5.8 or later)")
+    if label.startswith(MEASURED_KERNELS_LABEL) and NO_OLDER_MOE_CURVE in label:
+        warnings.append(f"{fname}: {at}: {d.engine} runs {d.model}'s experts on an older release's MoE kernels, which "
+                        f"{profile.sku}'s kernel tables hold no timings of for this model and dtype: the tables' "
+                        "newer release's rows stand in (the label says so), likely faster than the engine's (that "
+                        "older release timed DeepSeek-R1's experts 10-44% slower on an H200), so step times may be "
+                        "optimistic; calibrate, or use the engine release the tables time")
     if d.step_time_source == "auto" and label.startswith(ROOFLINE_DEFAULT_LABEL):
         moe = (" For MoE models it is far more so: published runs of Qwen3-235B-A22B and DeepSeek-R1 on 8 GPUs "
                "are 60-150% optimistic on it (decode steps about half as long as measured).") \
