@@ -263,16 +263,16 @@ def slower_stack_measurements() -> pd.DataFrame:
     return synthetic_measurements(truth, (2.0, 5.0, 10.0), 30, (200, 1500), (30, 200), seed=11)
 
 
-def synthetic_measurements(truth, rates, n, prompts, answers, seed) -> pd.DataFrame:
-    """A request table the simulator produced on `truth` (a step time): n Poisson requests per rate, prompt and
-    answer lengths uniform in the given ranges."""
+def synthetic_measurements(truth, rates, n, prompts, answers, seed, dep=H100_8B) -> pd.DataFrame:
+    """A request table the simulator produced on `truth` (a step time) for `dep`: n Poisson requests per rate,
+    prompt and answer lengths uniform in the given ranges."""
     rng = np.random.default_rng(seed)
     blocks = []
     for rate in rates:
         plan = pd.DataFrame({"send_s": np.cumsum(rng.exponential(1 / rate, n)), "input_tokens": rng.integers(*prompts, n),
                              "output_tokens": rng.integers(*answers, n)})
         plan["send_s"] -= plan["send_s"].iloc[0]
-        sim = simulate_block(plan, H100_8B, factors=truth)
+        sim = simulate_block(plan, dep, factors=truth)
         blocks.append(pd.DataFrame({"request_id": [f"{rate}-{i}" for i in range(n)], "send_s": plan["send_s"],
                                     "input_tokens": plan["input_tokens"], "output_tokens": sim["output_tokens"].astype(int),
                                     "ttft_s": sim["ttft_s"], "tpot_s": sim["tpot_s"], "e2e_s": sim["e2e_s"],
@@ -606,3 +606,29 @@ def test_an_exhausted_budget_is_reported_with_the_budget_used(slower_stack_measu
     assert fit.budget_exhausted
     warnings = check_serving_fit(fit, max_heldout_mape=10.0, force=True)
     assert any("evaluation budget (--max-evaluations 5)" in w for w in warnings)
+
+
+def test_a_hosts_front_end_per_request_is_fitted_from_a_request_table_when_asked(tmp_path):
+    """A server whose API process spends 40 ms a request (not the vllm preset's 8 ms): told to fit it, the serving
+    fit finds it among the candidates and holds each block out within 5%; left to the preset it charges the
+    difference to the step time and misses the blocks it did not see by more."""
+    from simfactory.config.profile import RooflineStepTime
+    from simfactory.calibration.serving_fit import SearchSpace, fit_serving
+
+    truth = RooflineStepTime(compute_efficiency=0.35, memory_efficiency=0.45, step_overhead_s=0.006)
+    host = Deployment(sku="h100-sxm", model="llama-3.1-8b", replicas=1, front_end_s=0.04)
+    measured = synthetic_measurements(truth, (2.0, 5.0, 10.0), 30, (200, 1500), (30, 200), seed=11, dep=host)
+    kept = fit_serving(measured, H100_8B, space=SearchSpace(max_evaluations=40))
+    fit = fit_serving(measured, H100_8B, space=SearchSpace(max_evaluations=40, fit_front_end=True))
+    assert kept.front_end_s is None and fit.front_end_s == 0.04 and not fit.on_bounds
+    assert min(fit.front_end_tried.values()) == fit.front_end_tried[0.04] < fit.front_end_tried[0.0] / 2
+    assert fit.heldout_mape < 0.05 and kept.heldout_mape > 2 * fit.heldout_mape
+    measured.to_csv(tmp_path / "requests.csv", index=False)
+    res = CliRunner().invoke(app, ["calibrate", "fit", str(tmp_path / "requests.csv"), "--sku", "h100-sxm", "--model",
+                                   "llama-3.1-8b", "--profiles-dir", str(tmp_path / "hp"), "--max-evaluations", "40",
+                                   "--front-end-s", "auto", "--fit", "roofline"])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "give your scenario's deployment front_end_s: 0.04" in said, res.output
+    doc = yaml.safe_load((tmp_path / "hp" / "h100-sxm" / "llama-3.1-8b-vllm-bf16-tp1.yaml").read_text())
+    assert "front_end_s 0.04 fitted with the step time" in doc["provenance"]["method"]

@@ -431,7 +431,7 @@ def test_the_command_fits_the_front_end_per_request_when_asked_and_says_what_to_
 
 @pytest.mark.parametrize("value, table, reason", [
     ("fast", "sweep", "seconds (e.g. 0.0034) or auto"), ("-1", "sweep", "must be seconds from 0"),
-    ("nan", "sweep", "must be seconds from 0"), ("auto", "steps", "auto (fitted) applies to sweep tables"),
+    ("nan", "sweep", "must be seconds from 0"), ("auto", "steps", "auto (fitted) applies to request and sweep"),
 ])
 def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, monkeypatch, value, table, reason):
     monkeypatch.chdir(tmp_path)

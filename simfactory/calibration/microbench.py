@@ -250,8 +250,11 @@ def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, pro
     warnings = check_serving_fit(sf, max_heldout_mape, force)
     fit = sf.as_fit_result()
     check_threshold(fit, max_heldout_mape, force)
+    fitted_front_end = (f"; front_end_s {sf.front_end_s:g} fitted with the step time (training MAPE by value: "
+                        + ", ".join(f"{v:g} {e:.1%}" for v, e in sf.front_end_tried.items()) + ")"
+                        if sf.front_end_s is not None else "")
     provenance = {**provenance, "method": f"serving-level fit: {sf.evaluations} simulated replays, held out one "
-                                          "block at a time",
+                                          f"block at a time{fitted_front_end}",
                   "shipped_roofline_mape": f"{sf.start_mape:.2%} (the SKU's roofline replaying the load, latency "
                                            "percentiles)",
                   "throughput_mape": f"{sf.throughput_mape():.2%} (reported apart: right whenever the server keeps up)"}
@@ -262,6 +265,9 @@ def publish_serving(requests: pd.DataFrame, dep: Any, *, profiles_dir: Path, pro
              + ", ".join(f"block {k}: {v:.1%}" for k, v in sf.block_errors().items())] if sf.heldout is not None else [
         "one block only: no held-out error (measure two or more rates or prompt lengths)"]
     notes.append(f"throughput rows (right whenever the server keeps up; not in the MAPE): {sf.throughput_mape():.1%}")
+    if sf.front_end_s is not None:  # not in the step time: the scenario's deployment must carry it
+        notes.append(f"the server's front end per request, fitted (chosen on every block, then each block held out "
+                     f"behind it): give your scenario's deployment front_end_s: {sf.front_end_s:g}")
     notes += [f"warning: {w}" for w in warnings]
     return CalibrationRun(write_profile(entry, fit, profiles_dir, dep.sku, force=force), fit, None, requests,
                           sf.start_mape, tuple(notes))

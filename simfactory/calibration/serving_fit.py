@@ -24,7 +24,8 @@ from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitRefused, FitResult
 from simfactory.calibration.measurements import check_requests
-from simfactory.calibration.validate import Block, Deployment, blocks_of, by_label, compare_blocks, mape
+from simfactory.calibration.validate import (FITTED_FRONT_END_MAX_S, Block, Deployment, blocks_of, by_label,
+                                             compare_blocks, mape, with_front_end)
 from simfactory.config.profile import LinearStepTime, RooflineStepTime
 from simfactory.paths import PROFILES_DIR
 from simfactory.resolve import default_factors, load_engines, load_models, load_profile, search_dirs
@@ -45,6 +46,8 @@ class SearchSpace:
     # the start whose other terms every candidate keeps (not searched): the engine's eager-prefill floor, the SKU's
     # small-GEMM terms
     kept: RooflineStepTime = RooflineStepTime(compute_efficiency=1.0, memory_efficiency=1.0, step_overhead_s=0.0)
+    # the deployment's front end per request fitted too, among FRONT_END_GRID_S (--front-end-s auto)
+    fit_front_end: bool = False
 
     def clip(self, x: np.ndarray) -> RooflineStepTime:
         c, m, o = (float(np.clip(v, lo, hi)) for v, (lo, hi) in zip(x, self.bounds))
@@ -82,6 +85,8 @@ class ServingFit:
     budget_exhausted: bool = False  # the final fit stopped at max_evaluations
     kind: str = "roofline"  # the step-time model fitted: roofline | linear
     max_evaluations: int = SearchSpace().max_evaluations  # the budget each search had
+    front_end_s: float | None = None  # the front end per request fitted with the step time (None: not fitted)
+    front_end_tried: dict[float, float] = field(default_factory=dict)  # each candidate's training MAPE
 
     @property
     def train_mape(self) -> float:
@@ -176,6 +181,18 @@ def linear_family(measured: pd.DataFrame) -> Family:
     return Family("linear", x0, to_step, simplex, on_bounds)
 
 
+# the front ends per request `--front-end-s auto` tries, seconds: a fit of the step time at each, the best training
+# error kept (searched beside the step-time terms in one simplex, the front end trades against the roofline's
+# efficiencies and the search stalls; at a fixed front end the profile of the error has a clear minimum)
+FRONT_END_GRID_S = (0.0, 0.005, 0.01, 0.02, 0.03, 0.04, 0.06, 0.08, 0.12, FITTED_FRONT_END_MAX_S)
+
+
+def _replayed(blocks: list[Block], front_end_s: float | None) -> list[Block]:
+    """The blocks replayed behind this front end per request (None: their own)."""
+    return blocks if front_end_s is None else [dataclasses.replace(b, scenario=with_front_end(b.scenario, front_end_s))
+                                               for b in blocks]
+
+
 def _search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[Any, int, bool]:
     """Nelder-Mead over the blocks' latency MAPE: (step time, evaluations, budget exhausted)."""
     cache: dict[tuple[float, ...], float] = {}
@@ -191,6 +208,19 @@ def _search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[
                    options={"initial_simplex": family.simplex, "maxfev": max_evaluations, "xatol": 1e-3,
                             "fatol": 1e-4})
     return family.to_step(res.x), len(cache), bool(res.nfev >= max_evaluations and not res.success)
+
+
+def _front_end_search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[float, dict[float, float], int]:
+    """The front end per request whose step-time fit has the lowest training error (FRONT_END_GRID_S): the value,
+    each candidate's training MAPE, the evaluations spent."""
+    tried: dict[float, float] = {}
+    evaluations = 0
+    for fe in FRONT_END_GRID_S:
+        replayed = _replayed(blocks, fe)
+        step, n, _ = _search(replayed, family, max_evaluations)
+        tried[fe] = latency_mape(compare_blocks(replayed, step))
+        evaluations += n
+    return min(tried, key=lambda fe: (tried[fe], fe)), tried, evaluations
 
 
 def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
@@ -213,7 +243,12 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
     family = roofline_family(start, space) if kind == "roofline" else linear_family(measured)
     start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))
-    factors, evaluations, exhausted = _search(blocks, family, space.max_evaluations)
+    evaluations, front_end_s, tried = 0, None, {}
+    if space.fit_front_end:  # chosen on every block; each block is then held out behind it
+        front_end_s, tried, evaluations = _front_end_search(blocks, family, space.max_evaluations)
+        blocks = _replayed(blocks, front_end_s)
+    factors, n, exhausted = _search(blocks, family, space.max_evaluations)
+    evaluations += n
     heldout = None
     labels = by_label(blocks)
     if len(labels) >= 2:  # leave one block out, with all its repeats
@@ -223,9 +258,13 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
             evaluations += n
             folds.append(compare_blocks(held, fold))
         heldout = pd.concat(folds, ignore_index=True)
+    on_bounds = family.on_bounds(factors)
+    if front_end_s is not None and front_end_s >= FITTED_FRONT_END_MAX_S:
+        on_bounds.append(f"front_end_s = {front_end_s:g} (the largest tried, {FITTED_FRONT_END_MAX_S:g})")
     return ServingFit(factors=factors, start=start, train=compare_blocks(blocks, factors), heldout=heldout,
-                      start_mape=start_mape, evaluations=evaluations, on_bounds=family.on_bounds(factors),
-                      budget_exhausted=exhausted, kind=kind, max_evaluations=space.max_evaluations)
+                      start_mape=start_mape, evaluations=evaluations, on_bounds=on_bounds,
+                      budget_exhausted=exhausted, kind=kind, max_evaluations=space.max_evaluations,
+                      front_end_s=front_end_s, front_end_tried=tried)
 
 
 def check_serving_fit(sf: ServingFit, max_heldout_mape: float, force: bool) -> list[str]:

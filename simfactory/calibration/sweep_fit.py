@@ -29,6 +29,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitResult, PhaseError
+from simfactory.calibration.validate import FITTED_FRONT_END_MAX_S
 from simfactory.config.profile import FrontEndWork, KernelsStepTime, RooflineStepTime
 from simfactory.config.scenario import kv_dtype_for
 from simfactory.errors import InputError, InputErrors
@@ -57,7 +58,7 @@ KV_FRACTIONS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)  # KV-cache memory fr
 FRONT_END_PER_TOKEN_S = (0.0, 2e-5, 4e-5, 6e-5, 8e-5, 1e-4, 1.5e-4)
 # the server's fixed front end per request (--front-end-s auto), fitted with the step-time terms, milliseconds: its
 # bounds (a fit at the upper one is refused: no front end explains that sweep) and its first simplex step
-FRONT_END_BOUNDS_MS = (0.0, 200.0)
+FRONT_END_BOUNDS_MS = (0.0, FITTED_FRONT_END_MAX_S * 1e3)
 FRONT_END_STEP_MS = 10.0
 # The fit's loss per row, ROW_ERROR_SCALE ln(1 + |error| / ROW_ERROR_SCALE): nearly |error| below ~10%, half its slope
 # at ROW_ERROR_SCALE, logarithmic past it (a row 10x off weighs as much as five rows 25% off, not forty). A row missed

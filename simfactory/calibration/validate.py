@@ -79,6 +79,10 @@ class Deployment:
             raise InputError("--max-num-seqs", "", f"must be >= 1, got {self.max_num_seqs}")
 
 
+# where `--front-end-s auto` looks for a server's front end per request (a fit at the upper bound is refused)
+FITTED_FRONT_END_MAX_S = 0.2
+
+
 def check_front_end(front_end_s: float) -> None:
     """--front-end-s: seconds per request, within the bounds a deployment's front_end_s takes."""
     if not (isinstance(front_end_s, (int, float)) and 0.0 <= front_end_s <= MAX_FRONT_END_S):  # also NaN
@@ -128,6 +132,13 @@ def _write_trace(block: pd.DataFrame, path: Path) -> None:
                           "Request tokens": block["input_tokens"].astype(int),
                           "Response tokens": block["output_tokens"].astype(int)})
     frame.to_csv(path, index=False, float_format="%.9f")
+
+
+def with_front_end(rs: ResolvedScenario, front_end_s: float) -> ResolvedScenario:
+    """The same scenario with its deployment's fixed front end per request set (what `--front-end-s auto` varies)."""
+    d = rs.deployments[0]
+    config = d.config.model_copy(update={"front_end_s": front_end_s})
+    return dataclasses.replace(rs, deployments=[dataclasses.replace(d, config=config)])
 
 
 def with_factors(rs: ResolvedScenario, factors: RooflineStepTime | LinearStepTime) -> ResolvedScenario:

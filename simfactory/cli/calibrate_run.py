@@ -3,6 +3,7 @@ already have): thin commands over simfactory.calibration, registered on the `cal
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -341,7 +342,7 @@ def fit_cmd(
     max_num_batched_tokens: Annotated[Optional[int], typer.Option(min=1, help="Sweep tables: the server's token budget per step (default: fitted among 512-16384).")] = None,
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
-    front_end_s: Annotated[Optional[str], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); or, for sweep tables, auto to fit it with the step time (0-0.2 s: TTFT at low concurrency is mostly the host's); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
+    front_end_s: Annotated[Optional[str], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); or auto to fit it with the step time (0-0.2 s: TTFT at low load is mostly the host's); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
     front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim and sglang have one), else none.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
@@ -395,7 +396,8 @@ def fit_cmd(
         elif all(c in table.columns for c in REQUEST_COLUMNS):
             with input_errors():
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
-                                 max_num_seqs=max_num_seqs, front_end_s=front_end)
+                                 max_num_seqs=max_num_seqs, front_end_s=None if front_end == "auto" else front_end)
+                space = dataclasses.replace(space, fit_front_end=front_end == "auto")
                 run = _fit_requests(check_requests(table, str(measurements)), dep, profiles_dir, prov,
                                     max_heldout_mape, force, space, fit_model, out)
         else:
@@ -416,9 +418,9 @@ def _front_end_s(value: Optional[str], table: Any, request_columns: Any) -> floa
         return None
     sweep = _is_sweep(table)
     if value.strip().lower() == "auto":
-        if not sweep:
-            raise InputError("--front-end-s", "", "auto (fitted) applies to sweep tables, whose low-concurrency TTFT "
-                                                  "sets it; give a request table's front end in seconds")
+        if not (sweep or all(c in table.columns for c in request_columns)):
+            raise InputError("--front-end-s", "", "auto (fitted) applies to request and sweep tables (a served load); "
+                                                  "step and batch-latency tables time the engine alone")
         return "auto"
     try:
         front_end_s = float(value)
