@@ -221,3 +221,20 @@ def test_a_truncated_lognormal_without_spread_or_mass_states_the_mean_it_draws()
     for d in (LogNormal(median=1000, sigma=0.1, max=10, truncate=True),
               LogNormal(median=100, sigma=0, min=10, max=50, truncate=True)):
         assert d.mean() == pytest.approx(d.sample(np.random.default_rng(0), 1000).mean(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dist", [
+    LogNormal(median=379.8, sigma=1.0, min=1, max=512),  # answers capped by max_tokens: 38% of draws on the cap
+    LogNormal(median=100, sigma=1.5, min=20, max=300),  # both tails clamped
+    LogNormal(median=50, sigma=0.5),  # no bounds
+    LogNormal(median=223, sigma=0.9, min=74, max=602, truncate=True),
+    LogNormal(median=50, sigma=0, min=60, max=70),  # no spread, raised to its floor
+])
+def test_a_lognormal_states_the_mean_of_the_draws_it_makes_clamped_or_truncated(dist):
+    """A clamped lognormal's mean is the clamped draws' (the bounds' piles included), not the unclipped
+    distribution's: a suite that states its mean output of answers cut at max_tokens is held to what is drawn."""
+    drawn = dist.sample(np.random.default_rng(0), 2_000_000).mean()
+    assert dist.mean() == pytest.approx(drawn, rel=2e-3)
+    if dist.max is not None and not dist.truncate and dist.sigma > 0:
+        unclipped = dist.median * np.exp(dist.sigma ** 2 / 2)
+        assert dist.mean() < unclipped  # clamping the upper tail lowers it

@@ -213,18 +213,18 @@ class LogNormal(_Dist):
         return x
 
     def mean(self) -> float:
-        """Of the unclipped distribution (clipping moves it little for the tails it is used on); a truncated one's
-        own mean (truncation can move it a lot)."""
+        """The mean of the draws as made: truncated (the mass inside [min, max] renormalised) or clamped (the tails'
+        mass piled on the bounds, which a cap such as an answer's max_tokens makes large)."""
+        lo, hi = self._cdf_bounds()
+        if self.sigma == 0 or (self.truncate and not hi - lo > 1e-12):  # every draw is the same value
+            return float(self.ppf(np.array([0.5]))[0])
+        mu = math.log(self.median)
+        a = -math.inf if not self.min else (math.log(self.min) - mu) / self.sigma
+        b = math.inf if self.max is None else (math.log(self.max) - mu) / self.sigma
+        inside = self.median * math.exp(self.sigma**2 / 2) * float(ndtr(b - self.sigma) - ndtr(a - self.sigma))
         if self.truncate:
-            lo, hi = self._cdf_bounds()
-            if self.sigma == 0 or not hi - lo > 1e-12:  # no spread, or no mass inside: every draw is the same value
-                return float(self.ppf(np.array([0.5]))[0])
-            mu, s2 = math.log(self.median), self.sigma**2
-            a = -math.inf if not self.min else (math.log(self.min) - mu) / self.sigma
-            b = math.inf if self.max is None else (math.log(self.max) - mu) / self.sigma
-            mass = float(ndtr(b - self.sigma) - ndtr(a - self.sigma))
-            return self.median * math.exp(s2 / 2) * mass / (hi - lo) if hi > lo else self.median
-        return self.median * math.exp(self.sigma**2 / 2)
+            return inside / (hi - lo)
+        return (self.min or 0.0) * lo + inside + (self.max * (1.0 - hi) if self.max is not None else 0.0)
 
     def smallest(self) -> float:
         return self.min if self.min is not None else 0.0
