@@ -84,7 +84,8 @@ def _resolve(tmp_path: Path, **deployment) -> object:
     ("sglang", {}, False),  # piecewise CUDA graphs for prefill by default
     ("sglang", {"dp_attention": 8}, True),  # ... which DP attention turns off
     ("sglang", {"expert_parallel": True}, True),  # ... and so does all-to-all expert parallelism
-    ("vllm", {"dp_attention": 8}, False),  # no prior for vLLM
+    ("vllm", {"dp_attention": 8}, False),  # V1 captures prefill in piecewise graphs: no floor
+    ("vllm-0.6", {}, True),  # V0 runs every step with prompt tokens eagerly (graphs for decode-only steps)
 ])
 def test_resolve_applies_the_prior_where_the_engine_prefills_eagerly(tmp_path, engine, extra, eager):
     arch = MODELS["deepseek-r1"]
