@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -429,11 +430,17 @@ def test_the_command_fits_the_front_end_per_request_when_asked_and_says_what_to_
     assert "front_end_s 0.03" in doc["provenance"]["method"]
 
 
-@pytest.mark.parametrize("value, table, reason", [
-    ("fast", "sweep", "seconds (e.g. 0.0034) or auto"), ("-1", "sweep", "must be seconds from 0"),
-    ("nan", "sweep", "must be seconds from 0"), ("auto", "steps", "auto (fitted) applies to request and sweep"),
+@pytest.mark.parametrize("flag, value, table, reason", [
+    ("--front-end-s", "fast", "sweep", "seconds (e.g. 0.0034) or auto"),
+    ("--front-end-s", "-1", "sweep", "must be seconds from 0"),
+    ("--front-end-s", "nan", "sweep", "must be seconds from 0"),
+    ("--front-end-s", "auto", "steps", "auto (fitted) applies to request and sweep"),
+    ("--length-sigma", "-1", "sweep", "lognormal shape from 0 to 2"),
+    ("--length-sigma", "3", "sweep", "lognormal shape from 0 to 2"),
+    ("--length-sigma", "nan", "sweep", "lognormal shape from 0 to 2"),
+    ("--length-sigma", "1", "steps", "applies to sweep tables"),
 ])
-def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, monkeypatch, value, table, reason):
+def test_a_bad_front_end_or_length_flag_is_one_line_exit_2(tmp_path, monkeypatch, flag, value, table, reason):
     monkeypatch.chdir(tmp_path)
     if table == "sweep":
         _sweep([1, 2, 4], [(200, 16)]).to_csv("t.csv", index=False)
@@ -441,8 +448,38 @@ def test_a_bad_front_end_flag_is_one_line_exit_2(tmp_path, monkeypatch, value, t
         pd.DataFrame([{"prefill_tokens": 128 * i, "decode_seqs": 0, "kv_tokens": 0, "step_s": 0.01 * i}
                       for i in range(1, 9)]).to_csv("t.csv", index=False)
     res = CliRunner().invoke(app, ["calibrate", "fit", "t.csv", "--sku", "h100-sxm", "--model", "llama-3.1-8b",
-                                   "--front-end-s", value])
+                                   flag, value])
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     errors = [ln for ln in " ".join(res.output.split()).split("error: ")[1:]]
-    assert len(errors) == 1 and "--front-end-s" in errors[0] and reason in errors[0], res.output
+    assert len(errors) == 1 and flag in errors[0] and reason in errors[0], res.output
     assert not Path("hardware_profiles").exists()
+
+
+def test_a_lognormal_with_a_given_mean_keeps_that_mean_inside_its_bounds():
+    from simfactory.config.distributions import lognormal_with_mean
+
+    for mean, sigma in ((233, 1.0), (4, 0.5), (32_000, 1.5)):
+        d = lognormal_with_mean(mean, sigma, 1.0, 8.0 * mean)
+        draws = d.sample(np.random.default_rng(0), 400_000)
+        assert d.mean() == pytest.approx(mean, rel=1e-6) and draws.mean() == pytest.approx(mean, rel=1e-2)
+        assert draws.min() >= 1.0 and draws.max() <= 8.0 * mean
+    with pytest.raises(ValueError, match="low < mean < high"):
+        lognormal_with_mean(10, 1.0, 20, 80)
+
+
+def test_a_sweep_measured_on_spread_lengths_is_fitted_with_its_spread_and_its_hosts_front_end():
+    """A dataset's lengths (ShareGPT's spread) keep clients out of step; simulated at the rows' fixed means they stay
+    in step and TTFT at 2-8 clients comes out far off whatever the front end. Told the spread (--length-sigma), the
+    fit finds the 35 ms front end and holds the levels it did not see."""
+    truth = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm-0.11", "bf16", 1, 256, 2048, front_end_s=0.035,
+                       length_sigma=1.0)
+    rows = pd.DataFrame([{"concurrency": c, "input_tokens": 233, "output_tokens": 221, "requests": 100}
+                         for c in (1, 2, 4, 8)])
+    measured = truth.simulate(rows, _family(truth, rows).to_model(KernelsStepTime(overhead_s=0.002)))
+    sweep = check_sweep(pd.concat([rows, measured], axis=1))
+    fixed = SweepSetup("h100-sxm", "llama-3.1-8b", "vllm-0.11", "bf16", 1, 256, 2048, fit_front_end_s=True)
+    spread = dataclasses.replace(fixed, length_sigma=1.0)
+    stepped, _, _ = fit_sweep(sweep, fixed)
+    fit, on_bounds, fitted = fit_sweep(sweep, spread)
+    assert not on_bounds and fitted.front_end_s == pytest.approx(0.035, abs=0.003)
+    assert fit.phases["ttft"].mape < 0.05 and stepped.phases["ttft"].mape > 3 * fit.phases["ttft"].mape

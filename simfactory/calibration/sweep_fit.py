@@ -30,6 +30,7 @@ from scipy.optimize import minimize
 
 from simfactory.calibration.fit import FitResult, PhaseError
 from simfactory.calibration.validate import FITTED_FRONT_END_MAX_S
+from simfactory.config.distributions import lognormal_with_mean
 from simfactory.config.profile import FrontEndWork, KernelsStepTime, RooflineStepTime
 from simfactory.config.scenario import kv_dtype_for
 from simfactory.errors import InputError, InputErrors
@@ -186,6 +187,9 @@ class SweepSetup:
     # front_end_s is fitted with the step-time terms (starting from front_end_s, else the engine preset's): TTFT at
     # low concurrency is mostly the server's host work, which differs by host and release (--front-end-s auto)
     fit_front_end_s: bool = False
+    # the rows' lengths spread as lognormals of this shape around each row's means (--length-sigma; 0: every request
+    # has the row's lengths): a benchmark on a dataset (ShareGPT) whose clients a fixed length would keep in step
+    length_sigma: float = 0.0
 
     def front_end_work(self) -> FrontEndWork | None:
         """The deployment's front_end_work this setup stands for (None: the engine preset's applies)."""
@@ -197,10 +201,14 @@ class SweepSetup:
 
     def point(self, row: Any) -> FidelityPoint:
         work = self.front_end_work()
+        spread = {}
+        if self.length_sigma > 0:  # truncated at 8x the mean; a 1-token row stays fixed
+            spread = {f"{k}_distribution": lognormal_with_mean(n, self.length_sigma, 1.0, 8.0 * n).model_dump()
+                      for k, n in (("input", int(row.input_tokens)), ("output", int(row.output_tokens))) if n > 1}
         return FidelityPoint(id=f"c{row.concurrency}-{row.input_tokens}-{row.output_tokens}", sku=self.sku,
                              model=self.model, dtype=self.dtype, tp=self.tp, input_tokens=int(row.input_tokens),
                              output_tokens=int(row.output_tokens), concurrency=int(row.concurrency),
-                             metric="ttft_s", measured=1.0,
+                             metric="ttft_s", measured=1.0, **spread,
                              deployment={**({} if self.gpu_memory_utilization is None else
                                             {"gpu_memory_utilization": self.gpu_memory_utilization}),
                                          **({"front_end_s": self.front_end_s} if self.front_end_s is not None else {}),

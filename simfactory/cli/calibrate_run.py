@@ -343,6 +343,7 @@ def fit_cmd(
     gpu_memory_utilization: Annotated[Optional[float], typer.Option(help="Sweep tables: the server's KV-cache memory fraction (default: fitted among 0.5-0.95).")] = None,
     requests_per_client: Annotated[Optional[int], typer.Option(min=1, max=1000, help="Sweep tables: rows without a requests column value ran this many requests per client from a cold start, every one measured (AIPerf --request-count K x C; NIM's guide: 3); default: a steady state.")] = None,
     front_end_s: Annotated[Optional[str], typer.Option(help="Request and sweep tables: seconds the server's front end adds to each request before its engine (HTTP, tokenizer, Triton's ensemble), simulated as a deployment's front_end_s and not fitted (else the fit charges it to the engine); or auto to fit it with the step time (0-0.2 s: TTFT at low load is mostly the host's); left out: the engine preset's (vLLM V1 8 ms, SGLang 12 ms, else 0).")] = None,
+    length_sigma: Annotated[float, typer.Option(help="Sweep tables: spread each row's prompt and answer lengths as lognormals of this shape (sigma, 0-2) around the row's means, truncated at 8x the mean; ~1 for ShareGPT-like datasets. 0 (default): every request has the row's lengths, as benchmarks with fixed synthetic lengths run (a fixed length keeps the clients in step).")] = 0.0,
     front_end_us_per_token: Annotated[Optional[str], typer.Option(help="Sweep tables: CPU microseconds the server's API process spends per streamed token (its front end as a shared core: deployment front_end_work), or auto to fit it among 0-150; default: the engine preset's front end (nim and sglang have one), else none.")] = None,
     fit_model: Annotated[str, typer.Option("--fit", help="linear, roofline, kernels (step tables: the SKU's kernel "
                                                          "tables + fitted engine overhead) or best (the lower "
@@ -379,6 +380,9 @@ def fit_cmd(
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
         front_end = _front_end_s(front_end_s, table, REQUEST_COLUMNS)
+        if length_sigma and not _is_sweep(table):
+            raise InputError("--length-sigma", "", "applies to sweep tables (their rows state mean lengths); request "
+                                                   "and step tables give each request's own")
         arch, profile = _context(sku, model)
         _check_profile_target(profiles_dir, sku, model, engine, dtype, tp, force)
     prov = _fit_provenance(measurements, gpu_name or sku)
@@ -390,7 +394,7 @@ def fit_cmd(
                     prov, max_heldout_mape, force, fit_model, heldout_by or "prompt", max_train_rows, out)
         elif _is_sweep(table):
             limits = (max_num_seqs, max_num_batched_tokens, gpu_memory_utilization, requests_per_client, front_end,
-                      front_end_us_per_token)
+                      front_end_us_per_token, length_sigma)
             run = _fit_sweep(table, str(measurements), sku, model, engine, dtype, tp, limits, profiles_dir, prov,
                              max_heldout_mape, force, max_evaluations, fit_model, out)
         elif all(c in table.columns for c in REQUEST_COLUMNS):
@@ -461,7 +465,7 @@ def _is_sweep(table: Any) -> bool:
 
 def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: str, tp: int,
                limits: tuple[Optional[int], Optional[int], Optional[float], Optional[int], float | str | None,
-                             Optional[str]],
+                             Optional[str], float],
                profiles_dir: Path,
                prov: dict[str, Any],
                max_heldout_mape: float, force: bool, max_evaluations: int, fit_model: str, out: Any) -> Any:
@@ -481,6 +485,8 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
                 raise InputError(flag, "", f"must be a whole number from 1 to {MAX_TOKENS:,}, got {value}")
         if limits[2] is not None and not 0 < limits[2] <= 1:  # also NaN
             raise InputError("--gpu-memory-utilization", "", f"must be a fraction above 0 and at most 1, got {limits[2]}")
+        if not 0.0 <= limits[6] <= 2.0:  # also NaN
+            raise InputError("--length-sigma", "", f"must be a lognormal shape from 0 to 2 (0: fixed lengths), got {limits[6]}")
         sweep = check_sweep(table, file, limits[3])
         dirs = search_dirs(None, "hardware_profiles", PROFILES_DIR)
         preset = load_engines(dirs).get(engine)
@@ -495,7 +501,10 @@ def _fit_sweep(table: Any, file: str, sku: str, model: str, engine: str, dtype: 
         fit_front_end = limits[4] == "auto"
         setup = SweepSetup(sku, model, engine, dtype, tp, seqs, tokens, file, limits[2],
                            None if fit_front_end else limits[4], per_token_s if per_token_s != "auto" else None, base,
-                           seqs_within_budget=held, fit_front_end_s=fit_front_end)
+                           seqs_within_budget=held, fit_front_end_s=fit_front_end, length_sigma=limits[6])
+        if limits[6]:
+            prov["lengths"] = (f"each row's prompt and answer lengths drawn from lognormals of sigma {limits[6]:g} "
+                               "around its means, truncated at 8x the mean (--length-sigma)")
         counted = int(sweep["requests"].notna().sum())
         if counted:
             prov["benchmark"] = (f"{counted} of {len(sweep)} rows run as their benchmark's request count, from a cold "
