@@ -379,10 +379,7 @@ def fit_cmd(
         _check_fit_flags(fit_model, max_heldout_mape, engine, heldout_by or "random", max_train_rows)
         space = _search_space(compute_bounds, memory_bounds, overhead_bounds, max_evaluations)
         table = read_table(measurements)
-        front_end = _front_end_s(front_end_s, table, REQUEST_COLUMNS)
-        if length_sigma and not _is_sweep(table):
-            raise InputError("--length-sigma", "", "applies to sweep tables (their rows state mean lengths); request "
-                                                   "and step tables give each request's own")
+        front_end = _served_load_flags(front_end_s, length_sigma, table, REQUEST_COLUMNS)
         arch, profile = _context(sku, model)
         _check_profile_target(profiles_dir, sku, model, engine, dtype, tp, force)
     prov = _fit_provenance(measurements, gpu_name or sku)
@@ -401,9 +398,8 @@ def fit_cmd(
             with input_errors():
                 dep = Deployment(sku=sku, model=model, engine=engine, dtype=dtype, tp=tp, replicas=replicas,
                                  max_num_seqs=max_num_seqs, front_end_s=None if front_end == "auto" else front_end)
-                space = dataclasses.replace(space, fit_front_end=front_end == "auto")
-                run = _fit_requests(check_requests(table, str(measurements)), dep, profiles_dir, prov,
-                                    max_heldout_mape, force, space, fit_model, out)
+                run = _fit_requests(check_requests(table, str(measurements)), dep, profiles_dir, prov, max_heldout_mape,
+                                    force, dataclasses.replace(space, fit_front_end=front_end == "auto"), fit_model, out)
         else:
             with input_errors():
                 steps = check_steps(table, str(measurements))
@@ -413,14 +409,18 @@ def fit_cmd(
     _report(run, out)
 
 
-def _front_end_s(value: Optional[str], table: Any, request_columns: Any) -> float | str | None:
-    """--front-end-s: seconds, "auto" (fitted; sweep tables only) or None (the preset's). It describes a served
-    load: a step or batch-latency table has no front end in it."""
+def _served_load_flags(value: Optional[str], length_sigma: float, table: Any, request_columns: Any
+                       ) -> float | str | None:
+    """--front-end-s: seconds, "auto" (fitted) or None (the preset's); it describes a served load: a step or
+    batch-latency table has no front end in it. --length-sigma spreads a sweep's mean lengths: sweep tables only."""
     from simfactory.calibration.validate import check_front_end
 
+    sweep = _is_sweep(table)
+    if length_sigma and not sweep:
+        raise InputError("--length-sigma", "", "applies to sweep tables (their rows state mean lengths); request "
+                                               "and step tables give each request's own")
     if value is None:
         return None
-    sweep = _is_sweep(table)
     if value.strip().lower() == "auto":
         if not (sweep or all(c in table.columns for c in request_columns)):
             raise InputError("--front-end-s", "", "auto (fitted) applies to request and sweep tables (a served load); "
