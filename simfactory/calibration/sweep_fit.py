@@ -4,7 +4,7 @@ row per (concurrency, input_tokens, output_tokens) with any of mean TTFT, mean I
 and output tokens per second.
 
 Each row is simulated as the fidelity suites simulate a concurrency point (fidelity.closed_loop_metrics: C clients
-in a closed loop with fixed lengths, measured after a ramp; a row that gives the benchmark's `requests` is run as the
+in a closed loop with the row's lengths, fixed or spread around them (--length-sigma), measured after a ramp; a row that gives the benchmark's `requests` is run as the
 benchmark ran it, that many requests from a cold start, every one measured). What is fitted is what the prior misses: on the
 measured kernel tables, the engine overhead per step and per sequence and a multiplier on the GEMMs (the terms
 `calibrate fit --fit kernels` fits to steps); on a SKU without tables, the roofline's efficiencies and overhead;
