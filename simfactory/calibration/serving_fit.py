@@ -210,17 +210,20 @@ def _search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[
     return family.to_step(res.x), len(cache), bool(res.nfev >= max_evaluations and not res.success)
 
 
-def _front_end_search(blocks: list[Block], family: Family, max_evaluations: int) -> tuple[float, dict[float, float], int]:
+def _front_end_search(blocks: list[Block], family: Family,
+                      max_evaluations: int) -> tuple[float, dict[float, float], int, tuple[Any, bool]]:
     """The front end per request whose step-time fit has the lowest training error (FRONT_END_GRID_S): the value,
-    each candidate's training MAPE, the evaluations spent."""
+    each candidate's training MAPE, the evaluations spent, and that value's fit (step time, budget exhausted)."""
     tried: dict[float, float] = {}
+    fits: dict[float, tuple[Any, bool]] = {}
     evaluations = 0
     for fe in FRONT_END_GRID_S:
         replayed = _replayed(blocks, fe)
-        step, n, _ = _search(replayed, family, max_evaluations)
-        tried[fe] = latency_mape(compare_blocks(replayed, step))
+        step, n, exhausted = _search(replayed, family, max_evaluations)
+        tried[fe], fits[fe] = latency_mape(compare_blocks(replayed, step)), (step, exhausted)
         evaluations += n
-    return min(tried, key=lambda fe: (tried[fe], fe)), tried, evaluations
+    best = min(tried, key=lambda fe: (tried[fe], fe))
+    return best, tried, evaluations, fits[best]
 
 
 def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir: Path | None = None,
@@ -243,12 +246,12 @@ def fit_serving(measured: pd.DataFrame, dep: Deployment, seed: int = 0, base_dir
     blocks = blocks_of(measured, dep, seed, base_dir)  # resolved once; each evaluation re-simulates
     family = roofline_family(start, space) if kind == "roofline" else linear_family(measured)
     start_mape = latency_mape(compare_blocks(blocks, space.clip(roofline_family(start, space).x0)))
-    evaluations, front_end_s, tried = 0, None, {}
-    if space.fit_front_end:  # chosen on every block; each block is then held out behind it
-        front_end_s, tried, evaluations = _front_end_search(blocks, family, space.max_evaluations)
+    front_end_s, tried = None, {}
+    if space.fit_front_end:  # chosen on every block (its fit kept); each block is then held out behind it
+        front_end_s, tried, evaluations, (factors, exhausted) = _front_end_search(blocks, family, space.max_evaluations)
         blocks = _replayed(blocks, front_end_s)
-    factors, n, exhausted = _search(blocks, family, space.max_evaluations)
-    evaluations += n
+    else:
+        factors, evaluations, exhausted = _search(blocks, family, space.max_evaluations)
     heldout = None
     labels = by_label(blocks)
     if len(labels) >= 2:  # leave one block out, with all its repeats

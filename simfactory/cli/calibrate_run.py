@@ -421,8 +421,9 @@ def _served_load_flags(value: Optional[str], length_sigma: float, table: Any, re
                                                "and step tables give each request's own")
     if value is None:
         return None
+    served = sweep or all(c in table.columns for c in request_columns)
     if value.strip().lower() == "auto":
-        if not (sweep or all(c in table.columns for c in request_columns)):
+        if not served:
             raise InputError("--front-end-s", "", "auto (fitted) applies to request and sweep tables (a served load); "
                                                   "step and batch-latency tables time the engine alone")
         return "auto"
@@ -431,7 +432,7 @@ def _served_load_flags(value: Optional[str], length_sigma: float, table: Any, re
     except ValueError:
         raise InputError("--front-end-s", "", f"seconds (e.g. 0.0034) or auto, got {value!r}") from None
     check_front_end(front_end_s)
-    if front_end_s and not (sweep or all(c in table.columns for c in request_columns)):
+    if front_end_s and not served:
         raise InputError("--front-end-s", "", "applies to request and sweep tables (a served load); step and "
                                               "batch-latency tables time the engine alone")
     return front_end_s

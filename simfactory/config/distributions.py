@@ -9,6 +9,7 @@ their values must be whole, positive and bounded (see `check_counts`).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from typing import Annotated, Literal, Union
 
 import numpy as np
@@ -233,18 +234,21 @@ class LogNormal(_Dist):
         return self.max if self.max is not None else math.inf
 
 
+@lru_cache(maxsize=256)
 def lognormal_with_mean(mean: float, sigma: float, low: float, high: float) -> LogNormal:
     """A lognormal of shape `sigma` truncated to [low, high] whose mean is `mean` (its median found by bisection):
-    lengths spread around a benchmark's stated mean, e.g. a dataset's prompts where only their mean is known."""
+    lengths spread around a benchmark's stated mean, e.g. a dataset's prompts where only their mean is known. Cached:
+    a sweep fit asks for the same rows' spreads at every evaluation."""
     if not (sigma > 0 and 0 < low < mean < high):
         raise ValueError(f"lognormal_with_mean needs sigma > 0 and low < mean < high, got {sigma}, {low}, {mean}, {high}")
     lo, hi = low, high
     for _ in range(200):
         median = math.sqrt(lo * hi)  # the mean grows with the median: bisect it geometrically
         d = LogNormal(median=median, sigma=sigma, min=low, max=high, truncate=True)
-        if abs(d.mean() - mean) <= 1e-9 * mean:
+        m = d.mean()
+        if abs(m - mean) <= 1e-9 * mean:
             break
-        lo, hi = (median, hi) if d.mean() < mean else (lo, median)
+        lo, hi = (median, hi) if m < mean else (lo, median)
     return d
 
 
