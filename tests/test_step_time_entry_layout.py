@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from simfactory.resolve import load_and_resolve
@@ -69,3 +70,27 @@ def test_an_entry_of_another_layout_is_named_in_a_warning(tmp_path):
     said = [w for w in rs.warnings if "other parallel layouts" in w]
     assert len(said) == 1 and "r1.yaml (dp_attention 1, ep 1)" in said[0] and "dp_attention 8, ep 8" in said[0]
     assert not [w for w in load_and_resolve(scenario(tmp_path, ENTRY)).warnings if "other parallel layouts" in w]
+
+
+def test_dp_attention_pays_the_host_sync_of_the_whole_tensor_parallel_group(tmp_path):
+    """With attention data-parallel, every step still all-gathers each rank's batch over the whole group (SGLang's
+    prepare_mlp_sync_batch) and the expert layers' collectives span it, so the kernel path's engine-overhead prior
+    grows with the deployment's TP, not its attention ranks': DP8 on 8 GPUs pays what TP8 pays, more than TP1."""
+    from conftest import shipped_engines
+
+    from simfactory.hardware.kernels import AttentionRanks, KernelStepTime
+
+    overhead = shipped_engines()["sglang"].kernels.overhead
+    paid = {}
+    for name, layout in (("tp8", {}), ("dp8", {"dp_attention": 8, "ep": 8})):
+        path = scenario(tmp_path, ENTRY, **layout)
+        (tmp_path / "hardware_profiles" / "h200" / "r1.yaml").unlink()  # no entry: the kernel tables price it
+        st = load_and_resolve(path).deployments[0].step_time
+        st = st.inner if isinstance(st, AttentionRanks) else st  # DP attention: the busiest rank's steps
+        assert isinstance(st, KernelStepTime), name
+        paid[name] = st.overhead_s
+        layers = load_and_resolve(path).deployments[0].arch.layers
+    assert overhead.per_extra_gpu_s > 0
+    expect = overhead.base_s + overhead.per_layer_s * layers + overhead.per_extra_gpu_s * 7
+    assert paid["tp8"] == pytest.approx(expect, rel=1e-9)
+    assert paid["dp8"] == pytest.approx(paid["tp8"], rel=1e-12)

@@ -735,13 +735,17 @@ class EngineOverhead(Sourced):
     per_layer_s: NonNegativeFloat = Field(default=0.0, description="per step and model layer (launch gaps)")
     per_extra_gpu_s: NonNegativeFloat = Field(
         default=0.0, description="per step and tensor-parallel device beyond the first (host sync, collectives' "
-                                 "launch and skew)")
+                                 "launch and skew), the whole tensor-parallel group with DP attention too")
+    per_extra_gpu_up_to: PositiveInt = Field(
+        default=8, description="the largest group per_extra_gpu_s was drawn from (one NVLink node): a larger group "
+        "pays what this one pays, the prior having no evidence that the term keeps growing (wide expert parallelism "
+        "over 16-72 GPUs)")
     per_seq_s: NonNegativeFloat = Field(default=0.0, description="per step and sequence in the batch (input "
                                                                  "preparation, sampling)")
 
     def step_s(self, layers: int, tp: int) -> float:
         """The fixed part of one step (per-sequence cost aside)."""
-        return self.base_s + self.per_layer_s * layers + self.per_extra_gpu_s * (tp - 1)
+        return self.base_s + self.per_layer_s * layers + self.per_extra_gpu_s * (min(tp, self.per_extra_gpu_up_to) - 1)
 
 
 UNQUANTIZED_DTYPES = ("bf16", "fp16")  # weights served as they are: no activation quantization per GEMM

@@ -318,8 +318,10 @@ def kernel_model(
     if fit is None:
         assert k is not None
         version: str | None = k.version
-        # host sync and collective launches grow with the tensor-parallel group: an attention rank's, with DP attention
-        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp // d.dp_attention),
+        # host sync and collective launches grow with the tensor-parallel group, the whole of it with DP attention too:
+        # every step all-gathers each rank's batch over all of it (SGLang's prepare_mlp_sync_batch, TensorRT-LLM's
+        # attention-DP request balancing) and the MoE layers' collectives span it (engines.yaml sglang overhead)
+        terms = {"overhead_s": k.overhead.step_s(arch.layers, d.tp),
                  "overhead_per_seq_s": k.overhead.per_seq_s,
                  "prefill_floor_s": eager_prefill_floor_s(d, arch, preset, prefill_role),
                  "kernel_scale": k.release_factor.factor if k.release_factor is not None else 1.0,
