@@ -185,7 +185,8 @@ def test_report_on_a_run_table_in_another_shape_is_one_line(tmp_path, small_run,
 
 
 @pytest.mark.parametrize("lo, hi, minor_labels", [
-    (0.0072, 0.0137, "all"),  # under a decade: every minor tick in view is labelled
+    (0.0072, 0.0137, "all"),  # under 0.7 decades: every minor tick in view is labelled
+    (0.0234, 0.1194, "2, 3 and 5"),  # the default run's TTFT: 0.03 labelled where the curve rises, not 0.05 alone
     (0.004, 0.2, "2 and 5"),  # under two decades: 2 and 5 only
     (0.002, 30.0, "none"),  # wider: the decades alone (matplotlib's minor labels would crowd)
 ])
@@ -204,6 +205,8 @@ def test_log_axes_label_plain_numbers_without_crowding(lo, hi, minor_labels):
     mantissas = {round(x / 10 ** np.floor(np.log10(x))) for x, _ in labelled}
     if minor_labels == "all":
         assert ticks and len(labelled) == len(ticks)
+    elif minor_labels == "2, 3 and 5":
+        assert mantissas == {3, 5}  # 2 (0.02) is out of view; every other one in it is labelled
     elif minor_labels == "2 and 5":
         assert labelled and mantissas <= {2, 5}
     else:

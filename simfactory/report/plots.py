@@ -38,8 +38,9 @@ NARROW_DECADES = 0.1  # data spanning less than this (max / min under 1.26) gets
 
 def _log_x(ax: Any) -> bool:
     """A log x axis labelled in plain numbers (0.05, not 5x10^-2): the decades, and within them as many minor
-    ticks as the view leaves room for (all under 0.7 decades, 2 and 5 under two, none wider; matplotlib's own
-    minor labels crowd and overlap). Data narrower than NARROW_DECADES (every request alike, say) keep a linear axis
+    ticks as the view leaves room for (all under 0.7 decades, 2, 3 and 5 under 1.2 - so that a view from 0.021 to
+    0.125 s labels 0.03 as well as 0.05 and 0.1 -, 2 and 5 under two, none wider; matplotlib's own minor labels
+    crowd and overlap). Data narrower than NARROW_DECADES (every request alike, say) keep a linear axis
     around them instead, where a log one collapses or crowds its labels. True when the axis is logarithmic."""
     lo, hi = ax.dataLim.intervalx
     if not (np.isfinite(lo) and np.isfinite(hi) and lo > 0) or np.log10(hi / lo) < NARROW_DECADES:
@@ -53,7 +54,8 @@ def _log_x(ax: Any) -> bool:
         lo, hi = ax.get_xlim()
         span = np.log10(hi / lo) if lo > 0 and hi > lo else 99.0
         mantissa = round(x / 10 ** np.floor(np.log10(x)), 6)
-        return f"{x:g}" if span < 0.7 or (span < 2.0 and mantissa in (2.0, 5.0)) else ""
+        shown = (2.0, 3.0, 5.0) if span < 1.2 else (2.0, 5.0) if span < 2.0 else ()
+        return f"{x:g}" if span < 0.7 or mantissa in shown else ""
 
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda x, _: f"{x:g}"))
     ax.xaxis.set_minor_formatter(ticker.FuncFormatter(minor))
