@@ -458,13 +458,15 @@ def test_a_bad_front_end_or_length_flag_is_one_line_exit_2(tmp_path, monkeypatch
 def test_a_lognormal_with_a_given_mean_keeps_that_mean_inside_its_bounds():
     from simfactory.config.distributions import lognormal_with_mean
 
-    for mean, sigma in ((233, 1.0), (4, 0.5), (32_000, 1.5)):
+    for mean, sigma in ((233, 1.0), (4, 0.5), (32_000, 1.5), (2, 1.0), (2, 2.0)):  # 2 in [1, 16]: a median below 1
         d = lognormal_with_mean(mean, sigma, 1.0, 8.0 * mean)
         draws = d.sample(np.random.default_rng(0), 400_000)
         assert d.mean() == pytest.approx(mean, rel=1e-6) and draws.mean() == pytest.approx(mean, rel=1e-2)
         assert draws.min() >= 1.0 and draws.max() <= 8.0 * mean
     with pytest.raises(ValueError, match="low < mean < high"):
         lognormal_with_mean(10, 1.0, 20, 80)
+    with pytest.raises(ValueError, match="no median gives a mean of 1.01"):  # too close to the lower bound
+        lognormal_with_mean(1.01, 1.0, 1.0, 8.08)
 
 
 def test_a_sweep_measured_on_spread_lengths_is_fitted_with_its_spread_and_its_hosts_front_end():

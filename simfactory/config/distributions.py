@@ -237,19 +237,22 @@ class LogNormal(_Dist):
 @lru_cache(maxsize=256)
 def lognormal_with_mean(mean: float, sigma: float, low: float, high: float) -> LogNormal:
     """A lognormal of shape `sigma` truncated to [low, high] whose mean is `mean` (its median found by bisection):
-    lengths spread around a benchmark's stated mean, e.g. a dataset's prompts where only their mean is known. Cached:
-    a sweep fit asks for the same rows' spreads at every evaluation."""
+    lengths spread around a benchmark's stated mean, e.g. a dataset's prompts where only their mean is known. The
+    median may lie below `low` (a mean near the lower bound: 2 tokens in [1, 16]); a mean closer to `low` than a
+    median of low x e^(-4 sigma) reaches is refused, not missed silently. Cached: a sweep fit asks for the same
+    rows' spreads at every evaluation."""
     if not (sigma > 0 and 0 < low < mean < high):
         raise ValueError(f"lognormal_with_mean needs sigma > 0 and low < mean < high, got {sigma}, {low}, {mean}, {high}")
-    lo, hi = low, high
+    lo, hi = low * math.exp(-4.0 * sigma), high
     for _ in range(200):
         median = math.sqrt(lo * hi)  # the mean grows with the median: bisect it geometrically
         d = LogNormal(median=median, sigma=sigma, min=low, max=high, truncate=True)
         m = d.mean()
         if abs(m - mean) <= 1e-9 * mean:
-            break
+            return d
         lo, hi = (median, hi) if m < mean else (lo, median)
-    return d
+    raise ValueError(f"lognormal_with_mean: no median gives a mean of {mean} in [{low}, {high}] at sigma {sigma} "
+                     f"(the closest: {m:.6g})")
 
 
 class Empirical(_Dist):
