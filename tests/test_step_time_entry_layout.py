@@ -85,12 +85,16 @@ def test_dp_attention_pays_the_host_sync_of_the_whole_tensor_parallel_group(tmp_
     for name, layout in (("tp8", {}), ("dp8", {"dp_attention": 8, "ep": 8})):
         path = scenario(tmp_path, ENTRY, **layout)
         (tmp_path / "hardware_profiles" / "h200" / "r1.yaml").unlink()  # no entry: the kernel tables price it
-        st = load_and_resolve(path).deployments[0].step_time
+        deployment = load_and_resolve(path).deployments[0]
+        st = deployment.step_time
         st = st.inner if isinstance(st, AttentionRanks) else st  # DP attention: the busiest rank's steps
         assert isinstance(st, KernelStepTime), name
         paid[name] = st.overhead_s
-        layers = load_and_resolve(path).deployments[0].arch.layers
+    layers = deployment.arch.layers
     assert overhead.per_extra_gpu_s > 0
     expect = overhead.base_s + overhead.per_layer_s * layers + overhead.per_extra_gpu_s * 7
     assert paid["tp8"] == pytest.approx(expect, rel=1e-9)
     assert paid["dp8"] == pytest.approx(paid["tp8"], rel=1e-12)
+    # past the largest group the prior was drawn from (8), a wider one (a 64-GPU NVL72 decode replica) pays the same
+    assert overhead.per_extra_gpu_up_to == 8
+    assert overhead.step_s(layers, 64) == overhead.step_s(layers, 8) > overhead.step_s(layers, 4)
